@@ -1,0 +1,313 @@
+//! The validated configuration. Only these types reach the server: every value
+//! here has been parsed and checked by `config::validate`, so the rest of the
+//! gateway never re-validates (parse, don't validate).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use url::Url;
+use zeroize::Zeroizing;
+
+/// Everything realmgate runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    pub session: SessionSettings,
+    pub log: LogSettings,
+    pub ui: UiSettings,
+    /// In file order; names are unique.
+    pub connections: Vec<Arc<ConnectionSettings>>,
+    /// In file order; (host, path_prefix) pairs are unique.
+    pub routes: Vec<Arc<RouteSettings>>,
+}
+
+impl Settings {
+    /// The connection called `name`.
+    pub fn connection(&self, name: &str) -> Option<&Arc<ConnectionSettings>> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Set only when every route is reached through one external origin.
+    pub public_origin: Option<Url>,
+    /// Peers whose X-Forwarded-For/-Proto/-Host (and X-Request-Id) are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub proxy_protocol: bool,
+    pub shutdown_grace: Duration,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    /// How long an idle keep-alive client connection is kept open.
+    pub idle_timeout: Duration,
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain, re-read on SIGHUP.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1), re-read on SIGHUP.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// The first secret signs; every secret verifies (rotation: `[new, old]`).
+    pub secrets: Vec<Secret>,
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub lifetime: Duration,
+    pub idle_timeout: Duration,
+    pub store: StoreSettings,
+    pub refresh_tokens: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Memory {
+        max_entries: u64,
+    },
+    Redis {
+        /// One URL, or several for Redis Cluster.
+        urls: Vec<String>,
+        key_prefix: String,
+    },
+}
+
+/// A secret value: zeroized on drop, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Secret(Zeroizing::new(bytes.into()))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The secret as text (client secrets are always text).
+    pub fn expose_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing-subscriber filter directive such as `info` or `realmgate=debug`.
+    pub level: String,
+}
+
+/// Branding of the login and error pages.
+#[derive(Debug, Clone)]
+pub struct UiSettings {
+    pub title: String,
+    pub logo_url: Option<String>,
+    /// A CSS colour: `#rgb` or `#rrggbb`.
+    pub accent_color: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionKind {
+    Entra(EntraSettings),
+    Oidc(OidcSettings),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraSettings {
+    /// Tenant domain or id, or `common` / `organizations`.
+    pub tenant: String,
+    /// Which `tid` values are accepted.
+    pub allowed_tenants: TenantAllowList,
+    /// e.g. `https://login.microsoftonline.com` (no trailing slash).
+    pub authority_host: Url,
+    pub graph_endpoint: Url,
+}
+
+impl EntraSettings {
+    /// True for `common` and `organizations`: the issuer is a `{tenantid}` template.
+    pub fn is_multi_tenant(&self) -> bool {
+        matches!(
+            self.tenant.to_ascii_lowercase().as_str(),
+            "common" | "organizations" | "consumers"
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantAllowList {
+    /// Single-tenant connection: the tenant's own id, learned from discovery.
+    Pinned,
+    /// `allowed_tenants = ["*"]`: any tenant (written explicitly by the operator).
+    Any,
+    /// Tenant ids (lowercased GUIDs).
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// Discovery at issuer + `/.well-known/openid-configuration`, unless `endpoints` is set.
+    pub issuer: Url,
+    /// Set when the provider has no discovery document.
+    pub endpoints: Option<ManualEndpoints>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualEndpoints {
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    pub jwks_uri: Url,
+    pub userinfo_endpoint: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupsInHeaders {
+    All,
+    Known,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// Unique; appears in URLs (`/.auth/login/{name}`) and logs.
+    pub name: String,
+    pub display_name: String,
+    pub kind: ConnectionKind,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    /// Lowercased, IDNA-normalized (punycode) domains, unique across connections.
+    pub home_realm_domains: Vec<String>,
+    pub always_show_button: bool,
+    pub groups: bool,
+    /// group id -> display name.
+    pub group_names: HashMap<String, String>,
+    pub groups_in_headers: GroupsInHeaders,
+    pub extended_profile: bool,
+    pub trusted_email: bool,
+    /// Added to every authorization request.
+    pub upstream_params: Vec<(String, String)>,
+    /// Query parameters `/.auth/login?…` may pass through to the provider.
+    pub forward_params: Vec<String>,
+}
+
+impl ConnectionSettings {
+    /// The issuer the discovery document is fetched from (Entra: `{authority}/{tenant}/v2.0`).
+    pub fn issuer_url(&self) -> Url {
+        match &self.kind {
+            ConnectionKind::Entra(e) => {
+                let base = e.authority_host.as_str().trim_end_matches('/');
+                Url::parse(&format!("{base}/{}/v2.0", e.tenant))
+                    .expect("authority_host was validated as a base URL")
+            }
+            ConnectionKind::Oidc(o) => o.issuer.clone(),
+        }
+    }
+
+    /// The discovery document URL.
+    pub fn discovery_url(&self) -> Url {
+        let issuer = self.issuer_url();
+        let base = issuer.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/.well-known/openid-configuration"))
+            .expect("issuer was validated as a URL")
+    }
+
+    /// The redirect URI path for this connection.
+    pub fn callback_path(&self) -> String {
+        format!("/.auth/login/{}/callback", self.name)
+    }
+
+    pub fn is_entra(&self) -> bool {
+        matches!(self.kind, ConnectionKind::Entra(_))
+    }
+}
+
+/// Which identity headers a route sends upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderProfile {
+    Forwarded,
+    AuthRequest,
+    EasyAuth,
+    Remote,
+    Pomerium,
+    OidcClaim,
+    None,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AllowSettings {
+    /// Any of these group ids or mapped names.
+    pub groups: Vec<String>,
+    /// Lowercased, IDNA-normalized.
+    pub email_domains: Vec<String>,
+    /// Lowercased emails.
+    pub users: Vec<String>,
+    /// Tenant ids.
+    pub tenants: Vec<String>,
+}
+
+impl AllowSettings {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.email_domains.is_empty()
+            && self.users.is_empty()
+            && self.tenants.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    pub name: String,
+    /// Lowercased host names without port.
+    pub hosts: Vec<String>,
+    /// Starts and, unless it is `/`, does not end with `/`... it is kept as written
+    /// after validation: it always starts with `/`.
+    pub path_prefix: String,
+    /// `http` or `https` origin, possibly with a base path.
+    pub upstream: Url,
+    pub upstream_ca: Option<PathBuf>,
+    /// Names of the connections that may sign in here (all when the key is absent).
+    pub connections: Vec<String>,
+    /// Path prefixes served without sign-in, matched on the normalized path.
+    pub public: Vec<String>,
+    pub headers: HeaderProfile,
+    /// Header name -> claim path such as `claims.employeeid`.
+    pub headers_extra: Vec<(HeaderName, String)>,
+    pub pass_access_token: bool,
+    pub pass_id_token: bool,
+    pub jwt_assertion: bool,
+    pub api_audiences: Vec<String>,
+    pub preserve_host: bool,
+    pub connect_timeout: Duration,
+    /// Time to the upstream's response headers.
+    pub request_timeout: Duration,
+    pub allow: AllowSettings,
+}

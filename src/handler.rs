@@ -1,0 +1,14 @@
+//! The request pipeline. One function per phase, in order (see `lib.rs`).
+
+use std::net::SocketAddr;
+
+/// What the server knows about the client connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer, or the client address from a PROXY protocol header.
+    pub peer: SocketAddr,
+    /// The local address the connection was accepted on.
+    pub local: SocketAddr,
+    /// TLS was terminated by realmgate on this connection.
+    pub tls: bool,
+}

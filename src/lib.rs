@@ -1,0 +1,32 @@
+//! realmgate: a reverse-proxy authentication gateway.
+//!
+//! The request path (see `handler`): the `server` accepts a connection and
+//! hands each request to `handler::handle`, which routes it (`router`), strips
+//! every identity header (`headers::identity`), serves `/.auth/*` itself
+//! (`auth`), lets public paths through, and for everything else loads the
+//! session (`session`) or bearer token, authorizes (`policy`), injects identity
+//! headers and forwards (`proxy`). Every error becomes a response in exactly
+//! one place (`respond`).
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod discovery;
+pub mod handler;
+pub mod headers;
+pub mod http_client;
+pub mod metrics;
+pub mod oidc;
+pub mod pathnorm;
+pub mod policy;
+pub mod proxy;
+pub mod redirect;
+pub mod respond;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod telemetry;
+pub mod ui;
