@@ -1,6 +1,9 @@
 //! The request pipeline. One function per phase, in order (see `lib.rs`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::Settings;
 
 /// What the server knows about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -11,4 +14,10 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// TLS was terminated by realmgate on this connection.
     pub tls: bool,
+}
+
+/// One config generation: everything a request needs, replaced whole on reload.
+pub struct Gateway {
+    pub settings: Arc<Settings>,
+    pub auth: crate::auth::AuthState,
 }

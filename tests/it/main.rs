@@ -1,2 +1,3 @@
-#[test]
-fn t() {}
+//! Integration tests, built as one binary. Helpers live in `util`.
+
+mod util;
