@@ -135,6 +135,9 @@ pub struct UiSettings {
     pub accent_color: String,
 }
 
+// Built once per config load and kept behind an Arc: the size difference
+// between the variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionKind {
     Entra(EntraSettings),

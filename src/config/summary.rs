@@ -1,0 +1,210 @@
+//! The human summary `realmgate check` prints, and the callback URLs to
+//! register at each provider.
+
+use std::fmt::Write;
+
+use super::{ConnectionKind, Settings, StoreSettings, TenantAllowList};
+
+/// Every (connection, callback URL) pair an operator must register, in order.
+///
+/// The URL's origin is `server.public_origin` when set. Otherwise it is each
+/// host of each route that allows the connection, with `https` (realmgate or a
+/// load balancer in front of it terminates TLS), except for `localhost` and
+/// loopback addresses, which get `http` and the listen port (development).
+pub fn callback_urls(settings: &Settings) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for conn in &settings.connections {
+        let path = conn.callback_path();
+        let mut push = |url: String| {
+            if !out.iter().any(|(c, u)| *c == conn.name && *u == url) {
+                out.push((conn.name.clone(), url));
+            }
+        };
+        if let Some(origin) = &settings.server.public_origin {
+            push(format!("{}{}", origin.as_str().trim_end_matches('/'), path));
+            continue;
+        }
+        for route in settings
+            .routes
+            .iter()
+            .filter(|r| r.connections.contains(&conn.name))
+        {
+            for host in &route.hosts {
+                let local = host == "localhost"
+                    || host.ends_with(".localhost")
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if local && settings.server.tls.is_none() {
+                    push(format!(
+                        "http://{}:{}{path}",
+                        bracket(host),
+                        settings.server.listen.port()
+                    ));
+                } else if settings.server.tls.is_some()
+                    && settings.server.listen.port() != 443
+                    && local
+                {
+                    push(format!(
+                        "https://{}:{}{path}",
+                        bracket(host),
+                        settings.server.listen.port()
+                    ));
+                } else {
+                    push(format!("https://{}{path}", bracket(host)));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// The text `realmgate check` prints for a valid configuration.
+pub fn summary(settings: &Settings) -> String {
+    let mut s = String::new();
+    let srv = &settings.server;
+    let _ = writeln!(s, "Configuration is valid.\n");
+    let _ = writeln!(s, "Listeners:");
+    let _ = writeln!(
+        s,
+        "  proxy  {} ({}{})",
+        srv.listen,
+        if srv.tls.is_some() {
+            "TLS, HTTP/1.1 and HTTP/2"
+        } else {
+            "HTTP/1.1 and h2c"
+        },
+        if srv.proxy_protocol {
+            ", PROXY protocol required"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  admin  {} (/healthz, /readyz, /metrics)",
+        settings.admin.listen
+    );
+    if !srv.trusted_proxies.is_empty() {
+        let list: Vec<String> = srv.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        let _ = writeln!(s, "  trusted proxies: {}", list.join(", "));
+    }
+    let store = match &settings.session.store {
+        StoreSettings::Memory { max_entries } => {
+            format!("memory (up to {max_entries} sessions, one node)")
+        }
+        StoreSettings::Redis { urls, .. } => format!(
+            "redis ({} node{})",
+            urls.len(),
+            if urls.len() == 1 { "" } else { "s" }
+        ),
+    };
+    let _ = writeln!(
+        s,
+        "\nSessions: {store}; lifetime {}, idle timeout {}; {} secret{}",
+        humantime::format_duration(settings.session.lifetime),
+        humantime::format_duration(settings.session.idle_timeout),
+        settings.session.secrets.len(),
+        if settings.session.secrets.len() == 1 {
+            ""
+        } else {
+            "s (the first signs)"
+        }
+    );
+
+    let _ = writeln!(s, "\nRoutes:");
+    for r in &settings.routes {
+        let _ = writeln!(
+            s,
+            "  {}: {}{} -> {}",
+            r.name,
+            r.hosts.join(", "),
+            if r.path_prefix == "/" {
+                String::new()
+            } else {
+                format!(" {}", r.path_prefix)
+            },
+            r.upstream
+        );
+        let _ = writeln!(
+            s,
+            "    sign-in via: {}",
+            if r.connections.is_empty() {
+                "(none)".to_string()
+            } else {
+                r.connections.join(", ")
+            }
+        );
+        let _ = writeln!(
+            s,
+            "    headers: {:?}{}",
+            r.headers,
+            if r.public.is_empty() {
+                String::new()
+            } else {
+                format!("; public: {}", r.public.join(", "))
+            }
+        );
+        if !r.allow.is_empty() {
+            let a = &r.allow;
+            let mut parts = Vec::new();
+            if !a.groups.is_empty() {
+                parts.push(format!("groups any of [{}]", a.groups.join(", ")));
+            }
+            if !a.email_domains.is_empty() {
+                parts.push(format!("email domain in [{}]", a.email_domains.join(", ")));
+            }
+            if !a.users.is_empty() {
+                parts.push(format!("{} listed user(s)", a.users.len()));
+            }
+            if !a.tenants.is_empty() {
+                parts.push(format!("tenant in [{}]", a.tenants.join(", ")));
+            }
+            let _ = writeln!(s, "    allow: {}", parts.join(" and "));
+        } else {
+            let _ = writeln!(s, "    allow: any signed-in user");
+        }
+    }
+
+    let _ = writeln!(s, "\nConnections:");
+    let callbacks = callback_urls(settings);
+    for c in &settings.connections {
+        let kind = match &c.kind {
+            ConnectionKind::Entra(e) => {
+                let tenants = match &e.allowed_tenants {
+                    TenantAllowList::Pinned => String::new(),
+                    TenantAllowList::Any => ", any tenant".into(),
+                    TenantAllowList::List(l) => format!(", tenants {}", l.join(", ")),
+                };
+                format!("Entra ID, tenant {}{tenants}", e.tenant)
+            }
+            ConnectionKind::Oidc(o) => format!("OpenID Connect, issuer {}", o.issuer),
+        };
+        let _ = writeln!(s, "  {} ({}): {kind}", c.name, c.display_name);
+        if !c.home_realm_domains.is_empty() {
+            let _ = writeln!(
+                s,
+                "    home realm domains: {}",
+                c.home_realm_domains.join(", ")
+            );
+        }
+        let _ = writeln!(s, "    discovery: {}", c.discovery_url());
+        let _ = writeln!(s, "    redirect URI(s) to register:");
+        let mine: Vec<_> = callbacks.iter().filter(|(n, _)| *n == c.name).collect();
+        if mine.is_empty() {
+            let _ = writeln!(s, "      (none: no route allows this connection)");
+        }
+        for (_, url) in mine {
+            let _ = writeln!(s, "      {url}");
+        }
+    }
+    s
+}

@@ -1,0 +1,318 @@
+use super::*;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef0123";
+
+fn minimal() -> String {
+    format!(
+        r#"
+[session]
+secret = "{SECRET}"
+
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "contoso.onmicrosoft.com"
+client_id = "00000000-0000-0000-0000-000000000001"
+client_secret = "s3cret"
+home_realm_domains = ["Contoso.COM", "bücher.example"]
+
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com:8443"]
+upstream = "http://127.0.0.1:9000"
+"#
+    )
+}
+
+fn problems(text: &str) -> Vec<ConfigProblem> {
+    load_str(text)
+        .expect_err("config should be invalid")
+        .problems
+}
+
+fn has(problems: &[ConfigProblem], key: &str) -> bool {
+    problems.iter().any(|p| p.key == key)
+}
+
+#[test]
+fn minimal_config_loads_with_defaults() {
+    let s = load_str(&minimal()).expect("valid");
+    assert_eq!(s.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(s.admin.listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(s.session.lifetime, std::time::Duration::from_secs(8 * 3600));
+    assert_eq!(s.session.cookie_name, "realmgate");
+    let c = &s.connections[0];
+    assert_eq!(
+        c.home_realm_domains,
+        vec!["contoso.com", "xn--bcher-kva.example"]
+    );
+    assert_eq!(
+        c.issuer_url().as_str(),
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
+    );
+    assert_eq!(s.routes[0].hosts, vec!["hr.contoso.com"]);
+    assert_eq!(s.routes[0].connections, vec!["contoso"]);
+    assert_eq!(s.routes[0].headers, HeaderProfile::Forwarded);
+}
+
+#[test]
+fn unknown_keys_are_errors_in_every_table() {
+    for (table, key) in [
+        ("server", "server.listne"),
+        ("admin", "admin.lisen"),
+        ("session", "session.secert"),
+        ("log", "log.formt"),
+        ("ui", "ui.colour"),
+    ] {
+        let field = key.rsplit('.').next().unwrap();
+        let text = format!("{}\n[{table}]\n{field} = \"x\"\n", minimal());
+        // A second [session] table is a TOML error; patch session via a fresh document instead.
+        let text = if table == "session" {
+            minimal().replace("[session]\n", &format!("[session]\n{field} = \"x\"\n"))
+        } else {
+            text
+        };
+        let p = problems(&text);
+        assert!(has(&p, key), "{key}: {p:?}");
+    }
+    let p = problems(&minimal().replace(
+        "client_secret = \"s3cret\"",
+        "client_secret = \"s3cret\"\nclient_secert = \"x\"",
+    ));
+    assert!(has(&p, "connection[0].client_secert"), "{p:?}");
+    let p = problems(&format!("{}\nallow = {{ grops = [\"a\"] }}\n", minimal()));
+    assert!(has(&p, "route[0].allow.grops"), "{p:?}");
+    let p = problems(&format!("{}\n[extra]\na = 1\n", minimal()));
+    assert!(has(&p, "extra"), "{p:?}");
+}
+
+#[test]
+fn every_spec_check_is_reported_at_once_with_its_key() {
+    let text = r#"
+[server]
+listen = "nonsense"
+shutdown_grace = "soon"
+
+[session]
+secret = "short"
+store = "redis"
+
+[[connection]]
+name = "a"
+type = "entra"
+tenant = "common"
+client_id = "x"
+home_realm_domains = ["contoso.com"]
+
+[[connection]]
+name = "a"
+type = "oidc"
+issuer = "https://idp.example"
+client_id = "y"
+home_realm_domains = ["CONTOSO.com"]
+
+[[route]]
+name = "one"
+hosts = ["app.example"]
+upstream = "http://127.0.0.1:1"
+connections = ["missing"]
+
+[[route]]
+name = "two"
+hosts = ["APP.example"]
+upstream = "http://127.0.0.1:2"
+"#;
+    let p = problems(text);
+    for key in [
+        "server.listen",
+        "server.shutdown_grace",
+        "session.secret",
+        "session.redis_url",
+        "connection[0].allowed_tenants",
+        "connection[1].name",
+        "connection[1].home_realm_domains[0]",
+        "route[0].connections[0]",
+        "route[1].path_prefix",
+    ] {
+        assert!(has(&p, key), "missing problem for {key}: {p:#?}");
+    }
+    // Secrets are never echoed.
+    assert!(p.iter().all(|x| !x.problem.contains("short")));
+}
+
+#[test]
+fn multi_tenant_accepts_star_only_when_written() {
+    let base = minimal().replace(
+        "tenant = \"contoso.onmicrosoft.com\"",
+        "tenant = \"organizations\"",
+    );
+    assert!(has(&problems(&base), "connection[0].allowed_tenants"));
+    let star = base.replace(
+        "client_secret = \"s3cret\"",
+        "client_secret = \"s3cret\"\nallowed_tenants = [\"*\"]",
+    );
+    let s = load_str(&star).expect("valid");
+    match &s.connections[0].kind {
+        ConnectionKind::Entra(e) => assert_eq!(e.allowed_tenants, TenantAllowList::Any),
+        other => panic!("{other:?}"),
+    }
+    let bad = base.replace(
+        "client_secret = \"s3cret\"",
+        "client_secret = \"s3cret\"\nallowed_tenants = [\"contoso\"]",
+    );
+    assert!(has(&problems(&bad), "connection[0].allowed_tenants[0]"));
+}
+
+#[test]
+fn environment_overrides_tables_and_named_entries() {
+    let env = vec![
+        (
+            "REALMGATE_SERVER__LISTEN".to_string(),
+            "127.0.0.1:1234".to_string(),
+        ),
+        ("REALMGATE_SESSION__LIFETIME".to_string(), "2h".to_string()),
+        (
+            "REALMGATE_SERVER__PROXY_PROTOCOL".to_string(),
+            "true".to_string(),
+        ),
+        (
+            "REALMGATE_CONNECTION__CONTOSO__CLIENT_ID".to_string(),
+            "from-env".to_string(),
+        ),
+        (
+            "REALMGATE_ROUTE__HR__HEADERS".to_string(),
+            "remote".to_string(),
+        ),
+        ("UNRELATED".to_string(), "x".to_string()),
+    ];
+    let s = load_with(&minimal(), env, None).expect("valid");
+    assert_eq!(s.server.listen.to_string(), "127.0.0.1:1234");
+    assert!(s.server.proxy_protocol);
+    assert_eq!(s.session.lifetime, std::time::Duration::from_secs(7200));
+    assert_eq!(s.connections[0].client_id, "from-env");
+    assert_eq!(s.routes[0].headers, HeaderProfile::Remote);
+
+    let env = vec![(
+        "REALMGATE_CONNECTION__NOPE__CLIENT_ID".to_string(),
+        "x".to_string(),
+    )];
+    let e = load_with(&minimal(), env, None).expect_err("unknown entry");
+    assert!(
+        has(&e.problems, "REALMGATE_CONNECTION__NOPE__CLIENT_ID"),
+        "{e}"
+    );
+}
+
+#[test]
+fn secrets_can_come_from_files_with_trailing_newline_trimmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("session"), format!("{SECRET}\n")).expect("write");
+    std::fs::write(dir.path().join("client"), "abc\r\n").expect("write");
+    let text = minimal()
+        .replace(
+            &format!("secret = \"{SECRET}\""),
+            "secret_file = \"session\"",
+        )
+        .replace(
+            "client_secret = \"s3cret\"",
+            "client_secret_file = \"client\"",
+        );
+    let s = load_with(&text, std::iter::empty(), Some(dir.path())).expect("valid");
+    assert_eq!(s.session.secrets[0].expose(), SECRET.as_bytes());
+    assert_eq!(
+        s.connections[0]
+            .client_secret
+            .as_ref()
+            .map(|c| c.expose_str()),
+        Some("abc")
+    );
+
+    let missing = text.replace("secret_file = \"session\"", "secret_file = \"nope\"");
+    let e = load_with(&missing, std::iter::empty(), Some(dir.path())).expect_err("missing file");
+    assert!(has(&e.problems, "session.secret_file"), "{e}");
+    let both = minimal().replace(
+        "client_secret = \"s3cret\"",
+        "client_secret = \"a\"\nclient_secret_file = \"client\"",
+    );
+    assert!(has(&problems(&both), "connection[0].client_secret"));
+}
+
+#[test]
+fn secret_of_exactly_32_bytes_is_accepted_and_31_is_not() {
+    let ok = minimal().replace(SECRET, &"x".repeat(32));
+    assert!(load_str(&ok).is_ok());
+    let short = minimal().replace(SECRET, &"x".repeat(31));
+    assert!(has(&problems(&short), "session.secret"));
+}
+
+#[test]
+fn invalid_toml_reports_the_position() {
+    let e = load_str("[server\nlisten = 1").expect_err("invalid");
+    assert_eq!(e.problems[0].key, "(file)");
+    assert!(e.problems[0].expected.contains("line 1"), "{}", e);
+}
+
+#[test]
+fn callback_urls_cover_every_route_host_allowing_the_connection() {
+    let text = minimal().replace(
+        "hosts = [\"hr.contoso.com:8443\"]",
+        "hosts = [\"hr.contoso.com\", \"localhost\"]",
+    );
+    let s = load_str(&text).expect("valid");
+    let urls = callback_urls(&s);
+    assert_eq!(
+        urls,
+        vec![
+            (
+                "contoso".to_string(),
+                "https://hr.contoso.com/.auth/login/contoso/callback".to_string()
+            ),
+            (
+                "contoso".to_string(),
+                "http://localhost:8080/.auth/login/contoso/callback".to_string()
+            ),
+        ]
+    );
+    let summary = summary(&s);
+    assert!(summary.contains("https://hr.contoso.com/.auth/login/contoso/callback"));
+    assert!(!summary.contains("s3cret"));
+}
+
+/// Every key the structs accept appears in config.toml.example, and the
+/// example itself is a valid configuration.
+#[test]
+fn example_documents_every_key_and_is_valid() {
+    let example = include_str!("../../config.toml.example");
+    let mut problems = Vec::new();
+    let loaded = load::load(example, std::iter::empty(), &mut problems);
+    assert!(loaded.is_some() && problems.is_empty(), "{problems:#?}");
+    // Uncomment every commented-out `# key = value` line: the documented
+    // alternatives must parse too (they may conflict with each other, so only
+    // the key names are checked against the structs below).
+    let documented: std::collections::HashSet<String> = example
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start().trim_start_matches('#').trim_start();
+            // Table headers document their key too: [server.tls] -> tls.
+            if let Some(h) = l.strip_prefix('[').and_then(|h| h.split(']').next()) {
+                return h
+                    .trim_matches(['[', ']'])
+                    .rsplit('.')
+                    .next()
+                    .map(str::to_string);
+            }
+            let (k, _) = l.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                .then(|| k.to_string())
+        })
+        .collect();
+    let keys = raw::all_keys();
+    assert!(keys.len() > 60, "field names could not be read: {keys:?}");
+    for key in keys {
+        assert!(
+            documented.contains(key),
+            "config.toml.example does not document `{key}`"
+        );
+    }
+}

@@ -1,0 +1,1196 @@
+//! Raw config -> [`Settings`], applying defaults and collecting every problem
+//! with its key path. The only side effect is reading `*_file` secrets.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use url::Url;
+
+use super::load::Loaded;
+use super::raw::*;
+use super::*;
+
+/// Minimum session secret length (SPEC 3).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+const DEFAULT_GRAPH: &str = "https://graph.microsoft.com";
+
+/// Collects problems while converting.
+struct Ctx<'a> {
+    problems: &'a mut Vec<ConfigProblem>,
+    /// Relative `*_file` paths resolve against the config file's folder.
+    base_dir: Option<&'a Path>,
+}
+
+impl Ctx<'_> {
+    fn bad(
+        &mut self,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+        expected: impl Into<String>,
+    ) {
+        self.problems
+            .push(ConfigProblem::new(key, problem, expected));
+    }
+
+    fn duration(&mut self, key: &str, raw: Option<&str>, default: &str) -> Duration {
+        let text = raw.unwrap_or(default);
+        match humantime::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.bad(
+                    key,
+                    format!("{text:?} is not a duration ({e})"),
+                    "a duration such as \"90s\", \"15m\", \"8h\" or \"1h30m\"",
+                );
+                humantime::parse_duration(default).unwrap_or_default()
+            }
+        }
+    }
+
+    fn addr(&mut self, key: &str, raw: Option<&str>, default: &str) -> SocketAddr {
+        let text = raw.unwrap_or(default);
+        match text.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                self.bad(
+                    key,
+                    format!("{text:?} is not a socket address"),
+                    "IP:port such as \"0.0.0.0:8080\" or \"[::1]:9090\"",
+                );
+                default
+                    .parse()
+                    .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+            }
+        }
+    }
+
+    fn url(&mut self, key: &str, text: &str, schemes: &[&str]) -> Option<Url> {
+        match Url::parse(text) {
+            Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some() => Some(u),
+            Ok(u) => {
+                self.bad(
+                    key,
+                    format!("{text:?} has scheme {:?} or no host", u.scheme()),
+                    format!("an absolute {} URL", schemes.join(" or ")),
+                );
+                None
+            }
+            Err(e) => {
+                self.bad(
+                    key,
+                    format!("{text:?} is not a URL ({e})"),
+                    "an absolute URL",
+                );
+                None
+            }
+        }
+    }
+
+    /// A secret given inline or as `<key>_file` (trailing newline trimmed).
+    fn secret(&mut self, key: &str, inline: Option<&str>, file: Option<&Path>) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.bad(
+                    key,
+                    format!("is set both inline and as {key}_file"),
+                    "one of the two",
+                );
+                None
+            }
+            (Some(s), None) => Some(Secret::new(s.as_bytes().to_vec())),
+            (None, Some(path)) => self.read_secret_file(&format!("{key}_file"), path),
+            (None, None) => None,
+        }
+    }
+
+    fn read_secret_file(&mut self, key: &str, path: &Path) -> Option<Secret> {
+        let full = self.resolve(path);
+        match std::fs::read(&full) {
+            Ok(mut bytes) => {
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                Some(Secret::new(bytes))
+            }
+            Err(e) => {
+                self.bad(
+                    key,
+                    format!("cannot read {}: {e}", full.display()),
+                    "a readable file holding the secret",
+                );
+                None
+            }
+        }
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        match self.base_dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+/// Validates everything `load` produced.
+pub fn validate(
+    loaded: Loaded,
+    base_dir: Option<&Path>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Settings> {
+    let mut cx = Ctx { problems, base_dir };
+    let server = server(&mut cx, loaded.server);
+    let admin = AdminSettings {
+        listen: cx.addr(
+            "admin.listen",
+            loaded.admin.listen.as_deref(),
+            "127.0.0.1:9090",
+        ),
+    };
+    let session = session(&mut cx, loaded.session);
+    let log = log(&mut cx, loaded.log);
+    let ui = ui(&mut cx, loaded.ui);
+    let connections = connections(&mut cx, loaded.connections);
+    let routes = routes(&mut cx, loaded.routes, &connections);
+    if cx.problems.is_empty() {
+        Some(Settings {
+            server,
+            admin,
+            session,
+            log,
+            ui,
+            connections,
+            routes,
+        })
+    } else {
+        None
+    }
+}
+
+fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
+    let listen = cx.addr("server.listen", raw.listen.as_deref(), "0.0.0.0:8080");
+    let public_origin = raw.public_origin.as_deref().and_then(|o| {
+        let u = cx.url("server.public_origin", o, &["http", "https"])?;
+        if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+            cx.bad(
+                "server.public_origin",
+                format!("{o:?} has a path, query or fragment"),
+                "an origin only, such as \"https://apps.contoso.com\"",
+            );
+            return None;
+        }
+        Some(u)
+    });
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        // A bare address means a single host.
+        let parsed = p
+            .parse::<IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net.trunc()),
+            Err(_) => cx.bad(
+                format!("server.trusted_proxies[{i}]"),
+                format!("{p:?} is not an IP address or CIDR range"),
+                "an address such as \"10.1.2.3\" or a range such as \"10.0.0.0/8\"",
+            ),
+        }
+    }
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(65536);
+    if !(4096..=1 << 20).contains(&max_header_bytes) {
+        cx.bad(
+            "server.max_header_bytes",
+            format!("{max_header_bytes} is out of range"),
+            "a number of bytes from 4096 to 1048576",
+        );
+    }
+    let tls = raw.tls.and_then(|t| match (t.cert, t.key) {
+        (Some(cert), Some(key)) => {
+            let cert = cx.resolve(&cert);
+            let key = cx.resolve(&key);
+            for (k, p) in [("server.tls.cert", &cert), ("server.tls.key", &key)] {
+                if !p.is_file() {
+                    cx.bad(
+                        k,
+                        format!("{} does not exist or is not a file", p.display()),
+                        "the path of a PEM file",
+                    );
+                }
+            }
+            Some(TlsSettings { cert, key })
+        }
+        _ => {
+            cx.bad(
+                "server.tls",
+                "needs both cert and key",
+                "cert = \"<PEM chain>\" and key = \"<PEM key>\"",
+            );
+            None
+        }
+    });
+    ServerSettings {
+        listen,
+        public_origin,
+        trusted_proxies,
+        proxy_protocol: raw.proxy_protocol.unwrap_or(false),
+        shutdown_grace: cx.duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            "30s",
+        ),
+        max_header_bytes: max_header_bytes as usize,
+        header_read_timeout: cx.duration(
+            "server.header_read_timeout",
+            raw.header_read_timeout.as_deref(),
+            "10s",
+        ),
+        idle_timeout: cx.duration("server.idle_timeout", raw.idle_timeout.as_deref(), "60s"),
+        tls,
+    }
+}
+
+fn session(cx: &mut Ctx<'_>, raw: RawSession) -> SessionSettings {
+    let mut secrets = Vec::new();
+    let given = [
+        raw.secret.is_some(),
+        raw.secret_file.is_some(),
+        raw.secrets.is_some(),
+        raw.secrets_file.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given > 1 {
+        cx.bad(
+            "session.secret",
+            "is given in more than one way (secret, secret_file, secrets, secrets_file)",
+            "exactly one of them",
+        );
+    }
+    if let Some(s) = cx.secret(
+        "session.secret",
+        raw.secret.as_deref(),
+        raw.secret_file.as_deref(),
+    ) {
+        secrets.push(("session.secret".to_string(), s));
+    }
+    for (i, s) in raw.secrets.unwrap_or_default().into_iter().enumerate() {
+        secrets.push((format!("session.secrets[{i}]"), Secret::new(s.into_bytes())));
+    }
+    for (i, p) in raw.secrets_file.unwrap_or_default().iter().enumerate() {
+        let key = format!("session.secrets_file[{i}]");
+        if let Some(s) = cx.read_secret_file(&key, p) {
+            secrets.push((key, s));
+        }
+    }
+    if secrets.is_empty() && given == 0 {
+        cx.bad(
+            "session.secret",
+            "is missing",
+            format!(
+                "at least {MIN_SECRET_BYTES} random bytes, e.g. the output of `openssl rand -base64 48`, as secret, secret_file, or secrets = [new, old]"
+            ),
+        );
+    }
+    for (key, s) in &secrets {
+        if s.expose().len() < MIN_SECRET_BYTES {
+            cx.bad(
+                key.clone(),
+                format!("is {} bytes long", s.expose().len()),
+                format!("at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"),
+            );
+        }
+    }
+    let cookie_name = raw.cookie_name.unwrap_or_else(|| "realmgate".into());
+    if cookie_name.is_empty()
+        || cookie_name.len() > 64
+        || !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        cx.bad(
+            "session.cookie_name",
+            format!("{cookie_name:?} is not a valid cookie name"),
+            "1 to 64 letters, digits, '-' or '_' (the __Host- prefix is added automatically)",
+        );
+    }
+    let cookie_domain = raw.cookie_domain.map(|d| d.to_ascii_lowercase());
+    if let Some(d) = &cookie_domain {
+        let bare = d.trim_start_matches('.');
+        if bare.is_empty()
+            || !bare.contains('.')
+            || !bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            cx.bad(
+                "session.cookie_domain",
+                format!("{d:?} is not a domain realmgate can set cookies for"),
+                "a parent domain of the route hosts, such as \".contoso.com\"",
+            );
+        }
+    }
+    let lifetime = cx.duration("session.lifetime", raw.lifetime.as_deref(), "8h");
+    let idle_timeout = cx.duration("session.idle_timeout", raw.idle_timeout.as_deref(), "1h");
+    if idle_timeout > lifetime {
+        cx.bad(
+            "session.idle_timeout",
+            "is longer than session.lifetime",
+            "an idle timeout no longer than the absolute lifetime",
+        );
+    }
+    if lifetime.is_zero() || idle_timeout.is_zero() {
+        cx.bad("session.lifetime", "is zero", "a positive duration");
+    }
+    let store = match raw.store.as_deref().unwrap_or("memory") {
+        "memory" => {
+            if raw.redis_url.is_some() || raw.redis_url_file.is_some() {
+                cx.bad(
+                    "session.redis_url",
+                    "is set but session.store is \"memory\"",
+                    "store = \"redis\" to use Redis, or no redis_url",
+                );
+            }
+            let max_entries = raw.memory_max_entries.unwrap_or(1_000_000);
+            if max_entries == 0 {
+                cx.bad(
+                    "session.memory_max_entries",
+                    "is 0",
+                    "a positive number of sessions",
+                );
+            }
+            StoreSettings::Memory { max_entries }
+        }
+        "redis" => {
+            let mut urls = raw.redis_url.map(OneOrMany::into_vec).unwrap_or_default();
+            if let Some(p) = &raw.redis_url_file {
+                if let Some(s) = cx.read_secret_file("session.redis_url_file", p) {
+                    urls.push(s.expose_str().to_string());
+                }
+            }
+            if urls.is_empty() {
+                cx.bad(
+                    "session.redis_url",
+                    "is missing while session.store is \"redis\"",
+                    "a URL such as \"redis://127.0.0.1:6379/0\" or \"rediss://…\", or a list of cluster nodes",
+                );
+            }
+            for (i, u) in urls.iter().enumerate() {
+                let ok = Url::parse(u)
+                    .map(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"))
+                    .unwrap_or(false);
+                if !ok {
+                    // Never echo the URL: it may hold a password.
+                    cx.bad(
+                        format!("session.redis_url[{i}]"),
+                        "is not a redis:// or rediss:// URL",
+                        "a URL such as \"redis://127.0.0.1:6379/0\"",
+                    );
+                }
+            }
+            StoreSettings::Redis {
+                urls,
+                key_prefix: raw.redis_key_prefix.unwrap_or_else(|| "realmgate:".into()),
+            }
+        }
+        other => {
+            cx.bad(
+                "session.store",
+                format!("{other:?} is not a session store"),
+                "\"memory\" or \"redis\"",
+            );
+            StoreSettings::Memory { max_entries: 1 }
+        }
+    };
+    SessionSettings {
+        secrets: secrets.into_iter().map(|(_, s)| s).collect(),
+        cookie_name,
+        cookie_domain,
+        lifetime,
+        idle_timeout,
+        store,
+        refresh_tokens: raw.refresh_tokens.unwrap_or(true),
+    }
+}
+
+fn log(cx: &mut Ctx<'_>, raw: RawLog) -> LogSettings {
+    let format = match raw.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            cx.bad(
+                "log.format",
+                format!("{other:?} is not a log format"),
+                "\"text\" or \"json\"",
+            );
+            LogFormat::Text
+        }
+    };
+    let level = raw.level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        cx.bad(
+            "log.level",
+            format!("{level:?} is not a log filter"),
+            "a level (error, warn, info, debug, trace) or directives such as \"info,realmgate=debug\"",
+        );
+    }
+    LogSettings { format, level }
+}
+
+fn ui(cx: &mut Ctx<'_>, raw: RawUi) -> UiSettings {
+    let accent_color = raw.accent_color.unwrap_or_else(|| "#0f6cbd".into());
+    let hex = accent_color.strip_prefix('#').unwrap_or("");
+    if !(hex.len() == 3 || hex.len() == 6) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        cx.bad(
+            "ui.accent_color",
+            format!("{accent_color:?} is not a hex colour"),
+            "\"#rgb\" or \"#rrggbb\", such as \"#0f6cbd\"",
+        );
+    }
+    let logo_url = raw.logo_url.filter(|u| {
+        let ok = u.starts_with('/') && !u.starts_with("//")
+            || Url::parse(u).is_ok_and(|p| p.scheme() == "https" || p.scheme() == "data");
+        if !ok {
+            cx.bad(
+                "ui.logo_url",
+                format!("{u:?} is not an https URL, a data: URL or an absolute path"),
+                "for example \"https://cdn.contoso.com/logo.svg\" or \"/static/logo.png\"",
+            );
+        }
+        ok
+    });
+    let title = raw.title.unwrap_or_else(|| "Sign in".into());
+    if title.chars().any(char::is_control) || title.len() > 200 {
+        cx.bad(
+            "ui.title",
+            "has control characters or is too long",
+            "up to 200 printable characters",
+        );
+    }
+    UiSettings {
+        title,
+        logo_url,
+        accent_color,
+    }
+}
+
+/// `contoso`, `partner-2`, `hr_app`: safe in URLs, logs and metric labels.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+const NAME_EXPECTED: &str = "1 to 64 lowercase letters, digits, '-' or '_'";
+
+/// Lowercase and IDNA (punycode) form of a domain or host name.
+pub fn normalize_domain(domain: &str) -> Option<String> {
+    let d = domain.trim().trim_end_matches('.');
+    if d.is_empty() || d.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let ascii = idna::domain_to_ascii(d).ok()?;
+    if ascii.is_empty() || ascii.split('.').any(str::is_empty) {
+        return None;
+    }
+    Some(ascii)
+}
+
+fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<ConnectionSettings>> {
+    let mut out = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut domains: HashMap<String, String> = HashMap::new();
+    for (i, raw) in raws.into_iter().enumerate() {
+        let Some(raw) = raw else { continue };
+        let at = |k: &str| format!("connection[{i}].{k}");
+        let name = raw.name.clone().unwrap_or_default();
+        if !valid_name(&name) {
+            cx.bad(
+                at("name"),
+                format!("{name:?} is not a valid connection name"),
+                NAME_EXPECTED,
+            );
+        } else if let Some(first) = names.insert(name.clone(), i) {
+            cx.bad(
+                at("name"),
+                format!("{name:?} is already the name of connection[{first}]"),
+                "a unique name",
+            );
+        }
+        let entra_only = [
+            ("tenant", raw.tenant.is_some()),
+            ("allowed_tenants", raw.allowed_tenants.is_some()),
+            ("authority_host", raw.authority_host.is_some()),
+            ("graph_endpoint", raw.graph_endpoint.is_some()),
+        ];
+        let oidc_only = [
+            ("issuer", raw.issuer.is_some()),
+            (
+                "authorization_endpoint",
+                raw.authorization_endpoint.is_some(),
+            ),
+            ("token_endpoint", raw.token_endpoint.is_some()),
+            ("jwks_uri", raw.jwks_uri.is_some()),
+            ("userinfo_endpoint", raw.userinfo_endpoint.is_some()),
+            ("end_session_endpoint", raw.end_session_endpoint.is_some()),
+        ];
+        let kind = match raw.kind.as_deref() {
+            Some("entra") => {
+                for (k, set) in oidc_only {
+                    if set {
+                        cx.bad(at(k), "is only for type = \"oidc\"", "no such key on an Entra connection (it uses tenant and authority_host)");
+                    }
+                }
+                entra(cx, &at, &raw).map(ConnectionKind::Entra)
+            }
+            Some("oidc") => {
+                for (k, set) in entra_only {
+                    if set {
+                        cx.bad(
+                            at(k),
+                            "is only for type = \"entra\"",
+                            "no such key on an OIDC connection",
+                        );
+                    }
+                }
+                oidc(cx, &at, &raw).map(ConnectionKind::Oidc)
+            }
+            Some(other) => {
+                cx.bad(
+                    at("type"),
+                    format!("{other:?} is not a connection type"),
+                    "\"entra\" or \"oidc\"",
+                );
+                None
+            }
+            None => {
+                cx.bad(at("type"), "is missing", "\"entra\" or \"oidc\"");
+                None
+            }
+        };
+        let client_id = raw.client_id.clone().unwrap_or_default();
+        if client_id.trim().is_empty() {
+            cx.bad(
+                at("client_id"),
+                "is missing",
+                "the application (client) id registered at the provider",
+            );
+        }
+        let client_secret = cx.secret(
+            &at("client_secret"),
+            raw.client_secret.as_deref(),
+            raw.client_secret_file.as_deref(),
+        );
+        let mut home_realm_domains = Vec::new();
+        for (j, d) in raw
+            .home_realm_domains
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let key = at(&format!("home_realm_domains[{j}]"));
+            match normalize_domain(d) {
+                Some(n) => {
+                    if let Some(owner) = domains.get(&n) {
+                        cx.bad(
+                            key,
+                            format!("{d:?} is already a home realm domain of connection {owner:?}"),
+                            "each domain in at most one connection",
+                        );
+                    } else {
+                        domains.insert(n.clone(), name.clone());
+                        home_realm_domains.push(n);
+                    }
+                }
+                None => cx.bad(
+                    key,
+                    format!("{d:?} is not a domain name"),
+                    "a domain such as \"contoso.com\"",
+                ),
+            }
+        }
+        let groups_in_headers = match raw.groups_in_headers.as_deref().unwrap_or("all") {
+            "all" => GroupsInHeaders::All,
+            "known" => GroupsInHeaders::Known,
+            other => {
+                cx.bad(
+                    at("groups_in_headers"),
+                    format!("{other:?} is not a choice"),
+                    "\"all\" or \"known\"",
+                );
+                GroupsInHeaders::All
+            }
+        };
+        let is_entra = matches!(kind, Some(ConnectionKind::Entra(_)));
+        let scopes = raw.scopes.clone().unwrap_or_else(|| {
+            let mut s = vec!["openid", "profile", "email"];
+            if is_entra {
+                s.push("offline_access");
+            }
+            s.into_iter().map(String::from).collect()
+        });
+        if !scopes.iter().any(|s| s == "openid") {
+            cx.bad(
+                at("scopes"),
+                "does not include \"openid\"",
+                "a list that includes \"openid\"",
+            );
+        }
+        let upstream_params: Vec<(String, String)> = raw
+            .upstream_params
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for (k, _) in &upstream_params {
+            if PROTOCOL_PARAMS.contains(&k.as_str()) {
+                cx.bad(
+                    at(&format!("upstream_params.{k}")),
+                    "would override a parameter realmgate sets itself",
+                    format!("a parameter other than {}", PROTOCOL_PARAMS.join(", ")),
+                );
+            }
+        }
+        let forward_params = raw.forward_params.clone().unwrap_or_default();
+        for p in &forward_params {
+            if PROTOCOL_PARAMS.contains(&p.as_str()) {
+                cx.bad(
+                    at("forward_params"),
+                    format!("{p:?} would let a link override a protocol parameter"),
+                    format!("parameters other than {}", PROTOCOL_PARAMS.join(", ")),
+                );
+            }
+        }
+        let Some(kind) = kind else { continue };
+        out.push(Arc::new(ConnectionSettings {
+            display_name: raw.display_name.clone().unwrap_or_else(|| name.clone()),
+            name,
+            kind,
+            client_id,
+            client_secret,
+            scopes,
+            home_realm_domains,
+            always_show_button: raw.always_show_button.unwrap_or(false),
+            groups: raw.groups.unwrap_or(true),
+            group_names: raw
+                .group_names
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            groups_in_headers,
+            extended_profile: raw.extended_profile.unwrap_or(false),
+            trusted_email: raw.trusted_email.unwrap_or(false),
+            upstream_params,
+            forward_params,
+        }));
+    }
+    out
+}
+
+/// Authorization request parameters realmgate owns; config may not override them.
+const PROTOCOL_PARAMS: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "response_mode",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "request",
+    "request_uri",
+];
+
+fn entra(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    raw: &RawConnection,
+) -> Option<EntraSettings> {
+    let tenant = raw.tenant.clone().unwrap_or_default();
+    let tenant_ok = !tenant.is_empty()
+        && tenant.len() <= 256
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !tenant_ok {
+        cx.bad(
+            at("tenant"),
+            if tenant.is_empty() { "is missing".to_string() } else { format!("{tenant:?} is not a tenant") },
+            "a tenant domain (contoso.onmicrosoft.com), a tenant id (GUID), \"common\" or \"organizations\"",
+        );
+    }
+    let authority_host = cx.url(
+        &at("authority_host"),
+        raw.authority_host.as_deref().unwrap_or(DEFAULT_AUTHORITY),
+        &["https", "http"],
+    )?;
+    let graph_endpoint = cx.url(
+        &at("graph_endpoint"),
+        raw.graph_endpoint.as_deref().unwrap_or(DEFAULT_GRAPH),
+        &["https", "http"],
+    )?;
+    let multi = matches!(
+        tenant.to_ascii_lowercase().as_str(),
+        "common" | "organizations" | "consumers"
+    );
+    let allowed_tenants = match (&raw.allowed_tenants, multi) {
+        (None, true) => {
+            cx.bad(
+                at("allowed_tenants"),
+                format!("is required with tenant = {tenant:?} (any Entra tenant could sign in)"),
+                "the tenant ids (GUIDs) allowed to sign in, or [\"*\"] if you really mean any tenant",
+            );
+            TenantAllowList::Any
+        }
+        (None, false) => TenantAllowList::Pinned,
+        (Some(list), _) if list.iter().any(|t| t == "*") => {
+            if list.len() > 1 {
+                cx.bad(
+                    at("allowed_tenants"),
+                    "mixes \"*\" with tenant ids",
+                    "either [\"*\"] or a list of tenant ids",
+                );
+            }
+            TenantAllowList::Any
+        }
+        (Some(list), _) => {
+            let mut ids = Vec::new();
+            for (j, t) in list.iter().enumerate() {
+                if is_guid(t) {
+                    ids.push(t.to_ascii_lowercase());
+                } else {
+                    cx.bad(
+                        at(&format!("allowed_tenants[{j}]")),
+                        format!("{t:?} is not a tenant id"),
+                        "a tenant id (GUID), as tokens carry it in the tid claim",
+                    );
+                }
+            }
+            if ids.is_empty() && list.is_empty() {
+                cx.bad(
+                    at("allowed_tenants"),
+                    "is empty",
+                    "at least one tenant id, or [\"*\"]",
+                );
+            }
+            TenantAllowList::List(ids)
+        }
+    };
+    Some(EntraSettings {
+        tenant,
+        allowed_tenants,
+        authority_host,
+        graph_endpoint,
+    })
+}
+
+fn oidc(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    raw: &RawConnection,
+) -> Option<OidcSettings> {
+    let Some(issuer_text) = raw.issuer.as_deref() else {
+        cx.bad(at("issuer"), "is missing", "the provider's issuer URL (discovery is at issuer + /.well-known/openid-configuration)");
+        return None;
+    };
+    let issuer = cx.url(&at("issuer"), issuer_text, &["https", "http"])?;
+    let manual = [
+        raw.authorization_endpoint.as_deref(),
+        raw.token_endpoint.as_deref(),
+        raw.jwks_uri.as_deref(),
+    ];
+    let endpoints = if manual.iter().all(Option::is_none) {
+        if raw.userinfo_endpoint.is_some() || raw.end_session_endpoint.is_some() {
+            cx.bad(
+                at("userinfo_endpoint"),
+                "is set without the other manual endpoints",
+                "either discovery (issuer only) or all of authorization_endpoint, token_endpoint, jwks_uri",
+            );
+        }
+        None
+    } else if manual.iter().all(Option::is_some) {
+        let mut u = |k: &str, v: &str| cx.url(&at(k), v, &["https", "http"]);
+        let authorization_endpoint = u("authorization_endpoint", manual[0].unwrap_or_default());
+        let token_endpoint = u("token_endpoint", manual[1].unwrap_or_default());
+        let jwks_uri = u("jwks_uri", manual[2].unwrap_or_default());
+        let userinfo_endpoint = raw
+            .userinfo_endpoint
+            .as_deref()
+            .and_then(|v| u("userinfo_endpoint", v));
+        let end_session_endpoint = raw
+            .end_session_endpoint
+            .as_deref()
+            .and_then(|v| u("end_session_endpoint", v));
+        Some(ManualEndpoints {
+            authorization_endpoint: authorization_endpoint?,
+            token_endpoint: token_endpoint?,
+            jwks_uri: jwks_uri?,
+            userinfo_endpoint,
+            end_session_endpoint,
+        })
+    } else {
+        cx.bad(
+            at("authorization_endpoint"),
+            "only some of authorization_endpoint, token_endpoint, jwks_uri are set",
+            "all three (no discovery) or none (discovery from issuer)",
+        );
+        None
+    };
+    Some(OidcSettings { issuer, endpoints })
+}
+
+fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn routes(
+    cx: &mut Ctx<'_>,
+    raws: Vec<Option<RawRoute>>,
+    connections: &[Arc<ConnectionSettings>],
+) -> Vec<Arc<RouteSettings>> {
+    let mut out = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut claimed: HashMap<(String, String), usize> = HashMap::new();
+    let known_connections: HashSet<&str> = connections.iter().map(|c| c.name.as_str()).collect();
+    if raws.is_empty() {
+        cx.bad(
+            "route",
+            "has no entries",
+            "at least one [[route]] with hosts and upstream",
+        );
+    }
+    for (i, raw) in raws.into_iter().enumerate() {
+        let Some(raw) = raw else { continue };
+        let at = |k: &str| format!("route[{i}].{k}");
+        let name = raw.name.clone().unwrap_or_default();
+        if !valid_name(&name) {
+            cx.bad(
+                at("name"),
+                format!("{name:?} is not a valid route name"),
+                NAME_EXPECTED,
+            );
+        } else if let Some(first) = names.insert(name.clone(), i) {
+            cx.bad(
+                at("name"),
+                format!("{name:?} is already the name of route[{first}]"),
+                "a unique name",
+            );
+        }
+        let mut hosts = Vec::new();
+        let raw_hosts = raw.hosts.clone().unwrap_or_default();
+        if raw_hosts.is_empty() {
+            cx.bad(
+                at("hosts"),
+                "is missing or empty",
+                "the host names this route serves, such as [\"hr.contoso.com\"]",
+            );
+        }
+        for (j, h) in raw_hosts.iter().enumerate() {
+            // Port is ignored for matching; accept "host" or "host:port" as written.
+            let host_only = strip_port(h);
+            match normalize_domain(host_only).or_else(|| ip_host(host_only)) {
+                Some(n) => hosts.push(n),
+                None => cx.bad(
+                    at(&format!("hosts[{j}]")),
+                    format!("{h:?} is not a host name"),
+                    "a host name such as \"hr.contoso.com\"",
+                ),
+            }
+        }
+        let path_prefix = raw.path_prefix.clone().unwrap_or_else(|| "/".into());
+        if !path_prefix.starts_with('/')
+            || path_prefix.contains("//")
+            || path_prefix.split('/').any(|s| s == "." || s == "..")
+            || path_prefix
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b'?' || b == b'#' || b == b'%' || b == b'\\')
+        {
+            cx.bad(
+                at("path_prefix"),
+                format!("{path_prefix:?} is not a plain path"),
+                "a path starting with '/', such as \"/\" or \"/payroll\"",
+            );
+        }
+        if path_prefix == "/.auth" || path_prefix.starts_with("/.auth/") {
+            cx.bad(
+                at("path_prefix"),
+                "is inside /.auth/, which realmgate reserves",
+                "a path outside /.auth/",
+            );
+        }
+        let path_prefix = if path_prefix.len() > 1 {
+            path_prefix.trim_end_matches('/').to_string()
+        } else {
+            path_prefix
+        };
+        for h in &hosts {
+            if let Some(first) = claimed.insert((h.clone(), path_prefix.clone()), i) {
+                cx.bad(
+                    at("path_prefix"),
+                    format!("host {h:?} with path prefix {path_prefix:?} is already claimed by route[{first}]"),
+                    "a unique host and path prefix per route",
+                );
+            }
+        }
+        let upstream = raw.upstream.as_deref().and_then(|u| {
+            let url = cx.url(&at("upstream"), u, &["http", "https"])?;
+            if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+                cx.bad(
+                    at("upstream"),
+                    format!("{u:?} has a query, fragment or user info"),
+                    "scheme://host:port with an optional base path",
+                );
+                return None;
+            }
+            Some(url)
+        });
+        if raw.upstream.is_none() {
+            cx.bad(
+                at("upstream"),
+                "is missing",
+                "the app's URL, such as \"http://10.1.2.3:8080\"",
+            );
+        }
+        let upstream_ca = raw.upstream_ca.as_ref().map(|p| {
+            let full = cx.resolve(p);
+            if !full.is_file() {
+                cx.bad(
+                    at("upstream_ca"),
+                    format!("{} does not exist", full.display()),
+                    "a PEM file of CA certificates",
+                );
+            }
+            full
+        });
+        let route_connections = match &raw.connections {
+            None => connections.iter().map(|c| c.name.clone()).collect(),
+            Some(list) => {
+                for (j, c) in list.iter().enumerate() {
+                    if !known_connections.contains(c.as_str()) {
+                        cx.bad(
+                            at(&format!("connections[{j}]")),
+                            format!("{c:?} is not the name of any [[connection]]"),
+                            format!(
+                                "one of: {}",
+                                connections
+                                    .iter()
+                                    .map(|c| c.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                    }
+                }
+                list.clone()
+            }
+        };
+        let mut public = Vec::new();
+        for (j, p) in raw
+            .public
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            if !p.starts_with('/')
+                || p.bytes()
+                    .any(|b| b.is_ascii_control() || b == b'%' || b == b'\\' || b == b'?')
+                || p.split('/').any(|s| s == ".." || s == ".")
+            {
+                cx.bad(
+                    at(&format!("public[{j}]")),
+                    format!("{p:?} is not a plain path prefix"),
+                    "a path such as \"/static/\" or \"/favicon.ico\"",
+                );
+            } else {
+                public.push(p);
+            }
+        }
+        let headers = match raw.headers.as_deref().unwrap_or("forwarded") {
+            "forwarded" => HeaderProfile::Forwarded,
+            "auth_request" => HeaderProfile::AuthRequest,
+            "easyauth" => HeaderProfile::EasyAuth,
+            "remote" => HeaderProfile::Remote,
+            "pomerium" => HeaderProfile::Pomerium,
+            "oidc_claim" => HeaderProfile::OidcClaim,
+            "none" => HeaderProfile::None,
+            other => {
+                cx.bad(
+                    at("headers"),
+                    format!("{other:?} is not a header profile"),
+                    "one of: forwarded, auth_request, easyauth, remote, pomerium, oidc_claim, none",
+                );
+                HeaderProfile::None
+            }
+        };
+        let headers_extra = headers_extra(cx, &at, raw.headers_extra.clone().unwrap_or_default());
+        let allow = allow(cx, &at, raw.allow.unwrap_or_default());
+        let connect_timeout =
+            cx.duration(&at("connect_timeout"), raw.connect_timeout.as_deref(), "5s");
+        let request_timeout = cx.duration(
+            &at("request_timeout"),
+            raw.request_timeout.as_deref(),
+            "60s",
+        );
+        let Some(upstream) = upstream else { continue };
+        out.push(Arc::new(RouteSettings {
+            name,
+            hosts,
+            path_prefix,
+            upstream,
+            upstream_ca,
+            connections: route_connections,
+            public,
+            headers,
+            headers_extra,
+            pass_access_token: raw.pass_access_token.unwrap_or(false),
+            pass_id_token: raw.pass_id_token.unwrap_or(false),
+            jwt_assertion: raw.jwt_assertion.unwrap_or(false),
+            api_audiences: raw.api_audiences.clone().unwrap_or_default(),
+            preserve_host: raw.preserve_host.unwrap_or(true),
+            connect_timeout,
+            request_timeout,
+            allow,
+        }));
+    }
+    out
+}
+
+fn headers_extra(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    raw: BTreeMap<String, String>,
+) -> Vec<(HeaderName, String)> {
+    let mut out = Vec::new();
+    for (name, path) in raw {
+        let key = at(&format!("headers_extra.{name}"));
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => {
+                let lower = h.as_str();
+                if matches!(
+                    lower,
+                    "host"
+                        | "cookie"
+                        | "authorization"
+                        | "connection"
+                        | "content-length"
+                        | "transfer-encoding"
+                        | "upgrade"
+                        | "te"
+                        | "trailer"
+                        | "keep-alive"
+                        | "proxy-connection"
+                ) || lower.starts_with("x-forwarded-for")
+                    || lower == "x-forwarded-proto"
+                    || lower == "x-forwarded-host"
+                {
+                    cx.bad(
+                        key,
+                        format!("{name:?} is a header realmgate or HTTP itself controls"),
+                        "a custom header name such as \"X-Employee-Id\"",
+                    );
+                    continue;
+                }
+                if path.is_empty() || path.chars().any(|c| c.is_control()) {
+                    cx.bad(
+                        key,
+                        "has an empty or invalid claim path",
+                        "a claim path such as \"claims.employeeid\" or \"email\"",
+                    );
+                    continue;
+                }
+                out.push((h, path));
+            }
+            Err(_) => cx.bad(
+                key,
+                format!("{name:?} is not a valid header name"),
+                "letters, digits and '-'",
+            ),
+        }
+    }
+    out
+}
+
+fn allow(cx: &mut Ctx<'_>, at: &dyn Fn(&str) -> String, raw: RawAllow) -> AllowSettings {
+    let mut email_domains = Vec::new();
+    for (j, d) in raw.email_domains.unwrap_or_default().iter().enumerate() {
+        match normalize_domain(d) {
+            Some(n) => email_domains.push(n),
+            None => cx.bad(
+                at(&format!("allow.email_domains[{j}]")),
+                format!("{d:?} is not a domain"),
+                "a domain such as \"contoso.com\"",
+            ),
+        }
+    }
+    let mut users = Vec::new();
+    for (j, u) in raw.users.unwrap_or_default().iter().enumerate() {
+        match u
+            .rsplit_once('@')
+            .and_then(|(local, d)| Some((local, normalize_domain(d)?)))
+        {
+            Some((local, d)) if !local.is_empty() => {
+                users.push(format!("{}@{d}", local.to_lowercase()))
+            }
+            _ => cx.bad(
+                at(&format!("allow.users[{j}]")),
+                format!("{u:?} is not an email address"),
+                "an email such as \"alice@contoso.com\"",
+            ),
+        }
+    }
+    let mut tenants = Vec::new();
+    for (j, t) in raw.tenants.unwrap_or_default().iter().enumerate() {
+        if is_guid(t) {
+            tenants.push(t.to_ascii_lowercase());
+        } else {
+            cx.bad(
+                at(&format!("allow.tenants[{j}]")),
+                format!("{t:?} is not a tenant id"),
+                "a tenant id (GUID)",
+            );
+        }
+    }
+    AllowSettings {
+        groups: raw.groups.unwrap_or_default(),
+        email_domains,
+        users,
+        tenants,
+    }
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h
+            .split(']')
+            .next()
+            .map(|s| s.trim_start_matches('['))
+            .unwrap_or(h);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => h,
+    }
+}
+
+fn ip_host(h: &str) -> Option<String> {
+    h.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+}
