@@ -122,7 +122,7 @@ pub fn evaluate(
     user: &Session,
 ) -> Vec<Clause> {
     let mut out = Vec::new();
-    let conn_ok = route.connections.iter().any(|c| *c == user.connection);
+    let conn_ok = route.connections.contains(&user.connection);
     out.push(Clause {
         rule: "connections",
         detail: format!(
