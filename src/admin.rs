@@ -1,1 +1,4 @@
-//! admin
+//! Admin listener: `/healthz`, `/readyz` (readiness latch), `/metrics`,
+//! `POST /sessions/revoke`.
+//!
+//! OWNER: engine-ops helper.

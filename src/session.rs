@@ -7,3 +7,13 @@ pub mod memory;
 pub mod model;
 pub mod state;
 pub mod store;
+
+use std::sync::Arc;
+
+use crate::config::SessionSettings;
+
+/// Open the configured store (memory now; redis later).
+pub fn open_store(settings: &SessionSettings) -> anyhow::Result<Arc<dyn store::SessionStore>> {
+    let _ = settings;
+    todo!("sess")
+}

@@ -1,1 +1,54 @@
-//! store
+//! The `SessionStore` trait and the session id.
+//!
+//! OWNER: sess helper. Contract signatures below must stay.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::model::Session;
+
+/// A random session id: 256 bits from the OS CSPRNG. Never logged.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(/* sess helper: bytes */ [u8; 32]);
+
+impl SessionId {
+    pub fn generate() -> SessionId {
+        todo!("sess")
+    }
+    pub fn from_bytes(bytes: [u8; 32]) -> SessionId {
+        SessionId(bytes)
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionId([redacted])")
+    }
+}
+
+/// Why the store could not answer (fail closed on it).
+#[derive(Debug, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where sessions live. `get` returns None for unknown or expired ids and
+/// extends the idle timeout.
+/// Object-safe (used as `Arc<dyn SessionStore>`), so methods return boxed futures.
+pub trait SessionStore: Send + Sync + 'static {
+    fn get<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>>;
+    /// Insert or replace. The entry ends at `session.expires_at` at the latest.
+    fn put<'a>(&'a self, id: &'a SessionId, session: Session) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// End every session of this user id; answers how many ended.
+    fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// End every session with this provider `sid`; answers how many ended.
+    fn revoke_sid<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// Readiness: Ok when the store answers.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Approximate number of sessions (metrics).
+    fn approximate_len(&self) -> u64;
+}
