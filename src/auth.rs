@@ -51,6 +51,28 @@ pub enum GateOutcome {
     Permitted(Permit),
 }
 
+/// True for paths realmgate answers itself on every route host.
+pub fn is_auth_path(path: &str) -> bool {
+    path == "/.auth" || path.starts_with("/.auth/")
+}
+
+/// Serves `/.auth/*`. Placeholder until the sign-in endpoints land: 404.
+pub async fn endpoint(
+    state: &AuthState,
+    route: &Arc<RouteSettings>,
+    req: http::Request<hyper::body::Incoming>,
+    conn: &ConnInfo,
+) -> http::Response<Body> {
+    let _ = (&state.settings, route, conn);
+    crate::respond::error_response(
+        &GatewayError::NotFound,
+        req.headers(),
+        req.method(),
+        req.uri(),
+        None,
+    )
+}
+
 /// Strip identity headers, then answer, pass or authenticate the request.
 /// `parts.headers` must already be free of hop-by-hop headers.
 pub async fn gate(
