@@ -321,4 +321,4 @@ impl SessionCookies {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
