@@ -4,3 +4,8 @@
 
 pub mod app;
 pub mod idp;
+
+/// `realmgate demo` (placeholder until the integrator's runner is merged).
+pub async fn run(port: u16) -> anyhow::Result<()> {
+    anyhow::bail!("realmgate demo (port {port}) is not yet available in this build")
+}
