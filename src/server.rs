@@ -12,6 +12,9 @@ mod conn;
 mod proxy_protocol;
 mod tls;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -122,11 +122,11 @@ async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
     } else {
         // A client that connects and sends nothing is cut like a slow one.
         // (hyper's header timer starts only once the protocol is detected.)
-        if tokio::time::timeout(header_timeout, stream.readable())
-            .await
-            .is_err()
-        {
-            return;
+        // (`readable()` may report ready before any byte arrived; peek waits for one.)
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
         (Prefixed::new(stream, Bytes::new()), peer)
     };
