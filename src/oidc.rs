@@ -35,7 +35,10 @@ pub struct Providers {
 
 impl Providers {
     /// Build clients for every connection; starts background refresh tasks (needs a tokio runtime).
-    pub fn new(settings: &Settings, metrics: Arc<crate::metrics::Metrics>) -> anyhow::Result<Providers> {
+    pub fn new(
+        settings: &Settings,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Providers> {
         let _ = (settings, metrics);
         todo!("oidc")
     }
@@ -86,24 +89,52 @@ pub struct VerifiedIdToken {
 }
 
 impl VerifiedIdToken {
-    pub fn sub(&self) -> &str { todo!("oidc") }
-    pub fn oid(&self) -> Option<&str> { todo!("oidc") }
-    pub fn tid(&self) -> Option<&str> { todo!("oidc") }
-    pub fn iss(&self) -> &str { todo!("oidc") }
-    pub fn sid(&self) -> Option<&str> { todo!("oidc") }
-    pub fn email(&self) -> Option<&str> { todo!("oidc") }
-    pub fn email_verified(&self) -> Option<bool> { todo!("oidc") }
-    pub fn xms_edov(&self) -> Option<bool> { todo!("oidc") }
-    pub fn name(&self) -> Option<&str> { todo!("oidc") }
-    pub fn preferred_username(&self) -> Option<&str> { todo!("oidc") }
+    pub fn sub(&self) -> &str {
+        todo!("oidc")
+    }
+    pub fn oid(&self) -> Option<&str> {
+        todo!("oidc")
+    }
+    pub fn tid(&self) -> Option<&str> {
+        todo!("oidc")
+    }
+    pub fn iss(&self) -> &str {
+        todo!("oidc")
+    }
+    pub fn sid(&self) -> Option<&str> {
+        todo!("oidc")
+    }
+    pub fn email(&self) -> Option<&str> {
+        todo!("oidc")
+    }
+    pub fn email_verified(&self) -> Option<bool> {
+        todo!("oidc")
+    }
+    pub fn xms_edov(&self) -> Option<bool> {
+        todo!("oidc")
+    }
+    pub fn name(&self) -> Option<&str> {
+        todo!("oidc")
+    }
+    pub fn preferred_username(&self) -> Option<&str> {
+        todo!("oidc")
+    }
     /// The `groups` claim (ids), empty when absent.
-    pub fn groups(&self) -> Vec<String> { todo!("oidc") }
+    pub fn groups(&self) -> Vec<String> {
+        todo!("oidc")
+    }
     /// `_claim_names.groups` or `hasgroups` present.
-    pub fn has_group_overage(&self) -> bool { todo!("oidc") }
+    pub fn has_group_overage(&self) -> bool {
+        todo!("oidc")
+    }
     /// Every claim not listed above (for `extended_profile`).
-    pub fn extra_claims(&self) -> serde_json::Map<String, serde_json::Value> { todo!("oidc") }
+    pub fn extra_claims(&self) -> serde_json::Map<String, serde_json::Value> {
+        todo!("oidc")
+    }
     /// `exp` (Unix seconds).
-    pub fn exp(&self) -> Option<u64> { todo!("oidc") }
+    pub fn exp(&self) -> Option<u64> {
+        todo!("oidc")
+    }
 }
 
 impl Provider {
@@ -133,12 +164,20 @@ impl Provider {
         let _ = (code, pkce_verifier, redirect_uri);
         todo!("oidc")
     }
-    pub async fn verify_id_token(&self, raw: &str, nonce: &str) -> Result<VerifiedIdToken, OidcError> {
+    pub async fn verify_id_token(
+        &self,
+        raw: &str,
+        nonce: &str,
+    ) -> Result<VerifiedIdToken, OidcError> {
         let _ = (raw, nonce);
         todo!("oidc")
     }
     /// The RP-initiated logout URL at `end_session_endpoint`, if the provider has one.
-    pub async fn end_session_url(&self, id_token_hint: Option<&str>, post_logout_redirect_uri: &str) -> Option<String> {
+    pub async fn end_session_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &str,
+    ) -> Option<String> {
         let _ = (id_token_hint, post_logout_redirect_uri);
         todo!("oidc")
     }
@@ -146,7 +185,11 @@ impl Provider {
 
 /// `realmgate test-connection NAME`: fetch discovery and JWKS, print issuer,
 /// endpoints and key ids to `out`, say precisely what is wrong. True when all is well.
-pub async fn test_connection(settings: &Settings, name: &str, out: &mut (dyn std::io::Write + Send)) -> bool {
+pub async fn test_connection(
+    settings: &Settings,
+    name: &str,
+    out: &mut (dyn std::io::Write + Send),
+) -> bool {
     let _ = (settings, name, out);
     todo!("oidc")
 }

@@ -40,6 +40,12 @@ pub enum GatewayError {
     /// The identity provider of this connection cannot be reached: 503 for new logins.
     #[error("identity provider unavailable")]
     ProviderUnavailable,
+    /// A `/.auth/` endpoint called with the wrong method: 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Malformed input to a realmgate endpoint: 400 with this fixed text.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     /// A bug or an unexpected failure: 500 with a fixed text.
     #[error("internal error")]
     Internal,

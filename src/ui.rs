@@ -44,7 +44,13 @@ impl Pages {
         todo!("ui")
     }
     /// An error page: status, title, message, optional action (label, href).
-    pub fn error(&self, status: u16, title: &str, message: &str, action: Option<(&str, &str)>) -> String {
+    pub fn error(
+        &self,
+        status: u16,
+        title: &str,
+        message: &str,
+        action: Option<(&str, &str)>,
+    ) -> String {
         let _ = (status, title, message, action);
         todo!("ui")
     }

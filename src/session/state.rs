@@ -47,7 +47,12 @@ impl StateCookies {
     }
     /// The pending login for `state` (constant-time compare, not expired), and the
     /// `Set-Cookie` that removes it from the browser. None when absent/forged/expired.
-    pub fn take(&self, headers: &HeaderMap, https: bool, state: &str) -> Option<(PendingLogin, HeaderValue)> {
+    pub fn take(
+        &self,
+        headers: &HeaderMap,
+        https: bool,
+        state: &str,
+    ) -> Option<(PendingLogin, HeaderValue)> {
         let _ = (headers, https, state);
         todo!("sess")
     }

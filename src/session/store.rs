@@ -39,9 +39,16 @@ pub struct StoreError(pub String);
 /// extends the idle timeout.
 /// Object-safe (used as `Arc<dyn SessionStore>`), so methods return boxed futures.
 pub trait SessionStore: Send + Sync + 'static {
-    fn get<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>>;
+    fn get<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>>;
     /// Insert or replace. The entry ends at `session.expires_at` at the latest.
-    fn put<'a>(&'a self, id: &'a SessionId, session: Session) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn put<'a>(
+        &'a self,
+        id: &'a SessionId,
+        session: Session,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
     /// End every session of this user id; answers how many ended.
     fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
