@@ -27,12 +27,9 @@ const MAX_REVOKE_BODY: usize = 4096;
 /// How long `/readyz` waits for the session store.
 const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The session store, once the auth state holds one.
+/// The session store the sign-in state uses (shared by every generation).
 fn session_store(shared: &Shared) -> Option<Arc<dyn SessionStore>> {
-    // `AuthShared` gets its store (`sessions`) when sign-in is merged; until
-    // then there are no sessions to check or revoke.
-    let _ = shared;
-    None
+    Some(shared.auth.sessions.clone())
 }
 
 /// Serves the admin endpoints until the task is aborted (which also ends
