@@ -1,5 +1,4 @@
 //! Integration tests, built as one binary. Helpers live in `util`.
 
-mod hostile_http;
-mod proxying;
+mod server;
 mod util;
