@@ -1,3 +1,4 @@
 //! Integration tests, built as one binary. Helpers live in `util`.
 
 mod util;
+mod id_token;
