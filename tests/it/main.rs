@@ -2,3 +2,4 @@
 
 mod server;
 mod util;
+mod id_token;
