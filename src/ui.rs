@@ -21,8 +21,15 @@ use serde::Serialize;
 use crate::config::UiSettings;
 
 /// Sent with every page realmgate renders.
+///
+/// `form-action` also governs the redirects that follow a form submission:
+/// `POST /.auth/login` answers with a redirect to the provider's authorization
+/// endpoint, which may be plain `http:` (the demo IdP, test providers on
+/// loopback, an internal Keycloak). Browsers abort such a redirect when
+/// `http:` is missing here, so it is allowed; `javascript:` and `data:`
+/// targets stay blocked, and no page has script or user-controlled markup.
 pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'";
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'";
 
 /// The accent colour when `[ui] accent_color` is missing or unusable.
 const DEFAULT_ACCENT: [u8; 3] = [0x0f, 0x6c, 0xbd];

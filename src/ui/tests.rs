@@ -386,3 +386,18 @@ fn fallback_page_escapes() {
     let html = fallback_page(HOSTILE, HOSTILE);
     assert_no_markup_from(&html, HOSTILE);
 }
+
+#[test]
+fn csp_lets_the_login_form_redirect_to_an_http_provider_but_allows_no_script() {
+    let directive = |name: &str| {
+        CONTENT_SECURITY_POLICY
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(directive("default-src"), "default-src 'none'");
+    assert_eq!(directive("form-action"), "form-action 'self' https: http:");
+    assert_eq!(directive("frame-ancestors"), "frame-ancestors 'none'");
+    assert!(!CONTENT_SECURITY_POLICY.contains("script-src"));
+}

@@ -100,6 +100,12 @@ const context = await browser.newContext({ viewport: { width: 1280, height: 800 
 const page = await context.newPage();
 page.setDefaultTimeout(stepTimeout);
 page.setDefaultNavigationTimeout(stepTimeout);
+// Navigation history for failure reports: every main-frame response and failed request.
+const trail = [];
+page.on('response', (r) => {
+  if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) trail.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+});
+page.on('requestfailed', (r) => trail.push(`FAILED ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
 
 async function shot(name) {
   if (args.screenshots) await page.screenshot({ path: join(args.screenshots, name), fullPage: true });
@@ -113,6 +119,7 @@ async function fail(problems) {
     const title = await page.title();
     const text = (await page.locator('body').innerText({ timeout: 2000 })).slice(0, 1500);
     context = `\n  at ${page.url()}\n  title: ${title}\n  page text:\n${text.replace(/^/gm, '    ')}`;
+    context += `\n  navigation (last 12):\n${trail.slice(-12).map((t) => `    ${t}`).join('\n')}`;
   } catch {
     context = `\n  at ${page.url()}`;
   }

@@ -33,10 +33,11 @@
 //                      bad configuration (2, with the reason on stderr).
 //
 // SIGN-IN
-//   The provider's development login page (`devInteractions`) is used: a plain form with
-//   field `login` (prefilled from `login_hint`) and `password` (any value). The login
-//   is matched against the users' email or sub; an unknown login signs in a user with
-//   that sub and email and no groups. Consent is granted automatically for the
+//   The provider's own login page (`GET /interaction/<uid>`) is a plain form, no script:
+//   field `login` (labelled "Username or email", prefilled from `login_hint`), field
+//   `password` (any value is accepted) and a "Sign in" submit button. The login is matched
+//   against the users' email (case-insensitive) or sub; an unknown login signs in a user
+//   with that sub and email and no groups. Consent is granted automatically for the
 //   configured clients (first-party), so after the login form the browser goes straight
 //   back to the client's redirect_uri.
 //
@@ -142,10 +143,11 @@ function lookup(id) {
 
 const configuration = {
   clients,
+  // Account ids are subs: the login page turns the typed login into one.
   async findAccount(_ctx, id) {
     const user = lookup(id);
     return {
-      accountId: user.sub,
+      accountId: id,
       async claims() {
         return {
           sub: user.sub,
@@ -166,7 +168,7 @@ const configuration = {
   scopes: ['openid', 'email', 'profile', 'offline_access'],
   conformIdTokenClaims: false,
   features: {
-    devInteractions: { enabled: true },
+    devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
   },
@@ -196,10 +198,69 @@ const configuration = {
     Interaction: 600,
     Session: 24 * 3600,
   },
+  interactions: {
+    url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+  },
   cookies: {
     keys: ['realmgate-test-provider-cookie-key-not-secret'],
   },
 };
+
+const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+async function readForm(req) {
+  let body = '';
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 64 * 1024) throw new Error('form too large');
+  }
+  return new URLSearchParams(body);
+}
+
+/** The login page (GET) and its submission (POST) for one pending interaction. */
+async function interaction(provider, req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { uid, prompt, params } = details;
+  if (prompt.name === 'consent') {
+    // loadExistingGrant normally grants already; this covers anything it left out.
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: details.session.accountId, clientId: params.client_id });
+    if (prompt.details.missingOIDCScope) grant.addOIDCScope(prompt.details.missingOIDCScope.join(' '));
+    if (prompt.details.missingOIDCClaims) grant.addOIDCClaims(prompt.details.missingOIDCClaims);
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    return;
+  }
+  if (req.method === 'POST') {
+    const form = await readForm(req);
+    const login = (form.get('login') || '').trim();
+    if (login) {
+      await provider.interactionFinished(req, res, { login: { accountId: lookup(login).sub } }, { mergeWithLastSubmission: false });
+      return;
+    }
+  }
+  res.writeHead(200, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    // form-action covers the redirects after the POST too: the client's http callback.
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:",
+  });
+  res.end(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Test provider sign-in</title>
+<style>body{font:16px system-ui,sans-serif;background:#eef2f5;margin:0;padding:48px 16px}
+main{max-width:380px;margin:auto;background:#fff;padding:32px;border-radius:6px;border-top:4px solid #6b3fa0}
+label{display:block;font-weight:600;margin:12px 0 4px}input{width:100%;box-sizing:border-box;padding:8px;font:inherit}
+button{margin-top:20px;padding:10px 20px;font:inherit;background:#6b3fa0;color:#fff;border:0;border-radius:4px}</style></head>
+<body><main><h1>Test provider</h1><p>Signing in to <b>${esc(params.client_id)}</b>. Any password works.</p>
+<form method="post" action="/interaction/${esc(uid)}">
+<label for="login">Username or email</label>
+<input id="login" name="login" required autocomplete="username" value="${esc(params.login_hint)}" ${params.login_hint ? '' : 'autofocus'}>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" ${params.login_hint ? 'autofocus' : ''}>
+<button type="submit">Sign in</button>
+</form></main></body></html>`);
+}
 
 const server = http.createServer();
 server.on('error', (err) => fail(`cannot listen on ${args.host}:${port}: ${err.message}`));
@@ -214,7 +275,16 @@ server.listen(port, args.host, () => {
       process.stderr.write(`provider.mjs: ${event} ${detail}\n`);
     });
   }
-  server.on('request', provider.callback());
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    const m = /^\/interaction\/([\w-]+)$/.exec(req.url.split('?')[0]);
+    if (!m) return callback(req, res);
+    return interaction(provider, req, res).catch((err) => {
+      process.stderr.write(`provider.mjs: interaction ${err.name}: ${err.message}\n`);
+      if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end(`sign-in failed: ${err.message}\n`);
+    });
+  });
   process.stdout.write(`READY ${issuer}\n`);
 });
 
