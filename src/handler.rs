@@ -49,9 +49,11 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(settings: &Settings) -> anyhow::Result<Shared> {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         Ok(Shared {
-            auth: crate::auth::AuthShared::new(settings).map_err(|e| anyhow::anyhow!("{e}"))?,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            auth: crate::auth::AuthShared::new(settings, metrics.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            metrics,
         })
     }
 }

@@ -58,6 +58,9 @@ pub enum GatewayError {
     /// The identity provider of this connection cannot be reached: 503 for new logins.
     #[error("identity provider unavailable")]
     ProviderUnavailable,
+    /// A `/.auth/` endpoint called with the wrong method: 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// A bug or an unexpected failure: 500 with a fixed text.
     #[error("internal error")]
     Internal,
@@ -91,6 +94,7 @@ impl GatewayError {
             // The 302 for browsers is decided in `error_response`; this is the API answer.
             GatewayError::NotSignedIn => StatusCode::UNAUTHORIZED,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Denied(_) => StatusCode::FORBIDDEN,
             GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -108,6 +112,7 @@ impl GatewayError {
         match self {
             GatewayError::NotSignedIn => "unauthorized",
             GatewayError::NotFound => "not_found",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
             GatewayError::Denied(_) => "forbidden",
             GatewayError::StoreUnavailable => "session_store_unavailable",
             GatewayError::ProviderUnavailable => "identity_provider_unavailable",
@@ -130,6 +135,10 @@ impl GatewayError {
             GatewayError::NotFound => (
                 "Not found",
                 "There is nothing at this address. Check the link, or go back to the start page.",
+            ),
+            GatewayError::MethodNotAllowed => (
+                "Method not allowed",
+                "This address does not accept that kind of request. Open it in the browser instead.",
             ),
             GatewayError::Denied(d) => ("Access denied", d.reason.text()),
             GatewayError::StoreUnavailable => (

@@ -1,5 +1,5 @@
 //! Integration tests, built as one binary. Helpers live in `util`.
 
-mod hostile_http;
-mod proxying;
+mod server;
 mod util;
+mod id_token;
