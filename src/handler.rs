@@ -79,9 +79,9 @@ impl Gateway {
         })
     }
 
-    /// The branded pages, when the UI is available (else `respond` uses its built-in page).
+    /// The branded pages of this generation.
     fn pages(&self) -> Option<&crate::ui::Pages> {
-        None
+        Some(&self.auth.pages)
     }
 }
 
@@ -184,9 +184,6 @@ async fn pipeline(
     let permit = match outcome {
         crate::auth::GateOutcome::Public => None,
         crate::auth::GateOutcome::Permitted(p) => Some(p),
-        // `/.auth/*` never reaches `gate` (it is answered above).
-        #[allow(unreachable_patterns)]
-        _ => return Err(GatewayError::Internal),
     };
     rec.user = permit.as_ref().map(|p| p.user().user_id.clone());
     let tunnel_until = permit
