@@ -10,14 +10,15 @@
 //!
 //! # Memory
 //!
-//! SPEC 7 asks for one million sessions in 1 GiB. A [`Session`] as the rest of
-//! the gateway sees it costs several KiB with Entra's 20-odd group ids as
-//! separate `String`s, so entries are kept as a [`Packed`] form: all per-user
-//! text in one allocation with offsets, and the strings that repeat across
-//! users (issuer, connection, tenant, group ids) interned as shared
-//! `Arc<str>`. `get` unpacks a fresh `Arc<Session>` (a few dozen small
-//! allocations: O(1), around a microsecond). `examples/session_memory.rs`
-//! measures it.
+//! SPEC 7 asks for one million sessions in 1 GiB, and moka alone costs about
+//! 400 bytes per entry with per-entry expiry. A [`Session`] as the rest of the
+//! gateway sees it costs several KiB with Entra's 20-odd group ids as separate
+//! `String`s, so entries are kept as a [`Packed`] form: all per-user text in
+//! one allocation with offsets, and the strings that repeat across users
+//! (issuer, connection, tenant, group ids) as 4-byte ids into a
+//! reference-counted [`Interner`]. `get` unpacks a fresh `Arc<Session>` (a few
+//! dozen small allocations: O(1), about a microsecond in release builds).
+//! `examples/session_memory.rs` measures the total.
 //!
 //! # Revocation
 //!
@@ -35,9 +36,11 @@
 //! and revocation tombstones before it removes, so the two cannot interleave
 //! into a resurrected session.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{
+    Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
@@ -58,7 +61,7 @@ pub struct MemoryStore {
     cache: Cache<SessionId, Arc<Packed>>,
     tombstones: Cache<SessionId, ()>,
     indexes: Arc<Mutex<Indexes>>,
-    interner: Mutex<Interner>,
+    interner: Arc<RwLock<Interner>>,
 }
 
 // === impl MemoryStore ===
@@ -90,7 +93,7 @@ impl MemoryStore {
                 .time_to_live(TOMBSTONE_TTL)
                 .build(),
             indexes,
-            interner: Mutex::new(Interner::default()),
+            interner: Arc::new(RwLock::new(Interner::default())),
         }
     }
 
@@ -100,7 +103,16 @@ impl MemoryStore {
             self.cache.invalidate(id);
             return None;
         }
-        Some(Arc::new(packed.unpack()))
+        match packed.unpack() {
+            Some(session) => Some(Arc::new(session)),
+            None => {
+                tracing::error!(
+                    "a stored session lost an interned string; treating it as signed out"
+                );
+                self.cache.invalidate(id);
+                None
+            }
+        }
     }
 
     fn put_now(&self, id: &SessionId, session: Session) {
@@ -113,7 +125,7 @@ impl MemoryStore {
             self.cache.invalidate(id);
             return;
         }
-        let packed = Arc::new(Packed::pack(id.clone(), session, &mut lock(&self.interner)));
+        let packed = Arc::new(Packed::pack(id.clone(), &session, &self.interner));
         lock(&self.indexes).add(&packed);
         self.cache.insert(id.clone(), packed);
         if self.tombstones.contains_key(id) {
@@ -153,6 +165,11 @@ impl MemoryStore {
     pub fn index_len(&self) -> usize {
         let i = lock(&self.indexes);
         i.users.len() + i.sids.len()
+    }
+
+    /// Number of distinct interned strings (issuers, tenants, groups...), for tests.
+    pub fn interned_len(&self) -> usize {
+        read(&self.interner).len()
     }
 }
 
@@ -271,27 +288,35 @@ enum Field {
 
 const FIELDS: usize = 10;
 
-/// A [`Session`] in compact form (see the module docs).
+/// `tokens_expire_at` absent.
+const NO_TIME: u64 = u64::MAX;
+/// `tenant_id` absent.
+const NO_STRING: u32 = u32::MAX;
+
+/// A [`Session`] in compact form (see the module docs): per-user text in one
+/// allocation, shared strings as ids into the store's [`Interner`]. Dropping
+/// the last handle releases the interned strings, exactly once.
 pub(crate) struct Packed {
     id: SessionId,
     created_at: u64,
     expires_at: u64,
-    tokens_expire_at: Option<u64>,
-    /// One string holding every per-user text field back to back.
-    text: Box<str>,
+    tokens_expire_at: u64,
     /// End offset of each field in `text`.
     ends: [u32; FIELDS],
-    /// Bit per field: present (`Some`).
+    /// Bit per text field: present (`Some`).
     present: u16,
     email_trust: EmailTrust,
-    connection: Arc<str>,
-    issuer: Arc<str>,
-    tenant_id: Option<Arc<str>>,
-    groups: Box<[Arc<str>]>,
+    connection: u32,
+    issuer: u32,
+    tenant_id: u32,
+    /// Every per-user text field back to back.
+    text: Box<str>,
+    groups: Box<[u32]>,
+    interner: Arc<RwLock<Interner>>,
 }
 
 impl Packed {
-    fn pack(id: SessionId, s: Session, interner: &mut Interner) -> Packed {
+    fn pack(id: SessionId, s: &Session, interner: &Arc<RwLock<Interner>>) -> Packed {
         let claims = s
             .claims
             .as_ref()
@@ -317,22 +342,27 @@ impl Packed {
                 present |= 1 << i;
             }
             // Session text is far below 4 GiB (cookie-sized tokens); saturate
-            // rather than wrap if it ever is not.
+            // rather than wrap if it ever is not (the field then reads as absent).
             ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
         }
+        let mut strings = write(interner);
         Packed {
             id,
             created_at: s.created_at,
             expires_at: s.expires_at,
-            tokens_expire_at: s.tokens_expire_at,
-            text: text.into_boxed_str(),
+            tokens_expire_at: s.tokens_expire_at.unwrap_or(NO_TIME),
             ends,
             present,
             email_trust: s.email_trust,
-            connection: interner.intern(&s.connection),
-            issuer: interner.intern(&s.issuer),
-            tenant_id: s.tenant_id.as_deref().map(|t| interner.intern(t)),
-            groups: s.groups.iter().map(|g| interner.intern(g)).collect(),
+            connection: strings.acquire(&s.connection),
+            issuer: strings.acquire(&s.issuer),
+            tenant_id: s
+                .tenant_id
+                .as_deref()
+                .map_or(NO_STRING, |t| strings.acquire(t)),
+            groups: s.groups.iter().map(|g| strings.acquire(g)).collect(),
+            text: text.into_boxed_str(),
+            interner: interner.clone(),
         }
     }
 
@@ -357,56 +387,123 @@ impl Packed {
         self.field(Field::Sid)
     }
 
-    fn unpack(&self) -> Session {
-        Session {
+    /// The session; None if an interned string is missing, which cannot happen
+    /// while this value holds its references, but must never turn into a
+    /// session with fewer groups or another issuer.
+    fn unpack(&self) -> Option<Session> {
+        let strings = read(&self.interner);
+        let s = |id: u32| strings.get(id).map(str::to_string);
+        let groups: Option<Vec<String>> = self.groups.iter().map(|&g| s(g)).collect();
+        Some(Session {
             user_id: self.user_id().to_string(),
             subject: self.owned(Field::Subject).unwrap_or_default(),
-            tenant_id: self.tenant_id.as_deref().map(str::to_string),
-            connection: self.connection.to_string(),
-            issuer: self.issuer.to_string(),
+            tenant_id: match self.tenant_id {
+                NO_STRING => None,
+                t => Some(s(t)?),
+            },
+            connection: s(self.connection)?,
+            issuer: s(self.issuer)?,
             sid: self.owned(Field::Sid),
             email: self.owned(Field::Email),
             email_trust: self.email_trust,
             name: self.owned(Field::Name),
             preferred_username: self.owned(Field::PreferredUsername),
-            groups: self.groups.iter().map(|g| g.to_string()).collect(),
+            groups: groups?,
             claims: self
                 .field(Field::Claims)
                 .and_then(|c| serde_json::from_str(c).ok()),
             id_token: self.owned(Field::IdToken),
             access_token: self.owned(Field::AccessToken),
             refresh_token: self.owned(Field::RefreshToken),
-            tokens_expire_at: self.tokens_expire_at,
+            tokens_expire_at: (self.tokens_expire_at != NO_TIME).then_some(self.tokens_expire_at),
             created_at: self.created_at,
             expires_at: self.expires_at,
+        })
+    }
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        let mut strings = write(&self.interner);
+        strings.release(self.connection);
+        strings.release(self.issuer);
+        if self.tenant_id != NO_STRING {
+            strings.release(self.tenant_id);
+        }
+        for &g in self.groups.iter() {
+            strings.release(g);
         }
     }
 }
 
 // === Interner ===
 
-/// Shared copies of strings many sessions repeat. Entries no session uses any
-/// more are pruned whenever the set has doubled since the last pruning, so the
-/// cost stays amortized O(1) per `put`.
+/// Reference-counted shared strings many sessions repeat (issuer, connection,
+/// tenant, group ids), addressed by a `u32` id: 4 bytes per group per session
+/// instead of a 16-byte `Arc<str>` or a 60-byte `String`. An id is reused
+/// only after its count drops to zero.
 #[derive(Default)]
-struct Interner {
-    set: HashSet<Arc<str>>,
-    prune_at: usize,
+pub(crate) struct Interner {
+    ids: HashMap<Arc<str>, u32>,
+    slots: Vec<(Option<Arc<str>>, u32)>,
+    free: Vec<u32>,
 }
 
 impl Interner {
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.set.get(s) {
-            return a.clone();
+    fn acquire(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            if let Some(slot) = self.slots.get_mut(id as usize) {
+                slot.1 += 1;
+            }
+            return id;
         }
-        if self.set.len() >= self.prune_at {
-            self.set.retain(|a| Arc::strong_count(a) > 1);
-            self.prune_at = (self.set.len() * 2).max(1024);
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.set.insert(a.clone());
-        a
+        let text: Arc<str> = Arc::from(s);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = (Some(text.clone()), 1);
+                id
+            }
+            None => {
+                // Ids stay below NO_STRING: billions of distinct strings would
+                // exhaust memory long before.
+                let id = u32::try_from(self.slots.len()).unwrap_or(NO_STRING - 1);
+                self.slots.push((Some(text.clone()), 1));
+                id
+            }
+        };
+        self.ids.insert(text, id);
+        id
     }
+
+    fn release(&mut self, id: u32) {
+        let Some(slot) = self.slots.get_mut(id as usize) else {
+            return;
+        };
+        slot.1 = slot.1.saturating_sub(1);
+        if slot.1 == 0 {
+            if let Some(text) = slot.0.take() {
+                self.ids.remove(&text);
+                self.free.push(id);
+            }
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<&str> {
+        self.slots.get(id as usize)?.0.as_deref()
+    }
+
+    /// Distinct strings held.
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+fn read(l: &RwLock<Interner>) -> RwLockReadGuard<'_, Interner> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(l: &RwLock<Interner>) -> RwLockWriteGuard<'_, Interner> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 // === Indexes ===
@@ -427,7 +524,8 @@ struct Indexes {
 /// The entries under one hash: almost always exactly one.
 enum Slot {
     One(Weak<Packed>),
-    Many(Vec<Weak<Packed>>),
+    /// Boxed, so a slot stays two words.
+    Many(Box<Vec<Weak<Packed>>>),
 }
 
 impl Indexes {
@@ -472,7 +570,7 @@ fn add_to(
             map.insert(key, Slot::One(w));
         }
         Some(Slot::One(old)) => {
-            map.insert(key, Slot::Many(vec![old, w]));
+            map.insert(key, Slot::Many(Box::new(vec![old, w])));
         }
         Some(Slot::Many(mut v)) => {
             // Drop references whose session is gone without a notification

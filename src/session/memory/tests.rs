@@ -229,20 +229,45 @@ async fn ping_answers() {
 }
 
 #[test]
-fn the_interner_shares_and_prunes() {
+fn the_interner_counts_references_and_reuses_freed_ids() {
     let mut i = Interner::default();
-    let a = i.intern("group");
-    let b = i.intern("group");
-    assert!(Arc::ptr_eq(&a, &b));
-    drop((a, b));
-    for n in 0..5000 {
-        let _ = i.intern(&format!("g{n}"));
-    }
-    assert!(
-        i.set.len() < 5000,
-        "unused strings are pruned: {}",
-        i.set.len()
-    );
+    let a = i.acquire("group");
+    let b = i.acquire("group");
+    assert_eq!(a, b);
+    assert_eq!(i.get(a), Some("group"));
+    i.release(a);
+    assert_eq!(i.get(a), Some("group"), "still referenced once");
+    i.release(b);
+    assert_eq!(i.get(a), None);
+    assert_eq!(i.len(), 0);
+    let c = i.acquire("other");
+    assert_eq!(c, a, "freed ids are reused");
+    assert_eq!(i.get(c), Some("other"));
+    // Releasing more than acquired never frees a live string twice.
+    i.release(c);
+    i.release(c);
+    assert_eq!(i.len(), 0);
+}
+
+#[tokio::test]
+async fn interned_strings_are_released_when_sessions_end() {
+    let s = store();
+    let a = SessionId::generate();
+    let b = SessionId::generate();
+    s.put(&a, session("alice", None)).await.unwrap();
+    let mut other = session("bob", None);
+    other.groups = vec!["g1".into(), "only-bob".into()];
+    s.put(&b, other).await.unwrap();
+    // connection, issuer, tenant, g1, g2, "", only-bob
+    assert_eq!(s.interned_len(), 7);
+    s.delete(&b).await.unwrap();
+    s.run_pending_tasks();
+    assert_eq!(s.interned_len(), 6);
+    // Alice's session still reads back whole.
+    assert_eq!(s.get(&a).await.unwrap().unwrap().groups, ["g1", "g2", ""]);
+    s.delete(&a).await.unwrap();
+    s.run_pending_tasks();
+    assert_eq!(s.interned_len(), 0);
 }
 
 #[test]
