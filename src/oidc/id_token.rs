@@ -1,0 +1,279 @@
+//! ID token validation (SPEC 6). Split in two steps so each is auditable alone:
+//!
+//! 1. [`parse_header`] + [`verify_signature`]: the JOSE header is read by hand
+//!    (so `none` and `HS*` are named when refused), the algorithm must be on the
+//!    allow-list, the key comes from the provider's JWKS only, and jsonwebtoken
+//!    checks the signature with exactly that algorithm.
+//! 2. [`check_claims`]: a pure function over the verified claims and what the
+//!    login expected; every check says which attack it stops.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use super::metadata::{is_guid, IssuerRule, TENANT_PLACEHOLDER};
+use crate::config::TenantAllowList;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECS: u64 = 60;
+/// An ID token issued longer ago than this is refused even if it has not expired.
+pub const MAX_AGE_SECS: u64 = 24 * 3600;
+/// Larger tokens are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
+
+/// The parts of the JOSE header realmgate looks at.
+#[derive(Debug)]
+pub struct Header {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+}
+
+/// Reads the header of a compact JWS and applies the algorithm policy that
+/// does not depend on the keys.
+pub fn parse_header(raw: &str) -> Result<Header, String> {
+    if raw.len() > MAX_TOKEN_BYTES {
+        return Err("token too large".into());
+    }
+    let segments: Vec<&str> = raw.split('.').collect();
+    match segments.len() {
+        3 => {}
+        // JWE (compact serialization has 5 parts): realmgate registers no encryption key.
+        5 => return Err("encrypted ID tokens are not supported".into()),
+        _ => return Err("not a JWT (expected three dot-separated parts)".into()),
+    }
+    let header_bytes = URL_SAFE_NO_PAD
+        .decode(segments[0])
+        .map_err(|_| "header is not base64url")?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&header_bytes).map_err(|_| "header is not a JSON object")?;
+    // RFC 7515 4.1.11: an extension we do not understand listed in `crit` must make us refuse.
+    if header.contains_key("crit") {
+        return Err("header has critical extensions (crit) realmgate does not implement".into());
+    }
+    // `jku`, `x5u`, `jwk` and `x5c` in the header are ignored on purpose: keys
+    // come only from the provider's JWKS, never from the token itself.
+    let alg = match header.get("alg").and_then(Value::as_str) {
+        None => return Err("header has no alg".into()),
+        // Unsigned tokens: anyone could write one.
+        Some(a) if a.eq_ignore_ascii_case("none") => {
+            return Err("alg none is never accepted".into())
+        }
+        // HMAC: verifying with the provider's *public* key as the HMAC secret
+        // would let anyone who has that public key forge tokens.
+        Some(a) if a.starts_with("HS") => return Err(format!("alg {a} (HMAC) is never accepted")),
+        Some("RS256") => Algorithm::RS256,
+        Some("RS384") => Algorithm::RS384,
+        Some("RS512") => Algorithm::RS512,
+        Some("PS256") => Algorithm::PS256,
+        Some("PS384") => Algorithm::PS384,
+        Some("PS512") => Algorithm::PS512,
+        Some("ES256") => Algorithm::ES256,
+        Some("ES384") => Algorithm::ES384,
+        Some(other) => {
+            let shown: String = other
+                .chars()
+                .take(16)
+                .filter(char::is_ascii_graphic)
+                .collect();
+            return Err(format!("alg {shown} is not accepted"));
+        }
+    };
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err("header kid is not a string".into()),
+    };
+    Ok(Header { alg, kid })
+}
+
+/// Checks the signature with `key` and `alg` only, and returns the claims.
+pub fn verify_signature(
+    raw: &str,
+    alg: Algorithm,
+    key: &DecodingKey,
+) -> Result<Map<String, Value>, String> {
+    let mut validation = Validation::new(alg);
+    // Exactly one algorithm: the one the allow-list and key selection approved.
+    validation.algorithms = vec![alg];
+    // Claims are checked by `check_claims`, all in one place.
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Map<String, Value>>(raw, key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => "signature invalid".to_string(),
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                "algorithm does not match the key".to_string()
+            }
+            jsonwebtoken::errors::ErrorKind::Json(_) => "claims are not a JSON object".to_string(),
+            _ => "signature could not be verified".to_string(),
+        })
+}
+
+/// What to expect of `nonce`.
+#[derive(Debug, Clone, Copy)]
+pub enum NonceRule<'a> {
+    /// A login: `nonce` must be present and equal.
+    Equals(&'a str),
+    /// A token refresh: no nonce was sent; if one is present it is not checked
+    /// (OpenID Connect Core 12.2), but `sub` must not change.
+    Refresh { sub: &'a str },
+}
+
+/// Everything the claims are checked against.
+#[derive(Debug, Clone)]
+pub struct Expectations<'a> {
+    pub issuer: &'a IssuerRule,
+    pub client_id: &'a str,
+    /// Entra connections: the tenant rule and the tenant pinned by discovery.
+    pub tenants: Option<(&'a TenantAllowList, Option<&'a str>)>,
+    pub nonce: NonceRule<'a>,
+    /// Entra: `oid` is the user id and must be present.
+    pub require_oid: bool,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+fn str_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    claims.get(name).and_then(Value::as_str)
+}
+
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| *f >= 0.0 && f.is_finite())
+                    .map(|f| f as u64)
+            })
+            .map(Some)
+            .ok_or_else(|| format!("{name} is not a number")),
+    }
+}
+
+/// Every claim check of SPEC 6, after the signature was verified.
+pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Result<(), String> {
+    // --- iss: a token from another provider (or another Entra tenant) that
+    // happens to be signed by keys we trust must not be accepted (mix-up,
+    // cross-tenant token substitution).
+    let iss = str_claim(claims, "iss").ok_or("iss missing")?;
+    let tid = str_claim(claims, "tid");
+    match want.issuer {
+        IssuerRule::Exact(expected) => {
+            if iss != expected {
+                return Err("iss mismatch".into());
+            }
+        }
+        IssuerRule::TenantTemplate(template) => {
+            // Entra multi-tenant: every tenant's tokens are signed by the same
+            // keys, so the issuer is checked against the template filled with
+            // the token's own tid. The tid must look like a tenant id so it
+            // cannot smuggle text into the comparison.
+            let tid = tid.ok_or("tid missing")?;
+            if !is_guid(tid) {
+                return Err("tid is not a tenant id".into());
+            }
+            if iss != template.replace(TENANT_PLACEHOLDER, tid) {
+                return Err("iss mismatch".into());
+            }
+        }
+    }
+
+    // --- tid: the tenant allow-list. A user of any Entra tenant can obtain a
+    // validly signed token for a multi-tenant app; only the listed tenants may
+    // sign in. A single-tenant connection accepts its own tenant only.
+    if let Some((rule, pinned)) = want.tenants {
+        let tid = tid.ok_or("tid missing")?.to_ascii_lowercase();
+        match rule {
+            TenantAllowList::Any => {}
+            TenantAllowList::List(ids) => {
+                if !ids.iter().any(|t| *t == tid) {
+                    return Err("tenant not allowed".into());
+                }
+            }
+            TenantAllowList::Pinned => match pinned {
+                Some(p) if p.eq_ignore_ascii_case(&tid) => {}
+                Some(_) => return Err("tenant not allowed".into()),
+                // A multi-tenant connection always has a list (config validation);
+                // without a pinned tenant there is nothing to accept.
+                None => return Err("tenant not allowed".into()),
+            },
+        }
+    }
+
+    // --- aud: a token issued to another application (which that application
+    // could replay to us) must not be accepted.
+    let auds: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => return Err("aud missing".into()),
+    };
+    if !auds.contains(&want.client_id) {
+        return Err("aud mismatch".into());
+    }
+    // --- azp: with several audiences the token was requested by one of them;
+    // it must be us (OpenID Connect Core 3.1.3.7 steps 4-5). When present with a
+    // single audience it must be us too.
+    let azp = str_claim(claims, "azp");
+    if auds.len() > 1 && azp.is_none() {
+        return Err("several audiences without azp".into());
+    }
+    if let Some(azp) = azp {
+        if azp != want.client_id {
+            return Err("azp mismatch".into());
+        }
+    }
+
+    // --- exp: a stolen or logged old token must stop working.
+    let exp = time_claim(claims, "exp")?.ok_or("exp missing")?;
+    if want.now > exp.saturating_add(LEEWAY_SECS) {
+        return Err("token expired".into());
+    }
+    // --- nbf: not valid yet.
+    if let Some(nbf) = time_claim(claims, "nbf")? {
+        if nbf > want.now.saturating_add(LEEWAY_SECS) {
+            return Err("token not valid yet (nbf)".into());
+        }
+    }
+    // --- iat: a token "issued" in the future or very long ago points at a
+    // pre-minted or replayed token (or a badly wrong clock).
+    let iat = time_claim(claims, "iat")?.ok_or("iat missing")?;
+    if iat > want.now.saturating_add(LEEWAY_SECS) {
+        return Err("iat in the future".into());
+    }
+    if want.now.saturating_sub(iat) > MAX_AGE_SECS {
+        return Err("iat too old".into());
+    }
+
+    // --- sub (and oid on Entra): without a stable subject there is no user id.
+    let sub = str_claim(claims, "sub")
+        .filter(|s| !s.is_empty())
+        .ok_or("sub missing")?;
+    if want.require_oid && str_claim(claims, "oid").is_none_or(str::is_empty) {
+        return Err("oid missing".into());
+    }
+
+    // --- nonce: binds the token to this browser's login attempt; stops a
+    // token obtained elsewhere (or an old one) from being injected into the
+    // callback (replay / token injection).
+    match want.nonce {
+        NonceRule::Equals(expected) => {
+            let got = str_claim(claims, "nonce").ok_or("nonce missing")?;
+            if expected.is_empty() || !bool::from(got.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err("nonce mismatch".into());
+            }
+        }
+        NonceRule::Refresh { sub: expected_sub } => {
+            if sub != expected_sub {
+                return Err("sub changed on refresh".into());
+            }
+        }
+    }
+    Ok(())
+}
