@@ -524,8 +524,8 @@ struct Indexes {
 /// The entries under one hash: almost always exactly one.
 enum Slot {
     One(Weak<Packed>),
-    /// Boxed, so a slot stays two words.
-    Many(Box<Vec<Weak<Packed>>>),
+    /// A boxed slice, so a slot stays two words.
+    Many(Box<[Weak<Packed>]>),
 }
 
 impl Indexes {
@@ -570,14 +570,15 @@ fn add_to(
             map.insert(key, Slot::One(w));
         }
         Some(Slot::One(old)) => {
-            map.insert(key, Slot::Many(Box::new(vec![old, w])));
+            map.insert(key, Slot::Many(Box::new([old, w])));
         }
-        Some(Slot::Many(mut v)) => {
+        Some(Slot::Many(v)) => {
             // Drop references whose session is gone without a notification
             // (cannot happen with moka's listener, but keeps the list bounded).
+            let mut v: Vec<Weak<Packed>> = v.into_vec();
             v.retain(|x| x.strong_count() > 0);
             v.push(w);
-            map.insert(key, Slot::Many(v));
+            map.insert(key, Slot::Many(v.into_boxed_slice()));
         }
     }
 }
@@ -594,14 +595,20 @@ fn remove_from(
     let empty = match slot {
         Slot::One(w) => w.as_ptr() == target,
         Slot::Many(v) => {
-            v.retain(|w| w.as_ptr() != target);
-            if v.len() == 1 {
-                if let Some(last) = v.pop() {
-                    *slot = Slot::One(last);
+            let mut rest: Vec<Weak<Packed>> =
+                v.iter().filter(|w| w.as_ptr() != target).cloned().collect();
+            match rest.len() {
+                0 => true,
+                1 => {
+                    if let Some(last) = rest.pop() {
+                        *slot = Slot::One(last);
+                    }
+                    false
                 }
-                false
-            } else {
-                v.is_empty()
+                _ => {
+                    *slot = Slot::Many(rest.into_boxed_slice());
+                    false
+                }
             }
         }
     };
