@@ -193,7 +193,7 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
         match rule {
             TenantAllowList::Any => {}
             TenantAllowList::List(ids) => {
-                if !ids.iter().any(|t| *t == tid) {
+                if !ids.contains(&tid) {
                     return Err("tenant not allowed".into());
                 }
             }
