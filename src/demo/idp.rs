@@ -529,7 +529,7 @@ impl Idp {
             .config
             .user(email)
             .with_context(|| format!("no user {email}"))?;
-        Ok(self.state.logout_token(user, client_id, sid)?)
+        self.state.logout_token(user, client_id, sid)
     }
 
     /// An ID token for `email` issued to `client_id` right now (hostile mode applies),
