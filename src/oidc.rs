@@ -878,6 +878,9 @@ impl Provider {
         purpose: Purpose<'_>,
     ) -> Result<Map<String, Value>, OidcError> {
         let header = id_token::parse_header(raw).map_err(OidcError::InvalidToken)?;
+        header
+            .check_typ(&purpose)
+            .map_err(OidcError::InvalidToken)?;
         let meta = self.metadata().await?;
         let mut keys = self.keys().await?;
         // Allow-list: RS256 plus the algorithms the provider's keys declare.

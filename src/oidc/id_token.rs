@@ -28,6 +28,30 @@ pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 pub struct Header {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// `typ`, lowercased, without an `application/` prefix.
+    pub typ: Option<String>,
+}
+
+impl Header {
+    /// Explicit typing (RFC 8725 3.11): a token whose header says it is
+    /// another kind of JWT (an RFC 9068 access token, a logout token) is
+    /// refused where an ID token is expected, and vice versa, so one kind
+    /// cannot be passed off as the other.
+    pub fn check_typ(&self, purpose: &Purpose<'_>) -> Result<(), String> {
+        let Some(typ) = self.typ.as_deref() else {
+            return Ok(());
+        };
+        let ok = match purpose {
+            Purpose::IdToken { .. } => typ == "jwt",
+            Purpose::Logout => matches!(typ, "jwt" | "logout+jwt"),
+            Purpose::Access { .. } => matches!(typ, "jwt" | "at+jwt"),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("wrong token type (typ {typ})"))
+        }
+    }
 }
 
 /// Reads the header of a compact JWS and applies the algorithm policy that
@@ -85,7 +109,19 @@ pub fn parse_header(raw: &str) -> Result<Header, String> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err("header kid is not a string".into()),
     };
-    Ok(Header { alg, kid })
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => {
+            let t = t.to_ascii_lowercase();
+            Some(
+                t.strip_prefix("application/")
+                    .map(str::to_string)
+                    .unwrap_or(t),
+            )
+        }
+        Some(_) => return Err("header typ is not a string".into()),
+    };
+    Ok(Header { alg, kid, typ })
 }
 
 /// Checks the signature with `key` and `alg` only, and returns the claims.

@@ -460,3 +460,24 @@ fn logout_tokens_need_the_event_a_subject_and_a_jti_and_no_nonce() {
     // An ID token is not a logout token.
     assert!(check_purpose(&good(), Purpose::Logout).is_err());
 }
+
+#[test]
+fn explicit_typ_keeps_token_kinds_apart() {
+    let tok = |h: Value| format!("{}.{}.sig", b64(&h), b64(&json!({})));
+    let header = |typ: &str| parse_header(&tok(json!({"alg": "RS256", "typ": typ}))).unwrap();
+    let id = Purpose::IdToken {
+        nonce: NonceRule::Equals("n"),
+    };
+    let apis = vec!["api://x".to_string()];
+    let access = Purpose::Access { audiences: &apis };
+    assert!(header("JWT").check_typ(&id).is_ok());
+    assert!(header("application/jwt").check_typ(&id).is_ok());
+    assert!(header("at+jwt").check_typ(&id).is_err());
+    assert!(header("logout+jwt").check_typ(&id).is_err());
+    assert!(header("at+jwt").check_typ(&access).is_ok());
+    assert!(header("logout+jwt").check_typ(&access).is_err());
+    assert!(header("logout+jwt").check_typ(&Purpose::Logout).is_ok());
+    assert!(header("at+jwt").check_typ(&Purpose::Logout).is_err());
+    let untyped = parse_header(&tok(json!({"alg": "RS256"}))).unwrap();
+    assert!(untyped.check_typ(&id).is_ok());
+}
