@@ -379,6 +379,25 @@ struct State {
 }
 
 /// A running IdP; stops when dropped.
+///
+/// Control API for tests (no HTTP needed):
+/// - [`Idp::base_url`] (use as `authority_host`), [`Idp::issuer`];
+/// - [`Idp::complete_login`]: finish the login an authorization URL asks for,
+///   as if a user had been picked (HTTP alternative: POST `user=<email>` to the
+///   authorization URL; it answers 302 to `redirect_uri?code=…&state=…`);
+/// - [`Idp::set_hostile`] with a [`Hostile`] mode: every following token is
+///   broken that way (bad signature, `alg: none`, HS256 keyed with the public
+///   key, wrong `iss`/`aud`, several `aud` without `azp`, expired, `iat` in the
+///   future, nonce missing/wrong, unknown `kid`, `sub`/`oid` missing, another `tid`);
+/// - [`Idp::rotate_keys`], [`Idp::retire_old_keys`], [`Idp::current_kid`];
+/// - [`Idp::set_outage`] (discovery + JWKS), [`Idp::set_token_endpoint_outage`]:
+///   answer 503 or close the connection;
+/// - [`Idp::set_send_iss`]: RFC 9207 `iss` in authorization responses;
+/// - counters: [`Idp::discovery_calls`], [`Idp::jwks_calls`], [`Idp::authorize_calls`],
+///   [`Idp::token_calls`], [`Idp::logout_calls`], [`Idp::userinfo_calls`],
+///   [`Idp::graph_calls`], [`Idp::backchannel_logouts_delivered`];
+/// - minting without the endpoints: [`Idp::mint_id_token`],
+///   [`Idp::mint_access_token`], [`Idp::mint_logout_token`].
 pub struct Idp {
     state: Arc<State>,
     addr: SocketAddr,
@@ -1125,7 +1144,9 @@ fn flip_signature(token: &str) -> anyhow::Result<String> {
     let (rest, sig) = token.rsplit_once('.').context("token without signature")?;
     let mut bytes = URL_SAFE_NO_PAD.decode(sig)?;
     let i = bytes.len() / 2;
-    bytes[i] ^= 0x55;
+    if let Some(b) = bytes.get_mut(i) {
+        *b ^= 0x55;
+    }
     Ok(format!("{rest}.{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
