@@ -1,4 +1,346 @@
 //! Admin listener: `/healthz`, `/readyz` (readiness latch), `/metrics`,
 //! `POST /sessions/revoke`.
 //!
-//! OWNER: engine-ops helper.
+//! It binds to loopback by default (`admin.listen = "127.0.0.1:9090"`) and has
+//! no authentication of its own: whoever reaches it can end sessions, so keep
+//! it off public networks (SPEC 3). It keeps answering while the proxy
+//! listener drains, so `/readyz` can say 503 to the load balancer.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::handler::Shared;
+use crate::server::Inner;
+use crate::session::store::SessionStore;
+
+/// Largest accepted `POST /sessions/revoke` body.
+const MAX_REVOKE_BODY: usize = 4096;
+/// How long `/readyz` waits for the session store.
+const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The session store the sign-in state uses (shared by every generation).
+fn session_store(shared: &Shared) -> Option<Arc<dyn SessionStore>> {
+    Some(shared.auth.sessions.clone())
+}
+
+/// Serves the admin endpoints until the task is aborted (which also ends
+/// every admin connection: they live in this task's `JoinSet`).
+pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // Reap finished connections so the set does not grow.
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let inner = inner.clone();
+        conns.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let inner = inner.clone();
+                async move { Ok::<_, Infallible>(handle(&inner, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type AdminBody = Full<Bytes>;
+
+async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<AdminBody> {
+    let store = session_store(inner.shared());
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") => readyz(inner.is_ready(), store).await,
+        (&Method::GET, "/metrics") => {
+            let metrics = &inner.shared().metrics;
+            if let Some(store) = &store {
+                metrics.set_session_count(store.approximate_len());
+            }
+            let mut res = Response::new(Full::new(Bytes::from(metrics.render())));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            res
+        }
+        (&Method::POST, "/sessions/revoke") => {
+            let body = match Limited::new(req.into_body(), MAX_REVOKE_BODY)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "the body could not be read or is larger than 4096 bytes",
+                    )
+                }
+            };
+            revoke(store, &body).await
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/sessions/revoke") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; admin endpoints: /healthz, /readyz, /metrics, POST /sessions/revoke\n",
+        ),
+    }
+}
+
+async fn readyz(ready: bool, store: Option<Arc<dyn SessionStore>>) -> Response<AdminBody> {
+    if !ready {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n",
+        );
+    }
+    if let Some(store) = store {
+        match tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readyz: session store does not answer");
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: session store does not answer\n",
+                );
+            }
+            Err(_) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: session store ping timed out\n",
+                )
+            }
+        }
+    }
+    text(StatusCode::OK, "ready\n")
+}
+
+/// What `POST /sessions/revoke` accepts: exactly one of the two keys.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    user_id: Option<String>,
+    sid: Option<String>,
+}
+
+async fn revoke(store: Option<Arc<dyn SessionStore>>, body: &[u8]) -> Response<AdminBody> {
+    let request: RevokeRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "expected a JSON object {\"user_id\": \"...\"} or {\"sid\": \"...\"}",
+            )
+        }
+    };
+    let Some(store) = store else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no session store is available in this build",
+        );
+    };
+    let (kind, result) = match (&request.user_id, &request.sid) {
+        (Some(user), None) if !user.is_empty() => ("user_id", store.revoke_user(user).await),
+        (None, Some(sid)) if !sid.is_empty() => ("sid", store.revoke_sid(sid).await),
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one non-empty key: \"user_id\" or \"sid\"",
+            )
+        }
+    };
+    match result {
+        Ok(n) => {
+            // The id itself is not logged: revocation is often about an incident.
+            tracing::info!(by = kind, revoked = n, "sessions revoked");
+            json(StatusCode::OK, &serde_json::json!({ "revoked": n }))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "session revocation failed");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store did not answer; nothing was revoked, retry",
+            )
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<AdminBody> {
+    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<AdminBody> {
+    let mut res = Response::new(Full::new(Bytes::from(value.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<AdminBody> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use futures_util::future::BoxFuture;
+
+    use crate::session::model::Session;
+    use crate::session::store::{SessionId, StoreError};
+
+    /// Records revocations; `fail` makes every call error.
+    #[derive(Default)]
+    struct FakeStore {
+        calls: Mutex<Vec<String>>,
+        fail: AtomicBool,
+    }
+
+    impl SessionStore for FakeStore {
+        fn get<'a>(
+            &'a self,
+            _: &'a SessionId,
+        ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn put<'a>(
+            &'a self,
+            _: &'a SessionId,
+            _: Session,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn delete<'a>(&'a self, _: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+            Box::pin(async move {
+                if self.fail.load(Ordering::Relaxed) {
+                    return Err(StoreError("down".into()));
+                }
+                self.calls.lock().unwrap().push(format!("user:{user_id}"));
+                Ok(3)
+            })
+        }
+        fn revoke_sid<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+            Box::pin(async move {
+                self.calls.lock().unwrap().push(format!("sid:{sid}"));
+                Ok(1)
+            })
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async move {
+                if self.fail.load(Ordering::Relaxed) {
+                    Err(StoreError("down".into()))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        fn approximate_len(&self) -> u64 {
+            0
+        }
+    }
+
+    async fn body_of(res: Response<AdminBody>) -> (StatusCode, String) {
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn revoke_by_user_or_sid_answers_the_count() {
+        let store = Arc::new(FakeStore::default());
+        let dyn_store: Arc<dyn SessionStore> = store.clone();
+        let (s, b) = body_of(revoke(Some(dyn_store.clone()), br#"{"user_id":"u-1"}"#).await).await;
+        assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":3}"#));
+        let (s, b) = body_of(revoke(Some(dyn_store), br#"{"sid":"abc"}"#).await).await;
+        assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":1}"#));
+        assert_eq!(*store.calls.lock().unwrap(), vec!["user:u-1", "sid:abc"]);
+    }
+
+    #[tokio::test]
+    async fn revoke_rejects_bad_bodies_without_touching_the_store() {
+        let store = Arc::new(FakeStore::default());
+        for body in [
+            &br#"{"user_id":"a","sid":"b"}"#[..],
+            br#"{}"#,
+            br#"{"user_id":""}"#,
+            br#"{"email":"x@y"}"#,
+            br#"{"user_id":5}"#,
+            b"not json",
+            b"",
+        ] {
+            let dyn_store: Arc<dyn SessionStore> = store.clone();
+            let (s, b) = body_of(revoke(Some(dyn_store), body).await).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{body:?} -> {b}");
+            assert!(b.contains("\"error\""));
+        }
+        assert!(store.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn revoke_fails_closed_when_the_store_is_down_or_absent() {
+        let store = Arc::new(FakeStore::default());
+        store.fail.store(true, Ordering::Relaxed);
+        let dyn_store: Arc<dyn SessionStore> = store.clone();
+        let (s, _) = body_of(revoke(Some(dyn_store), br#"{"user_id":"u"}"#).await).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        let (s, _) = body_of(revoke(None, br#"{"user_id":"u"}"#).await).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_latch_and_the_store() {
+        let store = Arc::new(FakeStore::default());
+        let dyn_store: Arc<dyn SessionStore> = store.clone();
+        assert_eq!(
+            readyz(true, Some(dyn_store.clone())).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(readyz(true, None).await.status(), StatusCode::OK);
+        assert_eq!(
+            readyz(false, Some(dyn_store.clone())).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        store.fail.store(true, Ordering::Relaxed);
+        assert_eq!(
+            readyz(true, Some(dyn_store)).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

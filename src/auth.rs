@@ -1,71 +1,433 @@
 //! The `/.auth/*` endpoints and the authentication step of the pipeline.
 //!
-//! The handler calls [`gate`] once per routed request, after hop-by-hop headers
-//! are removed and before forwarding headers are added. `gate` strips every
-//! identity header, then either answers the request itself (`/.auth/*`), lets
-//! it through without identity (public paths), or authenticates, authorizes and
-//! injects the identity headers of the route's profile.
-//!
-//! (Sign-in arrives with the OIDC work; until then nothing is signed in and
-//! only public paths are forwarded.)
+//! The handler calls [`endpoint`] for every request under `/.auth/` and
+//! [`gate`] for every other routed request, after hop-by-hop headers are
+//! removed and before forwarding headers are added. `gate` strips every
+//! identity header and realmgate's own cookies, then lets a public path
+//! through without identity, or authenticates (session cookie), authorizes
+//! (`policy`) and injects the identity headers of the route's profile.
 
+mod account;
+pub(crate) mod callback;
+mod login;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
 
-use crate::config::{RouteSettings, Settings};
+use crate::config::{ConnectionSettings, RouteSettings, Settings};
 use crate::handler::ConnInfo;
-use crate::policy::Permit;
-use crate::respond::{Body, GatewayError};
+use crate::oidc::Providers;
+use crate::policy::{self, Permit};
+use crate::respond::{self, Body, GatewayError};
+use crate::session::cookie::SessionCookies;
+use crate::session::model::Session;
+use crate::session::state::StateCookies;
+use crate::session::store::{SessionId, SessionStore};
+use crate::ui::Pages;
 
-/// Authentication state that survives config reloads (the session store).
-/// Created once at startup.
+/// Authentication state that survives config reloads: the session store and
+/// the provider caches. Created once at startup.
 #[derive(Clone)]
-pub struct AuthShared {}
+pub struct AuthShared {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub providers: Providers,
+    /// States already redeemed (SHA-256 of the state), so a callback URL
+    /// cannot be replayed even with a copy of the old state cookie.
+    used_states: moka::future::Cache<[u8; 32], ()>,
+}
 
 impl AuthShared {
-    pub fn new(_settings: &Settings) -> Result<Self, GatewayError> {
-        Ok(AuthShared {})
+    pub fn new(
+        settings: &Settings,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, GatewayError> {
+        let sessions = crate::session::open_store(&settings.session).map_err(|e| {
+            tracing::error!(error = %e, "cannot open the session store");
+            GatewayError::Internal
+        })?;
+        let providers = Providers::new(settings, metrics.clone()).map_err(|e| {
+            tracing::error!(error = %e, "cannot build the identity provider clients");
+            GatewayError::Internal
+        })?;
+        Ok(AuthShared {
+            metrics,
+            sessions,
+            providers,
+            used_states: moka::future::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(crate::session::state::STATE_LIFETIME)
+                .build(),
+        })
     }
 }
 
-/// Authentication state built from one config generation (providers, keys).
+/// Authentication state built from one config generation.
 #[derive(Clone)]
 pub struct AuthState {
-    settings: Arc<Settings>,
+    pub settings: Arc<Settings>,
+    pub shared: AuthShared,
+    pub pages: Arc<Pages>,
+    cookies: Arc<SessionCookies>,
+    states: Arc<StateCookies>,
+    /// Every `headers_extra` name of every route: stripped from every request.
+    extra_headers: Arc<[HeaderName]>,
+    /// Every route host, for login target validation.
+    route_hosts: Arc<HashSet<String>>,
+    /// Group ids or names used by some `allow.groups` (for `groups_in_headers = "known"`).
+    policy_groups: Arc<HashSet<String>>,
 }
 
 impl AuthState {
-    pub fn new(settings: Arc<Settings>, _shared: &AuthShared) -> Self {
-        AuthState { settings }
+    pub fn new(settings: Arc<Settings>, shared: &AuthShared) -> Self {
+        shared.providers.update(&settings);
+        let mut extra: Vec<HeaderName> = settings
+            .routes
+            .iter()
+            .flat_map(|r| r.headers_extra.iter().map(|(h, _)| h.clone()))
+            .collect();
+        extra.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        extra.dedup();
+        AuthState {
+            pages: Arc::new(Pages::new(&settings.ui)),
+            cookies: Arc::new(SessionCookies::new(&settings.session)),
+            states: Arc::new(StateCookies::new(&settings.session)),
+            extra_headers: extra.into(),
+            route_hosts: Arc::new(
+                settings
+                    .routes
+                    .iter()
+                    .flat_map(|r| r.hosts.iter().cloned())
+                    .collect(),
+            ),
+            policy_groups: Arc::new(
+                settings
+                    .routes
+                    .iter()
+                    .flat_map(|r| r.allow.groups.iter().cloned())
+                    .collect(),
+            ),
+            shared: shared.clone(),
+            settings,
+        }
+    }
+
+    fn connection(&self, name: &str) -> Option<&Arc<ConnectionSettings>> {
+        self.settings.connection(name)
     }
 }
 
 /// What the pipeline does next with a request.
 pub enum GateOutcome {
-    /// `/.auth/*`: realmgate answers itself.
-    Respond(http::Response<Body>),
     /// A public path: forward without identity headers.
     Public,
     /// Authenticated and authorized: identity headers are in place; forward.
     Permitted(Permit),
 }
 
-/// Strip identity headers, then answer, pass or authenticate the request.
-/// `parts.headers` must already be free of hop-by-hop headers.
+/// True for paths realmgate answers itself on every route host.
+pub fn is_auth_path(path: &str) -> bool {
+    path == "/.auth" || path.starts_with("/.auth/")
+}
+
+/// Strip identity headers and own cookies, then pass or authenticate a
+/// request outside `/.auth/`. `parts.headers` must already be free of
+/// hop-by-hop headers.
 pub async fn gate(
     state: &AuthState,
     route: &Arc<RouteSettings>,
     parts: &mut Parts,
-    _conn: &ConnInfo,
+    conn: &ConnInfo,
 ) -> Result<GateOutcome, GatewayError> {
-    let _ = &state.settings;
-    let path = parts.uri.path();
-    if path == "/.auth" || path.starts_with("/.auth/") {
-        return Err(GatewayError::NotFound);
-    }
-    if route.public.iter().any(|p| path.starts_with(p.as_str())) {
+    crate::headers::identity::strip(&mut parts.headers, &state.extra_headers);
+    // Only the cookie name of this scheme counts: a plain-http `realmgate`
+    // cookie (which a network attacker can plant) is ignored on HTTPS.
+    let session_id = state.cookies.read_for(&parts.headers, is_https(state, parts, conn));
+    state.cookies.strip_own_cookies(&mut parts.headers);
+    if crate::pathnorm::is_public(parts.uri.path(), &route.public) {
         return Ok(GateOutcome::Public);
     }
-    Err(GatewayError::NotSignedIn)
+    let Some(id) = session_id else {
+        return Err(GatewayError::NotSignedIn);
+    };
+    let user = load_session(state, &id)
+        .await?
+        .ok_or(GatewayError::NotSignedIn)?;
+    let connection = state.connection(&user.connection).cloned();
+    let Some(connection) = connection else {
+        // The connection was removed from the config: the session is void.
+        return Err(GatewayError::NotSignedIn);
+    };
+    match policy::authorize(route, Some(&connection), user) {
+        Ok(permit) => {
+            crate::headers::identity::inject(
+                &mut parts.headers,
+                &permit,
+                route,
+                &connection,
+                &state.policy_groups,
+                None,
+            );
+            let _ = conn;
+            Ok(GateOutcome::Permitted(permit))
+        }
+        Err(denied) => {
+            tracing::info!(
+                route.name = %route.name,
+                user.id = %denied.user.user_id,
+                reason = %denied.reason,
+                "access denied"
+            );
+            Err(GatewayError::Denied(Box::new(denied)))
+        }
+    }
+}
+
+/// The session for `id`, if it exists and has not expired. A store failure
+/// is an error (fail closed), not "signed out".
+async fn load_session(
+    state: &AuthState,
+    id: &SessionId,
+) -> Result<Option<Arc<Session>>, GatewayError> {
+    state.shared.sessions.get(id).await.map_err(|e| {
+        tracing::error!(error = %e, "session store failed");
+        GatewayError::StoreUnavailable
+    })
+}
+
+/// Serves `/.auth/*`. Every response is `Cache-Control: no-store`.
+pub async fn endpoint(
+    state: &AuthState,
+    route: &Arc<RouteSettings>,
+    req: http::Request<hyper::body::Incoming>,
+    conn: &ConnInfo,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    crate::headers::identity::strip(&mut parts.headers, &state.extra_headers);
+    let ctx = Ctx {
+        state,
+        route,
+        origin: request_origin(state, &parts, conn),
+        https: is_https(state, &parts, conn),
+    };
+    let path = parts.uri.path().to_string();
+    let rest = path.strip_prefix("/.auth").unwrap_or("");
+    let result = match (&parts.method, rest) {
+        (&Method::GET | &Method::HEAD, "/login") => login::page(&ctx, &parts).await,
+        (&Method::POST, "/login") => match read_form(body).await {
+            Ok(form) => login::submit(&ctx, &parts, form).await,
+            Err(e) => Err(e),
+        },
+        (method, rest) if rest.starts_with("/login/") => {
+            let tail = &rest["/login/".len()..];
+            match tail.split_once('/') {
+                None if *method == Method::GET || *method == Method::HEAD => {
+                    login::start(&ctx, &parts, tail).await
+                }
+                Some((name, "callback")) if *method == Method::GET => {
+                    let query = parts.uri.query().unwrap_or("").as_bytes().to_vec();
+                    callback::finish(&ctx, &parts, name, &query).await
+                }
+                Some((name, "callback")) if *method == Method::POST => {
+                    match read_form(body).await {
+                        Ok(form) => callback::finish(&ctx, &parts, name, &form).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Some((_, "callback")) | None => Err(GatewayError::MethodNotAllowed),
+                _ => Err(GatewayError::NotFound),
+            }
+        }
+        (&Method::GET | &Method::HEAD, "/me") => account::me(&ctx, &parts).await,
+        (&Method::GET | &Method::POST, "/logout") => account::logout(&ctx, &parts).await,
+        (&Method::GET | &Method::HEAD, "/logout/done") => Ok(account::signed_out(&ctx)),
+        (_, "/login" | "/me" | "/logout" | "/logout/done") => Err(GatewayError::MethodNotAllowed),
+        _ => Err(GatewayError::NotFound),
+    };
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => error_page(state, &e, &parts),
+    };
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Per-request context of an `/.auth/` endpoint.
+struct Ctx<'a> {
+    state: &'a AuthState,
+    route: &'a Arc<RouteSettings>,
+    /// `https://hr.contoso.com` as the browser sees this gateway.
+    origin: String,
+    https: bool,
+}
+
+impl Ctx<'_> {
+    /// The connections this route lets sign in, in config order.
+    fn allowed_connections(&self) -> Vec<&Arc<ConnectionSettings>> {
+        self.state
+            .settings
+            .connections
+            .iter()
+            .filter(|c| self.route.connections.contains(&c.name))
+            .collect()
+    }
+
+    fn redirect_uri(&self, connection: &ConnectionSettings) -> String {
+        format!("{}{}", self.origin, connection.callback_path())
+    }
+
+    /// A validated login/logout target (SPEC 4); anything unsafe becomes `/`.
+    fn safe_target(&self, parts: &Parts, raw: Option<&str>) -> String {
+        match raw {
+            Some(raw) => {
+                crate::redirect::safe_target(raw, &host_of(parts), &self.state.route_hosts)
+            }
+            None => "/".to_string(),
+        }
+    }
+}
+
+/// True when the browser reached realmgate over HTTPS: TLS here, or a trusted
+/// proxy said so, or `public_origin` is https.
+fn is_https(state: &AuthState, parts: &Parts, conn: &ConnInfo) -> bool {
+    if let Some(origin) = &state.settings.server.public_origin {
+        return origin.scheme() == "https";
+    }
+    conn.tls
+        || crate::headers::forwarding::trusted_proto(&state.settings.server, parts, conn).as_deref()
+            == Some("https")
+}
+
+/// The origin the browser used, for redirect URIs. Built only from
+/// `public_origin`, or the scheme and the Host the router already matched to
+/// a configured route (never from an unchecked header).
+fn request_origin(state: &AuthState, parts: &Parts, conn: &ConnInfo) -> String {
+    if let Some(origin) = &state.settings.server.public_origin {
+        return origin.as_str().trim_end_matches('/').to_string();
+    }
+    let scheme = if is_https(state, parts, conn) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", host_with_port(parts))
+}
+
+/// The Host as sent (with port), from the authority or the Host header.
+fn host_with_port(parts: &Parts) -> String {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// The host without port, lowercased.
+fn host_of(parts: &Parts) -> String {
+    let h = host_with_port(parts);
+    match h.parse::<http::uri::Authority>() {
+        Ok(a) => a.host().trim_end_matches('.').to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Largest form body accepted by `/.auth/` endpoints (a form_post callback
+/// carries an authorization code and state; an ID token at most).
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+async fn read_form(body: hyper::body::Incoming) -> Result<Vec<u8>, GatewayError> {
+    let limited = http_body_util::Limited::new(body, MAX_FORM_BYTES);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes().to_vec()),
+        Err(_) => Err(GatewayError::BadRequest(
+            "The form is too large or was not received completely.",
+        )),
+    }
+}
+
+/// Parses `application/x-www-form-urlencoded` (query or body) into pairs.
+fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw).into_owned().collect()
+}
+
+fn form_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    // A duplicated parameter is ambiguous: treat it as absent.
+    let mut found = pairs.iter().filter(|(k, _)| k == key);
+    let first = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    Some(first.1.as_str())
+}
+
+/// 302 to `location` with `no-store`, and extra `Set-Cookie`s.
+fn redirect(
+    location: &str,
+    cookies: impl IntoIterator<Item = HeaderValue>,
+) -> Result<Response<Body>, GatewayError> {
+    let loc = HeaderValue::from_str(location).map_err(|_| GatewayError::Internal)?;
+    let mut resp = Response::builder()
+        .status(StatusCode::FOUND)
+        .header(LOCATION, loc)
+        .body(respond::empty())
+        .map_err(|_| GatewayError::Internal)?;
+    for c in cookies {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    Ok(resp)
+}
+
+fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut resp = Response::new(respond::full(Bytes::from(page)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::ui::CONTENT_SECURITY_POLICY),
+    );
+    resp
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(respond::full(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error_page(state: &AuthState, err: &GatewayError, parts: &Parts) -> Response<Body> {
+    respond::error_response(
+        err,
+        &parts.headers,
+        &parts.method,
+        &parts.uri,
+        Some(&state.pages),
+    )
+}
+
+/// Unix time in seconds.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

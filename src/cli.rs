@@ -1,8 +1,252 @@
 //! Command line: `run`, `check`, `test-connection`, `explain`, `demo`.
+//!
+//! Exit codes: 0 success; 1 a failed check (`test-connection`, `explain`
+//! denying) or a runtime failure; 64 (`EX_USAGE`) an invalid configuration,
+//! after printing every problem with its key.
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+
+use crate::config::{LogFormat, Settings};
+
+/// `EX_USAGE` from sysexits.h: the configuration is invalid.
+const EX_USAGE: u8 = 64;
+
+/// Reverse-proxy authentication gateway: home realm discovery, OpenID Connect
+/// sign-in (Entra ID or any provider), sessions, identity headers.
+#[derive(Debug, Parser)]
+#[command(name = "realmgate", version, about, long_about = None)]
+struct Cli {
+    /// Config file (default: $REALMGATE_CONFIG, else ./realmgate.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format; overrides `[log] format`.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Log filter such as `info` or `info,realmgate=debug`; overrides
+    /// `[log] level`. RUST_LOG, when set, wins over both.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default when no command is given).
+    Run,
+    /// Validate the configuration and print a summary with the callback URLs
+    /// to register at each identity provider.
+    Check,
+    /// Fetch a connection's discovery document and JWKS and report what is
+    /// unreachable or inconsistent.
+    TestConnection {
+        /// The connection's `name`.
+        name: String,
+    },
+    /// Say which route, connection and policy decide a URL for an identity, and why.
+    #[command(group(ArgGroup::new("identity").required(true).args(["claims", "user"])))]
+    Explain {
+        /// The URL a user would open, e.g. https://hr.contoso.com/reports.
+        #[arg(long)]
+        url: String,
+        /// A JSON file with ID token claims.
+        #[arg(long, value_name = "FILE")]
+        claims: Option<PathBuf>,
+        /// An email address (its domain picks the connection).
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
+    /// Start a local demo: a development identity provider, a demo app and the
+    /// gateway in front of it. No Azure account needed.
+    Demo {
+        /// The gateway's port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+}
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let config = cli.config.as_deref();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let Some(settings) = load(config) else {
+                return ExitCode::from(EX_USAGE);
+            };
+            init_logs(&cli.log_format, cli.log_level.as_deref(), Some(&settings));
+            let path = crate::config::resolve_path(config);
+            block_on(crate::server::run(settings, Some(path)))
+                .map(|()| ExitCode::SUCCESS)
+                .unwrap_or_else(|e| fail(&e))
+        }
+        Command::Check => {
+            let Some(settings) = load(config) else {
+                return ExitCode::from(EX_USAGE);
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(crate::config::summary(&settings).as_bytes());
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Command::TestConnection { name } => {
+            let Some(settings) = load(config) else {
+                return ExitCode::from(EX_USAGE);
+            };
+            init_logs(
+                &cli.log_format,
+                Some(cli.log_level.as_deref().unwrap_or("warn")),
+                None,
+            );
+            if settings.connection(&name).is_none() {
+                let names: Vec<&str> = settings
+                    .connections
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                eprintln!(
+                    "There is no connection called {name:?}; expected one of: {}",
+                    if names.is_empty() {
+                        "(none configured)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+                return ExitCode::from(EX_USAGE);
+            }
+            let ok = block_on(async {
+                let mut out = std::io::stdout();
+                Ok(crate::oidc::test_connection(&settings, &name, &mut out).await)
+            });
+            match ok {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Explain { url, claims, user } => {
+            let Some(settings) = load(config) else {
+                return ExitCode::from(EX_USAGE);
+            };
+            crate::policy::explain::run(&settings, &url, claims.as_deref(), user.as_deref())
+        }
+        Command::Demo { port } => {
+            init_logs(&cli.log_format, cli.log_level.as_deref(), None);
+            block_on(crate::demo::run(port))
+                .map(|()| ExitCode::SUCCESS)
+                .unwrap_or_else(|e| fail(&e))
+        }
+    }
+}
+
+/// Loads and validates the configuration; on problems prints them all
+/// ("Invalid configuration", then key, what is wrong, what is expected).
+fn load(config: Option<&Path>) -> Option<Settings> {
+    match crate::config::load(config) {
+        Ok(s) => Some(s),
+        Err(errors) => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "Invalid configuration: {errors}");
+            None
+        }
+    }
+}
+
+fn init_logs(format: &Option<LogFormatArg>, level: Option<&str>, settings: Option<&Settings>) {
+    let format = format
+        .map(LogFormat::from)
+        .or(settings.map(|s| s.log.format))
+        .unwrap_or(LogFormat::Text);
+    let level = level
+        .or(settings.map(|s| s.log.level.as_str()))
+        .unwrap_or("info");
+    crate::telemetry::init(format, level);
+}
+
+/// Runs `fut` on a multi-threaded tokio runtime (one worker per core).
+fn block_on<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("realmgate")
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(fut)
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    tracing::error!(error = %format!("{e:#}"), "exiting");
+    eprintln!("realmgate: {e:#}");
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_run_and_config_is_global() {
+        let cli = Cli::try_parse_from(["realmgate", "--config", "x.toml"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.config.as_deref(), Some(Path::new("x.toml")));
+        let cli = Cli::try_parse_from(["realmgate", "check", "--config", "y.toml"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Check)));
+        assert_eq!(cli.config.as_deref(), Some(Path::new("y.toml")));
+    }
+
+    #[test]
+    fn explain_needs_exactly_one_identity() {
+        assert!(Cli::try_parse_from(["realmgate", "explain", "--url", "https://a/"]).is_err());
+        assert!(Cli::try_parse_from([
+            "realmgate",
+            "explain",
+            "--url",
+            "https://a/",
+            "--user",
+            "a@b.c",
+            "--claims",
+            "c.json"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "realmgate",
+            "explain",
+            "--url",
+            "https://a/",
+            "--user",
+            "a@b.c"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn demo_port_defaults_to_8080() {
+        let cli = Cli::try_parse_from(["realmgate", "demo"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Demo { port: 8080 })));
+        assert!(Cli::try_parse_from(["realmgate", "--log-format", "yaml"]).is_err());
+    }
 }

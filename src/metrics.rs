@@ -1,12 +1,86 @@
 //! Prometheus metrics (prometheus-client), rendered by the admin listener.
 //!
-//! OWNER: engine-ops helper. Contract signatures below must stay.
+//! One [`Metrics`] lives for the whole process (it is part of
+//! `handler::Shared`), so counters survive config reloads. The hot path
+//! (`record_request`, the connection gauge, session lookups) does not
+//! allocate once a label combination has been seen: route names are interned
+//! into `Arc<str>`s, so building a label set is a reference-count increment.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: Arc<str>,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoginLabels {
+    connection: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IdpLabels {
+    connection: String,
+    kind: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IdpLatencyLabels {
+    connection: String,
+    kind: String,
+}
+
+/// Upstream latency buckets: 1 ms .. ~33 s, doubling.
+#[derive(Clone)]
+struct UpstreamBuckets;
+
+impl MetricConstructor<Histogram> for UpstreamBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.001, 2.0, 16))
+    }
+}
+
+/// IdP latency buckets: 5 ms .. ~20 s, doubling.
+#[derive(Clone)]
+struct IdpBuckets;
+
+impl MetricConstructor<Histogram> for IdpBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.005, 2.0, 12))
+    }
+}
 
 /// Every metric realmgate exports. Cheap to call from the hot path.
 pub struct Metrics {
-    // engine-ops: registry and families
+    registry: Registry,
+    /// Interned route names, so the label set of a request costs no allocation.
+    routes: RwLock<HashMap<Box<str>, Arc<str>>>,
+    requests: Family<RouteStatus, Counter>,
+    upstream_latency: Family<RouteLabel, Histogram, UpstreamBuckets>,
+    open_connections: Gauge,
+    logins: Family<LoginLabels, Counter>,
+    session_hits: Counter,
+    session_misses: Counter,
+    sessions: Gauge,
+    idp_requests: Family<IdpLabels, Counter>,
+    idp_latency: Family<IdpLatencyLabels, Histogram, IdpBuckets>,
 }
 
 impl Default for Metrics {
@@ -17,29 +91,212 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        Metrics {}
+        let mut registry = Registry::with_prefix("realmgate");
+        let requests = Family::<RouteStatus, Counter>::default();
+        registry.register(
+            "requests",
+            "Finished requests by route and response status",
+            requests.clone(),
+        );
+        let upstream_latency = Family::new_with_constructor(UpstreamBuckets);
+        registry.register(
+            "upstream_latency_seconds",
+            "Time from forwarding a request to the upstream's response headers",
+            upstream_latency.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Open client connections on the proxy listener",
+            open_connections.clone(),
+        );
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Login attempts by connection and outcome",
+            logins.clone(),
+        );
+        let session_lookups = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        registry.register(
+            "session_lookups",
+            "Session store lookups by result (hit or miss)",
+            session_lookups.clone(),
+        );
+        // Both label sets exist from the start, so dashboards see zeros.
+        let session_hits = session_lookups
+            .get_or_create(&vec![("result", "hit")])
+            .clone();
+        let session_misses = session_lookups
+            .get_or_create(&vec![("result", "miss")])
+            .clone();
+        let sessions = Gauge::default();
+        registry.register(
+            "sessions",
+            "Approximate number of sessions in the store (as of the last scrape)",
+            sessions.clone(),
+        );
+        let idp_requests = Family::<IdpLabels, Counter>::default();
+        registry.register(
+            "idp_requests",
+            "Calls to identity providers by connection, kind (discovery, jwks, token, userinfo, graph) and outcome",
+            idp_requests.clone(),
+        );
+        let idp_latency = Family::new_with_constructor(IdpBuckets);
+        registry.register(
+            "idp_latency_seconds",
+            "Latency of calls to identity providers",
+            idp_latency.clone(),
+        );
+        Metrics {
+            registry,
+            routes: RwLock::new(HashMap::new()),
+            requests,
+            upstream_latency,
+            open_connections,
+            logins,
+            session_hits,
+            session_misses,
+            sessions,
+            idp_requests,
+            idp_latency,
+        }
     }
+
+    /// The interned `Arc<str>` for a route name (allocates once per name).
+    fn route(&self, name: &str) -> Arc<str> {
+        if let Some(r) = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return r.clone();
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        routes
+            .entry(name.into())
+            .or_insert_with(|| Arc::from(name))
+            .clone()
+    }
+
     /// One finished request: route name ("" when unrouted), status, upstream latency if forwarded.
     pub fn record_request(&self, route: &str, status: u16, upstream_latency: Option<Duration>) {
-        let _ = (route, status, upstream_latency);
+        let route = self.route(route);
+        if let Some(latency) = upstream_latency {
+            self.upstream_latency
+                .get_or_create(&RouteLabel {
+                    route: route.clone(),
+                })
+                .observe(latency.as_secs_f64());
+        }
+        self.requests
+            .get_or_create(&RouteStatus { route, status })
+            .inc();
     }
+
     /// Open client connections gauge.
-    pub fn connection_opened(&self) {}
-    pub fn connection_closed(&self) {}
+    pub fn connection_opened(&self) {
+        self.open_connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.open_connections.dec();
+    }
+
     /// A login attempt by connection and outcome ("success", "invalid_token", "provider_unavailable", ...).
     pub fn record_login(&self, connection: &str, outcome: &str) {
-        let _ = (connection, outcome);
+        self.logins
+            .get_or_create(&LoginLabels {
+                connection: connection.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
+
     /// Session store lookups.
     pub fn record_session_lookup(&self, hit: bool) {
-        let _ = hit;
+        if hit {
+            self.session_hits.inc();
+        } else {
+            self.session_misses.inc();
+        }
     }
+
+    /// The session store's size, set by the admin listener before each scrape.
+    pub fn set_session_count(&self, n: u64) {
+        self.sessions.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// A call to an identity provider (discovery, jwks, token, userinfo, graph) and whether it failed.
     pub fn record_idp_call(&self, connection: &str, kind: &str, latency: Duration, ok: bool) {
-        let _ = (connection, kind, latency, ok);
+        self.idp_requests
+            .get_or_create(&IdpLabels {
+                connection: connection.to_string(),
+                kind: kind.to_string(),
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+        self.idp_latency
+            .get_or_create(&IdpLatencyLabels {
+                connection: connection.to_string(),
+                kind: kind.to_string(),
+            })
+            .observe(latency.as_secs_f64());
     }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        todo!("engine-ops")
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail; an encoder error would be a bug in
+        // a label encoder, and an empty scrape is better than a panic.
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_family_and_counts_requests() {
+        let m = Metrics::new();
+        m.record_request("hr", 200, Some(Duration::from_millis(3)));
+        m.record_request("hr", 200, None);
+        m.record_request("", 404, None);
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        m.record_login("contoso", "success");
+        m.record_session_lookup(true);
+        m.record_session_lookup(false);
+        m.record_session_lookup(false);
+        m.record_idp_call("contoso", "token", Duration::from_millis(20), false);
+        m.set_session_count(7);
+        let text = m.render();
+        for needle in [
+            "realmgate_requests_total{route=\"hr\",status=\"200\"} 2",
+            "realmgate_requests_total{route=\"\",status=\"404\"} 1",
+            "realmgate_upstream_latency_seconds_count{route=\"hr\"} 1",
+            "realmgate_open_connections 1",
+            "realmgate_logins_total{connection=\"contoso\",outcome=\"success\"} 1",
+            "realmgate_session_lookups_total{result=\"hit\"} 1",
+            "realmgate_session_lookups_total{result=\"miss\"} 2",
+            "realmgate_sessions 7",
+            "realmgate_idp_requests_total{connection=\"contoso\",kind=\"token\",outcome=\"error\"} 1",
+            "realmgate_idp_latency_seconds_count{connection=\"contoso\",kind=\"token\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn route_names_are_interned_once() {
+        let m = Metrics::new();
+        let a = m.route("hr");
+        let b = m.route("hr");
+        assert!(Arc::ptr_eq(&a, &b));
     }
 }

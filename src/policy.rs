@@ -7,6 +7,8 @@
 //! `realmgate explain` share them, so what `explain` prints is what the
 //! gateway does.
 
+pub mod explain;
+
 use std::fmt;
 use std::sync::Arc;
 

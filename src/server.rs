@@ -2,12 +2,33 @@
 //! hand requests to `handler::handle`, graceful drain on SIGTERM/SIGINT,
 //! config + certificate reload on SIGHUP. Also starts the admin listener.
 //!
-//! OWNER: engine-ops helper. Contract signatures below must stay.
+//! The current config generation is an `Arc<Gateway>` behind a `std` RwLock:
+//! each request clones the Arc under a read lock (one uncontended atomic
+//! increment, the same cost an `arc-swap` load-and-clone would have), and a
+//! reload swaps it under the write lock, so requests already running finish
+//! on the generation they started with.
+
+mod conn;
+mod proxy_protocol;
+mod tls;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::handler::{Gateway, Shared};
+
+pub use proxy_protocol::{read_header as read_proxy_header, Prefixed, ProxyHeaderError};
 
 /// A started gateway (proxy + admin listeners). Used by `run`, `demo` and the tests.
 pub struct Running {
@@ -15,40 +36,337 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where the admin listener is bound.
     pub admin_addr: SocketAddr,
-    // engine-ops: handles
+    inner: Arc<Inner>,
+    accept: JoinHandle<()>,
+    admin: JoinHandle<()>,
+}
+
+/// What the listeners, the connections and the admin endpoints share.
+pub(crate) struct Inner {
+    generation: RwLock<Arc<Gateway>>,
+    shared: Shared,
+    /// The TLS server config when `[server.tls]` was set at start (swapped on reload).
+    tls: Option<RwLock<Arc<rustls::ServerConfig>>>,
+    config_path: Option<PathBuf>,
+    /// Settings that need a restart to change (listen addresses, TLS on/off).
+    started_with: StartedWith,
+    ready: AtomicBool,
+    /// `true` once shutdown began: accept loops stop, connections drain.
+    stop: watch::Sender<bool>,
+    connections: ConnCount,
+    /// Reloads run one at a time.
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Replaces `handler::handle` in the server's own unit tests.
+    test_handler: Option<conn::TestHandler>,
+}
+
+struct StartedWith {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    tls: bool,
+}
+
+/// Open proxy connections, so a drain knows when the last one ended.
+#[derive(Default)]
+pub(crate) struct ConnCount {
+    open: AtomicUsize,
+    zero: Notify,
+}
+
+impl ConnCount {
+    fn opened(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+    }
+    fn closed(&self) {
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.zero.notify_waiters();
+        }
+    }
+    async fn wait_zero(&self) {
+        loop {
+            let notified = self.zero.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Inner {
+    /// The config generation new requests use.
+    pub(crate) fn current(&self) -> Arc<Gateway> {
+        self.generation
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Ready: config loaded, listeners bound, not shutting down.
+    /// (The session store check is the admin listener's.)
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls
+            .as_ref()
+            .map(|t| t.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Builds everything of a new generation first, then swaps; on error nothing changes.
+    fn install(&self, settings: Settings) -> anyhow::Result<()> {
+        let tls = match (&self.tls, &settings.server.tls) {
+            (Some(_), Some(t)) => Some(tls::load(t)?),
+            (None, Some(_)) | (Some(_), None) => {
+                anyhow::bail!(
+                    "server.tls: turning TLS on or off needs a restart; the running listener keeps {}",
+                    if self.started_with.tls { "TLS" } else { "plain HTTP" }
+                );
+            }
+            (None, None) => None,
+        };
+        if settings.server.listen != self.started_with.listen
+            && !(settings.server.listen.port() == 0 && self.started_with.listen.port() == 0)
+        {
+            tracing::warn!(
+                configured = %settings.server.listen,
+                running = %self.started_with.listen,
+                "server.listen changed: the new address takes effect after a restart"
+            );
+        }
+        if settings.admin.listen != self.started_with.admin
+            && !(settings.admin.listen.port() == 0 && self.started_with.admin.port() == 0)
+        {
+            tracing::warn!(
+                configured = %settings.admin.listen,
+                running = %self.started_with.admin,
+                "admin.listen changed: the new address takes effect after a restart"
+            );
+        }
+        let gateway = Gateway::new(Arc::new(settings), &self.shared)
+            .context("cannot build the new configuration")?;
+        if let (Some(slot), Some(cfg)) = (&self.tls, tls) {
+            *slot.write().unwrap_or_else(|e| e.into_inner()) = cfg;
+        }
+        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(gateway);
+        Ok(())
+    }
 }
 
 impl Running {
     /// Reload: re-read the config file (if started with one) and TLS certificates;
     /// on any error log it and keep the old generation. Returns whether the new one was taken.
     pub async fn reload(&self) -> bool {
-        todo!("engine-ops")
+        let _one_at_a_time = self.inner.reload_lock.lock().await;
+        let settings = match &self.inner.config_path {
+            Some(path) => {
+                let path = path.clone();
+                let loaded =
+                    tokio::task::spawn_blocking(move || crate::config::load(Some(&path))).await;
+                match loaded {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(errors)) => {
+                        for p in &errors.problems {
+                            tracing::error!(
+                                key = %p.key,
+                                problem = %p.problem,
+                                expected = %p.expected,
+                                "reload: configuration problem"
+                            );
+                        }
+                        tracing::error!(
+                            problems = errors.problems.len(),
+                            "reload refused: the old configuration keeps serving"
+                        );
+                        return false;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload failed; the old configuration keeps serving");
+                        return false;
+                    }
+                }
+            }
+            // Without a file, only the certificates can change.
+            None => (*self.inner.current().settings).clone(),
+        };
+        match self.replace_settings(settings) {
+            Ok(()) => {
+                tracing::info!("configuration reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reload refused: the old configuration keeps serving");
+                false
+            }
+        }
     }
+
     /// Swap in already-validated settings (tests; SIGHUP without a file).
     pub fn replace_settings(&self, settings: Settings) -> anyhow::Result<()> {
-        let _ = settings;
-        todo!("engine-ops")
+        self.inner.install(settings)
     }
+
     /// Readiness 503, stop accepting, drain in-flight requests up to `shutdown_grace`.
     pub async fn shutdown(self) {
-        todo!("engine-ops")
+        let grace = self.inner.current().settings.server.shutdown_grace;
+        self.inner.ready.store(false, Ordering::Release);
+        // Stops the accept loop (its listener is dropped, so new connections
+        // are refused) and asks every connection to finish its in-flight
+        // requests and close (HTTP/1.1: after the current response; h2: GOAWAY).
+        self.inner.stop.send_replace(true);
+        let _ = self.accept.await;
+        let open = self.inner.connections.open.load(Ordering::Acquire);
+        tracing::info!(connections = open, grace = ?grace, "draining");
+        match tokio::time::timeout(grace, self.inner.connections.wait_zero()).await {
+            Ok(()) => tracing::info!("drained"),
+            Err(_) => tracing::warn!(
+                connections = self.inner.connections.open.load(Ordering::Acquire),
+                "shutdown_grace elapsed; closing the remaining connections"
+            ),
+        }
+        self.admin.abort();
+        let _ = self.admin.await;
+    }
+
+    /// Whether the readiness latch is up.
+    pub fn is_ready(&self) -> bool {
+        self.inner.is_ready()
+    }
+
+    /// The settings new requests see.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.current().settings.clone()
     }
 }
 
 /// Bind the listeners and start serving in the background.
 /// `config_path` is what SIGHUP / `reload` re-reads.
 pub async fn start(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result<Running> {
-    let _ = (settings, config_path);
-    todo!("engine-ops")
+    start_inner(settings, config_path, None).await
+}
+
+async fn start_inner(
+    settings: Settings,
+    config_path: Option<PathBuf>,
+    test_handler: Option<conn::TestHandler>,
+) -> anyhow::Result<Running> {
+    let shared = Shared::new(&settings).context("cannot start the shared state")?;
+    let tls = match &settings.server.tls {
+        Some(t) => Some(RwLock::new(tls::load(t)?)),
+        None => None,
+    };
+    let listener = TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "server.listen: cannot bind {}; expected a free address (is another process using the port?)",
+                settings.server.listen
+            )
+        })?;
+    let admin_listener = TcpListener::bind(settings.admin.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "admin.listen: cannot bind {}; expected a free address (is another process using the port?)",
+                settings.admin.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let started_with = StartedWith {
+        listen: settings.server.listen,
+        admin: settings.admin.listen,
+        tls: tls.is_some(),
+    };
+    let gateway =
+        Gateway::new(Arc::new(settings), &shared).context("cannot build the configuration")?;
+    let (stop, _) = watch::channel(false);
+    let inner = Arc::new(Inner {
+        generation: RwLock::new(Arc::new(gateway)),
+        shared,
+        tls,
+        config_path,
+        started_with,
+        ready: AtomicBool::new(false),
+        stop,
+        connections: ConnCount::default(),
+        reload_lock: tokio::sync::Mutex::new(()),
+        test_handler,
+    });
+    let admin = tokio::spawn(crate::admin::serve(admin_listener, inner.clone()));
+    let accept = tokio::spawn(conn::accept_loop(listener, inner.clone()));
+    inner.ready.store(true, Ordering::Release);
+    tracing::info!(
+        listen = %addr,
+        admin = %admin_addr,
+        tls = inner.tls.is_some(),
+        "realmgate listening"
+    );
+    Ok(Running {
+        addr,
+        admin_addr,
+        inner,
+        accept,
+        admin,
+    })
 }
 
 /// `realmgate run`: start, then SIGHUP reloads and SIGTERM/SIGINT drains and returns.
 pub async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let _ = (settings, config_path);
-    todo!("engine-ops")
+    let running = start(settings, config_path).await?;
+    let shutdown = wait_for_shutdown_signal();
+    tokio::pin!(shutdown);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(()) = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading configuration and certificates");
+                    running.reload().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn wait_for_shutdown_signal() {
-    todo!("engine-ops")
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                tracing::error!("cannot listen for SIGTERM/SIGINT; falling back to Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

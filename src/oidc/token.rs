@@ -40,10 +40,9 @@ pub async fn request(
     meta: &Metadata,
     params: &[(&str, &str)],
 ) -> Result<Tokens, OidcError> {
-    let mut form = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in params {
-        form.append_pair(k, v);
-    }
+    // Pairs first, serialized at the end: the form serializer is not Send and
+    // must not live across an await.
+    let mut form: Vec<(&str, &str)> = params.to_vec();
     let mut builder = http::Request::post(meta.token_endpoint.as_str())
         .header(
             http::header::CONTENT_TYPE,
@@ -61,19 +60,23 @@ pub async fn request(
                 http::header::AUTHORIZATION,
                 format!("Basic {}", STANDARD.encode(pair)),
             );
-            form.append_pair("client_id", &cfg.client_id);
+            form.push(("client_id", &cfg.client_id));
         }
         (Some(secret), ClientAuth::Post) => {
-            form.append_pair("client_id", &cfg.client_id);
-            form.append_pair("client_secret", secret.expose_str());
+            form.push(("client_id", &cfg.client_id));
+            form.push(("client_secret", secret.expose_str()));
         }
         // A public client: PKCE is its only proof.
         (None, _) => {
-            form.append_pair("client_id", &cfg.client_id);
+            form.push(("client_id", &cfg.client_id));
         }
     }
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
+        .into_bytes();
     let request = builder
-        .body(form.finish().into_bytes())
+        .body(body)
         .map_err(|e| OidcError::Unavailable(format!("token request: {e}")))?;
     let response = http
         .execute(request)

@@ -1,0 +1,106 @@
+//! `GET /.auth/me` and `GET/POST /.auth/logout`.
+
+use http::request::Parts;
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::{form_get, form_pairs, html, json, redirect, Ctx};
+use crate::respond::{Body, GatewayError};
+
+/// The signed-in user as JSON; 401 JSON when not signed in.
+pub(super) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
+    let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
+        Some(id) => super::load_session(ctx.state, &id).await?,
+        None => None,
+    };
+    let Some(s) = session.filter(|s| ctx.state.connection(&s.connection).is_some()) else {
+        return Ok(json(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "not_signed_in", "message": "No session. Sign in at /.auth/login."}),
+        ));
+    };
+    let conn = ctx.state.connection(&s.connection);
+    let mut body = json!({
+        "user_id": s.user_id,
+        "email": s.email,
+        "email_verified": s.email_trust.is_verified(),
+        "email_verified_by": s.email_trust,
+        "name": s.name,
+        "preferred_username": s.preferred_username,
+        "groups": s.groups,
+        "connection": s.connection,
+        "tenant_id": s.tenant_id,
+        "expires_at": s.expires_at,
+    });
+    if conn.is_some_and(|c| c.extended_profile) {
+        body["claims"] = s
+            .claims
+            .clone()
+            .map(serde_json::Value::Object)
+            .unwrap_or_else(|| json!({}));
+    }
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// Ends the session here (store and cookie), then at the provider when it
+/// supports RP-initiated logout, then lands on a validated target.
+pub(super) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
+    let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
+    let raw_target =
+        form_get(&query, "post_logout_redirect_uri").or_else(|| form_get(&query, "rd"));
+    let target = raw_target.map(|t| ctx.safe_target(parts, Some(t)));
+    let mut provider_logout = None;
+    if let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
+        if let Ok(Some(session)) = ctx.state.shared.sessions.get(&id).await {
+            if let Some(provider) = ctx.state.shared.providers.get(&session.connection) {
+                provider_logout = provider
+                    .end_session_url(
+                        session.id_token.as_deref(),
+                        &absolute(ctx, target.as_deref().unwrap_or("/.auth/logout/done")),
+                    )
+                    .await;
+            }
+            tracing::info!(user.id = %session.user_id, connection = %session.connection, "signed out");
+        }
+        ctx.state.shared.sessions.delete(&id).await.map_err(|e| {
+            tracing::error!(error = %e, "session store failed during logout");
+            GatewayError::StoreUnavailable
+        })?;
+    }
+    let clear = ctx.state.cookies.clear(ctx.https);
+    if let Some(url) = provider_logout {
+        return redirect(url.as_str(), [clear]);
+    }
+    match target {
+        Some(t) => redirect(&t, [clear]),
+        None => {
+            let mut resp = signed_out(ctx);
+            resp.headers_mut().append(http::header::SET_COOKIE, clear);
+            Ok(resp)
+        }
+    }
+}
+
+/// `GET /.auth/logout/done`: where the provider sends the browser back after
+/// RP-initiated logout when no target was given.
+pub(super) fn signed_out(ctx: &Ctx<'_>) -> Response<Body> {
+    html(
+        StatusCode::OK,
+        ctx.state.pages.error(
+            200,
+            "You are signed out",
+            "You have been signed out of this application.",
+            Some(("Sign in again", "/.auth/login")),
+        ),
+    )
+}
+
+/// An absolute URL on this origin for a validated target (which may already
+/// be absolute on a configured route host).
+fn absolute(ctx: &Ctx<'_>, target: &str) -> String {
+    if target.starts_with('/') {
+        format!("{}{}", ctx.origin, target)
+    } else {
+        target.to_string()
+    }
+}

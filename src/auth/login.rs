@@ -1,0 +1,163 @@
+//! `GET/POST /.auth/login` (home realm discovery) and
+//! `GET /.auth/login/{connection}` (start of the authorization code flow).
+
+use http::request::Parts;
+use http::{Response, StatusCode};
+
+use super::{form_get, form_pairs, html, redirect, Ctx};
+use crate::config::ConnectionSettings;
+use crate::respond::{Body, GatewayError};
+use crate::session::state::PendingLogin;
+use crate::ui::{LoginButton, LoginView};
+
+/// The login page, or straight to the only connection when there is nothing
+/// to ask (one allowed connection without home realm domains).
+pub(super) async fn page(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
+    let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
+    let raw_target = form_get(&query, "post_login_redirect_uri").or_else(|| form_get(&query, "rd"));
+    let target = ctx.safe_target(parts, raw_target);
+    let allowed = ctx.allowed_connections();
+    if let [only] = allowed.as_slice() {
+        if only.home_realm_domains.is_empty() {
+            return start_flow(ctx, parts, only, &target, Vec::new()).await;
+        }
+    }
+    Ok(render(ctx, &target, "", None, StatusCode::OK))
+}
+
+/// The email's domain picks the connection; the flow starts at once with
+/// `login_hint` and `domain_hint`.
+pub(super) async fn submit(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    form: Vec<u8>,
+) -> Result<Response<Body>, GatewayError> {
+    let form = form_pairs(&form);
+    let target = ctx.safe_target(parts, form_get(&form, "post_login_redirect_uri"));
+    let email = form_get(&form, "email").unwrap_or("").trim();
+    // Emails are never logged (SPEC 5.3).
+    let allowed = ctx.allowed_connections();
+    let found = crate::discovery::connection_for(email, allowed.iter().map(|c| &***c));
+    match found {
+        Some(conn) => {
+            let domain = crate::discovery::domain_of(email).unwrap_or_default();
+            let extra = vec![
+                ("login_hint".to_string(), email.to_string()),
+                ("domain_hint".to_string(), domain),
+            ];
+            start_flow(ctx, parts, conn, &target, extra).await
+        }
+        None => {
+            tracing::info!(route.name = %ctx.route.name, "home realm discovery found no connection");
+            let message = if crate::discovery::domain_of(email).is_none() {
+                "Enter your full work email address, like name@company.com."
+            } else {
+                "No sign-in is set up for the domain of that email address. Check the address, or ask your IT department which account to use."
+            };
+            Ok(render(ctx, &target, email, Some(message), StatusCode::OK))
+        }
+    }
+}
+
+/// `GET /.auth/login/{connection}`: only connections the route allows.
+pub(super) async fn start(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    name: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let Some(conn) = ctx
+        .allowed_connections()
+        .into_iter()
+        .find(|c| c.name == name)
+    else {
+        return Err(GatewayError::NotFound);
+    };
+    let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
+    let raw_target = form_get(&query, "post_login_redirect_uri").or_else(|| form_get(&query, "rd"));
+    let target = ctx.safe_target(parts, raw_target);
+    // Only allow-listed parameters pass through to the provider.
+    let extra = conn
+        .forward_params
+        .iter()
+        .filter_map(|p| form_get(&query, p).map(|v| (p.clone(), v.to_string())))
+        .collect();
+    start_flow(ctx, parts, conn, &target, extra).await
+}
+
+/// Builds the authorization request, remembers its secrets in the state
+/// cookie, and redirects the browser to the provider.
+async fn start_flow(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    conn: &ConnectionSettings,
+    target: &str,
+    mut extra: Vec<(String, String)>,
+) -> Result<Response<Body>, GatewayError> {
+    let provider = ctx
+        .state
+        .shared
+        .providers
+        .get(&conn.name)
+        .ok_or(GatewayError::NotFound)?;
+    // Operator parameters first; a forwarded one with the same name wins only
+    // if the operator allow-listed it.
+    for (k, v) in &conn.upstream_params {
+        if !extra.iter().any(|(e, _)| e == k) {
+            extra.push((k.clone(), v.clone()));
+        }
+    }
+    let redirect_uri = ctx.redirect_uri(conn);
+    let request = provider
+        .authorization_request(&redirect_uri, &extra)
+        .await
+        .map_err(|e| {
+            tracing::warn!(connection = %conn.name, error = %e, "cannot start sign-in");
+            GatewayError::ProviderUnavailable
+        })?;
+    let pending = PendingLogin {
+        state: request.state.clone(),
+        nonce: request.nonce.clone(),
+        pkce_verifier: request.pkce_verifier.clone(),
+        connection: conn.name.clone(),
+        redirect_uri,
+        target: target.to_string(),
+        created_at: super::now(),
+    };
+    let cookie = ctx.state.states.add(&parts.headers, ctx.https, pending);
+    tracing::info!(route.name = %ctx.route.name, connection = %conn.name, "sign-in started");
+    redirect(request.url.as_str(), [cookie])
+}
+
+fn render(
+    ctx: &Ctx<'_>,
+    target: &str,
+    email: &str,
+    message: Option<&str>,
+    status: StatusCode,
+) -> Response<Body> {
+    let buttons: Vec<LoginButton> = ctx
+        .allowed_connections()
+        .into_iter()
+        .filter(|c| c.always_show_button || c.home_realm_domains.is_empty())
+        .map(|c| LoginButton {
+            label: c.display_name.clone(),
+            href: format!(
+                "/.auth/login/{}?post_login_redirect_uri={}",
+                c.name,
+                url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+            ),
+        })
+        .collect();
+    let show_email = ctx
+        .allowed_connections()
+        .iter()
+        .any(|c| !c.home_realm_domains.is_empty());
+    let view = LoginView {
+        email: email.to_string(),
+        message: message.map(str::to_string),
+        target: target.to_string(),
+        buttons,
+        show_email_form: show_email,
+    };
+    html(status, ctx.state.pages.login(&view))
+}

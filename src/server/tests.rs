@@ -1,0 +1,463 @@
+//! The listener and lifecycle, with a stand-in for `handler::handle` that
+//! answers with what the server told it (client address, TLS, route names).
+//! End-to-end tests through the real pipeline live in `tests/it/server.rs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::*;
+use crate::config::Settings;
+use crate::respond::Body;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef0123";
+
+fn settings(extra_server: &str, route: &str) -> Settings {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+header_read_timeout = "1s"
+{extra_server}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[session]
+secret = "{SECRET}"
+
+[[route]]
+name = "{route}"
+hosts = ["app.test"]
+upstream = "http://127.0.0.1:9"
+"#
+    );
+    crate::config::load_str(&text).expect("test config is valid")
+}
+
+fn body(text: String) -> Body {
+    Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Answers `peer=<addr> tls=<bool> route=<first route name> path=<path>`;
+/// `/slow` waits until `release` is notified.
+fn echo(release: Arc<Notify>) -> conn::TestHandler {
+    Arc::new(move |gw, req, info| {
+        let release = release.clone();
+        Box::pin(async move {
+            if req.uri().path() == "/slow" {
+                release.notified().await;
+            }
+            let text = format!(
+                "peer={} tls={} route={} path={} version={:?}",
+                info.peer,
+                info.tls,
+                gw.settings.routes[0].name,
+                req.uri().path(),
+                req.version()
+            );
+            Response::new(body(text))
+        })
+    })
+}
+
+async fn start_echo(settings: Settings) -> (Running, Arc<Notify>) {
+    let release = Arc::new(Notify::new());
+    let running = start_inner(settings, None, Some(echo(release.clone())))
+        .await
+        .expect("server starts");
+    (running, release)
+}
+
+/// Sends `request` on a fresh connection and reads until the server closes
+/// or `deadline` passes.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    read_until_close(&mut s).await
+}
+
+async fn read_until_close(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+
+#[tokio::test]
+async fn serves_http1_on_the_real_port_with_the_tcp_peer() {
+    let (running, _) = start_echo(settings("", "r1")).await;
+    assert_ne!(running.addr.port(), 0);
+    let res = exchange(running.addr, GET).await;
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.contains("peer=127.0.0.1:"), "{res}");
+    assert!(res.contains("tls=false route=r1 path=/x"), "{res}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn serves_h2c_with_prior_knowledge() {
+    let (running, _) = start_echo(settings("", "r1")).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!("http://{}/h2", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("path=/h2 version=HTTP/2.0"));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn proxy_protocol_v1_and_v2_set_the_client_address() {
+    let (running, _) = start_echo(settings("proxy_protocol = true", "r1")).await;
+    let v1 = [&b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 8080\r\n"[..], GET].concat();
+    let res = exchange(running.addr, &v1).await;
+    assert!(res.contains("peer=203.0.113.7:51000"), "{res}");
+
+    let header = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        (
+            "[2001:db8::7]:4000".parse::<SocketAddr>().unwrap(),
+            "[2001:db8::1]:8080".parse::<SocketAddr>().unwrap(),
+        ),
+    )
+    .build()
+    .unwrap();
+    let res = exchange(running.addr, &[&header[..], GET].concat()).await;
+    assert!(res.contains("peer=[2001:db8::7]:4000"), "{res}");
+
+    // Without a header, or with a forged/garbled one: closed, nothing served.
+    for bad in [
+        GET.to_vec(),
+        [&b"PROXY TCP4 1.2.3.999 10.0.0.1 1 2\r\n"[..], GET].concat(),
+    ] {
+        let res = exchange(running.addr, &bad).await;
+        assert_eq!(res, "", "served without a valid PROXY header");
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_request_head_gets_431() {
+    let (running, _) = start_echo(settings("max_header_bytes = 16384", "r1")).await;
+    let big = "a".repeat(20_000);
+    let req = format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {big}\r\n\r\n");
+    let res = exchange(running.addr, req.as_bytes()).await;
+    assert!(res.starts_with("HTTP/1.1 431"), "{res}");
+    // Just under the limit is served.
+    let ok = "a".repeat(12_000);
+    let req =
+        format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Ok: {ok}\r\nConnection: close\r\n\r\n");
+    let res = exchange(running.addr, req.as_bytes()).await;
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_request_head_is_cut_after_header_read_timeout() {
+    let (running, _) = start_echo(settings("", "r1")).await;
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    // One header byte every 200 ms: never completes within 1 s.
+    let mut closed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if s.write_all(b"X").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(closed, "slow client was never cut");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "cut only after {elapsed:?}"
+    );
+
+    // A connection that sends nothing at all is cut as well.
+    let mut silent = TcpStream::connect(running.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("silent connection was not closed");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn replace_settings_takes_effect_for_new_requests() {
+    let (running, _) = start_echo(settings("", "first")).await;
+    assert!(exchange(running.addr, GET).await.contains("route=first"));
+    running.replace_settings(settings("", "second")).unwrap();
+    assert!(exchange(running.addr, GET).await.contains("route=second"));
+    // Turning TLS on needs a restart: refused, old generation kept.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_cert(dir.path(), "localhost");
+    let tls = format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let e = running
+        .replace_settings(settings(&tls, "third"))
+        .unwrap_err();
+    assert!(e.to_string().contains("restart"), "{e}");
+    assert!(exchange(running.addr, GET).await.contains("route=second"));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
+    let (running, release) = start_echo(settings("", "r1")).await;
+    let addr = running.addr;
+    let admin = running.admin_addr;
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    // Wait until the request is inside the handler.
+    wait_for(|| async {
+        let m = http_get(admin, "/metrics").await;
+        m.contains("realmgate_open_connections 1")
+    })
+    .await;
+    let shutdown = tokio::spawn(running.shutdown());
+    // Readiness drops and the listener closes while the request is in flight.
+    wait_for(|| async { http_get(admin, "/readyz").await.starts_with("HTTP/1.1 503") }).await;
+    wait_for(|| async { TcpStream::connect(addr).await.is_err() }).await;
+    assert!(!shutdown.is_finished());
+    release.notify_one();
+    let res = read_until_close(&mut slow).await;
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.contains("path=/slow"));
+    tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .expect("drain ends once the last request is done")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn drain_gives_up_after_shutdown_grace() {
+    let (running, _release) = start_echo(settings("shutdown_grace = \"300ms\"", "r1")).await;
+    let mut slow = TcpStream::connect(running.addr).await.unwrap();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let admin = running.admin_addr;
+    wait_for(|| async {
+        http_get(admin, "/metrics")
+            .await
+            .contains("realmgate_open_connections 1")
+    })
+    .await;
+    let started = Instant::now();
+    running.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints() {
+    let (running, _) = start_echo(settings("", "r1")).await;
+    let admin = running.admin_addr;
+    assert!(admin.ip().is_loopback());
+    assert!(http_get(admin, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    assert!(http_get(admin, "/readyz").await.starts_with("HTTP/1.1 200"));
+    let metrics = http_get(admin, "/metrics").await;
+    assert!(
+        metrics.contains("realmgate_open_connections 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("realmgate_session_lookups_total{result=\"miss\"} 0"),
+        "{metrics}"
+    );
+    assert!(http_get(admin, "/nope").await.starts_with("HTTP/1.1 404"));
+    let res = exchange(
+        admin,
+        b"POST /sessions/revoke HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nConnection: close\r\n\r\nnotjs!",
+    )
+    .await;
+    assert!(res.starts_with("HTTP/1.1 400"), "{res}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_with_alpn_h2_and_http11_and_certificate_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_cert(dir.path(), "localhost");
+    let tls = format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let (running, _) = start_echo(settings(&tls, "r1")).await;
+
+    let (alpn, res, served) = tls_get(running.addr, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert!(res.is_empty()); // h2 answered nothing to an HTTP/1.1 request line; fine
+    let first = served;
+    let (alpn, res, _) = tls_get(running.addr, &[b"http/1.1"]).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert!(res.contains("tls=true"), "{res}");
+
+    // A new certificate in the same files is served after reload.
+    write_cert(dir.path(), "localhost");
+    running.replace_settings(settings(&tls, "r1")).unwrap();
+    let (_, _, second) = tls_get(running.addr, &[b"http/1.1"]).await;
+    assert_ne!(first, second, "old certificate still served after reload");
+
+    // A broken key keeps the old certificate.
+    std::fs::write(&key, "garbage").unwrap();
+    assert!(running.replace_settings(settings(&tls, "r1")).is_err());
+    let (_, res, third) = tls_get(running.addr, &[b"http/1.1"]).await;
+    assert_eq!(second, third);
+    assert!(res.contains("tls=true"));
+    running.shutdown().await;
+}
+
+// --- helpers ---
+
+fn write_cert(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let c = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// Accepts any certificate: the test compares the served certificate itself.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// TLS handshake with the given ALPN offer; for http/1.1 also a GET.
+/// Returns (negotiated ALPN, response text, served leaf certificate).
+async fn tls_get(addr: SocketAddr, alpn: &[&[u8]]) -> (Option<Vec<u8>>, String, Vec<u8>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let (_, conn) = tls.get_ref();
+    let negotiated = conn.alpn_protocol().map(|p| p.to_vec());
+    let leaf = conn.peer_certificates().unwrap()[0].to_vec();
+    let mut text = String::new();
+    if negotiated.as_deref() == Some(b"http/1.1") {
+        tls.write_all(GET).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+        text = String::from_utf8_lossy(&out).into_owned();
+    }
+    (negotiated, text, leaf)
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    read_until_close(&mut s).await
+}
+
+async fn wait_for<F, Fut>(mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached within 10 s");
+}
