@@ -84,6 +84,20 @@ async fn oidc_provider_stops_when_the_test_drops_it() {
     }
 }
 
+/// Headers as the `forwarded` profile sends them, plus a forged-looking one.
+const IDENTITY: [&str; 7] = [
+    "X-Forwarded-User: 4f1c2d3e-0000-4000-8000-000000000001",
+    "X-Forwarded-Email: alice@contoso.example",
+    "X-Forwarded-Preferred-Username: alice@contoso.example",
+    "X-Forwarded-Name: Alice Anders",
+    "X-Forwarded-Groups: HR Admins,Staff",
+    "X-Forwarded-Tenant: 0b9f0000-0000-4000-8000-00000000c0de",
+    "X-Request-Id: 7f3a9c1e4b2d",
+];
+
+/// Renders the demo app with identity headers on a desktop and a phone viewport.
+/// With `REALMGATE_UPDATE_SCREENSHOTS=1` the desktop one also replaces
+/// `docs/screenshots/demo-app.png`.
 #[tokio::test]
 async fn demo_app_renders_in_chromium_on_desktop_and_phone() {
     let app = realmgate::demo::app::start("127.0.0.1:0".parse().expect("addr"))
@@ -97,6 +111,9 @@ async fn demo_app_renders_in_chromium_on_desktop_and_phone() {
         let out = dir.path().join(name);
         let mut args = vec!["--expect-status", "200", "--full-page"];
         args.extend(size);
+        for header in IDENTITY {
+            args.extend(["--header", header]);
+        }
         let run = screenshot(&format!("{}/reports?q=1", app.url()), &out, &args).await;
         run.assert_ok("screenshot.mjs");
         assert_eq!(run.stdout.trim(), format!("OK {}", out.display()));
@@ -107,6 +124,11 @@ async fn demo_app_renders_in_chromium_on_desktop_and_phone() {
             "{name} is suspiciously small ({} bytes)",
             png.len()
         );
+        if name == "desktop.png" && std::env::var_os("REALMGATE_UPDATE_SCREENSHOTS").is_some() {
+            let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs/screenshots/demo-app.png");
+            std::fs::write(&docs, &png).expect("update docs/screenshots/demo-app.png");
+        }
     }
 }
 
