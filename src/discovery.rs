@@ -46,7 +46,7 @@ pub fn connection_for<'a>(
 ) -> Option<&'a ConnectionSettings> {
     let domain = domain_of(email)?;
     let mut allowed = allowed;
-    allowed.find(|c| c.home_realm_domains.iter().any(|d| *d == domain))
+    allowed.find(|c| c.home_realm_domains.contains(&domain))
 }
 
 #[cfg(test)]

@@ -555,6 +555,13 @@ impl Provider {
         Ok(set)
     }
 
+    /// The first background fetch: only what is not cached yet (a login may
+    /// have fetched it already; single-flight collapses concurrent fetches).
+    async fn ensure_cached(&self) -> Result<(), OidcError> {
+        self.metadata().await?;
+        self.keys().await.map(|_| ())
+    }
+
     /// The background refresh: discovery (unless manual), then JWKS.
     async fn refresh(&self) -> Result<(), OidcError> {
         if self.cfg.discovery_url().is_some() {
@@ -870,9 +877,14 @@ fn template_matches(template: &str, iss: &str) -> bool {
 
 async fn refresh_loop(provider: std::sync::Weak<Provider>) {
     let mut failures = 0u32;
+    let mut first = true;
     loop {
         let Some(p) = provider.upgrade() else { return };
-        let result = p.refresh().await;
+        let result = if std::mem::take(&mut first) {
+            p.ensure_cached().await
+        } else {
+            p.refresh().await
+        };
         let name = p.cfg.name.clone();
         drop(p);
         let wait = match result {

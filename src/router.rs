@@ -41,7 +41,7 @@ impl Router {
         for list in by_host.values_mut() {
             // Longest prefix first; `sort_by` is stable so equal lengths keep file order
             // (config validation already rejects duplicated host+prefix pairs).
-            list.sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()));
+            list.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
         }
         Router { by_host }
     }

@@ -1,17 +1,24 @@
 //! The real-world tiers' tools work on this machine: the third-party OpenID
 //! provider (npm oidc-provider) starts on loopback and stops with the test, and
-//! Debian's chromium renders realmgate's demo app. The sign-in suites build on
-//! these helpers (`node.rs`).
+//! Debian's chromium renders realmgate's demo app. The sign-in suites
+//! (`real_provider`, `browser`) build on the same tools.
 
 use std::time::{Duration, Instant};
 
-use crate::node::{screenshot, Provider};
+use crate::node::{run_script, OidcProvider};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("http client")
+}
+
+/// `tests/node/screenshot.mjs URL OUT args…` -> (success, stdout, stderr).
+async fn screenshot(url: &str, out: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec![url.to_owned(), out.display().to_string()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    run_script("screenshot.mjs", &all, Duration::from_secs(60)).await
 }
 
 fn test_client() -> serde_json::Value {
@@ -24,16 +31,16 @@ fn test_client() -> serde_json::Value {
 
 #[tokio::test]
 async fn oidc_provider_publishes_discovery_and_signing_keys_on_loopback() {
-    let provider = Provider::start("127.0.0.1", &test_client(), None);
+    let provider = OidcProvider::start(test_client()).await;
     assert!(
-        provider.issuer().starts_with("http://127.0.0.1:"),
+        provider.issuer.starts_with("http://127.0.0.1:"),
         "{}",
-        provider.issuer()
+        provider.issuer
     );
     let discovery: serde_json::Value = client()
         .get(format!(
             "{}/.well-known/openid-configuration",
-            provider.issuer()
+            provider.issuer
         ))
         .send()
         .await
@@ -41,7 +48,7 @@ async fn oidc_provider_publishes_discovery_and_signing_keys_on_loopback() {
         .json()
         .await
         .expect("discovery JSON");
-    assert_eq!(discovery["issuer"], provider.issuer());
+    assert_eq!(discovery["issuer"], provider.issuer);
     assert_eq!(
         discovery["code_challenge_methods_supported"],
         serde_json::json!(["S256"])
@@ -60,16 +67,15 @@ async fn oidc_provider_publishes_discovery_and_signing_keys_on_loopback() {
     assert!(
         keys.iter()
             .any(|k| k["kty"] == "RSA" && k["kid"].is_string()),
-        "no RSA signing key with a kid: {jwks}\nprovider: {}",
-        provider.stderr()
+        "no RSA signing key with a kid: {jwks}"
     );
 }
 
 #[tokio::test]
 async fn oidc_provider_stops_when_the_test_drops_it() {
-    let provider = Provider::start("127.0.0.1", &test_client(), None);
+    let provider = OidcProvider::start(test_client()).await;
     let addr = provider
-        .issuer()
+        .issuer
         .trim_start_matches("http://")
         .parse::<std::net::SocketAddr>()
         .expect("issuer is http://ip:port");
@@ -114,9 +120,10 @@ async fn demo_app_renders_in_chromium_on_desktop_and_phone() {
         for header in IDENTITY {
             args.extend(["--header", header]);
         }
-        let run = screenshot(&format!("{}/reports?q=1", app.url()), &out, &args).await;
-        run.assert_ok("screenshot.mjs");
-        assert_eq!(run.stdout.trim(), format!("OK {}", out.display()));
+        let (ok, stdout, stderr) =
+            screenshot(&format!("{}/reports?q=1", app.url()), &out, &args).await;
+        assert!(ok, "screenshot.mjs failed:\n{stdout}{stderr}");
+        assert_eq!(stdout.trim(), format!("OK {}", out.display()));
         let png = std::fs::read(&out).expect("screenshot written");
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name} is not a PNG");
         assert!(
@@ -138,16 +145,12 @@ async fn screenshot_fails_clearly_on_an_unexpected_status() {
         .await
         .expect("demo app");
     let dir = tempfile::tempdir().expect("temp dir");
-    let run = screenshot(
+    let (ok, stdout, stderr) = screenshot(
         &format!("{}/favicon.ico", app.url()),
         &dir.path().join("x.png"),
         &["--expect-status", "200"],
     )
     .await;
-    assert_eq!(run.status.code(), Some(1), "{run:?}");
-    assert!(
-        run.stderr.contains("status 404, expected 200"),
-        "{}",
-        run.stderr
-    );
+    assert!(!ok, "a 404 must fail the screenshot: {stdout}");
+    assert!(stderr.contains("status 404, expected 200"), "{stderr}");
 }
