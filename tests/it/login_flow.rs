@@ -586,9 +586,18 @@ async fn hostile_cookies_mean_signed_out_never_an_error() {
     flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).unwrap();
     let huge = "A".repeat(8000);
+    // Cookie tossing: another valid session next to this one is ambiguous.
+    let other = w.signed_in("bob@contoso.example", "/").await;
+    let other_value = other
+        .cookie_header(&w.url("/"))
+        .split("; ")
+        .find_map(|c| c.strip_prefix("realmgate="))
+        .unwrap()
+        .to_string();
     let cases = [
         format!("realmgate={flipped}"),
-        format!("realmgate={good_value}; realmgate={good_value}"),
+        format!("realmgate={good_value}; realmgate={other_value}"),
+        format!("realmgate={other_value}; realmgate={good_value}"),
         format!("realmgate={huge}"),
         "realmgate=".to_string(),
         "realmgate=%00%ff".to_string(),
@@ -725,4 +734,36 @@ async fn a_provider_down_at_startup_gives_503_then_recovers_by_itself() {
         assert!(std::time::Instant::now() < deadline, "logins did not resume: {status}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn the_demo_signs_in_a_demo_user_and_shows_the_headers() {
+    let demo = realmgate::demo::start(0).await.expect("demo starts");
+    let port = demo.gateway.addr.port();
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(jar)
+        .resolve("localhost", demo.gateway.addr)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let base = format!("http://localhost:{port}");
+    let resp = client.get(format!("{base}/")).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let resp = client
+        .post(format!("{base}/.auth/login"))
+        .form(&[("email", "carol@fabrikam.example"), ("post_login_redirect_uri", "/")])
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&resp);
+    let back = demo.idp.complete_login(&authorize, "carol@fabrikam.example").unwrap();
+    assert_eq!(client.get(&back.url).send().await.unwrap().status(), StatusCode::FOUND);
+    let page = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let carol = user("carol@fabrikam.example");
+    assert!(html.contains(&carol.oid), "the demo app shows X-Forwarded-User");
+    assert!(html.contains("Partners"), "group names from group_names");
 }
