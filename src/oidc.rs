@@ -678,7 +678,8 @@ impl Provider {
             for (k, v) in extra {
                 // The operator may pick how the code comes back (config
                 // validation allows only these two values; the callback serves both).
-                let response_mode_ok = k == "response_mode" && matches!(v.as_str(), "query" | "form_post");
+                let response_mode_ok =
+                    k == "response_mode" && matches!(v.as_str(), "query" | "form_post");
                 if PROTOCOL_PARAMS.contains(&k.as_str()) && !response_mode_ok {
                     tracing::warn!(connection = %self.cfg.name, param = %k, "ignored extra authorization parameter that realmgate sets itself");
                     continue;
