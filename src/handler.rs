@@ -65,6 +65,8 @@ pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub router: Router,
     pub upstreams: Upstreams,
+    /// Reads the session id for tunnels (`auth::gate` reads it for requests).
+    session_cookies: crate::session::cookie::SessionCookies,
 }
 
 impl Gateway {
@@ -73,6 +75,7 @@ impl Gateway {
         Ok(Gateway {
             router: Router::new(&settings.routes),
             upstreams: Upstreams::new(&settings.routes)?,
+            session_cookies: crate::session::cookie::SessionCookies::new(&settings.session),
             auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),
             metrics: shared.metrics.clone(),
             settings,
@@ -180,6 +183,15 @@ async fn pipeline(
     }
 
     let (mut parts, body) = req.into_parts();
+    // A tunnel outlives this request: remember which session it belongs to
+    // (before `gate` removes realmgate's cookies) so it can end with it.
+    let tunnel_session = match upgrade {
+        Some(_) => gw.session_cookies.read_for(
+            &parts.headers,
+            client_used_https(&gw.settings, &parts, conn),
+        ),
+        None => None,
+    };
     let outcome = crate::auth::gate(&gw.auth, &route, &mut parts, conn).await?;
     let permit = match outcome {
         crate::auth::GateOutcome::Public => None,
@@ -198,10 +210,15 @@ async fn pipeline(
     );
     rec.request_id = Some(request_id);
 
+    let tunnel_alive = match (&permit, tunnel_session) {
+        (Some(_), Some(id)) => Some(session_alive(gw.auth.shared.sessions.clone(), id)),
+        _ => None,
+    };
     let out = Outbound {
         request: Request::from_parts(parts, body.boxed()),
         upgrade,
         tunnel_until,
+        tunnel_alive,
     };
     let forwarded = gw
         .upstreams
@@ -209,6 +226,36 @@ async fn pipeline(
         .await?;
     rec.upstream_latency = Some(forwarded.latency);
     Ok(forwarded.response)
+}
+
+/// True when the client reached realmgate over HTTPS (directly, through a
+/// trusted proxy, or as `public_origin` says): which session cookie name counts.
+fn client_used_https(settings: &Settings, parts: &http::request::Parts, conn: &ConnInfo) -> bool {
+    if let Some(origin) = &settings.server.public_origin {
+        return origin.scheme() == "https";
+    }
+    conn.tls || forwarding::trusted_proto(&settings.server, parts, conn).as_deref() == Some("https")
+}
+
+/// A tunnel's liveness check: the session still exists in the store. A
+/// store error keeps the tunnel (it was authorized; the next check decides).
+/// Each check also counts as activity for the session's idle timeout.
+fn session_alive(
+    store: Arc<dyn crate::session::store::SessionStore>,
+    id: crate::session::store::SessionId,
+) -> crate::proxy::AliveCheck {
+    Box::new(move || {
+        let (store, id) = (store.clone(), id.clone());
+        Box::pin(async move {
+            match store.get(&id).await {
+                Ok(found) => found.is_some(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store failed while checking a tunnel");
+                    true
+                }
+            }
+        })
+    })
 }
 
 /// The request headers `respond::prefers_html` reads.

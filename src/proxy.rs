@@ -33,6 +33,7 @@ use crate::headers::hop::strip_hop_by_hop;
 use crate::respond::{Body, GatewayError};
 
 pub use clients::ClientKey;
+pub use upgrade::AliveCheck;
 
 /// The upstream clients of one config generation.
 pub struct Upstreams {
@@ -48,6 +49,9 @@ pub struct Outbound {
     pub upgrade: Option<(OnUpgrade, HeaderValue)>,
     /// When the tunnel must close at the latest (the session's end).
     pub tunnel_until: Option<SystemTime>,
+    /// Asked every few seconds while a tunnel is open; false closes it
+    /// (the session was signed out or revoked).
+    pub tunnel_alive: Option<AliveCheck>,
 }
 
 /// The upstream's answer.
@@ -91,6 +95,7 @@ impl Upstreams {
             mut request,
             upgrade,
             tunnel_until,
+            tunnel_alive,
         } = out;
         *request.uri_mut() = upstream_uri(route, request.uri())?;
         *request.version_mut() = Version::HTTP_11;
@@ -130,7 +135,13 @@ impl Upstreams {
             };
             let proto = response.headers().get(UPGRADE).cloned();
             let upstream_side = hyper::upgrade::on(&mut response);
-            upgrade::spawn_tunnel(route.name.clone(), client_side, upstream_side, tunnel_until);
+            upgrade::spawn_tunnel(
+                route.name.clone(),
+                client_side,
+                upstream_side,
+                tunnel_until,
+                tunnel_alive,
+            );
             let (mut parts, _) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts
