@@ -339,12 +339,29 @@ fn parse_content_length(v: &[u8]) -> Result<u64, GatewayError> {
 }
 
 /// The `Upgrade` value when this is an HTTP/1.1 upgrade request
-/// (`Connection: upgrade` + `Upgrade`). HTTP/2 has no Upgrade.
+/// (`Connection: upgrade` + one `Upgrade`). HTTP/2 has no Upgrade.
+///
+/// Upgrades to HTTP itself (`h2c`, `HTTP/2.0`, ...) are never tunnelled: the
+/// tunnel would carry further HTTP requests straight to the app, past the
+/// per-request auth check ("h2c smuggling"). Such requests are forwarded as
+/// plain requests, their `Upgrade` removed with the other hop-by-hop headers.
 fn upgrade_request<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }
-    let proto = req.headers().get(UPGRADE)?.clone();
+    let mut values = req.headers().get_all(UPGRADE).iter();
+    let proto = values.next()?.clone();
+    if values.next().is_some() {
+        return None;
+    }
+    let text = proto.to_str().ok()?;
+    let speaks_http = text.split(',').any(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        p.is_empty() || p.starts_with("h2") || p.starts_with("http")
+    });
+    if speaks_http {
+        return None;
+    }
     connection_tokens(req.headers())
         .any(|t| t == "upgrade")
         .then_some(proto)

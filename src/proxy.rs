@@ -129,11 +129,17 @@ impl Upstreams {
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some((client_side, _)) = upgrade else {
+            let Some((client_side, asked)) = upgrade else {
                 tracing::warn!(route.name = %route.name, "upstream switched protocols without being asked");
                 return Err(GatewayError::UpstreamUnavailable);
             };
+            // Only tunnel what the client asked for: an upstream that answers
+            // 101 to anything would otherwise open a raw pipe past the gateway.
             let proto = response.headers().get(UPGRADE).cloned();
+            if !proto.as_ref().is_some_and(|p| offered(&asked, p)) {
+                tracing::warn!(route.name = %route.name, "upstream switched to a protocol the client did not ask for");
+                return Err(GatewayError::UpstreamUnavailable);
+            }
             let upstream_side = hyper::upgrade::on(&mut response);
             upgrade::spawn_tunnel(
                 route.name.clone(),
@@ -163,6 +169,19 @@ impl Upstreams {
             latency,
         })
     }
+}
+
+/// True when `chosen` (the upstream's `Upgrade`) is one of the protocols in `asked`.
+fn offered(asked: &HeaderValue, chosen: &HeaderValue) -> bool {
+    let (Ok(asked), Ok(chosen)) = (asked.to_str(), chosen.to_str()) else {
+        return false;
+    };
+    let chosen = chosen.trim();
+    !chosen.is_empty()
+        && !chosen.contains(',')
+        && asked
+            .split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case(chosen))
 }
 
 /// 504 for timeouts (connect or otherwise), 502 for everything else. The
