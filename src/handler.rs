@@ -96,7 +96,7 @@ struct Record {
     path: String,
     route: Option<Arc<RouteSettings>>,
     user: Option<String>,
-    request_id: Option<HeaderValue>,
+    request_id: HeaderValue,
     upstream_latency: Option<Duration>,
 }
 
@@ -108,7 +108,8 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
         path: loggable_path(req.uri().path()),
         route: None,
         user: None,
-        request_id: None,
+        // Decided first, so every answer (errors and `/.auth/*` too) carries it.
+        request_id: forwarding::request_id(&gw.settings.server, req.headers(), &conn),
         upstream_latency: None,
     };
     // What `error_response` looks at, kept before the request moves on
@@ -124,10 +125,10 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
             respond::error_response(&e, &negotiation, &rec.method, &uri, gw.pages())
         }
     };
-    if let Some(id) = &rec.request_id {
-        if !response.headers().contains_key(X_REQUEST_ID) {
-            response.headers_mut().insert(X_REQUEST_ID, id.clone());
-        }
+    if !response.headers().contains_key(X_REQUEST_ID) {
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, rec.request_id.clone());
     }
     let status = response.status().as_u16();
     let route_name = rec.route.as_ref().map_or("", |r| r.name.as_str());
@@ -142,7 +143,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
         upstream_ms = rec.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
         route = route_name,
         user = rec.user.as_deref(),
-        request_id = rec.request_id.as_ref().and_then(|v| v.to_str().ok()),
+        request_id = rec.request_id.to_str().ok(),
         peer = %conn.peer.ip(),
     );
     response
@@ -202,13 +203,13 @@ async fn pipeline(
         .as_ref()
         .map(|p| SystemTime::UNIX_EPOCH + Duration::from_secs(p.user().expires_at));
 
-    let request_id = forwarding::apply(
+    forwarding::apply(
         &mut parts.headers,
         &gw.settings.server,
         conn,
         Some(&client_host),
+        &rec.request_id,
     );
-    rec.request_id = Some(request_id);
 
     let tunnel_alive = match (&permit, tunnel_session) {
         (Some(_), Some(id)) => Some(session_alive(gw.auth.shared.sessions.clone(), id)),

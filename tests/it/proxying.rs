@@ -777,6 +777,10 @@ async fn one_access_log_line_per_request_without_secrets() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 421);
+    let unknown_id = unknown.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
 
     assert!(wait_until(DEADLINE, || captured.access_lines().len() >= 2).await);
     let lines = captured.access_lines();
@@ -789,6 +793,9 @@ async fn one_access_log_line_per_request_without_secrets() {
     assert_eq!(f["request_id"], id.as_str());
     assert!(f["upstream_ms"].as_f64().is_some(), "{f}");
     assert_eq!(lines[1]["fields"]["status"], 421);
+    // Answers the gateway gives itself carry a request id too.
+    assert_eq!(lines[1]["fields"]["request_id"], unknown_id.as_str());
+    assert_eq!(unknown_id.len(), 32);
     let all = captured.text();
     for secret in ["SECRET-QUERY", "COOKIE-VALUE", "TOKEN-VALUE"] {
         assert!(!all.contains(secret), "{secret} was logged: {all}");
