@@ -1,15 +1,33 @@
-//! The request pipeline. One function per phase, in order (see `lib.rs`).
+//! The request pipeline. One function per phase, in order (see `lib.rs`):
 //!
-//! OWNER: engine-core helper. Contract signatures below must stay.
+//! 1. [`check_framing`]: reject ambiguous framing (both Content-Length and
+//!    Transfer-Encoding, differing Content-Lengths) and oversized headers,
+//!    before anything else looks at the request (request smuggling defence;
+//!    hyper rejects most of these already, this is the second line).
+//! 2. Route by Host + path. An unknown host gets a fixed 421 page; its Host
+//!    value is never used to build a URL.
+//! 3. Remove hop-by-hop headers (before auth, so `Connection` can never name
+//!    a header realmgate injects). An Upgrade request is remembered first.
+//! 4. `/.auth/*` goes to `auth::endpoint`; everything else through
+//!    `auth::gate`, which strips identity headers and authenticates.
+//! 5. X-Forwarded-* and X-Request-Id, then forward (`proxy`).
+//! 6. Metrics and one access log line (target `access`) per request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use http::{Request, Response};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Method, Request, Response, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::config::Settings;
-use crate::respond::Body;
+use crate::config::{RouteSettings, Settings};
+use crate::headers::forwarding::{self, X_REQUEST_ID};
+use crate::headers::hop::{connection_tokens, strip_hop_by_hop};
+use crate::proxy::{Outbound, Upstreams};
+use crate::respond::{self, Body, GatewayError};
+use crate::router::{Lookup, Router};
 
 /// What the server knows about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -45,22 +63,269 @@ pub struct Gateway {
     pub settings: Arc<Settings>,
     pub auth: crate::auth::AuthState,
     pub metrics: Arc<crate::metrics::Metrics>,
-    // engine-core adds: router, upstream client pool, ...
+    pub router: Router,
+    pub upstreams: Upstreams,
 }
 
 impl Gateway {
     /// Build a generation from validated settings (may fail: e.g. unreadable `upstream_ca`).
     pub fn new(settings: Arc<Settings>, shared: &Shared) -> anyhow::Result<Gateway> {
         Ok(Gateway {
+            router: Router::new(&settings.routes),
+            upstreams: Upstreams::new(&settings.routes)?,
             auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),
             metrics: shared.metrics.clone(),
             settings,
         })
     }
+
+    /// The branded pages of this generation.
+    fn pages(&self) -> Option<&crate::ui::Pages> {
+        Some(&self.auth.pages)
+    }
+}
+
+/// What the access log line and metrics need, filled in as the request advances.
+struct Record {
+    method: Method,
+    /// The normalized host when routed (never the raw header of an unknown host).
+    host: String,
+    path: String,
+    route: Option<Arc<RouteSettings>>,
+    user: Option<String>,
+    request_id: Option<HeaderValue>,
+    upstream_latency: Option<Duration>,
 }
 
 /// Serve one request: route, auth, forward; never panics, errors become responses.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-    let _ = (gw, req, conn);
-    todo!("engine-core")
+    let mut rec = Record {
+        method: req.method().clone(),
+        host: String::new(),
+        path: loggable_path(req.uri().path()),
+        route: None,
+        user: None,
+        request_id: None,
+        upstream_latency: None,
+    };
+    // What `error_response` looks at, kept before the request moves on
+    // (only the headers that choose HTML or JSON, not the whole map).
+    let negotiation = negotiation_headers(req.headers());
+    let uri = req.uri().clone();
+    let mut response = match pipeline(&gw, req, &conn, &mut rec).await {
+        Ok(r) => r,
+        Err(e) => {
+            if matches!(e, GatewayError::Internal) {
+                tracing::error!(path = %rec.path, "internal error while serving a request");
+            }
+            respond::error_response(&e, &negotiation, &rec.method, &uri, gw.pages())
+        }
+    };
+    if let Some(id) = &rec.request_id {
+        if !response.headers().contains_key(X_REQUEST_ID) {
+            response.headers_mut().insert(X_REQUEST_ID, id.clone());
+        }
+    }
+    let status = response.status().as_u16();
+    let route_name = rec.route.as_ref().map_or("", |r| r.name.as_str());
+    gw.metrics
+        .record_request(route_name, status, rec.upstream_latency);
+    tracing::info!(
+        target: "access",
+        method = %rec.method,
+        host = %rec.host,
+        path = %rec.path,
+        status,
+        upstream_ms = rec.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
+        route = route_name,
+        user = rec.user.as_deref(),
+        request_id = rec.request_id.as_ref().and_then(|v| v.to_str().ok()),
+        peer = %conn.peer.ip(),
+    );
+    response
 }
+
+async fn pipeline(
+    gw: &Gateway,
+    mut req: Request<Incoming>,
+    conn: &ConnInfo,
+    rec: &mut Record,
+) -> Result<Response<Body>, GatewayError> {
+    check_framing(req.headers(), gw.settings.server.max_header_bytes)?;
+
+    // h2 carries the host in `:authority`; an HTTP/1.1 absolute-form target's
+    // authority wins over Host (RFC 9112 3.2.2).
+    let client_host = client_host(&req)?;
+    let host_text = client_host
+        .to_str()
+        .map_err(|_| GatewayError::UnknownHost)?;
+    let route = match gw.router.lookup(host_text, req.uri().path()) {
+        Lookup::Found(r) => r.clone(),
+        Lookup::UnknownHost => return Err(GatewayError::UnknownHost),
+        Lookup::NoPrefix => {
+            rec.host = crate::router::normalize_host(host_text).unwrap_or_default();
+            return Err(GatewayError::NotFound);
+        }
+    };
+    rec.host = crate::router::normalize_host(host_text).unwrap_or_default();
+    rec.route = Some(route.clone());
+
+    // Remember an Upgrade request before its headers go; hyper keeps the
+    // client side of the connection in the request's extensions.
+    let upgrade = upgrade_request(&req).map(|proto| (hyper::upgrade::on(&mut req), proto));
+    strip_hop_by_hop(req.headers_mut());
+
+    if crate::auth::is_auth_path(req.uri().path()) {
+        return Ok(crate::auth::endpoint(&gw.auth, &route, req, conn).await);
+    }
+
+    let (mut parts, body) = req.into_parts();
+    let outcome = crate::auth::gate(&gw.auth, &route, &mut parts, conn).await?;
+    let permit = match outcome {
+        crate::auth::GateOutcome::Public => None,
+        crate::auth::GateOutcome::Permitted(p) => Some(p),
+    };
+    rec.user = permit.as_ref().map(|p| p.user().user_id.clone());
+    let tunnel_until = permit
+        .as_ref()
+        .map(|p| SystemTime::UNIX_EPOCH + Duration::from_secs(p.user().expires_at));
+
+    let request_id = forwarding::apply(
+        &mut parts.headers,
+        &gw.settings.server,
+        conn,
+        Some(&client_host),
+    );
+    rec.request_id = Some(request_id);
+
+    let out = Outbound {
+        request: Request::from_parts(parts, body.boxed()),
+        upgrade,
+        tunnel_until,
+    };
+    let forwarded = gw
+        .upstreams
+        .forward(&route, out, Some(&client_host))
+        .await?;
+    rec.upstream_latency = Some(forwarded.latency);
+    Ok(forwarded.response)
+}
+
+/// The request headers `respond::prefers_html` reads.
+fn negotiation_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [
+        http::header::ACCEPT,
+        HeaderName::from_static("x-requested-with"),
+    ] {
+        for v in headers.get_all(&name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// The Host the client addressed: the URI authority (HTTP/2, absolute-form),
+/// else the single Host header. HTTP/1.1 without a Host is a 400.
+fn client_host<B>(req: &Request<B>) -> Result<HeaderValue, GatewayError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(GatewayError::BadRequest(
+            "The request has more than one Host header.",
+        ));
+    }
+    if let Some(authority) = req.uri().authority() {
+        return HeaderValue::from_str(authority.as_str()).map_err(|_| GatewayError::UnknownHost);
+    }
+    match header {
+        Some(h) => Ok(h.clone()),
+        None if req.version() == Version::HTTP_11 || req.version() == Version::HTTP_2 => {
+            Err(GatewayError::BadRequest("The request has no Host header."))
+        }
+        // HTTP/1.0 without Host cannot name a route.
+        None => Err(GatewayError::UnknownHost),
+    }
+}
+
+/// Reject requests whose body framing is ambiguous or whose headers are too large.
+pub fn check_framing(headers: &HeaderMap, max_header_bytes: usize) -> Result<(), GatewayError> {
+    let has_te = headers.contains_key(TRANSFER_ENCODING);
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if has_te {
+            return Err(GatewayError::BadRequest(
+                "The request has both Content-Length and Transfer-Encoding.",
+            ));
+        }
+        let first = parse_content_length(first.as_bytes())?;
+        for other in lengths {
+            if parse_content_length(other.as_bytes())? != first {
+                return Err(GatewayError::BadRequest(
+                    "The request has conflicting Content-Length headers.",
+                ));
+            }
+        }
+    }
+    // Name + value + ": " + CRLF, as on the wire.
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > max_header_bytes {
+        return Err(GatewayError::HeaderTooLarge);
+    }
+    Ok(())
+}
+
+/// A Content-Length value: digits only (a comma list of equal values is
+/// rejected too, it only ever appears in smuggling attempts).
+fn parse_content_length(v: &[u8]) -> Result<u64, GatewayError> {
+    let bad = || GatewayError::BadRequest("The request has an invalid Content-Length.");
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)
+}
+
+/// The `Upgrade` value when this is an HTTP/1.1 upgrade request
+/// (`Connection: upgrade` + `Upgrade`). HTTP/2 has no Upgrade.
+fn upgrade_request<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let proto = req.headers().get(UPGRADE)?.clone();
+    connection_tokens(req.headers())
+        .any(|t| t == "upgrade")
+        .then_some(proto)
+}
+
+/// The path for logs: without the query (it may hold tokens), control
+/// characters escaped, at most 512 bytes.
+fn loggable_path(path: &str) -> String {
+    let mut out: String = path
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if out.len() > 512 {
+        let mut cut = 512;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

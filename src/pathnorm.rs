@@ -2,18 +2,147 @@
 //! unreserved characters and slashes, dot-segments, duplicate slashes, `;`
 //! parameters, backslashes. Deny on doubt.
 //!
-//! OWNER: sess helper.
+//! The danger is a path that *looks* public to the gateway but resolves to a
+//! protected resource at the upstream: `/public/..%2Fadmin`, `/public/..;/admin`
+//! (Tomcat), `/public\..\admin` (IIS), `/public/%2e%2e/admin`. So the gateway
+//! resolves at least as aggressively as any upstream would:
+//!
+//! 1. percent-decode once, `%2F` and `%5C` included (a literal `%` left over
+//!    after that, i.e. double encoding like `%252e`, means "deny");
+//! 2. reject NUL and every other control character, and invalid UTF-8;
+//! 3. treat `\` as `/`;
+//! 4. drop `;parameters` from every segment (`..;x` is `..`);
+//! 5. drop empty and `.` segments, resolve `..` (above the root: deny).
+//!
+//! A path that cannot be normalized is never public; the request then needs a
+//! session, which is the fail-closed direction. The upstream still receives
+//! the path exactly as the client sent it.
+//!
+//! Upstreams disagree on three things: whether `%2F`/`%5C` separate segments,
+//! whether `;params` are stripped, whether `\` is a separator. Whichever
+//! reading the gateway picks, an upstream with the other reading can resolve
+//! the same bytes elsewhere (`/public/a%2Fb/../../admin` is `/public/admin`
+//! when `%2F` separates, `/admin` when it does not). So [`is_public`] refuses
+//! every path that contains one of them: such paths simply need a session.
 
 /// The normalized path, or None when it cannot be normalized safely
 /// (e.g. escapes above the root, invalid percent-encoding, NUL): such a path is never public.
+///
+/// The result starts with `/`, contains no `%`, `\`, `//`, `/./` or `/../`,
+/// keeps a trailing `/`, and `normalize(normalize(p)) == normalize(p)`.
 pub fn normalize(path: &str) -> Option<String> {
-    let _ = path;
-    todo!("sess")
+    if !path.starts_with('/') && !path.starts_with('\\') {
+        return None;
+    }
+    let decoded = decode(path)?.replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for raw in decoded.split('/').skip(1) {
+        let segment = raw.split(';').next().unwrap_or("");
+        // A trailing slash stays meaningful (`/static/` vs `/static`); a path
+        // ending in `.` or `..` names a directory too.
+        trailing_slash = matches!(segment, "" | "." | "..");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || segments.is_empty() {
+        out.push('/');
+    }
+    Some(out)
 }
 
 /// True when the normalized `path` starts with one of `prefixes`
 /// (a prefix ending in `/` matches below it; otherwise an exact path or `prefix/...`).
+///
+/// `path` may be raw (as received) or already normalized: it is normalized
+/// here either way (normalization is idempotent). A path that cannot be
+/// normalized is not public.
 pub fn is_public(path: &str, prefixes: &[String]) -> bool {
-    let _ = (path, prefixes);
-    todo!("sess")
+    if prefixes.is_empty() {
+        return false;
+    }
+    if is_ambiguous(path) {
+        return false;
+    }
+    let Some(normalized) = normalize(path) else {
+        return false;
+    };
+    prefixes.iter().any(|p| prefix_matches(&normalized, p))
 }
+
+/// True when upstreams could disagree about the segments of `path`: it holds
+/// an encoded slash or backslash, a backslash, or a `;` (raw or encoded).
+fn is_ambiguous(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let encoded_separator = bytes.windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'f') | (b'5', b'c') | (b'3', b'b')
+            )
+    });
+    encoded_separator || bytes.iter().any(|&b| b == b';' || b == b'\\')
+}
+
+/// Percent-decodes once into UTF-8 text without control characters and without
+/// a `%` left over (double encoding).
+fn decode(path: &str) -> Option<String> {
+    let decoded = String::from_utf8(percent_decode_once(path.as_bytes())?).ok()?;
+    if decoded.chars().any(|c| c.is_control() || c == '%') {
+        return None;
+    }
+    Some(decoded)
+}
+
+fn prefix_matches(normalized: &str, prefix: &str) -> bool {
+    if prefix.is_empty() || !prefix.starts_with('/') {
+        return false;
+    }
+    if prefix.ends_with('/') {
+        return normalized.starts_with(prefix);
+    }
+    match normalized.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Decodes every `%XX` once. A `%` not followed by two hex digits is invalid.
+fn percent_decode_once(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            let hi = hex(*input.get(i + 1)?)?;
+            let lo = hex(*input.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(input[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

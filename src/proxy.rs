@@ -2,4 +2,226 @@
 //! streaming bodies, Upgrade tunnels, connect/response timeouts, never retrying
 //! a non-idempotent request.
 //!
-//! OWNER: engine-core helper.
+//! - One pair of clients per distinct (`upstream_ca`, `connect_timeout`),
+//!   built once per config generation: `any` speaks HTTP/1.1 or HTTP/2 as the
+//!   upstream negotiates with ALPN (plain `http://` upstreams get HTTP/1.1);
+//!   `h1` speaks only HTTP/1.1 and carries Upgrade requests.
+//! - Bodies are handed over as streams in both directions; nothing is buffered.
+//! - `request_timeout` bounds the time until the upstream's response headers
+//!   (504); bodies then stream without a limit. A refused or broken connection
+//!   is 502, a connect timeout 504.
+//! - Requests are never retried: `retry_canceled_requests(false)`, and
+//!   realmgate itself never resends, so a POST reaches the app at most once.
+//! - The path is the request path appended to the upstream's base path; the
+//!   route's `path_prefix` is not removed.
+
+mod clients;
+mod upgrade;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
+
+use crate::config::RouteSettings;
+use crate::headers::hop::strip_hop_by_hop;
+use crate::respond::{Body, GatewayError};
+
+pub use clients::ClientKey;
+
+/// The upstream clients of one config generation.
+pub struct Upstreams {
+    /// Route name -> its clients (routes with the same key share them).
+    by_route: HashMap<String, Arc<clients::Clients>>,
+}
+
+/// A request the handler has authorized, ready to go upstream.
+pub struct Outbound {
+    pub request: Request<Body>,
+    /// Set for Upgrade requests: the client side of the tunnel, and the
+    /// `Upgrade` value the client asked for.
+    pub upgrade: Option<(OnUpgrade, HeaderValue)>,
+    /// When the tunnel must close at the latest (the session's end).
+    pub tunnel_until: Option<SystemTime>,
+}
+
+/// The upstream's answer.
+pub struct Forwarded {
+    pub response: Response<Body>,
+    /// Time from sending the request to the upstream's response headers.
+    pub latency: Duration,
+}
+
+impl Upstreams {
+    /// Build the clients every route needs. Fails on an unreadable or empty `upstream_ca`.
+    pub fn new(routes: &[Arc<RouteSettings>]) -> anyhow::Result<Upstreams> {
+        let mut by_key: HashMap<ClientKey, Vec<&RouteSettings>> = HashMap::new();
+        for route in routes {
+            by_key.entry(ClientKey::of(route)).or_default().push(route);
+        }
+        let mut by_route = HashMap::new();
+        for (key, routes) in by_key {
+            let built = Arc::new(clients::Clients::build(&key, &routes)?);
+            for route in routes {
+                by_route.insert(route.name.clone(), built.clone());
+            }
+        }
+        Ok(Upstreams { by_route })
+    }
+
+    /// Send `out` to `route`'s upstream and return its response (hop-by-hop
+    /// headers removed). `client_host` is the Host the client sent, used with
+    /// `preserve_host`.
+    pub async fn forward(
+        &self,
+        route: &RouteSettings,
+        out: Outbound,
+        client_host: Option<&HeaderValue>,
+    ) -> Result<Forwarded, GatewayError> {
+        let clients = self
+            .by_route
+            .get(&route.name)
+            .ok_or(GatewayError::Internal)?;
+        let Outbound {
+            mut request,
+            upgrade,
+            tunnel_until,
+        } = out;
+        *request.uri_mut() = upstream_uri(route, request.uri())?;
+        *request.version_mut() = Version::HTTP_11;
+        let host = match (route.preserve_host, client_host) {
+            (true, Some(h)) => h.clone(),
+            _ => upstream_host(route)?,
+        };
+        request.headers_mut().insert(HOST, host);
+
+        let client = match &upgrade {
+            Some((_, proto)) => {
+                request
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                request.headers_mut().insert(UPGRADE, proto.clone());
+                &clients.h1
+            }
+            None => &clients.any,
+        };
+
+        let started = Instant::now();
+        let result = tokio::time::timeout(route.request_timeout, client.request(request)).await;
+        let latency = started.elapsed();
+        let mut response = match result {
+            Err(_elapsed) => {
+                tracing::warn!(route.name = %route.name, timeout = ?route.request_timeout, "upstream did not answer in time");
+                return Err(GatewayError::UpstreamTimeout);
+            }
+            Ok(Err(e)) => return Err(classify(route, &e)),
+            Ok(Ok(r)) => r,
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some((client_side, _)) = upgrade else {
+                tracing::warn!(route.name = %route.name, "upstream switched protocols without being asked");
+                return Err(GatewayError::UpstreamUnavailable);
+            };
+            let proto = response.headers().get(UPGRADE).cloned();
+            let upstream_side = hyper::upgrade::on(&mut response);
+            upgrade::spawn_tunnel(route.name.clone(), client_side, upstream_side, tunnel_until);
+            let (mut parts, _) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(p) = proto {
+                parts.headers.insert(UPGRADE, p);
+            }
+            return Ok(Forwarded {
+                response: Response::from_parts(parts, crate::respond::empty()),
+                latency,
+            });
+        }
+
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Forwarded {
+            response: Response::from_parts(parts, body.boxed()),
+            latency,
+        })
+    }
+}
+
+/// 504 for timeouts (connect or otherwise), 502 for everything else. The
+/// detail goes to the log, never to the client.
+fn classify(route: &RouteSettings, e: &hyper_util::client::legacy::Error) -> GatewayError {
+    let timed_out = error_chain(e).any(|s| {
+        s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    let detail = error_chain(e)
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    tracing::warn!(
+        route.name = %route.name,
+        connect = e.is_connect(),
+        timed_out,
+        error = %detail,
+        "upstream request failed"
+    );
+    if timed_out {
+        GatewayError::UpstreamTimeout
+    } else {
+        GatewayError::UpstreamUnavailable
+    }
+}
+
+fn error_chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+/// The upstream URI: upstream scheme and authority, upstream base path joined
+/// with the request's path, the request's query.
+pub fn upstream_uri(route: &RouteSettings, incoming: &Uri) -> Result<Uri, GatewayError> {
+    let up = &route.upstream;
+    let scheme: Scheme = up.scheme().parse().map_err(|_| GatewayError::Internal)?;
+    let authority = upstream_authority(route)?;
+    let base = up.path().trim_end_matches('/');
+    let path = incoming.path();
+    let path = if path.starts_with('/') { path } else { "/" };
+    let pq = match incoming.query() {
+        Some(q) => format!("{base}{path}?{q}"),
+        None => format!("{base}{path}"),
+    };
+    let pq: PathAndQuery = pq
+        .parse()
+        .map_err(|_| GatewayError::BadRequest("The request target is not a valid path."))?;
+    Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| GatewayError::Internal)
+}
+
+fn upstream_authority(route: &RouteSettings) -> Result<Authority, GatewayError> {
+    let up = &route.upstream;
+    let host = up.host_str().ok_or(GatewayError::Internal)?;
+    let text = match up.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    text.parse().map_err(|_| GatewayError::Internal)
+}
+
+fn upstream_host(route: &RouteSettings) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(upstream_authority(route)?.as_str()).map_err(|_| GatewayError::Internal)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,25 +1,43 @@
 //! The one place where errors become responses (fixed texts, HTML or JSON by
 //! `Accept`); details go to logs only.
 //!
-//! OWNER: engine-core helper. Contract signatures below must stay.
+//! Every generated response carries `Cache-Control: no-store`; HTML ones also
+//! carry the UI's Content-Security-Policy and `X-Content-Type-Options:
+//! nosniff`. Texts are fixed per error kind: nothing the client sent is echoed
+//! back, except the original path+query percent-encoded into the login
+//! redirect's `post_login_redirect_uri` (which the login endpoint validates).
+//! The status of every variant is pinned by `respond/tests.rs`.
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Response, Uri};
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+    X_CONTENT_TYPE_OPTIONS,
+};
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
 
 /// The body type of every response realmgate sends (generated or proxied).
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    let _ = bytes.into();
-    todo!("engine-core")
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An empty body.
 pub fn empty() -> Body {
-    todo!("engine-core")
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
+
+/// Where browsers are sent to sign in.
+pub const LOGIN_PATH: &str = "/.auth/login";
+/// Where the denied page offers to sign out.
+pub const LOGOUT_PATH: &str = "/.auth/logout";
 
 /// Everything that stops a request from being forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +46,7 @@ pub enum GatewayError {
     /// navigation, else 401 JSON with `WWW-Authenticate: Bearer` (SPEC 5.1).
     #[error("not signed in")]
     NotSignedIn,
-    /// 404 for an unknown `/.auth/` endpoint.
+    /// 404 for an unknown `/.auth/` endpoint, or a path no route's prefix covers.
     #[error("not found")]
     NotFound,
     /// Signed in but the route's policy says no: 403 (page says who and why, offers sign-out).
@@ -43,18 +61,151 @@ pub enum GatewayError {
     /// A `/.auth/` endpoint called with the wrong method: 405.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// Malformed input to a realmgate endpoint: 400 with this fixed text.
-    #[error("bad request: {0}")]
-    BadRequest(&'static str),
     /// A bug or an unexpected failure: 500 with a fixed text.
     #[error("internal error")]
     Internal,
+    /// The Host is not one of any route's hosts: 421 Misdirected Request.
+    ///
+    /// 421 rather than 404 because the request reached a server that is not
+    /// configured to answer for that authority: HTTP/2 clients that coalesced
+    /// connections retry on a fresh one, and operators see at a glance that
+    /// the `hosts` list (not the app) is missing something.
+    #[error("unknown host")]
+    UnknownHost,
+    /// A malformed or ambiguous request (e.g. both Content-Length and
+    /// Transfer-Encoding): 400. The text is a fixed description of the problem.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The request's headers exceed `server.max_header_bytes`: 431.
+    #[error("request headers too large")]
+    HeaderTooLarge,
+    /// The upstream refused the connection, reset it or sent garbage: 502.
+    #[error("upstream unavailable")]
+    UpstreamUnavailable,
+    /// The upstream did not connect or answer with headers in time: 504.
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+}
+
+impl GatewayError {
+    /// The status code of the response for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            // The 302 for browsers is decided in `error_response`; this is the API answer.
+            GatewayError::NotSignedIn => StatusCode::UNAUTHORIZED,
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Denied(_) => StatusCode::FORBIDDEN,
+            GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A stable machine-readable code for the JSON body and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::NotSignedIn => "unauthorized",
+            GatewayError::NotFound => "not_found",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
+            GatewayError::Denied(_) => "forbidden",
+            GatewayError::StoreUnavailable => "session_store_unavailable",
+            GatewayError::ProviderUnavailable => "identity_provider_unavailable",
+            GatewayError::Internal => "internal_error",
+            GatewayError::UnknownHost => "unknown_host",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::HeaderTooLarge => "request_header_fields_too_large",
+            GatewayError::UpstreamUnavailable => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// (title, message): fixed, user-facing texts that say what is wrong and what to do.
+    fn texts(&self) -> (&'static str, &'static str) {
+        match self {
+            GatewayError::NotSignedIn => (
+                "Sign-in required",
+                "Sign in at /.auth/login, or send an access token as Authorization: Bearer.",
+            ),
+            GatewayError::NotFound => (
+                "Not found",
+                "There is nothing at this address. Check the link, or go back to the start page.",
+            ),
+            GatewayError::MethodNotAllowed => (
+                "Method not allowed",
+                "This address does not accept that kind of request. Open it in the browser instead.",
+            ),
+            GatewayError::Denied(d) => ("Access denied", d.reason.text()),
+            GatewayError::StoreUnavailable => (
+                "Temporarily unavailable",
+                "Sessions cannot be checked right now. Try again in a minute; if it persists, tell the site's operators.",
+            ),
+            GatewayError::ProviderUnavailable => (
+                "Sign-in temporarily unavailable",
+                "The identity provider cannot be reached right now. Try again in a minute; if it persists, tell the site's operators.",
+            ),
+            GatewayError::Internal => (
+                "Something went wrong",
+                "The gateway hit an unexpected error. Try again; if it persists, tell the site's operators.",
+            ),
+            GatewayError::UnknownHost => (
+                "Unknown site",
+                "This gateway does not serve this host name. Check the address you opened.",
+            ),
+            GatewayError::BadRequest(why) => ("Bad request", why),
+            GatewayError::HeaderTooLarge => (
+                "Request headers too large",
+                "Your request's headers are too large. Clear this site's cookies and try again.",
+            ),
+            GatewayError::UpstreamUnavailable => (
+                "Application unavailable",
+                "The application behind this gateway cannot be reached. Try again in a minute; if it persists, tell the site's operators.",
+            ),
+            GatewayError::UpstreamTimeout => (
+                "Application timed out",
+                "The application behind this gateway did not answer in time. Try again later; if it persists, tell the site's operators.",
+            ),
+        }
+    }
 }
 
 /// True when the client prefers HTML (browser navigation) over JSON.
+///
+/// `X-Requested-With` (XHR) means not HTML. Otherwise `text/html` must have a
+/// higher quality than `application/json` (absent types count as q=0;
+/// wildcards count for neither, so `*/*` alone is not a browser).
 pub fn prefers_html(headers: &HeaderMap) -> bool {
-    let _ = headers;
-    todo!("engine-core")
+    if headers.contains_key("x-requested-with") {
+        return false;
+    }
+    let mut html = 0.0f32;
+    let mut json = 0.0f32;
+    for value in headers.get_all(http::header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut params = item.split(';');
+            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    (k.trim().eq_ignore_ascii_case("q")).then(|| v.trim().parse::<f32>().ok())?
+                })
+                .next()
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            match media.as_str() {
+                "text/html" | "application/xhtml+xml" => html = html.max(q),
+                "application/json" => json = json.max(q),
+                _ => {}
+            }
+        }
+    }
+    html > 0.0 && html > json
 }
 
 /// The response for `err`: HTML (rendered with `pages` when given) or JSON by `Accept`.
@@ -65,6 +216,156 @@ pub fn error_response(
     uri: &Uri,
     pages: Option<&crate::ui::Pages>,
 ) -> Response<Body> {
-    let _ = (err, headers, method, uri, pages);
-    todo!("engine-core")
+    let html = prefers_html(headers);
+    if let GatewayError::NotSignedIn = err {
+        if html && (method == Method::GET || method == Method::HEAD) {
+            return login_redirect(uri);
+        }
+        let mut resp = json_response(err, None);
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    let mut resp = if html {
+        html_error(err, pages)
+    } else {
+        let reason = match err {
+            GatewayError::Denied(d) => Some(d.reason.label()),
+            _ => None,
+        };
+        json_response(err, reason)
+    };
+    if err.status() == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+    }
+    resp
 }
+
+/// 302 to the login page with the original path+query as the target.
+fn login_redirect(uri: &Uri) -> Response<Body> {
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let encoded: String = url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
+    let location = format!("{LOGIN_PATH}?post_login_redirect_uri={encoded}");
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    // byte_serialize output is ASCII alphanumerics, `%XX`, `+`, `*-._`: always a valid value.
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    no_store(resp)
+}
+
+fn json_response(err: &GatewayError, reason: Option<&'static str>) -> Response<Body> {
+    let (_, message) = err.texts();
+    let mut body = serde_json::json!({ "error": err.code(), "message": message });
+    if let Some(reason) = reason {
+        body["reason"] = serde_json::Value::from(reason);
+    }
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = err.status();
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    no_store(resp)
+}
+
+fn html_error(err: &GatewayError, pages: Option<&crate::ui::Pages>) -> Response<Body> {
+    let status = err.status();
+    let (title, fixed) = err.texts();
+    let (message, action) = match err {
+        GatewayError::Denied(d) => (
+            format!("You are signed in as {}. {fixed}", who(&d.user)),
+            Some(("Sign out", LOGOUT_PATH)),
+        ),
+        _ => (fixed.to_string(), None),
+    };
+    let body = match pages {
+        Some(p) => p.error(status.as_u16(), title, &message, action),
+        None => builtin_page(status, title, &message, action),
+    };
+    html_response(status, body)
+}
+
+/// How the denied page names the user: the account name they signed in
+/// with (`preferred_username`), else the stable user id. Never the `email`
+/// claim, which may be unverified. Only ever shown to that same user, on a
+/// `no-store` page.
+fn who(user: &crate::session::model::Session) -> &str {
+    user.preferred_username
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&user.user_id)
+}
+
+/// An HTML response with the page headers (CSP, nosniff, no-store).
+pub fn html_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::ui::CONTENT_SECURITY_POLICY),
+    );
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    no_store(resp)
+}
+
+fn no_store(mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The small page used when no branded `Pages` are available. Every dynamic
+/// string is HTML-escaped.
+pub fn builtin_page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    action: Option<(&str, &str)>,
+) -> String {
+    let action = action
+        .map(|(label, href)| {
+            format!(
+                "<p><a href=\"{}\">{}</a></p>",
+                escape_html(href),
+                escape_html(label)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+h1{{font-size:1.4rem}}small{{color:#666}}</style></head>\
+<body><h1>{title}</h1><p>{message}</p>{action}<p><small>{code}</small></p></body></html>",
+        title = escape_html(title),
+        message = escape_html(message),
+        code = status.as_u16(),
+    )
+}
+
+/// Escapes `& < > " '` for HTML text and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

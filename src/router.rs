@@ -1,24 +1,127 @@
-//! Route selection: exact Host (port ignored, case-insensitive) then the longest `path_prefix`.
+//! Route selection: exact Host (port ignored, case-insensitive, one trailing
+//! dot ignored) then the longest `path_prefix`.
 //!
-//! OWNER: engine-core helper.
+//! A prefix matches on path-segment boundaries: `/payroll` matches
+//! `/payroll` and `/payroll/x`, never `/payrollx`. `/` matches every path.
+//! The router only selects; it never builds a URL from the Host it is given
+//! (an unknown host is answered by `respond` with a fixed page).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::RouteSettings;
 
 /// Routes indexed by host.
 pub struct Router {
-    // engine-core
+    /// Lowercased host -> its routes, longest `path_prefix` first.
+    by_host: HashMap<String, Vec<Arc<RouteSettings>>>,
+}
+
+/// What the router decided for a request.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    Found(&'a Arc<RouteSettings>),
+    /// No route serves this host at all.
+    UnknownHost,
+    /// The host is served, but no route's prefix matches the path.
+    NoPrefix,
 }
 
 impl Router {
     pub fn new(routes: &[Arc<RouteSettings>]) -> Router {
-        let _ = routes;
-        todo!("engine-core")
+        let mut by_host: HashMap<String, Vec<Arc<RouteSettings>>> = HashMap::new();
+        for route in routes {
+            for host in &route.hosts {
+                // Config hosts are already lowercased, IDNA-normalized, without port;
+                // IPv6 literals are stored without brackets, as `normalize_host` returns them.
+                let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+                by_host.entry(host).or_default().push(route.clone());
+            }
+        }
+        for list in by_host.values_mut() {
+            // Longest prefix first; `sort_by` is stable so equal lengths keep file order
+            // (config validation already rejects duplicated host+prefix pairs).
+            list.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+        }
+        Router { by_host }
     }
+
     /// The route for a Host header value (may include a port) and a request path.
     pub fn find(&self, host: &str, path: &str) -> Option<&Arc<RouteSettings>> {
-        let _ = (host, path);
-        todo!("engine-core")
+        match self.lookup(host, path) {
+            Lookup::Found(r) => Some(r),
+            Lookup::UnknownHost | Lookup::NoPrefix => None,
+        }
+    }
+
+    /// Like [`Router::find`], but says whether the host or the path failed.
+    pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
+        let Some(host) = normalize_host(host) else {
+            return Lookup::UnknownHost;
+        };
+        let Some(routes) = self.by_host.get(&host) else {
+            return Lookup::UnknownHost;
+        };
+        routes
+            .iter()
+            .find(|r| prefix_matches(&r.path_prefix, path))
+            .map_or(Lookup::NoPrefix, Lookup::Found)
     }
 }
+
+/// True when `prefix` (as validated: `/` or without a trailing `/`) covers `path`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The host part of a Host header or URI authority: lowercased, without port
+/// and without one trailing dot. IPv6 literals lose their brackets (`[::1]` -> `::1`).
+/// `None` for values that cannot be a host (empty, spaces, user info...).
+pub fn normalize_host(value: &str) -> Option<String> {
+    let value = value.trim();
+    let host = if let Some(rest) = value.strip_prefix('[') {
+        // [v6]:port or [v6]
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || after.starts_with(':') && port_ok(&after[1..])) {
+            return None;
+        }
+        &value[..end + 2]
+    } else {
+        match value.rsplit_once(':') {
+            Some((h, port)) if port_ok(port) => h,
+            Some(_) => return None,
+            None => value,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // Canonical text, as config validation stores IP hosts.
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| ip.to_string());
+    }
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !ok {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+fn port_ok(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests;

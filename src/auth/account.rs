@@ -9,7 +9,7 @@ use crate::respond::{Body, GatewayError};
 
 /// The signed-in user as JSON; 401 JSON when not signed in.
 pub(super) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
-    let session = match ctx.state.cookies.read(&parts.headers) {
+    let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
         Some(id) => super::load_session(ctx.state, &id).await?,
         None => None,
     };
@@ -50,7 +50,7 @@ pub(super) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body
         form_get(&query, "post_logout_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = raw_target.map(|t| ctx.safe_target(parts, Some(t)));
     let mut provider_logout = None;
-    if let Some(id) = ctx.state.cookies.read(&parts.headers) {
+    if let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
         if let Ok(Some(session)) = ctx.state.shared.sessions.get(&id).await {
             if let Some(provider) = ctx.state.shared.providers.get(&session.connection) {
                 provider_logout = provider

@@ -158,7 +158,7 @@ async fn complete(
     let session = build_session(ctx, conn, &verified, &tokens, now)?;
 
     // A new id at every login (no fixation); the old session, if any, ends.
-    if let Some(old) = ctx.state.cookies.read(&parts.headers) {
+    if let Some(old) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
         let _ = ctx.state.shared.sessions.delete(&old).await;
     }
     let id = SessionId::generate();

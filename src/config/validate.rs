@@ -651,8 +651,16 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             .unwrap_or_default()
             .into_iter()
             .collect();
-        for (k, _) in &upstream_params {
-            if PROTOCOL_PARAMS.contains(&k.as_str()) {
+        for (k, v) in &upstream_params {
+            // The operator may choose how the provider returns the code (the
+            // callback serves both); nothing else about the protocol.
+            if k == "response_mode" && !matches!(v.as_str(), "query" | "form_post") {
+                cx.bad(
+                    at("upstream_params.response_mode"),
+                    format!("{v:?} is not a response mode the callback serves"),
+                    "\"query\" (the default) or \"form_post\"",
+                );
+            } else if k != "response_mode" && PROTOCOL_PARAMS.contains(&k.as_str()) {
                 cx.bad(
                     at(&format!("upstream_params.{k}")),
                     "would override a parameter realmgate sets itself",
@@ -697,7 +705,9 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
     out
 }
 
-/// Authorization request parameters realmgate owns; config may not override them.
+/// Authorization request parameters realmgate owns; config may not override
+/// them (`response_mode` only in `forward_params`: `upstream_params` may set
+/// it to `query` or `form_post`).
 const PROTOCOL_PARAMS: &[&str] = &[
     "client_id",
     "redirect_uri",

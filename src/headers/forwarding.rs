@@ -1,22 +1,156 @@
 //! X-Forwarded-For/-Proto/-Host and X-Request-Id: believed only from
 //! `trusted_proxies`, always rewritten for the upstream.
 //!
-//! OWNER: engine-core helper.
+//! From a trusted peer (a load balancer): `X-Forwarded-For` gets the peer
+//! appended, `-Proto`, `-Host` and `X-Request-Id` are kept when present and
+//! well-formed. From anyone else all of them are replaced with what realmgate
+//! saw itself, and the other spoofable client-address headers (`Forwarded`,
+//! `X-Real-IP`, `X-Forwarded-Port`, ...) are removed, so an app can trust
+//! what it receives.
 
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 
 use crate::config::ServerSettings;
 use crate::handler::ConnInfo;
 
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Client-address headers some apps believe, removed unless a trusted proxy sent them.
+const SPOOFABLE: [&str; 5] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
+];
+
+/// Longest X-Request-Id accepted from a trusted proxy.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The peer as an address to compare and print (IPv4-mapped IPv6 becomes IPv4).
+fn peer_ip(conn: &ConnInfo) -> IpAddr {
+    conn.peer.ip().to_canonical()
+}
+
 /// True when the connection's peer is one of `trusted_proxies`.
 pub fn peer_is_trusted(server: &ServerSettings, conn: &ConnInfo) -> bool {
-    let _ = (server, conn);
-    todo!("engine-core")
+    let ip = peer_ip(conn);
+    server.trusted_proxies.iter().any(|net| net.contains(&ip))
 }
 
 /// The scheme the client used according to a trusted proxy's `X-Forwarded-Proto`
 /// (None when the peer is not trusted or sent none). Lowercased.
+///
+/// Only `http` and `https` count; with a list, the first (client-facing) entry.
 pub fn trusted_proto(server: &ServerSettings, parts: &Parts, conn: &ConnInfo) -> Option<String> {
-    let _ = (server, parts, conn);
-    todo!("engine-core")
+    if !peer_is_trusted(server, conn) {
+        return None;
+    }
+    first_proto(&parts.headers)
 }
+
+fn first_proto(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(X_FORWARDED_PROTO)?.to_str().ok()?;
+    let first = value.split(',').next()?.trim().to_ascii_lowercase();
+    matches!(first.as_str(), "http" | "https").then_some(first)
+}
+
+/// Rewrite the forwarding headers for the upstream. `host` is the client's
+/// Host (or `:authority`) as received. Returns the request id in use.
+pub fn apply(
+    headers: &mut HeaderMap,
+    server: &ServerSettings,
+    conn: &ConnInfo,
+    host: Option<&HeaderValue>,
+) -> HeaderValue {
+    let trusted = peer_is_trusted(server, conn);
+    let peer = peer_ip(conn).to_string();
+
+    let xff = if trusted {
+        let earlier: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        earlier
+            .into_iter()
+            .chain(std::iter::once(peer.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        peer.clone()
+    };
+    set(headers, X_FORWARDED_FOR, &xff);
+
+    let proto = trusted
+        .then(|| first_proto(headers))
+        .flatten()
+        .unwrap_or_else(|| if conn.tls { "https" } else { "http" }.to_string());
+    set(headers, X_FORWARDED_PROTO, &proto);
+
+    let trusted_host = trusted
+        .then(|| {
+            headers
+                .get(X_FORWARDED_HOST)
+                .filter(|v| is_token_like(v.as_bytes(), 255))
+        })
+        .flatten()
+        .cloned();
+    match trusted_host.or_else(|| host.cloned()) {
+        Some(h) => {
+            headers.insert(X_FORWARDED_HOST, h);
+        }
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+        }
+    }
+
+    let request_id = trusted
+        .then(|| {
+            headers
+                .get(X_REQUEST_ID)
+                .filter(|v| is_token_like(v.as_bytes(), MAX_REQUEST_ID))
+        })
+        .flatten()
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    headers.insert(X_REQUEST_ID, request_id.clone());
+
+    if !trusted {
+        for name in SPOOFABLE {
+            headers.remove(name);
+        }
+    }
+    request_id
+}
+
+/// A fresh request id: 128 random bits as 32 lowercase hex digits.
+pub fn new_request_id() -> HeaderValue {
+    let id = format!("{:032x}", rand::random::<u128>());
+    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+}
+
+/// Non-empty, at most `max` bytes, visible ASCII only (no spaces, commas or controls).
+fn is_token_like(v: &[u8], max: usize) -> bool {
+    !v.is_empty() && v.len() <= max && v.iter().all(|b| b.is_ascii_graphic() && *b != b',')
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    // Built from an IpAddr, "http"/"https", or values already accepted as header values.
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    } else {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests;

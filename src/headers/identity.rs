@@ -1,20 +1,129 @@
 //! Identity headers (SPEC 5.8): strip every identity header of every profile
 //! from incoming requests; inject the route profile's headers from a Permit.
 //!
-//! OWNER: sess helper. Contract signatures below must stay.
+//! Apps behind realmgate trust these headers blindly, so:
+//!
+//! - [`strip`] runs on every request, public paths and `/.auth/*` included, and
+//!   removes the headers of *every* profile (not only the route's), every
+//!   `headers_extra` name of every route, and whole families by prefix
+//!   (`X-MS-CLIENT-PRINCIPAL*`, `X-MS-TOKEN-*`, `X-Pomerium-*`, `OIDC_*`,
+//!   `X-Auth-Request-*`, `X-Realmgate-*`). Names are compared after ASCII
+//!   lowercasing and mapping `_` to `-`, because CGI-style stacks (PHP, WSGI,
+//!   nginx with `underscores_in_headers`) read `X_Forwarded_User` as
+//!   `X-Forwarded-User`.
+//! - [`inject`] only runs with a [`Permit`] and uses `HeaderMap::insert`, so a
+//!   client-sent duplicate cannot survive next to the injected value. The
+//!   handler injects after hop-by-hop removal, so a client's
+//!   `Connection: X-Forwarded-User` cannot remove an injected header.
+//! - A value with a control character (CR, LF, NUL, DEL, C1) or that is not a
+//!   valid header value is dropped, and a warning names the header and the user
+//!   id, never the value. A group name containing `,` is dropped from
+//!   comma-joined lists: it would read as two groups.
+//! - The email is sent only when it is verified (SPEC 5.6).
+//!
+//! | profile | headers |
+//! | --- | --- |
+//! | `forwarded` | `X-Forwarded-User`, `-Email`, `-Preferred-Username`, `-Groups`, `-Name`, `-Tenant` |
+//! | `auth_request` | `X-Auth-Request-User`, `-Email`, `-Preferred-Username`, `-Groups` |
+//! | `easyauth` | `X-MS-CLIENT-PRINCIPAL-NAME` (preferred_username, else verified email), `-ID` (user id), `-IDP` (`aad` for Entra, else the connection name), `X-MS-CLIENT-PRINCIPAL` (base64 JSON; `groups` claims carry ids, as Easy Auth does) |
+//! | `remote` | `Remote-User`, `Remote-Email`, `Remote-Name`, `Remote-Groups` |
+//! | `pomerium` | `X-Pomerium-Jwt-Assertion`, `X-Pomerium-Claim-Email`, `-Groups`, `-Name` |
+//! | `oidc_claim` | `OIDC_CLAIM_sub`, `_oid` (Entra), `_tid`, `_email`, `_name`, `_preferred_username`, `_groups` |
+//!
+//! Tokens (`pass_id_token`, `pass_access_token`): `X-MS-TOKEN-AAD-ID-TOKEN` /
+//! `-ACCESS-TOKEN` (easyauth), `OIDC_id_token` / `OIDC_access_token`
+//! (oidc_claim), `X-Auth-Request-Id-Token` / `-Access-Token` (auth_request),
+//! `X-Forwarded-Id-Token` / `X-Forwarded-Access-Token` (all others, `none`
+//! included: the route asked for them explicitly). `jwt_assertion = true` adds
+//! `X-Realmgate-Assertion`.
+//!
+//! Group headers carry names where `group_names` maps the id, ids otherwise;
+//! with `groups_in_headers = "known"` only groups named in `group_names` or in
+//! some route's `allow.groups` are sent.
 
 use std::collections::HashSet;
 
-use http::{HeaderMap, HeaderName};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
 
-use crate::config::{ConnectionSettings, RouteSettings};
+use crate::config::{ConnectionSettings, GroupsInHeaders, HeaderProfile, RouteSettings};
 use crate::policy::Permit;
+use crate::session::model::Session;
+
+/// Exact identity header names (normalized: lowercase, `-`).
+const EXACT: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-name",
+    "x-forwarded-tenant",
+    "x-forwarded-access-token",
+    "x-forwarded-id-token",
+    "remote-user",
+    "remote-email",
+    "remote-name",
+    "remote-groups",
+];
+
+/// Identity header families, removed by prefix (normalized).
+const PREFIXES: &[&str] = &[
+    "x-auth-request-",
+    "x-ms-client-principal",
+    "x-ms-token-",
+    "x-pomerium-",
+    "oidc-",
+    "x-realmgate-",
+];
+
+/// Easy Auth's claim type URIs (what App Service puts in `X-MS-CLIENT-PRINCIPAL`).
+const TYP_NAME_IDENTIFIER: &str =
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier";
+const TYP_EMAIL: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress";
+const TYP_OBJECT_ID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
+const TYP_TENANT_ID: &str = "http://schemas.microsoft.com/identity/claims/tenantid";
+const TYP_ROLE: &str = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role";
 
 /// Remove every identity header of every profile, and every name in `extra`
 /// (all routes' `headers_extra`), case-insensitively and with `_` for `-`.
 pub fn strip(headers: &mut HeaderMap, extra: &[HeaderName]) {
-    let _ = (headers, extra);
-    todo!("sess")
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_identity_header(name.as_str(), extra))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// True when `name` is an identity header of some profile or in `extra`.
+pub fn is_identity_header(name: &str, extra: &[HeaderName]) -> bool {
+    EXACT.iter().any(|e| normalized_eq(name, e))
+        || PREFIXES.iter().any(|p| normalized_starts_with(name, p))
+        || extra.iter().any(|e| normalized_eq(name, e.as_str()))
+}
+
+fn norm(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+fn normalized_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
+}
+
+fn normalized_starts_with(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name
+            .bytes()
+            .zip(prefix.bytes())
+            .all(|(x, y)| norm(x) == norm(y))
 }
 
 /// Add the route profile's headers (and `headers_extra`, tokens when the route
@@ -29,6 +138,317 @@ pub fn inject(
     policy_groups: &HashSet<String>,
     assertion: Option<&str>,
 ) {
-    let _ = (headers, permit, route, connection, policy_groups, assertion);
-    todo!("sess")
+    let user = permit.user();
+    let mut out = Out { headers, user };
+    let groups = header_groups(user, connection, policy_groups);
+    let joined = out.join_groups(&groups);
+    let email = user.verified_email();
+    let name = user.name.as_deref();
+    let username = user.preferred_username.as_deref();
+    match route.headers {
+        HeaderProfile::Forwarded => {
+            out.set("x-forwarded-user", Some(&user.user_id));
+            out.set("x-forwarded-email", email);
+            out.set("x-forwarded-preferred-username", username);
+            out.set("x-forwarded-groups", joined.as_deref());
+            out.set("x-forwarded-name", name);
+            out.set("x-forwarded-tenant", user.tenant_id.as_deref());
+        }
+        HeaderProfile::AuthRequest => {
+            out.set("x-auth-request-user", Some(&user.user_id));
+            out.set("x-auth-request-email", email);
+            out.set("x-auth-request-preferred-username", username);
+            out.set("x-auth-request-groups", joined.as_deref());
+        }
+        HeaderProfile::EasyAuth => {
+            let idp = if connection.is_entra() {
+                "aad"
+            } else {
+                connection.name.as_str()
+            };
+            out.set("x-ms-client-principal-name", username.or(email));
+            out.set("x-ms-client-principal-id", Some(&user.user_id));
+            out.set("x-ms-client-principal-idp", Some(idp));
+            let principal = easy_auth_principal(user, connection, &groups, idp);
+            out.set("x-ms-client-principal", principal.as_deref());
+        }
+        HeaderProfile::Remote => {
+            out.set("remote-user", Some(&user.user_id));
+            out.set("remote-email", email);
+            out.set("remote-name", name);
+            out.set("remote-groups", joined.as_deref());
+        }
+        HeaderProfile::Pomerium => {
+            out.set("x-pomerium-jwt-assertion", assertion);
+            out.set("x-pomerium-claim-email", email);
+            out.set("x-pomerium-claim-groups", joined.as_deref());
+            out.set("x-pomerium-claim-name", name);
+        }
+        HeaderProfile::OidcClaim => {
+            out.set("oidc_claim_sub", Some(&user.subject));
+            if connection.is_entra() {
+                out.set("oidc_claim_oid", Some(&user.user_id));
+            }
+            out.set("oidc_claim_tid", user.tenant_id.as_deref());
+            out.set("oidc_claim_email", email);
+            out.set("oidc_claim_name", name);
+            out.set("oidc_claim_preferred_username", username);
+            out.set("oidc_claim_groups", joined.as_deref());
+        }
+        HeaderProfile::None => {}
+    }
+    let (id_token_header, access_token_header) = match route.headers {
+        HeaderProfile::EasyAuth => ("x-ms-token-aad-id-token", "x-ms-token-aad-access-token"),
+        HeaderProfile::OidcClaim => ("oidc_id_token", "oidc_access_token"),
+        HeaderProfile::AuthRequest => ("x-auth-request-id-token", "x-auth-request-access-token"),
+        HeaderProfile::Forwarded
+        | HeaderProfile::Remote
+        | HeaderProfile::Pomerium
+        | HeaderProfile::None => ("x-forwarded-id-token", "x-forwarded-access-token"),
+    };
+    if route.pass_id_token {
+        out.set(id_token_header, user.id_token.as_deref());
+    }
+    if route.pass_access_token {
+        out.set(access_token_header, user.access_token.as_deref());
+    }
+    if route.jwt_assertion {
+        out.set("x-realmgate-assertion", assertion);
+    }
+    for (header, source) in &route.headers_extra {
+        let value = extra_value(user, source, joined.as_deref());
+        out.set_name(header.clone(), value.as_deref());
+    }
 }
+
+/// Where injected headers go, and whose they are (for warnings).
+struct Out<'a> {
+    headers: &'a mut HeaderMap,
+    user: &'a Session,
+}
+
+impl Out<'_> {
+    fn set(&mut self, name: &'static str, value: Option<&str>) {
+        self.set_name(HeaderName::from_static(name), value);
+    }
+
+    /// Sets `name` to `value`, replacing anything there; removes it when the
+    /// value is absent or unsafe.
+    fn set_name(&mut self, name: HeaderName, value: Option<&str>) {
+        let Some(value) = value else {
+            self.headers.remove(&name);
+            return;
+        };
+        match safe_value(value) {
+            Some(v) => {
+                self.headers.insert(name, v);
+            }
+            None => {
+                tracing::warn!(
+                    header = %name,
+                    user.id = ?self.user.user_id,
+                    "identity value has control characters or is not a valid header value; header dropped"
+                );
+                self.headers.remove(&name);
+            }
+        }
+    }
+
+    /// Comma-joined groups, leaving out (and reporting) names that would
+    /// break the list or the header.
+    fn join_groups(&self, groups: &[Group<'_>]) -> Option<String> {
+        let mut out = String::new();
+        for g in groups {
+            if g.shown.contains(',') || safe_value(g.shown).is_none() {
+                tracing::warn!(
+                    user.id = ?self.user.user_id,
+                    "a group name has a comma or control characters; left out of group headers"
+                );
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(g.shown);
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// A header value from text: no control characters at all (CR, LF, NUL, tab,
+/// DEL, C1), UTF-8 bytes kept as they are.
+fn safe_value(value: &str) -> Option<HeaderValue> {
+    if value.chars().any(char::is_control) {
+        return None;
+    }
+    HeaderValue::from_bytes(value.as_bytes()).ok()
+}
+
+/// One group as headers show it.
+struct Group<'a> {
+    id: &'a str,
+    /// The mapped name, or the id.
+    shown: &'a str,
+}
+
+fn header_groups<'a>(
+    user: &'a Session,
+    connection: &'a ConnectionSettings,
+    policy_groups: &HashSet<String>,
+) -> Vec<Group<'a>> {
+    user.groups
+        .iter()
+        .filter_map(|id| {
+            let name = connection.group_names.get(id).map(String::as_str);
+            let known = name.is_some() || policy_groups.contains(id);
+            if connection.groups_in_headers == GroupsInHeaders::Known && !known {
+                return None;
+            }
+            Some(Group {
+                id,
+                shown: name.unwrap_or(id),
+            })
+        })
+        .collect()
+}
+
+/// The value for a `headers_extra` source: `user_id`, `sub`, `email` (verified
+/// only), `name`, `preferred_username`, `tenant_id`, `connection`, `groups`,
+/// or `claims.<name>` (needs `extended_profile`; strings as they are, numbers
+/// and booleans printed, arrays of those comma-joined).
+fn extra_value(user: &Session, source: &str, groups: Option<&str>) -> Option<String> {
+    let s = |v: Option<&str>| v.map(str::to_string);
+    match source {
+        "user_id" => Some(user.user_id.clone()),
+        "sub" | "subject" => Some(user.subject.clone()),
+        "email" => s(user.verified_email()),
+        "name" => s(user.name.as_deref()),
+        "preferred_username" => s(user.preferred_username.as_deref()),
+        "tenant_id" | "tid" => s(user.tenant_id.as_deref()),
+        "connection" => Some(user.connection.clone()),
+        "groups" => s(groups),
+        other => {
+            let claim = other.strip_prefix("claims.")?;
+            claim_text(user.claims.as_ref()?.get(claim)?)
+        }
+    }
+}
+
+fn claim_text(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Value::Array(_) | Value::Object(_) | Value::Null => None,
+                    scalar => claim_text(scalar),
+                })
+                .filter(|p| !p.contains(','))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(","))
+        }
+        Value::Null | Value::Object(_) => None,
+    }
+}
+
+#[derive(Serialize)]
+struct Principal<'a> {
+    auth_typ: &'a str,
+    claims: Vec<Claim<'a>>,
+    name_typ: &'static str,
+    role_typ: &'static str,
+}
+
+#[derive(Serialize)]
+struct Claim<'a> {
+    typ: &'a str,
+    val: &'a str,
+}
+
+/// `X-MS-CLIENT-PRINCIPAL`: standard base64 of the JSON App Service sends.
+/// `None` when a claim value is unsafe (the whole principal is then dropped:
+/// a partial principal could mislead the app).
+fn easy_auth_principal(
+    user: &Session,
+    connection: &ConnectionSettings,
+    groups: &[Group<'_>],
+    idp: &str,
+) -> Option<String> {
+    let mut claims = vec![Claim {
+        typ: "iss",
+        val: &user.issuer,
+    }];
+    claims.push(Claim {
+        typ: TYP_NAME_IDENTIFIER,
+        val: &user.subject,
+    });
+    if connection.is_entra() {
+        claims.push(Claim {
+            typ: TYP_OBJECT_ID,
+            val: &user.user_id,
+        });
+    }
+    if let Some(tid) = &user.tenant_id {
+        claims.push(Claim {
+            typ: TYP_TENANT_ID,
+            val: tid,
+        });
+    }
+    if let Some(name) = &user.name {
+        claims.push(Claim {
+            typ: "name",
+            val: name,
+        });
+    }
+    if let Some(u) = &user.preferred_username {
+        claims.push(Claim {
+            typ: "preferred_username",
+            val: u,
+        });
+    }
+    if let Some(e) = user.verified_email() {
+        claims.push(Claim {
+            typ: TYP_EMAIL,
+            val: e,
+        });
+    }
+    for g in groups {
+        claims.push(Claim {
+            typ: "groups",
+            val: g.id,
+        });
+    }
+    let roles = user
+        .claims
+        .as_ref()
+        .and_then(|c| c.get("roles"))
+        .and_then(|r| r.as_array());
+    for role in roles.into_iter().flatten().filter_map(|r| r.as_str()) {
+        claims.push(Claim {
+            typ: "roles",
+            val: role,
+        });
+    }
+    if claims.iter().any(|c| c.val.chars().any(char::is_control)) {
+        tracing::warn!(
+            user.id = ?user.user_id,
+            "a claim has control characters; X-MS-CLIENT-PRINCIPAL dropped"
+        );
+        return None;
+    }
+    let json = serde_json::to_vec(&Principal {
+        auth_typ: idp,
+        claims,
+        name_typ: "name",
+        role_typ: TYP_ROLE,
+    })
+    .ok()?;
+    Some(STANDARD.encode(json))
+}
+
+#[cfg(test)]
+mod tests;

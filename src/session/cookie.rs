@@ -3,42 +3,322 @@
 //! `HttpOnly`, `Secure` on HTTPS, `SameSite=Lax`, `Path=/`, `__Host-` prefix on
 //! HTTPS without `cookie_domain`.
 //!
-//! OWNER: sess helper. Contract signatures below must stay.
+//! # Value
+//!
+//! `base64url(id[32] || tag[32])`, no padding, exactly 86 characters, where
+//! `tag = HMAC-SHA256(k, cookie_name || 0x00 || id)` and
+//! `k = HMAC-SHA256(secret, "realmgate session cookie v1")`. The id alone is
+//! already unguessable (256 bits); the tag lets a forged or corrupted cookie be
+//! refused without a store lookup, and ties the value to this deployment's
+//! secret. Tags are compared in constant time.
+//!
+//! # Which cookie names are read
+//!
+//! On HTTPS without `cookie_domain` the cookie is `__Host-<cookie_name>`: the
+//! browser only accepts that name from this very host, over HTTPS, with
+//! `Path=/` and no `Domain`, so a sibling subdomain cannot plant ("toss") a
+//! session cookie of its choosing (login CSRF / session fixation). A plain
+//! `<cookie_name>` cookie on such a request can only come from plain HTTP or a
+//! sibling, so [`SessionCookies::read_for`] ignores it. [`SessionCookies::read`]
+//! does not know the scheme; it prefers `__Host-` cookies whenever the browser
+//! sent one and falls back to the plain name otherwise. Callers that know the
+//! scheme should use `read_for`.
+//!
+//! Several cookies of the chosen name with different values (a planted cookie
+//! with a longer `Path`, say) are ambiguous: the request counts as signed out.
+//!
+//! # Lifetime
+//!
+//! The cookie has no `Max-Age`: it is a browser-session cookie, like Easy
+//! Auth's. The store enforces `lifetime` and `idle_timeout`; a closed browser
+//! on a shared machine forgets the session, and single sign-on at the provider
+//! makes signing in again cheap.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use super::store::SessionId;
 use crate::config::SessionSettings;
 
-pub struct SessionCookies {
-    // sess helper
+/// The `__Host-` prefix (RFC 6265bis 4.1.3.2).
+pub const HOST_PREFIX: &str = "__Host-";
+
+/// Length of the encoded cookie value: base64url of 64 bytes, no padding.
+const VALUE_LEN: usize = 86;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A 32-byte key derived from a configured secret for one purpose.
+pub(crate) type DerivedKey = Zeroizing<[u8; 32]>;
+
+/// `HMAC-SHA256(secret, label)`: one key per purpose, so a session cookie tag
+/// can never pass as a state cookie tag or the other way round.
+pub(crate) fn derive_key(secret: &[u8], label: &[u8]) -> DerivedKey {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(label);
+    Zeroizing::new(mac.finalize().into_bytes().into())
 }
+
+/// `HMAC-SHA256(key, parts...)`.
+pub(crate) fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Values of every cookie named exactly `name`, across all `Cookie` headers
+/// (HTTP/2 may split them).
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(move |pair| {
+            let (n, v) = split_pair(pair);
+            (n == name.as_bytes()).then_some(v)
+        })
+}
+
+/// `name=value` with surrounding whitespace trimmed from both.
+fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
+    let pair = pair.trim_ascii();
+    match pair.iter().position(|&b| b == b'=') {
+        Some(i) => (pair[..i].trim_ascii(), pair[i + 1..].trim_ascii()),
+        None => (pair, &[]),
+    }
+}
+
+/// The one value among `values`; None when there are none or when they differ.
+pub(crate) fn single_value<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
+    let first = values.next()?;
+    values.all(|v| v == first).then_some(first)
+}
+
+/// Cookie names and domains are validated by the config; a settings value
+/// built elsewhere (tests) falls back to safe defaults instead of producing a
+/// header that cannot be sent.
+pub(crate) fn sane_cookie_name(name: &str) -> String {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        name.to_string()
+    } else {
+        tracing::error!("session.cookie_name is invalid; using \"realmgate\"");
+        "realmgate".to_string()
+    }
+}
+
+/// Reads and writes the session cookie.
+pub struct SessionCookies {
+    /// The configured name, without prefix.
+    name: String,
+    /// `__Host-` + name.
+    host_name: String,
+    /// Names of the state cookie (`<name>_state`, with and without prefix), for stripping.
+    state_names: [String; 2],
+    domain: Option<String>,
+    /// One derived key per configured secret; the first signs.
+    keys: Vec<DerivedKey>,
+}
+
+// === impl SessionCookies ===
 
 impl SessionCookies {
     pub fn new(settings: &SessionSettings) -> SessionCookies {
-        let _ = settings;
-        todo!("sess")
+        let name = sane_cookie_name(&settings.cookie_name);
+        let domain = settings.cookie_domain.as_ref().and_then(|d| {
+            let bare = d.trim_start_matches('.');
+            let ok = !bare.is_empty()
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                tracing::error!("session.cookie_domain is invalid; cookies are host-only");
+            }
+            ok.then(|| d.to_ascii_lowercase())
+        });
+        let state = format!("{name}_state");
+        SessionCookies {
+            host_name: format!("{HOST_PREFIX}{name}"),
+            state_names: [format!("{HOST_PREFIX}{state}"), state],
+            name,
+            domain,
+            keys: settings
+                .secrets
+                .iter()
+                .map(|s| derive_key(s.expose(), b"realmgate session cookie v1"))
+                .collect(),
+        }
     }
+
+    /// The cookie name used for a request over HTTPS (`https`) or plain HTTP.
+    pub fn name_for(&self, https: bool) -> &str {
+        if https && self.domain.is_none() {
+            &self.host_name
+        } else {
+            &self.name
+        }
+    }
+
     /// The session id from the request's cookies; None for missing, malformed,
     /// forged, oversized or duplicated (ambiguous) cookies.
+    ///
+    /// Prefers `__Host-<name>` when the browser sent one (see the module docs);
+    /// use [`SessionCookies::read_for`] when the scheme is known.
     pub fn read(&self, headers: &HeaderMap) -> Option<SessionId> {
-        let _ = headers;
-        todo!("sess")
+        let name =
+            if self.domain.is_none() && cookie_values(headers, &self.host_name).next().is_some() {
+                &self.host_name
+            } else {
+                &self.name
+            };
+        self.read_named(headers, name)
     }
+
+    /// Like [`SessionCookies::read`], but only the cookie name this scheme uses
+    /// is accepted: `__Host-<name>` on HTTPS without `cookie_domain`.
+    pub fn read_for(&self, headers: &HeaderMap, https: bool) -> Option<SessionId> {
+        self.read_named(headers, self.name_for(https))
+    }
+
+    fn read_named(&self, headers: &HeaderMap, name: &str) -> Option<SessionId> {
+        let value = single_value(cookie_values(headers, name))?;
+        self.verify(value)
+    }
+
+    /// The id in a cookie value, when its tag verifies under any secret.
+    fn verify(&self, value: &[u8]) -> Option<SessionId> {
+        if value.len() != VALUE_LEN {
+            return None;
+        }
+        let mut raw = [0u8; 64];
+        let n = URL_SAFE_NO_PAD.decode_slice(value, &mut raw).ok()?;
+        if n != 64 {
+            return None;
+        }
+        let (id, tag) = raw.split_at(32);
+        let id: [u8; 32] = id.try_into().ok()?;
+        let mut ok = subtle::Choice::from(0);
+        // Every key is tried (no early exit), so timing does not tell which
+        // secret signed.
+        for key in &self.keys {
+            ok |= self.tag(key, &id).ct_eq(tag);
+        }
+        bool::from(ok).then(|| SessionId::from_bytes(id))
+    }
+
+    fn tag(&self, key: &[u8; 32], id: &[u8; 32]) -> [u8; 32] {
+        mac(key, &[self.name.as_bytes(), &[0], id])
+    }
+
+    /// The cookie value for `id`, signed with the first secret.
+    pub fn value(&self, id: &SessionId) -> String {
+        let mut raw = [0u8; 64];
+        raw[..32].copy_from_slice(id.as_bytes());
+        if let Some(key) = self.keys.first() {
+            raw[32..].copy_from_slice(&self.tag(key, id.as_bytes()));
+        }
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
     /// Remove realmgate's own cookies (session and state, any prefix) from `Cookie`
     /// headers, keeping the app's cookies; drop `Cookie` when nothing remains.
+    ///
+    /// Names are compared ASCII case-insensitively so that no spelling of
+    /// realmgate's cookies reaches an upstream that reads names loosely. Kept
+    /// cookies are copied byte for byte and re-joined with `"; "`; a header
+    /// without any of our cookies is left untouched.
     pub fn strip_own_cookies(&self, headers: &mut HeaderMap) {
-        let _ = headers;
-        todo!("sess")
+        let own = [
+            self.name.as_str(),
+            self.host_name.as_str(),
+            self.state_names[0].as_str(),
+            self.state_names[1].as_str(),
+        ];
+        let is_own = |pair: &[u8]| {
+            let (n, _) = split_pair(pair);
+            own.iter().any(|o| n.eq_ignore_ascii_case(o.as_bytes()))
+        };
+        if !headers
+            .get_all(COOKIE)
+            .iter()
+            .any(|v| v.as_bytes().split(|&b| b == b';').any(is_own))
+        {
+            return;
+        }
+        let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
+            http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+            http::header::Entry::Vacant(_) => return,
+        };
+        for value in old {
+            let bytes = value.as_bytes();
+            if !bytes.split(|&b| b == b';').any(is_own) {
+                headers.append(COOKIE, value);
+                continue;
+            }
+            let mut kept: Vec<u8> = Vec::with_capacity(bytes.len());
+            for pair in bytes.split(|&b| b == b';') {
+                let trimmed = pair.trim_ascii();
+                if trimmed.is_empty() || is_own(trimmed) {
+                    continue;
+                }
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(trimmed);
+            }
+            if kept.is_empty() {
+                continue;
+            }
+            // The kept bytes are a subset of a valid header value.
+            if let Ok(v) = HeaderValue::from_bytes(&kept) {
+                headers.append(COOKIE, v);
+            }
+        }
     }
+
     /// `Set-Cookie` for a new session id.
     pub fn set(&self, id: &SessionId, https: bool) -> HeaderValue {
-        let _ = (id, https);
-        todo!("sess")
+        self.header(https, &self.value(id), false)
     }
+
     /// `Set-Cookie` that deletes the session cookie.
     pub fn clear(&self, https: bool) -> HeaderValue {
-        let _ = https;
-        todo!("sess")
+        self.header(https, "", true)
+    }
+
+    fn header(&self, https: bool, value: &str, delete: bool) -> HeaderValue {
+        let mut s = format!("{}={value}; Path=/", self.name_for(https));
+        if let Some(d) = &self.domain {
+            s.push_str("; Domain=");
+            s.push_str(d);
+        }
+        if delete {
+            s.push_str("; Max-Age=0");
+        }
+        s.push_str("; HttpOnly");
+        if https {
+            s.push_str("; Secure");
+        }
+        s.push_str("; SameSite=Lax");
+        // Invariant: name and domain are checked token characters (`new`), the
+        // value is base64url.
+        HeaderValue::from_str(&s).expect("cookie parts are token characters")
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

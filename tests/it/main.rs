@@ -1,4 +1,14 @@
-//! Integration tests, built as one binary. Helpers live in `util`.
+//! Integration tests, built as one binary. Helpers live in `util` (echo
+//! upstream, gateway on port 0) and `node` (the npm-based real parts).
 
+mod browser;
+mod hostile_http;
+mod id_token;
+mod login_flow;
+mod node;
+mod node_tools;
+mod pages_browser;
+mod proxying;
+mod real_provider;
 mod server;
 mod util;

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs every test tier of realmgate, installing what the tiers need when it is missing.
+#
+#   scripts/test.sh [ARGS...]     ARGS go to `cargo test` (e.g. a test name filter)
+#
+# Tiers (all run by `cargo test`, which is the one test runner):
+#   1. unit tests beside the code and hermetic integration tests (in-process fake IdP,
+#      upstream and gateway on 127.0.0.1);
+#   2. real third-party software started by the tests on loopback and stopped by PID:
+#      an OpenID provider (npm oidc-provider, tests/node/provider.mjs), Redis, nginx,
+#      Apache with mod_auth_openidc, Caddy;
+#   3. a real browser (Debian chromium driven by playwright-core,
+#      tests/node/browser-login.mjs) signing in through the gateway.
+# A tier whose tool is missing fails with a message saying what to install; nothing is
+# skipped. Before the tiers: the node tools' own self-test, rustfmt and clippy.
+#
+# Needs root or sudo for apt-get the first time. No system service is started: the
+# tests run their own instances on 127.0.0.1.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Colour only on a terminal: CI logs stay plain text.
+if [[ -t 1 && -z "${CI:-}" ]]; then
+  export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
+else
+  export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+fi
+
+section() {
+  printf '\n==> %s\n' "$*"
+}
+
+die() {
+  printf 'scripts/test.sh: %s\n' "$*" >&2
+  exit 1
+}
+
+# --- 1. Debian packages -------------------------------------------------------------
+# wrk: benchmarks; nginx, apache2 + mod_auth_openidc, caddy: reverse proxies the tests
+# put in front of (forward-auth) or beside (comparison) realmgate; redis-server: the
+# shared session store; chromium: the browser tier; nodejs/npm: the node tools.
+APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy)
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+section "System packages"
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  installed "$pkg" || missing+=("$pkg")
+done
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+if ((${#missing[@]} > 0)); then
+  echo "installing: ${missing[*]}"
+  SUDO=()
+  if [[ "$(id -u)" -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "missing packages (${missing[*]}) and not root, and no sudo: run as root, or install them with apt-get"
+    SUDO=(sudo)
+  fi
+  # Packages must not start their system services (ports 80, 6379, ...): install a
+  # policy-rc.d that forbids it, unless the machine already has one.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=""
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+    "${SUDO[@]}" chmod 755 "$policy"
+    added_policy=1
+  fi
+  status=0
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 update -q || status=$?
+  if ((status == 0)); then
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
+      --no-install-recommends "${missing[@]}" || status=$?
+  fi
+  if [[ -n "$added_policy" ]]; then
+    "${SUDO[@]}" rm -f "$policy"
+  fi
+  ((status == 0)) || die "apt-get failed (exit $status) installing: ${missing[*]}"
+else
+  echo "all present: ${APT_PACKAGES[*]} node npm"
+fi
+
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+((node_major >= 20)) || die "Node.js $(node --version) is too old: the node tools need Node.js 20 or later"
+
+# --- 2. npm packages for the node tools ---------------------------------------------
+section "Node tools (tests/node)"
+if [[ ! -d tests/node/node_modules ]] || [[ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]]; then
+  (cd tests/node && npm ci --no-audit --no-fund)
+else
+  echo "node_modules up to date"
+fi
+node --test tests/node/selftest.test.mjs
+
+# --- 3. formatting and lints ---------------------------------------------------------
+section "cargo fmt --check"
+cargo fmt --all -- --check --color "$CARGO_TERM_COLOR"
+
+section "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+# --- 4. every test tier ---------------------------------------------------------------
+section "cargo test (unit, integration, real-world and browser tiers)"
+cargo test "$@"

@@ -1,0 +1,154 @@
+use std::net::SocketAddr;
+
+use http::{HeaderName, HeaderValue, Request};
+
+use super::*;
+
+fn server(trusted: &[&str]) -> ServerSettings {
+    let list = trusted
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let toml = format!(
+        r#"
+[server]
+trusted_proxies = [{list}]
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+[[connection]]
+name = "c"
+type = "oidc"
+issuer = "http://127.0.0.1:9/"
+client_id = "x"
+client_secret = "y"
+[[route]]
+name = "r"
+hosts = ["app.example.com"]
+upstream = "http://127.0.0.1:9000"
+"#
+    );
+    crate::config::load_str(&toml).expect("valid").server
+}
+
+fn conn(peer: &str, tls: bool) -> ConnInfo {
+    ConnInfo {
+        peer: peer.parse::<SocketAddr>().unwrap(),
+        local: "127.0.0.1:8080".parse().unwrap(),
+        tls,
+    }
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+const SPOOF: &[(&str, &str)] = &[
+    ("x-forwarded-for", "6.6.6.6"),
+    ("X-Forwarded-For", "7.7.7.7"),
+    ("x-forwarded-proto", "https"),
+    ("x-forwarded-host", "evil.example"),
+    ("x-request-id", "attacker-chosen"),
+    ("forwarded", "for=6.6.6.6"),
+    ("x-real-ip", "6.6.6.6"),
+    ("x-forwarded-port", "443"),
+];
+
+#[test]
+fn untrusted_peer_gets_every_forwarding_header_replaced() {
+    let s = server(&["10.0.0.0/8"]);
+    let mut h = headers(SPOOF);
+    let host = HeaderValue::from_static("app.example.com");
+    let id = apply(&mut h, &s, &conn("192.0.2.7:5555", false), Some(&host));
+    assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "app.example.com");
+    assert_ne!(h["x-request-id"], "attacker-chosen");
+    assert_eq!(h["x-request-id"], id);
+    assert_eq!(id.len(), 32);
+    assert!(id.to_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
+    for gone in ["forwarded", "x-real-ip", "x-forwarded-port"] {
+        assert!(h.get(gone).is_none(), "{gone}");
+    }
+}
+
+#[test]
+fn trusted_peer_headers_are_kept_and_for_is_appended() {
+    let s = server(&["10.0.0.0/8", "127.0.0.1/32"]);
+    let mut h = headers(SPOOF);
+    let host = HeaderValue::from_static("app.example.com");
+    let id = apply(&mut h, &s, &conn("10.1.2.3:5555", false), Some(&host));
+    assert_eq!(h["x-forwarded-for"], "6.6.6.6, 7.7.7.7, 10.1.2.3");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "evil.example");
+    assert_eq!(id, "attacker-chosen");
+    assert_eq!(h["forwarded"], "for=6.6.6.6");
+}
+
+#[test]
+fn trusted_peer_without_headers_gets_own_values() {
+    let s = server(&["10.0.0.0/8"]);
+    let mut h = HeaderMap::new();
+    let host = HeaderValue::from_static("app.example.com:8443");
+    apply(&mut h, &s, &conn("10.1.2.3:5555", true), Some(&host));
+    assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "app.example.com:8443");
+    assert_eq!(h["x-request-id"].len(), 32);
+}
+
+#[test]
+fn malformed_values_from_trusted_peers_are_replaced() {
+    let s = server(&["10.0.0.0/8"]);
+    let long = "a".repeat(MAX_REQUEST_ID + 1);
+    let mut h = headers(&[
+        ("x-forwarded-proto", "gopher"),
+        ("x-request-id", &long),
+        ("x-forwarded-host", "a b"),
+    ]);
+    apply(&mut h, &s, &conn("10.9.9.9:1", false), None);
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-request-id"].len(), 32);
+    assert!(h.get("x-forwarded-host").is_none());
+}
+
+#[test]
+fn ipv4_mapped_peers_are_matched_and_printed_as_ipv4() {
+    let s = server(&["127.0.0.1/32"]);
+    let c = conn("[::ffff:127.0.0.1]:4000", false);
+    assert!(peer_is_trusted(&s, &c));
+    let mut h = HeaderMap::new();
+    apply(&mut h, &s, &c, None);
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert!(!peer_is_trusted(&s, &conn("[::1]:4000", false)));
+}
+
+#[test]
+fn trusted_proto_only_from_trusted_peers() {
+    let s = server(&["10.0.0.0/8"]);
+    let (parts, ()) = Request::builder()
+        .header("x-forwarded-proto", "HTTPS, http")
+        .body(())
+        .unwrap()
+        .into_parts();
+    assert_eq!(
+        trusted_proto(&s, &parts, &conn("10.0.0.1:1", false)).as_deref(),
+        Some("https")
+    );
+    assert_eq!(trusted_proto(&s, &parts, &conn("11.0.0.1:1", false)), None);
+    let (none, ()) = Request::builder().body(()).unwrap().into_parts();
+    assert_eq!(trusted_proto(&s, &none, &conn("10.0.0.1:1", false)), None);
+}
+
+#[test]
+fn request_ids_are_unique() {
+    assert_ne!(new_request_id(), new_request_id());
+}

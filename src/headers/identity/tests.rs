@@ -1,0 +1,608 @@
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::{load_str, Settings};
+use crate::session::model::EmailTrust;
+
+const G_HR: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+const G_POLICY: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+const G_OTHER: &str = "aaaaaaaa-0000-0000-0000-000000000003";
+
+fn settings(route_extra: &str, conn_extra: &str) -> Settings {
+    load_str(&format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "11111111-1111-1111-1111-111111111111"
+client_id = "c"
+group_names = {{ "{G_HR}" = "HR Admins" }}
+{conn_extra}
+
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "https://idp.partner.example"
+client_id = "p"
+
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com"]
+upstream = "http://127.0.0.1:1"
+{route_extra}
+"#
+    ))
+    .expect("valid config")
+}
+
+fn user() -> Session {
+    Session {
+        user_id: "0b5e7f8a-1111-2222-3333-444455556666".into(),
+        subject: "sub-AbC".into(),
+        tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),
+        connection: "contoso".into(),
+        issuer: "https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/v2.0".into(),
+        sid: Some("sid-1".into()),
+        email: Some("alice@contoso.com".into()),
+        email_trust: EmailTrust::EntraDomainVerified,
+        name: Some("Alice Müller".into()),
+        preferred_username: Some("alice@contoso.com".into()),
+        groups: vec![G_HR.into(), G_POLICY.into(), G_OTHER.into()],
+        claims: Some(
+            json!({"employeeid": "E-42", "roles": ["Reader", "Writer"], "level": 7, "manager": true})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        id_token: Some("id.token.sig".into()),
+        access_token: Some("access.token.sig".into()),
+        refresh_token: Some("refresh".into()),
+        tokens_expire_at: Some(2_000_000_000),
+        created_at: 1_700_000_000,
+        expires_at: 1_700_028_800,
+    }
+}
+
+fn policy_groups() -> HashSet<String> {
+    [G_POLICY.to_string()].into_iter().collect()
+}
+
+/// Injects for `user` on the first route; answers the headers as a sorted map.
+fn run_with(s: &Settings, user: Session, assertion: Option<&str>) -> BTreeMap<String, String> {
+    let mut h = HeaderMap::new();
+    h.insert("accept", HeaderValue::from_static("text/html"));
+    let conn = s.connection(&user.connection).unwrap().clone();
+    let permit = Permit::for_tests(user, "hr");
+    inject(
+        &mut h,
+        &permit,
+        &s.routes[0],
+        &conn,
+        &policy_groups(),
+        assertion,
+    );
+    h.remove("accept");
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8(v.as_bytes().to_vec()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn run(route_extra: &str) -> BTreeMap<String, String> {
+    run_with(&settings(route_extra, ""), user(), Some("a.jwt.assertion"))
+}
+
+fn names(m: &BTreeMap<String, String>) -> Vec<&str> {
+    m.keys().map(String::as_str).collect()
+}
+
+#[test]
+fn forwarded_profile_sends_exactly_its_headers() {
+    let m = run("headers = \"forwarded\"");
+    assert_eq!(
+        names(&m),
+        [
+            "x-forwarded-email",
+            "x-forwarded-groups",
+            "x-forwarded-name",
+            "x-forwarded-preferred-username",
+            "x-forwarded-tenant",
+            "x-forwarded-user",
+        ]
+    );
+    assert_eq!(
+        m["x-forwarded-user"],
+        "0b5e7f8a-1111-2222-3333-444455556666"
+    );
+    assert_eq!(m["x-forwarded-email"], "alice@contoso.com");
+    assert_eq!(
+        m["x-forwarded-groups"],
+        format!("HR Admins,{G_POLICY},{G_OTHER}")
+    );
+    assert_eq!(m["x-forwarded-name"], "Alice Müller");
+    assert_eq!(
+        m["x-forwarded-tenant"],
+        "11111111-1111-1111-1111-111111111111"
+    );
+}
+
+#[test]
+fn the_default_profile_is_forwarded() {
+    assert!(run("").contains_key("x-forwarded-user"));
+}
+
+#[test]
+fn auth_request_profile_sends_exactly_its_headers() {
+    let m = run("headers = \"auth_request\"");
+    assert_eq!(
+        names(&m),
+        [
+            "x-auth-request-email",
+            "x-auth-request-groups",
+            "x-auth-request-preferred-username",
+            "x-auth-request-user",
+        ]
+    );
+}
+
+#[test]
+fn remote_profile_sends_exactly_its_headers() {
+    let m = run("headers = \"remote\"");
+    assert_eq!(
+        names(&m),
+        [
+            "remote-email",
+            "remote-groups",
+            "remote-name",
+            "remote-user"
+        ]
+    );
+    assert_eq!(m["remote-user"], "0b5e7f8a-1111-2222-3333-444455556666");
+}
+
+#[test]
+fn pomerium_profile_sends_exactly_its_headers() {
+    let m = run("headers = \"pomerium\"");
+    assert_eq!(
+        names(&m),
+        [
+            "x-pomerium-claim-email",
+            "x-pomerium-claim-groups",
+            "x-pomerium-claim-name",
+            "x-pomerium-jwt-assertion",
+        ]
+    );
+    assert_eq!(m["x-pomerium-jwt-assertion"], "a.jwt.assertion");
+    let without = run_with(&settings("headers = \"pomerium\"", ""), user(), None);
+    assert!(!without.contains_key("x-pomerium-jwt-assertion"));
+}
+
+#[test]
+fn oidc_claim_profile_sends_exactly_its_headers() {
+    let m = run("headers = \"oidc_claim\"");
+    assert_eq!(
+        names(&m),
+        [
+            "oidc_claim_email",
+            "oidc_claim_groups",
+            "oidc_claim_name",
+            "oidc_claim_oid",
+            "oidc_claim_preferred_username",
+            "oidc_claim_sub",
+            "oidc_claim_tid",
+        ]
+    );
+    assert_eq!(m["oidc_claim_sub"], "sub-AbC");
+    assert_eq!(m["oidc_claim_oid"], "0b5e7f8a-1111-2222-3333-444455556666");
+}
+
+#[test]
+fn oidc_claim_has_no_oid_for_other_providers() {
+    let s = settings("headers = \"oidc_claim\"\nconnections = [\"partner\"]", "");
+    let mut u = user();
+    u.connection = "partner".into();
+    let m = run_with(&s, u, None);
+    assert!(!m.contains_key("oidc_claim_oid"));
+    assert!(m.contains_key("oidc_claim_sub"));
+}
+
+#[test]
+fn none_profile_sends_nothing() {
+    assert!(run("headers = \"none\"").is_empty());
+}
+
+#[test]
+fn easyauth_profile_sends_exactly_its_headers() {
+    let m = run("headers = \"easyauth\"");
+    assert_eq!(
+        names(&m),
+        [
+            "x-ms-client-principal",
+            "x-ms-client-principal-id",
+            "x-ms-client-principal-idp",
+            "x-ms-client-principal-name",
+        ]
+    );
+    assert_eq!(
+        m["x-ms-client-principal-id"],
+        "0b5e7f8a-1111-2222-3333-444455556666"
+    );
+    assert_eq!(m["x-ms-client-principal-idp"], "aad");
+    assert_eq!(m["x-ms-client-principal-name"], "alice@contoso.com");
+}
+
+#[test]
+fn easy_auth_principal_decodes_to_the_app_service_shape() {
+    let m = run("headers = \"easyauth\"");
+    let raw = STANDARD.decode(&m["x-ms-client-principal"]).unwrap();
+    let v: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(v["auth_typ"], "aad");
+    assert_eq!(v["name_typ"], "name");
+    assert_eq!(
+        v["role_typ"],
+        "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+    );
+    let claims: Vec<(String, String)> = v["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["typ"].as_str().unwrap().into(),
+                c["val"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let has = |t: &str, val: &str| claims.iter().any(|(a, b)| a == t && b == val);
+    assert!(has(
+        "http://schemas.microsoft.com/identity/claims/objectidentifier",
+        "0b5e7f8a-1111-2222-3333-444455556666"
+    ));
+    assert!(has(
+        "http://schemas.microsoft.com/identity/claims/tenantid",
+        "11111111-1111-1111-1111-111111111111"
+    ));
+    assert!(has(
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
+        "sub-AbC"
+    ));
+    assert!(has(
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+        "alice@contoso.com"
+    ));
+    assert!(has("name", "Alice Müller"));
+    assert!(has("preferred_username", "alice@contoso.com"));
+    // Easy Auth carries group ids, one claim per group.
+    assert!(has("groups", G_HR) && has("groups", G_POLICY) && has("groups", G_OTHER));
+    assert!(has("roles", "Reader") && has("roles", "Writer"));
+    assert!(v["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c.as_object().unwrap().len() == 2));
+}
+
+#[test]
+fn easyauth_idp_is_the_connection_name_for_other_providers() {
+    let s = settings("headers = \"easyauth\"\nconnections = [\"partner\"]", "");
+    let mut u = user();
+    u.connection = "partner".into();
+    let m = run_with(&s, u, None);
+    assert_eq!(m["x-ms-client-principal-idp"], "partner");
+    let v: Value =
+        serde_json::from_slice(&STANDARD.decode(&m["x-ms-client-principal"]).unwrap()).unwrap();
+    assert_eq!(v["auth_typ"], "partner");
+}
+
+#[test]
+fn tokens_are_passed_only_when_the_route_says_so() {
+    for profile in [
+        "forwarded",
+        "remote",
+        "pomerium",
+        "none",
+        "auth_request",
+        "oidc_claim",
+        "easyauth",
+    ] {
+        let m = run(&format!("headers = \"{profile}\""));
+        assert!(!m.values().any(|v| v.contains("token.sig")), "{profile}");
+    }
+    let m = run("headers = \"easyauth\"\npass_id_token = true\npass_access_token = true");
+    assert_eq!(m["x-ms-token-aad-id-token"], "id.token.sig");
+    assert_eq!(m["x-ms-token-aad-access-token"], "access.token.sig");
+    let m = run("headers = \"forwarded\"\npass_access_token = true");
+    assert_eq!(m["x-forwarded-access-token"], "access.token.sig");
+    assert!(!m.contains_key("x-forwarded-id-token"));
+    let m = run("headers = \"oidc_claim\"\npass_id_token = true");
+    assert_eq!(m["oidc_id_token"], "id.token.sig");
+    let m = run("headers = \"none\"\npass_id_token = true");
+    assert_eq!(names(&m), ["x-forwarded-id-token"]);
+}
+
+#[test]
+fn every_injected_header_is_stripped_from_requests() {
+    // Whatever any profile (with tokens and assertion) injects, strip removes.
+    for profile in [
+        "forwarded",
+        "remote",
+        "pomerium",
+        "none",
+        "auth_request",
+        "oidc_claim",
+        "easyauth",
+    ] {
+        let m = run(&format!(
+            "headers = \"{profile}\"\npass_id_token = true\npass_access_token = true\njwt_assertion = true"
+        ));
+        assert!(!m.is_empty());
+        for name in m.keys() {
+            assert!(
+                is_identity_header(name, &[]),
+                "{profile}: {name} is injected but not stripped"
+            );
+        }
+    }
+}
+
+#[test]
+fn jwt_assertion_adds_the_realmgate_assertion() {
+    let m = run("jwt_assertion = true");
+    assert_eq!(m["x-realmgate-assertion"], "a.jwt.assertion");
+    assert!(!run("").contains_key("x-realmgate-assertion"));
+}
+
+#[test]
+fn an_unverified_email_is_never_sent() {
+    let mut u = user();
+    u.email_trust = EmailTrust::Unverified;
+    u.preferred_username = None;
+    for profile in [
+        "forwarded",
+        "remote",
+        "pomerium",
+        "auth_request",
+        "oidc_claim",
+        "easyauth",
+    ] {
+        let s = settings(
+            &format!("headers = \"{profile}\"\nheaders_extra = {{ \"X-Mail\" = \"email\" }}"),
+            "",
+        );
+        let m = run_with(&s, u.clone(), None);
+        for (k, v) in &m {
+            if k == "x-ms-client-principal" {
+                let raw = String::from_utf8(STANDARD.decode(v).unwrap()).unwrap();
+                assert!(
+                    !raw.contains("alice@contoso.com"),
+                    "{profile}: principal has the email"
+                );
+            } else {
+                assert!(
+                    !v.contains("alice@contoso.com"),
+                    "{profile}: {k} has the email"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn known_groups_keeps_only_mapped_or_policy_groups() {
+    let s = settings("", "groups_in_headers = \"known\"");
+    let m = run_with(&s, user(), None);
+    assert_eq!(m["x-forwarded-groups"], format!("HR Admins,{G_POLICY}"));
+    let s = settings("headers = \"easyauth\"", "groups_in_headers = \"known\"");
+    let m = run_with(&s, user(), None);
+    let raw = String::from_utf8(STANDARD.decode(&m["x-ms-client-principal"]).unwrap()).unwrap();
+    assert!(raw.contains(G_HR) && raw.contains(G_POLICY) && !raw.contains(G_OTHER));
+}
+
+#[test]
+fn no_groups_means_no_group_header() {
+    let mut u = user();
+    u.groups.clear();
+    let m = run_with(&settings("", ""), u, None);
+    assert!(!m.contains_key("x-forwarded-groups"));
+}
+
+#[test]
+fn values_with_control_characters_are_dropped() {
+    for bad in [
+        "Alice\r\nX-Forwarded-User: admin",
+        "Al\nice",
+        "A\0",
+        "A\u{7f}",
+        "A\tB",
+        "A\u{85}",
+    ] {
+        let mut u = user();
+        u.name = Some(bad.into());
+        let m = run_with(&settings("", ""), u, None);
+        assert!(!m.contains_key("x-forwarded-name"), "{bad:?}");
+        assert_eq!(
+            m["x-forwarded-user"],
+            "0b5e7f8a-1111-2222-3333-444455556666"
+        );
+    }
+    let mut u = user();
+    u.name = Some("Mallory\r\nX-Injected: 1".into());
+    let m = run_with(&settings("headers = \"easyauth\"", ""), u, None);
+    assert!(!m.contains_key("x-ms-client-principal"));
+    assert!(!m.keys().any(|k| k.contains("injected")));
+}
+
+#[test]
+fn group_names_with_commas_or_controls_are_left_out() {
+    let mut u = user();
+    u.groups = vec![
+        "Sales".into(),
+        "Sales,Admins".into(),
+        "Ops\r\n".into(),
+        "Dev".into(),
+    ];
+    let m = run_with(&settings("", ""), u, None);
+    assert_eq!(m["x-forwarded-groups"], "Sales,Dev");
+}
+
+#[test]
+fn headers_extra_reads_session_fields_and_claims() {
+    let m = run(r#"headers = "none"
+headers_extra = { "X-Employee-Id" = "claims.employeeid", "X-Roles" = "claims.roles", "X-Level" = "claims.level", "X-Mgr" = "claims.manager", "X-Uid" = "user_id", "X-Mail" = "email", "X-Tid" = "tenant_id", "X-Gr" = "groups", "X-Missing" = "claims.nope", "X-Un" = "preferred_username", "X-Nm" = "name" }"#);
+    assert_eq!(m["x-employee-id"], "E-42");
+    assert_eq!(m["x-roles"], "Reader,Writer");
+    assert_eq!(m["x-level"], "7");
+    assert_eq!(m["x-mgr"], "true");
+    assert_eq!(m["x-uid"], "0b5e7f8a-1111-2222-3333-444455556666");
+    assert_eq!(m["x-mail"], "alice@contoso.com");
+    assert_eq!(m["x-tid"], "11111111-1111-1111-1111-111111111111");
+    assert_eq!(m["x-gr"], format!("HR Admins,{G_POLICY},{G_OTHER}"));
+    assert_eq!(m["x-un"], "alice@contoso.com");
+    assert_eq!(m["x-nm"], "Alice Müller");
+    assert!(!m.contains_key("x-missing"));
+}
+
+#[test]
+fn injection_replaces_client_sent_values() {
+    let s = settings("", "");
+    let mut h = HeaderMap::new();
+    h.append("x-forwarded-user", HeaderValue::from_static("admin"));
+    h.append("x-forwarded-user", HeaderValue::from_static("root"));
+    h.append("x-forwarded-name", HeaderValue::from_static("spoofed"));
+    let mut u = user();
+    u.name = None;
+    let permit = Permit::for_tests(u, "hr");
+    let conn = s.connection("contoso").unwrap().clone();
+    inject(&mut h, &permit, &s.routes[0], &conn, &policy_groups(), None);
+    let users: Vec<_> = h.get_all("x-forwarded-user").iter().collect();
+    assert_eq!(
+        users,
+        [HeaderValue::from_static(
+            "0b5e7f8a-1111-2222-3333-444455556666"
+        )]
+    );
+    assert!(h.get("x-forwarded-name").is_none());
+}
+
+// === strip ===
+
+fn spoofed(names: &[&str]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for n in names {
+        h.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_static("spoof"),
+        );
+    }
+    h
+}
+
+#[test]
+fn strip_removes_every_profiles_headers_in_every_spelling() {
+    let names = [
+        "X-Forwarded-User",
+        "x-forwarded-user",
+        "X_FORWARDED_USER",
+        "x_forwarded_user",
+        "X-Forwarded_User",
+        "X-Forwarded-Email",
+        "X-Forwarded-Preferred-Username",
+        "x_forwarded_preferred_username",
+        "X-Forwarded-Groups",
+        "X-Forwarded-Name",
+        "X-Forwarded-Tenant",
+        "X-Forwarded-Access-Token",
+        "X-Forwarded-Id-Token",
+        "X-Auth-Request-User",
+        "X-Auth-Request-Email",
+        "X-Auth-Request-Preferred-Username",
+        "X-Auth-Request-Groups",
+        "X-Auth-Request-Access-Token",
+        "x_auth_request_user",
+        "X-MS-CLIENT-PRINCIPAL",
+        "X-MS-CLIENT-PRINCIPAL-NAME",
+        "X-MS-CLIENT-PRINCIPAL-ID",
+        "X-MS-CLIENT-PRINCIPAL-IDP",
+        "x_ms_client_principal_name",
+        "X-MS-TOKEN-AAD-ID-TOKEN",
+        "X-MS-TOKEN-AAD-ACCESS-TOKEN",
+        "X-MS-TOKEN-AAD-REFRESH-TOKEN",
+        "X-MS-TOKEN-GOOGLE-ACCESS-TOKEN",
+        "Remote-User",
+        "REMOTE_USER",
+        "remote_user",
+        "Remote-Email",
+        "Remote-Name",
+        "Remote-Groups",
+        "X-Pomerium-Jwt-Assertion",
+        "X-Pomerium-Claim-Email",
+        "X-Pomerium-Claim-Groups",
+        "X-Pomerium-Claim-Name",
+        "x_pomerium_claim_sub",
+        "OIDC_CLAIM_sub",
+        "oidc_claim_email",
+        "OIDC-CLAIM-groups",
+        "OIDC_CLAIM_anything_else",
+        "OIDC_access_token",
+        "OIDC_id_token",
+        "X-Realmgate-Assertion",
+        "x_realmgate_assertion",
+    ];
+    let mut h = spoofed(&names);
+    h.insert("accept", HeaderValue::from_static("*/*"));
+    strip(&mut h, &[]);
+    let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+    assert_eq!(left, ["accept"]);
+}
+
+#[test]
+fn strip_removes_headers_extra_names_in_every_spelling() {
+    let extra = [HeaderName::from_static("x-employee-id")];
+    let mut h = spoofed(&[
+        "X-Employee-Id",
+        "x_employee_id",
+        "X_EMPLOYEE-ID",
+        "x-employee-idx",
+    ]);
+    strip(&mut h, &extra);
+    let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+    assert_eq!(left, ["x-employee-idx"]);
+}
+
+#[test]
+fn strip_keeps_unrelated_headers_and_forwarding_headers() {
+    let keep = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-request-id",
+        "authorization",
+        "cookie",
+        "remote-addr-x",
+        "x-forwarded-username",
+        "x-ms-request-id",
+        "user-agent",
+        "x-user",
+    ];
+    let mut h = spoofed(&keep);
+    let before = h.clone();
+    strip(&mut h, &[]);
+    assert_eq!(h, before);
+}
+
+#[test]
+fn strip_removes_every_duplicate() {
+    let mut h = spoofed(&["x-forwarded-user", "x-forwarded-user", "x_forwarded_user"]);
+    strip(&mut h, &[]);
+    assert!(h.is_empty());
+}

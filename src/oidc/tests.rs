@@ -1,0 +1,483 @@
+//! Unit tests of the pure parts: header policy, claim checks, issuer templates.
+//! End-to-end checks against the mock IdP are in `tests/it/id_token.rs`.
+
+use serde_json::{json, Map, Value};
+
+use super::id_token::{check_claims, parse_header, Expectations, NonceRule, Purpose};
+use super::metadata::{is_guid, IssuerRule};
+use super::template_matches;
+use crate::config::TenantAllowList;
+
+const TID: &str = "11111111-2222-4333-8444-555555555555";
+const OTHER_TID: &str = "99999999-2222-4333-8444-555555555555";
+const NOW: u64 = 1_800_000_000;
+
+fn b64(v: &Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+fn good() -> Map<String, Value> {
+    json!({
+        "iss": format!("https://login.example/{TID}/v2.0"),
+        "aud": "client",
+        "tid": TID,
+        "sub": "s",
+        "oid": "o",
+        "nonce": "n0nce",
+        "iat": NOW - 10,
+        "nbf": NOW - 10,
+        "exp": NOW + 3600,
+    })
+    .as_object()
+    .cloned()
+    .unwrap()
+}
+
+fn check_with(
+    claims: &Map<String, Value>,
+    rule: &IssuerRule,
+    tenants: &TenantAllowList,
+) -> Result<(), String> {
+    check_claims(
+        claims,
+        &Expectations {
+            issuers: std::slice::from_ref(rule),
+            client_id: "client",
+            tenants: Some((tenants, Some(TID))),
+            purpose: Purpose::IdToken {
+                nonce: NonceRule::Equals("n0nce"),
+            },
+            require_oid: true,
+            now: NOW,
+        },
+    )
+}
+
+fn check(claims: &Map<String, Value>) -> Result<(), String> {
+    check_with(
+        claims,
+        &IssuerRule::Exact(format!("https://login.example/{TID}/v2.0")),
+        &TenantAllowList::Pinned,
+    )
+}
+
+fn with(f: impl FnOnce(&mut Map<String, Value>)) -> Map<String, Value> {
+    let mut c = good();
+    f(&mut c);
+    c
+}
+
+#[test]
+fn a_good_token_passes() {
+    assert_eq!(check(&good()), Ok(()));
+}
+
+#[test]
+fn each_claim_check_rejects_with_its_reason() {
+    let cases: Vec<(Map<String, Value>, &str)> = vec![
+        (
+            with(|c| {
+                c.remove("iss");
+            }),
+            "iss missing",
+        ),
+        (
+            with(|c| {
+                c.insert("iss".into(), json!("https://evil/v2.0"));
+            }),
+            "iss mismatch",
+        ),
+        (
+            with(|c| {
+                c.insert("tid".into(), json!(OTHER_TID));
+            }),
+            "tenant not allowed",
+        ),
+        (
+            with(|c| {
+                c.remove("tid");
+            }),
+            "tid missing",
+        ),
+        (
+            with(|c| {
+                c.insert("aud".into(), json!("other"));
+            }),
+            "aud mismatch",
+        ),
+        (
+            with(|c| {
+                c.remove("aud");
+            }),
+            "aud missing",
+        ),
+        (
+            with(|c| {
+                c.insert("aud".into(), json!(["client", "other"]));
+            }),
+            "several audiences without azp",
+        ),
+        (
+            with(|c| {
+                c.insert("azp".into(), json!("other"));
+            }),
+            "azp mismatch",
+        ),
+        (
+            with(|c| {
+                c.insert("exp".into(), json!(NOW - 61));
+            }),
+            "token expired",
+        ),
+        (
+            with(|c| {
+                c.remove("exp");
+            }),
+            "exp missing",
+        ),
+        (
+            with(|c| {
+                c.insert("exp".into(), json!("soon"));
+            }),
+            "exp is not a number",
+        ),
+        (
+            with(|c| {
+                c.insert("nbf".into(), json!(NOW + 120));
+            }),
+            "token not valid yet (nbf)",
+        ),
+        (
+            with(|c| {
+                c.insert("iat".into(), json!(NOW + 61));
+            }),
+            "iat in the future",
+        ),
+        (
+            with(|c| {
+                c.insert("iat".into(), json!(NOW - 2 * 86400));
+            }),
+            "iat too old",
+        ),
+        (
+            with(|c| {
+                c.remove("iat");
+            }),
+            "iat missing",
+        ),
+        (
+            with(|c| {
+                c.remove("sub");
+            }),
+            "sub missing",
+        ),
+        (
+            with(|c| {
+                c.insert("sub".into(), json!(""));
+            }),
+            "sub missing",
+        ),
+        (
+            with(|c| {
+                c.remove("oid");
+            }),
+            "oid missing",
+        ),
+        (
+            with(|c| {
+                c.remove("nonce");
+            }),
+            "nonce missing",
+        ),
+        (
+            with(|c| {
+                c.insert("nonce".into(), json!("other"));
+            }),
+            "nonce mismatch",
+        ),
+    ];
+    for (claims, reason) in cases {
+        assert_eq!(check(&claims), Err(reason.to_string()), "{claims:?}");
+    }
+}
+
+#[test]
+fn leeway_is_sixty_seconds_at_the_boundary() {
+    assert_eq!(
+        check(&with(|c| {
+            c.insert("exp".into(), json!(NOW - 60));
+        })),
+        Ok(())
+    );
+    assert_eq!(
+        check(&with(|c| {
+            c.insert("iat".into(), json!(NOW + 60));
+        })),
+        Ok(())
+    );
+}
+
+#[test]
+fn several_audiences_with_our_azp_pass() {
+    let c = with(|c| {
+        c.insert("aud".into(), json!(["client", "other"]));
+        c.insert("azp".into(), json!("client"));
+    });
+    assert_eq!(check(&c), Ok(()));
+}
+
+#[test]
+fn multi_tenant_issuer_template_uses_the_tokens_own_tid() {
+    let rule = IssuerRule::TenantTemplate("https://login.example/{tenantid}/v2.0".into());
+    let list = TenantAllowList::List(vec![TID.to_string()]);
+    assert_eq!(check_with(&good(), &rule, &list), Ok(()));
+    // A listed tid, but iss names another tenant.
+    let c = with(|c| {
+        c.insert(
+            "iss".into(),
+            json!(format!("https://login.example/{OTHER_TID}/v2.0")),
+        );
+    });
+    assert_eq!(check_with(&c, &rule, &list), Err("iss mismatch".into()));
+    // A consistent token of an unlisted tenant.
+    let c = with(|c| {
+        c.insert(
+            "iss".into(),
+            json!(format!("https://login.example/{OTHER_TID}/v2.0")),
+        );
+        c.insert("tid".into(), json!(OTHER_TID));
+    });
+    assert_eq!(
+        check_with(&c, &rule, &list),
+        Err("tenant not allowed".into())
+    );
+    assert_eq!(check_with(&c, &rule, &TenantAllowList::Any), Ok(()));
+    // A tid that tries to inject text into the template.
+    let c = with(|c| {
+        c.insert("iss".into(), json!("https://login.example/x/v2.0"));
+        c.insert("tid".into(), json!("x"));
+    });
+    assert_eq!(
+        check_with(&c, &rule, &TenantAllowList::Any),
+        Err("tid is not a tenant id".into())
+    );
+}
+
+#[test]
+fn refresh_checks_sub_instead_of_nonce() {
+    let rule = IssuerRule::Exact(format!("https://login.example/{TID}/v2.0"));
+    let mut want = Expectations {
+        issuers: std::slice::from_ref(&rule),
+        client_id: "client",
+        tenants: None,
+        purpose: Purpose::IdToken {
+            nonce: NonceRule::Refresh { sub: "s" },
+        },
+        require_oid: false,
+        now: NOW,
+    };
+    let c = with(|c| {
+        c.remove("nonce");
+    });
+    assert_eq!(check_claims(&c, &want), Ok(()));
+    want.purpose = Purpose::IdToken {
+        nonce: NonceRule::Refresh {
+            sub: "someone-else",
+        },
+    };
+    assert_eq!(
+        check_claims(&c, &want),
+        Err("sub changed on refresh".into())
+    );
+}
+
+#[test]
+fn header_policy_refuses_none_hmac_crit_and_jwe() {
+    let tok = |h: Value| format!("{}.{}.sig", b64(&h), b64(&json!({})));
+    let err = |h: Value| parse_header(&tok(h)).unwrap_err();
+    assert!(err(json!({"alg": "none"})).contains("none"));
+    assert!(err(json!({"alg": "NONE"})).contains("none"));
+    assert!(err(json!({"alg": "HS256", "kid": "k"})).contains("HMAC"));
+    assert!(err(json!({"alg": "HS512"})).contains("HMAC"));
+    assert!(err(json!({"alg": "EdDSA"})).contains("not accepted"));
+    assert!(err(json!({"typ": "JWT"})).contains("no alg"));
+    assert!(err(json!({"alg": "RS256", "crit": ["exp"]})).contains("crit"));
+    assert!(err(json!({"alg": "RS256", "kid": 5})).contains("kid"));
+    assert!(parse_header("a.b.c.d.e").unwrap_err().contains("encrypted"));
+    assert!(parse_header("a.b").is_err());
+    assert!(parse_header("!!!.b.c").is_err());
+    assert!(parse_header(&"a".repeat(70_000))
+        .unwrap_err()
+        .contains("too large"));
+    let h = parse_header(&tok(json!({"alg": "RS256", "kid": "k1"}))).unwrap();
+    assert_eq!(h.alg, jsonwebtoken::Algorithm::RS256);
+    assert_eq!(h.kid.as_deref(), Some("k1"));
+}
+
+#[test]
+fn authorization_response_iss_template_needs_a_guid() {
+    let t = "https://login.example/{tenantid}/v2.0";
+    assert!(template_matches(
+        t,
+        &format!("https://login.example/{TID}/v2.0")
+    ));
+    assert!(!template_matches(t, "https://login.example/evil/v2.0"));
+    assert!(!template_matches(t, "https://login.example/v2.0"));
+    assert!(!template_matches(
+        t,
+        &format!("https://evil.example/{TID}/v2.0")
+    ));
+    assert!(is_guid(TID));
+    assert!(!is_guid("11111111-2222-4333-8444-55555555555g"));
+}
+
+fn check_purpose(claims: &Map<String, Value>, purpose: Purpose<'_>) -> Result<(), String> {
+    let rules = [
+        IssuerRule::Exact(format!("https://login.example/{TID}/v2.0")),
+        IssuerRule::TenantTemplate("https://sts.example/{tenantid}/".into()),
+    ];
+    check_claims(
+        claims,
+        &Expectations {
+            issuers: &rules,
+            client_id: "client",
+            tenants: Some((&TenantAllowList::Pinned, Some(TID))),
+            purpose,
+            require_oid: true,
+            now: NOW,
+        },
+    )
+}
+
+#[test]
+fn access_tokens_need_the_api_audience_and_a_scope_and_are_not_id_tokens() {
+    let apis = vec!["api://hr".to_string()];
+    let access = || {
+        with(|c| {
+            c.remove("nonce");
+            c.insert("aud".into(), json!("api://hr"));
+            c.insert("azp".into(), json!("some-spa"));
+            c.insert("scp".into(), json!("read"));
+        })
+    };
+    let purpose = Purpose::Access { audiences: &apis };
+    assert_eq!(check_purpose(&access(), purpose), Ok(()));
+    // The v1.0 issuer form (second rule) with the token's tid.
+    let v1 = {
+        let mut c = access();
+        c.insert("iss".into(), json!(format!("https://sts.example/{TID}/")));
+        c
+    };
+    assert_eq!(check_purpose(&v1, purpose), Ok(()));
+    let mut other_api = access();
+    other_api.insert("aud".into(), json!("api://payroll"));
+    assert_eq!(
+        check_purpose(&other_api, purpose),
+        Err("aud mismatch".into())
+    );
+    // Our own ID token replayed as a bearer token for an API whose audience is our client id.
+    let own = vec!["client".to_string()];
+    assert_eq!(
+        check_purpose(&good(), Purpose::Access { audiences: &own }),
+        Err("not an access token (no scp or roles claim)".into())
+    );
+    let mut expired = access();
+    expired.insert("exp".into(), json!(NOW - 3600));
+    assert_eq!(
+        check_purpose(&expired, purpose),
+        Err("token expired".into())
+    );
+    let mut foreign = access();
+    foreign.insert("tid".into(), json!(OTHER_TID));
+    assert_eq!(
+        check_purpose(&foreign, purpose),
+        Err("tenant not allowed".into())
+    );
+}
+
+#[test]
+fn logout_tokens_need_the_event_a_subject_and_a_jti_and_no_nonce() {
+    let logout = || {
+        with(|c| {
+            c.remove("nonce");
+            c.insert("jti".into(), json!("j1"));
+            c.insert("sid".into(), json!("s1"));
+            c.insert(
+                "events".into(),
+                json!({ "http://schemas.openid.net/event/backchannel-logout": {} }),
+            );
+        })
+    };
+    assert_eq!(check_purpose(&logout(), Purpose::Logout), Ok(()));
+    let cases: Vec<(Map<String, Value>, &str)> = vec![
+        (
+            {
+                let mut c = logout();
+                c.remove("events");
+                c
+            },
+            "not a logout token",
+        ),
+        (
+            {
+                let mut c = logout();
+                c.insert("nonce".into(), json!("n"));
+                c
+            },
+            "must not contain a nonce",
+        ),
+        (
+            {
+                let mut c = logout();
+                c.remove("jti");
+                c
+            },
+            "jti missing",
+        ),
+        (
+            {
+                let mut c = logout();
+                c.remove("sid");
+                c.remove("sub");
+                c
+            },
+            "neither sub nor sid",
+        ),
+        (
+            {
+                let mut c = logout();
+                c.insert("aud".into(), json!("other"));
+                c
+            },
+            "aud mismatch",
+        ),
+    ];
+    for (claims, reason) in cases {
+        let got = check_purpose(&claims, Purpose::Logout).unwrap_err();
+        assert!(got.contains(reason), "{got} vs {reason}");
+    }
+    // An ID token is not a logout token.
+    assert!(check_purpose(&good(), Purpose::Logout).is_err());
+}
+
+#[test]
+fn explicit_typ_keeps_token_kinds_apart() {
+    let tok = |h: Value| format!("{}.{}.sig", b64(&h), b64(&json!({})));
+    let header = |typ: &str| parse_header(&tok(json!({"alg": "RS256", "typ": typ}))).unwrap();
+    let id = Purpose::IdToken {
+        nonce: NonceRule::Equals("n"),
+    };
+    let apis = vec!["api://x".to_string()];
+    let access = Purpose::Access { audiences: &apis };
+    assert!(header("JWT").check_typ(&id).is_ok());
+    assert!(header("application/jwt").check_typ(&id).is_ok());
+    assert!(header("at+jwt").check_typ(&id).is_err());
+    assert!(header("logout+jwt").check_typ(&id).is_err());
+    assert!(header("at+jwt").check_typ(&access).is_ok());
+    assert!(header("logout+jwt").check_typ(&access).is_err());
+    assert!(header("logout+jwt").check_typ(&Purpose::Logout).is_ok());
+    assert!(header("at+jwt").check_typ(&Purpose::Logout).is_err());
+    let untyped = parse_header(&tok(json!({"alg": "RS256"}))).unwrap();
+    assert!(untyped.check_typ(&id).is_ok());
+}

@@ -1,0 +1,142 @@
+//! Building the pooled upstream clients and their TLS configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use crate::config::RouteSettings;
+use crate::respond::Body;
+
+/// How long an idle pooled upstream connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// What makes two routes need different clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// `None`: the system's root certificates.
+    pub upstream_ca: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+impl ClientKey {
+    pub fn of(route: &RouteSettings) -> ClientKey {
+        ClientKey {
+            upstream_ca: route.upstream_ca.clone(),
+            connect_timeout: route.connect_timeout,
+        }
+    }
+}
+
+pub struct Clients {
+    /// HTTP/1.1, or HTTP/2 when a TLS upstream offers it with ALPN.
+    pub any: UpstreamClient,
+    /// HTTP/1.1 only: Upgrade requests (WebSocket) need it.
+    pub h1: UpstreamClient,
+}
+
+impl Clients {
+    /// `routes`: every route with this key (for error messages).
+    pub fn build(key: &ClientKey, routes: &[&RouteSettings]) -> anyhow::Result<Clients> {
+        let names = || {
+            routes
+                .iter()
+                .map(|r| format!("{:?}", r.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let roots = match &key.upstream_ca {
+            Some(path) => load_ca(path)
+                .with_context(|| format!("route {}: upstream_ca {}", names(), path.display()))?,
+            None => {
+                let roots = native_roots();
+                let https: Vec<&str> = routes
+                    .iter()
+                    .filter(|r| r.upstream.scheme() == "https")
+                    .map(|r| r.name.as_str())
+                    .collect();
+                if roots.is_empty() && !https.is_empty() {
+                    anyhow::bail!(
+                        "route {https:?}: no system CA certificates found for the https upstream; install the ca-certificates package or set upstream_ca"
+                    );
+                }
+                roots
+            }
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let any = HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http_connector(key));
+        let h1 = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http_connector(key));
+        Ok(Clients {
+            any: client(any),
+            h1: client(h1),
+        })
+    }
+}
+
+fn http_connector(key: &ClientKey) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(key.connect_timeout));
+    http
+}
+
+fn client(connector: HttpsConnector<HttpConnector>) -> UpstreamClient {
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        // Never resend: a request the pool could not deliver fails with 502.
+        .retry_canceled_requests(false)
+        // The proxy sets Host itself (preserve_host or the upstream's authority).
+        .set_host(false)
+        .build(connector)
+}
+
+/// The CA certificates in a PEM file; they replace the system roots for this route.
+pub fn load_ca(path: &std::path::Path) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .context("cannot be read")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("is not valid PEM")?;
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        anyhow::bail!("contains no usable CA certificate ({ignored} unparsable)");
+    }
+    Ok(roots)
+}
+
+/// The system roots (possibly none: only `https` upstreams need them).
+fn native_roots() -> RootCertStore {
+    let result = rustls_native_certs::load_native_certs();
+    for e in &result.errors {
+        tracing::warn!(error = %e, "some system CA certificates could not be loaded");
+    }
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(result.certs);
+    roots
+}

@@ -1,0 +1,95 @@
+use super::*;
+
+fn route(upstream: &str, preserve_host: bool) -> Arc<RouteSettings> {
+    let toml = format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+[[connection]]
+name = "c"
+type = "oidc"
+issuer = "http://127.0.0.1:9/"
+client_id = "x"
+client_secret = "y"
+[[route]]
+name = "r"
+hosts = ["app.example.com"]
+upstream = "{upstream}"
+preserve_host = {preserve_host}
+"#
+    );
+    crate::config::load_str(&toml).expect("valid").routes[0].clone()
+}
+
+#[test]
+fn upstream_uri_joins_base_path_and_keeps_query() {
+    let cases = [
+        (
+            "http://10.0.0.1:8080",
+            "/a/b?x=1&y",
+            "http://10.0.0.1:8080/a/b?x=1&y",
+        ),
+        ("http://10.0.0.1:8080/", "/", "http://10.0.0.1:8080/"),
+        (
+            "https://app.internal/base/",
+            "/a?q",
+            "https://app.internal/base/a?q",
+        ),
+        (
+            "https://app.internal/base",
+            "/a",
+            "https://app.internal/base/a",
+        ),
+        ("http://[::1]:9000", "/x", "http://[::1]:9000/x"),
+        ("http://10.0.0.1", "/%2e%2e/x", "http://10.0.0.1/%2e%2e/x"),
+    ];
+    for (up, incoming, want) in cases {
+        let r = route(up, true);
+        let got = upstream_uri(&r, &incoming.parse().unwrap()).unwrap();
+        assert_eq!(got.to_string(), want, "{up} + {incoming}");
+    }
+    // An absolute-form request target must not redirect the request elsewhere.
+    let r = route("http://10.0.0.1:8080", true);
+    let got = upstream_uri(&r, &"http://evil.example/steal?x".parse().unwrap()).unwrap();
+    assert_eq!(got.to_string(), "http://10.0.0.1:8080/steal?x");
+}
+
+#[test]
+fn upstream_host_is_the_upstream_authority() {
+    assert_eq!(
+        upstream_host(&route("http://10.0.0.1:8080/b", false)).unwrap(),
+        "10.0.0.1:8080"
+    );
+    assert_eq!(
+        upstream_host(&route("https://app.internal", false)).unwrap(),
+        "app.internal"
+    );
+}
+
+#[test]
+fn routes_share_clients_by_ca_and_connect_timeout() {
+    let a = route("http://10.0.0.1:1", true);
+    let mut b = (*route("http://10.0.0.2:2", false)).clone();
+    b.name = "b".into();
+    let mut c = b.clone();
+    c.name = "c".into();
+    c.connect_timeout = Duration::from_secs(1);
+    let u = Upstreams::new(&[a, Arc::new(b), Arc::new(c)]).unwrap();
+    assert!(Arc::ptr_eq(&u.by_route["r"], &u.by_route["b"]));
+    assert!(!Arc::ptr_eq(&u.by_route["r"], &u.by_route["c"]));
+}
+
+#[test]
+fn an_upstream_ca_without_certificates_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, "not a certificate\n").unwrap();
+    let err = clients::load_ca(&path).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("no usable CA certificate"),
+        "{err:#}"
+    );
+    let cert = rcgen::generate_simple_self_signed(vec!["app.internal".into()]).unwrap();
+    std::fs::write(&path, cert.cert.pem()).unwrap();
+    assert_eq!(clients::load_ca(&path).unwrap().len(), 1);
+}

@@ -1,0 +1,180 @@
+use super::*;
+
+fn hosts() -> HashSet<String> {
+    ["hr.contoso.com", "wiki.contoso.com", "localhost", "[::1]"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+fn target(raw: &str) -> String {
+    safe_target(raw, "hr.contoso.com", &hosts())
+}
+
+#[track_caller]
+fn refused(raw: &str) {
+    assert_eq!(target(raw), "/", "{raw:?} must be refused");
+}
+
+#[test]
+fn same_host_paths_are_kept() {
+    assert_eq!(target("/"), "/");
+    assert_eq!(target("/reports"), "/reports");
+    assert_eq!(
+        target("/reports?year=2024&q=a%20b#top"),
+        "/reports?year=2024&q=a%20b#top"
+    );
+    assert_eq!(target("/a/b/"), "/a/b/");
+}
+
+#[test]
+fn same_host_paths_are_serialized_safely() {
+    // Non-ASCII is percent-encoded so the value fits a Location header.
+    assert_eq!(target("/bücher"), "/b%C3%BCcher");
+    // Dot segments resolve exactly as the browser would resolve them.
+    assert_eq!(target("/a/../b"), "/b");
+    assert_eq!(target("/../../etc"), "/etc");
+}
+
+#[test]
+fn scheme_relative_and_backslash_tricks_are_refused() {
+    for raw in [
+        "//evil.com",
+        "///evil.com",
+        "////evil.com",
+        "\\\\evil.com",
+        "\\evil.com",
+        "/\\evil.com",
+        "/\\/evil.com",
+        "/a\\b",
+        "/%2F%2Fevil.com",
+        "/%2f/evil.com",
+        "/%5C%5Cevil.com",
+        "/%5cevil.com",
+        // Resolves to a path starting with `//`.
+        "/.//evil.com",
+        "/a/..//evil.com",
+    ] {
+        refused(raw);
+    }
+}
+
+#[test]
+fn whitespace_and_control_characters_are_refused() {
+    for raw in [
+        "/\t/evil.com",
+        "/\n/evil.com",
+        "/ /evil.com",
+        " /reports",
+        "/reports ",
+        "/reports\r\nSet-Cookie: x=y",
+        "/reports\r\n",
+        "/x\u{0}",
+        "/x\u{7f}",
+        "/x\u{85}",
+        "/x\u{3000}",
+        "https://hr.contoso.com/\r\nLocation: https://evil.com",
+        "\thttps://evil.com",
+    ] {
+        refused(raw);
+    }
+}
+
+#[test]
+fn script_and_data_urls_are_refused() {
+    for raw in [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "javascript://hr.contoso.com/%0aalert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox",
+        "file:///etc/passwd",
+        "ftp://hr.contoso.com/",
+    ] {
+        refused(raw);
+    }
+}
+
+#[test]
+fn absolute_urls_on_route_hosts_are_kept() {
+    assert_eq!(
+        target("https://hr.contoso.com/x?y=1"),
+        "https://hr.contoso.com/x?y=1"
+    );
+    assert_eq!(
+        target("https://wiki.contoso.com/"),
+        "https://wiki.contoso.com/"
+    );
+    assert_eq!(
+        target("HTTPS://WIKI.CONTOSO.COM/Page"),
+        "https://wiki.contoso.com/Page"
+    );
+    assert_eq!(
+        target("http://localhost:8080/demo"),
+        "http://localhost:8080/demo"
+    );
+    assert_eq!(target("http://[::1]:8080/"), "http://[::1]:8080/");
+    assert_eq!(target("https://hr.contoso.com"), "https://hr.contoso.com/");
+}
+
+#[test]
+fn the_request_host_is_accepted_even_if_not_a_route_host() {
+    assert_eq!(
+        safe_target("https://other.contoso.com/a", "other.contoso.com", &hosts()),
+        "https://other.contoso.com/a"
+    );
+}
+
+#[test]
+fn foreign_hosts_and_userinfo_tricks_are_refused() {
+    for raw in [
+        "https://evil.com",
+        "https://evil.com/hr.contoso.com",
+        "https://hr.contoso.com@evil.com",
+        "https://hr.contoso.com:443@evil.com/",
+        "https://user:pass@hr.contoso.com/",
+        "https://user@hr.contoso.com/",
+        "https://evil.com\\@hr.contoso.com",
+        "https://evil.com#@hr.contoso.com",
+        "https://evil.com?@hr.contoso.com",
+        "https://hr.contoso.com.evil.com",
+        "https://evilhr.contoso.com",
+        "https://contoso.com",
+        "https://hr.contoso.com./",
+        "https:evil.com",
+        "https:hr.contoso.com",
+        "https:/hr.contoso.com",
+        "https:///evil.com",
+        "http:\\\\evil.com",
+        "evil.com",
+        "hr.contoso.com/x",
+        "https://",
+        "",
+    ] {
+        refused(raw);
+    }
+}
+
+#[test]
+fn idn_lookalikes_are_refused() {
+    // Cyrillic 'о' and 'с' in place of Latin ones.
+    refused("https://hr.\u{441}\u{43e}ntoso.com/");
+    // A punycode host that is not configured.
+    refused("https://xn--hr-contoso-xyz.com/");
+}
+
+#[test]
+fn idn_equivalents_are_answered_in_canonical_form() {
+    // Fullwidth letters map to the configured host under UTS #46; the answer is
+    // the canonical ASCII host, never the raw input.
+    let out = target("https://\u{ff48}\u{ff52}.contoso.com/x");
+    assert_eq!(out, "https://hr.contoso.com/x");
+}
+
+#[test]
+fn overlong_targets_are_refused() {
+    let long = format!("/{}", "a".repeat(MAX_TARGET_LEN));
+    refused(&long);
+    let fits = format!("/{}", "a".repeat(MAX_TARGET_LEN - 1));
+    assert_eq!(target(&fits), fits);
+}

@@ -1,0 +1,123 @@
+use super::*;
+
+fn route(name: &str, hosts: &[&str], prefix: &str) -> Arc<RouteSettings> {
+    let toml = format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+[[connection]]
+name = "c"
+type = "oidc"
+issuer = "http://127.0.0.1:9/"
+client_id = "x"
+client_secret = "y"
+[[route]]
+name = "{name}"
+hosts = [{}]
+path_prefix = "{prefix}"
+upstream = "http://127.0.0.1:9000"
+"#,
+        hosts
+            .iter()
+            .map(|h| format!("{h:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let settings = crate::config::load_str(&toml).expect("valid test config");
+    settings.routes[0].clone()
+}
+
+fn router() -> Router {
+    Router::new(&[
+        route("root", &["app.example.com"], "/"),
+        route("api", &["app.example.com"], "/api"),
+        route("api-v2", &["app.example.com"], "/api/v2/"),
+        route("other", &["other.example.com", "127.0.0.1", "::1"], "/"),
+        route("only-sub", &["sub.example.com"], "/sub"),
+    ])
+}
+
+fn name(r: &Router, host: &str, path: &str) -> Option<String> {
+    r.find(host, path).map(|r| r.name.clone())
+}
+
+#[test]
+fn host_matches_case_insensitively_ignoring_port_and_trailing_dot() {
+    let r = router();
+    for host in [
+        "app.example.com",
+        "APP.Example.COM",
+        "app.example.com:8443",
+        "app.example.com.",
+        "app.example.com.:80",
+    ] {
+        assert_eq!(name(&r, host, "/").as_deref(), Some("root"), "{host}");
+    }
+    assert_eq!(name(&r, "127.0.0.1:8080", "/").as_deref(), Some("other"));
+    assert_eq!(name(&r, "[::1]:8080", "/").as_deref(), Some("other"));
+    assert_eq!(name(&r, "[0:0::1]", "/").as_deref(), Some("other"));
+}
+
+#[test]
+fn longest_prefix_wins_on_segment_boundaries() {
+    let r = router();
+    assert_eq!(name(&r, "app.example.com", "/api").as_deref(), Some("api"));
+    assert_eq!(
+        name(&r, "app.example.com", "/api/x").as_deref(),
+        Some("api")
+    );
+    assert_eq!(
+        name(&r, "app.example.com", "/api/v2").as_deref(),
+        Some("api-v2")
+    );
+    assert_eq!(
+        name(&r, "app.example.com", "/api/v2/users").as_deref(),
+        Some("api-v2")
+    );
+    assert_eq!(
+        name(&r, "app.example.com", "/apix").as_deref(),
+        Some("root")
+    );
+    assert_eq!(
+        name(&r, "app.example.com", "/api/v20").as_deref(),
+        Some("api")
+    );
+}
+
+#[test]
+fn unknown_host_and_unmatched_prefix_are_told_apart() {
+    let r = router();
+    assert!(matches!(
+        r.lookup("evil.example.com", "/"),
+        Lookup::UnknownHost
+    ));
+    assert!(matches!(r.lookup("example.com", "/"), Lookup::UnknownHost));
+    assert!(matches!(r.lookup("sub.example.com", "/"), Lookup::NoPrefix));
+    assert!(matches!(
+        r.lookup("sub.example.com", "/sub/a"),
+        Lookup::Found(_)
+    ));
+}
+
+#[test]
+fn hostile_host_values_match_nothing() {
+    let r = router();
+    for host in [
+        "",
+        ":",
+        ":80",
+        "app.example.com:",
+        "app.example.com:99999999",
+        "app.example.com:80:80",
+        "user@app.example.com",
+        "app.example.com/evil",
+        "app.example.com\r\nx",
+        "app example.com",
+        "[::1",
+        "[::1]x",
+        "[zz]",
+        "app.example.com..",
+    ] {
+        assert!(r.find(host, "/").is_none(), "{host:?}");
+    }
+}

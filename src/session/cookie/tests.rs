@@ -1,0 +1,296 @@
+use std::time::Duration;
+
+use http::header::SET_COOKIE;
+
+use super::*;
+use crate::config::{Secret, StoreSettings};
+
+pub(crate) fn settings(secrets: &[&str], domain: Option<&str>) -> SessionSettings {
+    SessionSettings {
+        secrets: secrets
+            .iter()
+            .map(|s| Secret::new(s.as_bytes().to_vec()))
+            .collect(),
+        cookie_name: "realmgate".into(),
+        cookie_domain: domain.map(String::from),
+        lifetime: Duration::from_secs(8 * 3600),
+        idle_timeout: Duration::from_secs(3600),
+        store: StoreSettings::Memory { max_entries: 1000 },
+        refresh_tokens: true,
+    }
+}
+
+const S1: &str = "0123456789abcdef0123456789abcdef";
+const S2: &str = "fedcba9876543210fedcba9876543210";
+
+fn cookies() -> SessionCookies {
+    SessionCookies::new(&settings(&[S1], None))
+}
+
+fn with_cookie(value: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.append(COOKIE, HeaderValue::from_str(value).unwrap());
+    h
+}
+
+/// `name=value` from a Set-Cookie header.
+fn pair(set_cookie: &HeaderValue) -> String {
+    set_cookie
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_set_cookie_round_trips_over_https() {
+    let c = cookies();
+    let id = SessionId::generate();
+    let set = c.set(&id, true);
+    assert!(pair(&set).starts_with("__Host-realmgate="));
+    let h = with_cookie(&format!("theme=dark; {}", pair(&set)));
+    assert_eq!(c.read(&h), Some(id.clone()));
+    assert_eq!(c.read_for(&h, true), Some(id));
+}
+
+#[test]
+fn a_set_cookie_round_trips_over_http() {
+    let c = cookies();
+    let id = SessionId::generate();
+    let set = c.set(&id, false);
+    assert!(pair(&set).starts_with("realmgate="));
+    let h = with_cookie(&pair(&set));
+    assert_eq!(c.read(&h), Some(id.clone()));
+    assert_eq!(c.read_for(&h, false), Some(id));
+}
+
+#[test]
+fn https_attributes() {
+    let set = cookies().set(&SessionId::generate(), true);
+    let s = set.to_str().unwrap();
+    assert!(s.contains("; Path=/"));
+    assert!(s.contains("; HttpOnly"));
+    assert!(s.contains("; Secure"));
+    assert!(s.contains("; SameSite=Lax"));
+    assert!(!s.contains("Domain"));
+    assert!(!s.contains("Max-Age"));
+    assert_eq!(pair(&set).len(), "__Host-realmgate=".len() + 86);
+}
+
+#[test]
+fn http_attributes_have_no_secure_flag() {
+    let s = cookies().set(&SessionId::generate(), false);
+    let s = s.to_str().unwrap();
+    assert!(!s.contains("Secure"));
+    assert!(s.contains("; HttpOnly") && s.contains("; SameSite=Lax") && s.contains("; Path=/"));
+}
+
+#[test]
+fn cookie_domain_drops_the_host_prefix_and_sets_domain() {
+    let c = SessionCookies::new(&settings(&[S1], Some(".contoso.com")));
+    let id = SessionId::generate();
+    let set = c.set(&id, true);
+    let s = set.to_str().unwrap();
+    assert!(s.starts_with("realmgate="));
+    assert!(s.contains("; Domain=.contoso.com"));
+    assert!(s.contains("; Secure"));
+    assert_eq!(c.read_for(&with_cookie(&pair(&set)), true), Some(id));
+}
+
+#[test]
+fn clear_expires_the_cookie_with_the_same_attributes() {
+    let c = cookies();
+    let s = c.clear(true);
+    let s = s.to_str().unwrap();
+    assert!(s.starts_with("__Host-realmgate=;"));
+    assert!(s.contains("; Max-Age=0") && s.contains("; Path=/") && s.contains("; Secure"));
+    assert!(c.clear(false).to_str().unwrap().starts_with("realmgate=;"));
+}
+
+#[test]
+fn the_old_secret_still_verifies_and_the_new_one_signs() {
+    let old = SessionCookies::new(&settings(&[S2], None));
+    let rotated = SessionCookies::new(&settings(&[S1, S2], None));
+    let id = SessionId::generate();
+    let old_cookie = pair(&old.set(&id, true));
+    assert_eq!(rotated.read(&with_cookie(&old_cookie)), Some(id.clone()));
+    // The rotated config signs with S1: a config that only knows S2 refuses it.
+    let new_cookie = pair(&rotated.set(&id, true));
+    assert_ne!(new_cookie, old_cookie);
+    assert_eq!(old.read(&with_cookie(&new_cookie)), None);
+    assert_eq!(cookies().read(&with_cookie(&new_cookie)), Some(id));
+}
+
+#[test]
+fn another_secret_is_refused() {
+    let other = SessionCookies::new(&settings(&[S2], None));
+    let set = other.set(&SessionId::generate(), true);
+    assert_eq!(cookies().read(&with_cookie(&pair(&set))), None);
+}
+
+#[test]
+fn tampered_malformed_and_oversized_values_are_refused() {
+    let c = cookies();
+    let good = c.value(&SessionId::generate());
+    let mut flipped = good.clone().into_bytes();
+    flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let mut tag_flipped = good.clone().into_bytes();
+    tag_flipped[80] = if tag_flipped[80] == b'A' { b'B' } else { b'A' };
+    let tag_flipped = String::from_utf8(tag_flipped).unwrap();
+    for v in [
+        flipped.as_str(),
+        tag_flipped.as_str(),
+        "",
+        "x",
+        &good[..85],
+        &format!("{good}A"),
+        &format!("{good}{good}"),
+        &"A".repeat(86),
+        &"!".repeat(86),
+        &format!("\"{}\"", &good[..84]),
+        &"A".repeat(10_000),
+    ] {
+        let h = with_cookie(&format!("__Host-realmgate={v}"));
+        assert_eq!(c.read(&h), None, "{v:?}");
+    }
+}
+
+#[test]
+fn a_value_under_another_cookie_name_is_refused() {
+    let a = cookies();
+    let mut s = settings(&[S1], None);
+    s.cookie_name = "other".into();
+    let b = SessionCookies::new(&s);
+    let v = b.value(&SessionId::generate());
+    assert_eq!(a.read(&with_cookie(&format!("realmgate={v}"))), None);
+}
+
+#[test]
+fn duplicate_cookies_with_different_values_are_ambiguous() {
+    let c = cookies();
+    let a = c.value(&SessionId::generate());
+    let b = c.value(&SessionId::generate());
+    let h = with_cookie(&format!("__Host-realmgate={a}; __Host-realmgate={b}"));
+    assert_eq!(c.read(&h), None);
+    // Split over two Cookie headers (HTTP/2).
+    let mut h = with_cookie(&format!("__Host-realmgate={a}"));
+    h.append(
+        COOKIE,
+        HeaderValue::from_str(&format!("__Host-realmgate={b}")).unwrap(),
+    );
+    assert_eq!(c.read(&h), None);
+    // A forged duplicate next to a valid cookie is ambiguous too.
+    let h = with_cookie(&format!("__Host-realmgate={a}; __Host-realmgate=forged"));
+    assert_eq!(c.read(&h), None);
+}
+
+#[test]
+fn an_identical_duplicate_is_not_ambiguous() {
+    let c = cookies();
+    let id = SessionId::generate();
+    let a = c.value(&id);
+    let h = with_cookie(&format!("__Host-realmgate={a}; __Host-realmgate={a}"));
+    assert_eq!(c.read(&h), Some(id));
+}
+
+#[test]
+fn on_https_a_plain_cookie_is_ignored() {
+    let c = cookies();
+    let id = SessionId::generate();
+    let planted = c.value(&id);
+    let h = with_cookie(&format!("realmgate={planted}"));
+    assert_eq!(c.read_for(&h, true), None);
+    assert_eq!(c.read_for(&h, false), Some(id));
+}
+
+#[test]
+fn read_prefers_the_host_prefixed_cookie() {
+    let c = cookies();
+    let mine = SessionId::generate();
+    let planted = SessionId::generate();
+    let h = with_cookie(&format!(
+        "realmgate={}; __Host-realmgate={}",
+        c.value(&planted),
+        c.value(&mine)
+    ));
+    assert_eq!(c.read(&h), Some(mine));
+}
+
+#[test]
+fn names_are_case_sensitive_when_reading() {
+    let c = cookies();
+    let v = c.value(&SessionId::generate());
+    assert_eq!(c.read(&with_cookie(&format!("__host-realmgate={v}"))), None);
+    assert_eq!(c.read(&with_cookie(&format!("Realmgate={v}"))), None);
+}
+
+#[test]
+fn whitespace_around_pairs_is_tolerated() {
+    let c = cookies();
+    let id = SessionId::generate();
+    let v = c.value(&id);
+    let h = with_cookie(&format!("a=1;__Host-realmgate={v} ;b=2"));
+    assert_eq!(c.read(&h), Some(id));
+}
+
+#[test]
+fn strip_removes_own_cookies_and_keeps_others_verbatim() {
+    let c = cookies();
+    let mut h = with_cookie(
+        "theme=dark; __Host-realmgate=abc; realmgate=def; a=\"q u\"; __Host-realmgate_state=s; realmgate_state=t; z=1",
+    );
+    c.strip_own_cookies(&mut h);
+    let all: Vec<_> = h
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(all, vec!["theme=dark; a=\"q u\"; z=1"]);
+}
+
+#[test]
+fn strip_matches_names_case_insensitively() {
+    let c = cookies();
+    let mut h = with_cookie("REALMGATE=1; __HOST-Realmgate=2; Realmgate_State=3; keep=4");
+    c.strip_own_cookies(&mut h);
+    assert_eq!(h.get(COOKIE).unwrap(), "keep=4");
+}
+
+#[test]
+fn strip_drops_the_header_when_nothing_remains() {
+    let c = cookies();
+    let mut h = with_cookie("__Host-realmgate=abc");
+    h.append(COOKIE, HeaderValue::from_static("realmgate_state=x;  "));
+    h.append(COOKIE, HeaderValue::from_static("app=1"));
+    c.strip_own_cookies(&mut h);
+    let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+    assert_eq!(all, vec![&HeaderValue::from_static("app=1")]);
+    let mut h = with_cookie("realmgate=abc");
+    c.strip_own_cookies(&mut h);
+    assert!(h.get(COOKIE).is_none());
+}
+
+#[test]
+fn strip_leaves_unrelated_headers_untouched() {
+    let c = cookies();
+    let mut h = with_cookie("realmgatex=1;x_realmgate=2;  spaced =3");
+    h.insert(SET_COOKIE, HeaderValue::from_static("realmgate=1"));
+    let before = h.clone();
+    c.strip_own_cookies(&mut h);
+    assert_eq!(h, before);
+}
+
+#[test]
+fn strip_keeps_non_utf8_cookie_bytes() {
+    let c = cookies();
+    let mut h = HeaderMap::new();
+    h.append(
+        COOKIE,
+        HeaderValue::from_bytes(b"n=\xe9t\xe9; realmgate=x").unwrap(),
+    );
+    c.strip_own_cookies(&mut h);
+    assert_eq!(h.get(COOKIE).unwrap().as_bytes(), b"n=\xe9t\xe9");
+}

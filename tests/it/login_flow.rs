@@ -1,0 +1,696 @@
+//! Sign-in end to end against the in-process mock Entra (tier 1, hermetic):
+//! home realm discovery, the code flow with PKCE, the callback by GET and by
+//! form_post, sessions, identity headers at the upstream, `/.auth/me`, logout,
+//! and the ways a login must fail (hostile tokens, replay, mix-up, outage).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use realmgate::demo::idp::{self, Hostile, Idp, IdpConfig, Outage};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+
+use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
+
+const HOST: &str = "app.test";
+const OTHER_HOST: &str = "other.test";
+const HTML: &str = "text/html,application/xhtml+xml";
+
+/// The mock IdP, an echo upstream and a gateway with two Entra connections
+/// (contoso, fabrikam) in front of it.
+struct World {
+    idp: Idp,
+    upstream: EchoUpstream,
+    gateway: TestGateway,
+}
+
+fn connection(name: &str, tenant: &str, authority: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[connection]]
+name = "{name}"
+display_name = "{name} employees"
+type = "entra"
+tenant = "{tenant}"
+authority_host = "{authority}"
+client_id = "{client}"
+client_secret = "{secret}"
+home_realm_domains = ["{tenant}"]
+{extra}
+"#,
+        client = idp::DEMO_CLIENT_ID,
+        secret = idp::DEMO_CLIENT_SECRET,
+    )
+}
+
+impl World {
+    async fn start() -> World {
+        World::start_with("", "").await
+    }
+
+    /// `contoso_extra` is added to the contoso connection, `route_extra` to the route.
+    async fn start_with(contoso_extra: &str, route_extra: &str) -> World {
+        let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("mock IdP starts");
+        let upstream = EchoUpstream::start().await;
+        let base = idp.base_url();
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[session]
+secret = "{SECRET}"
+{contoso}
+{fabrikam}
+
+[[route]]
+name = "app"
+hosts = ["{HOST}"]
+upstream = "{up}"
+public = ["/static/"]
+{route_extra}
+
+[[route]]
+name = "other"
+hosts = ["{OTHER_HOST}"]
+upstream = "{up}"
+connections = ["fabrikam"]
+"#,
+            contoso = connection("contoso", "contoso.example", &base, contoso_extra),
+            fabrikam = connection("fabrikam", "fabrikam.example", &base, ""),
+            up = upstream.url(),
+        );
+        let gateway = TestGateway::start(&toml).await;
+        World { idp, upstream, gateway }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.gateway.url(HOST, path)
+    }
+
+    /// A browser: keeps cookies, follows no redirects.
+    fn browser(&self) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .timeout(Duration::from_secs(30))
+            .no_proxy();
+        for host in [HOST, OTHER_HOST] {
+            b = b.resolve(host, self.gateway.addr);
+        }
+        Browser { client: b.build().unwrap(), jar }
+    }
+
+    /// Signs `email` in from a fresh browser, landing on `path`; returns the browser.
+    async fn signed_in(&self, email: &str, path: &str) -> Browser {
+        let browser = self.browser();
+        let authorize = browser.start_login(self, email, path).await;
+        let back = self.idp.complete_login(&authorize, email).expect("IdP issues a code");
+        let resp = browser.get(&back.url).await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "callback redirects to the target");
+        assert_eq!(location(&resp), path, "lands on the page first asked for");
+        browser
+    }
+}
+
+struct Browser {
+    client: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
+}
+
+impl Browser {
+    async fn get(&self, url: &str) -> reqwest::Response {
+        self.client.get(url).header(ACCEPT, HTML).send().await.expect("request")
+    }
+
+    /// Protected page -> login page -> email posted -> the IdP's authorize URL.
+    async fn start_login(&self, w: &World, email: &str, path: &str) -> String {
+        let resp = self.get(&w.url(path)).await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "browser navigation is redirected to sign in");
+        let login = location(&resp);
+        assert!(login.starts_with("/.auth/login?"), "redirect to the login page: {login}");
+        let page = self.get(&w.url(&login)).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("name=\"email\""), "the login page asks for the email");
+        let resp = self
+            .client
+            .post(w.url("/.auth/login"))
+            .header(ACCEPT, HTML)
+            .form(&[("email", email), ("post_login_redirect_uri", path)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "a known domain starts the flow");
+        let authorize = location(&resp);
+        assert!(authorize.starts_with(&w.idp.base_url()), "redirect to the IdP: {authorize}");
+        authorize
+    }
+
+    fn cookie_header(&self, url: &str) -> String {
+        use reqwest::cookie::CookieStore;
+        self.jar
+            .cookies(&url.parse().unwrap())
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn query(url: &str) -> Vec<(String, String)> {
+    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+}
+
+fn param(url: &str, name: &str) -> Option<String> {
+    query(url).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn set_cookies(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+fn user(email: &str) -> idp::IdpUser {
+    IdpConfig::demo_default()
+        .users()
+        .into_iter()
+        .find(|u| u.email == email)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn browser_signs_in_by_email_and_the_app_receives_identity_headers() {
+    let w = World::start().await;
+    let browser = w.browser();
+    let authorize = browser.start_login(&w, "Alice@Contoso.Example", "/reports/q3?year=2026").await;
+
+    // The authorization request: code flow with PKCE S256, state, nonce, hints.
+    assert_eq!(param(&authorize, "response_type").as_deref(), Some("code"));
+    assert_eq!(param(&authorize, "code_challenge_method").as_deref(), Some("S256"));
+    assert!(param(&authorize, "code_challenge").is_some_and(|c| c.len() >= 43));
+    assert!(param(&authorize, "state").is_some_and(|s| s.len() >= 22));
+    assert!(param(&authorize, "nonce").is_some_and(|s| s.len() >= 22));
+    assert_eq!(param(&authorize, "login_hint").as_deref(), Some("Alice@Contoso.Example"));
+    assert_eq!(param(&authorize, "domain_hint").as_deref(), Some("contoso.example"));
+    assert_eq!(
+        param(&authorize, "redirect_uri"),
+        Some(w.url("/.auth/login/contoso/callback"))
+    );
+
+    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+    let resp = browser.get(&back.url).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/reports/q3?year=2026");
+    let cookies = set_cookies(resp.headers());
+    let session = cookies.iter().find(|c| c.starts_with("realmgate=")).expect("session cookie");
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Lax"), "{session}");
+    assert!(session.contains("Path=/"), "{session}");
+
+    // The app sees who it is, and nothing the browser tried to forge.
+    let resp = browser
+        .client
+        .get(w.url("/reports/q3?year=2026"))
+        .header(ACCEPT, HTML)
+        .header("X-Forwarded-User", "mallory")
+        .header("x_forwarded_groups", "HR Admins")
+        .header("Cookie", "app=kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echoed = Echoed::from(resp).await;
+    let alice = user("alice@contoso.example");
+    assert_eq!(echoed.header("x-forwarded-user"), Some(alice.oid.clone()));
+    assert_eq!(echoed.header("x-forwarded-tenant"), Some(alice.tenant_id.clone()));
+    assert_eq!(echoed.header("x-forwarded-name"), Some(alice.name.clone()));
+    let groups = echoed.header("x-forwarded-groups").unwrap_or_default();
+    assert!(groups.contains(idp::DEMO_HR_GROUP), "groups: {groups}");
+    assert!(echoed.header_all("x_forwarded_groups").is_empty());
+    // realmgate's own cookies never reach the app; the app's own do.
+    let cookie = echoed.header_all("cookie").join("; ");
+    assert!(!cookie.contains("realmgate"), "own cookie forwarded: {cookie}");
+    assert!(cookie.contains("app=kept"), "app cookie lost: {cookie}");
+    assert_eq!(echoed.uri(), "/reports/q3?year=2026");
+
+    // /.auth/me describes the session.
+    let me: serde_json::Value = browser
+        .client
+        .get(w.url("/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], alice.oid.as_str());
+    assert_eq!(me["tenant_id"], alice.tenant_id.as_str());
+    assert_eq!(me["connection"], "contoso");
+    assert!(me["expires_at"].as_u64().is_some());
+    assert!(me["groups"].as_array().is_some_and(|g| !g.is_empty()));
+}
+
+#[tokio::test]
+async fn unknown_domain_shows_the_page_again_with_the_email_kept() {
+    let w = World::start().await;
+    let resp = w
+        .browser()
+        .client
+        .post(w.url("/.auth/login"))
+        .form(&[("email", "someone@unknown.example"), ("post_login_redirect_uri", "/x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("someone@unknown.example"), "email kept");
+    assert!(html.contains("role=\"alert\""), "message announced");
+    // A subdomain of a home realm domain does not match.
+    let resp = w
+        .browser()
+        .client
+        .post(w.url("/.auth/login"))
+        .form(&[("email", "a@eu.contoso.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(w.idp.authorize_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_route_only_offers_the_connections_it_allows() {
+    let w = World::start().await;
+    // `other.test` allows fabrikam only: a contoso email finds no connection there.
+    let resp = w
+        .browser()
+        .client
+        .post(w.gateway.url(OTHER_HOST, "/.auth/login"))
+        .form(&[("email", "alice@contoso.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "page again, not a redirect");
+    let resp = w.browser().get(&w.gateway.url(OTHER_HOST, "/.auth/login/contoso")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // A contoso session is not accepted on the fabrikam-only route.
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let resp = browser.get(&w.gateway.url(OTHER_HOST, "/")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "signed-in elsewhere is not signed-in here");
+    assert_eq!(w.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn form_post_callback_signs_in() {
+    let w = World::start_with(r#"upstream_params = { response_mode = "form_post" }"#, "").await;
+    let browser = w.browser();
+    let authorize = browser.start_login(&w, "bob@contoso.example", "/after").await;
+    assert_eq!(param(&authorize, "response_mode").as_deref(), Some("form_post"));
+    let back = w.idp.complete_login(&authorize, "bob@contoso.example").unwrap();
+    assert!(back.form_post);
+    let resp = browser
+        .client
+        .post(&back.redirect_uri)
+        .form(&back.form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/after");
+    let resp = browser.get(&w.url("/after")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bob = user("bob@contoso.example");
+    assert_eq!(Echoed::from(resp).await.header("x-forwarded-user"), Some(bob.oid));
+}
+
+#[tokio::test]
+async fn unauthenticated_api_clients_get_401_json_and_the_app_nothing() {
+    let w = World::start().await;
+    let client = w.browser().client;
+    for (method, accept) in [
+        ("GET", "application/json"),
+        ("POST", HTML),
+        ("DELETE", "*/*"),
+    ] {
+        let resp = client
+            .request(method.parse().unwrap(), w.url("/api/data"))
+            .header(ACCEPT, accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {accept}");
+        assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        assert!(resp.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+    }
+    let resp = client
+        .get(w.url("/page"))
+        .header(ACCEPT, HTML)
+        .header("X-Requested-With", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "XHR gets 401, not a redirect");
+    w.upstream.assert_received_nothing().await;
+    // Public paths pass, without identity headers even when forged.
+    let resp = client
+        .get(w.url("/static/app.css"))
+        .header("Remote-User", "admin")
+        .header("OIDC_CLAIM_sub", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echoed = Echoed::from(resp).await;
+    assert!(echoed.header_all("remote-user").is_empty());
+    assert!(echoed.header_all("oidc_claim_sub").is_empty());
+    assert!(echoed.header_all("oidc-claim-sub").is_empty());
+}
+
+#[tokio::test]
+async fn hostile_id_tokens_never_make_a_session() {
+    let w = World::start().await;
+    let modes = [
+        Hostile::BadSignature,
+        Hostile::AlgNone,
+        Hostile::Hs256WithPublicKey,
+        Hostile::WrongIssuer,
+        Hostile::WrongAudience,
+        Hostile::SeveralAudiencesWithoutAzp,
+        Hostile::Expired,
+        Hostile::IatInFuture,
+        Hostile::NonceMissing,
+        Hostile::NonceWrong,
+        Hostile::UnknownKid,
+        Hostile::SubMissing,
+        Hostile::OidMissing,
+        Hostile::Tid("00000000-0000-0000-0000-00000000beef".into()),
+    ];
+    for mode in modes {
+        w.idp.set_hostile(Some(mode.clone()));
+        let browser = w.browser();
+        let authorize = browser.start_login(&w, "alice@contoso.example", "/secret").await;
+        let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+        let resp = browser.get(&back.url).await;
+        assert!(
+            resp.status().is_client_error() || resp.status().is_server_error(),
+            "{mode:?}: login must fail, got {}",
+            resp.status()
+        );
+        assert!(
+            !set_cookies(resp.headers()).iter().any(|c| c.starts_with("realmgate=") && !c.contains("Max-Age=0")),
+            "{mode:?}: no session cookie"
+        );
+        let page = resp.text().await.unwrap();
+        assert!(!page.contains("eyJ"), "{mode:?}: no token in the error page");
+        let resp = browser.get(&w.url("/secret")).await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "{mode:?}: still signed out");
+    }
+    w.upstream.assert_received_nothing().await;
+}
+
+#[tokio::test]
+async fn callbacks_without_this_browsers_state_or_replayed_are_refused() {
+    let w = World::start().await;
+    let browser = w.browser();
+    let authorize = browser.start_login(&w, "alice@contoso.example", "/").await;
+    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+
+    // Login CSRF: the same callback URL in another browser (no state cookie).
+    let attacker = w.browser();
+    let resp = attacker.get(&back.url).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(attacker.get(&w.url("/")).await.status(), StatusCode::FOUND);
+
+    // No state at all, a made-up state.
+    let cb = w.url("/.auth/login/contoso/callback");
+    assert_eq!(browser.get(&format!("{cb}?code=x")).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(browser.get(&format!("{cb}?code=x&state=nope")).await.status(), StatusCode::BAD_REQUEST);
+    // Duplicated parameters are ambiguous, not "the first one".
+    let state = back.state.clone().unwrap();
+    let dup = format!("{cb}?code={}&state={state}&state={state}", back.code);
+    assert_eq!(browser.get(&dup).await.status(), StatusCode::BAD_REQUEST);
+
+    // The real browser completes, once.
+    let saved_cookies = browser.cookie_header(&w.url("/"));
+    let resp = browser.get(&back.url).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    // Replaying the callback with the old state cookie: refused, and the code
+    // is not sent to the token endpoint again.
+    let token_calls = w.idp.token_calls();
+    let replay = w
+        .browser()
+        .client
+        .get(&back.url)
+        .header("Cookie", saved_cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(w.idp.token_calls(), token_calls);
+}
+
+#[tokio::test]
+async fn a_response_delivered_to_another_connections_callback_is_refused() {
+    // RFC 9700 mix-up: the login started at contoso; the code arrives at fabrikam's callback.
+    let w = World::start().await;
+    let browser = w.browser();
+    let authorize = browser.start_login(&w, "alice@contoso.example", "/").await;
+    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+    let mixed = back.url.replace("/.auth/login/contoso/callback", "/.auth/login/fabrikam/callback");
+    let resp = browser.get(&mixed).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(w.idp.token_calls(), 0, "the code is never sent to the wrong provider");
+}
+
+#[tokio::test]
+async fn issuer_in_the_authorization_response_is_checked() {
+    // RFC 9207: the IdP sends `iss`; a response carrying another issuer is refused.
+    let w = World::start().await;
+    w.idp.set_send_iss(true);
+    let browser = w.browser();
+    let authorize = browser.start_login(&w, "alice@contoso.example", "/").await;
+    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+    assert!(back.iss.is_some(), "the mock sends iss");
+    let forged = {
+        let mut u = url::Url::parse(&back.url).unwrap();
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .into_owned()
+            .map(|(k, v)| if k == "iss" { (k, "https://evil.example/v2.0".into()) } else { (k, v) })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        u.to_string()
+    };
+    let resp = browser.get(&forged).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(w.idp.token_calls(), 0);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_everywhere_and_at_the_provider() {
+    let w = World::start().await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let cookie = browser.cookie_header(&w.url("/"));
+    assert!(cookie.contains("realmgate="));
+    let resp = browser.get(&w.url("/.auth/logout?post_logout_redirect_uri=/bye")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let to = location(&resp);
+    assert!(to.starts_with(&w.idp.base_url()), "RP-initiated logout at the IdP: {to}");
+    assert!(param(&to, "id_token_hint").is_some());
+    assert_eq!(param(&to, "post_logout_redirect_uri"), Some(w.url("/bye")));
+    assert!(set_cookies(resp.headers()).iter().any(|c| c.starts_with("realmgate=")));
+    // The old cookie, replayed by anyone, is worthless now.
+    let resp = w
+        .browser()
+        .client
+        .get(w.url("/"))
+        .header(ACCEPT, "application/json")
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // An unsafe logout target becomes `/`.
+    let browser = w.signed_in("bob@contoso.example", "/").await;
+    let resp = browser
+        .get(&w.url("/.auth/logout?post_logout_redirect_uri=https://evil.example/"))
+        .await;
+    let to = location(&resp);
+    assert_eq!(param(&to, "post_logout_redirect_uri"), Some(w.url("/")));
+}
+
+#[tokio::test]
+async fn login_targets_are_only_same_host_paths_or_route_hosts() {
+    let w = World::start().await;
+    let browser = w.browser();
+    for (raw, expected) in [
+        ("/ok?x=1", "/ok?x=1"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("https://app.test@evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/%2F%2Fevil.example", "/"),
+    ] {
+        let resp = browser
+            .client
+            .post(w.url("/.auth/login"))
+            .form(&[("email", "alice@contoso.example"), ("post_login_redirect_uri", raw)])
+            .send()
+            .await
+            .unwrap();
+        let authorize = location(&resp);
+        let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+        let resp = browser.get(&back.url).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        let landed = location(&resp);
+        if expected == "/" {
+            assert!(landed == "/" || landed.starts_with("/?"), "{raw:?} landed at {landed:?}");
+        } else {
+            assert_eq!(landed, expected, "{raw:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_cookies_mean_signed_out_never_an_error() {
+    let w = World::start().await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let good = browser.cookie_header(&w.url("/"));
+    let good_value = good
+        .split("; ")
+        .find_map(|c| c.strip_prefix("realmgate="))
+        .unwrap()
+        .to_string();
+    let mut flipped = good_value.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let huge = "A".repeat(8000);
+    let cases = [
+        format!("realmgate={flipped}"),
+        format!("realmgate={good_value}; realmgate={good_value}"),
+        format!("realmgate={huge}"),
+        "realmgate=".to_string(),
+        "realmgate=%00%ff".to_string(),
+        "realmgate_state=garbage; realmgate=garbage".to_string(),
+        format!("realmgate={}", &good_value[..good_value.len() - 2]),
+    ];
+    for cookie in cases {
+        let resp = w
+            .browser()
+            .client
+            .get(w.url("/.auth/me"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "cookie {:.60}", cookie);
+        let resp = w
+            .browser()
+            .client
+            .get(w.url("/x"))
+            .header(ACCEPT, HTML)
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "cookie {:.60}", cookie);
+    }
+    // The real one still works.
+    let resp = w
+        .browser()
+        .client
+        .get(w.url("/.auth/me"))
+        .header("Cookie", good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn each_login_gets_a_new_session_id() {
+    // Session fixation: a cookie held before login is never the one after.
+    let w = World::start().await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let first = browser.cookie_header(&w.url("/"));
+    let authorize = browser.start_login_again(&w).await;
+    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+    assert_eq!(browser.get(&back.url).await.status(), StatusCode::FOUND);
+    let second = browser.cookie_header(&w.url("/"));
+    let sid = |c: &str| c.split("; ").find(|c| c.starts_with("realmgate=")).unwrap().to_string();
+    assert_ne!(sid(&first), sid(&second));
+    // And the first session is gone.
+    let resp = w
+        .browser()
+        .client
+        .get(w.url("/.auth/me"))
+        .header("Cookie", sid(&first))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+impl Browser {
+    async fn start_login_again(&self, w: &World) -> String {
+        let resp = self
+            .client
+            .get(w.url("/.auth/login/contoso"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        location(&resp)
+    }
+}
+
+#[tokio::test]
+async fn pending_logins_are_bounded_per_browser() {
+    let w = World::start().await;
+    let browser = w.browser();
+    for _ in 0..25 {
+        browser.start_login_again(&w).await;
+    }
+    let cookie = browser.cookie_header(&w.url("/"));
+    assert!(cookie.len() < 4096, "state cookies pile up: {} bytes", cookie.len());
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_stops_new_logins_with_503_but_not_existing_sessions() {
+    let w = World::start().await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    w.idp.set_outage(Outage::Close);
+    // New login for fabrikam (never fetched discovery): clear 503 page.
+    let resp = w
+        .browser()
+        .client
+        .post(w.url("/.auth/login"))
+        .header(ACCEPT, HTML)
+        .form(&[("email", "carol@fabrikam.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = resp.text().await.unwrap();
+    assert!(page.to_lowercase().contains("sign"), "explains: {page}");
+    // The signed-in user keeps working.
+    let resp = browser.get(&w.url("/still-works")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}

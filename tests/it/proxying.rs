@@ -1,0 +1,841 @@
+//! Proxying through a real gateway to a real (echo) upstream: routing,
+//! header hygiene, streaming, WebSocket, upstream failures, and the auth gate
+//! keeping unauthenticated requests away from the app.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::util::*;
+
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// One public route on `app.test` in front of `up`.
+async fn public_gateway(up: &EchoUpstream, route_extra: &str, server_extra: &str) -> TestGateway {
+    let extra = format!("public = [\"/\"]\n{route_extra}");
+    let toml = config(
+        server_extra,
+        &route("app", "app.test", "/", &up.url(), &extra),
+    );
+    TestGateway::start(&toml).await
+}
+
+#[tokio::test]
+async fn requests_are_routed_by_host_then_longest_prefix() {
+    let (a, b, c) = (
+        EchoUpstream::start().await,
+        EchoUpstream::start().await,
+        EchoUpstream::start().await,
+    );
+    let public = "public = [\"/\"]";
+    let routes = [
+        route("root", "app.test", "/", &a.url(), public),
+        route("api", "app.test", "/api", &b.url(), public),
+        route("other", "other.test", "/", &c.url(), public),
+    ]
+    .concat();
+    let gw = TestGateway::start(&config("", &routes)).await;
+    let client = gw.client();
+    let get = |host: &'static str, path: &'static str| {
+        let client = client.clone();
+        let url = gw.url(host, path);
+        async move { client.get(url).send().await.expect("request").status() }
+    };
+    assert_eq!(get("app.test", "/x").await, 200);
+    assert_eq!((a.count(), b.count(), c.count()), (1, 0, 0));
+    assert_eq!(get("app.test", "/api/users").await, 200);
+    assert_eq!(get("app.test", "/api").await, 200);
+    assert_eq!((a.count(), b.count(), c.count()), (1, 2, 0));
+    assert_eq!(get("app.test", "/apix").await, 200);
+    assert_eq!((a.count(), b.count(), c.count()), (2, 2, 0));
+    assert_eq!(get("other.test", "/api").await, 200);
+    assert_eq!((a.count(), b.count(), c.count()), (2, 2, 1));
+    // Host matching ignores case and a trailing dot.
+    let resp = client
+        .get(gw.url("app.test", "/y"))
+        .header("host", format!("APP.TEST.:{}", gw.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(a.count(), 3);
+}
+
+#[tokio::test]
+async fn unknown_host_gets_a_short_421_and_the_upstream_nothing() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let client = gw.client();
+    let resp = client
+        .get(gw.url("unknown.test", "/x"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 421);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let page = resp.text().await.unwrap();
+    assert!(page.len() < 8192, "short page: {} bytes", page.len());
+    assert!(
+        !page.contains("unknown.test"),
+        "the host is not echoed: {page}"
+    );
+
+    let json = client
+        .get(gw.url("unknown.test", "/x"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 421);
+    let v: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(v["error"], "unknown_host");
+    up.assert_received_nothing().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_connection_named_headers_are_removed() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let request = "GET /hop HTTP/1.1\r\n\
+        Host: app.test\r\n\
+        Connection: close, X-Secret-Hop, x-other-hop\r\n\
+        X-Secret-Hop: 1\r\n\
+        X-OTHER-HOP: 2\r\n\
+        Keep-Alive: timeout=5\r\n\
+        Proxy-Connection: keep-alive\r\n\
+        Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\
+        TE: gzip\r\n\
+        Upgrade: h2c\r\n\
+        X-Kept: yes\r\n\r\n";
+    let raw = raw_exchange(gw.addr, request.as_bytes()).await;
+    assert_eq!(raw_status(&raw), Some(200), "{raw}");
+    let body = raw.split_once("\r\n\r\n").expect("a body").1;
+    let echoed = Echoed(serde_json::from_str(body).expect("echo JSON"));
+    for gone in [
+        "x-secret-hop",
+        "x-other-hop",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+    ] {
+        assert!(echoed.header_all(gone).is_empty(), "{gone} was forwarded");
+    }
+    assert_eq!(echoed.header("x-kept").as_deref(), Some("yes"));
+    // The gateway's own connection to the upstream may say keep-alive, never the client's tokens.
+    for v in echoed.header_all("connection") {
+        assert!(!v.to_ascii_lowercase().contains("x-secret-hop"), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
+    let up = EchoUpstream::start().await;
+    // 127.0.0.1 is not trusted here.
+    let gw = public_gateway(&up, "", "trusted_proxies = [\"10.0.0.0/8\"]").await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/fwd"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-request-id", "attacker-chosen")
+        .header("forwarded", "for=6.6.6.6;proto=https")
+        .header("x-real-ip", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    let response_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let e = Echoed::from(resp).await;
+    assert_eq!(e.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(e.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        e.header("x-forwarded-host"),
+        Some(format!("app.test:{}", gw.addr.port()))
+    );
+    let id = e.header("x-request-id").expect("a request id");
+    assert_ne!(id, "attacker-chosen");
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(response_id, id, "the client sees the same request id");
+    assert!(e.header("forwarded").is_none());
+    assert!(e.header("x-real-ip").is_none());
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_a_trusted_proxy_are_kept_and_appended() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "trusted_proxies = [\"127.0.0.1/32\"]").await;
+    let e = Echoed::from(
+        gw.client()
+            .get(gw.url("app.test", "/fwd"))
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "apps.contoso.com")
+            .header("x-request-id", "lb-req-42")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        e.header("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(e.header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        e.header("x-forwarded-host").as_deref(),
+        Some("apps.contoso.com")
+    );
+    assert_eq!(e.header("x-request-id").as_deref(), Some("lb-req-42"));
+}
+
+#[tokio::test]
+async fn host_is_preserved_or_set_to_the_upstream_and_path_and_query_are_kept() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let e = Echoed::from(
+        gw.client()
+            .get(gw.url("app.test", "/a/b?x=1&y=%20z"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        e.header("host"),
+        Some(format!("app.test:{}", gw.addr.port()))
+    );
+    assert_eq!(e.uri(), "/a/b?x=1&y=%20z");
+
+    let gw2 = public_gateway(&up, "preserve_host = false", "").await;
+    let e = Echoed::from(
+        gw2.client()
+            .get(gw2.url("app.test", "/"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(e.header("host"), Some(up.addr.to_string()));
+}
+
+#[tokio::test]
+async fn bodies_arrive_intact_and_h2c_clients_are_routed_by_authority() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let body: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let want = {
+        use sha2::Digest;
+        hex(&sha2::Sha256::digest(&body))
+    };
+    let e = Echoed::from(
+        gw.client()
+            .post(gw.url("app.test", "/upload"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(e.0["method"], "POST");
+    assert_eq!(e.0["body_len"], body.len() as u64);
+    assert_eq!(e.0["body_sha256"], want.as_str());
+
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .resolve("app.test", gw.addr)
+        .build()
+        .unwrap();
+    let resp = h2
+        .put(gw.url("app.test", "/h2"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let e = Echoed::from(resp).await;
+    assert_eq!(e.0["body_sha256"], want.as_str());
+    assert_eq!(e.uri(), "/h2");
+}
+
+/// Bytes for the streaming tests: 3 GiB by default (REALMGATE_STREAM_TEST_BYTES overrides).
+fn stream_test_bytes() -> u64 {
+    std::env::var("REALMGATE_STREAM_TEST_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3 << 30)
+}
+
+/// Samples RSS every 50 ms until dropped; `peak` holds the maximum.
+struct RssSampler {
+    peak: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let peak = Arc::new(AtomicU64::new(rss_bytes()));
+        let p = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                p.fetch_max(rss_bytes(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        RssSampler { peak, task }
+    }
+    fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const MAX_GROWTH: u64 = 200 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_gigabyte_upload_streams_at_flat_memory() {
+    let total = stream_test_bytes();
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "request_timeout = \"600s\"", "").await;
+    let before = rss_bytes();
+    let sampler = RssSampler::start();
+
+    // After 8 MiB the client waits until the upstream has seen body bytes: a
+    // gateway that buffered the body would never forward any, and this fails.
+    let gate = 8u64 << 20;
+    let streamed_early = Arc::new(AtomicBool::new(false));
+    let (flag, seen) = (streamed_early.clone(), up.body_bytes.clone());
+    let chunk = Bytes::from(vec![b'u'; 256 * 1024]);
+    let stream = futures_util::stream::unfold(0u64, move |sent| {
+        let (chunk, flag, seen) = (chunk.clone(), flag.clone(), seen.clone());
+        async move {
+            if sent >= total {
+                return None;
+            }
+            if sent >= gate && !flag.load(Ordering::SeqCst) {
+                let ok = wait_until(DEADLINE, || seen.load(Ordering::SeqCst) > 0).await;
+                flag.store(ok, Ordering::SeqCst);
+                if !ok {
+                    return Some((Err(std::io::Error::other("upstream saw nothing")), total));
+                }
+            }
+            let n = (total - sent).min(chunk.len() as u64) as usize;
+            Some((Ok::<_, std::io::Error>(chunk.slice(..n)), sent + n as u64))
+        }
+    });
+    let resp = gw
+        .client()
+        .post(gw.url("app.test", "/count"))
+        .timeout(Duration::from_secs(600))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("upload");
+    assert!(
+        streamed_early.load(Ordering::SeqCst),
+        "the upstream received body bytes before the client had sent them all"
+    );
+    let e = Echoed::from(resp).await;
+    assert_eq!(e.0["body_len"], total);
+    let growth = sampler.peak().saturating_sub(before);
+    assert!(
+        growth < MAX_GROWTH,
+        "RSS grew by {} MiB while streaming {} MiB",
+        growth >> 20,
+        total >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_gigabyte_download_streams_at_flat_memory() {
+    let total = stream_test_bytes();
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "request_timeout = \"600s\"", "").await;
+    let before = rss_bytes();
+    let sampler = RssSampler::start();
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", &format!("/stream?bytes={total}")))
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut got = 0u64;
+    let mut first = true;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.expect("body chunk");
+        if first {
+            first = false;
+            let produced = up.streamed.load(Ordering::SeqCst);
+            assert!(
+                produced < total,
+                "the client got its first bytes only after the upstream produced everything"
+            );
+        }
+        got += chunk.len() as u64;
+    }
+    assert_eq!(got, total);
+    let growth = sampler.peak().saturating_sub(before);
+    assert!(
+        growth < MAX_GROWTH,
+        "RSS grew by {} MiB while streaming {} MiB",
+        growth >> 20,
+        total >> 20
+    );
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_gateway() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!("ws://app.test:{}/ws", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    let (mut ws, resp) =
+        tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
+            .await
+            .expect("handshake in time")
+            .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "über", &"x".repeat(100_000)] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("echo in time")
+            .expect("a message")
+            .expect("no error");
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_data().as_ref(), &[0u8, 1, 2, 255]);
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_html_or_json_by_accept() {
+    // Port 1 on loopback: connection refused.
+    let toml = config(
+        "",
+        &route(
+            "down",
+            "app.test",
+            "/",
+            "http://127.0.0.1:1",
+            "public = [\"/\"]",
+        ),
+    );
+    let gw = TestGateway::start(&toml).await;
+    let client = gw.client();
+    let html = client
+        .get(gw.url("app.test", "/"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.status(), 502);
+    assert!(html.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(html.headers().contains_key("content-security-policy"));
+    assert_eq!(html.headers()["cache-control"], "no-store");
+    let page = html.text().await.unwrap();
+    assert!(page.contains("cannot be reached"), "{page}");
+    assert!(
+        !page.contains("127.0.0.1"),
+        "no internals on the page: {page}"
+    );
+
+    let json = client
+        .post(gw.url("app.test", "/api"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 502);
+    let v: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(v["error"], "upstream_unavailable");
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_after_request_timeout() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "request_timeout = \"300ms\"", "").await;
+    let started = std::time::Instant::now();
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/slow?ms=5000"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "upstream_timeout");
+    // A fast request on the same route still works.
+    let ok = gw
+        .client()
+        .get(gw.url("app.test", "/slow?ms=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn a_post_the_upstream_drops_is_not_retried() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let resp = gw
+        .client()
+        .post(gw.url("app.test", "/close"))
+        .body("payment=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    // Give a (wrong) retry every chance to arrive before counting.
+    let retried = wait_until(Duration::from_millis(500), || up.count() > 1).await;
+    assert!(
+        !retried,
+        "the POST reached the upstream {} times",
+        up.count()
+    );
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn protected_paths_without_session_never_reach_the_upstream() {
+    let up = EchoUpstream::start().await;
+    let toml = config(
+        "",
+        &route("app", "app.test", "/", &up.url(), "public = [\"/static/\"]"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    let client = gw.client();
+
+    let api = client
+        .get(gw.url("app.test", "/secret?a=1"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+    assert_eq!(api.headers()["www-authenticate"], "Bearer");
+    assert_eq!(api.headers()["cache-control"], "no-store");
+    let v: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(v["error"], "unauthorized");
+
+    let browser = client
+        .get(gw.url("app.test", "/secret?a=1"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(browser.status(), 302);
+    assert_eq!(
+        browser.headers()["location"],
+        "/.auth/login?post_login_redirect_uri=%2Fsecret%3Fa%3D1"
+    );
+
+    let post = client
+        .post(gw.url("app.test", "/secret"))
+        .header("accept", BROWSER_ACCEPT)
+        .body("x=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 401);
+
+    let xhr = client
+        .get(gw.url("app.test", "/secret"))
+        .header("accept", BROWSER_ACCEPT)
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xhr.status(), 401);
+
+    // A WebSocket upgrade to a protected path is refused before any tunnel exists.
+    let ws = client
+        .get(gw.url("app.test", "/ws"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "13")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ws.status(), 401);
+
+    up.assert_received_nothing().await;
+
+    // The public prefix is forwarded.
+    let public = client
+        .get(gw.url("app.test", "/static/app.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 200);
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn auth_paths_are_answered_by_the_gateway_itself() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    // Even on a fully public route, /.auth/ belongs to realmgate.
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/.auth/no-such-endpoint"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    up.assert_received_nothing().await;
+}
+
+#[tokio::test]
+async fn https_upstream_with_upstream_ca_speaks_http2_and_tunnels_websockets_over_http11() {
+    let (up, files) = EchoUpstream::start_tls().await;
+    let extra = format!(
+        "public = [\"/\"]\nupstream_ca = {:?}",
+        files.ca_file.display().to_string()
+    );
+    let gw = TestGateway::start(&config(
+        "",
+        &route("tls", "app.test", "/", &up.tls_url(), &extra),
+    ))
+    .await;
+    let e = Echoed::from(
+        gw.client()
+            .get(gw.url("app.test", "/over-tls"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        e.0["version"], "HTTP/2.0",
+        "negotiated with ALPN: {:?}",
+        e.0
+    );
+    assert_eq!(e.uri(), "/over-tls");
+
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!("ws://app.test:{}/ws", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    let (mut ws, _) =
+        tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
+            .await
+            .expect("handshake in time")
+            .expect("handshake");
+    ws.send(Message::text("over tls")).await.unwrap();
+    let echoed = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "over tls");
+}
+
+#[tokio::test]
+async fn https_upstream_with_an_untrusted_certificate_is_502() {
+    // The route trusts another CA than the one that signed the upstream's certificate.
+    let (up, _files) = EchoUpstream::start_tls().await;
+    let (_other, other_files) = EchoUpstream::start_tls().await;
+    let extra = format!(
+        "public = [\"/\"]\nupstream_ca = {:?}",
+        other_files.ca_file.display().to_string()
+    );
+    let gw = TestGateway::start(&config(
+        "",
+        &route("tls", "app.test", "/", &up.tls_url(), &extra),
+    ))
+    .await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_of_the_upstream_response_are_removed() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/hop-response"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(h["x-app"], "ok");
+    for gone in ["x-internal-hop", "keep-alive", "proxy-authenticate"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the client");
+    }
+    for v in h.get_all("connection") {
+        assert!(!v.to_str().unwrap().contains("x-internal-hop"));
+    }
+}
+
+/// Collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn access_lines(&self) -> Vec<serde_json::Value> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "access")
+            .collect()
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// current_thread: the gateway's tasks run on this thread, under this subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn one_access_log_line_per_request_without_secrets() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_target(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/reports/q1?token=SECRET-QUERY"))
+        .header("cookie", "realmgate=COOKIE-VALUE")
+        .header("authorization", "Bearer TOKEN-VALUE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let unknown = gw
+        .client()
+        .get(gw.url("unknown.test", "/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 421);
+
+    assert!(wait_until(DEADLINE, || captured.access_lines().len() >= 2).await);
+    let lines = captured.access_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let f = &lines[0]["fields"];
+    assert_eq!(f["method"], "GET");
+    assert_eq!(f["host"], "app.test");
+    assert_eq!(f["path"], "/reports/q1");
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["request_id"], id.as_str());
+    assert!(f["upstream_ms"].as_f64().is_some(), "{f}");
+    assert_eq!(lines[1]["fields"]["status"], 421);
+    let all = captured.text();
+    for secret in ["SECRET-QUERY", "COOKIE-VALUE", "TOKEN-VALUE"] {
+        assert!(!all.contains(secret), "{secret} was logged: {all}");
+    }
+}
+
+#[tokio::test]
+async fn public_paths_are_forwarded_without_spoofed_identity_or_realmgate_cookies() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(
+        &up,
+        "headers_extra = { \"X-Employee-Id\" = \"claims.employeeid\" }",
+        "",
+    )
+    .await;
+    let spoofed = [
+        ("x-forwarded-user", "admin"),
+        ("x-forwarded-email", "ceo@contoso.com"),
+        ("x-forwarded-groups", "HR Admins"),
+        ("X-MS-CLIENT-PRINCIPAL-NAME", "admin"),
+        ("x-ms-client-principal", "e30="),
+        ("x-auth-request-user", "admin"),
+        ("remote-user", "admin"),
+        ("x-pomerium-jwt-assertion", "forged"),
+        ("oidc_claim_sub", "admin"),
+        ("x_forwarded_user", "admin"),
+        ("x-realmgate-assertion", "forged"),
+        ("x-employee-id", "42"),
+    ];
+    let mut req = gw
+        .client()
+        .get(gw.url("app.test", "/anything"))
+        .header("cookie", "realmgate=forged-session; theme=dark")
+        .header("x-app-header", "kept");
+    for (k, v) in spoofed {
+        req = req.header(k, v);
+    }
+    let e = Echoed::from(req.send().await.unwrap()).await;
+    for (k, _) in spoofed {
+        assert!(
+            e.header_all(&k.to_ascii_lowercase()).is_empty(),
+            "{k} reached the upstream: {:?}",
+            e.0["headers"]
+        );
+    }
+    assert_eq!(e.header("x-app-header").as_deref(), Some("kept"));
+    let cookies = e.header_all("cookie").join("; ");
+    assert!(!cookies.contains("forged-session"), "{cookies}");
+    assert!(cookies.contains("theme=dark"), "{cookies}");
+}

@@ -1,0 +1,154 @@
+//! Tier 2: sign-in through a real third-party OpenID provider (npm
+//! `oidc-provider`) over plain HTTP: its own interaction pages, its tokens,
+//! its discovery and JWKS. The app must receive the identity the provider
+//! asserted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, LOCATION};
+use reqwest::StatusCode;
+
+use crate::node::{free_port, OidcProvider};
+use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
+
+const CLIENT_SECRET: &str = "a-client-secret-of-at-least-32-characters";
+
+#[tokio::test]
+async fn signs_in_through_oidc_provider_interaction_pages() {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let provider = OidcProvider::start(serde_json::json!({
+        "client_id": "realmgate",
+        "client_secret": CLIENT_SECRET,
+        "redirect_uris": [format!("{origin}/.auth/login/partner/callback")],
+        "post_logout_redirect_uris": [format!("{origin}/.auth/logout/done")],
+        "token_endpoint_auth_method": "client_secret_basic",
+    }))
+    .await;
+    let upstream = EchoUpstream::start().await;
+    let gateway = TestGateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[session]
+secret = "{SECRET}"
+
+[[connection]]
+name = "partner"
+display_name = "Partner"
+type = "oidc"
+issuer = "{issuer}"
+client_id = "realmgate"
+client_secret = "{CLIENT_SECRET}"
+home_realm_domains = ["contoso.example"]
+trusted_email = false
+
+[[route]]
+name = "app"
+hosts = ["127.0.0.1"]
+upstream = "{up}"
+headers = "forwarded"
+"#,
+        issuer = provider.issuer,
+        up = upstream.url(),
+    ))
+    .await;
+    assert_eq!(gateway.addr.port(), port);
+
+    // A browser-like client that follows redirects across both sites and keeps cookies.
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::limited(15))
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    let page = client
+        .get(format!("{origin}/payroll?month=11"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.url().path().starts_with("/.auth/login"), "at the login page: {}", page.url());
+
+    // Home realm discovery sends us to the provider's own login page.
+    let interaction = client
+        .post(format!("{origin}/.auth/login"))
+        .header(ACCEPT, "text/html")
+        .form(&[("email", "alice@contoso.example"), ("post_login_redirect_uri", "/payroll?month=11")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(interaction.status(), StatusCode::OK);
+    let interaction_url = interaction.url().clone();
+    assert!(
+        interaction_url.as_str().starts_with(&provider.issuer),
+        "at the provider: {interaction_url}"
+    );
+    let html = interaction.text().await.unwrap();
+    let action = form_action(&html).unwrap_or_else(|| panic!("no login form on the provider page: {html}"));
+    let action = interaction_url.join(&action).unwrap();
+    assert!(html.contains("alice@contoso.example"), "login_hint prefilled the provider's form");
+
+    // Sign in at the provider; consent is automatic; back through the callback
+    // to the page first asked for, now served by the app.
+    let landed = client
+        .post(action)
+        .form(&[("login", "alice@contoso.example"), ("password", "test-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(landed.status(), StatusCode::OK, "landed at {}", landed.url());
+    assert_eq!(landed.url().as_str(), format!("{origin}/payroll?month=11"));
+    let echoed = Echoed::from(landed).await;
+    assert_eq!(echoed.uri(), "/payroll?month=11");
+    // A generic OIDC connection: the user id is `sub`.
+    assert_eq!(echoed.header("x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(echoed.header("x-forwarded-email").as_deref(), Some("alice@contoso.example"));
+    assert_eq!(echoed.header("x-forwarded-name").as_deref(), Some("Alice Anders"));
+    let groups = echoed.header("x-forwarded-groups").unwrap_or_default();
+    assert!(groups.contains("HR Admins"), "groups: {groups}");
+
+    // /.auth/me, then logout: to the provider's end_session_endpoint with an
+    // id_token_hint (same cookie jar, redirects not followed).
+    let me = client.get(format!("{origin}/.auth/me")).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(me["user_id"], "alice");
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(me["connection"], "partner");
+    let no_follow = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let resp = no_follow.get(format!("{origin}/.auth/logout")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let to = resp.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(to.starts_with(&provider.issuer), "RP-initiated logout at the provider: {to}");
+    assert!(to.contains("id_token_hint="), "{to}");
+    let me = no_follow.get(format!("{origin}/.auth/me")).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "signed out at the gateway");
+    gateway.stop().await;
+}
+
+/// The `action` of the first form on a page (the provider's login form).
+fn form_action(html: &str) -> Option<String> {
+    let form = html.find("<form")?;
+    let rest = &html[form..];
+    let end = rest.find('>')?;
+    let tag = &rest[..end];
+    let start = tag.find("action=\"")? + "action=\"".len();
+    let value = &tag[start..];
+    let value = &value[..value.find('"')?];
+    Some(value.replace("&amp;", "&"))
+}
