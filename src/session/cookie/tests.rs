@@ -188,12 +188,11 @@ fn duplicate_cookies_with_different_values_are_ambiguous() {
 }
 
 #[test]
-fn an_identical_duplicate_is_not_ambiguous() {
+fn even_an_identical_duplicate_is_ambiguous() {
     let c = cookies();
-    let id = SessionId::generate();
-    let a = c.value(&id);
+    let a = c.value(&SessionId::generate());
     let h = with_cookie(&format!("__Host-realmgate={a}; __Host-realmgate={a}"));
-    assert_eq!(c.read(&h), Some(id));
+    assert_eq!(c.read(&h), None);
 }
 
 #[test]
@@ -293,4 +292,17 @@ fn strip_keeps_non_utf8_cookie_bytes() {
     );
     c.strip_own_cookies(&mut h);
     assert_eq!(h.get(COOKIE).unwrap().as_bytes(), b"n=\xe9t\xe9");
+}
+
+#[test]
+fn changing_the_last_character_is_refused() {
+    let c = cookies();
+    for _ in 0..64 {
+        let good = c.value(&SessionId::generate());
+        let mut b = good.into_bytes();
+        let last = b.len() - 1;
+        b[last] = if b[last] == b'A' { b'B' } else { b'A' };
+        let v = String::from_utf8(b).unwrap();
+        assert_eq!(c.read_for(&with_cookie(&format!("realmgate={v}")), false), None, "{v}");
+    }
 }
