@@ -272,6 +272,9 @@ pub enum Hostile {
     NonceWrong,
     /// Signed with a key whose `kid` is not in the JWKS.
     UnknownKid,
+    /// Properly signed, but without `kid` in the header (acceptable only
+    /// while the JWKS has exactly one suitable key).
+    NoKid,
     SubMissing,
     OidMissing,
     /// `tid` replaced by this value (`iss` still names the user's tenant).
@@ -1069,6 +1072,7 @@ impl State {
             // Same key material, a kid the JWKS never published: relying
             // parties look the kid up and find nothing.
             Some(Hostile::UnknownKid) => kid = format!("unpublished-{}", random_id(8)),
+            Some(Hostile::NoKid) => kid = String::new(),
             Some(Hostile::BadSignature | Hostile::AlgNone | Hostile::Hs256WithPublicKey) | None => {
             }
         }
@@ -1093,7 +1097,7 @@ impl State {
             }
             _ => {
                 let mut header = Header::new(Algorithm::RS256);
-                header.kid = Some(kid);
+                header.kid = (!kid.is_empty()).then_some(kid);
                 let token = jsonwebtoken::encode(&header, &claims, &key.encoding)?;
                 if hostile == Some(Hostile::BadSignature) {
                     flip_signature(&token)?

@@ -1079,3 +1079,23 @@ async fn group_overage_points_to_graph_which_pages_through_every_group() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test]
+async fn a_token_without_kid_needs_exactly_one_suitable_key() {
+    let idp = start_idp().await;
+    let (_providers, p) = provider_for(&entra(&idp, "contoso.example", ""));
+    idp.set_hostile(Some(Hostile::NoKid));
+    let (tokens, nonce) = login(&idp, &p, "alice@contoso.example").await;
+    p.verify_id_token(&tokens.id_token, &nonce)
+        .await
+        .expect("one key in the JWKS: it is used");
+    // Two published keys: which one was meant is unknowable.
+    idp.set_hostile(None);
+    idp.rotate_keys().await.unwrap();
+    let (tokens, nonce) = login(&idp, &p, "alice@contoso.example").await;
+    p.verify_id_token(&tokens.id_token, &nonce).await.unwrap();
+    idp.set_hostile(Some(Hostile::NoKid));
+    let (tokens, nonce) = login(&idp, &p, "alice@contoso.example").await;
+    let got = invalid_reason(p.verify_id_token(&tokens.id_token, &nonce).await);
+    assert_eq!(got, "token has no kid and the JWKS has 2 suitable keys");
+}
