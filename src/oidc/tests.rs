@@ -554,3 +554,43 @@ fn jwks_keeps_only_public_signing_keys_of_rsa_and_ec() {
     assert!(KeySet::parse(b"not json", 1).is_err());
     assert!(KeySet::parse(b"{\"keys\": 5}", 1).is_err());
 }
+
+#[test]
+fn hostile_bytes_never_panic_the_header_parser_or_claim_checks() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let alphabet: Vec<char> = "ab.-_=+/{}\"[]:,0123456789eyJ \u{0}\u{ff}é"
+        .chars()
+        .collect();
+    for _ in 0..5_000 {
+        let len = rng.gen_range(0..200);
+        let s: String = (0..len)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect();
+        let _ = parse_header(&s);
+        // Also as a base64url header segment.
+        let _ = parse_header(&format!("{}.e30.sig", b64(&json!(s))));
+    }
+    let weird = [
+        json!(null),
+        json!(-1),
+        json!(1e300),
+        json!(f64::MAX),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!([1, 2]),
+    ];
+    let rule = IssuerRule::TenantTemplate("https://login.example/{tenantid}/v2.0".into());
+    for claim in [
+        "iss", "aud", "tid", "exp", "iat", "nbf", "sub", "oid", "nonce", "azp",
+    ] {
+        for v in &weird {
+            let c = with(|c| {
+                c.insert(claim.into(), v.clone());
+            });
+            let _ = check(&c);
+            let _ = check_with(&c, &rule, &TenantAllowList::Any);
+        }
+    }
+}
