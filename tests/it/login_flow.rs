@@ -53,6 +53,10 @@ impl World {
         let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("mock IdP starts");
+        World::start_against(idp, contoso_extra, route_extra).await
+    }
+
+    async fn start_against(idp: Idp, contoso_extra: &str, route_extra: &str) -> World {
         let upstream = EchoUpstream::start().await;
         let base = idp.base_url();
         let toml = format!(
@@ -229,7 +233,7 @@ async fn browser_signs_in_by_email_and_the_app_receives_identity_headers() {
         .header(ACCEPT, HTML)
         .header("X-Forwarded-User", "mallory")
         .header("x_forwarded_groups", "HR Admins")
-        .header("Cookie", "app=kept")
+        .header("Cookie", format!("app=kept; {}", browser.cookie_header(&w.url("/"))))
         .send()
         .await
         .unwrap();
@@ -600,7 +604,7 @@ async fn hostile_cookies_mean_signed_out_never_an_error() {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "cookie {:.60}", cookie);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "cookie {cookie} ({} bytes)", cookie.len());
         let resp = w
             .browser()
             .client
@@ -676,21 +680,49 @@ async fn pending_logins_are_bounded_per_browser() {
 async fn an_unreachable_provider_stops_new_logins_with_503_but_not_existing_sessions() {
     let w = World::start().await;
     let browser = w.signed_in("alice@contoso.example", "/").await;
+    // A login already on its way when the provider goes down: the code
+    // cannot be redeemed, and the page says the provider is unreachable.
+    let late = w.browser();
+    let authorize = late.start_login(&w, "bob@contoso.example", "/").await;
+    let back = w.idp.complete_login(&authorize, "bob@contoso.example").unwrap();
     w.idp.set_outage(Outage::Close);
-    // New login for fabrikam (never fetched discovery): clear 503 page.
-    let resp = w
-        .browser()
-        .client
-        .post(w.url("/.auth/login"))
-        .header(ACCEPT, HTML)
-        .form(&[("email", "carol@fabrikam.example")])
-        .send()
-        .await
-        .unwrap();
+    w.idp.set_token_endpoint_outage(Outage::Close);
+    let resp = late.get(&back.url).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let page = resp.text().await.unwrap();
-    assert!(page.to_lowercase().contains("sign"), "explains: {page}");
-    // The signed-in user keeps working.
+    assert!(page.contains("cannot be reached"), "explains: {page}");
+    // The signed-in user keeps working: sessions never need the provider.
     let resp = browser.get(&w.url("/still-works")).await;
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_provider_down_at_startup_gives_503_then_recovers_by_itself() {
+    let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    idp.set_outage(Outage::Status503);
+    let w = World::start_against(idp, "", "").await;
+    let post = |w: &World| {
+        w.browser()
+            .client
+            .post(w.url("/.auth/login"))
+            .header(ACCEPT, HTML)
+            .form(&[("email", "carol@fabrikam.example")])
+            .send()
+    };
+    let resp = post(&w).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"), "an HTML page: {page}");
+    w.idp.set_outage(Outage::None);
+    // Bounded: the next attempt fetches discovery again (no negative caching
+    // beyond a short back-off).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = post(&w).await.unwrap().status();
+        if status == StatusCode::FOUND {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "logins did not resume: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -6,6 +6,8 @@ mod hostile_http;
 mod id_token;
 mod login_flow;
 mod node;
+mod node_tools;
+mod pages_browser;
 mod proxying;
 mod real_provider;
 mod server;

@@ -53,7 +53,18 @@
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
-import Provider from 'oidc-provider';
+// stdout carries only the READY line: the library's notices go to stderr, and the
+// development-only warnings this test configuration causes on purpose (in-memory
+// storage, generated keys, Node.js 20) are dropped. Patched before the library loads,
+// since it warns at import time.
+const EXPECTED_WARNINGS = [/Unsupported runtime/, /in-memory adapter/, /development-only signing keys/];
+const toStderr = (...parts) => process.stderr.write(`${parts.join(' ')}\n`);
+console.log = toStderr;
+console.info = toStderr;
+console.warn = (...parts) => {
+  if (!EXPECTED_WARNINGS.some((re) => re.test(parts.join(' ')))) toStderr(...parts);
+};
+const { default: Provider } = await import('oidc-provider');
 
 const DEFAULT_USERS = [
   {

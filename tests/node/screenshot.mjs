@@ -11,6 +11,8 @@
 //   --width/--height viewport in CSS pixels (e.g. 390x844 for a phone).
 //   --full-page      capture the whole scrollable page, not only the viewport.
 //   --expect-status  fail unless the HTTP status is N (http(s) URLs only; default: any).
+//   --header 'Name: value'  repeatable: sent with every request (e.g. to show the demo
+//                    app with identity headers).
 //   stdout           `OK <OUT.png>`.
 //   exit             0 written, 1 failed (reason on stderr), 2 bad command line.
 
@@ -31,6 +33,7 @@ try {
       height: { type: 'string', default: '800' },
       'full-page': { type: 'boolean', default: false },
       'expect-status': { type: 'string' },
+      header: { type: 'string', multiple: true, default: [] },
       'timeout-ms': { type: 'string', default: '15000' },
     },
     strict: true,
@@ -45,11 +48,17 @@ const width = Number.parseInt(args.width, 10);
 const height = Number.parseInt(args.height, 10);
 const timeout = Number.parseInt(args['timeout-ms'], 10);
 if (!(width > 0) || !(height > 0) || !(timeout > 0)) die(SCRIPT, 'width, height and timeout must be positive numbers', 2);
+const extraHTTPHeaders = {};
+for (const h of args.header) {
+  const at = h.indexOf(':');
+  if (at < 1) die(SCRIPT, `--header ${h}: expected 'Name: value'`, 2);
+  extraHTTPHeaders[h.slice(0, at).trim()] = h.slice(at + 1).trim();
+}
 
 watchdog(SCRIPT, timeout * 3);
 const browser = await launch(SCRIPT, timeout);
 try {
-  const page = await browser.newPage({ viewport: { width, height }, ignoreHTTPSErrors: true });
+  const page = await browser.newPage({ viewport: { width, height }, ignoreHTTPSErrors: true, extraHTTPHeaders });
   page.setDefaultTimeout(timeout);
   const response = await page.goto(url, { waitUntil: 'load', timeout });
   if (args['expect-status'] && response && response.status() !== Number(args['expect-status'])) {

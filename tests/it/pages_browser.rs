@@ -1,0 +1,119 @@
+//! Tier 3 for the pages themselves: realmgate's sign-in and error pages in
+//! Debian's chromium, used with the keyboard alone (`tests/node/keyboard.mjs`):
+//! the email field has focus on load, Tab reaches every control in reading
+//! order, and the focused control always shows a visible outline in the accent
+//! colour.
+
+use std::time::Duration;
+
+use realmgate::config::UiSettings;
+use realmgate::ui::{LoginButton, LoginView, Pages};
+
+use crate::node::run_script;
+
+/// Writes `html` to a temp file and walks it with `tabs` presses of Tab.
+async fn walk(html: &str, tabs: u32) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, html).expect("write page");
+    let args = vec![
+        format!("file://{}", file.display()),
+        "--tabs".to_owned(),
+        tabs.to_string(),
+    ];
+    let (ok, stdout, stderr) = run_script("keyboard.mjs", &args, Duration::from_secs(60)).await;
+    assert!(ok, "keyboard.mjs failed:\n{stdout}{stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("keyboard.mjs printed no JSON ({e}): {stdout}"))
+}
+
+fn pages(accent: &str) -> Pages {
+    Pages::new(&UiSettings {
+        title: "Contoso Apps".into(),
+        logo_url: None,
+        accent_color: accent.into(),
+    })
+}
+
+/// The focused element's accessible name, and whether its outline is a solid
+/// line of at least 2px.
+fn stop(focus: &serde_json::Value) -> (String, bool) {
+    let name = focus["name"]
+        .as_str()
+        .unwrap_or("<nothing focused>")
+        .to_owned();
+    let outline = focus["outline"].as_str().unwrap_or("");
+    let mut parts = outline.split(' ');
+    let visible = parts.next() == Some("solid")
+        && parts
+            .next()
+            .and_then(|w| w.trim_end_matches("px").parse::<f32>().ok())
+            .is_some_and(|w| w >= 2.0);
+    (name, visible)
+}
+
+#[tokio::test]
+async fn login_page_works_with_the_keyboard_alone() {
+    let html = pages("#0f6cbd").login(&LoginView {
+        show_email_form: true,
+        target: "/reports".into(),
+        buttons: vec![LoginButton {
+            label: "Fabrikam".into(),
+            href: "/.auth/login/fabrikam".into(),
+        }],
+        ..LoginView::default()
+    });
+    let walked = walk(&html, 2).await;
+    assert_eq!(walked["lang"], "en");
+    let focus = walked["focus"].as_array().expect("focus list");
+    let stops: Vec<(String, bool)> = focus.iter().map(stop).collect();
+    assert_eq!(
+        stops,
+        vec![
+            ("Email address".to_owned(), true),
+            ("Continue".to_owned(), true),
+            ("Sign in with Fabrikam".to_owned(), true),
+        ],
+        "focus order or outline wrong: {walked}"
+    );
+    assert_eq!(focus[0]["type"], "email");
+    assert!(
+        focus[0]["outline"]
+            .as_str()
+            .is_some_and(|o| o.ends_with("rgb(15, 108, 189)")),
+        "the focus ring uses the accent colour: {walked}"
+    );
+}
+
+#[tokio::test]
+async fn a_light_accent_still_gets_a_dark_enough_focus_ring() {
+    let html = pages("#ffcc00").login(&LoginView {
+        show_email_form: true,
+        target: "/".into(),
+        ..LoginView::default()
+    });
+    let walked = walk(&html, 0).await;
+    let outline = walked["focus"][0]["outline"]
+        .as_str()
+        .expect("outline")
+        .to_owned();
+    assert!(outline.starts_with("solid 3px rgb("), "{outline}");
+    assert!(
+        !outline.ends_with("rgb(255, 204, 0)"),
+        "yellow on white is not visible enough: {outline}"
+    );
+}
+
+#[tokio::test]
+async fn error_page_action_is_the_first_keyboard_stop() {
+    let html = pages("#0f6cbd").error(
+        403,
+        "Access denied",
+        "Your account may not use this app.",
+        Some(("Sign out", "/.auth/logout")),
+    );
+    let walked = walk(&html, 1).await;
+    let focus = walked["focus"].as_array().expect("focus list");
+    assert!(focus[0].is_null(), "nothing has focus on load: {walked}");
+    assert_eq!(stop(&focus[1]), ("Sign out".to_owned(), true), "{walked}");
+}
