@@ -105,4 +105,5 @@ cargo clippy --all-targets -- -D warnings
 
 # --- 4. every test tier ---------------------------------------------------------------
 section "cargo test (unit, integration, real-world and browser tiers)"
-cargo test "$@"
+# Every test binary runs even after a failure, so one run shows every problem.
+cargo test --no-fail-fast "$@"
