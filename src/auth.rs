@@ -148,7 +148,9 @@ pub async fn gate(
     crate::headers::identity::strip(&mut parts.headers, &state.extra_headers);
     // Only the cookie name of this scheme counts: a plain-http `realmgate`
     // cookie (which a network attacker can plant) is ignored on HTTPS.
-    let session_id = state.cookies.read_for(&parts.headers, is_https(state, parts, conn));
+    let session_id = state
+        .cookies
+        .read_for(&parts.headers, is_https(state, parts, conn));
     state.cookies.strip_own_cookies(&mut parts.headers);
     if crate::pathnorm::is_public(parts.uri.path(), &route.public) {
         return Ok(GateOutcome::Public);

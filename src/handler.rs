@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -79,9 +79,9 @@ impl Gateway {
         })
     }
 
-    /// The branded pages, when the UI is available (else `respond` uses its built-in page).
+    /// The branded pages of this generation.
     fn pages(&self) -> Option<&crate::ui::Pages> {
-        None
+        Some(&self.auth.pages)
     }
 }
 
@@ -108,18 +108,17 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
         request_id: None,
         upstream_latency: None,
     };
-    let (headers, method, uri) = (
-        req.headers().clone(),
-        req.method().clone(),
-        req.uri().clone(),
-    );
+    // What `error_response` looks at, kept before the request moves on
+    // (only the headers that choose HTML or JSON, not the whole map).
+    let negotiation = negotiation_headers(req.headers());
+    let uri = req.uri().clone();
     let mut response = match pipeline(&gw, req, &conn, &mut rec).await {
         Ok(r) => r,
         Err(e) => {
             if matches!(e, GatewayError::Internal) {
                 tracing::error!(path = %rec.path, "internal error while serving a request");
             }
-            respond::error_response(&e, &headers, &method, &uri, gw.pages())
+            respond::error_response(&e, &negotiation, &rec.method, &uri, gw.pages())
         }
     };
     if let Some(id) = &rec.request_id {
@@ -185,9 +184,6 @@ async fn pipeline(
     let permit = match outcome {
         crate::auth::GateOutcome::Public => None,
         crate::auth::GateOutcome::Permitted(p) => Some(p),
-        // `/.auth/*` never reaches `gate` (it is answered above).
-        #[allow(unreachable_patterns)]
-        _ => return Err(GatewayError::Internal),
     };
     rec.user = permit.as_ref().map(|p| p.user().user_id.clone());
     let tunnel_until = permit
@@ -213,6 +209,20 @@ async fn pipeline(
         .await?;
     rec.upstream_latency = Some(forwarded.latency);
     Ok(forwarded.response)
+}
+
+/// The request headers `respond::prefers_html` reads.
+fn negotiation_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [
+        http::header::ACCEPT,
+        HeaderName::from_static("x-requested-with"),
+    ] {
+        for v in headers.get_all(&name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// The Host the client addressed: the URI authority (HTTP/2, absolute-form),

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{ConnectionKind, ConnectionSettings, Secret, Settings};
 use crate::http_client::HttpClient;
 use crate::metrics::Metrics;
-use id_token::{Expectations, NonceRule};
+use id_token::{Expectations, NonceRule, Purpose};
 use jwks::{KeySet, Selection};
 use metadata::{IssuerRule, Metadata};
 
@@ -42,6 +42,8 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// A token with an unknown `kid` triggers at most one JWKS refresh per this period.
 pub const KID_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// Logout token ids remembered per provider (until they expire) against replay.
+const MAX_SEEN_JTIS: usize = 100_000;
 
 /// Why an OIDC operation failed. Display texts never contain tokens or secrets.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +188,8 @@ pub struct Provider {
     keys_flight: Flight,
     key_generation: AtomicU64,
     last_kid_refresh: Mutex<Option<Instant>>,
+    /// `jti` of accepted logout tokens -> their `exp`.
+    seen_jtis: Mutex<HashMap<String, u64>>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -240,6 +244,51 @@ impl std::fmt::Debug for RefreshedTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RefreshedTokens([redacted])")
     }
+}
+
+/// A bearer access token that passed every check of SPEC 5.9.
+#[derive(Debug, Clone)]
+pub struct VerifiedAccessToken {
+    inner: VerifiedIdToken,
+}
+
+impl VerifiedAccessToken {
+    /// The token's claims, with the same accessors as an ID token's.
+    pub fn identity(&self) -> &VerifiedIdToken {
+        &self.inner
+    }
+    /// Delegated scopes (`scp`, space-separated in the token).
+    pub fn scopes(&self) -> Vec<String> {
+        self.inner
+            .str_claim("scp")
+            .map(|s| {
+                s.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    /// Application roles (`roles`).
+    pub fn roles(&self) -> Vec<String> {
+        match self.inner.claims.get("roles") {
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A verified back-channel logout token: end the sessions with this `sid`
+/// (or, without one, every session of `sub`) at this issuer.
+#[derive(Debug, Clone)]
+pub struct LogoutToken {
+    pub sub: Option<String>,
+    pub sid: Option<String>,
+    pub iss: String,
 }
 
 /// Claims the accessors of [`VerifiedIdToken`] cover; everything else is "extra".
@@ -357,7 +406,9 @@ impl VerifiedIdToken {
     }
     /// `exp` (Unix seconds).
     pub fn exp(&self) -> Option<u64> {
-        self.claims.get("exp").and_then(Value::as_u64)
+        let v = self.claims.get("exp")?;
+        v.as_u64()
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
     }
     /// Every claim of the token.
     pub fn claims(&self) -> &Map<String, Value> {
@@ -411,6 +462,7 @@ impl Provider {
             keys_flight: Flight::default(),
             key_generation: AtomicU64::new(0),
             last_kid_refresh: Mutex::new(None),
+            seen_jtis: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -744,7 +796,11 @@ impl Provider {
         raw: &str,
         nonce: &str,
     ) -> Result<VerifiedIdToken, OidcError> {
-        self.verify(raw, NonceRule::Equals(nonce)).await
+        let purpose = Purpose::IdToken {
+            nonce: NonceRule::Equals(nonce),
+        };
+        let claims = self.verify(raw, purpose).await?;
+        Ok(VerifiedIdToken { claims })
     }
 
     /// Verifies an ID token from a refresh: every check of a login except the
@@ -754,11 +810,77 @@ impl Provider {
         raw: &str,
         sub: &str,
     ) -> Result<VerifiedIdToken, OidcError> {
-        self.verify(raw, NonceRule::Refresh { sub }).await
+        let purpose = Purpose::IdToken {
+            nonce: NonceRule::Refresh { sub },
+        };
+        let claims = self.verify(raw, purpose).await?;
+        Ok(VerifiedIdToken { claims })
     }
 
-    async fn verify(&self, raw: &str, nonce: NonceRule<'_>) -> Result<VerifiedIdToken, OidcError> {
+    /// Verifies a bearer access token for one of `audiences` (SPEC 5.9): the
+    /// same signature, algorithm, issuer, tenant and time checks as ID tokens;
+    /// `aud` must be one of `audiences`, and the token must be an access token
+    /// (`scp` or `roles`, no `nonce`). On Entra, v1.0 tokens
+    /// (`https://sts.windows.net/{tid}/`) are accepted as well as v2.0 ones.
+    pub async fn verify_access_token(
+        &self,
+        raw: &str,
+        audiences: &[String],
+    ) -> Result<VerifiedAccessToken, OidcError> {
+        if audiences.is_empty() {
+            return Err(OidcError::InvalidToken("no audience configured".into()));
+        }
+        let claims = self.verify(raw, Purpose::Access { audiences }).await?;
+        Ok(VerifiedAccessToken {
+            inner: VerifiedIdToken { claims },
+        })
+    }
+
+    /// Verifies an OpenID Connect Back-Channel Logout token (`POST
+    /// /.auth/backchannel-logout`): signature, `iss`, `aud`, `iat`/`exp`,
+    /// the logout event, no `nonce`, `sub` or `sid`, and a `jti` not seen before.
+    pub async fn verify_logout_token(&self, raw: &str) -> Result<LogoutToken, OidcError> {
+        let claims = self.verify(raw, Purpose::Logout).await?;
+        let get = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+        let jti = get("jti").unwrap_or_default();
+        let now = now_unix();
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .unwrap_or(now + id_token::MAX_AGE_SECS);
+        {
+            // Replay: each logout token once (remembered until it expires).
+            let mut seen = self.seen_jtis.lock().unwrap_or_else(|p| p.into_inner());
+            seen.retain(|_, e| e.saturating_add(id_token::LEEWAY_SECS) >= now);
+            if seen.contains_key(&jti) {
+                return Err(OidcError::InvalidToken(
+                    "logout token replayed (jti seen before)".into(),
+                ));
+            }
+            if seen.len() >= MAX_SEEN_JTIS {
+                return Err(OidcError::InvalidToken(
+                    "too many logout tokens at once; try again later".into(),
+                ));
+            }
+            seen.insert(jti, exp);
+        }
+        Ok(LogoutToken {
+            sub: get("sub"),
+            sid: get("sid"),
+            iss: get("iss").unwrap_or_default(),
+        })
+    }
+
+    /// Signature and every claim check for `purpose`; returns the verified claims.
+    async fn verify(
+        &self,
+        raw: &str,
+        purpose: Purpose<'_>,
+    ) -> Result<Map<String, Value>, OidcError> {
         let header = id_token::parse_header(raw).map_err(OidcError::InvalidToken)?;
+        header
+            .check_typ(&purpose)
+            .map_err(OidcError::InvalidToken)?;
         let meta = self.metadata().await?;
         let mut keys = self.keys().await?;
         // Allow-list: RS256 plus the algorithms the provider's keys declare.
@@ -789,20 +911,33 @@ impl Provider {
         };
         let claims = id_token::verify_signature(raw, header.alg, &key.decoding)
             .map_err(OidcError::InvalidToken)?;
-        let tenants = match &self.cfg.kind {
-            ConnectionKind::Entra(e) => Some((&e.allowed_tenants, meta.pinned_tid.as_deref())),
-            ConnectionKind::Oidc(_) => None,
+        let (tenants, entra) = match &self.cfg.kind {
+            ConnectionKind::Entra(e) => (
+                Some((&e.allowed_tenants, meta.pinned_tid.as_deref())),
+                Some(e),
+            ),
+            ConnectionKind::Oidc(_) => (None, None),
         };
+        let mut issuers = vec![meta.issuer_rule.clone()];
+        if let (Purpose::Access { .. }, Some(e)) = (&purpose, entra) {
+            // Entra APIs that did not opt into v2.0 access tokens get v1.0
+            // tokens, issued by the public cloud's STS.
+            if e.authority_host.host_str() == Some("login.microsoftonline.com") {
+                issuers.push(IssuerRule::TenantTemplate(
+                    "https://sts.windows.net/{tenantid}/".into(),
+                ));
+            }
+        }
         let want = Expectations {
-            issuer: &meta.issuer_rule,
+            issuers: &issuers,
             client_id: &self.cfg.client_id,
             tenants,
-            nonce,
-            require_oid: matches!(self.cfg.kind, ConnectionKind::Entra(_)),
+            purpose,
+            require_oid: entra.is_some() && !matches!(purpose, Purpose::Logout),
             now: now_unix(),
         };
         id_token::check_claims(&claims, &want).map_err(OidcError::InvalidToken)?;
-        Ok(VerifiedIdToken { claims })
+        Ok(claims)
     }
 
     /// The RP-initiated logout URL at `end_session_endpoint`, if the provider has one.

@@ -36,7 +36,8 @@ pub use clients::ClientKey;
 
 /// The upstream clients of one config generation.
 pub struct Upstreams {
-    clients: HashMap<ClientKey, clients::Clients>,
+    /// Route name -> its clients (routes with the same key share them).
+    by_route: HashMap<String, Arc<clients::Clients>>,
 }
 
 /// A request the handler has authorized, ready to go upstream.
@@ -63,12 +64,14 @@ impl Upstreams {
         for route in routes {
             by_key.entry(ClientKey::of(route)).or_default().push(route);
         }
-        let mut clients = HashMap::new();
+        let mut by_route = HashMap::new();
         for (key, routes) in by_key {
-            let built = clients::Clients::build(&key, &routes)?;
-            clients.insert(key, built);
+            let built = Arc::new(clients::Clients::build(&key, &routes)?);
+            for route in routes {
+                by_route.insert(route.name.clone(), built.clone());
+            }
         }
-        Ok(Upstreams { clients })
+        Ok(Upstreams { by_route })
     }
 
     /// Send `out` to `route`'s upstream and return its response (hop-by-hop
@@ -81,8 +84,8 @@ impl Upstreams {
         client_host: Option<&HeaderValue>,
     ) -> Result<Forwarded, GatewayError> {
         let clients = self
-            .clients
-            .get(&ClientKey::of(route))
+            .by_route
+            .get(&route.name)
             .ok_or(GatewayError::Internal)?;
         let Outbound {
             mut request,

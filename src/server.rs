@@ -340,7 +340,13 @@ pub async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Re
     #[cfg(not(unix))]
     shutdown.await;
     tracing::info!("shutting down");
-    running.shutdown().await;
+    // A second SIGTERM/SIGINT during the drain means "now" (as with Ctrl-C twice).
+    tokio::select! {
+        () = running.shutdown() => {}
+        () = wait_for_shutdown_signal() => {
+            tracing::warn!("second signal: exiting without waiting for in-flight requests");
+        }
+    }
     Ok(())
 }
 

@@ -10,10 +10,17 @@ pub mod store;
 
 use std::sync::Arc;
 
-use crate::config::SessionSettings;
+use crate::config::{SessionSettings, StoreSettings};
 
 /// Open the configured store (memory now; redis later).
 pub fn open_store(settings: &SessionSettings) -> anyhow::Result<Arc<dyn store::SessionStore>> {
-    let _ = settings;
-    todo!("sess")
+    match &settings.store {
+        StoreSettings::Memory { max_entries } => Ok(Arc::new(memory::MemoryStore::new(
+            *max_entries,
+            settings.idle_timeout,
+        ))),
+        StoreSettings::Redis { .. } => anyhow::bail!(
+            "session.store = \"redis\" is not implemented yet; use store = \"memory\" (one gateway instance) for now"
+        ),
+    }
 }

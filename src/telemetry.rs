@@ -45,3 +45,17 @@ fn parse_filter(directive: &str, what: &str) -> EnvFilter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_filters_fall_back_to_info_instead_of_failing() {
+        assert_eq!(
+            parse_filter("warn,realmgate=debug", "x").to_string(),
+            "realmgate=debug,warn"
+        );
+        assert_eq!(parse_filter("realmgate=loud[", "x").to_string(), "info");
+    }
+}

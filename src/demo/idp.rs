@@ -125,6 +125,9 @@ pub struct IdpClient {
     pub client_secret: String,
     /// Allowed redirect URIs; empty = any.
     pub redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout: on a logout with an `id_token_hint`
+    /// issued to this client, a `logout_token` is POSTed here.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// Tenants and users the IdP knows.
@@ -133,6 +136,11 @@ pub struct IdpConfig {
     pub tenants: Vec<IdpTenant>,
     pub users: Vec<IdpUser>,
     pub clients: Vec<IdpClient>,
+    /// A user with more groups than this gets Entra's overage claims
+    /// (`_claim_names.groups`) instead of `groups`; Graph lists them (default 200).
+    pub groups_overage_limit: usize,
+    /// Groups per page of the Graph `transitiveMemberOf` mock (default 100).
+    pub graph_page_size: usize,
 }
 
 impl IdpConfig {
@@ -205,7 +213,10 @@ impl IdpConfig {
                 client_id: DEMO_CLIENT_ID.into(),
                 client_secret: DEMO_CLIENT_SECRET.into(),
                 redirect_uris: Vec::new(),
+                backchannel_logout_uri: None,
             }],
+            groups_overage_limit: 200,
+            graph_page_size: 100,
         }
     }
 
@@ -346,6 +357,8 @@ struct Counters {
     token: AtomicUsize,
     logout: AtomicUsize,
     userinfo: AtomicUsize,
+    graph: AtomicUsize,
+    backchannel: AtomicUsize,
 }
 
 struct State {
@@ -358,11 +371,33 @@ struct State {
     send_iss: AtomicBool,
     codes: Mutex<HashMap<String, CodeGrant>>,
     refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
-    access_tokens: Mutex<HashMap<String, String>>,
+    /// Access token -> (email, client id).
+    access_tokens: Mutex<HashMap<String, (String, String)>>,
     counters: Counters,
+    /// Delivers back-channel logout tokens.
+    http: crate::http_client::HttpClient,
 }
 
 /// A running IdP; stops when dropped.
+///
+/// Control API for tests (no HTTP needed):
+/// - [`Idp::base_url`] (use as `authority_host`), [`Idp::issuer`];
+/// - [`Idp::complete_login`]: finish the login an authorization URL asks for,
+///   as if a user had been picked (HTTP alternative: POST `user=<email>` to the
+///   authorization URL; it answers 302 to `redirect_uri?code=…&state=…`);
+/// - [`Idp::set_hostile`] with a [`Hostile`] mode: every following token is
+///   broken that way (bad signature, `alg: none`, HS256 keyed with the public
+///   key, wrong `iss`/`aud`, several `aud` without `azp`, expired, `iat` in the
+///   future, nonce missing/wrong, unknown `kid`, `sub`/`oid` missing, another `tid`);
+/// - [`Idp::rotate_keys`], [`Idp::retire_old_keys`], [`Idp::current_kid`];
+/// - [`Idp::set_outage`] (discovery + JWKS), [`Idp::set_token_endpoint_outage`]:
+///   answer 503 or close the connection;
+/// - [`Idp::set_send_iss`]: RFC 9207 `iss` in authorization responses;
+/// - counters: [`Idp::discovery_calls`], [`Idp::jwks_calls`], [`Idp::authorize_calls`],
+///   [`Idp::token_calls`], [`Idp::logout_calls`], [`Idp::userinfo_calls`],
+///   [`Idp::graph_calls`], [`Idp::backchannel_logouts_delivered`];
+/// - minting without the endpoints: [`Idp::mint_id_token`],
+///   [`Idp::mint_access_token`], [`Idp::mint_logout_token`].
 pub struct Idp {
     state: Arc<State>,
     addr: SocketAddr,
@@ -466,6 +501,54 @@ impl Idp {
     /// Requests to the userinfo endpoint.
     pub fn userinfo_calls(&self) -> usize {
         self.state.counters.userinfo.load(Ordering::SeqCst)
+    }
+    /// Requests to the Graph `transitiveMemberOf` mock (one per page).
+    pub fn graph_calls(&self) -> usize {
+        self.state.counters.graph.load(Ordering::SeqCst)
+    }
+    /// Back-channel logout tokens delivered (the relying party answered 2xx).
+    pub fn backchannel_logouts_delivered(&self) -> usize {
+        self.state.counters.backchannel.load(Ordering::SeqCst)
+    }
+
+    /// A v2.0 access token for `audience` (an API such as `api://hr`) requested
+    /// by `client_id` for `email`, with delegated scopes `scp` (space-separated).
+    /// Hostile modes apply.
+    pub fn mint_access_token(
+        &self,
+        email: &str,
+        client_id: &str,
+        audience: &str,
+        scp: &str,
+    ) -> anyhow::Result<String> {
+        let user = self
+            .state
+            .config
+            .user(email)
+            .with_context(|| format!("no user {email}"))?;
+        let mut c = self.state.claims(user, audience, None, &random_id(16));
+        c.remove("sid");
+        c.remove("email");
+        c.insert("azp".into(), json!(client_id));
+        c.insert("azpacr".into(), json!("1"));
+        c.insert("scp".into(), json!(scp));
+        self.state.sign_hostile(c, audience)
+    }
+
+    /// A back-channel logout token for `email`'s session `sid` at `client_id`.
+    /// Hostile modes apply.
+    pub fn mint_logout_token(
+        &self,
+        email: &str,
+        client_id: &str,
+        sid: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let user = self
+            .state
+            .config
+            .user(email)
+            .with_context(|| format!("no user {email}"))?;
+        self.state.logout_token(user, client_id, sid)
     }
 
     /// An ID token for `email` issued to `client_id` right now (hostile mode applies),
@@ -797,10 +880,7 @@ impl State {
         sid: &str,
     ) -> Map<String, Value> {
         let now = now_unix();
-        // Entra's sub is pairwise: stable per user and application.
-        let sub = URL_SAFE_NO_PAD.encode(Sha256::digest(
-            format!("{client_id}:{}", user.oid).as_bytes(),
-        ));
+        let sub = pairwise_sub(client_id, &user.oid);
         let mut c = Map::new();
         c.insert("iss".into(), json!(self.issuer(&user.tenant_id)));
         c.insert("aud".into(), json!(client_id));
@@ -816,7 +896,14 @@ impl State {
         c.insert("ver".into(), json!("2.0"));
         c.insert("sid".into(), json!(sid));
         c.insert("uti".into(), json!(random_id(16)));
-        if !user.groups.is_empty() {
+        if user.groups.len() > self.config.groups_overage_limit {
+            // Entra's overage: too many groups for a token; fetch them from Graph.
+            c.insert("_claim_names".into(), json!({"groups": "src1"}));
+            c.insert(
+                "_claim_sources".into(),
+                json!({"src1": {"endpoint": format!("{}/{}/users/{}/getMemberObjects", self.base, user.tenant_id, user.oid)}}),
+            );
+        } else if !user.groups.is_empty() {
             c.insert(
                 "groups".into(),
                 json!(user.groups.iter().map(|g| g.id.clone()).collect::<Vec<_>>()),
@@ -845,7 +932,86 @@ impl State {
         nonce: Option<&str>,
         sid: &str,
     ) -> anyhow::Result<String> {
-        let mut claims = self.claims(user, client_id, nonce, sid);
+        let claims = self.claims(user, client_id, nonce, sid);
+        self.sign_hostile(claims, client_id)
+    }
+
+    /// Sends a back-channel logout token for the session an ID token hint names,
+    /// if its client registered a back-channel logout URI.
+    async fn backchannel_logout(&self, id_token_hint: &str) {
+        let claims: Option<Map<String, Value>> = id_token_hint
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let Some(claims) = claims else { return };
+        let get = |k: &str| claims.get(k).and_then(Value::as_str);
+        let (Some(aud), Some(oid)) = (get("aud"), get("oid")) else {
+            return;
+        };
+        let Some(uri) = self
+            .client(aud)
+            .and_then(|c| c.backchannel_logout_uri.clone())
+        else {
+            return;
+        };
+        let Some(user) = self.config.users.iter().find(|u| u.oid == oid) else {
+            return;
+        };
+        let Ok(token) = self.logout_token(user, aud, get("sid")) else {
+            return;
+        };
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("logout_token", &token)
+            .finish();
+        let Ok(request) = Request::post(uri.as_str())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body.into_bytes())
+        else {
+            return;
+        };
+        if let Ok(r) = self.http.execute(request).await {
+            if r.status().is_success() {
+                self.counters.backchannel.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn logout_token(
+        &self,
+        user: &IdpUser,
+        client_id: &str,
+        sid: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let now = now_unix();
+        let mut c = Map::new();
+        c.insert("iss".into(), json!(self.issuer(&user.tenant_id)));
+        c.insert("aud".into(), json!(client_id));
+        c.insert("iat".into(), json!(now));
+        c.insert("exp".into(), json!(now + 120));
+        c.insert("jti".into(), json!(random_id(16)));
+        c.insert("sub".into(), json!(pairwise_sub(client_id, &user.oid)));
+        c.insert("oid".into(), json!(user.oid));
+        c.insert("tid".into(), json!(user.tenant_id));
+        if let Some(sid) = sid {
+            c.insert("sid".into(), json!(sid));
+        }
+        c.insert(
+            "events".into(),
+            json!({"http://schemas.openid.net/event/backchannel-logout": {}}),
+        );
+        self.sign_hostile(c, client_id)
+    }
+
+    /// Signs `claims`, first breaking them (or the signature) as the hostile mode says.
+    fn sign_hostile(
+        &self,
+        mut claims: Map<String, Value>,
+        client_id: &str,
+    ) -> anyhow::Result<String> {
         let hostile = lock(&self.hostile).clone();
         let key = self.signing_key();
         let now = now_unix();
@@ -940,7 +1106,10 @@ impl State {
     ) -> anyhow::Result<Value> {
         let id_token = self.id_token(user, client_id, nonce, sid)?;
         let access_token = random_id(32);
-        lock(&self.access_tokens).insert(access_token.clone(), user.email.clone());
+        lock(&self.access_tokens).insert(
+            access_token.clone(),
+            (user.email.clone(), client_id.to_string()),
+        );
         let mut body = json!({
             "token_type": "Bearer",
             "scope": scope,
@@ -966,11 +1135,18 @@ impl State {
     }
 }
 
+/// Entra's `sub` is pairwise: stable per user and application.
+fn pairwise_sub(client_id: &str, oid: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{client_id}:{oid}").as_bytes()))
+}
+
 fn flip_signature(token: &str) -> anyhow::Result<String> {
     let (rest, sig) = token.rsplit_once('.').context("token without signature")?;
     let mut bytes = URL_SAFE_NO_PAD.decode(sig)?;
     let i = bytes.len() / 2;
-    bytes[i] ^= 0x55;
+    if let Some(b) = bytes.get_mut(i) {
+        *b ^= 0x55;
+    }
     Ok(format!("{rest}.{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
@@ -1225,15 +1401,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
             if m == Method::POST {
                 params.extend(read_form(body).await.unwrap_or_default());
             }
-            let target = params
-                .iter()
-                .find(|(k, _)| k == "post_logout_redirect_uri")
-                .and_then(|(_, v)| url::Url::parse(v).ok())
+            let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if let Some(hint) = param("id_token_hint") {
+                state.backchannel_logout(&hint).await;
+            }
+            let target = param("post_logout_redirect_uri")
+                .and_then(|v| url::Url::parse(&v).ok())
                 .filter(|u| matches!(u.scheme(), "http" | "https"));
             match target {
                 Some(mut u) => {
-                    if let Some((_, s)) = params.iter().find(|(k, _)| k == "state") {
-                        u.query_pairs_mut().append_pair("state", s);
+                    if let Some(s) = param("state") {
+                        u.query_pairs_mut().append_pair("state", &s);
                     }
                     redirect(u.as_str())
                 }
@@ -1243,6 +1421,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
                     "<p>You have signed out of the development identity provider.</p>",
                 ),
             }
+        }
+        (&Method::GET, ["v1.0", "me", "transitiveMemberOf", rest @ ..])
+            if rest.is_empty() || rest == ["microsoft.graph.group"] =>
+        {
+            state.counters.graph.fetch_add(1, Ordering::SeqCst);
+            graph_member_of(&state, &parts.headers, &parts.uri)
         }
         (&Method::GET, ["oidc", "userinfo"]) => {
             state.counters.userinfo.fetch_add(1, Ordering::SeqCst);
@@ -1389,14 +1573,62 @@ fn token_endpoint(state: &State, headers: &http::HeaderMap, form: &[(String, Str
     }
 }
 
-fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
+/// The user and client an access token was issued to.
+fn bearer_user<'a>(state: &'a State, headers: &http::HeaderMap) -> Option<(&'a IdpUser, String)> {
     let token = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let email = lock(&state.access_tokens).get(token).cloned();
-    let Some(user) = email.as_deref().and_then(|e| state.config.user(e)) else {
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    let (email, client_id) = lock(&state.access_tokens).get(token).cloned()?;
+    Some((state.config.user(&email)?, client_id))
+}
+
+/// Microsoft Graph `GET /v1.0/me/transitiveMemberOf/microsoft.graph.group`,
+/// paged with `@odata.nextLink` like the real one.
+fn graph_member_of(state: &State, headers: &http::HeaderMap, uri: &http::Uri) -> Resp {
+    let Some((user, _)) = bearer_user(state, headers) else {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty or invalid."}}),
+        );
+    };
+    let q = query_pairs(uri);
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let skip: usize = get("$skiptoken").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let top: usize = get("$top")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(state.config.graph_page_size)
+        .clamp(1, 999);
+    let page: Vec<Value> = user
+        .groups
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(
+            |g| json!({"@odata.type": "#microsoft.graph.group", "id": g.id, "displayName": g.name}),
+        )
+        .collect();
+    let mut body = json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
+        "value": page,
+    });
+    if skip + top < user.groups.len() {
+        let mut next = url::Url::parse(&format!(
+            "{}/v1.0/me/transitiveMemberOf/microsoft.graph.group",
+            state.base
+        ))
+        .expect("the base URL is a valid URL");
+        next.query_pairs_mut()
+            .append_pair("$select", "id")
+            .append_pair("$top", &top.to_string())
+            .append_pair("$skiptoken", &(skip + top).to_string());
+        body["@odata.nextLink"] = json!(next.as_str());
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
+    let Some((user, client_id)) = bearer_user(state, headers) else {
         let mut r = oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
@@ -1409,7 +1641,8 @@ fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
         return r;
     };
     let mut v = json!({
-        "sub": user.oid,
+        // The same pairwise sub as the ID token (OpenID Connect Core 5.3.2).
+        "sub": pairwise_sub(&client_id, &user.oid),
         "name": user.name,
         "email": user.email,
         "preferred_username": user.email,
@@ -1445,6 +1678,7 @@ pub async fn start(config: IdpConfig, addr: SocketAddr) -> anyhow::Result<Idp> {
         refresh_tokens: Mutex::new(HashMap::new()),
         access_tokens: Mutex::new(HashMap::new()),
         counters: Counters::default(),
+        http: crate::http_client::HttpClient::new()?,
     });
     let serve_state = state.clone();
     let task = tokio::spawn(async move {

@@ -28,6 +28,30 @@ pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 pub struct Header {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// `typ`, lowercased, without an `application/` prefix.
+    pub typ: Option<String>,
+}
+
+impl Header {
+    /// Explicit typing (RFC 8725 3.11): a token whose header says it is
+    /// another kind of JWT (an RFC 9068 access token, a logout token) is
+    /// refused where an ID token is expected, and vice versa, so one kind
+    /// cannot be passed off as the other.
+    pub fn check_typ(&self, purpose: &Purpose<'_>) -> Result<(), String> {
+        let Some(typ) = self.typ.as_deref() else {
+            return Ok(());
+        };
+        let ok = match purpose {
+            Purpose::IdToken { .. } => typ == "jwt",
+            Purpose::Logout => matches!(typ, "jwt" | "logout+jwt"),
+            Purpose::Access { .. } => matches!(typ, "jwt" | "at+jwt"),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("wrong token type (typ {typ})"))
+        }
+    }
 }
 
 /// Reads the header of a compact JWS and applies the algorithm policy that
@@ -85,7 +109,19 @@ pub fn parse_header(raw: &str) -> Result<Header, String> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err("header kid is not a string".into()),
     };
-    Ok(Header { alg, kid })
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => {
+            let t = t.to_ascii_lowercase();
+            Some(
+                t.strip_prefix("application/")
+                    .map(str::to_string)
+                    .unwrap_or(t),
+            )
+        }
+        Some(_) => return Err("header typ is not a string".into()),
+    };
+    Ok(Header { alg, kid, typ })
 }
 
 /// Checks the signature with `key` and `alg` only, and returns the claims.
@@ -124,14 +160,29 @@ pub enum NonceRule<'a> {
     Refresh { sub: &'a str },
 }
 
+/// Which kind of token is checked; each has its own claim rules.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose<'a> {
+    /// An ID token from a login or a refresh.
+    IdToken { nonce: NonceRule<'a> },
+    /// An OpenID Connect Back-Channel Logout token.
+    Logout,
+    /// A bearer access token for one of these audiences (SPEC 5.9).
+    Access { audiences: &'a [String] },
+}
+
+/// The `events` member that marks a back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
 /// Everything the claims are checked against.
 #[derive(Debug, Clone)]
 pub struct Expectations<'a> {
-    pub issuer: &'a IssuerRule,
+    /// `iss` must match one of these (access tokens may have a second issuer form).
+    pub issuers: &'a [IssuerRule],
     pub client_id: &'a str,
     /// Entra connections: the tenant rule and the tenant pinned by discovery.
     pub tenants: Option<(&'a TenantAllowList, Option<&'a str>)>,
-    pub nonce: NonceRule<'a>,
+    pub purpose: Purpose<'a>,
     /// Entra: `oid` is the user id and must be present.
     pub require_oid: bool,
     /// Unix seconds.
@@ -164,25 +215,25 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
     // cross-tenant token substitution).
     let iss = str_claim(claims, "iss").ok_or("iss missing")?;
     let tid = str_claim(claims, "tid");
-    match want.issuer {
-        IssuerRule::Exact(expected) => {
-            if iss != expected {
-                return Err("iss mismatch".into());
+    let mut iss_ok = false;
+    for rule in want.issuers {
+        match rule {
+            IssuerRule::Exact(expected) => iss_ok |= iss == expected,
+            IssuerRule::TenantTemplate(template) => {
+                // Entra multi-tenant: every tenant's tokens are signed by the same
+                // keys, so the issuer is checked against the template filled with
+                // the token's own tid. The tid must look like a tenant id so it
+                // cannot smuggle text into the comparison.
+                let tid = tid.ok_or("tid missing")?;
+                if !is_guid(tid) {
+                    return Err("tid is not a tenant id".into());
+                }
+                iss_ok |= iss == template.replace(TENANT_PLACEHOLDER, tid);
             }
         }
-        IssuerRule::TenantTemplate(template) => {
-            // Entra multi-tenant: every tenant's tokens are signed by the same
-            // keys, so the issuer is checked against the template filled with
-            // the token's own tid. The tid must look like a tenant id so it
-            // cannot smuggle text into the comparison.
-            let tid = tid.ok_or("tid missing")?;
-            if !is_guid(tid) {
-                return Err("tid is not a tenant id".into());
-            }
-            if iss != template.replace(TENANT_PLACEHOLDER, tid) {
-                return Err("iss mismatch".into());
-            }
-        }
+    }
+    if !iss_ok {
+        return Err("iss mismatch".into());
     }
 
     // --- tid: the tenant allow-list. A user of any Entra tenant can obtain a
@@ -193,7 +244,7 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
         match rule {
             TenantAllowList::Any => {}
             TenantAllowList::List(ids) => {
-                if !ids.iter().any(|t| *t == tid) {
+                if !ids.contains(&tid) {
                     return Err("tenant not allowed".into());
                 }
             }
@@ -207,26 +258,43 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
         }
     }
 
-    // --- aud: a token issued to another application (which that application
-    // could replay to us) must not be accepted.
     let auds: Vec<&str> = match claims.get("aud") {
         Some(Value::String(a)) => vec![a.as_str()],
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
         _ => return Err("aud missing".into()),
     };
-    if !auds.contains(&want.client_id) {
-        return Err("aud mismatch".into());
-    }
-    // --- azp: with several audiences the token was requested by one of them;
-    // it must be us (OpenID Connect Core 3.1.3.7 steps 4-5). When present with a
-    // single audience it must be us too.
-    let azp = str_claim(claims, "azp");
-    if auds.len() > 1 && azp.is_none() {
-        return Err("several audiences without azp".into());
-    }
-    if let Some(azp) = azp {
-        if azp != want.client_id {
-            return Err("azp mismatch".into());
+    if let Purpose::Access { audiences } = want.purpose {
+        // --- aud (bearer): the token must be meant for this API, not for
+        // another one that could replay it here.
+        if !auds.iter().any(|a| audiences.iter().any(|x| x == a)) {
+            return Err("aud mismatch".into());
+        }
+        // --- an ID token is not an access token: Entra access tokens carry
+        // `scp` (delegated) or `roles` (application); ID tokens carry neither,
+        // and carry a nonce. Stops replaying a user's ID token as a bearer token
+        // when the API's audience is the app's own client id.
+        if !(claims.contains_key("scp") || claims.contains_key("roles"))
+            || claims.contains_key("nonce")
+        {
+            return Err("not an access token (no scp or roles claim)".into());
+        }
+    } else {
+        // --- aud: a token issued to another application (which that
+        // application could replay to us) must not be accepted.
+        if !auds.contains(&want.client_id) {
+            return Err("aud mismatch".into());
+        }
+        // --- azp: with several audiences the token was requested by one of
+        // them; it must be us (OpenID Connect Core 3.1.3.7 steps 4-5). When
+        // present with a single audience it must be us too.
+        let azp = str_claim(claims, "azp");
+        if auds.len() > 1 && azp.is_none() {
+            return Err("several audiences without azp".into());
+        }
+        if let Some(azp) = azp {
+            if azp != want.client_id {
+                return Err("azp mismatch".into());
+            }
         }
     }
 
@@ -251,27 +319,60 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
         return Err("iat too old".into());
     }
 
-    // --- sub (and oid on Entra): without a stable subject there is no user id.
-    let sub = str_claim(claims, "sub")
-        .filter(|s| !s.is_empty())
-        .ok_or("sub missing")?;
-    if want.require_oid && str_claim(claims, "oid").is_none_or(str::is_empty) {
-        return Err("oid missing".into());
-    }
-
-    // --- nonce: binds the token to this browser's login attempt; stops a
-    // token obtained elsewhere (or an old one) from being injected into the
-    // callback (replay / token injection).
-    match want.nonce {
-        NonceRule::Equals(expected) => {
-            let got = str_claim(claims, "nonce").ok_or("nonce missing")?;
-            if expected.is_empty() || !bool::from(got.as_bytes().ct_eq(expected.as_bytes())) {
-                return Err("nonce mismatch".into());
+    let sub = str_claim(claims, "sub").filter(|s| !s.is_empty());
+    match want.purpose {
+        Purpose::IdToken { nonce } => {
+            // --- sub (and oid on Entra): without a stable subject there is no user id.
+            let sub = sub.ok_or("sub missing")?;
+            if want.require_oid && str_claim(claims, "oid").is_none_or(str::is_empty) {
+                return Err("oid missing".into());
+            }
+            // --- nonce: binds the token to this browser's login attempt; stops
+            // a token obtained elsewhere (or an old one) from being injected
+            // into the callback (replay / token injection).
+            match nonce {
+                NonceRule::Equals(expected) => {
+                    let got = str_claim(claims, "nonce").ok_or("nonce missing")?;
+                    if expected.is_empty() || !bool::from(got.as_bytes().ct_eq(expected.as_bytes()))
+                    {
+                        return Err("nonce mismatch".into());
+                    }
+                }
+                NonceRule::Refresh { sub: expected_sub } => {
+                    if sub != expected_sub {
+                        return Err("sub changed on refresh".into());
+                    }
+                }
             }
         }
-        NonceRule::Refresh { sub: expected_sub } => {
-            if sub != expected_sub {
-                return Err("sub changed on refresh".into());
+        Purpose::Access { .. } => {
+            sub.ok_or("sub missing")?;
+            if want.require_oid && str_claim(claims, "oid").is_none_or(str::is_empty) {
+                return Err("oid missing".into());
+            }
+        }
+        Purpose::Logout => {
+            // Back-Channel Logout 1.0 section 2.6: the events member marks the
+            // token as a logout token (so an ID token cannot be posted as one),
+            // a nonce is forbidden (same reason), sub or sid names what ends,
+            // and jti lets the caller refuse replays.
+            let is_logout = claims
+                .get("events")
+                .and_then(Value::as_object)
+                .is_some_and(|e| e.contains_key(BACKCHANNEL_LOGOUT_EVENT));
+            if !is_logout {
+                return Err(
+                    "not a logout token (events lacks the back-channel logout event)".into(),
+                );
+            }
+            if claims.contains_key("nonce") {
+                return Err("logout token must not contain a nonce".into());
+            }
+            if sub.is_none() && str_claim(claims, "sid").is_none_or(str::is_empty) {
+                return Err("logout token has neither sub nor sid".into());
+            }
+            if str_claim(claims, "jti").is_none_or(str::is_empty) {
+                return Err("jti missing".into());
             }
         }
     }

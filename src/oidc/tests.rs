@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::id_token::{check_claims, parse_header, Expectations, NonceRule};
+use super::id_token::{check_claims, parse_header, Expectations, NonceRule, Purpose};
 use super::metadata::{is_guid, IssuerRule};
 use super::template_matches;
 use crate::config::TenantAllowList;
@@ -42,10 +42,12 @@ fn check_with(
     check_claims(
         claims,
         &Expectations {
-            issuer: rule,
+            issuers: std::slice::from_ref(rule),
             client_id: "client",
             tenants: Some((tenants, Some(TID))),
-            nonce: NonceRule::Equals("n0nce"),
+            purpose: Purpose::IdToken {
+                nonce: NonceRule::Equals("n0nce"),
+            },
             require_oid: true,
             now: NOW,
         },
@@ -266,10 +268,12 @@ fn multi_tenant_issuer_template_uses_the_tokens_own_tid() {
 fn refresh_checks_sub_instead_of_nonce() {
     let rule = IssuerRule::Exact(format!("https://login.example/{TID}/v2.0"));
     let mut want = Expectations {
-        issuer: &rule,
+        issuers: std::slice::from_ref(&rule),
         client_id: "client",
         tenants: None,
-        nonce: NonceRule::Refresh { sub: "s" },
+        purpose: Purpose::IdToken {
+            nonce: NonceRule::Refresh { sub: "s" },
+        },
         require_oid: false,
         now: NOW,
     };
@@ -277,8 +281,10 @@ fn refresh_checks_sub_instead_of_nonce() {
         c.remove("nonce");
     });
     assert_eq!(check_claims(&c, &want), Ok(()));
-    want.nonce = NonceRule::Refresh {
-        sub: "someone-else",
+    want.purpose = Purpose::IdToken {
+        nonce: NonceRule::Refresh {
+            sub: "someone-else",
+        },
     };
     assert_eq!(
         check_claims(&c, &want),
@@ -324,4 +330,154 @@ fn authorization_response_iss_template_needs_a_guid() {
     ));
     assert!(is_guid(TID));
     assert!(!is_guid("11111111-2222-4333-8444-55555555555g"));
+}
+
+fn check_purpose(claims: &Map<String, Value>, purpose: Purpose<'_>) -> Result<(), String> {
+    let rules = [
+        IssuerRule::Exact(format!("https://login.example/{TID}/v2.0")),
+        IssuerRule::TenantTemplate("https://sts.example/{tenantid}/".into()),
+    ];
+    check_claims(
+        claims,
+        &Expectations {
+            issuers: &rules,
+            client_id: "client",
+            tenants: Some((&TenantAllowList::Pinned, Some(TID))),
+            purpose,
+            require_oid: true,
+            now: NOW,
+        },
+    )
+}
+
+#[test]
+fn access_tokens_need_the_api_audience_and_a_scope_and_are_not_id_tokens() {
+    let apis = vec!["api://hr".to_string()];
+    let access = || {
+        with(|c| {
+            c.remove("nonce");
+            c.insert("aud".into(), json!("api://hr"));
+            c.insert("azp".into(), json!("some-spa"));
+            c.insert("scp".into(), json!("read"));
+        })
+    };
+    let purpose = Purpose::Access { audiences: &apis };
+    assert_eq!(check_purpose(&access(), purpose), Ok(()));
+    // The v1.0 issuer form (second rule) with the token's tid.
+    let v1 = {
+        let mut c = access();
+        c.insert("iss".into(), json!(format!("https://sts.example/{TID}/")));
+        c
+    };
+    assert_eq!(check_purpose(&v1, purpose), Ok(()));
+    let mut other_api = access();
+    other_api.insert("aud".into(), json!("api://payroll"));
+    assert_eq!(
+        check_purpose(&other_api, purpose),
+        Err("aud mismatch".into())
+    );
+    // Our own ID token replayed as a bearer token for an API whose audience is our client id.
+    let own = vec!["client".to_string()];
+    assert_eq!(
+        check_purpose(&good(), Purpose::Access { audiences: &own }),
+        Err("not an access token (no scp or roles claim)".into())
+    );
+    let mut expired = access();
+    expired.insert("exp".into(), json!(NOW - 3600));
+    assert_eq!(
+        check_purpose(&expired, purpose),
+        Err("token expired".into())
+    );
+    let mut foreign = access();
+    foreign.insert("tid".into(), json!(OTHER_TID));
+    assert_eq!(
+        check_purpose(&foreign, purpose),
+        Err("tenant not allowed".into())
+    );
+}
+
+#[test]
+fn logout_tokens_need_the_event_a_subject_and_a_jti_and_no_nonce() {
+    let logout = || {
+        with(|c| {
+            c.remove("nonce");
+            c.insert("jti".into(), json!("j1"));
+            c.insert("sid".into(), json!("s1"));
+            c.insert(
+                "events".into(),
+                json!({ "http://schemas.openid.net/event/backchannel-logout": {} }),
+            );
+        })
+    };
+    assert_eq!(check_purpose(&logout(), Purpose::Logout), Ok(()));
+    let cases: Vec<(Map<String, Value>, &str)> = vec![
+        (
+            {
+                let mut c = logout();
+                c.remove("events");
+                c
+            },
+            "not a logout token",
+        ),
+        (
+            {
+                let mut c = logout();
+                c.insert("nonce".into(), json!("n"));
+                c
+            },
+            "must not contain a nonce",
+        ),
+        (
+            {
+                let mut c = logout();
+                c.remove("jti");
+                c
+            },
+            "jti missing",
+        ),
+        (
+            {
+                let mut c = logout();
+                c.remove("sid");
+                c.remove("sub");
+                c
+            },
+            "neither sub nor sid",
+        ),
+        (
+            {
+                let mut c = logout();
+                c.insert("aud".into(), json!("other"));
+                c
+            },
+            "aud mismatch",
+        ),
+    ];
+    for (claims, reason) in cases {
+        let got = check_purpose(&claims, Purpose::Logout).unwrap_err();
+        assert!(got.contains(reason), "{got} vs {reason}");
+    }
+    // An ID token is not a logout token.
+    assert!(check_purpose(&good(), Purpose::Logout).is_err());
+}
+
+#[test]
+fn explicit_typ_keeps_token_kinds_apart() {
+    let tok = |h: Value| format!("{}.{}.sig", b64(&h), b64(&json!({})));
+    let header = |typ: &str| parse_header(&tok(json!({"alg": "RS256", "typ": typ}))).unwrap();
+    let id = Purpose::IdToken {
+        nonce: NonceRule::Equals("n"),
+    };
+    let apis = vec!["api://x".to_string()];
+    let access = Purpose::Access { audiences: &apis };
+    assert!(header("JWT").check_typ(&id).is_ok());
+    assert!(header("application/jwt").check_typ(&id).is_ok());
+    assert!(header("at+jwt").check_typ(&id).is_err());
+    assert!(header("logout+jwt").check_typ(&id).is_err());
+    assert!(header("at+jwt").check_typ(&access).is_ok());
+    assert!(header("logout+jwt").check_typ(&access).is_err());
+    assert!(header("logout+jwt").check_typ(&Purpose::Logout).is_ok());
+    assert!(header("at+jwt").check_typ(&Purpose::Logout).is_err());
+    let untyped = parse_header(&tok(json!({"alg": "RS256"}))).unwrap();
+    assert!(untyped.check_typ(&id).is_ok());
 }

@@ -69,9 +69,14 @@ fn upstream_host_is_the_upstream_authority() {
 #[test]
 fn routes_share_clients_by_ca_and_connect_timeout() {
     let a = route("http://10.0.0.1:1", true);
-    let b = route("http://10.0.0.2:2", false);
-    let u = Upstreams::new(&[a, b]).unwrap();
-    assert_eq!(u.clients.len(), 1);
+    let mut b = (*route("http://10.0.0.2:2", false)).clone();
+    b.name = "b".into();
+    let mut c = b.clone();
+    c.name = "c".into();
+    c.connect_timeout = Duration::from_secs(1);
+    let u = Upstreams::new(&[a, Arc::new(b), Arc::new(c)]).unwrap();
+    assert!(Arc::ptr_eq(&u.by_route["r"], &u.by_route["b"]));
+    assert!(!Arc::ptr_eq(&u.by_route["r"], &u.by_route["c"]));
 }
 
 #[test]

@@ -827,3 +827,226 @@ async fn providers_survive_reloads_that_do_not_change_the_connection() {
     );
     assert!(providers.get("other").is_none());
 }
+
+#[tokio::test]
+async fn bearer_access_tokens_are_checked_for_the_api_audience() {
+    let idp = start_idp().await;
+    let (_providers, p) = provider_for(&entra(&idp, "contoso.example", ""));
+    let apis = vec!["api://hr".to_string()];
+    let at = idp
+        .mint_access_token(
+            "bob@contoso.example",
+            DEMO_CLIENT_ID,
+            "api://hr",
+            "read write",
+        )
+        .unwrap();
+    let t = p
+        .verify_access_token(&at, &apis)
+        .await
+        .expect("valid access token");
+    assert_eq!(t.identity().tid(), Some(DEMO_CONTOSO_TENANT));
+    assert_eq!(t.scopes(), vec!["read", "write"]);
+    assert!(t.roles().is_empty());
+
+    let other = idp
+        .mint_access_token(
+            "bob@contoso.example",
+            DEMO_CLIENT_ID,
+            "api://payroll",
+            "read",
+        )
+        .unwrap();
+    assert_eq!(
+        invalid_reason_at(p.verify_access_token(&other, &apis).await),
+        "aud mismatch"
+    );
+    // An ID token is not a bearer token, even when the API audience is our client id.
+    let id = idp
+        .mint_id_token("bob@contoso.example", DEMO_CLIENT_ID, Some("n"))
+        .unwrap();
+    let own = vec![DEMO_CLIENT_ID.to_string()];
+    let got = invalid_reason_at(p.verify_access_token(&id, &own).await);
+    assert!(got.contains("not an access token"), "{got}");
+    for (mode, reason) in [
+        (Hostile::AlgNone, "alg none"),
+        (Hostile::Hs256WithPublicKey, "HMAC"),
+        (Hostile::BadSignature, "signature invalid"),
+        (Hostile::Expired, "token expired"),
+        (Hostile::WrongIssuer, "iss mismatch"),
+        (
+            Hostile::Tid(DEMO_FABRIKAM_TENANT.into()),
+            "tenant not allowed",
+        ),
+    ] {
+        idp.set_hostile(Some(mode.clone()));
+        let at = idp
+            .mint_access_token("bob@contoso.example", DEMO_CLIENT_ID, "api://hr", "read")
+            .unwrap();
+        let got = invalid_reason_at(p.verify_access_token(&at, &apis).await);
+        assert!(got.contains(reason), "{mode:?}: {got}");
+    }
+}
+
+fn invalid_reason_at(r: Result<realmgate::oidc::VerifiedAccessToken, OidcError>) -> String {
+    match r {
+        Err(OidcError::InvalidToken(reason)) => reason,
+        other => panic!("expected InvalidToken, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn logout_tokens_are_verified_once() {
+    let idp = start_idp().await;
+    let (_providers, p) = provider_for(&entra(&idp, "contoso.example", ""));
+    let lt = idp
+        .mint_logout_token("alice@contoso.example", DEMO_CLIENT_ID, Some("sid-1"))
+        .unwrap();
+    let t = p
+        .verify_logout_token(&lt)
+        .await
+        .expect("valid logout token");
+    assert_eq!(t.sid.as_deref(), Some("sid-1"));
+    assert!(t.sub.is_some());
+    assert_eq!(t.iss, idp.issuer(DEMO_CONTOSO_TENANT));
+    match p.verify_logout_token(&lt).await {
+        Err(OidcError::InvalidToken(r)) => assert!(r.contains("replayed"), "{r}"),
+        other => panic!("replay accepted: {other:?}"),
+    }
+    // An ID token posted as a logout token.
+    let id = idp
+        .mint_id_token("alice@contoso.example", DEMO_CLIENT_ID, Some("n"))
+        .unwrap();
+    assert!(p.verify_logout_token(&id).await.is_err());
+    idp.set_hostile(Some(Hostile::WrongAudience));
+    let lt = idp
+        .mint_logout_token("alice@contoso.example", DEMO_CLIENT_ID, Some("sid-2"))
+        .unwrap();
+    match p.verify_logout_token(&lt).await {
+        Err(OidcError::InvalidToken(r)) => assert_eq!(r, "aud mismatch"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A tiny HTTP server that records POST bodies.
+async fn capture_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            record
+                                .lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&body).into_owned());
+                            Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/.auth/backchannel-logout"), seen)
+}
+
+#[tokio::test]
+async fn the_idp_delivers_a_backchannel_logout_token_on_logout() {
+    let (uri, seen) = capture_server().await;
+    let mut config = IdpConfig::demo_default();
+    config.clients[0].backchannel_logout_uri = Some(uri);
+    let idp = idp::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (_providers, p) = provider_for(&entra(&idp, "contoso.example", ""));
+    let (tokens, nonce) = login(&idp, &p, "alice@contoso.example").await;
+    let t = p.verify_id_token(&tokens.id_token, &nonce).await.unwrap();
+    let url = p
+        .end_session_url(Some(&tokens.id_token), "http://127.0.0.1:9/bye")
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 302);
+    assert_eq!(idp.backchannel_logouts_delivered(), 1);
+    let body = seen
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("a logout token was posted");
+    let lt = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .expect("logout_token field");
+    let logout = p
+        .verify_logout_token(&lt)
+        .await
+        .expect("valid logout token");
+    assert_eq!(logout.sid.as_deref(), t.sid());
+    assert_eq!(logout.sub.as_deref(), Some(t.sub()));
+}
+
+#[tokio::test]
+async fn group_overage_points_to_graph_which_pages_through_every_group() {
+    let mut config = IdpConfig::demo_default();
+    config.groups_overage_limit = 1;
+    config.graph_page_size = 1;
+    let idp = idp::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (_providers, p) = provider_for(&entra(&idp, "contoso.example", ""));
+    let (tokens, nonce) = login(&idp, &p, "alice@contoso.example").await;
+    let t = p.verify_id_token(&tokens.id_token, &nonce).await.unwrap();
+    assert!(t.has_group_overage());
+    assert!(t.groups().is_empty());
+    // Bob has one group: no overage.
+    let (bob, bob_nonce) = login(&idp, &p, "bob@contoso.example").await;
+    let b = p.verify_id_token(&bob.id_token, &bob_nonce).await.unwrap();
+    assert!(!b.has_group_overage());
+    assert_eq!(b.groups().len(), 1);
+
+    let http = reqwest::Client::new();
+    let mut next = Some(format!(
+        "{}/v1.0/me/transitiveMemberOf/microsoft.graph.group?$select=id",
+        idp.base_url()
+    ));
+    let mut ids = Vec::new();
+    while let Some(url) = next.take() {
+        let page: serde_json::Value = http
+            .get(&url)
+            .bearer_auth(tokens.access_token.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for g in page["value"].as_array().unwrap() {
+            ids.push(g["id"].as_str().unwrap().to_string());
+        }
+        next = page["@odata.nextLink"].as_str().map(str::to_string);
+    }
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&DEMO_HR_GROUP.to_string()));
+    assert_eq!(idp.graph_calls(), 2, "one call per page");
+    let anonymous = http
+        .get(format!("{}/v1.0/me/transitiveMemberOf", idp.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

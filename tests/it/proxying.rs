@@ -80,7 +80,7 @@ async fn unknown_host_gets_a_short_421_and_the_upstream_nothing() {
     assert_eq!(resp.status(), 421);
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let page = resp.text().await.unwrap();
-    assert!(page.len() < 2048, "short page: {} bytes", page.len());
+    assert!(page.len() < 8192, "short page: {} bytes", page.len());
     assert!(
         !page.contains("unknown.test"),
         "the host is not echoed: {page}"
@@ -625,4 +625,217 @@ async fn auth_paths_are_answered_by_the_gateway_itself() {
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["cache-control"], "no-store");
     up.assert_received_nothing().await;
+}
+
+#[tokio::test]
+async fn https_upstream_with_upstream_ca_speaks_http2_and_tunnels_websockets_over_http11() {
+    let (up, files) = EchoUpstream::start_tls().await;
+    let extra = format!(
+        "public = [\"/\"]\nupstream_ca = {:?}",
+        files.ca_file.display().to_string()
+    );
+    let gw = TestGateway::start(&config(
+        "",
+        &route("tls", "app.test", "/", &up.tls_url(), &extra),
+    ))
+    .await;
+    let e = Echoed::from(
+        gw.client()
+            .get(gw.url("app.test", "/over-tls"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        e.0["version"], "HTTP/2.0",
+        "negotiated with ALPN: {:?}",
+        e.0
+    );
+    assert_eq!(e.uri(), "/over-tls");
+
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!("ws://app.test:{}/ws", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    let (mut ws, _) =
+        tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
+            .await
+            .expect("handshake in time")
+            .expect("handshake");
+    ws.send(Message::text("over tls")).await.unwrap();
+    let echoed = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "over tls");
+}
+
+#[tokio::test]
+async fn https_upstream_with_an_untrusted_certificate_is_502() {
+    // The route trusts another CA than the one that signed the upstream's certificate.
+    let (up, _files) = EchoUpstream::start_tls().await;
+    let (_other, other_files) = EchoUpstream::start_tls().await;
+    let extra = format!(
+        "public = [\"/\"]\nupstream_ca = {:?}",
+        other_files.ca_file.display().to_string()
+    );
+    let gw = TestGateway::start(&config(
+        "",
+        &route("tls", "app.test", "/", &up.tls_url(), &extra),
+    ))
+    .await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_of_the_upstream_response_are_removed() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/hop-response"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(h["x-app"], "ok");
+    for gone in ["x-internal-hop", "keep-alive", "proxy-authenticate"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the client");
+    }
+    for v in h.get_all("connection") {
+        assert!(!v.to_str().unwrap().contains("x-internal-hop"));
+    }
+}
+
+/// Collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn access_lines(&self) -> Vec<serde_json::Value> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "access")
+            .collect()
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// current_thread: the gateway's tasks run on this thread, under this subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn one_access_log_line_per_request_without_secrets() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_target(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/reports/q1?token=SECRET-QUERY"))
+        .header("cookie", "realmgate=COOKIE-VALUE")
+        .header("authorization", "Bearer TOKEN-VALUE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let unknown = gw
+        .client()
+        .get(gw.url("unknown.test", "/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 421);
+
+    assert!(wait_until(DEADLINE, || captured.access_lines().len() >= 2).await);
+    let lines = captured.access_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let f = &lines[0]["fields"];
+    assert_eq!(f["method"], "GET");
+    assert_eq!(f["host"], "app.test");
+    assert_eq!(f["path"], "/reports/q1");
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["request_id"], id.as_str());
+    assert!(f["upstream_ms"].as_f64().is_some(), "{f}");
+    assert_eq!(lines[1]["fields"]["status"], 421);
+    let all = captured.text();
+    for secret in ["SECRET-QUERY", "COOKIE-VALUE", "TOKEN-VALUE"] {
+        assert!(!all.contains(secret), "{secret} was logged: {all}");
+    }
+}
+
+#[tokio::test]
+async fn public_paths_are_forwarded_without_spoofed_identity_or_realmgate_cookies() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(
+        &up,
+        "headers_extra = { \"X-Employee-Id\" = \"claims.employeeid\" }",
+        "",
+    )
+    .await;
+    let spoofed = [
+        ("x-forwarded-user", "admin"),
+        ("x-forwarded-email", "ceo@contoso.com"),
+        ("x-forwarded-groups", "HR Admins"),
+        ("X-MS-CLIENT-PRINCIPAL-NAME", "admin"),
+        ("x-ms-client-principal", "e30="),
+        ("x-auth-request-user", "admin"),
+        ("remote-user", "admin"),
+        ("x-pomerium-jwt-assertion", "forged"),
+        ("oidc_claim_sub", "admin"),
+        ("x_forwarded_user", "admin"),
+        ("x-realmgate-assertion", "forged"),
+        ("x-employee-id", "42"),
+    ];
+    let mut req = gw
+        .client()
+        .get(gw.url("app.test", "/anything"))
+        .header("cookie", "realmgate=forged-session; theme=dark")
+        .header("x-app-header", "kept");
+    for (k, v) in spoofed {
+        req = req.header(k, v);
+    }
+    let e = Echoed::from(req.send().await.unwrap()).await;
+    for (k, _) in spoofed {
+        assert!(
+            e.header_all(&k.to_ascii_lowercase()).is_empty(),
+            "{k} reached the upstream: {:?}",
+            e.0["headers"]
+        );
+    }
+    assert_eq!(e.header("x-app-header").as_deref(), Some("kept"));
+    let cookies = e.header_all("cookie").join("; ");
+    assert!(!cookies.contains("forged-session"), "{cookies}");
+    assert!(cookies.contains("theme=dark"), "{cookies}");
 }

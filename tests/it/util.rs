@@ -58,7 +58,8 @@ type EchoBody = BoxBody<Bytes, std::io::Error>;
 /// Other endpoints: `/slow?ms=N` (answer after N ms), `/stream?bytes=N`
 /// (stream N bytes of `b'x'`), `/ws` (WebSocket echo), `/status/{n}`
 /// (answer status n), `/close` (drop the connection without answering),
-/// `/count` (echo without hashing the body).
+/// `/count` (echo without hashing the body), `/hop-response` (answers with
+/// hop-by-hop headers).
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     /// Requests received (counted as soon as their head arrives).
@@ -72,6 +73,32 @@ pub struct EchoUpstream {
 
 impl EchoUpstream {
     pub async fn start() -> EchoUpstream {
+        EchoUpstream::serve(None).await
+    }
+
+    /// The same upstream over TLS (HTTP/2 or HTTP/1.1 by ALPN) with a fresh
+    /// self-signed certificate for `localhost`; `ca_file` holds it as PEM for
+    /// the route's `upstream_ca`.
+    pub async fn start_tls() -> (EchoUpstream, TlsFiles) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = dir.path().join("upstream-ca.pem");
+        std::fs::write(&ca_file, cert.cert.pem()).expect("write CA");
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .expect("server config");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let up = EchoUpstream::serve(Some(acceptor)).await;
+        (up, TlsFiles { _dir: dir, ca_file })
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> EchoUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -84,14 +111,28 @@ impl EchoUpstream {
                     continue;
                 };
                 let (r, b, st) = (r.clone(), b.clone(), st.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         r.fetch_add(1, Ordering::SeqCst);
                         echo(req, b.clone(), st.clone())
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let _ = match tls {
+                        None => {
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await
+                        }
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => {
+                                builder
+                                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                                    .await
+                            }
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
@@ -102,6 +143,11 @@ impl EchoUpstream {
             streamed,
             task,
         }
+    }
+
+    /// `https://localhost:PORT` (for upstreams from `start_tls`).
+    pub fn tls_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     /// `http://127.0.0.1:PORT`
@@ -126,6 +172,12 @@ impl Drop for EchoUpstream {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Files of a TLS echo upstream; removed on drop.
+pub struct TlsFiles {
+    _dir: tempfile::TempDir,
+    pub ca_file: std::path::PathBuf,
 }
 
 fn query_param(req: &Request<Incoming>, key: &str) -> Option<u64> {
@@ -162,6 +214,17 @@ async fn echo(
         *resp.status_mut() = status;
         return Ok(resp);
     }
+    if path == "/hop-response" {
+        // Hop-by-hop headers an upstream might send; none may reach the client.
+        return Ok(Response::builder()
+            .header("connection", "x-internal-hop")
+            .header("x-internal-hop", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authenticate", "Basic")
+            .header("x-app", "ok")
+            .body(full_body("hop"))
+            .expect("static response"));
+    }
     if path == "/slow" {
         let ms = query_param(&req, "ms").unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -171,6 +234,7 @@ async fn echo(
         return Ok(Response::new(stream_body(total, 64 * 1024, Some(streamed))));
     }
     let method = req.method().to_string();
+    let version = format!("{:?}", req.version());
     let uri = req
         .uri()
         .path_and_query()
@@ -202,6 +266,7 @@ async fn echo(
     }
     let json = serde_json::json!({
         "method": method,
+        "version": version,
         "uri": uri,
         "headers": headers,
         "body_len": len,

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Throughput and latency of realmgate against nginx as a plain reverse proxy,
+# both in front of the same upstream, on one machine, in one run (SPEC 7).
+#
+#   bench/run.sh                  # 3 interleaved rounds of 10 s per target
+#   ROUNDS=5 DURATION=20s bench/run.sh
+#   TARGETS="nginx realmgate" bench/run.sh
+#
+# Installs nothing: it says what is missing. Needs wrk, nginx, cargo, curl.
+# Everything listens on 127.0.0.1; every process started here is stopped on exit.
+#
+# Adding a target (e.g. an authenticated session, Apache mod_auth_openidc):
+# write three functions and add the name to TARGETS:
+#   start_<name>      start it (background; append its PID to PIDS), wait until it answers
+#   url_<name>        print the URL wrk should load
+#   wrk_args_<name>   print extra wrk arguments, one per line (e.g. -H and a
+#                     "Cookie: realmgate=..." header for a signed-in session); may print nothing
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-2}"
+TARGETS="${TARGETS:-nginx realmgate}"
+BASE_PORT="${BASE_PORT:-18080}"
+UPSTREAM_PORT=$((BASE_PORT + 1))
+NGINX_PORT=$((BASE_PORT + 2))
+REALMGATE_PORT=$((BASE_PORT + 3))
+REALMGATE_ADMIN_PORT=$((BASE_PORT + 4))
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+REALMGATE_BIN="$CARGO_TARGET_DIR/release/realmgate"
+
+missing=()
+for tool in wrk nginx cargo curl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  echo "bench/run.sh: missing: ${missing[*]}" >&2
+  echo "  on Debian/Ubuntu: apt-get update && apt-get install -y wrk nginx curl (cargo: https://rustup.rs)" >&2
+  exit 2
+fi
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+# Polls `url` until it answers 200 (bounded: 20 s).
+wait_http() {
+  local url="$1" i
+  for i in $(seq 1 200); do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null)" = 200 ]; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench/run.sh: $url did not answer 200 within 20 s" >&2
+  exit 1
+}
+
+# Starts nginx with a config body (inside `http {}`) in its own prefix.
+start_nginx_with() {
+  local name="$1" workers="$2" body="$3"
+  mkdir -p "$WORK/$name/logs"
+  cat >"$WORK/$name/nginx.conf" <<EOF
+worker_processes $workers;
+daemon off;
+pid $WORK/$name/nginx.pid;
+error_log $WORK/$name/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$name/body;
+  proxy_temp_path $WORK/$name/proxy;
+  fastcgi_temp_path $WORK/$name/fastcgi;
+  uwsgi_temp_path $WORK/$name/uwsgi;
+  scgi_temp_path $WORK/$name/scgi;
+  keepalive_requests 1000000;
+  $body
+}
+EOF
+  nginx -p "$WORK/$name" -c "$WORK/$name/nginx.conf" &
+  PIDS+=($!)
+}
+
+# --- the upstream: nginx answering a small static response (the fairest, fastest origin) ---
+start_upstream() {
+  start_nginx_with upstream 1 "
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    location / { default_type text/plain; return 200 'hello from the upstream, a small response body\n'; }
+  }"
+  wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
+}
+
+# --- target: nginx as a plain reverse proxy with a keep-alive upstream pool ---
+start_nginx() {
+  start_nginx_with proxy auto "
+  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_buffering off;
+    }
+  }"
+  wait_http "$(url_nginx)"
+}
+url_nginx() { echo "http://127.0.0.1:$NGINX_PORT/"; }
+wrk_args_nginx() { :; }
+
+# --- target: realmgate, a public route to the same upstream ---
+start_realmgate() {
+  cat >"$WORK/realmgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$REALMGATE_PORT"
+[admin]
+listen = "127.0.0.1:$REALMGATE_ADMIN_PORT"
+[log]
+level = "warn"          # no access log line, like nginx's access_log off above
+[session]
+secret = "bench-only-secret-bench-only-secret-0123"
+[[route]]
+name = "bench"
+hosts = ["127.0.0.1"]
+upstream = "http://127.0.0.1:$UPSTREAM_PORT"
+public = ["/"]
+EOF
+  RUST_LOG= "$REALMGATE_BIN" run --config "$WORK/realmgate.toml" 2>"$WORK/realmgate.log" &
+  PIDS+=($!)
+  wait_http "$(url_realmgate)"
+}
+url_realmgate() { echo "http://127.0.0.1:$REALMGATE_PORT/"; }
+wrk_args_realmgate() { :; }
+
+# Converts wrk latency ("850.00us", "1.23ms", "1.01s") to milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else { printf "%s", v } }'
+}
+
+# Runs wrk against one target; prints "rps p50_ms p99_ms".
+measure() {
+  local name="$1" duration="$2" out args=()
+  mapfile -t args < <("wrk_args_$name")
+  out="$(wrk -c "$CONNECTIONS" -t "$THREADS" -d "$duration" --latency "${args[@]}" "$("url_$name")")"
+  echo "$out" >>"$WORK/wrk-$name.txt"
+  local rps p50 p99 errors
+  rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
+  p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")"
+  p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
+  errors="$(awk '/Non-2xx or 3xx responses:/ { print $NF } /Socket errors:/ { print "socket-errors" }' <<<"$out")"
+  if [ -n "$errors" ]; then
+    echo "bench/run.sh: $name had errors: $errors" >&2
+    grep -E "Non-2xx|Socket errors" <<<"$out" >&2
+  fi
+  echo "$rps $p50 $p99"
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+echo "== building realmgate (release)"
+(cd "$ROOT" && cargo build --release --quiet)
+
+echo "== starting the upstream and the targets ($TARGETS)"
+start_upstream
+read -r -a targets <<<"$TARGETS"
+for t in "${targets[@]}"; do "start_$t"; done
+
+echo "== warm-up (2 s each)"
+for t in "${targets[@]}"; do measure "$t" 2s >/dev/null; done
+
+declare -A RESULTS
+n=${#targets[@]}
+for ((round = 0; round < ROUNDS; round++)); do
+  # Rotate the order every round so no target always runs first (or hot).
+  for ((i = 0; i < n; i++)); do
+    t="${targets[$(((i + round) % n))]}"
+    read -r rps p50 p99 < <(measure "$t" "$DURATION")
+    printf "round %d  %-12s %10s req/s  p50 %8s ms  p99 %8s ms\n" $((round + 1)) "$t" "$rps" "$p50" "$p99"
+    RESULTS[$t]+="$rps $p50 $p99"$'\n'
+  done
+done
+
+echo
+echo "== medians of $ROUNDS rounds (wrk -c$CONNECTIONS -t$THREADS -d$DURATION, keep-alive, GET /)"
+printf "%-12s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
+declare -A MEDIAN_RPS
+for t in "${targets[@]}"; do
+  rps="$(awk 'NF { print $1 }' <<<"${RESULTS[$t]}" | median)"
+  p50="$(awk 'NF { print $2 }' <<<"${RESULTS[$t]}" | median)"
+  p99="$(awk 'NF { print $3 }' <<<"${RESULTS[$t]}" | median)"
+  MEDIAN_RPS[$t]="$rps"
+  printf "%-12s %12s %10s %10s\n" "$t" "$rps" "$p50" "$p99"
+done
+if [ -n "${MEDIAN_RPS[nginx]:-}" ]; then
+  for t in "${targets[@]}"; do
+    [ "$t" = nginx ] && continue
+    awk -v a="${MEDIAN_RPS[$t]}" -v b="${MEDIAN_RPS[nginx]}" -v t="$t" \
+      'BEGIN { printf "ratio %s/nginx (throughput): %.2f\n", t, a / b }'
+  done
+fi

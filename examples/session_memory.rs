@@ -1,0 +1,195 @@
+//! Memory cost of the memory session store (SPEC 7: one million sessions in 1 GiB).
+//!
+//! ```text
+//! cargo run --release --example session_memory -- [COUNT] [none|refresh|all]
+//! ```
+//!
+//! Inserts COUNT (default 1,000,000) realistic Entra sessions — `oid`, `tid`,
+//! `sub`, `sid`, email, display name, UPN and 20 group ids drawn from an
+//! organisation of 5,000 groups — and prints the process's resident memory
+//! (`VmRSS` from `/proc/self/status`) before and after. The second argument
+//! says which tokens each session keeps: `none` (identity only), `refresh`
+//! (a 1.5 KB refresh token) or `all` (plus a 1.3 KB ID token and a 1.8 KB
+//! access token). Linux only.
+
+use std::time::{Duration, Instant};
+
+use realmgate::session::memory::MemoryStore;
+use realmgate::session::model::{EmailTrust, Session};
+use realmgate::session::store::{SessionId, SessionStore};
+
+const GROUP_POOL: usize = 5_000;
+const GROUPS_PER_USER: usize = 20;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let count: usize = args
+        .next()
+        .map(|a| a.replace('_', "").parse().expect("COUNT must be a number"))
+        .unwrap_or(1_000_000);
+    let tokens = args.next().unwrap_or_else(|| "none".to_string());
+    if !matches!(tokens.as_str(), "none" | "refresh" | "all") {
+        eprintln!("tokens must be none, refresh or all");
+        std::process::exit(2);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(count, &tokens));
+}
+
+async fn run(count: usize, tokens: &str) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let tenant = guid(&mut rng);
+    let issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
+    let pool: Vec<String> = (0..GROUP_POOL).map(|_| guid(&mut rng)).collect();
+    let refresh = token(&mut rng, 1500);
+    let id_token = token(&mut rng, 1300);
+    let access = token(&mut rng, 1800);
+
+    let store = MemoryStore::new(count as u64 + 1, Duration::from_secs(3600));
+    let before = rss_kib();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let started = Instant::now();
+    let mut probe = Vec::new();
+    for i in 0..count {
+        let first = FIRST[i % FIRST.len()];
+        let last = LAST[(i / FIRST.len()) % LAST.len()];
+        let email = format!("{first}.{last}{i}@contoso.com").to_lowercase();
+        let s = Session {
+            user_id: guid(&mut rng),
+            subject: token(&mut rng, 43),
+            tenant_id: Some(tenant.clone()),
+            connection: "contoso".into(),
+            issuer: issuer.clone(),
+            sid: Some(guid(&mut rng)),
+            email: Some(email.clone()),
+            email_trust: EmailTrust::EntraDomainVerified,
+            name: Some(format!("{first} {last}")),
+            preferred_username: Some(email),
+            groups: (0..GROUPS_PER_USER)
+                .map(|_| pool[rng.below(GROUP_POOL)].clone())
+                .collect(),
+            claims: None,
+            id_token: (tokens == "all").then(|| id_token.clone()),
+            access_token: (tokens == "all").then(|| access.clone()),
+            refresh_token: (tokens != "none").then(|| refresh.clone()),
+            tokens_expire_at: Some(now + 3600),
+            created_at: now,
+            expires_at: now + 8 * 3600,
+        };
+        let id = SessionId::generate();
+        store.put(&id, s).await.expect("memory store put");
+        if i % (count / 1000).max(1) == 0 {
+            probe.push(id);
+        }
+    }
+    store.run_pending_tasks();
+    let insert_time = started.elapsed();
+    let after = rss_kib();
+
+    let started = Instant::now();
+    let mut found = 0;
+    let rounds = 100;
+    for _ in 0..rounds {
+        for id in &probe {
+            if store.get(id).await.expect("memory store get").is_some() {
+                found += 1;
+            }
+        }
+    }
+    let per_get = started.elapsed() / (rounds * probe.len() as u32).max(1);
+
+    let delta = after.saturating_sub(before);
+    println!("sessions:        {}", store.approximate_len());
+    println!("tokens kept:     {tokens}");
+    println!("insert time:     {insert_time:.2?}");
+    println!("VmRSS before:    {} MiB", before / 1024);
+    println!("VmRSS after:     {} MiB", after / 1024);
+    println!(
+        "store cost:      {} MiB ({} bytes per session)",
+        delta / 1024,
+        delta * 1024 / count.max(1) as u64
+    );
+    println!("get (unpack):    {per_get:.2?} per call ({found} hits)");
+    let budget_kib = 1024 * 1024;
+    println!(
+        "1 GiB budget:    {}",
+        if after <= budget_kib {
+            "met (total process RSS)"
+        } else {
+            "EXCEEDED"
+        }
+    );
+}
+
+/// Resident set size in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// xorshift64*: deterministic test data, not security.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn guid(rng: &mut Rng) -> String {
+    let a = rng.next();
+    let b = rng.next();
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn token(rng: &mut Rng, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..len).map(|_| ALPHABET[rng.below(64)] as char).collect()
+}
+
+const FIRST: &[&str] = &[
+    "Alice", "Bob", "Carol", "David", "Eve", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory",
+    "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Zoë",
+];
+const LAST: &[&str] = &[
+    "Smith",
+    "Johnson",
+    "Müller",
+    "García",
+    "Nguyen",
+    "Kowalski",
+    "Rossi",
+    "Andersson",
+    "Tanaka",
+    "O'Brien",
+    "Dubois",
+    "Silva",
+    "Novak",
+    "Jensen",
+    "Popescu",
+    "Ivanova",
+    "Cohen",
+    "Kim",
+];

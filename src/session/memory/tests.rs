@@ -1,0 +1,299 @@
+use serde_json::json;
+
+use super::*;
+
+fn session(user: &str, sid: Option<&str>) -> Session {
+    let now = unix_now();
+    Session {
+        user_id: user.into(),
+        subject: format!("sub-{user}"),
+        tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),
+        connection: "contoso".into(),
+        issuer: "https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/v2.0"
+            .into(),
+        sid: sid.map(String::from),
+        email: Some(format!("{user}@contoso.com")),
+        email_trust: EmailTrust::EntraDomainVerified,
+        name: Some("Zoë".into()),
+        preferred_username: None,
+        groups: vec!["g1".into(), "g2".into(), "".into()],
+        claims: Some(
+            json!({"employeeid": "E-1", "roles": ["a"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        id_token: Some("h.p.s".into()),
+        access_token: None,
+        refresh_token: Some("rt".into()),
+        tokens_expire_at: Some(now + 3600),
+        created_at: now,
+        expires_at: now + 3600,
+    }
+}
+
+fn store() -> MemoryStore {
+    MemoryStore::new(1000, Duration::from_secs(3600))
+}
+
+#[tokio::test]
+async fn a_session_round_trips_field_for_field() {
+    let s = store();
+    let id = SessionId::generate();
+    let mut full = session("alice", Some("sid-1"));
+    full.preferred_username = Some(String::new());
+    full.access_token = Some("at".repeat(1000));
+    s.put(&id, full.clone()).await.unwrap();
+    assert_eq!(*s.get(&id).await.unwrap().unwrap(), full);
+    let sparse = Session {
+        tenant_id: None,
+        sid: None,
+        email: None,
+        name: None,
+        groups: vec![],
+        claims: None,
+        id_token: None,
+        refresh_token: None,
+        tokens_expire_at: None,
+        email_trust: EmailTrust::Unverified,
+        ..session("bob", None)
+    };
+    let id2 = SessionId::generate();
+    s.put(&id2, sparse.clone()).await.unwrap();
+    assert_eq!(*s.get(&id2).await.unwrap().unwrap(), sparse);
+}
+
+#[tokio::test]
+async fn unknown_ids_are_none() {
+    assert!(store().get(&SessionId::generate()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn delete_ends_the_session_and_a_late_update_does_not_revive_it() {
+    let s = store();
+    let id = SessionId::generate();
+    s.put(&id, session("alice", None)).await.unwrap();
+    s.delete(&id).await.unwrap();
+    assert!(s.get(&id).await.unwrap().is_none());
+    // A token refresh that started before the logout finishes afterwards.
+    s.put(&id, session("alice", None)).await.unwrap();
+    assert!(s.get(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn replacing_a_session_keeps_one_index_entry_and_revocation_working() {
+    let s = store();
+    let id = SessionId::generate();
+    s.put(&id, session("alice", Some("sid-1"))).await.unwrap();
+    let mut refreshed = session("alice", Some("sid-1"));
+    refreshed.access_token = Some("new".into());
+    s.put(&id, refreshed.clone()).await.unwrap();
+    s.run_pending_tasks();
+    assert_eq!(s.index_len(), 2, "one user entry and one sid entry");
+    assert_eq!(*s.get(&id).await.unwrap().unwrap(), refreshed);
+    assert_eq!(s.revoke_user("alice").await.unwrap(), 1);
+    assert!(s.get(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn revoke_user_ends_every_session_of_that_user_only() {
+    let s = store();
+    let a1 = SessionId::generate();
+    let a2 = SessionId::generate();
+    let b = SessionId::generate();
+    s.put(&a1, session("alice", Some("s1"))).await.unwrap();
+    s.put(&a2, session("alice", Some("s2"))).await.unwrap();
+    s.put(&b, session("bob", Some("s3"))).await.unwrap();
+    assert_eq!(s.revoke_user("alice").await.unwrap(), 2);
+    assert!(s.get(&a1).await.unwrap().is_none());
+    assert!(s.get(&a2).await.unwrap().is_none());
+    assert!(s.get(&b).await.unwrap().is_some());
+    assert_eq!(s.revoke_user("alice").await.unwrap(), 0);
+    assert_eq!(s.revoke_user("nobody").await.unwrap(), 0);
+    // Revoked sessions cannot be written back by an in-flight refresh.
+    s.put(&a1, session("alice", Some("s1"))).await.unwrap();
+    assert!(s.get(&a1).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn revoke_sid_ends_the_sessions_with_that_provider_session() {
+    let s = store();
+    let a = SessionId::generate();
+    let b = SessionId::generate();
+    let c = SessionId::generate();
+    s.put(&a, session("alice", Some("shared"))).await.unwrap();
+    s.put(&b, session("alice", Some("other"))).await.unwrap();
+    s.put(&c, session("carol", Some("shared"))).await.unwrap();
+    assert_eq!(s.revoke_sid("shared").await.unwrap(), 2);
+    assert!(s.get(&a).await.unwrap().is_none());
+    assert!(s.get(&c).await.unwrap().is_none());
+    assert!(s.get(&b).await.unwrap().is_some());
+    assert_eq!(s.revoke_sid("").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn indexes_are_pruned_when_sessions_go() {
+    let s = store();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let id = SessionId::generate();
+        s.put(
+            &id,
+            session(&format!("u{}", i % 10), Some(&format!("sid{i}"))),
+        )
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    s.run_pending_tasks();
+    assert_eq!(s.index_len(), 10 + 50);
+    for id in &ids[..25] {
+        s.delete(id).await.unwrap();
+    }
+    s.run_pending_tasks();
+    assert_eq!(s.index_len(), 10 + 25);
+    for u in 0..10 {
+        s.revoke_user(&format!("u{u}")).await.unwrap();
+    }
+    s.run_pending_tasks();
+    assert_eq!(s.index_len(), 0);
+    assert_eq!(s.approximate_len(), 0);
+}
+
+#[tokio::test]
+async fn a_session_past_its_absolute_end_is_gone() {
+    let s = store();
+    let id = SessionId::generate();
+    let mut old = session("alice", None);
+    old.expires_at = unix_now().saturating_sub(1);
+    s.put(&id, old).await.unwrap();
+    assert!(s.get(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_absolute_end_wins_over_activity() {
+    let s = store();
+    let id = SessionId::generate();
+    let mut short = session("alice", Some("x"));
+    short.expires_at = unix_now() + 1;
+    s.put(&id, short).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.get(&id).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "session outlived its absolute end"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.run_pending_tasks();
+    assert_eq!(s.index_len(), 0, "expiry prunes the indexes");
+}
+
+#[tokio::test]
+async fn idle_sessions_end_and_use_extends_them() {
+    let s = MemoryStore::new(1000, Duration::from_millis(400));
+    let id = SessionId::generate();
+    s.put(&id, session("alice", None)).await.unwrap();
+    // Keep it busy for longer than the idle timeout: it stays.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(s.get(&id).await.unwrap().is_some());
+    }
+    // Leave it alone: it goes. (Waiting cannot poll `get`, which extends.)
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(s.get(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn at_capacity_the_newest_session_is_admitted() {
+    let s = MemoryStore::new(10, Duration::from_secs(3600));
+    let mut last = None;
+    for i in 0..40 {
+        let id = SessionId::generate();
+        s.put(&id, session(&format!("u{i}"), None)).await.unwrap();
+        last = Some(id);
+    }
+    s.run_pending_tasks();
+    assert!(s.approximate_len() <= 10, "{}", s.approximate_len());
+    assert!(
+        s.get(&last.unwrap()).await.unwrap().is_some(),
+        "a fresh login is never refused"
+    );
+    s.run_pending_tasks();
+    assert!(s.index_len() <= 10);
+}
+
+#[tokio::test]
+async fn ping_answers() {
+    store().ping().await.unwrap();
+}
+
+#[test]
+fn the_interner_counts_references_and_reuses_freed_ids() {
+    let mut i = Interner::default();
+    let a = i.acquire("group");
+    let b = i.acquire("group");
+    assert_eq!(a, b);
+    assert_eq!(i.get(a), Some("group"));
+    i.release(a);
+    assert_eq!(i.get(a), Some("group"), "still referenced once");
+    i.release(b);
+    assert_eq!(i.get(a), None);
+    assert_eq!(i.len(), 0);
+    let c = i.acquire("other");
+    assert_eq!(c, a, "freed ids are reused");
+    assert_eq!(i.get(c), Some("other"));
+    // Releasing more than acquired never frees a live string twice.
+    i.release(c);
+    i.release(c);
+    assert_eq!(i.len(), 0);
+}
+
+#[tokio::test]
+async fn interned_strings_are_released_when_sessions_end() {
+    let s = store();
+    let a = SessionId::generate();
+    let b = SessionId::generate();
+    s.put(&a, session("alice", None)).await.unwrap();
+    let mut other = session("bob", None);
+    other.groups = vec!["g1".into(), "only-bob".into()];
+    s.put(&b, other).await.unwrap();
+    // connection, issuer, tenant, g1, g2, "", only-bob
+    assert_eq!(s.interned_len(), 7);
+    s.delete(&b).await.unwrap();
+    s.run_pending_tasks();
+    assert_eq!(s.interned_len(), 6);
+    // Alice's session still reads back whole.
+    assert_eq!(s.get(&a).await.unwrap().unwrap().groups, ["g1", "g2", ""]);
+    s.delete(&a).await.unwrap();
+    s.run_pending_tasks();
+    assert_eq!(s.interned_len(), 0);
+}
+
+#[test]
+fn redis_is_reported_as_not_implemented() {
+    use crate::config::{Secret, SessionSettings, StoreSettings};
+    let settings = SessionSettings {
+        secrets: vec![Secret::new(vec![b'x'; 32])],
+        cookie_name: "realmgate".into(),
+        cookie_domain: None,
+        lifetime: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        store: StoreSettings::Redis {
+            urls: vec!["redis://127.0.0.1:6379".into()],
+            key_prefix: "realmgate:".into(),
+        },
+        refresh_tokens: false,
+    };
+    let err = crate::session::open_store(&settings).err().expect("error");
+    assert!(
+        err.to_string()
+            .contains("store = \"redis\" is not implemented yet"),
+        "{err}"
+    );
+    let memory = SessionSettings {
+        store: StoreSettings::Memory { max_entries: 10 },
+        ..settings
+    };
+    assert!(crate::session::open_store(&memory).is_ok());
+}
