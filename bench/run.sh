@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Throughput and latency of realmgate against nginx as a plain reverse proxy,
-# both in front of the same upstream, on one machine, in one run (SPEC 7).
+# Throughput and latency of realmgate (a public route, and a signed-in session)
+# against nginx as a plain reverse proxy and Apache with mod_auth_openidc,
+# all in front of the same upstream, on one machine, in one run (SPEC 7).
 #
 #   bench/run.sh                  # 3 interleaved rounds of 10 s per target
 #   ROUNDS=5 DURATION=20s bench/run.sh
@@ -22,7 +23,7 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
-TARGETS="${TARGETS:-nginx realmgate}"
+TARGETS="${TARGETS:-nginx realmgate realmgate_auth apache_oidc}"
 BASE_PORT="${BASE_PORT:-18080}"
 UPSTREAM_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
@@ -32,12 +33,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 REALMGATE_BIN="$CARGO_TARGET_DIR/release/realmgate"
 
 missing=()
-for tool in wrk nginx cargo curl; do
+for tool in wrk nginx cargo curl apache2; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
   echo "bench/run.sh: missing: ${missing[*]}" >&2
-  echo "  on Debian/Ubuntu: apt-get update && apt-get install -y wrk nginx curl (cargo: https://rustup.rs)" >&2
+  echo "  on Debian/Ubuntu: apt-get update && apt-get install -y wrk nginx curl apache2 libapache2-mod-auth-openidc (cargo: https://rustup.rs)" >&2
   exit 2
 fi
 
@@ -170,8 +171,12 @@ measure() {
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
+# Signed-in targets: realmgate with a session cookie, Apache mod_auth_openidc.
+# shellcheck source=bench/auth_targets.sh
+source "$ROOT/bench/auth_targets.sh"
+
 echo "== building realmgate (release)"
-(cd "$ROOT" && cargo build --release --quiet)
+(cd "$ROOT" && cargo build --release --quiet --bin realmgate --example mock_idp)
 
 echo "== starting the upstream and the targets ($TARGETS)"
 start_upstream

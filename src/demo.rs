@@ -34,10 +34,10 @@ type = "entra"
 tenant = "contoso.example"
 authority_host = "{IDP}"
 graph_endpoint = "{IDP}/graph"
-client_id = "demo-client"
-client_secret = "demo-secret"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
 home_realm_domains = ["contoso.example"]
-group_names = { "{HR_GROUP}" = "HR Admins" }
+group_names = { "{HR_GROUP}" = "HR Admins", "{ENG_GROUP}" = "Engineering" }
 extended_profile = true
 
 [[connection]]
@@ -47,9 +47,10 @@ type = "entra"
 tenant = "fabrikam.example"
 authority_host = "{IDP}"
 graph_endpoint = "{IDP}/graph"
-client_id = "demo-client"
-client_secret = "demo-secret"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
 home_realm_domains = ["fabrikam.example"]
+group_names = { "{PARTNERS_GROUP}" = "Partners" }
 
 [[route]]
 name = "demo"
@@ -59,15 +60,30 @@ public = ["/favicon.ico"]
 headers = "forwarded"
 "#;
 
-/// Starts the demo IdP, the demo app and the gateway; prints where to go;
-/// runs until Ctrl-C or SIGTERM.
-pub async fn run(port: u16) -> anyhow::Result<()> {
+/// A running demo: the IdP, the app and the gateway in front of the app.
+pub struct Demo {
+    pub idp: idp::Idp,
+    pub app: app::App,
+    pub gateway: crate::server::Running,
+}
+
+impl Demo {
+    /// `http://localhost:PORT/`, the page to open.
+    pub fn url(&self) -> String {
+        format!("http://localhost:{}/", self.gateway.addr.port())
+    }
+}
+
+/// Starts the demo IdP, the demo app and the gateway (on 127.0.0.1:`port`;
+/// 0 picks a free port), all on loopback only.
+pub async fn start(port: u16) -> anyhow::Result<Demo> {
     let idp = idp::start(idp::IdpConfig::demo_default(), "127.0.0.1:0".parse()?)
         .await
         .context("cannot start the demo identity provider")?;
     let app = app::start("127.0.0.1:0".parse()?)
         .await
         .context("cannot start the demo app")?;
+    // A fresh session secret per run: demo sessions do not outlive the process.
     let mut secret = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
     let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
@@ -76,31 +92,46 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         .replace("{APP}", app.url().trim_end_matches('/'))
         .replace("{PORT}", &port.to_string())
         .replace("{SECRET}", &secret)
-        .replace("{HR_GROUP}", idp::DEMO_HR_GROUP);
+        .replace("{HR_GROUP}", idp::DEMO_HR_GROUP)
+        .replace("{ENG_GROUP}", idp::DEMO_ENGINEERING_GROUP)
+        .replace("{PARTNERS_GROUP}", idp::DEMO_PARTNERS_GROUP)
+        .replace("{CLIENT_ID}", idp::DEMO_CLIENT_ID)
+        .replace("{CLIENT_SECRET}", idp::DEMO_CLIENT_SECRET);
     let settings =
         crate::config::load_str(&toml).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
-    let running = crate::server::start(settings, None)
+    let gateway = crate::server::start(settings, None)
         .await
         .with_context(|| {
             format!("cannot start the gateway on 127.0.0.1:{port} (is the port in use? try --port)")
         })?;
-    let url = format!("http://localhost:{}/", running.addr.port());
+    Ok(Demo { idp, app, gateway })
+}
+
+/// `realmgate demo`: starts everything, prints where to go and who can sign
+/// in, and runs until Ctrl-C or SIGTERM.
+pub async fn run(port: u16) -> anyhow::Result<()> {
+    let demo = start(port).await?;
+    let url = demo.url();
     println!();
-    println!("realmgate demo is running.");
+    println!("realmgate demo is running (on 127.0.0.1 only).");
     println!();
     println!("  Open:          {url}");
     println!("  Your identity: {url}.auth/me");
     println!("  Sign out:      {url}.auth/logout");
-    println!("  Metrics:       http://{}/metrics", running.admin_addr);
+    println!(
+        "  Metrics:       http://{}/metrics",
+        demo.gateway.admin_addr
+    );
     println!();
     println!("Demo users (no password; pick one at the demo identity provider):");
     for user in idp::IdpConfig::demo_default().users() {
-        println!("  {:<28} {}", user.email, user.description());
+        println!("  {}", user.description());
     }
     println!();
     println!("Press Ctrl-C to stop.");
     crate::server::wait_for_shutdown_signal().await;
-    running.shutdown().await;
+    let Demo { idp, app, gateway } = demo;
+    gateway.shutdown().await;
     drop(app);
     drop(idp);
     Ok(())

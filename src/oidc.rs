@@ -676,7 +676,11 @@ impl Provider {
                 .append_pair("code_challenge", &pkce_challenge(&pkce_verifier))
                 .append_pair("code_challenge_method", "S256");
             for (k, v) in extra {
-                if PROTOCOL_PARAMS.contains(&k.as_str()) {
+                // The operator may pick how the code comes back (config
+                // validation allows only these two values; the callback serves both).
+                let response_mode_ok =
+                    k == "response_mode" && matches!(v.as_str(), "query" | "form_post");
+                if PROTOCOL_PARAMS.contains(&k.as_str()) && !response_mode_ok {
                     tracing::warn!(connection = %self.cfg.name, param = %k, "ignored extra authorization parameter that realmgate sets itself");
                     continue;
                 }

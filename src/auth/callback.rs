@@ -28,6 +28,10 @@ enum Failure {
     CodeExchange,
     IdToken,
     MissingUserId,
+    /// The token endpoint or JWKS could not be reached: 503, try later.
+    ProviderUnavailable,
+    /// The session could not be stored: 503, fail closed.
+    StoreUnavailable,
 }
 
 impl Failure {
@@ -43,6 +47,8 @@ impl Failure {
             Failure::CodeExchange => "code_exchange",
             Failure::IdToken => "id_token",
             Failure::MissingUserId => "missing_user_id",
+            Failure::ProviderUnavailable => "provider_unavailable",
+            Failure::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -149,11 +155,11 @@ async fn complete(
     let tokens = provider
         .exchange_code(code, &pending.pkce_verifier, &pending.redirect_uri)
         .await
-        .map_err(|e| (Failure::CodeExchange, e.to_string()))?;
+        .map_err(|e| (oidc_failure(&e, Failure::CodeExchange), e.to_string()))?;
     let verified = provider
         .verify_id_token(&tokens.id_token, &pending.nonce)
         .await
-        .map_err(|e| (Failure::IdToken, e.to_string()))?;
+        .map_err(|e| (oidc_failure(&e, Failure::IdToken), e.to_string()))?;
     let now = super::now();
     let session = build_session(ctx, conn, &verified, &tokens, now)?;
 
@@ -168,7 +174,7 @@ async fn complete(
         .sessions
         .put(&id, session)
         .await
-        .map_err(|e| (Failure::CodeExchange, format!("session store: {e}")))?;
+        .map_err(|e| (Failure::StoreUnavailable, format!("session store: {e}")))?;
     tracing::info!(
         route.name = %ctx.route.name,
         connection = %conn.name,
@@ -262,6 +268,14 @@ pub(crate) fn email_trust(
     }
 }
 
+/// An unreachable provider is not the user's fault: it gets its own page.
+fn oidc_failure(e: &crate::oidc::OidcError, otherwise: Failure) -> Failure {
+    match e {
+        crate::oidc::OidcError::Unavailable(_) => Failure::ProviderUnavailable,
+        _ => otherwise,
+    }
+}
+
 fn failure_page(ctx: &Ctx<'_>, failure: Failure, conn: &ConnectionSettings) -> Response<Body> {
     let retry = format!("/.auth/login/{}", conn.name);
     let (status, title, message) = match failure {
@@ -269,6 +283,23 @@ fn failure_page(ctx: &Ctx<'_>, failure: Failure, conn: &ConnectionSettings) -> R
             StatusCode::BAD_REQUEST,
             "Sign-in expired",
             "Your sign-in took too long, was already completed, or was started in another browser. Start again.",
+        ),
+        // A response that does not belong to this login (RFC 9700 mix-up,
+        // RFC 9207 issuer) or lacks its code is malformed input.
+        Failure::ConnectionMismatch | Failure::IssuerMismatch | Failure::NoCode => (
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The sign-in response does not belong to the sign-in this browser started, so you were not signed in. Start again.",
+        ),
+        Failure::ProviderUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable",
+            "Your organization's identity provider cannot be reached right now. Try again in a few minutes; if it keeps happening, contact your IT department.",
+        ),
+        Failure::StoreUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable",
+            "Your sign-in could not be saved right now. Try again in a few minutes; if it keeps happening, contact your IT department.",
         ),
         Failure::ProviderError => (
             StatusCode::UNAUTHORIZED,
