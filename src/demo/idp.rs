@@ -102,10 +102,7 @@ impl IdpUser {
             let names: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
             format!("groups: {}", names.join(", "))
         };
-        format!(
-            "{} ({}), tenant {}, {groups}",
-            self.email, self.name, self.tenant_domain
-        )
+        format!("{}, tenant {}, {groups}", self.name, self.tenant_domain)
     }
 }
 
@@ -1280,7 +1277,7 @@ fn picker_page(
             email = html_escape(&u.email),
             class = if hinted { " class=\"hint\" autofocus" } else { "" },
             name = html_escape(&u.name),
-            desc = html_escape(&u.description()),
+            desc = html_escape(&format!("{} · {}", u.email, u.tenant_domain)),
         ));
     }
     body.push_str("</form>");
