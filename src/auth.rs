@@ -8,8 +8,11 @@
 //! (`policy`) and injects the identity headers of the route's profile.
 
 mod account;
+mod backchannel;
 pub(crate) mod callback;
+mod graph;
 mod login;
+mod refresh;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,6 +44,8 @@ pub struct AuthShared {
     /// States already redeemed (SHA-256 of the state), so a callback URL
     /// cannot be replayed even with a copy of the old state cookie.
     used_states: moka::future::Cache<[u8; 32], ()>,
+    /// Per-session token refresh locks (single-flight, see `refresh`).
+    refresh_flights: refresh::Flights,
 }
 
 impl AuthShared {
@@ -64,6 +69,7 @@ impl AuthShared {
                 .max_capacity(1_000_000)
                 .time_to_live(crate::session::state::STATE_LIFETIME)
                 .build(),
+            refresh_flights: refresh::new_flights(),
         })
     }
 }
@@ -161,6 +167,9 @@ pub async fn gate(
     let user = load_session(state, &id)
         .await?
         .ok_or(GatewayError::NotSignedIn)?;
+    // Tokens about to expire are refreshed first (SPEC 5.2); a failed
+    // refresh ends the session.
+    let user = refresh::if_due(state, &id, user).await?;
     let connection = state.connection(&user.connection).cloned();
     let Some(connection) = connection else {
         // The connection was removed from the config: the session is void.
@@ -249,7 +258,14 @@ pub async fn endpoint(
         (&Method::GET | &Method::HEAD, "/me") => account::me(&ctx, &parts).await,
         (&Method::GET | &Method::POST, "/logout") => account::logout(&ctx, &parts).await,
         (&Method::GET | &Method::HEAD, "/logout/done") => Ok(account::signed_out(&ctx)),
-        (_, "/login" | "/me" | "/logout" | "/logout/done") => Err(GatewayError::MethodNotAllowed),
+        (&Method::GET | &Method::HEAD, "/refresh") => refresh::endpoint(&ctx, &parts).await,
+        (&Method::POST, "/backchannel-logout") => match read_form(body).await {
+            Ok(form) => Ok(backchannel::logout(&ctx, &form).await),
+            Err(e) => Err(e),
+        },
+        (_, "/login" | "/me" | "/logout" | "/logout/done" | "/refresh" | "/backchannel-logout") => {
+            Err(GatewayError::MethodNotAllowed)
+        }
         _ => Err(GatewayError::NotFound),
     };
     let mut resp = match result {

@@ -289,6 +289,9 @@ pub struct LogoutToken {
     pub sub: Option<String>,
     pub sid: Option<String>,
     pub iss: String,
+    /// Entra's object id of the user, when the token carries one (the
+    /// session's `user_id` on Entra connections).
+    pub oid: Option<String>,
 }
 
 /// Claims the accessors of [`VerifiedIdToken`] cover; everything else is "extra".
@@ -879,6 +882,7 @@ impl Provider {
             sub: get("sub"),
             sid: get("sid"),
             iss: get("iss").unwrap_or_default(),
+            oid: get("oid"),
         })
     }
 

@@ -32,6 +32,9 @@ enum Failure {
     ProviderUnavailable,
     /// The session could not be stored: 503, fail closed.
     StoreUnavailable,
+    /// Group overage and Graph could not list the groups while some route's
+    /// policy needs groups: 503, try later.
+    GroupsUnavailable,
 }
 
 impl Failure {
@@ -49,6 +52,7 @@ impl Failure {
             Failure::MissingUserId => "missing_user_id",
             Failure::ProviderUnavailable => "provider_unavailable",
             Failure::StoreUnavailable => "store_unavailable",
+            Failure::GroupsUnavailable => "groups_unavailable",
         }
     }
 }
@@ -161,7 +165,8 @@ async fn complete(
         .await
         .map_err(|e| (oidc_failure(&e, Failure::IdToken), e.to_string()))?;
     let now = super::now();
-    let session = build_session(ctx, conn, &verified, &tokens, now)?;
+    let mut session = build_session(ctx, conn, &verified, &tokens, now)?;
+    session.groups = groups_or_fail(ctx, conn, &verified, tokens.access_token.as_deref()).await?;
 
     // A new id at every login (no fixation); the old session, if any, ends.
     if let Some(old) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
@@ -209,14 +214,12 @@ fn build_session(
         token.email_verified(),
         token.xms_edov(),
     );
-    let groups = if conn.groups {
+    // On overage the caller fills them in from Graph (`groups_or_fail`).
+    let groups = if conn.groups && !token.has_group_overage() {
         token.groups()
     } else {
         Vec::new()
     };
-    if conn.groups && token.has_group_overage() {
-        tracing::warn!(connection = %conn.name, user.id = %user_id, "group overage: the token lists no groups and Graph lookup is not configured");
-    }
     let claims = conn.extended_profile.then(|| token.extra_claims());
     let lifetime = ctx.state.settings.session.lifetime.as_secs();
     let token_exp = tokens
@@ -245,6 +248,41 @@ fn build_session(
         created_at: now,
         expires_at: now + lifetime,
     })
+}
+
+/// The session's groups (SPEC 5.4): the claim, or Graph on overage. When
+/// Graph fails, the login fails if some route's policy needs groups (a user
+/// without them would only be refused later, confusingly); otherwise the
+/// session has no groups, and the failure is logged and counted
+/// (`record_idp_call(.., "graph", .., false)`).
+async fn groups_or_fail(
+    ctx: &Ctx<'_>,
+    conn: &ConnectionSettings,
+    token: &VerifiedIdToken,
+    access_token: Option<&str>,
+) -> Result<Vec<String>, Fail> {
+    match super::graph::session_groups(
+        ctx.state.shared.providers.http_client(),
+        &ctx.state.shared.metrics,
+        conn,
+        token,
+        access_token,
+    )
+    .await
+    {
+        Ok(groups) => Ok(groups),
+        Err(e) if !ctx.state.policy_groups.is_empty() => {
+            Err((Failure::GroupsUnavailable, format!("group overage: {e}")))
+        }
+        Err(e) => {
+            tracing::warn!(
+                connection = %conn.name,
+                error = %e,
+                "group overage: the groups could not be read from Graph; the session has no groups"
+            );
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// Why an email is believed (SPEC 5.6): the provider verified it, Entra
@@ -295,6 +333,11 @@ fn failure_page(ctx: &Ctx<'_>, failure: Failure, conn: &ConnectionSettings) -> R
             StatusCode::SERVICE_UNAVAILABLE,
             "Sign-in is unavailable",
             "Your organization's identity provider cannot be reached right now. Try again in a few minutes; if it keeps happening, contact your IT department.",
+        ),
+        Failure::GroupsUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable",
+            "You are a member of many groups, and your group memberships could not be read from Microsoft Graph right now, so access cannot be decided. Try again in a few minutes; if it keeps happening, contact your IT department.",
         ),
         Failure::StoreUnavailable => (
             StatusCode::SERVICE_UNAVAILABLE,

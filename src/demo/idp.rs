@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -383,6 +383,8 @@ struct State {
     /// Access token -> (email, client id).
     access_tokens: Mutex<HashMap<String, (String, String)>>,
     counters: Counters,
+    /// `expires_in` of issued access tokens (seconds); see [`Idp::set_access_token_lifetime`].
+    access_token_lifetime: AtomicU64,
     /// Delivers back-channel logout tokens.
     http: crate::http_client::HttpClient,
 }
@@ -511,6 +513,20 @@ impl Idp {
     pub fn userinfo_calls(&self) -> usize {
         self.state.counters.userinfo.load(Ordering::SeqCst)
     }
+    /// `expires_in` of the access tokens issued from now on (default 3600 s;
+    /// ID tokens keep their hour). Short values make relying parties refresh.
+    pub fn set_access_token_lifetime(&self, secs: u64) {
+        self.state
+            .access_token_lifetime
+            .store(secs, Ordering::SeqCst);
+    }
+
+    /// Forgets every refresh token issued so far (as if an admin revoked
+    /// the user's sessions): their next use is `invalid_grant`.
+    pub fn revoke_refresh_tokens(&self) {
+        lock(&self.state.refresh_tokens).clear();
+    }
+
     /// Requests to the Graph `transitiveMemberOf` mock (one per page).
     pub fn graph_calls(&self) -> usize {
         self.state.counters.graph.load(Ordering::SeqCst)
@@ -557,7 +573,24 @@ impl Idp {
             .config
             .user(email)
             .with_context(|| format!("no user {email}"))?;
-        self.state.logout_token(user, client_id, sid)
+        self.state.logout_token(user, client_id, sid, |_| {})
+    }
+
+    /// Like [`Idp::mint_logout_token`], with the claims changed by `edit`
+    /// before signing (tests of malformed logout tokens: no `events`, …).
+    pub fn mint_logout_token_edited(
+        &self,
+        email: &str,
+        client_id: &str,
+        sid: Option<&str>,
+        edit: impl FnOnce(&mut Map<String, Value>),
+    ) -> anyhow::Result<String> {
+        let user = self
+            .state
+            .config
+            .user(email)
+            .with_context(|| format!("no user {email}"))?;
+        self.state.logout_token(user, client_id, sid, edit)
     }
 
     /// An ID token for `email` issued to `client_id` right now (hostile mode applies),
@@ -967,7 +1000,7 @@ impl State {
         let Some(user) = self.config.users.iter().find(|u| u.oid == oid) else {
             return;
         };
-        let Ok(token) = self.logout_token(user, aud, get("sid")) else {
+        let Ok(token) = self.logout_token(user, aud, get("sid"), |_| {}) else {
             return;
         };
         let body = url::form_urlencoded::Serializer::new(String::new())
@@ -994,6 +1027,7 @@ impl State {
         user: &IdpUser,
         client_id: &str,
         sid: Option<&str>,
+        edit: impl FnOnce(&mut Map<String, Value>),
     ) -> anyhow::Result<String> {
         let now = now_unix();
         let mut c = Map::new();
@@ -1012,6 +1046,7 @@ impl State {
             "events".into(),
             json!({"http://schemas.openid.net/event/backchannel-logout": {}}),
         );
+        edit(&mut c);
         self.sign_hostile(c, client_id)
     }
 
@@ -1120,11 +1155,12 @@ impl State {
             access_token.clone(),
             (user.email.clone(), client_id.to_string()),
         );
+        let lifetime = self.access_token_lifetime.load(Ordering::SeqCst);
         let mut body = json!({
             "token_type": "Bearer",
             "scope": scope,
-            "expires_in": TOKEN_LIFETIME_SECS,
-            "ext_expires_in": TOKEN_LIFETIME_SECS,
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
             "access_token": access_token,
             "id_token": id_token,
         });
@@ -1698,6 +1734,7 @@ pub async fn start(config: IdpConfig, addr: SocketAddr) -> anyhow::Result<Idp> {
         send_iss: AtomicBool::new(false),
         codes: Mutex::new(HashMap::new()),
         refresh_tokens: Mutex::new(HashMap::new()),
+        access_token_lifetime: AtomicU64::new(TOKEN_LIFETIME_SECS),
         access_tokens: Mutex::new(HashMap::new()),
         counters: Counters::default(),
         http: crate::http_client::HttpClient::new()?,

@@ -3,6 +3,7 @@
 
 mod browser;
 mod demo_command;
+mod entra;
 mod hostile_http;
 mod id_token;
 mod login_flow;

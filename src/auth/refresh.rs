@@ -1,0 +1,250 @@
+//! Token refresh (SPEC 5.2): with `session.refresh_tokens = true` and a
+//! refresh token in the session, the tokens are refreshed when less than
+//! [`REFRESH_MARGIN_SECS`] remain before the earlier of the access and ID
+//! token expiry, on the request that notices it (`auth::gate`), or at once
+//! with `GET /.auth/refresh`.
+//!
+//! - Single-flight: one refresh per session at a time in this process. The
+//!   lock is per session (keyed by the SHA-256 of the id, never the id
+//!   itself); a request that waited re-reads the session and uses the
+//!   refresh another request just did instead of refreshing again.
+//!   (Across replicas, refresh tokens rotate, so a second replica's refresh
+//!   would be refused by the provider; realmgate has no shared store lock yet.)
+//! - A refusal by the provider (`invalid_grant`…) or a refreshed ID token
+//!   that fails verification (including a changed `sub`) ends the session.
+//!   An unreachable provider ends it only once the tokens have expired;
+//!   until then the session keeps working and the next request retries.
+//! - Profile and groups are re-read from the new ID token (Graph again on
+//!   overage; if Graph fails, the previous groups are kept and the failure
+//!   is logged and counted).
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Response, StatusCode};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{json, AuthState, Ctx};
+use crate::config::ConnectionSettings;
+use crate::oidc::{OidcError, RefreshedTokens, VerifiedIdToken};
+use crate::respond::{Body, GatewayError};
+use crate::session::model::Session;
+use crate::session::store::SessionId;
+
+/// Refresh when fewer seconds than this remain before the tokens expire.
+pub(crate) const REFRESH_MARGIN_SECS: u64 = 60;
+
+/// Per-session refresh locks (SHA-256 of the session id -> lock).
+pub(crate) type Flights = moka::future::Cache<[u8; 32], Arc<tokio::sync::Mutex<()>>>;
+
+pub(crate) fn new_flights() -> Flights {
+    moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_idle(std::time::Duration::from_secs(300))
+        .build()
+}
+
+/// True when `session` should be refreshed now.
+fn due(state: &AuthState, session: &Session, now: u64) -> bool {
+    state.settings.session.refresh_tokens
+        && session.refresh_token.is_some()
+        && session
+            .tokens_expire_at
+            .is_some_and(|exp| exp < now.saturating_add(REFRESH_MARGIN_SECS))
+}
+
+/// The session to use for this request: `session` itself, or a refreshed
+/// copy when its tokens are about to expire. `NotSignedIn` when a refresh
+/// failed and the session was ended.
+pub(crate) async fn if_due(
+    state: &AuthState,
+    id: &SessionId,
+    session: Arc<Session>,
+) -> Result<Arc<Session>, GatewayError> {
+    if !due(state, &session, super::now()) {
+        return Ok(session);
+    }
+    refresh(state, id, &session, false).await
+}
+
+/// Refreshes under the session's lock. Unless `force`, a refresh another
+/// request finished while this one waited is used instead.
+async fn refresh(
+    state: &AuthState,
+    id: &SessionId,
+    seen: &Session,
+    force: bool,
+) -> Result<Arc<Session>, GatewayError> {
+    let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+    let lock = state
+        .shared
+        .refresh_flights
+        .get_with(key, async { Arc::new(tokio::sync::Mutex::new(())) })
+        .await;
+    let _guard = lock.lock().await;
+    let current = super::load_session(state, id)
+        .await?
+        .ok_or(GatewayError::NotSignedIn)?;
+    let now = super::now();
+    if !force && (current.refresh_token != seen.refresh_token || !due(state, &current, now)) {
+        return Ok(current);
+    }
+    let Some(conn) = state.connection(&current.connection).cloned() else {
+        return Err(GatewayError::NotSignedIn);
+    };
+    let (Some(provider), Some(refresh_token)) = (
+        state.shared.providers.get(&conn.name),
+        current.refresh_token.as_deref(),
+    ) else {
+        return Err(GatewayError::NotSignedIn);
+    };
+    let outcome = match provider.refresh_tokens(refresh_token).await {
+        Ok(tokens) => {
+            let verified = match tokens.id_token.as_deref() {
+                Some(raw) => provider
+                    .verify_refreshed_id_token(raw, &current.subject)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            };
+            verified.map(|v| (tokens, v))
+        }
+        Err(e) => Err(e),
+    };
+    let (tokens, verified) = match outcome {
+        Ok(ok) => ok,
+        Err(OidcError::Unavailable(why))
+            if current.tokens_expire_at.is_some_and(|exp| exp > now) =>
+        {
+            tracing::warn!(connection = %conn.name, user.id = %current.user_id, error = %why, "token refresh failed (provider unavailable); the tokens are still valid, retrying on a later request");
+            return Ok(current);
+        }
+        Err(e) => {
+            tracing::info!(connection = %conn.name, user.id = %current.user_id, error = %e, "token refresh failed; the session ends");
+            state
+                .shared
+                .metrics
+                .record_login(&conn.name, "refresh_failed");
+            if let Err(e) = state.shared.sessions.delete(id).await {
+                tracing::error!(error = %e, "session store failed while ending a session");
+                return Err(GatewayError::StoreUnavailable);
+            }
+            return Err(GatewayError::NotSignedIn);
+        }
+    };
+    let updated = updated_session(state, &conn, &current, tokens, verified.as_ref(), now).await;
+    state
+        .shared
+        .sessions
+        .put(id, updated.clone())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "session store failed while saving refreshed tokens");
+            GatewayError::StoreUnavailable
+        })?;
+    tracing::debug!(connection = %conn.name, user.id = %updated.user_id, "tokens refreshed");
+    Ok(Arc::new(updated))
+}
+
+/// The session with the new tokens and, from a new ID token, the profile
+/// and groups re-read. The user id, subject and connection never change.
+async fn updated_session(
+    state: &AuthState,
+    conn: &ConnectionSettings,
+    current: &Session,
+    tokens: RefreshedTokens,
+    verified: Option<&VerifiedIdToken>,
+    now: u64,
+) -> Session {
+    let mut s = current.clone();
+    if let Some(token) = verified {
+        s.email = token.email().map(str::to_string);
+        s.email_trust = super::callback::email_trust(
+            conn,
+            token.email().is_some(),
+            token.email_verified(),
+            token.xms_edov(),
+        );
+        s.name = token.name().map(str::to_string);
+        s.preferred_username = token.preferred_username().map(str::to_string);
+        s.claims = conn.extended_profile.then(|| token.extra_claims());
+        match super::graph::session_groups(
+            state.shared.providers.http_client(),
+            &state.shared.metrics,
+            conn,
+            token,
+            tokens.access_token.as_deref(),
+        )
+        .await
+        {
+            Ok(groups) => s.groups = groups,
+            Err(e) => tracing::warn!(
+                connection = %conn.name,
+                user.id = %s.user_id,
+                error = %e,
+                "group overage: groups could not be re-read from Graph at refresh; keeping the previous ones"
+            ),
+        }
+    }
+    if let Some(raw) = tokens.id_token {
+        s.id_token = Some(raw);
+    }
+    if tokens.access_token.is_some() {
+        s.access_token = tokens.access_token;
+    }
+    if tokens.refresh_token.is_some() {
+        s.refresh_token = tokens.refresh_token;
+    }
+    s.tokens_expire_at = tokens
+        .expires_in
+        .map(|d| now.saturating_add(d.as_secs()))
+        .into_iter()
+        .chain(verified.and_then(VerifiedIdToken::exp))
+        .min();
+    s
+}
+
+/// `GET /.auth/refresh`: refresh now. 200 JSON with the new expiry; 401
+/// JSON when not signed in or when the refresh failed (the session ended).
+pub(super) async fn endpoint(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
+    let not_signed_in = || {
+        json(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "not_signed_in", "message": "No session, or it ended because its tokens could not be refreshed. Sign in at /.auth/login."}),
+        )
+    };
+    let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) else {
+        return Ok(not_signed_in());
+    };
+    let Some(session) = super::load_session(ctx.state, &id).await? else {
+        return Ok(not_signed_in());
+    };
+    if ctx.state.connection(&session.connection).is_none() {
+        return Ok(not_signed_in());
+    }
+    if !ctx.state.settings.session.refresh_tokens || session.refresh_token.is_none() {
+        let why = if ctx.state.settings.session.refresh_tokens {
+            "the provider issued no refresh token (add the offline_access scope)"
+        } else {
+            "session.refresh_tokens is false"
+        };
+        return Ok(json(
+            StatusCode::OK,
+            &json!({"refreshed": false, "reason": why, "tokens_expire_at": session.tokens_expire_at, "expires_at": session.expires_at}),
+        ));
+    }
+    match refresh(ctx.state, &id, &session, true).await {
+        Ok(s) => Ok(json(
+            StatusCode::OK,
+            &json!({"refreshed": true, "tokens_expire_at": s.tokens_expire_at, "expires_at": s.expires_at}),
+        )),
+        Err(GatewayError::NotSignedIn) => {
+            let mut resp = not_signed_in();
+            resp.headers_mut()
+                .append(http::header::SET_COOKIE, ctx.state.cookies.clear(ctx.https));
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
