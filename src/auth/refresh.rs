@@ -13,7 +13,8 @@
 //! - A refusal by the provider (`invalid_grant`…) or a refreshed ID token
 //!   that fails verification (including a changed `sub`) ends the session.
 //!   An unreachable provider ends it only once the tokens have expired;
-//!   until then the session keeps working and the next request retries.
+//!   until then the session keeps working and a request at least
+//!   [`RETRY_AFTER_UNAVAILABLE_SECS`] later retries.
 //! - Profile and groups are re-read from the new ID token (Graph again on
 //!   overage; if Graph fails, the previous groups are kept and the failure
 //!   is logged and counted).
@@ -35,8 +36,14 @@ use crate::session::store::SessionId;
 /// Refresh when fewer seconds than this remain before the tokens expire.
 pub(crate) const REFRESH_MARGIN_SECS: u64 = 60;
 
-/// Per-session refresh locks (SHA-256 of the session id -> lock).
-pub(crate) type Flights = moka::future::Cache<[u8; 32], Arc<tokio::sync::Mutex<()>>>;
+/// After the provider was unreachable, a session's refresh is not retried
+/// for this long (while its tokens are still valid), so an outage does not
+/// make every request wait for a failing token call.
+const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 30;
+
+/// Per-session refresh locks (SHA-256 of the session id -> lock). The lock
+/// holds when the provider was last found unreachable for this session.
+pub(crate) type Flights = moka::future::Cache<[u8; 32], Arc<tokio::sync::Mutex<Option<u64>>>>;
 
 pub(crate) fn new_flights() -> Flights {
     moka::future::Cache::builder()
@@ -80,14 +87,21 @@ async fn refresh(
     let lock = state
         .shared
         .refresh_flights
-        .get_with(key, async { Arc::new(tokio::sync::Mutex::new(())) })
+        .get_with(key, async { Arc::new(tokio::sync::Mutex::new(None)) })
         .await;
-    let _guard = lock.lock().await;
+    let mut last_unavailable = lock.lock().await;
     let current = super::load_session(state, id)
         .await?
         .ok_or(GatewayError::NotSignedIn)?;
     let now = super::now();
     if !force && (current.refresh_token != seen.refresh_token || !due(state, &current, now)) {
+        return Ok(current);
+    }
+    let still_valid = current.tokens_expire_at.is_some_and(|exp| exp > now);
+    if !force
+        && still_valid
+        && last_unavailable.is_some_and(|t| now < t.saturating_add(RETRY_AFTER_UNAVAILABLE_SECS))
+    {
         return Ok(current);
     }
     let Some(conn) = state.connection(&current.connection).cloned() else {
@@ -114,9 +128,8 @@ async fn refresh(
     };
     let (tokens, verified) = match outcome {
         Ok(ok) => ok,
-        Err(OidcError::Unavailable(why))
-            if current.tokens_expire_at.is_some_and(|exp| exp > now) =>
-        {
+        Err(OidcError::Unavailable(why)) if still_valid => {
+            *last_unavailable = Some(now);
             tracing::warn!(connection = %conn.name, user.id = %current.user_id, error = %why, "token refresh failed (provider unavailable); the tokens are still valid, retrying on a later request");
             return Ok(current);
         }

@@ -598,3 +598,36 @@ async fn forced_refresh_rereads_groups_and_answers_the_new_expiry() {
     assert_eq!(groups_of(&me).len(), MANY_GROUPS);
     assert_eq!(get_page(&w, &browser).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn unreachable_provider_keeps_valid_tokens_and_backs_off_then_ends_expired_ones() {
+    let w = World::start(Options::default()).await;
+    w.idp.set_access_token_lifetime(30);
+    let browser = w.signed_in(BOB).await;
+    w.idp.set_token_endpoint_outage(idp::Outage::Status503);
+    let before = w.idp.token_calls();
+    assert_eq!(
+        get_page(&w, &browser).await,
+        StatusCode::OK,
+        "tokens still valid: the session keeps working"
+    );
+    assert_eq!(w.idp.token_calls() - before, 1, "one refresh attempt");
+    for _ in 0..5 {
+        assert_eq!(get_page(&w, &browser).await, StatusCode::OK);
+    }
+    assert_eq!(
+        w.idp.token_calls() - before,
+        1,
+        "no retry within the back-off while the provider is down"
+    );
+
+    // Tokens that have expired are not kept when the refresh cannot happen.
+    w.idp.set_access_token_lifetime(1);
+    w.idp.set_token_endpoint_outage(idp::Outage::None);
+    let short = w.signed_in(BOB).await;
+    w.idp.set_token_endpoint_outage(idp::Outage::Status503);
+    // Wall-clock expiry of a 1-second token: nothing to poll for.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(get_page(&w, &short).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.me(&short).await.0, StatusCode::UNAUTHORIZED);
+}
