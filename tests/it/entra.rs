@@ -53,11 +53,19 @@ struct Options<'a> {
     route_extra: &'a str,
     /// Extra lines of the `[session]` table.
     session_extra: &'a str,
+    /// Groups per page of the Graph mock (default 100).
+    graph_page_size: Option<usize>,
+    /// Port of the admin listener (default: any).
+    admin_port: u16,
 }
 
 impl World {
     async fn start(opts: Options<'_>) -> World {
-        let idp = idp::start(idp_config(), "127.0.0.1:0".parse().unwrap())
+        let mut config = idp_config();
+        if let Some(n) = opts.graph_page_size {
+            config.graph_page_size = n;
+        }
+        let idp = idp::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("mock IdP starts");
         let upstream = EchoUpstream::start().await;
@@ -72,7 +80,7 @@ impl World {
 listen = "127.0.0.1:0"
 
 [admin]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{admin_port}"
 
 [session]
 secret = "{SECRET}"
@@ -99,6 +107,7 @@ upstream = "{up}"
             secret = idp::DEMO_CLIENT_SECRET,
             up = upstream.url(),
             session_extra = opts.session_extra,
+            admin_port = opts.admin_port,
             route_extra = opts.route_extra,
         );
         let gateway = TestGateway::start(&toml).await;
@@ -249,14 +258,47 @@ async fn overage_next_link_to_another_host_is_refused() {
 }
 
 #[tokio::test]
-async fn graph_down_without_group_policy_signs_in_without_groups() {
-    let port = closed_port().await;
+async fn overage_paging_is_bounded() {
+    // 300 pages of one group: more than the 100 pages realmgate reads.
     let w = World::start(Options {
-        graph_endpoint: Some(format!("http://127.0.0.1:{port}")),
+        graph_page_size: Some(1),
         ..Options::default()
     })
     .await;
     let browser = w.signed_in(ALICE).await;
+    assert_eq!(w.idp.graph_calls(), 100, "stops after 100 pages");
+    let (_, me) = w.me(&browser).await;
+    assert!(groups_of(&me).is_empty(), "a truncated list is not used");
+}
+
+#[tokio::test]
+async fn graph_down_without_group_policy_signs_in_without_groups() {
+    let port = closed_port().await;
+    let admin_port = closed_port().await;
+    let w = World::start(Options {
+        graph_endpoint: Some(format!("http://127.0.0.1:{port}")),
+        admin_port,
+        ..Options::default()
+    })
+    .await;
+    let browser = w.signed_in(ALICE).await;
+    let metrics = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| !l.starts_with('#')
+            && l.contains("kind=\"graph\"")
+            && l.contains("outcome=\"error\"")),
+        "the Graph failure is counted:\n{metrics}"
+    );
     let (status, me) = w.me(&browser).await;
     assert_eq!(status, StatusCode::OK);
     assert!(groups_of(&me).is_empty());
