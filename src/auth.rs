@@ -10,6 +10,7 @@
 mod account;
 pub(crate) mod callback;
 mod login;
+mod verify;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -247,6 +248,7 @@ pub async fn endpoint(
             }
         }
         (&Method::GET | &Method::HEAD, "/me") => account::me(&ctx, &parts).await,
+        (&Method::GET | &Method::HEAD, "/verify") => verify::verify(&ctx, &parts, conn).await,
         (&Method::GET | &Method::POST, "/logout") => account::logout(&ctx, &parts).await,
         (&Method::GET | &Method::HEAD, "/logout/done") => Ok(account::signed_out(&ctx)),
         (_, "/login" | "/me" | "/logout" | "/logout/done") => Err(GatewayError::MethodNotAllowed),
