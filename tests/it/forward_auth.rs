@@ -674,6 +674,7 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Original-URI $request_uri;
             # A client's copies would pick the route (nginx is trusted).
             proxy_set_header X-Forwarded-Uri "";
@@ -687,10 +688,14 @@ http {{
         location / {{
             auth_request /.auth/verify;
             auth_request_set $user $upstream_http_x_auth_request_user;
+            auth_request_set $email $upstream_http_x_auth_request_email;
+            auth_request_set $groups $upstream_http_x_auth_request_groups;
             auth_request_set $login_url $upstream_http_x_realmgate_login_url;
             error_page 401 = @login;
             proxy_set_header X-User $user;
             proxy_set_header X-Auth-Request-User $user;
+            proxy_set_header X-Auth-Request-Email $email;
+            proxy_set_header X-Auth-Request-Groups $groups;
             proxy_pass http://{upstream};
         }}
     }}
@@ -783,6 +788,12 @@ async fn nginx_auth_request_in_front_of_the_app() {
     let alice = user(ALICE);
     assert_eq!(echoed.header("x-user"), Some(alice.oid.clone()));
     assert_eq!(echoed.header("x-auth-request-user"), Some(alice.oid));
+    assert_eq!(
+        echoed.header("x-auth-request-email").as_deref(),
+        Some(ALICE)
+    );
+    let groups = echoed.header("x-auth-request-groups").unwrap_or_default();
+    assert!(groups.contains(idp::DEMO_HR_GROUP), "groups: {groups}");
     assert_eq!(echoed.uri(), "/hello?x=1");
     assert_eq!(w.upstream.count(), 1);
 
@@ -833,7 +844,7 @@ http://:{port} {{
     handle {{
         forward_auth {gateway} {{
             uri /.auth/verify
-            copy_headers X-Auth-Request-User
+            copy_headers X-Auth-Request-User X-Auth-Request-Email X-Auth-Request-Preferred-Username X-Auth-Request-Groups
         }}
         reverse_proxy {upstream}
     }}
@@ -916,6 +927,18 @@ http://:{port} {{
     assert_eq!(resp.status(), StatusCode::OK, "{}", caddy.logs());
     let echoed = Echoed::from(resp).await;
     assert_eq!(echoed.header("x-auth-request-user"), Some(user(ALICE).oid));
+    assert_eq!(
+        echoed.header("x-auth-request-email").as_deref(),
+        Some(ALICE)
+    );
+    assert_eq!(
+        echoed
+            .header("x-auth-request-preferred-username")
+            .as_deref(),
+        Some(ALICE)
+    );
+    let groups = echoed.header("x-auth-request-groups").unwrap_or_default();
+    assert!(groups.contains(idp::DEMO_HR_GROUP), "groups: {groups}");
     assert_eq!(echoed.uri(), "/hello?x=1");
     assert_eq!(w.upstream.count(), 1);
 
