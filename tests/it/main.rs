@@ -2,6 +2,7 @@
 //! upstream, gateway on port 0) and `node` (the npm-based real parts).
 
 mod browser;
+mod demo_command;
 mod hostile_http;
 mod id_token;
 mod login_flow;
