@@ -13,6 +13,7 @@ pub(crate) mod callback;
 mod graph;
 mod login;
 mod refresh;
+mod verify;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -256,6 +257,9 @@ pub async fn endpoint(
             }
         }
         (&Method::GET | &Method::HEAD, "/me") => account::me(&ctx, &parts).await,
+        // Any method: Envoy ext_authz sends the original one; verify reads
+        // no body and changes nothing.
+        (_, "/verify") => verify::verify(&ctx, &parts, conn).await,
         (&Method::GET | &Method::POST, "/logout") => account::logout(&ctx, &parts).await,
         (&Method::GET | &Method::HEAD, "/logout/done") => Ok(account::signed_out(&ctx)),
         (&Method::GET | &Method::HEAD, "/refresh") => refresh::endpoint(&ctx, &parts).await,

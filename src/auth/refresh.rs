@@ -203,7 +203,8 @@ async fn updated_session(
     if let Some(raw) = tokens.id_token {
         s.id_token = Some(raw);
     }
-    if tokens.access_token.is_some() {
+    // Kept only for routes that pass it upstream (as at sign-in).
+    if tokens.access_token.is_some() && state.settings.routes.iter().any(|r| r.pass_access_token) {
         s.access_token = tokens.access_token;
     }
     if tokens.refresh_token.is_some() {

@@ -4,6 +4,7 @@
 mod browser;
 mod demo_command;
 mod entra;
+mod forward_auth;
 mod hostile_http;
 mod id_token;
 mod login_flow;

@@ -760,6 +760,18 @@ async fn one_access_log_line_per_request_without_secrets() {
 
     let up = EchoUpstream::start().await;
     let gw = public_gateway(&up, "", "").await;
+    // tracing caches per call site whether anyone listens; a test running in
+    // parallel may register the access-log call site while this subscriber is
+    // being installed. One request registers it here, then the cache is rebuilt.
+    let warmup = gw
+        .client()
+        .get(gw.url("app.test", "/warmup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warmup.status(), 200);
+    tracing::callsite::rebuild_interest_cache();
+
     let resp = gw
         .client()
         .get(gw.url("app.test", "/reports/q1?token=SECRET-QUERY"))
@@ -782,8 +794,21 @@ async fn one_access_log_line_per_request_without_secrets() {
         .unwrap()
         .to_string();
 
-    assert!(wait_until(DEADLINE, || captured.access_lines().len() >= 2).await);
-    let lines = captured.access_lines();
+    let measured = || {
+        captured
+            .access_lines()
+            .into_iter()
+            .filter(|l| l["fields"]["path"] != "/warmup")
+            .collect::<Vec<_>>()
+    };
+    let complete = wait_until(DEADLINE, || measured().len() >= 2).await;
+    assert!(
+        complete,
+        "access lines: {:?}\nall output:\n{}",
+        measured(),
+        captured.text()
+    );
+    let lines = measured();
     assert_eq!(lines.len(), 2, "{lines:?}");
     let f = &lines[0]["fields"];
     assert_eq!(f["method"], "GET");
@@ -946,4 +971,55 @@ async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
     })
     .await;
     assert!(ended.is_ok(), "the tunnel outlived its session");
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_accept_connections_in_time_is_504() {
+    // A listener that never accepts, its backlog filled: Linux drops further
+    // SYNs, so connecting hangs until the gateway's connect_timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break, // the backlog is full
+        }
+    }
+    let upstream = format!("http://{addr}");
+    let toml = config(
+        "",
+        &route(
+            "stuck",
+            "app.test",
+            "/",
+            &upstream,
+            "public = [\"/\"]\nconnect_timeout = \"300ms\"\nrequest_timeout = \"30s\"",
+        ),
+    );
+    let gw = TestGateway::start(&toml).await;
+    let started = std::time::Instant::now();
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "upstream_timeout");
+    drop((fillers, listener));
 }
