@@ -673,3 +673,26 @@ async fn unreachable_provider_keeps_valid_tokens_and_backs_off_then_ends_expired
     assert_eq!(get_page(&w, &short).await, StatusCode::UNAUTHORIZED);
     assert_eq!(w.me(&short).await.0, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn forward_auth_refreshes_due_tokens_and_ends_sessions_that_cannot() {
+    let w = World::start(Options::default()).await;
+    w.idp.set_access_token_lifetime(30);
+    let browser = w.signed_in(BOB).await;
+    let doomed = w.signed_in(BOB).await;
+    let verify = |b: &reqwest::Client| {
+        b.get(w.url("/.auth/verify"))
+            .header(ACCEPT, "application/json")
+            .send()
+    };
+    let before = w.idp.token_calls();
+    assert_eq!(verify(&browser).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(w.idp.token_calls() - before, 1, "refreshed at verify");
+    w.idp.revoke_refresh_tokens();
+    assert_eq!(
+        verify(&doomed).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "refresh refused: signed out"
+    );
+    assert_eq!(w.me(&doomed).await.0, StatusCode::UNAUTHORIZED);
+}
