@@ -16,6 +16,7 @@
 //!   route's `path_prefix` is not removed.
 
 mod clients;
+pub mod pool;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -38,6 +39,9 @@ pub use clients::ClientKey;
 pub struct Upstreams {
     /// Route name -> its clients (routes with the same key share them).
     by_route: HashMap<String, Arc<clients::Clients>>,
+    /// Route name -> its connection pool, for plain `http://` upstreams
+    /// (HTTP/1.1 only; TLS upstreams use the clients above).
+    plain: HashMap<String, pool::PlainRoute>,
 }
 
 /// A request the handler has authorized, ready to go upstream.
@@ -65,13 +69,14 @@ impl Upstreams {
             by_key.entry(ClientKey::of(route)).or_default().push(route);
         }
         let mut by_route = HashMap::new();
+        let plain = pool::PlainRoute::for_routes(routes);
         for (key, routes) in by_key {
             let built = Arc::new(clients::Clients::build(&key, &routes)?);
             for route in routes {
                 by_route.insert(route.name.clone(), built.clone());
             }
         }
-        Ok(Upstreams { by_route })
+        Ok(Upstreams { by_route, plain })
     }
 
     /// Send `out` to `route`'s upstream and return its response (hop-by-hop
@@ -92,10 +97,15 @@ impl Upstreams {
             upgrade,
             tunnel_until,
         } = out;
-        *request.uri_mut() = upstream_uri(route, request.uri())?;
+        let plain = self.plain.get(&route.name);
+        *request.uri_mut() = match plain {
+            Some(p) => p.origin_form(request.uri())?,
+            None => upstream_uri(route, request.uri())?,
+        };
         *request.version_mut() = Version::HTTP_11;
-        let host = match (route.preserve_host, client_host) {
-            (true, Some(h)) => h.clone(),
+        let host = match (route.preserve_host, client_host, plain) {
+            (true, Some(h), _) => h.clone(),
+            (_, _, Some(p)) => p.host.clone(),
             _ => upstream_host(route)?,
         };
         request.headers_mut().insert(HOST, host);
@@ -112,14 +122,32 @@ impl Upstreams {
         };
 
         let started = Instant::now();
-        let result = tokio::time::timeout(route.request_timeout, client.request(request)).await;
+        let exchange = async {
+            match plain {
+                Some(p) if upgrade.is_some() => p
+                    .pool
+                    .send_upgrade(request)
+                    .await
+                    .map_err(|e| e.to_gateway(&route.name)),
+                Some(p) => p
+                    .pool
+                    .send(request)
+                    .await
+                    .map_err(|e| e.to_gateway(&route.name)),
+                None => match client.request(request).await {
+                    Ok(r) => Ok(r.map(BodyExt::boxed)),
+                    Err(e) => Err(classify(route, &e)),
+                },
+            }
+        };
+        let result = tokio::time::timeout(route.request_timeout, exchange).await;
         let latency = started.elapsed();
         let mut response = match result {
             Err(_elapsed) => {
                 tracing::warn!(route.name = %route.name, timeout = ?route.request_timeout, "upstream did not answer in time");
                 return Err(GatewayError::UpstreamTimeout);
             }
-            Ok(Err(e)) => return Err(classify(route, &e)),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(r)) => r,
         };
 
@@ -148,7 +176,7 @@ impl Upstreams {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Forwarded {
-            response: Response::from_parts(parts, body.boxed()),
+            response: Response::from_parts(parts, body),
             latency,
         })
     }
