@@ -15,7 +15,8 @@ enum Behaviour {
     KeepAlive,
     /// `200` with `Connection: close`, then close.
     Close,
-    /// `200` without `Connection: close`, then close anyway (an idle timeout).
+    /// `200` without `Connection: close`, then close anyway when told (an
+    /// idle timeout).
     CloseWhenIdle,
     /// Answer the first request, then read the second one and close
     /// without answering (a connection that dies under a request).
@@ -26,6 +27,8 @@ struct Upstream {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    /// Closes a `CloseWhenIdle` connection.
+    close_idle: Arc<tokio::sync::Notify>,
 }
 
 async fn upstream(behaviour: Behaviour) -> Upstream {
@@ -33,14 +36,15 @@ async fn upstream(behaviour: Behaviour) -> Upstream {
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
-    let (c, r) = (connections.clone(), requests.clone());
+    let close_idle = Arc::new(tokio::sync::Notify::new());
+    let (c, r, n) = (connections.clone(), requests.clone(), close_idle.clone());
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
             c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
+            let (r, n) = (r.clone(), n.clone());
             tokio::spawn(async move {
                 let mut served = 0;
                 loop {
@@ -58,8 +62,11 @@ async fn upstream(behaviour: Behaviour) -> Upstream {
                     };
                     let head = if close { "Connection: close\r\n" } else { "" };
                     let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n{head}\r\nhello");
-                    let idle_close = matches!(behaviour, Behaviour::CloseWhenIdle);
-                    if sock.write_all(answer.as_bytes()).await.is_err() || close || idle_close {
+                    if sock.write_all(answer.as_bytes()).await.is_err() || close {
+                        return;
+                    }
+                    if matches!(behaviour, Behaviour::CloseWhenIdle) {
+                        n.notified().await;
                         return;
                     }
                 }
@@ -70,6 +77,7 @@ async fn upstream(behaviour: Behaviour) -> Upstream {
         addr,
         connections,
         requests,
+        close_idle,
     }
 }
 
@@ -207,6 +215,7 @@ async fn an_idle_connection_the_upstream_closed_is_noticed_before_use() {
     let response = pool.send(request(Method::GET)).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     assert_eq!(pool.idle_count(), 1);
+    up.close_idle.notify_one();
     // Wait until the upstream's close has arrived on the idle connection.
     eventually(|| pool.lock().iter_mut().all(|e| !e.conn.reusable())).await;
     // A POST then goes on a new connection: nothing was sent on the dead one.
