@@ -11,11 +11,16 @@
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 #
 # Adding a target (e.g. an authenticated session, Apache mod_auth_openidc):
-# write three functions and add the name to TARGETS:
+# write four functions and add the name to TARGETS:
 #   start_<name>      start it (background; append its PID to PIDS), wait until it answers
 #   url_<name>        print the URL wrk should load
 #   wrk_args_<name>   print extra wrk arguments, one per line (e.g. -H and a
 #                     "Cookie: realmgate=..." header for a signed-in session); may print nothing
+#   pids_<name>       print the PIDs whose CPU time counts for the target (all its processes)
+#
+# Besides req/s and latency it reports CPU microseconds per request (user +
+# system time of the target's processes / requests served): on a shared or
+# noisy machine that figure is far steadier than req/s.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -85,6 +90,7 @@ http {
 EOF
   nginx -p "$WORK/$name" -c "$WORK/$name/nginx.conf" &
   PIDS+=($!)
+  LAST_PID=$!
 }
 
 # --- the upstream: nginx answering a small static response (the fairest, fastest origin) ---
@@ -113,8 +119,10 @@ start_nginx() {
       proxy_buffering off;
     }
   }"
+  NGINX_PROXY_PID=$LAST_PID
   wait_http "$(url_nginx)"
 }
+pids_nginx() { echo "$NGINX_PROXY_PID"; pgrep -P "$NGINX_PROXY_PID" || true; }
 url_nginx() { echo "http://127.0.0.1:$NGINX_PORT/"; }
 wrk_args_nginx() { :; }
 
@@ -137,8 +145,10 @@ public = ["/"]
 EOF
   RUST_LOG= "$REALMGATE_BIN" run --config "$WORK/realmgate.toml" 2>"$WORK/realmgate.log" &
   PIDS+=($!)
+  REALMGATE_PID=$!
   wait_http "$(url_realmgate)"
 }
+pids_realmgate() { echo "$REALMGATE_PID"; }
 url_realmgate() { echo "http://127.0.0.1:$REALMGATE_PORT/"; }
 wrk_args_realmgate() { :; }
 
@@ -151,11 +161,24 @@ to_ms() {
     else { printf "%s", v } }'
 }
 
-# Runs wrk against one target; prints "rps p50_ms p99_ms".
+# CPU clock ticks (user + system, all threads) used so far by the given PIDs.
+cpu_ticks() {
+  local pid total=0 u s
+  for pid in "$@"; do
+    read -r u s < <(awk '{ print $14, $15 }' "/proc/$pid/stat" 2>/dev/null || echo "0 0")
+    total=$((total + u + s))
+  done
+  echo "$total"
+}
+
+# Runs wrk against one target; prints "rps p50_ms p99_ms cpu_us_per_request".
 measure() {
-  local name="$1" duration="$2" out args=()
+  local name="$1" duration="$2" out args=() pids t0 t1
   mapfile -t args < <("wrk_args_$name")
+  mapfile -t pids < <("pids_$name")
+  t0="$(cpu_ticks "${pids[@]}")"
   out="$(wrk -c "$CONNECTIONS" -t "$THREADS" -d "$duration" --latency "${args[@]}" "$("url_$name")")"
+  t1="$(cpu_ticks "${pids[@]}")"
   echo "$out" >>"$WORK/wrk-$name.txt"
   local rps p50 p99 errors
   rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
@@ -166,7 +189,11 @@ measure() {
     echo "bench/run.sh: $name had errors: $errors" >&2
     grep -E "Non-2xx|Socket errors" <<<"$out" >&2
   fi
-  echo "$rps $p50 $p99"
+  local requests cpu
+  requests="$(awk '/requests in/ { print $1 }' <<<"$out")"
+  cpu="$(awk -v d=$((t1 - t0)) -v r="$requests" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { if (r > 0) printf "%.1f", d * 1e6 / hz / r; else print "nan" }')"
+  echo "$rps $p50 $p99 $cpu"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -186,33 +213,45 @@ for t in "${targets[@]}"; do "start_$t"; done
 echo "== warm-up (2 s each)"
 for t in "${targets[@]}"; do measure "$t" 2s >/dev/null; done
 
-declare -A RESULTS
+declare -A RESULTS ROUND_RPS
 n=${#targets[@]}
 for ((round = 0; round < ROUNDS; round++)); do
   # Rotate the order every round so no target always runs first (or hot).
   for ((i = 0; i < n; i++)); do
     t="${targets[$(((i + round) % n))]}"
-    read -r rps p50 p99 < <(measure "$t" "$DURATION")
-    printf "round %d  %-12s %10s req/s  p50 %8s ms  p99 %8s ms\n" $((round + 1)) "$t" "$rps" "$p50" "$p99"
-    RESULTS[$t]+="$rps $p50 $p99"$'\n'
+    read -r rps p50 p99 cpu < <(measure "$t" "$DURATION")
+    printf "round %d  %-12s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req\n" \
+      $((round + 1)) "$t" "$rps" "$p50" "$p99" "$cpu"
+    RESULTS[$t]+="$rps $p50 $p99 $cpu"$'\n'
+    ROUND_RPS[$t,$round]="$rps"
   done
 done
 
 echo
 echo "== medians of $ROUNDS rounds (wrk -c$CONNECTIONS -t$THREADS -d$DURATION, keep-alive, GET /)"
-printf "%-12s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
-declare -A MEDIAN_RPS
+printf "%-12s %12s %10s %10s %12s\n" target "req/s" "p50 ms" "p99 ms" "cpu us/req"
+declare -A MEDIAN_RPS MEDIAN_CPU
 for t in "${targets[@]}"; do
   rps="$(awk 'NF { print $1 }' <<<"${RESULTS[$t]}" | median)"
   p50="$(awk 'NF { print $2 }' <<<"${RESULTS[$t]}" | median)"
   p99="$(awk 'NF { print $3 }' <<<"${RESULTS[$t]}" | median)"
+  cpu="$(awk 'NF { print $4 }' <<<"${RESULTS[$t]}" | median)"
   MEDIAN_RPS[$t]="$rps"
-  printf "%-12s %12s %10s %10s\n" "$t" "$rps" "$p50" "$p99"
+  MEDIAN_CPU[$t]="$cpu"
+  printf "%-12s %12s %10s %10s %12s\n" "$t" "$rps" "$p50" "$p99" "$cpu"
 done
 if [ -n "${MEDIAN_RPS[nginx]:-}" ]; then
   for t in "${targets[@]}"; do
     [ "$t" = nginx ] && continue
-    awk -v a="${MEDIAN_RPS[$t]}" -v b="${MEDIAN_RPS[nginx]}" -v t="$t" \
-      'BEGIN { printf "ratio %s/nginx (throughput): %.2f\n", t, a / b }'
+    # Ratios within a round compare runs that were seconds apart, so they
+    # cancel most of the drift of a shared machine; their median is the headline.
+    per_round="$(for ((round = 0; round < ROUNDS; round++)); do
+      awk -v a="${ROUND_RPS[$t,$round]}" -v b="${ROUND_RPS[nginx,$round]}" 'BEGIN { printf "%.3f\n", a / b }'
+    done)"
+    printf "ratio %s/nginx throughput: median of per-round ratios %.2f (rounds: %s); of medians %.2f\n" \
+      "$t" "$(median <<<"$per_round")" "$(tr '\n' ' ' <<<"$per_round" | sed 's/ $//')" \
+      "$(awk -v a="${MEDIAN_RPS[$t]}" -v b="${MEDIAN_RPS[nginx]}" 'BEGIN { print a / b }')"
+    awk -v a="${MEDIAN_CPU[$t]}" -v b="${MEDIAN_CPU[nginx]}" -v t="$t" \
+      'BEGIN { printf "ratio %s/nginx CPU per request: %.2f\n", t, a / b }'
   done
 fi

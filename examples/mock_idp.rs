@@ -9,8 +9,16 @@ use realmgate::demo::idp;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let port: u16 = std::env::args().nth(1).map(|p| p.parse()).transpose()?.unwrap_or(0);
-    let running = idp::start(idp::IdpConfig::demo_default(), ([127, 0, 0, 1], port).into()).await?;
+    let port: u16 = std::env::args()
+        .nth(1)
+        .map(|p| p.parse())
+        .transpose()?
+        .unwrap_or(0);
+    let running = idp::start(
+        idp::IdpConfig::demo_default(),
+        ([127, 0, 0, 1], port).into(),
+    )
+    .await?;
     println!("READY {}", running.base_url());
     tokio::signal::ctrl_c().await?;
     drop(running);

@@ -85,7 +85,7 @@ else
 fi
 
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
-((node_major >= 20)) || die "Node.js $(node --version) is too old: the node tools need Node.js 20 or later"
+((node_major >= 20)) || die "Node.js $(node --version) is too old: the node tools (oidc-provider 9, playwright-core 1.65) need Node.js 20 or later; install it, then run this script again"
 
 # --- 2. npm packages for the node tools ---------------------------------------------
 section "Node tools (tests/node)"
@@ -105,4 +105,5 @@ cargo clippy --all-targets -- -D warnings
 
 # --- 4. every test tier ---------------------------------------------------------------
 section "cargo test (unit, integration, real-world and browser tiers)"
-cargo test "$@"
+# Every test binary runs even after a failure, so one run shows every problem.
+cargo test --no-fail-fast "$@"

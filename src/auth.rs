@@ -10,6 +10,7 @@
 mod account;
 pub(crate) mod callback;
 mod login;
+mod verify;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -247,6 +248,9 @@ pub async fn endpoint(
             }
         }
         (&Method::GET | &Method::HEAD, "/me") => account::me(&ctx, &parts).await,
+        // Any method: Envoy ext_authz sends the original one; verify reads
+        // no body and changes nothing.
+        (_, "/verify") => verify::verify(&ctx, &parts, conn).await,
         (&Method::GET | &Method::POST, "/logout") => account::logout(&ctx, &parts).await,
         (&Method::GET | &Method::HEAD, "/logout/done") => Ok(account::signed_out(&ctx)),
         (_, "/login" | "/me" | "/logout" | "/logout/done") => Err(GatewayError::MethodNotAllowed),

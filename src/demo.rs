@@ -118,11 +118,14 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     println!("  Open:          {url}");
     println!("  Your identity: {url}.auth/me");
     println!("  Sign out:      {url}.auth/logout");
-    println!("  Metrics:       http://{}/metrics", demo.gateway.admin_addr);
+    println!(
+        "  Metrics:       http://{}/metrics",
+        demo.gateway.admin_addr
+    );
     println!();
     println!("Demo users (no password; pick one at the demo identity provider):");
     for user in idp::IdpConfig::demo_default().users() {
-        println!("  {:<28} {}", user.email, user.description());
+        println!("  {}", user.description());
     }
     println!();
     println!("Press Ctrl-C to stop.");

@@ -65,6 +65,8 @@ pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub router: Router,
     pub upstreams: Upstreams,
+    /// Reads the session id for tunnels (`auth::gate` reads it for requests).
+    session_cookies: crate::session::cookie::SessionCookies,
 }
 
 impl Gateway {
@@ -73,6 +75,7 @@ impl Gateway {
         Ok(Gateway {
             router: Router::new(&settings.routes),
             upstreams: Upstreams::new(&settings.routes)?,
+            session_cookies: crate::session::cookie::SessionCookies::new(&settings.session),
             auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),
             metrics: shared.metrics.clone(),
             settings,
@@ -93,7 +96,7 @@ struct Record {
     path: String,
     route: Option<Arc<RouteSettings>>,
     user: Option<String>,
-    request_id: Option<HeaderValue>,
+    request_id: HeaderValue,
     upstream_latency: Option<Duration>,
 }
 
@@ -105,7 +108,8 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
         path: loggable_path(req.uri().path()),
         route: None,
         user: None,
-        request_id: None,
+        // Decided first, so every answer (errors and `/.auth/*` too) carries it.
+        request_id: forwarding::request_id(&gw.settings.server, req.headers(), &conn),
         upstream_latency: None,
     };
     // What `error_response` looks at, kept before the request moves on
@@ -121,10 +125,10 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
             respond::error_response(&e, &negotiation, &rec.method, &uri, gw.pages())
         }
     };
-    if let Some(id) = &rec.request_id {
-        if !response.headers().contains_key(X_REQUEST_ID) {
-            response.headers_mut().insert(X_REQUEST_ID, id.clone());
-        }
+    if !response.headers().contains_key(X_REQUEST_ID) {
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, rec.request_id.clone());
     }
     let status = response.status().as_u16();
     let route_name = rec.route.as_ref().map_or("", |r| r.name.as_str());
@@ -139,7 +143,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
         upstream_ms = rec.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
         route = route_name,
         user = rec.user.as_deref(),
-        request_id = rec.request_id.as_ref().and_then(|v| v.to_str().ok()),
+        request_id = rec.request_id.to_str().ok(),
         peer = %conn.peer.ip(),
     );
     response
@@ -180,6 +184,15 @@ async fn pipeline(
     }
 
     let (mut parts, body) = req.into_parts();
+    // A tunnel outlives this request: remember which session it belongs to
+    // (before `gate` removes realmgate's cookies) so it can end with it.
+    let tunnel_session = match upgrade {
+        Some(_) => gw.session_cookies.read_for(
+            &parts.headers,
+            client_used_https(&gw.settings, &parts, conn),
+        ),
+        None => None,
+    };
     let outcome = crate::auth::gate(&gw.auth, &route, &mut parts, conn).await?;
     let permit = match outcome {
         crate::auth::GateOutcome::Public => None,
@@ -190,18 +203,23 @@ async fn pipeline(
         .as_ref()
         .map(|p| SystemTime::UNIX_EPOCH + Duration::from_secs(p.user().expires_at));
 
-    let request_id = forwarding::apply(
+    forwarding::apply(
         &mut parts.headers,
         &gw.settings.server,
         conn,
         Some(&client_host),
+        &rec.request_id,
     );
-    rec.request_id = Some(request_id);
 
+    let tunnel_alive = match (&permit, tunnel_session) {
+        (Some(_), Some(id)) => Some(session_alive(gw.auth.shared.sessions.clone(), id)),
+        _ => None,
+    };
     let out = Outbound {
         request: Request::from_parts(parts, body.boxed()),
         upgrade,
         tunnel_until,
+        tunnel_alive,
     };
     let forwarded = gw
         .upstreams
@@ -209,6 +227,36 @@ async fn pipeline(
         .await?;
     rec.upstream_latency = Some(forwarded.latency);
     Ok(forwarded.response)
+}
+
+/// True when the client reached realmgate over HTTPS (directly, through a
+/// trusted proxy, or as `public_origin` says): which session cookie name counts.
+fn client_used_https(settings: &Settings, parts: &http::request::Parts, conn: &ConnInfo) -> bool {
+    if let Some(origin) = &settings.server.public_origin {
+        return origin.scheme() == "https";
+    }
+    conn.tls || forwarding::trusted_proto(&settings.server, parts, conn).as_deref() == Some("https")
+}
+
+/// A tunnel's liveness check: the session still exists in the store. A
+/// store error keeps the tunnel (it was authorized; the next check decides).
+/// Each check also counts as activity for the session's idle timeout.
+fn session_alive(
+    store: Arc<dyn crate::session::store::SessionStore>,
+    id: crate::session::store::SessionId,
+) -> crate::proxy::AliveCheck {
+    Box::new(move || {
+        let (store, id) = (store.clone(), id.clone());
+        Box::pin(async move {
+            match store.get(&id).await {
+                Ok(found) => found.is_some(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store failed while checking a tunnel");
+                    true
+                }
+            }
+        })
+    })
 }
 
 /// The request headers `respond::prefers_html` reads.
@@ -292,12 +340,29 @@ fn parse_content_length(v: &[u8]) -> Result<u64, GatewayError> {
 }
 
 /// The `Upgrade` value when this is an HTTP/1.1 upgrade request
-/// (`Connection: upgrade` + `Upgrade`). HTTP/2 has no Upgrade.
+/// (`Connection: upgrade` + one `Upgrade`). HTTP/2 has no Upgrade.
+///
+/// Upgrades to HTTP itself (`h2c`, `HTTP/2.0`, ...) are never tunnelled: the
+/// tunnel would carry further HTTP requests straight to the app, past the
+/// per-request auth check ("h2c smuggling"). Such requests are forwarded as
+/// plain requests, their `Upgrade` removed with the other hop-by-hop headers.
 fn upgrade_request<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }
-    let proto = req.headers().get(UPGRADE)?.clone();
+    let mut values = req.headers().get_all(UPGRADE).iter();
+    let proto = values.next()?.clone();
+    if values.next().is_some() {
+        return None;
+    }
+    let text = proto.to_str().ok()?;
+    let speaks_http = text.split(',').any(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        p.is_empty() || p.starts_with("h2") || p.starts_with("http")
+    });
+    if speaks_http {
+        return None;
+    }
     connection_tokens(req.headers())
         .any(|t| t == "upgrade")
         .then_some(proto)

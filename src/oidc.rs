@@ -434,12 +434,13 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Authorization request parameters realmgate sets itself; `extra` cannot override them.
+/// Authorization request parameters realmgate sets itself; `extra` cannot
+/// override them. (`response_mode` is handled apart: `query` or `form_post`
+/// may be chosen, the callback serves both.)
 const PROTOCOL_PARAMS: &[&str] = &[
     "client_id",
     "redirect_uri",
     "response_type",
-    "response_mode",
     "scope",
     "state",
     "nonce",
@@ -675,11 +676,18 @@ impl Provider {
                 .append_pair("nonce", &nonce)
                 .append_pair("code_challenge", &pkce_challenge(&pkce_verifier))
                 .append_pair("code_challenge_method", "S256");
+            let mut response_mode_set = false;
             for (k, v) in extra {
-                // The operator may pick how the code comes back (config
-                // validation allows only these two values; the callback serves both).
-                let response_mode_ok = k == "response_mode" && matches!(v.as_str(), "query" | "form_post");
-                if PROTOCOL_PARAMS.contains(&k.as_str()) && !response_mode_ok {
+                let allowed = if k == "response_mode" {
+                    // Only modes the callback serves (never `fragment`, which
+                    // would hand the code to page scripts), and only once.
+                    let ok = !response_mode_set && matches!(v.as_str(), "query" | "form_post");
+                    response_mode_set |= ok;
+                    ok
+                } else {
+                    !PROTOCOL_PARAMS.contains(&k.as_str())
+                };
+                if !allowed {
                     tracing::warn!(connection = %self.cfg.name, param = %k, "ignored extra authorization parameter that realmgate sets itself");
                     continue;
                 }

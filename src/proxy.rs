@@ -34,6 +34,7 @@ use crate::headers::hop::strip_hop_by_hop;
 use crate::respond::{Body, GatewayError};
 
 pub use clients::ClientKey;
+pub use upgrade::AliveCheck;
 
 /// The upstream clients of one config generation.
 pub struct Upstreams {
@@ -52,6 +53,9 @@ pub struct Outbound {
     pub upgrade: Option<(OnUpgrade, HeaderValue)>,
     /// When the tunnel must close at the latest (the session's end).
     pub tunnel_until: Option<SystemTime>,
+    /// Asked every few seconds while a tunnel is open; false closes it
+    /// (the session was signed out or revoked).
+    pub tunnel_alive: Option<AliveCheck>,
 }
 
 /// The upstream's answer.
@@ -96,6 +100,7 @@ impl Upstreams {
             mut request,
             upgrade,
             tunnel_until,
+            tunnel_alive,
         } = out;
         let plain = self.plain.get(&route.name);
         *request.uri_mut() = match plain {
@@ -152,13 +157,25 @@ impl Upstreams {
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some((client_side, _)) = upgrade else {
+            let Some((client_side, asked)) = upgrade else {
                 tracing::warn!(route.name = %route.name, "upstream switched protocols without being asked");
                 return Err(GatewayError::UpstreamUnavailable);
             };
+            // Only tunnel what the client asked for: an upstream that answers
+            // 101 to anything would otherwise open a raw pipe past the gateway.
             let proto = response.headers().get(UPGRADE).cloned();
+            if !proto.as_ref().is_some_and(|p| offered(&asked, p)) {
+                tracing::warn!(route.name = %route.name, "upstream switched to a protocol the client did not ask for");
+                return Err(GatewayError::UpstreamUnavailable);
+            }
             let upstream_side = hyper::upgrade::on(&mut response);
-            upgrade::spawn_tunnel(route.name.clone(), client_side, upstream_side, tunnel_until);
+            upgrade::spawn_tunnel(
+                route.name.clone(),
+                client_side,
+                upstream_side,
+                tunnel_until,
+                tunnel_alive,
+            );
             let (mut parts, _) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts
@@ -180,6 +197,19 @@ impl Upstreams {
             latency,
         })
     }
+}
+
+/// True when `chosen` (the upstream's `Upgrade`) is one of the protocols in `asked`.
+fn offered(asked: &HeaderValue, chosen: &HeaderValue) -> bool {
+    let (Ok(asked), Ok(chosen)) = (asked.to_str(), chosen.to_str()) else {
+        return false;
+    };
+    let chosen = chosen.trim();
+    !chosen.is_empty()
+        && !chosen.contains(',')
+        && asked
+            .split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case(chosen))
 }
 
 /// 504 for timeouts (connect or otherwise), 502 for everything else. The

@@ -320,34 +320,80 @@ async fn start_inner(
 
 /// `realmgate run`: start, then SIGHUP reloads and SIGTERM/SIGINT drains and returns.
 pub async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives while the listeners are being
+    // bound is then handled, instead of SIGINT's default action killing us.
+    let mut signals = Signals::new()?;
     let running = start(settings, config_path).await?;
-    let shutdown = wait_for_shutdown_signal();
-    tokio::pin!(shutdown);
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                Some(()) = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading configuration and certificates");
-                    running.reload().await;
-                }
-            }
-        }
+    while let Event::Reload = signals.next().await {
+        tracing::info!("SIGHUP: reloading configuration and certificates");
+        running.reload().await;
     }
-    #[cfg(not(unix))]
-    shutdown.await;
     tracing::info!("shutting down");
     // A second SIGTERM/SIGINT during the drain means "now" (as with Ctrl-C twice).
     tokio::select! {
         () = running.shutdown() => {}
-        () = wait_for_shutdown_signal() => {
+        () = signals.shutdown() => {
             tracing::warn!("second signal: exiting without waiting for in-flight requests");
         }
     }
     Ok(())
+}
+
+enum Event {
+    Reload,
+    Shutdown,
+}
+
+/// The process signals `run` reacts to, registered once.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) -> Event {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM received"); Event::Shutdown }
+                _ = self.int.recv() => { tracing::info!("SIGINT received"); Event::Shutdown }
+                _ = self.hup.recv() => Event::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Event::Shutdown
+        }
+    }
+
+    /// The next SIGTERM or SIGINT (SIGHUP is ignored from here on).
+    async fn shutdown(&mut self) {
+        loop {
+            if let Event::Shutdown = self.next().await {
+                return;
+            }
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

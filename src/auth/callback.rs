@@ -238,9 +238,26 @@ fn build_session(
         preferred_username: token.preferred_username().map(str::to_string),
         groups,
         claims,
+        // Tokens are kilobytes each (bench/sessions.md): keep only what a
+        // feature needs. The ID token is the `id_token_hint` of RP-initiated
+        // logout; the access token only for routes that pass it on; the
+        // refresh token only when refreshing is on.
         id_token: Some(tokens.id_token.clone()),
-        access_token: tokens.access_token.clone(),
-        refresh_token: tokens.refresh_token.clone(),
+        access_token: ctx
+            .state
+            .settings
+            .routes
+            .iter()
+            .any(|r| r.pass_access_token)
+            .then(|| tokens.access_token.clone())
+            .flatten(),
+        refresh_token: ctx
+            .state
+            .settings
+            .session
+            .refresh_tokens
+            .then(|| tokens.refresh_token.clone())
+            .flatten(),
         tokens_expire_at: token_exp,
         created_at: now,
         expires_at: now + lifetime,

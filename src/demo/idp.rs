@@ -102,10 +102,7 @@ impl IdpUser {
             let names: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
             format!("groups: {}", names.join(", "))
         };
-        format!(
-            "{} ({}), tenant {}, {groups}",
-            self.email, self.name, self.tenant_domain
-        )
+        format!("{}, tenant {}, {groups}", self.name, self.tenant_domain)
     }
 }
 
@@ -209,12 +206,21 @@ impl IdpConfig {
                     vec![partners],
                 ),
             ],
-            clients: vec![IdpClient {
-                client_id: DEMO_CLIENT_ID.into(),
-                client_secret: DEMO_CLIENT_SECRET.into(),
-                redirect_uris: Vec::new(),
-                backchannel_logout_uri: None,
-            }],
+            clients: vec![
+                IdpClient {
+                    client_id: DEMO_CLIENT_ID.into(),
+                    client_secret: DEMO_CLIENT_SECRET.into(),
+                    redirect_uris: Vec::new(),
+                    backchannel_logout_uri: None,
+                },
+                // The registration the embedded demo config (src/demo.rs) uses.
+                IdpClient {
+                    client_id: "demo-client".into(),
+                    client_secret: "demo-secret".into(),
+                    redirect_uris: Vec::new(),
+                    backchannel_logout_uri: None,
+                },
+            ],
             groups_overage_limit: 200,
             graph_page_size: 100,
         }
@@ -263,6 +269,9 @@ pub enum Hostile {
     NonceWrong,
     /// Signed with a key whose `kid` is not in the JWKS.
     UnknownKid,
+    /// Properly signed, but without `kid` in the header (acceptable only
+    /// while the JWKS has exactly one suitable key).
+    NoKid,
     SubMissing,
     OidMissing,
     /// `tid` replaced by this value (`iss` still names the user's tenant).
@@ -1060,6 +1069,7 @@ impl State {
             // Same key material, a kid the JWKS never published: relying
             // parties look the kid up and find nothing.
             Some(Hostile::UnknownKid) => kid = format!("unpublished-{}", random_id(8)),
+            Some(Hostile::NoKid) => kid = String::new(),
             Some(Hostile::BadSignature | Hostile::AlgNone | Hostile::Hs256WithPublicKey) | None => {
             }
         }
@@ -1084,7 +1094,7 @@ impl State {
             }
             _ => {
                 let mut header = Header::new(Algorithm::RS256);
-                header.kid = Some(kid);
+                header.kid = (!kid.is_empty()).then_some(kid);
                 let token = jsonwebtoken::encode(&header, &claims, &key.encoding)?;
                 if hostile == Some(Hostile::BadSignature) {
                     flip_signature(&token)?
@@ -1267,7 +1277,7 @@ fn picker_page(
             email = html_escape(&u.email),
             class = if hinted { " class=\"hint\" autofocus" } else { "" },
             name = html_escape(&u.name),
-            desc = html_escape(&u.description()),
+            desc = html_escape(&format!("{} · {}", u.email, u.tenant_domain)),
         ));
     }
     body.push_str("</form>");
@@ -1422,11 +1432,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
                 ),
             }
         }
+        // Graph at the root or under `/graph` (graph_endpoint = "{base}/graph").
         (&Method::GET, ["v1.0", "me", "transitiveMemberOf", rest @ ..])
             if rest.is_empty() || rest == ["microsoft.graph.group"] =>
         {
             state.counters.graph.fetch_add(1, Ordering::SeqCst);
-            graph_member_of(&state, &parts.headers, &parts.uri)
+            graph_member_of(&state, &parts.headers, &parts.uri, "")
+        }
+        (&Method::GET, ["graph", "v1.0", "me", "transitiveMemberOf", rest @ ..])
+            if rest.is_empty() || rest == ["microsoft.graph.group"] =>
+        {
+            state.counters.graph.fetch_add(1, Ordering::SeqCst);
+            graph_member_of(&state, &parts.headers, &parts.uri, "/graph")
         }
         (&Method::GET, ["oidc", "userinfo"]) => {
             state.counters.userinfo.fetch_add(1, Ordering::SeqCst);
@@ -1585,7 +1602,12 @@ fn bearer_user<'a>(state: &'a State, headers: &http::HeaderMap) -> Option<(&'a I
 
 /// Microsoft Graph `GET /v1.0/me/transitiveMemberOf/microsoft.graph.group`,
 /// paged with `@odata.nextLink` like the real one.
-fn graph_member_of(state: &State, headers: &http::HeaderMap, uri: &http::Uri) -> Resp {
+fn graph_member_of(
+    state: &State,
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    prefix: &str,
+) -> Resp {
     let Some((user, _)) = bearer_user(state, headers) else {
         return json_response(
             StatusCode::UNAUTHORIZED,
@@ -1614,7 +1636,7 @@ fn graph_member_of(state: &State, headers: &http::HeaderMap, uri: &http::Uri) ->
     });
     if skip + top < user.groups.len() {
         let mut next = url::Url::parse(&format!(
-            "{}/v1.0/me/transitiveMemberOf/microsoft.graph.group",
+            "{}{prefix}/v1.0/me/transitiveMemberOf/microsoft.graph.group",
             state.base
         ))
         .expect("the base URL is a valid URL");

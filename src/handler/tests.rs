@@ -69,6 +69,14 @@ fn upgrade_needs_connection_upgrade_and_http11() {
         .body(())
         .unwrap();
     assert!(upgrade_request(&h2).is_none());
+    for http in ["h2c", "HTTP/2.0", "websocket, h2c", "http/1.1", ""] {
+        let smuggle = Request::builder()
+            .header("connection", "Upgrade, HTTP2-Settings")
+            .header("upgrade", http)
+            .body(())
+            .unwrap();
+        assert!(upgrade_request(&smuggle).is_none(), "{http:?}");
+    }
 }
 
 #[test]

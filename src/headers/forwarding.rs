@@ -61,14 +61,29 @@ fn first_proto(headers: &HeaderMap) -> Option<String> {
     matches!(first.as_str(), "http" | "https").then_some(first)
 }
 
+/// The request id for this request: a trusted proxy's well-formed
+/// `X-Request-Id`, else a fresh one.
+pub fn request_id(server: &ServerSettings, headers: &HeaderMap, conn: &ConnInfo) -> HeaderValue {
+    peer_is_trusted(server, conn)
+        .then(|| {
+            headers
+                .get(X_REQUEST_ID)
+                .filter(|v| is_token_like(v.as_bytes(), MAX_REQUEST_ID))
+        })
+        .flatten()
+        .cloned()
+        .unwrap_or_else(new_request_id)
+}
+
 /// Rewrite the forwarding headers for the upstream. `host` is the client's
-/// Host (or `:authority`) as received. Returns the request id in use.
+/// Host (or `:authority`) as received; `request_id` comes from [`request_id`].
 pub fn apply(
     headers: &mut HeaderMap,
     server: &ServerSettings,
     conn: &ConnInfo,
     host: Option<&HeaderValue>,
-) -> HeaderValue {
+    request_id: &HeaderValue,
+) {
     let trusted = peer_is_trusted(server, conn);
     let peer = peer_ip(conn).to_string();
 
@@ -114,15 +129,6 @@ pub fn apply(
         }
     }
 
-    let request_id = trusted
-        .then(|| {
-            headers
-                .get(X_REQUEST_ID)
-                .filter(|v| is_token_like(v.as_bytes(), MAX_REQUEST_ID))
-        })
-        .flatten()
-        .cloned()
-        .unwrap_or_else(new_request_id);
     headers.insert(X_REQUEST_ID, request_id.clone());
 
     // One pass over the names first: usually none of them is present.
@@ -131,7 +137,6 @@ pub fn apply(
             headers.remove(name);
         }
     }
-    request_id
 }
 
 /// A fresh request id: 128 random bits as 32 lowercase hex digits.

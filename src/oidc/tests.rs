@@ -481,3 +481,116 @@ fn explicit_typ_keeps_token_kinds_apart() {
     let untyped = parse_header(&tok(json!({"alg": "RS256"}))).unwrap();
     assert!(untyped.check_typ(&id).is_ok());
 }
+
+#[test]
+fn jwks_keeps_only_public_signing_keys_of_rsa_and_ec() {
+    use super::jwks::{KeySet, Selection};
+    use jsonwebtoken::Algorithm;
+    let n = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+    let doc = json!({"keys": [
+        {"kty": "RSA", "use": "sig", "kid": "rsa1", "n": n, "e": "AQAB"},
+        {"kty": "RSA", "use": "enc", "kid": "enc1", "n": n, "e": "AQAB"},
+        {"kty": "RSA", "kid": "oaep", "alg": "RSA-OAEP", "n": n, "e": "AQAB"},
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0", "alg": "HS256"},
+        {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+        {"kty": "EC", "kid": "ec1", "crv": "P-256", "alg": "ES256",
+         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+        {"kty": "RSA", "kid": "ps", "alg": "PS256", "n": n, "e": "AQAB"},
+        {"kty": "EC", "kid": "mismatch", "crv": "P-256", "alg": "RS256",
+         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+        {"kty": "weird"},
+    ]});
+    let set = KeySet::parse(doc.to_string().as_bytes(), 1).unwrap();
+    let kept: Vec<&str> = set.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+    assert_eq!(kept, vec!["rsa1", "ec1", "ps"]);
+    let skipped: Vec<Option<&str>> = set.skipped.iter().map(|(k, _)| k.as_deref()).collect();
+    assert_eq!(
+        skipped,
+        vec![
+            Some("enc1"),
+            Some("oaep"),
+            Some("hmac"),
+            Some("ed"),
+            Some("mismatch"),
+            None
+        ]
+    );
+    // Allow-list: RS256 always, plus what the kept keys declare; never HMAC.
+    assert!(set.allows(Algorithm::RS256));
+    assert!(set.allows(Algorithm::ES256));
+    assert!(set.allows(Algorithm::PS256));
+    assert!(!set.allows(Algorithm::RS512));
+    assert!(!set.allows(Algorithm::HS256));
+    // Selection by kid honours the key type and declared alg.
+    assert!(matches!(
+        set.select(Some("rsa1"), Algorithm::RS256),
+        Selection::Found(_)
+    ));
+    assert!(matches!(
+        set.select(Some("ec1"), Algorithm::RS256),
+        Selection::UnknownKid
+    ));
+    assert!(matches!(
+        set.select(Some("ps"), Algorithm::RS256),
+        Selection::UnknownKid
+    ));
+    assert!(matches!(
+        set.select(Some("nope"), Algorithm::RS256),
+        Selection::UnknownKid
+    ));
+    // Without kid: exactly one suitable key, or nothing.
+    assert!(matches!(
+        set.select(None, Algorithm::ES256),
+        Selection::Found(_)
+    ));
+    assert!(matches!(
+        set.select(None, Algorithm::RS256),
+        Selection::Found(_)
+    ));
+    assert!(matches!(
+        set.select(None, Algorithm::PS256),
+        Selection::Ambiguous(2)
+    ));
+    assert!(KeySet::parse(b"not json", 1).is_err());
+    assert!(KeySet::parse(b"{\"keys\": 5}", 1).is_err());
+}
+
+#[test]
+fn hostile_bytes_never_panic_the_header_parser_or_claim_checks() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let alphabet: Vec<char> = "ab.-_=+/{}\"[]:,0123456789eyJ \u{0}\u{ff}é"
+        .chars()
+        .collect();
+    for _ in 0..5_000 {
+        let len = rng.gen_range(0..200);
+        let s: String = (0..len)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect();
+        let _ = parse_header(&s);
+        // Also as a base64url header segment.
+        let _ = parse_header(&format!("{}.e30.sig", b64(&json!(s))));
+    }
+    let weird = [
+        json!(null),
+        json!(-1),
+        json!(1e300),
+        json!(f64::MAX),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!([1, 2]),
+    ];
+    let rule = IssuerRule::TenantTemplate("https://login.example/{tenantid}/v2.0".into());
+    for claim in [
+        "iss", "aud", "tid", "exp", "iat", "nbf", "sub", "oid", "nonce", "azp",
+    ] {
+        for v in &weird {
+            let c = with(|c| {
+                c.insert(claim.into(), v.clone());
+            });
+            let _ = check(&c);
+            let _ = check_with(&c, &rule, &TenantAllowList::Any);
+        }
+    }
+}

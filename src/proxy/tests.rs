@@ -93,3 +93,13 @@ fn an_upstream_ca_without_certificates_is_a_clear_error() {
     std::fs::write(&path, cert.cert.pem()).unwrap();
     assert_eq!(clients::load_ca(&path).unwrap().len(), 1);
 }
+
+#[test]
+fn only_an_asked_for_protocol_is_tunnelled() {
+    let v = |s: &'static str| HeaderValue::from_static(s);
+    assert!(offered(&v("websocket"), &v("WebSocket")));
+    assert!(offered(&v("foo, websocket"), &v("websocket")));
+    assert!(!offered(&v("websocket"), &v("h2c")));
+    assert!(!offered(&v("websocket"), &v("")));
+    assert!(!offered(&v("websocket"), &v("websocket, h2c")));
+}

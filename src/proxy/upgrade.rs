@@ -1,20 +1,29 @@
 //! Upgrade tunnels (WebSocket and friends): once the upstream answered 101,
 //! both connections are taken over from hyper and bytes are copied both ways.
 //!
-//! A tunnel of a signed-in user closes at the latest when the session's
-//! absolute lifetime ends (`tunnel_until`).
+//! A tunnel of a signed-in user ends with the session: at the session's
+//! absolute end (`until`) at the latest, and within [`CHECK_EVERY`] of a
+//! logout or revocation (`alive` answers false once the session is gone).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use futures_util::future::BoxFuture;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-/// Run the tunnel in the background; it ends when either side closes.
+/// How often a tunnel asks whether its session still exists.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Answers whether the tunnel's session still exists (false ends the tunnel).
+pub type AliveCheck = Box<dyn FnMut() -> BoxFuture<'static, bool> + Send>;
+
+/// Run the tunnel in the background; it ends when either side closes or the session ends.
 pub fn spawn_tunnel(
     route: String,
     client: OnUpgrade,
     upstream: OnUpgrade,
     until: Option<SystemTime>,
+    alive: Option<AliveCheck>,
 ) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -27,24 +36,92 @@ pub fn spawn_tunnel(
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        let limit = until.map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
-        let result = match limit {
-            Some(limit) => match tokio::time::timeout(limit, copy).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::info!(route.name = %route, "tunnel closed: the session ended");
-                    return;
+        let deadline = until.map(|t| {
+            let left = t.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::time::Instant::now() + left
+        });
+        let ended = session_ended(deadline, alive, CHECK_EVERY);
+        tokio::select! {
+            result = copy => match result {
+                Ok((up, down)) => {
+                    tracing::debug!(route.name = %route, bytes.up = up, bytes.down = down, "tunnel closed")
                 }
+                Err(e) => tracing::debug!(route.name = %route, error = %e, "tunnel ended with an error"),
             },
-            None => copy.await,
+            why = ended => tracing::info!(route.name = %route, reason = why, "tunnel closed: the session ended"),
+        }
+        // Dropping both sides closes the connections.
+    });
+}
+
+/// Resolves when the session is over; never for tunnels without a session.
+async fn session_ended(
+    deadline: Option<tokio::time::Instant>,
+    mut alive: Option<AliveCheck>,
+    check_every: Duration,
+) -> &'static str {
+    let expiry = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let revoked = async {
+        let Some(alive) = alive.as_mut() else {
+            return std::future::pending().await;
         };
-        match result {
-            Ok((up, down)) => {
-                tracing::debug!(route.name = %route, bytes.up = up, bytes.down = down, "tunnel closed")
-            }
-            Err(e) => {
-                tracing::debug!(route.name = %route, error = %e, "tunnel ended with an error")
+        let mut tick = tokio::time::interval(check_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate; the gate just checked
+        loop {
+            tick.tick().await;
+            if !alive().await {
+                return;
             }
         }
-    });
+    };
+    tokio::select! {
+        () = expiry => "expired",
+        () = revoked => "signed out or revoked",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    const TICK: Duration = Duration::from_millis(20);
+
+    #[tokio::test]
+    async fn ends_at_the_deadline() {
+        let start = tokio::time::Instant::now();
+        let why = session_ended(Some(start + Duration::from_millis(100)), None, TICK).await;
+        assert_eq!(why, "expired");
+        assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn ends_at_the_first_check_after_the_session_is_gone() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let alive: AliveCheck = Box::new(move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { n < 3 })
+        });
+        let start = tokio::time::Instant::now();
+        let why = session_ended(None, Some(alive), TICK).await;
+        assert_eq!(why, "signed out or revoked");
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert!(start.elapsed() >= TICK * 4);
+    }
+
+    #[tokio::test]
+    async fn without_a_session_it_never_ends() {
+        let r =
+            tokio::time::timeout(Duration::from_millis(200), session_ended(None, None, TICK)).await;
+        assert!(r.is_err());
+    }
 }

@@ -178,3 +178,76 @@ fn overlong_targets_are_refused() {
     let fits = format!("/{}", "a".repeat(MAX_TARGET_LEN - 1));
     assert_eq!(target(&fits), fits);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn piece() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "/",
+            "//",
+            "\\",
+            "@",
+            ":",
+            "://",
+            "https",
+            "http",
+            "hr.contoso.com",
+            "evil.com",
+            "%2f",
+            "%5c",
+            "#",
+            "?",
+            ".",
+            "..",
+            "\t",
+            "\n",
+            " ",
+            "javascript:",
+            "\u{ff0e}",
+            "\u{3002}",
+            "[::1]",
+            ":8080",
+            "%00",
+            "user:pw@",
+            "xn--",
+            "HR.CONTOSO.COM",
+            "\u{441}",
+        ])
+        .prop_map(String::from)
+    }
+
+    fn raw() -> impl Strategy<Value = String> {
+        prop::collection::vec(piece(), 0..10).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// Whatever comes in, what goes out is `/`, a path that a browser
+        /// resolves on the same host, or an http(s) URL on a configured host.
+        #[test]
+        fn the_answer_is_always_same_host_or_a_route_host(r in raw()) {
+            let out = target(&r);
+            prop_assert!(!out.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\'));
+            if out.starts_with('/') {
+                prop_assert!(!out.starts_with("//"), "{:?} -> {:?}", r, out);
+                let base = Url::parse("https://hr.contoso.com/").unwrap();
+                let resolved = base.join(&out).unwrap();
+                prop_assert_eq!(resolved.host_str(), Some("hr.contoso.com"));
+            } else {
+                let u = Url::parse(&out).unwrap();
+                prop_assert!(matches!(u.scheme(), "http" | "https"));
+                prop_assert!(u.username().is_empty() && u.password().is_none());
+                let h = u.host_str().unwrap().to_string();
+                prop_assert!(h == "hr.contoso.com" || hosts().contains(&h), "{:?} -> {:?}", r, out);
+                // Browsers parse the answer the same way.
+                prop_assert_eq!(u.as_str(), out.as_str());
+            }
+            // Answers are stable: checking an answer again gives it back.
+            prop_assert_eq!(target(&out), out);
+        }
+    }
+}

@@ -24,8 +24,8 @@
 //! sent one and falls back to the plain name otherwise. Callers that know the
 //! scheme should use `read_for`.
 //!
-//! Several cookies of the chosen name with different values (a planted cookie
-//! with a longer `Path`, say) are ambiguous: the request counts as signed out.
+//! Several cookies of the chosen name (a planted cookie with a longer `Path`,
+//! say) are ambiguous, whatever their values: the request counts as signed out.
 //!
 //! # Lifetime
 //!
@@ -99,10 +99,12 @@ fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// The one value among `values`; None when there are none or when they differ.
+/// The value when the name occurs exactly once; None when it is missing or
+/// repeated (even with the same value: a browser that keeps two cookies of
+/// one name got one of them from somewhere else).
 pub(crate) fn single_value<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
     let first = values.next()?;
-    values.all(|v| v == first).then_some(first)
+    values.next().is_none().then_some(first)
 }
 
 /// Cookie names and domains are validated by the config; a settings value

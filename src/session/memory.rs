@@ -55,6 +55,8 @@ use super::store::{SessionId, SessionStore, StoreError};
 /// refresh round trip to a provider).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 const TOMBSTONE_CAPACITY: u64 = 1_000_000;
+/// Upper bound for any entry's time to live.
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Sessions in memory, for a single gateway instance.
 pub struct MemoryStore {
@@ -238,7 +240,8 @@ struct SessionExpiry {
 impl SessionExpiry {
     fn ttl(&self, packed: &Packed) -> Duration {
         let left = Duration::from_secs(packed.expires_at.saturating_sub(unix_now()));
-        left.min(self.idle_timeout)
+        // Moka's timer wheel wants sane durations; no session lasts a decade.
+        left.min(self.idle_timeout).min(MAX_TTL)
     }
 }
 

@@ -16,9 +16,12 @@ async fn a_real_browser_signs_in_and_lands_on_the_original_url() {
         std::path::Path::new("/usr/bin/chromium").exists(),
         "Debian chromium is missing: apt-get install chromium (scripts/test.sh does it)"
     );
-    let idp = idp::start(idp::IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let idp = idp::start(
+        idp::IdpConfig::demo_default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let app = app::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let gateway = TestGateway::start(&format!(
         r#"
@@ -84,9 +87,13 @@ headers = "forwarded"
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (ok, stdout, stderr) = run_script("browser-login.mjs", &args, Duration::from_secs(120)).await;
+    let (ok, stdout, stderr) =
+        run_script("browser-login.mjs", &args, Duration::from_secs(120)).await;
     assert!(ok, "browser sign-in failed:\n{stderr}\n{stdout}");
     assert_eq!(stdout.trim(), format!("OK {url}"));
-    assert!(shots.path().join("01-login.png").exists(), "the login page was shown");
+    assert!(
+        shots.path().join("01-login.png").exists(),
+        "the login page was shown"
+    );
     gateway.stop().await;
 }

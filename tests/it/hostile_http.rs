@@ -170,3 +170,31 @@ async fn a_request_line_that_is_not_http_is_refused() {
     assert_refused(b"GET / HTTP/9.9\r\nHost: app.test\r\n\r\n").await;
     assert_refused(b"GET http://app.test@evil.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
 }
+
+#[tokio::test]
+async fn an_h2c_upgrade_is_forwarded_as_a_plain_request_never_tunnelled() {
+    let (up, gw) = setup("").await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /h2c HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&raw), Some(200), "{raw}");
+    let body = raw.split_once("\r\n\r\n").expect("a body").1;
+    let echoed = Echoed(serde_json::from_str(body).expect("echo JSON"));
+    assert!(echoed.header_all("upgrade").is_empty());
+    assert!(echoed.header_all("http2-settings").is_empty());
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_switching_to_a_protocol_nobody_asked_for_is_502() {
+    // The echo upstream answers `101 Upgrade: websocket` on /ws whatever was asked.
+    let (_up, gw) = setup("").await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: not-websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&raw), Some(502), "{raw}");
+}

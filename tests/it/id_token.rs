@@ -203,6 +203,16 @@ async fn the_authorization_request_carries_pkce_state_nonce_and_extras_but_no_ov
             .count(),
         1
     );
+    // The response mode may be chosen (query or form_post), nothing else.
+    for (mode, expected) in [
+        ("form_post", Some("form_post")),
+        ("query", Some("query")),
+        ("fragment", None),
+    ] {
+        let extra = vec![("response_mode".to_string(), mode.to_string())];
+        let r = p.authorization_request(REDIRECT, &extra).await.unwrap();
+        assert_eq!(query_param(&r.url, "response_mode").as_deref(), expected);
+    }
     let again = p.authorization_request(REDIRECT, &[]).await.unwrap();
     assert_ne!(again.state, req.state);
     assert_ne!(again.nonce, req.nonce);
@@ -1043,10 +1053,49 @@ async fn group_overage_points_to_graph_which_pages_through_every_group() {
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&DEMO_HR_GROUP.to_string()));
     assert_eq!(idp.graph_calls(), 2, "one call per page");
+    // Also under /graph (graph_endpoint = "{base}/graph"), paging stays there.
+    let page: serde_json::Value = http
+        .get(format!(
+            "{}/graph/v1.0/me/transitiveMemberOf/microsoft.graph.group?$select=id",
+            idp.base_url()
+        ))
+        .bearer_auth(tokens.access_token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["value"].as_array().unwrap().len(), 1);
+    let next = page["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with(&format!("{}/graph/v1.0/", idp.base_url())),
+        "{next}"
+    );
     let anonymous = http
         .get(format!("{}/v1.0/me/transitiveMemberOf", idp.base_url()))
         .send()
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn a_token_without_kid_needs_exactly_one_suitable_key() {
+    let idp = start_idp().await;
+    let (_providers, p) = provider_for(&entra(&idp, "contoso.example", ""));
+    idp.set_hostile(Some(Hostile::NoKid));
+    let (tokens, nonce) = login(&idp, &p, "alice@contoso.example").await;
+    p.verify_id_token(&tokens.id_token, &nonce)
+        .await
+        .expect("one key in the JWKS: it is used");
+    // Two published keys: which one was meant is unknowable.
+    idp.set_hostile(None);
+    idp.rotate_keys().await.unwrap();
+    let (tokens, nonce) = login(&idp, &p, "alice@contoso.example").await;
+    p.verify_id_token(&tokens.id_token, &nonce).await.unwrap();
+    idp.set_hostile(Some(Hostile::NoKid));
+    let (tokens, nonce) = login(&idp, &p, "alice@contoso.example").await;
+    let got = invalid_reason(p.verify_id_token(&tokens.id_token, &nonce).await);
+    assert_eq!(got, "token has no kid and the JWKS has 2 suitable keys");
 }

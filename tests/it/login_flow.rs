@@ -90,7 +90,11 @@ connections = ["fabrikam"]
             up = upstream.url(),
         );
         let gateway = TestGateway::start(&toml).await;
-        World { idp, upstream, gateway }
+        World {
+            idp,
+            upstream,
+            gateway,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -108,16 +112,26 @@ connections = ["fabrikam"]
         for host in [HOST, OTHER_HOST] {
             b = b.resolve(host, self.gateway.addr);
         }
-        Browser { client: b.build().unwrap(), jar }
+        Browser {
+            client: b.build().unwrap(),
+            jar,
+        }
     }
 
     /// Signs `email` in from a fresh browser, landing on `path`; returns the browser.
     async fn signed_in(&self, email: &str, path: &str) -> Browser {
         let browser = self.browser();
         let authorize = browser.start_login(self, email, path).await;
-        let back = self.idp.complete_login(&authorize, email).expect("IdP issues a code");
+        let back = self
+            .idp
+            .complete_login(&authorize, email)
+            .expect("IdP issues a code");
         let resp = browser.get(&back.url).await;
-        assert_eq!(resp.status(), StatusCode::FOUND, "callback redirects to the target");
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "callback redirects to the target"
+        );
         assert_eq!(location(&resp), path, "lands on the page first asked for");
         browser
     }
@@ -130,19 +144,34 @@ struct Browser {
 
 impl Browser {
     async fn get(&self, url: &str) -> reqwest::Response {
-        self.client.get(url).header(ACCEPT, HTML).send().await.expect("request")
+        self.client
+            .get(url)
+            .header(ACCEPT, HTML)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Protected page -> login page -> email posted -> the IdP's authorize URL.
     async fn start_login(&self, w: &World, email: &str, path: &str) -> String {
         let resp = self.get(&w.url(path)).await;
-        assert_eq!(resp.status(), StatusCode::FOUND, "browser navigation is redirected to sign in");
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "browser navigation is redirected to sign in"
+        );
         let login = location(&resp);
-        assert!(login.starts_with("/.auth/login?"), "redirect to the login page: {login}");
+        assert!(
+            login.starts_with("/.auth/login?"),
+            "redirect to the login page: {login}"
+        );
         let page = self.get(&w.url(&login)).await;
         assert_eq!(page.status(), StatusCode::OK);
         let html = page.text().await.unwrap();
-        assert!(html.contains("name=\"email\""), "the login page asks for the email");
+        assert!(
+            html.contains("name=\"email\""),
+            "the login page asks for the email"
+        );
         let resp = self
             .client
             .post(w.url("/.auth/login"))
@@ -151,9 +180,16 @@ impl Browser {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::FOUND, "a known domain starts the flow");
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "a known domain starts the flow"
+        );
         let authorize = location(&resp);
-        assert!(authorize.starts_with(&w.idp.base_url()), "redirect to the IdP: {authorize}");
+        assert!(
+            authorize.starts_with(&w.idp.base_url()),
+            "redirect to the IdP: {authorize}"
+        );
         authorize
     }
 
@@ -174,11 +210,18 @@ fn location(resp: &reqwest::Response) -> String {
 }
 
 fn query(url: &str) -> Vec<(String, String)> {
-    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 fn param(url: &str, name: &str) -> Option<String> {
-    query(url).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    query(url)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 fn set_cookies(headers: &HeaderMap) -> Vec<String> {
@@ -201,27 +244,44 @@ fn user(email: &str) -> idp::IdpUser {
 async fn browser_signs_in_by_email_and_the_app_receives_identity_headers() {
     let w = World::start().await;
     let browser = w.browser();
-    let authorize = browser.start_login(&w, "Alice@Contoso.Example", "/reports/q3?year=2026").await;
+    let authorize = browser
+        .start_login(&w, "Alice@Contoso.Example", "/reports/q3?year=2026")
+        .await;
 
     // The authorization request: code flow with PKCE S256, state, nonce, hints.
     assert_eq!(param(&authorize, "response_type").as_deref(), Some("code"));
-    assert_eq!(param(&authorize, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
     assert!(param(&authorize, "code_challenge").is_some_and(|c| c.len() >= 43));
     assert!(param(&authorize, "state").is_some_and(|s| s.len() >= 22));
     assert!(param(&authorize, "nonce").is_some_and(|s| s.len() >= 22));
-    assert_eq!(param(&authorize, "login_hint").as_deref(), Some("Alice@Contoso.Example"));
-    assert_eq!(param(&authorize, "domain_hint").as_deref(), Some("contoso.example"));
+    assert_eq!(
+        param(&authorize, "login_hint").as_deref(),
+        Some("Alice@Contoso.Example")
+    );
+    assert_eq!(
+        param(&authorize, "domain_hint").as_deref(),
+        Some("contoso.example")
+    );
     assert_eq!(
         param(&authorize, "redirect_uri"),
         Some(w.url("/.auth/login/contoso/callback"))
     );
 
-    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+    let back = w
+        .idp
+        .complete_login(&authorize, "alice@contoso.example")
+        .unwrap();
     let resp = browser.get(&back.url).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     assert_eq!(location(&resp), "/reports/q3?year=2026");
     let cookies = set_cookies(resp.headers());
-    let session = cookies.iter().find(|c| c.starts_with("realmgate=")).expect("session cookie");
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("realmgate="))
+        .expect("session cookie");
     assert!(session.contains("HttpOnly"), "{session}");
     assert!(session.contains("SameSite=Lax"), "{session}");
     assert!(session.contains("Path=/"), "{session}");
@@ -233,7 +293,10 @@ async fn browser_signs_in_by_email_and_the_app_receives_identity_headers() {
         .header(ACCEPT, HTML)
         .header("X-Forwarded-User", "mallory")
         .header("x_forwarded_groups", "HR Admins")
-        .header("Cookie", format!("app=kept; {}", browser.cookie_header(&w.url("/"))))
+        .header(
+            "Cookie",
+            format!("app=kept; {}", browser.cookie_header(&w.url("/"))),
+        )
         .send()
         .await
         .unwrap();
@@ -241,14 +304,20 @@ async fn browser_signs_in_by_email_and_the_app_receives_identity_headers() {
     let echoed = Echoed::from(resp).await;
     let alice = user("alice@contoso.example");
     assert_eq!(echoed.header("x-forwarded-user"), Some(alice.oid.clone()));
-    assert_eq!(echoed.header("x-forwarded-tenant"), Some(alice.tenant_id.clone()));
+    assert_eq!(
+        echoed.header("x-forwarded-tenant"),
+        Some(alice.tenant_id.clone())
+    );
     assert_eq!(echoed.header("x-forwarded-name"), Some(alice.name.clone()));
     let groups = echoed.header("x-forwarded-groups").unwrap_or_default();
     assert!(groups.contains(idp::DEMO_HR_GROUP), "groups: {groups}");
     assert!(echoed.header_all("x_forwarded_groups").is_empty());
     // realmgate's own cookies never reach the app; the app's own do.
     let cookie = echoed.header_all("cookie").join("; ");
-    assert!(!cookie.contains("realmgate"), "own cookie forwarded: {cookie}");
+    assert!(
+        !cookie.contains("realmgate"),
+        "own cookie forwarded: {cookie}"
+    );
     assert!(cookie.contains("app=kept"), "app cookie lost: {cookie}");
     assert_eq!(echoed.uri(), "/reports/q3?year=2026");
 
@@ -276,7 +345,10 @@ async fn unknown_domain_shows_the_page_again_with_the_email_kept() {
         .browser()
         .client
         .post(w.url("/.auth/login"))
-        .form(&[("email", "someone@unknown.example"), ("post_login_redirect_uri", "/x")])
+        .form(&[
+            ("email", "someone@unknown.example"),
+            ("post_login_redirect_uri", "/x"),
+        ])
         .send()
         .await
         .unwrap();
@@ -310,12 +382,19 @@ async fn a_route_only_offers_the_connections_it_allows() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "page again, not a redirect");
-    let resp = w.browser().get(&w.gateway.url(OTHER_HOST, "/.auth/login/contoso")).await;
+    let resp = w
+        .browser()
+        .get(&w.gateway.url(OTHER_HOST, "/.auth/login/contoso"))
+        .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     // A contoso session is not accepted on the fabrikam-only route.
     let browser = w.signed_in("alice@contoso.example", "/").await;
     let resp = browser.get(&w.gateway.url(OTHER_HOST, "/")).await;
-    assert_eq!(resp.status(), StatusCode::FOUND, "signed-in elsewhere is not signed-in here");
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "signed-in elsewhere is not signed-in here"
+    );
     assert_eq!(w.upstream.count(), 0);
 }
 
@@ -323,9 +402,17 @@ async fn a_route_only_offers_the_connections_it_allows() {
 async fn form_post_callback_signs_in() {
     let w = World::start_with(r#"upstream_params = { response_mode = "form_post" }"#, "").await;
     let browser = w.browser();
-    let authorize = browser.start_login(&w, "bob@contoso.example", "/after").await;
-    assert_eq!(param(&authorize, "response_mode").as_deref(), Some("form_post"));
-    let back = w.idp.complete_login(&authorize, "bob@contoso.example").unwrap();
+    let authorize = browser
+        .start_login(&w, "bob@contoso.example", "/after")
+        .await;
+    assert_eq!(
+        param(&authorize, "response_mode").as_deref(),
+        Some("form_post")
+    );
+    let back = w
+        .idp
+        .complete_login(&authorize, "bob@contoso.example")
+        .unwrap();
     assert!(back.form_post);
     let resp = browser
         .client
@@ -339,7 +426,10 @@ async fn form_post_callback_signs_in() {
     let resp = browser.get(&w.url("/after")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let bob = user("bob@contoso.example");
-    assert_eq!(Echoed::from(resp).await.header("x-forwarded-user"), Some(bob.oid));
+    assert_eq!(
+        Echoed::from(resp).await.header("x-forwarded-user"),
+        Some(bob.oid)
+    );
 }
 
 #[tokio::test]
@@ -358,8 +448,14 @@ async fn unauthenticated_api_clients_get_401_json_and_the_app_nothing() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {accept}");
-        assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-        assert!(resp.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+        assert!(resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"));
+        assert!(resp.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
     }
     let resp = client
         .get(w.url("/page"))
@@ -368,7 +464,11 @@ async fn unauthenticated_api_clients_get_401_json_and_the_app_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "XHR gets 401, not a redirect");
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "XHR gets 401, not a redirect"
+    );
     w.upstream.assert_received_nothing().await;
     // Public paths pass, without identity headers even when forged.
     let resp = client
@@ -407,8 +507,13 @@ async fn hostile_id_tokens_never_make_a_session() {
     for mode in modes {
         w.idp.set_hostile(Some(mode.clone()));
         let browser = w.browser();
-        let authorize = browser.start_login(&w, "alice@contoso.example", "/secret").await;
-        let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+        let authorize = browser
+            .start_login(&w, "alice@contoso.example", "/secret")
+            .await;
+        let back = w
+            .idp
+            .complete_login(&authorize, "alice@contoso.example")
+            .unwrap();
         let resp = browser.get(&back.url).await;
         assert!(
             resp.status().is_client_error() || resp.status().is_server_error(),
@@ -416,13 +521,22 @@ async fn hostile_id_tokens_never_make_a_session() {
             resp.status()
         );
         assert!(
-            !set_cookies(resp.headers()).iter().any(|c| c.starts_with("realmgate=") && !c.contains("Max-Age=0")),
+            !set_cookies(resp.headers())
+                .iter()
+                .any(|c| c.starts_with("realmgate=") && !c.contains("Max-Age=0")),
             "{mode:?}: no session cookie"
         );
         let page = resp.text().await.unwrap();
-        assert!(!page.contains("eyJ"), "{mode:?}: no token in the error page");
+        assert!(
+            !page.contains("eyJ"),
+            "{mode:?}: no token in the error page"
+        );
         let resp = browser.get(&w.url("/secret")).await;
-        assert_eq!(resp.status(), StatusCode::FOUND, "{mode:?}: still signed out");
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "{mode:?}: still signed out"
+        );
     }
     w.upstream.assert_received_nothing().await;
 }
@@ -432,7 +546,10 @@ async fn callbacks_without_this_browsers_state_or_replayed_are_refused() {
     let w = World::start().await;
     let browser = w.browser();
     let authorize = browser.start_login(&w, "alice@contoso.example", "/").await;
-    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+    let back = w
+        .idp
+        .complete_login(&authorize, "alice@contoso.example")
+        .unwrap();
 
     // Login CSRF: the same callback URL in another browser (no state cookie).
     let attacker = w.browser();
@@ -442,8 +559,17 @@ async fn callbacks_without_this_browsers_state_or_replayed_are_refused() {
 
     // No state at all, a made-up state.
     let cb = w.url("/.auth/login/contoso/callback");
-    assert_eq!(browser.get(&format!("{cb}?code=x")).await.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(browser.get(&format!("{cb}?code=x&state=nope")).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        browser.get(&format!("{cb}?code=x")).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        browser
+            .get(&format!("{cb}?code=x&state=nope"))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
     // Duplicated parameters are ambiguous, not "the first one".
     let state = back.state.clone().unwrap();
     let dup = format!("{cb}?code={}&state={state}&state={state}", back.code);
@@ -474,11 +600,21 @@ async fn a_response_delivered_to_another_connections_callback_is_refused() {
     let w = World::start().await;
     let browser = w.browser();
     let authorize = browser.start_login(&w, "alice@contoso.example", "/").await;
-    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
-    let mixed = back.url.replace("/.auth/login/contoso/callback", "/.auth/login/fabrikam/callback");
+    let back = w
+        .idp
+        .complete_login(&authorize, "alice@contoso.example")
+        .unwrap();
+    let mixed = back.url.replace(
+        "/.auth/login/contoso/callback",
+        "/.auth/login/fabrikam/callback",
+    );
     let resp = browser.get(&mixed).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(w.idp.token_calls(), 0, "the code is never sent to the wrong provider");
+    assert_eq!(
+        w.idp.token_calls(),
+        0,
+        "the code is never sent to the wrong provider"
+    );
 }
 
 #[tokio::test]
@@ -488,14 +624,23 @@ async fn issuer_in_the_authorization_response_is_checked() {
     w.idp.set_send_iss(true);
     let browser = w.browser();
     let authorize = browser.start_login(&w, "alice@contoso.example", "/").await;
-    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+    let back = w
+        .idp
+        .complete_login(&authorize, "alice@contoso.example")
+        .unwrap();
     assert!(back.iss.is_some(), "the mock sends iss");
     let forged = {
         let mut u = url::Url::parse(&back.url).unwrap();
         let pairs: Vec<(String, String)> = u
             .query_pairs()
             .into_owned()
-            .map(|(k, v)| if k == "iss" { (k, "https://evil.example/v2.0".into()) } else { (k, v) })
+            .map(|(k, v)| {
+                if k == "iss" {
+                    (k, "https://evil.example/v2.0".into())
+                } else {
+                    (k, v)
+                }
+            })
             .collect();
         u.query_pairs_mut().clear().extend_pairs(pairs);
         u.to_string()
@@ -511,13 +656,20 @@ async fn logout_ends_the_session_everywhere_and_at_the_provider() {
     let browser = w.signed_in("alice@contoso.example", "/").await;
     let cookie = browser.cookie_header(&w.url("/"));
     assert!(cookie.contains("realmgate="));
-    let resp = browser.get(&w.url("/.auth/logout?post_logout_redirect_uri=/bye")).await;
+    let resp = browser
+        .get(&w.url("/.auth/logout?post_logout_redirect_uri=/bye"))
+        .await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     let to = location(&resp);
-    assert!(to.starts_with(&w.idp.base_url()), "RP-initiated logout at the IdP: {to}");
+    assert!(
+        to.starts_with(&w.idp.base_url()),
+        "RP-initiated logout at the IdP: {to}"
+    );
     assert!(param(&to, "id_token_hint").is_some());
     assert_eq!(param(&to, "post_logout_redirect_uri"), Some(w.url("/bye")));
-    assert!(set_cookies(resp.headers()).iter().any(|c| c.starts_with("realmgate=")));
+    assert!(set_cookies(resp.headers())
+        .iter()
+        .any(|c| c.starts_with("realmgate=")));
     // The old cookie, replayed by anyone, is worthless now.
     let resp = w
         .browser()
@@ -554,17 +706,26 @@ async fn login_targets_are_only_same_host_paths_or_route_hosts() {
         let resp = browser
             .client
             .post(w.url("/.auth/login"))
-            .form(&[("email", "alice@contoso.example"), ("post_login_redirect_uri", raw)])
+            .form(&[
+                ("email", "alice@contoso.example"),
+                ("post_login_redirect_uri", raw),
+            ])
             .send()
             .await
             .unwrap();
         let authorize = location(&resp);
-        let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+        let back = w
+            .idp
+            .complete_login(&authorize, "alice@contoso.example")
+            .unwrap();
         let resp = browser.get(&back.url).await;
         assert_eq!(resp.status(), StatusCode::FOUND);
         let landed = location(&resp);
         if expected == "/" {
-            assert!(landed == "/" || landed.starts_with("/?"), "{raw:?} landed at {landed:?}");
+            assert!(
+                landed == "/" || landed.starts_with("/?"),
+                "{raw:?} landed at {landed:?}"
+            );
         } else {
             assert_eq!(landed, expected, "{raw:?}");
         }
@@ -613,7 +774,12 @@ async fn hostile_cookies_mean_signed_out_never_an_error() {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "cookie {cookie} ({} bytes)", cookie.len());
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "cookie {cookie} ({} bytes)",
+            cookie.len()
+        );
         let resp = w
             .browser()
             .client
@@ -644,10 +810,18 @@ async fn each_login_gets_a_new_session_id() {
     let browser = w.signed_in("alice@contoso.example", "/").await;
     let first = browser.cookie_header(&w.url("/"));
     let authorize = browser.start_login_again(&w).await;
-    let back = w.idp.complete_login(&authorize, "alice@contoso.example").unwrap();
+    let back = w
+        .idp
+        .complete_login(&authorize, "alice@contoso.example")
+        .unwrap();
     assert_eq!(browser.get(&back.url).await.status(), StatusCode::FOUND);
     let second = browser.cookie_header(&w.url("/"));
-    let sid = |c: &str| c.split("; ").find(|c| c.starts_with("realmgate=")).unwrap().to_string();
+    let sid = |c: &str| {
+        c.split("; ")
+            .find(|c| c.starts_with("realmgate="))
+            .unwrap()
+            .to_string()
+    };
     assert_ne!(sid(&first), sid(&second));
     // And the first session is gone.
     let resp = w
@@ -682,7 +856,11 @@ async fn pending_logins_are_bounded_per_browser() {
         browser.start_login_again(&w).await;
     }
     let cookie = browser.cookie_header(&w.url("/"));
-    assert!(cookie.len() < 4096, "state cookies pile up: {} bytes", cookie.len());
+    assert!(
+        cookie.len() < 4096,
+        "state cookies pile up: {} bytes",
+        cookie.len()
+    );
 }
 
 #[tokio::test]
@@ -693,7 +871,10 @@ async fn an_unreachable_provider_stops_new_logins_with_503_but_not_existing_sess
     // cannot be redeemed, and the page says the provider is unreachable.
     let late = w.browser();
     let authorize = late.start_login(&w, "bob@contoso.example", "/").await;
-    let back = w.idp.complete_login(&authorize, "bob@contoso.example").unwrap();
+    let back = w
+        .idp
+        .complete_login(&authorize, "bob@contoso.example")
+        .unwrap();
     w.idp.set_outage(Outage::Close);
     w.idp.set_token_endpoint_outage(Outage::Close);
     let resp = late.get(&back.url).await;
@@ -707,7 +888,9 @@ async fn an_unreachable_provider_stops_new_logins_with_503_but_not_existing_sess
 
 #[tokio::test]
 async fn a_provider_down_at_startup_gives_503_then_recovers_by_itself() {
-    let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     idp.set_outage(Outage::Status503);
     let w = World::start_against(idp, "", "").await;
     let post = |w: &World| {
@@ -721,7 +904,10 @@ async fn a_provider_down_at_startup_gives_503_then_recovers_by_itself() {
     let resp = post(&w).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let page = resp.text().await.unwrap();
-    assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"), "an HTML page: {page}");
+    assert!(
+        page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"),
+        "an HTML page: {page}"
+    );
     w.idp.set_outage(Outage::None);
     // Bounded: the next attempt fetches discovery again (no negative caching
     // beyond a short back-off).
@@ -731,7 +917,10 @@ async fn a_provider_down_at_startup_gives_503_then_recovers_by_itself() {
         if status == StatusCode::FOUND {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "logins did not resume: {status}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logins did not resume: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -749,21 +938,38 @@ async fn the_demo_signs_in_a_demo_user_and_shows_the_headers() {
         .build()
         .unwrap();
     let base = format!("http://localhost:{port}");
-    let resp = client.get(format!("{base}/")).header(ACCEPT, HTML).send().await.unwrap();
+    let resp = client
+        .get(format!("{base}/"))
+        .header(ACCEPT, HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
     let resp = client
         .post(format!("{base}/.auth/login"))
-        .form(&[("email", "carol@fabrikam.example"), ("post_login_redirect_uri", "/")])
+        .form(&[
+            ("email", "carol@fabrikam.example"),
+            ("post_login_redirect_uri", "/"),
+        ])
         .send()
         .await
         .unwrap();
     let authorize = location(&resp);
-    let back = demo.idp.complete_login(&authorize, "carol@fabrikam.example").unwrap();
-    assert_eq!(client.get(&back.url).send().await.unwrap().status(), StatusCode::FOUND);
+    let back = demo
+        .idp
+        .complete_login(&authorize, "carol@fabrikam.example")
+        .unwrap();
+    assert_eq!(
+        client.get(&back.url).send().await.unwrap().status(),
+        StatusCode::FOUND
+    );
     let page = client.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     let carol = user("carol@fabrikam.example");
-    assert!(html.contains(&carol.oid), "the demo app shows X-Forwarded-User");
+    assert!(
+        html.contains(&carol.oid),
+        "the demo app shows X-Forwarded-User"
+    );
     assert!(html.contains("Partners"), "group names from group_names");
 }

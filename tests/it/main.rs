@@ -2,6 +2,8 @@
 //! upstream, gateway on port 0) and `node` (the npm-based real parts).
 
 mod browser;
+mod demo_command;
+mod forward_auth;
 mod hostile_http;
 mod id_token;
 mod login_flow;

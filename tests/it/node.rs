@@ -67,7 +67,10 @@ impl OidcProvider {
             .unwrap_or_else(|| panic!("unexpected provider output: {line}"))
             .trim()
             .to_string();
-        OidcProvider { issuer, _child: child }
+        OidcProvider {
+            issuer,
+            _child: child,
+        }
     }
 }
 

@@ -760,6 +760,18 @@ async fn one_access_log_line_per_request_without_secrets() {
 
     let up = EchoUpstream::start().await;
     let gw = public_gateway(&up, "", "").await;
+    // tracing caches per call site whether anyone listens; a test running in
+    // parallel may register the access-log call site while this subscriber is
+    // being installed. One request registers it here, then the cache is rebuilt.
+    let warmup = gw
+        .client()
+        .get(gw.url("app.test", "/warmup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warmup.status(), 200);
+    tracing::callsite::rebuild_interest_cache();
+
     let resp = gw
         .client()
         .get(gw.url("app.test", "/reports/q1?token=SECRET-QUERY"))
@@ -777,9 +789,26 @@ async fn one_access_log_line_per_request_without_secrets() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 421);
+    let unknown_id = unknown.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
 
-    assert!(wait_until(DEADLINE, || captured.access_lines().len() >= 2).await);
-    let lines = captured.access_lines();
+    let measured = || {
+        captured
+            .access_lines()
+            .into_iter()
+            .filter(|l| l["fields"]["path"] != "/warmup")
+            .collect::<Vec<_>>()
+    };
+    let complete = wait_until(DEADLINE, || measured().len() >= 2).await;
+    assert!(
+        complete,
+        "access lines: {:?}\nall output:\n{}",
+        measured(),
+        captured.text()
+    );
+    let lines = measured();
     assert_eq!(lines.len(), 2, "{lines:?}");
     let f = &lines[0]["fields"];
     assert_eq!(f["method"], "GET");
@@ -789,6 +818,9 @@ async fn one_access_log_line_per_request_without_secrets() {
     assert_eq!(f["request_id"], id.as_str());
     assert!(f["upstream_ms"].as_f64().is_some(), "{f}");
     assert_eq!(lines[1]["fields"]["status"], 421);
+    // Answers the gateway gives itself carry a request id too.
+    assert_eq!(lines[1]["fields"]["request_id"], unknown_id.as_str());
+    assert_eq!(unknown_id.len(), 32);
     let all = captured.text();
     for secret in ["SECRET-QUERY", "COOKIE-VALUE", "TOKEN-VALUE"] {
         assert!(!all.contains(secret), "{secret} was logged: {all}");
@@ -838,4 +870,156 @@ async fn public_paths_are_forwarded_without_spoofed_identity_or_realmgate_cookie
     let cookies = e.header_all("cookie").join("; ");
     assert!(!cookies.contains("forged-session"), "{cookies}");
     assert!(cookies.contains("theme=dark"), "{cookies}");
+}
+
+/// A signed-in user, as the callback would store it.
+fn signed_in_user() -> realmgate::session::model::Session {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    realmgate::session::model::Session {
+        user_id: "user-oid-1".into(),
+        subject: "sub-1".into(),
+        tenant_id: None,
+        connection: "local".into(),
+        issuer: "http://127.0.0.1:9/".into(),
+        sid: Some("sid-1".into()),
+        email: None,
+        email_trust: realmgate::session::model::EmailTrust::Unverified,
+        name: Some("Test User".into()),
+        preferred_username: Some("tester".into()),
+        groups: vec![],
+        claims: None,
+        id_token: None,
+        access_token: None,
+        refresh_token: None,
+        tokens_expire_at: None,
+        created_at: now,
+        expires_at: now + 3600,
+    }
+}
+
+#[tokio::test]
+async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
+    use realmgate::session::store::SessionId;
+    let up = EchoUpstream::start().await;
+    let settings =
+        realmgate::config::load_str(&config("", &route("app", "app.test", "/", &up.url(), "")))
+            .expect("config");
+    let cookies = realmgate::session::cookie::SessionCookies::new(&settings.session);
+    // The handler-only server: the test needs the session store's handle.
+    let gw = serve_handler_for_tests(settings).await;
+    let store = gw
+        .shared
+        .as_ref()
+        .expect("shared state")
+        .auth
+        .sessions
+        .clone();
+    let id = SessionId::generate();
+    store
+        .put(&id, signed_in_user())
+        .await
+        .expect("store the session");
+    let cookie = format!("{}={}", cookies.name_for(false), cookies.value(&id));
+
+    // A plain request is forwarded with the user's identity.
+    let e = Echoed::from(
+        gw.client()
+            .get(gw.url("app.test", "/who"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(e.header("x-forwarded-user").as_deref(), Some("user-oid-1"));
+
+    // The tunnel works while the session exists...
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut request = format!("ws://app.test:{}/ws", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut ws, resp) =
+        tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
+            .await
+            .expect("handshake in time")
+            .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("before logout")).await.unwrap();
+    let echoed = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "before logout");
+
+    // ...and ends soon after the session is deleted (logout, revocation).
+    store.delete(&id).await.expect("delete the session");
+    let ended = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the tunnel outlived its session");
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_accept_connections_in_time_is_504() {
+    // A listener that never accepts, its backlog filled: Linux drops further
+    // SYNs, so connecting hangs until the gateway's connect_timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break, // the backlog is full
+        }
+    }
+    let upstream = format!("http://{addr}");
+    let toml = config(
+        "",
+        &route(
+            "stuck",
+            "app.test",
+            "/",
+            &upstream,
+            "public = [\"/\"]\nconnect_timeout = \"300ms\"\nrequest_timeout = \"30s\"",
+        ),
+    );
+    let gw = TestGateway::start(&toml).await;
+    let started = std::time::Instant::now();
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "upstream_timeout");
+    drop((fillers, listener));
 }

@@ -77,13 +77,20 @@ headers = "forwarded"
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.url().path().starts_with("/.auth/login"), "at the login page: {}", page.url());
+    assert!(
+        page.url().path().starts_with("/.auth/login"),
+        "at the login page: {}",
+        page.url()
+    );
 
     // Home realm discovery sends us to the provider's own login page.
     let interaction = client
         .post(format!("{origin}/.auth/login"))
         .header(ACCEPT, "text/html")
-        .form(&[("email", "alice@contoso.example"), ("post_login_redirect_uri", "/payroll?month=11")])
+        .form(&[
+            ("email", "alice@contoso.example"),
+            ("post_login_redirect_uri", "/payroll?month=11"),
+        ])
         .send()
         .await
         .unwrap();
@@ -94,32 +101,54 @@ headers = "forwarded"
         "at the provider: {interaction_url}"
     );
     let html = interaction.text().await.unwrap();
-    let action = form_action(&html).unwrap_or_else(|| panic!("no login form on the provider page: {html}"));
+    let action =
+        form_action(&html).unwrap_or_else(|| panic!("no login form on the provider page: {html}"));
     let action = interaction_url.join(&action).unwrap();
-    assert!(html.contains("alice@contoso.example"), "login_hint prefilled the provider's form");
+    assert!(
+        html.contains("alice@contoso.example"),
+        "login_hint prefilled the provider's form"
+    );
 
     // Sign in at the provider; consent is automatic; back through the callback
     // to the page first asked for, now served by the app.
     let landed = client
         .post(action)
-        .form(&[("login", "alice@contoso.example"), ("password", "test-password")])
+        .form(&[
+            ("login", "alice@contoso.example"),
+            ("password", "test-password"),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(landed.status(), StatusCode::OK, "landed at {}", landed.url());
+    assert_eq!(
+        landed.status(),
+        StatusCode::OK,
+        "landed at {}",
+        landed.url()
+    );
     assert_eq!(landed.url().as_str(), format!("{origin}/payroll?month=11"));
     let echoed = Echoed::from(landed).await;
     assert_eq!(echoed.uri(), "/payroll?month=11");
     // A generic OIDC connection: the user id is `sub`.
     assert_eq!(echoed.header("x-forwarded-user").as_deref(), Some("alice"));
-    assert_eq!(echoed.header("x-forwarded-email").as_deref(), Some("alice@contoso.example"));
-    assert_eq!(echoed.header("x-forwarded-name").as_deref(), Some("Alice Anders"));
+    assert_eq!(
+        echoed.header("x-forwarded-email").as_deref(),
+        Some("alice@contoso.example")
+    );
+    assert_eq!(
+        echoed.header("x-forwarded-name").as_deref(),
+        Some("Alice Anders")
+    );
     let groups = echoed.header("x-forwarded-groups").unwrap_or_default();
     assert!(groups.contains("HR Admins"), "groups: {groups}");
 
     // /.auth/me, then logout: to the provider's end_session_endpoint with an
     // id_token_hint (same cookie jar, redirects not followed).
-    let me = client.get(format!("{origin}/.auth/me")).send().await.unwrap();
+    let me = client
+        .get(format!("{origin}/.auth/me"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
     let me: serde_json::Value = me.json().await.unwrap();
     assert_eq!(me["user_id"], "alice");
@@ -131,13 +160,28 @@ headers = "forwarded"
         .no_proxy()
         .build()
         .unwrap();
-    let resp = no_follow.get(format!("{origin}/.auth/logout")).send().await.unwrap();
+    let resp = no_follow
+        .get(format!("{origin}/.auth/logout"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
     let to = resp.headers()[LOCATION].to_str().unwrap().to_string();
-    assert!(to.starts_with(&provider.issuer), "RP-initiated logout at the provider: {to}");
+    assert!(
+        to.starts_with(&provider.issuer),
+        "RP-initiated logout at the provider: {to}"
+    );
     assert!(to.contains("id_token_hint="), "{to}");
-    let me = no_follow.get(format!("{origin}/.auth/me")).send().await.unwrap();
-    assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "signed out at the gateway");
+    let me = no_follow
+        .get(format!("{origin}/.auth/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        StatusCode::UNAUTHORIZED,
+        "signed out at the gateway"
+    );
     gateway.stop().await;
 }
 

@@ -423,6 +423,8 @@ upstream = "{upstream}"
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub settings: Arc<realmgate::config::Settings>,
+    /// The long-lived state (session store...), when served by [`serve_handler_for_tests`].
+    pub shared: Option<realmgate::handler::Shared>,
     running: Option<realmgate::server::Running>,
     task: Option<JoinHandle<()>>,
 }
@@ -439,6 +441,7 @@ impl TestGateway {
             Ok(Ok(running)) => TestGateway {
                 addr: running.addr,
                 settings: Arc::new(settings),
+                shared: None,
                 running: Some(running),
                 task: None,
             },
@@ -540,6 +543,7 @@ pub async fn serve_handler_for_tests(settings: realmgate::config::Settings) -> T
     TestGateway {
         addr,
         settings,
+        shared: Some(shared),
         running: None,
         task: Some(task),
     }

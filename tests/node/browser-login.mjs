@@ -20,15 +20,21 @@
 //                           NAME is case-insensitive.
 //   --expect-absent NAME    repeatable: the header must not reach the app.
 //   --expect-text TEXT      repeatable: the landed page's text contains TEXT.
+//   --then-logout           afterwards open /.auth/logout on the gateway, confirm at the
+//                           provider if it asks, expect to end up back on the gateway, then
+//                           expect the protected --url to ask for sign-in again.
 //   --screenshots DIR       write 01-login.png (gateway page), 02-provider-N.png (each
-//                           provider page), 03-landed.png, and failure.png on failure.
+//                           provider page), 03-landed.png, with --then-logout also
+//                           04-logout-provider-N.png, 05-signed-out.png and
+//                           06-after-logout.png; failure.png on failure.
 //   --timeout-ms MS         per step (navigation, click, fill) timeout (default 15000).
 //   --total-timeout-ms MS   the whole run (default 90000).
 //
 //   Provider pages handled: oidc-provider's development login form (fields `login` and
 //   `password`), and any page offering a button or link whose text contains LOGIN (the
-//   demo IdP's user picker); a page with only a submit button (consent, logout
-//   confirmation) gets it clicked. At most 6 provider pages.
+//   demo IdP's user picker); a logout confirmation (`button[name=logout][value=yes]`)
+//   or any other page with a submit button (consent) gets it clicked. At most 6
+//   provider pages per phase.
 //
 //   stdout   `OK <landed url>` on success, nothing else.
 //   stderr   on failure, every failed expectation (one per line), the current URL,
@@ -57,6 +63,7 @@ try {
       'expect-header': { type: 'string', multiple: true, default: [] },
       'expect-absent': { type: 'string', multiple: true, default: [] },
       'expect-text': { type: 'string', multiple: true, default: [] },
+      'then-logout': { type: 'boolean', default: false },
       screenshots: { type: 'string' },
       'timeout-ms': { type: 'string', default: '15000' },
       'total-timeout-ms': { type: 'string', default: '90000' },
@@ -140,6 +147,36 @@ async function andNavigate(action, what) {
   }
 }
 
+/** Deals with the provider's pages until the browser is back on the gateway. */
+async function walkProvider(shotPrefix) {
+  for (let step = 1; !onGateway(); step += 1) {
+    if (step > 6) await fail('still on the provider after 6 pages');
+    await shot(`${shotPrefix}-${step}.png`);
+    const loginField = page.locator('input[name="login"]');
+    if ((await loginField.count()) > 0 && (await loginField.first().isVisible())) {
+      if (!login) await fail('the provider asks for a login but neither --login nor --email was given');
+      await loginField.first().fill(login);
+      const password = page.locator('input[type="password"]');
+      if ((await password.count()) > 0) await password.first().fill(args.password);
+      await andNavigate(() => page.locator('form button[type="submit"], form input[type="submit"]').first().click(), 'submitting the provider login');
+      continue;
+    }
+    const pick = login
+      ? page.locator('button, a, input[type="submit"]').filter({ hasText: login })
+      : page.locator('nothing-to-pick');
+    if (login && (await pick.count()) > 0) {
+      await andNavigate(() => pick.first().click(), `picking ${login} on the provider page`);
+      continue;
+    }
+    const confirm = page.locator('button[name="logout"][value="yes"], button[type="submit"], input[type="submit"], form button:not([type])');
+    if ((await confirm.count()) > 0) {
+      await andNavigate(() => confirm.first().click(), 'confirming on the provider page');
+      continue;
+    }
+    await fail('stuck on a provider page with nothing to fill in or click');
+  }
+}
+
 try {
   // 1. The protected URL: expect the gateway's sign-in page (or a redirect past it).
   const response = await page.goto(start.href, { waitUntil: 'load' });
@@ -164,32 +201,7 @@ try {
   }
 
   // 2. The provider's pages, until the browser is back on the gateway.
-  for (let step = 1; !onGateway(); step += 1) {
-    if (step > 6) await fail('still on the provider after 6 pages');
-    await shot(`02-provider-${step}.png`);
-    const loginField = page.locator('input[name="login"]');
-    if ((await loginField.count()) > 0 && (await loginField.first().isVisible())) {
-      if (!login) await fail('the provider asks for a login but neither --login nor --email was given');
-      await loginField.first().fill(login);
-      const password = page.locator('input[type="password"]');
-      if ((await password.count()) > 0) await password.first().fill(args.password);
-      await andNavigate(() => page.locator('form button[type="submit"], form input[type="submit"]').first().click(), 'submitting the provider login');
-      continue;
-    }
-    const pick = login
-      ? page.locator('button, a, input[type="submit"]').filter({ hasText: login })
-      : page.locator('nothing-to-pick');
-    if (login && (await pick.count()) > 0) {
-      await andNavigate(() => pick.first().click(), `picking ${login} on the provider page`);
-      continue;
-    }
-    const submit = page.locator('form button[type="submit"], form input[type="submit"], form button:not([type])');
-    if ((await submit.count()) > 0) {
-      await andNavigate(() => submit.first().click(), 'confirming on the provider page');
-      continue;
-    }
-    await fail('stuck on a provider page with nothing to fill in or click');
-  }
+  await walkProvider('02-provider');
 
   // 3. Back on the gateway: the callback redirects to the saved target.
   if (onGatewayAuth()) {
@@ -241,6 +253,25 @@ try {
   if (problems.length > 0) await fail(problems);
 
   const landed = page.url();
+
+  // 5. Optionally sign out and check that the session is gone.
+  if (args['then-logout']) {
+    try {
+      await page.goto(`${start.origin}/.auth/logout`, { waitUntil: 'load' });
+    } catch (err) {
+      await fail(`opening /.auth/logout: ${err.message.split('\n')[0]}`);
+    }
+    await walkProvider('04-logout-provider');
+    await shot('05-signed-out.png');
+    try {
+      await page.goto(start.href, { waitUntil: 'load' });
+    } catch (err) {
+      await fail(`opening ${start.href} after logout: ${err.message.split('\n')[0]}`);
+    }
+    await shot('06-after-logout.png');
+    if (page.url() === landedUrl) await fail('after logout the protected URL was still served without signing in');
+  }
+
   await browser.close();
   process.stdout.write(`OK ${landed}\n`);
   process.exit(0);

@@ -180,7 +180,21 @@ const configuration = {
   conformIdTokenClaims: false,
   features: {
     devInteractions: { enabled: false },
-    rpInitiatedLogout: { enabled: true },
+    // The library's own logout and error pages load web fonts from the internet;
+    // these load nothing.
+    rpInitiatedLogout: {
+      enabled: true,
+      async logoutSource(ctx, form) {
+        ctx.type = 'html';
+        ctx.body = page('Sign out', `<h1>Sign out of the test provider?</h1>${form}
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button>`);
+      },
+      async postLogoutSuccessSource(ctx) {
+        ctx.type = 'html';
+        ctx.body = page('Signed out', '<h1>Signed out</h1><p>You are signed out of the test provider.</p>');
+      },
+    },
     backchannelLogout: { enabled: true },
   },
   // First-party clients: consent is implied, so the browser sees one login form only.
@@ -209,6 +223,11 @@ const configuration = {
     Interaction: 600,
     Session: 24 * 3600,
   },
+  async renderError(ctx, out) {
+    ctx.type = 'html';
+    const rows = Object.entries(out).map(([k, v]) => `<p>${esc(k)}: ${esc(v)}</p>`).join('');
+    ctx.body = page('Error', `<h1>The test provider refused the request</h1>${rows}`);
+  },
   interactions: {
     url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
   },
@@ -218,6 +237,17 @@ const configuration = {
 };
 
 const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** A page of the test provider: inline style only, nothing loaded from elsewhere. */
+function page(title, body) {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · test provider</title>
+<style>body{font:16px system-ui,sans-serif;background:#eef2f5;margin:0;padding:48px 16px}
+main{max-width:380px;margin:auto;background:#fff;padding:32px;border-radius:6px;border-top:4px solid #6b3fa0}
+label{display:block;font-weight:600;margin:12px 0 4px}input{width:100%;box-sizing:border-box;padding:8px;font:inherit}
+button{margin-top:20px;padding:10px 20px;font:inherit;background:#6b3fa0;color:#fff;border:0;border-radius:4px}</style></head>
+<body><main>${body}</main></body></html>`;
+}
 
 async function readForm(req) {
   let body = '';
@@ -257,20 +287,14 @@ async function interaction(provider, req, res) {
     // form-action covers the redirects after the POST too: the client's http callback.
     'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:",
   });
-  res.end(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Test provider sign-in</title>
-<style>body{font:16px system-ui,sans-serif;background:#eef2f5;margin:0;padding:48px 16px}
-main{max-width:380px;margin:auto;background:#fff;padding:32px;border-radius:6px;border-top:4px solid #6b3fa0}
-label{display:block;font-weight:600;margin:12px 0 4px}input{width:100%;box-sizing:border-box;padding:8px;font:inherit}
-button{margin-top:20px;padding:10px 20px;font:inherit;background:#6b3fa0;color:#fff;border:0;border-radius:4px}</style></head>
-<body><main><h1>Test provider</h1><p>Signing in to <b>${esc(params.client_id)}</b>. Any password works.</p>
+  res.end(page('Sign in', `<h1>Test provider</h1><p>Signing in to <b>${esc(params.client_id)}</b>. Any password works.</p>
 <form method="post" action="/interaction/${esc(uid)}">
 <label for="login">Username or email</label>
 <input id="login" name="login" required autocomplete="username" value="${esc(params.login_hint)}" ${params.login_hint ? '' : 'autofocus'}>
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" ${params.login_hint ? 'autofocus' : ''}>
 <button type="submit">Sign in</button>
-</form></main></body></html>`);
+</form>`));
 }
 
 const server = http.createServer();

@@ -90,11 +90,29 @@ function startRelyingParty() {
         rp.lastIdToken = payload;
         rp.lastTokens = tokens;
         const id = b64url(randomBytes(16));
-        sessions.set(id, payload);
+        sessions.set(id, { claims: payload, idToken: tokens.id_token });
         res.writeHead(302, { location: flow.rd, 'set-cookie': `rp_session=${id}; HttpOnly; Path=/; SameSite=Lax` }).end();
         return;
       }
-      const claims = sid && sessions.get(sid);
+      if (url.pathname === '/.auth/logout') {
+        const session = sid && sessions.get(sid);
+        sessions.delete(sid);
+        const end = new URL(rp.metadata.end_session_endpoint);
+        end.search = new URLSearchParams({
+          client_id: CLIENT_ID,
+          post_logout_redirect_uri: `${rp.origin}/.auth/logout/done`,
+          ...(session ? { id_token_hint: session.idToken } : {}),
+        }).toString();
+        res.writeHead(302, { location: end.href, 'set-cookie': 'rp_session=; Path=/; Max-Age=0' }).end();
+        return;
+      }
+      if (url.pathname === '/.auth/logout/done') {
+        res.setHeader('content-type', 'text/html; charset=utf-8');
+        res.end('<!doctype html><title>Signed out</title><h1>Signed out</h1>');
+        return;
+      }
+      const session = sid && sessions.get(sid);
+      const claims = session?.claims;
       if (!claims) {
         res.writeHead(302, { location: `/.auth/login?rd=${encodeURIComponent(url.pathname + url.search)}` }).end();
         return;
@@ -126,7 +144,12 @@ function startProvider(redirectUri) {
   const child = spawn(process.execPath, [join(HERE, 'provider.mjs'), '--host', '127.0.0.2', '--stdin-lifeline'], {
     env: {
       ...process.env,
-      OIDC_CLIENTS: JSON.stringify({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [redirectUri] }),
+      OIDC_CLIENTS: JSON.stringify({
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        redirect_uris: [redirectUri],
+        post_logout_redirect_uris: [redirectUri.replace('/.auth/callback', '/.auth/logout/done')],
+      }),
     },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -202,11 +225,12 @@ test('a browser signs in end to end and the ID token carries email and groups', 
     '--expect-header', 'X-Forwarded-Groups~HR Admins',
     '--expect-absent', 'X-Forwarded-Tenant',
     '--expect-text', 'Signed in',
+    '--then-logout',
     '--screenshots', shots,
   ]);
   assert.equal(run.code, 0, `browser-login failed:\n${run.stderr}\nprovider:\n${provider.stderr()}`);
   assert.equal(run.stdout, `OK ${target}\n`);
-  for (const png of ['01-login.png', '02-provider-1.png', '03-landed.png']) {
+  for (const png of ['01-login.png', '02-provider-1.png', '03-landed.png', '04-logout-provider-1.png', '05-signed-out.png', '06-after-logout.png']) {
     assert.ok(existsSync(join(shots, png)), `${png} written`);
   }
   const id = rp.lastIdToken;

@@ -66,7 +66,9 @@ fn untrusted_peer_gets_every_forwarding_header_replaced() {
     let s = server(&["10.0.0.0/8"]);
     let mut h = headers(SPOOF);
     let host = HeaderValue::from_static("app.example.com");
-    let id = apply(&mut h, &s, &conn("192.0.2.7:5555", false), Some(&host));
+    let c = conn("192.0.2.7:5555", false);
+    let id = request_id(&s, &h, &c);
+    apply(&mut h, &s, &c, Some(&host), &id);
     assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
     assert_eq!(h["x-forwarded-for"], "192.0.2.7");
     assert_eq!(h["x-forwarded-proto"], "http");
@@ -85,7 +87,9 @@ fn trusted_peer_headers_are_kept_and_for_is_appended() {
     let s = server(&["10.0.0.0/8", "127.0.0.1/32"]);
     let mut h = headers(SPOOF);
     let host = HeaderValue::from_static("app.example.com");
-    let id = apply(&mut h, &s, &conn("10.1.2.3:5555", false), Some(&host));
+    let c = conn("10.1.2.3:5555", false);
+    let id = request_id(&s, &h, &c);
+    apply(&mut h, &s, &c, Some(&host), &id);
     assert_eq!(h["x-forwarded-for"], "6.6.6.6, 7.7.7.7, 10.1.2.3");
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], "evil.example");
@@ -98,7 +102,9 @@ fn trusted_peer_without_headers_gets_own_values() {
     let s = server(&["10.0.0.0/8"]);
     let mut h = HeaderMap::new();
     let host = HeaderValue::from_static("app.example.com:8443");
-    apply(&mut h, &s, &conn("10.1.2.3:5555", true), Some(&host));
+    let c = conn("10.1.2.3:5555", true);
+    let id = request_id(&s, &h, &c);
+    apply(&mut h, &s, &c, Some(&host), &id);
     assert_eq!(h["x-forwarded-for"], "10.1.2.3");
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], "app.example.com:8443");
@@ -114,7 +120,9 @@ fn malformed_values_from_trusted_peers_are_replaced() {
         ("x-request-id", &long),
         ("x-forwarded-host", "a b"),
     ]);
-    apply(&mut h, &s, &conn("10.9.9.9:1", false), None);
+    let c = conn("10.9.9.9:1", false);
+    let id = request_id(&s, &h, &c);
+    apply(&mut h, &s, &c, None, &id);
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-request-id"].len(), 32);
     assert!(h.get("x-forwarded-host").is_none());
@@ -126,7 +134,8 @@ fn ipv4_mapped_peers_are_matched_and_printed_as_ipv4() {
     let c = conn("[::ffff:127.0.0.1]:4000", false);
     assert!(peer_is_trusted(&s, &c));
     let mut h = HeaderMap::new();
-    apply(&mut h, &s, &c, None);
+    let id = request_id(&s, &h, &c);
+    apply(&mut h, &s, &c, None, &id);
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert!(!peer_is_trusted(&s, &conn("[::1]:4000", false)));
 }

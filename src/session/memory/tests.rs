@@ -297,3 +297,71 @@ fn redis_is_reported_as_not_implemented() {
     };
     assert!(crate::session::open_store(&memory).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_use_neither_deadlocks_nor_leaks() {
+    // Small capacity and a short idle timeout, so evictions and expiries run
+    // the listener while other tasks put, get, delete and revoke.
+    let s = Arc::new(MemoryStore::new(64, Duration::from_millis(50)));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..1500u64 {
+                let user = format!("u{}", (t * 7 + i) % 13);
+                match i % 6 {
+                    0 | 1 => {
+                        let id = SessionId::generate();
+                        let mut sess = session(&user, Some(&format!("sid{}", i % 5)));
+                        sess.groups = vec![format!("g{}", i % 17), format!("g{}", t)];
+                        s.put(&id, sess).await.unwrap();
+                        ids.push(id);
+                    }
+                    2 | 3 => {
+                        if let Some(id) = ids.get((i as usize * 31) % ids.len().max(1)) {
+                            if let Some(got) = s.get(id).await.unwrap() {
+                                assert_eq!(
+                                    got.groups.len(),
+                                    2,
+                                    "a session never reads back partial"
+                                );
+                            }
+                        }
+                    }
+                    4 => {
+                        if let Some(id) = ids.pop() {
+                            s.delete(&id).await.unwrap();
+                        }
+                    }
+                    _ => {
+                        s.revoke_user(&user).await.unwrap();
+                        s.revoke_sid(&format!("sid{}", i % 5)).await.unwrap();
+                    }
+                }
+                if i % 100 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    let all = futures_util::future::join_all(tasks);
+    let results = tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .expect("no deadlock: every task finished");
+    for r in results {
+        r.expect("no task panicked");
+    }
+    // Everything left ends by revocation; then nothing may remain anywhere.
+    for u in 0..13 {
+        s.revoke_user(&format!("u{u}")).await.unwrap();
+    }
+    s.run_pending_tasks();
+    assert_eq!(s.approximate_len(), 0);
+    assert_eq!(s.index_len(), 0, "indexes pruned");
+    assert_eq!(
+        s.interned_len(),
+        0,
+        "every interned string released exactly once"
+    );
+}

@@ -1,0 +1,308 @@
+//! `GET /.auth/verify`: forward authentication for a proxy in front of the app
+//! (nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`, Envoy
+//! ext_authz). The proxy asks, the gateway answers; nothing is forwarded.
+//!
+//! Answers:
+//!
+//! - **200** with the `auth_request` profile's headers (`X-Auth-Request-User`,
+//!   `-Email` when verified, `-Preferred-Username`, `-Groups`) when the session
+//!   cookie is valid and the route's policy allows the user. A public path of
+//!   the route (known only from a trusted proxy, see below) is 200 without
+//!   identity headers.
+//! - **302** to `/.auth/login?post_login_redirect_uri=<target>` for browser
+//!   navigation (HTML `Accept`, forwarded method GET/HEAD) when the proxy says
+//!   where the user was going with `X-Forwarded-Uri` or `?rd=` (Traefik, Caddy
+//!   and Envoy pass such a 302 on to the browser).
+//! - **401** JSON with `WWW-Authenticate: Bearer` otherwise. It always carries
+//!   `X-Realmgate-Login-Url` (the same login URL the 302 would have used) so
+//!   nginx, which treats anything but 2xx/401/403 from `auth_request` as an
+//!   error, can redirect with `error_page 401` (see docs/policies.md). nginx
+//!   sends the original URI as `X-Original-URI`, which never triggers a 302.
+//! - **403** JSON when signed in but the policy says no, or when the request
+//!   cannot be matched to a route safely.
+//!
+//! Which route's policy applies: the route the router picked for this request
+//! by its `Host` (and path), unless the peer is one of `trusted_proxies`. Only
+//! then do `X-Forwarded-Host` and the path of `X-Forwarded-Uri` /
+//! `X-Original-URI` select the route, exactly as the router would for the
+//! original request, so per-path policies (`/admin` stricter than `/`) hold
+//! behind a proxy. From anyone else those headers could select a laxer
+//! route, so they are ignored for that purpose (they still name the login
+//! target, which `redirect::safe_target` validates like any other).
+//! A forwarded path whose raw and normalized forms select different routes
+//! (`/public/..%2Fadmin`) is refused: the gateway cannot know which one the
+//! app will serve.
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, StatusCode};
+use serde_json::json;
+
+use super::{form_get, form_pairs, host_of, json, redirect, Ctx};
+use crate::config::{HeaderProfile, RouteSettings};
+use crate::handler::ConnInfo;
+use crate::respond::{Body, GatewayError, LOGIN_PATH};
+
+/// Where the proxy says the user was going (Traefik, Caddy, Envoy).
+const X_FORWARDED_URI: &str = "x-forwarded-uri";
+/// The same for nginx (`proxy_set_header X-Original-URI $request_uri`).
+const X_ORIGINAL_URI: &str = "x-original-uri";
+/// The method of the original request (Traefik, Caddy).
+const X_FORWARDED_METHOD: &str = "x-forwarded-method";
+/// The original host, believed from trusted proxies only.
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+/// On every 401: the login URL for this request, for nginx's `error_page`.
+pub const X_REALMGATE_LOGIN_URL: HeaderName = HeaderName::from_static("x-realmgate-login-url");
+
+/// Longest forwarded URI looked at (longer ones are ignored, like a missing header).
+const MAX_URI_LEN: usize = 8192;
+
+/// `GET /.auth/verify`.
+pub(super) async fn verify(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    conn: &ConnInfo,
+) -> Result<Response<Body>, GatewayError> {
+    let trusted = crate::headers::forwarding::peer_is_trusted(&ctx.state.settings.server, conn);
+    let fwd = Forwarded::read(parts, trusted);
+    let route = match policy_route(ctx, parts, &fwd) {
+        Ok(route) => route,
+        Err(why) => {
+            tracing::warn!(route.name = %ctx.route.name, reason = why.label(), "forward auth refused: no route can be decided");
+            return Ok(forbidden(why.label(), why.text()));
+        }
+    };
+    if let Some(path) = fwd.trusted_path.as_deref() {
+        if crate::pathnorm::is_public(path, &route.public) {
+            return Ok(json(StatusCode::OK, &json!({"public": true})));
+        }
+    }
+    let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
+        Some(id) => super::load_session(ctx.state, &id).await?,
+        None => None,
+    };
+    // A session whose connection left the config is void (as in `gate`).
+    let signed_in = session.and_then(|s| {
+        let connection = ctx.state.connection(&s.connection)?.clone();
+        Some((s, connection))
+    });
+    let Some((user, connection)) = signed_in else {
+        return not_signed_in(ctx, parts, &fwd);
+    };
+    match crate::policy::authorize(&route, Some(&connection), user) {
+        Ok(permit) => {
+            // The route's own settings (tokens, headers_extra) with the
+            // profile nginx's `auth_request_set` expects.
+            let mut profile = RouteSettings::clone(&route);
+            profile.headers = HeaderProfile::AuthRequest;
+            let mut headers = HeaderMap::new();
+            crate::headers::identity::inject(
+                &mut headers,
+                &permit,
+                &profile,
+                &connection,
+                &ctx.state.policy_groups,
+                None,
+            );
+            let mut resp = json(StatusCode::OK, &json!({"user_id": permit.user().user_id}));
+            resp.headers_mut().extend(headers);
+            Ok(resp)
+        }
+        Err(denied) => {
+            tracing::info!(
+                route.name = %route.name,
+                user.id = %denied.user.user_id,
+                reason = %denied.reason,
+                "forward auth: access denied"
+            );
+            Ok(forbidden(denied.reason.label(), denied.reason.text()))
+        }
+    }
+}
+
+/// What the proxy told us about the original request.
+struct Forwarded {
+    /// Validated later; from `?rd=`, else `X-Forwarded-Uri`, else `X-Original-URI`.
+    target: Option<String>,
+    /// `?rd=` or `X-Forwarded-Uri` was given: a browser may be redirected.
+    may_redirect: bool,
+    /// The original method is GET or HEAD (or unknown).
+    navigation: bool,
+    /// From a trusted proxy only: the original host (`X-Forwarded-Host`).
+    trusted_host: Option<String>,
+    /// From a trusted proxy only: the original path, without query.
+    trusted_path: Option<String>,
+}
+
+impl Forwarded {
+    fn read(parts: &Parts, trusted: bool) -> Forwarded {
+        let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
+        let rd = form_get(&query, "rd").map(str::to_string);
+        let forwarded_uri = header_text(&parts.headers, X_FORWARDED_URI);
+        let original_uri = header_text(&parts.headers, X_ORIGINAL_URI);
+        let may_redirect = rd.is_some() || forwarded_uri.is_some();
+        let uri = forwarded_uri.or(original_uri);
+        let navigation = match header_text(&parts.headers, X_FORWARDED_METHOD) {
+            Some(m) => m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD"),
+            None => parts.method == Method::GET || parts.method == Method::HEAD,
+        };
+        let trusted_host = trusted
+            .then(|| header_text(&parts.headers, X_FORWARDED_HOST))
+            .flatten()
+            // A list means several proxies; the first is the client-facing one.
+            .and_then(|h| h.split(',').next().map(|h| h.trim().to_string()));
+        let trusted_path = trusted
+            .then(|| uri.as_deref().map(path_of))
+            .flatten()
+            .map(str::to_string);
+        Forwarded {
+            target: rd.or(uri),
+            may_redirect,
+            navigation,
+            trusted_host,
+            trusted_path,
+        }
+    }
+}
+
+/// A single header's value as text; absent when repeated, empty, too long or not visible ASCII.
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    let text = first.to_str().ok()?.trim();
+    (!text.is_empty() && text.len() <= MAX_URI_LEN).then(|| text.to_string())
+}
+
+/// The path of a forwarded URI: `/a/b?x#y` -> `/a/b`; an absolute
+/// `https://h/a?x` -> `/a` (its host is not believed: only X-Forwarded-Host is).
+fn path_of(uri: &str) -> &str {
+    let rest = match uri.split_once("://") {
+        Some((_, after)) if !uri.starts_with('/') => {
+            let start = after.find('/').unwrap_or(after.len());
+            &after[start..]
+        }
+        _ => uri,
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Why no route could be chosen for a trusted proxy's forwarded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unroutable {
+    /// X-Forwarded-Host names no configured route host, or no prefix covers the path.
+    NoRoute,
+    /// The path cannot be normalized, or its raw and normalized forms pick different routes.
+    AmbiguousPath,
+}
+
+impl Unroutable {
+    fn label(self) -> &'static str {
+        match self {
+            Unroutable::NoRoute => "no_route",
+            Unroutable::AmbiguousPath => "ambiguous_path",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Unroutable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",
+            Unroutable::AmbiguousPath => "The forwarded path is ambiguous (encoded slashes, dot segments or parameters that apps resolve differently). Use the plain path.",
+        }
+    }
+}
+
+/// The route whose policy decides (see the module docs).
+fn policy_route(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    fwd: &Forwarded,
+) -> Result<Arc<RouteSettings>, Unroutable> {
+    if fwd.trusted_host.is_none() && fwd.trusted_path.is_none() {
+        return Ok(ctx.route.clone());
+    }
+    let host = match &fwd.trusted_host {
+        Some(h) => crate::router::normalize_host(h).ok_or(Unroutable::NoRoute)?,
+        None => host_of(parts),
+    };
+    let raw = fwd.trusted_path.as_deref().unwrap_or("/");
+    let normalized = crate::pathnorm::normalize(raw).ok_or(Unroutable::AmbiguousPath)?;
+    let routes = &ctx.state.settings.routes;
+    let by_raw = route_for(routes, &host, raw);
+    let by_normalized = route_for(routes, &host, &normalized);
+    match (by_raw, by_normalized) {
+        (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Ok(a.clone()),
+        (None, None) => Err(Unroutable::NoRoute),
+        _ => Err(Unroutable::AmbiguousPath),
+    }
+}
+
+/// What the router would pick: a route with this host whose prefix covers
+/// `path`, the longest prefix first.
+fn route_for<'a>(
+    routes: &'a [Arc<RouteSettings>],
+    host: &str,
+    path: &str,
+) -> Option<&'a Arc<RouteSettings>> {
+    routes
+        .iter()
+        .filter(|r| r.hosts.iter().any(|h| h.trim_end_matches('.') == host))
+        .filter(|r| crate::router::prefix_matches(&r.path_prefix, path))
+        .max_by_key(|r| r.path_prefix.trim_end_matches('/').len())
+}
+
+/// 302 to the login page for a browser whose proxy can pass it on; else 401
+/// JSON. Both name the login URL with the validated target.
+fn not_signed_in(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    fwd: &Forwarded,
+) -> Result<Response<Body>, GatewayError> {
+    let target = ctx.safe_target(parts, fwd.target.as_deref());
+    let encoded: String = url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
+    let login = format!("{LOGIN_PATH}?post_login_redirect_uri={encoded}");
+    if fwd.may_redirect && fwd.navigation && crate::respond::prefers_html(&parts.headers) {
+        return redirect(&login, []);
+    }
+    let mut resp = json(
+        StatusCode::UNAUTHORIZED,
+        &json!({
+            "error": "unauthorized",
+            "message": "No valid session. Sign in at /.auth/login.",
+            "login_url": login,
+        }),
+    );
+    let h = resp.headers_mut();
+    h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    // byte_serialize output and LOGIN_PATH are visible ASCII.
+    if let Ok(v) = HeaderValue::from_str(&login) {
+        h.insert(X_REALMGATE_LOGIN_URL, v);
+    }
+    Ok(resp)
+}
+
+fn forbidden(reason: &str, message: &str) -> Response<Body> {
+    json(
+        StatusCode::FORBIDDEN,
+        &json!({"error": "forbidden", "reason": reason, "message": message}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_of;
+
+    #[test]
+    fn path_of_forwarded_uris() {
+        assert_eq!(path_of("/a/b?x=1#f"), "/a/b");
+        assert_eq!(path_of("/"), "/");
+        assert_eq!(path_of("https://evil.example/admin?x"), "/admin");
+        assert_eq!(path_of("https://evil.example"), "");
+        assert_eq!(path_of("/x?next=https://evil.example/"), "/x");
+    }
+}

@@ -1,0 +1,955 @@
+//! `GET /.auth/verify` (forward auth): in process against the mock IdP, then
+//! behind a real nginx (`auth_request`) and a real Caddy (`forward_auth`)
+//! started by the test on 127.0.0.1. The proxies are Debian packages
+//! (`apt-get install nginx caddy`); a missing binary fails the test.
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use realmgate::demo::idp::{self, Idp, IdpConfig};
+use reqwest::header::{ACCEPT, CACHE_CONTROL, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+
+use crate::util::{EchoUpstream, Echoed, TestGateway, DEADLINE, SECRET};
+
+const APP: &str = "app.test";
+const HR: &str = "hr.test";
+const HTML: &str = "text/html,application/xhtml+xml";
+const ALICE: &str = "alice@contoso.example";
+const BOB: &str = "bob@contoso.example";
+/// The login page with target `/`: what every unsafe target becomes.
+const LOGIN_HOME: &str = "/.auth/login?post_login_redirect_uri=%2F";
+
+/// The mock IdP, an echo upstream and a gateway with three routes:
+/// `app.test/` (any contoso user, `/static/` public), `app.test/admin` and
+/// `hr.test/` (HR Admins only; alice is one, bob is not).
+struct World {
+    idp: Idp,
+    upstream: EchoUpstream,
+    gateway: TestGateway,
+}
+
+impl World {
+    /// `trusted`: 127.0.0.1 is in `trusted_proxies` (a proxy on this machine).
+    async fn start(trusted: bool) -> World {
+        let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("mock IdP starts");
+        let upstream = EchoUpstream::start().await;
+        let trusted_proxies = if trusted {
+            r#"trusted_proxies = ["127.0.0.1/32"]"#
+        } else {
+            ""
+        };
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+{trusted_proxies}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[session]
+secret = "{SECRET}"
+
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "contoso.example"
+authority_host = "{base}"
+client_id = "{client}"
+client_secret = "{secret}"
+home_realm_domains = ["contoso.example"]
+
+[[route]]
+name = "app"
+hosts = ["{APP}"]
+upstream = "{up}"
+public = ["/static/"]
+
+[[route]]
+name = "admin"
+hosts = ["{APP}"]
+path_prefix = "/admin"
+upstream = "{up}"
+[route.allow]
+groups = ["{hr_group}"]
+
+[[route]]
+name = "hr"
+hosts = ["{HR}"]
+upstream = "{up}"
+[route.allow]
+groups = ["{hr_group}"]
+"#,
+            base = idp.base_url(),
+            client = idp::DEMO_CLIENT_ID,
+            secret = idp::DEMO_CLIENT_SECRET,
+            up = upstream.url(),
+            hr_group = idp::DEMO_HR_GROUP,
+        );
+        let gateway = TestGateway::start(&toml).await;
+        World {
+            idp,
+            upstream,
+            gateway,
+        }
+    }
+
+    /// Signs `email` in at app.test; returns the `Cookie` header value of the session.
+    async fn sign_in(&self, email: &str) -> String {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar)
+            .timeout(Duration::from_secs(30))
+            .resolve(APP, self.gateway.addr)
+            .no_proxy()
+            .build()
+            .unwrap();
+        let resp = browser
+            .post(self.gateway.url(APP, "/.auth/login"))
+            .header(ACCEPT, HTML)
+            .form(&[("email", email), ("post_login_redirect_uri", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "a known domain starts the flow"
+        );
+        let back = self
+            .idp
+            .complete_login(&location(&resp), email)
+            .expect("IdP issues a code");
+        let resp = browser
+            .get(&back.url)
+            .header(ACCEPT, HTML)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "callback signs in");
+        resp.headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("realmgate="))
+            .and_then(|c| c.split(';').next())
+            .expect("session cookie")
+            .to_string()
+    }
+
+    /// `GET /.auth/verify` at `host` with `headers`.
+    async fn verify(&self, host: &str, query: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .gateway
+            .client()
+            .get(self.gateway.url(host, &format!("/.auth/verify{query}")));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("verify answers")
+    }
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    let all: Vec<String> = resp
+        .headers()
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(all.len() <= 1, "{name} sent {} times: {all:?}", all.len());
+    all.into_iter().next()
+}
+
+fn user(email: &str) -> idp::IdpUser {
+    IdpConfig::demo_default()
+        .users()
+        .into_iter()
+        .find(|u| u.email == email)
+        .unwrap()
+}
+
+// === In process ===
+
+#[tokio::test]
+async fn a_valid_session_gets_200_with_auth_request_headers_and_no_spoofed_ones() {
+    let w = World::start(false).await;
+    let cookie = w.sign_in(ALICE).await;
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("cookie", cookie.as_str()),
+                ("x-auth-request-user", "mallory"),
+                ("x_auth_request_groups", "HR Admins"),
+                ("x-auth-request-email", "mallory@evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let alice = user(ALICE);
+    assert_eq!(
+        header(&resp, "x-auth-request-user"),
+        Some(alice.oid.clone())
+    );
+    assert_eq!(
+        header(&resp, "x-auth-request-email").as_deref(),
+        Some(ALICE)
+    );
+    assert_eq!(
+        header(&resp, "x-auth-request-preferred-username").as_deref(),
+        Some(ALICE)
+    );
+    let groups = header(&resp, "x-auth-request-groups").unwrap_or_default();
+    assert!(groups.contains(idp::DEMO_HR_GROUP), "groups: {groups}");
+    assert!(
+        !groups.contains("HR Admins"),
+        "spoofed groups echoed: {groups}"
+    );
+    assert!(header(&resp, "x_auth_request_groups").is_none());
+    assert_eq!(header(&resp, "cache-control").as_deref(), Some("no-store"));
+    // No other profile's headers, and nothing was proxied.
+    assert!(header(&resp, "x-forwarded-user").is_none());
+    assert_eq!(w.upstream.count(), 0);
+
+    // HEAD answers the same way (nginx and Traefik may use it).
+    let resp = w
+        .gateway
+        .client()
+        .head(w.gateway.url(APP, "/.auth/verify"))
+        .header("cookie", cookie.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "x-auth-request-user"), Some(alice.oid));
+}
+
+#[tokio::test]
+async fn no_session_gets_401_json_with_the_login_url() {
+    let w = World::start(false).await;
+    for accept in ["application/json", HTML, "*/*"] {
+        // Without a forwarded URI even a browser gets 401: there is no target.
+        let resp = w
+            .verify(
+                APP,
+                "",
+                &[("accept", accept), ("x-auth-request-user", "mallory")],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "accept {accept}");
+        assert_eq!(header(&resp, "www-authenticate").as_deref(), Some("Bearer"));
+        assert_eq!(
+            header(&resp, "x-realmgate-login-url").as_deref(),
+            Some(LOGIN_HOME)
+        );
+        assert!(header(&resp, "x-auth-request-user").is_none());
+        assert_eq!(
+            resp.headers().get(CACHE_CONTROL).unwrap(),
+            "no-store",
+            "never cached"
+        );
+        let body: serde_json::Value = resp.json().await.expect("JSON body");
+        assert_eq!(body["error"], "unauthorized");
+    }
+    // A forged or unknown session cookie is no session.
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[("cookie", "realmgate=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // An API client behind Traefik/Caddy (forwarded URI, JSON accept) gets 401, not 302.
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("accept", "application/json"),
+                ("x-forwarded-uri", "/api/x"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&resp, "x-realmgate-login-url").as_deref(),
+        Some("/.auth/login?post_login_redirect_uri=%2Fapi%2Fx")
+    );
+    let resp = w.verify(APP, "", &[]).await;
+    assert_eq!(resp.headers().get(WWW_AUTHENTICATE).unwrap(), "Bearer");
+    assert_eq!(w.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn a_browser_with_a_forwarded_uri_is_redirected_to_sign_in() {
+    let w = World::start(false).await;
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("accept", HTML),
+                ("x-forwarded-uri", "/reports/q3?year=2026&x=1"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        location(&resp),
+        "/.auth/login?post_login_redirect_uri=%2Freports%2Fq3%3Fyear%3D2026%26x%3D1"
+    );
+    // `?rd=` does the same, and wins over the header (explicit operator choice).
+    let resp = w
+        .verify(
+            APP,
+            "?rd=%2Fdashboard",
+            &[("accept", HTML), ("x-forwarded-uri", "/other")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        location(&resp),
+        "/.auth/login?post_login_redirect_uri=%2Fdashboard"
+    );
+    // An absolute target on a configured route host is kept.
+    let resp = w
+        .verify(
+            APP,
+            "?rd=http%3A%2F%2Fhr.test%2Fpayroll",
+            &[("accept", HTML)],
+        )
+        .await;
+    assert_eq!(
+        location(&resp),
+        "/.auth/login?post_login_redirect_uri=http%3A%2F%2Fhr.test%2Fpayroll"
+    );
+    // A form post that lost its session is not a navigation: 401.
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("accept", HTML),
+                ("x-forwarded-uri", "/submit"),
+                ("x-forwarded-method", "POST"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // nginx's X-Original-URI names the target but never triggers a 302
+    // (auth_request would turn it into a 500).
+    let resp = w
+        .verify(APP, "", &[("accept", HTML), ("x-original-uri", "/a?b=c")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&resp, "x-realmgate-login-url").as_deref(),
+        Some("/.auth/login?post_login_redirect_uri=%2Fa%3Fb%3Dc")
+    );
+    assert_eq!(w.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn hostile_forwarded_uris_become_the_start_page() {
+    let w = World::start(false).await;
+    let hostile = [
+        "//evil.example",
+        "//evil.example/x",
+        "https://evil.example",
+        "https://evil.example/app",
+        "http://app.test.evil.example/",
+        "https://app.test@evil.example/",
+        "/\\evil.example",
+        "/%2F/evil.example",
+        "javascript:alert(1)",
+        "https:evil.example",
+    ];
+    for uri in hostile {
+        let resp = w
+            .verify(APP, "", &[("accept", HTML), ("x-forwarded-uri", uri)])
+            .await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "{uri}");
+        assert_eq!(location(&resp), LOGIN_HOME, "{uri}");
+        let encoded: String = url::form_urlencoded::byte_serialize(uri.as_bytes()).collect();
+        let resp = w
+            .verify(APP, &format!("?rd={encoded}"), &[("accept", HTML)])
+            .await;
+        assert_eq!(location(&resp), LOGIN_HOME, "rd={uri}");
+    }
+    // A header value that is not visible text is ignored, not echoed.
+    let resp = w
+        .gateway
+        .client()
+        .get(w.gateway.url(APP, "/.auth/verify"))
+        .header(ACCEPT, HTML)
+        .header(
+            "x-forwarded-uri",
+            reqwest::header::HeaderValue::from_bytes(b"/caf\xc3\xa9").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(w.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn signed_in_but_denied_by_policy_is_403_json() {
+    let w = World::start(false).await;
+    let bob = w.sign_in(BOB).await;
+    let resp = w
+        .verify(
+            HR,
+            "",
+            &[
+                ("cookie", bob.as_str()),
+                ("accept", HTML),
+                ("x-forwarded-uri", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(header(&resp, "x-auth-request-user").is_none());
+    let body: serde_json::Value = resp.json().await.expect("JSON even for browsers");
+    assert_eq!(body["error"], "forbidden");
+    assert_eq!(body["reason"], "groups");
+    // alice is in HR Admins.
+    let alice = w.sign_in(ALICE).await;
+    let resp = w.verify(HR, "", &[("cookie", alice.as_str())]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "x-auth-request-user"), Some(user(ALICE).oid));
+    assert_eq!(w.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn only_a_trusted_proxy_selects_the_route_by_forwarded_host_and_uri() {
+    // Untrusted peer: X-Forwarded-Host/-Uri cannot pick another route.
+    let w = World::start(false).await;
+    let bob = w.sign_in(BOB).await;
+    for (name, value) in [
+        ("x-forwarded-host", HR),
+        ("x-forwarded-uri", "/admin/users"),
+    ] {
+        let resp = w
+            .verify(APP, "", &[("cookie", bob.as_str()), (name, value)])
+            .await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{name} ignored from untrusted peer"
+        );
+    }
+    // And no path is public on its say-so.
+    let resp = w
+        .verify(APP, "", &[("x-forwarded-uri", "/static/app.css")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // Trusted peer: the original host and path decide, as the router would.
+    let w = World::start(true).await;
+    let bob = w.sign_in(BOB).await;
+    let alice = w.sign_in(ALICE).await;
+    let cases: [(&[(&str, &str)], StatusCode); 9] = [
+        (&[("x-forwarded-uri", "/reports")], StatusCode::OK),
+        (
+            &[("x-forwarded-uri", "/admin/users?x=1")],
+            StatusCode::FORBIDDEN,
+        ),
+        (&[("x-original-uri", "/admin")], StatusCode::FORBIDDEN),
+        (&[("x-forwarded-uri", "/administrator")], StatusCode::OK),
+        (
+            &[("x-forwarded-host", "HR.test:443")],
+            StatusCode::FORBIDDEN,
+        ),
+        // Dot segments: raw and normalized forms pick different routes: refused.
+        (
+            &[("x-forwarded-uri", "/x/../admin/users")],
+            StatusCode::FORBIDDEN,
+        ),
+        // The same with an encoded slash.
+        (
+            &[("x-forwarded-uri", "/static/..%2Fadmin/users")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &[("x-forwarded-uri", "/a/../../admin")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &[("x-forwarded-host", "unknown.test")],
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (headers, status) in cases {
+        let mut all = vec![("cookie", bob.as_str())];
+        all.extend_from_slice(headers);
+        let resp = w.verify(APP, "", &all).await;
+        assert_eq!(resp.status(), status, "bob with {headers:?}");
+    }
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("cookie", alice.as_str()),
+                ("x-forwarded-uri", "/admin/users"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK, "alice may use /admin");
+    // A public path needs no session and gets no identity.
+    let resp = w
+        .verify(APP, "", &[("x-forwarded-uri", "/static/app.css?v=1")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("cookie", alice.as_str()),
+                ("x-forwarded-uri", "/static/app.css"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(header(&resp, "x-auth-request-user").is_none());
+    assert_eq!(w.upstream.count(), 0);
+}
+
+// === Real proxies ===
+
+/// A free port on 127.0.0.1 (bound, then released for the proxy).
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A proxy process started by a test; killed by PID on drop.
+struct Proxy {
+    name: &'static str,
+    child: Child,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+}
+
+impl Proxy {
+    /// Runs `program args` with stdout/stderr in the temp dir; waits (bounded)
+    /// until `addr` accepts connections.
+    fn start(
+        name: &'static str,
+        program: &str,
+        install: &str,
+        dir: tempfile::TempDir,
+        args: &[&str],
+        envs: &[(&str, &Path)],
+        addr: SocketAddr,
+    ) -> Proxy {
+        let path = which(program).unwrap_or_else(|| {
+            panic!("{program} is not installed; these tests need it: {install}")
+        });
+        let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let mut cmd = Command::new(path);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let mut proxy = Proxy {
+            name,
+            child,
+            dir,
+            addr,
+        };
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                panic!("{name} exited ({status}) at start:\n{}", proxy.logs());
+            }
+            if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return proxy;
+            }
+            if Instant::now() >= end {
+                panic!("{name} did not listen on {addr} in time:\n{}", proxy.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for f in ["stdout.log", "stderr.log", "error.log"] {
+            if let Ok(text) = std::fs::read_to_string(self.dir.path().join(f)) {
+                out.push_str(&format!("--- {} {f}\n{text}\n", self.name));
+            }
+        }
+        out
+    }
+
+    /// A client that reaches `host` at this proxy and follows no redirects.
+    fn client(&self, host: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .resolve(host, self.addr)
+            .no_proxy()
+            .build()
+            .unwrap()
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.addr.port())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The nginx config documented in docs/policies.md, with test paths and ports.
+fn nginx_conf(dir: &Path, listen: SocketAddr, gateway: SocketAddr, upstream: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+
+    server {{
+        listen {listen};
+
+        # The sign-in endpoints, on the app's own host.
+        location /.auth/ {{
+            proxy_pass http://{gateway};
+            proxy_set_header Host $host;
+        }}
+
+        # The subrequest: no body, the original host and URI.
+        location = /.auth/verify {{
+            internal;
+            proxy_pass http://{gateway};
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Original-URI $request_uri;
+            # A client's copies would pick the route (nginx is trusted).
+            proxy_set_header X-Forwarded-Uri "";
+            proxy_set_header X-Forwarded-Host "";
+        }}
+
+        location @login {{
+            return 302 $login_url;
+        }}
+
+        location / {{
+            auth_request /.auth/verify;
+            auth_request_set $user $upstream_http_x_auth_request_user;
+            auth_request_set $email $upstream_http_x_auth_request_email;
+            auth_request_set $groups $upstream_http_x_auth_request_groups;
+            auth_request_set $login_url $upstream_http_x_realmgate_login_url;
+            error_page 401 = @login;
+            proxy_set_header X-User $user;
+            proxy_set_header X-Auth-Request-User $user;
+            proxy_set_header X-Auth-Request-Email $email;
+            proxy_set_header X-Auth-Request-Groups $groups;
+            proxy_pass http://{upstream};
+        }}
+    }}
+}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn nginx_auth_request_in_front_of_the_app() {
+    let w = World::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        nginx_conf(dir.path(), listen, w.gateway.addr, w.upstream.addr),
+    )
+    .unwrap();
+    let prefix = dir.path().to_path_buf();
+    let error_log = dir.path().join("error.log");
+    let nginx = Proxy::start(
+        "nginx",
+        "nginx",
+        "apt-get install nginx",
+        dir,
+        &[
+            "-p",
+            prefix.to_str().unwrap(),
+            "-c",
+            conf.to_str().unwrap(),
+            "-e",
+            error_log.to_str().unwrap(),
+        ],
+        &[],
+        listen,
+    );
+    let client = nginx.client(APP);
+
+    // Not signed in: the app receives nothing; browsers go to sign in with
+    // the URI they asked for, API clients get 401.
+    let resp = client
+        .get(nginx.url(APP, "/hello?x=1&y=2"))
+        .header(ACCEPT, HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND, "{}", nginx.logs());
+    // nginx makes the Location absolute, on the host and port the browser used.
+    let login = "/.auth/login?post_login_redirect_uri=%2Fhello%3Fx%3D1%26y%3D2";
+    assert_eq!(location(&resp), nginx.url(APP, login));
+    // That login page is served through nginx on the app's host.
+    let page = client
+        .get(nginx.url(APP, login))
+        .header(ACCEPT, HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("name=\"email\""));
+    let resp = client
+        .get(nginx.url(APP, "/api/x"))
+        .header(ACCEPT, "application/json")
+        .header("x-auth-request-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    // nginx's error_page sends everybody to @login; what matters is that
+    // the app was not reached.
+    assert!(
+        matches!(resp.status(), StatusCode::FOUND | StatusCode::UNAUTHORIZED),
+        "{}",
+        resp.status()
+    );
+    w.upstream.assert_received_nothing().await;
+
+    // Signed in: the app receives the user id from the verify answer, never
+    // the client's copy.
+    let cookie = w.sign_in(ALICE).await;
+    let resp = client
+        .get(nginx.url(APP, "/hello?x=1"))
+        .header("cookie", cookie.as_str())
+        .header("x-auth-request-user", "mallory")
+        .header("x-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", nginx.logs());
+    let echoed = Echoed::from(resp).await;
+    let alice = user(ALICE);
+    assert_eq!(echoed.header("x-user"), Some(alice.oid.clone()));
+    assert_eq!(echoed.header("x-auth-request-user"), Some(alice.oid));
+    assert_eq!(
+        echoed.header("x-auth-request-email").as_deref(),
+        Some(ALICE)
+    );
+    let groups = echoed.header("x-auth-request-groups").unwrap_or_default();
+    assert!(groups.contains(idp::DEMO_HR_GROUP), "groups: {groups}");
+    assert_eq!(echoed.uri(), "/hello?x=1");
+    assert_eq!(w.upstream.count(), 1);
+
+    // Denied by the /admin route's policy (bob is not in HR Admins): 403, nothing forwarded.
+    let bob = w.sign_in(BOB).await;
+    let resp = client
+        .get(nginx.url(APP, "/admin/users"))
+        .header("cookie", bob.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // ...even when bob claims another URI or host: nginx clears those.
+    let resp = client
+        .get(nginx.url(APP, "/admin/users"))
+        .header("cookie", bob.as_str())
+        .header("x-forwarded-uri", "/reports")
+        .header("x-forwarded-host", "other.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(w.upstream.count(), 1);
+}
+
+#[tokio::test]
+async fn caddy_forward_auth_in_front_of_the_app() {
+    let w = World::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let caddyfile = dir.path().join("Caddyfile");
+    std::fs::write(
+        &caddyfile,
+        format!(
+            r#"{{
+    admin off
+    auto_https off
+}}
+
+http://:{port} {{
+    bind 127.0.0.1
+
+    # The sign-in endpoints, on the app's own host.
+    handle /.auth/* {{
+        reverse_proxy {gateway}
+    }}
+
+    handle {{
+        forward_auth {gateway} {{
+            uri /.auth/verify
+            copy_headers X-Auth-Request-User X-Auth-Request-Email X-Auth-Request-Preferred-Username X-Auth-Request-Groups
+        }}
+        reverse_proxy {upstream}
+    }}
+}}
+"#,
+            port = listen.port(),
+            gateway = w.gateway.addr,
+            upstream = w.upstream.addr,
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (data, config) = (dir.path().join("data"), dir.path().join("config"));
+    let caddy = Proxy::start(
+        "caddy",
+        "caddy",
+        "apt-get install caddy",
+        dir,
+        &[
+            "run",
+            "--config",
+            caddyfile.to_str().unwrap(),
+            "--adapter",
+            "caddyfile",
+        ],
+        &[
+            ("HOME", home.as_path()),
+            ("XDG_DATA_HOME", data.as_path()),
+            ("XDG_CONFIG_HOME", config.as_path()),
+        ],
+        listen,
+    );
+    let client = caddy.client(APP);
+
+    // Not signed in: browsers get the gateway's 302 (Caddy passes it on),
+    // API clients the 401; the app receives nothing.
+    let resp = client
+        .get(caddy.url(APP, "/hello?x=1&y=2"))
+        .header(ACCEPT, HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND, "{}", caddy.logs());
+    assert_eq!(
+        location(&resp),
+        "/.auth/login?post_login_redirect_uri=%2Fhello%3Fx%3D1%26y%3D2"
+    );
+    let resp = client
+        .get(caddy.url(APP, "/api/x"))
+        .header(ACCEPT, "application/json")
+        .header("x-auth-request-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    // A hostile forwarded URI cannot come from the client: Caddy sets it.
+    let resp = client
+        .get(caddy.url(APP, "//evil.example/"))
+        .header(ACCEPT, HTML)
+        .header("x-forwarded-uri", "https://evil.example/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert!(!location(&resp).contains("evil"), "{}", location(&resp));
+    w.upstream.assert_received_nothing().await;
+
+    // Signed in: the app gets the verify answer's user id, not the client's.
+    let cookie = w.sign_in(ALICE).await;
+    let resp = client
+        .get(caddy.url(APP, "/hello?x=1"))
+        .header("cookie", cookie.as_str())
+        .header("x-auth-request-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", caddy.logs());
+    let echoed = Echoed::from(resp).await;
+    assert_eq!(echoed.header("x-auth-request-user"), Some(user(ALICE).oid));
+    assert_eq!(
+        echoed.header("x-auth-request-email").as_deref(),
+        Some(ALICE)
+    );
+    assert_eq!(
+        echoed
+            .header("x-auth-request-preferred-username")
+            .as_deref(),
+        Some(ALICE)
+    );
+    let groups = echoed.header("x-auth-request-groups").unwrap_or_default();
+    assert!(groups.contains(idp::DEMO_HR_GROUP), "groups: {groups}");
+    assert_eq!(echoed.uri(), "/hello?x=1");
+    assert_eq!(w.upstream.count(), 1);
+
+    // The /admin route's policy holds behind Caddy (X-Forwarded-Uri from a trusted proxy).
+    let bob = w.sign_in(BOB).await;
+    let resp = client
+        .get(caddy.url(APP, "/admin/users"))
+        .header("cookie", bob.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(w.upstream.count(), 1);
+}
