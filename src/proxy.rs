@@ -1,17 +1,23 @@
-//! Forwarding to upstreams: pooled hyper-util client (http, https with rustls),
-//! streaming bodies, Upgrade tunnels, connect/response timeouts, never retrying
-//! a non-idempotent request.
+//! Forwarding to upstreams: plain `http://` upstreams through realmgate's own
+//! HTTP/1.1 connection pool ([`pool`]), `https://` through hyper-util's pooled
+//! client with rustls; streaming bodies, Upgrade tunnels, connect/response
+//! timeouts, never retrying a non-idempotent request.
 //!
-//! - One pair of clients per distinct (`upstream_ca`, `connect_timeout`),
-//!   built once per config generation: `any` speaks HTTP/1.1 or HTTP/2 as the
-//!   upstream negotiates with ALPN (plain `http://` upstreams get HTTP/1.1);
-//!   `h1` speaks only HTTP/1.1 and carries Upgrade requests.
+//! - `http://` upstreams: one [`pool::Pool`] per upstream address and
+//!   `connect_timeout`, driven from the request's own task (no task hops per
+//!   request); its target, `Host` and base path are computed once per config
+//!   generation. Only an unsent GET or HEAD is retried, once, on a new connection.
+//! - `https://` upstreams: one pair of clients per distinct (`upstream_ca`,
+//!   `connect_timeout`), built once per config generation: `any` speaks
+//!   HTTP/1.1 or HTTP/2 as the upstream negotiates with ALPN; `h1` speaks only
+//!   HTTP/1.1 and carries Upgrade requests.
 //! - Bodies are handed over as streams in both directions; nothing is buffered.
 //! - `request_timeout` bounds the time until the upstream's response headers
 //!   (504); bodies then stream without a limit. A refused or broken connection
 //!   is 502, a connect timeout 504.
-//! - Requests are never retried: `retry_canceled_requests(false)`, and
-//!   realmgate itself never resends, so a POST reaches the app at most once.
+//! - The hyper-util client never retries (`retry_canceled_requests(false)`),
+//!   and the pool resends only a GET or HEAD that hyper handed back unsent,
+//!   so a POST reaches the app at most once.
 //! - The path is the request path appended to the upstream's base path; the
 //!   route's `path_prefix` is not removed.
 
