@@ -72,12 +72,14 @@ headers = "forwarded"
 EOF
   RUST_LOG= "$REALMGATE_BIN" run --config "$WORK/realmgate-auth.toml" 2>"$WORK/realmgate-auth.log" &
   PIDS+=($!)
+  REALMGATE_AUTH_PID=$!
   wait_http "http://127.0.0.1:$REALMGATE_AUTH_ADMIN_PORT/readyz"
   sign_in_with_curl "http://127.0.0.1:$REALMGATE_AUTH_PORT/.auth/login/contoso" "$WORK/realmgate.jar"
   REALMGATE_COOKIE="$(jar_cookie_header "$WORK/realmgate.jar")"
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $REALMGATE_COOKIE" "$(url_realmgate_auth)")" = 200 ] ||
     { echo "bench: the realmgate session cookie is not accepted" >&2; exit 1; }
 }
+pids_realmgate_auth() { echo "$REALMGATE_AUTH_PID"; }
 url_realmgate_auth() { echo "http://127.0.0.1:$REALMGATE_AUTH_PORT/"; }
 wrk_args_realmgate_auth() { printf '%s\n' -H "Cookie: $REALMGATE_COOKIE"; }
 
@@ -131,6 +133,7 @@ ProxyPass / http://127.0.0.1:$UPSTREAM_PORT/ keepalive=On
 EOF
   apache2 -f "$dir/httpd.conf" -DFOREGROUND &
   PIDS+=($!)
+  APACHE_PID=$!
   local i
   for i in $(seq 1 200); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$APACHE_PORT/")" = 302 ] && break
@@ -141,5 +144,7 @@ EOF
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $APACHE_COOKIE" "$(url_apache_oidc)")" = 200 ] ||
     { echo "bench: the mod_auth_openidc session cookie is not accepted (see $dir/error.log)" >&2; cat "$dir/error.log" >&2; exit 1; }
 }
+# The parent and its worker processes.
+pids_apache_oidc() { echo "$APACHE_PID"; pgrep -P "$APACHE_PID" || true; }
 url_apache_oidc() { echo "http://127.0.0.1:$APACHE_PORT/"; }
 wrk_args_apache_oidc() { printf '%s\n' -H "Cookie: $APACHE_COOKIE"; }

@@ -125,7 +125,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     println!();
     println!("Demo users (no password; pick one at the demo identity provider):");
     for user in idp::IdpConfig::demo_default().users() {
-        println!("  {}", user.description());
+        println!("  {:<26} {}", user.email, user.description());
     }
     println!();
     println!("Press Ctrl-C to stop.");
