@@ -1,21 +1,28 @@
-//! Forwarding to upstreams: pooled hyper-util client (http, https with rustls),
-//! streaming bodies, Upgrade tunnels, connect/response timeouts, never retrying
-//! a non-idempotent request.
+//! Forwarding to upstreams: plain `http://` upstreams through realmgate's own
+//! HTTP/1.1 connection pool ([`pool`]), `https://` through hyper-util's pooled
+//! client with rustls; streaming bodies, Upgrade tunnels, connect/response
+//! timeouts, never retrying a non-idempotent request.
 //!
-//! - One pair of clients per distinct (`upstream_ca`, `connect_timeout`),
-//!   built once per config generation: `any` speaks HTTP/1.1 or HTTP/2 as the
-//!   upstream negotiates with ALPN (plain `http://` upstreams get HTTP/1.1);
-//!   `h1` speaks only HTTP/1.1 and carries Upgrade requests.
+//! - `http://` upstreams: one [`pool::Pool`] per upstream address and
+//!   `connect_timeout`, driven from the request's own task (no task hops per
+//!   request); its target, `Host` and base path are computed once per config
+//!   generation. Only an unsent GET or HEAD is retried, once, on a new connection.
+//! - `https://` upstreams: one pair of clients per distinct (`upstream_ca`,
+//!   `connect_timeout`), built once per config generation: `any` speaks
+//!   HTTP/1.1 or HTTP/2 as the upstream negotiates with ALPN; `h1` speaks only
+//!   HTTP/1.1 and carries Upgrade requests.
 //! - Bodies are handed over as streams in both directions; nothing is buffered.
 //! - `request_timeout` bounds the time until the upstream's response headers
 //!   (504); bodies then stream without a limit. A refused or broken connection
 //!   is 502, a connect timeout 504.
-//! - Requests are never retried: `retry_canceled_requests(false)`, and
-//!   realmgate itself never resends, so a POST reaches the app at most once.
+//! - The hyper-util client never retries (`retry_canceled_requests(false)`),
+//!   and the pool resends only a GET or HEAD that hyper handed back unsent,
+//!   so a POST reaches the app at most once.
 //! - The path is the request path appended to the upstream's base path; the
 //!   route's `path_prefix` is not removed.
 
 mod clients;
+pub mod pool;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -39,6 +46,9 @@ pub use upgrade::AliveCheck;
 pub struct Upstreams {
     /// Route name -> its clients (routes with the same key share them).
     by_route: HashMap<String, Arc<clients::Clients>>,
+    /// Route name -> its connection pool, for plain `http://` upstreams
+    /// (HTTP/1.1 only; TLS upstreams use the clients above).
+    plain: HashMap<String, pool::PlainRoute>,
 }
 
 /// A request the handler has authorized, ready to go upstream.
@@ -69,13 +79,14 @@ impl Upstreams {
             by_key.entry(ClientKey::of(route)).or_default().push(route);
         }
         let mut by_route = HashMap::new();
+        let plain = pool::PlainRoute::for_routes(routes);
         for (key, routes) in by_key {
             let built = Arc::new(clients::Clients::build(&key, &routes)?);
             for route in routes {
                 by_route.insert(route.name.clone(), built.clone());
             }
         }
-        Ok(Upstreams { by_route })
+        Ok(Upstreams { by_route, plain })
     }
 
     /// Send `out` to `route`'s upstream and return its response (hop-by-hop
@@ -97,10 +108,15 @@ impl Upstreams {
             tunnel_until,
             tunnel_alive,
         } = out;
-        *request.uri_mut() = upstream_uri(route, request.uri())?;
+        let plain = self.plain.get(&route.name);
+        *request.uri_mut() = match plain {
+            Some(p) => p.origin_form(request.uri())?,
+            None => upstream_uri(route, request.uri())?,
+        };
         *request.version_mut() = Version::HTTP_11;
-        let host = match (route.preserve_host, client_host) {
-            (true, Some(h)) => h.clone(),
+        let host = match (route.preserve_host, client_host, plain) {
+            (true, Some(h), _) => h.clone(),
+            (_, _, Some(p)) => p.host.clone(),
             _ => upstream_host(route)?,
         };
         request.headers_mut().insert(HOST, host);
@@ -117,14 +133,32 @@ impl Upstreams {
         };
 
         let started = Instant::now();
-        let result = tokio::time::timeout(route.request_timeout, client.request(request)).await;
+        let exchange = async {
+            match plain {
+                Some(p) if upgrade.is_some() => p
+                    .pool
+                    .send_upgrade(request)
+                    .await
+                    .map_err(|e| e.to_gateway(&route.name)),
+                Some(p) => p
+                    .pool
+                    .send(request)
+                    .await
+                    .map_err(|e| e.to_gateway(&route.name)),
+                None => match client.request(request).await {
+                    Ok(r) => Ok(r.map(BodyExt::boxed)),
+                    Err(e) => Err(classify(route, &e)),
+                },
+            }
+        };
+        let result = tokio::time::timeout(route.request_timeout, exchange).await;
         let latency = started.elapsed();
         let mut response = match result {
             Err(_elapsed) => {
                 tracing::warn!(route.name = %route.name, timeout = ?route.request_timeout, "upstream did not answer in time");
                 return Err(GatewayError::UpstreamTimeout);
             }
-            Ok(Err(e)) => return Err(classify(route, &e)),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(r)) => r,
         };
 
@@ -165,7 +199,7 @@ impl Upstreams {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Forwarded {
-            response: Response::from_parts(parts, body.boxed()),
+            response: Response::from_parts(parts, body),
             latency,
         })
     }

@@ -22,12 +22,12 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Client-address headers some apps believe, removed unless a trusted proxy sent them.
-const SPOOFABLE: [&str; 5] = [
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-port",
-    "x-forwarded-server",
-    "x-forwarded-prefix",
+const SPOOFABLE: [HeaderName; 5] = [
+    http::header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-prefix"),
 ];
 
 /// Longest X-Request-Id accepted from a trusted proxy.
@@ -105,11 +105,12 @@ pub fn apply(
     };
     set(headers, X_FORWARDED_FOR, &xff);
 
-    let proto = trusted
-        .then(|| first_proto(headers))
-        .flatten()
-        .unwrap_or_else(|| if conn.tls { "https" } else { "http" }.to_string());
-    set(headers, X_FORWARDED_PROTO, &proto);
+    let https = match trusted.then(|| first_proto(headers)).flatten() {
+        Some(proto) => proto == "https",
+        None => conn.tls,
+    };
+    let proto = HeaderValue::from_static(if https { "https" } else { "http" });
+    headers.insert(X_FORWARDED_PROTO, proto);
 
     let trusted_host = trusted
         .then(|| {
@@ -130,7 +131,8 @@ pub fn apply(
 
     headers.insert(X_REQUEST_ID, request_id.clone());
 
-    if !trusted {
+    // One pass over the names first: usually none of them is present.
+    if !trusted && headers.keys().any(|k| SPOOFABLE.contains(k)) {
         for name in SPOOFABLE {
             headers.remove(name);
         }
@@ -139,8 +141,14 @@ pub fn apply(
 
 /// A fresh request id: 128 random bits as 32 lowercase hex digits.
 pub fn new_request_id() -> HeaderValue {
-    let id = format!("{:032x}", rand::random::<u128>());
-    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u128>();
+    // Hex digits into a stack buffer: no formatting machinery, one copy.
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
 /// Non-empty, at most `max` bytes, visible ASCII only (no spaces, commas or controls).

@@ -161,3 +161,15 @@ fn trusted_proto_only_from_trusted_peers() {
 fn request_ids_are_unique() {
     assert_ne!(new_request_id(), new_request_id());
 }
+
+#[test]
+fn request_ids_are_32_lowercase_hex_digits() {
+    for _ in 0..100 {
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+    }
+}

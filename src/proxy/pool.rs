@@ -1,0 +1,485 @@
+//! Keep-alive connections to plain `http://` upstreams, driven from the
+//! request's own task.
+//!
+//! hyper-util's legacy client runs every upstream connection in a task of its
+//! own: a request crosses to it over a channel, the response comes back over
+//! another, and the body over a third, which costs several task wake-ups per
+//! request. Here the request's task polls the upstream connection itself
+//! (while waiting for the response head, then while the response body
+//! streams), so a proxied request is served by one task end to end.
+//!
+//! - One [`Pool`] per upstream address and connect timeout. Idle connections
+//!   wait in a `Mutex<Vec<_>>` (most recently used first out); at most
+//!   [`MAX_IDLE`] are kept, each at most [`IDLE_TIMEOUT`].
+//! - A connection goes back to the pool only after its response body was read
+//!   to the end, and only when it is still open and ready for the next
+//!   request. A body dropped early closes the connection (HTTP/1 cannot abort
+//!   one response otherwise).
+//! - Before an idle connection is reused it is polled once, so an upstream
+//!   that closed it in the meantime is noticed without sending anything.
+//! - Retries: only GET and HEAD, only once, only on a fresh connection, and
+//!   only when hyper hands the request back unsent. Anything else that fails
+//!   on a pooled connection is a 502: a POST reaches the app at most once.
+//! - Upgrade requests (WebSocket) get a fresh connection of their own, run in
+//!   a spawned task with upgrades enabled, and never return to the pool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use std::collections::HashMap;
+
+use http::header::HeaderValue;
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::config::RouteSettings;
+use crate::respond::{Body, GatewayError};
+
+/// Longest time a connection waits in the pool.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most idle connections kept per upstream.
+pub const MAX_IDLE: usize = 256;
+/// How often closed and expired idle connections are dropped when the pool is quiet.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+type Driver = http1::Connection<TokioIo<TcpStream>, Body>;
+
+/// Where to connect: an address, or a name resolved at every new connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Addr(SocketAddr),
+    Name(String, u16),
+}
+
+impl Target {
+    /// The target of an `http://` URL (None for anything else).
+    pub fn of(url: &url::Url) -> Option<Target> {
+        if url.scheme() != "http" {
+            return None;
+        }
+        let port = url.port_or_known_default()?;
+        Some(match url.host()? {
+            url::Host::Ipv4(ip) => Target::Addr(SocketAddr::new(ip.into(), port)),
+            url::Host::Ipv6(ip) => Target::Addr(SocketAddr::new(ip.into(), port)),
+            url::Host::Domain(name) => Target::Name(name.to_string(), port),
+        })
+    }
+}
+
+/// What forwarding to a plain `http://` route needs, computed once per
+/// config generation instead of per request.
+pub struct PlainRoute {
+    pub pool: Arc<Pool>,
+    /// The upstream's authority, as the `Host` header.
+    pub host: HeaderValue,
+    /// The upstream's base path without its trailing `/` (empty for none).
+    base: String,
+}
+
+impl PlainRoute {
+    /// The routes with an `http://` upstream; routes with the same upstream
+    /// address and connect timeout share a pool.
+    pub fn for_routes(routes: &[Arc<RouteSettings>]) -> HashMap<String, PlainRoute> {
+        let mut pools: HashMap<(Target, Duration), Arc<Pool>> = HashMap::new();
+        let mut out = HashMap::new();
+        for route in routes {
+            let Some(target) = Target::of(&route.upstream) else {
+                continue;
+            };
+            let Ok(host) = super::upstream_host(route) else {
+                continue;
+            };
+            let pool = pools
+                .entry((target.clone(), route.connect_timeout))
+                .or_insert_with(|| Pool::new(target, route.connect_timeout))
+                .clone();
+            let base = route.upstream.path().trim_end_matches('/').to_string();
+            out.insert(route.name.clone(), PlainRoute { pool, host, base });
+        }
+        out
+    }
+
+    /// The request target to send upstream (origin-form): the base path
+    /// joined with the request's path, and the request's query. The same as
+    /// the path and query of [`super::upstream_uri`].
+    pub fn origin_form(&self, incoming: &Uri) -> Result<Uri, GatewayError> {
+        let path = incoming.path();
+        if self.base.is_empty() && path.starts_with('/') {
+            if let Some(pq) = incoming.path_and_query() {
+                return Ok(Uri::from(pq.clone()));
+            }
+        }
+        let path = if path.starts_with('/') { path } else { "/" };
+        let base = &self.base;
+        let pq = match incoming.query() {
+            Some(q) => format!("{base}{path}?{q}"),
+            None => format!("{base}{path}"),
+        };
+        let pq: PathAndQuery = pq
+            .parse()
+            .map_err(|_| GatewayError::BadRequest("The request target is not a valid path."))?;
+        Ok(Uri::from(pq))
+    }
+}
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("connecting to the upstream timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(std::io::Error),
+    #[error("upstream connection failed: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+impl PoolError {
+    /// 504 for a connect timeout, 502 for the rest; the detail is logged, never shown.
+    pub fn to_gateway(&self, route: &str) -> GatewayError {
+        let detail = std::iter::successors(Some(self as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+        let timed_out = matches!(self, PoolError::ConnectTimeout(_))
+            || matches!(self, PoolError::Connect(e) if e.kind() == std::io::ErrorKind::TimedOut);
+        tracing::warn!(
+            route.name = %route,
+            connect = matches!(self, PoolError::ConnectTimeout(_) | PoolError::Connect(_)),
+            timed_out,
+            error = %detail,
+            "upstream request failed"
+        );
+        if timed_out {
+            GatewayError::UpstreamTimeout
+        } else {
+            GatewayError::UpstreamUnavailable
+        }
+    }
+}
+
+/// Idle HTTP/1.1 connections to one upstream.
+pub struct Pool {
+    target: Target,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+    /// Set once the background sweep runs (it starts with the first idle connection).
+    sweeping: std::sync::atomic::AtomicBool,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// One upstream connection: the handle to send on and the connection state
+/// machine, polled by whichever task is using it.
+struct Conn {
+    sender: http1::SendRequest<Body>,
+    /// `None` once the connection has finished (closed or failed).
+    ///
+    /// In a `Mutex` only to make `Conn` `Sync` (response bodies must be); it
+    /// is reached through `get_mut`, never locked.
+    driver: Mutex<Option<Driver>>,
+}
+
+impl Conn {
+    /// Drive the connection; true while it is open.
+    fn poll_driver(&mut self, cx: &mut Context<'_>) -> bool {
+        let slot = match self.driver.get_mut() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(driver) = slot.as_mut() else {
+            return false;
+        };
+        match Pin::new(driver).poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(result) => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+                // Dropping the state machine resolves anything still waiting on it.
+                *slot = None;
+                false
+            }
+        }
+    }
+
+    /// Open and ready for a request right now (polls without registering interest).
+    fn reusable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.poll_driver(&mut cx) && self.sender.is_ready()
+    }
+
+    /// Send `req` and drive the connection until the response head arrives.
+    async fn exchange(
+        &mut self,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>> {
+        let mut response = std::pin::pin!(self.sender.try_send_request(req));
+        let driver = &mut self.driver;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = response.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            let slot = match driver.get_mut() {
+                Ok(slot) => slot,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(d) = slot.as_mut() {
+                if let Poll::Ready(result) = Pin::new(d).poll(cx) {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "upstream connection ended with an error");
+                    }
+                    *slot = None;
+                }
+            }
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+impl Pool {
+    pub fn new(target: Target, connect_timeout: Duration) -> Arc<Pool> {
+        Arc::new(Pool {
+            target,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Send `req` (origin-form URI, Host set) and return the response; its body
+    /// hands the connection back to the pool once read to the end.
+    pub async fn send(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
+        let may_retry = matches!(*req.method(), Method::GET | Method::HEAD);
+        let (mut conn, pooled) = match self.take_idle() {
+            Some(conn) => (conn, true),
+            None => (self.connect().await?, false),
+        };
+        let err = match conn.exchange(req).await {
+            Ok(response) => return Ok(self.wrap(conn, response)),
+            Err(err) => err,
+        };
+        let mut err = err;
+        match err.take_message() {
+            // Never sent: a GET or HEAD gets one more try on a new connection.
+            Some(req) if pooled && may_retry => {
+                tracing::debug!(error = %err.error(), "pooled upstream connection was closed; retrying on a new one");
+                let mut conn = self.connect().await?;
+                match conn.exchange(req).await {
+                    Ok(response) => Ok(self.wrap(conn, response)),
+                    Err(e) => Err(PoolError::Http(e.into_error())),
+                }
+            }
+            _ => Err(PoolError::Http(err.into_error())),
+        }
+    }
+
+    /// Send an Upgrade request on a fresh connection, run with upgrades enabled
+    /// in a task of its own and never pooled.
+    pub async fn send_upgrade(&self, req: Request<Body>) -> Result<Response<Body>, PoolError> {
+        let stream = self.connect_tcp().await?;
+        let (mut sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = driver.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream upgrade connection ended with an error");
+            }
+        });
+        let response = sender.send_request(req).await?;
+        Ok(response.map(BodyExt::boxed))
+    }
+
+    fn wrap(self: &Arc<Pool>, conn: Conn, response: Response<Incoming>) -> Response<Body> {
+        response.map(|body| {
+            PooledBody {
+                body,
+                conn: Some(conn),
+                pool: Arc::downgrade(self),
+            }
+            .boxed()
+        })
+    }
+
+    /// The most recently used idle connection that is still open and ready.
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = self.lock();
+        while let Some(entry) = idle.pop() {
+            let mut conn = entry.conn;
+            if entry.since.elapsed() < IDLE_TIMEOUT && conn.reusable() {
+                return Some(conn);
+            }
+            // Closed by the upstream, or expired: dropping it closes it.
+        }
+        None
+    }
+
+    /// Hand a connection whose last response is complete back to the pool.
+    fn put_back(self: &Arc<Pool>, mut conn: Conn) {
+        if !conn.reusable() {
+            return;
+        }
+        {
+            let mut idle = self.lock();
+            if idle.len() >= MAX_IDLE {
+                return;
+            }
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+        self.start_sweeping();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        // The pool holds no invariant a panic could break: keep using it.
+        match self.idle.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Drop closed and expired idle connections every [`SWEEP_EVERY`], so a
+    /// quiet pool does not keep sockets open; ends with the pool.
+    fn start_sweeping(self: &Arc<Pool>) {
+        use std::sync::atomic::Ordering;
+        if self.sweeping.load(Ordering::Relaxed) || self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        runtime.spawn(sweep(pool));
+    }
+
+    /// Open a new connection (the caller drives it).
+    async fn connect(&self) -> Result<Conn, PoolError> {
+        let stream = self.connect_tcp().await?;
+        let (sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        Ok(Conn {
+            sender,
+            driver: Mutex::new(Some(driver)),
+        })
+    }
+
+    async fn connect_tcp(&self) -> Result<TcpStream, PoolError> {
+        let connect = async {
+            match &self.target {
+                Target::Addr(addr) => TcpStream::connect(addr).await,
+                Target::Name(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+            }
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| PoolError::ConnectTimeout(self.connect_timeout))?
+            .map_err(PoolError::Connect)?;
+        stream.set_nodelay(true).map_err(PoolError::Connect)?;
+        Ok(stream)
+    }
+
+    /// Idle connections right now (tests).
+    #[cfg(test)]
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+async fn sweep(pool: Weak<Pool>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        pool.lock()
+            .retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
+    }
+}
+
+/// A response body that drives its upstream connection while it streams and
+/// returns the connection to the pool once it is read to the end.
+struct PooledBody {
+    body: Incoming,
+    /// `None` after the connection went back to the pool or was dropped.
+    conn: Option<Conn>,
+    pool: Weak<Pool>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.upgrade()) {
+            pool.put_back(conn);
+        }
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        // The body first (so it asks for data), then the connection (which
+        // reads and hands data over), then the body again.
+        let mut polled = Pin::new(&mut this.body).poll_frame(cx);
+        if polled.is_pending() {
+            if let Some(conn) = this.conn.as_mut() {
+                conn.poll_driver(cx);
+            }
+            polled = Pin::new(&mut this.body).poll_frame(cx);
+        }
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
+            // A broken body means a broken connection.
+            Poll::Ready(Some(Err(_))) => this.conn = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // Read to the end (e.g. an empty body nobody polled): reusable.
+        // Otherwise the rest of the response is still on the wire and the
+        // connection is dropped, which closes it.
+        if self.conn.is_some() && self.body.is_end_stream() {
+            self.release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
