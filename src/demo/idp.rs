@@ -651,21 +651,6 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Which tenants a URL's `{tenant}` segment covers.
 enum Scope<'a> {
     One(&'a IdpTenant),
@@ -1238,7 +1223,7 @@ fn page(status: StatusCode, title: &str, body_html: &str) -> Resp {
 button{{display:block;width:100%;text-align:left;padding:.8rem;margin:.5rem 0;border:1px solid #999;border-radius:6px;background:#fff;cursor:pointer;font-size:1rem}}\
 button.hint{{border:2px solid #0067b8}} small{{color:#555}}</style></head><body><h1>{t}</h1>{body_html}\
 <p><small>realmgate development identity provider — not for real users.</small></p></body></html>",
-        t = html_escape(title)
+        t = crate::respond::escape_html(title)
     );
     respond(status, "text/html; charset=utf-8", html)
 }
@@ -1258,7 +1243,7 @@ fn authorize_error_response(e: AuthorizeError) -> Resp {
         AuthorizeError::Page(m) => page(
             StatusCode::BAD_REQUEST,
             "Sign-in request refused",
-            &format!("<p>{}</p>", html_escape(&m)),
+            &format!("<p>{}</p>", crate::respond::escape_html(&m)),
         ),
         AuthorizeError::Redirect {
             redirect_uri,
@@ -1296,12 +1281,15 @@ fn picker_page(
     let action = uri.path_and_query().map_or("", |p| p.as_str());
     let mut body = String::new();
     if let Some(n) = notice {
-        body.push_str(&format!("<p role=\"alert\">{}</p>", html_escape(n)));
+        body.push_str(&format!(
+            "<p role=\"alert\">{}</p>",
+            crate::respond::escape_html(n)
+        ));
     }
     body.push_str("<p>Pick an account (no password needed):</p>");
     body.push_str(&format!(
         "<form method=\"post\" action=\"{}\">",
-        html_escape(action)
+        crate::respond::escape_html(action)
     ));
     for u in state.users_in(segment) {
         let hinted = req
@@ -1310,10 +1298,10 @@ fn picker_page(
             .is_some_and(|h| h.eq_ignore_ascii_case(&u.email));
         body.push_str(&format!(
             "<button type=\"submit\" name=\"user\" value=\"{email}\"{class}>{name}<br><small>{desc}</small></button>",
-            email = html_escape(&u.email),
+            email = crate::respond::escape_html(&u.email),
             class = if hinted { " class=\"hint\" autofocus" } else { "" },
-            name = html_escape(&u.name),
-            desc = html_escape(&format!("{} · {}", u.email, u.tenant_domain)),
+            name = crate::respond::escape_html(&u.name),
+            desc = crate::respond::escape_html(&format!("{} · {}", u.email, u.tenant_domain)),
         ));
     }
     body.push_str("</form>");
@@ -1325,15 +1313,15 @@ fn form_post_page(r: &LoginRedirect) -> Resp {
     for (k, v) in &r.form {
         inputs.push_str(&format!(
             "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-            html_escape(k),
-            html_escape(v)
+            crate::respond::escape_html(k),
+            crate::respond::escape_html(v)
         ));
     }
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Working...</title></head>\
 <body onload=\"document.forms[0].submit()\"><form method=\"post\" action=\"{}\">{inputs}\
 <noscript><button type=\"submit\">Continue</button></noscript></form></body></html>",
-        html_escape(&r.redirect_uri)
+        crate::respond::escape_html(&r.redirect_uri)
     );
     respond(StatusCode::OK, "text/html; charset=utf-8", html)
 }

@@ -26,15 +26,6 @@ pub fn require_node_modules() {
     }
 }
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `tests/node/provider.mjs` running on 127.0.0.1; killed on drop.
 pub struct OidcProvider {
     pub issuer: String,

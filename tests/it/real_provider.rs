@@ -9,15 +9,18 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, LOCATION};
 use reqwest::StatusCode;
 
-use crate::node::{free_port, OidcProvider};
+use crate::node::OidcProvider;
 use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
 
 const CLIENT_SECRET: &str = "a-client-secret-of-at-least-32-characters";
 
 #[tokio::test]
 async fn signs_in_through_oidc_provider_interaction_pages() {
-    let port = free_port();
-    let origin = format!("http://127.0.0.1:{port}");
+    // The gateway's origin is a name (`public_origin`) that the test client
+    // resolves to wherever the gateway bound port 0: the provider needs the
+    // redirect URI before the gateway exists, and a pre-picked free port could
+    // be taken by a parallel test in between.
+    let origin = "http://rp.test".to_string();
     let provider = OidcProvider::start(serde_json::json!({
         "client_id": "realmgate",
         "client_secret": CLIENT_SECRET,
@@ -30,7 +33,8 @@ async fn signs_in_through_oidc_provider_interaction_pages() {
     let gateway = TestGateway::start(&format!(
         r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
+public_origin = "{origin}"
 
 [admin]
 listen = "127.0.0.1:0"
@@ -50,7 +54,7 @@ trusted_email = false
 
 [[route]]
 name = "app"
-hosts = ["127.0.0.1"]
+hosts = ["rp.test"]
 upstream = "{up}"
 headers = "forwarded"
 "#,
@@ -58,12 +62,12 @@ headers = "forwarded"
         up = upstream.url(),
     ))
     .await;
-    assert_eq!(gateway.addr.port(), port);
 
     // A browser-like client that follows redirects across both sites and keeps cookies.
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
         .cookie_provider(jar.clone())
+        .resolve("rp.test", gateway.addr)
         .redirect(reqwest::redirect::Policy::limited(15))
         .timeout(Duration::from_secs(30))
         .no_proxy()
@@ -156,6 +160,7 @@ headers = "forwarded"
     assert_eq!(me["connection"], "partner");
     let no_follow = reqwest::Client::builder()
         .cookie_provider(jar.clone())
+        .resolve("rp.test", gateway.addr)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
