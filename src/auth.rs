@@ -186,7 +186,6 @@ pub async fn gate(
                 &state.policy_groups,
                 None,
             );
-            let _ = conn;
             Ok(GateOutcome::Permitted(permit))
         }
         Err(denied) => {
