@@ -219,3 +219,6 @@ fn from_email(
         expires_at: u64::MAX,
     })
 }
+
+#[cfg(test)]
+mod tests;
