@@ -85,6 +85,8 @@ pub struct AuthState {
     states: Arc<StateCookies>,
     /// Every `headers_extra` name of every route: stripped from every request.
     extra_headers: Arc<[HeaderName]>,
+    /// Routes by host and path prefix (the pipeline's router too).
+    pub router: Arc<crate::router::Router>,
     /// Every route host, for login target validation.
     route_hosts: Arc<HashSet<String>>,
     /// Group ids or names used by some `allow.groups` (for `groups_in_headers = "known"`).
@@ -106,6 +108,7 @@ impl AuthState {
             cookies: Arc::new(SessionCookies::new(&settings.session)),
             states: Arc::new(StateCookies::new(&settings.session)),
             extra_headers: extra.into(),
+            router: Arc::new(crate::router::Router::new(&settings.routes)),
             route_hosts: Arc::new(
                 settings
                     .routes
@@ -143,6 +146,15 @@ pub fn is_auth_path(path: &str) -> bool {
     path == "/.auth" || path.starts_with("/.auth/")
 }
 
+/// The session id of the request's cookie. Only the cookie name of the
+/// request's scheme counts: a plain-http `realmgate` cookie (which a network
+/// attacker can plant) is ignored on HTTPS.
+pub fn session_id(state: &AuthState, parts: &Parts, conn: &ConnInfo) -> Option<SessionId> {
+    state
+        .cookies
+        .read_for(&parts.headers, is_https(state, parts, conn))
+}
+
 /// Strip identity headers and own cookies, then pass or authenticate a
 /// request outside `/.auth/`. `parts.headers` must already be free of
 /// hop-by-hop headers.
@@ -153,11 +165,7 @@ pub async fn gate(
     conn: &ConnInfo,
 ) -> Result<GateOutcome, GatewayError> {
     crate::headers::identity::strip(&mut parts.headers, &state.extra_headers);
-    // Only the cookie name of this scheme counts: a plain-http `realmgate`
-    // cookie (which a network attacker can plant) is ignored on HTTPS.
-    let session_id = state
-        .cookies
-        .read_for(&parts.headers, is_https(state, parts, conn));
+    let session_id = session_id(state, parts, conn);
     state.cookies.strip_own_cookies(&mut parts.headers);
     if crate::pathnorm::is_public(parts.uri.path(), &route.public) {
         return Ok(GateOutcome::Public);

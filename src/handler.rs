@@ -27,7 +27,7 @@ use crate::headers::forwarding::{self, X_REQUEST_ID};
 use crate::headers::hop::{connection_tokens, strip_hop_by_hop};
 use crate::proxy::{Outbound, Upstreams};
 use crate::respond::{self, Body, GatewayError};
-use crate::router::{Lookup, Router};
+use crate::router::Lookup;
 
 /// What the server knows about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -63,19 +63,14 @@ pub struct Gateway {
     pub settings: Arc<Settings>,
     pub auth: crate::auth::AuthState,
     pub metrics: Arc<crate::metrics::Metrics>,
-    pub router: Router,
     pub upstreams: Upstreams,
-    /// Reads the session id for tunnels (`auth::gate` reads it for requests).
-    session_cookies: crate::session::cookie::SessionCookies,
 }
 
 impl Gateway {
     /// Build a generation from validated settings (may fail: e.g. unreadable `upstream_ca`).
     pub fn new(settings: Arc<Settings>, shared: &Shared) -> anyhow::Result<Gateway> {
         Ok(Gateway {
-            router: Router::new(&settings.routes),
             upstreams: Upstreams::new(&settings.routes)?,
-            session_cookies: crate::session::cookie::SessionCookies::new(&settings.session),
             auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),
             metrics: shared.metrics.clone(),
             settings,
@@ -163,15 +158,21 @@ async fn pipeline(
     let host_text = client_host
         .to_str()
         .map_err(|_| GatewayError::UnknownHost)?;
-    let route = match gw.router.lookup(host_text, req.uri().path()) {
-        Lookup::Found(r) => r.clone(),
-        Lookup::UnknownHost => return Err(GatewayError::UnknownHost),
-        Lookup::NoPrefix => {
-            rec.host = crate::router::normalize_host(host_text).unwrap_or_default();
-            return Err(GatewayError::NotFound);
-        }
-    };
+    let found = gw.auth.router.lookup(host_text, req.uri().path());
+    if matches!(found, Lookup::UnknownHost) {
+        // Never echoed, not even in the log.
+        return Err(GatewayError::UnknownHost);
+    }
     rec.host = crate::router::normalize_host(host_text).unwrap_or_default();
+    let route = match found {
+        Lookup::Found(r) => r.clone(),
+        Lookup::AmbiguousPath => {
+            return Err(GatewayError::BadRequest(
+                "The path is ambiguous (dot segments, encoded slashes or parameters that select another route once resolved). Use the plain path.",
+            ))
+        }
+        Lookup::UnknownHost | Lookup::NoPrefix => return Err(GatewayError::NotFound),
+    };
     rec.route = Some(route.clone());
 
     // Remember an Upgrade request before its headers go; hyper keeps the
@@ -187,10 +188,7 @@ async fn pipeline(
     // A tunnel outlives this request: remember which session it belongs to
     // (before `gate` removes realmgate's cookies) so it can end with it.
     let tunnel_session = match upgrade {
-        Some(_) => gw.session_cookies.read_for(
-            &parts.headers,
-            client_used_https(&gw.settings, &parts, conn),
-        ),
+        Some(_) => crate::auth::session_id(&gw.auth, &parts, conn),
         None => None,
     };
     let outcome = crate::auth::gate(&gw.auth, &route, &mut parts, conn).await?;
@@ -227,15 +225,6 @@ async fn pipeline(
         .await?;
     rec.upstream_latency = Some(forwarded.latency);
     Ok(forwarded.response)
-}
-
-/// True when the client reached realmgate over HTTPS (directly, through a
-/// trusted proxy, or as `public_origin` says): which session cookie name counts.
-fn client_used_https(settings: &Settings, parts: &http::request::Parts, conn: &ConnInfo) -> bool {
-    if let Some(origin) = &settings.server.public_origin {
-        return origin.scheme() == "https";
-    }
-    conn.tls || forwarding::trusted_proto(&settings.server, parts, conn).as_deref() == Some("https")
 }
 
 /// A tunnel's liveness check: the session still exists in the store. A

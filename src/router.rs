@@ -25,6 +25,11 @@ pub enum Lookup<'a> {
     UnknownHost,
     /// The host is served, but no route's prefix matches the path.
     NoPrefix,
+    /// The path as sent and its normalized form (dot segments, encoded
+    /// slashes, `;` parameters) select different routes of this host, or it
+    /// cannot be normalized: an upstream resolving `/app/../admin` would
+    /// serve `/admin` under the laxer route's policy.
+    AmbiguousPath,
 }
 
 impl Router {
@@ -50,7 +55,7 @@ impl Router {
     pub fn find(&self, host: &str, path: &str) -> Option<&Arc<RouteSettings>> {
         match self.lookup(host, path) {
             Lookup::Found(r) => Some(r),
-            Lookup::UnknownHost | Lookup::NoPrefix => None,
+            Lookup::UnknownHost | Lookup::NoPrefix | Lookup::AmbiguousPath => None,
         }
     }
 
@@ -62,10 +67,24 @@ impl Router {
         let Some(routes) = self.by_host.get(&host) else {
             return Lookup::UnknownHost;
         };
-        routes
-            .iter()
-            .find(|r| prefix_matches(&r.path_prefix, path))
-            .map_or(Lookup::NoPrefix, Lookup::Found)
+        let pick = |path: &str| routes.iter().find(|r| prefix_matches(&r.path_prefix, path));
+        let by_raw = pick(path);
+        // With one route per host there is nothing to confuse (and no
+        // allocation on the hot path).
+        if routes.len() > 1 {
+            let same = match crate::pathnorm::normalize(path) {
+                Some(normalized) => match (by_raw, pick(&normalized)) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                },
+                None => false,
+            };
+            if !same {
+                return Lookup::AmbiguousPath;
+            }
+        }
+        by_raw.map_or(Lookup::NoPrefix, Lookup::Found)
     }
 }
 

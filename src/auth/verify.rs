@@ -44,6 +44,7 @@ use super::{form_get, form_pairs, host_of, json, redirect, Ctx};
 use crate::config::{HeaderProfile, RouteSettings};
 use crate::handler::ConnInfo;
 use crate::respond::{Body, GatewayError, LOGIN_PATH};
+use crate::router::Lookup;
 
 /// Where the proxy says the user was going (Traefik, Caddy, Envoy).
 const X_FORWARDED_URI: &str = "x-forwarded-uri";
@@ -239,29 +240,13 @@ fn policy_route(
         None => host_of(parts),
     };
     let raw = fwd.trusted_path.as_deref().unwrap_or("/");
-    let normalized = crate::pathnorm::normalize(raw).ok_or(Unroutable::AmbiguousPath)?;
-    let routes = &ctx.state.settings.routes;
-    let by_raw = route_for(routes, &host, raw);
-    let by_normalized = route_for(routes, &host, &normalized);
-    match (by_raw, by_normalized) {
-        (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Ok(a.clone()),
-        (None, None) => Err(Unroutable::NoRoute),
-        _ => Err(Unroutable::AmbiguousPath),
+    // The same router, and the same raw-versus-normalized check, as the
+    // pipeline uses for the request itself.
+    match ctx.state.router.lookup(&host, raw) {
+        Lookup::Found(route) => Ok(route.clone()),
+        Lookup::UnknownHost | Lookup::NoPrefix => Err(Unroutable::NoRoute),
+        Lookup::AmbiguousPath => Err(Unroutable::AmbiguousPath),
     }
-}
-
-/// What the router would pick: a route with this host whose prefix covers
-/// `path`, the longest prefix first.
-fn route_for<'a>(
-    routes: &'a [Arc<RouteSettings>],
-    host: &str,
-    path: &str,
-) -> Option<&'a Arc<RouteSettings>> {
-    routes
-        .iter()
-        .filter(|r| r.hosts.iter().any(|h| h.trim_end_matches('.') == host))
-        .filter(|r| crate::router::prefix_matches(&r.path_prefix, path))
-        .max_by_key(|r| r.path_prefix.trim_end_matches('/').len())
 }
 
 /// 302 to the login page for a browser whose proxy can pass it on; else 401

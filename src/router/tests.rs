@@ -121,3 +121,35 @@ fn hostile_host_values_match_nothing() {
         assert!(r.find(host, "/").is_none(), "{host:?}");
     }
 }
+
+#[test]
+fn a_path_that_resolves_into_another_route_is_ambiguous() {
+    let r = router();
+    for path in [
+        "/api/../admin",
+        "/x/../api/keys",
+        "/api/%2e%2e/admin",
+        "/%61pi/keys",
+        "/api;x=1/../../etc",
+        "/api/..%2F..%2Fadmin",
+    ] {
+        assert!(
+            matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
+            "{path}"
+        );
+    }
+    // Harmless dot segments that stay in the same route are fine.
+    assert_eq!(
+        name(&r, "app.example.com", "/api/a/../b").as_deref(),
+        Some("api")
+    );
+    assert_eq!(
+        name(&r, "app.example.com", "/docs/./x").as_deref(),
+        Some("root")
+    );
+    // A host with one route has nothing to confuse.
+    assert_eq!(
+        name(&r, "other.example.com", "/a/../%2e%2e/b").as_deref(),
+        Some("other")
+    );
+}
