@@ -5,7 +5,7 @@ mod browser;
 mod demo_command;
 mod entra;
 mod forward_auth;
-mod hostile_http;
+mod hostile;
 mod id_token;
 mod login_flow;
 mod node;
