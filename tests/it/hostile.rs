@@ -24,6 +24,7 @@
 mod flow;
 mod host;
 mod http;
+mod logs;
 mod paths;
 mod redirects;
 mod sessions;
