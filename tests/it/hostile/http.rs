@@ -1,6 +1,7 @@
 //! Hostile HTTP/1.1 written on raw sockets: every malformed or ambiguous
 //! request gets a 4xx or a closed connection, and the upstream sees nothing.
-//! (Slow clients are tested with the server, in `server.rs`.)
+//! HTTP/2 abuse (rapid reset, CONTINUATION flood) is written frame by frame
+//! on h2c. (Slow clients are tested with the server, in `server.rs`.)
 
 use crate::util::*;
 
@@ -197,4 +198,218 @@ async fn an_upstream_switching_to_a_protocol_nobody_asked_for_is_502() {
     )
     .await;
     assert_eq!(raw_status(&raw), Some(502), "{raw}");
+}
+
+// === HTTP/2 (h2c, prior knowledge) written frame by frame ===
+
+mod h2 {
+    //! Just enough HTTP/2 framing to misbehave: the preface, SETTINGS,
+    //! HEADERS with a literal HPACK block, RST_STREAM and CONTINUATION.
+
+    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub const HEADERS: u8 = 0x1;
+    pub const RST_STREAM: u8 = 0x3;
+    pub const SETTINGS: u8 = 0x4;
+    pub const GOAWAY: u8 = 0x7;
+    pub const CONTINUATION: u8 = 0x9;
+    pub const END_STREAM: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = Vec::with_capacity(9 + payload.len());
+        out.extend_from_slice(&len.to_be_bytes()[1..]);
+        out.push(kind);
+        out.push(flags);
+        out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// A literal header field without indexing, with a new name (RFC 7541 6.2.2).
+    pub fn literal(name: &str, value: &str) -> Vec<u8> {
+        assert!(name.len() < 127 && value.len() < 127);
+        let mut out = vec![0x00, name.len() as u8];
+        out.extend_from_slice(name.as_bytes());
+        out.push(value.len() as u8);
+        out.extend_from_slice(value.as_bytes());
+        out
+    }
+
+    /// `GET path` on `authority`, over http: a complete HPACK block.
+    pub fn request_block(authority: &str, path: &str) -> Vec<u8> {
+        // :method GET (static 2), :scheme http (static 6).
+        let mut out = vec![0x82, 0x86];
+        // :path and :authority: literal with an indexed name (static 4 and 1).
+        out.push(0x04);
+        out.push(path.len() as u8);
+        out.extend_from_slice(path.as_bytes());
+        out.push(0x01);
+        out.push(authority.len() as u8);
+        out.extend_from_slice(authority.as_bytes());
+        out.extend(literal("accept", "application/json"));
+        out
+    }
+
+    /// Frame types the server sent, read until EOF, GOAWAY, or `deadline`.
+    pub async fn read_frames(
+        stream: &mut tokio::net::tcp::OwnedReadHalf,
+        deadline: std::time::Duration,
+    ) -> (Vec<u8>, bool) {
+        use tokio::io::AsyncReadExt;
+        let end = tokio::time::Instant::now() + deadline;
+        let mut buf = Vec::new();
+        let mut kinds = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            while buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+                if buf.len() < 9 + len {
+                    break;
+                }
+                kinds.push(buf[3]);
+                buf.drain(..9 + len);
+                if kinds.last() == Some(&GOAWAY) {
+                    return (kinds, true);
+                }
+            }
+            match tokio::time::timeout_at(end, stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (kinds, true),
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return (kinds, false),
+            }
+        }
+    }
+}
+
+/// A gateway whose `/static/` is public (so a request that got through would
+/// reach the upstream) and everything else protected.
+async fn h2_setup() -> (EchoUpstream, TestGateway) {
+    let up = EchoUpstream::start().await;
+    let toml = config(
+        "",
+        &route("app", "app.test", "/", &up.url(), "public = [\"/static/\"]"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    (up, gw)
+}
+
+/// The gateway still answers a well-behaved client promptly.
+async fn assert_still_serving(gw: &TestGateway) {
+    let started = std::time::Instant::now();
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/static/alive"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .expect("the gateway still answers");
+    assert_eq!(resp.status(), 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn http2_rapid_reset_is_cut_off_and_the_gateway_keeps_serving() {
+    // CVE-2023-44487: open streams and cancel them at once, as fast as possible.
+    use tokio::io::AsyncWriteExt;
+    let (up, gw) = h2_setup().await;
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let reader = tokio::spawn(async move { h2::read_frames(&mut rd, DEADLINE).await });
+    let mut out = h2::PREFACE.to_vec();
+    out.extend(h2::frame(h2::SETTINGS, 0, 0, &[]));
+    wr.write_all(&out).await.unwrap();
+    const STREAMS: u32 = 20_000;
+    let mut sent = 0;
+    for batch in 0..(STREAMS / 100) {
+        let mut out = Vec::new();
+        for i in 0..100 {
+            let id = 1 + 2 * (batch * 100 + i);
+            let path = if i % 2 == 0 { "/static/x" } else { "/secret" };
+            out.extend(h2::frame(
+                h2::HEADERS,
+                h2::END_HEADERS | h2::END_STREAM,
+                id,
+                &h2::request_block("app.test", path),
+            ));
+            out.extend(h2::frame(h2::RST_STREAM, 0, id, &8u32.to_be_bytes()));
+        }
+        if wr.write_all(&out).await.is_err() {
+            break;
+        }
+        sent += 100;
+        if reader.is_finished() {
+            break;
+        }
+    }
+    let (kinds, closed) = reader.await.unwrap();
+    eprintln!(
+        "rapid reset: {sent} streams sent, GOAWAY {}, {} upstream requests",
+        kinds.contains(&h2::GOAWAY),
+        up.count()
+    );
+    assert!(
+        closed,
+        "the server neither sent GOAWAY nor closed after {sent} reset streams"
+    );
+    assert!(sent < STREAMS || kinds.contains(&h2::GOAWAY), "{kinds:?}");
+    // The protected half never reached the app; the public half is bounded
+    // by what was accepted before the cut.
+    assert!(
+        up.count() < sent as usize / 2 + 1,
+        "{} upstream requests for {sent} streams",
+        up.count()
+    );
+    assert_still_serving(&gw).await;
+}
+
+#[tokio::test]
+async fn http2_continuation_flood_is_cut_off_before_it_grows_without_bound() {
+    // CVE-2024-27316 and friends: a HEADERS frame that never ends, followed by
+    // CONTINUATION frames forever.
+    use tokio::io::AsyncWriteExt;
+    let (up, gw) = h2_setup().await;
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let reader = tokio::spawn(async move { h2::read_frames(&mut rd, DEADLINE).await });
+    let mut out = h2::PREFACE.to_vec();
+    out.extend(h2::frame(h2::SETTINGS, 0, 0, &[]));
+    out.extend(h2::frame(
+        h2::HEADERS,
+        h2::END_STREAM,
+        1,
+        &h2::request_block("app.test", "/static/x"),
+    ));
+    wr.write_all(&out).await.unwrap();
+    // 16 KiB CONTINUATION frames full of distinct literal headers.
+    let mut sent: usize = 0;
+    const LIMIT: usize = 64 * 1024 * 1024;
+    let mut n = 0u64;
+    while sent < LIMIT && !reader.is_finished() {
+        let mut block = Vec::with_capacity(16384);
+        while block.len() < 16_000 {
+            n += 1;
+            block.extend(h2::literal(
+                &format!("x-flood-{n}"),
+                "aaaaaaaaaaaaaaaaaaaaaaaa",
+            ));
+        }
+        let f = h2::frame(h2::CONTINUATION, 0, 1, &block);
+        if wr.write_all(&f).await.is_err() {
+            break;
+        }
+        sent += f.len();
+    }
+    let (kinds, closed) = reader.await.unwrap();
+    eprintln!(
+        "CONTINUATION flood: cut after {sent} bytes, GOAWAY {}",
+        kinds.contains(&h2::GOAWAY)
+    );
+    assert!(
+        closed,
+        "the server read {sent} bytes of CONTINUATION without closing ({kinds:?})"
+    );
+    assert!(sent < LIMIT, "the whole {LIMIT}-byte flood was accepted");
+    up.assert_received_nothing().await;
+    assert_still_serving(&gw).await;
 }
