@@ -251,6 +251,25 @@ mod h2 {
         out
     }
 
+    /// Frame types the server sent, read until EOF or `deadline` (a GOAWAY
+    /// alone does not count: the connection must actually close).
+    pub async fn read_frames_until_eof(
+        stream: &mut tokio::net::tcp::OwnedReadHalf,
+        deadline: std::time::Duration,
+    ) -> (usize, bool) {
+        use tokio::io::AsyncReadExt;
+        let end = tokio::time::Instant::now() + deadline;
+        let mut chunk = [0u8; 65536];
+        let mut total = 0;
+        loop {
+            match tokio::time::timeout_at(end, stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (total, true),
+                Ok(Ok(n)) => total += n,
+                Err(_) => return (total, false),
+            }
+        }
+    }
+
     /// Frame types the server sent, read until EOF, GOAWAY, or `deadline`.
     pub async fn read_frames(
         stream: &mut tokio::net::tcp::OwnedReadHalf,
@@ -412,4 +431,40 @@ async fn http2_continuation_flood_is_cut_off_before_it_grows_without_bound() {
     assert!(sent < LIMIT, "the whole {LIMIT}-byte flood was accepted");
     up.assert_received_nothing().await;
     assert_still_serving(&gw).await;
+}
+
+#[tokio::test]
+async fn a_stalled_http2_client_is_disconnected() {
+    // Slowloris over h2c: the preface and half a header block, then nothing.
+    use tokio::io::AsyncWriteExt;
+    let up = EchoUpstream::start().await;
+    let toml = config(
+        "idle_timeout = \"1s\"\nheader_read_timeout = \"1s\"",
+        &route("app", "app.test", "/", &up.url(), "public = [\"/static/\"]"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    for stall_mid_headers in [false, true] {
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let mut out = h2::PREFACE.to_vec();
+        out.extend(h2::frame(h2::SETTINGS, 0, 0, &[]));
+        if stall_mid_headers {
+            out.extend(h2::frame(
+                h2::HEADERS,
+                h2::END_STREAM,
+                1,
+                &h2::request_block("app.test", "/static/x"),
+            ));
+        }
+        wr.write_all(&out).await.unwrap();
+        let started = std::time::Instant::now();
+        let (_, closed) = h2::read_frames_until_eof(&mut rd, DEADLINE).await;
+        assert!(
+            closed,
+            "stalled (mid headers: {stall_mid_headers}) connection still open after {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    }
+    up.assert_received_nothing().await;
 }
