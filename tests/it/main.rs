@@ -14,4 +14,5 @@ mod pages_browser;
 mod proxying;
 mod real_provider;
 mod server;
+mod signin;
 mod util;
