@@ -111,18 +111,9 @@ impl Provider {
         access_token: &str,
         sub: &str,
     ) -> Result<Map<String, Value>, UserinfoError> {
-        let request = http::Request::get(endpoint)
-            .header(http::header::ACCEPT, "application/json")
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {access_token}"),
-            )
-            .header(http::header::USER_AGENT, crate::http_client::user_agent())
-            .body(Vec::new())
-            .map_err(|e| UserinfoError::Unreachable(e.to_string()))?;
         let response = self
             .http
-            .execute(request)
+            .get_with_bearer(endpoint, access_token)
             .await
             .map_err(|e| UserinfoError::Unreachable(e.to_string()))?;
         if !response.status().is_success() {

@@ -348,7 +348,7 @@ async fn overage_groups_come_from_graph_over_three_pages() {
     let want: Vec<String> = (0..MANY_GROUPS).map(many_group_id).collect();
     assert_eq!(groups_of(&me), want, "every group of every page, in order");
 
-    let resp = browser.client.get(w.url("/page")).send().await.unwrap();
+    let resp = w.api_get(&browser, "/page").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let echoed = Echoed::from(resp).await;
     let header = echoed.header("x-forwarded-groups").expect("groups header");
@@ -358,7 +358,7 @@ async fn overage_groups_come_from_graph_over_three_pages() {
     assert!(sent.contains(&many_group_id(299).as_str()));
 
     // Cached with the session: further requests do not call Graph.
-    let _ = browser.client.get(w.url("/page")).send().await.unwrap();
+    let _ = w.api_get(&browser, "/page").await;
     assert_eq!(w.idp.graph_calls(), 3);
 
     // A user below the limit keeps the claim; Graph is not asked.
@@ -422,7 +422,7 @@ async fn graph_down_without_group_policy_signs_in_without_groups() {
     let (status, me) = w.me(&browser).await;
     assert_eq!(status, StatusCode::OK);
     assert!(groups_of(&me).is_empty());
-    let resp = browser.client.get(w.url("/page")).send().await.unwrap();
+    let resp = w.api_get(&browser, "/page").await;
     assert_eq!(resp.status(), StatusCode::OK, "no policy needs groups");
     let echoed = Echoed::from(resp).await;
     assert_eq!(echoed.header("x-forwarded-groups"), None);
@@ -455,7 +455,7 @@ async fn graph_down_with_group_policy_fails_the_login_clearly() {
     })
     .await;
     let browser = w.signed_in(ALICE).await;
-    let resp = browser.client.get(w.url("/page")).send().await.unwrap();
+    let resp = w.api_get(&browser, "/page").await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -465,7 +465,7 @@ async fn graph_down_with_group_policy_fails_the_login_clearly() {
 /// passes upstream (`pass_id_token = true`).
 async fn session_sid(w: &World, browser: &Browser) -> String {
     use base64::Engine as _;
-    let resp = browser.client.get(w.url("/page")).send().await.unwrap();
+    let resp = w.api_get(browser, "/page").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let echoed = Echoed::from(resp).await;
     let token = echoed
@@ -524,13 +524,7 @@ async fn backchannel_logout_by_sid_ends_that_session_only() {
         StatusCode::UNAUTHORIZED,
         "cookie rejected"
     );
-    let resp = first
-        .client
-        .get(w.url("/page"))
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .unwrap();
+    let resp = w.api_get(&first, "/page").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         w.me(&second).await.0,
@@ -667,14 +661,7 @@ async fn backchannel_logout_refuses_bad_tokens_with_a_reason() {
 // --- Refresh ---
 
 async fn get_page(w: &World, browser: &Browser) -> StatusCode {
-    browser
-        .client
-        .get(w.url("/page"))
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .unwrap()
-        .status()
+    w.api_get(browser, "/page").await.status()
 }
 
 #[tokio::test]
@@ -725,12 +712,7 @@ async fn failed_refresh_ends_the_session() {
     );
     assert_eq!(w.me(&browser).await.0, StatusCode::UNAUTHORIZED);
     // The forced refresh of the other session fails the same way.
-    let resp = other
-        .client
-        .get(w.url("/.auth/refresh"))
-        .send()
-        .await
-        .unwrap();
+    let resp = w.api_get(&other, "/.auth/refresh").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(w.me(&other).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -739,23 +721,13 @@ async fn failed_refresh_ends_the_session() {
 async fn forced_refresh_rereads_groups_and_answers_the_new_expiry() {
     let w = World::start(Options::default()).await;
     let stranger = w.browser();
-    let resp = stranger
-        .client
-        .get(w.url("/.auth/refresh"))
-        .send()
-        .await
-        .unwrap();
+    let resp = w.api_get(&stranger, "/.auth/refresh").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "not signed in");
 
     let browser = w.signed_in(ALICE).await;
     assert_eq!(w.idp.graph_calls(), 3);
     let tokens_before = w.idp.token_calls();
-    let resp = browser
-        .client
-        .get(w.url("/.auth/refresh"))
-        .send()
-        .await
-        .unwrap();
+    let resp = w.api_get(&browser, "/.auth/refresh").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers().get("cache-control").unwrap(), "no-store");
     let body: Value = resp.json().await.unwrap();
