@@ -166,7 +166,7 @@ impl Providers {
             .cloned()
     }
 
-    /// The shared HTTP client (for Graph and userinfo calls by the caller).
+    /// The shared HTTP client (for the caller's Graph calls).
     pub fn http_client(&self) -> &HttpClient {
         &self.inner.http
     }
