@@ -38,6 +38,8 @@ use jwks::{KeySet, Selection};
 use metadata::{IssuerRule, Metadata};
 
 pub use check::test_connection;
+/// What a refresh token grant answered (the ID token is optional there).
+pub use token::Tokens as RefreshedTokens;
 pub use userinfo::UserinfoError;
 
 /// Background refresh period of discovery and JWKS (plus up to 10% jitter).
@@ -220,22 +222,6 @@ pub struct TokenSet {
 impl std::fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenSet([redacted])")
-    }
-}
-
-/// What a refresh token grant answered (the ID token is optional there).
-#[derive(Clone)]
-pub struct RefreshedTokens {
-    pub id_token: Option<String>,
-    pub access_token: Option<String>,
-    /// A rotated refresh token, if the provider sent one (else keep the old one).
-    pub refresh_token: Option<String>,
-    pub expires_in: Option<Duration>,
-}
-
-impl std::fmt::Debug for RefreshedTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RefreshedTokens([redacted])")
     }
 }
 
@@ -758,13 +744,7 @@ impl Provider {
             started.elapsed(),
             !matches!(result, Err(OidcError::Unavailable(_))),
         );
-        let t = result?;
-        Ok(RefreshedTokens {
-            id_token: t.id_token,
-            access_token: t.access_token,
-            refresh_token: t.refresh_token,
-            expires_in: t.expires_in,
-        })
+        result
     }
 
     pub async fn verify_id_token(

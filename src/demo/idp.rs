@@ -1487,7 +1487,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
                             t,
                             &request,
                             &parts.uri,
-                            Some("That account is not in this tenant. Pick one below."),
+                            Some("That account is not in this tenant, or several accounts have that email. Pick one below."),
                         );
                         *resp.status_mut() = StatusCode::BAD_REQUEST;
                         resp
