@@ -254,7 +254,8 @@ fn impostor() -> IdpUser {
 }
 
 /// A multi-tenant connection accepting contoso and fabrikam, the impostor
-/// in fabrikam, and a second route (`/team/`) for alice's email only.
+/// in fabrikam, and two routes keyed by email: `/team` for alice's email
+/// only, `/staff` for emails of contoso.example.
 fn noauth_world() -> Options<'static> {
     Options {
         tenant: Some("organizations"),
@@ -271,6 +272,14 @@ path_prefix = "/team"
 upstream = "{upstream}"
 [route.allow]
 users = ["alice@contoso.example"]
+
+[[route]]
+name = "contoso-staff"
+hosts = ["app.test"]
+path_prefix = "/staff"
+upstream = "{upstream}"
+[route.allow]
+email_domains = ["contoso.example"]
 "#,
         extra_users: vec![impostor()],
         ..Options::default()
@@ -320,12 +329,17 @@ async fn two_users_with_one_email_are_two_users_even_in_email_policies() {
         Some(idp::DEMO_FABRIKAM_TENANT)
     );
 
-    // A policy naming alice's email: only the trusted email matches.
-    assert_eq!(w.api_get(&alice, "/team/x").await.status(), StatusCode::OK);
-    assert_eq!(
-        w.api_get(&impostor, "/team/x").await.status(),
-        StatusCode::FORBIDDEN
-    );
+    // Policies keyed by email: only the trusted email matches.
+    for path in ["/team/x", "/staff/x"] {
+        assert_eq!(w.api_get(&alice, path).await.status(), StatusCode::OK);
+        let denied = w.api_get(&impostor, path).await;
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN, "{path}");
+        let body: Value = denied.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("verified email"),
+            "{path}: the reason is the untrusted email: {body}"
+        );
+    }
 
     // Revoking one user id ends that user's sessions only.
     assert_eq!(w.revoke_user(IMPOSTOR_OID).await, 1);
