@@ -799,7 +799,8 @@ async fn an_unreachable_provider_stops_new_logins_with_503_but_not_existing_sess
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let page = resp.text().await.unwrap();
     assert!(page.contains("cannot be reached"), "explains: {page}");
-    // The signed-in user keeps working: sessions never need the provider.
+    // The signed-in user keeps working: a session whose tokens are valid
+    // does not need the provider (docs/decisions.md, Sessions).
     let resp = browser.get(&w.url("/still-works")).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
