@@ -519,3 +519,144 @@ async fn forward_auth_accepts_bearer_tokens_on_api_routes() {
     assert_refused(resp, "aud mismatch").await;
     w.upstream.assert_received_nothing().await;
 }
+
+/// nginx `auth_request` for an API location (no `error_page`, so 401/403
+/// reach the client), with `Authorization` passed to the subrequest as nginx
+/// does by default.
+fn nginx_api_conf(
+    dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+    gateway: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+
+    server {{
+        listen {listen};
+
+        location = /.auth/verify {{
+            internal;
+            proxy_pass http://{gateway};
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Forwarded-Uri "";
+            proxy_set_header X-Forwarded-Host "";
+        }}
+
+        location /api/ {{
+            auth_request /.auth/verify;
+            auth_request_set $user $upstream_http_x_auth_request_user;
+            proxy_set_header X-Auth-Request-User $user;
+            proxy_pass http://{upstream};
+        }}
+    }}
+}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn nginx_auth_request_passes_bearer_tokens_and_their_refusals() {
+    use crate::forward_auth::{free_port, Proxy};
+    let w = World::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        nginx_api_conf(dir.path(), listen, w.gateway.addr, w.upstream.addr),
+    )
+    .unwrap();
+    let prefix = dir.path().to_path_buf();
+    let error_log = dir.path().join("error.log");
+    let nginx = Proxy::start(
+        "nginx",
+        "nginx",
+        "apt-get install nginx",
+        dir,
+        &[
+            "-p",
+            prefix.to_str().unwrap(),
+            "-c",
+            conf.to_str().unwrap(),
+            "-e",
+            error_log.to_str().unwrap(),
+        ],
+        &[],
+        listen,
+    );
+    let client = nginx.client(HR_API);
+
+    // A valid token of an HR admin: the app gets her id from the verify answer.
+    let resp = client
+        .get(nginx.url(HR_API, "/api/reports"))
+        .header(AUTHORIZATION, format!("Bearer {}", w.token(ALICE)))
+        .header("x-auth-request-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", nginx.logs());
+    let echo = Echoed::from(resp).await;
+    assert_eq!(
+        echo.header("x-auth-request-user").as_deref(),
+        Some(ALICE_OID)
+    );
+    assert_eq!(w.upstream.count(), 1);
+
+    // Not an HR admin: 403.
+    let resp = client
+        .get(nginx.url(HR_API, "/api/reports"))
+        .header(AUTHORIZATION, format!("Bearer {}", w.token(BOB)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // Another API's token: 401, and nginx hands on the bearer challenge.
+    let payroll = w
+        .idp
+        .mint_access_token(ALICE, CALLER, "api://payroll", "read")
+        .unwrap();
+    let resp = client
+        .get(nginx.url(HR_API, "/api/reports"))
+        .header(AUTHORIZATION, format!("Bearer {payroll}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"invalid_token\"") && challenge.contains("aud mismatch"),
+        "{challenge}"
+    );
+
+    // No token at all: 401.
+    let resp = client
+        .get(nginx.url(HR_API, "/api/reports"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        w.upstream.count(),
+        1,
+        "only the valid token reached the app"
+    );
+}
