@@ -147,8 +147,12 @@ impl AuthState {
 pub enum GateOutcome {
     /// A public path: forward without identity headers.
     Public,
-    /// Authenticated and authorized: identity headers are in place; forward.
+    /// Authenticated by the session cookie and authorized: identity headers
+    /// are in place; forward.
     Permitted(Permit),
+    /// Authenticated by a bearer token (no session) and authorized: forward.
+    /// A tunnel lives until the token expires; no session to watch.
+    PermittedBearer(Permit),
 }
 
 /// True for paths realmgate answers itself on every route host.
@@ -185,7 +189,8 @@ pub async fn gate(
     if !route.api_audiences.is_empty() {
         if let Some(token) = bearer::token(&parts.headers)?.map(str::to_string) {
             let caller = bearer::authenticate(state, route, &token).await?;
-            return admit(state, route, parts, conn, caller.user, &caller.connection);
+            let permit = admit(state, route, parts, conn, caller.user, &caller.connection)?;
+            return Ok(GateOutcome::PermittedBearer(permit));
         }
     }
     let Some(id) = session_id else {
@@ -202,7 +207,7 @@ pub async fn gate(
         // The connection was removed from the config: the session is void.
         return Err(GatewayError::NotSignedIn);
     };
-    admit(state, route, parts, conn, user, &connection)
+    admit(state, route, parts, conn, user, &connection).map(GateOutcome::Permitted)
 }
 
 /// Authorizes an authenticated `user` (session or bearer token) for `route`
@@ -214,7 +219,7 @@ fn admit(
     conn: &ConnInfo,
     user: Arc<Session>,
     connection: &Arc<ConnectionSettings>,
-) -> Result<GateOutcome, GatewayError> {
+) -> Result<Permit, GatewayError> {
     match policy::authorize(route, Some(connection), user) {
         Ok(permit) => {
             let origin = request_origin(state, parts, conn);
@@ -227,7 +232,7 @@ fn admit(
                 &state.policy_groups,
                 assertion.as_deref(),
             );
-            Ok(GateOutcome::Permitted(permit))
+            Ok(permit)
         }
         Err(denied) => {
             tracing::info!(

@@ -660,3 +660,66 @@ async fn nginx_auth_request_passes_bearer_tokens_and_their_refusals() {
         "only the valid token reached the app"
     );
 }
+
+/// How often the gateway checks an open tunnel (`proxy::upgrade::CHECK_EVERY`).
+const TUNNEL_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[tokio::test]
+async fn a_bearer_websocket_tunnel_lives_until_the_token_expires_whatever_cookie_comes_along() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let w = World::start().await;
+    // A well-formed cookie of a session that does not exist: it did not
+    // authorize the tunnel, so it must not end it either.
+    let cookies = realmgate::session::cookie::SessionCookies::new(&w.gateway.settings.session);
+    let stale = realmgate::session::store::SessionId::generate();
+    let cookie = format!("{}={}", cookies.name_for(false), cookies.value(&stale));
+    let lifetime = 2 * TUNNEL_CHECK_EVERY.as_secs() + 1;
+    let token = w.token_as(AccessTokenVersion::V2, ALICE, |c| {
+        c.insert("exp".into(), json!(now() + lifetime));
+    });
+
+    let stream = tokio::net::TcpStream::connect(w.gateway.addr)
+        .await
+        .unwrap();
+    let mut request = format!("ws://{API}:{}/ws", w.gateway.addr.port())
+        .into_client_request()
+        .unwrap();
+    let h = request.headers_mut();
+    h.insert("cookie", cookie.parse().unwrap());
+    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, resp) = tokio::time::timeout(
+        crate::util::DEADLINE,
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    // Past the first liveness check (nothing to wait for but time), the
+    // tunnel still carries messages.
+    tokio::time::sleep(TUNNEL_CHECK_EVERY + std::time::Duration::from_millis(500)).await;
+    ws.send(Message::text("still here")).await.unwrap();
+    let echoed = tokio::time::timeout(crate::util::DEADLINE, ws.next())
+        .await
+        .expect("echo in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
+    // And it ends once the token has expired.
+    let ended = tokio::time::timeout(
+        std::time::Duration::from_secs(lifetime) + crate::util::DEADLINE,
+        async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) => return,
+                    Some(Ok(m)) if m.is_close() => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        },
+    )
+    .await;
+    assert!(ended.is_ok(), "the tunnel outlived its token");
+}
