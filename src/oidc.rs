@@ -10,6 +10,7 @@
 //! concurrent fetches of one document are collapsed into one (single-flight).
 //! An unreachable provider without a cache gives [`OidcError::Unavailable`].
 
+mod access_token;
 mod check;
 mod flight;
 pub mod id_token;
@@ -776,8 +777,9 @@ impl Provider {
     /// Verifies a bearer access token for one of `audiences` (SPEC 5.9): the
     /// same signature, algorithm, issuer, tenant and time checks as ID tokens;
     /// `aud` must be one of `audiences`, and the token must be an access token
-    /// (`scp` or `roles`, no `nonce`). On Entra, v1.0 tokens
-    /// (`https://sts.windows.net/{tid}/`) are accepted as well as v2.0 ones.
+    /// (`scp`, `roles` or `scope`, no `nonce`). On Entra, v1.0 tokens
+    /// (`https://sts.windows.net/{tid}/`, `ver` 1.0, `appid`) are accepted as
+    /// well as v2.0 ones (discovery's issuer, `ver` 2.0, `azp`).
     pub async fn verify_access_token(
         &self,
         raw: &str,
@@ -875,16 +877,7 @@ impl Provider {
             ),
             ConnectionKind::Oidc(_) => (None, None),
         };
-        let mut issuers = vec![meta.issuer_rule.clone()];
-        if let (Purpose::Access { .. }, Some(e)) = (&purpose, entra) {
-            // Entra APIs that did not opt into v2.0 access tokens get v1.0
-            // tokens, issued by the public cloud's STS.
-            if e.authority_host.host_str() == Some("login.microsoftonline.com") {
-                issuers.push(IssuerRule::TenantTemplate(
-                    "https://sts.windows.net/{tenantid}/".into(),
-                ));
-            }
-        }
+        let issuers = self.issuers(&meta, &purpose);
         let want = Expectations {
             issuers: &issuers,
             client_id: &self.cfg.client_id,
@@ -894,7 +887,38 @@ impl Provider {
             now: now_unix(),
         };
         id_token::check_claims(&claims, &want).map_err(OidcError::InvalidToken)?;
+        if let (Purpose::Access { .. }, Some(e)) = (&purpose, entra) {
+            access_token::check_entra_version(&claims, e).map_err(OidcError::InvalidToken)?;
+        }
         Ok(claims)
+    }
+
+    /// The issuer forms a token for `purpose` may carry: discovery's, and for
+    /// Entra access tokens also the v1.0 form (see [`access_token`]).
+    fn issuers(&self, meta: &Metadata, purpose: &Purpose<'_>) -> Vec<IssuerRule> {
+        let mut issuers = vec![meta.issuer_rule.clone()];
+        if let (Purpose::Access { .. }, ConnectionKind::Entra(e)) = (purpose, &self.cfg.kind) {
+            issuers.push(IssuerRule::TenantTemplate(
+                access_token::v1_issuer_template(&e.authority_host),
+            ));
+        }
+        issuers
+    }
+
+    /// Whether a bearer token whose (not yet verified) `iss` is `iss` could
+    /// come from this provider. Only used to pick which of a route's
+    /// connections verifies the token; the verification itself checks `iss`
+    /// again, after the signature.
+    pub async fn may_have_issued_access_token(&self, iss: &str) -> Result<bool, OidcError> {
+        let meta = self.metadata().await?;
+        let audiences: [String; 0] = [];
+        let purpose = Purpose::Access {
+            audiences: &audiences,
+        };
+        Ok(self.issuers(&meta, &purpose).iter().any(|rule| match rule {
+            IssuerRule::Exact(expected) => iss == expected,
+            IssuerRule::TenantTemplate(template) => template_matches(template, iss),
+        }))
     }
 
     /// The RP-initiated logout URL at `end_session_endpoint`, if the provider has one.

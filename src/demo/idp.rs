@@ -330,6 +330,16 @@ pub enum Hostile {
     Tid(String),
 }
 
+/// The two formats of Entra access tokens (chosen by the API's app
+/// registration, `accessTokenAcceptedVersion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessTokenVersion {
+    /// `ver` 1.0 from the v1.0 issuer (`https://sts.windows.net/{tid}/` on the public cloud).
+    V1,
+    /// `ver` 2.0 from the v2.0 issuer.
+    V2,
+}
+
 /// How discovery/JWKS (or the token endpoint) fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outage {
@@ -475,7 +485,8 @@ struct State {
 ///   [`Idp::token_calls`], [`Idp::logout_calls`], [`Idp::userinfo_calls`],
 ///   [`Idp::graph_calls`], [`Idp::backchannel_logouts_delivered`];
 /// - minting without the endpoints: [`Idp::mint_id_token`],
-///   [`Idp::mint_access_token`], [`Idp::mint_logout_token`].
+///   [`Idp::mint_access_token`] (v2.0), [`Idp::mint_access_token_as`] (v1.0
+///   or v2.0, claims edited), [`Idp::mint_logout_token`].
 pub struct Idp {
     state: Arc<State>,
     addr: SocketAddr,
@@ -617,6 +628,34 @@ impl Idp {
         audience: &str,
         scp: &str,
     ) -> anyhow::Result<String> {
+        self.mint_access_token_as(
+            AccessTokenVersion::V2,
+            email,
+            client_id,
+            audience,
+            scp,
+            |_| {},
+        )
+    }
+
+    /// An access token in either Entra format for `audience`, requested by
+    /// `client_id` for `email` with delegated scopes `scp`, with the claims
+    /// changed by `edit` before signing (an `nbf` in the future, another
+    /// `tid`, app roles instead of scopes, ...). Hostile modes apply.
+    ///
+    /// v2.0: issuer `{base}/{tid}/v2.0`, `ver` 2.0, `azp`, `preferred_username`.
+    /// v1.0: issuer `{base}/{tid}/` (where Entra's public cloud says
+    /// `https://sts.windows.net/{tid}/`), `ver` 1.0, `appid`, `upn` and
+    /// `unique_name` instead of `preferred_username`.
+    pub fn mint_access_token_as(
+        &self,
+        version: AccessTokenVersion,
+        email: &str,
+        client_id: &str,
+        audience: &str,
+        scp: &str,
+        edit: impl FnOnce(&mut Map<String, Value>),
+    ) -> anyhow::Result<String> {
         let user = self
             .state
             .config
@@ -625,9 +664,26 @@ impl Idp {
         let mut c = self.state.claims(user, audience, None, &random_id(16));
         c.remove("sid");
         c.remove("email");
-        c.insert("azp".into(), json!(client_id));
-        c.insert("azpacr".into(), json!("1"));
         c.insert("scp".into(), json!(scp));
+        match version {
+            AccessTokenVersion::V2 => {
+                c.insert("azp".into(), json!(client_id));
+                c.insert("azpacr".into(), json!("1"));
+            }
+            AccessTokenVersion::V1 => {
+                c.insert(
+                    "iss".into(),
+                    json!(format!("{}/{}/", self.state.base, user.tenant_id)),
+                );
+                c.insert("ver".into(), json!("1.0"));
+                c.insert("appid".into(), json!(client_id));
+                c.insert("appidacr".into(), json!("1"));
+                c.remove("preferred_username");
+                c.insert("upn".into(), json!(user.email));
+                c.insert("unique_name".into(), json!(user.email));
+            }
+        }
+        edit(&mut c);
         self.state.sign_hostile(c, audience)
     }
 

@@ -488,7 +488,7 @@ async fn only_a_trusted_proxy_selects_the_route_by_forwarded_host_and_uri() {
 // === Real proxies ===
 
 /// A free port on 127.0.0.1 (bound, then released for the proxy).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -496,7 +496,7 @@ fn free_port() -> u16 {
 }
 
 /// A proxy process started by a test; killed by PID on drop.
-struct Proxy {
+pub(crate) struct Proxy {
     name: &'static str,
     child: Child,
     dir: tempfile::TempDir,
@@ -506,7 +506,7 @@ struct Proxy {
 impl Proxy {
     /// Runs `program args` with stdout/stderr in the temp dir; waits (bounded)
     /// until `addr` accepts connections.
-    fn start(
+    pub(crate) fn start(
         name: &'static str,
         program: &str,
         install: &str,
@@ -549,7 +549,7 @@ impl Proxy {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
         for f in ["stdout.log", "stderr.log", "error.log"] {
             if let Ok(text) = std::fs::read_to_string(self.dir.path().join(f)) {
@@ -560,7 +560,7 @@ impl Proxy {
     }
 
     /// A client that reaches `host` at this proxy and follows no redirects.
-    fn client(&self, host: &str) -> reqwest::Client {
+    pub(crate) fn client(&self, host: &str) -> reqwest::Client {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
@@ -570,7 +570,7 @@ impl Proxy {
             .unwrap()
     }
 
-    fn url(&self, host: &str, path: &str) -> String {
+    pub(crate) fn url(&self, host: &str, path: &str) -> String {
         format!("http://{host}:{}{path}", self.addr.port())
     }
 }
