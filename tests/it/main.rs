@@ -13,6 +13,7 @@ mod node_tools;
 mod pages_browser;
 mod proxying;
 mod real_provider;
+mod redis_gateway;
 mod redis_util;
 mod server;
 mod sessions;
