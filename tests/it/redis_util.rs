@@ -14,12 +14,19 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Extra `redis-server` arguments (cluster mode).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts `redis-server` on a free loopback port and waits until it
     /// answers `PING`. Panics with what to install when it is missing.
     pub async fn start() -> RedisServer {
+        Self::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start) with extra `redis-server` arguments.
+    pub async fn start_with(extra: &[&str]) -> RedisServer {
         // Another test may take the port between our probe and redis's
         // bind: try a few.
         for _ in 0..5 {
@@ -27,6 +34,7 @@ impl RedisServer {
                 port: free_port(),
                 child: None,
                 dir: tempfile::tempdir().expect("temp dir for redis-server"),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
             };
             if server.launch().await {
                 return server;
@@ -110,6 +118,7 @@ impl RedisServer {
                 "--dir",
             ])
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -209,4 +218,71 @@ fn reply_complete(buf: &[u8]) -> bool {
         }
     }
     one(buf, 0).is_some()
+}
+
+/// A Redis Cluster of `n` masters (no replicas) on free loopback ports,
+/// created with `redis-cli --cluster create`; every node is killed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub async fn start(n: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+                .await,
+            );
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(&addrs)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("redis-cli --cluster create timed out")
+        .expect("redis-cli runs (Debian package redis-tools)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            while !node
+                .command("CLUSTER INFO")
+                .await
+                .contains("cluster_state:ok")
+            {
+                assert!(Instant::now() < deadline, "cluster never reached state ok");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The seed list for `redis_url`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}", s.port))
+            .collect()
+    }
 }

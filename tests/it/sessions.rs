@@ -14,7 +14,7 @@ use realmgate::session::redis::{RedisOptions, RedisStore};
 use realmgate::session::store::{SessionId, SessionStore};
 use serde_json::json;
 
-use crate::redis_util::RedisServer;
+use crate::redis_util::{RedisCluster, RedisServer};
 use crate::util::{wait_until, DEADLINE};
 
 fn now() -> u64 {
@@ -309,6 +309,37 @@ async fn the_redis_store_with_its_cache_off_keeps_the_contract() {
         Arc::new(RedisStore::new(opts).expect("redis store"))
     };
     contract(&make).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_redis_store_on_a_redis_cluster_keeps_the_contract() {
+    let cluster = RedisCluster::start(3).await;
+    let urls = cluster.urls();
+    let make = |idle: Duration| -> Arc<dyn SessionStore> {
+        let mut opts = RedisOptions::new(urls.clone(), true, &fresh_prefix(), idle);
+        opts.command_timeout = Duration::from_secs(2);
+        Arc::new(RedisStore::new(opts).expect("redis cluster store"))
+    };
+    contract(&make).await;
+    // Invalidation works on a cluster too (PUBLISH reaches every node).
+    let prefix = fresh_prefix();
+    let store = |ttl: Duration| {
+        let mut opts = RedisOptions::new(urls.clone(), true, &prefix, Duration::from_secs(3600));
+        opts.cache_ttl = ttl;
+        RedisStore::new(opts).expect("redis cluster store")
+    };
+    let (a, b) = (
+        store(Duration::from_secs(60)),
+        store(Duration::from_secs(60)),
+    );
+    subscribed(&a).await;
+    subscribed(&b).await;
+    let id = SessionId::generate();
+    a.put(&id, session("alice", Some("s"))).await.unwrap();
+    assert!(b.get(&id).await.unwrap().is_some());
+    assert_eq!(a.revoke_sid("s").await.unwrap(), 1);
+    let took = until_gone(&b, &id).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
 // === Redis only: replicas ===
