@@ -14,6 +14,7 @@ mod pages_browser;
 mod proxying;
 mod real_provider;
 mod redis_gateway;
+mod redis_tls;
 mod redis_util;
 mod server;
 mod sessions;

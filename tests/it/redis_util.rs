@@ -286,3 +286,17 @@ impl RedisCluster {
             .collect()
     }
 }
+
+/// The status of `GET path` on `addr` (admin endpoints), bounded by 10 s.
+pub async fn http_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
