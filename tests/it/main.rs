@@ -1,6 +1,8 @@
 //! Integration tests, built as one binary. Helpers live in `util` (echo
 //! upstream, gateway on port 0) and `node` (the npm-based real parts).
 
+mod assertion;
+mod bearer;
 mod browser;
 mod demo_command;
 mod entra;
@@ -18,4 +20,5 @@ mod redis_tls;
 mod redis_util;
 mod server;
 mod sessions;
+mod signin;
 mod util;
