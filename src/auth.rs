@@ -196,8 +196,8 @@ pub async fn gate(
     let Some(id) = session_id else {
         return Err(GatewayError::NotSignedIn);
     };
-    let user = load_session(state, &id)
-        .await?
+    let user = lookup_session(state, &id)
+        .await
         .ok_or(GatewayError::NotSignedIn)?;
     // Tokens about to expire are refreshed first (SPEC 5.2); a failed
     // refresh ends the session.
@@ -278,6 +278,21 @@ async fn load_session(
         tracing::error!(error = %e, "session store failed");
         GatewayError::StoreUnavailable
     })
+}
+
+/// The session for a request being authenticated (`gate`, `/.auth/verify`).
+/// A store that cannot answer (Redis down and the session not in this
+/// replica's cache) means "not signed in": the request fails closed with
+/// the sign-in redirect or a 401, and a new login then gets a clear 503
+/// from the callback if the store is still down (SPEC 5.2, issue 6).
+async fn lookup_session(state: &AuthState, id: &SessionId) -> Option<Arc<Session>> {
+    match state.shared.sessions.get(id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable; treating the request as not signed in");
+            None
+        }
+    }
 }
 
 /// Serves `/.auth/*`. Every response is `Cache-Control: no-store`.

@@ -1,10 +1,11 @@
 //! Sessions: the stored [`model::Session`], the [`store::SessionStore`] trait and
-//! its implementations, the signed session-id cookie and the short-lived
+//! its implementations (memory, Redis), the signed session-id cookie and the short-lived
 //! pending-login state cookie.
 
 pub mod cookie;
 pub mod memory;
 pub mod model;
+pub mod redis;
 pub mod state;
 pub mod store;
 
@@ -12,15 +13,25 @@ use std::sync::Arc;
 
 use crate::config::{SessionSettings, StoreSettings};
 
-/// Open the configured store (memory now; redis later).
+/// Open the configured store. The Redis store connects lazily: Redis may be
+/// down at start (`/readyz` says so until it answers). Must be called inside
+/// the Tokio runtime.
 pub fn open_store(settings: &SessionSettings) -> anyhow::Result<Arc<dyn store::SessionStore>> {
     match &settings.store {
         StoreSettings::Memory { max_entries } => Ok(Arc::new(memory::MemoryStore::new(
             *max_entries,
             settings.idle_timeout,
         ))),
-        StoreSettings::Redis { .. } => anyhow::bail!(
-            "session.store = \"redis\" is not implemented yet; use store = \"memory\" (one gateway instance) for now"
-        ),
+        StoreSettings::Redis {
+            urls,
+            cluster,
+            key_prefix,
+            cache_ttl,
+        } => {
+            let mut opts =
+                redis::RedisOptions::new(urls.clone(), *cluster, key_prefix, settings.idle_timeout);
+            opts.cache_ttl = *cache_ttl;
+            Ok(Arc::new(redis::RedisStore::new(opts)?))
+        }
     }
 }

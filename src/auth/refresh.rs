@@ -8,8 +8,14 @@
 //!   lock is per session (keyed by the SHA-256 of the id, never the id
 //!   itself); a request that waited re-reads the session and uses the
 //!   refresh another request just did instead of refreshing again.
-//!   (Across replicas, refresh tokens rotate, so a second replica's refresh
-//!   would be refused by the provider; realmgate has no shared store lock yet.)
+//!   Across replicas (Redis store), the request that holds the in-process
+//!   lock then takes the store's short lock (`SET NX PX`, see
+//!   [`SessionStore::try_lock_refresh`](crate::session::store::SessionStore::try_lock_refresh)): providers rotate refresh tokens,
+//!   so a second replica refreshing with the same token would be refused
+//!   and end the session. A replica that finds the lock taken re-reads the
+//!   session from the store (never a cache) until the other replica's
+//!   refresh lands, for at most [`LOCK_WAIT`]; the memory store grants the
+//!   lock at once.
 //! - A refusal by the provider (`invalid_grant`…) or a refreshed ID token
 //!   that fails verification (including a changed `sub`) ends the session.
 //!   An unreachable provider ends it only once the tokens have expired;
@@ -20,6 +26,7 @@
 //!   is logged and counted), and, with `extended_profile`, from userinfo.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -40,6 +47,16 @@ pub(crate) const REFRESH_MARGIN_SECS: u64 = 60;
 /// for this long (while its tokens are still valid), so an outage does not
 /// make every request wait for a failing token call.
 const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 30;
+
+/// How long one replica may hold a session's refresh lock; it expires by
+/// itself if the holder dies (a token call is bounded well below this).
+const LOCK_TTL: Duration = Duration::from_secs(15);
+
+/// How long a request waits for another replica's refresh of its session.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Between looks at the session while another replica refreshes it.
+const LOCK_POLL: Duration = Duration::from_millis(50);
 
 /// Per-session refresh locks (SHA-256 of the session id -> lock). The lock
 /// holds when the provider was last found unreachable for this session.
@@ -90,9 +107,80 @@ async fn refresh(
         .get_with(key, async { Arc::new(tokio::sync::Mutex::new(None)) })
         .await;
     let mut last_unavailable = lock.lock().await;
-    let current = super::load_session(state, id)
-        .await?
-        .ok_or(GatewayError::NotSignedIn)?;
+    let token = lock_token();
+    let store = &state.shared.sessions;
+    let waiting_since = Instant::now();
+    loop {
+        match store.try_lock_refresh(id, &token, LOCK_TTL).await {
+            Ok(true) => break,
+            Ok(false) => {
+                // Another replica is refreshing this session: use its result.
+                let current = load_fresh(state, id).await?;
+                let now = super::now();
+                if current.refresh_token != seen.refresh_token || !due(state, &current, now) {
+                    return Ok(current);
+                }
+                if waiting_since.elapsed() >= LOCK_WAIT {
+                    tracing::warn!(user.id = %current.user_id, "another replica's token refresh of this session did not finish in time");
+                    return if current.tokens_expire_at.is_some_and(|exp| exp > now) {
+                        Ok(current)
+                    } else {
+                        Err(GatewayError::ProviderUnavailable)
+                    };
+                }
+                tokio::time::sleep(LOCK_POLL).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "session store failed while taking the refresh lock");
+                // The refreshed session could not be saved either. Keep
+                // serving while the current tokens are valid.
+                return if seen.tokens_expire_at.is_some_and(|exp| exp > super::now()) {
+                    Ok(Arc::new(seen.clone()))
+                } else {
+                    Err(GatewayError::StoreUnavailable)
+                };
+            }
+        }
+    }
+    let result = refresh_locked(state, id, seen, force, &mut last_unavailable).await;
+    if let Err(e) = store.unlock_refresh(id, &token).await {
+        // It expires by itself within LOCK_TTL.
+        tracing::warn!(error = %e, "could not release a token refresh lock");
+    }
+    result
+}
+
+/// A random token that marks this attempt's hold of the store lock.
+fn lock_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The session as the store has it now (never from a replica's cache).
+async fn load_fresh(state: &AuthState, id: &SessionId) -> Result<Arc<Session>, GatewayError> {
+    state
+        .shared
+        .sessions
+        .get_fresh(id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "session store failed");
+            GatewayError::StoreUnavailable
+        })?
+        .ok_or(GatewayError::NotSignedIn)
+}
+
+/// The refresh itself, under both locks.
+async fn refresh_locked(
+    state: &AuthState,
+    id: &SessionId,
+    seen: &Session,
+    force: bool,
+    last_unavailable: &mut Option<u64>,
+) -> Result<Arc<Session>, GatewayError> {
+    let current = load_fresh(state, id).await?;
     let now = super::now();
     if !force && (current.refresh_token != seen.refresh_token || !due(state, &current, now)) {
         return Ok(current);

@@ -93,7 +93,7 @@ pub(super) async fn verify(
         }
     }
     let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
-        Some(id) => match super::load_session(ctx.state, &id).await? {
+        Some(id) => match super::lookup_session(ctx.state, &id).await {
             // Tokens about to expire are refreshed here too (as in `gate`).
             Some(s) => match super::refresh::if_due(ctx.state, &id, s).await {
                 Ok(s) => Some(s),

@@ -44,15 +44,6 @@ pub enum OneOrMany {
     Many(Vec<String>),
 }
 
-impl OneOrMany {
-    pub fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
@@ -69,6 +60,7 @@ pub struct RawSession {
     pub redis_url: Option<OneOrMany>,
     pub redis_url_file: Option<PathBuf>,
     pub redis_key_prefix: Option<String>,
+    pub redis_cache_ttl: Option<String>,
     pub refresh_tokens: Option<bool>,
 }
 

@@ -85,9 +85,13 @@ pub enum StoreSettings {
         max_entries: u64,
     },
     Redis {
-        /// One URL, or several for Redis Cluster.
+        /// One URL, or the seed nodes of a Redis Cluster.
         urls: Vec<String>,
+        /// `redis_url` was a list: Redis Cluster.
+        cluster: bool,
         key_prefix: String,
+        /// How long a replica may answer from its local cache (zero: never).
+        cache_ttl: Duration,
     },
 }
 

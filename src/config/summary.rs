@@ -101,11 +101,34 @@ pub fn summary(settings: &Settings) -> String {
         StoreSettings::Memory { max_entries } => {
             format!("memory (up to {max_entries} sessions, one node)")
         }
-        StoreSettings::Redis { urls, .. } => format!(
-            "redis ({} node{})",
-            urls.len(),
-            if urls.len() == 1 { "" } else { "s" }
-        ),
+        StoreSettings::Redis {
+            urls,
+            cluster,
+            key_prefix,
+            cache_ttl,
+        } => {
+            // Never the URLs: they may hold a password.
+            let tls = if urls.iter().all(|u| u.starts_with("rediss://")) {
+                ", TLS"
+            } else {
+                ""
+            };
+            let kind = if *cluster {
+                format!(
+                    "Redis Cluster ({} seed node{})",
+                    urls.len(),
+                    if urls.len() == 1 { "" } else { "s" }
+                )
+            } else {
+                "redis (one server)".to_string()
+            };
+            let cache = if cache_ttl.is_zero() {
+                "no local cache".to_string()
+            } else {
+                format!("local cache {}", humantime::format_duration(*cache_ttl))
+            };
+            format!("{kind}{tls}, key prefix {key_prefix:?}, {cache}")
+        }
     };
     let _ = writeln!(
         s,

@@ -346,6 +346,98 @@ fn example_documents_every_key_and_is_valid() {
     }
 }
 
+fn with_session(extra: &str) -> String {
+    minimal().replace(
+        &format!("secret = \"{SECRET}\"\n"),
+        &format!("secret = \"{SECRET}\"\n{extra}\n"),
+    )
+}
+
+#[test]
+fn redis_store_one_url_is_a_server_and_a_list_is_a_cluster() {
+    let s = load_str(&with_session(
+        "store = \"redis\"\nredis_url = \"rediss://:pw@redis.internal:6380/2\"",
+    ))
+    .expect("valid");
+    match &s.session.store {
+        StoreSettings::Redis {
+            urls,
+            cluster,
+            key_prefix,
+            cache_ttl,
+        } => {
+            assert_eq!(urls.len(), 1);
+            assert!(!cluster);
+            assert_eq!(key_prefix, "realmgate:");
+            assert_eq!(*cache_ttl, std::time::Duration::from_secs(5));
+        }
+        other => panic!("{other:?}"),
+    }
+    let s = load_str(&with_session(
+        "store = \"redis\"\nredis_url = [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]\nredis_key_prefix = \"prod:rg:\"\nredis_cache_ttl = \"0s\"",
+    ))
+    .expect("valid");
+    match &s.session.store {
+        StoreSettings::Redis {
+            urls,
+            cluster,
+            key_prefix,
+            cache_ttl,
+        } => {
+            assert_eq!(urls.len(), 2);
+            assert!(cluster);
+            assert_eq!(key_prefix, "prod:rg:");
+            assert!(cache_ttl.is_zero());
+        }
+        other => panic!("{other:?}"),
+    }
+    let summary = super::summary::summary(&s);
+    assert!(
+        summary.contains("Redis Cluster (2 seed nodes)"),
+        "{summary}"
+    );
+    assert!(!summary.contains("10.0.0.1"), "{summary}");
+}
+
+#[test]
+fn redis_settings_are_checked_and_urls_never_echoed() {
+    let p = problems(&with_session(
+        "store = \"redis\"\nredis_url = [\"redis://:hunter2@a:6379\", \"rediss://b:6379\", \"http://c\", \"redis://d:6379/3\"]\nredis_key_prefix = \"a{b}\"\nredis_cache_ttl = \"2m\"",
+    ));
+    for key in [
+        "session.redis_url",
+        "session.redis_url[2]",
+        "session.redis_url[3]",
+        "session.redis_key_prefix",
+        "session.redis_cache_ttl",
+    ] {
+        assert!(has(&p, key), "missing problem for {key}: {p:#?}");
+    }
+    assert!(
+        p.iter().all(|x| !format!("{x:?}").contains("hunter2")),
+        "{p:#?}"
+    );
+    let p = problems(&with_session("store = \"redis\""));
+    assert!(has(&p, "session.redis_url"), "{p:#?}");
+    let p = problems(&with_session("store = \"redis\"\nredis_url = \"redis://\""));
+    assert!(has(&p, "session.redis_url"), "{p:#?}");
+    let p = problems(&with_session("redis_cache_ttl = \"1s\""));
+    assert!(
+        has(&p, "session.redis_url"),
+        "memory store with redis keys: {p:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_redis_store_opens_without_redis_running() {
+    let s = load_str(&with_session(
+        "store = \"redis\"\nredis_url = \"redis://127.0.0.1:1/0\"",
+    ))
+    .expect("valid");
+    let store = crate::session::open_store(&s.session).expect("lazy: opens while Redis is down");
+    assert!(store.ping().await.is_err());
+}
+
 #[test]
 fn jwt_assertion_needs_a_readable_assertion_key() {
     let with_assertion = minimal().replace(

@@ -401,11 +401,15 @@ fn session(cx: &mut Ctx<'_>, raw: RawSession) -> SessionSettings {
     }
     let store = match raw.store.as_deref().unwrap_or("memory") {
         "memory" => {
-            if raw.redis_url.is_some() || raw.redis_url_file.is_some() {
+            if raw.redis_url.is_some()
+                || raw.redis_url_file.is_some()
+                || raw.redis_cache_ttl.is_some()
+                || raw.redis_key_prefix.is_some()
+            {
                 cx.bad(
                     "session.redis_url",
-                    "is set but session.store is \"memory\"",
-                    "store = \"redis\" to use Redis, or no redis_url",
+                    "(or redis_url_file, redis_key_prefix, redis_cache_ttl) is set but session.store is \"memory\"",
+                    "store = \"redis\" to use Redis, or none of the redis_* keys",
                 );
             }
             let max_entries = raw.memory_max_entries.unwrap_or(1_000_000);
@@ -418,38 +422,15 @@ fn session(cx: &mut Ctx<'_>, raw: RawSession) -> SessionSettings {
             }
             StoreSettings::Memory { max_entries }
         }
-        "redis" => {
-            let mut urls = raw.redis_url.map(OneOrMany::into_vec).unwrap_or_default();
-            if let Some(p) = &raw.redis_url_file {
-                if let Some(s) = cx.read_secret_file("session.redis_url_file", p) {
-                    urls.push(s.expose_str().to_string());
-                }
-            }
-            if urls.is_empty() {
-                cx.bad(
-                    "session.redis_url",
-                    "is missing while session.store is \"redis\"",
-                    "a URL such as \"redis://127.0.0.1:6379/0\" or \"rediss://…\", or a list of cluster nodes",
-                );
-            }
-            for (i, u) in urls.iter().enumerate() {
-                let ok = Url::parse(u)
-                    .map(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"))
-                    .unwrap_or(false);
-                if !ok {
-                    // Never echo the URL: it may hold a password.
-                    cx.bad(
-                        format!("session.redis_url[{i}]"),
-                        "is not a redis:// or rediss:// URL",
-                        "a URL such as \"redis://127.0.0.1:6379/0\"",
-                    );
-                }
-            }
-            StoreSettings::Redis {
-                urls,
-                key_prefix: raw.redis_key_prefix.unwrap_or_else(|| "realmgate:".into()),
-            }
-        }
+        "redis" => redis_store(
+            cx,
+            RedisKeys {
+                url: raw.redis_url,
+                url_file: raw.redis_url_file,
+                key_prefix: raw.redis_key_prefix,
+                cache_ttl: raw.redis_cache_ttl,
+            },
+        ),
         other => {
             cx.bad(
                 "session.store",
@@ -1254,4 +1235,118 @@ fn strip_port(h: &str) -> &str {
 
 fn ip_host(h: &str) -> Option<String> {
     h.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+}
+
+/// Longest allowed `redis_cache_ttl`: the cache is what may serve a revoked
+/// session when an invalidation is lost, so it stays short.
+const MAX_REDIS_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// `store = "redis"`: one `redis://`/`rediss://` URL, or a list of cluster
+/// nodes (same scheme for all); `redis_url_file` holds the same (one URL
+/// per line; several lines mean a cluster). URLs are never echoed: they may
+/// hold a password.
+/// The `redis_*` keys of `[session]`.
+struct RedisKeys {
+    url: Option<OneOrMany>,
+    url_file: Option<PathBuf>,
+    key_prefix: Option<String>,
+    cache_ttl: Option<String>,
+}
+
+fn redis_store(cx: &mut Ctx<'_>, raw: RedisKeys) -> StoreSettings {
+    let (mut urls, mut cluster) = match raw.url {
+        Some(OneOrMany::One(u)) => (vec![u], false),
+        Some(OneOrMany::Many(v)) => (v, true),
+        None => (Vec::new(), false),
+    };
+    if let Some(p) = &raw.url_file {
+        if !urls.is_empty() {
+            cx.bad(
+                "session.redis_url_file",
+                "is set together with session.redis_url",
+                "one of redis_url or redis_url_file",
+            );
+        } else if let Some(s) = cx.read_secret_file("session.redis_url_file", p) {
+            urls = s
+                .expose_str()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            cluster = urls.len() > 1;
+        }
+    }
+    if urls.is_empty() {
+        cx.bad(
+            "session.redis_url",
+            "is missing or empty while session.store is \"redis\"",
+            "a URL such as \"redis://127.0.0.1:6379/0\" or \"rediss://…\", or a list of cluster nodes",
+        );
+    }
+    let mut schemes = Vec::new();
+    for (i, u) in urls.iter().enumerate() {
+        let key = if cluster {
+            format!("session.redis_url[{i}]")
+        } else {
+            "session.redis_url".to_string()
+        };
+        match Url::parse(u) {
+            Ok(parsed) if matches!(parsed.scheme(), "redis" | "rediss") => {
+                if parsed.host_str().is_none_or(str::is_empty) {
+                    cx.bad(key, "has no host", "redis://HOST:PORT/DB, e.g. \"redis://127.0.0.1:6379/0\"");
+                    continue;
+                }
+                let db = parsed.path().trim_start_matches('/');
+                if !db.is_empty() && db.parse::<u32>().is_err() {
+                    cx.bad(key, "has a database that is not a number", "a database number such as /0 at the end, or none");
+                } else if cluster && !db.is_empty() && db != "0" {
+                    cx.bad(key, "names a database other than 0 for Redis Cluster", "no database (a cluster has only database 0)");
+                }
+                schemes.push(parsed.scheme().to_string());
+            }
+            Ok(parsed) if cluster && matches!(parsed.scheme(), "redis+unix" | "unix") => {
+                cx.bad(key, "is a Unix socket in a cluster node list", "redis:// or rediss:// URLs of the cluster nodes");
+            }
+            Ok(parsed) if matches!(parsed.scheme(), "redis+unix" | "unix") => {
+                schemes.push(parsed.scheme().to_string());
+            }
+            _ => cx.bad(
+                key,
+                "is not a redis:// or rediss:// URL",
+                "a URL such as \"redis://127.0.0.1:6379/0\" or \"rediss://:PASSWORD@redis.internal:6380/0\"",
+            ),
+        }
+    }
+    schemes.sort();
+    schemes.dedup();
+    if cluster && schemes.len() > 1 {
+        cx.bad(
+            "session.redis_url",
+            "mixes redis:// and rediss:// nodes",
+            "the same scheme for every cluster node (rediss:// for TLS)",
+        );
+    }
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "realmgate:".into());
+    if key_prefix.contains(['{', '}']) || key_prefix.chars().any(|c| c.is_control() || c == ' ') {
+        cx.bad(
+            "session.redis_key_prefix",
+            "contains braces, spaces or control characters",
+            "letters, digits and separators such as \"realmgate:\" or \"prod:rg:\" (braces would break Redis Cluster hash tags)",
+        );
+    }
+    let cache_ttl = cx.duration("session.redis_cache_ttl", raw.cache_ttl.as_deref(), "5s");
+    if cache_ttl > MAX_REDIS_CACHE_TTL {
+        cx.bad(
+            "session.redis_cache_ttl",
+            "is longer than 60s",
+            "a few seconds (default 5s): a revoked session may be served that long if an invalidation is lost; \"0s\" disables the cache",
+        );
+    }
+    StoreSettings::Redis {
+        urls,
+        cluster,
+        key_prefix,
+        cache_ttl,
+    }
 }

@@ -1,6 +1,7 @@
 //! The `SessionStore` trait and the session id.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -60,8 +61,42 @@ pub trait SessionStore: Send + Sync + 'static {
     fn revoke_sid<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// Readiness: Ok when the store answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Approximate number of sessions (metrics).
+    /// Approximate number of sessions (metrics). The Redis store answers
+    /// with the sessions in this replica's local cache (counting the keys in
+    /// a shared Redis would cost a scan).
     fn approximate_len(&self) -> u64;
+
+    /// Like `get`, but never answered from a local cache: for the token
+    /// refresh, which must see another replica's refresh at once.
+    fn get_fresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
+        self.get(id)
+    }
+
+    /// Takes the cross-replica refresh lock of `id` for at most `ttl`,
+    /// marked with `token` (random per attempt). True when taken. A store
+    /// used by one process only needs no lock beyond the in-process
+    /// single-flight, so the default always grants it.
+    fn try_lock_refresh<'a>(
+        &'a self,
+        _id: &'a SessionId,
+        _token: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Releases the lock if it still holds `token` (it may have expired and
+    /// been taken by another replica since).
+    fn unlock_refresh<'a>(
+        &'a self,
+        _id: &'a SessionId,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[cfg(test)]

@@ -270,34 +270,6 @@ async fn interned_strings_are_released_when_sessions_end() {
     assert_eq!(s.interned_len(), 0);
 }
 
-#[test]
-fn redis_is_reported_as_not_implemented() {
-    use crate::config::{Secret, SessionSettings, StoreSettings};
-    let settings = SessionSettings {
-        secrets: vec![Secret::new(vec![b'x'; 32])],
-        cookie_name: "realmgate".into(),
-        cookie_domain: None,
-        lifetime: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(60),
-        store: StoreSettings::Redis {
-            urls: vec!["redis://127.0.0.1:6379".into()],
-            key_prefix: "realmgate:".into(),
-        },
-        refresh_tokens: false,
-    };
-    let err = crate::session::open_store(&settings).err().expect("error");
-    assert!(
-        err.to_string()
-            .contains("store = \"redis\" is not implemented yet"),
-        "{err}"
-    );
-    let memory = SessionSettings {
-        store: StoreSettings::Memory { max_entries: 10 },
-        ..settings
-    };
-    assert!(crate::session::open_store(&memory).is_ok());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_use_neither_deadlocks_nor_leaks() {
     // Small capacity and a short idle timeout, so evictions and expiries run

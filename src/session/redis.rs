@@ -1,0 +1,461 @@
+//! The Redis store: sessions shared by every replica, with a small local
+//! cache in front (SPEC 5.2).
+//!
+//! - **Where things live**: see `keys` (session, tombstone, refresh lock,
+//!   per-user and per-`sid` index sets; ids hashed, hash tags for Cluster).
+//! - **Encoding**: the session as serde JSON ([`Session`] derives serde).
+//!   The memory store's packed form cannot go to Redis as it is: it points
+//!   into a per-process string interner.
+//! - **Expiry**: a key lives `min(idle timeout, time to the absolute end)`;
+//!   every read from Redis extends it (`GETEX`), never past the absolute
+//!   end. Reads answered by the local cache do not reach Redis, so the idle
+//!   timeout can end a session up to one cache TTL early; the cache TTL is
+//!   capped at an eighth of the idle timeout.
+//! - **Local cache**: a hit costs no Redis command. Entries live for the
+//!   cache TTL (default 5 s). Delete, revocation and every write publish
+//!   the session hashes on `<prefix>invalidate`; each replica's subscriber
+//!   evicts them (`subscriber`, `cache`).
+//! - **Redis down**: cached sessions keep working until their entry
+//!   expires; every other call fails with [`StoreError`] within the
+//!   command timeout, which the gateway turns into a fail-closed answer;
+//!   `ping` fails, so `/readyz` reports it. The connection comes back by
+//!   itself.
+//! - **Revocation and refresh across replicas**: see `put`, `revoke` and
+//!   `try_lock_refresh`.
+
+mod cache;
+mod conn;
+mod keys;
+mod subscriber;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+use redis::AsyncCommands;
+
+use self::cache::Local;
+use self::conn::Conn;
+use self::keys::{hex, parse_hex, session_hash, Hash, Keys, Scripts};
+use super::model::Session;
+use super::store::{SessionId, SessionStore, StoreError};
+
+/// How long an ended id stays refused by `put` (longer than any token
+/// refresh round trip to a provider), as in the memory store.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+
+/// What the Redis store needs to know.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// One URL (`redis://` or `rediss://`), or the seed nodes of a cluster.
+    pub urls: Vec<String>,
+    /// Redis Cluster (a list of nodes was configured).
+    pub cluster: bool,
+    /// Put before every key and the channel name.
+    pub key_prefix: String,
+    /// The session idle timeout.
+    pub idle_timeout: Duration,
+    /// How long a replica may answer from its local cache (zero: no cache).
+    pub cache_ttl: Duration,
+    /// Sessions in the local cache at most.
+    pub cache_capacity: u64,
+    /// Bound on every call to Redis, connecting included.
+    pub command_timeout: Duration,
+}
+
+impl RedisOptions {
+    /// Options with the defaults: 5 s local cache of up to 100,000
+    /// sessions, 1 s command timeout.
+    pub fn new(urls: Vec<String>, cluster: bool, key_prefix: &str, idle_timeout: Duration) -> Self {
+        RedisOptions {
+            urls,
+            cluster,
+            key_prefix: key_prefix.to_string(),
+            idle_timeout,
+            cache_ttl: Duration::from_secs(5),
+            cache_capacity: 100_000,
+            command_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Sessions in Redis, shared by replicas.
+pub struct RedisStore {
+    conn: Conn,
+    keys: Keys,
+    scripts: Scripts,
+    local: Arc<Local>,
+    idle_timeout: Duration,
+    timeout: Duration,
+    subscriber: tokio::task::JoinHandle<()>,
+}
+
+// === impl RedisStore ===
+
+impl RedisStore {
+    /// A store that connects lazily (Redis may be down at start) and starts
+    /// its invalidation subscriber. Must be called inside a Tokio runtime.
+    pub fn new(opts: RedisOptions) -> Result<RedisStore, StoreError> {
+        let first = opts
+            .urls
+            .first()
+            .ok_or_else(|| StoreError("session.redis_url is empty".into()))?;
+        let conn = if opts.cluster {
+            Conn::cluster(&opts.urls, opts.command_timeout)?
+        } else {
+            Conn::single(first, opts.command_timeout)?
+        };
+        let sources = if opts.cluster {
+            opts.urls.clone()
+        } else {
+            vec![first.clone()]
+        }
+        .iter()
+        .map(|u| redis::Client::open(u.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            StoreError(format!(
+                "session.redis_url cannot be used ({:?}); check scheme, host and port",
+                e.kind()
+            ))
+        })?;
+        let cache_ttl = opts.cache_ttl.min(opts.idle_timeout / 8);
+        let local = Arc::new(Local::new(cache_ttl, opts.cache_capacity));
+        let keys = Keys::new(&opts.key_prefix);
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError("the Redis session store must be opened inside the Tokio runtime".into())
+        })?;
+        let subscriber = runtime.spawn(subscriber::run(
+            sources,
+            keys.channel(),
+            local.clone(),
+            opts.command_timeout,
+        ));
+        Ok(RedisStore {
+            conn,
+            keys,
+            scripts: Scripts::new(),
+            local,
+            idle_timeout: opts.idle_timeout,
+            timeout: opts.command_timeout,
+            subscriber,
+        })
+    }
+
+    /// True while the invalidation subscription is up (tests wait for it).
+    pub fn is_subscribed(&self) -> bool {
+        self.local.is_subscribed()
+    }
+
+    /// Reads from Redis (extending the idle timeout) and caches the result.
+    async fn fetch(&self, h: &Hash) -> Result<Option<Arc<Session>>, StoreError> {
+        let seen = self.local.epoch(h);
+        let key = self.keys.session(h);
+        let idle_ms = millis(self.idle_timeout);
+        let raw: Option<Vec<u8>> = self
+            .conn
+            .run(self.timeout, "GETEX", |mut c| {
+                let key = &key;
+                async move {
+                    redis::cmd("GETEX")
+                        .arg(key)
+                        .arg("PX")
+                        .arg(idle_ms)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let session: Session = match serde_json::from_slice(&raw) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "a session in Redis cannot be read (written by an incompatible version?); treating it as signed out");
+                return Ok(None);
+            }
+        };
+        let now = unix_now();
+        if session.expires_at <= now {
+            return Ok(None);
+        }
+        if session.expires_at.saturating_sub(now).saturating_mul(1000) < idle_ms {
+            // The idle extension must not outlast the absolute end.
+            let at_ms = session.expires_at.saturating_mul(1000);
+            let pexpire = self
+                .conn
+                .run(self.timeout, "PEXPIREAT", |mut c| {
+                    let key = &key;
+                    async move { c.pexpire_at::<_, i64>(key, at_ms as i64).await }
+                })
+                .await;
+            if let Err(e) = pexpire {
+                // The session is still checked against `expires_at` on every read.
+                tracing::debug!(error = %e, "could not cap a session's Redis TTL at its end");
+            }
+        }
+        let session = Arc::new(session);
+        self.local.insert(*h, session.clone(), seen);
+        Ok(Some(session))
+    }
+
+    /// Ends one session (tombstone + delete); true when it existed.
+    async fn end(&self, h: &Hash) -> Result<bool, StoreError> {
+        let (key, tomb) = (&self.keys.session(h), &self.keys.tombstone(h));
+        let script = &self.scripts.end;
+        let n: i64 = self
+            .conn
+            .run(self.timeout, "delete", |mut c| async move {
+                script
+                    .key(key)
+                    .key(tomb)
+                    .arg(millis(TOMBSTONE_TTL))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        self.local.evict(h);
+        Ok(n == 1)
+    }
+
+    /// Tells every replica to drop these sessions from its local cache. A
+    /// failure is logged, not returned: the change itself is in Redis, and
+    /// other replicas' copies expire within the cache TTL anyway.
+    async fn publish(&self, hashes: &[Hash]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let channel = &self.keys.channel();
+        let payload = &hashes.iter().map(hex).collect::<Vec<_>>().join(" ");
+        let sent = self
+            .conn
+            .run(self.timeout, "PUBLISH", |mut c| async move {
+                c.publish::<_, _, i64>(channel, payload).await
+            })
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not announce a session change to other replicas; their cached copies end within the cache TTL");
+        }
+    }
+
+    async fn add_to_index(&self, index: String, h: &Hash, ttl_ms: u64) -> Result<(), StoreError> {
+        let script = &self.scripts.index;
+        let (index, member) = (&index, &hex(h));
+        let _size: i64 = self
+            .conn
+            .run(self.timeout, "index", |mut c| async move {
+                script
+                    .key(index)
+                    .arg(member)
+                    .arg(ttl_ms)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn put_now(&self, id: &SessionId, session: Session) -> Result<(), StoreError> {
+        let h = session_hash(id);
+        let now = unix_now();
+        if session.expires_at <= now {
+            self.end(&h).await?;
+            self.publish(&[h]).await;
+            return Ok(());
+        }
+        let left_ms = session.expires_at.saturating_sub(now).saturating_mul(1000);
+        let ttl_ms = left_ms.min(millis(self.idle_timeout)).max(1);
+        let value = serde_json::to_vec(&session)
+            .map_err(|e| StoreError(format!("cannot encode a session: {e}")))?;
+        // Indexes first: a revocation running now then either sees this
+        // session in the index (and tombstones it, so the write below is
+        // refused or deleted) or ran completely before it.
+        self.add_to_index(self.keys.user_index(&session.user_id), &h, left_ms)
+            .await?;
+        if let Some(sid) = &session.sid {
+            self.add_to_index(self.keys.sid_index(sid), &h, left_ms)
+                .await?;
+        }
+        let (key, tomb, value) = (&self.keys.session(&h), &self.keys.tombstone(&h), &value);
+        let script = &self.scripts.put;
+        let stored: i64 = self
+            .conn
+            .run(self.timeout, "SET", |mut c| async move {
+                script
+                    .key(key)
+                    .key(tomb)
+                    .arg(value)
+                    .arg(ttl_ms)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if stored == 0 {
+            tracing::debug!("session was ended while being updated; not stored again");
+        }
+        // Other replicas may hold the previous version (a token refresh).
+        self.local.evict(&h);
+        self.publish(&[h]).await;
+        Ok(())
+    }
+
+    async fn revoke(&self, index: String) -> Result<u64, StoreError> {
+        let index = &index;
+        let members: Vec<String> = {
+            self.conn
+                .run(self.timeout, "SMEMBERS", |mut c| async move {
+                    c.smembers(index).await
+                })
+                .await?
+        };
+        let mut ended = 0;
+        let mut hashes = Vec::with_capacity(members.len());
+        for m in &members {
+            let Some(h) = parse_hex(m) else { continue };
+            if self.end(&h).await? {
+                ended += 1;
+            }
+            hashes.push(h);
+        }
+        // Only the members seen: a session indexed meanwhile stays indexed.
+        if !members.is_empty() {
+            let members = &members;
+            self.conn
+                .run(self.timeout, "SREM", |mut c| async move {
+                    c.srem::<_, _, i64>(index, members).await
+                })
+                .await?;
+        }
+        self.publish(&hashes).await;
+        Ok(ended)
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.subscriber.abort();
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn get<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
+        Box::pin(async move {
+            let h = session_hash(id);
+            if let Some(s) = self.local.get(&h, unix_now()) {
+                return Ok(Some(s));
+            }
+            self.fetch(&h).await
+        })
+    }
+
+    fn get_fresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
+        Box::pin(async move { self.fetch(&session_hash(id)).await })
+    }
+
+    fn put<'a>(
+        &'a self,
+        id: &'a SessionId,
+        session: Session,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.put_now(id, session))
+    }
+
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let h = session_hash(id);
+            // Evict here first: even if Redis is unreachable, this replica
+            // stops serving the session at once.
+            self.local.evict(&h);
+            self.end(&h).await?;
+            self.publish(&[h]).await;
+            Ok(())
+        })
+    }
+
+    fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.revoke(self.keys.user_index(user_id)))
+    }
+
+    fn revoke_sid<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.revoke(self.keys.sid_index(sid)))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.conn
+                .run(self.timeout, "PING", |mut c| async move {
+                    redis::cmd("PING").query_async::<String>(&mut c).await
+                })
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn approximate_len(&self) -> u64 {
+        self.local.len()
+    }
+
+    /// `SET NX PX`: one replica refreshes a session at a time. The lock
+    /// expires by itself if its holder dies.
+    fn try_lock_refresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+        token: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.lock(&session_hash(id));
+            let ttl_ms = millis(ttl).max(1);
+            let set: Option<String> = self
+                .conn
+                .run(self.timeout, "SET NX", |mut c| async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn unlock_refresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.lock(&session_hash(id));
+            let script = &self.scripts.unlock;
+            self.conn
+                .run(self.timeout, "unlock", |mut c| async move {
+                    script.key(key).arg(token).invoke_async::<i64>(&mut c).await
+                })
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

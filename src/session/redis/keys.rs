@@ -1,0 +1,141 @@
+//! Key names and the Lua scripts that keep multi-step changes atomic.
+//!
+//! A session id never appears in Redis: keys use the SHA-256 of the id
+//! ("session hash"), so someone who can read Redis (a backup, `MONITOR`)
+//! cannot turn a key into a working cookie — and the cookie is also signed
+//! with the session secret. User ids and provider `sid`s are hashed too,
+//! which keeps key lengths fixed.
+//!
+//! Per session, three keys share one Redis Cluster hash slot through a hash
+//! tag (`{hash}`), so scripts that touch two of them work on a cluster:
+//!
+//! | key | holds | TTL |
+//! |---|---|---|
+//! | `<prefix>{<hash>}:s` | the session (JSON of [`Session`](crate::session::model::Session)) | min(idle timeout, absolute end), extended on read |
+//! | `<prefix>{<hash>}:t` | tombstone: this id was ended | 10 min |
+//! | `<prefix>{<hash>}:l` | refresh lock token | a few seconds |
+//! | `<prefix>u:<sha256(user id)>` | set of session hashes of the user | the longest absolute end among them |
+//! | `<prefix>x:<sha256(sid)>` | set of session hashes with that provider `sid` | likewise |
+//!
+//! Invalidations go out on the channel `<prefix>invalidate` as
+//! space-separated session hashes.
+
+use redis::Script;
+use sha2::{Digest, Sha256};
+
+use crate::session::store::SessionId;
+
+/// The SHA-256 of a session id: the local cache key and, in hex, part of
+/// every Redis key of the session.
+pub(super) type Hash = [u8; 32];
+
+pub(super) fn session_hash(id: &SessionId) -> Hash {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub(super) fn session(&self, h: &Hash) -> String {
+        format!("{}{{{}}}:s", self.prefix, hex(h))
+    }
+
+    pub(super) fn tombstone(&self, h: &Hash) -> String {
+        format!("{}{{{}}}:t", self.prefix, hex(h))
+    }
+
+    pub(super) fn lock(&self, h: &Hash) -> String {
+        format!("{}{{{}}}:l", self.prefix, hex(h))
+    }
+
+    pub(super) fn user_index(&self, user_id: &str) -> String {
+        format!(
+            "{}u:{}",
+            self.prefix,
+            hex(&Sha256::digest(user_id.as_bytes()).into())
+        )
+    }
+
+    pub(super) fn sid_index(&self, sid: &str) -> String {
+        format!(
+            "{}x:{}",
+            self.prefix,
+            hex(&Sha256::digest(sid.as_bytes()).into())
+        )
+    }
+
+    pub(super) fn channel(&self) -> String {
+        format!("{}invalidate", self.prefix)
+    }
+}
+
+pub(super) fn hex(h: &Hash) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(64);
+    for b in h {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The hash a hex string names (an index member or a pub/sub message part).
+pub(super) fn parse_hex(s: &str) -> Option<Hash> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut h = [0u8; 32];
+    for (i, byte) in h.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(h)
+}
+
+/// The Lua scripts (loaded once per server, then run by SHA).
+pub(super) struct Scripts {
+    /// KEYS: session, tombstone. ARGV: value, ttl ms. Stores unless the id
+    /// was ended (a refresh finishing after a logout must not revive it).
+    pub(super) put: Script,
+    /// KEYS: session, tombstone. ARGV: tombstone ttl ms. Tombstone first,
+    /// then delete; answers 1 when the session existed.
+    pub(super) end: Script,
+    /// KEYS: index set. ARGV: member, ttl ms. Adds and makes sure the set
+    /// lives at least as long as the new member; answers the set's size.
+    pub(super) index: Script,
+    /// KEYS: lock. ARGV: token. Deletes the lock only if it is still ours.
+    pub(super) unlock: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Scripts {
+        Scripts {
+            put: Script::new(
+                r"if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1",
+            ),
+            end: Script::new(
+                r"redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return redis.call('DEL', KEYS[1])",
+            ),
+            index: Script::new(
+                r"redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SCARD', KEYS[1])",
+            ),
+            unlock: Script::new(
+                r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0",
+            ),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Two realmgate gateways (in process, real listeners) sharing sessions
+//! through a real `redis-server`, signed in through the demo IdP: a login on
+//! one works on the other, logout on one ends the session on the other
+//! within a second even though it was cached there, one refresh across
+//! replicas, and Redis going down and coming back (`/readyz`, fail closed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use realmgate::demo::idp::{self, Idp, IdpConfig};
+use reqwest::header::{ACCEPT, LOCATION};
+use reqwest::StatusCode;
+
+use crate::redis_util::RedisServer;
+use crate::util::{EchoUpstream, DEADLINE, SECRET};
+
+const HOST: &str = "app.test";
+const BOB: &str = "bob@contoso.example";
+
+struct Replicas {
+    idp: Idp,
+    redis: RedisServer,
+    _upstream: EchoUpstream,
+    a: realmgate::server::Running,
+    b: realmgate::server::Running,
+}
+
+async fn replicas() -> Replicas {
+    let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock IdP starts");
+    let upstream = EchoUpstream::start().await;
+    let redis = RedisServer::start().await;
+    // A long local cache: only an invalidation can end a cached session
+    // within a second.
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[session]
+secret = "{SECRET}"
+store = "redis"
+redis_url = "{redis}"
+redis_cache_ttl = "30s"
+
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "contoso.example"
+authority_host = "{base}"
+graph_endpoint = "{base}/graph"
+client_id = "{client}"
+client_secret = "{secret}"
+scopes = ["openid", "profile", "email", "offline_access"]
+
+[[route]]
+name = "app"
+hosts = ["{HOST}"]
+upstream = "{up}"
+"#,
+        redis = redis.url(),
+        base = idp.base_url(),
+        client = idp::DEMO_CLIENT_ID,
+        secret = idp::DEMO_CLIENT_SECRET,
+        up = upstream.url(),
+    );
+    let settings = realmgate::config::load_str(&toml).expect("config");
+    let a = realmgate::server::start(settings.clone(), None)
+        .await
+        .expect("gateway a");
+    let b = realmgate::server::start(settings, None)
+        .await
+        .expect("gateway b");
+    Replicas {
+        idp,
+        redis,
+        _upstream: upstream,
+        a,
+        b,
+    }
+}
+
+/// A browser talking to the gateway at `addr`, sharing `jar` (one user,
+/// two replicas behind a load balancer without stickiness).
+fn browser(jar: &Arc<reqwest::cookie::Jar>, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(jar.clone())
+        .timeout(Duration::from_secs(30))
+        .resolve(HOST, addr)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{HOST}:{}{path}", addr.port())
+}
+
+async fn sign_in(r: &Replicas, via: &reqwest::Client, addr: SocketAddr) {
+    let start = via
+        .get(url(addr, "/.auth/login/contoso?rd=/page"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND, "login starts");
+    let authorize = start.headers()[LOCATION].to_str().unwrap().to_string();
+    let back = r
+        .idp
+        .complete_login(&authorize, BOB)
+        .expect("IdP issues a code");
+    let done = via
+        .get(&back.url)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::FOUND, "signed in");
+}
+
+async fn page(client: &reqwest::Client, addr: SocketAddr) -> StatusCode {
+    client
+        .get(url(addr, "/page"))
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn readyz(admin: SocketAddr) -> StatusCode {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("http://{admin}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_on_one_replica_works_on_the_other_and_logout_ends_it_on_both_within_a_second() {
+    let r = replicas().await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let (on_a, on_b) = (browser(&jar, r.a.addr), browser(&jar, r.b.addr));
+    sign_in(&r, &on_a, r.a.addr).await;
+    assert_eq!(page(&on_a, r.a.addr).await, StatusCode::OK);
+    // b has it cached after this.
+    assert_eq!(page(&on_b, r.b.addr).await, StatusCode::OK);
+    assert_eq!(page(&on_b, r.b.addr).await, StatusCode::OK);
+
+    // Keep a copy of the cookie: the logout clears it in the jar.
+    let cookie = reqwest::cookie::CookieStore::cookies(&*jar, &url(r.b.addr, "/").parse().unwrap())
+        .expect("session cookie");
+    let logout = on_a
+        .get(url(r.a.addr, "/.auth/logout"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_redirection() || logout.status().is_success());
+    let stale = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(HOST, r.b.addr)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let status = stale
+            .get(url(r.b.addr, "/page"))
+            .header(ACCEPT, "application/json")
+            .header(reqwest::header::COOKIE, cookie.clone())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "replica b still served the session {:?} after logout on a",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_on_two_replicas_near_expiry_cause_one_refresh() {
+    let r = replicas().await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let (on_a, on_b) = (browser(&jar, r.a.addr), browser(&jar, r.b.addr));
+    // Access token valid for 30 s: within the refresh margin at once.
+    r.idp.set_access_token_lifetime(30);
+    sign_in(&r, &on_a, r.a.addr).await;
+    r.idp.set_access_token_lifetime(3600);
+    let before = r.idp.token_calls();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (client, addr) = if i % 2 == 0 {
+            (on_a.clone(), r.a.addr)
+        } else {
+            (on_b.clone(), r.b.addr)
+        };
+        tasks.push(tokio::spawn(async move { page(&client, addr).await }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        r.idp.token_calls() - before,
+        1,
+        "40 concurrent requests over two replicas: exactly one refresh"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_readyz_503_cached_sessions_served_others_fail_closed_then_recovers() {
+    let mut r = replicas().await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let (on_a, on_b) = (browser(&jar, r.a.addr), browser(&jar, r.b.addr));
+    sign_in(&r, &on_a, r.a.addr).await;
+    // Cached on b only (a evicted its copy when it wrote the session).
+    assert_eq!(page(&on_b, r.b.addr).await, StatusCode::OK);
+    assert_eq!(readyz(r.a.admin_addr).await, StatusCode::OK);
+
+    r.redis.kill();
+    assert_eq!(
+        readyz(r.a.admin_addr).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readyz reports the store"
+    );
+    assert_eq!(
+        page(&on_b, r.b.addr).await,
+        StatusCode::OK,
+        "cached: served"
+    );
+    assert_eq!(
+        page(&on_a, r.a.addr).await,
+        StatusCode::UNAUTHORIZED,
+        "not cached: fails closed"
+    );
+    // A new login cannot be saved: a clear 503 from the callback.
+    let other = browser(&Arc::new(reqwest::cookie::Jar::default()), r.a.addr);
+    let start = other
+        .get(url(r.a.addr, "/.auth/login/contoso?rd=/page"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    let authorize = start.headers()[LOCATION].to_str().unwrap().to_string();
+    let back = r.idp.complete_login(&authorize, BOB).expect("code");
+    let done = other
+        .get(&back.url)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = done.text().await.unwrap();
+    assert!(body.contains("could not be saved"), "{body}");
+
+    r.redis.restart().await;
+    let started = Instant::now();
+    while readyz(r.a.admin_addr).await != StatusCode::OK {
+        assert!(started.elapsed() < DEADLINE, "readyz never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Data is gone (no persistence in the test server): sign in again works.
+    sign_in(&r, &on_a, r.a.addr).await;
+    assert_eq!(page(&on_b, r.b.addr).await, StatusCode::OK);
+    r.a.shutdown().await;
+    r.b.shutdown().await;
+}
