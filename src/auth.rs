@@ -544,7 +544,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 fn error_page(state: &AuthState, err: &GatewayError, parts: &Parts) -> Response<Body> {
     respond::error_response(
         err,
-        &parts.headers,
+        &respond::Negotiation::of(&parts.headers),
         &parts.method,
         &parts.uri,
         Some(&state.pages),

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -84,13 +84,16 @@ impl Gateway {
 }
 
 /// What the access log line and metrics need, filled in as the request advances.
+///
+/// Only cheap handles are kept (reference-counted values, no formatting): the
+/// log fields are rendered when a line is actually written, so a gateway
+/// with the access log off pays nothing for them.
 struct Record {
     method: Method,
-    /// The normalized host when routed (never the raw header of an unknown host).
-    host: String,
-    path: String,
+    /// The client's Host once it named a route (an unknown host is never logged).
+    host: Option<HeaderValue>,
     route: Option<Arc<RouteSettings>>,
-    user: Option<String>,
+    user: Option<Arc<crate::session::model::Session>>,
     request_id: HeaderValue,
     upstream_latency: Option<Duration>,
 }
@@ -99,8 +102,7 @@ struct Record {
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let mut rec = Record {
         method: req.method().clone(),
-        host: String::new(),
-        path: loggable_path(req.uri().path()),
+        host: None,
         route: None,
         user: None,
         // Decided first, so every answer (errors and `/.auth/*` too) carries it.
@@ -109,13 +111,17 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
     };
     // What `error_response` looks at, kept before the request moves on
     // (only the headers that choose HTML or JSON, not the whole map).
-    let negotiation = negotiation_headers(req.headers());
+    let negotiation = respond::Negotiation::of(req.headers());
     let uri = req.uri().clone();
-    let mut response = match pipeline(&gw, req, &conn, &mut rec).await {
+    // Boxed once: the pipeline's future (routing, auth, the upstream
+    // exchange) is a few KiB, and the request's future is moved several
+    // times on its way into hyper; a pointer moves cheaper than a copy.
+    let mut response = match Box::pin(pipeline(&gw, req, &conn, &mut rec)).await {
         Ok(r) => r,
         Err(e) => {
             if matches!(e, GatewayError::Internal) {
-                tracing::error!(path = %rec.path, "internal error while serving a request");
+                let path = loggable_path(uri.path());
+                tracing::error!(%path, "internal error while serving a request");
             }
             respond::error_response(&e, &negotiation, &rec.method, &uri, gw.pages())
         }
@@ -129,18 +135,26 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
     let route_name = rec.route.as_ref().map_or("", |r| r.name.as_str());
     gw.metrics
         .record_request(route_name, status, rec.upstream_latency);
-    tracing::info!(
-        target: "access",
-        method = %rec.method,
-        host = %rec.host,
-        path = %rec.path,
-        status,
-        upstream_ms = rec.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
-        route = route_name,
-        user = rec.user.as_deref(),
-        request_id = rec.request_id.to_str().ok(),
-        peer = %conn.peer.ip(),
-    );
+    if tracing::enabled!(target: "access", tracing::Level::INFO) {
+        let host = rec
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .and_then(crate::router::normalize_host)
+            .unwrap_or_default();
+        tracing::info!(
+            target: "access",
+            method = %rec.method,
+            host = %host,
+            path = %loggable_path(uri.path()),
+            status,
+            upstream_ms = rec.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
+            route = route_name,
+            user = rec.user.as_ref().map(|u| u.user_id.as_str()),
+            request_id = rec.request_id.to_str().ok(),
+            peer = %conn.peer.ip(),
+        );
+    }
     response
 }
 
@@ -163,7 +177,7 @@ async fn pipeline(
         // Never echoed, not even in the log.
         return Err(GatewayError::UnknownHost);
     }
-    rec.host = crate::router::normalize_host(host_text).unwrap_or_default();
+    rec.host = Some(client_host.clone());
     let route = match found {
         Lookup::Found(r) => r.clone(),
         Lookup::AmbiguousPath => {
@@ -181,7 +195,9 @@ async fn pipeline(
     strip_hop_by_hop(req.headers_mut());
 
     if crate::auth::is_auth_path(req.uri().path()) {
-        return Ok(crate::auth::endpoint(&gw.auth, &route, req, conn).await);
+        // Boxed: sign-in endpoints have large futures; the proxied requests'
+        // futures (moved several times per request) stay small without them.
+        return Ok(Box::pin(crate::auth::endpoint(&gw.auth, &route, req, conn)).await);
     }
 
     let (mut parts, body) = req.into_parts();
@@ -200,7 +216,7 @@ async fn pipeline(
         // (which ends when the token expires, `tunnel_until`).
         crate::auth::GateOutcome::PermittedBearer(p) => (Some(p), None),
     };
-    rec.user = permit.as_ref().map(|p| p.user().user_id.clone());
+    rec.user = permit.as_ref().map(|p| p.user_arc().clone());
     let tunnel_until = permit
         .as_ref()
         .map(|p| SystemTime::UNIX_EPOCH + Duration::from_secs(p.user().expires_at));
@@ -250,20 +266,6 @@ fn session_alive(
             }
         })
     })
-}
-
-/// The request headers `respond::prefers_html` reads.
-fn negotiation_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in [
-        http::header::ACCEPT,
-        HeaderName::from_static("x-requested-with"),
-    ] {
-        for v in headers.get_all(&name) {
-            out.append(name.clone(), v.clone());
-        }
-    }
-    out
 }
 
 /// The Host the client addressed: the URI authority (HTTP/2, absolute-form),

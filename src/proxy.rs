@@ -133,11 +133,12 @@ impl Upstreams {
         };
 
         let started = Instant::now();
+        // The upgrade and hyper-util client futures are boxed: they are
+        // large, and every request's future would otherwise carry their size
+        // (it is moved several times per request).
         let exchange = async {
             match plain {
-                Some(p) if upgrade.is_some() => p
-                    .pool
-                    .send_upgrade(request)
+                Some(p) if upgrade.is_some() => Box::pin(p.pool.send_upgrade(request))
                     .await
                     .map_err(|e| e.to_gateway(&route.name)),
                 Some(p) => p
@@ -145,7 +146,7 @@ impl Upstreams {
                     .send(request)
                     .await
                     .map_err(|e| e.to_gateway(&route.name)),
-                None => match client.request(request).await {
+                None => match Box::pin(client.request(request)).await {
                     Ok(r) => Ok(r.map(BodyExt::boxed)),
                     Err(e) => Err(classify(route, &e)),
                 },

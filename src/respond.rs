@@ -193,18 +193,48 @@ impl GatewayError {
     }
 }
 
+/// The request headers that choose between an HTML page and JSON, kept
+/// apart from the request (which moves on to the upstream). Holds
+/// reference-counted header values: no copy of the bytes, and no allocation
+/// for a request without `Accept`.
+#[derive(Debug, Clone, Default)]
+pub struct Negotiation {
+    xhr: bool,
+    accept: Vec<HeaderValue>,
+}
+
+impl Negotiation {
+    pub fn of(headers: &HeaderMap) -> Negotiation {
+        Negotiation {
+            xhr: headers.contains_key("x-requested-with"),
+            accept: headers
+                .get_all(http::header::ACCEPT)
+                .iter()
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// See [`prefers_html`].
+    pub fn prefers_html(&self) -> bool {
+        !self.xhr && html_over_json(self.accept.iter())
+    }
+}
+
 /// True when the client prefers HTML (browser navigation) over JSON.
 ///
 /// `X-Requested-With` (XHR) means not HTML. Otherwise `text/html` must have a
 /// higher quality than `application/json` (absent types count as q=0;
 /// wildcards count for neither, so `*/*` alone is not a browser).
 pub fn prefers_html(headers: &HeaderMap) -> bool {
-    if headers.contains_key("x-requested-with") {
-        return false;
-    }
+    !headers.contains_key("x-requested-with")
+        && html_over_json(headers.get_all(http::header::ACCEPT).iter())
+}
+
+fn html_over_json<'a>(accept: impl Iterator<Item = &'a HeaderValue>) -> bool {
     let mut html = 0.0f32;
     let mut json = 0.0f32;
-    for value in headers.get_all(http::header::ACCEPT) {
+    for value in accept {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut params = item.split(';');
@@ -230,12 +260,12 @@ pub fn prefers_html(headers: &HeaderMap) -> bool {
 /// The response for `err`: HTML (rendered with `pages` when given) or JSON by `Accept`.
 pub fn error_response(
     err: &GatewayError,
-    headers: &HeaderMap,
+    negotiation: &Negotiation,
     method: &Method,
     uri: &Uri,
     pages: Option<&crate::ui::Pages>,
 ) -> Response<Body> {
-    let html = prefers_html(headers);
+    let html = negotiation.prefers_html();
     if let GatewayError::InvalidToken(reason) = err {
         // Always JSON: whoever sent a bearer token is a program.
         let mut resp = json_response(err, Some(reason));

@@ -89,7 +89,9 @@ pub(crate) async fn if_due(
     if !due(state, &session, super::now()) {
         return Ok(session);
     }
-    refresh(state, id, &session, false).await
+    // Boxed: the refresh future (token request, Graph, store) is large, and
+    // every request's future would otherwise carry its size (see handler.rs).
+    Box::pin(refresh(state, id, &session, false)).await
 }
 
 /// Refreshes under the session's lock. Unless `force`, a refresh another

@@ -52,7 +52,9 @@ pub const MAX_IDLE: usize = 256;
 /// How often closed and expired idle connections are dropped when the pool is quiet.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-type Driver = http1::Connection<TokioIo<TcpStream>, Body>;
+/// Boxed once per connection: the state machine with its buffers is large,
+/// and a `Conn` is moved with (and sized into) every request's future.
+type Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>;
 
 /// Where to connect: an address, or a name resolved at every new connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -204,7 +206,7 @@ impl Conn {
         let Some(driver) = slot.as_mut() else {
             return false;
         };
-        match Pin::new(driver).poll(cx) {
+        match driver.as_mut().poll(cx) {
             Poll::Pending => true,
             Poll::Ready(result) => {
                 if let Err(e) = result {
@@ -239,7 +241,7 @@ impl Conn {
                 Err(poisoned) => poisoned.into_inner(),
             };
             if let Some(d) = slot.as_mut() {
-                if let Poll::Ready(result) = Pin::new(d).poll(cx) {
+                if let Poll::Ready(result) = d.as_mut().poll(cx) {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "upstream connection ended with an error");
                     }
@@ -266,9 +268,11 @@ impl Pool {
     /// hands the connection back to the pool once read to the end.
     pub async fn send(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
         let may_retry = matches!(*req.method(), Method::GET | Method::HEAD);
+        // Connecting is boxed: it happens once per connection, and its
+        // future would otherwise enlarge every request's.
         let (mut conn, pooled) = match self.take_idle() {
             Some(conn) => (conn, true),
-            None => (self.connect().await?, false),
+            None => (Box::pin(self.connect()).await?, false),
         };
         let err = match conn.exchange(req).await {
             Ok(response) => return Ok(self.wrap(conn, response)),
@@ -279,7 +283,7 @@ impl Pool {
             // Never sent: a GET or HEAD gets one more try on a new connection.
             Some(req) if pooled && may_retry => {
                 tracing::debug!(error = %err.error(), "pooled upstream connection was closed; retrying on a new one");
-                let mut conn = self.connect().await?;
+                let mut conn = Box::pin(self.connect()).await?;
                 match conn.exchange(req).await {
                     Ok(response) => Ok(self.wrap(conn, response)),
                     Err(e) => Err(PoolError::Http(e.into_error())),
@@ -377,7 +381,7 @@ impl Pool {
             .await?;
         Ok(Conn {
             sender,
-            driver: Mutex::new(Some(driver)),
+            driver: Mutex::new(Some(Box::pin(driver))),
         })
     }
 

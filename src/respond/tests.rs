@@ -113,7 +113,7 @@ async fn body_text(resp: Response<Body>) -> String {
 fn respond(err: &GatewayError, accept: &str, method: Method, uri: &str) -> Response<Body> {
     error_response(
         err,
-        &headers(&[("accept", accept)]),
+        &Negotiation::of(&headers(&[("accept", accept)])),
         &method,
         &uri.parse().unwrap(),
         None,
@@ -187,7 +187,10 @@ async fn api_clients_without_session_get_401_json_with_bearer_challenge() {
     // XHR from a browser page: JSON even with an HTML Accept.
     let xhr = error_response(
         &GatewayError::NotSignedIn,
-        &headers(&[("accept", BROWSER), ("x-requested-with", "XMLHttpRequest")]),
+        &Negotiation::of(&headers(&[
+            ("accept", BROWSER),
+            ("x-requested-with", "XMLHttpRequest"),
+        ])),
         &Method::GET,
         &"/".parse().unwrap(),
         None,
@@ -290,7 +293,10 @@ fn prefers_html_follows_accept_quality() {
         ),
     ];
     for (pairs, want) in cases {
-        assert_eq!(prefers_html(&headers(pairs)), *want, "{pairs:?}");
+        let h = headers(pairs);
+        assert_eq!(prefers_html(&h), *want, "{pairs:?}");
+        // The copy the handler keeps for error pages decides alike.
+        assert_eq!(Negotiation::of(&h).prefers_html(), *want, "{pairs:?}");
     }
     let mut h = HeaderMap::new();
     h.insert(ACCEPT, HeaderValue::from_bytes(b"text/html\xff").unwrap());
