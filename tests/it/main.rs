@@ -3,6 +3,7 @@
 
 mod browser;
 mod demo_command;
+mod deploy;
 mod entra;
 mod forward_auth;
 mod hostile_http;
