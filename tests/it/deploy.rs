@@ -1045,3 +1045,149 @@ fn dockerfile_healthcheck_passes_against_a_running_gateway_and_fails_once_it_sto
     assert_eq!(gateway.wait_exit(DEADLINE), Some(0));
     assert!(!run(port), "health check passes with nothing listening");
 }
+
+/// `haproxy -db -f FILE` (foreground); killed by PID on drop.
+struct Haproxy {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The `show stat` row of `server` from the stats socket, as (column, value) pairs.
+    async fn server_stat(&self, server: &str) -> Option<BTreeMap<String, String>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = tokio::net::UnixStream::connect(self.dir.path().join("admin.sock"))
+            .await
+            .ok()?;
+        sock.write_all(b"show stat\n").await.ok()?;
+        let mut out = String::new();
+        sock.read_to_string(&mut out).await.ok()?;
+        let mut lines = out.lines();
+        let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|row| row.get(1) == Some(&server))
+            .map(|row| {
+                header
+                    .iter()
+                    .zip(row)
+                    .map(|(h, v)| (h.to_string(), v.to_string()))
+                    .collect()
+            })
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_example_brings_the_client_address_over_proxy_protocol_v2_and_checks_readyz() {
+    let program = require("haproxy", "haproxy");
+    let upstream = crate::util::EchoUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // realmgate with proxy_protocol = true as in realmgate-behind-haproxy.toml, on loopback,
+    // without TLS and with the memory store: the PROXY header and the health checks are
+    // what this test is about (TLS passes through HAProxy's tcp mode untouched).
+    let config = dir.path().join("realmgate.toml");
+    let route = crate::util::route("app", "app.test", "/", &upstream.url(), "public = [\"/\"]");
+    std::fs::write(
+        &config,
+        crate::util::config("proxy_protocol = true", &route),
+    )
+    .unwrap();
+    let gateway = Realmgate::start(&config);
+
+    // deploy/lb/haproxy.cfg with this machine's addresses, one server, and a stats socket.
+    let listen = free_port();
+    let mut cfg = String::new();
+    for line in read("lb/haproxy.cfg").lines() {
+        if line.trim_start().starts_with("server ") {
+            continue;
+        }
+        let line = line
+            .replace("log /dev/log local0", "log stderr format raw local0")
+            // maxconn 20000 needs 40,000 file descriptors; a test runner may have fewer.
+            .replace("maxconn 20000", "maxconn 1000")
+            .replace("bind :443", &format!("bind 127.0.0.1:{listen}"))
+            .replace(
+                "check port 9090",
+                &format!("check port {}", gateway.admin.port()),
+            );
+        cfg.push_str(&line);
+        cfg.push('\n');
+        if line.trim() == "global" {
+            cfg.push_str(&format!(
+                "    stats socket {}/admin.sock mode 600 level admin\n",
+                dir.path().display()
+            ));
+        }
+    }
+    cfg.push_str(&format!("    server realmgate1 {}\n", gateway.addr));
+    let cfg_path = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg_path, &cfg).unwrap();
+    let child = Command::new(program)
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .spawn()
+        .expect("start haproxy");
+    let mut haproxy = Haproxy { child, dir };
+
+    // HAProxy's active check of GET /readyz on the admin port (no PROXY header there)
+    // passes: layer 7 OK, status 200.
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(Some(status)) = haproxy.child.try_wait() {
+            panic!("haproxy exited ({status}):\n{}", haproxy.stderr());
+        }
+        let stat = haproxy.server_stat("realmgate1").await;
+        if let Some(stat) = &stat {
+            if stat.get("check_status").map(String::as_str) == Some("L7OK") {
+                assert_eq!(stat["check_code"], "200");
+                assert_eq!(stat["status"], "UP");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "no passing /readyz check: {stat:?}\n{}",
+            haproxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A client on 127.0.0.2: realmgate's TCP peer is HAProxy (127.0.0.1), but the PROXY
+    // v2 header names the client, and that is what the app gets.
+    let client = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .resolve("app.test", format!("127.0.0.1:{listen}").parse().unwrap())
+        .no_proxy()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("http://app.test:{listen}/hello"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET through haproxy: {e}\n{}", haproxy.stderr()));
+    assert_eq!(resp.status(), reqwest::StatusCode::OK, "{}", gateway.log());
+    let echoed = crate::util::Echoed::from(resp).await;
+    assert_eq!(
+        echoed.header("x-forwarded-for").as_deref(),
+        Some("127.0.0.2"),
+        "{:?}",
+        echoed.0
+    );
+    assert_eq!(echoed.uri(), "/hello");
+}
