@@ -4,11 +4,14 @@
 //! [`gate`] for every other routed request, after hop-by-hop headers are
 //! removed and before forwarding headers are added. `gate` strips every
 //! identity header and realmgate's own cookies, then lets a public path
-//! through without identity, or authenticates (session cookie), authorizes
+//! through without identity, or authenticates (a bearer token on routes with
+//! `api_audiences`, see `bearer`; else the session cookie), authorizes
 //! (`policy`) and injects the identity headers of the route's profile.
 
 mod account;
+pub mod assertion;
 mod backchannel;
+mod bearer;
 pub(crate) mod callback;
 mod graph;
 mod login;
@@ -91,6 +94,8 @@ pub struct AuthState {
     route_hosts: Arc<HashSet<String>>,
     /// Group ids or names used by some `allow.groups` (for `groups_in_headers = "known"`).
     policy_groups: Arc<HashSet<String>>,
+    /// Signs `X-Realmgate-Assertion`, when `server.assertion_key` is set.
+    assertions: Option<Arc<assertion::Assertions>>,
 }
 
 impl AuthState {
@@ -123,6 +128,11 @@ impl AuthState {
                     .flat_map(|r| r.allow.groups.iter().cloned())
                     .collect(),
             ),
+            assertions: settings
+                .server
+                .assertion_key
+                .as_ref()
+                .map(|k| Arc::new(assertion::Assertions::new(k.clone()))),
             shared: shared.clone(),
             settings,
         }
@@ -137,8 +147,12 @@ impl AuthState {
 pub enum GateOutcome {
     /// A public path: forward without identity headers.
     Public,
-    /// Authenticated and authorized: identity headers are in place; forward.
+    /// Authenticated by the session cookie and authorized: identity headers
+    /// are in place; forward.
     Permitted(Permit),
+    /// Authenticated by a bearer token (no session) and authorized: forward.
+    /// A tunnel lives until the token expires; no session to watch.
+    PermittedBearer(Permit),
 }
 
 /// True for paths realmgate answers itself on every route host.
@@ -170,6 +184,15 @@ pub async fn gate(
     if crate::pathnorm::is_public(parts.uri.path(), &route.public) {
         return Ok(GateOutcome::Public);
     }
+    // An API route: a bearer token, when sent, is the only credential looked
+    // at (an invalid one is refused even next to a valid session cookie).
+    if !route.api_audiences.is_empty() {
+        if let Some(token) = bearer::token(&parts.headers)?.map(str::to_string) {
+            let caller = bearer::authenticate(state, route, &token).await?;
+            let permit = admit(state, route, parts, conn, caller.user, &caller.connection)?;
+            return Ok(GateOutcome::PermittedBearer(permit));
+        }
+    }
     let Some(id) = session_id else {
         return Err(GatewayError::NotSignedIn);
     };
@@ -184,17 +207,32 @@ pub async fn gate(
         // The connection was removed from the config: the session is void.
         return Err(GatewayError::NotSignedIn);
     };
-    match policy::authorize(route, Some(&connection), user) {
+    admit(state, route, parts, conn, user, &connection).map(GateOutcome::Permitted)
+}
+
+/// Authorizes an authenticated `user` (session or bearer token) for `route`
+/// and, when allowed, injects the route profile's identity headers.
+fn admit(
+    state: &AuthState,
+    route: &Arc<RouteSettings>,
+    parts: &mut Parts,
+    conn: &ConnInfo,
+    user: Arc<Session>,
+    connection: &Arc<ConnectionSettings>,
+) -> Result<Permit, GatewayError> {
+    match policy::authorize(route, Some(connection), user) {
         Ok(permit) => {
+            let origin = request_origin(state, parts, conn);
+            let assertion = signed_assertion(state, route, &permit, connection, &origin);
             crate::headers::identity::inject(
                 &mut parts.headers,
                 &permit,
                 route,
-                &connection,
+                connection,
                 &state.policy_groups,
-                None,
+                assertion.as_deref(),
             );
-            Ok(GateOutcome::Permitted(permit))
+            Ok(permit)
         }
         Err(denied) => {
             tracing::info!(
@@ -206,6 +244,28 @@ pub async fn gate(
             Err(GatewayError::Denied(Box::new(denied)))
         }
     }
+}
+
+/// The signed assertion for a permitted user, when the route sends one
+/// (`jwt_assertion = true`, or the `pomerium` profile) and a key is configured.
+fn signed_assertion(
+    state: &AuthState,
+    route: &RouteSettings,
+    permit: &Permit,
+    connection: &ConnectionSettings,
+    origin: &str,
+) -> Option<String> {
+    if !(route.jwt_assertion || route.headers == crate::config::HeaderProfile::Pomerium) {
+        return None;
+    }
+    state.assertions.as_ref()?.issue(
+        permit.user(),
+        &route.name,
+        origin,
+        connection,
+        &state.policy_groups,
+        now(),
+    )
 }
 
 /// The session for `id`, if it exists and has not expired. A store failure
@@ -267,6 +327,7 @@ pub async fn endpoint(
         // Any method: Envoy ext_authz sends the original one; verify reads
         // no body and changes nothing.
         (_, "/verify") => verify::verify(&ctx, &parts, conn).await,
+        (&Method::GET | &Method::HEAD, "/keys") => Ok(keys(state)),
         (&Method::GET | &Method::POST, "/logout") => account::logout(&ctx, &parts).await,
         (&Method::GET | &Method::HEAD, "/logout/done") => Ok(account::signed_out(&ctx)),
         (&Method::GET | &Method::HEAD, "/refresh") => refresh::endpoint(&ctx, &parts).await,
@@ -274,9 +335,16 @@ pub async fn endpoint(
             Ok(form) => Ok(backchannel::logout(&ctx, &form).await),
             Err(e) => Err(e),
         },
-        (_, "/login" | "/me" | "/logout" | "/logout/done" | "/refresh" | "/backchannel-logout") => {
-            Err(GatewayError::MethodNotAllowed)
-        }
+        (
+            _,
+            "/login"
+            | "/me"
+            | "/logout"
+            | "/logout/done"
+            | "/refresh"
+            | "/backchannel-logout"
+            | "/keys",
+        ) => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),
     };
     let mut resp = match result {
@@ -285,6 +353,21 @@ pub async fn endpoint(
     };
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `GET /.auth/keys`: the JWKS that verifies `X-Realmgate-Assertion` (the
+/// public key only; an empty set when no `server.assertion_key` is set).
+fn keys(state: &AuthState) -> Response<Body> {
+    let jwks = match &state.settings.server.assertion_key {
+        Some(key) => key.jwks(),
+        None => serde_json::json!({ "keys": [] }),
+    };
+    let mut resp = json(StatusCode::OK, &jwks);
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
     resp
 }
 

@@ -192,9 +192,13 @@ async fn pipeline(
         None => None,
     };
     let outcome = crate::auth::gate(&gw.auth, &route, &mut parts, conn).await?;
-    let permit = match outcome {
-        crate::auth::GateOutcome::Public => None,
-        crate::auth::GateOutcome::Permitted(p) => Some(p),
+    let (permit, tunnel_session) = match outcome {
+        crate::auth::GateOutcome::Public => (None, None),
+        crate::auth::GateOutcome::Permitted(p) => (Some(p), tunnel_session),
+        // No session: a cookie the request may carry besides the token is
+        // not what authorized it, so it does not decide the tunnel's life
+        // (which ends when the token expires, `tunnel_until`).
+        crate::auth::GateOutcome::PermittedBearer(p) => (Some(p), None),
     };
     rec.user = permit.as_ref().map(|p| p.user().user_id.clone());
     let tunnel_until = permit

@@ -140,9 +140,31 @@ impl HttpClient {
 
     /// GET `url` with `Accept: application/json`.
     pub async fn get(&self, url: &str) -> Result<http::Response<Vec<u8>>, HttpError> {
-        let request = http::Request::get(url)
+        self.get_json(url, None).await
+    }
+
+    /// GET `url` with `Accept: application/json` and the user's access token
+    /// (`Authorization: Bearer`), as Graph and userinfo want it.
+    pub async fn get_with_bearer(
+        &self,
+        url: &str,
+        access_token: &str,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        self.get_json(url, Some(access_token)).await
+    }
+
+    async fn get_json(
+        &self,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let mut request = http::Request::get(url)
             .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, user_agent())
+            .header(http::header::USER_AGENT, user_agent());
+        if let Some(token) = access_token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Vec::new())
             .map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
         self.execute(request).await

@@ -10,11 +10,14 @@
 //! concurrent fetches of one document are collapsed into one (single-flight).
 //! An unreachable provider without a cache gives [`OidcError::Unavailable`].
 
+mod access_token;
 mod check;
+mod flight;
 pub mod id_token;
 pub mod jwks;
 pub mod metadata;
 mod token;
+mod userinfo;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +33,15 @@ use sha2::{Digest, Sha256};
 use crate::config::{ConnectionKind, ConnectionSettings, Secret, Settings};
 use crate::http_client::HttpClient;
 use crate::metrics::Metrics;
+use flight::Flight;
 use id_token::{Expectations, NonceRule, Purpose};
 use jwks::{KeySet, Selection};
 use metadata::{IssuerRule, Metadata};
 
 pub use check::test_connection;
+/// What a refresh token grant answered (the ID token is optional there).
+pub use token::Tokens as RefreshedTokens;
+pub use userinfo::UserinfoError;
 
 /// Background refresh period of discovery and JWKS (plus up to 10% jitter).
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
@@ -162,19 +169,10 @@ impl Providers {
             .cloned()
     }
 
-    /// The shared HTTP client (for Graph and userinfo calls by the caller).
+    /// The shared HTTP client (for the caller's Graph calls).
     pub fn http_client(&self) -> &HttpClient {
         &self.inner.http
     }
-}
-
-/// Single-flight state of one cached document.
-#[derive(Default)]
-struct Flight {
-    /// Number of finished fetches (successful or not).
-    done: AtomicU64,
-    /// Held while fetching; holds the last fetch's error.
-    lock: tokio::sync::Mutex<Option<String>>,
 }
 
 /// One connection's client.
@@ -182,10 +180,8 @@ pub struct Provider {
     cfg: ProviderConfig,
     http: HttpClient,
     metrics: Arc<Metrics>,
-    metadata: RwLock<Option<Arc<Metadata>>>,
-    keys: RwLock<Option<Arc<KeySet>>>,
-    metadata_flight: Flight,
-    keys_flight: Flight,
+    metadata: Flight<Metadata>,
+    keys: Flight<KeySet>,
     key_generation: AtomicU64,
     last_kid_refresh: Mutex<Option<Instant>>,
     /// `jti` of accepted logout tokens -> their `exp`.
@@ -227,22 +223,6 @@ pub struct TokenSet {
 impl std::fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenSet([redacted])")
-    }
-}
-
-/// What a refresh token grant answered (the ID token is optional there).
-#[derive(Clone)]
-pub struct RefreshedTokens {
-    pub id_token: Option<String>,
-    pub access_token: Option<String>,
-    /// A rotated refresh token, if the provider sent one (else keep the old one).
-    pub refresh_token: Option<String>,
-    pub expires_in: Option<Duration>,
-}
-
-impl std::fmt::Debug for RefreshedTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RefreshedTokens([redacted])")
     }
 }
 
@@ -460,10 +440,8 @@ impl Provider {
             cfg,
             http,
             metrics,
-            metadata: RwLock::new(manual),
-            keys: RwLock::new(None),
-            metadata_flight: Flight::default(),
-            keys_flight: Flight::default(),
+            metadata: Flight::new(manual),
+            keys: Flight::new(None),
             key_generation: AtomicU64::new(0),
             last_kid_refresh: Mutex::new(None),
             seen_jtis: Mutex::new(HashMap::new()),
@@ -483,14 +461,11 @@ impl Provider {
     }
 
     fn cached_metadata(&self) -> Option<Arc<Metadata>> {
-        self.metadata
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.metadata.cached()
     }
 
     fn cached_keys(&self) -> Option<Arc<KeySet>> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.keys.cached()
     }
 
     /// Cached metadata, fetched now if there is none yet.
@@ -498,8 +473,7 @@ impl Provider {
         if let Some(m) = self.cached_metadata() {
             return Ok(m);
         }
-        self.fetch_metadata(self.metadata_flight.done.load(Ordering::Acquire))
-            .await
+        self.fetch_metadata(self.metadata.finished()).await
     }
 
     /// Fetches discovery unless another fetch finished since `seen` (single-flight).
@@ -510,36 +484,13 @@ impl Provider {
                 .cached_metadata()
                 .ok_or_else(|| OidcError::Unavailable("no endpoints configured".into()));
         };
-        let mut last_error = self.metadata_flight.lock.lock().await;
-        if self.metadata_flight.done.load(Ordering::Acquire) != seen {
-            return match (self.cached_metadata(), last_error.as_ref()) {
-                (Some(m), None) => Ok(m),
-                (_, Some(e)) => Err(OidcError::Unavailable(e.clone())),
-                (None, None) => Err(OidcError::Unavailable("discovery failed".into())),
-            };
-        }
-        let started = Instant::now();
-        let result = self.download_metadata(&url).await;
-        self.metrics.record_idp_call(
-            &self.cfg.name,
-            "discovery",
-            started.elapsed(),
-            result.is_ok(),
-        );
-        self.metadata_flight.done.fetch_add(1, Ordering::AcqRel);
-        match result {
-            Ok(m) => {
-                let m = Arc::new(m);
-                *self.metadata.write().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
-                *last_error = None;
-                Ok(m)
-            }
-            Err(e) => {
-                tracing::warn!(connection = %self.cfg.name, error = %e, "discovery fetch failed");
-                *last_error = Some(e.clone());
-                Err(OidcError::Unavailable(e))
-            }
-        }
+        self.metadata
+            .fetch(
+                |done, _| done != seen,
+                || self.timed("discovery", self.download_metadata(&url)),
+            )
+            .await
+            .map_err(OidcError::Unavailable)
     }
 
     async fn download_metadata(&self, url: &str) -> Result<Metadata, String> {
@@ -555,47 +506,46 @@ impl Provider {
         if let Some(k) = self.cached_keys() {
             return Ok(k);
         }
-        self.fetch_keys(None).await
+        let seen = self.keys.finished();
+        self.fetch_keys(|done, _| done != seen).await
     }
 
-    /// Fetches the JWKS unless the cached set is newer than `seen_generation`
-    /// (or, with `None`, unless another fetch finished while waiting).
-    async fn fetch_keys(&self, seen_generation: Option<u64>) -> Result<Arc<KeySet>, OidcError> {
-        let seen_done = self.keys_flight.done.load(Ordering::Acquire);
-        let mut last_error = self.keys_flight.lock.lock().await;
-        let fresher = match (seen_generation, self.cached_keys()) {
-            (Some(g), Some(k)) => k.generation != g,
-            (None, _) => self.keys_flight.done.load(Ordering::Acquire) != seen_done,
-            (Some(_), None) => false,
-        };
-        if fresher {
-            if let Some(k) = self.cached_keys() {
-                return Ok(k);
-            }
-            if let Some(e) = last_error.as_ref() {
-                return Err(OidcError::Unavailable(e.clone()));
-            }
-        }
+    /// Fetches the JWKS unless the cached set is newer than `seen_generation`.
+    async fn fetch_newer_keys(&self, seen_generation: u64) -> Result<Arc<KeySet>, OidcError> {
+        self.fetch_keys(|_, cached| cached.is_some_and(|k| k.generation != seen_generation))
+            .await
+    }
+
+    /// Fetches the JWKS unless `already_done` (see [`Flight::fetch`]).
+    async fn fetch_keys(
+        &self,
+        already_done: impl FnOnce(u64, Option<&KeySet>) -> bool,
+    ) -> Result<Arc<KeySet>, OidcError> {
         let meta = self.metadata().await?;
+        self.keys
+            .fetch(already_done, || {
+                let generation = self.key_generation.fetch_add(1, Ordering::AcqRel) + 1;
+                self.timed("jwks", self.download_keys(&meta, generation))
+            })
+            .await
+            .map_err(OidcError::Unavailable)
+    }
+
+    /// Runs a download of `kind` ("discovery", "jwks"): its latency and
+    /// outcome are counted, and a failure is logged.
+    async fn timed<T>(
+        &self,
+        kind: &'static str,
+        download: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
         let started = Instant::now();
-        let generation = self.key_generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let result = self.download_keys(&meta, generation).await;
+        let result = download.await;
         self.metrics
-            .record_idp_call(&self.cfg.name, "jwks", started.elapsed(), result.is_ok());
-        self.keys_flight.done.fetch_add(1, Ordering::AcqRel);
-        match result {
-            Ok(k) => {
-                let k = Arc::new(k);
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(k.clone());
-                *last_error = None;
-                Ok(k)
-            }
-            Err(e) => {
-                tracing::warn!(connection = %self.cfg.name, error = %e, "JWKS fetch failed");
-                *last_error = Some(e.clone());
-                Err(OidcError::Unavailable(e))
-            }
+            .record_idp_call(&self.cfg.name, kind, started.elapsed(), result.is_ok());
+        if let Err(e) = &result {
+            tracing::warn!(connection = %self.cfg.name, kind, error = %e, "provider document fetch failed");
         }
+        result
     }
 
     async fn download_keys(&self, meta: &Metadata, generation: u64) -> Result<KeySet, String> {
@@ -621,11 +571,10 @@ impl Provider {
     /// The background refresh: discovery (unless manual), then JWKS.
     async fn refresh(&self) -> Result<(), OidcError> {
         if self.cfg.discovery_url().is_some() {
-            let seen = self.metadata_flight.done.load(Ordering::Acquire);
-            self.fetch_metadata(seen).await?;
+            self.fetch_metadata(self.metadata.finished()).await?;
         }
         let seen = self.cached_keys().map_or(0, |k| k.generation);
-        self.fetch_keys(Some(seen)).await.map(|_| ())
+        self.fetch_newer_keys(seen).await.map(|_| ())
     }
 
     /// A token named a `kid` we don't have: refresh the JWKS, at most once per
@@ -647,9 +596,9 @@ impl Provider {
         };
         if allowed {
             tracing::info!(connection = %self.cfg.name, "unknown kid in ID token: refreshing JWKS");
-            return self.fetch_keys(Some(seen.generation)).await;
+            return self.fetch_newer_keys(seen.generation).await;
         }
-        drop(self.keys_flight.lock.lock().await);
+        self.keys.settled().await;
         self.keys().await
     }
 
@@ -796,13 +745,7 @@ impl Provider {
             started.elapsed(),
             !matches!(result, Err(OidcError::Unavailable(_))),
         );
-        let t = result?;
-        Ok(RefreshedTokens {
-            id_token: t.id_token,
-            access_token: t.access_token,
-            refresh_token: t.refresh_token,
-            expires_in: t.expires_in,
-        })
+        result
     }
 
     pub async fn verify_id_token(
@@ -834,8 +777,9 @@ impl Provider {
     /// Verifies a bearer access token for one of `audiences` (SPEC 5.9): the
     /// same signature, algorithm, issuer, tenant and time checks as ID tokens;
     /// `aud` must be one of `audiences`, and the token must be an access token
-    /// (`scp` or `roles`, no `nonce`). On Entra, v1.0 tokens
-    /// (`https://sts.windows.net/{tid}/`) are accepted as well as v2.0 ones.
+    /// (`scp`, `roles` or `scope`, no `nonce`). On Entra, v1.0 tokens
+    /// (`https://sts.windows.net/{tid}/`, `ver` 1.0, `appid`) are accepted as
+    /// well as v2.0 ones (discovery's issuer, `ver` 2.0, `azp`).
     pub async fn verify_access_token(
         &self,
         raw: &str,
@@ -933,16 +877,7 @@ impl Provider {
             ),
             ConnectionKind::Oidc(_) => (None, None),
         };
-        let mut issuers = vec![meta.issuer_rule.clone()];
-        if let (Purpose::Access { .. }, Some(e)) = (&purpose, entra) {
-            // Entra APIs that did not opt into v2.0 access tokens get v1.0
-            // tokens, issued by the public cloud's STS.
-            if e.authority_host.host_str() == Some("login.microsoftonline.com") {
-                issuers.push(IssuerRule::TenantTemplate(
-                    "https://sts.windows.net/{tenantid}/".into(),
-                ));
-            }
-        }
+        let issuers = self.issuers(&meta, &purpose);
         let want = Expectations {
             issuers: &issuers,
             client_id: &self.cfg.client_id,
@@ -952,7 +887,38 @@ impl Provider {
             now: now_unix(),
         };
         id_token::check_claims(&claims, &want).map_err(OidcError::InvalidToken)?;
+        if let (Purpose::Access { .. }, Some(e)) = (&purpose, entra) {
+            access_token::check_entra_version(&claims, e).map_err(OidcError::InvalidToken)?;
+        }
         Ok(claims)
+    }
+
+    /// The issuer forms a token for `purpose` may carry: discovery's, and for
+    /// Entra access tokens also the v1.0 form (see [`access_token`]).
+    fn issuers(&self, meta: &Metadata, purpose: &Purpose<'_>) -> Vec<IssuerRule> {
+        let mut issuers = vec![meta.issuer_rule.clone()];
+        if let (Purpose::Access { .. }, ConnectionKind::Entra(e)) = (purpose, &self.cfg.kind) {
+            issuers.push(IssuerRule::TenantTemplate(
+                access_token::v1_issuer_template(&e.authority_host),
+            ));
+        }
+        issuers
+    }
+
+    /// Whether a bearer token whose (not yet verified) `iss` is `iss` could
+    /// come from this provider. Only used to pick which of a route's
+    /// connections verifies the token; the verification itself checks `iss`
+    /// again, after the signature.
+    pub async fn may_have_issued_access_token(&self, iss: &str) -> Result<bool, OidcError> {
+        let meta = self.metadata().await?;
+        let audiences: [String; 0] = [];
+        let purpose = Purpose::Access {
+            audiences: &audiences,
+        };
+        Ok(self.issuers(&meta, &purpose).iter().any(|rule| match rule {
+            IssuerRule::Exact(expected) => iss == expected,
+            IssuerRule::TenantTemplate(template) => template_matches(template, iss),
+        }))
     }
 
     /// The RP-initiated logout URL at `end_session_endpoint`, if the provider has one.
@@ -972,45 +938,6 @@ impl Provider {
                 .append_pair("client_id", &self.cfg.client_id);
         }
         Some(url.into())
-    }
-
-    /// The userinfo endpoint's claims for `access_token`, if the provider has one.
-    pub async fn userinfo(
-        &self,
-        access_token: &str,
-    ) -> Result<Option<Map<String, Value>>, OidcError> {
-        let meta = self.metadata().await?;
-        let Some(endpoint) = meta.userinfo_endpoint.as_ref() else {
-            return Ok(None);
-        };
-        let request = http::Request::get(endpoint.as_str())
-            .header(http::header::ACCEPT, "application/json")
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {access_token}"),
-            )
-            .header(http::header::USER_AGENT, crate::http_client::user_agent())
-            .body(Vec::new())
-            .map_err(|e| OidcError::Unavailable(format!("userinfo request: {e}")))?;
-        let started = Instant::now();
-        let response = self.http.execute(request).await;
-        let ok = matches!(&response, Ok(r) if r.status().is_success());
-        self.metrics
-            .record_idp_call(&self.cfg.name, "userinfo", started.elapsed(), ok);
-        let response = response.map_err(|e| OidcError::Unavailable(format!("userinfo: {e}")))?;
-        if !response.status().is_success() {
-            return Err(OidcError::Unavailable(format!(
-                "userinfo answered {}",
-                response.status()
-            )));
-        }
-        serde_json::from_slice(response.body())
-            .map(Some)
-            .map_err(|_| {
-                OidcError::Unavailable(
-                    "userinfo answered something that is not a JSON object".into(),
-                )
-            })
     }
 }
 

@@ -46,6 +46,16 @@ pub enum GatewayError {
     /// navigation, else 401 JSON with `WWW-Authenticate: Bearer` (SPEC 5.1).
     #[error("not signed in")]
     NotSignedIn,
+    /// A bearer token on an `api_audiences` route failed a check (SPEC 5.9):
+    /// 401 JSON naming the check, `WWW-Authenticate: Bearer
+    /// error="invalid_token"`. Never a redirect: the client sent a token.
+    /// The reason is one of the verifier's fixed texts, never the token.
+    #[error("invalid bearer token: {0}")]
+    InvalidToken(String),
+    /// The `Authorization` header cannot be read unambiguously (sent twice):
+    /// 400 JSON, `WWW-Authenticate: Bearer error="invalid_request"` (RFC 6750 3.1).
+    #[error("invalid bearer request: {0}")]
+    InvalidBearerRequest(&'static str),
     /// 404 for an unknown `/.auth/` endpoint, or a path no route's prefix covers.
     #[error("not found")]
     NotFound,
@@ -93,6 +103,8 @@ impl GatewayError {
         match self {
             // The 302 for browsers is decided in `error_response`; this is the API answer.
             GatewayError::NotSignedIn => StatusCode::UNAUTHORIZED,
+            GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::InvalidBearerRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Denied(_) => StatusCode::FORBIDDEN,
@@ -111,6 +123,8 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::NotSignedIn => "unauthorized",
+            GatewayError::InvalidToken(_) => "invalid_token",
+            GatewayError::InvalidBearerRequest(_) => "invalid_request",
             GatewayError::NotFound => "not_found",
             GatewayError::MethodNotAllowed => "method_not_allowed",
             GatewayError::Denied(_) => "forbidden",
@@ -132,6 +146,11 @@ impl GatewayError {
                 "Sign-in required",
                 "Sign in at /.auth/login, or send an access token as Authorization: Bearer.",
             ),
+            GatewayError::InvalidToken(_) => (
+                "Invalid access token",
+                "The bearer token was refused (see reason). Get a new access token for this API from your identity provider and send it as Authorization: Bearer.",
+            ),
+            GatewayError::InvalidBearerRequest(why) => ("Bad request", why),
             GatewayError::NotFound => (
                 "Not found",
                 "There is nothing at this address. Check the link, or go back to the start page.",
@@ -217,6 +236,19 @@ pub fn error_response(
     pages: Option<&crate::ui::Pages>,
 ) -> Response<Body> {
     let html = prefers_html(headers);
+    if let GatewayError::InvalidToken(reason) = err {
+        // Always JSON: whoever sent a bearer token is a program.
+        let mut resp = json_response(err, Some(reason));
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, bearer_challenge("invalid_token", reason));
+        return resp;
+    }
+    if let GatewayError::InvalidBearerRequest(why) = err {
+        let mut resp = json_response(err, Some(why));
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, bearer_challenge("invalid_request", why));
+        return resp;
+    }
     if let GatewayError::NotSignedIn = err {
         if html && (method == Method::GET || method == Method::HEAD) {
             return login_redirect(uri);
@@ -256,7 +288,21 @@ fn login_redirect(uri: &Uri) -> Response<Body> {
     no_store(resp)
 }
 
-fn json_response(err: &GatewayError, reason: Option<&'static str>) -> Response<Body> {
+/// `Bearer error="…", error_description="…"` (RFC 6750 3). The description
+/// keeps only the characters RFC 6750 allows there (no `"` or `\`).
+fn bearer_challenge(error: &'static str, description: &str) -> HeaderValue {
+    let description: String = description
+        .chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(200)
+        .collect();
+    HeaderValue::from_str(&format!(
+        "Bearer error=\"{error}\", error_description=\"{description}\""
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""))
+}
+
+fn json_response(err: &GatewayError, reason: Option<&str>) -> Response<Body> {
     let (_, message) = err.texts();
     let mut body = serde_json::json!({ "error": err.code(), "message": message });
     if let Some(reason) = reason {

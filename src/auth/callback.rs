@@ -167,6 +167,15 @@ async fn complete(
     let now = super::now();
     let mut session = build_session(ctx, conn, &verified, &tokens, now)?;
     session.groups = groups_or_fail(ctx, conn, &verified, tokens.access_token.as_deref()).await?;
+    if conn.extended_profile {
+        // The ID token's extra claims and userinfo's (SPEC 5.5); a userinfo
+        // failure is logged and counted, never a failed login.
+        session.claims = Some(
+            provider
+                .profile_claims(&verified, tokens.access_token.as_deref())
+                .await,
+        );
+    }
 
     // A new id at every login (no fixation); the old session, if any, ends.
     if let Some(old) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
@@ -220,7 +229,6 @@ fn build_session(
     } else {
         Vec::new()
     };
-    let claims = conn.extended_profile.then(|| token.extra_claims());
     let lifetime = ctx.state.settings.session.lifetime.as_secs();
     let token_exp = tokens
         .expires_in
@@ -240,7 +248,8 @@ fn build_session(
         name: token.name().map(str::to_string),
         preferred_username: token.preferred_username().map(str::to_string),
         groups,
-        claims,
+        // With `extended_profile`, the caller fills them in (userinfo too).
+        claims: None,
         // Tokens are kilobytes each (bench/sessions.md): keep only what a
         // feature needs. The ID token is the `id_token_hint` of RP-initiated
         // logout; the access token only for routes that pass it on; the

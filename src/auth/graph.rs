@@ -120,17 +120,8 @@ struct Page {
 }
 
 async fn fetch_page(http: &HttpClient, url: &str, access_token: &str) -> Result<Page, GraphError> {
-    let request = http::Request::get(url)
-        .header(http::header::ACCEPT, "application/json")
-        .header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {access_token}"),
-        )
-        .header(http::header::USER_AGENT, crate::http_client::user_agent())
-        .body(Vec::new())
-        .map_err(|e| GraphError::Unreachable(format!("invalid request: {e}")))?;
     let response = http
-        .execute(request)
+        .get_with_bearer(url, access_token)
         .await
         .map_err(|e| GraphError::Unreachable(e.to_string()))?;
     if !response.status().is_success() {

@@ -17,7 +17,7 @@
 //!   [`RETRY_AFTER_UNAVAILABLE_SECS`] later retries.
 //! - Profile and groups are re-read from the new ID token (Graph again on
 //!   overage; if Graph fails, the previous groups are kept and the failure
-//!   is logged and counted).
+//!   is logged and counted), and, with `extended_profile`, from userinfo.
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::{json, AuthState, Ctx};
 use crate::config::ConnectionSettings;
-use crate::oidc::{OidcError, RefreshedTokens, VerifiedIdToken};
+use crate::oidc::{OidcError, Provider, RefreshedTokens, VerifiedIdToken};
 use crate::respond::{Body, GatewayError};
 use crate::session::model::Session;
 use crate::session::store::SessionId;
@@ -146,7 +146,16 @@ async fn refresh(
             return Err(GatewayError::NotSignedIn);
         }
     };
-    let updated = updated_session(state, &conn, &current, tokens, verified.as_ref(), now).await;
+    let updated = updated_session(
+        state,
+        &conn,
+        &provider,
+        &current,
+        tokens,
+        verified.as_ref(),
+        now,
+    )
+    .await;
     state
         .shared
         .sessions
@@ -165,6 +174,7 @@ async fn refresh(
 async fn updated_session(
     state: &AuthState,
     conn: &ConnectionSettings,
+    provider: &Provider,
     current: &Session,
     tokens: RefreshedTokens,
     verified: Option<&VerifiedIdToken>,
@@ -181,7 +191,15 @@ async fn updated_session(
         );
         s.name = token.name().map(str::to_string);
         s.preferred_username = token.preferred_username().map(str::to_string);
-        s.claims = conn.extended_profile.then(|| token.extra_claims());
+        s.claims = if conn.extended_profile {
+            Some(
+                provider
+                    .profile_claims(token, tokens.access_token.as_deref())
+                    .await,
+            )
+        } else {
+            None
+        };
         match super::graph::session_groups(
             state.shared.providers.http_client(),
             &state.shared.metrics,

@@ -6,7 +6,8 @@
 //!
 //! - **200** with the `auth_request` profile's headers (`X-Auth-Request-User`,
 //!   `-Email` when verified, `-Preferred-Username`, `-Groups`) when the session
-//!   cookie is valid and the route's policy allows the user. A public path of
+//!   cookie is valid, or on a route with `api_audiences` the bearer token is
+//!   (see `bearer`), and the route's policy allows the user. A public path of
 //!   the route (known only from a trusted proxy, see below) is 200 without
 //!   identity headers.
 //! - **302** to `/.auth/login?post_login_redirect_uri=<target>` for browser
@@ -18,6 +19,10 @@
 //!   nginx, which treats anything but 2xx/401/403 from `auth_request` as an
 //!   error, can redirect with `error_page 401` (see docs/policies.md). nginx
 //!   sends the original URI as `X-Original-URI`, which never triggers a 302.
+//! - **401** JSON with `WWW-Authenticate: Bearer error="invalid_token"` when
+//!   a bearer token was sent to an `api_audiences` route and failed a check
+//!   (never a 302: the client is a program); 400 for two `Authorization`
+//!   headers.
 //! - **403** JSON when signed in but the policy says no, or when the request
 //!   cannot be matched to a route safely.
 //!
@@ -80,6 +85,13 @@ pub(super) async fn verify(
             return Ok(json(StatusCode::OK, &json!({"public": true})));
         }
     }
+    // An API route: a bearer token, when sent, decides alone (as in `gate`).
+    if !route.api_audiences.is_empty() {
+        if let Some(token) = super::bearer::token(&parts.headers)? {
+            let caller = super::bearer::authenticate(ctx.state, &route, token).await?;
+            return Ok(decide(ctx, &route, caller.user, &caller.connection));
+        }
+    }
     let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
         Some(id) => match super::load_session(ctx.state, &id).await? {
             // Tokens about to expire are refreshed here too (as in `gate`).
@@ -100,24 +112,37 @@ pub(super) async fn verify(
     let Some((user, connection)) = signed_in else {
         return not_signed_in(ctx, parts, &fwd);
     };
-    match crate::policy::authorize(&route, Some(&connection), user) {
+    Ok(decide(ctx, &route, user, &connection))
+}
+
+/// 200 with the identity headers, or 403 JSON: the route's policy for an
+/// authenticated user (session or bearer token).
+fn decide(
+    ctx: &Ctx<'_>,
+    route: &Arc<RouteSettings>,
+    user: Arc<crate::session::model::Session>,
+    connection: &Arc<crate::config::ConnectionSettings>,
+) -> Response<Body> {
+    match crate::policy::authorize(route, Some(connection), user) {
         Ok(permit) => {
             // The route's own settings (tokens, headers_extra) with the
             // profile nginx's `auth_request_set` expects.
-            let mut profile = RouteSettings::clone(&route);
+            let mut profile = RouteSettings::clone(route);
             profile.headers = HeaderProfile::AuthRequest;
             let mut headers = HeaderMap::new();
+            let assertion =
+                super::signed_assertion(ctx.state, route, &permit, connection, &ctx.origin);
             crate::headers::identity::inject(
                 &mut headers,
                 &permit,
                 &profile,
-                &connection,
+                connection,
                 &ctx.state.policy_groups,
-                None,
+                assertion.as_deref(),
             );
             let mut resp = json(StatusCode::OK, &json!({"user_id": permit.user().user_id}));
             resp.headers_mut().extend(headers);
-            Ok(resp)
+            resp
         }
         Err(denied) => {
             tracing::info!(
@@ -126,7 +151,7 @@ pub(super) async fn verify(
                 reason = %denied.reason,
                 "forward auth: access denied"
             );
-            Ok(forbidden(denied.reason.label(), denied.reason.text()))
+            forbidden(denied.reason.label(), denied.reason.text())
         }
     }
 }

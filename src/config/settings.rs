@@ -49,6 +49,9 @@ pub struct ServerSettings {
     /// How long an idle keep-alive client connection is kept open.
     pub idle_timeout: Duration,
     pub tls: Option<TlsSettings>,
+    /// Signs `X-Realmgate-Assertion` (and `X-Pomerium-Jwt-Assertion`); its
+    /// public half is served at `/.auth/keys`. Read at load and on SIGHUP.
+    pub assertion_key: Option<Arc<crate::auth::assertion::AssertionKey>>,
 }
 
 #[derive(Debug, Clone)]

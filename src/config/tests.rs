@@ -316,3 +316,45 @@ fn example_documents_every_key_and_is_valid() {
         );
     }
 }
+
+#[test]
+fn jwt_assertion_needs_a_readable_assertion_key() {
+    let with_assertion = minimal().replace(
+        "upstream = \"http://127.0.0.1:9000\"",
+        "upstream = \"http://127.0.0.1:9000\"\njwt_assertion = true",
+    );
+    let p = problems(&with_assertion);
+    assert!(has(&p, "route[0].jwt_assertion"), "{p:?}");
+    let text = p.iter().map(|p| p.to_string()).collect::<String>();
+    assert!(text.contains("server.assertion_key"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("key.pem");
+    std::fs::write(&good, crate::auth::assertion::generate_p256_pem()).unwrap();
+    let ok = format!(
+        "[server]\nassertion_key = {:?}\n{with_assertion}",
+        good.to_str().unwrap()
+    );
+    let s = load_str(&ok).expect("a P-256 key signs");
+    assert!(s.server.assertion_key.is_some());
+
+    let missing = format!(
+        "[server]\nassertion_key = {:?}\n{with_assertion}",
+        dir.path().join("nope.pem").to_str().unwrap()
+    );
+    let p = problems(&missing);
+    assert!(has(&p, "server.assertion_key"), "{p:?}");
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let wrong = format!(
+        "[server]\nassertion_key = {:?}\n{with_assertion}",
+        cert.to_str().unwrap()
+    );
+    let p = problems(&wrong);
+    let text = p.iter().map(|p| p.to_string()).collect::<String>();
+    assert!(text.contains("not a private key"), "{text}");
+}

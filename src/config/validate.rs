@@ -158,6 +158,15 @@ pub fn validate(
     let ui = ui(&mut cx, loaded.ui);
     let connections = connections(&mut cx, loaded.connections);
     let routes = routes(&mut cx, loaded.routes, &connections);
+    if server.assertion_key.is_none() {
+        for (i, r) in routes.iter().enumerate().filter(|(_, r)| r.jwt_assertion) {
+            cx.bad(
+                format!("route[{i}].jwt_assertion"),
+                format!("is true on route {:?}, but no key signs the assertion", r.name),
+                "server.assertion_key = \"<path of a PEM private key>\" (P-256 for ES256, or RSA >= 2048 bits for RS256), the same file on every replica",
+            );
+        }
+    }
     if cx.problems.is_empty() {
         Some(Settings {
             server,
@@ -234,6 +243,20 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             None
         }
     });
+    let assertion_key = raw.assertion_key.and_then(|path| {
+        let full = cx.resolve(&path);
+        match crate::auth::assertion::AssertionKey::load(&full) {
+            Ok(key) => Some(Arc::new(key)),
+            Err(e) => {
+                cx.bad(
+                    "server.assertion_key",
+                    e,
+                    "a readable PEM private key: P-256 EC (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`) or RSA of at least 2048 bits",
+                );
+                None
+            }
+        }
+    });
     ServerSettings {
         listen,
         public_origin,
@@ -252,6 +275,7 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
         ),
         idle_timeout: cx.duration("server.idle_timeout", raw.idle_timeout.as_deref(), "60s"),
         tls,
+        assertion_key,
     }
 }
 

@@ -13,12 +13,20 @@
 //!   `invalid_tenant`, as Entra answers.
 //! - `GET /{t}/discovery/v2.0/keys` — RS256 keys (2048 bit, generated at start).
 //! - `GET|POST /{t}/oauth2/v2.0/authorize` — the picker page; the form posts
-//!   `user=<email>` back to the same URL, which redirects to `redirect_uri` with
-//!   `code` and `state` (or auto-posts them with `response_mode=form_post`).
+//!   `user=<oid>` back to the same URL (an email works too when only one user
+//!   of the tenant has it), which redirects to `redirect_uri` with `code` and
+//!   `state` (or auto-posts them with `response_mode=form_post`).
 //! - `POST /{t}/oauth2/v2.0/token` — `authorization_code` and `refresh_token` grants;
 //!   client_secret_basic or client_secret_post.
 //! - `GET|POST /{t}/oauth2/v2.0/logout` — redirects to `post_logout_redirect_uri`.
-//! - `GET /oidc/userinfo` — claims for a bearer access token.
+//! - `GET /oidc/userinfo` — claims for a bearer access token (Entra serves it at
+//!   `graph.microsoft.com/oidc/userinfo`; here the IdP serves it itself): `sub`,
+//!   the profile, and the user's [`IdpUser::userinfo_claims`].
+//!
+//! Users are told apart by tenant and `oid`, never by email: two users may
+//! share an email (in one tenant or in two), as in the "nOAuth" attack where
+//! an attacker's tenant gives its user the victim's email. Codes, refresh
+//! tokens and access tokens remember the tenant and `oid` they were issued for.
 //!
 //! The control API for tests is the methods of [`Idp`].
 
@@ -91,6 +99,8 @@ pub struct IdpUser {
     pub xms_edov: Option<bool>,
     /// Extra claims added to this user's ID tokens (job title, roles, …).
     pub extra_claims: Map<String, Value>,
+    /// Claims only the userinfo endpoint serves (not in any token).
+    pub userinfo_claims: Map<String, Value>,
 }
 
 impl IdpUser {
@@ -167,6 +177,7 @@ impl IdpConfig {
                     email_verified: None,
                     xms_edov: Some(true),
                     extra_claims: Map::new(),
+                    userinfo_claims: Map::new(),
                 }
             };
         IdpConfig {
@@ -237,10 +248,51 @@ impl IdpConfig {
         })
     }
 
-    fn user(&self, email: &str) -> Option<&IdpUser> {
+    /// The user with this `oid`, else the only user with this email (`None`
+    /// when several users share it: pick them by `oid`).
+    fn user(&self, oid_or_email: &str) -> Option<&IdpUser> {
+        pick_user(self.users.iter(), oid_or_email)
+    }
+
+    /// The user a grant was issued for: tenant and `oid`, never the email.
+    fn user_by_ref(&self, who: &UserRef) -> Option<&IdpUser> {
         self.users
             .iter()
-            .find(|u| u.email.eq_ignore_ascii_case(email))
+            .find(|u| u.oid == who.oid && u.tenant_id == who.tenant_id)
+    }
+}
+
+/// `users`' member with this `oid`, else the only one with this email.
+fn pick_user<'a>(
+    users: impl Iterator<Item = &'a IdpUser> + Clone,
+    oid_or_email: &str,
+) -> Option<&'a IdpUser> {
+    if let Some(u) = users
+        .clone()
+        .find(|u| u.oid.eq_ignore_ascii_case(oid_or_email))
+    {
+        return Some(u);
+    }
+    let mut by_email = users.filter(|u| u.email.eq_ignore_ascii_case(oid_or_email));
+    match (by_email.next(), by_email.next()) {
+        (Some(u), None) => Some(u),
+        _ => None,
+    }
+}
+
+/// Who a code, refresh token or access token was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UserRef {
+    tenant_id: String,
+    oid: String,
+}
+
+impl UserRef {
+    fn of(user: &IdpUser) -> UserRef {
+        UserRef {
+            tenant_id: user.tenant_id.clone(),
+            oid: user.oid.clone(),
+        }
     }
 }
 
@@ -278,6 +330,16 @@ pub enum Hostile {
     Tid(String),
 }
 
+/// The two formats of Entra access tokens (chosen by the API's app
+/// registration, `accessTokenAcceptedVersion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessTokenVersion {
+    /// `ver` 1.0 from the v1.0 issuer (`https://sts.windows.net/{tid}/` on the public cloud).
+    V1,
+    /// `ver` 2.0 from the v2.0 issuer.
+    V2,
+}
+
 /// How discovery/JWKS (or the token endpoint) fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outage {
@@ -287,6 +349,18 @@ pub enum Outage {
     Status503,
     /// Close the connection without answering.
     Close,
+}
+
+/// How the userinfo endpoint misbehaves, to test that relying parties cope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoFault {
+    /// Working normally.
+    None,
+    /// Answers 200 with a `sub` other than the ID token's (OpenID Connect
+    /// Core 5.3.2: the relying party must not use such a response).
+    WrongSub,
+    /// Answers 503.
+    Status503,
 }
 
 /// Where the IdP sent the browser after a login (see [`Idp::complete_login`]).
@@ -345,7 +419,7 @@ struct CodeGrant {
     redirect_uri: String,
     code_challenge: String,
     nonce: Option<String>,
-    email: String,
+    user: UserRef,
     scope: String,
     sid: String,
     created: Instant,
@@ -353,7 +427,7 @@ struct CodeGrant {
 
 struct RefreshGrant {
     client_id: String,
-    email: String,
+    user: UserRef,
     scope: String,
     sid: String,
 }
@@ -380,8 +454,10 @@ struct State {
     send_iss: AtomicBool,
     codes: Mutex<HashMap<String, CodeGrant>>,
     refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
-    /// Access token -> (email, client id).
-    access_tokens: Mutex<HashMap<String, (String, String)>>,
+    /// Access token -> (user, client id).
+    access_tokens: Mutex<HashMap<String, (UserRef, String)>>,
+    /// How the userinfo endpoint misbehaves (see [`Idp::set_userinfo_fault`]).
+    userinfo_fault: Mutex<UserinfoFault>,
     counters: Counters,
     /// `expires_in` of issued access tokens (seconds); see [`Idp::set_access_token_lifetime`].
     access_token_lifetime: AtomicU64,
@@ -394,7 +470,7 @@ struct State {
 /// Control API for tests (no HTTP needed):
 /// - [`Idp::base_url`] (use as `authority_host`), [`Idp::issuer`];
 /// - [`Idp::complete_login`]: finish the login an authorization URL asks for,
-///   as if a user had been picked (HTTP alternative: POST `user=<email>` to the
+///   as if a user had been picked (HTTP alternative: POST `user=<oid or email>` to the
 ///   authorization URL; it answers 302 to `redirect_uri?code=…&state=…`);
 /// - [`Idp::set_hostile`] with a [`Hostile`] mode: every following token is
 ///   broken that way (bad signature, `alg: none`, HS256 keyed with the public
@@ -403,12 +479,14 @@ struct State {
 /// - [`Idp::rotate_keys`], [`Idp::retire_old_keys`], [`Idp::current_kid`];
 /// - [`Idp::set_outage`] (discovery + JWKS), [`Idp::set_token_endpoint_outage`]:
 ///   answer 503 or close the connection;
+/// - [`Idp::set_userinfo_fault`]: userinfo answers 503 or another `sub`;
 /// - [`Idp::set_send_iss`]: RFC 9207 `iss` in authorization responses;
 /// - counters: [`Idp::discovery_calls`], [`Idp::jwks_calls`], [`Idp::authorize_calls`],
 ///   [`Idp::token_calls`], [`Idp::logout_calls`], [`Idp::userinfo_calls`],
 ///   [`Idp::graph_calls`], [`Idp::backchannel_logouts_delivered`];
 /// - minting without the endpoints: [`Idp::mint_id_token`],
-///   [`Idp::mint_access_token`], [`Idp::mint_logout_token`].
+///   [`Idp::mint_access_token`] (v2.0), [`Idp::mint_access_token_as`] (v1.0
+///   or v2.0, claims edited), [`Idp::mint_logout_token`].
 pub struct Idp {
     state: Arc<State>,
     addr: SocketAddr,
@@ -513,6 +591,10 @@ impl Idp {
     pub fn userinfo_calls(&self) -> usize {
         self.state.counters.userinfo.load(Ordering::SeqCst)
     }
+    /// Makes the userinfo endpoint misbehave (`UserinfoFault::None`: works again).
+    pub fn set_userinfo_fault(&self, fault: UserinfoFault) {
+        *lock(&self.state.userinfo_fault) = fault;
+    }
     /// `expires_in` of the access tokens issued from now on (default 3600 s;
     /// ID tokens keep their hour). Short values make relying parties refresh.
     pub fn set_access_token_lifetime(&self, secs: u64) {
@@ -546,6 +628,34 @@ impl Idp {
         audience: &str,
         scp: &str,
     ) -> anyhow::Result<String> {
+        self.mint_access_token_as(
+            AccessTokenVersion::V2,
+            email,
+            client_id,
+            audience,
+            scp,
+            |_| {},
+        )
+    }
+
+    /// An access token in either Entra format for `audience`, requested by
+    /// `client_id` for `email` with delegated scopes `scp`, with the claims
+    /// changed by `edit` before signing (an `nbf` in the future, another
+    /// `tid`, app roles instead of scopes, ...). Hostile modes apply.
+    ///
+    /// v2.0: issuer `{base}/{tid}/v2.0`, `ver` 2.0, `azp`, `preferred_username`.
+    /// v1.0: issuer `{base}/{tid}/` (where Entra's public cloud says
+    /// `https://sts.windows.net/{tid}/`), `ver` 1.0, `appid`, `upn` and
+    /// `unique_name` instead of `preferred_username`.
+    pub fn mint_access_token_as(
+        &self,
+        version: AccessTokenVersion,
+        email: &str,
+        client_id: &str,
+        audience: &str,
+        scp: &str,
+        edit: impl FnOnce(&mut Map<String, Value>),
+    ) -> anyhow::Result<String> {
         let user = self
             .state
             .config
@@ -554,9 +664,26 @@ impl Idp {
         let mut c = self.state.claims(user, audience, None, &random_id(16));
         c.remove("sid");
         c.remove("email");
-        c.insert("azp".into(), json!(client_id));
-        c.insert("azpacr".into(), json!("1"));
         c.insert("scp".into(), json!(scp));
+        match version {
+            AccessTokenVersion::V2 => {
+                c.insert("azp".into(), json!(client_id));
+                c.insert("azpacr".into(), json!("1"));
+            }
+            AccessTokenVersion::V1 => {
+                c.insert(
+                    "iss".into(),
+                    json!(format!("{}/{}/", self.state.base, user.tenant_id)),
+                );
+                c.insert("ver".into(), json!("1.0"));
+                c.insert("appid".into(), json!(client_id));
+                c.insert("appidacr".into(), json!("1"));
+                c.remove("preferred_username");
+                c.insert("upn".into(), json!(user.email));
+                c.insert("unique_name".into(), json!(user.email));
+            }
+        }
+        edit(&mut c);
         self.state.sign_hostile(c, audience)
     }
 
@@ -610,12 +737,13 @@ impl Idp {
     }
 
     /// Completes the login an authorization URL (as the gateway built it) asks
-    /// for, as if `email` had been picked on the page: the same checks as the
-    /// authorize endpoint, and a code the token endpoint accepts once.
+    /// for, as if `user` had been picked on the page: the same checks as the
+    /// authorize endpoint, and a code the token endpoint accepts once. `user`
+    /// is an `oid`, or an email that only one user of the tenant has.
     pub fn complete_login(
         &self,
         authorization_url: &str,
-        email: &str,
+        user: &str,
     ) -> anyhow::Result<LoginRedirect> {
         let url = url::Url::parse(authorization_url).context("not a URL")?;
         let prefix = format!("{}/", self.state.base);
@@ -634,7 +762,7 @@ impl Idp {
             .authorize_request(&path_tenant, &params)
             .map_err(|e| anyhow::anyhow!("{}", e.describe()))?;
         self.state
-            .issue_code(&path_tenant, &request, email)
+            .issue_code(&path_tenant, &request, user)
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
@@ -849,17 +977,19 @@ impl State {
         }
     }
 
+    /// A code for the user picked by `oid_or_email` among the tenant's users.
     fn issue_code(
         &self,
         segment: &str,
         req: &AuthorizeRequest,
-        email: &str,
+        oid_or_email: &str,
     ) -> Result<LoginRedirect, String> {
-        let user = self
-            .users_in(segment)
-            .into_iter()
-            .find(|u| u.email.eq_ignore_ascii_case(email))
-            .ok_or_else(|| format!("no user {email:?} in tenant {segment:?}"))?;
+        let users = self.users_in(segment);
+        let user = pick_user(users.iter().copied(), oid_or_email).ok_or_else(|| {
+            format!(
+                "no user (or several users) {oid_or_email:?} in tenant {segment:?}; pick by oid"
+            )
+        })?;
         let code = random_id(32);
         lock(&self.codes).insert(
             code.clone(),
@@ -868,7 +998,7 @@ impl State {
                 redirect_uri: req.redirect_uri.clone(),
                 code_challenge: req.code_challenge.clone(),
                 nonce: req.nonce.clone(),
-                email: user.email.clone(),
+                user: UserRef::of(user),
                 scope: req.scope.clone(),
                 sid: random_id(16),
                 created: Instant::now(),
@@ -1138,7 +1268,7 @@ impl State {
         let access_token = random_id(32);
         lock(&self.access_tokens).insert(
             access_token.clone(),
-            (user.email.clone(), client_id.to_string()),
+            (UserRef::of(user), client_id.to_string()),
         );
         let lifetime = self.access_token_lifetime.load(Ordering::SeqCst);
         let mut body = json!({
@@ -1155,7 +1285,7 @@ impl State {
                 refresh.clone(),
                 RefreshGrant {
                     client_id: client_id.to_string(),
-                    email: user.email.clone(),
+                    user: UserRef::of(user),
                     scope: scope.to_string(),
                     sid: sid.to_string(),
                 },
@@ -1297,8 +1427,8 @@ fn picker_page(
             .as_deref()
             .is_some_and(|h| h.eq_ignore_ascii_case(&u.email));
         body.push_str(&format!(
-            "<button type=\"submit\" name=\"user\" value=\"{email}\"{class}>{name}<br><small>{desc}</small></button>",
-            email = crate::respond::escape_html(&u.email),
+            "<button type=\"submit\" name=\"user\" value=\"{oid}\"{class}>{name}<br><small>{desc}</small></button>",
+            oid = crate::respond::escape_html(&u.oid),
             class = if hinted { " class=\"hint\" autofocus" } else { "" },
             name = crate::respond::escape_html(&u.name),
             desc = crate::respond::escape_html(&format!("{} · {}", u.email, u.tenant_domain)),
@@ -1413,7 +1543,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
                             t,
                             &request,
                             &parts.uri,
-                            Some("That account is not in this tenant. Pick one below."),
+                            Some("That account is not in this tenant, or several accounts have that email. Pick one below."),
                         );
                         *resp.status_mut() = StatusCode::BAD_REQUEST;
                         resp
@@ -1559,7 +1689,7 @@ fn token_endpoint(state: &State, headers: &http::HeaderMap, form: &[(String, Str
             if verifier.is_empty() || challenge != grant.code_challenge {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "AADSTS501481: The Code_Verifier does not match the code_challenge supplied in the authorization request.");
             }
-            let Some(user) = state.config.user(&grant.email) else {
+            let Some(user) = state.config.user_by_ref(&grant.user) else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "user gone");
             };
             match state.token_response(
@@ -1594,7 +1724,7 @@ fn token_endpoint(state: &State, headers: &http::HeaderMap, form: &[(String, Str
                     "the refresh token was issued to another client",
                 );
             }
-            let Some(user) = state.config.user(&grant.email) else {
+            let Some(user) = state.config.user_by_ref(&grant.user) else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "user gone");
             };
             match state.token_response(user, &client.client_id, &grant.scope, None, &grant.sid) {
@@ -1620,8 +1750,8 @@ fn bearer_user<'a>(state: &'a State, headers: &http::HeaderMap) -> Option<(&'a I
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))?;
-    let (email, client_id) = lock(&state.access_tokens).get(token).cloned()?;
-    Some((state.config.user(&email)?, client_id))
+    let (who, client_id) = lock(&state.access_tokens).get(token).cloned()?;
+    Some((state.config.user_by_ref(&who)?, client_id))
 }
 
 /// Microsoft Graph `GET /v1.0/me/transitiveMemberOf/microsoft.graph.group`,
@@ -1674,6 +1804,14 @@ fn graph_member_of(
 }
 
 fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
+    let fault = *lock(&state.userinfo_fault);
+    if fault == UserinfoFault::Status503 {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "temporarily unavailable",
+        );
+    }
     let Some((user, client_id)) = bearer_user(state, headers) else {
         let mut r = oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -1686,14 +1824,19 @@ fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
         );
         return r;
     };
+    // The same pairwise sub as the ID token (OpenID Connect Core 5.3.2),
+    // unless a test asks for another one.
+    let sub = match fault {
+        UserinfoFault::WrongSub => pairwise_sub(&client_id, "someone-else"),
+        _ => pairwise_sub(&client_id, &user.oid),
+    };
     let mut v = json!({
-        // The same pairwise sub as the ID token (OpenID Connect Core 5.3.2).
-        "sub": pairwise_sub(&client_id, &user.oid),
+        "sub": sub,
         "name": user.name,
         "email": user.email,
         "preferred_username": user.email,
     });
-    for (k, val) in &user.extra_claims {
+    for (k, val) in user.extra_claims.iter().chain(&user.userinfo_claims) {
         v[k] = val.clone();
     }
     json_response(StatusCode::OK, &v)
@@ -1724,6 +1867,7 @@ pub async fn start(config: IdpConfig, addr: SocketAddr) -> anyhow::Result<Idp> {
         refresh_tokens: Mutex::new(HashMap::new()),
         access_token_lifetime: AtomicU64::new(TOKEN_LIFETIME_SECS),
         access_tokens: Mutex::new(HashMap::new()),
+        userinfo_fault: Mutex::new(UserinfoFault::None),
         counters: Counters::default(),
         http: crate::http_client::HttpClient::new()?,
     });

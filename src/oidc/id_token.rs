@@ -270,13 +270,19 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
             return Err("aud mismatch".into());
         }
         // --- an ID token is not an access token: Entra access tokens carry
-        // `scp` (delegated) or `roles` (application); ID tokens carry neither,
-        // and carry a nonce. Stops replaying a user's ID token as a bearer token
-        // when the API's audience is the app's own client id.
-        if !(claims.contains_key("scp") || claims.contains_key("roles"))
-            || claims.contains_key("nonce")
+        // `scp` (delegated) or `roles` (application), RFC 9068 ones `scope`;
+        // ID tokens carry none of them, and carry a nonce. Stops replaying a
+        // user's ID token as a bearer token when the API's audience is the
+        // app's own client id. (Entra ID tokens may carry `roles`: the Entra
+        // rules in `access_token` also demand `azp`/`appid`.)
+        if !(claims.contains_key("scp")
+            || claims.contains_key("roles")
+            || claims.contains_key("scope"))
         {
-            return Err("not an access token (no scp or roles claim)".into());
+            return Err("not an access token (no scp, roles or scope claim)".into());
+        }
+        if claims.contains_key("nonce") {
+            return Err("not an access token (it has a nonce, as ID tokens do)".into());
         }
     } else {
         // --- aud: a token issued to another application (which that

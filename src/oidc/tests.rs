@@ -380,7 +380,7 @@ fn access_tokens_need_the_api_audience_and_a_scope_and_are_not_id_tokens() {
     let own = vec!["client".to_string()];
     assert_eq!(
         check_purpose(&good(), Purpose::Access { audiences: &own }),
-        Err("not an access token (no scp or roles claim)".into())
+        Err("not an access token (no scp, roles or scope claim)".into())
     );
     let mut expired = access();
     expired.insert("exp".into(), json!(NOW - 3600));

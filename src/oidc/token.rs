@@ -25,12 +25,21 @@ struct RawTokenError {
     error: Option<String>,
 }
 
-/// A successful token response.
+/// A successful token response (as a refresh grant answers it, the ID token
+/// is optional there: `oidc::RefreshedTokens`).
+#[derive(Clone)]
 pub struct Tokens {
     pub id_token: Option<String>,
     pub access_token: Option<String>,
+    /// A rotated refresh token, if the provider sent one (else keep the old one).
     pub refresh_token: Option<String>,
     pub expires_in: Option<Duration>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens([redacted])")
+    }
 }
 
 /// POSTs `params` to the token endpoint with client authentication.

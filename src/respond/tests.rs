@@ -55,6 +55,11 @@ fn denied(preferred: Option<&str>) -> GatewayError {
 fn pinned() -> Vec<(GatewayError, u16)> {
     vec![
         (GatewayError::NotSignedIn, 401),
+        (GatewayError::InvalidToken("token expired".into()), 401),
+        (
+            GatewayError::InvalidBearerRequest("several Authorization headers"),
+            400,
+        ),
         (GatewayError::NotFound, 404),
         (GatewayError::MethodNotAllowed, 405),
         (denied(Some("alice")), 403),
@@ -82,6 +87,8 @@ fn every_variant_is_pinned() {
     for (err, _) in pinned() {
         match err {
             GatewayError::NotSignedIn
+            | GatewayError::InvalidToken(_)
+            | GatewayError::InvalidBearerRequest(_)
             | GatewayError::NotFound
             | GatewayError::MethodNotAllowed
             | GatewayError::Denied(_)
@@ -95,7 +102,7 @@ fn every_variant_is_pinned() {
             | GatewayError::UpstreamTimeout => {}
         }
     }
-    assert_eq!(pinned().len(), 12);
+    assert_eq!(pinned().len(), 14);
 }
 
 async fn body_text(resp: Response<Body>) -> String {
@@ -288,4 +295,42 @@ fn prefers_html_follows_accept_quality() {
     let mut h = HeaderMap::new();
     h.insert(ACCEPT, HeaderValue::from_bytes(b"text/html\xff").unwrap());
     assert!(!prefers_html(&h));
+}
+
+#[tokio::test]
+async fn invalid_bearer_tokens_get_401_json_with_the_reason_even_for_browsers() {
+    for accept in [BROWSER, "application/json"] {
+        let err = GatewayError::InvalidToken("aud mismatch".into());
+        let resp = respond(&err, accept, Method::GET, "/api");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\", error_description=\"aud mismatch\""
+        );
+        let v: serde_json::Value = serde_json::from_str(&body_text(resp).await).unwrap();
+        assert_eq!(v["error"], "invalid_token");
+        assert_eq!(v["reason"], "aud mismatch");
+    }
+    // Quotes and backslashes cannot break out of the challenge's quoted string.
+    let resp = respond(
+        &GatewayError::InvalidToken("alg \"x\\y\" is not accepted".into()),
+        "*/*",
+        Method::GET,
+        "/",
+    );
+    assert_eq!(
+        resp.headers()[WWW_AUTHENTICATE],
+        "Bearer error=\"invalid_token\", error_description=\"alg xy is not accepted\""
+    );
+    let resp = respond(
+        &GatewayError::InvalidBearerRequest("several Authorization headers"),
+        BROWSER,
+        Method::GET,
+        "/",
+    );
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers()[WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer error=\"invalid_request\""));
 }

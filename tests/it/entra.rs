@@ -1,15 +1,16 @@
-//! Entra depth against the in-process mock Entra: group overage through
-//! Microsoft Graph (paging, foreign `nextLink`, Graph down), back-channel
-//! logout and token refresh.
+//! Entra depth against the in-process mock Entra: identity by `oid` and
+//! tenant (the "nOAuth" attack), group overage through Microsoft Graph
+//! (paging, foreign `nextLink`, Graph down), the extended profile with
+//! userinfo, back-channel logout, token refresh, and an unreachable provider.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use realmgate::demo::idp::{self, Idp, IdpConfig, IdpGroup};
-use reqwest::header::{ACCEPT, LOCATION};
+use realmgate::demo::idp::{self, Idp, IdpConfig, IdpGroup, IdpUser};
+use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
+use crate::signin::{location, Browser};
 use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
 
 const HOST: &str = "app.test";
@@ -23,8 +24,8 @@ fn many_group_id(i: usize) -> String {
 }
 
 /// The demo IdP, with alice in 300 groups (above the overage limit of 200,
-/// 3 Graph pages of 100).
-fn idp_config() -> IdpConfig {
+/// 3 Graph pages of 100), and `extra_users` added.
+fn idp_config(extra_users: Vec<IdpUser>) -> IdpConfig {
     let mut config = IdpConfig::demo_default();
     for user in &mut config.users {
         if user.email == ALICE {
@@ -36,6 +37,7 @@ fn idp_config() -> IdpConfig {
                 .collect();
         }
     }
+    config.users.extend(extra_users);
     config
 }
 
@@ -49,19 +51,24 @@ struct World {
 struct Options<'a> {
     /// `graph_endpoint`; `None` = the IdP's own Graph mock at `{base}/graph`.
     graph_endpoint: Option<String>,
-    /// Extra lines of the route (e.g. `[route.allow]`).
+    /// Extra lines after the route (e.g. `[route.allow]`, or more routes;
+    /// `{upstream}` is replaced by the echo upstream's URL).
     route_extra: &'a str,
     /// Extra lines of the `[session]` table.
     session_extra: &'a str,
+    /// Extra lines of the connection.
+    connection_extra: String,
+    /// The connection's `tenant` (default `contoso.example`).
+    tenant: Option<&'a str>,
     /// Groups per page of the Graph mock (default 100).
     graph_page_size: Option<usize>,
-    /// Port of the admin listener (default: any).
-    admin_port: u16,
+    /// Users added to the IdP.
+    extra_users: Vec<IdpUser>,
 }
 
 impl World {
     async fn start(opts: Options<'_>) -> World {
-        let mut config = idp_config();
+        let mut config = idp_config(opts.extra_users);
         if let Some(n) = opts.graph_page_size {
             config.graph_page_size = n;
         }
@@ -80,7 +87,7 @@ impl World {
 listen = "127.0.0.1:0"
 
 [admin]
-listen = "127.0.0.1:{admin_port}"
+listen = "127.0.0.1:0"
 
 [session]
 secret = "{SECRET}"
@@ -89,13 +96,14 @@ secret = "{SECRET}"
 [[connection]]
 name = "contoso"
 type = "entra"
-tenant = "contoso.example"
+tenant = "{tenant}"
 authority_host = "{base}"
 graph_endpoint = "{graph}"
 client_id = "{client}"
 client_secret = "{secret}"
 scopes = ["openid", "profile", "email", "offline_access"]
 groups = true
+{connection_extra}
 
 [[route]]
 name = "app"
@@ -103,12 +111,13 @@ hosts = ["{HOST}"]
 upstream = "{up}"
 {route_extra}
 "#,
+            tenant = opts.tenant.unwrap_or("contoso.example"),
             client = idp::DEMO_CLIENT_ID,
             secret = idp::DEMO_CLIENT_SECRET,
             up = upstream.url(),
             session_extra = opts.session_extra,
-            admin_port = opts.admin_port,
-            route_extra = opts.route_extra,
+            connection_extra = opts.connection_extra,
+            route_extra = opts.route_extra.replace("{upstream}", &upstream.url()),
         );
         let gateway = TestGateway::start(&toml).await;
         World {
@@ -122,68 +131,88 @@ upstream = "{up}"
         self.gateway.url(HOST, path)
     }
 
-    /// A browser that keeps cookies and follows no redirects.
-    fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
-            .timeout(Duration::from_secs(30))
-            .resolve(HOST, self.gateway.addr)
-            .no_proxy()
-            .build()
-            .unwrap()
+    fn browser(&self) -> Browser {
+        Browser::new(&self.gateway)
     }
 
-    /// Runs the login of `email` in `browser`; returns the callback's response.
-    async fn login(&self, browser: &reqwest::Client, email: &str) -> reqwest::Response {
-        let start = browser
-            .get(self.url("/.auth/login/contoso?rd=/page"))
-            .header(ACCEPT, "text/html")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(start.status(), StatusCode::FOUND, "login starts");
-        let authorize = location(&start);
-        let back = self
-            .idp
-            .complete_login(&authorize, email)
-            .expect("IdP issues a code");
-        browser
-            .get(&back.url)
-            .header(ACCEPT, "text/html")
-            .send()
-            .await
-            .unwrap()
+    /// Runs the login of `user` (an email, or an oid when several users
+    /// share the email) in `browser`; returns the callback's response.
+    async fn login(&self, browser: &Browser, user: &str) -> reqwest::Response {
+        let authorize = browser
+            .login_at(&self.url("/.auth/login/contoso?rd=/page"))
+            .await;
+        browser.finish_login(&self.idp, &authorize, user).await
     }
 
-    /// A browser in which `email` is signed in.
-    async fn signed_in(&self, email: &str) -> reqwest::Client {
+    /// A browser in which `user` is signed in.
+    async fn signed_in(&self, user: &str) -> Browser {
         let browser = self.browser();
-        let resp = self.login(&browser, email).await;
+        let resp = self.login(&browser, user).await;
         assert_eq!(resp.status(), StatusCode::FOUND, "signed in");
         assert_eq!(location(&resp), "/page");
         browser
     }
 
-    async fn me(&self, browser: &reqwest::Client) -> (StatusCode, Value) {
-        let resp = browser
-            .get(self.url("/.auth/me"))
+    async fn me(&self, browser: &Browser) -> (StatusCode, Value) {
+        browser.me(&self.url("/.auth/me")).await
+    }
+
+    /// `GET path` as an API client would (JSON, so no redirect to sign in).
+    async fn api_get(&self, browser: &Browser, path: &str) -> reqwest::Response {
+        browser
+            .client
+            .get(self.url(path))
             .header(ACCEPT, "application/json")
             .send()
             .await
+            .unwrap()
+    }
+
+    /// What the upstream received for `GET path` by `browser` (which must be let through).
+    async fn upstream_view(&self, browser: &Browser, path: &str) -> Echoed {
+        let resp = self.api_get(browser, path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path} is served");
+        Echoed::from(resp).await
+    }
+
+    /// Admin `POST /sessions/revoke` of `user_id`: how many sessions ended.
+    async fn revoke_user(&self, user_id: &str) -> Value {
+        let resp = admin_client()
+            .post(format!(
+                "http://{}/sessions/revoke",
+                self.gateway.admin_addr()
+            ))
+            .json(&json!({ "user_id": user_id }))
+            .send()
+            .await
             .unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json::<Value>().await.unwrap()["revoked"].clone()
+    }
+
+    async fn metrics(&self) -> String {
+        admin_client()
+            .get(format!("http://{}/metrics", self.gateway.admin_addr()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 }
 
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get(LOCATION)
-        .expect("Location")
-        .to_str()
-        .unwrap()
-        .to_string()
+fn admin_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Whether the metrics count an IdP call of `kind` that failed.
+fn counts_idp_error(metrics: &str, kind: &str) -> bool {
+    metrics.lines().any(|l| {
+        !l.starts_with('#')
+            && l.contains(&format!("kind=\"{kind}\""))
+            && l.contains("outcome=\"error\"")
+    })
 }
 
 fn groups_of(me: &Value) -> Vec<String> {
@@ -201,6 +230,125 @@ async fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+// --- Identity is oid + tid, never the email ("nOAuth") ---
+
+const ALICE_OID: &str = "a11ce000-0000-4000-8000-000000000001";
+const IMPOSTOR_OID: &str = "3a11077e-0000-4000-8000-0000000000ee";
+
+/// A fabrikam user whose directory entry carries alice's email. Entra sends
+/// it as `email`, but without `xms_edov`: fabrikam does not own contoso's
+/// domain, so the email is not trusted.
+fn impostor() -> IdpUser {
+    IdpUser {
+        email: ALICE.into(),
+        oid: IMPOSTOR_OID.into(),
+        tenant_id: idp::DEMO_FABRIKAM_TENANT.into(),
+        tenant_domain: "fabrikam.example".into(),
+        name: "Alice Adams".into(),
+        groups: Vec::new(),
+        email_verified: None,
+        xms_edov: None,
+        extra_claims: Map::new(),
+        userinfo_claims: Map::new(),
+    }
+}
+
+/// A multi-tenant connection accepting contoso and fabrikam, the impostor
+/// in fabrikam, and two routes keyed by email: `/team` for alice's email
+/// only, `/staff` for emails of contoso.example.
+fn noauth_world() -> Options<'static> {
+    Options {
+        tenant: Some("organizations"),
+        connection_extra: format!(
+            "allowed_tenants = [\"{}\", \"{}\"]",
+            idp::DEMO_CONTOSO_TENANT,
+            idp::DEMO_FABRIKAM_TENANT
+        ),
+        route_extra: r#"
+[[route]]
+name = "team"
+hosts = ["app.test"]
+path_prefix = "/team"
+upstream = "{upstream}"
+[route.allow]
+users = ["alice@contoso.example"]
+
+[[route]]
+name = "contoso-staff"
+hosts = ["app.test"]
+path_prefix = "/staff"
+upstream = "{upstream}"
+[route.allow]
+email_domains = ["contoso.example"]
+"#,
+        extra_users: vec![impostor()],
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn two_users_with_one_email_are_two_users_even_in_email_policies() {
+    let w = World::start(noauth_world()).await;
+    // The IdP itself cannot tell them apart by email: codes are per oid.
+    let ambiguous = w
+        .browser()
+        .login_at(&w.url("/.auth/login/contoso?rd=/page"))
+        .await;
+    assert!(w.idp.complete_login(&ambiguous, ALICE).is_err());
+
+    let alice = w.signed_in(ALICE_OID).await;
+    let impostor = w.signed_in(IMPOSTOR_OID).await;
+
+    let (status, me_alice) = w.me(&alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, me_impostor) = w.me(&impostor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me_alice["user_id"], ALICE_OID);
+    assert_eq!(me_alice["tenant_id"], idp::DEMO_CONTOSO_TENANT);
+    assert_eq!(me_alice["email_verified"], true);
+    assert_eq!(me_impostor["user_id"], IMPOSTOR_OID);
+    assert_eq!(me_impostor["tenant_id"], idp::DEMO_FABRIKAM_TENANT);
+    assert_eq!(me_impostor["email"], ALICE, "the same email claim");
+    assert_eq!(me_impostor["email_verified"], false, "but not trusted");
+
+    // The app sees two users; only the trusted email is forwarded.
+    let at_alice = w.upstream_view(&alice, "/page").await;
+    let at_impostor = w.upstream_view(&impostor, "/page").await;
+    assert_eq!(
+        at_alice.header("x-forwarded-user").as_deref(),
+        Some(ALICE_OID)
+    );
+    assert_eq!(
+        at_impostor.header("x-forwarded-user").as_deref(),
+        Some(IMPOSTOR_OID)
+    );
+    assert_eq!(at_alice.header("x-forwarded-email").as_deref(), Some(ALICE));
+    assert_eq!(at_impostor.header("x-forwarded-email"), None);
+    assert_eq!(
+        at_impostor.header("x-forwarded-tenant").as_deref(),
+        Some(idp::DEMO_FABRIKAM_TENANT)
+    );
+
+    // Policies keyed by email: only the trusted email matches.
+    for path in ["/team/x", "/staff/x"] {
+        assert_eq!(w.api_get(&alice, path).await.status(), StatusCode::OK);
+        let denied = w.api_get(&impostor, path).await;
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN, "{path}");
+        let body: Value = denied.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("verified email"),
+            "{path}: the reason is the untrusted email: {body}"
+        );
+    }
+
+    // Revoking one user id ends that user's sessions only.
+    assert_eq!(w.revoke_user(IMPOSTOR_OID).await, 1);
+    assert_eq!(w.me(&impostor).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.me(&alice).await.0, StatusCode::OK, "alice stays");
+    assert_eq!(w.revoke_user(ALICE_OID).await, 1);
+    assert_eq!(w.me(&alice).await.0, StatusCode::UNAUTHORIZED);
+}
+
 // --- Group overage (SPEC 5.4) ---
 
 #[tokio::test]
@@ -214,7 +362,7 @@ async fn overage_groups_come_from_graph_over_three_pages() {
     let want: Vec<String> = (0..MANY_GROUPS).map(many_group_id).collect();
     assert_eq!(groups_of(&me), want, "every group of every page, in order");
 
-    let resp = browser.get(w.url("/page")).send().await.unwrap();
+    let resp = w.api_get(&browser, "/page").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let echoed = Echoed::from(resp).await;
     let header = echoed.header("x-forwarded-groups").expect("groups header");
@@ -224,7 +372,7 @@ async fn overage_groups_come_from_graph_over_three_pages() {
     assert!(sent.contains(&many_group_id(299).as_str()));
 
     // Cached with the session: further requests do not call Graph.
-    let _ = browser.get(w.url("/page")).send().await.unwrap();
+    let _ = w.api_get(&browser, "/page").await;
     assert_eq!(w.idp.graph_calls(), 3);
 
     // A user below the limit keeps the claim; Graph is not asked.
@@ -274,35 +422,21 @@ async fn overage_paging_is_bounded() {
 #[tokio::test]
 async fn graph_down_without_group_policy_signs_in_without_groups() {
     let port = closed_port().await;
-    let admin_port = closed_port().await;
     let w = World::start(Options {
         graph_endpoint: Some(format!("http://127.0.0.1:{port}")),
-        admin_port,
         ..Options::default()
     })
     .await;
     let browser = w.signed_in(ALICE).await;
-    let metrics = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.metrics().await;
     assert!(
-        metrics.lines().any(|l| !l.starts_with('#')
-            && l.contains("kind=\"graph\"")
-            && l.contains("outcome=\"error\"")),
+        counts_idp_error(&metrics, "graph"),
         "the Graph failure is counted:\n{metrics}"
     );
     let (status, me) = w.me(&browser).await;
     assert_eq!(status, StatusCode::OK);
     assert!(groups_of(&me).is_empty());
-    let resp = browser.get(w.url("/page")).send().await.unwrap();
+    let resp = w.api_get(&browser, "/page").await;
     assert_eq!(resp.status(), StatusCode::OK, "no policy needs groups");
     let echoed = Echoed::from(resp).await;
     assert_eq!(echoed.header("x-forwarded-groups"), None);
@@ -335,7 +469,7 @@ async fn graph_down_with_group_policy_fails_the_login_clearly() {
     })
     .await;
     let browser = w.signed_in(ALICE).await;
-    let resp = browser.get(w.url("/page")).send().await.unwrap();
+    let resp = w.api_get(&browser, "/page").await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -343,9 +477,9 @@ async fn graph_down_with_group_policy_fails_the_login_clearly() {
 
 /// The `sid` of the session `browser` holds, from the ID token the route
 /// passes upstream (`pass_id_token = true`).
-async fn session_sid(w: &World, browser: &reqwest::Client) -> String {
+async fn session_sid(w: &World, browser: &Browser) -> String {
     use base64::Engine as _;
-    let resp = browser.get(w.url("/page")).send().await.unwrap();
+    let resp = w.api_get(browser, "/page").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let echoed = Echoed::from(resp).await;
     let token = echoed
@@ -404,12 +538,7 @@ async fn backchannel_logout_by_sid_ends_that_session_only() {
         StatusCode::UNAUTHORIZED,
         "cookie rejected"
     );
-    let resp = first
-        .get(w.url("/page"))
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .unwrap();
+    let resp = w.api_get(&first, "/page").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         w.me(&second).await.0,
@@ -545,14 +674,8 @@ async fn backchannel_logout_refuses_bad_tokens_with_a_reason() {
 
 // --- Refresh ---
 
-async fn get_page(w: &World, browser: &reqwest::Client) -> StatusCode {
-    browser
-        .get(w.url("/page"))
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .unwrap()
-        .status()
+async fn get_page(w: &World, browser: &Browser) -> StatusCode {
+    w.api_get(browser, "/page").await.status()
 }
 
 #[tokio::test]
@@ -565,7 +688,7 @@ async fn concurrent_requests_near_expiry_cause_one_refresh() {
     let before = w.idp.token_calls();
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let b = browser.clone();
+        let b = browser.client.clone();
         let url = w.url("/page");
         tasks.push(tokio::spawn(async move {
             b.get(url)
@@ -603,7 +726,7 @@ async fn failed_refresh_ends_the_session() {
     );
     assert_eq!(w.me(&browser).await.0, StatusCode::UNAUTHORIZED);
     // The forced refresh of the other session fails the same way.
-    let resp = other.get(w.url("/.auth/refresh")).send().await.unwrap();
+    let resp = w.api_get(&other, "/.auth/refresh").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(w.me(&other).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -612,13 +735,13 @@ async fn failed_refresh_ends_the_session() {
 async fn forced_refresh_rereads_groups_and_answers_the_new_expiry() {
     let w = World::start(Options::default()).await;
     let stranger = w.browser();
-    let resp = stranger.get(w.url("/.auth/refresh")).send().await.unwrap();
+    let resp = w.api_get(&stranger, "/.auth/refresh").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "not signed in");
 
     let browser = w.signed_in(ALICE).await;
     assert_eq!(w.idp.graph_calls(), 3);
     let tokens_before = w.idp.token_calls();
-    let resp = browser.get(w.url("/.auth/refresh")).send().await.unwrap();
+    let resp = w.api_get(&browser, "/.auth/refresh").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers().get("cache-control").unwrap(), "no-store");
     let body: Value = resp.json().await.unwrap();
@@ -680,8 +803,9 @@ async fn forward_auth_refreshes_due_tokens_and_ends_sessions_that_cannot() {
     w.idp.set_access_token_lifetime(30);
     let browser = w.signed_in(BOB).await;
     let doomed = w.signed_in(BOB).await;
-    let verify = |b: &reqwest::Client| {
-        b.get(w.url("/.auth/verify"))
+    let verify = |b: &Browser| {
+        b.client
+            .get(w.url("/.auth/verify"))
             .header(ACCEPT, "application/json")
             .send()
     };
@@ -695,4 +819,161 @@ async fn forward_auth_refreshes_due_tokens_and_ends_sessions_that_cannot() {
         "refresh refused: signed out"
     );
     assert_eq!(w.me(&doomed).await.0, StatusCode::UNAUTHORIZED);
+}
+
+// --- Extended profile with userinfo (SPEC 5.5) ---
+
+const ERIN: &str = "erin@contoso.example";
+
+/// A contoso user with an extra ID token claim (`jobTitle`), a claim only
+/// userinfo serves (`employeeId`), and one both carry (`department`).
+fn profiled_user() -> IdpUser {
+    let mut erin = crate::signin::demo_user(BOB);
+    erin.email = ERIN.into();
+    erin.oid = "e2140000-0000-4000-8000-000000000005".into();
+    erin.name = "Erin Evans".into();
+    erin.extra_claims = Map::from_iter([
+        ("jobTitle".to_string(), json!("Engineer")),
+        ("department".to_string(), json!("from the ID token")),
+    ]);
+    erin.userinfo_claims = Map::from_iter([
+        ("employeeId".to_string(), json!("E-1005")),
+        ("department".to_string(), json!("from userinfo")),
+        (
+            "tid".to_string(),
+            json!("00000000-dead-4bad-8bad-000000000000"),
+        ),
+    ]);
+    erin
+}
+
+fn profile_world() -> Options<'static> {
+    Options {
+        connection_extra: "extended_profile = true".into(),
+        route_extra: r#"headers_extra = { "X-Employee-Id" = "claims.employeeId", "X-Job-Title" = "claims.jobTitle" }"#,
+        extra_users: vec![profiled_user()],
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn userinfo_claims_join_the_profile_and_the_id_token_wins() {
+    let w = World::start(profile_world()).await;
+    let erin = w.signed_in(ERIN).await;
+    assert_eq!(w.idp.userinfo_calls(), 1);
+    let (status, me) = w.me(&erin).await;
+    assert_eq!(status, StatusCode::OK);
+    let claims = &me["claims"];
+    assert_eq!(claims["employeeId"], "E-1005", "from userinfo: {me}");
+    assert_eq!(claims["jobTitle"], "Engineer", "from the ID token");
+    assert_eq!(
+        claims["department"], "from the ID token",
+        "on a conflict the ID token wins"
+    );
+    assert!(
+        claims.get("tid").is_none() && claims.get("sub").is_none(),
+        "identity claims never come from userinfo: {me}"
+    );
+    assert_eq!(me["tenant_id"], idp::DEMO_CONTOSO_TENANT);
+
+    let resp = w.api_get(&erin, "/page").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echoed = Echoed::from(resp).await;
+    assert_eq!(echoed.header("x-employee-id").as_deref(), Some("E-1005"));
+    assert_eq!(echoed.header("x-job-title").as_deref(), Some("Engineer"));
+}
+
+#[tokio::test]
+async fn userinfo_about_another_subject_is_discarded() {
+    let w = World::start(profile_world()).await;
+    w.idp.set_userinfo_fault(idp::UserinfoFault::WrongSub);
+    let erin = w.signed_in(ERIN).await;
+    assert_eq!(w.idp.userinfo_calls(), 1);
+    let (_, me) = w.me(&erin).await;
+    assert!(me["claims"].get("employeeId").is_none(), "discarded: {me}");
+    assert_eq!(me["claims"]["jobTitle"], "Engineer", "the ID token's stay");
+    assert!(counts_idp_error(&w.metrics().await, "userinfo"));
+}
+
+#[tokio::test]
+async fn a_userinfo_failure_does_not_fail_the_login_and_refresh_reads_it_again() {
+    let w = World::start(profile_world()).await;
+    w.idp.set_userinfo_fault(idp::UserinfoFault::Status503);
+    let erin = w.signed_in(ERIN).await;
+    let (status, me) = w.me(&erin).await;
+    assert_eq!(status, StatusCode::OK, "signed in all the same");
+    assert!(me["claims"].get("employeeId").is_none(), "{me}");
+    assert_eq!(me["claims"]["jobTitle"], "Engineer");
+    assert!(
+        counts_idp_error(&w.metrics().await, "userinfo"),
+        "the failure is counted"
+    );
+    let resp = w.api_get(&erin, "/page").await;
+    assert_eq!(Echoed::from(resp).await.header("x-employee-id"), None);
+
+    // The profile is read again at the next refresh.
+    w.idp.set_userinfo_fault(idp::UserinfoFault::None);
+    let resp = w.api_get(&erin, "/.auth/refresh").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(w.idp.userinfo_calls(), 2);
+    let (_, me) = w.me(&erin).await;
+    assert_eq!(me["claims"]["employeeId"], "E-1005", "{me}");
+}
+
+#[tokio::test]
+async fn without_extended_profile_userinfo_is_not_called() {
+    let w = World::start(Options {
+        extra_users: vec![profiled_user()],
+        ..Options::default()
+    })
+    .await;
+    let erin = w.signed_in(ERIN).await;
+    let (_, me) = w.me(&erin).await;
+    assert!(me.get("claims").is_none(), "{me}");
+    assert_eq!(w.idp.userinfo_calls(), 0);
+}
+
+// --- An unreachable provider ---
+
+#[tokio::test]
+async fn a_stopped_provider_keeps_sessions_with_valid_tokens_and_logins_get_503() {
+    let w = World::start(Options::default()).await;
+    // Tokens within the refresh margin: every request would like to refresh.
+    w.idp.set_access_token_lifetime(30);
+    let browser = w.signed_in(BOB).await;
+    // A login already at the provider when it stops.
+    let late = w.browser();
+    let authorize = late.login_at(&w.url("/.auth/login/contoso?rd=/page")).await;
+    let back = w.idp.complete_login(&authorize, BOB).unwrap();
+    let World {
+        idp,
+        _upstream,
+        gateway,
+    } = w;
+    drop(idp);
+
+    let page = gateway.url(HOST, "/page");
+    for _ in 0..3 {
+        let resp = browser
+            .client
+            .get(&page)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "the tokens are still valid: the session is served"
+        );
+    }
+    let resp = late.get(&back.url).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("cannot be reached") && text.contains("Try again"),
+        "the page says what is wrong and what to do: {text}"
+    );
+    let (status, _) = late.me(&gateway.url(HOST, "/.auth/me")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no session was made");
 }

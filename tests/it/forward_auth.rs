@@ -6,18 +6,17 @@
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use realmgate::demo::idp::{self, Idp, IdpConfig};
-use reqwest::header::{ACCEPT, CACHE_CONTROL, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, CACHE_CONTROL, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
+use crate::signin::{demo_user as user, location, session_cookie, Browser, HTML};
 use crate::util::{EchoUpstream, Echoed, TestGateway, DEADLINE, SECRET};
 
 const APP: &str = "app.test";
 const HR: &str = "hr.test";
-const HTML: &str = "text/html,application/xhtml+xml";
 const ALICE: &str = "alice@contoso.example";
 const BOB: &str = "bob@contoso.example";
 /// The login page with target `/`: what every unsafe target becomes.
@@ -102,46 +101,13 @@ groups = ["{hr_group}"]
 
     /// Signs `email` in at app.test; returns the `Cookie` header value of the session.
     async fn sign_in(&self, email: &str) -> String {
-        let jar = Arc::new(reqwest::cookie::Jar::default());
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .cookie_provider(jar)
-            .timeout(Duration::from_secs(30))
-            .resolve(APP, self.gateway.addr)
-            .no_proxy()
-            .build()
-            .unwrap();
-        let resp = browser
-            .post(self.gateway.url(APP, "/.auth/login"))
-            .header(ACCEPT, HTML)
-            .form(&[("email", email), ("post_login_redirect_uri", "/")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.status(),
-            StatusCode::FOUND,
-            "a known domain starts the flow"
-        );
-        let back = self
-            .idp
-            .complete_login(&location(&resp), email)
-            .expect("IdP issues a code");
-        let resp = browser
-            .get(&back.url)
-            .header(ACCEPT, HTML)
-            .send()
-            .await
-            .unwrap();
+        let browser = Browser::new(&self.gateway);
+        let authorize = browser
+            .post_email(&self.gateway.url(APP, "/.auth/login"), email, "/")
+            .await;
+        let resp = browser.finish_login(&self.idp, &authorize, email).await;
         assert_eq!(resp.status(), StatusCode::FOUND, "callback signs in");
-        resp.headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|c| c.starts_with("realmgate="))
-            .and_then(|c| c.split(';').next())
-            .expect("session cookie")
-            .to_string()
+        session_cookie(&resp)
     }
 
     /// `GET /.auth/verify` at `host` with `headers`.
@@ -157,13 +123,6 @@ groups = ["{hr_group}"]
     }
 }
 
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get(LOCATION)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
     let all: Vec<String> = resp
         .headers()
@@ -173,14 +132,6 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
         .collect();
     assert!(all.len() <= 1, "{name} sent {} times: {all:?}", all.len());
     all.into_iter().next()
-}
-
-fn user(email: &str) -> idp::IdpUser {
-    IdpConfig::demo_default()
-        .users()
-        .into_iter()
-        .find(|u| u.email == email)
-        .unwrap()
 }
 
 // === In process ===
@@ -537,7 +488,7 @@ async fn only_a_trusted_proxy_selects_the_route_by_forwarded_host_and_uri() {
 // === Real proxies ===
 
 /// A free port on 127.0.0.1 (bound, then released for the proxy).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -545,7 +496,7 @@ fn free_port() -> u16 {
 }
 
 /// A proxy process started by a test; killed by PID on drop.
-struct Proxy {
+pub(crate) struct Proxy {
     name: &'static str,
     child: Child,
     dir: tempfile::TempDir,
@@ -555,7 +506,7 @@ struct Proxy {
 impl Proxy {
     /// Runs `program args` with stdout/stderr in the temp dir; waits (bounded)
     /// until `addr` accepts connections.
-    fn start(
+    pub(crate) fn start(
         name: &'static str,
         program: &str,
         install: &str,
@@ -598,7 +549,7 @@ impl Proxy {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
         for f in ["stdout.log", "stderr.log", "error.log"] {
             if let Ok(text) = std::fs::read_to_string(self.dir.path().join(f)) {
@@ -609,7 +560,7 @@ impl Proxy {
     }
 
     /// A client that reaches `host` at this proxy and follows no redirects.
-    fn client(&self, host: &str) -> reqwest::Client {
+    pub(crate) fn client(&self, host: &str) -> reqwest::Client {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
@@ -619,7 +570,7 @@ impl Proxy {
             .unwrap()
     }
 
-    fn url(&self, host: &str, path: &str) -> String {
+    pub(crate) fn url(&self, host: &str, path: &str) -> String {
         format!("http://{host}:{}{path}", self.addr.port())
     }
 }

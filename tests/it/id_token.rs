@@ -573,7 +573,7 @@ async fn refreshed_tokens_verify_without_a_nonce_but_keep_the_subject() {
     ));
     // userinfo with the new access token.
     let info = p
-        .userinfo(refreshed.access_token.as_deref().unwrap())
+        .userinfo(refreshed.access_token.as_deref().unwrap(), again.sub())
         .await
         .unwrap()
         .expect("the IdP has a userinfo endpoint");

@@ -3,18 +3,17 @@
 //! form_post, sessions, identity headers at the upstream, `/.auth/me`, logout,
 //! and the ways a login must fail (hostile tokens, replay, mix-up, outage).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use realmgate::demo::idp::{self, Hostile, Idp, IdpConfig, Outage};
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
+use crate::signin::{demo_user as user, location, set_cookies, Browser, HTML};
 use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
 
 const HOST: &str = "app.test";
 const OTHER_HOST: &str = "other.test";
-const HTML: &str = "text/html,application/xhtml+xml";
 
 /// The mock IdP, an echo upstream and a gateway with two Entra connections
 /// (contoso, fabrikam) in front of it.
@@ -103,30 +102,14 @@ connections = ["fabrikam"]
 
     /// A browser: keeps cookies, follows no redirects.
     fn browser(&self) -> Browser {
-        let jar = Arc::new(reqwest::cookie::Jar::default());
-        let mut b = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .cookie_provider(jar.clone())
-            .timeout(Duration::from_secs(30))
-            .no_proxy();
-        for host in [HOST, OTHER_HOST] {
-            b = b.resolve(host, self.gateway.addr);
-        }
-        Browser {
-            client: b.build().unwrap(),
-            jar,
-        }
+        Browser::new(&self.gateway)
     }
 
     /// Signs `email` in from a fresh browser, landing on `path`; returns the browser.
     async fn signed_in(&self, email: &str, path: &str) -> Browser {
         let browser = self.browser();
         let authorize = browser.start_login(self, email, path).await;
-        let back = self
-            .idp
-            .complete_login(&authorize, email)
-            .expect("IdP issues a code");
-        let resp = browser.get(&back.url).await;
+        let resp = browser.finish_login(&self.idp, &authorize, email).await;
         assert_eq!(
             resp.status(),
             StatusCode::FOUND,
@@ -137,21 +120,7 @@ connections = ["fabrikam"]
     }
 }
 
-struct Browser {
-    client: reqwest::Client,
-    jar: Arc<reqwest::cookie::Jar>,
-}
-
 impl Browser {
-    async fn get(&self, url: &str) -> reqwest::Response {
-        self.client
-            .get(url)
-            .header(ACCEPT, HTML)
-            .send()
-            .await
-            .expect("request")
-    }
-
     /// Protected page -> login page -> email posted -> the IdP's authorize URL.
     async fn start_login(&self, w: &World, email: &str, path: &str) -> String {
         let resp = self.get(&w.url(path)).await;
@@ -172,41 +141,13 @@ impl Browser {
             html.contains("name=\"email\""),
             "the login page asks for the email"
         );
-        let resp = self
-            .client
-            .post(w.url("/.auth/login"))
-            .header(ACCEPT, HTML)
-            .form(&[("email", email), ("post_login_redirect_uri", path)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.status(),
-            StatusCode::FOUND,
-            "a known domain starts the flow"
-        );
-        let authorize = location(&resp);
+        let authorize = self.post_email(&w.url("/.auth/login"), email, path).await;
         assert!(
             authorize.starts_with(&w.idp.base_url()),
             "redirect to the IdP: {authorize}"
         );
         authorize
     }
-
-    fn cookie_header(&self, url: &str) -> String {
-        use reqwest::cookie::CookieStore;
-        self.jar
-            .cookies(&url.parse().unwrap())
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default()
-    }
-}
-
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get(LOCATION)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 fn query(url: &str) -> Vec<(String, String)> {
@@ -222,22 +163,6 @@ fn param(url: &str, name: &str) -> Option<String> {
         .into_iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v)
-}
-
-fn set_cookies(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect()
-}
-
-fn user(email: &str) -> idp::IdpUser {
-    IdpConfig::demo_default()
-        .users()
-        .into_iter()
-        .find(|u| u.email == email)
-        .unwrap()
 }
 
 #[tokio::test]
@@ -270,11 +195,9 @@ async fn browser_signs_in_by_email_and_the_app_receives_identity_headers() {
         Some(w.url("/.auth/login/contoso/callback"))
     );
 
-    let back = w
-        .idp
-        .complete_login(&authorize, "alice@contoso.example")
-        .unwrap();
-    let resp = browser.get(&back.url).await;
+    let resp = browser
+        .finish_login(&w.idp, &authorize, "alice@contoso.example")
+        .await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     assert_eq!(location(&resp), "/reports/q3?year=2026");
     let cookies = set_cookies(resp.headers());
@@ -510,11 +433,9 @@ async fn hostile_id_tokens_never_make_a_session() {
         let authorize = browser
             .start_login(&w, "alice@contoso.example", "/secret")
             .await;
-        let back = w
-            .idp
-            .complete_login(&authorize, "alice@contoso.example")
-            .unwrap();
-        let resp = browser.get(&back.url).await;
+        let resp = browser
+            .finish_login(&w.idp, &authorize, "alice@contoso.example")
+            .await;
         assert!(
             resp.status().is_client_error() || resp.status().is_server_error(),
             "{mode:?}: login must fail, got {}",
@@ -714,11 +635,9 @@ async fn login_targets_are_only_same_host_paths_or_route_hosts() {
             .await
             .unwrap();
         let authorize = location(&resp);
-        let back = w
-            .idp
-            .complete_login(&authorize, "alice@contoso.example")
-            .unwrap();
-        let resp = browser.get(&back.url).await;
+        let resp = browser
+            .finish_login(&w.idp, &authorize, "alice@contoso.example")
+            .await;
         assert_eq!(resp.status(), StatusCode::FOUND);
         let landed = location(&resp);
         if expected == "/" {
@@ -810,11 +729,10 @@ async fn each_login_gets_a_new_session_id() {
     let browser = w.signed_in("alice@contoso.example", "/").await;
     let first = browser.cookie_header(&w.url("/"));
     let authorize = browser.start_login_again(&w).await;
-    let back = w
-        .idp
-        .complete_login(&authorize, "alice@contoso.example")
-        .unwrap();
-    assert_eq!(browser.get(&back.url).await.status(), StatusCode::FOUND);
+    let resp = browser
+        .finish_login(&w.idp, &authorize, "alice@contoso.example")
+        .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
     let second = browser.cookie_header(&w.url("/"));
     let sid = |c: &str| {
         c.split("; ")
@@ -881,7 +799,8 @@ async fn an_unreachable_provider_stops_new_logins_with_503_but_not_existing_sess
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let page = resp.text().await.unwrap();
     assert!(page.contains("cannot be reached"), "explains: {page}");
-    // The signed-in user keeps working: sessions never need the provider.
+    // The signed-in user keeps working: a session whose tokens are valid
+    // does not need the provider (docs/decisions.md, Sessions).
     let resp = browser.get(&w.url("/still-works")).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
@@ -929,7 +848,7 @@ async fn a_provider_down_at_startup_gives_503_then_recovers_by_itself() {
 async fn the_demo_signs_in_a_demo_user_and_shows_the_headers() {
     let demo = realmgate::demo::start(0).await.expect("demo starts");
     let port = demo.gateway.addr.port();
-    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .cookie_provider(jar)

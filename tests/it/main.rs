@@ -1,6 +1,8 @@
 //! Integration tests, built as one binary. Helpers live in `util` (echo
 //! upstream, gateway on port 0) and `node` (the npm-based real parts).
 
+mod assertion;
+mod bearer;
 mod browser;
 mod demo_command;
 mod deploy;
@@ -15,4 +17,5 @@ mod pages_browser;
 mod proxying;
 mod real_provider;
 mod server;
+mod signin;
 mod util;

@@ -461,6 +461,14 @@ impl TestGateway {
         format!("http://{host}:{}{path}", self.addr.port())
     }
 
+    /// Where the admin listener is bound.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running
+            .as_ref()
+            .expect("served by server::start, which binds the admin listener")
+            .admin_addr
+    }
+
     /// A client that reaches every route host at this gateway and never follows redirects.
     pub fn client(&self) -> reqwest::Client {
         let mut b = reqwest::Client::builder()

@@ -10,9 +10,27 @@ const G_HR: &str = "aaaaaaaa-0000-0000-0000-000000000001";
 const G_POLICY: &str = "aaaaaaaa-0000-0000-0000-000000000002";
 const G_OTHER: &str = "aaaaaaaa-0000-0000-0000-000000000003";
 
+/// A P-256 key file for `server.assertion_key` (routes with `jwt_assertion`).
+fn assertion_key_path() -> &'static str {
+    use std::io::Write as _;
+    static KEY: std::sync::OnceLock<tempfile::TempPath> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(crate::auth::assertion::generate_p256_pem().as_bytes())
+            .expect("write key");
+        f.into_temp_path()
+    })
+    .to_str()
+    .expect("UTF-8 temp path")
+}
+
 fn settings(route_extra: &str, conn_extra: &str) -> Settings {
+    let key = assertion_key_path();
     load_str(&format!(
         r#"
+[server]
+assertion_key = "{key}"
+
 [session]
 secret = "0123456789abcdef0123456789abcdef"
 

@@ -1,0 +1,229 @@
+//! Bearer access tokens on routes with `api_audiences` (SPEC 5.9).
+//!
+//! A request carrying `Authorization: Bearer <jwt>` on such a route is
+//! authenticated by the token alone: no session is read or created, no cookie
+//! is set. The token is verified by one of the connections the route allows
+//! (`Provider::verify_access_token`: signature against that connection's
+//! JWKS, algorithm allow-list, `iss`, `aud` in `api_audiences`, `exp`/`nbf`,
+//! `tid` allow-list, access token rather than ID token, Entra v1.0/v2.0
+//! format). The verified claims become a [`Session`] value that lives for
+//! this request only, so the route's policy and identity headers treat an API
+//! caller exactly like a signed-in browser.
+//!
+//! Which connection verifies: the token's `iss` is read *before* the
+//! signature is checked, only to pick among the route's connections (a
+//! connection whose issuer cannot match is not asked, so a foreign token
+//! does not make every provider refresh its JWKS). Every check, `iss`
+//! included, is then made by the chosen connection on the verified token.
+//!
+//! Fail closed: an `Authorization: Bearer` that fails any check is a 401,
+//! even if the request also has a valid session cookie; two `Authorization`
+//! headers are a 400 (which one would the app read?).
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+use super::AuthState;
+use crate::config::{ConnectionSettings, RouteSettings};
+use crate::oidc::{OidcError, VerifiedAccessToken};
+use crate::respond::GatewayError;
+use crate::session::model::Session;
+
+/// A caller authenticated by a bearer token, for this request only.
+pub(super) struct BearerUser {
+    pub user: Arc<Session>,
+    pub connection: Arc<ConnectionSettings>,
+}
+
+/// The bearer token of the request, if it sends one. Another scheme
+/// (`Basic`, ...) is not ours to judge and reads as no token.
+pub(super) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    let mut all = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(GatewayError::InvalidBearerRequest(
+            "The request has several Authorization headers. Send exactly one: Authorization: Bearer <access token>.",
+        ));
+    }
+    let bytes = value.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|b| *b == b' ') {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (bytes, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    // RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let token = std::str::from_utf8(rest)
+        .map(|t| t.trim_matches(' '))
+        .unwrap_or("");
+    let body = token.trim_end_matches('=');
+    if body.is_empty()
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    {
+        return Err(GatewayError::InvalidToken(
+            "malformed bearer token (expected Authorization: Bearer <JWT>)".into(),
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// Verifies `token` for `route` and builds the caller's identity.
+pub(super) async fn authenticate(
+    state: &AuthState,
+    route: &RouteSettings,
+    token: &str,
+) -> Result<BearerUser, GatewayError> {
+    let refused = |reason: String| {
+        tracing::info!(route.name = %route.name, reason = %reason, "bearer token refused");
+        GatewayError::InvalidToken(reason)
+    };
+    // Header first: names `alg none`, HMAC and non-JWTs precisely.
+    crate::oidc::id_token::parse_header(token).map_err(refused)?;
+    let iss = unverified_issuer(token).map_err(refused)?;
+
+    let mut first_refusal: Option<String> = None;
+    let mut unavailable = false;
+    for connection in state
+        .settings
+        .connections
+        .iter()
+        .filter(|c| route.connections.contains(&c.name))
+    {
+        let Some(provider) = state.shared.providers.get(&connection.name) else {
+            continue;
+        };
+        match provider.may_have_issued_access_token(&iss).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(connection = %connection.name, error = %e, "bearer token: provider metadata unavailable");
+                unavailable = true;
+                continue;
+            }
+        }
+        match provider
+            .verify_access_token(token, &route.api_audiences)
+            .await
+        {
+            Ok(verified) => {
+                let user = session_for(connection, &verified, token, route);
+                return Ok(BearerUser {
+                    user: Arc::new(user),
+                    connection: connection.clone(),
+                });
+            }
+            Err(OidcError::InvalidToken(reason)) => {
+                first_refusal.get_or_insert(reason);
+            }
+            Err(e) => {
+                tracing::warn!(connection = %connection.name, error = %e, "bearer token: provider unavailable");
+                unavailable = true;
+            }
+        }
+    }
+    match (first_refusal, unavailable) {
+        (Some(reason), _) => Err(refused(reason)),
+        // Fail closed, but say it is not the caller's fault.
+        (None, true) => Err(GatewayError::ProviderUnavailable),
+        (None, false) => Err(refused(
+            "iss is not an issuer of the connections this route accepts".into(),
+        )),
+    }
+}
+
+/// The `iss` of a JWT's payload, read without checking the signature (see
+/// the module docs for why that is safe here).
+fn unverified_issuer(token: &str) -> Result<String, String> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or("not a JWT (expected three dot-separated parts)")?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| "payload is not base64url")?;
+    let claims: Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| "payload is not a JSON object")?;
+    match claims.get("iss") {
+        Some(Value::String(iss)) if !iss.is_empty() => Ok(iss.clone()),
+        _ => Err("iss missing".into()),
+    }
+}
+
+/// The request-scoped identity of a verified access token, shaped like a
+/// session so policy and headers need no second code path.
+fn session_for(
+    conn: &ConnectionSettings,
+    token: &VerifiedAccessToken,
+    raw: &str,
+    route: &RouteSettings,
+) -> Session {
+    let t = token.identity();
+    let claim = |k: &str| {
+        t.claims()
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    // As at sign-in: `oid` on Entra (`verify_access_token` demands it), `sub` elsewhere.
+    let user_id = if conn.is_entra() {
+        t.oid().unwrap_or_default().to_string()
+    } else {
+        t.sub().to_string()
+    };
+    let email_trust =
+        super::callback::email_trust(conn, t.email().is_some(), t.email_verified(), t.xms_edov());
+    // Group overage cannot be resolved here: Graph would need a token for
+    // Graph, and this one is for the API. The caller then has no groups, and
+    // a group policy refuses it (fail closed).
+    let groups = if !conn.groups {
+        Vec::new()
+    } else if t.has_group_overage() {
+        tracing::warn!(
+            connection = %conn.name,
+            route.name = %route.name,
+            "bearer token signals group overage; its groups are unknown (Graph is not called for API tokens)"
+        );
+        Vec::new()
+    } else {
+        t.groups()
+    };
+    let now = super::now();
+    let exp = t.exp().unwrap_or(now);
+    Session {
+        user_id,
+        subject: t.sub().to_string(),
+        tenant_id: t.tid().map(str::to_string),
+        connection: conn.name.clone(),
+        issuer: t.iss().to_string(),
+        sid: None,
+        email: t.email().map(str::to_string),
+        email_trust,
+        name: t.name().map(str::to_string),
+        // v1.0 tokens name the account in `upn` (or `unique_name`).
+        preferred_username: t
+            .preferred_username()
+            .map(str::to_string)
+            .or_else(|| claim("upn"))
+            .or_else(|| claim("unique_name")),
+        groups,
+        claims: conn.extended_profile.then(|| t.extra_claims()),
+        id_token: None,
+        // The app already has this token (the client sends it along in
+        // Authorization); `pass_access_token` gets it in the usual header too.
+        access_token: route.pass_access_token.then(|| raw.to_string()),
+        refresh_token: None,
+        tokens_expire_at: Some(exp),
+        created_at: now,
+        expires_at: exp,
+    }
+}
