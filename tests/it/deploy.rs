@@ -133,12 +133,27 @@ impl Realmgate {
                 log,
             },
             Err(_) => {
+                // stderr closed early means the process is exiting: give it a moment.
+                let mut exited = None;
+                let end = Instant::now() + Duration::from_secs(1);
+                while exited.is_none() && Instant::now() < end {
+                    exited = child.try_wait().ok().flatten();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "realmgate did not report its listeners within {DEADLINE:?}; log:\n{}",
-                    log.lock().unwrap()
-                );
+                // The reader thread may still be appending the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                match exited {
+                    Some(status) => panic!(
+                        "realmgate exited ({status}) before listening; log:\n{}",
+                        log.lock().unwrap()
+                    ),
+                    None => panic!(
+                        "realmgate did not report its listeners within {DEADLINE:?}; log:\n{}",
+                        log.lock().unwrap()
+                    ),
+                }
             }
         }
     }

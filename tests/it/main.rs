@@ -16,6 +16,7 @@ mod node_tools;
 mod pages_browser;
 mod proxying;
 mod real_provider;
+mod replicas;
 mod server;
 mod signin;
 mod util;
