@@ -12,7 +12,8 @@
 #   3. a real browser (Debian chromium driven by playwright-core,
 #      tests/node/browser-login.mjs) signing in through the gateway.
 # A tier whose tool is missing fails with a message saying what to install; nothing is
-# skipped. Before the tiers: the node tools' own self-test, rustfmt and clippy.
+# skipped. Before the tiers: the node tools' own self-test, rustfmt and clippy. After
+# them: every cargo-fuzz target for FUZZ_SECONDS (default 30) each (scripts/fuzz.sh).
 #
 # Needs root or sudo for apt-get the first time. No system service is started: the
 # tests run their own instances on 127.0.0.1.
@@ -108,3 +109,9 @@ cargo clippy --all-targets -- -D warnings
 section "cargo test (unit, integration, real-world and browser tiers)"
 # Every test binary runs even after a failure, so one run shows every problem.
 cargo test --no-fail-fast "$@"
+
+# --- 5. fuzzing ---------------------------------------------------------------------
+# One fuzz build, then each target for a bounded time; cargo-fuzz is installed from
+# crates.io when missing. Stable toolchain only (see scripts/fuzz.sh).
+section "fuzzing (scripts/fuzz.sh, ${FUZZ_SECONDS:-30} s per target)"
+scripts/fuzz.sh

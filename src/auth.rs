@@ -473,11 +473,11 @@ async fn read_form(body: hyper::body::Incoming) -> Result<Vec<u8>, GatewayError>
 }
 
 /// Parses `application/x-www-form-urlencoded` (query or body) into pairs.
-fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw).into_owned().collect()
 }
 
-fn form_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn form_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     // A duplicated parameter is ambiguous: treat it as absent.
     let mut found = pairs.iter().filter(|(k, _)| k == key);
     let first = found.next()?;

@@ -15,6 +15,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod headers;
 pub mod http_client;

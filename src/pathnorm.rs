@@ -81,7 +81,9 @@ pub fn is_public(path: &str, prefixes: &[String]) -> bool {
 }
 
 /// True when upstreams could disagree about the segments of `path`: it holds
-/// an encoded slash or backslash, a backslash, or a `;` (raw or encoded).
+/// an encoded slash or backslash, a backslash, or a `;` (raw or encoded), or
+/// (raw or encoded) a character that Unicode compatibility normalization or
+/// Windows "best fit" conversion turns into one of `.` `/` `\\` `;` `%`.
 fn is_ambiguous(path: &str) -> bool {
     let bytes = path.as_bytes();
     let encoded_separator = bytes.windows(3).any(|w| {
@@ -91,7 +93,43 @@ fn is_ambiguous(path: &str) -> bool {
                 (b'2', b'f') | (b'5', b'c') | (b'3', b'b')
             )
     });
-    encoded_separator || bytes.iter().any(|&b| b == b';' || b == b'\\')
+    if encoded_separator || bytes.iter().any(|&b| b == b';' || b == b'\\') {
+        return true;
+    }
+    // Non-ASCII can only matter here; plain ASCII paths skip the decoding.
+    if path.is_ascii() && !path.contains('%') {
+        return false;
+    }
+    // An app that NFKC-normalizes (or a Windows stack that "best fits") reads
+    // `/public/\u{ff0e}\u{ff0e}/admin` as `/public/../admin`.
+    let decoded = percent_decode_once(bytes).unwrap_or_default();
+    String::from_utf8_lossy(&decoded)
+        .chars()
+        .chain(path.chars())
+        .any(is_separator_lookalike)
+}
+
+/// Characters whose compatibility decomposition (or best-fit mapping) is a
+/// dot, slash, backslash, semicolon or percent sign.
+fn is_separator_lookalike(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2024}' // ONE DOT LEADER -> .
+            | '\u{2025}' // TWO DOT LEADER -> ..
+            | '\u{2026}' // HORIZONTAL ELLIPSIS -> ...
+            | '\u{fe52}' // SMALL FULL STOP -> .
+            | '\u{ff0e}' // FULLWIDTH FULL STOP -> .
+            | '\u{ff0f}' // FULLWIDTH SOLIDUS -> /
+            | '\u{2215}' // DIVISION SLASH (best fit) -> /
+            | '\u{2044}' // FRACTION SLASH (best fit) -> /
+            | '\u{ff3c}' // FULLWIDTH REVERSE SOLIDUS -> \
+            | '\u{fe68}' // SMALL REVERSE SOLIDUS -> \
+            | '\u{037e}' // GREEK QUESTION MARK -> ; (canonical)
+            | '\u{fe54}' // SMALL SEMICOLON -> ;
+            | '\u{ff1b}' // FULLWIDTH SEMICOLON -> ;
+            | '\u{ff05}' // FULLWIDTH PERCENT SIGN -> %
+            | '\u{fe6a}' // SMALL PERCENT SIGN -> %
+    )
 }
 
 /// Percent-decodes once into UTF-8 text without control characters and without

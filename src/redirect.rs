@@ -19,7 +19,11 @@ const MAX_TARGET_LEN: usize = 2048;
 /// query/form parser). `host` is the request's host (no port, lowercase);
 /// `route_hosts` every configured route host (lowercase).
 pub fn safe_target(raw: &str, host: &str, route_hosts: &HashSet<String>) -> String {
-    checked(raw, host, route_hosts).unwrap_or_else(|| "/".to_string())
+    checked(raw, host, route_hosts)
+        // The limit holds for the answer too: percent-encoding can triple a
+        // non-ASCII target, and the answer travels in the state cookie.
+        .filter(|out| out.len() <= MAX_TARGET_LEN)
+        .unwrap_or_else(|| "/".to_string())
 }
 
 fn checked(raw: &str, host: &str, route_hosts: &HashSet<String>) -> Option<String> {

@@ -138,8 +138,12 @@ pub fn normalize_host(value: &str) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
+/// A port number as Host may carry it: digits, at most 65535.
 fn port_ok(port: &str) -> bool {
-    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+    !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().is_ok_and(|p| p <= 65535)
 }
 
 #[cfg(test)]

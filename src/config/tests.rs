@@ -238,6 +238,35 @@ fn secrets_can_come_from_files_with_trailing_newline_trimmed() {
 }
 
 #[test]
+fn secret_files_that_never_end_or_are_huge_are_refused_not_read() {
+    // `/dev/zero` would be read forever; a folder or a huge file is a mistake.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("huge"), vec![b'a'; 65 * 1024]).expect("write");
+    std::fs::write(dir.path().join("exact"), vec![b'a'; 64 * 1024]).expect("write");
+    for (path, ok) in [
+        ("/dev/zero", false),
+        ("huge", false),
+        (".", false),
+        ("exact", true),
+    ] {
+        let text = minimal().replace(
+            &format!("secret = \"{SECRET}\""),
+            &format!("secret_file = \"{path}\""),
+        );
+        let r = load_with(&text, std::iter::empty(), Some(dir.path()));
+        assert_eq!(
+            r.is_ok(),
+            ok,
+            "{path}: {:?}",
+            r.err().map(|e| e.to_string())
+        );
+        if let Err(e) = r {
+            assert!(has(&e.problems, "session.secret_file"), "{e}");
+        }
+    }
+}
+
+#[test]
 fn secret_of_exactly_32_bytes_is_accepted_and_31_is_not() {
     let ok = minimal().replace(SECRET, &"x".repeat(32));
     assert!(load_str(&ok).is_ok());

@@ -112,7 +112,7 @@ impl Ctx<'_> {
 
     fn read_secret_file(&mut self, key: &str, path: &Path) -> Option<Secret> {
         let full = self.resolve(path);
-        match std::fs::read(&full) {
+        match read_bounded(&full) {
             Ok(mut bytes) => {
                 while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                     bytes.pop();
@@ -136,6 +136,33 @@ impl Ctx<'_> {
             _ => path.to_path_buf(),
         }
     }
+}
+
+/// Largest secret file read: a secret is a line, a URL or a PEM key, never more.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file: a regular file (a symlink to one is fine, as
+/// Kubernetes mounts them) of at most [`MAX_SECRET_FILE_BYTES`]. `/dev/zero`,
+/// a FIFO or a huge file would otherwise hang or exhaust memory at startup.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file (a device, FIFO or folder)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} KiB",
+            MAX_SECRET_FILE_BYTES / 1024
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Validates everything `load` produced.

@@ -328,6 +328,13 @@ pub enum Hostile {
     OidMissing,
     /// `tid` replaced by this value (`iss` still names the user's tenant).
     Tid(String),
+    /// Properly signed (RS256, current key), the JOSE header edited: each
+    /// member is set, or removed when the value is `null` (`kid` path
+    /// traversal, `jku`/`x5u`/`jwk`, `crit`, `alg` spellings, size).
+    Header(Vec<(String, Value)>),
+    /// Properly signed, the claims edited the same way (`iat` missing, `nbf`
+    /// in the future, claims of the wrong type, ...).
+    Claims(Vec<(String, Value)>),
 }
 
 /// The two formats of Entra access tokens (chosen by the API's app
@@ -764,6 +771,17 @@ impl Idp {
         self.state
             .issue_code(&path_tenant, &request, user)
             .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Sets each member, or removes it when the value is `null` (hostile modes).
+fn edit_members(object: &mut Map<String, Value>, edits: &[(String, Value)]) {
+    for (name, value) in edits {
+        if value.is_null() {
+            object.remove(name);
+        } else {
+            object.insert(name.clone(), value.clone());
+        }
     }
 }
 
@@ -1216,12 +1234,18 @@ impl State {
             Some(Hostile::Tid(t)) => {
                 claims.insert("tid".into(), json!(t));
             }
+            Some(Hostile::Claims(edits)) => edit_members(&mut claims, edits),
             // Same key material, a kid the JWKS never published: relying
             // parties look the kid up and find nothing.
             Some(Hostile::UnknownKid) => kid = format!("unpublished-{}", random_id(8)),
             Some(Hostile::NoKid) => kid = String::new(),
-            Some(Hostile::BadSignature | Hostile::AlgNone | Hostile::Hs256WithPublicKey) | None => {
-            }
+            Some(
+                Hostile::BadSignature
+                | Hostile::AlgNone
+                | Hostile::Hs256WithPublicKey
+                | Hostile::Header(_),
+            )
+            | None => {}
         }
         let claims = Value::Object(claims);
         let token = match &hostile {
@@ -1241,6 +1265,21 @@ impl State {
                     &claims,
                     &EncodingKey::from_secret(key.public_pem.as_bytes()),
                 )?
+            }
+            Some(Hostile::Header(edits)) => {
+                let mut header = Map::new();
+                header.insert("typ".into(), json!("JWT"));
+                header.insert("alg".into(), json!("RS256"));
+                header.insert("kid".into(), json!(kid));
+                edit_members(&mut header, edits);
+                let signed = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(Value::Object(header).to_string()),
+                    URL_SAFE_NO_PAD.encode(claims.to_string())
+                );
+                let signature =
+                    jsonwebtoken::crypto::sign(signed.as_bytes(), &key.encoding, Algorithm::RS256)?;
+                format!("{signed}.{signature}")
             }
             _ => {
                 let mut header = Header::new(Algorithm::RS256);

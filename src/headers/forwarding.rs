@@ -137,6 +137,34 @@ pub fn apply(
             headers.remove(name);
         }
     }
+    remove_underscore_spellings(headers);
+}
+
+/// Removes `X_Forwarded_For`, `X_Real_IP`, `X_Request_Id` and the like,
+/// from every peer: CGI-style stacks (PHP, WSGI, Rack) read them as the
+/// `-` spelling realmgate just set, and may prefer the client's copy. No
+/// proxy sends these names, so a trusted one loses nothing.
+fn remove_underscore_spellings(headers: &mut HeaderMap) {
+    // One pass over the names first: usually no name has an underscore.
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .filter(|k| {
+            let dashed = k.as_str().replace('_', "-");
+            dashed.starts_with("x-forwarded-")
+                || matches!(
+                    dashed.as_str(),
+                    "x-real-ip" | "x-request-id" | "forwarded" | "x-client-ip" | "true-client-ip"
+                )
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
 }
 
 /// A fresh request id: 128 random bits as 32 lowercase hex digits.

@@ -128,6 +128,27 @@ fn traversal_out_of_a_public_prefix_is_not_public() {
 }
 
 #[test]
+fn unicode_lookalikes_of_dots_and_slashes_are_never_public() {
+    // An app that NFKC-normalizes resolves these to `/public/../secret`.
+    for p in [
+        "/public/%ef%bc%8e%ef%bc%8e/secret",
+        "/public/\u{ff0e}\u{ff0e}/secret",
+        "/public/%e2%80%a5/secret",
+        "/public/\u{2024}\u{2024}/secret",
+        "/public/..%ef%bc%8fsecret",
+        "/public/..\u{ff3c}secret",
+        "/public/..%ef%b9%a8secret",
+        "/public/..%cd%be/secret",
+        "/public/%ef%bc%85%32%65/secret",
+    ] {
+        assert!(!is_public(p, &public()), "{p}");
+    }
+    // Other non-ASCII stays public.
+    assert!(is_public("/public/caf%C3%A9.css", &public()));
+    assert!(is_public("/public/caf\u{e9}.css", &public()));
+}
+
+#[test]
 fn empty_or_relative_prefixes_never_match() {
     assert!(!is_public("/x", &["".to_string()]));
     assert!(!is_public("/x", &["x".to_string()]));

@@ -108,6 +108,8 @@ fn hostile_host_values_match_nothing() {
         ":80",
         "app.example.com:",
         "app.example.com:99999999",
+        "app.example.com:99999",
+        "app.example.com:65536",
         "app.example.com:80:80",
         "user@app.example.com",
         "app.example.com/evil",

@@ -249,12 +249,22 @@ where
     let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quiet_ticks = 0u32;
+    // An idle close is graceful first (HTTP/2 GOAWAY, then a PING the client
+    // must answer); a client that never answers would keep the connection
+    // forever, so it is dropped after one more idle_timeout.
+    let forced_close = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(forced_close);
+    let mut closing_idle = false;
     loop {
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(client.ip = %peer_ip, error = %e, "connection ended with an error");
                 }
+                return;
+            }
+            () = &mut forced_close, if closing_idle => {
+                tracing::debug!(client.ip = %peer_ip, "idle_timeout: the client did not close; dropping the connection");
                 return;
             }
             changed = stop.changed(), if !draining => {
@@ -273,6 +283,10 @@ where
                         tracing::debug!(client.ip = %peer_ip, "idle_timeout: closing connection");
                         draining = true;
                         conn.as_mut().graceful_shutdown();
+                        closing_idle = true;
+                        forced_close
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + server.idle_timeout);
                     }
                 }
             }

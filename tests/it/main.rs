@@ -8,7 +8,7 @@ mod demo_command;
 mod deploy;
 mod entra;
 mod forward_auth;
-mod hostile_http;
+mod hostile;
 mod id_token;
 mod login_flow;
 mod node;

@@ -173,3 +173,36 @@ fn request_ids_are_32_lowercase_hex_digits() {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
     }
 }
+
+#[test]
+fn underscore_spellings_are_removed_from_every_peer() {
+    // PHP/WSGI read `X_Forwarded_For` as HTTP_X_FORWARDED_FOR, the same
+    // variable as the real header: the client's copy must not get through.
+    for (trusted, peer) in [
+        (&["10.0.0.0/8"][..], "192.0.2.7:1"),
+        (&["10.0.0.0/8"][..], "10.0.0.1:1"),
+    ] {
+        let s = server(trusted);
+        let mut h = headers(&[
+            ("x_forwarded_for", "6.6.6.6"),
+            ("X_Forwarded_Proto", "https"),
+            ("x_forwarded_host", "evil.example"),
+            ("x-forwarded_uri", "/admin"),
+            ("x_real_ip", "6.6.6.6"),
+            ("x_request_id", "attacker-chosen"),
+            ("true_client_ip", "6.6.6.6"),
+            ("x_custom_app_header", "kept"),
+        ]);
+        let c = conn(peer, false);
+        let id = request_id(&s, &h, &c);
+        apply(&mut h, &s, &c, None, &id);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.contains('_') || *n == "x_custom_app_header"),
+            "{peer}: {names:?}"
+        );
+        assert_eq!(h["x_custom_app_header"], "kept");
+    }
+}

@@ -1,0 +1,355 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/` (one function per
+//! target), not an API: hidden from the docs and free to change. Each takes
+//! arbitrary bytes, runs one parser of attacker input the way the gateway
+//! does, and panics when a property that security depends on fails (not only
+//! on a crash): a stripped request still carrying an identity header, a login
+//! target leaving the configured hosts, a token accepted with the wrong
+//! nonce, normalization that is not idempotent.
+//!
+//! `cargo test --lib fuzzing::` runs every entry point on the seed corpora in
+//! `fuzz/corpus/`, so the properties hold in the ordinary test run too.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::Settings;
+
+/// A fixed configuration: route `app.test` (public `/static/`, `headers_extra`
+/// `X-Employee-Id`) and `other.test`; trusted proxies `10.0.0.0/8`.
+fn settings() -> &'static Arc<Settings> {
+    static SETTINGS: OnceLock<Arc<Settings>> = OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        let text = r#"
+[server]
+trusted_proxies = ["10.0.0.0/8"]
+
+[session]
+secret = "fuzzing-secret-0123456789abcdef0123456789"
+
+[[connection]]
+name = "contoso"
+type = "oidc"
+issuer = "http://127.0.0.1:9/"
+client_id = "client"
+client_secret = "secret"
+
+[[route]]
+name = "app"
+hosts = ["app.test"]
+upstream = "http://127.0.0.1:9"
+public = ["/static/", "/favicon.ico"]
+headers_extra = { "X-Employee-Id" = "user_id" }
+
+[[route]]
+name = "admin"
+hosts = ["app.test"]
+path_prefix = "/admin/"
+upstream = "http://127.0.0.1:9"
+
+[[route]]
+name = "other"
+hosts = ["other.test"]
+upstream = "http://127.0.0.1:9"
+"#;
+        Arc::new(crate::config::load_str(text).expect("the fuzzing config is valid"))
+    })
+}
+
+fn text(data: &[u8]) -> String {
+    String::from_utf8_lossy(data).into_owned()
+}
+
+/// A header map from `name: value` lines; lines that are not a valid header are skipped.
+fn header_lines(data: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            headers.append(n, v);
+        }
+    }
+    headers
+}
+
+/// Session cookie parsing: `Cookie` header values, one per line. Reading
+/// never panics; after `strip_own_cookies` no session cookie is left; a
+/// value realmgate wrote reads back as the same id.
+pub fn cookie(data: &[u8]) {
+    let s = settings();
+    let cookies = crate::session::cookie::SessionCookies::new(&s.session);
+    let mut headers = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.append(http::header::COOKIE, v);
+        }
+    }
+    let _ = cookies.read(&headers);
+    let _ = cookies.read_for(&headers, true);
+    let _ = cookies.read_for(&headers, false);
+    let mut stripped = headers.clone();
+    cookies.strip_own_cookies(&mut stripped);
+    assert!(
+        cookies.read(&stripped).is_none(),
+        "a session cookie survived stripping"
+    );
+    // Round trip: the first 32 bytes as an id.
+    let mut id = [0u8; 32];
+    for (dst, src) in id.iter_mut().zip(data) {
+        *dst = *src;
+    }
+    let id = crate::session::store::SessionId::from_bytes(id);
+    let value = cookies.value(&id);
+    let mut own = HeaderMap::new();
+    own.insert(
+        http::header::COOKIE,
+        HeaderValue::from_str(&format!("{}={value}", cookies.name_for(false)))
+            .expect("cookie values are visible ASCII"),
+    );
+    assert_eq!(
+        cookies.read(&own).as_ref().map(|i| *i.as_bytes()),
+        Some(*id.as_bytes())
+    );
+}
+
+/// The callback's parameters and state cookie: the first line is the
+/// `Cookie` header, the rest the query or form. A state is only ever
+/// redeemed by the browser whose cookie holds it.
+pub fn callback(data: &[u8]) {
+    let s = settings();
+    let states = crate::session::state::StateCookies::new(&s.session);
+    let (cookie_line, params) = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&data[..0], data),
+    };
+    let pairs = crate::auth::form_pairs(params);
+    let state = crate::auth::form_get(&pairs, "state");
+    let _ = crate::auth::form_get(&pairs, "code");
+    let _ = crate::auth::form_get(&pairs, "iss");
+    let _ = crate::auth::form_get(&pairs, "error");
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_bytes(cookie_line) {
+        headers.insert(http::header::COOKIE, v);
+    }
+    if let Some(state) = state {
+        let _ = states.take(&headers, false, state);
+        let _ = states.take(&headers, true, state);
+        // A genuine pending login gives itself up only for its own state.
+        let pending = crate::session::state::PendingLogin {
+            state: "genuine-state-0123456789".into(),
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+            connection: "contoso".into(),
+            redirect_uri: "http://app.test/.auth/login/contoso/callback".into(),
+            target: "/".into(),
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let set = states.add(&HeaderMap::new(), false, pending.clone());
+        let value = set
+            .to_str()
+            .expect("ascii")
+            .split(';')
+            .next()
+            .expect("name=value");
+        let mut own = HeaderMap::new();
+        own.insert(
+            http::header::COOKIE,
+            HeaderValue::from_str(value).expect("ascii"),
+        );
+        let taken = states.take(&own, false, state);
+        assert_eq!(taken.is_some(), state == pending.state, "state {state:?}");
+    }
+}
+
+/// Login target validation: the answer is `/`, a same-host path, or an
+/// absolute http(s) URL on a route host, with nothing a browser rewrites.
+pub fn login_target(data: &[u8]) {
+    let raw = text(data);
+    let hosts: HashSet<String> = ["app.test".to_string(), "other.test".to_string()].into();
+    let out = crate::redirect::safe_target(&raw, "app.test", &hosts);
+    assert!(
+        !out.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\'),
+        "{raw:?} -> {out:?}"
+    );
+    if out.starts_with('/') {
+        assert!(!out.starts_with("//"), "{raw:?} -> {out:?}");
+        let base = url::Url::parse("https://app.test/").expect("base");
+        let joined = base.join(&out).expect("a path joins");
+        assert_eq!(joined.host_str(), Some("app.test"), "{raw:?} -> {out:?}");
+    } else {
+        let url = url::Url::parse(&out).unwrap_or_else(|e| panic!("{raw:?} -> {out:?}: {e}"));
+        assert!(
+            matches!(url.scheme(), "http" | "https"),
+            "{raw:?} -> {out:?}"
+        );
+        assert!(url.username().is_empty() && url.password().is_none());
+        assert!(
+            url.host_str().is_some_and(|h| hosts.contains(h)),
+            "{raw:?} -> {out:?}"
+        );
+    }
+    // What the gateway answered is accepted as is when it comes back.
+    assert_eq!(
+        crate::redirect::safe_target(&out, "app.test", &hosts),
+        out,
+        "{raw:?}"
+    );
+}
+
+/// Path normalization and routing: normalization is idempotent and never
+/// leaves `..`, `//`, `%` or `\`; a public path normalizes under a public
+/// prefix; routing never panics.
+pub fn path(data: &[u8]) {
+    let raw = text(data);
+    let s = settings();
+    if let Some(n) = crate::pathnorm::normalize(&raw) {
+        assert!(n.starts_with('/'), "{raw:?} -> {n:?}");
+        assert!(
+            !n.contains("//") && !n.contains("/../") && !n.ends_with("/..") && !n.contains('%'),
+            "{raw:?} -> {n:?}"
+        );
+        assert!(!n.contains('\\'), "{raw:?} -> {n:?}");
+        assert_eq!(crate::pathnorm::normalize(&n).as_deref(), Some(n.as_str()));
+    }
+    let public = &s.routes[0].public;
+    if crate::pathnorm::is_public(&raw, public) {
+        let n = crate::pathnorm::normalize(&raw).expect("public paths normalize");
+        assert!(
+            n.starts_with("/static/") || n == "/favicon.ico" || n.starts_with("/favicon.ico/"),
+            "{raw:?} public as {n:?}"
+        );
+    }
+    let router = crate::router::Router::new(&s.routes);
+    let _ = router.lookup("app.test", &raw);
+    let _ = router.lookup(&raw, "/");
+}
+
+/// Header stripping: hop-by-hop removal, identity stripping and forwarding
+/// headers over `name: value` lines. Afterwards no identity header (in any
+/// spelling) and no hop-by-hop header is left, and an untrusted peer's
+/// forwarding headers are realmgate's own.
+pub fn headers(data: &[u8]) {
+    let s = settings();
+    let mut headers = header_lines(data);
+    crate::headers::hop::strip_hop_by_hop(&mut headers);
+    let extra = [HeaderName::from_static("x-employee-id")];
+    crate::headers::identity::strip(&mut headers, &extra);
+    for name in headers.keys() {
+        assert!(
+            !crate::headers::identity::is_identity_header(name.as_str(), &extra),
+            "{name} survived stripping"
+        );
+        assert!(
+            !matches!(
+                name.as_str(),
+                "connection" | "keep-alive" | "proxy-connection" | "te" | "upgrade" | "trailer"
+            ),
+            "{name} survived hop-by-hop removal"
+        );
+    }
+    let conn = crate::handler::ConnInfo {
+        peer: "192.0.2.1:1234".parse().expect("addr"),
+        local: "127.0.0.1:8080".parse().expect("addr"),
+        tls: false,
+    };
+    let id = crate::headers::forwarding::request_id(&s.server, &headers, &conn);
+    crate::headers::forwarding::apply(&mut headers, &s.server, &conn, None, &id);
+    let xff: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+    assert_eq!(xff, [HeaderValue::from_static("192.0.2.1")]);
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert!(headers.get("x-forwarded-host").is_none());
+    for name in headers.keys() {
+        let dashed = name.as_str().replace('_', "-");
+        assert!(
+            !(name.as_str().contains('_') && dashed.starts_with("x-forwarded-")),
+            "{name} reached the app"
+        );
+    }
+}
+
+/// Modulus of a fixed RSA key (public part only) for signature checks.
+const FUZZ_RSA_N: &str = "s8-DkvIi0FPbXwf80pWZHfy5_lE4bZ2msbrpWJmsY6VmYKTZm_n0nqFBi-zbTZKFVRjpwzZGR0WIufi4wVGzm3nziXhqgGkFZy6O-dxpAp9HHtckqh5maT4aLI4BXtS5FWvvjXmNYnHxKZA4cw0x-K0ikAi7L5VC-fe8QRT3jpOd8jr2ItO-qeL77qqndGIRePQzgon5HsPUKKTi58-D5k5VXWiaQGV02US7nTqe6cGV7pcbV-nrW0sco-3fZMGGLrMEby-LIKFWRQ_fWrneHuxw71H6FdwbQzvlC8_FoMT6an0EZmSKjPeIkv-9BwCRjfebueNCY98YYUX2QRzihQ";
+
+/// JWT handling: the JOSE header parser (never accepts `none` or HMAC), the
+/// signature check with a fixed key (never accepts a token nobody signed),
+/// and the claim checks, which accept a claim set only when it satisfies
+/// every rule. Input: a compact JWT, or (when it parses as JSON) a claim set.
+pub fn jwt(data: &[u8]) {
+    use crate::oidc::id_token::{self, Expectations, NonceRule, Purpose};
+    let raw = text(data);
+    if let Ok(header) = id_token::parse_header(&raw) {
+        assert!(
+            !matches!(
+                header.alg,
+                jsonwebtoken::Algorithm::HS256
+                    | jsonwebtoken::Algorithm::HS384
+                    | jsonwebtoken::Algorithm::HS512
+            ),
+            "HMAC accepted"
+        );
+        let key = jsonwebtoken::DecodingKey::from_rsa_components(FUZZ_RSA_N, "AQAB")
+            .expect("valid RSA components");
+        assert!(
+            id_token::verify_signature(&raw, header.alg, &key).is_err(),
+            "a token nobody signed verified"
+        );
+    }
+    let Ok(serde_json::Value::Object(claims)) = serde_json::from_slice(data) else {
+        return;
+    };
+    let issuers = [crate::oidc::metadata::IssuerRule::Exact(
+        "https://idp.test/".into(),
+    )];
+    let now = 1_700_000_000;
+    let want = Expectations {
+        issuers: &issuers,
+        client_id: "client",
+        tenants: None,
+        purpose: Purpose::IdToken {
+            nonce: NonceRule::Equals("the-nonce"),
+        },
+        require_oid: false,
+        now,
+    };
+    if id_token::check_claims(&claims, &want).is_ok() {
+        let str_of = |k: &str| claims.get(k).and_then(serde_json::Value::as_str);
+        assert_eq!(str_of("iss"), Some("https://idp.test/"));
+        assert_eq!(str_of("nonce"), Some("the-nonce"));
+        assert!(str_of("sub").is_some_and(|s| !s.is_empty()));
+        let aud_ok = match claims.get("aud") {
+            Some(serde_json::Value::String(a)) => a == "client",
+            Some(serde_json::Value::Array(l)) => l.iter().any(|a| a == "client"),
+            _ => false,
+        };
+        assert!(aud_ok, "aud");
+        let exp = claims.get("exp").and_then(serde_json::Value::as_f64);
+        assert!(exp.is_some_and(|e| e + id_token::LEEWAY_SECS as f64 >= now as f64));
+    }
+}
+
+/// Config parsing and validation of arbitrary text: a precise error or
+/// settings, never a panic.
+pub fn config(data: &[u8]) {
+    let raw = text(data);
+    match crate::config::load_str(&raw) {
+        Ok(settings) => {
+            // What `check` prints is built from valid settings without panicking.
+            let _ = crate::config::summary(&settings);
+        }
+        Err(e) => {
+            assert!(!e.problems.is_empty(), "an error without problems");
+            let _ = e.to_string();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! Every fuzz entry point over its committed seed corpus (and a few edge
+//! inputs), so the properties are checked by `cargo test` too.
+
+use std::path::Path;
+
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| std::fs::read(entry.expect("entry").path()).expect("seed"))
+        .collect();
+    assert!(!inputs.is_empty(), "no seeds in {}", dir.display());
+    inputs.extend([Vec::new(), vec![0xff; 3], b"\n\n:".to_vec()]);
+    inputs
+}
+
+#[test]
+fn cookie_seeds_hold_the_properties() {
+    corpus("cookie").iter().for_each(|d| super::cookie(d));
+}
+
+#[test]
+fn callback_seeds_hold_the_properties() {
+    corpus("callback").iter().for_each(|d| super::callback(d));
+    // The genuine state redeems the genuine pending login.
+    super::callback(b"\nstate=genuine-state-0123456789&code=x");
+}
+
+#[test]
+fn login_target_seeds_hold_the_properties() {
+    corpus("login_target")
+        .iter()
+        .for_each(|d| super::login_target(d));
+}
+
+#[test]
+fn path_seeds_hold_the_properties() {
+    corpus("path").iter().for_each(|d| super::path(d));
+}
+
+#[test]
+fn headers_seeds_hold_the_properties() {
+    corpus("headers").iter().for_each(|d| super::headers(d));
+}
+
+#[test]
+fn jwt_seeds_hold_the_properties() {
+    corpus("jwt").iter().for_each(|d| super::jwt(d));
+}
+
+#[test]
+fn config_seeds_hold_the_properties() {
+    corpus("config").iter().for_each(|d| super::config(d));
+}

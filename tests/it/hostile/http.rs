@@ -1,0 +1,470 @@
+//! Hostile HTTP/1.1 written on raw sockets: every malformed or ambiguous
+//! request gets a 4xx or a closed connection, and the upstream sees nothing.
+//! HTTP/2 abuse (rapid reset, CONTINUATION flood) is written frame by frame
+//! on h2c. (Slow clients are tested with the server, in `server.rs`.)
+
+use crate::util::*;
+
+/// A gateway with one fully public route, so anything that got through
+/// framing checks would reach the upstream.
+async fn setup(server_extra: &str) -> (EchoUpstream, TestGateway) {
+    let up = EchoUpstream::start().await;
+    let toml = config(
+        server_extra,
+        &route("app", "app.test", "/", &up.url(), "public = [\"/\"]"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    (up, gw)
+}
+
+/// The answer is a 4xx, or the connection was closed without a response.
+fn refused(raw: &str) -> bool {
+    match raw_status(raw) {
+        Some(s) => (400..500).contains(&s),
+        None => true,
+    }
+}
+
+async fn assert_refused(request: &[u8]) {
+    let (up, gw) = setup("").await;
+    let raw = raw_exchange(gw.addr, request).await;
+    assert!(
+        refused(&raw),
+        "request {:?}\nwas answered: {raw}",
+        String::from_utf8_lossy(request)
+    );
+    up.assert_received_nothing().await;
+}
+
+#[tokio::test]
+async fn a_well_formed_raw_request_is_forwarded() {
+    // The control case: the helpers below would pass vacuously if nothing worked.
+    let (up, gw) = setup("").await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"POST /ok HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(raw_status(&raw), Some(200), "{raw}");
+    assert_eq!(up.count(), 1);
+}
+
+/// Content-Length together with Transfer-Encoding: hyper's parser follows
+/// RFC 9112 6.1/6.3 — it drops Content-Length, decodes by Transfer-Encoding and
+/// closes the connection after answering — so the handler never sees both
+/// headers. What matters is that the request smuggled behind the body never
+/// reaches the upstream: either the whole thing is refused, or exactly the
+/// first request is answered and the connection is closed.
+async fn assert_not_smuggled(request: &[u8]) {
+    let (up, gw) = setup("").await;
+    let raw = raw_exchange(gw.addr, request).await;
+    if !refused(&raw) {
+        let head = raw
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        assert!(
+            head.contains("connection: close"),
+            "kept the connection open: {raw}"
+        );
+        assert_eq!(raw.matches("HTTP/1.1 ").count(), 1, "answered twice: {raw}");
+    }
+    let second = wait_until(std::time::Duration::from_millis(300), || up.count() > 1).await;
+    assert!(!second, "the smuggled request reached the upstream");
+}
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_cannot_smuggle() {
+    assert_not_smuggled(
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn transfer_encoding_before_content_length_cannot_smuggle() {
+    assert_not_smuggled(
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn differing_content_lengths_are_refused() {
+    assert_refused(
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nContent-Length: 45\r\n\r\nhelloGET /smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn content_length_lists_and_signs_are_refused() {
+    assert_refused(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5, 6\r\n\r\nhello!")
+        .await;
+    assert_refused(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: +5\r\n\r\nhello").await;
+}
+
+#[tokio::test]
+async fn obfuscated_transfer_encoding_is_refused() {
+    assert_refused(
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_refused(
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn obs_fold_is_refused() {
+    assert_refused(b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Folded: first\r\n second\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn invalid_header_bytes_are_refused() {
+    assert_refused(b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Bad: a\x00b\r\n\r\n").await;
+    assert_refused(b"GET / HTTP/1.1\r\nHost: app.test\r\nX Bad: value\r\n\r\n").await;
+    assert_refused(b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Bad: a\rb\r\n\r\n").await;
+    assert_refused(b"GET / HTTP/1.1\r\nHost: app.test\nX-Bare-LF:\x7f\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn missing_or_duplicate_host_is_refused() {
+    assert_refused(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_refused(
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nHost: evil.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_oversized_request_line_is_refused() {
+    let mut request = b"GET /".to_vec();
+    request.extend(std::iter::repeat_n(b'a', 128 * 1024));
+    request.extend_from_slice(b" HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    assert_refused(&request).await;
+}
+
+#[tokio::test]
+async fn headers_larger_than_max_header_bytes_get_431() {
+    let (up, gw) = setup("max_header_bytes = 8192").await;
+    let big = "a".repeat(10_000);
+    let request =
+        format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
+    let raw = raw_exchange(gw.addr, request.as_bytes()).await;
+    assert_eq!(raw_status(&raw), Some(431), "{raw}");
+    // Many small headers add up the same way.
+    let many: String = (0..400)
+        .map(|i| format!("X-H{i}: 0123456789\r\n"))
+        .collect();
+    let request = format!("GET / HTTP/1.1\r\nHost: app.test\r\n{many}Connection: close\r\n\r\n");
+    let raw = raw_exchange(gw.addr, request.as_bytes()).await;
+    assert_eq!(raw_status(&raw), Some(431), "{raw}");
+    up.assert_received_nothing().await;
+}
+
+#[tokio::test]
+async fn a_request_line_that_is_not_http_is_refused() {
+    assert_refused(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n").await;
+    assert_refused(b"GET / HTTP/9.9\r\nHost: app.test\r\n\r\n").await;
+    assert_refused(b"GET http://app.test@evil.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn an_h2c_upgrade_is_forwarded_as_a_plain_request_never_tunnelled() {
+    let (up, gw) = setup("").await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /h2c HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&raw), Some(200), "{raw}");
+    let body = raw.split_once("\r\n\r\n").expect("a body").1;
+    let echoed = Echoed(serde_json::from_str(body).expect("echo JSON"));
+    assert!(echoed.header_all("upgrade").is_empty());
+    assert!(echoed.header_all("http2-settings").is_empty());
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_switching_to_a_protocol_nobody_asked_for_is_502() {
+    // The echo upstream answers `101 Upgrade: websocket` on /ws whatever was asked.
+    let (_up, gw) = setup("").await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: not-websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&raw), Some(502), "{raw}");
+}
+
+// === HTTP/2 (h2c, prior knowledge) written frame by frame ===
+
+mod h2 {
+    //! Just enough HTTP/2 framing to misbehave: the preface, SETTINGS,
+    //! HEADERS with a literal HPACK block, RST_STREAM and CONTINUATION.
+
+    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub const HEADERS: u8 = 0x1;
+    pub const RST_STREAM: u8 = 0x3;
+    pub const SETTINGS: u8 = 0x4;
+    pub const GOAWAY: u8 = 0x7;
+    pub const CONTINUATION: u8 = 0x9;
+    pub const END_STREAM: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = Vec::with_capacity(9 + payload.len());
+        out.extend_from_slice(&len.to_be_bytes()[1..]);
+        out.push(kind);
+        out.push(flags);
+        out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// A literal header field without indexing, with a new name (RFC 7541 6.2.2).
+    pub fn literal(name: &str, value: &str) -> Vec<u8> {
+        assert!(name.len() < 127 && value.len() < 127);
+        let mut out = vec![0x00, name.len() as u8];
+        out.extend_from_slice(name.as_bytes());
+        out.push(value.len() as u8);
+        out.extend_from_slice(value.as_bytes());
+        out
+    }
+
+    /// `GET path` on `authority`, over http: a complete HPACK block.
+    pub fn request_block(authority: &str, path: &str) -> Vec<u8> {
+        // :method GET (static 2), :scheme http (static 6).
+        let mut out = vec![0x82, 0x86];
+        // :path and :authority: literal with an indexed name (static 4 and 1).
+        out.push(0x04);
+        out.push(path.len() as u8);
+        out.extend_from_slice(path.as_bytes());
+        out.push(0x01);
+        out.push(authority.len() as u8);
+        out.extend_from_slice(authority.as_bytes());
+        out.extend(literal("accept", "application/json"));
+        out
+    }
+
+    /// Frame types the server sent, read until EOF or `deadline` (a GOAWAY
+    /// alone does not count: the connection must actually close).
+    pub async fn read_frames_until_eof(
+        stream: &mut tokio::net::tcp::OwnedReadHalf,
+        deadline: std::time::Duration,
+    ) -> (usize, bool) {
+        use tokio::io::AsyncReadExt;
+        let end = tokio::time::Instant::now() + deadline;
+        let mut chunk = [0u8; 65536];
+        let mut total = 0;
+        loop {
+            match tokio::time::timeout_at(end, stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (total, true),
+                Ok(Ok(n)) => total += n,
+                Err(_) => return (total, false),
+            }
+        }
+    }
+
+    /// Frame types the server sent, read until EOF, GOAWAY, or `deadline`.
+    pub async fn read_frames(
+        stream: &mut tokio::net::tcp::OwnedReadHalf,
+        deadline: std::time::Duration,
+    ) -> (Vec<u8>, bool) {
+        use tokio::io::AsyncReadExt;
+        let end = tokio::time::Instant::now() + deadline;
+        let mut buf = Vec::new();
+        let mut kinds = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            while buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+                if buf.len() < 9 + len {
+                    break;
+                }
+                kinds.push(buf[3]);
+                buf.drain(..9 + len);
+                if kinds.last() == Some(&GOAWAY) {
+                    return (kinds, true);
+                }
+            }
+            match tokio::time::timeout_at(end, stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (kinds, true),
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return (kinds, false),
+            }
+        }
+    }
+}
+
+/// A gateway whose `/static/` is public (so a request that got through would
+/// reach the upstream) and everything else protected.
+async fn h2_setup() -> (EchoUpstream, TestGateway) {
+    let up = EchoUpstream::start().await;
+    let toml = config(
+        "",
+        &route("app", "app.test", "/", &up.url(), "public = [\"/static/\"]"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    (up, gw)
+}
+
+/// The gateway still answers a well-behaved client promptly.
+async fn assert_still_serving(gw: &TestGateway) {
+    let started = std::time::Instant::now();
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/static/alive"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .expect("the gateway still answers");
+    assert_eq!(resp.status(), 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn http2_rapid_reset_is_cut_off_and_the_gateway_keeps_serving() {
+    // CVE-2023-44487: open streams and cancel them at once, as fast as possible.
+    use tokio::io::AsyncWriteExt;
+    let (up, gw) = h2_setup().await;
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let reader = tokio::spawn(async move { h2::read_frames(&mut rd, DEADLINE).await });
+    let mut out = h2::PREFACE.to_vec();
+    out.extend(h2::frame(h2::SETTINGS, 0, 0, &[]));
+    wr.write_all(&out).await.unwrap();
+    const STREAMS: u32 = 20_000;
+    let mut sent = 0;
+    for batch in 0..(STREAMS / 100) {
+        let mut out = Vec::new();
+        for i in 0..100 {
+            let id = 1 + 2 * (batch * 100 + i);
+            let path = if i % 2 == 0 { "/static/x" } else { "/secret" };
+            out.extend(h2::frame(
+                h2::HEADERS,
+                h2::END_HEADERS | h2::END_STREAM,
+                id,
+                &h2::request_block("app.test", path),
+            ));
+            out.extend(h2::frame(h2::RST_STREAM, 0, id, &8u32.to_be_bytes()));
+        }
+        if wr.write_all(&out).await.is_err() {
+            break;
+        }
+        sent += 100;
+        if reader.is_finished() {
+            break;
+        }
+    }
+    let (kinds, closed) = reader.await.unwrap();
+    eprintln!(
+        "rapid reset: {sent} streams sent, GOAWAY {}, {} upstream requests",
+        kinds.contains(&h2::GOAWAY),
+        up.count()
+    );
+    assert!(
+        closed,
+        "the server neither sent GOAWAY nor closed after {sent} reset streams"
+    );
+    assert!(sent < STREAMS || kinds.contains(&h2::GOAWAY), "{kinds:?}");
+    // The protected half never reached the app; the public half is bounded
+    // by what was accepted before the cut.
+    assert!(
+        up.count() < sent as usize / 2 + 1,
+        "{} upstream requests for {sent} streams",
+        up.count()
+    );
+    assert_still_serving(&gw).await;
+}
+
+#[tokio::test]
+async fn http2_continuation_flood_is_cut_off_before_it_grows_without_bound() {
+    // CVE-2024-27316 and friends: a HEADERS frame that never ends, followed by
+    // CONTINUATION frames forever.
+    use tokio::io::AsyncWriteExt;
+    let (up, gw) = h2_setup().await;
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let reader = tokio::spawn(async move { h2::read_frames(&mut rd, DEADLINE).await });
+    let mut out = h2::PREFACE.to_vec();
+    out.extend(h2::frame(h2::SETTINGS, 0, 0, &[]));
+    out.extend(h2::frame(
+        h2::HEADERS,
+        h2::END_STREAM,
+        1,
+        &h2::request_block("app.test", "/static/x"),
+    ));
+    wr.write_all(&out).await.unwrap();
+    // 16 KiB CONTINUATION frames full of distinct literal headers.
+    let mut sent: usize = 0;
+    const LIMIT: usize = 64 * 1024 * 1024;
+    let mut n = 0u64;
+    while sent < LIMIT && !reader.is_finished() {
+        let mut block = Vec::with_capacity(16384);
+        while block.len() < 16_000 {
+            n += 1;
+            block.extend(h2::literal(
+                &format!("x-flood-{n}"),
+                "aaaaaaaaaaaaaaaaaaaaaaaa",
+            ));
+        }
+        let f = h2::frame(h2::CONTINUATION, 0, 1, &block);
+        if wr.write_all(&f).await.is_err() {
+            break;
+        }
+        sent += f.len();
+    }
+    let (kinds, closed) = reader.await.unwrap();
+    eprintln!(
+        "CONTINUATION flood: cut after {sent} bytes, GOAWAY {}",
+        kinds.contains(&h2::GOAWAY)
+    );
+    assert!(
+        closed,
+        "the server read {sent} bytes of CONTINUATION without closing ({kinds:?})"
+    );
+    assert!(sent < LIMIT, "the whole {LIMIT}-byte flood was accepted");
+    up.assert_received_nothing().await;
+    assert_still_serving(&gw).await;
+}
+
+#[tokio::test]
+async fn a_stalled_http2_client_is_disconnected() {
+    // Slowloris over h2c: the preface and half a header block, then nothing.
+    use tokio::io::AsyncWriteExt;
+    let up = EchoUpstream::start().await;
+    let toml = config(
+        "idle_timeout = \"1s\"\nheader_read_timeout = \"1s\"",
+        &route("app", "app.test", "/", &up.url(), "public = [\"/static/\"]"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    for stall_mid_headers in [false, true] {
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let mut out = h2::PREFACE.to_vec();
+        out.extend(h2::frame(h2::SETTINGS, 0, 0, &[]));
+        if stall_mid_headers {
+            out.extend(h2::frame(
+                h2::HEADERS,
+                h2::END_STREAM,
+                1,
+                &h2::request_block("app.test", "/static/x"),
+            ));
+        }
+        wr.write_all(&out).await.unwrap();
+        let started = std::time::Instant::now();
+        let (_, closed) = h2::read_frames_until_eof(&mut rd, DEADLINE).await;
+        assert!(
+            closed,
+            "stalled (mid headers: {stall_mid_headers}) connection still open after {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    }
+    up.assert_received_nothing().await;
+}
