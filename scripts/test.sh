@@ -40,8 +40,9 @@ die() {
 # --- 1. Debian packages -------------------------------------------------------------
 # wrk: benchmarks; nginx, apache2 + mod_auth_openidc, caddy: reverse proxies the tests
 # put in front of (forward-auth) or beside (comparison) realmgate; redis-server: the
-# shared session store; chromium: the browser tier; nodejs/npm: the node tools.
-APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy)
+# shared session store; chromium: the browser tier; nodejs/npm: the node tools;
+# haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs).
+APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
