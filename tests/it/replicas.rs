@@ -2,7 +2,8 @@
 //! three `realmgate run` processes with `store = "redis"` and the in-process mock Entra
 //! as identity provider, behind a real nginx doing round robin with no stickiness, all
 //! on 127.0.0.1 (Debian packages `redis-server` and `nginx`, installed by
-//! scripts/test.sh; a missing one fails the test with that hint).
+//! scripts/test.sh; a missing one fails the test with that hint). Redis comes from
+//! `redis_util`.
 //!
 //! What it proves (SPEC 5.2, issue 6): one sign-in is good on every replica; a logout,
 //! an admin revocation or a back-channel logout through one replica is refused by all
@@ -11,7 +12,6 @@
 //! in `X-Replica` (its `$upstream_addr`), so the test never guesses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +24,7 @@ use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 
 use crate::deploy::{free_port, require, Realmgate};
+use crate::redis_util::RedisServer;
 use crate::util::{EchoUpstream, Echoed, DEADLINE, SECRET};
 
 const APP: &str = "app.test";
@@ -32,78 +33,6 @@ const ALICE: &str = "alice@contoso.example";
 /// SPEC 5.2: invalidation reaches every replica within one second.
 const INVALIDATION: Duration = Duration::from_secs(1);
 const REPLICAS: usize = 3;
-
-// === redis-server ===
-
-/// A `redis-server` on a free 127.0.0.1 port, without persistence; killed by PID on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let program = require("redis-server", "redis-server");
-        // A port picked here may be taken before redis binds it: try a few.
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let log = std::fs::File::create(dir.path().join("redis.log")).unwrap();
-            let child = Command::new(&program)
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start redis-server");
-            let mut redis = RedisServer { child, port, dir };
-            let end = Instant::now() + DEADLINE;
-            while Instant::now() < end {
-                if let Ok(Some(_)) = redis.child.try_wait() {
-                    break; // exited: most likely the port was taken; try another
-                }
-                if redis.ping() {
-                    return redis;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            eprintln!("redis-server on {port} did not start:\n{}", redis.log());
-        }
-        panic!("redis-server did not start on 127.0.0.1 in 5 attempts");
-    }
-
-    /// `PING` answered with `+PONG`.
-    fn ping(&self) -> bool {
-        let Ok(mut s) = StdStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        if s.write_all(b"PING\r\n").is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 7];
-        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // === nginx ===
 
@@ -227,7 +156,8 @@ http {{
 struct World {
     idp: Idp,
     upstream: EchoUpstream,
-    redis: RedisServer,
+    /// Runs until the world is dropped.
+    _redis: RedisServer,
     replicas: Vec<Realmgate>,
     /// Each replica's config file, rewritten with its fixed ports after the first start.
     configs: Vec<PathBuf>,
@@ -286,7 +216,7 @@ impl World {
             .await
             .expect("mock IdP starts");
         let upstream = EchoUpstream::start().await;
-        let redis = RedisServer::start();
+        let redis = RedisServer::start().await;
         let dir = tempfile::tempdir().unwrap();
         // A key prefix of its own, so nothing else in this Redis can interfere.
         let prefix = format!("realmgate-replicas-{}:", std::process::id());
@@ -325,7 +255,7 @@ impl World {
         World {
             idp,
             upstream,
-            redis,
+            _redis: redis,
             replicas,
             configs,
             nginx,
@@ -339,7 +269,6 @@ impl World {
         for (i, r) in self.replicas.iter().enumerate() {
             out.push_str(&format!("--- replica {i} (pid {})\n{}\n", r.pid(), r.log()));
         }
-        out.push_str(&format!("--- redis\n{}\n", self.redis.log()));
         out
     }
 
