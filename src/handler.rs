@@ -70,7 +70,7 @@ impl Gateway {
     /// Build a generation from validated settings (may fail: e.g. unreadable `upstream_ca`).
     pub fn new(settings: Arc<Settings>, shared: &Shared) -> anyhow::Result<Gateway> {
         Ok(Gateway {
-            upstreams: Upstreams::new(&settings.routes)?,
+            upstreams: Upstreams::new(&settings.routes, settings.server.workers)?,
             auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),
             metrics: shared.metrics.clone(),
             settings,

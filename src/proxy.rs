@@ -72,14 +72,15 @@ pub struct Forwarded {
 }
 
 impl Upstreams {
-    /// Build the clients every route needs. Fails on an unreadable or empty `upstream_ca`.
-    pub fn new(routes: &[Arc<RouteSettings>]) -> anyhow::Result<Upstreams> {
+    /// Build the clients every route needs, with idle-connection shards for
+    /// `workers` proxy threads. Fails on an unreadable or empty `upstream_ca`.
+    pub fn new(routes: &[Arc<RouteSettings>], workers: usize) -> anyhow::Result<Upstreams> {
         let mut by_key: HashMap<ClientKey, Vec<&RouteSettings>> = HashMap::new();
         for route in routes {
             by_key.entry(ClientKey::of(route)).or_default().push(route);
         }
         let mut by_route = HashMap::new();
-        let plain = pool::PlainRoute::for_routes(routes);
+        let plain = pool::PlainRoute::for_routes(routes, workers);
         for (key, routes) in by_key {
             let built = Arc::new(clients::Clients::build(&key, &routes)?);
             for route in routes {

@@ -11,6 +11,7 @@
 mod conn;
 mod proxy_protocol;
 mod tls;
+mod workers;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub struct Running {
     inner: Arc<Inner>,
     accept: JoinHandle<()>,
     admin: JoinHandle<()>,
+    workers: workers::Workers,
 }
 
 /// What the listeners, the connections and the admin endpoints share.
@@ -64,6 +66,7 @@ struct StartedWith {
     listen: SocketAddr,
     admin: SocketAddr,
     tls: bool,
+    workers: usize,
 }
 
 /// Open proxy connections, so a drain knows when the last one ended.
@@ -121,7 +124,7 @@ impl Inner {
     }
 
     /// Builds everything of a new generation first, then swaps; on error nothing changes.
-    fn install(&self, settings: Settings) -> anyhow::Result<()> {
+    fn install(&self, mut settings: Settings) -> anyhow::Result<()> {
         let tls = match (&self.tls, &settings.server.tls) {
             (Some(_), Some(t)) => Some(tls::load(t)?),
             (None, Some(_)) | (Some(_), None) => {
@@ -149,6 +152,15 @@ impl Inner {
                 running = %self.started_with.admin,
                 "admin.listen changed: the new address takes effect after a restart"
             );
+        }
+        if settings.server.workers != self.started_with.workers {
+            tracing::warn!(
+                configured = settings.server.workers,
+                running = self.started_with.workers,
+                "server.workers changed: the new number of proxy threads takes effect after a restart"
+            );
+            // The upstream pools are sized for the running threads.
+            settings.server.workers = self.started_with.workers;
         }
         let gateway = Gateway::new(Arc::new(settings), &self.shared)
             .context("cannot build the new configuration")?;
@@ -231,6 +243,7 @@ impl Running {
                 "shutdown_grace elapsed; closing the remaining connections"
             ),
         }
+        self.workers.stop().await;
         self.admin.abort();
         let _ = self.admin.await;
     }
@@ -284,7 +297,9 @@ async fn start_inner(
         listen: settings.server.listen,
         admin: settings.admin.listen,
         tls: tls.is_some(),
+        workers: settings.server.workers,
     };
+    let worker_count = settings.server.workers;
     let gateway =
         Gateway::new(Arc::new(settings), &shared).context("cannot build the configuration")?;
     let (stop, _) = watch::channel(false);
@@ -300,13 +315,15 @@ async fn start_inner(
         reload_lock: tokio::sync::Mutex::new(()),
         test_handler,
     });
+    let (workers, dispatch) = workers::Workers::start(worker_count, &inner)?;
     let admin = tokio::spawn(crate::admin::serve(admin_listener, inner.clone()));
-    let accept = tokio::spawn(conn::accept_loop(listener, inner.clone()));
+    let accept = tokio::spawn(conn::accept_loop(listener, inner.clone(), dispatch));
     inner.ready.store(true, Ordering::Release);
     tracing::info!(
         listen = %addr,
         admin = %admin_addr,
         tls = inner.tls.is_some(),
+        workers = worker_count,
         "realmgate listening"
     );
     Ok(Running {
@@ -315,6 +332,7 @@ async fn start_inner(
         inner,
         accept,
         admin,
+        workers,
     })
 }
 

@@ -19,6 +19,7 @@ pub struct RawServer {
     pub max_header_bytes: Option<u64>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub workers: Option<u64>,
     pub assertion_key: Option<PathBuf>,
     pub tls: Option<RawTls>,
 }

@@ -48,6 +48,9 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// How long an idle keep-alive client connection is kept open.
     pub idle_timeout: Duration,
+    /// Proxy threads, each with its own event loop and upstream pools
+    /// (`workers = 0` in the file: one per available CPU core). Read at start only.
+    pub workers: usize,
     pub tls: Option<TlsSettings>,
     /// Signs `X-Realmgate-Assertion` (and `X-Pomerium-Jwt-Assertion`); its
     /// public half is served at `/.auth/keys`. Read at load and on SIGHUP.

@@ -479,3 +479,18 @@ fn jwt_assertion_needs_a_readable_assertion_key() {
     let text = p.iter().map(|p| p.to_string()).collect::<String>();
     assert!(text.contains("not a private key"), "{text}");
 }
+
+#[test]
+fn workers_default_to_the_cores_and_are_bounded() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(load_str(&minimal()).unwrap().server.workers, cores);
+    let with = |n: &str| format!("[server]\nworkers = {n}\n{}", minimal());
+    assert_eq!(load_str(&with("0")).unwrap().server.workers, cores);
+    assert_eq!(load_str(&with("3")).unwrap().server.workers, 3);
+    assert_eq!(load_str(&with("256")).unwrap().server.workers, 256);
+    let p = problems(&with("257"));
+    assert!(has(&p, "server.workers"), "{p:?}");
+    assert!(p[0].expected.contains("1 to 256"), "{p:?}");
+    // A negative number is not a count.
+    assert!(load_str(&with("-1")).is_err());
+}

@@ -18,6 +18,9 @@ use super::*;
 /// Minimum session secret length (SPEC 3).
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Most proxy threads `server.workers` may ask for.
+const MAX_WORKERS: usize = 256;
+
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 const DEFAULT_GRAPH: &str = "https://graph.microsoft.com";
 
@@ -246,6 +249,18 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             "a number of bytes from 4096 to 1048576",
         );
     }
+    let workers = match raw.workers.unwrap_or(0) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n if n <= MAX_WORKERS as u64 => n as usize,
+        n => {
+            cx.bad(
+                "server.workers",
+                format!("{n} is out of range"),
+                "0 (one proxy thread per CPU core) or a number of threads from 1 to 256",
+            );
+            1
+        }
+    };
     let tls = raw.tls.and_then(|t| match (t.cert, t.key) {
         (Some(cert), Some(key)) => {
             let cert = cx.resolve(&cert);
@@ -301,6 +316,7 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             "10s",
         ),
         idle_timeout: cx.duration("server.idle_timeout", raw.idle_timeout.as_deref(), "60s"),
+        workers,
         tls,
         assertion_key,
     }

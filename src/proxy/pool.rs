@@ -11,6 +11,10 @@
 //! - One [`Pool`] per upstream address and connect timeout. Idle connections
 //!   wait in a `Mutex<Vec<_>>` (most recently used first out); at most
 //!   [`MAX_IDLE`] are kept, each at most [`IDLE_TIMEOUT`].
+//! - One such list per proxy thread (a shard, see [`use_shard`]): a
+//!   connection is registered with the event loop of the thread that opened
+//!   it, so it is only reused there. Taken from another thread it would still
+//!   work, but every readiness event would cross threads.
 //! - A connection goes back to the pool only after its response body was read
 //!   to the end, and only when it is still open and ready for the next
 //!   request. A body dropped early closes the connection (HTTP/1 cannot abort
@@ -91,7 +95,10 @@ pub struct PlainRoute {
 impl PlainRoute {
     /// The routes with an `http://` upstream; routes with the same upstream
     /// address and connect timeout share a pool.
-    pub fn for_routes(routes: &[Arc<RouteSettings>]) -> HashMap<String, PlainRoute> {
+    pub fn for_routes(
+        routes: &[Arc<RouteSettings>],
+        workers: usize,
+    ) -> HashMap<String, PlainRoute> {
         let mut pools: HashMap<(Target, Duration), Arc<Pool>> = HashMap::new();
         let mut out = HashMap::new();
         for route in routes {
@@ -103,7 +110,7 @@ impl PlainRoute {
             };
             let pool = pools
                 .entry((target.clone(), route.connect_timeout))
-                .or_insert_with(|| Pool::new(target, route.connect_timeout))
+                .or_insert_with(|| Pool::new(target, route.connect_timeout, workers))
                 .clone();
             let base = route.upstream.path().trim_end_matches('/').to_string();
             out.insert(route.name.clone(), PlainRoute { pool, host, base });
@@ -171,11 +178,23 @@ impl PoolError {
     }
 }
 
+thread_local! {
+    /// The shard of the proxy thread running here (0 for any other thread).
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes this thread use idle-connection shard `index` of every pool (the
+/// server's proxy thread `index`, counted from 1; shard 0 serves the other threads).
+pub fn use_shard(index: usize) {
+    SHARD.with(|s| s.set(index));
+}
+
 /// Idle HTTP/1.1 connections to one upstream.
 pub struct Pool {
     target: Target,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Idle>>,
+    /// One list per proxy thread (see [`use_shard`]).
+    idle: Box<[Mutex<Vec<Idle>>]>,
     /// Set once the background sweep runs (it starts with the first idle connection).
     sweeping: std::sync::atomic::AtomicBool,
 }
@@ -255,11 +274,12 @@ impl Conn {
 }
 
 impl Pool {
-    pub fn new(target: Target, connect_timeout: Duration) -> Arc<Pool> {
+    /// A pool for `workers` proxy threads (plus shard 0 for any other thread).
+    pub fn new(target: Target, connect_timeout: Duration, workers: usize) -> Arc<Pool> {
         Arc::new(Pool {
             target,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..=workers).map(|_| Mutex::new(Vec::new())).collect(),
             sweeping: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -322,7 +342,7 @@ impl Pool {
 
     /// The most recently used idle connection that is still open and ready.
     fn take_idle(&self) -> Option<Conn> {
-        let mut idle = self.lock();
+        let mut idle = self.lock(self.shard());
         while let Some(entry) = idle.pop() {
             let mut conn = entry.conn;
             if entry.since.elapsed() < IDLE_TIMEOUT && conn.reusable() {
@@ -339,7 +359,7 @@ impl Pool {
             return;
         }
         {
-            let mut idle = self.lock();
+            let mut idle = self.lock(self.shard());
             if idle.len() >= MAX_IDLE {
                 return;
             }
@@ -351,9 +371,14 @@ impl Pool {
         self.start_sweeping();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    /// This thread's shard.
+    fn shard(&self) -> usize {
+        SHARD.with(|s| s.get()) % self.idle.len()
+    }
+
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // The pool holds no invariant a panic could break: keep using it.
-        match self.idle.lock() {
+        match self.idle[shard].lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -403,7 +428,7 @@ impl Pool {
     /// Idle connections right now (tests).
     #[cfg(test)]
     pub fn idle_count(&self) -> usize {
-        self.lock().len()
+        (0..self.idle.len()).map(|s| self.lock(s).len()).sum()
     }
 }
 
@@ -415,8 +440,10 @@ async fn sweep(pool: Weak<Pool>) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        pool.lock()
-            .retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
+        for shard in 0..pool.idle.len() {
+            pool.lock(shard)
+                .retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
+        }
     }
 }
 

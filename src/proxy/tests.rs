@@ -74,7 +74,7 @@ fn routes_share_clients_by_ca_and_connect_timeout() {
     let mut c = b.clone();
     c.name = "c".into();
     c.connect_timeout = Duration::from_secs(1);
-    let u = Upstreams::new(&[a, Arc::new(b), Arc::new(c)]).unwrap();
+    let u = Upstreams::new(&[a, Arc::new(b), Arc::new(c)], 1).unwrap();
     assert!(Arc::ptr_eq(&u.by_route["r"], &u.by_route["b"]));
     assert!(!Arc::ptr_eq(&u.by_route["r"], &u.by_route["c"]));
 }

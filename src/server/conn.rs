@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::proxy_protocol::{self, Prefixed};
+use super::workers::Dispatch;
 use super::Inner;
 use crate::config::ServerSettings;
 use crate::handler::{ConnInfo, Gateway};
@@ -53,8 +54,9 @@ pub(crate) type TestHandler = Infallible;
 type TestFuture = std::future::Pending<Response<Body>>;
 
 /// Accepts until shutdown starts; then the listener is dropped, so new
-/// connections are refused while the open ones drain.
-pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
+/// connections are refused while the open ones drain. Each connection is
+/// served by one of the proxy workers.
+pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, mut workers: Dispatch) {
     let mut stop = inner.stop.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -63,10 +65,7 @@ pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                let inner = inner.clone();
-                tokio::spawn(serve(inner, stream, peer));
-            }
+            Ok((stream, peer)) => workers.send(stream, peer),
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off briefly instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -96,7 +95,7 @@ impl Drop for ConnGuard {
     }
 }
 
-async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
+pub(super) async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
     let _guard = ConnGuard::new(inner.clone());
     let local = match stream.local_addr() {
         Ok(a) => a,

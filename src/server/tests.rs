@@ -58,12 +58,13 @@ fn echo(release: Arc<Notify>) -> conn::TestHandler {
                 release.notified().await;
             }
             let text = format!(
-                "peer={} tls={} route={} path={} version={:?}",
+                "peer={} tls={} route={} path={} version={:?} thread={}",
                 info.peer,
                 info.tls,
                 gw.settings.routes[0].name,
                 req.uri().path(),
-                req.version()
+                req.version(),
+                std::thread::current().name().unwrap_or("-"),
             );
             Response::new(body(text))
         })
@@ -288,6 +289,63 @@ async fn drain_gives_up_after_shutdown_grace() {
         took >= Duration::from_millis(250) && took < Duration::from_secs(3),
         "{took:?}"
     );
+    // The request that outlived the grace is cut: its connection is closed.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection is closed after shutdown: {read:?}"
+    );
+}
+
+/// Connections are spread over the proxy threads (the least busy one gets
+/// the next connection) and served there, each thread with its own loop.
+#[tokio::test]
+async fn connections_are_spread_over_the_worker_threads() {
+    let (running, _) = start_echo(settings("workers = 3", "r1")).await;
+    let mut open = Vec::new();
+    let mut threads = Vec::new();
+    for _ in 0..6 {
+        let mut s = TcpStream::connect(running.addr).await.unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let thread = text.rsplit("thread=").next().unwrap().trim().to_string();
+        threads.push(thread);
+        // Kept open, so every worker's load counts it.
+        open.push(s);
+    }
+    threads.sort();
+    assert_eq!(
+        threads,
+        [
+            "realmgate-w1",
+            "realmgate-w1",
+            "realmgate-w2",
+            "realmgate-w2",
+            "realmgate-w3",
+            "realmgate-w3"
+        ]
+    );
+    // A connection that ends frees its place: the next one goes there.
+    let closed = open.remove(0);
+    drop(closed);
+    let admin = running.admin_addr;
+    wait_for(|| async {
+        http_get(admin, "/metrics")
+            .await
+            .contains("realmgate_open_connections 5")
+    })
+    .await;
+    let res = exchange(running.addr, GET).await;
+    assert!(res.contains("thread=realmgate-w1"), "{res}");
+    running.shutdown().await;
 }
 
 #[tokio::test]

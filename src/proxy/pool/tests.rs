@@ -123,7 +123,7 @@ async fn eventually(cond: impl Fn() -> bool) {
 #[tokio::test]
 async fn a_connection_is_reused_after_its_body_was_read() {
     let up = upstream(Behaviour::KeepAlive).await;
-    let pool = Pool::new(Target::Addr(up.addr), LIMIT);
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     for _ in 0..3 {
         let response = pool.send(request(Method::GET)).await.unwrap();
         assert_eq!(response.status(), 200);
@@ -134,10 +134,35 @@ async fn a_connection_is_reused_after_its_body_was_read() {
     assert_eq!(up.requests.load(Ordering::SeqCst), 3);
 }
 
+/// Each proxy thread (shard) reuses only the connections it opened, which
+/// are registered with its own event loop.
+#[tokio::test]
+async fn each_proxy_thread_reuses_only_its_own_connections() {
+    let up = upstream(Behaviour::KeepAlive).await;
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 2);
+    let get = || async { body_text(pool.send(request(Method::GET)).await.unwrap()).await };
+    use_shard(1);
+    assert_eq!(get().await, "hello");
+    assert_eq!(get().await, "hello");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+    use_shard(2);
+    assert_eq!(get().await, "hello");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(pool.idle_count(), 2);
+    use_shard(1);
+    assert_eq!(get().await, "hello");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    // A shard number beyond the pool's (a reload that changed nothing of
+    // the running threads cannot cause this, but it must not panic).
+    use_shard(7);
+    assert_eq!(get().await, "hello");
+    use_shard(0);
+}
+
 #[tokio::test]
 async fn a_body_dropped_before_its_end_closes_the_connection() {
     let up = upstream(Behaviour::KeepAlive).await;
-    let pool = Pool::new(Target::Addr(up.addr), LIMIT);
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     let response = pool.send(request(Method::GET)).await.unwrap();
     drop(response);
     assert_eq!(pool.idle_count(), 0);
@@ -149,7 +174,7 @@ async fn a_body_dropped_before_its_end_closes_the_connection() {
 #[tokio::test]
 async fn a_connection_the_upstream_closes_is_not_reused() {
     let up = upstream(Behaviour::Close).await;
-    let pool = Pool::new(Target::Addr(up.addr), LIMIT);
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     for n in 1..=2 {
         let response = pool.send(request(Method::POST)).await.unwrap();
         assert_eq!(body_text(response).await, "hello");
@@ -161,7 +186,7 @@ async fn a_connection_the_upstream_closes_is_not_reused() {
 #[tokio::test]
 async fn concurrent_requests_get_their_own_connections() {
     let up = upstream(Behaviour::KeepAlive).await;
-    let pool = Pool::new(Target::Addr(up.addr), LIMIT);
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     let a = pool.send(request(Method::GET)).await.unwrap();
     let b = pool.send(request(Method::GET)).await.unwrap();
     assert_eq!(body_text(a).await, "hello");
@@ -173,7 +198,7 @@ async fn concurrent_requests_get_their_own_connections() {
 #[tokio::test]
 async fn a_post_on_a_connection_that_dies_is_not_resent() {
     let up = upstream(Behaviour::DieOnSecond).await;
-    let pool = Pool::new(Target::Addr(up.addr), LIMIT);
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     let response = pool.send(request(Method::GET)).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     assert_eq!(pool.idle_count(), 1);
@@ -199,7 +224,7 @@ async fn a_refused_connection_is_a_502() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let pool = Pool::new(Target::Addr(addr), LIMIT);
+    let pool = Pool::new(Target::Addr(addr), LIMIT, 1);
     let err = pool.send(request(Method::GET)).await.unwrap_err();
     assert!(matches!(err, PoolError::Connect(_)), "{err}");
     assert!(matches!(
@@ -211,13 +236,13 @@ async fn a_refused_connection_is_a_502() {
 #[tokio::test]
 async fn an_idle_connection_the_upstream_closed_is_noticed_before_use() {
     let up = upstream(Behaviour::CloseWhenIdle).await;
-    let pool = Pool::new(Target::Addr(up.addr), LIMIT);
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     let response = pool.send(request(Method::GET)).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     assert_eq!(pool.idle_count(), 1);
     up.close_idle.notify_one();
     // Wait until the upstream's close has arrived on the idle connection.
-    eventually(|| pool.lock().iter_mut().all(|e| !e.conn.reusable())).await;
+    eventually(|| pool.lock(0).iter_mut().all(|e| !e.conn.reusable())).await;
     // A POST then goes on a new connection: nothing was sent on the dead one.
     let response = pool.send(request(Method::POST)).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
@@ -283,7 +308,7 @@ fn origin_form_is_the_path_and_query_of_the_upstream_uri() {
     ];
     for up in upstreams {
         let r = route(up);
-        let plain = PlainRoute::for_routes(std::slice::from_ref(&r));
+        let plain = PlainRoute::for_routes(std::slice::from_ref(&r), 1);
         let plain = &plain["r"];
         for inc in incoming {
             let uri: Uri = inc.parse().unwrap();
@@ -300,5 +325,5 @@ fn origin_form_is_the_path_and_query_of_the_upstream_uri() {
 #[test]
 fn https_upstreams_are_not_pooled_here() {
     let r = route("https://app.internal");
-    assert!(PlainRoute::for_routes(&[r]).is_empty());
+    assert!(PlainRoute::for_routes(&[r], 1).is_empty());
 }
