@@ -87,9 +87,13 @@ impl Workers {
                 .build()
                 .context("cannot start a proxy worker's event loop")?;
             let (inner, exit) = (inner.clone(), exit.subscribe());
+            // Workers log where their starter logs (the global subscriber in
+            // the binary; a test's own subscriber in tests that capture logs).
+            let logs = tracing::dispatcher::get_default(Clone::clone);
             let thread = std::thread::Builder::new()
                 .name(format!("realmgate-w{index}"))
                 .spawn(move || {
+                    let _logs = tracing::dispatcher::set_default(&logs);
                     crate::proxy::pool::use_shard(index);
                     runtime.block_on(run(rx, inner, exit));
                     // Cancels the connections still open (past shutdown_grace);

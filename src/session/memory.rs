@@ -17,8 +17,20 @@
 //! one allocation with offsets, and the strings that repeat across users
 //! (issuer, connection, tenant, group ids) as 4-byte ids into a
 //! reference-counted [`Interner`]. `get` unpacks a fresh `Arc<Session>` (a few
-//! dozen small allocations: O(1), about a microsecond in release builds).
+//! dozen small allocations: O(1), a few microseconds in release builds).
 //! `examples/session_memory.rs` measures the total.
+//!
+//! # Hot sessions
+//!
+//! A signed-in user's browser sends many requests in a row, and unpacking
+//! was the largest single cost of a signed-in request. The last
+//! [`HOT_CAPACITY`] unpacked sessions are kept beside the packed entry they
+//! came from; `get` still looks the id up in the main cache (expiry, idle
+//! time, revocation all work as before) and reuses the unpacked session only
+//! when the main cache still holds that very entry (`Arc::ptr_eq`). A `put`
+//! (refresh) or a removal replaces or drops the packed entry, so a stale
+//! unpacked copy is never handed out; holding the packed `Arc` in the hot
+//! entry keeps its address from being reused by a newer entry.
 //!
 //! # Revocation
 //!
@@ -55,12 +67,18 @@ use super::store::{SessionId, SessionStore, StoreError};
 /// refresh round trip to a provider).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 const TOMBSTONE_CAPACITY: u64 = 1_000_000;
+/// Unpacked sessions kept for reuse (see "Hot sessions"): at most a few MiB.
+const HOT_CAPACITY: u64 = 4096;
+/// A hot entry unused this long is dropped.
+const HOT_IDLE: Duration = Duration::from_secs(30);
 /// Upper bound for any entry's time to live.
 const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Sessions in memory, for a single gateway instance.
 pub struct MemoryStore {
     cache: Cache<SessionId, Arc<Packed>>,
+    /// Recently unpacked sessions, each with the packed entry it came from.
+    hot: Cache<SessionId, (Arc<Packed>, Arc<Session>)>,
     tombstones: Cache<SessionId, ()>,
     indexes: Arc<Mutex<Indexes>>,
     interner: Arc<RwLock<Interner>>,
@@ -74,22 +92,31 @@ impl MemoryStore {
     pub fn new(max_entries: u64, idle_timeout: Duration) -> MemoryStore {
         let indexes = Arc::new(Mutex::new(Indexes::default()));
         let listener_indexes = Arc::downgrade(&indexes);
+        let hot: Cache<SessionId, (Arc<Packed>, Arc<Session>)> = Cache::builder()
+            .max_capacity(HOT_CAPACITY)
+            .time_to_idle(HOT_IDLE)
+            .build();
+        let listener_hot = hot.clone();
         let cache = Cache::builder()
             .max_capacity(max_entries)
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(SessionExpiry { idle_timeout })
             .eviction_listener(
-                move |_id: Arc<SessionId>, packed: Arc<Packed>, _cause: RemovalCause| {
+                move |id: Arc<SessionId>, packed: Arc<Packed>, _cause: RemovalCause| {
                     // Every cause, `Replaced` included: the index entry points at
                     // this exact value, and a replacement was indexed by `put`.
                     if let Some(indexes) = listener_indexes.upgrade() {
                         lock(&indexes).remove(&packed);
                     }
+                    // An unpacked copy must not keep an ended session's
+                    // memory (and interned strings) alive.
+                    listener_hot.invalidate(&*id);
                 },
             )
             .build();
         MemoryStore {
             cache,
+            hot,
             tombstones: Cache::builder()
                 .max_capacity(TOMBSTONE_CAPACITY)
                 .time_to_live(TOMBSTONE_TTL)
@@ -103,10 +130,30 @@ impl MemoryStore {
         let packed = self.cache.get(id)?;
         if packed.expires_at <= unix_now() {
             self.cache.invalidate(id);
+            self.hot.invalidate(id);
             return None;
         }
+        if let Some((from, session)) = self.hot.get(id) {
+            if Arc::ptr_eq(&from, &packed) {
+                return Some(session);
+            }
+        }
         match packed.unpack() {
-            Some(session) => Some(Arc::new(session)),
+            Some(session) => {
+                let session = Arc::new(session);
+                self.hot
+                    .insert(id.clone(), (packed.clone(), session.clone()));
+                // Ended meanwhile (its removal's listener may have run before
+                // the insert above): drop the copy now, not after HOT_IDLE.
+                if !self
+                    .cache
+                    .get(id)
+                    .is_some_and(|now| Arc::ptr_eq(&now, &packed))
+                {
+                    self.hot.invalidate(id);
+                }
+                Some(session)
+            }
             None => {
                 tracing::error!(
                     "a stored session lost an interned string; treating it as signed out"
@@ -138,6 +185,7 @@ impl MemoryStore {
     /// Ends `id`: tombstone first, then remove. True when it was stored.
     fn end(&self, id: &SessionId) -> bool {
         self.tombstones.insert(id.clone(), ());
+        self.hot.invalidate(id);
         self.cache.remove(id).is_some()
     }
 
@@ -160,6 +208,7 @@ impl MemoryStore {
     /// Tests and the memory benchmark use it; the server does not need to.
     pub fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks();
+        self.hot.run_pending_tasks();
         self.tombstones.run_pending_tasks();
     }
 

@@ -95,6 +95,56 @@ async fn replacing_a_session_keeps_one_index_entry_and_revocation_working() {
     assert!(s.get(&id).await.unwrap().is_none());
 }
 
+/// A hot (already unpacked) session is reused only while the store still
+/// holds the entry it came from: an update, a logout, a revocation or the
+/// absolute end is seen at once.
+#[tokio::test]
+async fn hot_sessions_never_outlive_the_stored_entry() {
+    let s = store();
+    let id = SessionId::generate();
+    s.put(&id, session("alice", Some("sid-1"))).await.unwrap();
+    let first = s.get(&id).await.unwrap().unwrap();
+    let again = s.get(&id).await.unwrap().unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second get reuses the unpacked session"
+    );
+
+    let mut refreshed = session("alice", Some("sid-1"));
+    refreshed.groups = vec!["g3".into()];
+    s.put(&id, refreshed.clone()).await.unwrap();
+    let after_update = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(*after_update, refreshed);
+    assert!(Arc::ptr_eq(
+        &after_update,
+        &s.get(&id).await.unwrap().unwrap()
+    ));
+
+    assert_eq!(s.revoke_sid("sid-1").await.unwrap(), 1);
+    assert!(s.get(&id).await.unwrap().is_none());
+
+    let id2 = SessionId::generate();
+    s.put(&id2, session("bob", None)).await.unwrap();
+    assert!(s.get(&id2).await.unwrap().is_some());
+    s.delete(&id2).await.unwrap();
+    assert!(s.get(&id2).await.unwrap().is_none());
+
+    // Ends by its absolute time even while hot.
+    let id3 = SessionId::generate();
+    let mut short = session("carol", None);
+    short.expires_at = unix_now() + 1;
+    s.put(&id3, short).await.unwrap();
+    assert!(s.get(&id3).await.unwrap().is_some());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.get(&id3).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the session did not end at expires_at"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn revoke_user_ends_every_session_of_that_user_only() {
     let s = store();
