@@ -278,10 +278,21 @@ impl Out<'_> {
 /// A header value from text: no control characters at all (CR, LF, NUL, tab,
 /// DEL, C1), UTF-8 bytes kept as they are.
 fn safe_value(value: &str) -> Option<HeaderValue> {
-    if value.chars().any(char::is_control) {
+    if has_control(value) {
         return None;
     }
     HeaderValue::from_bytes(value.as_bytes()).ok()
+}
+
+/// `value.chars().any(char::is_control)` without decoding UTF-8 (this runs
+/// for every identity header of every request). The control characters are
+/// U+0000-U+001F and U+007F (one byte each) and U+0080-U+009F, which UTF-8
+/// writes as 0xC2 followed by 0x80-0x9F; no other sequence decodes to one.
+fn has_control(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b < 0x20 || b == 0x7f || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f)))
+    })
 }
 
 /// One group as headers show it.

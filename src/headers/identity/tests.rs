@@ -624,3 +624,33 @@ fn strip_removes_every_duplicate() {
     strip(&mut h, &[]);
     assert!(h.is_empty());
 }
+
+proptest::proptest! {
+    /// The byte-level check agrees with Unicode's definition on any text,
+    /// including C1 controls and the lookalike bytes around them.
+    #[test]
+    fn control_check_matches_char_is_control(
+        text in "(\\PC|[\\x00-\\x1f\\x7f\\u{80}-\\u{a0}\\u{100}\\u{2028}]){0,40}"
+    ) {
+        proptest::prop_assert_eq!(has_control(&text), text.chars().any(char::is_control));
+    }
+}
+
+#[test]
+fn control_check_on_the_edges() {
+    for (text, control) in [
+        ("plain", false),
+        ("tab\there", true),
+        ("nul\0", true),
+        ("del\u{7f}", true),
+        ("c1\u{80}", true),
+        ("c1\u{9f}", true),
+        ("nbsp\u{a0}", false),
+        ("\u{c2}\u{a9} and é", false),
+        ("ĀĂ", false),
+        ("line\u{2028}separator", false),
+    ] {
+        assert_eq!(has_control(text), control, "{text:?}");
+        assert_eq!(has_control(text), text.chars().any(char::is_control));
+    }
+}
