@@ -194,10 +194,15 @@ pub struct Pool {
     target: Target,
     connect_timeout: Duration,
     /// One list per proxy thread (see [`use_shard`]).
-    idle: Box<[Mutex<Vec<Idle>>]>,
+    idle: Box<[Shard]>,
     /// Set once the background sweep runs (it starts with the first idle connection).
     sweeping: std::sync::atomic::AtomicBool,
 }
+
+/// One thread's idle list, aligned to a cache line pair of its own so
+/// threads taking and returning connections never write each other's lines.
+#[repr(align(128))]
+struct Shard(Mutex<Vec<Idle>>);
 
 struct Idle {
     conn: Conn,
@@ -279,7 +284,9 @@ impl Pool {
         Arc::new(Pool {
             target,
             connect_timeout,
-            idle: (0..=workers).map(|_| Mutex::new(Vec::new())).collect(),
+            idle: (0..=workers)
+                .map(|_| Shard(Mutex::new(Vec::new())))
+                .collect(),
             sweeping: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -378,7 +385,7 @@ impl Pool {
 
     fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // The pool holds no invariant a panic could break: keep using it.
-        match self.idle[shard].lock() {
+        match self.idle[shard].0.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
