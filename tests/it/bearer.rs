@@ -574,34 +574,10 @@ http {{
 
 #[tokio::test]
 async fn nginx_auth_request_passes_bearer_tokens_and_their_refusals() {
-    use crate::forward_auth::{free_port, Proxy};
+    use crate::forward_auth::Proxy;
     let w = World::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &conf,
-        nginx_api_conf(dir.path(), listen, w.gateway.addr, w.upstream.addr),
-    )
-    .unwrap();
-    let prefix = dir.path().to_path_buf();
-    let error_log = dir.path().join("error.log");
-    let nginx = Proxy::start(
-        "nginx",
-        "nginx",
-        "apt-get install nginx",
-        dir,
-        &[
-            "-p",
-            prefix.to_str().unwrap(),
-            "-c",
-            conf.to_str().unwrap(),
-            "-e",
-            error_log.to_str().unwrap(),
-        ],
-        &[],
-        listen,
-    );
+    let nginx =
+        Proxy::nginx(|dir, listen| nginx_api_conf(dir, listen, w.gateway.addr, w.upstream.addr));
     let client = nginx.client(HR_API);
 
     // A valid token of an HR admin: the app gets her id from the verify answer.

@@ -549,6 +549,33 @@ impl Proxy {
         }
     }
 
+    /// Debian's nginx with the config `conf(prefix dir, listen address)`
+    /// written into its own temp dir, listening on a free loopback port.
+    pub(crate) fn nginx(conf: impl FnOnce(&Path, SocketAddr) -> String) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let file = dir.path().join("nginx.conf");
+        std::fs::write(&file, conf(dir.path(), listen)).unwrap();
+        let prefix = dir.path().to_path_buf();
+        let error_log = dir.path().join("error.log");
+        Proxy::start(
+            "nginx",
+            "nginx",
+            "apt-get install nginx",
+            dir,
+            &[
+                "-p",
+                prefix.to_str().unwrap(),
+                "-c",
+                file.to_str().unwrap(),
+                "-e",
+                error_log.to_str().unwrap(),
+            ],
+            &[],
+            listen,
+        )
+    }
+
     pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
         for f in ["stdout.log", "stderr.log", "error.log"] {
@@ -658,32 +685,8 @@ http {{
 #[tokio::test]
 async fn nginx_auth_request_in_front_of_the_app() {
     let w = World::start(true).await;
-    let dir = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &conf,
-        nginx_conf(dir.path(), listen, w.gateway.addr, w.upstream.addr),
-    )
-    .unwrap();
-    let prefix = dir.path().to_path_buf();
-    let error_log = dir.path().join("error.log");
-    let nginx = Proxy::start(
-        "nginx",
-        "nginx",
-        "apt-get install nginx",
-        dir,
-        &[
-            "-p",
-            prefix.to_str().unwrap(),
-            "-c",
-            conf.to_str().unwrap(),
-            "-e",
-            error_log.to_str().unwrap(),
-        ],
-        &[],
-        listen,
-    );
+    let nginx =
+        Proxy::nginx(|dir, listen| nginx_conf(dir, listen, w.gateway.addr, w.upstream.addr));
     let client = nginx.client(APP);
 
     // Not signed in: the app receives nothing; browsers go to sign in with
