@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     /// Replaces `handler::handle` in the server's own unit tests.
     test_handler: Option<conn::TestHandler>,
+    /// Shared by the connections (see `conn::Builders`).
+    builders: conn::Builders,
 }
 
 struct StartedWith {
@@ -314,6 +316,7 @@ async fn start_inner(
         connections: ConnCount::default(),
         reload_lock: tokio::sync::Mutex::new(()),
         test_handler,
+        builders: conn::Builders::default(),
     });
     let (workers, dispatch) = workers::Workers::start(worker_count, &inner)?;
     let admin = tokio::spawn(crate::admin::serve(admin_listener, inner.clone()));

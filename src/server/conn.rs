@@ -103,11 +103,16 @@ pub(super) async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr
     };
     // Small responses go out at once (no Nagle delay behind a delayed ACK).
     let _ = stream.set_nodelay(true);
-    let server = inner.current().settings.server.clone();
-    let header_timeout = server.header_read_timeout;
+    // Copied, not the whole settings: this future lives as long as the
+    // connection, idle ones included (SPEC 7: 10,000 idle connections).
+    let limits = Limits::of(&inner.current().settings.server);
+    let header_timeout = limits.header_read_timeout;
 
-    let (io, peer) = if server.proxy_protocol {
-        match tokio::time::timeout(header_timeout, proxy_protocol::read_header(stream)).await {
+    let (io, peer) = if limits.proxy_protocol {
+        // Boxed, like the TLS handshake below: what only some connections
+        // need does not enlarge every connection's task.
+        let read = Box::pin(proxy_protocol::read_header(stream));
+        match tokio::time::timeout(header_timeout, read).await {
             Ok(Ok((io, source))) => (io, source.unwrap_or(peer)),
             Ok(Err(e)) => {
                 tracing::debug!(client.ip = %peer.ip(), error = %e, "PROXY header refused; closing");
@@ -133,14 +138,15 @@ pub(super) async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr
     match inner.tls_config() {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
+            let handshake = Box::pin(acceptor.accept(io));
+            match tokio::time::timeout(header_timeout, handshake).await {
                 Ok(Ok(tls)) => {
                     let info = ConnInfo {
                         peer,
                         local,
                         tls: true,
                     };
-                    serve_http(inner, tls, info, &server).await
+                    Box::pin(serve_http(inner, tls, info, limits)).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(client.ip = %peer.ip(), error = %e, "TLS handshake failed");
@@ -156,13 +162,52 @@ pub(super) async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr
                 local,
                 tls: false,
             };
-            serve_http(inner, io, info, &server).await
+            serve_http(inner, io, info, limits).await
         }
     }
 }
 
+/// What a connection needs of the server settings.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) struct Limits {
+    proxy_protocol: bool,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl Limits {
+    fn of(server: &ServerSettings) -> Limits {
+        Limits {
+            proxy_protocol: server.proxy_protocol,
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            max_header_bytes: server.max_header_bytes,
+        }
+    }
+}
+
+/// The connection builder for the current limits, shared by every
+/// connection (it is about a kilobyte, and each connection borrows it for
+/// its whole life); rebuilt when a reload changes the limits.
+#[derive(Default)]
+pub(super) struct Builders(std::sync::RwLock<Option<(Limits, Arc<auto::Builder<TokioExecutor>>)>>);
+
+impl Builders {
+    fn get(&self, limits: Limits) -> Arc<auto::Builder<TokioExecutor>> {
+        if let Some((cached, b)) = &*self.0.read().unwrap_or_else(|e| e.into_inner()) {
+            if *cached == limits {
+                return b.clone();
+            }
+        }
+        let built = Arc::new(builder(limits));
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some((limits, built.clone()));
+        built
+    }
+}
+
 /// The hyper-util builder for one connection with the configured limits.
-fn builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
+fn builder(server: Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // HTTP/1.1: a request head larger than the read buffer is answered 431 by
     // hyper itself (tests/it/server.rs pins that). hyper's minimum buffer is
@@ -208,7 +253,7 @@ impl Drop for InFlight {
     }
 }
 
-async fn serve_http<I>(inner: Arc<Inner>, io: I, info: ConnInfo, server: &ServerSettings)
+async fn serve_http<I>(inner: Arc<Inner>, io: I, info: ConnInfo, server: Limits)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -232,7 +277,7 @@ where
             }
         })
     };
-    let builder = builder(server);
+    let builder = inner.builders.get(server);
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
 
