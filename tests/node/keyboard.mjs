@@ -48,6 +48,16 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.setDefaultTimeout(timeout);
   await page.goto(positionals[0], { waitUntil: 'load', timeout });
+  // Chromium applies `autofocus` in a rendering step after `load`, later on
+  // a busy machine: wait (bounded) until the autofocus element has the focus.
+  await page.waitForFunction(
+    () => {
+      const wanted = document.querySelector('[autofocus]');
+      return !wanted || document.activeElement === wanted;
+    },
+    null,
+    { timeout },
+  );
   const focused = () =>
     page.evaluate(() => {
       const el = document.activeElement;
