@@ -110,7 +110,10 @@ impl MemoryStore {
                         lock(&indexes).remove(&packed);
                     }
                     // An unpacked copy must not keep an ended session's
-                    // memory (and interned strings) alive.
+                    // memory (and interned strings) alive. This is the one
+                    // place hot copies are dropped: moka runs the listener at
+                    // once for `invalidate`/`remove`, and at its next
+                    // maintenance for expiry and eviction.
                     listener_hot.invalidate(&*id);
                 },
             )
@@ -131,7 +134,6 @@ impl MemoryStore {
         let packed = self.cache.get(id)?;
         if packed.expires_at <= unix_now() {
             self.cache.invalidate(id);
-            self.hot.invalidate(id);
             return None;
         }
         if let Some((from, session)) = self.hot.get(id) {
@@ -186,7 +188,6 @@ impl MemoryStore {
     /// Ends `id`: tombstone first, then remove. True when it was stored.
     fn end(&self, id: &SessionId) -> bool {
         self.tombstones.insert(id.clone(), ());
-        self.hot.invalidate(id);
         self.cache.remove(id).is_some()
     }
 
