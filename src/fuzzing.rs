@@ -255,11 +255,11 @@ pub fn headers(data: &[u8]) {
             "{name} survived hop-by-hop removal"
         );
     }
-    let conn = crate::handler::ConnInfo {
-        peer: "192.0.2.1:1234".parse().expect("addr"),
-        local: "127.0.0.1:8080".parse().expect("addr"),
-        tls: false,
-    };
+    let conn = crate::handler::ConnInfo::new(
+        "192.0.2.1:1234".parse().expect("addr"),
+        "127.0.0.1:8080".parse().expect("addr"),
+        false,
+    );
     let id = crate::headers::forwarding::request_id(&s.server, &headers, &conn);
     crate::headers::forwarding::apply(&mut headers, &s.server, &conn, None, &id);
     let xff: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();

@@ -38,6 +38,26 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// TLS was terminated by realmgate on this connection.
     pub tls: bool,
+    /// The peer's address as a header value (IPv4-mapped IPv6 as IPv4),
+    /// rendered once per connection for `X-Forwarded-For`.
+    pub peer_header: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
+        let text = peer.ip().to_canonical().to_string();
+        let peer_header = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .expect("an IP address is a valid header value");
+        // Cloned once here so the value is shared: every request's clone is
+        // then a reference count, not a copy.
+        let _ = peer_header.clone();
+        ConnInfo {
+            peer,
+            local,
+            tls,
+            peer_header,
+        }
+    }
 }
 
 /// State that survives config reloads: created once at startup.

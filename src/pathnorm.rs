@@ -31,6 +31,46 @@
 /// The result starts with `/`, contains no `%`, `\`, `//`, `/./` or `/../`,
 /// keeps a trailing `/`, and `normalize(normalize(p)) == normalize(p)`.
 pub fn normalize(path: &str) -> Option<String> {
+    normalized(path).map(std::borrow::Cow::into_owned)
+}
+
+/// [`normalize`], without a copy when `path` is already normalized (most
+/// paths: [`is_plain`]).
+pub fn normalized(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if is_plain(path) {
+        return Some(std::borrow::Cow::Borrowed(path));
+    }
+    normalize_slow(path).map(std::borrow::Cow::Owned)
+}
+
+/// True when `path` is its own normalization: it starts with `/`, holds only
+/// visible ASCII other than `%`, `\\` and `;`, and has no empty (`//`), `.`
+/// or `..` segment. (A final empty segment, i.e. a trailing `/`, is kept by
+/// normalization, so it is allowed.) Anything else takes the full route.
+fn is_plain(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    if !bytes
+        .iter()
+        .all(|&b| b.is_ascii_graphic() && !matches!(b, b'%' | b'\\' | b';'))
+    {
+        return false;
+    }
+    let mut segments = path[1..].split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment {
+            "" if !last => return false,
+            "." | ".." => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+fn normalize_slow(path: &str) -> Option<String> {
     if !path.starts_with('/') && !path.starts_with('\\') {
         return None;
     }
@@ -74,7 +114,7 @@ pub fn is_public(path: &str, prefixes: &[String]) -> bool {
     if is_ambiguous(path) {
         return false;
     }
-    let Some(normalized) = normalize(path) else {
+    let Some(normalized) = normalized(path) else {
         return false;
     };
     prefixes.iter().any(|p| prefix_matches(&normalized, p))

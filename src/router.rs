@@ -6,6 +6,7 @@
 //! The router only selects; it never builds a URL from the Host it is given
 //! (an unknown host is answered by `respond` with a fixed page).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -64,7 +65,7 @@ impl Router {
         let Some(host) = normalize_host(host) else {
             return Lookup::UnknownHost;
         };
-        let Some(routes) = self.by_host.get(&host) else {
+        let Some(routes) = self.by_host.get(&*host) else {
             return Lookup::UnknownHost;
         };
         let pick = |path: &str| routes.iter().find(|r| prefix_matches(&r.path_prefix, path));
@@ -72,7 +73,7 @@ impl Router {
         // With one route per host there is nothing to confuse (and no
         // allocation on the hot path).
         if routes.len() > 1 {
-            let same = match crate::pathnorm::normalize(path) {
+            let same = match crate::pathnorm::normalized(path) {
                 Some(normalized) => match (by_raw, pick(&normalized)) {
                     (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                     (None, None) => true,
@@ -103,7 +104,7 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// The host part of a Host header or URI authority: lowercased, without port
 /// and without one trailing dot. IPv6 literals lose their brackets (`[::1]` -> `::1`).
 /// `None` for values that cannot be a host (empty, spaces, user info...).
-pub fn normalize_host(value: &str) -> Option<String> {
+pub fn normalize_host(value: &str) -> Option<Cow<'_, str>> {
     let value = value.trim();
     let host = if let Some(rest) = value.strip_prefix('[') {
         // [v6]:port or [v6]
@@ -126,7 +127,7 @@ pub fn normalize_host(value: &str) -> Option<String> {
         return v6
             .parse::<std::net::Ipv6Addr>()
             .ok()
-            .map(|ip| ip.to_string());
+            .map(|ip| Cow::Owned(ip.to_string()));
     }
     let ok = !host.is_empty()
         && host
@@ -135,7 +136,12 @@ pub fn normalize_host(value: &str) -> Option<String> {
     if !ok {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    // Usually lowercase already: no copy then.
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
 }
 
 /// A port number as Host may carry it: digits, at most 65535.

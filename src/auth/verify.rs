@@ -261,7 +261,9 @@ fn policy_route(
         return Ok(ctx.route.clone());
     }
     let host = match &fwd.trusted_host {
-        Some(h) => crate::router::normalize_host(h).ok_or(Unroutable::NoRoute)?,
+        Some(h) => crate::router::normalize_host(h)
+            .ok_or(Unroutable::NoRoute)?
+            .into_owned(),
         None => host_of(parts),
     };
     let raw = fwd.trusted_path.as_deref().unwrap_or("/");

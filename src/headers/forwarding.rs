@@ -85,9 +85,9 @@ pub fn apply(
     request_id: &HeaderValue,
 ) {
     let trusted = peer_is_trusted(server, conn);
-    let peer = peer_ip(conn).to_string();
 
-    let xff = if trusted {
+    if trusted {
+        let peer = conn.peer_header.to_str().unwrap_or_default();
         let earlier: Vec<&str> = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
@@ -95,15 +95,16 @@ pub fn apply(
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .collect();
-        earlier
+        let xff = earlier
             .into_iter()
-            .chain(std::iter::once(peer.as_str()))
+            .chain(std::iter::once(peer))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        set(headers, X_FORWARDED_FOR, &xff);
     } else {
-        peer.clone()
-    };
-    set(headers, X_FORWARDED_FOR, &xff);
+        // The common case: only what realmgate saw, rendered once per connection.
+        headers.insert(X_FORWARDED_FOR, conn.peer_header.clone());
+    }
 
     let https = match trusted.then(|| first_proto(headers)).flatten() {
         Some(proto) => proto == "https",

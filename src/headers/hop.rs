@@ -50,7 +50,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Names `Connection` lists, other than the ones removed anyway: usually
-    // none (`keep-alive`), so usually no allocation.
+    // none besides `keep-alive`, which is compared as bytes, never parsed
+    // into a name: usually no allocation.
     let named: Vec<HeaderName> = if present[0] {
         headers
             .get_all(CONNECTION)
@@ -59,8 +60,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty())
+            .filter(|t| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(t))
+            })
             .filter_map(|t| HeaderName::from_bytes(t).ok())
-            .filter(|n| !HOP_BY_HOP.contains(n))
             .collect()
     } else {
         Vec::new()

@@ -14,6 +14,33 @@ fn plain_paths_are_unchanged() {
 }
 
 #[test]
+fn only_already_normalized_paths_take_the_fast_path() {
+    for p in ["/", "/a", "/a/b/", "/static/app.js", "/a.b/..c/.d", "/a?"] {
+        assert!(is_plain(p), "{p}");
+    }
+    for p in [
+        "",
+        "a",
+        "//",
+        "/a//b",
+        "/.",
+        "/..",
+        "/a/./b",
+        "/a/../b",
+        "/a/.",
+        "/a/..",
+        "/%2e",
+        "/a;b",
+        "/a\\b",
+        "/caf\u{e9}",
+        "/a b",
+        "/a\tb",
+    ] {
+        assert!(!is_plain(p), "{p:?}");
+    }
+}
+
+#[test]
 fn dot_segments_and_duplicate_slashes_resolve() {
     assert_eq!(normalize("/a/./b").as_deref(), Some("/a/b"));
     assert_eq!(normalize("/a/../b").as_deref(), Some("/b"));
@@ -270,6 +297,16 @@ proptest! {
             prop_assert!(!n.contains("//"));
             prop_assert!(!n.contains('\\'));
             prop_assert!(!n.contains('%'));
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_full_normalization(p in prop_oneof![path(), "[/.a%;\\\\ \t\u{e9}\u{ff0e}]{0,12}", ".{0,16}"]) {
+        let fast = normalized(&p);
+        let slow = normalize_slow(&p);
+        prop_assert_eq!(fast.as_deref(), slow.as_deref());
+        if is_plain(&p) {
+            prop_assert!(matches!(fast, Some(std::borrow::Cow::Borrowed(_))));
         }
     }
 

@@ -141,11 +141,7 @@ pub(super) async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr
             let handshake = Box::pin(acceptor.accept(io));
             match tokio::time::timeout(header_timeout, handshake).await {
                 Ok(Ok(tls)) => {
-                    let info = ConnInfo {
-                        peer,
-                        local,
-                        tls: true,
-                    };
+                    let info = ConnInfo::new(peer, local, true);
                     Box::pin(serve_http(inner, tls, info, limits)).await
                 }
                 Ok(Err(e)) => {
@@ -157,11 +153,7 @@ pub(super) async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr
             }
         }
         None => {
-            let info = ConnInfo {
-                peer,
-                local,
-                tls: false,
-            };
+            let info = ConnInfo::new(peer, local, false);
             serve_http(inner, io, info, limits).await
         }
     }

@@ -531,11 +531,7 @@ pub async fn serve_handler_for_tests(settings: realmgate::config::Settings) -> T
             };
             let gw = gw.clone();
             tokio::spawn(async move {
-                let conn = realmgate::handler::ConnInfo {
-                    peer,
-                    local: addr,
-                    tls: false,
-                };
+                let conn = realmgate::handler::ConnInfo::new(peer, addr, false);
                 let svc = service_fn(move |req| {
                     let (gw, conn) = (gw.clone(), conn.clone());
                     async move { Ok::<_, Infallible>(realmgate::handler::handle(gw, req, conn).await) }

@@ -32,11 +32,11 @@ upstream = "http://127.0.0.1:9000"
 }
 
 fn conn(peer: &str, tls: bool) -> ConnInfo {
-    ConnInfo {
-        peer: peer.parse::<SocketAddr>().unwrap(),
-        local: "127.0.0.1:8080".parse().unwrap(),
+    ConnInfo::new(
+        peer.parse::<SocketAddr>().unwrap(),
+        "127.0.0.1:8080".parse().unwrap(),
         tls,
-    }
+    )
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
