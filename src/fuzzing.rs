@@ -353,3 +353,11 @@ pub fn config(data: &[u8]) {
 
 #[cfg(test)]
 mod tests;
+
+/// The upstream response parser and body decoder for requests without a
+/// body (`proxy::pool::raw`): the first byte chooses how the stream is cut
+/// into reads and whether the request was HEAD. No panic, no endless loop,
+/// no body longer than announced or than the bytes received.
+pub fn upstream_response(data: &[u8]) {
+    crate::proxy::pool::fuzz_response(data);
+}

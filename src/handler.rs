@@ -254,7 +254,7 @@ async fn pipeline(
         _ => None,
     };
     let out = Outbound {
-        request: Request::from_parts(parts, body.boxed()),
+        request: Request::from_parts(parts, body.map_err(Into::into).boxed()),
         upgrade,
         tunnel_until,
         tunnel_alive,

@@ -6,7 +6,9 @@
 //! - `http://` upstreams: one [`pool::Pool`] per upstream address and
 //!   `connect_timeout`, driven from the request's own task (no task hops per
 //!   request); its target, `Host` and base path are computed once per config
-//!   generation. Only an unsent GET or HEAD is retried, once, on a new connection.
+//!   generation. Requests without a body use realmgate's own HTTP/1.1
+//!   exchange (`pool::raw`), the others hyper's. Only a GET or HEAD that never
+//!   got an answer is retried, once, on a new connection.
 //! - `https://` upstreams: one pair of clients per distinct (`upstream_ca`,
 //!   `connect_timeout`), built once per config generation: `any` speaks
 //!   HTTP/1.1 or HTTP/2 as the upstream negotiates with ALPN; `h1` speaks only
@@ -148,7 +150,7 @@ impl Upstreams {
                     .await
                     .map_err(|e| e.to_gateway(&route.name)),
                 None => match Box::pin(client.request(request)).await {
-                    Ok(r) => Ok(r.map(BodyExt::boxed)),
+                    Ok(r) => Ok(r.map(|b| b.map_err(Into::into).boxed())),
                     Err(e) => Err(classify(route, &e)),
                 },
             }

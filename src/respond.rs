@@ -18,7 +18,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
 /// The body type of every response realmgate sends (generated or proxied).
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A body's error: hyper's, or realmgate's own upstream client's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

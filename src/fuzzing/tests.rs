@@ -54,3 +54,10 @@ fn jwt_seeds_hold_the_properties() {
 fn config_seeds_hold_the_properties() {
     corpus("config").iter().for_each(|d| super::config(d));
 }
+
+#[test]
+fn upstream_response_seeds_hold_the_properties() {
+    corpus("upstream_response")
+        .iter()
+        .for_each(|d| super::upstream_response(d));
+}

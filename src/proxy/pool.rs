@@ -26,6 +26,11 @@
 //!   on a pooled connection is a 502: a POST reaches the app at most once.
 //! - Upgrade requests (WebSocket) get a fresh connection of their own, run in
 //!   a spawned task with upgrades enabled, and never return to the pool.
+//! - Requests without a body (most of them) skip hyper's client: [`raw`]
+//!   writes the head and reads the response on the connection directly,
+//!   with connections of their own in the same shards. A GET or HEAD whose
+//!   pooled connection turns out closed before any response byte is tried
+//!   once more on a new connection; nothing else is resent.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,6 +60,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_IDLE: usize = 256;
 /// How often closed and expired idle connections are dropped when the pool is quiet.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+mod raw;
+
+pub(crate) use raw::fuzz as fuzz_response;
 
 /// Boxed once per connection: the state machine with its buffers is large,
 /// and a `Conn` is moved with (and sized into) every request's future.
@@ -150,6 +159,8 @@ pub enum PoolError {
     Connect(std::io::Error),
     #[error("upstream connection failed: {0}")]
     Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Raw(#[from] raw::RawError),
 }
 
 impl PoolError {
@@ -162,7 +173,7 @@ impl PoolError {
         .collect::<Vec<_>>()
         .join(": ");
         let timed_out = matches!(self, PoolError::ConnectTimeout(_))
-            || matches!(self, PoolError::Connect(e) if e.kind() == std::io::ErrorKind::TimedOut);
+            || matches!(self, PoolError::Connect(e) | PoolError::Raw(raw::RawError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut);
         tracing::warn!(
             route.name = %route,
             connect = matches!(self, PoolError::ConnectTimeout(_) | PoolError::Connect(_)),
@@ -199,13 +210,20 @@ pub struct Pool {
     sweeping: std::sync::atomic::AtomicBool,
 }
 
-/// One thread's idle list, aligned to a cache line pair of its own so
+/// One thread's idle lists (connections for hyper's client, and for
+/// requests without a body), aligned to a cache line pair of its own so
 /// threads taking and returning connections never write each other's lines.
 #[repr(align(128))]
-struct Shard(Mutex<Vec<Idle>>);
+struct Shard(Mutex<Lists>);
 
-struct Idle {
-    conn: Conn,
+#[derive(Default)]
+struct Lists {
+    hyper: Vec<Idle<Conn>>,
+    raw: Vec<Idle<raw::RawConn>>,
+}
+
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
@@ -285,7 +303,7 @@ impl Pool {
             target,
             connect_timeout,
             idle: (0..=workers)
-                .map(|_| Shard(Mutex::new(Vec::new())))
+                .map(|_| Shard(Mutex::new(Lists::default())))
                 .collect(),
             sweeping: std::sync::atomic::AtomicBool::new(false),
         })
@@ -294,6 +312,9 @@ impl Pool {
     /// Send `req` (origin-form URI, Host set) and return the response; its body
     /// hands the connection back to the pool once read to the end.
     pub async fn send(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
+        if req.body().is_end_stream() {
+            return self.send_raw(req).await;
+        }
         let may_retry = matches!(*req.method(), Method::GET | Method::HEAD);
         // Connecting is boxed: it happens once per connection, and its
         // future would otherwise enlarge every request's.
@@ -320,6 +341,27 @@ impl Pool {
         }
     }
 
+    /// [`Pool::send`] for a request without a body ([`raw`]).
+    async fn send_raw(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
+        let (parts, _empty) = req.into_parts();
+        let may_retry = matches!(parts.method, Method::GET | Method::HEAD);
+        let (mut conn, pooled) = match self.take_idle_raw() {
+            Some(conn) => (conn, true),
+            None => (Box::pin(self.connect_raw()).await?, false),
+        };
+        let head = match conn.exchange(&parts).await {
+            Ok(head) => head,
+            // The pooled connection was closed under us before any answer.
+            Err((e, true)) if pooled && may_retry => {
+                tracing::debug!(error = %e, "pooled upstream connection was closed; retrying on a new one");
+                conn = Box::pin(self.connect_raw()).await?;
+                conn.exchange(&parts).await.map_err(|(e, _)| e)?
+            }
+            Err((e, _)) => return Err(e.into()),
+        };
+        Ok(raw::RawBody::response(conn, head, Arc::downgrade(self)).map(BodyExt::boxed))
+    }
+
     /// Send an Upgrade request on a fresh connection, run with upgrades enabled
     /// in a task of its own and never pooled.
     pub async fn send_upgrade(&self, req: Request<Body>) -> Result<Response<Body>, PoolError> {
@@ -333,7 +375,7 @@ impl Pool {
             }
         });
         let response = sender.send_request(req).await?;
-        Ok(response.map(BodyExt::boxed))
+        Ok(response.map(|b| b.map_err(Into::into).boxed()))
     }
 
     fn wrap(self: &Arc<Pool>, conn: Conn, response: Response<Incoming>) -> Response<Body> {
@@ -343,14 +385,46 @@ impl Pool {
                 conn: Some(conn),
                 pool: Arc::downgrade(self),
             }
+            .map_err(Into::into)
             .boxed()
         })
+    }
+
+    /// The most recently used idle connection for requests without a body
+    /// that is still open and quiet.
+    fn take_idle_raw(&self) -> Option<raw::RawConn> {
+        let mut idle = self.lock(self.shard());
+        while let Some(entry) = idle.raw.pop() {
+            let mut conn = entry.conn;
+            if entry.since.elapsed() < IDLE_TIMEOUT && conn.reusable() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Hand back a raw connection whose response is complete.
+    fn put_back_raw(self: &Arc<Pool>, mut conn: raw::RawConn) {
+        if !conn.reusable() {
+            return;
+        }
+        {
+            let mut idle = self.lock(self.shard());
+            if idle.raw.len() >= MAX_IDLE {
+                return;
+            }
+            idle.raw.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+        self.start_sweeping();
     }
 
     /// The most recently used idle connection that is still open and ready.
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.lock(self.shard());
-        while let Some(entry) = idle.pop() {
+        while let Some(entry) = idle.hyper.pop() {
             let mut conn = entry.conn;
             if entry.since.elapsed() < IDLE_TIMEOUT && conn.reusable() {
                 return Some(conn);
@@ -367,10 +441,10 @@ impl Pool {
         }
         {
             let mut idle = self.lock(self.shard());
-            if idle.len() >= MAX_IDLE {
+            if idle.hyper.len() >= MAX_IDLE {
                 return;
             }
-            idle.push(Idle {
+            idle.hyper.push(Idle {
                 conn,
                 since: Instant::now(),
             });
@@ -383,7 +457,7 @@ impl Pool {
         SHARD.with(|s| s.get()) % self.idle.len()
     }
 
-    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Lists> {
         // The pool holds no invariant a panic could break: keep using it.
         match self.idle[shard].0.lock() {
             Ok(g) => g,
@@ -403,6 +477,11 @@ impl Pool {
         };
         let pool = Arc::downgrade(self);
         runtime.spawn(sweep(pool));
+    }
+
+    /// Open a new connection for requests without a body.
+    async fn connect_raw(&self) -> Result<raw::RawConn, PoolError> {
+        Ok(raw::RawConn::new(self.connect_tcp().await?))
     }
 
     /// Open a new connection (the caller drives it).
@@ -435,7 +514,12 @@ impl Pool {
     /// Idle connections right now (tests).
     #[cfg(test)]
     pub fn idle_count(&self) -> usize {
-        (0..self.idle.len()).map(|s| self.lock(s).len()).sum()
+        (0..self.idle.len())
+            .map(|s| {
+                let lists = self.lock(s);
+                lists.hyper.len() + lists.raw.len()
+            })
+            .sum()
     }
 }
 
@@ -448,7 +532,12 @@ async fn sweep(pool: Weak<Pool>) {
             return;
         };
         for shard in 0..pool.idle.len() {
-            pool.lock(shard)
+            let mut lists = pool.lock(shard);
+            lists
+                .hyper
+                .retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
+            lists
+                .raw
                 .retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
         }
     }

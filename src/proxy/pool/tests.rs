@@ -81,7 +81,7 @@ async fn upstream(behaviour: Behaviour) -> Upstream {
     }
 }
 
-/// Reads one request head (the tests send no bodies); false at EOF.
+/// Reads one request head and its body (`Content-Length` only); false at EOF.
 async fn read_head(sock: &mut TcpStream) -> bool {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -91,7 +91,69 @@ async fn read_head(sock: &mut TcpStream) -> bool {
             _ => return false,
         }
     }
-    true
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    sock.read_exact(&mut body).await.is_ok()
+}
+
+/// A request with a body: it goes through hyper's client.
+fn with_body(method: Method) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri("/x")
+        .header("host", "upstream")
+        .header("content-length", "4")
+        .body(crate::respond::full("data"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn requests_with_and_without_a_body_reuse_connections_of_their_kind() {
+    let up = upstream(Behaviour::KeepAlive).await;
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
+    for _ in 0..2 {
+        let response = pool.send(with_body(Method::POST)).await.unwrap();
+        assert_eq!(body_text(response).await, "hello");
+        let response = pool.send(request(Method::GET)).await.unwrap();
+        assert_eq!(body_text(response).await, "hello");
+    }
+    assert_eq!(up.requests.load(Ordering::SeqCst), 4);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    let lists = pool.lock(0);
+    assert_eq!((lists.hyper.len(), lists.raw.len()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_post_with_a_body_on_a_connection_that_dies_is_not_resent() {
+    let up = upstream(Behaviour::DieOnSecond).await;
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
+    let response = pool.send(with_body(Method::POST)).await.unwrap();
+    assert_eq!(body_text(response).await, "hello");
+    let err = pool.send(with_body(Method::POST)).await.unwrap_err();
+    assert!(matches!(err, PoolError::Http(_)), "{err}");
+    eventually(|| up.requests.load(Ordering::SeqCst) == 2).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(up.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_get_whose_pooled_connection_died_is_tried_once_more() {
+    let up = upstream(Behaviour::DieOnSecond).await;
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
+    let response = pool.send(request(Method::GET)).await.unwrap();
+    assert_eq!(body_text(response).await, "hello");
+    // The pooled connection reads the GET and closes without a byte: the
+    // GET goes again on a new connection and succeeds.
+    let response = pool.send(request(Method::GET)).await.unwrap();
+    assert_eq!(body_text(response).await, "hello");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(up.requests.load(Ordering::SeqCst), 3);
 }
 
 fn request(method: Method) -> Request<Body> {
@@ -204,7 +266,7 @@ async fn a_post_on_a_connection_that_dies_is_not_resent() {
     assert_eq!(pool.idle_count(), 1);
 
     let err = pool.send(request(Method::POST)).await.unwrap_err();
-    assert!(matches!(err, PoolError::Http(_)), "{err}");
+    assert!(matches!(err, PoolError::Raw(_)), "{err}");
     assert!(matches!(
         err.to_gateway("r"),
         GatewayError::UpstreamUnavailable
@@ -242,7 +304,7 @@ async fn an_idle_connection_the_upstream_closed_is_noticed_before_use() {
     assert_eq!(pool.idle_count(), 1);
     up.close_idle.notify_one();
     // Wait until the upstream's close has arrived on the idle connection.
-    eventually(|| pool.lock(0).iter_mut().all(|e| !e.conn.reusable())).await;
+    eventually(|| pool.lock(0).raw.iter_mut().all(|e| !e.conn.reusable())).await;
     // A POST then goes on a new connection: nothing was sent on the dead one.
     let response = pool.send(request(Method::POST)).await.unwrap();
     assert_eq!(body_text(response).await, "hello");

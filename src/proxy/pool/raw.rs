@@ -1,0 +1,630 @@
+//! The upstream exchange for requests without a body (GET, HEAD and most
+//! others): the request head written in one call, the response head parsed
+//! with `httparse` (hyper's own parser) straight from the connection's read
+//! buffer, the body decoded while it streams. No connection task, channels
+//! or per-request buffers: the request's task does all of it, and the
+//! response's header values and small bodies are slices of the bytes read.
+//!
+//! Requests with a body keep hyper's client (the upstream may answer before
+//! it has read the body, which needs both directions at once).
+//!
+//! Response framing follows RFC 9112 6.3, strictly: a response to HEAD, a
+//! 1xx, 204 or 304 has no body; `Transfer-Encoding` with `chunked` last is
+//! decoded (a `Content-Length` beside it is ignored and removed, and the
+//! connection not reused); other transfer codings and responses without a
+//! length run until the upstream closes; `Content-Length` values must all be
+//! the same number. Anything else (an unparsable or oversized head, an
+//! invalid chunk) fails the exchange and closes the connection, so a
+//! confused upstream can never shift the next response on the connection.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Weak;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::Pool;
+
+/// Largest response head accepted (hyper's default limit is about 400 KiB;
+/// real heads are below 8 KiB).
+pub(super) const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head.
+const MAX_HEADERS: usize = 128;
+/// Longest chunk-size line (size, extensions) and longest trailer section.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+/// Read granularity.
+const READ_SIZE: usize = 8 * 1024;
+
+/// Why a raw exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    #[error("upstream connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the upstream closed the connection before its response")]
+    Closed,
+    #[error("invalid response from the upstream: {0}")]
+    Protocol(&'static str),
+}
+
+/// One upstream connection and its read buffer.
+pub(super) struct RawConn {
+    stream: TcpStream,
+    /// Bytes read and not yet handed out. Empty between exchanges.
+    buf: BytesMut,
+    /// The request head being written (kept for its capacity).
+    out: Vec<u8>,
+}
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes remain.
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// Where the chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk: this many data bytes remain.
+    Data(u64),
+    /// After a chunk's data: expecting its CRLF.
+    DataEnd,
+    /// After the last chunk: trailer fields until an empty line (bytes seen so far).
+    Trailers(usize),
+}
+
+impl RawConn {
+    pub(super) fn new(stream: TcpStream) -> RawConn {
+        RawConn {
+            stream,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Open and quiet right now: nothing left over from the last exchange,
+    /// and nothing (no close, no stray bytes) arrived since. Costs no system
+    /// call unless the event loop has seen the socket become readable.
+    pub(super) fn reusable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable: either the upstream closed (EOF) or it sent bytes
+            // nobody asked for; both end the connection's use. A spurious
+            // readiness reads WouldBlock and keeps it.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Send a request head (the request has no body) and read the response
+    /// head. `Err((error, unanswered))`: `unanswered` is true when the
+    /// request could not be written or the upstream closed before answering
+    /// with a single byte (a GET or HEAD may then be tried again elsewhere).
+    pub(super) async fn exchange(
+        &mut self,
+        parts: &http::request::Parts,
+    ) -> Result<Head, (RawError, bool)> {
+        self.out.clear();
+        encode_head(parts, &mut self.out);
+        if let Err(e) = self.stream.write_all(&self.out).await {
+            return Err((e.into(), true));
+        }
+        let head_only = parts.method == Method::HEAD;
+        let mut interim = false;
+        loop {
+            let head = match self.read_head(head_only).await {
+                Ok(head) => head,
+                Err(RawError::Closed) if !interim => return Err((RawError::Closed, true)),
+                Err(e) => return Err((e, false)),
+            };
+            // 1xx other than 101: interim (100 Continue, 103 Early Hints); the
+            // final response follows on the same connection.
+            let status = head.response.status();
+            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                interim = true;
+                continue;
+            }
+            return Ok(head);
+        }
+    }
+
+    /// Read until a whole response head is buffered, then parse it.
+    async fn read_head(&mut self, head_only: bool) -> Result<Head, RawError> {
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(parsed) = parse_head(&mut self.buf, head_only)? {
+                    return Ok(parsed);
+                }
+                if self.buf.len() >= MAX_HEAD {
+                    return Err(RawError::Protocol("response head too large"));
+                }
+            }
+            let had = self.buf.len();
+            let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
+            if n == 0 {
+                return Err(if had == 0 {
+                    RawError::Closed
+                } else {
+                    RawError::Protocol("connection closed inside the response head")
+                });
+            }
+        }
+    }
+
+    /// Read what the socket has into the buffer; `Ok(0)` at EOF.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_SIZE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+}
+
+/// Writes the request line and header fields. Every piece is already valid
+/// for the wire: `http` types cannot hold CR, LF or other controls.
+fn encode_head(parts: &http::request::Parts, out: &mut Vec<u8>) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // Like hyper: methods whose requests normally have a body say "none"
+    // explicitly, so the upstream does not answer 411.
+    let wants_length = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    if wants_length && !parts.headers.contains_key(CONTENT_LENGTH) {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed response head and how its body is delimited.
+pub(super) struct Head {
+    response: Response<()>,
+    framing: Framing,
+    /// False when the head makes the connection unfit for another exchange
+    /// whatever the upstream says (Transfer-Encoding beside Content-Length).
+    reusable: bool,
+}
+
+/// Parses one response head off the front of `buf` (None: incomplete).
+fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, RawError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut fields);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(RawError::Protocol("too many header fields"))
+        }
+        Err(_) => return Err(RawError::Protocol("malformed response head")),
+    };
+    let status = parsed
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(RawError::Protocol("invalid status code"))?;
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Where each name and value is in the head, as offsets: the head is
+    // split off the buffer below and the values become slices of it (no
+    // copies). On the stack: no allocation for the bookkeeping.
+    let base = buf.as_ptr() as usize;
+    let count = parsed.headers.len();
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+        *span = (
+            field.name.as_ptr() as usize - base,
+            field.name.len(),
+            field.value.as_ptr() as usize - base,
+            field.value.len(),
+        );
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
+            .map_err(|_| RawError::Protocol("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
+            .map_err(|_| RawError::Protocol("invalid header value"))?;
+        headers.append(name, value);
+    }
+
+    let framing = framing_of(&headers, status, head_only)?;
+    let mut reusable = true;
+    if matches!(framing, Framing::Chunked(_)) && headers.contains_key(CONTENT_LENGTH) {
+        // RFC 9112 6.3: Transfer-Encoding wins; the length is a mistake or a
+        // smuggling attempt. Not passed on, and the connection not reused.
+        headers.remove(CONTENT_LENGTH);
+        reusable = false;
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(Some(Head {
+        response,
+        framing,
+        reusable,
+    }))
+}
+
+/// RFC 9112 6.3.
+fn framing_of(
+    headers: &HeaderMap,
+    status: StatusCode,
+    head_only: bool,
+) -> Result<Framing, RawError> {
+    if head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Length(0));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let last = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .rfind(|t| !t.is_empty());
+        return Ok(match last {
+            Some(t) if t.eq_ignore_ascii_case(b"chunked") => Framing::Chunked(Chunk::Size),
+            _ => Framing::UntilClose,
+        });
+    }
+    let mut length: Option<u64> = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            let n = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(item).ok()?.parse::<u64>().ok())
+                .flatten()
+                .ok_or(RawError::Protocol("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(RawError::Protocol("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+/// True when the upstream lets the connection carry another exchange.
+fn keeps_alive(response: &Response<()>) -> bool {
+    let mut close = false;
+    let mut keep_alive = false;
+    for value in response.headers().get_all(CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    !close && (response.version() == Version::HTTP_11 || keep_alive)
+}
+
+/// A response body read from a [`RawConn`]; the connection goes back to the
+/// pool once the body is complete (when the upstream keeps it alive), and is
+/// closed when the body is dropped before its end.
+pub(super) struct RawBody {
+    conn: Option<RawConn>,
+    framing: Framing,
+    /// The body is complete (and the connection released or dropped).
+    done: bool,
+    reuse: bool,
+    pool: Weak<Pool>,
+}
+
+impl RawBody {
+    /// The response for the caller, with its body reading from `conn`.
+    pub(super) fn response(conn: RawConn, head: Head, pool: Weak<Pool>) -> Response<RawBody> {
+        let Head {
+            response,
+            framing,
+            reusable,
+        } = head;
+        let reuse = reusable
+            && keeps_alive(&response)
+            && framing != Framing::UntilClose
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS;
+        let mut body = RawBody {
+            conn: Some(conn),
+            framing,
+            done: false,
+            reuse,
+            pool,
+        };
+        if framing == Framing::Length(0) {
+            body.finish();
+        }
+        response.map(|()| body)
+    }
+
+    /// The body is complete: hand the connection back (or close it).
+    fn finish(&mut self) {
+        self.done = true;
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.reuse {
+            if let Some(pool) = self.pool.upgrade() {
+                pool.put_back_raw(conn);
+            }
+        }
+    }
+
+    fn fail(
+        &mut self,
+        e: RawError,
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::respond::BoxError>>> {
+        self.done = true;
+        self.conn = None;
+        Poll::Ready(Some(Err(e.into())))
+    }
+}
+
+impl http_body::Body for RawBody {
+    type Data = Bytes;
+    type Error = crate::respond::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match decode(&mut this.framing, &mut conn.buf) {
+                Ok(Step::Data(data, end)) => {
+                    if end {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => {}
+                Err(e) => return this.fail(e),
+            }
+            match conn.poll_fill(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return this.fail(e.into()),
+                Poll::Ready(Ok(0)) => {
+                    if this.framing == Framing::UntilClose {
+                        this.reuse = false;
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    return this.fail(RawError::Protocol("connection closed inside the body"));
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            _ if self.done => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for RawBody {
+    fn drop(&mut self) {
+        // Dropped before its end: the rest of the response is still on the
+        // wire, so the connection is closed (dropped with `conn`).
+        if !self.done {
+            self.conn = None;
+        }
+    }
+}
+
+/// What the decoder made of the buffered bytes.
+#[derive(Debug)]
+enum Step {
+    /// Body bytes; `true` when they are the last.
+    Data(Bytes, bool),
+    /// The body ended (no more bytes).
+    End,
+    /// More bytes must be read first.
+    NeedMore,
+}
+
+/// Takes the next piece of body out of `buf` according to `framing`.
+fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, RawError> {
+    loop {
+        match framing {
+            Framing::Length(0) => return Ok(Step::End),
+            Framing::Length(n) => {
+                if buf.is_empty() {
+                    return Ok(Step::NeedMore);
+                }
+                let take = (*n).min(buf.len() as u64);
+                *n -= take;
+                let data = buf.split_to(take as usize).freeze();
+                return Ok(Step::Data(data, *n == 0));
+            }
+            Framing::UntilClose => {
+                if buf.is_empty() {
+                    return Ok(Step::NeedMore);
+                }
+                return Ok(Step::Data(buf.split().freeze(), false));
+            }
+            Framing::Chunked(chunk) => match *chunk {
+                Chunk::Size => {
+                    let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else {
+                        return Ok(Step::NeedMore);
+                    };
+                    let size = chunk_size(&line)?;
+                    *chunk = if size == 0 {
+                        Chunk::Trailers(0)
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(n) => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let take = n.min(buf.len() as u64);
+                    let data = buf.split_to(take as usize).freeze();
+                    *chunk = if n == take {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(n - take)
+                    };
+                    return Ok(Step::Data(data, false));
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Step::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(RawError::Protocol("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    *chunk = Chunk::Size;
+                }
+                Chunk::Trailers(seen) => {
+                    // `seen` never exceeds the limit: each line is bounded by what is left.
+                    let room = MAX_TRAILERS.saturating_sub(seen);
+                    let Some(line) = take_line(buf, room)? else {
+                        return Ok(Step::NeedMore);
+                    };
+                    if line.is_empty() {
+                        // Trailer fields are not passed on (HTTP/1.1 clients
+                        // rarely accept them); the body is complete.
+                        *framing = Framing::Length(0);
+                        return Ok(Step::End);
+                    }
+                    *chunk = Chunk::Trailers(seen + line.len() + 2);
+                }
+            },
+        }
+    }
+}
+
+/// Takes one CRLF-terminated line (without the CRLF) off `buf`; None when
+/// it is not complete yet. A bare LF, or a line longer than `max`, is an error.
+fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, RawError> {
+    let Some(lf) = buf.iter().take(max + 2).position(|&b| b == b'\n') else {
+        if buf.len() > max + 1 {
+            return Err(RawError::Protocol("chunk line or trailers too long"));
+        }
+        return Ok(None);
+    };
+    if lf == 0 || buf[lf - 1] != b'\r' {
+        return Err(RawError::Protocol("bare LF in chunked body"));
+    }
+    let line = buf.split_to(lf + 1).freeze();
+    Ok(Some(line.slice(..lf - 1)))
+}
+
+/// The size in a chunk-size line: hex digits, then optional whitespace and
+/// `;extensions` (ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, RawError> {
+    let bad = || RawError::Protocol("invalid chunk size");
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(bad());
+    }
+    let rest = line[digits..].trim_ascii_start();
+    if !(rest.is_empty() || rest.starts_with(b";")) {
+        return Err(bad());
+    }
+    let text = std::str::from_utf8(&line[..digits]).map_err(|_| bad())?;
+    u64::from_str_radix(text, 16).map_err(|_| bad())
+}
+
+/// Fuzzing entry (`realmgate::fuzzing::upstream_response`): `data` after its
+/// first byte is a response stream, read in pieces of the size that byte
+/// gives (its low bit: the request was HEAD). Never panics or loops; the
+/// body never holds more than the announced length or than what was read.
+pub(crate) fn fuzz(data: &[u8]) {
+    let Some((&control, stream)) = data.split_first() else {
+        return;
+    };
+    let head_only = control & 1 == 1;
+    let mut pieces = stream.chunks(usize::from(control >> 1).max(1));
+    let mut buf = BytesMut::new();
+    let head = loop {
+        match parse_head(&mut buf, head_only) {
+            Ok(Some(head)) => break head,
+            Ok(None) => {}
+            Err(_) => return,
+        }
+        match pieces.next() {
+            Some(piece) => buf.extend_from_slice(piece),
+            None => return,
+        }
+    };
+    if matches!(head.framing, Framing::Chunked(_)) {
+        assert!(!head.response.headers().contains_key(CONTENT_LENGTH));
+    }
+    let mut available = buf.len();
+    let mut framing = head.framing;
+    let mut body = 0usize;
+    loop {
+        match decode(&mut framing, &mut buf) {
+            Ok(Step::Data(data, _)) => {
+                assert!(!data.is_empty(), "empty data frame");
+                body += data.len();
+            }
+            Ok(Step::End) | Err(_) => break,
+            Ok(Step::NeedMore) => match pieces.next() {
+                Some(piece) => {
+                    available += piece.len();
+                    buf.extend_from_slice(piece);
+                }
+                None => break,
+            },
+        }
+        assert!(body <= available);
+        if let Framing::Length(n) = head.framing {
+            assert!(body as u64 <= n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
