@@ -222,9 +222,14 @@ fn admit(
 ) -> Result<Permit, GatewayError> {
     match policy::authorize(route, Some(connection), user) {
         Ok(permit) => {
-            let origin = request_origin(state, parts, conn);
-            let assertion = signed_assertion(state, route, &permit, connection, &origin);
-            crate::headers::identity::inject(
+            // The origin is only needed (and only formatted) for an assertion.
+            let assertion = wants_assertion(route)
+                .then(|| {
+                    let origin = request_origin(state, parts, conn);
+                    signed_assertion(state, route, &permit, connection, &origin)
+                })
+                .flatten();
+            crate::headers::identity::inject_cached(
                 &mut parts.headers,
                 &permit,
                 route,
@@ -246,6 +251,12 @@ fn admit(
     }
 }
 
+/// True when `route` sends a signed assertion (`jwt_assertion`, or the
+/// `pomerium` profile).
+fn wants_assertion(route: &RouteSettings) -> bool {
+    route.jwt_assertion || route.headers == crate::config::HeaderProfile::Pomerium
+}
+
 /// The signed assertion for a permitted user, when the route sends one
 /// (`jwt_assertion = true`, or the `pomerium` profile) and a key is configured.
 fn signed_assertion(
@@ -255,7 +266,7 @@ fn signed_assertion(
     connection: &ConnectionSettings,
     origin: &str,
 ) -> Option<String> {
-    if !(route.jwt_assertion || route.headers == crate::config::HeaderProfile::Pomerium) {
+    if !wants_assertion(route) {
         return None;
     }
     state.assertions.as_ref()?.issue(

@@ -41,7 +41,9 @@
 //! with `groups_in_headers = "known"` only groups named in `group_names` or in
 //! some route's `allow.groups` are sent.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -138,8 +140,131 @@ pub fn inject(
     policy_groups: &HashSet<String>,
     assertion: Option<&str>,
 ) {
-    let user = permit.user();
-    let mut out = Out { headers, user };
+    let writes = render(permit.user(), route, connection, policy_groups);
+    apply(headers, &writes);
+    apply_assertion(headers, route, permit.user(), assertion);
+}
+
+/// The header writes for one user on one route: a name and its value, or
+/// None to remove the name (an absent or unsafe value).
+type Writes = Vec<(HeaderName, Option<HeaderValue>)>;
+
+/// Most (session, route) renderings kept per thread by [`inject_cached`].
+const RENDERED_MAX: usize = 1024;
+
+/// Renderings by the addresses of (session, route, connection).
+///
+/// Each entry holds `Weak` references to the three objects: a `Weak` keeps
+/// the allocation, so no other session, route or connection can ever get
+/// the same address while the entry exists, and an address match is an
+/// identity match. The objects are immutable (a refreshed session is a new
+/// `Arc`; a reload makes new routes and connections), so a match always has
+/// the values [`render`] would produce now.
+type RenderedCache = HashMap<
+    (usize, usize, usize),
+    (
+        Weak<Session>,
+        Weak<RouteSettings>,
+        Weak<ConnectionSettings>,
+        Writes,
+    ),
+>;
+
+thread_local! {
+    static RENDERED: RefCell<RenderedCache> = RefCell::new(HashMap::new());
+}
+
+/// [`inject`], reusing this thread's rendering of the same session on the
+/// same route (and connection) instead of formatting and checking every
+/// value again: a signed-in user's requests repeat the same headers. The
+/// per-request assertion is never reused. A value dropped for control
+/// characters is logged when it is rendered (once per thread, not per request).
+pub fn inject_cached(
+    headers: &mut HeaderMap,
+    permit: &Permit,
+    route: &Arc<RouteSettings>,
+    connection: &Arc<ConnectionSettings>,
+    policy_groups: &HashSet<String>,
+    assertion: Option<&str>,
+) {
+    let session = permit.user_arc();
+    let key = (
+        Arc::as_ptr(session) as usize,
+        Arc::as_ptr(route) as usize,
+        Arc::as_ptr(connection) as usize,
+    );
+    RENDERED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, _, _, writes)) = cache.get(&key) {
+            apply(headers, writes);
+            return;
+        }
+        let writes = render(session, route, connection, policy_groups);
+        apply(headers, &writes);
+        if cache.len() >= RENDERED_MAX {
+            // Sessions come and go: start over rather than track ages.
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            (
+                Arc::downgrade(session),
+                Arc::downgrade(route),
+                Arc::downgrade(connection),
+                writes,
+            ),
+        );
+    });
+    apply_assertion(headers, route, session, assertion);
+}
+
+/// Performs `writes`: `insert` (a client-sent copy cannot survive next to
+/// it) or `remove`.
+fn apply(headers: &mut HeaderMap, writes: &Writes) {
+    for (name, value) in writes {
+        match value {
+            Some(v) => {
+                headers.insert(name.clone(), v.clone());
+            }
+            None => {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+/// The signed assertion header(s) of this request (pomerium, jwt_assertion).
+fn apply_assertion(
+    headers: &mut HeaderMap,
+    route: &RouteSettings,
+    user: &Session,
+    assertion: Option<&str>,
+) {
+    let mut out = Out {
+        writes: Vec::new(),
+        user,
+    };
+    if route.headers == HeaderProfile::Pomerium {
+        out.set("x-pomerium-jwt-assertion", assertion);
+    }
+    if route.jwt_assertion {
+        out.set("x-realmgate-assertion", assertion);
+    }
+    apply(headers, &out.writes);
+}
+
+/// The profile's headers, tokens and `headers_extra` for `user` on `route`
+/// (everything but the assertion).
+fn render(
+    user: &Session,
+    route: &RouteSettings,
+    connection: &ConnectionSettings,
+    policy_groups: &HashSet<String>,
+) -> Writes {
+    let mut out = Out {
+        writes: Vec::with_capacity(8),
+        user,
+    };
     let groups = header_groups(user, connection, policy_groups);
     let joined = out.join_groups(&groups);
     let email = user.verified_email();
@@ -179,7 +304,7 @@ pub fn inject(
             out.set("remote-groups", joined.as_deref());
         }
         HeaderProfile::Pomerium => {
-            out.set("x-pomerium-jwt-assertion", assertion);
+            // The assertion itself is per request: `apply_assertion`.
             out.set("x-pomerium-claim-email", email);
             out.set("x-pomerium-claim-groups", joined.as_deref());
             out.set("x-pomerium-claim-name", name);
@@ -212,18 +337,16 @@ pub fn inject(
     if route.pass_access_token {
         out.set(access_token_header, user.access_token.as_deref());
     }
-    if route.jwt_assertion {
-        out.set("x-realmgate-assertion", assertion);
-    }
     for (header, source) in &route.headers_extra {
         let value = extra_value(user, source, joined.as_deref());
         out.set_name(header.clone(), value.as_deref());
     }
+    out.writes
 }
 
 /// Where injected headers go, and whose they are (for warnings).
 struct Out<'a> {
-    headers: &'a mut HeaderMap,
+    writes: Writes,
     user: &'a Session,
 }
 
@@ -235,23 +358,18 @@ impl Out<'_> {
     /// Sets `name` to `value`, replacing anything there; removes it when the
     /// value is absent or unsafe.
     fn set_name(&mut self, name: HeaderName, value: Option<&str>) {
-        let Some(value) = value else {
-            self.headers.remove(&name);
-            return;
-        };
-        match safe_value(value) {
-            Some(v) => {
-                self.headers.insert(name, v);
-            }
-            None => {
+        let value = value.and_then(|value| {
+            let safe = safe_value(value);
+            if safe.is_none() {
                 tracing::warn!(
                     header = %name,
                     user.id = ?self.user.user_id,
                     "identity value has control characters or is not a valid header value; header dropped"
                 );
-                self.headers.remove(&name);
             }
-        }
+            safe
+        });
+        self.writes.push((name, value));
     }
 
     /// Comma-joined groups, leaving out (and reporting) names that would

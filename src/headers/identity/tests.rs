@@ -511,6 +511,124 @@ fn injection_replaces_client_sent_values() {
     assert!(h.get("x-forwarded-name").is_none());
 }
 
+// === inject_cached ===
+
+/// The headers of `h` as a sorted map.
+fn map(h: &HeaderMap) -> BTreeMap<String, String> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8(v.as_bytes().to_vec()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn cached(s: &Settings, permit: &Permit, assertion: Option<&str>) -> BTreeMap<String, String> {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-user", HeaderValue::from_static("spoofed"));
+    h.insert("x-forwarded-email", HeaderValue::from_static("spoofed"));
+    let conn = s.connection(&permit.user().connection).unwrap().clone();
+    inject_cached(
+        &mut h,
+        permit,
+        &s.routes[0],
+        &conn,
+        &policy_groups(),
+        assertion,
+    );
+    map(&h)
+}
+
+#[test]
+fn cached_injection_writes_what_injection_writes_for_every_profile() {
+    for profile in [
+        "forwarded",
+        "auth_request",
+        "easyauth",
+        "remote",
+        "pomerium",
+        "oidc_claim",
+        "none",
+    ] {
+        let s = settings(
+            &format!(
+                "headers = \"{profile}\"\npass_id_token = true\npass_access_token = true\njwt_assertion = true\nheaders_extra = {{ \"X-Uid\" = \"user_id\", \"X-Gr\" = \"groups\" }}"
+            ),
+            "",
+        );
+        let permit = Permit::for_tests(user(), "hr");
+        for (round, assertion) in ["first.jwt", "second.jwt", "third.jwt"].iter().enumerate() {
+            let mut want = HeaderMap::new();
+            want.insert("x-forwarded-user", HeaderValue::from_static("spoofed"));
+            want.insert("x-forwarded-email", HeaderValue::from_static("spoofed"));
+            let conn = s.connection("contoso").unwrap().clone();
+            inject(
+                &mut want,
+                &permit,
+                &s.routes[0],
+                &conn,
+                &policy_groups(),
+                Some(assertion),
+            );
+            // Round 0 renders, the others reuse; the assertion is this request's.
+            assert_eq!(
+                cached(&s, &permit, Some(assertion)),
+                map(&want),
+                "{profile}, round {round}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cached_injection_never_gives_one_user_anothers_headers() {
+    let s = settings("", "");
+    let alice = Permit::for_tests(user(), "hr");
+    let mut other = user();
+    other.user_id = "bob-oid".into();
+    other.email = Some("bob@contoso.com".into());
+    other.groups = vec![];
+    let bob = Permit::for_tests(other, "hr");
+    for _ in 0..3 {
+        let a = cached(&s, &alice, None);
+        let b = cached(&s, &bob, None);
+        assert_eq!(
+            a["x-forwarded-user"],
+            "0b5e7f8a-1111-2222-3333-444455556666"
+        );
+        assert_eq!(a["x-forwarded-email"], "alice@contoso.com");
+        assert_eq!(b["x-forwarded-user"], "bob-oid");
+        assert_eq!(b["x-forwarded-email"], "bob@contoso.com");
+        assert!(!b.contains_key("x-forwarded-groups"));
+    }
+    // A refreshed session is a new object: its new values are sent, not the old ones.
+    let mut refreshed = user();
+    refreshed.email = Some("alice.new@contoso.com".into());
+    let refreshed = Permit::for_tests(refreshed, "hr");
+    assert_eq!(
+        cached(&s, &refreshed, None)["x-forwarded-email"],
+        "alice.new@contoso.com"
+    );
+    // A session dropped and another created (possibly at the same address):
+    // the entry's Weak reference keeps the old address taken.
+    for n in 0..50 {
+        let mut u = user();
+        u.user_id = format!("user-{n}");
+        let permit = Permit::for_tests(u, "hr");
+        assert_eq!(
+            cached(&s, &permit, None)["x-forwarded-user"],
+            format!("user-{n}")
+        );
+    }
+    // A reload (new routes and connections) renders again.
+    let reloaded = settings("headers = \"remote\"", "");
+    let m = cached(&reloaded, &alice, None);
+    assert_eq!(m["remote-user"], "0b5e7f8a-1111-2222-3333-444455556666");
+    assert!(!m.contains_key("x-forwarded-user") || m["x-forwarded-user"] == "spoofed");
+}
+
 // === strip ===
 
 fn spoofed(names: &[&str]) -> HeaderMap {
