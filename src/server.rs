@@ -11,6 +11,7 @@
 mod conn;
 mod proxy_protocol;
 mod tls;
+mod watchdog;
 mod workers;
 
 #[cfg(test)]

@@ -2,17 +2,17 @@
 //! HTTP/1.1 or h2 (hyper-util's auto builder), limits and timeouts, idle
 //! close and graceful drain.
 //!
-//! Connections are driven by our own `select!` instead of hyper-util's
-//! `GracefulShutdown`: that type takes ownership of the connection future,
-//! and the idle timer here must call `graceful_shutdown` on it as well. The
-//! drain logic is the same (signal every connection, wait for the count to
-//! reach zero, bounded by `shutdown_grace` in `Running::shutdown`).
+//! A connection's timeouts (`header_read_timeout`, `idle_timeout`) and the
+//! drain signal come from its proxy thread's [`Watchdog`]: the connection
+//! reports activity with atomic stores and obeys the watchdog's order when
+//! woken, with no timer of its own. The drain logic is hyper-util's
+//! `GracefulShutdown`'s (signal every connection, wait for the count to reach
+//! zero, bounded by `shutdown_grace` in `Running::shutdown`).
 
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,7 +26,8 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::proxy_protocol::{self, Prefixed};
+use super::proxy_protocol::{self, Prefixed, Sniffed};
+use super::watchdog::{self, Watchdog, Watched};
 use super::workers::Dispatch;
 use super::Inner;
 use crate::config::ServerSettings;
@@ -95,66 +96,125 @@ impl Drop for ConnGuard {
     }
 }
 
-pub(super) async fn serve(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
+pub(super) async fn serve(
+    inner: Arc<Inner>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    watchdog: Watchdog,
+) {
     let _guard = ConnGuard::new(inner.clone());
-    let local = match stream.local_addr() {
-        Ok(a) => a,
-        Err(_) => return,
-    };
-    // Small responses go out at once (no Nagle delay behind a delayed ACK).
-    let _ = stream.set_nodelay(true);
     // Copied, not the whole settings: this future lives as long as the
     // connection, idle ones included (SPEC 7: 10,000 idle connections).
     let limits = Limits::of(&inner.current().settings.server);
+    // Boxed: what happens before the first request (PROXY header, protocol
+    // sniffing, TLS handshake) and its timers are freed before the
+    // connection settles into its keep-alive life, instead of sizing it.
+    let Some(start) = Box::pin(start(&inner, stream, peer, limits)).await else {
+        return;
+    };
+    match start {
+        Started::Http1(io, info) => {
+            serve_http(inner, io, info, limits, &watchdog, Proto::Http1).await;
+        }
+        Started::Plain(io, info) => {
+            serve_http(inner, io, info, limits, &watchdog, Proto::Auto).await;
+        }
+        Started::Tls(tls, info) => {
+            // Boxed: the TLS stream would size every connection's task.
+            Box::pin(serve_http(
+                inner,
+                *tls,
+                info,
+                limits,
+                &watchdog,
+                Proto::Auto,
+            ))
+            .await;
+        }
+    }
+}
+
+type PlainIo = Prefixed<TcpStream>;
+
+/// A connection ready for HTTP.
+enum Started {
+    /// Plain HTTP/1 (sniffed): served by hyper's HTTP/1 connection alone.
+    Http1(PlainIo, ConnInfo),
+    /// Plain HTTP/2 with prior knowledge (sniffed).
+    Plain(PlainIo, ConnInfo),
+    /// TLS: HTTP/1.1 or HTTP/2 as the client chooses.
+    Tls(Box<tokio_rustls::server::TlsStream<PlainIo>>, ConnInfo),
+}
+
+/// Which hyper connection serves the requests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    /// HTTP/1 only (the first bytes said so).
+    Http1,
+    /// hyper-util's auto-detection (HTTP/1.1 or HTTP/2).
+    Auto,
+}
+
+/// PROXY header, first bytes or TLS handshake, each within
+/// `header_read_timeout`; None when the connection is to be closed.
+async fn start(
+    inner: &Arc<Inner>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: Limits,
+) -> Option<Started> {
+    let local = stream.local_addr().ok()?;
+    // Small responses go out at once (no Nagle delay behind a delayed ACK).
+    let _ = stream.set_nodelay(true);
     let header_timeout = limits.header_read_timeout;
 
     let (io, peer) = if limits.proxy_protocol {
         // Boxed, like the TLS handshake below: what only some connections
         // need does not enlarge every connection's task.
-        let read = Box::pin(proxy_protocol::read_header(stream));
+        let read = proxy_protocol::read_header(stream);
         match tokio::time::timeout(header_timeout, read).await {
             Ok(Ok((io, source))) => (io, source.unwrap_or(peer)),
             Ok(Err(e)) => {
                 tracing::debug!(client.ip = %peer.ip(), error = %e, "PROXY header refused; closing");
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::debug!(client.ip = %peer.ip(), "no PROXY header within header_read_timeout; closing");
-                return;
+                return None;
             }
         }
     } else {
-        // A client that connects and sends nothing is cut like a slow one.
-        // (hyper's header timer starts only once the protocol is detected.)
-        // (`readable()` may report ready before any byte arrived; peek waits for one.)
-        let mut first = [0u8; 1];
-        match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return,
-        }
         (Prefixed::new(stream, Bytes::new()), peer)
     };
 
     match inner.tls_config() {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let handshake = Box::pin(acceptor.accept(io));
-            match tokio::time::timeout(header_timeout, handshake).await {
-                Ok(Ok(tls)) => {
-                    let info = ConnInfo::new(peer, local, true);
-                    Box::pin(serve_http(inner, tls, info, limits)).await
-                }
+            match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => Some(Started::Tls(
+                    Box::new(tls),
+                    ConnInfo::new(peer, local, true),
+                )),
                 Ok(Err(e)) => {
                     tracing::debug!(client.ip = %peer.ip(), error = %e, "TLS handshake failed");
+                    None
                 }
                 Err(_) => {
                     tracing::debug!(client.ip = %peer.ip(), "TLS handshake timed out");
+                    None
                 }
             }
         }
         None => {
+            // A client that connects and sends nothing is cut like a slow
+            // one; the first bytes choose HTTP/1 or HTTP/2.
+            let sniffed = tokio::time::timeout(header_timeout, io.sniff()).await;
             let info = ConnInfo::new(peer, local, false);
-            serve_http(inner, io, info, limits).await
+            match sniffed {
+                Ok(Ok(Sniffed::Http1)) => Some(Started::Http1(io, info)),
+                Ok(Ok(Sniffed::Http2)) => Some(Started::Plain(io, info)),
+                _ => None,
+            }
         }
     }
 }
@@ -184,19 +244,46 @@ impl Limits {
 /// connection would cost its 240 bytes for as long); rebuilt when a reload
 /// changes the limits.
 #[derive(Default)]
-pub(super) struct Builders(std::sync::RwLock<Option<(Limits, Arc<auto::Builder<TokioExecutor>>)>>);
+pub(super) struct Builders(std::sync::RwLock<Option<(Limits, Built)>>);
+
+#[derive(Clone)]
+struct Built {
+    auto: Arc<auto::Builder<TokioExecutor>>,
+    http1: Arc<hyper::server::conn::http1::Builder>,
+}
 
 impl Builders {
-    fn get(&self, limits: Limits) -> Arc<auto::Builder<TokioExecutor>> {
+    fn built(&self, limits: Limits) -> Built {
         if let Some((cached, b)) = &*self.0.read().unwrap_or_else(|e| e.into_inner()) {
             if *cached == limits {
                 return b.clone();
             }
         }
-        let built = Arc::new(builder(limits));
+        let built = Built {
+            auto: Arc::new(builder(limits)),
+            http1: Arc::new(http1_builder(limits)),
+        };
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some((limits, built.clone()));
         built
     }
+
+    fn get(&self, limits: Limits) -> Arc<auto::Builder<TokioExecutor>> {
+        self.built(limits).auto
+    }
+
+    fn http1(&self, limits: Limits) -> Arc<hyper::server::conn::http1::Builder> {
+        self.built(limits).http1
+    }
+}
+
+/// hyper's HTTP/1 builder, configured as [`builder`]'s HTTP/1 side.
+fn http1_builder(server: Limits) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .header_read_timeout(None)
+        .max_buf_size(server.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
 }
 
 /// The hyper-util builder for one connection with the configured limits.
@@ -205,13 +292,10 @@ fn builder(server: Limits) -> auto::Builder<TokioExecutor> {
     // HTTP/1.1: a request head larger than the read buffer is answered 431 by
     // hyper itself (tests/it/server.rs pins that). hyper's minimum buffer is
     // 8 KiB, so smaller limits act as 8 KiB on HTTP/1.1.
-    // The header timer also runs while a keep-alive connection waits for its
-    // next request, so idle HTTP/1.1 connections close after
-    // min(header_read_timeout, idle_timeout).
+    // No hyper header timer (one per request): the thread's watchdog
+    // enforces header_read_timeout.
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout.min(server.idle_timeout))
         .max_buf_size(server.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
@@ -221,47 +305,45 @@ fn builder(server: Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Activity on one connection, for the idle close.
-#[derive(Default)]
-struct Activity {
-    /// Set by every read or write that moved bytes; cleared by the idle timer.
-    active: AtomicBool,
-    /// Requests whose response head is not yet produced.
-    in_flight: AtomicUsize,
-}
-
-struct InFlight(Arc<Activity>);
+/// One request being handled (until its response head is produced).
+struct InFlight(Arc<Watched>);
 
 impl InFlight {
-    fn new(a: &Arc<Activity>) -> Self {
-        a.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(a.clone())
+    fn new(w: &Arc<Watched>) -> Self {
+        w.request_started();
+        InFlight(w.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.active.store(true, Ordering::Relaxed);
+        self.0.request_answered();
     }
 }
 
-async fn serve_http<I>(inner: Arc<Inner>, io: I, info: ConnInfo, server: Limits)
-where
+async fn serve_http<I>(
+    inner: Arc<Inner>,
+    io: I,
+    info: ConnInfo,
+    server: Limits,
+    watchdog: &Watchdog,
+    proto: Proto,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity::default());
+    let watched = Arc::new(Watched::new());
     let io = TokioIo::new(Tracked {
         inner: io,
-        activity: activity.clone(),
+        watched: watched.clone(),
+        first_read: true,
     });
     let peer_ip = info.peer.ip();
     let service = {
         let inner = inner.clone();
-        let activity = activity.clone();
+        let watched = watched.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let gw = inner.current();
-            let guard = InFlight::new(&activity);
+            let guard = InFlight::new(&watched);
             let fut = dispatch(&inner, gw, req, info.clone());
             async move {
                 let res = fut.await;
@@ -270,65 +352,78 @@ where
             }
         })
     };
-    let builder = inner.builders.get(server);
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-
-    let mut stop = inner.stop.subscribe();
-    let mut draining = false;
-    if *stop.borrow_and_update() {
-        conn.as_mut().graceful_shutdown();
-        draining = true;
-    }
-    // Closed when neither bytes nor requests moved for a whole tick, i.e.
-    // after idle_timeout .. 1.5 x idle_timeout of silence.
-    let tick = (server.idle_timeout / 2).max(Duration::from_millis(100));
-    let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
-    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut quiet_ticks = 0u32;
-    // An idle close is graceful first (HTTP/2 GOAWAY, then a PING the client
-    // must answer); a client that never answers would keep the connection
-    // forever, so it is dropped after one more idle_timeout.
-    let forced_close = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(forced_close);
-    let mut closing_idle = false;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(client.ip = %peer_ip, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            () = &mut forced_close, if closing_idle => {
-                tracing::debug!(client.ip = %peer_ip, "idle_timeout: the client did not close; dropping the connection");
-                return;
-            }
-            changed = stop.changed(), if !draining => {
-                draining = true;
-                if changed.is_ok() {
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-            _ = idle.tick(), if !draining => {
-                let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
-                if activity.active.swap(false, Ordering::Relaxed) || busy {
-                    quiet_ticks = 0;
-                } else {
-                    quiet_ticks += 1;
-                    if quiet_ticks >= 2 {
-                        tracing::debug!(client.ip = %peer_ip, "idle_timeout: closing connection");
-                        draining = true;
-                        conn.as_mut().graceful_shutdown();
-                        closing_idle = true;
-                        forced_close
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + server.idle_timeout);
-                    }
-                }
-            }
+    watchdog.watch(
+        &watched,
+        watchdog::Limits {
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+        },
+    );
+    // Drain after a shutdown that began before the watchdog could tell us.
+    let draining = *inner.stop.borrow();
+    match proto {
+        Proto::Http1 => {
+            let conn = inner
+                .builders
+                .http1(server)
+                .serve_connection(io, service)
+                .with_upgrades();
+            drive(conn, &watched, draining, peer_ip, |c| c.graceful_shutdown()).await;
+        }
+        // Boxed: hyper-util's connection (HTTP/1.1 or HTTP/2) is more than
+        // twice the size of hyper's HTTP/1 one, and only HTTP/2 and TLS
+        // connections need it.
+        Proto::Auto => {
+            Box::pin(async move {
+                let builder = inner.builders.get(server);
+                let conn = builder.serve_connection_with_upgrades(io, service);
+                drive(conn, &watched, draining, peer_ip, |c| c.graceful_shutdown()).await;
+            })
+            .await;
         }
     }
+}
+
+/// Serves `conn` until it ends or the watchdog closes it; `draining`: close
+/// gracefully from the start.
+async fn drive<C, E>(
+    conn: C,
+    watched: &Watched,
+    draining: bool,
+    peer_ip: std::net::IpAddr,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    let mut graceful = draining;
+    if graceful {
+        graceful_shutdown(conn.as_mut());
+    }
+    let mut registered = None;
+    std::future::poll_fn(|cx| {
+        match watched.order(cx.waker(), &mut registered) {
+            watchdog::CLOSE_NOW => {
+                tracing::debug!(client.ip = %peer_ip, "connection closed by its timeout");
+                return Poll::Ready(());
+            }
+            watchdog::CLOSE_GRACEFULLY if !graceful => {
+                graceful = true;
+                graceful_shutdown(conn.as_mut());
+            }
+            _ => {}
+        }
+        match std::future::Future::poll(conn.as_mut(), cx) {
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(client.ip = %peer_ip, error = %e, "connection ended with an error");
+                Poll::Ready(())
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// `handler::handle`, or the test stand-in; no boxing on the real path.
@@ -349,11 +444,16 @@ fn dispatch(
     Either::Left(crate::handler::handle(gw, req, info))
 }
 
-/// Marks the connection active whenever bytes move.
+/// Tells the watchdog whenever bytes move.
 struct Tracked<I> {
     inner: I,
-    activity: Arc<Activity>,
+    watched: Arc<Watched>,
+    /// No bytes read yet: the first ones say whether this is HTTP/2.
+    first_read: bool,
 }
+
+/// The HTTP/2 connection preface's start (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
     fn poll_read(
@@ -363,8 +463,20 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() != before {
-            self.activity.active.store(true, Ordering::Relaxed);
+        let got = &buf.filled()[before..];
+        if !got.is_empty() {
+            if self.first_read {
+                self.first_read = false;
+                // hyper-util reads the preface before choosing a protocol; a
+                // first read shorter than the preface's start and equal to
+                // its beginning counts as HTTP/2 too (no HTTP/1 method is a
+                // prefix of "PRI ").
+                let n = got.len().min(H2_PREFACE.len());
+                if got[..n] == H2_PREFACE[..n] {
+                    self.watched.set_h2();
+                }
+            }
+            self.watched.bytes_read();
         }
         res
     }
@@ -378,7 +490,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.active.store(true, Ordering::Relaxed);
+            self.watched.bytes_written();
         }
         res
     }
@@ -390,7 +502,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.active.store(true, Ordering::Relaxed);
+            self.watched.bytes_written();
         }
         res
     }

@@ -123,6 +123,50 @@ impl<S> Prefixed<S> {
     }
 }
 
+/// What a plain (not TLS) connection's first bytes say it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    Http1,
+    /// The HTTP/2 connection preface (h2c with prior knowledge).
+    Http2,
+    /// Closed before a byte arrived.
+    Closed,
+}
+
+/// The first bytes of the HTTP/2 preface (RFC 9113 3.4) that no HTTP/1
+/// method starts with.
+const H2_START: &[u8; 4] = b"PRI ";
+
+impl Prefixed<tokio::net::TcpStream> {
+    /// Waits (the caller bounds the wait) until the first bytes tell an
+    /// HTTP/2 preface from HTTP/1, without consuming them. Usually the first
+    /// packet decides; a client whose first packet is a prefix of "PRI " is
+    /// looked at again every 10 ms.
+    pub async fn sniff(&self) -> io::Result<Sniffed> {
+        let mut start = [0u8; H2_START.len()];
+        loop {
+            let have = self.prefix.len().min(start.len());
+            start[..have].copy_from_slice(&self.prefix[..have]);
+            let mut n = have;
+            if have < start.len() {
+                let peeked = self.inner.peek(&mut start[have..]).await?;
+                if peeked == 0 && have == 0 {
+                    return Ok(Sniffed::Closed);
+                }
+                n += peeked;
+            }
+            if start[..n] != H2_START[..n] {
+                return Ok(Sniffed::Http1);
+            }
+            if n == start.len() {
+                return Ok(Sniffed::Http2);
+            }
+            // `peek` answers at once while any byte is buffered: wait for more.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

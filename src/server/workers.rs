@@ -141,6 +141,8 @@ async fn run(
     mut exit: watch::Receiver<bool>,
 ) {
     let mut accepting = true;
+    // Holds the thread's watchdog: it ends with this function.
+    let watchdog = super::watchdog::Watchdog::start(inner.stop.subscribe());
     loop {
         tokio::select! {
             biased;
@@ -148,22 +150,22 @@ async fn run(
             // `None`: the accept loop ended (shutdown); the open
             // connections drain until `exit`.
             handoff = incoming.recv(), if accepting => match handoff {
-                Some(h) => start_connection(h, &inner),
+                Some(h) => start_connection(h, &inner, &watchdog),
                 None => accepting = false,
             },
         }
     }
 }
 
-fn start_connection(h: Handoff, inner: &Arc<Inner>) {
+fn start_connection(h: Handoff, inner: &Arc<Inner>, watchdog: &super::watchdog::Watchdog) {
     let Handoff { stream, peer, load } = h;
     // Decrements the worker's load when the connection ends, however it ends.
     let guard = LoadGuard(load);
     match tokio::net::TcpStream::from_std(stream) {
         Ok(stream) => {
-            let inner = inner.clone();
+            let (inner, watchdog) = (inner.clone(), watchdog.clone());
             tokio::spawn(async move {
-                super::conn::serve(inner, stream, peer).await;
+                super::conn::serve(inner, stream, peer, watchdog).await;
                 drop(guard);
             });
         }
