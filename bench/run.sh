@@ -28,12 +28,13 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
-TARGETS="${TARGETS:-nginx realmgate realmgate_auth apache_oidc}"
+TARGETS="${TARGETS:-nginx realmgate realmgate_auth apache_oidc hyper_floor}"
 BASE_PORT="${BASE_PORT:-18080}"
 UPSTREAM_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
 REALMGATE_PORT=$((BASE_PORT + 3))
 REALMGATE_ADMIN_PORT=$((BASE_PORT + 4))
+HYPER_FLOOR_PORT=$((BASE_PORT + 9))
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 REALMGATE_BIN="$CARGO_TARGET_DIR/release/realmgate"
 
@@ -152,6 +153,21 @@ pids_realmgate() { echo "$REALMGATE_PID"; }
 url_realmgate() { echo "http://127.0.0.1:$REALMGATE_PORT/"; }
 wrk_args_realmgate() { :; }
 
+# --- reference target: the least a hyper-based proxy does (examples/hyper_floor.rs:
+# no routing, auth, header rewriting or timeouts), with as many threads as
+# realmgate's default. Not a product: it shows which part of realmgate's cost
+# is the HTTP library's and which is realmgate's own.
+start_hyper_floor() {
+  "$CARGO_TARGET_DIR/release/examples/hyper_floor" "127.0.0.1:$HYPER_FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" \
+    2>"$WORK/hyper_floor.log" &
+  PIDS+=($!)
+  HYPER_FLOOR_PID=$!
+  wait_http "$(url_hyper_floor)"
+}
+pids_hyper_floor() { echo "$HYPER_FLOOR_PID"; }
+url_hyper_floor() { echo "http://127.0.0.1:$HYPER_FLOOR_PORT/"; }
+wrk_args_hyper_floor() { :; }
+
 # Converts wrk latency ("850.00us", "1.23ms", "1.01s") to milliseconds.
 to_ms() {
   awk -v v="$1" 'BEGIN {
@@ -203,7 +219,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 source "$ROOT/bench/auth_targets.sh"
 
 echo "== building realmgate (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin realmgate --example mock_idp)
+(cd "$ROOT" && cargo build --release --quiet --bin realmgate --example mock_idp --example hyper_floor)
 
 echo "== starting the upstream and the targets ($TARGETS)"
 start_upstream
