@@ -188,7 +188,9 @@ pub async fn gate(
     // at (an invalid one is refused even next to a valid session cookie).
     if !route.api_audiences.is_empty() {
         if let Some(token) = bearer::token(&parts.headers)?.map(str::to_string) {
-            let caller = bearer::authenticate(state, route, &token).await?;
+            // Boxed: token validation may fetch keys (a large future);
+            // every request's future would otherwise carry its size.
+            let caller = Box::pin(bearer::authenticate(state, route, &token)).await?;
             let permit = admit(state, route, parts, conn, caller.user, &caller.connection)?;
             return Ok(GateOutcome::PermittedBearer(permit));
         }

@@ -315,6 +315,16 @@ impl Pool {
         if req.body().is_end_stream() {
             return self.send_raw(req).await;
         }
+        // Boxed: hyper's exchange is a large future, and requests without a
+        // body (nearly all) would otherwise carry its size.
+        Box::pin(self.send_with_body(req)).await
+    }
+
+    /// [`Pool::send`] for a request with a body, through hyper's client.
+    async fn send_with_body(
+        self: &Arc<Pool>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, PoolError> {
         let may_retry = matches!(*req.method(), Method::GET | Method::HEAD);
         // Connecting is boxed: it happens once per connection, and its
         // future would otherwise enlarge every request's.
