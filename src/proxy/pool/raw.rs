@@ -18,6 +18,7 @@
 //! confused upstream can never shift the next response on the connection.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Weak;
 use std::task::{Context, Poll, Waker};
@@ -212,17 +213,33 @@ pub(super) struct Head {
 }
 
 /// Parses one response head off the front of `buf` (None: incomplete).
+///
+/// Twice: once to learn whether the head is complete and how long it is,
+/// then again over the head split off and frozen, so that every header
+/// value is a slice of it (no copies) without bookkeeping in between. The
+/// field arrays are left uninitialized (httparse fills what it uses): a
+/// zeroed one would cost more than the second parse.
 fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, RawError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(RawError::Protocol("too many header fields"))
-        }
-        Err(_) => return Err(RawError::Protocol("malformed response head")),
+    let config = httparse::ParserConfig::default();
+    let parse_error = |e| match e {
+        httparse::Error::TooManyHeaders => RawError::Protocol("too many header fields"),
+        _ => RawError::Protocol("malformed response head"),
     };
+    let len = {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(parse_error(e)),
+        }
+    };
+    let head = buf.split_to(len).freeze();
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    config
+        .parse_response_with_uninit_headers(&mut parsed, &head, &mut fields)
+        .map_err(parse_error)?;
     let status = parsed
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
@@ -231,26 +248,11 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, RawEr
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each name and value is in the head, as offsets: the head is
-    // split off the buffer below and the values become slices of it (no
-    // copies). On the stack: no allocation for the bookkeeping.
-    let base = buf.as_ptr() as usize;
-    let count = parsed.headers.len();
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
-        *span = (
-            field.name.as_ptr() as usize - base,
-            field.name.len(),
-            field.value.as_ptr() as usize - base,
-            field.value.len(),
-        );
-    }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| RawError::Protocol("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| RawError::Protocol("invalid header value"))?;
         headers.append(name, value);
     }
