@@ -169,8 +169,6 @@ async fn start(
     let header_timeout = limits.header_read_timeout;
 
     let (io, peer) = if limits.proxy_protocol {
-        // Boxed, like the TLS handshake below: what only some connections
-        // need does not enlarge every connection's task.
         let read = proxy_protocol::read_header(stream);
         match tokio::time::timeout(header_timeout, read).await {
             Ok(Ok((io, source))) => (io, source.unwrap_or(peer)),
