@@ -10,9 +10,9 @@
 //!
 //! Response framing follows RFC 9112 6.3, strictly: a response to HEAD, a
 //! 1xx, 204 or 304 has no body; `Transfer-Encoding` with `chunked` last is
-//! decoded (a `Content-Length` beside it is ignored and removed, and the
-//! connection not reused); other transfer codings and responses without a
-//! length run until the upstream closes; `Content-Length` values must all be
+//! decoded; other transfer codings and responses without a length run until
+//! the upstream closes (a `Content-Length` beside a `Transfer-Encoding` is
+//! ignored and removed, and the connection not reused); `Content-Length` values must all be
 //! the same number. Anything else (an unparsable or oversized head, an
 //! invalid chunk) fails the exchange and closes the connection, so a
 //! confused upstream can never shift the next response on the connection.
@@ -259,9 +259,12 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, RawEr
 
     let framing = framing_of(&headers, status, head_only)?;
     let mut reusable = true;
-    if matches!(framing, Framing::Chunked(_)) && headers.contains_key(CONTENT_LENGTH) {
+    let framed_by_te = matches!(framing, Framing::Chunked(_) | Framing::UntilClose)
+        && headers.contains_key(TRANSFER_ENCODING);
+    if framed_by_te && headers.contains_key(CONTENT_LENGTH) {
         // RFC 9112 6.3: Transfer-Encoding wins; the length is a mistake or a
-        // smuggling attempt. Not passed on, and the connection not reused.
+        // smuggling attempt. Not passed on (the client side would frame the
+        // body by it), and the connection not reused.
         headers.remove(CONTENT_LENGTH);
         reusable = false;
     }

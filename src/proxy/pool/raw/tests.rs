@@ -111,6 +111,25 @@ fn transfer_encoding_beside_content_length_wins_and_ends_the_connection() {
     assert_eq!(head.framing, Framing::Chunked(Chunk::Size));
     assert!(head.response.headers().get("content-length").is_none());
     assert!(!head.reusable);
+    // Another coding last: the body runs until close, and the length is
+    // still not passed on.
+    let head = head_of(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: gzip\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(head.framing, Framing::UntilClose);
+    assert!(head.response.headers().get("content-length").is_none());
+    // A response to HEAD keeps its length (it describes the GET's body).
+    let head = head_of(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        true,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(head.framing, Framing::Length(0));
+    assert_eq!(head.response.headers()["content-length"], "4");
 }
 
 #[test]
