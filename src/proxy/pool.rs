@@ -227,6 +227,37 @@ struct Idle<C> {
     since: Instant,
 }
 
+/// A kind of pooled connection: hyper's, or the raw exchange's.
+trait Pooled: Sized {
+    /// Open and ready for the next request right now.
+    fn reusable(&mut self) -> bool;
+    /// Where idle connections of this kind wait.
+    fn list(lists: &mut Lists) -> &mut Vec<Idle<Self>>;
+}
+
+impl Pooled for Conn {
+    fn reusable(&mut self) -> bool {
+        Conn::reusable(self)
+    }
+    fn list(lists: &mut Lists) -> &mut Vec<Idle<Self>> {
+        &mut lists.hyper
+    }
+}
+
+impl Pooled for raw::RawConn {
+    fn reusable(&mut self) -> bool {
+        raw::RawConn::reusable(self)
+    }
+    fn list(lists: &mut Lists) -> &mut Vec<Idle<Self>> {
+        &mut lists.raw
+    }
+}
+
+/// Drops the expired and closed connections of one list.
+fn keep_fresh<C: Pooled>(idle: &mut Vec<Idle<C>>) {
+    idle.retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
+}
+
 /// One upstream connection: the handle to send on and the connection state
 /// machine, polled by whichever task is using it.
 struct Conn {
@@ -355,7 +386,7 @@ impl Pool {
     async fn send_raw(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
         let (parts, _empty) = req.into_parts();
         let may_retry = matches!(parts.method, Method::GET | Method::HEAD);
-        let (mut conn, pooled) = match self.take_idle_raw() {
+        let (mut conn, pooled) = match self.take_idle() {
             Some(conn) => (conn, true),
             None => (Box::pin(self.connect_raw()).await?, false),
         };
@@ -400,41 +431,12 @@ impl Pool {
         })
     }
 
-    /// The most recently used idle connection for requests without a body
-    /// that is still open and quiet.
-    fn take_idle_raw(&self) -> Option<raw::RawConn> {
-        let mut idle = self.lock(self.shard());
-        while let Some(entry) = idle.raw.pop() {
-            let mut conn = entry.conn;
-            if entry.since.elapsed() < IDLE_TIMEOUT && conn.reusable() {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    /// Hand back a raw connection whose response is complete.
-    fn put_back_raw(self: &Arc<Pool>, mut conn: raw::RawConn) {
-        if !conn.reusable() {
-            return;
-        }
-        {
-            let mut idle = self.lock(self.shard());
-            if idle.raw.len() >= MAX_IDLE {
-                return;
-            }
-            idle.raw.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
-        }
-        self.start_sweeping();
-    }
-
-    /// The most recently used idle connection that is still open and ready.
-    fn take_idle(&self) -> Option<Conn> {
-        let mut idle = self.lock(self.shard());
-        while let Some(entry) = idle.hyper.pop() {
+    /// The most recently used idle connection of kind `C` that is still
+    /// open and ready.
+    fn take_idle<C: Pooled>(&self) -> Option<C> {
+        let mut lists = self.lock(self.shard());
+        let idle = C::list(&mut lists);
+        while let Some(entry) = idle.pop() {
             let mut conn = entry.conn;
             if entry.since.elapsed() < IDLE_TIMEOUT && conn.reusable() {
                 return Some(conn);
@@ -445,16 +447,17 @@ impl Pool {
     }
 
     /// Hand a connection whose last response is complete back to the pool.
-    fn put_back(self: &Arc<Pool>, mut conn: Conn) {
+    fn put_back<C: Pooled>(self: &Arc<Pool>, mut conn: C) {
         if !conn.reusable() {
             return;
         }
         {
-            let mut idle = self.lock(self.shard());
-            if idle.hyper.len() >= MAX_IDLE {
+            let mut lists = self.lock(self.shard());
+            let idle = C::list(&mut lists);
+            if idle.len() >= MAX_IDLE {
                 return;
             }
-            idle.hyper.push(Idle {
+            idle.push(Idle {
                 conn,
                 since: Instant::now(),
             });
@@ -543,12 +546,8 @@ async fn sweep(pool: Weak<Pool>) {
         };
         for shard in 0..pool.idle.len() {
             let mut lists = pool.lock(shard);
-            lists
-                .hyper
-                .retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
-            lists
-                .raw
-                .retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
+            keep_fresh(&mut lists.hyper);
+            keep_fresh(&mut lists.raw);
         }
     }
 }

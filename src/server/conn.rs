@@ -450,9 +450,6 @@ struct Tracked<I> {
     first_read: bool,
 }
 
-/// The HTTP/2 connection preface's start (RFC 9113 3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-
 impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -465,12 +462,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
         if !got.is_empty() {
             if self.first_read {
                 self.first_read = false;
-                // hyper-util reads the preface before choosing a protocol; a
-                // first read shorter than the preface's start and equal to
-                // its beginning counts as HTTP/2 too (no HTTP/1 method is a
-                // prefix of "PRI ").
-                let n = got.len().min(H2_PREFACE.len());
-                if got[..n] == H2_PREFACE[..n] {
+                // The same test as the sniffing of plain connections; here it
+                // also covers TLS, whose first decrypted bytes it sees.
+                if proxy_protocol::looks_like_h2(got) {
                     self.watched.set_h2();
                 }
             }

@@ -137,6 +137,13 @@ pub enum Sniffed {
 /// method starts with.
 const H2_START: &[u8; 4] = b"PRI ";
 
+/// True when `start`, a connection's first bytes, agrees with the HTTP/2
+/// preface as far as it goes (a start shorter than "PRI " may still become one).
+pub fn looks_like_h2(start: &[u8]) -> bool {
+    let n = start.len().min(H2_START.len());
+    start[..n] == H2_START[..n]
+}
+
 impl Prefixed<tokio::net::TcpStream> {
     /// Waits (the caller bounds the wait) until the first bytes tell an
     /// HTTP/2 preface from HTTP/1, without consuming them. Usually the first
@@ -155,7 +162,7 @@ impl Prefixed<tokio::net::TcpStream> {
                 }
                 n += peeked;
             }
-            if start[..n] != H2_START[..n] {
+            if !looks_like_h2(&start[..n]) {
                 return Ok(Sniffed::Http1);
             }
             if n == start.len() {

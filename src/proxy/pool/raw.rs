@@ -336,8 +336,9 @@ fn keeps_alive(response: &Response<()>) -> bool {
 }
 
 /// A response body read from a [`RawConn`]; the connection goes back to the
-/// pool once the body is complete (when the upstream keeps it alive), and is
-/// closed when the body is dropped before its end.
+/// pool once the body is complete (when the upstream keeps it alive). A body
+/// dropped before its end drops the connection with it, which closes it
+/// (the rest of the response is still on the wire).
 pub(super) struct RawBody {
     conn: Option<RawConn>,
     framing: Framing,
@@ -380,7 +381,7 @@ impl RawBody {
         };
         if self.reuse {
             if let Some(pool) = self.pool.upgrade() {
-                pool.put_back_raw(conn);
+                pool.put_back(conn);
             }
         }
     }
@@ -450,16 +451,6 @@ impl http_body::Body for RawBody {
             _ if self.done => SizeHint::with_exact(0),
             Framing::Length(n) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
-        }
-    }
-}
-
-impl Drop for RawBody {
-    fn drop(&mut self) {
-        // Dropped before its end: the rest of the response is still on the
-        // wire, so the connection is closed (dropped with `conn`).
-        if !self.done {
-            self.conn = None;
         }
     }
 }
