@@ -45,13 +45,17 @@ jar_cookie_header() {
 }
 
 # --- target: realmgate, a protected route, a signed-in session ---
-start_realmgate_auth() {
+# Starts realmgate binary `bin` as `name` on `port` (admin on `admin`) and
+# signs in once. Sets RUN_PID and RUN_COOKIE (the Cookie header to replay).
+# Also used by the A/B target below.
+run_realmgate_auth() {
+  local bin="$1" name="$2" port="$3" admin="$4"
   start_idp
-  cat >"$WORK/realmgate-auth.toml" <<EOF
+  cat >"$WORK/$name.toml" <<EOF
 [server]
-listen = "127.0.0.1:$REALMGATE_AUTH_PORT"
+listen = "127.0.0.1:$port"
 [admin]
-listen = "127.0.0.1:$REALMGATE_AUTH_ADMIN_PORT"
+listen = "127.0.0.1:$admin"
 [log]
 level = "warn"
 [session]
@@ -70,18 +74,35 @@ hosts = ["127.0.0.1"]
 upstream = "http://127.0.0.1:$UPSTREAM_PORT"
 headers = "forwarded"
 EOF
-  RUST_LOG= "$REALMGATE_BIN" run --config "$WORK/realmgate-auth.toml" 2>"$WORK/realmgate-auth.log" &
+  RUST_LOG= "$bin" run --config "$WORK/$name.toml" 2>"$WORK/$name.log" &
   PIDS+=($!)
-  REALMGATE_AUTH_PID=$!
-  wait_http "http://127.0.0.1:$REALMGATE_AUTH_ADMIN_PORT/readyz"
-  sign_in_with_curl "http://127.0.0.1:$REALMGATE_AUTH_PORT/.auth/login/contoso" "$WORK/realmgate.jar"
-  REALMGATE_COOKIE="$(jar_cookie_header "$WORK/realmgate.jar")"
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $REALMGATE_COOKIE" "$(url_realmgate_auth)")" = 200 ] ||
-    { echo "bench: the realmgate session cookie is not accepted" >&2; exit 1; }
+  RUN_PID=$!
+  wait_http "http://127.0.0.1:$admin/readyz"
+  sign_in_with_curl "http://127.0.0.1:$port/.auth/login/contoso" "$WORK/$name.jar"
+  RUN_COOKIE="$(jar_cookie_header "$WORK/$name.jar")"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $RUN_COOKIE" "http://127.0.0.1:$port/")" = 200 ] ||
+    { echo "bench: the $name session cookie is not accepted" >&2; exit 1; }
+}
+
+start_realmgate_auth() {
+  run_realmgate_auth "$REALMGATE_BIN" realmgate-auth "$REALMGATE_AUTH_PORT" "$REALMGATE_AUTH_ADMIN_PORT"
+  REALMGATE_AUTH_PID=$RUN_PID
+  REALMGATE_COOKIE=$RUN_COOKIE
 }
 pids_realmgate_auth() { echo "$REALMGATE_AUTH_PID"; }
 url_realmgate_auth() { echo "http://127.0.0.1:$REALMGATE_AUTH_PORT/"; }
 wrk_args_realmgate_auth() { printf '%s\n' -H "Cookie: $REALMGATE_COOKIE"; }
+
+# --- A/B target: the same signed-in route served by another build ---
+# (see realmgate_alt in run.sh)
+start_realmgate_auth_alt() {
+  run_realmgate_auth "$ALT_BIN" realmgate-auth-alt "$REALMGATE_AUTH_ALT_PORT" "$REALMGATE_AUTH_ALT_ADMIN_PORT"
+  REALMGATE_AUTH_ALT_PID=$RUN_PID
+  REALMGATE_AUTH_ALT_COOKIE=$RUN_COOKIE
+}
+pids_realmgate_auth_alt() { echo "$REALMGATE_AUTH_ALT_PID"; }
+url_realmgate_auth_alt() { echo "http://127.0.0.1:$REALMGATE_AUTH_ALT_PORT/"; }
+wrk_args_realmgate_auth_alt() { printf '%s\n' -H "Cookie: $REALMGATE_AUTH_ALT_COOKIE"; }
 
 # --- target: Apache + mod_auth_openidc, the same upstream, a signed-in session ---
 start_apache_oidc() {

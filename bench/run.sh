@@ -6,6 +6,8 @@
 #   bench/run.sh                  # 3 interleaved rounds of 10 s per target
 #   ROUNDS=5 DURATION=20s bench/run.sh
 #   TARGETS="nginx realmgate" bench/run.sh
+#   ALT_BIN=/tmp/realmgate-before TARGETS="realmgate realmgate_alt realmgate_auth realmgate_auth_alt" bench/run.sh
+#                                 # A/B: this build against another one, side by side
 #
 # Installs nothing: it says what is missing. Needs wrk, nginx, cargo, curl.
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
@@ -35,6 +37,13 @@ NGINX_PORT=$((BASE_PORT + 2))
 REALMGATE_PORT=$((BASE_PORT + 3))
 REALMGATE_ADMIN_PORT=$((BASE_PORT + 4))
 HYPER_FLOOR_PORT=$((BASE_PORT + 9))
+# A/B targets (realmgate_alt, realmgate_auth_alt): the same routes served by
+# another realmgate build, ALT_BIN.
+REALMGATE_ALT_PORT=$((BASE_PORT + 14))
+REALMGATE_ALT_ADMIN_PORT=$((BASE_PORT + 15))
+REALMGATE_AUTH_ALT_PORT=$((BASE_PORT + 16))
+REALMGATE_AUTH_ALT_ADMIN_PORT=$((BASE_PORT + 17))
+ALT_BIN="${ALT_BIN:-}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 REALMGATE_BIN="$CARGO_TARGET_DIR/release/realmgate"
 
@@ -47,6 +56,15 @@ if ((${#missing[@]})); then
   echo "  on Debian/Ubuntu: apt-get update && apt-get install -y wrk nginx curl apache2 libapache2-mod-auth-openidc (cargo: https://rustup.rs)" >&2
   exit 2
 fi
+
+case " $TARGETS " in
+  *_alt\ *)
+    if [ ! -x "$ALT_BIN" ]; then
+      echo "bench/run.sh: the *_alt targets need ALT_BIN, the path of another realmgate binary" >&2
+      exit 2
+    fi
+    ;;
+esac
 
 WORK="$(mktemp -d)"
 PIDS=()
@@ -128,12 +146,15 @@ url_nginx() { echo "http://127.0.0.1:$NGINX_PORT/"; }
 wrk_args_nginx() { :; }
 
 # --- target: realmgate, a public route to the same upstream ---
-start_realmgate() {
-  cat >"$WORK/realmgate.toml" <<EOF
+# Starts realmgate binary `bin` as `name` on `port` (admin on `admin`); sets
+# RUN_PID. Also used by the A/B target below.
+run_realmgate() {
+  local bin="$1" name="$2" port="$3" admin="$4"
+  cat >"$WORK/$name.toml" <<EOF
 [server]
-listen = "127.0.0.1:$REALMGATE_PORT"
+listen = "127.0.0.1:$port"
 [admin]
-listen = "127.0.0.1:$REALMGATE_ADMIN_PORT"
+listen = "127.0.0.1:$admin"
 [log]
 level = "warn"          # no access log line, like nginx's access_log off above
 [session]
@@ -144,14 +165,31 @@ hosts = ["127.0.0.1"]
 upstream = "http://127.0.0.1:$UPSTREAM_PORT"
 public = ["/"]
 EOF
-  RUST_LOG= "$REALMGATE_BIN" run --config "$WORK/realmgate.toml" 2>"$WORK/realmgate.log" &
+  RUST_LOG= "$bin" run --config "$WORK/$name.toml" 2>"$WORK/$name.log" &
   PIDS+=($!)
-  REALMGATE_PID=$!
-  wait_http "$(url_realmgate)"
+  RUN_PID=$!
+  wait_http "http://127.0.0.1:$port/"
+}
+
+start_realmgate() {
+  run_realmgate "$REALMGATE_BIN" realmgate "$REALMGATE_PORT" "$REALMGATE_ADMIN_PORT"
+  REALMGATE_PID=$RUN_PID
 }
 pids_realmgate() { echo "$REALMGATE_PID"; }
 url_realmgate() { echo "http://127.0.0.1:$REALMGATE_PORT/"; }
 wrk_args_realmgate() { :; }
+
+# --- A/B target: the same public route served by another build ---
+# Build the other version, copy its binary aside, then e.g.
+#   ALT_BIN=/tmp/realmgate-before TARGETS="realmgate realmgate_alt" ROUNDS=4 bench/run.sh
+# Both run in one run, alternating, so the machine's drift cancels out.
+start_realmgate_alt() {
+  run_realmgate "$ALT_BIN" realmgate-alt "$REALMGATE_ALT_PORT" "$REALMGATE_ALT_ADMIN_PORT"
+  REALMGATE_ALT_PID=$RUN_PID
+}
+pids_realmgate_alt() { echo "$REALMGATE_ALT_PID"; }
+url_realmgate_alt() { echo "http://127.0.0.1:$REALMGATE_ALT_PORT/"; }
+wrk_args_realmgate_alt() { :; }
 
 # --- reference target: the least a hyper-based proxy does (examples/hyper_floor.rs:
 # no routing, auth, header rewriting or timeouts), with as many threads as
@@ -177,24 +215,27 @@ to_ms() {
     else { printf "%s", v } }'
 }
 
-# CPU clock ticks (user + system, all threads) used so far by the given PIDs.
+# CPU clock ticks (user + system, all threads) used so far by the given PIDs,
+# then the system (kernel) part alone: "total system".
 cpu_ticks() {
-  local pid total=0 u s
+  local pid total=0 sys=0 u s
   for pid in "$@"; do
     read -r u s < <(awk '{ print $14, $15 }' "/proc/$pid/stat" 2>/dev/null || echo "0 0")
     total=$((total + u + s))
+    sys=$((sys + s))
   done
-  echo "$total"
+  echo "$total $sys"
 }
 
-# Runs wrk against one target; prints "rps p50_ms p99_ms cpu_us_per_request".
+# Runs wrk against one target; prints
+# "rps p50_ms p99_ms cpu_us_per_request kernel_us_per_request".
 measure() {
-  local name="$1" duration="$2" out args=() pids t0 t1
+  local name="$1" duration="$2" out args=() pids t0 t1 k0 k1
   mapfile -t args < <("wrk_args_$name")
   mapfile -t pids < <("pids_$name")
-  t0="$(cpu_ticks "${pids[@]}")"
+  read -r t0 k0 < <(cpu_ticks "${pids[@]}")
   out="$(wrk -c "$CONNECTIONS" -t "$THREADS" -d "$duration" --latency "${args[@]}" "$("url_$name")")"
-  t1="$(cpu_ticks "${pids[@]}")"
+  read -r t1 k1 < <(cpu_ticks "${pids[@]}")
   echo "$out" >>"$WORK/wrk-$name.txt"
   local rps p50 p99 errors
   rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
@@ -205,11 +246,15 @@ measure() {
     echo "bench/run.sh: $name had errors: $errors" >&2
     grep -E "Non-2xx|Socket errors" <<<"$out" >&2
   fi
-  local requests cpu
+  local requests cpu kernel
   requests="$(awk '/requests in/ { print $1 }' <<<"$out")"
-  cpu="$(awk -v d=$((t1 - t0)) -v r="$requests" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN { if (r > 0) printf "%.1f", d * 1e6 / hz / r; else print "nan" }')"
-  echo "$rps $p50 $p99 $cpu"
+  per_request() {
+    awk -v d="$1" -v r="$requests" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { if (r > 0) printf "%.1f", d * 1e6 / hz / r; else print "nan" }'
+  }
+  cpu="$(per_request $((t1 - t0)))"
+  kernel="$(per_request $((k1 - k0)))"
+  echo "$rps $p50 $p99 $cpu $kernel"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -235,26 +280,27 @@ for ((round = 0; round < ROUNDS; round++)); do
   # Rotate the order every round so no target always runs first (or hot).
   for ((i = 0; i < n; i++)); do
     t="${targets[$(((i + round) % n))]}"
-    read -r rps p50 p99 cpu < <(measure "$t" "$DURATION")
-    printf "round %d  %-12s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req\n" \
-      $((round + 1)) "$t" "$rps" "$p50" "$p99" "$cpu"
-    RESULTS[$t]+="$rps $p50 $p99 $cpu"$'\n'
+    read -r rps p50 p99 cpu kernel < <(measure "$t" "$DURATION")
+    printf "round %d  %-12s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req (kernel %s)\n" \
+      $((round + 1)) "$t" "$rps" "$p50" "$p99" "$cpu" "$kernel"
+    RESULTS[$t]+="$rps $p50 $p99 $cpu $kernel"$'\n'
     ROUND_RPS[$t,$round]="$rps"
   done
 done
 
 echo
 echo "== medians of $ROUNDS rounds (wrk -c$CONNECTIONS -t$THREADS -d$DURATION, keep-alive, GET /)"
-printf "%-12s %12s %10s %10s %12s\n" target "req/s" "p50 ms" "p99 ms" "cpu us/req"
+printf "%-12s %12s %10s %10s %12s %12s\n" target "req/s" "p50 ms" "p99 ms" "cpu us/req" "of it kernel"
 declare -A MEDIAN_RPS MEDIAN_CPU
 for t in "${targets[@]}"; do
   rps="$(awk 'NF { print $1 }' <<<"${RESULTS[$t]}" | median)"
   p50="$(awk 'NF { print $2 }' <<<"${RESULTS[$t]}" | median)"
   p99="$(awk 'NF { print $3 }' <<<"${RESULTS[$t]}" | median)"
   cpu="$(awk 'NF { print $4 }' <<<"${RESULTS[$t]}" | median)"
+  kernel="$(awk 'NF { print $5 }' <<<"${RESULTS[$t]}" | median)"
   MEDIAN_RPS[$t]="$rps"
   MEDIAN_CPU[$t]="$cpu"
-  printf "%-12s %12s %10s %10s %12s\n" "$t" "$rps" "$p50" "$p99" "$cpu"
+  printf "%-12s %12s %10s %10s %12s %12s\n" "$t" "$rps" "$p50" "$p99" "$cpu" "$kernel"
 done
 if [ -n "${MEDIAN_RPS[nginx]:-}" ]; then
   for t in "${targets[@]}"; do
