@@ -23,6 +23,7 @@ pub mod http_client;
 pub mod metrics;
 pub mod oidc;
 pub mod pathnorm;
+pub mod per_thread;
 pub mod policy;
 pub mod proxy;
 pub mod redirect;

@@ -5,7 +5,11 @@
 //! (`record_request`, the connection gauge, session lookups) does not
 //! allocate once a label combination has been seen: route names are interned
 //! into `Arc<str>`s, so building a label set is a reference-count increment.
+//! Each thread also keeps the handles of the (route, status) pairs it
+//! recorded last (`Handle`, in a `per_thread::Owned`), so a request's counter and histogram are found
+//! without the families' locks and label hashing.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,6 +20,8 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::per_thread::{owner_number, Owned};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {
@@ -81,6 +87,24 @@ pub struct Metrics {
     sessions: Gauge,
     idp_requests: Family<IdpLabels, Counter>,
     idp_latency: Family<IdpLatencyLabels, Histogram, IdpBuckets>,
+    /// This instance in the per-thread handle caches.
+    number: u64,
+}
+
+/// (route, status) pairs whose handles a thread keeps at most.
+const HANDLES: usize = 32;
+
+/// A thread's handle of a recently recorded (route, status) pair: clones of
+/// the families' metrics, which share their values.
+struct Handle {
+    route: Arc<str>,
+    status: u16,
+    requests: Counter,
+    latency: Option<Histogram>,
+}
+
+thread_local! {
+    static RECENT: RefCell<Owned<Vec<Handle>>> = RefCell::new(Owned::default());
 }
 
 impl Default for Metrics {
@@ -159,6 +183,7 @@ impl Metrics {
             sessions,
             idp_requests,
             idp_latency,
+            number: owner_number(),
         }
     }
 
@@ -181,17 +206,62 @@ impl Metrics {
 
     /// One finished request: route name ("" when unrouted), status, upstream latency if forwarded.
     pub fn record_request(&self, route: &str, status: u16, upstream_latency: Option<Duration>) {
-        let route = self.route(route);
-        if let Some(latency) = upstream_latency {
-            self.upstream_latency
-                .get_or_create(&RouteLabel {
-                    route: route.clone(),
-                })
-                .observe(latency.as_secs_f64());
+        let recorded = RECENT.try_with(|recent| {
+            let mut recent = recent.borrow_mut();
+            let recent = recent.for_owner(self.number);
+            let found = recent
+                .iter()
+                .position(|e| e.status == status && *e.route == *route);
+            let i = found.unwrap_or_else(|| {
+                if recent.len() >= HANDLES {
+                    recent.clear();
+                }
+                let route = self.route(route);
+                let requests = self
+                    .requests
+                    .get_or_create(&RouteStatus {
+                        route: route.clone(),
+                        status,
+                    })
+                    .clone();
+                recent.push(Handle {
+                    route,
+                    status,
+                    requests,
+                    latency: None,
+                });
+                recent.len() - 1
+            });
+            let e = &mut recent[i];
+            e.requests.inc();
+            if let Some(l) = upstream_latency {
+                // Created on first use: a route never forwarded (or the
+                // unrouted "") has no latency series.
+                let route = &e.route;
+                e.latency
+                    .get_or_insert_with(|| self.latency(route))
+                    .observe(l.as_secs_f64());
+            }
+        });
+        if recorded.is_err() {
+            // Thread-local storage is gone (a thread shutting down).
+            let route = self.route(route);
+            if let Some(l) = upstream_latency {
+                self.latency(&route).observe(l.as_secs_f64());
+            }
+            self.requests
+                .get_or_create(&RouteStatus { route, status })
+                .inc();
         }
-        self.requests
-            .get_or_create(&RouteStatus { route, status })
-            .inc();
+    }
+
+    /// The upstream latency histogram of an interned route name.
+    fn latency(&self, route: &Arc<str>) -> Histogram {
+        self.upstream_latency
+            .get_or_create(&RouteLabel {
+                route: route.clone(),
+            })
+            .clone()
     }
 
     /// Open client connections gauge.
@@ -290,6 +360,52 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    /// The per-thread handles: every request counted once, on any thread,
+    /// for the right instance, past the cache's capacity; no latency series
+    /// for a route that was never forwarded.
+    #[test]
+    fn per_thread_handles_count_every_request_of_the_right_instance() {
+        let a = Arc::new(Metrics::new());
+        let b = Metrics::new();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let a = a.clone();
+                std::thread::spawn(move || {
+                    for i in 0..(HANDLES as u16 * 3) {
+                        a.record_request("hr", 200 + i % 50, Some(Duration::from_millis(1)));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        a.record_request("hr", 200, None);
+        b.record_request("hr", 200, None);
+        a.record_request("", 404, None);
+        let text = a.render();
+        // 96 requests per thread over 50 statuses: 200..=245 twice, the rest once.
+        assert!(
+            text.contains("realmgate_requests_total{route=\"hr\",status=\"200\"} 9"),
+            "{text}"
+        );
+        assert!(
+            text.contains("realmgate_requests_total{route=\"hr\",status=\"249\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("realmgate_upstream_latency_seconds_count{route=\"hr\"} 384"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("realmgate_upstream_latency_seconds_count{route=\"\"}"),
+            "{text}"
+        );
+        assert!(b
+            .render()
+            .contains("realmgate_requests_total{route=\"hr\",status=\"200\"} 1"));
     }
 
     #[test]
