@@ -299,7 +299,12 @@ async fn load_session(
 /// the sign-in redirect or a 401, and a new login then gets a clear 503
 /// from the callback if the store is still down (SPEC 5.2, issue 6).
 async fn lookup_session(state: &AuthState, id: &SessionId) -> Option<Arc<Session>> {
-    match state.shared.sessions.get(id).await {
+    let store = &state.shared.sessions;
+    let found = match store.get_ready(id) {
+        Some(ready) => ready,
+        None => store.get(id).await,
+    };
+    match found {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable; treating the request as not signed in");

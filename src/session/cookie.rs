@@ -34,6 +34,8 @@
 //! on a shared machine forgets the session, and single sign-on at the provider
 //! makes signing in again cheap.
 
+mod memo;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -135,6 +137,8 @@ pub struct SessionCookies {
     domain: Option<String>,
     /// One derived key per configured secret; the first signs.
     keys: Vec<DerivedKey>,
+    /// This instance in the per-thread memos of verified values (`memo`).
+    number: u64,
 }
 
 // === impl SessionCookies ===
@@ -163,6 +167,7 @@ impl SessionCookies {
                 .iter()
                 .map(|s| derive_key(s.expose(), b"realmgate session cookie v1"))
                 .collect(),
+            number: crate::per_thread::owner_number(),
         }
     }
 
@@ -203,9 +208,17 @@ impl SessionCookies {
 
     /// The id in a cookie value, when its tag verifies under any secret.
     fn verify(&self, value: &[u8]) -> Option<SessionId> {
-        if value.len() != VALUE_LEN {
-            return None;
+        let value: &[u8; VALUE_LEN] = value.try_into().ok()?;
+        if let Some(id) = memo::get(self.number, value) {
+            return Some(id);
         }
+        let id = self.verify_tag(value)?;
+        memo::put(self.number, value, &id);
+        Some(id)
+    }
+
+    /// [`SessionCookies::verify`] without the memo.
+    fn verify_tag(&self, value: &[u8; VALUE_LEN]) -> Option<SessionId> {
         let mut raw = [0u8; 64];
         let n = URL_SAFE_NO_PAD.decode_slice(value, &mut raw).ok()?;
         if n != 64 {
@@ -261,34 +274,46 @@ impl SessionCookies {
         {
             return;
         }
-        let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
-            http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
-            http::header::Entry::Vacant(_) => return,
-        };
-        for value in old {
+        // The value without our cookies; None when nothing remains.
+        let rewrite = |value: HeaderValue| -> Option<HeaderValue> {
             let bytes = value.as_bytes();
             if !bytes.split(|&b| b == b';').any(is_own) {
-                headers.append(COOKIE, value);
-                continue;
+                return Some(value);
             }
-            let mut kept: Vec<u8> = Vec::with_capacity(bytes.len());
+            // Allocated only when some cookie is kept.
+            let mut kept: Vec<u8> = Vec::new();
             for pair in bytes.split(|&b| b == b';') {
                 let trimmed = pair.trim_ascii();
                 if trimmed.is_empty() || is_own(trimmed) {
                     continue;
                 }
-                if !kept.is_empty() {
+                if kept.is_empty() {
+                    kept.reserve_exact(bytes.len());
+                } else {
                     kept.extend_from_slice(b"; ");
                 }
                 kept.extend_from_slice(trimmed);
             }
             if kept.is_empty() {
-                continue;
+                return None;
             }
             // The kept bytes are a subset of a valid header value.
-            if let Ok(v) = HeaderValue::from_bytes(&kept) {
-                headers.append(COOKIE, v);
+            HeaderValue::from_bytes(&kept).ok()
+        };
+        // One `Cookie` header (what HTTP/1.1 sends) is rewritten in place;
+        // HTTP/2 may split cookies over several.
+        if headers.get_all(COOKIE).iter().nth(1).is_none() {
+            if let Some(v) = headers.remove(COOKIE).and_then(rewrite) {
+                headers.insert(COOKIE, v);
             }
+            return;
+        }
+        let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
+            http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+            http::header::Entry::Vacant(_) => return,
+        };
+        for v in old.into_iter().filter_map(rewrite) {
+            headers.append(COOKIE, v);
         }
     }
 

@@ -32,6 +32,18 @@
 //! unpacked copy is never handed out; holding the packed `Arc` in the hot
 //! entry keeps its address from being reused by a newer entry.
 //!
+//! # Per-thread memo
+//!
+//! Even a hot session costs two cache reads (with their clock reads and
+//! expiry bookkeeping). Each thread also remembers the sessions it served
+//! last (`memo`): for up to a second after the cache confirmed one, the
+//! thread answers from its memo unless the packed entry has ended since. The
+//! eviction listener marks a packed entry ended (`Packed::ended`) at once for a
+//! delete, a revocation or a replacement, so sign-out and revocation take
+//! effect on every thread with the next request; only the idle timeout can
+//! end a session up to that second early (reads answered by the memo do not
+//! extend it).
+//!
 //! # Revocation
 //!
 //! `revoke_user` and `revoke_sid` use two secondary indexes, `hash(user_id)`
@@ -48,8 +60,11 @@
 //! and revocation tombstones before it removes, so the two cannot interleave
 //! into a resurrected session.
 
+mod memo;
+
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{
     Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
 };
@@ -83,6 +98,10 @@ pub struct MemoryStore {
     tombstones: Cache<SessionId, ()>,
     indexes: Arc<Mutex<Indexes>>,
     interner: Arc<RwLock<Interner>>,
+    /// This store in the per-thread memos.
+    number: u64,
+    /// How long a memo entry answers without the cache.
+    fresh: Duration,
 }
 
 // === impl MemoryStore ===
@@ -104,6 +123,9 @@ impl MemoryStore {
             .expire_after(SessionExpiry { idle_timeout })
             .eviction_listener(
                 move |id: Arc<SessionId>, packed: Arc<Packed>, _cause: RemovalCause| {
+                    // Every thread's memo stops answering for it (Release:
+                    // see `memo::get`).
+                    packed.ended.store(true, Ordering::Release);
                     // Every cause, `Replaced` included: the index entry points at
                     // this exact value, and a replacement was indexed by `put`.
                     if let Some(indexes) = listener_indexes.upgrade() {
@@ -127,10 +149,26 @@ impl MemoryStore {
                 .build(),
             indexes,
             interner: Arc::new(RwLock::new(Interner::default())),
+            number: crate::per_thread::owner_number(),
+            fresh: memo::freshness(idle_timeout),
         }
     }
 
     fn get_now(&self, id: &SessionId) -> Option<Arc<Session>> {
+        if let Some(session) = memo::get(self.number, id) {
+            return Some(session);
+        }
+        let found = self.get_cached(id);
+        if found.is_none() {
+            memo::forget(self.number, id);
+        }
+        let (packed, session) = found?;
+        memo::put(self.number, id, &packed, &session, self.fresh);
+        Some(session)
+    }
+
+    /// The session from the cache, with the packed entry it was read from.
+    fn get_cached(&self, id: &SessionId) -> Option<(Arc<Packed>, Arc<Session>)> {
         let packed = self.cache.get(id)?;
         if packed.expires_at <= unix_now() {
             self.cache.invalidate(id);
@@ -138,7 +176,7 @@ impl MemoryStore {
         }
         if let Some((from, session)) = self.hot.get(id) {
             if Arc::ptr_eq(&from, &packed) {
-                return Some(session);
+                return Some((packed, session));
             }
         }
         match packed.unpack() {
@@ -155,7 +193,7 @@ impl MemoryStore {
                 {
                     self.hot.invalidate(id);
                 }
-                Some(session)
+                Some((packed, session))
             }
             None => {
                 tracing::error!(
@@ -232,6 +270,10 @@ impl SessionStore for MemoryStore {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
         Box::pin(async move { Ok(self.get_now(id)) })
+    }
+
+    fn get_ready(&self, id: &SessionId) -> Option<Result<Option<Arc<Session>>, StoreError>> {
+        Some(Ok(self.get_now(id)))
     }
 
     fn put<'a>(
@@ -367,6 +409,9 @@ pub(crate) struct Packed {
     text: Box<str>,
     groups: Box<[u32]>,
     interner: Arc<RwLock<Interner>>,
+    /// Set by the cache's eviction listener when this entry leaves the
+    /// cache (see "Per-thread memo").
+    ended: AtomicBool,
 }
 
 impl Packed {
@@ -417,6 +462,7 @@ impl Packed {
             groups: s.groups.iter().map(|g| strings.acquire(g)).collect(),
             text: text.into_boxed_str(),
             interner: interner.clone(),
+            ended: AtomicBool::new(false),
         }
     }
 

@@ -350,6 +350,11 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn get_ready(&self, id: &SessionId) -> Option<Result<Option<Arc<Session>>, StoreError>> {
+        let s = self.local.get(&session_hash(id), unix_now())?;
+        Some(Ok(Some(s)))
+    }
+
     fn get_fresh<'a>(
         &'a self,
         id: &'a SessionId,

@@ -48,6 +48,12 @@ pub trait SessionStore: Send + Sync + 'static {
         &'a self,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>>;
+    /// `get` answered at once when that needs no I/O (the memory store
+    /// always; a cache in front of a remote store on a hit); None when only
+    /// `get` can answer. Spares the boxed future on every signed-in request.
+    fn get_ready(&self, _id: &SessionId) -> Option<Result<Option<Arc<Session>>, StoreError>> {
+        None
+    }
     /// Insert or replace. The entry ends at `session.expires_at` at the latest.
     fn put<'a>(
         &'a self,

@@ -311,6 +311,45 @@ fn changing_the_last_character_is_refused() {
     }
 }
 
+/// The per-thread memo of verified values: a hit only for the very value
+/// under the very instance; forged values never enter; a reload that drops a
+/// secret refuses values the old instance verified on this thread.
+#[test]
+fn the_thread_memo_only_answers_for_values_it_verified() {
+    let old = SessionCookies::new(&settings(&[S2], None));
+    let id = SessionId::generate();
+    let value = old.value(&id);
+    let header = with_cookie(&format!("realmgate={value}"));
+    assert_eq!(old.read_for(&header, false), Some(id.clone()));
+    assert_eq!(old.read_for(&header, false), Some(id.clone()));
+    assert_eq!(memo::len(old.number), 1);
+
+    let reloaded = SessionCookies::new(&settings(&[S1], None));
+    assert_eq!(reloaded.read_for(&header, false), None, "S2 was dropped");
+    assert_eq!(memo::len(reloaded.number), 0);
+
+    // Any single changed character, or a forged tag, is checked in full and
+    // never remembered.
+    for i in 0..VALUE_LEN {
+        let mut b = value.clone().into_bytes();
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        let v = String::from_utf8(b).unwrap();
+        assert_eq!(
+            old.read_for(&with_cookie(&format!("realmgate={v}")), false),
+            None
+        );
+    }
+    assert_eq!(memo::len(old.number), 1);
+    assert_eq!(old.read_for(&header, false), Some(id));
+
+    for _ in 0..(memo::CAPACITY * 2) {
+        let id = SessionId::generate();
+        let h = with_cookie(&format!("realmgate={}", old.value(&id)));
+        assert_eq!(old.read_for(&h, false), Some(id));
+        assert!(memo::len(old.number) <= memo::CAPACITY);
+    }
+}
+
 mod properties {
     use proptest::prelude::*;
 

@@ -226,17 +226,25 @@ async fn the_absolute_end_wins_over_activity() {
     let id = SessionId::generate();
     let mut short = session("alice", Some("x"));
     short.expires_at = unix_now() + 1;
+    let end = UNIX_EPOCH + Duration::from_secs(short.expires_at);
     s.put(&id, short).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while s.get(&id).await.unwrap().is_some() {
         assert!(
-            Instant::now() < deadline,
-            "session outlived its absolute end"
+            SystemTime::now() < end + Duration::from_millis(500),
+            "session outlived its absolute end (reads answered by the thread's memo included)"
         );
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The indexes are pruned when the cache drops the entry: at once when a
+    // read finds it past its end, or at the cache's maintenance when its
+    // own expiry saw it first (timer-wheel granularity).
+    while s.index_len() != 0 {
+        assert!(Instant::now() < deadline, "expiry never pruned the indexes");
+        s.run_pending_tasks();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    s.run_pending_tasks();
-    assert_eq!(s.index_len(), 0, "expiry prunes the indexes");
 }
 
 #[tokio::test]
@@ -386,4 +394,62 @@ async fn concurrent_use_neither_deadlocks_nor_leaks() {
         0,
         "every interned string released exactly once"
     );
+}
+
+/// The per-thread memo answers repeated reads, and a delete, a revocation
+/// or a refresh is seen by the very next read, on this thread and on others.
+#[tokio::test]
+async fn the_thread_memo_never_outlives_an_ended_or_replaced_entry() {
+    let s = Arc::new(store());
+    let id = SessionId::generate();
+    s.put(&id, session("alice", Some("sid-1"))).await.unwrap();
+    let first = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(memo::len(s.number), 1);
+    assert!(Arc::ptr_eq(&first, &s.get(&id).await.unwrap().unwrap()));
+
+    // A refresh replaces the entry: the next read has the new groups.
+    let mut refreshed = session("alice", Some("sid-1"));
+    refreshed.groups = vec!["g9".into()];
+    s.put(&id, refreshed).await.unwrap();
+    assert_eq!(s.get(&id).await.unwrap().unwrap().groups, ["g9"]);
+
+    // Revoked by sid, by user, and deleted on another thread.
+    assert_eq!(s.revoke_sid("sid-1").await.unwrap(), 1);
+    assert!(s.get(&id).await.unwrap().is_none());
+    let by_user = SessionId::generate();
+    s.put(&by_user, session("bob", None)).await.unwrap();
+    assert!(s.get(&by_user).await.unwrap().is_some());
+    assert_eq!(s.revoke_user("bob").await.unwrap(), 1);
+    assert!(s.get(&by_user).await.unwrap().is_none());
+
+    let elsewhere = SessionId::generate();
+    s.put(&elsewhere, session("carol", None)).await.unwrap();
+    assert!(s.get_now(&elsewhere).is_some());
+    let (other, gone) = (s.clone(), elsewhere.clone());
+    std::thread::spawn(move || assert!(other.end(&gone)))
+        .join()
+        .unwrap();
+    assert!(s.get_now(&elsewhere).is_none(), "deleted on another thread");
+}
+
+/// Another store on the same thread never answers from this one's memo, and
+/// a thread's memo stays bounded.
+#[tokio::test]
+async fn the_thread_memo_is_per_store_and_bounded() {
+    let a = store();
+    let b = store();
+    let id = SessionId::generate();
+    a.put(&id, session("alice", None)).await.unwrap();
+    b.put(&id, session("bob", None)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(a.get(&id).await.unwrap().unwrap().user_id, "alice");
+        assert_eq!(b.get(&id).await.unwrap().unwrap().user_id, "bob");
+    }
+    let s = store();
+    for i in 0..(memo::CAPACITY * 2) {
+        let id = SessionId::generate();
+        s.put(&id, session(&format!("u{i}"), None)).await.unwrap();
+        assert!(s.get(&id).await.unwrap().is_some());
+        assert!(memo::len(s.number) <= memo::CAPACITY);
+    }
 }

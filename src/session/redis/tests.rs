@@ -115,6 +115,8 @@ async fn an_unreachable_redis_fails_within_the_command_timeout() {
     let store = RedisStore::new(opts).unwrap();
     let started = std::time::Instant::now();
     let id = SessionId::generate();
+    // Not in the local cache: only `get` (which asks Redis) can answer.
+    assert!(store.get_ready(&id).is_none());
     assert!(store.get(&id).await.is_err());
     assert!(store.ping().await.is_err());
     assert!(store.put(&id, session(unix_now() + 60)).await.is_err());
@@ -125,6 +127,30 @@ async fn an_unreachable_redis_fails_within_the_command_timeout() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// `get_ready` answers exactly what the local cache holds, and nothing once
+/// an invalidation evicted it.
+#[tokio::test]
+async fn get_ready_answers_from_the_local_cache_only() {
+    let store = RedisStore::new(RedisOptions::new(
+        vec!["redis://127.0.0.1:1/0".into()],
+        false,
+        "t:",
+        Duration::from_secs(60),
+    ))
+    .unwrap();
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    let stored = session(unix_now() + 60);
+    store.local.set_subscribed(true);
+    store
+        .local
+        .insert(h, Arc::new(stored.clone()), store.local.epoch(&h));
+    let got = store.get_ready(&id).expect("a cache hit").unwrap().unwrap();
+    assert_eq!(*got, stored);
+    store.local.evict(&h);
+    assert!(store.get_ready(&id).is_none());
 }
 
 #[tokio::test]
