@@ -3,9 +3,10 @@
 //! injection and forwarding demand one, so no code path can forward a
 //! protected request without passing this check.
 //!
-//! The decision is a list of [`Clause`]s evaluated in order; `authorize` and
-//! `realmgate explain` share them, so what `explain` prints is what the
-//! gateway does.
+//! The decision is a list of rules evaluated in order (`check`); `authorize`
+//! and `realmgate explain` walk the same rules, so what `explain` prints is
+//! what the gateway does. `authorize` stops at the first failure and formats
+//! nothing; `evaluate` turns every rule into a printable [`Clause`].
 
 pub mod explain;
 
@@ -19,7 +20,7 @@ use crate::session::model::Session;
 #[derive(Debug, Clone)]
 pub struct Permit {
     user: Arc<Session>,
-    route: String,
+    route: Arc<RouteSettings>,
 }
 
 impl Permit {
@@ -35,15 +36,15 @@ impl Permit {
 
     /// The name of the route the permit is valid for.
     pub fn route(&self) -> &str {
-        &self.route
+        &self.route.name
     }
 
     /// For unit tests of code that consumes permits (header injection).
     #[doc(hidden)]
-    pub fn for_tests(user: Session, route: &str) -> Self {
+    pub fn for_tests(user: Session, route: &Arc<RouteSettings>) -> Self {
         Permit {
             user: Arc::new(user),
-            route: route.to_string(),
+            route: route.clone(),
         }
     }
 }
@@ -115,25 +116,107 @@ pub struct Clause {
     pub failed: Option<DenyReason>,
 }
 
-/// Evaluates every rule of `route` for `user`, in order, without stopping at
-/// the first failure (for `explain`). `connection` is the user's connection
-/// (for group names), when it still exists.
-pub fn evaluate(
-    route: &RouteSettings,
-    connection: Option<&ConnectionSettings>,
-    user: &Session,
-) -> Vec<Clause> {
-    let mut out = Vec::new();
+/// What one rule found, kept as borrowed facts: the gateway only needs
+/// `failed`; `explain` formats the rest (`Display`).
+struct Check<'a> {
+    rule: &'static str,
+    failed: Option<DenyReason>,
+    detail: Detail<'a>,
+}
+
+enum Detail<'a> {
+    Connections {
+        user: &'a str,
+        accepted: &'a [String],
+    },
+    Groups {
+        matched: Option<&'a str>,
+        count: usize,
+        allowed: &'a [String],
+    },
+    EmailDomains {
+        domain: Option<String>,
+        allowed: &'a [String],
+    },
+    Users {
+        email: bool,
+        listed: bool,
+        count: usize,
+    },
+    Tenants {
+        tenant: Option<String>,
+        allowed: &'a [String],
+    },
+}
+
+impl fmt::Display for Detail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detail::Connections { user, accepted } => write!(
+                f,
+                "signed in through {user:?}; route accepts [{}]",
+                accepted.join(", ")
+            ),
+            Detail::Groups {
+                matched: Some(g),
+                allowed,
+                ..
+            } => write!(f, "member of {g:?}, one of [{}]", allowed.join(", ")),
+            Detail::Groups {
+                matched: None,
+                count,
+                allowed,
+            } => write!(
+                f,
+                "none of the user's {count} group(s) is one of [{}]",
+                allowed.join(", ")
+            ),
+            Detail::EmailDomains {
+                domain: Some(d),
+                allowed,
+            } => write!(
+                f,
+                "verified email domain {d:?}; allowed [{}]",
+                allowed.join(", ")
+            ),
+            Detail::EmailDomains { domain: None, .. } | Detail::Users { email: false, .. } => {
+                f.write_str("no verified email")
+            }
+            Detail::Users { listed: true, .. } => f.write_str("the verified email is listed"),
+            Detail::Users { count, .. } => {
+                write!(f, "the verified email is not among {count} listed user(s)")
+            }
+            Detail::Tenants { tenant, allowed } => write!(
+                f,
+                "tenant {}; allowed [{}]",
+                tenant.as_deref().unwrap_or("(none)"),
+                allowed.join(", ")
+            ),
+        }
+    }
+}
+
+/// Runs every rule of `route` for `user`, in order, handing each result to
+/// `visit` until it answers `false`. `authorize` and `evaluate` both walk
+/// this, so what `explain` prints is what the gateway decides.
+fn check<'a>(
+    route: &'a RouteSettings,
+    connection: Option<&'a ConnectionSettings>,
+    user: &'a Session,
+    mut visit: impl FnMut(Check<'a>) -> bool,
+) {
     let conn_ok = route.connections.contains(&user.connection);
-    out.push(Clause {
+    let go_on = visit(Check {
         rule: "connections",
-        detail: format!(
-            "signed in through {:?}; route accepts [{}]",
-            user.connection,
-            route.connections.join(", ")
-        ),
         failed: (!conn_ok).then_some(DenyReason::Connection),
+        detail: Detail::Connections {
+            user: &user.connection,
+            accepted: &route.connections,
+        },
     });
+    if !go_on {
+        return;
+    }
     let allow = &route.allow;
     if !allow.groups.is_empty() {
         // A group matches by id, or by the name group_names gives that id.
@@ -145,18 +228,18 @@ pub fn evaluate(
                         .is_some_and(|name| name == g)
             })
         });
-        out.push(Clause {
+        let go_on = visit(Check {
             rule: "allow.groups",
-            detail: match matched {
-                Some(g) => format!("member of {g:?}, one of [{}]", allow.groups.join(", ")),
-                None => format!(
-                    "none of the user's {} group(s) is one of [{}]",
-                    user.groups.len(),
-                    allow.groups.join(", ")
-                ),
-            },
             failed: matched.is_none().then_some(DenyReason::Groups),
+            detail: Detail::Groups {
+                matched: matched.map(String::as_str),
+                count: user.groups.len(),
+                allowed: &allow.groups,
+            },
         });
+        if !go_on {
+            return;
+        }
     }
     if !allow.email_domains.is_empty() || !allow.users.is_empty() {
         // Only a verified email counts (SPEC 5.6): an unverified one could be
@@ -167,78 +250,97 @@ pub fn evaluate(
                 .as_deref()
                 .and_then(|e| e.rsplit_once('@'))
                 .and_then(|(_, d)| crate::config::normalize_domain(d));
-            let ok = domain
-                .as_ref()
-                .is_some_and(|d| allow.email_domains.contains(d));
-            out.push(Clause {
+            let failed = match &domain {
+                None => Some(DenyReason::EmailUnverified),
+                Some(d) if !allow.email_domains.contains(d) => Some(DenyReason::EmailDomain),
+                Some(_) => None,
+            };
+            let go_on = visit(Check {
                 rule: "allow.email_domains",
-                detail: match &domain {
-                    Some(d) => format!(
-                        "verified email domain {d:?}; allowed [{}]",
-                        allow.email_domains.join(", ")
-                    ),
-                    None => "no verified email".to_string(),
-                },
-                failed: match (&domain, ok) {
-                    (None, _) => Some(DenyReason::EmailUnverified),
-                    (Some(_), false) => Some(DenyReason::EmailDomain),
-                    _ => None,
+                failed,
+                detail: Detail::EmailDomains {
+                    domain,
+                    allowed: &allow.email_domains,
                 },
             });
+            if !go_on {
+                return;
+            }
         }
         if !allow.users.is_empty() {
             let normalized = email.as_deref().and_then(|e| {
                 let (local, d) = e.rsplit_once('@')?;
                 Some(format!("{local}@{}", crate::config::normalize_domain(d)?))
             });
-            let ok = normalized.as_ref().is_some_and(|e| allow.users.contains(e));
-            out.push(Clause {
+            let listed = normalized.as_ref().is_some_and(|e| allow.users.contains(e));
+            let go_on = visit(Check {
                 rule: "allow.users",
-                detail: match (&normalized, ok) {
-                    (None, _) => "no verified email".to_string(),
-                    (Some(_), true) => "the verified email is listed".to_string(),
-                    (Some(_), false) => format!(
-                        "the verified email is not among {} listed user(s)",
-                        allow.users.len()
-                    ),
-                },
-                failed: match (&normalized, ok) {
+                failed: match (&normalized, listed) {
                     (None, _) => Some(DenyReason::EmailUnverified),
                     (Some(_), false) => Some(DenyReason::User),
-                    _ => None,
+                    (Some(_), true) => None,
+                },
+                detail: Detail::Users {
+                    email: normalized.is_some(),
+                    listed,
+                    count: allow.users.len(),
                 },
             });
+            if !go_on {
+                return;
+            }
         }
     }
     if !allow.tenants.is_empty() {
-        let tid = user.tenant_id.as_deref().map(str::to_ascii_lowercase);
-        let ok = tid.as_ref().is_some_and(|t| allow.tenants.contains(t));
-        out.push(Clause {
+        let tenant = user.tenant_id.as_deref().map(str::to_ascii_lowercase);
+        let ok = tenant.as_ref().is_some_and(|t| allow.tenants.contains(t));
+        visit(Check {
             rule: "allow.tenants",
-            detail: format!(
-                "tenant {}; allowed [{}]",
-                tid.as_deref().unwrap_or("(none)"),
-                allow.tenants.join(", ")
-            ),
             failed: (!ok).then_some(DenyReason::Tenant),
+            detail: Detail::Tenants {
+                tenant,
+                allowed: &allow.tenants,
+            },
         });
     }
+}
+
+/// Evaluates every rule of `route` for `user`, in order, without stopping at
+/// the first failure (for `explain`). `connection` is the user's connection
+/// (for group names), when it still exists.
+pub fn evaluate(
+    route: &RouteSettings,
+    connection: Option<&ConnectionSettings>,
+    user: &Session,
+) -> Vec<Clause> {
+    let mut out = Vec::new();
+    check(route, connection, user, |c| {
+        out.push(Clause {
+            rule: c.rule,
+            detail: c.detail.to_string(),
+            failed: c.failed,
+        });
+        true
+    });
     out
 }
 
-/// Decides whether `user` may reach `route`.
+/// Decides whether `user` may reach `route`: the first rule that fails
+/// denies. Nothing is formatted (this runs on every protected request).
 pub fn authorize(
-    route: &RouteSettings,
+    route: &Arc<RouteSettings>,
     connection: Option<&ConnectionSettings>,
     user: Arc<Session>,
 ) -> Result<Permit, Denied> {
-    match evaluate(route, connection, &user)
-        .into_iter()
-        .find_map(|c| c.failed)
-    {
+    let mut denied = None;
+    check(route, connection, &user, |c| {
+        denied = c.failed;
+        denied.is_none()
+    });
+    match denied {
         None => Ok(Permit {
             user,
-            route: route.name.clone(),
+            route: route.clone(),
         }),
         Some(reason) => Err(Denied { reason, user }),
     }

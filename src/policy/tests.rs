@@ -198,3 +198,77 @@ tenants = ["11111111-1111-1111-1111-111111111111"]"#,
     assert_eq!(clauses.len(), 4);
     assert_eq!(clauses.iter().filter(|c| c.failed.is_some()).count(), 2);
 }
+
+/// `authorize` stops at the first failing rule without formatting anything,
+/// `evaluate` runs them all for `explain`: the two must always agree on the
+/// decision and its reason.
+mod agreement {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const ALLOWS: [&str; 6] = [
+        "",
+        r#"groups = ["HR Admins", "g-2"]"#,
+        r#"email_domains = ["contoso.com"]"#,
+        r#"users = ["alice@contoso.com", "bob@b\u00fccher.example"]"#,
+        r#"tenants = ["11111111-1111-1111-1111-111111111111"]"#,
+        r#"groups = ["g-2"]
+email_domains = ["contoso.com", "xn--bcher-kva.example"]
+users = ["alice@contoso.com"]
+tenants = ["11111111-1111-1111-1111-111111111111"]"#,
+    ];
+
+    fn a_user() -> impl Strategy<Value = Session> {
+        (
+            prop::sample::select(vec![
+                "alice@contoso.com",
+                "ALICE@Contoso.COM",
+                "bob@b\u{fc}cher.example",
+                "mallory@evil.example",
+                "no-at-sign",
+                "",
+            ]),
+            prop::sample::select(vec![
+                EmailTrust::Unverified,
+                EmailTrust::ProviderVerified,
+                EmailTrust::EntraDomainVerified,
+            ]),
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "aaaaaaaa-0000-0000-0000-000000000001",
+                    "g-2",
+                    "HR Admins",
+                    "other",
+                ]),
+                0..3,
+            ),
+            prop::sample::select(vec!["contoso", "partner"]),
+            prop::option::of(prop::sample::select(vec![
+                "11111111-1111-1111-1111-111111111111",
+                "11111111-1111-1111-1111-11111111111A",
+                "22222222-2222-2222-2222-222222222222",
+            ])),
+        )
+            .prop_map(|(email, trust, groups, connection, tenant)| {
+                let mut u = user(email, trust, &groups);
+                u.connection = connection.into();
+                u.tenant_id = tenant.map(String::from);
+                u
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn authorize_and_evaluate_agree(allow in 0..ALLOWS.len(), u in a_user()) {
+            let s = settings(ALLOWS[allow]);
+            let route = &s.routes[0];
+            let connection = s.connection(&u.connection).map(|c| &**c);
+            let first_failure = evaluate(route, connection, &u)
+                .into_iter()
+                .find_map(|c| c.failed);
+            let decided = authorize(route, connection, Arc::new(u)).err().map(|d| d.reason);
+            prop_assert_eq!(decided, first_failure);
+        }
+    }
+}
