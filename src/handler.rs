@@ -19,7 +19,6 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::config::{RouteSettings, Settings};
@@ -254,7 +253,7 @@ async fn pipeline(
         _ => None,
     };
     let out = Outbound {
-        request: Request::from_parts(parts, body.map_err(Into::into).boxed()),
+        request: Request::from_parts(parts, body),
         upgrade,
         tunnel_until,
         tunnel_alive,

@@ -55,7 +55,9 @@ pub struct Upstreams {
 
 /// A request the handler has authorized, ready to go upstream.
 pub struct Outbound {
-    pub request: Request<Body>,
+    /// The body is boxed only on the paths that send one through hyper's
+    /// client (most requests have none and use the pool's own exchange).
+    pub request: Request<hyper::body::Incoming>,
     /// Set for Upgrade requests: the client side of the tunnel, and the
     /// `Upgrade` value the client asked for.
     pub upgrade: Option<(OnUpgrade, HeaderValue)>,
@@ -141,7 +143,7 @@ impl Upstreams {
         // (it is moved several times per request).
         let exchange = async {
             match plain {
-                Some(p) if upgrade.is_some() => Box::pin(p.pool.send_upgrade(request))
+                Some(p) if upgrade.is_some() => Box::pin(p.pool.send_upgrade(boxed(request)))
                     .await
                     .map_err(|e| e.to_gateway(&route.name)),
                 Some(p) => p
@@ -149,7 +151,7 @@ impl Upstreams {
                     .send(request)
                     .await
                     .map_err(|e| e.to_gateway(&route.name)),
-                None => match Box::pin(client.request(request)).await {
+                None => match Box::pin(client.request(boxed(request))).await {
                     Ok(r) => Ok(r.map(|b| b.map_err(Into::into).boxed())),
                     Err(e) => Err(classify(route, &e)),
                 },
@@ -289,6 +291,11 @@ fn upstream_authority(route: &RouteSettings) -> Result<Authority, GatewayError> 
 
 fn upstream_host(route: &RouteSettings) -> Result<HeaderValue, GatewayError> {
     HeaderValue::from_str(upstream_authority(route)?.as_str()).map_err(|_| GatewayError::Internal)
+}
+
+/// The request with its body boxed, for hyper's client.
+fn boxed(request: Request<hyper::body::Incoming>) -> Request<Body> {
+    request.map(|b| b.map_err(Into::into).boxed())
 }
 
 #[cfg(test)]

@@ -253,9 +253,16 @@ impl Pooled for raw::RawConn {
     }
 }
 
+impl<C: Pooled> Idle<C> {
+    /// Not idle for too long, and still open and ready.
+    fn fresh(&mut self) -> bool {
+        self.since.elapsed() < IDLE_TIMEOUT && self.conn.reusable()
+    }
+}
+
 /// Drops the expired and closed connections of one list.
 fn keep_fresh<C: Pooled>(idle: &mut Vec<Idle<C>>) {
-    idle.retain_mut(|e| e.since.elapsed() < IDLE_TIMEOUT && e.conn.reusable());
+    idle.retain_mut(Idle::fresh);
 }
 
 /// One upstream connection: the handle to send on and the connection state
@@ -342,12 +349,18 @@ impl Pool {
 
     /// Send `req` (origin-form URI, Host set) and return the response; its body
     /// hands the connection back to the pool once read to the end.
-    pub async fn send(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
+    pub async fn send<B>(self: &Arc<Pool>, req: Request<B>) -> Result<Response<Body>, PoolError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<crate::respond::BoxError>,
+    {
         if req.body().is_end_stream() {
-            return self.send_raw(req).await;
+            // The body is dropped unboxed: nothing to send.
+            return self.send_raw(req.into_parts().0).await;
         }
         // Boxed: hyper's exchange is a large future, and requests without a
         // body (nearly all) would otherwise carry its size.
+        let req = req.map(|b| b.map_err(Into::into).boxed());
         Box::pin(self.send_with_body(req)).await
     }
 
@@ -383,8 +396,10 @@ impl Pool {
     }
 
     /// [`Pool::send`] for a request without a body ([`raw`]).
-    async fn send_raw(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
-        let (parts, _empty) = req.into_parts();
+    async fn send_raw(
+        self: &Arc<Pool>,
+        parts: http::request::Parts,
+    ) -> Result<Response<Body>, PoolError> {
         let may_retry = matches!(parts.method, Method::GET | Method::HEAD);
         let (mut conn, pooled) = match self.take_idle() {
             Some(conn) => (conn, true),
@@ -436,10 +451,9 @@ impl Pool {
     fn take_idle<C: Pooled>(&self) -> Option<C> {
         let mut lists = self.lock(self.shard());
         let idle = C::list(&mut lists);
-        while let Some(entry) = idle.pop() {
-            let mut conn = entry.conn;
-            if entry.since.elapsed() < IDLE_TIMEOUT && conn.reusable() {
-                return Some(conn);
+        while let Some(mut entry) = idle.pop() {
+            if entry.fresh() {
+                return Some(entry.conn);
             }
             // Closed by the upstream, or expired: dropping it closes it.
         }

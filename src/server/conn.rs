@@ -5,8 +5,8 @@
 //! A connection's timeouts (`header_read_timeout`, `idle_timeout`) and the
 //! drain signal come from its proxy thread's [`Watchdog`]: the connection
 //! reports activity with atomic stores and obeys the watchdog's order when
-//! woken, with no timer of its own. The drain logic is hyper-util's
-//! `GracefulShutdown`'s (signal every connection, wait for the count to reach
+//! woken, with no timer of its own. The drain works like hyper-util's
+//! `GracefulShutdown` (signal every connection, wait for the count to reach
 //! zero, bounded by `shutdown_grace` in `Running::shutdown`).
 
 use std::convert::Infallible;
@@ -294,6 +294,7 @@ fn builder(server: Limits) -> auto::Builder<TokioExecutor> {
     // enforces header_read_timeout.
     builder
         .http1()
+        .header_read_timeout(None)
         .max_buf_size(server.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
