@@ -221,6 +221,8 @@ pub fn inject_cached(
 /// Performs `writes`: `insert` (a client-sent copy cannot survive next to
 /// it) or `remove`.
 fn apply(headers: &mut HeaderMap, writes: &Writes) {
+    // One growth of the map for all of them, not one per doubling.
+    headers.reserve(writes.len());
     for (name, value) in writes {
         match value {
             Some(v) => {

@@ -157,9 +157,16 @@ fn trusted_proto_only_from_trusted_peers() {
     assert_eq!(trusted_proto(&s, &none, &conn("10.0.0.1:1", false)), None);
 }
 
+/// Ids are rendered in batches of slices of one buffer: across many
+/// batches and threads, every id is different.
 #[test]
 fn request_ids_are_unique() {
-    assert_ne!(new_request_id(), new_request_id());
+    let on_thread = || (0..1000).map(|_| new_request_id()).collect::<Vec<_>>();
+    let other = std::thread::spawn(on_thread);
+    let mut all: Vec<HeaderValue> = on_thread();
+    all.extend(other.join().unwrap());
+    let distinct: std::collections::HashSet<&[u8]> = all.iter().map(|v| v.as_bytes()).collect();
+    assert_eq!(distinct.len(), 2000);
 }
 
 #[test]
