@@ -443,6 +443,15 @@ fn dispatch(
     Either::Left(crate::handler::handle(gw, req, info))
 }
 
+/// The most bytes [`Tracked`] joins into one write.
+const COALESCE_MAX: usize = 4096;
+
+thread_local! {
+    /// [`Tracked`]'s join buffer, one per proxy thread.
+    static COALESCE: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(COALESCE_MAX));
+}
+
 /// Tells the watchdog whenever bytes move.
 struct Tracked<I> {
     inner: I,
@@ -493,6 +502,21 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // hyper hands a response's head and body as separate slices. When
+        // they are small, one plain write of a copy costs the kernel less
+        // than a writev of several (docs/benchmarks.md); a partial write
+        // means the same as writev's. Larger ones go out as they are.
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if bufs.len() > 1 && total <= COALESCE_MAX {
+            return COALESCE.with(|joined| {
+                let mut joined = joined.borrow_mut();
+                joined.clear();
+                for b in bufs {
+                    joined.extend_from_slice(b);
+                }
+                self.as_mut().poll_write(cx, &joined)
+            });
+        }
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
             self.watched.bytes_written();
@@ -512,3 +536,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;
