@@ -508,7 +508,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         // means the same as writev's. Larger ones go out as they are.
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if bufs.len() > 1 && total <= COALESCE_MAX {
-            return COALESCE.with(|joined| {
+            let joined = COALESCE.try_with(|joined| {
                 let mut joined = joined.borrow_mut();
                 joined.clear();
                 for b in bufs {
@@ -516,6 +516,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
                 }
                 self.as_mut().poll_write(cx, &joined)
             });
+            // Only a thread being torn down has no buffer: write as given.
+            if let Ok(res) = joined {
+                return res;
+            }
         }
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
