@@ -10,7 +10,9 @@
 
 pub mod explain;
 
+use std::convert::Infallible;
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::config::{ConnectionSettings, RouteSettings};
@@ -197,26 +199,24 @@ impl fmt::Display for Detail<'_> {
 }
 
 /// Runs every rule of `route` for `user`, in order, handing each result to
-/// `visit` until it answers `false`. `authorize` and `evaluate` both walk
-/// this, so what `explain` prints is what the gateway decides.
-fn check<'a>(
+/// `visit` until it breaks (with what it breaks with). `authorize` and
+/// `evaluate` both walk this, so what `explain` prints is what the gateway
+/// decides.
+fn check<'a, B>(
     route: &'a RouteSettings,
     connection: Option<&'a ConnectionSettings>,
     user: &'a Session,
-    mut visit: impl FnMut(Check<'a>) -> bool,
-) {
+    mut visit: impl FnMut(Check<'a>) -> ControlFlow<B>,
+) -> ControlFlow<B> {
     let conn_ok = route.connections.contains(&user.connection);
-    let go_on = visit(Check {
+    visit(Check {
         rule: "connections",
         failed: (!conn_ok).then_some(DenyReason::Connection),
         detail: Detail::Connections {
             user: &user.connection,
             accepted: &route.connections,
         },
-    });
-    if !go_on {
-        return;
-    }
+    })?;
     let allow = &route.allow;
     if !allow.groups.is_empty() {
         // A group matches by id, or by the name group_names gives that id.
@@ -228,7 +228,7 @@ fn check<'a>(
                         .is_some_and(|name| name == g)
             })
         });
-        let go_on = visit(Check {
+        visit(Check {
             rule: "allow.groups",
             failed: matched.is_none().then_some(DenyReason::Groups),
             detail: Detail::Groups {
@@ -236,10 +236,7 @@ fn check<'a>(
                 count: user.groups.len(),
                 allowed: &allow.groups,
             },
-        });
-        if !go_on {
-            return;
-        }
+        })?;
     }
     if !allow.email_domains.is_empty() || !allow.users.is_empty() {
         // Only a verified email counts (SPEC 5.6): an unverified one could be
@@ -255,17 +252,14 @@ fn check<'a>(
                 Some(d) if !allow.email_domains.contains(d) => Some(DenyReason::EmailDomain),
                 Some(_) => None,
             };
-            let go_on = visit(Check {
+            visit(Check {
                 rule: "allow.email_domains",
                 failed,
                 detail: Detail::EmailDomains {
                     domain,
                     allowed: &allow.email_domains,
                 },
-            });
-            if !go_on {
-                return;
-            }
+            })?;
         }
         if !allow.users.is_empty() {
             let normalized = email.as_deref().and_then(|e| {
@@ -273,7 +267,7 @@ fn check<'a>(
                 Some(format!("{local}@{}", crate::config::normalize_domain(d)?))
             });
             let listed = normalized.as_ref().is_some_and(|e| allow.users.contains(e));
-            let go_on = visit(Check {
+            visit(Check {
                 rule: "allow.users",
                 failed: match (&normalized, listed) {
                     (None, _) => Some(DenyReason::EmailUnverified),
@@ -285,10 +279,7 @@ fn check<'a>(
                     listed,
                     count: allow.users.len(),
                 },
-            });
-            if !go_on {
-                return;
-            }
+            })?;
         }
     }
     if !allow.tenants.is_empty() {
@@ -301,8 +292,9 @@ fn check<'a>(
                 tenant,
                 allowed: &allow.tenants,
             },
-        });
+        })?;
     }
+    ControlFlow::Continue(())
 }
 
 /// Evaluates every rule of `route` for `user`, in order, without stopping at
@@ -314,13 +306,13 @@ pub fn evaluate(
     user: &Session,
 ) -> Vec<Clause> {
     let mut out = Vec::new();
-    check(route, connection, user, |c| {
+    let ControlFlow::Continue(()) = check::<Infallible>(route, connection, user, |c| {
         out.push(Clause {
             rule: c.rule,
             detail: c.detail.to_string(),
             failed: c.failed,
         });
-        true
+        ControlFlow::Continue(())
     });
     out
 }
@@ -332,17 +324,16 @@ pub fn authorize(
     connection: Option<&ConnectionSettings>,
     user: Arc<Session>,
 ) -> Result<Permit, Denied> {
-    let mut denied = None;
-    check(route, connection, &user, |c| {
-        denied = c.failed;
-        denied.is_none()
+    let first_failure = check(route, connection, &user, |c| match c.failed {
+        Some(reason) => ControlFlow::Break(reason),
+        None => ControlFlow::Continue(()),
     });
-    match denied {
-        None => Ok(Permit {
+    match first_failure {
+        ControlFlow::Continue(()) => Ok(Permit {
             user,
             route: route.clone(),
         }),
-        Some(reason) => Err(Denied { reason, user }),
+        ControlFlow::Break(reason) => Err(Denied { reason, user }),
     }
 }
 

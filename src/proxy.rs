@@ -294,7 +294,11 @@ fn upstream_host(route: &RouteSettings) -> Result<HeaderValue, GatewayError> {
 }
 
 /// The request with its body boxed, for hyper's client.
-fn boxed(request: Request<hyper::body::Incoming>) -> Request<Body> {
+fn boxed<B>(request: Request<B>) -> Request<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<crate::respond::BoxError>,
+{
     request.map(|b| b.map_err(Into::into).boxed())
 }
 

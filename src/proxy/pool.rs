@@ -360,7 +360,7 @@ impl Pool {
         }
         // Boxed: hyper's exchange is a large future, and requests without a
         // body (nearly all) would otherwise carry its size.
-        let req = req.map(|b| b.map_err(Into::into).boxed());
+        let req = super::boxed(req);
         Box::pin(self.send_with_body(req)).await
     }
 

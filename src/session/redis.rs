@@ -342,11 +342,10 @@ impl SessionStore for RedisStore {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
         Box::pin(async move {
-            let h = session_hash(id);
-            if let Some(s) = self.local.get(&h, unix_now()) {
-                return Ok(Some(s));
+            match self.get_ready(id) {
+                Some(cached) => cached,
+                None => self.fetch(&session_hash(id)).await,
             }
-            self.fetch(&h).await
         })
     }
 
