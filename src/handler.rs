@@ -132,10 +132,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
     // (only the headers that choose HTML or JSON, not the whole map).
     let negotiation = respond::Negotiation::of(req.headers());
     let uri = req.uri().clone();
-    // Boxed once: the pipeline's future (routing, auth, the upstream
-    // exchange) is a few KiB, and the request's future is moved several
-    // times on its way into hyper; a pointer moves cheaper than a copy.
-    let mut response = match Box::pin(pipeline(&gw, req, &conn, &mut rec)).await {
+    // Not boxed here: the caller boxes this whole future in place
+    // (`server::conn::dispatch`).
+    let mut response = match pipeline(&gw, req, &conn, &mut rec).await {
         Ok(r) => r,
         Err(e) => {
             if matches!(e, GatewayError::Internal) {
