@@ -140,10 +140,14 @@ impl Upstreams {
         let started = Instant::now();
         // The upgrade and hyper-util client futures are boxed: they are
         // large, and every request's future would otherwise carry their size
-        // (it is moved several times per request).
-        let exchange = async {
+        // (it is moved several times per request). The exchange itself is
+        // pinned where it is built, so the timeout holds a pointer to it
+        // rather than a copy of its 2 KiB; the deadline reuses `started`
+        // (one clock read fewer).
+        let upgrading = upgrade.is_some();
+        let exchange = std::pin::pin!(async {
             match plain {
-                Some(p) if upgrade.is_some() => Box::pin(p.pool.send_upgrade(boxed(request)))
+                Some(p) if upgrading => Box::pin(p.pool.send_upgrade(boxed(request)))
                     .await
                     .map_err(|e| e.to_gateway(&route.name)),
                 Some(p) => p
@@ -156,8 +160,13 @@ impl Upstreams {
                     Err(e) => Err(classify(route, &e)),
                 },
             }
+        });
+        let deadline = tokio::time::Instant::from_std(started).checked_add(route.request_timeout);
+        let result = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, exchange).await,
+            // A timeout past the clock's range ("1000000y") never fires.
+            None => Ok(exchange.await),
         };
-        let result = tokio::time::timeout(route.request_timeout, exchange).await;
         let latency = started.elapsed();
         let mut response = match result {
             Err(_elapsed) => {

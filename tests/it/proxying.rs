@@ -512,6 +512,21 @@ async fn slow_upstream_is_504_after_request_timeout() {
     assert_eq!(ok.status(), 200);
 }
 
+/// A request timeout beyond the clock's range (no deadline can be computed)
+/// means "no timeout", not a panic or an instant 504.
+#[tokio::test]
+async fn a_request_timeout_past_the_clock_range_never_fires() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "request_timeout = \"500000000y\"", "").await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/slow?ms=200"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 #[tokio::test]
 async fn a_post_the_upstream_drops_is_not_retried() {
     let up = EchoUpstream::start().await;
