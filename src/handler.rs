@@ -102,23 +102,30 @@ impl Gateway {
     }
 }
 
+/// A request's handle on its config generation: a connection's own
+/// reference-counted pointer to the shared `Arc<Gateway>`
+/// (`server::conn::ConnGateway`), so that taking and dropping it per
+/// request changes a count only the connection's thread uses.
+pub type GatewayRef = Arc<Arc<Gateway>>;
+
 /// What the access log line and metrics need, filled in as the request advances.
 ///
 /// Only cheap handles are kept (reference-counted values, no formatting): the
 /// log fields are rendered when a line is actually written, so a gateway
 /// with the access log off pays nothing for them.
-struct Record {
+struct Record<'g> {
     method: Method,
     /// The client's Host once it named a route (an unknown host is never logged).
     host: Option<HeaderValue>,
-    route: Option<Arc<RouteSettings>>,
+    /// Borrowed from the generation: no shared count changes per request.
+    route: Option<&'g RouteSettings>,
     user: Option<Arc<crate::session::model::Session>>,
     request_id: HeaderValue,
     upstream_latency: Option<Duration>,
 }
 
 /// Serve one request: route, auth, forward; never panics, errors become responses.
-pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let mut rec = Record {
         method: req.method().clone(),
         host: None,
@@ -176,11 +183,11 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) ->
     response
 }
 
-async fn pipeline(
-    gw: &Gateway,
+async fn pipeline<'g>(
+    gw: &'g Gateway,
     mut req: Request<Incoming>,
     conn: &ConnInfo,
-    rec: &mut Record,
+    rec: &mut Record<'g>,
 ) -> Result<Response<Body>, GatewayError> {
     check_framing(req.headers(), gw.settings.server.max_header_bytes)?;
 
@@ -197,7 +204,7 @@ async fn pipeline(
     }
     rec.host = Some(client_host.clone());
     let route = match found {
-        Lookup::Found(r) => r.clone(),
+        Lookup::Found(r) => r,
         Lookup::AmbiguousPath => {
             return Err(GatewayError::BadRequest(
                 "The path is ambiguous (dot segments, encoded slashes or parameters that select another route once resolved). Use the plain path.",
@@ -205,7 +212,7 @@ async fn pipeline(
         }
         Lookup::UnknownHost | Lookup::NoPrefix => return Err(GatewayError::NotFound),
     };
-    rec.route = Some(route.clone());
+    rec.route = Some(route);
 
     // Remember an Upgrade request before its headers go; hyper keeps the
     // client side of the connection in the request's extensions.
@@ -215,7 +222,7 @@ async fn pipeline(
     if crate::auth::is_auth_path(req.uri().path()) {
         // Boxed: sign-in endpoints have large futures; the proxied requests'
         // futures (moved several times per request) stay small without them.
-        return Ok(Box::pin(crate::auth::endpoint(&gw.auth, &route, req, conn)).await);
+        return Ok(Box::pin(crate::auth::endpoint(&gw.auth, route, req, conn)).await);
     }
 
     let (mut parts, body) = req.into_parts();
@@ -225,7 +232,7 @@ async fn pipeline(
         Some(_) => crate::auth::session_id(&gw.auth, &parts, conn),
         None => None,
     };
-    let outcome = crate::auth::gate(&gw.auth, &route, &mut parts, conn).await?;
+    let outcome = crate::auth::gate(&gw.auth, route, &mut parts, conn).await?;
     let (permit, tunnel_session) = match outcome {
         crate::auth::GateOutcome::Public => (None, None),
         crate::auth::GateOutcome::Permitted(p) => (Some(p), tunnel_session),
@@ -257,10 +264,7 @@ async fn pipeline(
         tunnel_until,
         tunnel_alive,
     };
-    let forwarded = gw
-        .upstreams
-        .forward(&route, out, Some(&client_host))
-        .await?;
+    let forwarded = gw.upstreams.forward(route, out, Some(&client_host)).await?;
     rec.upstream_latency = Some(forwarded.latency);
     Ok(forwarded.response)
 }

@@ -31,14 +31,14 @@ use super::watchdog::{self, Watchdog, Watched};
 use super::workers::Dispatch;
 use super::Inner;
 use crate::config::ServerSettings;
-use crate::handler::{ConnInfo, Gateway};
+use crate::handler::{ConnInfo, GatewayRef};
 use crate::respond::Body;
 
 /// A stand-in for `handler::handle` (the server's unit tests).
 #[cfg(test)]
 pub(crate) type TestHandler = Arc<
     dyn Fn(
-            Arc<Gateway>,
+            Arc<crate::handler::Gateway>,
             Request<Incoming>,
             ConnInfo,
         ) -> futures_util::future::BoxFuture<'static, Response<Body>>
@@ -340,8 +340,9 @@ async fn serve_http<I>(
     let service = {
         let inner = inner.clone();
         let watched = watched.clone();
+        let generation = ConnGateway::new(&inner);
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            let gw = inner.current();
+            let gw = generation.current(&inner);
             let guard = InFlight::new(&watched);
             let fut = dispatch(&inner, gw, req, info.clone());
             async move {
@@ -426,15 +427,39 @@ async fn drive<C, E>(
 }
 
 /// `handler::handle`, or the test stand-in; no boxing on the real path.
+/// The config generation a connection's requests use, re-taken only when a
+/// reload changed it. Each request clones the connection's own handle
+/// ([`GatewayRef`]), a count no other thread touches; the shared lock and
+/// count are touched once per connection and reload.
+struct ConnGateway(std::cell::RefCell<(u64, GatewayRef)>);
+
+impl ConnGateway {
+    fn new(inner: &Inner) -> ConnGateway {
+        let number = inner.generation_number();
+        ConnGateway(std::cell::RefCell::new((number, Arc::new(inner.current()))))
+    }
+
+    fn current(&self, inner: &Inner) -> GatewayRef {
+        let mut held = self.0.borrow_mut();
+        // The number first: a generation taken after reading it is at
+        // least that new, so a reload in between is seen at the next request.
+        let number = inner.generation_number();
+        if held.0 != number {
+            *held = (number, Arc::new(inner.current()));
+        }
+        held.1.clone()
+    }
+}
+
 fn dispatch(
     inner: &Inner,
-    gw: Arc<Gateway>,
+    gw: GatewayRef,
     req: Request<Incoming>,
     info: ConnInfo,
 ) -> Either<Pin<Box<impl std::future::Future<Output = Response<Body>>>>, TestFuture> {
     #[cfg(test)]
     if let Some(h) = &inner.test_handler {
-        return Either::Right(h(gw, req, info));
+        return Either::Right(h(Arc::clone(&*gw), req, info));
     }
     #[cfg(not(test))]
     if let Some(never) = &inner.test_handler {

@@ -238,6 +238,33 @@ async fn replace_settings_takes_effect_for_new_requests() {
     running.shutdown().await;
 }
 
+/// A connection holds its generation between requests (`ConnGateway`), but
+/// the request after a reload, on the same keep-alive connection, already
+/// uses the new one.
+#[tokio::test]
+async fn a_kept_alive_connection_uses_the_new_generation_after_a_reload() {
+    let (running, _) = start_echo(settings("", "first")).await;
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    let keep_alive = b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n";
+    let mut answers = Vec::new();
+    for round in 0..3 {
+        if round == 2 {
+            running.replace_settings(settings("", "second")).unwrap();
+        }
+        s.write_all(keep_alive).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(answers[0].contains("route=first"), "{}", answers[0]);
+    assert!(answers[1].contains("route=first"), "{}", answers[1]);
+    assert!(answers[2].contains("route=second"), "{}", answers[2]);
+    running.shutdown().await;
+}
+
 #[tokio::test]
 async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
     let (running, release) = start_echo(settings("", "r1")).await;

@@ -517,8 +517,9 @@ fn is_todo(payload: &Box<dyn std::any::Any + Send>) -> bool {
 pub async fn serve_handler_for_tests(settings: realmgate::config::Settings) -> TestGateway {
     let settings = Arc::new(settings);
     let shared = realmgate::handler::Shared::new(&settings).expect("shared state");
-    let gw =
-        Arc::new(realmgate::handler::Gateway::new(settings.clone(), &shared).expect("gateway"));
+    let gw: realmgate::handler::GatewayRef = Arc::new(Arc::new(
+        realmgate::handler::Gateway::new(settings.clone(), &shared).expect("gateway"),
+    ));
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind gateway");
