@@ -204,12 +204,13 @@ pub async fn gate(
     // Tokens about to expire are refreshed first (SPEC 5.2); a failed
     // refresh ends the session.
     let user = refresh::if_due(state, &id, user).await?;
-    let connection = state.connection(&user.connection).cloned();
-    let Some(connection) = connection else {
+    // Borrowed, not cloned: a clone would change the connection's shared
+    // count on every request.
+    let Some(connection) = state.connection(&user.connection) else {
         // The connection was removed from the config: the session is void.
         return Err(GatewayError::NotSignedIn);
     };
-    admit(state, route, parts, conn, user, &connection).map(GateOutcome::Permitted)
+    admit(state, route, parts, conn, user, connection).map(GateOutcome::Permitted)
 }
 
 /// Authorizes an authenticated `user` (session or bearer token) for `route`

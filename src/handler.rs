@@ -241,7 +241,11 @@ async fn pipeline<'g>(
         // (which ends when the token expires, `tunnel_until`).
         crate::auth::GateOutcome::PermittedBearer(p) => (Some(p), None),
     };
-    rec.user = permit.as_ref().map(|p| p.user_arc().clone());
+    // Only the access log reads it; the clone changes the session's shared
+    // count, so it is taken only when that log is on.
+    if tracing::enabled!(target: "access", tracing::Level::INFO) {
+        rec.user = permit.as_ref().map(|p| p.user_arc().clone());
+    }
     let tunnel_until = permit
         .as_ref()
         .map(|p| SystemTime::UNIX_EPOCH + Duration::from_secs(p.user().expires_at));

@@ -18,11 +18,13 @@ use std::sync::Arc;
 use crate::config::{ConnectionSettings, RouteSettings};
 use crate::session::model::Session;
 
-/// Proof that `user` may reach `route`. Private fields: only this module builds it.
+/// Proof that `user` may reach the route it was issued for (by
+/// [`authorize`], for one request). Private field: only this module builds it.
+/// It holds no handle on the route: the route's shared count would change
+/// on every request, from every proxy thread.
 #[derive(Debug, Clone)]
 pub struct Permit {
     user: Arc<Session>,
-    route: Arc<RouteSettings>,
 }
 
 impl Permit {
@@ -36,17 +38,11 @@ impl Permit {
         &self.user
     }
 
-    /// The name of the route the permit is valid for.
-    pub fn route(&self) -> &str {
-        &self.route.name
-    }
-
     /// For unit tests of code that consumes permits (header injection).
     #[doc(hidden)]
-    pub fn for_tests(user: Session, route: &Arc<RouteSettings>) -> Self {
+    pub fn for_tests(user: Session) -> Self {
         Permit {
             user: Arc::new(user),
-            route: route.clone(),
         }
     }
 }
@@ -320,7 +316,7 @@ pub fn evaluate(
 /// Decides whether `user` may reach `route`: the first rule that fails
 /// denies. Nothing is formatted (this runs on every protected request).
 pub fn authorize(
-    route: &Arc<RouteSettings>,
+    route: &RouteSettings,
     connection: Option<&ConnectionSettings>,
     user: Arc<Session>,
 ) -> Result<Permit, Denied> {
@@ -329,10 +325,7 @@ pub fn authorize(
         None => ControlFlow::Continue(()),
     });
     match first_failure {
-        ControlFlow::Continue(()) => Ok(Permit {
-            user,
-            route: route.clone(),
-        }),
+        ControlFlow::Continue(()) => Ok(Permit { user }),
         ControlFlow::Break(reason) => Err(Denied { reason, user }),
     }
 }

@@ -95,7 +95,7 @@ fn run_with(s: &Settings, user: Session, assertion: Option<&str>) -> BTreeMap<St
     let mut h = HeaderMap::new();
     h.insert("accept", HeaderValue::from_static("text/html"));
     let conn = s.connection(&user.connection).unwrap().clone();
-    let permit = Permit::for_tests(user, &s.routes[0]);
+    let permit = Permit::for_tests(user);
     inject(
         &mut h,
         &permit,
@@ -498,7 +498,7 @@ fn injection_replaces_client_sent_values() {
     h.append("x-forwarded-name", HeaderValue::from_static("spoofed"));
     let mut u = user();
     u.name = None;
-    let permit = Permit::for_tests(u, &s.routes[0]);
+    let permit = Permit::for_tests(u);
     let conn = s.connection("contoso").unwrap().clone();
     inject(&mut h, &permit, &s.routes[0], &conn, &policy_groups(), None);
     let users: Vec<_> = h.get_all("x-forwarded-user").iter().collect();
@@ -558,7 +558,7 @@ fn cached_injection_writes_what_injection_writes_for_every_profile() {
             ),
             "",
         );
-        let permit = Permit::for_tests(user(), &s.routes[0]);
+        let permit = Permit::for_tests(user());
         for (round, assertion) in ["first.jwt", "second.jwt", "third.jwt"].iter().enumerate() {
             let mut want = HeaderMap::new();
             want.insert("x-forwarded-user", HeaderValue::from_static("spoofed"));
@@ -585,12 +585,12 @@ fn cached_injection_writes_what_injection_writes_for_every_profile() {
 #[test]
 fn cached_injection_never_gives_one_user_anothers_headers() {
     let s = settings("", "");
-    let alice = Permit::for_tests(user(), &s.routes[0]);
+    let alice = Permit::for_tests(user());
     let mut other = user();
     other.user_id = "bob-oid".into();
     other.email = Some("bob@contoso.com".into());
     other.groups = vec![];
-    let bob = Permit::for_tests(other, &s.routes[0]);
+    let bob = Permit::for_tests(other);
     for _ in 0..3 {
         let a = cached(&s, &alice, None);
         let b = cached(&s, &bob, None);
@@ -606,7 +606,7 @@ fn cached_injection_never_gives_one_user_anothers_headers() {
     // A refreshed session is a new object: its new values are sent, not the old ones.
     let mut refreshed = user();
     refreshed.email = Some("alice.new@contoso.com".into());
-    let refreshed = Permit::for_tests(refreshed, &s.routes[0]);
+    let refreshed = Permit::for_tests(refreshed);
     assert_eq!(
         cached(&s, &refreshed, None)["x-forwarded-email"],
         "alice.new@contoso.com"
@@ -616,7 +616,7 @@ fn cached_injection_never_gives_one_user_anothers_headers() {
     for n in 0..50 {
         let mut u = user();
         u.user_id = format!("user-{n}");
-        let permit = Permit::for_tests(u, &s.routes[0]);
+        let permit = Permit::for_tests(u);
         assert_eq!(
             cached(&s, &permit, None)["x-forwarded-user"],
             format!("user-{n}")
