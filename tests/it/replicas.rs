@@ -519,6 +519,20 @@ async fn admin_revocation_on_one_replica_is_refused_by_every_replica_within_a_se
         .unwrap();
     let user_id = me["user_id"].as_str().expect("user_id").to_string();
     assert_served_by_every_replica(&w, &cookie).await;
+    // The access lines of the signed-in requests name the user (by id).
+    let named = format!("\"user\":\"{user_id}\"");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let access_line_names_user = |log: String| {
+        log.lines()
+            .any(|l| l.contains("\"target\":\"access\"") && l.contains(&named))
+    };
+    while !w.replicas.iter().any(|r| access_line_names_user(r.log())) {
+        assert!(
+            Instant::now() < deadline,
+            "no access line names the user {user_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let resp = reqwest::Client::builder()
         .no_proxy()
         .build()
