@@ -6,9 +6,9 @@
 //! numbered by `generation_number`. A reload swaps it under the write lock,
 //! so requests already running finish on the generation they started with.
 //! A connection takes the generation once and again only when the number
-//! changed (`conn::ConnGateway`): the lock and the `Arc`'s count are shared by
-//! every proxy thread, and taking them per request made the two cores pass
-//! their cache lines back and forth.
+//! changed (`conn::ConnGateway`): the lock and the `Arc`'s count are written
+//! by every proxy thread, and on a machine with many cores such writes per
+//! request move one cache line from core to core.
 
 mod conn;
 mod proxy_protocol;

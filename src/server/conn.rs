@@ -426,7 +426,6 @@ async fn drive<C, E>(
     .await
 }
 
-/// `handler::handle`, or the test stand-in; no boxing on the real path.
 /// The config generation a connection's requests use, re-taken only when a
 /// reload changed it. Each request clones the connection's own handle
 /// ([`GatewayRef`]), a count no other thread touches; the shared lock and
@@ -451,6 +450,7 @@ impl ConnGateway {
     }
 }
 
+/// `handler::handle`'s future boxed in place, or the test stand-in.
 fn dispatch(
     inner: &Inner,
     gw: GatewayRef,
