@@ -13,9 +13,10 @@
 //! decoded; other transfer codings and responses without a length run until
 //! the upstream closes (a `Content-Length` beside a `Transfer-Encoding` is
 //! ignored and removed, and the connection not reused); `Content-Length`
-//! values must all be the same number. Anything else (an unparsable or oversized head, an
-//! invalid chunk) fails the exchange and closes the connection, so a
-//! confused upstream can never shift the next response on the connection.
+//! values must all be the same number. Anything else (an unparsable or
+//! oversized head, an invalid chunk) fails the exchange and closes the
+//! connection, so a confused upstream can never shift the next response on
+//! the connection.
 
 use std::io;
 use std::mem::MaybeUninit;
