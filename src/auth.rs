@@ -29,6 +29,7 @@ use http_body_util::BodyExt;
 
 use crate::config::{ConnectionSettings, RouteSettings, Settings};
 use crate::handler::ConnInfo;
+use crate::headers::identity::Injected;
 use crate::oidc::Providers;
 use crate::policy::{self, Permit};
 use crate::respond::{self, Body, GatewayError};
@@ -147,12 +148,13 @@ impl AuthState {
 pub enum GateOutcome {
     /// A public path: forward without identity headers.
     Public,
-    /// Authenticated by the session cookie and authorized: identity headers
-    /// are in place; forward.
-    Permitted(Permit),
-    /// Authenticated by a bearer token (no session) and authorized: forward.
-    /// A tunnel lives until the token expires; no session to watch.
-    PermittedBearer(Permit),
+    /// Authenticated by the session cookie and authorized: forward with
+    /// these identity headers.
+    Permitted(Permit, Injected),
+    /// Authenticated by a bearer token (no session) and authorized: forward
+    /// with these identity headers. A tunnel lives until the token expires;
+    /// no session to watch.
+    PermittedBearer(Permit, Injected),
 }
 
 /// True for paths realmgate answers itself on every route host.
@@ -191,8 +193,9 @@ pub async fn gate(
             // Boxed: token validation may fetch keys (a large future);
             // every request's future would otherwise carry its size.
             let caller = Box::pin(bearer::authenticate(state, route, &token)).await?;
-            let permit = admit(state, route, parts, conn, caller.user, &caller.connection)?;
-            return Ok(GateOutcome::PermittedBearer(permit));
+            let (permit, injected) =
+                admit(state, route, parts, conn, caller.user, &caller.connection)?;
+            return Ok(GateOutcome::PermittedBearer(permit, injected));
         }
     }
     let Some(id) = session_id else {
@@ -210,11 +213,13 @@ pub async fn gate(
         // The connection was removed from the config: the session is void.
         return Err(GatewayError::NotSignedIn);
     };
-    admit(state, route, parts, conn, user, connection).map(GateOutcome::Permitted)
+    let (permit, injected) = admit(state, route, parts, conn, user, connection)?;
+    Ok(GateOutcome::Permitted(permit, injected))
 }
 
 /// Authorizes an authenticated `user` (session or bearer token) for `route`
-/// and, when allowed, injects the route profile's identity headers.
+/// and, when allowed, renders the route profile's identity headers (the
+/// per-request assertion goes straight into `parts`).
 fn admit(
     state: &AuthState,
     route: &Arc<RouteSettings>,
@@ -222,7 +227,7 @@ fn admit(
     conn: &ConnInfo,
     user: Arc<Session>,
     connection: &Arc<ConnectionSettings>,
-) -> Result<Permit, GatewayError> {
+) -> Result<(Permit, Injected), GatewayError> {
     match policy::authorize(route, Some(connection), user) {
         Ok(permit) => {
             // The origin is only needed (and only formatted) for an assertion.
@@ -232,7 +237,7 @@ fn admit(
                     signed_assertion(state, route, &permit, connection, &origin)
                 })
                 .flatten();
-            crate::headers::identity::inject_cached(
+            let injected = crate::headers::identity::inject_cached(
                 &mut parts.headers,
                 &permit,
                 route,
@@ -240,7 +245,7 @@ fn admit(
                 &state.policy_groups,
                 assertion.as_deref(),
             );
-            Ok(permit)
+            Ok((permit, injected))
         }
         Err(denied) => {
             tracing::info!(

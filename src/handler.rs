@@ -233,13 +233,13 @@ async fn pipeline<'g>(
         None => None,
     };
     let outcome = crate::auth::gate(&gw.auth, route, &mut parts, conn).await?;
-    let (permit, tunnel_session) = match outcome {
-        crate::auth::GateOutcome::Public => (None, None),
-        crate::auth::GateOutcome::Permitted(p) => (Some(p), tunnel_session),
+    let (permit, identity, tunnel_session) = match outcome {
+        crate::auth::GateOutcome::Public => (None, None, None),
+        crate::auth::GateOutcome::Permitted(p, i) => (Some(p), Some(i), tunnel_session),
         // No session: a cookie the request may carry besides the token is
         // not what authorized it, so it does not decide the tunnel's life
         // (which ends when the token expires, `tunnel_until`).
-        crate::auth::GateOutcome::PermittedBearer(p) => (Some(p), None),
+        crate::auth::GateOutcome::PermittedBearer(p, i) => (Some(p), Some(i), None),
     };
     // Only the access log reads it; the clone changes the session's shared
     // count, so it is taken only when that log is on.
@@ -264,6 +264,7 @@ async fn pipeline<'g>(
     };
     let out = Outbound {
         request: Request::from_parts(parts, body),
+        identity,
         upgrade,
         tunnel_until,
         tunnel_alive,

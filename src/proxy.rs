@@ -39,6 +39,7 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::config::RouteSettings;
 use crate::headers::hop::strip_hop_by_hop;
+use crate::headers::identity::Injected;
 use crate::respond::{Body, GatewayError};
 
 pub use clients::ClientKey;
@@ -58,6 +59,11 @@ pub struct Outbound {
     /// The body is boxed only on the paths that send one through hyper's
     /// client (most requests have none and use the pool's own exchange).
     pub request: Request<hyper::body::Incoming>,
+    /// The signed-in user's identity headers, not yet in `request`: realmgate's
+    /// own exchange writes them straight into the request head, the other
+    /// paths add them to the header map. `request`'s headers went through
+    /// `headers::identity::strip`, so none of these names is there.
+    pub identity: Option<Injected>,
     /// Set for Upgrade requests: the client side of the tunnel, and the
     /// `Upgrade` value the client asked for.
     pub upgrade: Option<(OnUpgrade, HeaderValue)>,
@@ -109,6 +115,7 @@ impl Upstreams {
             .ok_or(GatewayError::Internal)?;
         let Outbound {
             mut request,
+            identity,
             upgrade,
             tunnel_until,
             tunnel_alive,
@@ -145,6 +152,12 @@ impl Upstreams {
         // rather than a copy of its 2 KiB; the deadline reuses `started`
         // (one clock read fewer).
         let upgrading = upgrade.is_some();
+        if plain.is_none() || upgrading {
+            // hyper's client sends the header map as it is.
+            if let Some(identity) = &identity {
+                identity.apply(request.headers_mut());
+            }
+        }
         let exchange = std::pin::pin!(async {
             match plain {
                 Some(p) if upgrading => Box::pin(p.pool.send_upgrade(boxed(request)))
@@ -152,7 +165,7 @@ impl Upstreams {
                     .map_err(|e| e.to_gateway(&route.name)),
                 Some(p) => p
                     .pool
-                    .send(request)
+                    .send(request, identity.as_ref())
                     .await
                     .map_err(|e| e.to_gateway(&route.name)),
                 None => match Box::pin(client.request(boxed(request))).await {

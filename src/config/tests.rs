@@ -494,3 +494,32 @@ fn workers_default_to_the_cores_and_are_bounded() {
     // A negative number is not a count.
     assert!(load_str(&with("-1")).is_err());
 }
+
+#[test]
+fn headers_extra_cannot_name_a_header_realmgate_or_http_controls() {
+    for name in [
+        "Host",
+        "Cookie",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "X-Request-Id",
+        "Transfer-Encoding",
+    ] {
+        let text = minimal().replace(
+            "upstream = \"http://127.0.0.1:9000\"",
+            &format!(
+                "upstream = \"http://127.0.0.1:9000\"\nheaders_extra = {{ \"{name}\" = \"email\" }}"
+            ),
+        );
+        let p = problems(&text);
+        let key = format!("route[0].headers_extra.{name}");
+        assert!(has(&p, &key), "{name}: {p:?}");
+        let text = p.iter().map(|p| p.to_string()).collect::<String>();
+        assert!(text.contains("controls"), "{text}");
+    }
+    let ok = minimal().replace(
+        "upstream = \"http://127.0.0.1:9000\"",
+        "upstream = \"http://127.0.0.1:9000\"\nheaders_extra = { \"X-Employee-Id\" = \"claims.employeeid\" }",
+    );
+    load_str(&ok).expect("a custom header name is accepted");
+}

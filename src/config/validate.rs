@@ -1157,6 +1157,7 @@ fn headers_extra(
                 ) || lower.starts_with("x-forwarded-for")
                     || lower == "x-forwarded-proto"
                     || lower == "x-forwarded-host"
+                    || lower == "x-request-id"
                 {
                     cx.bad(
                         key,

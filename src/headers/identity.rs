@@ -152,6 +152,76 @@ type Writes = Vec<(HeaderName, Option<HeaderValue>)>;
 /// Most (session, route) renderings kept per thread by [`inject_cached`].
 const RENDERED_MAX: usize = 1024;
 
+/// A permitted user's identity headers for one route, rendered once and
+/// shared by the user's requests on this thread (see [`inject_cached`]).
+///
+/// The forwarder either writes [`Injected::wire`] straight into the
+/// upstream request head (realmgate's own HTTP/1.1 exchange) or
+/// [`Injected::apply`]s it to the header map (hyper's client paths). Both
+/// are only correct for a header map that went through [`strip`]: the wire
+/// form adds lines, it cannot replace a client-sent copy. Every name it can
+/// hold is one `strip` removes (a test walks every profile), and each name
+/// appears once (a later write of a name replaces an earlier one).
+#[derive(Clone)]
+#[must_use = "identity headers reach the upstream only through the forwarder"]
+pub struct Injected(Arc<Rendered>);
+
+struct Rendered {
+    /// Each name once, in the order first written; `None` removes it.
+    writes: Writes,
+    /// `name: value\r\n` for every write with a value.
+    wire: Box<[u8]>,
+}
+
+impl Rendered {
+    fn new(writes: Writes) -> Rendered {
+        // Last write of a name wins, as with `HeaderMap::insert`.
+        let mut merged: Writes = Vec::with_capacity(writes.len());
+        for (name, value) in writes {
+            match merged.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => merged.push((name, value)),
+            }
+        }
+        let mut wire = Vec::new();
+        for (name, value) in &merged {
+            if let Some(v) = value {
+                // `HeaderName` and `HeaderValue` cannot hold CR or LF: each
+                // line is one header field.
+                wire.extend_from_slice(name.as_str().as_bytes());
+                wire.extend_from_slice(b": ");
+                wire.extend_from_slice(v.as_bytes());
+                wire.extend_from_slice(b"\r\n");
+            }
+        }
+        Rendered {
+            writes: merged,
+            wire: wire.into_boxed_slice(),
+        }
+    }
+}
+
+impl Injected {
+    /// Writes the headers into `headers` (`insert`, or `remove` for an
+    /// absent value), for the forwarding paths that send a header map.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        apply(headers, &self.0.writes);
+    }
+
+    /// The header fields as they go on the wire, each ending in CRLF.
+    pub fn wire(&self) -> &[u8] {
+        &self.0.wire
+    }
+
+    /// The header fields, for tests and logs.
+    pub fn fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0
+            .writes
+            .iter()
+            .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+    }
+}
+
 /// Renderings by the addresses of (session, route, connection).
 ///
 /// Each entry holds `Weak` references to the three objects: a `Weak` keeps
@@ -166,7 +236,7 @@ type RenderedCache = HashMap<
         Weak<Session>,
         Weak<RouteSettings>,
         Weak<ConnectionSettings>,
-        Writes,
+        Injected,
     ),
 >;
 
@@ -174,11 +244,16 @@ thread_local! {
     static RENDERED: RefCell<RenderedCache> = RefCell::new(HashMap::new());
 }
 
-/// [`inject`], reusing this thread's rendering of the same session on the
-/// same route (and connection) instead of formatting and checking every
-/// value again: a signed-in user's requests repeat the same headers. The
-/// per-request assertion is never reused. A value dropped for control
-/// characters is logged when it is rendered (once per thread, not per request).
+/// The route profile's identity headers for the permitted user, reusing
+/// this thread's rendering of the same session on the same route (and
+/// connection) instead of formatting and checking every value again: a
+/// signed-in user's requests repeat the same headers. The per-request
+/// assertion (pomerium, `jwt_assertion`) is never reused: it is written into
+/// `headers` here. A value dropped for control characters is logged when it
+/// is rendered (once per thread, not per request).
+///
+/// `headers` must have been through [`strip`]; the result goes to the
+/// forwarder (`proxy::Outbound::identity`).
 pub fn inject_cached(
     headers: &mut HeaderMap,
     permit: &Permit,
@@ -186,21 +261,20 @@ pub fn inject_cached(
     connection: &Arc<ConnectionSettings>,
     policy_groups: &HashSet<String>,
     assertion: Option<&str>,
-) {
+) -> Injected {
     let session = permit.user_arc();
     let key = (
         Arc::as_ptr(session) as usize,
         Arc::as_ptr(route) as usize,
         Arc::as_ptr(connection) as usize,
     );
-    RENDERED.with(|cache| {
+    let injected = RENDERED.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some((_, _, _, writes)) = cache.get(&key) {
-            apply(headers, writes);
-            return;
+        if let Some((_, _, _, injected)) = cache.get(&key) {
+            return injected.clone();
         }
-        let writes = render(session, route, connection, policy_groups);
-        apply(headers, &writes);
+        let rendered = Rendered::new(render(session, route, connection, policy_groups));
+        let injected = Injected(Arc::new(rendered));
         if cache.len() >= RENDERED_MAX {
             // Sessions come and go: start over rather than track ages.
             cache.clear();
@@ -211,11 +285,13 @@ pub fn inject_cached(
                 Arc::downgrade(session),
                 Arc::downgrade(route),
                 Arc::downgrade(connection),
-                writes,
+                injected.clone(),
             ),
         );
+        injected
     });
     apply_assertion(headers, route, session, assertion);
+    injected
 }
 
 /// Performs `writes`: `insert` (a client-sent copy cannot survive next to
@@ -340,10 +416,24 @@ fn render(
         out.set(access_token_header, user.access_token.as_deref());
     }
     for (header, source) in &route.headers_extra {
+        if written_per_request(route, header) {
+            continue;
+        }
         let value = extra_value(user, source, joined.as_deref());
         out.set_name(header.clone(), value.as_deref());
     }
     out.writes
+}
+
+/// True for a name realmgate writes on each request of `route` after the
+/// identity headers (the request id, the route's signed assertion): a
+/// `headers_extra` entry of that name never reached the app, and rendering
+/// it would now send the name twice.
+fn written_per_request(route: &RouteSettings, name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name == crate::headers::forwarding::X_REQUEST_ID.as_str()
+        || (route.headers == HeaderProfile::Pomerium && name == "x-pomerium-jwt-assertion")
+        || (route.jwt_assertion && name == "x-realmgate-assertion")
 }
 
 /// Where injected headers go, and whose they are (for warnings).

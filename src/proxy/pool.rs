@@ -52,6 +52,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::config::RouteSettings;
+use crate::headers::identity::Injected;
 use crate::respond::{Body, GatewayError};
 
 /// Longest time a connection waits in the pool.
@@ -347,16 +348,25 @@ impl Pool {
         })
     }
 
-    /// Send `req` (origin-form URI, Host set) and return the response; its body
-    /// hands the connection back to the pool once read to the end.
-    pub async fn send<B>(self: &Arc<Pool>, req: Request<B>) -> Result<Response<Body>, PoolError>
+    /// Send `req` (origin-form URI, Host set) with the `identity` headers
+    /// (none of which `req` has) and return the response; its body hands
+    /// the connection back to the pool once read to the end.
+    pub async fn send<B>(
+        self: &Arc<Pool>,
+        mut req: Request<B>,
+        identity: Option<&Injected>,
+    ) -> Result<Response<Body>, PoolError>
     where
         B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<crate::respond::BoxError>,
     {
         if req.body().is_end_stream() {
             // The body is dropped unboxed: nothing to send.
-            return self.send_raw(req.into_parts().0).await;
+            let extra = identity.map_or(&[][..], Injected::wire);
+            return self.send_raw(req.into_parts().0, extra).await;
+        }
+        if let Some(identity) = identity {
+            identity.apply(req.headers_mut());
         }
         // Boxed: hyper's exchange is a large future, and requests without a
         // body (nearly all) would otherwise carry its size.
@@ -395,23 +405,25 @@ impl Pool {
         }
     }
 
-    /// [`Pool::send`] for a request without a body ([`raw`]).
+    /// [`Pool::send`] for a request without a body ([`raw`]); `extra` are
+    /// header fields written after `parts`' own (CRLF-terminated lines).
     async fn send_raw(
         self: &Arc<Pool>,
         parts: http::request::Parts,
+        extra: &[u8],
     ) -> Result<Response<Body>, PoolError> {
         let may_retry = matches!(parts.method, Method::GET | Method::HEAD);
         let (mut conn, pooled) = match self.take_idle() {
             Some(conn) => (conn, true),
             None => (Box::pin(self.connect_raw()).await?, false),
         };
-        let head = match conn.exchange(&parts).await {
+        let head = match conn.exchange(&parts, extra).await {
             Ok(head) => head,
             // The pooled connection was closed under us before any answer.
             Err((e, true)) if pooled && may_retry => {
                 tracing::debug!(error = %e, "pooled upstream connection was closed; retrying on a new one");
                 conn = Box::pin(self.connect_raw()).await?;
-                conn.exchange(&parts).await.map_err(|(e, _)| e)?
+                conn.exchange(&parts, extra).await.map_err(|(e, _)| e)?
             }
             Err((e, _)) => return Err(e.into()),
         };

@@ -916,6 +916,43 @@ fn signed_in_user() -> realmgate::session::model::Session {
 }
 
 #[tokio::test]
+async fn signed_in_requests_to_an_https_upstream_carry_the_identity_once() {
+    // TLS upstreams go through hyper's client, which sends the header map:
+    // the identity headers must be in it, once, with and without a body.
+    let (up, files) = EchoUpstream::start_tls().await;
+    let extra = format!("upstream_ca = {:?}", files.ca_file.display().to_string());
+    let settings = realmgate::config::load_str(&config(
+        "",
+        &route("tls", "app.test", "/", &up.tls_url(), &extra),
+    ))
+    .expect("config");
+    let cookies = realmgate::session::cookie::SessionCookies::new(&settings.session);
+    let gw = serve_handler_for_tests(settings).await;
+    let store = gw.shared.as_ref().expect("shared").auth.sessions.clone();
+    let id = realmgate::session::store::SessionId::generate();
+    store.put(&id, signed_in_user()).await.expect("store");
+    let cookie = format!("{}={}", cookies.name_for(false), cookies.value(&id));
+    for with_body in [false, true] {
+        let mut req = if with_body {
+            gw.client().post(gw.url("app.test", "/who")).body("payload")
+        } else {
+            gw.client().get(gw.url("app.test", "/who"))
+        };
+        req = req
+            .header("cookie", &cookie)
+            .header("x-forwarded-user", "spoofed");
+        let e = Echoed::from(req.send().await.unwrap()).await;
+        assert_eq!(e.0["version"], "HTTP/2.0", "{:?}", e.0);
+        assert_eq!(
+            e.header_all("x-forwarded-user"),
+            ["user-oid-1"],
+            "body: {with_body}"
+        );
+        assert_eq!(e.header_all("x-forwarded-name"), ["Test User"]);
+    }
+}
+
+#[tokio::test]
 async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
     use realmgate::session::store::SessionId;
     let up = EchoUpstream::start().await;

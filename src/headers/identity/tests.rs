@@ -525,12 +525,45 @@ fn map(h: &HeaderMap) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn cached(s: &Settings, permit: &Permit, assertion: Option<&str>) -> BTreeMap<String, String> {
+/// Every route's `headers_extra` names (what the gateway strips besides the profiles').
+fn extra_names(s: &Settings) -> Vec<HeaderName> {
+    s.routes
+        .iter()
+        .flat_map(|r| r.headers_extra.iter().map(|(n, _)| n.clone()))
+        .collect()
+}
+
+/// A request carrying spoofed identity headers, stripped as the gateway does.
+fn stripped_request(s: &Settings) -> HeaderMap {
     let mut h = HeaderMap::new();
+    h.insert("accept", HeaderValue::from_static("text/html"));
     h.insert("x-forwarded-user", HeaderValue::from_static("spoofed"));
     h.insert("x-forwarded-email", HeaderValue::from_static("spoofed"));
+    h.insert("x-uid", HeaderValue::from_static("spoofed"));
+    strip(&mut h, &extra_names(s));
+    h
+}
+
+/// The header fields of a wire block (`name: value\r\n` lines).
+fn wire_fields(wire: &[u8]) -> Vec<(String, String)> {
+    let text = std::str::from_utf8(wire).unwrap();
+    assert!(text.is_empty() || text.ends_with("\r\n"), "{text:?}");
+    text.split_terminator("\r\n")
+        .map(|line| {
+            let (n, v) = line.split_once(": ").expect("name: value");
+            (n.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// What the upstream receives through `inject_cached`, both ways the
+/// forwarder sends it: applied to the header map (hyper's client), and as
+/// the map's own fields followed by the wire block (the raw exchange). The
+/// two must agree, and the wire must never name a header twice.
+fn cached(s: &Settings, permit: &Permit, assertion: Option<&str>) -> BTreeMap<String, String> {
+    let mut h = stripped_request(s);
     let conn = s.connection(&permit.user().connection).unwrap().clone();
-    inject_cached(
+    let injected = inject_cached(
         &mut h,
         permit,
         &s.routes[0],
@@ -538,7 +571,44 @@ fn cached(s: &Settings, permit: &Permit, assertion: Option<&str>) -> BTreeMap<St
         &policy_groups(),
         assertion,
     );
-    map(&h)
+    let mut applied = h.clone();
+    injected.apply(&mut applied);
+    let mut on_wire: Vec<(String, String)> = h
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8(v.as_bytes().to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    let extra = extra_names(s);
+    for (name, _) in wire_fields(injected.wire()) {
+        // The wire block adds lines: only names `strip` removed may be in it.
+        assert!(is_identity_header(&name, &extra), "{name} is not stripped");
+    }
+    on_wire.extend(wire_fields(injected.wire()));
+    let mut seen = HashSet::new();
+    for (name, _) in &on_wire {
+        assert!(
+            seen.insert(name.clone()),
+            "{name} twice on the wire: {on_wire:?}"
+        );
+    }
+    let on_wire: BTreeMap<String, String> = on_wire.into_iter().collect();
+    let applied = map(&applied);
+    assert_eq!(applied, on_wire, "applied and wire forms differ");
+    let fields: BTreeMap<String, String> = injected
+        .fields()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8(v.as_bytes().to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    assert!(fields.iter().all(|(k, v)| applied.get(k) == Some(v)));
+    applied
 }
 
 #[test]
@@ -560,9 +630,7 @@ fn cached_injection_writes_what_injection_writes_for_every_profile() {
         );
         let permit = Permit::for_tests(user());
         for (round, assertion) in ["first.jwt", "second.jwt", "third.jwt"].iter().enumerate() {
-            let mut want = HeaderMap::new();
-            want.insert("x-forwarded-user", HeaderValue::from_static("spoofed"));
-            want.insert("x-forwarded-email", HeaderValue::from_static("spoofed"));
+            let mut want = stripped_request(&s);
             let conn = s.connection("contoso").unwrap().clone();
             inject(
                 &mut want,
@@ -771,4 +839,37 @@ fn control_check_on_the_edges() {
         assert_eq!(has_control(text), control, "{text:?}");
         assert_eq!(has_control(text), text.chars().any(char::is_control));
     }
+}
+
+#[test]
+fn a_headers_extra_name_of_the_profile_replaces_the_profile_value_once() {
+    // As with `insert`: the later write wins, and the wire names it once.
+    let s = settings(
+        r#"headers_extra = { "X-Forwarded-Email" = "user_id", "X-Uid" = "user_id" }"#,
+        "",
+    );
+    let m = cached(&s, &Permit::for_tests(user()), None);
+    assert_eq!(
+        m["x-forwarded-email"],
+        "0b5e7f8a-1111-2222-3333-444455556666"
+    );
+    assert_eq!(m["x-uid"], "0b5e7f8a-1111-2222-3333-444455556666");
+}
+
+#[test]
+fn headers_extra_never_doubles_the_assertion() {
+    // The route's assertion is written per request; a `headers_extra` entry
+    // of the same name is left out (it never reached the app).
+    let s = settings(
+        r#"jwt_assertion = true
+headers_extra = { "X-Realmgate-Assertion" = "user_id", "X-Uid" = "user_id" }"#,
+        "",
+    );
+    let permit = Permit::for_tests(user());
+    assert_eq!(
+        cached(&s, &permit, Some("a.jwt"))["x-realmgate-assertion"],
+        "a.jwt"
+    );
+    // No key configured: no assertion, and not the claim either.
+    assert!(!cached(&s, &permit, None).contains_key("x-realmgate-assertion"));
 }

@@ -124,9 +124,10 @@ impl RawConn {
     pub(super) async fn exchange(
         &mut self,
         parts: &http::request::Parts,
+        extra: &[u8],
     ) -> Result<Head, (RawError, bool)> {
         self.out.clear();
-        encode_head(parts, &mut self.out);
+        encode_head(parts, extra, &mut self.out);
         if let Err(e) = self.stream.write_all(&self.out).await {
             return Err((e.into(), true));
         }
@@ -181,9 +182,11 @@ impl RawConn {
     }
 }
 
-/// Writes the request line and header fields. Every piece is already valid
-/// for the wire: `http` types cannot hold CR, LF or other controls.
-fn encode_head(parts: &http::request::Parts, out: &mut Vec<u8>) {
+/// Writes the request line and header fields, then `extra` (whole header
+/// lines: the identity headers, `headers::identity::Injected::wire`). Every
+/// piece is already valid for the wire: `http` types cannot hold CR, LF or
+/// other controls.
+fn encode_head(parts: &http::request::Parts, extra: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -195,6 +198,7 @@ fn encode_head(parts: &http::request::Parts, out: &mut Vec<u8>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(extra);
     // Like hyper: methods whose requests normally have a body say "none"
     // explicitly, so the upstream does not answer 411.
     let wants_length = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);

@@ -117,9 +117,9 @@ async fn requests_with_and_without_a_body_reuse_connections_of_their_kind() {
     let up = upstream(Behaviour::KeepAlive).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     for _ in 0..2 {
-        let response = pool.send(with_body(Method::POST)).await.unwrap();
+        let response = pool.send(with_body(Method::POST), None).await.unwrap();
         assert_eq!(body_text(response).await, "hello");
-        let response = pool.send(request(Method::GET)).await.unwrap();
+        let response = pool.send(request(Method::GET), None).await.unwrap();
         assert_eq!(body_text(response).await, "hello");
     }
     assert_eq!(up.requests.load(Ordering::SeqCst), 4);
@@ -132,9 +132,9 @@ async fn requests_with_and_without_a_body_reuse_connections_of_their_kind() {
 async fn a_post_with_a_body_on_a_connection_that_dies_is_not_resent() {
     let up = upstream(Behaviour::DieOnSecond).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(with_body(Method::POST)).await.unwrap();
+    let response = pool.send(with_body(Method::POST), None).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
-    let err = pool.send(with_body(Method::POST)).await.unwrap_err();
+    let err = pool.send(with_body(Method::POST), None).await.unwrap_err();
     assert!(matches!(err, PoolError::Http(_)), "{err}");
     eventually(|| up.requests.load(Ordering::SeqCst) == 2).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -146,11 +146,11 @@ async fn a_post_with_a_body_on_a_connection_that_dies_is_not_resent() {
 async fn a_get_whose_pooled_connection_died_is_tried_once_more() {
     let up = upstream(Behaviour::DieOnSecond).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(request(Method::GET)).await.unwrap();
+    let response = pool.send(request(Method::GET), None).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     // The pooled connection reads the GET and closes without a byte: the
     // GET goes again on a new connection and succeeds.
-    let response = pool.send(request(Method::GET)).await.unwrap();
+    let response = pool.send(request(Method::GET), None).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
     assert_eq!(up.requests.load(Ordering::SeqCst), 3);
@@ -187,7 +187,7 @@ async fn a_connection_is_reused_after_its_body_was_read() {
     let up = upstream(Behaviour::KeepAlive).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     for _ in 0..3 {
-        let response = pool.send(request(Method::GET)).await.unwrap();
+        let response = pool.send(request(Method::GET), None).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(body_text(response).await, "hello");
         assert_eq!(pool.idle_count(), 1);
@@ -202,7 +202,7 @@ async fn a_connection_is_reused_after_its_body_was_read() {
 async fn each_proxy_thread_reuses_only_its_own_connections() {
     let up = upstream(Behaviour::KeepAlive).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 2);
-    let get = || async { body_text(pool.send(request(Method::GET)).await.unwrap()).await };
+    let get = || async { body_text(pool.send(request(Method::GET), None).await.unwrap()).await };
     use_shard(1);
     assert_eq!(get().await, "hello");
     assert_eq!(get().await, "hello");
@@ -225,10 +225,10 @@ async fn each_proxy_thread_reuses_only_its_own_connections() {
 async fn a_body_dropped_before_its_end_closes_the_connection() {
     let up = upstream(Behaviour::KeepAlive).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(request(Method::GET)).await.unwrap();
+    let response = pool.send(request(Method::GET), None).await.unwrap();
     drop(response);
     assert_eq!(pool.idle_count(), 0);
-    let response = pool.send(request(Method::GET)).await.unwrap();
+    let response = pool.send(request(Method::GET), None).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }
@@ -238,7 +238,7 @@ async fn a_connection_the_upstream_closes_is_not_reused() {
     let up = upstream(Behaviour::Close).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     for n in 1..=2 {
-        let response = pool.send(request(Method::POST)).await.unwrap();
+        let response = pool.send(request(Method::POST), None).await.unwrap();
         assert_eq!(body_text(response).await, "hello");
         assert_eq!(pool.idle_count(), 0);
         assert_eq!(up.connections.load(Ordering::SeqCst), n);
@@ -249,8 +249,8 @@ async fn a_connection_the_upstream_closes_is_not_reused() {
 async fn concurrent_requests_get_their_own_connections() {
     let up = upstream(Behaviour::KeepAlive).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let a = pool.send(request(Method::GET)).await.unwrap();
-    let b = pool.send(request(Method::GET)).await.unwrap();
+    let a = pool.send(request(Method::GET), None).await.unwrap();
+    let b = pool.send(request(Method::GET), None).await.unwrap();
     assert_eq!(body_text(a).await, "hello");
     assert_eq!(body_text(b).await, "hello");
     assert_eq!(pool.idle_count(), 2);
@@ -261,11 +261,11 @@ async fn concurrent_requests_get_their_own_connections() {
 async fn a_post_on_a_connection_that_dies_is_not_resent() {
     let up = upstream(Behaviour::DieOnSecond).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(request(Method::GET)).await.unwrap();
+    let response = pool.send(request(Method::GET), None).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     assert_eq!(pool.idle_count(), 1);
 
-    let err = pool.send(request(Method::POST)).await.unwrap_err();
+    let err = pool.send(request(Method::POST), None).await.unwrap_err();
     assert!(matches!(err, PoolError::Raw(_)), "{err}");
     assert!(matches!(
         err.to_gateway("r"),
@@ -287,7 +287,7 @@ async fn a_refused_connection_is_a_502() {
         .local_addr()
         .unwrap();
     let pool = Pool::new(Target::Addr(addr), LIMIT, 1);
-    let err = pool.send(request(Method::GET)).await.unwrap_err();
+    let err = pool.send(request(Method::GET), None).await.unwrap_err();
     assert!(matches!(err, PoolError::Connect(_)), "{err}");
     assert!(matches!(
         err.to_gateway("r"),
@@ -299,14 +299,14 @@ async fn a_refused_connection_is_a_502() {
 async fn an_idle_connection_the_upstream_closed_is_noticed_before_use() {
     let up = upstream(Behaviour::CloseWhenIdle).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(request(Method::GET)).await.unwrap();
+    let response = pool.send(request(Method::GET), None).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     assert_eq!(pool.idle_count(), 1);
     up.close_idle.notify_one();
     // Wait until the upstream's close has arrived on the idle connection.
     eventually(|| pool.lock(0).raw.iter_mut().all(|e| !e.conn.reusable())).await;
     // A POST then goes on a new connection: nothing was sent on the dead one.
-    let response = pool.send(request(Method::POST)).await.unwrap();
+    let response = pool.send(request(Method::POST), None).await.unwrap();
     assert_eq!(body_text(response).await, "hello");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
     assert_eq!(up.requests.load(Ordering::SeqCst), 2);

@@ -195,6 +195,46 @@ async fn spoofed_identity_headers_never_reach_the_app_on_a_protected_path() {
 }
 
 #[tokio::test]
+async fn injected_identity_headers_arrive_once_with_and_without_a_request_body() {
+    // Requests without a body go through realmgate's own upstream exchange
+    // (identity headers written into the head), requests with one through
+    // hyper's client (identity headers in the header map): the app sees the
+    // same thing either way.
+    let w = World::start_with(server_extra(), "").await;
+    let browser = w.signed_in(ALICE).await;
+    let cookie = format!("realmgate={}", browser.session(&w).unwrap());
+    for v in [0, 4] {
+        let get = spoofed_request(HOST, "/secret", Some(&cookie), v);
+        let mut post = get.strip_suffix(b"\r\n").unwrap().to_vec();
+        post.splice(0..3, b"POST".iter().copied());
+        post.extend_from_slice(
+            b"Content-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world",
+        );
+        let mut seen = Vec::new();
+        for req in [get, post] {
+            let raw = raw_exchange(w.gateway.addr, &req).await;
+            assert_eq!(raw_status(&raw), Some(200), "spelling {v}: {raw:.500}");
+            let e = echoed(&raw);
+            assert_nothing_spoofed(&e);
+            let mut identity = Vec::new();
+            for name in [
+                "x-forwarded-user",
+                "x-forwarded-email",
+                "x-forwarded-groups",
+                "x-employee-id",
+            ] {
+                let values = e.header_all(name);
+                assert_eq!(values.len(), 1, "{name} once: {values:?}");
+                identity.push(values[0].clone());
+            }
+            assert_eq!(identity[1], ALICE);
+            seen.push(identity);
+        }
+        assert_eq!(seen[0], seen[1], "GET and POST carry the same identity");
+    }
+}
+
+#[tokio::test]
 async fn spoofed_easyauth_and_token_headers_are_replaced_by_the_real_ones() {
     let w = World::start_with(server_extra(), "").await;
     let browser = w.signed_in(ALICE).await;

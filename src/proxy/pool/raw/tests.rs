@@ -216,7 +216,7 @@ fn the_request_head_is_written_as_given() {
         .unwrap()
         .into_parts();
     let mut out = Vec::new();
-    encode_head(&parts, &mut out);
+    encode_head(&parts, b"", &mut out);
     assert_eq!(
         out,
         b"DELETE /a/b?c=d HTTP/1.1\r\nhost: up.internal\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
@@ -224,11 +224,19 @@ fn the_request_head_is_written_as_given() {
     // A POST without a body says so (no 411 from the upstream).
     parts.method = Method::POST;
     out.clear();
-    encode_head(&parts, &mut out);
+    encode_head(&parts, b"", &mut out);
     assert!(
         out.ends_with(b"\r\ncontent-length: 0\r\n\r\n"),
         "{}",
         String::from_utf8_lossy(&out)
+    );
+    // Extra lines (the identity headers) follow the map's fields, inside the head.
+    parts.method = Method::GET;
+    out.clear();
+    encode_head(&parts, b"x-forwarded-user: u1\r\n", &mut out);
+    assert_eq!(
+        out,
+        b"GET /a/b?c=d HTTP/1.1\r\nhost: up.internal\r\nx-forwarded-for: 192.0.2.1\r\nx-forwarded-user: u1\r\n\r\n"
     );
 }
 
@@ -364,7 +372,7 @@ async fn chunked_responses_stream_and_keep_the_connection() {
     .await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     for _ in 0..3 {
-        let response = pool.send(get(Method::GET)).await.unwrap();
+        let response = pool.send(get(Method::GET), None).await.unwrap();
         assert_eq!(text(response).await.unwrap(), "hello world");
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
@@ -383,7 +391,7 @@ async fn interim_responses_are_skipped() {
     )
     .await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(get(Method::GET)).await.unwrap();
+    let response = pool.send(get(Method::GET), None).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("link").is_none());
     assert_eq!(text(response).await.unwrap(), "ok");
@@ -394,7 +402,7 @@ async fn a_body_until_close_is_read_to_the_end_and_the_connection_not_reused() {
     let up = scripted(vec![vec![b"HTTP/1.1 200 OK\r\n\r\nall of ", b"this"]], true).await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     for n in 1..=2 {
-        let response = pool.send(get(Method::GET)).await.unwrap();
+        let response = pool.send(get(Method::GET), None).await.unwrap();
         assert_eq!(text(response).await.unwrap(), "all of this");
         assert_eq!(pool.idle_count(), 0);
         assert_eq!(up.connections.load(Ordering::SeqCst), n);
@@ -409,7 +417,7 @@ async fn a_truncated_body_is_an_error_not_a_short_success() {
     )
     .await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(get(Method::GET)).await.unwrap();
+    let response = pool.send(get(Method::GET), None).await.unwrap();
     let err = text(response).await.unwrap_err();
     assert!(err.contains("closed inside the body"), "{err}");
     assert_eq!(pool.idle_count(), 0);
@@ -426,10 +434,10 @@ async fn a_head_request_reads_no_body_and_keeps_the_connection() {
     )
     .await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(get(Method::HEAD)).await.unwrap();
+    let response = pool.send(get(Method::HEAD), None).await.unwrap();
     assert_eq!(response.headers()["content-length"], "1000");
     assert_eq!(text(response).await.unwrap(), "");
-    let response = pool.send(get(Method::GET)).await.unwrap();
+    let response = pool.send(get(Method::GET), None).await.unwrap();
     assert_eq!(text(response).await.unwrap(), "abc");
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
 }
@@ -445,7 +453,7 @@ async fn an_upstream_that_sends_more_than_it_announced_loses_the_connection() {
     .await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
     for n in 1..=2 {
-        let response = pool.send(get(Method::GET)).await.unwrap();
+        let response = pool.send(get(Method::GET), None).await.unwrap();
         assert_eq!(text(response).await.unwrap(), "ok");
         assert_eq!(pool.idle_count(), 0);
         assert_eq!(up.connections.load(Ordering::SeqCst), n);
@@ -462,7 +470,7 @@ async fn conflicting_lengths_are_a_502_and_close_the_connection() {
     )
     .await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let err = pool.send(get(Method::GET)).await.unwrap_err();
+    let err = pool.send(get(Method::GET), None).await.unwrap_err();
     assert!(
         matches!(err, PoolError::Raw(RawError::Protocol(_))),
         "{err}"
@@ -482,7 +490,7 @@ async fn the_upstream_receives_the_request_head_once() {
     )
     .await;
     let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
-    let response = pool.send(get(Method::POST)).await.unwrap();
+    let response = pool.send(get(Method::POST), None).await.unwrap();
     assert_eq!(text(response).await.unwrap(), "");
     let requests = up.requests.lock().unwrap().clone();
     assert_eq!(
