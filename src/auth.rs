@@ -181,8 +181,9 @@ pub async fn gate(
     conn: &ConnInfo,
 ) -> Result<GateOutcome, GatewayError> {
     crate::headers::identity::strip(&mut parts.headers, &state.extra_headers);
-    let session_id = session_id(state, parts, conn);
-    state.cookies.strip_own_cookies(&mut parts.headers);
+    // The session id (`session_id`), and realmgate's cookies removed.
+    let https = is_https(state, parts, conn);
+    let session_id = state.cookies.take_for(&mut parts.headers, https);
     if crate::pathnorm::is_public(parts.uri.path(), &route.public) {
         return Ok(GateOutcome::Public);
     }

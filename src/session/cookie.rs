@@ -249,6 +249,89 @@ impl SessionCookies {
         URL_SAFE_NO_PAD.encode(raw)
     }
 
+    /// [`SessionCookies::read_for`] and [`SessionCookies::strip_own_cookies`]
+    /// together: the session id of the request, and `headers` left without
+    /// realmgate's cookies. What each of them does alone, but a request with
+    /// one `Cookie` header (every HTTP/1.1 request) is scanned once.
+    pub fn take_for(&self, headers: &mut HeaderMap, https: bool) -> Option<SessionId> {
+        let mut values = headers.get_all(COOKIE).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            // Several `Cookie` headers (HTTP/2 may split them).
+            let id = self.read_for(headers, https);
+            self.strip_own_cookies(headers);
+            return id;
+        }
+        let wanted = self.name_for(https).as_bytes();
+        let (mut found, mut repeated, mut own, mut others) = (None, false, false, false);
+        for pair in first.as_bytes().split(|&b| b == b';') {
+            let (n, v) = split_pair(pair);
+            if n == wanted {
+                repeated |= found.is_some();
+                found = Some(v);
+            }
+            if self.is_own(n) {
+                own = true;
+            } else {
+                others |= !pair.trim_ascii().is_empty();
+            }
+        }
+        // As `read_for`: a repeated name is ambiguous, so signed out.
+        let id = found
+            .filter(|_| !repeated)
+            .and_then(|value| self.verify(value));
+        if own {
+            let removed = headers.remove(COOKIE);
+            if let Some(kept) = removed.filter(|_| others).and_then(|v| self.without_own(v)) {
+                headers.insert(COOKIE, kept);
+            }
+        }
+        id
+    }
+
+    /// True when `name` is one of realmgate's cookies (session or state, with
+    /// or without the prefix), compared ASCII case-insensitively.
+    fn is_own(&self, name: &[u8]) -> bool {
+        [
+            &self.name,
+            &self.host_name,
+            &self.state_names[0],
+            &self.state_names[1],
+        ]
+        .iter()
+        .any(|own| name.eq_ignore_ascii_case(own.as_bytes()))
+    }
+
+    /// A `Cookie` value without realmgate's cookies; None when nothing remains.
+    fn without_own(&self, value: HeaderValue) -> Option<HeaderValue> {
+        let bytes = value.as_bytes();
+        if !bytes
+            .split(|&b| b == b';')
+            .any(|pair| self.is_own(split_pair(pair).0))
+        {
+            return Some(value);
+        }
+        // Allocated only when some cookie is kept.
+        let mut kept: Vec<u8> = Vec::new();
+        for pair in bytes.split(|&b| b == b';') {
+            let trimmed = pair.trim_ascii();
+            if trimmed.is_empty() || self.is_own(split_pair(trimmed).0) {
+                continue;
+            }
+            if kept.is_empty() {
+                kept.reserve_exact(bytes.len());
+            } else {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(trimmed);
+        }
+        if kept.is_empty() {
+            return None;
+        }
+        // The kept bytes are a subset of a valid header value.
+        HeaderValue::from_bytes(&kept).ok()
+    }
+
     /// Remove realmgate's own cookies (session and state, any prefix) from `Cookie`
     /// headers, keeping the app's cookies; drop `Cookie` when nothing remains.
     ///
@@ -257,53 +340,17 @@ impl SessionCookies {
     /// cookies are copied byte for byte and re-joined with `"; "`; a header
     /// without any of our cookies is left untouched.
     pub fn strip_own_cookies(&self, headers: &mut HeaderMap) {
-        let own = [
-            self.name.as_str(),
-            self.host_name.as_str(),
-            self.state_names[0].as_str(),
-            self.state_names[1].as_str(),
-        ];
-        let is_own = |pair: &[u8]| {
-            let (n, _) = split_pair(pair);
-            own.iter().any(|o| n.eq_ignore_ascii_case(o.as_bytes()))
-        };
-        if !headers
-            .get_all(COOKIE)
-            .iter()
-            .any(|v| v.as_bytes().split(|&b| b == b';').any(is_own))
-        {
+        if !headers.get_all(COOKIE).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b';')
+                .any(|pair| self.is_own(split_pair(pair).0))
+        }) {
             return;
         }
-        // The value without our cookies; None when nothing remains.
-        let rewrite = |value: HeaderValue| -> Option<HeaderValue> {
-            let bytes = value.as_bytes();
-            if !bytes.split(|&b| b == b';').any(is_own) {
-                return Some(value);
-            }
-            // Allocated only when some cookie is kept.
-            let mut kept: Vec<u8> = Vec::new();
-            for pair in bytes.split(|&b| b == b';') {
-                let trimmed = pair.trim_ascii();
-                if trimmed.is_empty() || is_own(trimmed) {
-                    continue;
-                }
-                if kept.is_empty() {
-                    kept.reserve_exact(bytes.len());
-                } else {
-                    kept.extend_from_slice(b"; ");
-                }
-                kept.extend_from_slice(trimmed);
-            }
-            if kept.is_empty() {
-                return None;
-            }
-            // The kept bytes are a subset of a valid header value.
-            HeaderValue::from_bytes(&kept).ok()
-        };
         // One `Cookie` header (what HTTP/1.1 sends) is rewritten in place;
         // HTTP/2 may split cookies over several.
         if headers.get_all(COOKIE).iter().nth(1).is_none() {
-            if let Some(v) = headers.remove(COOKIE).and_then(rewrite) {
+            if let Some(v) = headers.remove(COOKIE).and_then(|v| self.without_own(v)) {
                 headers.insert(COOKIE, v);
             }
             return;
@@ -312,7 +359,7 @@ impl SessionCookies {
             http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
             http::header::Entry::Vacant(_) => return,
         };
-        for v in old.into_iter().filter_map(rewrite) {
+        for v in old.into_iter().filter_map(|v| self.without_own(v)) {
             headers.append(COOKIE, v);
         }
     }

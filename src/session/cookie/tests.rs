@@ -373,6 +373,23 @@ mod properties {
         (name, value).prop_map(|(n, v)| format!("{n}={v}"))
     }
 
+    /// A pair of the cookies `take_for` looks for: a valid value for
+    /// session ids `ids`, a forged one, or garbage, under any of our names.
+    fn session_pair(valid: Vec<String>) -> impl Strategy<Value = String> {
+        let name = prop::sample::select(vec![
+            "realmgate",
+            "__Host-realmgate",
+            "REALMGATE",
+            " realmgate ",
+        ]);
+        let value = prop_oneof![
+            prop::sample::select(valid),
+            Just("A".repeat(86)),
+            "[ -:<-~]{0,90}",
+        ];
+        (name, value).prop_map(|(n, v)| format!("{n}={v}"))
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -419,5 +436,47 @@ mod properties {
                 prop_assert_eq!(got, expected);
             }
         }
+
+        /// `take_for` answers exactly what `read_for` then `strip_own_cookies`
+        /// answer, over one or several `Cookie` headers, on HTTP and HTTPS,
+        /// with valid, forged, garbage and repeated session cookies.
+        #[test]
+        fn taking_the_session_cookie_is_reading_then_stripping(
+            headers in prop::collection::vec(
+                prop::collection::vec(
+                    prop_oneof![pair(), session_pair(valid_values()), session_pair(valid_values())],
+                    0..6,
+                ),
+                0..3,
+            ),
+            separator in prop::sample::select(vec!["; ", ";", " ; ", ";;"]),
+            https in any::<bool>(),
+        ) {
+            let c = cookies();
+            let mut h = HeaderMap::new();
+            h.insert("accept", HeaderValue::from_static("*/*"));
+            for pairs in &headers {
+                match HeaderValue::from_str(&pairs.join(separator)) {
+                    Ok(v) => { h.append(COOKIE, v); }
+                    Err(_) => return Ok(()),
+                }
+            }
+            let mut reference = h.clone();
+            let want = c.read_for(&reference, https);
+            c.strip_own_cookies(&mut reference);
+            let got = c.take_for(&mut h, https);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(h, reference);
+        }
+    }
+
+    /// Valid cookie values for two fixed ids, under both names.
+    fn valid_values() -> Vec<String> {
+        let c = cookies();
+        let ids = [
+            SessionId::from_bytes([7; 32]),
+            SessionId::from_bytes([9; 32]),
+        ];
+        ids.iter().map(|id| c.value(id)).collect()
     }
 }
