@@ -219,45 +219,63 @@ pub(super) struct Head {
 
 /// Parses one response head off the front of `buf` (None: incomplete).
 ///
-/// Twice: once to learn whether the head is complete and how long it is,
-/// then again over the head split off and frozen, so that every header
-/// value is a slice of it (no copies) without bookkeeping in between. The
-/// field arrays are left uninitialized (httparse fills what it uses): a
-/// zeroed one would cost more than the second parse.
+/// One parse over the buffer records where each field's name and value
+/// are; the head is then split off and frozen, and every header value is a
+/// slice of it (no copies). The parser's field array is left uninitialized
+/// (httparse fills what it uses); the positions array is small enough to
+/// zero.
 fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, RawError> {
     let config = httparse::ParserConfig::default();
     let parse_error = |e| match e {
         httparse::Error::TooManyHeaders => RawError::Protocol("too many header fields"),
         _ => RawError::Protocol("malformed response head"),
     };
-    let len = {
+    // Per field: name start, name end, value start, value end in the head.
+    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let (len, count, code, version) = {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
-        match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
+        let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(parse_error(e)),
+        };
+        // Where `part` lies in the first `len` bytes of `buf`. httparse
+        // hands out slices of its input; anything else (an empty value may
+        // point anywhere) is taken as empty, and a non-empty one as an error.
+        let base = buf.as_ptr() as usize;
+        let at = |part: &[u8]| -> Result<[u32; 2], RawError> {
+            if part.is_empty() {
+                return Ok([0, 0]);
+            }
+            let bad = || RawError::Protocol("malformed response head");
+            let start = (part.as_ptr() as usize)
+                .checked_sub(base)
+                .filter(|start| start + part.len() <= len)
+                .ok_or_else(bad)?;
+            let end = u32::try_from(start + part.len()).map_err(|_| bad())?;
+            Ok([end - part.len() as u32, end])
+        };
+        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+            let [ns, ne] = at(field.name.as_bytes())?;
+            let [vs, ve] = at(field.value)?;
+            *span = [ns, ne, vs, ve];
         }
+        (len, parsed.headers.len(), parsed.code, parsed.version)
     };
     let head = buf.split_to(len).freeze();
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut []);
-    config
-        .parse_response_with_uninit_headers(&mut parsed, &head, &mut fields)
-        .map_err(parse_error)?;
-    let status = parsed
-        .code
+    let status = code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(RawError::Protocol("invalid status code"))?;
-    let version = match parsed.version {
+    let version = match version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
+    let mut headers = HeaderMap::with_capacity(count);
+    for &[ns, ne, vs, ve] in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
             .map_err(|_| RawError::Protocol("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| RawError::Protocol("invalid header value"))?;
         headers.append(name, value);
     }

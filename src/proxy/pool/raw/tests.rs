@@ -54,6 +54,74 @@ fn a_response_head_is_parsed_with_its_values_as_slices() {
 }
 
 #[test]
+fn empty_and_padded_values_are_parsed() {
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.0 200 OK\r\nX-Empty:\r\nX-Spaces:    \r\nX-Pad:  v  \r\nContent-Length: 0\r\n\r\n"[..],
+    );
+    let head = parse_head(&mut buf, false).unwrap().unwrap();
+    let h = head.response.headers();
+    assert_eq!(h["x-empty"], "");
+    assert_eq!(h["x-spaces"], "");
+    assert_eq!(h["x-pad"], "v");
+    assert_eq!(head.response.version(), Version::HTTP_10);
+    assert!(buf.is_empty());
+}
+
+proptest! {
+    /// Every field arrives with the exact name and value httparse reads,
+    /// in order, whatever the names, values and padding.
+    #[test]
+    fn parsed_fields_are_the_fields_httparse_reads(
+        fields in prop::collection::vec(("[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}", "[ \t]{0,2}", "[ -~\t\u{80}-\u{ff}]{0,20}"), 0..40),
+        body in prop::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for (name, pad, value) in &fields {
+            raw.extend_from_slice(format!("{name}:{pad}").as_bytes());
+            raw.extend(value.chars().map(|c| c as u32 as u8));
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+        let head_len = raw.len();
+        raw.extend_from_slice(&body);
+
+        let mut expected = Vec::new();
+        let mut storage = [httparse::EMPTY_HEADER; 64];
+        let mut reference = httparse::Response::new(&mut storage);
+        let Ok(httparse::Status::Complete(n)) = reference.parse(&raw) else {
+            return Ok(());
+        };
+        prop_assert_eq!(n, head_len);
+        for f in reference.headers.iter() {
+            expected.push((f.name.to_ascii_lowercase(), f.value.to_vec()));
+        }
+
+        let mut buf = BytesMut::from(&raw[..]);
+        match parse_head(&mut buf, false) {
+            Ok(Some(head)) => {
+                let got: Vec<(String, Vec<u8>)> = head
+                    .response
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                    .collect();
+                // HeaderMap groups a name's values; compare per name, in order.
+                for (name, _) in &expected {
+                    let want: Vec<&Vec<u8>> = expected.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect();
+                    let have: Vec<&Vec<u8>> = got.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect();
+                    prop_assert_eq!(want, have, "{}", name);
+                }
+                prop_assert_eq!(got.len(), expected.len());
+                prop_assert_eq!(&buf[..], &body[..]);
+            }
+            // Refused only for what `http` refuses (a bad Content-Length etc.).
+            Ok(None) => prop_assert!(false, "complete head reported incomplete"),
+            Err(_) => {}
+        }
+    }
+}
+
+#[test]
 fn an_incomplete_head_asks_for_more() {
     assert!(head_of(b"HTTP/1.1 200 OK\r\nContent-Le", false)
         .unwrap()
