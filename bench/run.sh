@@ -30,7 +30,7 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
-TARGETS="${TARGETS:-nginx realmgate realmgate_auth apache_oidc hyper_floor}"
+TARGETS="${TARGETS:-nginx nginx_cookie realmgate realmgate_auth apache_oidc hyper_floor}"
 BASE_PORT="${BASE_PORT:-18080}"
 UPSTREAM_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
@@ -144,6 +144,15 @@ start_nginx() {
 pids_nginx() { echo "$NGINX_PROXY_PID"; pgrep -P "$NGINX_PROXY_PID" || true; }
 url_nginx() { echo "http://127.0.0.1:$NGINX_PORT/"; }
 wrk_args_nginx() { :; }
+
+# --- target: the same nginx, sent the very request realmgate_auth gets ---
+# A browser's signed-in request carries its session cookie; nginx passes
+# it on to the upstream. Same name and value length as realmgate's cookie
+# (nginx does not read it), so both proxies get the same bytes in.
+start_nginx_cookie() { [ -n "${NGINX_PROXY_PID:-}" ] || start_nginx; }
+pids_nginx_cookie() { pids_nginx; }
+url_nginx_cookie() { url_nginx; }
+wrk_args_nginx_cookie() { printf '%s\n' -H "Cookie: realmgate=$(printf 'A%.0s' $(seq 86))"; }
 
 # --- target: realmgate, a public route to the same upstream ---
 # Starts realmgate binary `bin` as `name` on `port` (admin on `admin`); sets
@@ -302,18 +311,26 @@ for t in "${targets[@]}"; do
   MEDIAN_CPU[$t]="$cpu"
   printf "%-12s %12s %10s %10s %12s %12s\n" "$t" "$rps" "$p50" "$p99" "$cpu" "$kernel"
 done
+# Prints target t's throughput and CPU against baseline b.
+ratio() {
+  local t="$1" b="$2" per_round
+  # Ratios within a round compare runs that were seconds apart, so they
+  # cancel most of the drift of a shared machine; their median is the headline.
+  per_round="$(for ((round = 0; round < ROUNDS; round++)); do
+    awk -v a="${ROUND_RPS[$t,$round]}" -v b="${ROUND_RPS[$b,$round]}" 'BEGIN { printf "%.3f\n", a / b }'
+  done)"
+  printf "ratio %s/%s throughput: median of per-round ratios %.2f (rounds: %s); of medians %.2f\n" \
+    "$t" "$b" "$(median <<<"$per_round")" "$(tr '\n' ' ' <<<"$per_round" | sed 's/ $//')" \
+    "$(awk -v a="${MEDIAN_RPS[$t]}" -v b="${MEDIAN_RPS[$b]}" 'BEGIN { print a / b }')"
+  awk -v a="${MEDIAN_CPU[$t]}" -v b="${MEDIAN_CPU[$b]}" -v t="$t" -v base="$b" \
+    'BEGIN { printf "ratio %s/%s CPU per request: %.2f\n", t, base, a / b }'
+}
 if [ -n "${MEDIAN_RPS[nginx]:-}" ]; then
   for t in "${targets[@]}"; do
-    [ "$t" = nginx ] && continue
-    # Ratios within a round compare runs that were seconds apart, so they
-    # cancel most of the drift of a shared machine; their median is the headline.
-    per_round="$(for ((round = 0; round < ROUNDS; round++)); do
-      awk -v a="${ROUND_RPS[$t,$round]}" -v b="${ROUND_RPS[nginx,$round]}" 'BEGIN { printf "%.3f\n", a / b }'
-    done)"
-    printf "ratio %s/nginx throughput: median of per-round ratios %.2f (rounds: %s); of medians %.2f\n" \
-      "$t" "$(median <<<"$per_round")" "$(tr '\n' ' ' <<<"$per_round" | sed 's/ $//')" \
-      "$(awk -v a="${MEDIAN_RPS[$t]}" -v b="${MEDIAN_RPS[nginx]}" 'BEGIN { print a / b }')"
-    awk -v a="${MEDIAN_CPU[$t]}" -v b="${MEDIAN_CPU[nginx]}" -v t="$t" \
-      'BEGIN { printf "ratio %s/nginx CPU per request: %.2f\n", t, a / b }'
+    [ "$t" = nginx ] || ratio "$t" nginx
   done
+fi
+# The signed-in request against nginx proxying that same request.
+if [ -n "${MEDIAN_RPS[nginx_cookie]:-}" ] && [ -n "${MEDIAN_RPS[realmgate_auth]:-}" ]; then
+  ratio realmgate_auth nginx_cookie
 fi
