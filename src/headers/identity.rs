@@ -213,8 +213,9 @@ impl Injected {
         &self.0.wire
     }
 
-    /// The header fields, for tests and logs.
-    pub fn fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    /// The header fields (tests).
+    #[cfg(test)]
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
         self.0
             .writes
             .iter()
