@@ -53,6 +53,27 @@ struct IdpLatencyLabels {
     kind: String,
 }
 
+/// Why a `proxy_protocol` listener closed a connection (the `reason` label
+/// of `realmgate_proxy_protocol_rejected_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyRejection {
+    /// The TCP peer is not in `trusted_proxies`: nothing it sends is read.
+    UntrustedPeer,
+    /// A trusted peer sent no valid PROXY header within `header_read_timeout`.
+    InvalidHeader,
+}
+
+impl ProxyRejection {
+    const ALL: [ProxyRejection; 2] = [ProxyRejection::UntrustedPeer, ProxyRejection::InvalidHeader];
+
+    fn label(self) -> &'static str {
+        match self {
+            ProxyRejection::UntrustedPeer => "untrusted_peer",
+            ProxyRejection::InvalidHeader => "invalid_header",
+        }
+    }
+}
+
 /// Upstream latency buckets: 1 ms .. ~33 s, doubling.
 #[derive(Clone)]
 struct UpstreamBuckets;
@@ -87,6 +108,8 @@ pub struct Metrics {
     sessions: Gauge,
     idp_requests: Family<IdpLabels, Counter>,
     idp_latency: Family<IdpLatencyLabels, Histogram, IdpBuckets>,
+    /// Connections closed on a `proxy_protocol` listener, by reason.
+    proxy_protocol_rejected: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// This instance in the per-thread handle caches.
     number: u64,
 }
@@ -171,6 +194,16 @@ impl Metrics {
             "Latency of calls to identity providers",
             idp_latency.clone(),
         );
+        let proxy_protocol_rejected =
+            Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        registry.register(
+            "proxy_protocol_rejected",
+            "Connections closed on a proxy_protocol listener: from a peer not in trusted_proxies (untrusted_peer), or without a valid PROXY header in time (invalid_header)",
+            proxy_protocol_rejected.clone(),
+        );
+        for reason in ProxyRejection::ALL {
+            proxy_protocol_rejected.get_or_create(&vec![("reason", reason.label())]);
+        }
         Metrics {
             registry,
             routes: RwLock::new(HashMap::new()),
@@ -183,6 +216,7 @@ impl Metrics {
             sessions,
             idp_requests,
             idp_latency,
+            proxy_protocol_rejected,
             number: owner_number(),
         }
     }
@@ -283,6 +317,13 @@ impl Metrics {
             .inc();
     }
 
+    /// A connection closed on a `proxy_protocol` listener before any request.
+    pub fn record_proxy_protocol_rejected(&self, reason: ProxyRejection) {
+        self.proxy_protocol_rejected
+            .get_or_create(&vec![("reason", reason.label())])
+            .inc();
+    }
+
     /// Session store lookups.
     pub fn record_session_lookup(&self, hit: bool) {
         if hit {
@@ -360,6 +401,26 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn proxy_protocol_rejections_are_counted_by_reason_from_zero() {
+        let m = Metrics::new();
+        let text = m.render();
+        for reason in ["untrusted_peer", "invalid_header"] {
+            let zero = format!("realmgate_proxy_protocol_rejected_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&zero), "missing {zero:?} in:\n{text}");
+        }
+        m.record_proxy_protocol_rejected(ProxyRejection::UntrustedPeer);
+        m.record_proxy_protocol_rejected(ProxyRejection::UntrustedPeer);
+        m.record_proxy_protocol_rejected(ProxyRejection::InvalidHeader);
+        let text = m.render();
+        assert!(
+            text.contains("realmgate_proxy_protocol_rejected_total{reason=\"untrusted_peer\"} 2")
+        );
+        assert!(
+            text.contains("realmgate_proxy_protocol_rejected_total{reason=\"invalid_header\"} 1")
+        );
     }
 
     /// The per-thread handles: every request counted once, on any thread,

@@ -185,7 +185,9 @@ fn environment_overrides_tables_and_named_entries() {
         ),
         ("UNRELATED".to_string(), "x".to_string()),
     ];
-    let s = load_with(&minimal(), env, None).expect("valid");
+    // proxy_protocol needs trusted_proxies (SPEC 6.1).
+    let with_proxies = format!("[server]\ntrusted_proxies = [\"10.0.0.5\"]\n{}", minimal());
+    let s = load_with(&with_proxies, env, None).expect("valid");
     assert_eq!(s.server.listen.to_string(), "127.0.0.1:1234");
     assert!(s.server.proxy_protocol);
     assert_eq!(s.session.lifetime, std::time::Duration::from_secs(7200));
@@ -522,4 +524,55 @@ fn headers_extra_cannot_name_a_header_realmgate_or_http_controls() {
         "upstream = \"http://127.0.0.1:9000\"\nheaders_extra = { \"X-Employee-Id\" = \"claims.employeeid\" }",
     );
     load_str(&ok).expect("a custom header name is accepted");
+}
+
+#[test]
+fn proxy_protocol_without_trusted_proxies_is_refused_naming_the_key() {
+    let text = format!("[server]\nproxy_protocol = true\n{}", minimal());
+    let found = problems(&text);
+    let p = found
+        .iter()
+        .find(|p| p.key == "server.proxy_protocol")
+        .unwrap_or_else(|| panic!("no server.proxy_protocol problem in {found:?}"));
+    let shown = p.to_string();
+    assert!(shown.contains("trusted_proxies"), "{shown}");
+    // An explicitly empty list is the same mistake.
+    let empty = format!(
+        "[server]\nproxy_protocol = true\ntrusted_proxies = []\n{}",
+        minimal()
+    );
+    assert!(has(&problems(&empty), "server.proxy_protocol"));
+    // With a load balancer listed it loads; without PROXY protocol an empty list is fine.
+    let ok = format!(
+        "[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.5\"]\n{}",
+        minimal()
+    );
+    assert!(load_str(&ok).expect("valid").server.proxy_protocol);
+    let off = format!("[server]\nproxy_protocol = false\n{}", minimal());
+    assert!(load_str(&off).is_ok());
+}
+
+#[test]
+fn ipv4_mapped_trusted_proxies_become_their_ipv4_ranges() {
+    let text = format!(
+        "[server]\ntrusted_proxies = [\"::ffff:10.0.0.0/104\", \"::ffff:192.0.2.7\", \"2001:db8::/32\", \"::/0\", \"10.1.2.3\"]\n{}",
+        minimal()
+    );
+    let s = load_str(&text).expect("valid");
+    let shown: Vec<String> = s
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "10.0.0.0/8",
+            "192.0.2.7/32",
+            "2001:db8::/32",
+            "::/0",
+            "10.1.2.3/32"
+        ]
+    );
 }

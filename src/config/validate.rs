@@ -212,6 +212,22 @@ pub fn validate(
     }
 }
 
+/// An IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) as the IPv4 range it
+/// covers (`10.0.0.0/8`): peers are compared in canonical form (a mapped
+/// address as IPv4, `headers::forwarding::ip_is_trusted`), so the range
+/// must be too. Other ranges are kept as written.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
+}
+
 fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
     let listen = cx.addr("server.listen", raw.listen.as_deref(), "0.0.0.0:8080");
     let public_origin = raw.public_origin.as_deref().and_then(|o| {
@@ -233,7 +249,7 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             .parse::<IpNet>()
             .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from));
         match parsed {
-            Ok(net) => trusted_proxies.push(net.trunc()),
+            Ok(net) => trusted_proxies.push(canonical_net(net.trunc())),
             Err(_) => cx.bad(
                 format!("server.trusted_proxies[{i}]"),
                 format!("{p:?} is not an IP address or CIDR range"),
@@ -299,11 +315,21 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             }
         }
     });
+    let proxy_protocol = raw.proxy_protocol.unwrap_or(false);
+    // A PROXY header is believed only from a peer in trusted_proxies (SPEC
+    // 6.1): with none, the listener could serve nobody.
+    if proxy_protocol && trusted_proxies.is_empty() {
+        cx.bad(
+            "server.proxy_protocol",
+            "is true but server.trusted_proxies is empty: a PROXY header is accepted only from a peer in trusted_proxies, so every connection would be closed",
+            "list the load balancers' addresses in server.trusted_proxies (such as [\"10.0.0.5\", \"10.0.0.6\"]), or set proxy_protocol = false",
+        );
+    }
     ServerSettings {
         listen,
         public_origin,
         trusted_proxies,
-        proxy_protocol: raw.proxy_protocol.unwrap_or(false),
+        proxy_protocol,
         shutdown_grace: cx.duration(
             "server.shutdown_grace",
             raw.shutdown_grace.as_deref(),

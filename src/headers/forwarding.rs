@@ -33,15 +33,21 @@ const SPOOFABLE: [HeaderName; 5] = [
 /// Longest X-Request-Id accepted from a trusted proxy.
 const MAX_REQUEST_ID: usize = 128;
 
-/// The peer as an address to compare and print (IPv4-mapped IPv6 becomes IPv4).
-fn peer_ip(conn: &ConnInfo) -> IpAddr {
-    conn.peer.ip().to_canonical()
+/// True when the connection's peer is one of `trusted_proxies`: the TCP
+/// peer, or the client a believed PROXY header declared (the party that
+/// wrote the HTTP headers; SPEC 6.1).
+pub fn peer_is_trusted(server: &ServerSettings, conn: &ConnInfo) -> bool {
+    ip_is_trusted(&server.trusted_proxies, conn.peer.ip())
 }
 
-/// True when the connection's peer is one of `trusted_proxies`.
-pub fn peer_is_trusted(server: &ServerSettings, conn: &ConnInfo) -> bool {
-    let ip = peer_ip(conn);
-    server.trusted_proxies.iter().any(|net| net.contains(&ip))
+/// True when `ip` is in one of `trusted`, compared in canonical form: an
+/// IPv4-mapped IPv6 address (`::ffff:10.1.2.3`, what a dual-stack socket
+/// reports for an IPv4 client) is the IPv4 address. `config::validate`
+/// brings mapped ranges (`::ffff:10.0.0.0/104`) to their IPv4 form, so an
+/// address and a range match whichever way either is written.
+pub fn ip_is_trusted(trusted: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    trusted.iter().any(|net| net.contains(&ip))
 }
 
 /// The scheme the client used according to a trusted proxy's `X-Forwarded-Proto`

@@ -32,6 +32,7 @@ use super::workers::Dispatch;
 use super::Inner;
 use crate::config::ServerSettings;
 use crate::handler::{ConnInfo, GatewayRef};
+use crate::metrics::ProxyRejection;
 use crate::respond::Body;
 
 /// A stand-in for `handler::handle` (the server's unit tests).
@@ -169,14 +170,35 @@ async fn start(
     let header_timeout = limits.header_read_timeout;
 
     let (io, peer) = if limits.proxy_protocol {
+        // Only a load balancer in trusted_proxies may declare a client
+        // address (SPEC 6.1). Every connection on this listener needs a
+        // PROXY header, so any other peer is closed before a byte of it is
+        // read: whatever it sends, it can be neither believed nor served.
+        let metrics = &inner.shared.metrics;
+        let trusted = {
+            let gw = inner.current();
+            crate::headers::forwarding::ip_is_trusted(
+                &gw.settings.server.trusted_proxies,
+                peer.ip(),
+            )
+        };
+        if !trusted {
+            metrics.record_proxy_protocol_rejected(ProxyRejection::UntrustedPeer);
+            tracing::debug!(client.ip = %peer.ip().to_canonical(), "connection from a peer not in trusted_proxies on a proxy_protocol listener; closing");
+            return None;
+        }
         let read = proxy_protocol::read_header(stream);
         match tokio::time::timeout(header_timeout, read).await {
+            // A LOCAL/UNKNOWN header (the balancer's own health check): the
+            // trusted TCP peer stays the client.
             Ok(Ok((io, source))) => (io, source.unwrap_or(peer)),
             Ok(Err(e)) => {
+                metrics.record_proxy_protocol_rejected(ProxyRejection::InvalidHeader);
                 tracing::debug!(client.ip = %peer.ip(), error = %e, "PROXY header refused; closing");
                 return None;
             }
             Err(_) => {
+                metrics.record_proxy_protocol_rejected(ProxyRejection::InvalidHeader);
                 tracing::debug!(client.ip = %peer.ip(), "no PROXY header within header_read_timeout; closing");
                 return None;
             }

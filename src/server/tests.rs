@@ -20,10 +20,14 @@ use crate::respond::Body;
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123";
 
 fn settings(extra_server: &str, route: &str) -> Settings {
+    settings_on("127.0.0.1:0", extra_server, route)
+}
+
+fn settings_on(listen: &str, extra_server: &str, route: &str) -> Settings {
     let text = format!(
         r#"
 [server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 header_read_timeout = "1s"
 {extra_server}
 
@@ -129,7 +133,11 @@ async fn serves_h2c_with_prior_knowledge() {
 
 #[tokio::test]
 async fn proxy_protocol_v1_and_v2_set_the_client_address() {
-    let (running, _) = start_echo(settings("proxy_protocol = true", "r1")).await;
+    let (running, _) = start_echo(settings(
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]",
+        "r1",
+    ))
+    .await;
     let v1 = [&b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 8080\r\n"[..], GET].concat();
     let res = exchange(running.addr, &v1).await;
     assert!(res.contains("peer=203.0.113.7:51000"), "{res}");
@@ -155,7 +163,134 @@ async fn proxy_protocol_v1_and_v2_set_the_client_address() {
         let res = exchange(running.addr, &bad).await;
         assert_eq!(res, "", "served without a valid PROXY header");
     }
+    assert_eq!(rejected(&running, "invalid_header"), 2);
+    assert_eq!(rejected(&running, "untrusted_peer"), 0);
     running.shutdown().await;
+}
+
+/// `realmgate_proxy_protocol_rejected_total{reason}` as rendered.
+fn rejected(running: &Running, reason: &str) -> u64 {
+    let text = running.inner.shared.metrics.render();
+    let prefix = format!("realmgate_proxy_protocol_rejected_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{text}"))
+}
+
+/// Connects to `addr` (the listener's port on `ip`), sends `request` (a
+/// write that fails because the server already closed is fine) and reads
+/// until the server closes, within 10 s.
+async fn exchange_from(ip: &str, port: u16, request: &[u8]) -> String {
+    let addr = SocketAddr::new(ip.parse().unwrap(), port);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(request).await;
+    read_until_close(&mut s).await
+}
+
+/// PROXY headers, v1 and v2, IPv4, IPv6 and IPv4-mapped, each declaring a
+/// client inside trusted_proxies (the forgery of issue 17).
+fn forged_headers() -> Vec<Vec<u8>> {
+    let v2 = |src: &str, dst: &str| {
+        ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            (
+                src.parse::<SocketAddr>().unwrap(),
+                dst.parse::<SocketAddr>().unwrap(),
+            ),
+        )
+        .build()
+        .unwrap()
+    };
+    vec![
+        b"PROXY TCP4 10.1.2.3 10.0.0.1 51000 8080\r\n".to_vec(),
+        b"PROXY TCP6 ::ffff:10.1.2.3 ::1 51000 8080\r\n".to_vec(),
+        b"PROXY TCP6 2001:db8::7 ::1 51000 8080\r\n".to_vec(),
+        b"PROXY UNKNOWN\r\n".to_vec(),
+        v2("10.1.2.3:51000", "10.0.0.1:8080"),
+        v2("[::ffff:10.1.2.3]:51000", "[::1]:8080"),
+        v2("[2001:db8::7]:51000", "[::1]:8080"),
+        ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Local,
+            ppp::v2::Protocol::Unspecified,
+            ppp::v2::Addresses::Unspecified,
+        )
+        .build()
+        .unwrap(),
+    ]
+}
+
+/// SPEC 6.1: a PROXY header is believed only from a TCP peer in
+/// trusted_proxies; any other peer is closed before anything is served,
+/// whatever it sends (v1, v2, LOCAL, or plain HTTP), and counted.
+/// The peer is tried as IPv4, IPv6 and IPv4-mapped (a dual-stack listener
+/// sees 127.0.0.1 as ::ffff:127.0.0.1).
+#[tokio::test]
+async fn proxy_header_from_an_untrusted_peer_closes_the_connection() {
+    let (running, _) = start_echo(settings_on(
+        "[::]:0",
+        "proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]",
+        "r1",
+    ))
+    .await;
+    let port = running.addr.port();
+    let mut sent = 0;
+    for peer in ["127.0.0.1", "::1"] {
+        let mut attempts = forged_headers();
+        attempts.push(Vec::new());
+        for header in attempts {
+            let res = exchange_from(peer, port, &[&header[..], GET].concat()).await;
+            assert_eq!(res, "", "{peer} served after {header:?}");
+            sent += 1;
+        }
+    }
+    assert_eq!(rejected(&running, "untrusted_peer"), sent);
+    assert_eq!(rejected(&running, "invalid_header"), 0);
+    running.shutdown().await;
+}
+
+/// A trusted peer is recognised however the socket reports it: a
+/// dual-stack listener sees the IPv4 peer 127.0.0.1 as ::ffff:127.0.0.1,
+/// which matches "127.0.0.1" and "::ffff:127.0.0.1" alike; ::1 matches "::1".
+#[tokio::test]
+async fn trusted_peers_match_in_canonical_form_on_a_dual_stack_listener() {
+    for (trusted, peer) in [
+        ("127.0.0.1", "127.0.0.1"),
+        ("::ffff:127.0.0.1", "127.0.0.1"),
+        ("::ffff:127.0.0.0/104", "127.0.0.1"),
+        ("::1", "::1"),
+    ] {
+        let (running, _) = start_echo(settings_on(
+            "[::]:0",
+            &format!("proxy_protocol = true\ntrusted_proxies = [{trusted:?}]"),
+            "r1",
+        ))
+        .await;
+        let port = running.addr.port();
+        let v1 = [&b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 8080\r\n"[..], GET].concat();
+        let res = exchange_from(peer, port, &v1).await;
+        assert!(
+            res.contains("peer=203.0.113.7:51000"),
+            "{trusted} / {peer}: {res}"
+        );
+        // The load balancer's own health check (LOCAL): the peer stays the client.
+        let local = ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Local,
+            ppp::v2::Protocol::Unspecified,
+            ppp::v2::Addresses::Unspecified,
+        )
+        .build()
+        .unwrap();
+        let res = exchange_from(peer, port, &[&local[..], GET].concat()).await;
+        assert!(res.starts_with("HTTP/1.1 200"), "{trusted} / {peer}: {res}");
+        assert_eq!(
+            rejected(&running, "untrusted_peer"),
+            0,
+            "{trusted} / {peer}"
+        );
+        running.shutdown().await;
+    }
 }
 
 #[tokio::test]

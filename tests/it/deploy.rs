@@ -866,6 +866,21 @@ fn haproxy_example_passes_haproxy_c_and_speaks_proxy_protocol_v2_to_realmgate() 
     let cfg = read("lb/haproxy.cfg");
     let config: toml::Value = toml::from_str(&read("lb/realmgate-behind-haproxy.toml")).unwrap();
     assert_eq!(config["server"]["proxy_protocol"].as_bool(), Some(true));
+    // realmgate believes PROXY headers only from trusted_proxies (SPEC 6.1):
+    // the address HAProxy connects from must be there.
+    let trusted: Vec<&str> = config["server"]["trusted_proxies"]
+        .as_array()
+        .expect("trusted_proxies, required with proxy_protocol")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let source = cfg
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("source "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a `source` address in haproxy.cfg");
+    assert!(trusted.contains(&source), "{source} not in {trusted:?}");
     let listen: SocketAddr = config["server"]["listen"]
         .as_str()
         .unwrap()
