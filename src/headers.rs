@@ -1,7 +1,9 @@
 //! Header operations on the request path: hop-by-hop removal (`hop`),
 //! X-Forwarded-* and X-Request-Id (`forwarding`), identity header stripping and
-//! injection (`identity`).
+//! injection (`identity`), routing/client-address headers only realmgate or a
+//! trusted proxy may send (`spoofable`).
 
 pub mod forwarding;
 pub mod hop;
 pub mod identity;
+pub mod spoofable;

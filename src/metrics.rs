@@ -202,7 +202,7 @@ impl Metrics {
             proxy_protocol_rejected.clone(),
         );
         for reason in ProxyRejection::ALL {
-            proxy_protocol_rejected.get_or_create(&vec![("reason", reason.label())]);
+            let _ = proxy_protocol_rejected.get_or_create(&vec![("reason", reason.label())]);
         }
         Metrics {
             registry,

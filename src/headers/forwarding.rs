@@ -4,15 +4,21 @@
 //! From a trusted peer (a load balancer): `X-Forwarded-For` gets the peer
 //! appended, `-Proto`, `-Host` and `X-Request-Id` are kept when present and
 //! well-formed. From anyone else all of them are replaced with what realmgate
-//! saw itself, and the other spoofable client-address headers (`Forwarded`,
-//! `X-Real-IP`, `X-Forwarded-Port`, ...) are removed, so an app can trust
-//! what it receives.
+//! saw itself, and the other client-address, scheme and host headers
+//! (`Forwarded`, `X-Real-IP`, `True-Client-IP`, `X-Forwarded-Ssl`, ...) are
+//! removed; routing and method overrides (`X-Original-URL`, ...) are removed
+//! from every peer ([`spoofable`]), so an app can trust what it receives.
+//!
+//! "The peer" is the party that wrote the HTTP headers (SPEC 6.1): the TCP
+//! peer, or the client a PROXY header declared, which the server believes
+//! only from a TCP peer in `trusted_proxies` (`server::conn`).
 
 use std::net::IpAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 
+use super::spoofable;
 use crate::config::ServerSettings;
 use crate::handler::ConnInfo;
 
@@ -20,15 +26,6 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Client-address headers some apps believe, removed unless a trusted proxy sent them.
-const SPOOFABLE: [HeaderName; 5] = [
-    http::header::FORWARDED,
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-server"),
-    HeaderName::from_static("x-forwarded-prefix"),
-];
 
 /// Longest X-Request-Id accepted from a trusted proxy.
 const MAX_REQUEST_ID: usize = 128;
@@ -91,6 +88,10 @@ pub fn apply(
     request_id: &HeaderValue,
 ) {
     let trusted = peer_is_trusted(server, conn);
+    // Routing/method overrides from anyone, client-address/scheme/host
+    // headers from an untrusted peer, other spellings of all of them
+    // (before realmgate's own are set: fewer names to look at).
+    spoofable::strip(headers, trusted);
     // X-Forwarded-For, -Proto, -Host and X-Request-Id: one growth of the map.
     headers.reserve(4);
 
@@ -139,41 +140,6 @@ pub fn apply(
     }
 
     headers.insert(X_REQUEST_ID, request_id.clone());
-
-    // One pass over the names first: usually none of them is present.
-    if !trusted && headers.keys().any(|k| SPOOFABLE.contains(k)) {
-        for name in SPOOFABLE {
-            headers.remove(name);
-        }
-    }
-    remove_underscore_spellings(headers);
-}
-
-/// Removes `X_Forwarded_For`, `X_Real_IP`, `X_Request_Id` and the like,
-/// from every peer: CGI-style stacks (PHP, WSGI, Rack) read them as the
-/// `-` spelling realmgate just set, and may prefer the client's copy. No
-/// proxy sends these names, so a trusted one loses nothing.
-fn remove_underscore_spellings(headers: &mut HeaderMap) {
-    // One pass over the names first: usually no name has an underscore.
-    if !headers.keys().any(|k| k.as_str().contains('_')) {
-        return;
-    }
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().contains('_'))
-        .filter(|k| {
-            let dashed = k.as_str().replace('_', "-");
-            dashed.starts_with("x-forwarded-")
-                || matches!(
-                    dashed.as_str(),
-                    "x-real-ip" | "x-request-id" | "forwarded" | "x-client-ip" | "true-client-ip"
-                )
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
-    }
 }
 
 /// Request ids rendered per batch: one buffer (and one shared handle) per

@@ -116,11 +116,13 @@ fn norm(b: u8) -> u8 {
     }
 }
 
-fn normalized_eq(a: &str, b: &str) -> bool {
+/// `a` and `b` are the same name, ASCII case-insensitively and with `_` as `-`.
+pub(super) fn normalized_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }
 
-fn normalized_starts_with(name: &str, prefix: &str) -> bool {
+/// `name` starts with `prefix`, compared as [`normalized_eq`] does.
+pub(super) fn normalized_starts_with(name: &str, prefix: &str) -> bool {
     name.len() >= prefix.len()
         && name
             .bytes()

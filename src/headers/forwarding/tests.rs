@@ -213,3 +213,116 @@ fn underscore_spellings_are_removed_from_every_peer() {
         assert_eq!(h["x_custom_app_header"], "kept");
     }
 }
+
+/// Issue 17, hole 7: routing overrides and client-address, scheme and host
+/// headers of every family, in odd spellings, through `apply`.
+const HOSTILE: &[(&str, &str)] = &[
+    ("x-original-url", "/admin"),
+    ("X_ORIGINAL_URL", "/admin"),
+    ("x_rewrite_url", "/admin"),
+    ("x-original-uri", "/admin"),
+    ("x-forwarded-uri", "/admin"),
+    ("x-forwarded-prefix", "/evil"),
+    ("x-envoy-original-path", "/admin"),
+    ("x-http-method-override", "DELETE"),
+    ("X-Method-Override", "DELETE"),
+    ("true-client-ip", "6.6.6.6"),
+    ("x-client-ip", "6.6.6.6"),
+    ("cf-connecting-ip", "6.6.6.6"),
+    ("fastly-client-ip", "6.6.6.6"),
+    ("x-forwarded-ssl", "on"),
+    ("x-forwarded-scheme", "https"),
+    ("front-end-https", "on"),
+    ("x-original-host", "evil.example"),
+    ("x-host", "evil.example"),
+    ("x-forwarded-server", "evil.example"),
+    ("forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
+    ("x-real-ip", "6.6.6.6"),
+];
+
+/// Kept from a trusted proxy: its statements about the client.
+const RELAYED_FROM_TRUSTED: &[&str] = &[
+    "x-forwarded-prefix",
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "front-end-https",
+    "x-original-host",
+    "x-host",
+    "x-forwarded-server",
+    "forwarded",
+    "x-real-ip",
+];
+
+#[test]
+fn untrusted_peers_lose_routing_address_scheme_and_host_headers() {
+    let s = server(&["10.0.0.0/8"]);
+    for peer in ["192.0.2.7:1", "[2001:db8::7]:1", "[::ffff:192.0.2.7]:1"] {
+        let mut h = headers(HOSTILE);
+        h.append("x-app-header", HeaderValue::from_static("kept"));
+        let c = conn(peer, false);
+        let id = request_id(&s, &h, &c);
+        apply(&mut h, &s, &c, None, &id);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "x-app-header",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-request-id"
+            ],
+            "{peer}"
+        );
+    }
+}
+
+#[test]
+fn trusted_peers_keep_relayed_headers_but_never_routing_or_method_overrides() {
+    let s = server(&["10.0.0.0/8", "::ffff:192.0.2.0/120"]);
+    for peer in ["10.1.2.3:1", "[::ffff:10.1.2.3]:1"] {
+        let mut h = headers(HOSTILE);
+        let c = conn(peer, false);
+        let id = request_id(&s, &h, &c);
+        apply(&mut h, &s, &c, None, &id);
+        for name in RELAYED_FROM_TRUSTED {
+            assert!(h.get(*name).is_some(), "{peer}: {name} was removed");
+        }
+        for name in [
+            "x-original-url",
+            "x_original_url",
+            "x_rewrite_url",
+            "x-original-uri",
+            "x-forwarded-uri",
+            "x-envoy-original-path",
+            "x-http-method-override",
+            "x-method-override",
+        ] {
+            assert!(h.get(name).is_none(), "{peer}: {name} reached the app");
+        }
+    }
+}
+
+#[test]
+fn trust_is_compared_in_canonical_form_both_ways() {
+    // An IPv4 range matches an IPv4-mapped peer ...
+    let v4 = server(&["10.0.0.0/8"]);
+    assert!(peer_is_trusted(&v4, &conn("[::ffff:10.9.8.7]:1", false)));
+    assert!(!peer_is_trusted(&v4, &conn("[::ffff:11.9.8.7]:1", false)));
+    // ... and an IPv4-mapped range (config::validate makes it 10.0.0.0/8) an IPv4 peer.
+    let mapped = server(&["::ffff:10.0.0.0/104"]);
+    assert!(peer_is_trusted(&mapped, &conn("10.9.8.7:1", false)));
+    assert!(peer_is_trusted(
+        &mapped,
+        &conn("[::ffff:10.9.8.7]:1", false)
+    ));
+    assert!(!peer_is_trusted(&mapped, &conn("11.9.8.7:1", false)));
+    // Plain IPv6 is not an IPv4 address.
+    let v6 = server(&["2001:db8::/32"]);
+    assert!(peer_is_trusted(&v6, &conn("[2001:db8::1]:1", false)));
+    assert!(!peer_is_trusted(&v6, &conn("10.0.0.1:1", false)));
+}

@@ -1,0 +1,234 @@
+//! Headers that apps and frameworks take a request target, method, host,
+//! scheme or client address from (SPEC 6.1): never from an untrusted client.
+//!
+//! Three kinds, matched case-insensitively with `_` read as `-` (CGI-style
+//! stacks such as PHP, WSGI, Rack and nginx with `underscores_in_headers`
+//! read `X_Original_URL` as `X-Original-URL`), with the matching of the
+//! identity-header strip (SPEC 5.8):
+//!
+//! - [`Kind::Own`]: what realmgate sets itself on every forwarded request
+//!   (`X-Forwarded-For`, `-Proto`, `-Host`, `X-Request-Id`, written by
+//!   `forwarding::apply` from what it judged). Any other spelling of them is
+//!   removed from every peer: a CGI stack could prefer it to realmgate's.
+//! - [`Kind::Override`]: routing and method overrides (`X-Original-URL`,
+//!   `X-Rewrite-URL`, `X-Forwarded-Uri`, `X-HTTP-Method-Override`, ...),
+//!   removed from **every** peer, trusted proxies included. realmgate judged
+//!   the request line it received (route, `public`, policy); an app that
+//!   routes on one of these would serve a path or method other than the
+//!   judged one, whoever wrote it. A proxy in front that wants the app to
+//!   see another path or method sends that path or method.
+//! - [`Kind::Relayed`]: client-address, scheme, host and client-certificate
+//!   headers that a load balancer or CDN writes (`Forwarded`, `X-Real-IP`,
+//!   `True-Client-IP`, `X-Forwarded-Ssl`, `Front-End-Https`, `X-Host`,
+//!   `X-Original-Host`, the `X-Forwarded-*`, `X-Original-*`, `CF-*`,
+//!   `Fastly-*`, `X-Azure-*`, `X-Envoy-*`, ... families): removed from an
+//!   untrusted client; from a trusted proxy kept in the `-` spelling (it is
+//!   that proxy's statement, as `X-Forwarded-Host` is), other spellings
+//!   removed.
+//!
+//! The fast path is one pass over the names with no allocation when none of
+//! them is listed (most requests): a name is compared only with the entries
+//! that start with its first letter (a few, except for `x-` names).
+
+use http::header::{HeaderMap, HeaderName};
+
+use super::identity::{normalized_eq, normalized_starts_with};
+
+/// What a listed header is (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Set by realmgate itself from what it judged.
+    Own,
+    /// Routing or method override: removed from every peer.
+    Override,
+    /// Written by a load balancer: kept only from a trusted one.
+    Relayed,
+}
+
+/// How an entry matches a (normalized) name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    Exact,
+    Prefix,
+}
+
+use Kind::{Override, Own, Relayed};
+use Match::{Exact, Prefix};
+
+type Entry = (&'static str, Kind, Match);
+
+/// The listed names, lowercase with `-`, grouped by first letter so that a
+/// name is compared only with its group ([`group`]). Exact entries win over
+/// prefixes (`x-forwarded-for` is [`Own`], `x-forwarded-uri` an
+/// [`Override`], any other `x-forwarded-*` [`Relayed`]).
+///
+/// Overrides: IIS URL Rewrite / ARR, Symfony and Zend (`X-Original-URL`,
+/// `X-Rewrite-URL`), nginx `auth_request` conventions (`X-Original-URI`),
+/// Traefik/Authelia forward-auth (`X-Forwarded-Uri`, `-Method`), Envoy
+/// (`X-Envoy-Original-Path`), and the method overrides of Rails, Express
+/// `method-override`, ASP.NET, Google APIs and others.
+///
+/// Relayed prefixes: only load balancers, CDNs and meshes write these
+/// families (`X-Forwarded-Ssl`, `-Port`, `-Server`, `-Prefix`,
+/// `-Client-Cert`, `X-Original-Host`, `-For`, `CF-Connecting-IP`,
+/// `CF-Visitor`, `CloudFront-Viewer-Address`, `Fastly-Client-IP`,
+/// `X-Azure-ClientIP`, `X-Envoy-External-Address`, `X-Amzn-Oidc-Identity`,
+/// IAP's `X-Goog-Authenticated-User-Email`, `WL-Proxy-Client-IP`,
+/// `X-SSL-Client-*`, ...).
+const X: &[Entry] = &[
+    // Set by realmgate (`forwarding::apply`).
+    ("x-forwarded-for", Own, Exact),
+    ("x-forwarded-proto", Own, Exact),
+    ("x-forwarded-host", Own, Exact),
+    ("x-request-id", Own, Exact),
+    // Routing overrides.
+    ("x-original-url", Override, Exact),
+    ("x-original-uri", Override, Exact),
+    ("x-original-path", Override, Exact),
+    ("x-original-request-uri", Override, Exact),
+    ("x-rewrite-url", Override, Exact),
+    ("x-rewrite-uri", Override, Exact),
+    ("x-forwarded-uri", Override, Exact),
+    ("x-forwarded-url", Override, Exact),
+    ("x-forwarded-path", Override, Exact),
+    ("x-envoy-original-path", Override, Exact),
+    ("x-envoy-original-url", Override, Exact),
+    ("x-request-uri", Override, Exact),
+    // Method overrides.
+    ("x-http-method-override", Override, Exact),
+    ("x-http-method", Override, Exact),
+    ("x-method-override", Override, Exact),
+    ("x-original-method", Override, Exact),
+    ("x-forwarded-method", Override, Exact),
+    // Client address.
+    ("x-forwarded", Relayed, Exact),
+    ("x-real-ip", Relayed, Exact),
+    ("x-client-ip", Relayed, Exact),
+    ("x-cluster-client-ip", Relayed, Exact),
+    ("x-originating-ip", Relayed, Exact),
+    ("x-remote-ip", Relayed, Exact),
+    ("x-remote-addr", Relayed, Exact),
+    ("x-proxyuser-ip", Relayed, Exact),
+    // Scheme.
+    ("x-url-scheme", Relayed, Exact),
+    ("x-scheme", Relayed, Exact),
+    ("x-https", Relayed, Exact),
+    ("x-arr-ssl", Relayed, Exact),
+    // Host.
+    ("x-host", Relayed, Exact),
+    ("x-http-host-override", Relayed, Exact),
+    // Client certificate (a TLS-terminating proxy's verdict).
+    ("x-arr-clientcert", Relayed, Exact),
+    ("x-client-cert", Relayed, Exact),
+    ("x-client-verify", Relayed, Exact),
+    // Families.
+    ("x-forwarded-", Relayed, Prefix),
+    ("x-original-", Relayed, Prefix),
+    ("x-akamai-", Relayed, Prefix),
+    ("x-azure-", Relayed, Prefix),
+    ("x-envoy-", Relayed, Prefix),
+    ("x-amzn-", Relayed, Prefix),
+    ("x-goog-authenticated-user-", Relayed, Prefix),
+    ("x-goog-iap-", Relayed, Prefix),
+    ("x-appengine-", Relayed, Prefix),
+    ("x-ssl-", Relayed, Prefix),
+];
+
+const F: &[Entry] = &[
+    ("forwarded", Relayed, Exact),
+    ("forwarded-for", Relayed, Exact),
+    ("front-end-https", Relayed, Exact),
+    ("fastly-", Relayed, Prefix),
+];
+
+const T: &[Entry] = &[("true-client-ip", Relayed, Exact)];
+
+const C: &[Entry] = &[
+    ("client-ip", Relayed, Exact),
+    ("cf-", Relayed, Prefix),
+    ("cloudfront-", Relayed, Prefix),
+];
+
+/// Names PHP-era client-IP snippets read literally.
+const H: &[Entry] = &[
+    ("http-client-ip", Relayed, Exact),
+    ("http-x-forwarded-for", Relayed, Exact),
+];
+
+const P: &[Entry] = &[("proxy-client-ip", Relayed, Exact)];
+
+/// WebLogic's plug-in headers (`WL-Proxy-Client-IP`, `WL-Proxy-SSL`).
+const W: &[Entry] = &[("wl-proxy-", Relayed, Prefix)];
+
+const A: &[Entry] = &[("akamai-", Relayed, Prefix)];
+
+/// Apache's `SSL_CLIENT_*` forwarded as headers.
+const S: &[Entry] = &[("ssl-client-", Relayed, Prefix)];
+
+/// Every group, for tests.
+#[cfg(test)]
+const GROUPS: [&[Entry]; 9] = [X, F, T, C, H, P, W, A, S];
+
+/// The entries a name starting with `first` can match.
+fn group(first: u8) -> &'static [Entry] {
+    match first.to_ascii_lowercase() {
+        b'x' => X,
+        b'f' => F,
+        b't' => T,
+        b'c' => C,
+        b'h' => H,
+        b'p' => P,
+        b'w' => W,
+        b'a' => A,
+        b's' => S,
+        _ => &[],
+    }
+}
+
+/// The kind of a header name, None for a name not listed.
+pub fn classify(name: &str) -> Option<Kind> {
+    let group = group(*name.as_bytes().first()?);
+    let exact = group
+        .iter()
+        .find(|(e, _, m)| *m == Exact && normalized_eq(name, e));
+    exact
+        .or_else(|| {
+            group
+                .iter()
+                .find(|(p, _, m)| *m == Prefix && normalized_starts_with(name, p))
+        })
+        .map(|(_, kind, _)| *kind)
+}
+
+/// True when `name` is not to reach the app from a peer that is `trusted`
+/// (or not). The `-` spellings of [`Kind::Own`] names are never removed
+/// here: `forwarding::apply` writes them.
+fn doomed(name: &HeaderName, trusted: bool) -> bool {
+    let name = name.as_str();
+    match classify(name) {
+        None => false,
+        Some(Kind::Override) => true,
+        // A HeaderName is lowercase: the only other spelling is with `_`.
+        Some(Kind::Own) => name.contains('_'),
+        Some(Kind::Relayed) => !trusted || name.contains('_'),
+    }
+}
+
+/// Removes every listed header the app must not get from this peer.
+pub fn strip(headers: &mut HeaderMap, trusted: bool) {
+    // One pass over the names; usually none is doomed and nothing is allocated.
+    if !headers.keys().any(|k| doomed(k, trusted)) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| doomed(k, trusted))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests;
