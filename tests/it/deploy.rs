@@ -1130,7 +1130,10 @@ async fn haproxy_example_brings_the_client_address_over_proxy_protocol_v2_and_ch
     let route = crate::util::route("app", "app.test", "/", &upstream.url(), "public = [\"/\"]");
     std::fs::write(
         &config,
-        crate::util::config("proxy_protocol = true", &route),
+        crate::util::config(
+            "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]",
+            &route,
+        ),
     )
     .unwrap();
     let gateway = Realmgate::start(&config);
@@ -1147,6 +1150,8 @@ async fn haproxy_example_brings_the_client_address_over_proxy_protocol_v2_and_ch
             // maxconn 20000 needs 40,000 file descriptors; a test runner may have fewer.
             .replace("maxconn 20000", "maxconn 1000")
             .replace("bind :443", &format!("bind 127.0.0.1:{listen}"))
+            // HAProxy's address, realmgate's trusted_proxies here.
+            .replace("source 10.0.0.2", "source 127.0.0.1")
             .replace(
                 "check port 9090",
                 &format!("check port {}", gateway.admin.port()),

@@ -13,6 +13,7 @@
 //! | `paths` | path normalization against public prefixes |
 //! | `http` | request smuggling, HTTP/2 abuse, slow clients, limits |
 //! | `host` | Host and X-Forwarded-* from untrusted peers |
+//! | `proxy_trust` | PROXY headers from untrusted peers; routing, address, scheme and host headers by trust |
 //! | `logs` | a whole sign-in at debug level writes no secret |
 //!
 //! Cases already pinned elsewhere are not repeated here: `login_flow.rs`
@@ -26,6 +27,7 @@ mod host;
 mod http;
 mod logs;
 mod paths;
+mod proxy_trust;
 mod redirects;
 mod sessions;
 mod spoofing;

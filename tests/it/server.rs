@@ -390,7 +390,10 @@ async fn tls_certificate_replaced_on_sighup_is_served_after() {
 #[tokio::test]
 async fn proxy_protocol_v1_and_v2_client_address_reaches_the_upstream() {
     let up = upstream("up").await;
-    let gw = Gateway::spawn(&config(up.addr, "proxy_protocol = true"));
+    let gw = Gateway::spawn(&config(
+        up.addr,
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]",
+    ));
     let v1 = [
         &b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 8080\r\n"[..],
         &get("/"),
