@@ -14,6 +14,7 @@
 //! | `http` | request smuggling, HTTP/2 abuse, slow clients, limits |
 //! | `host` | Host and X-Forwarded-* from untrusted peers |
 //! | `logs` | a whole sign-in at debug level writes no secret |
+//! | `admin` | the admin API from web pages: cross-site POSTs, DNS rebinding, bearer token |
 //!
 //! Cases already pinned elsewhere are not repeated here: `login_flow.rs`
 //! (the basic hostile-token modes end to end, state/replay, cookies),
@@ -21,6 +22,7 @@
 //! (forwarded URIs), `proxying.rs` (hop-by-hop, forwarding headers), the
 //! unit tests of `redirect` and `pathnorm` (proptest).
 
+mod admin;
 mod flow;
 mod host;
 mod http;
