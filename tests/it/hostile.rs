@@ -15,6 +15,7 @@
 //! | `host` | Host and X-Forwarded-* from untrusted peers |
 //! | `logs` | a whole sign-in at debug level writes no secret |
 //! | `admin` | the admin API from web pages: cross-site POSTs, DNS rebinding, bearer token |
+//! | `downgrade` | absolute `http://` login targets on sites reached over HTTPS |
 //!
 //! Cases already pinned elsewhere are not repeated here: `login_flow.rs`
 //! (the basic hostile-token modes end to end, state/replay, cookies),
@@ -23,6 +24,7 @@
 //! unit tests of `redirect` and `pathnorm` (proptest).
 
 mod admin;
+mod downgrade;
 mod flow;
 mod host;
 mod http;
