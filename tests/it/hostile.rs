@@ -16,6 +16,7 @@
 //! | `logs` | a whole sign-in at debug level writes no secret |
 //! | `admin` | the admin API from web pages: cross-site POSTs, DNS rebinding, bearer token |
 //! | `downgrade` | absolute `http://` login targets on sites reached over HTTPS |
+//! | `logout` | sign-out started by another site (links, forms, sibling subdomains) |
 //!
 //! Cases already pinned elsewhere are not repeated here: `login_flow.rs`
 //! (the basic hostile-token modes end to end, state/replay, cookies),
@@ -28,6 +29,7 @@ mod downgrade;
 mod flow;
 mod host;
 mod http;
+mod logout;
 mod logs;
 mod paths;
 mod redirects;
