@@ -39,6 +39,9 @@ async fn admin(
     (raw_status(&raw).unwrap_or(0), raw)
 }
 
+/// (what, extra headers, body, expected status)
+type Attempt<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, u16);
+
 /// `Host: 127.0.0.1:<port>`, what curl and Prometheus send for an address.
 fn ip_host(addr: SocketAddr) -> String {
     addr.to_string()
@@ -74,7 +77,7 @@ async fn a_web_page_cannot_revoke_sessions_through_the_admin_api() {
     // What a page on evil.example can send without a CORS preflight, and
     // what a browser adds to it: each is refused and the session lives on.
     let evil = "https://evil.example";
-    let attempts: Vec<(&str, Vec<(&str, &str)>, &str, u16)> = vec![
+    let attempts: Vec<Attempt> = vec![
         // The case: a text/plain "simple" request needs no CORS
         // preflight (fetch with mode "no-cors", or a form with enctype
         // text/plain); tested here even without the Origin a browser adds.

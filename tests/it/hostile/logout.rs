@@ -9,6 +9,10 @@ use reqwest::StatusCode;
 
 use super::{location, param, with_query, Browser, World, ALICE, HTML, OTHER_HOST};
 
+/// (what, by POST, headers)
+type Case<'a> = (&'a str, bool, &'a [(&'a str, &'a str)]);
+type OwnedCase<'a> = (&'a str, bool, Vec<(&'a str, &'a str)>);
+
 /// Whether `browser` is still signed in (by `/.auth/me`).
 async fn signed_in(w: &World, browser: &Browser) -> bool {
     let resp = browser
@@ -66,7 +70,7 @@ async fn logout(
 async fn a_sign_out_started_by_another_site_asks_first_and_keeps_the_session() {
     let w = World::start().await;
     let browser = w.signed_in(ALICE).await;
-    let cases: &[(&str, bool, &[(&str, &str)])] = &[
+    let cases: &[Case] = &[
         (
             "a link (Sec-Fetch-Site)",
             false,
@@ -199,7 +203,7 @@ async fn this_sites_links_a_typed_url_and_the_confirmation_button_sign_out() {
     let own = w.url("/page");
     let own_origin = w.url("");
     let other_route = format!("http://{OTHER_HOST}/");
-    let direct: &[(&str, bool, Vec<(&str, &str)>)] = &[
+    let direct: &[OwnedCase] = &[
         (
             "a typed URL (Sec-Fetch-Site: none)",
             false,
