@@ -1,9 +1,11 @@
 //! Admin listener: `/healthz`, `/readyz` (readiness latch), `/metrics`,
 //! `POST /sessions/revoke`.
 //!
-//! It binds to loopback by default (`admin.listen = "127.0.0.1:9090"`) and has
-//! no authentication of its own: whoever reaches it can end sessions, so keep
-//! it off public networks (SPEC 3). It keeps answering while the proxy
+//! It binds to loopback by default (`admin.listen = "127.0.0.1:9090"`). Every
+//! path except `/healthz` and `/readyz` goes through [`guard`] first: the
+//! `[admin]` bearer token when one is set, else a Host check against DNS
+//! rebinding, and for state-changing requests a JSON content type and no
+//! cross-site `Origin` (SPEC 6.1). It keeps answering while the proxy
 //! listener drains, so `/readyz` can say 503 to the load balancer.
 
 use std::convert::Infallible;
@@ -22,6 +24,8 @@ use crate::handler::Shared;
 use crate::server::Inner;
 use crate::session::store::SessionStore;
 
+mod guard;
+
 /// Largest accepted `POST /sessions/revoke` body.
 const MAX_REVOKE_BODY: usize = 4096;
 /// How long `/readyz` waits for the session store.
@@ -35,6 +39,12 @@ fn session_store(shared: &Shared) -> Option<Arc<dyn SessionStore>> {
 /// Serves the admin endpoints until the task is aborted (which also ends
 /// every admin connection: they live in this task's `JoinSet`).
 pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
+    if inner.current().settings.admin.exposed_without_token() {
+        tracing::warn!(
+            listen = ?listener.local_addr().ok(),
+            "[admin] listen is not a loopback address and no [admin] token_file is set: anyone who can reach it can read /metrics and end sessions; set [admin] token_file"
+        );
+    }
     let mut conns = JoinSet::new();
     loop {
         let (stream, _) = tokio::select! {
@@ -67,6 +77,15 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
 type AdminBody = Full<Bytes>;
 
 async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<AdminBody> {
+    if !guard::is_open(req.uri().path()) {
+        // The current generation's settings: a token changed by SIGHUP
+        // applies to the next request.
+        let settings = inner.current().settings.clone();
+        if let Err(refusal) = guard::check(&settings.admin, req.method(), req.uri(), req.headers())
+        {
+            return refused(refusal);
+        }
+    }
     let store = session_store(inner.shared());
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
@@ -204,6 +223,28 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<AdminBody> {
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// The JSON answer to a request [`guard`] refused.
+fn refused(refusal: guard::Refusal) -> Response<AdminBody> {
+    if refusal == guard::Refusal::CrossSite {
+        tracing::warn!("admin request from another site refused");
+    } else {
+        tracing::debug!(reason = refusal.code(), "admin request refused");
+    }
+    let mut res = json(
+        refusal.status(),
+        &serde_json::json!({ "error": refusal.code(), "message": refusal.message() }),
+    );
+    if let Some(challenge) = refusal.www_authenticate() {
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
     );
     res
 }

@@ -439,7 +439,12 @@ impl Ctx<'_> {
     fn safe_target(&self, parts: &Parts, raw: Option<&str>) -> String {
         match raw {
             Some(raw) => {
-                crate::redirect::safe_target(raw, &host_of(parts), &self.state.route_hosts)
+                let scheme = if self.https {
+                    crate::redirect::Scheme::Https
+                } else {
+                    crate::redirect::Scheme::Http
+                };
+                crate::redirect::safe_target(raw, &host_of(parts), scheme, &self.state.route_hosts)
             }
             None => "/".to_string(),
         }

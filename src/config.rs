@@ -13,8 +13,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use settings::*;
-pub use summary::{callback_urls, summary};
+pub use summary::{callback_urls, summary, warnings};
 pub use validate::normalize_domain;
+pub use validate::MIN_ADMIN_TOKEN_BYTES;
 pub use validate::MIN_SECRET_BYTES;
 
 /// The default config path when neither `--config` nor `REALMGATE_CONFIG` is given.

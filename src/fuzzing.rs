@@ -173,7 +173,15 @@ pub fn callback(data: &[u8]) {
 pub fn login_target(data: &[u8]) {
     let raw = text(data);
     let hosts: HashSet<String> = ["app.test".to_string(), "other.test".to_string()].into();
-    let out = crate::redirect::safe_target(&raw, "app.test", &hosts);
+    use crate::redirect::Scheme;
+    let out = crate::redirect::safe_target(&raw, "app.test", Scheme::Http, &hosts);
+    // Over https the answer is the same, except that no plain-http URL survives.
+    let over_https = crate::redirect::safe_target(&raw, "app.test", Scheme::Https, &hosts);
+    if out.starts_with("http://") {
+        assert_eq!(over_https, "/", "{raw:?} -> {over_https:?}");
+    } else {
+        assert_eq!(over_https, out, "{raw:?}");
+    }
     assert!(
         !out.chars()
             .any(|c| c.is_control() || c.is_whitespace() || c == '\\'),
@@ -198,7 +206,7 @@ pub fn login_target(data: &[u8]) {
     }
     // What the gateway answered is accepted as is when it comes back.
     assert_eq!(
-        crate::redirect::safe_target(&out, "app.test", &hosts),
+        crate::redirect::safe_target(&out, "app.test", Scheme::Http, &hosts),
         out,
         "{raw:?}"
     );

@@ -1,6 +1,12 @@
 //! Login/logout target validation (SPEC 4): a same-host path or an absolute URL
 //! whose host is a configured route host; anything else becomes `/`.
 //!
+//! On a request that reached the gateway over HTTPS, an absolute `http://`
+//! target is "anything else" too, whatever its host: following it would send
+//! the browser, and whatever the app puts in that URL, over plain HTTP where
+//! a network attacker can read and rewrite it (a downgrade). Same-host paths
+//! keep the request's scheme, so they are never affected.
+//!
 //! The checks are deliberately strict (the open-redirect advisories of peers
 //! are a catalogue of parser differentials: `//evil`, `/\evil`, `/\t/evil`,
 //! `https:evil`, `good@evil`, `evil\@good`), and the answer is never the raw
@@ -15,18 +21,27 @@ use url::Url;
 /// Targets longer than this are refused (they travel in the state cookie).
 const MAX_TARGET_LEN: usize = 2048;
 
+/// The scheme the browser used to reach the gateway (TLS here, a trusted
+/// proxy's `X-Forwarded-Proto`, or an https `public_origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
 /// The safe target for `raw` as received (already percent-decoded once by the
 /// query/form parser). `host` is the request's host (no port, lowercase);
-/// `route_hosts` every configured route host (lowercase).
-pub fn safe_target(raw: &str, host: &str, route_hosts: &HashSet<String>) -> String {
-    checked(raw, host, route_hosts)
+/// `scheme` how the request came in; `route_hosts` every configured route
+/// host (lowercase).
+pub fn safe_target(raw: &str, host: &str, scheme: Scheme, route_hosts: &HashSet<String>) -> String {
+    checked(raw, host, scheme, route_hosts)
         // The limit holds for the answer too: percent-encoding can triple a
         // non-ASCII target, and the answer travels in the state cookie.
         .filter(|out| out.len() <= MAX_TARGET_LEN)
         .unwrap_or_else(|| "/".to_string())
 }
 
-fn checked(raw: &str, host: &str, route_hosts: &HashSet<String>) -> Option<String> {
+fn checked(raw: &str, host: &str, scheme: Scheme, route_hosts: &HashSet<String>) -> Option<String> {
     if raw.is_empty() || raw.len() > MAX_TARGET_LEN {
         return None;
     }
@@ -43,7 +58,10 @@ fn checked(raw: &str, host: &str, route_hosts: &HashSet<String>) -> Option<Strin
     if raw.starts_with('/') {
         same_host_path(raw)
     } else {
-        absolute(raw, host, route_hosts)
+        absolute(raw, host, route_hosts).filter(|url| {
+            // No downgrade: `url` is re-serialized, so its scheme is lowercase.
+            scheme == Scheme::Http || url.starts_with("https://")
+        })
     }
 }
 

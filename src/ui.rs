@@ -4,7 +4,7 @@
 //! Every value reaches the HTML through minijinja with HTML auto-escaping on,
 //! so user input (the email typed on the login page, the post-login target)
 //! can never become markup. A page is an inner template (`login.html`,
-//! `error.html`) rendered first and then placed, as already-escaped markup,
+//! `error.html`, `logout.html`) rendered first and then placed, as already-escaped markup,
 //! into `frame.html`, which carries the branding and the only stylesheet
 //! (inline, because [`CONTENT_SECURITY_POLICY`] allows nothing else). There is
 //! no JavaScript on any page.
@@ -38,11 +38,13 @@ const DEFAULT_ACCENT: [u8; 3] = [0x0f, 0x6c, 0xbd];
 const FRAME: &str = "frame.html";
 const LOGIN: &str = "login.html";
 const ERROR: &str = "error.html";
+const LOGOUT: &str = "logout.html";
 
-const TEMPLATES: [(&str, &str); 3] = [
+const TEMPLATES: [(&str, &str); 4] = [
     (FRAME, include_str!("ui/templates/frame.html")),
     (LOGIN, include_str!("ui/templates/login.html")),
     (ERROR, include_str!("ui/templates/error.html")),
+    (LOGOUT, include_str!("ui/templates/logout.html")),
 ];
 
 /// A button on the login page that starts sign-in at one connection.
@@ -158,6 +160,25 @@ impl Pages {
         let inner = context! { status, title, message, action };
         self.page(ERROR, title, inner)
             .unwrap_or_else(|| fallback_page(title, message))
+    }
+
+    /// The page a sign-out request from another site gets instead of a
+    /// sign-out: a button that POSTs to `action` (`/.auth/logout`, with the
+    /// validated target in its query) and a way back. An action that is not
+    /// a path on this host is replaced by `/.auth/logout`.
+    pub fn confirm_logout(&self, action: &str) -> String {
+        let action = if action.starts_with("/.auth/logout") && safe_href(action) {
+            action
+        } else {
+            "/.auth/logout"
+        };
+        self.page(LOGOUT, "Sign out?", context! { action })
+            .unwrap_or_else(|| {
+                fallback_page(
+                    "Sign out?",
+                    "A page on another site asked to sign you out. The confirmation could not be shown; go to /.auth/logout on this site to sign out.",
+                )
+            })
     }
 
     /// Renders `template`, then wraps it in the frame. `None` only if an

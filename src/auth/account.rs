@@ -1,4 +1,8 @@
 //! `GET /.auth/me` and `GET/POST /.auth/logout`.
+//!
+//! A sign-out that a page of another site started (see [`initiator`]) is not
+//! carried out: it gets a confirmation page whose button POSTs the same
+//! request from this origin.
 
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -6,6 +10,8 @@ use serde_json::json;
 
 use super::{form_get, form_pairs, html, json, redirect, Ctx};
 use crate::respond::{Body, GatewayError};
+
+mod initiator;
 
 /// The signed-in user as JSON; 401 JSON when not signed in.
 pub(super) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
@@ -49,6 +55,14 @@ pub(super) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body
     let raw_target =
         form_get(&query, "post_logout_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = raw_target.map(|t| ctx.safe_target(parts, Some(t)));
+    if initiator::from_another_site(
+        &parts.headers,
+        &super::host_of(parts),
+        &ctx.state.route_hosts,
+    ) {
+        tracing::info!(method = %parts.method, "sign-out started by another site: asking the user to confirm");
+        return Ok(confirm(ctx, target.as_deref()));
+    }
     let mut provider_logout = None;
     if let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
         if let Ok(Some(session)) = ctx.state.shared.sessions.get(&id).await {
@@ -79,6 +93,27 @@ pub(super) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body
             Ok(resp)
         }
     }
+}
+
+/// The confirmation page: 200, the page headers (CSP with `frame-ancestors
+/// 'none'`, nosniff, no-store) plus `X-Frame-Options: DENY` for browsers that
+/// predate CSP framing rules (the button must not be clickjacked), and a
+/// form that POSTs to `/.auth/logout` with the already validated target.
+fn confirm(ctx: &Ctx<'_>, target: Option<&str>) -> Response<Body> {
+    let action = match target {
+        Some(t) => {
+            let encoded: String = url::form_urlencoded::byte_serialize(t.as_bytes()).collect();
+            format!("/.auth/logout?post_logout_redirect_uri={encoded}")
+        }
+        None => "/.auth/logout".to_string(),
+    };
+    let mut resp =
+        crate::respond::html_response(StatusCode::OK, ctx.state.pages.confirm_logout(&action));
+    resp.headers_mut().insert(
+        http::header::X_FRAME_OPTIONS,
+        http::HeaderValue::from_static("DENY"),
+    );
+    resp
 }
 
 /// `GET /.auth/logout/done`: where the provider sends the browser back after

@@ -35,6 +35,9 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub hosts: Option<Vec<String>>,
 }
 
 /// One string or a list of strings (`redis_url`).

@@ -68,6 +68,22 @@ pub struct TlsSettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// `[admin] token` / `token_file`: when set, `/metrics` and `/sessions/*`
+    /// need `Authorization: Bearer <token>` (SPEC 6.1). Visible ASCII, at
+    /// least [`crate::config::MIN_ADMIN_TOKEN_BYTES`] bytes; re-read on SIGHUP.
+    pub token: Option<Secret>,
+    /// `[admin] hosts`: names (lowercase, A-label, no port) that may reach
+    /// `/metrics` and `/sessions/*` without a token, besides IP addresses and
+    /// `localhost` (DNS rebinding defence).
+    pub hosts: Vec<String>,
+}
+
+impl AdminSettings {
+    /// True when the admin listener is reachable from other machines and no
+    /// token protects it: `check` warns, `run` logs a warning.
+    pub fn exposed_without_token(&self) -> bool {
+        self.token.is_none() && !self.listen.ip().is_loopback()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -67,11 +67,35 @@ fn bracket(host: &str) -> String {
     }
 }
 
+/// What is valid but probably a mistake; `check` prints each on a line
+/// starting with `Warning:` (and `run` logs the admin one at start).
+pub fn warnings(settings: &Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    if settings.admin.exposed_without_token() {
+        out.push(format!(
+            "[admin] listen = \"{}\" is not a loopback address and no [admin] token_file is set: \
+             anyone who can reach that port can read /metrics and end sessions with POST /sessions/revoke. \
+             Set [admin] token_file (or token) to a random token of at least {} characters, \
+             or listen on 127.0.0.1.",
+            settings.admin.listen,
+            super::MIN_ADMIN_TOKEN_BYTES
+        ));
+    }
+    out
+}
+
 /// The text `realmgate check` prints for a valid configuration.
 pub fn summary(settings: &Settings) -> String {
     let mut s = String::new();
     let srv = &settings.server;
     let _ = writeln!(s, "Configuration is valid.\n");
+    let warnings = warnings(settings);
+    for w in &warnings {
+        let _ = writeln!(s, "Warning: {w}");
+    }
+    if !warnings.is_empty() {
+        let _ = writeln!(s);
+    }
     let _ = writeln!(s, "Listeners:");
     let _ = writeln!(
         s,
@@ -88,10 +112,21 @@ pub fn summary(settings: &Settings) -> String {
             ""
         }
     );
+    let admin = &settings.admin;
     let _ = writeln!(
         s,
-        "  admin  {} (/healthz, /readyz, /metrics)",
-        settings.admin.listen
+        "  admin  {} (/healthz, /readyz, /metrics, POST /sessions/revoke; {})",
+        admin.listen,
+        if admin.token.is_some() {
+            "bearer token required for /metrics and /sessions/*".to_string()
+        } else if admin.hosts.is_empty() {
+            "no token: Host must be an IP address or localhost".to_string()
+        } else {
+            format!(
+                "no token: Host must be an IP address, localhost or {}",
+                admin.hosts.join(", ")
+            )
+        }
     );
     if !srv.trusted_proxies.is_empty() {
         let list: Vec<String> = srv.trusted_proxies.iter().map(|n| n.to_string()).collect();

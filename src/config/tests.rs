@@ -576,3 +576,142 @@ fn ipv4_mapped_trusted_proxies_become_their_ipv4_ranges() {
         ]
     );
 }
+
+const ADMIN_TOKEN: &str = "aaaabbbbccccddddeeeeffff0000111122223333";
+
+fn with_admin(admin: &str) -> String {
+    format!("[admin]\n{admin}\n{}", minimal())
+}
+
+#[test]
+fn admin_token_comes_inline_from_a_file_or_the_environment() {
+    let s = load_str(&with_admin(&format!("token = \"{ADMIN_TOKEN}\""))).expect("valid");
+    assert_eq!(
+        s.admin.token.as_ref().map(Secret::expose),
+        Some(ADMIN_TOKEN.as_bytes())
+    );
+    // Absent by default: no token, no extra host.
+    let d = load_str(&minimal()).expect("valid");
+    assert!(d.admin.token.is_none() && d.admin.hosts.is_empty());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("admin"), format!("{ADMIN_TOKEN}\n")).expect("write");
+    let s = load_with(
+        &with_admin("token_file = \"admin\""),
+        std::iter::empty(),
+        Some(dir.path()),
+    )
+    .expect("valid");
+    assert_eq!(
+        s.admin.token.as_ref().map(Secret::expose),
+        Some(ADMIN_TOKEN.as_bytes()),
+        "trailing newline trimmed"
+    );
+    let env = vec![(
+        "REALMGATE_ADMIN__TOKEN".to_string(),
+        ADMIN_TOKEN.to_string(),
+    )];
+    let s = load_with(&minimal(), env, None).expect("valid");
+    assert!(s.admin.token.is_some());
+    // The token never shows in Debug output.
+    assert!(!format!("{:?}", s.admin).contains(ADMIN_TOKEN));
+
+    let e = load_with(
+        &with_admin("token_file = \"absent\""),
+        std::iter::empty(),
+        Some(dir.path()),
+    )
+    .expect_err("missing file");
+    assert!(has(&e.problems, "admin.token_file"), "{e}");
+    let both = with_admin(&format!(
+        "token = \"{ADMIN_TOKEN}\"\ntoken_file = \"admin\""
+    ));
+    assert!(has(&problems(&both), "admin.token"));
+}
+
+#[test]
+fn admin_tokens_that_are_short_or_not_visible_ascii_are_refused_without_echo() {
+    let short = &ADMIN_TOKEN[..31];
+    for bad in [
+        short.to_string(),
+        format!("{ADMIN_TOKEN} x"),
+        format!("{ADMIN_TOKEN}\\t"),
+        format!("{ADMIN_TOKEN}é"),
+        String::new(),
+    ] {
+        let text = with_admin(&format!("token = \"{bad}\""));
+        let e = load_str(&text).expect_err("bad token");
+        assert!(has(&e.problems, "admin.token"), "{bad:?}: {e}");
+        if !bad.is_empty() {
+            assert!(!e.to_string().contains(&bad), "token echoed: {e}");
+        }
+    }
+    // Exactly the minimum is accepted.
+    let ok = &ADMIN_TOKEN[..MIN_ADMIN_TOKEN_BYTES];
+    assert!(load_str(&with_admin(&format!("token = \"{ok}\""))).is_ok());
+    // A short token in a file names the file key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("admin"), short).expect("write");
+    let e = load_with(
+        &with_admin("token_file = \"admin\""),
+        std::iter::empty(),
+        Some(dir.path()),
+    )
+    .expect_err("short");
+    assert!(has(&e.problems, "admin.token_file"), "{e}");
+}
+
+#[test]
+fn admin_hosts_are_bare_names_normalized_and_checked() {
+    let s = load_str(&with_admin(
+        "hosts = [\"Metrics.Internal\", \"metrics.internal.\", \"bücher.example\", \"prom_1.svc\"]",
+    ))
+    .expect("valid");
+    assert_eq!(
+        s.admin.hosts,
+        vec!["metrics.internal", "xn--bcher-kva.example", "prom_1.svc"]
+    );
+    for bad in [
+        "metrics.internal:9090",
+        "http://metrics.internal",
+        "*.internal",
+        "a b",
+        "",
+        "metrics/internal",
+        "user@metrics",
+    ] {
+        let e = load_str(&with_admin(&format!("hosts = [{bad:?}]"))).expect_err(bad);
+        assert!(has(&e.problems, "admin.hosts[0]"), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn check_warns_about_an_exposed_admin_listener_without_a_token() {
+    let exposed = load_str(&with_admin("listen = \"0.0.0.0:9090\"")).expect("valid");
+    let out = summary(&exposed);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Warning:"))
+        .unwrap_or_else(|| panic!("no warning:\n{out}"));
+    assert!(
+        line.contains("[admin] listen") && line.contains("[admin] token_file"),
+        "{line}"
+    );
+    assert!(out.starts_with("Configuration is valid."), "{out}");
+    for quiet in [
+        minimal(),
+        with_admin("listen = \"[::1]:9090\""),
+        with_admin(&format!(
+            "listen = \"0.0.0.0:9090\"\ntoken = \"{ADMIN_TOKEN}\""
+        )),
+    ] {
+        let s = load_str(&quiet).expect("valid");
+        assert!(warnings(&s).is_empty(), "{quiet}");
+        let out = summary(&s);
+        assert!(!out.contains("Warning:"), "{out}");
+        assert!(!out.contains(ADMIN_TOKEN), "{out}");
+    }
+    // A public IPv6 listener counts as exposed too.
+    let s = load_str(&with_admin("listen = \"[::]:9090\"")).expect("valid");
+    assert_eq!(warnings(&s).len(), 1);
+}

@@ -18,6 +18,10 @@ use super::*;
 /// Minimum session secret length (SPEC 3).
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Minimum `[admin] token` length: as long as a session secret, so a token
+/// made with `openssl rand -hex 16` (128 bits) or longer passes.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
 /// Most proxy threads `server.workers` may ask for.
 const MAX_WORKERS: usize = 256;
 
@@ -176,13 +180,7 @@ pub fn validate(
 ) -> Option<Settings> {
     let mut cx = Ctx { problems, base_dir };
     let server = server(&mut cx, loaded.server);
-    let admin = AdminSettings {
-        listen: cx.addr(
-            "admin.listen",
-            loaded.admin.listen.as_deref(),
-            "127.0.0.1:9090",
-        ),
-    };
+    let admin = admin(&mut cx, loaded.admin);
     let session = session(&mut cx, loaded.session);
     let log = log(&mut cx, loaded.log);
     let ui = ui(&mut cx, loaded.ui);
@@ -225,6 +223,65 @@ fn canonical_net(net: IpNet) -> IpNet {
             None => net,
         },
         other => other,
+    }
+}
+
+/// `[admin]`: the listener, the optional bearer token and the host names
+/// that may reach `/metrics` and `/sessions/*` without one (SPEC 6.1).
+fn admin(cx: &mut Ctx<'_>, raw: RawAdmin) -> AdminSettings {
+    let listen = cx.addr("admin.listen", raw.listen.as_deref(), "127.0.0.1:9090");
+    let token = cx
+        .secret("admin.token", raw.token.as_deref(), raw.token_file.as_deref())
+        .filter(|t| {
+            let key = if raw.token_file.is_some() {
+                "admin.token_file"
+            } else {
+                "admin.token"
+            };
+            // It travels in an `Authorization` header: visible ASCII only, so
+            // what the operator's scraper sends is byte for byte what is stored.
+            if !t.expose().iter().all(|b| (0x21..=0x7e).contains(b)) {
+                cx.bad(
+                    key,
+                    "holds a space, a control character or non-ASCII",
+                    "visible ASCII only, e.g. the output of `openssl rand -hex 32`",
+                );
+                return false;
+            }
+            if t.expose().len() < MIN_ADMIN_TOKEN_BYTES {
+                cx.bad(
+                    key,
+                    format!("is shorter than {MIN_ADMIN_TOKEN_BYTES} characters"),
+                    format!(
+                        "at least {MIN_ADMIN_TOKEN_BYTES} random characters, e.g. the output of `openssl rand -hex 32`"
+                    ),
+                );
+                return false;
+            }
+            true
+        });
+    let mut hosts = Vec::new();
+    for (i, h) in raw.hosts.unwrap_or_default().iter().enumerate() {
+        // A bare name only: the admin listener compares it with the request's
+        // Host without its port, lowercased and in its A-label form.
+        let plain = |n: &String| {
+            n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        };
+        match normalize_domain(h).filter(plain) {
+            Some(n) if !hosts.contains(&n) => hosts.push(n),
+            Some(_) => {}
+            None => cx.bad(
+                format!("admin.hosts[{i}]"),
+                format!("{h:?} is not a host name"),
+                "a bare host name without scheme, port or wildcard, such as \"metrics.internal\" (IP addresses and localhost are always allowed)",
+            ),
+        }
+    }
+    AdminSettings {
+        listen,
+        token,
+        hosts,
     }
 }
 

@@ -7,8 +7,14 @@ fn hosts() -> HashSet<String> {
         .collect()
 }
 
+/// As checked for a plain-HTTP request.
 fn target(raw: &str) -> String {
-    safe_target(raw, "hr.contoso.com", &hosts())
+    safe_target(raw, "hr.contoso.com", Scheme::Http, &hosts())
+}
+
+/// As checked for a request that came over HTTPS.
+fn target_https(raw: &str) -> String {
+    safe_target(raw, "hr.contoso.com", Scheme::Https, &hosts())
 }
 
 #[track_caller]
@@ -120,9 +126,69 @@ fn absolute_urls_on_route_hosts_are_kept() {
 #[test]
 fn the_request_host_is_accepted_even_if_not_a_route_host() {
     assert_eq!(
-        safe_target("https://other.contoso.com/a", "other.contoso.com", &hosts()),
+        safe_target(
+            "https://other.contoso.com/a",
+            "other.contoso.com",
+            Scheme::Https,
+            &hosts()
+        ),
         "https://other.contoso.com/a"
     );
+}
+
+#[test]
+fn absolute_http_targets_are_refused_on_https_requests() {
+    // Any host, configured or the request's own, with or without a port, in
+    // any case: an https request never sends the browser to plain http.
+    for raw in [
+        "http://hr.contoso.com/x?y=1",
+        "http://hr.contoso.com",
+        "HTTP://HR.CONTOSO.COM/Page",
+        "Http://wiki.contoso.com/",
+        "http://hr.contoso.com:443/",
+        "http://hr.contoso.com:80/",
+        "http://localhost:8080/demo",
+        "http://[::1]:8080/",
+        "http://\u{ff48}\u{ff52}.contoso.com/x",
+    ] {
+        assert_eq!(target_https(raw), "/", "{raw:?} must be refused on https");
+        // The same target on a plain-HTTP site is still a route host URL.
+        assert_ne!(target(raw), "/", "{raw:?} is fine on http");
+    }
+    assert_eq!(
+        safe_target(
+            "http://other.contoso.com/a",
+            "other.contoso.com",
+            Scheme::Https,
+            &hosts()
+        ),
+        "/",
+        "the request's own host over http too"
+    );
+    // https targets and same-host paths are unaffected.
+    assert_eq!(
+        target_https("https://wiki.contoso.com/p"),
+        "https://wiki.contoso.com/p"
+    );
+    assert_eq!(
+        target_https("HTTPS://HR.CONTOSO.COM/x"),
+        "https://hr.contoso.com/x"
+    );
+    assert_eq!(target_https("/reports?x=1"), "/reports?x=1");
+    // The tricks refused on http stay refused on https.
+    for raw in [
+        "//hr.contoso.com/",
+        "///evil.com",
+        "/\\evil.com",
+        "\\\\evil.com",
+        "http:hr.contoso.com",
+        "http:/hr.contoso.com",
+        "http:\\\\hr.contoso.com",
+        "https://evil.com",
+        "ws://hr.contoso.com/",
+    ] {
+        assert_eq!(target_https(raw), "/", "{raw:?}");
+    }
 }
 
 #[test]
@@ -253,6 +319,21 @@ mod properties {
             }
             // Answers are stable: checking an answer again gives it back.
             prop_assert_eq!(target(&out), out);
+        }
+
+        /// On an https request the answer is never a plain-http URL, and it
+        /// is the http answer unless that one was an absolute http URL.
+        #[test]
+        fn an_https_request_never_gets_an_http_target(r in raw()) {
+            let out = target_https(&r);
+            prop_assert!(!out.to_ascii_lowercase().starts_with("http:"), "{:?} -> {:?}", r, out);
+            let plain = target(&r);
+            if plain.starts_with("http://") {
+                prop_assert_eq!(out.as_str(), "/");
+            } else {
+                prop_assert_eq!(&out, &plain);
+            }
+            prop_assert_eq!(target_https(&out), out);
         }
     }
 }

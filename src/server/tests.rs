@@ -531,7 +531,7 @@ async fn admin_endpoints() {
     assert!(http_get(admin, "/nope").await.starts_with("HTTP/1.1 404"));
     let res = exchange(
         admin,
-        b"POST /sessions/revoke HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nConnection: close\r\n\r\nnotjs!",
+        b"POST /sessions/revoke HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 6\r\nConnection: close\r\n\r\nnotjs!",
     )
     .await;
     assert!(res.starts_with("HTTP/1.1 400"), "{res}");
@@ -660,7 +660,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     let Ok(mut s) = TcpStream::connect(addr).await else {
         return String::new();
     };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).await.is_err() {
         return String::new();
     }

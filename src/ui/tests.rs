@@ -401,3 +401,48 @@ fn csp_lets_the_login_form_redirect_to_an_http_provider_but_allows_no_script() {
     assert_eq!(directive("frame-ancestors"), "frame-ancestors 'none'");
     assert!(!CONTENT_SECURITY_POLICY.contains("script-src"));
 }
+
+#[test]
+fn logout_confirmation_posts_to_the_logout_endpoint_with_the_target() {
+    let html = pages().confirm_logout("/.auth/logout?post_logout_redirect_uri=%2Fbye&x=1");
+    let form = tag_containing(&html, "method=\"post\"");
+    assert!(form.starts_with("<form"), "{form}");
+    // minijinja escapes `/` and `&` in attributes; the browser undoes it.
+    assert!(
+        form.contains("action=\"&#x2f;.auth&#x2f;logout?post_logout_redirect_uri=%2Fbye&amp;x=1\""),
+        "{form}"
+    );
+    assert!(html.contains("<button type=\"submit\" class=\"btn btn-primary\">Sign out</button>"));
+    assert!(html.contains("<h1>Sign out?</h1>"));
+    assert!(
+        html.contains("<a class=\"btn btn-secondary\" href=\"/\">Stay signed in</a>"),
+        "{html}"
+    );
+    // Branded like every other page, with nothing loaded or run.
+    assert!(html.contains("<span class=\"product\">Contoso Apps</span>"));
+    assert!(!html.contains("<script") && !html.contains("<link"));
+    assert!(!has_event_handler(&html));
+}
+
+#[test]
+fn logout_confirmation_never_posts_anywhere_else() {
+    for hostile in [
+        HOSTILE,
+        "https://evil.example/.auth/logout",
+        "//evil.example/.auth/logout",
+        "/.auth/login",
+        "javascript:alert(1)",
+        "/.auth/logout\r\n<script>",
+        "",
+    ] {
+        let html = pages().confirm_logout(hostile);
+        if !hostile.is_empty() {
+            assert_no_markup_from(&html, hostile);
+        }
+        let form = tag_containing(&html, "method=\"post\"");
+        assert!(
+            form.contains("action=\"&#x2f;.auth&#x2f;logout\""),
+            "{hostile:?}: {form}"
+        );
+    }
+}

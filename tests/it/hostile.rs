@@ -15,6 +15,9 @@
 //! | `host` | Host and X-Forwarded-* from untrusted peers |
 //! | `proxy_trust` | PROXY headers from untrusted peers; routing, address, scheme and host headers by trust |
 //! | `logs` | a whole sign-in at debug level writes no secret |
+//! | `admin` | the admin API from web pages: cross-site POSTs, DNS rebinding, bearer token |
+//! | `downgrade` | absolute `http://` login targets on sites reached over HTTPS |
+//! | `logout` | sign-out started by another site (links, forms, sibling subdomains) |
 //!
 //! Cases already pinned elsewhere are not repeated here: `login_flow.rs`
 //! (the basic hostile-token modes end to end, state/replay, cookies),
@@ -22,9 +25,12 @@
 //! (forwarded URIs), `proxying.rs` (hop-by-hop, forwarding headers), the
 //! unit tests of `redirect` and `pathnorm` (proptest).
 
+mod admin;
+mod downgrade;
 mod flow;
 mod host;
 mod http;
+mod logout;
 mod logs;
 mod paths;
 mod proxy_trust;

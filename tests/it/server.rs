@@ -249,7 +249,7 @@ fn get(path: &str) -> Vec<u8> {
 async fn admin_get(admin: SocketAddr, path: &str) -> String {
     send(
         admin,
-        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .await
 }
@@ -488,7 +488,7 @@ async fn admin_endpoints_and_metrics_after_a_request() {
     let revoke = send(
         gw.admin,
         format!(
-            "POST /sessions/revoke HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /sessions/revoke HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
