@@ -35,6 +35,7 @@ connections = ["contoso"]
 
 fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
     Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id: "oid-1".into(),
         subject: "sub-1".into(),
         tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),

@@ -211,7 +211,8 @@ impl MemoryStore {
             tracing::debug!("session was ended while being updated; not stored again");
             return;
         }
-        if session.expires_at <= unix_now() {
+        if session.expires_at <= unix_now() || !session.is_current() {
+            // Expired, or of another format (see `SESSION_VERSION`): absent.
             self.cache.invalidate(id);
             return;
         }
@@ -495,6 +496,7 @@ impl Packed {
         let s = |id: u32| strings.get(id).map(str::to_string);
         let groups: Option<Vec<String>> = self.groups.iter().map(|&g| s(g)).collect();
         Some(Session {
+            version: crate::session::model::SESSION_VERSION,
             user_id: self.user_id().to_string(),
             subject: self.owned(Field::Subject).unwrap_or_default(),
             tenant_id: match self.tenant_id {

@@ -174,6 +174,20 @@ impl RedisStore {
                 return Ok(None);
             }
         };
+        if !session.is_current() {
+            // Written before an upgrade that changed what a session means
+            // (`SESSION_VERSION`: user ids of issue 17). Absent: the user
+            // signs in again once. Ended, so the old record and its index
+            // entries cannot come back.
+            tracing::info!(
+                version = session.version,
+                "a session written by an older version was found; treating it as signed out"
+            );
+            if let Err(e) = self.end(h).await {
+                tracing::debug!(error = %e, "could not end an old-format session");
+            }
+            return Ok(None);
+        }
         let now = unix_now();
         if session.expires_at <= now {
             return Ok(None);

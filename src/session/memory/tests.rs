@@ -5,6 +5,7 @@ use super::*;
 fn session(user: &str, sid: Option<&str>) -> Session {
     let now = unix_now();
     Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id: user.into(),
         subject: format!("sub-{user}"),
         tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),
@@ -46,6 +47,7 @@ async fn a_session_round_trips_field_for_field() {
     s.put(&id, full.clone()).await.unwrap();
     assert_eq!(*s.get(&id).await.unwrap().unwrap(), full);
     let sparse = Session {
+        version: crate::session::model::SESSION_VERSION,
         tenant_id: None,
         sid: None,
         email: None,

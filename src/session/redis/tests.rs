@@ -4,6 +4,7 @@ use super::*;
 
 fn session(expires_at: u64) -> Session {
     Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id: "u".into(),
         subject: "s".into(),
         tenant_id: None,
