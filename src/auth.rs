@@ -128,9 +128,11 @@ impl AuthState {
                     .iter()
                     // As written and without a `<connection>:` prefix.
                     .flat_map(|r| {
-                        r.allow.groups.iter().cloned().chain(
-                            r.allow.group_rules.iter().map(|g| g.value.clone()),
-                        )
+                        r.allow
+                            .groups
+                            .iter()
+                            .cloned()
+                            .chain(r.allow.group_rules.iter().map(|g| g.value.clone()))
                     })
                     .collect(),
             ),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use crate::config::{ConnectionSettings, RouteSettings, ScopedValue};
+use crate::config::{ConnectionSettings, MatchBy, RouteSettings, ScopedValue};
 use crate::session::model::Session;
 
 /// Proof that `user` may reach the route it was issued for (by
@@ -365,11 +365,17 @@ pub fn entry_matches(
     {
         return false;
     }
-    value == rule.value
-        || (rule.by_name
-            && names
-                .and_then(|n| n.get(value))
-                .is_some_and(|name| *name == rule.value))
+    let by_value = || value == rule.value;
+    let by_name = || {
+        names
+            .and_then(|n| n.get(value))
+            .is_some_and(|name| *name == rule.value)
+    };
+    match rule.by {
+        MatchBy::Value => by_value(),
+        MatchBy::Name => by_name(),
+        MatchBy::ValueOrName => by_value() || by_name(),
+    }
 }
 
 /// Evaluates every rule of `route` for `user`, in order, without stopping at

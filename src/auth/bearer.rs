@@ -176,8 +176,7 @@ fn session_for(
     };
     // As at sign-in (SPEC 6.1): `oid` on Entra (`verify_access_token`
     // demands it), `<connection>:<sub>` elsewhere.
-    let user_id =
-        crate::session::model::user_id_for(conn, t.sub(), t.oid()).unwrap_or_default();
+    let user_id = crate::session::model::user_id_for(conn, t.sub(), t.oid()).unwrap_or_default();
     let email_trust =
         super::callback::email_trust(conn, t.email().is_some(), t.email_verified(), t.xms_edov());
     // Group overage cannot be resolved here: Graph would need a token for

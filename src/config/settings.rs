@@ -316,9 +316,21 @@ pub struct ScopedValue {
     pub connections: Option<Vec<String>>,
     /// The value to match (without its `<connection>:` prefix).
     pub value: String,
-    /// It may also match a value through the connection's `group_names`
-    /// (the value is a name there, or the entry was `<connection>:<name>`).
-    pub by_name: bool,
+    /// How a user's value is compared with it.
+    pub by: MatchBy,
+}
+
+/// How a [`ScopedValue`] compares with a user's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchBy {
+    /// The value as the provider sent it.
+    Value,
+    /// The name the user's connection's `group_names` gives the value only
+    /// (a bare entry that is a name there: a raw value that happens to read
+    /// like the name is not that group).
+    Name,
+    /// Either (`<connection>:<id or name>`).
+    ValueOrName,
 }
 
 #[derive(Debug, Clone)]

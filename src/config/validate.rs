@@ -1229,10 +1229,7 @@ fn allow(
         }
     }
     let groups = raw.groups.unwrap_or_default();
-    let group_rules = groups
-        .iter()
-        .map(|g| group_entry(g, connections))
-        .collect();
+    let group_rules = groups.iter().map(|g| group_entry(g, connections)).collect();
     let domain_owners = if email_domains.is_empty() && users.is_empty() {
         HashMap::new()
     } else {
@@ -1270,14 +1267,14 @@ fn connection_prefix<'a>(
 /// An `allow.groups` entry scoped as SPEC 6.1 says: `<connection>:<value>`
 /// matches that connection's group id or mapped name only; a bare entry
 /// that is a name in some connections' `group_names` matches only their
-/// users (by that name); any other bare entry matches a group id of any
+/// users, through that mapping only; any other bare entry matches a group id of any
 /// connection the route allows.
 fn group_entry(entry: &str, connections: &[Arc<ConnectionSettings>]) -> ScopedValue {
     if let Some((conn, rest)) = connection_prefix(entry, connections) {
         return ScopedValue {
             connections: Some(vec![conn.name.clone()]),
             value: rest.to_string(),
-            by_name: true,
+            by: MatchBy::ValueOrName,
         };
     }
     let naming: Vec<String> = connections
@@ -1285,10 +1282,18 @@ fn group_entry(entry: &str, connections: &[Arc<ConnectionSettings>]) -> ScopedVa
         .filter(|c| c.group_names.values().any(|n| n == entry))
         .map(|c| c.name.clone())
         .collect();
-    ScopedValue {
-        by_name: !naming.is_empty(),
-        connections: (!naming.is_empty()).then_some(naming),
-        value: entry.to_string(),
+    if naming.is_empty() {
+        ScopedValue {
+            connections: None,
+            value: entry.to_string(),
+            by: MatchBy::Value,
+        }
+    } else {
+        ScopedValue {
+            connections: Some(naming),
+            value: entry.to_string(),
+            by: MatchBy::Name,
+        }
     }
 }
 
@@ -1314,14 +1319,14 @@ fn user_entry(entry: &str, connections: &[Arc<ConnectionSettings>]) -> Option<Us
         return Some(UserEntry::Id(ScopedValue {
             connections: Some(vec![conn.name.clone()]),
             value,
-            by_name: false,
+            by: MatchBy::Value,
         }));
     }
     if is_guid(entry) {
         return Some(UserEntry::Id(ScopedValue {
             connections: None,
             value: entry.to_ascii_lowercase(),
-            by_name: false,
+            by: MatchBy::Value,
         }));
     }
     crate::email::parse(entry).map(|e| UserEntry::Email(e.as_str().to_string()))

@@ -75,9 +75,7 @@ impl Session {
     /// for policies and headers alike.
     pub fn verified_email(&self) -> Option<&str> {
         if self.email_trust.is_verified() {
-            self.email
-                .as_deref()
-                .filter(|e| crate::email::is_plain(e))
+            self.email.as_deref().filter(|e| crate::email::is_plain(e))
         } else {
             None
         }
