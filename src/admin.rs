@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::handler::Shared;
 use crate::server::Inner;
-use crate::session::store::SessionStore;
+use crate::session::store::{revoke_in_each, Revoke, SessionStore};
 
 mod guard;
 
@@ -117,7 +117,14 @@ async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<AdminBody> {
                     )
                 }
             };
-            revoke(store, &body).await
+            let connections: Vec<String> = inner
+                .current()
+                .settings
+                .connections
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            revoke(store, &connections, &body).await
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/sessions/revoke") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
@@ -165,7 +172,12 @@ struct RevokeRequest {
     sid: Option<String>,
 }
 
-async fn revoke(store: Option<Arc<dyn SessionStore>>, body: &[u8]) -> Response<AdminBody> {
+/// Ends the named sessions in each of `connections` (`revoke_in_each`).
+async fn revoke(
+    store: Option<Arc<dyn SessionStore>>,
+    connections: &[String],
+    body: &[u8],
+) -> Response<AdminBody> {
     let request: RevokeRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(_) => {
@@ -182,8 +194,14 @@ async fn revoke(store: Option<Arc<dyn SessionStore>>, body: &[u8]) -> Response<A
         );
     };
     let (kind, result) = match (&request.user_id, &request.sid) {
-        (Some(user), None) if !user.is_empty() => ("user_id", store.revoke_user(user).await),
-        (None, Some(sid)) if !sid.is_empty() => ("sid", store.revoke_sid(sid).await),
+        (Some(user), None) if !user.is_empty() => (
+            "user_id",
+            revoke_in_each(&*store, connections, Revoke::UserId(user)).await,
+        ),
+        (None, Some(sid)) if !sid.is_empty() => (
+            "sid",
+            revoke_in_each(&*store, connections, Revoke::Sid(sid)).await,
+        ),
         _ => {
             return json_error(
                 StatusCode::BAD_REQUEST,
@@ -288,18 +306,32 @@ mod tests {
         fn delete<'a>(&'a self, _: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
             Box::pin(async { Ok(()) })
         }
-        fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        fn revoke_user<'a>(
+            &'a self,
+            connection: &'a str,
+            user_id: &'a str,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
             Box::pin(async move {
                 if self.fail.load(Ordering::Relaxed) {
                     return Err(StoreError("down".into()));
                 }
-                self.calls.lock().unwrap().push(format!("user:{user_id}"));
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(format!("{connection}/user:{user_id}"));
                 Ok(3)
             })
         }
-        fn revoke_sid<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        fn revoke_sid<'a>(
+            &'a self,
+            connection: &'a str,
+            sid: &'a str,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
             Box::pin(async move {
-                self.calls.lock().unwrap().push(format!("sid:{sid}"));
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(format!("{connection}/sid:{sid}"));
                 Ok(1)
             })
         }
@@ -317,6 +349,10 @@ mod tests {
         }
     }
 
+    fn conns() -> Vec<String> {
+        vec!["contoso".to_string(), "partner".to_string()]
+    }
+
     async fn body_of(res: Response<AdminBody>) -> (StatusCode, String) {
         let status = res.status();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
@@ -327,11 +363,21 @@ mod tests {
     async fn revoke_by_user_or_sid_answers_the_count() {
         let store = Arc::new(FakeStore::default());
         let dyn_store: Arc<dyn SessionStore> = store.clone();
-        let (s, b) = body_of(revoke(Some(dyn_store.clone()), br#"{"user_id":"u-1"}"#).await).await;
-        assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":3}"#));
-        let (s, b) = body_of(revoke(Some(dyn_store), br#"{"sid":"abc"}"#).await).await;
-        assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":1}"#));
-        assert_eq!(*store.calls.lock().unwrap(), vec!["user:u-1", "sid:abc"]);
+        let (s, b) =
+            body_of(revoke(Some(dyn_store.clone()), &conns(), br#"{"user_id":"u-1"}"#).await).await;
+        // Once per connection, each scoped to its connection (SPEC 6.1).
+        assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":6}"#));
+        let (s, b) = body_of(revoke(Some(dyn_store), &conns(), br#"{"sid":"abc"}"#).await).await;
+        assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":2}"#));
+        assert_eq!(
+            *store.calls.lock().unwrap(),
+            vec![
+                "contoso/user:u-1",
+                "partner/user:u-1",
+                "contoso/sid:abc",
+                "partner/sid:abc"
+            ]
+        );
     }
 
     #[tokio::test]
@@ -347,7 +393,7 @@ mod tests {
             b"",
         ] {
             let dyn_store: Arc<dyn SessionStore> = store.clone();
-            let (s, b) = body_of(revoke(Some(dyn_store), body).await).await;
+            let (s, b) = body_of(revoke(Some(dyn_store), &conns(), body).await).await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{body:?} -> {b}");
             assert!(b.contains("\"error\""));
         }
@@ -359,9 +405,9 @@ mod tests {
         let store = Arc::new(FakeStore::default());
         store.fail.store(true, Ordering::Relaxed);
         let dyn_store: Arc<dyn SessionStore> = store.clone();
-        let (s, _) = body_of(revoke(Some(dyn_store), br#"{"user_id":"u"}"#).await).await;
+        let (s, _) = body_of(revoke(Some(dyn_store), &conns(), br#"{"user_id":"u"}"#).await).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-        let (s, _) = body_of(revoke(None, br#"{"user_id":"u"}"#).await).await;
+        let (s, _) = body_of(revoke(None, &conns(), br#"{"user_id":"u"}"#).await).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     }
 

@@ -126,7 +126,14 @@ impl AuthState {
                 settings
                     .routes
                     .iter()
-                    .flat_map(|r| r.allow.groups.iter().cloned())
+                    // As written and without a `<connection>:` prefix.
+                    .flat_map(|r| {
+                        r.allow
+                            .groups
+                            .iter()
+                            .cloned()
+                            .chain(r.allow.group_rules.iter().map(|g| g.value.clone()))
+                    })
                     .collect(),
             ),
             assertions: settings

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod email;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;

@@ -15,7 +15,9 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use crate::config::{ConnectionSettings, RouteSettings};
+use std::collections::HashMap;
+
+use crate::config::{ConnectionSettings, MatchBy, RouteSettings, ScopedValue};
 use crate::session::model::Session;
 
 /// Proof that `user` may reach the route it was issued for (by
@@ -60,6 +62,9 @@ pub enum DenyReason {
     EmailDomain,
     /// The verified email is not in `allow.users`.
     User,
+    /// The verified email's domain is a home realm domain of another
+    /// connection than the one that signed the user in (SPEC 6.1).
+    EmailOwner,
     /// The user's tenant is not in `allow.tenants`.
     Tenant,
 }
@@ -73,6 +78,7 @@ impl DenyReason {
             DenyReason::EmailUnverified => "This application needs a verified email address, and your identity provider did not confirm yours.",
             DenyReason::EmailDomain => "Your email domain may not use this application.",
             DenyReason::User => "Your account is not on the list of users of this application.",
+            DenyReason::EmailOwner => "Your email address belongs to an organization whose own sign-in must confirm it, and you signed in with another account. Sign out and sign in with your organization's account.",
             DenyReason::Tenant => "Your organization (tenant) may not use this application.",
         }
     }
@@ -85,6 +91,7 @@ impl DenyReason {
             DenyReason::EmailUnverified => "email_unverified",
             DenyReason::EmailDomain => "email_domain",
             DenyReason::User => "user",
+            DenyReason::EmailOwner => "email_owner",
             DenyReason::Tenant => "tenant",
         }
     }
@@ -134,10 +141,14 @@ enum Detail<'a> {
     },
     EmailDomains {
         domain: Option<String>,
+        /// The connection that owns the domain, when it is not the user's.
+        owner: Option<&'a str>,
         allowed: &'a [String],
     },
     Users {
         email: bool,
+        /// The connection that owns the email's domain, when not the user's.
+        owner: Option<&'a str>,
         listed: bool,
         count: usize,
     },
@@ -171,18 +182,42 @@ impl fmt::Display for Detail<'_> {
             ),
             Detail::EmailDomains {
                 domain: Some(d),
+                owner: Some(o),
+                ..
+            }
+            => write!(
+                f,
+                "the verified email's domain {d:?} is a home realm domain of connection {o:?}, which did not sign the user in, so the email does not count"
+            ),
+            Detail::EmailDomains {
+                domain: Some(d),
                 allowed,
+                ..
             } => write!(
                 f,
                 "verified email domain {d:?}; allowed [{}]",
                 allowed.join(", ")
             ),
-            Detail::EmailDomains { domain: None, .. } | Detail::Users { email: false, .. } => {
-                f.write_str("no verified email")
-            }
-            Detail::Users { listed: true, .. } => f.write_str("the verified email is listed"),
+            Detail::EmailDomains { domain: None, .. } => f.write_str("no verified email"),
+            Detail::Users {
+                email: false,
+                count,
+                ..
+            } => write!(
+                f,
+                "no verified email, and the user id is not among {count} listed user(s)"
+            ),
+            Detail::Users { listed: true, .. } => f.write_str("the user id or verified email is listed"),
+            Detail::Users {
+                owner: Some(o),
+                count,
+                ..
+            } => write!(
+                f,
+                "the user id is not among {count} listed user(s), and the verified email does not count: its domain is a home realm domain of connection {o:?}, which did not sign the user in"
+            ),
             Detail::Users { count, .. } => {
-                write!(f, "the verified email is not among {count} listed user(s)")
+                write!(f, "neither the user id nor the verified email is among {count} listed user(s)")
             }
             Detail::Tenants { tenant, allowed } => write!(
                 f,
@@ -215,14 +250,14 @@ fn check<'a, B>(
     })?;
     let allow = &route.allow;
     if !allow.groups.is_empty() {
-        // A group matches by id, or by the name group_names gives that id.
+        // Scoped as SPEC 6.1 says (`entry_matches`): a group name mapped by
+        // one connection never matches another connection's raw group.
+        let names = connection.map(|c| &c.group_names);
         let matched = user.groups.iter().find(|id| {
-            allow.groups.iter().any(|g| {
-                g == *id
-                    || connection
-                        .and_then(|c| c.group_names.get(*id))
-                        .is_some_and(|name| name == g)
-            })
+            allow
+                .group_rules
+                .iter()
+                .any(|r| entry_matches(r, &user.connection, id, names))
         });
         visit(Check {
             rule: "allow.groups",
@@ -234,46 +269,64 @@ fn check<'a, B>(
             },
         })?;
     }
-    if !allow.email_domains.is_empty() || !allow.users.is_empty() {
+    if !allow.email_domains.is_empty() || !allow.users.is_empty() || !allow.user_ids.is_empty() {
         // Only a verified email counts (SPEC 5.6): an unverified one could be
-        // anyone's ("nOAuth").
-        let email = user.verified_email().map(str::to_lowercase);
+        // anyone's ("nOAuth"); and only a plain addr-spec (`crate::email`),
+        // compared lowercased with its host in A-label form.
+        let email = user.verified_email().and_then(crate::email::parse);
+        // An email of a domain some connection owns (its home realm
+        // domains) counts only when that connection signed the user in.
+        let owner = email
+            .as_ref()
+            .and_then(|e| allow.domain_owners.get(e.domain()))
+            .filter(|o| **o != user.connection)
+            .map(String::as_str);
+        let email = email.map(|e| (e, owner));
         if !allow.email_domains.is_empty() {
-            let domain = email
-                .as_deref()
-                .and_then(|e| e.rsplit_once('@'))
-                .and_then(|(_, d)| crate::config::normalize_domain(d));
-            let failed = match &domain {
+            let failed = match &email {
                 None => Some(DenyReason::EmailUnverified),
-                Some(d) if !allow.email_domains.contains(d) => Some(DenyReason::EmailDomain),
+                Some((_, Some(_))) => Some(DenyReason::EmailOwner),
+                Some((e, None)) if !allow.email_domains.iter().any(|d| d == e.domain()) => {
+                    Some(DenyReason::EmailDomain)
+                }
                 Some(_) => None,
             };
             visit(Check {
                 rule: "allow.email_domains",
                 failed,
                 detail: Detail::EmailDomains {
-                    domain,
+                    domain: email.as_ref().map(|(e, _)| e.domain().to_string()),
+                    owner,
                     allowed: &allow.email_domains,
                 },
             })?;
         }
-        if !allow.users.is_empty() {
-            let normalized = email.as_deref().and_then(|e| {
-                let (local, d) = e.rsplit_once('@')?;
-                Some(format!("{local}@{}", crate::config::normalize_domain(d)?))
-            });
-            let listed = normalized.as_ref().is_some_and(|e| allow.users.contains(e));
+        if !allow.users.is_empty() || !allow.user_ids.is_empty() {
+            let by_id = allow
+                .user_ids
+                .iter()
+                .any(|r| entry_matches(r, &user.connection, &user.user_id, None));
+            let by_email = email
+                .as_ref()
+                .is_some_and(|(e, o)| o.is_none() && allow.users.iter().any(|u| u == e.as_str()));
+            let listed = by_id || by_email;
+            let failed = match (&email, listed) {
+                (_, true) => None,
+                // Only emails are listed: say what is missing.
+                (None, false) if allow.user_ids.is_empty() => Some(DenyReason::EmailUnverified),
+                (Some((_, Some(_))), false) if allow.user_ids.is_empty() => {
+                    Some(DenyReason::EmailOwner)
+                }
+                _ => Some(DenyReason::User),
+            };
             visit(Check {
                 rule: "allow.users",
-                failed: match (&normalized, listed) {
-                    (None, _) => Some(DenyReason::EmailUnverified),
-                    (Some(_), false) => Some(DenyReason::User),
-                    (Some(_), true) => None,
-                },
+                failed,
                 detail: Detail::Users {
-                    email: normalized.is_some(),
+                    email: email.is_some(),
+                    owner,
                     listed,
-                    count: allow.users.len(),
+                    count: allow.users.len() + allow.user_ids.len(),
                 },
             })?;
         }
@@ -291,6 +344,38 @@ fn check<'a, B>(
         })?;
     }
     ControlFlow::Continue(())
+}
+
+/// Whether the policy entry `rule` matches `value`, a value (group id, and
+/// later role or claim value) of a user of connection `connection`, whose
+/// `group_names` are `names` (SPEC 6.1). The one place that scopes policy
+/// values to connections: an entry limited to some connections never
+/// matches another's users; an entry that may match by name compares the
+/// name the user's own connection gives `value`.
+pub fn entry_matches(
+    rule: &ScopedValue,
+    connection: &str,
+    value: &str,
+    names: Option<&HashMap<String, String>>,
+) -> bool {
+    if rule
+        .connections
+        .as_ref()
+        .is_some_and(|cs| !cs.iter().any(|c| c == connection))
+    {
+        return false;
+    }
+    let by_value = || value == rule.value;
+    let by_name = || {
+        names
+            .and_then(|n| n.get(value))
+            .is_some_and(|name| *name == rule.value)
+    };
+    match rule.by {
+        MatchBy::Value => by_value(),
+        MatchBy::Name => by_name(),
+        MatchBy::ValueOrName => by_value() || by_name(),
+    }
 }
 
 /// Evaluates every rule of `route` for `user`, in order, without stopping at

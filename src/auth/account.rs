@@ -29,7 +29,9 @@ pub(super) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
     let mut body = json!({
         "user_id": s.user_id,
         "email": s.email,
-        "email_verified": s.email_trust.is_verified(),
+        // True only for an email that counts (verified and one plain
+        // addr-spec, `Session::verified_email`): the one headers carry.
+        "email_verified": s.verified_email().is_some(),
         "email_verified_by": s.email_trust,
         "name": s.name,
         "preferred_username": s.preferred_username,

@@ -5,12 +5,23 @@
 //! seen before: `Provider::verify_logout_token`) and ends the matching
 //! sessions on every replica through the store.
 //!
-//! Which sessions end:
-//! - with `sid`: every session with that provider session id (`revoke_sid`);
-//! - without `sid`: every session of the user. Sessions are indexed by
-//!   `user_id`, which is `oid` on Entra and `sub` elsewhere, so an Entra
-//!   token must carry `oid` (Entra's `sub` is pairwise per application and
-//!   is not the session's user id); a generic OIDC token's `sub` is used.
+//! Which sessions end — only sessions of the connection whose provider
+//! accepted the token (its issuer signed it, for its client id): the store
+//! operations take that connection, so a partner's token naming a contoso
+//! `sid` or a contoso user's `oid` as `sub` ends nothing (SPEC 6.1):
+//! - with `sid`: every session of that connection with that provider
+//!   session id (`revoke_sid`);
+//! - without `sid`: every session of the user through that connection.
+//!   Sessions are indexed by `user_id` (`user_id_for`): `oid` on Entra, so
+//!   an Entra token must carry `oid` (Entra's `sub` is pairwise per
+//!   application and is not the session's user id), `<connection>:<sub>`
+//!   elsewhere.
+//!
+//! Several connections may accept one token when they share an issuer and
+//! a client id (two Entra connections of one tenant and one app
+//! registration that differ in scopes or parameters). The provider signed
+//! it for that app, so it acts on the sessions of each of them, and of no
+//! other connection.
 //!
 //! Answers: 200 JSON `{"sessions_ended": n}` (also when nothing matched: the
 //! provider has done its part); 400 JSON `{"error": "invalid_request",
@@ -21,7 +32,10 @@
 use http::{Response, StatusCode};
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::{form_get, form_pairs, json, Ctx};
+use crate::config::ConnectionSettings;
 use crate::oidc::{LogoutToken, OidcError};
 use crate::respond::Body;
 
@@ -30,7 +44,7 @@ pub(super) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
     let Some(raw) = form_get(&pairs, "logout_token").filter(|t| !t.is_empty()) else {
         return bad_request("the form must carry exactly one logout_token field");
     };
-    let (connection, token) = match verify(ctx, raw).await {
+    let (connections, token) = match verify(ctx, raw).await {
         Ok(found) => found,
         Err(Refusal::Invalid(reason)) => {
             tracing::info!(reason = %reason, "back-channel logout refused");
@@ -44,24 +58,42 @@ pub(super) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
             );
         }
     };
-    let is_entra = ctx
-        .state
-        .connection(&connection)
-        .is_some_and(|c| c.is_entra());
+    // What to end in each accepting connection, decided before anything ends.
+    let mut targets = Vec::with_capacity(connections.len());
+    for conn in &connections {
+        let target = match (&token.sid, &token.sub) {
+            (Some(sid), _) => Target::Sid(sid.clone()),
+            (None, sub) => match crate::session::model::user_id_for(
+                conn,
+                sub.as_deref().unwrap_or_default(),
+                token.oid.as_deref(),
+            ) {
+                Some(user_id) => Target::User(user_id),
+                None => {
+                    return bad_request(
+                        "the logout token has no sid, and no user id this gateway keys sessions by (oid on Entra, sub otherwise)",
+                    )
+                }
+            },
+        };
+        targets.push((conn.name.as_str(), target));
+    }
     let sessions = &ctx.state.shared.sessions;
-    let result = match (&token.sid, is_entra, &token.oid, &token.sub) {
-        (Some(sid), ..) => sessions.revoke_sid(sid).await,
-        (None, true, Some(oid), _) => sessions.revoke_user(oid).await,
-        (None, false, _, Some(sub)) => sessions.revoke_user(sub).await,
-        _ => {
-            return bad_request(
-                "the logout token has no sid, and no user id this gateway keys sessions by (oid on Entra, sub otherwise)",
-            )
-        }
-    };
+    let mut result: Result<u64, crate::session::store::StoreError> = Ok(0);
+    for (conn, target) in &targets {
+        let ended = match target {
+            Target::Sid(sid) => sessions.revoke_sid(conn, sid).await,
+            Target::User(user_id) => sessions.revoke_user(conn, user_id).await,
+        };
+        result = match (result, ended) {
+            (Ok(a), Ok(b)) => Ok(a.saturating_add(b)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+    }
+    let names: Vec<&str> = targets.iter().map(|(c, _)| *c).collect();
     match result {
         Ok(n) => {
-            tracing::info!(connection = %connection, sessions = n, by_sid = token.sid.is_some(), "back-channel logout");
+            tracing::info!(connection = %names.join(","), sessions = n, by_sid = token.sid.is_some(), "back-channel logout");
             json(StatusCode::OK, &json!({"sessions_ended": n}))
         }
         Err(e) => {
@@ -74,25 +106,40 @@ pub(super) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
     }
 }
 
+/// What a logout token ends within one connection.
+enum Target {
+    Sid(String),
+    User(String),
+}
+
 enum Refusal {
     Invalid(String),
     Unavailable(String),
 }
 
-/// Tries the token against each configured connection's provider. A token
-/// passes at most one (issuer and audience differ between connections, or
-/// the tenant does); when none accepts it, the most telling reason is
+/// Tries the token against each configured connection's provider and
+/// answers every connection that accepts it (usually one: issuer and
+/// audience differ between connections, or the tenant does; see the module
+/// docs for several). When none accepts it, the most telling reason is
 /// returned: a check other than the issuer/tenant one (signature, replay,
 /// events, nonce…) beats "not this provider".
-async fn verify(ctx: &Ctx<'_>, raw: &str) -> Result<(String, LogoutToken), Refusal> {
+async fn verify(
+    ctx: &Ctx<'_>,
+    raw: &str,
+) -> Result<(Vec<Arc<ConnectionSettings>>, LogoutToken), Refusal> {
     let mut reason: Option<(u8, String)> = None;
     let mut unavailable = None;
+    let mut accepted: Option<(Vec<Arc<ConnectionSettings>>, LogoutToken)> = None;
     for conn in &ctx.state.settings.connections {
         let Some(provider) = ctx.state.shared.providers.get(&conn.name) else {
             continue;
         };
         match provider.verify_logout_token(raw).await {
-            Ok(token) => return Ok((conn.name.clone(), token)),
+            Ok(token) => match &mut accepted {
+                // The same signed token: its claims are the same.
+                Some((conns, _)) => conns.push(conn.clone()),
+                None => accepted = Some((vec![conn.clone()], token)),
+            },
             Err(OidcError::InvalidToken(why)) => {
                 let rank = if is_other_provider(&why) { 1 } else { 2 };
                 if reason.as_ref().is_none_or(|(r, _)| rank > *r) {
@@ -106,6 +153,9 @@ async fn verify(ctx: &Ctx<'_>, raw: &str) -> Result<(String, LogoutToken), Refus
                 }
             }
         }
+    }
+    if let Some(found) = accepted {
+        return Ok(found);
     }
     match (reason, unavailable) {
         // A connection whose keys are unreachable may be the issuer: retry later.

@@ -174,12 +174,9 @@ fn session_for(
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    // As at sign-in: `oid` on Entra (`verify_access_token` demands it), `sub` elsewhere.
-    let user_id = if conn.is_entra() {
-        t.oid().unwrap_or_default().to_string()
-    } else {
-        t.sub().to_string()
-    };
+    // As at sign-in (SPEC 6.1): `oid` on Entra (`verify_access_token`
+    // demands it), `<connection>:<sub>` elsewhere.
+    let user_id = crate::session::model::user_id_for(conn, t.sub(), t.oid()).unwrap_or_default();
     let email_trust =
         super::callback::email_trust(conn, t.email().is_some(), t.email_verified(), t.xms_edov());
     // Group overage cannot be resolved here: Graph would need a token for
@@ -200,6 +197,7 @@ fn session_for(
     let now = super::now();
     let exp = t.exp().unwrap_or(now);
     Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id,
         subject: t.sub().to_string(),
         tenant_id: t.tid().map(str::to_string),

@@ -201,7 +201,8 @@ async fn complete(
 }
 
 /// The session for a verified ID token. The user id is `oid` for Entra
-/// (stable, unlike email or preferred_username) and `sub` otherwise.
+/// (stable, unlike email or preferred_username) and `<connection>:<sub>`
+/// otherwise (SPEC 6.1, `user_id_for`).
 fn build_session(
     ctx: &Ctx<'_>,
     conn: &ConnectionSettings,
@@ -209,12 +210,7 @@ fn build_session(
     tokens: &crate::oidc::TokenSet,
     now: u64,
 ) -> Result<Session, Fail> {
-    let user_id = if conn.is_entra() {
-        token.oid()
-    } else {
-        Some(token.sub())
-    };
-    let Some(user_id) = user_id.filter(|u| !u.is_empty()) else {
+    let Some(user_id) = crate::session::model::user_id_for(conn, token.sub(), token.oid()) else {
         return Err((Failure::MissingUserId, "no oid/sub claim".into()));
     };
     let email_trust = email_trust(
@@ -237,7 +233,8 @@ fn build_session(
         .chain(token.exp())
         .min();
     Ok(Session {
-        user_id: user_id.to_string(),
+        version: crate::session::model::SESSION_VERSION,
+        user_id,
         subject: token.sub().to_string(),
         tenant_id: token.tid().map(str::to_string),
         connection: conn.name.clone(),

@@ -17,7 +17,9 @@
 //!   refresh lands, for at most [`LOCK_WAIT`]; the memory store grants the
 //!   lock at once.
 //! - A refusal by the provider (`invalid_grant`…) or a refreshed ID token
-//!   that fails verification (including a changed `sub`) ends the session.
+//!   that fails verification ends the session, and so does one that names
+//!   another identity: a changed issuer, `sub`, or on Entra `oid` or `tid`
+//!   (`same_identity`; the identity key never changes under a session).
 //!   An unreachable provider ends it only once the tokens have expired;
 //!   until then the session keeps working and a request at least
 //!   [`RETRY_AFTER_UNAVAILABLE_SECS`] later retries.
@@ -216,6 +218,16 @@ async fn refresh_locked(
         }
         Err(e) => Err(e),
     };
+    // Hole 9 of issue 17: a refreshed ID token must name the same identity
+    // as the session (issuer, sub, and on Entra oid and tid). Anything else
+    // ends the session, as a refusal does; the values are not logged.
+    let outcome = outcome.and_then(|(tokens, verified)| match &verified {
+        Some(v) if !same_identity(&conn, &current, v) => Err(OidcError::InvalidToken(
+            "the refreshed ID token names another identity (issuer, sub, oid or tid changed)"
+                .into(),
+        )),
+        _ => Ok((tokens, verified)),
+    });
     let (tokens, verified) = match outcome {
         Ok(ok) => ok,
         Err(OidcError::Unavailable(why)) if still_valid => {
@@ -257,6 +269,18 @@ async fn refresh_locked(
         })?;
     tracing::debug!(connection = %conn.name, user.id = %updated.user_id, "tokens refreshed");
     Ok(Arc::new(updated))
+}
+
+/// True when `token` names the identity `session` was made for: the same
+/// issuer and `sub`, and the same user id (`oid` on Entra) and `tid`. The
+/// user id is the key of headers, policies and revocation, so it may never
+/// change under a session; profile and groups may.
+fn same_identity(conn: &ConnectionSettings, session: &Session, token: &VerifiedIdToken) -> bool {
+    token.iss() == session.issuer
+        && token.sub() == session.subject
+        && crate::session::model::user_id_for(conn, token.sub(), token.oid()).as_deref()
+            == Some(session.user_id.as_str())
+        && token.tid() == session.tenant_id.as_deref()
 }
 
 /// The session with the new tokens and, from a new ID token, the profile

@@ -293,14 +293,23 @@ pub enum HeaderProfile {
 
 #[derive(Debug, Clone, Default)]
 pub struct AllowSettings {
-    /// Any of these group ids or mapped names.
+    /// Any of these group ids or mapped names, as written (for `check` and
+    /// `explain`); the policy matches `group_rules`.
     pub groups: Vec<String>,
+    /// `groups`, scoped to connections (SPEC 6.1), in the same order.
+    pub group_rules: Vec<ScopedValue>,
     /// Lowercased, IDNA-normalized.
     pub email_domains: Vec<String>,
-    /// Lowercased emails.
+    /// Plain emails (lowercased, host in A-label form) from `allow.users`.
     pub users: Vec<String>,
+    /// User ids from `allow.users` (an Entra `oid`, or `<connection>:<id>`).
+    pub user_ids: Vec<ScopedValue>,
     /// Tenant ids.
     pub tenants: Vec<String>,
+    /// Every connection's home realm domains -> that connection (SPEC 6.1:
+    /// an email of an owned domain counts only from its owner). Filled only
+    /// when `email_domains` or `users` is set.
+    pub domain_owners: HashMap<String, String>,
 }
 
 impl AllowSettings {
@@ -308,8 +317,36 @@ impl AllowSettings {
         self.groups.is_empty()
             && self.email_domains.is_empty()
             && self.users.is_empty()
+            && self.user_ids.is_empty()
             && self.tenants.is_empty()
     }
+}
+
+/// One entry of a value list of `[route.allow]` (`groups`; later `roles`,
+/// `claims`, and user ids), scoped as SPEC 6.1 says. Built by
+/// `config::validate`; matched by `policy::entry_matches`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopedValue {
+    /// The connections whose users it can match; None: every connection
+    /// the route allows.
+    pub connections: Option<Vec<String>>,
+    /// The value to match (without its `<connection>:` prefix).
+    pub value: String,
+    /// How a user's value is compared with it.
+    pub by: MatchBy,
+}
+
+/// How a [`ScopedValue`] compares with a user's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchBy {
+    /// The value as the provider sent it.
+    Value,
+    /// The name the user's connection's `group_names` gives the value only
+    /// (a bare entry that is a name there: a raw value that happens to read
+    /// like the name is not that group).
+    Name,
+    /// Either (`<connection>:<id or name>`).
+    ValueOrName,
 }
 
 #[derive(Debug, Clone)]

@@ -220,8 +220,12 @@ pub fn summary(settings: &Settings) -> String {
             if !a.email_domains.is_empty() {
                 parts.push(format!("email domain in [{}]", a.email_domains.join(", ")));
             }
-            if !a.users.is_empty() {
-                parts.push(format!("{} listed user(s)", a.users.len()));
+            if !a.users.is_empty() || !a.user_ids.is_empty() {
+                parts.push(format!(
+                    "{} listed email(s) and {} listed user id(s)",
+                    a.users.len(),
+                    a.user_ids.len()
+                ));
             }
             if !a.tenants.is_empty() {
                 parts.push(format!("tenant in [{}]", a.tenants.join(", ")));

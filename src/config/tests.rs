@@ -685,6 +685,75 @@ fn admin_hosts_are_bare_names_normalized_and_checked() {
     }
 }
 
+/// `minimal()` plus an OIDC connection `partner` and `[route.allow]` lines.
+fn with_partner(allow: &str) -> String {
+    format!(
+        r#"{}
+[route.allow]
+{allow}
+
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "https://idp.partner.example"
+client_id = "p"
+client_secret = "x"
+home_realm_domains = ["partner.example"]
+group_names = {{ "g-1" = "Staff" }}
+"#,
+        minimal()
+    )
+}
+
+#[test]
+fn allow_users_takes_plain_emails_entra_oids_and_connection_scoped_ids() {
+    let s = load_str(&with_partner(
+        r#"users = ["Alice@Contoso.COM", "anna@bücher.example", "0B5E7F8A-1111-2222-3333-444455556666", "partner:248289761001", "contoso:0b5e7f8a-1111-2222-3333-444455556666"]"#,
+    ))
+    .expect("valid");
+    let a = &s.routes[0].allow;
+    assert_eq!(a.users, ["alice@contoso.com", "anna@xn--bcher-kva.example"]);
+    let ids: Vec<(Option<Vec<String>>, &str)> = a
+        .user_ids
+        .iter()
+        .map(|u| (u.connections.clone(), u.value.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (None, "0b5e7f8a-1111-2222-3333-444455556666"),
+            (Some(vec!["partner".into()]), "partner:248289761001"),
+            (
+                Some(vec!["contoso".into()]),
+                "0b5e7f8a-1111-2222-3333-444455556666"
+            ),
+        ]
+    );
+    // Every connection's home realm domains, with their owner.
+    assert_eq!(a.domain_owners["contoso.com"], "contoso");
+    assert_eq!(a.domain_owners["partner.example"], "partner");
+    assert!(summary(&s).contains("2 listed email(s) and 3 listed user id(s)"));
+}
+
+#[test]
+fn allow_users_refuses_what_is_not_a_plain_email_or_a_user_id() {
+    for bad in [
+        "mallory@evil.example@contoso.com",
+        "mallory@contoso.com.",
+        "\"mallory@contoso.com \"",
+        "<a@contoso.com>",
+        "a@contoso.com,b@x.example",
+        "a@[1.2.3.4]",
+        "alice",
+        "contoso:not-a-guid",
+        "partner:",
+        "",
+    ] {
+        let p = problems(&with_partner(&format!("users = [{bad:?}]")));
+        assert!(has(&p, "route[0].allow.users[0]"), "{bad:?}: {p:?}");
+    }
+}
+
 #[test]
 fn check_warns_about_an_exposed_admin_listener_without_a_token() {
     let exposed = load_str(&with_admin("listen = \"0.0.0.0:9090\"")).expect("valid");
@@ -714,4 +783,44 @@ fn check_warns_about_an_exposed_admin_listener_without_a_token() {
     // A public IPv6 listener counts as exposed too.
     let s = load_str(&with_admin("listen = \"[::]:9090\"")).expect("valid");
     assert_eq!(warnings(&s).len(), 1);
+}
+
+#[test]
+fn allow_groups_are_scoped_by_group_names_and_prefixes() {
+    use crate::config::MatchBy;
+    let s = load_str(&with_partner(
+        r#"groups = ["Staff", "raw-id", "contoso:HR", "nobody:x"]"#,
+    ))
+    .expect("valid");
+    let g = &s.routes[0].allow.group_rules;
+    assert_eq!(g[0].connections, Some(vec!["partner".to_string()]));
+    assert_eq!((g[0].value.as_str(), g[0].by), ("Staff", MatchBy::Name));
+    assert_eq!(g[1].connections, None);
+    assert_eq!(g[1].by, MatchBy::Value);
+    assert_eq!(g[2].connections, Some(vec!["contoso".to_string()]));
+    assert_eq!((g[2].value.as_str(), g[2].by), ("HR", MatchBy::ValueOrName));
+    assert_eq!(
+        (g[3].connections.as_ref(), g[3].value.as_str()),
+        (None, "nobody:x")
+    );
+}
+
+#[test]
+fn check_prints_per_route_the_connections_that_can_sign_in() {
+    let s = load_str(&with_partner("")).expect("valid");
+    assert!(
+        summary(&s).contains("sign-in via: contoso, partner"),
+        "{}",
+        summary(&s)
+    );
+    let limited = with_partner("").replace(
+        "upstream = \"http://127.0.0.1:9000\"",
+        "upstream = \"http://127.0.0.1:9000\"\nconnections = [\"partner\"]",
+    );
+    let s = load_str(&limited).expect("valid");
+    assert!(
+        summary(&s).contains("sign-in via: partner\n"),
+        "{}",
+        summary(&s)
+    );
 }

@@ -1181,7 +1181,7 @@ fn routes(
             }
         };
         let headers_extra = headers_extra(cx, &at, raw.headers_extra.clone().unwrap_or_default());
-        let allow = allow(cx, &at, raw.allow.unwrap_or_default());
+        let allow = allow(cx, &at, raw.allow.unwrap_or_default(), connections);
         let connect_timeout =
             cx.duration(&at("connect_timeout"), raw.connect_timeout.as_deref(), "5s");
         let request_timeout = cx.duration(
@@ -1269,7 +1269,12 @@ fn headers_extra(
     out
 }
 
-fn allow(cx: &mut Ctx<'_>, at: &dyn Fn(&str) -> String, raw: RawAllow) -> AllowSettings {
+fn allow(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    raw: RawAllow,
+    connections: &[Arc<ConnectionSettings>],
+) -> AllowSettings {
     let mut email_domains = Vec::new();
     for (j, d) in raw.email_domains.unwrap_or_default().iter().enumerate() {
         match normalize_domain(d) {
@@ -1282,18 +1287,15 @@ fn allow(cx: &mut Ctx<'_>, at: &dyn Fn(&str) -> String, raw: RawAllow) -> AllowS
         }
     }
     let mut users = Vec::new();
+    let mut user_ids = Vec::new();
     for (j, u) in raw.users.unwrap_or_default().iter().enumerate() {
-        match u
-            .rsplit_once('@')
-            .and_then(|(local, d)| Some((local, normalize_domain(d)?)))
-        {
-            Some((local, d)) if !local.is_empty() => {
-                users.push(format!("{}@{d}", local.to_lowercase()))
-            }
-            _ => cx.bad(
+        match user_entry(u, connections) {
+            Some(UserEntry::Email(e)) => users.push(e),
+            Some(UserEntry::Id(id)) => user_ids.push(id),
+            None => cx.bad(
                 at(&format!("allow.users[{j}]")),
-                format!("{u:?} is not an email address"),
-                "an email such as \"alice@contoso.com\"",
+                format!("{u:?} is neither a plain email address nor a user id"),
+                "an email such as \"alice@contoso.com\" (one '@', no quotes, spaces or trailing dot), an Entra object id (GUID), or \"<connection>:<user id>\" such as \"partner:248289761001\"",
             ),
         }
     }
@@ -1309,12 +1311,108 @@ fn allow(cx: &mut Ctx<'_>, at: &dyn Fn(&str) -> String, raw: RawAllow) -> AllowS
             );
         }
     }
+    let groups = raw.groups.unwrap_or_default();
+    let group_rules = groups.iter().map(|g| group_entry(g, connections)).collect();
+    let domain_owners = if email_domains.is_empty() && users.is_empty() {
+        HashMap::new()
+    } else {
+        connections
+            .iter()
+            .flat_map(|c| {
+                c.home_realm_domains
+                    .iter()
+                    .map(|d| (d.clone(), c.name.clone()))
+            })
+            .collect()
+    };
     AllowSettings {
-        groups: raw.groups.unwrap_or_default(),
+        groups,
+        group_rules,
         email_domains,
         users,
+        user_ids,
         tenants,
+        domain_owners,
     }
+}
+
+/// `<connection>:<rest>` when `entry` starts with the name of a configured
+/// connection and a colon (connection names cannot contain `:`).
+fn connection_prefix<'a>(
+    entry: &'a str,
+    connections: &'a [Arc<ConnectionSettings>],
+) -> Option<(&'a ConnectionSettings, &'a str)> {
+    let (name, rest) = entry.split_once(':')?;
+    let conn = connections.iter().find(|c| c.name == name)?;
+    (!rest.is_empty()).then_some((&**conn, rest))
+}
+
+/// An `allow.groups` entry scoped as SPEC 6.1 says: `<connection>:<value>`
+/// matches that connection's group id or mapped name only; a bare entry
+/// that is a name in some connections' `group_names` matches only their
+/// users, through that mapping only; any other bare entry matches a group id of any
+/// connection the route allows.
+fn group_entry(entry: &str, connections: &[Arc<ConnectionSettings>]) -> ScopedValue {
+    if let Some((conn, rest)) = connection_prefix(entry, connections) {
+        return ScopedValue {
+            connections: Some(vec![conn.name.clone()]),
+            value: rest.to_string(),
+            by: MatchBy::ValueOrName,
+        };
+    }
+    let naming: Vec<String> = connections
+        .iter()
+        .filter(|c| c.group_names.values().any(|n| n == entry))
+        .map(|c| c.name.clone())
+        .collect();
+    if naming.is_empty() {
+        ScopedValue {
+            connections: None,
+            value: entry.to_string(),
+            by: MatchBy::Value,
+        }
+    } else {
+        ScopedValue {
+            connections: Some(naming),
+            value: entry.to_string(),
+            by: MatchBy::Name,
+        }
+    }
+}
+
+enum UserEntry {
+    /// A plain email, normalized.
+    Email(String),
+    Id(ScopedValue),
+}
+
+/// An `allow.users` entry: `<connection>:<id>` (that connection's user: on
+/// Entra its `oid`, elsewhere its `sub`), a bare Entra object id (the user
+/// id of Entra users, whichever Entra connection), or a plain email.
+fn user_entry(entry: &str, connections: &[Arc<ConnectionSettings>]) -> Option<UserEntry> {
+    if let Some((conn, rest)) = connection_prefix(entry, connections) {
+        let value = if conn.is_entra() {
+            if !is_guid(rest) {
+                return None;
+            }
+            rest.to_ascii_lowercase()
+        } else {
+            entry.to_string()
+        };
+        return Some(UserEntry::Id(ScopedValue {
+            connections: Some(vec![conn.name.clone()]),
+            value,
+            by: MatchBy::Value,
+        }));
+    }
+    if is_guid(entry) {
+        return Some(UserEntry::Id(ScopedValue {
+            connections: None,
+            value: entry.to_ascii_lowercase(),
+            by: MatchBy::Value,
+        }));
+    }
+    crate::email::parse(entry).map(|e| UserEntry::Email(e.as_str().to_string()))
 }
 
 fn strip_port(h: &str) -> &str {

@@ -391,7 +391,7 @@ fn render(
             out.set("x-pomerium-claim-name", name);
         }
         HeaderProfile::OidcClaim => {
-            out.set("oidc_claim_sub", Some(&user.subject));
+            out.set("oidc_claim_sub", Some(app_subject(user, connection)));
             if connection.is_entra() {
                 out.set("oidc_claim_oid", Some(&user.user_id));
             }
@@ -593,6 +593,19 @@ struct Claim<'a> {
     val: &'a str,
 }
 
+/// The subject apps get where they expect a `sub` (`OIDC_CLAIM_sub`, Easy
+/// Auth's `nameidentifier`): Entra's own `sub` (Microsoft-issued, pairwise
+/// per app; `oid` goes beside it), and for every other kind the user id
+/// `<connection>:<sub>` (SPEC 6.1), so that a provider choosing its `sub`
+/// can never pose as another connection's user to an app keyed on it.
+fn app_subject<'a>(user: &'a Session, connection: &ConnectionSettings) -> &'a str {
+    if connection.is_entra() {
+        &user.subject
+    } else {
+        &user.user_id
+    }
+}
+
 /// `X-MS-CLIENT-PRINCIPAL`: standard base64 of the JSON App Service sends.
 /// `None` when a claim value is unsafe (the whole principal is then dropped:
 /// a partial principal could mislead the app).
@@ -608,7 +621,7 @@ fn easy_auth_principal(
     }];
     claims.push(Claim {
         typ: TYP_NAME_IDENTIFIER,
-        val: &user.subject,
+        val: app_subject(user, connection),
     });
     if connection.is_entra() {
         claims.push(Claim {

@@ -148,10 +148,15 @@ fn from_claims(settings: &Settings, path: &Path) -> Result<Session, String> {
     let conn = settings
         .connection(&connection)
         .ok_or_else(|| format!("no connection named {connection:?}"))?;
-    let user_id = if conn.is_entra() { s("oid") } else { s("sub") }
-        .ok_or("the claims have no oid (Entra) or sub")?;
+    let user_id = crate::session::model::user_id_for(
+        conn,
+        s("sub").as_deref().unwrap_or_default(),
+        s("oid").as_deref(),
+    )
+    .ok_or("the claims have no oid (Entra) or sub")?;
     let email = s("email");
     Ok(Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id,
         subject: s("sub").unwrap_or_default(),
         tenant_id: s("tid"),
@@ -199,6 +204,7 @@ fn from_email(
     let conn = crate::discovery::connection_for(email, allowed.map(|c| &**c))
         .ok_or_else(|| "no connection of this route has the email's domain as a home realm domain; use --claims to describe the user".to_string())?;
     Ok(Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id: format!("(user signing in as {email})"),
         subject: String::new(),
         tenant_id: None,

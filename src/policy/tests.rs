@@ -35,6 +35,7 @@ connections = ["contoso"]
 
 fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
     Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id: "oid-1".into(),
         subject: "sub-1".into(),
         tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),
@@ -270,4 +271,277 @@ tenants = ["11111111-1111-1111-1111-111111111111"]"#,
             prop_assert_eq!(decided, first_failure);
         }
     }
+}
+
+// === Issue 17: identities scoped to their connection (SPEC 6.1) ===
+
+const HR_ID: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+const CONTOSO_OID: &str = "0bd3c4a2-0000-4000-8000-000000000001";
+
+/// Two connections, both allowed on the route: contoso (Entra, owns
+/// contoso.com, maps a group id to "HR Admins") and partner (OIDC, owns
+/// partner.example).
+fn two(allow: &str) -> Settings {
+    load_str(&format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "11111111-1111-1111-1111-111111111111"
+client_id = "c"
+home_realm_domains = ["contoso.com"]
+group_names = {{ "{HR_ID}" = "HR Admins" }}
+
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "https://idp.partner.example"
+client_id = "p"
+home_realm_domains = ["partner.example"]
+trusted_email = true
+
+[[connection]]
+name = "other"
+type = "oidc"
+issuer = "https://idp.other.example"
+client_id = "o"
+
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com"]
+upstream = "http://127.0.0.1:1"
+[route.allow]
+{allow}
+"#
+    ))
+    .expect("valid config")
+}
+
+fn contoso(email: &str, groups: &[&str]) -> Session {
+    let mut u = user(email, EmailTrust::EntraDomainVerified, groups);
+    u.user_id = CONTOSO_OID.into();
+    u
+}
+
+fn partner(sub: &str, email: &str, groups: &[&str]) -> Session {
+    let mut u = user(email, EmailTrust::ProviderVerified, groups);
+    u.connection = "partner".into();
+    u.subject = sub.into();
+    u.user_id = format!("partner:{sub}");
+    u.tenant_id = None;
+    u
+}
+
+#[test]
+fn a_bare_group_name_from_group_names_matches_only_that_connections_users() {
+    let s = two(r#"groups = ["HR Admins"]"#);
+    assert!(decide(&s, contoso("a@contoso.com", &[HR_ID])).is_ok());
+    // The partner's raw group claim that reads like the mapped name.
+    for g in ["HR Admins", HR_ID] {
+        assert_eq!(
+            decide(&s, partner("x", "x@partner.example", &[g])).unwrap_err(),
+            DenyReason::Groups,
+            "{g:?}"
+        );
+    }
+    // A contoso raw group literally called "HR Admins" is not the mapped id either.
+    assert_eq!(
+        decide(&s, contoso("a@contoso.com", &["HR Admins"])).unwrap_err(),
+        DenyReason::Groups
+    );
+}
+
+#[test]
+fn a_bare_group_id_matches_every_allowed_connection_and_a_prefixed_one_only_its_own() {
+    let s = two(r#"groups = ["staff"]"#);
+    assert!(decide(&s, partner("x", "x@partner.example", &["staff"])).is_ok());
+    assert!(decide(&s, contoso("a@contoso.com", &["staff"])).is_ok());
+
+    let s = two(r#"groups = ["partner:staff"]"#);
+    assert!(decide(&s, partner("x", "x@partner.example", &["staff"])).is_ok());
+    assert_eq!(
+        decide(&s, contoso("a@contoso.com", &["staff"])).unwrap_err(),
+        DenyReason::Groups
+    );
+    // The prefix is not part of the value: a raw "partner:staff" group of
+    // another connection does not match.
+    assert_eq!(
+        decide(&s, contoso("a@contoso.com", &["partner:staff"])).unwrap_err(),
+        DenyReason::Groups
+    );
+
+    // `<connection>:<name>` matches by that connection's mapped name or id.
+    let s = two(r#"groups = ["contoso:HR Admins"]"#);
+    assert!(decide(&s, contoso("a@contoso.com", &[HR_ID])).is_ok());
+    assert_eq!(
+        decide(&s, partner("x", "x@partner.example", &["HR Admins"])).unwrap_err(),
+        DenyReason::Groups
+    );
+    let s = two(&format!(r#"groups = ["contoso:{HR_ID}"]"#));
+    assert!(decide(&s, contoso("a@contoso.com", &[HR_ID])).is_ok());
+    assert_eq!(
+        decide(&s, partner("x", "x@partner.example", &[HR_ID])).unwrap_err(),
+        DenyReason::Groups
+    );
+    // An unknown prefix is just part of a bare value.
+    let s = two(r#"groups = ["nobody:staff"]"#);
+    assert!(decide(&s, partner("x", "x@partner.example", &["nobody:staff"])).is_ok());
+    assert_eq!(
+        decide(&s, partner("x", "x@partner.example", &["staff"])).unwrap_err(),
+        DenyReason::Groups
+    );
+}
+
+#[test]
+fn entry_matches_is_the_one_scoping_rule() {
+    let names: HashMap<String, String> = [("id-1".to_string(), "Admins".to_string())].into();
+    let scoped = ScopedValue {
+        connections: Some(vec!["contoso".into()]),
+        value: "Admins".into(),
+        by: MatchBy::ValueOrName,
+    };
+    assert!(entry_matches(&scoped, "contoso", "id-1", Some(&names)));
+    assert!(entry_matches(&scoped, "contoso", "Admins", None));
+    let name_only = ScopedValue {
+        by: MatchBy::Name,
+        ..scoped.clone()
+    };
+    assert!(entry_matches(&name_only, "contoso", "id-1", Some(&names)));
+    assert!(!entry_matches(
+        &name_only,
+        "contoso",
+        "Admins",
+        Some(&names)
+    ));
+    assert!(!entry_matches(&scoped, "partner", "Admins", None));
+    assert!(!entry_matches(&scoped, "partner", "id-1", Some(&names)));
+    let bare = ScopedValue {
+        connections: None,
+        value: "Admins".into(),
+        by: MatchBy::Value,
+    };
+    assert!(entry_matches(&bare, "partner", "Admins", None));
+    assert!(!entry_matches(&bare, "contoso", "id-1", Some(&names)));
+}
+
+#[test]
+fn an_owned_email_domain_counts_only_from_its_owner() {
+    let s = two(r#"email_domains = ["contoso.com"]"#);
+    assert!(decide(&s, contoso("ceo@contoso.com", &[])).is_ok());
+    for e in ["ceo@contoso.com", "CEO@Contoso.COM"] {
+        assert_eq!(
+            decide(&s, partner("x", e, &[])).unwrap_err(),
+            DenyReason::EmailOwner,
+            "{e:?}"
+        );
+    }
+    // Unclaimed domains count from any connection that verifies them.
+    let s = two(r#"email_domains = ["fabrikam.example"]"#);
+    assert!(decide(&s, partner("x", "a@fabrikam.example", &[])).is_ok());
+    assert!(decide(&s, contoso("a@fabrikam.example", &[])).is_ok());
+    // The partner's own domain from contoso does not count either.
+    let s = two(r#"email_domains = ["partner.example"]"#);
+    assert_eq!(
+        decide(&s, contoso("a@partner.example", &[])).unwrap_err(),
+        DenyReason::EmailOwner
+    );
+    assert!(decide(&s, partner("x", "a@partner.example", &[])).is_ok());
+}
+
+#[test]
+fn an_owned_email_in_allow_users_counts_only_from_its_owner() {
+    let s = two(r#"users = ["ceo@contoso.com"]"#);
+    assert!(decide(&s, contoso("ceo@contoso.com", &[])).is_ok());
+    assert_eq!(
+        decide(&s, partner("x", "ceo@contoso.com", &[])).unwrap_err(),
+        DenyReason::EmailOwner
+    );
+    let s = two(r#"users = ["ceo@contoso.com", "partner:y"]"#);
+    assert_eq!(
+        decide(&s, partner("x", "ceo@contoso.com", &[])).unwrap_err(),
+        DenyReason::User
+    );
+}
+
+#[test]
+fn emails_that_are_not_one_plain_addr_spec_do_not_count() {
+    let s = two(r#"email_domains = ["contoso.com"]"#);
+    for e in [
+        "mallory@evil.example@contoso.com",
+        "mallory@contoso.com.",
+        "\"mallory@contoso.com \"",
+        "mallory@contoso.com ",
+        "<mallory@contoso.com>",
+        "mallory@contoso.com,x@contoso.com",
+        "mallory@contoso\u{3002}com",
+        "mallory@contoso.com\r\n",
+    ] {
+        assert_eq!(
+            decide(&s, contoso(e, &[])).unwrap_err(),
+            DenyReason::EmailUnverified,
+            "{e:?}"
+        );
+    }
+    let s = two(r#"users = ["mallory@contoso.com"]"#);
+    for e in ["mallory@evil.example@contoso.com", "mallory@contoso.com."] {
+        assert_eq!(
+            decide(&s, contoso(e, &[])).unwrap_err(),
+            DenyReason::EmailUnverified,
+            "{e:?}"
+        );
+    }
+    // IDNA and case forms of a plain address compare equal.
+    let s = two(r#"email_domains = ["bücher.example"]"#);
+    assert!(decide(&s, partner("x", "Anna@BÜCHER.example", &[])).is_ok());
+    assert!(decide(&s, partner("x", "anna@xn--bcher-kva.example", &[])).is_ok());
+}
+
+#[test]
+fn allow_users_takes_user_ids_scoped_to_their_connection() {
+    // `partner:<sub>` is that partner user, never a contoso user whose oid
+    // is the same string.
+    let s = two(&format!(r#"users = ["partner:{CONTOSO_OID}"]"#));
+    assert!(decide(&s, partner(CONTOSO_OID, "p@partner.example", &[])).is_ok());
+    assert_eq!(
+        decide(&s, contoso("a@contoso.com", &[])).unwrap_err(),
+        DenyReason::User
+    );
+    // A bare oid is the Entra user (user ids of other kinds carry a prefix).
+    let s = two(&format!(r#"users = ["{CONTOSO_OID}"]"#));
+    assert!(decide(&s, contoso("a@contoso.com", &[])).is_ok());
+    assert_eq!(
+        decide(&s, partner(CONTOSO_OID, "p@partner.example", &[])).unwrap_err(),
+        DenyReason::User
+    );
+    // `contoso:<oid>`: that Entra connection's user only.
+    let s = two(&format!(
+        r#"users = ["contoso:{}"]"#,
+        CONTOSO_OID.to_uppercase()
+    ));
+    assert!(decide(&s, contoso("a@contoso.com", &[])).is_ok());
+    // Another connection's user id with the same sub does not match.
+    let s = two(r#"users = ["other:x"]"#);
+    assert_eq!(
+        decide(&s, partner("x", "p@partner.example", &[])).unwrap_err(),
+        DenyReason::User
+    );
+}
+
+#[test]
+fn explain_says_why_an_owned_email_does_not_count() {
+    let s = two(r#"email_domains = ["contoso.com"]"#);
+    let clauses = evaluate(
+        &s.routes[0],
+        s.connection("partner").map(|c| &**c),
+        &partner("x", "ceo@contoso.com", &[]),
+    );
+    let c = clauses
+        .iter()
+        .find(|c| c.rule == "allow.email_domains")
+        .unwrap();
+    assert_eq!(c.failed, Some(DenyReason::EmailOwner));
+    assert!(c.detail.contains("\"contoso\""), "{}", c.detail);
 }

@@ -46,10 +46,12 @@
 //!
 //! # Revocation
 //!
-//! `revoke_user` and `revoke_sid` use two secondary indexes, `hash(user_id)`
-//! and `hash(sid)` to weak references of the packed entries (keyed hashes from
-//! a per-process `RandomState`; a hash collision is harmless because every hit
-//! is checked against the entry itself). The eviction listener removes index
+//! `revoke_user` and `revoke_sid` use two secondary indexes,
+//! `hash(connection, user_id)` and `hash(connection, sid)` to weak references
+//! of the packed entries (keyed hashes from a per-process `RandomState`; a
+//! hash collision is harmless because every hit is checked against the
+//! entry itself, connection included). Both take the connection: a
+//! revocation for one connection never ends another's sessions (SPEC 6.1). The eviction listener removes index
 //! entries as moka drops sessions, matching by pointer, so an old value
 //! evicted after its id was stored again cannot remove the new one.
 //!
@@ -211,7 +213,8 @@ impl MemoryStore {
             tracing::debug!("session was ended while being updated; not stored again");
             return;
         }
-        if session.expires_at <= unix_now() {
+        if session.expires_at <= unix_now() || !session.is_current() {
+            // Expired, or of another format (see `SESSION_VERSION`): absent.
             self.cache.invalidate(id);
             return;
         }
@@ -229,14 +232,19 @@ impl MemoryStore {
         self.cache.remove(id).is_some()
     }
 
-    fn revoke(&self, which: Which, value: &str) -> u64 {
-        let candidates = lock(&self.indexes).find(which, value);
+    fn revoke(&self, which: Which, connection: &str, value: &str) -> u64 {
+        // No session holds a connection name that is not interned.
+        let Some(conn) = read(&self.interner).id_of(connection) else {
+            return 0;
+        };
+        let candidates = lock(&self.indexes).find(which, conn, value);
         let mut ended = 0;
         for packed in candidates {
-            let matches = match which {
-                Which::User => packed.user_id() == value,
-                Which::Sid => packed.sid() == Some(value),
-            };
+            let matches = packed.connection == conn
+                && match which {
+                    Which::User => packed.user_id() == value,
+                    Which::Sid => packed.sid() == Some(value),
+                };
             if matches && self.end(&packed.id) {
                 ended += 1;
             }
@@ -294,12 +302,20 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move { Ok(self.revoke(Which::User, user_id)) })
+    fn revoke_user<'a>(
+        &'a self,
+        connection: &'a str,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move { Ok(self.revoke(Which::User, connection, user_id)) })
     }
 
-    fn revoke_sid<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move { Ok(self.revoke(Which::Sid, sid)) })
+    fn revoke_sid<'a>(
+        &'a self,
+        connection: &'a str,
+        sid: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move { Ok(self.revoke(Which::Sid, connection, sid)) })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -495,6 +511,7 @@ impl Packed {
         let s = |id: u32| strings.get(id).map(str::to_string);
         let groups: Option<Vec<String>> = self.groups.iter().map(|&g| s(g)).collect();
         Some(Session {
+            version: crate::session::model::SESSION_VERSION,
             user_id: self.user_id().to_string(),
             subject: self.owned(Field::Subject).unwrap_or_default(),
             tenant_id: match self.tenant_id {
@@ -592,6 +609,11 @@ impl Interner {
         self.slots.get(id as usize)?.0.as_deref()
     }
 
+    /// The id of `s`, if some live entry holds it.
+    fn id_of(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
     /// Distinct strings held.
     fn len(&self) -> usize {
         self.ids.len()
@@ -630,29 +652,30 @@ enum Slot {
 
 impl Indexes {
     fn add(&mut self, packed: &Arc<Packed>) {
-        let user = self.hasher.hash_one(packed.user_id());
+        let user = self.hasher.hash_one((packed.connection, packed.user_id()));
         add_to(&mut self.users, user, Arc::downgrade(packed));
         if let Some(sid) = packed.sid() {
-            let sid = self.hasher.hash_one(sid);
+            let sid = self.hasher.hash_one((packed.connection, sid));
             add_to(&mut self.sids, sid, Arc::downgrade(packed));
         }
     }
 
     fn remove(&mut self, packed: &Arc<Packed>) {
-        let user = self.hasher.hash_one(packed.user_id());
+        let user = self.hasher.hash_one((packed.connection, packed.user_id()));
         remove_from(&mut self.users, user, packed);
         if let Some(sid) = packed.sid() {
-            let sid = self.hasher.hash_one(sid);
+            let sid = self.hasher.hash_one((packed.connection, sid));
             remove_from(&mut self.sids, sid, packed);
         }
     }
 
-    fn find(&self, which: Which, value: &str) -> Vec<Arc<Packed>> {
+    /// Entries indexed under (`connection`'s interned id, `value`).
+    fn find(&self, which: Which, connection: u32, value: &str) -> Vec<Arc<Packed>> {
         let map = match which {
             Which::User => &self.users,
             Which::Sid => &self.sids,
         };
-        match map.get(&self.hasher.hash_one(value)) {
+        match map.get(&self.hasher.hash_one((connection, value))) {
             None => Vec::new(),
             Some(Slot::One(w)) => w.upgrade().into_iter().collect(),
             Some(Slot::Many(ws)) => ws.iter().filter_map(Weak::upgrade).collect(),

@@ -24,10 +24,22 @@ impl EmailTrust {
     }
 }
 
+/// The format of stored sessions. Version 2 (issue 17): user ids of
+/// non-Entra connections are `<connection>:<sub>`. A record of another
+/// version (written before the upgrade, without the field: 0) is treated
+/// as absent by the stores, so its user signs in again once; it never
+/// reaches headers or policies with an old-format user id.
+pub const SESSION_VERSION: u32 = 2;
+
 /// A signed-in user as stored. Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    /// `oid` for Entra, `sub` otherwise. Never the email.
+    /// [`SESSION_VERSION`] for sessions made by this build.
+    #[serde(default)]
+    pub version: u32,
+    /// The user id apps see (SPEC 6.1; [`user_id_for`]): `oid` for Entra,
+    /// `<connection>:<sub>` otherwise. Never the email. Ids of different
+    /// connections are never equal.
     pub user_id: String,
     /// The ID token's `sub`.
     pub subject: String,
@@ -58,12 +70,39 @@ pub struct Session {
 }
 
 impl Session {
-    /// The email, only when it is trusted.
+    /// The email, only when it is trusted and one plain addr-spec
+    /// ([`crate::email`]): an email that is not plain is no usable email,
+    /// for policies and headers alike.
     pub fn verified_email(&self) -> Option<&str> {
         if self.email_trust.is_verified() {
-            self.email.as_deref()
+            self.email.as_deref().filter(|e| crate::email::is_plain(e))
         } else {
             None
         }
+    }
+
+    /// True when this build wrote the record (see [`SESSION_VERSION`]).
+    pub fn is_current(&self) -> bool {
+        self.version == SESSION_VERSION
+    }
+}
+
+/// The user id of a user of `connection` (SPEC 6.1): Entra's `oid` as it is
+/// (Microsoft issues it, unique across tenants; the same person through two
+/// Entra connections is the same user), `<connection>:<sub>` for every other
+/// kind. Connection names cannot contain `:` and an `oid` is a GUID, so ids
+/// of different connections can never be equal. None when the claim the id
+/// comes from is missing or empty.
+pub fn user_id_for(
+    connection: &crate::config::ConnectionSettings,
+    sub: &str,
+    oid: Option<&str>,
+) -> Option<String> {
+    if connection.is_entra() {
+        oid.filter(|o| !o.is_empty()).map(str::to_string)
+    } else if sub.is_empty() {
+        None
+    } else {
+        Some(format!("{}:{sub}", connection.name))
     }
 }

@@ -174,6 +174,20 @@ impl RedisStore {
                 return Ok(None);
             }
         };
+        if !session.is_current() {
+            // Written before an upgrade that changed what a session means
+            // (`SESSION_VERSION`: user ids of issue 17). Absent: the user
+            // signs in again once. Ended, so the old record and its index
+            // entries cannot come back.
+            tracing::info!(
+                version = session.version,
+                "a session written by an older version was found; treating it as signed out"
+            );
+            if let Err(e) = self.end(h).await {
+                tracing::debug!(error = %e, "could not end an old-format session");
+            }
+            return Ok(None);
+        }
         let now = unix_now();
         if session.expires_at <= now {
             return Ok(None);
@@ -269,10 +283,14 @@ impl RedisStore {
         // Indexes first: a revocation running now then either sees this
         // session in the index (and tombstones it, so the write below is
         // refused or deleted) or ran completely before it.
-        self.add_to_index(self.keys.user_index(&session.user_id), &h, left_ms)
-            .await?;
+        self.add_to_index(
+            self.keys.user_index(&session.connection, &session.user_id),
+            &h,
+            left_ms,
+        )
+        .await?;
         if let Some(sid) = &session.sid {
-            self.add_to_index(self.keys.sid_index(sid), &h, left_ms)
+            self.add_to_index(self.keys.sid_index(&session.connection, sid), &h, left_ms)
                 .await?;
         }
         let (key, tomb, value) = (&self.keys.session(&h), &self.keys.tombstone(&h), &value);
@@ -381,12 +399,20 @@ impl SessionStore for RedisStore {
         })
     }
 
-    fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(self.revoke(self.keys.user_index(user_id)))
+    fn revoke_user<'a>(
+        &'a self,
+        connection: &'a str,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.revoke(self.keys.user_index(connection, user_id)))
     }
 
-    fn revoke_sid<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(self.revoke(self.keys.sid_index(sid)))
+    fn revoke_sid<'a>(
+        &'a self,
+        connection: &'a str,
+        sid: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.revoke(self.keys.sid_index(connection, sid)))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

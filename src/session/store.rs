@@ -61,10 +61,23 @@ pub trait SessionStore: Send + Sync + 'static {
         session: Session,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// End every session of this user id; answers how many ended.
-    fn revoke_user<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
-    /// End every session with this provider `sid`; answers how many ended.
-    fn revoke_sid<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// End every session of this user id made through `connection`;
+    /// answers how many ended. Sessions of other connections are never
+    /// touched (SPEC 6.1: revocation acts only within the connection that
+    /// issued the identity); the stores index by (connection, user id).
+    fn revoke_user<'a>(
+        &'a self,
+        connection: &'a str,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// End every session of `connection` with this provider `sid`; answers
+    /// how many ended. A `sid` is the provider's, so it is only ever
+    /// looked up within one connection.
+    fn revoke_sid<'a>(
+        &'a self,
+        connection: &'a str,
+        sid: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// Readiness: Ok when the store answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Approximate number of sessions (metrics). The Redis store answers
@@ -103,6 +116,34 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// What an operator's revocation (admin `POST /sessions/revoke`) names.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoke<'a> {
+    UserId(&'a str),
+    Sid(&'a str),
+}
+
+/// Ends the matching sessions of each of `connections` in turn (the
+/// operator names no connection). A user id names one connection's users
+/// only (ids never collide across connections: `user_id_for`), except an
+/// Entra `oid`, which is the same user through every Entra connection;
+/// a `sid` is looked up in each connection's own index.
+pub async fn revoke_in_each(
+    store: &dyn SessionStore,
+    connections: &[String],
+    what: Revoke<'_>,
+) -> Result<u64, StoreError> {
+    let mut ended = 0u64;
+    for c in connections {
+        let n = match what {
+            Revoke::UserId(u) => store.revoke_user(c, u).await?,
+            Revoke::Sid(s) => store.revoke_sid(c, s).await?,
+        };
+        ended = ended.saturating_add(n);
+    }
+    Ok(ended)
 }
 
 #[cfg(test)]

@@ -117,7 +117,10 @@ upstream = "{up}"
             up = upstream.url(),
             session_extra = opts.session_extra,
             connection_extra = opts.connection_extra,
-            route_extra = opts.route_extra.replace("{upstream}", &upstream.url()),
+            route_extra = opts
+                .route_extra
+                .replace("{upstream}", &upstream.url())
+                .replace("{base}", &base),
         );
         let gateway = TestGateway::start(&toml).await;
         World {
@@ -976,4 +979,233 @@ async fn a_stopped_provider_keeps_sessions_with_valid_tokens_and_logins_get_503(
     );
     let (status, _) = late.me(&gateway.url(HOST, "/.auth/me")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "no session was made");
+}
+
+// === Issue 17: whose identity is it (holes 5, 6, 9; SPEC 6.1) ===
+
+/// A second connection, `partner`: a generic OIDC provider (the mock's
+/// fabrikam tenant, spoken to as plain OpenID Connect) that vouches for
+/// emails; contoso owns contoso.example.
+const PARTNER: &str = r#"
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "{base}/7a9e2d4c-1b3f-4e6a-8c5d-0f1e2d3c4b5a/v2.0"
+client_id = "5d1a3c7e-0000-4000-8000-00000000c001"
+client_secret = "demo-client-secret-not-for-production"
+home_realm_domains = ["fabrikam.example"]
+trusted_email = true
+"#;
+const CAROL: &str = "carol@fabrikam.example";
+
+fn partner_world(route_extra: &'static str, session_extra: &'static str) -> Options<'static> {
+    Options {
+        route_extra,
+        session_extra,
+        connection_extra: "home_realm_domains = [\"contoso.example\"]".into(),
+        ..Options::default()
+    }
+}
+
+/// Signs CAROL in through `partner`, the mock's ID token claims edited.
+async fn partner_signed_in(w: &World, claims: Vec<(&str, Value)>) -> (Browser, reqwest::Response) {
+    let browser = w.browser();
+    let authorize = browser
+        .login_at(&w.url("/.auth/login/partner?rd=/page"))
+        .await;
+    w.idp.set_hostile(Some(idp::Hostile::Claims(
+        claims
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )));
+    let resp = browser.finish_login(&w.idp, &authorize, CAROL).await;
+    w.idp.set_hostile(None);
+    (browser, resp)
+}
+
+#[tokio::test]
+async fn a_partner_whose_sub_is_a_contoso_oid_is_another_user() {
+    let w = World::start(partner_world(PARTNER, "")).await;
+    let alice = w.signed_in(ALICE).await;
+    let alice_view = w.upstream_view(&alice, "/page").await;
+    assert_eq!(
+        alice_view.header("x-forwarded-user").as_deref(),
+        Some(ALICE_OID)
+    );
+
+    let (mallory, resp) = partner_signed_in(&w, vec![("sub", json!(ALICE_OID))]).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "partner sign-in");
+    let view = w.upstream_view(&mallory, "/page").await;
+    let partner_id = format!("partner:{ALICE_OID}");
+    assert_eq!(
+        view.header("x-forwarded-user").as_deref(),
+        Some(partner_id.as_str())
+    );
+    let (status, me) = w.me(&mallory).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["user_id"], partner_id);
+    assert_eq!(me["connection"], "partner");
+
+    // Revocation by the contoso user's id ends contoso's session only, and
+    // the partner's namespaced id revokes the partner's.
+    assert_eq!(w.revoke_user(ALICE_OID).await, 1);
+    assert_eq!(w.me(&alice).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.me(&mallory).await.0, StatusCode::OK);
+    assert_eq!(w.revoke_user(&partner_id).await, 1);
+    assert_eq!(w.me(&mallory).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_partner_vouching_for_a_contoso_email_is_refused_by_email_domains() {
+    let w = World::start(partner_world(
+        concat!(
+            "[route.allow]\nemail_domains = [\"contoso.example\"]\n",
+            r#"
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "{base}/7a9e2d4c-1b3f-4e6a-8c5d-0f1e2d3c4b5a/v2.0"
+client_id = "5d1a3c7e-0000-4000-8000-00000000c001"
+client_secret = "demo-client-secret-not-for-production"
+home_realm_domains = ["fabrikam.example"]
+trusted_email = true
+"#
+        ),
+        "",
+    ))
+    .await;
+    // Contoso's own user passes (the rule is not vacuous).
+    let alice = w.signed_in(ALICE).await;
+    assert_eq!(w.api_get(&alice, "/page").await.status(), StatusCode::OK);
+    for email in [
+        "ceo@contoso.example",
+        "CEO@Contoso.Example",
+        "mallory@evil.example@contoso.example",
+        "mallory@contoso.example.",
+        "\"mallory@contoso.example \"",
+    ] {
+        let (browser, resp) = partner_signed_in(
+            &w,
+            vec![("email", json!(email)), ("email_verified", json!(true))],
+        )
+        .await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "{email}: sign-in itself works"
+        );
+        let resp = w.api_get(&browser, "/page").await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{email}");
+    }
+    // Nor may a contoso user with a malformed contoso-looking email pass.
+    let w2 = &w;
+    let browser = w2.browser();
+    let authorize = browser
+        .login_at(&w2.url("/.auth/login/contoso?rd=/page"))
+        .await;
+    w2.idp.set_hostile(Some(idp::Hostile::Claims(vec![(
+        "email".into(),
+        json!("bob@fabrikam.example@contoso.example"),
+    )])));
+    let resp = browser.finish_login(&w2.idp, &authorize, BOB).await;
+    w2.idp.set_hostile(None);
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        w2.api_get(&browser, "/page").await.status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+async fn partner_logout_cannot_end_contoso_sessions(session_extra: &'static str) {
+    let w = World::start(partner_world(
+        concat!(
+            "pass_id_token = true\n",
+            r#"
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "{base}/7a9e2d4c-1b3f-4e6a-8c5d-0f1e2d3c4b5a/v2.0"
+client_id = "5d1a3c7e-0000-4000-8000-00000000c001"
+client_secret = "demo-client-secret-not-for-production"
+home_realm_domains = ["fabrikam.example"]
+trusted_email = true
+"#
+        ),
+        session_extra,
+    ))
+    .await;
+    let alice = w.signed_in(ALICE).await;
+    let alice_sid = session_sid(&w, &alice).await;
+    // A partner user whose sub is alice's oid, with a session of its own.
+    let (mallory, _) = partner_signed_in(&w, vec![("sub", json!(ALICE_OID))]).await;
+    let partner_sid = session_sid(&w, &mallory).await;
+
+    // Valid partner logout tokens naming contoso's sid, or alice's oid as sub.
+    for (sid, sub) in [(Some(alice_sid.as_str()), None), (None, Some(ALICE_OID))] {
+        let token = w
+            .idp
+            .mint_logout_token_edited(CAROL, idp::DEMO_CLIENT_ID, sid, |c| {
+                if let Some(sub) = sub {
+                    c.insert("sub".into(), json!(sub));
+                    c.remove("oid");
+                }
+            })
+            .unwrap();
+        let (status, body, _) = post_logout_token(&w, &token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if sid.is_some() {
+            assert_eq!(body["sessions_ended"], 0, "{body}");
+        }
+        assert_eq!(
+            w.me(&alice).await.0,
+            StatusCode::OK,
+            "contoso session survives"
+        );
+    }
+    // The sub-based token was the partner user's own: it ended that one.
+    assert_eq!(w.me(&mallory).await.0, StatusCode::UNAUTHORIZED);
+
+    // Contoso's own token still works.
+    let token = w
+        .idp
+        .mint_logout_token(ALICE, idp::DEMO_CLIENT_ID, Some(&alice_sid))
+        .unwrap();
+    let (status, body, _) = post_logout_token(&w, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sessions_ended"], 1);
+    assert_eq!(w.me(&alice).await.0, StatusCode::UNAUTHORIZED);
+    let _ = partner_sid;
+}
+
+#[tokio::test]
+async fn a_partner_logout_token_ends_no_contoso_session_memory() {
+    partner_logout_cannot_end_contoso_sessions("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_logout_token_ends_no_contoso_session_redis() {
+    let redis = crate::redis_util::RedisServer::start().await;
+    let extra: &'static str =
+        Box::leak(format!("store = \"redis\"\nredis_url = \"{}\"", redis.url()).into_boxed_str());
+    partner_logout_cannot_end_contoso_sessions(extra).await;
+}
+
+#[tokio::test]
+async fn a_refresh_that_changes_oid_or_tid_ends_the_session() {
+    for (claim, value) in [
+        ("oid", json!("0dd00000-0000-4000-8000-0000000000ff")),
+        ("tid", json!(idp::DEMO_FABRIKAM_TENANT)),
+    ] {
+        let w = World::start(Options::default()).await;
+        let bob = w.signed_in(BOB).await;
+        let resp = w.api_get(&bob, "/.auth/refresh").await;
+        assert_eq!(resp.status(), StatusCode::OK, "a plain refresh works");
+        w.idp
+            .set_hostile(Some(idp::Hostile::Claims(vec![(claim.into(), value)])));
+        let resp = w.api_get(&bob, "/.auth/refresh").await;
+        w.idp.set_hostile(None);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{claim}");
+        assert_eq!(w.me(&bob).await.0, StatusCode::UNAUTHORIZED, "{claim}");
+    }
 }

@@ -133,8 +133,11 @@ headers = "forwarded"
     assert_eq!(landed.url().as_str(), format!("{origin}/payroll?month=11"));
     let echoed = Echoed::from(landed).await;
     assert_eq!(echoed.uri(), "/payroll?month=11");
-    // A generic OIDC connection: the user id is `sub`.
-    assert_eq!(echoed.header("x-forwarded-user").as_deref(), Some("alice"));
+    // A generic OIDC connection: the user id is `<connection>:<sub>` (SPEC 6.1).
+    assert_eq!(
+        echoed.header("x-forwarded-user").as_deref(),
+        Some("partner:alice")
+    );
     assert_eq!(
         echoed.header("x-forwarded-email").as_deref(),
         Some("alice@contoso.example")
@@ -155,7 +158,7 @@ headers = "forwarded"
         .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
     let me: serde_json::Value = me.json().await.unwrap();
-    assert_eq!(me["user_id"], "alice");
+    assert_eq!(me["user_id"], "partner:alice");
     assert_eq!(me["email_verified"], true);
     assert_eq!(me["connection"], "partner");
     let no_follow = reqwest::Client::builder()

@@ -27,6 +27,7 @@ fn now() -> u64 {
 fn session(user: &str, sid: Option<&str>) -> Session {
     let now = now();
     Session {
+        version: realmgate::session::model::SESSION_VERSION,
         user_id: user.into(),
         subject: format!("sub-{user}"),
         tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),
@@ -67,6 +68,8 @@ async fn contract(make: Make<'_>) {
     replace_keeps_revocation(make).await;
     revoke_user_only_that_user(make).await;
     revoke_sid(make).await;
+    revocation_stays_within_its_connection(make).await;
+    records_of_another_version_are_absent(make).await;
     absolute_end(make).await;
     absolute_end_wins_over_activity(make).await;
     idle_end_and_extension(make).await;
@@ -94,8 +97,8 @@ async fn round_trip(make: Make<'_>) {
 async fn unknown_ids(make: Make<'_>) {
     let s = hour(make);
     assert!(s.get(&SessionId::generate()).await.unwrap().is_none());
-    assert_eq!(s.revoke_user("nobody").await.unwrap(), 0);
-    assert_eq!(s.revoke_sid("no-sid").await.unwrap(), 0);
+    assert_eq!(s.revoke_user("contoso", "nobody").await.unwrap(), 0);
+    assert_eq!(s.revoke_sid("contoso", "no-sid").await.unwrap(), 0);
     s.delete(&SessionId::generate()).await.unwrap();
 }
 
@@ -127,7 +130,7 @@ async fn replace_keeps_revocation(make: Make<'_>) {
         Some("rt-2"),
         "the update is read back"
     );
-    assert_eq!(s.revoke_user("alice").await.unwrap(), 1);
+    assert_eq!(s.revoke_user("contoso", "alice").await.unwrap(), 1);
     assert!(s.get(&id).await.unwrap().is_none());
 }
 
@@ -142,11 +145,15 @@ async fn revoke_user_only_that_user(make: Make<'_>) {
     // Cached reads before the revocation must not survive it.
     assert!(s.get(&a1).await.unwrap().is_some());
     assert!(s.get(&a2).await.unwrap().is_some());
-    assert_eq!(s.revoke_user("alice").await.unwrap(), 2);
+    assert_eq!(s.revoke_user("contoso", "alice").await.unwrap(), 2);
     assert!(s.get(&a1).await.unwrap().is_none());
     assert!(s.get(&a2).await.unwrap().is_none());
     assert!(s.get(&b).await.unwrap().is_some(), "bob is untouched");
-    assert_eq!(s.revoke_user("alice").await.unwrap(), 0, "nothing left");
+    assert_eq!(
+        s.revoke_user("contoso", "alice").await.unwrap(),
+        0,
+        "nothing left"
+    );
     // A session of alice after the revocation is a new login and works.
     let a3 = SessionId::generate();
     s.put(&a3, session("alice", None)).await.unwrap();
@@ -162,10 +169,78 @@ async fn revoke_sid(make: Make<'_>) {
     s.put(&x2, session("bob", Some("sid-x"))).await.unwrap();
     s.put(&y, session("alice", Some("sid-y"))).await.unwrap();
     assert!(s.get(&x1).await.unwrap().is_some());
-    assert_eq!(s.revoke_sid("sid-x").await.unwrap(), 2);
+    assert_eq!(s.revoke_sid("contoso", "sid-x").await.unwrap(), 2);
     assert!(s.get(&x1).await.unwrap().is_none());
     assert!(s.get(&x2).await.unwrap().is_none());
     assert!(s.get(&y).await.unwrap().is_some());
+}
+
+/// Issue 17 hole 5: the same user id string and the same provider `sid`
+/// in two connections; revoking in one never ends the other's sessions.
+async fn revocation_stays_within_its_connection(make: Make<'_>) {
+    let s = hour(make);
+    let (c1, c2, p1, p2) = (
+        SessionId::generate(),
+        SessionId::generate(),
+        SessionId::generate(),
+        SessionId::generate(),
+    );
+    let partner = |mut x: Session| {
+        x.connection = "partner".into();
+        x
+    };
+    s.put(&c1, session("same-id", Some("sid-shared")))
+        .await
+        .unwrap();
+    s.put(&c2, session("other", Some("sid-shared")))
+        .await
+        .unwrap();
+    s.put(&p1, partner(session("same-id", Some("sid-shared"))))
+        .await
+        .unwrap();
+    s.put(&p2, partner(session("same-id", None))).await.unwrap();
+    for id in [&c1, &c2, &p1, &p2] {
+        assert!(s.get(id).await.unwrap().is_some());
+    }
+    assert_eq!(s.revoke_sid("partner", "sid-shared").await.unwrap(), 1);
+    assert!(s.get(&p1).await.unwrap().is_none());
+    assert!(
+        s.get(&c1).await.unwrap().is_some(),
+        "contoso's sid survives"
+    );
+    assert!(
+        s.get(&c2).await.unwrap().is_some(),
+        "contoso's sid survives"
+    );
+    assert_eq!(s.revoke_user("partner", "same-id").await.unwrap(), 1);
+    assert!(s.get(&p2).await.unwrap().is_none());
+    assert!(
+        s.get(&c1).await.unwrap().is_some(),
+        "contoso's user survives"
+    );
+    // Unknown connection: nothing, not everything.
+    assert_eq!(s.revoke_user("nobody", "same-id").await.unwrap(), 0);
+    assert_eq!(s.revoke_sid("nobody", "sid-shared").await.unwrap(), 0);
+    assert_eq!(s.revoke_sid("contoso", "sid-shared").await.unwrap(), 2);
+    assert!(s.get(&c1).await.unwrap().is_none());
+    assert!(s.get(&c2).await.unwrap().is_none());
+}
+
+/// A record without the current `SESSION_VERSION` (written before the
+/// user-id change of issue 17) reads as absent: never served, never an error.
+async fn records_of_another_version_are_absent(make: Make<'_>) {
+    let s = hour(make);
+    for version in [0, 1, realmgate::session::model::SESSION_VERSION + 1] {
+        let id = SessionId::generate();
+        let mut old = session("legacy-sub", Some("sid-old"));
+        old.version = version;
+        s.put(&id, old).await.unwrap();
+        assert!(s.get(&id).await.unwrap().is_none(), "version {version}");
+        assert!(
+            s.get_fresh(&id).await.unwrap().is_none(),
+            "version {version}"
+        );
+    }
 }
 
 async fn absolute_end(make: Make<'_>) {
@@ -252,7 +327,7 @@ async fn concurrent_use(make: Make<'_>) {
             .unwrap();
     }
     // 200 sessions, 40 deleted; every other one ends with the sid.
-    assert_eq!(s.revoke_sid("shared").await.unwrap(), 160);
+    assert_eq!(s.revoke_sid("contoso", "shared").await.unwrap(), 160);
 }
 
 // === Running the contract ===
@@ -337,7 +412,7 @@ async fn the_redis_store_on_a_redis_cluster_keeps_the_contract() {
     let id = SessionId::generate();
     a.put(&id, session("alice", Some("s"))).await.unwrap();
     assert!(b.get(&id).await.unwrap().is_some());
-    assert_eq!(a.revoke_sid("s").await.unwrap(), 1);
+    assert_eq!(a.revoke_sid("contoso", "s").await.unwrap(), 1);
     let took = until_gone(&b, &id).await;
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
@@ -456,13 +531,13 @@ async fn revocation_by_user_and_by_sid_reaches_every_replica_within_a_second() {
     assert_cached(&r.redis, &r.b, &by_user).await;
     assert_cached(&r.redis, &r.b, &by_sid).await;
 
-    assert_eq!(r.a.revoke_user("alice").await.unwrap(), 1);
+    assert_eq!(r.a.revoke_user("contoso", "alice").await.unwrap(), 1);
     let took = until_gone(&r.b, &by_user).await;
     assert!(took < Duration::from_secs(1), "revoke_user took {took:?}");
 
     // Revoked from b, read on a.
     assert_cached(&r.redis, &r.a, &by_sid).await;
-    assert_eq!(r.b.revoke_sid("sid-b").await.unwrap(), 1);
+    assert_eq!(r.b.revoke_sid("contoso", "sid-b").await.unwrap(), 1);
     let took = until_gone(&r.a, &by_sid).await;
     assert!(took < Duration::from_secs(1), "revoke_sid took {took:?}");
 }
@@ -558,7 +633,7 @@ async fn redis_down_cached_sessions_still_served_others_fail_closed_then_service
             .is_err(),
         "a new login must fail"
     );
-    assert!(r.b.revoke_user("alice").await.is_err());
+    assert!(r.b.revoke_user("contoso", "alice").await.is_err());
     assert!(
         started.elapsed() < Duration::from_secs(9),
         "calls are bounded: {:?}",
@@ -614,6 +689,36 @@ async fn a_store_opened_while_redis_is_down_starts_working_when_it_comes_up() {
     let id = SessionId::generate();
     store.put(&id, session("alice", None)).await.unwrap();
     assert!(store.get(&id).await.unwrap().is_some());
+}
+
+/// A session Redis holds from before the upgrade (JSON without `version`,
+/// as the previous build wrote it) is signed out, not an error, and is
+/// ended so it cannot come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_upgrade_session_in_redis_reads_as_signed_out() {
+    use redis::AsyncCommands;
+    let redis = RedisServer::start().await;
+    let prefix = fresh_prefix();
+    let store = redis_store(&redis, &prefix, Duration::from_secs(600));
+    let id = SessionId::generate();
+    store
+        .put(&id, session("248289761001", Some("sid-1")))
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = c.keys(format!("{prefix}*:s")).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let raw: String = c.get(&keys[0]).await.unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert!(v.as_object_mut().unwrap().remove("version").is_some());
+    let _: () = c.set_ex(&keys[0], v.to_string(), 600).await.unwrap();
+    // A replica without the cached copy reads the old record.
+    let other = redis_store(&redis, &prefix, Duration::from_secs(600));
+    assert!(other.get(&id).await.unwrap().is_none());
+    assert!(other.get_fresh(&id).await.unwrap().is_none());
+    let left: Option<String> = c.get(&keys[0]).await.unwrap();
+    assert!(left.is_none(), "the old record was ended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -60,6 +60,7 @@ upstream = "http://127.0.0.1:1"
 
 fn user() -> Session {
     Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id: "0b5e7f8a-1111-2222-3333-444455556666".into(),
         subject: "sub-AbC".into(),
         tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),
@@ -228,9 +229,41 @@ fn oidc_claim_has_no_oid_for_other_providers() {
     let s = settings("headers = \"oidc_claim\"\nconnections = [\"partner\"]", "");
     let mut u = user();
     u.connection = "partner".into();
+    u.user_id = format!("partner:{}", u.subject);
     let m = run_with(&s, u, None);
     assert!(!m.contains_key("oidc_claim_oid"));
-    assert!(m.contains_key("oidc_claim_sub"));
+    // The user id, never a bare `sub` another connection could also issue.
+    assert_eq!(m["oidc_claim_sub"], "partner:sub-AbC");
+}
+
+#[test]
+fn other_providers_users_are_namespaced_in_every_user_header() {
+    // Issue 17 hole 6: a partner whose `sub` is a contoso user's oid.
+    let oid = "0b5e7f8a-1111-2222-3333-444455556666";
+    for (profile, header) in [
+        ("forwarded", "x-forwarded-user"),
+        ("auth_request", "x-auth-request-user"),
+        ("easyauth", "x-ms-client-principal-id"),
+        ("remote", "remote-user"),
+        ("oidc_claim", "oidc_claim_sub"),
+    ] {
+        let s = settings(
+            &format!("headers = \"{profile}\"\nconnections = [\"partner\"]"),
+            "",
+        );
+        let mut u = user();
+        u.connection = "partner".into();
+        u.subject = oid.into();
+        u.user_id = format!("partner:{oid}");
+        let m = run_with(&s, u, None);
+        assert_eq!(m[header], format!("partner:{oid}"), "{profile}");
+        if profile == "easyauth" {
+            let raw = STANDARD.decode(&m["x-ms-client-principal"]).unwrap();
+            let text = String::from_utf8(raw).unwrap();
+            assert!(text.contains(&format!("\"partner:{oid}\"")), "{text}");
+            assert!(!text.contains(&format!("\"{oid}\"")), "{text}");
+        }
+    }
 }
 
 #[test]
@@ -409,6 +442,46 @@ fn an_unverified_email_is_never_sent() {
                     !v.contains("alice@contoso.com"),
                     "{profile}: {k} has the email"
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_verified_email_that_is_not_one_plain_addr_spec_is_never_sent() {
+    // Issue 17 hole 3: what is judged is what is forwarded; the policy
+    // ignores these, so no app may see them as the user's email either.
+    for email in [
+        "mallory@evil.example@contoso.com",
+        "mallory@contoso.com.",
+        "\"mallory@contoso.com \"",
+        "<mallory@contoso.com>",
+        "mallory@contoso.com,ceo@contoso.com",
+        "mallory@contoso\u{3002}com",
+    ] {
+        let mut u = user();
+        u.email = Some(email.into());
+        u.preferred_username = None;
+        for profile in [
+            "forwarded",
+            "remote",
+            "pomerium",
+            "auth_request",
+            "oidc_claim",
+            "easyauth",
+        ] {
+            let s = settings(
+                &format!("headers = \"{profile}\"\nheaders_extra = {{ \"X-Mail\" = \"email\" }}"),
+                "",
+            );
+            let m = run_with(&s, u.clone(), None);
+            for (k, v) in &m {
+                let text = if k == "x-ms-client-principal" {
+                    String::from_utf8(STANDARD.decode(v).unwrap()).unwrap()
+                } else {
+                    v.clone()
+                };
+                assert!(!text.contains("mallory"), "{profile}: {k} = {text}");
             }
         }
     }

@@ -5,6 +5,7 @@ use super::*;
 fn session(user: &str, sid: Option<&str>) -> Session {
     let now = unix_now();
     Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id: user.into(),
         subject: format!("sub-{user}"),
         tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),
@@ -46,6 +47,7 @@ async fn a_session_round_trips_field_for_field() {
     s.put(&id, full.clone()).await.unwrap();
     assert_eq!(*s.get(&id).await.unwrap().unwrap(), full);
     let sparse = Session {
+        version: crate::session::model::SESSION_VERSION,
         tenant_id: None,
         sid: None,
         email: None,
@@ -91,7 +93,7 @@ async fn replacing_a_session_keeps_one_index_entry_and_revocation_working() {
     s.run_pending_tasks();
     assert_eq!(s.index_len(), 2, "one user entry and one sid entry");
     assert_eq!(*s.get(&id).await.unwrap().unwrap(), refreshed);
-    assert_eq!(s.revoke_user("alice").await.unwrap(), 1);
+    assert_eq!(s.revoke_user("contoso", "alice").await.unwrap(), 1);
     assert!(s.get(&id).await.unwrap().is_none());
 }
 
@@ -120,7 +122,7 @@ async fn hot_sessions_never_outlive_the_stored_entry() {
         &s.get(&id).await.unwrap().unwrap()
     ));
 
-    assert_eq!(s.revoke_sid("sid-1").await.unwrap(), 1);
+    assert_eq!(s.revoke_sid("contoso", "sid-1").await.unwrap(), 1);
     assert!(s.get(&id).await.unwrap().is_none());
 
     let id2 = SessionId::generate();
@@ -154,12 +156,12 @@ async fn revoke_user_ends_every_session_of_that_user_only() {
     s.put(&a1, session("alice", Some("s1"))).await.unwrap();
     s.put(&a2, session("alice", Some("s2"))).await.unwrap();
     s.put(&b, session("bob", Some("s3"))).await.unwrap();
-    assert_eq!(s.revoke_user("alice").await.unwrap(), 2);
+    assert_eq!(s.revoke_user("contoso", "alice").await.unwrap(), 2);
     assert!(s.get(&a1).await.unwrap().is_none());
     assert!(s.get(&a2).await.unwrap().is_none());
     assert!(s.get(&b).await.unwrap().is_some());
-    assert_eq!(s.revoke_user("alice").await.unwrap(), 0);
-    assert_eq!(s.revoke_user("nobody").await.unwrap(), 0);
+    assert_eq!(s.revoke_user("contoso", "alice").await.unwrap(), 0);
+    assert_eq!(s.revoke_user("contoso", "nobody").await.unwrap(), 0);
     // Revoked sessions cannot be written back by an in-flight refresh.
     s.put(&a1, session("alice", Some("s1"))).await.unwrap();
     assert!(s.get(&a1).await.unwrap().is_none());
@@ -174,11 +176,11 @@ async fn revoke_sid_ends_the_sessions_with_that_provider_session() {
     s.put(&a, session("alice", Some("shared"))).await.unwrap();
     s.put(&b, session("alice", Some("other"))).await.unwrap();
     s.put(&c, session("carol", Some("shared"))).await.unwrap();
-    assert_eq!(s.revoke_sid("shared").await.unwrap(), 2);
+    assert_eq!(s.revoke_sid("contoso", "shared").await.unwrap(), 2);
     assert!(s.get(&a).await.unwrap().is_none());
     assert!(s.get(&c).await.unwrap().is_none());
     assert!(s.get(&b).await.unwrap().is_some());
-    assert_eq!(s.revoke_sid("").await.unwrap(), 0);
+    assert_eq!(s.revoke_sid("contoso", "").await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -203,7 +205,7 @@ async fn indexes_are_pruned_when_sessions_go() {
     s.run_pending_tasks();
     assert_eq!(s.index_len(), 10 + 25);
     for u in 0..10 {
-        s.revoke_user(&format!("u{u}")).await.unwrap();
+        s.revoke_user("contoso", &format!("u{u}")).await.unwrap();
     }
     s.run_pending_tasks();
     assert_eq!(s.index_len(), 0);
@@ -365,8 +367,10 @@ async fn concurrent_use_neither_deadlocks_nor_leaks() {
                         }
                     }
                     _ => {
-                        s.revoke_user(&user).await.unwrap();
-                        s.revoke_sid(&format!("sid{}", i % 5)).await.unwrap();
+                        s.revoke_user("contoso", &user).await.unwrap();
+                        s.revoke_sid("contoso", &format!("sid{}", i % 5))
+                            .await
+                            .unwrap();
                     }
                 }
                 if i % 100 == 0 {
@@ -384,7 +388,7 @@ async fn concurrent_use_neither_deadlocks_nor_leaks() {
     }
     // Everything left ends by revocation; then nothing may remain anywhere.
     for u in 0..13 {
-        s.revoke_user(&format!("u{u}")).await.unwrap();
+        s.revoke_user("contoso", &format!("u{u}")).await.unwrap();
     }
     s.run_pending_tasks();
     assert_eq!(s.approximate_len(), 0);
@@ -414,12 +418,12 @@ async fn the_thread_memo_never_outlives_an_ended_or_replaced_entry() {
     assert_eq!(s.get(&id).await.unwrap().unwrap().groups, ["g9"]);
 
     // Revoked by sid, by user, and deleted on another thread.
-    assert_eq!(s.revoke_sid("sid-1").await.unwrap(), 1);
+    assert_eq!(s.revoke_sid("contoso", "sid-1").await.unwrap(), 1);
     assert!(s.get(&id).await.unwrap().is_none());
     let by_user = SessionId::generate();
     s.put(&by_user, session("bob", None)).await.unwrap();
     assert!(s.get(&by_user).await.unwrap().is_some());
-    assert_eq!(s.revoke_user("bob").await.unwrap(), 1);
+    assert_eq!(s.revoke_user("contoso", "bob").await.unwrap(), 1);
     assert!(s.get(&by_user).await.unwrap().is_none());
 
     let elsewhere = SessionId::generate();

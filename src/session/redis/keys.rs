@@ -14,8 +14,12 @@
 //! | `<prefix>{<hash>}:s` | the session (JSON of [`Session`](crate::session::model::Session)) | min(idle timeout, absolute end), extended on read |
 //! | `<prefix>{<hash>}:t` | tombstone: this id was ended | 10 min |
 //! | `<prefix>{<hash>}:l` | refresh lock token | a few seconds |
-//! | `<prefix>u:<sha256(user id)>` | set of session hashes of the user | the longest absolute end among them |
-//! | `<prefix>x:<sha256(sid)>` | set of session hashes with that provider `sid` | likewise |
+//! | `<prefix>u:<sha256(connection \n user id)>` | set of session hashes of the user through that connection | the longest absolute end among them |
+//! | `<prefix>x:<sha256(connection \n sid)>` | set of session hashes of that connection with that provider `sid` | likewise |
+//!
+//! The index keys include the connection (SPEC 6.1): a back-channel logout
+//! or revocation for one connection cannot even name another's sessions.
+//! Connection names cannot contain a newline, so the pair is unambiguous.
 //!
 //! Invalidations go out on the channel `<prefix>invalidate` as
 //! space-separated session hashes.
@@ -56,25 +60,26 @@ impl Keys {
         format!("{}{{{}}}:l", self.prefix, hex(h))
     }
 
-    pub(super) fn user_index(&self, user_id: &str) -> String {
-        format!(
-            "{}u:{}",
-            self.prefix,
-            hex(&Sha256::digest(user_id.as_bytes()).into())
-        )
+    pub(super) fn user_index(&self, connection: &str, user_id: &str) -> String {
+        format!("{}u:{}", self.prefix, scoped_hash(connection, user_id))
     }
 
-    pub(super) fn sid_index(&self, sid: &str) -> String {
-        format!(
-            "{}x:{}",
-            self.prefix,
-            hex(&Sha256::digest(sid.as_bytes()).into())
-        )
+    pub(super) fn sid_index(&self, connection: &str, sid: &str) -> String {
+        format!("{}x:{}", self.prefix, scoped_hash(connection, sid))
     }
 
     pub(super) fn channel(&self) -> String {
         format!("{}invalidate", self.prefix)
     }
+}
+
+/// Hex SHA-256 of `connection`, a newline, and `value`.
+fn scoped_hash(connection: &str, value: &str) -> String {
+    let mut d = Sha256::new();
+    d.update(connection.as_bytes());
+    d.update(b"\n");
+    d.update(value.as_bytes());
+    hex(&d.finalize().into())
 }
 
 pub(super) fn hex(h: &Hash) -> String {

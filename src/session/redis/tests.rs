@@ -4,6 +4,7 @@ use super::*;
 
 fn session(expires_at: u64) -> Session {
     Session {
+        version: crate::session::model::SESSION_VERSION,
         user_id: "u".into(),
         subject: "s".into(),
         tenant_id: None,
@@ -37,9 +38,14 @@ fn keys_never_hold_the_session_id_and_share_one_cluster_slot() {
     assert_eq!(tag(&s), tag(&t));
     assert_eq!(tag(&s), tag(&l));
     assert!(s.starts_with("rg:{") && s.ends_with("}:s"), "{s}");
-    assert_ne!(k.user_index("alice"), k.user_index("bob"));
-    assert!(!k.user_index("alice").contains("alice"));
-    assert!(!k.sid_index("sid-1").contains("sid-1"));
+    assert_ne!(k.user_index("c", "alice"), k.user_index("c", "bob"));
+    assert!(!k.user_index("c", "alice").contains("alice"));
+    assert!(!k.sid_index("c", "sid-1").contains("sid-1"));
+    // Index keys are per connection (issue 17 hole 5), unambiguously.
+    assert_ne!(k.user_index("c", "alice"), k.user_index("d", "alice"));
+    assert_ne!(k.sid_index("c", "sid-1"), k.sid_index("d", "sid-1"));
+    assert_ne!(k.user_index("c", "d:x"), k.user_index("c:d", "x"));
+    assert_ne!(k.user_index("c", "alice"), k.sid_index("c", "alice"));
     assert_eq!(k.channel(), "rg:invalidate");
 }
 
@@ -121,7 +127,7 @@ async fn an_unreachable_redis_fails_within_the_command_timeout() {
     assert!(store.ping().await.is_err());
     assert!(store.put(&id, session(unix_now() + 60)).await.is_err());
     assert!(store.delete(&id).await.is_err());
-    assert!(store.revoke_user("u").await.is_err());
+    assert!(store.revoke_user("c", "u").await.is_err());
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
