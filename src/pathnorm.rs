@@ -175,7 +175,8 @@ impl<'a> CanonicalTarget<'a> {
         // decode): both under the prefix. A `//` after the prefix keeps
         // the path under it when merged too; a `//` before it fails here.
         prefixes.iter().any(|p| {
-            prefix_matches(self.judged(), p) && (self.decoded.is_none() || prefix_matches(&self.path, p))
+            prefix_matches(self.judged(), p)
+                && (self.decoded.is_none() || prefix_matches(&self.path, p))
         })
     }
 

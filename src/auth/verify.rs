@@ -81,7 +81,12 @@ pub(super) async fn verify(
     // SPEC 6.1: the proxy in front forwards the path as it is, so only a
     // path that is its own canonical form can be judged; anything else is
     // a 400 (the proxy should refuse or normalize it).
-    let target = match fwd.trusted_path.as_deref().map(forwarded_target).transpose() {
+    let target = match fwd
+        .trusted_path
+        .as_deref()
+        .map(forwarded_target)
+        .transpose()
+    {
         Ok(t) => t,
         Err(why) => {
             tracing::warn!(route.name = %ctx.route.name, reason = why.label(), "forward auth refused: the forwarded path is not canonical");
@@ -307,7 +312,11 @@ fn policy_route(
     let root = CanonicalTarget::parse("/").map_err(Unroutable::Refused)?;
     // The same router, on the same canonical form, as the pipeline uses
     // for the request itself.
-    match ctx.state.router.lookup_target(&host, target.unwrap_or(&root)) {
+    match ctx
+        .state
+        .router
+        .lookup_target(&host, target.unwrap_or(&root))
+    {
         Lookup::Found(route) => Ok(route.clone()),
         Lookup::UnknownHost | Lookup::NoPrefix => Err(Unroutable::NoRoute),
         Lookup::AmbiguousPath => Err(Unroutable::AmbiguousPath),

@@ -36,8 +36,23 @@ fn only_plain_paths_take_the_fast_path() {
         assert!(is_plain(p), "{p}");
     }
     for p in [
-        "", "a", "//", "/a//b", "/.", "/..", "/a/./b", "/a/../b", "/a/.", "/a/..", "/%2e", "/a;b",
-        "/a\\b", "/caf\u{e9}", "/a b", "/a\tb", "*",
+        "",
+        "a",
+        "//",
+        "/a//b",
+        "/.",
+        "/..",
+        "/a/./b",
+        "/a/../b",
+        "/a/.",
+        "/a/..",
+        "/%2e",
+        "/a;b",
+        "/a\\b",
+        "/caf\u{e9}",
+        "/a b",
+        "/a\tb",
+        "*",
     ] {
         assert!(!is_plain(p), "{p:?}");
     }
@@ -125,7 +140,10 @@ fn paths_that_servers_resolve_differently_are_refused() {
         ("/a\\b", PathError::Backslash),
         ("\\a", PathError::NotAbsolute),
         ("/static/%252e%252e/admin", PathError::DoubleEncoding),
-        ("/static/%25%32%65%25%32%65/admin", PathError::DoubleEncoding),
+        (
+            "/static/%25%32%65%25%32%65/admin",
+            PathError::DoubleEncoding,
+        ),
         ("/static/%252f", PathError::DoubleEncoding),
         ("/%2561dmin", PathError::DoubleEncoding),
         ("/a%", PathError::BadEscape),
@@ -201,7 +219,10 @@ fn public_prefixes_match_the_canonical_path_in_every_reading() {
 fn odd_prefixes_never_match() {
     for prefix in ["", "x", "//static/", "/a;b/"] {
         assert!(!is_public("/x", &[prefix.to_string()]), "{prefix:?}");
-        assert!(!is_public("//static/a", &[prefix.to_string()]), "{prefix:?}");
+        assert!(
+            !is_public("//static/a", &[prefix.to_string()]),
+            "{prefix:?}"
+        );
     }
     assert!(!is_public("/x", &[]));
     assert!(is_public("/anything", &["/".to_string()]));
@@ -273,7 +294,10 @@ fn lossy_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let pair = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex));
+        let pair = (
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        );
         match (b[i], pair) {
             (b'%', (Some(hi), Some(lo))) => {
                 out.push(hi << 4 | lo);
@@ -341,9 +365,7 @@ fn resolve(model: Model, path: &str) -> String {
         Model::Rfc => lossy_decode(&rfc_resolve(path)),
         Model::RfcMerged => lossy_decode(&rfc_resolve(&merged(path))),
         Model::DecodeFirst => lossy_decode(&rfc_resolve(&decode_dots_and_slashes(path))),
-        Model::DecodeAfter => {
-            merged(&rfc_resolve(&lossy_decode(&rfc_resolve(path))))
-        }
+        Model::DecodeAfter => merged(&rfc_resolve(&lossy_decode(&rfc_resolve(path)))),
         Model::Tomcat => {
             let stripped: Vec<String> = path
                 .split('/')
@@ -375,7 +397,10 @@ upstream = "http://127.0.0.1:9000"
 public = ["/static/"]
 "#
     );
-    crate::config::load_str(&toml).expect("valid test config").routes[0].clone()
+    crate::config::load_str(&toml)
+        .expect("valid test config")
+        .routes[0]
+        .clone()
 }
 
 /// One host, three routes: the lax root (with `public = ["/static/"]`), a
@@ -406,10 +431,42 @@ fn pick(routes: &[Arc<crate::config::RouteSettings>], path: &str) -> Option<Stri
 
 fn item() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
-        "..", ".", "%2e", "%2E%2e", ".%2e", "%2e.", "%2f", "%2F", "%5c", "\\", ";x", "..;", "",
-        "%252e", "%252f", "%25%32%65", "%3b", "%3B", "static", "admin", "x", "%61dmin",
-        "st%61tic", "%25", "%00", "%c0%ae", "%ef%bc%8e", "\u{ff0e}", "..%2f", "%2e%2e%2f",
-        "a%2fb", "static;x", "%", "%2", "caf%C3%A9", "\u{e9}",
+        "..",
+        ".",
+        "%2e",
+        "%2E%2e",
+        ".%2e",
+        "%2e.",
+        "%2f",
+        "%2F",
+        "%5c",
+        "\\",
+        ";x",
+        "..;",
+        "",
+        "%252e",
+        "%252f",
+        "%25%32%65",
+        "%3b",
+        "%3B",
+        "static",
+        "admin",
+        "x",
+        "%61dmin",
+        "st%61tic",
+        "%25",
+        "%00",
+        "%c0%ae",
+        "%ef%bc%8e",
+        "\u{ff0e}",
+        "..%2f",
+        "%2e%2e%2f",
+        "a%2fb",
+        "static;x",
+        "%",
+        "%2",
+        "caf%C3%A9",
+        "\u{e9}",
     ])
 }
 
