@@ -469,3 +469,50 @@ async fn http2_cookie_fields_reach_the_upstream_as_one_cookie_line() {
         vec!["a=1; b=2".to_string()]
     );
 }
+
+/// The review's finding for forward auth: on a host with one route and
+/// `public = ["/static/"]`, a trusted proxy's `X-Original-URI:
+/// /admin/../static/x` was `200 public`, while the proxy in front forwards
+/// that path unresolved to the app. Every such URI is a 400 now; the plain
+/// public path is still 200 and a protected one 401.
+#[tokio::test]
+async fn forward_auth_answers_400_for_a_forwarded_uri_that_resolves_differently() {
+    let w = World::start_with(r#"trusted_proxies = ["127.0.0.1/32"]"#, "").await;
+    let verify = |header: &'static str, uri: &'static str| {
+        let client = w.bare();
+        let url = w.url("/.auth/verify");
+        async move {
+            client
+                .get(url)
+                .header("accept", "application/json")
+                .header(header, uri)
+                .send()
+                .await
+                .expect("verify answers")
+        }
+    };
+    for &(target, expect) in TARGETS {
+        if target.contains('\u{ff0e}') || target.starts_with("/.auth") || target.starts_with("/x/") {
+            continue;
+        }
+        for header in ["x-original-uri", "x-forwarded-uri"] {
+            let resp = verify(header, target).await;
+            let status = resp.status().as_u16();
+            let wanted = match expect {
+                // Only a URI that is its own canonical form can be judged.
+                Expect::Forwarded(path) if path == target => 200,
+                Expect::Forwarded(_) | Expect::Refused => 400,
+                Expect::SignIn if target.contains("..") || target.contains("%2e") => 400,
+                Expect::SignIn => 401,
+            };
+            assert_eq!(status, wanted, "{header}: {target:?}");
+            if status == 400 {
+                let body: serde_json::Value = resp.json().await.expect("JSON");
+                assert_eq!(body["error"], "bad_request", "{target:?}: {body}");
+            }
+        }
+    }
+    assert_eq!(verify("x-original-uri", "/static/x").await.status(), 200);
+    assert_eq!(verify("x-original-uri", "/admin/x").await.status(), 401);
+    w.upstream.assert_received_nothing().await;
+}
