@@ -146,7 +146,7 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
     let uri = req.uri().clone();
     // Not boxed here: the caller boxes this whole future in place
     // (`server::conn::dispatch`).
-    let mut response = match pipeline(&gw, req, &conn, &mut rec).await {
+    let mut response = match pipeline(&gw, req, &uri, &conn, &mut rec).await {
         Ok(r) => r,
         Err(e) => {
             if matches!(e, GatewayError::Internal) {
@@ -188,9 +188,12 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
     response
 }
 
+/// `uri` is the request's URI as received (`handle` keeps it for errors and
+/// the log); the canonical target borrows its path.
 async fn pipeline<'g>(
     gw: &'g Gateway,
     mut req: Request<Incoming>,
+    uri: &Uri,
     conn: &ConnInfo,
     rec: &mut Record<'g>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -205,9 +208,7 @@ async fn pipeline<'g>(
     // SPEC 6.1: the path is brought to its canonical form once, here; the
     // router, `/.auth/` dispatch and `public` judge that form, and the
     // request goes on (upstream too) with it as its path. A path no form can
-    // settle for every upstream is a 400. (The URI clone is a reference
-    // count: `handle` holds one already.)
-    let uri = req.uri().clone();
+    // settle for every upstream is a 400. Plain paths are borrowed.
     let target = match CanonicalTarget::parse(uri.path()) {
         Ok(t) => t,
         Err(e) if gw.auth.router.serves(host_text) => {
@@ -235,7 +236,7 @@ async fn pipeline<'g>(
     if target.rewritten() {
         // Dot segments resolved: from here on (endpoints, `gate`, the
         // upstream) the request's path is the canonical one.
-        *req.uri_mut() = with_path(&uri, target.path())?;
+        *req.uri_mut() = with_path(uri, target.path())?;
     }
 
     // Remember an Upgrade request before its headers go; hyper keeps the

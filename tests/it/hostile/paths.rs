@@ -492,7 +492,8 @@ async fn forward_auth_answers_400_for_a_forwarded_uri_that_resolves_differently(
         }
     };
     for &(target, expect) in TARGETS {
-        if target.contains('\u{ff0e}') || target.starts_with("/.auth") || target.starts_with("/x/") {
+        if target.contains('\u{ff0e}') || target.starts_with("/.auth") || target.starts_with("/x/")
+        {
             continue;
         }
         for header in ["x-original-uri", "x-forwarded-uri"] {
