@@ -611,3 +611,19 @@ fn the_property_alphabet_reaches_every_outcome() {
         crate::router::Lookup::Found(r) if r.name == "admin"
     ));
 }
+
+#[test]
+fn realmgates_own_paths_are_recognised_in_every_form() {
+    for p in [
+        "/.auth/me",
+        "/x/../.auth/me",
+        "/%2eauth/me",
+        "/.auth%2Fme",
+        "/.auth",
+    ] {
+        assert!(crate::auth::is_auth_target(&parse(p)), "{p:?}");
+    }
+    for p in ["/.auth/../admin", "/.authx", "/x/.auth/me", "//.auth/me"] {
+        assert!(!crate::auth::is_auth_target(&parse(p)), "{p:?}");
+    }
+}
