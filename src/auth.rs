@@ -169,6 +169,12 @@ pub fn is_auth_path(path: &str) -> bool {
     path == "/.auth" || path.starts_with("/.auth/")
 }
 
+/// True when a request's canonical target is realmgate's own, as forwarded
+/// or as judged (`/.auth%2Fme`): such a request never reaches an upstream.
+pub fn is_auth_target(target: &crate::pathnorm::CanonicalTarget<'_>) -> bool {
+    is_auth_path(target.path()) || is_auth_path(target.judged())
+}
+
 /// The session id of the request's cookie. Only the cookie name of the
 /// request's scheme counts: a plain-http `realmgate` cookie (which a network
 /// attacker can plant) is ignored on HTTPS.
@@ -181,9 +187,13 @@ pub fn session_id(state: &AuthState, parts: &Parts, conn: &ConnInfo) -> Option<S
 /// Strip identity headers and own cookies, then pass or authenticate a
 /// request outside `/.auth/`. `parts.headers` must already be free of
 /// hop-by-hop headers.
+///
+/// `target` is the request's canonical target (`parts.uri`'s path is its
+/// forwarded form): `public` is judged on it.
 pub async fn gate(
     state: &AuthState,
     route: &Arc<RouteSettings>,
+    target: &crate::pathnorm::CanonicalTarget<'_>,
     parts: &mut Parts,
     conn: &ConnInfo,
 ) -> Result<GateOutcome, GatewayError> {
@@ -191,7 +201,7 @@ pub async fn gate(
     // The session id (`session_id`), and realmgate's cookies removed.
     let https = is_https(state, parts, conn);
     let session_id = state.cookies.take_for(&mut parts.headers, https);
-    if crate::pathnorm::is_public(parts.uri.path(), &route.public) {
+    if target.is_public(&route.public) {
         return Ok(GateOutcome::Public);
     }
     // An API route: a bearer token, when sent, is the only credential looked

@@ -212,32 +212,92 @@ pub fn login_target(data: &[u8]) {
     );
 }
 
-/// Path normalization and routing: normalization is idempotent and never
-/// leaves `..`, `//`, `%` or `\`; a public path normalizes under a public
-/// prefix; routing never panics.
+/// The canonical request target (SPEC 6.1): it is idempotent (its path is
+/// its own canonical form, judged the same); the forwarded path has no dot
+/// segment in any upstream's reading (decoded once or twice, `;params`
+/// stripped, `\\` as `/`), so every upstream resolves it to itself; a public
+/// path is forwarded under a public prefix; routing never panics.
 pub fn path(data: &[u8]) {
+    use crate::pathnorm::CanonicalTarget;
     let raw = text(data);
     let s = settings();
-    if let Some(n) = crate::pathnorm::normalize(&raw) {
-        assert!(n.starts_with('/'), "{raw:?} -> {n:?}");
-        assert!(
-            !n.contains("//") && !n.contains("/../") && !n.ends_with("/..") && !n.contains('%'),
-            "{raw:?} -> {n:?}"
-        );
-        assert!(!n.contains('\\'), "{raw:?} -> {n:?}");
-        assert_eq!(crate::pathnorm::normalize(&n).as_deref(), Some(n.as_str()));
-    }
-    let public = &s.routes[0].public;
-    if crate::pathnorm::is_public(&raw, public) {
-        let n = crate::pathnorm::normalize(&raw).expect("public paths normalize");
-        assert!(
-            n.starts_with("/static/") || n == "/favicon.ico" || n.starts_with("/favicon.ico/"),
-            "{raw:?} public as {n:?}"
-        );
+    if let Ok(t) = CanonicalTarget::parse(&raw) {
+        let p = t.path();
+        assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
+        let again = CanonicalTarget::parse(p).expect("the canonical form is accepted");
+        assert_eq!(again.path(), p, "{raw:?}");
+        assert!(!again.rewritten(), "{raw:?} -> {p:?}");
+        assert_eq!(again.judged(), t.judged(), "{raw:?}");
+        assert!(!t.path().contains('\\'), "{raw:?} -> {p:?}");
+        for reading in upstream_readings(p) {
+            assert!(
+                !reading
+                    .split(['/', '\\'])
+                    .any(|seg| seg == "." || seg == ".."),
+                "{raw:?} forwarded as {p:?} reads as {reading:?}"
+            );
+        }
+        let public = &s.routes[0].public;
+        if t.is_public(public) {
+            for reading in upstream_readings(p) {
+                let reading = reading.replace('\\', "/");
+                assert!(
+                    reading.starts_with("/static/")
+                        || reading == "/favicon.ico"
+                        || reading.starts_with("/favicon.ico/"),
+                    "{raw:?} public, forwarded as {p:?}, read as {reading:?}"
+                );
+            }
+        }
+        let router = crate::router::Router::new(&s.routes);
+        let _ = router.lookup_target("app.test", &t);
+        let _ = t.readings();
     }
     let router = crate::router::Router::new(&s.routes);
     let _ = router.lookup("app.test", &raw);
     let _ = router.lookup(&raw, "/");
+}
+
+/// How upstreams may read a forwarded path: as is, decoded once, decoded
+/// twice, each also with `;params` stripped from every segment.
+fn upstream_readings(path: &str) -> Vec<String> {
+    let once = lossy_decode(path);
+    let twice = lossy_decode(&once);
+    let mut out = Vec::new();
+    for r in [path.to_string(), once, twice] {
+        let stripped = r
+            .split('/')
+            .map(|s| s.split(';').next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("/");
+        out.push(r);
+        out.push(stripped);
+    }
+    out
+}
+
+fn lossy_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let pair = (
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        );
+        match (b[i], pair) {
+            (b'%', (Some(hi), Some(lo))) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Header stripping: hop-by-hop removal, identity stripping and forwarding

@@ -4,8 +4,11 @@
 //!    Transfer-Encoding, differing Content-Lengths) and oversized headers,
 //!    before anything else looks at the request (request smuggling defence;
 //!    hyper rejects most of these already, this is the second line).
-//! 2. Route by Host + path. An unknown host gets a fixed 421 page; its Host
-//!    value is never used to build a URL.
+//! 2. Bring the path to its canonical form once (`pathnorm`, SPEC 6.1:
+//!    dot segments resolved, or 400 when servers would read it differently),
+//!    then route by Host + that path. An unknown host gets a fixed 421 page;
+//!    its Host value is never used to build a URL. Everything after judges
+//!    and forwards the same canonical path.
 //! 3. Remove hop-by-hop headers (before auth, so `Connection` can never name
 //!    a header realmgate injects). An Upgrade request is remembered first.
 //! 4. `/.auth/*` goes to `auth::endpoint`; everything else through
@@ -18,12 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, Method, Request, Response, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::config::{RouteSettings, Settings};
 use crate::headers::forwarding::{self, X_REQUEST_ID};
 use crate::headers::hop::{connection_tokens, strip_hop_by_hop};
+use crate::pathnorm::CanonicalTarget;
 use crate::proxy::{Outbound, Upstreams};
 use crate::respond::{self, Body, GatewayError};
 use crate::router::Lookup;
@@ -141,7 +146,7 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
     let uri = req.uri().clone();
     // Not boxed here: the caller boxes this whole future in place
     // (`server::conn::dispatch`).
-    let mut response = match pipeline(&gw, req, &conn, &mut rec).await {
+    let mut response = match pipeline(&gw, req, &uri, &conn, &mut rec).await {
         Ok(r) => r,
         Err(e) => {
             if matches!(e, GatewayError::Internal) {
@@ -183,9 +188,12 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
     response
 }
 
+/// `uri` is the request's URI as received (`handle` keeps it for errors and
+/// the log); the canonical target borrows its path.
 async fn pipeline<'g>(
     gw: &'g Gateway,
     mut req: Request<Incoming>,
+    uri: &Uri,
     conn: &ConnInfo,
     rec: &mut Record<'g>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -197,7 +205,19 @@ async fn pipeline<'g>(
     let host_text = client_host
         .to_str()
         .map_err(|_| GatewayError::UnknownHost)?;
-    let found = gw.auth.router.lookup(host_text, req.uri().path());
+    // SPEC 6.1: the path is brought to its canonical form once, here; the
+    // router, `/.auth/` dispatch and `public` judge that form, and the
+    // request goes on (upstream too) with it as its path. A path no form can
+    // settle for every upstream is a 400. Plain paths are borrowed.
+    let target = match CanonicalTarget::parse(uri.path()) {
+        Ok(t) => t,
+        Err(e) if gw.auth.router.serves(host_text) => {
+            rec.host = Some(client_host.clone());
+            return Err(GatewayError::BadRequest(e.message()));
+        }
+        Err(_) => return Err(GatewayError::UnknownHost),
+    };
+    let found = gw.auth.router.lookup_target(host_text, &target);
     if matches!(found, Lookup::UnknownHost) {
         // Never echoed, not even in the log.
         return Err(GatewayError::UnknownHost);
@@ -207,19 +227,24 @@ async fn pipeline<'g>(
         Lookup::Found(r) => r,
         Lookup::AmbiguousPath => {
             return Err(GatewayError::BadRequest(
-                "The path is ambiguous (dot segments, encoded slashes or parameters that select another route once resolved). Use the plain path.",
+                "The path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//' or look-alike characters). Use the plain path.",
             ))
         }
         Lookup::UnknownHost | Lookup::NoPrefix => return Err(GatewayError::NotFound),
     };
     rec.route = Some(route);
+    if target.rewritten() {
+        // Dot segments resolved: from here on (endpoints, `gate`, the
+        // upstream) the request's path is the canonical one.
+        *req.uri_mut() = with_path(uri, target.path())?;
+    }
 
     // Remember an Upgrade request before its headers go; hyper keeps the
     // client side of the connection in the request's extensions.
     let upgrade = upgrade_request(&req).map(|proto| (hyper::upgrade::on(&mut req), proto));
     strip_hop_by_hop(req.headers_mut());
 
-    if crate::auth::is_auth_path(req.uri().path()) {
+    if crate::auth::is_auth_target(&target) {
         // Boxed: sign-in endpoints have large futures; the proxied requests'
         // futures (moved several times per request) stay small without them.
         return Ok(Box::pin(crate::auth::endpoint(&gw.auth, route, req, conn)).await);
@@ -232,7 +257,7 @@ async fn pipeline<'g>(
         Some(_) => crate::auth::session_id(&gw.auth, &parts, conn),
         None => None,
     };
-    let outcome = crate::auth::gate(&gw.auth, route, &mut parts, conn).await?;
+    let outcome = crate::auth::gate(&gw.auth, route, &target, &mut parts, conn).await?;
     let (permit, identity, tunnel_session) = match outcome {
         crate::auth::GateOutcome::Public => (None, None, None),
         crate::auth::GateOutcome::Permitted(p, i) => (Some(p), Some(i), tunnel_session),
@@ -293,6 +318,18 @@ fn session_alive(
             }
         })
     })
+}
+
+/// `uri` with its path replaced by `path` (the query kept as sent).
+fn with_path(uri: &Uri, path: &str) -> Result<Uri, GatewayError> {
+    let bad = || GatewayError::BadRequest("The request target is not a valid path.");
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse::<PathAndQuery>().map_err(|_| bad())?);
+    Uri::from_parts(parts).map_err(|_| bad())
 }
 
 /// The Host the client addressed: the URI authority (HTTP/2, absolute-form),

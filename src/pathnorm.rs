@@ -1,52 +1,251 @@
-//! Path normalization for `public` prefix matching: percent-decoding of
-//! unreserved characters and slashes, dot-segments, duplicate slashes, `;`
-//! parameters, backslashes. Deny on doubt.
+//! The request target's path in one canonical form (SPEC 6.1: what is
+//! judged is what is forwarded).
 //!
-//! The danger is a path that *looks* public to the gateway but resolves to a
-//! protected resource at the upstream: `/public/..%2Fadmin`, `/public/..;/admin`
-//! (Tomcat), `/public\..\admin` (IIS), `/public/%2e%2e/admin`. So the gateway
-//! resolves at least as aggressively as any upstream would:
+//! The danger is a path that the gateway judges as one thing (public, or
+//! under a laxer route) while the upstream resolves it to another:
+//! `/static/../admin`, `/static/%2e%2e/admin`, `/static/..;/admin` (Tomcat),
+//! `/static\..\admin` (IIS), `/admin//../static/x` (RFC 3986 keeps the empty
+//! segment, servers that merge `//` first do not). Upstreams disagree on
+//! whether `%2F`/`%5C` separate segments, whether `;params` are stripped,
+//! whether `\` is a separator, whether `//` is merged before `..` is
+//! resolved, and whether the path is decoded once or twice. So
+//! [`CanonicalTarget::parse`] computes, once per request, the one form that
+//! every such reading resolves the same way, or refuses the path:
 //!
-//! 1. percent-decode once, `%2F` and `%5C` included (a literal `%` left over
-//!    after that, i.e. double encoding like `%252e`, means "deny");
-//! 2. reject NUL and every other control character, and invalid UTF-8;
-//! 3. treat `\` as `/`;
-//! 4. drop `;parameters` from every segment (`..;x` is `..`);
-//! 5. drop empty and `.` segments, resolve `..` (above the root: deny).
+//! - **As sent** when no reading changes it: no `.`/`..` segment (raw or
+//!   `%2e`-encoded), which covers plain paths, `%2F`/`%5C`/`;` inside a
+//!   segment, empty segments, any other percent-encoding.
+//! - **Canonical** (RFC 3986 5.2.4 `remove_dot_segments`, empty segments
+//!   kept, `..` above the root stays at the root) when the only thing
+//!   upstreams could resolve is plain dot segments (`/a/./b`, `/a/../b`,
+//!   `/a/%2e%2e/b`, `/a//../b`): the canonical form has no dot segment left,
+//!   so every reading agrees on it. Other percent-encodings stay as sent.
+//! - **Refused** ([`PathError`], 400) when readings disagree and no form can
+//!   satisfy all of them: dot segments (in any reading) together with an
+//!   encoded slash or backslash, a `;` or a Unicode look-alike of `.`/`/`;
+//!   any raw backslash; double encoding (`%252e`, `%25%32%65`); an invalid escape;
+//!   text that does not decode to UTF-8 without control characters.
 //!
-//! A path that cannot be normalized is never public; the request then needs a
-//! session, which is the fail-closed direction. The upstream still receives
-//! the path exactly as the client sent it.
+//! Decisions (router, `public`, `/.auth/`) compare [`CanonicalTarget::judged`],
+//! the canonical path percent-decoded once. Where a path still reads in
+//! several ways (encoded separators, `;`, `//`, look-alikes), `public` is
+//! refused and the router asks every reading ([`CanonicalTarget::readings`]).
 //!
-//! Upstreams disagree on three things: whether `%2F`/`%5C` separate segments,
-//! whether `;params` are stripped, whether `\` is a separator. Whichever
-//! reading the gateway picks, an upstream with the other reading can resolve
-//! the same bytes elsewhere (`/public/a%2Fb/../../admin` is `/public/admin`
-//! when `%2F` separates, `/admin` when it does not). So [`is_public`] refuses
-//! every path that contains one of them: such paths simply need a session.
+//! Plain paths (nearly all requests) are recognised by one scan
+//! ([`is_plain`]) and borrowed: no allocation.
 
-/// The normalized path, or None when it cannot be normalized safely
-/// (e.g. escapes above the root, invalid percent-encoding, NUL): such a path is never public.
-///
-/// The result starts with `/`, contains no `%`, `\`, `//`, `/./` or `/../`,
-/// keeps a trailing `/`, and `normalize(normalize(p)) == normalize(p)`.
-pub fn normalize(path: &str) -> Option<String> {
-    normalized(path).map(std::borrow::Cow::into_owned)
+use std::borrow::Cow;
+
+/// Why a request path is refused (400). The texts say what to do instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not `/...` (and not `*`).
+    NotAbsolute,
+    /// `%` not followed by two hex digits.
+    BadEscape,
+    /// Decodes to invalid UTF-8 or to a control character (NUL, CR, LF, ...).
+    BadText,
+    /// A raw `\` (IIS and some Windows stacks read it as `/`).
+    Backslash,
+    /// An escape that decodes to another escape (`%252e`, `%25%32%65`):
+    /// decoded twice it is another character.
+    DoubleEncoding,
+    /// Dot segments together with encoded slashes, `;` or look-alikes:
+    /// upstreams resolve such a path to different places.
+    Ambiguous,
 }
 
-/// [`normalize`], without a copy when `path` is already normalized (most
-/// paths: [`is_plain`]).
-pub fn normalized(path: &str) -> Option<std::borrow::Cow<'_, str>> {
-    if is_plain(path) {
-        return Some(std::borrow::Cow::Borrowed(path));
+impl PathError {
+    /// The message for the 400 page.
+    pub fn message(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "The request path must start with '/'.",
+            PathError::BadEscape => "The request path has an invalid percent-encoding: '%' must be followed by two hex digits (send a literal '%' as %25).",
+            PathError::BadText => "The request path decodes to a control character (such as NUL, CR or LF) or to bytes that are not UTF-8. Send the path as percent-encoded UTF-8 without control characters.",
+            PathError::Backslash => "The request path contains a backslash, which some servers read as '/'. Use '/' between segments (or %5C for a backslash inside a segment).",
+            PathError::DoubleEncoding => "The request path is percent-encoded twice (such as %252e, an encoded '%' before hex digits), which servers that decode twice read differently. Encode the path once.",
+            PathError::Ambiguous => "The request path mixes dot segments ('.', '..', %2e) with encoded slashes (%2F, %5C), ';' parameters or look-alike characters, which servers resolve to different paths. Send the resolved path.",
+        }
     }
-    normalize_slow(path).map(std::borrow::Cow::Owned)
 }
 
-/// True when `path` is its own normalization: it starts with `/`, holds only
-/// visible ASCII other than `%`, `\\` and `;`, and has no empty (`//`), `.`
-/// or `..` segment. (A final empty segment, i.e. a trailing `/`, is kept by
-/// normalization, so it is allowed.) Anything else takes the full route.
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Some segment holds `%XX`: the judged form is the decoded one.
+const ESCAPED: u8 = 1;
+/// `%2F` or `%5C` inside a segment: servers that decode first split there.
+const ENCODED_SEPARATOR: u8 = 2;
+/// `;` (raw or `%3B`): Tomcat and others strip `;params` from segments.
+const PARAMS: u8 = 4;
+/// An empty segment before the last one (`//`): some servers merge them.
+const EMPTY: u8 = 8;
+/// A Unicode look-alike of `.`, `/`, `\`, `;` or `%` (NFKC or Windows best fit).
+const LOOKALIKE: u8 = 16;
+
+/// Flags under which the path has more than one reading of its segments.
+const SPLITS_DIFFERENTLY: u8 = ENCODED_SEPARATOR | PARAMS | LOOKALIKE;
+
+/// The request path as realmgate judges and forwards it (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalTarget<'a> {
+    /// What is forwarded (without the query, which passes untouched).
+    path: Cow<'a, str>,
+    /// `path` percent-decoded once, when it holds escapes.
+    decoded: Option<String>,
+    flags: u8,
+    /// `path` differs from the path as sent.
+    rewritten: bool,
+}
+
+impl<'a> CanonicalTarget<'a> {
+    /// The canonical form of the path `raw` (without query), or why it is refused.
+    /// `*` (the asterisk-form of `OPTIONS *`) is forwarded as `/`.
+    pub fn parse(raw: &'a str) -> Result<CanonicalTarget<'a>, PathError> {
+        if is_plain(raw) {
+            return Ok(CanonicalTarget {
+                path: Cow::Borrowed(raw),
+                decoded: None,
+                flags: 0,
+                rewritten: false,
+            });
+        }
+        if raw == "*" {
+            return Ok(CanonicalTarget {
+                path: Cow::Borrowed("/"),
+                decoded: None,
+                flags: 0,
+                rewritten: true,
+            });
+        }
+        let first = scan(raw)?;
+        if !first.has_dots {
+            return Ok(CanonicalTarget {
+                decoded: (first.flags & ESCAPED != 0).then(|| decode_lossy(raw)),
+                path: Cow::Borrowed(raw),
+                flags: first.flags,
+                rewritten: false,
+            });
+        }
+        let resolved = remove_dot_segments(raw);
+        // The result has no dot segment left; its flags are its own (an
+        // empty segment may have gone with a `..`).
+        let again = scan(&resolved)?;
+        debug_assert!(!again.has_dots, "{raw:?} -> {resolved:?}");
+        if again.has_dots {
+            return Err(PathError::Ambiguous);
+        }
+        Ok(CanonicalTarget {
+            decoded: (again.flags & ESCAPED != 0).then(|| decode_lossy(&resolved)),
+            path: Cow::Owned(resolved),
+            flags: again.flags,
+            rewritten: true,
+        })
+    }
+
+    /// The path to forward: the canonical form (escapes as sent).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The path every decision compares: [`Self::path`] percent-decoded once.
+    pub fn judged(&self) -> &str {
+        self.decoded.as_deref().unwrap_or(&self.path)
+    }
+
+    /// True when the path to forward differs from the path as sent.
+    pub fn rewritten(&self) -> bool {
+        self.rewritten
+    }
+
+    /// True when the canonical path starts with one of `prefixes` (a prefix
+    /// ending in `/` matches below it; otherwise the exact path or `prefix/...`)
+    /// in every reading an upstream may make of it. A path whose segments
+    /// read differently (`%2F`, `%5C`, `;`, look-alikes) is never public.
+    pub fn is_public(&self, prefixes: &[String]) -> bool {
+        if prefixes.is_empty() || self.flags & SPLITS_DIFFERENTLY != 0 {
+            return false;
+        }
+        // Judged (decoded) and as forwarded (an upstream that does not
+        // decode): both under the prefix. A `//` after the prefix keeps
+        // the path under it when merged too; a `//` before it fails here.
+        prefixes.iter().any(|p| {
+            prefix_matches(self.judged(), p)
+                && (self.decoded.is_none() || prefix_matches(&self.path, p))
+        })
+    }
+
+    /// True when some upstream may read the segments differently from
+    /// [`Self::judged`], so a router must check [`Self::readings`].
+    pub fn has_other_readings(&self) -> bool {
+        self.flags != 0
+    }
+
+    /// True when the path holds a Unicode look-alike of a separator or dot,
+    /// which an NFKC-normalizing app reads as one (no reading models that).
+    pub fn has_lookalike(&self) -> bool {
+        self.flags & LOOKALIKE != 0
+    }
+
+    /// Every other way an upstream may read the path, for the router (empty
+    /// for plain paths): any combination of `\` read as `/`, `;params`
+    /// stripped and `//` merged, applied to the path as forwarded, or to it
+    /// decoded, or decoded after them.
+    pub fn readings(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if self.flags == 0 {
+            return out;
+        }
+        for order in 0..3 {
+            for bits in 0u8..8 {
+                let mut r = match order {
+                    1 => self.judged().to_string(),
+                    _ => self.path.to_string(),
+                };
+                if bits & 1 != 0 {
+                    r = r.replace('\\', "/");
+                }
+                if bits & 2 != 0 {
+                    r = strip_params(&r);
+                }
+                if bits & 4 != 0 {
+                    r = merge_slashes(&r);
+                }
+                if order == 2 {
+                    r = decode_lossy(&r);
+                }
+                if r != self.judged() && !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The canonical form of `path` (what would be forwarded, see
+/// [`CanonicalTarget::parse`]); `None` when it is refused. Idempotent.
+pub fn normalize(path: &str) -> Option<String> {
+    CanonicalTarget::parse(path)
+        .ok()
+        .map(|t| t.path().to_string())
+}
+
+/// True when `path` (raw or canonical) is not refused and its canonical
+/// form is under one of `prefixes` in every reading ([`CanonicalTarget::is_public`]).
+pub fn is_public(path: &str, prefixes: &[String]) -> bool {
+    CanonicalTarget::parse(path).is_ok_and(|t| t.is_public(prefixes))
+}
+
+/// True when `path` is its own canonical form and has one reading only: it
+/// starts with `/`, holds only visible ASCII other than `%`, `\\` and `;`,
+/// and has no empty (`//`), `.` or `..` segment. (A final empty segment,
+/// i.e. a trailing `/`, is allowed.) Anything else takes the full route.
 fn is_plain(path: &str) -> bool {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -70,83 +269,148 @@ fn is_plain(path: &str) -> bool {
     true
 }
 
-fn normalize_slow(path: &str) -> Option<String> {
-    if !path.starts_with('/') && !path.starts_with('\\') {
-        return None;
+/// What [`scan`] found in a path it accepts.
+struct Scan {
+    flags: u8,
+    /// Some segment is `.` or `..` once decoded (`%2e` forms included).
+    has_dots: bool,
+}
+
+/// Checks `raw` and records how upstreams could read it; refuses what no
+/// canonical form can settle (see the module docs).
+fn scan(raw: &str) -> Result<Scan, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
     }
-    let decoded = decode(path)?.replace('\\', "/");
-    let mut segments: Vec<&str> = Vec::new();
-    let mut trailing_slash = false;
-    for raw in decoded.split('/').skip(1) {
-        let segment = raw.split(';').next().unwrap_or("");
-        // A trailing slash stays meaningful (`/static/` vs `/static`); a path
-        // ending in `.` or `..` names a directory too.
-        trailing_slash = matches!(segment, "" | "." | "..");
-        match segment {
-            "" | "." => {}
+    if raw.contains('\\') {
+        return Err(PathError::Backslash);
+    }
+    check_escapes(raw.as_bytes())?;
+    let mut flags = 0;
+    let (mut has_dots, mut hidden_dots) = (false, false);
+    let mut segments = raw[1..].split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if segment.is_empty() && !last {
+            flags |= EMPTY;
+        }
+        let decoded = if segment.contains('%') {
+            flags |= ESCAPED;
+            let bytes = percent_decode_once(segment.as_bytes()).ok_or(PathError::BadEscape)?;
+            Cow::Owned(String::from_utf8(bytes).map_err(|_| PathError::BadText)?)
+        } else {
+            Cow::Borrowed(segment)
+        };
+        if decoded.chars().any(char::is_control) {
+            return Err(PathError::BadText);
+        }
+        if has_escape(&decoded) {
+            return Err(PathError::DoubleEncoding);
+        }
+        if decoded.contains(['/', '\\']) {
+            flags |= ENCODED_SEPARATOR;
+        }
+        if decoded.contains(';') {
+            flags |= PARAMS;
+        }
+        if decoded.chars().any(is_separator_lookalike) {
+            flags |= LOOKALIKE;
+        }
+        has_dots |= is_dot(&decoded);
+        // A dot segment in some other reading: split at decoded `/` or `\`,
+        // `;params` stripped (Tomcat reads `..;x` as `..`).
+        hidden_dots |= decoded
+            .split(['/', '\\'])
+            .any(|part| is_dot(part) || is_dot(part.split(';').next().unwrap_or("")));
+    }
+    if hidden_dots && flags & SPLITS_DIFFERENTLY != 0 {
+        return Err(PathError::Ambiguous);
+    }
+    Ok(Scan { flags, has_dots })
+}
+
+fn is_dot(segment: &str) -> bool {
+    segment == "." || segment == ".."
+}
+
+/// Every `%` starts `%XX` with hex digits.
+fn check_escapes(bytes: &[u8]) -> Result<(), PathError> {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        let (Some(hi), Some(lo)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
+            return Err(PathError::BadEscape);
+        };
+        if hex(*hi).is_none() || hex(*lo).is_none() {
+            return Err(PathError::BadEscape);
+        }
+        i += 3;
+    }
+    Ok(())
+}
+
+/// True when `decoded` (a path decoded once) still holds a `%XX` escape: a
+/// server that decodes twice reads another character there (`%252e`,
+/// `%25%32%65` -> `.`).
+fn has_escape(decoded: &str) -> bool {
+    decoded
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some())
+}
+
+/// RFC 3986 5.2.4 over the segments of `path` (which starts with `/`), a
+/// segment counting as `.`/`..` once decoded (`%2e`, `%2E%2e`, `.%2e`).
+/// Empty segments are kept and a `..` removes one, empty or not; `..` at
+/// the root stays at the root; a path ending in a dot segment keeps a
+/// trailing `/`. Other segments are kept byte for byte.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut ends_in_dot = false;
+    for segment in path.get(1..).unwrap_or("").split('/') {
+        let decoded = if segment.contains('%') {
+            decode_lossy(segment)
+        } else {
+            segment.to_string()
+        };
+        ends_in_dot = is_dot(&decoded);
+        match decoded.as_str() {
+            "." => {}
             ".." => {
-                segments.pop()?;
+                out.pop();
             }
-            s => segments.push(s),
+            _ => out.push(segment),
         }
     }
-    let mut out = String::with_capacity(decoded.len());
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
+    let mut resolved = String::with_capacity(path.len());
+    resolved.push('/');
+    resolved.push_str(&out.join("/"));
+    if ends_in_dot && !resolved.ends_with('/') {
+        resolved.push('/');
     }
-    if trailing_slash || segments.is_empty() {
-        out.push('/');
-    }
-    Some(out)
+    resolved
 }
 
-/// True when the normalized `path` starts with one of `prefixes`
-/// (a prefix ending in `/` matches below it; otherwise an exact path or `prefix/...`).
-///
-/// `path` may be raw (as received) or already normalized: it is normalized
-/// here either way (normalization is idempotent). A path that cannot be
-/// normalized is not public.
-pub fn is_public(path: &str, prefixes: &[String]) -> bool {
-    if prefixes.is_empty() {
-        return false;
-    }
-    if is_ambiguous(path) {
-        return false;
-    }
-    let Some(normalized) = normalized(path) else {
-        return false;
-    };
-    prefixes.iter().any(|p| prefix_matches(&normalized, p))
+/// `path` with `;...` removed from every segment.
+fn strip_params(path: &str) -> String {
+    path.split('/')
+        .map(|s| s.split(';').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
-/// True when upstreams could disagree about the segments of `path`: it holds
-/// an encoded slash or backslash, a backslash, or a `;` (raw or encoded), or
-/// (raw or encoded) a character that Unicode compatibility normalization or
-/// Windows "best fit" conversion turns into one of `.` `/` `\\` `;` `%`.
-fn is_ambiguous(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    let encoded_separator = bytes.windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                (w[1], w[2].to_ascii_lowercase()),
-                (b'2', b'f') | (b'5', b'c') | (b'3', b'b')
-            )
-    });
-    if encoded_separator || bytes.iter().any(|&b| b == b';' || b == b'\\') {
-        return true;
+/// `path` with runs of `/` merged into one.
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
     }
-    // Non-ASCII can only matter here; plain ASCII paths skip the decoding.
-    if path.is_ascii() && !path.contains('%') {
-        return false;
-    }
-    // An app that NFKC-normalizes (or a Windows stack that "best fits") reads
-    // `/public/\u{ff0e}\u{ff0e}/admin` as `/public/../admin`.
-    let decoded = percent_decode_once(bytes).unwrap_or_default();
-    String::from_utf8_lossy(&decoded)
-        .chars()
-        .chain(path.chars())
-        .any(is_separator_lookalike)
+    out
 }
 
 /// Characters whose compatibility decomposition (or best-fit mapping) is a
@@ -172,26 +436,27 @@ fn is_separator_lookalike(c: char) -> bool {
     )
 }
 
-/// Percent-decodes once into UTF-8 text without control characters and without
-/// a `%` left over (double encoding).
-fn decode(path: &str) -> Option<String> {
-    let decoded = String::from_utf8(percent_decode_once(path.as_bytes())?).ok()?;
-    if decoded.chars().any(|c| c.is_control() || c == '%') {
-        return None;
-    }
-    Some(decoded)
-}
-
-fn prefix_matches(normalized: &str, prefix: &str) -> bool {
-    if prefix.is_empty() || !prefix.starts_with('/') {
+/// `prefix` covers `path`: a prefix ending in `/` matches below it, another
+/// one the exact path or `prefix/...`. Prefixes that are not plain (relative,
+/// with `//` or `;`) match nothing.
+fn prefix_matches(path: &str, prefix: &str) -> bool {
+    if !prefix.starts_with('/') || prefix.contains("//") || prefix.contains(';') {
         return false;
     }
     if prefix.ends_with('/') {
-        return normalized.starts_with(prefix);
+        return path.starts_with(prefix);
     }
-    match normalized.strip_prefix(prefix) {
+    match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
+    }
+}
+
+/// `text` percent-decoded once (callers have checked the escapes and UTF-8).
+fn decode_lossy(text: &str) -> String {
+    match percent_decode_once(text.as_bytes()) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => text.to_string(),
     }
 }
 

@@ -21,7 +21,11 @@
 //!   and the pool resends only a GET or HEAD that hyper handed back unsent,
 //!   so a POST reaches the app at most once.
 //! - The path is the request path appended to the upstream's base path; the
-//!   route's `path_prefix` is not removed.
+//!   route's `path_prefix` is not removed. The handler has already replaced
+//!   the request path with its canonical form (`pathnorm`, SPEC 6.1), so the
+//!   upstream gets exactly the path that was judged.
+//! - Several `cookie` fields (HTTP/2) reach the upstream as one `Cookie`
+//!   line, joined with `"; "` (RFC 9113 8.2.3).
 
 mod clients;
 pub mod pool;
@@ -31,7 +35,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::header::{HeaderValue, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -132,6 +136,7 @@ impl Upstreams {
             _ => upstream_host(route)?,
         };
         request.headers_mut().insert(HOST, host);
+        join_cookie_fields(request.headers_mut());
 
         let client = match &upgrade {
             Some((_, proto)) => {
@@ -230,6 +235,37 @@ impl Upstreams {
             response: Response::from_parts(parts, body),
             latency,
         })
+    }
+}
+
+/// Several `cookie` fields (HTTP/2 clients split them, RFC 9113 8.2.3;
+/// some HTTP/1.1 clients repeat the header) become one `Cookie` field, the
+/// values joined with `"; "`, as an HTTP/1.1 upstream expects: apps that read
+/// only the first line would otherwise miss cookies.
+fn join_cookie_fields(headers: &mut http::HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        let value = value.as_bytes().trim_ascii();
+        if value.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value);
+    }
+    // The joined bytes are valid header values and "; ".
+    match HeaderValue::from_bytes(&joined) {
+        Ok(v) if !joined.is_empty() => {
+            headers.insert(COOKIE, v);
+        }
+        _ => {
+            headers.remove(COOKIE);
+        }
     }
 }
 

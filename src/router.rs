@@ -5,12 +5,17 @@
 //! `/payroll` and `/payroll/x`, never `/payrollx`. `/` matches every path.
 //! The router only selects; it never builds a URL from the Host it is given
 //! (an unknown host is answered by `respond` with a fixed page).
+//!
+//! The path it judges is the request's canonical target
+//! (`pathnorm::CanonicalTarget`), the same form `public` is checked on and
+//! the upstream receives.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::RouteSettings;
+use crate::pathnorm::CanonicalTarget;
 
 /// Routes indexed by host.
 pub struct Router {
@@ -26,10 +31,11 @@ pub enum Lookup<'a> {
     UnknownHost,
     /// The host is served, but no route's prefix matches the path.
     NoPrefix,
-    /// The path as sent and its normalized form (dot segments, encoded
-    /// slashes, `;` parameters) select different routes of this host, or it
-    /// cannot be normalized: an upstream resolving `/app/../admin` would
-    /// serve `/admin` under the laxer route's policy.
+    /// The readings of the path (encoded slashes decoded or not, `;params`
+    /// stripped or not, `//` merged or not) select different routes of this
+    /// host, or the path is refused (`pathnorm::PathError`): an upstream
+    /// reading `/app%2F..` or `//admin` its own way would serve a path under
+    /// another route's policy.
     AmbiguousPath,
 }
 
@@ -52,7 +58,8 @@ impl Router {
         Router { by_host }
     }
 
-    /// The route for a Host header value (may include a port) and a request path.
+    /// The route for a Host header value (may include a port) and a request
+    /// path (raw: it is brought to its canonical form first).
     pub fn find(&self, host: &str, path: &str) -> Option<&Arc<RouteSettings>> {
         match self.lookup(host, path) {
             Lookup::Found(r) => Some(r),
@@ -61,31 +68,56 @@ impl Router {
     }
 
     /// Like [`Router::find`], but says whether the host or the path failed.
+    /// A path the canonical form refuses is [`Lookup::AmbiguousPath`].
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
-        let Some(host) = normalize_host(host) else {
-            return Lookup::UnknownHost;
-        };
-        let Some(routes) = self.by_host.get(&*host) else {
+        match CanonicalTarget::parse(path) {
+            Ok(target) => self.lookup_target(host, &target),
+            Err(_) => match self.routes_of(host) {
+                Some(_) => Lookup::AmbiguousPath,
+                None => Lookup::UnknownHost,
+            },
+        }
+    }
+
+    /// The route for a Host and a request's canonical target (SPEC 6.1): its
+    /// judged form selects the route; when the path has other readings
+    /// (encoded separators, `;`, `//`) and the host several routes, every
+    /// reading must select the same one, else [`Lookup::AmbiguousPath`].
+    pub fn lookup_target(&self, host: &str, target: &CanonicalTarget<'_>) -> Lookup<'_> {
+        let Some(routes) = self.routes_of(host) else {
             return Lookup::UnknownHost;
         };
         let pick = |path: &str| routes.iter().find(|r| prefix_matches(&r.path_prefix, path));
-        let by_raw = pick(path);
-        // With one route per host there is nothing to confuse (and no
-        // allocation on the hot path).
-        if routes.len() > 1 {
-            let same = match crate::pathnorm::normalized(path) {
-                Some(normalized) => match (by_raw, pick(&normalized)) {
+        let judged = pick(target.judged());
+        // With one route per host, or a plain path, there is nothing to
+        // confuse (and no allocation on the hot path).
+        if routes.len() > 1 && target.has_other_readings() {
+            // No reading models an NFKC-normalizing app: refuse rather than guess.
+            if target.has_lookalike() {
+                return Lookup::AmbiguousPath;
+            }
+            for reading in target.readings() {
+                let same = match (judged, pick(&reading)) {
                     (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                     (None, None) => true,
                     _ => false,
-                },
-                None => false,
-            };
-            if !same {
-                return Lookup::AmbiguousPath;
+                };
+                if !same {
+                    return Lookup::AmbiguousPath;
+                }
             }
         }
-        by_raw.map_or(Lookup::NoPrefix, Lookup::Found)
+        judged.map_or(Lookup::NoPrefix, Lookup::Found)
+    }
+
+    /// True when some route serves `host`.
+    pub fn serves(&self, host: &str) -> bool {
+        self.routes_of(host).is_some()
+    }
+
+    fn routes_of(&self, host: &str) -> Option<&Vec<Arc<RouteSettings>>> {
+        let host = normalize_host(host)?;
+        self.by_host.get(&*host)
     }
 }
 

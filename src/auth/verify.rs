@@ -23,8 +23,13 @@
 //!   a bearer token was sent to an `api_audiences` route and failed a check
 //!   (never a 302: the client is a program); 400 for two `Authorization`
 //!   headers.
-//! - **403** JSON when signed in but the policy says no, or when the request
-//!   cannot be matched to a route safely.
+//! - **403** JSON when signed in but the policy says no, or when no route
+//!   serves the forwarded host and path.
+//! - **400** JSON when a trusted proxy's forwarded path is not its own
+//!   canonical form (SPEC 6.1): dot segments (`/admin/../static/x`), or a
+//!   path `pathnorm` refuses (`..;`, `%2F..`, `\`, `%252e`), or one whose
+//!   readings select different routes. The proxy forwards the path as it
+//!   is, so the gateway cannot judge it as any one path.
 //!
 //! Which route's policy applies: the route the router picked for this request
 //! by its `Host` (and path), unless the peer is one of `trusted_proxies`. Only
@@ -34,9 +39,8 @@
 //! behind a proxy. From anyone else those headers could select a laxer
 //! route, so they are ignored for that purpose (they still name the login
 //! target, which `redirect::safe_target` validates like any other).
-//! A forwarded path whose raw and normalized forms select different routes
-//! (`/public/..%2Fadmin`) is refused: the gateway cannot know which one the
-//! app will serve.
+//! The forwarded path is judged exactly as the pipeline judges a request's
+//! own (`pathnorm::CanonicalTarget`): router, `public` and policy.
 
 use std::sync::Arc;
 
@@ -48,6 +52,7 @@ use serde_json::json;
 use super::{form_get, form_pairs, host_of, json, redirect, Ctx};
 use crate::config::{HeaderProfile, RouteSettings};
 use crate::handler::ConnInfo;
+use crate::pathnorm::{CanonicalTarget, PathError};
 use crate::respond::{Body, GatewayError, LOGIN_PATH};
 use crate::router::Lookup;
 
@@ -73,15 +78,34 @@ pub(super) async fn verify(
 ) -> Result<Response<Body>, GatewayError> {
     let trusted = crate::headers::forwarding::peer_is_trusted(&ctx.state.settings.server, conn);
     let fwd = Forwarded::read(parts, trusted);
-    let route = match policy_route(ctx, parts, &fwd) {
-        Ok(route) => route,
+    // SPEC 6.1: the proxy in front forwards the path as it is, so only a
+    // path that is its own canonical form can be judged; anything else is
+    // a 400 (the proxy should refuse or normalize it).
+    let target = match fwd
+        .trusted_path
+        .as_deref()
+        .map(forwarded_target)
+        .transpose()
+    {
+        Ok(t) => t,
         Err(why) => {
+            tracing::warn!(route.name = %ctx.route.name, reason = why.label(), "forward auth refused: the forwarded path is not canonical");
+            return Ok(bad_request(why.label(), why.text()));
+        }
+    };
+    let route = match policy_route(ctx, parts, &fwd, target.as_ref()) {
+        Ok(route) => route,
+        Err(why @ Unroutable::NoRoute) => {
             tracing::warn!(route.name = %ctx.route.name, reason = why.label(), "forward auth refused: no route can be decided");
             return Ok(forbidden(why.label(), why.text()));
         }
+        Err(why) => {
+            tracing::warn!(route.name = %ctx.route.name, reason = why.label(), "forward auth refused: the forwarded path is ambiguous");
+            return Ok(bad_request(why.label(), why.text()));
+        }
     };
-    if let Some(path) = fwd.trusted_path.as_deref() {
-        if crate::pathnorm::is_public(path, &route.public) {
+    if let Some(target) = &target {
+        if target.is_public(&route.public) {
             return Ok(json(StatusCode::OK, &json!({"public": true})));
         }
     }
@@ -231,8 +255,12 @@ fn path_of(uri: &str) -> &str {
 enum Unroutable {
     /// X-Forwarded-Host names no configured route host, or no prefix covers the path.
     NoRoute,
-    /// The path cannot be normalized, or its raw and normalized forms pick different routes.
+    /// The path's readings (encoded slashes, `;`, `//`) pick different routes. 400.
     AmbiguousPath,
+    /// The path is refused by `pathnorm` (400).
+    Refused(PathError),
+    /// The path has dot segments: the proxy forwards it unresolved (400).
+    NotCanonical,
 }
 
 impl Unroutable {
@@ -240,14 +268,28 @@ impl Unroutable {
         match self {
             Unroutable::NoRoute => "no_route",
             Unroutable::AmbiguousPath => "ambiguous_path",
+            Unroutable::Refused(_) | Unroutable::NotCanonical => "non_canonical_path",
         }
     }
 
     fn text(self) -> &'static str {
         match self {
             Unroutable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",
-            Unroutable::AmbiguousPath => "The forwarded path is ambiguous (encoded slashes, dot segments or parameters that apps resolve differently). Use the plain path.",
+            Unroutable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//' or look-alike characters). The proxy in front should refuse it or send the plain path.",
+            Unroutable::Refused(e) => e.message(),
+            Unroutable::NotCanonical => "The forwarded path has dot segments ('.', '..' or %2e forms) that the proxy in front passes on unresolved, so the app could serve another path than the one checked. The proxy should refuse such paths or forward the resolved path.",
         }
+    }
+}
+
+/// The canonical target of a trusted proxy's forwarded path, which must be
+/// its own canonical form (an empty path, `https://host`, is `/`).
+fn forwarded_target(path: &str) -> Result<CanonicalTarget<'_>, Unroutable> {
+    let path = if path.is_empty() { "/" } else { path };
+    match CanonicalTarget::parse(path) {
+        Ok(t) if t.rewritten() => Err(Unroutable::NotCanonical),
+        Ok(t) => Ok(t),
+        Err(e) => Err(Unroutable::Refused(e)),
     }
 }
 
@@ -256,8 +298,9 @@ fn policy_route(
     ctx: &Ctx<'_>,
     parts: &Parts,
     fwd: &Forwarded,
+    target: Option<&CanonicalTarget<'_>>,
 ) -> Result<Arc<RouteSettings>, Unroutable> {
-    if fwd.trusted_host.is_none() && fwd.trusted_path.is_none() {
+    if fwd.trusted_host.is_none() && target.is_none() {
         return Ok(ctx.route.clone());
     }
     let host = match &fwd.trusted_host {
@@ -266,10 +309,14 @@ fn policy_route(
             .into_owned(),
         None => host_of(parts),
     };
-    let raw = fwd.trusted_path.as_deref().unwrap_or("/");
-    // The same router, and the same raw-versus-normalized check, as the
-    // pipeline uses for the request itself.
-    match ctx.state.router.lookup(&host, raw) {
+    let root = CanonicalTarget::parse("/").map_err(Unroutable::Refused)?;
+    // The same router, on the same canonical form, as the pipeline uses
+    // for the request itself.
+    match ctx
+        .state
+        .router
+        .lookup_target(&host, target.unwrap_or(&root))
+    {
         Lookup::Found(route) => Ok(route.clone()),
         Lookup::UnknownHost | Lookup::NoPrefix => Err(Unroutable::NoRoute),
         Lookup::AmbiguousPath => Err(Unroutable::AmbiguousPath),
@@ -304,6 +351,13 @@ fn not_signed_in(
         h.insert(X_REALMGATE_LOGIN_URL, v);
     }
     Ok(resp)
+}
+
+fn bad_request(reason: &str, message: &str) -> Response<Body> {
+    json(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": "bad_request", "reason": reason, "message": message}),
+    )
 }
 
 fn forbidden(reason: &str, message: &str) -> Response<Body> {

@@ -38,6 +38,17 @@ fn login_target_seeds_hold_the_properties() {
 #[test]
 fn path_seeds_hold_the_properties() {
     corpus("path").iter().for_each(|d| super::path(d));
+    // Issue 17's paths: resolved (or refused) the same under every reading.
+    for p in [
+        "/admin/../static/x",
+        "/admin/%2e%2e/static/x",
+        "/admin/.%2E/static/x",
+        "/admin//../static/x",
+        "/static/..;/admin",
+        "/static/a%2Fb",
+    ] {
+        super::path(p.as_bytes());
+    }
 }
 
 #[test]

@@ -1,20 +1,37 @@
+use std::sync::Arc;
+
 use proptest::prelude::*;
 
 use super::*;
 
 fn public() -> Vec<String> {
-    vec!["/public/".to_string(), "/favicon.ico".to_string()]
+    vec!["/static/".to_string(), "/favicon.ico".to_string()]
 }
 
-#[test]
-fn plain_paths_are_unchanged() {
-    for p in ["/", "/a", "/a/b", "/a/b/", "/static/app.js", "/caf\u{e9}"] {
-        assert_eq!(normalize(p).as_deref(), Some(p));
+fn parse(p: &str) -> CanonicalTarget<'_> {
+    CanonicalTarget::parse(p).unwrap_or_else(|e| panic!("{p:?} refused: {e}"))
+}
+
+fn refused(p: &str) -> PathError {
+    match CanonicalTarget::parse(p) {
+        Ok(t) => panic!("{p:?} accepted as {:?}", t.path()),
+        Err(e) => e,
     }
 }
 
 #[test]
-fn only_already_normalized_paths_take_the_fast_path() {
+fn plain_paths_are_kept_and_borrowed() {
+    for p in ["/", "/a", "/a/b", "/a/b/", "/static/app.js", "/a.b/..c/.d"] {
+        let t = parse(p);
+        assert!(matches!(t.path, Cow::Borrowed(_)), "{p}");
+        assert_eq!((t.path(), t.judged(), t.rewritten()), (p, p, false));
+        assert!(!t.has_other_readings(), "{p}");
+        assert!(t.readings().is_empty(), "{p}");
+    }
+}
+
+#[test]
+fn only_plain_paths_take_the_fast_path() {
     for p in ["/", "/a", "/a/b/", "/static/app.js", "/a.b/..c/.d", "/a?"] {
         assert!(is_plain(p), "{p}");
     }
@@ -35,304 +52,578 @@ fn only_already_normalized_paths_take_the_fast_path() {
         "/caf\u{e9}",
         "/a b",
         "/a\tb",
+        "*",
     ] {
         assert!(!is_plain(p), "{p:?}");
     }
 }
 
+/// The four paths of the review (issue 17, hole 1) and their relatives: the
+/// dot segments are resolved as RFC 3986 says, empty segments kept.
 #[test]
-fn dot_segments_and_duplicate_slashes_resolve() {
-    assert_eq!(normalize("/a/./b").as_deref(), Some("/a/b"));
-    assert_eq!(normalize("/a/../b").as_deref(), Some("/b"));
-    assert_eq!(normalize("//a///b//").as_deref(), Some("/a/b/"));
-    assert_eq!(normalize("/a/b/..").as_deref(), Some("/a/"));
-    assert_eq!(normalize("/a/b/.").as_deref(), Some("/a/b/"));
-    assert_eq!(normalize("/a/..").as_deref(), Some("/"));
-}
-
-#[test]
-fn escaping_above_the_root_is_refused() {
-    for p in [
-        "/..",
-        "/../etc/passwd",
-        "/a/../../b",
-        "/%2e%2e/x",
-        "/..;/x",
-        "\\..\\x",
+fn dot_segments_are_resolved_the_rfc_3986_way() {
+    for (raw, canonical) in [
+        ("/admin/../static/x", "/static/x"),
+        ("/admin/%2e%2e/static/x", "/static/x"),
+        ("/admin/%2E%2e/static/x", "/static/x"),
+        ("/admin/.%2E/static/x", "/static/x"),
+        ("/admin/%2e./static/x", "/static/x"),
+        // An empty segment is a segment: `..` removes it (a server that
+        // merges `//` first would say `/static/x`; neither is forwarded raw).
+        ("/admin//../static/x", "/admin/static/x"),
+        ("/a//..", "/a/"),
+        ("/a/./b", "/a/b"),
+        ("/a/%2e/b", "/a/b"),
+        ("/a/../b", "/b"),
+        ("/a/b/..", "/a/"),
+        ("/a/b/.", "/a/b/"),
+        ("/a/b/./", "/a/b/"),
+        ("/a/..", "/"),
+        ("/.", "/"),
+        ("/..", "/"),
+        ("/../etc/passwd", "/etc/passwd"),
+        ("/a/../../b", "/b"),
+        ("/a/./../b//c", "/b//c"),
+        ("/x/../caf%C3%A9", "/caf%C3%A9"),
+        ("/x/../a%2eb", "/a%2eb"),
+        ("/x/../.auth/me", "/.auth/me"),
+        ("*", "/"),
     ] {
-        assert_eq!(normalize(p), None, "{p:?}");
+        let t = parse(raw);
+        assert_eq!(t.path(), canonical, "{raw:?}");
+        assert!(t.rewritten(), "{raw:?}");
+        // Idempotent: the canonical form is its own.
+        let again = parse(t.path());
+        assert_eq!((again.path(), again.rewritten()), (canonical, false));
     }
 }
 
 #[test]
-fn percent_encoding_is_decoded_once_slashes_included() {
-    assert_eq!(normalize("/public/..%2Fadmin").as_deref(), Some("/admin"));
-    assert_eq!(normalize("/public/%2e%2E/admin").as_deref(), Some("/admin"));
-    assert_eq!(normalize("/public%5C..%5Cadmin").as_deref(), Some("/admin"));
-    assert_eq!(normalize("/%41%62c").as_deref(), Some("/Abc"));
-    assert_eq!(normalize("/caf%C3%A9").as_deref(), Some("/caf\u{e9}"));
-}
-
-#[test]
-fn backslashes_are_slashes() {
-    assert_eq!(normalize("/public\\..\\admin").as_deref(), Some("/admin"));
-    assert_eq!(normalize("\\a\\b").as_deref(), Some("/a/b"));
-}
-
-#[test]
-fn parameters_are_stripped_from_segments() {
-    assert_eq!(normalize("/public/..;/admin").as_deref(), Some("/admin"));
-    assert_eq!(
-        normalize("/public;jsessionid=1/x").as_deref(),
-        Some("/public/x")
-    );
-    assert_eq!(normalize("/a/b;x=1").as_deref(), Some("/a/b"));
-}
-
-#[test]
-fn double_encoding_invalid_encoding_nul_and_bad_utf8_are_refused() {
-    for p in [
-        "/public/%252e%252e/admin",
-        "/public/%252f",
-        "/public/%255c",
-        "/a%25",
-        "/a%",
-        "/a%2",
-        "/a%zz",
-        "/a%u002e",
-        "/a%00b",
-        "/a\u{0}b",
-        "/a%0d%0ab",
-        "/a%7f",
-        "/%c0%ae%c0%ae/x",
-        "/%ff",
-        "a/b",
-        "",
-        "*",
+fn encodings_that_do_not_change_the_resolved_path_pass_as_sent() {
+    for (raw, judged) in [
+        ("/a%2Fb", "/a/b"),
+        ("/a%2fb/c", "/a/b/c"),
+        ("/a%5Cb", "/a\\b"),
+        ("/caf%C3%A9", "/caf\u{e9}"),
+        ("/%61dmin", "/admin"),
+        ("/a%20b", "/a b"),
+        ("/a;jsessionid=1/b", "/a;jsessionid=1/b"),
+        ("/a%3Bb", "/a;b"),
+        ("/a//b", "/a//b"),
+        ("//a", "//a"),
+        ("/100%25", "/100%"),
+        ("/a%25zz", "/a%zz"),
+        ("/caf\u{e9}", "/caf\u{e9}"),
+        ("/a%2e", "/a."),
+        ("/...", "/..."),
     ] {
-        assert_eq!(normalize(p), None, "{p:?}");
+        let t = parse(raw);
+        assert_eq!((t.path(), t.judged(), t.rewritten()), (raw, judged, false));
     }
 }
 
 #[test]
-fn public_prefixes_match_on_the_normalized_path() {
-    let pre = public();
-    assert!(is_public("/public/", &pre));
-    assert!(is_public("/public/app.js", &pre));
-    assert!(is_public("//public//app.js", &pre));
-    assert!(is_public("/public/./a/../app.js", &pre));
-    assert!(is_public("/public/%61pp.js", &pre));
-    assert!(is_public("/favicon.ico", &pre));
-    assert!(is_public("/favicon.ico/", &pre));
-    assert!(!is_public("/public", &pre));
-    assert!(!is_public("/publicity", &pre));
-    assert!(!is_public("/favicon.icon", &pre));
-    assert!(!is_public("/", &pre));
+fn paths_that_servers_resolve_differently_are_refused() {
+    for (raw, why) in [
+        ("/static/..;/admin", PathError::Ambiguous),
+        ("/static/..;x/admin", PathError::Ambiguous),
+        ("/static/%2e%2e;/admin", PathError::Ambiguous),
+        ("/static;x/../admin", PathError::Ambiguous),
+        ("/static/..%2fadmin", PathError::Ambiguous),
+        ("/static/%2e%2e%2Fadmin", PathError::Ambiguous),
+        ("/static/x%2F..%2F..%2Fadmin", PathError::Ambiguous),
+        ("/static/a%2Fb/../../admin", PathError::Ambiguous),
+        ("/static/..%5cadmin", PathError::Ambiguous),
+        ("/static/..%3Badmin/x", PathError::Ambiguous),
+        ("/static/\u{ff0e}\u{ff0e}/x/../y", PathError::Ambiguous),
+        ("/static\\..\\admin", PathError::Backslash),
+        ("/a\\b", PathError::Backslash),
+        ("\\a", PathError::NotAbsolute),
+        ("/static/%252e%252e/admin", PathError::DoubleEncoding),
+        (
+            "/static/%25%32%65%25%32%65/admin",
+            PathError::DoubleEncoding,
+        ),
+        ("/static/%252f", PathError::DoubleEncoding),
+        ("/%2561dmin", PathError::DoubleEncoding),
+        ("/a%", PathError::BadEscape),
+        ("/a%2", PathError::BadEscape),
+        ("/a%zz", PathError::BadEscape),
+        ("/a%u002e", PathError::BadEscape),
+        ("/a%00b", PathError::BadText),
+        ("/a%0d%0ab", PathError::BadText),
+        ("/a%7f", PathError::BadText),
+        ("/a\u{0}b", PathError::BadText),
+        ("/%c0%ae%c0%ae/x", PathError::BadText),
+        ("/%e0%80%ae/x", PathError::BadText),
+        ("/%ff", PathError::BadText),
+        ("a/b", PathError::NotAbsolute),
+        ("", PathError::NotAbsolute),
+    ] {
+        assert_eq!(refused(raw), why, "{raw:?}");
+        assert!(!why.message().is_empty());
+    }
 }
 
 #[test]
-fn traversal_out_of_a_public_prefix_is_not_public() {
+fn public_prefixes_match_the_canonical_path_in_every_reading() {
     let pre = public();
     for p in [
-        "/public/../admin",
-        "/public/..%2Fadmin",
-        "/public/..%2fadmin",
-        "/public/%2e%2e/admin",
-        "/public/%2E%2E%2Fadmin",
-        "/public/..;/admin",
-        "/public/..%3B/admin",
-        "/public\\..\\admin",
-        "/public%5C..%5Cadmin",
-        "/public/%252e%252e/admin",
-        "/public/a%2Fb/../../admin",
-        "/public;x/admin",
-        "/public/x;/../../admin",
-        "/public/../../admin",
-        "/public/%00/../admin",
+        "/static/",
+        "/static/app.js",
+        "/static//app.js",
+        "/static/./a/../app.js",
+        "/admin/../static/x",
+        "/admin/%2e%2e/static/x",
+        "/static/%61pp.js",
+        "/static/caf%C3%A9.css",
+        "/static/caf\u{e9}.css",
+        "/favicon.ico",
+        "/favicon.ico/",
+    ] {
+        assert!(parse(p).is_public(&pre), "{p:?} is public");
+        assert!(is_public(p, &pre), "{p:?}");
+    }
+    for p in [
+        "/static",
+        "/staticx",
+        "/favicon.icon",
+        "/",
+        // `//static/x` is not `/static/x` to an RFC 3986 server.
+        "//static/x",
+        "/admin//../static/x",
+        // Encoded separators and parameters read differently upstream.
+        "/static/a%2Fb",
+        "/static%2Fa",
+        "/static/a%5Cb",
+        "/static/a;b",
+        "/static;x/a",
+        "/static/a%3Bb",
+        // Decoded it is under the prefix, as sent it is not.
+        "/%73tatic/a",
+        "/st%61tic/a",
+        // Look-alikes an NFKC app reads as dots or slashes.
+        "/static/%ef%bc%8e%ef%bc%8e/secret",
+        "/static/\u{ff0e}\u{ff0e}/secret",
+        "/static/%e2%80%a5/secret",
+        "/static/..%ef%bc%8fsecret",
+        "/static/..\u{ff3c}secret",
+        "/static/..%cd%be/secret",
+        "/static/%ef%bc%85%32%65/secret",
     ] {
         assert!(!is_public(p, &pre), "{p:?} must not be public");
     }
 }
 
 #[test]
-fn unicode_lookalikes_of_dots_and_slashes_are_never_public() {
-    // An app that NFKC-normalizes resolves these to `/public/../secret`.
-    for p in [
-        "/public/%ef%bc%8e%ef%bc%8e/secret",
-        "/public/\u{ff0e}\u{ff0e}/secret",
-        "/public/%e2%80%a5/secret",
-        "/public/\u{2024}\u{2024}/secret",
-        "/public/..%ef%bc%8fsecret",
-        "/public/..\u{ff3c}secret",
-        "/public/..%ef%b9%a8secret",
-        "/public/..%cd%be/secret",
-        "/public/%ef%bc%85%32%65/secret",
-    ] {
-        assert!(!is_public(p, &public()), "{p}");
+fn odd_prefixes_never_match() {
+    for prefix in ["", "x", "//static/", "/a;b/"] {
+        assert!(!is_public("/x", &[prefix.to_string()]), "{prefix:?}");
+        assert!(
+            !is_public("//static/a", &[prefix.to_string()]),
+            "{prefix:?}"
+        );
     }
-    // Other non-ASCII stays public.
-    assert!(is_public("/public/caf%C3%A9.css", &public()));
-    assert!(is_public("/public/caf\u{e9}.css", &public()));
-}
-
-#[test]
-fn empty_or_relative_prefixes_never_match() {
-    assert!(!is_public("/x", &["".to_string()]));
-    assert!(!is_public("/x", &["x".to_string()]));
     assert!(!is_public("/x", &[]));
+    assert!(is_public("/anything", &["/".to_string()]));
+    assert!(is_public("/../x", &["/".to_string()]));
 }
 
 #[test]
-fn a_slash_prefix_makes_everything_normalizable_public() {
-    assert!(is_public("/anything", &["/".to_string()]));
-    assert!(!is_public("/../x", &["/".to_string()]));
-}
-
-// === Properties ===
-
-/// How one kind of upstream could read the raw path.
-#[derive(Debug, Clone, Copy)]
-struct Reading {
-    /// `%2F`/`%5C` separate segments (decode before splitting).
-    decode_before_split: bool,
-    strip_params: bool,
-    backslash_separates: bool,
-    /// Decode a second time (broken upstreams).
-    decode_twice: bool,
-}
-
-fn all_readings() -> Vec<Reading> {
-    let mut out = Vec::new();
-    for bits in 0..16u8 {
-        out.push(Reading {
-            decode_before_split: bits & 1 != 0,
-            strip_params: bits & 2 != 0,
-            backslash_separates: bits & 4 != 0,
-            decode_twice: bits & 8 != 0,
-        });
+fn readings_cover_every_way_of_splitting() {
+    let t = parse("/a%2Fb;x//c%5Cd");
+    let r = t.readings();
+    for expected in [
+        "/a%2Fb;x//c%5Cd",
+        "/a%2Fb//c%5Cd",
+        "/a%2Fb;x/c%5Cd",
+        "/a/b;x//c/d",
+        "/a/b/c/d",
+        "/a/b//c\\d",
+    ] {
+        assert!(r.iter().any(|x| x == expected), "{expected:?} in {r:?}");
     }
-    out
+    assert!(!r.iter().any(|x| x == t.judged()));
 }
+
+#[test]
+fn normalize_returns_the_canonical_path() {
+    assert_eq!(normalize("/a/../b").as_deref(), Some("/b"));
+    assert_eq!(normalize("/a%2Fb").as_deref(), Some("/a%2Fb"));
+    assert_eq!(normalize("/a/..;/b"), None);
+}
+
+// === Properties: upstream resolvers ===
+
+/// How one kind of upstream resolves the path it receives. Each returns the
+/// resolved path decoded (what the app routes on or opens), `..` above the
+/// root staying at the root (the lenient behaviour, which is the dangerous one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    /// RFC 3986 5.2.4 on the raw segments, decoded afterwards.
+    Rfc,
+    /// The same after merging `//` (nginx `merge_slashes`, many frameworks).
+    RfcMerged,
+    /// `%2e`, `%2f`, `%5c` decoded before the dot segments are resolved
+    /// (WHATWG for `%2e`, servers that decode first for the rest).
+    DecodeFirst,
+    /// Resolved and decoded, then the decoded path resolved again (an app
+    /// or file system that treats the decoded path as a path).
+    DecodeAfter,
+    /// Tomcat: `;params` stripped from every raw segment (`..;` is `..`),
+    /// segments decoded, `//` merged, then resolved.
+    Tomcat,
+    /// IIS: decoded, `\` is `/`, `//` merged, then resolved.
+    Iis,
+    /// Decoded twice (`%252e` is `.`), then resolved.
+    DoubleDecode,
+}
+
+const MODELS: [Model; 7] = [
+    Model::Rfc,
+    Model::RfcMerged,
+    Model::DecodeFirst,
+    Model::DecodeAfter,
+    Model::Tomcat,
+    Model::Iis,
+    Model::DoubleDecode,
+];
 
 fn lossy_decode(s: &str) -> String {
-    match percent_decode_once(s.as_bytes()) {
-        Some(b) => String::from_utf8_lossy(&b).into_owned(),
-        None => s.to_string(),
-    }
-}
-
-/// The segments an upstream with `r` would resolve `raw` to. Going above the
-/// root clamps at the root, as most servers do (the dangerous behaviour).
-fn resolve(raw: &str, r: Reading) -> Vec<String> {
-    let split = |s: &str| -> Vec<String> {
-        s.split(|c| c == '/' || (r.backslash_separates && c == '\\'))
-            .map(String::from)
-            .collect()
-    };
-    let mut raw_segments = if r.decode_before_split {
-        let mut d = lossy_decode(raw);
-        if r.decode_twice {
-            d = lossy_decode(&d);
-        }
-        split(&d)
-    } else {
-        split(raw)
-            .into_iter()
-            .map(|s| {
-                let d = lossy_decode(&s);
-                if r.decode_twice {
-                    lossy_decode(&d)
-                } else {
-                    d
-                }
-            })
-            .collect()
-    };
-    if r.strip_params {
-        for s in &mut raw_segments {
-            if let Some(i) = s.find(';') {
-                s.truncate(i);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let pair = (
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        );
+        match (b[i], pair) {
+            (b'%', (Some(hi), Some(lo))) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
             }
         }
     }
-    let mut out: Vec<String> = Vec::new();
-    for s in raw_segments {
-        match s.as_str() {
-            "" | "." => {}
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Decodes only `%2e`, `%2f`, `%5c` (any case).
+fn decode_dots_and_slashes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3).map(str::to_ascii_lowercase);
+        match code.as_deref() {
+            Some("2e") => out.push('.'),
+            Some("2f") => out.push('/'),
+            Some("5c") => out.push('\\'),
+            _ => {
+                out.push('%');
+                rest = &rest[i + 1..];
+                continue;
+            }
+        }
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// RFC 3986 5.2.4 over `/`-separated `path` (empty segments kept).
+fn rfc_resolve(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut dir = false;
+    for seg in path.strip_prefix('/').unwrap_or(path).split('/') {
+        dir = seg == "." || seg == "..";
+        match seg {
+            "." => {}
             ".." => {
                 out.pop();
             }
-            _ => out.push(s),
+            s => out.push(s),
         }
     }
-    out
+    let mut r = format!("/{}", out.join("/"));
+    if dir && !r.ends_with('/') {
+        r.push('/');
+    }
+    r
+}
+
+fn merged(path: &str) -> String {
+    merge_slashes(path)
+}
+
+fn resolve(model: Model, path: &str) -> String {
+    match model {
+        Model::Rfc => lossy_decode(&rfc_resolve(path)),
+        Model::RfcMerged => lossy_decode(&rfc_resolve(&merged(path))),
+        Model::DecodeFirst => lossy_decode(&rfc_resolve(&decode_dots_and_slashes(path))),
+        Model::DecodeAfter => merged(&rfc_resolve(&lossy_decode(&rfc_resolve(path)))),
+        Model::Tomcat => {
+            let stripped: Vec<String> = path
+                .split('/')
+                .map(|s| lossy_decode(s.split(';').next().unwrap_or("")))
+                .collect();
+            rfc_resolve(&merged(&stripped.join("/")))
+        }
+        Model::Iis => rfc_resolve(&merged(&lossy_decode(path).replace('\\', "/"))),
+        Model::DoubleDecode => rfc_resolve(&lossy_decode(&lossy_decode(path))),
+    }
+}
+
+fn test_route(name: &str, prefix: &str) -> Arc<crate::config::RouteSettings> {
+    let toml = format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+[[connection]]
+name = "c"
+type = "oidc"
+issuer = "http://127.0.0.1:9/"
+client_id = "x"
+client_secret = "y"
+[[route]]
+name = "{name}"
+hosts = ["app.test"]
+path_prefix = "{prefix}"
+upstream = "http://127.0.0.1:9000"
+public = ["/static/"]
+"#
+    );
+    crate::config::load_str(&toml)
+        .expect("valid test config")
+        .routes[0]
+        .clone()
+}
+
+/// One host, three routes: the lax root (with `public = ["/static/"]`), a
+/// stricter `/admin` and a `/static` route.
+fn test_routes() -> Vec<Arc<crate::config::RouteSettings>> {
+    static ROUTES: std::sync::OnceLock<Vec<Arc<crate::config::RouteSettings>>> =
+        std::sync::OnceLock::new();
+    ROUTES
+        .get_or_init(|| {
+            vec![
+                test_route("root", "/"),
+                test_route("admin", "/admin"),
+                test_route("static", "/static"),
+            ]
+        })
+        .clone()
+}
+
+/// The route a resolved path selects, as the router's prefix rule does.
+fn pick(routes: &[Arc<crate::config::RouteSettings>], path: &str) -> Option<String> {
+    let mut sorted: Vec<_> = routes.iter().collect();
+    sorted.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+    sorted
+        .into_iter()
+        .find(|r| crate::router::prefix_matches(&r.path_prefix, path))
+        .map(|r| r.name.clone())
+}
+
+fn item() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "..",
+        ".",
+        "%2e",
+        "%2E%2e",
+        ".%2e",
+        "%2e.",
+        "%2f",
+        "%2F",
+        "%5c",
+        "\\",
+        ";x",
+        "..;",
+        "",
+        "%252e",
+        "%252f",
+        "%25%32%65",
+        "%3b",
+        "%3B",
+        "static",
+        "admin",
+        "x",
+        "%61dmin",
+        "st%61tic",
+        "%25",
+        "%00",
+        "%c0%ae",
+        "%ef%bc%8e",
+        "\u{ff0e}",
+        "..%2f",
+        "%2e%2e%2f",
+        "a%2fb",
+        "static;x",
+        "%",
+        "%2",
+        "caf%C3%A9",
+        "\u{e9}",
+    ])
 }
 
 fn segment() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "public", "admin", "a", "", ".", "..", ";x", "..;", "%2e", "%2E%2e", "%2f", "%2F", "%5c",
-        "\\", "%252e", "%252f", "%25", "%3b", "%00", "%", "..%2f", "x;y", "public;p", ".%2e",
-        "%c0%ae",
-    ])
-    .prop_map(String::from)
+    prop::collection::vec(item(), 1..3).prop_map(|items| items.concat())
 }
 
-fn path() -> impl Strategy<Value = String> {
-    prop::collection::vec(segment(), 0..8).prop_map(|segs| format!("/{}", segs.join("/")))
-}
-
-fn joined(segs: &[String]) -> String {
-    segs.concat()
+fn hostile_path() -> impl Strategy<Value = String> {
+    prop::collection::vec(segment(), 0..7).prop_map(|segs| format!("/{}", segs.join("/")))
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 6000, ..ProptestConfig::default() })]
 
+    /// SPEC 6.1: what a route with `public = ["/static/"]` forwards without
+    /// a session stays under `/static/` however the upstream resolves it.
     #[test]
-    fn normalized_paths_have_no_traversal_or_ambiguity(p in path()) {
-        if let Some(n) = normalize(&p) {
-            prop_assert!(n.starts_with('/'));
-            prop_assert!(!n.contains("/../") && !n.ends_with("/.."));
-            prop_assert!(!n.contains("/./") && !n.ends_with("/."));
-            prop_assert!(!n.contains("//"));
-            prop_assert!(!n.contains('\\'));
-            prop_assert!(!n.contains('%'));
+    fn a_public_path_stays_public_under_every_resolver(p in hostile_path()) {
+        if let Ok(t) = CanonicalTarget::parse(&p) {
+            if t.is_public(&["/static/".to_string()]) {
+                for m in MODELS {
+                    let seen = resolve(m, t.path());
+                    prop_assert!(
+                        seen.starts_with("/static/"),
+                        "{:?} forwarded as {:?} is public, but {:?} resolves it to {:?}",
+                        p, t.path(), m, seen
+                    );
+                }
+            }
         }
     }
 
+    /// SPEC 6.1: whatever is forwarded at all selects, under every
+    /// resolver, the route (and so the policy) that was judged.
     #[test]
-    fn the_fast_path_agrees_with_full_normalization(p in prop_oneof![path(), "[/.a%;\\\\ \t\u{e9}\u{ff0e}]{0,12}", ".{0,16}"]) {
-        let fast = normalized(&p);
-        let slow = normalize_slow(&p);
-        prop_assert_eq!(fast.as_deref(), slow.as_deref());
-        if is_plain(&p) {
-            prop_assert!(matches!(fast, Some(std::borrow::Cow::Borrowed(_))));
+    fn every_resolver_selects_the_judged_route(p in hostile_path()) {
+        let routes = test_routes();
+        let router = crate::router::Router::new(&routes);
+        if let Ok(t) = CanonicalTarget::parse(&p) {
+            if let crate::router::Lookup::Found(route) = router.lookup_target("app.test", &t) {
+                for m in MODELS {
+                    let seen = resolve(m, t.path());
+                    let picked = pick(&routes, &seen);
+                    prop_assert_eq!(
+                        picked.as_deref(), Some(route.name.as_str()),
+                        "{:?} forwarded as {:?} was judged for route {:?}, but {:?} resolves it to {:?}",
+                        p, t.path(), route.name, m, seen
+                    );
+                }
+            }
         }
     }
 
+    /// A forwarded path whose segments read one way only resolves to the
+    /// judged path under every resolver (up to merged `//`).
     #[test]
-    fn normalization_is_idempotent(p in path()) {
-        if let Some(n) = normalize(&p) {
-            prop_assert_eq!(normalize(&n), Some(n.clone()));
+    fn every_resolver_agrees_with_the_judged_path(p in hostile_path()) {
+        if let Ok(t) = CanonicalTarget::parse(&p) {
+            if t.flags & SPLITS_DIFFERENTLY == 0 {
+                for m in MODELS {
+                    let seen = resolve(m, t.path());
+                    prop_assert_eq!(
+                        merged(&seen), merged(t.judged()),
+                        "{:?} forwarded as {:?}: {:?} resolves it differently", p, t.path(), m
+                    );
+                }
+            }
         }
     }
 
+    /// The canonical form is its own canonical form, with the same readings.
     #[test]
-    fn public_paths_resolve_inside_the_prefix_for_every_upstream_reading(p in path()) {
-        if is_public(&p, &["/public/".to_string()]) {
-            for r in all_readings() {
-                let segs = resolve(&p, r);
-                prop_assert!(
-                    segs.first().map(String::as_str) == Some("public"),
-                    "{:?} is public but {:?} resolves it to /{}", p, r, joined(&segs)
-                );
+    fn the_canonical_form_is_idempotent(p in prop_oneof![hostile_path(), "[/.a%;\\\\ \t\u{e9}\u{ff0e}2eEfF5c]{0,14}", ".{0,16}"]) {
+        if let Ok(t) = CanonicalTarget::parse(&p) {
+            let again = CanonicalTarget::parse(t.path()).expect("the canonical form is accepted");
+            prop_assert_eq!(again.path(), t.path());
+            prop_assert!(!again.rewritten());
+            prop_assert_eq!(again.judged(), t.judged());
+            prop_assert_eq!(again.flags, t.flags);
+            prop_assert!(t.path().starts_with('/'));
+            for m in MODELS {
+                // No dot segment survives in any reading.
+                let seen = resolve(m, t.path());
+                prop_assert!(!seen.split('/').any(|s| s == ".."), "{:?}: {:?} -> {:?}", p, m, seen);
             }
         }
     }
 
     #[test]
-    fn normalize_never_panics_on_arbitrary_input(s in ".*") {
-        let _ = normalize(&s);
-        let _ = is_public(&s, &public());
+    fn the_fast_path_agrees_with_the_full_scan(p in prop_oneof![hostile_path(), "[/.a%;\\\\ \t\u{e9}\u{ff0e}]{0,12}", ".{0,16}"]) {
+        if is_plain(&p) {
+            let s = scan(&p).expect("a plain path is accepted");
+            prop_assert_eq!(s.flags, 0);
+            prop_assert!(!s.has_dots);
+        }
+    }
+
+    #[test]
+    fn parsing_never_panics(s in ".*") {
+        if let Ok(t) = CanonicalTarget::parse(&s) {
+            let _ = t.is_public(&public());
+            let _ = t.readings();
+        }
+    }
+}
+
+/// The properties above are not vacuous: hostile paths of the alphabet are
+/// forwarded, some of them as public, some rewritten.
+#[test]
+fn the_property_alphabet_reaches_every_outcome() {
+    let routes = test_routes();
+    let router = crate::router::Router::new(&routes);
+    let public = ["/static/".to_string()];
+    let t = parse("/admin/../static/x");
+    assert!(t.rewritten() && t.is_public(&public));
+    assert!(matches!(
+        router.lookup_target("app.test", &t),
+        crate::router::Lookup::Found(r) if r.name == "static"
+    ));
+    let t = parse("/admin//../static/x");
+    assert_eq!(t.path(), "/admin/static/x");
+    assert!(!t.is_public(&public));
+    assert!(matches!(
+        router.lookup_target("app.test", &t),
+        crate::router::Lookup::Found(r) if r.name == "admin"
+    ));
+    // `//admin` is `/` to RFC servers and `/admin` to merging ones.
+    assert!(matches!(
+        router.lookup_target("app.test", &parse("//admin/x")),
+        crate::router::Lookup::AmbiguousPath
+    ));
+    assert!(matches!(
+        router.lookup_target("app.test", &parse("/admin%2Fx")),
+        crate::router::Lookup::AmbiguousPath
+    ));
+    assert!(matches!(
+        router.lookup_target("app.test", &parse("/admin;x/y")),
+        crate::router::Lookup::AmbiguousPath
+    ));
+    assert!(matches!(
+        router.lookup_target("app.test", &parse("/admin/a%2Fb")),
+        crate::router::Lookup::Found(r) if r.name == "admin"
+    ));
+}
+
+#[test]
+fn realmgates_own_paths_are_recognised_in_every_form() {
+    for p in [
+        "/.auth/me",
+        "/x/../.auth/me",
+        "/%2eauth/me",
+        "/.auth%2Fme",
+        "/.auth",
+    ] {
+        assert!(crate::auth::is_auth_target(&parse(p)), "{p:?}");
+    }
+    for p in ["/.auth/../admin", "/.authx", "/x/.auth/me", "//.auth/me"] {
+        assert!(!crate::auth::is_auth_target(&parse(p)), "{p:?}");
     }
 }

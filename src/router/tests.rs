@@ -125,33 +125,60 @@ fn hostile_host_values_match_nothing() {
 }
 
 #[test]
-fn a_path_that_resolves_into_another_route_is_ambiguous() {
+fn a_path_that_reads_as_another_route_is_ambiguous() {
     let r = router();
     for path in [
-        "/api/../admin",
-        "/x/../api/keys",
-        "/api/%2e%2e/admin",
+        // Encoded slashes, parameters, merged slashes and encodings select
+        // another route in some server's reading.
+        "/api%2Fkeys",
         "/%61pi/keys",
+        "/api;x=1/keys",
+        "//api/keys",
+        "/api/v2%2Fx",
+        // Refused outright (`pathnorm::PathError`).
         "/api;x=1/../../etc",
         "/api/..%2F..%2Fadmin",
+        "/api\\keys",
+        "/%2561pi/keys",
     ] {
         assert!(
             matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
             "{path}"
         );
     }
-    // Harmless dot segments that stay in the same route are fine.
-    assert_eq!(
-        name(&r, "app.example.com", "/api/a/../b").as_deref(),
-        Some("api")
-    );
-    assert_eq!(
-        name(&r, "app.example.com", "/docs/./x").as_deref(),
-        Some("root")
-    );
+    // A refused path on an unknown host is still an unknown host.
+    assert!(matches!(
+        r.lookup("nowhere.example.com", "/a/..;/b"),
+        Lookup::UnknownHost
+    ));
+}
+
+#[test]
+fn dot_segments_are_judged_in_their_canonical_form() {
+    // The canonical form is what is forwarded, so it decides (SPEC 6.1).
+    let r = router();
+    for (path, route) in [
+        ("/api/../admin", "root"),
+        ("/x/../api/keys", "api"),
+        ("/api/%2e%2e/admin", "root"),
+        ("/api/a/../b", "api"),
+        ("/docs/./x", "root"),
+        ("/api//../v2/x", "api-v2"),
+        ("/x/../api/v2/y", "api-v2"),
+    ] {
+        assert_eq!(
+            name(&r, "app.example.com", path).as_deref(),
+            Some(route),
+            "{path}"
+        );
+    }
     // A host with one route has nothing to confuse.
     assert_eq!(
         name(&r, "other.example.com", "/a/../%2e%2e/b").as_deref(),
+        Some("other")
+    );
+    assert_eq!(
+        name(&r, "other.example.com", "/a%2Fb;c//d").as_deref(),
         Some("other")
     );
 }

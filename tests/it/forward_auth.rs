@@ -429,19 +429,20 @@ async fn only_a_trusted_proxy_selects_the_route_by_forwarded_host_and_uri() {
             &[("x-forwarded-host", "HR.test:443")],
             StatusCode::FORBIDDEN,
         ),
-        // Dot segments: raw and normalized forms pick different routes: refused.
+        // Dot segments: the proxy forwards them unresolved, so the path
+        // cannot be judged as one path (SPEC 6.1): 400.
         (
             &[("x-forwarded-uri", "/x/../admin/users")],
-            StatusCode::FORBIDDEN,
+            StatusCode::BAD_REQUEST,
         ),
         // The same with an encoded slash.
         (
             &[("x-forwarded-uri", "/static/..%2Fadmin/users")],
-            StatusCode::FORBIDDEN,
+            StatusCode::BAD_REQUEST,
         ),
         (
             &[("x-forwarded-uri", "/a/../../admin")],
-            StatusCode::FORBIDDEN,
+            StatusCode::BAD_REQUEST,
         ),
         (
             &[("x-forwarded-host", "unknown.test")],
@@ -482,6 +483,86 @@ async fn only_a_trusted_proxy_selects_the_route_by_forwarded_host_and_uri() {
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(header(&resp, "x-auth-request-user").is_none());
+    assert_eq!(w.upstream.count(), 0);
+}
+
+/// SPEC 6.1: `/.auth/verify` cannot change what the proxy in front
+/// forwards, so a trusted proxy's forwarded URI that is not its own
+/// canonical form is a 400 (never `200 public`), with or without a session;
+/// encodings that do not change the resolved path are judged as usual.
+#[tokio::test]
+async fn a_forwarded_uri_that_resolves_differently_is_400() {
+    let w = World::start(true).await;
+    let bob = w.sign_in(BOB).await;
+    let hostile = [
+        "/admin/../static/x",
+        "/admin/%2e%2e/static/x",
+        "/admin/.%2E/static/x",
+        "/admin//../static/x",
+        "/admin/./x",
+        "/static/../admin/x",
+        "/static/..;/admin/x",
+        "/static/..%2fadmin/x",
+        "/static/%2e%2e%2fadmin/x",
+        "/static/%252e%252e/admin/x",
+        "/static/..%5cadmin",
+        "/static\\..\\admin",
+        "/static/%00/x",
+        "/static/a%zz",
+        "https://app.test/admin/../static/x?y=1",
+        // Readings that pick another route (`/` vs `/admin`).
+        "//admin/x",
+        "/admin%2Fx",
+        "/admin;x/y",
+    ];
+    for uri in hostile {
+        for header in ["x-original-uri", "x-forwarded-uri"] {
+            for cookie in [None, Some(bob.as_str())] {
+                let mut headers = vec![(header, uri), ("accept", "application/json")];
+                if let Some(c) = cookie {
+                    headers.push(("cookie", c));
+                }
+                let resp = w.verify(APP, "", &headers).await;
+                assert_eq!(
+                    resp.status(),
+                    StatusCode::BAD_REQUEST,
+                    "{header}: {uri:?} (session: {})",
+                    cookie.is_some()
+                );
+                let body: serde_json::Value = resp.json().await.expect("JSON");
+                assert_eq!(body["error"], "bad_request", "{uri:?}: {body}");
+                assert!(
+                    body["message"].as_str().is_some_and(|m| m.len() > 20),
+                    "{uri:?}: {body}"
+                );
+            }
+        }
+    }
+    // Encodings that do not change the resolved path are judged as usual.
+    for (uri, cookie, status) in [
+        ("/static/app.css", None, StatusCode::OK),
+        ("/static/caf%C3%A9.css", None, StatusCode::OK),
+        ("https://app.test", Some(bob.as_str()), StatusCode::OK),
+        ("/docs/a%2Fb", Some(bob.as_str()), StatusCode::OK),
+        ("/docs//b", Some(bob.as_str()), StatusCode::OK),
+        // Not public: encoded slashes read differently upstream.
+        ("/static/a%2Fb", None, StatusCode::UNAUTHORIZED),
+        ("/admin/a%2Fb", Some(bob.as_str()), StatusCode::FORBIDDEN),
+    ] {
+        let mut headers = vec![("x-original-uri", uri), ("accept", "application/json")];
+        if let Some(c) = cookie {
+            headers.push(("cookie", c));
+        }
+        let resp = w.verify(APP, "", &headers).await;
+        assert_eq!(resp.status(), status, "{uri:?}");
+    }
+    // From an untrusted peer the forwarded URI decides nothing (route by
+    // Host, no public path), so it is not judged either.
+    let w = World::start(false).await;
+    let resp = w
+        .verify(APP, "", &[("x-original-uri", "/admin/../static/x")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(w.upstream.count(), 0);
 }
 
