@@ -68,8 +68,7 @@ fn checked(raw: &str, host: &str, scheme: Scheme, route_hosts: &HashSet<String>)
 /// A path on the request's own host: `/x`, never `//x` (scheme-relative) nor a
 /// path that starts with an encoded slash or backslash.
 fn same_host_path(raw: &str) -> Option<String> {
-    let lower = raw.get(..4).map(str::to_ascii_lowercase);
-    if raw.starts_with("//") || matches!(lower.as_deref(), Some("/%2f") | Some("/%5c")) {
+    if starts_like_another_host(raw) {
         return None;
     }
     // Resolve against a placeholder base on the same host, then keep only the
@@ -80,7 +79,15 @@ fn same_host_path(raw: &str) -> Option<String> {
         return None;
     }
     let out = &url[url::Position::BeforePath..];
-    out.starts_with('/').then(|| out.to_string())
+    // Checked again after resolution: `/./%2f` resolves to `/%2f`.
+    (out.starts_with('/') && !starts_like_another_host(out)).then(|| out.to_string())
+}
+
+/// `//x`, `/%2fx` or `/%5cx`: a scheme-relative URL, or one a server that
+/// decodes the path before redirecting turns into one.
+fn starts_like_another_host(path: &str) -> bool {
+    let lower = path.get(..4).map(str::to_ascii_lowercase);
+    path.starts_with("//") || matches!(lower.as_deref(), Some("/%2f") | Some("/%5c"))
 }
 
 /// An absolute `http(s)://` URL on a configured route host (or the request's host).

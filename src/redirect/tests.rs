@@ -60,6 +60,11 @@ fn scheme_relative_and_backslash_tricks_are_refused() {
         // Resolves to a path starting with `//`.
         "/.//evil.com",
         "/a/..//evil.com",
+        // Resolves to a path starting with an encoded slash or backslash
+        // (found by the property test below).
+        "/./%2f",
+        "/./%2Fevil.com",
+        "/a/../%5cevil.com",
     ] {
         refused(raw);
     }
