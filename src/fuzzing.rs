@@ -361,3 +361,13 @@ mod tests;
 pub fn upstream_response(data: &[u8]) {
     crate::proxy::pool::fuzz_response(data);
 }
+
+/// The own upstream response reader against hyper's HTTP/1 client on the
+/// same bytes (`proxy::pool::raw::differential`): the first byte chooses
+/// the request method, whether the upstream closes after the bytes, and
+/// how the stream is cut into reads. Fails when they disagree on accepting,
+/// status, body bytes, end of message or connection reuse, beyond the own
+/// reader's documented strictness.
+pub fn upstream_differential(data: &[u8]) {
+    crate::proxy::pool::fuzz_differential(data);
+}

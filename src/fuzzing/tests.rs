@@ -61,3 +61,10 @@ fn upstream_response_seeds_hold_the_properties() {
         .iter()
         .for_each(|d| super::upstream_response(d));
 }
+
+#[test]
+fn upstream_differential_seeds_hold_the_properties() {
+    corpus("upstream_differential")
+        .iter()
+        .for_each(|d| super::upstream_differential(d));
+}
