@@ -416,7 +416,7 @@ fn loggable_path(path: &str) -> String {
 /// When a tunnel of a session ending at `expires_at` (Unix seconds) must
 /// close. A time `SystemTime` cannot hold (claims are bounded to year 9999,
 /// so only a bug gets here) fails closed: a deadline already past.
-fn tunnel_deadline(expires_at: u64) -> SystemTime {
+pub(crate) fn tunnel_deadline(expires_at: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH
         .checked_add(Duration::from_secs(expires_at))
         .unwrap_or(SystemTime::UNIX_EPOCH)
