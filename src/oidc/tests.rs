@@ -670,7 +670,8 @@ fn hostile_time_claims_are_refused_with_a_reason_for_every_token_kind() {
             );
         })
     };
-    let purposes: [(&dyn Fn() -> Map<String, Value>, Purpose<'_>); 3] = [
+    type Make<'a> = &'a dyn Fn() -> Map<String, Value>;
+    let purposes: [(Make<'_>, Purpose<'_>); 3] = [
         (
             &id_token,
             Purpose::IdToken {
