@@ -55,7 +55,7 @@ for t in "${targets[@]}"; do
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
   cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | sed 's/cov: //')"
   ft="$(grep -o 'ft: [0-9]*' "$log" | tail -1 | sed 's/ft: //')"
-  summary+=("$(printf '%-14s %12s runs  cov %6s  ft %6s' "$t" "${runs:-?}" "${cov:-?}" "${ft:-?}")")
+  summary+=("$(printf '%-22s %12s runs  cov %6s  ft %6s' "$t" "${runs:-?}" "${cov:-?}" "${ft:-?}")")
   if ((status != 0)); then
     tail -n 40 "$log" >&2
     failed+=("$t (exit $status; input in fuzz/artifacts/$t/, reproduce with: $bin_dir/$t fuzz/artifacts/$t/<file>)")

@@ -12,7 +12,8 @@
 #   3. a real browser (Debian chromium driven by playwright-core,
 #      tests/node/browser-login.mjs) signing in through the gateway.
 # A tier whose tool is missing fails with a message saying what to install; nothing is
-# skipped. Before the tiers: the node tools' own self-test, rustfmt and clippy. After
+# skipped. Before the tiers: the node tools' own self-test, rustfmt, clippy and
+# cargo deny (advisories offline from ../shared/advisory-db, bans, licences, sources). After
 # them: every cargo-fuzz target for FUZZ_SECONDS (default 30) each (scripts/fuzz.sh).
 #
 # Needs root or sudo for apt-get the first time. No system service is started: the
@@ -104,6 +105,40 @@ cargo fmt --all -- --check --color "$CARGO_TERM_COLOR"
 
 section "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+
+# --- 3b. supply chain ---------------------------------------------------------------
+# cargo-deny (deny.toml): RustSec advisories, banned or wildcard versions,
+# licences, sources. Offline: the advisory database is the snapshot beside the
+# repository (../shared/advisory-db, or ADVISORY_DB), copied into a throw-away git
+# repository under target/ because cargo-deny reads its database with git.
+section "cargo deny check (advisories, bans, licenses, sources)"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "installing cargo-deny (crates.io)"
+  cargo install cargo-deny --locked
+fi
+advisory_src="${ADVISORY_DB:-../shared/advisory-db}"
+[[ -d "$advisory_src/crates" ]] || die "no RustSec advisory database at $advisory_src: put the snapshot at ../shared/advisory-db beside the repository, or set ADVISORY_DB to a checkout of https://github.com/rustsec/advisory-db"
+# cargo-deny looks for the database of db-urls under db-path in a directory named
+# after the URL's hash (this name is cargo-deny's for the default RustSec URL).
+advisory_db=target/advisory-dbs/advisory-db-3157b0e258782691
+rm -rf "$advisory_db"
+mkdir -p "$advisory_db"
+cp -a "$advisory_src/." "$advisory_db/"
+rm -rf "$advisory_db/.git"
+snapshot_date="$(grep -o '20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]' "$advisory_src.SNAPSHOT" 2>/dev/null | head -1 || true)"
+(
+  cd "$advisory_db"
+  git init -q
+  git add -A
+  commit_date="${snapshot_date:+${snapshot_date}T00:00:00Z}"
+  export GIT_AUTHOR_DATE="${commit_date:-now}" GIT_COMMITTER_DATE="${commit_date:-now}"
+  git -c user.name=advisory-db-snapshot -c user.email=snapshot@localhost -c commit.gpgsign=false \
+    commit -q -m "RustSec advisory-db snapshot"
+)
+# `cargo deny --offline` cannot download the manifests of crates for other
+# platforms, which `cargo metadata` reads: fetch them from crates.io first.
+cargo fetch --locked -q
+cargo deny --offline check --hide-inclusion-graph
 
 # --- 4. every test tier ---------------------------------------------------------------
 section "cargo test (unit, integration, real-world and browser tiers)"

@@ -429,3 +429,233 @@ mod tests;
 pub fn upstream_response(data: &[u8]) {
     crate::proxy::pool::fuzz_response(data);
 }
+
+/// The own upstream response reader against hyper's HTTP/1 client on the
+/// same bytes (`proxy::pool::raw::differential`): the first byte chooses
+/// the request method, whether the upstream closes after the bytes, and
+/// how the stream is cut into reads. Fails when they disagree on accepting,
+/// status, body bytes, end of message or connection reuse, beyond the own
+/// reader's documented strictness.
+pub fn upstream_differential(data: &[u8]) {
+    crate::proxy::pool::fuzz_differential(data);
+}
+
+/// A P-256 key used only here: the claim-set fuzzer signs with it so its
+/// tokens get past the signature check to the claim checks.
+const FUZZ_EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgpwRxmGi6RGkWC68v
+RXNhiWn6bdbRik+XLiqPLgGaeXChRANCAAQov8iqcv3MRdvkjI6mZ8NOvr3XotLl
+ti1SHPbvQ8UMLlNoO10ra0uhVjzk+AWRY7Nnd/n0g6Jgps9ho5AoLRV6
+-----END PRIVATE KEY-----
+";
+const FUZZ_EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKL/IqnL9zEXb5IyOpmfDTr6916LS
+5bYtUhz270PFDC5TaDtdK2tLoVY85PgFkWOzZ3f59IOiYKbPYaOQKC0Veg==
+-----END PUBLIC KEY-----
+";
+
+/// Number texts serde_json reads differently from what they look like.
+const TRICKY_NUMBERS: &[&str] = &[
+    "1e300",
+    "-1e300",
+    "1e-300",
+    "-0",
+    "-0.0",
+    "0",
+    "0.5",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "253402300799",
+    "253402300799.5",
+    "253402300800",
+    "1.7e9",
+    "1700000000.999999",
+    "-1",
+    "-9223372036854775808",
+];
+
+/// Reads the fuzz input as edits of a valid claim set.
+struct Edits<'a>(&'a [u8]);
+
+impl Edits<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let mut eight = [0u8; 8];
+        for b in &mut eight {
+            *b = self.byte()?;
+        }
+        Some(u64::from_le_bytes(eight))
+    }
+    /// A claim value: numbers of every shape (near `now`, any 64-bit
+    /// integer, any finite float, the tricky texts), strings, and the
+    /// other JSON types.
+    fn value(&mut self, now: u64) -> Option<serde_json::Value> {
+        use serde_json::{json, Value};
+        Some(match self.byte()? % 10 {
+            0 => json!(now.wrapping_add_signed(i64::from(self.byte()? as i8) * 601)),
+            1 => json!(self.u64()?),
+            2 => json!(self.u64()? as i64),
+            3 => {
+                let f = f64::from_bits(self.u64()?);
+                if f.is_finite() {
+                    json!(f)
+                } else {
+                    Value::Null
+                }
+            }
+            4 => {
+                let text = TRICKY_NUMBERS[usize::from(self.byte()?) % TRICKY_NUMBERS.len()];
+                serde_json::from_str(text).expect("a JSON number")
+            }
+            5 => {
+                let len = usize::from(self.byte()? % 24).min(self.0.len());
+                let (s, rest) = self.0.split_at(len);
+                self.0 = rest;
+                Value::String(String::from_utf8_lossy(s).into_owned())
+            }
+            6 => json!(["client", "other"]),
+            7 => json!(now.to_string()),
+            8 => Value::Bool(self.byte()? & 1 == 1),
+            _ => Value::Null,
+        })
+    }
+}
+
+/// The claim checks behind a valid signature: a claim set edited by the
+/// input (arbitrary values in `exp`, `nbf`, `iat`, `aud`, `iss`, `sub`,
+/// `nonce`, `azp`, or a claim removed) is signed with a fixed ES256 key and
+/// goes through the real path (header, signature, `check_claims`) for an
+/// ID token, an access token or a logout token. Never a panic; an accepted
+/// token's times are NumericDates in range, and the session deadline the
+/// gateway derives from `exp` is representable. Returns whether the token
+/// was accepted.
+pub fn jwt_claims(data: &[u8]) -> bool {
+    use crate::oidc::id_token::{self, Expectations, NonceRule, Purpose};
+    use serde_json::json;
+    static KEYS: OnceLock<(jsonwebtoken::EncodingKey, jsonwebtoken::DecodingKey)> = OnceLock::new();
+    let (signing, verifying) = KEYS.get_or_init(|| {
+        (
+            jsonwebtoken::EncodingKey::from_ec_pem(FUZZ_EC_PRIVATE.as_bytes())
+                .expect("the fuzzing EC key parses"),
+            jsonwebtoken::DecodingKey::from_ec_pem(FUZZ_EC_PUBLIC.as_bytes())
+                .expect("the fuzzing EC public key parses"),
+        )
+    });
+    let now: u64 = 1_700_000_000;
+    let mut edits = Edits(data);
+    let Some(kind) = edits.byte() else {
+        return false;
+    };
+    let mut claims = serde_json::Map::new();
+    for (k, v) in [
+        ("iss", json!("https://idp.test/")),
+        ("aud", json!("client")),
+        ("sub", json!("subject")),
+        ("exp", json!(now + 3600)),
+        ("iat", json!(now - 10)),
+        ("nbf", json!(now - 10)),
+    ] {
+        claims.insert(k.into(), v);
+    }
+    match kind % 3 {
+        0 => {
+            claims.insert("nonce".into(), json!("the-nonce"));
+        }
+        1 => {
+            claims.insert("scp".into(), json!("read"));
+        }
+        _ => {
+            claims.insert("jti".into(), json!("j"));
+            claims.insert(
+                "events".into(),
+                json!({ id_token::BACKCHANNEL_LOGOUT_EVENT: {} }),
+            );
+        }
+    }
+    const NAMES: [&str; 8] = ["exp", "nbf", "iat", "aud", "iss", "sub", "nonce", "azp"];
+    while let Some(which) = edits.byte() {
+        let name = NAMES[usize::from(which) % NAMES.len()];
+        if which >= 0xf0 {
+            claims.remove(name);
+        } else if let Some(v) = edits.value(now) {
+            claims.insert(name.into(), v);
+        }
+    }
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    let token = jsonwebtoken::encode(&header, &claims, signing).expect("signing works");
+    let parsed = id_token::parse_header(&token).expect("our own header parses");
+    let verified = match id_token::verify_signature(&token, parsed.alg, verifying) {
+        Ok(verified) => verified,
+        // jsonwebtoken reads exp/nbf/iss/sub/aud for its own (disabled)
+        // checks and gives up on some shapes (an array as exp): refused,
+        // which fails closed, but never as a bad signature.
+        Err(e) => {
+            assert_eq!(e, "claims are not a JSON object", "{claims:?}");
+            return false;
+        }
+    };
+    // The verified claims are the signed ones (floats up to serde_json's
+    // last-digit rounding when parsing without `float_roundtrip`).
+    let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) if a.is_f64() || b.is_f64() => {
+            x == y || (x - y).abs() <= x.abs().max(y.abs()) * 1e-12
+        }
+        _ => a == b,
+    };
+    assert!(
+        verified.len() == claims.len()
+            && claims
+                .iter()
+                .all(|(k, v)| verified.get(k).is_some_and(|w| same(v, w))),
+        "signed {claims:?}, verified {verified:?}"
+    );
+
+    let issuers = [crate::oidc::metadata::IssuerRule::Exact(
+        "https://idp.test/".into(),
+    )];
+    let audiences = ["client".to_string()];
+    let purpose = match kind % 3 {
+        0 => Purpose::IdToken {
+            nonce: NonceRule::Equals("the-nonce"),
+        },
+        1 => Purpose::Access {
+            audiences: &audiences,
+        },
+        _ => Purpose::Logout,
+    };
+    let want = Expectations {
+        issuers: &issuers,
+        client_id: "client",
+        tenants: None,
+        purpose,
+        require_oid: false,
+        now,
+    };
+    if id_token::check_claims(&verified, &want).is_err() {
+        return false;
+    }
+    let date = |name: &str| {
+        verified
+            .get(name)
+            .map(|v| id_token::numeric_date(name, v).expect("accepted dates parse"))
+    };
+    let exp = date("exp").expect("exp is required");
+    assert!(exp + id_token::LEEWAY_SECS >= now && exp <= now + id_token::MAX_EXP_AHEAD_SECS);
+    for t in [date("nbf"), date("iat")].into_iter().flatten() {
+        assert!((1..=id_token::MAX_NUMERIC_DATE).contains(&t));
+    }
+    // What the gateway derives from exp: a bearer session's tunnel deadline.
+    let deadline = crate::handler::tunnel_deadline(exp);
+    assert!(deadline > std::time::SystemTime::UNIX_EPOCH);
+    let left = deadline
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .expect("after 1970");
+    assert!(std::time::Instant::now().checked_add(left).is_some());
+    true
+}

@@ -273,7 +273,7 @@ async fn pipeline<'g>(
     }
     let tunnel_until = permit
         .as_ref()
-        .map(|p| SystemTime::UNIX_EPOCH + Duration::from_secs(p.user().expires_at));
+        .map(|p| tunnel_deadline(p.user().expires_at));
 
     forwarding::apply(
         &mut parts.headers,
@@ -448,6 +448,15 @@ fn loggable_path(path: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// When a tunnel of a session ending at `expires_at` (Unix seconds) must
+/// close. A time `SystemTime` cannot hold (claims are bounded to year 9999,
+/// so only a bug gets here) fails closed: a deadline already past.
+pub(crate) fn tunnel_deadline(expires_at: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(expires_at))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -389,9 +389,9 @@ impl VerifiedIdToken {
     }
     /// `exp` (Unix seconds).
     pub fn exp(&self) -> Option<u64> {
+        // Checked by `check_claims` already; read with the same rule.
         let v = self.claims.get("exp")?;
-        v.as_u64()
-            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        id_token::numeric_date("exp", v).ok()
     }
     /// Every claim of the token.
     pub fn claims(&self) -> &Map<String, Value> {
@@ -804,8 +804,8 @@ impl Provider {
         let now = now_unix();
         let exp = claims
             .get("exp")
-            .and_then(Value::as_u64)
-            .unwrap_or(now + id_token::MAX_AGE_SECS);
+            .and_then(|v| id_token::numeric_date("exp", v).ok())
+            .unwrap_or(now.saturating_add(id_token::MAX_AGE_SECS));
         {
             // Replay: each logout token once (remembered until it expires).
             let mut seen = self.seen_jtis.lock().unwrap_or_else(|p| p.into_inner());

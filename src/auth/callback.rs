@@ -228,7 +228,7 @@ fn build_session(
     let lifetime = ctx.state.settings.session.lifetime.as_secs();
     let token_exp = tokens
         .expires_in
-        .map(|d| now + d.as_secs())
+        .map(|d| now.saturating_add(d.as_secs()))
         .into_iter()
         .chain(token.exp())
         .min();
@@ -269,7 +269,7 @@ fn build_session(
             .flatten(),
         tokens_expire_at: token_exp,
         created_at: now,
-        expires_at: now + lifetime,
+        expires_at: now.saturating_add(lifetime),
     })
 }
 

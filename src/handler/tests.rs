@@ -118,3 +118,17 @@ fn logged_paths_have_no_controls_and_are_bounded() {
     let out = loggable_path(&long);
     assert!(out.len() <= 512 + '…'.len_utf8());
 }
+
+#[test]
+fn tunnel_deadlines_never_overflow_and_fail_closed() {
+    let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    assert_eq!(tunnel_deadline(1_800_000_000), at(1_800_000_000));
+    assert_eq!(
+        tunnel_deadline(crate::oidc::id_token::MAX_NUMERIC_DATE),
+        at(crate::oidc::id_token::MAX_NUMERIC_DATE)
+    );
+    // Values no claim can produce any more: a deadline already past, no panic.
+    for secs in [u64::MAX, 1 << 63, (1 << 63) + 1] {
+        assert_eq!(tunnel_deadline(secs), SystemTime::UNIX_EPOCH, "{secs}");
+    }
+}

@@ -193,19 +193,53 @@ fn str_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> 
     claims.get(name).and_then(Value::as_str)
 }
 
-fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .or_else(|| {
-                v.as_f64()
-                    .filter(|f| *f >= 0.0 && f.is_finite())
-                    .map(|f| f as u64)
-            })
-            .map(Some)
-            .ok_or_else(|| format!("{name} is not a number")),
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Far beyond any
+/// real token, and small enough that every time computed from a claim
+/// (`SystemTime`, `Instant`, milliseconds for Redis) stays representable.
+pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+/// An `exp` further ahead than this (366 days) is refused: no provider
+/// issues ID, access or logout tokens that live a year, and a token that
+/// practically never expires cannot be contained once stolen.
+pub const MAX_EXP_AHEAD_SECS: u64 = 366 * 24 * 3600;
+
+/// A NumericDate claim (RFC 7519 2): a JSON number of seconds since 1970,
+/// `1..=MAX_NUMERIC_DATE`. Integers are taken as they are; a finite float
+/// (RFC 7519 allows fractions) is rounded down to whole seconds, which for
+/// `exp` ends the token earlier, never later. Everything else is refused
+/// with a reason: strings (`"1700000000"`), booleans, `null`, arrays,
+/// negatives, `-0` and `0`, and values beyond year 9999 (`1e300`, `2^63`,
+/// `2^64`), which would otherwise saturate to `u64::MAX` and overflow the
+/// time arithmetic downstream.
+pub fn numeric_date(name: &str, v: &Value) -> Result<u64, String> {
+    let out_of_range = || {
+        format!(
+            "{name} is out of range (a NumericDate is seconds since 1970, from 1 to {MAX_NUMERIC_DATE} = year 9999)"
+        )
+    };
+    let Value::Number(n) = v else {
+        return Err(format!("{name} is not a number"));
+    };
+    let secs = if let Some(u) = n.as_u64() {
+        u
+    } else if n.is_i64() {
+        return Err(out_of_range());
+    } else {
+        // A float. The comparisons are false for NaN, so NaN is refused too.
+        let f = n.as_f64().ok_or_else(out_of_range)?;
+        if !(f >= 1.0 && f < (MAX_NUMERIC_DATE + 1) as f64) {
+            return Err(out_of_range());
+        }
+        // In range, so the conversion is exact after flooring.
+        f.floor() as u64
+    };
+    if secs == 0 || secs > MAX_NUMERIC_DATE {
+        return Err(out_of_range());
     }
+    Ok(secs)
+}
+
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
+    claims.get(name).map(|v| numeric_date(name, v)).transpose()
 }
 
 /// Every claim check of SPEC 6, after the signature was verified.
@@ -308,6 +342,9 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
     let exp = time_claim(claims, "exp")?.ok_or("exp missing")?;
     if want.now > exp.saturating_add(LEEWAY_SECS) {
         return Err("token expired".into());
+    }
+    if exp > want.now.saturating_add(MAX_EXP_AHEAD_SECS) {
+        return Err("exp too far in the future (more than 366 days ahead)".into());
     }
     // --- nbf: not valid yet.
     if let Some(nbf) = time_claim(claims, "nbf")? {

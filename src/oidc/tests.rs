@@ -594,3 +594,125 @@ fn hostile_bytes_never_panic_the_header_parser_or_claim_checks() {
         }
     }
 }
+
+/// JSON texts of hostile NumericDate values, parsed as serde_json does from a token.
+const HOSTILE_TIMES: &[&str] = &[
+    "1e300",
+    "-1e300",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "1e19",
+    "253402300800",
+    "253402300799.99999999",
+    "0",
+    "-0",
+    "-0.0",
+    "0.5",
+    "1e-300",
+    "-1",
+    "-9223372036854775808",
+    "\"1800000000\"",
+    "\"1e300\"",
+    "true",
+    "null",
+    "[1800000000]",
+    "{\"$numberLong\":\"1800000000\"}",
+];
+
+fn json_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn numeric_dates_are_numbers_between_1970_and_year_9999() {
+    use super::id_token::{numeric_date, MAX_NUMERIC_DATE};
+    let ok = |text: &str| numeric_date("exp", &json_value(text));
+    assert_eq!(ok("1800000000"), Ok(1_800_000_000));
+    assert_eq!(ok("1"), Ok(1));
+    assert_eq!(ok("253402300799"), Ok(MAX_NUMERIC_DATE));
+    // Fractions are allowed by RFC 7519 and rounded down.
+    assert_eq!(ok("1800000000.9"), Ok(1_800_000_000));
+    assert_eq!(ok("1.8e9"), Ok(1_800_000_000));
+    assert_eq!(ok("253402300799.5"), Ok(MAX_NUMERIC_DATE));
+    for text in HOSTILE_TIMES
+        .iter()
+        .filter(|t| **t != "253402300799.99999999")
+    {
+        let err = ok(text).expect_err(text);
+        assert!(err.starts_with("exp is "), "{text}: {err}");
+    }
+    assert_eq!(ok("\"1800000000\""), Err("exp is not a number".to_string()));
+    assert!(ok("1e300").unwrap_err().contains("out of range"));
+    assert!(ok("9223372036854775808").unwrap_err().contains("year 9999"));
+}
+
+#[test]
+fn hostile_time_claims_are_refused_with_a_reason_for_every_token_kind() {
+    let apis = vec!["api://hr".to_string()];
+    let id_token = good;
+    let access = || {
+        with(|c| {
+            c.remove("nonce");
+            c.insert("aud".into(), json!("api://hr"));
+            c.insert("azp".into(), json!("some-spa"));
+            c.insert("scp".into(), json!("read"));
+        })
+    };
+    let logout = || {
+        with(|c| {
+            c.remove("nonce");
+            c.insert("jti".into(), json!("j1"));
+            c.insert(
+                "events".into(),
+                json!({ "http://schemas.openid.net/event/backchannel-logout": {} }),
+            );
+        })
+    };
+    type Make<'a> = &'a dyn Fn() -> Map<String, Value>;
+    let purposes: [(Make<'_>, Purpose<'_>); 3] = [
+        (
+            &id_token,
+            Purpose::IdToken {
+                nonce: NonceRule::Equals("n0nce"),
+            },
+        ),
+        (&access, Purpose::Access { audiences: &apis }),
+        (&logout, Purpose::Logout),
+    ];
+    for (make, purpose) in purposes {
+        assert_eq!(check_purpose(&make(), purpose), Ok(()));
+        for claim in ["exp", "nbf", "iat"] {
+            for text in HOSTILE_TIMES {
+                let mut c = make();
+                c.insert(claim.into(), json_value(text));
+                let err = check_purpose(&c, purpose).expect_err(text);
+                // The reason names the claim (or, for a value that is a valid
+                // date, why that date is refused).
+                assert!(
+                    err.contains(claim)
+                        || err == "token expired"
+                        || err == "token not valid yet (nbf)",
+                    "{claim}: {text}: {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn exp_more_than_366_days_ahead_is_refused() {
+    use super::id_token::MAX_EXP_AHEAD_SECS;
+    let at = |exp: u64| {
+        check(&with(|c| {
+            c.insert("exp".into(), json!(exp));
+        }))
+    };
+    assert_eq!(at(NOW + MAX_EXP_AHEAD_SECS), Ok(()));
+    assert_eq!(
+        at(NOW + MAX_EXP_AHEAD_SECS + 1),
+        Err("exp too far in the future (more than 366 days ahead)".to_string())
+    );
+    assert!(at(super::id_token::MAX_NUMERIC_DATE).is_err());
+}

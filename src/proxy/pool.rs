@@ -64,6 +64,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 mod raw;
 
+pub(crate) use raw::differential::fuzz as fuzz_differential;
 pub(crate) use raw::fuzz as fuzz_response;
 
 /// Boxed once per connection: the state machine with its buffers is large,

@@ -38,7 +38,9 @@ pub fn spawn_tunnel(
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
         let deadline = until.map(|t| {
             let left = t.duration_since(SystemTime::now()).unwrap_or_default();
-            tokio::time::Instant::now() + left
+            let now = tokio::time::Instant::now();
+            // Unrepresentable (only a bug gets here): fail closed, end now.
+            now.checked_add(left).unwrap_or(now)
         });
         let ended = session_ended(deadline, alive, CHECK_EVERY);
         tokio::select! {

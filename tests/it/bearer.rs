@@ -699,3 +699,63 @@ async fn a_bearer_websocket_tunnel_lives_until_the_token_expires_whatever_cookie
     .await;
     assert!(ended.is_ok(), "the tunnel outlived its token");
 }
+
+/// A bearer token whose `exp` (or `nbf`/`iat`) is beyond any representable
+/// time: `1e300` used to saturate to `u64::MAX` and be accepted, and the
+/// tunnel deadline computed from it then panicked the connection's task
+/// (likewise an integer `exp` of 2^63 or more). Now each is a 401 naming the
+/// claim, and the same client connection goes on to be served.
+#[tokio::test]
+async fn huge_numeric_dates_are_refused_and_the_connection_keeps_serving() {
+    let w = World::start().await;
+    let mut conn = crate::util::KeepAliveConn::connect(w.gateway.addr).await;
+    let request = |token: &str| {
+        format!("GET /data HTTP/1.1\r\nHost: {API}\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .into_bytes()
+    };
+    let cases = [
+        ("exp", json!(1e300), "exp is out of range"),
+        (
+            "exp",
+            json!(9_223_372_036_854_775_808u64),
+            "exp is out of range",
+        ),
+        ("exp", json!(u64::MAX), "exp is out of range"),
+        ("exp", json!(-1), "exp is out of range"),
+        ("exp", json!(-0.0), "exp is out of range"),
+        ("exp", json!("1e300"), "exp is not a number"),
+        (
+            "exp",
+            json!(now() + 400 * 86_400),
+            "exp too far in the future",
+        ),
+        ("nbf", json!(1e300), "nbf is out of range"),
+        (
+            "iat",
+            json!(9_223_372_036_854_775_808u64),
+            "iat is out of range",
+        ),
+    ];
+    let count = cases.len();
+    for (claim, value, reason) in cases {
+        let token = w.token_as(AccessTokenVersion::V2, ALICE, |c| {
+            c.insert(claim.into(), value.clone());
+        });
+        let (status, body) = conn
+            .exchange(&request(&token))
+            .await
+            .unwrap_or_else(|| panic!("{claim}: {value}: no answer, the connection died"));
+        assert_eq!(status, 401, "{claim}: {value}");
+        let body: Value = serde_json::from_slice(&body).expect("401 JSON");
+        let got = body["reason"].as_str().unwrap_or_default();
+        assert!(got.contains(reason), "{claim}: {value}: {got}");
+        // The next request on the same connection is served.
+        let (status, _) = conn
+            .exchange(&request(&w.token(ALICE)))
+            .await
+            .unwrap_or_else(|| panic!("{claim}: {value}: the connection did not survive"));
+        assert_eq!(status, 200, "{claim}: {value}");
+    }
+    // Only the valid tokens reached the app.
+    assert_eq!(w.upstream.count(), count);
+}

@@ -592,3 +592,84 @@ pub fn rss_bytes() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
+
+/// One client connection kept open across requests, to show that an answer
+/// (a refusal, say) left the connection usable for the next request.
+pub struct KeepAliveConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl KeepAliveConn {
+    pub async fn connect(addr: SocketAddr) -> KeepAliveConn {
+        KeepAliveConn {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes `request` and reads exactly one response (Content-Length or
+    /// chunked framing): its status and body. None when the server closed
+    /// the connection (or sent nothing for 5 s) before a whole response.
+    pub async fn exchange(&mut self, request: &[u8]) -> Option<(u16, Vec<u8>)> {
+        self.stream.write_all(request).await.ok()?;
+        let end = Instant::now() + Duration::from_secs(5);
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill(end).await?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let status = raw_status(&head)?;
+        let header = |name: &str| {
+            head.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        self.buf.drain(..head_end);
+        let mut body = Vec::new();
+        if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    self.fill(end).await?;
+                };
+                let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+                while self.buf.len() < line_end + 2 + size + 2 {
+                    self.fill(end).await?;
+                }
+                body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+                self.buf.drain(..line_end + 2 + size + 2);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let len: usize = header("content-length").map_or(Some(0), |v| v.parse().ok())?;
+            while self.buf.len() < len {
+                self.fill(end).await?;
+            }
+            body = self.buf.drain(..len).collect();
+        }
+        Some((status, body))
+    }
+
+    async fn fill(&mut self, end: Instant) -> Option<()> {
+        let mut chunk = [0u8; 8192];
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, self.stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Some(())
+            }
+            _ => None,
+        }
+    }
+}

@@ -40,7 +40,10 @@ pub(super) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// Longest chunk-size line (size, extensions) and longest trailer section.
 const MAX_CHUNK_LINE: usize = 4096;
-const MAX_TRAILERS: usize = 16 * 1024;
+const MAX_TRAILERS: usize = 8 * 1024;
+/// Most chunk-extension bytes in one body (realmgate drops extensions; real
+/// upstreams send none). hyper allows 16 KiB.
+const MAX_CHUNK_EXTENSIONS: usize = 4096;
 /// Read granularity.
 const READ_SIZE: usize = 8 * 1024;
 
@@ -69,7 +72,9 @@ pub(super) struct RawConn {
 enum Framing {
     /// This many bytes remain.
     Length(u64),
-    Chunked(Chunk),
+    /// Where the chunked decoder is, and how many chunk-extension bytes
+    /// the body had so far.
+    Chunked(Chunk, usize),
     /// Until the upstream closes the connection.
     UntilClose,
 }
@@ -83,8 +88,9 @@ enum Chunk {
     Data(u64),
     /// After a chunk's data: expecting its CRLF.
     DataEnd,
-    /// After the last chunk: trailer fields until an empty line (bytes seen so far).
-    Trailers(usize),
+    /// After the last chunk: trailer fields until an empty line (bytes and
+    /// fields seen so far).
+    Trailers { bytes: usize, fields: usize },
 }
 
 impl RawConn {
@@ -141,8 +147,7 @@ impl RawConn {
             };
             // 1xx other than 101: interim (100 Continue, 103 Early Hints); the
             // final response follows on the same connection.
-            let status = head.response.status();
-            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            if is_interim(head.response.status()) {
                 interim = true;
                 continue;
             }
@@ -153,13 +158,8 @@ impl RawConn {
     /// Read until a whole response head is buffered, then parse it.
     async fn read_head(&mut self, head_only: bool) -> Result<Head, RawError> {
         loop {
-            if !self.buf.is_empty() {
-                if let Some(parsed) = parse_head(&mut self.buf, head_only)? {
-                    return Ok(parsed);
-                }
-                if self.buf.len() >= MAX_HEAD {
-                    return Err(RawError::Protocol("response head too large"));
-                }
+            if let Some(parsed) = next_head(&mut self.buf, head_only)? {
+                return Ok(parsed);
             }
             let had = self.buf.len();
             let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
@@ -208,6 +208,27 @@ fn encode_head(parts: &http::request::Parts, extra: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// 1xx other than 101: interim (100 Continue, 103 Early Hints); the final
+/// response follows on the same connection.
+fn is_interim(status: StatusCode) -> bool {
+    status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// The next response head off the front of `buf`: None while incomplete,
+/// an error when invalid or when `MAX_HEAD` bytes are not a whole head.
+fn next_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, RawError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if let Some(parsed) = parse_head(buf, head_only)? {
+        return Ok(Some(parsed));
+    }
+    if buf.len() >= MAX_HEAD {
+        return Err(RawError::Protocol("response head too large"));
+    }
+    Ok(None)
+}
+
 /// A parsed response head and how its body is delimited.
 pub(super) struct Head {
     response: Response<()>,
@@ -215,6 +236,17 @@ pub(super) struct Head {
     /// False when the head makes the connection unfit for another exchange
     /// whatever the upstream says (Transfer-Encoding beside Content-Length).
     reusable: bool,
+}
+
+impl Head {
+    /// Whether the connection may carry another exchange once this
+    /// response's body is complete (and nothing else arrived).
+    fn reuse(&self) -> bool {
+        self.reusable
+            && keeps_alive(&self.response)
+            && self.framing != Framing::UntilClose
+            && self.response.status() != StatusCode::SWITCHING_PROTOCOLS
+    }
 }
 
 /// Parses one response head off the front of `buf` (None: incomplete).
@@ -280,9 +312,9 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, RawEr
         headers.append(name, value);
     }
 
-    let framing = framing_of(&headers, status, head_only)?;
+    let framing = framing_of(&headers, status, version, head_only)?;
     let mut reusable = true;
-    let framed_by_te = matches!(framing, Framing::Chunked(_) | Framing::UntilClose)
+    let framed_by_te = matches!(framing, Framing::Chunked(..) | Framing::UntilClose)
         && headers.contains_key(TRANSFER_ENCODING);
     if framed_by_te && headers.contains_key(CONTENT_LENGTH) {
         // RFC 9112 6.3: Transfer-Encoding wins; the length is a mistake or a
@@ -306,6 +338,7 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, RawEr
 fn framing_of(
     headers: &HeaderMap,
     status: StatusCode,
+    version: Version,
     head_only: bool,
 ) -> Result<Framing, RawError> {
     if head_only
@@ -315,26 +348,42 @@ fn framing_of(
     {
         return Ok(Framing::Length(0));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .rfind(|t| !t.is_empty());
-        return Ok(match last {
-            Some(t) if t.eq_ignore_ascii_case(b"chunked") => Framing::Chunked(Chunk::Size),
-            _ => Framing::UntilClose,
+    if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+        // RFC 9112 6.1: HTTP/1.0 has no transfer codings; such a message's
+        // framing is faulty (hyper refuses it too).
+        if version == Version::HTTP_10 {
+            return Err(RawError::Protocol(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
+        }
+        // The last coding of the last field line decides. An empty last
+        // element (`chunked,`) or one that is not visible ASCII is refused:
+        // readers disagree on it (hyper reads it as "not chunked").
+        let last = te
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(RawError::Protocol("invalid Transfer-Encoding"))?;
+        return Ok(if last.eq_ignore_ascii_case("chunked") {
+            Framing::Chunked(Chunk::Size, 0)
+        } else {
+            Framing::UntilClose
         });
     }
     let mut length: Option<u64> = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         for item in value.as_bytes().split(|&b| b == b',') {
             let item = item.trim_ascii();
-            let n = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+                return Err(RawError::Protocol("invalid Content-Length"));
+            }
+            // 19 digits hold any length up to 10^19 - 1 without overflow.
+            let n = (item.len() <= 19)
                 .then(|| std::str::from_utf8(item).ok()?.parse::<u64>().ok())
                 .flatten()
-                .ok_or(RawError::Protocol("invalid Content-Length"))?;
+                .ok_or(RawError::Protocol("Content-Length too large"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(RawError::Protocol("conflicting Content-Length values"));
             }
@@ -349,6 +398,10 @@ fn keeps_alive(response: &Response<()>) -> bool {
     let mut close = false;
     let mut keep_alive = false;
     for value in response.headers().get_all(CONNECTION) {
+        // A value that is not visible ASCII cannot be read reliably: close.
+        if value.to_str().is_err() {
+            return false;
+        }
         for token in value.as_bytes().split(|&b| b == b',') {
             let token = token.trim_ascii();
             close |= token.eq_ignore_ascii_case(b"close");
@@ -374,15 +427,10 @@ pub(super) struct RawBody {
 impl RawBody {
     /// The response for the caller, with its body reading from `conn`.
     pub(super) fn response(conn: RawConn, head: Head, pool: Weak<Pool>) -> Response<RawBody> {
+        let reuse = head.reuse();
         let Head {
-            response,
-            framing,
-            reusable,
+            response, framing, ..
         } = head;
-        let reuse = reusable
-            && keeps_alive(&response)
-            && framing != Framing::UntilClose
-            && response.status() != StatusCode::SWITCHING_PROTOCOLS;
         let mut body = RawBody {
             conn: Some(conn),
             framing,
@@ -509,14 +557,21 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, RawError> {
                 }
                 return Ok(Step::Data(buf.split().freeze(), false));
             }
-            Framing::Chunked(chunk) => match *chunk {
+            Framing::Chunked(chunk, extensions) => match *chunk {
                 Chunk::Size => {
                     let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else {
                         return Ok(Step::NeedMore);
                     };
-                    let size = chunk_size(&line)?;
+                    let (size, ext) = chunk_size(&line)?;
+                    *extensions += ext;
+                    if *extensions > MAX_CHUNK_EXTENSIONS {
+                        return Err(RawError::Protocol("chunk extensions too long"));
+                    }
                     *chunk = if size == 0 {
-                        Chunk::Trailers(0)
+                        Chunk::Trailers {
+                            bytes: 0,
+                            fields: 0,
+                        }
                     } else {
                         Chunk::Data(size)
                     };
@@ -544,9 +599,10 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, RawError> {
                     buf.advance(2);
                     *chunk = Chunk::Size;
                 }
-                Chunk::Trailers(seen) => {
-                    // `seen` never exceeds the limit: each line is bounded by what is left.
-                    let room = MAX_TRAILERS.saturating_sub(seen);
+                Chunk::Trailers { bytes, fields } => {
+                    // `bytes` never exceeds the limit by more than one line
+                    // end: each line is bounded by what is left.
+                    let room = MAX_TRAILERS.saturating_sub(bytes);
                     let Some(line) = take_line(buf, room)? else {
                         return Ok(Step::NeedMore);
                     };
@@ -556,7 +612,18 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, RawError> {
                         *framing = Framing::Length(0);
                         return Ok(Step::End);
                     }
-                    *chunk = Chunk::Trailers(seen + line.len() + 2);
+                    // Not passed on, but still a field line each, as any
+                    // other reader of this body would require.
+                    if fields >= MAX_HEADERS {
+                        return Err(RawError::Protocol("too many trailer fields"));
+                    }
+                    if !is_field_line(&line) {
+                        return Err(RawError::Protocol("invalid trailer field"));
+                    }
+                    *chunk = Chunk::Trailers {
+                        bytes: bytes + line.len() + 2,
+                        fields: fields + 1,
+                    };
                 }
             },
         }
@@ -579,20 +646,51 @@ fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, RawError> 
     Ok(Some(line.slice(..lf - 1)))
 }
 
-/// The size in a chunk-size line: hex digits, then optional whitespace and
-/// `;extensions` (ignored).
-fn chunk_size(line: &[u8]) -> Result<u64, RawError> {
+/// The size in a chunk-size line and the length of its extensions: hex
+/// digits (any number, the value must fit in 64 bits), then optional
+/// spaces or tabs (RFC 9112 BWS; no other whitespace, a CR least of all)
+/// and `;extensions` (ignored; no control characters but HTAB).
+fn chunk_size(line: &[u8]) -> Result<(u64, usize), RawError> {
     let bad = || RawError::Protocol("invalid chunk size");
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 16 {
+    if digits == 0 {
         return Err(bad());
     }
-    let rest = line[digits..].trim_ascii_start();
-    if !(rest.is_empty() || rest.starts_with(b";")) {
-        return Err(bad());
-    }
+    let rest = &line[digits..];
+    let blank = rest
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    let ext = match rest[blank..].split_first() {
+        None => 0,
+        Some((b';', ext)) => {
+            if ext.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
+                return Err(RawError::Protocol("invalid chunk extension"));
+            }
+            ext.len()
+        }
+        Some(_) => return Err(bad()),
+    };
     let text = std::str::from_utf8(&line[..digits]).map_err(|_| bad())?;
-    u64::from_str_radix(text, 16).map_err(|_| bad())
+    let size = u64::from_str_radix(text, 16).map_err(|_| bad())?;
+    Ok((size, ext))
+}
+
+/// One trailer field line (without its CRLF) as httparse reads a header
+/// field: a token, a colon, a value of visible ASCII, SP, HTAB or obs-text.
+fn is_field_line(line: &[u8]) -> bool {
+    let mut text = Vec::with_capacity(line.len() + 4);
+    text.extend_from_slice(line);
+    text.extend_from_slice(b"\r\n\r\n");
+    let mut one = [httparse::EMPTY_HEADER; 1];
+    match httparse::parse_headers(&text, &mut one) {
+        Ok(httparse::Status::Complete((n, [field]))) => {
+            n == text.len()
+                && HeaderName::from_bytes(field.name.as_bytes()).is_ok()
+                && HeaderValue::from_bytes(field.value).is_ok()
+        }
+        _ => false,
+    }
 }
 
 /// Fuzzing entry (`realmgate::fuzzing::upstream_response`): `data` after its
@@ -617,7 +715,7 @@ pub(crate) fn fuzz(data: &[u8]) {
             None => return,
         }
     };
-    if matches!(head.framing, Framing::Chunked(_)) {
+    if matches!(head.framing, Framing::Chunked(..)) {
         assert!(!head.response.headers().contains_key(CONTENT_LENGTH));
     }
     let mut available = buf.len();
@@ -647,3 +745,5 @@ pub(crate) fn fuzz(data: &[u8]) {
 
 #[cfg(test)]
 mod tests;
+
+pub(crate) mod differential;

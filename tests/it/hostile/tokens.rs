@@ -198,7 +198,19 @@ fn cases() -> Vec<(Hostile, &'static str)> {
         (c(&[("exp", Value::Null)]), "exp missing"),
         (c(&[("iss", Value::Null)]), "iss missing"),
         (c(&[("exp", json!("9999999999"))]), "exp is not a number"),
-        (c(&[("iat", json!(-5))]), "iat is not a number"),
+        (c(&[("iat", json!(-5))]), "iat is out of range"),
+        // --- NumericDates beyond year 9999 (they used to saturate to u64::MAX).
+        (c(&[("exp", json!(1e300))]), "exp is out of range"),
+        (
+            c(&[("exp", json!(9_223_372_036_854_775_808u64))]),
+            "exp is out of range",
+        ),
+        (c(&[("nbf", json!(u64::MAX))]), "nbf is out of range"),
+        (c(&[("iat", json!(1e300))]), "iat is out of range"),
+        (
+            c(&[("exp", json!(now + 400 * 86_400))]),
+            "exp too far in the future",
+        ),
         (c(&[("nbf", json!(now + 3600))]), "nbf"),
         (
             c(&[("iat", json!(now - 3 * 86_400)), ("exp", json!(now + 3600))]),
@@ -335,4 +347,55 @@ async fn an_ambiguous_email_verified_claim_does_not_verify_the_email() {
         .await
         .unwrap();
     assert_eq!(me["email_verified"], json!(false), "{me}");
+}
+
+/// An ID token whose `exp` is `1e300` or 2^63 (or whose `nbf`/`iat` is huge)
+/// at the callback: the login fails with no session, nothing reaches the
+/// app, and the same client connection is served next (no panic took it
+/// down).
+#[tokio::test]
+async fn huge_numeric_dates_at_the_callback_fail_the_login_and_the_connection_keeps_serving() {
+    let w = World::start().await;
+    let mut conn = crate::util::KeepAliveConn::connect(w.gateway.addr).await;
+    for (claim, value) in [
+        ("exp", json!(1e300)),
+        ("exp", json!(9_223_372_036_854_775_808u64)),
+        ("exp", json!(18_446_744_073_709_551_615u64)),
+        ("nbf", json!(1e300)),
+        ("iat", json!(9_223_372_036_854_775_808u64)),
+    ] {
+        w.idp
+            .set_hostile(Some(Hostile::Claims(edits(&[(claim, value.clone())]))));
+        let browser = w.browser();
+        let authorize = browser.authorize_url(&w, "contoso").await;
+        let back = w.idp.complete_login(&authorize, ALICE).unwrap();
+        let url = url::Url::parse(&back.url).unwrap();
+        let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nCookie: {}\r\n\r\n",
+            super::HOST,
+            browser.cookie_header(&back.url)
+        );
+        let (status, body) = conn
+            .exchange(request.as_bytes())
+            .await
+            .unwrap_or_else(|| panic!("{claim}: {value}: no answer, the connection died"));
+        assert!(
+            (400..600).contains(&status),
+            "{claim}: {value}: the login must fail, got {status}"
+        );
+        assert!(!String::from_utf8_lossy(&body).contains("eyJ"));
+        let request = format!(
+            "GET /static/after HTTP/1.1\r\nHost: {}\r\n\r\n",
+            super::HOST
+        );
+        let (status, _) = conn
+            .exchange(request.as_bytes())
+            .await
+            .unwrap_or_else(|| panic!("{claim}: {value}: the connection did not survive"));
+        assert_eq!(status, 200, "{claim}: {value}: the public path is served");
+    }
+    w.idp.set_hostile(None);
+    // Only the public requests reached the app, and nobody is signed in.
+    assert_eq!(w.upstream.count(), 5);
 }

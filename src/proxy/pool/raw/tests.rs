@@ -141,7 +141,7 @@ fn framing_follows_rfc_9112() {
     );
     assert_eq!(
         framing(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap(),
-        Framing::Chunked(Chunk::Size)
+        Framing::Chunked(Chunk::Size, 0)
     );
     // chunked not last: the body runs until close.
     assert_eq!(
@@ -176,7 +176,7 @@ fn transfer_encoding_beside_content_length_wins_and_ends_the_connection() {
     )
     .unwrap()
     .unwrap();
-    assert_eq!(head.framing, Framing::Chunked(Chunk::Size));
+    assert_eq!(head.framing, Framing::Chunked(Chunk::Size, 0));
     assert!(head.response.headers().get("content-length").is_none());
     assert!(!head.reusable);
     // Another coding last: the body runs until close, and the length is
@@ -233,7 +233,7 @@ fn hostile_response_heads_are_errors() {
 #[test]
 fn chunked_bodies_decode_with_extensions_and_trailers() {
     let body = b"5;name=value\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-Trailer: t\r\nY: u\r\n\r\n";
-    let chunked = Framing::Chunked(Chunk::Size);
+    let chunked = Framing::Chunked(Chunk::Size, 0);
     assert_eq!(decode_all(chunked, &[body]).unwrap(), b"hello world");
     // One byte at a time.
     let pieces: Vec<&[u8]> = body.chunks(1).collect();
@@ -247,7 +247,7 @@ fn chunked_bodies_decode_with_extensions_and_trailers() {
 
 #[test]
 fn hostile_chunked_bodies_are_errors() {
-    let chunked = Framing::Chunked(Chunk::Size);
+    let chunked = Framing::Chunked(Chunk::Size, 0);
     for bad in [
         &b"x\r\nhello\r\n0\r\n\r\n"[..],
         b"\r\n",
@@ -336,7 +336,7 @@ proptest! {
     ) {
         let wire = chunked_encoding(&data, &sizes);
         let pieces: Vec<&[u8]> = wire.chunks(cut).collect();
-        prop_assert_eq!(decode_all(Framing::Chunked(Chunk::Size), &pieces).unwrap(), data);
+        prop_assert_eq!(decode_all(Framing::Chunked(Chunk::Size, 0), &pieces).unwrap(), data);
     }
 
     /// Arbitrary bytes never panic the head parser or the chunked decoder.
@@ -346,7 +346,7 @@ proptest! {
         let mut with_prefix = b"HTTP/1.1 200 OK\r\n".to_vec();
         with_prefix.extend_from_slice(&bytes);
         let _ = head_of(&with_prefix, head_only);
-        let _ = decode_all(Framing::Chunked(Chunk::Size), &[&bytes]);
+        let _ = decode_all(Framing::Chunked(Chunk::Size, 0), &[&bytes]);
     }
 }
 
@@ -565,4 +565,107 @@ async fn the_upstream_receives_the_request_head_once() {
         requests,
         ["POST /x HTTP/1.1\r\nhost: upstream\r\ncontent-length: 0\r\n\r\n"]
     );
+}
+
+/// Found by the differential fuzz target (`raw::differential`): responses
+/// the own reader accepted and hyper's client refuses, or read otherwise.
+/// Each is now refused (or read as hyper does).
+#[test]
+fn framings_other_readers_refuse_are_refused() {
+    let chunked = Framing::Chunked(Chunk::Size, 0);
+    for bad in [
+        // A CR (or other whitespace than SP/HTAB) after the chunk size:
+        // hyper refuses it; trimming it read a different line end.
+        &b"2\r\r\nok\r\n0\r\n\r\n"[..],
+        b"2\x0b\r\nok\r\n0\r\n\r\n",
+        b"2\x0c;a\r\nok\r\n0\r\n\r\n",
+        // A CR or another control character inside an extension.
+        b"2;a\rb\r\nok\r\n0\r\n\r\n",
+        b"2;a\x00\r\nok\r\n0\r\n\r\n",
+        // Trailer lines that are not field lines, or too many of them.
+        b"2\r\nok\r\n0\r\nnot a field\r\n\r\n",
+        b"2\r\nok\r\n0\r\n: empty name\r\n\r\n",
+        b"2\r\nok\r\n0\r\nX: a\x7f\r\n\r\n",
+        b"2\r\nok\r\n0\r\n folded: x\r\n\r\n",
+    ] {
+        assert!(
+            decode_all(chunked, &[bad]).is_err(),
+            "accepted {:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let many: Vec<u8> = [
+        b"0\r\n".to_vec(),
+        b"T: v\r\n".repeat(MAX_HEADERS + 1),
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    assert!(decode_all(chunked, &[&many]).is_err());
+    let fine: Vec<u8> = [
+        b"2;a=b\t;c\r\nok\r\n".to_vec(),
+        // Leading zeros beyond 16 digits are still a 64-bit size.
+        b"00000000000000000000002\r\nok\r\n".to_vec(),
+        b"0 \r\n".to_vec(),
+        b"T: v\r\n".repeat(MAX_HEADERS),
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    assert_eq!(decode_all(chunked, &[&fine]).unwrap(), b"okok");
+    // Extensions are bounded per body, not only per line.
+    let ext = format!("1;{}\r\nx\r\n", "e".repeat(1000));
+    let lots = [ext.repeat(5).into_bytes(), b"0\r\n\r\n".to_vec()].concat();
+    assert!(decode_all(chunked, &[&lots]).is_err());
+    let some = [ext.repeat(4).into_bytes(), b"0\r\n\r\n".to_vec()].concat();
+    assert_eq!(decode_all(chunked, &[&some]).unwrap(), b"xxxx");
+
+    for bad in [
+        // RFC 9112 6.1: no transfer codings in HTTP/1.0 (hyper refuses too).
+        &b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n",
+        // The last coding empty or unreadable: hyper reads "not chunked".
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\x80, chunked\r\n\r\n",
+    ] {
+        assert!(
+            head_of(bad, false).is_err(),
+            "accepted {:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Without a body, the codings do not matter (as for hyper).
+    for ok in [
+        &b"HTTP/1.0 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        b"HTTP/1.0 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        assert_eq!(
+            head_of(ok, false).unwrap().unwrap().framing,
+            Framing::Length(0)
+        );
+    }
+    assert_eq!(
+        head_of(
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true
+        )
+        .unwrap()
+        .unwrap()
+        .framing,
+        Framing::Length(0)
+    );
+    // A Connection value that is not visible ASCII cannot keep the connection.
+    let head = head_of(
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive, \x80\r\nContent-Length: 0\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(!head.reuse());
+    let head = head_of(
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(head.reuse());
 }
