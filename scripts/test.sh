@@ -114,7 +114,8 @@ cargo clippy --all-targets -- -D warnings
 section "cargo deny check (advisories, bans, licenses, sources)"
 if ! command -v cargo-deny >/dev/null 2>&1; then
   echo "installing cargo-deny (crates.io)"
-  cargo install cargo-deny --locked
+  # The version whose database directory name (below) this script knows.
+  cargo install cargo-deny --locked --version 0.20.2
 fi
 advisory_src="${ADVISORY_DB:-../shared/advisory-db}"
 [[ -d "$advisory_src/crates" ]] || die "no RustSec advisory database at $advisory_src: put the snapshot at ../shared/advisory-db beside the repository, or set ADVISORY_DB to a checkout of https://github.com/rustsec/advisory-db"
