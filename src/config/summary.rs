@@ -81,6 +81,22 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             super::MIN_ADMIN_TOKEN_BYTES
         ));
     }
+    // RSA private-key operations in the `rsa` crate are not constant-time
+    // (RUSTSEC-2023-0071, see deny.toml), and a signed-in user can make the
+    // gateway sign assertions and time the answers.
+    if let Some(key) = &settings.server.assertion_key {
+        if key.alg() == jsonwebtoken::Algorithm::RS256 {
+            out.push(
+                concat!(
+                    "[server] assertion_key is an RSA key: the RSA implementation realmgate uses ",
+                    "is not constant-time when signing (RUSTSEC-2023-0071), and signed-in users ",
+                    "can make the gateway sign. Use a P-256 key (ES256) unless an app can only ",
+                    "verify RS256: openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem"
+                )
+                .to_string(),
+            );
+        }
+    }
     out
 }
 

@@ -824,3 +824,31 @@ fn check_prints_per_route_the_connections_that_can_sign_in() {
         summary(&s)
     );
 }
+
+#[test]
+fn check_warns_about_an_rsa_assertion_key_and_not_about_p256() {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let dir = tempfile::tempdir().unwrap();
+    let with_key = |pem: &str| {
+        let path = dir.path().join("key.pem");
+        std::fs::write(&path, pem).unwrap();
+        format!(
+            "[server]\nassertion_key = {:?}\n{}",
+            path.to_str().unwrap(),
+            minimal()
+        )
+    };
+    let p256 = load_str(&with_key(&crate::auth::assertion::generate_p256_pem())).expect("valid");
+    assert!(warnings(&p256).is_empty(), "{:?}", warnings(&p256));
+
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    let s = load_str(&with_key(&pem)).expect("an RSA key is still accepted");
+    let w = warnings(&s);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("assertion_key") && w[0].contains("P-256"),
+        "{w:?}"
+    );
+    assert!(summary(&s).contains("Warning: [server] assertion_key is an RSA key"));
+}
