@@ -1,9 +1,11 @@
 //! Headers that apps and frameworks take a request target, method, host,
 //! scheme or client address from (SPEC 6.1): never from an untrusted client.
 //!
-//! Three kinds, matched case-insensitively with `_` read as `-` (CGI-style
-//! stacks such as PHP, WSGI, Rack and nginx with `underscores_in_headers`
-//! read `X_Original_URL` as `X-Original-URL`), with the matching of the
+//! Three kinds, matched case-insensitively with `_` and every other
+//! separator read as `-` (CGI-style stacks such as PHP, WSGI, Rack and nginx
+//! with `underscores_in_headers` read `X_Original_URL` as `X-Original-URL`;
+//! lighttpd's CGI/FastCGI/SCGI environment reads `X.Original.URL`,
+//! `X+Original~URL`, ... the same way), with the matching of the
 //! identity-header strip (SPEC 5.8):
 //!
 //! - [`Kind::Own`]: what realmgate sets itself on every forwarded request
@@ -208,10 +210,15 @@ fn doomed(name: &HeaderName, trusted: bool) -> bool {
     match classify(name) {
         None => false,
         Some(Kind::Override) => true,
-        // A HeaderName is lowercase: the only other spelling is with `_`.
-        Some(Kind::Own) => name.contains('_'),
-        Some(Kind::Relayed) => !trusted || name.contains('_'),
+        Some(Kind::Own) => !dash_spelled(name),
+        Some(Kind::Relayed) => !trusted || !dash_spelled(name),
     }
+}
+
+/// A listed name in its own spelling: a HeaderName is lowercase, so any
+/// other spelling has a separator other than `-` (`_`, `.`, `+`, ...).
+fn dash_spelled(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Removes every listed header the app must not get from this peer.

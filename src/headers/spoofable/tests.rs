@@ -125,7 +125,9 @@ const ORDINARY: &[&str] = &[
     "ssl-protocol",
 ];
 
-/// `x-original-url` as `X_ORIGINAL_URL`, `x_original_url`, `X-Original_Url`, ...
+/// `x-original-url` as `X_ORIGINAL_URL`, `x_original_url`, `X-Original_Url`,
+/// and with the other separators lighttpd's CGI/FastCGI/SCGI environment
+/// reads as `_` (`X.Original.URL`, `x+original+url`, ...).
 pub(crate) fn spellings(name: &str) -> Vec<String> {
     let under = name.replace('-', "_");
     let mixed: String = name
@@ -142,14 +144,21 @@ pub(crate) fn spellings(name: &str) -> Vec<String> {
         Some(i) => format!("{}_{}", &name[..i], &name[i + 1..]),
         None => name.to_string(),
     };
-    vec![
+    let mut all = vec![
         name.to_string(),
         name.to_ascii_uppercase(),
         under.clone(),
         under.to_ascii_uppercase(),
         mixed,
         half,
-    ]
+    ];
+    // Every token character that is not a letter, digit, `-` or `_`.
+    for sep in [
+        "!", "#", "$", "%", "&", "'", "*", "+", ".", "^", "`", "|", "~",
+    ] {
+        all.push(name.replace('-', sep));
+    }
+    all
 }
 
 #[test]

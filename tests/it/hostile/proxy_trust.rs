@@ -442,3 +442,73 @@ async fn a_trusted_proxy_passes_address_scheme_and_host_headers_but_never_overri
         }
     }
 }
+
+/// lighttpd hands every header to CGI/FastCGI/SCGI apps under a name where
+/// each byte that is not a letter or digit is `_`: `X.Original.URL` is the
+/// app's `HTTP_X_ORIGINAL_URL`, `X.Forwarded.User` its
+/// `HTTP_X_FORWARDED_USER`. Such spellings of listed and identity headers
+/// never reach the app from an untrusted client, nor, but for the `-`
+/// spelling of a relayed header, from a trusted proxy.
+#[tokio::test]
+async fn headers_spelled_with_any_separator_never_reach_the_app() {
+    const SPELLED: &[&str] = &[
+        "X.Original.URL",
+        "x+rewrite+url",
+        "X~HTTP~Method~Override",
+        "X.Real.IP",
+        "True!Client!IP",
+        "X.Forwarded.For",
+        "x*forwarded*proto",
+        "X|Forwarded|Host",
+        "X^Request^Id",
+        "X'Forwarded'Prefix",
+        "X.Forwarded.User",
+        "x.forwarded.email",
+        "Remote.User",
+        "X~Auth~Request~User",
+        "X`MS`CLIENT`PRINCIPAL`NAME",
+    ];
+    for trusted in [false, true] {
+        let proxies = if trusted {
+            "\ntrusted_proxies = [\"127.0.0.1\"]"
+        } else {
+            ""
+        };
+        let w = World::start_with(&format!("max_header_bytes = 262144{proxies}"), "").await;
+        let browser = w.signed_in(ALICE).await;
+        let cookie = format!("realmgate={}", browser.session(&w).unwrap());
+        for (path, cookie) in [
+            ("/static/app.css", None),
+            ("/secret", Some(cookie.as_str())),
+        ] {
+            let mut req = format!(
+                "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nAccept: application/json\r\nConnection: close\r\nX-Real-IP: 6.6.6.6\r\n"
+            );
+            for (i, name) in SPELLED.iter().enumerate() {
+                req.push_str(&format!("{name}: {}\r\n", value(name, i)));
+            }
+            if let Some(c) = cookie {
+                req.push_str(&format!("Cookie: {c}\r\n"));
+            }
+            req.push_str("\r\n");
+            let raw = raw_exchange(w.gateway.addr, req.as_bytes()).await;
+            assert_eq!(raw_status(&raw), Some(200), "{path}: {raw:.500}");
+            let e = echoed(&raw);
+            for (name, value) in received(&e) {
+                assert!(
+                    !value.contains("spoofed"),
+                    "trusted={trusted} {path}: the client's {name}: {value} reached the app"
+                );
+            }
+            assert_eq!(e.uri(), path);
+            assert_eq!(e.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+            assert_eq!(e.header("x-forwarded-proto").as_deref(), Some("http"));
+            let real_ip = trusted.then_some("6.6.6.6");
+            assert_eq!(
+                e.header("x-real-ip").as_deref(),
+                real_ip,
+                "trusted={trusted}"
+            );
+        }
+    }
+}
