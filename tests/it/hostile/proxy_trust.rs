@@ -512,3 +512,82 @@ async fn headers_spelled_with_any_separator_never_reach_the_app() {
         }
     }
 }
+
+/// A PROXY header from a trusted balancer that names no client address:
+/// v1 `UNKNOWN`, v2 `LOCAL` (HAProxy sends it for any relayed connection
+/// whose client is not an IPv4/IPv6 address, not only for its health
+/// checks), v2 `PROXY` with an unspecified or AF_UNIX address. The party
+/// that wrote the HTTP headers is unknown, so none of its claims is
+/// believed; the request is still served, with the balancer's address as
+/// the client address.
+#[tokio::test]
+async fn a_proxy_header_without_a_client_address_makes_nobody_trusted() {
+    let w = World::start_with(
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]",
+        "",
+    )
+    .await;
+    let v2_with = |command: ppp::v2::Command, addresses: ppp::v2::Addresses| {
+        ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | command,
+            ppp::v2::Protocol::Stream,
+            addresses,
+        )
+        .build()
+        .unwrap()
+    };
+    let mut socket = [0u8; 108];
+    socket[..b"/run/haproxy.sock".len()].copy_from_slice(b"/run/haproxy.sock");
+    let prefixes = [
+        b"PROXY UNKNOWN\r\n".to_vec(),
+        b"PROXY UNKNOWN 10.1.2.3 10.0.0.1 1 2\r\n".to_vec(),
+        v2_with(ppp::v2::Command::Local, ppp::v2::Addresses::Unspecified),
+        v2_with(ppp::v2::Command::Proxy, ppp::v2::Addresses::Unspecified),
+        v2_with(
+            ppp::v2::Command::Proxy,
+            ppp::v2::Unix::new(socket, socket).into(),
+        ),
+    ];
+    for prefix in &prefixes {
+        let raw = raw_exchange(w.gateway.addr, &claiming(prefix, "/static/x")).await;
+        assert_eq!(raw_status(&raw), Some(200), "{prefix:?}: {raw:.500}");
+        let e = echoed(&raw);
+        assert_eq!(
+            e.header("x-forwarded-for").as_deref(),
+            Some("127.0.0.1"),
+            "{prefix:?}"
+        );
+        assert_eq!(
+            e.header("x-forwarded-host").as_deref(),
+            Some(HOST),
+            "{prefix:?}"
+        );
+        assert_eq!(
+            e.header("x-forwarded-proto").as_deref(),
+            Some("http"),
+            "{prefix:?}"
+        );
+        assert_ne!(e.header("x-request-id").as_deref(), Some("attacker-chosen"));
+        for gone in ["forwarded", "x-real-ip", "x-original-url"] {
+            assert!(
+                e.header_all(gone).is_empty(),
+                "{prefix:?} {gone}: {:?}",
+                e.0
+            );
+        }
+        // Nor does it make a sign-in's callback https.
+        let raw = raw_exchange(w.gateway.addr, &claiming(prefix, "/.auth/login/contoso")).await;
+        assert_eq!(raw_status(&raw), Some(302), "{raw:.500}");
+        let location = raw
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap();
+        assert_eq!(
+            param(location, "redirect_uri").unwrap(),
+            format!("http://{HOST}/.auth/login/contoso/callback"),
+            "{prefix:?}"
+        );
+    }
+    assert_eq!(rejected(&w, "untrusted_peer").await, 0);
+    assert_eq!(rejected(&w, "invalid_header").await, 0);
+}
