@@ -21,6 +21,14 @@ pub(crate) const OVERRIDES: &[&str] = &[
     "x-method-override",
     "x-original-method",
     "x-forwarded-method",
+    "x-waws-unencoded-url",
+    "x-middleware-subrequest",
+    "x-invoke-path",
+    "x-invoke-query",
+    "x-invoke-status",
+    "x-invoke-output",
+    "x-matched-path",
+    "x-now-route-matches",
 ];
 
 /// Client-address, scheme, host and certificate headers (exact names and
@@ -88,6 +96,19 @@ pub(crate) const RELAYED_NAMES: &[&str] = &[
     "x-ssl-client-verify",
     "x-ssl-client-cert",
     "ssl-client-cert",
+    "x-proxied-https",
+    "proxy-auth-cert",
+    "proxy-ssl-id",
+    "x-sendfile-type",
+    "x-accel-mapping",
+    "x-script-name",
+    "disguised-host",
+    "client-cert",
+    "client-cert-chain",
+    "fly-client-ip",
+    "fly-forwarded-proto",
+    "incap-client-ip",
+    "x-sucuri-clientip",
 ];
 
 /// What realmgate sets itself.
@@ -123,6 +144,12 @@ const ORDINARY: &[&str] = &[
     "x-amz-date",
     "akamai",
     "ssl-protocol",
+    "client-certx",
+    "x-invoked",
+    "x-accel-buffering",
+    "flyer",
+    "disguised",
+    "proxy-authorization",
 ];
 
 /// `x-original-url` as `X_ORIGINAL_URL`, `x_original_url`, `X-Original_Url`,

@@ -32,6 +32,10 @@ const OVERRIDES: &[&str] = &[
     "X-Method-Override",
     "X-Original-Method",
     "X-Forwarded-Method",
+    "X-WAWS-Unencoded-URL",
+    "X-Middleware-Subrequest",
+    "X-Invoke-Path",
+    "X-Matched-Path",
 ];
 
 /// Client-address, scheme, host and certificate headers: only from a trusted proxy.
@@ -77,6 +81,18 @@ const RELAYED: &[&str] = &[
     "X-Envoy-External-Address",
     "X-Amzn-Oidc-Identity",
     "X-Goog-Authenticated-User-Email",
+    "X-Proxied-Https",
+    "Proxy-Auth-Cert",
+    "Proxy-Ssl-Id",
+    "X-Sendfile-Type",
+    "X-Accel-Mapping",
+    "X-Script-Name",
+    "Disguised-Host",
+    "Client-Cert",
+    "Client-Cert-Chain",
+    "Fly-Client-IP",
+    "Incap-Client-IP",
+    "X-Sucuri-ClientIP",
 ];
 
 /// `name` as sent (`X-Original-URL`), lowercase, UPPERCASE, `_` for `-`
