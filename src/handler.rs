@@ -45,6 +45,11 @@ pub struct ConnInfo {
     /// The peer's address as a header value (IPv4-mapped IPv6 as IPv4),
     /// rendered once per connection for `X-Forwarded-For`.
     pub peer_header: HeaderValue,
+    /// A believed PROXY header named no client address (v1 `UNKNOWN`, v2
+    /// `LOCAL`, v2 `PROXY` with an unspecified or AF_UNIX address): `peer`
+    /// is then the balancer itself, but whoever wrote the HTTP headers is
+    /// unknown, so they are never believed (SPEC 6.1).
+    pub client_unknown: bool,
 }
 
 impl ConnInfo {
@@ -60,6 +65,7 @@ impl ConnInfo {
             local,
             tls,
             peer_header,
+            client_unknown: false,
         }
     }
 }

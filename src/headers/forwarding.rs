@@ -11,7 +11,9 @@
 //!
 //! "The peer" is the party that wrote the HTTP headers (SPEC 6.1): the TCP
 //! peer, or the client a PROXY header declared, which the server believes
-//! only from a TCP peer in `trusted_proxies` (`server::conn`).
+//! only from a TCP peer in `trusted_proxies` (`server::conn`). A PROXY
+//! header that declares no client (`UNKNOWN`, `LOCAL`, AF_UNIX) leaves the
+//! writer unknown: nothing it sent is believed.
 
 use std::net::IpAddr;
 
@@ -32,9 +34,10 @@ const MAX_REQUEST_ID: usize = 128;
 
 /// True when the connection's peer is one of `trusted_proxies`: the TCP
 /// peer, or the client a believed PROXY header declared (the party that
-/// wrote the HTTP headers; SPEC 6.1).
+/// wrote the HTTP headers; SPEC 6.1). Never when a PROXY header declared no
+/// client (`ConnInfo::client_unknown`): who wrote the headers is unknown.
 pub fn peer_is_trusted(server: &ServerSettings, conn: &ConnInfo) -> bool {
-    ip_is_trusted(&server.trusted_proxies, conn.peer.ip())
+    !conn.client_unknown && ip_is_trusted(&server.trusted_proxies, conn.peer.ip())
 }
 
 /// True when `ip` is in one of `trusted`, compared in canonical form: an

@@ -8,9 +8,11 @@
 //!   `headers_extra` name of every route, and whole families by prefix
 //!   (`X-MS-CLIENT-PRINCIPAL*`, `X-MS-TOKEN-*`, `X-Pomerium-*`, `OIDC_*`,
 //!   `X-Auth-Request-*`, `X-Realmgate-*`). Names are compared after ASCII
-//!   lowercasing and mapping `_` to `-`, because CGI-style stacks (PHP, WSGI,
-//!   nginx with `underscores_in_headers`) read `X_Forwarded_User` as
-//!   `X-Forwarded-User`.
+//!   lowercasing and mapping every byte that is not a letter or digit to
+//!   `-`, because CGI-style stacks (PHP, WSGI, nginx with
+//!   `underscores_in_headers`) read `X_Forwarded_User` as `X-Forwarded-User`,
+//!   and lighttpd's CGI/FastCGI/SCGI environment reads `X.Forwarded.User`
+//!   (or `+`, `~`, `!`, ...) the same way.
 //! - [`inject`] only runs with a [`Permit`] and uses `HeaderMap::insert`, so a
 //!   client-sent duplicate cannot survive next to the injected value. The
 //!   handler injects after hop-by-hop removal, so a client's
@@ -108,15 +110,21 @@ pub fn is_identity_header(name: &str, extra: &[HeaderName]) -> bool {
         || extra.iter().any(|e| normalized_eq(name, e.as_str()))
 }
 
+/// A name byte as the stacks behind realmgate may read it: lowercase, and
+/// every byte that is not a letter or digit as `-`. CGI-style stacks name
+/// `X_Forwarded_User` `HTTP_X_FORWARDED_USER`, and lighttpd (CGI, FastCGI,
+/// SCGI) does so for every other separator too (`X.Forwarded.User`,
+/// `X+Forwarded~User`).
 fn norm(b: u8) -> u8 {
-    if b == b'_' {
-        b'-'
-    } else {
+    if b.is_ascii_alphanumeric() {
         b.to_ascii_lowercase()
+    } else {
+        b'-'
     }
 }
 
-/// `a` and `b` are the same name, ASCII case-insensitively and with `_` as `-`.
+/// `a` and `b` are the same name, ASCII case-insensitively and with any
+/// separator (`_`, `.`, `+`, ...) as `-` ([`norm`]).
 pub(super) fn normalized_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }

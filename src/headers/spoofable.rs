@@ -1,9 +1,11 @@
 //! Headers that apps and frameworks take a request target, method, host,
 //! scheme or client address from (SPEC 6.1): never from an untrusted client.
 //!
-//! Three kinds, matched case-insensitively with `_` read as `-` (CGI-style
-//! stacks such as PHP, WSGI, Rack and nginx with `underscores_in_headers`
-//! read `X_Original_URL` as `X-Original-URL`), with the matching of the
+//! Three kinds, matched case-insensitively with `_` and every other
+//! separator read as `-` (CGI-style stacks such as PHP, WSGI, Rack and nginx
+//! with `underscores_in_headers` read `X_Original_URL` as `X-Original-URL`;
+//! lighttpd's CGI/FastCGI/SCGI environment reads `X.Original.URL`,
+//! `X+Original~URL`, ... the same way), with the matching of the
 //! identity-header strip (SPEC 5.8):
 //!
 //! - [`Kind::Own`]: what realmgate sets itself on every forwarded request
@@ -65,8 +67,10 @@ type Entry = (&'static str, Kind, Match);
 /// Overrides: IIS URL Rewrite / ARR, Symfony and Zend (`X-Original-URL`,
 /// `X-Rewrite-URL`), nginx `auth_request` conventions (`X-Original-URI`),
 /// Traefik/Authelia forward-auth (`X-Forwarded-Uri`, `-Method`), Envoy
-/// (`X-Envoy-Original-Path`), and the method overrides of Rails, Express
-/// `method-override`, ASP.NET, Google APIs and others.
+/// (`X-Envoy-Original-Path`), Azure App Service (`X-WAWS-Unencoded-URL`),
+/// Next.js internals (`X-Middleware-Subrequest`, `X-Invoke-*`), and the
+/// method overrides of Rails, Express `method-override`, ASP.NET, Google
+/// APIs and others.
 ///
 /// Relayed prefixes: only load balancers, CDNs and meshes write these
 /// families (`X-Forwarded-Ssl`, `-Port`, `-Server`, `-Prefix`,
@@ -94,6 +98,14 @@ const X: &[Entry] = &[
     ("x-envoy-original-path", Override, Exact),
     ("x-envoy-original-url", Override, Exact),
     ("x-request-uri", Override, Exact),
+    // Azure App Service's raw URL.
+    ("x-waws-unencoded-url", Override, Exact),
+    // Next.js internal routing: `x-middleware-subrequest` skips its
+    // middleware (CVE-2025-29927); the others select a page or its output.
+    ("x-middleware-subrequest", Override, Exact),
+    ("x-matched-path", Override, Exact),
+    ("x-now-route-matches", Override, Exact),
+    ("x-invoke-", Override, Prefix),
     // Method overrides.
     ("x-http-method-override", Override, Exact),
     ("x-http-method", Override, Exact),
@@ -114,9 +126,19 @@ const X: &[Entry] = &[
     ("x-scheme", Relayed, Exact),
     ("x-https", Relayed, Exact),
     ("x-arr-ssl", Relayed, Exact),
+    // Jetty's ForwardedRequestCustomizer: "on" makes the request https.
+    ("x-proxied-https", Relayed, Exact),
     // Host.
     ("x-host", Relayed, Exact),
     ("x-http-host-override", Relayed, Exact),
+    // Path prefix (the common Flask/WSGI `ReverseProxied` recipe).
+    ("x-script-name", Relayed, Exact),
+    // Rack::Sendfile maps paths to nginx-internal locations with these
+    // (X-Accel-Redirect): only the nginx that serves them may send them.
+    ("x-sendfile-type", Relayed, Exact),
+    ("x-accel-mapping", Relayed, Exact),
+    // Client address (Sucuri's firewall).
+    ("x-sucuri-clientip", Relayed, Exact),
     // Client certificate (a TLS-terminating proxy's verdict).
     ("x-arr-clientcert", Relayed, Exact),
     ("x-client-cert", Relayed, Exact),
@@ -139,12 +161,17 @@ const F: &[Entry] = &[
     ("forwarded-for", Relayed, Exact),
     ("front-end-https", Relayed, Exact),
     ("fastly-", Relayed, Prefix),
+    // Fly.io's edge (`Fly-Client-IP`, `Fly-Forwarded-Proto`, ...).
+    ("fly-", Relayed, Prefix),
 ];
 
 const T: &[Entry] = &[("true-client-ip", Relayed, Exact)];
 
 const C: &[Entry] = &[
     ("client-ip", Relayed, Exact),
+    // RFC 9440: the client certificate a TLS-terminating proxy verified.
+    ("client-cert", Relayed, Exact),
+    ("client-cert-chain", Relayed, Exact),
     ("cf-", Relayed, Prefix),
     ("cloudfront-", Relayed, Prefix),
 ];
@@ -155,7 +182,13 @@ const H: &[Entry] = &[
     ("http-x-forwarded-for", Relayed, Exact),
 ];
 
-const P: &[Entry] = &[("proxy-client-ip", Relayed, Exact)];
+/// `Proxy-Client-IP` (WebLogic, OHS); Jetty's `Proxy-auth-cert` and
+/// `Proxy-ssl-id` (either makes Jetty treat the request as https).
+const P: &[Entry] = &[
+    ("proxy-client-ip", Relayed, Exact),
+    ("proxy-auth-cert", Relayed, Exact),
+    ("proxy-ssl-id", Relayed, Exact),
+];
 
 /// WebLogic's plug-in headers (`WL-Proxy-Client-IP`, `WL-Proxy-SSL`).
 const W: &[Entry] = &[("wl-proxy-", Relayed, Prefix)];
@@ -165,9 +198,15 @@ const A: &[Entry] = &[("akamai-", Relayed, Prefix)];
 /// Apache's `SSL_CLIENT_*` forwarded as headers.
 const S: &[Entry] = &[("ssl-client-", Relayed, Prefix)];
 
+/// Azure App Service's original host (read by Azure Functions).
+const D: &[Entry] = &[("disguised-host", Relayed, Exact)];
+
+/// Imperva Incapsula's client address.
+const I: &[Entry] = &[("incap-client-ip", Relayed, Exact)];
+
 /// Every group, for tests.
 #[cfg(test)]
-const GROUPS: [&[Entry]; 9] = [X, F, T, C, H, P, W, A, S];
+const GROUPS: [&[Entry]; 11] = [X, F, T, C, H, P, W, A, S, D, I];
 
 /// The entries a name starting with `first` can match.
 fn group(first: u8) -> &'static [Entry] {
@@ -181,6 +220,8 @@ fn group(first: u8) -> &'static [Entry] {
         b'w' => W,
         b'a' => A,
         b's' => S,
+        b'd' => D,
+        b'i' => I,
         _ => &[],
     }
 }
@@ -208,10 +249,15 @@ fn doomed(name: &HeaderName, trusted: bool) -> bool {
     match classify(name) {
         None => false,
         Some(Kind::Override) => true,
-        // A HeaderName is lowercase: the only other spelling is with `_`.
-        Some(Kind::Own) => name.contains('_'),
-        Some(Kind::Relayed) => !trusted || name.contains('_'),
+        Some(Kind::Own) => !dash_spelled(name),
+        Some(Kind::Relayed) => !trusted || !dash_spelled(name),
     }
+}
+
+/// A listed name in its own spelling: a HeaderName is lowercase, so any
+/// other spelling has a separator other than `-` (`_`, `.`, `+`, ...).
+fn dash_spelled(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Removes every listed header the app must not get from this peer.

@@ -169,7 +169,7 @@ async fn start(
     let _ = stream.set_nodelay(true);
     let header_timeout = limits.header_read_timeout;
 
-    let (io, peer) = if limits.proxy_protocol {
+    let (io, peer, client_unknown) = if limits.proxy_protocol {
         // Only a load balancer in trusted_proxies may declare a client
         // address (SPEC 6.1). Every connection on this listener needs a
         // PROXY header, so any other peer is closed before a byte of it is
@@ -189,9 +189,12 @@ async fn start(
         }
         let read = proxy_protocol::read_header(stream);
         match tokio::time::timeout(header_timeout, read).await {
-            // A LOCAL/UNKNOWN header (the balancer's own health check): the
-            // trusted TCP peer stays the client.
-            Ok(Ok((io, source))) => (io, source.unwrap_or(peer)),
+            // A header without a client address (v1 UNKNOWN, v2 LOCAL, v2
+            // UNSPEC/AF_UNIX): the balancer's health check, or a relayed
+            // client it cannot name (HAProxy sends LOCAL for one that came
+            // over a Unix socket). The TCP peer stays the client address,
+            // but whoever wrote the HTTP headers is unknown: never trusted.
+            Ok(Ok((io, source))) => (io, source.unwrap_or(peer), source.is_none()),
             Ok(Err(e)) => {
                 metrics.record_proxy_protocol_rejected(ProxyRejection::InvalidHeader);
                 tracing::debug!(client.ip = %peer.ip(), error = %e, "PROXY header refused; closing");
@@ -204,17 +207,19 @@ async fn start(
             }
         }
     } else {
-        (Prefixed::new(stream, Bytes::new()), peer)
+        (Prefixed::new(stream, Bytes::new()), peer, false)
+    };
+    let info = |tls| {
+        let mut info = ConnInfo::new(peer, local, tls);
+        info.client_unknown = client_unknown;
+        info
     };
 
     match inner.tls_config() {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
-                Ok(Ok(tls)) => Some(Started::Tls(
-                    Box::new(tls),
-                    ConnInfo::new(peer, local, true),
-                )),
+                Ok(Ok(tls)) => Some(Started::Tls(Box::new(tls), info(true))),
                 Ok(Err(e)) => {
                     tracing::debug!(client.ip = %peer.ip(), error = %e, "TLS handshake failed");
                     None
@@ -229,7 +234,7 @@ async fn start(
             // A client that connects and sends nothing is cut like a slow
             // one; the first bytes choose HTTP/1 or HTTP/2.
             let sniffed = tokio::time::timeout(header_timeout, io.sniff()).await;
-            let info = ConnInfo::new(peer, local, false);
+            let info = info(false);
             match sniffed {
                 Ok(Ok(Sniffed::Http1)) => Some(Started::Http1(io, info)),
                 Ok(Ok(Sniffed::Http2)) => Some(Started::Plain(io, info)),

@@ -32,8 +32,10 @@ pub enum ProxyHeaderError {
 
 /// Reads one PROXY header from `stream`. Returns the stream (with any bytes
 /// read past the header kept for replay) and the client address the header
-/// names: `None` for `LOCAL`/`UNKNOWN` headers (health checks of the load
-/// balancer itself), where the TCP peer stays the client.
+/// names: `None` for `LOCAL`/`UNKNOWN` headers and v2 `PROXY` with an
+/// unspecified or AF_UNIX address (health checks of the load balancer, or a
+/// relayed client it cannot name), where the TCP peer stays the client
+/// address but is not trusted (`ConnInfo::client_unknown`).
 pub async fn read_header<S>(
     mut stream: S,
 ) -> Result<(Prefixed<S>, Option<SocketAddr>), ProxyHeaderError>

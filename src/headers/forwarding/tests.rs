@@ -157,6 +157,34 @@ fn trusted_proto_only_from_trusted_peers() {
     assert_eq!(trusted_proto(&s, &none, &conn("10.0.0.1:1", false)), None);
 }
 
+/// A balancer in trusted_proxies whose PROXY header named no client: the
+/// balancer's address is the client address, but what the unknown client
+/// wrote is treated as an untrusted peer's.
+#[test]
+fn a_client_a_proxy_header_did_not_name_is_never_trusted() {
+    let s = server(&["10.0.0.0/8"]);
+    let mut c = conn("10.0.0.5:5555", false);
+    c.client_unknown = true;
+    assert!(!peer_is_trusted(&s, &c));
+    let mut h = headers(SPOOF);
+    let host = HeaderValue::from_static("app.example.com");
+    let id = request_id(&s, &h, &c);
+    assert_ne!(id, "attacker-chosen");
+    apply(&mut h, &s, &c, Some(&host), &id);
+    assert_eq!(h["x-forwarded-for"], "10.0.0.5");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "app.example.com");
+    for gone in ["forwarded", "x-real-ip", "x-forwarded-port"] {
+        assert!(h.get(gone).is_none(), "{gone}");
+    }
+    let (parts, ()) = Request::builder()
+        .header("x-forwarded-proto", "https")
+        .body(())
+        .unwrap()
+        .into_parts();
+    assert_eq!(trusted_proto(&s, &parts, &c), None);
+}
+
 /// Ids are rendered in batches of slices of one buffer: across many
 /// batches and threads, every id is different.
 #[test]

@@ -877,6 +877,32 @@ fn strip_keeps_unrelated_headers_and_forwarding_headers() {
     assert_eq!(h, before);
 }
 
+/// lighttpd names the CGI/FastCGI/SCGI variable of a header by mapping every
+/// byte that is not a letter or digit to `_`: `X.Forwarded.User` and
+/// `Remote+User` reach a PHP app behind it as `HTTP_X_FORWARDED_USER` and
+/// `HTTP_REMOTE_USER`, the variables the injected headers become.
+#[test]
+fn strip_removes_names_with_any_separator() {
+    let extra = [HeaderName::from_static("x-employee-id")];
+    let mut h = spoofed(&[
+        "X.Forwarded.User",
+        "x+forwarded+email",
+        "X~Auth~Request~User",
+        "x.ms.client.principal.name",
+        "Remote.User",
+        "remote!user",
+        "OIDC.CLAIM.sub",
+        "x*realmgate*assertion",
+        "x|pomerium|claim|email",
+        "X.Employee.Id",
+        "x-employee.id",
+        "x.forwarded.username",
+    ]);
+    strip(&mut h, &extra);
+    let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+    assert_eq!(left, ["x.forwarded.username"]);
+}
+
 #[test]
 fn strip_removes_every_duplicate() {
     let mut h = spoofed(&["x-forwarded-user", "x-forwarded-user", "x_forwarded_user"]);

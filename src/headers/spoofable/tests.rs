@@ -21,6 +21,14 @@ pub(crate) const OVERRIDES: &[&str] = &[
     "x-method-override",
     "x-original-method",
     "x-forwarded-method",
+    "x-waws-unencoded-url",
+    "x-middleware-subrequest",
+    "x-invoke-path",
+    "x-invoke-query",
+    "x-invoke-status",
+    "x-invoke-output",
+    "x-matched-path",
+    "x-now-route-matches",
 ];
 
 /// Client-address, scheme, host and certificate headers (exact names and
@@ -88,6 +96,19 @@ pub(crate) const RELAYED_NAMES: &[&str] = &[
     "x-ssl-client-verify",
     "x-ssl-client-cert",
     "ssl-client-cert",
+    "x-proxied-https",
+    "proxy-auth-cert",
+    "proxy-ssl-id",
+    "x-sendfile-type",
+    "x-accel-mapping",
+    "x-script-name",
+    "disguised-host",
+    "client-cert",
+    "client-cert-chain",
+    "fly-client-ip",
+    "fly-forwarded-proto",
+    "incap-client-ip",
+    "x-sucuri-clientip",
 ];
 
 /// What realmgate sets itself.
@@ -123,9 +144,17 @@ const ORDINARY: &[&str] = &[
     "x-amz-date",
     "akamai",
     "ssl-protocol",
+    "client-certx",
+    "x-invoked",
+    "x-accel-buffering",
+    "flyer",
+    "disguised",
+    "proxy-authorization",
 ];
 
-/// `x-original-url` as `X_ORIGINAL_URL`, `x_original_url`, `X-Original_Url`, ...
+/// `x-original-url` as `X_ORIGINAL_URL`, `x_original_url`, `X-Original_Url`,
+/// and with the other separators lighttpd's CGI/FastCGI/SCGI environment
+/// reads as `_` (`X.Original.URL`, `x+original+url`, ...).
 pub(crate) fn spellings(name: &str) -> Vec<String> {
     let under = name.replace('-', "_");
     let mixed: String = name
@@ -142,14 +171,21 @@ pub(crate) fn spellings(name: &str) -> Vec<String> {
         Some(i) => format!("{}_{}", &name[..i], &name[i + 1..]),
         None => name.to_string(),
     };
-    vec![
+    let mut all = vec![
         name.to_string(),
         name.to_ascii_uppercase(),
         under.clone(),
         under.to_ascii_uppercase(),
         mixed,
         half,
-    ]
+    ];
+    // Every token character that is not a letter, digit, `-` or `_`.
+    for sep in [
+        "!", "#", "$", "%", "&", "'", "*", "+", ".", "^", "`", "|", "~",
+    ] {
+        all.push(name.replace('-', sep));
+    }
+    all
 }
 
 #[test]

@@ -32,6 +32,10 @@ const OVERRIDES: &[&str] = &[
     "X-Method-Override",
     "X-Original-Method",
     "X-Forwarded-Method",
+    "X-WAWS-Unencoded-URL",
+    "X-Middleware-Subrequest",
+    "X-Invoke-Path",
+    "X-Matched-Path",
 ];
 
 /// Client-address, scheme, host and certificate headers: only from a trusted proxy.
@@ -77,6 +81,18 @@ const RELAYED: &[&str] = &[
     "X-Envoy-External-Address",
     "X-Amzn-Oidc-Identity",
     "X-Goog-Authenticated-User-Email",
+    "X-Proxied-Https",
+    "Proxy-Auth-Cert",
+    "Proxy-Ssl-Id",
+    "X-Sendfile-Type",
+    "X-Accel-Mapping",
+    "X-Script-Name",
+    "Disguised-Host",
+    "Client-Cert",
+    "Client-Cert-Chain",
+    "Fly-Client-IP",
+    "Incap-Client-IP",
+    "X-Sucuri-ClientIP",
 ];
 
 /// `name` as sent (`X-Original-URL`), lowercase, UPPERCASE, `_` for `-`
@@ -441,4 +457,153 @@ async fn a_trusted_proxy_passes_address_scheme_and_host_headers_but_never_overri
             assert_eq!(e.uri(), path);
         }
     }
+}
+
+/// lighttpd hands every header to CGI/FastCGI/SCGI apps under a name where
+/// each byte that is not a letter or digit is `_`: `X.Original.URL` is the
+/// app's `HTTP_X_ORIGINAL_URL`, `X.Forwarded.User` its
+/// `HTTP_X_FORWARDED_USER`. Such spellings of listed and identity headers
+/// never reach the app from an untrusted client, nor, but for the `-`
+/// spelling of a relayed header, from a trusted proxy.
+#[tokio::test]
+async fn headers_spelled_with_any_separator_never_reach_the_app() {
+    const SPELLED: &[&str] = &[
+        "X.Original.URL",
+        "x+rewrite+url",
+        "X~HTTP~Method~Override",
+        "X.Real.IP",
+        "True!Client!IP",
+        "X.Forwarded.For",
+        "x*forwarded*proto",
+        "X|Forwarded|Host",
+        "X^Request^Id",
+        "X'Forwarded'Prefix",
+        "X.Forwarded.User",
+        "x.forwarded.email",
+        "Remote.User",
+        "X~Auth~Request~User",
+        "X`MS`CLIENT`PRINCIPAL`NAME",
+    ];
+    for trusted in [false, true] {
+        let proxies = if trusted {
+            "\ntrusted_proxies = [\"127.0.0.1\"]"
+        } else {
+            ""
+        };
+        let w = World::start_with(&format!("max_header_bytes = 262144{proxies}"), "").await;
+        let browser = w.signed_in(ALICE).await;
+        let cookie = format!("realmgate={}", browser.session(&w).unwrap());
+        for (path, cookie) in [
+            ("/static/app.css", None),
+            ("/secret", Some(cookie.as_str())),
+        ] {
+            let mut req = format!(
+                "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nAccept: application/json\r\nConnection: close\r\nX-Real-IP: 6.6.6.6\r\n"
+            );
+            for (i, name) in SPELLED.iter().enumerate() {
+                req.push_str(&format!("{name}: {}\r\n", value(name, i)));
+            }
+            if let Some(c) = cookie {
+                req.push_str(&format!("Cookie: {c}\r\n"));
+            }
+            req.push_str("\r\n");
+            let raw = raw_exchange(w.gateway.addr, req.as_bytes()).await;
+            assert_eq!(raw_status(&raw), Some(200), "{path}: {raw:.500}");
+            let e = echoed(&raw);
+            for (name, value) in received(&e) {
+                assert!(
+                    !value.contains("spoofed"),
+                    "trusted={trusted} {path}: the client's {name}: {value} reached the app"
+                );
+            }
+            assert_eq!(e.uri(), path);
+            assert_eq!(e.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+            assert_eq!(e.header("x-forwarded-proto").as_deref(), Some("http"));
+            let real_ip = trusted.then_some("6.6.6.6");
+            assert_eq!(
+                e.header("x-real-ip").as_deref(),
+                real_ip,
+                "trusted={trusted}"
+            );
+        }
+    }
+}
+
+/// A PROXY header from a trusted balancer that names no client address:
+/// v1 `UNKNOWN`, v2 `LOCAL` (HAProxy sends it for any relayed connection
+/// whose client is not an IPv4/IPv6 address, not only for its health
+/// checks), v2 `PROXY` with an unspecified or AF_UNIX address. The party
+/// that wrote the HTTP headers is unknown, so none of its claims is
+/// believed; the request is still served, with the balancer's address as
+/// the client address.
+#[tokio::test]
+async fn a_proxy_header_without_a_client_address_makes_nobody_trusted() {
+    let w = World::start_with(
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]",
+        "",
+    )
+    .await;
+    let v2_with = |command: ppp::v2::Command, addresses: ppp::v2::Addresses| {
+        ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | command,
+            ppp::v2::Protocol::Stream,
+            addresses,
+        )
+        .build()
+        .unwrap()
+    };
+    let mut socket = [0u8; 108];
+    socket[..b"/run/haproxy.sock".len()].copy_from_slice(b"/run/haproxy.sock");
+    let prefixes = [
+        b"PROXY UNKNOWN\r\n".to_vec(),
+        b"PROXY UNKNOWN 10.1.2.3 10.0.0.1 1 2\r\n".to_vec(),
+        v2_with(ppp::v2::Command::Local, ppp::v2::Addresses::Unspecified),
+        v2_with(ppp::v2::Command::Proxy, ppp::v2::Addresses::Unspecified),
+        v2_with(
+            ppp::v2::Command::Proxy,
+            ppp::v2::Unix::new(socket, socket).into(),
+        ),
+    ];
+    for prefix in &prefixes {
+        let raw = raw_exchange(w.gateway.addr, &claiming(prefix, "/static/x")).await;
+        assert_eq!(raw_status(&raw), Some(200), "{prefix:?}: {raw:.500}");
+        let e = echoed(&raw);
+        assert_eq!(
+            e.header("x-forwarded-for").as_deref(),
+            Some("127.0.0.1"),
+            "{prefix:?}"
+        );
+        assert_eq!(
+            e.header("x-forwarded-host").as_deref(),
+            Some(HOST),
+            "{prefix:?}"
+        );
+        assert_eq!(
+            e.header("x-forwarded-proto").as_deref(),
+            Some("http"),
+            "{prefix:?}"
+        );
+        assert_ne!(e.header("x-request-id").as_deref(), Some("attacker-chosen"));
+        for gone in ["forwarded", "x-real-ip", "x-original-url"] {
+            assert!(
+                e.header_all(gone).is_empty(),
+                "{prefix:?} {gone}: {:?}",
+                e.0
+            );
+        }
+        // Nor does it make a sign-in's callback https.
+        let raw = raw_exchange(w.gateway.addr, &claiming(prefix, "/.auth/login/contoso")).await;
+        assert_eq!(raw_status(&raw), Some(302), "{raw:.500}");
+        let location = raw
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap();
+        assert_eq!(
+            param(location, "redirect_uri").unwrap(),
+            format!("http://{HOST}/.auth/login/contoso/callback"),
+            "{prefix:?}"
+        );
+    }
+    assert_eq!(rejected(&w, "untrusted_peer").await, 0);
+    assert_eq!(rejected(&w, "invalid_header").await, 0);
 }
