@@ -23,6 +23,8 @@
 //! - **Refused** ([`PathError`], 400) when readings disagree and no form can
 //!   satisfy all of them: dot segments (in any reading) together with an
 //!   encoded slash or backslash, a `;` or a Unicode look-alike of `.`/`/`;
+//!   a dot segment that a decoded `%3F`/`%23` ends (`..%3F`: servers that
+//!   decode, then parse again, cut the path there);
 //!   any raw backslash; double encoding (`%252e`, `%25%32%65`); an invalid escape;
 //!   text that does not decode to UTF-8 without control characters.
 //!
@@ -64,7 +66,7 @@ impl PathError {
             PathError::BadText => "The request path decodes to a control character (such as NUL, CR or LF) or to bytes that are not UTF-8. Send the path as percent-encoded UTF-8 without control characters.",
             PathError::Backslash => "The request path contains a backslash, which some servers read as '/'. Use '/' between segments (or %5C for a backslash inside a segment).",
             PathError::DoubleEncoding => "The request path is percent-encoded twice (such as %252e, an encoded '%' before hex digits), which servers that decode twice read differently. Encode the path once.",
-            PathError::Ambiguous => "The request path mixes dot segments ('.', '..', %2e) with encoded slashes (%2F, %5C), ';' parameters or look-alike characters, which servers resolve to different paths. Send the resolved path.",
+            PathError::Ambiguous => "The request path mixes dot segments ('.', '..', %2e) with encoded slashes (%2F, %5C), ';' parameters, encoded '?' or '#' (%3F, %23) or look-alike characters, which servers resolve to different paths. Send the resolved path.",
         }
     }
 }
@@ -87,6 +89,11 @@ const PARAMS: u8 = 4;
 const EMPTY: u8 = 8;
 /// A Unicode look-alike of `.`, `/`, `\`, `;` or `%` (NFKC or Windows best fit).
 const LOOKALIKE: u8 = 16;
+/// `%3F` or `%23`: a server that decodes the path and then parses it again
+/// (Apache mod_rewrite, a second proxy) ends the path there. The cut path
+/// is a prefix of the judged one, so `public` holds unless it ends in a
+/// dot segment (refused in `scan`); the router asks that reading.
+const CUT: u8 = 32;
 
 /// Flags under which the path has more than one reading of its segments.
 const SPLITS_DIFFERENTLY: u8 = ENCODED_SEPARATOR | PARAMS | LOOKALIKE;
@@ -219,6 +226,13 @@ impl<'a> CanonicalTarget<'a> {
                 if order == 2 {
                     r = decode_lossy(&r);
                 }
+                // Decoded readings, cut where a decoded `?`/`#` ends them.
+                if order != 0 && self.flags & CUT != 0 {
+                    let cut = r.split(['?', '#']).next().unwrap_or("").to_string();
+                    if cut != self.judged() && !out.contains(&cut) {
+                        out.push(cut);
+                    }
+                }
                 if r != self.judged() && !out.contains(&r) {
                     out.push(r);
                 }
@@ -312,6 +326,16 @@ fn scan(raw: &str) -> Result<Scan, PathError> {
         }
         if decoded.contains(';') {
             flags |= PARAMS;
+        }
+        if decoded.contains(['?', '#']) {
+            flags |= CUT;
+            // `..%3F` read as `..` once the path is cut there.
+            if decoded
+                .split(['/', '\\'])
+                .any(|part| is_dot(part.split(['?', '#', ';']).next().unwrap_or("")))
+            {
+                return Err(PathError::Ambiguous);
+            }
         }
         if decoded.chars().any(is_separator_lookalike) {
             flags |= LOOKALIKE;

@@ -78,6 +78,10 @@ pub(super) async fn verify(
 ) -> Result<Response<Body>, GatewayError> {
     let trusted = crate::headers::forwarding::peer_is_trusted(&ctx.state.settings.server, conn);
     let fwd = Forwarded::read(parts, trusted);
+    if fwd.unreadable_uri {
+        tracing::warn!(route.name = %ctx.route.name, "forward auth refused: the forwarded URI cannot be read");
+        return Ok(bad_request("unreadable_uri", UNREADABLE_URI));
+    }
     // SPEC 6.1: the proxy in front forwards the path as it is, so only a
     // path that is its own canonical form can be judged; anything else is
     // a 400 (the proxy should refuse or normalize it).
@@ -192,7 +196,16 @@ struct Forwarded {
     trusted_host: Option<String>,
     /// From a trusted proxy only: the original path, without query.
     trusted_path: Option<String>,
+    /// From a trusted proxy only: a URI header was sent but cannot be read
+    /// (repeated, too long, not visible ASCII), or `X-Forwarded-Uri` and
+    /// `X-Original-URI` name different paths. Never judged as another
+    /// path: Traefik and Caddy pass the client's own headers on, so the
+    /// other header (or none, the root) may be the client's choice.
+    unreadable_uri: bool,
 }
+
+/// The 400 text for [`Forwarded::unreadable_uri`].
+const UNREADABLE_URI: &str = "The forwarded URI cannot be judged: X-Forwarded-Uri or X-Original-URI is repeated, longer than 8192 bytes or not visible ASCII, or the two name different paths. The proxy in front should send one of them, set to the request URI as received (percent-encoded), and drop the client's copies.";
 
 impl Forwarded {
     fn read(parts: &Parts, trusted: bool) -> Forwarded {
@@ -201,6 +214,7 @@ impl Forwarded {
         let forwarded_uri = header_text(&parts.headers, X_FORWARDED_URI);
         let original_uri = header_text(&parts.headers, X_ORIGINAL_URI);
         let may_redirect = rd.is_some() || forwarded_uri.is_some();
+        let two_paths = matches!((&forwarded_uri, &original_uri), (Some(f), Some(o)) if path_of(f) != path_of(o));
         let uri = forwarded_uri.or(original_uri);
         let navigation = match header_text(&parts.headers, X_FORWARDED_METHOD) {
             Some(m) => m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD"),
@@ -215,12 +229,18 @@ impl Forwarded {
             .then(|| uri.as_deref().map(path_of))
             .flatten()
             .map(str::to_string);
+        // Skipping an unreadable header would judge the other one, or `/`.
+        let unreadable_uri = trusted
+            && (sent_unreadable(&parts.headers, X_FORWARDED_URI)
+                || sent_unreadable(&parts.headers, X_ORIGINAL_URI)
+                || two_paths);
         Forwarded {
             target: rd.or(uri),
             may_redirect,
             navigation,
             trusted_host,
             trusted_path,
+            unreadable_uri,
         }
     }
 }
@@ -234,6 +254,16 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     }
     let text = first.to_str().ok()?.trim();
     (!text.is_empty() && text.len() <= MAX_URI_LEN).then(|| text.to_string())
+}
+
+/// True when `name` was sent with a non-empty value that [`header_text`]
+/// cannot read (repeated, too long, not visible ASCII).
+fn sent_unreadable(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().is_empty())
+        && header_text(headers, name).is_none()
 }
 
 /// The path of a forwarded URI: `/a/b?x#y` -> `/a/b`; an absolute

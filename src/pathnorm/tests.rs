@@ -627,3 +627,52 @@ fn realmgates_own_paths_are_recognised_in_every_form() {
         assert!(!crate::auth::is_auth_target(&parse(p)), "{p:?}");
     }
 }
+
+/// Review finding: an upstream that decodes the path and then reads a
+/// decoded `?` or `#` as its end (Apache mod_rewrite's `%3F` truncation, a
+/// second proxy that decodes and re-parses) read `/static/..%3F` as
+/// `/static/..`, i.e. `/`, while `public` judged `/static/..?`. A dot
+/// segment hidden that way is refused like `..;`; other `%3F`/`%23` pass.
+#[test]
+fn a_dot_segment_hidden_by_an_encoded_query_or_fragment_mark_is_refused() {
+    for p in [
+        "/static/..%3F",
+        "/static/..%3f/admin",
+        "/static/..%23",
+        "/static/..%23x/admin",
+        "/static/%2e%2e%3Fx",
+        "/static/.%2E%23",
+        "/static/.%3F",
+        "/static/a%2F..%3F",
+        // Left over after the dot segments are resolved.
+        "/static/..%3F/x/..",
+    ] {
+        assert_eq!(refused(p), PathError::Ambiguous, "{p}");
+        assert!(!is_public(p, &public()), "{p}");
+    }
+    for (p, forwarded, public_too) in [
+        ("/static/a%3Fb.png", "/static/a%3Fb.png", true),
+        ("/static/a%23b", "/static/a%23b", true),
+        ("/static/..x%3F", "/static/..x%3F", true),
+        ("/x/a%3F/../static/y", "/x/static/y", false),
+    ] {
+        let t = parse(p);
+        assert_eq!(t.path(), forwarded, "{p}");
+        assert_eq!(t.is_public(&public()), public_too, "{p}");
+    }
+}
+
+/// The same readers cut the path at a decoded `?`/`#`: the router asks
+/// that reading too.
+#[test]
+fn readings_include_the_path_cut_at_a_decoded_query_or_fragment_mark() {
+    for (p, cut) in [("/admin%3F/x", "/admin"), ("/a/b%23c/d", "/a/b")] {
+        let t = parse(p);
+        assert!(t.has_other_readings(), "{p}");
+        assert!(
+            t.readings().iter().any(|r| r == cut),
+            "{p}: {:?}",
+            t.readings()
+        );
+    }
+}

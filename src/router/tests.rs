@@ -140,6 +140,10 @@ fn a_path_that_reads_as_another_route_is_ambiguous() {
         "/api/..%2F..%2Fadmin",
         "/api\\keys",
         "/%2561pi/keys",
+        // A decoded `?`/`#` ends the path for some readers (review finding).
+        "/api%3F/keys",
+        "/api%23/keys",
+        "/api/v2%3Fx",
     ] {
         assert!(
             matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),

@@ -566,6 +566,134 @@ async fn a_forwarded_uri_that_resolves_differently_is_400() {
     assert_eq!(w.upstream.count(), 0);
 }
 
+/// Review finding: a trusted proxy's URI header that the gateway could not
+/// read (longer than 8192 bytes, raw non-ASCII, repeated) was skipped, so
+/// the path judged was the client's own `X-Original-URI` (Traefik and
+/// Caddy pass client headers on to forward auth), or, without one, the
+/// host's root route: `/static/` public or `/` lax for a request the proxy
+/// forwards to `/admin`. Such a URI, and two URI headers naming different
+/// paths, are a 400 now; a readable one is judged as before.
+#[tokio::test]
+async fn a_forwarded_uri_the_gateway_cannot_read_is_400_not_another_path() {
+    let w = World::start(true).await;
+    let bob = w.sign_in(BOB).await;
+    let long = format!("/admin/users?pad={}", "a".repeat(9000));
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        // Traefik's own X-Forwarded-Uri too long, the client's X-Original-URI public.
+        (
+            vec![
+                ("x-forwarded-uri", &long),
+                ("x-original-uri", "/static/app.css"),
+            ],
+            "no session, client's copy public",
+        ),
+        (
+            vec![
+                ("x-forwarded-uri", &long),
+                ("x-original-uri", "/static/app.css"),
+                ("cookie", &bob),
+            ],
+            "bob, client's copy public",
+        ),
+        // Without a second header: the root route (`/`, any user) judged it.
+        (
+            vec![("x-forwarded-uri", &long), ("cookie", &bob)],
+            "bob, too long",
+        ),
+        (
+            vec![("x-original-uri", &long), ("cookie", &bob)],
+            "bob, too long (original)",
+        ),
+        // nginx passes $request_uri's raw bytes on.
+        (
+            vec![
+                ("x-original-uri", "/admin/users?q=caf\u{e9}"),
+                ("cookie", &bob),
+            ],
+            "bob, raw non-ASCII",
+        ),
+        (
+            vec![
+                ("x-forwarded-uri", "/admin/caf\u{e9}"),
+                ("x-original-uri", "/static/x"),
+            ],
+            "raw non-ASCII, client's copy public",
+        ),
+        // A proxy that forgot to clear the client's X-Forwarded-Uri: the
+        // two headers disagree, and the gateway cannot know which one the
+        // proxy forwards.
+        (
+            vec![
+                ("x-forwarded-uri", "/static/app.css"),
+                ("x-original-uri", "/admin/users"),
+            ],
+            "two URIs",
+        ),
+        (
+            vec![
+                ("x-forwarded-uri", "/reports"),
+                ("x-original-uri", "/admin/users"),
+                ("cookie", &bob),
+            ],
+            "bob, two URIs",
+        ),
+    ];
+    for (headers, what) in &cases {
+        let mut all = headers.clone();
+        all.push(("accept", "application/json"));
+        let resp = w.verify(APP, "", &all).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{what}");
+        let body: serde_json::Value = resp.json().await.expect("JSON");
+        assert_eq!(body["error"], "bad_request", "{what}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("X-Forwarded-Uri")),
+            "{what}: {body}"
+        );
+    }
+    // Readable, and the same path in both headers (query aside): judged as before.
+    for (headers, status) in [
+        (
+            vec![
+                ("x-forwarded-uri", "/static/app.css?v=1"),
+                ("x-original-uri", "/static/app.css"),
+            ],
+            StatusCode::OK,
+        ),
+        (
+            vec![
+                ("x-forwarded-uri", "/admin/users"),
+                ("cookie", bob.as_str()),
+            ],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            vec![("x-original-uri", "/reports"), ("cookie", bob.as_str())],
+            StatusCode::OK,
+        ),
+        (
+            vec![
+                ("x-forwarded-uri", ""),
+                ("x-original-uri", "/reports"),
+                ("cookie", bob.as_str()),
+            ],
+            StatusCode::OK,
+        ),
+    ] {
+        let resp = w.verify(APP, "", &headers).await;
+        assert_eq!(resp.status(), status, "{headers:?}");
+    }
+    // From an untrusted peer the URI headers decide nothing, readable or not.
+    let w = World::start(false).await;
+    let bob = w.sign_in(BOB).await;
+    let resp = w
+        .verify(APP, "", &[("x-forwarded-uri", &long), ("cookie", &bob)])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(w.upstream.count(), 0);
+}
+
 // === Real proxies ===
 
 /// A free port on 127.0.0.1 (bound, then released for the proxy).
