@@ -37,7 +37,7 @@ use redis::AsyncCommands;
 use self::cache::Local;
 use self::conn::Conn;
 use self::keys::{hex, parse_hex, session_hash, Hash, Keys, Scripts};
-use super::model::Session;
+use super::model::{Session, SESSION_VERSION};
 use super::store::{SessionId, SessionStore, StoreError};
 
 /// How long an ended id stays refused by `put` (longer than any token
@@ -177,14 +177,19 @@ impl RedisStore {
         if !session.is_current() {
             // Written before an upgrade that changed what a session means
             // (`SESSION_VERSION`: user ids of issue 17). Absent: the user
-            // signs in again once. Ended, so the old record and its index
-            // entries cannot come back.
+            // signs in again once. An older record is ended, so it and its
+            // index entries cannot come back; a newer one (a replica already
+            // upgraded, during a rolling upgrade) is left for the replicas
+            // that can read it.
+            let older = session.version < SESSION_VERSION;
             tracing::info!(
                 version = session.version,
-                "a session written by an older version was found; treating it as signed out"
+                "a session written by another version was found; treating it as signed out here"
             );
-            if let Err(e) = self.end(h).await {
-                tracing::debug!(error = %e, "could not end an old-format session");
+            if older {
+                if let Err(e) = self.end(h).await {
+                    tracing::debug!(error = %e, "could not end an old-format session");
+                }
             }
             return Ok(None);
         }

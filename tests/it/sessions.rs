@@ -721,6 +721,40 @@ async fn a_pre_upgrade_session_in_redis_reads_as_signed_out() {
     assert!(left.is_none(), "the old record was ended");
 }
 
+/// A rolling upgrade to a later session format: a replica still on this
+/// build reads the newer record as absent, but must not end it, or every
+/// user who signed in on an upgraded replica would be signed out there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_of_a_newer_format_in_redis_is_left_alone() {
+    use redis::AsyncCommands;
+    let redis = RedisServer::start().await;
+    let prefix = fresh_prefix();
+    let store = redis_store(&redis, &prefix, Duration::from_secs(600));
+    let id = SessionId::generate();
+    store
+        .put(&id, session("248289761001", Some("sid-1")))
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = c.keys(format!("{prefix}*:s")).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let raw: String = c.get(&keys[0]).await.unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    v["version"] = serde_json::json!(realmgate::session::model::SESSION_VERSION + 1);
+    let newer = v.to_string();
+    let _: () = c.set_ex(&keys[0], &newer, 600).await.unwrap();
+    let other = redis_store(&redis, &prefix, Duration::from_secs(600));
+    assert!(other.get(&id).await.unwrap().is_none());
+    assert!(other.get_fresh(&id).await.unwrap().is_none());
+    let left: Option<String> = c.get(&keys[0]).await.unwrap();
+    assert_eq!(
+        left.as_deref(),
+        Some(newer.as_str()),
+        "the newer record was kept"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_hold_no_session_id_and_expire() {
     let redis = RedisServer::start().await;
