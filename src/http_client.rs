@@ -258,12 +258,11 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connection_is_reported_with_the_host() {
-        // Bind then drop to get a port nobody listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // A bound socket that never listens: connections are refused, and, unlike a
+        // listener bound and dropped, the port cannot go to anybody else meanwhile.
+        let closed = tokio::net::TcpSocket::new_v4().unwrap();
+        closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = closed.local_addr().unwrap().port();
         let client = HttpClient::new().unwrap();
         let err = client
             .get(&format!("http://127.0.0.1:{port}/x"))

@@ -227,12 +227,6 @@ fn groups_of(me: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A local port nothing listens on (bound, then released).
-async fn closed_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
-}
-
 // --- Identity is oid + tid, never the email ("nOAuth") ---
 
 const ALICE_OID: &str = "a11ce000-0000-4000-8000-000000000001";
@@ -424,7 +418,9 @@ async fn overage_paging_is_bounded() {
 
 #[tokio::test]
 async fn graph_down_without_group_policy_signs_in_without_groups() {
-    let port = closed_port().await;
+    // Reserved and never listened on: refused, and nobody else can take it meanwhile.
+    let closed = crate::util::ReservedPort::new();
+    let port = closed.port();
     let w = World::start(Options {
         graph_endpoint: Some(format!("http://127.0.0.1:{port}")),
         ..Options::default()
@@ -447,7 +443,9 @@ async fn graph_down_without_group_policy_signs_in_without_groups() {
 
 #[tokio::test]
 async fn graph_down_with_group_policy_fails_the_login_clearly() {
-    let port = closed_port().await;
+    // Reserved and never listened on: refused, and nobody else can take it meanwhile.
+    let closed = crate::util::ReservedPort::new();
+    let port = closed.port();
     let w = World::start(Options {
         graph_endpoint: Some(format!("http://127.0.0.1:{port}")),
         route_extra: &format!("[route.allow]\ngroups = [\"{}\"]", many_group_id(7)),

@@ -449,11 +449,9 @@ async fn an_unreachable_provider_gives_unavailable_and_a_cached_one_keeps_workin
     idp.set_token_endpoint_outage(Outage::None);
 
     // Nobody listening at all.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Reserved and never listened on: refused, and nobody else can take it meanwhile.
+    let closed = crate::util::ReservedPort::new();
+    let port = closed.port();
     let s = settings(&format!(
         "type = \"entra\"\ntenant = \"contoso.example\"\nauthority_host = \"http://127.0.0.1:{port}\""
     ));
@@ -784,11 +782,9 @@ async fn test_connection_says_precisely_what_is_broken() {
     assert!(!ok);
     assert!(text.contains("issuer mismatch"), "{text}");
     // Unreachable.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Reserved and never listened on: refused, and nobody else can take it meanwhile.
+    let closed = crate::util::ReservedPort::new();
+    let port = closed.port();
     let s = settings(&format!(
         "type = \"entra\"\ntenant = \"contoso.example\"\nauthority_host = \"http://127.0.0.1:{port}\""
     ));

@@ -47,6 +47,155 @@ pub async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool)
     }
 }
 
+// === Ports for processes the tests start ===
+//
+// No test picks a "free" port by binding 127.0.0.1:0, dropping the socket and handing
+// the number to something else to bind later: between the drop and the bind, any
+// other socket on the machine may take it (another test's bind to port 0, a
+// connection's source port, a process restarting), and the test fails with "Address
+// already in use", or worse talks to somebody else's server. Instead:
+//
+// - in-process servers bind port 0 themselves and keep the listener;
+// - a child process gets a [`ReservedPort`]: a socket bound (not listening) with
+//   SO_REUSEADDR that the test keeps for the child's whole life. Linux lets a
+//   SO_REUSEADDR listener (nginx, Caddy, HAProxy, redis-server and realmgate all set
+//   it) bind a port whose other sockets do not listen, while neither another bind to
+//   port 0 nor a connection's source port can land on it. So the child binds it, and
+//   binds it again after a restart, and nobody else gets it in between;
+// - "nothing listens here" is a `ReservedPort` nobody listens on: connections are
+//   refused, and the port cannot be given to anybody else during the test;
+// - a program outside this test binary may still bind the port explicitly (another
+//   checkout's suite still picking ports): [`with_fresh_port`] then retries the start
+//   on a new reservation, a bounded number of times, and readiness is "this child
+//   listens on the port" ([`listens_on`]), never "something answers there".
+
+/// How many ports [`with_fresh_port`] tries before it gives up.
+pub const PORT_ATTEMPTS: usize = 5;
+
+/// A loopback port held for a process this test starts, or for nothing to listen on.
+/// Dropping it releases the port.
+pub struct ReservedPort {
+    _socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+}
+
+impl ReservedPort {
+    /// Reserves a port on 127.0.0.1 chosen by the kernel.
+    pub fn new() -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0");
+        let addr = socket.local_addr().expect("local address");
+        ReservedPort {
+            _socket: socket,
+            addr,
+        }
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// Whether process `pid` itself has a socket listening on 127.0.0.1:`port` (or on
+/// 0.0.0.0:`port`), from /proc/net/tcp and /proc/PID/fd. Someone else listening
+/// there does not count.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // "sl local_address rem_address st ... inode": addresses as hex IP:PORT, the IP in
+    // the kernel's byte order; st 0A is LISTEN.
+    let wanted = |local: &str| {
+        let Some((ip, p)) = local.split_once(':') else {
+            return false;
+        };
+        let loopback_or_any = matches!(ip, "0100007F" | "7F000001" | "00000000");
+        loopback_or_any && u16::from_str_radix(p, 16) == Ok(port)
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            (wanted(local) && *state == "0A").then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+}
+
+/// Why a child did not come up listening.
+#[derive(Debug)]
+pub enum NotListening {
+    /// It exited first (typically "Address already in use").
+    Exited(std::process::ExitStatus),
+    /// Still running, not listening, when the time was up.
+    TimedOut,
+}
+
+/// Waits (bounded by `limit`) until `child` itself listens on 127.0.0.1:`port`.
+/// Blocking: for the processes a test starts before it sends them traffic.
+pub fn wait_listening(
+    child: &mut std::process::Child,
+    port: u16,
+    limit: Duration,
+) -> Result<(), NotListening> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(NotListening::Exited(status));
+        }
+        if listens_on(child.id(), port) {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(NotListening::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts something on a port of its own: `attempt` gets a fresh [`ReservedPort`]
+/// each time and returns what it started, or why it failed (its logs); up to
+/// [`PORT_ATTEMPTS`] attempts, each failure reported on stderr.
+pub fn with_fresh_port<T>(
+    what: &str,
+    mut attempt: impl FnMut(ReservedPort) -> Result<T, String>,
+) -> T {
+    let mut failures = Vec::new();
+    for n in 1..=PORT_ATTEMPTS {
+        let port = ReservedPort::new();
+        let addr = port.addr();
+        match attempt(port) {
+            Ok(started) => return started,
+            Err(why) => {
+                eprintln!("{what} on {addr}, attempt {n} of {PORT_ATTEMPTS}, failed:\n{why}");
+                failures.push(format!("--- attempt {n} on {addr}\n{why}"));
+            }
+        }
+    }
+    panic!(
+        "{what} did not start on a port of its own in {PORT_ATTEMPTS} attempts:\n{}",
+        failures.join("\n")
+    )
+}
+
 // === Echo upstream ===
 
 type EchoBody = BoxBody<Bytes, std::io::Error>;

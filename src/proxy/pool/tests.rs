@@ -280,12 +280,11 @@ async fn a_post_on_a_connection_that_dies_is_not_resent() {
 
 #[tokio::test]
 async fn a_refused_connection_is_a_502() {
-    // Bind then drop a listener: nothing listens on that port any more.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A bound socket that never listens: connections are refused, and, unlike a
+    // listener bound and dropped, the port cannot go to anybody else meanwhile.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = closed.local_addr().unwrap();
     let pool = Pool::new(Target::Addr(addr), LIMIT, 1);
     let err = pool.send(request(Method::GET), None).await.unwrap_err();
     assert!(matches!(err, PoolError::Connect(_)), "{err}");
