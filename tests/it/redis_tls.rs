@@ -142,20 +142,12 @@ impl Drop for Gateway {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_connects_with_a_trusted_certificate_and_refuses_an_untrusted_one() {
     let pki = Pki::new();
-    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let tls_port_s = tls_port.to_string();
     let (cert, key, ca) = (
         pki.path("server.pem"),
         pki.path("server.key"),
         pki.path("ca.pem"),
     );
-    let _redis = RedisServer::start_with(&[
-        "--tls-port",
-        &tls_port_s,
+    let redis = RedisServer::start_tls(&[
         "--tls-cert-file",
         &cert,
         "--tls-key-file",
@@ -166,6 +158,7 @@ async fn rediss_connects_with_a_trusted_certificate_and_refuses_an_untrusted_one
         "no",
     ])
     .await;
+    let tls_port = redis.tls_port();
     let url = format!("rediss://127.0.0.1:{tls_port}/0");
     let trusted = Gateway::spawn(&url, &ca);
     let untrusted = Gateway::spawn(&url, &pki.path("other-ca.pem"));

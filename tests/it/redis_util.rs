@@ -1,6 +1,7 @@
 //! A real `redis-server` (Debian package `redis-server`) for tests: started
-//! on a free 127.0.0.1 port with no persistence, killed by PID when the
-//! guard drops. Reusable by any test module (`RedisServer::start`).
+//! on loopback ports reserved for it (`util::ReservedPort`) with no persistence,
+//! killed by PID when the guard drops. Reusable by any test module
+//! (`RedisServer::start`).
 #![allow(dead_code)] // each test module uses a different subset
 
 use std::process::{Child, Command, Stdio};
@@ -9,17 +10,23 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::util::{wait_listening, with_fresh_port, NotListening, ReservedPort};
+
 /// A running `redis-server`; killed (SIGKILL) and reaped on drop.
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
-    /// Extra `redis-server` arguments (cluster mode).
+    /// Extra `redis-server` arguments (cluster mode, TLS files).
     extra: Vec<String>,
+    /// `port`, then one more port per flag of `flags` (`--tls-port`, `--cluster-port`),
+    /// held while the server lives, restarts included.
+    ports: Vec<ReservedPort>,
+    flags: Vec<&'static str>,
 }
 
 impl RedisServer {
-    /// Starts `redis-server` on a free loopback port and waits until it
+    /// Starts `redis-server` on a loopback port of its own and waits until it
     /// answers `PING`. Panics with what to install when it is missing.
     pub async fn start() -> RedisServer {
         Self::start_with(&[]).await
@@ -27,20 +34,60 @@ impl RedisServer {
 
     /// [`start`](Self::start) with extra `redis-server` arguments.
     pub async fn start_with(extra: &[&str]) -> RedisServer {
-        // Another test may take the port between our probe and redis's
-        // bind: try a few.
-        for _ in 0..5 {
+        Self::start_on(extra, &[]).await
+    }
+
+    /// [`start_with`](Self::start_with) plus a TLS port of its own ([`tls_port`](Self::tls_port));
+    /// `extra` names the certificate files.
+    pub async fn start_tls(extra: &[&str]) -> RedisServer {
+        Self::start_on(extra, &["--tls-port"]).await
+    }
+
+    /// The port given to `--tls-port` by [`start_tls`](Self::start_tls).
+    pub fn tls_port(&self) -> u16 {
+        self.flag_port("--tls-port")
+    }
+
+    fn flag_port(&self, flag: &str) -> u16 {
+        let i = self
+            .flags
+            .iter()
+            .position(|f| *f == flag)
+            .expect("flag given at start");
+        self.ports[i + 1].port()
+    }
+
+    /// Starts it with `extra` arguments and, for each of `flags`, that flag with a
+    /// port of its own. If it exits at start (a port was taken by a program outside
+    /// this test binary), it starts again on new ports, a bounded number of times.
+    async fn start_on(extra: &[&str], flags: &[&'static str]) -> RedisServer {
+        let server = with_fresh_port("redis-server", |port| {
+            let mut ports = vec![port];
+            ports.extend(flags.iter().map(|_| ReservedPort::new()));
             let mut server = RedisServer {
-                port: free_port(),
+                port: ports[0].port(),
                 child: None,
                 dir: tempfile::tempdir().expect("temp dir for redis-server"),
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                ports,
+                flags: flags.to_vec(),
             };
-            if server.launch().await {
-                return server;
+            server.launch().map(|()| server)
+        });
+        // Listening; answering follows at once (nothing to load), but wait for it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match command(server.port, "PING").await {
+                Ok(reply) if reply.starts_with("+PONG") => return server,
+                reply => assert!(
+                    Instant::now() < deadline,
+                    "redis-server on port {} does not answer PING: {reply:?}\n{}",
+                    server.port,
+                    server.log()
+                ),
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("redis-server did not start on a free port after 5 attempts");
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -56,19 +103,24 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port (after [`kill`](Self::kill)); the
+    /// Starts it again on the same ports (after [`kill`](Self::kill)); the
     /// data is gone (no persistence), as after a real crash without AOF.
     pub async fn restart(&mut self) {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.launch().await {
+        while let Err(why) = self.launch() {
             assert!(
                 Instant::now() < deadline,
-                "redis-server did not restart on port {}",
+                "redis-server did not restart on port {}: {why}",
                 self.port
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// What redis-server logged (stdout).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 
     /// Runs one command (inline protocol, space-separated arguments without
@@ -100,27 +152,33 @@ impl RedisServer {
         calls
     }
 
-    /// Spawns the process; true once it answers PING (false if it exited,
-    /// e.g. the port was taken).
-    async fn launch(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-                "--dir",
-            ])
-            .arg(self.dir.path())
-            .args(&self.extra)
+    /// Spawns the process and waits (bounded) until it listens on all its ports;
+    /// on failure, why (it exited: a port was taken), with its log.
+    fn launch(&mut self) -> Result<(), String> {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--dir",
+        ])
+        .arg(self.dir.path())
+        .args(&self.extra);
+        for (flag, port) in self.flags.iter().zip(&self.ports[1..]) {
+            cmd.arg(flag).arg(port.port().to_string());
+        }
+        let log = std::fs::File::create(self.dir.path().join("redis.log"))
+            .expect("redis-server log file");
+        let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::null())
             .spawn();
         let mut child = match child {
@@ -131,23 +189,25 @@ impl RedisServer {
             Err(e) => panic!("cannot start redis-server: {e}"),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return false;
-            }
-            if let Ok(reply) = command(self.port, "PING").await {
-                if reply.starts_with("+PONG") {
-                    self.child = Some(child);
-                    return true;
+        for port in self.ports.iter().map(ReservedPort::port) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match wait_listening(&mut child, port, left) {
+                Ok(()) => {}
+                Err(NotListening::Exited(status)) => {
+                    return Err(format!("redis-server exited ({status}):\n{}", self.log()))
+                }
+                Err(NotListening::TimedOut) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "redis-server did not listen on port {port} in time:\n{}",
+                        self.log()
+                    ));
                 }
             }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.child = Some(child);
+        Ok(())
     }
 }
 
@@ -155,13 +215,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// One inline command on a fresh connection; reads the whole reply (simple,
@@ -220,7 +273,8 @@ fn reply_complete(buf: &[u8]) -> bool {
     one(buf, 0).is_some()
 }
 
-/// A Redis Cluster of `n` masters (no replicas) on free loopback ports,
+/// A Redis Cluster of `n` masters (no replicas) on loopback ports of their own
+/// (client and cluster bus ports both reserved),
 /// created with `redis-cli --cluster create`; every node is killed on drop.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -231,14 +285,17 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         for _ in 0..n {
             nodes.push(
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
+                RedisServer::start_on(
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                    ],
+                    &["--cluster-port"],
+                )
                 .await,
             );
         }
