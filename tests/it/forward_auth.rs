@@ -3,17 +3,20 @@
 //! started by the test on 127.0.0.1. The proxies are Debian packages
 //! (`apt-get install nginx caddy`); a missing binary fails the test.
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use realmgate::demo::idp::{self, Idp, IdpConfig};
 use reqwest::header::{ACCEPT, CACHE_CONTROL, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
 use crate::signin::{demo_user as user, location, session_cookie, Browser, HTML};
-use crate::util::{EchoUpstream, Echoed, TestGateway, DEADLINE, SECRET};
+use crate::util::{
+    wait_listening, with_fresh_port, EchoUpstream, Echoed, NotListening, ReservedPort, TestGateway,
+    DEADLINE, SECRET,
+};
 
 const APP: &str = "app.test";
 const HR: &str = "hr.test";
@@ -696,92 +699,79 @@ async fn a_forwarded_uri_the_gateway_cannot_read_is_400_not_another_path() {
 
 // === Real proxies ===
 
-/// A free port on 127.0.0.1 (bound, then released for the proxy).
-pub(crate) fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A proxy process started by a test; killed by PID on drop.
+/// A proxy process started by a test on a loopback port reserved for it (see
+/// `util::ReservedPort`); killed by PID on drop.
 pub(crate) struct Proxy {
     name: &'static str,
     child: Child,
     dir: tempfile::TempDir,
     addr: SocketAddr,
+    _port: ReservedPort,
 }
 
 impl Proxy {
-    /// Runs `program args` with stdout/stderr in the temp dir; waits (bounded)
-    /// until `addr` accepts connections.
+    /// Runs `program` with stdout/stderr in a temp dir; `setup(dir, listen, command)`
+    /// writes its config into `dir` and adds the arguments. Waits (bounded) until the
+    /// process itself listens on `listen`; if it exits first (the port was taken by a
+    /// program outside this test binary), starts again on a new port.
     pub(crate) fn start(
         name: &'static str,
         program: &str,
         install: &str,
-        dir: tempfile::TempDir,
-        args: &[&str],
-        envs: &[(&str, &Path)],
-        addr: SocketAddr,
+        mut setup: impl FnMut(&Path, SocketAddr, &mut Command),
     ) -> Proxy {
         let path = which(program).unwrap_or_else(|| {
             panic!("{program} is not installed; these tests need it: {install}")
         });
-        let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
-        let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut cmd = Command::new(path);
-        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let mut proxy = Proxy {
-            name,
-            child,
-            dir,
-            addr,
-        };
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = proxy.child.try_wait() {
-                panic!("{name} exited ({status}) at start:\n{}", proxy.logs());
+        with_fresh_port(name, |port| {
+            let dir = tempfile::tempdir().unwrap();
+            let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+            let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+            let mut cmd = Command::new(&path);
+            setup(dir.path(), port.addr(), &mut cmd);
+            cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+            let child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+            let mut proxy = Proxy {
+                name,
+                child,
+                dir,
+                addr: port.addr(),
+                _port: port,
+            };
+            match wait_listening(&mut proxy.child, proxy.addr.port(), DEADLINE) {
+                Ok(()) => Ok(proxy),
+                Err(NotListening::Exited(status)) => Err(format!(
+                    "{name} exited ({status}) at start:\n{}",
+                    proxy.logs()
+                )),
+                Err(NotListening::TimedOut) => panic!(
+                    "{name} did not listen on {} within {DEADLINE:?}:\n{}",
+                    proxy.addr,
+                    proxy.logs()
+                ),
             }
-            if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return proxy;
-            }
-            if Instant::now() >= end {
-                panic!("{name} did not listen on {addr} in time:\n{}", proxy.logs());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// Debian's nginx with the config `conf(prefix dir, listen address)`
-    /// written into its own temp dir, listening on a free loopback port.
-    pub(crate) fn nginx(conf: impl FnOnce(&Path, SocketAddr) -> String) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let file = dir.path().join("nginx.conf");
-        std::fs::write(&file, conf(dir.path(), listen)).unwrap();
-        let prefix = dir.path().to_path_buf();
-        let error_log = dir.path().join("error.log");
+    /// written into its own temp dir, listening on a loopback port of its own.
+    pub(crate) fn nginx(conf: impl Fn(&Path, SocketAddr) -> String) -> Proxy {
         Proxy::start(
             "nginx",
             "nginx",
             "apt-get install nginx",
-            dir,
-            &[
-                "-p",
-                prefix.to_str().unwrap(),
-                "-c",
-                file.to_str().unwrap(),
-                "-e",
-                error_log.to_str().unwrap(),
-            ],
-            &[],
-            listen,
+            |dir, listen, cmd| {
+                let file = dir.join("nginx.conf");
+                std::fs::write(&file, conf(dir, listen)).unwrap();
+                cmd.arg("-p")
+                    .arg(dir)
+                    .arg("-c")
+                    .arg(&file)
+                    .arg("-e")
+                    .arg(dir.join("error.log"));
+            },
         )
     }
 
@@ -985,13 +975,17 @@ async fn nginx_auth_request_in_front_of_the_app() {
 #[tokio::test]
 async fn caddy_forward_auth_in_front_of_the_app() {
     let w = World::start(true).await;
-    let dir = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let caddyfile = dir.path().join("Caddyfile");
-    std::fs::write(
-        &caddyfile,
-        format!(
-            r#"{{
+    let (gateway, upstream) = (w.gateway.addr, w.upstream.addr);
+    let caddy = Proxy::start(
+        "caddy",
+        "caddy",
+        "apt-get install caddy",
+        |dir, listen, cmd| {
+            let caddyfile = dir.join("Caddyfile");
+            std::fs::write(
+            &caddyfile,
+            format!(
+                r#"{{
     admin off
     auto_https off
 }}
@@ -1013,33 +1007,22 @@ http://:{port} {{
     }}
 }}
 "#,
-            port = listen.port(),
-            gateway = w.gateway.addr,
-            upstream = w.upstream.addr,
-        ),
-    )
-    .unwrap();
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let (data, config) = (dir.path().join("data"), dir.path().join("config"));
-    let caddy = Proxy::start(
-        "caddy",
-        "caddy",
-        "apt-get install caddy",
-        dir,
-        &[
-            "run",
-            "--config",
-            caddyfile.to_str().unwrap(),
-            "--adapter",
-            "caddyfile",
-        ],
-        &[
-            ("HOME", home.as_path()),
-            ("XDG_DATA_HOME", data.as_path()),
-            ("XDG_CONFIG_HOME", config.as_path()),
-        ],
-        listen,
+                port = listen.port(),
+                gateway = gateway,
+                upstream = upstream,
+            ),
+        )
+        .unwrap();
+            let home = dir.join("home");
+            std::fs::create_dir_all(&home).unwrap();
+            cmd.arg("run")
+                .arg("--config")
+                .arg(&caddyfile)
+                .args(["--adapter", "caddyfile"])
+                .env("HOME", &home)
+                .env("XDG_DATA_HOME", dir.join("data"))
+                .env("XDG_CONFIG_HOME", dir.join("config"));
+        },
     );
     let client = caddy.client(APP);
 
