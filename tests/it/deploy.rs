@@ -10,12 +10,12 @@
 //! Tools come from Debian (`apt-get install systemd haproxy nginx`, installed by
 //! scripts/test.sh); a missing one fails the test with that hint.
 //!
-//! The process helpers here ([`Realmgate`], [`which`], [`free_port`]) are shared with
-//! `replicas`.
+//! The process helpers here ([`Realmgate`], [`which`], [`require`]) are shared with
+//! `replicas`. Processes get their ports as `util` says (no pick-then-bind).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_yaml_ng::Value as Yaml;
 
-use crate::util::{DEADLINE, SECRET};
+use crate::util::{wait_listening, with_fresh_port, NotListening, ReservedPort, DEADLINE, SECRET};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_realmgate");
 
@@ -55,15 +55,6 @@ pub(crate) fn require(program: &str, package: &str) -> PathBuf {
     })
 }
 
-/// A free port on 127.0.0.1 (bound, then released for a process the test starts).
-#[allow(dead_code)] // used by `replicas`
-pub(crate) fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 fn output_text(out: &Output) -> String {
     format!(
         "exit: {}\n--- stdout\n{}--- stderr\n{}",
@@ -86,8 +77,30 @@ pub(crate) struct Realmgate {
 
 impl Realmgate {
     /// Starts `realmgate run --config config` and waits (bounded) until it reports its
-    /// listeners.
+    /// listeners. A port the config names (a restart on its reserved ports) may still
+    /// be held a moment by a program outside this test binary: while realmgate exits
+    /// with "Address already in use", it is started again, for at most [`DEADLINE`].
     pub fn start(config: &Path) -> Realmgate {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            match Self::launch(config) {
+                Ok(started) => return started,
+                Err(Failed::Exited(log)) if log.contains("Address already in use") => {
+                    assert!(
+                        Instant::now() < end,
+                        "realmgate could not bind its ports within {DEADLINE:?}; last log:\n{log}"
+                    );
+                    eprintln!("realmgate: a port is in use, starting again; log:\n{log}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(Failed::Exited(log)) => panic!("{log}"),
+                Err(Failed::Silent(log)) => panic!("{log}"),
+            }
+        }
+    }
+
+    /// One start: the process, or why not (with its log).
+    fn launch(config: &Path) -> Result<Realmgate, Failed> {
         let mut child = Command::new(BIN)
             .args([
                 "--log-format",
@@ -126,12 +139,12 @@ impl Realmgate {
             });
         }
         match rx.recv_timeout(DEADLINE) {
-            Ok((addr, admin)) => Realmgate {
+            Ok((addr, admin)) => Ok(Realmgate {
                 child,
                 addr,
                 admin,
                 log,
-            },
+            }),
             Err(_) => {
                 // stderr closed early means the process is exiting: give it a moment.
                 let mut exited = None;
@@ -144,16 +157,15 @@ impl Realmgate {
                 let _ = child.wait();
                 // The reader thread may still be appending the last lines.
                 std::thread::sleep(Duration::from_millis(50));
-                match exited {
-                    Some(status) => panic!(
-                        "realmgate exited ({status}) before listening; log:\n{}",
-                        log.lock().unwrap()
-                    ),
-                    None => panic!(
-                        "realmgate did not report its listeners within {DEADLINE:?}; log:\n{}",
-                        log.lock().unwrap()
-                    ),
-                }
+                let log = log.lock().unwrap().clone();
+                Err(match exited {
+                    Some(status) => Failed::Exited(format!(
+                        "realmgate exited ({status}) before listening; log:\n{log}"
+                    )),
+                    None => Failed::Silent(format!(
+                        "realmgate did not report its listeners within {DEADLINE:?}; log:\n{log}"
+                    )),
+                })
             }
         }
     }
@@ -191,6 +203,14 @@ impl Realmgate {
             self.log()
         );
     }
+}
+
+/// Why [`Realmgate::launch`] failed, with the log.
+enum Failed {
+    /// The process exited before it reported its listeners.
+    Exited(String),
+    /// It did not report them in time (and was killed).
+    Silent(String),
 }
 
 impl Drop for Realmgate {
@@ -1038,8 +1058,16 @@ fn dockerfile_healthcheck_passes_against_a_running_gateway_and_fails_once_it_sto
         "http://127.0.0.1:9",
         "public = [\"/\"]",
     );
-    std::fs::write(&config, crate::util::config("", &route)).unwrap();
+    // The admin port is reserved for the whole test: once the gateway stopped, nothing
+    // else can listen there and make the failing check pass.
+    let admin = ReservedPort::new();
+    let toml = crate::util::config("", &route).replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        &format!("[admin]\nlisten = \"{}\"", admin.addr()),
+    );
+    std::fs::write(&config, toml).unwrap();
     let mut gateway = Realmgate::start(&config);
+    assert_eq!(gateway.admin, admin.addr());
     let run = |port: u16| {
         let mut child = Command::new(&bash)
             .arg("-c")
@@ -1080,6 +1108,9 @@ fn dockerfile_healthcheck_passes_against_a_running_gateway_and_fails_once_it_sto
 struct Haproxy {
     child: Child,
     dir: tempfile::TempDir,
+    /// Its `bind` address, reserved for it.
+    addr: SocketAddr,
+    _port: ReservedPort,
 }
 
 impl Haproxy {
@@ -1138,46 +1169,67 @@ async fn haproxy_example_brings_the_client_address_over_proxy_protocol_v2_and_ch
     .unwrap();
     let gateway = Realmgate::start(&config);
 
-    // deploy/lb/haproxy.cfg with this machine's addresses, one server, and a stats socket.
-    let listen = free_port();
-    let mut cfg = String::new();
-    for line in read("lb/haproxy.cfg").lines() {
-        if line.trim_start().starts_with("server ") {
-            continue;
+    // deploy/lb/haproxy.cfg with this machine's addresses, one server, and a stats
+    // socket, on a loopback port of its own.
+    let template = read("lb/haproxy.cfg");
+    let mut haproxy = with_fresh_port("haproxy", |port| {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = port.port();
+        let mut cfg = String::new();
+        for line in template.lines() {
+            if line.trim_start().starts_with("server ") {
+                continue;
+            }
+            let line = line
+                .replace("log /dev/log local0", "log stderr format raw local0")
+                // maxconn 20000 needs 40,000 file descriptors; a test runner may have fewer.
+                .replace("maxconn 20000", "maxconn 1000")
+                .replace("bind :443", &format!("bind 127.0.0.1:{listen}"))
+                // HAProxy's address, realmgate's trusted_proxies here.
+                .replace("source 10.0.0.2", "source 127.0.0.1")
+                .replace(
+                    "check port 9090",
+                    &format!("check port {}", gateway.admin.port()),
+                );
+            cfg.push_str(&line);
+            cfg.push('\n');
+            if line.trim() == "global" {
+                cfg.push_str(&format!(
+                    "    stats socket {}/admin.sock mode 600 level admin\n",
+                    dir.path().display()
+                ));
+            }
         }
-        let line = line
-            .replace("log /dev/log local0", "log stderr format raw local0")
-            // maxconn 20000 needs 40,000 file descriptors; a test runner may have fewer.
-            .replace("maxconn 20000", "maxconn 1000")
-            .replace("bind :443", &format!("bind 127.0.0.1:{listen}"))
-            // HAProxy's address, realmgate's trusted_proxies here.
-            .replace("source 10.0.0.2", "source 127.0.0.1")
-            .replace(
-                "check port 9090",
-                &format!("check port {}", gateway.admin.port()),
-            );
-        cfg.push_str(&line);
-        cfg.push('\n');
-        if line.trim() == "global" {
-            cfg.push_str(&format!(
-                "    stats socket {}/admin.sock mode 600 level admin\n",
-                dir.path().display()
-            ));
+        cfg.push_str(&format!("    server realmgate1 {}\n", gateway.addr));
+        let cfg_path = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg_path, &cfg).unwrap();
+        let child = Command::new(&program)
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .expect("start haproxy");
+        let mut haproxy = Haproxy {
+            child,
+            dir,
+            addr: port.addr(),
+            _port: port,
+        };
+        match wait_listening(&mut haproxy.child, listen, DEADLINE) {
+            Ok(()) => Ok(haproxy),
+            Err(NotListening::Exited(status)) => {
+                Err(format!("haproxy exited ({status}):\n{}", haproxy.stderr()))
+            }
+            Err(NotListening::TimedOut) => panic!(
+                "haproxy did not listen on 127.0.0.1:{listen} within {DEADLINE:?}:\n{}",
+                haproxy.stderr()
+            ),
         }
-    }
-    cfg.push_str(&format!("    server realmgate1 {}\n", gateway.addr));
-    let cfg_path = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg_path, &cfg).unwrap();
-    let child = Command::new(program)
-        .arg("-db")
-        .arg("-f")
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-        .spawn()
-        .expect("start haproxy");
-    let mut haproxy = Haproxy { child, dir };
+    });
+    let listen = haproxy.addr.port();
 
     // HAProxy's active check of GET /readyz on the admin port (no PROXY header there)
     // passes: layer 7 OK, status 200. The first check comes within `inter` (2 s) of the

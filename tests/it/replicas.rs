@@ -12,7 +12,7 @@
 //! in `X-Replica` (its `$upstream_addr`), so the test never guesses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpStream as StdStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,9 +23,12 @@ use realmgate::demo::idp::{self, Idp, IdpConfig};
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 
-use crate::deploy::{free_port, require, Realmgate};
+use crate::deploy::{require, Realmgate};
 use crate::redis_util::RedisServer;
-use crate::util::{EchoUpstream, Echoed, DEADLINE, SECRET};
+use crate::util::{
+    wait_listening, with_fresh_port, EchoUpstream, Echoed, NotListening, ReservedPort, DEADLINE,
+    SECRET,
+};
 
 const APP: &str = "app.test";
 const HTML: &str = "text/html,application/xhtml+xml";
@@ -42,14 +45,16 @@ struct Nginx {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    _port: ReservedPort,
 }
 
 impl Nginx {
+    /// On a loopback port of its own, ready once nginx itself listens there.
     fn start(replicas: &[SocketAddr]) -> Nginx {
         let program = require("nginx", "nginx");
-        for _ in 0..5 {
+        with_fresh_port("nginx", |port| {
             let dir = tempfile::tempdir().unwrap();
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let addr = port.addr();
             let conf = dir.path().join("nginx.conf");
             std::fs::write(&conf, nginx_conf(dir.path(), addr, replicas)).unwrap();
             let child = Command::new(&program)
@@ -62,20 +67,23 @@ impl Nginx {
                 .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
                 .spawn()
                 .expect("start nginx");
-            let mut nginx = Nginx { child, addr, dir };
-            let end = Instant::now() + DEADLINE;
-            while Instant::now() < end {
-                if let Ok(Some(_)) = nginx.child.try_wait() {
-                    break;
+            let mut nginx = Nginx {
+                child,
+                addr,
+                dir,
+                _port: port,
+            };
+            match wait_listening(&mut nginx.child, addr.port(), DEADLINE) {
+                Ok(()) => Ok(nginx),
+                Err(NotListening::Exited(status)) => {
+                    Err(format!("nginx exited ({status}):\n{}", nginx.logs()))
                 }
-                if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return nginx;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                Err(NotListening::TimedOut) => panic!(
+                    "nginx did not listen on {addr} within {DEADLINE:?}:\n{}",
+                    nginx.logs()
+                ),
             }
-            eprintln!("nginx on {addr} did not start:\n{}", nginx.logs());
-        }
-        panic!("nginx did not start on 127.0.0.1 in 5 attempts");
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -159,8 +167,11 @@ struct World {
     /// Runs until the world is dropped.
     _redis: RedisServer,
     replicas: Vec<Realmgate>,
-    /// Each replica's config file, rewritten with its fixed ports after the first start.
+    /// Each replica's config file, on its reserved ports.
     configs: Vec<PathBuf>,
+    /// Each replica's proxy and admin ports, held for the world's life so that a
+    /// restarted replica finds them free (nginx knows the proxy port).
+    _ports: Vec<(ReservedPort, ReservedPort)>,
     nginx: Nginx,
     _dir: tempfile::TempDir,
 }
@@ -222,30 +233,26 @@ impl World {
         let prefix = format!("realmgate-replicas-{}:", std::process::id());
         let mut replicas = Vec::new();
         let mut configs = Vec::new();
+        let mut ports = Vec::new();
         for i in 0..REPLICAS {
             let path = dir.path().join(format!("replica{i}.toml"));
-            let first = replica_config(
-                "127.0.0.1:0",
-                "127.0.0.1:0",
+            // Reserved ports, not port 0: restarts reuse the ports nginx knows, and
+            // nobody else can take them while a replica is down.
+            let (proxy, admin) = (ReservedPort::new(), ReservedPort::new());
+            let config = replica_config(
+                &proxy.addr().to_string(),
+                &admin.addr().to_string(),
                 &redis.url(),
                 &prefix,
                 &idp,
                 &upstream.url(),
             );
-            std::fs::write(&path, first).unwrap();
+            std::fs::write(&path, config).unwrap();
             let r = Realmgate::start(&path);
-            // Restarts reuse the ports nginx knows.
-            let fixed = replica_config(
-                &r.addr.to_string(),
-                &r.admin.to_string(),
-                &redis.url(),
-                &prefix,
-                &idp,
-                &upstream.url(),
-            );
-            std::fs::write(&path, fixed).unwrap();
+            assert_eq!((r.addr, r.admin), (proxy.addr(), admin.addr()));
             replicas.push(r);
             configs.push(path);
+            ports.push((proxy, admin));
         }
         for r in &replicas {
             wait_ready(r).await;
@@ -258,6 +265,7 @@ impl World {
             _redis: redis,
             replicas,
             configs,
+            _ports: ports,
             nginx,
             _dir: dir,
         }
@@ -333,9 +341,13 @@ impl World {
             .to_string()
     }
 
-    /// Restarts replica `i` with its fixed ports and waits until it is ready.
+    /// Restarts replica `i` on its reserved ports and waits until it is ready.
     async fn restart(&mut self, i: usize) {
         let r = Realmgate::start(&self.configs[i]);
+        assert_eq!(
+            (r.addr, r.admin),
+            (self.replicas[i].addr, self.replicas[i].admin)
+        );
         wait_ready(&r).await;
         self.replicas[i] = r;
     }
