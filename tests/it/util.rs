@@ -869,3 +869,63 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+// === The port helpers' own tests ===
+
+/// What the other tests rely on: a reserved port refuses connections, is not given
+/// to a socket without SO_REUSEADDR (as a connection's source port is not), and can
+/// be bound by a SO_REUSEADDR listener again and again (a process and its restarts).
+#[tokio::test]
+async fn a_reserved_port_refuses_connections_and_admits_only_reuseaddr_listeners() {
+    let reserved = ReservedPort::new();
+    let err = TcpStream::connect(reserved.addr()).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+
+    let plain = tokio::net::TcpSocket::new_v4().unwrap();
+    let err = plain.bind(reserved.addr()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+
+    for _ in 0..2 {
+        // tokio's (and nginx's, redis's, realmgate's) listeners set SO_REUSEADDR.
+        let listener = TcpListener::bind(reserved.addr()).await.unwrap();
+        let client = TcpStream::connect(reserved.addr()).await.unwrap();
+        let (_server, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        // While one listens, a second listener is refused.
+        assert!(TcpListener::bind(reserved.addr()).await.is_err());
+    }
+    // Nothing listens any more: refused again, and still reserved.
+    let err = TcpStream::connect(reserved.addr()).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let plain = tokio::net::TcpSocket::new_v4().unwrap();
+    assert!(plain.bind(reserved.addr()).is_err());
+}
+
+/// Readiness is "this process listens there", never "somebody answers there".
+#[test]
+fn listens_on_tells_the_listening_process_from_any_other() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert!(listens_on(std::process::id(), port));
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("run sleep");
+    assert!(
+        !listens_on(other.id(), port),
+        "another process does not count"
+    );
+    assert_eq!(
+        wait_listening(&mut other, port, Duration::from_millis(200))
+            .err()
+            .map(|e| format!("{e:?}")),
+        Some("TimedOut".to_string())
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+    drop(listener);
+    assert!(!listens_on(std::process::id(), port), "closed");
+    // Bound but not listening (a reservation) is not listening.
+    let reserved = ReservedPort::new();
+    assert!(!listens_on(std::process::id(), reserved.port()));
+}
