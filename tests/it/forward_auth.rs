@@ -972,20 +972,10 @@ async fn nginx_auth_request_in_front_of_the_app() {
     assert_eq!(w.upstream.count(), 1);
 }
 
-#[tokio::test]
-async fn caddy_forward_auth_in_front_of_the_app() {
-    let w = World::start(true).await;
-    let (gateway, upstream) = (w.gateway.addr, w.upstream.addr);
-    let caddy = Proxy::start(
-        "caddy",
-        "caddy",
-        "apt-get install caddy",
-        |dir, listen, cmd| {
-            let caddyfile = dir.join("Caddyfile");
-            std::fs::write(
-            &caddyfile,
-            format!(
-                r#"{{
+/// The Caddy `forward_auth` setup of docs/policies.md, on the test's ports.
+fn caddyfile_for(listen: SocketAddr, gateway: SocketAddr, upstream: SocketAddr) -> String {
+    format!(
+        r#"{{
     admin off
     auto_https off
 }}
@@ -1007,12 +997,21 @@ http://:{port} {{
     }}
 }}
 "#,
-                port = listen.port(),
-                gateway = gateway,
-                upstream = upstream,
-            ),
-        )
-        .unwrap();
+        port = listen.port(),
+    )
+}
+
+#[tokio::test]
+async fn caddy_forward_auth_in_front_of_the_app() {
+    let w = World::start(true).await;
+    let (gateway, upstream) = (w.gateway.addr, w.upstream.addr);
+    let caddy = Proxy::start(
+        "caddy",
+        "caddy",
+        "apt-get install caddy",
+        |dir, listen, cmd| {
+            let caddyfile = dir.join("Caddyfile");
+            std::fs::write(&caddyfile, caddyfile_for(listen, gateway, upstream)).unwrap();
             let home = dir.join("home");
             std::fs::create_dir_all(&home).unwrap();
             cmd.arg("run")
