@@ -257,9 +257,11 @@ pub fn is_public(path: &str, prefixes: &[String]) -> bool {
 }
 
 /// True when `path` is its own canonical form and has one reading only: it
-/// starts with `/`, holds only visible ASCII other than `%`, `\\` and `;`,
-/// and has no empty (`//`), `.` or `..` segment. (A final empty segment,
-/// i.e. a trailing `/`, is allowed.) Anything else takes the full route.
+/// starts with `/`, holds only visible ASCII other than `%`, `\\`, `;`, `?`
+/// and `#`, and has no empty (`//`), `.` or `..` segment. (A final empty
+/// segment, i.e. a trailing `/`, is allowed. A request's path never holds a
+/// raw `?` or `#`, but a caller's string may, and the full scan reads those
+/// like their decoded forms.) Anything else takes the full route.
 fn is_plain(path: &str) -> bool {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -267,7 +269,7 @@ fn is_plain(path: &str) -> bool {
     }
     if !bytes
         .iter()
-        .all(|&b| b.is_ascii_graphic() && !matches!(b, b'%' | b'\\' | b';'))
+        .all(|&b| b.is_ascii_graphic() && !matches!(b, b'%' | b'\\' | b';' | b'?' | b'#'))
     {
         return false;
     }
