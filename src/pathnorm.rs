@@ -173,18 +173,30 @@ impl<'a> CanonicalTarget<'a> {
     /// True when the canonical path starts with one of `prefixes` (a prefix
     /// ending in `/` matches below it; otherwise the exact path or `prefix/...`)
     /// in every reading an upstream may make of it. A path whose segments
-    /// read differently (`%2F`, `%5C`, `;`, look-alikes) is never public.
+    /// read differently (`%2F`, `%5C`, `;`) is public only when every one of
+    /// those readings ([`Self::readings`]) is under the same prefix, so
+    /// `/static/a%2Fb` is (no reading leaves `/static/`: paths that mix such
+    /// encodings with dot segments are refused before this), and
+    /// `/static;x/a` is not. A Unicode look-alike is never public: no reading
+    /// models an NFKC-normalizing app.
     pub fn is_public(&self, prefixes: &[String]) -> bool {
-        if prefixes.is_empty() || self.flags & SPLITS_DIFFERENTLY != 0 {
+        if prefixes.is_empty() || self.flags & LOOKALIKE != 0 {
             return false;
         }
         // Judged (decoded) and as forwarded (an upstream that does not
         // decode): both under the prefix. A `//` after the prefix keeps
         // the path under it when merged too; a `//` before it fails here.
-        prefixes.iter().any(|p| {
+        let under = |p: &String| {
             prefix_matches(self.judged(), p)
                 && (self.decoded.is_none() || prefix_matches(&self.path, p))
-        })
+        };
+        if self.flags & SPLITS_DIFFERENTLY == 0 {
+            return prefixes.iter().any(under);
+        }
+        let readings = self.readings();
+        prefixes
+            .iter()
+            .any(|p| under(p) && readings.iter().all(|r| prefix_matches(r, p)))
     }
 
     /// True when some upstream may read the segments differently from
