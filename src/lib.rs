@@ -1,12 +1,16 @@
 //! realmgate: a reverse-proxy authentication gateway.
 //!
-//! The request path (see `handler`): the `server` accepts a connection and
-//! hands each request to `handler::handle`, which routes it (`router`), strips
-//! every identity header (`headers::identity`), serves `/.auth/*` itself
-//! (`auth`), lets public paths through, and for everything else loads the
-//! session (`session`) or bearer token, authorizes (`policy`), injects identity
-//! headers and forwards (`proxy`). Every error becomes a response in exactly
-//! one place (`respond`).
+//! The request path (see `handler`): the `server` accepts a connection
+//! (believing a PROXY header only from `trusted_proxies`) and hands each
+//! request to `handler::handle`, which brings its path to one canonical form
+//! (`pathnorm`), routes it (`router`), strips every identity header
+//! (`headers::identity`), serves `/.auth/*` itself (`auth`), lets public paths
+//! through, and for everything else loads the session (`session`) or bearer
+//! token, authorizes (`policy`), injects identity headers and forwards
+//! (`proxy`) with the routing and client-address headers only realmgate or a
+//! trusted proxy may set (`headers::forwarding`, `headers::spoofable`). What
+//! is judged is what is forwarded (SPEC 6.1). Every error becomes a response
+//! in exactly one place (`respond`).
 #![forbid(unsafe_code)]
 
 pub mod admin;
