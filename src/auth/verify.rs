@@ -215,6 +215,11 @@ impl Forwarded {
         let original_uri = header_text(&parts.headers, X_ORIGINAL_URI);
         let may_redirect = rd.is_some() || forwarded_uri.is_some();
         let two_paths = matches!((&forwarded_uri, &original_uri), (Some(f), Some(o)) if path_of(f) != path_of(o));
+        // Skipping an unreadable header would judge the other one, or `/`.
+        let unreadable_uri = trusted
+            && ((forwarded_uri.is_none() && sent(&parts.headers, X_FORWARDED_URI))
+                || (original_uri.is_none() && sent(&parts.headers, X_ORIGINAL_URI))
+                || two_paths);
         let uri = forwarded_uri.or(original_uri);
         let navigation = match header_text(&parts.headers, X_FORWARDED_METHOD) {
             Some(m) => m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD"),
@@ -229,11 +234,6 @@ impl Forwarded {
             .then(|| uri.as_deref().map(path_of))
             .flatten()
             .map(str::to_string);
-        // Skipping an unreadable header would judge the other one, or `/`.
-        let unreadable_uri = trusted
-            && (sent_unreadable(&parts.headers, X_FORWARDED_URI)
-                || sent_unreadable(&parts.headers, X_ORIGINAL_URI)
-                || two_paths);
         Forwarded {
             target: rd.or(uri),
             may_redirect,
@@ -256,14 +256,13 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     (!text.is_empty() && text.len() <= MAX_URI_LEN).then(|| text.to_string())
 }
 
-/// True when `name` was sent with a non-empty value that [`header_text`]
-/// cannot read (repeated, too long, not visible ASCII).
-fn sent_unreadable(headers: &HeaderMap, name: &str) -> bool {
+/// True when `name` was sent with a non-empty value (which [`header_text`]
+/// may still be unable to read: repeated, too long, not visible ASCII).
+fn sent(headers: &HeaderMap, name: &str) -> bool {
     headers
         .get_all(name)
         .iter()
         .any(|v| !v.as_bytes().trim_ascii().is_empty())
-        && header_text(headers, name).is_none()
 }
 
 /// The path of a forwarded URI: `/a/b?x#y` -> `/a/b`; an absolute
