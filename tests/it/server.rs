@@ -501,12 +501,51 @@ async fn admin_endpoints_and_metrics_after_a_request() {
 }
 
 #[test]
-fn check_prints_callback_urls_for_the_example_config() {
+fn check_refuses_the_unedited_example_config_with_its_placeholder_secrets() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example");
     let out = Command::new(BIN)
         .args(["check", "--config"])
         .arg(&example)
         .env_remove("REALMGATE_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in [
+        "session.secret",
+        "connection[0].client_secret",
+        "connection[1].client_secret",
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "  - {key}: is the placeholder of the example configuration"
+            )),
+            "{key} missing:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("openssl rand -base64 48"), "{stderr}");
+}
+
+#[test]
+fn check_prints_callback_urls_for_the_example_config() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example");
+    // The example with its placeholders replaced, as a user would.
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&example)
+        .env_remove("REALMGATE_CONFIG")
+        .env(
+            "REALMGATE_SESSION__SECRET",
+            "k4Jd8s0Qm2ZxV7bN1cT9eR5uY3wA6pLq",
+        )
+        .env(
+            "REALMGATE_CONNECTION__CONTOSO__CLIENT_SECRET",
+            "a-real-secret",
+        )
+        .env(
+            "REALMGATE_CONNECTION__PARTNER__CLIENT_SECRET",
+            "another-real-secret",
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
