@@ -75,6 +75,9 @@ enum Command {
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
     },
+    /// Print the JSON Schema of the configuration file (for editors such as
+    /// taplo / Even Better TOML).
+    Schema,
     /// Start a local demo: a development identity provider, a demo app and the
     /// gateway in front of it. No Azure account needed.
     Demo {
@@ -105,6 +108,14 @@ pub fn main() -> ExitCode {
             };
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(crate::config::summary(&settings).as_bytes());
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Command::Schema => {
+            let text = serde_json::to_string_pretty(&crate::config::schema())
+                .expect("a schema is plain JSON");
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
             let _ = out.flush();
             ExitCode::SUCCESS
         }

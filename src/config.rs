@@ -5,6 +5,7 @@
 
 mod load;
 mod raw;
+mod schema;
 mod settings;
 mod summary;
 mod validate;
@@ -12,6 +13,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use schema::schema;
 pub use settings::*;
 pub use summary::{callback_urls, summary, warnings};
 pub use validate::normalize_domain;

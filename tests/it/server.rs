@@ -651,3 +651,31 @@ async fn tls_get(addr: SocketAddr, alpn: &[&[u8]]) -> (Option<Vec<u8>>, Vec<u8>,
     }
     (negotiated, leaf, text)
 }
+
+#[test]
+fn schema_command_prints_a_json_schema_of_every_table() {
+    let out = Command::new(BIN).arg("schema").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(schema["additionalProperties"], serde_json::json!(false));
+    for table in [
+        "server",
+        "admin",
+        "session",
+        "log",
+        "ui",
+        "connection",
+        "route",
+    ] {
+        assert!(schema["properties"][table].is_object(), "{table}");
+    }
+    // The file the example points editors at is what the binary prints.
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(schema, committed);
+}
