@@ -89,7 +89,13 @@ enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = command(Cli::parse());
+    // Queued log lines are written before the process ends.
+    crate::telemetry::flush();
+    code
+}
+
+fn command(cli: Cli) -> ExitCode {
     let config = cli.config.as_deref();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {

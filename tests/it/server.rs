@@ -679,3 +679,79 @@ fn schema_command_prints_a_json_schema_of_every_table() {
     .unwrap();
     assert_eq!(schema, committed);
 }
+
+/// The default text log written to a pipe (as to a file or a collector):
+/// no colour escapes, one access line per request, and every line queued
+/// for the log writer thread is out before the process exits.
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour_escapes_and_are_flushed_at_exit() {
+    let up = upstream("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("realmgate.toml");
+    std::fs::write(&file, config(up.addr, "")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log-level", "info", "run", "--config"])
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            // `... realmgate listening listen=127.0.0.1:PORT admin=...`
+            if let Some(rest) = line.split("listen=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("");
+                if let (Ok(addr), Some(tx)) = (addr.parse::<SocketAddr>(), tx.take()) {
+                    let _ = tx.send(addr);
+                }
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = match rx.recv_timeout(WAIT) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("no listening line: {}", reader.join().unwrap());
+        }
+    };
+    for i in 0..3 {
+        let res = send(
+            addr,
+            format!("GET /n{i} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "realmgate did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = reader.join().unwrap();
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour escapes in a piped log:\n{log}"
+    );
+    for i in 0..3 {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("access") && l.contains(&format!("/n{i}"))),
+            "no access line for /n{i}:\n{log}"
+        );
+    }
+}
