@@ -370,14 +370,7 @@ impl VerifiedIdToken {
     }
     /// `_claim_names.groups` or `hasgroups` present.
     pub fn has_group_overage(&self) -> bool {
-        let claim_names = self
-            .claims
-            .get("_claim_names")
-            .and_then(Value::as_object)
-            .is_some_and(|m| m.contains_key("groups"));
-        let hasgroups = matches!(self.claims.get("hasgroups"), Some(Value::Bool(true)))
-            || self.str_claim("hasgroups") == Some("true");
-        claim_names || hasgroups
+        crate::connection::entra::signals_group_overage(&self.claims)
     }
     /// Every claim not listed above (for `extended_profile`).
     pub fn extra_claims(&self) -> serde_json::Map<String, serde_json::Value> {
