@@ -8,9 +8,15 @@
 //! - **Group overage**: too many groups for the token (`_claim_names.groups`
 //!   or `hasgroups`, [`signals_group_overage`]): the groups are read from
 //!   Microsoft Graph with the user's access token ([`graph`]).
+//! - **Issuer and tenants**: the `{tenantid}` template of multi-tenant
+//!   discovery, the pinned tenant of a single-tenant one, `allowed_tenants`
+//!   ([`issuer`]); bearer tokens' v1.0 format ([`access_token`]). The token
+//!   verifier in `crate::oidc` calls these for Entra connections.
 //!
 
+pub mod access_token;
 pub(crate) mod graph;
+pub mod issuer;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
