@@ -13,7 +13,6 @@ pub mod assertion;
 mod backchannel;
 mod bearer;
 pub(crate) mod callback;
-mod graph;
 mod login;
 mod refresh;
 mod verify;
@@ -351,6 +350,7 @@ pub async fn endpoint(
         route,
         origin: request_origin(state, &parts, conn),
         https: is_https(state, &parts, conn),
+        client: conn.peer.ip(),
     };
     let path = parts.uri.path().to_string();
     let rest = path.strip_prefix("/.auth").unwrap_or("");
@@ -365,6 +365,15 @@ pub async fn endpoint(
             match tail.split_once('/') {
                 None if *method == Method::GET || *method == Method::HEAD => {
                     login::start(&ctx, &parts, tail).await
+                }
+                // A kind whose form posts back to itself (`connection::SignIn`).
+                None if *method == Method::POST
+                    && callback::completes_at_login_post(&ctx, tail) =>
+                {
+                    match read_form(body).await {
+                        Ok(form) => callback::finish(&ctx, &parts, tail, &form).await,
+                        Err(e) => Err(e),
+                    }
                 }
                 Some((name, "callback")) if *method == Method::GET => {
                     let query = parts.uri.query().unwrap_or("").as_bytes().to_vec();
@@ -435,9 +444,19 @@ struct Ctx<'a> {
     /// `https://hr.contoso.com` as the browser sees this gateway.
     origin: String,
     https: bool,
+    /// The client's address (the peer, or the PROXY header's client).
+    client: std::net::IpAddr,
 }
 
 impl Ctx<'_> {
+    /// The connection kinds' shared state (`crate::connection`).
+    fn kinds(&self) -> crate::connection::Kinds<'_> {
+        crate::connection::Kinds {
+            providers: &self.state.shared.providers,
+            metrics: &self.state.shared.metrics,
+        }
+    }
+
     /// The connections this route lets sign in, in config order.
     fn allowed_connections(&self) -> Vec<&Arc<ConnectionSettings>> {
         self.state
