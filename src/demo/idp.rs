@@ -2,7 +2,8 @@
 //! the tests: per-tenant discovery at `/{tenant}/v2.0/.well-known/openid-configuration`
 //! (tenant by domain or id; `common`/`organizations` with the `{tenantid}` issuer template),
 //! JWKS with key rotation, `/authorize` (a user picker page, no password), `/token`
-//! (PKCE S256 checked, each code once), `/logout`, and hostile modes for tests.
+//! (PKCE S256 checked, each code once), `/logout`, and a hook through which tests
+//! break the tokens it signs ([`Idp::set_token_hook`]).
 //!
 //! It listens on 127.0.0.1 only and trusts whoever clicks a name: it is a
 //! development and test tool, never an identity provider for real users.
@@ -70,7 +71,7 @@ pub const DEMO_CLIENT_SECRET: &str = "demo-client-secret-not-for-production";
 /// How long a code may wait for redemption.
 const CODE_LIFETIME: Duration = Duration::from_secs(600);
 /// Lifetime of issued ID and access tokens.
-const TOKEN_LIFETIME_SECS: u64 = 3600;
+pub const TOKEN_LIFETIME_SECS: u64 = 3600;
 /// Request bodies larger than this are refused.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -296,47 +297,6 @@ impl UserRef {
     }
 }
 
-/// A way the next tokens are broken, to test that relying parties refuse them.
-/// Applies to every ID token issued (token endpoint and [`Idp::mint_id_token`])
-/// until changed with [`Idp::set_hostile`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hostile {
-    /// Valid token with one signature byte flipped.
-    BadSignature,
-    /// `alg: none`, empty signature.
-    AlgNone,
-    /// `alg: HS256` keyed with the signing key's public PEM (the classic key-confusion attack).
-    Hs256WithPublicKey,
-    /// `iss` of another tenant.
-    WrongIssuer,
-    /// `aud` of another application.
-    WrongAudience,
-    /// `aud: [client_id, other]` without `azp`.
-    SeveralAudiencesWithoutAzp,
-    /// Expired an hour ago.
-    Expired,
-    /// `iat` an hour in the future.
-    IatInFuture,
-    NonceMissing,
-    NonceWrong,
-    /// Signed with a key whose `kid` is not in the JWKS.
-    UnknownKid,
-    /// Properly signed, but without `kid` in the header (acceptable only
-    /// while the JWKS has exactly one suitable key).
-    NoKid,
-    SubMissing,
-    OidMissing,
-    /// `tid` replaced by this value (`iss` still names the user's tenant).
-    Tid(String),
-    /// Properly signed (RS256, current key), the JOSE header edited: each
-    /// member is set, or removed when the value is `null` (`kid` path
-    /// traversal, `jku`/`x5u`/`jwk`, `crit`, `alg` spellings, size).
-    Header(Vec<(String, Value)>),
-    /// Properly signed, the claims edited the same way (`iat` missing, `nbf`
-    /// in the future, claims of the wrong type, ...).
-    Claims(Vec<(String, Value)>),
-}
-
 /// The two formats of Entra access tokens (chosen by the API's app
 /// registration, `accessTokenAcceptedVersion`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +344,56 @@ pub struct LoginRedirect {
     pub form_post: bool,
     /// The parameters to POST for form_post.
     pub form: Vec<(String, String)>,
+}
+
+/// Signs a token instead of the IdP ([`Idp::set_token_hook`]; tests only).
+#[doc(hidden)]
+pub type TokenHook = Arc<dyn Fn(Unsigned<'_>) -> anyhow::Result<String> + Send + Sync>;
+
+/// A token the IdP is about to sign, handed to a [`TokenHook`]: its claims,
+/// and signing with the IdP's current key without giving the key away.
+#[doc(hidden)]
+pub struct Unsigned<'a> {
+    /// The claims as the IdP would sign them.
+    pub claims: Map<String, Value>,
+    /// The application the token is issued to (the ID token's `aud`).
+    pub client_id: &'a str,
+    base: &'a str,
+    key: &'a SigningKey,
+}
+
+impl Unsigned<'_> {
+    /// The `kid` of the current signing key.
+    pub fn kid(&self) -> &str {
+        &self.key.kid
+    }
+
+    /// The current signing key's public key, as PEM.
+    pub fn public_pem(&self) -> &str {
+        &self.key.public_pem
+    }
+
+    /// The issuer of a tenant's tokens at this IdP (see [`Idp::issuer`]).
+    pub fn issuer(&self, tenant_id: &str) -> String {
+        format!("{}/{tenant_id}/v2.0", self.base)
+    }
+
+    /// `header` and `claims` signed with the current key (RS256 whatever `header.alg` says).
+    pub fn sign(&self, header: &Header, claims: &Value) -> anyhow::Result<String> {
+        let mut header = header.clone();
+        header.alg = Algorithm::RS256;
+        Ok(jsonwebtoken::encode(&header, claims, &self.key.encoding)?)
+    }
+
+    /// The RS256 signature (base64url) of `signing_input` with the current key,
+    /// for a hand-made JOSE header.
+    pub fn sign_input(&self, signing_input: &str) -> anyhow::Result<String> {
+        Ok(jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &self.key.encoding,
+            Algorithm::RS256,
+        )?)
+    }
 }
 
 struct SigningKey {
@@ -455,7 +465,8 @@ struct State {
     base: String,
     config: IdpConfig,
     keys: Mutex<KeyRing>,
-    hostile: Mutex<Option<Hostile>>,
+    /// Signs instead of [`State::sign`]'s default, when set (tests only).
+    token_hook: Mutex<Option<TokenHook>>,
     outage: Mutex<Outage>,
     token_outage: Mutex<Outage>,
     send_iss: AtomicBool,
@@ -479,10 +490,8 @@ struct State {
 /// - [`Idp::complete_login`]: finish the login an authorization URL asks for,
 ///   as if a user had been picked (HTTP alternative: POST `user=<oid or email>` to the
 ///   authorization URL; it answers 302 to `redirect_uri?code=…&state=…`);
-/// - [`Idp::set_hostile`] with a [`Hostile`] mode: every following token is
-///   broken that way (bad signature, `alg: none`, HS256 keyed with the public
-///   key, wrong `iss`/`aud`, several `aud` without `azp`, expired, `iat` in the
-///   future, nonce missing/wrong, unknown `kid`, `sub`/`oid` missing, another `tid`);
+/// - [`Idp::set_token_hook`]: every following token is signed by the hook (the
+///   integration tests' hostile modes: bad signature, `alg: none`, wrong `iss`...);
 /// - [`Idp::rotate_keys`], [`Idp::retire_old_keys`], [`Idp::current_kid`];
 /// - [`Idp::set_outage`] (discovery + JWKS), [`Idp::set_token_endpoint_outage`]:
 ///   answer 503 or close the connection;
@@ -530,9 +539,19 @@ impl Idp {
         format!("{}/{tenant_id}/v2.0", self.state.base)
     }
 
-    /// Breaks every following ID token in this way (`None`: well-formed tokens again).
-    pub fn set_hostile(&self, mode: Option<Hostile>) {
-        *lock(&self.state.hostile) = mode;
+    /// Every following token (ID, access and logout tokens, from the endpoints
+    /// and the `mint_*` methods) is signed by `hook` instead of the IdP's own
+    /// RS256 signing (`None`: the IdP signs again).
+    ///
+    /// Test support only, hence hidden: the integration tests' hostile modes
+    /// (tests/it/util/hostile_idp.rs: bad signatures, `alg: none`, wrong issuer,
+    /// expired...) live with the tests, so the `realmgate demo` binary carries no
+    /// switch for misbehaving; they need this one narrow way in, because breaking
+    /// a token that comes out of a real code flow takes the claims before signing
+    /// and the IdP's signing key, which stays private ([`Unsigned`]).
+    #[doc(hidden)]
+    pub fn set_token_hook(&self, hook: Option<TokenHook>) {
+        *lock(&self.state.token_hook) = hook;
     }
 
     /// Discovery and JWKS answer 503, close the connection, or work (`Outage::None`).
@@ -627,7 +646,7 @@ impl Idp {
 
     /// A v2.0 access token for `audience` (an API such as `api://hr`) requested
     /// by `client_id` for `email`, with delegated scopes `scp` (space-separated).
-    /// Hostile modes apply.
+    /// A token hook applies.
     pub fn mint_access_token(
         &self,
         email: &str,
@@ -648,7 +667,7 @@ impl Idp {
     /// An access token in either Entra format for `audience`, requested by
     /// `client_id` for `email` with delegated scopes `scp`, with the claims
     /// changed by `edit` before signing (an `nbf` in the future, another
-    /// `tid`, app roles instead of scopes, ...). Hostile modes apply.
+    /// `tid`, app roles instead of scopes, ...). A token hook applies.
     ///
     /// v2.0: issuer `{base}/{tid}/v2.0`, `ver` 2.0, `azp`, `preferred_username`.
     /// v1.0: issuer `{base}/{tid}/` (where Entra's public cloud says
@@ -691,11 +710,11 @@ impl Idp {
             }
         }
         edit(&mut c);
-        self.state.sign_hostile(c, audience)
+        self.state.sign(c, audience)
     }
 
     /// A back-channel logout token for `email`'s session `sid` at `client_id`.
-    /// Hostile modes apply.
+    /// A token hook applies.
     pub fn mint_logout_token(
         &self,
         email: &str,
@@ -727,7 +746,7 @@ impl Idp {
         self.state.logout_token(user, client_id, sid, edit)
     }
 
-    /// An ID token for `email` issued to `client_id` right now (hostile mode applies),
+    /// An ID token for `email` issued to `client_id` right now (a token hook applies),
     /// without going through the authorize and token endpoints.
     pub fn mint_id_token(
         &self,
@@ -771,17 +790,6 @@ impl Idp {
         self.state
             .issue_code(&path_tenant, &request, user)
             .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-}
-
-/// Sets each member, or removes it when the value is `null` (hostile modes).
-fn edit_members(object: &mut Map<String, Value>, edits: &[(String, Value)]) {
-    for (name, value) in edits {
-        if value.is_null() {
-            object.remove(name);
-        } else {
-            object.insert(name.clone(), value.clone());
-        }
     }
 }
 
@@ -1046,7 +1054,7 @@ impl State {
         })
     }
 
-    /// The claims of an ID token for `user`, before hostile changes.
+    /// The claims of an ID token for `user`.
     fn claims(
         &self,
         user: &IdpUser,
@@ -1099,7 +1107,7 @@ impl State {
         c
     }
 
-    /// A signed ID token, broken as the hostile mode says.
+    /// A signed ID token.
     fn id_token(
         &self,
         user: &IdpUser,
@@ -1108,7 +1116,7 @@ impl State {
         sid: &str,
     ) -> anyhow::Result<String> {
         let claims = self.claims(user, client_id, nonce, sid);
-        self.sign_hostile(claims, client_id)
+        self.sign(claims, client_id)
     }
 
     /// Sends a back-channel logout token for the session an ID token hint names,
@@ -1180,119 +1188,26 @@ impl State {
             json!({"http://schemas.openid.net/event/backchannel-logout": {}}),
         );
         edit(&mut c);
-        self.sign_hostile(c, client_id)
+        self.sign(c, client_id)
     }
 
-    /// Signs `claims`, first breaking them (or the signature) as the hostile mode says.
-    fn sign_hostile(
-        &self,
-        mut claims: Map<String, Value>,
-        client_id: &str,
-    ) -> anyhow::Result<String> {
-        let hostile = lock(&self.hostile).clone();
+    /// Signs `claims` for `client_id`: RS256 with the current key, or the token hook.
+    fn sign(&self, claims: Map<String, Value>, client_id: &str) -> anyhow::Result<String> {
         let key = self.signing_key();
-        let now = now_unix();
-        let mut kid = key.kid.clone();
-        match &hostile {
-            Some(Hostile::WrongIssuer) => {
-                claims.insert(
-                    "iss".into(),
-                    json!(self.issuer("00000000-dead-4bad-8bad-000000000000")),
-                );
-            }
-            Some(Hostile::WrongAudience) => {
-                claims.insert("aud".into(), json!("00000000-0000-4000-8000-0000000000ff"));
-            }
-            Some(Hostile::SeveralAudiencesWithoutAzp) => {
-                claims.insert(
-                    "aud".into(),
-                    json!([client_id, "00000000-0000-4000-8000-0000000000ff"]),
-                );
-                claims.remove("azp");
-            }
-            Some(Hostile::Expired) => {
-                claims.insert("iat".into(), json!(now - 2 * TOKEN_LIFETIME_SECS));
-                claims.insert("nbf".into(), json!(now - 2 * TOKEN_LIFETIME_SECS));
-                claims.insert("exp".into(), json!(now - TOKEN_LIFETIME_SECS));
-            }
-            Some(Hostile::IatInFuture) => {
-                claims.insert("iat".into(), json!(now + TOKEN_LIFETIME_SECS));
-                claims.insert("exp".into(), json!(now + 2 * TOKEN_LIFETIME_SECS));
-            }
-            Some(Hostile::NonceMissing) => {
-                claims.remove("nonce");
-            }
-            Some(Hostile::NonceWrong) => {
-                claims.insert("nonce".into(), json!(random_id(32)));
-            }
-            Some(Hostile::SubMissing) => {
-                claims.remove("sub");
-            }
-            Some(Hostile::OidMissing) => {
-                claims.remove("oid");
-            }
-            Some(Hostile::Tid(t)) => {
-                claims.insert("tid".into(), json!(t));
-            }
-            Some(Hostile::Claims(edits)) => edit_members(&mut claims, edits),
-            // Same key material, a kid the JWKS never published: relying
-            // parties look the kid up and find nothing.
-            Some(Hostile::UnknownKid) => kid = format!("unpublished-{}", random_id(8)),
-            Some(Hostile::NoKid) => kid = String::new(),
-            Some(
-                Hostile::BadSignature
-                | Hostile::AlgNone
-                | Hostile::Hs256WithPublicKey
-                | Hostile::Header(_),
-            )
-            | None => {}
-        }
-        let claims = Value::Object(claims);
-        let token = match &hostile {
-            Some(Hostile::AlgNone) => {
-                let header = json!({"typ": "JWT", "alg": "none"});
-                format!(
-                    "{}.{}.",
-                    URL_SAFE_NO_PAD.encode(header.to_string()),
-                    URL_SAFE_NO_PAD.encode(claims.to_string())
-                )
-            }
-            Some(Hostile::Hs256WithPublicKey) => {
-                let mut header = Header::new(Algorithm::HS256);
-                header.kid = Some(kid);
-                jsonwebtoken::encode(
-                    &header,
-                    &claims,
-                    &EncodingKey::from_secret(key.public_pem.as_bytes()),
-                )?
-            }
-            Some(Hostile::Header(edits)) => {
-                let mut header = Map::new();
-                header.insert("typ".into(), json!("JWT"));
-                header.insert("alg".into(), json!("RS256"));
-                header.insert("kid".into(), json!(kid));
-                edit_members(&mut header, edits);
-                let signed = format!(
-                    "{}.{}",
-                    URL_SAFE_NO_PAD.encode(Value::Object(header).to_string()),
-                    URL_SAFE_NO_PAD.encode(claims.to_string())
-                );
-                let signature =
-                    jsonwebtoken::crypto::sign(signed.as_bytes(), &key.encoding, Algorithm::RS256)?;
-                format!("{signed}.{signature}")
-            }
-            _ => {
+        let hook = lock(&self.token_hook).clone();
+        match hook {
+            Some(hook) => hook(Unsigned {
+                claims,
+                client_id,
+                base: &self.base,
+                key: &key,
+            }),
+            None => {
                 let mut header = Header::new(Algorithm::RS256);
-                header.kid = (!kid.is_empty()).then_some(kid);
-                let token = jsonwebtoken::encode(&header, &claims, &key.encoding)?;
-                if hostile == Some(Hostile::BadSignature) {
-                    flip_signature(&token)?
-                } else {
-                    token
-                }
+                header.kid = Some(key.kid.clone());
+                Ok(jsonwebtoken::encode(&header, &claims, &key.encoding)?)
             }
-        };
-        Ok(token)
+        }
     }
 
     fn token_response(
@@ -1338,16 +1253,6 @@ impl State {
 /// Entra's `sub` is pairwise: stable per user and application.
 fn pairwise_sub(client_id: &str, oid: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{client_id}:{oid}").as_bytes()))
-}
-
-fn flip_signature(token: &str) -> anyhow::Result<String> {
-    let (rest, sig) = token.rsplit_once('.').context("token without signature")?;
-    let mut bytes = URL_SAFE_NO_PAD.decode(sig)?;
-    let i = bytes.len() / 2;
-    if let Some(b) = bytes.get_mut(i) {
-        *b ^= 0x55;
-    }
-    Ok(format!("{rest}.{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -1898,7 +1803,7 @@ pub async fn start(config: IdpConfig, addr: SocketAddr) -> anyhow::Result<Idp> {
         keys: Mutex::new(KeyRing {
             keys: vec![Arc::new(key)],
         }),
-        hostile: Mutex::new(None),
+        token_hook: Mutex::new(None),
         outage: Mutex::new(Outage::None),
         token_outage: Mutex::new(Outage::None),
         send_iss: AtomicBool::new(false),

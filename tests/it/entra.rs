@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use realmgate::demo::idp::{self, Idp, IdpConfig, IdpGroup, IdpUser};
+use realmgate::demo::idp::{self, IdpConfig, IdpGroup, IdpUser};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::signin::{location, Browser};
-use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
+use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp};
 
 const HOST: &str = "app.test";
 const ALICE: &str = "alice@contoso.example";
@@ -41,11 +41,10 @@ fn idp_config(extra_users: Vec<IdpUser>) -> IdpConfig {
     config
 }
 
-struct World {
-    idp: Idp,
-    _upstream: EchoUpstream,
-    gateway: TestGateway,
-}
+/// This file's world (see `util::world`): one Entra connection with groups and
+/// Graph, one route, as [`Options`] say.
+enum EntraTests {}
+type World = crate::util::World<EntraTests>;
 
 #[derive(Default)]
 struct Options<'a> {
@@ -72,62 +71,25 @@ impl World {
         if let Some(n) = opts.graph_page_size {
             config.graph_page_size = n;
         }
-        let idp = idp::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("mock IdP starts");
-        let upstream = EchoUpstream::start().await;
-        let base = idp.base_url();
         let graph = opts
             .graph_endpoint
-            .map(|g| g.replace("{port}", &idp.addr().port().to_string()))
-            .unwrap_or_else(|| format!("{base}/graph"));
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-{session_extra}
-
-[[connection]]
-name = "contoso"
-type = "entra"
-tenant = "{tenant}"
-authority_host = "{base}"
-graph_endpoint = "{graph}"
-client_id = "{client}"
-client_secret = "{secret}"
+            .map(|g| g.replace("{port}", "{idp_port}"))
+            .unwrap_or_else(|| "{idp}/graph".to_string());
+        World::builder()
+            .idp(config)
+            .session(opts.session_extra)
+            .connection(
+                entra("contoso", opts.tenant.unwrap_or("contoso.example"))
+                    .with(format!(
+                        r#"graph_endpoint = "{graph}"
 scopes = ["openid", "profile", "email", "offline_access"]
-groups = true
-{connection_extra}
-
-[[route]]
-name = "app"
-hosts = ["{HOST}"]
-upstream = "{up}"
-{route_extra}
-"#,
-            tenant = opts.tenant.unwrap_or("contoso.example"),
-            client = idp::DEMO_CLIENT_ID,
-            secret = idp::DEMO_CLIENT_SECRET,
-            up = upstream.url(),
-            session_extra = opts.session_extra,
-            connection_extra = opts.connection_extra,
-            route_extra = opts
-                .route_extra
-                .replace("{upstream}", &upstream.url())
-                .replace("{base}", &base),
-        );
-        let gateway = TestGateway::start(&toml).await;
-        World {
-            idp,
-            _upstream: upstream,
-            gateway,
-        }
+groups = true"#
+                    ))
+                    .with(opts.connection_extra),
+            )
+            .route(echo_route("app", HOST).with(opts.route_extra.replace("{base}", "{idp}")))
+            .start()
+            .await
     }
 
     fn url(&self, path: &str) -> String {
@@ -583,7 +545,7 @@ async fn backchannel_logout_refuses_bad_tokens_with_a_reason() {
     let w = World::start(backchannel_world()).await;
     let bob = w.signed_in(BOB).await;
     let sid = session_sid(&w, &bob).await;
-    let mint = |hostile: Option<idp::Hostile>| {
+    let mint = |hostile: Option<Hostile>| {
         w.idp.set_hostile(hostile);
         let t = w
             .idp
@@ -595,16 +557,16 @@ async fn backchannel_logout_refuses_bad_tokens_with_a_reason() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "bad signature",
-            mint(Some(idp::Hostile::BadSignature)),
+            mint(Some(Hostile::BadSignature)),
             "signature",
         ),
         (
             "nonce present",
-            mint(Some(idp::Hostile::NonceWrong)),
+            mint(Some(Hostile::NonceWrong)),
             "nonce",
         ),
-        ("expired", mint(Some(idp::Hostile::Expired)), "exp"),
-        ("alg none", mint(Some(idp::Hostile::AlgNone)), "alg"),
+        ("expired", mint(Some(Hostile::Expired)), "exp"),
+        ("alg none", mint(Some(Hostile::AlgNone)), "alg"),
         (
             "no events claim",
             w.idp
@@ -948,8 +910,9 @@ async fn a_stopped_provider_keeps_sessions_with_valid_tokens_and_logins_get_503(
     let back = w.idp.complete_login(&authorize, BOB).unwrap();
     let World {
         idp,
-        _upstream,
+        upstream: _upstream,
         gateway,
+        ..
     } = w;
     drop(idp);
 
@@ -1011,7 +974,7 @@ async fn partner_signed_in(w: &World, claims: Vec<(&str, Value)>) -> (Browser, r
     let authorize = browser
         .login_at(&w.url("/.auth/login/partner?rd=/page"))
         .await;
-    w.idp.set_hostile(Some(idp::Hostile::Claims(
+    w.idp.set_hostile(Some(Hostile::Claims(
         claims
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -1102,7 +1065,7 @@ trusted_email = true
     let authorize = browser
         .login_at(&w2.url("/.auth/login/contoso?rd=/page"))
         .await;
-    w2.idp.set_hostile(Some(idp::Hostile::Claims(vec![(
+    w2.idp.set_hostile(Some(Hostile::Claims(vec![(
         "email".into(),
         json!("bob@fabrikam.example@contoso.example"),
     )])));
@@ -1200,7 +1163,7 @@ async fn a_refresh_that_changes_oid_or_tid_ends_the_session() {
         let resp = w.api_get(&bob, "/.auth/refresh").await;
         assert_eq!(resp.status(), StatusCode::OK, "a plain refresh works");
         w.idp
-            .set_hostile(Some(idp::Hostile::Claims(vec![(claim.into(), value)])));
+            .set_hostile(Some(Hostile::Claims(vec![(claim.into(), value)])));
         let resp = w.api_get(&bob, "/.auth/refresh").await;
         w.idp.set_hostile(None);
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{claim}");
