@@ -9,7 +9,7 @@ mod fixtures;
 mod hostile_idp;
 mod world;
 
-pub use fixtures::{config, echo_route, entra, fill, route, unreachable_oidc, Config, Table};
+pub use fixtures::{config, echo_route, entra, route, unreachable_oidc, Config, Table};
 pub use hostile_idp::{Hostile, HostileIdp};
 pub use world::{World, WorldBuilder};
 

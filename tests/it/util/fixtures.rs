@@ -19,6 +19,7 @@ use crate::util::SECRET;
 pub struct Config {
     listen: String,
     admin_listen: String,
+    secret: String,
     server: String,
     admin: String,
     session: String,
@@ -37,6 +38,7 @@ impl Config {
         Config {
             listen: "127.0.0.1:0".into(),
             admin_listen: "127.0.0.1:0".into(),
+            secret: SECRET.into(),
             server: String::new(),
             admin: String::new(),
             session: String::new(),
@@ -53,6 +55,12 @@ impl Config {
     /// `admin.listen`.
     pub fn admin_listen(mut self, addr: impl fmt::Display) -> Config {
         self.admin_listen = addr.to_string();
+        self
+    }
+
+    /// `session.secret` (default [`SECRET`]).
+    pub fn secret(mut self, secret: &str) -> Config {
+        self.secret = secret.to_string();
         self
     }
 
@@ -92,11 +100,12 @@ listen = "{listen}"
 listen = "{admin_listen}"
 {admin}
 [session]
-secret = "{SECRET}"
+secret = "{secret}"
 {session}{tables}
 "#,
             listen = self.listen,
             admin_listen = self.admin_listen,
+            secret = self.secret,
             server = self.server,
             admin = self.admin,
             session = self.session,
