@@ -307,29 +307,6 @@ pub enum AccessTokenVersion {
     V2,
 }
 
-/// How discovery/JWKS (or the token endpoint) fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outage {
-    /// Working normally.
-    None,
-    /// Answer 503.
-    Status503,
-    /// Close the connection without answering.
-    Close,
-}
-
-/// How the userinfo endpoint misbehaves, to test that relying parties cope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserinfoFault {
-    /// Working normally.
-    None,
-    /// Answers 200 with a `sub` other than the ID token's (OpenID Connect
-    /// Core 5.3.2: the relying party must not use such a response).
-    WrongSub,
-    /// Answers 503.
-    Status503,
-}
-
 /// Where the IdP sent the browser after a login (see [`Idp::complete_login`]).
 #[derive(Debug, Clone)]
 pub struct LoginRedirect {
@@ -349,6 +326,24 @@ pub struct LoginRedirect {
 /// Signs a token instead of the IdP ([`Idp::set_token_hook`]; tests only).
 #[doc(hidden)]
 pub type TokenHook = Arc<dyn Fn(Unsigned<'_>) -> anyhow::Result<String> + Send + Sync>;
+
+/// Decides how discovery, JWKS, token or userinfo answer a request
+/// ([`Idp::set_intercept_hook`]; tests only).
+#[doc(hidden)]
+pub type InterceptHook = Arc<dyn Fn(&http::request::Parts) -> Intercept + Send + Sync>;
+
+/// What an [`InterceptHook`] makes of a request.
+#[doc(hidden)]
+pub enum Intercept {
+    /// Answer as usual.
+    Pass,
+    /// Answer this instead (the request does nothing).
+    Answer(Response<Full<Bytes>>),
+    /// Close the connection without answering (the request does nothing).
+    Close,
+    /// Answer as usual, the JSON body first changed by this.
+    EditJson(Box<dyn FnOnce(&mut Value) + Send>),
+}
 
 /// A token the IdP is about to sign, handed to a [`TokenHook`]: its claims,
 /// and signing with the IdP's current key without giving the key away.
@@ -467,15 +462,13 @@ struct State {
     keys: Mutex<KeyRing>,
     /// Signs instead of [`State::sign`]'s default, when set (tests only).
     token_hook: Mutex<Option<TokenHook>>,
-    outage: Mutex<Outage>,
-    token_outage: Mutex<Outage>,
+    /// Consulted before discovery, JWKS, token and userinfo answer (tests only).
+    intercept_hook: Mutex<Option<InterceptHook>>,
     send_iss: AtomicBool,
     codes: Mutex<HashMap<String, CodeGrant>>,
     refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     /// Access token -> (user, client id).
     access_tokens: Mutex<HashMap<String, (UserRef, String)>>,
-    /// How the userinfo endpoint misbehaves (see [`Idp::set_userinfo_fault`]).
-    userinfo_fault: Mutex<UserinfoFault>,
     counters: Counters,
     /// `expires_in` of issued access tokens (seconds); see [`Idp::set_access_token_lifetime`].
     access_token_lifetime: AtomicU64,
@@ -493,9 +486,9 @@ struct State {
 /// - [`Idp::set_token_hook`]: every following token is signed by the hook (the
 ///   integration tests' hostile modes: bad signature, `alg: none`, wrong `iss`...);
 /// - [`Idp::rotate_keys`], [`Idp::retire_old_keys`], [`Idp::current_kid`];
-/// - [`Idp::set_outage`] (discovery + JWKS), [`Idp::set_token_endpoint_outage`]:
-///   answer 503 or close the connection;
-/// - [`Idp::set_userinfo_fault`]: userinfo answers 503 or another `sub`;
+/// - [`Idp::set_intercept_hook`]: discovery, JWKS, token or userinfo answer as
+///   the hook says (the integration tests' outages: 503, a closed connection,
+///   userinfo with another `sub`);
 /// - [`Idp::set_send_iss`]: RFC 9207 `iss` in authorization responses;
 /// - counters: [`Idp::discovery_calls`], [`Idp::jwks_calls`], [`Idp::authorize_calls`],
 ///   [`Idp::token_calls`], [`Idp::logout_calls`], [`Idp::userinfo_calls`],
@@ -554,14 +547,23 @@ impl Idp {
         *lock(&self.state.token_hook) = hook;
     }
 
-    /// Discovery and JWKS answer 503, close the connection, or work (`Outage::None`).
-    pub fn set_outage(&self, outage: Outage) {
-        *lock(&self.state.outage) = outage;
+    /// Discovery, JWKS, token and userinfo requests are shown to `hook` first
+    /// (after they are counted), which may answer instead, close the connection
+    /// or edit the JSON answer (`None`: they answer as usual again).
+    ///
+    /// Test support only, hence hidden, for the same reason as
+    /// [`Idp::set_token_hook`]: the integration tests' outages
+    /// (tests/it/util/hostile_idp.rs) live with the tests, and the `realmgate demo`
+    /// binary carries no switch for failing.
+    #[doc(hidden)]
+    pub fn set_intercept_hook(&self, hook: Option<InterceptHook>) {
+        *lock(&self.state.intercept_hook) = hook;
     }
 
-    /// The token endpoint answers 503, closes the connection, or works.
-    pub fn set_token_endpoint_outage(&self, outage: Outage) {
-        *lock(&self.state.token_outage) = outage;
+    /// The hook [`Idp::set_intercept_hook`] set, to chain a new one to it.
+    #[doc(hidden)]
+    pub fn intercept_hook(&self) -> Option<InterceptHook> {
+        lock(&self.state.intercept_hook).clone()
     }
 
     /// Advertise `authorization_response_iss_parameter_supported` and send `iss`
@@ -616,10 +618,6 @@ impl Idp {
     /// Requests to the userinfo endpoint.
     pub fn userinfo_calls(&self) -> usize {
         self.state.counters.userinfo.load(Ordering::SeqCst)
-    }
-    /// Makes the userinfo endpoint misbehave (`UserinfoFault::None`: works again).
-    pub fn set_userinfo_fault(&self, fault: UserinfoFault) {
-        *lock(&self.state.userinfo_fault) = fault;
     }
     /// `expires_in` of the access tokens issued from now on (default 3600 s;
     /// ID tokens keep their hour). Short values make relying parties refresh.
@@ -1410,7 +1408,7 @@ async fn read_form(body: Incoming) -> Option<Vec<(String, String)>> {
     Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
-/// An `Err` closes the connection without an answer (`Outage::Close`).
+/// An `Err` closes the connection without an answer ([`Intercept::Close`]).
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::io::Error> {
     let (parts, body) = req.into_parts();
     let segments: Vec<String> = parts
@@ -1421,21 +1419,24 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         .map(str::to_string)
         .collect();
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let outage = |o: Outage| -> Result<Option<Resp>, std::io::Error> {
-        match o {
-            Outage::None => Ok(None),
-            Outage::Status503 => Ok(Some(respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "temporarily unavailable",
-            ))),
-            Outage::Close => Err(std::io::Error::other("outage: closing")),
+    // What the intercept hook says, for the endpoints it is shown.
+    let mut edit: Option<Box<dyn FnOnce(&mut Value) + Send>> = None;
+    let mut intercept = || -> Result<Option<Resp>, std::io::Error> {
+        let hook = lock(&state.intercept_hook).clone();
+        match hook.map(|h| h(&parts)) {
+            None | Some(Intercept::Pass) => Ok(None),
+            Some(Intercept::Answer(r)) => Ok(Some(r)),
+            Some(Intercept::Close) => Err(std::io::Error::other("intercepted: closing")),
+            Some(Intercept::EditJson(f)) => {
+                edit = Some(f);
+                Ok(None)
+            }
         }
     };
     let resp = match (&parts.method, seg.as_slice()) {
         (&Method::GET, [t, "v2.0", ".well-known", "openid-configuration"]) => {
             state.counters.discovery.fetch_add(1, Ordering::SeqCst);
-            if let Some(r) = outage(*lock(&state.outage))? {
+            if let Some(r) = intercept()? {
                 return Ok(r);
             }
             match state.discovery(t) {
@@ -1449,7 +1450,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         (&Method::GET, [t, "discovery", "v2.0", "keys"]) => {
             state.counters.jwks.fetch_add(1, Ordering::SeqCst);
-            if let Some(r) = outage(*lock(&state.outage))? {
+            if let Some(r) = intercept()? {
                 return Ok(r);
             }
             if state.scope(t).is_none() {
@@ -1497,7 +1498,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         (&Method::POST, [_t, "oauth2", "v2.0", "token"]) => {
             state.counters.token.fetch_add(1, Ordering::SeqCst);
-            if let Some(r) = outage(*lock(&state.token_outage))? {
+            if let Some(r) = intercept()? {
                 return Ok(r);
             }
             let form = read_form(body).await.unwrap_or_default();
@@ -1545,11 +1546,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         (&Method::GET, ["oidc", "userinfo"]) => {
             state.counters.userinfo.fetch_add(1, Ordering::SeqCst);
+            if let Some(r) = intercept()? {
+                return Ok(r);
+            }
             userinfo(&state, &parts.headers)
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found"),
     };
-    Ok(resp)
+    match edit {
+        Some(edit) => Ok(edit_json(resp, edit).await),
+        None => Ok(resp),
+    }
 }
 
 fn client_credentials(
@@ -1747,15 +1754,21 @@ fn graph_member_of(
     json_response(StatusCode::OK, &body)
 }
 
+/// `resp` with its JSON body changed by `edit` (as it was when not JSON).
+async fn edit_json(resp: Resp, edit: Box<dyn FnOnce(&mut Value) + Send>) -> Resp {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = body.collect().await.map(|b| b.to_bytes());
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) => {
+            edit(&mut v);
+            Bytes::from(v.to_string())
+        }
+        Err(_) => bytes,
+    };
+    Response::from_parts(parts, Full::new(body))
+}
+
 fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
-    let fault = *lock(&state.userinfo_fault);
-    if fault == UserinfoFault::Status503 {
-        return respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "temporarily unavailable",
-        );
-    }
     let Some((user, client_id)) = bearer_user(state, headers) else {
         let mut r = oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -1768,12 +1781,8 @@ fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
         );
         return r;
     };
-    // The same pairwise sub as the ID token (OpenID Connect Core 5.3.2),
-    // unless a test asks for another one.
-    let sub = match fault {
-        UserinfoFault::WrongSub => pairwise_sub(&client_id, "someone-else"),
-        _ => pairwise_sub(&client_id, &user.oid),
-    };
+    // The same pairwise sub as the ID token (OpenID Connect Core 5.3.2).
+    let sub = pairwise_sub(&client_id, &user.oid);
     let mut v = json!({
         "sub": sub,
         "name": user.name,
@@ -1804,14 +1813,12 @@ pub async fn start(config: IdpConfig, addr: SocketAddr) -> anyhow::Result<Idp> {
             keys: vec![Arc::new(key)],
         }),
         token_hook: Mutex::new(None),
-        outage: Mutex::new(Outage::None),
-        token_outage: Mutex::new(Outage::None),
+        intercept_hook: Mutex::new(None),
         send_iss: AtomicBool::new(false),
         codes: Mutex::new(HashMap::new()),
         refresh_tokens: Mutex::new(HashMap::new()),
         access_token_lifetime: AtomicU64::new(TOKEN_LIFETIME_SECS),
         access_tokens: Mutex::new(HashMap::new()),
-        userinfo_fault: Mutex::new(UserinfoFault::None),
         counters: Counters::default(),
         http: crate::http_client::HttpClient::new()?,
     });

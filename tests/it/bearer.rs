@@ -484,22 +484,12 @@ fn nginx_api_conf(
     gateway: std::net::SocketAddr,
     upstream: std::net::SocketAddr,
 ) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    crate::util::nginx_conf_with(
+        dir,
+        "info",
+        64,
+        &format!(
+            r#"
 
     server {{
         listen {listen};
@@ -522,8 +512,8 @@ http {{
             proxy_pass http://{upstream};
         }}
     }}
-}}
 "#
+        ),
     )
 }
 

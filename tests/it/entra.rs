@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::signin::{location, Browser};
-use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp};
+use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp, Outage, UserinfoFault};
 
 const HOST: &str = "app.test";
 const ALICE: &str = "alice@contoso.example";
@@ -732,7 +732,7 @@ async fn unreachable_provider_keeps_valid_tokens_and_backs_off_then_ends_expired
     let w = World::start(Options::default()).await;
     w.idp.set_access_token_lifetime(30);
     let browser = w.signed_in(BOB).await;
-    w.idp.set_token_endpoint_outage(idp::Outage::Status503);
+    w.idp.set_token_endpoint_outage(Outage::Status503);
     let before = w.idp.token_calls();
     assert_eq!(
         get_page(&w, &browser).await,
@@ -751,9 +751,9 @@ async fn unreachable_provider_keeps_valid_tokens_and_backs_off_then_ends_expired
 
     // Tokens that have expired are not kept when the refresh cannot happen.
     w.idp.set_access_token_lifetime(1);
-    w.idp.set_token_endpoint_outage(idp::Outage::None);
+    w.idp.set_token_endpoint_outage(Outage::None);
     let short = w.signed_in(BOB).await;
-    w.idp.set_token_endpoint_outage(idp::Outage::Status503);
+    w.idp.set_token_endpoint_outage(Outage::Status503);
     // Wall-clock expiry of a 1-second token: nothing to poll for.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(get_page(&w, &short).await, StatusCode::UNAUTHORIZED);
@@ -849,7 +849,7 @@ async fn userinfo_claims_join_the_profile_and_the_id_token_wins() {
 #[tokio::test]
 async fn userinfo_about_another_subject_is_discarded() {
     let w = World::start(profile_world()).await;
-    w.idp.set_userinfo_fault(idp::UserinfoFault::WrongSub);
+    w.idp.set_userinfo_fault(UserinfoFault::WrongSub);
     let erin = w.signed_in(ERIN).await;
     assert_eq!(w.idp.userinfo_calls(), 1);
     let (_, me) = w.me(&erin).await;
@@ -861,7 +861,7 @@ async fn userinfo_about_another_subject_is_discarded() {
 #[tokio::test]
 async fn a_userinfo_failure_does_not_fail_the_login_and_refresh_reads_it_again() {
     let w = World::start(profile_world()).await;
-    w.idp.set_userinfo_fault(idp::UserinfoFault::Status503);
+    w.idp.set_userinfo_fault(UserinfoFault::Status503);
     let erin = w.signed_in(ERIN).await;
     let (status, me) = w.me(&erin).await;
     assert_eq!(status, StatusCode::OK, "signed in all the same");
@@ -875,7 +875,7 @@ async fn a_userinfo_failure_does_not_fail_the_login_and_refresh_reads_it_again()
     assert_eq!(Echoed::from(resp).await.header("x-employee-id"), None);
 
     // The profile is read again at the next refresh.
-    w.idp.set_userinfo_fault(idp::UserinfoFault::None);
+    w.idp.set_userinfo_fault(UserinfoFault::None);
     let resp = w.api_get(&erin, "/.auth/refresh").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(w.idp.userinfo_calls(), 2);

@@ -772,22 +772,12 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// The nginx config documented in docs/policies.md, with test paths and ports.
 fn nginx_conf(dir: &Path, listen: SocketAddr, gateway: SocketAddr, upstream: SocketAddr) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    crate::util::nginx_conf_with(
+        dir,
+        "info",
+        64,
+        &format!(
+            r#"
 
     server {{
         listen {listen};
@@ -830,8 +820,8 @@ http {{
             proxy_pass http://{upstream};
         }}
     }}
-}}
 "#
+        ),
     )
 }
 

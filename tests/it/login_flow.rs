@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
-use realmgate::demo::idp::{self, Idp, IdpConfig, Outage};
+use realmgate::demo::idp::{self, Idp, IdpConfig};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use crate::signin::{demo_user as user, location, set_cookies, Browser, HTML};
-use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp, Table, WorldBuilder};
+use crate::util::{
+    echo_route, entra, Echoed, Hostile, HostileIdp, Outage, Table, WorldBuilder,
+};
 
 const HOST: &str = "app.test";
 const OTHER_HOST: &str = "other.test";

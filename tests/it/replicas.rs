@@ -109,26 +109,16 @@ impl Drop for Nginx {
 }
 
 fn nginx_conf(dir: &Path, listen: SocketAddr, replicas: &[SocketAddr]) -> String {
-    let d = dir.display();
     let servers: String = replicas
         .iter()
         .map(|r| format!("        server {r} max_fails=1 fail_timeout=5s;\n"))
         .collect();
-    format!(
-        r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    crate::util::nginx_conf_with(
+        dir,
+        "warn",
+        512,
+        &format!(
+            r#"
 
     upstream realmgate {{
 {servers}        keepalive 32;
@@ -154,8 +144,8 @@ http {{
             add_header X-Replica $upstream_addr always;
         }}
     }}
-}}
 "#
+        ),
     )
 }
 

@@ -9,8 +9,10 @@ mod fixtures;
 mod hostile_idp;
 mod world;
 
-pub use fixtures::{config, echo_route, entra, route, unreachable_oidc, Config, Table};
-pub use hostile_idp::{Hostile, HostileIdp};
+pub use fixtures::{
+    config, echo_route, entra, nginx_conf_with, route, unreachable_oidc, Config, Table,
+};
+pub use hostile_idp::{Hostile, HostileIdp, Outage, UserinfoFault};
 pub use world::{World, WorldBuilder};
 
 use std::convert::Infallible;

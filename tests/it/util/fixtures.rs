@@ -233,3 +233,33 @@ upstream = "{upstream}"
 "#
     )
 }
+
+/// An nginx.conf for a test's nginx: in the foreground, one worker, its pid,
+/// error log and temp files in `dir`, access log off; `http` is the rest of the
+/// `http {}` block (upstreams, servers).
+pub fn nginx_conf_with(
+    dir: &std::path::Path,
+    error_level: &str,
+    worker_connections: u32,
+    http: &str,
+) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log {error_level};
+events {{ worker_connections {worker_connections}; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+{http}}}
+"#
+    )
+}

@@ -1,7 +1,9 @@
-//! The demo IdP's hostile modes, test support only: ways to break every token
-//! it signs next, to show that relying parties refuse them. They reach the IdP
-//! through its one hidden hook ([`Idp::set_token_hook`]), so the product's
-//! `realmgate demo` carries no switch for misbehaving.
+//! The demo IdP's hostile modes and outages, test support only: ways to break
+//! every token it signs next ([`Hostile`]), and to make discovery, JWKS, the
+//! token endpoint or userinfo fail ([`Outage`], [`UserinfoFault`]), to show that
+//! relying parties refuse or cope. They reach the IdP through its two hidden
+//! hooks ([`Idp::set_token_hook`], [`Idp::set_intercept_hook`]), so the
+//! product's `realmgate demo` carries no switch for misbehaving.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,9 +12,15 @@ use anyhow::Context as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
 use rand::RngCore as _;
-use realmgate::demo::idp::{Idp, TokenHook, Unsigned, TOKEN_LIFETIME_SECS};
+use realmgate::demo::idp::{
+    Idp, Intercept, InterceptHook, TokenHook, Unsigned, DEMO_CLIENT_ID, TOKEN_LIFETIME_SECS,
+};
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 /// A way the next tokens are broken, to test that relying parties refuse them.
 /// Applies to every token the IdP signs (token endpoint and the `mint_*`
@@ -55,10 +63,39 @@ pub enum Hostile {
     Claims(Vec<(String, Value)>),
 }
 
-/// Hostile modes on the demo IdP.
+/// How discovery/JWKS (or the token endpoint) fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// Working normally.
+    None,
+    /// Answer 503.
+    Status503,
+    /// Close the connection without answering.
+    Close,
+}
+
+/// How the userinfo endpoint misbehaves, to test that relying parties cope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoFault {
+    /// Working normally.
+    None,
+    /// Answers 200 with a `sub` other than the ID token's (OpenID Connect
+    /// Core 5.3.2: the relying party must not use such a response).
+    WrongSub,
+    /// Answers 503.
+    Status503,
+}
+
+/// Hostile modes and outages on the demo IdP.
 pub trait HostileIdp {
     /// Breaks every following token in this way (`None`: well-formed tokens again).
     fn set_hostile(&self, mode: Option<Hostile>);
+    /// Discovery and JWKS answer 503, close the connection, or work (`Outage::None`).
+    fn set_outage(&self, outage: Outage);
+    /// The token endpoint answers 503, closes the connection, or works.
+    fn set_token_endpoint_outage(&self, outage: Outage);
+    /// Makes the userinfo endpoint misbehave (`UserinfoFault::None`: works again).
+    fn set_userinfo_fault(&self, fault: UserinfoFault);
 }
 
 impl HostileIdp for Idp {
@@ -66,6 +103,73 @@ impl HostileIdp for Idp {
         let hook = mode.map(|mode| -> TokenHook { Arc::new(move |token| mode.sign(token)) });
         self.set_token_hook(hook);
     }
+
+    fn set_outage(&self, outage: Outage) {
+        let is_metadata = |path: &str| {
+            path.ends_with("/.well-known/openid-configuration")
+                || path.ends_with("/discovery/v2.0/keys")
+        };
+        intercept(self, is_metadata, move || outage_answer(outage));
+    }
+
+    fn set_token_endpoint_outage(&self, outage: Outage) {
+        let is_token = |path: &str| path.ends_with("/oauth2/v2.0/token");
+        intercept(self, is_token, move || outage_answer(outage));
+    }
+
+    fn set_userinfo_fault(&self, fault: UserinfoFault) {
+        let is_userinfo = |path: &str| path == "/oidc/userinfo";
+        intercept(self, is_userinfo, move || match fault {
+            UserinfoFault::None => Intercept::Pass,
+            UserinfoFault::Status503 => Intercept::Answer(unavailable()),
+            // Another user's pairwise sub for the demo app registration.
+            UserinfoFault::WrongSub => Intercept::EditJson(Box::new(|v: &mut Value| {
+                v["sub"] = json!(pairwise_sub(DEMO_CLIENT_ID, "someone-else"));
+            })),
+        });
+    }
+}
+
+/// From now on the requests whose path `mine` says are answered as `answer`
+/// says; the others as the hook before said (so the outages of different
+/// endpoints are set independently).
+fn intercept(
+    idp: &Idp,
+    mine: impl Fn(&str) -> bool + Send + Sync + 'static,
+    answer: impl Fn() -> Intercept + Send + Sync + 'static,
+) {
+    let before = idp.intercept_hook();
+    let hook: InterceptHook = Arc::new(move |parts| {
+        if mine(parts.uri.path()) {
+            answer()
+        } else {
+            before.as_ref().map_or(Intercept::Pass, |b| b(parts))
+        }
+    });
+    idp.set_intercept_hook(Some(hook));
+}
+
+fn outage_answer(outage: Outage) -> Intercept {
+    match outage {
+        Outage::None => Intercept::Pass,
+        Outage::Status503 => Intercept::Answer(unavailable()),
+        Outage::Close => Intercept::Close,
+    }
+}
+
+/// 503 as the IdP answered it in an outage.
+fn unavailable() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from_static(b"temporarily unavailable")))
+        .expect("static response")
+}
+
+/// Entra's pairwise `sub`, as the IdP makes it.
+fn pairwise_sub(client_id: &str, oid: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{client_id}:{oid}").as_bytes()))
 }
 
 impl Hostile {
