@@ -332,6 +332,10 @@ pub type TokenHook = Arc<dyn Fn(Unsigned<'_>) -> anyhow::Result<String> + Send +
 #[doc(hidden)]
 pub type InterceptHook = Arc<dyn Fn(&http::request::Parts) -> Intercept + Send + Sync>;
 
+/// A change to a JSON answer ([`Intercept::EditJson`]).
+#[doc(hidden)]
+pub type JsonEdit = Box<dyn FnOnce(&mut Value) + Send>;
+
 /// What an [`InterceptHook`] makes of a request.
 #[doc(hidden)]
 pub enum Intercept {
@@ -342,7 +346,7 @@ pub enum Intercept {
     /// Close the connection without answering (the request does nothing).
     Close,
     /// Answer as usual, the JSON body first changed by this.
-    EditJson(Box<dyn FnOnce(&mut Value) + Send>),
+    EditJson(JsonEdit),
 }
 
 /// A token the IdP is about to sign, handed to a [`TokenHook`]: its claims,
@@ -1420,7 +1424,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         .collect();
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     // What the intercept hook says, for the endpoints it is shown.
-    let mut edit: Option<Box<dyn FnOnce(&mut Value) + Send>> = None;
+    let mut edit: Option<JsonEdit> = None;
     let mut intercept = || -> Result<Option<Resp>, std::io::Error> {
         let hook = lock(&state.intercept_hook).clone();
         match hook.map(|h| h(&parts)) {
@@ -1755,7 +1759,7 @@ fn graph_member_of(
 }
 
 /// `resp` with its JSON body changed by `edit` (as it was when not JSON).
-async fn edit_json(resp: Resp, edit: Box<dyn FnOnce(&mut Value) + Send>) -> Resp {
+async fn edit_json(resp: Resp, edit: JsonEdit) -> Resp {
     let (parts, body) = resp.into_parts();
     let Ok(bytes) = body.collect().await.map(|b| b.to_bytes());
     let body = match serde_json::from_slice::<Value>(&bytes) {

@@ -560,11 +560,7 @@ async fn backchannel_logout_refuses_bad_tokens_with_a_reason() {
             mint(Some(Hostile::BadSignature)),
             "signature",
         ),
-        (
-            "nonce present",
-            mint(Some(Hostile::NonceWrong)),
-            "nonce",
-        ),
+        ("nonce present", mint(Some(Hostile::NonceWrong)), "nonce"),
         ("expired", mint(Some(Hostile::Expired)), "exp"),
         ("alg none", mint(Some(Hostile::AlgNone)), "alg"),
         (

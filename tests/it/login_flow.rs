@@ -10,9 +10,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use crate::signin::{demo_user as user, location, set_cookies, Browser, HTML};
-use crate::util::{
-    echo_route, entra, Echoed, Hostile, HostileIdp, Outage, Table, WorldBuilder,
-};
+use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp, Outage, Table, WorldBuilder};
 
 const HOST: &str = "app.test";
 const OTHER_HOST: &str = "other.test";
@@ -53,9 +51,7 @@ impl World {
     }
 
     async fn start_against(idp: Idp, contoso_extra: &str, route_extra: &str) -> World {
-        world(contoso_extra, route_extra)
-            .start_with_idp(idp)
-            .await
+        world(contoso_extra, route_extra).start_with_idp(idp).await
     }
 
     fn url(&self, path: &str) -> String {

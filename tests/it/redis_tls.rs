@@ -68,7 +68,13 @@ impl Gateway {
             Config::new()
                 .secret(SECRET)
                 .session(&format!("store = \"redis\"\nredis_url = \"{url}\""))
-                .table(route("app", "app.test", "/", "http://127.0.0.1:9", "public = [\"/\"]"))
+                .table(route(
+                    "app",
+                    "app.test",
+                    "/",
+                    "http://127.0.0.1:9",
+                    "public = [\"/\"]",
+                ))
                 .render(),
         )
         .unwrap();

@@ -26,8 +26,8 @@ use reqwest::StatusCode;
 use crate::deploy::{require, Realmgate};
 use crate::redis_util::RedisServer;
 use crate::util::{
-    echo_route, entra, wait_listening, with_fresh_port, Config, EchoUpstream, Echoed,
-    NotListening, ReservedPort, DEADLINE,
+    echo_route, entra, wait_listening, with_fresh_port, Config, EchoUpstream, Echoed, NotListening,
+    ReservedPort, DEADLINE,
 };
 
 const APP: &str = "app.test";

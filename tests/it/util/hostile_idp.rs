@@ -11,10 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rand::RngCore as _;
 use realmgate::demo::idp::{
     Idp, Intercept, InterceptHook, TokenHook, Unsigned, DEMO_CLIENT_ID, TOKEN_LIFETIME_SECS,

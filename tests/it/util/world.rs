@@ -35,10 +35,13 @@ pub struct World<Suite = ()> {
     _suite: PhantomData<Suite>,
 }
 
+/// Configures the IdP before the gateway starts.
+type IdpSetup = Box<dyn FnOnce(&Idp)>;
+
 /// How a [`World`] is made; see [`World::builder`].
 pub struct WorldBuilder {
     idp: IdpConfig,
-    setup: Vec<Box<dyn FnOnce(&Idp)>>,
+    setup: Vec<IdpSetup>,
     config: Config,
     keep: Vec<Box<dyn Any>>,
 }
@@ -53,7 +56,6 @@ impl<Suite> World<Suite> {
             keep: Vec::new(),
         }
     }
-
 }
 
 impl WorldBuilder {
