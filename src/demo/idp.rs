@@ -2,7 +2,8 @@
 //! the tests: per-tenant discovery at `/{tenant}/v2.0/.well-known/openid-configuration`
 //! (tenant by domain or id; `common`/`organizations` with the `{tenantid}` issuer template),
 //! JWKS with key rotation, `/authorize` (a user picker page, no password), `/token`
-//! (PKCE S256 checked, each code once), `/logout`, and hostile modes for tests.
+//! (PKCE S256 checked, each code once), `/logout`, and a hook through which tests
+//! break the tokens it signs ([`Idp::set_token_hook`]).
 //!
 //! It listens on 127.0.0.1 only and trusts whoever clicks a name: it is a
 //! development and test tool, never an identity provider for real users.
@@ -70,7 +71,7 @@ pub const DEMO_CLIENT_SECRET: &str = "demo-client-secret-not-for-production";
 /// How long a code may wait for redemption.
 const CODE_LIFETIME: Duration = Duration::from_secs(600);
 /// Lifetime of issued ID and access tokens.
-const TOKEN_LIFETIME_SECS: u64 = 3600;
+pub const TOKEN_LIFETIME_SECS: u64 = 3600;
 /// Request bodies larger than this are refused.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -296,47 +297,6 @@ impl UserRef {
     }
 }
 
-/// A way the next tokens are broken, to test that relying parties refuse them.
-/// Applies to every ID token issued (token endpoint and [`Idp::mint_id_token`])
-/// until changed with [`Idp::set_hostile`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hostile {
-    /// Valid token with one signature byte flipped.
-    BadSignature,
-    /// `alg: none`, empty signature.
-    AlgNone,
-    /// `alg: HS256` keyed with the signing key's public PEM (the classic key-confusion attack).
-    Hs256WithPublicKey,
-    /// `iss` of another tenant.
-    WrongIssuer,
-    /// `aud` of another application.
-    WrongAudience,
-    /// `aud: [client_id, other]` without `azp`.
-    SeveralAudiencesWithoutAzp,
-    /// Expired an hour ago.
-    Expired,
-    /// `iat` an hour in the future.
-    IatInFuture,
-    NonceMissing,
-    NonceWrong,
-    /// Signed with a key whose `kid` is not in the JWKS.
-    UnknownKid,
-    /// Properly signed, but without `kid` in the header (acceptable only
-    /// while the JWKS has exactly one suitable key).
-    NoKid,
-    SubMissing,
-    OidMissing,
-    /// `tid` replaced by this value (`iss` still names the user's tenant).
-    Tid(String),
-    /// Properly signed (RS256, current key), the JOSE header edited: each
-    /// member is set, or removed when the value is `null` (`kid` path
-    /// traversal, `jku`/`x5u`/`jwk`, `crit`, `alg` spellings, size).
-    Header(Vec<(String, Value)>),
-    /// Properly signed, the claims edited the same way (`iat` missing, `nbf`
-    /// in the future, claims of the wrong type, ...).
-    Claims(Vec<(String, Value)>),
-}
-
 /// The two formats of Entra access tokens (chosen by the API's app
 /// registration, `accessTokenAcceptedVersion`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,29 +305,6 @@ pub enum AccessTokenVersion {
     V1,
     /// `ver` 2.0 from the v2.0 issuer.
     V2,
-}
-
-/// How discovery/JWKS (or the token endpoint) fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outage {
-    /// Working normally.
-    None,
-    /// Answer 503.
-    Status503,
-    /// Close the connection without answering.
-    Close,
-}
-
-/// How the userinfo endpoint misbehaves, to test that relying parties cope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserinfoFault {
-    /// Working normally.
-    None,
-    /// Answers 200 with a `sub` other than the ID token's (OpenID Connect
-    /// Core 5.3.2: the relying party must not use such a response).
-    WrongSub,
-    /// Answers 503.
-    Status503,
 }
 
 /// Where the IdP sent the browser after a login (see [`Idp::complete_login`]).
@@ -384,6 +321,78 @@ pub struct LoginRedirect {
     pub form_post: bool,
     /// The parameters to POST for form_post.
     pub form: Vec<(String, String)>,
+}
+
+/// Signs a token instead of the IdP ([`Idp::set_token_hook`]; tests only).
+#[doc(hidden)]
+pub type TokenHook = Arc<dyn Fn(Unsigned<'_>) -> anyhow::Result<String> + Send + Sync>;
+
+/// Decides how discovery, JWKS, token or userinfo answer a request
+/// ([`Idp::set_intercept_hook`]; tests only).
+#[doc(hidden)]
+pub type InterceptHook = Arc<dyn Fn(&http::request::Parts) -> Intercept + Send + Sync>;
+
+/// A change to a JSON answer ([`Intercept::EditJson`]).
+#[doc(hidden)]
+pub type JsonEdit = Box<dyn FnOnce(&mut Value) + Send>;
+
+/// What an [`InterceptHook`] makes of a request.
+#[doc(hidden)]
+pub enum Intercept {
+    /// Answer as usual.
+    Pass,
+    /// Answer this instead (the request does nothing).
+    Answer(Response<Full<Bytes>>),
+    /// Close the connection without answering (the request does nothing).
+    Close,
+    /// Answer as usual, the JSON body first changed by this.
+    EditJson(JsonEdit),
+}
+
+/// A token the IdP is about to sign, handed to a [`TokenHook`]: its claims,
+/// and signing with the IdP's current key without giving the key away.
+#[doc(hidden)]
+pub struct Unsigned<'a> {
+    /// The claims as the IdP would sign them.
+    pub claims: Map<String, Value>,
+    /// The application the token is issued to (the ID token's `aud`).
+    pub client_id: &'a str,
+    base: &'a str,
+    key: &'a SigningKey,
+}
+
+impl Unsigned<'_> {
+    /// The `kid` of the current signing key.
+    pub fn kid(&self) -> &str {
+        &self.key.kid
+    }
+
+    /// The current signing key's public key, as PEM.
+    pub fn public_pem(&self) -> &str {
+        &self.key.public_pem
+    }
+
+    /// The issuer of a tenant's tokens at this IdP (see [`Idp::issuer`]).
+    pub fn issuer(&self, tenant_id: &str) -> String {
+        format!("{}/{tenant_id}/v2.0", self.base)
+    }
+
+    /// `header` and `claims` signed with the current key (RS256 whatever `header.alg` says).
+    pub fn sign(&self, header: &Header, claims: &Value) -> anyhow::Result<String> {
+        let mut header = header.clone();
+        header.alg = Algorithm::RS256;
+        Ok(jsonwebtoken::encode(&header, claims, &self.key.encoding)?)
+    }
+
+    /// The RS256 signature (base64url) of `signing_input` with the current key,
+    /// for a hand-made JOSE header.
+    pub fn sign_input(&self, signing_input: &str) -> anyhow::Result<String> {
+        Ok(jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &self.key.encoding,
+            Algorithm::RS256,
+        )?)
+    }
 }
 
 struct SigningKey {
@@ -455,16 +464,15 @@ struct State {
     base: String,
     config: IdpConfig,
     keys: Mutex<KeyRing>,
-    hostile: Mutex<Option<Hostile>>,
-    outage: Mutex<Outage>,
-    token_outage: Mutex<Outage>,
+    /// Signs instead of [`State::sign`]'s default, when set (tests only).
+    token_hook: Mutex<Option<TokenHook>>,
+    /// Consulted before discovery, JWKS, token and userinfo answer (tests only).
+    intercept_hook: Mutex<Option<InterceptHook>>,
     send_iss: AtomicBool,
     codes: Mutex<HashMap<String, CodeGrant>>,
     refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     /// Access token -> (user, client id).
     access_tokens: Mutex<HashMap<String, (UserRef, String)>>,
-    /// How the userinfo endpoint misbehaves (see [`Idp::set_userinfo_fault`]).
-    userinfo_fault: Mutex<UserinfoFault>,
     counters: Counters,
     /// `expires_in` of issued access tokens (seconds); see [`Idp::set_access_token_lifetime`].
     access_token_lifetime: AtomicU64,
@@ -479,14 +487,12 @@ struct State {
 /// - [`Idp::complete_login`]: finish the login an authorization URL asks for,
 ///   as if a user had been picked (HTTP alternative: POST `user=<oid or email>` to the
 ///   authorization URL; it answers 302 to `redirect_uri?code=…&state=…`);
-/// - [`Idp::set_hostile`] with a [`Hostile`] mode: every following token is
-///   broken that way (bad signature, `alg: none`, HS256 keyed with the public
-///   key, wrong `iss`/`aud`, several `aud` without `azp`, expired, `iat` in the
-///   future, nonce missing/wrong, unknown `kid`, `sub`/`oid` missing, another `tid`);
+/// - [`Idp::set_token_hook`]: every following token is signed by the hook (the
+///   integration tests' hostile modes: bad signature, `alg: none`, wrong `iss`...);
 /// - [`Idp::rotate_keys`], [`Idp::retire_old_keys`], [`Idp::current_kid`];
-/// - [`Idp::set_outage`] (discovery + JWKS), [`Idp::set_token_endpoint_outage`]:
-///   answer 503 or close the connection;
-/// - [`Idp::set_userinfo_fault`]: userinfo answers 503 or another `sub`;
+/// - [`Idp::set_intercept_hook`]: discovery, JWKS, token or userinfo answer as
+///   the hook says (the integration tests' outages: 503, a closed connection,
+///   userinfo with another `sub`);
 /// - [`Idp::set_send_iss`]: RFC 9207 `iss` in authorization responses;
 /// - counters: [`Idp::discovery_calls`], [`Idp::jwks_calls`], [`Idp::authorize_calls`],
 ///   [`Idp::token_calls`], [`Idp::logout_calls`], [`Idp::userinfo_calls`],
@@ -530,19 +536,38 @@ impl Idp {
         format!("{}/{tenant_id}/v2.0", self.state.base)
     }
 
-    /// Breaks every following ID token in this way (`None`: well-formed tokens again).
-    pub fn set_hostile(&self, mode: Option<Hostile>) {
-        *lock(&self.state.hostile) = mode;
+    /// Every following token (ID, access and logout tokens, from the endpoints
+    /// and the `mint_*` methods) is signed by `hook` instead of the IdP's own
+    /// RS256 signing (`None`: the IdP signs again).
+    ///
+    /// Test support only, hence hidden: the integration tests' hostile modes
+    /// (tests/it/util/hostile_idp.rs: bad signatures, `alg: none`, wrong issuer,
+    /// expired...) live with the tests, so the `realmgate demo` binary carries no
+    /// switch for misbehaving; they need this one narrow way in, because breaking
+    /// a token that comes out of a real code flow takes the claims before signing
+    /// and the IdP's signing key, which stays private ([`Unsigned`]).
+    #[doc(hidden)]
+    pub fn set_token_hook(&self, hook: Option<TokenHook>) {
+        *lock(&self.state.token_hook) = hook;
     }
 
-    /// Discovery and JWKS answer 503, close the connection, or work (`Outage::None`).
-    pub fn set_outage(&self, outage: Outage) {
-        *lock(&self.state.outage) = outage;
+    /// Discovery, JWKS, token and userinfo requests are shown to `hook` first
+    /// (after they are counted), which may answer instead, close the connection
+    /// or edit the JSON answer (`None`: they answer as usual again).
+    ///
+    /// Test support only, hence hidden, for the same reason as
+    /// [`Idp::set_token_hook`]: the integration tests' outages
+    /// (tests/it/util/hostile_idp.rs) live with the tests, and the `realmgate demo`
+    /// binary carries no switch for failing.
+    #[doc(hidden)]
+    pub fn set_intercept_hook(&self, hook: Option<InterceptHook>) {
+        *lock(&self.state.intercept_hook) = hook;
     }
 
-    /// The token endpoint answers 503, closes the connection, or works.
-    pub fn set_token_endpoint_outage(&self, outage: Outage) {
-        *lock(&self.state.token_outage) = outage;
+    /// The hook [`Idp::set_intercept_hook`] set, to chain a new one to it.
+    #[doc(hidden)]
+    pub fn intercept_hook(&self) -> Option<InterceptHook> {
+        lock(&self.state.intercept_hook).clone()
     }
 
     /// Advertise `authorization_response_iss_parameter_supported` and send `iss`
@@ -598,10 +623,6 @@ impl Idp {
     pub fn userinfo_calls(&self) -> usize {
         self.state.counters.userinfo.load(Ordering::SeqCst)
     }
-    /// Makes the userinfo endpoint misbehave (`UserinfoFault::None`: works again).
-    pub fn set_userinfo_fault(&self, fault: UserinfoFault) {
-        *lock(&self.state.userinfo_fault) = fault;
-    }
     /// `expires_in` of the access tokens issued from now on (default 3600 s;
     /// ID tokens keep their hour). Short values make relying parties refresh.
     pub fn set_access_token_lifetime(&self, secs: u64) {
@@ -627,7 +648,7 @@ impl Idp {
 
     /// A v2.0 access token for `audience` (an API such as `api://hr`) requested
     /// by `client_id` for `email`, with delegated scopes `scp` (space-separated).
-    /// Hostile modes apply.
+    /// A token hook applies.
     pub fn mint_access_token(
         &self,
         email: &str,
@@ -648,7 +669,7 @@ impl Idp {
     /// An access token in either Entra format for `audience`, requested by
     /// `client_id` for `email` with delegated scopes `scp`, with the claims
     /// changed by `edit` before signing (an `nbf` in the future, another
-    /// `tid`, app roles instead of scopes, ...). Hostile modes apply.
+    /// `tid`, app roles instead of scopes, ...). A token hook applies.
     ///
     /// v2.0: issuer `{base}/{tid}/v2.0`, `ver` 2.0, `azp`, `preferred_username`.
     /// v1.0: issuer `{base}/{tid}/` (where Entra's public cloud says
@@ -691,11 +712,11 @@ impl Idp {
             }
         }
         edit(&mut c);
-        self.state.sign_hostile(c, audience)
+        self.state.sign(c, audience)
     }
 
     /// A back-channel logout token for `email`'s session `sid` at `client_id`.
-    /// Hostile modes apply.
+    /// A token hook applies.
     pub fn mint_logout_token(
         &self,
         email: &str,
@@ -727,7 +748,7 @@ impl Idp {
         self.state.logout_token(user, client_id, sid, edit)
     }
 
-    /// An ID token for `email` issued to `client_id` right now (hostile mode applies),
+    /// An ID token for `email` issued to `client_id` right now (a token hook applies),
     /// without going through the authorize and token endpoints.
     pub fn mint_id_token(
         &self,
@@ -771,17 +792,6 @@ impl Idp {
         self.state
             .issue_code(&path_tenant, &request, user)
             .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-}
-
-/// Sets each member, or removes it when the value is `null` (hostile modes).
-fn edit_members(object: &mut Map<String, Value>, edits: &[(String, Value)]) {
-    for (name, value) in edits {
-        if value.is_null() {
-            object.remove(name);
-        } else {
-            object.insert(name.clone(), value.clone());
-        }
     }
 }
 
@@ -1046,7 +1056,7 @@ impl State {
         })
     }
 
-    /// The claims of an ID token for `user`, before hostile changes.
+    /// The claims of an ID token for `user`.
     fn claims(
         &self,
         user: &IdpUser,
@@ -1099,7 +1109,7 @@ impl State {
         c
     }
 
-    /// A signed ID token, broken as the hostile mode says.
+    /// A signed ID token.
     fn id_token(
         &self,
         user: &IdpUser,
@@ -1108,7 +1118,7 @@ impl State {
         sid: &str,
     ) -> anyhow::Result<String> {
         let claims = self.claims(user, client_id, nonce, sid);
-        self.sign_hostile(claims, client_id)
+        self.sign(claims, client_id)
     }
 
     /// Sends a back-channel logout token for the session an ID token hint names,
@@ -1180,119 +1190,26 @@ impl State {
             json!({"http://schemas.openid.net/event/backchannel-logout": {}}),
         );
         edit(&mut c);
-        self.sign_hostile(c, client_id)
+        self.sign(c, client_id)
     }
 
-    /// Signs `claims`, first breaking them (or the signature) as the hostile mode says.
-    fn sign_hostile(
-        &self,
-        mut claims: Map<String, Value>,
-        client_id: &str,
-    ) -> anyhow::Result<String> {
-        let hostile = lock(&self.hostile).clone();
+    /// Signs `claims` for `client_id`: RS256 with the current key, or the token hook.
+    fn sign(&self, claims: Map<String, Value>, client_id: &str) -> anyhow::Result<String> {
         let key = self.signing_key();
-        let now = now_unix();
-        let mut kid = key.kid.clone();
-        match &hostile {
-            Some(Hostile::WrongIssuer) => {
-                claims.insert(
-                    "iss".into(),
-                    json!(self.issuer("00000000-dead-4bad-8bad-000000000000")),
-                );
-            }
-            Some(Hostile::WrongAudience) => {
-                claims.insert("aud".into(), json!("00000000-0000-4000-8000-0000000000ff"));
-            }
-            Some(Hostile::SeveralAudiencesWithoutAzp) => {
-                claims.insert(
-                    "aud".into(),
-                    json!([client_id, "00000000-0000-4000-8000-0000000000ff"]),
-                );
-                claims.remove("azp");
-            }
-            Some(Hostile::Expired) => {
-                claims.insert("iat".into(), json!(now - 2 * TOKEN_LIFETIME_SECS));
-                claims.insert("nbf".into(), json!(now - 2 * TOKEN_LIFETIME_SECS));
-                claims.insert("exp".into(), json!(now - TOKEN_LIFETIME_SECS));
-            }
-            Some(Hostile::IatInFuture) => {
-                claims.insert("iat".into(), json!(now + TOKEN_LIFETIME_SECS));
-                claims.insert("exp".into(), json!(now + 2 * TOKEN_LIFETIME_SECS));
-            }
-            Some(Hostile::NonceMissing) => {
-                claims.remove("nonce");
-            }
-            Some(Hostile::NonceWrong) => {
-                claims.insert("nonce".into(), json!(random_id(32)));
-            }
-            Some(Hostile::SubMissing) => {
-                claims.remove("sub");
-            }
-            Some(Hostile::OidMissing) => {
-                claims.remove("oid");
-            }
-            Some(Hostile::Tid(t)) => {
-                claims.insert("tid".into(), json!(t));
-            }
-            Some(Hostile::Claims(edits)) => edit_members(&mut claims, edits),
-            // Same key material, a kid the JWKS never published: relying
-            // parties look the kid up and find nothing.
-            Some(Hostile::UnknownKid) => kid = format!("unpublished-{}", random_id(8)),
-            Some(Hostile::NoKid) => kid = String::new(),
-            Some(
-                Hostile::BadSignature
-                | Hostile::AlgNone
-                | Hostile::Hs256WithPublicKey
-                | Hostile::Header(_),
-            )
-            | None => {}
-        }
-        let claims = Value::Object(claims);
-        let token = match &hostile {
-            Some(Hostile::AlgNone) => {
-                let header = json!({"typ": "JWT", "alg": "none"});
-                format!(
-                    "{}.{}.",
-                    URL_SAFE_NO_PAD.encode(header.to_string()),
-                    URL_SAFE_NO_PAD.encode(claims.to_string())
-                )
-            }
-            Some(Hostile::Hs256WithPublicKey) => {
-                let mut header = Header::new(Algorithm::HS256);
-                header.kid = Some(kid);
-                jsonwebtoken::encode(
-                    &header,
-                    &claims,
-                    &EncodingKey::from_secret(key.public_pem.as_bytes()),
-                )?
-            }
-            Some(Hostile::Header(edits)) => {
-                let mut header = Map::new();
-                header.insert("typ".into(), json!("JWT"));
-                header.insert("alg".into(), json!("RS256"));
-                header.insert("kid".into(), json!(kid));
-                edit_members(&mut header, edits);
-                let signed = format!(
-                    "{}.{}",
-                    URL_SAFE_NO_PAD.encode(Value::Object(header).to_string()),
-                    URL_SAFE_NO_PAD.encode(claims.to_string())
-                );
-                let signature =
-                    jsonwebtoken::crypto::sign(signed.as_bytes(), &key.encoding, Algorithm::RS256)?;
-                format!("{signed}.{signature}")
-            }
-            _ => {
+        let hook = lock(&self.token_hook).clone();
+        match hook {
+            Some(hook) => hook(Unsigned {
+                claims,
+                client_id,
+                base: &self.base,
+                key: &key,
+            }),
+            None => {
                 let mut header = Header::new(Algorithm::RS256);
-                header.kid = (!kid.is_empty()).then_some(kid);
-                let token = jsonwebtoken::encode(&header, &claims, &key.encoding)?;
-                if hostile == Some(Hostile::BadSignature) {
-                    flip_signature(&token)?
-                } else {
-                    token
-                }
+                header.kid = Some(key.kid.clone());
+                Ok(jsonwebtoken::encode(&header, &claims, &key.encoding)?)
             }
-        };
-        Ok(token)
+        }
     }
 
     fn token_response(
@@ -1338,16 +1255,6 @@ impl State {
 /// Entra's `sub` is pairwise: stable per user and application.
 fn pairwise_sub(client_id: &str, oid: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{client_id}:{oid}").as_bytes()))
-}
-
-fn flip_signature(token: &str) -> anyhow::Result<String> {
-    let (rest, sig) = token.rsplit_once('.').context("token without signature")?;
-    let mut bytes = URL_SAFE_NO_PAD.decode(sig)?;
-    let i = bytes.len() / 2;
-    if let Some(b) = bytes.get_mut(i) {
-        *b ^= 0x55;
-    }
-    Ok(format!("{rest}.{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -1505,7 +1412,7 @@ async fn read_form(body: Incoming) -> Option<Vec<(String, String)>> {
     Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
-/// An `Err` closes the connection without an answer (`Outage::Close`).
+/// An `Err` closes the connection without an answer ([`Intercept::Close`]).
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::io::Error> {
     let (parts, body) = req.into_parts();
     let segments: Vec<String> = parts
@@ -1516,21 +1423,24 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         .map(str::to_string)
         .collect();
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let outage = |o: Outage| -> Result<Option<Resp>, std::io::Error> {
-        match o {
-            Outage::None => Ok(None),
-            Outage::Status503 => Ok(Some(respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "temporarily unavailable",
-            ))),
-            Outage::Close => Err(std::io::Error::other("outage: closing")),
+    // What the intercept hook says, for the endpoints it is shown.
+    let mut edit: Option<JsonEdit> = None;
+    let mut intercept = || -> Result<Option<Resp>, std::io::Error> {
+        let hook = lock(&state.intercept_hook).clone();
+        match hook.map(|h| h(&parts)) {
+            None | Some(Intercept::Pass) => Ok(None),
+            Some(Intercept::Answer(r)) => Ok(Some(r)),
+            Some(Intercept::Close) => Err(std::io::Error::other("intercepted: closing")),
+            Some(Intercept::EditJson(f)) => {
+                edit = Some(f);
+                Ok(None)
+            }
         }
     };
     let resp = match (&parts.method, seg.as_slice()) {
         (&Method::GET, [t, "v2.0", ".well-known", "openid-configuration"]) => {
             state.counters.discovery.fetch_add(1, Ordering::SeqCst);
-            if let Some(r) = outage(*lock(&state.outage))? {
+            if let Some(r) = intercept()? {
                 return Ok(r);
             }
             match state.discovery(t) {
@@ -1544,7 +1454,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         (&Method::GET, [t, "discovery", "v2.0", "keys"]) => {
             state.counters.jwks.fetch_add(1, Ordering::SeqCst);
-            if let Some(r) = outage(*lock(&state.outage))? {
+            if let Some(r) = intercept()? {
                 return Ok(r);
             }
             if state.scope(t).is_none() {
@@ -1592,7 +1502,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         (&Method::POST, [_t, "oauth2", "v2.0", "token"]) => {
             state.counters.token.fetch_add(1, Ordering::SeqCst);
-            if let Some(r) = outage(*lock(&state.token_outage))? {
+            if let Some(r) = intercept()? {
                 return Ok(r);
             }
             let form = read_form(body).await.unwrap_or_default();
@@ -1640,11 +1550,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         (&Method::GET, ["oidc", "userinfo"]) => {
             state.counters.userinfo.fetch_add(1, Ordering::SeqCst);
+            if let Some(r) = intercept()? {
+                return Ok(r);
+            }
             userinfo(&state, &parts.headers)
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found"),
     };
-    Ok(resp)
+    match edit {
+        Some(edit) => Ok(edit_json(resp, edit).await),
+        None => Ok(resp),
+    }
 }
 
 fn client_credentials(
@@ -1842,15 +1758,21 @@ fn graph_member_of(
     json_response(StatusCode::OK, &body)
 }
 
+/// `resp` with its JSON body changed by `edit` (as it was when not JSON).
+async fn edit_json(resp: Resp, edit: JsonEdit) -> Resp {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = body.collect().await.map(|b| b.to_bytes());
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) => {
+            edit(&mut v);
+            Bytes::from(v.to_string())
+        }
+        Err(_) => bytes,
+    };
+    Response::from_parts(parts, Full::new(body))
+}
+
 fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
-    let fault = *lock(&state.userinfo_fault);
-    if fault == UserinfoFault::Status503 {
-        return respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "temporarily unavailable",
-        );
-    }
     let Some((user, client_id)) = bearer_user(state, headers) else {
         let mut r = oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -1863,12 +1785,8 @@ fn userinfo(state: &State, headers: &http::HeaderMap) -> Resp {
         );
         return r;
     };
-    // The same pairwise sub as the ID token (OpenID Connect Core 5.3.2),
-    // unless a test asks for another one.
-    let sub = match fault {
-        UserinfoFault::WrongSub => pairwise_sub(&client_id, "someone-else"),
-        _ => pairwise_sub(&client_id, &user.oid),
-    };
+    // The same pairwise sub as the ID token (OpenID Connect Core 5.3.2).
+    let sub = pairwise_sub(&client_id, &user.oid);
     let mut v = json!({
         "sub": sub,
         "name": user.name,
@@ -1898,15 +1816,13 @@ pub async fn start(config: IdpConfig, addr: SocketAddr) -> anyhow::Result<Idp> {
         keys: Mutex::new(KeyRing {
             keys: vec![Arc::new(key)],
         }),
-        hostile: Mutex::new(None),
-        outage: Mutex::new(Outage::None),
-        token_outage: Mutex::new(Outage::None),
+        token_hook: Mutex::new(None),
+        intercept_hook: Mutex::new(None),
         send_iss: AtomicBool::new(false),
         codes: Mutex::new(HashMap::new()),
         refresh_tokens: Mutex::new(HashMap::new()),
         access_token_lifetime: AtomicU64::new(TOKEN_LIFETIME_SECS),
         access_tokens: Mutex::new(HashMap::new()),
-        userinfo_fault: Mutex::new(UserinfoFault::None),
         counters: Counters::default(),
         http: crate::http_client::HttpClient::new()?,
     });

@@ -8,13 +8,13 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use realmgate::demo::idp::{self, Idp, IdpConfig};
+use realmgate::demo::idp;
 use reqwest::header::{ACCEPT, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::node::run_script;
-use crate::util::{config, route, EchoUpstream, Echoed, TestGateway, SECRET};
+use crate::util::{config, echo_route, entra, route, EchoUpstream, Echoed, TestGateway};
 
 const APP: &str = "app.test";
 const POM: &str = "pom.test";
@@ -25,80 +25,31 @@ const ALICE: &str = "alice@contoso.example";
 const ALICE_OID: &str = "a11ce000-0000-4000-8000-000000000001";
 const FORGED: &str = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.";
 
-struct World {
-    idp: Idp,
-    upstream: EchoUpstream,
-    gateway: TestGateway,
-    _key: tempfile::NamedTempFile,
-}
+/// This file's world (see `util::world`): four routes, the assertion key in a file.
+enum AssertionTests {}
+type World = crate::util::World<AssertionTests>;
 
 impl World {
     async fn start(key_pem: &str) -> World {
-        let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("mock IdP starts");
-        let upstream = EchoUpstream::start().await;
         let mut key = tempfile::NamedTempFile::new().unwrap();
         key.write_all(key_pem.as_bytes()).unwrap();
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-assertion_key = "{key}"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-
-[[connection]]
-name = "contoso"
-type = "entra"
-tenant = "contoso.example"
-authority_host = "{base}"
-client_id = "{client}"
-client_secret = "{secret}"
-home_realm_domains = ["contoso.example"]
-
-[[route]]
-name = "app"
-hosts = ["{APP}"]
-upstream = "{up}"
-jwt_assertion = true
-public = ["/static/"]
-
-[[route]]
-name = "pom"
-hosts = ["{POM}"]
-upstream = "{up}"
-headers = "pomerium"
-
-[[route]]
-name = "plain"
-hosts = ["{PLAIN}"]
-upstream = "{up}"
-
-[[route]]
-name = "api"
-hosts = ["{API}"]
-upstream = "{up}"
-jwt_assertion = true
-api_audiences = ["api://hr"]
-"#,
-            key = key.path().display(),
-            base = idp.base_url(),
-            client = idp::DEMO_CLIENT_ID,
-            secret = idp::DEMO_CLIENT_SECRET,
-            up = upstream.url(),
-        );
-        let gateway = TestGateway::start(&toml).await;
-        World {
-            idp,
-            upstream,
-            gateway,
-            _key: key,
-        }
+        World::builder()
+            .server(&format!(r#"assertion_key = "{}""#, key.path().display()))
+            .connection(entra("contoso", "contoso.example").home_realm("contoso.example"))
+            .route(
+                echo_route("app", APP)
+                    .with("jwt_assertion = true")
+                    .public(&["/static/"]),
+            )
+            .route(echo_route("pom", POM).with(r#"headers = "pomerium""#))
+            .route(echo_route("plain", PLAIN))
+            .route(echo_route("api", API).with(
+                r#"jwt_assertion = true
+api_audiences = ["api://hr"]"#,
+            ))
+            .keep(key)
+            .start()
+            .await
     }
 
     /// Signs `email` in at app.test (cookie domain: every route host shares

@@ -4,12 +4,12 @@
 //! policy as sessions and create no session; every hostile token is a 401
 //! with the reason and never reaches the app.
 
-use realmgate::demo::idp::{self, AccessTokenVersion, Hostile, Idp, IdpConfig};
+use realmgate::demo::idp::{self, AccessTokenVersion};
 use reqwest::header::{ACCEPT, AUTHORIZATION, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
+use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp};
 
 /// Both connections, `api_audiences = ["api://hr"]`, any user.
 const API: &str = "api.test";
@@ -30,97 +30,52 @@ const CAROL_OID: &str = "ca201000-0000-4000-8000-000000000003";
 /// The calling app (a SPA or daemon) named in `azp`/`appid`.
 const CALLER: &str = "0c0ffee0-0000-4000-8000-0000000000c1";
 
-struct World {
-    idp: Idp,
-    upstream: EchoUpstream,
-    gateway: TestGateway,
-}
+/// This file's world (see `util::world`): both connections, the five routes above.
+enum Bearer {}
+type World = crate::util::World<Bearer>;
 
 impl World {
     async fn start() -> World {
-        let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("mock IdP starts");
-        let upstream = EchoUpstream::start().await;
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-
-[[connection]]
-name = "contoso"
-type = "entra"
-tenant = "contoso.example"
-authority_host = "{base}"
-client_id = "{client}"
-client_secret = "{secret}"
-home_realm_domains = ["contoso.example"]
-group_names = {{ "{hr_group}" = "HR Admins" }}
-
-[[connection]]
-name = "partners"
-type = "entra"
-tenant = "organizations"
-allowed_tenants = ["{fabrikam}"]
-authority_host = "{base}"
-client_id = "{client}"
-client_secret = "{secret}"
-home_realm_domains = ["fabrikam.example"]
-
-[[route]]
-name = "api"
-hosts = ["{API}"]
-upstream = "{up}"
-api_audiences = ["api://hr"]
-public = ["/public/"]
-
-[[route]]
-name = "hr-api"
-hosts = ["{HR_API}"]
-upstream = "{up}"
-connections = ["contoso"]
+        World::builder()
+            .connection(
+                entra("contoso", "contoso.example")
+                    .home_realm("contoso.example")
+                    .with(format!(
+                        r#"group_names = {{ "{}" = "HR Admins" }}"#,
+                        idp::DEMO_HR_GROUP
+                    )),
+            )
+            .connection(
+                entra("partners", "organizations")
+                    .with(format!(
+                        r#"allowed_tenants = ["{}"]"#,
+                        idp::DEMO_FABRIKAM_TENANT
+                    ))
+                    .home_realm("fabrikam.example"),
+            )
+            .route(
+                echo_route("api", API)
+                    .with(r#"api_audiences = ["api://hr"]"#)
+                    .public(&["/public/"]),
+            )
+            .route(echo_route("hr-api", HR_API).with(
+                r#"connections = ["contoso"]
 api_audiences = ["api://hr"]
 [route.allow]
-groups = ["HR Admins"]
-
-[[route]]
-name = "partner-api"
-hosts = ["{PARTNER_API}"]
-upstream = "{up}"
-connections = ["partners"]
-api_audiences = ["api://hr"]
-
-[[route]]
-name = "own-api"
-hosts = ["{OWN_API}"]
-upstream = "{up}"
-connections = ["contoso"]
-api_audiences = ["{client}"]
-
-[[route]]
-name = "app"
-hosts = ["{APP}"]
-upstream = "{up}"
-"#,
-            base = idp.base_url(),
-            client = idp::DEMO_CLIENT_ID,
-            secret = idp::DEMO_CLIENT_SECRET,
-            fabrikam = idp::DEMO_FABRIKAM_TENANT,
-            up = upstream.url(),
-            hr_group = idp::DEMO_HR_GROUP,
-        );
-        let gateway = TestGateway::start(&toml).await;
-        World {
-            idp,
-            upstream,
-            gateway,
-        }
+groups = ["HR Admins"]"#,
+            ))
+            .route(echo_route("partner-api", PARTNER_API).with(
+                r#"connections = ["partners"]
+api_audiences = ["api://hr"]"#,
+            ))
+            .route(echo_route("own-api", OWN_API).with(format!(
+                r#"connections = ["contoso"]
+api_audiences = ["{}"]"#,
+                idp::DEMO_CLIENT_ID
+            )))
+            .route(echo_route("app", APP))
+            .start()
+            .await
     }
 
     fn token(&self, email: &str) -> String {
@@ -529,22 +484,12 @@ fn nginx_api_conf(
     gateway: std::net::SocketAddr,
     upstream: std::net::SocketAddr,
 ) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    crate::util::nginx_conf_with(
+        dir,
+        "info",
+        64,
+        &format!(
+            r#"
 
     server {{
         listen {listen};
@@ -567,8 +512,8 @@ http {{
             proxy_pass http://{upstream};
         }}
     }}
-}}
 "#
+        ),
     )
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use realmgate::demo::{app, idp};
 
 use crate::node::run_script;
-use crate::util::{TestGateway, SECRET};
+use crate::util::{echo_route, entra, Config, TestGateway};
 
 #[tokio::test]
 async fn a_real_browser_signs_in_and_lands_on_the_original_url() {
@@ -23,44 +23,20 @@ async fn a_real_browser_signs_in_and_lands_on_the_original_url() {
     .await
     .unwrap();
     let app = app::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let gateway = TestGateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-
-[ui]
-title = "Contoso apps"
-
-[[connection]]
-name = "contoso"
-display_name = "Contoso"
-type = "entra"
-tenant = "contoso.example"
-authority_host = "{idp}"
-client_id = "{client}"
-client_secret = "{secret}"
-home_realm_domains = ["contoso.example"]
-group_names = {{ "{hr}" = "HR Admins" }}
-
-[[route]]
-name = "app"
-hosts = ["127.0.0.1"]
-upstream = "{app}"
-headers = "forwarded"
-"#,
-        idp = idp.base_url(),
-        client = idp::DEMO_CLIENT_ID,
-        secret = idp::DEMO_CLIENT_SECRET,
-        hr = idp::DEMO_HR_GROUP,
-        app = app.url(),
-    ))
-    .await;
+    // The demo app, not the echo upstream, is `{upstream}` here.
+    let config = Config::new()
+        .table("[ui]\ntitle = \"Contoso apps\"")
+        .table(
+            entra("contoso", "contoso.example")
+                .with(r#"display_name = "Contoso""#)
+                .home_realm("contoso.example")
+                .with(format!(
+                    r#"group_names = {{ "{}" = "HR Admins" }}"#,
+                    idp::DEMO_HR_GROUP
+                )),
+        )
+        .table(echo_route("app", "127.0.0.1").with(r#"headers = "forwarded""#));
+    let gateway = TestGateway::start(&config.render_for(&idp.base_url(), &app.url())).await;
     let alice = idp::IdpConfig::demo_default()
         .users()
         .into_iter()

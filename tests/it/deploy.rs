@@ -1061,10 +1061,11 @@ fn dockerfile_healthcheck_passes_against_a_running_gateway_and_fails_once_it_sto
     // The admin port is reserved for the whole test: once the gateway stopped, nothing
     // else can listen there and make the failing check pass.
     let admin = ReservedPort::new();
-    let toml = crate::util::config("", &route).replace(
-        "[admin]\nlisten = \"127.0.0.1:0\"",
-        &format!("[admin]\nlisten = \"{}\"", admin.addr()),
-    );
+    let toml = crate::util::Config::new()
+        .admin_listen(admin.addr())
+        .table(crate::util::unreachable_oidc())
+        .table(route)
+        .render();
     std::fs::write(&config, toml).unwrap();
     let mut gateway = Realmgate::start(&config);
     assert_eq!(gateway.admin, admin.addr());

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use realmgate::demo::idp::{self, Idp, IdpConfig, IdpGroup, IdpUser};
+use realmgate::demo::idp::{self, IdpConfig, IdpGroup, IdpUser};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::signin::{location, Browser};
-use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
+use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp, Outage, UserinfoFault};
 
 const HOST: &str = "app.test";
 const ALICE: &str = "alice@contoso.example";
@@ -41,11 +41,10 @@ fn idp_config(extra_users: Vec<IdpUser>) -> IdpConfig {
     config
 }
 
-struct World {
-    idp: Idp,
-    _upstream: EchoUpstream,
-    gateway: TestGateway,
-}
+/// This file's world (see `util::world`): one Entra connection with groups and
+/// Graph, one route, as [`Options`] say.
+enum EntraTests {}
+type World = crate::util::World<EntraTests>;
 
 #[derive(Default)]
 struct Options<'a> {
@@ -72,62 +71,25 @@ impl World {
         if let Some(n) = opts.graph_page_size {
             config.graph_page_size = n;
         }
-        let idp = idp::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("mock IdP starts");
-        let upstream = EchoUpstream::start().await;
-        let base = idp.base_url();
         let graph = opts
             .graph_endpoint
-            .map(|g| g.replace("{port}", &idp.addr().port().to_string()))
-            .unwrap_or_else(|| format!("{base}/graph"));
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-{session_extra}
-
-[[connection]]
-name = "contoso"
-type = "entra"
-tenant = "{tenant}"
-authority_host = "{base}"
-graph_endpoint = "{graph}"
-client_id = "{client}"
-client_secret = "{secret}"
+            .map(|g| g.replace("{port}", "{idp_port}"))
+            .unwrap_or_else(|| "{idp}/graph".to_string());
+        World::builder()
+            .idp(config)
+            .session(opts.session_extra)
+            .connection(
+                entra("contoso", opts.tenant.unwrap_or("contoso.example"))
+                    .with(format!(
+                        r#"graph_endpoint = "{graph}"
 scopes = ["openid", "profile", "email", "offline_access"]
-groups = true
-{connection_extra}
-
-[[route]]
-name = "app"
-hosts = ["{HOST}"]
-upstream = "{up}"
-{route_extra}
-"#,
-            tenant = opts.tenant.unwrap_or("contoso.example"),
-            client = idp::DEMO_CLIENT_ID,
-            secret = idp::DEMO_CLIENT_SECRET,
-            up = upstream.url(),
-            session_extra = opts.session_extra,
-            connection_extra = opts.connection_extra,
-            route_extra = opts
-                .route_extra
-                .replace("{upstream}", &upstream.url())
-                .replace("{base}", &base),
-        );
-        let gateway = TestGateway::start(&toml).await;
-        World {
-            idp,
-            _upstream: upstream,
-            gateway,
-        }
+groups = true"#
+                    ))
+                    .with(opts.connection_extra),
+            )
+            .route(echo_route("app", HOST).with(opts.route_extra.replace("{base}", "{idp}")))
+            .start()
+            .await
     }
 
     fn url(&self, path: &str) -> String {
@@ -583,7 +545,7 @@ async fn backchannel_logout_refuses_bad_tokens_with_a_reason() {
     let w = World::start(backchannel_world()).await;
     let bob = w.signed_in(BOB).await;
     let sid = session_sid(&w, &bob).await;
-    let mint = |hostile: Option<idp::Hostile>| {
+    let mint = |hostile: Option<Hostile>| {
         w.idp.set_hostile(hostile);
         let t = w
             .idp
@@ -595,16 +557,12 @@ async fn backchannel_logout_refuses_bad_tokens_with_a_reason() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "bad signature",
-            mint(Some(idp::Hostile::BadSignature)),
+            mint(Some(Hostile::BadSignature)),
             "signature",
         ),
-        (
-            "nonce present",
-            mint(Some(idp::Hostile::NonceWrong)),
-            "nonce",
-        ),
-        ("expired", mint(Some(idp::Hostile::Expired)), "exp"),
-        ("alg none", mint(Some(idp::Hostile::AlgNone)), "alg"),
+        ("nonce present", mint(Some(Hostile::NonceWrong)), "nonce"),
+        ("expired", mint(Some(Hostile::Expired)), "exp"),
+        ("alg none", mint(Some(Hostile::AlgNone)), "alg"),
         (
             "no events claim",
             w.idp
@@ -770,7 +728,7 @@ async fn unreachable_provider_keeps_valid_tokens_and_backs_off_then_ends_expired
     let w = World::start(Options::default()).await;
     w.idp.set_access_token_lifetime(30);
     let browser = w.signed_in(BOB).await;
-    w.idp.set_token_endpoint_outage(idp::Outage::Status503);
+    w.idp.set_token_endpoint_outage(Outage::Status503);
     let before = w.idp.token_calls();
     assert_eq!(
         get_page(&w, &browser).await,
@@ -789,9 +747,9 @@ async fn unreachable_provider_keeps_valid_tokens_and_backs_off_then_ends_expired
 
     // Tokens that have expired are not kept when the refresh cannot happen.
     w.idp.set_access_token_lifetime(1);
-    w.idp.set_token_endpoint_outage(idp::Outage::None);
+    w.idp.set_token_endpoint_outage(Outage::None);
     let short = w.signed_in(BOB).await;
-    w.idp.set_token_endpoint_outage(idp::Outage::Status503);
+    w.idp.set_token_endpoint_outage(Outage::Status503);
     // Wall-clock expiry of a 1-second token: nothing to poll for.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(get_page(&w, &short).await, StatusCode::UNAUTHORIZED);
@@ -887,7 +845,7 @@ async fn userinfo_claims_join_the_profile_and_the_id_token_wins() {
 #[tokio::test]
 async fn userinfo_about_another_subject_is_discarded() {
     let w = World::start(profile_world()).await;
-    w.idp.set_userinfo_fault(idp::UserinfoFault::WrongSub);
+    w.idp.set_userinfo_fault(UserinfoFault::WrongSub);
     let erin = w.signed_in(ERIN).await;
     assert_eq!(w.idp.userinfo_calls(), 1);
     let (_, me) = w.me(&erin).await;
@@ -899,7 +857,7 @@ async fn userinfo_about_another_subject_is_discarded() {
 #[tokio::test]
 async fn a_userinfo_failure_does_not_fail_the_login_and_refresh_reads_it_again() {
     let w = World::start(profile_world()).await;
-    w.idp.set_userinfo_fault(idp::UserinfoFault::Status503);
+    w.idp.set_userinfo_fault(UserinfoFault::Status503);
     let erin = w.signed_in(ERIN).await;
     let (status, me) = w.me(&erin).await;
     assert_eq!(status, StatusCode::OK, "signed in all the same");
@@ -913,7 +871,7 @@ async fn a_userinfo_failure_does_not_fail_the_login_and_refresh_reads_it_again()
     assert_eq!(Echoed::from(resp).await.header("x-employee-id"), None);
 
     // The profile is read again at the next refresh.
-    w.idp.set_userinfo_fault(idp::UserinfoFault::None);
+    w.idp.set_userinfo_fault(UserinfoFault::None);
     let resp = w.api_get(&erin, "/.auth/refresh").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(w.idp.userinfo_calls(), 2);
@@ -948,8 +906,9 @@ async fn a_stopped_provider_keeps_sessions_with_valid_tokens_and_logins_get_503(
     let back = w.idp.complete_login(&authorize, BOB).unwrap();
     let World {
         idp,
-        _upstream,
+        upstream: _upstream,
         gateway,
+        ..
     } = w;
     drop(idp);
 
@@ -1011,7 +970,7 @@ async fn partner_signed_in(w: &World, claims: Vec<(&str, Value)>) -> (Browser, r
     let authorize = browser
         .login_at(&w.url("/.auth/login/partner?rd=/page"))
         .await;
-    w.idp.set_hostile(Some(idp::Hostile::Claims(
+    w.idp.set_hostile(Some(Hostile::Claims(
         claims
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -1102,7 +1061,7 @@ trusted_email = true
     let authorize = browser
         .login_at(&w2.url("/.auth/login/contoso?rd=/page"))
         .await;
-    w2.idp.set_hostile(Some(idp::Hostile::Claims(vec![(
+    w2.idp.set_hostile(Some(Hostile::Claims(vec![(
         "email".into(),
         json!("bob@fabrikam.example@contoso.example"),
     )])));
@@ -1200,7 +1159,7 @@ async fn a_refresh_that_changes_oid_or_tid_ends_the_session() {
         let resp = w.api_get(&bob, "/.auth/refresh").await;
         assert_eq!(resp.status(), StatusCode::OK, "a plain refresh works");
         w.idp
-            .set_hostile(Some(idp::Hostile::Claims(vec![(claim.into(), value)])));
+            .set_hostile(Some(Hostile::Claims(vec![(claim.into(), value)])));
         let resp = w.api_get(&bob, "/.auth/refresh").await;
         w.idp.set_hostile(None);
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{claim}");

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use realmgate::demo::idp::{self, Idp, IdpConfig};
+use realmgate::demo::idp;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
 use crate::signin::{demo_user as user, location, session_cookie, Browser, HTML};
 use crate::util::{
-    wait_listening, with_fresh_port, EchoUpstream, Echoed, NotListening, ReservedPort, TestGateway,
-    DEADLINE, SECRET,
+    echo_route, entra, wait_listening, with_fresh_port, Echoed, NotListening, ReservedPort,
+    DEADLINE,
 };
 
 const APP: &str = "app.test";
@@ -28,78 +28,30 @@ const LOGIN_HOME: &str = "/.auth/login?post_login_redirect_uri=%2F";
 /// The mock IdP, an echo upstream and a gateway with three routes:
 /// `app.test/` (any contoso user, `/static/` public), `app.test/admin` and
 /// `hr.test/` (HR Admins only; alice is one, bob is not).
-struct World {
-    idp: Idp,
-    upstream: EchoUpstream,
-    gateway: TestGateway,
-}
+enum ForwardAuth {}
+type World = crate::util::World<ForwardAuth>;
 
 impl World {
     /// `trusted`: 127.0.0.1 is in `trusted_proxies` (a proxy on this machine).
     async fn start(trusted: bool) -> World {
-        let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("mock IdP starts");
-        let upstream = EchoUpstream::start().await;
         let trusted_proxies = if trusted {
             r#"trusted_proxies = ["127.0.0.1/32"]"#
         } else {
             ""
         };
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-{trusted_proxies}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-
-[[connection]]
-name = "contoso"
-type = "entra"
-tenant = "contoso.example"
-authority_host = "{base}"
-client_id = "{client}"
-client_secret = "{secret}"
-home_realm_domains = ["contoso.example"]
-
-[[route]]
-name = "app"
-hosts = ["{APP}"]
-upstream = "{up}"
-public = ["/static/"]
-
-[[route]]
-name = "admin"
-hosts = ["{APP}"]
-path_prefix = "/admin"
-upstream = "{up}"
-[route.allow]
-groups = ["{hr_group}"]
-
-[[route]]
-name = "hr"
-hosts = ["{HR}"]
-upstream = "{up}"
-[route.allow]
-groups = ["{hr_group}"]
-"#,
-            base = idp.base_url(),
-            client = idp::DEMO_CLIENT_ID,
-            secret = idp::DEMO_CLIENT_SECRET,
-            up = upstream.url(),
-            hr_group = idp::DEMO_HR_GROUP,
-        );
-        let gateway = TestGateway::start(&toml).await;
-        World {
-            idp,
-            upstream,
-            gateway,
-        }
+        let hr_only = format!("[route.allow]\ngroups = [\"{}\"]", idp::DEMO_HR_GROUP);
+        World::builder()
+            .server(trusted_proxies)
+            .connection(entra("contoso", "contoso.example").home_realm("contoso.example"))
+            .route(echo_route("app", APP).public(&["/static/"]))
+            .route(
+                echo_route("admin", APP)
+                    .with(r#"path_prefix = "/admin""#)
+                    .with(&hr_only),
+            )
+            .route(echo_route("hr", HR).with(&hr_only))
+            .start()
+            .await
     }
 
     /// Signs `email` in at app.test; returns the `Cookie` header value of the session.
@@ -820,22 +772,12 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// The nginx config documented in docs/policies.md, with test paths and ports.
 fn nginx_conf(dir: &Path, listen: SocketAddr, gateway: SocketAddr, upstream: SocketAddr) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    crate::util::nginx_conf_with(
+        dir,
+        "info",
+        64,
+        &format!(
+            r#"
 
     server {{
         listen {listen};
@@ -878,8 +820,8 @@ http {{
             proxy_pass http://{upstream};
         }}
     }}
-}}
 "#
+        ),
     )
 }
 

@@ -42,11 +42,11 @@ mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
-use realmgate::demo::idp::{self, Idp, IdpConfig};
+use realmgate::demo::idp::Idp;
 use reqwest::header::{HeaderMap, ACCEPT, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 
-use crate::util::{EchoUpstream, TestGateway, SECRET};
+use crate::util::{echo_route, entra, Table};
 
 /// The route with public paths, the `forwarded` profile and a `headers_extra`.
 pub const HOST: &str = "app.test";
@@ -59,29 +59,13 @@ pub const HTML: &str = "text/html,application/xhtml+xml";
 pub const ALICE: &str = "alice@contoso.example";
 pub const BOB: &str = "bob@contoso.example";
 
-/// The mock Entra (two tenants), an echo upstream and a gateway in front.
-pub struct World {
-    pub idp: Idp,
-    pub upstream: EchoUpstream,
-    pub gateway: TestGateway,
-}
+/// The mock Entra (two tenants), an echo upstream and a gateway in front
+/// (this suite's world, see `util::world`).
+pub enum HostileSuite {}
+pub type World = crate::util::World<HostileSuite>;
 
-fn connection(name: &str, tenant: &str, authority: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[connection]]
-name = "{name}"
-type = "entra"
-tenant = "{tenant}"
-authority_host = "{authority}"
-client_id = "{client}"
-client_secret = "{secret}"
-home_realm_domains = ["{tenant}"]
-{extra}
-"#,
-        client = idp::DEMO_CLIENT_ID,
-        secret = idp::DEMO_CLIENT_SECRET,
-    )
+fn connection(name: &str, tenant: &str) -> Table {
+    entra(name, tenant).home_realm(tenant)
 }
 
 impl World {
@@ -99,61 +83,28 @@ impl World {
     pub async fn start_full(
         server_extra: &str,
         session_extra: &str,
-        setup: impl FnOnce(&Idp),
+        setup: impl FnOnce(&Idp) + 'static,
     ) -> World {
-        let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("mock IdP starts");
-        setup(&idp);
-        let upstream = EchoUpstream::start().await;
-        let base = idp.base_url();
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-{server_extra}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-{session_extra}
-{contoso}
-{fabrikam}
-
-[[route]]
-name = "app"
-hosts = ["{HOST}"]
-upstream = "{up}"
-public = ["/static/", "/favicon.ico"]
-headers_extra = {{ "X-Employee-Id" = "user_id" }}
-
-[[route]]
-name = "easy"
-hosts = ["{EASY_HOST}"]
-upstream = "{up}"
-headers = "easyauth"
+        World::builder()
+            .setup_idp(setup)
+            .server(server_extra)
+            .session(session_extra)
+            .connection(connection("contoso", "contoso.example"))
+            .connection(connection("fabrikam", "fabrikam.example"))
+            .route(
+                echo_route("app", HOST)
+                    .public(&["/static/", "/favicon.ico"])
+                    .with(r#"headers_extra = { "X-Employee-Id" = "user_id" }"#),
+            )
+            .route(echo_route("easy", EASY_HOST).with(
+                r#"headers = "easyauth"
 pass_id_token = true
 pass_access_token = true
-public = ["/pub/"]
-
-[[route]]
-name = "other"
-hosts = ["{OTHER_HOST}"]
-upstream = "{up}"
-connections = ["fabrikam"]
-"#,
-            contoso = connection("contoso", "contoso.example", &base, ""),
-            fabrikam = connection("fabrikam", "fabrikam.example", &base, ""),
-            up = upstream.url(),
-        );
-        let gateway = TestGateway::start(&toml).await;
-        World {
-            idp,
-            upstream,
-            gateway,
-        }
+public = ["/pub/"]"#,
+            ))
+            .route(echo_route("other", OTHER_HOST).with(r#"connections = ["fabrikam"]"#))
+            .start()
+            .await
     }
 
     /// `http://app.test:PORT{path}`

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use realmgate::config::{load_str, Settings};
 use realmgate::demo::idp::{
-    self, Hostile, Idp, IdpConfig, Outage, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_CONTOSO_TENANT,
+    self, Idp, IdpConfig, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_CONTOSO_TENANT,
     DEMO_FABRIKAM_TENANT, DEMO_HR_GROUP,
 };
 use realmgate::metrics::Metrics;
 use realmgate::oidc::{test_connection, OidcError, Provider, Providers, TokenSet};
+
+use crate::util::{Hostile, HostileIdp, Outage};
 
 const REDIRECT: &str = "http://127.0.0.1:9/.auth/login/contoso/callback";
 

@@ -5,41 +5,39 @@
 
 use std::time::Duration;
 
-use realmgate::demo::idp::{self, Hostile, Idp, IdpConfig, Outage};
+use realmgate::demo::idp::{self, Idp, IdpConfig};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use crate::signin::{demo_user as user, location, set_cookies, Browser, HTML};
-use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
+use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp, Outage, Table, WorldBuilder};
 
 const HOST: &str = "app.test";
 const OTHER_HOST: &str = "other.test";
 
 /// The mock IdP, an echo upstream and a gateway with two Entra connections
-/// (contoso, fabrikam) in front of it.
-struct World {
-    idp: Idp,
-    upstream: EchoUpstream,
-    gateway: TestGateway,
+/// (contoso, fabrikam) in front of it (this file's world, see `util::world`).
+enum LoginFlow {}
+type World = crate::util::World<LoginFlow>;
+
+/// An Entra connection as this file's routes know them.
+fn connection(name: &str, tenant: &str, extra: &str) -> Table {
+    entra(name, tenant)
+        .with(format!(r#"display_name = "{name} employees""#))
+        .home_realm(tenant)
+        .with(extra)
 }
 
-fn connection(name: &str, tenant: &str, authority: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[connection]]
-name = "{name}"
-display_name = "{name} employees"
-type = "entra"
-tenant = "{tenant}"
-authority_host = "{authority}"
-client_id = "{client}"
-client_secret = "{secret}"
-home_realm_domains = ["{tenant}"]
-{extra}
-"#,
-        client = idp::DEMO_CLIENT_ID,
-        secret = idp::DEMO_CLIENT_SECRET,
-    )
+fn world(contoso_extra: &str, route_extra: &str) -> WorldBuilder {
+    World::builder()
+        .connection(connection("contoso", "contoso.example", contoso_extra))
+        .connection(connection("fabrikam", "fabrikam.example", ""))
+        .route(
+            echo_route("app", HOST)
+                .public(&["/static/"])
+                .with(route_extra),
+        )
+        .route(echo_route("other", OTHER_HOST).with(r#"connections = ["fabrikam"]"#))
 }
 
 impl World {
@@ -49,51 +47,11 @@ impl World {
 
     /// `contoso_extra` is added to the contoso connection, `route_extra` to the route.
     async fn start_with(contoso_extra: &str, route_extra: &str) -> World {
-        let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("mock IdP starts");
-        World::start_against(idp, contoso_extra, route_extra).await
+        world(contoso_extra, route_extra).start().await
     }
 
     async fn start_against(idp: Idp, contoso_extra: &str, route_extra: &str) -> World {
-        let upstream = EchoUpstream::start().await;
-        let base = idp.base_url();
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-{contoso}
-{fabrikam}
-
-[[route]]
-name = "app"
-hosts = ["{HOST}"]
-upstream = "{up}"
-public = ["/static/"]
-{route_extra}
-
-[[route]]
-name = "other"
-hosts = ["{OTHER_HOST}"]
-upstream = "{up}"
-connections = ["fabrikam"]
-"#,
-            contoso = connection("contoso", "contoso.example", &base, contoso_extra),
-            fabrikam = connection("fabrikam", "fabrikam.example", &base, ""),
-            up = upstream.url(),
-        );
-        let gateway = TestGateway::start(&toml).await;
-        World {
-            idp,
-            upstream,
-            gateway,
-        }
+        world(contoso_extra, route_extra).start_with_idp(idp).await
     }
 
     fn url(&self, path: &str) -> String {

@@ -10,7 +10,7 @@ use reqwest::header::{ACCEPT, LOCATION};
 use reqwest::StatusCode;
 
 use crate::node::OidcProvider;
-use crate::util::{EchoUpstream, Echoed, TestGateway, SECRET};
+use crate::util::{echo_route, Config, EchoUpstream, Echoed, TestGateway};
 
 const CLIENT_SECRET: &str = "a-client-secret-of-at-least-32-characters";
 
@@ -30,18 +30,10 @@ async fn signs_in_through_oidc_provider_interaction_pages() {
     }))
     .await;
     let upstream = EchoUpstream::start().await;
-    let gateway = TestGateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-public_origin = "{origin}"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-
+    let config = Config::new()
+        .server(&format!(r#"public_origin = "{origin}""#))
+        .table(format!(
+            r#"
 [[connection]]
 name = "partner"
 display_name = "Partner"
@@ -51,17 +43,11 @@ client_id = "realmgate"
 client_secret = "{CLIENT_SECRET}"
 home_realm_domains = ["contoso.example"]
 trusted_email = false
-
-[[route]]
-name = "app"
-hosts = ["rp.test"]
-upstream = "{up}"
-headers = "forwarded"
 "#,
-        issuer = provider.issuer,
-        up = upstream.url(),
-    ))
-    .await;
+            issuer = provider.issuer,
+        ))
+        .table(echo_route("app", "rp.test").with(r#"headers = "forwarded""#));
+    let gateway = TestGateway::start(&config.render_for("", &upstream.url())).await;
 
     // A browser-like client that follows redirects across both sites and keeps cookies.
     let jar = Arc::new(reqwest::cookie::Jar::default());

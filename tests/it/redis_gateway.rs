@@ -13,7 +13,7 @@ use reqwest::header::{ACCEPT, LOCATION};
 use reqwest::StatusCode;
 
 use crate::redis_util::RedisServer;
-use crate::util::{EchoUpstream, DEADLINE, SECRET};
+use crate::util::{echo_route, entra, Config, EchoUpstream, DEADLINE};
 
 const HOST: &str = "app.test";
 const BOB: &str = "bob@contoso.example";
@@ -34,41 +34,19 @@ async fn replicas() -> Replicas {
     let redis = RedisServer::start().await;
     // A long local cache: only an invalidation can end a cached session
     // within a second.
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-store = "redis"
-redis_url = "{redis}"
-redis_cache_ttl = "30s"
-
-[[connection]]
-name = "contoso"
-type = "entra"
-tenant = "contoso.example"
-authority_host = "{base}"
-graph_endpoint = "{base}/graph"
-client_id = "{client}"
-client_secret = "{secret}"
-scopes = ["openid", "profile", "email", "offline_access"]
-
-[[route]]
-name = "app"
-hosts = ["{HOST}"]
-upstream = "{up}"
-"#,
-        redis = redis.url(),
-        base = idp.base_url(),
-        client = idp::DEMO_CLIENT_ID,
-        secret = idp::DEMO_CLIENT_SECRET,
-        up = upstream.url(),
-    );
+    let toml = Config::new()
+        .session(&format!(
+            r#"store = "redis"
+redis_url = "{}"
+redis_cache_ttl = "30s""#,
+            redis.url()
+        ))
+        .table(entra("contoso", "contoso.example").with(
+            r#"graph_endpoint = "{idp}/graph"
+scopes = ["openid", "profile", "email", "offline_access"]"#,
+        ))
+        .table(echo_route("app", HOST))
+        .render_for(&idp.base_url(), &upstream.url());
     let settings = realmgate::config::load_str(&toml).expect("config");
     let a = realmgate::server::start(settings.clone(), None)
         .await

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::redis_util::RedisServer;
+use crate::util::{route, Config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realmgate");
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123";
@@ -64,25 +65,17 @@ impl Gateway {
         let config = dir.path().join("realmgate.toml");
         std::fs::write(
             &config,
-            format!(
-                r#"[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-store = "redis"
-redis_url = "{url}"
-
-[[route]]
-name = "app"
-hosts = ["app.test"]
-upstream = "http://127.0.0.1:9"
-public = ["/"]
-"#
-            ),
+            Config::new()
+                .secret(SECRET)
+                .session(&format!("store = \"redis\"\nredis_url = \"{url}\""))
+                .table(route(
+                    "app",
+                    "app.test",
+                    "/",
+                    "http://127.0.0.1:9",
+                    "public = [\"/\"]",
+                ))
+                .render(),
         )
         .unwrap();
         let mut child = Command::new(BIN)

@@ -26,8 +26,8 @@ use reqwest::StatusCode;
 use crate::deploy::{require, Realmgate};
 use crate::redis_util::RedisServer;
 use crate::util::{
-    wait_listening, with_fresh_port, EchoUpstream, Echoed, NotListening, ReservedPort, DEADLINE,
-    SECRET,
+    echo_route, entra, wait_listening, with_fresh_port, Config, EchoUpstream, Echoed, NotListening,
+    ReservedPort, DEADLINE,
 };
 
 const APP: &str = "app.test";
@@ -109,26 +109,16 @@ impl Drop for Nginx {
 }
 
 fn nginx_conf(dir: &Path, listen: SocketAddr, replicas: &[SocketAddr]) -> String {
-    let d = dir.display();
     let servers: String = replicas
         .iter()
         .map(|r| format!("        server {r} max_fails=1 fail_timeout=5s;\n"))
         .collect();
-    format!(
-        r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    crate::util::nginx_conf_with(
+        dir,
+        "warn",
+        512,
+        &format!(
+            r#"
 
     upstream realmgate {{
 {servers}        keepalive 32;
@@ -154,14 +144,15 @@ http {{
             add_header X-Replica $upstream_addr always;
         }}
     }}
-}}
 "#
+        ),
     )
 }
 
-// === The world ===
+// === The cluster ===
 
-struct World {
+/// The replicas and what they need (not a `util::World`: three `realmgate run`, Redis, nginx).
+struct Cluster {
     idp: Idp,
     upstream: EchoUpstream,
     /// Runs until the world is dropped.
@@ -184,45 +175,25 @@ fn replica_config(
     idp: &Idp,
     up: &str,
 ) -> String {
-    format!(
-        r#"
-[server]
-listen = "{listen}"
-trusted_proxies = ["127.0.0.1/32"]
-shutdown_grace = "10s"
-
-[admin]
-listen = "{admin}"
-
-[session]
-secret = "{SECRET}"
-store = "redis"
+    Config::new()
+        .listen(listen)
+        .admin_listen(admin)
+        .server(
+            r#"trusted_proxies = ["127.0.0.1/32"]
+shutdown_grace = "10s""#,
+        )
+        .session(&format!(
+            r#"store = "redis"
 redis_url = "{redis}"
-redis_key_prefix = "{prefix}"
-
-[[connection]]
-name = "contoso"
-type = "entra"
-tenant = "contoso.example"
-authority_host = "{base}"
-client_id = "{client}"
-client_secret = "{secret}"
-home_realm_domains = ["contoso.example"]
-
-[[route]]
-name = "app"
-hosts = ["{APP}"]
-upstream = "{up}"
-headers = "forwarded"
-"#,
-        base = idp.base_url(),
-        client = idp::DEMO_CLIENT_ID,
-        secret = idp::DEMO_CLIENT_SECRET,
-    )
+redis_key_prefix = "{prefix}""#
+        ))
+        .table(entra("contoso", "contoso.example").home_realm("contoso.example"))
+        .table(echo_route("app", APP).with(r#"headers = "forwarded""#))
+        .render_for(&idp.base_url(), up)
 }
 
-impl World {
-    async fn start() -> World {
+impl Cluster {
+    async fn start() -> Cluster {
         let idp = idp::start(IdpConfig::demo_default(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("mock IdP starts");
@@ -259,7 +230,7 @@ impl World {
         }
         let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
         let nginx = Nginx::start(&addrs);
-        World {
+        Cluster {
             idp,
             upstream,
             _redis: redis,
@@ -397,7 +368,7 @@ async fn get_app(client: &reqwest::Client, url: &str, cookie: &str) -> (StatusCo
 
 /// Asserts every replica, asked directly, serves the session (which also puts it into
 /// each replica's local cache).
-async fn assert_served_by_every_replica(w: &World, cookie: &str) {
+async fn assert_served_by_every_replica(w: &Cluster, cookie: &str) {
     for (i, r) in w.replicas.iter().enumerate() {
         let url = format!("http://{APP}:{}/", r.addr.port());
         let resp = w
@@ -421,7 +392,7 @@ async fn assert_served_by_every_replica(w: &World, cookie: &str) {
 /// sent more than [`INVALIDATION`] after `since` was still served: that is what the
 /// one-second bound means, however slow the answers are on a loaded machine.
 async fn assert_refused_everywhere_within_a_second(
-    w: &World,
+    w: &Cluster,
     cookie: &str,
     since: Instant,
     what: &str,
@@ -469,7 +440,7 @@ async fn assert_refused_everywhere_within_a_second(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_sign_in_is_served_by_every_replica_behind_round_robin_nginx() {
-    let w = World::start().await;
+    let w = Cluster::start().await;
     let cookie = w.sign_in().await;
     let client = w.client();
     let mut served_by: BTreeMap<String, usize> = BTreeMap::new();
@@ -499,7 +470,7 @@ async fn one_sign_in_is_served_by_every_replica_behind_round_robin_nginx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logout_through_one_replica_is_refused_by_every_replica_within_a_second() {
-    let w = World::start().await;
+    let w = Cluster::start().await;
     let cookie = w.sign_in().await;
     assert_served_by_every_replica(&w, &cookie).await;
     let resp = w
@@ -517,7 +488,7 @@ async fn logout_through_one_replica_is_refused_by_every_replica_within_a_second(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_revocation_on_one_replica_is_refused_by_every_replica_within_a_second() {
-    let w = World::start().await;
+    let w = Cluster::start().await;
     let cookie = w.sign_in().await;
     let me: serde_json::Value = w
         .client()
@@ -564,7 +535,7 @@ async fn admin_revocation_on_one_replica_is_refused_by_every_replica_within_a_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backchannel_logout_through_nginx_is_refused_by_every_replica_within_a_second() {
-    let w = World::start().await;
+    let w = Cluster::start().await;
     let cookie = w.sign_in().await;
     assert_served_by_every_replica(&w, &cookie).await;
     // Without `sid`: every session of the user ends.
@@ -598,7 +569,7 @@ struct Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_under_load_loses_no_request_and_no_session() {
-    let mut w = World::start().await;
+    let mut w = Cluster::start().await;
     let cookie = w.sign_in().await;
     let load = Arc::new(Load::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::util::AcceptAny;
+use crate::util::{route, AcceptAny, Config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realmgate");
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123";
@@ -84,26 +84,18 @@ async fn upstream(tag: &'static str) -> Upstream {
 // --- the gateway process ---
 
 fn config(upstream: SocketAddr, extra_server: &str) -> String {
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-header_read_timeout = "1s"
-shutdown_grace = "10s"
-{extra_server}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-
-[[route]]
-name = "app"
-hosts = ["app.test"]
-upstream = "http://{upstream}"
-public = ["/"]
-"#
-    )
+    Config::new()
+        .secret(SECRET)
+        .server("header_read_timeout = \"1s\"\nshutdown_grace = \"10s\"")
+        .server(extra_server)
+        .table(route(
+            "app",
+            "app.test",
+            "/",
+            &format!("http://{upstream}"),
+            "public = [\"/\"]",
+        ))
+        .render()
 }
 
 /// A running `realmgate run`; killed on drop if a test fails midway.

@@ -1,7 +1,19 @@
-//! Shared helpers for the integration tests: an echo upstream that reflects
-//! what it received, a gateway started on port 0 from a TOML string, HTTP
-//! clients, raw-socket helpers and bounded waiting.
+//! Shared helpers for the integration tests: the one test [`World`] (mock IdP,
+//! echo upstream, gateway) and its builder (`world`), the config fixtures every
+//! gateway starts from (`fixtures`), the demo IdP's hostile modes (`hostile_idp`),
+//! an echo upstream that reflects what it received, a gateway started on port 0
+//! from a TOML string, HTTP clients, raw-socket helpers and bounded waiting.
 #![allow(dead_code)] // each test module uses a different subset
+
+mod fixtures;
+mod hostile_idp;
+mod world;
+
+pub use fixtures::{
+    config, echo_route, entra, nginx_conf_with, route, unreachable_oidc, Config, Table,
+};
+pub use hostile_idp::{Hostile, HostileIdp, Outage, UserinfoFault};
+pub use world::{World, WorldBuilder};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -525,48 +537,6 @@ impl Echoed {
 }
 
 // === Gateway ===
-
-/// A test config: listeners on 127.0.0.1:0, one OIDC connection whose
-/// issuer is a closed local port (nothing leaves the machine), then `routes`
-/// (TOML `[[route]]` tables) and any other tables the test adds.
-pub fn config(server_extra: &str, routes: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{server_extra}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[session]
-secret = "{SECRET}"
-
-[[connection]]
-name = "local"
-type = "oidc"
-issuer = "http://127.0.0.1:9/"
-client_id = "realmgate-tests"
-client_secret = "not-a-real-secret"
-
-{routes}
-"#
-    )
-}
-
-/// One route table.
-pub fn route(name: &str, host: &str, prefix: &str, upstream: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[route]]
-name = "{name}"
-hosts = ["{host}"]
-path_prefix = "{prefix}"
-upstream = "{upstream}"
-{extra}
-"#
-    )
-}
 
 /// A running gateway.
 pub struct TestGateway {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use realmgate::config::load_str;
-use realmgate::demo::idp::{Hostile, Idp, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+use realmgate::demo::idp::{Idp, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 use realmgate::metrics::Metrics;
 use realmgate::oidc::{OidcError, Provider, Providers};
 use reqwest::StatusCode;
@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::{session_cookie, World, ALICE};
+use crate::util::{Hostile, HostileIdp};
 
 const REDIRECT: &str = "http://127.0.0.1:9/.auth/login/contoso/callback";
 
