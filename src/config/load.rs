@@ -303,8 +303,7 @@ fn named_entry(
             .find_value(&format!("{array}.{i}.name"))
             .ok()
             .and_then(|v| v.into_string())
-            .map(|name| norm(&name))
-            == Some(wanted.clone())
+            .is_some_and(|name| norm(&name) == wanted)
     })
 }
 
@@ -403,9 +402,10 @@ fn array<T: DeserializeOwned>(
     };
     (0..n)
         .map(|i| {
-            let entry = figment
-                .find_value(&format!("{key}.{i}"))
-                .and_then(|v| v.deserialize::<T>());
+            let entry = match figment.find_value(&format!("{key}.{i}")) {
+                Ok(v) => v.deserialize::<T>(),
+                Err(e) => Err(e),
+            };
             match entry {
                 Ok(t) => Some(t),
                 Err(e) => {
