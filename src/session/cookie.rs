@@ -33,13 +33,26 @@
 //! Auth's. The store enforces `lifetime` and `idle_timeout`; a closed browser
 //! on a shared machine forgets the session, and single sign-on at the provider
 //! makes signing in again cheap.
+//!
+//! # Writing and reading
+//!
+//! `Set-Cookie` values are built and rendered by the `cookie` crate
+//! ([`set_cookie_value`]). The `Cookie` request header is read by the byte
+//! scanner here ([`cookie_values`], `split_pair`), not by the crate's
+//! `Cookie::split_parse`, on purpose (docs/decisions.md, "The design card's
+//! libraries"): the crate needs the header as UTF-8 (one app cookie with a
+//! Latin-1 byte would sign the user out), trims Unicode whitespace (a name
+//! behind a no-break space would be read as ours while the strip below, which
+//! must keep such bytes for the app, does not see it), skips a bare name
+//! where the duplicate rule counts it, and costs more on the read path every
+//! signed-in request takes.
 
 mod memo;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use ::cookie::time::Duration as CookieDuration;
 use ::cookie::{Cookie, SameSite};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};

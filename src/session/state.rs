@@ -29,10 +29,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use ::cookie::time::Duration as CookieDuration;
 use ::cookie::{Cookie, SameSite};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;

@@ -237,6 +237,35 @@ fn whitespace_around_pairs_is_tolerated() {
     assert_eq!(c.read(&h), Some(id));
 }
 
+/// The rules the byte scanner keeps where `cookie::Cookie::split_parse` reads
+/// differently (docs/decisions.md): a non-UTF-8 app cookie does not hide the
+/// session; a name behind non-ASCII whitespace is not ours, for reading and
+/// for stripping alike; a bare name counts as a duplicate.
+#[test]
+fn the_read_rules_the_cookie_crate_would_change() {
+    let c = cookies();
+    let id = SessionId::generate();
+    let v = c.value(&id);
+    let mut h = HeaderMap::new();
+    let mut bytes = vec![b'n', b'=', 0xe9, b't', 0xe9, b';', b' '];
+    bytes.extend_from_slice(format!("__Host-realmgate={v}").as_bytes());
+    h.insert(COOKIE, HeaderValue::from_bytes(&bytes).unwrap());
+    assert_eq!(c.read_for(&h, true), Some(id.clone()));
+
+    let nbsp = format!("\u{a0}__Host-realmgate={v}");
+    let mut h = with_cookie(&nbsp);
+    assert_eq!(c.read_for(&h, true), None);
+    c.strip_own_cookies(&mut h);
+    assert_eq!(h.get(COOKIE).unwrap().as_bytes(), nbsp.as_bytes());
+
+    let h = with_cookie(&format!("__Host-realmgate={v}; __Host-realmgate"));
+    assert_eq!(c.read_for(&h, true), None);
+    assert_eq!(
+        c.read_for(&with_cookie(&format!("__Host-realmgate={v}")), true),
+        Some(id)
+    );
+}
+
 #[test]
 fn strip_removes_own_cookies_and_keeps_others_verbatim() {
     let c = cookies();

@@ -59,7 +59,10 @@ fn https_cookie_is_host_only_secure_and_same_site_none() {
     assert!(c.starts_with("__Host-realmgate_state="));
     assert!(c.contains("; Path=/") && c.contains("; HttpOnly"));
     // Attribute order is the cookie crate's and carries no meaning.
-    assert!(c.contains("; Secure") && c.contains("; SameSite=None"), "{c}");
+    assert!(
+        c.contains("; Secure") && c.contains("; SameSite=None"),
+        "{c}"
+    );
     assert!(c.contains("; Max-Age=600"));
     // Never shared with sibling hosts, even with session.cookie_domain set.
     assert!(!c.contains("Domain"));
