@@ -12,8 +12,9 @@
 #   3. a real browser (Debian chromium driven by playwright-core,
 #      tests/node/browser-login.mjs) signing in through the gateway.
 # A tier whose tool is missing fails with a message saying what to install; nothing is
-# skipped. Before the tiers: the node tools' own self-test, rustfmt, clippy and
-# cargo deny (advisories offline from ../shared/advisory-db, bans, licences, sources). After
+# skipped. Before the tiers: the node tools' own self-test, rustfmt, clippy,
+# cargo deny (advisories offline from ../shared/advisory-db, bans, licences, sources) and
+# cargo machete (no declared-but-unused dependency). After
 # them: every cargo-fuzz target for FUZZ_SECONDS (default 30) each (scripts/fuzz.sh).
 #
 # Needs root or sudo for apt-get the first time. No system service is started: the
@@ -140,6 +141,17 @@ snapshot_date="$(grep -o '20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]' "$advisory_src.SNA
 # platforms, which `cargo metadata` reads: fetch them from crates.io first.
 cargo fetch --locked -q
 cargo deny --offline check --hide-inclusion-graph
+
+# No declared-but-unused dependency (docs/decisions.md, "The design card's
+# libraries"): cargo-machete fails on a [dependencies] or [dev-dependencies]
+# entry that no source file of the package uses. Exceptions, with why, are in
+# Cargo.toml under [package.metadata.cargo-machete].
+section "cargo machete (no declared-but-unused dependency)"
+if ! command -v cargo-machete >/dev/null 2>&1; then
+  echo "installing cargo-machete (crates.io)"
+  cargo install cargo-machete --locked --version 0.9.2
+fi
+cargo machete
 
 # --- 4. every test tier ---------------------------------------------------------------
 section "cargo test (unit, integration, real-world and browser tiers)"

@@ -126,8 +126,12 @@ pub fn load_with(
     base_dir: Option<&Path>,
 ) -> Result<Settings, ConfigErrors> {
     let mut problems = Vec::new();
-    let settings = load::load(text, env, &mut problems)
-        .and_then(|loaded| validate::validate(loaded, base_dir, &mut problems));
+    let settings = load::load(text, env, &mut problems).and_then(|(loaded, sources)| {
+        let settings = validate::validate(loaded, base_dir, &mut problems);
+        // A value an environment variable set is reported under the variable.
+        sources.label(&mut problems);
+        settings
+    });
     match settings {
         Some(s) if problems.is_empty() => Ok(s),
         _ => Err(ConfigErrors {

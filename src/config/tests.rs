@@ -205,6 +205,103 @@ fn environment_overrides_tables_and_named_entries() {
     );
 }
 
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A mistake in a value an environment variable set is reported under the
+/// variable, as it was spelled, with the key it sets: the operator would look
+/// for a file key in vain.
+#[test]
+fn an_environment_mistake_is_reported_as_the_variable() {
+    let cases = [
+        // A type error (figment extraction).
+        ("REALMGATE_SERVER__WORKERS", "many", "server.workers"),
+        // A validation error.
+        ("REALMGATE_session__LIFETIME", "soon", "session.lifetime"),
+        // An unknown key.
+        ("REALMGATE_SESSION__SECRETT", "x", "session.secrett"),
+        // Inside a named entry, inside an array.
+        (
+            "REALMGATE_ROUTE__HR__HOSTS",
+            "[\"not a host!\"]",
+            "route[0].hosts[0]",
+        ),
+        (
+            "REALMGATE_CONNECTION__CONTOSO__ALWAYS_SHOW_BUTTON",
+            "\"yes\"",
+            "connection[0].always_show_button",
+        ),
+    ];
+    for (var, value, key) in cases {
+        let e = load_with(&minimal(), env(&[(var, value)]), None).expect_err(var);
+        let p = e
+            .problems
+            .iter()
+            .find(|p| p.key == var)
+            .unwrap_or_else(|| panic!("{var}: {e}"));
+        assert!(
+            p.problem.ends_with(&format!(" (the variable sets {key})")),
+            "{p}"
+        );
+        assert!(!has(&e.problems, key), "{var}: also as the file key: {e}");
+    }
+
+    // The same mistakes in the file are reported as file keys, even when the
+    // environment sets other keys of the same table.
+    let text = format!(
+        "[server]\nworkers = \"many\"\n{}",
+        minimal().replace("[session]\n", "[session]\nlifetime = \"soon\"\n")
+    );
+    let vars = env(&[
+        ("REALMGATE_SESSION__COOKIE_NAME", "gate"),
+        ("REALMGATE_SERVER__LISTEN", "127.0.0.1:1234"),
+    ]);
+    let e = load_with(&text, vars, None).expect_err("file mistakes");
+    assert!(has(&e.problems, "session.lifetime"), "{e}");
+    assert!(has(&e.problems, "server.workers"), "{e}");
+    assert!(
+        !e.problems.iter().any(|p| p.key.starts_with("REALMGATE_")),
+        "{e}"
+    );
+
+    // A variable that overrides a bad file value takes its place.
+    let vars = env(&[("REALMGATE_SESSION__LIFETIME", "5h")]);
+    let text = minimal().replace("[session]\n", "[session]\nlifetime = \"soon\"\n");
+    let s = load_with(&text, vars, None).expect("the variable wins");
+    assert_eq!(s.session.lifetime, std::time::Duration::from_secs(5 * 3600));
+}
+
+/// Variables that cannot name a key are refused under their own name: a path
+/// through a value that is not a table, an empty level, a `.` in a level
+/// (figment paths use `.`), an entry without a key.
+#[test]
+fn environment_variables_that_name_no_key_are_refused() {
+    for var in [
+        "REALMGATE_SESSION__LIFETIME__X",
+        "REALMGATE_SESSION____LIFETIME",
+        "REALMGATE_SESSION.LIFETIME",
+        "REALMGATE_SESSION__LIFE.TIME",
+        "REALMGATE_CONNECTION__CONTOSO",
+        "REALMGATE_ROUTE__NOPE__UPSTREAM",
+    ] {
+        let text = minimal().replace("[session]\n", "[session]\nlifetime = \"2h\"\n");
+        let e = load_with(&text, env(&[(var, "1")]), None).expect_err(var);
+        assert!(has(&e.problems, var), "{var}: {e}");
+    }
+    // `connection` that is not an array of tables has no named entries.
+    let text = format!(
+        "connection = 5\n{}",
+        minimal().replace("[[connection]]", "[[x]]")
+    );
+    let e = load_with(&text, env(&[("REALMGATE_CONNECTION__A__B", "1")]), None)
+        .expect_err("not an array");
+    assert!(has(&e.problems, "REALMGATE_CONNECTION__A__B"), "{e}");
+    assert!(has(&e.problems, "connection"), "{e}");
+}
+
 #[test]
 fn secrets_can_come_from_files_with_trailing_newline_trimmed() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -33,9 +33,24 @@
 //! Auth's. The store enforces `lifetime` and `idle_timeout`; a closed browser
 //! on a shared machine forgets the session, and single sign-on at the provider
 //! makes signing in again cheap.
+//!
+//! # Writing and reading
+//!
+//! `Set-Cookie` values are built and rendered by the `cookie` crate
+//! ([`set_cookie_value`]). The `Cookie` request header is read by the byte
+//! scanner here ([`cookie_values`], `split_pair`), not by the crate's
+//! `Cookie::split_parse`, on purpose (docs/decisions.md, "The design card's
+//! libraries"): the crate needs the header as UTF-8 (one app cookie with a
+//! Latin-1 byte would sign the user out), trims Unicode whitespace (a name
+//! behind a no-break space would be read as ours while the strip below, which
+//! must keep such bytes for the app, does not see it), skips a bare name
+//! where the duplicate rule counts it, and costs more on the read path every
+//! signed-in request takes.
 
 mod memo;
 
+use ::cookie::time::Duration as CookieDuration;
+use ::cookie::{Cookie, SameSite};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -375,23 +390,27 @@ impl SessionCookies {
     }
 
     fn header(&self, https: bool, value: &str, delete: bool) -> HeaderValue {
-        let mut s = format!("{}={value}; Path=/", self.name_for(https));
+        let mut cookie = Cookie::build((self.name_for(https), value))
+            .path("/")
+            .http_only(true)
+            .secure(https)
+            .same_site(SameSite::Lax);
         if let Some(d) = &self.domain {
-            s.push_str("; Domain=");
-            s.push_str(d);
+            cookie = cookie.domain(d.as_str());
         }
         if delete {
-            s.push_str("; Max-Age=0");
+            cookie = cookie.max_age(CookieDuration::ZERO);
         }
-        s.push_str("; HttpOnly");
-        if https {
-            s.push_str("; Secure");
-        }
-        s.push_str("; SameSite=Lax");
-        // Invariant: name and domain are checked token characters (`new`), the
-        // value is base64url.
-        HeaderValue::from_str(&s).expect("cookie parts are token characters")
+        set_cookie_value(&cookie.build())
     }
+}
+
+/// The `Set-Cookie` value for `cookie`, rendered by the cookie crate (no
+/// percent-encoding: names are checked token characters and values base64url).
+pub(crate) fn set_cookie_value(cookie: &Cookie<'_>) -> HeaderValue {
+    // Invariant: name, domain and value are token characters (`new`, base64url),
+    // and the crate adds only attribute names, digits and "; ".
+    HeaderValue::from_str(&cookie.to_string()).expect("cookie parts are token characters")
 }
 
 #[cfg(test)]

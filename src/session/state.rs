@@ -29,6 +29,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ::cookie::time::Duration as CookieDuration;
+use ::cookie::{Cookie, SameSite};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue};
@@ -36,7 +38,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::cookie::{
-    cookie_values, derive_key, mac, sane_cookie_name, single_value, DerivedKey, HOST_PREFIX,
+    cookie_values, derive_key, mac, sane_cookie_name, set_cookie_value, single_value, DerivedKey,
+    HOST_PREFIX,
 };
 use crate::config::SessionSettings;
 
@@ -222,17 +225,17 @@ impl StateCookies {
 
     fn header(&self, https: bool, value: &str, delete: bool) -> HeaderValue {
         let max_age = if delete { 0 } else { STATE_LIFETIME.as_secs() };
-        let same_site = if https {
-            "; Secure; SameSite=None"
-        } else {
-            "; SameSite=Lax"
-        };
-        let s = format!(
-            "{}={value}; Path=/; Max-Age={max_age}; HttpOnly{same_site}",
-            self.name_for(https)
-        );
-        // Invariant: the name is checked token characters, the value base64url.
-        HeaderValue::from_str(&s).expect("cookie parts are token characters")
+        // Lifetime is a constant of minutes; a delete is 0.
+        let max_age = CookieDuration::seconds(i64::try_from(max_age).unwrap_or(0));
+        // No `Domain`: host-only even with `session.cookie_domain` (module docs).
+        let cookie = Cookie::build((self.name_for(https), value))
+            .path("/")
+            .max_age(max_age)
+            .http_only(true)
+            .secure(https)
+            .same_site(if https { SameSite::None } else { SameSite::Lax })
+            .build();
+        set_cookie_value(&cookie)
     }
 }
 

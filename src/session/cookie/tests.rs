@@ -94,7 +94,9 @@ fn cookie_domain_drops_the_host_prefix_and_sets_domain() {
     let set = c.set(&id, true);
     let s = set.to_str().unwrap();
     assert!(s.starts_with("realmgate="));
-    assert!(s.contains("; Domain=.contoso.com"));
+    // The cookie crate writes the domain without the leading dot, which user
+    // agents ignore anyway (RFC 6265 5.2.3) and the server grammar omits.
+    assert!(s.contains("; Domain=contoso.com"), "{s}");
     assert!(s.contains("; Secure"));
     assert_eq!(c.read_for(&with_cookie(&pair(&set)), true), Some(id));
 }
@@ -233,6 +235,35 @@ fn whitespace_around_pairs_is_tolerated() {
     let v = c.value(&id);
     let h = with_cookie(&format!("a=1;__Host-realmgate={v} ;b=2"));
     assert_eq!(c.read(&h), Some(id));
+}
+
+/// The rules the byte scanner keeps where `cookie::Cookie::split_parse` reads
+/// differently (docs/decisions.md): a non-UTF-8 app cookie does not hide the
+/// session; a name behind non-ASCII whitespace is not ours, for reading and
+/// for stripping alike; a bare name counts as a duplicate.
+#[test]
+fn the_read_rules_the_cookie_crate_would_change() {
+    let c = cookies();
+    let id = SessionId::generate();
+    let v = c.value(&id);
+    let mut h = HeaderMap::new();
+    let mut bytes = vec![b'n', b'=', 0xe9, b't', 0xe9, b';', b' '];
+    bytes.extend_from_slice(format!("__Host-realmgate={v}").as_bytes());
+    h.insert(COOKIE, HeaderValue::from_bytes(&bytes).unwrap());
+    assert_eq!(c.read_for(&h, true), Some(id.clone()));
+
+    let nbsp = format!("\u{a0}__Host-realmgate={v}");
+    let mut h = with_cookie(&nbsp);
+    assert_eq!(c.read_for(&h, true), None);
+    c.strip_own_cookies(&mut h);
+    assert_eq!(h.get(COOKIE).unwrap().as_bytes(), nbsp.as_bytes());
+
+    let h = with_cookie(&format!("__Host-realmgate={v}; __Host-realmgate"));
+    assert_eq!(c.read_for(&h, true), None);
+    assert_eq!(
+        c.read_for(&with_cookie(&format!("__Host-realmgate={v}")), true),
+        Some(id)
+    );
 }
 
 #[test]
@@ -478,5 +509,31 @@ mod properties {
             SessionId::from_bytes([9; 32]),
         ];
         ids.iter().map(|id| c.value(id)).collect()
+    }
+}
+
+/// Every attribute of the session cookie, read back by a cookie parser
+/// rather than by substring: exactly these, on HTTPS, HTTP and for a delete.
+#[test]
+fn set_cookie_attributes_read_back_exactly() {
+    use ::cookie::{Cookie, SameSite};
+    let c = cookies();
+    let id = SessionId::generate();
+    for (https, set, value) in [
+        (true, c.set(&id, true), c.value(&id)),
+        (false, c.set(&id, false), c.value(&id)),
+        (true, c.clear(true), String::new()),
+    ] {
+        let parsed = Cookie::parse(set.to_str().unwrap().to_string()).unwrap();
+        assert_eq!(parsed.name(), c.name_for(https));
+        assert_eq!(parsed.value(), value);
+        assert_eq!(parsed.path(), Some("/"));
+        assert_eq!(parsed.http_only(), Some(true));
+        assert_eq!(parsed.secure(), https.then_some(true));
+        assert_eq!(parsed.same_site(), Some(SameSite::Lax));
+        assert_eq!(parsed.domain(), None);
+        let max_age = parsed.max_age().map(|d| d.whole_seconds());
+        assert_eq!(max_age, value.is_empty().then_some(0));
+        assert!(parsed.expires().is_none());
     }
 }
