@@ -64,7 +64,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 mod raw;
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use raw::differential::fuzz as fuzz_differential;
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use raw::fuzz as fuzz_response;
 
 /// Boxed once per connection: the state machine with its buffers is large,

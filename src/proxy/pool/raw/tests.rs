@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::super::{Pool, PoolError, Target};
+use super::codec::*;
 use super::*;
+use http::Version;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
