@@ -546,7 +546,7 @@ async fn conflicting_lengths_are_a_502_and_close_the_connection() {
         "{err}"
     );
     assert!(matches!(
-        err.to_gateway("r"),
+        crate::proxy::failure::status(crate::proxy::failure::UpstreamError::Pool(&err)),
         crate::respond::GatewayError::UpstreamUnavailable
     ));
     assert_eq!(pool.idle_count(), 0);
