@@ -3,12 +3,18 @@
 //! client with rustls; streaming bodies, Upgrade tunnels, connect/response
 //! timeouts, never retrying a non-idempotent request.
 //!
+//! - Which exchange serves a request (own HTTP/1.1 codec, hyper's HTTP/1.1
+//!   connection, hyper-util's client, upgrade) is decided in one place,
+//!   [`exchange`], and the access log names it. Every failure of every
+//!   exchange becomes its 502/504 in one place, [`failure`].
 //! - `http://` upstreams: one [`pool::Pool`] per upstream address and
 //!   `connect_timeout`, driven from the request's own task (no task hops per
 //!   request); its target, `Host` and base path are computed once per config
 //!   generation. Requests without a body use realmgate's own HTTP/1.1
-//!   exchange (`pool::raw`), the others hyper's. Only a GET or HEAD that never
-//!   got an answer is retried, once, on a new connection.
+//!   exchange (`pool::raw`, its wire format in `pool::raw::codec`), the
+//!   others hyper's. Only a GET or HEAD that never got an answer is retried,
+//!   once, on a new connection. A route with `upstream_client = "hyper"` has
+//!   no pool: it is served like an `https://` upstream.
 //! - `https://` upstreams: one pair of clients per distinct (`upstream_ca`,
 //!   `connect_timeout`), built once per config generation: `any` speaks
 //!   HTTP/1.1 or HTTP/2 as the upstream negotiates with ALPN; `h1` speaks only
