@@ -106,6 +106,9 @@ cargo fmt --all -- --check --color "$CARGO_TERM_COLOR"
 
 section "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+# The fuzz entry points (src/fuzzing.rs) exist only with this feature.
+section "cargo clippy --all-targets --features fuzzing -- -D warnings"
+cargo clippy --all-targets --features fuzzing -- -D warnings
 
 # --- 3b. supply chain ---------------------------------------------------------------
 # cargo-deny (deny.toml): RustSec advisories, banned or wildcard versions,

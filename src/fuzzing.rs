@@ -1,5 +1,7 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` (one function per
-//! target), not an API: hidden from the docs and free to change. Each takes
+//! target), not an API: compiled only with the `fuzzing` feature (which
+//! fuzz/Cargo.toml turns on) and in unit tests, hidden from the docs and
+//! free to change. Each takes
 //! arbitrary bytes, runs one parser of attacker input the way the gateway
 //! does, and panics when a property that security depends on fails (not only
 //! on a crash): a stripped request still carrying an identity header, a login

@@ -133,6 +133,8 @@ struct Record<'g> {
     user: Option<Arc<crate::session::model::Session>>,
     request_id: HeaderValue,
     upstream_latency: Option<Duration>,
+    /// Which exchange served the request (`proxy::Exchange::name`).
+    exchange: Option<&'static str>,
 }
 
 /// Serve one request: route, auth, forward; never panics, errors become responses.
@@ -145,6 +147,7 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
         // Decided first, so every answer (errors and `/.auth/*` too) carries it.
         request_id: forwarding::request_id(&gw.settings.server, req.headers(), &conn),
         upstream_latency: None,
+        exchange: None,
     };
     // What `error_response` looks at, kept before the request moves on
     // (only the headers that choose HTML or JSON, not the whole map).
@@ -186,6 +189,7 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
             status,
             upstream_ms = rec.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
             route = route_name,
+            exchange = rec.exchange,
             user = rec.user.as_ref().map(|u| u.user_id.as_str()),
             request_id = rec.request_id.to_str().ok(),
             peer = %conn.peer.ip(),
@@ -300,7 +304,12 @@ async fn pipeline<'g>(
         tunnel_until,
         tunnel_alive,
     };
-    let forwarded = gw.upstreams.forward(route, out, Some(&client_host)).await?;
+    let exchange = gw.upstreams.exchange(route, &out);
+    rec.exchange = Some(exchange.name());
+    let forwarded = gw
+        .upstreams
+        .forward(route, out, exchange, Some(&client_host))
+        .await?;
     rec.upstream_latency = Some(forwarded.latency);
     Ok(forwarded.response)
 }

@@ -21,6 +21,9 @@ pub mod connection;
 pub mod demo;
 pub mod discovery;
 pub mod email;
+/// Only with the `fuzzing` feature (fuzz/Cargo.toml) and in unit tests: not
+/// part of the library's API.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;

@@ -3,12 +3,18 @@
 //! client with rustls; streaming bodies, Upgrade tunnels, connect/response
 //! timeouts, never retrying a non-idempotent request.
 //!
+//! - Which exchange serves a request (own HTTP/1.1 codec, hyper's HTTP/1.1
+//!   connection, hyper-util's client, upgrade) is decided in one place,
+//!   [`exchange`], and the access log names it. Every failure of every
+//!   exchange becomes its 502/504 in one place, [`failure`].
 //! - `http://` upstreams: one [`pool::Pool`] per upstream address and
 //!   `connect_timeout`, driven from the request's own task (no task hops per
 //!   request); its target, `Host` and base path are computed once per config
 //!   generation. Requests without a body use realmgate's own HTTP/1.1
-//!   exchange (`pool::raw`), the others hyper's. Only a GET or HEAD that never
-//!   got an answer is retried, once, on a new connection.
+//!   exchange (`pool::raw`, its wire format in `pool::raw::codec`), the
+//!   others hyper's. Only a GET or HEAD that never got an answer is retried,
+//!   once, on a new connection. A route with `upstream_client = "hyper"` has
+//!   no pool: it is served like an `https://` upstream.
 //! - `https://` upstreams: one pair of clients per distinct (`upstream_ca`,
 //!   `connect_timeout`), built once per config generation: `any` speaks
 //!   HTTP/1.1 or HTTP/2 as the upstream negotiates with ALPN; `h1` speaks only
@@ -28,6 +34,8 @@
 //!   line, joined with `"; "` (RFC 9113 8.2.3).
 
 mod clients;
+pub mod exchange;
+pub mod failure;
 pub mod pool;
 mod upgrade;
 
@@ -38,6 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::{HeaderValue, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 
@@ -47,15 +56,24 @@ use crate::headers::identity::Injected;
 use crate::respond::{Body, GatewayError};
 
 pub use clients::ClientKey;
+pub use exchange::Exchange;
 pub use upgrade::AliveCheck;
+
+use failure::UpstreamError;
 
 /// The upstream clients of one config generation.
 pub struct Upstreams {
-    /// Route name -> its clients (routes with the same key share them).
-    by_route: HashMap<String, Arc<clients::Clients>>,
-    /// Route name -> its connection pool, for plain `http://` upstreams
-    /// (HTTP/1.1 only; TLS upstreams use the clients above).
-    plain: HashMap<String, pool::PlainRoute>,
+    /// Route name -> its clients and pool (one lookup per request).
+    by_route: HashMap<String, RouteUpstream>,
+}
+
+/// What forwarding to one route needs.
+struct RouteUpstream {
+    /// Routes with the same key share them.
+    clients: Arc<clients::Clients>,
+    /// The connection pool, for a plain `http://` upstream with
+    /// `upstream_client = "auto"` (HTTP/1.1 only; the others use `clients`).
+    plain: Option<pool::PlainRoute>,
 }
 
 /// A request the handler has authorized, ready to go upstream.
@@ -94,26 +112,47 @@ impl Upstreams {
             by_key.entry(ClientKey::of(route)).or_default().push(route);
         }
         let mut by_route = HashMap::new();
-        let plain = pool::PlainRoute::for_routes(routes, workers);
+        let mut plain = pool::PlainRoute::for_routes(routes, workers);
         for (key, routes) in by_key {
             let built = Arc::new(clients::Clients::build(&key, &routes)?);
             for route in routes {
-                by_route.insert(route.name.clone(), built.clone());
+                let up = RouteUpstream {
+                    clients: built.clone(),
+                    plain: plain.remove(&route.name),
+                };
+                by_route.insert(route.name.clone(), up);
             }
         }
-        Ok(Upstreams { by_route, plain })
+        Ok(Upstreams { by_route })
     }
 
-    /// Send `out` to `route`'s upstream and return its response (hop-by-hop
-    /// headers removed). `client_host` is the Host the client sent, used with
-    /// `preserve_host`.
+    /// Which exchange serves `out` on `route` ([`Exchange::choose`]), for
+    /// [`Upstreams::forward`] and the access log.
+    pub fn exchange(&self, route: &RouteSettings, out: &Outbound) -> Exchange {
+        let own_pool = self
+            .by_route
+            .get(&route.name)
+            .is_some_and(|up| up.plain.is_some());
+        Exchange::choose(
+            own_pool,
+            out.upgrade.is_some(),
+            !out.request.body().is_end_stream(),
+        )
+    }
+
+    /// Send `out` to `route`'s upstream by `exchange` (what
+    /// [`Upstreams::exchange`] chose for it) and return its response
+    /// (hop-by-hop headers removed). `client_host` is the Host the client
+    /// sent, used with `preserve_host`. Every failure is classified by
+    /// [`failure::classify`].
     pub async fn forward(
         &self,
         route: &RouteSettings,
         out: Outbound,
+        exchange: Exchange,
         client_host: Option<&HeaderValue>,
     ) -> Result<Forwarded, GatewayError> {
-        let clients = self
+        let up = self
             .by_route
             .get(&route.name)
             .ok_or(GatewayError::Internal)?;
@@ -124,7 +163,7 @@ impl Upstreams {
             tunnel_until,
             tunnel_alive,
         } = out;
-        let plain = self.plain.get(&route.name);
+        let plain = up.plain.as_ref();
         *request.uri_mut() = match plain {
             Some(p) => p.origin_form(request.uri())?,
             None => upstream_uri(route, request.uri())?,
@@ -138,58 +177,69 @@ impl Upstreams {
         request.headers_mut().insert(HOST, host);
         join_cookie_fields(request.headers_mut());
 
-        let client = match &upgrade {
-            Some((_, proto)) => {
-                request
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-                request.headers_mut().insert(UPGRADE, proto.clone());
-                &clients.h1
-            }
-            None => &clients.any,
-        };
+        if let Some((_, proto)) = &upgrade {
+            request
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            request.headers_mut().insert(UPGRADE, proto.clone());
+        }
 
         let started = Instant::now();
-        // The upgrade and hyper-util client futures are boxed: they are
-        // large, and every request's future would otherwise carry their size
-        // (it is moved several times per request). The exchange itself is
-        // pinned where it is built, so the timeout holds a pointer to it
-        // rather than a copy of its 2 KiB; the deadline reuses `started`
-        // (one clock read fewer).
-        let upgrading = upgrade.is_some();
-        if plain.is_none() || upgrading {
-            // hyper's client sends the header map as it is.
+        let failed = |e: UpstreamError<'_>| failure::classify(&route.name, exchange, e);
+        if exchange != Exchange::RawH1 {
+            // hyper sends the header map as it is; the own codec writes the
+            // identity headers straight into the request head.
             if let Some(identity) = &identity {
                 identity.apply(request.headers_mut());
             }
         }
-        let exchange = std::pin::pin!(async {
-            match plain {
-                Some(p) if upgrading => Box::pin(p.pool.send_upgrade(boxed(request)))
+        // Every exchange but the own one is boxed: their futures are large,
+        // and every request's future would otherwise carry their size (it is
+        // moved several times per request). The exchange itself is pinned
+        // where it is built, so the timeout holds a pointer to it rather than
+        // a copy of its 2 KiB; the deadline reuses `started` (one clock read
+        // fewer).
+        let exchanging = std::pin::pin!(async {
+            let client = |r: Result<Response<hyper::body::Incoming>, _>| match r {
+                Ok(r) => Ok(r.map(|b| b.map_err(Into::into).boxed())),
+                Err(e) => Err(failed(UpstreamError::Client(&e))),
+            };
+            match (exchange, plain) {
+                (Exchange::RawH1, Some(p)) => {
+                    let extra = identity.as_ref().map_or(&[][..], Injected::wire);
+                    p.pool
+                        .send_raw(request.into_parts().0, extra)
+                        .await
+                        .map_err(|e| failed(UpstreamError::Pool(&e)))
+                }
+                (Exchange::HyperH1, Some(p)) => Box::pin(p.pool.send_with_body(boxed(request)))
                     .await
-                    .map_err(|e| e.to_gateway(&route.name)),
-                Some(p) => p
-                    .pool
-                    .send(request, identity.as_ref())
+                    .map_err(|e| failed(UpstreamError::Pool(&e))),
+                (Exchange::Upgrade, Some(p)) => Box::pin(p.pool.send_upgrade(boxed(request)))
                     .await
-                    .map_err(|e| e.to_gateway(&route.name)),
-                None => match Box::pin(client.request(boxed(request))).await {
-                    Ok(r) => Ok(r.map(|b| b.map_err(Into::into).boxed())),
-                    Err(e) => Err(classify(route, &e)),
-                },
+                    .map_err(|e| failed(UpstreamError::Pool(&e))),
+                (Exchange::Upgrade, None) => {
+                    client(Box::pin(up.clients.h1.request(boxed(request))).await)
+                }
+                (Exchange::HyperClient, None) => {
+                    client(Box::pin(up.clients.any.request(boxed(request))).await)
+                }
+                // Not what `Upstreams::exchange` chooses for this route.
+                (Exchange::RawH1 | Exchange::HyperH1, None) | (Exchange::HyperClient, Some(_)) => {
+                    Err(GatewayError::Internal)
+                }
             }
         });
         let deadline = tokio::time::Instant::from_std(started).checked_add(route.request_timeout);
         let result = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, exchange).await,
+            Some(deadline) => tokio::time::timeout_at(deadline, exchanging).await,
             // A timeout past the clock's range ("1000000y") never fires.
-            None => Ok(exchange.await),
+            None => Ok(exchanging.await),
         };
         let latency = started.elapsed();
         let mut response = match result {
             Err(_elapsed) => {
-                tracing::warn!(route.name = %route.name, timeout = ?route.request_timeout, "upstream did not answer in time");
-                return Err(GatewayError::UpstreamTimeout);
+                return Err(failed(UpstreamError::NoAnswerInTime(route.request_timeout)));
             }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(r)) => r,
@@ -197,15 +247,13 @@ impl Upstreams {
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some((client_side, asked)) = upgrade else {
-                tracing::warn!(route.name = %route.name, "upstream switched protocols without being asked");
-                return Err(GatewayError::UpstreamUnavailable);
+                return Err(failed(UpstreamError::UnaskedSwitch));
             };
             // Only tunnel what the client asked for: an upstream that answers
             // 101 to anything would otherwise open a raw pipe past the gateway.
             let proto = response.headers().get(UPGRADE).cloned();
             if !proto.as_ref().is_some_and(|p| offered(&asked, p)) {
-                tracing::warn!(route.name = %route.name, "upstream switched to a protocol the client did not ask for");
-                return Err(GatewayError::UpstreamUnavailable);
+                return Err(failed(UpstreamError::UnofferedProtocol));
             }
             let upstream_side = hyper::upgrade::on(&mut response);
             upgrade::spawn_tunnel(
@@ -280,37 +328,6 @@ fn offered(asked: &HeaderValue, chosen: &HeaderValue) -> bool {
         && asked
             .split(',')
             .any(|p| p.trim().eq_ignore_ascii_case(chosen))
-}
-
-/// 504 for timeouts (connect or otherwise), 502 for everything else. The
-/// detail goes to the log, never to the client.
-fn classify(route: &RouteSettings, e: &hyper_util::client::legacy::Error) -> GatewayError {
-    let timed_out = error_chain(e).any(|s| {
-        s.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    });
-    let detail = error_chain(e)
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(": ");
-    tracing::warn!(
-        route.name = %route.name,
-        connect = e.is_connect(),
-        timed_out,
-        error = %detail,
-        "upstream request failed"
-    );
-    if timed_out {
-        GatewayError::UpstreamTimeout
-    } else {
-        GatewayError::UpstreamUnavailable
-    }
-}
-
-fn error_chain<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(e), |e| e.source())
 }
 
 /// The upstream URI: upstream scheme and authority, upstream base path joined

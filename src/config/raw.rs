@@ -144,6 +144,7 @@ pub struct RawRoute {
     pub jwt_assertion: Option<bool>,
     pub api_audiences: Option<Vec<String>>,
     pub preserve_host: Option<bool>,
+    pub upstream_client: Option<String>,
     pub connect_timeout: Option<String>,
     pub request_timeout: Option<String>,
     pub allow: Option<RawAllow>,

@@ -291,6 +291,17 @@ pub enum HeaderProfile {
     None,
 }
 
+/// Which client sends a route's requests upstream (`upstream_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamClient {
+    /// realmgate's own HTTP/1.1 exchange for plain `http://` upstreams
+    /// (requests without a body), hyper for the rest (`proxy::exchange`).
+    Auto,
+    /// hyper-util's pooled client for every request of the route: for an
+    /// upstream that misbehaves with realmgate's own exchange.
+    Hyper,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AllowSettings {
     /// Any of these group ids or mapped names, as written (for `check` and
@@ -372,6 +383,7 @@ pub struct RouteSettings {
     pub jwt_assertion: bool,
     pub api_audiences: Vec<String>,
     pub preserve_host: bool,
+    pub upstream_client: UpstreamClient,
     pub connect_timeout: Duration,
     /// Time to the upstream's response headers.
     pub request_timeout: Duration,

@@ -1204,6 +1204,18 @@ fn routes(
                 HeaderProfile::None
             }
         };
+        let upstream_client = match raw.upstream_client.as_deref().unwrap_or("auto") {
+            "auto" => UpstreamClient::Auto,
+            "hyper" => UpstreamClient::Hyper,
+            other => {
+                cx.bad(
+                    at("upstream_client"),
+                    format!("{other:?} is not an upstream client"),
+                    "\"auto\" (the default) or \"hyper\" (hyper's client for every request of this route)",
+                );
+                UpstreamClient::Auto
+            }
+        };
         let headers_extra = headers_extra(cx, &at, raw.headers_extra.clone().unwrap_or_default());
         let allow = allow(cx, &at, raw.allow.unwrap_or_default(), connections);
         let connect_timeout =
@@ -1229,6 +1241,7 @@ fn routes(
             jwt_assertion: raw.jwt_assertion.unwrap_or(false),
             api_audiences: raw.api_audiences.clone().unwrap_or_default(),
             preserve_host: raw.preserve_host.unwrap_or(true),
+            upstream_client,
             connect_timeout,
             request_timeout,
             allow,

@@ -26,8 +26,8 @@
 //!   on a pooled connection is a 502: a POST reaches the app at most once.
 //! - Upgrade requests (WebSocket) get a fresh connection of their own, run in
 //!   a spawned task with upgrades enabled, and never return to the pool.
-//! - Requests without a body (most of them) skip hyper's client: [`raw`]
-//!   writes the head and reads the response on the connection directly,
+//! - Requests without a body (most of them) skip hyper's client (the choice
+//!   is made in one place, `crate::proxy::exchange`): [`raw`] writes the head and reads the response on the connection directly,
 //!   with connections of their own in the same shards. A GET or HEAD whose
 //!   pooled connection turns out closed before any response byte is tried
 //!   once more on a new connection; nothing else is resent.
@@ -51,7 +51,8 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::RouteSettings;
+use crate::config::{RouteSettings, UpstreamClient};
+#[cfg(test)]
 use crate::headers::identity::Injected;
 use crate::respond::{Body, GatewayError};
 
@@ -64,7 +65,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 mod raw;
 
+pub use raw::RawError;
+
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use raw::differential::fuzz as fuzz_differential;
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use raw::fuzz as fuzz_response;
 
 /// Boxed once per connection: the state machine with its buffers is large,
@@ -104,8 +109,10 @@ pub struct PlainRoute {
 }
 
 impl PlainRoute {
-    /// The routes with an `http://` upstream; routes with the same upstream
-    /// address and connect timeout share a pool.
+    /// The routes with an `http://` upstream whose `upstream_client` is
+    /// `"auto"` (a route set to `"hyper"` has none: hyper-util's client
+    /// serves it like a TLS upstream); routes with the same upstream address
+    /// and connect timeout share a pool.
     pub fn for_routes(
         routes: &[Arc<RouteSettings>],
         workers: usize,
@@ -113,6 +120,9 @@ impl PlainRoute {
         let mut pools: HashMap<(Target, Duration), Arc<Pool>> = HashMap::new();
         let mut out = HashMap::new();
         for route in routes {
+            if route.upstream_client != UpstreamClient::Auto {
+                continue;
+            }
             let Some(target) = Target::of(&route.upstream) else {
                 continue;
             };
@@ -163,32 +173,6 @@ pub enum PoolError {
     Http(#[from] hyper::Error),
     #[error(transparent)]
     Raw(#[from] raw::RawError),
-}
-
-impl PoolError {
-    /// 504 for a connect timeout, 502 for the rest; the detail is logged, never shown.
-    pub fn to_gateway(&self, route: &str) -> GatewayError {
-        let detail = std::iter::successors(Some(self as &(dyn std::error::Error + 'static)), |e| {
-            e.source()
-        })
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ");
-        let timed_out = matches!(self, PoolError::ConnectTimeout(_))
-            || matches!(self, PoolError::Connect(e) | PoolError::Raw(raw::RawError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut);
-        tracing::warn!(
-            route.name = %route,
-            connect = matches!(self, PoolError::ConnectTimeout(_) | PoolError::Connect(_)),
-            timed_out,
-            error = %detail,
-            "upstream request failed"
-        );
-        if timed_out {
-            GatewayError::UpstreamTimeout
-        } else {
-            GatewayError::UpstreamUnavailable
-        }
-    }
 }
 
 thread_local! {
@@ -350,8 +334,9 @@ impl Pool {
     }
 
     /// Send `req` (origin-form URI, Host set) with the `identity` headers
-    /// (none of which `req` has) and return the response; its body hands
-    /// the connection back to the pool once read to the end.
+    /// (none of which `req` has) by the exchange [`crate::proxy::Exchange`]
+    /// chooses for it, as `Upstreams::forward` does (tests).
+    #[cfg(test)]
     pub async fn send<B>(
         self: &Arc<Pool>,
         mut req: Request<B>,
@@ -361,22 +346,26 @@ impl Pool {
         B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<crate::respond::BoxError>,
     {
-        if req.body().is_end_stream() {
-            // The body is dropped unboxed: nothing to send.
-            let extra = identity.map_or(&[][..], Injected::wire);
-            return self.send_raw(req.into_parts().0, extra).await;
+        use crate::proxy::Exchange;
+        match Exchange::choose(true, false, !req.body().is_end_stream()) {
+            Exchange::RawH1 => {
+                let extra = identity.map_or(&[][..], Injected::wire);
+                self.send_raw(req.into_parts().0, extra).await
+            }
+            Exchange::HyperH1 | Exchange::HyperClient | Exchange::Upgrade => {
+                if let Some(identity) = identity {
+                    identity.apply(req.headers_mut());
+                }
+                Box::pin(self.send_with_body(super::boxed(req))).await
+            }
         }
-        if let Some(identity) = identity {
-            identity.apply(req.headers_mut());
-        }
-        // Boxed: hyper's exchange is a large future, and requests without a
-        // body (nearly all) would otherwise carry its size.
-        let req = super::boxed(req);
-        Box::pin(self.send_with_body(req)).await
     }
 
-    /// [`Pool::send`] for a request with a body, through hyper's client.
-    async fn send_with_body(
+    /// Send a request with a body (exchange `hyper-h1`: hyper's HTTP/1.1
+    /// connection, driven from this task) and return the response; its body
+    /// hands the connection back to the pool once read to the end. The
+    /// identity headers are already in `req`.
+    pub async fn send_with_body(
         self: &Arc<Pool>,
         req: Request<Body>,
     ) -> Result<Response<Body>, PoolError> {
@@ -406,9 +395,11 @@ impl Pool {
         }
     }
 
-    /// [`Pool::send`] for a request without a body ([`raw`]); `extra` are
-    /// header fields written after `parts`' own (CRLF-terminated lines).
-    async fn send_raw(
+    /// Send a request without a body (exchange `raw-h1`, the own codec,
+    /// [`raw`]); `extra` are header fields written after `parts`' own
+    /// (CRLF-terminated lines: the identity headers, which `parts` has none
+    /// of).
+    pub async fn send_raw(
         self: &Arc<Pool>,
         parts: http::request::Parts,
         extra: &[u8],

@@ -75,8 +75,14 @@ fn routes_share_clients_by_ca_and_connect_timeout() {
     c.name = "c".into();
     c.connect_timeout = Duration::from_secs(1);
     let u = Upstreams::new(&[a, Arc::new(b), Arc::new(c)], 1).unwrap();
-    assert!(Arc::ptr_eq(&u.by_route["r"], &u.by_route["b"]));
-    assert!(!Arc::ptr_eq(&u.by_route["r"], &u.by_route["c"]));
+    assert!(Arc::ptr_eq(
+        &u.by_route["r"].clients,
+        &u.by_route["b"].clients
+    ));
+    assert!(!Arc::ptr_eq(
+        &u.by_route["r"].clients,
+        &u.by_route["c"].clients
+    ));
 }
 
 #[test]
@@ -102,4 +108,56 @@ fn only_an_asked_for_protocol_is_tunnelled() {
     assert!(!offered(&v("websocket"), &v("h2c")));
     assert!(!offered(&v("websocket"), &v("")));
     assert!(!offered(&v("websocket"), &v("websocket, h2c")));
+}
+
+/// A route `r` to `upstream` with `extra` TOML lines.
+fn route_with(upstream: &str, extra: &str) -> Result<Arc<RouteSettings>, String> {
+    let toml = format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+[[connection]]
+name = "c"
+type = "oidc"
+issuer = "http://127.0.0.1:9/"
+client_id = "x"
+client_secret = "y"
+[[route]]
+name = "r"
+hosts = ["app.example.com"]
+upstream = "{upstream}"
+{extra}
+"#
+    );
+    crate::config::load_str(&toml)
+        .map(|s| s.routes[0].clone())
+        .map_err(|e| format!("{e:#}"))
+}
+
+#[test]
+fn upstream_client_hyper_takes_the_route_out_of_the_own_pool() {
+    use crate::config::UpstreamClient;
+    let auto = route_with("http://10.0.0.1:8080", "").unwrap();
+    assert_eq!(auto.upstream_client, UpstreamClient::Auto);
+    let explicit = route_with("http://10.0.0.1:8080", r#"upstream_client = "auto""#).unwrap();
+    assert_eq!(explicit.upstream_client, UpstreamClient::Auto);
+    let mut forced =
+        (*route_with("http://10.0.0.2:8080", r#"upstream_client = "hyper""#).unwrap()).clone();
+    assert_eq!(forced.upstream_client, UpstreamClient::Hyper);
+    forced.name = "forced".into();
+    let tls = route_with("https://app.internal", r#"upstream_client = "hyper""#).unwrap();
+    let mut tls = (*tls).clone();
+    tls.name = "tls".into();
+
+    let u = Upstreams::new(&[auto, Arc::new(forced), Arc::new(tls)], 1).unwrap();
+    assert!(u.by_route["r"].plain.is_some());
+    assert!(u.by_route["forced"].plain.is_none());
+    assert!(u.by_route["tls"].plain.is_none());
+}
+
+#[test]
+fn an_unknown_upstream_client_is_refused_naming_the_key() {
+    let err = route_with("http://10.0.0.1:8080", r#"upstream_client = "own""#).unwrap_err();
+    assert!(err.contains("upstream_client"), "{err}");
+    assert!(err.contains("\"hyper\""), "{err}");
 }

@@ -1076,3 +1076,139 @@ async fn an_upstream_that_does_not_accept_connections_in_time_is_504() {
     assert_eq!(v["error"], "upstream_timeout");
     drop((fillers, listener));
 }
+
+/// `upstream_client = "hyper"` makes hyper-util's client serve every request
+/// of its route (GET, POST, WebSocket), while a default route's GET goes
+/// through the own codec and its POST through hyper's HTTP/1.1 connection;
+/// the access log names the exchange, on a failure too. Both paths proxy
+/// the same way.
+// current_thread: the gateway's tasks run on this thread, under this subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn upstream_client_hyper_serves_its_route_and_the_access_log_names_the_exchange() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_target(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // A bound socket that never listens: connections to it are refused, and
+    // the port cannot go to anybody else meanwhile.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+
+    let up = EchoUpstream::start().await;
+    let routes = [
+        route("auto", "auto.test", "/", &up.url(), "public = [\"/\"]"),
+        route(
+            "forced",
+            "hyper.test",
+            "/",
+            &up.url(),
+            "public = [\"/\"]\nupstream_client = \"hyper\"",
+        ),
+        route("down", "down.test", "/", &down, "public = [\"/\"]"),
+    ]
+    .concat();
+    let gw = TestGateway::start(&config("", &routes)).await;
+    // See one_access_log_line_per_request_without_secrets: register the
+    // access-log call site, then rebuild tracing's interest cache.
+    let warmup = gw
+        .client()
+        .get(gw.url("auto.test", "/warmup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warmup.status(), 200);
+    tracing::callsite::rebuild_interest_cache();
+
+    for host in ["auto.test", "hyper.test"] {
+        let e = Echoed::from(
+            gw.client()
+                .get(gw.url(host, &format!("/get/{host}?q=1")))
+                .header("x-app", "kept")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(e.0["method"], "GET", "{host}");
+        assert_eq!(e.uri(), format!("/get/{host}?q=1"), "{host}");
+        assert_eq!(e.header("x-app").as_deref(), Some("kept"), "{host}");
+        let sent_host = e.header("host").unwrap_or_default();
+        assert!(sent_host.starts_with(host), "{host}: Host {sent_host}");
+
+        let body = vec![b'x'; 100_000];
+        let e = Echoed::from(
+            gw.client()
+                .post(gw.url(host, &format!("/post/{host}")))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(e.0["method"], "POST", "{host}");
+        assert_eq!(e.0["body_len"], body.len() as u64, "{host}");
+
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let request = format!("ws://{host}:{}/ws", gw.addr.port())
+            .into_client_request()
+            .unwrap();
+        let (mut ws, resp) =
+            tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
+                .await
+                .expect("handshake in time")
+                .expect("handshake");
+        assert_eq!(resp.status(), 101, "{host}");
+        ws.send(Message::text("ping")).await.unwrap();
+        let echoed = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("echo in time")
+            .expect("a message")
+            .expect("no error");
+        assert_eq!(echoed.into_text().unwrap().as_str(), "ping", "{host}");
+        ws.close(None).await.unwrap();
+    }
+    let refused = gw
+        .client()
+        .get(gw.url("down.test", "/down"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 502);
+
+    let want = [
+        ("auto.test", "/get/auto.test", "raw-h1"),
+        ("auto.test", "/post/auto.test", "hyper-h1"),
+        ("auto.test", "/ws", "upgrade"),
+        ("hyper.test", "/get/hyper.test", "hyper-client"),
+        ("hyper.test", "/post/hyper.test", "hyper-client"),
+        ("hyper.test", "/ws", "upgrade"),
+        ("down.test", "/down", "raw-h1"),
+    ];
+    let exchanges = || {
+        captured
+            .access_lines()
+            .into_iter()
+            .filter(|l| l["fields"]["path"] != "/warmup")
+            .map(|l| {
+                let f = &l["fields"];
+                let text = |k: &str| f[k].as_str().unwrap_or("(none)").to_string();
+                (text("host"), text("path"), text("exchange"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let complete = wait_until(DEADLINE, || exchanges().len() >= want.len()).await;
+    assert!(complete, "access lines: {:?}", exchanges());
+    let got = exchanges();
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(h, p, e)| (h.to_string(), p.to_string(), e.to_string()))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -268,7 +268,7 @@ async fn a_post_on_a_connection_that_dies_is_not_resent() {
     let err = pool.send(request(Method::POST), None).await.unwrap_err();
     assert!(matches!(err, PoolError::Raw(_)), "{err}");
     assert!(matches!(
-        err.to_gateway("r"),
+        crate::proxy::failure::status(crate::proxy::failure::UpstreamError::Pool(&err)),
         GatewayError::UpstreamUnavailable
     ));
     // The POST reached the upstream exactly once, on the pooled connection.
@@ -289,7 +289,7 @@ async fn a_refused_connection_is_a_502() {
     let err = pool.send(request(Method::GET), None).await.unwrap_err();
     assert!(matches!(err, PoolError::Connect(_)), "{err}");
     assert!(matches!(
-        err.to_gateway("r"),
+        crate::proxy::failure::status(crate::proxy::failure::UpstreamError::Pool(&err)),
         GatewayError::UpstreamUnavailable
     ));
 }

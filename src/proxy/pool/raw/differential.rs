@@ -33,7 +33,8 @@ use http::{Method, Request, StatusCode};
 use http_body::Body as _;
 use http_body_util::Empty;
 
-use super::{decode, next_head, Framing, RawError, Step, MAX_HEADERS};
+use super::codec::{decode, is_interim, next_head, Framing, Step, MAX_HEADERS};
+use super::RawError;
 
 /// Own refusals of responses hyper accepts, each on purpose (the exact
 /// texts of `RawError::Protocol`):
@@ -203,7 +204,7 @@ pub(crate) fn own(method: &Method, stream: &[u8], piece: usize, eof: bool) -> Ou
     // The head: `exchange` skips interim (1xx) responses.
     let head = loop {
         match next_head(&mut buf, head_only) {
-            Ok(Some(head)) if super::is_interim(head.response.status()) => continue,
+            Ok(Some(head)) if is_interim(head.response.status()) => continue,
             Ok(Some(head)) => break head,
             Ok(None) => {}
             Err(e) => return rejected(&e, Vec::new()),

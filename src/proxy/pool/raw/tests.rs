@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::super::{Pool, PoolError, Target};
+use super::codec::*;
 use super::*;
+use http::Version;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -544,7 +546,7 @@ async fn conflicting_lengths_are_a_502_and_close_the_connection() {
         "{err}"
     );
     assert!(matches!(
-        err.to_gateway("r"),
+        crate::proxy::failure::status(crate::proxy::failure::UpstreamError::Pool(&err)),
         crate::respond::GatewayError::UpstreamUnavailable
     ));
     assert_eq!(pool.idle_count(), 0);
