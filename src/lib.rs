@@ -34,6 +34,7 @@ pub mod proxy;
 pub mod redirect;
 pub mod respond;
 pub mod router;
+pub mod saml;
 pub mod server;
 pub mod session;
 pub mod telemetry;

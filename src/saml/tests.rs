@@ -1,0 +1,841 @@
+//! The hostile suite for SAML response validation. Fixtures are signed at
+//! test time by the signature library with a fresh P-256 key (rcgen makes
+//! the certificate); the XSW variants are built by moving signed pieces.
+
+use std::collections::BTreeMap;
+
+use bergshamra::keys::{loader, KeysManager};
+use bergshamra::DsigContext;
+
+use super::*;
+
+const NOW: u64 = 1_800_000_000; // 2027-01-15T08:00:00Z
+const IDP: &str = "https://idp.example.test/metadata";
+const SP: &str = "https://apps.contoso.test/.auth/saml/fabrikam";
+const ACS: &str = "https://apps.contoso.test/.auth/login/fabrikam/callback";
+const REQ: &str = "_req_7f3a";
+
+struct Key {
+    pem: String,
+    cert_der: Vec<u8>,
+}
+
+fn key() -> Key {
+    let kp = rcgen::KeyPair::generate().expect("keypair");
+    let params = rcgen::CertificateParams::new(vec!["idp.example.test".into()]).expect("params");
+    let cert = params.self_signed(&kp).expect("cert");
+    Key {
+        pem: kp.serialize_pem(),
+        cert_der: cert.der().to_vec(),
+    }
+}
+
+fn trust(keys: &[&Key]) -> IdpTrust {
+    IdpTrust::from_der(keys.iter().map(|k| k.cert_der.clone()).collect()).expect("trust")
+}
+
+fn iso(t: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t))
+        .to_string()
+}
+
+fn sig_template(id: &str) -> String {
+    format!(
+        r##"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/><ds:Reference URI="#{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue></ds:Signature>"##
+    )
+}
+
+/// Signs the first (empty) `ds:Signature` of `xml` with `key`.
+fn sign_first(xml: &str, key: &Key) -> String {
+    let mut km = KeysManager::new();
+    km.add_key(loader::load_ec_p256_private_pem(key.pem.as_bytes()).expect("key"));
+    let ctx = DsigContext::new(km);
+    let out = bergshamra::sign(&ctx, xml).expect("sign");
+    // No XML declaration: the XSW variants embed signed documents in others.
+    match out.strip_prefix("<?xml") {
+        Some(rest) => rest[rest.find("?>").expect("decl end") + 2..]
+            .trim_start()
+            .to_string(),
+        None => out,
+    }
+}
+
+#[derive(Clone)]
+struct Fx {
+    response_id: String,
+    assertion_id: String,
+    issuer: String,
+    audience: String,
+    recipient: String,
+    destination: String,
+    in_response_to: Option<String>,
+    not_before: u64,
+    not_on_or_after: u64,
+    name_id: String,
+    name_id_format: String,
+    attributes: Vec<(String, Vec<String>)>,
+    status: String,
+    sign_assertion: bool,
+    sign_response: bool,
+}
+
+impl Default for Fx {
+    fn default() -> Self {
+        Fx {
+            response_id: "_resp1".into(),
+            assertion_id: "_assert1".into(),
+            issuer: IDP.into(),
+            audience: SP.into(),
+            recipient: ACS.into(),
+            destination: ACS.into(),
+            in_response_to: Some(REQ.into()),
+            not_before: NOW - 60,
+            not_on_or_after: NOW + 300,
+            name_id: "alice@fabrikam.test".into(),
+            name_id_format: "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".into(),
+            attributes: vec![
+                (
+                    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress".into(),
+                    vec!["alice@fabrikam.test".into()],
+                ),
+                (
+                    "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups".into(),
+                    vec!["g1".into(), "g2".into()],
+                ),
+            ],
+            status: "urn:oasis:names:tc:SAML:2.0:status:Success".into(),
+            sign_assertion: true,
+            sign_response: false,
+        }
+    }
+}
+
+const SIG_MARK: &str = "<!--SIG-->";
+
+impl Fx {
+    /// The assertion, with `SIG_MARK` where its signature goes.
+    fn assertion(&self) -> String {
+        let irt = self
+            .in_response_to
+            .as_ref()
+            .map(|r| format!(r#" InResponseTo="{r}""#))
+            .unwrap_or_default();
+        let attrs: String = self
+            .attributes
+            .iter()
+            .map(|(n, vs)| {
+                let values: String = vs
+                    .iter()
+                    .map(|v| format!("<saml:AttributeValue>{v}</saml:AttributeValue>"))
+                    .collect();
+                format!(r#"<saml:Attribute Name="{n}">{values}</saml:Attribute>"#)
+            })
+            .collect();
+        format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{aid}" Version="2.0" IssueInstant="{now}"><saml:Issuer>{iss}</saml:Issuer>{SIG_MARK}<saml:Subject><saml:NameID Format="{fmt}">{nid}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData{irt} NotOnOrAfter="{noa}" Recipient="{rcp}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant="{now}" SessionIndex="_sess1"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement>{attrs}</saml:AttributeStatement></saml:Assertion>"#,
+            aid = self.assertion_id,
+            now = iso(NOW),
+            iss = self.issuer,
+            fmt = self.name_id_format,
+            nid = self.name_id,
+            noa = iso(self.not_on_or_after),
+            rcp = self.recipient,
+            nb = iso(self.not_before),
+            aud = self.audience,
+        )
+    }
+
+    /// The response around `assertion`, with `SIG_MARK` where its signature goes.
+    fn response(&self, assertion: &str) -> String {
+        let irt = self
+            .in_response_to
+            .as_ref()
+            .map(|r| format!(r#" InResponseTo="{r}""#))
+            .unwrap_or_default();
+        format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{rid}" Version="2.0" IssueInstant="{now}" Destination="{dst}"{irt}><saml:Issuer>{iss}</saml:Issuer>{SIG_MARK}<samlp:Status><samlp:StatusCode Value="{st}"/></samlp:Status>{assertion}</samlp:Response>"#,
+            rid = self.response_id,
+            now = iso(NOW),
+            dst = self.destination,
+            iss = self.issuer,
+            st = self.status,
+        )
+    }
+
+    /// Builds and signs the response as configured.
+    fn build(&self, key: &Key) -> String {
+        let assertion = self.assertion();
+        let assertion = if self.sign_assertion {
+            let doc =
+                self.response(&assertion.replace(SIG_MARK, &sig_template(&self.assertion_id)));
+            let doc = doc.replacen(SIG_MARK, "", 1);
+            let signed = sign_first(&doc, key);
+            extract_assertion(&signed)
+        } else {
+            assertion.replace(SIG_MARK, "")
+        };
+        let doc = self.response(&assertion);
+        if self.sign_response {
+            sign_first(
+                &doc.replace(SIG_MARK, &sig_template(&self.response_id)),
+                key,
+            )
+        } else {
+            doc.replace(SIG_MARK, "")
+        }
+    }
+}
+
+fn extract_assertion(doc: &str) -> String {
+    let start = doc.find("<saml:Assertion").expect("assertion start");
+    let end = doc.find("</saml:Assertion>").expect("assertion end") + "</saml:Assertion>".len();
+    doc[start..end].to_string()
+}
+
+fn expect() -> Expect<'static> {
+    static IDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    Expect {
+        idp_entity_id: IDP,
+        sp_entity_id: SP,
+        acs_url: ACS,
+        requested: Requested {
+            ids: IDS.get_or_init(|| vec![REQ.to_string()]),
+            allow_idp_initiated: false,
+        },
+        signed: SignedPart::Either,
+        now: NOW,
+        skew: 120,
+    }
+}
+
+fn check(xml: &str, k: &Key) -> Result<Assertion, SamlError> {
+    validate_response(xml.as_bytes(), &trust(&[k]), &expect())
+}
+
+#[test]
+fn signed_assertion_is_accepted_and_read() {
+    let k = key();
+    let a = check(&Fx::default().build(&k), &k).expect("valid");
+    assert_eq!(a.id, "_assert1");
+    assert_eq!(a.issuer, IDP);
+    assert_eq!(a.name_id, "alice@fabrikam.test");
+    assert_eq!(a.session_index.as_deref(), Some("_sess1"));
+    assert_eq!(a.in_response_to.as_deref(), Some(REQ));
+    assert_eq!(a.attributes.len(), 2);
+    assert_eq!(a.attributes[1].1, vec!["g1".to_string(), "g2".to_string()]);
+}
+
+#[test]
+fn signed_response_only_is_accepted_with_either_and_refused_when_assertion_required() {
+    let k = key();
+    let xml = Fx {
+        sign_assertion: false,
+        sign_response: true,
+        ..Fx::default()
+    }
+    .build(&k);
+    check(&xml, &k).expect("either");
+    let mut e = expect();
+    e.signed = SignedPart::Assertion;
+    assert_eq!(
+        validate_response(xml.as_bytes(), &trust(&[&k]), &e),
+        Err(SamlError::Unsigned("assertion"))
+    );
+}
+
+#[test]
+fn both_signed_is_accepted_and_response_required_needs_the_response_signed() {
+    let k = key();
+    let both = Fx {
+        sign_response: true,
+        ..Fx::default()
+    }
+    .build(&k);
+    let mut e = expect();
+    e.signed = SignedPart::Response;
+    validate_response(both.as_bytes(), &trust(&[&k]), &e).expect("both signed");
+    let only_assertion = Fx::default().build(&k);
+    assert_eq!(
+        validate_response(only_assertion.as_bytes(), &trust(&[&k]), &e),
+        Err(SamlError::Unsigned("response"))
+    );
+}
+
+#[test]
+fn nothing_signed_is_refused() {
+    let k = key();
+    let xml = Fx {
+        sign_assertion: false,
+        ..Fx::default()
+    }
+    .build(&k);
+    assert!(matches!(check(&xml, &k), Err(SamlError::Unsigned(_))));
+}
+
+#[test]
+fn another_key_is_refused_and_rollover_accepts_either_pinned_cert() {
+    let k = key();
+    let other = key();
+    let xml = Fx::default().build(&k);
+    assert!(matches!(check(&xml, &other), Err(SamlError::Signature(_))));
+    let both = trust(&[&other, &k]);
+    validate_response(xml.as_bytes(), &both, &expect()).expect("rollover");
+}
+
+#[test]
+fn keyinfo_certificate_of_the_attacker_is_not_trusted() {
+    let k = key();
+    let attacker = key();
+    // Signed by the attacker, with the attacker's certificate in KeyInfo.
+    let xml = Fx::default().build(&attacker);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&attacker.cert_der);
+    let xml = xml.replacen(
+        "</ds:SignatureValue>",
+        &format!("</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"),
+        1,
+    );
+    assert!(matches!(check(&xml, &k), Err(SamlError::Signature(_))));
+}
+
+#[test]
+fn a_value_changed_after_signing_is_refused() {
+    let k = key();
+    let xml = Fx::default()
+        .build(&k)
+        .replace(">alice@fabrikam.test<", ">admin@fabrikam.test<");
+    assert!(matches!(check(&xml, &k), Err(SamlError::Signature(_))));
+}
+
+#[test]
+fn a_comment_inside_the_name_id_does_not_truncate_it() {
+    let k = key();
+    let xml = Fx {
+        name_id: "user@user.com.evil.test".into(),
+        ..Fx::default()
+    }
+    .build(&k)
+    .replace("user@user.com.evil.test", "user@user.com<!---->.evil.test");
+    let a = check(&xml, &k).expect("comments are outside the digest");
+    assert_eq!(a.name_id, "user@user.com.evil.test");
+}
+
+#[test]
+fn a_comment_inside_an_attribute_value_does_not_truncate_it() {
+    let k = key();
+    let xml = Fx::default().build(&k).replacen(
+        ">alice@fabrikam.test</saml:AttributeValue>",
+        ">alice@fabrikam<!-- x -->.test</saml:AttributeValue>",
+        1,
+    );
+    let a = check(&xml, &k).expect("valid");
+    assert_eq!(a.attributes[0].1, vec!["alice@fabrikam.test".to_string()]);
+}
+
+// --- The eight classic XML signature wrapping variants (Somorovsky et
+// al., "On Breaking SAML", 2012; SAML Raider's XSW1-XSW8). Each keeps the
+// genuine signature valid over the genuine element and puts an evil
+// assertion where a careless consumer reads.
+
+fn evil_assertion(fx: &Fx, id: &str) -> String {
+    Fx {
+        assertion_id: id.into(),
+        name_id: "admin@fabrikam.test".into(),
+        ..fx.clone()
+    }
+    .assertion()
+    .replace(SIG_MARK, "")
+}
+
+fn xsw_refused(xml: &str, k: &Key, name: &str) {
+    match check(xml, k) {
+        Ok(a) => panic!("{name} accepted, read NameID {:?}", a.name_id),
+        Err(e) => assert!(
+            matches!(e, SamlError::Shape(_) | SamlError::Signature(_)),
+            "{name}: {e:?}"
+        ),
+    }
+}
+
+fn response_signed(k: &Key) -> (Fx, String) {
+    let fx = Fx {
+        sign_assertion: false,
+        sign_response: true,
+        ..Fx::default()
+    };
+    let xml = fx.build(k);
+    (fx, xml)
+}
+
+fn signature_of(xml: &str, from: usize) -> (usize, usize) {
+    let s = from + xml[from..].find("<ds:Signature").expect("sig");
+    let e = s + xml[s..].find("</ds:Signature>").expect("sig end") + "</ds:Signature>".len();
+    (s, e)
+}
+
+#[test]
+fn xsw1_original_response_inside_the_signature_is_refused() {
+    let k = key();
+    let (fx, orig) = response_signed(&k);
+    let (s, e) = signature_of(&orig, 0);
+    let sig = &orig[s..e];
+    let sig_with_orig = sig.replace("</ds:Signature>", &format!("{orig}</ds:Signature>"));
+    let evil = Fx {
+        response_id: "_evil".into(),
+        ..fx.clone()
+    }
+    .response(&evil_assertion(&fx, "_evil_a"))
+    .replace(SIG_MARK, &sig_with_orig);
+    xsw_refused(&evil, &k, "XSW1");
+}
+
+#[test]
+fn xsw2_original_response_beside_the_signature_is_refused() {
+    let k = key();
+    let (fx, orig) = response_signed(&k);
+    let (s, e) = signature_of(&orig, 0);
+    let evil = Fx {
+        response_id: "_evil".into(),
+        ..fx.clone()
+    }
+    .response(&evil_assertion(&fx, "_evil_a"))
+    .replace(SIG_MARK, &format!("{orig}{}", &orig[s..e]));
+    xsw_refused(&evil, &k, "XSW2");
+}
+
+#[test]
+fn xsw3_evil_assertion_before_the_signed_one_is_refused() {
+    let k = key();
+    let fx = Fx::default();
+    let orig = fx.build(&k);
+    let at = orig.find("<saml:Assertion").expect("a");
+    let evil = format!(
+        "{}{}{}",
+        &orig[..at],
+        evil_assertion(&fx, "_evil_a"),
+        &orig[at..]
+    );
+    xsw_refused(&evil, &k, "XSW3");
+}
+
+#[test]
+fn xsw4_evil_assertion_wrapping_the_signed_one_is_refused() {
+    let k = key();
+    let fx = Fx::default();
+    let orig = fx.build(&k);
+    let signed = extract_assertion(&orig);
+    let wrapper = evil_assertion(&fx, "_evil_a")
+        .replace("</saml:Assertion>", &format!("{signed}</saml:Assertion>"));
+    xsw_refused(&orig.replace(&signed, &wrapper), &k, "XSW4");
+}
+
+#[test]
+fn xsw5_signature_moved_to_evil_assertion_original_appended_is_refused() {
+    let k = key();
+    let fx = Fx::default();
+    let orig = fx.build(&k);
+    let signed = extract_assertion(&orig);
+    let (s, e) = signature_of(&signed, 0);
+    let sig = &signed[s..e];
+    let bare = format!("{}{}", &signed[..s], &signed[e..]);
+    let evil = evil_assertion(&fx, "_evil_a").replacen(
+        "</saml:Issuer>",
+        &format!("</saml:Issuer>{sig}"),
+        1,
+    );
+    let doc = orig
+        .replace(&signed, &evil)
+        .replace("</samlp:Response>", &format!("{bare}</samlp:Response>"));
+    xsw_refused(&doc, &k, "XSW5");
+}
+
+#[test]
+fn xsw6_original_assertion_inside_the_moved_signature_is_refused() {
+    let k = key();
+    let fx = Fx::default();
+    let orig = fx.build(&k);
+    let signed = extract_assertion(&orig);
+    let (s, e) = signature_of(&signed, 0);
+    let sig = &signed[s..e];
+    let bare = format!("{}{}", &signed[..s], &signed[e..]);
+    let sig_holding = sig.replace("</ds:Signature>", &format!("{bare}</ds:Signature>"));
+    let evil = evil_assertion(&fx, "_evil_a").replacen(
+        "</saml:Issuer>",
+        &format!("</saml:Issuer>{sig_holding}"),
+        1,
+    );
+    xsw_refused(&orig.replace(&signed, &evil), &k, "XSW6");
+}
+
+#[test]
+fn xsw7_signed_assertion_hidden_in_extensions_is_refused() {
+    let k = key();
+    let fx = Fx::default();
+    let orig = fx.build(&k);
+    let signed = extract_assertion(&orig);
+    let doc = orig
+        .replace(&signed, &evil_assertion(&fx, "_evil_a"))
+        .replacen(
+            "</saml:Issuer>",
+            &format!("</saml:Issuer><samlp:Extensions>{signed}</samlp:Extensions>"),
+            1,
+        );
+    xsw_refused(&doc, &k, "XSW7");
+}
+
+#[test]
+fn xsw8_original_assertion_in_a_signature_object_is_refused() {
+    let k = key();
+    let fx = Fx::default();
+    let orig = fx.build(&k);
+    let signed = extract_assertion(&orig);
+    let (s, e) = signature_of(&signed, 0);
+    let sig = &signed[s..e];
+    let bare = format!("{}{}", &signed[..s], &signed[e..]);
+    let sig_obj = sig.replace(
+        "</ds:Signature>",
+        &format!("<ds:Object>{bare}</ds:Object></ds:Signature>"),
+    );
+    let evil = evil_assertion(&fx, "_evil_a").replacen(
+        "</saml:Issuer>",
+        &format!("</saml:Issuer>{sig_obj}"),
+        1,
+    );
+    xsw_refused(&orig.replace(&signed, &evil), &k, "XSW8");
+}
+
+#[test]
+fn xsw_same_id_twice_is_refused() {
+    let k = key();
+    let fx = Fx::default();
+    let orig = fx.build(&k);
+    let at = orig.find("<saml:Assertion").expect("a");
+    let evil = format!(
+        "{}{}{}",
+        &orig[..at],
+        evil_assertion(&fx, "_assert1"),
+        &orig[at..]
+    );
+    xsw_refused(&evil, &k, "same ID");
+}
+
+// --- Parser hardening.
+
+#[test]
+fn dtds_and_entities_are_refused() {
+    let k = key();
+    let xml = Fx::default().build(&k);
+    let with_dtd = format!("<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>{xml}");
+    assert_eq!(
+        check(&with_dtd, &k),
+        Err(SamlError::Xml(xml::XmlError::Dtd))
+    );
+    let laughs =
+        format!("<!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]>{xml}");
+    assert_eq!(check(&laughs, &k), Err(SamlError::Xml(xml::XmlError::Dtd)));
+}
+
+#[test]
+fn too_large_too_deep_and_not_utf8_are_refused() {
+    let k = key();
+    let big = "x".repeat(MAX_RESPONSE_BYTES + 1);
+    assert_eq!(check(&big, &k), Err(SamlError::TooLarge));
+    let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
+    assert_eq!(
+        check(&deep, &k),
+        Err(SamlError::Xml(xml::XmlError::TooDeep))
+    );
+    assert_eq!(
+        validate_response(&[0xff, 0xfe, b'<'], &trust(&[&k]), &expect()),
+        Err(SamlError::Xml(xml::XmlError::NotUtf8))
+    );
+}
+
+#[test]
+fn sha1_is_refused_before_any_crypto() {
+    let k = key();
+    let xml = Fx::default().build(&k).replace(
+        "http://www.w3.org/2001/04/xmlenc#sha256",
+        "http://www.w3.org/2000/09/xmldsig#sha1",
+    );
+    match check(&xml, &k) {
+        Err(SamlError::Signature(m)) => assert!(m.contains("digest algorithm"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+// --- Protocol checks.
+
+fn refused_with(fx: Fx, want: SamlError) {
+    let k = key();
+    assert_eq!(check(&fx.build(&k), &k), Err(want));
+}
+
+#[test]
+fn unknown_in_response_to_is_refused() {
+    refused_with(
+        Fx {
+            in_response_to: Some("_other".into()),
+            ..Fx::default()
+        },
+        SamlError::InResponseTo,
+    );
+}
+
+#[test]
+fn idp_initiated_is_refused_unless_allowed() {
+    let k = key();
+    let xml = Fx {
+        in_response_to: None,
+        ..Fx::default()
+    }
+    .build(&k);
+    assert_eq!(check(&xml, &k), Err(SamlError::IdpInitiated));
+    let mut e = expect();
+    e.requested.allow_idp_initiated = true;
+    let a = validate_response(xml.as_bytes(), &trust(&[&k]), &e).expect("allowed");
+    assert_eq!(a.in_response_to, None);
+}
+
+#[test]
+fn response_in_response_to_must_agree_with_the_assertion() {
+    let k = key();
+    let xml = Fx::default().build(&k).replacen(
+        &format!(r#"Destination="{ACS}" InResponseTo="{REQ}""#),
+        &format!(r#"Destination="{ACS}" InResponseTo="_other""#),
+        1,
+    );
+    assert_eq!(check(&xml, &k), Err(SamlError::InResponseTo));
+}
+
+#[test]
+fn wrong_audience_recipient_destination_issuer_are_refused() {
+    refused_with(
+        Fx {
+            audience: "https://other.test/sp".into(),
+            ..Fx::default()
+        },
+        SamlError::Audience,
+    );
+    refused_with(
+        Fx {
+            recipient: "https://other.test/acs".into(),
+            ..Fx::default()
+        },
+        SamlError::Recipient,
+    );
+    refused_with(
+        Fx {
+            destination: "https://other.test/acs".into(),
+            ..Fx::default()
+        },
+        SamlError::Recipient,
+    );
+    refused_with(
+        Fx {
+            issuer: "https://evil.test/".into(),
+            ..Fx::default()
+        },
+        SamlError::Issuer("https://evil.test/".into()),
+    );
+}
+
+#[test]
+fn validity_window_with_skew() {
+    refused_with(
+        Fx {
+            not_on_or_after: NOW - 121,
+            ..Fx::default()
+        },
+        SamlError::Expired,
+    );
+    refused_with(
+        Fx {
+            not_before: NOW + 121,
+            ..Fx::default()
+        },
+        SamlError::Expired,
+    );
+    let k = key();
+    let within = Fx {
+        not_before: NOW + 100,
+        not_on_or_after: NOW - 100,
+        ..Fx::default()
+    }
+    .build(&k);
+    check(&within, &k).expect("within skew");
+}
+
+#[test]
+fn idp_error_status_is_refused_with_its_code() {
+    refused_with(
+        Fx {
+            status: "urn:oasis:names:tc:SAML:2.0:status:Responder".into(),
+            ..Fx::default()
+        },
+        SamlError::Status("Responder".into()),
+    );
+}
+
+#[test]
+fn encrypted_assertions_are_refused_plainly() {
+    let k = key();
+    let xml = Fx::default()
+        .build(&k)
+        .replace("<samlp:Status>", "<saml:EncryptedAssertion/><samlp:Status>");
+    assert_eq!(check(&xml, &k), Err(SamlError::Encrypted));
+}
+
+#[test]
+fn replay_cache_accepts_an_id_once_until_it_expires() {
+    let c = ReplayCache::new();
+    assert!(c.first_use("_a", NOW + 10, NOW));
+    assert!(!c.first_use("_a", NOW + 10, NOW + 5));
+    assert!(c.first_use("_a", NOW + 30, NOW + 11));
+}
+
+// --- Attribute mapping.
+
+#[test]
+fn identity_defaults_and_user_id_rules() {
+    let k = key();
+    let a = check(&Fx::default().build(&k), &k).expect("valid");
+    let id = AttributeMap::default()
+        .identity(&a)
+        .expect("persistent NameID");
+    assert_eq!(id.subject, "alice@fabrikam.test");
+    assert_eq!(id.email.as_deref(), Some("alice@fabrikam.test"));
+    assert_eq!(id.groups, vec!["g1".to_string(), "g2".to_string()]);
+
+    let transient = Fx {
+        name_id_format: "urn:oasis:names:tc:SAML:2.0:nameid-format:transient".into(),
+        ..Fx::default()
+    };
+    let a = check(&transient.build(&k), &k).expect("valid");
+    assert_eq!(
+        AttributeMap::default().identity(&a),
+        Err(IdentityError::NoUserId)
+    );
+
+    let mut with_oid = transient.clone();
+    with_oid.attributes.push((
+        "http://schemas.microsoft.com/identity/claims/objectidentifier".into(),
+        vec!["0f9c-oid".into()],
+    ));
+    let a = check(&with_oid.build(&k), &k).expect("valid");
+    assert_eq!(
+        AttributeMap::default().identity(&a).expect("oid").subject,
+        "0f9c-oid"
+    );
+
+    let mut cfg = BTreeMap::new();
+    cfg.insert("nickname".to_string(), "x".to_string());
+    assert!(AttributeMap::from_config(&cfg).is_err());
+}
+
+// --- Differential: the library's verdict against Debian's `xmlsec1
+// --verify` (libxmlsec1, the reference implementation) on a corpus of
+// single-signature documents that differ in exactly the places where
+// canonicalization and digest code go wrong. scripts/test.sh installs
+// xmlsec1; without it this test fails saying so.
+
+/// The library's verdict on the one signature of `xml` (no SAML checks).
+fn library_verdict(xml: &str, k: &Key) -> bool {
+    let mut km = KeysManager::new();
+    km.add_key(loader::load_x509_cert_der(&k.cert_der).expect("cert"));
+    let ctx = DsigContext::new(km);
+    matches!(
+        bergshamra::verify(&ctx, xml),
+        Ok(bergshamra::VerifyResult::Valid { .. })
+    )
+}
+
+fn xmlsec1_verdict(xml: &str, k: &Key, dir: &std::path::Path, n: usize) -> bool {
+    let cert = dir.join("cert.pem");
+    if !cert.exists() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&k.cert_der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("ascii"))
+            .collect();
+        std::fs::write(
+            &cert,
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            ),
+        )
+        .expect("write cert");
+    }
+    let file = dir.join(format!("doc{n}.xml"));
+    std::fs::write(&file, xml).expect("write doc");
+    let out = std::process::Command::new("xmlsec1")
+        .arg("--verify")
+        .arg("--pubkey-cert-pem")
+        .arg(&cert)
+        .arg("--id-attr:ID")
+        .arg("urn:oasis:names:tc:SAML:2.0:assertion:Assertion")
+        .arg("--id-attr:ID")
+        .arg("urn:oasis:names:tc:SAML:2.0:protocol:Response")
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "xmlsec1 cannot run ({e}): install Debian's xmlsec1 package (scripts/test.sh does)"
+            )
+        });
+    out.status.success()
+}
+
+#[test]
+fn differential_against_xmlsec1() {
+    let k = key();
+    let other = key();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = Fx::default().build(&k);
+    let resp = Fx {
+        sign_assertion: false,
+        sign_response: true,
+        ..Fx::default()
+    }
+    .build(&k);
+    let corpus: Vec<(&str, String)> = vec![
+        ("signed assertion", base.clone()),
+        ("signed response", resp.clone()),
+        ("wrong key", Fx::default().build(&other)),
+        ("value changed", base.replace(">alice@fabrikam.test<", ">alicf@fabrikam.test<")),
+        ("comment added", base.replace(">alice@fabrikam.test</saml:NameID>", ">alice@<!--c-->fabrikam.test</saml:NameID>")),
+        ("whitespace in signed text", base.replace("<saml:Audience>", "<saml:Audience> ")),
+        ("whitespace between signed elements", base.replace("</saml:Issuer><ds:Signature", "</saml:Issuer>\n<ds:Signature")),
+        ("attribute order swapped", base.replace(r#"Version="2.0" IssueInstant="#, r#"IssueInstant="#).replace(r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_assert1""#, r#"<saml:Assertion Version="2.0" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_assert1""#)),
+        ("character reference for a letter", base.replace(">alice@fabrikam.test</saml:NameID>", ">&#97;lice@fabrikam.test</saml:NameID>")),
+        ("CDATA section", base.replace(">alice@fabrikam.test</saml:NameID>", "><![CDATA[alice@fabrikam.test]]></saml:NameID>")),
+        ("prefix renamed", base.replace("saml:Audience>", "saml2:Audience xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\">").replace("saml2:Audience xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\"></saml:AudienceRestriction>", "saml2:Audience></saml:AudienceRestriction>")),
+        ("namespace declaration outside the assertion", base.replace(r#"<samlp:Response "#, r#"<samlp:Response xmlns:x="urn:x" "#)),
+        ("signature value flipped", {
+            let s = base.find("<ds:SignatureValue>").expect("sv") + "<ds:SignatureValue>".len();
+            let mut b = base.clone().into_bytes();
+            b[s + 3] = if b[s + 3] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(b).expect("utf8")
+        }),
+        ("digest value flipped", {
+            let s = base.find("<ds:DigestValue>").expect("dv") + "<ds:DigestValue>".len();
+            let mut b = base.clone().into_bytes();
+            b[s + 3] = if b[s + 3] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(b).expect("utf8")
+        }),
+    ];
+    let mut disagreements = Vec::new();
+    for (n, (name, xml)) in corpus.iter().enumerate() {
+        let lib = library_verdict(xml, &k);
+        let reference = xmlsec1_verdict(xml, &k, dir.path(), n);
+        if lib != reference {
+            disagreements.push(format!("{name}: bergshamra {lib}, xmlsec1 {reference}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+    // And the corpus is not trivially one-sided.
+    assert!(library_verdict(&corpus[0].1, &k) && !library_verdict(&corpus[2].1, &k));
+}
