@@ -35,6 +35,10 @@
 //!    [`replay`] cache accepts each assertion ID once.
 
 mod attributes;
+pub mod binding;
+pub mod config;
+pub mod flow;
+pub mod metadata;
 mod replay;
 mod response;
 mod verify;

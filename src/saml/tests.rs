@@ -839,3 +839,291 @@ fn differential_against_xmlsec1() {
     // And the corpus is not trivially one-sided.
     assert!(library_verdict(&corpus[0].1, &k) && !library_verdict(&corpus[2].1, &k));
 }
+
+// --- Flow: begin -> IdP -> finish -> session.
+
+fn connection(k: &Key) -> flow::SamlConnection {
+    flow::SamlConnection {
+        name: "fabrikam".into(),
+        sp_entity_id: SP.into(),
+        acs_url: ACS.into(),
+        idp: metadata::IdpMetadata {
+            entity_id: IDP.into(),
+            sso_url: "https://idp.example.test/sso".into(),
+            slo_url: None,
+            trust: trust(&[k]),
+        },
+        signer: None,
+        attributes: AttributeMap::default(),
+        allow_idp_initiated: false,
+        require_signed: SignedPart::Either,
+        trusted_email: true,
+    }
+}
+
+fn post(xml: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(xml)
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[test]
+fn begin_then_finish_makes_a_session_once() {
+    let k = key();
+    let conn = connection(&k);
+    let (url, pending) = flow::begin(&conn, "/app?x=1", NOW).expect("begin");
+    assert!(url.starts_with("https://idp.example.test/sso?SAMLRequest="));
+    let request = binding::decode_redirect(&query_param(&url, "SAMLRequest").expect("param"))
+        .expect("inflate");
+    let request = String::from_utf8(request).expect("utf8");
+    assert!(
+        request.contains(&format!(r#"ID="{}""#, pending.state)),
+        "{request}"
+    );
+    assert!(request.contains(&format!(r#"AssertionConsumerServiceURL="{ACS}""#)));
+    assert_eq!(
+        query_param(&url, "RelayState").as_deref(),
+        Some(pending.state.as_str())
+    );
+    assert_eq!(pending.target, "/app?x=1");
+
+    let xml = Fx {
+        in_response_to: Some(pending.state.clone()),
+        ..Fx::default()
+    }
+    .build(&k);
+    let replay = ReplayCache::new();
+    let list = vec![pending.clone()];
+    let (identity, assertion, answered) =
+        flow::finish(&conn, &post(&xml), &list, &replay, NOW).expect("finish");
+    assert_eq!(answered, Some(&pending));
+    let s = flow::session_for(&conn, &identity, &assertion, NOW, 3600);
+    assert_eq!(s.user_id, "fabrikam:alice@fabrikam.test");
+    assert_eq!(s.verified_email(), Some("alice@fabrikam.test"));
+    assert_eq!(s.sid.as_deref(), Some("_sess1"));
+    assert_eq!(s.expires_at, NOW + 3600);
+    assert_eq!(
+        flow::finish(&conn, &post(&xml), &list, &replay, NOW + 1).map(|_| ()),
+        Err(flow::FlowError::Response(SamlError::Replay))
+    );
+}
+
+#[test]
+fn a_request_of_another_connection_is_no_answer() {
+    let k = key();
+    let conn = connection(&k);
+    let (_, mut pending) = flow::begin(&conn, "/", NOW).expect("begin");
+    pending.connection = "other".into();
+    let xml = Fx {
+        in_response_to: Some(pending.state.clone()),
+        ..Fx::default()
+    }
+    .build(&k);
+    assert_eq!(
+        flow::finish(&conn, &post(&xml), &[pending], &ReplayCache::new(), NOW).map(|_| ()),
+        Err(flow::FlowError::Response(SamlError::InResponseTo))
+    );
+}
+
+#[test]
+fn signed_redirect_verifies_with_the_sp_key() {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    use sha2::{Digest, Sha256};
+    let sk = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa");
+    let pem = sk.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("pem");
+    let signer = binding::SpSigner::from_pem(&pem).expect("signer");
+    let url = binding::redirect_url(
+        "https://idp.test/sso?a=b",
+        "SAMLRequest",
+        "<x/>",
+        Some("rs"),
+        Some(&signer),
+    )
+    .expect("url");
+    assert!(url.starts_with("https://idp.test/sso?a=b&SAMLRequest="));
+    let query = url.split_once("?a=b&").expect("q").1;
+    let (signed_part, sig) = query.split_once("&Signature=").expect("sig");
+    assert!(signed_part
+        .ends_with("&SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256"));
+    let sig: String = url::form_urlencoded::parse(format!("s={sig}").as_bytes())
+        .next()
+        .expect("s")
+        .1
+        .into_owned();
+    use base64::Engine;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(sig)
+        .expect("b64");
+    let digest = Sha256::digest(signed_part.as_bytes());
+    rsa::RsaPublicKey::from(&sk)
+        .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, &sig)
+        .expect("signature verifies");
+}
+
+#[test]
+fn redirect_decoding_is_bounded() {
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![b'a'; MAX_RESPONSE_BYTES * 4])
+        .expect("write");
+    use base64::Engine;
+    let bomb = base64::engine::general_purpose::STANDARD.encode(enc.finish().expect("finish"));
+    assert_eq!(
+        binding::decode_redirect(&bomb),
+        Err(binding::BindingError::TooLarge)
+    );
+    assert_eq!(
+        binding::decode_post("!!!"),
+        Err(binding::BindingError::Base64)
+    );
+    assert_eq!(
+        binding::decode_post(" \r\n"),
+        Err(binding::BindingError::Missing)
+    );
+}
+
+// --- Metadata.
+
+fn idp_metadata_xml(certs: &[&Key], sso: bool) -> String {
+    use base64::Engine;
+    let kds: String = certs
+        .iter()
+        .map(|k| {
+            format!(
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+                base64::engine::general_purpose::STANDARD.encode(&k.cert_der)
+            )
+        })
+        .collect();
+    let sso = if sso {
+        r#"<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://idp.example.test/post"/><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.test/sso"/>"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{IDP}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{kds}<md:KeyDescriptor use="encryption"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>AAAA</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>{sso}</md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+#[test]
+fn idp_metadata_pins_every_signing_certificate() {
+    let k1 = key();
+    let k2 = key();
+    let md = metadata::parse_idp_metadata(idp_metadata_xml(&[&k1, &k2], true).as_bytes())
+        .expect("metadata");
+    assert_eq!(md.entity_id, IDP);
+    assert_eq!(md.sso_url, "https://idp.example.test/sso");
+    // Rollover: a response signed with either certificate verifies.
+    for k in [&k1, &k2] {
+        let xml = Fx::default().build(k);
+        validate_response(xml.as_bytes(), &md.trust, &expect()).expect("pinned");
+    }
+    let err = metadata::parse_idp_metadata(idp_metadata_xml(&[&k1], false).as_bytes())
+        .expect_err("no SSO");
+    assert!(err.contains("SingleSignOnService"), "{err}");
+    let err = metadata::parse_idp_metadata(idp_metadata_xml(&[], true).as_bytes())
+        .expect_err("no certificate");
+    assert!(err.contains("signing certificate"), "{err}");
+    let dtd = format!("<!DOCTYPE x>{}", idp_metadata_xml(&[&k1], true));
+    assert!(metadata::parse_idp_metadata(dtd.as_bytes()).is_err());
+}
+
+#[test]
+fn sp_metadata_names_entity_acs_and_escapes() {
+    let xml = metadata::sp_metadata(
+        "https://a.test/?x=1&y=\"2\"",
+        ACS,
+        "https://a.test/slo",
+        None,
+    );
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+    let root = doc.root_element();
+    assert_eq!(
+        root.attribute("entityID"),
+        Some("https://a.test/?x=1&y=\"2\"")
+    );
+    let acs = root
+        .descendants()
+        .find(|n| n.tag_name().name() == "AssertionConsumerService")
+        .expect("acs");
+    assert_eq!(acs.attribute("Location"), Some(ACS));
+}
+
+// --- Configuration keys.
+
+fn raw(toml_text: &str) -> crate::config::raw::RawConnection {
+    toml::from_str(toml_text).expect("raw connection")
+}
+
+#[test]
+fn config_keys_are_checked_by_name() {
+    let ok = config::from_raw(
+        "saml",
+        &raw(r#"idp_metadata_url = "https://idp.test/md.xml""#),
+    )
+    .expect("valid");
+    assert_eq!(
+        ok.entity_id("fabrikam", "https://apps.test/"),
+        "https://apps.test/.auth/saml/fabrikam"
+    );
+    let lines = ok.summary("fabrikam", "https://apps.test");
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("https://apps.test/.auth/login/fabrikam/callback")));
+
+    let keys = |r: Result<config::SamlSettings, Vec<config::Problem>>| -> Vec<&'static str> {
+        r.expect_err("invalid").into_iter().map(|p| p.key).collect()
+    };
+    assert_eq!(
+        keys(config::from_raw("saml", &raw(""))),
+        vec!["idp_metadata_url"]
+    );
+    assert_eq!(
+        keys(config::from_raw(
+            "saml",
+            &raw("idp_metadata_url = \"http://idp.test/md\"")
+        )),
+        vec!["idp_metadata_url"]
+    );
+    assert!(keys(config::from_raw(
+        "saml",
+        &raw("idp_metadata_url = \"https://idp.test/md\"\nclient_id = \"x\"\nrequire_signed = \"none\"")
+    ))
+    .ends_with(&["require_signed"]));
+    assert_eq!(
+        keys(config::from_raw(
+            "saml",
+            &raw("idp_entity_id = \"x\"\nidp_sso_url = \"https://idp.test/sso\"")
+        )),
+        vec!["idp_certificate_file"]
+    );
+    assert_eq!(
+        keys(config::from_raw(
+            "wsfed",
+            &raw("idp_metadata_url = \"https://idp.test/md\"")
+        )),
+        vec!["idp_metadata_url", "metadata_url"]
+    );
+    let wsfed = config::from_raw(
+        "wsfed",
+        &raw("metadata_file = \"/etc/md.xml\"\nrealm = \"urn:realmgate:apps\""),
+    )
+    .expect("wsfed");
+    assert_eq!(
+        wsfed.entity_id("x", "https://apps.test"),
+        "urn:realmgate:apps"
+    );
+    assert_eq!(
+        keys(config::from_raw(
+            "saml",
+            &raw("idp_metadata_file = \"/m\"\nattributes = { nickname = \"x\" }")
+        )),
+        vec!["attributes"]
+    );
+}
