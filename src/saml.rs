@@ -38,10 +38,13 @@ mod attributes;
 pub mod binding;
 pub mod config;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metadata;
 mod replay;
 mod response;
 mod verify;
+pub mod wsfed;
 mod xml;
 
 pub use attributes::{AttributeMap, Identity, IdentityError};

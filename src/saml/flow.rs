@@ -88,10 +88,31 @@ impl FlowError {
     }
 }
 
+/// The cross-replica half of the replay check: the assertion ID claimed in
+/// the session store (Redis: `SET NX PX`) until the assertion expires.
+/// Ok(true) the first time; Ok(false) a replay (refuse with
+/// [`SamlError::Replay`]); Err when the store cannot answer (503, fail
+/// closed). A store that is not shared answers through [`finish`]'s
+/// in-process cache alone.
+pub async fn claim(
+    store: &dyn crate::session::store::SessionStore,
+    connection: &str,
+    assertion: &Assertion,
+    now: u64,
+) -> Result<bool, crate::session::store::StoreError> {
+    let ttl = std::time::Duration::from_secs(assertion.valid_until.saturating_sub(now).max(1));
+    Ok(store
+        .claim_once(connection, &assertion.id, ttl)
+        .await?
+        .unwrap_or(true))
+}
+
 /// The ACS: `saml_response` is the `SAMLResponse` form field; `pending`
 /// the browser's pending logins (from its state cookie). Returns the
 /// identity, the assertion and the pending login answered (None when
-/// IdP-initiated: the target is then `/`).
+/// IdP-initiated: the target is then `/`). `replay` is this process's
+/// cache; with a shared session store call [`claim`] instead of relying on
+/// it alone (it is still consulted first, and cheaply).
 pub fn finish<'p>(
     conn: &SamlConnection,
     saml_response: &str,
@@ -115,6 +136,7 @@ pub fn finish<'p>(
             ids: &ids,
             allow_idp_initiated: conn.allow_idp_initiated,
         },
+        recipient_required: true,
         signed: conn.require_signed,
         now,
         skew: SKEW_SECS,

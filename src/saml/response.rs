@@ -47,6 +47,9 @@ pub struct Expect<'a> {
     /// The ACS URL: `Recipient` and `Destination`.
     pub acs_url: &'a str,
     pub requested: Requested<'a>,
+    /// SAML Web SSO: the bearer confirmation must name the ACS URL as
+    /// `Recipient`. WS-Fed tokens may omit it (a present one must match).
+    pub recipient_required: bool,
     pub signed: SignedPart,
     /// Unix seconds.
     pub now: u64,
@@ -339,7 +342,7 @@ pub(crate) fn parse_time(v: &str) -> Option<u64> {
 }
 
 /// Checks and reads the signed assertion.
-fn read_assertion(
+pub(super) fn read_assertion(
     a: Node<'_, '_>,
     id: String,
     response_irt: Option<&str>,
@@ -407,7 +410,11 @@ fn read_assertion(
         else {
             continue;
         };
-        if data.attribute("Recipient") != Some(expect.acs_url) {
+        let recipient_ok = match data.attribute("Recipient") {
+            Some(r) => r == expect.acs_url,
+            None => !expect.recipient_required,
+        };
+        if !recipient_ok {
             last_err = SamlError::Recipient;
             continue;
         }

@@ -202,6 +202,7 @@ fn expect() -> Expect<'static> {
             ids: IDS.get_or_init(|| vec![REQ.to_string()]),
             allow_idp_initiated: false,
         },
+        recipient_required: true,
         signed: SignedPart::Either,
         now: NOW,
         skew: 120,
@@ -1126,4 +1127,135 @@ fn config_keys_are_checked_by_name() {
         )),
         vec!["attributes"]
     );
+}
+
+// --- WS-Federation tokens.
+
+const REALM: &str = "urn:realmgate:apps";
+
+fn rstr(token: &str) -> String {
+    format!(
+        r#"<t:RequestSecurityTokenResponse xmlns:t="http://schemas.xmlsoap.org/ws/2005/02/trust"><t:Lifetime/><wsp:AppliesTo xmlns:wsp="http://schemas.xmlsoap.org/ws/2004/09/policy"><wsa:EndpointReference xmlns:wsa="http://www.w3.org/2005/08/addressing"><wsa:Address>{REALM}</wsa:Address></wsa:EndpointReference></wsp:AppliesTo><t:RequestedSecurityToken>{token}</t:RequestedSecurityToken><t:TokenType>urn:oasis:names:tc:SAML:2.0:assertion</t:TokenType></t:RequestSecurityTokenResponse>"#
+    )
+}
+
+fn saml11_token(k: &Key, audience: &str, name: &str) -> String {
+    let a = format!(
+        r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:1.0:assertion" MajorVersion="1" MinorVersion="1" AssertionID="_s11" Issuer="{IDP}" IssueInstant="{now}"><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}"><saml:AudienceRestrictionCondition><saml:Audience>{audience}</saml:Audience></saml:AudienceRestrictionCondition></saml:Conditions><saml:AttributeStatement><saml:Subject><saml:NameIdentifier>{name}</saml:NameIdentifier><saml:SubjectConfirmation><saml:ConfirmationMethod>urn:oasis:names:tc:SAML:1.0:cm:bearer</saml:ConfirmationMethod></saml:SubjectConfirmation></saml:Subject><saml:Attribute AttributeName="objectidentifier" AttributeNamespace="http://schemas.microsoft.com/identity/claims"><saml:AttributeValue>oid-11</saml:AttributeValue></saml:Attribute><saml:Attribute AttributeName="emailaddress" AttributeNamespace="http://schemas.xmlsoap.org/ws/2005/05/identity/claims"><saml:AttributeValue>{name}</saml:AttributeValue></saml:Attribute></saml:AttributeStatement><saml:AuthenticationStatement AuthenticationMethod="urn:oasis:names:tc:SAML:1.0:am:password" AuthenticationInstant="{now}"><saml:Subject><saml:NameIdentifier>{name}</saml:NameIdentifier><saml:SubjectConfirmation><saml:ConfirmationMethod>urn:oasis:names:tc:SAML:1.0:cm:bearer</saml:ConfirmationMethod></saml:SubjectConfirmation></saml:Subject></saml:AuthenticationStatement>{sig}</saml:Assertion>"#,
+        now = iso(NOW),
+        nb = iso(NOW - 60),
+        noa = iso(NOW + 300),
+        sig = sig_template("_s11"),
+    );
+    let signed = sign_first(&rstr(&a), k);
+    signed
+}
+
+fn wsfed_expect(ids: &[String]) -> Expect<'_> {
+    Expect {
+        idp_entity_id: IDP,
+        sp_entity_id: REALM,
+        acs_url: ACS,
+        requested: Requested {
+            ids,
+            allow_idp_initiated: true,
+        },
+        recipient_required: false,
+        signed: SignedPart::Assertion,
+        now: NOW,
+        skew: 120,
+    }
+}
+
+#[test]
+fn wsfed_saml11_token_is_read_with_adfs_claim_names() {
+    let k = key();
+    let wresult = saml11_token(&k, REALM, "bob@northwind.test");
+    let a = wsfed::validate_wresult(&wresult, &trust(&[&k]), &wsfed_expect(&[])).expect("valid");
+    assert_eq!(a.issuer, IDP);
+    assert_eq!(a.name_id, "bob@northwind.test");
+    let id = AttributeMap::default().identity(&a).expect("identity");
+    assert_eq!(id.subject, "oid-11");
+    assert_eq!(id.email.as_deref(), Some("bob@northwind.test"));
+}
+
+#[test]
+fn wsfed_saml11_wrong_realm_tamper_and_wrapping_are_refused() {
+    let k = key();
+    let e = wsfed_expect(&[]);
+    let other_realm = saml11_token(&k, "urn:other", "bob@northwind.test");
+    assert_eq!(
+        wsfed::validate_wresult(&other_realm, &trust(&[&k]), &e),
+        Err(SamlError::Audience)
+    );
+    let good = saml11_token(&k, REALM, "bob@northwind.test");
+    let tampered = good.replace(">oid-11<", ">oid-12<");
+    assert!(matches!(
+        wsfed::validate_wresult(&tampered, &trust(&[&k]), &e),
+        Err(SamlError::Signature(_))
+    ));
+    // XSW: an evil unsigned assertion next to the signed one.
+    let start = good.find("<saml:Assertion").expect("a");
+    let end = good.find("</saml:Assertion>").expect("e") + "</saml:Assertion>".len();
+    let evil = good[start..end]
+        .replace("_s11", "_evil")
+        .replace(">oid-11<", ">oid-admin<");
+    let wrapped = good.replace(
+        "</t:RequestedSecurityToken>",
+        &format!("{evil}</t:RequestedSecurityToken>"),
+    );
+    assert!(matches!(
+        wsfed::validate_wresult(&wrapped, &trust(&[&k]), &e),
+        Err(SamlError::Shape(_))
+    ));
+    let other = key();
+    assert!(matches!(
+        wsfed::validate_wresult(&good, &trust(&[&other]), &e),
+        Err(SamlError::Signature(_))
+    ));
+}
+
+#[test]
+fn wsfed_saml2_token_is_accepted_without_recipient_binding() {
+    let k = key();
+    let fx = Fx {
+        audience: REALM.into(),
+        in_response_to: None,
+        ..Fx::default()
+    };
+    let assertion = fx.assertion().replace(SIG_MARK, &sig_template("_assert1"));
+    let wresult = sign_first(&rstr(&assertion), &k);
+    let a = wsfed::validate_wresult(&wresult, &trust(&[&k]), &wsfed_expect(&[])).expect("valid");
+    assert_eq!(a.name_id, "alice@fabrikam.test");
+    assert_eq!(a.in_response_to, None);
+}
+
+#[test]
+fn wsfed_redirects_carry_realm_reply_and_context() {
+    let url = wsfed::signin_url("https://adfs.test/adfs/ls/", REALM, ACS, "_ctx1");
+    assert_eq!(query_param(&url, "wa").as_deref(), Some("wsignin1.0"));
+    assert_eq!(query_param(&url, "wtrealm").as_deref(), Some(REALM));
+    assert_eq!(query_param(&url, "wreply").as_deref(), Some(ACS));
+    assert_eq!(query_param(&url, "wctx").as_deref(), Some("_ctx1"));
+    let out = wsfed::signout_url(
+        "https://adfs.test/adfs/ls/?x=1",
+        REALM,
+        "https://apps.test/",
+    );
+    assert!(out.starts_with("https://adfs.test/adfs/ls/?x=1&wa=wsignout1.0"));
+}
+
+#[test]
+fn wsfed_metadata_gives_passive_endpoint_and_certs() {
+    use base64::Engine;
+    let k = key();
+    let md = format!(
+        r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{IDP}"><RoleDescriptor xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:fed="http://docs.oasis-open.org/wsfed/federation/200706" xsi:type="fed:SecurityTokenServiceType" protocolSupportEnumeration="http://docs.oasis-open.org/wsfed/federation/200706"><KeyDescriptor use="signing"><KeyInfo xmlns="http://www.w3.org/2000/09/xmldsig#"><X509Data><X509Certificate>{}</X509Certificate></X509Data></KeyInfo></KeyDescriptor><fed:PassiveRequestorEndpoint><wsa:EndpointReference xmlns:wsa="http://www.w3.org/2005/08/addressing"><wsa:Address>https://adfs.test/adfs/ls/</wsa:Address></wsa:EndpointReference></fed:PassiveRequestorEndpoint></RoleDescriptor></EntityDescriptor>"#,
+        base64::engine::general_purpose::STANDARD.encode(&k.cert_der)
+    );
+    let (entity, passive, trust) = wsfed::parse_wsfed_metadata(md.as_bytes()).expect("metadata");
+    assert_eq!(entity, IDP);
+    assert_eq!(passive, "https://adfs.test/adfs/ls/");
+    let wresult = saml11_token(&k, REALM, "bob@northwind.test");
+    wsfed::validate_wresult(&wresult, &trust, &wsfed_expect(&[])).expect("pinned from metadata");
 }

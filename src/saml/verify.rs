@@ -205,7 +205,11 @@ pub fn verify_all(
         if !reference.digest_verified || reference.resolved_node != Some(parent) {
             return Err("the signature covers an element other than the one containing it".into());
         }
-        if doc.get_attribute(parent, "ID") != Some(want_id.as_str()) {
+        // SAML 2.0 names its ID `ID`, SAML 1.1 `AssertionID`.
+        let id = doc
+            .get_attribute(parent, "ID")
+            .or_else(|| doc.get_attribute(parent, "AssertionID"));
+        if id != Some(want_id.as_str()) {
             return Err("the signed element is not the one expected".into());
         }
         out.push(Signed {
