@@ -43,6 +43,7 @@ pub mod fuzz;
 pub mod metadata;
 mod replay;
 mod response;
+pub mod slo;
 mod verify;
 pub mod wsfed;
 mod xml;

@@ -1259,3 +1259,109 @@ fn wsfed_metadata_gives_passive_endpoint_and_certs() {
     let wresult = saml11_token(&k, REALM, "bob@northwind.test");
     wsfed::validate_wresult(&wresult, &trust, &wsfed_expect(&[])).expect("pinned from metadata");
 }
+
+// --- Single logout.
+
+/// An RSA IdP key (the redirect binding's query signatures are RSA).
+fn rsa_idp() -> (binding::SpSigner, Vec<u8>) {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let sk = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa");
+    let pem = sk.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("pem");
+    let kp = rcgen::KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).expect("kp");
+    let cert = rcgen::CertificateParams::new(vec!["idp.example.test".into()])
+        .expect("params")
+        .self_signed(&kp)
+        .expect("cert");
+    (
+        binding::SpSigner::from_pem(&pem).expect("signer"),
+        cert.der().to_vec(),
+    )
+}
+
+const SLO: &str = "https://apps.contoso.test/.auth/saml/fabrikam/slo";
+
+fn logout_request_xml(issuer: &str) -> String {
+    format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_lr1" Version="2.0" IssueInstant="{now}" Destination="{SLO}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID>alice@fabrikam.test</saml:NameID><samlp:SessionIndex>_sess1</samlp:SessionIndex></samlp:LogoutRequest>"#,
+        now = iso(NOW)
+    )
+}
+
+#[test]
+fn idp_logout_request_over_signed_redirect_is_verified_and_read() {
+    let (idp_key, cert) = rsa_idp();
+    let t = IdpTrust::from_der(vec![cert]).expect("trust");
+    let url = binding::redirect_url(
+        SLO,
+        "SAMLRequest",
+        &logout_request_xml(IDP),
+        Some("rs"),
+        Some(&idp_key),
+    )
+    .expect("url");
+    let query = url.split_once('?').expect("q").1;
+    let raw = slo::verify_redirect(query, &t).expect("signature");
+    let lr = slo::parse_logout_request(&raw, &t, true, IDP, SLO, NOW).expect("request");
+    assert_eq!(lr.name_id, "alice@fabrikam.test");
+    assert_eq!(lr.session_indexes, vec!["_sess1".to_string()]);
+
+    // The signature covers RelayState and the message.
+    let tampered = query.replace("RelayState=rs", "RelayState=rt");
+    assert!(matches!(
+        slo::verify_redirect(&tampered, &t),
+        Err(SamlError::Signature(_))
+    ));
+    let unsigned = query.split("&SigAlg=").next().expect("part");
+    assert_eq!(
+        slo::verify_redirect(unsigned, &t),
+        Err(SamlError::Unsigned("logout message"))
+    );
+    // Another IdP's issuer is refused even when signed.
+    let url = binding::redirect_url(
+        SLO,
+        "SAMLRequest",
+        &logout_request_xml("https://evil.test/"),
+        None,
+        Some(&idp_key),
+    )
+    .expect("url");
+    let raw = slo::verify_redirect(url.split_once('?').expect("q").1, &t).expect("sig");
+    assert_eq!(
+        slo::parse_logout_request(&raw, &t, true, IDP, SLO, NOW),
+        Err(SamlError::Issuer("https://evil.test/".into()))
+    );
+}
+
+#[test]
+fn unsigned_logout_request_over_post_is_refused() {
+    let k = key();
+    assert_eq!(
+        slo::parse_logout_request(
+            logout_request_xml(IDP).as_bytes(),
+            &trust(&[&k]),
+            false,
+            IDP,
+            SLO,
+            NOW
+        ),
+        Err(SamlError::Unsigned("logout message"))
+    );
+}
+
+#[test]
+fn logout_request_with_enveloped_signature_is_read_from_signed_bytes() {
+    let k = key();
+    let xml = logout_request_xml(IDP).replace(
+        "</saml:Issuer>",
+        &format!("</saml:Issuer>{}", sig_template("_lr1")),
+    );
+    let signed = sign_first(&xml, &k);
+    let lr = slo::parse_logout_request(signed.as_bytes(), &trust(&[&k]), false, IDP, SLO, NOW)
+        .expect("signed");
+    assert_eq!(lr.session_indexes, vec!["_sess1".to_string()]);
+    let tampered = signed.replace("_sess1", "_sess2");
+    assert!(matches!(
+        slo::parse_logout_request(tampered.as_bytes(), &trust(&[&k]), false, IDP, SLO, NOW),
+        Err(SamlError::Signature(_))
+    ));
+}

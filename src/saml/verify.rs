@@ -234,3 +234,37 @@ fn canonical_without(
         .map_err(|e| format!("canonicalization failed: {e}"))?;
     String::from_utf8(bytes).map_err(|_| "canonical form is not UTF-8".to_string())
 }
+
+/// Query-string signature algorithms accepted on the HTTP-Redirect binding.
+const QUERY_SIG_ALGS: &[&str] = &[
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+];
+
+/// Verifies an HTTP-Redirect binding signature (SAML bindings §3.4.4.1):
+/// `octets` is `SAMLRequest=..&RelayState=..&SigAlg=..` exactly as received,
+/// `signature` the decoded `Signature`. Any pinned certificate may match.
+pub fn verify_query_signature(
+    trust: &IdpTrust,
+    sig_alg: &str,
+    octets: &[u8],
+    signature: &[u8],
+) -> Result<(), String> {
+    if !QUERY_SIG_ALGS.contains(&sig_alg) {
+        return Err(format!(
+            "SigAlg {sig_alg:?} is not accepted (use RSA with SHA-256 or stronger)"
+        ));
+    }
+    let alg = bergshamra::crypto::sign::from_uri(sig_alg).map_err(|e| e.to_string())?;
+    for der in &trust.certs_der {
+        let key = loader::load_x509_cert_der(der).map_err(|e| e.to_string())?;
+        let Ok(Some(public)) = key.to_signing_key() else {
+            continue;
+        };
+        if alg.verify(&public, octets, signature).unwrap_or(false) {
+            return Ok(());
+        }
+    }
+    Err("the redirect signature does not verify with the pinned IdP certificates".into())
+}
