@@ -1147,8 +1147,7 @@ fn saml11_token(k: &Key, audience: &str, name: &str) -> String {
         noa = iso(NOW + 300),
         sig = sig_template("_s11"),
     );
-    let signed = sign_first(&rstr(&a), k);
-    signed
+    sign_first(&rstr(&a), k)
 }
 
 fn wsfed_expect(ids: &[String]) -> Expect<'_> {
