@@ -32,13 +32,17 @@ pub struct SamlConnection {
 }
 
 /// The redirect to the IdP and the pending login to add to the browser's
-/// state cookie (`state` = the AuthnRequest ID, answered as `InResponseTo`).
+/// state cookie. `state` (sent as `RelayState`, naming the pending login
+/// in the callback) is random; `nonce` is the AuthnRequest ID, which the
+/// response must answer as `InResponseTo`. This is the shape of the
+/// connection seam's `Pending { state, nonce }`.
 pub fn begin(
     conn: &SamlConnection,
     target: &str,
     now: u64,
 ) -> Result<(String, PendingLogin), String> {
     let id = binding::new_request_id();
+    let state = binding::new_request_id();
     let xml = binding::authn_request(
         &id,
         now,
@@ -46,18 +50,18 @@ pub fn begin(
         &conn.acs_url,
         &conn.sp_entity_id,
     );
-    // RelayState carries the request ID only (never the target: that stays
-    // in the cookie, so the IdP cannot redirect the user anywhere).
+    // RelayState carries the state only (never the target: that stays in
+    // the cookie, so nobody can send the user elsewhere through it).
     let url = binding::redirect_url(
         &conn.idp.sso_url,
         "SAMLRequest",
         &xml,
-        Some(&id),
+        Some(&state),
         conn.signer.as_ref(),
     )?;
     let pending = PendingLogin {
-        state: id,
-        nonce: String::new(),
+        state,
+        nonce: id,
         pkce_verifier: String::new(),
         connection: conn.name.clone(),
         redirect_uri: conn.acs_url.clone(),
@@ -108,7 +112,10 @@ pub async fn claim(
 }
 
 /// The ACS: `saml_response` is the `SAMLResponse` form field; `pending`
-/// the browser's pending logins (from its state cookie). Returns the
+/// the browser's pending logins of this connection (from its state cookie;
+/// with the connection seam, the one named by `RelayState`:
+/// `std::slice::from_ref(req.pending)`). The response must answer one of
+/// their AuthnRequests (`InResponseTo` = a pending login's `nonce`). Returns the
 /// identity, the assertion and the pending login answered (None when
 /// IdP-initiated: the target is then `/`). `replay` is this process's
 /// cache; with a shared session store call [`claim`] instead of relying on
@@ -126,7 +133,8 @@ pub fn finish<'p>(
     let ids: Vec<String> = pending
         .iter()
         .filter(|p| p.connection == conn.name)
-        .map(|p| p.state.clone())
+        .map(|p| p.nonce.clone())
+        .filter(|n| !n.is_empty())
         .collect();
     let expect = Expect {
         idp_entity_id: &conn.idp.entity_id,
@@ -149,7 +157,7 @@ pub fn finish<'p>(
     let answered = assertion.in_response_to.as_deref().and_then(|irt| {
         pending
             .iter()
-            .find(|p| p.connection == conn.name && p.state == irt)
+            .find(|p| p.connection == conn.name && p.nonce == irt)
     });
     Ok((identity, assertion, answered))
 }

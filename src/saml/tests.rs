@@ -884,9 +884,10 @@ fn begin_then_finish_makes_a_session_once() {
         .expect("inflate");
     let request = String::from_utf8(request).expect("utf8");
     assert!(
-        request.contains(&format!(r#"ID="{}""#, pending.state)),
+        request.contains(&format!(r#"ID="{}""#, pending.nonce)),
         "{request}"
     );
+    assert_ne!(pending.state, pending.nonce);
     assert!(request.contains(&format!(r#"AssertionConsumerServiceURL="{ACS}""#)));
     assert_eq!(
         query_param(&url, "RelayState").as_deref(),
@@ -895,7 +896,7 @@ fn begin_then_finish_makes_a_session_once() {
     assert_eq!(pending.target, "/app?x=1");
 
     let xml = Fx {
-        in_response_to: Some(pending.state.clone()),
+        in_response_to: Some(pending.nonce.clone()),
         ..Fx::default()
     }
     .build(&k);
@@ -922,7 +923,7 @@ fn a_request_of_another_connection_is_no_answer() {
     let (_, mut pending) = flow::begin(&conn, "/", NOW).expect("begin");
     pending.connection = "other".into();
     let xml = Fx {
-        in_response_to: Some(pending.state.clone()),
+        in_response_to: Some(pending.nonce.clone()),
         ..Fx::default()
     }
     .build(&k);
