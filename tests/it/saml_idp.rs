@@ -153,3 +153,37 @@ async fn a_samlp_response_for_another_sp_or_key_or_request_is_refused() {
         Err(SamlError::Unsigned("response"))
     );
 }
+
+/// The three implementations agree: what samlp (xml-crypto) signed, Debian's
+/// `xmlsec1 --verify` and realmgate both accept, and both refuse after a
+/// signed value is changed. scripts/test.sh installs xmlsec1.
+#[tokio::test]
+async fn xmlsec1_agrees_on_samlp_responses() {
+    let key = idp_key();
+    let trust = IdpTrust::from_der(vec![key.cert_der.clone()]).expect("trust");
+    let ids = vec!["_req1".to_string()];
+    let good = samlp_response(&key, SP, false).await;
+    let changed = good.replace("carol@fabrikam.test", "carl@fabrikam.test");
+    assert_ne!(good, changed);
+    for (name, xml, valid) in [
+        ("as signed", &good, true),
+        ("value changed", &changed, false),
+    ] {
+        let file = key.dir.path().join("response.xml");
+        std::fs::write(&file, xml).expect("write");
+        let out = std::process::Command::new("xmlsec1")
+            .arg("--verify")
+            .arg("--pubkey-cert-pem")
+            .arg(key.dir.path().join("cert.pem"))
+            .arg("--id-attr:ID")
+            .arg("urn:oasis:names:tc:SAML:2.0:assertion:Assertion")
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("xmlsec1 cannot run ({e}): install Debian's xmlsec1 (scripts/test.sh does)")
+            });
+        assert_eq!(out.status.success(), valid, "xmlsec1 on {name}");
+        let ours = validate_response(xml.as_bytes(), &trust, &expect(&ids, SignedPart::Assertion));
+        assert_eq!(ours.is_ok(), valid, "realmgate on {name}: {ours:?}");
+    }
+}
