@@ -44,6 +44,7 @@ pub mod metadata;
 mod replay;
 mod response;
 pub mod slo;
+pub mod source;
 mod verify;
 pub mod wsfed;
 mod xml;

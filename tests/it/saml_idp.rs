@@ -187,3 +187,103 @@ async fn xmlsec1_agrees_on_samlp_responses() {
         assert_eq!(ours.is_ok(), valid, "realmgate on {name}: {ours:?}");
     }
 }
+
+/// A metadata server on 127.0.0.1 whose answer the test switches: Some(body)
+/// is served with 200, None answers 503.
+async fn metadata_server(
+    body: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/FederationMetadata.xml",
+        listener.local_addr().expect("addr")
+    );
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut read = 0;
+                while read < buf.len() {
+                    match sock.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                    if buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let current = body.lock().expect("lock").clone();
+                let response = match current {
+                    Some(b) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                        b.len()
+                    ),
+                    None => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                };
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (url, task)
+}
+
+fn metadata_xml(cert_der: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{IDP}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.samlp.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,
+        base64::engine::general_purpose::STANDARD.encode(cert_der)
+    )
+}
+
+#[tokio::test]
+async fn metadata_url_is_fetched_kept_when_the_idp_is_down_and_503_without_a_copy() {
+    use realmgate::saml::config::Protocol;
+    use realmgate::saml::source::{MetadataCache, SourceError};
+    let key = idp_key();
+    let body = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let (url, server) = metadata_server(body.clone()).await;
+    let client = realmgate::http_client::HttpClient::new().expect("client");
+
+    // Never fetched and the IdP down: unavailable (a 503 for new sign-ins).
+    let cache = MetadataCache::with_timings(&url, Protocol::Saml, Duration::ZERO, Duration::ZERO);
+    assert!(matches!(
+        cache.get(&client).await,
+        Err(SourceError::Unavailable(_))
+    ));
+
+    // Up: fetched and pinned; a samlp response verifies with it.
+    *body.lock().expect("lock") = Some(metadata_xml(&key.cert_der));
+    let md = cache.get(&client).await.expect("fetched");
+    assert_eq!(md.entity_id, IDP);
+    let ids = vec!["_req1".to_string()];
+    let xml = samlp_response(&key, SP, false).await;
+    validate_response(
+        xml.as_bytes(),
+        &md.trust,
+        &expect(&ids, SignedPart::Assertion),
+    )
+    .expect("pinned from the URL");
+
+    // Down again: the refresh fails and the last good copy is kept.
+    *body.lock().expect("lock") = None;
+    let kept = cache.get(&client).await.expect("kept");
+    assert_eq!(kept.entity_id, IDP);
+
+    // Garbage from the IdP: refused with what is wrong, the good copy kept.
+    *body.lock().expect("lock") = Some("<html>maintenance</html>".into());
+    assert_eq!(cache.get(&client).await.expect("kept").entity_id, IDP);
+    let fresh = MetadataCache::with_timings(&url, Protocol::Saml, Duration::ZERO, Duration::ZERO);
+    assert!(matches!(
+        fresh.get(&client).await,
+        Err(SourceError::Invalid(_))
+    ));
+    server.abort();
+}
