@@ -130,19 +130,20 @@ pub fn check_signature_shape(sig: Node<'_, '_>, parent_id: &str) -> Result<Vec<S
     }
     let transforms = one_child(reference, NS_DSIG, "Transforms")?.ok_or("no Transforms")?;
     let list: Vec<Node<'_, '_>> = transforms.children().filter(Node::is_element).collect();
-    let shape_ok = list.len() == 2
-        && is(list[0], NS_DSIG, "Transform")
-        && list[0].attribute("Algorithm") == Some(ENVELOPED)
-        && is(list[1], NS_DSIG, "Transform")
-        && list[1].attribute("Algorithm") == Some(EXC_C14N);
-    if !shape_ok {
-        return Err(
-            "the Reference transforms are not exactly enveloped-signature then exclusive c14n"
-                .into(),
-        );
+    let shape_err =
+        "the Reference transforms are not exactly enveloped-signature then exclusive c14n";
+    let [enveloped, c14n] = list.as_slice() else {
+        return Err(shape_err.into());
+    };
+    if !(is(*enveloped, NS_DSIG, "Transform")
+        && enveloped.attribute("Algorithm") == Some(ENVELOPED)
+        && is(*c14n, NS_DSIG, "Transform")
+        && c14n.attribute("Algorithm") == Some(EXC_C14N))
+    {
+        return Err(shape_err.into());
     }
     let mut prefixes = Vec::new();
-    for inc in list[1].children().filter(Node::is_element) {
+    for inc in c14n.children().filter(Node::is_element) {
         if inc.tag_name().name() != "InclusiveNamespaces"
             || inc.tag_name().namespace() != Some(EXC_C14N)
         {
