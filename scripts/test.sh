@@ -43,8 +43,9 @@ die() {
 # wrk: benchmarks; nginx, apache2 + mod_auth_openidc, caddy: reverse proxies the tests
 # put in front of (forward-auth) or beside (comparison) realmgate; redis-server: the
 # shared session store; chromium: the browser tier; nodejs/npm: the node tools;
-# haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs).
-APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd)
+# haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs);
+# xmlsec1: the reference XML signature verifier the SAML differential test compares with.
+APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

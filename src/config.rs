@@ -4,7 +4,7 @@
 //! path, so `realmgate check`, startup and SIGHUP reload report them all at once.
 
 mod load;
-mod raw;
+pub(crate) mod raw;
 mod schema;
 mod settings;
 mod summary;

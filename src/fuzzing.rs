@@ -661,3 +661,9 @@ pub fn jwt_claims(data: &[u8]) -> bool {
     assert!(std::time::Instant::now().checked_add(left).is_some());
     true
 }
+
+/// A SAML response (or metadata, or a redirect-bound message) from an IdP:
+/// never accepted without the pinned key (src/saml/fuzz.rs).
+pub fn saml_response(data: &[u8]) {
+    crate::saml::fuzz::saml_response(data);
+}

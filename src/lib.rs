@@ -38,6 +38,7 @@ pub mod proxy;
 pub mod redirect;
 pub mod respond;
 pub mod router;
+pub mod saml;
 pub mod server;
 pub mod session;
 pub mod telemetry;

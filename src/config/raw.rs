@@ -116,6 +116,22 @@ pub struct RawConnection {
     pub trusted_email: Option<bool>,
     pub upstream_params: Option<BTreeMap<String, String>>,
     pub forward_params: Option<Vec<String>>,
+    // SAML and WS-Fed (validated by src/saml/config.rs)
+    pub idp_metadata_url: Option<String>,
+    pub idp_metadata_file: Option<PathBuf>,
+    pub idp_entity_id: Option<String>,
+    pub idp_sso_url: Option<String>,
+    pub idp_slo_url: Option<String>,
+    pub idp_certificate_file: Option<PathBuf>,
+    pub sp_entity_id: Option<String>,
+    pub sp_key_file: Option<PathBuf>,
+    pub sp_certificate_file: Option<PathBuf>,
+    pub attributes: Option<BTreeMap<String, String>>,
+    pub allow_idp_initiated: Option<bool>,
+    pub require_signed: Option<String>,
+    pub metadata_url: Option<String>,
+    pub metadata_file: Option<PathBuf>,
+    pub realm: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]

@@ -57,6 +57,13 @@ fn headers_seeds_hold_the_properties() {
 }
 
 #[test]
+fn saml_response_seeds_hold_the_properties() {
+    corpus("saml_response")
+        .iter()
+        .for_each(|d| super::saml_response(d));
+}
+
+#[test]
 fn jwt_seeds_hold_the_properties() {
     corpus("jwt").iter().for_each(|d| super::jwt(d));
 }

@@ -463,6 +463,32 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn claim_once<'a>(
+        &'a self,
+        connection: &'a str,
+        value: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<bool>, StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.once(connection, value);
+            let ttl_ms = millis(ttl).max(1);
+            let set: Option<String> = self
+                .conn
+                .run(self.timeout, "SET NX", |mut c| async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(1)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(Some(set.is_some()))
+        })
+    }
+
     fn unlock_refresh<'a>(
         &'a self,
         id: &'a SessionId,

@@ -107,6 +107,19 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(async { Ok(true) })
     }
 
+    /// Marks `value` of `connection` (a SAML assertion ID) used for `ttl`
+    /// across replicas: Some(true) the first time, Some(false) for a
+    /// replay. None when the store is not shared (one process: the
+    /// caller's in-process cache decides).
+    fn claim_once<'a>(
+        &'a self,
+        _connection: &'a str,
+        _value: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<bool>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Releases the lock if it still holds `token` (it may have expired and
     /// been taken by another replica since).
     fn unlock_refresh<'a>(

@@ -20,6 +20,7 @@ mod redis_gateway;
 mod redis_tls;
 mod redis_util;
 mod replicas;
+mod saml_idp;
 mod server;
 mod sessions;
 mod signin;

@@ -17,7 +17,7 @@ pub fn node_dir() -> PathBuf {
 /// Panics with the fix when the npm packages are not installed.
 pub fn require_node_modules() {
     let dir = node_dir();
-    for package in ["oidc-provider", "playwright-core"] {
+    for package in ["oidc-provider", "playwright-core", "samlp"] {
         assert!(
             dir.join("node_modules").join(package).is_dir(),
             "npm package {package} is missing: run `npm ci` in {} (scripts/test.sh does it)",

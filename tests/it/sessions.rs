@@ -605,6 +605,30 @@ async fn the_refresh_lock_admits_one_replica_at_a_time_and_expires() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_saml_assertion_id_is_claimed_once_across_replicas() {
+    let r = replicas().await;
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        r.a.claim_once("fabrikam", "_assert1", ttl).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        r.b.claim_once("fabrikam", "_assert1", ttl).await.unwrap(),
+        Some(false),
+        "replayed at another replica"
+    );
+    assert_eq!(
+        r.a.claim_once("fabrikam", "_assert1", ttl).await.unwrap(),
+        Some(false)
+    );
+    // IDs are per connection.
+    assert_eq!(
+        r.b.claim_once("northwind", "_assert1", ttl).await.unwrap(),
+        Some(true)
+    );
+}
+
 // === Redis only: outage ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -68,6 +68,11 @@ impl Keys {
         format!("{}x:{}", self.prefix, scoped_hash(connection, sid))
     }
 
+    /// A one-time value of `connection` (a SAML assertion ID), hashed.
+    pub(super) fn once(&self, connection: &str, value: &str) -> String {
+        format!("{}o:{}", self.prefix, scoped_hash(connection, value))
+    }
+
     pub(super) fn channel(&self) -> String {
         format!("{}invalidate", self.prefix)
     }

@@ -1,0 +1,240 @@
+//! Single logout (SPEC §9: `GET/POST /.auth/saml/{connection}/slo`): the
+//! IdP's LogoutRequest ends the sessions it names (by `SessionIndex`, which
+//! sessions keep as `sid`, within this connection only); the IdP's
+//! LogoutResponse completes an SP-initiated logout.
+//!
+//! A LogoutRequest is authenticated either by the HTTP-Redirect binding's
+//! query signature ([`verify_redirect`]) or by an enveloped XML signature
+//! on the message (HTTP-POST), checked like a response's; unsigned ones are
+//! refused (anyone could otherwise sign users out).
+
+use roxmltree::Node;
+
+use super::binding::{self, BindingError};
+use super::response::{parse_time, SamlError};
+use super::verify::{self, IdpTrust};
+use super::xml::{self, is, one_child, text_only, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
+
+/// A verified LogoutRequest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutRequest {
+    pub id: String,
+    pub name_id: String,
+    /// Sessions to end; empty means every session of `name_id`.
+    pub session_indexes: Vec<String>,
+}
+
+/// A verified LogoutResponse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutResponse {
+    pub in_response_to: Option<String>,
+    pub success: bool,
+}
+
+fn shape(msg: impl Into<String>) -> SamlError {
+    SamlError::Shape(msg.into())
+}
+
+/// The raw (still percent-encoded) value of `name` in `query`, refusing
+/// repeats.
+fn raw_param<'q>(query: &'q str, name: &str) -> Result<Option<&'q str>, SamlError> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == name {
+            if found.is_some() {
+                return Err(shape(format!("{name} is repeated")));
+            }
+            found = Some(v);
+        }
+    }
+    Ok(found)
+}
+
+fn decode(v: &str) -> String {
+    url::form_urlencoded::parse(format!("v={v}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Checks the HTTP-Redirect signature of a raw query carrying
+/// `SAMLRequest` or `SAMLResponse`, and returns the inflated message.
+pub fn verify_redirect(raw_query: &str, trust: &IdpTrust) -> Result<Vec<u8>, SamlError> {
+    let (param, message) = match (
+        raw_param(raw_query, "SAMLRequest")?,
+        raw_param(raw_query, "SAMLResponse")?,
+    ) {
+        (Some(m), None) => ("SAMLRequest", m),
+        (None, Some(m)) => ("SAMLResponse", m),
+        _ => {
+            return Err(shape(
+                "exactly one of SAMLRequest and SAMLResponse is expected",
+            ))
+        }
+    };
+    let sig_alg = raw_param(raw_query, "SigAlg")?.ok_or(SamlError::Unsigned("logout message"))?;
+    let signature =
+        raw_param(raw_query, "Signature")?.ok_or(SamlError::Unsigned("logout message"))?;
+    // The signed octets, in the order the binding fixes, as received.
+    let mut octets = format!("{param}={message}");
+    if let Some(rs) = raw_param(raw_query, "RelayState")? {
+        octets.push_str(&format!("&RelayState={rs}"));
+    }
+    octets.push_str(&format!("&SigAlg={sig_alg}"));
+    let sig = binding::decode_post(&decode(signature))
+        .map_err(|e| SamlError::Signature(e.to_string()))?;
+    verify::verify_query_signature(trust, &decode(sig_alg), octets.as_bytes(), &sig)
+        .map_err(SamlError::Signature)?;
+    binding::decode_redirect(&decode(message)).map_err(|e: BindingError| shape(e.to_string()))
+}
+
+/// The signed view of a logout message: when it carries an enveloped
+/// signature it is verified and the canonical bytes returned; without one,
+/// `binding_verified` must say the redirect signature was checked.
+fn signed_text(
+    text: &str,
+    root: Node<'_, '_>,
+    trust: &IdpTrust,
+    binding_verified: bool,
+) -> Result<Option<String>, SamlError> {
+    let sigs: Vec<Node<'_, '_>> = root
+        .descendants()
+        .filter(|n| is(*n, NS_DSIG, "Signature"))
+        .collect();
+    match sigs.as_slice() {
+        [] if binding_verified => Ok(None),
+        [] => Err(SamlError::Unsigned("logout message")),
+        [sig] if sig.parent_element() == Some(root) => {
+            let id = root.attribute("ID").unwrap_or("");
+            let prefixes = verify::check_signature_shape(*sig, id).map_err(SamlError::Signature)?;
+            let signed = verify::verify_all(text, trust, &[(id.to_string(), prefixes)])
+                .map_err(SamlError::Signature)?;
+            Ok(signed.into_iter().next().map(|s| s.canonical))
+        }
+        _ => Err(shape(
+            "the logout message has a misplaced or extra signature",
+        )),
+    }
+}
+
+/// Parses and checks a LogoutRequest from `idp_entity_id`, signed either
+/// by the binding (`binding_verified`) or in the XML.
+pub fn parse_logout_request(
+    raw: &[u8],
+    trust: &IdpTrust,
+    binding_verified: bool,
+    idp_entity_id: &str,
+    slo_url: &str,
+    now: u64,
+) -> Result<LogoutRequest, SamlError> {
+    let text = std::str::from_utf8(raw).map_err(|_| xml::XmlError::NotUtf8)?;
+    let doc = xml::parse_strict(text)?;
+    let signed = signed_text(text, doc.root_element(), trust, binding_verified)?;
+    let view;
+    let root = match &signed {
+        Some(c) => {
+            view = xml::parse_strict(c)?;
+            view.root_element()
+        }
+        None => doc.root_element(),
+    };
+    if !is(root, NS_PROTOCOL, "LogoutRequest") {
+        return Err(shape("not a LogoutRequest"));
+    }
+    check_common(root, idp_entity_id, slo_url)?;
+    if let Some(t) = root.attribute("NotOnOrAfter") {
+        let t = parse_time(t).ok_or_else(|| shape("NotOnOrAfter is not a UTC xs:dateTime"))?;
+        if t.saturating_add(super::flow::SKEW_SECS) <= now {
+            return Err(SamlError::Expired);
+        }
+    }
+    let name_id = one_child(root, NS_ASSERTION, "NameID")
+        .map_err(shape)?
+        .map(text_only)
+        .transpose()
+        .map_err(shape)?
+        .ok_or_else(|| {
+            shape("the LogoutRequest has no NameID (encrypted NameIDs are not supported)")
+        })?;
+    let mut session_indexes = Vec::new();
+    for si in xml::children(root, NS_PROTOCOL, "SessionIndex") {
+        session_indexes.push(text_only(si).map_err(shape)?);
+    }
+    Ok(LogoutRequest {
+        id: root.attribute("ID").unwrap_or("").to_string(),
+        name_id,
+        session_indexes,
+    })
+}
+
+/// Parses and checks the IdP's LogoutResponse.
+pub fn parse_logout_response(
+    raw: &[u8],
+    trust: &IdpTrust,
+    binding_verified: bool,
+    idp_entity_id: &str,
+    slo_url: &str,
+) -> Result<LogoutResponse, SamlError> {
+    let text = std::str::from_utf8(raw).map_err(|_| xml::XmlError::NotUtf8)?;
+    let doc = xml::parse_strict(text)?;
+    let signed = signed_text(text, doc.root_element(), trust, binding_verified)?;
+    let view;
+    let root = match &signed {
+        Some(c) => {
+            view = xml::parse_strict(c)?;
+            view.root_element()
+        }
+        None => doc.root_element(),
+    };
+    if !is(root, NS_PROTOCOL, "LogoutResponse") {
+        return Err(shape("not a LogoutResponse"));
+    }
+    check_common(root, idp_entity_id, slo_url)?;
+    let success = one_child(root, NS_PROTOCOL, "Status")
+        .map_err(shape)?
+        .and_then(|s| one_child(s, NS_PROTOCOL, "StatusCode").ok().flatten())
+        .and_then(|c| c.attribute("Value"))
+        == Some("urn:oasis:names:tc:SAML:2.0:status:Success");
+    Ok(LogoutResponse {
+        in_response_to: root.attribute("InResponseTo").map(str::to_string),
+        success,
+    })
+}
+
+fn check_common(root: Node<'_, '_>, idp_entity_id: &str, slo_url: &str) -> Result<(), SamlError> {
+    let issuer = one_child(root, NS_ASSERTION, "Issuer")
+        .map_err(shape)?
+        .map(text_only)
+        .transpose()
+        .map_err(shape)?
+        .unwrap_or_default();
+    if issuer != idp_entity_id {
+        return Err(SamlError::Issuer(issuer));
+    }
+    if let Some(d) = root.attribute("Destination") {
+        if d != slo_url {
+            return Err(SamlError::Recipient);
+        }
+    }
+    Ok(())
+}
+
+/// The LogoutResponse sent back to the IdP after its LogoutRequest.
+pub fn logout_response(
+    id: &str,
+    now: u64,
+    destination: &str,
+    in_response_to: &str,
+    sp_entity_id: &str,
+) -> String {
+    use super::metadata::escape;
+    format!(
+        r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dst}" InResponseTo="{irt}"><saml:Issuer>{iss}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:LogoutResponse>"#,
+        id = escape(id),
+        now = binding::instant(now),
+        dst = escape(destination),
+        irt = escape(in_response_to),
+        iss = escape(sp_entity_id),
+    )
+}
