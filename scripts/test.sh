@@ -42,8 +42,9 @@ die() {
 # wrk: benchmarks; nginx, apache2 + mod_auth_openidc, caddy: reverse proxies the tests
 # put in front of (forward-auth) or beside (comparison) realmgate; redis-server: the
 # shared session store; chromium: the browser tier; nodejs/npm: the node tools;
-# haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs).
-APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd)
+# haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs);
+# slapd, ldap-utils: the real directory of the LDAP tier (tests/it/ldap/slapd.rs).
+APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd slapd ldap-utils)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

@@ -15,6 +15,7 @@ mod bearer;
 pub(crate) mod callback;
 mod graph;
 mod login;
+mod password;
 mod refresh;
 mod verify;
 
@@ -51,6 +52,9 @@ pub struct AuthShared {
     used_states: moka::future::Cache<[u8; 32], ()>,
     /// Per-session token refresh locks (single-flight, see `refresh`).
     refresh_flights: refresh::Flights,
+    /// Failed password sign-ins (LDAP connections) when the session store
+    /// does not count them itself.
+    ldap_failures: crate::ldap::limit::Failures,
 }
 
 impl AuthShared {
@@ -75,6 +79,7 @@ impl AuthShared {
                 .time_to_live(crate::session::state::STATE_LIFETIME)
                 .build(),
             refresh_flights: refresh::new_flights(),
+            ldap_failures: crate::ldap::limit::Failures::default(),
         })
     }
 }
@@ -97,6 +102,8 @@ pub struct AuthState {
     policy_groups: Arc<HashSet<String>>,
     /// Signs `X-Realmgate-Assertion`, when `server.assertion_key` is set.
     assertions: Option<Arc<assertion::Assertions>>,
+    /// The directories of `type = "ldap"` connections.
+    directories: Arc<crate::ldap::Directories>,
 }
 
 impl AuthState {
@@ -141,6 +148,7 @@ impl AuthState {
                 .assertion_key
                 .as_ref()
                 .map(|k| Arc::new(assertion::Assertions::new(k.clone()))),
+            directories: Arc::new(crate::ldap::Directories::new(&settings)),
             shared: shared.clone(),
             settings,
         }
@@ -366,6 +374,11 @@ pub async fn endpoint(
                 None if *method == Method::GET || *method == Method::HEAD => {
                     login::start(&ctx, &parts, tail).await
                 }
+                // The password form of an LDAP connection.
+                None if *method == Method::POST => match read_form(body).await {
+                    Ok(form) => login::password_submit(&ctx, &parts, conn, tail, form).await,
+                    Err(e) => Err(e),
+                },
                 Some((name, "callback")) if *method == Method::GET => {
                     let query = parts.uri.query().unwrap_or("").as_bytes().to_vec();
                     callback::finish(&ctx, &parts, name, &query).await

@@ -201,6 +201,9 @@ fn issuer_rule(
             }
             Ok((IssuerRule::Exact(issuer.to_string()), Some(tid)))
         }
+        ConnectionKind::Ldap(_) => Err(MetadataProblem(
+            "an LDAP connection has no discovery document".into(),
+        )),
     }
 }
 
