@@ -170,7 +170,11 @@ impl Pages {
 
     /// The password form of an LDAP connection.
     pub fn password(&self, view: &PasswordView) -> String {
-        let back = if safe_href(&view.back) { view.back.as_str() } else { "/.auth/login" };
+        let back = if safe_href(&view.back) {
+            view.back.as_str()
+        } else {
+            "/.auth/login"
+        };
         let action = if view.action.starts_with("/.auth/login/") && safe_href(&view.action) {
             view.action.as_str()
         } else {

@@ -62,7 +62,11 @@ pub(super) async fn form(
 
 /// The URL of the form with `login_hint` and the target (for home realm
 /// discovery, which found an LDAP connection by the email's domain).
-pub(super) fn form_url(conn: &ConnectionSettings, target: &str, login_hint: Option<&str>) -> String {
+pub(super) fn form_url(
+    conn: &ConnectionSettings,
+    target: &str,
+    login_hint: Option<&str>,
+) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("post_login_redirect_uri", target);
     if let Some(h) = login_hint {
@@ -83,7 +87,10 @@ pub(super) async fn submit(
     body.zeroize();
     let password = Password::new(form_get(&pairs, "password").unwrap_or("").to_string());
     let csrf = form_get(&pairs, "csrf").unwrap_or("").to_string();
-    let login = form_get(&pairs, "username").unwrap_or("").trim().to_string();
+    let login = form_get(&pairs, "username")
+        .unwrap_or("")
+        .trim()
+        .to_string();
     for (_, v) in &mut pairs {
         v.zeroize();
     }
@@ -111,7 +118,8 @@ pub(super) async fn submit(
         Err(e) => return Ok(refused(ctx, conn, &e, &csrf, &login)),
     };
     let cfg = directory.settings();
-    let client = crate::ldap::limit::client_address(&ctx.state.settings.server, &parts.headers, conn_info);
+    let client =
+        crate::ldap::limit::client_address(&ctx.state.settings.server, &parts.headers, conn_info);
     let keys = crate::ldap::limit::keys(&conn.name, &login, client);
     let failures = &ctx.state.shared.ldap_failures;
     let store = &ctx.state.shared.sessions;
@@ -121,12 +129,18 @@ pub(super) async fn submit(
     {
         Ok(false) => {}
         Ok(true) => {
-            ctx.state.shared.metrics.record_login(&conn.name, "rate_limited");
+            ctx.state
+                .shared
+                .metrics
+                .record_login(&conn.name, "rate_limited");
             tracing::warn!(route.name = %ctx.route.name, connection = %conn.name, client = %client, outcome = "rate_limited", "password sign-in refused: too many failures for this login or address");
             let minutes = cfg.failure_window.as_secs().div_ceil(60);
             let message = format!("Too many failed sign-ins for this account or from your network. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
             let v = view(conn, Some(csrf.clone()), &login, Some(&message));
-            return Ok(html(StatusCode::TOO_MANY_REQUESTS, ctx.state.pages.password(&v)));
+            return Ok(html(
+                StatusCode::TOO_MANY_REQUESTS,
+                ctx.state.pages.password(&v),
+            ));
         }
         Err(e) => {
             tracing::error!(error = %e, "failure counters unavailable; sign-in refused");
@@ -140,13 +154,18 @@ pub(super) async fn submit(
         Ok(u) => u,
         Err(e) => {
             ctx.state.shared.metrics.record_login(&conn.name, e.label());
-            if matches!(e, DirectoryError::InvalidCredentials | DirectoryError::Account(_)) {
+            if matches!(
+                e,
+                DirectoryError::InvalidCredentials | DirectoryError::Account(_)
+            ) {
                 if let Err(se) = failures.record(store, &keys, cfg.failure_window).await {
                     tracing::error!(error = %se, "a failed sign-in could not be counted");
                 }
             }
             match &e {
-                DirectoryError::Unavailable(_) | DirectoryError::Directory(_) | DirectoryError::NoUserId(_) => {
+                DirectoryError::Unavailable(_)
+                | DirectoryError::Directory(_)
+                | DirectoryError::NoUserId(_) => {
                     tracing::error!(route.name = %ctx.route.name, connection = %conn.name, outcome = e.label(), error = %e, "password sign-in failed");
                 }
                 _ => {
@@ -164,7 +183,10 @@ pub(super) async fn submit(
     let id = SessionId::generate();
     let user_id = session.user_id.clone();
     if let Err(e) = ctx.state.shared.sessions.put(&id, session).await {
-        ctx.state.shared.metrics.record_login(&conn.name, "store_unavailable");
+        ctx.state
+            .shared
+            .metrics
+            .record_login(&conn.name, "store_unavailable");
         tracing::error!(error = %e, "the session could not be stored");
         return Err(GatewayError::StoreUnavailable);
     }
@@ -177,7 +199,12 @@ pub(super) async fn submit(
 /// The one conversion from a directory user to a session (the seam's
 /// Session constructor takes its place at merge). The user id is
 /// `<connection>:<objectGUID or entryUUID>` (SPEC 6.1), never the login.
-pub(crate) fn session_for(ctx: &Ctx<'_>, conn: &ConnectionSettings, user: DirectoryUser, now: u64) -> Session {
+pub(crate) fn session_for(
+    ctx: &Ctx<'_>,
+    conn: &ConnectionSettings,
+    user: DirectoryUser,
+    now: u64,
+) -> Session {
     let lifetime = ctx.state.settings.session.lifetime.as_secs();
     let user_id = format!("{}:{}", conn.name, user.subject);
     let email_trust = super::callback::email_trust(conn, user.email.is_some(), None, None);
@@ -209,21 +236,36 @@ fn directory(ctx: &Ctx<'_>, conn: &ConnectionSettings) -> Result<Arc<Directory>,
     match ctx.state.directories.get(&conn.name) {
         Some(Ok(d)) => Ok(d.clone()),
         Some(Err(e)) => Err(DirectoryError::Directory(e.clone())),
-        None => Err(DirectoryError::Directory("no directory for this connection".into())),
+        None => Err(DirectoryError::Directory(
+            "no directory for this connection".into(),
+        )),
     }
 }
 
 /// The answer to a refused sign-in: the form again (same token, user name
 /// kept) with the reason, or the 503 page when the directory is down.
-fn refused(ctx: &Ctx<'_>, conn: &ConnectionSettings, e: &DirectoryError, csrf: &str, login: &str) -> Response<Body> {
+fn refused(
+    ctx: &Ctx<'_>,
+    conn: &ConnectionSettings,
+    e: &DirectoryError,
+    csrf: &str,
+    login: &str,
+) -> Response<Body> {
     let (status, title, message) = crate::ldap::refusal(e);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         let retry = format!("/.auth/login/{}", conn.name);
-        return html(status, ctx.state.pages.error(status.as_u16(), title, message, Some(("Try again", &retry))));
+        return html(
+            status,
+            ctx.state
+                .pages
+                .error(status.as_u16(), title, message, Some(("Try again", &retry))),
+        );
     }
     let mut v = view(conn, Some(csrf.to_string()), login, Some(message));
-    if let (DirectoryError::Account(state), crate::config::ConnectionKind::Ldap(l)) = (e, &conn.kind) {
+    if let (DirectoryError::Account(state), crate::config::ConnectionKind::Ldap(l)) =
+        (e, &conn.kind)
+    {
         if crate::ldap::needs_password_change(*state) {
             v.change_url = l.password_change_url.as_ref().map(|u| u.to_string());
         }
@@ -231,7 +273,12 @@ fn refused(ctx: &Ctx<'_>, conn: &ConnectionSettings, e: &DirectoryError, csrf: &
     html(status, ctx.state.pages.password(&v))
 }
 
-fn view(conn: &ConnectionSettings, csrf: Option<String>, username: &str, message: Option<&str>) -> PasswordView {
+fn view(
+    conn: &ConnectionSettings,
+    csrf: Option<String>,
+    username: &str,
+    message: Option<&str>,
+) -> PasswordView {
     PasswordView {
         connection: conn.display_name.clone(),
         action: format!("/.auth/login/{}", conn.name),
@@ -244,7 +291,12 @@ fn view(conn: &ConnectionSettings, csrf: Option<String>, username: &str, message
 }
 
 /// A new CSRF token: a pending login of this browser for `conn`.
-fn new_token(ctx: &Ctx<'_>, parts: &Parts, conn: &ConnectionSettings, target: &str) -> (String, HeaderValue) {
+fn new_token(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    conn: &ConnectionSettings,
+    target: &str,
+) -> (String, HeaderValue) {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);

@@ -262,9 +262,11 @@ impl ConnectionSettings {
             ConnectionKind::Oidc(o) => o.issuer.clone(),
             // Not an OpenID provider: the first directory URL (no caller
             // asks an LDAP connection for its issuer; `is_ldap` comes first).
-            ConnectionKind::Ldap(l) => l.urls.first().cloned().unwrap_or_else(|| {
-                Url::parse("ldaps://invalid").expect("a constant URL")
-            }),
+            ConnectionKind::Ldap(l) => l
+                .urls
+                .first()
+                .cloned()
+                .unwrap_or_else(|| Url::parse("ldaps://invalid").expect("a constant URL")),
         }
     }
 

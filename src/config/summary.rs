@@ -268,8 +268,16 @@ pub fn summary(settings: &Settings) -> String {
             ConnectionKind::Oidc(o) => format!("OpenID Connect, issuer {}", o.issuer),
             ConnectionKind::Ldap(l) => format!(
                 "LDAP, {} ({})",
-                l.urls.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", "),
-                if l.bind_as.is_some() { "direct bind" } else { "search-then-bind" }
+                l.urls
+                    .iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if l.bind_as.is_some() {
+                    "direct bind"
+                } else {
+                    "search-then-bind"
+                }
             ),
         };
         let _ = writeln!(s, "  {} ({}): {kind}", c.name, c.display_name);

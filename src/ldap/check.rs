@@ -24,10 +24,18 @@ async fn run(
     out: &mut (dyn Write + Send),
 ) -> std::io::Result<bool> {
     let ConnectionKind::Ldap(cfg) = &conn.kind else {
-        writeln!(out, "PROBLEM: connection {:?} is not an LDAP connection", conn.name)?;
+        writeln!(
+            out,
+            "PROBLEM: connection {:?} is not an LDAP connection",
+            conn.name
+        )?;
         return Ok(false);
     };
-    let mode = if cfg.bind_as.is_some() { "direct bind (bind_as)" } else { "search-then-bind" };
+    let mode = if cfg.bind_as.is_some() {
+        "direct bind (bind_as)"
+    } else {
+        "search-then-bind"
+    };
     writeln!(out, "connection {:?}: LDAP, {mode}", conn.name)?;
     let dir = match Directory::new(Arc::new((**cfg).clone())) {
         Ok(d) => d,
@@ -52,7 +60,10 @@ async fn run(
         }
     }
     if !any_up {
-        writeln!(out, "PROBLEM: no directory server answered; sign-ins would get a 503 page")?;
+        writeln!(
+            out,
+            "PROBLEM: no directory server answered; sign-ins would get a 503 page"
+        )?;
         return Ok(false);
     }
     match dir.probe_search_account().await {
@@ -70,8 +81,20 @@ async fn run(
                 writeln!(out, "    user id: {}:{}", conn.name, u.subject)?;
                 writeln!(out, "    email: {}", u.email.as_deref().unwrap_or("(none)"))?;
                 writeln!(out, "    name: {}", u.name.as_deref().unwrap_or("(none)"))?;
-                writeln!(out, "    username: {}", u.username.as_deref().unwrap_or("(none)"))?;
-                writeln!(out, "    groups: {}", if u.groups.is_empty() { "(none)".to_string() } else { u.groups.join(", ") })?;
+                writeln!(
+                    out,
+                    "    username: {}",
+                    u.username.as_deref().unwrap_or("(none)")
+                )?;
+                writeln!(
+                    out,
+                    "    groups: {}",
+                    if u.groups.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        u.groups.join(", ")
+                    }
+                )?;
                 if u.email.is_none() {
                     writeln!(out, "  note: no {:?} attribute: policies by email and email headers will not apply to this user", cfg.attributes.email)?;
                 }

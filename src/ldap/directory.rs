@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry, SearchOptions};
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry, SearchOptions,
+};
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -157,7 +159,9 @@ impl Directory {
         Ok(Directory {
             cfg,
             tls: Arc::new(tls),
-            pool: (0..POOL_SIZE).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            pool: (0..POOL_SIZE)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
             next: AtomicUsize::new(0),
         })
     }
@@ -295,7 +299,9 @@ impl Directory {
                         Some(n) => names.push(n),
                         // The name is not the DN's first RDN: read it.
                         None => {
-                            if let Some(g) = find_one_base(conn, self.cfg.timeout, &dn, name_attr).await? {
+                            if let Some(g) =
+                                find_one_base(conn, self.cfg.timeout, &dn, name_attr).await?
+                            {
                                 names.extend(text_attr(&g, name_attr));
                             }
                         }
@@ -312,7 +318,15 @@ impl Directory {
                 escape::fill(filter, "{dn}", &entry.dn, escape::filter_value),
             ),
         };
-        let entries = search(conn, self.cfg.timeout, &base, &filter, &[name_attr], MAX_GROUPS).await?;
+        let entries = search(
+            conn,
+            self.cfg.timeout,
+            &base,
+            &filter,
+            &[name_attr],
+            MAX_GROUPS,
+        )
+        .await?;
         Ok(dedup(
             entries
                 .iter()
@@ -443,12 +457,27 @@ impl Directory {
         filter: &str,
     ) -> Result<(Ldap, Option<SearchEntry>), DirectoryError> {
         let (slot, mut search) = self.search_account().await?;
-        match find_one(&mut search, self.cfg.timeout, base, filter, &self.user_attrs()).await {
+        match find_one(
+            &mut search,
+            self.cfg.timeout,
+            base,
+            filter,
+            &self.user_attrs(),
+        )
+        .await
+        {
             Err(DirectoryError::Unavailable(e)) => {
                 tracing::debug!(error = %e, "pooled LDAP connection failed; reopening it");
                 self.forget(slot).await;
                 let (_, mut search) = self.search_account_at(slot).await?;
-                let entry = find_one(&mut search, self.cfg.timeout, base, filter, &self.user_attrs()).await?;
+                let entry = find_one(
+                    &mut search,
+                    self.cfg.timeout,
+                    base,
+                    filter,
+                    &self.user_attrs(),
+                )
+                .await?;
                 Ok((search, entry))
             }
             other => Ok((search, other?)),
@@ -514,7 +543,9 @@ async fn bind(
 /// (`80090308: LdapErr: DSID-0C09030B, comment: AcceptSecurityContext error, data 775, v893`).
 /// None for wrong password / unknown user (52e, 525) and anything unknown.
 pub fn ad_state(text: &str) -> Option<AccountState> {
-    let code = text.split(", ").find_map(|part| part.trim().strip_prefix("data "))?;
+    let code = text
+        .split(", ")
+        .find_map(|part| part.trim().strip_prefix("data "))?;
     let code = code.trim().to_ascii_lowercase();
     Some(match code.as_str() {
         "530" => AccountState::LogonHours,
@@ -569,7 +600,9 @@ fn ber_len(b: &[u8]) -> Option<(usize, &[u8])> {
         return None;
     }
     let bytes = rest.get(..n)?;
-    let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
     Some((len, rest.get(n..)?))
 }
 
@@ -654,10 +687,18 @@ fn is_entry(e: &ResultEntry) -> bool {
     !e.is_ref() && !e.is_intermediate()
 }
 
-async fn default_naming_context(conn: &mut Ldap, timeout: Duration) -> Result<String, DirectoryError> {
+async fn default_naming_context(
+    conn: &mut Ldap,
+    timeout: Duration,
+) -> Result<String, DirectoryError> {
     let res = conn
         .with_timeout(timeout)
-        .search("", Scope::Base, "(objectClass=*)", vec!["defaultNamingContext"])
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["defaultNamingContext"],
+        )
         .await
         .map_err(unavailable)?;
     res.0

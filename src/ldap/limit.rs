@@ -101,12 +101,12 @@ impl Failures {
 
     fn local_add(&self, key: &str, window: Duration) {
         let window = window.min(MAX_WINDOW);
-        self.local
-            .entry(key.to_string())
-            .and_upsert_with(|old| match old.map(|e| e.into_value()) {
+        self.local.entry(key.to_string()).and_upsert_with(|old| {
+            match old.map(|e| e.into_value()) {
                 Some((n, start)) if start.elapsed() < window => (n.saturating_add(1), start),
                 _ => (1, Instant::now()),
-            });
+            }
+        });
     }
 }
 

@@ -56,8 +56,13 @@ pub enum LdapGroups {
     /// The user entry's `memberOf` values (direct groups).
     MemberOf,
     /// AD's transitive groups: a search with LDAP_MATCHING_RULE_IN_CHAIN.
-    MemberOfChain { base: String },
+    MemberOfChain {
+        base: String,
+    },
     /// A search under `base` with `filter` (`{dn}`: the user's DN, escaped).
-    Search { base: String, filter: String },
+    Search {
+        base: String,
+        filter: String,
+    },
     None,
 }

@@ -21,7 +21,10 @@ pub(super) fn refuse_other_keys(
         ("authority_host", raw.authority_host.is_some()),
         ("graph_endpoint", raw.graph_endpoint.is_some()),
         ("issuer", raw.issuer.is_some()),
-        ("authorization_endpoint", raw.authorization_endpoint.is_some()),
+        (
+            "authorization_endpoint",
+            raw.authorization_endpoint.is_some(),
+        ),
         ("token_endpoint", raw.token_endpoint.is_some()),
         ("jwks_uri", raw.jwks_uri.is_some()),
         ("userinfo_endpoint", raw.userinfo_endpoint.is_some()),
@@ -79,7 +82,11 @@ pub(super) fn refuse_ldap_keys(cx: &mut Ctx<'_>, at: &dyn Fn(&str) -> String, ra
 
 /// `ConnectionSettings::groups`: the OIDC switch, or "an LDAP mode other
 /// than none".
-pub(super) fn groups_switch(cx: &mut Ctx<'_>, at: &dyn Fn(&str) -> String, raw: &RawConnection) -> bool {
+pub(super) fn groups_switch(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    raw: &RawConnection,
+) -> bool {
     let is_ldap = raw.kind.as_deref() == Some("ldap");
     match (&raw.groups, is_ldap) {
         (None, _) => true,
@@ -177,7 +184,11 @@ pub(super) fn connection(
     let bind_dn = raw.bind_dn.clone().filter(|d| !d.trim().is_empty());
     if let Some(t) = &bind_as {
         if !t.contains("{login}") {
-            cx.bad(at("bind_as"), format!("{t:?} does not contain {{login}}"), "\"{login}\" (the UPN as typed), or a template such as \"CORP\\\\{login}\"");
+            cx.bad(
+                at("bind_as"),
+                format!("{t:?} does not contain {{login}}"),
+                "\"{login}\" (the UPN as typed), or a template such as \"CORP\\\\{login}\"",
+            );
         }
         if bind_dn.is_some() {
             cx.bad(at("bind_dn"), "is set together with bind_as", "either a search account (bind_dn, search-then-bind) or bind_as (direct bind), not both");
@@ -190,7 +201,11 @@ pub(super) fn connection(
             cx.bad(at("bind_password_file"), "is missing or empty", "the search account's password in a file (an empty password would be an anonymous bind)");
         }
         if raw.user_base.as_deref().is_none_or(|b| b.trim().is_empty()) {
-            cx.bad(at("user_base"), "is missing", "the DN under which users are searched, such as \"DC=corp,DC=contoso,DC=com\"");
+            cx.bad(
+                at("user_base"),
+                "is missing",
+                "the DN under which users are searched, such as \"DC=corp,DC=contoso,DC=com\"",
+            );
         }
         if raw.user_filter.is_none() {
             cx.bad(at("user_filter"), "is missing", "a filter with {login}, such as \"(&(objectClass=user)(userPrincipalName={login}))\"");
@@ -198,15 +213,27 @@ pub(super) fn connection(
     }
     if let Some(f) = &raw.user_filter {
         if !f.contains("{login}") {
-            cx.bad(at("user_filter"), format!("{f:?} does not contain {{login}}"), "a filter with {login}, such as \"(uid={login})\"");
+            cx.bad(
+                at("user_filter"),
+                format!("{f:?} does not contain {{login}}"),
+                "a filter with {login}, such as \"(uid={login})\"",
+            );
         } else if !balanced(f) {
-            cx.bad(at("user_filter"), format!("{f:?} is not one parenthesized filter"), "a filter such as \"(&(objectClass=user)(userPrincipalName={login}))\"");
+            cx.bad(
+                at("user_filter"),
+                format!("{f:?} is not one parenthesized filter"),
+                "a filter such as \"(&(objectClass=user)(userPrincipalName={login}))\"",
+            );
         }
     }
     let mut attrs = raw.attributes.clone().unwrap_or_default();
     for k in attrs.keys() {
         if !matches!(k.as_str(), "user_id" | "email" | "name" | "username") {
-            cx.bad(at(&format!("attributes.{k}")), "is not an attribute realmgate fills", "user_id, email, name, username");
+            cx.bad(
+                at(&format!("attributes.{k}")),
+                "is not an attribute realmgate fills",
+                "user_id, email, name, username",
+            );
         }
     }
     let mut take = |k: &str, d: &str| attrs.remove(k).unwrap_or_else(|| d.to_string());
@@ -217,7 +244,9 @@ pub(super) fn connection(
         username: take("username", "uid"),
     };
     if attributes.user_id.eq_ignore_ascii_case("mail")
-        || attributes.user_id.eq_ignore_ascii_case(&attributes.username)
+        || attributes
+            .user_id
+            .eq_ignore_ascii_case(&attributes.username)
         || attributes.user_id.eq_ignore_ascii_case("userPrincipalName")
         || attributes.user_id.eq_ignore_ascii_case("sAMAccountName")
         || attributes.user_id.eq_ignore_ascii_case("uid")
@@ -233,7 +262,11 @@ pub(super) fn connection(
     let groups = match &raw.groups {
         None => LdapGroups::MemberOf,
         Some(RawGroups::Switch(_)) => {
-            cx.bad(at("groups"), "is true or false", "\"memberof\", \"memberof_chain\", \"search\" or \"none\"");
+            cx.bad(
+                at("groups"),
+                "is true or false",
+                "\"memberof\", \"memberof_chain\", \"search\" or \"none\"",
+            );
             LdapGroups::None
         }
         Some(RawGroups::Mode(m)) => match m.as_str() {
@@ -247,23 +280,44 @@ pub(super) fn connection(
             },
             "search" => {
                 if group_base.is_none() {
-                    cx.bad(at("group_base"), "is missing (groups = \"search\")", "the DN under which groups are searched");
+                    cx.bad(
+                        at("group_base"),
+                        "is missing (groups = \"search\")",
+                        "the DN under which groups are searched",
+                    );
                 }
-                let filter = group_filter.clone().unwrap_or_else(|| "(member={dn})".into());
+                let filter = group_filter
+                    .clone()
+                    .unwrap_or_else(|| "(member={dn})".into());
                 if !filter.contains("{dn}") || !balanced(&filter) {
-                    cx.bad(at("group_filter"), format!("{filter:?} is not a filter with {{dn}}"), "a filter such as \"(member={dn})\" or \"(uniqueMember={dn})\"");
+                    cx.bad(
+                        at("group_filter"),
+                        format!("{filter:?} is not a filter with {{dn}}"),
+                        "a filter such as \"(member={dn})\" or \"(uniqueMember={dn})\"",
+                    );
                 }
-                LdapGroups::Search { base: group_base.clone().unwrap_or_default(), filter }
+                LdapGroups::Search {
+                    base: group_base.clone().unwrap_or_default(),
+                    filter,
+                }
             }
             "none" => LdapGroups::None,
             other => {
-                cx.bad(at("groups"), format!("{other:?} is not a group mode"), "\"memberof\", \"memberof_chain\", \"search\" or \"none\"");
+                cx.bad(
+                    at("groups"),
+                    format!("{other:?} is not a group mode"),
+                    "\"memberof\", \"memberof_chain\", \"search\" or \"none\"",
+                );
                 LdapGroups::None
             }
         },
     };
     if group_filter.is_some() && !matches!(groups, LdapGroups::Search { .. }) {
-        cx.bad(at("group_filter"), "is set but groups is not \"search\"", "groups = \"search\", or no group_filter");
+        cx.bad(
+            at("group_filter"),
+            "is set but groups is not \"search\"",
+            "groups = \"search\", or no group_filter",
+        );
     }
     let password_change_url = raw
         .password_change_url
@@ -271,15 +325,31 @@ pub(super) fn connection(
         .and_then(|u| cx.url(&at("password_change_url"), u, &["https", "http"]));
     let timeout = cx.duration(&at("timeout"), raw.timeout.as_deref(), "5s");
     if timeout.is_zero() || timeout > Duration::from_secs(60) {
-        cx.bad(at("timeout"), format!("{timeout:?} is out of range"), "between 1s and 60s");
+        cx.bad(
+            at("timeout"),
+            format!("{timeout:?} is out of range"),
+            "between 1s and 60s",
+        );
     }
     let max = raw.max_failed_logins.unwrap_or(DEFAULT_MAX_FAILED);
     if max == 0 || max > 1000 {
-        cx.bad(at("max_failed_logins"), format!("{max} is out of range"), "between 1 and 1000 (below the directory's own lockout threshold)");
+        cx.bad(
+            at("max_failed_logins"),
+            format!("{max} is out of range"),
+            "between 1 and 1000 (below the directory's own lockout threshold)",
+        );
     }
-    let failure_window = cx.duration(&at("failure_window"), raw.failure_window.as_deref(), DEFAULT_FAILURE_WINDOW);
+    let failure_window = cx.duration(
+        &at("failure_window"),
+        raw.failure_window.as_deref(),
+        DEFAULT_FAILURE_WINDOW,
+    );
     if failure_window < Duration::from_secs(1) || failure_window > Duration::from_secs(24 * 3600) {
-        cx.bad(at("failure_window"), format!("{failure_window:?} is out of range"), "between 1s and 24h");
+        cx.bad(
+            at("failure_window"),
+            format!("{failure_window:?} is out of range"),
+            "between 1s and 24h",
+        );
     }
     if urls.is_empty() {
         return None;
@@ -289,13 +359,20 @@ pub(super) fn connection(
         start_tls,
         ca_file,
         bind_dn: if bind_as.is_some() { None } else { bind_dn },
-        bind_password: if bind_as.is_some() { None } else { bind_password },
+        bind_password: if bind_as.is_some() {
+            None
+        } else {
+            bind_password
+        },
         user_base: raw.user_base.clone().filter(|b| !b.trim().is_empty()),
         user_filter: raw.user_filter.clone(),
         bind_as,
         attributes,
         groups,
-        group_name_attribute: raw.group_name_attribute.clone().unwrap_or_else(|| "cn".into()),
+        group_name_attribute: raw
+            .group_name_attribute
+            .clone()
+            .unwrap_or_else(|| "cn".into()),
         password_change_url,
         timeout,
         max_failed_logins: u32::try_from(max).unwrap_or(u32::MAX),

@@ -45,7 +45,10 @@ fn user_id_reads_object_guid_from_binary_or_text_values() {
 
 #[test]
 fn entry_uuid_is_lowercased_and_missing_ids_are_none() {
-    let e = entry(&[("entryUUID", "6F1D2C3B-0000-4000-8000-00000000ABCD")], &[]);
+    let e = entry(
+        &[("entryUUID", "6F1D2C3B-0000-4000-8000-00000000ABCD")],
+        &[],
+    );
     assert_eq!(
         user_id(&e, "entryuuid").as_deref(),
         Some("6f1d2c3b-0000-4000-8000-00000000abcd")
@@ -57,7 +60,9 @@ fn entry_uuid_is_lowercased_and_missing_ids_are_none() {
 
 #[test]
 fn ad_sub_codes_are_mapped_and_wrong_password_and_unknown_user_look_alike() {
-    let msg = |c: &str| format!("80090308: LdapErr: DSID-0C09030B, comment: AcceptSecurityContext error, data {c}, v893");
+    let msg = |c: &str| {
+        format!("80090308: LdapErr: DSID-0C09030B, comment: AcceptSecurityContext error, data {c}, v893")
+    };
     assert_eq!(ad_state(&msg("52e")), None);
     assert_eq!(ad_state(&msg("525")), None);
     assert_eq!(ad_state(&msg("530")), Some(AccountState::LogonHours));
@@ -65,7 +70,10 @@ fn ad_sub_codes_are_mapped_and_wrong_password_and_unknown_user_look_alike() {
     assert_eq!(ad_state(&msg("532")), Some(AccountState::PasswordExpired));
     assert_eq!(ad_state(&msg("533")), Some(AccountState::Disabled));
     assert_eq!(ad_state(&msg("701")), Some(AccountState::AccountExpired));
-    assert_eq!(ad_state(&msg("773")), Some(AccountState::MustChangePassword));
+    assert_eq!(
+        ad_state(&msg("773")),
+        Some(AccountState::MustChangePassword)
+    );
     assert_eq!(ad_state(&msg("775")), Some(AccountState::Locked));
     assert_eq!(ad_state("invalid credentials"), None);
     assert_eq!(ad_state(""), None);
@@ -77,7 +85,10 @@ fn the_first_rdn_value_is_unescaped() {
         rdn_value("CN=HR Admins\\, Berlin,OU=Groups,DC=corp", "cn").as_deref(),
         Some("HR Admins, Berlin")
     );
-    assert_eq!(rdn_value("cn=caf\\c3\\a9,dc=x", "CN").as_deref(), Some("café"));
+    assert_eq!(
+        rdn_value("cn=caf\\c3\\a9,dc=x", "CN").as_deref(),
+        Some("café")
+    );
     assert_eq!(rdn_value("ou=People,dc=x", "cn"), None);
     assert_eq!(rdn_value("cn=a+uid=b,dc=x", "cn"), None);
     assert_eq!(rdn_value("cn=,dc=x", "cn"), None);
@@ -94,16 +105,28 @@ fn password_debug_is_redacted() {
 #[test]
 fn ppolicy_response_errors_are_read() {
     // SEQUENCE { error [1] accountLocked(1) }
-    assert_eq!(ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x01]), Some(AccountState::Locked));
-    assert_eq!(ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x00]), Some(AccountState::PasswordExpired));
-    assert_eq!(ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x02]), Some(AccountState::MustChangePassword));
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x01]),
+        Some(AccountState::Locked)
+    );
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x00]),
+        Some(AccountState::PasswordExpired)
+    );
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x02]),
+        Some(AccountState::MustChangePassword)
+    );
     // With a warning first: [0] { timeBeforeExpiration [0] 100 }, then error 1.
     assert_eq!(
         ppolicy_error(&[0x30, 0x08, 0xa0, 0x03, 0x80, 0x01, 0x64, 0x81, 0x01, 0x01]),
         Some(AccountState::Locked)
     );
     // Warning only, empty, truncated, garbage.
-    assert_eq!(ppolicy_error(&[0x30, 0x05, 0xa0, 0x03, 0x80, 0x01, 0x64]), None);
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x05, 0xa0, 0x03, 0x80, 0x01, 0x64]),
+        None
+    );
     assert_eq!(ppolicy_error(&[0x30, 0x00]), None);
     assert_eq!(ppolicy_error(&[0x30, 0x05, 0x81, 0x01]), None);
     assert_eq!(ppolicy_error(&[0x04, 0x01, 0x00]), None);

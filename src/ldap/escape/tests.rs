@@ -7,7 +7,10 @@ fn filter_metacharacters_are_escaped() {
     assert_eq!(filter_value("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
     assert_eq!(filter_value("a\\b"), "a\\5cb");
     assert_eq!(filter_value("a\0b"), "a\\00b");
-    assert_eq!(filter_value("alice@corp.contoso.com"), "alice@corp.contoso.com");
+    assert_eq!(
+        filter_value("alice@corp.contoso.com"),
+        "alice@corp.contoso.com"
+    );
 }
 
 #[test]
