@@ -317,7 +317,7 @@ async fn unknown_user_and_wrong_password_read_the_same_and_ad_states_are_said_pl
     )
     .await;
     let b = browser(&w.gw);
-    let mut answer = |user: &'static str, pw: &'static str| {
+    let answer = |user: &'static str, pw: &'static str| {
         let (gw, b) = (&w.gw, &b);
         async move {
             let html = open_form(gw, b, "").await;
@@ -505,4 +505,44 @@ async fn a_real_browser_signs_in_through_the_password_form() {
     );
     assert_eq!(ldap.user_binds(), 1);
     gateway.stop().await;
+}
+
+/// With Redis sessions the failure counters are shared: failures at one
+/// replica block the login at another, and the counter key holds no login
+/// in clear.
+#[tokio::test]
+async fn the_failure_limit_holds_across_replicas_with_redis() {
+    let redis = crate::redis_util::RedisServer::start().await;
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(&ldap.url(), &ldap.ca_file, &up.url(), "max_failed_logins = 2").replace(
+        &format!("secret = \"{SECRET}\""),
+        &format!("secret = \"{SECRET}\"\nstore = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"ldaptest:\"", redis.url()),
+    );
+    let a = TestGateway::start(&toml).await;
+    let b = TestGateway::start(&toml).await;
+    for gw in [&a, &b] {
+        let br = browser(gw);
+        let html = open_form(gw, &br, "").await;
+        assert_eq!(
+            post(gw, &br, &csrf(&html), "alice@corp.test", "wrong")
+                .await
+                .status(),
+            401
+        );
+    }
+    // Blocked at a, after one failure at each replica.
+    let br = browser(&a);
+    let html = open_form(&a, &br, "").await;
+    assert_eq!(
+        post(&a, &br, &csrf(&html), "alice@corp.test", "correct horse")
+            .await
+            .status(),
+        429
+    );
+    let keys = redis.command("KEYS ldaptest:f:*").await;
+    assert!(keys.contains("ldap:corp:login:"), "{keys}");
+    assert!(!keys.to_ascii_lowercase().contains("alice"), "{keys}");
+    a.stop().await;
+    b.stop().await;
 }
