@@ -200,7 +200,15 @@ impl Directory {
         let template = self.cfg.user_filter.as_deref().unwrap_or_default();
         let filter = escape::fill(template, "{login}", login, escape::filter_value);
         let (mut search, entry) = self.find_user(base, &filter).await?;
-        let entry = entry.ok_or(DirectoryError::InvalidCredentials)?;
+        let Some(entry) = entry else {
+            // Unknown user: open (and close) a connection as a bind would,
+            // so the answer does not come back a TLS handshake sooner than
+            // a wrong password's (timing would tell which logins exist).
+            if let Ok(mut c) = self.connect().await {
+                let _ = c.unbind().await;
+            }
+            return Err(DirectoryError::InvalidCredentials);
+        };
         // The user's own connection: a pooled one never changes identity.
         let mut user = self.connect().await?;
         let bound = bind(&mut user, self.cfg.timeout, &entry.dn, password).await;

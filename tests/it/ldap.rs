@@ -546,3 +546,46 @@ async fn the_failure_limit_holds_across_replicas_with_redis() {
     a.stop().await;
     b.stop().await;
 }
+
+/// AD direct bind (`bind_as = "{login}"`): no search account; realmgate
+/// binds with the UPN as typed, then reads the user's entry as the user.
+#[tokio::test]
+async fn direct_bind_with_the_upn_signs_in_without_a_search_account() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"\ngroups = \"memberof_chain\"",
+    )
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    assert_eq!(
+        post(&gw, &b, &csrf(&html), "alice@corp.test", "wrong")
+            .await
+            .status(),
+        401
+    );
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302);
+    let me: serde_json::Value = b
+        .get(gw.url(HOST, "/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], "corp:01020304-0506-0708-090a-0b0c0d0e0f10");
+    let seen = ldap.seen.lock().unwrap();
+    assert!(
+        seen.binds.iter().all(|(dn, _)| dn == "alice@corp.test"),
+        "{:?}",
+        seen.binds
+    );
+}
