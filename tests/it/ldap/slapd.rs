@@ -24,6 +24,9 @@ pub struct Slapd {
     dir: tempfile::TempDir,
     pub port: u16,
     _port: ReservedPort,
+    /// The plain `ldap://` listener (for StartTLS).
+    pub plain_port: u16,
+    _plain: ReservedPort,
 }
 
 impl Drop for Slapd {
@@ -36,6 +39,11 @@ impl Drop for Slapd {
 impl Slapd {
     pub fn url(&self) -> String {
         format!("ldaps://127.0.0.1:{}", self.port)
+    }
+
+    /// `ldap://` (StartTLS) on loopback.
+    pub fn start_tls_url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.plain_port)
     }
 
     pub fn ca_file(&self) -> PathBuf {
@@ -97,8 +105,14 @@ impl Slapd {
             "slapadd: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let (child, port) = with_fresh_port("slapd", |port| {
-            let urls = format!("ldaps://127.0.0.1:{}/ {}", port.port(), ldapi_url(d));
+        let (child, port, plain) = with_fresh_port("slapd", |port| {
+            let plain = ReservedPort::new();
+            let urls = format!(
+                "ldaps://127.0.0.1:{}/ ldap://127.0.0.1:{}/ {}",
+                port.port(),
+                plain.port(),
+                ldapi_url(d)
+            );
             let mut child = Command::new(SLAPD)
                 .arg("-f")
                 .arg(d.join("slapd.conf"))
@@ -108,7 +122,7 @@ impl Slapd {
                 .spawn()
                 .map_err(|e| e.to_string())?;
             match wait_listening(&mut child, port.port(), Duration::from_secs(20)) {
-                Ok(()) => Ok((child, port)),
+                Ok(()) => Ok((child, port, plain)),
                 Err(e) => {
                     let _ = child.kill();
                     let out = child
@@ -124,6 +138,8 @@ impl Slapd {
             dir,
             port: port.port(),
             _port: port,
+            plain_port: plain.port(),
+            _plain: plain,
         };
         // Online load, through the overlays (memberOf is maintained).
         slapd.admin("ldapadd", ONLINE_LDIF);
@@ -417,5 +433,27 @@ async fn test_connection_binds_the_search_account_and_finds_the_user() {
     assert!(
         text.contains("the search account (bind_dn) cannot bind"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn start_tls_on_a_plain_ldap_url_signs_in() {
+    let slapd = tokio::task::spawn_blocking(Slapd::start).await.unwrap();
+    let up = EchoUpstream::start().await;
+    let toml =
+        config(&slapd, &up.url(), "start_tls = true").replace(&slapd.url(), &slapd.start_tls_url());
+    let gw = TestGateway::start(&toml).await;
+    let (status, body, _) = sign_in(&gw, "alice", "correct horse").await;
+    assert_eq!(status, 302, "{body}");
+    gw.stop().await;
+    // The same URL without start_tls is refused by check, naming the key.
+    let err = realmgate::config::load_str(
+        &config(&slapd, &up.url(), "").replace(&slapd.url(), &slapd.start_tls_url()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("connection[0].url") && err.contains("plain LDAP"),
+        "{err}"
     );
 }
