@@ -45,7 +45,8 @@ die() {
 # shared session store; chromium: the browser tier; nodejs/npm: the node tools;
 # haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs);
 # xmlsec1: the reference XML signature verifier the SAML differential test compares with.
-APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1)
+# slapd, ldap-utils: the real directory of the LDAP tier (tests/it/ldap/slapd.rs).
+APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1 slapd ldap-utils)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

@@ -14,6 +14,7 @@ mod backchannel;
 mod bearer;
 pub(crate) mod callback;
 mod login;
+mod password;
 mod refresh;
 mod verify;
 
@@ -50,6 +51,9 @@ pub struct AuthShared {
     used_states: moka::future::Cache<[u8; 32], ()>,
     /// Per-session token refresh locks (single-flight, see `refresh`).
     refresh_flights: refresh::Flights,
+    /// Failed password sign-ins (LDAP connections) when the session store
+    /// does not count them itself.
+    ldap_failures: crate::ldap::limit::Failures,
 }
 
 impl AuthShared {
@@ -74,6 +78,7 @@ impl AuthShared {
                 .time_to_live(crate::session::state::STATE_LIFETIME)
                 .build(),
             refresh_flights: refresh::new_flights(),
+            ldap_failures: crate::ldap::limit::Failures::default(),
         })
     }
 }
@@ -96,6 +101,8 @@ pub struct AuthState {
     policy_groups: Arc<HashSet<String>>,
     /// Signs `X-Realmgate-Assertion`, when `server.assertion_key` is set.
     assertions: Option<Arc<assertion::Assertions>>,
+    /// The directories of `type = "ldap"` connections.
+    directories: Arc<crate::ldap::Directories>,
 }
 
 impl AuthState {
@@ -140,6 +147,7 @@ impl AuthState {
                 .assertion_key
                 .as_ref()
                 .map(|k| Arc::new(assertion::Assertions::new(k.clone()))),
+            directories: Arc::new(crate::ldap::Directories::new(&settings)),
             shared: shared.clone(),
             settings,
         }
@@ -372,6 +380,15 @@ pub async fn endpoint(
                 {
                     match read_form(body).await {
                         Ok(form) => callback::finish(&ctx, &parts, tail, &form).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                // The password form of an LDAP connection.
+                None if *method == Method::POST
+                    && ctx.state.connection(tail).is_some_and(|c| c.is_ldap()) =>
+                {
+                    match read_form(body).await {
+                        Ok(form) => login::password_submit(&ctx, &parts, conn, tail, form).await,
                         Err(e) => Err(e),
                     }
                 }

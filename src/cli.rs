@@ -61,6 +61,10 @@ enum Command {
     TestConnection {
         /// The connection's `name`.
         name: String,
+        /// LDAP: a login to look up with the search account (no password
+        /// is asked or sent).
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Say which route, connection and policy decide a URL for an identity, and why.
     #[command(group(ArgGroup::new("identity").required(true).args(["claims", "user"])))]
@@ -125,7 +129,7 @@ fn command(cli: Cli) -> ExitCode {
             let _ = out.flush();
             ExitCode::SUCCESS
         }
-        Command::TestConnection { name } => {
+        Command::TestConnection { name, user } => {
             let Some(settings) = load(config) else {
                 return ExitCode::from(EX_USAGE);
             };
@@ -152,7 +156,12 @@ fn command(cli: Cli) -> ExitCode {
             }
             let ok = block_on(async {
                 let mut out = std::io::stdout();
-                Ok(crate::oidc::test_connection(&settings, &name, &mut out).await)
+                match settings.connection(&name) {
+                    Some(c) if c.is_ldap() => {
+                        Ok(crate::ldap::check::test_connection(c, user.as_deref(), &mut out).await)
+                    }
+                    _ => Ok(crate::oidc::test_connection(&settings, &name, &mut out).await),
+                }
             });
             match ok {
                 Ok(true) => ExitCode::SUCCESS,

@@ -481,6 +481,8 @@ impl<'a> Kinds<'a> {
                 };
                 Some(Box::new(oidc::OidcSignIn::new(conn, provider, env)))
             }
+            // The password form is served by `auth::password` for now.
+            ConnectionKind::Ldap(_) => None,
         }
     }
 }

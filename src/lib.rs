@@ -29,6 +29,7 @@ pub mod fuzzing;
 pub mod handler;
 pub mod headers;
 pub mod http_client;
+pub mod ldap;
 pub mod metrics;
 pub mod oidc;
 pub mod pathnorm;

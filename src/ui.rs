@@ -39,13 +39,35 @@ const FRAME: &str = "frame.html";
 const LOGIN: &str = "login.html";
 const ERROR: &str = "error.html";
 const LOGOUT: &str = "logout.html";
+const PASSWORD: &str = "password.html";
 
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATES: [(&str, &str); 5] = [
     (FRAME, include_str!("ui/templates/frame.html")),
     (LOGIN, include_str!("ui/templates/login.html")),
     (ERROR, include_str!("ui/templates/error.html")),
     (LOGOUT, include_str!("ui/templates/logout.html")),
+    (PASSWORD, include_str!("ui/templates/password.html")),
 ];
+
+/// What the password form of an LDAP connection shows (SPEC 9).
+#[derive(Debug, Clone, Default)]
+pub struct PasswordView {
+    /// The connection's display name.
+    pub connection: String,
+    /// `/.auth/login/{connection}`.
+    pub action: String,
+    /// The CSRF token bound to this browser; None: no form (sign-in refused
+    /// for now), only the message.
+    pub csrf: Option<String>,
+    /// Pre-filled: the email typed on the sign-in page, or the user name
+    /// typed last. Never the password.
+    pub username: String,
+    pub message: Option<String>,
+    /// `password_change_url`, shown with an expired or must-change password.
+    pub change_url: Option<String>,
+    /// The sign-in page, to choose another account.
+    pub back: String,
+}
 
 /// A button on the login page that starts sign-in at one connection.
 #[derive(Debug, Clone)]
@@ -142,6 +164,35 @@ impl Pages {
             fallback_page(
                 "Sign in",
                 "The sign-in page could not be shown. Try again later.",
+            )
+        })
+    }
+
+    /// The password form of an LDAP connection.
+    pub fn password(&self, view: &PasswordView) -> String {
+        let back = if safe_href(&view.back) {
+            view.back.as_str()
+        } else {
+            "/.auth/login"
+        };
+        let action = if view.action.starts_with("/.auth/login/") && safe_href(&view.action) {
+            view.action.as_str()
+        } else {
+            "/.auth/login"
+        };
+        let inner = context! {
+            connection => &view.connection,
+            action,
+            csrf => view.csrf.as_deref(),
+            username => &view.username,
+            message => view.message.as_deref().filter(|m| !m.is_empty()),
+            change_url => view.change_url.as_deref().filter(|u| safe_href(u)),
+            back,
+        };
+        self.page(PASSWORD, "Sign in", inner).unwrap_or_else(|| {
+            fallback_page(
+                "Sign in",
+                "The sign-in form could not be shown. Try again later.",
             )
         })
     }

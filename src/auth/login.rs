@@ -73,6 +73,9 @@ pub(super) async fn start(
     else {
         return Err(GatewayError::NotFound);
     };
+    if conn.is_ldap() {
+        return super::password::form(ctx, parts, conn).await;
+    }
     let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
     let raw_target = form_get(&query, "post_login_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = ctx.safe_target(parts, raw_target);
@@ -95,6 +98,14 @@ async fn start_flow(
     target: &str,
     mut extra: Vec<(String, String)>,
 ) -> Result<Response<Body>, GatewayError> {
+    if conn.is_ldap() {
+        // realmgate's own password form, the email pre-filled.
+        let hint = extra
+            .iter()
+            .find(|(k, _)| k == "login_hint")
+            .map(|(_, v)| v.as_str());
+        return redirect(&super::password::form_url(conn, target, hint), []);
+    }
     let kinds = ctx.kinds();
     let kind = kinds.for_connection(conn).ok_or(GatewayError::NotFound)?;
     // Operator parameters first; a forwarded one with the same name wins only
@@ -185,4 +196,30 @@ fn render(
         show_email_form: show_email,
     };
     html(status, ctx.state.pages.login(&view))
+}
+
+/// `POST /.auth/login/{connection}`: only LDAP connections the route
+/// allows have a form to post to.
+pub(super) async fn password_submit(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    conn_info: &crate::handler::ConnInfo,
+    name: &str,
+    form: Vec<u8>,
+) -> Result<Response<Body>, GatewayError> {
+    let mut form = form;
+    let Some(conn) = ctx
+        .allowed_connections()
+        .into_iter()
+        .find(|c| c.name == name)
+        .cloned()
+    else {
+        zeroize::Zeroize::zeroize(&mut form);
+        return Err(GatewayError::NotFound);
+    };
+    if !conn.is_ldap() {
+        zeroize::Zeroize::zeroize(&mut form);
+        return Err(GatewayError::MethodNotAllowed);
+    }
+    super::password::submit(ctx, parts, conn_info, &conn, form).await
 }

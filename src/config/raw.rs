@@ -109,7 +109,8 @@ pub struct RawConnection {
     pub scopes: Option<Vec<String>>,
     pub home_realm_domains: Option<Vec<String>>,
     pub always_show_button: Option<bool>,
-    pub groups: Option<bool>,
+    /// `true`/`false` (OIDC, Entra) or a group mode (LDAP).
+    pub groups: Option<RawGroups>,
     pub group_names: Option<BTreeMap<String, String>>,
     pub groups_in_headers: Option<String>,
     pub extended_profile: Option<bool>,
@@ -132,6 +133,31 @@ pub struct RawConnection {
     pub metadata_url: Option<String>,
     pub metadata_file: Option<PathBuf>,
     pub realm: Option<String>,
+    // LDAP (SPEC 9)
+    pub url: Option<OneOrMany>,
+    pub start_tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub user_base: Option<String>,
+    pub user_filter: Option<String>,
+    pub bind_as: Option<String>,
+    pub group_base: Option<String>,
+    pub group_filter: Option<String>,
+    pub group_name_attribute: Option<String>,
+    pub password_change_url: Option<String>,
+    pub timeout: Option<String>,
+    pub max_failed_logins: Option<u64>,
+    pub failure_window: Option<String>,
+}
+
+/// `groups`: a switch for OpenID Connect kinds, a mode for LDAP.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum RawGroups {
+    Switch(bool),
+    Mode(String),
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]

@@ -168,6 +168,8 @@ pub struct UiSettings {
 pub enum ConnectionKind {
     Entra(EntraSettings),
     Oidc(OidcSettings),
+    /// LDAP or Active Directory behind realmgate's password form (SPEC 9).
+    Ldap(Box<crate::ldap::LdapSettings>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +260,13 @@ impl ConnectionSettings {
                     .expect("authority_host was validated as a base URL")
             }
             ConnectionKind::Oidc(o) => o.issuer.clone(),
+            // Not an OpenID provider: the first directory URL (no caller
+            // asks an LDAP connection for its issuer; `is_ldap` comes first).
+            ConnectionKind::Ldap(l) => l
+                .urls
+                .first()
+                .cloned()
+                .unwrap_or_else(|| Url::parse("ldaps://invalid").expect("a constant URL")),
         }
     }
 
@@ -276,6 +285,11 @@ impl ConnectionSettings {
 
     pub fn is_entra(&self) -> bool {
         matches!(self.kind, ConnectionKind::Entra(_))
+    }
+
+    /// A `type = "ldap"` connection: realmgate's password form, no OpenID provider.
+    pub fn is_ldap(&self) -> bool {
+        matches!(self.kind, ConnectionKind::Ldap(_))
     }
 }
 

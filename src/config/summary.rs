@@ -13,7 +13,8 @@ use super::{ConnectionKind, Settings, StoreSettings, TenantAllowList};
 /// loopback addresses, which get `http` and the listen port (development).
 pub fn callback_urls(settings: &Settings) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for conn in &settings.connections {
+    // LDAP connections have no redirect URI (the password form is realmgate's).
+    for conn in settings.connections.iter().filter(|c| !c.is_ldap()) {
         let path = conn.callback_path();
         let mut push = |url: String| {
             if !out.iter().any(|(c, u)| *c == conn.name && *u == url) {
@@ -286,6 +287,19 @@ pub fn summary(settings: &Settings) -> String {
                 format!("Entra ID, tenant {}{tenants}", e.tenant)
             }
             ConnectionKind::Oidc(o) => format!("OpenID Connect, issuer {}", o.issuer),
+            ConnectionKind::Ldap(l) => format!(
+                "LDAP, {} ({})",
+                l.urls
+                    .iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if l.bind_as.is_some() {
+                    "direct bind"
+                } else {
+                    "search-then-bind"
+                }
+            ),
         };
         let _ = writeln!(s, "  {} ({}): {kind}", c.name, c.display_name);
         if !c.home_realm_domains.is_empty() {

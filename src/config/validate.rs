@@ -725,21 +725,29 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
                 }
                 continue;
             }
+            Some("ldap") => {
+                ldap::refuse_other_keys(cx, &at, &raw);
+                ldap::connection(cx, &at, &raw).map(|l| ConnectionKind::Ldap(Box::new(l)))
+            }
             Some(other) => {
                 cx.bad(
                     at("type"),
                     format!("{other:?} is not a connection type"),
-                    "\"entra\" or \"oidc\"",
+                    "\"entra\", \"oidc\" or \"ldap\"",
                 );
                 None
             }
             None => {
-                cx.bad(at("type"), "is missing", "\"entra\" or \"oidc\"");
+                cx.bad(at("type"), "is missing", "\"entra\", \"oidc\" or \"ldap\"");
                 None
             }
         };
+        let is_ldap = raw.kind.as_deref() == Some("ldap");
+        if !is_ldap {
+            ldap::refuse_ldap_keys(cx, &at, &raw);
+        }
         let client_id = raw.client_id.clone().unwrap_or_default();
-        if client_id.trim().is_empty() {
+        if client_id.trim().is_empty() && !is_ldap {
             cx.bad(
                 at("client_id"),
                 "is missing",
@@ -810,7 +818,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             }
             s.into_iter().map(String::from).collect()
         });
-        if !scopes.iter().any(|s| s == "openid") {
+        if !is_ldap && !scopes.iter().any(|s| s == "openid") {
             cx.bad(
                 at("scopes"),
                 "does not include \"openid\"",
@@ -860,7 +868,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             scopes,
             home_realm_domains,
             always_show_button: raw.always_show_button.unwrap_or(false),
-            groups: raw.groups.unwrap_or(true),
+            groups: ldap::groups_switch(cx, &at, &raw),
             group_names: raw
                 .group_names
                 .clone()
@@ -893,6 +901,8 @@ const PROTOCOL_PARAMS: &[&str] = &[
     "request",
     "request_uri",
 ];
+
+mod ldap;
 
 fn entra(
     cx: &mut Ctx<'_>,

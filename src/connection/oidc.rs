@@ -62,7 +62,8 @@ impl Dialect for Generic {
 pub(crate) fn dialect(conn: &ConnectionSettings) -> &'static dyn Dialect {
     match conn.kind {
         ConnectionKind::Entra(_) => &super::entra::Entra,
-        ConnectionKind::Oidc(_) => &Generic,
+        // Not OpenID Connect: nothing asks an LDAP connection for a dialect.
+        ConnectionKind::Oidc(_) | ConnectionKind::Ldap(_) => &Generic,
     }
 }
 

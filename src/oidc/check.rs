@@ -55,6 +55,11 @@ async fn check(
             "connection {name:?}: OpenID Connect, issuer {}",
             o.issuer.as_str().trim_end_matches('/')
         )?,
+        // `cli` sends LDAP connections to `ldap::check`.
+        ConnectionKind::Ldap(_) => {
+            writeln!(out, "connection {name:?}: LDAP (see `ldap::check`)")?;
+            return Ok(false);
+        }
     }
     let http = match HttpClient::new() {
         Ok(h) => h,

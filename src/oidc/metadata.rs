@@ -174,5 +174,8 @@ fn issuer_rule(
         ConnectionKind::Entra(e) => {
             crate::connection::entra::issuer::discovery_rule(e, issuer).map_err(MetadataProblem)
         }
+        ConnectionKind::Ldap(_) => Err(MetadataProblem(
+            "an LDAP connection has no discovery document".into(),
+        )),
     }
 }

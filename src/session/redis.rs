@@ -489,6 +489,40 @@ impl SessionStore for RedisStore {
         })
     }
 
+    /// `INCR` and, on the first failure, `PEXPIRE` in one script: the
+    /// window is fixed from the first failure on every replica.
+    fn count_failure<'a>(
+        &'a self,
+        key: &'a str,
+        window: Duration,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.failures(key);
+            let script = &self.scripts.count_failure;
+            let ttl_ms = millis(window).max(1);
+            let n: u64 = self
+                .conn
+                .run(self.timeout, "count failure", |mut c| async move {
+                    script.key(key).arg(ttl_ms).invoke_async(&mut c).await
+                })
+                .await?;
+            Ok(Some(n))
+        })
+    }
+
+    fn failures<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.failures(key);
+            let n: Option<u64> = self
+                .conn
+                .run(self.timeout, "GET failures", |mut c| async move {
+                    redis::cmd("GET").arg(key).query_async(&mut c).await
+                })
+                .await?;
+            Ok(Some(n.unwrap_or(0)))
+        })
+    }
+
     fn unlock_refresh<'a>(
         &'a self,
         id: &'a SessionId,

@@ -120,6 +120,24 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Counts one failed password sign-in under `key` (`ldap::limit`) in a
+    /// fixed window of `window` from the key's first failure, and answers
+    /// the count. None: this store is not shared between replicas, and the
+    /// caller counts in its own process.
+    fn count_failure<'a>(
+        &'a self,
+        _key: &'a str,
+        _window: Duration,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The failures counted under `key` in its current window (None: as
+    /// for `count_failure`).
+    fn failures<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Releases the lock if it still holds `token` (it may have expired and
     /// been taken by another replica since).
     fn unlock_refresh<'a>(

@@ -10,6 +10,7 @@ mod entra;
 mod forward_auth;
 mod hostile;
 mod id_token;
+mod ldap;
 mod login_flow;
 mod node;
 mod node_tools;

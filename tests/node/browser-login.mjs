@@ -30,6 +30,8 @@
 //   --timeout-ms MS         per step (navigation, click, fill) timeout (default 15000).
 //   --total-timeout-ms MS   the whole run (default 90000).
 //
+//   realmgate's password form (LDAP connections): the user name must be pre-filled with
+//   LOGIN; --password is typed and sent with Enter; 02-password.png is its screenshot.
 //   Provider pages handled: oidc-provider's development login form (fields `login` and
 //   `password`), and any page offering a button or link whose text contains LOGIN (the
 //   demo IdP's user picker); a logout confirmation (`button[name=logout][value=yes]`)
@@ -198,6 +200,18 @@ try {
     }
   } else if (args.email) {
     await fail('expected the gateway sign-in page, but the browser went elsewhere');
+  }
+
+  // 1b. realmgate's own password form (LDAP connections): the user name is
+  // pre-filled from the email; the password is typed and sent with Enter.
+  if (onGatewayAuth() && (await page.getByLabel('Password', { exact: true }).count()) === 1) {
+    await shot('02-password.png');
+    const user = page.getByLabel('User name');
+    if ((await user.count()) !== 1) await fail('the password form has no field labelled "User name"');
+    if (login && (await user.inputValue()) !== login) await fail(`the user name was not pre-filled with ${login}`);
+    const password = page.getByLabel('Password', { exact: true });
+    await password.fill(args.password);
+    await andNavigate(() => password.press('Enter'), 'submitting the password form with Enter');
   }
 
   // 2. The provider's pages, until the browser is back on the gateway.

@@ -73,6 +73,12 @@ impl Keys {
         format!("{}o:{}", self.prefix, scoped_hash(connection, value))
     }
 
+    /// A failed-sign-in counter (`ldap::limit`; the key is already free
+    /// of logins in clear).
+    pub(super) fn failures(&self, key: &str) -> String {
+        format!("{}f:{key}", self.prefix)
+    }
+
     pub(super) fn channel(&self) -> String {
         format!("{}invalidate", self.prefix)
     }
@@ -121,6 +127,9 @@ pub(super) struct Scripts {
     pub(super) index: Script,
     /// KEYS: lock. ARGV: token. Deletes the lock only if it is still ours.
     pub(super) unlock: Script,
+    /// KEYS: counter. ARGV: window ms. Counts one failure; the first one
+    /// starts the window. Answers the count.
+    pub(super) count_failure: Script,
 }
 
 impl Scripts {
@@ -141,6 +150,13 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return redis.call('SCARD', KEYS[1])",
+            ),
+            count_failure: Script::new(
+                r"local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n",
             ),
             unlock: Script::new(
                 r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

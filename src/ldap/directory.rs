@@ -1,0 +1,853 @@
+//! The directory client: search-then-bind with the search account, or AD
+//! direct bind (`bind_as`), then the user's attributes and groups.
+//!
+//! - TLS only: `ldaps://`, or `ldap://` with StartTLS; a plain URL is
+//!   refused here as well as by `check`. rustls with the system roots or
+//!   `ca_file`.
+//! - URLs are tried in order, each with `timeout` for connecting (TLS and
+//!   StartTLS included); every operation has `timeout` too. Nothing
+//!   answering at all is [`DirectoryError::Unavailable`] (a 503 page).
+//! - The search account's connections are pooled ([`POOL_SIZE`] bound
+//!   connections, each multiplexed by ldap3, reopened when they fail). A
+//!   user's bind always gets a connection of its own, closed afterwards, so
+//!   a pooled connection never changes identity.
+//! - The password: refused when empty before any bind (RFC 4513 §5.1.2: a
+//!   simple bind with an empty password is an unauthenticated bind that
+//!   "succeeds"); sent only in the bind request; never logged. The caller
+//!   owns it as [`Password`], zeroized on drop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry, SearchOptions,
+};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use zeroize::Zeroizing;
+
+use super::escape;
+use super::settings::{LdapGroups, LdapSettings};
+
+/// Search-account connections kept open per connection.
+pub const POOL_SIZE: usize = 4;
+
+/// Longest login accepted (a UPN is at most 1024 characters in AD, an
+/// email 254 bytes); longer input is refused like a wrong password.
+pub const MAX_LOGIN_BYTES: usize = 512;
+
+/// Longest password accepted (AD: 256 characters).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Most groups read for one user.
+const MAX_GROUPS: i32 = 2000;
+
+/// LDAP_MATCHING_RULE_IN_CHAIN: AD's transitive membership rule.
+pub const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
+
+/// A typed password: zeroized when dropped; `Debug` never shows it.
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    pub fn new(p: String) -> Password {
+        Password(Zeroizing::new(p))
+    }
+    fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A user the directory vouched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    pub dn: String,
+    /// The stable id (objectGUID as a lowercase hyphenated GUID, or
+    /// entryUUID), without the connection prefix.
+    pub subject: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    /// Names from `group_name_attribute`.
+    pub groups: Vec<String>,
+}
+
+/// An account state the directory reported on bind (AD's `data` sub-codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    PasswordExpired,
+    MustChangePassword,
+    Locked,
+    Disabled,
+    AccountExpired,
+    LogonHours,
+    Workstation,
+    /// Refused without detail (unwillingToPerform, constraintViolation:
+    /// OpenLDAP's ppolicy and similar).
+    Refused,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// Unknown user, wrong password, empty password, ambiguous login: one
+    /// answer for all, so the form cannot tell which accounts exist.
+    #[error("unknown user or wrong password")]
+    InvalidCredentials,
+    #[error("the account cannot sign in now: {0:?}")]
+    Account(AccountState),
+    /// The user's entry has no usable `attributes.user_id`.
+    #[error("the user's entry has no usable {0} attribute")]
+    NoUserId(String),
+    /// No URL answered (connect, TLS, timeout).
+    #[error("no directory server answered: {0}")]
+    Unavailable(String),
+    /// A server answered, but the search account or a search failed: a
+    /// configuration problem (the detail says which).
+    #[error("{0}")]
+    Directory(String),
+}
+
+impl DirectoryError {
+    /// Short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DirectoryError::InvalidCredentials => "invalid_credentials",
+            DirectoryError::Account(_) => "account_state",
+            DirectoryError::NoUserId(_) => "missing_user_id",
+            DirectoryError::Unavailable(_) => "directory_unavailable",
+            DirectoryError::Directory(_) => "directory_error",
+        }
+    }
+}
+
+/// One `type = "ldap"` connection's directory.
+pub struct Directory {
+    cfg: Arc<LdapSettings>,
+    tls: Arc<rustls::ClientConfig>,
+    pool: Vec<tokio::sync::Mutex<Option<Ldap>>>,
+    next: AtomicUsize,
+}
+
+impl Directory {
+    /// Fails when `ca_file` cannot be read or holds no certificate.
+    pub fn new(cfg: Arc<LdapSettings>) -> Result<Directory, String> {
+        let roots = match &cfg.ca_file {
+            Some(path) => load_ca(path)?,
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                let mut roots = RootCertStore::empty();
+                roots.add_parsable_certificates(native.certs);
+                roots
+            }
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Directory {
+            cfg,
+            tls: Arc::new(tls),
+            pool: (0..POOL_SIZE)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn settings(&self) -> &LdapSettings {
+        &self.cfg
+    }
+
+    /// Checks `login` and `password` against the directory.
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        password: &Password,
+    ) -> Result<DirectoryUser, DirectoryError> {
+        // Before any bind: an empty password would be an anonymous bind.
+        if password.is_empty()
+            || password.expose().len() > MAX_PASSWORD_BYTES
+            || login.is_empty()
+            || login.len() > MAX_LOGIN_BYTES
+            || login.chars().any(char::is_control)
+        {
+            return Err(DirectoryError::InvalidCredentials);
+        }
+        match &self.cfg.bind_as {
+            None => self.search_then_bind(login, password).await,
+            Some(template) => self.direct_bind(template, login, password).await,
+        }
+    }
+
+    async fn search_then_bind(
+        &self,
+        login: &str,
+        password: &Password,
+    ) -> Result<DirectoryUser, DirectoryError> {
+        let base = self.cfg.user_base.as_deref().unwrap_or_default();
+        let template = self.cfg.user_filter.as_deref().unwrap_or_default();
+        let filter = escape::fill(template, "{login}", login, escape::filter_value);
+        let (mut search, entry) = self.find_user(base, &filter).await?;
+        let Some(entry) = entry else {
+            // Unknown user: open (and close) a connection as a bind would,
+            // so the answer does not come back a TLS handshake sooner than
+            // a wrong password's (timing would tell which logins exist).
+            if let Ok(mut c) = self.connect().await {
+                let _ = c.unbind().await;
+            }
+            return Err(DirectoryError::InvalidCredentials);
+        };
+        // The user's own connection: a pooled one never changes identity.
+        let mut user = self.connect().await?;
+        let bound = bind(&mut user, self.cfg.timeout, &entry.dn, password).await;
+        let _ = user.unbind().await;
+        bound?;
+        self.build_user(&mut search, entry).await
+    }
+
+    async fn direct_bind(
+        &self,
+        template: &str,
+        login: &str,
+        password: &Password,
+    ) -> Result<DirectoryUser, DirectoryError> {
+        // `{login}` alone (a UPN or DOMAIN\user as typed) is the bind name
+        // itself; inside a DN template it is one escaped RDN value.
+        let name = if template.contains('=') {
+            escape::fill(template, "{login}", login, escape::dn_value)
+        } else {
+            template.replace("{login}", login)
+        };
+        let mut user = self.connect().await?;
+        let result = async {
+            bind(&mut user, self.cfg.timeout, &name, password).await?;
+            // Read the user's own entry, as the user.
+            let base = match &self.cfg.user_base {
+                Some(b) => b.clone(),
+                None => default_naming_context(&mut user, self.cfg.timeout).await?,
+            };
+            let template = self
+                .cfg
+                .user_filter
+                .as_deref()
+                .unwrap_or("(userPrincipalName={login})");
+            let filter = escape::fill(template, "{login}", login, escape::filter_value);
+            let entry = find_one(&mut user, self.cfg.timeout, &base, &filter, &self.user_attrs())
+                .await?
+                .ok_or_else(|| {
+                    DirectoryError::Directory(format!(
+                        "the bind succeeded but the user's entry was not found under {base:?} with the user filter; check user_base and user_filter"
+                    ))
+                })?;
+            self.build_user(&mut user, entry).await
+        }
+        .await;
+        let _ = user.unbind().await;
+        result
+    }
+
+    fn user_attrs(&self) -> Vec<String> {
+        let a = &self.cfg.attributes;
+        let mut v = vec![
+            a.user_id.clone(),
+            a.email.clone(),
+            a.name.clone(),
+            a.username.clone(),
+        ];
+        if self.cfg.groups == LdapGroups::MemberOf {
+            v.push("memberOf".into());
+        }
+        v
+    }
+
+    /// The session's view of an entry; groups looked up on `conn`.
+    async fn build_user(
+        &self,
+        conn: &mut Ldap,
+        entry: SearchEntry,
+    ) -> Result<DirectoryUser, DirectoryError> {
+        let a = &self.cfg.attributes;
+        let subject = user_id(&entry, &a.user_id)
+            .ok_or_else(|| DirectoryError::NoUserId(a.user_id.clone()))?;
+        let groups = self.groups(conn, &entry).await?;
+        Ok(DirectoryUser {
+            subject,
+            email: text_attr(&entry, &a.email),
+            name: text_attr(&entry, &a.name),
+            username: text_attr(&entry, &a.username),
+            groups,
+            dn: entry.dn,
+        })
+    }
+
+    async fn groups(
+        &self,
+        conn: &mut Ldap,
+        entry: &SearchEntry,
+    ) -> Result<Vec<String>, DirectoryError> {
+        let name_attr = self.cfg.group_name_attribute.as_str();
+        let (base, filter) = match &self.cfg.groups {
+            LdapGroups::None => return Ok(Vec::new()),
+            LdapGroups::MemberOf => {
+                let mut names = Vec::new();
+                for dn in text_attrs(entry, "memberOf") {
+                    match rdn_value(&dn, name_attr) {
+                        Some(n) => names.push(n),
+                        // The name is not the DN's first RDN: read it.
+                        None => {
+                            if let Some(g) =
+                                find_one_base(conn, self.cfg.timeout, &dn, name_attr).await?
+                            {
+                                names.extend(text_attr(&g, name_attr));
+                            }
+                        }
+                    }
+                }
+                return Ok(dedup(names));
+            }
+            LdapGroups::MemberOfChain { base } => (
+                base.clone(),
+                format!("(member:{IN_CHAIN}:={})", escape::filter_value(&entry.dn)),
+            ),
+            LdapGroups::Search { base, filter } => (
+                base.clone(),
+                escape::fill(filter, "{dn}", &entry.dn, escape::filter_value),
+            ),
+        };
+        let entries = search(
+            conn,
+            self.cfg.timeout,
+            &base,
+            &filter,
+            &[name_attr],
+            MAX_GROUPS,
+        )
+        .await?;
+        Ok(dedup(
+            entries
+                .iter()
+                .filter_map(|g| text_attr(g, name_attr))
+                .collect(),
+        ))
+    }
+
+    /// A bound search-account connection from the pool (opened and bound
+    /// when the slot is empty or its connection has closed).
+    async fn search_account(&self) -> Result<(usize, Ldap), DirectoryError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % POOL_SIZE;
+        self.search_account_at(i).await
+    }
+
+    async fn search_account_at(&self, i: usize) -> Result<(usize, Ldap), DirectoryError> {
+        let Some(slot) = self.pool.get(i) else {
+            return Err(DirectoryError::Directory("pool index".into()));
+        };
+        let mut slot = slot.lock().await;
+        if let Some(ldap) = slot.as_ref() {
+            let mut ldap = ldap.clone();
+            if !ldap.is_closed() {
+                return Ok((i, ldap));
+            }
+        }
+        *slot = None;
+        let mut ldap = self.connect().await?;
+        if let (Some(dn), Some(pw)) = (&self.cfg.bind_dn, &self.cfg.bind_password) {
+            let pw = Password::new(pw.expose_str().to_string());
+            bind(&mut ldap, self.cfg.timeout, dn, &pw).await.map_err(|e| match e {
+                DirectoryError::Unavailable(_) => e,
+                other => DirectoryError::Directory(format!(
+                    "the search account (bind_dn) cannot bind: {other}; check bind_dn and bind_password_file"
+                )),
+            })?;
+        }
+        *slot = Some(ldap.clone());
+        Ok((i, ldap))
+    }
+
+    /// A new connection to the first URL that answers.
+    async fn connect(&self) -> Result<Ldap, DirectoryError> {
+        let mut errors = Vec::new();
+        for url in &self.cfg.urls {
+            match self.connect_url(url).await {
+                Ok(ldap) => return Ok(ldap),
+                Err(e) => {
+                    tracing::warn!(error = %e, "LDAP server not usable; trying the next URL");
+                    errors.push(e);
+                }
+            }
+        }
+        Err(DirectoryError::Unavailable(errors.join("; ")))
+    }
+
+    /// A new connection to `url` (TLS established), or why not.
+    async fn connect_url(&self, url: &url::Url) -> Result<Ldap, String> {
+        let start_tls = match url.scheme() {
+            "ldaps" => false,
+            "ldap" if self.cfg.start_tls => true,
+            _ => return Err(format!("{url}: plain LDAP is refused")),
+        };
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(self.cfg.timeout)
+            .set_starttls(start_tls)
+            .set_config(self.tls.clone());
+        let attempt = tokio::time::timeout(
+            self.cfg.timeout,
+            LdapConnAsync::with_settings(settings, url.as_str()),
+        )
+        .await;
+        match attempt {
+            Ok(Ok((conn, ldap))) => {
+                tokio::spawn(async move {
+                    if let Err(e) = conn.drive().await {
+                        tracing::debug!(error = %e, "LDAP connection ended");
+                    }
+                });
+                Ok(ldap)
+            }
+            Ok(Err(e)) => Err(format!("{url}: {e}")),
+            Err(_) => Err(format!("{url}: no answer within {:?}", self.cfg.timeout)),
+        }
+    }
+
+    /// `test-connection`: each URL on its own (connect and TLS).
+    pub async fn probe_urls(&self) -> Vec<(String, Result<(), String>)> {
+        let mut out = Vec::new();
+        for url in &self.cfg.urls {
+            let r = match self.connect_url(url).await {
+                Ok(mut l) => {
+                    let _ = l.unbind().await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            out.push((url.to_string(), r));
+        }
+        out
+    }
+
+    /// `test-connection`: binds the search account (None with `bind_as`).
+    pub async fn probe_search_account(&self) -> Option<Result<(), DirectoryError>> {
+        self.cfg.bind_as.is_none().then_some(())?;
+        Some(self.search_account().await.map(|_| ()))
+    }
+
+    /// `test-connection`: the user `login` as the search account sees it,
+    /// groups included; no bind as the user, no password.
+    pub async fn lookup(&self, login: &str) -> Result<Option<DirectoryUser>, DirectoryError> {
+        let base = self.cfg.user_base.as_deref().unwrap_or_default();
+        let template = self.cfg.user_filter.as_deref().unwrap_or_default();
+        let filter = escape::fill(template, "{login}", login, escape::filter_value);
+        let (mut search, entry) = self.find_user(base, &filter).await?;
+        match entry {
+            Some(entry) => self.build_user(&mut search, entry).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The user search on a pooled search-account connection. A pooled
+    /// connection the server closed while idle fails its first operation:
+    /// that slot is reopened and the search tried once more.
+    async fn find_user(
+        &self,
+        base: &str,
+        filter: &str,
+    ) -> Result<(Ldap, Option<SearchEntry>), DirectoryError> {
+        let (slot, mut search) = self.search_account().await?;
+        match find_one(
+            &mut search,
+            self.cfg.timeout,
+            base,
+            filter,
+            &self.user_attrs(),
+        )
+        .await
+        {
+            Err(DirectoryError::Unavailable(e)) => {
+                tracing::debug!(error = %e, "pooled LDAP connection failed; reopening it");
+                self.forget(slot).await;
+                let (_, mut search) = self.search_account_at(slot).await?;
+                let entry = find_one(
+                    &mut search,
+                    self.cfg.timeout,
+                    base,
+                    filter,
+                    &self.user_attrs(),
+                )
+                .await?;
+                Ok((search, entry))
+            }
+            other => Ok((search, other?)),
+        }
+    }
+
+    async fn forget(&self, slot: usize) {
+        if let Some(s) = self.pool.get(slot) {
+            *s.lock().await = None;
+        }
+    }
+}
+
+/// A simple bind; result codes mapped to what the user is told.
+async fn bind(
+    ldap: &mut Ldap,
+    timeout: Duration,
+    name: &str,
+    password: &Password,
+) -> Result<(), DirectoryError> {
+    if password.is_empty() {
+        return Err(DirectoryError::InvalidCredentials);
+    }
+    // Asks OpenLDAP's ppolicy (and compatible servers) why a bind failed;
+    // servers that do not know the control ignore it (not critical).
+    let ppolicy = ldap3::controls::RawControl {
+        ctype: PPOLICY_OID.to_string(),
+        crit: false,
+        val: None,
+    };
+    let res = ldap
+        .with_timeout(timeout)
+        .with_controls(ppolicy)
+        .simple_bind(name, password.expose())
+        .await
+        .map_err(unavailable)?;
+    let policy = res
+        .ctrls
+        .iter()
+        .filter(|c| c.1.ctype == PPOLICY_OID)
+        .find_map(|c| c.1.val.as_deref().and_then(ppolicy_error));
+    match res.rc {
+        0 if policy == Some(AccountState::MustChangePassword) => {
+            Err(DirectoryError::Account(AccountState::MustChangePassword))
+        }
+        0 => Ok(()),
+        49 => Err(match ad_state(&res.text).or(policy) {
+            Some(state) => DirectoryError::Account(state),
+            None => DirectoryError::InvalidCredentials,
+        }),
+        // invalidDNSyntax, noSuchObject: an unknown name, same answer.
+        34 | 32 => Err(DirectoryError::InvalidCredentials),
+        // unwillingToPerform / constraintViolation: OpenLDAP ppolicy lockout
+        // and similar refusals without detail.
+        53 | 19 => Err(DirectoryError::Account(AccountState::Refused)),
+        rc => Err(DirectoryError::Directory(format!(
+            "bind answered result code {rc}"
+        ))),
+    }
+}
+
+/// AD's sub-code in a bind error's diagnostic message
+/// (`80090308: LdapErr: DSID-0C09030B, comment: AcceptSecurityContext error, data 775, v893`).
+/// None for wrong password / unknown user (52e, 525) and anything unknown.
+pub fn ad_state(text: &str) -> Option<AccountState> {
+    let code = text
+        .split(", ")
+        .find_map(|part| part.trim().strip_prefix("data "))?;
+    let code = code.trim().to_ascii_lowercase();
+    Some(match code.as_str() {
+        "530" => AccountState::LogonHours,
+        "531" => AccountState::Workstation,
+        "532" => AccountState::PasswordExpired,
+        "533" => AccountState::Disabled,
+        "701" => AccountState::AccountExpired,
+        "773" => AccountState::MustChangePassword,
+        "775" => AccountState::Locked,
+        _ => return None,
+    })
+}
+
+/// The Password Policy for LDAP Directories control
+/// (draft-behera-ldap-password-policy).
+const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
+
+/// The `error` of a password policy response control value:
+/// `SEQUENCE { warning [0] ... OPTIONAL, error [1] ENUMERATED OPTIONAL }`.
+/// Only the states a user can act on are mapped; others are None.
+pub fn ppolicy_error(val: &[u8]) -> Option<AccountState> {
+    let (&tag, rest) = val.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (len, mut body) = ber_len(rest)?;
+    body = body.get(..len)?;
+    while let Some((&t, rest)) = body.split_first() {
+        let (l, rest) = ber_len(rest)?;
+        let value = rest.get(..l)?;
+        if t == 0x81 && l == 1 {
+            return match value[0] {
+                0 => Some(AccountState::PasswordExpired),
+                1 => Some(AccountState::Locked),
+                2 => Some(AccountState::MustChangePassword),
+                _ => None,
+            };
+        }
+        body = rest.get(l..)?;
+    }
+    None
+}
+
+/// A BER definite length: (length, the bytes after it).
+fn ber_len(b: &[u8]) -> Option<(usize, &[u8])> {
+    let (&first, rest) = b.split_first()?;
+    if first < 0x80 {
+        return Some((usize::from(first), rest));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let bytes = rest.get(..n)?;
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    Some((len, rest.get(n..)?))
+}
+
+fn unavailable(e: ldap3::LdapError) -> DirectoryError {
+    DirectoryError::Unavailable(e.to_string())
+}
+
+/// Exactly one entry for `filter`: none is `Ok(None)`; several are refused
+/// like an unknown user (and logged), never "the first one".
+async fn find_one(
+    conn: &mut Ldap,
+    timeout: Duration,
+    base: &str,
+    filter: &str,
+    attrs: &[String],
+) -> Result<Option<SearchEntry>, DirectoryError> {
+    let mut entries = search(conn, timeout, base, filter, attrs, 2).await?;
+    match entries.len() {
+        0 => Ok(None),
+        1 => Ok(entries.pop()),
+        _ => {
+            tracing::warn!(
+                base,
+                "the user filter matched several entries; sign-in refused (make user_filter match one attribute that is unique)"
+            );
+            Err(DirectoryError::InvalidCredentials)
+        }
+    }
+}
+
+async fn find_one_base(
+    conn: &mut Ldap,
+    timeout: Duration,
+    dn: &str,
+    attr: &str,
+) -> Result<Option<SearchEntry>, DirectoryError> {
+    let res = conn
+        .with_timeout(timeout)
+        .search(dn, Scope::Base, "(objectClass=*)", vec![attr])
+        .await
+        .map_err(unavailable)?;
+    Ok(res.0.into_iter().find(is_entry).map(SearchEntry::construct))
+}
+
+async fn search<S: AsRef<str> + Send + Sync>(
+    conn: &mut Ldap,
+    timeout: Duration,
+    base: &str,
+    filter: &str,
+    attrs: &[S],
+    limit: i32,
+) -> Result<Vec<SearchEntry>, DirectoryError> {
+    let attrs: Vec<&str> = attrs.iter().map(AsRef::as_ref).collect();
+    let res = conn
+        .with_timeout(timeout)
+        .with_search_options(SearchOptions::new().sizelimit(limit))
+        .search(base, Scope::Subtree, filter, attrs)
+        .await
+        .map_err(unavailable)?;
+    let ldap3::SearchResult(entries, result) = res;
+    let entries: Vec<SearchEntry> = entries
+        .into_iter()
+        .filter(is_entry)
+        .map(SearchEntry::construct)
+        .collect();
+    match result.rc {
+        0 => Ok(entries),
+        // sizeLimitExceeded: more than asked for; the caller sees `limit`.
+        4 => Ok(entries),
+        // noSuchObject: the base does not exist.
+        32 => Err(DirectoryError::Directory(format!(
+            "the search base {base:?} does not exist; check user_base / group_base"
+        ))),
+        rc => Err(DirectoryError::Directory(format!(
+            "a search under {base:?} answered result code {rc} ({})",
+            result.text
+        ))),
+    }
+}
+
+fn is_entry(e: &ResultEntry) -> bool {
+    !e.is_ref() && !e.is_intermediate()
+}
+
+async fn default_naming_context(
+    conn: &mut Ldap,
+    timeout: Duration,
+) -> Result<String, DirectoryError> {
+    let res = conn
+        .with_timeout(timeout)
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["defaultNamingContext"],
+        )
+        .await
+        .map_err(unavailable)?;
+    res.0
+        .into_iter()
+        .find(is_entry)
+        .map(SearchEntry::construct)
+        .and_then(|e| text_attr(&e, "defaultNamingContext"))
+        .ok_or_else(|| {
+            DirectoryError::Directory(
+                "the directory has no defaultNamingContext; set user_base".into(),
+            )
+        })
+}
+
+/// The entry's first value of `name` as text (attribute names compare
+/// case-insensitively).
+pub fn text_attr(entry: &SearchEntry, name: &str) -> Option<String> {
+    text_attrs(entry, name).into_iter().next()
+}
+
+fn text_attrs(entry: &SearchEntry, name: &str) -> Vec<String> {
+    entry
+        .attrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.iter().cloned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// The raw bytes of the first value of `name` (ldap3 puts values that are
+/// not UTF-8 in `bin_attrs`, others in `attrs`: a GUID may be either).
+fn raw_attr(entry: &SearchEntry, name: &str) -> Option<Vec<u8>> {
+    let bin = entry
+        .bin_attrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.iter().cloned());
+    let text = entry
+        .attrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.iter().map(|s| s.clone().into_bytes()));
+    bin.chain(text).find(|v| !v.is_empty())
+}
+
+/// The user id (SPEC 6.1): `objectGUID` in its usual lowercase hyphenated
+/// form, `entryUUID` lowercased, any other attribute as text.
+pub fn user_id(entry: &SearchEntry, attr: &str) -> Option<String> {
+    let raw = raw_attr(entry, attr)?;
+    if attr.eq_ignore_ascii_case("objectGUID") {
+        return guid_string(&raw);
+    }
+    let text = String::from_utf8(raw).ok()?;
+    let text = text.trim();
+    if text.is_empty() || text.chars().any(char::is_control) {
+        return None;
+    }
+    if attr.eq_ignore_ascii_case("entryUUID") {
+        Some(text.to_ascii_lowercase())
+    } else {
+        Some(text.to_string())
+    }
+}
+
+/// A 16-byte GUID as Windows writes it: the first three fields are
+/// little-endian (`Data1` u32, `Data2` u16, `Data3` u16), the last eight
+/// bytes in order.
+pub fn guid_string(b: &[u8]) -> Option<String> {
+    let b: &[u8; 16] = b.try_into().ok()?;
+    Some(format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+    ))
+}
+
+/// The value of the DN's first RDN when its type is `attr`
+/// (`CN=HR Admins\, Berlin,OU=Groups,...` -> `HR Admins, Berlin`). None
+/// when the first RDN is another attribute or multi-valued.
+pub fn rdn_value(dn: &str, attr: &str) -> Option<String> {
+    let (ty, rest) = dn.split_once('=')?;
+    if !ty.trim().eq_ignore_ascii_case(attr) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let b = rest.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                let next = *b.get(i + 1)?;
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(next);
+                        i += 2;
+                    }
+                }
+            }
+            b',' => break,
+            b'+' => return None,
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    let s = String::from_utf8(out).ok()?;
+    let s = s.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn load_ca(path: &std::path::Path) -> Result<RootCertStore, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("ca_file {}: cannot be read ({e})", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ca_file {}: is not valid PEM ({e})", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "ca_file {}: contains no usable CA certificate",
+            path.display()
+        ));
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests;

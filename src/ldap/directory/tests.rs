@@ -1,0 +1,135 @@
+use super::*;
+
+#[test]
+fn object_guid_is_formatted_with_little_endian_first_fields() {
+    // The GUID {01020304-0506-0708-090a-0b0c0d0e0f10} as AD stores it.
+    let raw = [
+        0x04, 0x03, 0x02, 0x01, 0x06, 0x05, 0x08, 0x07, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+        0x10,
+    ];
+    assert_eq!(
+        guid_string(&raw).as_deref(),
+        Some("01020304-0506-0708-090a-0b0c0d0e0f10")
+    );
+    assert_eq!(guid_string(&raw[..15]), None);
+    assert_eq!(guid_string(&[0; 17]), None);
+}
+
+fn entry(attrs: &[(&str, &str)], bin: &[(&str, &[u8])]) -> SearchEntry {
+    SearchEntry {
+        dn: "uid=a,dc=x".into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+            .collect(),
+        bin_attrs: bin
+            .iter()
+            .map(|(k, v)| (k.to_string(), vec![v.to_vec()]))
+            .collect(),
+    }
+}
+
+#[test]
+fn user_id_reads_object_guid_from_binary_or_text_values() {
+    let raw: [u8; 16] = *b"ABCDEFGHIJKLMNOP"; // valid UTF-8: ldap3 files it under attrs
+    let text = entry(&[("objectGUID", "ABCDEFGHIJKLMNOP")], &[]);
+    let bin = entry(&[], &[("objectguid", &raw)]);
+    let want = guid_string(&raw);
+    assert!(want.is_some());
+    assert_eq!(user_id(&text, "objectGUID"), want);
+    assert_eq!(user_id(&bin, "objectGUID"), want);
+    // A GUID that is not 16 bytes is no id.
+    let short = entry(&[("objectGUID", "short")], &[]);
+    assert_eq!(user_id(&short, "objectGUID"), None);
+}
+
+#[test]
+fn entry_uuid_is_lowercased_and_missing_ids_are_none() {
+    let e = entry(
+        &[("entryUUID", "6F1D2C3B-0000-4000-8000-00000000ABCD")],
+        &[],
+    );
+    assert_eq!(
+        user_id(&e, "entryuuid").as_deref(),
+        Some("6f1d2c3b-0000-4000-8000-00000000abcd")
+    );
+    assert_eq!(user_id(&e, "objectGUID"), None);
+    let ctl = entry(&[("entryUUID", "a\nb")], &[]);
+    assert_eq!(user_id(&ctl, "entryUUID"), None);
+}
+
+#[test]
+fn ad_sub_codes_are_mapped_and_wrong_password_and_unknown_user_look_alike() {
+    let msg = |c: &str| {
+        format!("80090308: LdapErr: DSID-0C09030B, comment: AcceptSecurityContext error, data {c}, v893")
+    };
+    assert_eq!(ad_state(&msg("52e")), None);
+    assert_eq!(ad_state(&msg("525")), None);
+    assert_eq!(ad_state(&msg("530")), Some(AccountState::LogonHours));
+    assert_eq!(ad_state(&msg("531")), Some(AccountState::Workstation));
+    assert_eq!(ad_state(&msg("532")), Some(AccountState::PasswordExpired));
+    assert_eq!(ad_state(&msg("533")), Some(AccountState::Disabled));
+    assert_eq!(ad_state(&msg("701")), Some(AccountState::AccountExpired));
+    assert_eq!(
+        ad_state(&msg("773")),
+        Some(AccountState::MustChangePassword)
+    );
+    assert_eq!(ad_state(&msg("775")), Some(AccountState::Locked));
+    assert_eq!(ad_state("invalid credentials"), None);
+    assert_eq!(ad_state(""), None);
+}
+
+#[test]
+fn the_first_rdn_value_is_unescaped() {
+    assert_eq!(
+        rdn_value("CN=HR Admins\\, Berlin,OU=Groups,DC=corp", "cn").as_deref(),
+        Some("HR Admins, Berlin")
+    );
+    assert_eq!(
+        rdn_value("cn=caf\\c3\\a9,dc=x", "CN").as_deref(),
+        Some("café")
+    );
+    assert_eq!(rdn_value("ou=People,dc=x", "cn"), None);
+    assert_eq!(rdn_value("cn=a+uid=b,dc=x", "cn"), None);
+    assert_eq!(rdn_value("cn=,dc=x", "cn"), None);
+    assert_eq!(rdn_value("garbage", "cn"), None);
+    assert_eq!(rdn_value("cn=trailing\\", "cn"), None);
+}
+
+#[test]
+fn password_debug_is_redacted() {
+    let p = Password::new("hunter2".into());
+    assert!(!format!("{p:?}").contains("hunter2"));
+}
+
+#[test]
+fn ppolicy_response_errors_are_read() {
+    // SEQUENCE { error [1] accountLocked(1) }
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x01]),
+        Some(AccountState::Locked)
+    );
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x00]),
+        Some(AccountState::PasswordExpired)
+    );
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x02]),
+        Some(AccountState::MustChangePassword)
+    );
+    // With a warning first: [0] { timeBeforeExpiration [0] 100 }, then error 1.
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x08, 0xa0, 0x03, 0x80, 0x01, 0x64, 0x81, 0x01, 0x01]),
+        Some(AccountState::Locked)
+    );
+    // Warning only, empty, truncated, garbage.
+    assert_eq!(
+        ppolicy_error(&[0x30, 0x05, 0xa0, 0x03, 0x80, 0x01, 0x64]),
+        None
+    );
+    assert_eq!(ppolicy_error(&[0x30, 0x00]), None);
+    assert_eq!(ppolicy_error(&[0x30, 0x05, 0x81, 0x01]), None);
+    assert_eq!(ppolicy_error(&[0x04, 0x01, 0x00]), None);
+    assert_eq!(ppolicy_error(&[]), None);
+    assert_eq!(ppolicy_error(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+}

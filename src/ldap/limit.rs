@@ -1,0 +1,143 @@
+//! Failed password sign-ins, counted per login name and per client address
+//! (SPEC 9: `max_failed_logins` within `failure_window`; beyond it the form
+//! refuses that login, even with the right password, until the window
+//! passes). Fixed windows starting at the first failure.
+//!
+//! With the Redis session store the counters live in Redis
+//! (`SessionStore::count_failure`), so every replica sees every failure;
+//! otherwise in this process (moka). Keys never hold the login in clear:
+//! `ldap:<connection>:login:<sha256(lowercased login)>`,
+//! `ldap:<connection>:addr:<address>` (an IPv6 client counts by its /64,
+//! which one host usually owns whole).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::session::store::{SessionStore, StoreError};
+
+/// Longest window kept in memory (longer configured windows are cut).
+const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// In-process counters (used when the session store does not share them).
+#[derive(Clone)]
+pub struct Failures {
+    local: moka::sync::Cache<String, (u64, Instant)>,
+}
+
+impl Default for Failures {
+    fn default() -> Self {
+        Failures {
+            local: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(MAX_WINDOW)
+                .build(),
+        }
+    }
+}
+
+/// The counter keys of one sign-in attempt.
+pub fn keys(connection: &str, login: &str, client: IpAddr) -> [String; 2] {
+    let login = login.trim().to_lowercase();
+    let digest = Sha256::digest(login.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let addr = match client.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => v4.to_string(),
+    };
+    [
+        format!("ldap:{connection}:login:{hex}"),
+        format!("ldap:{connection}:addr:{addr}"),
+    ]
+}
+
+impl Failures {
+    /// True when any key already has `max` failures in its window.
+    pub async fn blocked(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        keys: &[String],
+        max: u32,
+        window: Duration,
+    ) -> Result<bool, StoreError> {
+        for k in keys {
+            let n = match store.failures(k).await? {
+                Some(n) => n,
+                None => self.local_count(k, window),
+            };
+            if n >= u64::from(max) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Counts one failure under each key.
+    pub async fn record(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        keys: &[String],
+        window: Duration,
+    ) -> Result<(), StoreError> {
+        for k in keys {
+            if store.count_failure(k, window).await?.is_none() {
+                self.local_add(k, window);
+            }
+        }
+        Ok(())
+    }
+
+    fn local_count(&self, key: &str, window: Duration) -> u64 {
+        match self.local.get(key) {
+            Some((n, start)) if start.elapsed() < window.min(MAX_WINDOW) => n,
+            _ => 0,
+        }
+    }
+
+    fn local_add(&self, key: &str, window: Duration) {
+        let window = window.min(MAX_WINDOW);
+        self.local.entry(key.to_string()).and_upsert_with(|old| {
+            match old.map(|e| e.into_value()) {
+                Some((n, start)) if start.elapsed() < window => (n.saturating_add(1), start),
+                _ => (1, Instant::now()),
+            }
+        });
+    }
+}
+
+/// The address the client connected from: the TCP peer (or the client a
+/// believed PROXY header declared); behind trusted proxies, the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_address(
+    server: &crate::config::ServerSettings,
+    headers: &http::HeaderMap,
+    conn: &crate::handler::ConnInfo,
+) -> IpAddr {
+    let peer = conn.peer.ip().to_canonical();
+    if !crate::headers::forwarding::peer_is_trusted(server, conn) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(s) = v.to_str() else { return peer };
+        for part in s.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip.to_canonical()),
+                // An entry we cannot read: stop believing the list.
+                Err(_) => return peer,
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !crate::headers::forwarding::ip_is_trusted(&server.trusted_proxies, *ip))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests;

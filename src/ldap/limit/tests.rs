@@ -1,0 +1,47 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::*;
+
+#[test]
+fn keys_hold_no_login_in_clear_and_fold_case() {
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
+    let a = keys("corp", "Alice@Corp.Contoso.com ", ip);
+    let b = keys("corp", "alice@corp.contoso.com", ip);
+    assert_eq!(a, b);
+    assert!(!a[0].contains("alice"));
+    assert_eq!(a[1], "ldap:corp:addr:10.1.2.3");
+}
+
+#[test]
+fn ipv6_clients_count_by_their_64() {
+    let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+    let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+    assert_eq!(keys("c", "x", a)[1], keys("c", "x", b)[1]);
+    let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+    assert_eq!(keys("c", "x", mapped)[1], "ldap:c:addr:10.0.0.1");
+    let _ = Ipv6Addr::LOCALHOST;
+}
+
+#[tokio::test]
+async fn the_memory_counter_blocks_after_max_failures() {
+    let store: Arc<dyn SessionStore> = Arc::new(crate::session::memory::MemoryStore::new(
+        100,
+        Duration::from_secs(600),
+    ));
+    let f = Failures::default();
+    let k = keys("c", "bob", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let w = Duration::from_secs(60);
+    for _ in 0..2 {
+        assert!(!f.blocked(&store, &k, 3, w).await.unwrap());
+        f.record(&store, &k, w).await.unwrap();
+    }
+    assert!(!f.blocked(&store, &k, 3, w).await.unwrap());
+    f.record(&store, &k, w).await.unwrap();
+    assert!(f.blocked(&store, &k, 3, w).await.unwrap());
+    // Another login from another address is not affected.
+    let other = keys("c", "carol", IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)));
+    assert!(!f.blocked(&store, &other, 3, w).await.unwrap());
+    // The same login from another address is.
+    let moved = keys("c", "bob", IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)));
+    assert!(f.blocked(&store, &moved, 3, w).await.unwrap());
+}

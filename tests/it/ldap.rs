@@ -1,0 +1,591 @@
+//! `type = "ldap"` connections end to end (SPEC 9): the password form, the
+//! session it makes, and what bad input gets.
+//!
+//! Hermetic tier: an in-process fake directory over TLS (`fake`), for the
+//! hostile cases and AD's sub-codes. Real tier: Debian's slapd (`slapd`).
+
+mod fake;
+mod slapd;
+
+use std::time::Duration;
+
+use fake::{FakeGroup, FakeLdap, FakeUser, BASE, SVC_DN, SVC_PW};
+use ldap3_proto::proto::LdapFilter;
+
+use crate::util::{route, EchoUpstream, TestGateway, SECRET};
+
+const HOST: &str = "app.test";
+
+fn alice() -> FakeUser {
+    FakeUser {
+        dn: format!("cn=Alice Example,ou=people,{BASE}"),
+        upn: "alice@corp.test".into(),
+        password: "correct horse".into(),
+        guid: [
+            0x04, 0x03, 0x02, 0x01, 0x06, 0x05, 0x08, 0x07, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+            0x0f, 0x10,
+        ],
+        mail: "alice@corp.test".into(),
+        name: "Alice Example".into(),
+        sam: "alice".into(),
+        ad_code: None,
+    }
+}
+
+fn with_code(name: &str, code: &'static str) -> FakeUser {
+    FakeUser {
+        dn: format!("cn={name},ou=people,{BASE}"),
+        upn: format!("{name}@corp.test"),
+        password: "pw".into(),
+        guid: [7; 16],
+        mail: format!("{name}@corp.test"),
+        name: name.into(),
+        sam: name.into(),
+        ad_code: Some(code),
+    }
+}
+
+fn groups() -> Vec<FakeGroup> {
+    vec![
+        FakeGroup {
+            dn: format!("cn=HR,ou=groups,{BASE}"),
+            cn: "HR".into(),
+            members: vec![format!("cn=Alice Example,ou=people,{BASE}")],
+        },
+        FakeGroup {
+            dn: format!("cn=Staff,ou=groups,{BASE}"),
+            cn: "Staff".into(),
+            members: vec![format!("cn=HR,ou=groups,{BASE}")],
+        },
+    ]
+}
+
+/// A gateway with one LDAP connection (`corp`) at `url`, and `extra` keys on it.
+fn gateway_config(url: &str, ca_file: &std::path::Path, upstream: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[session]
+secret = "{SECRET}"
+
+[[connection]]
+name = "corp"
+display_name = "Corp directory"
+type = "ldap"
+url = ["{url}"]
+ca_file = "{ca}"
+bind_dn = "{SVC_DN}"
+bind_password = "{SVC_PW}"
+user_base = "{BASE}"
+user_filter = "(&(objectClass=user)(userPrincipalName={{login}}))"
+attributes = {{ user_id = "objectGUID", email = "mail", name = "displayName", username = "sAMAccountName" }}
+home_realm_domains = ["corp.test"]
+trusted_email = true
+timeout = "2s"
+{extra}
+
+{route}
+"#,
+        ca = ca_file.display(),
+        route = route("app", HOST, "/", upstream, ""),
+    )
+}
+
+/// A browser: cookies kept, redirects not followed, every host to the gateway.
+fn browser(gw: &TestGateway) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .resolve(HOST, gw.addr)
+        .build()
+        .unwrap()
+}
+
+/// The CSRF token in a rendered form.
+fn csrf(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("form has a csrf field")
+        + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+async fn open_form(gw: &TestGateway, b: &reqwest::Client, query: &str) -> String {
+    let r = b
+        .get(gw.url(HOST, &format!("/.auth/login/corp{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+async fn post(
+    gw: &TestGateway,
+    b: &reqwest::Client,
+    csrf: &str,
+    user: &str,
+    pw: &str,
+) -> reqwest::Response {
+    b.post(gw.url(HOST, "/.auth/login/corp"))
+        .form(&[("csrf", csrf), ("username", user), ("password", pw)])
+        .send()
+        .await
+        .unwrap()
+}
+
+struct World {
+    ldap: FakeLdap,
+    gw: TestGateway,
+    _up: EchoUpstream,
+}
+
+async fn world(users: Vec<FakeUser>, extra: &str) -> World {
+    let ldap = FakeLdap::start(users, groups()).await;
+    let up = EchoUpstream::start().await;
+    let gw = TestGateway::start(&gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        extra,
+    ))
+    .await;
+    World { ldap, gw, _up: up }
+}
+
+#[tokio::test]
+async fn home_realm_discovery_leads_to_the_form_and_a_session_with_the_guid_as_user_id() {
+    let w = world(
+        vec![alice()],
+        "groups = \"memberof_chain\"\ngroup_base = \"ou=groups,dc=corp,dc=test\"",
+    )
+    .await;
+    let b = browser(&w.gw);
+    // The email box routes corp.test to the form, the email pre-filled.
+    let r = b
+        .post(w.gw.url(HOST, "/.auth/login"))
+        .form(&[
+            ("email", "alice@corp.test"),
+            ("post_login_redirect_uri", "/reports?q=1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.starts_with("/.auth/login/corp?"), "{loc}");
+    let form = b.get(w.gw.url(HOST, &loc)).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let html = form.text().await.unwrap();
+    assert!(
+        html.contains("value=\"alice@corp.test\""),
+        "username pre-filled"
+    );
+    assert!(html.contains("type=\"password\""));
+    assert!(
+        html.contains("<label for=\"password\">"),
+        "labelled for screen readers"
+    );
+    let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302, "{:?}", r.text().await);
+    assert_eq!(r.headers()["location"], "/reports?q=1");
+    let me: serde_json::Value = b
+        .get(w.gw.url(HOST, "/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], "corp:01020304-0506-0708-090a-0b0c0d0e0f10");
+    assert_eq!(me["connection"], "corp");
+    assert_eq!(me["email"], "alice@corp.test");
+    assert_eq!(me["preferred_username"], "alice");
+    let mut g: Vec<String> = serde_json::from_value(me["groups"].clone()).unwrap();
+    g.sort();
+    assert_eq!(
+        g,
+        vec!["HR", "Staff"],
+        "nested groups through the in-chain rule"
+    );
+    // Proxied with identity headers.
+    let r = b.get(w.gw.url(HOST, "/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echoed = crate::util::Echoed::from(r).await;
+    assert_eq!(
+        echoed.header("x-forwarded-user").as_deref(),
+        Some("corp:01020304-0506-0708-090a-0b0c0d0e0f10")
+    );
+    // The password was sent to the directory once, in the user's bind.
+    assert_eq!(w.ldap.user_binds(), 1);
+}
+
+#[tokio::test]
+async fn memberof_groups_are_named_from_the_dn() {
+    let w = world(vec![alice()], "groups = \"memberof\"").await;
+    let b = browser(&w.gw);
+    let html = open_form(&w.gw, &b, "").await;
+    let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302);
+    let me: serde_json::Value = b
+        .get(w.gw.url(HOST, "/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["groups"], serde_json::json!(["HR"]));
+}
+
+#[tokio::test]
+async fn a_filter_injection_is_one_literal_value() {
+    let w = world(vec![alice()], "").await;
+    let b = browser(&w.gw);
+    for login in [
+        "*",
+        "*)(objectClass=*",
+        "alice@corp.test)(|(userPrincipalName=*",
+        "\\2a",
+        "al*",
+    ] {
+        let html = open_form(&w.gw, &b, "").await;
+        let r = post(&w.gw, &b, &csrf(&html), login, "correct horse").await;
+        assert_eq!(r.status(), 401, "{login:?}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("The user name or password is incorrect"),
+            "{login:?}"
+        );
+    }
+    assert_eq!(w.ldap.user_binds(), 0, "no user entry was ever found");
+    let seen = w.ldap.seen.lock().unwrap();
+    for f in &seen.filters {
+        let LdapFilter::And(parts) = f else {
+            panic!("user filter shape changed: {f:?}")
+        };
+        assert!(
+            matches!(&parts[1], LdapFilter::Equality(a, _) if a == "userPrincipalName"),
+            "{f:?}"
+        );
+        assert_eq!(parts.len(), 2, "{f:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_password_never_reaches_a_bind() {
+    let w = world(vec![alice()], "").await;
+    let b = browser(&w.gw);
+    let html = open_form(&w.gw, &b, "").await;
+    let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "").await;
+    assert_eq!(r.status(), 401);
+    assert!(r
+        .headers()
+        .get("set-cookie")
+        .is_none_or(|c| !c.to_str().unwrap().starts_with("realmgate=")));
+    assert_eq!(w.ldap.user_binds(), 0);
+    assert!(w
+        .ldap
+        .seen
+        .lock()
+        .unwrap()
+        .binds
+        .iter()
+        .all(|(_, with_pw)| *with_pw));
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_read_the_same_and_ad_states_are_said_plainly() {
+    let users = vec![
+        alice(),
+        with_code("locked", "775"),
+        with_code("expired", "532"),
+        with_code("mustchange", "773"),
+        with_code("disabled", "533"),
+        with_code("hours", "530"),
+    ];
+    let w = world(
+        users,
+        "password_change_url = \"https://passwords.corp.test/\"\nmax_failed_logins = 100",
+    )
+    .await;
+    let b = browser(&w.gw);
+    let answer = |user: &'static str, pw: &'static str| {
+        let (gw, b) = (&w.gw, &b);
+        async move {
+            let html = open_form(gw, b, "").await;
+            let r = post(gw, b, &csrf(&html), user, pw).await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (s1, wrong) = answer("alice@corp.test", "nope").await;
+    let (s2, unknown) = answer("nobody@corp.test", "nope").await;
+    assert_eq!((s1, s2), (401, 401));
+    let msg = |h: &str| {
+        h.split("role=\"alert\"")
+            .nth(1)
+            .map(|m| m.split("</div>").next().unwrap().to_string())
+    };
+    assert_eq!(msg(&wrong), msg(&unknown));
+    let (s, locked) = answer("locked@corp.test", "pw").await;
+    assert_eq!(s, 403);
+    assert!(locked.contains("Your account is locked"));
+    let (_, expired) = answer("expired@corp.test", "pw").await;
+    assert!(expired.contains("Your password has expired"));
+    assert!(expired.contains("Change your password"), "{expired}");
+    assert!(expired.contains("passwords.corp.test"), "{expired}");
+    let (_, must) = answer("mustchange@corp.test", "pw").await;
+    assert!(must.contains("You must change your password"));
+    let (_, disabled) = answer("disabled@corp.test", "pw").await;
+    assert!(disabled.contains("Your account is disabled"));
+    assert!(!disabled.contains("passwords.corp.test"));
+    let (_, hours) = answer("hours@corp.test", "pw").await;
+    assert!(hours.contains("at this time of day"));
+}
+
+#[tokio::test]
+async fn an_unreachable_directory_is_a_503_page() {
+    // A port held for nothing to listen on.
+    let closed = crate::util::ReservedPort::new();
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let url = format!("ldaps://127.0.0.1:{}", closed.port());
+    let gw = TestGateway::start(&gateway_config(&url, &ldap.ca_file, &up.url(), "")).await;
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("cannot be reached"));
+}
+
+#[tokio::test]
+async fn the_second_url_is_tried_when_the_first_does_not_answer() {
+    let closed = crate::util::ReservedPort::new();
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let urls = format!("ldaps://127.0.0.1:{}\", \"{}", closed.port(), ldap.url());
+    let gw = TestGateway::start(&gateway_config(&urls, &ldap.ca_file, &up.url(), "")).await;
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302);
+}
+
+#[tokio::test]
+async fn failures_are_limited_per_login_even_with_the_right_password_afterwards() {
+    let w = world(
+        vec![alice()],
+        "max_failed_logins = 3\nfailure_window = \"10m\"",
+    )
+    .await;
+    let b = browser(&w.gw);
+    for _ in 0..3 {
+        let html = open_form(&w.gw, &b, "").await;
+        assert_eq!(
+            post(&w.gw, &b, &csrf(&html), "Alice@corp.test", "wrong")
+                .await
+                .status(),
+            401
+        );
+    }
+    let binds = w.ldap.user_binds();
+    let html = open_form(&w.gw, &b, "").await;
+    let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.text().await.unwrap().contains("Too many failed sign-ins"));
+    assert_eq!(w.ldap.user_binds(), binds, "the directory was not asked");
+}
+
+#[tokio::test]
+async fn a_post_without_this_browsers_token_is_refused_before_any_bind() {
+    let w = world(vec![alice()], "").await;
+    let b = browser(&w.gw);
+    let _ = open_form(&w.gw, &b, "").await;
+    // A token from another browser's form.
+    let other = browser(&w.gw);
+    let theirs = csrf(&open_form(&w.gw, &other, "").await);
+    let r = post(&w.gw, &b, &theirs, "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 400);
+    // No token, no cookie.
+    let stranger = browser(&w.gw);
+    let r = post(&w.gw, &stranger, "", "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(w.ldap.user_binds(), 0);
+}
+
+#[tokio::test]
+async fn check_refuses_plain_ldap_and_names_the_keys() {
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[session]
+secret = "{SECRET}"
+[[connection]]
+name = "corp"
+type = "ldap"
+url = "ldap://dc1.corp.test"
+user_filter = "(uid=x)"
+attributes = {{ user_id = "mail" }}
+groups = "search"
+{route}
+"#,
+        route = route("app", HOST, "/", "http://127.0.0.1:9", ""),
+    );
+    let err = realmgate::config::load_str(&toml).unwrap_err().to_string();
+    for key in [
+        "connection[0].url",
+        "connection[0].bind_dn",
+        "connection[0].user_base",
+        "connection[0].user_filter",
+        "connection[0].attributes.user_id",
+        "connection[0].group_base",
+    ] {
+        assert!(err.contains(key), "{key} not named in: {err}");
+    }
+}
+
+/// Browser tier: Chromium types the email on the sign-in page, lands on the
+/// password form with the user name pre-filled, types the password, presses
+/// Enter, and reaches the app with the directory's identity.
+#[tokio::test]
+async fn a_real_browser_signs_in_through_the_password_form() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Debian chromium is missing: apt-get install chromium (scripts/test.sh does it)"
+    );
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let app = realmgate::demo::app::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let toml = gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &app.url(),
+        "groups = \"memberof_chain\"\ngroup_base = \"ou=groups,dc=corp,dc=test\"",
+    )
+    .replace(&format!("hosts = [\"{HOST}\"]"), "hosts = [\"127.0.0.1\"]")
+    .replace("[[route]]", "[ui]\ntitle = \"Contoso apps\"\n\n[[route]]");
+    let gateway = TestGateway::start(&toml).await;
+    let url = format!("http://127.0.0.1:{}/reports?quarter=3", gateway.addr.port());
+    let shots = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "--url",
+        &url,
+        "--email",
+        "alice@corp.test",
+        "--password",
+        "correct horse",
+        "--expect-header",
+        "X-Forwarded-User=corp:01020304-0506-0708-090a-0b0c0d0e0f10",
+        "--expect-header",
+        "X-Forwarded-Groups~Staff",
+        "--expect-absent",
+        "Cookie",
+        "--screenshots",
+        shots.path().to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (ok, stdout, stderr) =
+        crate::node::run_script("browser-login.mjs", &args, Duration::from_secs(120)).await;
+    assert!(ok, "browser sign-in failed:\n{stderr}\n{stdout}");
+    assert_eq!(stdout.trim(), format!("OK {url}"));
+    assert!(
+        shots.path().join("02-password.png").exists(),
+        "the password form was shown"
+    );
+    assert_eq!(ldap.user_binds(), 1);
+    gateway.stop().await;
+}
+
+/// With Redis sessions the failure counters are shared: failures at one
+/// replica block the login at another, and the counter key holds no login
+/// in clear.
+#[tokio::test]
+async fn the_failure_limit_holds_across_replicas_with_redis() {
+    let redis = crate::redis_util::RedisServer::start().await;
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(&ldap.url(), &ldap.ca_file, &up.url(), "max_failed_logins = 2").replace(
+        &format!("secret = \"{SECRET}\""),
+        &format!("secret = \"{SECRET}\"\nstore = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"ldaptest:\"", redis.url()),
+    );
+    let a = TestGateway::start(&toml).await;
+    let b = TestGateway::start(&toml).await;
+    for gw in [&a, &b] {
+        let br = browser(gw);
+        let html = open_form(gw, &br, "").await;
+        assert_eq!(
+            post(gw, &br, &csrf(&html), "alice@corp.test", "wrong")
+                .await
+                .status(),
+            401
+        );
+    }
+    // Blocked at a, after one failure at each replica.
+    let br = browser(&a);
+    let html = open_form(&a, &br, "").await;
+    assert_eq!(
+        post(&a, &br, &csrf(&html), "alice@corp.test", "correct horse")
+            .await
+            .status(),
+        429
+    );
+    let keys = redis.command("KEYS ldaptest:f:*").await;
+    assert!(keys.contains("ldap:corp:login:"), "{keys}");
+    assert!(!keys.to_ascii_lowercase().contains("alice"), "{keys}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// AD direct bind (`bind_as = "{login}"`): no search account; realmgate
+/// binds with the UPN as typed, then reads the user's entry as the user.
+#[tokio::test]
+async fn direct_bind_with_the_upn_signs_in_without_a_search_account() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"\ngroups = \"memberof_chain\"",
+    )
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    assert_eq!(
+        post(&gw, &b, &csrf(&html), "alice@corp.test", "wrong")
+            .await
+            .status(),
+        401
+    );
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302);
+    let me: serde_json::Value = b
+        .get(gw.url(HOST, "/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], "corp:01020304-0506-0708-090a-0b0c0d0e0f10");
+    let seen = ldap.seen.lock().unwrap();
+    assert!(
+        seen.binds.iter().all(|(dn, _)| dn == "alice@corp.test"),
+        "{:?}",
+        seen.binds
+    );
+}
