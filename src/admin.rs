@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::handler::Shared;
+use crate::gateway::Shared;
 use crate::server::Inner;
 use crate::session::store::{revoke_in_each, Revoke, SessionStore};
 

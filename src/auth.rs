@@ -28,9 +28,9 @@ use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::config::{ConnectionSettings, RouteSettings, Settings};
-use crate::handler::ConnInfo;
 use crate::headers::identity::Injected;
 use crate::oidc::Providers;
+use crate::peer::ConnInfo;
 use crate::policy::{self, Permit};
 use crate::respond::{self, Body, GatewayError};
 use crate::session::cookie::SessionCookies;
@@ -468,57 +468,17 @@ impl Ctx<'_> {
     }
 }
 
-/// True when the browser reached realmgate over HTTPS: TLS here, or a trusted
-/// proxy said so, or `public_origin` is https.
+/// See [`crate::peer::is_https`].
 fn is_https(state: &AuthState, parts: &Parts, conn: &ConnInfo) -> bool {
-    if let Some(origin) = &state.settings.server.public_origin {
-        return origin.scheme() == "https";
-    }
-    conn.tls
-        || crate::headers::forwarding::trusted_proto(&state.settings.server, parts, conn).as_deref()
-            == Some("https")
+    crate::peer::is_https(&state.settings.server, parts, conn)
 }
 
-/// The origin the browser used, for redirect URIs. Built only from
-/// `public_origin`, or the scheme and the Host the router already matched to
-/// a configured route (never from an unchecked header).
+/// See [`crate::peer::request_origin`].
 fn request_origin(state: &AuthState, parts: &Parts, conn: &ConnInfo) -> String {
-    if let Some(origin) = &state.settings.server.public_origin {
-        return origin.as_str().trim_end_matches('/').to_string();
-    }
-    let scheme = if is_https(state, parts, conn) {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{}", host_with_port(parts))
+    crate::peer::request_origin(&state.settings.server, parts, conn)
 }
 
-/// The Host as sent (with port), from the authority or the Host header.
-fn host_with_port(parts: &Parts) -> String {
-    parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
-/// The host without port, lowercased.
-fn host_of(parts: &Parts) -> String {
-    let h = host_with_port(parts);
-    match h.parse::<http::uri::Authority>() {
-        Ok(a) => a.host().trim_end_matches('.').to_string(),
-        Err(_) => String::new(),
-    }
-}
+use crate::peer::host_of;
 
 /// Largest form body accepted by `/.auth/` endpoints (a form_post callback
 /// carries an authorization code and state; an ID token at most).

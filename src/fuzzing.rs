@@ -323,7 +323,7 @@ pub fn headers(data: &[u8]) {
             "{name} survived hop-by-hop removal"
         );
     }
-    let conn = crate::handler::ConnInfo::new(
+    let conn = crate::peer::ConnInfo::new(
         "192.0.2.1:1234".parse().expect("addr"),
         "127.0.0.1:8080".parse().expect("addr"),
         false,

@@ -16,7 +16,6 @@
 //! 5. X-Forwarded-* and X-Request-Id, then forward (`proxy`).
 //! 6. Metrics and one access log line (target `access`) per request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,99 +24,15 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::config::{RouteSettings, Settings};
+use crate::config::RouteSettings;
+pub use crate::gateway::{Gateway, GatewayRef, Shared};
 use crate::headers::forwarding::{self, X_REQUEST_ID};
 use crate::headers::hop::{connection_tokens, strip_hop_by_hop};
 use crate::pathnorm::CanonicalTarget;
-use crate::proxy::{Outbound, Upstreams};
+pub use crate::peer::ConnInfo;
+use crate::proxy::Outbound;
 use crate::respond::{self, Body, GatewayError};
 use crate::router::Lookup;
-
-/// What the server knows about the client connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The TCP peer, or the client address from a PROXY protocol header.
-    pub peer: SocketAddr,
-    /// The local address the connection was accepted on.
-    pub local: SocketAddr,
-    /// TLS was terminated by realmgate on this connection.
-    pub tls: bool,
-    /// The peer's address as a header value (IPv4-mapped IPv6 as IPv4),
-    /// rendered once per connection for `X-Forwarded-For`.
-    pub peer_header: HeaderValue,
-    /// A believed PROXY header named no client address (v1 `UNKNOWN`, v2
-    /// `LOCAL`, v2 `PROXY` with an unspecified or AF_UNIX address): `peer`
-    /// is then the balancer itself, but whoever wrote the HTTP headers is
-    /// unknown, so they are never believed (SPEC 6.1).
-    pub client_unknown: bool,
-}
-
-impl ConnInfo {
-    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
-        let text = peer.ip().to_canonical().to_string();
-        let peer_header = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-            .expect("an IP address is a valid header value");
-        // Cloned once here so the value is shared: every request's clone is
-        // then a reference count, not a copy.
-        let _ = peer_header.clone();
-        ConnInfo {
-            peer,
-            local,
-            tls,
-            peer_header,
-            client_unknown: false,
-        }
-    }
-}
-
-/// State that survives config reloads: created once at startup.
-#[derive(Clone)]
-pub struct Shared {
-    pub auth: crate::auth::AuthShared,
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-impl Shared {
-    pub fn new(settings: &Settings) -> anyhow::Result<Shared> {
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        Ok(Shared {
-            auth: crate::auth::AuthShared::new(settings, metrics.clone())
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            metrics,
-        })
-    }
-}
-
-/// One config generation: everything a request needs, replaced whole on reload.
-pub struct Gateway {
-    pub settings: Arc<Settings>,
-    pub auth: crate::auth::AuthState,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    pub upstreams: Upstreams,
-}
-
-impl Gateway {
-    /// Build a generation from validated settings (may fail: e.g. unreadable `upstream_ca`).
-    pub fn new(settings: Arc<Settings>, shared: &Shared) -> anyhow::Result<Gateway> {
-        Ok(Gateway {
-            upstreams: Upstreams::new(&settings.routes, settings.server.workers)?,
-            auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),
-            metrics: shared.metrics.clone(),
-            settings,
-        })
-    }
-
-    /// The branded pages of this generation.
-    fn pages(&self) -> Option<&crate::ui::Pages> {
-        Some(&self.auth.pages)
-    }
-}
-
-/// A request's handle on its config generation: a connection's own
-/// reference-counted pointer to the shared `Arc<Gateway>`
-/// (`server::conn::ConnGateway`), so that taking and dropping it per
-/// request changes a count only the connection's thread uses.
-pub type GatewayRef = Arc<Arc<Gateway>>;
 
 /// What the access log line and metrics need, filled in as the request advances.
 ///

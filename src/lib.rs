@@ -22,12 +22,14 @@ pub mod discovery;
 pub mod email;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod handler;
 pub mod headers;
 pub mod http_client;
 pub mod metrics;
 pub mod oidc;
 pub mod pathnorm;
+pub mod peer;
 pub mod per_thread;
 pub mod policy;
 pub mod proxy;

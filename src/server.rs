@@ -30,7 +30,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::handler::{Gateway, Shared};
+use crate::gateway::{Gateway, Shared};
 
 pub use proxy_protocol::{read_header as read_proxy_header, Prefixed, ProxyHeaderError};
 

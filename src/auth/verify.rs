@@ -51,8 +51,8 @@ use serde_json::json;
 
 use super::{form_get, form_pairs, host_of, json, redirect, Ctx};
 use crate::config::{HeaderProfile, RouteSettings};
-use crate::handler::ConnInfo;
 use crate::pathnorm::{CanonicalTarget, PathError};
+use crate::peer::ConnInfo;
 use crate::respond::{Body, GatewayError, LOGIN_PATH};
 use crate::router::Lookup;
 
@@ -76,7 +76,7 @@ pub(super) async fn verify(
     parts: &Parts,
     conn: &ConnInfo,
 ) -> Result<Response<Body>, GatewayError> {
-    let trusted = crate::headers::forwarding::peer_is_trusted(&ctx.state.settings.server, conn);
+    let trusted = crate::peer::peer_is_trusted(&ctx.state.settings.server, conn);
     let fwd = Forwarded::read(parts, trusted);
     if fwd.unreadable_uri {
         tracing::warn!(route.name = %ctx.route.name, "forward auth refused: the forwarded URI cannot be read");

@@ -31,15 +31,16 @@ use super::watchdog::{self, Watchdog, Watched};
 use super::workers::Dispatch;
 use super::Inner;
 use crate::config::ServerSettings;
-use crate::handler::{ConnInfo, GatewayRef};
+use crate::gateway::GatewayRef;
 use crate::metrics::ProxyRejection;
+use crate::peer::ConnInfo;
 use crate::respond::Body;
 
 /// A stand-in for `handler::handle` (the server's unit tests).
 #[cfg(test)]
 pub(crate) type TestHandler = Arc<
     dyn Fn(
-            Arc<crate::handler::Gateway>,
+            Arc<crate::gateway::Gateway>,
             Request<Incoming>,
             ConnInfo,
         ) -> futures_util::future::BoxFuture<'static, Response<Body>>
@@ -177,10 +178,7 @@ async fn start(
         let metrics = &inner.shared.metrics;
         let trusted = {
             let gw = inner.current();
-            crate::headers::forwarding::ip_is_trusted(
-                &gw.settings.server.trusted_proxies,
-                peer.ip(),
-            )
+            crate::peer::ip_is_trusted(&gw.settings.server.trusted_proxies, peer.ip())
         };
         if !trusted {
             metrics.record_proxy_protocol_rejected(ProxyRejection::UntrustedPeer);
