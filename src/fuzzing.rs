@@ -651,7 +651,7 @@ pub fn jwt_claims(data: &[u8]) -> bool {
         assert!((1..=id_token::MAX_NUMERIC_DATE).contains(&t));
     }
     // What the gateway derives from exp: a bearer session's tunnel deadline.
-    let deadline = crate::handler::tunnel_deadline(exp);
+    let deadline = crate::phase::forward::tunnel_deadline(exp);
     assert!(deadline > std::time::SystemTime::UNIX_EPOCH);
     let left = deadline
         .duration_since(std::time::SystemTime::UNIX_EPOCH)

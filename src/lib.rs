@@ -20,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod email;
+pub mod endpoints;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
@@ -31,6 +32,7 @@ pub mod oidc;
 pub mod pathnorm;
 pub mod peer;
 pub mod per_thread;
+pub mod phase;
 pub mod policy;
 pub mod proxy;
 pub mod redirect;

@@ -13,6 +13,11 @@ use http::request::Parts;
 
 use crate::config::ServerSettings;
 
+/// Also `headers::names::X_FORWARDED_PROTO`; spelled here so that this leaf
+/// imports no header module (which import it).
+const X_FORWARDED_PROTO: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-forwarded-proto");
+
 /// What the server knows about the client connection a request arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -80,10 +85,7 @@ pub fn trusted_proto(server: &ServerSettings, parts: &Parts, conn: &ConnInfo) ->
 }
 
 pub(crate) fn first_proto(headers: &HeaderMap) -> Option<String> {
-    let value = headers
-        .get(crate::headers::forwarding::X_FORWARDED_PROTO)?
-        .to_str()
-        .ok()?;
+    let value = headers.get(X_FORWARDED_PROTO)?.to_str().ok()?;
     let first = value.split(',').next()?.trim().to_ascii_lowercase();
     matches!(first.as_str(), "http" | "https").then_some(first)
 }

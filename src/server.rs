@@ -334,7 +334,7 @@ async fn start_inner(
     });
     let (workers, dispatch) = workers::Workers::start(worker_count, &inner)?;
     let admin = tokio::spawn(crate::admin::serve(admin_listener, inner.clone()));
-    let accept = tokio::spawn(conn::accept_loop(listener, inner.clone(), dispatch));
+    let accept = tokio::spawn(workers::accept_loop(listener, inner.clone(), dispatch));
     inner.ready.store(true, Ordering::Release);
     tracing::info!(
         listen = %addr,

@@ -360,7 +360,7 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
     });
     let assertion_key = raw.assertion_key.and_then(|path| {
         let full = cx.resolve(&path);
-        match crate::auth::assertion::AssertionKey::load(&full) {
+        match super::assertion_key::AssertionKey::load(&full) {
             Ok(key) => Some(Arc::new(key)),
             Err(e) => {
                 cx.bad(

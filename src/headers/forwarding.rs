@@ -23,10 +23,7 @@ use crate::config::ServerSettings;
 use crate::peer::trusted_proto;
 use crate::peer::{first_proto, peer_is_trusted, ConnInfo};
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use super::names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 
 /// Longest X-Request-Id accepted from a trusted proxy.
 const MAX_REQUEST_ID: usize = 128;

@@ -75,6 +75,13 @@ fn pinned() -> Vec<(GatewayError, u16)> {
         (GatewayError::HeaderTooLarge, 431),
         (GatewayError::UpstreamUnavailable, 502),
         (GatewayError::UpstreamTimeout, 504),
+        (GatewayError::Unjudgeable(Unjudgeable::UnreadableUri), 400),
+        (
+            GatewayError::Unjudgeable(Unjudgeable::NonCanonicalPath("dot segments")),
+            400,
+        ),
+        (GatewayError::Unjudgeable(Unjudgeable::AmbiguousPath), 400),
+        (GatewayError::Unjudgeable(Unjudgeable::NoRoute), 403),
     ]
 }
 
@@ -100,10 +107,16 @@ fn every_variant_is_pinned() {
             | GatewayError::BadRequest(_)
             | GatewayError::HeaderTooLarge
             | GatewayError::UpstreamUnavailable
-            | GatewayError::UpstreamTimeout => {}
+            | GatewayError::UpstreamTimeout
+            | GatewayError::Unjudgeable(
+                Unjudgeable::UnreadableUri
+                | Unjudgeable::NonCanonicalPath(_)
+                | Unjudgeable::AmbiguousPath
+                | Unjudgeable::NoRoute,
+            ) => {}
         }
     }
-    assert_eq!(pinned().len(), 14);
+    assert_eq!(pinned().len(), 18);
 }
 
 async fn body_text(resp: Response<Body>) -> String {
