@@ -252,23 +252,24 @@ fn refused(refusal: guard::Refusal) -> Response<AdminBody> {
     } else {
         tracing::debug!(reason = refusal.code(), "admin request refused");
     }
-    let mut res = json(
+    // Built by `respond`, like every error answer (nosniff, no-store).
+    let mut res = crate::respond::json_error_bytes(
         refusal.status(),
         &serde_json::json!({ "error": refusal.code(), "message": refusal.message() }),
-    );
+    )
+    .map(Full::new);
     if let Some(challenge) = refusal.www_authenticate() {
         res.headers_mut()
             .insert(header::WWW_AUTHENTICATE, challenge);
     }
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
     res
 }
 
+/// An admin API error: `{"error": <what was wrong and what to do>}`, built
+/// by `respond` like every error answer (nosniff, no-store).
 fn json_error(status: StatusCode, message: &str) -> Response<AdminBody> {
-    json(status, &serde_json::json!({ "error": message }))
+    crate::respond::json_error_bytes(status, &serde_json::json!({ "error": message }))
+        .map(Full::new)
 }
 
 #[cfg(test)]

@@ -450,9 +450,15 @@ fn json_response(err: &GatewayError, reason: Option<&str>) -> Response<Body> {
     json_body(err.status(), &body)
 }
 
-/// Every JSON error answer: `application/json; charset=utf-8`, nosniff, no-store.
+/// Every JSON error answer of the gateway.
 fn json_body(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(body.to_string()));
+    json_error_bytes(status, body).map(full)
+}
+
+/// Every JSON error answer, for a listener with its own body type too (the
+/// admin listener): `application/json; charset=utf-8`, nosniff, no-store.
+pub fn json_error_bytes(status: StatusCode, body: &serde_json::Value) -> Response<Bytes> {
+    let mut resp = Response::new(Bytes::from(body.to_string()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -460,7 +466,8 @@ fn json_body(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    no_store(resp)
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn html_error(err: &GatewayError, pages: Option<&crate::ui::Pages>) -> Response<Body> {
