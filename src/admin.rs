@@ -7,6 +7,14 @@
 //! rebinding, and for state-changing requests a JSON content type and no
 //! cross-site `Origin` (SPEC 6.1). It keeps answering while the proxy
 //! listener drains, so `/readyz` can say 503 to the load balancer.
+//!
+//! The one import loop left among the top-level modules is this one with
+//! `server`, and it earns its place: the server starts this listener
+//! (`admin::serve`), and the listener reads the server's live state
+//! (`server::Inner`: the current config generation swapped by SIGHUP, the
+//! readiness latch, the stop signal, the shared metrics and store). Moving
+//! `Inner` out would only give the loop another name; both sides are one
+//! process's control plane, never on the request path.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -352,6 +360,32 @@ mod tests {
 
     fn conns() -> Vec<String> {
         vec!["contoso".to_string(), "partner".to_string()]
+    }
+
+    #[tokio::test]
+    async fn every_refusal_is_json_with_the_error_headers() {
+        use guard::Refusal;
+        for refusal in [
+            Refusal::MissingToken,
+            Refusal::WrongToken,
+            Refusal::Host,
+            Refusal::CrossSite,
+            Refusal::NotJson,
+        ] {
+            let res = refused(refusal);
+            let h = res.headers().clone();
+            assert_eq!(h[header::CACHE_CONTROL], "no-store", "{refusal:?}");
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{refusal:?}");
+            assert_eq!(h[header::CONTENT_TYPE], "application/json; charset=utf-8");
+            assert_eq!(
+                h.contains_key(header::WWW_AUTHENTICATE),
+                refusal.status() == StatusCode::UNAUTHORIZED
+            );
+            let (status, body) = body_of(res).await;
+            assert_eq!(status, refusal.status());
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["error"], refusal.code());
+        }
     }
 
     async fn body_of(res: Response<AdminBody>) -> (StatusCode, String) {
