@@ -9,7 +9,7 @@ use crate::session::store::SessionId;
 /// A user whose identity realmgate verified, for one request: from a
 /// verified bearer token or a session the store returned
 /// (`phase::authenticate`), or from a verified ID token at the end of
-/// sign-in (`auth::callback`, [`AuthenticatedUser::signed_in`]).
+/// sign-in (`auth::callback`, `AuthenticatedUser::signed_in`).
 ///
 /// Private fields, and constructors visible only to `phase::authenticate`
 /// (plus the documented one for the callback): no other code can claim a
