@@ -1,5 +1,5 @@
-//! Authentication: its state, bearer tokens, token refresh, Microsoft Graph
-//! groups, the signed assertion, and sign-in (`login`, `callback`; reached
+//! Authentication: its state, bearer tokens, token refresh,
+//! the signed assertion, and sign-in (`login`, `callback`; reached
 //! through `signin` from the `/.auth/*` endpoint router, `endpoints`).
 //!
 //! The pipeline's authentication step is `phase::authenticate`; the other
@@ -16,7 +16,6 @@ pub(crate) mod bearer;
 pub(crate) mod callback;
 pub(crate) mod ctx;
 pub(crate) mod form;
-mod graph;
 mod login;
 pub(crate) mod refresh;
 pub(crate) mod signin;

@@ -75,6 +75,9 @@ enum Command {
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
     },
+    /// Print the JSON Schema of the configuration file (for editors such as
+    /// taplo / Even Better TOML).
+    Schema,
     /// Start a local demo: a development identity provider, a demo app and the
     /// gateway in front of it. No Azure account needed.
     Demo {
@@ -86,7 +89,13 @@ enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = command(Cli::parse());
+    // Queued log lines are written before the process ends.
+    crate::telemetry::flush();
+    code
+}
+
+fn command(cli: Cli) -> ExitCode {
     let config = cli.config.as_deref();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
@@ -105,6 +114,14 @@ pub fn main() -> ExitCode {
             };
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(crate::config::summary(&settings).as_bytes());
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Command::Schema => {
+            let text = serde_json::to_string_pretty(&crate::config::schema())
+                .expect("a schema is plain JSON");
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
             let _ = out.flush();
             ExitCode::SUCCESS
         }

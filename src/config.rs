@@ -6,6 +6,7 @@
 pub mod assertion_key;
 mod load;
 mod raw;
+mod schema;
 mod settings;
 mod summary;
 mod validate;
@@ -13,6 +14,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use schema::schema;
 pub use settings::*;
 pub use summary::{callback_urls, summary, warnings};
 pub use validate::normalize_domain;

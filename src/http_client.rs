@@ -12,14 +12,8 @@
 //!   `127.0.0.0/8`, `::1`), which the demo identity provider and the tests use.
 //!   Anything else must be HTTPS: tokens and keys fetched over plain HTTP could
 //!   be replaced by anyone on the path.
-//!
-//! It also implements openidconnect's [`AsyncHttpClient`](openidconnect::AsyncHttpClient),
-//! so openidconnect's request builders can be driven over it (openidconnect is
-//! compiled without reqwest).
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -174,16 +168,6 @@ impl HttpClient {
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HttpClient")
-    }
-}
-
-impl<'c> openidconnect::AsyncHttpClient<'c> for HttpClient {
-    type Error = HttpError;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, HttpError>> + Send + 'c>>;
-
-    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
-        Box::pin(self.execute(request))
     }
 }
 

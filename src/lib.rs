@@ -25,6 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod demo;
 pub mod discovery;
 pub mod email;

@@ -10,7 +10,6 @@
 //! concurrent fetches of one document are collapsed into one (single-flight).
 //! An unreachable provider without a cache gives [`OidcError::Unavailable`].
 
-mod access_token;
 mod check;
 mod flight;
 pub mod id_token;
@@ -370,14 +369,7 @@ impl VerifiedIdToken {
     }
     /// `_claim_names.groups` or `hasgroups` present.
     pub fn has_group_overage(&self) -> bool {
-        let claim_names = self
-            .claims
-            .get("_claim_names")
-            .and_then(Value::as_object)
-            .is_some_and(|m| m.contains_key("groups"));
-        let hasgroups = matches!(self.claims.get("hasgroups"), Some(Value::Bool(true)))
-            || self.str_claim("hasgroups") == Some("true");
-        claim_names || hasgroups
+        crate::connection::entra::signals_group_overage(&self.claims)
     }
     /// Every claim not listed above (for `extended_profile`).
     pub fn extra_claims(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -888,18 +880,19 @@ impl Provider {
         };
         id_token::check_claims(&claims, &want).map_err(OidcError::InvalidToken)?;
         if let (Purpose::Access { .. }, Some(e)) = (&purpose, entra) {
-            access_token::check_entra_version(&claims, e).map_err(OidcError::InvalidToken)?;
+            crate::connection::entra::access_token::check_entra_version(&claims, e)
+                .map_err(OidcError::InvalidToken)?;
         }
         Ok(claims)
     }
 
     /// The issuer forms a token for `purpose` may carry: discovery's, and for
-    /// Entra access tokens also the v1.0 form (see [`access_token`]).
+    /// Entra access tokens also the v1.0 form (see `connection::entra::access_token`).
     fn issuers(&self, meta: &Metadata, purpose: &Purpose<'_>) -> Vec<IssuerRule> {
         let mut issuers = vec![meta.issuer_rule.clone()];
         if let (Purpose::Access { .. }, ConnectionKind::Entra(e)) = (purpose, &self.cfg.kind) {
             issuers.push(IssuerRule::TenantTemplate(
-                access_token::v1_issuer_template(&e.authority_host),
+                crate::connection::entra::access_token::v1_issuer_template(&e.authority_host),
             ));
         }
         issuers
@@ -941,16 +934,7 @@ impl Provider {
     }
 }
 
-/// Whether `iss` is `template` with `{tenantid}` replaced by a tenant id.
-fn template_matches(template: &str, iss: &str) -> bool {
-    let Some((prefix, suffix)) = template.split_once(metadata::TENANT_PLACEHOLDER) else {
-        return false;
-    };
-    iss.len() >= prefix.len() + suffix.len()
-        && iss.starts_with(prefix)
-        && iss.ends_with(suffix)
-        && metadata::is_guid(&iss[prefix.len()..iss.len() - suffix.len()])
-}
+use crate::connection::entra::issuer::template_matches;
 
 async fn refresh_loop(provider: std::sync::Weak<Provider>) {
     let mut failures = 0u32;

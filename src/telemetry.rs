@@ -1,12 +1,29 @@
 //! Logging setup (tracing-subscriber, text or JSON).
 //!
+//! Lines are written by a writer thread of their own (tracing-appender's
+//! non-blocking writer, lossless: when it falls behind, callers wait rather
+//! than lose lines), through a buffer it flushes whenever it has drained
+//! what was queued, so a busy proxy thread neither makes a write system
+//! call per line nor waits on a slow pipe or disk. Colour escapes only when
+//! stderr is a terminal: a file or a log collector gets plain text.
+//!
 //! Nothing here formats request data: events carry only fields their callers
 //! chose, and callers never pass tokens, cookie values, secrets or emails
 //! (SPEC 6). The filter is `RUST_LOG` when set, else the configured level.
 
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+
+/// Keeps the writer thread alive; [`flush`] drops it.
+static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+
+/// Lines queued before callers wait for the writer thread.
+const QUEUED_LINES: usize = 64 * 1024;
 
 /// Install the global subscriber. `level` is an EnvFilter directive; `RUST_LOG` wins when set.
 ///
@@ -17,9 +34,22 @@ pub fn init(format: LogFormat, level: &str) {
         Ok(v) if !v.trim().is_empty() => parse_filter(&v, "RUST_LOG"),
         _ => parse_filter(level, "the log level"),
     };
+    let mut writer_slot = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    if writer_slot.is_some() {
+        return; // already installed
+    }
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("realmgate-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     let result = match format {
         LogFormat::Text => builder.try_init(),
@@ -30,7 +60,16 @@ pub fn init(format: LogFormat, level: &str) {
             .try_init(),
     };
     // Err only when a subscriber is already installed: keep that one.
-    let _ = result;
+    if result.is_ok() {
+        *writer_slot = Some(guard);
+    }
+}
+
+/// Writes out every queued line and stops the writer thread; later lines
+/// are lost. Called once as the process exits.
+pub fn flush() {
+    let guard = WRITER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(guard);
 }
 
 fn parse_filter(directive: &str, what: &str) -> EnvFilter {

@@ -32,7 +32,7 @@ use super::AuthState;
 use crate::config::{ConnectionSettings, RouteSettings};
 use crate::oidc::{OidcError, VerifiedAccessToken};
 use crate::respond::GatewayError;
-use crate::session::model::Session;
+use crate::session::model::{Session, SessionTerms};
 
 /// A caller authenticated by a bearer token, for this request only.
 pub(crate) struct BearerUser {
@@ -116,7 +116,8 @@ pub(crate) async fn authenticate(
             .await
         {
             Ok(verified) => {
-                let user = session_for(connection, &verified, token, route);
+                let user = session_for(connection, &verified, token, route)
+                    .map_err(|r| refused(r.to_string()))?;
                 return Ok(BearerUser {
                     user: Arc::new(user),
                     connection: connection.clone(),
@@ -160,68 +161,25 @@ fn unverified_issuer(token: &str) -> Result<String, String> {
 }
 
 /// The request-scoped identity of a verified access token, shaped like a
-/// session so policy and headers need no second code path.
+/// session so policy and headers need no second code path. The identity
+/// (user id, email trust, groups) is the connection kind's, as at sign-in.
 fn session_for(
     conn: &ConnectionSettings,
     token: &VerifiedAccessToken,
     raw: &str,
     route: &RouteSettings,
-) -> Session {
-    let t = token.identity();
-    let claim = |k: &str| {
-        t.claims()
-            .get(k)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    // As at sign-in (SPEC 6.1): `oid` on Entra (`verify_access_token`
-    // demands it), `<connection>:<sub>` elsewhere.
-    let user_id = crate::session::model::user_id_for(conn, t.sub(), t.oid()).unwrap_or_default();
-    let email_trust =
-        super::callback::email_trust(conn, t.email().is_some(), t.email_verified(), t.xms_edov());
-    // Group overage cannot be resolved here: Graph would need a token for
-    // Graph, and this one is for the API. The caller then has no groups, and
-    // a group policy refuses it (fail closed).
-    let groups = if !conn.groups {
-        Vec::new()
-    } else if t.has_group_overage() {
-        tracing::warn!(
-            connection = %conn.name,
-            route.name = %route.name,
-            "bearer token signals group overage; its groups are unknown (Graph is not called for API tokens)"
-        );
-        Vec::new()
-    } else {
-        t.groups()
-    };
+) -> Result<Session, String> {
     let now = super::now();
-    let exp = t.exp().unwrap_or(now);
-    Session {
-        version: crate::session::model::SESSION_VERSION,
-        user_id,
-        subject: t.sub().to_string(),
-        tenant_id: t.tid().map(str::to_string),
-        connection: conn.name.clone(),
-        issuer: t.iss().to_string(),
-        sid: None,
-        email: t.email().map(str::to_string),
-        email_trust,
-        name: t.name().map(str::to_string),
-        // v1.0 tokens name the account in `upn` (or `unique_name`).
-        preferred_username: t
-            .preferred_username()
-            .map(str::to_string)
-            .or_else(|| claim("upn"))
-            .or_else(|| claim("unique_name")),
-        groups,
-        claims: conn.extended_profile.then(|| t.extra_claims()),
-        id_token: None,
-        // The app already has this token (the client sends it along in
-        // Authorization); `pass_access_token` gets it in the usual header too.
-        access_token: route.pass_access_token.then(|| raw.to_string()),
-        refresh_token: None,
-        tokens_expire_at: Some(exp),
-        created_at: now,
-        expires_at: exp,
-    }
+    let identity = crate::connection::oidc::bearer_identity(conn, token, raw, route, now)
+        .ok_or("the token has no oid (Entra) or sub claim")?;
+    let exp = token.identity().exp().unwrap_or(now);
+    Ok(Session::new(
+        identity,
+        SessionTerms {
+            created_at: now,
+            expires_at: exp,
+            keep_access_token: route.pass_access_token,
+            keep_refresh_token: false,
+        },
+    ))
 }

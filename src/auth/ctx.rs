@@ -15,9 +15,19 @@ pub(crate) struct Ctx<'a> {
     /// `https://hr.contoso.com` as the browser sees this gateway.
     pub(crate) origin: String,
     pub(crate) https: bool,
+    /// The client's address (the peer, or the PROXY header's client).
+    pub(crate) client: std::net::IpAddr,
 }
 
 impl Ctx<'_> {
+    /// The connection kinds' shared state (`crate::connection`).
+    pub(crate) fn kinds(&self) -> crate::connection::Kinds<'_> {
+        crate::connection::Kinds {
+            providers: &self.state.shared.providers,
+            metrics: &self.state.shared.metrics,
+        }
+    }
+
     /// The connections this route lets sign in, in config order.
     pub(crate) fn allowed_connections(&self) -> Vec<&Arc<ConnectionSettings>> {
         self.state

@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 
 use super::{form_get, form_pairs, html, redirect, Ctx};
 use crate::config::ConnectionSettings;
+use crate::connection::{Begin, BeginRequest, Blame, Pending};
 use crate::respond::{Body, GatewayError};
 use crate::session::state::PendingLogin;
 use crate::ui::{LoginButton, LoginView};
@@ -84,8 +85,9 @@ pub(super) async fn start(
     start_flow(ctx, parts, conn, &target, extra).await
 }
 
-/// Builds the authorization request, remembers its secrets in the state
-/// cookie, and redirects the browser to the provider.
+/// Begins the sign-in at the connection's kind (`crate::connection`): a
+/// redirect to the provider, or a page of realmgate's own. A pending login
+/// the kind hands back is bound to the browser by the state cookie.
 async fn start_flow(
     ctx: &Ctx<'_>,
     parts: &Parts,
@@ -93,12 +95,8 @@ async fn start_flow(
     target: &str,
     mut extra: Vec<(String, String)>,
 ) -> Result<Response<Body>, GatewayError> {
-    let provider = ctx
-        .state
-        .shared
-        .providers
-        .get(&conn.name)
-        .ok_or(GatewayError::NotFound)?;
+    let kinds = ctx.kinds();
+    let kind = kinds.for_connection(conn).ok_or(GatewayError::NotFound)?;
     // Operator parameters first; a forwarded one with the same name wins only
     // if the operator allow-listed it.
     for (k, v) in &conn.upstream_params {
@@ -107,25 +105,52 @@ async fn start_flow(
         }
     }
     let redirect_uri = ctx.redirect_uri(conn);
-    let request = provider
-        .authorization_request(&redirect_uri, &extra)
+    let begun = kind
+        .begin(BeginRequest {
+            connection: conn,
+            redirect_uri: &redirect_uri,
+            target,
+            extra: &extra,
+            pages: &ctx.state.pages,
+        })
         .await
         .map_err(|e| {
             tracing::warn!(connection = %conn.name, error = %e, "cannot start sign-in");
-            GatewayError::ProviderUnavailable
+            match e.reason.blame() {
+                Blame::Unavailable => GatewayError::ProviderUnavailable,
+                Blame::Expired | Blame::Foreign | Blame::Provider | Blame::Unverified => {
+                    GatewayError::BadRequest("The sign-in could not be started. Start again.")
+                }
+            }
         })?;
-    let pending = PendingLogin {
-        state: request.state.clone(),
-        nonce: request.nonce.clone(),
-        pkce_verifier: request.pkce_verifier.clone(),
-        connection: conn.name.clone(),
-        redirect_uri,
-        target: target.to_string(),
-        created_at: super::now(),
+    let bind = |pending: Pending| {
+        let login = PendingLogin {
+            state: pending.state,
+            nonce: pending.nonce,
+            pkce_verifier: pending.pkce_verifier,
+            connection: conn.name.clone(),
+            redirect_uri: redirect_uri.clone(),
+            target: target.to_string(),
+            created_at: super::now(),
+        };
+        ctx.state.states.add(&parts.headers, ctx.https, login)
     };
-    let cookie = ctx.state.states.add(&parts.headers, ctx.https, pending);
     tracing::info!(route.name = %ctx.route.name, connection = %conn.name, "sign-in started");
-    redirect(request.url.as_str(), [cookie])
+    match begun {
+        Begin::Redirect { url, pending } => redirect(&url, [bind(pending)]),
+        Begin::Page {
+            status,
+            html: page,
+            pending,
+        } => {
+            let mut resp = html(status, page);
+            if let Some(pending) = pending {
+                resp.headers_mut()
+                    .append(http::header::SET_COOKIE, bind(pending));
+            }
+            Ok(resp)
+        }
+    }
 }
 
 fn render(

@@ -288,12 +288,7 @@ async fn updated_session(
     let mut s = current.clone();
     if let Some(token) = verified {
         s.email = token.email().map(str::to_string);
-        s.email_trust = super::callback::email_trust(
-            conn,
-            token.email().is_some(),
-            token.email_verified(),
-            token.xms_edov(),
-        );
+        s.email_trust = crate::connection::oidc::email_trust_of(conn, token);
         s.name = token.name().map(str::to_string);
         s.preferred_username = token.preferred_username().map(str::to_string);
         s.claims = if conn.extended_profile {
@@ -305,14 +300,12 @@ async fn updated_session(
         } else {
             None
         };
-        match super::graph::session_groups(
-            state.shared.providers.http_client(),
-            &state.shared.metrics,
-            conn,
-            token,
-            tokens.access_token.as_deref(),
-        )
-        .await
+        let env = crate::connection::oidc::Env {
+            http: state.shared.providers.http_client(),
+            metrics: &state.shared.metrics,
+        };
+        match crate::connection::oidc::groups_of(&env, conn, token, tokens.access_token.as_deref())
+            .await
         {
             Ok(groups) => s.groups = groups,
             Err(e) => tracing::warn!(

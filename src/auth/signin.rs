@@ -34,6 +34,11 @@ pub(crate) async fn serve(
         None if *method == Method::GET || *method == Method::HEAD => {
             login::start(ctx, parts, tail).await
         }
+        // A kind whose form posts back to itself (`connection::SignIn`).
+        None if *method == Method::POST && callback::completes_at_login_post(ctx, tail) => {
+            let form = read_form(body).await?;
+            callback::finish(ctx, parts, tail, &form).await
+        }
         Some((name, "callback")) if *method == Method::GET => {
             let query = parts.uri.query().unwrap_or("").as_bytes().to_vec();
             callback::finish(ctx, parts, name, &query).await

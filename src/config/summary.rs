@@ -81,6 +81,27 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             super::MIN_ADMIN_TOKEN_BYTES
         ));
     }
+    for c in &settings.connections {
+        // Entra's token endpoint refuses a web app's code exchange without a
+        // credential; a connection used only to accept bearer tokens
+        // (`api_audiences`) needs none, so this is a warning, not an error.
+        if c.is_entra() && c.client_secret.is_none() {
+            out.push(format!(
+                "connection {:?} (Entra ID) has no client credential: sign-in through it fails \
+                 at the code exchange. Set client_secret_file (or client_secret) to a secret from \
+                 the app registration's \"Certificates & secrets\", unless the connection only \
+                 accepts bearer tokens.",
+                c.name
+            ));
+        }
+        if !c.client_id.is_empty() && c.client_id.bytes().all(|b| b == b'0' || b == b'-') {
+            out.push(format!(
+                "connection {:?}: client_id {:?} is the placeholder of the example configuration; \
+                 set the application (client) id of your app registration.",
+                c.name, c.client_id
+            ));
+        }
+    }
     // RSA private-key operations in the `rsa` crate are not constant-time
     // (RUSTSEC-2023-0071, see deny.toml), and a signed-in user can make the
     // gateway sign assertions and time the answers.

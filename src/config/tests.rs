@@ -852,3 +852,54 @@ fn check_warns_about_an_rsa_assertion_key_and_not_about_p256() {
     );
     assert!(summary(&s).contains("Warning: [server] assertion_key is an RSA key"));
 }
+
+#[test]
+fn placeholder_secrets_of_the_example_are_refused_in_any_case_and_any_form() {
+    for (from, to) in [
+        (
+            SECRET.to_string(),
+            "change-me-to-at-least-32-random-bytes!!".to_string(),
+        ),
+        (
+            SECRET.to_string(),
+            "CHANGE-ME-but-it-is-long-enough-32b".to_string(),
+        ),
+        ("s3cret".to_string(), "replace-me".to_string()),
+        ("s3cret".to_string(), "Replace-Me-Too".to_string()),
+    ] {
+        let text = minimal().replacen(&from, &to, 1);
+        let p = problems(&text);
+        let key = if from == SECRET {
+            "session.secret"
+        } else {
+            "connection[0].client_secret"
+        };
+        let hit = p.iter().find(|p| p.key == key).expect(&to);
+        assert!(hit.to_string().contains("placeholder"), "{to}: {hit}");
+        // The value itself is never echoed.
+        assert!(!hit.to_string().contains(&to), "{hit}");
+    }
+    // A secret that merely contains the words is a secret.
+    let text = minimal().replacen("s3cret", "my-replace-me-secret", 1);
+    load_str(&text).expect("valid");
+}
+
+#[test]
+fn check_warns_about_a_zero_client_id_and_an_entra_connection_without_credential() {
+    let text = minimal()
+        .replacen(
+            "00000000-0000-0000-0000-000000000001",
+            "00000000-0000-0000-0000-000000000000",
+            1,
+        )
+        .replacen("client_secret = \"s3cret\"\n", "", 1);
+    let s = load_str(&text).expect("valid: warnings only");
+    let w = super::summary::warnings(&s).join("\n");
+    assert!(
+        w.contains("client_id \"00000000-0000-0000-0000-000000000000\" is the placeholder"),
+        "{w}"
+    );
+    assert!(w.contains("has no client credential"), "{w}");
+    let s = load_str(&minimal()).expect("valid");
+    assert!(super::summary::warnings(&s).is_empty());
+}

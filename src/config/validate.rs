@@ -145,6 +145,14 @@ impl Ctx<'_> {
     }
 }
 
+/// True for the placeholder secrets printed in `config.toml.example` and the
+/// docs (`change-me…`, `replace-me…`): a copied example must not run with a
+/// secret everyone can read.
+pub(super) fn is_placeholder_secret(secret: &[u8]) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    lower.starts_with(b"change-me") || lower.starts_with(b"replace-me")
+}
+
 /// Largest secret file read: a secret is a line, a URL or a PEM key, never more.
 const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
@@ -449,7 +457,13 @@ fn session(cx: &mut Ctx<'_>, raw: RawSession) -> SessionSettings {
         );
     }
     for (key, s) in &secrets {
-        if s.expose().len() < MIN_SECRET_BYTES {
+        if is_placeholder_secret(s.expose()) {
+            cx.bad(
+                key.clone(),
+                "is the placeholder of the example configuration",
+                "a random secret of your own: `openssl rand -base64 48`",
+            );
+        } else if s.expose().len() < MIN_SECRET_BYTES {
             cx.bad(
                 key.clone(),
                 format!("is {} bytes long", s.expose().len()),
@@ -720,6 +734,16 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             raw.client_secret.as_deref(),
             raw.client_secret_file.as_deref(),
         );
+        if client_secret
+            .as_ref()
+            .is_some_and(|s| is_placeholder_secret(s.expose()))
+        {
+            cx.bad(
+                at("client_secret"),
+                "is the placeholder of the example configuration",
+                "the client secret the provider issued for this application (or client_secret_file)",
+            );
+        }
         let mut home_realm_domains = Vec::new();
         for (j, d) in raw
             .home_realm_domains

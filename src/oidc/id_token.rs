@@ -13,8 +13,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use super::metadata::{is_guid, IssuerRule, TENANT_PLACEHOLDER};
+use super::metadata::IssuerRule;
 use crate::config::TenantAllowList;
+use crate::connection::entra;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 60;
@@ -254,15 +255,8 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
         match rule {
             IssuerRule::Exact(expected) => iss_ok |= iss == expected,
             IssuerRule::TenantTemplate(template) => {
-                // Entra multi-tenant: every tenant's tokens are signed by the same
-                // keys, so the issuer is checked against the template filled with
-                // the token's own tid. The tid must look like a tenant id so it
-                // cannot smuggle text into the comparison.
-                let tid = tid.ok_or("tid missing")?;
-                if !is_guid(tid) {
-                    return Err("tid is not a tenant id".into());
-                }
-                iss_ok |= iss == template.replace(TENANT_PLACEHOLDER, tid);
+                // Entra multi-tenant: the template filled with the token's own tid.
+                iss_ok |= entra::issuer::matches_template_with_tid(template, iss, tid)?;
             }
         }
     }
@@ -274,22 +268,7 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
     // validly signed token for a multi-tenant app; only the listed tenants may
     // sign in. A single-tenant connection accepts its own tenant only.
     if let Some((rule, pinned)) = want.tenants {
-        let tid = tid.ok_or("tid missing")?.to_ascii_lowercase();
-        match rule {
-            TenantAllowList::Any => {}
-            TenantAllowList::List(ids) => {
-                if !ids.contains(&tid) {
-                    return Err("tenant not allowed".into());
-                }
-            }
-            TenantAllowList::Pinned => match pinned {
-                Some(p) if p.eq_ignore_ascii_case(&tid) => {}
-                Some(_) => return Err("tenant not allowed".into()),
-                // A multi-tenant connection always has a list (config validation);
-                // without a pinned tenant there is nothing to accept.
-                None => return Err("tenant not allowed".into()),
-            },
-        }
+        entra::issuer::check_tenant(rule, pinned, tid)?;
     }
 
     let auds: Vec<&str> = match claims.get("aud") {

@@ -16,7 +16,8 @@ use crate::config::ConnectionKind;
 use crate::http_client;
 
 /// The placeholder Entra's multi-tenant discovery documents put in `issuer`.
-pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+/// Entra's rules live with the Entra kind; re-exported for the verifier.
+pub use crate::connection::entra::issuer::{is_guid, TENANT_PLACEHOLDER};
 
 /// How a token's `iss` is compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,45 +172,7 @@ fn issuer_rule(
             Ok((IssuerRule::Exact(issuer.to_string()), None))
         }
         ConnectionKind::Entra(e) => {
-            if e.is_multi_tenant() {
-                if !issuer.contains(TENANT_PLACEHOLDER) {
-                    return Err(MetadataProblem(format!(
-                        "issuer mismatch: tenant {:?} is multi-tenant but the discovery issuer {issuer:?} has no {TENANT_PLACEHOLDER} placeholder",
-                        e.tenant
-                    )));
-                }
-                return Ok((IssuerRule::TenantTemplate(issuer.to_string()), None));
-            }
-            // Single tenant: the issuer is `{host}/{tenant id}/v2.0`.
-            let tid = Url::parse(issuer).ok().and_then(|u| {
-                let segs: Vec<String> = u.path_segments()?.map(str::to_string).collect();
-                match segs.as_slice() {
-                    [tid, v] if v == "v2.0" && is_guid(tid) => Some(tid.to_ascii_lowercase()),
-                    _ => None,
-                }
-            });
-            let Some(tid) = tid else {
-                return Err(MetadataProblem(format!(
-                    "issuer mismatch: the discovery issuer {issuer:?} is not an Entra v2.0 issuer (https://<host>/<tenant id>/v2.0)"
-                )));
-            };
-            if is_guid(&e.tenant) && !e.tenant.eq_ignore_ascii_case(&tid) {
-                return Err(MetadataProblem(format!(
-                    "wrong tenant: the connection is configured for tenant {:?} but the discovery issuer belongs to tenant {tid}",
-                    e.tenant
-                )));
-            }
-            Ok((IssuerRule::Exact(issuer.to_string()), Some(tid)))
+            crate::connection::entra::issuer::discovery_rule(e, issuer).map_err(MetadataProblem)
         }
     }
-}
-
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` with hex digits.
-pub fn is_guid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use serde_json::{Map, Value};
 
 use crate::config::Settings;
-use crate::session::model::{EmailTrust, Session};
+use crate::session::model::{Session, SessionTerms};
 
 /// Exit code for "denied" (0 = allowed, 1 = denied or not routable, 64 = usage).
 const DENIED: u8 = 1;
@@ -129,11 +129,6 @@ fn from_claims(settings: &Settings, path: &Path) -> Result<Session, String> {
     let claims: Map<String, Value> = serde_json::from_str(&text)
         .map_err(|e| format!("--claims {} is not a JSON object: {e}", path.display()))?;
     let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
-    let b = |k: &str| {
-        claims
-            .get(k)
-            .and_then(|v| v.as_bool().or_else(|| v.as_str().map(|s| s == "true")))
-    };
     // The connection: named in the file ("connection"), else the only one.
     let connection = match s("connection") {
         Some(c) => c,
@@ -147,48 +142,20 @@ fn from_claims(settings: &Settings, path: &Path) -> Result<Session, String> {
     let conn = settings
         .connection(&connection)
         .ok_or_else(|| format!("no connection named {connection:?}"))?;
-    let user_id = crate::session::model::user_id_for(
-        conn,
-        s("sub").as_deref().unwrap_or_default(),
-        s("oid").as_deref(),
-    )
-    .ok_or("the claims have no oid (Entra) or sub")?;
-    let email = s("email");
-    Ok(Session {
-        version: crate::session::model::SESSION_VERSION,
-        user_id,
-        subject: s("sub").unwrap_or_default(),
-        tenant_id: s("tid"),
-        connection,
-        issuer: s("iss").unwrap_or_default(),
-        sid: None,
-        email_trust: crate::auth::callback::email_trust(
-            conn,
-            email.is_some(),
-            b("email_verified"),
-            b("xms_edov"),
-        ),
-        email,
-        name: s("name"),
-        preferred_username: s("preferred_username"),
-        groups: claims
-            .get("groups")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        claims: None,
-        id_token: None,
-        access_token: None,
-        refresh_token: None,
-        tokens_expire_at: None,
+    // What a sign-in at this connection would make of these claims.
+    let identity = crate::connection::described_identity(conn, &claims)
+        .ok_or("the claims have no oid (Entra) or sub")?;
+    Ok(Session::new(identity, described_terms()))
+}
+
+/// A described user's session never expires and keeps no tokens.
+fn described_terms() -> SessionTerms {
+    SessionTerms {
         created_at: 0,
         expires_at: u64::MAX,
-    })
+        keep_access_token: false,
+        keep_refresh_token: false,
+    }
 }
 
 fn from_email(
@@ -202,27 +169,10 @@ fn from_email(
         .filter(|c| route.connections.contains(&c.name));
     let conn = crate::discovery::connection_for(email, allowed.map(|c| &**c))
         .ok_or_else(|| "no connection of this route has the email's domain as a home realm domain; use --claims to describe the user".to_string())?;
-    Ok(Session {
-        version: crate::session::model::SESSION_VERSION,
-        user_id: format!("(user signing in as {email})"),
-        subject: String::new(),
-        tenant_id: None,
-        connection: conn.name.clone(),
-        issuer: String::new(),
-        sid: None,
-        email: Some(email.to_string()),
-        email_trust: EmailTrust::TrustedConnection,
-        name: None,
-        preferred_username: Some(email.to_string()),
-        groups: Vec::new(),
-        claims: None,
-        id_token: None,
-        access_token: None,
-        refresh_token: None,
-        tokens_expire_at: None,
-        created_at: 0,
-        expires_at: u64::MAX,
-    })
+    Ok(Session::new(
+        crate::connection::described_by_email(conn, email),
+        described_terms(),
+    ))
 }
 
 #[cfg(test)]

@@ -501,12 +501,51 @@ async fn admin_endpoints_and_metrics_after_a_request() {
 }
 
 #[test]
-fn check_prints_callback_urls_for_the_example_config() {
+fn check_refuses_the_unedited_example_config_with_its_placeholder_secrets() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example");
     let out = Command::new(BIN)
         .args(["check", "--config"])
         .arg(&example)
         .env_remove("REALMGATE_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in [
+        "session.secret",
+        "connection[0].client_secret",
+        "connection[1].client_secret",
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "  - {key}: is the placeholder of the example configuration"
+            )),
+            "{key} missing:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("openssl rand -base64 48"), "{stderr}");
+}
+
+#[test]
+fn check_prints_callback_urls_for_the_example_config() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example");
+    // The example with its placeholders replaced, as a user would.
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&example)
+        .env_remove("REALMGATE_CONFIG")
+        .env(
+            "REALMGATE_SESSION__SECRET",
+            "k4Jd8s0Qm2ZxV7bN1cT9eR5uY3wA6pLq",
+        )
+        .env(
+            "REALMGATE_CONNECTION__CONTOSO__CLIENT_SECRET",
+            "a-real-secret",
+        )
+        .env(
+            "REALMGATE_CONNECTION__PARTNER__CLIENT_SECRET",
+            "another-real-secret",
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -611,4 +650,108 @@ async fn tls_get(addr: SocketAddr, alpn: &[&[u8]]) -> (Option<Vec<u8>>, Vec<u8>,
         text = read_to_close(&mut tls).await;
     }
     (negotiated, leaf, text)
+}
+
+#[test]
+fn schema_command_prints_a_json_schema_of_every_table() {
+    let out = Command::new(BIN).arg("schema").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(schema["additionalProperties"], serde_json::json!(false));
+    for table in [
+        "server",
+        "admin",
+        "session",
+        "log",
+        "ui",
+        "connection",
+        "route",
+    ] {
+        assert!(schema["properties"][table].is_object(), "{table}");
+    }
+    // The file the example points editors at is what the binary prints.
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(schema, committed);
+}
+
+/// The default text log written to a pipe (as to a file or a collector):
+/// no colour escapes, one access line per request, and every line queued
+/// for the log writer thread is out before the process exits.
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour_escapes_and_are_flushed_at_exit() {
+    let up = upstream("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("realmgate.toml");
+    std::fs::write(&file, config(up.addr, "")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log-level", "info", "run", "--config"])
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            // `... realmgate listening listen=127.0.0.1:PORT admin=...`
+            if let Some(rest) = line.split("listen=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("");
+                if let (Ok(addr), Some(tx)) = (addr.parse::<SocketAddr>(), tx.take()) {
+                    let _ = tx.send(addr);
+                }
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = match rx.recv_timeout(WAIT) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("no listening line: {}", reader.join().unwrap());
+        }
+    };
+    for i in 0..3 {
+        let res = send(
+            addr,
+            format!("GET /n{i} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "realmgate did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = reader.join().unwrap();
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour escapes in a piped log:\n{log}"
+    );
+    for i in 0..3 {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("access") && l.contains(&format!("/n{i}"))),
+            "no access line for /n{i}:\n{log}"
+        );
+    }
 }

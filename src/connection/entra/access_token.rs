@@ -18,7 +18,7 @@
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::metadata::TENANT_PLACEHOLDER;
+use super::issuer::TENANT_PLACEHOLDER;
 use crate::config::EntraSettings;
 
 /// The issuer template of Entra v1.0 access tokens for an authority host.

@@ -1,4 +1,4 @@
-//! Entra group overage (SPEC 5.4): when an ID token has too many groups to
+//! Microsoft Graph for Entra group overage (SPEC 5.4): when an ID token has too many groups to
 //! list, Entra leaves `groups` out and says so (`_claim_names.groups` or
 //! `hasgroups`). realmgate then asks Microsoft Graph for the user's
 //! transitive group ids with the user's own access token:
@@ -18,10 +18,8 @@ use std::time::Instant;
 use serde_json::Value;
 use url::Url;
 
-use crate::config::{ConnectionKind, ConnectionSettings};
 use crate::http_client::HttpClient;
 use crate::metrics::Metrics;
-use crate::oidc::VerifiedIdToken;
 
 /// At most this many pages are read (Graph's default page size is 100, so
 /// 10 000 groups); more is treated as a failure, not silently truncated.
@@ -47,35 +45,6 @@ pub(crate) enum GraphError {
     ForeignLink(String),
     #[error("more than 100 pages of groups (MAX_PAGES); giving up")]
     TooManyPages,
-}
-
-/// The groups for a session from a verified ID token: the `groups` claim, or
-/// on overage the list from Graph. `Ok(vec![])` when `groups = false`.
-pub(crate) async fn session_groups(
-    http: &HttpClient,
-    metrics: &Metrics,
-    conn: &ConnectionSettings,
-    token: &VerifiedIdToken,
-    access_token: Option<&str>,
-) -> Result<Vec<String>, GraphError> {
-    if !conn.groups {
-        return Ok(Vec::new());
-    }
-    if !token.has_group_overage() {
-        return Ok(token.groups());
-    }
-    let ConnectionKind::Entra(entra) = &conn.kind else {
-        return Err(GraphError::NotEntra);
-    };
-    let access_token = access_token.ok_or(GraphError::NoAccessToken)?;
-    transitive_groups(
-        http,
-        metrics,
-        &conn.name,
-        &entra.graph_endpoint,
-        access_token,
-    )
-    .await
 }
 
 /// Every transitive group id of the access token's user, across all pages.
