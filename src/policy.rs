@@ -26,6 +26,15 @@ use crate::session::model::Session;
 /// [`authorize`], for one request). Private field: only this module builds it.
 /// It holds no handle on the route: the route's shared count would change
 /// on every request, from every proxy thread.
+///
+/// Nothing outside the policy makes one (`for_tests` exists only in the
+/// crate's own unit tests):
+///
+/// ```compile_fail
+/// fn forge(s: realmgate::session::model::Session) -> realmgate::policy::Permit {
+///     realmgate::policy::Permit::for_tests(s)
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Permit {
     user: Arc<Session>,

@@ -15,6 +15,23 @@ use crate::session::store::SessionId;
 /// (plus the documented one for the callback): no other code can claim a
 /// user is authenticated. `policy::authorize` takes one, so no code can get
 /// a `Permit` (and so identity headers) for a user nobody authenticated.
+///
+/// Outside the crate nothing can make one either:
+///
+/// ```compile_fail
+/// use realmgate::phase::authenticate::AuthenticatedUser;
+/// use realmgate::session::store::SessionId;
+/// fn forge(s: std::sync::Arc<realmgate::session::model::Session>) -> AuthenticatedUser {
+///     AuthenticatedUser::from_session(s, SessionId::generate())
+/// }
+/// ```
+///
+/// ```compile_fail
+/// use realmgate::phase::authenticate::AuthenticatedUser;
+/// fn forge(user: std::sync::Arc<realmgate::session::model::Session>) -> AuthenticatedUser {
+///     AuthenticatedUser { user, session: None }
+/// }
+/// ```
 #[derive(Debug)]
 pub struct AuthenticatedUser {
     user: Arc<Session>,
@@ -39,18 +56,20 @@ impl AuthenticatedUser {
         }
     }
 
-    /// The user of a sign-in whose ID token `_verified` was verified
-    /// (`oidc::Provider`: signature, issuer, audience, nonce, times), with
-    /// the session built from it and stored under `id`. Only the callback
-    /// calls this; holding a verified token is the proof.
-    #[allow(dead_code)] // The callback takes it up with the connection seam (issue 18 item 4).
+    /// The user of a sign-in: the session made (`Session::new`, the one
+    /// constructor) from the identity a connection kind verified
+    /// (`connection::VerifiedIdentity`: ID token signature, issuer,
+    /// audience, nonce, times), stored under `id`. Only the callback calls
+    /// this; a `VerifiedIdentity` (private fields, made only by the kinds)
+    /// is the proof.
+    #[allow(dead_code)] // The callback (seam helper's file) takes it up next.
     pub(crate) fn signed_in(
-        _verified: &crate::oidc::VerifiedIdToken,
-        user: Arc<Session>,
+        identity: crate::connection::VerifiedIdentity,
+        terms: crate::session::model::SessionTerms,
         id: SessionId,
     ) -> AuthenticatedUser {
         AuthenticatedUser {
-            user,
+            user: Arc::new(Session::new(identity, terms)),
             session: Some(id),
         }
     }
