@@ -7,6 +7,14 @@
 //! rebinding, and for state-changing requests a JSON content type and no
 //! cross-site `Origin` (SPEC 6.1). It keeps answering while the proxy
 //! listener drains, so `/readyz` can say 503 to the load balancer.
+//!
+//! The one import loop left among the top-level modules is this one with
+//! `server`, and it earns its place: the server starts this listener
+//! (`admin::serve`), and the listener reads the server's live state
+//! (`server::Inner`: the current config generation swapped by SIGHUP, the
+//! readiness latch, the stop signal, the shared metrics and store). Moving
+//! `Inner` out would only give the loop another name; both sides are one
+//! process's control plane, never on the request path.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::handler::Shared;
+use crate::gateway::Shared;
 use crate::server::Inner;
 use crate::session::store::{revoke_in_each, Revoke, SessionStore};
 
@@ -252,23 +260,24 @@ fn refused(refusal: guard::Refusal) -> Response<AdminBody> {
     } else {
         tracing::debug!(reason = refusal.code(), "admin request refused");
     }
-    let mut res = json(
+    // Built by `respond`, like every error answer (nosniff, no-store).
+    let mut res = crate::respond::json_error_bytes(
         refusal.status(),
         &serde_json::json!({ "error": refusal.code(), "message": refusal.message() }),
-    );
+    )
+    .map(Full::new);
     if let Some(challenge) = refusal.www_authenticate() {
         res.headers_mut()
             .insert(header::WWW_AUTHENTICATE, challenge);
     }
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
     res
 }
 
+/// An admin API error: `{"error": <what was wrong and what to do>}`, built
+/// by `respond` like every error answer (nosniff, no-store).
 fn json_error(status: StatusCode, message: &str) -> Response<AdminBody> {
-    json(status, &serde_json::json!({ "error": message }))
+    crate::respond::json_error_bytes(status, &serde_json::json!({ "error": message }))
+        .map(Full::new)
 }
 
 #[cfg(test)]
@@ -351,6 +360,32 @@ mod tests {
 
     fn conns() -> Vec<String> {
         vec!["contoso".to_string(), "partner".to_string()]
+    }
+
+    #[tokio::test]
+    async fn every_refusal_is_json_with_the_error_headers() {
+        use guard::Refusal;
+        for refusal in [
+            Refusal::MissingToken,
+            Refusal::WrongToken,
+            Refusal::Host,
+            Refusal::CrossSite,
+            Refusal::NotJson,
+        ] {
+            let res = refused(refusal);
+            let h = res.headers().clone();
+            assert_eq!(h[header::CACHE_CONTROL], "no-store", "{refusal:?}");
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{refusal:?}");
+            assert_eq!(h[header::CONTENT_TYPE], "application/json; charset=utf-8");
+            assert_eq!(
+                h.contains_key(header::WWW_AUTHENTICATE),
+                refusal.status() == StatusCode::UNAUTHORIZED
+            );
+            let (status, body) = body_of(res).await;
+            assert_eq!(status, refusal.status());
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["error"], refusal.code());
+        }
     }
 
     async fn body_of(res: Response<AdminBody>) -> (StatusCode, String) {

@@ -3,6 +3,7 @@
 //! then validated into [`Settings`]. Every problem is collected with its key
 //! path, so `realmgate check`, startup and SIGHUP reload report them all at once.
 
+pub mod assertion_key;
 mod load;
 pub(crate) mod raw;
 mod schema;

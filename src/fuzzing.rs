@@ -325,7 +325,7 @@ pub fn headers(data: &[u8]) {
             "{name} survived hop-by-hop removal"
         );
     }
-    let conn = crate::handler::ConnInfo::new(
+    let conn = crate::peer::ConnInfo::new(
         "192.0.2.1:1234".parse().expect("addr"),
         "127.0.0.1:8080".parse().expect("addr"),
         false,
@@ -653,7 +653,7 @@ pub fn jwt_claims(data: &[u8]) -> bool {
         assert!((1..=id_token::MAX_NUMERIC_DATE).contains(&t));
     }
     // What the gateway derives from exp: a bearer session's tunnel deadline.
-    let deadline = crate::handler::tunnel_deadline(exp);
+    let deadline = crate::phase::forward::tunnel_deadline(exp);
     assert!(deadline > std::time::SystemTime::UNIX_EPOCH);
     let left = deadline
         .duration_since(std::time::SystemTime::UNIX_EPOCH)

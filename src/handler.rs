@@ -1,123 +1,54 @@
-//! The request pipeline. One function per phase, in order (see `lib.rs`):
+//! The request pipeline: the whole life of a request, one call per phase
+//! (`phase::*`), in order:
 //!
-//! 1. [`check_framing`]: reject ambiguous framing (both Content-Length and
-//!    Transfer-Encoding, differing Content-Lengths) and oversized headers,
-//!    before anything else looks at the request (request smuggling defence;
-//!    hyper rejects most of these already, this is the second line).
-//! 2. Bring the path to its canonical form once (`pathnorm`, SPEC 6.1:
-//!    dot segments resolved, or 400 when servers would read it differently),
-//!    then route by Host + that path. An unknown host gets a fixed 421 page;
-//!    its Host value is never used to build a URL. Everything after judges
-//!    and forwards the same canonical path.
-//! 3. Remove hop-by-hop headers (before auth, so `Connection` can never name
-//!    a header realmgate injects). An Upgrade request is remembered first.
-//! 4. `/.auth/*` goes to `auth::endpoint`; everything else through
-//!    `auth::gate`, which strips identity headers and authenticates.
-//! 5. X-Forwarded-* and X-Request-Id, then forward (`proxy`).
-//! 6. Metrics and one access log line (target `access`) per request.
+//! 1. **route** (`phase::route`): reject ambiguous framing (both
+//!    Content-Length and Transfer-Encoding, differing Content-Lengths) and
+//!    oversized headers before anything else looks at the request (request
+//!    smuggling defence; hyper rejects most already, this is the second
+//!    line); bring the path to its canonical form once (`pathnorm`, SPEC
+//!    6.1: dot segments resolved, or 400 when servers would read it
+//!    differently) and route by Host + that path. An unknown host gets a
+//!    fixed 421 page; its Host value is never used to build a URL.
+//! 2. **strip** (`phase::strip`): hop-by-hop headers (so `Connection` can
+//!    never name a header realmgate injects; an Upgrade remembered first).
+//!    `/.auth/*` goes to `endpoints::serve` here. Then identity headers and
+//!    realmgate's own cookies, the session id taken out of them. A public
+//!    path skips to 6 without identity.
+//! 3. **authenticate** (`phase::authenticate`): bearer token or session ->
+//!    `AuthenticatedUser`.
+//! 4. **authorize** (`phase::authorize`): the route's policy ->
+//!    `policy::Permit`, or 403.
+//! 5. **inject** (`phase::inject`): the route profile's identity headers
+//!    from the permit.
+//! 6. **forward** (`phase::forward`): X-Forwarded-* and X-Request-Id, then
+//!    the upstream exchange (`proxy`).
+//!
+//! Around them, [`handle`]: every error becomes a response in `respond`,
+//! then metrics and one access log line (target `access`) per request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
-use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::header::HeaderValue;
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::config::{RouteSettings, Settings};
+use crate::config::RouteSettings;
+pub use crate::gateway::{Gateway, GatewayRef, Shared};
 use crate::headers::forwarding::{self, X_REQUEST_ID};
-use crate::headers::hop::{connection_tokens, strip_hop_by_hop};
-use crate::pathnorm::CanonicalTarget;
-use crate::proxy::{Outbound, Upstreams};
+pub use crate::peer::ConnInfo;
+use crate::phase::route::{Routed, Unrouted};
+use crate::phase::{authenticate, authorize, forward, inject, route, strip};
 use crate::respond::{self, Body, GatewayError};
-use crate::router::Lookup;
 
-/// What the server knows about the client connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The TCP peer, or the client address from a PROXY protocol header.
-    pub peer: SocketAddr,
-    /// The local address the connection was accepted on.
-    pub local: SocketAddr,
-    /// TLS was terminated by realmgate on this connection.
-    pub tls: bool,
-    /// The peer's address as a header value (IPv4-mapped IPv6 as IPv4),
-    /// rendered once per connection for `X-Forwarded-For`.
-    pub peer_header: HeaderValue,
-    /// A believed PROXY header named no client address (v1 `UNKNOWN`, v2
-    /// `LOCAL`, v2 `PROXY` with an unspecified or AF_UNIX address): `peer`
-    /// is then the balancer itself, but whoever wrote the HTTP headers is
-    /// unknown, so they are never believed (SPEC 6.1).
-    pub client_unknown: bool,
-}
-
-impl ConnInfo {
-    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
-        let text = peer.ip().to_canonical().to_string();
-        let peer_header = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-            .expect("an IP address is a valid header value");
-        // Cloned once here so the value is shared: every request's clone is
-        // then a reference count, not a copy.
-        let _ = peer_header.clone();
-        ConnInfo {
-            peer,
-            local,
-            tls,
-            peer_header,
-            client_unknown: false,
-        }
-    }
-}
-
-/// State that survives config reloads: created once at startup.
-#[derive(Clone)]
-pub struct Shared {
-    pub auth: crate::auth::AuthShared,
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-impl Shared {
-    pub fn new(settings: &Settings) -> anyhow::Result<Shared> {
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        Ok(Shared {
-            auth: crate::auth::AuthShared::new(settings, metrics.clone())
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            metrics,
-        })
-    }
-}
-
-/// One config generation: everything a request needs, replaced whole on reload.
-pub struct Gateway {
-    pub settings: Arc<Settings>,
-    pub auth: crate::auth::AuthState,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    pub upstreams: Upstreams,
-}
-
-impl Gateway {
-    /// Build a generation from validated settings (may fail: e.g. unreadable `upstream_ca`).
-    pub fn new(settings: Arc<Settings>, shared: &Shared) -> anyhow::Result<Gateway> {
-        Ok(Gateway {
-            upstreams: Upstreams::new(&settings.routes, settings.server.workers)?,
-            auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),
-            metrics: shared.metrics.clone(),
-            settings,
-        })
-    }
-
-    /// The branded pages of this generation.
-    fn pages(&self) -> Option<&crate::ui::Pages> {
-        Some(&self.auth.pages)
-    }
-}
-
-/// A request's handle on its config generation: a connection's own
-/// reference-counted pointer to the shared `Arc<Gateway>`
-/// (`server::conn::ConnGateway`), so that taking and dropping it per
-/// request changes a count only the connection's thread uses.
-pub type GatewayRef = Arc<Arc<Gateway>>;
+pub use crate::phase::forward::tunnel_deadline;
+pub use crate::phase::route::{check_framing, client_host};
+#[cfg(test)]
+use crate::phase::strip::upgrade_request;
+#[cfg(test)]
+use http::{HeaderMap, Version};
+#[cfg(test)]
+use std::time::SystemTime;
 
 /// What the access log line and metrics need, filled in as the request advances.
 ///
@@ -199,7 +130,7 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
 }
 
 /// `uri` is the request's URI as received (`handle` keeps it for errors and
-/// the log); the canonical target borrows its path.
+/// the log); the canonical target borrows its path. One call per phase.
 async fn pipeline<'g>(
     gw: &'g Gateway,
     mut req: Request<Incoming>,
@@ -207,239 +138,88 @@ async fn pipeline<'g>(
     conn: &ConnInfo,
     rec: &mut Record<'g>,
 ) -> Result<Response<Body>, GatewayError> {
+    // 1. Route: framing, Host, canonical path, route.
     check_framing(req.headers(), gw.settings.server.max_header_bytes)?;
-
     // h2 carries the host in `:authority`; an HTTP/1.1 absolute-form target's
     // authority wins over Host (RFC 9112 3.2.2).
     let client_host = client_host(&req)?;
     let host_text = client_host
         .to_str()
         .map_err(|_| GatewayError::UnknownHost)?;
-    // SPEC 6.1: the path is brought to its canonical form once, here; the
-    // router, `/.auth/` dispatch and `public` judge that form, and the
-    // request goes on (upstream too) with it as its path. A path no form can
-    // settle for every upstream is a 400. Plain paths are borrowed.
-    let target = match CanonicalTarget::parse(uri.path()) {
-        Ok(t) => t,
-        Err(e) if gw.auth.router.serves(host_text) => {
-            rec.host = Some(client_host.clone());
-            return Err(GatewayError::BadRequest(e.message()));
+    let Routed { route, target } = match route::route(&gw.auth.router, host_text, uri.path()) {
+        Ok(routed) => routed,
+        Err(Unrouted { error, host_served }) => {
+            if host_served {
+                rec.host = Some(client_host.clone());
+            }
+            return Err(error);
         }
-        Err(_) => return Err(GatewayError::UnknownHost),
     };
-    let found = gw.auth.router.lookup_target(host_text, &target);
-    if matches!(found, Lookup::UnknownHost) {
-        // Never echoed, not even in the log.
-        return Err(GatewayError::UnknownHost);
-    }
     rec.host = Some(client_host.clone());
-    let route = match found {
-        Lookup::Found(r) => r,
-        Lookup::AmbiguousPath => {
-            return Err(GatewayError::BadRequest(
-                "The path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//' or look-alike characters). Use the plain path.",
-            ))
-        }
-        Lookup::UnknownHost | Lookup::NoPrefix => return Err(GatewayError::NotFound),
-    };
     rec.route = Some(route);
     if target.rewritten() {
-        // Dot segments resolved: from here on (endpoints, `gate`, the
+        // Dot segments resolved: from here on (endpoints, the phases, the
         // upstream) the request's path is the canonical one.
-        *req.uri_mut() = with_path(uri, target.path())?;
+        *req.uri_mut() = route::with_path(uri, target.path())?;
     }
 
-    // Remember an Upgrade request before its headers go; hyper keeps the
-    // client side of the connection in the request's extensions.
-    let upgrade = upgrade_request(&req).map(|proto| (hyper::upgrade::on(&mut req), proto));
-    strip_hop_by_hop(req.headers_mut());
-
-    if crate::auth::is_auth_target(&target) {
+    // 2. Strip, first step: hop-by-hop headers (an Upgrade remembered).
+    let upgrade = strip::hop_by_hop(&mut req);
+    if crate::endpoints::is_auth_target(&target) {
         // Boxed: sign-in endpoints have large futures; the proxied requests'
         // futures (moved several times per request) stay small without them.
-        return Ok(Box::pin(crate::auth::endpoint(&gw.auth, route, req, conn)).await);
+        return Ok(Box::pin(crate::endpoints::serve(&gw.auth, route, req, conn)).await);
     }
-
+    // 2. Strip, second step: identity headers and realmgate's cookies.
     let (mut parts, body) = req.into_parts();
-    // A tunnel outlives this request: remember which session it belongs to
-    // (before `gate` removes realmgate's cookies) so it can end with it.
-    let tunnel_session = match upgrade {
-        Some(_) => crate::auth::session_id(&gw.auth, &parts, conn),
-        None => None,
+    let session_id = strip::credentials(&gw.auth, &mut parts, conn);
+    let (identity, tunnel) = if target.is_public(&route.public) {
+        (None, None)
+    } else {
+        // 3. Authenticate.
+        let authenticated =
+            authenticate::authenticate(&gw.auth, route, &parts.headers, session_id).await?;
+        let connection = authenticated.connection;
+        // A tunnel outlives this request: it ends with the session that
+        // authorized it. A bearer token has none: a cookie the request may
+        // carry besides the token is not what authorized it (the tunnel
+        // ends when the token expires, `tunnel_until`).
+        let tunnel_session = match upgrade {
+            Some(_) => authenticated.user.session_id().cloned(),
+            None => None,
+        };
+        // 4. Authorize.
+        let permit = authorize::authorize(route, &connection, authenticated.user)?;
+        // 5. Inject.
+        let injected = inject::inject(&gw.auth, route, &mut parts, conn, &permit, &connection);
+        // Only the access log reads it; the clone changes the session's shared
+        // count, so it is taken only when that log is on.
+        if tracing::enabled!(target: "access", tracing::Level::INFO) {
+            rec.user = Some(permit.user_arc().clone());
+        }
+        let tunnel = forward::Tunnel {
+            until: forward::tunnel_deadline(permit.user().expires_at),
+            session: tunnel_session,
+        };
+        (Some(injected), Some(tunnel))
     };
-    let outcome = crate::auth::gate(&gw.auth, route, &target, &mut parts, conn).await?;
-    let (permit, identity, tunnel_session) = match outcome {
-        crate::auth::GateOutcome::Public => (None, None, None),
-        crate::auth::GateOutcome::Permitted(p, i) => (Some(p), Some(i), tunnel_session),
-        // No session: a cookie the request may carry besides the token is
-        // not what authorized it, so it does not decide the tunnel's life
-        // (which ends when the token expires, `tunnel_until`).
-        crate::auth::GateOutcome::PermittedBearer(p, i) => (Some(p), Some(i), None),
-    };
-    // Only the access log reads it; the clone changes the session's shared
-    // count, so it is taken only when that log is on.
-    if tracing::enabled!(target: "access", tracing::Level::INFO) {
-        rec.user = permit.as_ref().map(|p| p.user_arc().clone());
-    }
-    let tunnel_until = permit
-        .as_ref()
-        .map(|p| tunnel_deadline(p.user().expires_at));
 
-    forwarding::apply(
-        &mut parts.headers,
-        &gw.settings.server,
+    // 6. Forward.
+    let forwarded = forward::forward(
+        gw,
+        route,
         conn,
-        Some(&client_host),
+        &client_host,
         &rec.request_id,
-    );
-
-    let tunnel_alive = match (&permit, tunnel_session) {
-        (Some(_), Some(id)) => Some(session_alive(gw.auth.shared.sessions.clone(), id)),
-        _ => None,
-    };
-    let out = Outbound {
-        request: Request::from_parts(parts, body),
+        (parts, body),
         identity,
         upgrade,
-        tunnel_until,
-        tunnel_alive,
-    };
-    let exchange = gw.upstreams.exchange(route, &out);
-    rec.exchange = Some(exchange.name());
-    let forwarded = gw
-        .upstreams
-        .forward(route, out, exchange, Some(&client_host))
-        .await?;
+        tunnel,
+        &mut rec.exchange,
+    )
+    .await?;
     rec.upstream_latency = Some(forwarded.latency);
     Ok(forwarded.response)
-}
-
-/// A tunnel's liveness check: the session still exists in the store. A
-/// store error keeps the tunnel (it was authorized; the next check decides).
-/// Each check also counts as activity for the session's idle timeout.
-fn session_alive(
-    store: Arc<dyn crate::session::store::SessionStore>,
-    id: crate::session::store::SessionId,
-) -> crate::proxy::AliveCheck {
-    Box::new(move || {
-        let (store, id) = (store.clone(), id.clone());
-        Box::pin(async move {
-            match store.get(&id).await {
-                Ok(found) => found.is_some(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "session store failed while checking a tunnel");
-                    true
-                }
-            }
-        })
-    })
-}
-
-/// `uri` with its path replaced by `path` (the query kept as sent).
-fn with_path(uri: &Uri, path: &str) -> Result<Uri, GatewayError> {
-    let bad = || GatewayError::BadRequest("The request target is not a valid path.");
-    let pq = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(pq.parse::<PathAndQuery>().map_err(|_| bad())?);
-    Uri::from_parts(parts).map_err(|_| bad())
-}
-
-/// The Host the client addressed: the URI authority (HTTP/2, absolute-form),
-/// else the single Host header. HTTP/1.1 without a Host is a 400.
-fn client_host<B>(req: &Request<B>) -> Result<HeaderValue, GatewayError> {
-    let mut hosts = req.headers().get_all(HOST).iter();
-    let header = hosts.next();
-    if hosts.next().is_some() {
-        return Err(GatewayError::BadRequest(
-            "The request has more than one Host header.",
-        ));
-    }
-    if let Some(authority) = req.uri().authority() {
-        return HeaderValue::from_str(authority.as_str()).map_err(|_| GatewayError::UnknownHost);
-    }
-    match header {
-        Some(h) => Ok(h.clone()),
-        None if req.version() == Version::HTTP_11 || req.version() == Version::HTTP_2 => {
-            Err(GatewayError::BadRequest("The request has no Host header."))
-        }
-        // HTTP/1.0 without Host cannot name a route.
-        None => Err(GatewayError::UnknownHost),
-    }
-}
-
-/// Reject requests whose body framing is ambiguous or whose headers are too large.
-pub fn check_framing(headers: &HeaderMap, max_header_bytes: usize) -> Result<(), GatewayError> {
-    let has_te = headers.contains_key(TRANSFER_ENCODING);
-    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
-    if let Some(first) = lengths.next() {
-        if has_te {
-            return Err(GatewayError::BadRequest(
-                "The request has both Content-Length and Transfer-Encoding.",
-            ));
-        }
-        let first = parse_content_length(first.as_bytes())?;
-        for other in lengths {
-            if parse_content_length(other.as_bytes())? != first {
-                return Err(GatewayError::BadRequest(
-                    "The request has conflicting Content-Length headers.",
-                ));
-            }
-        }
-    }
-    // Name + value + ": " + CRLF, as on the wire.
-    let size: usize = headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if size > max_header_bytes {
-        return Err(GatewayError::HeaderTooLarge);
-    }
-    Ok(())
-}
-
-/// A Content-Length value: digits only (a comma list of equal values is
-/// rejected too, it only ever appears in smuggling attempts).
-fn parse_content_length(v: &[u8]) -> Result<u64, GatewayError> {
-    let bad = || GatewayError::BadRequest("The request has an invalid Content-Length.");
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return Err(bad());
-    }
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)
-}
-
-/// The `Upgrade` value when this is an HTTP/1.1 upgrade request
-/// (`Connection: upgrade` + one `Upgrade`). HTTP/2 has no Upgrade.
-///
-/// Upgrades to HTTP itself (`h2c`, `HTTP/2.0`, ...) are never tunnelled: the
-/// tunnel would carry further HTTP requests straight to the app, past the
-/// per-request auth check ("h2c smuggling"). Such requests are forwarded as
-/// plain requests, their `Upgrade` removed with the other hop-by-hop headers.
-fn upgrade_request<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
-        return None;
-    }
-    let mut values = req.headers().get_all(UPGRADE).iter();
-    let proto = values.next()?.clone();
-    if values.next().is_some() {
-        return None;
-    }
-    let text = proto.to_str().ok()?;
-    let speaks_http = text.split(',').any(|p| {
-        let p = p.trim().to_ascii_lowercase();
-        p.is_empty() || p.starts_with("h2") || p.starts_with("http")
-    });
-    if speaks_http {
-        return None;
-    }
-    connection_tokens(req.headers())
-        .any(|t| t == "upgrade")
-        .then_some(proto)
 }
 
 /// The path for logs: without the query (it may hold tokens), control
@@ -463,15 +243,6 @@ fn loggable_path(path: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// When a tunnel of a session ending at `expires_at` (Unix seconds) must
-/// close. A time `SystemTime` cannot hold (claims are bounded to year 9999,
-/// so only a bug gets here) fails closed: a deadline already past.
-pub(crate) fn tunnel_deadline(expires_at: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH
-        .checked_add(Duration::from_secs(expires_at))
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

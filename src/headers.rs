@@ -6,4 +6,5 @@
 pub mod forwarding;
 pub mod hop;
 pub mod identity;
+pub mod names;
 pub mod spoofable;

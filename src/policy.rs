@@ -1,5 +1,6 @@
 //! Authorization: `[route.allow]` turns an authenticated user into a
-//! [`Permit`] or a [`Denied`]. A `Permit` can only be made here, and header
+//! [`Permit`] or a [`Denied`]. A `Permit` can only be made here, from an
+//! `AuthenticatedUser` (which only `phase::authenticate` makes), and header
 //! injection and forwarding demand one, so no code path can forward a
 //! protected request without passing this check.
 //!
@@ -18,12 +19,22 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use crate::config::{ConnectionSettings, MatchBy, RouteSettings, ScopedValue};
+use crate::phase::authenticate::user::AuthenticatedUser;
 use crate::session::model::Session;
 
 /// Proof that `user` may reach the route it was issued for (by
 /// [`authorize`], for one request). Private field: only this module builds it.
 /// It holds no handle on the route: the route's shared count would change
 /// on every request, from every proxy thread.
+///
+/// Nothing outside the policy makes one (`for_tests` exists only in the
+/// crate's own unit tests):
+///
+/// ```compile_fail
+/// fn forge(s: realmgate::session::model::Session) -> realmgate::policy::Permit {
+///     realmgate::policy::Permit::for_tests(s)
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Permit {
     user: Arc<Session>,
@@ -41,8 +52,8 @@ impl Permit {
     }
 
     /// For unit tests of code that consumes permits (header injection).
-    #[doc(hidden)]
-    pub fn for_tests(user: Session) -> Self {
+    #[cfg(test)]
+    pub(crate) fn for_tests(user: Session) -> Self {
         Permit {
             user: Arc::new(user),
         }
@@ -398,20 +409,36 @@ pub fn evaluate(
     out
 }
 
-/// Decides whether `user` may reach `route`: the first rule that fails
-/// denies. Nothing is formatted (this runs on every protected request).
+/// Decides whether an authenticated `user` may reach `route`: the first rule
+/// that fails denies. Nothing is formatted (this runs on every protected
+/// request). The only way to a [`Permit`]: it takes the proof of
+/// authentication, so no code can permit a user nobody authenticated.
 pub fn authorize(
     route: &RouteSettings,
     connection: Option<&ConnectionSettings>,
-    user: Arc<Session>,
+    user: AuthenticatedUser,
 ) -> Result<Permit, Denied> {
-    let first_failure = check(route, connection, &user, |c| match c.failed {
+    let user = user.into_user();
+    match decide(route, connection, &user) {
+        Ok(()) => Ok(Permit { user }),
+        Err(reason) => Err(Denied { reason, user }),
+    }
+}
+
+/// The decision of [`authorize`] for any session (`realmgate explain`
+/// judges one built from claims on the command line), without a permit.
+pub fn decide(
+    route: &RouteSettings,
+    connection: Option<&ConnectionSettings>,
+    user: &Session,
+) -> Result<(), DenyReason> {
+    let first_failure = check(route, connection, user, |c| match c.failed {
         Some(reason) => ControlFlow::Break(reason),
         None => ControlFlow::Continue(()),
     });
     match first_failure {
-        ControlFlow::Continue(()) => Ok(Permit { user }),
-        ControlFlow::Break(reason) => Err(Denied { reason, user }),
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(reason) => Err(reason),
     }
 }
 

@@ -17,6 +17,8 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
+pub use crate::ui::escape_html;
+
 /// The body type of every response realmgate sends (generated or proxied).
 pub type Body = BoxBody<Bytes, BoxError>;
 
@@ -98,6 +100,46 @@ pub enum GatewayError {
     /// The upstream did not connect or answer with headers in time: 504.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// `/.auth/verify` cannot judge what a trusted proxy forwarded: 400, or
+    /// 403 when no route serves it. Always JSON (the caller is a proxy).
+    #[error("forwarded request cannot be judged: {}", .0.reason())]
+    Unjudgeable(Unjudgeable),
+}
+
+/// Why `/.auth/verify` cannot judge a trusted proxy's forwarded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unjudgeable {
+    /// `X-Forwarded-Uri` / `X-Original-URI` repeated, too long, not visible
+    /// ASCII, or the two name different paths.
+    UnreadableUri,
+    /// The forwarded path is not its own canonical form (dot segments, or a
+    /// path `pathnorm` refuses): the fixed text says which.
+    NonCanonicalPath(&'static str),
+    /// The forwarded path's readings select different routes.
+    AmbiguousPath,
+    /// X-Forwarded-Host names no route host, or no prefix covers the path.
+    NoRoute,
+}
+
+impl Unjudgeable {
+    /// The `reason` of the JSON answer (see docs/operations.md, "Error reasons").
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unjudgeable::UnreadableUri => "unreadable_uri",
+            Unjudgeable::NonCanonicalPath(_) => "non_canonical_path",
+            Unjudgeable::AmbiguousPath => "ambiguous_path",
+            Unjudgeable::NoRoute => "no_route",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Unjudgeable::UnreadableUri => "The forwarded URI cannot be judged: X-Forwarded-Uri or X-Original-URI is repeated, longer than 8192 bytes or not visible ASCII, or the two name different paths. The proxy in front should send one of them, set to the request URI as received (percent-encoded), and drop the client's copies.",
+            Unjudgeable::NonCanonicalPath(text) => text,
+            Unjudgeable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//' or look-alike characters). The proxy in front should refuse it or send the plain path.",
+            Unjudgeable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",
+        }
+    }
 }
 
 impl GatewayError {
@@ -119,6 +161,12 @@ impl GatewayError {
             GatewayError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Unjudgeable(Unjudgeable::NoRoute) => StatusCode::FORBIDDEN,
+            GatewayError::Unjudgeable(
+                Unjudgeable::UnreadableUri
+                | Unjudgeable::NonCanonicalPath(_)
+                | Unjudgeable::AmbiguousPath,
+            ) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -139,6 +187,35 @@ impl GatewayError {
             GatewayError::HeaderTooLarge => "request_header_fields_too_large",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::Unjudgeable(Unjudgeable::NoRoute) => "forbidden",
+            GatewayError::Unjudgeable(
+                Unjudgeable::UnreadableUri
+                | Unjudgeable::NonCanonicalPath(_)
+                | Unjudgeable::AmbiguousPath,
+            ) => "bad_request",
+        }
+    }
+
+    /// The `reason` of the JSON answer, for the errors that have one (see
+    /// docs/operations.md, "Error reasons"): the denial's rule, the
+    /// refused token's check, the unjudgeable request's fault.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            GatewayError::Denied(d) => Some(d.reason.label()),
+            GatewayError::InvalidToken(why) => Some(why),
+            GatewayError::InvalidBearerRequest(why) => Some(why),
+            GatewayError::Unjudgeable(why) => Some(why.reason()),
+            GatewayError::NotSignedIn
+            | GatewayError::NotFound
+            | GatewayError::StoreUnavailable
+            | GatewayError::ProviderUnavailable
+            | GatewayError::MethodNotAllowed
+            | GatewayError::Internal
+            | GatewayError::UnknownHost
+            | GatewayError::BadRequest(_)
+            | GatewayError::HeaderTooLarge
+            | GatewayError::UpstreamUnavailable
+            | GatewayError::UpstreamTimeout => None,
         }
     }
 
@@ -192,6 +269,7 @@ impl GatewayError {
                 "Application timed out",
                 "The application behind this gateway did not answer in time. Try again later; if it persists, tell the site's operators.",
             ),
+            GatewayError::Unjudgeable(why) => ("Cannot judge the forwarded request", why.text()),
         }
     }
 }
@@ -271,13 +349,13 @@ pub fn error_response(
     let html = negotiation.prefers_html();
     if let GatewayError::InvalidToken(reason) = err {
         // Always JSON: whoever sent a bearer token is a program.
-        let mut resp = json_response(err, Some(reason));
+        let mut resp = json_response(err, err.reason());
         resp.headers_mut()
             .insert(WWW_AUTHENTICATE, bearer_challenge("invalid_token", reason));
         return resp;
     }
     if let GatewayError::InvalidBearerRequest(why) = err {
-        let mut resp = json_response(err, Some(why));
+        let mut resp = json_response(err, err.reason());
         resp.headers_mut()
             .insert(WWW_AUTHENTICATE, bearer_challenge("invalid_request", why));
         return resp;
@@ -291,18 +369,46 @@ pub fn error_response(
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return resp;
     }
-    let mut resp = if html {
-        html_error(err, pages)
+    if html && !matches!(err, GatewayError::Unjudgeable(_)) {
+        with_retry_after(err, html_error(err, pages))
     } else {
-        let reason = match err {
-            GatewayError::Denied(d) => Some(d.reason.label()),
-            _ => None,
-        };
-        json_response(err, reason)
-    };
+        json_error(err)
+    }
+}
+
+/// The JSON answer for `err`, whatever the client accepts (`/.auth/verify`
+/// answers proxies): `error`, `message`, and `reason` where the error has one.
+pub fn json_error(err: &GatewayError) -> Response<Body> {
+    with_retry_after(err, json_response(err, err.reason()))
+}
+
+fn with_retry_after(err: &GatewayError, mut resp: Response<Body>) -> Response<Body> {
     if err.status() == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+    }
+    resp
+}
+
+/// On every 401 of `/.auth/verify`: the login URL for this request, for nginx's `error_page`.
+pub const X_REALMGATE_LOGIN_URL: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-realmgate-login-url");
+
+/// `/.auth/verify` without a session: 401 JSON naming `login` (the login
+/// URL with the validated target), in the body and in
+/// `X-Realmgate-Login-Url`, with `WWW-Authenticate: Bearer`.
+pub fn forward_auth_sign_in(login: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "error": "unauthorized",
+        "message": "No valid session. Sign in at /.auth/login.",
+        "login_url": login,
+    });
+    let mut resp = json_body(StatusCode::UNAUTHORIZED, &body);
+    let h = resp.headers_mut();
+    h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    // byte_serialize output and LOGIN_PATH are visible ASCII.
+    if let Ok(v) = HeaderValue::from_str(login) {
+        h.insert(X_REALMGATE_LOGIN_URL, v);
     }
     resp
 }
@@ -341,13 +447,27 @@ fn json_response(err: &GatewayError, reason: Option<&str>) -> Response<Body> {
     if let Some(reason) = reason {
         body["reason"] = serde_json::Value::from(reason);
     }
-    let mut resp = Response::new(full(body.to_string()));
-    *resp.status_mut() = err.status();
-    resp.headers_mut().insert(
+    json_body(err.status(), &body)
+}
+
+/// Every JSON error answer of the gateway.
+fn json_body(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    json_error_bytes(status, body).map(full)
+}
+
+/// Every JSON error answer, for a listener with its own body type too (the
+/// admin listener): `application/json; charset=utf-8`, nosniff, no-store.
+pub fn json_error_bytes(status: StatusCode, body: &serde_json::Value) -> Response<Bytes> {
+    let mut resp = Response::new(Bytes::from(body.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
-    no_store(resp)
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn html_error(err: &GatewayError, pages: Option<&crate::ui::Pages>) -> Response<Body> {
@@ -376,6 +496,38 @@ fn who(user: &crate::session::model::Session) -> &str {
         .as_deref()
         .filter(|s| !s.is_empty())
         .unwrap_or(&user.user_id)
+}
+
+/// A page of a `/.auth/*` endpoint: the HTML page headers of
+/// [`html_response`] (CSP, nosniff, no-store).
+pub fn html(status: StatusCode, page: String) -> Response<Body> {
+    html_response(status, page)
+}
+
+/// A JSON answer of a `/.auth/*` endpoint (not an error: errors are
+/// [`error_response`]): `application/json`, nosniff, no-store.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    no_store(resp)
+}
+
+/// 302 to `location` with `no-store`, and extra `Set-Cookie`s.
+pub fn redirect(
+    location: &str,
+    cookies: impl IntoIterator<Item = HeaderValue>,
+) -> Result<Response<Body>, GatewayError> {
+    let loc = HeaderValue::from_str(location).map_err(|_| GatewayError::Internal)?;
+    let mut resp = no_store(Response::new(empty()));
+    *resp.status_mut() = StatusCode::FOUND;
+    resp.headers_mut().insert(LOCATION, loc);
+    for c in cookies {
+        resp.headers_mut().append(http::header::SET_COOKIE, c);
+    }
+    Ok(resp)
 }
 
 /// An HTML response with the page headers (CSP, nosniff, no-store).
@@ -428,22 +580,6 @@ h1{{font-size:1.4rem}}small{{color:#666}}</style></head>\
         message = escape_html(message),
         code = status.as_u16(),
     )
-}
-
-/// Escapes `& < > " '` for HTML text and attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

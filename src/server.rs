@@ -30,7 +30,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::handler::{Gateway, Shared};
+use crate::gateway::{Gateway, Shared};
 
 pub use proxy_protocol::{read_header as read_proxy_header, Prefixed, ProxyHeaderError};
 
@@ -334,7 +334,7 @@ async fn start_inner(
     });
     let (workers, dispatch) = workers::Workers::start(worker_count, &inner)?;
     let admin = tokio::spawn(crate::admin::serve(admin_listener, inner.clone()));
-    let accept = tokio::spawn(conn::accept_loop(listener, inner.clone(), dispatch));
+    let accept = tokio::spawn(workers::accept_loop(listener, inner.clone(), dispatch));
     inner.ready.store(true, Ordering::Release);
     tracing::info!(
         listen = %addr,

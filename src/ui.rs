@@ -19,7 +19,6 @@ use minijinja::{context, AutoEscape, Environment, Value};
 use serde::Serialize;
 
 use crate::config::UiSettings;
-use crate::respond::escape_html;
 
 /// Sent with every page realmgate renders.
 ///
@@ -391,6 +390,22 @@ fn fallback_page(title: &str, message: &str) -> String {
         t = escape_html(title),
         m = escape_html(message)
     )
+}
+
+/// Escapes `& < > " '` for HTML text and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

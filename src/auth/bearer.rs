@@ -35,14 +35,14 @@ use crate::respond::GatewayError;
 use crate::session::model::{Session, SessionTerms};
 
 /// A caller authenticated by a bearer token, for this request only.
-pub(super) struct BearerUser {
+pub(crate) struct BearerUser {
     pub user: Arc<Session>,
     pub connection: Arc<ConnectionSettings>,
 }
 
 /// The bearer token of the request, if it sends one. Another scheme
 /// (`Basic`, ...) is not ours to judge and reads as no token.
-pub(super) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+pub(crate) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     let mut all = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = all.next() else {
         return Ok(None);
@@ -78,7 +78,7 @@ pub(super) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
 }
 
 /// Verifies `token` for `route` and builds the caller's identity.
-pub(super) async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AuthState,
     route: &RouteSettings,
     token: &str,

@@ -203,7 +203,7 @@ fn render(
 pub(super) async fn password_submit(
     ctx: &Ctx<'_>,
     parts: &Parts,
-    conn_info: &crate::handler::ConnInfo,
+    conn_info: &crate::peer::ConnInfo,
     name: &str,
     form: Vec<u8>,
 ) -> Result<Response<Body>, GatewayError> {

@@ -29,8 +29,8 @@ use zeroize::Zeroize;
 
 use super::{form_get, form_pairs, html, redirect, Ctx};
 use crate::config::ConnectionSettings;
-use crate::handler::ConnInfo;
 use crate::ldap::{Directory, DirectoryError, DirectoryUser, Password};
+use crate::peer::ConnInfo;
 use crate::respond::{Body, GatewayError};
 use crate::session::model::Session;
 use crate::session::state::PendingLogin;
@@ -215,12 +215,13 @@ pub(crate) fn session_for(
     let email_trust = crate::connection::email_trust(conn, user.email.is_some(), None, false);
     // The directory that vouched: no issuer URL of its own.
     let issuer = format!("ldap:{}", conn.name);
-    let identity = crate::connection::VerifiedIdentity::builder(conn, &user.subject, None, &issuer)?
-        .email(user.email.as_deref(), email_trust)
-        .name(user.name.as_deref())
-        .preferred_username(user.username)
-        .groups(user.groups)
-        .build();
+    let identity =
+        crate::connection::VerifiedIdentity::builder(conn, &user.subject, None, &issuer)?
+            .email(user.email.as_deref(), email_trust)
+            .name(user.name.as_deref())
+            .preferred_username(user.username)
+            .groups(user.groups)
+            .build();
     Some(Session::new(
         identity,
         crate::session::model::SessionTerms {

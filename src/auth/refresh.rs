@@ -35,9 +35,11 @@ use http::{Response, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{json, AuthState, Ctx};
+use super::ctx::Ctx;
+use super::state::AuthState;
 use crate::config::ConnectionSettings;
 use crate::oidc::{OidcError, Provider, RefreshedTokens, VerifiedIdToken};
+use crate::respond::json;
 use crate::respond::{Body, GatewayError};
 use crate::session::model::Session;
 use crate::session::store::SessionId;
@@ -59,17 +61,6 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Between looks at the session while another replica refreshes it.
 const LOCK_POLL: Duration = Duration::from_millis(50);
-
-/// Per-session refresh locks (SHA-256 of the session id -> lock). The lock
-/// holds when the provider was last found unreachable for this session.
-pub(crate) type Flights = moka::future::Cache<[u8; 32], Arc<tokio::sync::Mutex<Option<u64>>>>;
-
-pub(crate) fn new_flights() -> Flights {
-    moka::future::Cache::builder()
-        .max_capacity(100_000)
-        .time_to_idle(std::time::Duration::from_secs(300))
-        .build()
-}
 
 /// True when `session` should be refreshed now.
 fn due(state: &AuthState, session: &Session, now: u64) -> bool {
@@ -346,7 +337,7 @@ async fn updated_session(
 
 /// `GET /.auth/refresh`: refresh now. 200 JSON with the new expiry; 401
 /// JSON when not signed in or when the refresh failed (the session ended).
-pub(super) async fn endpoint(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
+pub(crate) async fn endpoint(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
     let not_signed_in = || {
         json(
             StatusCode::UNAUTHORIZED,
@@ -356,7 +347,7 @@ pub(super) async fn endpoint(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
     let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) else {
         return Ok(not_signed_in());
     };
-    let Some(session) = super::load_session(ctx.state, &id).await? else {
+    let Some(session) = super::state::load_session(ctx.state, &id).await? else {
         return Ok(not_signed_in());
     };
     if ctx.state.connection(&session.connection).is_none() {

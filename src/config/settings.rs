@@ -54,7 +54,7 @@ pub struct ServerSettings {
     pub tls: Option<TlsSettings>,
     /// Signs `X-Realmgate-Assertion` (and `X-Pomerium-Jwt-Assertion`); its
     /// public half is served at `/.auth/keys`. Read at load and on SIGHUP.
-    pub assertion_key: Option<Arc<crate::auth::assertion::AssertionKey>>,
+    pub assertion_key: Option<Arc<super::assertion_key::AssertionKey>>,
 }
 
 #[derive(Debug, Clone)]

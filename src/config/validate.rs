@@ -220,7 +220,7 @@ pub fn validate(
 
 /// An IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) as the IPv4 range it
 /// covers (`10.0.0.0/8`): peers are compared in canonical form (a mapped
-/// address as IPv4, `headers::forwarding::ip_is_trusted`), so the range
+/// address as IPv4, `peer::ip_is_trusted`), so the range
 /// must be too. Other ranges are kept as written.
 fn canonical_net(net: IpNet) -> IpNet {
     match net {
@@ -368,7 +368,7 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
     });
     let assertion_key = raw.assertion_key.and_then(|path| {
         let full = cx.resolve(&path);
-        match crate::auth::assertion::AssertionKey::load(&full) {
+        match super::assertion_key::AssertionKey::load(&full) {
             Ok(key) => Some(Arc::new(key)),
             Err(e) => {
                 cx.bad(

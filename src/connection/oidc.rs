@@ -14,7 +14,7 @@ use super::{
     email_trust, Begin, BeginRequest, CompleteRequest, IdpTokens, Pending, Refusal, SignIn,
     SignInError, VerifiedIdentity,
 };
-use crate::auth::form_get;
+use crate::auth::form::form_get;
 use crate::config::{ConnectionKind, ConnectionSettings, RouteSettings};
 use crate::http_client::HttpClient;
 use crate::metrics::Metrics;

@@ -15,57 +15,18 @@
 //! header that declares no client (`UNKNOWN`, `LOCAL`, AF_UNIX) leaves the
 //! writer unknown: nothing it sent is believed.
 
-use std::net::IpAddr;
-
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
 
 use super::spoofable;
 use crate::config::ServerSettings;
-use crate::handler::ConnInfo;
+#[cfg(test)]
+use crate::peer::trusted_proto;
+use crate::peer::{first_proto, peer_is_trusted, ConnInfo};
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use super::names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 
 /// Longest X-Request-Id accepted from a trusted proxy.
 const MAX_REQUEST_ID: usize = 128;
-
-/// True when the connection's peer is one of `trusted_proxies`: the TCP
-/// peer, or the client a believed PROXY header declared (the party that
-/// wrote the HTTP headers; SPEC 6.1). Never when a PROXY header declared no
-/// client (`ConnInfo::client_unknown`): who wrote the headers is unknown.
-pub fn peer_is_trusted(server: &ServerSettings, conn: &ConnInfo) -> bool {
-    !conn.client_unknown && ip_is_trusted(&server.trusted_proxies, conn.peer.ip())
-}
-
-/// True when `ip` is in one of `trusted`, compared in canonical form: an
-/// IPv4-mapped IPv6 address (`::ffff:10.1.2.3`, what a dual-stack socket
-/// reports for an IPv4 client) is the IPv4 address. `config::validate`
-/// brings mapped ranges (`::ffff:10.0.0.0/104`) to their IPv4 form, so an
-/// address and a range match whichever way either is written.
-pub fn ip_is_trusted(trusted: &[ipnet::IpNet], ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    trusted.iter().any(|net| net.contains(&ip))
-}
-
-/// The scheme the client used according to a trusted proxy's `X-Forwarded-Proto`
-/// (None when the peer is not trusted or sent none). Lowercased.
-///
-/// Only `http` and `https` count; with a list, the first (client-facing) entry.
-pub fn trusted_proto(server: &ServerSettings, parts: &Parts, conn: &ConnInfo) -> Option<String> {
-    if !peer_is_trusted(server, conn) {
-        return None;
-    }
-    first_proto(&parts.headers)
-}
-
-fn first_proto(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(X_FORWARDED_PROTO)?.to_str().ok()?;
-    let first = value.split(',').next()?.trim().to_ascii_lowercase();
-    matches!(first.as_str(), "http" | "https").then_some(first)
-}
 
 /// The request id for this request: a trusted proxy's well-formed
 /// `X-Request-Id`, else a fresh one.

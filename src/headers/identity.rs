@@ -442,7 +442,7 @@ fn render(
 /// it would now send the name twice.
 fn written_per_request(route: &RouteSettings, name: &HeaderName) -> bool {
     let name = name.as_str();
-    name == crate::headers::forwarding::X_REQUEST_ID.as_str()
+    name == super::names::X_REQUEST_ID.as_str()
         || (route.headers == HeaderProfile::Pomerium && name == "x-pomerium-jwt-assertion")
         || (route.jwt_assertion && name == "x-realmgate-assertion")
 }

@@ -116,10 +116,10 @@ impl Failures {
 pub fn client_address(
     server: &crate::config::ServerSettings,
     headers: &http::HeaderMap,
-    conn: &crate::handler::ConnInfo,
+    conn: &crate::peer::ConnInfo,
 ) -> IpAddr {
     let peer = conn.peer.ip().to_canonical();
-    if !crate::headers::forwarding::peer_is_trusted(server, conn) {
+    if !crate::peer::peer_is_trusted(server, conn) {
         return peer;
     }
     let mut hops: Vec<IpAddr> = Vec::new();
@@ -135,7 +135,7 @@ pub fn client_address(
     }
     hops.into_iter()
         .rev()
-        .find(|ip| !crate::headers::forwarding::ip_is_trusted(&server.trusted_proxies, *ip))
+        .find(|ip| !crate::peer::ip_is_trusted(&server.trusted_proxies, *ip))
         .unwrap_or(peer)
 }
 

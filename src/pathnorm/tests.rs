@@ -630,10 +630,10 @@ fn realmgates_own_paths_are_recognised_in_every_form() {
         "/.auth%2Fme",
         "/.auth",
     ] {
-        assert!(crate::auth::is_auth_target(&parse(p)), "{p:?}");
+        assert!(crate::endpoints::is_auth_target(&parse(p)), "{p:?}");
     }
     for p in ["/.auth/../admin", "/.authx", "/x/.auth/me", "//.auth/me"] {
-        assert!(!crate::auth::is_auth_target(&parse(p)), "{p:?}");
+        assert!(!crate::endpoints::is_auth_target(&parse(p)), "{p:?}");
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -66,7 +65,7 @@ pub fn explain(
         "   route {:?} (path prefix {:?}) -> upstream {}",
         route.name, route.path_prefix, route.upstream
     );
-    if crate::auth::is_auth_path(parsed.path()) {
+    if crate::endpoints::is_auth_path(parsed.path()) {
         let _ = writeln!(
             out,
             "2. /.auth/ is answered by realmgate itself; nothing is forwarded."
@@ -107,7 +106,7 @@ pub fn explain(
         };
         let _ = writeln!(out, "   - {:<20} {verdict:<24} {}", c.rule, c.detail);
     }
-    let decision = crate::policy::authorize(route, connection, Arc::new(session));
+    let decision = crate::policy::decide(route, connection, &session);
     match decision {
         Ok(_) => {
             let _ = writeln!(
@@ -117,8 +116,8 @@ pub fn explain(
             );
             Ok((out, true))
         }
-        Err(d) => {
-            let _ = writeln!(out, "5. Decision: DENY (403): {}", d.reason.text());
+        Err(reason) => {
+            let _ = writeln!(out, "5. Decision: DENY (403): {}", reason.text());
             Ok((out, false))
         }
     }

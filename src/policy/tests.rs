@@ -61,7 +61,7 @@ fn decide(s: &Settings, u: Session) -> Result<Permit, DenyReason> {
     authorize(
         &s.routes[0],
         s.connection(&u.connection).map(|c| &**c),
-        Arc::new(u),
+        AuthenticatedUser::for_tests(u),
     )
     .map_err(|d| d.reason)
 }
@@ -267,7 +267,7 @@ tenants = ["11111111-1111-1111-1111-111111111111"]"#,
             let first_failure = evaluate(route, connection, &u)
                 .into_iter()
                 .find_map(|c| c.failed);
-            let decided = authorize(route, connection, Arc::new(u)).err().map(|d| d.reason);
+            let decided = authorize(route, connection, AuthenticatedUser::for_tests(u)).err().map(|d| d.reason);
             prop_assert_eq!(decided, first_failure);
         }
     }

@@ -75,6 +75,13 @@ fn pinned() -> Vec<(GatewayError, u16)> {
         (GatewayError::HeaderTooLarge, 431),
         (GatewayError::UpstreamUnavailable, 502),
         (GatewayError::UpstreamTimeout, 504),
+        (GatewayError::Unjudgeable(Unjudgeable::UnreadableUri), 400),
+        (
+            GatewayError::Unjudgeable(Unjudgeable::NonCanonicalPath("dot segments")),
+            400,
+        ),
+        (GatewayError::Unjudgeable(Unjudgeable::AmbiguousPath), 400),
+        (GatewayError::Unjudgeable(Unjudgeable::NoRoute), 403),
     ]
 }
 
@@ -100,10 +107,16 @@ fn every_variant_is_pinned() {
             | GatewayError::BadRequest(_)
             | GatewayError::HeaderTooLarge
             | GatewayError::UpstreamUnavailable
-            | GatewayError::UpstreamTimeout => {}
+            | GatewayError::UpstreamTimeout
+            | GatewayError::Unjudgeable(
+                Unjudgeable::UnreadableUri
+                | Unjudgeable::NonCanonicalPath(_)
+                | Unjudgeable::AmbiguousPath
+                | Unjudgeable::NoRoute,
+            ) => {}
         }
     }
-    assert_eq!(pinned().len(), 14);
+    assert_eq!(pinned().len(), 18);
 }
 
 async fn body_text(resp: Response<Body>) -> String {
@@ -340,4 +353,106 @@ async fn invalid_bearer_tokens_get_401_json_with_the_reason_even_for_browsers() 
         .to_str()
         .unwrap()
         .starts_with("Bearer error=\"invalid_request\""));
+}
+
+#[test]
+fn every_error_kind_has_its_status_and_the_error_headers_in_json_and_html() {
+    for (err, status) in pinned() {
+        for (accept, method) in [
+            ("application/json", Method::GET),
+            (BROWSER, Method::GET),
+            (BROWSER, Method::POST),
+        ] {
+            let resp = respond(&err, accept, method.clone(), "/x");
+            let h = resp.headers();
+            // A browser GET without a session is the 302 to the login page.
+            let want = match (&err, accept, &method) {
+                (GatewayError::NotSignedIn, BROWSER, &Method::GET) => 302,
+                _ => status,
+            };
+            assert_eq!(resp.status().as_u16(), want, "{err:?} {accept} {method}");
+            assert_eq!(h[CACHE_CONTROL], "no-store", "{err:?} {accept}");
+            if want == 302 {
+                continue;
+            }
+            assert_eq!(h[X_CONTENT_TYPE_OPTIONS], "nosniff", "{err:?} {accept}");
+            let ct = h[CONTENT_TYPE].to_str().unwrap();
+            if ct.starts_with("text/html") {
+                assert_eq!(
+                    h[http::header::CONTENT_SECURITY_POLICY],
+                    crate::ui::CONTENT_SECURITY_POLICY
+                );
+            } else {
+                assert_eq!(ct, "application/json; charset=utf-8", "{err:?}");
+            }
+        }
+        // The proxies' answer (`/.auth/verify`) is JSON whatever they accept.
+        let forced = json_error(&err);
+        assert_eq!(forced.status().as_u16(), status, "{err:?}");
+        assert_eq!(forced.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(forced.headers()[CACHE_CONTROL], "no-store");
+    }
+}
+
+#[tokio::test]
+async fn forwarded_requests_that_cannot_be_judged_are_json_with_their_reason_even_for_browsers() {
+    for (why, status) in [
+        (Unjudgeable::UnreadableUri, 400),
+        (Unjudgeable::NonCanonicalPath("dots"), 400),
+        (Unjudgeable::AmbiguousPath, 400),
+        (Unjudgeable::NoRoute, 403),
+    ] {
+        let resp = respond(&GatewayError::Unjudgeable(why), BROWSER, Method::GET, "/x");
+        assert_eq!(resp.status().as_u16(), status);
+        assert!(resp.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        let body: serde_json::Value = serde_json::from_str(&body_text(resp).await).unwrap();
+        assert_eq!(body["reason"], why.reason());
+    }
+}
+
+#[test]
+fn every_fixed_reason_is_documented() {
+    let docs = include_str!("../../docs/operations.md");
+    let section = docs
+        .split("## Error answers and their reasons")
+        .nth(1)
+        .expect("docs/operations.md has the reasons section");
+    let mut reasons: Vec<&str> = [
+        Unjudgeable::UnreadableUri,
+        Unjudgeable::NonCanonicalPath(""),
+        Unjudgeable::AmbiguousPath,
+        Unjudgeable::NoRoute,
+    ]
+    .iter()
+    .map(|u| u.reason())
+    .collect();
+    reasons.extend(
+        [
+            DenyReason::Connection,
+            DenyReason::Groups,
+            DenyReason::EmailUnverified,
+            DenyReason::EmailDomain,
+            DenyReason::User,
+            DenyReason::EmailOwner,
+            DenyReason::Tenant,
+        ]
+        .iter()
+        .map(|d| d.label()),
+    );
+    for reason in reasons {
+        assert!(
+            section.contains(&format!("`{reason}`")),
+            "{reason} undocumented"
+        );
+    }
+    for (err, _) in pinned() {
+        assert!(
+            section.contains(&format!("`{}`", err.code())),
+            "{} undocumented",
+            err.code()
+        );
+    }
 }

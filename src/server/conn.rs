@@ -24,22 +24,22 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::proxy_protocol::{self, Prefixed, Sniffed};
 use super::watchdog::{self, Watchdog, Watched};
-use super::workers::Dispatch;
 use super::Inner;
 use crate::config::ServerSettings;
-use crate::handler::{ConnInfo, GatewayRef};
+use crate::gateway::GatewayRef;
 use crate::metrics::ProxyRejection;
+use crate::peer::ConnInfo;
 use crate::respond::Body;
 
 /// A stand-in for `handler::handle` (the server's unit tests).
 #[cfg(test)]
 pub(crate) type TestHandler = Arc<
     dyn Fn(
-            Arc<crate::handler::Gateway>,
+            Arc<crate::gateway::Gateway>,
             Request<Incoming>,
             ConnInfo,
         ) -> futures_util::future::BoxFuture<'static, Response<Body>>
@@ -54,29 +54,6 @@ type TestFuture = futures_util::future::BoxFuture<'static, Response<Body>>;
 pub(crate) type TestHandler = Infallible;
 #[cfg(not(test))]
 type TestFuture = std::future::Pending<Response<Body>>;
-
-/// Accepts until shutdown starts; then the listener is dropped, so new
-/// connections are refused while the open ones drain. Each connection is
-/// served by one of the proxy workers.
-pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, mut workers: Dispatch) {
-    let mut stop = inner.stop.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => workers.send(stream, peer),
-            Err(e) => {
-                // EMFILE/ENFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    drop(listener);
-}
 
 /// Counts the connection for the drain and the open-connections gauge for as
 /// long as it lives (also when its task panics or is dropped).
@@ -177,10 +154,7 @@ async fn start(
         let metrics = &inner.shared.metrics;
         let trusted = {
             let gw = inner.current();
-            crate::headers::forwarding::ip_is_trusted(
-                &gw.settings.server.trusted_proxies,
-                peer.ip(),
-            )
+            crate::peer::ip_is_trusted(&gw.settings.server.trusted_proxies, peer.ip())
         };
         if !trusted {
             metrics.record_proxy_protocol_rejected(ProxyRejection::UntrustedPeer);

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::Inner;
@@ -31,6 +32,29 @@ pub(super) struct Handoff {
     pub peer: SocketAddr,
     /// The worker's open-connection count, already counting this one.
     pub load: Arc<AtomicUsize>,
+}
+
+/// Accepts until shutdown starts; then the listener is dropped, so new
+/// connections are refused while the open ones drain. Each connection is
+/// served by one of the proxy workers.
+pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, mut workers: Dispatch) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => workers.send(stream, peer),
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
 }
 
 /// The accept loop's side: where to send each new connection.

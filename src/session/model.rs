@@ -33,8 +33,9 @@ impl EmailTrust {
 /// reaches headers or policies with an old-format user id.
 pub const SESSION_VERSION: u32 = 2;
 
-/// A signed-in user as stored. Times are Unix seconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A signed-in user as stored. Times are Unix seconds. Its `Debug` leaves
+/// the provider's tokens out (see the impl).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// [`SESSION_VERSION`] for sessions made by this build.
     #[serde(default)]
@@ -69,6 +70,37 @@ pub struct Session {
     pub created_at: u64,
     /// Absolute end: `created_at + lifetime`.
     pub expires_at: u64,
+}
+
+/// Every field but the provider's tokens (`id_token`, `access_token`,
+/// `refresh_token`: shown as `[redacted]` when present), so that no log
+/// line or panic message that formats a session (or an error holding one,
+/// `policy::Denied`) can carry a credential.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "[redacted]");
+        f.debug_struct("Session")
+            .field("version", &self.version)
+            .field("user_id", &self.user_id)
+            .field("subject", &self.subject)
+            .field("tenant_id", &self.tenant_id)
+            .field("connection", &self.connection)
+            .field("issuer", &self.issuer)
+            .field("sid", &self.sid)
+            .field("email", &self.email)
+            .field("email_trust", &self.email_trust)
+            .field("name", &self.name)
+            .field("preferred_username", &self.preferred_username)
+            .field("groups", &self.groups)
+            .field("claims", &self.claims)
+            .field("id_token", &redacted(&self.id_token))
+            .field("access_token", &redacted(&self.access_token))
+            .field("refresh_token", &redacted(&self.refresh_token))
+            .field("tokens_expire_at", &self.tokens_expire_at)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// How long a new session lives, and which provider tokens it keeps.

@@ -29,9 +29,17 @@ impl SessionId {
     }
 }
 
+/// Never the id: a session id is a bearer credential (whoever has it is
+/// signed in), so `{:?}` and `{}` both print a fixed placeholder.
 impl std::fmt::Debug for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SessionId([redacted])")
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted session id]")
     }
 }
 
@@ -195,5 +203,53 @@ mod tests {
         let shown = format!("{id:?}");
         assert_eq!(shown, "SessionId([redacted])");
         assert!(!shown.contains("ab"));
+    }
+
+    #[test]
+    fn display_never_shows_the_id_either() {
+        let id = SessionId::from_bytes([0xab; 32]);
+        let shown = format!("{id}");
+        assert_eq!(shown, "[redacted session id]");
+        assert!(!shown.contains("ab") && !shown.contains("171"));
+        // Nor when it travels inside another value's Debug.
+        assert!(!format!("{:?}", Some(&id)).contains("ab"));
+    }
+
+    #[test]
+    fn session_debug_never_shows_the_provider_tokens() {
+        let session = Session {
+            version: crate::session::model::SESSION_VERSION,
+            user_id: "u1".into(),
+            subject: "s".into(),
+            tenant_id: None,
+            connection: "c".into(),
+            issuer: "https://idp.example".into(),
+            sid: None,
+            email: None,
+            email_trust: crate::session::model::EmailTrust::Unverified,
+            name: None,
+            preferred_username: None,
+            groups: vec![],
+            claims: None,
+            id_token: Some("SECRET-ID-TOKEN".into()),
+            access_token: Some("SECRET-ACCESS-TOKEN".into()),
+            refresh_token: Some("SECRET-REFRESH-TOKEN".into()),
+            tokens_expire_at: None,
+            created_at: 0,
+            expires_at: 1,
+        };
+        let shown = format!("{session:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(
+            shown.contains("refresh_token: Some(\"[redacted]\")"),
+            "{shown}"
+        );
+        assert!(shown.contains("user_id: \"u1\""), "{shown}");
+        // An error that holds the session (a policy denial) neither.
+        let denied = crate::respond::GatewayError::Denied(Box::new(crate::policy::Denied {
+            reason: crate::policy::DenyReason::Groups,
+            user: std::sync::Arc::new(session),
+        }));
+        assert!(!format!("{denied:?}").contains("SECRET"));
     }
 }

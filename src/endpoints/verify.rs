@@ -44,17 +44,20 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 
-use super::{form_get, form_pairs, host_of, json, redirect, Ctx};
-use crate::config::{HeaderProfile, RouteSettings};
-use crate::handler::ConnInfo;
-use crate::pathnorm::{CanonicalTarget, PathError};
-use crate::respond::{Body, GatewayError, LOGIN_PATH};
+use crate::auth::form::{form_get, form_pairs};
+use crate::auth::Ctx;
+use crate::config::RouteSettings;
+use crate::pathnorm::CanonicalTarget;
+use crate::peer::{host_of, ConnInfo};
+use crate::phase::{authenticate, authorize, inject};
+use crate::respond::{self, json, redirect, Body, GatewayError, Unjudgeable, LOGIN_PATH};
 use crate::router::Lookup;
+
+pub use crate::respond::X_REALMGATE_LOGIN_URL;
 
 /// Where the proxy says the user was going (Traefik, Caddy, Envoy).
 const X_FORWARDED_URI: &str = "x-forwarded-uri";
@@ -64,23 +67,21 @@ const X_ORIGINAL_URI: &str = "x-original-uri";
 const X_FORWARDED_METHOD: &str = "x-forwarded-method";
 /// The original host, believed from trusted proxies only.
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
-/// On every 401: the login URL for this request, for nginx's `error_page`.
-pub const X_REALMGATE_LOGIN_URL: HeaderName = HeaderName::from_static("x-realmgate-login-url");
-
 /// Longest forwarded URI looked at (longer ones are ignored, like a missing header).
 const MAX_URI_LEN: usize = 8192;
 
-/// `GET /.auth/verify`.
-pub(super) async fn verify(
+/// `GET /.auth/verify`: the pipeline's own `authenticate`, `authorize` and
+/// `inject` phases, on the route the forwarded request selects.
+pub(crate) async fn verify(
     ctx: &Ctx<'_>,
     parts: &Parts,
     conn: &ConnInfo,
 ) -> Result<Response<Body>, GatewayError> {
-    let trusted = crate::headers::forwarding::peer_is_trusted(&ctx.state.settings.server, conn);
+    let trusted = crate::peer::peer_is_trusted(&ctx.state.settings.server, conn);
     let fwd = Forwarded::read(parts, trusted);
     if fwd.unreadable_uri {
         tracing::warn!(route.name = %ctx.route.name, "forward auth refused: the forwarded URI cannot be read");
-        return Ok(bad_request("unreadable_uri", UNREADABLE_URI));
+        return Ok(refused(Unjudgeable::UnreadableUri));
     }
     // SPEC 6.1: the proxy in front forwards the path as it is, so only a
     // path that is its own canonical form can be judged; anything else is
@@ -93,19 +94,19 @@ pub(super) async fn verify(
     {
         Ok(t) => t,
         Err(why) => {
-            tracing::warn!(route.name = %ctx.route.name, reason = why.label(), "forward auth refused: the forwarded path is not canonical");
-            return Ok(bad_request(why.label(), why.text()));
+            tracing::warn!(route.name = %ctx.route.name, reason = why.reason(), "forward auth refused: the forwarded path is not canonical");
+            return Ok(refused(why));
         }
     };
     let route = match policy_route(ctx, parts, &fwd, target.as_ref()) {
         Ok(route) => route,
-        Err(why @ Unroutable::NoRoute) => {
-            tracing::warn!(route.name = %ctx.route.name, reason = why.label(), "forward auth refused: no route can be decided");
-            return Ok(forbidden(why.label(), why.text()));
+        Err(why @ Unjudgeable::NoRoute) => {
+            tracing::warn!(route.name = %ctx.route.name, reason = why.reason(), "forward auth refused: no route can be decided");
+            return Ok(refused(why));
         }
         Err(why) => {
-            tracing::warn!(route.name = %ctx.route.name, reason = why.label(), "forward auth refused: the forwarded path is ambiguous");
-            return Ok(bad_request(why.label(), why.text()));
+            tracing::warn!(route.name = %ctx.route.name, reason = why.reason(), "forward auth refused: the forwarded path is ambiguous");
+            return Ok(refused(why));
         }
     };
     if let Some(target) = &target {
@@ -113,75 +114,32 @@ pub(super) async fn verify(
             return Ok(json(StatusCode::OK, &json!({"public": true})));
         }
     }
-    // An API route: a bearer token, when sent, decides alone (as in `gate`).
-    if !route.api_audiences.is_empty() {
-        if let Some(token) = super::bearer::token(&parts.headers)? {
-            let caller = super::bearer::authenticate(ctx.state, &route, token).await?;
-            return Ok(decide(ctx, &route, caller.user, &caller.connection));
-        }
-    }
-    let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
-        Some(id) => match super::lookup_session(ctx.state, &id).await {
-            // Tokens about to expire are refreshed here too (as in `gate`).
-            Some(s) => match super::refresh::if_due(ctx.state, &id, s).await {
-                Ok(s) => Some(s),
-                Err(GatewayError::NotSignedIn) => None,
-                Err(e) => return Err(e),
-            },
-            None => None,
-        },
-        None => None,
+    // The same authentication as the pipeline's (a bearer token on an API
+    // route decides alone; else the session, refreshed when due), with the
+    // cookie read, not removed: nothing is forwarded.
+    let session = ctx.state.cookies.read_for(&parts.headers, ctx.https);
+    let authenticated =
+        match authenticate::authenticate(ctx.state, &route, &parts.headers, session).await {
+            Ok(a) => a,
+            Err(GatewayError::NotSignedIn) => return not_signed_in(ctx, parts, &fwd),
+            Err(e) => return Err(e),
+        };
+    let connection = authenticated.connection;
+    // 200 with the identity headers, or 403 JSON.
+    let permit = match authorize::authorize(&route, &connection, authenticated.user) {
+        Ok(permit) => permit,
+        Err(denied) => return Ok(respond::json_error(&denied)),
     };
-    // A session whose connection left the config is void (as in `gate`).
-    let signed_in = session.and_then(|s| {
-        let connection = ctx.state.connection(&s.connection)?.clone();
-        Some((s, connection))
-    });
-    let Some((user, connection)) = signed_in else {
-        return not_signed_in(ctx, parts, &fwd);
-    };
-    Ok(decide(ctx, &route, user, &connection))
+    let headers =
+        inject::forward_auth_headers(ctx.state, &route, &permit, &connection, &ctx.origin);
+    let mut resp = json(StatusCode::OK, &json!({"user_id": permit.user().user_id}));
+    resp.headers_mut().extend(headers);
+    Ok(resp)
 }
 
-/// 200 with the identity headers, or 403 JSON: the route's policy for an
-/// authenticated user (session or bearer token).
-fn decide(
-    ctx: &Ctx<'_>,
-    route: &Arc<RouteSettings>,
-    user: Arc<crate::session::model::Session>,
-    connection: &Arc<crate::config::ConnectionSettings>,
-) -> Response<Body> {
-    match crate::policy::authorize(route, Some(connection), user) {
-        Ok(permit) => {
-            // The route's own settings (tokens, headers_extra) with the
-            // profile nginx's `auth_request_set` expects.
-            let mut profile = RouteSettings::clone(route);
-            profile.headers = HeaderProfile::AuthRequest;
-            let mut headers = HeaderMap::new();
-            let assertion =
-                super::signed_assertion(ctx.state, route, &permit, connection, &ctx.origin);
-            crate::headers::identity::inject(
-                &mut headers,
-                &permit,
-                &profile,
-                connection,
-                &ctx.state.policy_groups,
-                assertion.as_deref(),
-            );
-            let mut resp = json(StatusCode::OK, &json!({"user_id": permit.user().user_id}));
-            resp.headers_mut().extend(headers);
-            resp
-        }
-        Err(denied) => {
-            tracing::info!(
-                route.name = %route.name,
-                user.id = %denied.user.user_id,
-                reason = %denied.reason,
-                "forward auth: access denied"
-            );
-            forbidden(denied.reason.label(), denied.reason.text())
-        }
-    }
+/// The JSON answer for a forwarded request that cannot be judged.
+fn refused(why: Unjudgeable) -> Response<Body> {
+    respond::json_error(&GatewayError::Unjudgeable(why))
 }
 
 /// What the proxy told us about the original request.
@@ -203,9 +161,6 @@ struct Forwarded {
     /// other header (or none, the root) may be the client's choice.
     unreadable_uri: bool,
 }
-
-/// The 400 text for [`Forwarded::unreadable_uri`].
-const UNREADABLE_URI: &str = "The forwarded URI cannot be judged: X-Forwarded-Uri or X-Original-URI is repeated, longer than 8192 bytes or not visible ASCII, or the two name different paths. The proxy in front should send one of them, set to the request URI as received (percent-encoded), and drop the client's copies.";
 
 impl Forwarded {
     fn read(parts: &Parts, trusted: bool) -> Forwarded {
@@ -279,46 +234,14 @@ fn path_of(uri: &str) -> &str {
     &rest[..end]
 }
 
-/// Why no route could be chosen for a trusted proxy's forwarded request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unroutable {
-    /// X-Forwarded-Host names no configured route host, or no prefix covers the path.
-    NoRoute,
-    /// The path's readings (encoded slashes, `;`, `//`) pick different routes. 400.
-    AmbiguousPath,
-    /// The path is refused by `pathnorm` (400).
-    Refused(PathError),
-    /// The path has dot segments: the proxy forwards it unresolved (400).
-    NotCanonical,
-}
-
-impl Unroutable {
-    fn label(self) -> &'static str {
-        match self {
-            Unroutable::NoRoute => "no_route",
-            Unroutable::AmbiguousPath => "ambiguous_path",
-            Unroutable::Refused(_) | Unroutable::NotCanonical => "non_canonical_path",
-        }
-    }
-
-    fn text(self) -> &'static str {
-        match self {
-            Unroutable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",
-            Unroutable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//' or look-alike characters). The proxy in front should refuse it or send the plain path.",
-            Unroutable::Refused(e) => e.message(),
-            Unroutable::NotCanonical => "The forwarded path has dot segments ('.', '..' or %2e forms) that the proxy in front passes on unresolved, so the app could serve another path than the one checked. The proxy should refuse such paths or forward the resolved path.",
-        }
-    }
-}
-
 /// The canonical target of a trusted proxy's forwarded path, which must be
 /// its own canonical form (an empty path, `https://host`, is `/`).
-fn forwarded_target(path: &str) -> Result<CanonicalTarget<'_>, Unroutable> {
+fn forwarded_target(path: &str) -> Result<CanonicalTarget<'_>, Unjudgeable> {
     let path = if path.is_empty() { "/" } else { path };
     match CanonicalTarget::parse(path) {
-        Ok(t) if t.rewritten() => Err(Unroutable::NotCanonical),
+        Ok(t) if t.rewritten() => Err(Unjudgeable::NonCanonicalPath(NOT_CANONICAL)),
         Ok(t) => Ok(t),
-        Err(e) => Err(Unroutable::Refused(e)),
+        Err(e) => Err(Unjudgeable::NonCanonicalPath(e.message())),
     }
 }
 
@@ -328,17 +251,18 @@ fn policy_route(
     parts: &Parts,
     fwd: &Forwarded,
     target: Option<&CanonicalTarget<'_>>,
-) -> Result<Arc<RouteSettings>, Unroutable> {
+) -> Result<Arc<RouteSettings>, Unjudgeable> {
     if fwd.trusted_host.is_none() && target.is_none() {
         return Ok(ctx.route.clone());
     }
     let host = match &fwd.trusted_host {
         Some(h) => crate::router::normalize_host(h)
-            .ok_or(Unroutable::NoRoute)?
+            .ok_or(Unjudgeable::NoRoute)?
             .into_owned(),
         None => host_of(parts),
     };
-    let root = CanonicalTarget::parse("/").map_err(Unroutable::Refused)?;
+    let root =
+        CanonicalTarget::parse("/").map_err(|e| Unjudgeable::NonCanonicalPath(e.message()))?;
     // The same router, on the same canonical form, as the pipeline uses
     // for the request itself.
     match ctx
@@ -347,8 +271,8 @@ fn policy_route(
         .lookup_target(&host, target.unwrap_or(&root))
     {
         Lookup::Found(route) => Ok(route.clone()),
-        Lookup::UnknownHost | Lookup::NoPrefix => Err(Unroutable::NoRoute),
-        Lookup::AmbiguousPath => Err(Unroutable::AmbiguousPath),
+        Lookup::UnknownHost | Lookup::NoPrefix => Err(Unjudgeable::NoRoute),
+        Lookup::AmbiguousPath => Err(Unjudgeable::AmbiguousPath),
     }
 }
 
@@ -365,36 +289,11 @@ fn not_signed_in(
     if fwd.may_redirect && fwd.navigation && crate::respond::prefers_html(&parts.headers) {
         return redirect(&login, []);
     }
-    let mut resp = json(
-        StatusCode::UNAUTHORIZED,
-        &json!({
-            "error": "unauthorized",
-            "message": "No valid session. Sign in at /.auth/login.",
-            "login_url": login,
-        }),
-    );
-    let h = resp.headers_mut();
-    h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    // byte_serialize output and LOGIN_PATH are visible ASCII.
-    if let Ok(v) = HeaderValue::from_str(&login) {
-        h.insert(X_REALMGATE_LOGIN_URL, v);
-    }
-    Ok(resp)
+    Ok(respond::forward_auth_sign_in(&login))
 }
 
-fn bad_request(reason: &str, message: &str) -> Response<Body> {
-    json(
-        StatusCode::BAD_REQUEST,
-        &json!({"error": "bad_request", "reason": reason, "message": message}),
-    )
-}
-
-fn forbidden(reason: &str, message: &str) -> Response<Body> {
-    json(
-        StatusCode::FORBIDDEN,
-        &json!({"error": "forbidden", "reason": reason, "message": message}),
-    )
-}
+/// The 400 text for a forwarded path with dot segments.
+const NOT_CANONICAL: &str = "The forwarded path has dot segments ('.', '..' or %2e forms) that the proxy in front passes on unresolved, so the app could serve another path than the one checked. The proxy should refuse such paths or forward the resolved path.";
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! `GET /.auth/me` and `GET/POST /.auth/logout`.
+//! `GET/POST /.auth/logout` and `GET /.auth/logout/done`.
 //!
 //! A sign-out that a page of another site started (see [`initiator`]) is not
 //! carried out: it gets a confirmation page whose button POSTs the same
@@ -6,60 +6,24 @@
 
 use http::request::Parts;
 use http::{Response, StatusCode};
-use serde_json::json;
 
-use super::{form_get, form_pairs, html, json, redirect, Ctx};
+use crate::auth::form::{form_get, form_pairs};
+use crate::auth::Ctx;
+use crate::respond::{html, redirect};
 use crate::respond::{Body, GatewayError};
 
 mod initiator;
 
-/// The signed-in user as JSON; 401 JSON when not signed in.
-pub(super) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
-    let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
-        Some(id) => super::load_session(ctx.state, &id).await?,
-        None => None,
-    };
-    let Some(s) = session.filter(|s| ctx.state.connection(&s.connection).is_some()) else {
-        return Ok(json(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "not_signed_in", "message": "No session. Sign in at /.auth/login."}),
-        ));
-    };
-    let conn = ctx.state.connection(&s.connection);
-    let mut body = json!({
-        "user_id": s.user_id,
-        "email": s.email,
-        // True only for an email that counts (verified and one plain
-        // addr-spec, `Session::verified_email`): the one headers carry.
-        "email_verified": s.verified_email().is_some(),
-        "email_verified_by": s.email_trust,
-        "name": s.name,
-        "preferred_username": s.preferred_username,
-        "groups": s.groups,
-        "connection": s.connection,
-        "tenant_id": s.tenant_id,
-        "expires_at": s.expires_at,
-    });
-    if conn.is_some_and(|c| c.extended_profile) {
-        body["claims"] = s
-            .claims
-            .clone()
-            .map(serde_json::Value::Object)
-            .unwrap_or_else(|| json!({}));
-    }
-    Ok(json(StatusCode::OK, &body))
-}
-
 /// Ends the session here (store and cookie), then at the provider when it
 /// supports RP-initiated logout, then lands on a validated target.
-pub(super) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
+pub(crate) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
     let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
     let raw_target =
         form_get(&query, "post_logout_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = raw_target.map(|t| ctx.safe_target(parts, Some(t)));
     if initiator::from_another_site(
         &parts.headers,
-        &super::host_of(parts),
+        &crate::peer::host_of(parts),
         &ctx.state.route_hosts,
     ) {
         tracing::info!(method = %parts.method, "sign-out started by another site: asking the user to confirm");
@@ -120,7 +84,7 @@ fn confirm(ctx: &Ctx<'_>, target: Option<&str>) -> Response<Body> {
 
 /// `GET /.auth/logout/done`: where the provider sends the browser back after
 /// RP-initiated logout when no target was given.
-pub(super) fn signed_out(ctx: &Ctx<'_>) -> Response<Body> {
+pub(crate) fn signed_out(ctx: &Ctx<'_>) -> Response<Body> {
     html(
         StatusCode::OK,
         ctx.state.pages.error(

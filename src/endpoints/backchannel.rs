@@ -34,12 +34,14 @@ use serde_json::json;
 
 use std::sync::Arc;
 
-use super::{form_get, form_pairs, json, Ctx};
+use crate::auth::form::{form_get, form_pairs};
+use crate::auth::Ctx;
 use crate::config::ConnectionSettings;
 use crate::oidc::{LogoutToken, OidcError};
+use crate::respond::json;
 use crate::respond::Body;
 
-pub(super) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
+pub(crate) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
     let pairs = form_pairs(form);
     let Some(raw) = form_get(&pairs, "logout_token").filter(|t| !t.is_empty()) else {
         return bad_request("the form must carry exactly one logout_token field");

@@ -1,0 +1,64 @@
+//! The per-request context every `/.auth/*` endpoint gets: the state, the
+//! route, the origin the browser used and whether it came over HTTPS.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+
+use crate::auth::state::AuthState;
+use crate::config::{ConnectionSettings, RouteSettings};
+
+/// Per-request context of an `/.auth/` endpoint.
+pub(crate) struct Ctx<'a> {
+    pub(crate) state: &'a AuthState,
+    pub(crate) route: &'a Arc<RouteSettings>,
+    /// `https://hr.contoso.com` as the browser sees this gateway.
+    pub(crate) origin: String,
+    pub(crate) https: bool,
+    /// The client's address (the peer, or the PROXY header's client).
+    pub(crate) client: std::net::IpAddr,
+}
+
+impl Ctx<'_> {
+    /// The connection kinds' shared state (`crate::connection`).
+    pub(crate) fn kinds(&self) -> crate::connection::Kinds<'_> {
+        crate::connection::Kinds {
+            providers: &self.state.shared.providers,
+            metrics: &self.state.shared.metrics,
+        }
+    }
+
+    /// The connections this route lets sign in, in config order.
+    pub(crate) fn allowed_connections(&self) -> Vec<&Arc<ConnectionSettings>> {
+        self.state
+            .settings
+            .connections
+            .iter()
+            .filter(|c| self.route.connections.contains(&c.name))
+            .collect()
+    }
+
+    pub(crate) fn redirect_uri(&self, connection: &ConnectionSettings) -> String {
+        format!("{}{}", self.origin, connection.callback_path())
+    }
+
+    /// A validated login/logout target (SPEC 4); anything unsafe becomes `/`.
+    pub(crate) fn safe_target(&self, parts: &Parts, raw: Option<&str>) -> String {
+        match raw {
+            Some(raw) => {
+                let scheme = if self.https {
+                    crate::redirect::Scheme::Https
+                } else {
+                    crate::redirect::Scheme::Http
+                };
+                crate::redirect::safe_target(
+                    raw,
+                    &crate::peer::host_of(parts),
+                    scheme,
+                    &self.state.route_hosts,
+                )
+            }
+            None => "/".to_string(),
+        }
+    }
+}

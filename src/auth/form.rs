@@ -1,0 +1,35 @@
+//! Forms and queries of the `/.auth/*` endpoints: a bounded body read and
+//! `application/x-www-form-urlencoded` pairs where a repeated key counts as absent.
+
+use http_body_util::BodyExt;
+
+use crate::respond::GatewayError;
+
+/// Largest form body accepted by `/.auth/` endpoints (a form_post callback
+/// carries an authorization code and state; an ID token at most).
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+pub(crate) async fn read_form(body: hyper::body::Incoming) -> Result<Vec<u8>, GatewayError> {
+    let limited = http_body_util::Limited::new(body, MAX_FORM_BYTES);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes().to_vec()),
+        Err(_) => Err(GatewayError::BadRequest(
+            "The form is too large or was not received completely.",
+        )),
+    }
+}
+
+/// Parses `application/x-www-form-urlencoded` (query or body) into pairs.
+pub(crate) fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw).into_owned().collect()
+}
+
+pub(crate) fn form_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    // A duplicated parameter is ambiguous: treat it as absent.
+    let mut found = pairs.iter().filter(|(k, _)| k == key);
+    let first = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    Some(first.1.as_str())
+}

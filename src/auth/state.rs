@@ -1,0 +1,182 @@
+//! Authentication state: [`AuthShared`] (created once at startup: the
+//! session store, provider caches, redeemed states, refresh locks) and
+//! [`AuthState`] (built from one config generation), and the session look-ups
+//! every phase and endpoint shares. A leaf of the request path: it imports
+//! no phase and no endpoint.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use http::header::HeaderName;
+
+use crate::config::{ConnectionSettings, Settings};
+use crate::oidc::Providers;
+use crate::respond::GatewayError;
+use crate::session::cookie::SessionCookies;
+use crate::session::model::Session;
+use crate::session::state::StateCookies;
+use crate::session::store::{SessionId, SessionStore};
+use crate::ui::Pages;
+
+/// Per-session refresh locks (SHA-256 of the session id -> lock), see
+/// `auth::refresh`. The lock holds when the provider was last found
+/// unreachable for this session.
+pub(crate) type Flights = moka::future::Cache<[u8; 32], Arc<tokio::sync::Mutex<Option<u64>>>>;
+
+fn new_flights() -> Flights {
+    moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_idle(std::time::Duration::from_secs(300))
+        .build()
+}
+
+/// Authentication state that survives config reloads: the session store and
+/// the provider caches. Created once at startup.
+#[derive(Clone)]
+pub struct AuthShared {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub providers: Providers,
+    /// States already redeemed (SHA-256 of the state), so a callback URL
+    /// cannot be replayed even with a copy of the old state cookie.
+    pub(crate) used_states: moka::future::Cache<[u8; 32], ()>,
+    /// Per-session token refresh locks (single-flight, see `refresh`).
+    pub(crate) refresh_flights: Flights,
+    /// Failed password sign-ins (LDAP connections) when the session store
+    /// does not count them itself.
+    pub(crate) ldap_failures: crate::ldap::limit::Failures,
+}
+
+impl AuthShared {
+    pub fn new(
+        settings: &Settings,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, GatewayError> {
+        let sessions = crate::session::open_store(&settings.session).map_err(|e| {
+            tracing::error!(error = %e, "cannot open the session store");
+            GatewayError::Internal
+        })?;
+        let providers = Providers::new(settings, metrics.clone()).map_err(|e| {
+            tracing::error!(error = %e, "cannot build the identity provider clients");
+            GatewayError::Internal
+        })?;
+        Ok(AuthShared {
+            metrics,
+            sessions,
+            providers,
+            used_states: moka::future::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(crate::session::state::STATE_LIFETIME)
+                .build(),
+            refresh_flights: new_flights(),
+            ldap_failures: crate::ldap::limit::Failures::default(),
+        })
+    }
+}
+
+/// Authentication state built from one config generation.
+#[derive(Clone)]
+pub struct AuthState {
+    pub settings: Arc<Settings>,
+    pub shared: AuthShared,
+    pub pages: Arc<Pages>,
+    pub(crate) cookies: Arc<SessionCookies>,
+    pub(crate) states: Arc<StateCookies>,
+    /// Every `headers_extra` name of every route: stripped from every request.
+    pub(crate) extra_headers: Arc<[HeaderName]>,
+    /// Routes by host and path prefix (the pipeline's router too).
+    pub router: Arc<crate::router::Router>,
+    /// Every route host, for login target validation.
+    pub(crate) route_hosts: Arc<HashSet<String>>,
+    /// Group ids or names used by some `allow.groups` (for `groups_in_headers = "known"`).
+    pub(crate) policy_groups: Arc<HashSet<String>>,
+    /// Signs `X-Realmgate-Assertion`, when `server.assertion_key` is set.
+    pub(crate) assertions: Option<Arc<super::assertion::Assertions>>,
+    /// The directories of `type = "ldap"` connections.
+    pub(crate) directories: Arc<crate::ldap::Directories>,
+}
+
+impl AuthState {
+    pub fn new(settings: Arc<Settings>, shared: &AuthShared) -> Self {
+        shared.providers.update(&settings);
+        let mut extra: Vec<HeaderName> = settings
+            .routes
+            .iter()
+            .flat_map(|r| r.headers_extra.iter().map(|(h, _)| h.clone()))
+            .collect();
+        extra.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        extra.dedup();
+        AuthState {
+            pages: Arc::new(Pages::new(&settings.ui)),
+            cookies: Arc::new(SessionCookies::new(&settings.session)),
+            states: Arc::new(StateCookies::new(&settings.session)),
+            extra_headers: extra.into(),
+            router: Arc::new(crate::router::Router::new(&settings.routes)),
+            route_hosts: Arc::new(
+                settings
+                    .routes
+                    .iter()
+                    .flat_map(|r| r.hosts.iter().cloned())
+                    .collect(),
+            ),
+            policy_groups: Arc::new(
+                settings
+                    .routes
+                    .iter()
+                    // As written and without a `<connection>:` prefix.
+                    .flat_map(|r| {
+                        r.allow
+                            .groups
+                            .iter()
+                            .cloned()
+                            .chain(r.allow.group_rules.iter().map(|g| g.value.clone()))
+                    })
+                    .collect(),
+            ),
+            assertions: settings
+                .server
+                .assertion_key
+                .as_ref()
+                .map(|k| Arc::new(super::assertion::Assertions::new(k.clone()))),
+            directories: Arc::new(crate::ldap::Directories::new(&settings)),
+            shared: shared.clone(),
+            settings,
+        }
+    }
+
+    pub(crate) fn connection(&self, name: &str) -> Option<&Arc<ConnectionSettings>> {
+        self.settings.connection(name)
+    }
+}
+
+/// The session for `id`, if it exists and has not expired. A store failure
+/// is an error (fail closed), not "signed out".
+pub(crate) async fn load_session(
+    state: &AuthState,
+    id: &SessionId,
+) -> Result<Option<Arc<Session>>, GatewayError> {
+    state.shared.sessions.get(id).await.map_err(|e| {
+        tracing::error!(error = %e, "session store failed");
+        GatewayError::StoreUnavailable
+    })
+}
+
+/// The session for a request being authenticated (`gate`, `/.auth/verify`).
+/// A store that cannot answer (Redis down and the session not in this
+/// replica's cache) means "not signed in": the request fails closed with
+/// the sign-in redirect or a 401, and a new login then gets a clear 503
+/// from the callback if the store is still down (SPEC 5.2, issue 6).
+pub(crate) async fn lookup_session(state: &AuthState, id: &SessionId) -> Option<Arc<Session>> {
+    let store = &state.shared.sessions;
+    let found = match store.get_ready(id) {
+        Some(ready) => ready,
+        None => store.get(id).await,
+    };
+    match found {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable; treating the request as not signed in");
+            None
+        }
+    }
+}

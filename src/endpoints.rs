@@ -1,0 +1,94 @@
+//! The `/.auth/*` endpoints realmgate answers itself on every route host.
+//!
+//! [`serve`] routes them: sign-in and its callback (`auth::signin`, for now
+//! beside the rest of `auth`), `me`, `verify` (forward authentication, which
+//! runs the pipeline's own `authenticate` and `authorize` phases), `keys`,
+//! `logout` (and `logout/done`), `refresh` (`auth::refresh`) and the OIDC
+//! `backchannel` logout. Every answer is `Cache-Control: no-store`; every
+//! error goes through `respond`.
+
+pub(crate) mod backchannel;
+pub(crate) mod keys;
+pub(crate) mod logout;
+pub(crate) mod me;
+pub mod verify;
+
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CACHE_CONTROL};
+use http::{Method, Response};
+
+use crate::auth::form;
+use crate::auth::{AuthState, Ctx};
+use crate::config::RouteSettings;
+use crate::peer::ConnInfo;
+use crate::respond::{self, Body, GatewayError};
+
+/// True for paths realmgate answers itself on every route host.
+pub fn is_auth_path(path: &str) -> bool {
+    path == "/.auth" || path.starts_with("/.auth/")
+}
+
+/// True when a request's canonical target is realmgate's own, as forwarded
+/// or as judged (`/.auth%2Fme`): such a request never reaches an upstream.
+pub fn is_auth_target(target: &crate::pathnorm::CanonicalTarget<'_>) -> bool {
+    is_auth_path(target.path()) || is_auth_path(target.judged())
+}
+
+/// Serves `/.auth/*`. Every response is `Cache-Control: no-store`.
+pub async fn serve(
+    state: &AuthState,
+    route: &Arc<RouteSettings>,
+    req: http::Request<hyper::body::Incoming>,
+    conn: &ConnInfo,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    crate::phase::strip::identity_headers(&mut parts.headers, state);
+    let server = &state.settings.server;
+    let ctx = Ctx {
+        state,
+        route,
+        origin: crate::peer::request_origin(server, &parts, conn),
+        https: crate::peer::is_https(server, &parts, conn),
+        client: conn.peer.ip(),
+    };
+    let path = parts.uri.path().to_string();
+    let rest = path.strip_prefix("/.auth").unwrap_or("");
+    let result = match (&parts.method, rest) {
+        (_, "/login") => crate::auth::signin::serve(&ctx, &parts, body, rest, conn).await,
+        (_, rest) if rest.starts_with("/login/") => {
+            crate::auth::signin::serve(&ctx, &parts, body, rest, conn).await
+        }
+        (&Method::GET | &Method::HEAD, "/me") => me::me(&ctx, &parts).await,
+        // Any method: Envoy ext_authz sends the original one; verify reads
+        // no body and changes nothing.
+        (_, "/verify") => verify::verify(&ctx, &parts, conn).await,
+        (&Method::GET | &Method::HEAD, "/keys") => Ok(keys::keys(state)),
+        (&Method::GET | &Method::POST, "/logout") => logout::logout(&ctx, &parts).await,
+        (&Method::GET | &Method::HEAD, "/logout/done") => Ok(logout::signed_out(&ctx)),
+        (&Method::GET | &Method::HEAD, "/refresh") => {
+            crate::auth::refresh::endpoint(&ctx, &parts).await
+        }
+        (&Method::POST, "/backchannel-logout") => match form::read_form(body).await {
+            Ok(form) => Ok(backchannel::logout(&ctx, &form).await),
+            Err(e) => Err(e),
+        },
+        (_, "/me" | "/logout" | "/logout/done" | "/refresh" | "/backchannel-logout" | "/keys") => {
+            Err(GatewayError::MethodNotAllowed)
+        }
+        _ => Err(GatewayError::NotFound),
+    };
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => respond::error_response(
+            &e,
+            &respond::Negotiation::of(&parts.headers),
+            &parts.method,
+            &parts.uri,
+            Some(&state.pages),
+        ),
+    };
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,58 @@
+//! The gateway's state: [`Shared`] (created once at startup, survives
+//! config reloads: the session store, provider caches, metrics) and
+//! [`Gateway`] (one config generation, replaced whole on reload). The server
+//! owns them; every request borrows its generation through a [`GatewayRef`].
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::proxy::Upstreams;
+
+/// State that survives config reloads: created once at startup.
+#[derive(Clone)]
+pub struct Shared {
+    pub auth: crate::auth::AuthShared,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Shared {
+    pub fn new(settings: &Settings) -> anyhow::Result<Shared> {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        Ok(Shared {
+            auth: crate::auth::AuthShared::new(settings, metrics.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            metrics,
+        })
+    }
+}
+
+/// One config generation: everything a request needs, replaced whole on reload.
+pub struct Gateway {
+    pub settings: Arc<Settings>,
+    pub auth: crate::auth::AuthState,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub upstreams: Upstreams,
+}
+
+impl Gateway {
+    /// Build a generation from validated settings (may fail: e.g. unreadable `upstream_ca`).
+    pub fn new(settings: Arc<Settings>, shared: &Shared) -> anyhow::Result<Gateway> {
+        Ok(Gateway {
+            upstreams: Upstreams::new(&settings.routes, settings.server.workers)?,
+            auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),
+            metrics: shared.metrics.clone(),
+            settings,
+        })
+    }
+
+    /// The branded pages of this generation.
+    pub(crate) fn pages(&self) -> Option<&crate::ui::Pages> {
+        Some(&self.auth.pages)
+    }
+}
+
+/// A request's handle on its config generation: a connection's own
+/// reference-counted pointer to the shared `Arc<Gateway>`
+/// (`server::conn::ConnGateway`), so that taking and dropping it per
+/// request changes a count only the connection's thread uses.
+pub type GatewayRef = Arc<Arc<Gateway>>;

@@ -1,0 +1,149 @@
+//! Phase 1, route: reject ambiguous framing and oversized headers, find the
+//! Host the client addressed, bring the path to its canonical form once
+//! (`pathnorm`, SPEC 6.1) and pick the route by Host + that path. Everything
+//! after judges and forwards the same canonical path.
+
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Request, Uri, Version};
+
+use crate::config::RouteSettings;
+use crate::pathnorm::CanonicalTarget;
+use crate::respond::GatewayError;
+use crate::router::{Lookup, Router};
+
+/// A request the router placed: its route and canonical target.
+pub struct Routed<'g, 'u> {
+    pub route: &'g Arc<RouteSettings>,
+    pub target: CanonicalTarget<'u>,
+}
+
+/// Why no route takes a request, and whether its Host is one of ours (only
+/// then is it logged: an unknown Host is never echoed, not even in the log).
+pub struct Unrouted {
+    pub error: GatewayError,
+    pub host_served: bool,
+}
+
+/// The route for `host` + `path` (the request's path as received).
+pub fn route<'g, 'u>(
+    router: &'g Router,
+    host: &str,
+    path: &'u str,
+) -> Result<Routed<'g, 'u>, Unrouted> {
+    // SPEC 6.1: the router, `/.auth/` dispatch and `public` judge the
+    // canonical form, and the request goes on (upstream too) with it as its
+    // path. A path no form can settle for every upstream is a 400. Plain
+    // paths are borrowed.
+    let target = match CanonicalTarget::parse(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(Unrouted {
+                host_served: router.serves(host),
+                error: if router.serves(host) {
+                    GatewayError::BadRequest(e.message())
+                } else {
+                    GatewayError::UnknownHost
+                },
+            })
+        }
+    };
+    let refused = |error| {
+        Err(Unrouted {
+            error,
+            host_served: true,
+        })
+    };
+    match router.lookup_target(host, &target) {
+        Lookup::Found(route) => Ok(Routed { route, target }),
+        // Never echoed, not even in the log.
+        Lookup::UnknownHost => Err(Unrouted {
+            error: GatewayError::UnknownHost,
+            host_served: false,
+        }),
+        Lookup::AmbiguousPath => refused(GatewayError::BadRequest(
+            "The path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//' or look-alike characters). Use the plain path.",
+        )),
+        Lookup::NoPrefix => refused(GatewayError::NotFound),
+    }
+}
+
+/// `uri` with its path replaced by `path` (the query kept as sent).
+pub fn with_path(uri: &Uri, path: &str) -> Result<Uri, GatewayError> {
+    let bad = || GatewayError::BadRequest("The request target is not a valid path.");
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse::<PathAndQuery>().map_err(|_| bad())?);
+    Uri::from_parts(parts).map_err(|_| bad())
+}
+
+/// The Host the client addressed: the URI authority (HTTP/2, absolute-form),
+/// else the single Host header. HTTP/1.1 without a Host is a 400.
+pub fn client_host<B>(req: &Request<B>) -> Result<HeaderValue, GatewayError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(GatewayError::BadRequest(
+            "The request has more than one Host header.",
+        ));
+    }
+    if let Some(authority) = req.uri().authority() {
+        return HeaderValue::from_str(authority.as_str()).map_err(|_| GatewayError::UnknownHost);
+    }
+    match header {
+        Some(h) => Ok(h.clone()),
+        None if req.version() == Version::HTTP_11 || req.version() == Version::HTTP_2 => {
+            Err(GatewayError::BadRequest("The request has no Host header."))
+        }
+        // HTTP/1.0 without Host cannot name a route.
+        None => Err(GatewayError::UnknownHost),
+    }
+}
+
+/// Reject requests whose body framing is ambiguous or whose headers are too large.
+pub fn check_framing(headers: &HeaderMap, max_header_bytes: usize) -> Result<(), GatewayError> {
+    let has_te = headers.contains_key(TRANSFER_ENCODING);
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if has_te {
+            return Err(GatewayError::BadRequest(
+                "The request has both Content-Length and Transfer-Encoding.",
+            ));
+        }
+        let first = parse_content_length(first.as_bytes())?;
+        for other in lengths {
+            if parse_content_length(other.as_bytes())? != first {
+                return Err(GatewayError::BadRequest(
+                    "The request has conflicting Content-Length headers.",
+                ));
+            }
+        }
+    }
+    // Name + value + ": " + CRLF, as on the wire.
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > max_header_bytes {
+        return Err(GatewayError::HeaderTooLarge);
+    }
+    Ok(())
+}
+
+/// A Content-Length value: digits only (a comma list of equal values is
+/// rejected too, it only ever appears in smuggling attempts).
+fn parse_content_length(v: &[u8]) -> Result<u64, GatewayError> {
+    let bad = || GatewayError::BadRequest("The request has an invalid Content-Length.");
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)
+}
