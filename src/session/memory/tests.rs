@@ -390,7 +390,14 @@ async fn concurrent_use_neither_deadlocks_nor_leaks() {
     for u in 0..13 {
         s.revoke_user("contoso", &format!("u{u}")).await.unwrap();
     }
-    s.run_pending_tasks();
+    // moka applies removals in batches: one maintenance run may leave some
+    // for the next under load (seen once in a full parallel `cargo test`).
+    for _ in 0..100 {
+        s.run_pending_tasks();
+        if s.approximate_len() == 0 {
+            break;
+        }
+    }
     assert_eq!(s.approximate_len(), 0);
     assert_eq!(s.index_len(), 0, "indexes pruned");
     assert_eq!(
