@@ -108,7 +108,7 @@ fn command(cli: Cli) -> ExitCode {
             };
             init_logs(&cli.log_format, cli.log_level.as_deref(), Some(&settings));
             let path = crate::config::resolve_path(config);
-            block_on(crate::server::run(settings, Some(path)))
+            block_on(async { Ok(crate::server::run(settings, Some(path)).await?) })
                 .map(|()| ExitCode::SUCCESS)
                 .unwrap_or_else(|e| fail(&e))
         }

@@ -6,7 +6,20 @@
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::proxy::Upstreams;
+use crate::proxy::{ClientError, Upstreams};
+use crate::respond::GatewayError;
+
+/// Why a [`Shared`] or a [`Gateway`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The session store or the identity provider clients (the cause is
+    /// logged where it arose).
+    #[error("{0}")]
+    Auth(GatewayError),
+    /// The upstream clients (e.g. an unreadable `upstream_ca`).
+    #[error(transparent)]
+    Upstreams(#[from] ClientError),
+}
 
 /// State that survives config reloads: created once at startup.
 #[derive(Clone)]
@@ -16,11 +29,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(settings: &Settings) -> anyhow::Result<Shared> {
+    pub fn new(settings: &Settings) -> Result<Shared, BuildError> {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         Ok(Shared {
             auth: crate::auth::AuthShared::new(settings, metrics.clone())
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                .map_err(BuildError::Auth)?,
             metrics,
         })
     }
@@ -36,7 +49,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Build a generation from validated settings (may fail: e.g. unreadable `upstream_ca`).
-    pub fn new(settings: Arc<Settings>, shared: &Shared) -> anyhow::Result<Gateway> {
+    pub fn new(settings: Arc<Settings>, shared: &Shared) -> Result<Gateway, BuildError> {
         Ok(Gateway {
             upstreams: Upstreams::new(&settings.routes, settings.server.workers)?,
             auth: crate::auth::AuthState::new(settings.clone(), &shared.auth),

@@ -45,6 +45,13 @@ pub enum HttpError {
     TooLarge(String),
 }
 
+/// Why [`HttpClient::new`] could not build the client.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("TLS protocol versions: {0}")]
+    Versions(rustls::Error),
+}
+
 /// A cheap-to-clone client shared by every provider.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -54,7 +61,7 @@ pub struct HttpClient {
 impl HttpClient {
     /// Builds the client with the system's root certificates. When none can be
     /// loaded, HTTPS requests fail with a certificate error (logged once here).
-    pub fn new() -> anyhow::Result<HttpClient> {
+    pub fn new() -> Result<HttpClient, SetupError> {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.enforce_http(false);
@@ -66,7 +73,8 @@ impl HttpClient {
             Err(e) => {
                 tracing::warn!(error = %e, "no system root certificates: https identity providers will fail");
                 let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()?
+                    .with_safe_default_protocol_versions()
+                    .map_err(SetupError::Versions)?
                     .with_root_certificates(rustls::RootCertStore::empty())
                     .with_no_client_auth();
                 hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)

@@ -19,6 +19,12 @@
 //! (`respond`). No two request-path modules import each other (checked by
 //! the script in the issue 18 notes); `server` <-> `admin` is the one loop
 //! left (see `admin`).
+//!
+//! Errors are typed, one `thiserror` enum per module where they arise (e.g.
+//! `server::StartError` wrapping `server::TlsError`), each message saying
+//! what was wrong and what to do, with its cause in the same line. `anyhow`
+//! is only the binary's edge: `cli`, and the `demo` subcommand (its IdP and
+//! app are demo and test fixtures, not the gateway).
 #![forbid(unsafe_code)]
 
 pub mod admin;

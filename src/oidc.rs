@@ -129,7 +129,7 @@ impl Providers {
     pub fn new(
         settings: &Settings,
         metrics: Arc<crate::metrics::Metrics>,
-    ) -> anyhow::Result<Providers> {
+    ) -> Result<Providers, crate::http_client::SetupError> {
         let http = HttpClient::new()?;
         let providers = Providers {
             inner: Arc::new(ProvidersInner {

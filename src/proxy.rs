@@ -39,6 +39,8 @@ pub mod failure;
 pub mod pool;
 mod upgrade;
 
+pub use clients::{CaError, ClientError};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -106,7 +108,7 @@ pub struct Forwarded {
 impl Upstreams {
     /// Build the clients every route needs, with idle-connection shards for
     /// `workers` proxy threads. Fails on an unreadable or empty `upstream_ca`.
-    pub fn new(routes: &[Arc<RouteSettings>], workers: usize) -> anyhow::Result<Upstreams> {
+    pub fn new(routes: &[Arc<RouteSettings>], workers: usize) -> Result<Upstreams, ClientError> {
         let mut by_key: HashMap<ClientKey, Vec<&RouteSettings>> = HashMap::new();
         for route in routes {
             by_key.entry(ClientKey::of(route)).or_default().push(route);

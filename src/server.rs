@@ -24,15 +24,61 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::gateway::{Gateway, Shared};
+use crate::gateway::{BuildError, Gateway, Shared};
 
 pub use proxy_protocol::{read_header as read_proxy_header, Prefixed, ProxyHeaderError};
+pub use tls::TlsError;
+pub use workers::WorkerError;
+
+/// Why [`start`] or [`run`] could not bring the gateway up. Each message
+/// carries its cause, so `{}` alone tells the whole story.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the shared state: {0}")]
+    Shared(BuildError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// `key`: `server.listen` or `admin.listen`.
+    #[error(
+        "{key}: cannot bind {addr}; expected a free address (is another process using the port?): {error}"
+    )]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("cannot read the address a listener is bound to: {0}")]
+    LocalAddr(std::io::Error),
+    #[error("cannot build the configuration: {0}")]
+    Build(BuildError),
+    #[error(transparent)]
+    Workers(#[from] WorkerError),
+    #[error("cannot listen for {signal}: {error}")]
+    Signal {
+        signal: &'static str,
+        error: std::io::Error,
+    },
+}
+
+/// Why a reload ([`Running::replace_settings`]) was refused; the old
+/// generation keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// `running`: what the running listener keeps ("TLS" or "plain HTTP").
+    #[error(
+        "server.tls: turning TLS on or off needs a restart; the running listener keeps {running}"
+    )]
+    TlsToggle { running: &'static str },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot build the new configuration: {0}")]
+    Build(BuildError),
+}
 
 /// A started gateway (proxy + admin listeners). Used by `run`, `demo` and the tests.
 pub struct Running {
@@ -137,14 +183,17 @@ impl Inner {
     }
 
     /// Builds everything of a new generation first, then swaps; on error nothing changes.
-    fn install(&self, mut settings: Settings) -> anyhow::Result<()> {
+    fn install(&self, mut settings: Settings) -> Result<(), ReloadError> {
         let tls = match (&self.tls, &settings.server.tls) {
             (Some(_), Some(t)) => Some(tls::load(t)?),
             (None, Some(_)) | (Some(_), None) => {
-                anyhow::bail!(
-                    "server.tls: turning TLS on or off needs a restart; the running listener keeps {}",
-                    if self.started_with.tls { "TLS" } else { "plain HTTP" }
-                );
+                return Err(ReloadError::TlsToggle {
+                    running: if self.started_with.tls {
+                        "TLS"
+                    } else {
+                        "plain HTTP"
+                    },
+                });
             }
             (None, None) => None,
         };
@@ -175,8 +224,7 @@ impl Inner {
             // The upstream pools are sized for the running threads.
             settings.server.workers = self.started_with.workers;
         }
-        let gateway = Gateway::new(Arc::new(settings), &self.shared)
-            .context("cannot build the new configuration")?;
+        let gateway = Gateway::new(Arc::new(settings), &self.shared).map_err(ReloadError::Build)?;
         if let (Some(slot), Some(cfg)) = (&self.tls, tls) {
             *slot.write().unwrap_or_else(|e| e.into_inner()) = cfg;
         }
@@ -229,14 +277,14 @@ impl Running {
                 true
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "reload refused: the old configuration keeps serving");
+                tracing::error!(error = %e, "reload refused: the old configuration keeps serving");
                 false
             }
         }
     }
 
     /// Swap in already-validated settings (tests; SIGHUP without a file).
-    pub fn replace_settings(&self, settings: Settings) -> anyhow::Result<()> {
+    pub fn replace_settings(&self, settings: Settings) -> Result<(), ReloadError> {
         self.inner.install(settings)
     }
 
@@ -276,7 +324,10 @@ impl Running {
 
 /// Bind the listeners and start serving in the background.
 /// `config_path` is what SIGHUP / `reload` re-reads.
-pub async fn start(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result<Running> {
+pub async fn start(
+    settings: Settings,
+    config_path: Option<PathBuf>,
+) -> Result<Running, StartError> {
     start_inner(settings, config_path, None).await
 }
 
@@ -284,30 +335,21 @@ async fn start_inner(
     settings: Settings,
     config_path: Option<PathBuf>,
     test_handler: Option<conn::TestHandler>,
-) -> anyhow::Result<Running> {
-    let shared = Shared::new(&settings).context("cannot start the shared state")?;
+) -> Result<Running, StartError> {
+    let shared = Shared::new(&settings).map_err(StartError::Shared)?;
     let tls = match &settings.server.tls {
         Some(t) => Some(RwLock::new(tls::load(t)?)),
         None => None,
     };
-    let listener = TcpListener::bind(settings.server.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "server.listen: cannot bind {}; expected a free address (is another process using the port?)",
-                settings.server.listen
-            )
-        })?;
-    let admin_listener = TcpListener::bind(settings.admin.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "admin.listen: cannot bind {}; expected a free address (is another process using the port?)",
-                settings.admin.listen
-            )
-        })?;
-    let addr = listener.local_addr()?;
-    let admin_addr = admin_listener.local_addr()?;
+    let bind = |key, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|error| StartError::Bind { key, addr, error })
+    };
+    let listener = bind("server.listen", settings.server.listen).await?;
+    let admin_listener = bind("admin.listen", settings.admin.listen).await?;
+    let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
+    let admin_addr = admin_listener.local_addr().map_err(StartError::LocalAddr)?;
     let started_with = StartedWith {
         listen: settings.server.listen,
         admin: settings.admin.listen,
@@ -315,8 +357,7 @@ async fn start_inner(
         workers: settings.server.workers,
     };
     let worker_count = settings.server.workers;
-    let gateway =
-        Gateway::new(Arc::new(settings), &shared).context("cannot build the configuration")?;
+    let gateway = Gateway::new(Arc::new(settings), &shared).map_err(StartError::Build)?;
     let (stop, _) = watch::channel(false);
     let inner = Arc::new(Inner {
         generation: RwLock::new(Arc::new(gateway)),
@@ -354,7 +395,7 @@ async fn start_inner(
 }
 
 /// `realmgate run`: start, then SIGHUP reloads and SIGTERM/SIGINT drains and returns.
-pub async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, config_path: Option<PathBuf>) -> Result<(), StartError> {
     // Handlers first: a signal that arrives while the listeners are being
     // bound is then handled, instead of SIGINT's default action killing us.
     let mut signals = Signals::new()?;
@@ -391,17 +432,20 @@ struct Signals {
 
 impl Signals {
     #[cfg(unix)]
-    fn new() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
+    fn new() -> Result<Signals, StartError> {
+        use tokio::signal::unix::SignalKind;
+        let listen = |kind, signal| {
+            tokio::signal::unix::signal(kind).map_err(|error| StartError::Signal { signal, error })
+        };
         Ok(Signals {
-            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
-            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+            term: listen(SignalKind::terminate(), "SIGTERM")?,
+            int: listen(SignalKind::interrupt(), "SIGINT")?,
+            hup: listen(SignalKind::hangup(), "SIGHUP")?,
         })
     }
 
     #[cfg(not(unix))]
-    fn new() -> anyhow::Result<Signals> {
+    fn new() -> Result<Signals, StartError> {
         Ok(Signals {})
     }
 

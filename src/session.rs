@@ -13,10 +13,18 @@ use std::sync::Arc;
 
 use crate::config::{SessionSettings, StoreSettings};
 
+/// Why the configured session store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The Redis options were refused (the message names the key).
+    #[error(transparent)]
+    Redis(#[from] store::StoreError),
+}
+
 /// Open the configured store. The Redis store connects lazily: Redis may be
 /// down at start (`/readyz` says so until it answers). Must be called inside
 /// the Tokio runtime.
-pub fn open_store(settings: &SessionSettings) -> anyhow::Result<Arc<dyn store::SessionStore>> {
+pub fn open_store(settings: &SessionSettings) -> Result<Arc<dyn store::SessionStore>, OpenError> {
     match &settings.store {
         StoreSettings::Memory { max_entries } => Ok(Arc::new(memory::MemoryStore::new(
             *max_entries,

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -38,6 +37,36 @@ impl ClientKey {
     }
 }
 
+/// Why the upstream clients for a group of routes could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `routes`: the routes sharing this `upstream_ca`, as `"a", "b"`.
+    #[error("route {routes}: upstream_ca {}: {error}", .path.display())]
+    Ca {
+        routes: String,
+        path: PathBuf,
+        error: CaError,
+    },
+    #[error(
+        "route {routes:?}: no system CA certificates found for the https upstream; install the ca-certificates package or set upstream_ca"
+    )]
+    NoSystemRoots { routes: Vec<String> },
+    #[error("TLS protocol versions: {0}")]
+    Versions(rustls::Error),
+}
+
+/// What is wrong with an `upstream_ca` file (the route and path are
+/// [`ClientError::Ca`]'s).
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("cannot be read: {0}")]
+    Read(rustls_pki_types::pem::Error),
+    #[error("is not valid PEM: {0}")]
+    Pem(rustls_pki_types::pem::Error),
+    #[error("contains no usable CA certificate ({ignored} unparsable)")]
+    NoUsable { ignored: usize },
+}
+
 pub struct Clients {
     /// HTTP/1.1, or HTTP/2 when a TLS upstream offers it with ALPN.
     pub any: UpstreamClient,
@@ -47,7 +76,7 @@ pub struct Clients {
 
 impl Clients {
     /// `routes`: every route with this key (for error messages).
-    pub fn build(key: &ClientKey, routes: &[&RouteSettings]) -> anyhow::Result<Clients> {
+    pub fn build(key: &ClientKey, routes: &[&RouteSettings]) -> Result<Clients, ClientError> {
         let names = || {
             routes
                 .iter()
@@ -56,19 +85,20 @@ impl Clients {
                 .join(", ")
         };
         let roots = match &key.upstream_ca {
-            Some(path) => load_ca(path)
-                .with_context(|| format!("route {}: upstream_ca {}", names(), path.display()))?,
+            Some(path) => load_ca(path).map_err(|error| ClientError::Ca {
+                routes: names(),
+                path: path.clone(),
+                error,
+            })?,
             None => {
                 let roots = native_roots();
-                let https: Vec<&str> = routes
+                let https: Vec<String> = routes
                     .iter()
                     .filter(|r| r.upstream.scheme() == "https")
-                    .map(|r| r.name.as_str())
+                    .map(|r| r.name.clone())
                     .collect();
                 if roots.is_empty() && !https.is_empty() {
-                    anyhow::bail!(
-                        "route {https:?}: no system CA certificates found for the https upstream; install the ca-certificates package or set upstream_ca"
-                    );
+                    return Err(ClientError::NoSystemRoots { routes: https });
                 }
                 roots
             }
@@ -76,7 +106,7 @@ impl Clients {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?
+            .map_err(ClientError::Versions)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let any = HttpsConnectorBuilder::new()
@@ -117,15 +147,15 @@ fn client(connector: HttpsConnector<HttpConnector>) -> UpstreamClient {
 }
 
 /// The CA certificates in a PEM file; they replace the system roots for this route.
-pub fn load_ca(path: &std::path::Path) -> anyhow::Result<RootCertStore> {
+pub fn load_ca(path: &std::path::Path) -> Result<RootCertStore, CaError> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
-        .context("cannot be read")?
+        .map_err(CaError::Read)?
         .collect::<Result<Vec<_>, _>>()
-        .context("is not valid PEM")?;
+        .map_err(CaError::Pem)?;
     let (added, ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        anyhow::bail!("contains no usable CA certificate ({ignored} unparsable)");
+        return Err(CaError::NoUsable { ignored });
     }
     Ok(roots)
 }

@@ -687,3 +687,33 @@ where
     }
     panic!("condition not reached within 10 s");
 }
+
+/// A listen address another socket holds: the typed error names the key,
+/// the address and what to do, and carries the system's reason in its one
+/// line of text (what `realmgate run` prints and a reload logs).
+#[tokio::test]
+async fn a_taken_listen_address_is_named_with_the_systems_reason() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().to_string();
+    let err = match start_inner(settings_on(&taken, "", "r"), None, None).await {
+        Ok(_) => panic!("{taken} is held by this test: binding it must fail"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(
+            err,
+            StartError::Bind {
+                key: "server.listen",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    let prefix = format!(
+        "server.listen: cannot bind {taken}; expected a free address (is another process using the port?): "
+    );
+    let reason = text.strip_prefix(&prefix).unwrap_or_default();
+    assert!(!reason.trim().is_empty(), "{text}");
+    drop(held);
+}

@@ -1,7 +1,7 @@
 //! TLS termination with rustls: the server configuration built from the PEM
 //! files of `[server.tls]`, re-read on SIGHUP.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
@@ -10,66 +10,107 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsSettings;
 
+/// Why `[server.tls]` gave no usable server configuration: each names the
+/// key and the file, and says what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS protocol versions: {0}")]
+    Versions(rustls::Error),
+    #[error(
+        "server.tls: the certificate in {} and the key in {} do not form a usable pair ({error}); \
+         expected the key that belongs to the first (leaf) certificate",
+        .cert.display(),
+        .key.display()
+    )]
+    Pair {
+        cert: PathBuf,
+        key: PathBuf,
+        error: rustls::Error,
+    },
+    #[error(
+        "server.tls.cert: cannot read {}: {error}; expected a readable PEM certificate chain",
+        .path.display()
+    )]
+    ReadCert {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "server.tls.cert: {} is not valid PEM ({error}); expected -----BEGIN CERTIFICATE----- blocks",
+        .path.display()
+    )]
+    CertPem {
+        path: PathBuf,
+        error: rustls_pki_types::pem::Error,
+    },
+    #[error(
+        "server.tls.cert: {} holds no certificate; expected -----BEGIN CERTIFICATE----- blocks, leaf first",
+        .path.display()
+    )]
+    NoCert { path: PathBuf },
+    #[error(
+        "server.tls.key: cannot read {}: {error}; expected a readable PEM private key",
+        .path.display()
+    )]
+    ReadKey {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    // Never the file's content nor the parser's word on it: it is the private key.
+    #[error(
+        "server.tls.key: {} holds no usable private key; expected a PEM PKCS#8, PKCS#1 or SEC1 key",
+        .path.display()
+    )]
+    Key { path: PathBuf },
+}
+
 /// Loads the certificate chain and key and builds a server config that
 /// offers HTTP/2 and HTTP/1.1 by ALPN. Errors name the file and what to do.
-pub fn load(settings: &TlsSettings) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn load(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = read_certs(&settings.cert)?;
     let key = read_key(&settings.key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow::anyhow!("TLS protocol versions: {e}"))?
+        .map_err(TlsError::Versions)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "server.tls: the certificate in {} and the key in {} do not form a usable pair ({e}); \
-                 expected the key that belongs to the first (leaf) certificate",
-                settings.cert.display(),
-                settings.key.display()
-            )
+        .map_err(|error| TlsError::Pair {
+            cert: settings.cert.clone(),
+            key: settings.key.clone(),
+            error,
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).map_err(|e| {
-        anyhow::anyhow!(
-            "server.tls.cert: cannot read {}: {e}; expected a readable PEM certificate chain",
-            path.display()
-        )
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|error| TlsError::ReadCert {
+        path: path.to_owned(),
+        error,
     })?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "server.tls.cert: {} is not valid PEM ({e}); expected -----BEGIN CERTIFICATE----- blocks",
-                path.display()
-            )
+        .map_err(|error| TlsError::CertPem {
+            path: path.to_owned(),
+            error,
         })?;
     if certs.is_empty() {
-        anyhow::bail!(
-            "server.tls.cert: {} holds no certificate; expected -----BEGIN CERTIFICATE----- blocks, leaf first",
-            path.display()
-        );
+        return Err(TlsError::NoCert {
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let pem = std::fs::read(path).map_err(|e| {
-        anyhow::anyhow!(
-            "server.tls.key: cannot read {}: {e}; expected a readable PEM private key",
-            path.display()
-        )
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = std::fs::read(path).map_err(|error| TlsError::ReadKey {
+        path: path.to_owned(),
+        error,
     })?;
     // Never echo the file's content: it is the private key.
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
-        anyhow::anyhow!(
-            "server.tls.key: {} holds no usable private key; expected a PEM PKCS#8, PKCS#1 or SEC1 key",
-            path.display()
-        )
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::Key {
+        path: path.to_owned(),
     })
 }
 

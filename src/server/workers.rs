@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -90,6 +89,16 @@ impl Dispatch {
     }
 }
 
+/// Why the proxy worker threads could not start (the system refused a
+/// thread or an event loop: see the cause; fewer `server.workers` may help).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot start a proxy worker's event loop: {0}")]
+    EventLoop(std::io::Error),
+    #[error("cannot start a proxy worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// The running worker threads. Dropping this (or [`Workers::stop`]) ends
 /// them: each closes the connections it still holds and exits.
 pub(super) struct Workers {
@@ -99,7 +108,7 @@ pub(super) struct Workers {
 
 impl Workers {
     /// Starts `count` worker threads serving connections for `inner`.
-    pub fn start(count: usize, inner: &Arc<Inner>) -> anyhow::Result<(Workers, Dispatch)> {
+    pub fn start(count: usize, inner: &Arc<Inner>) -> Result<(Workers, Dispatch), WorkerError> {
         let (exit, _) = watch::channel(false);
         let mut threads = Vec::with_capacity(count);
         let mut senders = Vec::with_capacity(count);
@@ -109,7 +118,7 @@ impl Workers {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .context("cannot start a proxy worker's event loop")?;
+                .map_err(WorkerError::EventLoop)?;
             let (inner, exit) = (inner.clone(), exit.subscribe());
             // Workers log where their starter logs (the global subscriber in
             // the binary; a test's own subscriber in tests that capture logs).
@@ -124,7 +133,7 @@ impl Workers {
                     // bounded so a stuck blocking task cannot hold the exit.
                     runtime.shutdown_timeout(Duration::from_secs(1));
                 })
-                .context("cannot start a proxy worker thread")?;
+                .map_err(WorkerError::Thread)?;
             threads.push(thread);
             senders.push((tx, load));
         }
