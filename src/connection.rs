@@ -38,6 +38,7 @@
 //!
 //! [`user_id_for`]: crate::session::model::user_id_for
 
+pub mod credential;
 pub mod entra;
 pub mod oidc;
 

@@ -29,7 +29,8 @@ use rand::RngCore as _;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConnectionKind, ConnectionSettings, Secret, Settings};
+use crate::config::{ConnectionKind, ConnectionSettings, Settings};
+use crate::connection::credential::ClientCredential;
 use crate::http_client::HttpClient;
 use crate::metrics::Metrics;
 use flight::Flight;
@@ -75,7 +76,7 @@ pub(crate) struct ProviderConfig {
     pub name: String,
     pub kind: ConnectionKind,
     pub client_id: String,
-    pub client_secret: Option<Secret>,
+    pub credential: Option<ClientCredential>,
     pub scopes: Vec<String>,
 }
 
@@ -85,7 +86,7 @@ impl ProviderConfig {
             name: c.name.clone(),
             kind: c.kind.clone(),
             client_id: c.client_id.clone(),
-            client_secret: c.client_secret.clone(),
+            credential: c.credential.clone(),
             scopes: c.scopes.clone(),
         }
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::connection::credential::ClientCredential;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123";
 
@@ -319,10 +320,10 @@ fn secrets_can_come_from_files_with_trailing_newline_trimmed() {
     let s = load_with(&text, std::iter::empty(), Some(dir.path())).expect("valid");
     assert_eq!(s.session.secrets[0].expose(), SECRET.as_bytes());
     assert_eq!(
-        s.connections[0]
-            .client_secret
-            .as_ref()
-            .map(|c| c.expose_str()),
+        match &s.connections[0].credential {
+            Some(ClientCredential::Secret(c)) => Some(c.expose_str()),
+            _ => None,
+        },
         Some("abc")
     );
 
