@@ -676,6 +676,10 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             ("allowed_tenants", raw.allowed_tenants.is_some()),
             ("authority_host", raw.authority_host.is_some()),
             ("graph_endpoint", raw.graph_endpoint.is_some()),
+            (
+                "group_names_from_graph",
+                raw.group_names_from_graph == Some(true),
+            ),
         ];
         let oidc_only = [
             ("issuer", raw.issuer.is_some()),

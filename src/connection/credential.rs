@@ -353,4 +353,4 @@ pub fn assertion_of(bytes: &[u8]) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
