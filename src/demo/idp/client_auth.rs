@@ -315,3 +315,6 @@ fn unverified_claims(jwt: &str) -> Result<serde_json::Map<String, Value>, Refuse
     let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?;
     serde_json::from_slice(&bytes).map_err(|_| bad())
 }
+
+#[cfg(test)]
+mod tests;
