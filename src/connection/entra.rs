@@ -7,7 +7,9 @@
 //!   domain) counts as verified ([`vouches_for_email`]).
 //! - **Group overage**: too many groups for the token (`_claim_names.groups`
 //!   or `hasgroups`, [`signals_group_overage`]): the groups are read from
-//!   Microsoft Graph with the user's access token ([`graph`]).
+//!   Microsoft Graph with the user's access token, or the connection's
+//!   app-only token when Graph refuses the user's ([`graph`]); group
+//!   display names from Graph with `group_names_from_graph` ([`group_names`]).
 //! - **Issuer and tenants**: the `{tenantid}` template of multi-tenant
 //!   discovery, the pinned tenant of a single-tenant one, `allowed_tenants`
 //!   ([`issuer`]); bearer tokens' v1.0 format ([`access_token`]). The token
@@ -16,6 +18,7 @@
 
 pub mod access_token;
 pub(crate) mod graph;
+pub mod group_names;
 pub mod issuer;
 
 use futures_util::future::BoxFuture;

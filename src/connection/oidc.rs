@@ -167,6 +167,9 @@ impl OidcSignIn<'_> {
             req.groups_required,
         )
         .await?;
+        // Display names of groups `group_names` does not map (SPEC 5.10);
+        // never fails the sign-in.
+        super::entra::group_names::warm(&env, self.conn, &groups).await;
         // The ID token's extra claims and userinfo's (SPEC 5.5); a userinfo
         // failure is logged and counted, never a failed login.
         let claims = if self.conn.extended_profile {

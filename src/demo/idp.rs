@@ -473,6 +473,7 @@ struct Counters {
     logout: AtomicUsize,
     userinfo: AtomicUsize,
     graph: AtomicUsize,
+    graph_names: AtomicUsize,
     backchannel: AtomicUsize,
 }
 
@@ -674,6 +675,11 @@ impl Idp {
         self.state
             .graph_refuses_user_tokens
             .store(on, Ordering::SeqCst);
+    }
+
+    /// Requests to the Graph `directoryObjects/getByIds` mock (group names).
+    pub fn graph_name_calls(&self) -> usize {
+        self.state.counters.graph_names.load(Ordering::SeqCst)
     }
 
     /// Requests to the Graph `transitiveMemberOf` mock (one per page).
@@ -1489,6 +1495,21 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
             ));
         }
     }
+    if parts.method == Method::POST
+        && matches!(
+            seg.as_slice(),
+            ["v1.0", "directoryObjects", "getByIds"]
+                | ["graph", "v1.0", "directoryObjects", "getByIds"]
+        )
+    {
+        state.counters.graph_names.fetch_add(1, Ordering::SeqCst);
+        let bytes = Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Ok(graph_get_by_ids(&state, &parts.headers, &bytes));
+    }
     let resp = match (&parts.method, seg.as_slice()) {
         (&Method::GET, [t, "v2.0", ".well-known", "openid-configuration"]) => {
             state.counters.discovery.fetch_add(1, Ordering::SeqCst);
@@ -1867,6 +1888,50 @@ fn graph_member_of(
         body["@odata.nextLink"] = json!(next.as_str());
     }
     json_response(StatusCode::OK, &body)
+}
+
+/// Microsoft Graph `POST /v1.0/directoryObjects/getByIds` for groups, with an
+/// app-only token: `{"ids": [...]}` -> the known groups' ids and display names.
+fn graph_get_by_ids(state: &State, headers: &http::HeaderMap, body: &[u8]) -> Resp {
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !token.is_some_and(|t| lock(&state.app_tokens).contains_key(t)) {
+        return json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation."}}),
+        );
+    }
+    let ids: Vec<String> = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("ids").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > 1000 {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"code": "Request_BadRequest", "message": "ids: 1 to 1000 ids"}}),
+        );
+    }
+    let mut value = Vec::new();
+    for id in &ids {
+        let group = state
+            .config
+            .users
+            .iter()
+            .flat_map(|u| u.groups.iter())
+            .find(|g| g.id == *id);
+        if let Some(g) = group {
+            value.push(
+                json!({"@odata.type": "#microsoft.graph.group", "id": g.id, "displayName": g.name}),
+            );
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": value}),
+    )
 }
 
 /// `resp` with its JSON body changed by `edit` (as it was when not JSON).

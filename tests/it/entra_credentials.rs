@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::signin::{location, Browser};
-use crate::util::echo_route;
+use crate::util::{echo_route, Echoed};
 
 const HOST: &str = "app.test";
 const ALICE: &str = "alice@contoso.example";
@@ -115,12 +115,22 @@ type World = crate::util::World<Credentials>;
 impl World {
     /// One Entra connection authenticating with `credential` lines.
     async fn with(config: IdpConfig, credential: &str, keep: tempfile::TempDir) -> World {
+        World::named("contoso", config, credential, keep).await
+    }
+
+    /// The same with connection name `name`.
+    async fn named(
+        name: &str,
+        config: IdpConfig,
+        credential: &str,
+        keep: tempfile::TempDir,
+    ) -> World {
         World::builder()
             .idp(config)
             .connection(format!(
                 r#"
 [[connection]]
-name = "contoso"
+name = "{name}"
 type = "entra"
 tenant = "contoso.example"
 authority_host = "{{idp}}"
@@ -140,7 +150,13 @@ groups = true
     async fn sign_in(&self, user: &str) -> (Browser, reqwest::Response) {
         let browser = Browser::new(&self.gateway);
         let authorize = browser
-            .login_at(&self.gateway.url(HOST, "/.auth/login/contoso?rd=/page"))
+            .login_at(&self.gateway.url(
+                HOST,
+                &format!(
+                    "/.auth/login/{}?rd=/page",
+                    self.gateway.settings.connections[0].name
+                ),
+            ))
             .await;
         let resp = browser.finish_login(&self.idp, &authorize, user).await;
         (browser, resp)
@@ -362,4 +378,66 @@ upstream = "http://127.0.0.1:9"
             );
         }
     }
+}
+
+#[tokio::test]
+async fn group_names_from_graph_name_unmapped_groups_in_headers_and_me() {
+    let (cert, key, der) = rsa_certificate();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = write(dir.path(), "cert.pem", &cert);
+    let key_path = write(dir.path(), "key.pem", &key);
+    let id = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+    let mut config = idp_config(Some(der), None);
+    for user in &mut config.users {
+        if user.email == ALICE {
+            // Names that would read as something else are not used.
+            user.groups[2].name = "HR Admins,Root".into();
+            user.groups[3].name = id(4);
+            user.groups[5].name = "zero".into();
+        }
+    }
+    // Its own connection name: the name cache is per process.
+    let w = World::named(
+        "names",
+        config,
+        &format!(
+            "client_certificate_file = {cert_path:?}\nclient_key_file = {key_path:?}\n\
+             group_names = {{ \"{}\" = \"Zero\" }}\ngroup_names_from_graph = true",
+            id(0)
+        ),
+        dir,
+    )
+    .await;
+    let (browser, resp) = w.sign_in(ALICE).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "signed in");
+    assert_eq!(
+        w.idp.graph_name_calls(),
+        1,
+        "299 unmapped ids in one getByIds"
+    );
+
+    let (_, me) = browser.me(&w.gateway.url(HOST, "/.auth/me")).await;
+    let names = me["group_names"].as_object().expect("group_names");
+    assert_eq!(names[&id(0)], "Zero", "group_names first");
+    assert_eq!(names[&id(1)], "Group 1", "then Graph");
+    for i in [2, 3, 5] {
+        assert!(!names.contains_key(&id(i)), "group {i}'s name is not used");
+    }
+    assert_eq!(names.len(), 297);
+
+    let echoed = Echoed::from(browser.get(&w.gateway.url(HOST, "/page")).await).await;
+    let header = echoed.header("x-forwarded-groups").expect("groups header");
+    let sent: Vec<&str> = header.split(',').collect();
+    assert_eq!(sent.len(), 300);
+    assert_eq!(sent[0], "Zero");
+    assert_eq!(sent[1], "Group 1");
+    assert_eq!(sent[2], id(2), "the id instead of a name with a comma");
+    assert_eq!(sent[3], id(3), "the id instead of a GUID-shaped name");
+    assert_eq!(sent[5], id(5), "the id instead of a configured name");
+    assert!(!header.contains("Root"));
+
+    // Cached: the next sign-in reads no names.
+    let (_, resp) = w.sign_in(ALICE).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(w.idp.graph_name_calls(), 1);
 }
