@@ -96,6 +96,13 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
                 c.name
             ));
         }
+        if c.group_names_from_graph && c.credential.is_none() {
+            out.push(format!(
+                "connection {:?}: group_names_from_graph = true needs a client credential (an \
+                 app-only Graph token reads the names); without one, group ids are shown.",
+                c.name
+            ));
+        }
         if let Some(ClientCredential::Certificate(cert)) = &c.credential {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
