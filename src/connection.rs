@@ -38,6 +38,7 @@
 //!
 //! [`user_id_for`]: crate::session::model::user_id_for
 
+pub mod credential;
 pub mod entra;
 pub mod oidc;
 
@@ -478,6 +479,8 @@ impl<'a> Kinds<'a> {
                 let env = oidc::Env {
                     http: self.providers.http_client(),
                     metrics: self.metrics,
+                    // Set by the sign-in from its own provider.
+                    provider: None,
                 };
                 Some(Box::new(oidc::OidcSignIn::new(conn, provider, env)))
             }

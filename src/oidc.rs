@@ -30,6 +30,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConnectionKind, ConnectionSettings, Secret, Settings};
+use crate::connection::credential::ClientCredential;
 use crate::http_client::HttpClient;
 use crate::metrics::Metrics;
 use flight::Flight;
@@ -75,7 +76,7 @@ pub(crate) struct ProviderConfig {
     pub name: String,
     pub kind: ConnectionKind,
     pub client_id: String,
-    pub client_secret: Option<Secret>,
+    pub credential: Option<ClientCredential>,
     pub scopes: Vec<String>,
 }
 
@@ -85,7 +86,7 @@ impl ProviderConfig {
             name: c.name.clone(),
             kind: c.kind.clone(),
             client_id: c.client_id.clone(),
-            client_secret: c.client_secret.clone(),
+            credential: c.credential.clone(),
             scopes: c.scopes.clone(),
         }
     }
@@ -188,6 +189,9 @@ pub struct Provider {
     last_kid_refresh: Mutex<Option<Instant>>,
     /// `jti` of accepted logout tokens -> their `exp`.
     seen_jtis: Mutex<HashMap<String, u64>>,
+    /// App-only access tokens (client credentials grant) by scope, until
+    /// shortly before they expire.
+    app_tokens: Mutex<HashMap<String, (Secret, Instant)>>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -440,6 +444,7 @@ impl Provider {
             key_generation: AtomicU64::new(0),
             last_kid_refresh: Mutex::new(None),
             seen_jtis: Mutex::new(HashMap::new()),
+            app_tokens: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -715,6 +720,63 @@ impl Provider {
             refresh_token: tokens.refresh_token,
             expires_in: tokens.expires_in,
         })
+    }
+
+    /// An app-only access token for `scope` (client credentials grant with
+    /// the connection's own credential; Graph: `https://graph.microsoft.com/.default`),
+    /// cached until a minute before it expires.
+    pub async fn client_credentials_token(&self, scope: &str) -> Result<Secret, OidcError> {
+        if let Some((token, until)) = self
+            .app_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(scope)
+        {
+            if Instant::now() < *until {
+                return Ok(token.clone());
+            }
+        }
+        if self.cfg.credential.is_none() {
+            return Err(OidcError::Exchange(
+                "the connection has no client credential for an app-only token".into(),
+            ));
+        }
+        let meta = self.metadata().await?;
+        let started = Instant::now();
+        let result = token::request(
+            &self.http,
+            &self.cfg,
+            &meta,
+            &[("grant_type", "client_credentials"), ("scope", scope)],
+        )
+        .await;
+        self.metrics.record_idp_call(
+            &self.cfg.name,
+            "token",
+            started.elapsed(),
+            !matches!(result, Err(OidcError::Unavailable(_))),
+        );
+        let tokens = result?;
+        let token = tokens.access_token.map(Secret::new).ok_or_else(|| {
+            OidcError::Exchange("no access_token in the client credentials answer".into())
+        })?;
+        let lifetime = tokens
+            .expires_in
+            .unwrap_or(Duration::from_secs(300))
+            .min(Duration::from_secs(24 * 3600))
+            .saturating_sub(Duration::from_secs(60));
+        if let Some(until) = Instant::now()
+            .checked_add(lifetime)
+            .filter(|_| !lifetime.is_zero())
+        {
+            let mut cache = self.app_tokens.lock().unwrap_or_else(|p| p.into_inner());
+            // Scopes are the few a connection uses; bounded anyway.
+            if cache.len() >= 16 {
+                cache.clear();
+            }
+            cache.insert(scope.to_string(), (token.clone(), until));
+        }
+        Ok(token)
     }
 
     /// Redeems a refresh token (SPEC 5.2). A returned ID token must then be

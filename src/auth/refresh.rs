@@ -303,6 +303,7 @@ async fn updated_session(
         let env = crate::connection::oidc::Env {
             http: state.shared.providers.http_client(),
             metrics: &state.shared.metrics,
+            provider: Some(provider),
         };
         match crate::connection::oidc::groups_of(&env, conn, token, tokens.access_token.as_deref())
             .await

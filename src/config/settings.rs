@@ -233,7 +233,9 @@ pub struct ConnectionSettings {
     pub display_name: String,
     pub kind: ConnectionKind,
     pub client_id: String,
-    pub client_secret: Option<Secret>,
+    /// How the connection authenticates at the token endpoint (SPEC 5.10);
+    /// `None` for a public client.
+    pub credential: Option<crate::connection::credential::ClientCredential>,
     pub scopes: Vec<String>,
     /// Lowercased, IDNA-normalized (punycode) domains, unique across connections.
     pub home_realm_domains: Vec<String>,
@@ -241,6 +243,9 @@ pub struct ConnectionSettings {
     pub groups: bool,
     /// group id -> display name.
     pub group_names: HashMap<String, String>,
+    /// Names of groups `group_names` does not map are read from Microsoft
+    /// Graph (Entra only, SPEC 5.10).
+    pub group_names_from_graph: bool,
     pub groups_in_headers: GroupsInHeaders,
     pub extended_profile: bool,
     pub trusted_email: bool,

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{ConnectionKind, Settings, StoreSettings, TenantAllowList};
+use crate::connection::credential::{ClientCredential, EXPIRY_WARNING_SECS};
 
 /// Every (connection, callback URL) pair an operator must register, in order.
 ///
@@ -86,14 +87,57 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
         // Entra's token endpoint refuses a web app's code exchange without a
         // credential; a connection used only to accept bearer tokens
         // (`api_audiences`) needs none, so this is a warning, not an error.
-        if c.is_entra() && c.client_secret.is_none() {
+        if c.is_entra() && c.credential.is_none() {
             out.push(format!(
                 "connection {:?} (Entra ID) has no client credential: sign-in through it fails \
-                 at the code exchange. Set client_secret_file (or client_secret) to a secret from \
-                 the app registration's \"Certificates & secrets\", unless the connection only \
-                 accepts bearer tokens.",
+                 at the code exchange. Set client_certificate_file + client_key_file (a certificate \
+                 uploaded under the app registration's \"Certificates & secrets\"), \
+                 client_assertion_file (workload identity federation) or client_secret_file, \
+                 unless the connection only accepts bearer tokens.",
                 c.name
             ));
+        }
+        if c.group_names_from_graph && c.credential.is_none() {
+            out.push(format!(
+                "connection {:?}: group_names_from_graph = true needs a client credential (an \
+                 app-only Graph token reads the names); without one, group ids are shown.",
+                c.name
+            ));
+        }
+        if let Some(ClientCredential::Certificate(cert)) = &c.credential {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let left = cert.not_after().saturating_sub(now);
+            if left < EXPIRY_WARNING_SECS {
+                out.push(format!(
+                    "connection {:?}: the client certificate expires in {} day(s) ({}): upload a new \
+                     certificate to the app registration and point client_certificate_file and \
+                     client_key_file at it before then, or sign-ins fail at the code exchange.",
+                    c.name,
+                    left / 86_400,
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(cert.not_after())
+                    )
+                ));
+            }
+            if cert.not_before() > now {
+                out.push(format!(
+                    "connection {:?}: the client certificate is not valid yet (valid from {}); \
+                     the provider refuses assertions signed with it until then.",
+                    c.name,
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(cert.not_before())
+                    )
+                ));
+            }
+            if c.is_entra() && cert.alg() != jsonwebtoken::Algorithm::RS256 {
+                out.push(format!(
+                    "connection {:?}: the client certificate has a P-256 (EC) key; Entra ID \
+                     accepts certificate credentials with RSA keys: use an RSA certificate.",
+                    c.name
+                ));
+            }
         }
         if !c.client_id.is_empty() && c.client_id.bytes().all(|b| b == b'0' || b == b'-') {
             out.push(format!(
@@ -310,6 +354,19 @@ pub fn summary(settings: &Settings) -> String {
             );
         }
         let _ = writeln!(s, "    discovery: {}", c.discovery_url());
+        let credential = match &c.credential {
+            None => "none (public client)".to_string(),
+            Some(cred @ ClientCredential::Certificate(cert)) => format!(
+                "{}, x5t#S256 {}, expires {}",
+                cred.kind_name(),
+                cert.thumbprint(),
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(cert.not_after())
+                )
+            ),
+            Some(other) => other.kind_name().to_string(),
+        };
+        let _ = writeln!(s, "    client credential: {credential}");
         let _ = writeln!(s, "    redirect URI(s) to register:");
         let mine: Vec<_> = callbacks.iter().filter(|(n, _)| *n == c.name).collect();
         if mine.is_empty() {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::connection::credential::ClientCredential;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123";
 
@@ -319,10 +320,10 @@ fn secrets_can_come_from_files_with_trailing_newline_trimmed() {
     let s = load_with(&text, std::iter::empty(), Some(dir.path())).expect("valid");
     assert_eq!(s.session.secrets[0].expose(), SECRET.as_bytes());
     assert_eq!(
-        s.connections[0]
-            .client_secret
-            .as_ref()
-            .map(|c| c.expose_str()),
+        match &s.connections[0].credential {
+            Some(ClientCredential::Secret(c)) => Some(c.expose_str()),
+            _ => None,
+        },
         Some("abc")
     );
 
@@ -999,4 +1000,140 @@ fn check_warns_about_a_zero_client_id_and_an_entra_connection_without_credential
     assert!(w.contains("has no client credential"), "{w}");
     let s = load_str(&minimal()).expect("valid");
     assert!(super::summary::warnings(&s).is_empty());
+}
+
+/// `minimal()` with the client secret replaced by `credential` lines.
+fn with_credential(credential: &str) -> String {
+    minimal().replace("client_secret = \"s3cret\"", credential)
+}
+
+#[test]
+fn a_certificate_credential_is_loaded_checked_and_named_by_check() {
+    use crate::connection::credential::tests::certificate;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    let (cert, key) = certificate(true, 365);
+    write("cert.pem", &cert);
+    write("key.pem", &key);
+    let text =
+        with_credential("client_certificate_file = \"cert.pem\"\nclient_key_file = \"key.pem\"");
+    let s = load_with(&text, std::iter::empty(), Some(dir.path())).expect("valid");
+    let Some(ClientCredential::Certificate(c)) = &s.connections[0].credential else {
+        panic!("a certificate credential");
+    };
+    let out = summary(&s);
+    assert!(
+        out.contains(&format!(
+            "client credential: certificate (private_key_jwt), x5t#S256 {}",
+            c.thumbprint()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("expires in"), "{out}");
+    assert!(!out.contains("no client credential"), "{out}");
+
+    // Expiring within 30 days: a warning naming the connection and what to do.
+    let (soon, soon_key) = certificate(true, 12);
+    write("soon.pem", &soon);
+    write("soon-key.pem", &soon_key);
+    let text = with_credential(
+        "client_certificate_file = \"soon.pem\"\nclient_key_file = \"soon-key.pem\"",
+    );
+    let s = load_with(&text, std::iter::empty(), Some(dir.path())).expect("valid");
+    let w = super::summary::warnings(&s);
+    assert!(
+        w.iter().any(
+            |w| w.contains("connection \"contoso\": the client certificate expires in 1")
+                && w.contains("upload a new certificate")
+        ),
+        "{w:?}"
+    );
+
+    // Expired: an error. A key that is not the certificate's: an error.
+    let (old, old_key) = certificate(true, -1);
+    write("old.pem", &old);
+    write("old-key.pem", &old_key);
+    for (c, k, why) in [
+        ("old.pem", "old-key.pem", "has expired"),
+        (
+            "cert.pem",
+            "old-key.pem",
+            "does not belong to the certificate",
+        ),
+        ("cert.pem", "missing.pem", "cannot read"),
+    ] {
+        let text = with_credential(&format!(
+            "client_certificate_file = \"{c}\"\nclient_key_file = \"{k}\""
+        ));
+        let e = load_with(&text, std::iter::empty(), Some(dir.path())).expect_err(why);
+        let p = e
+            .problems
+            .iter()
+            .find(|p| p.key == "connection[0].client_certificate_file")
+            .unwrap_or_else(|| panic!("{why}: {e}"));
+        assert!(e.to_string().contains(why), "{why}: {e}");
+        let _ = p;
+    }
+    // Half a pair.
+    let only_cert = with_credential("client_certificate_file = \"cert.pem\"");
+    let e = load_with(&only_cert, std::iter::empty(), Some(dir.path())).expect_err("half");
+    assert!(has(&e.problems, "connection[0].client_key_file"), "{e}");
+}
+
+#[test]
+fn one_credential_kind_per_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), "a.b.c\n").unwrap();
+    let text = minimal().replace(
+        "client_secret = \"s3cret\"",
+        "client_secret = \"s3cret\"\nclient_assertion_file = \"token\"",
+    );
+    let e = load_with(&text, std::iter::empty(), Some(dir.path())).expect_err("two kinds");
+    assert!(
+        has(&e.problems, "connection[0].client_assertion_file"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("is set together with client_secret"),
+        "{e}"
+    );
+    let text = with_credential(
+        "client_assertion_file = \"token\"\nclient_certificate_file = \"c\"\nclient_key_file = \"k\"",
+    );
+    let e = load_with(&text, std::iter::empty(), Some(dir.path())).expect_err("two kinds");
+    assert!(
+        has(&e.problems, "connection[0].client_assertion_file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_assertion_file_must_hold_a_jwt_and_is_named_by_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), "eyJh.eyJz.c2ln\n").unwrap();
+    std::fs::write(dir.path().join("junk"), "not a token").unwrap();
+    let text = with_credential("client_assertion_file = \"token\"");
+    let s = load_with(&text, std::iter::empty(), Some(dir.path())).expect("valid");
+    assert_eq!(
+        s.connections[0].credential,
+        Some(ClientCredential::AssertionFile(dir.path().join("token")))
+    );
+    assert!(summary(&s).contains("client credential: federated token file (workload identity)"));
+    for (file, why) in [("junk", "does not hold a JWT"), ("absent", "cannot read")] {
+        let text = with_credential(&format!("client_assertion_file = \"{file}\""));
+        let e = load_with(&text, std::iter::empty(), Some(dir.path())).expect_err(why);
+        assert!(
+            has(&e.problems, "connection[0].client_assertion_file"),
+            "{e}"
+        );
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    // A secret is named too, and no credential at all on Entra is a warning.
+    let s = load_str(&minimal()).expect("valid");
+    assert!(summary(&s).contains("client credential: client secret"));
+    let s = load_str(&with_credential("")).expect("valid");
+    assert!(summary(&s).contains("client credential: none (public client)"));
+    assert!(super::summary::warnings(&s)
+        .iter()
+        .any(|w| w.contains("has no client credential") && w.contains("client_certificate_file")));
 }

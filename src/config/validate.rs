@@ -14,6 +14,7 @@ use url::Url;
 use super::load::Loaded;
 use super::raw::*;
 use super::*;
+use crate::connection::credential::{CertificateCredential, ClientCredential};
 
 /// Minimum session secret length (SPEC 3).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -675,6 +676,10 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             ("allowed_tenants", raw.allowed_tenants.is_some()),
             ("authority_host", raw.authority_host.is_some()),
             ("graph_endpoint", raw.graph_endpoint.is_some()),
+            (
+                "group_names_from_graph",
+                raw.group_names_from_graph == Some(true),
+            ),
         ];
         let oidc_only = [
             ("issuer", raw.issuer.is_some()),
@@ -769,6 +774,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
                 "the client secret the provider issued for this application (or client_secret_file)",
             );
         }
+        let credential = client_credential(cx, &at, &raw, client_secret);
         let mut home_realm_domains = Vec::new();
         for (j, d) in raw
             .home_realm_domains
@@ -864,7 +870,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             name,
             kind,
             client_id,
-            client_secret,
+            credential,
             scopes,
             home_realm_domains,
             always_show_button: raw.always_show_button.unwrap_or(false),
@@ -875,6 +881,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            group_names_from_graph: raw.group_names_from_graph.unwrap_or(false),
             groups_in_headers,
             extended_profile: raw.extended_profile.unwrap_or(false),
             trusted_email: raw.trusted_email.unwrap_or(false),
@@ -903,6 +910,107 @@ const PROTOCOL_PARAMS: &[&str] = &[
 ];
 
 mod ldap;
+
+/// The connection's client credential (SPEC 5.10): a secret, a certificate
+/// with its key, or a federated token file; at most one kind.
+fn client_credential(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    raw: &RawConnection,
+    client_secret: Option<Secret>,
+) -> Option<ClientCredential> {
+    let kinds: Vec<&str> = [
+        (
+            "client_secret",
+            raw.client_secret.is_some() || raw.client_secret_file.is_some(),
+        ),
+        (
+            "client_certificate_file",
+            raw.client_certificate_file.is_some() || raw.client_key_file.is_some(),
+        ),
+        ("client_assertion_file", raw.client_assertion_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    if kinds.len() > 1 {
+        cx.bad(
+            at(kinds[1]),
+            format!("is set together with {}", kinds[0]),
+            "one client credential per connection: client_secret(_file), \
+             client_certificate_file + client_key_file, or client_assertion_file",
+        );
+        return None;
+    }
+    if let Some(secret) = client_secret {
+        return Some(ClientCredential::Secret(secret));
+    }
+    match (&raw.client_certificate_file, &raw.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (cx.resolve(cert), cx.resolve(key));
+            return match CertificateCredential::load(&cert, &key) {
+                Ok(c) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    if c.not_after() <= now {
+                        cx.bad(
+                            at("client_certificate_file"),
+                            format!("{}: the certificate has expired", cert.display()),
+                            "a certificate that is still valid, uploaded to the app registration",
+                        );
+                        None
+                    } else {
+                        Some(ClientCredential::Certificate(Arc::new(c)))
+                    }
+                }
+                Err(e) => {
+                    cx.bad(
+                        at("client_certificate_file"),
+                        format!("{} with client_key_file {}: {e}", cert.display(), key.display()),
+                        "a PEM certificate and the PEM private key it was issued for (RSA >= 2048 bits or P-256)",
+                    );
+                    None
+                }
+            };
+        }
+        (Some(_), None) => {
+            cx.bad(
+                at("client_key_file"),
+                "is missing (client_certificate_file is set)",
+                "the PEM private key of the certificate",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            cx.bad(
+                at("client_certificate_file"),
+                "is missing (client_key_file is set)",
+                "the PEM certificate uploaded to the app registration",
+            );
+            return None;
+        }
+        (None, None) => {}
+    }
+    let path = raw.client_assertion_file.as_ref()?;
+    let full = cx.resolve(path);
+    // Read once now so a wrong path is a `check` error; it is read again
+    // for every use (the platform rotates it).
+    match read_bounded(&full) {
+        Ok(bytes) if crate::connection::credential::assertion_of(&bytes).is_some() => {}
+        Ok(_) => cx.bad(
+            at("client_assertion_file"),
+            format!("{} does not hold a JWT", full.display()),
+            "the federated token file the platform mounts (AKS workload identity: $AZURE_FEDERATED_TOKEN_FILE)",
+        ),
+        Err(e) => cx.bad(
+            at("client_assertion_file"),
+            format!("cannot read {}: {e}", full.display()),
+            "the federated token file the platform mounts (AKS workload identity: $AZURE_FEDERATED_TOKEN_FILE)",
+        ),
+    }
+    Some(ClientCredential::AssertionFile(full))
+}
 
 fn entra(
     cx: &mut Ctx<'_>,

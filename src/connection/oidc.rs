@@ -24,6 +24,8 @@ use crate::oidc::{OidcError, Provider, TokenSet, VerifiedAccessToken, VerifiedId
 pub struct Env<'a> {
     pub http: &'a HttpClient,
     pub metrics: &'a Arc<Metrics>,
+    /// The connection's client, for app-only tokens (Entra's Graph fallback).
+    pub provider: Option<&'a Provider>,
 }
 
 /// What differs between OpenID Connect providers after the token is verified.
@@ -31,11 +33,12 @@ pub(crate) trait Dialect: Send + Sync {
     /// The provider vouches for the email beyond `email_verified`.
     fn vouches_for_email(&self, conn: &ConnectionSettings, token: &VerifiedIdToken) -> bool;
 
-    /// The groups when the token signals overage (SPEC 5.4).
+    /// The groups of the token's user when the token signals overage (SPEC 5.4).
     fn overage_groups<'a>(
         &'a self,
         env: &'a Env<'a>,
         conn: &'a ConnectionSettings,
+        token: &'a VerifiedIdToken,
         access_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<String>, GraphError>>;
 }
@@ -52,6 +55,7 @@ impl Dialect for Generic {
         &'a self,
         _: &'a Env<'a>,
         _: &'a ConnectionSettings,
+        _: &'a VerifiedIdToken,
         _: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<String>, GraphError>> {
         Box::pin(async { Err(GraphError::NotEntra) })
@@ -132,6 +136,11 @@ impl OidcSignIn<'_> {
         req: CompleteRequest<'_>,
     ) -> Result<VerifiedIdentity, SignInError> {
         let provider = &self.provider;
+        let env = Env {
+            http: self.env.http,
+            metrics: self.env.metrics,
+            provider: Some(provider),
+        };
         // RFC 9207: the authorization response's issuer, when sent (or required).
         provider
             .check_authorization_response_iss(form_get(req.params, "iss"))
@@ -152,13 +161,16 @@ impl OidcSignIn<'_> {
             VerifiedIdentity::builder(self.conn, verified.sub(), verified.oid(), verified.iss())
                 .ok_or_else(|| SignInError::new(Refusal::MissingUserId, "no oid/sub claim"))?;
         let groups = groups_or_fail(
-            &self.env,
+            &env,
             self.conn,
             &verified,
             tokens.access_token.as_deref(),
             req.groups_required,
         )
         .await?;
+        // Display names of groups `group_names` does not map (SPEC 5.10);
+        // never fails the sign-in.
+        super::entra::group_names::warm(&env, self.conn, &groups).await;
         // The ID token's extra claims and userinfo's (SPEC 5.5); a userinfo
         // failure is logged and counted, never a failed login.
         let claims = if self.conn.extended_profile {
@@ -236,7 +248,9 @@ pub(crate) async fn groups_of(
     if !token.has_group_overage() {
         return Ok(token.groups());
     }
-    dialect(conn).overage_groups(env, conn, access_token).await
+    dialect(conn)
+        .overage_groups(env, conn, token, access_token)
+        .await
 }
 
 /// The groups at sign-in. When they cannot be read, the sign-in fails if

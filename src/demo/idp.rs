@@ -17,8 +17,10 @@
 //!   `user=<oid>` back to the same URL (an email works too when only one user
 //!   of the tenant has it), which redirects to `redirect_uri` with `code` and
 //!   `state` (or auto-posts them with `response_mode=form_post`).
-//! - `POST /{t}/oauth2/v2.0/token` — `authorization_code` and `refresh_token` grants;
-//!   client_secret_basic or client_secret_post.
+//! - `POST /{t}/oauth2/v2.0/token` — `authorization_code`, `refresh_token` and
+//!   `client_credentials` grants; client_secret_basic, client_secret_post,
+//!   private_key_jwt (a registered certificate) or a federated token
+//!   (`client_auth`).
 //! - `GET|POST /{t}/oauth2/v2.0/logout` — redirects to `post_logout_redirect_uri`.
 //! - `GET /oidc/userinfo` — claims for a bearer access token (Entra serves it at
 //!   `graph.microsoft.com/oidc/userinfo`; here the IdP serves it itself): `sub`,
@@ -31,6 +33,8 @@
 //!
 //! The control API for tests is the methods of [`Idp`].
 
+mod client_auth;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -52,6 +56,8 @@ use rsa::pkcs8::EncodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+
+pub use client_auth::{ClientAuthMethod, FederatedCredential};
 
 /// Group id of "HR Admins" in the demo tenant contoso.example.
 pub const DEMO_HR_GROUP: &str = "6f1d3b8e-0000-4000-8000-00000000a001";
@@ -130,7 +136,13 @@ pub struct IdpTenant {
 #[derive(Debug, Clone)]
 pub struct IdpClient {
     pub client_id: String,
+    /// Empty: the client has no secret (it authenticates otherwise).
     pub client_secret: String,
+    /// A registered certificate (DER): `private_key_jwt` assertions signed
+    /// with its key and naming it by `x5t#S256` authenticate the client.
+    pub certificate_der: Option<Vec<u8>>,
+    /// Federated credentials (workload identity federation).
+    pub federated: Vec<FederatedCredential>,
     /// Allowed redirect URIs; empty = any.
     pub redirect_uris: Vec<String>,
     /// OpenID Connect Back-Channel Logout: on a logout with an `id_token_hint`
@@ -222,6 +234,8 @@ impl IdpConfig {
                 IdpClient {
                     client_id: DEMO_CLIENT_ID.into(),
                     client_secret: DEMO_CLIENT_SECRET.into(),
+                    certificate_der: None,
+                    federated: Vec::new(),
                     redirect_uris: Vec::new(),
                     backchannel_logout_uri: None,
                 },
@@ -229,6 +243,8 @@ impl IdpConfig {
                 IdpClient {
                     client_id: "demo-client".into(),
                     client_secret: "demo-secret".into(),
+                    certificate_der: None,
+                    federated: Vec::new(),
                     redirect_uris: Vec::new(),
                     backchannel_logout_uri: None,
                 },
@@ -457,6 +473,7 @@ struct Counters {
     logout: AtomicUsize,
     userinfo: AtomicUsize,
     graph: AtomicUsize,
+    graph_names: AtomicUsize,
     backchannel: AtomicUsize,
 }
 
@@ -474,6 +491,15 @@ struct State {
     /// Access token -> (user, client id).
     access_tokens: Mutex<HashMap<String, (UserRef, String)>>,
     counters: Counters,
+    /// `jti`s of accepted client assertions (each once).
+    seen_assertions: client_auth::SeenJtis,
+    /// How each token request authenticated its client, in order.
+    client_auths: Mutex<Vec<ClientAuthMethod>>,
+    /// App-only access tokens (client credentials grant) -> client id.
+    app_tokens: Mutex<HashMap<String, String>>,
+    /// Graph refuses users' own tokens (403), as without consent to
+    /// `GroupMember.Read.All`; see [`Idp::set_graph_refuses_user_tokens`].
+    graph_refuses_user_tokens: AtomicBool,
     /// `expires_in` of issued access tokens (seconds); see [`Idp::set_access_token_lifetime`].
     access_token_lifetime: AtomicU64,
     /// Delivers back-channel logout tokens.
@@ -635,6 +661,25 @@ impl Idp {
     /// the user's sessions): their next use is `invalid_grant`.
     pub fn revoke_refresh_tokens(&self) {
         lock(&self.state.refresh_tokens).clear();
+    }
+
+    /// How each token request so far authenticated its client, in order.
+    pub fn client_authentications(&self) -> Vec<ClientAuthMethod> {
+        lock(&self.state.client_auths).clone()
+    }
+
+    /// Graph answers 403 to users' own access tokens (no consent to
+    /// `GroupMember.Read.All`); app-only tokens of the client credentials
+    /// grant still read `/v1.0/users/{oid}/transitiveMemberOf`.
+    pub fn set_graph_refuses_user_tokens(&self, on: bool) {
+        self.state
+            .graph_refuses_user_tokens
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Requests to the Graph `directoryObjects/getByIds` mock (group names).
+    pub fn graph_name_calls(&self) -> usize {
+        self.state.counters.graph_names.load(Ordering::SeqCst)
     }
 
     /// Requests to the Graph `transitiveMemberOf` mock (one per page).
@@ -1437,6 +1482,34 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
             }
         }
     };
+    // Graph at the root or under `/graph` (graph_endpoint = "{base}/graph").
+    if parts.method == Method::GET {
+        if let Some((prefix, user)) = graph_path(&seg) {
+            state.counters.graph.fetch_add(1, Ordering::SeqCst);
+            return Ok(graph_member_of(
+                &state,
+                &parts.headers,
+                &parts.uri,
+                prefix,
+                user,
+            ));
+        }
+    }
+    if parts.method == Method::POST
+        && matches!(
+            seg.as_slice(),
+            ["v1.0", "directoryObjects", "getByIds"]
+                | ["graph", "v1.0", "directoryObjects", "getByIds"]
+        )
+    {
+        state.counters.graph_names.fetch_add(1, Ordering::SeqCst);
+        let bytes = Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Ok(graph_get_by_ids(&state, &parts.headers, &bytes));
+    }
     let resp = match (&parts.method, seg.as_slice()) {
         (&Method::GET, [t, "v2.0", ".well-known", "openid-configuration"]) => {
             state.counters.discovery.fetch_add(1, Ordering::SeqCst);
@@ -1500,13 +1573,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
                 }
             }
         }
-        (&Method::POST, [_t, "oauth2", "v2.0", "token"]) => {
+        (&Method::POST, [t, "oauth2", "v2.0", "token"]) => {
             state.counters.token.fetch_add(1, Ordering::SeqCst);
             if let Some(r) = intercept()? {
                 return Ok(r);
             }
             let form = read_form(body).await.unwrap_or_default();
-            token_endpoint(&state, &parts.headers, &form)
+            let endpoint = format!("{}/{t}/oauth2/v2.0/token", state.base);
+            token_endpoint(&state, &parts.headers, &form, &endpoint)
         }
         (m, [_t, "oauth2", "v2.0", "logout"]) if m == Method::GET || m == Method::POST => {
             state.counters.logout.fetch_add(1, Ordering::SeqCst);
@@ -1535,19 +1609,6 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
                 ),
             }
         }
-        // Graph at the root or under `/graph` (graph_endpoint = "{base}/graph").
-        (&Method::GET, ["v1.0", "me", "transitiveMemberOf", rest @ ..])
-            if rest.is_empty() || rest == ["microsoft.graph.group"] =>
-        {
-            state.counters.graph.fetch_add(1, Ordering::SeqCst);
-            graph_member_of(&state, &parts.headers, &parts.uri, "")
-        }
-        (&Method::GET, ["graph", "v1.0", "me", "transitiveMemberOf", rest @ ..])
-            if rest.is_empty() || rest == ["microsoft.graph.group"] =>
-        {
-            state.counters.graph.fetch_add(1, Ordering::SeqCst);
-            graph_member_of(&state, &parts.headers, &parts.uri, "/graph")
-        }
         (&Method::GET, ["oidc", "userinfo"]) => {
             state.counters.userinfo.fetch_add(1, Ordering::SeqCst);
             if let Some(r) = intercept()? {
@@ -1563,36 +1624,23 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
     }
 }
 
-fn client_credentials(
+fn token_endpoint(
+    state: &State,
     headers: &http::HeaderMap,
     form: &[(String, String)],
-) -> (Option<String>, Option<String>) {
+    endpoint: &str,
+) -> Resp {
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let basic = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| STANDARD.decode(b.trim()).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|pair| {
-            let (id, secret) = pair.split_once(':')?;
-            let dec = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-            };
-            Some((dec(id)?, dec(secret)?))
-        });
-    match basic {
-        Some((id, secret)) => (Some(id), Some(secret)),
-        None => (get("client_id"), get("client_secret")),
-    }
-}
-
-fn token_endpoint(state: &State, headers: &http::HeaderMap, form: &[(String, String)]) -> Resp {
-    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let (client_id, secret) = client_credentials(headers, form);
-    let client = client_id.as_deref().and_then(|id| state.client(id));
+    let presented = match client_auth::presented(headers, form) {
+        Ok(p) => p,
+        Err(client_auth::Refused(code, why)) => {
+            return oauth_error(StatusCode::BAD_REQUEST, code, &why)
+        }
+    };
+    let client = presented
+        .client_id
+        .as_deref()
+        .and_then(|id| state.client(id));
     let Some(client) = client else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -1600,12 +1648,17 @@ fn token_endpoint(state: &State, headers: &http::HeaderMap, form: &[(String, Str
             "AADSTS700016: unknown client",
         );
     };
-    if secret.as_deref() != Some(client.client_secret.as_str()) {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "AADSTS7000215: Invalid client secret provided.",
-        );
+    match client_auth::authenticate(
+        client,
+        &presented,
+        endpoint,
+        &state.seen_assertions,
+        now_unix(),
+    ) {
+        Ok(method) => lock(&state.client_auths).push(method),
+        Err(client_auth::Refused(code, why)) => {
+            return oauth_error(StatusCode::UNAUTHORIZED, code, &why)
+        }
     }
     match get("grant_type").as_deref() {
         Some("authorization_code") => {
@@ -1691,10 +1744,32 @@ fn token_endpoint(state: &State, headers: &http::HeaderMap, form: &[(String, Str
                 ),
             }
         }
+        Some("client_credentials") => {
+            // App-only: a resource's `.default` scope (Graph's here).
+            if !get("scope").is_some_and(|s| s.ends_with("/.default")) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "AADSTS1002012: The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.",
+                );
+            }
+            let token = random_id(32);
+            lock(&state.app_tokens).insert(token.clone(), client.client_id.clone());
+            let lifetime = state.access_token_lifetime.load(Ordering::SeqCst);
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "token_type": "Bearer",
+                    "expires_in": lifetime,
+                    "ext_expires_in": lifetime,
+                    "access_token": token,
+                }),
+            )
+        }
         _ => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "grant_type must be authorization_code or refresh_token",
+            "grant_type must be authorization_code, refresh_token or client_credentials",
         ),
     }
 }
@@ -1709,19 +1784,75 @@ fn bearer_user<'a>(state: &'a State, headers: &http::HeaderMap) -> Option<(&'a I
     Some((state.config.user_by_ref(&who)?, client_id))
 }
 
-/// Microsoft Graph `GET /v1.0/me/transitiveMemberOf/microsoft.graph.group`,
-/// paged with `@odata.nextLink` like the real one.
+/// A Graph `transitiveMemberOf` path: its prefix (`""` at the root,
+/// `"/graph"` under `/graph`) and the user (`None` for `me`).
+fn graph_path<'a>(segments: &[&'a str]) -> Option<(&'static str, Option<&'a str>)> {
+    let (prefix, rest) = match segments {
+        ["graph", rest @ ..] => ("/graph", rest),
+        rest => ("", rest),
+    };
+    let (user, tail) = match rest {
+        ["v1.0", "me", "transitiveMemberOf", tail @ ..] => (None, tail),
+        ["v1.0", "users", id, "transitiveMemberOf", tail @ ..] => (Some(*id), tail),
+        _ => return None,
+    };
+    matches!(tail, [] | ["microsoft.graph.group"]).then_some((prefix, user))
+}
+
+/// Microsoft Graph `GET /v1.0/me/transitiveMemberOf/microsoft.graph.group`
+/// (a user's token) or `/v1.0/users/{oid}/transitiveMemberOf/…` (an app-only
+/// token of the client credentials grant, as with the `GroupMember.Read.All`
+/// application permission), paged with `@odata.nextLink` like the real one.
 fn graph_member_of(
     state: &State,
     headers: &http::HeaderMap,
     uri: &http::Uri,
     prefix: &str,
+    user_id: Option<&str>,
 ) -> Resp {
-    let Some((user, _)) = bearer_user(state, headers) else {
-        return json_response(
+    let unauthenticated = || {
+        json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty or invalid."}}),
-        );
+        )
+    };
+    let forbidden = || {
+        json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation."}}),
+        )
+    };
+    let user = match user_id {
+        None => {
+            let Some((user, _)) = bearer_user(state, headers) else {
+                return unauthenticated();
+            };
+            if state.graph_refuses_user_tokens.load(Ordering::SeqCst) {
+                return forbidden();
+            }
+            user
+        }
+        Some(id) => {
+            let token = headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let app = token.and_then(|t| lock(&state.app_tokens).get(t).cloned());
+            if app.is_none() {
+                return match token.and_then(|t| lock(&state.access_tokens).get(t).cloned()) {
+                    // A user's delegated token without consent for other users.
+                    Some(_) => forbidden(),
+                    None => unauthenticated(),
+                };
+            }
+            let Some(user) = state.config.users.iter().find(|u| u.oid == id) else {
+                return json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({"error": {"code": "Request_ResourceNotFound", "message": "Resource does not exist."}}),
+                );
+            };
+            user
+        }
     };
     let q = query_pairs(uri);
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -1744,8 +1875,9 @@ fn graph_member_of(
         "value": page,
     });
     if skip + top < user.groups.len() {
+        let who = user_id.map_or_else(|| "me".to_string(), |id| format!("users/{id}"));
         let mut next = url::Url::parse(&format!(
-            "{}{prefix}/v1.0/me/transitiveMemberOf/microsoft.graph.group",
+            "{}{prefix}/v1.0/{who}/transitiveMemberOf/microsoft.graph.group",
             state.base
         ))
         .expect("the base URL is a valid URL");
@@ -1756,6 +1888,50 @@ fn graph_member_of(
         body["@odata.nextLink"] = json!(next.as_str());
     }
     json_response(StatusCode::OK, &body)
+}
+
+/// Microsoft Graph `POST /v1.0/directoryObjects/getByIds` for groups, with an
+/// app-only token: `{"ids": [...]}` -> the known groups' ids and display names.
+fn graph_get_by_ids(state: &State, headers: &http::HeaderMap, body: &[u8]) -> Resp {
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !token.is_some_and(|t| lock(&state.app_tokens).contains_key(t)) {
+        return json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation."}}),
+        );
+    }
+    let ids: Vec<String> = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("ids").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > 1000 {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"code": "Request_BadRequest", "message": "ids: 1 to 1000 ids"}}),
+        );
+    }
+    let mut value = Vec::new();
+    for id in &ids {
+        let group = state
+            .config
+            .users
+            .iter()
+            .flat_map(|u| u.groups.iter())
+            .find(|g| g.id == *id);
+        if let Some(g) = group {
+            value.push(
+                json!({"@odata.type": "#microsoft.graph.group", "id": g.id, "displayName": g.name}),
+            );
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects", "value": value}),
+    )
 }
 
 /// `resp` with its JSON body changed by `edit` (as it was when not JSON).
@@ -1824,6 +2000,10 @@ pub async fn start(config: IdpConfig, addr: SocketAddr) -> anyhow::Result<Idp> {
         access_token_lifetime: AtomicU64::new(TOKEN_LIFETIME_SECS),
         access_tokens: Mutex::new(HashMap::new()),
         counters: Counters::default(),
+        seen_assertions: client_auth::SeenJtis::default(),
+        client_auths: Mutex::new(Vec::new()),
+        app_tokens: Mutex::new(HashMap::new()),
+        graph_refuses_user_tokens: AtomicBool::new(false),
         http: crate::http_client::HttpClient::new()?,
     });
     let serve_state = state.clone();

@@ -34,6 +34,9 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         "tenant_id": s.tenant_id,
         "expires_at": s.expires_at,
     });
+    if let Some(c) = conn.filter(|c| c.group_names_from_graph) {
+        body["group_names"] = crate::connection::entra::group_names::names_of(c, &s.groups).into();
+    }
     if conn.is_some_and(|c| c.extended_profile) {
         body["claims"] = s
             .claims

@@ -39,10 +39,12 @@
 //! included: the route asked for them explicitly). `jwt_assertion = true` adds
 //! `X-Realmgate-Assertion`.
 //!
-//! Group headers carry names where `group_names` maps the id, ids otherwise;
+//! Group headers carry names where `group_names` maps the id (or, with
+//! `group_names_from_graph`, Graph named it), ids otherwise;
 //! with `groups_in_headers = "known"` only groups named in `group_names` or in
 //! some route's `allow.groups` are sent.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -480,7 +482,7 @@ impl Out<'_> {
     fn join_groups(&self, groups: &[Group<'_>]) -> Option<String> {
         let mut out = String::new();
         for g in groups {
-            if g.shown.contains(',') || safe_value(g.shown).is_none() {
+            if g.shown.contains(',') || safe_value(&g.shown).is_none() {
                 tracing::warn!(
                     user.id = ?self.user.user_id,
                     "a group name has a comma or control characters; left out of group headers"
@@ -490,7 +492,7 @@ impl Out<'_> {
             if !out.is_empty() {
                 out.push(',');
             }
-            out.push_str(g.shown);
+            out.push_str(&g.shown);
         }
         (!out.is_empty()).then_some(out)
     }
@@ -519,8 +521,8 @@ fn has_control(value: &str) -> bool {
 /// One group as headers show it.
 struct Group<'a> {
     id: &'a str,
-    /// The mapped name, or the id.
-    shown: &'a str,
+    /// The mapped name (`group_names`, else Graph's), or the id.
+    shown: Cow<'a, str>,
 }
 
 fn header_groups<'a>(
@@ -536,10 +538,16 @@ fn header_groups<'a>(
             if connection.groups_in_headers == GroupsInHeaders::Known && !known {
                 return None;
             }
-            Some(Group {
-                id,
-                shown: name.unwrap_or(id),
-            })
+            // A name read from Graph (`group_names_from_graph`) is shown, never judged.
+            let shown = match name {
+                Some(n) => Cow::Borrowed(n),
+                None if connection.group_names_from_graph => {
+                    crate::connection::entra::group_names::cached(&connection.name, id)
+                        .map_or(Cow::Borrowed(id.as_str()), |n| Cow::Owned(n.to_string()))
+                }
+                None => Cow::Borrowed(id.as_str()),
+            };
+            Some(Group { id, shown })
         })
         .collect()
 }

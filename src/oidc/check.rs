@@ -7,6 +7,7 @@ use super::jwks::{alg_name, KeySet};
 use super::metadata::Metadata;
 use super::ProviderConfig;
 use crate::config::{ConnectionKind, Settings};
+use crate::connection::credential::ClientCredential;
 use crate::http_client::HttpClient;
 
 /// `realmgate test-connection NAME`: fetch discovery and JWKS, print issuer,
@@ -189,8 +190,80 @@ async fn check(
         )?;
         return Ok(false);
     }
+    if !check_credential(&http, &cfg, &meta, out).await? {
+        return Ok(false);
+    }
     writeln!(out, "OK: discovery and keys are usable")?;
     Ok(true)
+}
+
+/// Tries a client credentials token request with the connection's
+/// credential (Entra always; other providers when discovery lists the
+/// grant), so a wrong or expired credential shows before users hit it.
+/// Only `invalid_client` means the credential is wrong: a provider may
+/// refuse the grant itself for this client (`unauthorized_client`, ...).
+async fn check_credential(
+    http: &HttpClient,
+    cfg: &ProviderConfig,
+    meta: &Metadata,
+    out: &mut (dyn Write + Send),
+) -> std::io::Result<bool> {
+    let Some(credential) = &cfg.credential else {
+        writeln!(out, "client credential:      none (public client)")?;
+        return Ok(true);
+    };
+    writeln!(out, "client credential:      {}", credential.kind_name())?;
+    if !meta.client_credentials_grant {
+        writeln!(
+            out,
+            "  not tried: the discovery document does not list client_credentials in grant_types_supported"
+        )?;
+        return Ok(true);
+    }
+    let scope = match &cfg.kind {
+        ConnectionKind::Entra(e) => Some(crate::connection::entra::graph_scope(&e.graph_endpoint)),
+        // Not OpenID Connect: `test-connection` checks an LDAP connection elsewhere.
+        ConnectionKind::Oidc(_) | ConnectionKind::Ldap(_) => None,
+    };
+    let mut params = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = &scope {
+        params.push(("scope", scope));
+    }
+    match super::token::request(http, cfg, meta, &params).await {
+        Ok(_) => {
+            writeln!(
+                out,
+                "  accepted: a client credentials token request with it succeeded"
+            )?;
+            Ok(true)
+        }
+        Err(super::OidcError::Exchange(code)) if code != "invalid_client" && code != "HTTP 401" => {
+            writeln!(
+                out,
+                "  not refused: the token endpoint answered {code} to the client credentials grant (the grant, not the credential)"
+            )?;
+            Ok(true)
+        }
+        Err(super::OidcError::Exchange(code)) => {
+            writeln!(
+                out,
+                "PROBLEM: the token endpoint refused the client credential ({code}): {}",
+                match credential {
+                    ClientCredential::Secret(_) =>
+                        "the secret is wrong or expired; create a new one under Certificates & secrets",
+                    ClientCredential::Certificate(_) =>
+                        "upload this certificate under Certificates & secrets -> Certificates (check the x5t#S256 `realmgate check` prints), or it expired",
+                    ClientCredential::AssertionFile(_) =>
+                        "the federated token does not match a federated credential of the app registration (issuer, subject, audience), or it expired",
+                }
+            )?;
+            Ok(false)
+        }
+        Err(e) => {
+            writeln!(out, "PROBLEM: {e}")?;
+            Ok(false)
+        }
+    }
 }
 
 /// The OAuth `error` code of a JSON error body, sanitized.

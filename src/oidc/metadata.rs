@@ -54,6 +54,9 @@ pub struct Metadata {
     pub client_auth: ClientAuth,
     /// RFC 9207 `authorization_response_iss_parameter_supported`.
     pub iss_parameter_supported: bool,
+    /// `grant_types_supported` lists `client_credentials` (Entra's
+    /// discovery lists no grant types, but Entra serves it).
+    pub client_credentials_grant: bool,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +70,7 @@ struct RawDiscovery {
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    grant_types_supported: Option<Vec<String>>,
 }
 
 /// A reason discovery cannot be used, worded for operators.
@@ -91,6 +95,7 @@ impl Metadata {
             end_session_endpoint: e.end_session_endpoint.clone(),
             client_auth: ClientAuth::Basic,
             iss_parameter_supported: false,
+            client_credentials_grant: false,
         })
     }
 
@@ -132,6 +137,12 @@ impl Metadata {
             end_session_endpoint: optional("end_session_endpoint", raw.end_session_endpoint)?,
             client_auth,
             iss_parameter_supported: raw.authorization_response_iss_parameter_supported,
+            client_credentials_grant: matches!(cfg.kind, ConnectionKind::Entra(_))
+                || raw
+                    .grant_types_supported
+                    .iter()
+                    .flatten()
+                    .any(|g| g == "client_credentials"),
         })
     }
 }

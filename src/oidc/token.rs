@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::metadata::{ClientAuth, Metadata};
 use super::{OidcError, ProviderConfig};
+use crate::connection::credential::{ClientAuthentication, JWT_BEARER};
 use crate::http_client::{self, HttpClient};
 
 #[derive(Deserialize)]
@@ -59,8 +60,21 @@ pub async fn request(
         )
         .header(http::header::ACCEPT, "application/json")
         .header(http::header::USER_AGENT, http_client::user_agent());
-    match (&cfg.client_secret, meta.client_auth) {
-        (Some(secret), ClientAuth::Basic) => {
+    let now = super::now_unix();
+    let authentication = match &cfg.credential {
+        Some(c) => Some(
+            c.authenticate(&cfg.client_id, meta.token_endpoint.as_str(), now)
+                .await
+                .map_err(|e| {
+                    // Not the user's fault and maybe passing (a token file
+                    // being rotated): like an unreachable provider, a 503.
+                    OidcError::Unavailable(format!("client credential: {e}"))
+                })?,
+        ),
+        None => None,
+    };
+    match (&authentication, meta.client_auth) {
+        (Some(ClientAuthentication::Secret(secret)), ClientAuth::Basic) => {
             // RFC 6749 2.3.1: both parts form-urlencoded before base64.
             let enc =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -71,9 +85,15 @@ pub async fn request(
             );
             form.push(("client_id", &cfg.client_id));
         }
-        (Some(secret), ClientAuth::Post) => {
+        (Some(ClientAuthentication::Secret(secret)), ClientAuth::Post) => {
             form.push(("client_id", &cfg.client_id));
             form.push(("client_secret", secret.expose_str()));
+        }
+        // RFC 7523 2.2 (private_key_jwt, or a federated token).
+        (Some(ClientAuthentication::Assertion(assertion)), _) => {
+            form.push(("client_id", &cfg.client_id));
+            form.push(("client_assertion_type", JWT_BEARER));
+            form.push(("client_assertion", assertion.expose_str()));
         }
         // A public client: PKCE is its only proof.
         (None, _) => {

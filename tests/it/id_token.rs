@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use realmgate::config::{load_str, Settings};
+use realmgate::connection::credential::ClientCredential;
 use realmgate::demo::idp::{
     self, Idp, IdpConfig, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_CONTOSO_TENANT,
     DEMO_FABRIKAM_TENANT, DEMO_HR_GROUP,
@@ -529,7 +530,9 @@ async fn a_wrong_client_secret_is_an_exchange_error() {
     let s = settings(&text);
     let mut s2 = s.clone();
     let mut conn = (*s2.connections[0]).clone();
-    conn.client_secret = Some(realmgate::config::Secret::new("wrong"));
+    conn.credential = Some(ClientCredential::Secret(realmgate::config::Secret::new(
+        "wrong",
+    )));
     s2.connections[0] = Arc::new(conn);
     let (_providers, p) = provider_for(&s2);
     let req = p.authorization_request(REDIRECT, &[]).await.unwrap();

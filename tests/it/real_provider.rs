@@ -16,19 +16,72 @@ const CLIENT_SECRET: &str = "a-client-secret-of-at-least-32-characters";
 
 #[tokio::test]
 async fn signs_in_through_oidc_provider_interaction_pages() {
+    sign_in_and_out(
+        serde_json::json!({
+            "client_secret": CLIENT_SECRET,
+            "token_endpoint_auth_method": "client_secret_basic",
+        }),
+        &format!(r#"client_secret = "{CLIENT_SECRET}""#),
+    )
+    .await;
+}
+
+/// SPEC 5.10: a certificate instead of a secret, `private_key_jwt` verified
+/// by the provider against the client's registered JWKS.
+#[tokio::test]
+async fn signs_in_with_private_key_jwt_at_oidc_provider() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use rsa::pkcs8::EncodePrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let key_pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    let pair =
+        rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["realmgate".to_string()])
+        .unwrap()
+        .self_signed(&pair)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("rp.crt"), dir.path().join("rp.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key_pem.as_bytes()).unwrap();
+    let jwk = serde_json::json!({
+        "kty": "RSA",
+        "use": "sig",
+        "alg": "RS256",
+        "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+        "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+    });
+    sign_in_and_out(
+        serde_json::json!({
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "RS256",
+            "jwks": { "keys": [jwk] },
+        }),
+        &format!("client_certificate_file = {cert_path:?}\nclient_key_file = {key_path:?}"),
+    )
+    .await;
+}
+
+/// Signs alice in through the provider's pages, checks what the app gets,
+/// signs out. `client` adds to the provider's client registration,
+/// `credential` are the connection's credential lines.
+async fn sign_in_and_out(client: serde_json::Value, credential: &str) {
     // The gateway's origin is a name (`public_origin`) that the test client
     // resolves to wherever the gateway bound port 0: the provider needs the
     // redirect URI before the gateway exists, and a pre-picked free port could
     // be taken by a parallel test in between.
     let origin = "http://rp.test".to_string();
-    let provider = OidcProvider::start(serde_json::json!({
+    let mut registration = serde_json::json!({
         "client_id": "realmgate",
-        "client_secret": CLIENT_SECRET,
         "redirect_uris": [format!("{origin}/.auth/login/partner/callback")],
         "post_logout_redirect_uris": [format!("{origin}/.auth/logout/done")],
-        "token_endpoint_auth_method": "client_secret_basic",
-    }))
-    .await;
+    });
+    for (k, v) in client.as_object().expect("client fields") {
+        registration[k] = v.clone();
+    }
+    let provider = OidcProvider::start(registration).await;
     let upstream = EchoUpstream::start().await;
     let config = Config::new()
         .server(&format!(r#"public_origin = "{origin}""#))
@@ -40,7 +93,7 @@ display_name = "Partner"
 type = "oidc"
 issuer = "{issuer}"
 client_id = "realmgate"
-client_secret = "{CLIENT_SECRET}"
+{credential}
 home_realm_domains = ["contoso.example"]
 trusted_email = false
 "#,

@@ -3,7 +3,11 @@
 //! `hasgroups`). realmgate then asks Microsoft Graph for the user's
 //! transitive group ids with the user's own access token:
 //! `GET {graph_endpoint}/v1.0/me/transitiveMemberOf/microsoft.graph.group?$select=id`,
-//! following `@odata.nextLink` through every page.
+//! following `@odata.nextLink` through every page. When Graph refuses the
+//! user's token (403: nobody consented to `GroupMember.Read.All` for it),
+//! the connection's own app-only token (client credentials, the
+//! `GroupMember.Read.All` application permission) reads
+//! `/v1.0/users/{oid}/transitiveMemberOf/…` instead (SPEC 5.10).
 //!
 //! The access token is a bearer credential, so a `nextLink` is followed only
 //! when it stays on `graph_endpoint` (same scheme, host, port and path
@@ -35,6 +39,8 @@ pub(crate) enum GraphError {
     NotEntra,
     #[error("the token endpoint returned no access token to call Graph with")]
     NoAccessToken,
+    #[error("Graph refused the user's token (HTTP 403), and no app-only token could be had: {0}")]
+    NoAppToken(String),
     #[error("Graph request failed: {0}")]
     Unreachable(String),
     #[error("Graph answered HTTP {0}")]
@@ -47,17 +53,34 @@ pub(crate) enum GraphError {
     TooManyPages,
 }
 
-/// Every transitive group id of the access token's user, across all pages.
+/// Whose groups are read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Member<'a> {
+    /// The access token's user (`/me`), with the user's own token.
+    Me,
+    /// The user with this object id (`/users/{oid}`), with an app-only token.
+    User(&'a str),
+}
+
+/// Every transitive group id of `who`, across all pages.
 pub(crate) async fn transitive_groups(
     http: &HttpClient,
     metrics: &Metrics,
     connection: &str,
     graph_endpoint: &Url,
     access_token: &str,
+    who: Member<'_>,
 ) -> Result<Vec<String>, GraphError> {
     let base = graph_endpoint.as_str().trim_end_matches('/');
+    let path = match who {
+        Member::Me => "me".to_string(),
+        // An `oid` is a GUID (from a verified token); anything else could
+        // change the path and is refused.
+        Member::User(oid) if crate::oidc::metadata::is_guid(oid) => format!("users/{oid}"),
+        Member::User(_) => return Err(GraphError::Malformed("the user's oid is not a GUID")),
+    };
     let mut next = Some(format!(
-        "{base}/v1.0/me/transitiveMemberOf/microsoft.graph.group?$select=id"
+        "{base}/v1.0/{path}/transitiveMemberOf/microsoft.graph.group?$select=id"
     ));
     let mut groups = Vec::new();
     let mut seen = HashSet::new();
