@@ -403,6 +403,41 @@ async fn failures_are_limited_per_login_even_with_the_right_password_afterwards(
     assert_eq!(w.ldap.user_binds(), binds, "the directory was not asked");
 }
 
+/// The limit holds for attempts sent at once: checking the count and
+/// counting the failure after the bind must not let a burst of concurrent
+/// guesses all pass the check before the first failure is counted (each
+/// such guess would reach the directory and count towards its lockout).
+#[tokio::test]
+async fn concurrent_guesses_reach_the_directory_at_most_max_failed_logins_times() {
+    let w = world(
+        vec![alice()],
+        "max_failed_logins = 2\nfailure_window = \"10m\"",
+    )
+    .await;
+    let b = browser(&w.gw);
+    // One form; its token stays valid while sign-ins fail.
+    let token = csrf(&open_form(&w.gw, &b, "").await);
+    let attempts = (0..24).map(|i| {
+        let (gw, b, token) = (&w.gw, &b, &token);
+        async move {
+            post(gw, b, token, "alice@corp.test", &format!("guess-{i}"))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        w.ldap.user_binds() <= 2,
+        "{} guesses reached the directory with max_failed_logins = 2 ({statuses:?})",
+        w.ldap.user_binds()
+    );
+}
+
 #[tokio::test]
 async fn a_post_without_this_browsers_token_is_refused_before_any_bind() {
     let w = world(vec![alice()], "").await;
