@@ -624,3 +624,43 @@ async fn direct_bind_with_the_upn_signs_in_without_a_search_account() {
         seen.binds
     );
 }
+
+/// AD direct bind with `bind_as = "{login}"`: the directory also takes a
+/// DN as the bind name, and one DN has endless spellings (spaces after the
+/// commas, escaped characters), each of which would be its own login for
+/// the failure limit. A typed login that is a DN never reaches a bind, so
+/// the limit per login cannot be walked around that way (nor the
+/// directory's lockout reached through it).
+#[tokio::test]
+async fn direct_bind_never_binds_with_a_typed_dn() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"\nmax_failed_logins = 10",
+    )
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    let spellings = [
+        format!("cn=Alice Example,ou=people,{BASE}"),
+        format!("cn=Alice Example, ou=people,{BASE}"),
+        format!("cn=Alice Example,  ou=people,{BASE}"),
+        format!("cn=Alice\\20Example,ou=people,{BASE}"),
+    ];
+    for login in &spellings {
+        let b = browser(&gw);
+        let html = open_form(&gw, &b, "").await;
+        let r = post(&gw, &b, &csrf(&html), login, "wrong").await;
+        assert_eq!(r.status(), 401, "{login}");
+    }
+    let binds = ldap.seen.lock().unwrap().binds.clone();
+    assert!(binds.is_empty(), "a typed DN reached a bind: {binds:?}");
+    // The UPN still signs in.
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302);
+}
