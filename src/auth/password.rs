@@ -123,12 +123,14 @@ pub(super) async fn submit(
     let keys = crate::ldap::limit::keys(&conn.name, &login, client);
     let failures = &ctx.state.shared.ldap_failures;
     let store = &ctx.state.shared.sessions;
-    match failures
-        .blocked(store, &keys, cfg.max_failed_logins, cfg.failure_window)
+    // Held until the outcome is recorded: an attempt under way counts
+    // against the limit, so concurrent guesses cannot all pass the check.
+    let _attempt = match failures
+        .begin(store, &keys, cfg.max_failed_logins, cfg.failure_window)
         .await
     {
-        Ok(false) => {}
-        Ok(true) => {
+        Ok(Some(attempt)) => attempt,
+        Ok(None) => {
             ctx.state
                 .shared
                 .metrics
@@ -146,7 +148,7 @@ pub(super) async fn submit(
             tracing::error!(error = %e, "failure counters unavailable; sign-in refused");
             return Err(GatewayError::StoreUnavailable);
         }
-    }
+    };
 
     let result = directory.authenticate(&login, &password).await;
     drop(password);

@@ -456,8 +456,15 @@ fn push_figment_errors(e: figment::Error, prefix: &str, problems: &mut Vec<Confi
                     format!("one of: {}", expected.join(", ")),
                 )
             }
+            // The kind of value only, never the value: the key may be a
+            // secret (`secrets = "..."` where a list belongs), and problems
+            // reach `check`'s output and the log of a refused reload.
             Kind::InvalidType(actual, expected) => (
-                format!("has the wrong type ({actual})"),
+                format!("has the wrong type ({})", actual_kind(actual)),
+                expected.to_string(),
+            ),
+            Kind::InvalidValue(actual, expected) => (
+                format!("has an invalid value ({})", actual_kind(actual)),
                 expected.to_string(),
             ),
             Kind::MissingField(field) => {
@@ -468,6 +475,22 @@ fn push_figment_errors(e: figment::Error, prefix: &str, problems: &mut Vec<Confi
             other => (other.to_string(), "a valid value".to_string()),
         };
         problems.push(ConfigProblem::new(key, problem, expected));
+    }
+}
+
+/// What kind of value figment found, without the value itself.
+fn actual_kind(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map => "a table",
+        _ => "another kind of value",
     }
 }
 

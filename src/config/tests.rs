@@ -1137,3 +1137,45 @@ fn an_assertion_file_must_hold_a_jwt_and_is_named_by_check() {
         .iter()
         .any(|w| w.contains("has no client credential") && w.contains("client_certificate_file")));
 }
+
+/// A secret given with the wrong type (a string where a list is expected, a
+/// number where a string is) is reported by its key and type only: the value
+/// never appears in the problem (it reaches `check`'s output and the log of a
+/// refused reload; SPEC 6: no secret in logs).
+#[test]
+fn a_secret_of_the_wrong_type_is_never_echoed() {
+    const LEAK: &str = "Hunter2SecretValueThatMustNotLeak";
+    let file = minimal()
+        .replace(
+            &format!("secret = \"{SECRET}\""),
+            &format!("secrets = \"{LEAK}\""),
+        )
+        .replace(
+            "client_secret = \"s3cret\"",
+            "client_secret = 4242424242424242",
+        );
+    let e = load_with(&file, Vec::new(), None).expect_err("wrong types");
+    assert!(has(&e.problems, "session.secrets"), "{e}");
+    assert!(has(&e.problems, "connection[0].client_secret"), "{e}");
+    let all = format!("{e} {:?}", e.problems);
+    assert!(!all.contains(LEAK), "{all}");
+    assert!(!all.contains("4242424242424242"), "{all}");
+
+    let vars = env(&[
+        ("REALMGATE_SESSION__SECRETS", LEAK),
+        (
+            "REALMGATE_CONNECTION__CONTOSO__CLIENT_SECRET",
+            "[\"Hunter2InAList\"]",
+        ),
+    ]);
+    let e = load_with(&minimal(), vars, None).expect_err("wrong types");
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.key == "REALMGATE_SESSION__SECRETS"),
+        "{e}"
+    );
+    let all = format!("{e} {:?}", e.problems);
+    assert!(!all.contains(LEAK), "{all}");
+    assert!(!all.contains("Hunter2InAList"), "{all}");
+}

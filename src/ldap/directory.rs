@@ -227,6 +227,11 @@ impl Directory {
         // itself; inside a DN template it is one escaped RDN value.
         let name = if template.contains('=') {
             escape::fill(template, "{login}", login, escape::dn_value)
+        } else if login.contains('=') {
+            // A typed DN: the directory would bind with it, and one DN has
+            // endless spellings (spaces, escapes), each its own login for
+            // the failure limit. A UPN or DOMAIN\user has no `=`.
+            return Err(DirectoryError::InvalidCredentials);
         } else {
             template.replace("{login}", login)
         };

@@ -10,8 +10,9 @@
 //! `ldap:<connection>:addr:<address>` (an IPv6 client counts by its /64,
 //! which one host usually owns whole).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -25,6 +26,11 @@ const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct Failures {
     local: moka::sync::Cache<String, (u64, Instant)>,
+    /// Attempts under way per key (this process): each may still fail, so
+    /// it counts against the limit until its outcome is recorded. Without
+    /// it a burst of concurrent guesses would all pass the check before the
+    /// first failure is counted.
+    in_flight: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Default for Failures {
@@ -34,6 +40,35 @@ impl Default for Failures {
                 .max_capacity(1_000_000)
                 .time_to_live(MAX_WINDOW)
                 .build(),
+            in_flight: Arc::default(),
+        }
+    }
+}
+
+/// An attempt [`Failures::begin`] let through: it counts against the limit
+/// of its keys until dropped, which must be after its failure (if any) is
+/// recorded.
+pub struct Attempt {
+    in_flight: Arc<Mutex<HashMap<String, u64>>>,
+    keys: Vec<String>,
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        release(&self.in_flight, &self.keys);
+    }
+}
+
+fn release(in_flight: &Mutex<HashMap<String, u64>>, keys: &[String]) {
+    let mut map = in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for k in keys {
+        if let Some(n) = map.get_mut(k) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(k);
+            }
         }
     }
 }
@@ -57,6 +92,48 @@ pub fn keys(connection: &str, login: &str, client: IpAddr) -> [String; 2] {
 }
 
 impl Failures {
+    /// Lets one attempt through, or None when any key has `max` failures
+    /// in its window counting the attempts under way in this process.
+    ///
+    /// The attempt is counted as under way before the stored count is
+    /// read, and a finished attempt records its failure before it stops
+    /// being under way: so every concurrent attempt sees each other one
+    /// either under way or recorded, never neither.
+    pub async fn begin(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        keys: &[String],
+        max: u32,
+        window: Duration,
+    ) -> Result<Option<Attempt>, StoreError> {
+        let mut others = Vec::with_capacity(keys.len());
+        {
+            let mut map = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for k in keys {
+                let n = map.entry(k.clone()).or_insert(0);
+                others.push(*n);
+                *n = n.saturating_add(1);
+            }
+        }
+        let attempt = Attempt {
+            in_flight: self.in_flight.clone(),
+            keys: keys.to_vec(),
+        };
+        for (k, under_way) in keys.iter().zip(others) {
+            let n = match store.failures(k).await? {
+                Some(n) => n,
+                None => self.local_count(k, window),
+            };
+            if n.saturating_add(under_way) >= u64::from(max) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(attempt))
+    }
+
     /// True when any key already has `max` failures in its window.
     pub async fn blocked(
         &self,

@@ -403,6 +403,41 @@ async fn failures_are_limited_per_login_even_with_the_right_password_afterwards(
     assert_eq!(w.ldap.user_binds(), binds, "the directory was not asked");
 }
 
+/// The limit holds for attempts sent at once: checking the count and
+/// counting the failure after the bind must not let a burst of concurrent
+/// guesses all pass the check before the first failure is counted (each
+/// such guess would reach the directory and count towards its lockout).
+#[tokio::test]
+async fn concurrent_guesses_reach_the_directory_at_most_max_failed_logins_times() {
+    let w = world(
+        vec![alice()],
+        "max_failed_logins = 2\nfailure_window = \"10m\"",
+    )
+    .await;
+    let b = browser(&w.gw);
+    // One form; its token stays valid while sign-ins fail.
+    let token = csrf(&open_form(&w.gw, &b, "").await);
+    let attempts = (0..24).map(|i| {
+        let (gw, b, token) = (&w.gw, &b, &token);
+        async move {
+            post(gw, b, token, "alice@corp.test", &format!("guess-{i}"))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        w.ldap.user_binds() <= 2,
+        "{} guesses reached the directory with max_failed_logins = 2 ({statuses:?})",
+        w.ldap.user_binds()
+    );
+}
+
 #[tokio::test]
 async fn a_post_without_this_browsers_token_is_refused_before_any_bind() {
     let w = world(vec![alice()], "").await;
@@ -588,4 +623,44 @@ async fn direct_bind_with_the_upn_signs_in_without_a_search_account() {
         "{:?}",
         seen.binds
     );
+}
+
+/// AD direct bind with `bind_as = "{login}"`: the directory also takes a
+/// DN as the bind name, and one DN has endless spellings (spaces after the
+/// commas, escaped characters), each of which would be its own login for
+/// the failure limit. A typed login that is a DN never reaches a bind, so
+/// the limit per login cannot be walked around that way (nor the
+/// directory's lockout reached through it).
+#[tokio::test]
+async fn direct_bind_never_binds_with_a_typed_dn() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"\nmax_failed_logins = 10",
+    )
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    let spellings = [
+        format!("cn=Alice Example,ou=people,{BASE}"),
+        format!("cn=Alice Example, ou=people,{BASE}"),
+        format!("cn=Alice Example,  ou=people,{BASE}"),
+        format!("cn=Alice\\20Example,ou=people,{BASE}"),
+    ];
+    for login in &spellings {
+        let b = browser(&gw);
+        let html = open_form(&gw, &b, "").await;
+        let r = post(&gw, &b, &csrf(&html), login, "wrong").await;
+        assert_eq!(r.status(), 401, "{login}");
+    }
+    let binds = ldap.seen.lock().unwrap().binds.clone();
+    assert!(binds.is_empty(), "a typed DN reached a bind: {binds:?}");
+    // The UPN still signs in.
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302);
 }

@@ -45,3 +45,35 @@ async fn the_memory_counter_blocks_after_max_failures() {
     let moved = keys("c", "bob", IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)));
     assert!(f.blocked(&store, &moved, 3, w).await.unwrap());
 }
+
+/// Attempts under way count against the limit until they finish: with
+/// `max = 2`, two held attempts block a third before any failure is
+/// recorded; one finishing without a failure (a success) frees its place,
+/// one finishing with a recorded failure keeps it.
+#[tokio::test]
+async fn attempts_under_way_count_against_the_limit() {
+    let store: Arc<dyn SessionStore> = Arc::new(crate::session::memory::MemoryStore::new(
+        100,
+        Duration::from_secs(600),
+    ));
+    let f = Failures::default();
+    let k = keys("c", "bob", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let w = Duration::from_secs(60);
+    let first = f.begin(&store, &k, 2, w).await.unwrap().expect("first");
+    let second = f.begin(&store, &k, 2, w).await.unwrap().expect("second");
+    assert!(f.begin(&store, &k, 2, w).await.unwrap().is_none());
+    drop(first);
+    let third = f
+        .begin(&store, &k, 2, w)
+        .await
+        .unwrap()
+        .expect("a place freed");
+    f.record(&store, &k, w).await.unwrap();
+    drop(second);
+    assert!(f.begin(&store, &k, 2, w).await.unwrap().is_none());
+    drop(third);
+    let fourth = f.begin(&store, &k, 2, w).await.unwrap();
+    assert!(fourth.is_some());
+    drop(fourth);
+    assert!(f.in_flight.lock().unwrap().is_empty(), "no key left behind");
+}
