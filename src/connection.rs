@@ -170,6 +170,8 @@ pub struct EndpointRequest<'a> {
     pub parts: &'a Parts,
     pub body: &'a [u8],
     pub pages: &'a Pages,
+    /// `https://apps.contoso.com` as the browser sees this gateway.
+    pub origin: &'a str,
 }
 
 /// Why a sign-in was refused. The label is the metrics outcome and the log's
@@ -194,6 +196,9 @@ pub enum Refusal {
     /// Group overage and Graph could not list the groups while some route's
     /// policy needs groups.
     GroupsUnavailable,
+    /// A SAML response or WS-Fed token failed a check (signature, shape,
+    /// audience, recipient, validity window, ...).
+    Assertion,
 }
 
 /// Whose fault a refusal is, which decides the page.
@@ -228,6 +233,7 @@ impl Refusal {
             Refusal::ProviderUnavailable => "provider_unavailable",
             Refusal::StoreUnavailable => "store_unavailable",
             Refusal::GroupsUnavailable => "groups_unavailable",
+            Refusal::Assertion => "assertion",
         }
     }
 
@@ -240,7 +246,10 @@ impl Refusal {
                 Blame::Foreign
             }
             Refusal::ProviderError => Blame::Provider,
-            Refusal::CodeExchange | Refusal::IdToken | Refusal::MissingUserId => Blame::Unverified,
+            Refusal::CodeExchange
+            | Refusal::IdToken
+            | Refusal::MissingUserId
+            | Refusal::Assertion => Blame::Unverified,
             Refusal::ProviderUnavailable
             | Refusal::StoreUnavailable
             | Refusal::GroupsUnavailable => Blame::Unavailable,
@@ -464,6 +473,10 @@ pub(crate) fn email_trust(
 pub struct Kinds<'a> {
     pub providers: &'a Providers,
     pub metrics: &'a Arc<Metrics>,
+    /// SAML / WS-Fed metadata caches, SP keys, assertion replay cache.
+    pub saml: &'a crate::saml::signin::Runtime,
+    /// The session store (SAML's cross-replica replay check, single logout).
+    pub sessions: &'a Arc<dyn crate::session::store::SessionStore>,
 }
 
 impl<'a> Kinds<'a> {
@@ -483,6 +496,15 @@ impl<'a> Kinds<'a> {
             }
             // The password form is served by `auth::password` for now.
             ConnectionKind::Ldap(_) => None,
+            ConnectionKind::Saml(s) | ConnectionKind::WsFed(s) => {
+                Some(Box::new(crate::saml::signin::SamlSignIn::new(
+                    conn,
+                    s,
+                    self.saml,
+                    self.providers.http_client(),
+                    self.sessions,
+                )))
+            }
         }
     }
 }

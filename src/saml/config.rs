@@ -34,7 +34,7 @@ pub enum IdpSource {
 }
 
 /// A validated SAML or WS-Fed connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamlSettings {
     pub protocol: Protocol,
     pub idp: IdpSource,
@@ -375,6 +375,15 @@ impl SamlSettings {
                     trust,
                 }))
             }
+        }
+    }
+
+    /// Where the IdP is described, for `realmgate check`.
+    pub fn idp_description(&self) -> String {
+        match &self.idp {
+            IdpSource::MetadataUrl(u) => format!("metadata {u}"),
+            IdpSource::MetadataFile(p) => format!("metadata file {}", p.display()),
+            IdpSource::Manual { entity_id, .. } => format!("{entity_id} (configured keys)"),
         }
     }
 
