@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use url::Url;
 
 use super::attributes::AttributeMap;
-use super::metadata::{parse_idp_metadata, IdpMetadata};
+use super::metadata::IdpMetadata;
 use super::response::SignedPart;
 use super::verify::IdpTrust;
 use crate::config::raw::RawConnection;
@@ -348,13 +348,14 @@ impl SamlSettings {
     }
 
     /// The IdP description from a file or the manual keys (a metadata URL
-    /// is fetched by the caller, which then uses [`parse_idp_metadata`]).
+    /// is fetched by the caller, which then uses `source::parse_for`).
     pub fn load_local_idp(&self) -> Result<Option<IdpMetadata>, String> {
         match &self.idp {
             IdpSource::MetadataUrl(_) => Ok(None),
             IdpSource::MetadataFile(p) => {
                 let raw = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                parse_idp_metadata(&raw)
+                // WS-Fed's FederationMetadata (passive endpoint) or SAML's.
+                super::source::parse_for(self.protocol, &raw)
                     .map(Some)
                     .map_err(|e| format!("{}: {e}", p.display()))
             }

@@ -42,18 +42,26 @@ trusted_email = true
 "#,
         cert = cert.display()
     );
+    // WS-Fed takes metadata only (FederationMetadata.xml, as AD FS serves it).
+    let metadata = key.dir.path().join("FederationMetadata.xml");
+    std::fs::write(
+        &metadata,
+        format!(
+            r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{IDP}"><RoleDescriptor xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:fed="http://docs.oasis-open.org/wsfed/federation/200706" xsi:type="fed:SecurityTokenServiceType" protocolSupportEnumeration="http://docs.oasis-open.org/wsfed/federation/200706"><KeyDescriptor use="signing"><KeyInfo xmlns="http://www.w3.org/2000/09/xmldsig#"><X509Data><X509Certificate>{}</X509Certificate></X509Data></KeyInfo></KeyDescriptor><fed:PassiveRequestorEndpoint><wsa:EndpointReference xmlns:wsa="http://www.w3.org/2005/08/addressing"><wsa:Address>https://idp.samlp.test/wsfed</wsa:Address></wsa:EndpointReference></fed:PassiveRequestorEndpoint></RoleDescriptor></EntityDescriptor>"#,
+            b64().encode(&key.cert_der)
+        ),
+    )
+    .expect("metadata file");
     let wsfed = format!(
         r#"
 [[connection]]
 name = "northwind"
 type = "wsfed"
-idp_entity_id = "{IDP}"
-idp_sso_url = "https://idp.samlp.test/wsfed"
-idp_certificate_file = "{cert}"
+metadata_file = "{}"
 realm = "urn:realmgate:apps"
 home_realm_domains = ["northwind.test"]
 "#,
-        cert = cert.display()
+        metadata.display()
     );
     (saml, wsfed)
 }
