@@ -540,6 +540,61 @@ impl SamlSignIn<'_> {
 #[cfg(test)]
 mod tests {
     use super::pem_certificate_der;
+    use crate::config::ConnectionKind;
+
+    fn config(connections: &str) -> Result<crate::config::Settings, crate::config::ConfigErrors> {
+        crate::config::load_str(&format!(
+            r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+{connections}
+[[route]]
+name = "apps"
+hosts = ["apps.contoso.com"]
+upstream = "http://127.0.0.1:9000"
+"#
+        ))
+    }
+
+    const SAML: &str = r#"
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_metadata_url = "https://adfs.fabrikam.com/FederationMetadata/2007-06/FederationMetadata.xml"
+home_realm_domains = ["fabrikam.com"]
+
+[[connection]]
+name = "northwind"
+type = "wsfed"
+metadata_url = "https://adfs.northwind.com/FederationMetadata/2007-06/FederationMetadata.xml"
+realm = "urn:realmgate:apps"
+"#;
+
+    #[test]
+    fn saml_and_wsfed_connections_are_kinds_and_check_prints_what_to_register() {
+        let settings = config(SAML).expect("a SAML and a WS-Fed connection are served");
+        let kinds: Vec<_> = settings.connections.iter().map(|c| &c.kind).collect();
+        assert!(matches!(kinds[0], ConnectionKind::Saml(_)));
+        assert!(matches!(kinds[1], ConnectionKind::WsFed(_)));
+        assert!(settings.connections.iter().all(|c| !c.is_oidc()));
+        let summary = crate::config::summary(&settings);
+        assert!(
+            summary.contains("https://apps.contoso.com/.auth/saml/fabrikam")
+                && summary.contains("https://apps.contoso.com/.auth/login/fabrikam/callback")
+                && summary.contains("urn:realmgate:apps")
+                && summary.contains("https://apps.contoso.com/.auth/login/northwind/callback"),
+            "{summary}"
+        );
+        assert!(!summary.contains("openid-configuration"), "{summary}");
+    }
+
+    #[test]
+    fn a_saml_connection_needs_no_client_id_and_refuses_oidc_keys() {
+        let problems = config(&format!("{SAML}client_id = \"x\"\n"))
+            .expect_err("client_id on a WS-Fed connection")
+            .to_string();
+        assert!(problems.contains("client_id"), "{problems}");
+    }
 
     #[test]
     fn pem_certificate_is_read_and_garbage_is_not() {
