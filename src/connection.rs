@@ -311,6 +311,9 @@ pub struct VerifiedIdentity {
     groups: Vec<String>,
     claims: Option<Map<String, Value>>,
     tokens: IdpTokens,
+    /// The provider's bound on the session (SAML `SessionNotOnOrAfter`),
+    /// Unix seconds: the session ends no later.
+    ends_by: Option<u64>,
 }
 
 impl std::fmt::Debug for VerifiedIdentity {
@@ -339,6 +342,7 @@ pub(crate) struct IdentityParts {
     pub groups: Vec<String>,
     pub claims: Option<Map<String, Value>>,
     pub tokens: IdpTokens,
+    pub ends_by: Option<u64>,
 }
 
 impl VerifiedIdentity {
@@ -368,6 +372,7 @@ impl VerifiedIdentity {
                 groups: Vec::new(),
                 claims: None,
                 tokens: IdpTokens::default(),
+                ends_by: None,
             },
         })
     }
@@ -395,6 +400,7 @@ impl VerifiedIdentity {
             groups: self.groups,
             claims: self.claims,
             tokens: self.tokens,
+            ends_by: self.ends_by,
         }
     }
 }
@@ -437,6 +443,11 @@ impl IdentityBuilder {
     }
     pub fn tokens(mut self, tokens: IdpTokens) -> Self {
         self.inner.tokens = tokens;
+        self
+    }
+    /// The provider's bound on the session (Unix seconds).
+    pub fn ends_by(mut self, at: Option<u64>) -> Self {
+        self.inner.ends_by = at;
         self
     }
     pub fn build(self) -> VerifiedIdentity {
@@ -570,6 +581,7 @@ pub(crate) fn described_by_email(conn: &ConnectionSettings, email: &str) -> Veri
         groups: Vec::new(),
         claims: None,
         tokens: IdpTokens::default(),
+        ends_by: None,
     }
 }
 

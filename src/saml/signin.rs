@@ -219,6 +219,7 @@ impl<'a> SamlSignIn<'a> {
             .name(id.name.as_deref())
             .preferred_username(id.username.clone())
             .groups(id.groups.clone())
+            .ends_by(assertion.session_not_on_or_after)
             .build())
     }
 
@@ -586,6 +587,38 @@ realm = "urn:realmgate:apps"
             "{summary}"
         );
         assert!(!summary.contains("openid-configuration"), "{summary}");
+    }
+
+    #[test]
+    fn the_idps_session_bound_ends_the_session_and_idp_initiated_is_refused_plainly() {
+        use crate::connection::VerifiedIdentity;
+        use crate::session::model::{Session, SessionTerms};
+        let settings = config(SAML).expect("valid");
+        let conn = &settings.connections[0];
+        let terms = || SessionTerms {
+            created_at: 1_000,
+            expires_at: 9_000,
+            keep_access_token: false,
+            keep_refresh_token: false,
+        };
+        let identity = |ends_by| {
+            VerifiedIdentity::builder(conn, "u-123", None, "https://idp/")
+                .expect("subject")
+                .ends_by(ends_by)
+                .build()
+        };
+        assert_eq!(Session::new(identity(Some(5_000)), terms()).expires_at, 5_000);
+        assert_eq!(Session::new(identity(Some(20_000)), terms()).expires_at, 9_000);
+        assert_eq!(Session::new(identity(None), terms()).expires_at, 9_000);
+        assert_eq!(Session::new(identity(None), terms()).user_id, "fabrikam:u-123");
+
+        let problems = config(&SAML.replace(
+            "home_realm_domains = [\"fabrikam.com\"]",
+            "home_realm_domains = [\"fabrikam.com\"]\nallow_idp_initiated = true",
+        ))
+        .expect_err("IdP-initiated is not served")
+        .to_string();
+        assert!(problems.contains("allow_idp_initiated"), "{problems}");
     }
 
     #[test]
