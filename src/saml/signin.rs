@@ -607,10 +607,19 @@ realm = "urn:realmgate:apps"
                 .ends_by(ends_by)
                 .build()
         };
-        assert_eq!(Session::new(identity(Some(5_000)), terms()).expires_at, 5_000);
-        assert_eq!(Session::new(identity(Some(20_000)), terms()).expires_at, 9_000);
+        assert_eq!(
+            Session::new(identity(Some(5_000)), terms()).expires_at,
+            5_000
+        );
+        assert_eq!(
+            Session::new(identity(Some(20_000)), terms()).expires_at,
+            9_000
+        );
         assert_eq!(Session::new(identity(None), terms()).expires_at, 9_000);
-        assert_eq!(Session::new(identity(None), terms()).user_id, "fabrikam:u-123");
+        assert_eq!(
+            Session::new(identity(None), terms()).user_id,
+            "fabrikam:u-123"
+        );
 
         let problems = config(&SAML.replace(
             "home_realm_domains = [\"fabrikam.com\"]",
