@@ -265,7 +265,7 @@ pub async fn metadata_server(
     (url, task)
 }
 
-fn metadata_xml(cert_der: &[u8]) -> String {
+pub fn metadata_xml(cert_der: &[u8]) -> String {
     use base64::Engine;
     format!(
         r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{IDP}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.samlp.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,

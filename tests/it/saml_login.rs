@@ -530,3 +530,48 @@ fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// `realmgate test-connection` on a SAML connection: the metadata is fetched
+/// and what sign-in will use is printed; an IdP that is down is a PROBLEM.
+#[tokio::test]
+async fn test_connection_fetches_and_checks_the_metadata() {
+    use std::sync::{Arc, Mutex};
+    let key = idp_key();
+    let body = Arc::new(Mutex::new(None::<String>));
+    let (url, server) = crate::saml_idp::metadata_server(body.clone()).await;
+    let settings = realmgate::config::load_str(&format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_metadata_url = "{url}"
+
+[[route]]
+name = "app"
+hosts = ["{HOST}"]
+upstream = "http://127.0.0.1:9"
+"#
+    ))
+    .expect("valid config");
+    let conn = settings.connection("fabrikam").expect("connection");
+
+    let mut out = Vec::new();
+    assert!(!realmgate::saml::check::test_connection(conn, &mut out).await);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("PROBLEM") && text.contains("503"), "{text}");
+
+    *body.lock().unwrap() = Some(crate::saml_idp::metadata_xml(&key.cert_der));
+    let mut out = Vec::new();
+    assert!(realmgate::saml::check::test_connection(conn, &mut out).await);
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains(&format!("IdP entity id: {IDP}"))
+            && text.contains("IdP sign-in URL: https://idp.samlp.test/sso")
+            && text.contains("OK"),
+        "{text}"
+    );
+    server.abort();
+}
