@@ -160,6 +160,9 @@ fn command(cli: Cli) -> ExitCode {
                     Some(c) if c.is_ldap() => {
                         Ok(crate::ldap::check::test_connection(c, user.as_deref(), &mut out).await)
                     }
+                    Some(c) if c.saml().is_some() => {
+                        Ok(crate::saml::check::test_connection(c, &mut out).await)
+                    }
                     _ => Ok(crate::oidc::test_connection(&settings, &name, &mut out).await),
                 }
             });

@@ -171,6 +171,8 @@ pub struct EndpointRequest<'a> {
     pub parts: &'a Parts,
     pub body: &'a [u8],
     pub pages: &'a Pages,
+    /// `https://apps.contoso.com` as the browser sees this gateway.
+    pub origin: &'a str,
 }
 
 /// Why a sign-in was refused. The label is the metrics outcome and the log's
@@ -195,6 +197,9 @@ pub enum Refusal {
     /// Group overage and Graph could not list the groups while some route's
     /// policy needs groups.
     GroupsUnavailable,
+    /// A SAML response or WS-Fed token failed a check (signature, shape,
+    /// audience, recipient, validity window, ...).
+    Assertion,
 }
 
 /// Whose fault a refusal is, which decides the page.
@@ -229,6 +234,7 @@ impl Refusal {
             Refusal::ProviderUnavailable => "provider_unavailable",
             Refusal::StoreUnavailable => "store_unavailable",
             Refusal::GroupsUnavailable => "groups_unavailable",
+            Refusal::Assertion => "assertion",
         }
     }
 
@@ -241,7 +247,10 @@ impl Refusal {
                 Blame::Foreign
             }
             Refusal::ProviderError => Blame::Provider,
-            Refusal::CodeExchange | Refusal::IdToken | Refusal::MissingUserId => Blame::Unverified,
+            Refusal::CodeExchange
+            | Refusal::IdToken
+            | Refusal::MissingUserId
+            | Refusal::Assertion => Blame::Unverified,
             Refusal::ProviderUnavailable
             | Refusal::StoreUnavailable
             | Refusal::GroupsUnavailable => Blame::Unavailable,
@@ -303,6 +312,9 @@ pub struct VerifiedIdentity {
     groups: Vec<String>,
     claims: Option<Map<String, Value>>,
     tokens: IdpTokens,
+    /// The provider's bound on the session (SAML `SessionNotOnOrAfter`),
+    /// Unix seconds: the session ends no later.
+    ends_by: Option<u64>,
 }
 
 impl std::fmt::Debug for VerifiedIdentity {
@@ -331,6 +343,7 @@ pub(crate) struct IdentityParts {
     pub groups: Vec<String>,
     pub claims: Option<Map<String, Value>>,
     pub tokens: IdpTokens,
+    pub ends_by: Option<u64>,
 }
 
 impl VerifiedIdentity {
@@ -360,6 +373,7 @@ impl VerifiedIdentity {
                 groups: Vec::new(),
                 claims: None,
                 tokens: IdpTokens::default(),
+                ends_by: None,
             },
         })
     }
@@ -387,6 +401,7 @@ impl VerifiedIdentity {
             groups: self.groups,
             claims: self.claims,
             tokens: self.tokens,
+            ends_by: self.ends_by,
         }
     }
 }
@@ -431,6 +446,11 @@ impl IdentityBuilder {
         self.inner.tokens = tokens;
         self
     }
+    /// The provider's bound on the session (Unix seconds).
+    pub fn ends_by(mut self, at: Option<u64>) -> Self {
+        self.inner.ends_by = at;
+        self
+    }
     pub fn build(self) -> VerifiedIdentity {
         self.inner
     }
@@ -465,6 +485,10 @@ pub(crate) fn email_trust(
 pub struct Kinds<'a> {
     pub providers: &'a Providers,
     pub metrics: &'a Arc<Metrics>,
+    /// SAML / WS-Fed metadata caches, SP keys, assertion replay cache.
+    pub saml: &'a crate::saml::signin::Runtime,
+    /// The session store (SAML's cross-replica replay check, single logout).
+    pub sessions: &'a Arc<dyn crate::session::store::SessionStore>,
 }
 
 impl<'a> Kinds<'a> {
@@ -486,6 +510,15 @@ impl<'a> Kinds<'a> {
             }
             // The password form is served by `auth::password` for now.
             ConnectionKind::Ldap(_) => None,
+            ConnectionKind::Saml(s) | ConnectionKind::WsFed(s) => {
+                Some(Box::new(crate::saml::signin::SamlSignIn::new(
+                    conn,
+                    s,
+                    self.saml,
+                    self.providers.http_client(),
+                    self.sessions,
+                )))
+            }
         }
     }
 }
@@ -551,6 +584,7 @@ pub(crate) fn described_by_email(conn: &ConnectionSettings, email: &str) -> Veri
         groups: Vec::new(),
         claims: None,
         tokens: IdpTokens::default(),
+        ends_by: None,
     }
 }
 

@@ -59,6 +59,11 @@ pub async fn serve(
         (_, rest) if rest.starts_with("/login/") => {
             crate::auth::signin::serve(&ctx, &parts, body, rest, conn).await
         }
+        // A connection kind's own endpoints (SAML metadata, single logout).
+        (_, rest) if rest.starts_with("/saml/") => {
+            let tail = rest.strip_prefix("/saml/").unwrap_or("");
+            crate::auth::signin::kind_endpoint(&ctx, &parts, body, tail).await
+        }
         (&Method::GET | &Method::HEAD, "/me") => me::me(&ctx, &parts).await,
         // Any method: Envoy ext_authz sends the original one; verify reads
         // no body and changes nothing.

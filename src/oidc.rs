@@ -109,6 +109,8 @@ fn discovery_url(kind: &ConnectionKind) -> String {
         ConnectionKind::Oidc(o) => o.issuer.as_str().trim_end_matches('/').to_string(),
         // Never built for LDAP (`Providers::update` skips them).
         ConnectionKind::Ldap(l) => l.urls.first().map(|u| u.to_string()).unwrap_or_default(),
+        // Nor for SAML / WS-Fed (`Providers::update` keeps OIDC kinds only).
+        ConnectionKind::Saml(_) | ConnectionKind::WsFed(_) => String::new(),
     };
     format!("{issuer}/.well-known/openid-configuration")
 }
@@ -148,8 +150,8 @@ impl Providers {
         let mut next = HashMap::new();
         {
             let current = self.inner.map.read().unwrap_or_else(|p| p.into_inner());
-            // LDAP connections have no OpenID provider (see `ldap`).
-            for c in settings.connections.iter().filter(|c| !c.is_ldap()) {
+            // LDAP, SAML and WS-Fed connections have no OpenID provider.
+            for c in settings.connections.iter().filter(|c| c.is_oidc()) {
                 let cfg = ProviderConfig::from_settings(c);
                 let provider = match current.get(&c.name) {
                     Some(p) if p.cfg == cfg => p.clone(),
@@ -932,7 +934,10 @@ impl Provider {
                 Some((&e.allowed_tenants, meta.pinned_tid.as_deref())),
                 Some(e),
             ),
-            ConnectionKind::Oidc(_) | ConnectionKind::Ldap(_) => (None, None),
+            ConnectionKind::Oidc(_)
+            | ConnectionKind::Ldap(_)
+            | ConnectionKind::Saml(_)
+            | ConnectionKind::WsFed(_) => (None, None),
         };
         let issuers = self.issuers(&meta, &purpose);
         let want = Expectations {

@@ -36,6 +36,7 @@
 
 mod attributes;
 pub mod binding;
+pub mod check;
 pub mod config;
 pub mod flow;
 #[doc(hidden)]
@@ -43,6 +44,7 @@ pub mod fuzz;
 pub mod metadata;
 mod replay;
 mod response;
+pub mod signin;
 pub mod slo;
 pub mod source;
 mod verify;

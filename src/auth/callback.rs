@@ -197,7 +197,7 @@ fn failure_page(ctx: &Ctx<'_>, reason: Refusal, conn: &ConnectionSettings) -> Re
             "Sign-in was not completed",
             "Your identity provider did not complete the sign-in. Try again, or contact your IT department if it keeps happening.",
         ),
-        Refusal::CodeExchange | Refusal::IdToken | Refusal::MissingUserId => (
+        Refusal::CodeExchange | Refusal::IdToken | Refusal::MissingUserId | Refusal::Assertion => (
             "Sign-in failed",
             "The sign-in response could not be verified, so you were not signed in. Try again, or contact your IT department if it keeps happening.",
         ),

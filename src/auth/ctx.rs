@@ -25,6 +25,8 @@ impl Ctx<'_> {
         crate::connection::Kinds {
             providers: &self.state.shared.providers,
             metrics: &self.state.shared.metrics,
+            saml: &self.state.shared.saml,
+            sessions: &self.state.shared.sessions,
         }
     }
 

@@ -6,8 +6,10 @@ use http_body_util::BodyExt;
 use crate::respond::GatewayError;
 
 /// Largest form body accepted by `/.auth/` endpoints (a form_post callback
-/// carries an authorization code and state; an ID token at most).
-const MAX_FORM_BYTES: usize = 64 * 1024;
+/// carries an authorization code and state; an ID token at most; a SAML
+/// response or WS-Fed `wresult` up to `saml::MAX_RESPONSE_BYTES` (256 KiB)
+/// base64- or form-encoded).
+const MAX_FORM_BYTES: usize = 384 * 1024;
 
 pub(crate) async fn read_form(body: hyper::body::Incoming) -> Result<Vec<u8>, GatewayError> {
     let limited = http_body_util::Limited::new(body, MAX_FORM_BYTES);

@@ -1,12 +1,14 @@
 //! Routes the sign-in endpoints: `/.auth/login` (the page and its form),
-//! `/.auth/login/<connection>` (start) and `/.auth/login/<connection>/callback`.
+//! `/.auth/login/<connection>` (start) and `/.auth/login/<connection>/callback`
+//! (and WS-Fed sign-out there), and `/.auth/saml/<connection>/<path>` (a
+//! kind's own endpoints).
 //! Inside `auth` because `login` and `callback` keep their items `pub(super)`.
 
 use http::request::Parts;
 use http::{Method, Response};
 
 use super::form::read_form;
-use super::{callback, login, Ctx};
+use super::{callback, form_get, form_pairs, login, Ctx};
 use crate::respond::{Body, GatewayError};
 
 /// `rest` is the path after `/.auth`: `/login` or `/login/...`.
@@ -47,6 +49,13 @@ pub(crate) async fn serve(
             let form = read_form(body).await?;
             login::password_submit(ctx, parts, conn, tail, form).await
         }
+        // WS-Fed sign-out (`wa=wsignout1.0` / `wsignoutcleanup1.0`) comes to
+        // the callback of a WS-Fed connection.
+        Some((name, "callback"))
+            if *method == Method::GET && wsfed_signout_asked(ctx, parts, name) =>
+        {
+            wsfed_signout(ctx, parts, name).await
+        }
         Some((name, "callback")) if *method == Method::GET => {
             let query = parts.uri.query().unwrap_or("").as_bytes().to_vec();
             callback::finish(ctx, parts, name, &query).await
@@ -57,5 +66,86 @@ pub(crate) async fn serve(
         }
         Some((_, "callback")) | None => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),
+    }
+}
+
+/// True for `GET /.auth/login/{wsfed connection}/callback?wa=wsignout1.0`
+/// (or `wsignoutcleanup1.0`) at a connection this route allows.
+fn wsfed_signout_asked(ctx: &Ctx<'_>, parts: &Parts, name: &str) -> bool {
+    let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
+    matches!(
+        form_get(&query, "wa"),
+        Some("wsignout1.0" | "wsignoutcleanup1.0")
+    ) && ctx
+        .allowed_connections()
+        .iter()
+        .any(|c| c.name == name && matches!(c.kind, crate::config::ConnectionKind::WsFed(_)))
+}
+
+/// The IdP signs the user out (WS-Fed passive sign-out, unsigned by the
+/// protocol): this browser's session ends if it was made by this
+/// connection, and its cookie is cleared. A session of another connection
+/// is left alone.
+async fn wsfed_signout(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    name: &str,
+) -> Result<Response<Body>, GatewayError> {
+    if let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
+        let session = super::state::load_session(ctx.state, &id).await?;
+        if session.is_some_and(|s| s.connection == name) {
+            ctx.state.shared.sessions.delete(&id).await.map_err(|e| {
+                tracing::error!(error = %e, "session store failed during WS-Fed sign-out");
+                GatewayError::StoreUnavailable
+            })?;
+            tracing::info!(connection = %name, "WS-Fed sign-out ended the session");
+        }
+    }
+    let mut resp = crate::endpoints::logout::signed_out(ctx);
+    resp.headers_mut()
+        .append(http::header::SET_COOKIE, ctx.state.cookies.clear(ctx.https));
+    Ok(resp)
+}
+
+/// `/.auth/saml/{name}/{path}`: the endpoints a connection's kind owns
+/// (`connection::SignIn::endpoint`: SAML metadata and single logout), at
+/// connections this route allows.
+pub(crate) async fn kind_endpoint(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    body: hyper::body::Incoming,
+    rest: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let Some((name, path)) = rest.split_once('/') else {
+        return Err(GatewayError::NotFound);
+    };
+    let Some(conn) = ctx
+        .allowed_connections()
+        .into_iter()
+        .find(|c| c.name == name)
+        .cloned()
+    else {
+        return Err(GatewayError::NotFound);
+    };
+    let body = if parts.method == Method::POST {
+        read_form(body).await?
+    } else {
+        Vec::new()
+    };
+    let kinds = ctx.kinds();
+    let kind = kinds.for_connection(&conn).ok_or(GatewayError::NotFound)?;
+    let served = kind.endpoint(
+        path,
+        crate::connection::EndpointRequest {
+            connection: &conn,
+            parts,
+            body: &body,
+            pages: &ctx.state.pages,
+            origin: &ctx.origin,
+        },
+    );
+    match served {
+        Some(f) => f.await,
+        None => Err(GatewayError::NotFound),
     }
 }

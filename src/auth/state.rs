@@ -45,6 +45,8 @@ pub struct AuthShared {
     /// Failed password sign-ins (LDAP connections) when the session store
     /// does not count them itself.
     pub(crate) ldap_failures: crate::ldap::limit::Failures,
+    /// SAML and WS-Fed connections' metadata caches and replay cache.
+    pub(crate) saml: Arc<crate::saml::signin::Runtime>,
 }
 
 impl AuthShared {
@@ -70,6 +72,7 @@ impl AuthShared {
                 .build(),
             refresh_flights: new_flights(),
             ldap_failures: crate::ldap::limit::Failures::default(),
+            saml: Arc::default(),
         })
     }
 }

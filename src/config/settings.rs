@@ -170,6 +170,10 @@ pub enum ConnectionKind {
     Oidc(OidcSettings),
     /// LDAP or Active Directory behind realmgate's password form (SPEC 9).
     Ldap(Box<crate::ldap::LdapSettings>),
+    /// SAML 2.0 Web Browser SSO (SPEC 9, `crate::saml`).
+    Saml(Arc<crate::saml::config::SamlSettings>),
+    /// WS-Federation passive (SPEC 9, `crate::saml::wsfed`).
+    WsFed(Arc<crate::saml::config::SamlSettings>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +276,10 @@ impl ConnectionSettings {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| Url::parse("ldaps://invalid").expect("a constant URL")),
+            // Not an OpenID provider either (`is_oidc` comes first).
+            ConnectionKind::Saml(_) | ConnectionKind::WsFed(_) => {
+                Url::parse("https://invalid").expect("a constant URL")
+            }
         }
     }
 
@@ -295,6 +303,22 @@ impl ConnectionSettings {
     /// A `type = "ldap"` connection: realmgate's password form, no OpenID provider.
     pub fn is_ldap(&self) -> bool {
         matches!(self.kind, ConnectionKind::Ldap(_))
+    }
+
+    /// An OpenID Connect kind (`entra`, `oidc`): one with a provider client.
+    pub fn is_oidc(&self) -> bool {
+        matches!(
+            self.kind,
+            ConnectionKind::Entra(_) | ConnectionKind::Oidc(_)
+        )
+    }
+
+    /// The settings of a `type = "saml"` or `"wsfed"` connection.
+    pub fn saml(&self) -> Option<&Arc<crate::saml::config::SamlSettings>> {
+        match &self.kind {
+            ConnectionKind::Saml(s) | ConnectionKind::WsFed(s) => Some(s),
+            _ => None,
+        }
     }
 }
 

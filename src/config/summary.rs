@@ -344,6 +344,13 @@ pub fn summary(settings: &Settings) -> String {
                     "search-then-bind"
                 }
             ),
+            ConnectionKind::Saml(m) | ConnectionKind::WsFed(m) => {
+                let kind = match m.protocol {
+                    crate::saml::config::Protocol::Saml => "SAML 2.0",
+                    crate::saml::config::Protocol::WsFed => "WS-Federation",
+                };
+                format!("{kind}, IdP {}", m.idp_description())
+            }
         };
         let _ = writeln!(s, "  {} ({}): {kind}", c.name, c.display_name);
         if !c.home_realm_domains.is_empty() {
@@ -352,6 +359,20 @@ pub fn summary(settings: &Settings) -> String {
                 "    home realm domains: {}",
                 c.home_realm_domains.join(", ")
             );
+        }
+        let mine: Vec<_> = callbacks.iter().filter(|(n, _)| *n == c.name).collect();
+        if let Some(m) = c.saml() {
+            // The entity id and ACS URL to register at the IdP, per origin.
+            if mine.is_empty() {
+                let _ = writeln!(s, "    (no route allows this connection)");
+            }
+            for (_, url) in &mine {
+                let origin = url.strip_suffix(&c.callback_path()).unwrap_or(url);
+                for line in m.summary(&c.name, origin) {
+                    let _ = writeln!(s, "    {line}");
+                }
+            }
+            continue;
         }
         let _ = writeln!(s, "    discovery: {}", c.discovery_url());
         let credential = match &c.credential {
@@ -368,7 +389,6 @@ pub fn summary(settings: &Settings) -> String {
         };
         let _ = writeln!(s, "    client credential: {credential}");
         let _ = writeln!(s, "    redirect URI(s) to register:");
-        let mine: Vec<_> = callbacks.iter().filter(|(n, _)| *n == c.name).collect();
         if mine.is_empty() {
             let _ = writeln!(s, "      (none: no route allows this connection)");
         }

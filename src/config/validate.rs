@@ -713,23 +713,16 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
                 }
                 oidc(cx, &at, &raw).map(ConnectionKind::Oidc)
             }
-            Some(t @ ("saml" | "wsfed")) => {
-                // Issue 20: the keys are checked here; the kind is served
-                // once the connection seam takes it (src/saml.rs).
-                match crate::saml::config::from_raw(t, &raw) {
-                    Ok(_) => cx.bad(
-                        at("type"),
-                        format!("{t:?} connections are not served by this build yet"),
-                        "\"entra\" or \"oidc\"",
-                    ),
-                    Err(problems) => {
-                        for p in problems {
-                            cx.bad(at(p.key), p.problem, p.expected);
-                        }
+            Some(t @ ("saml" | "wsfed")) => match crate::saml::config::from_raw(t, &raw) {
+                Ok(settings) if t == "saml" => Some(ConnectionKind::Saml(Arc::new(settings))),
+                Ok(settings) => Some(ConnectionKind::WsFed(Arc::new(settings))),
+                Err(problems) => {
+                    for p in problems {
+                        cx.bad(at(p.key), p.problem, p.expected);
                     }
+                    None
                 }
-                continue;
-            }
+            },
             Some("ldap") => {
                 ldap::refuse_other_keys(cx, &at, &raw);
                 ldap::connection(cx, &at, &raw).map(|l| ConnectionKind::Ldap(Box::new(l)))
@@ -738,21 +731,30 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
                 cx.bad(
                     at("type"),
                     format!("{other:?} is not a connection type"),
-                    "\"entra\", \"oidc\" or \"ldap\"",
+                    "\"entra\", \"oidc\", \"ldap\", \"saml\" or \"wsfed\"",
                 );
                 None
             }
             None => {
-                cx.bad(at("type"), "is missing", "\"entra\", \"oidc\" or \"ldap\"");
+                cx.bad(
+                    at("type"),
+                    "is missing",
+                    "\"entra\", \"oidc\", \"ldap\", \"saml\" or \"wsfed\"",
+                );
                 None
             }
         };
         let is_ldap = raw.kind.as_deref() == Some("ldap");
-        if !is_ldap {
+        // SAML and WS-Fed keys (`attributes` among them) are checked by
+        // `saml::config::from_raw`; those kinds have no client id or scopes.
+        let is_saml = matches!(raw.kind.as_deref(), Some("saml" | "wsfed"));
+        if !is_ldap && !is_saml {
             ldap::refuse_ldap_keys(cx, &at, &raw);
         }
+        // Not OpenID Connect: no client id, no scopes.
+        let no_client = is_ldap || is_saml;
         let client_id = raw.client_id.clone().unwrap_or_default();
-        if client_id.trim().is_empty() && !is_ldap {
+        if client_id.trim().is_empty() && !no_client {
             cx.bad(
                 at("client_id"),
                 "is missing",
@@ -824,7 +826,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             }
             s.into_iter().map(String::from).collect()
         });
-        if !is_ldap && !scopes.iter().any(|s| s == "openid") {
+        if !no_client && !scopes.iter().any(|s| s == "openid") {
             cx.bad(
                 at("scopes"),
                 "does not include \"openid\"",

@@ -67,7 +67,10 @@ pub(crate) fn dialect(conn: &ConnectionSettings) -> &'static dyn Dialect {
     match conn.kind {
         ConnectionKind::Entra(_) => &super::entra::Entra,
         // Not OpenID Connect: nothing asks an LDAP connection for a dialect.
-        ConnectionKind::Oidc(_) | ConnectionKind::Ldap(_) => &Generic,
+        ConnectionKind::Oidc(_)
+        | ConnectionKind::Ldap(_)
+        | ConnectionKind::Saml(_)
+        | ConnectionKind::WsFed(_) => &Generic,
     }
 }
 

@@ -61,6 +61,14 @@ async fn check(
             writeln!(out, "connection {name:?}: LDAP (see `ldap::check`)")?;
             return Ok(false);
         }
+        // `cli` sends SAML and WS-Fed connections to `saml::check`.
+        ConnectionKind::Saml(_) | ConnectionKind::WsFed(_) => {
+            writeln!(
+                out,
+                "connection {name:?}: SAML / WS-Fed (see `saml::check`)"
+            )?;
+            return Ok(false);
+        }
     }
     let http = match HttpClient::new() {
         Ok(h) => h,

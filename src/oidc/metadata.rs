@@ -188,5 +188,8 @@ fn issuer_rule(
         ConnectionKind::Ldap(_) => Err(MetadataProblem(
             "an LDAP connection has no discovery document".into(),
         )),
+        ConnectionKind::Saml(_) | ConnectionKind::WsFed(_) => Err(MetadataProblem(
+            "a SAML or WS-Fed connection has no discovery document".into(),
+        )),
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use url::Url;
 
 use super::attributes::AttributeMap;
-use super::metadata::{parse_idp_metadata, IdpMetadata};
+use super::metadata::IdpMetadata;
 use super::response::SignedPart;
 use super::verify::IdpTrust;
 use crate::config::raw::RawConnection;
@@ -34,7 +34,7 @@ pub enum IdpSource {
 }
 
 /// A validated SAML or WS-Fed connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamlSettings {
     pub protocol: Protocol,
     pub idp: IdpSource,
@@ -297,6 +297,15 @@ pub fn from_raw(kind: &str, raw: &RawConnection) -> Result<SamlSettings, Vec<Pro
             SignedPart::Either
         }
     };
+    if raw.allow_idp_initiated == Some(true) {
+        // The seam answers only a callback that names a sign-in this
+        // browser started (`auth::callback`); an unsolicited response has none.
+        problems.push(problem(
+            "allow_idp_initiated",
+            "IdP-initiated sign-in is not served by this build yet",
+            "false (let the IdP's application tile link to /.auth/login/<name>, which starts an SP-initiated sign-in)",
+        ));
+    }
     let realm = match protocol {
         Protocol::WsFed => match raw.realm.as_deref() {
             Some(r) if !r.trim().is_empty() => Some(r.to_string()),
@@ -348,13 +357,14 @@ impl SamlSettings {
     }
 
     /// The IdP description from a file or the manual keys (a metadata URL
-    /// is fetched by the caller, which then uses [`parse_idp_metadata`]).
+    /// is fetched by the caller, which then uses `source::parse_for`).
     pub fn load_local_idp(&self) -> Result<Option<IdpMetadata>, String> {
         match &self.idp {
             IdpSource::MetadataUrl(_) => Ok(None),
             IdpSource::MetadataFile(p) => {
                 let raw = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                parse_idp_metadata(&raw)
+                // WS-Fed's FederationMetadata (passive endpoint) or SAML's.
+                super::source::parse_for(self.protocol, &raw)
                     .map(Some)
                     .map_err(|e| format!("{}: {e}", p.display()))
             }
@@ -375,6 +385,15 @@ impl SamlSettings {
                     trust,
                 }))
             }
+        }
+    }
+
+    /// Where the IdP is described, for `realmgate check`.
+    pub fn idp_description(&self) -> String {
+        match &self.idp {
+            IdpSource::MetadataUrl(u) => format!("metadata {u}"),
+            IdpSource::MetadataFile(p) => format!("metadata file {}", p.display()),
+            IdpSource::Manual { entity_id, .. } => format!("{entity_id} (configured keys)"),
         }
     }
 

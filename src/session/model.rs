@@ -143,7 +143,10 @@ impl Session {
             refresh_token: id.tokens.refresh_token.filter(|_| terms.keep_refresh_token),
             tokens_expire_at: id.tokens.expire_at,
             created_at: terms.created_at,
-            expires_at: terms.expires_at,
+            // The provider may bound it (SAML `SessionNotOnOrAfter`).
+            expires_at: id
+                .ends_by
+                .map_or(terms.expires_at, |e| e.min(terms.expires_at)),
         }
     }
 

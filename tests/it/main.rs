@@ -23,6 +23,7 @@ mod redis_tls;
 mod redis_util;
 mod replicas;
 mod saml_idp;
+mod saml_login;
 mod server;
 mod sessions;
 mod signin;

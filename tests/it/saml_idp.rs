@@ -12,16 +12,16 @@ use serde_json::json;
 
 use crate::node::{node_dir, run_script};
 
-const IDP: &str = "https://idp.samlp.test/";
+pub const IDP: &str = "https://idp.samlp.test/";
 const SP: &str = "https://apps.contoso.test/.auth/saml/fabrikam";
 const ACS: &str = "https://apps.contoso.test/.auth/login/fabrikam/callback";
 
-struct IdpKey {
-    dir: tempfile::TempDir,
-    cert_der: Vec<u8>,
+pub struct IdpKey {
+    pub dir: tempfile::TempDir,
+    pub cert_der: Vec<u8>,
 }
 
-fn idp_key() -> IdpKey {
+pub fn idp_key() -> IdpKey {
     use rsa::pkcs8::EncodePrivateKey as _;
     let sk = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa");
     let pem = sk.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("pem");
@@ -41,22 +41,52 @@ fn idp_key() -> IdpKey {
 
 /// A response samlp signs for `audience`, answering `_req1`.
 async fn samlp_response(key: &IdpKey, audience: &str, sign_response: bool) -> String {
+    samlp_sign(
+        key,
+        &Signed {
+            issuer: IDP,
+            audience,
+            acs: ACS,
+            in_response_to: Some("_req1"),
+            sign_response,
+        },
+    )
+    .await
+}
+
+/// What samlp is asked to sign (tests/node/saml-idp.mjs).
+pub struct Signed<'a> {
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    /// Recipient and Destination.
+    pub acs: &'a str,
+    /// None: unsolicited (WS-Fed has no InResponseTo).
+    pub in_response_to: Option<&'a str>,
+    pub sign_response: bool,
+}
+
+/// A `<samlp:Response>` signed by samlp with `key` (the assertion always,
+/// the response too when asked), for carol (persistent NameID `u-123`).
+pub async fn samlp_sign(key: &IdpKey, what: &Signed<'_>) -> String {
     assert!(
         node_dir().join("node_modules/samlp").is_dir(),
         "npm package samlp is missing: run `npm ci` in {} (scripts/test.sh does it)",
         node_dir().display()
     );
-    let config = key.dir.path().join(format!("config-{sign_response}.json"));
+    let config = key.dir.path().join(format!(
+        "config-{}.json",
+        realmgate::saml::binding::new_request_id()
+    ));
     let cfg = json!({
-        "issuer": IDP,
+        "issuer": what.issuer,
         "certFile": key.dir.path().join("cert.pem"),
         "keyFile": key.dir.path().join("key.pem"),
-        "audience": audience,
-        "recipient": ACS,
-        "destination": ACS,
-        "inResponseTo": "_req1",
+        "audience": what.audience,
+        "recipient": what.acs,
+        "destination": what.acs,
+        "inResponseTo": what.in_response_to,
         "sessionIndex": "_idp_session_7",
-        "signResponse": sign_response,
+        "signResponse": what.sign_response,
         "signAssertion": true,
         "user": { "id": "u-123", "email": "carol@fabrikam.test", "displayName": "Carol Ng", "givenName": "Carol", "familyName": "Ng" }
     });
@@ -190,7 +220,7 @@ async fn xmlsec1_agrees_on_samlp_responses() {
 
 /// A metadata server on 127.0.0.1 whose answer the test switches: Some(body)
 /// is served with 200, None answers 503.
-async fn metadata_server(
+pub async fn metadata_server(
     body: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 ) -> (String, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -235,7 +265,7 @@ async fn metadata_server(
     (url, task)
 }
 
-fn metadata_xml(cert_der: &[u8]) -> String {
+pub fn metadata_xml(cert_der: &[u8]) -> String {
     use base64::Engine;
     format!(
         r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{IDP}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.samlp.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,

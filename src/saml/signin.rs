@@ -1,0 +1,651 @@
+//! SAML 2.0 and WS-Federation as connection kinds (`crate::connection`):
+//! [`SamlSignIn`] begins (AuthnRequest over HTTP-Redirect, or WS-Fed
+//! `wa=wsignin1.0`) and completes (the ACS) a sign-in, and serves the
+//! kind's own endpoints (`/.auth/saml/{name}/metadata` and `/slo`).
+//! [`Runtime`] is the long-lived state (survives config reloads): each
+//! connection's IdP description (a metadata URL's cache, or the file / the
+//! manual keys loaded once), the SP signing key, and the assertion replay
+//! cache.
+//!
+//! The binding to the browser is the seam's: `RelayState` (SAML) or `wctx`
+//! (WS-Fed) names the pending login in the state cookie, and a SAML
+//! response must answer that login's AuthnRequest (`InResponseTo` = the
+//! pending `nonce`). WS-Fed has no `InResponseTo`; the `wctx` binding and
+//! the one-use assertion ID stand in for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use futures_util::future::BoxFuture;
+use http::{Method, Response, StatusCode};
+
+use super::binding::{self, SpSigner};
+use super::config::{Protocol, SamlSettings};
+use super::flow::{FlowError, SKEW_SECS};
+use super::metadata::{self, IdpMetadata};
+use super::replay::ReplayCache;
+use super::response::{validate_response, Assertion, Expect, Requested, SamlError};
+use super::source::{MetadataCache, SourceError};
+use super::{slo, wsfed};
+use crate::config::ConnectionSettings;
+use crate::connection::{
+    email_trust, Begin, BeginRequest, CompleteRequest, EndpointRequest, Pending, Refusal, SignIn,
+    SignInError, VerifiedIdentity,
+};
+use crate::http_client::HttpClient;
+use crate::respond::{Body, GatewayError};
+use crate::session::store::SessionStore;
+
+/// Where a connection's IdP description comes from at run time.
+enum IdpSource {
+    /// `idp_metadata_file`, `metadata_file` or the manual keys: read once.
+    Local(Arc<IdpMetadata>),
+    /// `idp_metadata_url` / `metadata_url`: fetched, cached, refreshed, the
+    /// last good copy kept (`source::MetadataCache`).
+    Remote(MetadataCache),
+}
+
+/// One connection ready to serve, built from its settings.
+pub struct Prepared {
+    settings: Arc<SamlSettings>,
+    idp: IdpSource,
+    signer: Option<SpSigner>,
+    sp_cert_der: Option<Vec<u8>>,
+}
+
+impl Prepared {
+    fn build(settings: &Arc<SamlSettings>) -> Result<Prepared, String> {
+        let idp = match settings.load_local_idp()? {
+            Some(md) => IdpSource::Local(Arc::new(md)),
+            None => match &settings.idp {
+                super::config::IdpSource::MetadataUrl(u) => {
+                    IdpSource::Remote(MetadataCache::new(u.as_str(), settings.protocol))
+                }
+                _ => return Err("the IdP is not described".into()),
+            },
+        };
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+        };
+        let signer = match &settings.sp_key_file {
+            Some(p) => {
+                Some(SpSigner::from_pem(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?)
+            }
+            None => None,
+        };
+        let sp_cert_der = match &settings.sp_certificate_file {
+            Some(p) => Some(
+                pem_certificate_der(&read(p)?)
+                    .ok_or_else(|| format!("{}: no PEM CERTIFICATE block", p.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Prepared {
+            settings: settings.clone(),
+            idp,
+            signer,
+            sp_cert_der,
+        })
+    }
+
+    /// The IdP description to use now; `Err` (503) only when a metadata
+    /// URL never answered with a usable document.
+    async fn idp(&self, http: &HttpClient) -> Result<Arc<IdpMetadata>, SourceError> {
+        match &self.idp {
+            IdpSource::Local(md) => Ok(md.clone()),
+            IdpSource::Remote(cache) => cache.get(http).await,
+        }
+    }
+}
+
+/// The DER of the first `CERTIFICATE` block of a PEM text.
+fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
+    let start = pem.find("-----BEGIN CERTIFICATE-----")?;
+    let body = &pem[start.checked_add("-----BEGIN CERTIFICATE-----".len())?..];
+    let end = body.find("-----END CERTIFICATE-----")?;
+    let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// The SAML and WS-Fed state that survives config reloads.
+#[derive(Default)]
+pub struct Runtime {
+    connections: Mutex<HashMap<String, Arc<Prepared>>>,
+    replay: ReplayCache,
+}
+
+impl Runtime {
+    /// The prepared connection `name` with these settings (rebuilt when a
+    /// reload changed them; a failed build is retried at the next use).
+    fn prepared(&self, name: &str, settings: &Arc<SamlSettings>) -> Result<Arc<Prepared>, String> {
+        let mut map = match self.connections.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(p) = map.get(name) {
+            if *p.settings == **settings {
+                return Ok(p.clone());
+            }
+        }
+        let p = Arc::new(Prepared::build(settings)?);
+        map.insert(name.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// Checks a connection's metadata now (`realmgate test-connection`).
+    pub async fn check(
+        &self,
+        conn: &ConnectionSettings,
+        http: &HttpClient,
+    ) -> Result<Arc<IdpMetadata>, String> {
+        let settings = conn.saml().ok_or("not a SAML or WS-Fed connection")?;
+        let p = self.prepared(&conn.name, settings)?;
+        p.idp(http).await.map_err(|e| e.to_string())
+    }
+}
+
+/// A SAML or WS-Fed connection's sign-in (`connection::SignIn`).
+pub struct SamlSignIn<'a> {
+    conn: &'a ConnectionSettings,
+    settings: &'a SamlSettings,
+    prepared: Result<Arc<Prepared>, String>,
+    replay: &'a ReplayCache,
+    http: &'a HttpClient,
+    sessions: &'a Arc<dyn SessionStore>,
+}
+
+impl<'a> SamlSignIn<'a> {
+    pub(crate) fn new(
+        conn: &'a ConnectionSettings,
+        settings: &'a Arc<SamlSettings>,
+        runtime: &'a Runtime,
+        http: &'a HttpClient,
+        sessions: &'a Arc<dyn SessionStore>,
+    ) -> SamlSignIn<'a> {
+        SamlSignIn {
+            conn,
+            settings,
+            prepared: runtime.prepared(&conn.name, settings),
+            replay: &runtime.replay,
+            http,
+            sessions,
+        }
+    }
+
+    fn prepared(&self) -> Result<&Arc<Prepared>, SignInError> {
+        self.prepared.as_ref().map_err(|e| {
+            SignInError::new(
+                Refusal::ProviderUnavailable,
+                format!("IdP description: {e}"),
+            )
+        })
+    }
+
+    async fn idp(&self) -> Result<(Arc<Prepared>, Arc<IdpMetadata>), SignInError> {
+        let p = self.prepared()?.clone();
+        let md = p
+            .idp(self.http)
+            .await
+            .map_err(|e| SignInError::new(Refusal::ProviderUnavailable, e.to_string()))?;
+        Ok((p, md))
+    }
+
+    /// `https://apps.contoso.com` from `https://apps.contoso.com/.auth/login/x/callback`.
+    fn origin_of<'u>(&self, acs: &'u str) -> &'u str {
+        acs.strip_suffix(&self.conn.callback_path()).unwrap_or(acs)
+    }
+
+    fn entity_id(&self, origin: &str) -> String {
+        self.settings.entity_id(&self.conn.name, origin)
+    }
+
+    /// The identity of a validated assertion (SPEC 6.1: user id
+    /// `<connection>:<subject>`; the email counts only with
+    /// `trusted_email`; `sid` = the `SessionIndex`, which the IdP's
+    /// LogoutRequest names).
+    fn identity(&self, assertion: &Assertion) -> Result<VerifiedIdentity, SignInError> {
+        let id = self
+            .settings
+            .attributes
+            .identity(assertion)
+            .map_err(|e| refusal(&FlowError::Identity(e)))?;
+        let builder = VerifiedIdentity::builder(self.conn, &id.subject, None, &assertion.issuer)
+            .ok_or_else(|| SignInError::new(Refusal::MissingUserId, "empty subject"))?;
+        let email = id.email.as_deref();
+        Ok(builder
+            .sid(id.session_index.as_deref())
+            .email(email, email_trust(self.conn, email.is_some(), None, false))
+            .name(id.name.as_deref())
+            .preferred_username(id.username.clone())
+            .groups(id.groups.clone())
+            .ends_by(assertion.session_not_on_or_after)
+            .build())
+    }
+
+    /// Each assertion ID once: in this process, then across replicas
+    /// through the session store (Redis), failing closed when it cannot answer.
+    async fn claim(&self, assertion: &Assertion, now: u64) -> Result<(), SignInError> {
+        if !self
+            .replay
+            .first_use(&assertion.id, assertion.valid_until, now)
+        {
+            return Err(refusal(&FlowError::Response(SamlError::Replay)));
+        }
+        match super::flow::claim(&**self.sessions, &self.conn.name, assertion, now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(refusal(&FlowError::Response(SamlError::Replay))),
+            Err(e) => Err(SignInError::new(
+                Refusal::StoreUnavailable,
+                format!("assertion replay check: {e}"),
+            )),
+        }
+    }
+
+    async fn complete_saml(
+        &self,
+        req: &CompleteRequest<'_>,
+    ) -> Result<VerifiedIdentity, SignInError> {
+        let (p, md) = self.idp().await?;
+        let Some(b64) = crate::auth::form_get(req.params, "SAMLResponse") else {
+            return Err(SignInError::new(Refusal::NoCode, "no single SAMLResponse"));
+        };
+        let raw = binding::decode_post(b64).map_err(|e| refusal(&FlowError::Binding(e)))?;
+        let acs = req.pending.redirect_uri.as_str();
+        let entity = self.entity_id(self.origin_of(acs));
+        // The one request this browser started here (an empty nonce is
+        // never an answer).
+        let ids: Vec<String> = [req.pending.nonce.clone()]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
+        let expect = Expect {
+            idp_entity_id: &md.entity_id,
+            sp_entity_id: &entity,
+            acs_url: acs,
+            requested: Requested {
+                ids: &ids,
+                // The seam refuses a callback without a pending login
+                // before any kind: IdP-initiated sign-in is not served.
+                allow_idp_initiated: false,
+            },
+            recipient_required: true,
+            signed: p.settings.require_signed,
+            now: req.now,
+            skew: SKEW_SECS,
+        };
+        let assertion = validate_response(&raw, &md.trust, &expect)
+            .map_err(|e| refusal(&FlowError::Response(e)))?;
+        let identity = self.identity(&assertion)?;
+        self.claim(&assertion, req.now).await?;
+        Ok(identity)
+    }
+
+    async fn complete_wsfed(
+        &self,
+        req: &CompleteRequest<'_>,
+    ) -> Result<VerifiedIdentity, SignInError> {
+        let (p, md) = self.idp().await?;
+        if crate::auth::form_get(req.params, "wa") != Some("wsignin1.0") {
+            return Err(SignInError::new(Refusal::NoCode, "wa is not wsignin1.0"));
+        }
+        let Some(wresult) = crate::auth::form_get(req.params, "wresult") else {
+            return Err(SignInError::new(Refusal::NoCode, "no single wresult"));
+        };
+        let acs = req.pending.redirect_uri.as_str();
+        let realm = self.entity_id(self.origin_of(acs));
+        let expect = Expect {
+            idp_entity_id: &md.entity_id,
+            sp_entity_id: &realm,
+            acs_url: acs,
+            requested: Requested {
+                ids: &[],
+                // No InResponseTo in WS-Fed: the answer is bound by `wctx`
+                // (the seam checked it names this browser's pending login).
+                allow_idp_initiated: true,
+            },
+            recipient_required: false,
+            signed: p.settings.require_signed,
+            now: req.now,
+            skew: SKEW_SECS,
+        };
+        let assertion = wsfed::validate_wresult(wresult, &md.trust, &expect)
+            .map_err(|e| refusal(&FlowError::Response(e)))?;
+        let identity = self.identity(&assertion)?;
+        self.claim(&assertion, req.now).await?;
+        Ok(identity)
+    }
+}
+
+/// The refusal for a SAML check that failed: every one is a 4xx (SPEC 9).
+fn refusal(e: &FlowError) -> SignInError {
+    let reason = match e {
+        // Not an answer to the request this browser started.
+        FlowError::Response(SamlError::InResponseTo | SamlError::IdpInitiated) => {
+            Refusal::ConnectionMismatch
+        }
+        FlowError::Response(SamlError::Replay) => Refusal::ReplayedState,
+        FlowError::Response(SamlError::Status(_)) => Refusal::ProviderError,
+        FlowError::Identity(_) => Refusal::MissingUserId,
+        FlowError::Binding(_) | FlowError::Response(_) => Refusal::Assertion,
+    };
+    SignInError::new(reason, format!("saml {}: {e}", e.label()))
+}
+
+impl SignIn for SamlSignIn<'_> {
+    fn begin<'b>(&'b self, req: BeginRequest<'b>) -> BoxFuture<'b, Result<Begin, SignInError>> {
+        Box::pin(async move {
+            let (p, md) = self.idp().await?;
+            let acs = req.redirect_uri;
+            let entity = self.entity_id(self.origin_of(acs));
+            let state = binding::new_request_id();
+            match self.settings.protocol {
+                Protocol::Saml => {
+                    let id = binding::new_request_id();
+                    let xml =
+                        binding::authn_request(&id, crate::auth::now(), &md.sso_url, acs, &entity);
+                    // RelayState carries the state only; the target stays
+                    // in the cookie.
+                    let url = binding::redirect_url(
+                        &md.sso_url,
+                        "SAMLRequest",
+                        &xml,
+                        Some(&state),
+                        p.signer.as_ref(),
+                    )
+                    .map_err(|e| SignInError::new(Refusal::ProviderUnavailable, e))?;
+                    Ok(Begin::Redirect {
+                        url,
+                        pending: Pending {
+                            state,
+                            nonce: id,
+                            pkce_verifier: String::new(),
+                        },
+                    })
+                }
+                Protocol::WsFed => Ok(Begin::Redirect {
+                    url: wsfed::signin_url(&md.sso_url, &entity, acs, &state),
+                    pending: Pending {
+                        state,
+                        nonce: String::new(),
+                        pkce_verifier: String::new(),
+                    },
+                }),
+            }
+        })
+    }
+
+    fn state_param(&self) -> &'static str {
+        match self.settings.protocol {
+            Protocol::Saml => "RelayState",
+            Protocol::WsFed => "wctx",
+        }
+    }
+
+    fn complete<'b>(
+        &'b self,
+        req: CompleteRequest<'b>,
+    ) -> BoxFuture<'b, Result<VerifiedIdentity, SignInError>> {
+        Box::pin(async move {
+            match self.settings.protocol {
+                Protocol::Saml => self.complete_saml(&req).await,
+                Protocol::WsFed => self.complete_wsfed(&req).await,
+            }
+        })
+    }
+
+    fn endpoint<'b>(
+        &'b self,
+        path: &'b str,
+        req: EndpointRequest<'b>,
+    ) -> Option<BoxFuture<'b, Result<Response<Body>, GatewayError>>> {
+        if self.settings.protocol != Protocol::Saml {
+            return None;
+        }
+        match (path, &req.parts.method) {
+            ("metadata", &Method::GET | &Method::HEAD) => {
+                Some(Box::pin(async move { self.sp_metadata(&req) }))
+            }
+            ("slo", &Method::GET | &Method::POST) => Some(Box::pin(self.slo(req))),
+            ("metadata" | "slo", _) => {
+                Some(Box::pin(async { Err(GatewayError::MethodNotAllowed) }))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl SamlSignIn<'_> {
+    /// `GET /.auth/saml/{name}/metadata`: what to give the IdP admin.
+    fn sp_metadata(&self, req: &EndpointRequest<'_>) -> Result<Response<Body>, GatewayError> {
+        let p = self
+            .prepared()
+            .map_err(|_| GatewayError::ProviderUnavailable)?;
+        let origin = req.origin;
+        let name = &self.conn.name;
+        let xml = metadata::sp_metadata(
+            &self.entity_id(origin),
+            &SamlSettings::acs_url(name, origin),
+            &format!("{origin}/.auth/saml/{name}/slo"),
+            p.sp_cert_der.as_deref(),
+        );
+        let mut resp = Response::new(crate::respond::full(xml));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/samlmetadata+xml"),
+        );
+        Ok(resp)
+    }
+
+    /// `GET|POST /.auth/saml/{name}/slo`: the IdP's LogoutRequest ends the
+    /// sessions it names (by `SessionIndex`, else every session of the
+    /// NameID at this connection) and is answered with a LogoutResponse;
+    /// a LogoutResponse ends at the signed-out page.
+    async fn slo(&self, req: EndpointRequest<'_>) -> Result<Response<Body>, GatewayError> {
+        let (p, md) = self.idp().await.map_err(|e| {
+            tracing::warn!(connection = %self.conn.name, error = %e, "SAML single logout: IdP unavailable");
+            GatewayError::ProviderUnavailable
+        })?;
+        let origin = req.origin;
+        let slo_url = format!("{origin}/.auth/saml/{}/slo", self.conn.name);
+        let now = crate::auth::now();
+        let bad = |e: SamlError| {
+            tracing::warn!(connection = %self.conn.name, error = %e, "SAML single logout refused");
+            GatewayError::BadRequest("The single logout message could not be verified.")
+        };
+        // The message, whether its binding was verified (a redirect's query
+        // signature), and the RelayState.
+        let (params, xml, binding_verified) = if req.parts.method == Method::GET {
+            let query = req.parts.uri.query().unwrap_or("");
+            let xml = slo::verify_redirect(query, &md.trust).map_err(bad)?;
+            (crate::auth::form_pairs(query.as_bytes()), xml, true)
+        } else {
+            let params = crate::auth::form_pairs(req.body);
+            let b64 = crate::auth::form_get(&params, "SAMLRequest")
+                .or_else(|| crate::auth::form_get(&params, "SAMLResponse"))
+                .ok_or(GatewayError::BadRequest(
+                    "A single logout message (SAMLRequest or SAMLResponse) is missing.",
+                ))?;
+            let xml = binding::decode_post(b64).map_err(|_| {
+                GatewayError::BadRequest("The single logout message is not valid base64.")
+            })?;
+            (params, xml, false)
+        };
+        let is_request = crate::auth::form_get(&params, "SAMLRequest").is_some();
+        if !is_request {
+            slo::parse_logout_response(&xml, &md.trust, binding_verified, &md.entity_id, &slo_url)
+                .map_err(bad)?;
+            return crate::respond::redirect("/.auth/logout/done", []);
+        }
+        let lr = slo::parse_logout_request(
+            &xml,
+            &md.trust,
+            binding_verified,
+            &md.entity_id,
+            &slo_url,
+            now,
+        )
+        .map_err(bad)?;
+        let store_down = |e| {
+            tracing::error!(error = %e, "session store failed during SAML single logout");
+            GatewayError::StoreUnavailable
+        };
+        let mut ended = 0u64;
+        if lr.session_indexes.is_empty() {
+            if let Some(user) = crate::session::model::user_id_for(self.conn, &lr.name_id, None) {
+                ended = ended.saturating_add(
+                    self.sessions
+                        .revoke_user(&self.conn.name, &user)
+                        .await
+                        .map_err(store_down)?,
+                );
+            }
+        }
+        for index in &lr.session_indexes {
+            ended = ended.saturating_add(
+                self.sessions
+                    .revoke_sid(&self.conn.name, index)
+                    .await
+                    .map_err(store_down)?,
+            );
+        }
+        tracing::info!(connection = %self.conn.name, sessions = ended, "SAML single logout");
+        let Some(idp_slo) = md.slo_url.as_deref() else {
+            return Ok(crate::respond::html(
+                StatusCode::OK,
+                req.pages.error(
+                    200,
+                    "You are signed out",
+                    "You have been signed out of this application.",
+                    None,
+                ),
+            ));
+        };
+        let answer = slo::logout_response(
+            &binding::new_request_id(),
+            now,
+            idp_slo,
+            &lr.id,
+            &self.entity_id(origin),
+        );
+        let relay = crate::auth::form_get(&params, "RelayState");
+        let url = binding::redirect_url(idp_slo, "SAMLResponse", &answer, relay, p.signer.as_ref())
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot build the SAML LogoutResponse");
+                GatewayError::Internal
+            })?;
+        crate::respond::redirect(&url, [])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pem_certificate_der;
+    use crate::config::ConnectionKind;
+
+    fn config(connections: &str) -> Result<crate::config::Settings, crate::config::ConfigErrors> {
+        crate::config::load_str(&format!(
+            r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+{connections}
+[[route]]
+name = "apps"
+hosts = ["apps.contoso.com"]
+upstream = "http://127.0.0.1:9000"
+"#
+        ))
+    }
+
+    const SAML: &str = r#"
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_metadata_url = "https://adfs.fabrikam.com/FederationMetadata/2007-06/FederationMetadata.xml"
+home_realm_domains = ["fabrikam.com"]
+
+[[connection]]
+name = "northwind"
+type = "wsfed"
+metadata_url = "https://adfs.northwind.com/FederationMetadata/2007-06/FederationMetadata.xml"
+realm = "urn:realmgate:apps"
+"#;
+
+    #[test]
+    fn saml_and_wsfed_connections_are_kinds_and_check_prints_what_to_register() {
+        let settings = config(SAML).expect("a SAML and a WS-Fed connection are served");
+        let kinds: Vec<_> = settings.connections.iter().map(|c| &c.kind).collect();
+        assert!(matches!(kinds[0], ConnectionKind::Saml(_)));
+        assert!(matches!(kinds[1], ConnectionKind::WsFed(_)));
+        assert!(settings.connections.iter().all(|c| !c.is_oidc()));
+        let summary = crate::config::summary(&settings);
+        assert!(
+            summary.contains("https://apps.contoso.com/.auth/saml/fabrikam")
+                && summary.contains("https://apps.contoso.com/.auth/login/fabrikam/callback")
+                && summary.contains("urn:realmgate:apps")
+                && summary.contains("https://apps.contoso.com/.auth/login/northwind/callback"),
+            "{summary}"
+        );
+        assert!(!summary.contains("openid-configuration"), "{summary}");
+    }
+
+    #[test]
+    fn the_idps_session_bound_ends_the_session_and_idp_initiated_is_refused_plainly() {
+        use crate::connection::VerifiedIdentity;
+        use crate::session::model::{Session, SessionTerms};
+        let settings = config(SAML).expect("valid");
+        let conn = &settings.connections[0];
+        let terms = || SessionTerms {
+            created_at: 1_000,
+            expires_at: 9_000,
+            keep_access_token: false,
+            keep_refresh_token: false,
+        };
+        let identity = |ends_by| {
+            VerifiedIdentity::builder(conn, "u-123", None, "https://idp/")
+                .expect("subject")
+                .ends_by(ends_by)
+                .build()
+        };
+        assert_eq!(
+            Session::new(identity(Some(5_000)), terms()).expires_at,
+            5_000
+        );
+        assert_eq!(
+            Session::new(identity(Some(20_000)), terms()).expires_at,
+            9_000
+        );
+        assert_eq!(Session::new(identity(None), terms()).expires_at, 9_000);
+        assert_eq!(
+            Session::new(identity(None), terms()).user_id,
+            "fabrikam:u-123"
+        );
+
+        let problems = config(&SAML.replace(
+            "home_realm_domains = [\"fabrikam.com\"]",
+            "home_realm_domains = [\"fabrikam.com\"]\nallow_idp_initiated = true",
+        ))
+        .expect_err("IdP-initiated is not served")
+        .to_string();
+        assert!(problems.contains("allow_idp_initiated"), "{problems}");
+    }
+
+    #[test]
+    fn a_saml_connection_needs_no_client_id_and_refuses_oidc_keys() {
+        let problems = config(&format!("{SAML}client_id = \"x\"\n"))
+            .expect_err("client_id on a WS-Fed connection")
+            .to_string();
+        assert!(problems.contains("client_id"), "{problems}");
+    }
+
+    #[test]
+    fn pem_certificate_is_read_and_garbage_is_not() {
+        let pem = "junk\n-----BEGIN CERTIFICATE-----\nAQID\nBA==\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_certificate_der(pem), Some(vec![1, 2, 3, 4]));
+        assert_eq!(
+            pem_certificate_der("-----BEGIN CERTIFICATE-----\n!!\n"),
+            None
+        );
+        assert_eq!(pem_certificate_der("nothing"), None);
+    }
+}
