@@ -230,8 +230,11 @@ async fn check_credential(
     }
     let scope = match &cfg.kind {
         ConnectionKind::Entra(e) => Some(crate::connection::entra::graph_scope(&e.graph_endpoint)),
-        // Not OpenID Connect: `test-connection` checks an LDAP connection elsewhere.
-        ConnectionKind::Oidc(_) | ConnectionKind::Ldap(_) => None,
+        // Not OpenID Connect: `test-connection` checks the other kinds elsewhere.
+        ConnectionKind::Oidc(_)
+        | ConnectionKind::Ldap(_)
+        | ConnectionKind::Saml(_)
+        | ConnectionKind::WsFed(_) => None,
     };
     let mut params = vec![("grant_type", "client_credentials")];
     if let Some(scope) = &scope {
