@@ -47,6 +47,7 @@ fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
         name: Some("Alice".into()),
         preferred_username: Some(email.into()),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        roles: Vec::new(),
         claims: None,
         id_token: None,
         access_token: None,

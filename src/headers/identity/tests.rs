@@ -72,6 +72,7 @@ fn user() -> Session {
         name: Some("Alice Müller".into()),
         preferred_username: Some("alice@contoso.com".into()),
         groups: vec![G_HR.into(), G_POLICY.into(), G_OTHER.into()],
+        roles: Vec::new(),
         claims: Some(
             json!({"employeeid": "E-42", "roles": ["Reader", "Writer"], "level": 7, "manager": true})
                 .as_object()
