@@ -7,6 +7,7 @@ mod browser;
 mod demo_command;
 mod deploy;
 mod entra;
+mod entra_production;
 mod forward_auth;
 mod hostile;
 mod id_token;
