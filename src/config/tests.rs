@@ -1027,10 +1027,16 @@ fn an_optional_route_with_an_allow_table_is_refused() {
 
 #[test]
 fn allow_claims_needs_a_connection_that_keeps_claims() {
-    let text = format!("{}[route.allow]\nclaims = {{ department = [\"HR\"] }}\n", minimal());
+    let text = format!(
+        "{}[route.allow]\nclaims = {{ department = [\"HR\"] }}\n",
+        minimal()
+    );
     let p = problems(&text);
     let e = p.iter().find(|p| p.key == "route[0].allow.claims");
-    assert!(e.is_some_and(|e| e.expected.contains("extended_profile")), "{p:?}");
+    assert!(
+        e.is_some_and(|e| e.expected.contains("extended_profile")),
+        "{p:?}"
+    );
     let kept = text.replace(
         "client_secret = \"s3cret\"",
         "client_secret = \"s3cret\"\nextended_profile = true",

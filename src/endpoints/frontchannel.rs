@@ -75,7 +75,9 @@ pub(crate) async fn logout(
                 }
             }
             if found.is_empty() {
-                tracing::info!("front-channel logout: no connection has that issuer; nothing ended");
+                tracing::info!(
+                    "front-channel logout: no connection has that issuer; nothing ended"
+                );
             }
             found
         }
@@ -111,7 +113,10 @@ pub(crate) async fn logout(
 
 /// The kinds with OpenID Connect sessions ids (`sid`).
 fn speaks_oidc(conn: &ConnectionSettings) -> bool {
-    matches!(conn.kind, ConnectionKind::Entra(_) | ConnectionKind::Oidc(_))
+    matches!(
+        conn.kind,
+        ConnectionKind::Entra(_) | ConnectionKind::Oidc(_)
+    )
 }
 
 /// Whether `conn`'s provider issues tokens as `iss` (its discovered

@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::auth::Ctx;
 use crate::config::{ConnectionSettings, HeaderProfile, RouteSettings};
 use crate::headers::identity::{easy_auth_idp, principal_claims};
-use crate::session::model::Session;
 use crate::respond::{json, Body, GatewayError};
+use crate::session::model::Session;
 
 /// The signed-in user as JSON; 401 JSON when not signed in.
 pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {

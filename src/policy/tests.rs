@@ -656,13 +656,19 @@ fn allow_claims_match_kept_claims_exactly() {
 
 #[test]
 fn explain_shows_roles_and_claims_rules() {
-    let s = with_claims(r#"roles = ["HR.Admin"]
-claims = { department = ["HR"] }"#);
+    let s = with_claims(
+        r#"roles = ["HR.Admin"]
+claims = { department = ["HR"] }"#,
+    );
     let u = with_roles(contoso("a@contoso.com", &[]), &["Reader"]);
     let clauses = evaluate(&s.routes[0], s.connection("contoso").map(|c| &**c), &u);
     let roles = clauses.iter().find(|c| c.rule == "allow.roles").unwrap();
     assert_eq!(roles.failed, Some(DenyReason::Roles));
     assert!(roles.detail.contains("1 app role(s)"), "{}", roles.detail);
     let claims = clauses.iter().find(|c| c.rule == "allow.claims").unwrap();
-    assert!(claims.detail.contains("keeps no claim \"department\""), "{}", claims.detail);
+    assert!(
+        claims.detail.contains("keeps no claim \"department\""),
+        "{}",
+        claims.detail
+    );
 }

@@ -19,7 +19,9 @@
 
 import { parseArgs } from 'node:util';
 
-import { die, launch, watchdog } from './lib/browser.mjs';
+import { chromium } from 'playwright-core';
+
+import { CHROMIUM, die, watchdog } from './lib/browser.mjs';
 
 const SCRIPT = 'frontchannel-frame.mjs';
 
@@ -39,7 +41,32 @@ if (!args.parent || !args.frame) die(SCRIPT, '--parent and --frame are required'
 const timeoutMs = Number(args['timeout-ms']);
 watchdog(SCRIPT, timeoutMs);
 
-const browser = await launch(SCRIPT, timeoutMs);
+// As lib/browser.mjs launches it, plus one switch: the framing page is served by
+// interception, which Chromium counts as a public address, and its Local Network
+// Access check would then refuse every frame of 127.0.0.1 (the real IdP is public
+// and the gateway is not local to it either, so the check is not what is tested).
+let browser;
+try {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: timeoutMs,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-dev-shm-usage',
+      '--disable-features=LocalNetworkAccessChecks',
+    ],
+  });
+} catch (err) {
+  die(SCRIPT, `cannot start ${CHROMIUM}: ${err.message.split('\n')[0]}`);
+}
 try {
   const page = await browser.newPage();
   page.setDefaultTimeout(timeoutMs / 2);
@@ -50,9 +77,12 @@ try {
   await page.route(parentUrl, (route) =>
     route.fulfill({ status: 200, contentType: 'text/html', body: html }),
   );
-  const framed = page.waitForResponse((r) => r.url() === args.frame, { timeout: timeoutMs / 2 });
+  const framed = page
+    .waitForResponse((r) => r.url() === args.frame, { timeout: timeoutMs / 2 })
+    .catch((err) => err);
   await page.goto(parentUrl, { waitUntil: 'load' });
   const resp = await framed;
+  if (resp instanceof Error) die(SCRIPT, `the framed URL was not fetched: ${resp.message.split('\n')[0]}`);
   if (resp.status() < 200 || resp.status() > 299) {
     die(SCRIPT, `the framed URL answered ${resp.status()}`);
   }

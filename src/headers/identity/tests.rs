@@ -989,7 +989,11 @@ fn app_roles_go_to_forwarded_roles_and_oidc_claim_roles_without_extended_profile
     let m = run_with(&settings("headers = \"oidc_claim\"", ""), u, None);
     assert_eq!(m["oidc_claim_roles"], "HR.Admin,Reader");
     // No roles: no header at all.
-    let m = run_with(&settings("headers = \"forwarded\"", ""), with_roles(&[]), None);
+    let m = run_with(
+        &settings("headers = \"forwarded\"", ""),
+        with_roles(&[]),
+        None,
+    );
     assert!(!m.contains_key("x-forwarded-roles"));
 }
 
@@ -999,7 +1003,8 @@ fn the_principal_carries_the_sessions_roles_once() {
     // Claims also holding roles (extended_profile): not sent twice.
     u.claims = Some(json!({"roles": ["HR.Admin"]}).as_object().unwrap().clone());
     let m = run_with(&settings("headers = \"easyauth\"", ""), u, None);
-    let v: Value = serde_json::from_slice(&STANDARD.decode(&m["x-ms-client-principal"]).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_slice(&STANDARD.decode(&m["x-ms-client-principal"]).unwrap()).unwrap();
     let roles: Vec<&str> = v["claims"]
         .as_array()
         .unwrap()
