@@ -1048,3 +1048,15 @@ fn allow_claims_needs_a_connection_that_keeps_claims() {
     let p = problems(&kept.replace("[\"HR\"]", "[]"));
     assert!(has(&p, "route[0].allow.claims.department"), "{p:?}");
 }
+
+#[test]
+fn check_prints_the_front_channel_logout_url_of_each_openid_connection() {
+    let s = load_str(&minimal()).expect("valid");
+    let text = summary(&s);
+    assert!(
+        text.contains(
+            "front-channel logout URL to register: https://hr.contoso.com/.auth/logout/frontchannel/contoso"
+        ),
+        "{text}"
+    );
+}
