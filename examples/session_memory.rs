@@ -74,6 +74,7 @@ async fn run(count: usize, tokens: &str) {
             groups: (0..GROUPS_PER_USER)
                 .map(|_| pool[rng.below(GROUP_POOL)].clone())
                 .collect(),
+            roles: Vec::new(),
             claims: None,
             id_token: (tokens == "all").then(|| id_token.clone()),
             access_token: (tokens == "all").then(|| access.clone()),

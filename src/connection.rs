@@ -310,6 +310,7 @@ pub struct VerifiedIdentity {
     name: Option<String>,
     preferred_username: Option<String>,
     groups: Vec<String>,
+    roles: Vec<String>,
     claims: Option<Map<String, Value>>,
     tokens: IdpTokens,
     /// The provider's bound on the session (SAML `SessionNotOnOrAfter`),
@@ -341,6 +342,7 @@ pub(crate) struct IdentityParts {
     pub name: Option<String>,
     pub preferred_username: Option<String>,
     pub groups: Vec<String>,
+    pub roles: Vec<String>,
     pub claims: Option<Map<String, Value>>,
     pub tokens: IdpTokens,
     pub ends_by: Option<u64>,
@@ -371,6 +373,7 @@ impl VerifiedIdentity {
                 name: None,
                 preferred_username: None,
                 groups: Vec::new(),
+                roles: Vec::new(),
                 claims: None,
                 tokens: IdpTokens::default(),
                 ends_by: None,
@@ -399,6 +402,7 @@ impl VerifiedIdentity {
             name: self.name,
             preferred_username: self.preferred_username,
             groups: self.groups,
+            roles: self.roles,
             claims: self.claims,
             tokens: self.tokens,
             ends_by: self.ends_by,
@@ -436,6 +440,11 @@ impl IdentityBuilder {
     }
     pub fn groups(mut self, groups: Vec<String>) -> Self {
         self.inner.groups = groups;
+        self
+    }
+    /// App roles (the `roles` claim, SPEC 5.10).
+    pub fn roles(mut self, roles: Vec<String>) -> Self {
+        self.inner.roles = roles;
         self
     }
     pub fn claims(mut self, claims: Option<Map<String, Value>>) -> Self {
@@ -563,8 +572,24 @@ pub(crate) fn described_identity(
         .name(s("name"))
         .preferred_username(s("preferred_username").map(str::to_string))
         .groups(groups)
+        .roles(roles_claim(claims))
+        .claims(conn.extended_profile.then(|| claims.clone()))
         .build(),
     )
+}
+
+/// The `roles` claim (app roles, SPEC 5.10): an array of strings (other
+/// entries ignored), or one string; anything else is no roles.
+pub(crate) fn roles_claim(claims: &Map<String, Value>) -> Vec<String> {
+    match claims.get("roles") {
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    }
 }
 
 /// A user about to sign in with `email` at `conn` (`realmgate explain
@@ -582,6 +607,7 @@ pub(crate) fn described_by_email(conn: &ConnectionSettings, email: &str) -> Veri
         name: None,
         preferred_username: Some(email.to_string()),
         groups: Vec::new(),
+        roles: Vec::new(),
         claims: None,
         tokens: IdpTokens::default(),
         ends_by: None,

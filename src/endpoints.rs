@@ -3,11 +3,13 @@
 //! [`serve`] routes them: sign-in and its callback (`auth::signin`, for now
 //! beside the rest of `auth`), `me`, `verify` (forward authentication, which
 //! runs the pipeline's own `authenticate` and `authorize` phases), `keys`,
-//! `logout` (and `logout/done`), `refresh` (`auth::refresh`) and the OIDC
+//! `logout` (and `logout/done`, and the front-channel `logout/frontchannel`),
+//! `refresh` (`auth::refresh`) and the OIDC
 //! `backchannel` logout. Every answer is `Cache-Control: no-store`; every
 //! error goes through `respond`.
 
 pub(crate) mod backchannel;
+pub mod frontchannel;
 pub(crate) mod keys;
 pub(crate) mod logout;
 pub(crate) mod me;
@@ -71,6 +73,13 @@ pub async fn serve(
         (&Method::GET | &Method::HEAD, "/keys") => Ok(keys::keys(state)),
         (&Method::GET | &Method::POST, "/logout") => logout::logout(&ctx, &parts).await,
         (&Method::GET | &Method::HEAD, "/logout/done") => Ok(logout::signed_out(&ctx)),
+        (&Method::GET | &Method::HEAD, "/logout/frontchannel") => {
+            frontchannel::logout(&ctx, &parts, None).await
+        }
+        (&Method::GET | &Method::HEAD, rest) if rest.starts_with("/logout/frontchannel/") => {
+            let name = rest.strip_prefix("/logout/frontchannel/").unwrap_or("");
+            frontchannel::logout(&ctx, &parts, Some(name)).await
+        }
         (&Method::GET | &Method::HEAD, "/refresh") => {
             crate::auth::refresh::endpoint(&ctx, &parts).await
         }

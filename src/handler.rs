@@ -33,7 +33,7 @@ use http::header::HeaderValue;
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::config::RouteSettings;
+use crate::config::{RouteAuth, RouteSettings};
 pub use crate::gateway::{Gateway, GatewayRef, Shared};
 use crate::headers::forwarding::{self, X_REQUEST_ID};
 pub use crate::peer::ConnInfo;
@@ -176,32 +176,47 @@ async fn pipeline<'g>(
     let (identity, tunnel) = if target.is_public(&route.public) {
         (None, None)
     } else {
-        // 3. Authenticate.
-        let authenticated =
-            authenticate::authenticate(&gw.auth, route, &parts.headers, session_id).await?;
-        let connection = authenticated.connection;
-        // A tunnel outlives this request: it ends with the session that
-        // authorized it. A bearer token has none: a cookie the request may
-        // carry besides the token is not what authorized it (the tunnel
-        // ends when the token expires, `tunnel_until`).
-        let tunnel_session = match upgrade {
-            Some(_) => authenticated.user.session_id().cloned(),
-            None => None,
-        };
-        // 4. Authorize.
-        let permit = authorize::authorize(route, &connection, authenticated.user)?;
-        // 5. Inject.
-        let injected = inject::inject(&gw.auth, route, &mut parts, conn, &permit, &connection);
-        // Only the access log reads it; the clone changes the session's shared
-        // count, so it is taken only when that log is on.
-        if tracing::enabled!(target: "access", tracing::Level::INFO) {
-            rec.user = Some(permit.user_arc().clone());
+        // 3. Authenticate. On an `auth = "optional"` route (SPEC 5.10) no
+        // session (none, unknown, expired) is an anonymous request; a
+        // refused bearer token is still refused.
+        let optional = route.auth == RouteAuth::Optional;
+        match authenticate::authenticate(&gw.auth, route, &parts.headers, session_id).await {
+            Err(GatewayError::NotSignedIn) if optional => (None, None),
+            Err(e) => return Err(e),
+            Ok(authenticated) => {
+                let connection = authenticated.connection;
+                // A tunnel outlives this request: it ends with the session that
+                // authorized it. A bearer token has none: a cookie the request may
+                // carry besides the token is not what authorized it (the tunnel
+                // ends when the token expires, `tunnel_until`).
+                let tunnel_session = match upgrade {
+                    Some(_) => authenticated.user.session_id().cloned(),
+                    None => None,
+                };
+                // 4. Authorize. An optional route has no `allow` (`check`
+                // refuses one): only its `connections` can deny, and a user
+                // of another connection is anonymous there, as without a session.
+                match authorize::authorize(route, &connection, authenticated.user) {
+                    Err(GatewayError::Denied(_)) if optional => (None, None),
+                    Err(e) => return Err(e),
+                    Ok(permit) => {
+                        // 5. Inject.
+                        let injected =
+                            inject::inject(&gw.auth, route, &mut parts, conn, &permit, &connection);
+                        // Only the access log reads it; the clone changes the session's shared
+                        // count, so it is taken only when that log is on.
+                        if tracing::enabled!(target: "access", tracing::Level::INFO) {
+                            rec.user = Some(permit.user_arc().clone());
+                        }
+                        let tunnel = forward::Tunnel {
+                            until: forward::tunnel_deadline(permit.user().expires_at),
+                            session: tunnel_session,
+                        };
+                        (Some(injected), Some(tunnel))
+                    }
+                }
+            }
         }
-        let tunnel = forward::Tunnel {
-            until: forward::tunnel_deadline(permit.user().expires_at),
-            session: tunnel_session,
-        };
-        (Some(injected), Some(tunnel))
     };
 
     // 6. Forward.

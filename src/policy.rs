@@ -78,6 +78,10 @@ pub enum DenyReason {
     EmailOwner,
     /// The user's tenant is not in `allow.tenants`.
     Tenant,
+    /// None of the user's app roles is in `allow.roles`.
+    Roles,
+    /// A claim named in `allow.claims` has none of the allowed values.
+    Claims,
 }
 
 impl DenyReason {
@@ -91,6 +95,8 @@ impl DenyReason {
             DenyReason::User => "Your account is not on the list of users of this application.",
             DenyReason::EmailOwner => "Your email address belongs to an organization whose own sign-in must confirm it, and you signed in with another account. Sign out and sign in with your organization's account.",
             DenyReason::Tenant => "Your organization (tenant) may not use this application.",
+            DenyReason::Roles => "Your account has no application role that may use this application. Ask your administrator to assign you one.",
+            DenyReason::Claims => "Your account's profile does not allow you to use this application.",
         }
     }
 
@@ -104,6 +110,8 @@ impl DenyReason {
             DenyReason::User => "user",
             DenyReason::EmailOwner => "email_owner",
             DenyReason::Tenant => "tenant",
+            DenyReason::Roles => "roles",
+            DenyReason::Claims => "claims",
         }
     }
 }
@@ -165,6 +173,18 @@ enum Detail<'a> {
     },
     Tenants {
         tenant: Option<String>,
+        allowed: &'a [String],
+    },
+    Roles {
+        matched: Option<&'a str>,
+        count: usize,
+        allowed: &'a [String],
+    },
+    Claim {
+        name: &'a str,
+        matched: Option<&'a str>,
+        /// The user has the claim at all (kept with `extended_profile`).
+        present: bool,
         allowed: &'a [String],
     },
 }
@@ -230,6 +250,39 @@ impl fmt::Display for Detail<'_> {
             Detail::Users { count, .. } => {
                 write!(f, "neither the user id nor the verified email is among {count} listed user(s)")
             }
+            Detail::Roles {
+                matched: Some(r),
+                allowed,
+                ..
+            } => write!(f, "has app role {r:?}, one of [{}]", allowed.join(", ")),
+            Detail::Roles {
+                matched: None,
+                count,
+                allowed,
+            } => write!(
+                f,
+                "none of the user's {count} app role(s) is one of [{}]",
+                allowed.join(", ")
+            ),
+            Detail::Claim {
+                name,
+                matched: Some(v),
+                allowed,
+                ..
+            } => write!(f, "claim {name:?} is {v:?}, one of [{}]", allowed.join(", ")),
+            Detail::Claim {
+                name,
+                present: false,
+                ..
+            } => write!(
+                f,
+                "the session keeps no claim {name:?} (claims are kept with extended_profile)"
+            ),
+            Detail::Claim { name, allowed, .. } => write!(
+                f,
+                "claim {name:?} has none of the values [{}]",
+                allowed.join(", ")
+            ),
             Detail::Tenants { tenant, allowed } => write!(
                 f,
                 "tenant {}; allowed [{}]",
@@ -277,6 +330,44 @@ fn check<'a, B>(
                 matched: matched.map(String::as_str),
                 count: user.groups.len(),
                 allowed: &allow.groups,
+            },
+        })?;
+    }
+    if !allow.roles.is_empty() {
+        // Scoped like groups (SPEC 6.1), compared as sent: exact, case-sensitive.
+        let matched = user.roles.iter().find(|role| {
+            allow
+                .role_rules
+                .iter()
+                .any(|r| entry_matches(r, &user.connection, role, None))
+        });
+        visit(Check {
+            rule: "allow.roles",
+            failed: matched.is_none().then_some(DenyReason::Roles),
+            detail: Detail::Roles {
+                matched: matched.map(String::as_str),
+                count: user.roles.len(),
+                allowed: &allow.roles,
+            },
+        })?;
+    }
+    for rule in &allow.claims {
+        let value = user.claims.as_ref().and_then(|c| c.get(&rule.name));
+        let matched = value.and_then(|v| {
+            claim_strings(v).find(|val| {
+                rule.rules
+                    .iter()
+                    .any(|r| entry_matches(r, &user.connection, val, None))
+            })
+        });
+        visit(Check {
+            rule: "allow.claims",
+            failed: matched.is_none().then_some(DenyReason::Claims),
+            detail: Detail::Claim {
+                name: &rule.name,
+                matched,
+                present: value.is_some(),
+                allowed: &rule.values,
             },
         })?;
     }
@@ -355,6 +446,18 @@ fn check<'a, B>(
         })?;
     }
     ControlFlow::Continue(())
+}
+
+/// The string values of a claim: the string itself, or the strings of an
+/// array (other JSON values match nothing: `allow.claims` compares text,
+/// exactly).
+fn claim_strings(v: &serde_json::Value) -> impl Iterator<Item = &str> {
+    let (one, many) = match v {
+        serde_json::Value::String(s) => (Some(s.as_str()), None),
+        serde_json::Value::Array(a) => (None, Some(a.iter().filter_map(serde_json::Value::as_str))),
+        _ => (None, None),
+    };
+    one.into_iter().chain(many.into_iter().flatten())
 }
 
 /// Whether the policy entry `rule` matches `value`, a value (group id, and

@@ -291,6 +291,7 @@ async fn updated_session(
         s.email_trust = crate::connection::oidc::email_trust_of(conn, token);
         s.name = token.name().map(str::to_string);
         s.preferred_username = token.preferred_username().map(str::to_string);
+        s.roles = crate::connection::roles_claim(token.claims());
         s.claims = if conn.extended_profile {
             Some(
                 provider

@@ -171,6 +171,10 @@ pub struct RawAllow {
     pub email_domains: Option<Vec<String>>,
     pub users: Option<Vec<String>>,
     pub tenants: Option<Vec<String>>,
+    /// App roles (the `roles` claim), SPEC 5.10.
+    pub roles: Option<Vec<String>>,
+    /// Claim name -> allowed values (claims kept with `extended_profile`).
+    pub claims: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -193,6 +197,8 @@ pub struct RawRoute {
     pub upstream_client: Option<String>,
     pub connect_timeout: Option<String>,
     pub request_timeout: Option<String>,
+    /// `"required"` (default) or `"optional"` (SPEC 5.10).
+    pub auth: Option<String>,
     pub allow: Option<RawAllow>,
 }
 

@@ -334,6 +334,17 @@ pub enum HeaderProfile {
     None,
 }
 
+/// Whether a route needs a signed-in user (`auth`, SPEC 5.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteAuth {
+    /// Every request not on a public path needs a session (or token).
+    #[default]
+    Required,
+    /// Anonymous requests are forwarded without identity headers; signed-in
+    /// ones with them. An invalid bearer token is still refused.
+    Optional,
+}
+
 /// Which client sends a route's requests upstream (`upstream_client`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamClient {
@@ -360,6 +371,14 @@ pub struct AllowSettings {
     pub user_ids: Vec<ScopedValue>,
     /// Tenant ids.
     pub tenants: Vec<String>,
+    /// Any of these app roles (the `roles` claim), as written; the policy
+    /// matches `role_rules` (SPEC 5.10).
+    pub roles: Vec<String>,
+    /// `roles`, scoped to connections (SPEC 6.1), in the same order.
+    pub role_rules: Vec<ScopedValue>,
+    /// `allow.claims`: claim name -> any of these values (as written, and
+    /// scoped), every named claim must match. Sorted by claim name.
+    pub claims: Vec<ClaimRule>,
     /// Every connection's home realm domains -> that connection (SPEC 6.1:
     /// an email of an owned domain counts only from its owner). Filled only
     /// when `email_domains` or `users` is set.
@@ -373,7 +392,21 @@ impl AllowSettings {
             && self.users.is_empty()
             && self.user_ids.is_empty()
             && self.tenants.is_empty()
+            && self.roles.is_empty()
+            && self.claims.is_empty()
     }
+}
+
+/// One `allow.claims` entry: the session's claim `name` (kept with
+/// `extended_profile`) must hold one of `values` (a string, or an array of
+/// strings one of which matches; exact, case-sensitive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRule {
+    pub name: String,
+    /// As written (for `check` and `explain`).
+    pub values: Vec<String>,
+    /// `values`, scoped to connections (SPEC 6.1).
+    pub rules: Vec<ScopedValue>,
 }
 
 /// One entry of a value list of `[route.allow]` (`groups`; later `roles`,
@@ -430,5 +463,7 @@ pub struct RouteSettings {
     pub connect_timeout: Duration,
     /// Time to the upstream's response headers.
     pub request_timeout: Duration,
+    /// `auth`: `required` (the default) or `optional`.
+    pub auth: RouteAuth,
     pub allow: AllowSettings,
 }

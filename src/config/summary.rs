@@ -392,8 +392,22 @@ pub fn summary(settings: &Settings) -> String {
         if mine.is_empty() {
             let _ = writeln!(s, "      (none: no route allows this connection)");
         }
-        for (_, url) in mine {
+        for (_, url) in &mine {
             let _ = writeln!(s, "      {url}");
+        }
+        // OpenID kinds: the per-connection front-channel logout URL (SPEC
+        // 5.10; one per app registration, on the first redirect URI's host).
+        if matches!(c.kind, ConnectionKind::Entra(_) | ConnectionKind::Oidc(_)) {
+            if let Some(base) = mine
+                .first()
+                .and_then(|(_, url)| url.strip_suffix(c.callback_path().as_str()))
+            {
+                let _ = writeln!(
+                    s,
+                    "    front-channel logout URL to register: {base}{}",
+                    crate::endpoints::frontchannel::path_for(&c.name)
+                );
+            }
         }
     }
     s

@@ -1179,3 +1179,63 @@ fn a_secret_of_the_wrong_type_is_never_echoed() {
     assert!(!all.contains(LEAK), "{all}");
     assert!(!all.contains("Hunter2InAList"), "{all}");
 }
+
+#[test]
+fn route_auth_is_required_by_default_and_may_be_optional() {
+    let s = load_str(&minimal()).expect("valid");
+    assert_eq!(s.routes[0].auth, RouteAuth::Required);
+    let s = load_str(&format!("{}auth = \"optional\"\n", minimal())).expect("valid");
+    assert_eq!(s.routes[0].auth, RouteAuth::Optional);
+    let p = problems(&format!("{}auth = \"maybe\"\n", minimal()));
+    assert!(has(&p, "route[0].auth"), "{p:?}");
+}
+
+#[test]
+fn an_optional_route_with_an_allow_table_is_refused() {
+    for allow in [
+        "groups = [\"g\"]",
+        "roles = [\"HR.Admin\"]",
+        "email_domains = [\"contoso.com\"]",
+    ] {
+        let text = format!("{}auth = \"optional\"\n[route.allow]\n{allow}\n", minimal());
+        let p = problems(&text);
+        let e = p.iter().find(|p| p.key == "route[0].allow");
+        assert!(e.is_some_and(|e| e.problem.contains("optional")), "{p:?}");
+    }
+}
+
+#[test]
+fn allow_claims_needs_a_connection_that_keeps_claims() {
+    let text = format!(
+        "{}[route.allow]\nclaims = {{ department = [\"HR\"] }}\n",
+        minimal()
+    );
+    let p = problems(&text);
+    let e = p.iter().find(|p| p.key == "route[0].allow.claims");
+    assert!(
+        e.is_some_and(|e| e.expected.contains("extended_profile")),
+        "{p:?}"
+    );
+    let kept = text.replace(
+        "client_secret = \"s3cret\"",
+        "client_secret = \"s3cret\"\nextended_profile = true",
+    );
+    let s = load_str(&kept).expect("valid");
+    assert_eq!(s.routes[0].allow.claims[0].name, "department");
+    assert_eq!(s.routes[0].allow.claims[0].values, ["HR"]);
+    // An empty value list is a mistake, not "any value".
+    let p = problems(&kept.replace("[\"HR\"]", "[]"));
+    assert!(has(&p, "route[0].allow.claims.department"), "{p:?}");
+}
+
+#[test]
+fn check_prints_the_front_channel_logout_url_of_each_openid_connection() {
+    let s = load_str(&minimal()).expect("valid");
+    let text = summary(&s);
+    assert!(
+        text.contains(
+            "front-channel logout URL to register: https://hr.contoso.com/.auth/logout/frontchannel/contoso"
+        ),
+        "{text}"
+    );
+}

@@ -1355,6 +1355,8 @@ fn routes(
         };
         let headers_extra = headers_extra(cx, &at, raw.headers_extra.clone().unwrap_or_default());
         let allow = allow(cx, &at, raw.allow.unwrap_or_default(), connections);
+        let auth = route_auth(cx, &at, raw.auth.as_deref(), &allow);
+        claims_kept(cx, &at, &allow, &route_connections, connections);
         let connect_timeout =
             cx.duration(&at("connect_timeout"), raw.connect_timeout.as_deref(), "5s");
         let request_timeout = cx.duration(
@@ -1381,6 +1383,7 @@ fn routes(
             upstream_client,
             connect_timeout,
             request_timeout,
+            auth,
             allow,
         }));
     }
@@ -1485,6 +1488,25 @@ fn allow(
             );
         }
     }
+    let roles = raw.roles.unwrap_or_default();
+    let role_rules = roles.iter().map(|r| value_entry(r, connections)).collect();
+    let mut claims = Vec::new();
+    for (name, values) in raw.claims.unwrap_or_default() {
+        if name.is_empty() || name.chars().any(char::is_control) || values.is_empty() {
+            cx.bad(
+                at(&format!("allow.claims.{name}")),
+                "needs a claim name and at least one value",
+                "claims = { department = [\"HR\"] }",
+            );
+            continue;
+        }
+        let rules = values.iter().map(|v| value_entry(v, connections)).collect();
+        claims.push(ClaimRule {
+            name,
+            values,
+            rules,
+        });
+    }
     let groups = raw.groups.unwrap_or_default();
     let group_rules = groups.iter().map(|g| group_entry(g, connections)).collect();
     let domain_owners = if email_domains.is_empty() && users.is_empty() {
@@ -1506,7 +1528,92 @@ fn allow(
         users,
         user_ids,
         tenants,
+        roles,
+        role_rules,
+        claims,
         domain_owners,
+    }
+}
+
+/// `auth = "required" | "optional"` (SPEC 5.10). An optional route lets
+/// anonymous users through, so a policy there would only ever judge the
+/// users who happen to be signed in: refused.
+fn route_auth(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    raw: Option<&str>,
+    allow: &AllowSettings,
+) -> RouteAuth {
+    match raw.unwrap_or("required") {
+        "required" => RouteAuth::Required,
+        "optional" => {
+            if !allow.is_empty() {
+                cx.bad(
+                    at("allow"),
+                    "is set on a route with auth = \"optional\", where anonymous users pass anyway",
+                    "remove [route.allow], or make the protected paths a route of their own with auth = \"required\"",
+                );
+            }
+            RouteAuth::Optional
+        }
+        other => {
+            cx.bad(
+                at("auth"),
+                format!("{other:?} is not a sign-in requirement"),
+                "\"required\" (the default) or \"optional\" (anonymous users forwarded without identity headers)",
+            );
+            RouteAuth::Required
+        }
+    }
+}
+
+/// `allow.claims` matches claims kept with `extended_profile` (SPEC 5.10):
+/// a route where no allowed connection keeps them would refuse everyone.
+fn claims_kept(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    allow: &AllowSettings,
+    route_connections: &[String],
+    connections: &[Arc<ConnectionSettings>],
+) {
+    if allow.claims.is_empty() {
+        return;
+    }
+    let keeps = connections
+        .iter()
+        .any(|c| c.extended_profile && route_connections.contains(&c.name));
+    if !keeps {
+        cx.bad(
+            at("allow.claims"),
+            "matches claims kept with extended_profile, and no connection this route allows keeps them",
+            "extended_profile = true on a connection of this route, or remove allow.claims",
+        );
+    }
+}
+
+/// An `allow.roles` or `allow.claims` value scoped as SPEC 6.1 says:
+/// `<connection>:<value>` matches that connection's users only; a bare
+/// entry that is a name in some connections' `group_names` matches only
+/// their users; any other bare entry, users of every connection the route
+/// allows. Compared as the provider sent the value (roles and claim values
+/// are not group ids: no name mapping).
+fn value_entry(entry: &str, connections: &[Arc<ConnectionSettings>]) -> ScopedValue {
+    if let Some((conn, rest)) = connection_prefix(entry, connections) {
+        return ScopedValue {
+            connections: Some(vec![conn.name.clone()]),
+            value: rest.to_string(),
+            by: MatchBy::Value,
+        };
+    }
+    let naming: Vec<String> = connections
+        .iter()
+        .filter(|c| c.group_names.values().any(|n| n == entry))
+        .map(|c| c.name.clone())
+        .collect();
+    ScopedValue {
+        connections: (!naming.is_empty()).then_some(naming),
+        value: entry.to_string(),
+        by: MatchBy::Value,
     }
 }
 

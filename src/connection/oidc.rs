@@ -204,6 +204,7 @@ impl OidcSignIn<'_> {
             .name(verified.name())
             .preferred_username(verified.preferred_username().map(str::to_string))
             .groups(groups)
+            .roles(crate::connection::roles_claim(verified.claims()))
             .claims(claims)
             .tokens(IdpTokens {
                 id_token: Some(id_token),
@@ -330,6 +331,7 @@ pub(crate) fn bearer_identity(
                     .or_else(|| claim("unique_name")),
             )
             .groups(groups)
+            .roles(crate::connection::roles_claim(t.claims()))
             .claims(conn.extended_profile.then(|| t.extra_claims()))
             .tokens(IdpTokens {
                 id_token: None,

@@ -1,11 +1,16 @@
-//! `GET /.auth/me`: the signed-in user as JSON.
+//! `GET /.auth/me`: the signed-in user as JSON. On a route with
+//! `headers = "easyauth"`, in Easy Auth's shape (SPEC 5.10), so apps and
+//! single-page front ends moved from App Service keep working.
 
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::json;
 
 use crate::auth::Ctx;
+use crate::config::{ConnectionSettings, HeaderProfile, RouteSettings};
+use crate::headers::identity::{easy_auth_idp, principal_claims};
 use crate::respond::{json, Body, GatewayError};
+use crate::session::model::Session;
 
 /// The signed-in user as JSON; 401 JSON when not signed in.
 pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
@@ -20,6 +25,9 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         ));
     };
     let conn = ctx.state.connection(&s.connection);
+    if let (HeaderProfile::EasyAuth, Some(c)) = (ctx.route.headers, conn) {
+        return Ok(json(StatusCode::OK, &easy_auth(ctx.route, c, &s)));
+    }
     let mut body = json!({
         "user_id": s.user_id,
         "email": s.email,
@@ -30,6 +38,7 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         "name": s.name,
         "preferred_username": s.preferred_username,
         "groups": s.groups,
+        "roles": s.roles,
         "connection": s.connection,
         "tenant_id": s.tenant_id,
         "expires_at": s.expires_at,
@@ -45,4 +54,36 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
             .unwrap_or_else(|| json!({}));
     }
     Ok(json(StatusCode::OK, &body))
+}
+
+/// Easy Auth's `/.auth/me`: an array of one `{provider_name, user_id,
+/// user_claims: [{typ, val}], access_token, id_token, expires_on}`.
+/// `user_id` is what App Service puts there (the principal's name: the
+/// username, else the verified email, else the user id); `expires_on` an
+/// ISO 8601 UTC time. The tokens are given only where the route already
+/// passes them to the app (`pass_access_token`, `pass_id_token`): this
+/// answer is readable by any script of the origin, and the refresh token
+/// never is.
+fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> serde_json::Value {
+    let claims = principal_claims(s, conn, s.groups.iter().map(String::as_str));
+    let user_claims: Vec<serde_json::Value> = claims
+        .iter()
+        .map(|c| json!({"typ": c.typ, "val": c.val}))
+        .collect();
+    let expires_on = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(s.expires_at))
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+    let user_id = s
+        .preferred_username
+        .as_deref()
+        .or(s.verified_email())
+        .unwrap_or(&s.user_id);
+    json!([{
+        "provider_name": easy_auth_idp(conn),
+        "user_id": user_id,
+        "user_claims": user_claims,
+        "access_token": s.access_token.as_deref().filter(|_| route.pass_access_token),
+        "id_token": s.id_token.as_deref().filter(|_| route.pass_id_token),
+        "expires_on": expires_on,
+    }])
 }

@@ -10,6 +10,8 @@
 //!   (see `bearer`), and the route's policy allows the user. A public path of
 //!   the route (known only from a trusted proxy, see below) is 200 without
 //!   identity headers.
+//! - **200** `{"anonymous": true}` without identity headers on a route with
+//!   `auth = "optional"` when there is no session (SPEC 5.10).
 //! - **302** to `/.auth/login?post_login_redirect_uri=<target>` for browser
 //!   navigation (HTML `Accept`, forwarded method GET/HEAD) when the proxy says
 //!   where the user was going with `X-Forwarded-Uri` or `?rd=` (Traefik, Caddy
@@ -50,7 +52,7 @@ use serde_json::json;
 
 use crate::auth::form::{form_get, form_pairs};
 use crate::auth::Ctx;
-use crate::config::RouteSettings;
+use crate::config::{RouteAuth, RouteSettings};
 use crate::pathnorm::CanonicalTarget;
 use crate::peer::{host_of, ConnInfo};
 use crate::phase::{authenticate, authorize, inject};
@@ -118,9 +120,13 @@ pub(crate) async fn verify(
     // route decides alone; else the session, refreshed when due), with the
     // cookie read, not removed: nothing is forwarded.
     let session = ctx.state.cookies.read_for(&parts.headers, ctx.https);
+    let optional = route.auth == RouteAuth::Optional;
     let authenticated =
         match authenticate::authenticate(ctx.state, &route, &parts.headers, session).await {
             Ok(a) => a,
+            // `auth = "optional"` (SPEC 5.10): anonymous passes, without
+            // identity headers; a refused bearer token does not.
+            Err(GatewayError::NotSignedIn) if optional => return Ok(anonymous()),
             Err(GatewayError::NotSignedIn) => return not_signed_in(ctx, parts, &fwd),
             Err(e) => return Err(e),
         };
@@ -128,6 +134,9 @@ pub(crate) async fn verify(
     // 200 with the identity headers, or 403 JSON.
     let permit = match authorize::authorize(&route, &connection, authenticated.user) {
         Ok(permit) => permit,
+        // As in the pipeline: a user of a connection the optional route
+        // does not accept is anonymous there.
+        Err(GatewayError::Denied(_)) if optional => return Ok(anonymous()),
         Err(denied) => return Ok(respond::json_error(&denied)),
     };
     let headers =
@@ -135,6 +144,11 @@ pub(crate) async fn verify(
     let mut resp = json(StatusCode::OK, &json!({"user_id": permit.user().user_id}));
     resp.headers_mut().extend(headers);
     Ok(resp)
+}
+
+/// 200 without identity headers: an anonymous user of an optional route.
+fn anonymous() -> Response<Body> {
+    json(StatusCode::OK, &json!({"anonymous": true}))
 }
 
 /// The JSON answer for a forwarded request that cannot be judged.

@@ -66,6 +66,7 @@ const EXACT: &[&str] = &[
     "x-forwarded-groups",
     "x-forwarded-name",
     "x-forwarded-tenant",
+    "x-forwarded-roles",
     "x-forwarded-access-token",
     "x-forwarded-id-token",
     "remote-user",
@@ -358,6 +359,7 @@ fn render(
     };
     let groups = header_groups(user, connection, policy_groups);
     let joined = out.join_groups(&groups);
+    let roles = out.join_roles(&user.roles);
     let email = user.verified_email();
     let name = user.name.as_deref();
     let username = user.preferred_username.as_deref();
@@ -369,6 +371,7 @@ fn render(
             out.set("x-forwarded-groups", joined.as_deref());
             out.set("x-forwarded-name", name);
             out.set("x-forwarded-tenant", user.tenant_id.as_deref());
+            out.set("x-forwarded-roles", roles.as_deref());
         }
         HeaderProfile::AuthRequest => {
             out.set("x-auth-request-user", Some(&user.user_id));
@@ -377,11 +380,7 @@ fn render(
             out.set("x-auth-request-groups", joined.as_deref());
         }
         HeaderProfile::EasyAuth => {
-            let idp = if connection.is_entra() {
-                "aad"
-            } else {
-                connection.name.as_str()
-            };
+            let idp = easy_auth_idp(connection);
             out.set("x-ms-client-principal-name", username.or(email));
             out.set("x-ms-client-principal-id", Some(&user.user_id));
             out.set("x-ms-client-principal-idp", Some(idp));
@@ -410,6 +409,7 @@ fn render(
             out.set("oidc_claim_name", name);
             out.set("oidc_claim_preferred_username", username);
             out.set("oidc_claim_groups", joined.as_deref());
+            out.set("oidc_claim_roles", roles.as_deref());
         }
         HeaderProfile::None => {}
     }
@@ -475,6 +475,26 @@ impl Out<'_> {
             safe
         });
         self.writes.push((name, value));
+    }
+
+    /// Comma-joined app roles, leaving out (and reporting) roles that
+    /// would break the list or the header.
+    fn join_roles(&self, roles: &[String]) -> Option<String> {
+        let mut out = String::new();
+        for r in roles {
+            if r.contains(',') || safe_value(r).is_none() {
+                tracing::warn!(
+                    user.id = ?self.user.user_id,
+                    "an app role has a comma or control characters; left out of role headers"
+                );
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(r);
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     /// Comma-joined groups, leaving out (and reporting) names that would
@@ -567,6 +587,7 @@ fn extra_value(user: &Session, source: &str, groups: Option<&str>) -> Option<Str
         "tenant_id" | "tid" => s(user.tenant_id.as_deref()),
         "connection" => Some(user.connection.clone()),
         "groups" => s(groups),
+        "roles" => (!user.roles.is_empty()).then(|| user.roles.join(",")),
         other => {
             let claim = other.strip_prefix("claims.")?;
             claim_text(user.claims.as_ref()?.get(claim)?)
@@ -603,10 +624,11 @@ struct Principal<'a> {
     role_typ: &'static str,
 }
 
+/// One claim of Easy Auth's shape.
 #[derive(Serialize)]
-struct Claim<'a> {
-    typ: &'a str,
-    val: &'a str,
+pub(crate) struct Claim<'a> {
+    pub typ: &'a str,
+    pub val: &'a str,
 }
 
 /// The subject apps get where they expect a `sub` (`OIDC_CLAIM_sub`, Easy
@@ -622,15 +644,25 @@ fn app_subject<'a>(user: &'a Session, connection: &ConnectionSettings) -> &'a st
     }
 }
 
-/// `X-MS-CLIENT-PRINCIPAL`: standard base64 of the JSON App Service sends.
-/// `None` when a claim value is unsafe (the whole principal is then dropped:
-/// a partial principal could mislead the app).
-fn easy_auth_principal(
-    user: &Session,
+/// Easy Auth's provider name: `aad` for Entra, else the connection's name.
+pub(crate) fn easy_auth_idp(connection: &ConnectionSettings) -> &str {
+    if connection.is_entra() {
+        "aad"
+    } else {
+        connection.name.as_str()
+    }
+}
+
+/// The claims of Easy Auth's principal (`X-MS-CLIENT-PRINCIPAL`, and the
+/// `user_claims` of `/.auth/me` on `easyauth` routes), in Easy Auth's
+/// types: `iss`, `nameidentifier`, `objectidentifier` (Entra), `tenantid`,
+/// `name`, `preferred_username`, `emailaddress` (verified only), one
+/// `groups` per group id, one `roles` per app role.
+pub(crate) fn principal_claims<'a>(
+    user: &'a Session,
     connection: &ConnectionSettings,
-    groups: &[Group<'_>],
-    idp: &str,
-) -> Option<String> {
+    group_ids: impl Iterator<Item = &'a str>,
+) -> Vec<Claim<'a>> {
     let mut claims = vec![Claim {
         typ: "iss",
         val: &user.issuer,
@@ -669,23 +701,43 @@ fn easy_auth_principal(
             val: e,
         });
     }
-    for g in groups {
+    for id in group_ids {
         claims.push(Claim {
             typ: "groups",
-            val: g.id,
+            val: id,
         });
     }
-    let roles = user
+    // App roles as Easy Auth sends them: one `roles` claim per role, from
+    // the session's roles (kept with or without `extended_profile`); a
+    // session written before they were kept has them in its claims only.
+    let kept = user
         .claims
         .as_ref()
+        .filter(|_| user.roles.is_empty())
         .and_then(|c| c.get("roles"))
-        .and_then(|r| r.as_array());
-    for role in roles.into_iter().flatten().filter_map(|r| r.as_str()) {
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str());
+    for role in user.roles.iter().map(String::as_str).chain(kept) {
         claims.push(Claim {
             typ: "roles",
             val: role,
         });
     }
+    claims
+}
+
+/// `X-MS-CLIENT-PRINCIPAL`: standard base64 of the JSON App Service sends.
+/// `None` when a claim value is unsafe (the whole principal is then dropped:
+/// a partial principal could mislead the app).
+fn easy_auth_principal(
+    user: &Session,
+    connection: &ConnectionSettings,
+    groups: &[Group<'_>],
+    idp: &str,
+) -> Option<String> {
+    let claims = principal_claims(user, connection, groups.iter().map(|g| g.id));
     if claims.iter().any(|c| c.val.chars().any(char::is_control)) {
         tracing::warn!(
             user.id = ?user.user_id,

@@ -84,7 +84,7 @@ pub fn explain(
     };
     let _ = writeln!(
         out,
-        "3. Identity: user {:?} via connection {:?}, tenant {}, email {} ({}), {} group(s)",
+        "3. Identity: user {:?} via connection {:?}, tenant {}, email {} ({}), {} group(s), app roles [{}]",
         session.user_id,
         session.connection,
         session.tenant_id.as_deref().unwrap_or("(none)"),
@@ -94,7 +94,8 @@ pub fn explain(
         } else {
             "unverified: email rules cannot match"
         },
-        session.groups.len()
+        session.groups.len(),
+        session.roles.join(", ")
     );
     let connection = settings.connection(&session.connection).map(|c| &**c);
     let clauses = crate::policy::evaluate(route, connection, &session);

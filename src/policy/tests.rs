@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::{load_str, Settings};
 use crate::session::model::EmailTrust;
+use serde_json::json;
 
 fn settings(allow: &str) -> Settings {
     load_str(&format!(
@@ -47,6 +48,7 @@ fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
         name: Some("Alice".into()),
         preferred_username: Some(email.into()),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        roles: Vec::new(),
         claims: None,
         id_token: None,
         access_token: None,
@@ -544,4 +546,129 @@ fn explain_says_why_an_owned_email_does_not_count() {
         .unwrap();
     assert_eq!(c.failed, Some(DenyReason::EmailOwner));
     assert!(c.detail.contains("\"contoso\""), "{}", c.detail);
+}
+
+/// `two`'s connections with claims kept (`extended_profile`) on contoso
+/// and partner.
+fn with_claims(allow: &str) -> Settings {
+    load_str(&format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "11111111-1111-1111-1111-111111111111"
+client_id = "c"
+extended_profile = true
+group_names = {{ "{HR_ID}" = "HR Admins" }}
+
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "https://idp.partner.example"
+client_id = "p"
+extended_profile = true
+
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com"]
+upstream = "http://127.0.0.1:1"
+[route.allow]
+{allow}
+"#
+    ))
+    .expect("valid config")
+}
+
+fn with_roles(mut u: Session, roles: &[&str]) -> Session {
+    u.roles = roles.iter().map(|r| r.to_string()).collect();
+    u
+}
+
+#[test]
+fn allow_roles_matches_app_roles_exactly_and_case_sensitively() {
+    let s = two(r#"roles = ["HR.Admin"]"#);
+    let ok = with_roles(contoso("a@contoso.com", &[]), &["Reader", "HR.Admin"]);
+    assert!(decide(&s, ok).is_ok());
+    for roles in [&[][..], &["hr.admin"], &["HR.Admin "], &["HR"]] {
+        let u = with_roles(contoso("a@contoso.com", &[]), roles);
+        assert_eq!(decide(&s, u).unwrap_err(), DenyReason::Roles, "{roles:?}");
+    }
+    // A bare role matches users of every connection the route allows.
+    let p = with_roles(partner("x", "x@partner.example", &[]), &["HR.Admin"]);
+    assert!(decide(&s, p).is_ok());
+}
+
+#[test]
+fn a_prefixed_role_matches_only_that_connections_users() {
+    let s = two(r#"roles = ["contoso:HR.Admin"]"#);
+    let c = with_roles(contoso("a@contoso.com", &[]), &["HR.Admin"]);
+    assert!(decide(&s, c).is_ok());
+    let p = with_roles(partner("x", "x@partner.example", &[]), &["HR.Admin"]);
+    assert_eq!(decide(&s, p).unwrap_err(), DenyReason::Roles);
+    // Nor does a partner role that spells the prefix.
+    let p = with_roles(
+        partner("x", "x@partner.example", &[]),
+        &["contoso:HR.Admin"],
+    );
+    assert_eq!(decide(&s, p).unwrap_err(), DenyReason::Roles);
+}
+
+#[test]
+fn a_bare_role_that_is_a_group_name_matches_only_the_naming_connection() {
+    // SPEC 6.1: "HR Admins" is a name in contoso's group_names.
+    let s = two(r#"roles = ["HR Admins"]"#);
+    let c = with_roles(contoso("a@contoso.com", &[]), &["HR Admins"]);
+    assert!(decide(&s, c).is_ok());
+    let p = with_roles(partner("x", "x@partner.example", &[]), &["HR Admins"]);
+    assert_eq!(decide(&s, p).unwrap_err(), DenyReason::Roles);
+}
+
+#[test]
+fn allow_claims_match_kept_claims_exactly() {
+    let s = with_claims(r#"claims = { department = ["HR"], level = ["7"] }"#);
+    let mut u = contoso("a@contoso.com", &[]);
+    u.claims = Some(
+        json!({"department": "HR", "level": ["3", "7"]})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    assert!(decide(&s, u.clone()).is_ok());
+    // Case-sensitive; a number is not the string "7"; a missing claim fails.
+    for claims in [
+        json!({"department": "hr", "level": "7"}),
+        json!({"department": "HR", "level": 7}),
+        json!({"department": "HR"}),
+    ] {
+        u.claims = Some(claims.as_object().unwrap().clone());
+        assert_eq!(
+            decide(&s, u.clone()).unwrap_err(),
+            DenyReason::Claims,
+            "{claims}"
+        );
+    }
+    u.claims = None;
+    assert_eq!(decide(&s, u).unwrap_err(), DenyReason::Claims);
+}
+
+#[test]
+fn explain_shows_roles_and_claims_rules() {
+    let s = with_claims(
+        r#"roles = ["HR.Admin"]
+claims = { department = ["HR"] }"#,
+    );
+    let u = with_roles(contoso("a@contoso.com", &[]), &["Reader"]);
+    let clauses = evaluate(&s.routes[0], s.connection("contoso").map(|c| &**c), &u);
+    let roles = clauses.iter().find(|c| c.rule == "allow.roles").unwrap();
+    assert_eq!(roles.failed, Some(DenyReason::Roles));
+    assert!(roles.detail.contains("1 app role(s)"), "{}", roles.detail);
+    let claims = clauses.iter().find(|c| c.rule == "allow.claims").unwrap();
+    assert!(
+        claims.detail.contains("keeps no claim \"department\""),
+        "{}",
+        claims.detail
+    );
 }

@@ -34,6 +34,7 @@ fn user(preferred: Option<&str>) -> Session {
         name: None,
         preferred_username: preferred.map(str::to_string),
         groups: vec![],
+        roles: Vec::new(),
         claims: None,
         id_token: Some("secret-id-token".into()),
         access_token: None,

@@ -192,6 +192,7 @@ pub fn session_for(
         name: identity.name.clone(),
         preferred_username: identity.username.clone(),
         groups: identity.groups.clone(),
+        roles: Vec::new(),
         claims: None,
         id_token: None,
         access_token: None,

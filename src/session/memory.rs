@@ -423,7 +423,10 @@ pub(crate) struct Packed {
     tenant_id: u32,
     /// Every per-user text field back to back.
     text: Box<str>,
+    /// Group ids, then app roles (from `roles_from` on), interned.
     groups: Box<[u32]>,
+    /// Where the roles start in `groups` (one slice for both: one allocation).
+    roles_from: u32,
     interner: Arc<RwLock<Interner>>,
     /// Set by the cache's eviction listener when this entry leaves the
     /// cache (see "Per-thread memo").
@@ -475,7 +478,14 @@ impl Packed {
                 .tenant_id
                 .as_deref()
                 .map_or(NO_STRING, |t| strings.acquire(t)),
-            groups: s.groups.iter().map(|g| strings.acquire(g)).collect(),
+            groups: s
+                .groups
+                .iter()
+                .chain(s.roles.iter())
+                .map(|g| strings.acquire(g))
+                .collect(),
+            // Far below 4 GiB groups; saturating keeps every entry a group.
+            roles_from: u32::try_from(s.groups.len()).unwrap_or(u32::MAX),
             text: text.into_boxed_str(),
             interner: interner.clone(),
             ended: AtomicBool::new(false),
@@ -509,7 +519,10 @@ impl Packed {
     fn unpack(&self) -> Option<Session> {
         let strings = read(&self.interner);
         let s = |id: u32| strings.get(id).map(str::to_string);
-        let groups: Option<Vec<String>> = self.groups.iter().map(|&g| s(g)).collect();
+        let split = (self.roles_from as usize).min(self.groups.len());
+        let (group_ids, role_ids) = self.groups.split_at(split);
+        let groups: Option<Vec<String>> = group_ids.iter().map(|&g| s(g)).collect();
+        let roles: Option<Vec<String>> = role_ids.iter().map(|&r| s(r)).collect();
         Some(Session {
             version: crate::session::model::SESSION_VERSION,
             user_id: self.user_id().to_string(),
@@ -526,6 +539,7 @@ impl Packed {
             name: self.owned(Field::Name),
             preferred_username: self.owned(Field::PreferredUsername),
             groups: groups?,
+            roles: roles?,
             claims: self
                 .field(Field::Claims)
                 .and_then(|c| serde_json::from_str(c).ok()),

@@ -60,6 +60,13 @@ pub struct Session {
     pub preferred_username: Option<String>,
     /// Group ids as the provider gave them.
     pub groups: Vec<String>,
+    /// App roles (the `roles` claim, SPEC 5.10), kept whether or not
+    /// `extended_profile` is on. Added after version 2 with a default: a
+    /// record written without it reads as no roles (compatible, no new
+    /// version: a policy on roles refuses such a user until they sign in
+    /// again, never the other way round).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
     /// Extra claims, kept only with `extended_profile = true`.
     pub claims: Option<serde_json::Map<String, serde_json::Value>>,
     pub id_token: Option<String>,
@@ -92,6 +99,7 @@ impl std::fmt::Debug for Session {
             .field("name", &self.name)
             .field("preferred_username", &self.preferred_username)
             .field("groups", &self.groups)
+            .field("roles", &self.roles)
             .field("claims", &self.claims)
             .field("id_token", &redacted(&self.id_token))
             .field("access_token", &redacted(&self.access_token))
@@ -137,6 +145,7 @@ impl Session {
             name: id.name,
             preferred_username: id.preferred_username,
             groups: id.groups,
+            roles: id.roles,
             claims: id.claims,
             id_token: id.tokens.id_token,
             access_token: id.tokens.access_token.filter(|_| terms.keep_access_token),

@@ -230,6 +230,7 @@ mod tests {
             name: None,
             preferred_username: None,
             groups: vec![],
+            roles: Vec::new(),
             claims: None,
             id_token: Some("SECRET-ID-TOKEN".into()),
             access_token: Some("SECRET-ACCESS-TOKEN".into()),

@@ -8,6 +8,7 @@ mod demo_command;
 mod deploy;
 mod entra;
 mod entra_credentials;
+mod entra_production;
 mod forward_auth;
 mod hostile;
 mod id_token;

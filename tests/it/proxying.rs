@@ -906,6 +906,7 @@ fn signed_in_user() -> realmgate::session::model::Session {
         name: Some("Test User".into()),
         preferred_username: Some("tester".into()),
         groups: vec![],
+        roles: Vec::new(),
         claims: None,
         id_token: None,
         access_token: None,

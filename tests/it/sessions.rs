@@ -40,6 +40,7 @@ fn session(user: &str, sid: Option<&str>) -> Session {
         name: Some("Zoë".into()),
         preferred_username: None,
         groups: vec!["g1".into(), "g2".into(), "".into()],
+        roles: Vec::new(),
         claims: Some(
             json!({"employeeid": "E-1", "roles": ["a"]})
                 .as_object()

@@ -17,6 +17,7 @@ fn user() -> Session {
         name: Some("Alice".into()),
         preferred_username: None,
         groups: vec!["g-known".into(), "g-other".into()],
+        roles: Vec::new(),
         claims: None,
         id_token: None,
         access_token: None,

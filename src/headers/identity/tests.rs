@@ -72,6 +72,7 @@ fn user() -> Session {
         name: Some("Alice Müller".into()),
         preferred_username: Some("alice@contoso.com".into()),
         groups: vec![G_HR.into(), G_POLICY.into(), G_OTHER.into()],
+        roles: Vec::new(),
         claims: Some(
             json!({"employeeid": "E-42", "roles": ["Reader", "Writer"], "level": 7, "manager": true})
                 .as_object()
@@ -971,4 +972,54 @@ headers_extra = { "X-Realmgate-Assertion" = "user_id", "X-Uid" = "user_id" }"#,
     );
     // No key configured: no assertion, and not the claim either.
     assert!(!cached(&s, &permit, None).contains_key("x-realmgate-assertion"));
+}
+
+fn with_roles(roles: &[&str]) -> Session {
+    let mut u = user();
+    u.roles = roles.iter().map(|r| r.to_string()).collect();
+    u.claims = None;
+    u
+}
+
+#[test]
+fn app_roles_go_to_forwarded_roles_and_oidc_claim_roles_without_extended_profile() {
+    let u = with_roles(&["HR.Admin", "Reader", "bad,role", "ctl\u{7}"]);
+    let m = run_with(&settings("headers = \"forwarded\"", ""), u.clone(), None);
+    assert_eq!(m["x-forwarded-roles"], "HR.Admin,Reader", "{m:?}");
+    let m = run_with(&settings("headers = \"oidc_claim\"", ""), u, None);
+    assert_eq!(m["oidc_claim_roles"], "HR.Admin,Reader");
+    // No roles: no header at all.
+    let m = run_with(
+        &settings("headers = \"forwarded\"", ""),
+        with_roles(&[]),
+        None,
+    );
+    assert!(!m.contains_key("x-forwarded-roles"));
+}
+
+#[test]
+fn the_principal_carries_the_sessions_roles_once() {
+    let mut u = with_roles(&["HR.Admin"]);
+    // Claims also holding roles (extended_profile): not sent twice.
+    u.claims = Some(json!({"roles": ["HR.Admin"]}).as_object().unwrap().clone());
+    let m = run_with(&settings("headers = \"easyauth\"", ""), u, None);
+    let v: Value =
+        serde_json::from_slice(&STANDARD.decode(&m["x-ms-client-principal"]).unwrap()).unwrap();
+    let roles: Vec<&str> = v["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["typ"] == "roles")
+        .map(|c| c["val"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["HR.Admin"]);
+}
+
+#[test]
+fn a_client_sent_roles_header_is_stripped() {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-roles", HeaderValue::from_static("Owner"));
+    h.insert("x_forwarded_roles", HeaderValue::from_static("Owner"));
+    strip(&mut h, &[]);
+    assert!(h.is_empty(), "{h:?}");
 }

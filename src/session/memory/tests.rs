@@ -18,6 +18,7 @@ fn session(user: &str, sid: Option<&str>) -> Session {
         name: Some("Zoë".into()),
         preferred_username: None,
         groups: vec!["g1".into(), "g2".into(), "".into()],
+        roles: Vec::new(),
         claims: Some(
             json!({"employeeid": "E-1", "roles": ["a"]})
                 .as_object()
@@ -53,6 +54,7 @@ async fn a_session_round_trips_field_for_field() {
         email: None,
         name: None,
         groups: vec![],
+        roles: Vec::new(),
         claims: None,
         id_token: None,
         refresh_token: None,

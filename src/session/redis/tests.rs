@@ -16,6 +16,7 @@ fn session(expires_at: u64) -> Session {
         name: None,
         preferred_username: None,
         groups: vec![],
+        roles: Vec::new(),
         claims: None,
         id_token: None,
         access_token: None,
