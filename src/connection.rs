@@ -54,7 +54,7 @@ use crate::config::{ConnectionKind, ConnectionSettings};
 use crate::metrics::Metrics;
 use crate::oidc::Providers;
 use crate::respond::{Body, GatewayError};
-use crate::session::model::EmailTrust;
+use crate::session::model::{EmailTrust, Session};
 use crate::session::state::PendingLogin;
 use crate::ui::Pages;
 
@@ -611,6 +611,47 @@ pub(crate) fn described_by_email(conn: &ConnectionSettings, email: &str) -> Veri
         claims: None,
         tokens: IdpTokens::default(),
         ends_by: None,
+    }
+}
+
+/// The one constructor of a [`Session`].
+/// It lives here, beside the identity it consumes, so that the session's
+/// data model (`session::model`) imports nothing of the seam: the seam
+/// depends on the model, never the other way round.
+impl Session {
+    /// The one way a sign-in becomes a session: from an identity a
+    /// connection kind verified (`crate::connection`). Tokens are kilobytes
+    /// each (bench/sessions.md): only what a feature needs is kept. The ID
+    /// token is the `id_token_hint` of RP-initiated logout; the access token
+    /// only for routes that pass it on; the refresh token only when
+    /// refreshing is on.
+    pub fn new(identity: VerifiedIdentity, terms: crate::session::model::SessionTerms) -> Session {
+        let id = identity.into_parts();
+        Session {
+            version: crate::session::model::SESSION_VERSION,
+            user_id: id.user_id,
+            subject: id.subject,
+            tenant_id: id.tenant_id,
+            connection: id.connection,
+            issuer: id.issuer,
+            sid: id.sid,
+            email: id.email,
+            email_trust: id.email_trust,
+            name: id.name,
+            preferred_username: id.preferred_username,
+            groups: id.groups,
+            roles: id.roles,
+            claims: id.claims,
+            id_token: id.tokens.id_token,
+            access_token: id.tokens.access_token.filter(|_| terms.keep_access_token),
+            refresh_token: id.tokens.refresh_token.filter(|_| terms.keep_refresh_token),
+            tokens_expire_at: id.tokens.expire_at,
+            created_at: terms.created_at,
+            // The provider may bound it (SAML `SessionNotOnOrAfter`).
+            expires_at: id
+                .ends_by
+                .map_or(terms.expires_at, |e| e.min(terms.expires_at)),
+        }
     }
 }
 

@@ -58,6 +58,7 @@ pub mod redirect;
 pub mod respond;
 pub mod router;
 pub mod saml;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -58,5 +58,13 @@ pub use response::{
 };
 pub use verify::IdpTrust;
 
+/// Unix time in seconds (the validity windows and request instants).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,6 @@
 //! gateway never re-validates (parse, don't validate).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +11,6 @@ use std::time::Duration;
 use http::HeaderName;
 use ipnet::IpNet;
 use url::Url;
-use zeroize::Zeroizing;
 
 /// Everything realmgate runs with.
 #[derive(Debug, Clone)]
@@ -114,30 +112,7 @@ pub enum StoreSettings {
     },
 }
 
-/// A secret value: zeroized on drop, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Zeroizing<Vec<u8>>);
-
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Secret(Zeroizing::new(bytes.into()))
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The secret as text (client secrets are always text).
-    pub fn expose_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("")
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+pub use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -169,7 +144,7 @@ pub enum ConnectionKind {
     Entra(EntraSettings),
     Oidc(OidcSettings),
     /// LDAP or Active Directory behind realmgate's password form (SPEC 9).
-    Ldap(Box<crate::ldap::LdapSettings>),
+    Ldap(Box<crate::ldap::settings::LdapSettings>),
     /// SAML 2.0 Web Browser SSO (SPEC 9, `crate::saml`).
     Saml(Arc<crate::saml::config::SamlSettings>),
     /// WS-Federation passive (SPEC 9, `crate::saml::wsfed`).
@@ -289,6 +264,12 @@ impl ConnectionSettings {
         let base = issuer.as_str().trim_end_matches('/');
         Url::parse(&format!("{base}/.well-known/openid-configuration"))
             .expect("issuer was validated as a URL")
+    }
+
+    /// The front-channel logout path of `connection` (SPEC 5.10), printed by
+    /// `check` for registration and served by `endpoints::frontchannel`.
+    pub fn frontchannel_path(connection: &str) -> String {
+        format!("/.auth/logout/frontchannel/{connection}")
     }
 
     /// The redirect URI path for this connection.

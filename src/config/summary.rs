@@ -405,7 +405,7 @@ pub fn summary(settings: &Settings) -> String {
                 let _ = writeln!(
                     s,
                     "    front-channel logout URL to register: {base}{}",
-                    crate::endpoints::frontchannel::path_for(&c.name)
+                    crate::config::ConnectionSettings::frontchannel_path(&c.name)
                 );
             }
         }

@@ -21,7 +21,7 @@ use rand::RngCore as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// `client_assertion_type` of RFC 7523 2.2 (both assertion kinds).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

@@ -35,7 +35,7 @@ const MAX_SID_LEN: usize = 1024;
 
 /// The per-connection URL path, as `check` prints it for registration.
 pub fn path_for(connection: &str) -> String {
-    format!("/.auth/logout/frontchannel/{connection}")
+    crate::config::ConnectionSettings::frontchannel_path(connection)
 }
 
 /// Serves both forms; `connection` is the path's `{connection}`, when given.

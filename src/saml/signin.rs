@@ -247,7 +247,7 @@ impl<'a> SamlSignIn<'a> {
         req: &CompleteRequest<'_>,
     ) -> Result<VerifiedIdentity, SignInError> {
         let (p, md) = self.idp().await?;
-        let Some(b64) = crate::auth::form_get(req.params, "SAMLResponse") else {
+        let Some(b64) = crate::auth::form::form_get(req.params, "SAMLResponse") else {
             return Err(SignInError::new(Refusal::NoCode, "no single SAMLResponse"));
         };
         let raw = binding::decode_post(b64).map_err(|e| refusal(&FlowError::Binding(e)))?;
@@ -286,10 +286,10 @@ impl<'a> SamlSignIn<'a> {
         req: &CompleteRequest<'_>,
     ) -> Result<VerifiedIdentity, SignInError> {
         let (p, md) = self.idp().await?;
-        if crate::auth::form_get(req.params, "wa") != Some("wsignin1.0") {
+        if crate::auth::form::form_get(req.params, "wa") != Some("wsignin1.0") {
             return Err(SignInError::new(Refusal::NoCode, "wa is not wsignin1.0"));
         }
-        let Some(wresult) = crate::auth::form_get(req.params, "wresult") else {
+        let Some(wresult) = crate::auth::form::form_get(req.params, "wresult") else {
             return Err(SignInError::new(Refusal::NoCode, "no single wresult"));
         };
         let acs = req.pending.redirect_uri.as_str();
@@ -342,8 +342,13 @@ impl SignIn for SamlSignIn<'_> {
             match self.settings.protocol {
                 Protocol::Saml => {
                     let id = binding::new_request_id();
-                    let xml =
-                        binding::authn_request(&id, crate::auth::now(), &md.sso_url, acs, &entity);
+                    let xml = binding::authn_request(
+                        &id,
+                        crate::saml::unix_now(),
+                        &md.sso_url,
+                        acs,
+                        &entity,
+                    );
                     // RelayState carries the state only; the target stays
                     // in the cookie.
                     let url = binding::redirect_url(
@@ -448,7 +453,7 @@ impl SamlSignIn<'_> {
         })?;
         let origin = req.origin;
         let slo_url = format!("{origin}/.auth/saml/{}/slo", self.conn.name);
-        let now = crate::auth::now();
+        let now = crate::saml::unix_now();
         let bad = |e: SamlError| {
             tracing::warn!(connection = %self.conn.name, error = %e, "SAML single logout refused");
             GatewayError::BadRequest("The single logout message could not be verified.")
@@ -458,11 +463,11 @@ impl SamlSignIn<'_> {
         let (params, xml, binding_verified) = if req.parts.method == Method::GET {
             let query = req.parts.uri.query().unwrap_or("");
             let xml = slo::verify_redirect(query, &md.trust).map_err(bad)?;
-            (crate::auth::form_pairs(query.as_bytes()), xml, true)
+            (crate::auth::form::form_pairs(query.as_bytes()), xml, true)
         } else {
-            let params = crate::auth::form_pairs(req.body);
-            let b64 = crate::auth::form_get(&params, "SAMLRequest")
-                .or_else(|| crate::auth::form_get(&params, "SAMLResponse"))
+            let params = crate::auth::form::form_pairs(req.body);
+            let b64 = crate::auth::form::form_get(&params, "SAMLRequest")
+                .or_else(|| crate::auth::form::form_get(&params, "SAMLResponse"))
                 .ok_or(GatewayError::BadRequest(
                     "A single logout message (SAMLRequest or SAMLResponse) is missing.",
                 ))?;
@@ -471,7 +476,7 @@ impl SamlSignIn<'_> {
             })?;
             (params, xml, false)
         };
-        let is_request = crate::auth::form_get(&params, "SAMLRequest").is_some();
+        let is_request = crate::auth::form::form_get(&params, "SAMLRequest").is_some();
         if !is_request {
             slo::parse_logout_response(&xml, &md.trust, binding_verified, &md.entity_id, &slo_url)
                 .map_err(bad)?;
@@ -528,7 +533,7 @@ impl SamlSignIn<'_> {
             &lr.id,
             &self.entity_id(origin),
         );
-        let relay = crate::auth::form_get(&params, "RelayState");
+        let relay = crate::auth::form::form_get(&params, "RelayState");
         let url = binding::redirect_url(idp_slo, "SAMLResponse", &answer, relay, p.signer.as_ref())
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot build the SAML LogoutResponse");

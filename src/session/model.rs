@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::VerifiedIdentity;
-
 /// Why an email address is believed (SPEC 5.6). Without one of these, no
 /// profile sends an email header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +109,9 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// How long a new session lives, and which provider tokens it keeps.
+/// How long a new session lives, and which provider tokens it keeps: the
+/// terms of `Session::new`, which lives with the identity it consumes in
+/// `crate::connection` (so this data model imports nothing of the seam).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionTerms {
     pub created_at: u64,
@@ -124,41 +124,6 @@ pub struct SessionTerms {
 }
 
 impl Session {
-    /// The one way a sign-in becomes a session: from an identity a
-    /// connection kind verified (`crate::connection`). Tokens are kilobytes
-    /// each (bench/sessions.md): only what a feature needs is kept. The ID
-    /// token is the `id_token_hint` of RP-initiated logout; the access token
-    /// only for routes that pass it on; the refresh token only when
-    /// refreshing is on.
-    pub fn new(identity: VerifiedIdentity, terms: SessionTerms) -> Session {
-        let id = identity.into_parts();
-        Session {
-            version: SESSION_VERSION,
-            user_id: id.user_id,
-            subject: id.subject,
-            tenant_id: id.tenant_id,
-            connection: id.connection,
-            issuer: id.issuer,
-            sid: id.sid,
-            email: id.email,
-            email_trust: id.email_trust,
-            name: id.name,
-            preferred_username: id.preferred_username,
-            groups: id.groups,
-            roles: id.roles,
-            claims: id.claims,
-            id_token: id.tokens.id_token,
-            access_token: id.tokens.access_token.filter(|_| terms.keep_access_token),
-            refresh_token: id.tokens.refresh_token.filter(|_| terms.keep_refresh_token),
-            tokens_expire_at: id.tokens.expire_at,
-            created_at: terms.created_at,
-            // The provider may bound it (SAML `SessionNotOnOrAfter`).
-            expires_at: id
-                .ends_by
-                .map_or(terms.expires_at, |e| e.min(terms.expires_at)),
-        }
-    }
-
     /// The email, only when it is trusted and one plain addr-spec
     /// ([`crate::email`]): an email that is not plain is no usable email,
     /// for policies and headers alike.

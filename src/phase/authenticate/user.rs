@@ -8,11 +8,13 @@ use crate::session::store::SessionId;
 
 /// A user whose identity realmgate verified, for one request: from a
 /// verified bearer token or a session the store returned
-/// (`phase::authenticate`), or from a verified ID token at the end of
-/// sign-in (`auth::callback`, `AuthenticatedUser::signed_in`).
+/// (`phase::authenticate`). A session itself is made only from an identity
+/// a connection kind verified (`connection::VerifiedIdentity`, the one
+/// `Session::new`), so a verified ID token, assertion or directory bind is
+/// behind every stored session.
 ///
-/// Private fields, and constructors visible only to `phase::authenticate`
-/// (plus the documented one for the callback): no other code can claim a
+/// Private fields, and constructors visible only to `phase::authenticate`:
+/// no other code can claim a
 /// user is authenticated. `policy::authorize` takes one, so no code can get
 /// a `Permit` (and so identity headers) for a user nobody authenticated.
 ///
@@ -53,24 +55,6 @@ impl AuthenticatedUser {
         AuthenticatedUser {
             user,
             session: None,
-        }
-    }
-
-    /// The user of a sign-in: the session made (`Session::new`, the one
-    /// constructor) from the identity a connection kind verified
-    /// (`connection::VerifiedIdentity`: ID token signature, issuer,
-    /// audience, nonce, times), stored under `id`. Only the callback calls
-    /// this; a `VerifiedIdentity` (private fields, made only by the kinds)
-    /// is the proof.
-    #[allow(dead_code)] // The callback (seam helper's file) takes it up next.
-    pub(crate) fn signed_in(
-        identity: crate::connection::VerifiedIdentity,
-        terms: crate::session::model::SessionTerms,
-        id: SessionId,
-    ) -> AuthenticatedUser {
-        AuthenticatedUser {
-            user: Arc::new(Session::new(identity, terms)),
-            session: Some(id),
         }
     }
 
