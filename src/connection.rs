@@ -545,8 +545,7 @@ impl<'a> Kinds<'a> {
                 Some(Box::new(oidc::OidcSignIn::new(conn, provider, env)))
             }
             ConnectionKind::Ldap(_) => Some(Box::new(crate::ldap::signin::LdapSignIn::new(
-                conn,
-                self.ldap.clone(),
+                conn, self.ldap,
             ))),
         }
     }

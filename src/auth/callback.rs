@@ -128,7 +128,7 @@ async fn complete(
     })?;
     let params = Params(form_pairs(params));
     let params = &params.0;
-    let state_param = form_get(&params, kind.state_param());
+    let state_param = form_get(params, kind.state_param());
     // Redeem the pending login first, even on error, so the state is spent.
     let taken = state_param.and_then(|s| ctx.state.states.take(&parts.headers, ctx.https, s));
     let now = super::now();
