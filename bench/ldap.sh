@@ -57,7 +57,7 @@ SVC_PW="svc-secret-$RANDOM$RANDOM"
 USER_PW="correct horse battery"
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" \
-  -addext "subjectAltName=IP:127.0.0.1" \
+  -addext "subjectAltName=IP:127.0.0.1" -addext "basicConstraints=critical,CA:FALSE" \
   -keyout "$DIR/key.pem" -out "$DIR/cert.pem" 2>/dev/null
 mkdir "$DIR/db"
 cat >"$DIR/slapd.conf" <<EOF
