@@ -17,7 +17,6 @@ pub(crate) mod callback;
 pub(crate) mod ctx;
 pub(crate) mod form;
 mod login;
-mod password;
 pub(crate) mod refresh;
 pub(crate) mod signin;
 pub(crate) mod state;

@@ -111,6 +111,10 @@ pub struct BeginRequest<'a> {
     /// Provider parameters: `login_hint`/`domain_hint` from home realm
     /// discovery, allow-listed forwarded ones, then `upstream_params`.
     pub extra: &'a [(String, String)],
+    /// The query of `GET /.auth/login/{name}` (empty when begun from the
+    /// sign-in page): what a kind serving its own page reads, e.g. the
+    /// `login_hint` home realm discovery put there.
+    pub query: &'a [(String, String)],
     pub pages: &'a Pages,
 }
 
@@ -163,6 +167,8 @@ pub struct CompleteRequest<'a> {
     pub groups_required: bool,
     /// Unix seconds.
     pub now: u64,
+    /// For a kind that answers a refusal with a page of its own.
+    pub pages: &'a Pages,
 }
 
 /// What an extra endpoint of a kind receives.
@@ -200,6 +206,19 @@ pub enum Refusal {
     /// A SAML response or WS-Fed token failed a check (signature, shape,
     /// audience, recipient, validity window, ...).
     Assertion,
+    /// Unknown user or wrong password (a form of realmgate's own, LDAP):
+    /// one answer for both.
+    InvalidCredentials,
+    /// The directory says the account cannot sign in now (locked, expired,
+    /// disabled, must change its password).
+    AccountState,
+    /// Too many failed sign-ins for this login or client address.
+    RateLimited,
+    /// No directory server answered.
+    DirectoryUnavailable,
+    /// A directory answered, but the search account or a search failed (a
+    /// configuration problem).
+    DirectoryError,
 }
 
 /// Whose fault a refusal is, which decides the page.
@@ -215,6 +234,10 @@ pub enum Blame {
     Unverified,
     /// Not the user's fault: try again later (503).
     Unavailable,
+    /// The account may not sign in now (403).
+    Account,
+    /// Too many failures: wait (429).
+    Limited,
 }
 
 impl Refusal {
@@ -235,6 +258,11 @@ impl Refusal {
             Refusal::StoreUnavailable => "store_unavailable",
             Refusal::GroupsUnavailable => "groups_unavailable",
             Refusal::Assertion => "assertion",
+            Refusal::InvalidCredentials => "invalid_credentials",
+            Refusal::AccountState => "account_state",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::DirectoryUnavailable => "directory_unavailable",
+            Refusal::DirectoryError => "directory_error",
         }
     }
 
@@ -250,10 +278,15 @@ impl Refusal {
             Refusal::CodeExchange
             | Refusal::IdToken
             | Refusal::MissingUserId
-            | Refusal::Assertion => Blame::Unverified,
+            | Refusal::Assertion
+            | Refusal::InvalidCredentials => Blame::Unverified,
             Refusal::ProviderUnavailable
             | Refusal::StoreUnavailable
-            | Refusal::GroupsUnavailable => Blame::Unavailable,
+            | Refusal::GroupsUnavailable
+            | Refusal::DirectoryUnavailable
+            | Refusal::DirectoryError => Blame::Unavailable,
+            Refusal::AccountState => Blame::Account,
+            Refusal::RateLimited => Blame::Limited,
         }
     }
 
@@ -262,17 +295,21 @@ impl Refusal {
             Blame::Expired | Blame::Foreign => StatusCode::BAD_REQUEST,
             Blame::Provider | Blame::Unverified => StatusCode::UNAUTHORIZED,
             Blame::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Blame::Account => StatusCode::FORBIDDEN,
+            Blame::Limited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
 
 /// A refused sign-in: the reason, and a detail for the log (never a code,
-/// token, password or email).
+/// token, password or email). `page`: the kind's own answer (its form again,
+/// with the reason said); without one the caller shows its failure page.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {detail}", reason.label())]
 pub struct SignInError {
     pub reason: Refusal,
     pub detail: String,
+    pub page: Option<Box<RefusalPage>>,
 }
 
 impl SignInError {
@@ -280,7 +317,32 @@ impl SignInError {
         SignInError {
             reason,
             detail: detail.into(),
+            page: None,
         }
+    }
+
+    /// Answers the refusal with the kind's own page.
+    pub fn with_page(mut self, page: RefusalPage) -> SignInError {
+        self.page = Some(Box::new(page));
+        self
+    }
+}
+
+/// A kind's own page for a refused sign-in (a form shown again, with the
+/// reason): like [`Begin::Page`], `pending` is bound to the browser (a new
+/// token for the next attempt: the refused one is spent).
+#[derive(Clone)]
+pub struct RefusalPage {
+    pub status: StatusCode,
+    pub html: String,
+    pub pending: Option<Pending>,
+}
+
+impl std::fmt::Debug for RefusalPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefusalPage")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
     }
 }
 
@@ -488,9 +550,9 @@ pub(crate) fn email_trust(
 }
 
 /// The long-lived state kinds draw on (survives config reloads): the OIDC
-/// provider clients with their discovery and JWKS caches, the metrics.
-/// Kinds of later issues add theirs here (an LDAP connection pool, SAML
-/// metadata caches, replay caches).
+/// provider clients with their discovery and JWKS caches, the metrics, the
+/// LDAP directories and failure counters.
+/// Kinds of later issues add theirs here (SAML metadata caches, replay caches).
 pub struct Kinds<'a> {
     pub providers: &'a Providers,
     pub metrics: &'a Arc<Metrics>,
@@ -498,14 +560,13 @@ pub struct Kinds<'a> {
     pub saml: &'a crate::saml::signin::Runtime,
     /// The session store (SAML's cross-replica replay check, single logout).
     pub sessions: &'a Arc<dyn crate::session::store::SessionStore>,
+    pub ldap: crate::ldap::signin::Shared<'a>,
 }
 
 impl<'a> Kinds<'a> {
     /// The sign-in of `conn`; `None` when it has no client (cannot happen
     /// for a connection of the current config).
     pub fn for_connection(&self, conn: &'a ConnectionSettings) -> Option<Box<dyn SignIn + 'a>> {
-        // Every kind so far speaks OpenID Connect; Entra's dialect is
-        // picked by `oidc::dialect`. A kind of another protocol gets its arm here.
         match &conn.kind {
             ConnectionKind::Entra(_) | ConnectionKind::Oidc(_) => {
                 let provider = self.providers.get(&conn.name)?;
@@ -517,8 +578,9 @@ impl<'a> Kinds<'a> {
                 };
                 Some(Box::new(oidc::OidcSignIn::new(conn, provider, env)))
             }
-            // The password form is served by `auth::password` for now.
-            ConnectionKind::Ldap(_) => None,
+            ConnectionKind::Ldap(_) => Some(Box::new(crate::ldap::signin::LdapSignIn::new(
+                conn, self.ldap,
+            ))),
             ConnectionKind::Saml(s) | ConnectionKind::WsFed(s) => {
                 Some(Box::new(crate::saml::signin::SamlSignIn::new(
                     conn,

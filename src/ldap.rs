@@ -8,15 +8,18 @@
 //!   address (in Redis when sessions are there, so across replicas).
 //! - [`settings`]: the connection's validated keys.
 //!
-//! The form itself (`GET/POST /.auth/login/{connection}`) is served by
-//! `auth::password`; the one place a [`directory::DirectoryUser`] becomes
-//! a session is `auth::password::session_for`.
+//! - [`signin`]: the connection kind on the sign-in seam
+//!   (`crate::connection`): the password form (`GET/POST
+//!   /.auth/login/{connection}`); the one place a
+//!   [`directory::DirectoryUser`] becomes an identity is
+//!   [`signin::identity_of`].
 
 pub mod check;
 pub mod directory;
 pub mod escape;
 pub mod limit;
 pub mod settings;
+pub mod signin;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -16,17 +16,20 @@ use sha2::{Digest, Sha256};
 
 use super::{form_get, form_pairs, html, redirect, Ctx};
 use crate::config::ConnectionSettings;
-use crate::connection::{CompleteRequest, Refusal, SignIn, SignInError};
+use crate::connection::{CompleteRequest, Refusal, RefusalPage, SignIn, SignInError};
 use crate::respond::{Body, GatewayError};
 use crate::session::model::{Session, SessionTerms};
 use crate::session::store::SessionId;
 
+/// `params`: the query (GET) or form body (POST); zeroized when done (a
+/// kind's form may carry a password).
 pub(super) async fn finish(
     ctx: &Ctx<'_>,
     parts: &Parts,
     name: &str,
-    params: &[u8],
+    params: Vec<u8>,
 ) -> Result<Response<Body>, GatewayError> {
+    let params = zeroize::Zeroizing::new(params);
     let Some(conn) = ctx
         .allowed_connections()
         .into_iter()
@@ -35,12 +38,12 @@ pub(super) async fn finish(
     else {
         return Err(GatewayError::NotFound);
     };
-    match complete(ctx, parts, &conn, params).await {
+    match complete(ctx, parts, &conn, &params).await {
         Ok(resp) => {
             ctx.state.shared.metrics.record_login(&conn.name, "success");
             Ok(resp)
         }
-        Err(e) => {
+        Err(Refused { error: e, target }) => {
             let label = e.reason.label();
             ctx.state.shared.metrics.record_login(&conn.name, label);
             tracing::warn!(
@@ -50,7 +53,25 @@ pub(super) async fn finish(
                 detail = %e.detail,
                 "sign-in failed"
             );
-            Ok(failure_page(ctx, e.reason, &conn))
+            Ok(match e.page {
+                // The kind's own answer (its form again, with the reason).
+                Some(page) => {
+                    let RefusalPage {
+                        status,
+                        html: body,
+                        pending,
+                    } = *page;
+                    let mut resp = html(status, body);
+                    if let Some(pending) = pending {
+                        // The next attempt's token, for the same target.
+                        let target = target.as_deref().unwrap_or("/");
+                        let cookie = super::login::bind_pending(ctx, parts, &conn, target, pending);
+                        resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+                    }
+                    resp
+                }
+                None => failure_page(ctx, e.reason, &conn),
+            })
         }
     }
 }
@@ -67,41 +88,72 @@ pub(super) fn completes_at_login_post(ctx: &Ctx<'_>, name: &str) -> bool {
         .is_some_and(|k| k.completes_at_login_post())
 }
 
+/// A refused sign-in, with the target of its pending login when one was
+/// redeemed (a kind's page binds the next attempt to the same target).
+struct Refused {
+    error: SignInError,
+    target: Option<String>,
+}
+
+impl From<SignInError> for Refused {
+    fn from(error: SignInError) -> Refused {
+        Refused {
+            error,
+            target: None,
+        }
+    }
+}
+
+/// Decoded parameters, zeroized when dropped.
+struct Params(Vec<(String, String)>);
+
+impl Drop for Params {
+    fn drop(&mut self) {
+        for (k, v) in &mut self.0 {
+            zeroize::Zeroize::zeroize(k);
+            zeroize::Zeroize::zeroize(v);
+        }
+    }
+}
+
 async fn complete(
     ctx: &Ctx<'_>,
     parts: &Parts,
     conn: &Arc<ConnectionSettings>,
     params: &[u8],
-) -> Result<Response<Body>, SignInError> {
+) -> Result<Response<Body>, Refused> {
     let kinds = ctx.kinds();
     let kind: Box<dyn SignIn + '_> = kinds.for_connection(conn).ok_or_else(|| {
         SignInError::new(Refusal::ConnectionMismatch, "connection has no provider")
     })?;
-    let params = form_pairs(params);
-    let state_param = form_get(&params, kind.state_param());
+    let params = Params(form_pairs(params));
+    let params = &params.0;
+    let state_param = form_get(params, kind.state_param());
     // Redeem the pending login first, even on error, so the state is spent.
     let taken = state_param.and_then(|s| ctx.state.states.take(&parts.headers, ctx.https, s));
     let now = super::now();
     let request = |pending| CompleteRequest {
         connection: conn,
         method: &parts.method,
-        params: &params,
+        params,
         pending,
         client: ctx.client,
         groups_required: !ctx.state.policy_groups.is_empty(),
         now,
+        pages: &ctx.state.pages,
     };
-    if let Some(e) = kind.provider_error(&params) {
-        return Err(e);
+    if let Some(e) = kind.provider_error(params) {
+        return Err(e.into());
     }
     let Some(state) = state_param else {
-        return Err(SignInError::new(Refusal::NoState, "no state parameter"));
+        return Err(SignInError::new(Refusal::NoState, "no state parameter").into());
     };
     let Some((pending, state_cookie)) = taken else {
         return Err(SignInError::new(
             Refusal::UnknownState,
             "state not found in this browser's pending logins",
-        ));
+        )
+        .into());
     };
     let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
     // Check-and-insert in one step, so two concurrent callbacks with the same
@@ -115,10 +167,7 @@ async fn complete(
         .await
         .is_fresh()
     {
-        return Err(SignInError::new(
-            Refusal::ReplayedState,
-            "state already redeemed",
-        ));
+        return Err(SignInError::new(Refusal::ReplayedState, "state already redeemed").into());
     }
     if pending.connection != conn.name {
         // RFC 9700 mix-up defence: the response came back to another
@@ -126,9 +175,16 @@ async fn complete(
         return Err(SignInError::new(
             Refusal::ConnectionMismatch,
             format!("login started at {:?}", pending.connection),
-        ));
+        )
+        .into());
     }
-    let identity = kind.complete(request(&pending)).await?;
+    let identity = kind
+        .complete(request(&pending))
+        .await
+        .map_err(|error| Refused {
+            error,
+            target: Some(pending.target.clone()),
+        })?;
     let session = Session::new(
         identity,
         SessionTerms {
@@ -164,7 +220,7 @@ async fn complete(
     );
     let session_cookie = ctx.state.cookies.set(&id, ctx.https);
     redirect(&pending.target, [session_cookie, state_cookie])
-        .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target"))
+        .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
 }
 
 /// The page of a refused sign-in: its status from the refusal's blame
@@ -200,6 +256,24 @@ fn failure_page(ctx: &Ctx<'_>, reason: Refusal, conn: &ConnectionSettings) -> Re
         Refusal::CodeExchange | Refusal::IdToken | Refusal::MissingUserId | Refusal::Assertion => (
             "Sign-in failed",
             "The sign-in response could not be verified, so you were not signed in. Try again, or contact your IT department if it keeps happening.",
+        ),
+        // The kinds that refuse these (LDAP) answer with their own form;
+        // these texts are the fallback.
+        Refusal::InvalidCredentials => (
+            "Sign-in failed",
+            "The user name or password is incorrect. Check them and try again.",
+        ),
+        Refusal::AccountState => (
+            "Sign-in not possible",
+            "The directory refused to sign this account in. Contact your IT department.",
+        ),
+        Refusal::RateLimited => (
+            "Too many attempts",
+            "Too many failed sign-ins for this account or from your network. Wait a few minutes, then try again.",
+        ),
+        Refusal::DirectoryUnavailable | Refusal::DirectoryError => (
+            "Sign-in is unavailable",
+            "Your organization's directory cannot be reached right now. Try again in a few minutes; if it keeps happening, contact your IT department.",
         ),
     };
     html(

@@ -15,7 +15,9 @@ pub(crate) struct Ctx<'a> {
     /// `https://hr.contoso.com` as the browser sees this gateway.
     pub(crate) origin: String,
     pub(crate) https: bool,
-    /// The client's address (the peer, or the PROXY header's client).
+    /// The client's address: the peer (or the PROXY header's client), or
+    /// behind trusted proxies the right-most untrusted `X-Forwarded-For`
+    /// entry (`ldap::limit::client_address`; per-address failure limits).
     pub(crate) client: std::net::IpAddr,
 }
 
@@ -27,6 +29,11 @@ impl Ctx<'_> {
             metrics: &self.state.shared.metrics,
             saml: &self.state.shared.saml,
             sessions: &self.state.shared.sessions,
+            ldap: crate::ldap::signin::Shared {
+                directories: &self.state.directories,
+                failures: &self.state.shared.ldap_failures,
+                store: &self.state.shared.sessions,
+            },
         }
     }
 

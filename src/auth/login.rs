@@ -1,5 +1,6 @@
 //! `GET/POST /.auth/login` (home realm discovery) and
-//! `GET /.auth/login/{connection}` (start of the authorization code flow).
+//! `GET /.auth/login/{connection}` (the start of a sign-in at the
+//! connection's kind: a redirect to the provider, or the kind's own page).
 
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -20,7 +21,7 @@ pub(super) async fn page(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>,
     let allowed = ctx.allowed_connections();
     if let [only] = allowed.as_slice() {
         if only.home_realm_domains.is_empty() {
-            return start_flow(ctx, parts, only, &target, Vec::new()).await;
+            return start_flow(ctx, parts, only, &target, Vec::new(), None).await;
         }
     }
     Ok(render(ctx, &target, "", None, StatusCode::OK))
@@ -46,7 +47,7 @@ pub(super) async fn submit(
                 ("login_hint".to_string(), email.to_string()),
                 ("domain_hint".to_string(), domain),
             ];
-            start_flow(ctx, parts, conn, &target, extra).await
+            start_flow(ctx, parts, conn, &target, extra, None).await
         }
         None => {
             tracing::info!(route.name = %ctx.route.name, "home realm discovery found no connection");
@@ -73,9 +74,6 @@ pub(super) async fn start(
     else {
         return Err(GatewayError::NotFound);
     };
-    if conn.is_ldap() {
-        return super::password::form(ctx, parts, conn).await;
-    }
     let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
     let raw_target = form_get(&query, "post_login_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = ctx.safe_target(parts, raw_target);
@@ -85,29 +83,35 @@ pub(super) async fn start(
         .iter()
         .filter_map(|p| form_get(&query, p).map(|v| (p.clone(), v.to_string())))
         .collect();
-    start_flow(ctx, parts, conn, &target, extra).await
+    start_flow(ctx, parts, conn, &target, extra, Some(&query)).await
 }
 
 /// Begins the sign-in at the connection's kind (`crate::connection`): a
 /// redirect to the provider, or a page of realmgate's own. A pending login
 /// the kind hands back is bound to the browser by the state cookie.
+/// `query`: the query of `GET /.auth/login/{name}`; None when begun from
+/// the sign-in page (`/.auth/login`).
 async fn start_flow(
     ctx: &Ctx<'_>,
     parts: &Parts,
     conn: &ConnectionSettings,
     target: &str,
     mut extra: Vec<(String, String)>,
+    query: Option<&[(String, String)]>,
 ) -> Result<Response<Body>, GatewayError> {
-    if conn.is_ldap() {
-        // realmgate's own password form, the email pre-filled.
+    let kinds = ctx.kinds();
+    let kind = kinds.for_connection(conn).ok_or(GatewayError::NotFound)?;
+    if kind.completes_at_login_post() && query.is_none() {
+        // A kind with a form of its own (LDAP) serves it at its own URL
+        // only: the sign-in page (and its home realm discovery POST) sends
+        // the browser there with the email typed, so a reload of the form
+        // does not post the sign-in page again.
         let hint = extra
             .iter()
             .find(|(k, _)| k == "login_hint")
             .map(|(_, v)| v.as_str());
-        return redirect(&super::password::form_url(conn, target, hint), []);
+        return redirect(&page_url(conn, target, hint), []);
     }
-    let kinds = ctx.kinds();
-    let kind = kinds.for_connection(conn).ok_or(GatewayError::NotFound)?;
     // Operator parameters first; a forwarded one with the same name wins only
     // if the operator allow-listed it.
     for (k, v) in &conn.upstream_params {
@@ -122,6 +126,7 @@ async fn start_flow(
             redirect_uri: &redirect_uri,
             target,
             extra: &extra,
+            query: query.unwrap_or_default(),
             pages: &ctx.state.pages,
         })
         .await
@@ -129,23 +134,17 @@ async fn start_flow(
             tracing::warn!(connection = %conn.name, error = %e, "cannot start sign-in");
             match e.reason.blame() {
                 Blame::Unavailable => GatewayError::ProviderUnavailable,
-                Blame::Expired | Blame::Foreign | Blame::Provider | Blame::Unverified => {
+                Blame::Expired
+                | Blame::Foreign
+                | Blame::Provider
+                | Blame::Unverified
+                | Blame::Account
+                | Blame::Limited => {
                     GatewayError::BadRequest("The sign-in could not be started. Start again.")
                 }
             }
         })?;
-    let bind = |pending: Pending| {
-        let login = PendingLogin {
-            state: pending.state,
-            nonce: pending.nonce,
-            pkce_verifier: pending.pkce_verifier,
-            connection: conn.name.clone(),
-            redirect_uri: redirect_uri.clone(),
-            target: target.to_string(),
-            created_at: super::now(),
-        };
-        ctx.state.states.add(&parts.headers, ctx.https, login)
-    };
+    let bind = |pending: Pending| bind_pending(ctx, parts, conn, target, pending);
     tracing::info!(route.name = %ctx.route.name, connection = %conn.name, "sign-in started");
     match begun {
         Begin::Redirect { url, pending } => redirect(&url, [bind(pending)]),
@@ -162,6 +161,42 @@ async fn start_flow(
             Ok(resp)
         }
     }
+}
+
+/// The `Set-Cookie` that binds a kind's pending login (of `conn`, going to
+/// `target`) to this browser.
+pub(super) fn bind_pending(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    conn: &ConnectionSettings,
+    target: &str,
+    pending: Pending,
+) -> http::HeaderValue {
+    let login = PendingLogin {
+        state: pending.state,
+        nonce: pending.nonce,
+        pkce_verifier: pending.pkce_verifier,
+        connection: conn.name.clone(),
+        redirect_uri: ctx.redirect_uri(conn),
+        target: target.to_string(),
+        created_at: super::now(),
+    };
+    ctx.state.states.add(&parts.headers, ctx.https, login)
+}
+
+/// `/.auth/login/{name}`.
+fn login_path(conn: &ConnectionSettings) -> String {
+    format!("/.auth/login/{}", conn.name)
+}
+
+/// The URL of a kind's own page with the target and `login_hint`.
+fn page_url(conn: &ConnectionSettings, target: &str, login_hint: Option<&str>) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("post_login_redirect_uri", target);
+    if let Some(h) = login_hint {
+        q.append_pair("login_hint", h);
+    }
+    format!("{}?{}", login_path(conn), q.finish())
 }
 
 fn render(
@@ -196,30 +231,4 @@ fn render(
         show_email_form: show_email,
     };
     html(status, ctx.state.pages.login(&view))
-}
-
-/// `POST /.auth/login/{connection}`: only LDAP connections the route
-/// allows have a form to post to.
-pub(super) async fn password_submit(
-    ctx: &Ctx<'_>,
-    parts: &Parts,
-    conn_info: &crate::peer::ConnInfo,
-    name: &str,
-    form: Vec<u8>,
-) -> Result<Response<Body>, GatewayError> {
-    let mut form = form;
-    let Some(conn) = ctx
-        .allowed_connections()
-        .into_iter()
-        .find(|c| c.name == name)
-        .cloned()
-    else {
-        zeroize::Zeroize::zeroize(&mut form);
-        return Err(GatewayError::NotFound);
-    };
-    if !conn.is_ldap() {
-        zeroize::Zeroize::zeroize(&mut form);
-        return Err(GatewayError::MethodNotAllowed);
-    }
-    super::password::submit(ctx, parts, conn_info, &conn, form).await
 }

@@ -17,7 +17,7 @@ pub(crate) async fn serve(
     parts: &Parts,
     body: hyper::body::Incoming,
     rest: &str,
-    conn: &crate::peer::ConnInfo,
+    _conn: &crate::peer::ConnInfo,
 ) -> Result<Response<Body>, GatewayError> {
     let method = &parts.method;
     if rest == "/login" {
@@ -40,14 +40,7 @@ pub(crate) async fn serve(
         // A kind whose form posts back to itself (`connection::SignIn`).
         None if *method == Method::POST && callback::completes_at_login_post(ctx, tail) => {
             let form = read_form(body).await?;
-            callback::finish(ctx, parts, tail, &form).await
-        }
-        // The password form of an LDAP connection (`password`).
-        None if *method == Method::POST
-            && ctx.state.connection(tail).is_some_and(|c| c.is_ldap()) =>
-        {
-            let form = read_form(body).await?;
-            login::password_submit(ctx, parts, conn, tail, form).await
+            callback::finish(ctx, parts, tail, form).await
         }
         // WS-Fed sign-out (`wa=wsignout1.0` / `wsignoutcleanup1.0`) comes to
         // the callback of a WS-Fed connection.
@@ -58,11 +51,11 @@ pub(crate) async fn serve(
         }
         Some((name, "callback")) if *method == Method::GET => {
             let query = parts.uri.query().unwrap_or("").as_bytes().to_vec();
-            callback::finish(ctx, parts, name, &query).await
+            callback::finish(ctx, parts, name, query).await
         }
         Some((name, "callback")) if *method == Method::POST => {
             let form = read_form(body).await?;
-            callback::finish(ctx, parts, name, &form).await
+            callback::finish(ctx, parts, name, form).await
         }
         Some((_, "callback")) | None => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),

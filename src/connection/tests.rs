@@ -194,12 +194,27 @@ fn refusals_map_to_4xx_for_what_was_sent_and_503_for_what_is_down() {
     ] {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{r:?}");
     }
-    for r in [ProviderError, CodeExchange, IdToken, MissingUserId] {
+    for r in [
+        ProviderError,
+        CodeExchange,
+        IdToken,
+        MissingUserId,
+        InvalidCredentials,
+    ] {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{r:?}");
     }
-    for r in [ProviderUnavailable, StoreUnavailable, GroupsUnavailable] {
+    for r in [
+        ProviderUnavailable,
+        StoreUnavailable,
+        GroupsUnavailable,
+        DirectoryUnavailable,
+        DirectoryError,
+    ] {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
     }
+    // What the directory says of the account (LDAP): 403; too many failures: 429.
+    assert_eq!(AccountState.status(), StatusCode::FORBIDDEN);
+    assert_eq!(RateLimited.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[test]

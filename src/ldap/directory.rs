@@ -201,12 +201,7 @@ impl Directory {
         let filter = escape::fill(template, "{login}", login, escape::filter_value);
         let (mut search, entry) = self.find_user(base, &filter).await?;
         let Some(entry) = entry else {
-            // Unknown user: open (and close) a connection as a bind would,
-            // so the answer does not come back a TLS handshake sooner than
-            // a wrong password's (timing would tell which logins exist).
-            if let Ok(mut c) = self.connect().await {
-                let _ = c.unbind().await;
-            }
+            self.imitate_user_bind().await;
             return Err(DirectoryError::InvalidCredentials);
         };
         // The user's own connection: a pooled one never changes identity.
@@ -261,6 +256,25 @@ impl Directory {
         .await;
         let _ = user.unbind().await;
         result
+    }
+
+    /// An unknown user costs what a wrong password costs: a new connection
+    /// (TCP + TLS), one simple bind that makes the server check a password
+    /// hash, an unbind. The bind is the search account's own, with its own
+    /// (right) password: the typed password goes to no DN but the user's,
+    /// no account's failure counter moves (a decoy DN with a wrong password
+    /// could lock an account, or name one that exists), and the server does
+    /// the same hash work as for the user's bind. Without a search account
+    /// (anonymous search) only the connection is imitated.
+    async fn imitate_user_bind(&self) {
+        let Ok(mut c) = self.connect().await else {
+            return;
+        };
+        if let (Some(dn), Some(pw)) = (&self.cfg.bind_dn, &self.cfg.bind_password) {
+            let pw = Password::new(pw.expose_str().to_string());
+            let _ = bind(&mut c, self.cfg.timeout, dn, &pw).await;
+        }
+        let _ = c.unbind().await;
     }
 
     fn user_attrs(&self) -> Vec<String> {

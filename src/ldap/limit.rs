@@ -169,6 +169,21 @@ impl Failures {
         Ok(())
     }
 
+    /// Forgets the failures under each key (a successful sign-in clears its
+    /// login's count).
+    pub async fn reset(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        for k in keys {
+            if !store.clear_failures(k).await? {
+                self.local.invalidate(k);
+            }
+        }
+        Ok(())
+    }
+
     fn local_count(&self, key: &str, window: Duration) -> u64 {
         match self.local.get(key) {
             Some((n, start)) if start.elapsed() < window.min(MAX_WINDOW) => n,

@@ -523,6 +523,19 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn clear_failures<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.failures(key);
+            let _: u64 = self
+                .conn
+                .run(self.timeout, "DEL failures", |mut c| async move {
+                    redis::cmd("DEL").arg(key).query_async(&mut c).await
+                })
+                .await?;
+            Ok(true)
+        })
+    }
+
     fn unlock_refresh<'a>(
         &'a self,
         id: &'a SessionId,

@@ -146,6 +146,12 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Forgets the failures counted under `key` (a successful sign-in).
+    /// `false`: this store does not share counters (as for `count_failure`).
+    fn clear_failures<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(false) })
+    }
+
     /// Releases the lock if it still holds `token` (it may have expired and
     /// been taken by another replica since).
     fn unlock_refresh<'a>(

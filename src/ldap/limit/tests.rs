@@ -77,3 +77,24 @@ async fn attempts_under_way_count_against_the_limit() {
     drop(fourth);
     assert!(f.in_flight.lock().unwrap().is_empty(), "no key left behind");
 }
+
+#[tokio::test]
+async fn a_reset_clears_the_login_s_count_and_not_the_address_s() {
+    let store: Arc<dyn SessionStore> = Arc::new(crate::session::memory::MemoryStore::new(
+        100,
+        Duration::from_secs(600),
+    ));
+    let f = Failures::default();
+    let w = Duration::from_secs(60);
+    let k = keys("c", "bob", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    for _ in 0..2 {
+        f.record(&store, &k, w).await.unwrap();
+    }
+    // What a successful sign-in resets: the login's key only.
+    f.reset(&store, std::slice::from_ref(&k[0])).await.unwrap();
+    let login_only = [k[0].clone()];
+    let addr_only = [k[1].clone()];
+    f.record(&store, &k, w).await.unwrap();
+    assert!(!f.blocked(&store, &login_only, 2, w).await.unwrap());
+    assert!(f.blocked(&store, &addr_only, 3, w).await.unwrap());
+}

@@ -1,0 +1,301 @@
+//! The LDAP connection kind on the sign-in seam (`crate::connection`):
+//! realmgate's own password form (SPEC 9).
+//!
+//! - **begin** (`GET /.auth/login/{connection}`): the form, with a fresh
+//!   anti-forgery token. The token is the `state` of a pending login that
+//!   the caller binds to the browser (the HMAC-signed state cookie,
+//!   `session::state`): the same binding as the OpenID Connect `state`.
+//!   The pending login also keeps the validated target, so the POST cannot
+//!   change it.
+//! - **complete** (`POST /.auth/login/{connection}`,
+//!   [`SignIn::completes_at_login_post`]): the caller has already taken the
+//!   pending login named by the form's `csrf` field from this browser's
+//!   cookie, spent it, and checked it began at this connection; a POST
+//!   without one is refused before this code runs, so before the password
+//!   is looked at. Then: the failure limits (`ldap::limit`, per login name
+//!   and per client address), the directory, a [`VerifiedIdentity`].
+//! - **A refusal** shows the form again with the reason and a new token
+//!   (the refused one is spent); a directory that cannot be reached shows
+//!   the 503 page.
+//! - **The password** is moved into a [`Password`] (zeroized on drop) and
+//!   dropped as soon as the directory answered; the caller zeroizes the
+//!   parsed form. It is never logged, rendered or stored; neither is the
+//!   login name (usually an email address, SPEC 5.3).
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use futures_util::future::BoxFuture;
+use http::StatusCode;
+use rand::RngCore;
+
+use super::limit::Failures;
+use super::{Directories, Directory, DirectoryError, DirectoryUser, Password};
+use crate::auth::form_get;
+use crate::config::{ConnectionKind, ConnectionSettings};
+use crate::connection::{
+    Begin, BeginRequest, CompleteRequest, Pending, Refusal, RefusalPage, SignIn, SignInError,
+    VerifiedIdentity,
+};
+use crate::session::store::SessionStore;
+use crate::ui::{Pages, PasswordView};
+
+/// Longest `login_hint` pre-filled.
+const MAX_HINT: usize = 512;
+
+/// The form field that carries the anti-forgery token.
+const TOKEN_FIELD: &str = "csrf";
+
+/// What LDAP sign-ins share across requests: the directories of the current
+/// config generation, the failure counters, and the store that shares them
+/// across replicas (Redis).
+#[derive(Clone, Copy)]
+pub struct Shared<'a> {
+    pub directories: &'a Directories,
+    pub failures: &'a Failures,
+    pub store: &'a Arc<dyn SessionStore>,
+}
+
+/// One LDAP connection's sign-in.
+pub struct LdapSignIn<'a> {
+    conn: &'a ConnectionSettings,
+    shared: Shared<'a>,
+}
+
+impl<'a> LdapSignIn<'a> {
+    pub fn new(conn: &'a ConnectionSettings, shared: Shared<'a>) -> LdapSignIn<'a> {
+        LdapSignIn { conn, shared }
+    }
+
+    fn directory(&self) -> Result<Arc<Directory>, DirectoryError> {
+        match self.shared.directories.get(&self.conn.name) {
+            Some(Ok(d)) => Ok(d.clone()),
+            Some(Err(e)) => Err(DirectoryError::Directory(e.clone())),
+            None => Err(DirectoryError::Directory(
+                "no directory for this connection".into(),
+            )),
+        }
+    }
+
+    async fn check(&self, req: &CompleteRequest<'_>) -> Result<VerifiedIdentity, SignInError> {
+        let conn = self.conn;
+        let password = Password::new(form_get(req.params, "password").unwrap_or("").to_string());
+        let login = form_get(req.params, "username").unwrap_or("").trim();
+        let login = if login.len() > super::directory::MAX_LOGIN_BYTES {
+            ""
+        } else {
+            login
+        };
+        let again = |e: SignInError, message: &str, status: StatusCode| {
+            let page = self.form_again(req, login, message, status, None);
+            e.with_page(page)
+        };
+        let directory = match self.directory() {
+            Ok(d) => d,
+            Err(e) => return Err(self.refused(req, login, &e)),
+        };
+        let cfg = directory.settings();
+        let keys = super::limit::keys(&conn.name, login, req.client);
+        let failures = self.shared.failures;
+        let store = self.shared.store;
+        // Held until the outcome is recorded: an attempt under way counts
+        // against the limit, so concurrent guesses cannot all pass the check.
+        let _attempt = match failures
+            .begin(store, &keys, cfg.max_failed_logins, cfg.failure_window)
+            .await
+        {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => {
+                let minutes = cfg.failure_window.as_secs().div_ceil(60);
+                let message = format!("Too many failed sign-ins for this account or from your network. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
+                let e = SignInError::new(
+                    Refusal::RateLimited,
+                    format!("too many failures for this login or client {}", req.client),
+                );
+                return Err(again(e, &message, StatusCode::TOO_MANY_REQUESTS));
+            }
+            Err(e) => {
+                // Fail closed: the session could not be stored either.
+                return Err(SignInError::new(
+                    Refusal::StoreUnavailable,
+                    format!("failure counters: {e}"),
+                ));
+            }
+        };
+
+        let result = directory.authenticate(login, &password).await;
+        drop(password);
+        let user = match result {
+            Ok(u) => u,
+            Err(e) => {
+                if matches!(
+                    e,
+                    DirectoryError::InvalidCredentials | DirectoryError::Account(_)
+                ) {
+                    if let Err(se) = failures.record(store, &keys, cfg.failure_window).await {
+                        tracing::error!(error = %se, "a failed sign-in could not be counted");
+                    }
+                }
+                return Err(self.refused(req, login, &e));
+            }
+        };
+        // The login's own count starts again; the address's does not (one
+        // success must not clear a spray of failures from that network).
+        if let Some(login_key) = keys.first() {
+            if let Err(e) = failures.reset(store, std::slice::from_ref(login_key)).await {
+                tracing::warn!(error = %e, "the failure count of a login could not be reset");
+            }
+        }
+        identity_of(conn, user).ok_or_else(|| {
+            // An empty id attribute: the directory's answer names nobody.
+            self.refused(req, login, &DirectoryError::NoUserId("(empty)".into()))
+        })
+    }
+
+    /// A refusal for a directory error: the form again with the reason (the
+    /// same text for an unknown user and a wrong password), or the 503 page.
+    fn refused(&self, req: &CompleteRequest<'_>, login: &str, e: &DirectoryError) -> SignInError {
+        let reason = match e {
+            DirectoryError::InvalidCredentials => Refusal::InvalidCredentials,
+            DirectoryError::Account(_) => Refusal::AccountState,
+            DirectoryError::NoUserId(_) => Refusal::MissingUserId,
+            DirectoryError::Unavailable(_) => Refusal::DirectoryUnavailable,
+            DirectoryError::Directory(_) => Refusal::DirectoryError,
+        };
+        let err = SignInError::new(reason, e.to_string());
+        let (status, title, message) = super::refusal(e);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let retry = format!("/.auth/login/{}", self.conn.name);
+            let html =
+                req.pages
+                    .error(status.as_u16(), title, message, Some(("Try again", &retry)));
+            return err.with_page(RefusalPage {
+                status,
+                html,
+                pending: None,
+            });
+        }
+        let change_url = match (e, &self.conn.kind) {
+            (DirectoryError::Account(state), ConnectionKind::Ldap(l))
+                if super::needs_password_change(*state) =>
+            {
+                l.password_change_url.as_ref().map(|u| u.to_string())
+            }
+            _ => None,
+        };
+        let page = self.form_again(req, login, message, status, change_url);
+        err.with_page(page)
+    }
+
+    /// The form again, the user name kept, with a new token for the same
+    /// target.
+    fn form_again(
+        &self,
+        req: &CompleteRequest<'_>,
+        login: &str,
+        message: &str,
+        status: StatusCode,
+        change_url: Option<String>,
+    ) -> RefusalPage {
+        let pending = new_pending();
+        let mut v = view(self.conn, Some(pending.state.clone()), login, Some(message));
+        v.change_url = change_url;
+        RefusalPage {
+            status,
+            html: req.pages.password(&v),
+            pending: Some(pending),
+        }
+    }
+}
+
+impl SignIn for LdapSignIn<'_> {
+    fn begin<'b>(&'b self, req: BeginRequest<'b>) -> BoxFuture<'b, Result<Begin, SignInError>> {
+        Box::pin(async move {
+            let hint = form_get(req.query, "login_hint")
+                .map(str::trim)
+                .filter(|h| h.len() <= MAX_HINT && !h.chars().any(char::is_control))
+                .unwrap_or("");
+            Ok(form_page(self.conn, req.pages, hint))
+        })
+    }
+
+    fn state_param(&self) -> &'static str {
+        TOKEN_FIELD
+    }
+
+    fn completes_at_login_post(&self) -> bool {
+        true
+    }
+
+    fn complete<'b>(
+        &'b self,
+        req: CompleteRequest<'b>,
+    ) -> BoxFuture<'b, Result<VerifiedIdentity, SignInError>> {
+        Box::pin(async move { self.check(&req).await })
+    }
+}
+
+/// The form with a new token (its pending login for the caller to bind).
+fn form_page(conn: &ConnectionSettings, pages: &Pages, hint: &str) -> Begin {
+    let pending = new_pending();
+    let v = view(conn, Some(pending.state.clone()), hint, None);
+    Begin::Page {
+        status: StatusCode::OK,
+        html: pages.password(&v),
+        pending: Some(pending),
+    }
+}
+
+/// A new token: 256 random bits.
+fn new_pending() -> Pending {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    Pending {
+        state: URL_SAFE_NO_PAD.encode(bytes),
+        nonce: String::new(),
+        pkce_verifier: String::new(),
+    }
+}
+
+fn view(
+    conn: &ConnectionSettings,
+    csrf: Option<String>,
+    username: &str,
+    message: Option<&str>,
+) -> PasswordView {
+    PasswordView {
+        connection: conn.display_name.clone(),
+        action: format!("/.auth/login/{}", conn.name),
+        csrf,
+        username: username.to_string(),
+        message: message.map(str::to_string),
+        change_url: None,
+        back: "/.auth/login".to_string(),
+    }
+}
+
+/// The one conversion from a directory user to an identity: the user id is
+/// `<connection>:<objectGUID or entryUUID>` (SPEC 6.1), never the login;
+/// the email counts as verified only with `trusted_email` (SPEC 9). `None`
+/// when the id is empty.
+pub(crate) fn identity_of(
+    conn: &ConnectionSettings,
+    user: DirectoryUser,
+) -> Option<VerifiedIdentity> {
+    let email_trust = crate::connection::email_trust(conn, user.email.is_some(), None, false);
+    // The directory that vouched: no issuer URL of its own.
+    let issuer = format!("ldap:{}", conn.name);
+    if user.subject.is_empty() {
+        return None;
+    }
+    Some(
+        VerifiedIdentity::builder(conn, &user.subject, None, &issuer)?
+            .email(user.email.as_deref(), email_trust)
+            .name(user.name.as_deref())
+            .preferred_username(user.username)
+            .groups(user.groups)
+            .build(),
+    )
+}
