@@ -414,11 +414,18 @@ async fn concurrent_guesses_reach_the_directory_at_most_max_failed_logins_times(
         "max_failed_logins = 2\nfailure_window = \"10m\"",
     )
     .await;
-    let b = browser(&w.gw);
-    // One form; its token stays valid while sign-ins fail.
-    let token = csrf(&open_form(&w.gw, &b, "").await);
-    let attempts = (0..24).map(|i| {
-        let (gw, b, token) = (&w.gw, &b, &token);
+    // A form token serves one attempt, so the burst comes from 24 browsers,
+    // each with a form of its own: every post passes the token check and only
+    // the failure limit (attempts under way included) stands between the
+    // guesses and the directory.
+    let mut forms = Vec::new();
+    for _ in 0..24 {
+        let b = browser(&w.gw);
+        let token = csrf(&open_form(&w.gw, &b, "").await);
+        forms.push((b, token));
+    }
+    let attempts = forms.iter().enumerate().map(|(i, (b, token))| {
+        let gw = &w.gw;
         async move {
             post(gw, b, token, "alice@corp.test", &format!("guess-{i}"))
                 .await
