@@ -52,7 +52,7 @@ pub async fn serve(
         route,
         origin: crate::peer::request_origin(server, &parts, conn),
         https: crate::peer::is_https(server, &parts, conn),
-        client: crate::ldap::limit::client_address(server, &parts.headers, conn),
+        client: crate::peer::client_address(server, &parts.headers, conn),
     };
     let path = parts.uri.path().to_string();
     let rest = path.strip_prefix("/.auth").unwrap_or("");

@@ -139,3 +139,33 @@ pub fn host_of(parts: &Parts) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// The address the client connected from: the TCP peer (or the client a
+/// believed PROXY header declared); behind trusted proxies, the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy (what the
+/// per-address failure limit of password sign-ins counts by).
+pub fn client_address(
+    server: &crate::config::ServerSettings,
+    headers: &http::HeaderMap,
+    conn: &ConnInfo,
+) -> IpAddr {
+    let peer = conn.peer.ip().to_canonical();
+    if !peer_is_trusted(server, conn) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(s) = v.to_str() else { return peer };
+        for part in s.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip.to_canonical()),
+                // An entry we cannot read: stop believing the list.
+                Err(_) => return peer,
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !ip_is_trusted(&server.trusted_proxies, *ip))
+        .unwrap_or(peer)
+}

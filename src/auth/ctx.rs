@@ -17,7 +17,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) https: bool,
     /// The client's address: the peer (or the PROXY header's client), or
     /// behind trusted proxies the right-most untrusted `X-Forwarded-For`
-    /// entry (`ldap::limit::client_address`; per-address failure limits).
+    /// entry (`peer::client_address`; per-address failure limits).
     pub(crate) client: std::net::IpAddr,
 }
 
