@@ -763,15 +763,7 @@ impl Captured {
 // current_thread: the gateway's tasks run on this thread, under this subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn one_access_log_line_per_request_without_secrets() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_target(true)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_json_logs();
 
     let up = EchoUpstream::start().await;
     let gw = public_gateway(&up, "", "").await;
@@ -1078,14 +1070,9 @@ async fn an_upstream_that_does_not_accept_connections_in_time_is_504() {
     drop((fillers, listener));
 }
 
-/// `upstream_client = "hyper"` makes hyper-util's client serve every request
-/// of its route (GET, POST, WebSocket), while a default route's GET goes
-/// through the own codec and its POST through hyper's HTTP/1.1 connection;
-/// the access log names the exchange, on a failure too. Both paths proxy
-/// the same way.
-// current_thread: the gateway's tasks run on this thread, under this subscriber.
-#[tokio::test(flavor = "current_thread")]
-async fn upstream_client_hyper_serves_its_route_and_the_access_log_names_the_exchange() {
+/// JSON log lines at INFO of this thread's subscriber, captured until the
+/// guard drops.
+fn capture_json_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -1094,7 +1081,18 @@ async fn upstream_client_hyper_serves_its_route_and_the_access_log_names_the_exc
         .with_max_level(tracing::Level::INFO)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+/// `upstream_client = "hyper"` makes hyper-util's client serve every request
+/// of its route (GET, POST, WebSocket), while a default route's GET goes
+/// through the own codec and its POST through hyper's HTTP/1.1 connection;
+/// the access log names the exchange, on a failure too. Both paths proxy
+/// the same way.
+// current_thread: the gateway's tasks run on this thread, under this subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn upstream_client_hyper_serves_its_route_and_the_access_log_names_the_exchange() {
+    let (captured, _guard) = capture_json_logs();
 
     // A bound socket that never listens: connections to it are refused, and
     // the port cannot go to anybody else meanwhile.
