@@ -8,9 +8,11 @@
 #      upstream and gateway on 127.0.0.1);
 #   2. real third-party software started by the tests on loopback and stopped by PID:
 #      an OpenID provider (npm oidc-provider, tests/node/provider.mjs), Redis, nginx,
-#      Apache with mod_auth_openidc, Caddy;
+#      Apache with mod_auth_openidc, Caddy; a SAML 2.0 / WS-Federation IdP (npm samlp
+#      and wsfed under Express, tests/node/saml-idp-server.mjs);
 #   3. a real browser (Debian chromium driven by playwright-core,
-#      tests/node/browser-login.mjs) signing in through the gateway.
+#      tests/node/browser-login.mjs, tests/node/saml-browser.mjs) signing in through
+#      the gateway.
 # A tier whose tool is missing fails with a message saying what to install; nothing is
 # skipped. Before the tiers: the node tools' own self-test, rustfmt, clippy,
 # cargo deny (advisories offline from ../shared/advisory-db, bans, licences, sources) and

@@ -275,7 +275,7 @@ impl<'a> SamlSignIn<'a> {
             skew: SKEW_SECS,
         };
         let assertion = validate_response(&raw, &md.trust, &expect)
-            .map_err(|e| refusal(&FlowError::Response(e)))?;
+            .map_err(|e| self.assertion_refusal(req, e))?;
         let identity = self.identity(&assertion)?;
         self.claim(&assertion, req.now).await?;
         Ok(identity)
@@ -310,10 +310,40 @@ impl<'a> SamlSignIn<'a> {
             skew: SKEW_SECS,
         };
         let assertion = wsfed::validate_wresult(wresult, &md.trust, &expect)
-            .map_err(|e| refusal(&FlowError::Response(e)))?;
+            .map_err(|e| self.assertion_refusal(req, e))?;
         let identity = self.identity(&assertion)?;
         self.claim(&assertion, req.now).await?;
         Ok(identity)
+    }
+}
+
+impl SamlSignIn<'_> {
+    /// The refusal for an assertion that failed a check. One outside its
+    /// validity window gets a page saying so: with a real IdP the cause is
+    /// nearly always a clock off by more than the allowed skew, which the
+    /// generic "could not be verified" page gives nobody a way to find.
+    fn assertion_refusal(&self, req: &CompleteRequest<'_>, e: SamlError) -> SignInError {
+        let expired = matches!(e, SamlError::Expired);
+        let err = refusal(&FlowError::Response(e));
+        if !expired {
+            return err;
+        }
+        let status = err.reason.status();
+        let retry = format!("/.auth/login/{}", self.conn.name);
+        let message = format!(
+            "The sign-in response from your identity provider is outside its validity time, so you were not signed in. Usually the identity provider's clock and this site's clock differ by more than {SKEW_SECS} seconds. Try again; if it keeps happening, ask your IT department to check the clocks (NTP) of the identity provider and of this site."
+        );
+        let html = req.pages.error(
+            status.as_u16(),
+            "Sign-in failed",
+            &message,
+            Some(("Try again", &retry)),
+        );
+        err.with_page(crate::connection::RefusalPage {
+            status,
+            html,
+            pending: None,
+        })
     }
 }
 
