@@ -47,6 +47,12 @@ impl RealIdp {
     /// Three signing keys: 0 signs and is published; 1 is the next one
     /// (rollover); 2 is never published.
     async fn start() -> RealIdp {
+        RealIdp::start_with(None).await
+    }
+
+    /// `sp_cert`: the SP certificate the IdP requires AuthnRequests and
+    /// LogoutResponses to be signed with (`SAML_IDP_SP_CERT`).
+    async fn start_with(sp_cert: Option<&std::path::Path>) -> RealIdp {
         require_node_modules();
         for package in ["express", "wsfed"] {
             assert!(
@@ -62,7 +68,11 @@ impl RealIdp {
                 json!({ "cert": k.dir.path().join("cert.pem"), "key": k.dir.path().join("key.pem") })
             })
             .collect();
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        if let Some(cert) = sp_cert {
+            command.env("SAML_IDP_SP_CERT", cert);
+        }
+        let mut child = command
             .arg(node_dir().join("saml-idp-server.mjs"))
             .args(["--host", "127.0.0.2", "--port", "0", "--stdin-lifeline"])
             .env("SAML_IDP_KEYS", serde_json::Value::Array(spec).to_string())
@@ -261,6 +271,36 @@ async fn sign_in_without_script(
         .send()
         .await
         .expect("the callback answers")
+}
+
+/// Follows what `resp` asks of a browser without script: redirects, and
+/// the IdP's or gateway's self-posting forms; returns the first answer that
+/// is neither (status, URL, text). Bounded: at most 8 steps.
+async fn follow(browser: &Browser, mut resp: reqwest::Response) -> (StatusCode, url::Url, String) {
+    for _ in 0..8 {
+        let here = resp.url().clone();
+        if resp.status().is_redirection() {
+            let next = here.join(&location(&resp)).expect("a redirect URL");
+            resp = browser.get(next.as_str()).await;
+            continue;
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !(text.contains("<form") && text.contains("document.forms[0].submit()")) {
+            return (status, here, text);
+        }
+        let (action, fields) = self_posting_form(&text);
+        let action = here.join(&action).expect("a form action");
+        resp = browser
+            .client
+            .post(action)
+            .header(ACCEPT, HTML)
+            .form(&fields)
+            .send()
+            .await
+            .expect("the form's target answers");
+    }
+    panic!("more than 8 redirects or forms");
 }
 
 /// Signs in without script and expects to be back at `/private`.
@@ -559,4 +599,85 @@ home_realm_domains = ["tailspin.test"]
         .unwrap()
         .contains("identity provider cannot be reached"));
     app_sees(&w, &carol).await;
+}
+
+/// The IdP checks realmgate's signed AuthnRequest (HTTP-Redirect query
+/// signature, RSA-SHA256) against the SP certificate, and its signed
+/// LogoutResponse; the IdP's LogoutRequest over HTTP-POST (enveloped
+/// signature) ends the session. A gateway signing with another key is
+/// refused by the IdP.
+#[tokio::test]
+async fn the_idp_verifies_signed_requests_and_its_post_logout_request_ends_the_session() {
+    let sp = idp_key();
+    let cert = sp.dir.path().join("cert.pem");
+    let idp = RealIdp::start_with(Some(&cert)).await;
+    idp.control(json!({ "sloBinding": "post" })).await;
+    let signing = format!(
+        "sp_key_file = {:?}\nsp_certificate_file = {:?}",
+        sp.dir.path().join("key.pem"),
+        cert
+    );
+    let (saml, _) = connections(&idp);
+    let w: World = World::builder()
+        .connection(format!("{saml}{signing}\n"))
+        .route(echo_route("app", "127.0.0.1"))
+        .start()
+        .await;
+    let carol = signed_in(&w, &idp, "carol@fabrikam.test").await;
+    app_sees(&w, &carol).await;
+
+    // Signed out at the IdP: its LogoutRequest is posted to realmgate's
+    // single logout URL, whose signed LogoutResponse the IdP accepts.
+    let resp = carol.get(&format!("{}/saml/slo", idp.base)).await;
+    let (status, at, page) = follow(&carol, resp).await;
+    assert_eq!(status, StatusCode::OK, "{at}: {page}");
+    assert!(
+        at.as_str().starts_with(&idp.base) && page.contains("Signed out at the IdP"),
+        "the IdP took realmgate's LogoutResponse: {at}\n{page}"
+    );
+    let resp = carol.get(&url(&w, "/private")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "the session ended");
+
+    // A gateway whose AuthnRequests are signed with a key the IdP does not
+    // know: the IdP refuses them.
+    let other = idp_key();
+    let (saml, _) = connections(&idp);
+    let w2: World = World::builder()
+        .connection(format!(
+            "{saml}sp_key_file = {:?}\nsp_certificate_file = {:?}\n",
+            other.dir.path().join("key.pem"),
+            other.dir.path().join("cert.pem")
+        ))
+        .route(echo_route("app", "127.0.0.1"))
+        .start()
+        .await;
+    let browser = Browser::new(&w2.gateway);
+    let to_idp = browser
+        .post_email(&url(&w2, "/.auth/login"), "carol@fabrikam.test", "/private")
+        .await;
+    // Signed in at the IdP already (carol's IdP session ended above, so
+    // sign in again in this browser first).
+    let page = browser.get(&to_idp).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let resp = browser
+        .client
+        .post(format!("{}/login", idp.base))
+        .form(&[
+            ("login", LOGIN),
+            ("password", PASSWORD),
+            ("return", to_idp.strip_prefix(&idp.base).unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let resp = browser
+        .get(&format!("{}{}", idp.base, location(&resp)))
+        .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(
+        status.is_server_error() && text.contains("Signature check errors"),
+        "the IdP refuses a request signed with another key: {status} {text}"
+    );
 }

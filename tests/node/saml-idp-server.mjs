@@ -23,6 +23,11 @@
 //                      [{"login","password","id","email","name","groups":[...]}]
 //                      Default: carol@fabrikam.test / carol-password, id u-carol,
 //                      "Carol Ng", groups ["Finance", "HR Admins"].
+//   env SAML_IDP_SP_CERT optional PEM file: the service provider's certificate (what
+//                      realmgate's SP metadata publishes with `sp_certificate_file`). With
+//                      it, AuthnRequests must carry a valid HTTP-Redirect query signature
+//                      (else the IdP answers 500 and names the signature error), and the
+//                      SP's LogoutResponses too.
 //
 //   stdout             exactly one line `READY <base url>` once listening, e.g.
 //                      `READY http://127.0.0.2:41234`. Nothing else.
@@ -63,6 +68,9 @@
 //   {"signWith": 1}          the key index that signs from now on
 //   {"clockOffsetSeconds": N} this process's clock runs N seconds off (a skewed IdP host):
 //                            IssueInstant, NotBefore and NotOnOrAfter are stamped with it
+//   {"sloBinding": "post"}   LogoutRequests of sign-ins from now on go over HTTP-POST (a
+//                            self-posting form, enveloped XML signature) instead of
+//                            "redirect" (the default)
 //
 // TEST ONLY: plain HTTP on loopback, keys from files the test generated, users in memory.
 
@@ -140,7 +148,20 @@ try {
   die(`SAML_IDP_USERS: ${err.message}`);
 }
 
-const state = { publish: [0], signWith: 0 };
+let spCert = null;
+if (process.env.SAML_IDP_SP_CERT) {
+  try {
+    spCert = fs.readFileSync(process.env.SAML_IDP_SP_CERT, 'utf8');
+  } catch (err) {
+    die(`SAML_IDP_SP_CERT: ${err.message}`);
+  }
+}
+
+const BINDINGS = {
+  redirect: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect',
+  post: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST',
+};
+const state = { publish: [0], signWith: 0, sloBinding: 'redirect' };
 const signing = () => keys[state.signWith];
 
 // AD FS's claim URIs (what realmgate maps by default), and a persistent NameID.
@@ -265,6 +286,10 @@ app.post('/control', (req, res) => {
     if (!valid(b.signWith)) return res.status(400).json({ error: 'signWith: a key index' });
     state.signWith = b.signWith;
   }
+  if (b.sloBinding !== undefined) {
+    if (!BINDINGS[b.sloBinding]) return res.status(400).json({ error: 'sloBinding: "redirect" or "post"' });
+    state.sloBinding = b.sloBinding;
+  }
   if (b.clockOffsetSeconds !== undefined) {
     if (!Number.isFinite(b.clockOffsetSeconds)) return res.status(400).json({ error: 'clockOffsetSeconds: a number' });
     clockOffsetMs = b.clockOffsetSeconds * 1000;
@@ -304,7 +329,8 @@ app.get('/saml/sso', (req, res, next) => {
   const s = idpSession(req, res);
   if (!req.query.SAMLRequest) return res.status(400).type('text').send('SAMLRequest is missing');
   if (!s.user) return loginPage(res, req.originalUrl);
-  samlp.parseRequest(req, (err, request) => {
+  // With the SP's certificate, the AuthnRequest's query signature is checked.
+  samlp.parseRequest(req, spCert ? { signingCert: spCert, relayState: req.query.RelayState } : {}, (err, request) => {
     if (err) return next(err);
     const acs = request && request.assertionConsumerServiceURL;
     if (!acs || !isLoopbackUrl(acs)) return res.status(400).type('text').send(`unknown AssertionConsumerServiceURL ${acs}`);
@@ -322,6 +348,7 @@ app.get('/saml/sso', (req, res, next) => {
       destination: acs,
       recipient: acs,
       sessionIndex: s.sessionIndex,
+      signingCert: spCert || undefined,
       profileMapper: ProfileMapper,
       getUserFromRequest: () => user,
       getPostURL: (audience, dom, r, cb) => {
@@ -334,7 +361,9 @@ app.get('/saml/sso', (req, res, next) => {
             nameId: user.id,
             nameIdFormat: PERSISTENT,
             serviceProviderLogoutURL: slo,
-            binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect',
+            binding: BINDINGS[state.sloBinding],
+            // The SP's LogoutResponse must be signed by it when its certificate is known.
+            cert: spCert || undefined,
           });
         }
         cb(null, acs);
