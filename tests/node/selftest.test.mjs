@@ -2,7 +2,9 @@
 // (oidc-provider) and browser-login.mjs (chromium) against a minimal relying party
 // written here. It proves the tools keep their CLI contracts, that the provider puts
 // email and groups into a properly signed ID token, and that the browser script fails
-// loudly when an expectation is not met. realmgate itself is tested with these tools
+// loudly when an expectation is not met; saml-idp-server.mjs and saml-browser.mjs keep
+// their command-line contracts (their sign-ins need realmgate: tests/it/saml_real_idp.rs).
+// realmgate itself is tested with these tools
 // by the Rust integration tests (tests/it/).
 //
 // Run: node --test tests/node/selftest.test.mjs   (scripts/test.sh does)
@@ -260,4 +262,32 @@ test('browser-login rejects a bad command line with exit 2', async () => {
   const run = await browserLogin(['--email', 'alice@contoso.example']);
   assert.equal(run.code, 2);
   assert.match(run.stderr, /--url is required/);
+});
+
+/** Runs a script of this directory to its exit (bounded by the test runner). */
+function runScript(script, args, env = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(HERE, script), ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('saml-idp-server refuses to start without signing keys (exit 2)', async () => {
+  const run = await runScript('saml-idp-server.mjs', ['--port', '0'], { SAML_IDP_KEYS: '' });
+  assert.equal(run.code, 2);
+  assert.equal(run.stdout, '');
+  assert.match(run.stderr, /SAML_IDP_KEYS: an array of \{cert, key\} files is required/);
+});
+
+test('saml-browser rejects a bad command line with exit 2', async () => {
+  const run = await runScript('saml-browser.mjs', ['--email', 'carol@fabrikam.test']);
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /--url, --email and --password are required/);
 });
