@@ -192,6 +192,13 @@ pub fn validate_response(
     // Any element named Assertion counts, whatever its namespace: a second
     // one in a foreign namespace is still a wrapping attempt.
     let [assertion] = assertions.as_slice() else {
+        // An IdP that did not sign the user in (cancelled, denied, not
+        // assigned) answers with a failed Status and no assertion: say so
+        // instead of "cannot be verified". Read unsigned, this only picks
+        // which refusal it is; nothing from it is ever accepted.
+        if assertions.is_empty() {
+            check_status(root)?;
+        }
         return Err(shape(format!(
             "{} assertions (exactly one is accepted)",
             assertions.len()

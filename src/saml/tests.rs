@@ -678,6 +678,29 @@ fn idp_error_status_is_refused_with_its_code() {
     );
 }
 
+/// What an IdP sends when the user cancels or is denied: a failed Status
+/// and no assertion. The refusal names the status (the page says the IdP
+/// did not complete the sign-in); with Success and no assertion it is a
+/// shape error as before.
+#[test]
+fn idp_error_status_without_an_assertion_is_refused_with_its_code() {
+    let response = |status: &str| {
+        format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="{}" InResponseTo="_req1"><saml:Issuer>{IDP}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:{status}"><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:RequestDenied"/></samlp:StatusCode></samlp:Status></samlp:Response>"#,
+            iso(NOW)
+        )
+    };
+    let k = key();
+    assert_eq!(
+        check(&response("Responder"), &k),
+        Err(SamlError::Status("Responder/RequestDenied".into()))
+    );
+    assert!(matches!(
+        check(&response("Success"), &k),
+        Err(SamlError::Shape(_))
+    ));
+}
+
 #[test]
 fn encrypted_assertions_are_refused_plainly() {
     let k = key();

@@ -681,3 +681,37 @@ async fn the_idp_verifies_signed_requests_and_its_post_logout_request_ends_the_s
         "the IdP refuses a request signed with another key: {status} {text}"
     );
 }
+
+/// The user cancels at the IdP's login page: the IdP posts a signed
+/// Response with a failed status and no assertion; realmgate says the IdP
+/// did not complete the sign-in (401), not that it could not verify it.
+#[tokio::test]
+async fn a_sign_in_cancelled_at_the_idp_says_the_idp_did_not_complete_it() {
+    let idp = RealIdp::start().await;
+    let w = world(&idp, &[]).await;
+    let browser = Browser::new(&w.gateway);
+    let to_idp = browser
+        .post_email(&url(&w, "/.auth/login"), "carol@fabrikam.test", "/private")
+        .await;
+    let page = browser.get(&to_idp).await;
+    assert_eq!(page.status(), StatusCode::OK, "the IdP's login page");
+    let resp = browser
+        .client
+        .post(format!("{}/login", idp.base))
+        .header(ACCEPT, HTML)
+        .form(&[
+            ("cancel", "1"),
+            ("return", to_idp.strip_prefix(&idp.base).unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, at, page) = follow(&browser, resp).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{at}: {page}");
+    assert!(
+        at.path().ends_with("/callback") && page.contains("did not complete the sign-in"),
+        "{at}: {page}"
+    );
+    let resp = browser.get(&url(&w, "/private")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "not signed in");
+}

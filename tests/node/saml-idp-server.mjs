@@ -57,7 +57,9 @@
 //     GET  /wsfed?wa=wsignout1.0   the IdP session ends and the browser is sent to the
 //          relying party it signed in to, at its reply URL with wa=wsignoutcleanup1.0 (as
 //          AD FS does); with none, a page saying "Signed out at the IdP".
-//   Login page: field `login` (labelled "User name"), field `password`, button "Sign in".
+//   Login page: field `login` (labelled "User name"), field `password`, button "Sign in",
+//   and a "Cancel" button: for a SAML sign-in the IdP then posts a signed Response with
+//   status Responder and no assertion to the ACS (samlp.sendError), as AD FS does.
 //   A wrong password shows the form again with "Wrong user name or password." (401).
 //
 //   Replies go only to loopback URLs (ACS / wreply on 127.0.0.0/8 or ::1): this IdP
@@ -232,7 +234,7 @@ ${message ? `<p role="alert">${esc(message)}</p>` : ''}
 <input type="hidden" name="return" value="${esc(returnTo)}">
 <p><label for="login">User name</label> <input id="login" name="login" autocomplete="username" required></p>
 <p><label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password" required></p>
-<p><button type="submit">Sign in</button></p>
+<p><button type="submit">Sign in</button> <button type="submit" name="cancel" value="1" formnovalidate>Cancel</button></p>
 </form></body></html>`);
 }
 
@@ -297,10 +299,35 @@ app.post('/control', (req, res) => {
   res.json({ ...state, clockOffsetSeconds: clockOffsetMs / 1000 });
 });
 
-app.post('/login', (req, res) => {
+/** The user cancelled at the login page: a signed error Response to the SP. */
+function cancelSaml(req, res, next, target) {
+  const query = Object.fromEntries(new URL(target, base).searchParams);
+  samlp.parseRequest({ query, body: {} }, (err, request) => {
+    if (err) return next(err);
+    const acs = request && request.assertionConsumerServiceURL;
+    if (!acs || !isLoopbackUrl(acs)) return res.status(400).type('text').send(`unknown AssertionConsumerServiceURL ${acs}`);
+    const { cert, key } = signing();
+    samlp.sendError({
+      issuer: samlIssuer(),
+      cert,
+      key,
+      signResponse: true,
+      signatureAlgorithm: 'rsa-sha256',
+      digestAlgorithm: 'sha256',
+      inResponseTo: request.id,
+      destination: acs,
+      RelayState: query.RelayState || '',
+      error: { description: 'The user cancelled the sign-in.' },
+      getPostURL: (r, cb) => cb(null, acs),
+    })(req, res, next);
+  });
+}
+
+app.post('/login', (req, res, next) => {
   const s = idpSession(req, res);
   const { login = '', password = '', return: returnTo = '/' } = req.body || {};
   const target = /^\/(saml\/sso|wsfed)\?/.test(returnTo) ? returnTo : '/';
+  if (req.body && req.body.cancel && target.startsWith('/saml/sso?')) return cancelSaml(req, res, next, target);
   const user = users.find((u) => u.login.toLowerCase() === String(login).toLowerCase());
   const given = Buffer.from(String(password));
   const expected = Buffer.from(String(user ? user.password : ''));
