@@ -32,7 +32,7 @@
 //   exit     0 success, 1 a check or the flow failed, 2 bad command line.
 //
 // The IdP's login page is tests/node/saml-idp-server.mjs's: fields `login` and `password`,
-// a submit button. Its answer is a form that posts itself by script, so after "Sign in"
+// a "Sign in" button. Its answer is a form that posts itself by script, so after "Sign in"
 // the browser is awaited back on the gateway (bounded), not clicked through.
 
 import { mkdirSync } from 'node:fs';
@@ -154,7 +154,7 @@ try {
     ? (u) => onGateway(u) && u.pathname.startsWith('/.auth/')
     : (u) => onGateway(u) && !u.pathname.startsWith('/.auth/');
   await step('signing in at the IdP and coming back to the gateway', () =>
-    Promise.all([page.waitForURL(back, { waitUntil: 'load' }), page.locator('form button[type="submit"]').click()]));
+    Promise.all([page.waitForURL(back, { waitUntil: 'load' }), page.getByRole('button', { name: 'Sign in', exact: true }).click()]));
 
   if (args['expect-refusal']) {
     await shot('03-refused.png');

@@ -56,7 +56,8 @@
 //          (audience = wtrealm).
 //     GET  /wsfed?wa=wsignout1.0   the IdP session ends and the browser is sent to the
 //          relying party it signed in to, at its reply URL with wa=wsignoutcleanup1.0 (as
-//          AD FS does); with none, a page saying "Signed out at the IdP".
+//          AD FS does); with none, to `wreply` when given (loopback only), else a page
+//          saying "Signed out at the IdP".
 //   Login page: field `login` (labelled "User name"), field `password`, button "Sign in",
 //   and a "Cancel" button: for a SAML sign-in the IdP then posts a signed Response with
 //   status Responder and no assertion to the ACS (samlp.sendError), as AD FS does.
@@ -405,7 +406,8 @@ app.get('/saml/slo', (req, res, next) => {
   // samlp reads req.body as well; Express 5 leaves it undefined on a GET.
   req.body = req.body || {};
   const { cert, key } = signing();
-  if (!req.query.SAMLResponse && !req.query.SAMLRequest) s.user = null;
+  // A sign-out started here or by an SP's LogoutRequest ends the IdP session.
+  if (!req.query.SAMLResponse) s.user = null;
   const participants = new SamlpParticipants(s.participants);
   const send = res.send.bind(res);
   // samlp answers the end of an IdP-initiated logout with a bare 200.
@@ -469,6 +471,7 @@ app.get('/wsfed', (req, res, next) => {
     const rp = s.relyingParties.pop();
     s.relyingParties = [];
     if (rp) return res.redirect(303, `${rp}${rp.includes('?') ? '&' : '?'}wa=wsignoutcleanup1.0`);
+    if (req.query.wreply && isLoopbackUrl(req.query.wreply)) return res.redirect(303, req.query.wreply);
     return signedOutPage(res);
   }
   if (wa !== 'wsignin1.0') return res.status(400).type('text').send(`unsupported wa ${wa}`);
