@@ -47,12 +47,6 @@ impl RealIdp {
     /// Three signing keys: 0 signs and is published; 1 is the next one
     /// (rollover); 2 is never published.
     async fn start() -> RealIdp {
-        RealIdp::start_with(None).await
-    }
-
-    /// `sp_cert`: the SP certificate the IdP requires AuthnRequests and
-    /// LogoutResponses to be signed with (`SAML_IDP_SP_CERT`).
-    async fn start_with(sp_cert: Option<&std::path::Path>) -> RealIdp {
         require_node_modules();
         for package in ["express", "wsfed"] {
             assert!(
@@ -68,11 +62,7 @@ impl RealIdp {
                 json!({ "cert": k.dir.path().join("cert.pem"), "key": k.dir.path().join("key.pem") })
             })
             .collect();
-        let mut command = Command::new("node");
-        if let Some(cert) = sp_cert {
-            command.env("SAML_IDP_SP_CERT", cert);
-        }
-        let mut child = command
+        let mut child = Command::new("node")
             .arg(node_dir().join("saml-idp-server.mjs"))
             .args(["--host", "127.0.0.2", "--port", "0", "--stdin-lifeline"])
             .env("SAML_IDP_KEYS", serde_json::Value::Array(spec).to_string())
@@ -614,33 +604,35 @@ home_realm_domains = ["tailspin.test"]
     app_sees(&w, &carol).await;
 }
 
-/// The IdP checks realmgate's signed AuthnRequest (HTTP-Redirect query
-/// signature, RSA-SHA256) against the SP certificate, and its signed
-/// LogoutResponse; the IdP's LogoutRequest over HTTP-POST (enveloped
-/// signature) ends the session. A gateway signing with another key is
-/// refused by the IdP.
+/// The IdP is set up from realmgate's SP metadata, as an IdP admin would
+/// (entity id, ACS, single logout URL, signing certificate). It checks
+/// realmgate's signed AuthnRequest (HTTP-Redirect query signature,
+/// RSA-SHA256) and signed LogoutResponse with that certificate; its
+/// LogoutRequest over HTTP-POST (enveloped signature) ends the session. With
+/// another certificate registered, the IdP refuses realmgate's requests.
 #[tokio::test]
-async fn the_idp_verifies_signed_requests_and_its_post_logout_request_ends_the_session() {
+async fn the_idp_registers_realmgate_from_its_sp_metadata_and_verifies_its_signatures() {
     let sp = idp_key();
-    let cert = sp.dir.path().join("cert.pem");
-    let idp = RealIdp::start_with(Some(&cert)).await;
+    let idp = RealIdp::start().await;
     idp.control(json!({ "sloBinding": "post" })).await;
-    let signing = format!(
-        "sp_key_file = {:?}\nsp_certificate_file = {:?}",
-        sp.dir.path().join("key.pem"),
-        cert
-    );
     let (saml, _) = connections(&idp);
     let w: World = World::builder()
-        .connection(format!("{saml}{signing}\n"))
+        .connection(format!(
+            "{saml}sp_key_file = {:?}\nsp_certificate_file = {:?}\n",
+            sp.dir.path().join("key.pem"),
+            sp.dir.path().join("cert.pem")
+        ))
         .route(echo_route("app", "127.0.0.1"))
         .start()
         .await;
+    let sp_metadata = url(&w, "/.auth/saml/fabrikam/metadata");
+    idp.control(json!({ "registerSp": sp_metadata })).await;
     let carol = signed_in(&w, &idp, "carol@fabrikam.test").await;
     app_sees(&w, &carol).await;
 
-    // Signed out at the IdP: its LogoutRequest is posted to realmgate's
-    // single logout URL, whose signed LogoutResponse the IdP accepts.
+    // Signed out at the IdP: its LogoutRequest is posted to the single
+    // logout URL from the SP metadata, and the IdP accepts realmgate's
+    // signed LogoutResponse.
     let resp = carol.get(&format!("{}/saml/slo", idp.base)).await;
     let (status, at, page) = follow(&carol, resp).await;
     assert_eq!(status, StatusCode::OK, "{at}: {page}");
@@ -651,27 +643,19 @@ async fn the_idp_verifies_signed_requests_and_its_post_logout_request_ends_the_s
     let resp = carol.get(&url(&w, "/private")).await;
     assert_eq!(resp.status(), StatusCode::FOUND, "the session ended");
 
-    // A gateway whose AuthnRequests are signed with a key the IdP does not
-    // know: the IdP refuses them.
-    let other = idp_key();
-    let (saml, _) = connections(&idp);
-    let w2: World = World::builder()
-        .connection(format!(
-            "{saml}sp_key_file = {:?}\nsp_certificate_file = {:?}\n",
-            other.dir.path().join("key.pem"),
-            other.dir.path().join("cert.pem")
-        ))
-        .route(echo_route("app", "127.0.0.1"))
-        .start()
-        .await;
-    let browser = Browser::new(&w2.gateway);
+    // The IdP admin registered another certificate for realmgate: the IdP
+    // refuses its AuthnRequests.
+    let wrong = idp_key();
+    idp.control(
+        json!({ "registerSp": sp_metadata, "certFile": wrong.dir.path().join("cert.pem") }),
+    )
+    .await;
+    let browser = Browser::new(&w.gateway);
     let to_idp = browser
-        .post_email(&url(&w2, "/.auth/login"), "carol@fabrikam.test", "/private")
+        .post_email(&url(&w, "/.auth/login"), "carol@fabrikam.test", "/private")
         .await;
-    // Signed in at the IdP already (carol's IdP session ended above, so
-    // sign in again in this browser first).
     let page = browser.get(&to_idp).await;
-    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.status(), StatusCode::OK, "the IdP's login page");
     let resp = browser
         .client
         .post(format!("{}/login", idp.base))
@@ -691,7 +675,7 @@ async fn the_idp_verifies_signed_requests_and_its_post_logout_request_ends_the_s
     let text = resp.text().await.unwrap();
     assert!(
         status.is_server_error() && text.contains("Signature check errors"),
-        "the IdP refuses a request signed with another key: {status} {text}"
+        "the IdP refuses a request it cannot verify: {status} {text}"
     );
 }
 

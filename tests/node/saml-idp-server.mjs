@@ -23,11 +23,6 @@
 //                      [{"login","password","id","email","name","groups":[...]}]
 //                      Default: carol@fabrikam.test / carol-password, id u-carol,
 //                      "Carol Ng", groups ["Finance", "HR Admins"].
-//   env SAML_IDP_SP_CERT optional PEM file: the service provider's certificate (what
-//                      realmgate's SP metadata publishes with `sp_certificate_file`). With
-//                      it, AuthnRequests must carry a valid HTTP-Redirect query signature
-//                      (else the IdP answers 500 and names the signature error), and the
-//                      SP's LogoutResponses too.
 //
 //   stdout             exactly one line `READY <base url>` once listening, e.g.
 //                      `READY http://127.0.0.2:41234`. Nothing else.
@@ -45,9 +40,10 @@
 //          Destination = that ACS; SessionIndex = the IdP session's).
 //     GET  /saml/slo     no SAMLRequest: IdP-initiated single logout (samlp.logout): the IdP
 //          session ends and every SP the browser signed in to gets a LogoutRequest over
-//          HTTP-Redirect, signed with the query signature, to its ACS's sibling
-//          `/.auth/saml/<name>/slo` (realmgate's single logout URL); their LogoutResponses
-//          come back here; the last one ends on a page saying "Signed out at the IdP".
+//          HTTP-Redirect, signed with the query signature, to its SingleLogoutService
+//          (registered SP) or its ACS's sibling `/.auth/saml/<name>/slo` (realmgate's
+//          single logout URL); their LogoutResponses come back here; the last one ends on
+//          a page saying "Signed out at the IdP".
 //   WS-Federation passive, entity id BASE/wsfed
 //     GET  /wsfed/FederationMetadata/2007-06/FederationMetadata.xml   (wsfed) signing
 //          certificate(s) and PassiveRequestorEndpoint BASE/wsfed
@@ -63,14 +59,23 @@
 //   status Responder and no assertion to the ACS (samlp.sendError), as AD FS does.
 //   A wrong password shows the form again with "Wrong user name or password." (401).
 //
-//   Replies go only to loopback URLs (ACS / wreply on 127.0.0.0/8 or ::1): this IdP
-//   trusts every service provider on this machine and nothing else.
+//   Service providers: one registered from its SP metadata (control `registerSp` below)
+//   is served as an IdP admin would set it up: its AuthnRequest must name the registered
+//   ACS (or none), must carry a valid HTTP-Redirect query signature when the metadata
+//   has a signing certificate (else the IdP answers 500 naming the signature error), its
+//   LogoutResponses too, and its SingleLogoutService gets the LogoutRequests. An SP not
+//   registered is trusted as long as its ACS / wreply is a loopback URL (127.0.0.0/8,
+//   ::1): this IdP serves the service providers on this machine and nothing else.
 //
 // TEST CONTROLS (POST /control, JSON body, answered with the resulting state as JSON)
 //   {"publish": [0, 1]}      the key indexes whose certificates the metadata lists
 //   {"signWith": 1}          the key index that signs from now on
 //   {"clockOffsetSeconds": N} this process's clock runs N seconds off (a skewed IdP host):
 //                            IssueInstant, NotBefore and NotOnOrAfter are stamped with it
+//   {"registerSp": URL}      fetch an SP's metadata (realmgate's /.auth/saml/<name>/metadata)
+//                            and register it: entityID, HTTP-POST ACS, SingleLogoutService,
+//                            signing certificate. With "certFile": PEM file, that certificate
+//                            replaces the metadata's (an admin who uploaded the wrong one).
 //   {"sloBinding": "post"}   LogoutRequests of sign-ins from now on go over HTTP-POST (a
 //                            self-posting form, enveloped XML signature) instead of
 //                            "redirect" (the default)
@@ -151,13 +156,27 @@ try {
   die(`SAML_IDP_USERS: ${err.message}`);
 }
 
-let spCert = null;
-if (process.env.SAML_IDP_SP_CERT) {
-  try {
-    spCert = fs.readFileSync(process.env.SAML_IDP_SP_CERT, 'utf8');
-  } catch (err) {
-    die(`SAML_IDP_SP_CERT: ${err.message}`);
-  }
+// Registered service providers, by entity id: { acs, slo, cert (PEM) }.
+const sps = new Map();
+
+const unxml = (v) => v.replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+/** Every `<prefix:name …>` start tag of `xml`, with its attributes. */
+function tags(xml, name) {
+  return [...xml.matchAll(new RegExp(`<(?:[\\w.-]+:)?${name}\\b([^>]*)>`, 'g'))].map((m) => {
+    const attrs = {};
+    for (const a of m[1].matchAll(/([\w:.-]+)="([^"]*)"/g)) attrs[a[1]] = unxml(a[2]);
+    return attrs;
+  });
+}
+/** What an IdP takes from SP metadata. */
+function parseSpMetadata(xml) {
+  const entity = tags(xml, 'EntityDescriptor')[0];
+  const acs = tags(xml, 'AssertionConsumerService').find((t) => t.Binding === BINDINGS.post);
+  const slo = tags(xml, 'SingleLogoutService').find((t) => t.Binding === BINDINGS.redirect);
+  const der = /<(?:[\w.-]+:)?X509Certificate>([^<]+)</.exec(xml);
+  if (!entity || !entity.entityID || !acs) throw new Error('no entityID or HTTP-POST AssertionConsumerService in the SP metadata');
+  const cert = der ? `-----BEGIN CERTIFICATE-----\n${der[1].replace(/\s+/g, '').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n` : null;
+  return { entityId: entity.entityID, acs: acs.Location, slo: slo ? slo.Location : null, cert };
 }
 
 const BINDINGS = {
@@ -278,8 +297,19 @@ let base = '';
 const samlIssuer = () => `${base}/saml`;
 const wsfedIssuer = () => `${base}/wsfed`;
 
-app.post('/control', (req, res) => {
+app.post('/control', async (req, res) => {
   const b = req.body || {};
+  if (b.registerSp !== undefined) {
+    try {
+      const answer = await fetch(b.registerSp, { redirect: 'error', signal: AbortSignal.timeout(10000) });
+      if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
+      const sp = parseSpMetadata(await answer.text());
+      if (b.certFile) sp.cert = fs.readFileSync(b.certFile, 'utf8');
+      sps.set(sp.entityId, sp);
+    } catch (err) {
+      return res.status(400).json({ error: `registerSp ${b.registerSp}: ${err.message}` });
+    }
+  }
   const valid = (i) => Number.isInteger(i) && i >= 0 && i < keys.length;
   if (b.publish !== undefined) {
     if (!Array.isArray(b.publish) || b.publish.length === 0 || !b.publish.every(valid)) return res.status(400).json({ error: 'publish: key indexes' });
@@ -357,14 +387,20 @@ app.get('/saml/sso', (req, res, next) => {
   const s = idpSession(req, res);
   if (!req.query.SAMLRequest) return res.status(400).type('text').send('SAMLRequest is missing');
   if (!s.user) return loginPage(res, req.originalUrl);
-  // With the SP's certificate, the AuthnRequest's query signature is checked.
-  samlp.parseRequest(req, spCert ? { signingCert: spCert, relayState: req.query.RelayState } : {}, (err, request) => {
+  samlp.parseRequest(req, (err, request) => {
     if (err) return next(err);
-    const acs = request && request.assertionConsumerServiceURL;
+    const sp = request && request.issuer;
+    const registered = sps.get(sp);
+    const asked = request && request.assertionConsumerServiceURL;
+    if (registered && asked && asked !== registered.acs) {
+      return res.status(400).type('text').send(`AssertionConsumerServiceURL ${asked} is not the one registered for ${sp}`);
+    }
+    const acs = registered ? registered.acs : asked;
     if (!acs || !isLoopbackUrl(acs)) return res.status(400).type('text').send(`unknown AssertionConsumerServiceURL ${acs}`);
+    // A registered SP with a certificate: samlp checks the query signature.
+    const spCert = registered ? registered.cert : null;
     const { cert, key } = signing();
     const user = s.user;
-    const sp = request.issuer;
     samlp.auth({
       issuer: samlIssuer(),
       cert,
@@ -380,8 +416,8 @@ app.get('/saml/sso', (req, res, next) => {
       profileMapper: ProfileMapper,
       getUserFromRequest: () => user,
       getPostURL: (audience, dom, r, cb) => {
-        // realmgate's single logout URL, next to its ACS.
-        const slo = acs.replace(/\/\.auth\/login\/([^/]+)\/callback$/, '/.auth/saml/$1/slo');
+        // From the SP metadata, else realmgate's single logout URL next to its ACS.
+        const slo = (registered && registered.slo) || acs.replace(/\/\.auth\/login\/([^/]+)\/callback$/, '/.auth/saml/$1/slo');
         if (!s.participants.some((p) => p.serviceProviderId === sp)) {
           s.participants.push({
             serviceProviderId: sp,
