@@ -608,7 +608,8 @@ home_realm_domains = ["tailspin.test"]
 /// (entity id, ACS, single logout URL, signing certificate). It checks
 /// realmgate's signed AuthnRequest (HTTP-Redirect query signature,
 /// RSA-SHA256) and signed LogoutResponse with that certificate; its
-/// LogoutRequest over HTTP-POST (enveloped signature) ends the session. With
+/// LogoutRequest over HTTP-POST (enveloped signature) ends the session of
+/// that IdP session only (SessionIndex), not the user's others. With
 /// another certificate registered, the IdP refuses realmgate's requests.
 #[tokio::test]
 async fn the_idp_registers_realmgate_from_its_sp_metadata_and_verifies_its_signatures() {
@@ -629,6 +630,8 @@ async fn the_idp_registers_realmgate_from_its_sp_metadata_and_verifies_its_signa
     idp.control(json!({ "registerSp": sp_metadata })).await;
     let carol = signed_in(&w, &idp, "carol@fabrikam.test").await;
     app_sees(&w, &carol).await;
+    // carol on another device: another IdP session, another SessionIndex.
+    let laptop = signed_in(&w, &idp, "carol@fabrikam.test").await;
 
     // Signed out at the IdP: its LogoutRequest is posted to the single
     // logout URL from the SP metadata, and the IdP accepts realmgate's
@@ -642,6 +645,8 @@ async fn the_idp_registers_realmgate_from_its_sp_metadata_and_verifies_its_signa
     );
     let resp = carol.get(&url(&w, "/private")).await;
     assert_eq!(resp.status(), StatusCode::FOUND, "the session ended");
+    // Only the session of that IdP session (SessionIndex) ended.
+    app_sees(&w, &laptop).await;
 
     // The IdP admin registered another certificate for realmgate: the IdP
     // refuses its AuthnRequests.
