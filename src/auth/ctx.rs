@@ -47,7 +47,15 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// The redirect URI of a sign-in at `connection` begun on this route:
+    /// `/.auth/login/{name}/callback`, or oauth2-proxy's `/oauth2/callback`
+    /// for OpenID Connect connections on a route with
+    /// `oauth2_proxy_endpoints` (so the URI registered for oauth2-proxy
+    /// keeps working; the pending login keeps the one sent).
     pub(crate) fn redirect_uri(&self, connection: &ConnectionSettings) -> String {
+        if self.route.oauth2_proxy_endpoints && connection.is_oidc() {
+            return format!("{}{}", self.origin, crate::config::OAUTH2_PROXY_CALLBACK);
+        }
         format!("{}{}", self.origin, connection.callback_path())
     }
 
