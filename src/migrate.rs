@@ -254,6 +254,16 @@ impl Plan {
                 }
             }
         };
+        // Names and the keys that say what a table is first, as people write them.
+        for t in [&mut self.connection, &mut self.route] {
+            let rank = |k: &str| {
+                ["name", "type", "hosts", "path_prefix", "upstream"]
+                    .iter()
+                    .position(|f| *f == k)
+                    .unwrap_or(usize::MAX)
+            };
+            t.sort_by_key(|e| rank(&e.key));
+        }
         table(&mut out, "[server]", &self.server);
         table(&mut out, "[session]", &self.session);
         table(&mut out, "[[connection]]", &self.connection);
@@ -393,6 +403,17 @@ pub fn provider(plan: &mut Plan, issuer: &str, from: &str) {
             plan.connection("type", Value::Str("oidc".into()), from);
             plan.connection("issuer", Value::Str(issuer.to_string()), from);
         }
+    }
+}
+
+/// A duration in seconds as realmgate writes it (`28800` -> `"8h"`).
+pub fn seconds(n: u64) -> String {
+    if n > 0 && n % 3600 == 0 {
+        format!("{}h", n / 3600)
+    } else if n > 0 && n % 60 == 0 {
+        format!("{}m", n / 60)
+    } else {
+        format!("{n}s")
     }
 }
 

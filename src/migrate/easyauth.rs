@@ -35,7 +35,7 @@ fn timespan(s: &str) -> Option<String> {
         .checked_add(h.checked_mul(3600)?)?
         .checked_add(m.checked_mul(60)?)?
         .checked_add(sec)?;
-    (total > 0).then(|| format!("{total}s"))
+    (total > 0).then(|| super::seconds(total))
 }
 
 pub fn read(text: &str) -> Result<Plan, MigrateError> {

@@ -154,9 +154,18 @@ fn parse(text: &str) -> Result<Vec<Directive>, MigrateError> {
                 ),
             });
         }
+        let args = split_args(parts.next().unwrap_or(""), start)?;
+        if args.first().is_some_and(|a| a == "=" || a.starts_with('=')) || name.contains('=') {
+            return Err(MigrateError::Line {
+                line: start,
+                message: format!(
+                    "{name} = ... is not an Apache directive (a directive is a name, then its arguments, without '='); is this an oauth2-proxy file (--from oauth2-proxy)?"
+                ),
+            });
+        }
         out.push(Directive {
             name: name.to_string(),
-            args: split_args(parts.next().unwrap_or(""), start)?,
+            args,
             line: start,
             location: open.iter().rev().find_map(|(_, _, l)| l.clone()),
         });
@@ -181,6 +190,19 @@ fn truncate(s: &str) -> String {
 
 pub fn read(text: &str) -> Result<Plan, MigrateError> {
     let all = parse(text)?;
+    if !all.iter().any(|d| d.name.to_ascii_lowercase().starts_with("oidc")) {
+        let first = all.first();
+        return Err(MigrateError::Line {
+            line: first.map_or(1, |d| d.line),
+            message: match first {
+                Some(d) => format!(
+                    "no mod_auth_openidc directive (OIDCProviderMetadataURL, OIDCClientID, ...) in the file; the first line read is {:?}",
+                    truncate(&d.name)
+                ),
+                None => "the file has no Apache directive at all (expected OIDCProviderMetadataURL, OIDCClientID, ...)".into(),
+            },
+        });
+    }
     let get = |n: &str| all.iter().rev().find(|d| d.name.eq_ignore_ascii_case(n));
     let mut plan = Plan::default();
 
@@ -390,7 +412,7 @@ fn directive(plan: &mut Plan, d: &Directive) {
         return;
     }
     let note = |plan: &mut Plan, why: &str| plan.note(at.clone(), why.to_string());
-    let seconds = |s: &str| s.parse::<u64>().ok().map(|n| format!("{n}s"));
+    let seconds = |s: &str| s.parse::<u64>().ok().map(super::seconds);
     match name.as_str() {
         "oidcprovidermetadataurl" | "oidcproviderissuer" | "oidcclientid" | "oidcclientsecret" => {}
         "oidcproviderauthorizationendpoint" => plan.connection("authorization_endpoint", Value::Str(d.arg().into()), at),
@@ -430,7 +452,7 @@ fn directive(plan: &mut Plan, d: &Directive) {
             None => note(plan, "not a number of seconds"),
         },
         "oidcsessionmaxduration" => match seconds(d.arg()) {
-            Some(s) if s != "0s" => plan.session("lifetime", Value::Str(s), at),
+            Some(s) if s != "0s" && s != "0" => plan.session("lifetime", Value::Str(s), at),
             _ => note(plan, "0 (the ID token's lifetime) has no equivalent: realmgate's session.lifetime is fixed (default 8h)"),
         },
         "oidcsessiontype" | "oidccachetype" | "oidccacheshmmax" | "oidccacheshmentrysizemax" | "oidccacheencrypt" => note(

@@ -232,7 +232,7 @@ fn truncate(s: &str) -> String {
 
 /// A prefix for `public` from a skip-auth regex that is one (`^/static/`,
 /// `^/healthz$`, optionally after `GET=`); `None` for a real pattern.
-fn literal_prefix(pattern: &str) -> Option<String> {
+pub(super) fn literal_prefix(pattern: &str) -> Option<String> {
     let pattern = match pattern.split_once('=') {
         Some((method, p)) if !method.is_empty() && method.chars().all(|c| c.is_ascii_uppercase()) => p,
         _ => pattern,
