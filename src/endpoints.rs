@@ -55,14 +55,18 @@ pub async fn serve(
     conn: &ConnInfo,
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
-    crate::phase::strip::identity_headers(&mut parts.headers, state);
     let server = &state.settings.server;
+    let forwarded_redirect = crate::peer::peer_is_trusted(server, conn)
+        .then(|| single_header(&parts.headers, "x-auth-request-redirect"))
+        .flatten();
+    crate::phase::strip::identity_headers(&mut parts.headers, state);
     let ctx = Ctx {
         state,
         route,
         origin: crate::peer::request_origin(server, &parts, conn),
         https: crate::peer::is_https(server, &parts, conn),
         client: crate::peer::client_address(server, &parts.headers, conn),
+        forwarded_redirect,
     };
     let path = parts.uri.path().to_string();
     let result = match path.strip_prefix("/.auth") {
@@ -85,6 +89,16 @@ pub async fn serve(
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The value of `name` when sent exactly once, as visible text.
+fn single_header(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    let mut all = headers.get_all(name).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    let text = v.to_str().ok()?.trim();
+    (!text.is_empty() && text.len() <= 8192).then(|| text.to_string())
 }
 
 /// `/.auth{rest}`.

@@ -269,7 +269,11 @@ impl Plan {
         table(&mut out, "[[connection]]", &self.connection);
         table(&mut out, "[[route]]", &self.route);
         table(&mut out, "[route.allow]", &self.allow);
-        let _ = writeln!(out, "\n# Secrets to supply (no secret value was copied from {}):", peer.name());
+        let _ = writeln!(
+            out,
+            "\n# Secrets to supply (no secret value was copied from {}):",
+            peer.name()
+        );
         for s in &self.secrets {
             let _ = writeln!(
                 out,

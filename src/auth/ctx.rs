@@ -19,6 +19,11 @@ pub(crate) struct Ctx<'a> {
     /// behind trusted proxies the right-most untrusted `X-Forwarded-For`
     /// entry (`peer::client_address`; per-address failure limits).
     pub(crate) client: std::net::IpAddr,
+    /// `X-Auth-Request-Redirect` (ingress-nginx, oauth2-proxy's nginx
+    /// recipe) when a trusted proxy sent exactly one, read before the
+    /// identity headers (`X-Auth-Request-*`) are stripped; `None` from
+    /// anyone else (SPEC 6.1). Only ever a login target, validated as one.
+    pub(crate) forwarded_redirect: Option<String>,
 }
 
 impl Ctx<'_> {

@@ -87,7 +87,11 @@ pub(crate) async fn oauth2_callback(
         .collect();
     let state = form_get(&form_pairs(&params), "state").map(str::to_string);
     let name = state
-        .and_then(|s| ctx.state.states.connection_of(&parts.headers, ctx.https, &s))
+        .and_then(|s| {
+            ctx.state
+                .states
+                .connection_of(&parts.headers, ctx.https, &s)
+        })
         .filter(|n| oidc.contains(n))
         .or_else(|| oidc.into_iter().next())
         .ok_or(GatewayError::NotFound)?;

@@ -39,7 +39,11 @@ pub fn callback_urls(settings: &Settings) -> Vec<(String, String)> {
             {
                 push(format!("{origin}{}", path_on(r)));
             }
-            if !settings.routes.iter().any(|r| r.connections.contains(&conn.name)) {
+            if !settings
+                .routes
+                .iter()
+                .any(|r| r.connections.contains(&conn.name))
+            {
                 push(format!("{origin}{own}"));
             }
             continue;
@@ -417,13 +421,10 @@ pub fn summary(settings: &Settings) -> String {
         // OpenID kinds: the per-connection front-channel logout URL (SPEC
         // 5.10; one per app registration, on the first redirect URI's host).
         if matches!(c.kind, ConnectionKind::Entra(_) | ConnectionKind::Oidc(_)) {
-            if let Some(base) = mine
-                .first()
-                .and_then(|(_, url)| {
-                    url.strip_suffix(c.callback_path().as_str())
-                        .or_else(|| url.strip_suffix(super::OAUTH2_PROXY_CALLBACK))
-                })
-            {
+            if let Some(base) = mine.first().and_then(|(_, url)| {
+                url.strip_suffix(c.callback_path().as_str())
+                    .or_else(|| url.strip_suffix(super::OAUTH2_PROXY_CALLBACK))
+            }) {
                 let _ = writeln!(
                     s,
                     "    front-channel logout URL to register: {base}{}",

@@ -74,10 +74,7 @@ fn not_signed_in() -> Response<Body> {
 /// 401 when not signed in. `email` is the verified email only (the one
 /// headers carry); `user` is realmgate's user id (SPEC 6.1), not
 /// oauth2-proxy's (docs/migrating.md).
-pub(crate) async fn userinfo(
-    ctx: &Ctx<'_>,
-    parts: &Parts,
-) -> Result<Response<Body>, GatewayError> {
+pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
     let Some(s) = signed_in(ctx, parts).await? else {
         return Ok(not_signed_in());
     };

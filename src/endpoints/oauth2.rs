@@ -39,9 +39,6 @@ use super::{logout, me, verify};
 /// default, the only one realmgate offers).
 pub const PREFIX: &str = "/oauth2";
 
-/// Where ingress-nginx's `auth-url` puts the original request target.
-const X_AUTH_REQUEST_REDIRECT: &str = "x-auth-request-redirect";
-
 /// True for `/oauth2` and any path below it.
 pub fn is_alias_path(path: &str) -> bool {
     path.strip_prefix(PREFIX)
@@ -52,8 +49,7 @@ pub fn is_alias_path(path: &str) -> bool {
 /// has `oauth2_proxy_endpoints` and the canonical target, as forwarded or
 /// as judged (decoded), is under `/oauth2`.
 pub fn is_alias_target(route: &RouteSettings, target: &CanonicalTarget<'_>) -> bool {
-    route.oauth2_proxy_endpoints
-        && (is_alias_path(target.path()) || is_alias_path(target.judged()))
+    route.oauth2_proxy_endpoints && (is_alias_path(target.path()) || is_alias_path(target.judged()))
 }
 
 /// Serves `/oauth2/*` (the caller checked [`is_alias_target`]).
@@ -70,7 +66,7 @@ pub(crate) async fn serve(
     let rest = path.strip_prefix(PREFIX).unwrap_or("");
     match (&parts.method, rest) {
         (&Method::GET | &Method::HEAD, "/start" | "/sign_in") => {
-            redirect_from_trusted_proxy(ctx, parts, conn)?;
+            redirect_from_trusted_proxy(ctx, parts)?;
             crate::auth::signin::serve(ctx, parts, body, "/login", conn).await
         }
         (_, "/callback") => crate::auth::signin::oauth2_callback(ctx, parts, body).await,
@@ -87,29 +83,19 @@ pub(crate) async fn serve(
 
 /// oauth2-proxy takes the target of `/oauth2/start` from `rd`, else from
 /// `X-Auth-Request-Redirect`. realmgate believes that header from a trusted
-/// proxy only (SPEC 6.1), and adds it to the query as `rd`, where the
-/// login handler validates it like any target (`redirect::safe_target`).
-fn redirect_from_trusted_proxy(
-    ctx: &Ctx<'_>,
-    parts: &mut Parts,
-    conn: &ConnInfo,
-) -> Result<(), GatewayError> {
+/// proxy only (SPEC 6.1; `Ctx::forwarded_redirect`), and adds it to the
+/// query as `rd`, where the login handler validates it like any target
+/// (`redirect::safe_target`).
+fn redirect_from_trusted_proxy(ctx: &Ctx<'_>, parts: &mut Parts) -> Result<(), GatewayError> {
     let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
     if form_get(&query, "rd").is_some() || form_get(&query, "post_login_redirect_uri").is_some() {
         return Ok(());
     }
-    if !crate::peer::peer_is_trusted(&ctx.state.settings.server, conn) {
-        return Ok(());
-    }
-    let mut values = parts.headers.get_all(X_AUTH_REQUEST_REDIRECT).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return Ok(());
-    };
-    let Ok(target) = value.to_str() else {
+    let Some(target) = &ctx.forwarded_redirect else {
         return Ok(());
     };
     let mut q = url::form_urlencoded::Serializer::new(parts.uri.query().unwrap_or("").to_string());
-    q.append_pair("rd", target.trim());
+    q.append_pair("rd", target);
     let pq = format!("{}?{}", parts.uri.path(), q.finish());
     let bad = || GatewayError::BadRequest("The request target is not a valid path.");
     let mut uri_parts = parts.uri.clone().into_parts();
@@ -127,7 +113,14 @@ mod tests {
         for p in ["/oauth2", "/oauth2/", "/oauth2/auth", "/oauth2/x/y"] {
             assert!(is_alias_path(p), "{p}");
         }
-        for p in ["/oauth2x", "/oauth22/auth", "/OAUTH2/auth", "//oauth2/auth", "/", "/app/oauth2/auth"] {
+        for p in [
+            "/oauth2x",
+            "/oauth22/auth",
+            "/OAUTH2/auth",
+            "//oauth2/auth",
+            "/",
+            "/app/oauth2/auth",
+        ] {
             assert!(!is_alias_path(p), "{p}");
         }
     }

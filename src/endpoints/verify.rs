@@ -85,8 +85,6 @@ const X_FORWARDED_METHOD: &str = "x-forwarded-method";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 /// The original URL, absolute (ingress-nginx); trusted proxies only.
 const X_ORIGINAL_URL: &str = "x-original-url";
-/// Where to go after sign-in (ingress-nginx, oauth2-proxy); trusted proxies only.
-const X_AUTH_REQUEST_REDIRECT: &str = "x-auth-request-redirect";
 /// Longest forwarded URI looked at (longer ones are ignored, like a missing header).
 const MAX_URI_LEN: usize = 8192;
 
@@ -120,7 +118,7 @@ async fn judge(
     dialect: Dialect,
 ) -> Result<Response<Body>, GatewayError> {
     let trusted = crate::peer::peer_is_trusted(&ctx.state.settings.server, conn);
-    let mut fwd = Forwarded::read(parts, trusted);
+    let mut fwd = Forwarded::read(parts, trusted, ctx.forwarded_redirect.clone());
     if dialect == Dialect::Oauth2Proxy {
         // oauth2-proxy's /oauth2/auth never redirects: the proxy in front
         // sends the browser to /oauth2/start on a 401.
@@ -222,7 +220,9 @@ struct Forwarded {
 }
 
 impl Forwarded {
-    fn read(parts: &Parts, trusted: bool) -> Forwarded {
+    /// `redirect_header`: `X-Auth-Request-Redirect` from a trusted proxy
+    /// (`Ctx::forwarded_redirect`, read before identity headers are stripped).
+    fn read(parts: &Parts, trusted: bool, redirect_header: Option<String>) -> Forwarded {
         let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
         let rd = form_get(&query, "rd").map(str::to_string);
         let forwarded_uri = header_text(&parts.headers, X_FORWARDED_URI);
@@ -230,9 +230,6 @@ impl Forwarded {
         // ingress-nginx's headers: from a trusted proxy only (SPEC 6.1).
         let original_url = trusted
             .then(|| header_text(&parts.headers, X_ORIGINAL_URL))
-            .flatten();
-        let redirect_header = trusted
-            .then(|| header_text(&parts.headers, X_AUTH_REQUEST_REDIRECT))
             .flatten();
         let may_redirect = rd.is_some() || forwarded_uri.is_some();
         let paths: Vec<&str> = [&forwarded_uri, &original_uri, &original_url]

@@ -190,7 +190,10 @@ fn truncate(s: &str) -> String {
 
 pub fn read(text: &str) -> Result<Plan, MigrateError> {
     let all = parse(text)?;
-    if !all.iter().any(|d| d.name.to_ascii_lowercase().starts_with("oidc")) {
+    if !all
+        .iter()
+        .any(|d| d.name.to_ascii_lowercase().starts_with("oidc"))
+    {
         let first = all.first();
         return Err(MigrateError::Line {
             line: first.map_or(1, |d| d.line),
@@ -214,7 +217,13 @@ pub fn read(text: &str) -> Result<Plan, MigrateError> {
             "entra".to_string()
         } else {
             host_of(issuer)
-                .and_then(|h| h.split('.').find(|p| !matches!(*p, "login" | "auth" | "accounts" | "sso" | "idp" | "www")).map(str::to_string))
+                .and_then(|h| {
+                    h.split('.')
+                        .find(|p| {
+                            !matches!(*p, "login" | "auth" | "accounts" | "sso" | "idp" | "www")
+                        })
+                        .map(str::to_string)
+                })
                 .map_or_else(|| "oidc".into(), |h| name_from(&h, "oidc"))
         };
         plan.connection("name", Value::Str(name), "");
@@ -230,7 +239,9 @@ pub fn read(text: &str) -> Result<Plan, MigrateError> {
     // The route: host, upstream, the protected location.
     let mut hosts: Vec<String> = Vec::new();
     let mut host_at = String::new();
-    for d in all.iter().filter(|d| d.name.eq_ignore_ascii_case("ServerName") || d.name.eq_ignore_ascii_case("ServerAlias")) {
+    for d in all.iter().filter(|d| {
+        d.name.eq_ignore_ascii_case("ServerName") || d.name.eq_ignore_ascii_case("ServerAlias")
+    }) {
         for a in &d.args {
             let h = a.split(':').next().unwrap_or("").to_ascii_lowercase();
             if !h.is_empty() && !hosts.contains(&h) {
@@ -252,7 +263,10 @@ pub fn read(text: &str) -> Result<Plan, MigrateError> {
     plan.route("name", Value::Str(route_name), "");
     if hosts.is_empty() {
         plan.route("hosts", Value::List(vec!["app.example.com".into()]), "");
-        plan.note("ServerName (not found)", "replace \"app.example.com\" in [[route]] hosts with the app's host name(s)");
+        plan.note(
+            "ServerName (not found)",
+            "replace \"app.example.com\" in [[route]] hosts with the app's host name(s)",
+        );
     } else {
         plan.route("hosts", Value::List(hosts), host_at);
     }
@@ -260,7 +274,10 @@ pub fn read(text: &str) -> Result<Plan, MigrateError> {
         .iter()
         .filter(|d| d.name.eq_ignore_ascii_case("ProxyPass") && d.args.len() >= 2)
         .find(|d| d.args[0] == "/")
-        .or_else(|| all.iter().find(|d| d.name.eq_ignore_ascii_case("ProxyPass") && d.args.len() >= 2));
+        .or_else(|| {
+            all.iter()
+                .find(|d| d.name.eq_ignore_ascii_case("ProxyPass") && d.args.len() >= 2)
+        });
     match proxy {
         Some(d) if d.args[1].starts_with("http://") || d.args[1].starts_with("https://") => {
             plan.route("upstream", Value::Str(d.args[1].clone()), d.at());
@@ -278,7 +295,10 @@ pub fn read(text: &str) -> Result<Plan, MigrateError> {
     for d in &all {
         directive(&mut plan, d);
     }
-    if !all.iter().any(|d| d.name.eq_ignore_ascii_case("OIDCPassClaimsAs")) {
+    if !all
+        .iter()
+        .any(|d| d.name.eq_ignore_ascii_case("OIDCPassClaimsAs"))
+    {
         plan.route(
             "headers",
             Value::Str("oidc_claim".into()),
@@ -307,7 +327,8 @@ fn locations(plan: &mut Plan, all: &[Directive]) {
         }
     }
     let mut public = Vec::new();
-    let (mut groups, mut users, mut roles, mut tenants) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut groups, mut users, mut roles, mut tenants) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut claims: Vec<(String, String)> = Vec::new();
     let mut kinds = 0;
     let protected_locs: Vec<&str> = locs.iter().copied().filter(|l| protected(l)).collect();
@@ -316,10 +337,16 @@ fn locations(plan: &mut Plan, all: &[Directive]) {
         if !protected(loc) {
             let opens = all.iter().any(|d| {
                 d.location.as_deref() == Some(*loc)
-                    && ((d.name.eq_ignore_ascii_case("AuthType") && d.arg().eq_ignore_ascii_case("none"))
-                        || (d.name.eq_ignore_ascii_case("Require") && d.args.join(" ").eq_ignore_ascii_case("all granted")))
+                    && ((d.name.eq_ignore_ascii_case("AuthType")
+                        && d.arg().eq_ignore_ascii_case("none"))
+                        || (d.name.eq_ignore_ascii_case("Require")
+                            && d.args.join(" ").eq_ignore_ascii_case("all granted")))
             });
-            if opens && protected_locs.iter().any(|p| loc.starts_with(p.trim_end_matches('/'))) {
+            if opens
+                && protected_locs
+                    .iter()
+                    .any(|p| loc.starts_with(p.trim_end_matches('/')))
+            {
                 public.push(loc.to_string());
             }
             continue;
@@ -366,9 +393,18 @@ fn locations(plan: &mut Plan, all: &[Directive]) {
         }
     }
     if !public.is_empty() {
-        plan.route("public", Value::List(public), "<Location> sections without authentication");
+        plan.route(
+            "public",
+            Value::List(public),
+            "<Location> sections without authentication",
+        );
     }
-    for (key, list) in [("groups", groups), ("users", users), ("roles", roles), ("tenants", tenants)] {
+    for (key, list) in [
+        ("groups", groups),
+        ("users", users),
+        ("roles", roles),
+        ("tenants", tenants),
+    ] {
         if !list.is_empty() {
             kinds += 1;
             plan.allow(key, Value::List(list), "Require claim");

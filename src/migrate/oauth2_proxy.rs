@@ -62,8 +62,13 @@ fn plural(key: &str) -> String {
 /// lists accumulate).
 fn parse(text: &str) -> Result<Vec<Opt>, MigrateError> {
     let line_based = text.lines().any(|l| {
-        let l = l.trim_start().trim_start_matches("- ").trim_start_matches(['"', '\'']);
-        l.starts_with("--") || l.starts_with("OAUTH2_PROXY_") || l.starts_with("export OAUTH2_PROXY_")
+        let l = l
+            .trim_start()
+            .trim_start_matches("- ")
+            .trim_start_matches(['"', '\'']);
+        l.starts_with("--")
+            || l.starts_with("OAUTH2_PROXY_")
+            || l.starts_with("export OAUTH2_PROXY_")
     });
     if line_based {
         parse_lines(text)
@@ -168,7 +173,11 @@ fn parse_lines(text: &str) -> Result<Vec<Opt>, MigrateError> {
             let key = name.trim().to_ascii_lowercase();
             let value = unquote(value);
             let values = if is_list(&key) {
-                value.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
+                value
+                    .split(',')
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect()
             } else {
                 vec![value.to_string()]
             };
@@ -182,7 +191,9 @@ fn parse_lines(text: &str) -> Result<Vec<Opt>, MigrateError> {
                 .and_then(|mut t| t.remove("v"))
                 .ok_or_else(|| MigrateError::Line {
                     line,
-                    message: format!("the value of {key} is not a TOML value (quote strings: {key} = \"...\")"),
+                    message: format!(
+                        "the value of {key} is not a TOML value (quote strings: {key} = \"...\")"
+                    ),
                 })?;
             let values = match value {
                 toml::Value::String(s) => vec![s],
@@ -234,7 +245,11 @@ fn truncate(s: &str) -> String {
 /// `^/healthz$`, optionally after `GET=`); `None` for a real pattern.
 pub(super) fn literal_prefix(pattern: &str) -> Option<String> {
     let pattern = match pattern.split_once('=') {
-        Some((method, p)) if !method.is_empty() && method.chars().all(|c| c.is_ascii_uppercase()) => p,
+        Some((method, p))
+            if !method.is_empty() && method.chars().all(|c| c.is_ascii_uppercase()) =>
+        {
+            p
+        }
         _ => pattern,
     };
     let body = pattern.strip_prefix('^')?;
@@ -246,7 +261,10 @@ pub(super) fn literal_prefix(pattern: &str) -> Option<String> {
     if body.replace("\\.", "").contains('.') {
         return None;
     }
-    let plain = body.replace("\\.", ".").replace("\\-", "-").replace("\\/", "/");
+    let plain = body
+        .replace("\\.", ".")
+        .replace("\\-", "-")
+        .replace("\\/", "/");
     if !plain.starts_with('/') || plain.chars().any(|c| "\\()[]*+?|{}^$".contains(c)) {
         return None;
     }
@@ -267,7 +285,13 @@ pub fn read(text: &str) -> Result<Plan, MigrateError> {
     };
     let connection_named = |plan: &mut Plan| plan.connection("name", Value::Str(name.into()), "");
     match (kind.as_deref(), issuer) {
-        (Some("github" | "gitlab-oauth" | "bitbucket" | "facebook" | "linkedin" | "digitalocean" | "nextcloud" | "login.gov" | "keycloak"), _) => {
+        (
+            Some(
+                "github" | "gitlab-oauth" | "bitbucket" | "facebook" | "linkedin" | "digitalocean"
+                | "nextcloud" | "login.gov" | "keycloak",
+            ),
+            _,
+        ) => {
             let o = get("provider").expect("matched");
             return Err(MigrateError::Line {
                 line: o.line,
@@ -334,7 +358,9 @@ pub fn read(text: &str) -> Result<Plan, MigrateError> {
     match (&host, redirect) {
         (Some(h), Some(o)) => {
             plan.route("hosts", Value::List(vec![h.clone()]), o.at());
-            let path = url::Url::parse(o.first()).map(|u| u.path().to_string()).unwrap_or_default();
+            let path = url::Url::parse(o.first())
+                .map(|u| u.path().to_string())
+                .unwrap_or_default();
             if path != crate::config::OAUTH2_PROXY_CALLBACK {
                 plan.note(
                     o.at(),
@@ -642,5 +668,6 @@ fn option(plan: &mut Plan, o: &Opt, all: &[Opt]) {
 }
 
 fn skip_discovery(all: &[Opt]) -> bool {
-    all.iter().any(|o| o.key == "skip_oidc_discovery" && o.flag())
+    all.iter()
+        .any(|o| o.key == "skip_oidc_discovery" && o.flag())
 }
