@@ -412,9 +412,9 @@ pub fn provider(plan: &mut Plan, issuer: &str, from: &str) {
 
 /// A duration in seconds as realmgate writes it (`28800` -> `"8h"`).
 pub fn seconds(n: u64) -> String {
-    if n > 0 && n % 3600 == 0 {
+    if n > 0 && n.is_multiple_of(3600) {
         format!("{}h", n / 3600)
-    } else if n > 0 && n % 60 == 0 {
+    } else if n > 0 && n.is_multiple_of(60) {
         format!("{}m", n / 60)
     } else {
         format!("{n}s")

@@ -136,13 +136,13 @@ pub struct UiSettings {
     pub accent_color: String,
 }
 
-// Built once per config load and kept behind an Arc: the size difference
-// between the variants costs nothing worth boxing for.
-#[allow(clippy::large_enum_variant)]
 /// oauth2-proxy's redirect URI path: the callback of OpenID Connect
 /// sign-ins on routes with `oauth2_proxy_endpoints` (`endpoints::oauth2`).
 pub const OAUTH2_PROXY_CALLBACK: &str = "/oauth2/callback";
 
+// Built once per config load and kept behind an Arc: the size difference
+// between the variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionKind {
     Entra(EntraSettings),
