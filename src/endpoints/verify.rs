@@ -244,7 +244,13 @@ impl Forwarded {
         let forwarded_host = header_text(&parts.headers, X_FORWARDED_HOST)
             // A list means several proxies; the first is the client-facing one.
             .and_then(|h| h.split(',').next().map(|h| h.trim().to_string()));
-        let two_hosts = matches!((&url_host, &forwarded_host), (Some(Some(u)), Some(f)) if !u.eq_ignore_ascii_case(f));
+        // Compared as the router compares hosts (lowercase, no port).
+        let same_host = |a: &str, b: &str| {
+            crate::router::normalize_host(a)
+                .is_some_and(|a| Some(a) == crate::router::normalize_host(b))
+        };
+        let two_hosts =
+            matches!((&url_host, &forwarded_host), (Some(Some(u)), Some(f)) if !same_host(u, f));
         // Skipping an unreadable header would judge the other one, or `/`.
         let unreadable_uri = trusted
             && ((forwarded_uri.is_none() && sent(&parts.headers, X_FORWARDED_URI))
@@ -385,7 +391,18 @@ const NOT_CANONICAL: &str = "The forwarded path has dot segments ('.', '..' or %
 
 #[cfg(test)]
 mod tests {
-    use super::path_of;
+    use super::{host_of_url, path_of};
+
+    #[test]
+    fn host_of_original_urls() {
+        assert_eq!(host_of_url("https://app.test/a?b"), Some("app.test"));
+        assert_eq!(host_of_url("http://app.test:8080"), Some("app.test:8080"));
+        // Only absolute http(s) URLs name a host; userinfo is not a host.
+        assert_eq!(host_of_url("/a"), None);
+        assert_eq!(host_of_url("javascript://app.test/"), None);
+        assert_eq!(host_of_url("https://evil@app.test/"), None);
+        assert_eq!(host_of_url("https:///a"), None);
+    }
 
     #[test]
     fn path_of_forwarded_uris() {

@@ -182,6 +182,16 @@ async fn oauth2_auth_answers_401_never_302_and_403_when_the_policy_denies() {
         ask("http://app.test/hello").await.unwrap().status(),
         StatusCode::ACCEPTED
     );
+    // Two headers naming different hosts cannot be judged either.
+    let resp = bob
+        .client
+        .get(w.gateway.url(APP, "/oauth2/auth"))
+        .header("x-original-url", "http://other.test/")
+        .header("x-forwarded-host", "app.test:443")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     // A path the proxy would forward unresolved cannot be judged (SPEC 6.1).
     assert_eq!(
         ask("http://app.test/x/../admin/x").await.unwrap().status(),
