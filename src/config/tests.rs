@@ -432,8 +432,10 @@ fn example_documents_every_key_and_is_valid() {
             }
             let (k, _) = l.split_once('=')?;
             let k = k.trim();
-            (!k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-                .then(|| k.to_string())
+            (!k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            .then(|| k.to_string())
         })
         .collect();
     let keys = raw::all_keys();
