@@ -316,6 +316,12 @@ pub fn summary(settings: &Settings) -> String {
                 format!("; public: {}", r.public.join(", "))
             }
         );
+        if r.oauth2_proxy_endpoints {
+            let _ = writeln!(
+                s,
+                "    oauth2-proxy endpoints: /oauth2/start, sign_in, callback, sign_out, auth, userinfo (every /oauth2/* path is realmgate's here)"
+            );
+        }
         if !r.allow.is_empty() {
             let a = &r.allow;
             let mut parts = Vec::new();

@@ -556,6 +556,7 @@ fn migrated_oauth2_proxy_configs_pass_check() {
         ],
     );
     assert!(s.contains("https://hr.contoso.com/oauth2/callback"), "{s}");
+    assert!(s.contains("oauth2-proxy endpoints: /oauth2/start"), "{s}");
     migrate_then_check(
         "oauth2-proxy",
         "oauth2-proxy.args",
