@@ -1,4 +1,5 @@
-//! Command line: `run`, `check`, `test-connection`, `explain`, `demo`.
+//! Command line: `run`, `check`, `test-connection`, `explain`, `migrate`,
+//! `schema`, `demo`.
 //!
 //! Exit codes: 0 success; 1 a failed check (`test-connection`, `explain`
 //! denying) or a runtime failure; 64 (`EX_USAGE`) an invalid configuration,
@@ -49,6 +50,26 @@ impl From<LogFormatArg> for LogFormat {
     }
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PeerArg {
+    #[value(name = "oauth2-proxy")]
+    Oauth2Proxy,
+    #[value(name = "mod_auth_openidc")]
+    ModAuthOpenidc,
+    #[value(name = "easyauth")]
+    Easyauth,
+}
+
+impl From<PeerArg> for crate::migrate::Peer {
+    fn from(p: PeerArg) -> Self {
+        match p {
+            PeerArg::Oauth2Proxy => crate::migrate::Peer::Oauth2Proxy,
+            PeerArg::ModAuthOpenidc => crate::migrate::Peer::ModAuthOpenidc,
+            PeerArg::Easyauth => crate::migrate::Peer::EasyAuth,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve (the default when no command is given).
@@ -78,6 +99,17 @@ enum Command {
         /// An email address (its domain picks the connection).
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
+    },
+    /// Print an equivalent realmgate TOML for a peer's configuration, then
+    /// (as comments at its end) every setting that does not map and why.
+    Migrate {
+        /// The peer whose configuration FILE is.
+        #[arg(long, value_enum)]
+        from: PeerArg,
+        /// oauth2-proxy: its config file, or its flags / OAUTH2_PROXY_*
+        /// variables one per line; mod_auth_openidc: the Apache config;
+        /// easyauth: the authsettingsV2 JSON.
+        file: PathBuf,
     },
     /// Print the JSON Schema of the configuration file (for editors such as
     /// taplo / Even Better TOML).
@@ -120,6 +152,25 @@ fn command(cli: Cli) -> ExitCode {
             let _ = out.write_all(crate::config::summary(&settings).as_bytes());
             let _ = out.flush();
             ExitCode::SUCCESS
+        }
+        Command::Migrate { from, file } => {
+            let peer = crate::migrate::Peer::from(from);
+            match crate::migrate::run(peer, &file) {
+                Ok((toml, notes)) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(toml.as_bytes());
+                    let _ = out.flush();
+                    eprintln!(
+                        "realmgate migrate: {notes} {} setting(s) did not map or changed; they are listed as comments at the end of the output. Supply the secrets listed there, then run `realmgate check`.",
+                        peer.name()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("realmgate migrate: {}: {e}", file.display());
+                    ExitCode::from(EX_USAGE)
+                }
+            }
         }
         Command::Schema => {
             let text = serde_json::to_string_pretty(&crate::config::schema())

@@ -47,6 +47,7 @@ pub mod headers;
 pub mod http_client;
 pub mod ldap;
 pub mod metrics;
+pub mod migrate;
 pub mod oidc;
 pub mod pathnorm;
 pub mod peer;

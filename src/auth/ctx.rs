@@ -19,6 +19,11 @@ pub(crate) struct Ctx<'a> {
     /// behind trusted proxies the right-most untrusted `X-Forwarded-For`
     /// entry (`peer::client_address`; per-address failure limits).
     pub(crate) client: std::net::IpAddr,
+    /// `X-Auth-Request-Redirect` (ingress-nginx, oauth2-proxy's nginx
+    /// recipe) when a trusted proxy sent exactly one, read before the
+    /// identity headers (`X-Auth-Request-*`) are stripped; `None` from
+    /// anyone else (SPEC 6.1). Only ever a login target, validated as one.
+    pub(crate) forwarded_redirect: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -47,7 +52,15 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// The redirect URI of a sign-in at `connection` begun on this route:
+    /// `/.auth/login/{name}/callback`, or oauth2-proxy's `/oauth2/callback`
+    /// for OpenID Connect connections on a route with
+    /// `oauth2_proxy_endpoints` (so the URI registered for oauth2-proxy
+    /// keeps working; the pending login keeps the one sent).
     pub(crate) fn redirect_uri(&self, connection: &ConnectionSettings) -> String {
+        if self.route.oauth2_proxy_endpoints && connection.is_oidc() {
+            return format!("{}{}", self.origin, crate::config::OAUTH2_PROXY_CALLBACK);
+        }
         format!("{}{}", self.origin, connection.callback_path())
     }
 

@@ -62,6 +62,42 @@ pub(crate) async fn serve(
     }
 }
 
+/// `GET, POST /oauth2/callback` (oauth2-proxy's redirect URI, on a route
+/// with `oauth2_proxy_endpoints`): the callback of the connection whose
+/// pending login this browser's `state` names, among the route's OpenID
+/// Connect connections (`check` allows one there, so the shared redirect
+/// URI opens no mix-up). Without such a pending login, that one connection's
+/// callback refuses it like any unknown state. The rest is
+/// `callback::finish`, as at `/.auth/login/{connection}/callback`.
+pub(crate) async fn oauth2_callback(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    body: hyper::body::Incoming,
+) -> Result<Response<Body>, GatewayError> {
+    let params = match parts.method {
+        Method::GET => parts.uri.query().unwrap_or("").as_bytes().to_vec(),
+        Method::POST => read_form(body).await?,
+        _ => return Err(GatewayError::MethodNotAllowed),
+    };
+    let oidc: Vec<String> = ctx
+        .allowed_connections()
+        .into_iter()
+        .filter(|c| c.is_oidc())
+        .map(|c| c.name.clone())
+        .collect();
+    let state = form_get(&form_pairs(&params), "state").map(str::to_string);
+    let name = state
+        .and_then(|s| {
+            ctx.state
+                .states
+                .connection_of(&parts.headers, ctx.https, &s)
+        })
+        .filter(|n| oidc.contains(n))
+        .or_else(|| oidc.into_iter().next())
+        .ok_or(GatewayError::NotFound)?;
+    callback::finish(ctx, parts, &name, params).await
+}
+
 /// True for `GET /.auth/login/{wsfed connection}/callback?wa=wsignout1.0`
 /// (or `wsignoutcleanup1.0`) at a connection this route allows.
 fn wsfed_signout_asked(ctx: &Ctx<'_>, parts: &Parts, name: &str) -> bool {

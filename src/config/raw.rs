@@ -199,6 +199,8 @@ pub struct RawRoute {
     pub request_timeout: Option<String>,
     /// `"required"` (default) or `"optional"` (SPEC 5.10).
     pub auth: Option<String>,
+    /// oauth2-proxy's `/oauth2/*` endpoints as aliases of `/.auth/*` (issue 22).
+    pub oauth2_proxy_endpoints: Option<bool>,
     pub allow: Option<RawAllow>,
 }
 

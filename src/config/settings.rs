@@ -136,6 +136,10 @@ pub struct UiSettings {
     pub accent_color: String,
 }
 
+/// oauth2-proxy's redirect URI path: the callback of OpenID Connect
+/// sign-ins on routes with `oauth2_proxy_endpoints` (`endpoints::oauth2`).
+pub const OAUTH2_PROXY_CALLBACK: &str = "/oauth2/callback";
+
 // Built once per config load and kept behind an Arc: the size difference
 // between the variants costs nothing worth boxing for.
 #[allow(clippy::large_enum_variant)]
@@ -272,7 +276,9 @@ impl ConnectionSettings {
         format!("/.auth/logout/frontchannel/{connection}")
     }
 
-    /// The redirect URI path for this connection.
+    /// The redirect URI path for this connection (on routes with
+    /// `oauth2_proxy_endpoints`, OpenID Connect kinds use
+    /// [`OAUTH2_PROXY_CALLBACK`] instead).
     pub fn callback_path(&self) -> String {
         format!("/.auth/login/{}/callback", self.name)
     }
@@ -446,5 +452,8 @@ pub struct RouteSettings {
     pub request_timeout: Duration,
     /// `auth`: `required` (the default) or `optional`.
     pub auth: RouteAuth,
+    /// `oauth2_proxy_endpoints`: `/oauth2/*` on this route is realmgate's
+    /// (oauth2-proxy's endpoint names, `endpoints::oauth2`), not the app's.
+    pub oauth2_proxy_endpoints: bool,
     pub allow: AllowSettings,
 }

@@ -16,14 +16,36 @@ pub fn callback_urls(settings: &Settings) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     // LDAP connections have no redirect URI (the password form is realmgate's).
     for conn in settings.connections.iter().filter(|c| !c.is_ldap()) {
-        let path = conn.callback_path();
+        let own = conn.callback_path();
+        // oauth2-proxy's redirect URI on routes with `oauth2_proxy_endpoints`.
+        let path_on = |r: &crate::config::RouteSettings| {
+            if r.oauth2_proxy_endpoints && conn.is_oidc() {
+                super::OAUTH2_PROXY_CALLBACK.to_string()
+            } else {
+                own.clone()
+            }
+        };
         let mut push = |url: String| {
             if !out.iter().any(|(c, u)| *c == conn.name && *u == url) {
                 out.push((conn.name.clone(), url));
             }
         };
         if let Some(origin) = &settings.server.public_origin {
-            push(format!("{}{}", origin.as_str().trim_end_matches('/'), path));
+            let origin = origin.as_str().trim_end_matches('/');
+            for r in settings
+                .routes
+                .iter()
+                .filter(|r| r.connections.contains(&conn.name))
+            {
+                push(format!("{origin}{}", path_on(r)));
+            }
+            if !settings
+                .routes
+                .iter()
+                .any(|r| r.connections.contains(&conn.name))
+            {
+                push(format!("{origin}{own}"));
+            }
             continue;
         }
         for route in settings
@@ -31,6 +53,7 @@ pub fn callback_urls(settings: &Settings) -> Vec<(String, String)> {
             .iter()
             .filter(|r| r.connections.contains(&conn.name))
         {
+            let path = path_on(route);
             for host in &route.hosts {
                 let local = host == "localhost"
                     || host.ends_with(".localhost")
@@ -293,6 +316,12 @@ pub fn summary(settings: &Settings) -> String {
                 format!("; public: {}", r.public.join(", "))
             }
         );
+        if r.oauth2_proxy_endpoints {
+            let _ = writeln!(
+                s,
+                "    oauth2-proxy endpoints: /oauth2/start, sign_in, callback, sign_out, auth, userinfo (every /oauth2/* path is realmgate's here)"
+            );
+        }
         if !r.allow.is_empty() {
             let a = &r.allow;
             let mut parts = Vec::new();
@@ -398,10 +427,10 @@ pub fn summary(settings: &Settings) -> String {
         // OpenID kinds: the per-connection front-channel logout URL (SPEC
         // 5.10; one per app registration, on the first redirect URI's host).
         if matches!(c.kind, ConnectionKind::Entra(_) | ConnectionKind::Oidc(_)) {
-            if let Some(base) = mine
-                .first()
-                .and_then(|(_, url)| url.strip_suffix(c.callback_path().as_str()))
-            {
+            if let Some(base) = mine.first().and_then(|(_, url)| {
+                url.strip_suffix(c.callback_path().as_str())
+                    .or_else(|| url.strip_suffix(super::OAUTH2_PROXY_CALLBACK))
+            }) {
                 let _ = writeln!(
                     s,
                     "    front-channel logout URL to register: {base}{}",

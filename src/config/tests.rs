@@ -432,8 +432,10 @@ fn example_documents_every_key_and_is_valid() {
             }
             let (k, _) = l.split_once('=')?;
             let k = k.trim();
-            (!k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-                .then(|| k.to_string())
+            (!k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            .then(|| k.to_string())
         })
         .collect();
     let keys = raw::all_keys();
@@ -1238,4 +1240,36 @@ fn check_prints_the_front_channel_logout_url_of_each_openid_connection() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn oauth2_proxy_endpoints_need_the_root_route_and_one_openid_connection() {
+    let on = minimal().replace(
+        "upstream = \"http://127.0.0.1:9000\"",
+        "upstream = \"http://127.0.0.1:9000\"\noauth2_proxy_endpoints = true",
+    );
+    let s = load_str(&on).expect("one connection at the host's root");
+    assert!(s.routes[0].oauth2_proxy_endpoints);
+    // The redirect URI `check` prints is oauth2-proxy's.
+    let urls = callback_urls(&s);
+    assert_eq!(urls[0].1, "https://hr.contoso.com/oauth2/callback");
+    let p = problems(&on.replace(
+        "oauth2_proxy_endpoints",
+        "path_prefix = \"/app\"\noauth2_proxy_endpoints",
+    ));
+    assert!(has(&p, "route[0].oauth2_proxy_endpoints"), "{p:?}");
+    let second = on.replace(
+        "[[route]]",
+        "[[connection]]\nname = \"partner\"\ntype = \"oidc\"\nissuer = \"https://idp.partner.example\"\nclient_id = \"x\"\nclient_secret = \"y\"\n\n[[route]]",
+    );
+    let p = problems(&second);
+    assert!(has(&p, "route[0].oauth2_proxy_endpoints"), "{p:?}");
+    let text = p.iter().map(|p| p.to_string()).collect::<String>();
+    assert!(text.contains("mix-up"), "{text}");
+    // Limited to one of them, the route is fine.
+    let one = second.replace(
+        "oauth2_proxy_endpoints = true",
+        "oauth2_proxy_endpoints = true\nconnections = [\"partner\"]",
+    );
+    load_str(&one).expect("one OpenID connection on the route");
 }

@@ -1357,6 +1357,10 @@ fn routes(
         let allow = allow(cx, &at, raw.allow.unwrap_or_default(), connections);
         let auth = route_auth(cx, &at, raw.auth.as_deref(), &allow);
         claims_kept(cx, &at, &allow, &route_connections, connections);
+        let oauth2_proxy_endpoints = raw.oauth2_proxy_endpoints.unwrap_or(false);
+        if oauth2_proxy_endpoints {
+            oauth2_aliases(cx, &at, &path_prefix, &route_connections, connections);
+        }
         let connect_timeout =
             cx.duration(&at("connect_timeout"), raw.connect_timeout.as_deref(), "5s");
         let request_timeout = cx.duration(
@@ -1384,6 +1388,7 @@ fn routes(
             connect_timeout,
             request_timeout,
             auth,
+            oauth2_proxy_endpoints,
             allow,
         }));
     }
@@ -1564,6 +1569,45 @@ fn route_auth(
             );
             RouteAuth::Required
         }
+    }
+}
+
+/// `oauth2_proxy_endpoints = true` (issue 22): the aliases live at the
+/// host's `/oauth2/`, so the route must be the one that path selects; and
+/// `/oauth2/callback` is one redirect URI for the route's OpenID Connect
+/// sign-ins, which must then be a single connection's: with two, a code
+/// issued by one provider could be redeemed at the other (mix-up, RFC 9700
+/// 4.4), which per-connection callbacks prevent.
+fn oauth2_aliases(
+    cx: &mut Ctx<'_>,
+    at: &dyn Fn(&str) -> String,
+    path_prefix: &str,
+    route_connections: &[String],
+    connections: &[Arc<ConnectionSettings>],
+) {
+    if path_prefix != "/" {
+        cx.bad(
+            at("oauth2_proxy_endpoints"),
+            format!("is set on a route with path_prefix {path_prefix:?}, which /oauth2/ does not reach"),
+            "set it on the route of this host with path_prefix = \"/\" (oauth2-proxy's endpoints are at the host's /oauth2/)",
+        );
+    }
+    let oidc: Vec<&str> = connections
+        .iter()
+        .filter(|c| route_connections.contains(&c.name))
+        .filter(|c| matches!(c.kind, ConnectionKind::Entra(_) | ConnectionKind::Oidc(_)))
+        .map(|c| c.name.as_str())
+        .collect();
+    if oidc.len() > 1 {
+        cx.bad(
+            at("oauth2_proxy_endpoints"),
+            format!(
+                "/oauth2/callback would be the redirect URI of {} OpenID Connect connections ({}), so a code one provider issued could be sent to another (mix-up attack)",
+                oidc.len(),
+                oidc.join(", ")
+            ),
+            "limit the route to one OpenID Connect connection (connections = [\"...\"]), as oauth2-proxy has one provider; the others keep /.auth/login/<name>/callback on routes without this option",
+        );
     }
 }
 

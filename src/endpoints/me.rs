@@ -14,15 +14,8 @@ use crate::session::model::Session;
 
 /// The signed-in user as JSON; 401 JSON when not signed in.
 pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
-    let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
-        Some(id) => crate::auth::state::load_session(ctx.state, &id).await?,
-        None => None,
-    };
-    let Some(s) = session.filter(|s| ctx.state.connection(&s.connection).is_some()) else {
-        return Ok(json(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "not_signed_in", "message": "No session. Sign in at /.auth/login."}),
-        ));
+    let Some(s) = signed_in(ctx, parts).await? else {
+        return Ok(not_signed_in());
     };
     let conn = ctx.state.connection(&s.connection);
     if let (HeaderProfile::EasyAuth, Some(c)) = (ctx.route.headers, conn) {
@@ -52,6 +45,48 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
             .clone()
             .map(serde_json::Value::Object)
             .unwrap_or_else(|| json!({}));
+    }
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// The session of this request's cookie, if it is valid and its connection
+/// still configured.
+async fn signed_in(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+) -> Result<Option<std::sync::Arc<Session>>, GatewayError> {
+    let session = match ctx.state.cookies.read_for(&parts.headers, ctx.https) {
+        Some(id) => crate::auth::state::load_session(ctx.state, &id).await?,
+        None => None,
+    };
+    Ok(session.filter(|s| ctx.state.connection(&s.connection).is_some()))
+}
+
+fn not_signed_in() -> Response<Body> {
+    json(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": "not_signed_in", "message": "No session. Sign in at /.auth/login."}),
+    )
+}
+
+/// `GET /oauth2/userinfo` (`endpoints::oauth2`): the session in
+/// oauth2-proxy's shape, `{"user", "email", "groups", "preferredUsername"}`,
+/// 401 when not signed in. `email` is the verified email only (the one
+/// headers carry); `user` is realmgate's user id (SPEC 6.1), not
+/// oauth2-proxy's (docs/migrating.md).
+pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
+    let Some(s) = signed_in(ctx, parts).await? else {
+        return Ok(not_signed_in());
+    };
+    let mut body = json!({"user": s.user_id});
+    if let Some(email) = s.verified_email() {
+        body["email"] = email.into();
+    }
+    if !s.groups.is_empty() {
+        body["groups"] = s.groups.clone().into();
+    }
+    if let Some(u) = &s.preferred_username {
+        body["preferredUsername"] = u.clone().into();
     }
     Ok(json(StatusCode::OK, &body))
 }

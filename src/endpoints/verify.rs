@@ -33,6 +33,20 @@
 //!   readings select different routes. The proxy forwards the path as it
 //!   is, so the gateway cannot judge it as any one path.
 //!
+//! `GET /oauth2/auth` (oauth2-proxy's name, `endpoints::oauth2`) is this
+//! endpoint in oauth2-proxy's dialect ([`Dialect::Oauth2Proxy`]): 202
+//! instead of 200, and never a 302 (ingress-nginx's `auth-signin` sends the
+//! browser to sign in on a 401).
+//!
+//! ingress-nginx's `auth-url` sends `X-Original-URL`
+//! (`$scheme://$http_host$request_uri`) and `X-Auth-Request-Redirect`
+//! (`$request_uri`). Both are believed from a trusted proxy only, at either
+//! name of this endpoint: `X-Original-URL`'s path is judged like
+//! `X-Original-URI`'s and its host like `X-Forwarded-Host` (a different
+//! host or path in two such headers is unreadable, 400), and
+//! `X-Auth-Request-Redirect` is the login target when no other header names
+//! one. From anyone else both are ignored.
+//!
 //! Which route's policy applies: the route the router picked for this request
 //! by its `Host` (and path), unless the peer is one of `trusted_proxies`. Only
 //! then do `X-Forwarded-Host` and the path of `X-Forwarded-Uri` /
@@ -69,8 +83,18 @@ const X_ORIGINAL_URI: &str = "x-original-uri";
 const X_FORWARDED_METHOD: &str = "x-forwarded-method";
 /// The original host, believed from trusted proxies only.
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
+/// The original URL, absolute (ingress-nginx); trusted proxies only.
+const X_ORIGINAL_URL: &str = "x-original-url";
 /// Longest forwarded URI looked at (longer ones are ignored, like a missing header).
 const MAX_URI_LEN: usize = 8192;
+
+/// Which endpoint's answers: realmgate's `/.auth/verify`, or oauth2-proxy's
+/// `/oauth2/auth` (202 for 200, no 302).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Realmgate,
+    Oauth2Proxy,
+}
 
 /// `GET /.auth/verify`: the pipeline's own `authenticate`, `authorize` and
 /// `inject` phases, on the route the forwarded request selects.
@@ -78,9 +102,28 @@ pub(crate) async fn verify(
     ctx: &Ctx<'_>,
     parts: &Parts,
     conn: &ConnInfo,
+    dialect: Dialect,
+) -> Result<Response<Body>, GatewayError> {
+    let mut resp = judge(ctx, parts, conn, dialect).await?;
+    if dialect == Dialect::Oauth2Proxy && resp.status() == StatusCode::OK {
+        *resp.status_mut() = StatusCode::ACCEPTED;
+    }
+    Ok(resp)
+}
+
+async fn judge(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    conn: &ConnInfo,
+    dialect: Dialect,
 ) -> Result<Response<Body>, GatewayError> {
     let trusted = crate::peer::peer_is_trusted(&ctx.state.settings.server, conn);
-    let fwd = Forwarded::read(parts, trusted);
+    let mut fwd = Forwarded::read(parts, trusted, ctx.forwarded_redirect.clone());
+    if dialect == Dialect::Oauth2Proxy {
+        // oauth2-proxy's /oauth2/auth never redirects: the proxy in front
+        // sends the browser to /oauth2/start on a 401.
+        fwd.may_redirect = false;
+    }
     if fwd.unreadable_uri {
         tracing::warn!(route.name = %ctx.route.name, "forward auth refused: the forwarded URI cannot be read");
         return Ok(refused(Unjudgeable::UnreadableUri));
@@ -177,34 +220,59 @@ struct Forwarded {
 }
 
 impl Forwarded {
-    fn read(parts: &Parts, trusted: bool) -> Forwarded {
+    /// `redirect_header`: `X-Auth-Request-Redirect` from a trusted proxy
+    /// (`Ctx::forwarded_redirect`, read before identity headers are stripped).
+    fn read(parts: &Parts, trusted: bool, redirect_header: Option<String>) -> Forwarded {
         let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
         let rd = form_get(&query, "rd").map(str::to_string);
         let forwarded_uri = header_text(&parts.headers, X_FORWARDED_URI);
         let original_uri = header_text(&parts.headers, X_ORIGINAL_URI);
+        // ingress-nginx's headers: from a trusted proxy only (SPEC 6.1).
+        let original_url = trusted
+            .then(|| header_text(&parts.headers, X_ORIGINAL_URL))
+            .flatten();
         let may_redirect = rd.is_some() || forwarded_uri.is_some();
-        let two_paths = matches!((&forwarded_uri, &original_uri), (Some(f), Some(o)) if path_of(f) != path_of(o));
+        let paths: Vec<&str> = [&forwarded_uri, &original_uri, &original_url]
+            .into_iter()
+            .flatten()
+            .map(|u| path_of(u))
+            .collect();
+        let two_paths = paths.windows(2).any(|w| w[0] != w[1]);
+        let url_host: Option<Option<String>> = original_url
+            .as_deref()
+            .map(|u| host_of_url(u).map(str::to_string));
+        let forwarded_host = header_text(&parts.headers, X_FORWARDED_HOST)
+            // A list means several proxies; the first is the client-facing one.
+            .and_then(|h| h.split(',').next().map(|h| h.trim().to_string()));
+        // Compared as the router compares hosts (lowercase, no port).
+        let same_host = |a: &str, b: &str| {
+            crate::router::normalize_host(a)
+                .is_some_and(|a| Some(a) == crate::router::normalize_host(b))
+        };
+        let two_hosts =
+            matches!((&url_host, &forwarded_host), (Some(Some(u)), Some(f)) if !same_host(u, f));
         // Skipping an unreadable header would judge the other one, or `/`.
         let unreadable_uri = trusted
             && ((forwarded_uri.is_none() && sent(&parts.headers, X_FORWARDED_URI))
                 || (original_uri.is_none() && sent(&parts.headers, X_ORIGINAL_URI))
-                || two_paths);
-        let uri = forwarded_uri.or(original_uri);
+                || (original_url.is_none() && sent(&parts.headers, X_ORIGINAL_URL))
+                || matches!(url_host, Some(None))
+                || two_paths
+                || two_hosts);
+        let uri = forwarded_uri.or(original_uri).or(original_url);
         let navigation = match header_text(&parts.headers, X_FORWARDED_METHOD) {
             Some(m) => m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD"),
             None => parts.method == Method::GET || parts.method == Method::HEAD,
         };
         let trusted_host = trusted
-            .then(|| header_text(&parts.headers, X_FORWARDED_HOST))
-            .flatten()
-            // A list means several proxies; the first is the client-facing one.
-            .and_then(|h| h.split(',').next().map(|h| h.trim().to_string()));
+            .then(|| forwarded_host.or(url_host.flatten()))
+            .flatten();
         let trusted_path = trusted
             .then(|| uri.as_deref().map(path_of))
             .flatten()
             .map(str::to_string);
         Forwarded {
-            target: rd.or(uri),
+            target: rd.or(uri.clone()).or(redirect_header),
             may_redirect,
             navigation,
             trusted_host,
@@ -246,6 +314,18 @@ fn path_of(uri: &str) -> &str {
     };
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     &rest[..end]
+}
+
+/// The authority of an absolute URL (`https://h:8443/a` -> `h:8443`);
+/// `None` for anything else (a path-only value has no host to believe).
+fn host_of_url(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    (!authority.is_empty() && !authority.contains('@')).then_some(authority)
 }
 
 /// The canonical target of a trusted proxy's forwarded path, which must be
@@ -311,7 +391,18 @@ const NOT_CANONICAL: &str = "The forwarded path has dot segments ('.', '..' or %
 
 #[cfg(test)]
 mod tests {
-    use super::path_of;
+    use super::{host_of_url, path_of};
+
+    #[test]
+    fn host_of_original_urls() {
+        assert_eq!(host_of_url("https://app.test/a?b"), Some("app.test"));
+        assert_eq!(host_of_url("http://app.test:8080"), Some("app.test:8080"));
+        // Only absolute http(s) URLs name a host; userinfo is not a host.
+        assert_eq!(host_of_url("/a"), None);
+        assert_eq!(host_of_url("javascript://app.test/"), None);
+        assert_eq!(host_of_url("https://evil@app.test/"), None);
+        assert_eq!(host_of_url("https:///a"), None);
+    }
 
     #[test]
     fn path_of_forwarded_uris() {

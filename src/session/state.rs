@@ -142,6 +142,17 @@ impl StateCookies {
 
     /// The pending login for `state` (constant-time compare, not expired), and the
     /// `Set-Cookie` that removes it from the browser. None when absent/forged/expired.
+    /// The connection of this browser's pending login with `state`, left
+    /// in place ([`Self::take`] redeems it): one callback URL shared by
+    /// connections (oauth2-proxy's `/oauth2/callback`) finds its connection
+    /// by it.
+    pub fn connection_of(&self, headers: &HeaderMap, https: bool, state: &str) -> Option<String> {
+        self.read(headers, https, now())
+            .into_iter()
+            .find(|p| p.state.as_bytes().ct_eq(state.as_bytes()).into())
+            .map(|p| p.connection)
+    }
+
     pub fn take(
         &self,
         headers: &HeaderMap,

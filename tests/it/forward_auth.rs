@@ -750,6 +750,11 @@ impl Proxy {
             .unwrap()
     }
 
+    /// Where the proxy listens (loopback).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub(crate) fn url(&self, host: &str, path: &str) -> String {
         format!("http://{host}:{}{path}", self.addr.port())
     }

@@ -16,6 +16,7 @@ mod ldap;
 mod login_flow;
 mod node;
 mod node_tools;
+mod oauth2_proxy;
 mod pages_browser;
 mod proxying;
 mod real_provider;

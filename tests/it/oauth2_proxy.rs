@@ -1,0 +1,627 @@
+//! oauth2-proxy's `/oauth2/*` endpoints (`oauth2_proxy_endpoints`, issue 22):
+//! the aliases against the mock IdP, what they never let through, the
+//! ingress-nginx recipe behind Debian's nginx (started by the test on
+//! loopback, stopped by its handle), and `realmgate migrate` then `check`
+//! on each peer's sample configuration.
+
+use std::path::Path;
+use std::process::Command;
+
+use realmgate::demo::idp;
+use reqwest::header::ACCEPT;
+use reqwest::StatusCode;
+
+use crate::forward_auth::Proxy;
+use crate::signin::{demo_user as user, location, session_cookie, Browser, HTML};
+use crate::util::{echo_route, entra, Echoed};
+
+const APP: &str = "app.test";
+const OTHER: &str = "other.test";
+const ALICE: &str = "alice@contoso.example";
+const BOB: &str = "bob@contoso.example";
+const BIN: &str = env!("CARGO_BIN_EXE_realmgate");
+
+enum Oauth2Proxy {}
+type World = crate::util::World<Oauth2Proxy>;
+
+impl World {
+    /// app.test with the aliases (`/static/` public, `/admin` for HR Admins
+    /// only, a route of its own), other.test without them. `trusted`:
+    /// 127.0.0.1 is in `trusted_proxies`.
+    async fn start(trusted: bool) -> World {
+        let trusted_proxies = if trusted {
+            r#"trusted_proxies = ["127.0.0.1/32"]"#
+        } else {
+            ""
+        };
+        World::builder()
+            .server(trusted_proxies)
+            .connection(entra("contoso", "contoso.example"))
+            .route(
+                echo_route("app", APP)
+                    .public(&["/static/"])
+                    .with("oauth2_proxy_endpoints = true"),
+            )
+            .route(echo_route("admin", APP).with(format!(
+                "path_prefix = \"/admin\"\n[route.allow]\ngroups = [\"{}\"]",
+                idp::DEMO_HR_GROUP
+            )))
+            .route(echo_route("other", OTHER))
+            .start()
+            .await
+    }
+
+    /// Signs `email` in through `/oauth2/start?rd=...` and `/oauth2/callback`;
+    /// returns the browser and where the callback sent it.
+    async fn sign_in(&self, email: &str, rd: &str) -> (Browser, String) {
+        let browser = Browser::new(&self.gateway);
+        let start = format!("/oauth2/start?rd={}", urlencode(rd));
+        let authorize = browser.login_at(&self.gateway.url(APP, &start)).await;
+        let redirect_uri = url::Url::parse(&authorize)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "redirect_uri")
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(
+            redirect_uri.as_deref(),
+            Some(self.gateway.url(APP, "/oauth2/callback").as_str()),
+            "the redirect URI registered for oauth2-proxy"
+        );
+        let resp = browser.finish_login(&self.idp, &authorize, email).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "/oauth2/callback signs in"
+        );
+        let back = location(&resp);
+        session_cookie(&resp);
+        (browser, back)
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn oauth2_proxy_endpoints_sign_in_answer_and_sign_out() {
+    let w = World::start(false).await;
+    let (browser, back) = w.sign_in(ALICE, "/reports?q=1").await;
+    assert_eq!(back, "/reports?q=1");
+    let url = |p: &str| w.gateway.url(APP, p);
+
+    // /oauth2/auth: 202 with oauth2-proxy's X-Auth-Request-* headers.
+    let resp = browser
+        .client
+        .get(url("/oauth2/auth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let alice = user(ALICE);
+    let h = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(h("x-auth-request-user"), Some(alice.oid.clone()));
+    assert_eq!(h("x-auth-request-email").as_deref(), Some(ALICE));
+    assert!(h("x-auth-request-groups")
+        .unwrap_or_default()
+        .contains(idp::DEMO_HR_GROUP));
+
+    // /oauth2/userinfo: oauth2-proxy's JSON shape.
+    let info: serde_json::Value = browser
+        .client
+        .get(url("/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["user"], alice.oid.as_str());
+    assert_eq!(info["email"], ALICE);
+
+    // The app sees the identity as usual.
+    let echoed = Echoed::from(browser.get(&url("/hello")).await).await;
+    assert_eq!(echoed.header("x-forwarded-user"), Some(alice.oid.clone()));
+
+    // /oauth2/sign_out?rd=: the session ends, the browser goes to rd.
+    let resp = browser.get(&url("/oauth2/sign_out?rd=%2Fbye")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let resp = browser
+        .client
+        .get(url("/oauth2/auth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = browser
+        .client
+        .get(url("/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // None of the /oauth2/* requests reached the app.
+    assert_eq!(w.upstream.count(), 1);
+}
+
+#[tokio::test]
+async fn oauth2_auth_answers_401_never_302_and_403_when_the_policy_denies() {
+    let w = World::start(true).await;
+    let client = Browser::new(&w.gateway).client;
+    let resp = client
+        .get(w.gateway.url(APP, "/oauth2/auth"))
+        .header(ACCEPT, HTML)
+        .header("x-forwarded-uri", "/somewhere")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "oauth2-proxy never redirects here"
+    );
+    // bob is signed in but not an HR Admin: 403 for /admin (the original
+    // URL, from a trusted proxy), 202 elsewhere.
+    let (bob, _) = w.sign_in(BOB, "/").await;
+    let ask = |original: &'static str| {
+        bob.client
+            .get(w.gateway.url(APP, "/oauth2/auth"))
+            .header("x-original-url", original)
+            .send()
+    };
+    assert_eq!(
+        ask("http://app.test/admin/x").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ask("http://app.test/hello").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    // Two headers naming different hosts cannot be judged either.
+    let resp = bob
+        .client
+        .get(w.gateway.url(APP, "/oauth2/auth"))
+        .header("x-original-url", "http://other.test/")
+        .header("x-forwarded-host", "app.test:443")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // A path the proxy would forward unresolved cannot be judged (SPEC 6.1).
+    assert_eq!(
+        ask("http://app.test/x/../admin/x").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    w.upstream.assert_received_nothing().await;
+}
+
+#[tokio::test]
+async fn ingress_headers_from_an_untrusted_peer_are_ignored() {
+    let w = World::start(false).await;
+    let client = Browser::new(&w.gateway).client;
+    // X-Original-URL naming a public path must not make an anonymous
+    // request pass: it is only believed from trusted proxies.
+    let resp = client
+        .get(w.gateway.url(APP, "/oauth2/auth"))
+        .header("x-original-url", "http://app.test/static/app.js")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Same from a trusted proxy: public.
+    let trusted = World::start(true).await;
+    let resp = Browser::new(&trusted.gateway)
+        .client
+        .get(trusted.gateway.url(APP, "/oauth2/auth"))
+        .header("x-original-url", "http://app.test/static/app.js")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // bob signed in; an untrusted X-Original-URL cannot move the policy
+    // decision off /admin's route (here: ignored, the request's own route).
+    let (bob, _) = w.sign_in(BOB, "/").await;
+    let resp = bob
+        .client
+        .get(w.gateway.url(APP, "/oauth2/auth"))
+        .header("x-original-url", "http://other.test/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::ACCEPTED,
+        "judged on app.test's own route"
+    );
+
+    // X-Auth-Request-Redirect from an untrusted peer does not pick the
+    // sign-in target; from a trusted one it does.
+    for (world, expected) in [(&w, "/"), (&trusted, "/wanted")] {
+        let browser = Browser::new(&world.gateway);
+        let resp = browser
+            .client
+            .get(world.gateway.url(APP, "/oauth2/start"))
+            .header(ACCEPT, HTML)
+            .header("x-auth-request-redirect", "/wanted")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        let back = browser
+            .finish_login(&world.idp, &location(&resp), ALICE)
+            .await;
+        assert_eq!(location(&back), expected);
+    }
+    w.upstream.assert_received_nothing().await;
+}
+
+#[tokio::test]
+async fn oauth2_start_refuses_foreign_return_urls() {
+    let w = World::start(false).await;
+    for rd in [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+    ] {
+        let (_, back) = w.sign_in(ALICE, rd).await;
+        assert_eq!(back, "/", "{rd}");
+    }
+    // A route host is a fine target.
+    let (_, back) = w.sign_in(ALICE, "http://other.test/x").await;
+    assert_eq!(back, "http://other.test/x");
+}
+
+#[tokio::test]
+async fn oauth2_paths_belong_to_the_app_without_the_option_and_confusions_never_reach_handlers() {
+    let w = World::start(false).await;
+    let client = Browser::new(&w.gateway).client;
+    let get = |host: &'static str, path: &'static str| {
+        client
+            .get(w.gateway.url(host, path))
+            .header(ACCEPT, "application/json")
+            .send()
+    };
+    // Without the option, /oauth2/auth is the app's path: sign-in required
+    // like any other (401 JSON, not a 202 or a 401 from the alias), nothing forwarded.
+    for path in [
+        "/oauth2/auth",
+        "/oauth2/start",
+        "/oauth2/callback?state=x&code=y",
+    ] {
+        let resp = get(OTHER, path).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        // The app's sign-in requirement, not the alias's forward-auth 401.
+        assert!(
+            resp.headers().get("x-realmgate-login-url").is_none(),
+            "{path}"
+        );
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized", "{path}");
+    }
+    // With the option: spellings that are not /oauth2/... once canonical
+    // are the app's (sign-in required); the encoded one is realmgate's 404.
+    for path in [
+        "/oauth2/../hello",
+        "/oauth2/%2e%2e/hello",
+        "//oauth2/auth",
+        "/OAUTH2/auth",
+        "/oauth2x/auth",
+    ] {
+        let resp = get(APP, path).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    for path in ["/oauth2%2Fauth", "/oauth2/nothing", "/oauth2"] {
+        assert_eq!(
+            get(APP, path).await.unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    w.upstream.assert_received_nothing().await;
+
+    // Signed in: those app paths are forwarded in their canonical form;
+    // /oauth2/* on other.test reaches the app.
+    let (browser, _) = w.sign_in(ALICE, "/").await;
+    let echoed = Echoed::from(browser.get(&w.gateway.url(APP, "/oauth2/../hello")).await).await;
+    assert_eq!(echoed.uri(), "/hello");
+    // The same session on other.test (the gateway's sessions are not
+    // per host): its /oauth2/auth is the app's path, forwarded as it is.
+    let cookie = browser.cookie_header(&w.gateway.url(APP, "/"));
+    let resp = client
+        .get(w.gateway.url(OTHER, "/oauth2/auth"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(Echoed::from(resp).await.uri(), "/oauth2/auth");
+}
+
+/// ingress-nginx's rendering of `auth-url: https://$host/oauth2/auth` and
+/// `auth-signin` (its auth location sets X-Original-URL, X-Original-Method,
+/// X-Auth-Request-Redirect; `auth-response-headers` copies
+/// X-Auth-Request-User/-Email), with the sign-in as oauth2-proxy documents
+/// it for plain nginx (Debian's nginx has no `$escaped_request_uri`):
+/// `error_page 401 = /oauth2/start`, whose `X-Auth-Request-Redirect` is
+/// the original request URI.
+fn ingress_conf(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    gateway: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+) -> String {
+    crate::util::nginx_conf_with(
+        dir,
+        "info",
+        64,
+        &format!(
+            r#"
+    server {{
+        listen {listen};
+
+        location /oauth2/ {{
+            proxy_pass http://{gateway};
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Auth-Request-Redirect $request_uri;
+        }}
+
+        location = /_external-auth {{
+            internal;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-Proto "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Sent-From "nginx-ingress-controller";
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Auth-Request-Redirect $request_uri;
+            proxy_http_version 1.1;
+            proxy_pass http://{gateway}/oauth2/auth;
+        }}
+
+        location / {{
+            auth_request /_external-auth;
+            auth_request_set $authHeader0 $upstream_http_x_auth_request_user;
+            proxy_set_header X-Auth-Request-User $authHeader0;
+            auth_request_set $authHeader1 $upstream_http_x_auth_request_email;
+            proxy_set_header X-Auth-Request-Email $authHeader1;
+            error_page 401 = /oauth2/start;
+            proxy_pass http://{upstream};
+        }}
+    }}
+"#
+        ),
+    )
+}
+
+#[tokio::test]
+async fn ingress_nginx_recipe_signs_in_and_forwards_identity() {
+    let w = World::start(true).await;
+    let nginx =
+        Proxy::nginx(|dir, listen| ingress_conf(dir, listen, w.gateway.addr, w.upstream.addr));
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(jar.clone())
+        .timeout(std::time::Duration::from_secs(30))
+        .resolve(APP, nginx.addr())
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    // Not signed in: nginx sends the browser to /oauth2/start, realmgate
+    // starts the sign-in with the original URI as target.
+    let resp = client
+        .get(nginx.url(APP, "/reports?q=1"))
+        .header(ACCEPT, HTML)
+        .header("x-auth-request-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND, "{}", nginx.logs());
+    let authorize = location(&resp);
+    assert!(authorize.contains("redirect_uri="), "{authorize}");
+    w.upstream.assert_received_nothing().await;
+
+    // The IdP sends the browser back to /oauth2/callback through nginx.
+    let back = w
+        .idp
+        .complete_login(&authorize, ALICE)
+        .expect("IdP issues a code");
+    let back = url::Url::parse(&back.url).unwrap();
+    assert_eq!(back.path(), "/oauth2/callback");
+    let callback = nginx.url(
+        APP,
+        &format!("{}?{}", back.path(), back.query().unwrap_or("")),
+    );
+    let resp = client
+        .get(&callback)
+        .header(ACCEPT, HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND, "{}", nginx.logs());
+    assert_eq!(location(&resp), "/reports?q=1");
+
+    // Signed in: the app gets the identity from /oauth2/auth, never the client's copy.
+    let resp = client
+        .get(nginx.url(APP, "/reports?q=1"))
+        .header("x-auth-request-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", nginx.logs());
+    let echoed = Echoed::from(resp).await;
+    assert_eq!(echoed.header("x-auth-request-user"), Some(user(ALICE).oid));
+    assert_eq!(
+        echoed.header("x-auth-request-email").as_deref(),
+        Some(ALICE)
+    );
+    assert_eq!(echoed.uri(), "/reports?q=1");
+
+    // /admin's policy is decided on the original URL nginx names: bob is refused.
+    let bob = Browser::new(&w.gateway);
+    let start = bob.login_at(&w.gateway.url(APP, "/oauth2/start")).await;
+    let resp = bob.finish_login(&w.idp, &start, BOB).await;
+    let bob_cookie = session_cookie(&resp);
+    let resp = reqwest::Client::builder()
+        .resolve(APP, nginx.addr())
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(nginx.url(APP, "/admin/users"))
+        .header("cookie", bob_cookie)
+        .header("x-original-url", "http://app.test/hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{}", nginx.logs());
+    assert_eq!(w.upstream.count(), 1);
+}
+
+// === migrate, then check ===
+
+/// `realmgate migrate --from peer sample`, then `realmgate check` on its
+/// output with the secrets it asks for supplied through `_FILE` variables.
+fn migrate_then_check(peer: &str, sample: &str, secrets: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/migrate")
+        .join(sample);
+    let out = Command::new(BIN)
+        .args(["migrate", "--from", peer])
+        .arg(&sample)
+        .output()
+        .unwrap();
+    let toml = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("listed as comments at the end"), "{stderr}");
+    let file = dir.path().join("realmgate.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let mut check = Command::new(BIN);
+    check
+        .args(["check", "--config"])
+        .arg(&file)
+        .env_remove("REALMGATE_CONFIG");
+    for var in secrets {
+        let path = dir.path().join(var.to_ascii_lowercase());
+        let value = if var.contains("REDIS") {
+            "redis://:pw@127.0.0.1:6379/0".to_string()
+        } else {
+            "k4Jd8s0Qm2ZxV7bN1cT9eR5uY3wA6pLq-a-real-secret".to_string()
+        };
+        std::fs::write(&path, value).unwrap();
+        check.env(format!("{var}_FILE"), &path);
+    }
+    let out = check.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{toml}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Configuration is valid."), "{stdout}");
+    // Without the secrets, check says which are missing.
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&file)
+        .env_remove("REALMGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    stdout.into_owned()
+}
+
+#[test]
+fn migrated_oauth2_proxy_configs_pass_check() {
+    let s = migrate_then_check(
+        "oauth2-proxy",
+        "oauth2-proxy.cfg",
+        &[
+            "REALMGATE_SESSION__SECRET",
+            "REALMGATE_CONNECTION__ENTRA__CLIENT_SECRET",
+            "REALMGATE_SESSION__REDIS_URL",
+        ],
+    );
+    assert!(s.contains("https://hr.contoso.com/oauth2/callback"), "{s}");
+    assert!(s.contains("oauth2-proxy endpoints: /oauth2/start"), "{s}");
+    migrate_then_check(
+        "oauth2-proxy",
+        "oauth2-proxy.args",
+        &[
+            "REALMGATE_SESSION__SECRET",
+            "REALMGATE_CONNECTION__OIDC__CLIENT_SECRET",
+        ],
+    );
+    // The env sample names its own client secret file (a path, kept).
+    let out = Command::new(BIN)
+        .args(["migrate", "--from", "oauth2-proxy"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/migrate/oauth2-proxy.env"))
+        .output()
+        .unwrap();
+    let toml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        toml.contains("client_secret_file = \"/var/run/secrets/oauth2/client-secret\""),
+        "{toml}"
+    );
+}
+
+#[test]
+fn migrated_mod_auth_openidc_and_easyauth_configs_pass_check() {
+    let s = migrate_then_check(
+        "mod_auth_openidc",
+        "mod_auth_openidc.conf",
+        &[
+            "REALMGATE_SESSION__SECRET",
+            "REALMGATE_CONNECTION__ENTRA__CLIENT_SECRET",
+        ],
+    );
+    assert!(
+        s.contains("https://intranet.contoso.com/.auth/login/entra/callback"),
+        "{s}"
+    );
+    let s = migrate_then_check(
+        "easyauth",
+        "easyauth.json",
+        &[
+            "REALMGATE_SESSION__SECRET",
+            "REALMGATE_CONNECTION__ENTRA__CLIENT_SECRET",
+        ],
+    );
+    assert!(s.contains("contoso-hr.azurewebsites.net"), "{s}");
+}
+
+#[test]
+fn migrate_names_the_line_of_garbage_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("garbage.cfg");
+    std::fs::write(&file, "client_id = \"x\"\n\n]]] nonsense\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["migrate", "--from", "oauth2-proxy"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("garbage.cfg: line 3:"), "{stderr}");
+    let out = Command::new(BIN)
+        .args(["migrate", "--from", "nginx"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap refuses an unknown peer");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oauth2-proxy"));
+}
