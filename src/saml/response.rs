@@ -66,6 +66,10 @@ pub struct Assertion {
     /// Empty when the subject has no NameID.
     pub name_id: String,
     pub name_id_format: Option<String>,
+    /// The NameID's `NameQualifier` and `SPNameQualifier` (repeated in a
+    /// LogoutRequest).
+    pub name_qualifier: Option<String>,
+    pub sp_name_qualifier: Option<String>,
     /// `AuthnStatement/@SessionIndex`, for single logout.
     pub session_index: Option<String>,
     /// The request answered; None for IdP-initiated.
@@ -392,13 +396,15 @@ pub(super) fn read_assertion(
     let subject = one_child(a, NS_ASSERTION, "Subject")
         .map_err(shape)?
         .ok_or_else(|| shape("the Assertion has no Subject"))?;
-    let (name_id, name_id_format) =
+    let (name_id, name_id_format, name_qualifier, sp_name_qualifier) =
         match one_child(subject, NS_ASSERTION, "NameID").map_err(shape)? {
             Some(n) => (
                 text_only(n).map_err(shape)?,
                 n.attribute("Format").map(str::to_string),
+                n.attribute("NameQualifier").map(str::to_string),
+                n.attribute("SPNameQualifier").map(str::to_string),
             ),
-            None => (String::new(), None),
+            None => (String::new(), None, None, None),
         };
     let mut confirmed: Option<(Option<String>, u64)> = None;
     let mut last_err = SamlError::Recipient;
@@ -475,6 +481,8 @@ pub(super) fn read_assertion(
         issuer,
         name_id,
         name_id_format,
+        name_qualifier,
+        sp_name_qualifier,
         session_index,
         in_response_to: irt,
         attributes,
