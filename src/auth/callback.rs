@@ -250,7 +250,7 @@ async fn complete(
         &pending.target,
         std::iter::once(session_cookie).chain(state_cookie),
     )
-        .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
+    .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
 }
 
 /// The page of a refused sign-in: its status from the refusal's blame

@@ -25,7 +25,7 @@ use super::config::{Protocol, SamlSettings};
 use super::flow::{FlowError, SKEW_SECS};
 use super::metadata::{self, IdpMetadata};
 use super::replay::ReplayCache;
-use super::response::{validate_response, Assertion, Expect, Requested, SamlError};
+use super::response::{validate_response_with, Assertion, Expect, Requested, SamlError};
 use super::source::{MetadataCache, SourceError};
 use super::{slo, wsfed};
 use crate::config::ConnectionSettings;
@@ -51,6 +51,8 @@ pub struct Prepared {
     settings: Arc<SamlSettings>,
     idp: IdpSource,
     signer: Option<SpSigner>,
+    /// The same key, for encrypted assertions.
+    decrypter: Option<super::decrypt::SpDecrypter>,
     sp_cert_der: Option<Vec<u8>>,
 }
 
@@ -68,11 +70,16 @@ impl Prepared {
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
         };
-        let signer = match &settings.sp_key_file {
+        let (signer, decrypter) = match &settings.sp_key_file {
             Some(p) => {
-                Some(SpSigner::from_pem(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?)
+                let pem = zeroize::Zeroizing::new(read(p)?);
+                let at = |e: String| format!("{}: {e}", p.display());
+                (
+                    Some(SpSigner::from_pem(&pem).map_err(at)?),
+                    Some(super::decrypt::SpDecrypter::from_pem(&pem).map_err(at)?),
+                )
             }
-            None => None,
+            None => (None, None),
         };
         let sp_cert_der = match &settings.sp_certificate_file {
             Some(p) => Some(
@@ -85,6 +92,7 @@ impl Prepared {
             settings: settings.clone(),
             idp,
             signer,
+            decrypter,
             sp_cert_der,
         })
     }
@@ -306,7 +314,7 @@ impl<'a> SamlSignIn<'a> {
             now: req.now,
             skew: SKEW_SECS,
         };
-        let assertion = validate_response(&raw, &md.trust, &expect)
+        let assertion = validate_response_with(&raw, &md.trust, &expect, p.decrypter.as_ref())
             .map_err(|e| refusal(&FlowError::Response(e)))?;
         let identity = self.identity(&assertion)?;
         self.claim(&assertion, req.now).await?;
@@ -352,13 +360,11 @@ impl<'a> SamlSignIn<'a> {
 /// The NameID a SAML 2.0 session keeps for SP-initiated logout (none
 /// without a NameID, and none for WS-Fed, which has no LogoutRequest).
 fn saml_name_id(a: &Assertion) -> Option<crate::session::model::SamlNameId> {
-    (!a.name_id.is_empty()).then(|| {
-        crate::session::model::SamlNameId {
-            value: a.name_id.clone(),
-            format: a.name_id_format.clone(),
-            name_qualifier: a.name_qualifier.clone(),
-            sp_name_qualifier: a.sp_name_qualifier.clone(),
-        }
+    (!a.name_id.is_empty()).then(|| crate::session::model::SamlNameId {
+        value: a.name_id.clone(),
+        format: a.name_id_format.clone(),
+        name_qualifier: a.name_qualifier.clone(),
+        sp_name_qualifier: a.sp_name_qualifier.clone(),
     })
 }
 
@@ -814,7 +820,7 @@ realm = "urn:realmgate:apps"
     }
 
     #[test]
-    fn the_idps_session_bound_ends_the_session_and_idp_initiated_is_refused_plainly() {
+    fn the_idps_session_bound_ends_the_session_and_idp_initiated_can_be_allowed() {
         use crate::connection::VerifiedIdentity;
         use crate::session::model::{Session, SessionTerms};
         let settings = config(SAML).expect("valid");
@@ -845,13 +851,14 @@ realm = "urn:realmgate:apps"
             "fabrikam:u-123"
         );
 
-        let problems = config(&SAML.replace(
+        let allowed = config(&SAML.replace(
             "home_realm_domains = [\"fabrikam.com\"]",
             "home_realm_domains = [\"fabrikam.com\"]\nallow_idp_initiated = true",
         ))
-        .expect_err("IdP-initiated is not served")
-        .to_string();
-        assert!(problems.contains("allow_idp_initiated"), "{problems}");
+        .expect("IdP-initiated sign-in is served when allowed");
+        assert!(allowed.connections[0]
+            .saml()
+            .is_some_and(|s| s.allow_idp_initiated));
     }
 
     #[test]
