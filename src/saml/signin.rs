@@ -41,9 +41,9 @@ use crate::session::store::SessionStore;
 enum IdpSource {
     /// `idp_metadata_file`, `metadata_file` or the manual keys: read once.
     Local(Arc<IdpMetadata>),
-    /// `idp_metadata_url` / `metadata_url`: fetched, cached, refreshed, the
-    /// last good copy kept (`source::MetadataCache`).
-    Remote(MetadataCache),
+    /// `idp_metadata_url` / `metadata_url`: fetched, cached, refreshed in
+    /// the background, the last good copy kept (`source::MetadataCache`).
+    Remote(Arc<MetadataCache>),
 }
 
 /// One connection ready to serve, built from its settings.
@@ -54,15 +54,47 @@ pub struct Prepared {
     /// The same key, for encrypted assertions.
     decrypter: Option<super::decrypt::SpDecrypter>,
     sp_cert_der: Option<Vec<u8>>,
+    /// The background refresh of a metadata URL (`source::spawn_refresh`),
+    /// stopped when this connection is replaced or removed.
+    refresh_task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(task) = self.refresh_task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What a background metadata refresh needs (set by [`Runtime::update`]).
+#[derive(Clone)]
+struct RefreshEnv {
+    http: HttpClient,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Prepared {
-    fn build(settings: &Arc<SamlSettings>) -> Result<Prepared, String> {
+    fn build(
+        name: &str,
+        settings: &Arc<SamlSettings>,
+        env: Option<RefreshEnv>,
+    ) -> Result<Prepared, String> {
+        let mut refresh_task = None;
         let idp = match settings.load_local_idp()? {
             Some(md) => IdpSource::Local(Arc::new(md)),
             None => match &settings.idp {
                 super::config::IdpSource::MetadataUrl(u) => {
-                    IdpSource::Remote(MetadataCache::new(u.as_str(), settings.protocol))
+                    let cache = Arc::new(MetadataCache::new(u.as_str(), settings.protocol));
+                    if let Some(env) = env {
+                        refresh_task = super::source::spawn_refresh(
+                            &cache,
+                            env.http,
+                            env.metrics,
+                            name.to_string(),
+                        );
+                    }
+                    IdpSource::Remote(cache)
                 }
                 _ => return Err("the IdP is not described".into()),
             },
@@ -94,6 +126,7 @@ impl Prepared {
             signer,
             decrypter,
             sp_cert_der,
+            refresh_task,
         })
     }
 
@@ -121,9 +154,45 @@ fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
 pub struct Runtime {
     connections: Mutex<HashMap<String, Arc<Prepared>>>,
     replay: ReplayCache,
+    env: Mutex<Option<RefreshEnv>>,
 }
 
 impl Runtime {
+    /// Reconciles with a (re)loaded config: every SAML and WS-Fed
+    /// connection is prepared now (a metadata URL starts its background
+    /// refresh, so the first sign-in finds the metadata fetched); changed
+    /// ones are rebuilt, removed ones dropped (their refresh stops).
+    pub fn update(
+        &self,
+        settings: &crate::config::Settings,
+        http: &HttpClient,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) {
+        let env = RefreshEnv {
+            http: http.clone(),
+            metrics: metrics.clone(),
+        };
+        *self.env.lock().unwrap_or_else(|p| p.into_inner()) = Some(env);
+        let names: Vec<&str> = settings
+            .connections
+            .iter()
+            .filter(|c| c.saml().is_some())
+            .map(|c| c.name.as_str())
+            .collect();
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| names.contains(&name.as_str()));
+        for c in &settings.connections {
+            if let Some(s) = c.saml() {
+                if let Err(e) = self.prepared(&c.name, s) {
+                    // Retried at the connection's next use (503 until then).
+                    tracing::warn!(connection = %c.name, error = %e, "SAML connection cannot be prepared");
+                }
+            }
+        }
+    }
+
     /// The prepared connection `name` with these settings (rebuilt when a
     /// reload changed them; a failed build is retried at the next use).
     fn prepared(&self, name: &str, settings: &Arc<SamlSettings>) -> Result<Arc<Prepared>, String> {
@@ -136,7 +205,8 @@ impl Runtime {
                 return Ok(p.clone());
             }
         }
-        let p = Arc::new(Prepared::build(settings)?);
+        let env = self.env.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let p = Arc::new(Prepared::build(name, settings, env)?);
         map.insert(name.to_string(), p.clone());
         Ok(p)
     }
