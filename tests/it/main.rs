@@ -25,6 +25,7 @@ mod redis_util;
 mod replicas;
 mod saml_idp;
 mod saml_login;
+mod saml_more;
 mod server;
 mod sessions;
 mod signin;
