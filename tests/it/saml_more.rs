@@ -206,7 +206,8 @@ async fn idp_initiated_is_refused_plainly_unless_allowed() {
     let page = resp.text().await.unwrap();
     assert!(page.contains("portal"), "says why: {page}");
     assert!(
-        page.replace("&#x2f;", "/").contains(r#"href="/.auth/login/fabrikam""#),
+        page.replace("&#x2f;", "/")
+            .contains(r#"href="/.auth/login/fabrikam""#),
         "offers to start here: {page}"
     );
     assert!(!signed_in(&w, &browser).await);
