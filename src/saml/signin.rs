@@ -940,6 +940,35 @@ realm = "urn:realmgate:apps"
     }
 
     #[test]
+    fn an_unsolicited_response_is_told_from_an_expired_one_and_the_refusal_names_the_key() {
+        use base64::Engine as _;
+        let enc = |xml: &str| base64::engine::general_purpose::STANDARD.encode(xml);
+        let solicited = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r" InResponseTo="_q"/>"#;
+        let confirmed = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r"><x:SubjectConfirmationData xmlns:x="urn:x" InResponseTo="_q"/></samlp:Response>"#;
+        let unsolicited =
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r"/>"#;
+        assert!(super::names_a_request(&enc(solicited)));
+        assert!(super::names_a_request(&enc(confirmed)));
+        assert!(!super::names_a_request(&enc(unsolicited)));
+        // Undecodable or hostile: names nothing (and `complete` refuses it).
+        for junk in [
+            "!!",
+            "",
+            &enc("<!DOCTYPE x [<!ENTITY a 'b'>]><x InResponseTo='&a;'/>"),
+        ] {
+            assert!(!super::names_a_request(junk), "{junk}");
+        }
+        let refusal = super::not_allowed("fabrikam");
+        assert_eq!(refusal.reason, crate::connection::Refusal::Unsolicited);
+        assert_eq!(refusal.reason.status(), http::StatusCode::BAD_REQUEST);
+        assert!(
+            refusal.detail.contains("allow_idp_initiated") && refusal.detail.contains("fabrikam"),
+            "{}",
+            refusal.detail
+        );
+    }
+
+    #[test]
     fn pem_certificate_is_read_and_garbage_is_not() {
         let pem = "junk\n-----BEGIN CERTIFICATE-----\nAQID\nBA==\n-----END CERTIFICATE-----\n";
         assert_eq!(pem_certificate_der(pem), Some(vec![1, 2, 3, 4]));

@@ -183,3 +183,59 @@ fn sp_metadata_offers_the_key_for_encryption_with_the_accepted_algorithms() {
     assert!(!xml.contains("rsa-1_5") && !xml.contains("tripledes"));
     assert!(!metadata::sp_metadata(SP, ACS, SLO, None).contains("KeyDescriptor"));
 }
+
+#[test]
+fn the_name_id_survives_the_stored_json_and_old_records_read_without_it() {
+    use crate::session::model::{Session, SessionTerms};
+    let settings = crate::config::load_str(&format!(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_entity_id = "{IDP}"
+idp_sso_url = "https://idp.example.test/sso"
+idp_certificate_file = "/nonexistent.pem"
+[[route]]
+name = "apps"
+hosts = ["apps.contoso.test"]
+upstream = "http://127.0.0.1:9000"
+"#
+    ))
+    .expect("config");
+    let conn = &settings.connections[0];
+    let name_id = SamlNameId {
+        value: "u-1".into(),
+        format: Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".into()),
+        name_qualifier: None,
+        sp_name_qualifier: Some(SP.into()),
+    };
+    let identity = crate::connection::VerifiedIdentity::builder(conn, "u-1", None, IDP)
+        .expect("subject")
+        .sid(Some("_sess1"))
+        .saml_name_id(Some(name_id.clone()))
+        .build();
+    let session = Session::new(
+        identity,
+        SessionTerms {
+            created_at: NOW,
+            expires_at: NOW + 3600,
+            keep_access_token: false,
+            keep_refresh_token: false,
+        },
+    );
+    assert_eq!(session.saml_name_id.as_deref(), Some(&name_id));
+    let json = serde_json::to_string(&session).expect("json");
+    assert!(
+        !json.contains("\"name_qualifier\""),
+        "absent qualifiers are not written: {json}"
+    );
+    let back: Session = serde_json::from_str(&json).expect("back");
+    assert_eq!(back, session);
+    // A record written before the field existed reads as no NameID.
+    let mut old: serde_json::Value = serde_json::from_str(&json).expect("value");
+    old.as_object_mut().expect("object").remove("saml_name_id");
+    let old: Session = serde_json::from_value(old).expect("old record");
+    assert_eq!(old.saml_name_id, None);
+}
