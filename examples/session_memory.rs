@@ -79,6 +79,7 @@ async fn run(count: usize, tokens: &str) {
             id_token: (tokens == "all").then(|| id_token.clone()),
             access_token: (tokens == "all").then(|| access.clone()),
             refresh_token: (tokens != "none").then(|| refresh.clone()),
+            saml_name_id: None,
             tokens_expire_at: Some(now + 3600),
             created_at: now,
             expires_at: now + 8 * 3600,

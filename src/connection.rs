@@ -76,6 +76,22 @@ pub trait SignIn: Send + Sync {
         None
     }
 
+    /// A callback that names no pending login of this browser (no state
+    /// parameter, or one this browser does not hold). `None` (every kind
+    /// but SAML): refused as expired or begun elsewhere. A kind that can
+    /// verify an unsolicited answer on its own (SAML IdP-initiated sign-in)
+    /// answers `Some(Ok(target))`: `complete` then runs with
+    /// [`CompleteRequest::unsolicited`] set and a pending login made here
+    /// (no nonce), and `target` (the raw return URL the answer asks for)
+    /// passes the same open-redirect checks as every return URL (an unsafe
+    /// one becomes `/`). `Some(Err(_))`: refused with the kind's reason.
+    fn unsolicited(
+        &self,
+        _params: &[(String, String)],
+    ) -> Option<Result<Option<String>, SignInError>> {
+        None
+    }
+
     /// Whether `POST /.auth/login/{name}` completes a sign-in (a form that
     /// realmgate served posts back to itself, LDAP). Otherwise that is a 405.
     fn completes_at_login_post(&self) -> bool {
@@ -88,6 +104,17 @@ pub trait SignIn: Send + Sync {
         &'a self,
         req: CompleteRequest<'a>,
     ) -> BoxFuture<'a, Result<VerifiedIdentity, SignInError>>;
+
+    /// Logout at the provider when `/.auth/logout` ends a session this kind
+    /// made (SAML SP-initiated single logout: a LogoutRequest to the IdP).
+    /// `None` (the default): nothing to do at the provider, or not here
+    /// (OIDC's RP-initiated logout is the provider client's).
+    fn provider_logout<'a>(
+        &'a self,
+        _req: LogoutAtProvider<'a>,
+    ) -> BoxFuture<'a, Option<ProviderLogout>> {
+        Box::pin(async { None })
+    }
 
     /// Endpoints the kind owns beyond begin and complete (SAML metadata and
     /// single logout at `/.auth/{prefix}/{name}/{path}`); `None`: not one of
@@ -160,6 +187,10 @@ pub struct CompleteRequest<'a> {
     /// is ambiguous: read it with `auth::form_get`, which treats it as absent.
     pub params: &'a [(String, String)],
     pub pending: &'a PendingLogin,
+    /// True when no pending login of this browser is answered: the kind
+    /// accepted an unsolicited callback ([`SignIn::unsolicited`]) and
+    /// `pending` was made by the seam (empty state and nonce).
+    pub unsolicited: bool,
     /// The client's address (for per-address failure limits).
     pub client: IpAddr,
     /// Some route's policy needs groups: a sign-in whose groups cannot be
@@ -179,6 +210,30 @@ pub struct EndpointRequest<'a> {
     pub pages: &'a Pages,
     /// `https://apps.contoso.com` as the browser sees this gateway.
     pub origin: &'a str,
+    /// The pending login or logout of this browser named by the request's
+    /// [`SignIn::state_param`], taken from the state cookie (spent).
+    pub pending: Option<&'a PendingLogin>,
+}
+
+/// What [`SignIn::provider_logout`] receives: the session being ended.
+pub struct LogoutAtProvider<'a> {
+    pub connection: &'a ConnectionSettings,
+    pub session: &'a Session,
+    /// `https://apps.contoso.com` as the browser sees this gateway.
+    pub origin: &'a str,
+}
+
+/// Where the browser goes to log out at the provider, and what binds the
+/// provider's answer to this browser (kept like a pending login, in the
+/// state cookie, with the validated post-logout target).
+#[derive(Debug)]
+pub struct ProviderLogout {
+    pub url: String,
+    /// `state`: names it in the answer; `nonce`: what the answer must echo.
+    pub pending: Pending,
+    /// Where the answer comes back, kept as the pending login's redirect
+    /// URI: never a callback URL, so it can never complete a sign-in.
+    pub answer_uri: String,
 }
 
 /// Why a sign-in was refused. The label is the metrics outcome and the log's
@@ -214,6 +269,9 @@ pub enum Refusal {
     AccountState,
     /// Too many failed sign-ins for this login or client address.
     RateLimited,
+    /// An answer no sign-in of this browser asked for (SAML IdP-initiated),
+    /// at a connection that does not accept those (`allow_idp_initiated`).
+    Unsolicited,
     /// No directory server answered.
     DirectoryUnavailable,
     /// A directory answered, but the search account or a search failed (a
@@ -261,6 +319,7 @@ impl Refusal {
             Refusal::InvalidCredentials => "invalid_credentials",
             Refusal::AccountState => "account_state",
             Refusal::RateLimited => "rate_limited",
+            Refusal::Unsolicited => "unsolicited",
             Refusal::DirectoryUnavailable => "directory_unavailable",
             Refusal::DirectoryError => "directory_error",
         }
@@ -271,9 +330,10 @@ impl Refusal {
             Refusal::NoState | Refusal::UnknownState | Refusal::ReplayedState => Blame::Expired,
             // A response that does not belong to this login (RFC 9700
             // mix-up, RFC 9207 issuer) or lacks its code is malformed input.
-            Refusal::ConnectionMismatch | Refusal::IssuerMismatch | Refusal::NoCode => {
-                Blame::Foreign
-            }
+            Refusal::ConnectionMismatch
+            | Refusal::IssuerMismatch
+            | Refusal::NoCode
+            | Refusal::Unsolicited => Blame::Foreign,
             Refusal::ProviderError => Blame::Provider,
             Refusal::CodeExchange
             | Refusal::IdToken
@@ -378,6 +438,8 @@ pub struct VerifiedIdentity {
     /// The provider's bound on the session (SAML `SessionNotOnOrAfter`),
     /// Unix seconds: the session ends no later.
     ends_by: Option<u64>,
+    /// SAML: the NameID, for SP-initiated single logout.
+    saml_name_id: Option<Box<crate::session::model::SamlNameId>>,
 }
 
 impl std::fmt::Debug for VerifiedIdentity {
@@ -408,6 +470,7 @@ pub(crate) struct IdentityParts {
     pub claims: Option<Map<String, Value>>,
     pub tokens: IdpTokens,
     pub ends_by: Option<u64>,
+    pub saml_name_id: Option<Box<crate::session::model::SamlNameId>>,
 }
 
 impl VerifiedIdentity {
@@ -439,6 +502,7 @@ impl VerifiedIdentity {
                 claims: None,
                 tokens: IdpTokens::default(),
                 ends_by: None,
+                saml_name_id: None,
             },
         })
     }
@@ -468,6 +532,7 @@ impl VerifiedIdentity {
             claims: self.claims,
             tokens: self.tokens,
             ends_by: self.ends_by,
+            saml_name_id: self.saml_name_id,
         }
     }
 }
@@ -520,6 +585,11 @@ impl IdentityBuilder {
     /// The provider's bound on the session (Unix seconds).
     pub fn ends_by(mut self, at: Option<u64>) -> Self {
         self.inner.ends_by = at;
+        self
+    }
+    /// SAML: the NameID the IdP's logout must name.
+    pub fn saml_name_id(mut self, name_id: Option<crate::session::model::SamlNameId>) -> Self {
+        self.inner.saml_name_id = name_id.map(Box::new);
         self
     }
     pub fn build(self) -> VerifiedIdentity {
@@ -673,6 +743,7 @@ pub(crate) fn described_by_email(conn: &ConnectionSettings, email: &str) -> Veri
         claims: None,
         tokens: IdpTokens::default(),
         ends_by: None,
+        saml_name_id: None,
     }
 }
 
@@ -703,6 +774,7 @@ impl Session {
             preferred_username: id.preferred_username,
             groups: id.groups,
             roles: id.roles,
+            saml_name_id: id.saml_name_id,
             claims: id.claims,
             id_token: id.tokens.id_token,
             access_token: id.tokens.access_token.filter(|_| terms.keep_access_token),

@@ -38,6 +38,7 @@ mod attributes;
 pub mod binding;
 pub mod check;
 pub mod config;
+pub mod decrypt;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzz;
@@ -54,7 +55,8 @@ mod xml;
 pub use attributes::{AttributeMap, Identity, IdentityError};
 pub use replay::ReplayCache;
 pub use response::{
-    validate_response, Assertion, Expect, Requested, SamlError, SignedPart, MAX_RESPONSE_BYTES,
+    validate_response, validate_response_with, Assertion, Expect, Requested, SamlError, SignedPart,
+    MAX_RESPONSE_BYTES,
 };
 pub use verify::IdpTrust;
 

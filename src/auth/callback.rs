@@ -132,11 +132,12 @@ async fn complete(
     // Redeem the pending login first, even on error, so the state is spent.
     let taken = state_param.and_then(|s| ctx.state.states.take(&parts.headers, ctx.https, s));
     let now = super::now();
-    let request = |pending| CompleteRequest {
+    let request = |pending, unsolicited| CompleteRequest {
         connection: conn,
         method: &parts.method,
         params,
         pending,
+        unsolicited,
         client: ctx.client,
         groups_required: !ctx.state.policy_groups.is_empty(),
         now,
@@ -145,30 +146,56 @@ async fn complete(
     if let Some(e) = kind.provider_error(params) {
         return Err(e.into());
     }
-    let Some(state) = state_param else {
-        return Err(SignInError::new(Refusal::NoState, "no state parameter").into());
+    let (pending, state_cookie, unsolicited) = match (state_param, taken) {
+        (Some(state), Some((pending, state_cookie))) => {
+            let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
+            // Check-and-insert in one step, so two concurrent callbacks with
+            // the same state cannot both pass.
+            if !ctx
+                .state
+                .shared
+                .used_states
+                .entry(digest)
+                .or_insert(())
+                .await
+                .is_fresh()
+            {
+                return Err(
+                    SignInError::new(Refusal::ReplayedState, "state already redeemed").into(),
+                );
+            }
+            (pending, Some(state_cookie), false)
+        }
+        // No pending login of this browser is named: refused, unless the
+        // kind verifies unsolicited answers itself (SAML IdP-initiated,
+        // when the connection allows it).
+        (state, _) => match kind.unsolicited(params) {
+            Some(Ok(raw_target)) => {
+                let pending = crate::session::state::PendingLogin {
+                    state: String::new(),
+                    nonce: String::new(),
+                    pkce_verifier: String::new(),
+                    connection: conn.name.clone(),
+                    redirect_uri: ctx.redirect_uri(conn),
+                    // The same open-redirect checks as every return URL.
+                    target: ctx.safe_target(parts, raw_target.as_deref()),
+                    created_at: now,
+                };
+                (pending, None, true)
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None if state.is_none() => {
+                return Err(SignInError::new(Refusal::NoState, "no state parameter").into())
+            }
+            None => {
+                return Err(SignInError::new(
+                    Refusal::UnknownState,
+                    "state not found in this browser's pending logins",
+                )
+                .into())
+            }
+        },
     };
-    let Some((pending, state_cookie)) = taken else {
-        return Err(SignInError::new(
-            Refusal::UnknownState,
-            "state not found in this browser's pending logins",
-        )
-        .into());
-    };
-    let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
-    // Check-and-insert in one step, so two concurrent callbacks with the same
-    // state cannot both pass.
-    if !ctx
-        .state
-        .shared
-        .used_states
-        .entry(digest)
-        .or_insert(())
-        .await
-        .is_fresh()
-    {
-        return Err(SignInError::new(Refusal::ReplayedState, "state already redeemed").into());
-    }
     if pending.connection != conn.name {
         // RFC 9700 mix-up defence: the response came back to another
         // connection's callback than the one the login started at.
@@ -179,7 +206,7 @@ async fn complete(
         .into());
     }
     let identity = kind
-        .complete(request(&pending))
+        .complete(request(&pending, unsolicited))
         .await
         .map_err(|error| Refused {
             error,
@@ -219,8 +246,11 @@ async fn complete(
         "signed in"
     );
     let session_cookie = ctx.state.cookies.set(&id, ctx.https);
-    redirect(&pending.target, [session_cookie, state_cookie])
-        .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
+    redirect(
+        &pending.target,
+        std::iter::once(session_cookie).chain(state_cookie),
+    )
+    .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
 }
 
 /// The page of a refused sign-in: its status from the refusal's blame
@@ -236,6 +266,10 @@ fn failure_page(ctx: &Ctx<'_>, reason: Refusal, conn: &ConnectionSettings) -> Re
         Refusal::ConnectionMismatch | Refusal::IssuerMismatch | Refusal::NoCode => (
             "Sign-in failed",
             "The sign-in response does not belong to the sign-in this browser started, so you were not signed in. Start again.",
+        ),
+        Refusal::Unsolicited => (
+            "Sign-in from the portal is not enabled",
+            "This application does not accept sign-ins started at your organization's portal or app tile. Start the sign-in here instead.",
         ),
         Refusal::GroupsUnavailable => (
             "Sign-in is unavailable",

@@ -163,6 +163,19 @@ pub(crate) async fn kind_endpoint(
     };
     let kinds = ctx.kinds();
     let kind = kinds.for_connection(&conn).ok_or(GatewayError::NotFound)?;
+    // The pending logout (or login) this request names, spent here: an
+    // answer to a logout this browser started (SAML LogoutResponse).
+    let params = if parts.method == Method::POST {
+        form_pairs(&body)
+    } else {
+        form_pairs(parts.uri.query().unwrap_or("").as_bytes())
+    };
+    let taken = form_get(&params, kind.state_param())
+        .and_then(|s| ctx.state.states.take(&parts.headers, ctx.https, s));
+    let (pending, state_cookie) = match taken {
+        Some((p, c)) => (Some(p), Some(c)),
+        None => (None, None),
+    };
     let served = kind.endpoint(
         path,
         crate::connection::EndpointRequest {
@@ -171,10 +184,15 @@ pub(crate) async fn kind_endpoint(
             body: &body,
             pages: &ctx.state.pages,
             origin: &ctx.origin,
+            pending: pending.as_ref(),
         },
     );
-    match served {
-        Some(f) => f.await,
-        None => Err(GatewayError::NotFound),
+    let mut resp = match served {
+        Some(f) => f.await?,
+        None => return Err(GatewayError::NotFound),
+    };
+    if let Some(c) = state_cookie {
+        resp.headers_mut().append(http::header::SET_COOKIE, c);
     }
+    Ok(resp)
 }

@@ -102,6 +102,9 @@ pub struct AuthState {
 impl AuthState {
     pub fn new(settings: Arc<Settings>, shared: &AuthShared) -> Self {
         shared.providers.update(&settings);
+        shared
+            .saml
+            .update(&settings, shared.providers.http_client(), &shared.metrics);
         let mut extra: Vec<HeaderName> = settings
             .routes
             .iter()

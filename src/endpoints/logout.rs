@@ -38,7 +38,10 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body
                         session.id_token.as_deref(),
                         &absolute(ctx, target.as_deref().unwrap_or("/.auth/logout/done")),
                     )
-                    .await;
+                    .await
+                    .map(|u| (u.to_string(), None));
+            } else {
+                provider_logout = kind_logout(ctx, parts, &session, target.as_deref()).await;
             }
             tracing::info!(user.id = %session.user_id, connection = %session.connection, "signed out");
         }
@@ -48,8 +51,8 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body
         })?;
     }
     let clear = ctx.state.cookies.clear(ctx.https);
-    if let Some(url) = provider_logout {
-        return redirect(url.as_str(), [clear]);
+    if let Some((url, state_cookie)) = provider_logout {
+        return redirect(&url, std::iter::once(clear).chain(state_cookie));
     }
     match target {
         Some(t) => redirect(&t, [clear]),
@@ -59,6 +62,41 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body
             Ok(resp)
         }
     }
+}
+
+/// Logout at the provider by the session's connection kind (SAML
+/// SP-initiated single logout), at a connection this route allows (its
+/// answer comes back here): the URL to send the browser to, and the state
+/// cookie that binds the provider's answer to this browser (with the
+/// post-logout target).
+async fn kind_logout(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    session: &crate::session::model::Session,
+    target: Option<&str>,
+) -> Option<(String, Option<http::HeaderValue>)> {
+    let allowed = ctx.allowed_connections();
+    let conn = allowed.iter().find(|c| c.name == session.connection)?;
+    let kinds = ctx.kinds();
+    let kind = kinds.for_connection(conn)?;
+    let out = kind
+        .provider_logout(crate::connection::LogoutAtProvider {
+            connection: conn,
+            session,
+            origin: &ctx.origin,
+        })
+        .await?;
+    let pending = crate::session::state::PendingLogin {
+        state: out.pending.state,
+        nonce: out.pending.nonce,
+        pkce_verifier: out.pending.pkce_verifier,
+        connection: conn.name.clone(),
+        redirect_uri: out.answer_uri,
+        target: target.unwrap_or("/.auth/logout/done").to_string(),
+        created_at: crate::auth::now(),
+    };
+    let cookie = ctx.state.states.add(&parts.headers, ctx.https, pending);
+    Some((out.url, Some(cookie)))
 }
 
 /// The confirmation page: 200, the page headers (CSP with `frame-ancestors

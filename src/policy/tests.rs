@@ -53,6 +53,7 @@ fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
         id_token: None,
         access_token: None,
         refresh_token: None,
+        saml_name_id: None,
         tokens_expire_at: None,
         created_at: 0,
         expires_at: u64::MAX,

@@ -39,6 +39,7 @@ fn user(preferred: Option<&str>) -> Session {
         id_token: Some("secret-id-token".into()),
         access_token: None,
         refresh_token: None,
+        saml_name_id: None,
         tokens_expire_at: None,
         created_at: 0,
         expires_at: u64::MAX,

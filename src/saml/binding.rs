@@ -48,29 +48,35 @@ pub fn authn_request(
     )
 }
 
-/// The LogoutRequest for SP-initiated single logout.
+/// The LogoutRequest for SP-initiated single logout: the NameID exactly
+/// as the IdP sent it (value, Format, NameQualifier, SPNameQualifier) and
+/// the session's SessionIndex.
 pub fn logout_request(
     id: &str,
     now: u64,
     destination: &str,
     sp_entity_id: &str,
-    name_id: &str,
-    name_id_format: Option<&str>,
+    name_id: &crate::session::model::SamlNameId,
     session_index: Option<&str>,
 ) -> String {
-    let fmt = name_id_format
-        .map(|f| format!(r#" Format="{}""#, escape(f)))
-        .unwrap_or_default();
+    let attr = |name: &str, v: &Option<String>| {
+        v.as_ref()
+            .map(|v| format!(r#" {name}="{}""#, escape(v)))
+            .unwrap_or_default()
+    };
     let si = session_index
         .map(|s| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", escape(s)))
         .unwrap_or_default();
     format!(
-        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dst}"><saml:Issuer>{iss}</saml:Issuer><saml:NameID{fmt}>{nid}</saml:NameID>{si}</samlp:LogoutRequest>"#,
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dst}"><saml:Issuer>{iss}</saml:Issuer><saml:NameID{fmt}{nq}{spnq}>{nid}</saml:NameID>{si}</samlp:LogoutRequest>"#,
         id = escape(id),
         now = instant(now),
         dst = escape(destination),
         iss = escape(sp_entity_id),
-        nid = escape(name_id),
+        fmt = attr("Format", &name_id.format),
+        nq = attr("NameQualifier", &name_id.name_qualifier),
+        spnq = attr("SPNameQualifier", &name_id.sp_name_qualifier),
+        nid = escape(&name_id.value),
     )
 }
 

@@ -297,15 +297,6 @@ pub fn from_raw(kind: &str, raw: &RawConnection) -> Result<SamlSettings, Vec<Pro
             SignedPart::Either
         }
     };
-    if raw.allow_idp_initiated == Some(true) {
-        // The seam answers only a callback that names a sign-in this
-        // browser started (`auth::callback`); an unsolicited response has none.
-        problems.push(problem(
-            "allow_idp_initiated",
-            "IdP-initiated sign-in is not served by this build yet",
-            "false (let the IdP's application tile link to /.auth/login/<name>, which starts an SP-initiated sign-in)",
-        ));
-    }
     let realm = match protocol {
         Protocol::WsFed => match raw.realm.as_deref() {
             Some(r) if !r.trim().is_empty() => Some(r.to_string()),

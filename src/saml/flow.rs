@@ -197,6 +197,7 @@ pub fn session_for(
         id_token: None,
         access_token: None,
         refresh_token: None,
+        saml_name_id: None,
         tokens_expire_at: None,
         created_at: now,
         expires_at: assertion

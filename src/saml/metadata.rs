@@ -136,11 +136,22 @@ pub fn sp_metadata(
     slo_url: &str,
     cert_der: Option<&[u8]>,
 ) -> String {
+    // The same key signs requests and decrypts assertions; the encryption
+    // descriptor lists the algorithms accepted (`decrypt`), strongest
+    // first, so an IdP that reads them (Shibboleth) picks one of them.
     let key = cert_der
         .map(|der| {
-            format!(
-                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="{NS_DSIG}"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+            let info = format!(
+                r#"<ds:KeyInfo xmlns:ds="{NS_DSIG}"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"#,
                 base64::engine::general_purpose::STANDARD.encode(der)
+            );
+            let methods: String = super::decrypt::ADVERTISED_CONTENT_ALGORITHMS
+                .iter()
+                .chain(super::decrypt::KEY_TRANSPORT_ALGORITHMS)
+                .map(|a| format!(r#"<md:EncryptionMethod Algorithm="{a}"/>"#))
+                .collect();
+            format!(
+                r#"<md:KeyDescriptor use="signing">{info}</md:KeyDescriptor><md:KeyDescriptor use="encryption">{info}{methods}</md:KeyDescriptor>"#
             )
         })
         .unwrap_or_default();

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use roxmltree::Node;
 
+use super::decrypt::SpDecrypter;
 use super::verify::{self, IdpTrust};
 use super::xml::{self, is, one_child, text_only, XmlError, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
 
@@ -66,6 +67,10 @@ pub struct Assertion {
     /// Empty when the subject has no NameID.
     pub name_id: String,
     pub name_id_format: Option<String>,
+    /// The NameID's `NameQualifier` and `SPNameQualifier` (repeated in a
+    /// LogoutRequest).
+    pub name_qualifier: Option<String>,
+    pub sp_name_qualifier: Option<String>,
     /// `AuthnStatement/@SessionIndex`, for single logout.
     pub session_index: Option<String>,
     /// The request answered; None for IdP-initiated.
@@ -109,9 +114,11 @@ pub enum SamlError {
     #[error("the SAML assertion has already been used")]
     Replay,
     #[error(
-        "encrypted SAML assertions are not supported yet; turn assertion encryption off at the IdP"
+        "the SAML assertion is encrypted but this connection has no sp_key_file to decrypt it (set sp_key_file and sp_certificate_file, or turn assertion encryption off at the IdP)"
     )]
     Encrypted,
+    #[error("the encrypted SAML assertion is not acceptable: {0}")]
+    Decrypt(String),
 }
 
 impl SamlError {
@@ -132,6 +139,7 @@ impl SamlError {
             SamlError::Expired => "expired",
             SamlError::Replay => "replay",
             SamlError::Encrypted => "encrypted",
+            SamlError::Decrypt(_) => "decrypt",
         }
     }
 }
@@ -142,11 +150,25 @@ fn shape(msg: impl Into<String>) -> SamlError {
 
 /// Validates a decoded `<samlp:Response>`. The replay check is the
 /// caller's (it may need Redis): remember [`Assertion::id`] until
-/// [`Assertion::valid_until`] and refuse a second use.
+/// [`Assertion::valid_until`] and refuse a second use. An encrypted
+/// assertion is refused ([`SamlError::Encrypted`]); see
+/// [`validate_response_with`].
 pub fn validate_response(
     raw: &[u8],
     trust: &IdpTrust,
     expect: &Expect<'_>,
+) -> Result<Assertion, SamlError> {
+    validate_response_with(raw, trust, expect, None)
+}
+
+/// [`validate_response`], with an `EncryptedAssertion` decrypted by
+/// `decrypter` (the SP key) when there is one: the decrypted assertion then
+/// goes through exactly the same signature and condition checks.
+pub fn validate_response_with(
+    raw: &[u8],
+    trust: &IdpTrust,
+    expect: &Expect<'_>,
+    decrypter: Option<&SpDecrypter>,
 ) -> Result<Assertion, SamlError> {
     if raw.len() > MAX_RESPONSE_BYTES {
         return Err(SamlError::TooLarge);
@@ -164,7 +186,7 @@ pub fn validate_response(
 
     // One pass over every element: assertions, IDs, signatures.
     let mut assertions = Vec::new();
-    let mut encrypted = 0usize;
+    let mut encrypted = Vec::new();
     let mut ids = HashSet::new();
     let mut signatures = Vec::new();
     for node in root.descendants().filter(Node::is_element) {
@@ -180,14 +202,38 @@ pub fn validate_response(
             assertions.push(node);
         }
         if node.tag_name().name() == "EncryptedAssertion" {
-            encrypted += 1;
+            encrypted.push(node);
         }
         if is(node, NS_DSIG, "Signature") {
             signatures.push(node);
         }
     }
-    if encrypted > 0 {
-        return Err(SamlError::Encrypted);
+    match (assertions.len(), encrypted.as_slice()) {
+        (_, []) => {}
+        (0, [one]) => {
+            let decrypter = decrypter.ok_or(SamlError::Encrypted)?;
+            return encrypted_response(
+                text,
+                root,
+                &root_id,
+                *one,
+                &signatures,
+                trust,
+                expect,
+                decrypter,
+            );
+        }
+        (0, _) => {
+            return Err(shape(format!(
+                "{} encrypted assertions (exactly one is accepted)",
+                encrypted.len()
+            )))
+        }
+        _ => {
+            return Err(shape(
+                "both an encrypted and a plain assertion (exactly one is accepted)",
+            ))
+        }
     }
     // Any element named Assertion counts, whatever its namespace: a second
     // one in a foreign namespace is still a wrapping attempt.
@@ -289,6 +335,16 @@ pub fn validate_response(
     // else from the unsigned one (checked, never trusted alone: the signed
     // assertion carries the recipient and request binding).
     let resp = response_doc.unwrap_or(root);
+    let response_irt = check_response(resp, expect)?;
+    read_assertion(signed_assertion, assertion_id, response_irt, expect)
+}
+
+/// The Response-level checks (status, Destination, Issuer); answers the
+/// Response's `InResponseTo`.
+fn check_response<'a>(
+    resp: Node<'a, '_>,
+    expect: &Expect<'_>,
+) -> Result<Option<&'a str>, SamlError> {
     check_status(resp)?;
     if let Some(dest) = resp.attribute("Destination") {
         if dest != expect.acs_url {
@@ -301,8 +357,147 @@ pub fn validate_response(
             return Err(SamlError::Issuer(value));
         }
     }
-    let response_irt = resp.attribute("InResponseTo");
+    Ok(resp.attribute("InResponseTo"))
+}
 
+/// A Response holding one `EncryptedAssertion` (and no plain one): the
+/// Response's own signature (the only one allowed outside the cipher text)
+/// is verified on the document as received; the assertion is decrypted
+/// from the signed view when the Response is signed, and must be exactly
+/// one `saml:Assertion`, whose own signature (when it has one) is verified
+/// on the plaintext. Then the same checks as a plain response. A
+/// signature over the encrypted wrapper is no signature of the assertion
+/// (it is refused where it stands), so `require_signed = "assertion"`
+/// needs the assertion's own.
+#[allow(clippy::too_many_arguments)]
+fn encrypted_response(
+    text: &str,
+    root: Node<'_, '_>,
+    root_id: &str,
+    encrypted: Node<'_, '_>,
+    signatures: &[Node<'_, '_>],
+    trust: &IdpTrust,
+    expect: &Expect<'_>,
+    decrypter: &SpDecrypter,
+) -> Result<Assertion, SamlError> {
+    if !is(encrypted, NS_ASSERTION, "EncryptedAssertion")
+        || encrypted.parent_element() != Some(root)
+    {
+        return Err(shape(
+            "the encrypted assertion is not a SAML 2.0 EncryptedAssertion directly in the Response",
+        ));
+    }
+    let mut expected = Vec::new();
+    for sig in signatures {
+        if sig.parent_element() != Some(root) {
+            return Err(shape(
+                "a Signature is outside the Response (an encrypted assertion is signed inside its cipher text)",
+            ));
+        }
+        if !expected.is_empty() {
+            return Err(shape("an element carries two signatures"));
+        }
+        let prefixes =
+            verify::check_signature_shape(*sig, root_id).map_err(SamlError::Signature)?;
+        expected.push((root_id.to_string(), prefixes));
+    }
+    let response_signed = if expected.is_empty() {
+        None
+    } else {
+        verify::verify_all(text, trust, &expected)
+            .map_err(SamlError::Signature)?
+            .into_iter()
+            .next()
+    };
+    if expect.signed == SignedPart::Response && response_signed.is_none() {
+        return Err(SamlError::Unsigned("response"));
+    }
+    let response_view;
+    let resp = match &response_signed {
+        Some(s) => {
+            response_view = xml::parse_strict(&s.canonical)?;
+            response_view.root_element()
+        }
+        None => root,
+    };
+    let enc = one_child(resp, NS_ASSERTION, "EncryptedAssertion")
+        .map_err(shape)?
+        .ok_or_else(|| shape("the signed Response holds no EncryptedAssertion"))?;
+    let plaintext = decrypter
+        .decrypt_assertion(enc)
+        .map_err(|e| SamlError::Decrypt(e.0))?;
+    let adoc = xml::parse_strict(&plaintext).map_err(|e| {
+        SamlError::Decrypt(format!("the decrypted content is not one XML element: {e}"))
+    })?;
+    let a = adoc.root_element();
+    if !is(a, NS_ASSERTION, "Assertion") {
+        return Err(SamlError::Decrypt(
+            "the decrypted content is not a saml:Assertion".into(),
+        ));
+    }
+    let assertion_id = a.attribute("ID").unwrap_or("").to_string();
+    if assertion_id.is_empty() {
+        return Err(shape("the Assertion has no ID"));
+    }
+    // The same shape rules inside: no second assertion, unique IDs, at
+    // most one signature, directly in the Assertion.
+    let mut ids = HashSet::new();
+    let mut sig = None;
+    for node in a.descendants().filter(Node::is_element) {
+        for attr in node.attributes() {
+            if xml::is_id_attribute(attr.name()) && !ids.insert(attr.value()) {
+                return Err(shape("two elements share one ID"));
+            }
+        }
+        let local = node.tag_name().name();
+        if node != a && (local == "Assertion" || local == "EncryptedAssertion") {
+            return Err(shape("the decrypted assertion holds another assertion"));
+        }
+        if is(node, NS_DSIG, "Signature") {
+            if node.parent_element() != Some(a) || sig.is_some() {
+                return Err(shape(
+                    "a misplaced or extra Signature in the decrypted assertion",
+                ));
+            }
+            sig = Some(node);
+        }
+    }
+    let assertion_signed = match sig {
+        Some(sig) => {
+            let prefixes =
+                verify::check_signature_shape(sig, &assertion_id).map_err(SamlError::Signature)?;
+            verify::verify_all(&plaintext, trust, &[(assertion_id.clone(), prefixes)])
+                .map_err(SamlError::Signature)?
+                .into_iter()
+                .next()
+        }
+        None => None,
+    };
+    match expect.signed {
+        SignedPart::Assertion if assertion_signed.is_none() => {
+            return Err(SamlError::Unsigned("assertion"))
+        }
+        _ if assertion_signed.is_none() && response_signed.is_none() => {
+            return Err(SamlError::Unsigned("response or assertion"))
+        }
+        _ => {}
+    }
+    // Only signed bytes: the assertion's canonical form, or (signed only
+    // through the Response) the plaintext of the cipher text it signed.
+    let assertion_view;
+    let signed_assertion = match &assertion_signed {
+        Some(s) => {
+            assertion_view = xml::parse_strict(&s.canonical)?;
+            assertion_view.root_element()
+        }
+        None => a,
+    };
+    if !is(signed_assertion, NS_ASSERTION, "Assertion")
+        || signed_assertion.attribute("ID") != Some(assertion_id.as_str())
+    {
+        return Err(shape("the signed element is not the assertion"));
+    }
+    let response_irt = check_response(resp, expect)?;
     read_assertion(signed_assertion, assertion_id, response_irt, expect)
 }
 
@@ -399,13 +594,15 @@ pub(super) fn read_assertion(
     let subject = one_child(a, NS_ASSERTION, "Subject")
         .map_err(shape)?
         .ok_or_else(|| shape("the Assertion has no Subject"))?;
-    let (name_id, name_id_format) =
+    let (name_id, name_id_format, name_qualifier, sp_name_qualifier) =
         match one_child(subject, NS_ASSERTION, "NameID").map_err(shape)? {
             Some(n) => (
                 text_only(n).map_err(shape)?,
                 n.attribute("Format").map(str::to_string),
+                n.attribute("NameQualifier").map(str::to_string),
+                n.attribute("SPNameQualifier").map(str::to_string),
             ),
-            None => (String::new(), None),
+            None => (String::new(), None, None, None),
         };
     let mut confirmed: Option<(Option<String>, u64)> = None;
     let mut last_err = SamlError::Recipient;
@@ -482,6 +679,8 @@ pub(super) fn read_assertion(
         issuer,
         name_id,
         name_id_format,
+        name_qualifier,
+        sp_name_qualifier,
         session_index,
         in_response_to: irt,
         attributes,

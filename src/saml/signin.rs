@@ -25,13 +25,13 @@ use super::config::{Protocol, SamlSettings};
 use super::flow::{FlowError, SKEW_SECS};
 use super::metadata::{self, IdpMetadata};
 use super::replay::ReplayCache;
-use super::response::{validate_response, Assertion, Expect, Requested, SamlError};
+use super::response::{validate_response_with, Assertion, Expect, Requested, SamlError};
 use super::source::{MetadataCache, SourceError};
 use super::{slo, wsfed};
 use crate::config::ConnectionSettings;
 use crate::connection::{
-    email_trust, Begin, BeginRequest, CompleteRequest, EndpointRequest, Pending, Refusal, SignIn,
-    SignInError, VerifiedIdentity,
+    email_trust, Begin, BeginRequest, CompleteRequest, EndpointRequest, LogoutAtProvider, Pending,
+    ProviderLogout, Refusal, SignIn, SignInError, VerifiedIdentity,
 };
 use crate::http_client::HttpClient;
 use crate::respond::{Body, GatewayError};
@@ -41,9 +41,9 @@ use crate::session::store::SessionStore;
 enum IdpSource {
     /// `idp_metadata_file`, `metadata_file` or the manual keys: read once.
     Local(Arc<IdpMetadata>),
-    /// `idp_metadata_url` / `metadata_url`: fetched, cached, refreshed, the
-    /// last good copy kept (`source::MetadataCache`).
-    Remote(MetadataCache),
+    /// `idp_metadata_url` / `metadata_url`: fetched, cached, refreshed in
+    /// the background, the last good copy kept (`source::MetadataCache`).
+    Remote(Arc<MetadataCache>),
 }
 
 /// One connection ready to serve, built from its settings.
@@ -51,16 +51,50 @@ pub struct Prepared {
     settings: Arc<SamlSettings>,
     idp: IdpSource,
     signer: Option<SpSigner>,
+    /// The same key, for encrypted assertions.
+    decrypter: Option<super::decrypt::SpDecrypter>,
     sp_cert_der: Option<Vec<u8>>,
+    /// The background refresh of a metadata URL (`source::spawn_refresh`),
+    /// stopped when this connection is replaced or removed.
+    refresh_task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(task) = self.refresh_task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What a background metadata refresh needs (set by [`Runtime::update`]).
+#[derive(Clone)]
+struct RefreshEnv {
+    http: HttpClient,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Prepared {
-    fn build(settings: &Arc<SamlSettings>) -> Result<Prepared, String> {
+    fn build(
+        name: &str,
+        settings: &Arc<SamlSettings>,
+        env: Option<RefreshEnv>,
+    ) -> Result<Prepared, String> {
+        let mut refresh_task = None;
         let idp = match settings.load_local_idp()? {
             Some(md) => IdpSource::Local(Arc::new(md)),
             None => match &settings.idp {
                 super::config::IdpSource::MetadataUrl(u) => {
-                    IdpSource::Remote(MetadataCache::new(u.as_str(), settings.protocol))
+                    let cache = Arc::new(MetadataCache::new(u.as_str(), settings.protocol));
+                    if let Some(env) = env {
+                        refresh_task = super::source::spawn_refresh(
+                            &cache,
+                            env.http,
+                            env.metrics,
+                            name.to_string(),
+                        );
+                    }
+                    IdpSource::Remote(cache)
                 }
                 _ => return Err("the IdP is not described".into()),
             },
@@ -68,11 +102,16 @@ impl Prepared {
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
         };
-        let signer = match &settings.sp_key_file {
+        let (signer, decrypter) = match &settings.sp_key_file {
             Some(p) => {
-                Some(SpSigner::from_pem(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?)
+                let pem = zeroize::Zeroizing::new(read(p)?);
+                let at = |e: String| format!("{}: {e}", p.display());
+                (
+                    Some(SpSigner::from_pem(&pem).map_err(at)?),
+                    Some(super::decrypt::SpDecrypter::from_pem(&pem).map_err(at)?),
+                )
             }
-            None => None,
+            None => (None, None),
         };
         let sp_cert_der = match &settings.sp_certificate_file {
             Some(p) => Some(
@@ -85,7 +124,9 @@ impl Prepared {
             settings: settings.clone(),
             idp,
             signer,
+            decrypter,
             sp_cert_der,
+            refresh_task,
         })
     }
 
@@ -113,9 +154,45 @@ fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
 pub struct Runtime {
     connections: Mutex<HashMap<String, Arc<Prepared>>>,
     replay: ReplayCache,
+    env: Mutex<Option<RefreshEnv>>,
 }
 
 impl Runtime {
+    /// Reconciles with a (re)loaded config: every SAML and WS-Fed
+    /// connection is prepared now (a metadata URL starts its background
+    /// refresh, so the first sign-in finds the metadata fetched); changed
+    /// ones are rebuilt, removed ones dropped (their refresh stops).
+    pub fn update(
+        &self,
+        settings: &crate::config::Settings,
+        http: &HttpClient,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) {
+        let env = RefreshEnv {
+            http: http.clone(),
+            metrics: metrics.clone(),
+        };
+        *self.env.lock().unwrap_or_else(|p| p.into_inner()) = Some(env);
+        let names: Vec<&str> = settings
+            .connections
+            .iter()
+            .filter(|c| c.saml().is_some())
+            .map(|c| c.name.as_str())
+            .collect();
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| names.contains(&name.as_str()));
+        for c in &settings.connections {
+            if let Some(s) = c.saml() {
+                if let Err(e) = self.prepared(&c.name, s) {
+                    // Retried at the connection's next use (503 until then).
+                    tracing::warn!(connection = %c.name, error = %e, "SAML connection cannot be prepared");
+                }
+            }
+        }
+    }
+
     /// The prepared connection `name` with these settings (rebuilt when a
     /// reload changed them; a failed build is retried at the next use).
     fn prepared(&self, name: &str, settings: &Arc<SamlSettings>) -> Result<Arc<Prepared>, String> {
@@ -128,7 +205,8 @@ impl Runtime {
                 return Ok(p.clone());
             }
         }
-        let p = Arc::new(Prepared::build(settings)?);
+        let env = self.env.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let p = Arc::new(Prepared::build(name, settings, env)?);
         map.insert(name.to_string(), p.clone());
         Ok(p)
     }
@@ -220,19 +298,19 @@ impl<'a> SamlSignIn<'a> {
             .preferred_username(id.username.clone())
             .groups(id.groups.clone())
             .ends_by(assertion.session_not_on_or_after)
+            .saml_name_id(
+                saml_name_id(assertion).filter(|_| self.settings.protocol == Protocol::Saml),
+            )
             .build())
     }
 
     /// Each assertion ID once: in this process, then across replicas
     /// through the session store (Redis), failing closed when it cannot answer.
     async fn claim(&self, assertion: &Assertion, now: u64) -> Result<(), SignInError> {
-        if !self
-            .replay
-            .first_use(&assertion.id, assertion.valid_until, now)
+        match self
+            .claim_once(&assertion.id, assertion.valid_until, now)
+            .await
         {
-            return Err(refusal(&FlowError::Response(SamlError::Replay)));
-        }
-        match super::flow::claim(&**self.sessions, &self.conn.name, assertion, now).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(refusal(&FlowError::Response(SamlError::Replay))),
             Err(e) => Err(SignInError::new(
@@ -240,6 +318,26 @@ impl<'a> SamlSignIn<'a> {
                 format!("assertion replay check: {e}"),
             )),
         }
+    }
+
+    /// The replay check shared by assertions and LogoutRequests (`key`
+    /// prefixed by the caller for the latter): true the first time `key` is
+    /// offered before `until`; Err when the shared store cannot answer.
+    async fn claim_once(
+        &self,
+        key: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<bool, crate::session::store::StoreError> {
+        if !self.replay.first_use(key, until, now) {
+            return Ok(false);
+        }
+        let ttl = std::time::Duration::from_secs(until.saturating_sub(now).max(1));
+        Ok(self
+            .sessions
+            .claim_once(&self.conn.name, key, ttl)
+            .await?
+            .unwrap_or(true))
     }
 
     async fn complete_saml(
@@ -253,11 +351,23 @@ impl<'a> SamlSignIn<'a> {
         let raw = binding::decode_post(b64).map_err(|e| refusal(&FlowError::Binding(e)))?;
         let acs = req.pending.redirect_uri.as_str();
         let entity = self.entity_id(self.origin_of(acs));
+        // A pending login made by begin answers at the ACS only (not one
+        // bound by an SP-initiated logout, whose nonce is a LogoutRequest ID).
+        if !acs.ends_with(&self.conn.callback_path()) {
+            return Err(SignInError::new(
+                Refusal::ConnectionMismatch,
+                "the pending login is not a sign-in",
+            ));
+        }
         // The one request this browser started here (an empty nonce is
-        // never an answer).
+        // never an answer); none when unsolicited (IdP-initiated), which the
+        // seam lets through only when `unsolicited` said so.
+        if req.unsolicited && !self.settings.allow_idp_initiated {
+            return Err(not_allowed(&self.conn.name));
+        }
         let ids: Vec<String> = [req.pending.nonce.clone()]
             .into_iter()
-            .filter(|n| !n.is_empty())
+            .filter(|n| !n.is_empty() && !req.unsolicited)
             .collect();
         let expect = Expect {
             idp_entity_id: &md.entity_id,
@@ -265,16 +375,16 @@ impl<'a> SamlSignIn<'a> {
             acs_url: acs,
             requested: Requested {
                 ids: &ids,
-                // The seam refuses a callback without a pending login
-                // before any kind: IdP-initiated sign-in is not served.
-                allow_idp_initiated: false,
+                // A pending SP-initiated sign-in must be answered by its
+                // response; only an unsolicited callback may answer none.
+                allow_idp_initiated: req.unsolicited,
             },
             recipient_required: true,
             signed: p.settings.require_signed,
             now: req.now,
             skew: SKEW_SECS,
         };
-        let assertion = validate_response(&raw, &md.trust, &expect)
+        let assertion = validate_response_with(&raw, &md.trust, &expect, p.decrypter.as_ref())
             .map_err(|e| self.assertion_refusal(req, e))?;
         let identity = self.identity(&assertion)?;
         self.claim(&assertion, req.now).await?;
@@ -347,6 +457,52 @@ impl SamlSignIn<'_> {
     }
 }
 
+/// The NameID a SAML 2.0 session keeps for SP-initiated logout (none
+/// without a NameID, and none for WS-Fed, which has no LogoutRequest).
+fn saml_name_id(a: &Assertion) -> Option<crate::session::model::SamlNameId> {
+    (!a.name_id.is_empty()).then(|| crate::session::model::SamlNameId {
+        value: a.name_id.clone(),
+        format: a.name_id_format.clone(),
+        name_qualifier: a.name_qualifier.clone(),
+        sp_name_qualifier: a.sp_name_qualifier.clone(),
+    })
+}
+
+/// `{origin}/.auth/saml/{name}/slo`.
+fn slo_url(origin: &str, name: &str) -> String {
+    format!("{}/.auth/saml/{name}/slo", origin.trim_end_matches('/'))
+}
+
+/// The refusal of an IdP-initiated response at a connection that does not
+/// accept them: says so and names the key.
+fn not_allowed(name: &str) -> SignInError {
+    SignInError::new(
+        Refusal::Unsolicited,
+        format!("saml idp_initiated: an unsolicited (IdP-initiated) SAML response is refused at connection {name:?}; set allow_idp_initiated = true on it to accept them"),
+    )
+}
+
+/// True when a (not yet verified) SAML response names a request it
+/// answers (`InResponseTo` anywhere). Used only to choose the refusal of a
+/// callback without a pending login: such a response answers a sign-in
+/// this browser no longer holds (expired), not an IdP-initiated one.
+/// Nothing is accepted on this reading; `complete` verifies everything.
+fn names_a_request(b64: &str) -> bool {
+    let Ok(raw) = binding::decode_post(b64) else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(&raw) else {
+        return false;
+    };
+    let Ok(doc) = super::xml::parse_strict(text) else {
+        return false;
+    };
+    let named = doc
+        .descendants()
+        .any(|n| n.attribute("InResponseTo").is_some());
+    named
+}
+
 /// The refusal for a SAML check that failed: every one is a 4xx (SPEC 9).
 fn refusal(e: &FlowError) -> SignInError {
     let reason = match e {
@@ -417,6 +573,29 @@ impl SignIn for SamlSignIn<'_> {
         }
     }
 
+    /// SAML IdP-initiated sign-in: a `SAMLResponse` that names no request,
+    /// at a connection with `allow_idp_initiated = true`; `RelayState` is
+    /// then the return URL (checked by the seam). Refused plainly, naming
+    /// the key, when the connection does not allow it.
+    fn unsolicited(
+        &self,
+        params: &[(String, String)],
+    ) -> Option<Result<Option<String>, SignInError>> {
+        if self.settings.protocol != Protocol::Saml {
+            return None;
+        }
+        let b64 = crate::auth::form::form_get(params, "SAMLResponse")?;
+        if names_a_request(b64) {
+            return None;
+        }
+        if !self.settings.allow_idp_initiated {
+            return Some(Err(not_allowed(&self.conn.name)));
+        }
+        Some(Ok(
+            crate::auth::form::form_get(params, "RelayState").map(str::to_string)
+        ))
+    }
+
     fn complete<'b>(
         &'b self,
         req: CompleteRequest<'b>,
@@ -426,6 +605,64 @@ impl SignIn for SamlSignIn<'_> {
                 Protocol::Saml => self.complete_saml(&req).await,
                 Protocol::WsFed => self.complete_wsfed(&req).await,
             }
+        })
+    }
+
+    /// SP-initiated single logout: when the IdP has a SingleLogoutService
+    /// and the session kept its NameID, a LogoutRequest (NameID with its
+    /// qualifiers, the SessionIndex) over HTTP-Redirect, signed with
+    /// `sp_key_file` when set. Its ID must come back as the
+    /// LogoutResponse's `InResponseTo`, bound to this browser by the seam.
+    fn provider_logout<'b>(
+        &'b self,
+        req: LogoutAtProvider<'b>,
+    ) -> BoxFuture<'b, Option<ProviderLogout>> {
+        Box::pin(async move {
+            if self.settings.protocol != Protocol::Saml {
+                return None;
+            }
+            let name_id = req.session.saml_name_id.as_deref()?;
+            let (p, md) = match self.idp().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // The session here has ended; the IdP's stays.
+                    tracing::warn!(connection = %self.conn.name, error = %e.detail, "SAML single logout not sent: IdP metadata unavailable");
+                    return None;
+                }
+            };
+            let idp_slo = md.slo_url.as_deref()?;
+            let id = binding::new_request_id();
+            let state = binding::new_request_id();
+            let xml = binding::logout_request(
+                &id,
+                crate::saml::unix_now(),
+                idp_slo,
+                &self.entity_id(req.origin),
+                name_id,
+                req.session.sid.as_deref(),
+            );
+            let url = match binding::redirect_url(
+                idp_slo,
+                "SAMLRequest",
+                &xml,
+                Some(&state),
+                p.signer.as_ref(),
+            ) {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::error!(connection = %self.conn.name, error = %e, "cannot build the SAML LogoutRequest");
+                    return None;
+                }
+            };
+            Some(ProviderLogout {
+                url,
+                pending: Pending {
+                    state,
+                    nonce: id,
+                    pkce_verifier: String::new(),
+                },
+                answer_uri: slo_url(req.origin, &self.conn.name),
+            })
         })
     }
 
@@ -451,6 +688,45 @@ impl SignIn for SamlSignIn<'_> {
 }
 
 impl SamlSignIn<'_> {
+    /// The IdP's LogoutResponse (verified: signature, Issuer, Destination)
+    /// must answer the LogoutRequest this browser was sent with: the
+    /// pending logout named by its RelayState, of this connection, whose
+    /// ID is the response's `InResponseTo`. Then the post-logout target
+    /// (the signed-out page unless `/.auth/logout` was given one).
+    fn logout_answered(
+        &self,
+        req: &EndpointRequest<'_>,
+        answer: &slo::LogoutResponse,
+        slo_url: &str,
+    ) -> Result<Response<Body>, GatewayError> {
+        let bound = req.pending.filter(|p| {
+            p.connection == self.conn.name
+                && p.redirect_uri == slo_url
+                && !p.nonce.is_empty()
+                && answer.in_response_to.as_deref() == Some(p.nonce.as_str())
+        });
+        let Some(pending) = bound else {
+            tracing::warn!(connection = %self.conn.name, "SAML LogoutResponse refused: it answers no logout this browser started");
+            return Err(GatewayError::BadRequest(
+                "This sign-out answer does not belong to a sign-out started in this browser. You are signed out of this application.",
+            ));
+        };
+        if !answer.success {
+            // Signed out here; the IdP says it could not end every session.
+            tracing::warn!(connection = %self.conn.name, "SAML LogoutResponse: the IdP did not complete the logout");
+            return Ok(crate::respond::html(
+                StatusCode::OK,
+                req.pages.error(
+                    200,
+                    "You are signed out of this application",
+                    "Your identity provider could not end your sign-in everywhere. Close your browser to end it.",
+                    None,
+                ),
+            ));
+        }
+        crate::respond::redirect(&pending.target, [])
+    }
+
     /// `GET /.auth/saml/{name}/metadata`: what to give the IdP admin.
     fn sp_metadata(&self, req: &EndpointRequest<'_>) -> Result<Response<Body>, GatewayError> {
         let p = self
@@ -482,7 +758,7 @@ impl SamlSignIn<'_> {
             GatewayError::ProviderUnavailable
         })?;
         let origin = req.origin;
-        let slo_url = format!("{origin}/.auth/saml/{}/slo", self.conn.name);
+        let slo_url = slo_url(origin, &self.conn.name);
         let now = crate::saml::unix_now();
         let bad = |e: SamlError| {
             tracing::warn!(connection = %self.conn.name, error = %e, "SAML single logout refused");
@@ -508,9 +784,15 @@ impl SamlSignIn<'_> {
         };
         let is_request = crate::auth::form::form_get(&params, "SAMLRequest").is_some();
         if !is_request {
-            slo::parse_logout_response(&xml, &md.trust, binding_verified, &md.entity_id, &slo_url)
-                .map_err(bad)?;
-            return crate::respond::redirect("/.auth/logout/done", []);
+            let answer = slo::parse_logout_response(
+                &xml,
+                &md.trust,
+                binding_verified,
+                &md.entity_id,
+                &slo_url,
+            )
+            .map_err(bad)?;
+            return self.logout_answered(&req, &answer, &slo_url);
         }
         let lr = slo::parse_logout_request(
             &xml,
@@ -521,6 +803,19 @@ impl SamlSignIn<'_> {
             now,
         )
         .map_err(bad)?;
+        // Each LogoutRequest once (the same replay cache as assertions,
+        // shared through Redis; its own key space).
+        match self
+            .claim_once(&format!("slo:{}", lr.id), lr.valid_until, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(bad(SamlError::Replay)),
+            Err(e) => {
+                tracing::error!(error = %e, "session store failed during the SAML logout replay check");
+                return Err(GatewayError::StoreUnavailable);
+            }
+        }
         let store_down = |e| {
             tracing::error!(error = %e, "session store failed during SAML single logout");
             GatewayError::StoreUnavailable
@@ -625,7 +920,7 @@ realm = "urn:realmgate:apps"
     }
 
     #[test]
-    fn the_idps_session_bound_ends_the_session_and_idp_initiated_is_refused_plainly() {
+    fn the_idps_session_bound_ends_the_session_and_idp_initiated_can_be_allowed() {
         use crate::connection::VerifiedIdentity;
         use crate::session::model::{Session, SessionTerms};
         let settings = config(SAML).expect("valid");
@@ -656,13 +951,14 @@ realm = "urn:realmgate:apps"
             "fabrikam:u-123"
         );
 
-        let problems = config(&SAML.replace(
+        let allowed = config(&SAML.replace(
             "home_realm_domains = [\"fabrikam.com\"]",
             "home_realm_domains = [\"fabrikam.com\"]\nallow_idp_initiated = true",
         ))
-        .expect_err("IdP-initiated is not served")
-        .to_string();
-        assert!(problems.contains("allow_idp_initiated"), "{problems}");
+        .expect("IdP-initiated sign-in is served when allowed");
+        assert!(allowed.connections[0]
+            .saml()
+            .is_some_and(|s| s.allow_idp_initiated));
     }
 
     #[test]
@@ -671,6 +967,35 @@ realm = "urn:realmgate:apps"
             .expect_err("client_id on a WS-Fed connection")
             .to_string();
         assert!(problems.contains("client_id"), "{problems}");
+    }
+
+    #[test]
+    fn an_unsolicited_response_is_told_from_an_expired_one_and_the_refusal_names_the_key() {
+        use base64::Engine as _;
+        let enc = |xml: &str| base64::engine::general_purpose::STANDARD.encode(xml);
+        let solicited = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r" InResponseTo="_q"/>"#;
+        let confirmed = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r"><x:SubjectConfirmationData xmlns:x="urn:x" InResponseTo="_q"/></samlp:Response>"#;
+        let unsolicited =
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r"/>"#;
+        assert!(super::names_a_request(&enc(solicited)));
+        assert!(super::names_a_request(&enc(confirmed)));
+        assert!(!super::names_a_request(&enc(unsolicited)));
+        // Undecodable or hostile: names nothing (and `complete` refuses it).
+        for junk in [
+            "!!",
+            "",
+            &enc("<!DOCTYPE x [<!ENTITY a 'b'>]><x InResponseTo='&a;'/>"),
+        ] {
+            assert!(!super::names_a_request(junk), "{junk}");
+        }
+        let refusal = super::not_allowed("fabrikam");
+        assert_eq!(refusal.reason, crate::connection::Refusal::Unsolicited);
+        assert_eq!(refusal.reason.status(), http::StatusCode::BAD_REQUEST);
+        assert!(
+            refusal.detail.contains("allow_idp_initiated") && refusal.detail.contains("fabrikam"),
+            "{}",
+            refusal.detail
+        );
     }
 
     #[test]

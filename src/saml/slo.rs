@@ -22,7 +22,14 @@ pub struct LogoutRequest {
     pub name_id: String,
     /// Sessions to end; empty means every session of `name_id`.
     pub session_indexes: Vec<String>,
+    /// Until when the request ID must be remembered (replay), Unix seconds.
+    pub valid_until: u64,
 }
+
+/// How long after its `IssueInstant` a LogoutRequest without
+/// `NotOnOrAfter` is accepted (plus the clock skew): a browser redirect
+/// takes seconds, so a few minutes bounds how long its ID is remembered.
+pub const LOGOUT_REQUEST_MAX_AGE: u64 = 300;
 
 /// A verified LogoutResponse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,11 +150,34 @@ pub fn parse_logout_request(
         return Err(shape("not a LogoutRequest"));
     }
     check_common(root, idp_entity_id, slo_url)?;
+    let skew = super::flow::SKEW_SECS;
+    // IssueInstant (required): not from the future, not older than
+    // LOGOUT_REQUEST_MAX_AGE; NotOnOrAfter, when present, not past. Both
+    // with the clock skew. The ID is then remembered until the later of
+    // the two ends, so a captured request cannot be sent again.
+    let issued = root
+        .attribute("IssueInstant")
+        .ok_or_else(|| shape("the LogoutRequest has no IssueInstant"))
+        .and_then(|t| {
+            parse_time(t).ok_or_else(|| shape("IssueInstant is not a UTC xs:dateTime"))
+        })?;
+    let issued_until = issued
+        .saturating_add(LOGOUT_REQUEST_MAX_AGE)
+        .saturating_add(skew);
+    if issued > now.saturating_add(skew) || issued_until <= now {
+        return Err(SamlError::Expired);
+    }
+    let mut valid_until = issued_until;
     if let Some(t) = root.attribute("NotOnOrAfter") {
         let t = parse_time(t).ok_or_else(|| shape("NotOnOrAfter is not a UTC xs:dateTime"))?;
-        if t.saturating_add(super::flow::SKEW_SECS) <= now {
+        if t.saturating_add(skew) <= now {
             return Err(SamlError::Expired);
         }
+        valid_until = valid_until.max(t.saturating_add(skew));
+    }
+    let id = root.attribute("ID").unwrap_or("");
+    if id.is_empty() {
+        return Err(shape("the LogoutRequest has no ID"));
     }
     let name_id = one_child(root, NS_ASSERTION, "NameID")
         .map_err(shape)?
@@ -162,9 +192,10 @@ pub fn parse_logout_request(
         session_indexes.push(text_only(si).map_err(shape)?);
     }
     Ok(LogoutRequest {
-        id: root.attribute("ID").unwrap_or("").to_string(),
+        id: id.to_string(),
         name_id,
         session_indexes,
+        valid_until,
     })
 }
 
@@ -212,10 +243,11 @@ fn check_common(root: Node<'_, '_>, idp_entity_id: &str, slo_url: &str) -> Resul
     if issuer != idp_entity_id {
         return Err(SamlError::Issuer(issuer));
     }
-    if let Some(d) = root.attribute("Destination") {
-        if d != slo_url {
-            return Err(SamlError::Recipient);
-        }
+    // Required: every logout message here is signed, and a signed one
+    // must name where it was sent (SAML bindings 3.4.5.2, 3.5.5.2), so one
+    // meant for another SP cannot be replayed here.
+    if root.attribute("Destination") != Some(slo_url) {
+        return Err(SamlError::Recipient);
     }
     Ok(())
 }

@@ -1,17 +1,30 @@
 //! IdP metadata from `idp_metadata_url` / `metadata_url`: fetched with the
 //! gateway's strict HTTP client (https, no redirects, 1 MiB, 10 s), cached,
-//! refreshed after [`REFRESH_AFTER`], and the last good copy kept when a
-//! refresh fails (SPEC §6: an unreachable provider stops new sign-ins with a
-//! 503 only when there is no good copy, and never touches sessions).
+//! and the last good copy kept when a refresh fails (SPEC §6: an unreachable
+//! provider stops new sign-ins with a 503 only when there is no good copy,
+//! and never touches sessions).
+//!
+//! Refreshing: [`spawn_refresh`] fetches the document when the connection is
+//! set up (startup, config reload) and then every [`REFRESH_AFTER`] (with a
+//! little jitter, so replicas do not fetch in step) in the background; a
+//! failure is logged, counted (`realmgate_idp_requests_total{kind=
+//! "saml_metadata", outcome="error"}`) and retried after [`RETRY_AFTER`],
+//! and the good copy keeps serving. A new copy is used by the next sign-in
+//! (an IdP's certificate rollover publishes both certificates for days
+//! before switching: both are pinned meanwhile). Without a background task
+//! (no runtime), [`MetadataCache::get`] refreshes a copy older than
+//! [`REFRESH_AFTER`] itself.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::config::Protocol;
 use super::metadata::{parse_idp_metadata, IdpMetadata};
 use crate::http_client::HttpClient;
 
-/// How long a fetched copy is used before the next request refreshes it.
+/// How often the metadata is fetched again (AD FS publishes its next
+/// signing certificate days before using it; Entra weeks before).
 pub const REFRESH_AFTER: Duration = Duration::from_secs(3600);
 
 /// After a failed refresh, how long before trying again (a down IdP is not
@@ -85,6 +98,9 @@ pub struct MetadataCache {
     refresh_after: Duration,
     retry_after: Duration,
     state: Mutex<State>,
+    /// A background task refreshes this cache ([`spawn_refresh`]): a
+    /// request never fetches while a good copy exists.
+    background: AtomicBool,
 }
 
 impl MetadataCache {
@@ -108,6 +124,7 @@ impl MetadataCache {
                 good: None,
                 last_failure: None,
             }),
+            background: AtomicBool::new(false),
         }
     }
 
@@ -118,15 +135,19 @@ impl MetadataCache {
         }
     }
 
-    /// The metadata to use now: the cached copy while fresh; else a fetch,
-    /// falling back to the last good copy when it fails. Err only when no
-    /// good copy was ever fetched.
+    /// The metadata to use now: the cached copy while fresh (always, while
+    /// a background task refreshes it); else a fetch, falling back to the
+    /// last good copy when it fails. Err only when no good copy was ever
+    /// fetched.
     pub async fn get(&self, client: &HttpClient) -> Result<Arc<IdpMetadata>, SourceError> {
         let now = Instant::now();
-        let stale = {
+        let background = self.background.load(Ordering::Relaxed);
+        {
             let st = self.lock();
             match (&st.good, &st.last_failure) {
-                (Some((md, at)), _) if now.duration_since(*at) < self.refresh_after => {
+                (Some((md, at)), _)
+                    if background || now.duration_since(*at) < self.refresh_after =>
+                {
                     return Ok(md.clone())
                 }
                 // A recent failure: do not retry on every request.
@@ -136,9 +157,16 @@ impl MetadataCache {
                         .map(|(m, _)| m.clone())
                         .ok_or_else(|| err.clone());
                 }
-                (good, _) => good.as_ref().map(|(m, _)| m.clone()),
+                _ => {}
             }
-        };
+        }
+        self.refresh(client).await
+    }
+
+    /// Fetches the document now: a usable one replaces the copy (and is
+    /// answered); on failure the failure is remembered and the last good
+    /// copy answered, if any.
+    pub async fn refresh(&self, client: &HttpClient) -> Result<Arc<IdpMetadata>, SourceError> {
         match fetch(client, &self.url, self.protocol).await {
             Ok(md) => {
                 let md = Arc::new(md);
@@ -148,10 +176,66 @@ impl MetadataCache {
                 Ok(md)
             }
             Err(e) => {
+                let mut st = self.lock();
+                let stale = st.good.as_ref().map(|(m, _)| m.clone());
                 tracing::warn!(url = %self.url, error = %e, kept_previous = stale.is_some(), "IdP metadata refresh failed");
-                self.lock().last_failure = Some((e.clone(), Instant::now()));
+                st.last_failure = Some((e.clone(), Instant::now()));
                 stale.ok_or(e)
             }
         }
     }
+
+    /// True when the last fetch failed (and was not followed by a good one).
+    pub fn failing(&self) -> bool {
+        self.lock().last_failure.is_some()
+    }
 }
+
+/// Starts the background refresh of `cache` (see the module doc): one fetch
+/// now, then every `refresh_after` (every `retry_after` after a failure).
+/// The task ends when the cache is dropped; the caller aborts it sooner
+/// with the handle. None outside a tokio runtime (then requests refresh).
+pub fn spawn_refresh(
+    cache: &Arc<MetadataCache>,
+    http: HttpClient,
+    metrics: Arc<crate::metrics::Metrics>,
+    connection: String,
+) -> Option<tokio::task::AbortHandle> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    cache.background.store(true, Ordering::Relaxed);
+    let weak: Weak<MetadataCache> = Arc::downgrade(cache);
+    let task = handle.spawn(async move {
+        let mut delay = Duration::ZERO;
+        loop {
+            tokio::time::sleep(delay).await;
+            let Some(cache) = weak.upgrade() else {
+                return;
+            };
+            let started = Instant::now();
+            let ok = cache.refresh(&http).await.is_ok() && !cache.failing();
+            metrics.record_idp_call(&connection, "saml_metadata", started.elapsed(), ok);
+            delay = if ok {
+                jittered(cache.refresh_after)
+            } else {
+                cache.retry_after
+            };
+        }
+    });
+    Some(task.abort_handle())
+}
+
+/// `d` plus up to a tenth more, at random.
+fn jittered(d: Duration) -> Duration {
+    let tenth = d.as_millis() / 10;
+    let extra = u64::try_from(tenth).unwrap_or(0);
+    if extra == 0 {
+        return d;
+    }
+    d.saturating_add(Duration::from_millis(rand::Rng::gen_range(
+        &mut rand::thread_rng(),
+        0..extra,
+    )))
+}
+
+#[cfg(test)]
+mod tests;

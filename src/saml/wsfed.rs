@@ -274,6 +274,8 @@ fn read_saml11(a: Node<'_, '_>, id: String, expect: &Expect<'_>) -> Result<Asser
         issuer,
         name_id,
         name_id_format,
+        name_qualifier: None,
+        sp_name_qualifier: None,
         session_index: None,
         in_response_to: None,
         attributes,

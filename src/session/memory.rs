@@ -412,6 +412,8 @@ pub(crate) struct Packed {
     id: SessionId,
     created_at: u64,
     expires_at: u64,
+    /// SAML sessions only (SP-initiated logout); one pointer otherwise.
+    saml_name_id: Option<Box<crate::session::model::SamlNameId>>,
     tokens_expire_at: u64,
     /// End offset of each field in `text`.
     ends: [u32; FIELDS],
@@ -468,6 +470,7 @@ impl Packed {
             id,
             created_at: s.created_at,
             expires_at: s.expires_at,
+            saml_name_id: s.saml_name_id.clone(),
             tokens_expire_at: s.tokens_expire_at.unwrap_or(NO_TIME),
             ends,
             present,
@@ -546,6 +549,7 @@ impl Packed {
             id_token: self.owned(Field::IdToken),
             access_token: self.owned(Field::AccessToken),
             refresh_token: self.owned(Field::RefreshToken),
+            saml_name_id: self.saml_name_id.clone(),
             tokens_expire_at: (self.tokens_expire_at != NO_TIME).then_some(self.tokens_expire_at),
             created_at: self.created_at,
             expires_at: self.expires_at,

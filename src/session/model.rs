@@ -65,6 +65,13 @@ pub struct Session {
     /// again, never the other way round).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// The SAML NameID, for SP-initiated single logout (its LogoutRequest
+    /// repeats it exactly, with `sid` as the SessionIndex). Added after
+    /// version 2 with a default (no new version: a record without it only
+    /// skips the IdP's logout); boxed and absent for every other kind, so
+    /// it costs a session one pointer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_name_id: Option<Box<SamlNameId>>,
     /// Extra claims, kept only with `extended_profile = true`.
     pub claims: Option<serde_json::Map<String, serde_json::Value>>,
     pub id_token: Option<String>,
@@ -98,6 +105,7 @@ impl std::fmt::Debug for Session {
             .field("preferred_username", &self.preferred_username)
             .field("groups", &self.groups)
             .field("roles", &self.roles)
+            .field("saml_name_id", &self.saml_name_id)
             .field("claims", &self.claims)
             .field("id_token", &redacted(&self.id_token))
             .field("access_token", &redacted(&self.access_token))
@@ -107,6 +115,19 @@ impl std::fmt::Debug for Session {
             .field("expires_at", &self.expires_at)
             .finish()
     }
+}
+
+/// A SAML `NameID` as the IdP sent it (value and qualifiers), kept for
+/// the LogoutRequest of SP-initiated single logout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamlNameId {
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_qualifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp_name_qualifier: Option<String>,
 }
 
 /// How long a new session lives, and which provider tokens it keeps: the

@@ -241,6 +241,7 @@ mod tests {
             id_token: Some("SECRET-ID-TOKEN".into()),
             access_token: Some("SECRET-ACCESS-TOKEN".into()),
             refresh_token: Some("SECRET-REFRESH-TOKEN".into()),
+            saml_name_id: None,
             tokens_expire_at: None,
             created_at: 0,
             expires_at: 1,

@@ -26,6 +26,7 @@ mod redis_util;
 mod replicas;
 mod saml_idp;
 mod saml_login;
+mod saml_more;
 mod saml_real_idp;
 mod server;
 mod sessions;

@@ -903,6 +903,7 @@ fn signed_in_user() -> realmgate::session::model::Session {
         id_token: None,
         access_token: None,
         refresh_token: None,
+        saml_name_id: None,
         tokens_expire_at: None,
         created_at: now,
         expires_at: now + 3600,

@@ -50,6 +50,7 @@ fn session(user: &str, sid: Option<&str>) -> Session {
         id_token: Some("h.p.s".into()),
         access_token: None,
         refresh_token: Some("rt".into()),
+        saml_name_id: None,
         tokens_expire_at: Some(now + 3600),
         created_at: now,
         expires_at: now + 3600,

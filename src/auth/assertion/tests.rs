@@ -22,6 +22,7 @@ fn user() -> Session {
         id_token: None,
         access_token: None,
         refresh_token: None,
+        saml_name_id: None,
         tokens_expire_at: None,
         created_at: 0,
         expires_at: u64::MAX,

@@ -82,6 +82,7 @@ fn user() -> Session {
         id_token: Some("id.token.sig".into()),
         access_token: Some("access.token.sig".into()),
         refresh_token: Some("refresh".into()),
+        saml_name_id: None,
         tokens_expire_at: Some(2_000_000_000),
         created_at: 1_700_000_000,
         expires_at: 1_700_028_800,

@@ -28,6 +28,7 @@ fn session(user: &str, sid: Option<&str>) -> Session {
         id_token: Some("h.p.s".into()),
         access_token: None,
         refresh_token: Some("rt".into()),
+        saml_name_id: None,
         tokens_expire_at: Some(now + 3600),
         created_at: now,
         expires_at: now + 3600,
@@ -58,6 +59,7 @@ async fn a_session_round_trips_field_for_field() {
         claims: None,
         id_token: None,
         refresh_token: None,
+        saml_name_id: None,
         tokens_expire_at: None,
         email_trust: EmailTrust::Unverified,
         ..session("bob", None)

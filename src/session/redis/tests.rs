@@ -21,6 +21,7 @@ fn session(expires_at: u64) -> Session {
         id_token: None,
         access_token: None,
         refresh_token: None,
+        saml_name_id: None,
         tokens_expire_at: None,
         created_at: 0,
         expires_at,

@@ -1,0 +1,432 @@
+//! SAML features beyond the SP-initiated sign-in (issue 20), end to end
+//! through an in-process gateway, with npm samlp (tests/node/saml-idp.mjs)
+//! signing the IdP's answers:
+//!
+//! - IdP-initiated sign-in: accepted only with `allow_idp_initiated`, the
+//!   RelayState checked like every return URL, each response once;
+//!   refused plainly otherwise.
+//! - SP-initiated single logout: `/.auth/logout` sends a signed
+//!   LogoutRequest naming the NameID and SessionIndex; the IdP's
+//!   LogoutResponse must answer it, in this browser.
+//! - The IdP's LogoutRequest is accepted once.
+
+use base64::Engine as _;
+use reqwest::header::ACCEPT;
+use reqwest::StatusCode;
+
+use crate::saml_idp::{idp_key, samlp_sign, IdpKey, Signed, IDP};
+use crate::signin::{location, Browser, HTML};
+use crate::util::echo_route;
+
+const HOST: &str = "app.test";
+const IDP_SLO: &str = "https://idp.samlp.test/slo";
+
+enum SamlMore {}
+type World = crate::util::World<SamlMore>;
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// A SAML connection `fabrikam` trusting `idp`, with the IdP's SLO
+/// endpoint and `sp`'s key as the SP key; `extra` lines added.
+async fn world(idp: &IdpKey, sp: &IdpKey, extra: &str) -> World {
+    let saml = format!(
+        r#"
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_entity_id = "{IDP}"
+idp_sso_url = "https://idp.samlp.test/sso"
+idp_slo_url = "{IDP_SLO}"
+idp_certificate_file = "{cert}"
+sp_key_file = "{sp_key}"
+sp_certificate_file = "{sp_cert}"
+home_realm_domains = ["fabrikam.test"]
+{extra}
+"#,
+        cert = idp.dir.path().join("cert.pem").display(),
+        sp_key = sp.dir.path().join("key.pem").display(),
+        sp_cert = sp.dir.path().join("cert.pem").display(),
+    );
+    World::builder()
+        .connection(saml)
+        .route(echo_route("app", HOST))
+        .start()
+        .await
+}
+
+impl World {
+    fn url(&self, path: &str) -> String {
+        self.gateway.url(HOST, path)
+    }
+
+    fn acs(&self) -> String {
+        self.url("/.auth/login/fabrikam/callback")
+    }
+
+    async fn respond(&self, idp: &IdpKey, in_response_to: Option<&str>) -> String {
+        let xml = samlp_sign(
+            idp,
+            &Signed {
+                issuer: IDP,
+                audience: &self.url("/.auth/saml/fabrikam"),
+                acs: &self.acs(),
+                in_response_to,
+                sign_response: false,
+            },
+        )
+        .await;
+        b64().encode(xml)
+    }
+}
+
+async fn post(browser: &Browser, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    browser
+        .client
+        .post(url)
+        .header(ACCEPT, HTML)
+        .form(form)
+        .send()
+        .await
+        .expect("ACS answers")
+}
+
+fn param(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The XML a redirect-bound `param` carries.
+fn inflate(url: &url::Url, name: &str) -> String {
+    use std::io::Read as _;
+    let deflated = b64()
+        .decode(param(url, name).expect("the message"))
+        .expect("base64");
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&deflated[..])
+        .read_to_string(&mut xml)
+        .expect("deflated XML");
+    xml
+}
+
+fn attr(xml: &str, name: &str) -> String {
+    let start = xml
+        .find(&format!(" {name}=\""))
+        .unwrap_or_else(|| panic!("{name} in {xml}"))
+        + name.len()
+        + 3;
+    let len = xml[start..].find('"').expect("closed");
+    xml[start..start + len].to_string()
+}
+
+async fn signed_in(w: &World, browser: &Browser) -> bool {
+    browser.get(&w.url("/private")).await.status() == StatusCode::OK
+}
+
+#[tokio::test]
+async fn idp_initiated_sign_in_lands_on_a_checked_relay_state_once() {
+    let (idp, sp) = (idp_key(), idp_key());
+    let w = world(&idp, &sp, "allow_idp_initiated = true").await;
+
+    // The IdP's portal posts an unsolicited response; RelayState is the
+    // page to land on.
+    let browser = Browser::new(&w.gateway);
+    let response = w.respond(&idp, None).await;
+    let resp = post(
+        &browser,
+        &w.acs(),
+        &[
+            ("SAMLResponse", &response),
+            ("RelayState", "/private?from=tile"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "IdP-initiated accepted");
+    assert_eq!(location(&resp), "/private?from=tile");
+    assert!(signed_in(&w, &browser).await);
+
+    // The same response again (another browser): the replay cache refuses it.
+    let other = Browser::new(&w.gateway);
+    let resp = post(&other, &w.acs(), &[("SAMLResponse", &response)]).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "replayed");
+    assert!(!signed_in(&w, &other).await);
+
+    // A RelayState off this gateway's hosts lands on `/`, not there.
+    for relay in [
+        "https://evil.test/",
+        "//evil.test/x",
+        "/\\evil.test",
+        "javascript:alert(1)",
+    ] {
+        let browser = Browser::new(&w.gateway);
+        let response = w.respond(&idp, None).await;
+        let resp = post(
+            &browser,
+            &w.acs(),
+            &[("SAMLResponse", &response), ("RelayState", relay)],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "{relay}");
+        assert_eq!(location(&resp), "/", "{relay}");
+    }
+    // No RelayState: `/`.
+    let browser = Browser::new(&w.gateway);
+    let response = w.respond(&idp, None).await;
+    let resp = post(&browser, &w.acs(), &[("SAMLResponse", &response)]).await;
+    assert_eq!(location(&resp), "/");
+
+    // An unsolicited response may not claim to answer a request.
+    let browser = Browser::new(&w.gateway);
+    let response = w.respond(&idp, Some("_never_sent")).await;
+    let resp = post(
+        &browser,
+        &w.acs(),
+        &[("SAMLResponse", &response), ("RelayState", "/private")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(!signed_in(&w, &browser).await);
+}
+
+#[tokio::test]
+async fn idp_initiated_is_refused_plainly_unless_allowed() {
+    let (idp, sp) = (idp_key(), idp_key());
+    let w = world(&idp, &sp, "").await;
+    let browser = Browser::new(&w.gateway);
+    let response = w.respond(&idp, None).await;
+    let resp = post(
+        &browser,
+        &w.acs(),
+        &[("SAMLResponse", &response), ("RelayState", "/private")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("portal"), "says why: {page}");
+    assert!(
+        page.replace("&#x2f;", "/")
+            .contains(r#"href="/.auth/login/fabrikam""#),
+        "offers to start here: {page}"
+    );
+    assert!(!signed_in(&w, &browser).await);
+
+    // A solicited response whose sign-in this browser no longer holds is
+    // an expired sign-in, not an IdP-initiated one.
+    let response = w.respond(&idp, Some("_lost")).await;
+    let resp = post(
+        &browser,
+        &w.acs(),
+        &[("SAMLResponse", &response), ("RelayState", "_gone")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("Sign-in expired"), "{page}");
+}
+
+/// Signs carol in SP-initiated; returns the browser.
+async fn sp_sign_in(w: &World, idp: &IdpKey) -> Browser {
+    let browser = Browser::new(&w.gateway);
+    let resp = browser
+        .get(&w.url("/.auth/login/fabrikam?rd=/private"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let to_idp = url::Url::parse(&location(&resp)).expect("to the IdP");
+    let request_id = attr(&inflate(&to_idp, "SAMLRequest"), "ID");
+    let relay = param(&to_idp, "RelayState").expect("RelayState");
+    let response = w.respond(idp, Some(&request_id)).await;
+    let resp = post(
+        &browser,
+        &w.acs(),
+        &[("SAMLResponse", &response), ("RelayState", &relay)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "signed in");
+    assert!(signed_in(w, &browser).await);
+    browser
+}
+
+/// The IdP's LogoutResponse to `in_response_to`, over HTTP-Redirect signed
+/// with its key, to this gateway's SLO endpoint.
+fn logout_response(w: &World, idp: &IdpKey, in_response_to: &str, relay: &str) -> String {
+    let slo = w.url("/.auth/saml/fabrikam/slo");
+    let xml = format!(
+        r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{}" Version="2.0" IssueInstant="{}" Destination="{slo}" InResponseTo="{in_response_to}"><saml:Issuer>{IDP}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:LogoutResponse>"#,
+        realmgate::saml::binding::new_request_id(),
+        realmgate::saml::binding::instant(now())
+    );
+    let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
+    let signer = realmgate::saml::binding::SpSigner::from_pem(&pem).expect("IdP key");
+    realmgate::saml::binding::redirect_url(&slo, "SAMLResponse", &xml, Some(relay), Some(&signer))
+        .expect("redirect URL")
+}
+
+#[tokio::test]
+async fn sp_initiated_logout_sends_a_signed_logout_request_and_checks_the_answer() {
+    let (idp, sp) = (idp_key(), idp_key());
+    let w = world(&idp, &sp, "").await;
+    let browser = sp_sign_in(&w, &idp).await;
+
+    let resp = browser
+        .get(&w.url("/.auth/logout?post_logout_redirect_uri=/bye"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let to_idp = url::Url::parse(&location(&resp)).expect("to the IdP");
+    assert!(
+        to_idp
+            .as_str()
+            .starts_with(&format!("{IDP_SLO}?SAMLRequest=")),
+        "{to_idp}"
+    );
+    // Signed with the SP key (the IdP checks it with the SP certificate).
+    let sp_trust = realmgate::saml::IdpTrust::from_pem(
+        &std::fs::read_to_string(sp.dir.path().join("cert.pem")).unwrap(),
+    )
+    .expect("SP cert");
+    let raw = realmgate::saml::slo::verify_redirect(to_idp.query().unwrap(), &sp_trust)
+        .expect("a LogoutRequest signed with sp_key_file");
+    let xml = String::from_utf8(raw).unwrap();
+    assert!(xml.starts_with("<samlp:LogoutRequest"), "{xml}");
+    assert!(
+        xml.contains(
+            r#"Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">u-123</saml:NameID>"#
+        ),
+        "the NameID as the IdP sent it: {xml}"
+    );
+    assert!(
+        xml.contains("<samlp:SessionIndex>_idp_session_7</samlp:SessionIndex>"),
+        "{xml}"
+    );
+    assert_eq!(attr(&xml, "Destination"), IDP_SLO);
+    let request_id = attr(&xml, "ID");
+    let relay = param(&to_idp, "RelayState").expect("RelayState");
+    // Signed out here already.
+    assert!(!signed_in(&w, &browser).await);
+
+    // An answer to another request, or in another browser: refused.
+    let wrong = logout_response(&w, &idp, "_other", &relay);
+    assert_eq!(
+        browser.get(&wrong).await.status(),
+        StatusCode::BAD_REQUEST,
+        "another InResponseTo"
+    );
+    // Start again (a new sign-in, a new logout) for the other cases.
+    let browser = sp_sign_in(&w, &idp).await;
+    let resp = browser.get(&w.url("/.auth/logout")).await;
+    let to_idp = url::Url::parse(&location(&resp)).expect("to the IdP");
+    let xml = inflate(&to_idp, "SAMLRequest");
+    let request_id_2 = attr(&xml, "ID");
+    assert_ne!(request_id, request_id_2);
+    let relay = param(&to_idp, "RelayState").expect("RelayState");
+    let answer = logout_response(&w, &idp, &request_id_2, &relay);
+    let elsewhere = Browser::new(&w.gateway);
+    assert_eq!(
+        elsewhere.get(&answer).await.status(),
+        StatusCode::BAD_REQUEST,
+        "another browser"
+    );
+    // Unsigned: refused.
+    let unsigned = answer.split("&SigAlg=").next().unwrap().to_string();
+    assert_eq!(
+        browser.get(&unsigned).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // The right answer in the right browser: the signed-out page (no target given).
+    let resp = browser.get(&answer).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/.auth/logout/done");
+    // Once.
+    assert_eq!(browser.get(&answer).await.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn without_an_idp_slo_endpoint_logout_stays_local() {
+    let idp = idp_key();
+    // The connection without idp_slo_url (and without an SP key).
+    let saml = format!(
+        r#"
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_entity_id = "{IDP}"
+idp_sso_url = "https://idp.samlp.test/sso"
+idp_certificate_file = "{cert}"
+home_realm_domains = ["fabrikam.test"]
+"#,
+        cert = idp.dir.path().join("cert.pem").display(),
+    );
+    let w: World = World::builder()
+        .connection(saml)
+        .route(echo_route("app", HOST))
+        .start()
+        .await;
+    let browser = sp_sign_in(&w, &idp).await;
+    let resp = browser.get(&w.url("/.auth/logout")).await;
+    assert_eq!(resp.status(), StatusCode::OK, "the signed-out page");
+    assert!(!signed_in(&w, &browser).await);
+}
+
+#[tokio::test]
+async fn an_idp_logout_request_is_accepted_once() {
+    let (idp, sp) = (idp_key(), idp_key());
+    let w = world(&idp, &sp, "").await;
+    let browser = sp_sign_in(&w, &idp).await;
+    let slo = w.url("/.auth/saml/fabrikam/slo");
+    let request = |id: &str, issued: u64| {
+        format!(
+            r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">u-123</saml:NameID><samlp:SessionIndex>_idp_session_7</samlp:SessionIndex></samlp:LogoutRequest>"#,
+            realmgate::saml::binding::instant(issued)
+        )
+    };
+    let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
+    let signer = realmgate::saml::binding::SpSigner::from_pem(&pem).expect("IdP key");
+    let url = realmgate::saml::binding::redirect_url(
+        &slo,
+        "SAMLRequest",
+        &request("_lr_once", now()),
+        None,
+        Some(&signer),
+    )
+    .expect("redirect URL");
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "answered at the IdP's SLO"
+    );
+    let back = url::Url::parse(&location(&resp)).expect("to the IdP");
+    assert!(back.as_str().starts_with(IDP_SLO), "{back}");
+    let answer = inflate(&back, "SAMLResponse");
+    assert_eq!(attr(&answer, "InResponseTo"), "_lr_once");
+    assert!(!signed_in(&w, &browser).await, "the session ended");
+
+    // The same request again, after carol signed in again: refused, and
+    // her new session stays.
+    let browser = sp_sign_in(&w, &idp).await;
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "replayed");
+    assert!(signed_in(&w, &browser).await);
+
+    // A request issued long ago is refused too.
+    let url = realmgate::saml::binding::redirect_url(
+        &slo,
+        "SAMLRequest",
+        &request("_lr_old", now() - 3600),
+        None,
+        Some(&signer),
+    )
+    .expect("redirect URL");
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "stale");
+    assert!(signed_in(&w, &browser).await);
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
