@@ -219,6 +219,19 @@ async fn complete(
         "signed in"
     );
     let session_cookie = ctx.state.cookies.set(&id, ctx.https);
+    if let Some(notice) = kind.notice() {
+        // Signed in; the user reads the notice, then follows Continue.
+        let link = notice.link.as_ref().map(|(l, h)| (l.as_str(), h.as_str()));
+        let page =
+            ctx.state
+                .pages
+                .notice(&notice.title, &notice.message, link, &pending.target);
+        let mut resp = html(http::StatusCode::OK, page);
+        for c in [session_cookie, state_cookie] {
+            resp.headers_mut().append(http::header::SET_COOKIE, c);
+        }
+        return Ok(resp);
+    }
     redirect(&pending.target, [session_cookie, state_cookie])
         .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
 }
