@@ -12,8 +12,13 @@
 //!   pending login named by the form's `csrf` field from this browser's
 //!   cookie, spent it, and checked it began at this connection; a POST
 //!   without one is refused before this code runs, so before the password
-//!   is looked at. Then: the failure limits (`ldap::limit`, per login name
-//!   and per client address), the directory, a [`VerifiedIdentity`].
+//!   is looked at. Then: the failure limits (`ldap::limit`, per canonical
+//!   login, per client address, and per directory entry once the search
+//!   found it), the directory, a [`VerifiedIdentity`]. That part runs in a
+//!   task of its own (`attempt`), so a browser that disconnects mid-bind
+//!   cannot keep its failure from being counted.
+//! - **After sign-in**: a password that expires within [`EXPIRY_WARNING`]
+//!   gets a notice page ([`SignIn::notice`]) with Continue.
 //! - **A refusal** shows the form again with the reason and a new token
 //!   (the refused one is spent); a directory that cannot be reached shows
 //!   the 503 page.
