@@ -222,10 +222,10 @@ async fn complete(
     if let Some(notice) = kind.notice() {
         // Signed in; the user reads the notice, then follows Continue.
         let link = notice.link.as_ref().map(|(l, h)| (l.as_str(), h.as_str()));
-        let page =
-            ctx.state
-                .pages
-                .notice(&notice.title, &notice.message, link, &pending.target);
+        let page = ctx
+            .state
+            .pages
+            .notice(&notice.title, &notice.message, link, &pending.target);
         let mut resp = html(http::StatusCode::OK, page);
         for c in [session_cookie, state_cookie] {
             resp.headers_mut().append(http::header::SET_COOKIE, c);

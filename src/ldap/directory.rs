@@ -493,9 +493,7 @@ impl Directory {
             // the server's delayed ACK (~40 ms per bind or search).
             let host = url.host_str().unwrap_or("localhost");
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = url
-                .port()
-                .unwrap_or(if start_tls { 389 } else { 636 });
+            let port = url.port().unwrap_or(if start_tls { 389 } else { 636 });
             let tcp = tokio::net::TcpStream::connect((host, port))
                 .await
                 .map_err(ldap3::LdapError::from)?;

@@ -796,7 +796,11 @@ async fn login_spellings_of_one_account_share_one_failure_budget() {
 async fn a_sign_in_cancelled_mid_bind_is_still_counted() {
     let mut slow = alice();
     slow.bind_delay = Some(Duration::from_millis(1500));
-    let w = world(vec![slow], "max_failed_logins = 2\nfailure_window = \"10m\"").await;
+    let w = world(
+        vec![slow],
+        "max_failed_logins = 2\nfailure_window = \"10m\"",
+    )
+    .await;
     // The first guess: the browser goes away while the directory thinks.
     let b = browser(&w.gw);
     let token = csrf(&open_form(&w.gw, &b, "").await);

@@ -157,7 +157,9 @@ fn ppolicy_time_before_expiration_is_read_from_the_warning() {
     assert_eq!(ppolicy_time_before_expiration(&v[..5]), None);
     assert_eq!(ppolicy_time_before_expiration(&[]), None);
     // The warning does not hide an error after it (and vice versa).
-    let both = [0x30, 0x0a, 0xa0, 0x05, 0x80, 0x03, 0x06, 0x97, 0x80, 0x81, 0x01, 0x02];
+    let both = [
+        0x30, 0x0a, 0xa0, 0x05, 0x80, 0x03, 0x06, 0x97, 0x80, 0x81, 0x01, 0x02,
+    ];
     assert_eq!(ppolicy_time_before_expiration(&both), Some(432_000));
     assert_eq!(ppolicy_error(&both), Some(AccountState::MustChangePassword));
 }

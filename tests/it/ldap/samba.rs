@@ -243,8 +243,8 @@ impl SambaDc {
             if out.status.success() {
                 return;
             }
-            let log = std::fs::read_to_string(self.dir.path().join("samba.log"))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("samba.log")).unwrap_or_default();
             assert!(
                 Instant::now() < deadline,
                 "Samba's AD DC did not answer on ldaps within 90 s: {}\n{log}",
@@ -397,7 +397,12 @@ timeout = "10s"
 /// One sign-in from a browser of its own, seen as coming from `from` (the
 /// gateway trusts 127.0.0.1 as a proxy): the address's budget then never
 /// stands in for the login's.
-async fn sign_in(gw: &TestGateway, from: &str, user: &str, pw: &str) -> (u16, String, reqwest::Client) {
+async fn sign_in(
+    gw: &TestGateway,
+    from: &str,
+    user: &str,
+    pw: &str,
+) -> (u16, String, reqwest::Client) {
     let b = super::browser(gw);
     let html = super::open_form(gw, &b, "").await;
     let r = b
@@ -535,7 +540,10 @@ async fn samba_ad_dc_upn_bind_in_chain_groups_sub_codes_expiry_and_spellings() {
     assert!(body.contains("Your password expires in 5 days"), "{body}");
     assert!(body.contains("href=\"https://passwords.corp.example/change\""));
     assert!(body.contains(">Continue</a>"), "{body}");
-    assert!(me(&gw, &b).await["user_id"].as_str().unwrap().starts_with("corp:"));
+    assert!(me(&gw, &b).await["user_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("corp:"));
     // alice's password expires in 39 days: no notice.
     let (s, _, _) = sign_in(&gw, "10.0.3.2", "alice@corp.example", PW).await;
     assert_eq!(s, 302);

@@ -496,7 +496,10 @@ async fn ppolicy_expiry_warning_shows_a_notice_after_sign_in() {
     // The templates escape `/` as `&#x2f;`.
     let page = r.text().await.unwrap().replace("&#x2f;", "/");
     assert!(page.contains("Your password expires in 5 days"), "{page}");
-    assert!(page.contains("href=\"https://passwords.corp.test/\""), "{page}");
+    assert!(
+        page.contains("href=\"https://passwords.corp.test/\""),
+        "{page}"
+    );
     assert!(page.contains(">Continue</a>"), "{page}");
     // Signed in: the app answers.
     let r = b.get(gw.url(super::HOST, "/")).send().await.unwrap();
