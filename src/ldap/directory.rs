@@ -301,12 +301,32 @@ impl Directory {
                 Some(b) => b.clone(),
                 None => default_naming_context(&mut user, self.cfg.timeout).await?,
             };
-            let template = self
-                .cfg
-                .user_filter
-                .as_deref()
-                .unwrap_or("(userPrincipalName={login})");
-            let filter = escape::fill(template, "{login}", login, escape::filter_value);
+            let filter = match nt4_name(template, &name) {
+                // `DOMAIN\user`: AD bound this domain's or a trusted
+                // domain's `user`. Only this domain's is read, by its
+                // sAMAccountName (unique in a domain); another domain's
+                // account is never taken for this domain's namesake.
+                Some((domain, account)) => {
+                    let netbios = netbios_domain(&mut user, self.cfg.timeout).await?;
+                    if !domain.eq_ignore_ascii_case(&netbios) {
+                        return Err(DirectoryError::Directory(format!(
+                            "the bind name's domain {domain:?} is not this directory's ({netbios:?}); users of other domains sign in with their user principal name"
+                        )));
+                    }
+                    format!(
+                        "(&(objectClass=user)(sAMAccountName={}))",
+                        escape::filter_value(account)
+                    )
+                }
+                None => {
+                    let template = self
+                        .cfg
+                        .user_filter
+                        .as_deref()
+                        .unwrap_or("(userPrincipalName={login})");
+                    escape::fill(template, "{login}", login, escape::filter_value)
+                }
+            };
             let entry = find_one(&mut user, self.cfg.timeout, &base, &filter, &self.user_attrs())
                 .await?
                 .ok_or_else(|| {
@@ -872,6 +892,64 @@ async fn default_naming_context(
         .ok_or_else(|| {
             DirectoryError::Directory(
                 "the directory has no defaultNamingContext; set user_base".into(),
+            )
+        })
+}
+
+/// A direct bind name of the form `DOMAIN\account` (a down-level logon
+/// name), split; None for a UPN or a DN template.
+pub fn nt4_name<'n>(template: &str, name: &'n str) -> Option<(&'n str, &'n str)> {
+    if template.contains('=') {
+        return None;
+    }
+    let (domain, account) = name.split_once('\\')?;
+    (!domain.is_empty() && !account.is_empty() && !account.contains('\\'))
+        .then_some((domain, account))
+}
+
+/// This directory's NetBIOS domain name: the `nETBIOSName` of the crossRef
+/// of the default naming context (AD, Samba).
+async fn netbios_domain(conn: &mut Ldap, timeout: Duration) -> Result<String, DirectoryError> {
+    let res = conn
+        .with_timeout(timeout)
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["defaultNamingContext", "configurationNamingContext"],
+        )
+        .await
+        .map_err(unavailable)?;
+    let root = res.0.into_iter().find(is_entry).map(SearchEntry::construct);
+    let (Some(nc), Some(config)) = (
+        root.as_ref()
+            .and_then(|e| text_attr(e, "defaultNamingContext")),
+        root.as_ref()
+            .and_then(|e| text_attr(e, "configurationNamingContext")),
+    ) else {
+        return Err(DirectoryError::Directory(
+            "a DOMAIN\\user login needs Active Directory's naming contexts in the rootDSE".into(),
+        ));
+    };
+    let filter = format!(
+        "(&(objectClass=crossRef)(nCName={})(nETBIOSName=*))",
+        escape::filter_value(&nc)
+    );
+    let entries = search(
+        conn,
+        timeout,
+        &format!("CN=Partitions,{config}"),
+        &filter,
+        &["nETBIOSName"],
+        2,
+    )
+    .await?;
+    entries
+        .first()
+        .and_then(|e| text_attr(e, "nETBIOSName"))
+        .ok_or_else(|| {
+            DirectoryError::Directory(
+                "the directory does not say its NetBIOS domain name; sign in with the user principal name".into(),
             )
         })
 }

@@ -904,3 +904,40 @@ async fn a_password_that_expires_soon_gets_a_notice_with_continue() {
         assert_eq!(r.status(), 302, "{user}");
     }
 }
+
+/// AD direct bind with a down-level name: `CORP\\alice` is read by its
+/// sAMAccountName in this domain; a trusted domain's `OTHER\\alice`, which
+/// AD would let bind, is refused rather than read as this domain's alice.
+#[tokio::test]
+async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"",
+    )
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "corp\\ALICE", "correct horse").await;
+    assert_eq!(r.status(), 302, "{:?}", r.text().await);
+    let me: serde_json::Value = b
+        .get(gw.url(HOST, "/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], "corp:01020304-0506-0708-090a-0b0c0d0e0f10");
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "OTHER\\alice", "correct horse").await;
+    assert_eq!(r.status(), 503);
+    let r = b.get(gw.url(HOST, "/.auth/me")).send().await.unwrap();
+    assert_ne!(r.status(), 200, "no session for another domain's account");
+}

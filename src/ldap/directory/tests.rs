@@ -181,3 +181,17 @@ fn ad_password_expiry_is_a_filetime_with_never_and_zero() {
     // Before 1970: nothing.
     assert_eq!(ad_expires_in("1", now), None);
 }
+
+#[test]
+fn down_level_logon_names_are_split_only_when_the_template_is_not_a_dn() {
+    assert_eq!(nt4_name("{login}", "CORP\\alice"), Some(("CORP", "alice")));
+    assert_eq!(
+        nt4_name("CORP\\{login}", "CORP\\alice"),
+        Some(("CORP", "alice"))
+    );
+    assert_eq!(nt4_name("{login}", "alice@corp.example"), None);
+    assert_eq!(nt4_name("cn={login},dc=x", "CORP\\alice"), None);
+    assert_eq!(nt4_name("{login}", "\\alice"), None);
+    assert_eq!(nt4_name("{login}", "CORP\\"), None);
+    assert_eq!(nt4_name("{login}", "A\\B\\c"), None);
+}

@@ -225,10 +225,14 @@ fn answer(
                 } else {
                     bad(&ad("52e"))
                 }
-            } else if let Some(u) = users
-                .iter()
-                .find(|u| u.dn.eq_ignore_ascii_case(&b.dn) || u.upn.eq_ignore_ascii_case(&b.dn))
-            {
+            } else if let Some(u) = users.iter().find(|u| {
+                u.dn.eq_ignore_ascii_case(&b.dn)
+                    || u.upn.eq_ignore_ascii_case(&b.dn)
+                    // A down-level name: any domain (a trusted one's too).
+                    || b.dn
+                        .split_once('\\')
+                        .is_some_and(|(_, sam)| sam.eq_ignore_ascii_case(&u.sam))
+            }) {
                 match (u.ad_code, pw == u.password) {
                     (Some(code), _) => bad(&ad(code)),
                     (None, true) => ok,
@@ -305,6 +309,29 @@ fn all_entries(users: &[FakeUser], groups: &[FakeGroup]) -> Vec<(String, Attrs)>
             ],
         ));
     }
+    // The rootDSE and this domain's crossRef (its NetBIOS name: CORP).
+    v.push((
+        String::new(),
+        vec![
+            ("objectClass".into(), vec![b"top".to_vec()]),
+            (
+                "defaultNamingContext".into(),
+                vec![BASE.as_bytes().to_vec()],
+            ),
+            (
+                "configurationNamingContext".into(),
+                vec![format!("cn=configuration,{BASE}").into_bytes()],
+            ),
+        ],
+    ));
+    v.push((
+        format!("cn=corp,cn=partitions,cn=configuration,{BASE}"),
+        vec![
+            ("objectClass".into(), vec![b"crossRef".to_vec()]),
+            ("nCName".into(), vec![BASE.as_bytes().to_vec()]),
+            ("nETBIOSName".into(), vec![b"CORP".to_vec()]),
+        ],
+    ));
     for g in groups {
         v.push((
             g.dn.clone(),

@@ -6,7 +6,8 @@
 //! accepts on a listener the test bound in the host's namespace (a socket
 //! keeps the namespace it was made in), so every byte stays on loopback.
 //!
-//! What this proves against a real AD (not the fake): the UPN direct bind,
+//! What this proves against a real AD (not the fake): the UPN and
+//! `DOMAIN\user` direct binds,
 //! transitive groups with LDAP_MATCHING_RULE_IN_CHAIN, the binary
 //! objectGUID as the user id, AD's bind sub-codes (775 locked, 533
 //! disabled, 532 password expired, 773 must change, 701 account expired,
@@ -498,6 +499,13 @@ async fn samba_ad_dc_upn_bind_in_chain_groups_sub_codes_expiry_and_spellings() {
         "{groups:?}"
     );
     assert_eq!(m["email"], "alice@corp.example");
+    // The down-level name binds too, and reads this domain's alice (by
+    // sAMAccountName, after checking CORP is this domain's NetBIOS name).
+    for spelling in ["CORP\\alice", "corp\\ALICE"] {
+        let (status, body, b) = sign_in(&gw, "10.0.0.4", spelling, PW).await;
+        assert_eq!(status, 302, "{spelling}: {body}");
+        assert_eq!(me(&gw, &b).await["user_id"], m["user_id"], "{spelling}");
+    }
 
     // Wrong password and unknown user: one message.
     let (s1, wrong, _) = sign_in(&gw, "10.0.0.2", "alice@corp.example", "nope").await;
