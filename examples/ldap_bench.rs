@@ -56,6 +56,24 @@ async fn main() {
     }
 }
 
+/// A connection as realmgate makes it: TCP_NODELAY on (ldap3 leaves Nagle's
+/// algorithm on, which costs a ~40 ms delayed-ACK stall per bind); with
+/// `NAGLE=1` in the environment, ldap3's own connect (to show the stall).
+async fn connect(
+    settings: LdapConnSettings,
+    url: &str,
+) -> Result<(ldap3::LdapConnAsync, ldap3::Ldap), ldap3::LdapError> {
+    if std::env::var_os("NAGLE").is_some_and(|v| v == "1") {
+        return LdapConnAsync::with_settings(settings, url).await;
+    }
+    let u = url::Url::parse(url).map_err(ldap3::LdapError::from)?;
+    let host = u.host_str().unwrap_or("localhost").to_string();
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), u.port().unwrap_or(636))).await?;
+    tcp.set_nodelay(true)?;
+    let settings = settings.set_std_stream(ldap3::StdStream::Tcp(tcp.into_std()?));
+    LdapConnAsync::with_settings(settings, url).await
+}
+
 async fn bind(a: &[String]) {
     let (url, ca, dn, pw) = (a[0].clone(), &a[1], a[2].clone(), a[3].clone());
     let secs: u64 = a[4].parse().unwrap_or_else(|_| usage());
@@ -87,7 +105,7 @@ async fn bind(a: &[String]) {
                 let settings = LdapConnSettings::new()
                     .set_conn_timeout(Duration::from_secs(5))
                     .set_config(tls.clone());
-                let ok = match LdapConnAsync::with_settings(settings, &url).await {
+                let ok = match connect(settings, &url).await {
                     Ok((conn, mut ldap)) => {
                         tokio::spawn(async move {
                             let _ = conn.drive().await;

@@ -48,7 +48,9 @@ die() {
 # haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs);
 # xmlsec1: the reference XML signature verifier the SAML differential test compares with.
 # slapd, ldap-utils: the real directory of the LDAP tier (tests/it/ldap/slapd.rs).
-APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1 slapd ldap-utils)
+# samba-ad-dc, faketime: the Active Directory tier (tests/it/ldap/samba.rs; Samba's AD DC,
+# started by the test in a network namespace of its own).
+APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1 slapd ldap-utils samba-ad-dc faketime)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -86,6 +88,13 @@ if ((${#missing[@]} > 0)); then
   fi
   if [[ -n "$added_policy" ]]; then
     "${SUDO[@]}" rm -f "$policy"
+  fi
+  # Samba's packages enable their services at boot: the tests start their own DC.
+  if [[ " ${missing[*]} " == *" samba-ad-dc "* ]]; then
+    for svc in samba-ad-dc smbd nmbd winbind; do
+      "${SUDO[@]}" systemctl disable --quiet "$svc" 2>/dev/null || true
+      "${SUDO[@]}" update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    done
   fi
   ((status == 0)) || die "apt-get failed (exit $status) installing: ${missing[*]}"
 else

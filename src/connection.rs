@@ -116,6 +116,13 @@ pub trait SignIn: Send + Sync {
         Box::pin(async { None })
     }
 
+    /// A notice to show after a successful [`SignIn::complete`], before the
+    /// user goes on to the target (LDAP: the password expires soon). The
+    /// session is made either way. Asked once, after `complete`.
+    fn notice(&self) -> Option<Notice> {
+        None
+    }
+
     /// Endpoints the kind owns beyond begin and complete (SAML metadata and
     /// single logout at `/.auth/{prefix}/{name}/{path}`); `None`: not one of
     /// its endpoints (404). OIDC and Entra own none.
@@ -126,6 +133,16 @@ pub trait SignIn: Send + Sync {
     ) -> Option<BoxFuture<'a, Result<Response<Body>, GatewayError>>> {
         None
     }
+}
+
+/// What a kind tells the user after sign-in ([`SignIn::notice`]): a page
+/// with `title`, `message`, the optional link (label, href), and a
+/// Continue link to the sign-in's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub title: String,
+    pub message: String,
+    pub link: Option<(String, String)>,
 }
 
 /// What begin knows.

@@ -39,13 +39,15 @@ const LOGIN: &str = "login.html";
 const ERROR: &str = "error.html";
 const LOGOUT: &str = "logout.html";
 const PASSWORD: &str = "password.html";
+const NOTICE: &str = "notice.html";
 
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 6] = [
     (FRAME, include_str!("ui/templates/frame.html")),
     (LOGIN, include_str!("ui/templates/login.html")),
     (ERROR, include_str!("ui/templates/error.html")),
     (LOGOUT, include_str!("ui/templates/logout.html")),
     (PASSWORD, include_str!("ui/templates/password.html")),
+    (NOTICE, include_str!("ui/templates/notice.html")),
 ];
 
 /// What the password form of an LDAP connection shows (SPEC 9).
@@ -209,6 +211,31 @@ impl Pages {
             .map(|(label, href)| Link { label, href });
         let inner = context! { status, title, message, action };
         self.page(ERROR, title, inner)
+            .unwrap_or_else(|| fallback_page(title, message))
+    }
+
+    /// A notice after sign-in (the session is already made), before the
+    /// user goes on to `continue_href`: a plain link that works without
+    /// JavaScript, and the notice's own link (a password change page) if
+    /// any. Links that are not a path or an http(s) URL are left out; an
+    /// unsafe `continue_href` becomes `/`.
+    pub fn notice(
+        &self,
+        title: &str,
+        message: &str,
+        link: Option<(&str, &str)>,
+        continue_href: &str,
+    ) -> String {
+        let link = link
+            .filter(|(_, href)| safe_href(href))
+            .map(|(label, href)| Link { label, href });
+        let continue_href = if safe_href(continue_href) {
+            continue_href
+        } else {
+            "/"
+        };
+        let inner = context! { title, message, link, continue_href };
+        self.page(NOTICE, title, inner)
             .unwrap_or_else(|| fallback_page(title, message))
     }
 

@@ -246,11 +246,24 @@ async fn complete(
         "signed in"
     );
     let session_cookie = ctx.state.cookies.set(&id, ctx.https);
+    if let Some(notice) = kind.notice() {
+        // Signed in; the user reads the notice, then follows Continue.
+        let link = notice.link.as_ref().map(|(l, h)| (l.as_str(), h.as_str()));
+        let page = ctx
+            .state
+            .pages
+            .notice(&notice.title, &notice.message, link, &pending.target);
+        let mut resp = html(http::StatusCode::OK, page);
+        for c in std::iter::once(session_cookie).chain(state_cookie) {
+            resp.headers_mut().append(http::header::SET_COOKIE, c);
+        }
+        return Ok(resp);
+    }
     redirect(
         &pending.target,
         std::iter::once(session_cookie).chain(state_cookie),
     )
-    .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
+        .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
 }
 
 /// The page of a refused sign-in: its status from the refusal's blame

@@ -80,6 +80,38 @@ pub struct DirectoryUser {
     pub username: Option<String>,
     /// Names from `group_name_attribute`.
     pub groups: Vec<String>,
+    /// How long the password stays valid, when the directory said so: the
+    /// password policy control's `timeBeforeExpiration` on the user's bind
+    /// (OpenLDAP ppolicy, sent only within its `pwdExpireWarning`), or AD's
+    /// `msDS-UserPasswordExpiryTimeComputed`. None: never expires, or not
+    /// said.
+    pub password_expires_in: Option<Duration>,
+}
+
+/// A login resolved to its directory entry (search-then-bind) before the
+/// user's bind: the caller can count failures under the entry, whatever
+/// spelling of the login found it (`ldap::limit::entry_key`).
+pub struct Resolved {
+    kind: ResolvedKind,
+}
+
+enum ResolvedKind {
+    /// Search-then-bind: the entry, and the pooled connection that found it.
+    Entry(Box<(Ldap, SearchEntry)>),
+    /// Search-then-bind: nothing (or several entries) matched.
+    Unknown,
+    /// Direct bind: the entry is known only after the bind.
+    Direct,
+}
+
+impl Resolved {
+    /// The DN of the entry the login names, when known before the bind.
+    pub fn dn(&self) -> Option<&str> {
+        match &self.kind {
+            ResolvedKind::Entry(b) => Some(b.1.dn.as_str()),
+            _ => None,
+        }
+    }
 }
 
 /// An account state the directory reported on bind (AD's `data` sub-codes).
@@ -170,12 +202,24 @@ impl Directory {
         &self.cfg
     }
 
-    /// Checks `login` and `password` against the directory.
+    /// Checks `login` and `password` against the directory:
+    /// [`Directory::resolve`] then [`Directory::finish`].
     pub async fn authenticate(
         &self,
         login: &str,
         password: &Password,
     ) -> Result<DirectoryUser, DirectoryError> {
+        let resolved = self.resolve(login, password).await?;
+        self.finish(resolved, login, password).await
+    }
+
+    /// The first half of a sign-in, before any bind as the user: the input
+    /// checks, and (search-then-bind) the search for the login's entry.
+    pub async fn resolve(
+        &self,
+        login: &str,
+        password: &Password,
+    ) -> Result<Resolved, DirectoryError> {
         // Before any bind: an empty password would be an anonymous bind.
         if password.is_empty()
             || password.expose().len() > MAX_PASSWORD_BYTES
@@ -185,31 +229,50 @@ impl Directory {
         {
             return Err(DirectoryError::InvalidCredentials);
         }
-        match &self.cfg.bind_as {
-            None => self.search_then_bind(login, password).await,
-            Some(template) => self.direct_bind(template, login, password).await,
+        if self.cfg.bind_as.is_some() {
+            return Ok(Resolved {
+                kind: ResolvedKind::Direct,
+            });
         }
-    }
-
-    async fn search_then_bind(
-        &self,
-        login: &str,
-        password: &Password,
-    ) -> Result<DirectoryUser, DirectoryError> {
         let base = self.cfg.user_base.as_deref().unwrap_or_default();
         let template = self.cfg.user_filter.as_deref().unwrap_or_default();
         let filter = escape::fill(template, "{login}", login, escape::filter_value);
-        let (mut search, entry) = self.find_user(base, &filter).await?;
-        let Some(entry) = entry else {
-            self.imitate_user_bind().await;
-            return Err(DirectoryError::InvalidCredentials);
+        let kind = match self.find_user(base, &filter).await {
+            Ok((search, Some(entry))) => ResolvedKind::Entry(Box::new((search, entry))),
+            Ok((_, None)) | Err(DirectoryError::InvalidCredentials) => ResolvedKind::Unknown,
+            Err(e) => return Err(e),
         };
-        // The user's own connection: a pooled one never changes identity.
-        let mut user = self.connect().await?;
-        let bound = bind(&mut user, self.cfg.timeout, &entry.dn, password).await;
-        let _ = user.unbind().await;
-        bound?;
-        self.build_user(&mut search, entry).await
+        Ok(Resolved { kind })
+    }
+
+    /// The second half: the bind as the user, then the user's attributes
+    /// and groups. An unknown login costs what a wrong password costs.
+    pub async fn finish(
+        &self,
+        resolved: Resolved,
+        login: &str,
+        password: &Password,
+    ) -> Result<DirectoryUser, DirectoryError> {
+        match (resolved.kind, &self.cfg.bind_as) {
+            (ResolvedKind::Direct, Some(template)) => {
+                self.direct_bind(template, login, password).await
+            }
+            (ResolvedKind::Entry(found), None) => {
+                let (mut search, entry) = *found;
+                // The user's own connection: a pooled one never changes identity.
+                let mut user = self.connect().await?;
+                let bound = bind(&mut user, self.cfg.timeout, &entry.dn, password).await;
+                let _ = user.unbind().await;
+                let expires_in = bound?;
+                let mut u = self.build_user(&mut search, entry).await?;
+                u.password_expires_in = expires_in.or(u.password_expires_in);
+                Ok(u)
+            }
+            _ => {
+                self.imitate_user_bind().await;
+                Err(DirectoryError::InvalidCredentials)
+            }
+        }
     }
 
     async fn direct_bind(
@@ -232,18 +295,38 @@ impl Directory {
         };
         let mut user = self.connect().await?;
         let result = async {
-            bind(&mut user, self.cfg.timeout, &name, password).await?;
+            let expires_in = bind(&mut user, self.cfg.timeout, &name, password).await?;
             // Read the user's own entry, as the user.
             let base = match &self.cfg.user_base {
                 Some(b) => b.clone(),
                 None => default_naming_context(&mut user, self.cfg.timeout).await?,
             };
-            let template = self
-                .cfg
-                .user_filter
-                .as_deref()
-                .unwrap_or("(userPrincipalName={login})");
-            let filter = escape::fill(template, "{login}", login, escape::filter_value);
+            let filter = match nt4_name(template, &name) {
+                // `DOMAIN\user`: AD bound this domain's or a trusted
+                // domain's `user`. Only this domain's is read, by its
+                // sAMAccountName (unique in a domain); another domain's
+                // account is never taken for this domain's namesake.
+                Some((domain, account)) => {
+                    let netbios = netbios_domain(&mut user, self.cfg.timeout).await?;
+                    if !domain.eq_ignore_ascii_case(&netbios) {
+                        return Err(DirectoryError::Directory(format!(
+                            "the bind name's domain {domain:?} is not this directory's ({netbios:?}); users of other domains sign in with their user principal name"
+                        )));
+                    }
+                    format!(
+                        "(&(objectClass=user)(sAMAccountName={}))",
+                        escape::filter_value(account)
+                    )
+                }
+                None => {
+                    let template = self
+                        .cfg
+                        .user_filter
+                        .as_deref()
+                        .unwrap_or("(userPrincipalName={login})");
+                    escape::fill(template, "{login}", login, escape::filter_value)
+                }
+            };
             let entry = find_one(&mut user, self.cfg.timeout, &base, &filter, &self.user_attrs())
                 .await?
                 .ok_or_else(|| {
@@ -251,7 +334,9 @@ impl Directory {
                         "the bind succeeded but the user's entry was not found under {base:?} with the user filter; check user_base and user_filter"
                     ))
                 })?;
-            self.build_user(&mut user, entry).await
+            let mut u = self.build_user(&mut user, entry).await?;
+            u.password_expires_in = expires_in.or(u.password_expires_in);
+            Ok(u)
         }
         .await;
         let _ = user.unbind().await;
@@ -288,6 +373,9 @@ impl Directory {
         if self.cfg.groups == LdapGroups::MemberOf {
             v.push("memberOf".into());
         }
+        // AD's constructed attribute (only returned when asked for by name);
+        // other directories do not know it and return nothing.
+        v.push(AD_PASSWORD_EXPIRY.into());
         v
     }
 
@@ -307,6 +395,8 @@ impl Directory {
             name: text_attr(&entry, &a.name),
             username: text_attr(&entry, &a.username),
             groups,
+            password_expires_in: text_attr(&entry, AD_PASSWORD_EXPIRY)
+                .and_then(|v| ad_expires_in(&v, std::time::SystemTime::now())),
             dn: entry.dn,
         })
     }
@@ -417,14 +507,25 @@ impl Directory {
             "ldap" if self.cfg.start_tls => true,
             _ => return Err(format!("{url}: plain LDAP is refused")),
         };
-        let settings = LdapConnSettings::new()
-            .set_conn_timeout(self.cfg.timeout)
-            .set_starttls(start_tls)
-            .set_config(self.tls.clone());
-        let attempt = tokio::time::timeout(
-            self.cfg.timeout,
-            LdapConnAsync::with_settings(settings, url.as_str()),
-        )
+        let attempt = tokio::time::timeout(self.cfg.timeout, async {
+            // Our own TCP connection, for TCP_NODELAY: ldap3 leaves Nagle's
+            // algorithm on, and a request written in pieces then waits for
+            // the server's delayed ACK (~40 ms per bind or search).
+            let host = url.host_str().unwrap_or("localhost");
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = url.port().unwrap_or(if start_tls { 389 } else { 636 });
+            let tcp = tokio::net::TcpStream::connect((host, port))
+                .await
+                .map_err(ldap3::LdapError::from)?;
+            tcp.set_nodelay(true).map_err(ldap3::LdapError::from)?;
+            let std = tcp.into_std().map_err(ldap3::LdapError::from)?;
+            let settings = LdapConnSettings::new()
+                .set_conn_timeout(self.cfg.timeout)
+                .set_starttls(start_tls)
+                .set_config(self.tls.clone())
+                .set_std_stream(ldap3::StdStream::Tcp(std));
+            LdapConnAsync::with_settings(settings, url.as_str()).await
+        })
         .await;
         match attempt {
             Ok(Ok((conn, ldap))) => {
@@ -518,13 +619,14 @@ impl Directory {
     }
 }
 
-/// A simple bind; result codes mapped to what the user is told.
+/// A simple bind; result codes mapped to what the user is told. On success:
+/// the password policy control's time before the password expires, if sent.
 async fn bind(
     ldap: &mut Ldap,
     timeout: Duration,
     name: &str,
     password: &Password,
-) -> Result<(), DirectoryError> {
+) -> Result<Option<Duration>, DirectoryError> {
     if password.is_empty() {
         return Err(DirectoryError::InvalidCredentials);
     }
@@ -541,16 +643,20 @@ async fn bind(
         .simple_bind(name, password.expose())
         .await
         .map_err(unavailable)?;
-    let policy = res
-        .ctrls
-        .iter()
-        .filter(|c| c.1.ctype == PPOLICY_OID)
-        .find_map(|c| c.1.val.as_deref().and_then(ppolicy_error));
+    let policy_values = || {
+        res.ctrls
+            .iter()
+            .filter(|c| c.1.ctype == PPOLICY_OID)
+            .filter_map(|c| c.1.val.as_deref())
+    };
+    let policy = policy_values().find_map(ppolicy_error);
     match res.rc {
         0 if policy == Some(AccountState::MustChangePassword) => {
             Err(DirectoryError::Account(AccountState::MustChangePassword))
         }
-        0 => Ok(()),
+        0 => Ok(policy_values()
+            .find_map(ppolicy_time_before_expiration)
+            .map(Duration::from_secs)),
         49 => Err(match ad_state(&res.text).or(policy) {
             Some(state) => DirectoryError::Account(state),
             None => DirectoryError::InvalidCredentials,
@@ -614,6 +720,56 @@ pub fn ppolicy_error(val: &[u8]) -> Option<AccountState> {
         body = rest.get(l..)?;
     }
     None
+}
+
+/// The `warning`'s `timeBeforeExpiration` (seconds) of a password policy
+/// response control value:
+/// `SEQUENCE { warning [0] CHOICE { timeBeforeExpiration [0] INTEGER (0..maxInt), graceAuthNsRemaining [1] ... } OPTIONAL, error [1] ... OPTIONAL }`.
+pub fn ppolicy_time_before_expiration(val: &[u8]) -> Option<u64> {
+    let (&tag, rest) = val.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (len, body) = ber_len(rest)?;
+    let mut body = body.get(..len)?;
+    while let Some((&t, rest)) = body.split_first() {
+        let (l, rest) = ber_len(rest)?;
+        let value = rest.get(..l)?;
+        // warning: [0] constructed (0xa0) holding the choice.
+        if t == 0xa0 {
+            let (&inner, rest) = value.split_first()?;
+            let (il, rest) = ber_len(rest)?;
+            let int = rest.get(..il)?;
+            // timeBeforeExpiration [0] primitive INTEGER: non-negative, at
+            // most 4 bytes (maxInt) after a possible leading zero.
+            if inner != 0x80 || int.is_empty() || int.len() > 5 || int[0] & 0x80 != 0 {
+                return None;
+            }
+            return Some(int.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)));
+        }
+        body = rest.get(l..)?;
+    }
+    None
+}
+
+/// AD's constructed attribute with the time the password expires.
+pub const AD_PASSWORD_EXPIRY: &str = "msDS-UserPasswordExpiryTimeComputed";
+
+/// Seconds between 1601-01-01 (Windows FILETIME) and 1970-01-01.
+const FILETIME_UNIX_OFFSET: u64 = 11_644_473_600;
+
+/// The time left before an AD password expires, from
+/// `msDS-UserPasswordExpiryTimeComputed` (a FILETIME: 100 ns since 1601).
+/// None for "never" (`0x7FFFFFFFFFFFFFFF`, or 0 and anything unparsable:
+/// the bind itself says when the password must change).
+pub fn ad_expires_in(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let ft: u64 = value.trim().parse().ok()?;
+    if ft == 0 || ft >= 0x7FFF_FFFF_FFFF_FFFF {
+        return None;
+    }
+    let unix = (ft / 10_000_000).checked_sub(FILETIME_UNIX_OFFSET)?;
+    let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(unix.saturating_sub(now)))
 }
 
 /// A BER definite length: (length, the bytes after it).
@@ -736,6 +892,64 @@ async fn default_naming_context(
         .ok_or_else(|| {
             DirectoryError::Directory(
                 "the directory has no defaultNamingContext; set user_base".into(),
+            )
+        })
+}
+
+/// A direct bind name of the form `DOMAIN\account` (a down-level logon
+/// name), split; None for a UPN or a DN template.
+pub fn nt4_name<'n>(template: &str, name: &'n str) -> Option<(&'n str, &'n str)> {
+    if template.contains('=') {
+        return None;
+    }
+    let (domain, account) = name.split_once('\\')?;
+    (!domain.is_empty() && !account.is_empty() && !account.contains('\\'))
+        .then_some((domain, account))
+}
+
+/// This directory's NetBIOS domain name: the `nETBIOSName` of the crossRef
+/// of the default naming context (AD, Samba).
+async fn netbios_domain(conn: &mut Ldap, timeout: Duration) -> Result<String, DirectoryError> {
+    let res = conn
+        .with_timeout(timeout)
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["defaultNamingContext", "configurationNamingContext"],
+        )
+        .await
+        .map_err(unavailable)?;
+    let root = res.0.into_iter().find(is_entry).map(SearchEntry::construct);
+    let (Some(nc), Some(config)) = (
+        root.as_ref()
+            .and_then(|e| text_attr(e, "defaultNamingContext")),
+        root.as_ref()
+            .and_then(|e| text_attr(e, "configurationNamingContext")),
+    ) else {
+        return Err(DirectoryError::Directory(
+            "a DOMAIN\\user login needs Active Directory's naming contexts in the rootDSE".into(),
+        ));
+    };
+    let filter = format!(
+        "(&(objectClass=crossRef)(nCName={})(nETBIOSName=*))",
+        escape::filter_value(&nc)
+    );
+    let entries = search(
+        conn,
+        timeout,
+        &format!("CN=Partitions,{config}"),
+        &filter,
+        &["nETBIOSName"],
+        2,
+    )
+    .await?;
+    entries
+        .first()
+        .and_then(|e| text_attr(e, "nETBIOSName"))
+        .ok_or_else(|| {
+            DirectoryError::Directory(
+                "the directory does not say its NetBIOS domain name; sign in with the user principal name".into(),
             )
         })
 }

@@ -6,9 +6,17 @@
 //! With the Redis session store the counters live in Redis
 //! (`SessionStore::count_failure`), so every replica sees every failure;
 //! otherwise in this process (moka). Keys never hold the login in clear:
-//! `ldap:<connection>:login:<sha256(lowercased login)>`,
+//! `ldap:<connection>:login:<sha256(canonical login)>`,
+//! `ldap:<connection>:entry:<sha256(lowercased DN)>`,
 //! `ldap:<connection>:addr:<address>` (an IPv6 client counts by its /64,
 //! which one host usually owns whole).
+//!
+//! One account, one budget, however it is spelled: the login key is the
+//! [`canonical_login`] (`CORP\alice`, `alice@corp.example`, `ALICE`,
+//! full-width `ａｌｉｃｅ` are one key), and with a search account the
+//! entry the login resolved to is counted too ([`entry_key`]), so any
+//! spelling the user filter accepts (a UPN whose prefix is not the
+//! sAMAccountName, `mail`, ...) spends the same budget.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -73,11 +81,44 @@ fn release(in_flight: &Mutex<HashMap<String, u64>>, keys: &[String]) {
     }
 }
 
-/// The counter keys of one sign-in attempt.
+/// The account part of a typed login, for the failure limit: NFKC
+/// (full-width and compatibility forms folded, as AD compares names
+/// ignoring width), lowercased, without a `DOMAIN\` prefix or an
+/// `@domain` suffix. Different domains' `alice` share a budget: stricter,
+/// never looser.
+pub fn canonical_login(login: &str) -> String {
+    let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(login.trim());
+    let lower = nfkc.to_lowercase();
+    let account = match lower.rsplit_once('\\') {
+        Some((_, user)) => user,
+        None => lower.as_str(),
+    };
+    let account = match account.rsplit_once('@') {
+        Some((user, _)) if !user.is_empty() => user,
+        _ => account,
+    };
+    account.trim().to_string()
+}
+
+fn hex_digest(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The counter key of the directory entry a login resolved to (its DN,
+/// lowercased: DNs compare case-insensitively in AD and for the usual
+/// naming attributes in OpenLDAP).
+pub fn entry_key(connection: &str, dn: &str) -> String {
+    let dn = dn.trim().to_lowercase();
+    format!("ldap:{connection}:entry:{}", hex_digest(&dn))
+}
+
+/// The counter keys of one sign-in attempt: the login's, then the client
+/// address's.
 pub fn keys(connection: &str, login: &str, client: IpAddr) -> [String; 2] {
-    let login = login.trim().to_lowercase();
-    let digest = Sha256::digest(login.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex_digest(&canonical_login(login));
     let addr = match client.to_canonical() {
         IpAddr::V6(v6) => {
             let s = v6.segments();

@@ -12,8 +12,13 @@
 //!   pending login named by the form's `csrf` field from this browser's
 //!   cookie, spent it, and checked it began at this connection; a POST
 //!   without one is refused before this code runs, so before the password
-//!   is looked at. Then: the failure limits (`ldap::limit`, per login name
-//!   and per client address), the directory, a [`VerifiedIdentity`].
+//!   is looked at. Then: the failure limits (`ldap::limit`, per canonical
+//!   login, per client address, and per directory entry once the search
+//!   found it), the directory, a [`VerifiedIdentity`]. That part runs in a
+//!   task of its own (`attempt`), so a browser that disconnects mid-bind
+//!   cannot keep its failure from being counted.
+//! - **After sign-in**: a password that expires within [`EXPIRY_WARNING`]
+//!   gets a notice page ([`SignIn::notice`]) with Continue.
 //! - **A refusal** shows the form again with the reason and a new token
 //!   (the refused one is spent); a directory that cannot be reached shows
 //!   the 503 page.
@@ -23,6 +28,7 @@
 //!   login name (usually an email address, SPEC 5.3).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -35,10 +41,10 @@ use super::{Directories, Directory, DirectoryError, DirectoryUser, Password};
 use crate::auth::form_get;
 use crate::config::{ConnectionKind, ConnectionSettings};
 use crate::connection::{
-    Begin, BeginRequest, CompleteRequest, Pending, Refusal, RefusalPage, SignIn, SignInError,
-    VerifiedIdentity,
+    Begin, BeginRequest, CompleteRequest, Notice, Pending, Refusal, RefusalPage, SignIn,
+    SignInError, VerifiedIdentity,
 };
-use crate::session::store::SessionStore;
+use crate::session::store::{SessionStore, StoreError};
 use crate::ui::{Pages, PasswordView};
 
 /// Longest `login_hint` pre-filled.
@@ -61,11 +67,17 @@ pub struct Shared<'a> {
 pub struct LdapSignIn<'a> {
     conn: &'a ConnectionSettings,
     shared: Shared<'a>,
+    /// Set by a successful `complete` whose password expires soon.
+    notice: std::sync::Mutex<Option<Notice>>,
 }
 
 impl<'a> LdapSignIn<'a> {
     pub fn new(conn: &'a ConnectionSettings, shared: Shared<'a>) -> LdapSignIn<'a> {
-        LdapSignIn { conn, shared }
+        LdapSignIn {
+            conn,
+            shared,
+            notice: std::sync::Mutex::new(None),
+        }
     }
 
     fn directory(&self) -> Result<Arc<Directory>, DirectoryError> {
@@ -96,18 +108,32 @@ impl<'a> LdapSignIn<'a> {
             Err(e) => return Err(self.refused(req, login, &e)),
         };
         let cfg = directory.settings();
-        let keys = super::limit::keys(&conn.name, login, req.client);
-        let failures = self.shared.failures;
-        let store = self.shared.store;
-        // Held until the outcome is recorded: an attempt under way counts
-        // against the limit, so concurrent guesses cannot all pass the check.
-        let _attempt = match failures
-            .begin(store, &keys, cfg.max_failed_logins, cfg.failure_window)
-            .await
-        {
-            Ok(Some(attempt)) => attempt,
-            Ok(None) => {
-                let minutes = cfg.failure_window.as_secs().div_ceil(60);
+        let window = cfg.failure_window;
+        // The attempt runs in a task of its own: a browser that disconnects
+        // mid-bind drops this request's future, but the bind still ends in
+        // its failure (or success) being counted, and the attempt stops
+        // counting as under way only then.
+        let attempt = tokio::spawn(attempt(
+            Attempt {
+                directory,
+                failures: self.shared.failures.clone(),
+                store: self.shared.store.clone(),
+                connection: conn.name.clone(),
+                login: login.to_string(),
+                client: req.client,
+            },
+            password,
+        ));
+        let outcome = attempt.await.unwrap_or_else(|e| {
+            Outcome::Refused(DirectoryError::Directory(format!(
+                "the sign-in task ended: {e}"
+            )))
+        });
+        let user = match outcome {
+            Outcome::User(u) => u,
+            Outcome::Refused(e) => return Err(self.refused(req, login, &e)),
+            Outcome::Limited => {
+                let minutes = window.as_secs().div_ceil(60);
                 let message = format!("Too many failed sign-ins for this account or from your network. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
                 let e = SignInError::new(
                     Refusal::RateLimited,
@@ -115,7 +141,7 @@ impl<'a> LdapSignIn<'a> {
                 );
                 return Err(again(e, &message, StatusCode::TOO_MANY_REQUESTS));
             }
-            Err(e) => {
+            Outcome::Store(e) => {
                 // Fail closed: the session could not be stored either.
                 return Err(SignInError::new(
                     Refusal::StoreUnavailable,
@@ -123,34 +149,20 @@ impl<'a> LdapSignIn<'a> {
                 ));
             }
         };
-
-        let result = directory.authenticate(login, &password).await;
-        drop(password);
-        let user = match result {
-            Ok(u) => u,
-            Err(e) => {
-                if matches!(
-                    e,
-                    DirectoryError::InvalidCredentials | DirectoryError::Account(_)
-                ) {
-                    if let Err(se) = failures.record(store, &keys, cfg.failure_window).await {
-                        tracing::error!(error = %se, "a failed sign-in could not be counted");
-                    }
-                }
-                return Err(self.refused(req, login, &e));
-            }
-        };
-        // The login's own count starts again; the address's does not (one
-        // success must not clear a spray of failures from that network).
-        if let Some(login_key) = keys.first() {
-            if let Err(e) = failures.reset(store, std::slice::from_ref(login_key)).await {
-                tracing::warn!(error = %e, "the failure count of a login could not be reset");
-            }
-        }
-        identity_of(conn, user).ok_or_else(|| {
+        let notice = user
+            .password_expires_in
+            .and_then(|left| expiry_notice(conn, left));
+        let identity = identity_of(conn, user).ok_or_else(|| {
             // An empty id attribute: the directory's answer names nobody.
             self.refused(req, login, &DirectoryError::NoUserId("(empty)".into()))
-        })
+        })?;
+        if let Some(n) = notice {
+            *self
+                .notice
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(n);
+        }
+        Ok(identity)
     }
 
     /// A refusal for a directory error: the form again with the reason (the
@@ -234,6 +246,146 @@ impl SignIn for LdapSignIn<'_> {
         req: CompleteRequest<'b>,
     ) -> BoxFuture<'b, Result<VerifiedIdentity, SignInError>> {
         Box::pin(async move { self.check(&req).await })
+    }
+
+    fn notice(&self) -> Option<Notice> {
+        self.notice
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// A password that expires within this is announced after sign-in (AD
+/// answers the expiry time whatever it is; OpenLDAP's ppolicy says it only
+/// within its own `pwdExpireWarning`, and is announced whenever it does).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// The notice for a password that expires in `left`, if soon.
+pub fn expiry_notice(conn: &ConnectionSettings, left: Duration) -> Option<Notice> {
+    if left > EXPIRY_WARNING {
+        return None;
+    }
+    let days = left.as_secs().div_ceil(24 * 3600);
+    let when = match days {
+        0 | 1 => "within a day".to_string(),
+        n => format!("in {n} days"),
+    };
+    let link = match &conn.kind {
+        ConnectionKind::Ldap(l) => l
+            .password_change_url
+            .as_ref()
+            .map(|u| ("Change your password".to_string(), u.to_string())),
+        _ => None,
+    };
+    let advice = if link.is_some() {
+        "Change it now, or continue and change it before then."
+    } else {
+        "Change it before then (your IT department can tell you how)."
+    };
+    Some(Notice {
+        title: "Your password expires soon".into(),
+        message: format!("Your password expires {when}. {advice}"),
+        link,
+    })
+}
+
+/// What one attempt needs, owned: it runs in a task of its own.
+struct Attempt {
+    directory: Arc<Directory>,
+    failures: Failures,
+    store: Arc<dyn SessionStore>,
+    connection: String,
+    login: String,
+    client: std::net::IpAddr,
+}
+
+enum Outcome {
+    User(DirectoryUser),
+    Refused(DirectoryError),
+    /// Beyond the failure limit.
+    Limited,
+    Store(StoreError),
+}
+
+/// The failure limits, the directory, and the counting of the outcome: one
+/// unit that runs to its end even if the request that started it is gone.
+async fn attempt(a: Attempt, password: Password) -> Outcome {
+    let cfg = a.directory.settings();
+    let (max, window) = (cfg.max_failed_logins, cfg.failure_window);
+    let mut keys = super::limit::keys(&a.connection, &a.login, a.client).to_vec();
+    // Held until the outcome is recorded: an attempt under way counts
+    // against the limit, so concurrent guesses cannot all pass the check.
+    let _typed = match a.failures.begin(&a.store, &keys, max, window).await {
+        Ok(Some(attempt)) => attempt,
+        Ok(None) => return Outcome::Limited,
+        Err(e) => return Outcome::Store(e),
+    };
+    let counted = |e: &DirectoryError| {
+        matches!(
+            e,
+            DirectoryError::InvalidCredentials | DirectoryError::Account(_)
+        )
+    };
+    let resolved = match a.directory.resolve(&a.login, &password).await {
+        Ok(r) => r,
+        Err(e) => {
+            if counted(&e) {
+                record(&a, &keys, window).await;
+            }
+            return Outcome::Refused(e);
+        }
+    };
+    // The entry the login names, however it was spelled: one budget.
+    let _entry = match resolved.dn() {
+        Some(dn) => {
+            let entry = super::limit::entry_key(&a.connection, dn);
+            match a
+                .failures
+                .begin(&a.store, std::slice::from_ref(&entry), max, window)
+                .await
+            {
+                Ok(Some(attempt)) => {
+                    keys.push(entry);
+                    Some(attempt)
+                }
+                Ok(None) => return Outcome::Limited,
+                Err(e) => return Outcome::Store(e),
+            }
+        }
+        None => None,
+    };
+    let result = a.directory.finish(resolved, &a.login, &password).await;
+    drop(password);
+    match result {
+        Ok(user) => {
+            // The login's own count starts again (and its entry's); the
+            // address's does not (one success must not clear a spray of
+            // failures from that network).
+            // keys: [login, address, entry?].
+            let own: Vec<String> = keys
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 1)
+                .map(|(_, k)| k.clone())
+                .collect();
+            if let Err(e) = a.failures.reset(&a.store, &own).await {
+                tracing::warn!(error = %e, "the failure count of a login could not be reset");
+            }
+            Outcome::User(user)
+        }
+        Err(e) => {
+            if counted(&e) {
+                record(&a, &keys, window).await;
+            }
+            Outcome::Refused(e)
+        }
+    }
+}
+
+async fn record(a: &Attempt, keys: &[String], window: Duration) {
+    if let Err(se) = a.failures.record(&a.store, keys, window).await {
+        tracing::error!(error = %se, "a failed sign-in could not be counted");
     }
 }
 

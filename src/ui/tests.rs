@@ -446,3 +446,31 @@ fn logout_confirmation_never_posts_anywhere_else() {
         );
     }
 }
+
+#[test]
+fn notice_page_has_plain_links_and_never_an_unsafe_one() {
+    let pages = pages();
+    let html = pages.notice(
+        "Your password expires soon",
+        "Your password expires in 3 days. <b>",
+        Some(("Change your password", "https://pw.example/change?a=1&b=2")),
+        "/reports?q=1",
+    );
+    assert!(html.contains("<h1>Your password expires soon</h1>"));
+    assert!(html.contains("in 3 days. &lt;b&gt;"), "escaped: {html}");
+    assert!(html.contains(">Change your password</a>"));
+    assert!(html.contains("&amp;b=2"));
+    assert!(html.contains(">Continue</a>"));
+    assert!(html.contains("href=\"&#x2f;reports?q=1\""), "{html}");
+    assert!(!html.contains("<script") && !has_event_handler(&html));
+    // A target or link that is not a path or http(s): left out / "/".
+    let html = pages.notice(
+        "t",
+        "m",
+        Some(("Change", "javascript:alert(1)")),
+        "//evil.example/",
+    );
+    assert!(!html.contains("javascript:"), "{html}");
+    assert!(!html.contains("evil.example"), "{html}");
+    assert!(html.contains("href=\"&#x2f;\">Continue</a>"), "{html}");
+}

@@ -5,6 +5,7 @@
 //! hostile cases and AD's sub-codes. Real tier: Debian's slapd (`slapd`).
 
 mod fake;
+mod samba;
 mod slapd;
 
 use std::time::Duration;
@@ -29,6 +30,8 @@ fn alice() -> FakeUser {
         name: "Alice Example".into(),
         sam: "alice".into(),
         ad_code: None,
+        bind_delay: None,
+        password_expiry: None,
     }
 }
 
@@ -42,6 +45,8 @@ fn with_code(name: &str, code: &'static str) -> FakeUser {
         name: name.into(),
         sam: name.into(),
         ad_code: Some(code),
+        bind_delay: None,
+        password_expiry: None,
     }
 }
 
@@ -670,4 +675,269 @@ async fn direct_bind_never_binds_with_a_typed_dn() {
     let html = open_form(&gw, &b, "").await;
     let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
     assert_eq!(r.status(), 302);
+}
+
+/// `gateway_config` with 127.0.0.1 as a trusted proxy, so each attempt can
+/// come from an address of its own (`X-Forwarded-For`): the per-address
+/// budget then never stands in for the per-login one.
+fn behind_proxy(toml: String) -> String {
+    toml.replacen(
+        "listen = \"127.0.0.1:0\"\n\n[admin]",
+        "listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n[admin]",
+        1,
+    )
+}
+
+async fn post_from(
+    gw: &TestGateway,
+    from: &str,
+    user: &str,
+    pw: &str,
+) -> (u16, String, reqwest::Client) {
+    let b = browser(gw);
+    let html = open_form(gw, &b, "").await;
+    let r = b
+        .post(gw.url(HOST, "/.auth/login/corp"))
+        .header("x-forwarded-for", from)
+        .form(&[
+            ("csrf", csrf(&html).as_str()),
+            ("username", user),
+            ("password", pw),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default(), b)
+}
+
+/// Re-spelling one account does not multiply its failure budget: AD takes
+/// `CORP\alice`, `alice@corp.test`, `ALICE`, and compares names ignoring
+/// width (`ａｌｉｃｅ`); each spelling from an address of its own.
+#[tokio::test]
+async fn login_spellings_of_one_account_share_one_failure_budget() {
+    // Search-then-bind: the filter takes the UPN or the sAMAccountName.
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = behind_proxy(gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "max_failed_logins = 3\nfailure_window = \"10m\"",
+    ))
+    .replace(
+        "(&(objectClass=user)(userPrincipalName={login}))",
+        "(&(objectClass=user)(|(userPrincipalName={login})(sAMAccountName={login})))",
+    );
+    let gw = TestGateway::start(&toml).await;
+    for (i, spelling) in ["CORP\\alice", "ＡＬＩＣＥ@corp.test", "Alice"]
+        .iter()
+        .enumerate()
+    {
+        let (s, body, _) = post_from(&gw, &format!("10.1.0.{i}"), spelling, "wrong").await;
+        assert_eq!(s, 401, "{spelling}: {body}");
+    }
+    let binds = ldap.user_binds();
+    let (s, _, _) = post_from(&gw, "10.1.0.9", "alice@corp.test", "correct horse").await;
+    assert_eq!(s, 429, "a fourth spelling is the same login");
+    assert_eq!(ldap.user_binds(), binds, "the directory was not asked");
+    gw.stop().await;
+
+    // The entry the login resolves to is a key of its own: a spelling with
+    // nothing in common with the others (the sAMAccountName `asmith` of
+    // the UPN alice@corp.test) still spends the same budget.
+    let mut a = alice();
+    a.sam = "asmith".into();
+    let ldap = FakeLdap::start(vec![a], groups()).await;
+    let toml = behind_proxy(gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "max_failed_logins = 2\nfailure_window = \"10m\"",
+    ))
+    .replace(
+        "(&(objectClass=user)(userPrincipalName={login}))",
+        "(&(objectClass=user)(|(userPrincipalName={login})(sAMAccountName={login})))",
+    );
+    let gw = TestGateway::start(&toml).await;
+    for (i, spelling) in ["alice@corp.test", "asmith"].iter().enumerate() {
+        let (s, _, _) = post_from(&gw, &format!("10.2.0.{i}"), spelling, "wrong").await;
+        assert_eq!(s, 401, "{spelling}");
+    }
+    let (s, _, _) = post_from(&gw, "10.2.0.9", "asmith", "correct horse").await;
+    assert_eq!(s, 429, "the entry's budget is spent");
+    gw.stop().await;
+
+    // Direct bind: the entry is unknown before the bind; the canonical
+    // login still joins DOMAIN\user, the UPN and case differences.
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let toml = behind_proxy(gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"\nmax_failed_logins = 2\nfailure_window = \"10m\"",
+    ))
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    for (i, spelling) in ["CORP\\Alice", "alice@CORP.TEST"].iter().enumerate() {
+        let (s, _, _) = post_from(&gw, &format!("10.3.0.{i}"), spelling, "wrong").await;
+        assert_eq!(s, 401, "{spelling}");
+    }
+    let (s, _, _) = post_from(&gw, "10.3.0.9", "alice@corp.test", "correct horse").await;
+    assert_eq!(s, 429);
+    gw.stop().await;
+}
+
+/// A browser that disconnects while its bind is under way drops the
+/// request; the attempt still runs to its end and its failure is counted
+/// (else closing the tab mid-bind would be a free guess).
+#[tokio::test]
+async fn a_sign_in_cancelled_mid_bind_is_still_counted() {
+    let mut slow = alice();
+    slow.bind_delay = Some(Duration::from_millis(1500));
+    let w = world(
+        vec![slow],
+        "max_failed_logins = 2\nfailure_window = \"10m\"",
+    )
+    .await;
+    // The first guess: the browser goes away while the directory thinks.
+    let b = browser(&w.gw);
+    let token = csrf(&open_form(&w.gw, &b, "").await);
+    let guess = {
+        let (b, url) = (b.clone(), w.gw.url(HOST, "/.auth/login/corp"));
+        tokio::spawn(async move {
+            b.post(url)
+                .form(&[
+                    ("csrf", token.as_str()),
+                    ("username", "alice@corp.test"),
+                    ("password", "guess-1"),
+                ])
+                .send()
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w.ldap.seen.lock().unwrap().binds_started == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bind never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    guess.abort();
+    assert!(guess.await.unwrap_err().is_cancelled());
+    // The second guess, then the right password: two failures are counted,
+    // so the limit refuses it without asking the directory.
+    let html = open_form(&w.gw, &b, "").await;
+    assert_eq!(
+        post(&w.gw, &b, &csrf(&html), "alice@corp.test", "guess-2")
+            .await
+            .status(),
+        401
+    );
+    let binds = w.ldap.user_binds();
+    let html = open_form(&w.gw, &b, "").await;
+    let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 429, "the cancelled guess was not counted");
+    assert_eq!(w.ldap.user_binds(), binds);
+}
+
+/// A FILETIME (100 ns since 1601) `days` from now.
+fn filetime_in(days: u64) -> u64 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + days * 86400;
+    (unix + 11_644_473_600) * 10_000_000
+}
+
+/// AD's `msDS-UserPasswordExpiryTimeComputed`: within 14 days, a notice
+/// page after sign-in (the session already made) with the
+/// `password_change_url` link and a Continue link to the target; later,
+/// or never, straight to the target.
+#[tokio::test]
+async fn a_password_that_expires_soon_gets_a_notice_with_continue() {
+    let mut soon = alice();
+    soon.password_expiry = Some(filetime_in(3) + 600 * 10_000_000);
+    let mut later = with_code("later", "none");
+    later.ad_code = None;
+    later.password = "pw".into();
+    later.guid = [9; 16];
+    later.password_expiry = Some(filetime_in(30));
+    let mut never = with_code("never", "none");
+    never.ad_code = None;
+    never.password = "pw".into();
+    never.guid = [8; 16];
+    never.password_expiry = Some(0x7FFF_FFFF_FFFF_FFFF);
+    let w = world(
+        vec![soon, later, never],
+        "password_change_url = \"https://passwords.corp.test/change?a=1&b=2\"",
+    )
+    .await;
+    let b = browser(&w.gw);
+    let html = open_form(&w.gw, &b, "?login_hint=alice@corp.test").await;
+    let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().contains("HttpOnly")));
+    // The templates escape `/` as `&#x2f;`.
+    let page = r.text().await.unwrap().replace("&#x2f;", "/");
+    assert!(page.contains("Your password expires in 4 days"), "{page}");
+    assert!(
+        page.contains("href=\"https://passwords.corp.test/change?a=1&amp;b=2\""),
+        "{page}"
+    );
+    assert!(page.contains("href=\"/\">Continue</a>"), "{page}");
+    assert!(!page.contains("<script"), "works without JavaScript");
+    // Signed in already: Continue leads to the app.
+    let r = b.get(w.gw.url(HOST, "/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for user in ["later@corp.test", "never@corp.test"] {
+        let b = browser(&w.gw);
+        let html = open_form(&w.gw, &b, "").await;
+        let r = post(&w.gw, &b, &csrf(&html), user, "pw").await;
+        assert_eq!(r.status(), 302, "{user}");
+    }
+}
+
+/// AD direct bind with a down-level name: `CORP\\alice` is read by its
+/// sAMAccountName in this domain; a trusted domain's `OTHER\\alice`, which
+/// AD would let bind, is refused rather than read as this domain's alice.
+#[tokio::test]
+async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"",
+    )
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "corp\\ALICE", "correct horse").await;
+    assert_eq!(r.status(), 302, "{:?}", r.text().await);
+    let me: serde_json::Value = b
+        .get(gw.url(HOST, "/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], "corp:01020304-0506-0708-090a-0b0c0d0e0f10");
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "OTHER\\alice", "correct horse").await;
+    assert_eq!(r.status(), 503);
+    let r = b.get(gw.url(HOST, "/.auth/me")).send().await.unwrap();
+    assert_ne!(r.status(), 200, "no session for another domain's account");
 }

@@ -133,3 +133,65 @@ fn ppolicy_response_errors_are_read() {
     assert_eq!(ppolicy_error(&[]), None);
     assert_eq!(ppolicy_error(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
 }
+
+#[test]
+fn ppolicy_time_before_expiration_is_read_from_the_warning() {
+    // SEQUENCE { warning [0] { timeBeforeExpiration [0] 432000 } }
+    let v = [0x30, 0x07, 0xa0, 0x05, 0x80, 0x03, 0x06, 0x97, 0x80];
+    assert_eq!(ppolicy_time_before_expiration(&v), Some(432_000));
+    // A leading zero byte keeps the integer non-negative: 0x80 = 128.
+    let v = [0x30, 0x06, 0xa0, 0x04, 0x80, 0x02, 0x00, 0x80];
+    assert_eq!(ppolicy_time_before_expiration(&v), Some(128));
+    // graceAuthNsRemaining [1], an error only, negative, too long,
+    // truncated: no expiry time.
+    let grace = [0x30, 0x05, 0xa0, 0x03, 0x81, 0x01, 0x02];
+    assert_eq!(ppolicy_time_before_expiration(&grace), None);
+    let error = [0x30, 0x03, 0x81, 0x01, 0x00];
+    assert_eq!(ppolicy_time_before_expiration(&error), None);
+    let negative = [0x30, 0x05, 0xa0, 0x03, 0x80, 0x01, 0xff];
+    assert_eq!(ppolicy_time_before_expiration(&negative), None);
+    let long = [
+        0x30, 0x0a, 0xa0, 0x08, 0x80, 0x06, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05,
+    ];
+    assert_eq!(ppolicy_time_before_expiration(&long), None);
+    assert_eq!(ppolicy_time_before_expiration(&v[..5]), None);
+    assert_eq!(ppolicy_time_before_expiration(&[]), None);
+    // The warning does not hide an error after it (and vice versa).
+    let both = [
+        0x30, 0x0a, 0xa0, 0x05, 0x80, 0x03, 0x06, 0x97, 0x80, 0x81, 0x01, 0x02,
+    ];
+    assert_eq!(ppolicy_time_before_expiration(&both), Some(432_000));
+    assert_eq!(ppolicy_error(&both), Some(AccountState::MustChangePassword));
+}
+
+#[test]
+fn ad_password_expiry_is_a_filetime_with_never_and_zero() {
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let ft = |unix: u64| ((unix + 11_644_473_600) * 10_000_000).to_string();
+    assert_eq!(
+        ad_expires_in(&ft(1_800_000_000 + 5 * 86400), now),
+        Some(Duration::from_secs(5 * 86400))
+    );
+    // Already past: no time left (the bind says 532 in that case anyway).
+    assert_eq!(ad_expires_in(&ft(1_700_000_000), now), Some(Duration::ZERO));
+    assert_eq!(ad_expires_in("9223372036854775807", now), None);
+    assert_eq!(ad_expires_in("0", now), None);
+    assert_eq!(ad_expires_in("-1", now), None);
+    assert_eq!(ad_expires_in("soon", now), None);
+    // Before 1970: nothing.
+    assert_eq!(ad_expires_in("1", now), None);
+}
+
+#[test]
+fn down_level_logon_names_are_split_only_when_the_template_is_not_a_dn() {
+    assert_eq!(nt4_name("{login}", "CORP\\alice"), Some(("CORP", "alice")));
+    assert_eq!(
+        nt4_name("CORP\\{login}", "CORP\\alice"),
+        Some(("CORP", "alice"))
+    );
+    assert_eq!(nt4_name("{login}", "alice@corp.example"), None);
+    assert_eq!(nt4_name("cn={login},dc=x", "CORP\\alice"), None);
+    assert_eq!(nt4_name("{login}", "\\alice"), None);
+    assert_eq!(nt4_name("{login}", "CORP\\"), None);
+    assert_eq!(nt4_name("{login}", "A\\B\\c"), None);
+}

@@ -98,3 +98,40 @@ async fn a_reset_clears_the_login_s_count_and_not_the_address_s() {
     assert!(!f.blocked(&store, &login_only, 2, w).await.unwrap());
     assert!(f.blocked(&store, &addr_only, 3, w).await.unwrap());
 }
+
+#[test]
+fn spellings_of_one_account_have_one_canonical_login() {
+    for spelling in [
+        "alice",
+        "ALICE",
+        " Alice ",
+        "CORP\\alice",
+        "corp\\ALICE",
+        "alice@corp.example",
+        "Alice@CORP.EXAMPLE",
+        "CORP\\alice@corp.example",
+        // Full-width forms, which AD compares as the ASCII ones.
+        "ａｌｉｃｅ",
+        "ＡＬＩＣＥ@corp.example",
+        "ＣＯＲＰ＼ａｌｉｃｅ",
+    ] {
+        assert_eq!(canonical_login(spelling), "alice", "{spelling:?}");
+    }
+    assert_ne!(canonical_login("alice2"), "alice");
+    // An empty account part is kept as typed, not "".
+    assert_eq!(canonical_login("@corp.example"), "@corp.example");
+    let k = |login| keys("c", login, "10.0.0.1".parse().unwrap())[0].clone();
+    assert_eq!(k("CORP\\Alice"), k("alice@corp.example"));
+    assert_ne!(k("alice"), k("bob"));
+}
+
+#[test]
+fn entry_keys_ignore_dn_case_and_differ_from_login_keys() {
+    assert_eq!(
+        entry_key("c", "CN=Alice,CN=Users,DC=corp,DC=example"),
+        entry_key("c", "cn=alice,cn=users,dc=corp,dc=example")
+    );
+    assert_ne!(entry_key("c", "cn=a"), entry_key("d", "cn=a"));
+    assert!(entry_key("c", "cn=a").starts_with("ldap:c:entry:"));
+    assert!(!entry_key("c", "cn=alice").contains("alice"));
+}

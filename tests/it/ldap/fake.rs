@@ -31,6 +31,10 @@ pub struct FakeUser {
     pub sam: String,
     /// AD's `data` sub-code answered to every bind of this user.
     pub ad_code: Option<&'static str>,
+    /// How long this user's binds take to be answered.
+    pub bind_delay: Option<Duration>,
+    /// `msDS-UserPasswordExpiryTimeComputed` (a FILETIME), if any.
+    pub password_expiry: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -46,6 +50,8 @@ pub struct Seen {
     /// Bind DNs with whether a password was sent (never the password).
     pub binds: Vec<(String, bool)>,
     pub filters: Vec<LdapFilter>,
+    /// Slow binds (`bind_delay`) received, counted before their wait.
+    pub binds_started: usize,
 }
 
 pub struct FakeLdap {
@@ -150,6 +156,17 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 _ => return,
             }
         };
+        if let LdapOp::BindRequest(b) = &msg.op {
+            let delay = users
+                .iter()
+                .find(|u| u.dn.eq_ignore_ascii_case(&b.dn) || u.upn.eq_ignore_ascii_case(&b.dn))
+                .and_then(|u| u.bind_delay);
+            if let Some(d) = delay {
+                // Seen before the wait: a test can act while the bind is slow.
+                seen.lock().unwrap().binds_started += 1;
+                tokio::time::sleep(d).await;
+            }
+        }
         let replies = answer(msg, users, groups, seen);
         let Some(replies) = replies else { return };
         let mut out = BytesMut::new();
@@ -208,10 +225,14 @@ fn answer(
                 } else {
                     bad(&ad("52e"))
                 }
-            } else if let Some(u) = users
-                .iter()
-                .find(|u| u.dn.eq_ignore_ascii_case(&b.dn) || u.upn.eq_ignore_ascii_case(&b.dn))
-            {
+            } else if let Some(u) = users.iter().find(|u| {
+                u.dn.eq_ignore_ascii_case(&b.dn)
+                    || u.upn.eq_ignore_ascii_case(&b.dn)
+                    // A down-level name: any domain (a trusted one's too).
+                    || b.dn
+                        .split_once('\\')
+                        .is_some_and(|(_, sam)| sam.eq_ignore_ascii_case(&u.sam))
+            }) {
                 match (u.ad_code, pw == u.password) {
                     (Some(code), _) => bad(&ad(code)),
                     (None, true) => ok,
@@ -278,9 +299,39 @@ fn all_entries(users: &[FakeUser], groups: &[FakeGroup]) -> Vec<(String, Attrs)>
                 ("displayName".into(), vec![u.name.clone().into_bytes()]),
                 ("sAMAccountName".into(), vec![u.sam.clone().into_bytes()]),
                 ("memberOf".into(), member_of),
+                (
+                    "msDS-UserPasswordExpiryTimeComputed".into(),
+                    u.password_expiry
+                        .map(|v| v.to_string().into_bytes())
+                        .into_iter()
+                        .collect(),
+                ),
             ],
         ));
     }
+    // The rootDSE and this domain's crossRef (its NetBIOS name: CORP).
+    v.push((
+        String::new(),
+        vec![
+            ("objectClass".into(), vec![b"top".to_vec()]),
+            (
+                "defaultNamingContext".into(),
+                vec![BASE.as_bytes().to_vec()],
+            ),
+            (
+                "configurationNamingContext".into(),
+                vec![format!("cn=configuration,{BASE}").into_bytes()],
+            ),
+        ],
+    ));
+    v.push((
+        format!("cn=corp,cn=partitions,cn=configuration,{BASE}"),
+        vec![
+            ("objectClass".into(), vec![b"crossRef".to_vec()]),
+            ("nCName".into(), vec![BASE.as_bytes().to_vec()]),
+            ("nETBIOSName".into(), vec![b"CORP".to_vec()]),
+        ],
+    ));
     for g in groups {
         v.push((
             g.dn.clone(),

@@ -236,6 +236,14 @@ pwdMaxFailure: 3
 pwdLockoutDuration: 0
 pwdMustChange: TRUE
 
+dn: cn=warn,ou=policies,dc=corp,dc=test
+objectClass: pwdPolicy
+objectClass: device
+cn: warn
+pwdAttribute: userPassword
+pwdMaxAge: 432000
+pwdExpireWarning: 2592000
+
 dn: cn=svc,ou=service,dc=corp,dc=test
 objectClass: organizationalRole
 objectClass: simpleSecurityObject
@@ -266,6 +274,15 @@ cn: Dave Reset
 sn: Reset
 mail: dave@corp.test
 userPassword: dave-pw
+
+dn: uid=frank,ou=people,dc=corp,dc=test
+objectClass: inetOrgPerson
+uid: frank
+cn: Frank Warned
+sn: Warned
+mail: frank@corp.test
+userPassword: frank-pw
+pwdPolicySubentry: cn=warn,ou=policies,dc=corp,dc=test
 
 dn: cn=hr,ou=groups,dc=corp,dc=test
 objectClass: groupOfNames
@@ -456,4 +473,39 @@ async fn start_tls_on_a_plain_ldap_url_signs_in() {
         err.contains("connection[0].url") && err.contains("plain LDAP"),
         "{err}"
     );
+}
+
+/// ppolicy's `pwdExpireWarning`: frank's password expires in five days and
+/// his policy warns within thirty, so the bind's password policy control
+/// carries `timeBeforeExpiration`: a notice after sign-in, with the
+/// `password_change_url` link and Continue to the target.
+#[tokio::test]
+async fn ppolicy_expiry_warning_shows_a_notice_after_sign_in() {
+    let slapd = tokio::task::spawn_blocking(Slapd::start).await.unwrap();
+    let up = EchoUpstream::start().await;
+    let gw = TestGateway::start(&config(
+        &slapd,
+        &up.url(),
+        "password_change_url = \"https://passwords.corp.test/\"",
+    ))
+    .await;
+    let b = super::browser(&gw);
+    let html = super::open_form(&gw, &b, "").await;
+    let r = super::post(&gw, &b, &super::csrf(&html), "frank", "frank-pw").await;
+    assert_eq!(r.status(), 200);
+    // The templates escape `/` as `&#x2f;`.
+    let page = r.text().await.unwrap().replace("&#x2f;", "/");
+    assert!(page.contains("Your password expires in 5 days"), "{page}");
+    assert!(
+        page.contains("href=\"https://passwords.corp.test/\""),
+        "{page}"
+    );
+    assert!(page.contains(">Continue</a>"), "{page}");
+    // Signed in: the app answers.
+    let r = b.get(gw.url(super::HOST, "/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // alice's policy has no expiry: no notice.
+    let (status, _, _) = sign_in(&gw, "alice", "correct horse").await;
+    assert_eq!(status, 302);
+    gw.stop().await;
 }
