@@ -11,6 +11,7 @@
 //! request move one cache line from core to core.
 
 mod conn;
+mod health;
 mod proxy_protocol;
 mod tls;
 mod watchdog;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 use crate::config::Settings;
 use crate::gateway::{BuildError, Gateway, Shared};
 
+pub use health::HEALTH_PATH;
 pub use proxy_protocol::{read_header as read_proxy_header, Prefixed, ProxyHeaderError};
 pub use tls::TlsError;
 pub use workers::WorkerError;
@@ -104,6 +106,9 @@ pub(crate) struct Inner {
     /// Settings that need a restart to change (listen addresses, TLS on/off).
     started_with: StartedWith,
     ready: AtomicBool,
+    /// Set first thing on SIGTERM (before `shutdown_delay`): tells the
+    /// health answer "shutting down" from "starting".
+    shutting_down: AtomicBool,
     /// `true` once shutdown began: accept loops stop, connections drain.
     stop: watch::Sender<bool>,
     connections: ConnCount,
@@ -174,6 +179,17 @@ impl Inner {
     /// (The session store check is the admin listener's.)
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// What `GET /.auth/health` on the traffic port reports.
+    pub(crate) fn health_state(&self) -> health::State {
+        if self.is_ready() {
+            health::State::Ready
+        } else if self.shutting_down.load(Ordering::Acquire) {
+            health::State::ShuttingDown
+        } else {
+            health::State::Starting
+        }
     }
 
     fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
@@ -288,10 +304,20 @@ impl Running {
         self.inner.install(settings)
     }
 
-    /// Readiness 503, stop accepting, drain in-flight requests up to `shutdown_grace`.
+    /// Readiness 503 (admin `/readyz` and `/.auth/health`), keep accepting
+    /// for `shutdown_delay`, then stop accepting and drain in-flight
+    /// requests up to `shutdown_grace`.
     pub async fn shutdown(self) {
-        let grace = self.inner.current().settings.server.shutdown_grace;
+        let server = self.inner.current().settings.server.clone();
+        let grace = server.shutdown_grace;
+        self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.ready.store(false, Ordering::Release);
+        if !server.shutdown_delay.is_zero() {
+            // Load balancers see the 503 on their next health checks and
+            // stop sending; whatever they still send meanwhile is served.
+            tracing::info!(delay = ?server.shutdown_delay, "not ready; still accepting for shutdown_delay before draining");
+            tokio::time::sleep(server.shutdown_delay).await;
+        }
         // Stops the accept loop (its listener is dropped, so new connections
         // are refused) and asks every connection to finish its in-flight
         // requests and close (HTTP/1.1: after the current response; h2: GOAWAY).
@@ -367,6 +393,7 @@ async fn start_inner(
         config_path,
         started_with,
         ready: AtomicBool::new(false),
+        shutting_down: AtomicBool::new(false),
         stop,
         connections: ConnCount::default(),
         reload_lock: tokio::sync::Mutex::new(()),
