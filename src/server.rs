@@ -240,13 +240,15 @@ impl Inner {
             // The upstream pools are sized for the running threads.
             settings.server.workers = self.started_with.workers;
         }
-        let gateway = Gateway::new(Arc::new(settings), &self.shared).map_err(ReloadError::Build)?;
+        let settings = Arc::new(settings);
+        let gateway = Gateway::new(settings.clone(), &self.shared).map_err(ReloadError::Build)?;
         if let (Some(slot), Some(cfg)) = (&self.tls, tls) {
             *slot.write().unwrap_or_else(|e| e.into_inner()) = cfg;
         }
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(gateway);
         // After the swap: whoever sees the new number gets the new generation.
         self.generation_number.fetch_add(1, Ordering::Release);
+        self.shared.metrics.config_loaded(&settings, true);
         Ok(())
     }
 }
@@ -255,6 +257,14 @@ impl Running {
     /// Reload: re-read the config file (if started with one) and TLS certificates;
     /// on any error log it and keep the old generation. Returns whether the new one was taken.
     pub async fn reload(&self) -> bool {
+        let taken = self.reload_once().await;
+        if !taken {
+            self.inner.shared.metrics.config_reload_failed();
+        }
+        taken
+    }
+
+    async fn reload_once(&self) -> bool {
         let _one_at_a_time = self.inner.reload_lock.lock().await;
         let settings = match &self.inner.config_path {
             Some(path) => {
@@ -384,6 +394,7 @@ async fn start_inner(
     };
     let worker_count = settings.server.workers;
     let gateway = Gateway::new(Arc::new(settings), &shared).map_err(StartError::Build)?;
+    shared.metrics.config_loaded(&gateway.settings, false);
     let (stop, _) = watch::channel(false);
     let inner = Arc::new(Inner {
         generation: RwLock::new(Arc::new(gateway)),
