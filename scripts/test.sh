@@ -46,7 +46,8 @@ die() {
 # haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs);
 # xmlsec1: the reference XML signature verifier the SAML differential test compares with.
 # slapd, ldap-utils: the real directory of the LDAP tier (tests/it/ldap/slapd.rs).
-APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1 slapd ldap-utils)
+# prometheus: its promtool checks deploy/monitoring's alert rules (tests/it/monitoring.rs).
+APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1 slapd ldap-utils prometheus)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -86,6 +87,10 @@ if ((${#missing[@]} > 0)); then
     "${SUDO[@]}" rm -f "$policy"
   fi
   ((status == 0)) || die "apt-get failed (exit $status) installing: ${missing[*]}"
+  # Only promtool is needed: the prometheus package enables its server at boot.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+    "${SUDO[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 else
   echo "all present: ${APT_PACKAGES[*]} node npm"
 fi
