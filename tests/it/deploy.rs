@@ -958,7 +958,7 @@ fn final_stage(ins: &[(String, String)]) -> &[(String, String)] {
 }
 
 #[test]
-fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
+fn dockerfile_builds_in_a_stage_and_runs_distroless_non_root_stripped_with_a_healthcheck_command() {
     let text = read("Dockerfile");
     let ins = dockerfile_instructions(&text);
     let froms: Vec<&str> = ins
@@ -973,18 +973,28 @@ fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
         "{build_stage}"
     );
     let runtime = final_stage(&ins);
+    // No shell and no package manager in the runtime: distroless (or scratch), and so
+    // no RUN in its stage (there is nothing to run it with).
+    let base = runtime[0].1.to_ascii_lowercase();
     assert!(
-        runtime[0].1.contains("slim") || runtime[0].1.contains("distroless"),
-        "a small runtime image: {}",
-        runtime[0].1
+        base.starts_with("gcr.io/distroless/") || base.starts_with("scratch"),
+        "a distroless or scratch runtime: {base}"
+    );
+    assert!(
+        !runtime.iter().any(|(i, _)| i == "RUN"),
+        "RUN in a runtime without a shell"
     );
     assert!(runtime
         .iter()
         .any(|(i, a)| i == "COPY" && a.starts_with("--from=build ")));
+    let build = ins
+        .iter()
+        .find(|(i, a)| i == "RUN" && a.contains("cargo build --release --locked"))
+        .expect("the build uses Cargo.lock");
     assert!(
-        ins.iter()
-            .any(|(i, a)| i == "RUN" && a.contains("cargo build --release --locked")),
-        "the build uses Cargo.lock"
+        build.1.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"),
+        "a stripped binary: {}",
+        build.1
     );
 
     let users: Vec<&str> = runtime
@@ -1005,8 +1015,11 @@ fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
         .position(|(i, _)| i == "ENTRYPOINT")
         .expect("ENTRYPOINT");
     assert!(user_at < entry_at);
+    let entry: Vec<String> = serde_json::from_str(&runtime[entry_at].1).expect("exec form");
+    assert_eq!(entry, ["/usr/local/bin/realmgate"]);
 
-    // The health check probes the admin port the image configures and exposes.
+    // The admin port the image configures is exposed; the health check is realmgate's
+    // own command (exec form: no shell).
     let admin_env = runtime
         .iter()
         .find(|(i, a)| i == "ENV" && a.starts_with("REALMGATE_ADMIN__LISTEN="))
@@ -1018,9 +1031,25 @@ fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
         .1
         .split_whitespace()
         .any(|p| p == admin.port().to_string()));
-    let script = healthcheck_script(&text);
-    assert!(script.contains(&format!("/dev/tcp/127.0.0.1/{}", admin.port())));
-    assert!(script.contains("GET /healthz"));
+    assert_eq!(
+        healthcheck_argv(&text),
+        ["/usr/local/bin/realmgate", "healthcheck"]
+    );
+
+    // The size budget the Dockerfile states is the one the check script enforces.
+    let script = read("check-image-size.sh");
+    let budget: u64 = script
+        .lines()
+        .find_map(|l| l.strip_prefix("BUDGET_BYTES="))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("BUDGET_BYTES=<n> in check-image-size.sh");
+    let mib = budget / (1024 * 1024);
+    assert_eq!(budget, mib * 1024 * 1024);
+    assert!(
+        text.contains(&format!("at most {mib} MiB uncompressed")),
+        "deploy/Dockerfile states the budget of check-image-size.sh ({mib} MiB)"
+    );
 
     // The build context filter lets in what `cargo build` needs.
     let ignore = read("Dockerfile.dockerignore");
@@ -1032,23 +1061,54 @@ fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
     }
 }
 
-/// The shell script of the Dockerfile's `HEALTHCHECK ... CMD ["bash", "-c", script]`.
-fn healthcheck_script(dockerfile: &str) -> String {
+/// The argv of the Dockerfile's `HEALTHCHECK ... CMD [exec form]`.
+fn healthcheck_argv(dockerfile: &str) -> Vec<String> {
     let ins = dockerfile_instructions(dockerfile);
     let (_, args) = final_stage(&ins)
         .iter()
         .find(|(i, _)| i == "HEALTHCHECK")
         .expect("a HEALTHCHECK in the runtime stage");
     let json = &args[args.find("CMD [").expect("HEALTHCHECK ... CMD [exec form]") + 4..];
-    let argv: Vec<String> = serde_json::from_str(json).expect("CMD is a JSON array");
-    assert_eq!(argv[..2], ["bash", "-c"], "{argv:?}");
-    argv[2].clone()
+    serde_json::from_str(json).expect("CMD is a JSON array")
+}
+
+/// The check script measures an image through the engine's `image inspect`: run
+/// with a stand-in engine that reports a size, it passes within the budget, fails
+/// over it and says so, and says what is missing without an image.
+#[test]
+fn image_size_check_script_enforces_the_budget() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for `docker image inspect --format {{.Size}} IMAGE`.
+    let engine = dir.path().join("engine");
+    std::fs::write(
+        &engine,
+        "#!/bin/sh\n[ \"$1 $2 $5\" = \"image inspect realmgate\" ] || exit 1\necho \"$SIZE\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |size: &str, image: &str| {
+        Command::new("sh")
+            .arg(deploy().join("check-image-size.sh"))
+            .arg(image)
+            .env("CONTAINER_ENGINE", &engine)
+            .env("SIZE", size)
+            .output()
+            .unwrap()
+    };
+    let ok = run("24000000", "realmgate");
+    assert!(ok.status.success(), "{}", output_text(&ok));
+    let over = run("52428800", "realmgate");
+    assert_eq!(over.status.code(), Some(1), "{}", output_text(&over));
+    assert!(output_text(&over).contains("over the budget of 41943040 bytes"));
+    let none = run("1", "other");
+    assert_eq!(none.status.code(), Some(2), "{}", output_text(&none));
+    assert!(output_text(&none).contains("build it first"));
 }
 
 #[test]
-fn dockerfile_healthcheck_passes_against_a_running_gateway_and_fails_once_it_stopped() {
-    let bash = require("bash", "bash");
-    let script = healthcheck_script(&read("Dockerfile"));
+fn dockerfile_healthcheck_command_passes_against_a_ready_gateway_and_fails_draining_and_stopped() {
+    let argv = healthcheck_argv(&read("Dockerfile"));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("realmgate.toml");
     let route = crate::util::route(
@@ -1058,51 +1118,59 @@ fn dockerfile_healthcheck_passes_against_a_running_gateway_and_fails_once_it_sto
         "http://127.0.0.1:9",
         "public = [\"/\"]",
     );
-    // The admin port is reserved for the whole test: once the gateway stopped, nothing
-    // else can listen there and make the failing check pass.
-    let admin = ReservedPort::new();
+    // Both ports are reserved for the whole test: once the gateway stopped, nothing
+    // else can listen there and make the failing check pass. A long shutdown_delay
+    // holds the gateway in its draining state until a second SIGTERM.
+    let (admin, proxy) = (ReservedPort::new(), ReservedPort::new());
     let toml = crate::util::Config::new()
+        .listen(proxy.addr())
         .admin_listen(admin.addr())
+        .server("shutdown_delay = \"60s\"")
         .table(crate::util::unreachable_oidc())
         .table(route)
         .render();
     std::fs::write(&config, toml).unwrap();
     let mut gateway = Realmgate::start(&config);
     assert_eq!(gateway.admin, admin.addr());
-    let run = |port: u16| {
-        let mut child = Command::new(&bash)
-            .arg("-c")
-            .arg(script.replace(
-                "/dev/tcp/127.0.0.1/9090",
-                &format!("/dev/tcp/127.0.0.1/{port}"),
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run the health check");
-        // Docker's --timeout=3s, with room for a loaded machine.
-        let end = Instant::now() + Duration::from_secs(6);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() >= end {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    // The image's command with this build's binary, configured as the image is: by
+    // REALMGATE_CONFIG (the admin address given the same way as the image's ENV).
+    let check = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(&argv[1..])
+            .args(extra)
+            .env("REALMGATE_CONFIG", &config)
+            .env("REALMGATE_ADMIN__LISTEN", admin.addr().to_string())
+            .output()
+            .expect("run realmgate healthcheck");
+        (out.status.code(), output_text(&out))
     };
-    let port = gateway.admin.port();
-    assert!(
-        run(port),
-        "health check against a running gateway; log:\n{}",
-        gateway.log()
-    );
+    let (code, out) = check(&[]);
+    assert_eq!(code, Some(0), "{out}\nlog:\n{}", gateway.log());
+    assert!(out.contains("ready: GET http://127.0.0.1:"), "{out}");
+    let (code, out) = check(&["--traffic"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("/.auth/health"), "{out}");
+
+    gateway.signal("-TERM");
+    let end = Instant::now() + DEADLINE;
+    let (code, out) = loop {
+        let (code, out) = check(&[]);
+        if code != Some(0) || Instant::now() > end {
+            break (code, out);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("503"), "{out}");
+    let (code, out) = check(&["--traffic"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not ready: shutting down"), "{out}");
+
     gateway.signal("-TERM");
     assert_eq!(gateway.wait_exit(DEADLINE), Some(0));
-    assert!(!run(port), "health check passes with nothing listening");
+    let (code, out) = check(&[]);
+    assert_eq!(code, Some(1), "passes with nothing listening: {out}");
+    assert!(out.contains("cannot connect"), "{out}");
 }
 
 /// `haproxy -db -f FILE` (foreground); killed by PID on drop.
