@@ -484,36 +484,168 @@ fn systemd_unit_is_sandboxed_reloads_with_sighup_and_passes_secrets_as_credentia
 }
 
 // === Kubernetes ===
+//
+// deploy/kubernetes is a kustomize tree: base/, components/ (redis, monitoring),
+// overlays/ (evaluation, production) and examples/ (Ingresses, applied by hand).
+// Neither kubectl nor kustomize is packaged by Debian, so the test command builds the
+// kustomizations with [`kustomize`] below: the subset of kustomize the tree uses
+// (resources, components, strategic-merge patches of maps, configMapGenerator with a
+// content-hash suffix, namespace), checked against `kubectl kustomize` by hand.
 
-/// Every document of every YAML file in deploy/kubernetes, by file name.
-fn manifests() -> Vec<(String, Yaml)> {
-    let dir = deploy().join("kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
+fn k8s() -> PathBuf {
+    deploy().join("kubernetes")
+}
+
+/// The YAML documents of a file (null documents dropped).
+fn yaml_docs(path: &Path) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(path).unwrap();
     let mut out = Vec::new();
-    for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let value = <Yaml as serde::Deserialize>::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"));
-            if !value.is_null() {
-                out.push((name.clone(), value));
-            }
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = <Yaml as serde::Deserialize>::deserialize(doc)
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+        if !value.is_null() {
+            out.push(value);
         }
     }
     out
 }
 
+/// Every YAML file under deploy/kubernetes, relative to it, with its documents.
+fn manifest_files() -> Vec<(String, Vec<Yaml>)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    walk(&k8s(), &mut paths);
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(k8s()).unwrap().display().to_string();
+            (rel, yaml_docs(&p))
+        })
+        .collect()
+}
+
+/// `patch` merged into `target`: maps key by key, anything else replaced.
+fn merge(target: &mut Yaml, patch: &Yaml) {
+    match (target, patch) {
+        (Yaml::Mapping(t), Yaml::Mapping(p)) => {
+            for (k, v) in p {
+                match t.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// The objects the kustomization in `dir` builds (see the section comment).
+fn kustomize(dir: &Path) -> Vec<Yaml> {
+    let mut out = Vec::new();
+    kustomize_into(dir, &mut out);
+    out
+}
+
+fn kustomize_into(dir: &Path, out: &mut Vec<Yaml>) {
+    let k = &yaml_docs(&dir.join("kustomization.yaml"))[0];
+    let list = |key: &str| -> Vec<String> {
+        k[key]
+            .as_sequence()
+            .map(|l| l.iter().map(|v| s(v, key).to_string()).collect())
+            .unwrap_or_default()
+    };
+    for r in list("resources") {
+        let p = dir.join(&r);
+        if p.is_dir() {
+            kustomize_into(&p, out);
+        } else {
+            out.extend(yaml_docs(&p));
+        }
+    }
+    for c in list("components") {
+        let p = dir.join(&c);
+        assert_eq!(
+            yaml_docs(&p.join("kustomization.yaml"))[0]["kind"].as_str(),
+            Some("Component"),
+            "{c} is a Component"
+        );
+        kustomize_into(&p, out);
+    }
+    if let Some(gens) = k["configMapGenerator"].as_sequence() {
+        assert!(
+            k["generatorOptions"]["disableNameSuffixHash"].as_bool() != Some(true),
+            "generatorOptions.disableNameSuffixHash: config changes would not roll the pods"
+        );
+        for g in gens {
+            assert!(
+                g["options"]["disableNameSuffixHash"].as_bool() != Some(true),
+                "disableNameSuffixHash: config changes would not roll the pods"
+            );
+            let name = s(&g["name"], "configMapGenerator name");
+            let mut data = serde_yaml_ng::Mapping::new();
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            for f in g["files"].as_sequence().expect("configMapGenerator files") {
+                let f = s(f, "file");
+                let text = std::fs::read_to_string(dir.join(f)).unwrap();
+                sha2::Digest::update(&mut hasher, f.as_bytes());
+                sha2::Digest::update(&mut hasher, text.as_bytes());
+                data.insert(Yaml::from(f), Yaml::from(text));
+            }
+            let hash = crate::util::hex(&sha2::Digest::finalize(hasher)[..5]);
+            let hashed = format!("{name}-{hash}");
+            let cm: Yaml = serde_yaml_ng::from_str(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {hashed}\n"
+            ))
+            .unwrap();
+            let mut cm = cm;
+            cm["data"] = Yaml::Mapping(data);
+            // References by the generator's name get the hashed one (Deployment volumes).
+            for o in out.iter_mut() {
+                if let Some(volumes) = o["spec"]["template"]["spec"]["volumes"].as_sequence_mut() {
+                    for v in volumes {
+                        if v["configMap"]["name"].as_str() == Some(name) {
+                            v["configMap"]["name"] = Yaml::from(hashed.clone());
+                        }
+                    }
+                }
+            }
+            out.push(cm);
+        }
+    }
+    for p in k["patches"].as_sequence().into_iter().flatten() {
+        let patch = &yaml_docs(&dir.join(s(&p["path"], "patch path")))[0];
+        let (kind, name) = (&patch["kind"], &patch["metadata"]["name"]);
+        let target = out
+            .iter_mut()
+            .find(|o| &o["kind"] == kind && &o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("patch target {kind:?} {name:?} not found"));
+        merge(target, patch);
+    }
+    if let Some(ns) = k["namespace"].as_str() {
+        for o in out.iter_mut() {
+            if o["kind"].as_str() != Some("Namespace") {
+                o["metadata"]["namespace"] = Yaml::from(ns);
+            }
+        }
+    }
+}
+
 /// The one object of `kind` (and `name`, when given).
-fn object<'a>(all: &'a [(String, Yaml)], kind: &str, name: Option<&str>) -> &'a Yaml {
+fn object<'a>(all: &'a [Yaml], kind: &str, name: Option<&str>) -> &'a Yaml {
     let found: Vec<&Yaml> = all
         .iter()
-        .map(|(_, v)| v)
         .filter(|v| v["kind"].as_str() == Some(kind))
         .filter(|v| name.is_none_or(|n| v["metadata"]["name"].as_str() == Some(n)))
         .collect();
@@ -536,15 +668,9 @@ fn n(v: &Yaml, what: &str) -> i64 {
         .unwrap_or_else(|| panic!("{what} should be an integer, is {v:?}"))
 }
 
-/// The ConfigMap's realmgate.toml.
+/// The base's realmgate.toml (what the generated ConfigMap holds).
 fn configmap_toml() -> String {
-    let all = manifests();
-    let cm = object(&all, "ConfigMap", Some("realmgate-config"));
-    s(
-        &cm["data"]["realmgate.toml"],
-        "ConfigMap data realmgate.toml",
-    )
-    .to_string()
+    std::fs::read_to_string(k8s().join("base/realmgate.toml")).unwrap()
 }
 
 /// A probe's port: an integer, or a named port of `container`.
@@ -563,38 +689,106 @@ fn port_number(container: &Yaml, port: &Yaml) -> i64 {
 }
 
 #[test]
-fn every_kubernetes_manifest_is_yaml_with_kind_and_name_and_listed_in_the_kustomization() {
-    let all = manifests();
-    assert!(all.len() >= 9, "{} objects", all.len());
-    for (file, v) in &all {
-        s(&v["apiVersion"], &format!("{file}: apiVersion"));
-        s(&v["kind"], &format!("{file}: kind"));
-        if v["kind"].as_str() != Some("Kustomization") {
-            s(&v["metadata"]["name"], &format!("{file}: metadata.name"));
+fn every_kubernetes_manifest_is_yaml_with_kind_and_name_and_used_by_one_kustomization() {
+    let files = manifest_files();
+    let mut used = BTreeSet::new();
+    let mut objects = 0;
+    for (file, docs) in &files {
+        for v in docs {
+            s(&v["apiVersion"], &format!("{file}: apiVersion"));
+            let kind = s(&v["kind"], &format!("{file}: kind"));
+            if kind == "Kustomization" || kind == "Component" {
+                let dir = Path::new(file).parent().unwrap();
+                for key in ["resources", "components"] {
+                    for r in v[key].as_sequence().into_iter().flatten() {
+                        let r = s(r, key);
+                        if r.ends_with(".yaml") {
+                            used.insert(dir.join(r).display().to_string());
+                        }
+                    }
+                }
+                for p in v["patches"].as_sequence().into_iter().flatten() {
+                    used.insert(dir.join(s(&p["path"], "patch path")).display().to_string());
+                }
+            } else {
+                s(&v["metadata"]["name"], &format!("{file}: metadata.name"));
+                objects += 1;
+            }
         }
     }
-    let kustomization = object(&all, "Kustomization", None);
-    let listed: BTreeSet<&str> = kustomization["resources"]
-        .as_sequence()
-        .expect("resources")
+    assert!(objects >= 15, "{objects} objects");
+    // Every manifest is used by a kustomization, except the examples applied by hand.
+    let manifests: BTreeSet<String> = files
         .iter()
-        .map(|r| s(r, "resource"))
-        .collect();
-    let files: BTreeSet<&str> = all
-        .iter()
-        .map(|(f, _)| f.as_str())
-        .filter(|f| *f != "kustomization.yaml")
+        .map(|(f, _)| f.clone())
+        .filter(|f| !f.ends_with("kustomization.yaml") && !f.starts_with("examples/"))
         .collect();
     assert_eq!(
-        listed, files,
-        "kustomization.yaml resources vs the files present"
+        used, manifests,
+        "kustomizations' files vs the files present"
     );
+    // The overlays build; the base has no Redis and no static ConfigMap.
+    let base = kustomize(&k8s().join("base"));
+    assert!(!base
+        .iter()
+        .any(|o| o["metadata"]["name"].as_str() == Some("realmgate-redis")));
+    for overlay in ["evaluation", "production"] {
+        let all = kustomize(&k8s().join("overlays").join(overlay));
+        assert!(all.len() > base.len(), "{overlay} adds to the base");
+        object(&all, "Deployment", Some("realmgate"));
+    }
+}
+
+#[test]
+fn kubernetes_config_changes_roll_the_pods_through_a_hash_suffixed_configmap() {
+    let k = &yaml_docs(&k8s().join("base/kustomization.yaml"))[0];
+    let generated = &k["configMapGenerator"][0];
+    assert_eq!(generated["name"].as_str(), Some("realmgate-config"));
+    let statics: Vec<String> = manifest_files()
+        .into_iter()
+        .filter(|(_, docs)| docs.iter().any(|d| d["kind"].as_str() == Some("ConfigMap")))
+        .map(|(f, _)| f)
+        .collect();
+    assert!(
+        statics.is_empty(),
+        "a static ConfigMap does not roll pods: {statics:?}"
+    );
+
+    let template = |dir: &Path| {
+        let all = kustomize(dir);
+        let d = object(&all, "Deployment", Some("realmgate"));
+        let volume = d["spec"]["template"]["spec"]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find_map(|v| v["configMap"]["name"].as_str())
+            .expect("a ConfigMap volume")
+            .to_string();
+        object(&all, "ConfigMap", Some(&volume));
+        assert!(volume.starts_with("realmgate-config-"), "{volume}");
+        (volume, d["spec"]["template"].clone())
+    };
+    let (name, before) = template(&k8s().join("base"));
+    // The same tree with one changed line of realmgate.toml.
+    let copy = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(k8s().join("base")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, copy.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let toml_path = copy.path().join("realmgate.toml");
+    let changed = std::fs::read_to_string(&toml_path)
+        .unwrap()
+        .replace("shutdown_grace = \"30s\"", "shutdown_grace = \"20s\"");
+    std::fs::write(&toml_path, changed).unwrap();
+    let (new_name, after) = template(copy.path());
+    assert_ne!(name, new_name);
+    assert_ne!(before, after, "the pod template changes, so the pods roll");
 }
 
 #[test]
 fn kubernetes_deployment_has_replicas_probes_on_the_admin_port_and_a_drain_longer_than_shutdown_grace(
 ) {
-    let all = manifests();
+    let all = kustomize(&k8s().join("base"));
     let deployment = object(&all, "Deployment", Some("realmgate"));
     let spec = &deployment["spec"];
     assert!(n(&spec["replicas"], "replicas") >= 2);
@@ -668,7 +862,7 @@ fn kubernetes_deployment_has_replicas_probes_on_the_admin_port_and_a_drain_longe
 
 #[test]
 fn kubernetes_secret_is_mounted_as_the_files_the_configmap_names() {
-    let all = manifests();
+    let all = kustomize(&k8s().join("base"));
     let deployment = object(&all, "Deployment", Some("realmgate"));
     let secret = object(&all, "Secret", Some("realmgate-secrets"));
     let pod_spec = &deployment["spec"]["template"]["spec"];
@@ -682,7 +876,11 @@ fn kubernetes_secret_is_mounted_as_the_files_the_configmap_names() {
         .expect("a volume of the Secret");
     let config_volume = volumes
         .iter()
-        .find(|v| v["configMap"]["name"].as_str() == Some("realmgate-config"))
+        .find(|v| {
+            v["configMap"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("realmgate-config-"))
+        })
         .expect("a volume of the ConfigMap");
     let mount_of = |volume: &Yaml| -> String {
         let name = s(&volume["name"], "volume name");
@@ -760,7 +958,7 @@ fn kubernetes_secret_is_mounted_as_the_files_the_configmap_names() {
 
 #[test]
 fn kubernetes_pdb_hpa_service_and_redis_select_the_right_pods() {
-    let all = manifests();
+    let all = kustomize(&k8s().join("base"));
     let deployment = object(&all, "Deployment", Some("realmgate"));
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
 
@@ -792,13 +990,168 @@ fn kubernetes_pdb_hpa_service_and_redis_select_the_right_pods() {
         "only the proxy port is on the Service (the admin port has no authentication)"
     );
 
-    // The Redis the config points at exists as a Service on the URL's host and port.
+    // With the evaluation overlay, the Redis the config points at exists as a Service on
+    // the URL's host and port, with the password the URL carries.
+    let all = kustomize(&k8s().join("overlays/evaluation"));
     let redis = object(&all, "Service", Some("realmgate-redis"));
     let secret = object(&all, "Secret", Some("realmgate-secrets"));
     let url = url::Url::parse(s(&secret["stringData"]["redis_url"], "redis_url")).unwrap();
     assert_eq!(url.host_str(), Some("realmgate-redis"));
     let port = redis["spec"]["ports"][0]["port"].as_i64();
     assert_eq!(port, url.port().map(i64::from));
+    assert_eq!(
+        url.password(),
+        secret["stringData"]["redis_password"].as_str(),
+        "the URL carries the password Redis requires"
+    );
+}
+
+#[test]
+fn kubernetes_servicemonitor_scrapes_the_admin_port_with_the_admin_token_and_carries_the_alert_rules(
+) {
+    let all = kustomize(&k8s().join("overlays/production"));
+    let deployment = object(&all, "Deployment", Some("realmgate"));
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let monitor = object(&all, "ServiceMonitor", Some("realmgate"));
+    let service = object(&all, "Service", Some("realmgate-admin"));
+    // The ServiceMonitor selects the admin Service, which selects the pods.
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .expect("matchLabels");
+    for (k, v) in selector {
+        assert_eq!(&service["metadata"]["labels"][k], v, "label {k:?}");
+    }
+    assert_eq!(
+        &service["spec"]["selector"],
+        &deployment["spec"]["template"]["metadata"]["labels"]
+    );
+    assert_eq!(service["spec"]["clusterIP"].as_str(), Some("None"));
+    // job="realmgate", as the alert rules and the dashboard query.
+    let job_label = s(&monitor["spec"]["jobLabel"], "jobLabel");
+    assert_eq!(
+        service["metadata"]["labels"][job_label].as_str(),
+        Some("realmgate")
+    );
+    let rules = std::fs::read_to_string(deploy().join("monitoring/realmgate-alerts.yaml")).unwrap();
+    assert!(rules.contains("up{job=\"realmgate\"}"));
+
+    // Its endpoint: the admin Service port, the container's admin port, the config's
+    // admin listener, /metrics with the token of the Secret realmgate reads.
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    let port = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == endpoint["port"])
+        .expect("the endpoint's port is on the admin Service");
+    let config: toml::Value = toml::from_str(&configmap_toml()).unwrap();
+    let admin: SocketAddr = config["admin"]["listen"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        port_number(container, &port["targetPort"]),
+        i64::from(admin.port())
+    );
+    assert_eq!(endpoint["path"].as_str(), Some("/metrics"));
+    let credentials = &endpoint["authorization"]["credentials"];
+    assert_eq!(endpoint["authorization"]["type"].as_str(), Some("Bearer"));
+    assert_eq!(credentials["name"].as_str(), Some("realmgate-secrets"));
+    let key = s(&credentials["key"], "credentials key");
+    let secret = object(&all, "Secret", Some("realmgate-secrets"));
+    assert!(
+        secret["stringData"][key].is_string(),
+        "the Secret has {key}"
+    );
+    assert_eq!(
+        config["admin"]["token_file"].as_str(),
+        Some(format!("/run/secrets/realmgate/{key}").as_str()),
+        "realmgate checks the token the ServiceMonitor sends"
+    );
+    // The NetworkPolicy admits the monitoring namespace to that port.
+    let policy = object(&all, "NetworkPolicy", Some("realmgate"));
+    assert!(policy["spec"]["ingress"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(
+            |r| r["ports"][0]["port"].as_i64() == Some(i64::from(admin.port()))
+                && r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    .as_str()
+                    == Some("monitoring")
+        ));
+
+    // The PrometheusRule holds deploy/monitoring's rules, unchanged.
+    let rule = object(&all, "PrometheusRule", Some("realmgate"));
+    let standalone: Yaml = serde_yaml_ng::from_str(&rules).unwrap();
+    assert_eq!(rule["spec"]["groups"], standalone["groups"]);
+}
+
+#[test]
+fn kubernetes_ingress_examples_reach_realmgate_and_forward_auth_uses_verify_and_the_sign_in_page() {
+    let base = kustomize(&k8s().join("base"));
+    let service = object(&base, "Service", Some("realmgate"));
+    let port_names: Vec<&str> = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| s(&p["name"], "port name"))
+        .collect();
+    let config: toml::Value = toml::from_str(&configmap_toml()).unwrap();
+    let route_hosts: Vec<&str> = config["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap())
+        })
+        .collect();
+    let to_realmgate = |ingress: &Yaml| {
+        for rule in ingress["spec"]["rules"].as_sequence().unwrap() {
+            let host = s(&rule["host"], "host");
+            assert!(
+                route_hosts.contains(&host),
+                "{host} is a route host of realmgate.toml"
+            );
+            for path in rule["http"]["paths"].as_sequence().unwrap() {
+                let backend = &path["backend"]["service"];
+                assert_eq!(backend["name"].as_str(), Some("realmgate"));
+                assert!(port_names.contains(&s(&backend["port"]["name"], "backend port")));
+            }
+        }
+        assert_eq!(ingress["metadata"]["namespace"].as_str(), Some("realmgate"));
+    };
+
+    let direct = yaml_docs(&k8s().join("examples/ingress-direct.yaml"));
+    to_realmgate(object(&direct, "Ingress", Some("realmgate")));
+
+    let forward = yaml_docs(&k8s().join("examples/ingress-nginx-forward-auth.yaml"));
+    let app = object(&forward, "Ingress", Some("hr-app"));
+    let a = &app["metadata"]["annotations"];
+    let auth_url = s(&a["nginx.ingress.kubernetes.io/auth-url"], "auth-url");
+    assert_eq!(auth_url, "https://$host/.auth/verify");
+    let signin = s(&a["nginx.ingress.kubernetes.io/auth-signin"], "auth-signin");
+    assert_eq!(signin, "https://$host/.auth/login?rd=$escaped_request_uri");
+    // The headers copied to the app are those of the auth_request profile.
+    for h in s(
+        &a["nginx.ingress.kubernetes.io/auth-response-headers"],
+        "auth-response-headers",
+    )
+    .split(',')
+    {
+        assert!(h.trim().starts_with("X-Auth-Request-"), "{h}");
+    }
+    // realmgate's /.auth/ endpoints on the same host, so verify and the sign-in page see
+    // the app host's cookie.
+    let auth = object(&forward, "Ingress", Some("realmgate-hr-auth"));
+    to_realmgate(auth);
+    let app_host = app["spec"]["rules"][0]["host"].clone();
+    assert_eq!(auth["spec"]["rules"][0]["host"], app_host);
+    assert_eq!(
+        auth["spec"]["rules"][0]["http"]["paths"][0]["path"].as_str(),
+        Some("/.auth/")
+    );
 }
 
 // === Load balancers ===
