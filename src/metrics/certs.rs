@@ -4,11 +4,14 @@
 //! Two sources fill it. The configuration (`from_settings`, on start and
 //! after every successful reload): the TLS serving chain, connections'
 //! client certificates (`client_certificate_file`), SAML SP certificates,
-//! pinned IdP certificates (`idp_certificate_file`), and the CA files
+//! pinned IdP certificates (`idp_certificate_file`, and those of a SAML /
+//! WS-Fed `idp_metadata_file` / `metadata_file`), and the CA files
 //! realmgate trusts (`upstream_ca`, LDAP `ca_file`). And the identity
 //! providers (`Metrics::set_idp_certificates`): the `x5c` certificates of an
 //! OpenID provider's JWKS each time it is fetched, and whatever else learns
-//! an IdP's signing certificates at run time.
+//! an IdP's signing certificates at run time (metadata fetched from
+//! `idp_metadata_url` / `metadata_url` is not reported yet: that fetch lives
+//! in `saml::source` and would call `Metrics::set_idp_certificates`).
 //!
 //! Labels: `kind` (`tls_server`, `client`, `saml_sp`, `idp_signing`,
 //! `upstream_ca`, `ldap_ca`), `name` (the connection or route; `server` for
@@ -94,6 +97,24 @@ fn of_file(path: &Path) -> Vec<CertInfo> {
     }
 }
 
+/// The signing certificates of a SAML / WS-Fed metadata file.
+fn of_metadata_file(path: &Path) -> Vec<CertInfo> {
+    let max = crate::saml::metadata::MAX_METADATA_BYTES as u64;
+    let readable = std::fs::metadata(path).is_ok_and(|m| m.len() <= max);
+    let Some(Ok(raw)) = readable.then(|| std::fs::read(path)) else {
+        return Vec::new();
+    };
+    match crate::saml::metadata::parse_idp_metadata(&raw) {
+        Ok(m) => m
+            .trust
+            .certs_der()
+            .iter()
+            .filter_map(|d| CertInfo::of_der(d))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Where a group of certificates came from: the configuration is replaced
 /// whole on reload; an IdP's group when its keys are fetched again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,11 +144,16 @@ pub(super) fn from_settings(settings: &Settings) -> Vec<(&'static str, String, V
                 if let Some(p) = &s.sp_certificate_file {
                     out.push(("saml_sp", c.name.clone(), of_file(p)));
                 }
-                if let crate::saml::config::IdpSource::Manual {
-                    certificate_file, ..
-                } = &s.idp
-                {
-                    out.push(("idp_signing", c.name.clone(), of_file(certificate_file)));
+                match &s.idp {
+                    crate::saml::config::IdpSource::Manual {
+                        certificate_file, ..
+                    } => out.push(("idp_signing", c.name.clone(), of_file(certificate_file))),
+                    crate::saml::config::IdpSource::MetadataFile(p) => {
+                        out.push(("idp_signing", c.name.clone(), of_metadata_file(p)));
+                    }
+                    // Fetched at run time: whatever fetches it reports them
+                    // (`Metrics::set_idp_certificates`).
+                    crate::saml::config::IdpSource::MetadataUrl(_) => {}
                 }
             }
             ConnectionKind::Ldap(l) => {
@@ -227,4 +253,95 @@ pub fn of_jwks(body: &[u8]) -> Vec<CertInfo> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(cn: &str, day: u8) -> rcgen::CertifiedKey {
+        let mut p = rcgen::CertificateParams::new(vec!["app.test".into()]).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.not_after = rcgen::date_time_ymd(2031, 1, day);
+        let key_pair = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key_pair).unwrap();
+        rcgen::CertifiedKey { cert, key_pair }
+    }
+
+    /// Every file-held certificate of a configuration: the TLS chain, a pinned
+    /// IdP certificate and the signing certificates of a metadata file; a
+    /// reload replaces them and drops the IdP groups of removed connections.
+    #[test]
+    fn the_certificates_of_a_configuration_and_of_idps_are_gauges() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = |n: &str| dir.path().join(n).display().to_string();
+        let (tls, manual, meta) = (cert("tls", 1), cert("idp-manual", 2), cert("idp-meta", 3));
+        std::fs::write(path("tls.crt"), tls.cert.pem()).unwrap();
+        std::fs::write(path("tls.key"), tls.key_pair.serialize_pem()).unwrap();
+        std::fs::write(path("idp.crt"), manual.cert.pem()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(meta.cert.der());
+        let xml = format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.example.test"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        );
+        std::fs::write(path("idp.xml"), xml).unwrap();
+        let text = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+[server.tls]
+cert = "{tls_crt}"
+key = "{tls_key}"
+[session]
+secret = "0123456789abcdef0123456789abcdef0123"
+[[connection]]
+name = "pinned"
+type = "saml"
+idp_entity_id = "https://idp.example.test"
+idp_sso_url = "https://idp.example.test/sso"
+idp_certificate_file = "{idp_crt}"
+home_realm_domains = ["pinned.example"]
+[[connection]]
+name = "meta"
+type = "saml"
+idp_metadata_file = "{idp_xml}"
+home_realm_domains = ["meta.example"]
+[[route]]
+name = "app"
+hosts = ["app.test"]
+upstream = "http://127.0.0.1:9"
+"#,
+            tls_crt = path("tls.crt"),
+            tls_key = path("tls.key"),
+            idp_crt = path("idp.crt"),
+            idp_xml = path("idp.xml"),
+        );
+        let settings = crate::config::load_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let m = crate::metrics::Metrics::new();
+        m.set_idp_certificates("gone", vec![CertInfo::of_der(meta.cert.der()).unwrap()]);
+        m.config_loaded(&settings, false);
+        let out = m.render();
+        let series: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("realmgate_certificate_not_after_seconds{"))
+            .collect();
+        let has = |kind: &str, name: &str, cn: &str, value: i64| {
+            series.iter().any(|l| {
+                l.starts_with(&format!(
+                    "realmgate_certificate_not_after_seconds{{kind=\"{kind}\",name=\"{name}\",subject=\"CN={cn}\""
+                )) && l.ends_with(&format!(" {value}"))
+            })
+        };
+        assert!(has("tls_server", "server", "tls", 1_924_992_000), "{out}");
+        assert!(
+            has("idp_signing", "pinned", "idp-manual", 1_925_078_400),
+            "{out}"
+        );
+        assert!(
+            has("idp_signing", "meta", "idp-meta", 1_925_164_800),
+            "{out}"
+        );
+        // The IdP group of a connection the configuration does not have is gone.
+        assert_eq!(series.len(), 3, "{out}");
+    }
 }
