@@ -111,7 +111,7 @@ pub(super) fn sample() -> Sample {
     Sample {
         cpu_seconds: stat
             .as_deref()
-            .and_then(|s| cpu_ticks(s))
+            .and_then(cpu_ticks)
             .map(|t| t as f64 / ticks_per_second()),
         resident_bytes: status.as_deref().and_then(|s| status_kib(s, "VmRSS:")),
         virtual_bytes: status.as_deref().and_then(|s| status_kib(s, "VmSize:")),
