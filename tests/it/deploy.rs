@@ -737,6 +737,12 @@ fn every_kubernetes_manifest_is_yaml_with_kind_and_name_and_used_by_one_kustomiz
         assert!(all.len() > base.len(), "{overlay} adds to the base");
         object(&all, "Deployment", Some("realmgate"));
     }
+    // `kubectl apply -k deploy/kubernetes/` still gives what it gave before the
+    // overlays: the evaluation setup.
+    assert_eq!(
+        kustomize(&k8s()),
+        kustomize(&k8s().join("overlays/evaluation"))
+    );
 }
 
 #[test]
