@@ -463,8 +463,15 @@ fn dispatch(
     Either<Pin<Box<impl std::future::Future<Output = Response<Body>>>>, TestFuture>,
     std::future::Ready<Response<Body>>,
 > {
-    if let Some(res) = super::health::answer(&req, inner.health_state()) {
-        return Either::Right(std::future::ready(res));
+    // Ambiguous framing goes on to the handler's refusal (400), as on every
+    // other path: the health answer never reads a body a proxy in front might
+    // frame differently.
+    if req.uri().path() == super::health::HEALTH_PATH
+        && crate::handler::check_framing(req.headers(), gw.settings.server.max_header_bytes).is_ok()
+    {
+        if let Some(res) = super::health::answer(&req, inner.health_state()) {
+            return Either::Right(std::future::ready(res));
+        }
     }
     #[cfg(test)]
     if let Some(h) = &inner.test_handler {
