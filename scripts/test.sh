@@ -48,9 +48,10 @@ die() {
 # haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs);
 # xmlsec1: the reference XML signature verifier the SAML differential test compares with.
 # slapd, ldap-utils: the real directory of the LDAP tier (tests/it/ldap/slapd.rs).
+# prometheus: its promtool checks deploy/monitoring's alert rules (tests/it/monitoring.rs).
 # samba-ad-dc, faketime: the Active Directory tier (tests/it/ldap/samba.rs; Samba's AD DC,
 # started by the test in a network namespace of its own).
-APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1 slapd ldap-utils samba-ad-dc faketime)
+APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1 slapd ldap-utils samba-ad-dc faketime prometheus)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -97,6 +98,10 @@ if ((${#missing[@]} > 0)); then
     done
   fi
   ((status == 0)) || die "apt-get failed (exit $status) installing: ${missing[*]}"
+  # Only promtool is needed: the prometheus package enables its server at boot.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+    "${SUDO[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 else
   echo "all present: ${APT_PACKAGES[*]} node npm"
 fi

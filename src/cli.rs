@@ -1,5 +1,5 @@
 //! Command line: `run`, `check`, `test-connection`, `explain`, `migrate`,
-//! `schema`, `demo`.
+//! `schema`, `healthcheck`, `demo`.
 //!
 //! Exit codes: 0 success; 1 a failed check (`test-connection`, `explain`
 //! denying) or a runtime failure; 64 (`EX_USAGE`) an invalid configuration,
@@ -114,6 +114,13 @@ enum Command {
     /// Print the JSON Schema of the configuration file (for editors such as
     /// taplo / Even Better TOML).
     Schema,
+    /// Exit 0 when this instance's admin /readyz answers 200, else 1 (for
+    /// container health checks; no shell needed).
+    Healthcheck {
+        /// Ask GET /.auth/health on the proxy listener instead (plain HTTP only).
+        #[arg(long)]
+        traffic: bool,
+    },
     /// Start a local demo: a development identity provider, a demo app and the
     /// gateway in front of it. No Azure account needed.
     Demo {
@@ -179,6 +186,27 @@ fn command(cli: Cli) -> ExitCode {
             let _ = writeln!(out, "{text}");
             let _ = out.flush();
             ExitCode::SUCCESS
+        }
+        Command::Healthcheck { traffic } => {
+            let Some(settings) = load(config) else {
+                return ExitCode::from(EX_USAGE);
+            };
+            use crate::healthcheck::{probe, target, Probe};
+            let which = if traffic {
+                Probe::Traffic
+            } else {
+                Probe::Admin
+            };
+            match target(&settings, which).and_then(|(addr, path)| probe(addr, path)) {
+                Ok(said) => {
+                    println!("ready: {said}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("not ready: {why}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::TestConnection { name, user } => {
             let Some(settings) = load(config) else {

@@ -31,6 +31,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(settings: &Settings) -> Result<Shared, BuildError> {
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.set_session_store(&settings.session.store);
         Ok(Shared {
             auth: crate::auth::AuthShared::new(settings, metrics.clone())
                 .map_err(BuildError::Auth)?,

@@ -44,6 +44,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod handler;
 pub mod headers;
+pub mod healthcheck;
 pub mod http_client;
 pub mod ldap;
 pub mod metrics;

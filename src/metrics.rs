@@ -19,9 +19,15 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::per_thread::{owner_number, Owned};
+
+mod certs;
+mod process;
+
+pub use certs::CertInfo;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {
@@ -94,6 +100,35 @@ impl MetricConstructor<Histogram> for IdpBuckets {
     }
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `realmgate_build_info`'s labels: the version, the git revision when the
+/// build was given one (`REALMGATE_REVISION` at compile time, as
+/// deploy/Dockerfile passes it), the CPU architecture, the OS and the profile.
+fn build_labels() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("version", env!("CARGO_PKG_VERSION")),
+        (
+            "revision",
+            option_env!("REALMGATE_REVISION").unwrap_or("unknown"),
+        ),
+        ("arch", std::env::consts::ARCH),
+        ("os", std::env::consts::OS),
+        (
+            "profile",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        ),
+    ]
+}
+
 /// Every metric realmgate exports. Cheap to call from the hot path.
 pub struct Metrics {
     registry: Registry,
@@ -105,11 +140,18 @@ pub struct Metrics {
     logins: Family<LoginLabels, Counter>,
     session_hits: Counter,
     session_misses: Counter,
-    sessions: Gauge,
+    /// `realmgate_sessions{store}`: the store's kind is fixed at start.
+    sessions: Family<[(&'static str, &'static str); 1], Gauge>,
+    session_store: std::sync::OnceLock<&'static str>,
     idp_requests: Family<IdpLabels, Counter>,
     idp_latency: Family<IdpLatencyLabels, Histogram, IdpBuckets>,
     /// Connections closed on a `proxy_protocol` listener, by reason.
     proxy_protocol_rejected: Family<Vec<(&'static str, &'static str)>, Counter>,
+    config_reload_success: Counter,
+    config_reload_failure: Counter,
+    config_last_reload_successful: Gauge,
+    config_last_reload_success: Gauge,
+    certificates: Arc<certs::Certificates>,
     /// This instance in the per-thread handle caches.
     number: u64,
 }
@@ -138,7 +180,16 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("realmgate");
+        // The standard process_* names stay unprefixed (every Prometheus
+        // client library exports them so); everything else is realmgate_*.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector::new()));
+        let registry = root.sub_registry_with_prefix("realmgate");
+        registry.register(
+            "build",
+            "realmgate's version and build: always 1, the labels say which",
+            Info::new(build_labels()),
+        );
         let requests = Family::<RouteStatus, Counter>::default();
         registry.register(
             "requests",
@@ -176,10 +227,10 @@ impl Metrics {
         let session_misses = session_lookups
             .get_or_create(&vec![("result", "miss")])
             .clone();
-        let sessions = Gauge::default();
+        let sessions = Family::<[(&'static str, &'static str); 1], Gauge>::default();
         registry.register(
             "sessions",
-            "Approximate number of sessions in the store (as of the last scrape)",
+            "Approximate number of sessions by store, as of this scrape: store=memory counts every session of this instance; store=redis_local_cache counts the sessions this replica holds in its local cache (the shared total lives in Redis)",
             sessions.clone(),
         );
         let idp_requests = Family::<IdpLabels, Counter>::default();
@@ -204,8 +255,33 @@ impl Metrics {
         for reason in ProxyRejection::ALL {
             let _ = proxy_protocol_rejected.get_or_create(&vec![("reason", reason.label())]);
         }
+        let config_reloads = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP) by result: success, or failure (the old configuration kept serving)",
+            config_reloads.clone(),
+        );
+        let config_reload_success = config_reloads
+            .get_or_create(&[("result", "success")])
+            .clone();
+        let config_reload_failure = config_reloads
+            .get_or_create(&[("result", "failure")])
+            .clone();
+        let config_last_reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last configuration load (start or SIGHUP) succeeded, 0 when the last reload failed",
+            config_last_reload_successful.clone(),
+        );
+        let config_last_reload_success = Gauge::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the configuration in use was loaded (start or the last successful reload), Unix seconds",
+            config_last_reload_success.clone(),
+        );
+        let certificates = Arc::new(certs::Certificates::default());
+        registry.register_collector(Box::new(certificates.clone()));
         Metrics {
-            registry,
             routes: RwLock::new(HashMap::new()),
             requests,
             upstream_latency,
@@ -214,10 +290,17 @@ impl Metrics {
             session_hits,
             session_misses,
             sessions,
+            session_store: std::sync::OnceLock::new(),
             idp_requests,
             idp_latency,
             proxy_protocol_rejected,
+            config_reload_success,
+            config_reload_failure,
+            config_last_reload_successful,
+            config_last_reload_success,
+            certificates,
             number: owner_number(),
+            registry: root,
         }
     }
 
@@ -335,7 +418,53 @@ impl Metrics {
 
     /// The session store's size, set by the admin listener before each scrape.
     pub fn set_session_count(&self, n: u64) {
-        self.sessions.set(i64::try_from(n).unwrap_or(i64::MAX));
+        let store = self.session_store.get().copied().unwrap_or("memory");
+        self.sessions
+            .get_or_create(&[("store", store)])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The `store` label of `realmgate_sessions` (set once, at start).
+    pub fn set_session_store(&self, store: &crate::config::StoreSettings) {
+        let _ = self.session_store.set(match store {
+            crate::config::StoreSettings::Memory { .. } => "memory",
+            crate::config::StoreSettings::Redis { .. } => "redis_local_cache",
+        });
+    }
+
+    /// A configuration is in use: at start and after each successful
+    /// reload. Its certificates replace the previous configuration's, and
+    /// every connection's sign-in counter exists from zero.
+    pub fn config_loaded(&self, settings: &crate::config::Settings, reload: bool) {
+        if reload {
+            self.config_reload_success.inc();
+        }
+        self.config_last_reload_successful.set(1);
+        self.config_last_reload_success.set(unix_now());
+        self.certificates.set_config(settings);
+        for c in &settings.connections {
+            let _ = self.logins.get_or_create(&LoginLabels {
+                connection: c.name.clone(),
+                outcome: "success".to_string(),
+            });
+        }
+    }
+
+    /// A reload was refused; the old configuration keeps serving.
+    pub fn config_reload_failed(&self) {
+        self.config_reload_failure.inc();
+        self.config_last_reload_successful.set(0);
+    }
+
+    /// The signing certificates an identity provider publishes now (JWKS
+    /// `x5c`, SAML metadata), replacing what it published before.
+    pub fn set_idp_certificates(&self, connection: &str, certs: Vec<CertInfo>) {
+        self.certificates.set_idp(connection, certs);
+    }
+
+    /// The `x5c` certificates of a JWKS document (see [`set_idp_certificates`](Self::set_idp_certificates)).
+    pub fn jwks_certificates(body: &[u8]) -> Vec<CertInfo> {
+        certs::of_jwks(body)
     }
 
     /// A call to an identity provider (discovery, jwks, token, userinfo, graph) and whether it failed.
@@ -395,7 +524,7 @@ mod tests {
             "realmgate_logins_total{connection=\"contoso\",outcome=\"success\"} 1",
             "realmgate_session_lookups_total{result=\"hit\"} 1",
             "realmgate_session_lookups_total{result=\"miss\"} 2",
-            "realmgate_sessions 7",
+            "realmgate_sessions{store=\"memory\"} 7",
             "realmgate_idp_requests_total{connection=\"contoso\",kind=\"token\",outcome=\"error\"} 1",
             "realmgate_idp_latency_seconds_count{connection=\"contoso\",kind=\"token\"} 1",
         ] {
@@ -467,6 +596,75 @@ mod tests {
         assert!(b
             .render()
             .contains("realmgate_requests_total{route=\"hr\",status=\"200\"} 1"));
+    }
+
+    #[test]
+    fn process_build_and_reload_metrics_are_exported() {
+        let m = Metrics::new();
+        let text = m.render();
+        for needle in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+            "realmgate_build_info{version=\"",
+            "realmgate_config_reloads_total{result=\"success\"} 0",
+            "realmgate_config_reloads_total{result=\"failure\"} 0",
+            "# TYPE realmgate_certificate_not_after_seconds gauge",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        // Unprefixed only for the standard process names.
+        assert!(!text.contains("realmgate_process_"), "{text}");
+        m.config_reload_failed();
+        let text = m.render();
+        assert!(text.contains("realmgate_config_reloads_total{result=\"failure\"} 1"));
+        assert!(text.contains("realmgate_config_last_reload_successful 0"));
+    }
+
+    #[test]
+    fn idp_certificates_of_a_jwks_are_gauges_replaced_at_each_fetch() {
+        use base64::Engine as _;
+        let make = |cn: &str, day: u8| {
+            let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            p.not_after = rcgen::date_time_ymd(2030, 1, day);
+            let key = rcgen::KeyPair::generate().unwrap();
+            p.self_signed(&key).unwrap().der().to_vec()
+        };
+        let (a, b) = (make("idp-a", 1), make("idp-b", 2));
+        let jwks = |ders: &[&[u8]]| {
+            let keys: Vec<_> = ders
+                .iter()
+                .map(|d| {
+                    serde_json::json!({"kty": "RSA", "x5c": [base64::engine::general_purpose::STANDARD.encode(d)]})
+                })
+                .collect();
+            serde_json::json!({ "keys": keys }).to_string()
+        };
+        let m = Metrics::new();
+        m.set_idp_certificates(
+            "contoso",
+            Metrics::jwks_certificates(jwks(&[&a, &b, &a]).as_bytes()),
+        );
+        let text = m.render();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("realmgate_certificate_not_after_seconds{"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].contains("kind=\"idp_signing\",name=\"contoso\",subject=\"CN=idp-a\""),
+            "{text}"
+        );
+        assert!(lines[0].ends_with(" 1893456000"), "{text}");
+        assert!(lines[1].ends_with(" 1893542400"), "{text}");
+        m.set_idp_certificates(
+            "contoso",
+            Metrics::jwks_certificates(jwks(&[&b]).as_bytes()),
+        );
+        assert!(!m.render().contains("CN=idp-a"));
     }
 
     #[test]

@@ -560,6 +560,11 @@ impl Provider {
         if set.keys.is_empty() {
             return Err(format!("JWKS {url} has no usable signing key"));
         }
+        // Their expiry is a metric; keys without `x5c` have none to show.
+        self.metrics.set_idp_certificates(
+            &self.cfg.name,
+            crate::metrics::Metrics::jwks_certificates(response.body()),
+        );
         Ok(set)
     }
 

@@ -11,6 +11,7 @@
 //! request move one cache line from core to core.
 
 mod conn;
+mod health;
 mod proxy_protocol;
 mod tls;
 mod watchdog;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 use crate::config::Settings;
 use crate::gateway::{BuildError, Gateway, Shared};
 
+pub use health::HEALTH_PATH;
 pub use proxy_protocol::{read_header as read_proxy_header, Prefixed, ProxyHeaderError};
 pub use tls::TlsError;
 pub use workers::WorkerError;
@@ -104,6 +106,9 @@ pub(crate) struct Inner {
     /// Settings that need a restart to change (listen addresses, TLS on/off).
     started_with: StartedWith,
     ready: AtomicBool,
+    /// Set first thing on SIGTERM (before `shutdown_delay`): tells the
+    /// health answer "shutting down" from "starting".
+    shutting_down: AtomicBool,
     /// `true` once shutdown began: accept loops stop, connections drain.
     stop: watch::Sender<bool>,
     connections: ConnCount,
@@ -176,6 +181,17 @@ impl Inner {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// What `GET /.auth/health` on the traffic port reports.
+    pub(crate) fn health_state(&self) -> health::State {
+        if self.is_ready() {
+            health::State::Ready
+        } else if self.shutting_down.load(Ordering::Acquire) {
+            health::State::ShuttingDown
+        } else {
+            health::State::Starting
+        }
+    }
+
     fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
         self.tls
             .as_ref()
@@ -224,13 +240,15 @@ impl Inner {
             // The upstream pools are sized for the running threads.
             settings.server.workers = self.started_with.workers;
         }
-        let gateway = Gateway::new(Arc::new(settings), &self.shared).map_err(ReloadError::Build)?;
+        let settings = Arc::new(settings);
+        let gateway = Gateway::new(settings.clone(), &self.shared).map_err(ReloadError::Build)?;
         if let (Some(slot), Some(cfg)) = (&self.tls, tls) {
             *slot.write().unwrap_or_else(|e| e.into_inner()) = cfg;
         }
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(gateway);
         // After the swap: whoever sees the new number gets the new generation.
         self.generation_number.fetch_add(1, Ordering::Release);
+        self.shared.metrics.config_loaded(&settings, true);
         Ok(())
     }
 }
@@ -239,6 +257,14 @@ impl Running {
     /// Reload: re-read the config file (if started with one) and TLS certificates;
     /// on any error log it and keep the old generation. Returns whether the new one was taken.
     pub async fn reload(&self) -> bool {
+        let taken = self.reload_once().await;
+        if !taken {
+            self.inner.shared.metrics.config_reload_failed();
+        }
+        taken
+    }
+
+    async fn reload_once(&self) -> bool {
         let _one_at_a_time = self.inner.reload_lock.lock().await;
         let settings = match &self.inner.config_path {
             Some(path) => {
@@ -288,10 +314,20 @@ impl Running {
         self.inner.install(settings)
     }
 
-    /// Readiness 503, stop accepting, drain in-flight requests up to `shutdown_grace`.
+    /// Readiness 503 (admin `/readyz` and `/.auth/health`), keep accepting
+    /// for `shutdown_delay`, then stop accepting and drain in-flight
+    /// requests up to `shutdown_grace`.
     pub async fn shutdown(self) {
-        let grace = self.inner.current().settings.server.shutdown_grace;
+        let server = self.inner.current().settings.server.clone();
+        let grace = server.shutdown_grace;
+        self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.ready.store(false, Ordering::Release);
+        if !server.shutdown_delay.is_zero() {
+            // Load balancers see the 503 on their next health checks and
+            // stop sending; whatever they still send meanwhile is served.
+            tracing::info!(delay = ?server.shutdown_delay, "not ready; still accepting for shutdown_delay before draining");
+            tokio::time::sleep(server.shutdown_delay).await;
+        }
         // Stops the accept loop (its listener is dropped, so new connections
         // are refused) and asks every connection to finish its in-flight
         // requests and close (HTTP/1.1: after the current response; h2: GOAWAY).
@@ -358,6 +394,7 @@ async fn start_inner(
     };
     let worker_count = settings.server.workers;
     let gateway = Gateway::new(Arc::new(settings), &shared).map_err(StartError::Build)?;
+    shared.metrics.config_loaded(&gateway.settings, false);
     let (stop, _) = watch::channel(false);
     let inner = Arc::new(Inner {
         generation: RwLock::new(Arc::new(gateway)),
@@ -367,6 +404,7 @@ async fn start_inner(
         config_path,
         started_with,
         ready: AtomicBool::new(false),
+        shutting_down: AtomicBool::new(false),
         stop,
         connections: ConnCount::default(),
         reload_lock: tokio::sync::Mutex::new(()),

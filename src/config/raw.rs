@@ -16,6 +16,7 @@ pub struct RawServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub proxy_protocol: Option<bool>,
     pub shutdown_grace: Option<String>,
+    pub shutdown_delay: Option<String>,
     pub max_header_bytes: Option<u64>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,

@@ -42,6 +42,10 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<IpNet>,
     pub proxy_protocol: bool,
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long the listener keeps accepting (and serving) with
+    /// `/.auth/health` and `/readyz` at 503, so load balancers stop sending
+    /// before it closes. Then the drain (`shutdown_grace`) begins.
+    pub shutdown_delay: Duration,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     /// How long an idle keep-alive client connection is kept open.

@@ -401,6 +401,7 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             raw.shutdown_grace.as_deref(),
             "30s",
         ),
+        shutdown_delay: cx.duration("server.shutdown_delay", raw.shutdown_delay.as_deref(), "0s"),
         max_header_bytes: max_header_bytes as usize,
         header_read_timeout: cx.duration(
             "server.header_read_timeout",

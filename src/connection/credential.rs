@@ -167,6 +167,12 @@ impl CertificateCredential {
         })
     }
 
+    /// The certificate (DER): its expiry is a metric
+    /// (`realmgate_certificate_not_after_seconds`).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
     /// Reads both files (bounded).
     pub fn load(cert: &Path, key: &Path) -> Result<CertificateCredential, String> {
         let read = |p: &Path| {

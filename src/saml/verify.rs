@@ -59,6 +59,12 @@ impl IdpTrust {
         Ok(IdpTrust { certs_der })
     }
 
+    /// The pinned certificates (DER): their expiry is a metric
+    /// (`realmgate_certificate_not_after_seconds{kind="idp_signing"}`).
+    pub fn certs_der(&self) -> &[Vec<u8>] {
+        &self.certs_der
+    }
+
     /// Pins the certificates of a PEM file's `CERTIFICATE` blocks.
     pub fn from_pem(pem: &str) -> Result<IdpTrust, String> {
         let mut ders = Vec::new();

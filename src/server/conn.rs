@@ -451,22 +451,39 @@ impl ConnGateway {
     }
 }
 
+/// `GET /.auth/health`'s answer (before routing, any Host: `health`), else
 /// `handler::handle`'s future boxed in place, or the test stand-in.
+#[allow(clippy::type_complexity)]
 fn dispatch(
     inner: &Inner,
     gw: GatewayRef,
     req: Request<Incoming>,
     info: ConnInfo,
-) -> Either<Pin<Box<impl std::future::Future<Output = Response<Body>>>>, TestFuture> {
+) -> Either<
+    Either<Pin<Box<impl std::future::Future<Output = Response<Body>>>>, TestFuture>,
+    std::future::Ready<Response<Body>>,
+> {
+    // Ambiguous framing goes on to the handler's refusal (400), as on every
+    // other path: the health answer never reads a body a proxy in front might
+    // frame differently.
+    if req.uri().path() == super::health::HEALTH_PATH
+        && crate::handler::check_framing(req.headers(), gw.settings.server.max_header_bytes).is_ok()
+    {
+        if let Some(res) = super::health::answer(&req, inner.health_state()) {
+            return Either::Right(std::future::ready(res));
+        }
+    }
     #[cfg(test)]
     if let Some(h) = &inner.test_handler {
-        return Either::Right(h(Arc::clone(&*gw), req, info));
+        return Either::Left(Either::Right(h(Arc::clone(&*gw), req, info)));
     }
     #[cfg(not(test))]
     if let Some(never) = &inner.test_handler {
         match *never {}
     }
-    Either::Left(boxed_in_place(|| crate::handler::handle(gw, req, info)))
+    Either::Left(Either::Left(boxed_in_place(|| {
+        crate::handler::handle(gw, req, info)
+    })))
 }
 
 /// Boxes the future `make` returns, built straight in its heap slot.

@@ -484,36 +484,168 @@ fn systemd_unit_is_sandboxed_reloads_with_sighup_and_passes_secrets_as_credentia
 }
 
 // === Kubernetes ===
+//
+// deploy/kubernetes is a kustomize tree: base/, components/ (redis, monitoring),
+// overlays/ (evaluation, production) and examples/ (Ingresses, applied by hand).
+// Neither kubectl nor kustomize is packaged by Debian, so the test command builds the
+// kustomizations with [`kustomize`] below: the subset of kustomize the tree uses
+// (resources, components, strategic-merge patches of maps, configMapGenerator with a
+// content-hash suffix, namespace), checked against `kubectl kustomize` by hand.
 
-/// Every document of every YAML file in deploy/kubernetes, by file name.
-fn manifests() -> Vec<(String, Yaml)> {
-    let dir = deploy().join("kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
+fn k8s() -> PathBuf {
+    deploy().join("kubernetes")
+}
+
+/// The YAML documents of a file (null documents dropped).
+fn yaml_docs(path: &Path) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(path).unwrap();
     let mut out = Vec::new();
-    for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let value = <Yaml as serde::Deserialize>::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"));
-            if !value.is_null() {
-                out.push((name.clone(), value));
-            }
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = <Yaml as serde::Deserialize>::deserialize(doc)
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+        if !value.is_null() {
+            out.push(value);
         }
     }
     out
 }
 
+/// Every YAML file under deploy/kubernetes, relative to it, with its documents.
+fn manifest_files() -> Vec<(String, Vec<Yaml>)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    walk(&k8s(), &mut paths);
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(k8s()).unwrap().display().to_string();
+            (rel, yaml_docs(&p))
+        })
+        .collect()
+}
+
+/// `patch` merged into `target`: maps key by key, anything else replaced.
+fn merge(target: &mut Yaml, patch: &Yaml) {
+    match (target, patch) {
+        (Yaml::Mapping(t), Yaml::Mapping(p)) => {
+            for (k, v) in p {
+                match t.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// The objects the kustomization in `dir` builds (see the section comment).
+fn kustomize(dir: &Path) -> Vec<Yaml> {
+    let mut out = Vec::new();
+    kustomize_into(dir, &mut out);
+    out
+}
+
+fn kustomize_into(dir: &Path, out: &mut Vec<Yaml>) {
+    let k = &yaml_docs(&dir.join("kustomization.yaml"))[0];
+    let list = |key: &str| -> Vec<String> {
+        k[key]
+            .as_sequence()
+            .map(|l| l.iter().map(|v| s(v, key).to_string()).collect())
+            .unwrap_or_default()
+    };
+    for r in list("resources") {
+        let p = dir.join(&r);
+        if p.is_dir() {
+            kustomize_into(&p, out);
+        } else {
+            out.extend(yaml_docs(&p));
+        }
+    }
+    for c in list("components") {
+        let p = dir.join(&c);
+        assert_eq!(
+            yaml_docs(&p.join("kustomization.yaml"))[0]["kind"].as_str(),
+            Some("Component"),
+            "{c} is a Component"
+        );
+        kustomize_into(&p, out);
+    }
+    if let Some(gens) = k["configMapGenerator"].as_sequence() {
+        assert!(
+            k["generatorOptions"]["disableNameSuffixHash"].as_bool() != Some(true),
+            "generatorOptions.disableNameSuffixHash: config changes would not roll the pods"
+        );
+        for g in gens {
+            assert!(
+                g["options"]["disableNameSuffixHash"].as_bool() != Some(true),
+                "disableNameSuffixHash: config changes would not roll the pods"
+            );
+            let name = s(&g["name"], "configMapGenerator name");
+            let mut data = serde_yaml_ng::Mapping::new();
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            for f in g["files"].as_sequence().expect("configMapGenerator files") {
+                let f = s(f, "file");
+                let text = std::fs::read_to_string(dir.join(f)).unwrap();
+                sha2::Digest::update(&mut hasher, f.as_bytes());
+                sha2::Digest::update(&mut hasher, text.as_bytes());
+                data.insert(Yaml::from(f), Yaml::from(text));
+            }
+            let hash = crate::util::hex(&sha2::Digest::finalize(hasher)[..5]);
+            let hashed = format!("{name}-{hash}");
+            let cm: Yaml = serde_yaml_ng::from_str(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {hashed}\n"
+            ))
+            .unwrap();
+            let mut cm = cm;
+            cm["data"] = Yaml::Mapping(data);
+            // References by the generator's name get the hashed one (Deployment volumes).
+            for o in out.iter_mut() {
+                if let Some(volumes) = o["spec"]["template"]["spec"]["volumes"].as_sequence_mut() {
+                    for v in volumes {
+                        if v["configMap"]["name"].as_str() == Some(name) {
+                            v["configMap"]["name"] = Yaml::from(hashed.clone());
+                        }
+                    }
+                }
+            }
+            out.push(cm);
+        }
+    }
+    for p in k["patches"].as_sequence().into_iter().flatten() {
+        let patch = &yaml_docs(&dir.join(s(&p["path"], "patch path")))[0];
+        let (kind, name) = (&patch["kind"], &patch["metadata"]["name"]);
+        let target = out
+            .iter_mut()
+            .find(|o| &o["kind"] == kind && &o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("patch target {kind:?} {name:?} not found"));
+        merge(target, patch);
+    }
+    if let Some(ns) = k["namespace"].as_str() {
+        for o in out.iter_mut() {
+            if o["kind"].as_str() != Some("Namespace") {
+                o["metadata"]["namespace"] = Yaml::from(ns);
+            }
+        }
+    }
+}
+
 /// The one object of `kind` (and `name`, when given).
-fn object<'a>(all: &'a [(String, Yaml)], kind: &str, name: Option<&str>) -> &'a Yaml {
+fn object<'a>(all: &'a [Yaml], kind: &str, name: Option<&str>) -> &'a Yaml {
     let found: Vec<&Yaml> = all
         .iter()
-        .map(|(_, v)| v)
         .filter(|v| v["kind"].as_str() == Some(kind))
         .filter(|v| name.is_none_or(|n| v["metadata"]["name"].as_str() == Some(n)))
         .collect();
@@ -536,15 +668,9 @@ fn n(v: &Yaml, what: &str) -> i64 {
         .unwrap_or_else(|| panic!("{what} should be an integer, is {v:?}"))
 }
 
-/// The ConfigMap's realmgate.toml.
+/// The base's realmgate.toml (what the generated ConfigMap holds).
 fn configmap_toml() -> String {
-    let all = manifests();
-    let cm = object(&all, "ConfigMap", Some("realmgate-config"));
-    s(
-        &cm["data"]["realmgate.toml"],
-        "ConfigMap data realmgate.toml",
-    )
-    .to_string()
+    std::fs::read_to_string(k8s().join("base/realmgate.toml")).unwrap()
 }
 
 /// A probe's port: an integer, or a named port of `container`.
@@ -563,38 +689,112 @@ fn port_number(container: &Yaml, port: &Yaml) -> i64 {
 }
 
 #[test]
-fn every_kubernetes_manifest_is_yaml_with_kind_and_name_and_listed_in_the_kustomization() {
-    let all = manifests();
-    assert!(all.len() >= 9, "{} objects", all.len());
-    for (file, v) in &all {
-        s(&v["apiVersion"], &format!("{file}: apiVersion"));
-        s(&v["kind"], &format!("{file}: kind"));
-        if v["kind"].as_str() != Some("Kustomization") {
-            s(&v["metadata"]["name"], &format!("{file}: metadata.name"));
+fn every_kubernetes_manifest_is_yaml_with_kind_and_name_and_used_by_one_kustomization() {
+    let files = manifest_files();
+    let mut used = BTreeSet::new();
+    let mut objects = 0;
+    for (file, docs) in &files {
+        for v in docs {
+            s(&v["apiVersion"], &format!("{file}: apiVersion"));
+            let kind = s(&v["kind"], &format!("{file}: kind"));
+            if kind == "Kustomization" || kind == "Component" {
+                let dir = Path::new(file).parent().unwrap();
+                for key in ["resources", "components"] {
+                    for r in v[key].as_sequence().into_iter().flatten() {
+                        let r = s(r, key);
+                        if r.ends_with(".yaml") {
+                            used.insert(dir.join(r).display().to_string());
+                        }
+                    }
+                }
+                for p in v["patches"].as_sequence().into_iter().flatten() {
+                    used.insert(dir.join(s(&p["path"], "patch path")).display().to_string());
+                }
+            } else {
+                s(&v["metadata"]["name"], &format!("{file}: metadata.name"));
+                objects += 1;
+            }
         }
     }
-    let kustomization = object(&all, "Kustomization", None);
-    let listed: BTreeSet<&str> = kustomization["resources"]
-        .as_sequence()
-        .expect("resources")
+    assert!(objects >= 15, "{objects} objects");
+    // Every manifest is used by a kustomization, except the examples applied by hand.
+    let manifests: BTreeSet<String> = files
         .iter()
-        .map(|r| s(r, "resource"))
-        .collect();
-    let files: BTreeSet<&str> = all
-        .iter()
-        .map(|(f, _)| f.as_str())
-        .filter(|f| *f != "kustomization.yaml")
+        .map(|(f, _)| f.clone())
+        .filter(|f| !f.ends_with("kustomization.yaml") && !f.starts_with("examples/"))
         .collect();
     assert_eq!(
-        listed, files,
-        "kustomization.yaml resources vs the files present"
+        used, manifests,
+        "kustomizations' files vs the files present"
     );
+    // The overlays build; the base has no Redis and no static ConfigMap.
+    let base = kustomize(&k8s().join("base"));
+    assert!(!base
+        .iter()
+        .any(|o| o["metadata"]["name"].as_str() == Some("realmgate-redis")));
+    for overlay in ["evaluation", "production"] {
+        let all = kustomize(&k8s().join("overlays").join(overlay));
+        assert!(all.len() > base.len(), "{overlay} adds to the base");
+        object(&all, "Deployment", Some("realmgate"));
+    }
+    // `kubectl apply -k deploy/kubernetes/` still gives what it gave before the
+    // overlays: the evaluation setup.
+    assert_eq!(
+        kustomize(&k8s()),
+        kustomize(&k8s().join("overlays/evaluation"))
+    );
+}
+
+#[test]
+fn kubernetes_config_changes_roll_the_pods_through_a_hash_suffixed_configmap() {
+    let k = &yaml_docs(&k8s().join("base/kustomization.yaml"))[0];
+    let generated = &k["configMapGenerator"][0];
+    assert_eq!(generated["name"].as_str(), Some("realmgate-config"));
+    let statics: Vec<String> = manifest_files()
+        .into_iter()
+        .filter(|(_, docs)| docs.iter().any(|d| d["kind"].as_str() == Some("ConfigMap")))
+        .map(|(f, _)| f)
+        .collect();
+    assert!(
+        statics.is_empty(),
+        "a static ConfigMap does not roll pods: {statics:?}"
+    );
+
+    let template = |dir: &Path| {
+        let all = kustomize(dir);
+        let d = object(&all, "Deployment", Some("realmgate"));
+        let volume = d["spec"]["template"]["spec"]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find_map(|v| v["configMap"]["name"].as_str())
+            .expect("a ConfigMap volume")
+            .to_string();
+        object(&all, "ConfigMap", Some(&volume));
+        assert!(volume.starts_with("realmgate-config-"), "{volume}");
+        (volume, d["spec"]["template"].clone())
+    };
+    let (name, before) = template(&k8s().join("base"));
+    // The same tree with one changed line of realmgate.toml.
+    let copy = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(k8s().join("base")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, copy.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let toml_path = copy.path().join("realmgate.toml");
+    let changed = std::fs::read_to_string(&toml_path)
+        .unwrap()
+        .replace("shutdown_grace = \"30s\"", "shutdown_grace = \"20s\"");
+    std::fs::write(&toml_path, changed).unwrap();
+    let (new_name, after) = template(copy.path());
+    assert_ne!(name, new_name);
+    assert_ne!(before, after, "the pod template changes, so the pods roll");
 }
 
 #[test]
 fn kubernetes_deployment_has_replicas_probes_on_the_admin_port_and_a_drain_longer_than_shutdown_grace(
 ) {
-    let all = manifests();
+    let all = kustomize(&k8s().join("base"));
     let deployment = object(&all, "Deployment", Some("realmgate"));
     let spec = &deployment["spec"];
     assert!(n(&spec["replicas"], "replicas") >= 2);
@@ -668,7 +868,7 @@ fn kubernetes_deployment_has_replicas_probes_on_the_admin_port_and_a_drain_longe
 
 #[test]
 fn kubernetes_secret_is_mounted_as_the_files_the_configmap_names() {
-    let all = manifests();
+    let all = kustomize(&k8s().join("base"));
     let deployment = object(&all, "Deployment", Some("realmgate"));
     let secret = object(&all, "Secret", Some("realmgate-secrets"));
     let pod_spec = &deployment["spec"]["template"]["spec"];
@@ -682,7 +882,11 @@ fn kubernetes_secret_is_mounted_as_the_files_the_configmap_names() {
         .expect("a volume of the Secret");
     let config_volume = volumes
         .iter()
-        .find(|v| v["configMap"]["name"].as_str() == Some("realmgate-config"))
+        .find(|v| {
+            v["configMap"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("realmgate-config-"))
+        })
         .expect("a volume of the ConfigMap");
     let mount_of = |volume: &Yaml| -> String {
         let name = s(&volume["name"], "volume name");
@@ -760,7 +964,7 @@ fn kubernetes_secret_is_mounted_as_the_files_the_configmap_names() {
 
 #[test]
 fn kubernetes_pdb_hpa_service_and_redis_select_the_right_pods() {
-    let all = manifests();
+    let all = kustomize(&k8s().join("base"));
     let deployment = object(&all, "Deployment", Some("realmgate"));
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
 
@@ -792,13 +996,168 @@ fn kubernetes_pdb_hpa_service_and_redis_select_the_right_pods() {
         "only the proxy port is on the Service (the admin port has no authentication)"
     );
 
-    // The Redis the config points at exists as a Service on the URL's host and port.
+    // With the evaluation overlay, the Redis the config points at exists as a Service on
+    // the URL's host and port, with the password the URL carries.
+    let all = kustomize(&k8s().join("overlays/evaluation"));
     let redis = object(&all, "Service", Some("realmgate-redis"));
     let secret = object(&all, "Secret", Some("realmgate-secrets"));
     let url = url::Url::parse(s(&secret["stringData"]["redis_url"], "redis_url")).unwrap();
     assert_eq!(url.host_str(), Some("realmgate-redis"));
     let port = redis["spec"]["ports"][0]["port"].as_i64();
     assert_eq!(port, url.port().map(i64::from));
+    assert_eq!(
+        url.password(),
+        secret["stringData"]["redis_password"].as_str(),
+        "the URL carries the password Redis requires"
+    );
+}
+
+#[test]
+fn kubernetes_servicemonitor_scrapes_the_admin_port_with_the_admin_token_and_carries_the_alert_rules(
+) {
+    let all = kustomize(&k8s().join("overlays/production"));
+    let deployment = object(&all, "Deployment", Some("realmgate"));
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let monitor = object(&all, "ServiceMonitor", Some("realmgate"));
+    let service = object(&all, "Service", Some("realmgate-admin"));
+    // The ServiceMonitor selects the admin Service, which selects the pods.
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .expect("matchLabels");
+    for (k, v) in selector {
+        assert_eq!(&service["metadata"]["labels"][k], v, "label {k:?}");
+    }
+    assert_eq!(
+        &service["spec"]["selector"],
+        &deployment["spec"]["template"]["metadata"]["labels"]
+    );
+    assert_eq!(service["spec"]["clusterIP"].as_str(), Some("None"));
+    // job="realmgate", as the alert rules and the dashboard query.
+    let job_label = s(&monitor["spec"]["jobLabel"], "jobLabel");
+    assert_eq!(
+        service["metadata"]["labels"][job_label].as_str(),
+        Some("realmgate")
+    );
+    let rules = std::fs::read_to_string(deploy().join("monitoring/realmgate-alerts.yaml")).unwrap();
+    assert!(rules.contains("up{job=\"realmgate\"}"));
+
+    // Its endpoint: the admin Service port, the container's admin port, the config's
+    // admin listener, /metrics with the token of the Secret realmgate reads.
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    let port = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == endpoint["port"])
+        .expect("the endpoint's port is on the admin Service");
+    let config: toml::Value = toml::from_str(&configmap_toml()).unwrap();
+    let admin: SocketAddr = config["admin"]["listen"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        port_number(container, &port["targetPort"]),
+        i64::from(admin.port())
+    );
+    assert_eq!(endpoint["path"].as_str(), Some("/metrics"));
+    let credentials = &endpoint["authorization"]["credentials"];
+    assert_eq!(endpoint["authorization"]["type"].as_str(), Some("Bearer"));
+    assert_eq!(credentials["name"].as_str(), Some("realmgate-secrets"));
+    let key = s(&credentials["key"], "credentials key");
+    let secret = object(&all, "Secret", Some("realmgate-secrets"));
+    assert!(
+        secret["stringData"][key].is_string(),
+        "the Secret has {key}"
+    );
+    assert_eq!(
+        config["admin"]["token_file"].as_str(),
+        Some(format!("/run/secrets/realmgate/{key}").as_str()),
+        "realmgate checks the token the ServiceMonitor sends"
+    );
+    // The NetworkPolicy admits the monitoring namespace to that port.
+    let policy = object(&all, "NetworkPolicy", Some("realmgate"));
+    assert!(policy["spec"]["ingress"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(
+            |r| r["ports"][0]["port"].as_i64() == Some(i64::from(admin.port()))
+                && r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    .as_str()
+                    == Some("monitoring")
+        ));
+
+    // The PrometheusRule holds deploy/monitoring's rules, unchanged.
+    let rule = object(&all, "PrometheusRule", Some("realmgate"));
+    let standalone: Yaml = serde_yaml_ng::from_str(&rules).unwrap();
+    assert_eq!(rule["spec"]["groups"], standalone["groups"]);
+}
+
+#[test]
+fn kubernetes_ingress_examples_reach_realmgate_and_forward_auth_uses_verify_and_the_sign_in_page() {
+    let base = kustomize(&k8s().join("base"));
+    let service = object(&base, "Service", Some("realmgate"));
+    let port_names: Vec<&str> = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| s(&p["name"], "port name"))
+        .collect();
+    let config: toml::Value = toml::from_str(&configmap_toml()).unwrap();
+    let route_hosts: Vec<&str> = config["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap())
+        })
+        .collect();
+    let to_realmgate = |ingress: &Yaml| {
+        for rule in ingress["spec"]["rules"].as_sequence().unwrap() {
+            let host = s(&rule["host"], "host");
+            assert!(
+                route_hosts.contains(&host),
+                "{host} is a route host of realmgate.toml"
+            );
+            for path in rule["http"]["paths"].as_sequence().unwrap() {
+                let backend = &path["backend"]["service"];
+                assert_eq!(backend["name"].as_str(), Some("realmgate"));
+                assert!(port_names.contains(&s(&backend["port"]["name"], "backend port")));
+            }
+        }
+        assert_eq!(ingress["metadata"]["namespace"].as_str(), Some("realmgate"));
+    };
+
+    let direct = yaml_docs(&k8s().join("examples/ingress-direct.yaml"));
+    to_realmgate(object(&direct, "Ingress", Some("realmgate")));
+
+    let forward = yaml_docs(&k8s().join("examples/ingress-nginx-forward-auth.yaml"));
+    let app = object(&forward, "Ingress", Some("hr-app"));
+    let a = &app["metadata"]["annotations"];
+    let auth_url = s(&a["nginx.ingress.kubernetes.io/auth-url"], "auth-url");
+    assert_eq!(auth_url, "https://$host/.auth/verify");
+    let signin = s(&a["nginx.ingress.kubernetes.io/auth-signin"], "auth-signin");
+    assert_eq!(signin, "https://$host/.auth/login?rd=$escaped_request_uri");
+    // The headers copied to the app are those of the auth_request profile.
+    for h in s(
+        &a["nginx.ingress.kubernetes.io/auth-response-headers"],
+        "auth-response-headers",
+    )
+    .split(',')
+    {
+        assert!(h.trim().starts_with("X-Auth-Request-"), "{h}");
+    }
+    // realmgate's /.auth/ endpoints on the same host, so verify and the sign-in page see
+    // the app host's cookie.
+    let auth = object(&forward, "Ingress", Some("realmgate-hr-auth"));
+    to_realmgate(auth);
+    let app_host = app["spec"]["rules"][0]["host"].clone();
+    assert_eq!(auth["spec"]["rules"][0]["host"], app_host);
+    assert_eq!(
+        auth["spec"]["rules"][0]["http"]["paths"][0]["path"].as_str(),
+        Some("/.auth/")
+    );
 }
 
 // === Load balancers ===
@@ -958,7 +1317,7 @@ fn final_stage(ins: &[(String, String)]) -> &[(String, String)] {
 }
 
 #[test]
-fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
+fn dockerfile_builds_in_a_stage_and_runs_distroless_non_root_stripped_with_a_healthcheck_command() {
     let text = read("Dockerfile");
     let ins = dockerfile_instructions(&text);
     let froms: Vec<&str> = ins
@@ -973,18 +1332,28 @@ fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
         "{build_stage}"
     );
     let runtime = final_stage(&ins);
+    // No shell and no package manager in the runtime: distroless (or scratch), and so
+    // no RUN in its stage (there is nothing to run it with).
+    let base = runtime[0].1.to_ascii_lowercase();
     assert!(
-        runtime[0].1.contains("slim") || runtime[0].1.contains("distroless"),
-        "a small runtime image: {}",
-        runtime[0].1
+        base.starts_with("gcr.io/distroless/") || base.starts_with("scratch"),
+        "a distroless or scratch runtime: {base}"
+    );
+    assert!(
+        !runtime.iter().any(|(i, _)| i == "RUN"),
+        "RUN in a runtime without a shell"
     );
     assert!(runtime
         .iter()
         .any(|(i, a)| i == "COPY" && a.starts_with("--from=build ")));
+    let build = ins
+        .iter()
+        .find(|(i, a)| i == "RUN" && a.contains("cargo build --release --locked"))
+        .expect("the build uses Cargo.lock");
     assert!(
-        ins.iter()
-            .any(|(i, a)| i == "RUN" && a.contains("cargo build --release --locked")),
-        "the build uses Cargo.lock"
+        build.1.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"),
+        "a stripped binary: {}",
+        build.1
     );
 
     let users: Vec<&str> = runtime
@@ -1005,8 +1374,11 @@ fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
         .position(|(i, _)| i == "ENTRYPOINT")
         .expect("ENTRYPOINT");
     assert!(user_at < entry_at);
+    let entry: Vec<String> = serde_json::from_str(&runtime[entry_at].1).expect("exec form");
+    assert_eq!(entry, ["/usr/local/bin/realmgate"]);
 
-    // The health check probes the admin port the image configures and exposes.
+    // The admin port the image configures is exposed; the health check is realmgate's
+    // own command (exec form: no shell).
     let admin_env = runtime
         .iter()
         .find(|(i, a)| i == "ENV" && a.starts_with("REALMGATE_ADMIN__LISTEN="))
@@ -1018,9 +1390,25 @@ fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
         .1
         .split_whitespace()
         .any(|p| p == admin.port().to_string()));
-    let script = healthcheck_script(&text);
-    assert!(script.contains(&format!("/dev/tcp/127.0.0.1/{}", admin.port())));
-    assert!(script.contains("GET /healthz"));
+    assert_eq!(
+        healthcheck_argv(&text),
+        ["/usr/local/bin/realmgate", "healthcheck"]
+    );
+
+    // The size budget the Dockerfile states is the one the check script enforces.
+    let script = read("check-image-size.sh");
+    let budget: u64 = script
+        .lines()
+        .find_map(|l| l.strip_prefix("BUDGET_BYTES="))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("BUDGET_BYTES=<n> in check-image-size.sh");
+    let mib = budget / (1024 * 1024);
+    assert_eq!(budget, mib * 1024 * 1024);
+    assert!(
+        text.contains(&format!("at most {mib} MiB uncompressed")),
+        "deploy/Dockerfile states the budget of check-image-size.sh ({mib} MiB)"
+    );
 
     // The build context filter lets in what `cargo build` needs.
     let ignore = read("Dockerfile.dockerignore");
@@ -1032,23 +1420,54 @@ fn dockerfile_builds_in_a_stage_and_runs_as_non_root_with_a_healthcheck() {
     }
 }
 
-/// The shell script of the Dockerfile's `HEALTHCHECK ... CMD ["bash", "-c", script]`.
-fn healthcheck_script(dockerfile: &str) -> String {
+/// The argv of the Dockerfile's `HEALTHCHECK ... CMD [exec form]`.
+fn healthcheck_argv(dockerfile: &str) -> Vec<String> {
     let ins = dockerfile_instructions(dockerfile);
     let (_, args) = final_stage(&ins)
         .iter()
         .find(|(i, _)| i == "HEALTHCHECK")
         .expect("a HEALTHCHECK in the runtime stage");
     let json = &args[args.find("CMD [").expect("HEALTHCHECK ... CMD [exec form]") + 4..];
-    let argv: Vec<String> = serde_json::from_str(json).expect("CMD is a JSON array");
-    assert_eq!(argv[..2], ["bash", "-c"], "{argv:?}");
-    argv[2].clone()
+    serde_json::from_str(json).expect("CMD is a JSON array")
+}
+
+/// The check script measures an image through the engine's `image inspect`: run
+/// with a stand-in engine that reports a size, it passes within the budget, fails
+/// over it and says so, and says what is missing without an image.
+#[test]
+fn image_size_check_script_enforces_the_budget() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for `docker image inspect --format {{.Size}} IMAGE`.
+    let engine = dir.path().join("engine");
+    std::fs::write(
+        &engine,
+        "#!/bin/sh\n[ \"$1 $2 $5\" = \"image inspect realmgate\" ] || exit 1\necho \"$SIZE\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |size: &str, image: &str| {
+        Command::new("sh")
+            .arg(deploy().join("check-image-size.sh"))
+            .arg(image)
+            .env("CONTAINER_ENGINE", &engine)
+            .env("SIZE", size)
+            .output()
+            .unwrap()
+    };
+    let ok = run("24000000", "realmgate");
+    assert!(ok.status.success(), "{}", output_text(&ok));
+    let over = run("52428800", "realmgate");
+    assert_eq!(over.status.code(), Some(1), "{}", output_text(&over));
+    assert!(output_text(&over).contains("over the budget of 41943040 bytes"));
+    let none = run("1", "other");
+    assert_eq!(none.status.code(), Some(2), "{}", output_text(&none));
+    assert!(output_text(&none).contains("build it first"));
 }
 
 #[test]
-fn dockerfile_healthcheck_passes_against_a_running_gateway_and_fails_once_it_stopped() {
-    let bash = require("bash", "bash");
-    let script = healthcheck_script(&read("Dockerfile"));
+fn dockerfile_healthcheck_command_passes_against_a_ready_gateway_and_fails_draining_and_stopped() {
+    let argv = healthcheck_argv(&read("Dockerfile"));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("realmgate.toml");
     let route = crate::util::route(
@@ -1058,51 +1477,59 @@ fn dockerfile_healthcheck_passes_against_a_running_gateway_and_fails_once_it_sto
         "http://127.0.0.1:9",
         "public = [\"/\"]",
     );
-    // The admin port is reserved for the whole test: once the gateway stopped, nothing
-    // else can listen there and make the failing check pass.
-    let admin = ReservedPort::new();
+    // Both ports are reserved for the whole test: once the gateway stopped, nothing
+    // else can listen there and make the failing check pass. A long shutdown_delay
+    // holds the gateway in its draining state until a second SIGTERM.
+    let (admin, proxy) = (ReservedPort::new(), ReservedPort::new());
     let toml = crate::util::Config::new()
+        .listen(proxy.addr())
         .admin_listen(admin.addr())
+        .server("shutdown_delay = \"60s\"")
         .table(crate::util::unreachable_oidc())
         .table(route)
         .render();
     std::fs::write(&config, toml).unwrap();
     let mut gateway = Realmgate::start(&config);
     assert_eq!(gateway.admin, admin.addr());
-    let run = |port: u16| {
-        let mut child = Command::new(&bash)
-            .arg("-c")
-            .arg(script.replace(
-                "/dev/tcp/127.0.0.1/9090",
-                &format!("/dev/tcp/127.0.0.1/{port}"),
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run the health check");
-        // Docker's --timeout=3s, with room for a loaded machine.
-        let end = Instant::now() + Duration::from_secs(6);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() >= end {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    // The image's command with this build's binary, configured as the image is: by
+    // REALMGATE_CONFIG (the admin address given the same way as the image's ENV).
+    let check = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(&argv[1..])
+            .args(extra)
+            .env("REALMGATE_CONFIG", &config)
+            .env("REALMGATE_ADMIN__LISTEN", admin.addr().to_string())
+            .output()
+            .expect("run realmgate healthcheck");
+        (out.status.code(), output_text(&out))
     };
-    let port = gateway.admin.port();
-    assert!(
-        run(port),
-        "health check against a running gateway; log:\n{}",
-        gateway.log()
-    );
+    let (code, out) = check(&[]);
+    assert_eq!(code, Some(0), "{out}\nlog:\n{}", gateway.log());
+    assert!(out.contains("ready: GET http://127.0.0.1:"), "{out}");
+    let (code, out) = check(&["--traffic"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("/.auth/health"), "{out}");
+
+    gateway.signal("-TERM");
+    let end = Instant::now() + DEADLINE;
+    let (code, out) = loop {
+        let (code, out) = check(&[]);
+        if code != Some(0) || Instant::now() > end {
+            break (code, out);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("503"), "{out}");
+    let (code, out) = check(&["--traffic"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not ready: shutting down"), "{out}");
+
     gateway.signal("-TERM");
     assert_eq!(gateway.wait_exit(DEADLINE), Some(0));
-    assert!(!run(port), "health check passes with nothing listening");
+    let (code, out) = check(&[]);
+    assert_eq!(code, Some(1), "passes with nothing listening: {out}");
+    assert!(out.contains("cannot connect"), "{out}");
 }
 
 /// `haproxy -db -f FILE` (foreground); killed by PID on drop.

@@ -14,6 +14,7 @@ mod hostile;
 mod id_token;
 mod ldap;
 mod login_flow;
+mod monitoring;
 mod node;
 mod node_tools;
 mod oauth2_proxy;

@@ -747,3 +747,92 @@ async fn text_logs_to_a_pipe_have_no_colour_escapes_and_are_flushed_at_exit() {
         );
     }
 }
+
+// --- GET /.auth/health on the traffic port (issue 22 item 3) ---
+
+fn health_request(host: Option<&str>) -> Vec<u8> {
+    match host {
+        Some(h) => {
+            format!("GET /.auth/health HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n")
+        }
+        None => "GET /.auth/health HTTP/1.0\r\n\r\n".to_string(),
+    }
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn health_on_the_traffic_port_answers_an_ip_host_an_unknown_host_and_no_host() {
+    let up = upstream("up").await;
+    let gw = Gateway::spawn(&config(up.addr, ""));
+    let ip_host = gw.addr.to_string();
+    for host in [
+        Some(ip_host.as_str()),
+        Some("unknown.example"),
+        Some("app.test"),
+        None,
+    ] {
+        let res = send(gw.addr, &health_request(host)).await;
+        assert!(
+            res.starts_with("HTTP/1.1 200") || res.starts_with("HTTP/1.0 200"),
+            "{host:?}: {res}"
+        );
+        assert!(res.ends_with("ok\n"), "{host:?}: {res}");
+        assert!(
+            res.to_ascii_lowercase().contains("cache-control: no-store"),
+            "{res}"
+        );
+    }
+    // Only the health path is answered before routing: the rest of an IP
+    // Host's requests still get the unknown-host answer, and nothing of the
+    // probes reached the upstream.
+    let other = send(
+        gw.addr,
+        format!("GET /.auth/me HTTP/1.1\r\nHost: {ip_host}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert!(other.starts_with("HTTP/1.1 421"), "{other}");
+    assert_eq!(*up.slow_started.lock().unwrap(), 0);
+    let post = send(
+        gw.addr,
+        b"POST /.auth/health HTTP/1.1\r\nHost: 10.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+}
+
+/// SIGTERM with `shutdown_delay`: the health answer turns 503 at once, on new
+/// connections and on a keep-alive one opened before, while the listener
+/// still accepts and proxies (what a balancer still sends is served); a
+/// second SIGTERM ends the wait.
+#[tokio::test]
+async fn health_is_503_from_sigterm_while_shutdown_delay_still_serves_requests() {
+    let up = upstream("up").await;
+    let mut gw = Gateway::spawn(&config(up.addr, "shutdown_delay = \"60s\""));
+    let addr = gw.addr;
+    let mut kept = crate::util::KeepAliveConn::connect(addr).await;
+    let probe = b"GET /.auth/health HTTP/1.1\r\nHost: 10.1.2.3\r\n\r\n";
+    assert_eq!(kept.exchange(probe).await.map(|r| r.0), Some(200));
+
+    gw.signal("-TERM");
+    eventually("health turns 503 on a new connection", || async move {
+        send(addr, &health_request(Some("10.1.2.3")))
+            .await
+            .starts_with("HTTP/1.1 503")
+    })
+    .await;
+    let (status, body) = kept.exchange(probe).await.expect("kept connection answers");
+    assert_eq!(status, 503);
+    assert_eq!(body, b"not ready: shutting down\n");
+    assert!(admin_get(gw.admin, "/readyz")
+        .await
+        .starts_with("HTTP/1.1 503"));
+    // Still accepting and proxying during the delay.
+    let res = send(addr, &get("/late")).await;
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.ends_with("up xff=127.0.0.1 path=/late"), "{res}");
+    assert!(gw.child.try_wait().unwrap().is_none());
+
+    gw.signal("-TERM");
+    assert_eq!(gw.wait_exit(), Some(0), "log:\n{}", gw.log());
+}
