@@ -80,6 +80,7 @@ async fn run(count: usize, tokens: &str) {
             access_token: (tokens == "all").then(|| access.clone()),
             refresh_token: (tokens != "none").then(|| refresh.clone()),
             tokens_expire_at: Some(now + 3600),
+            client_addr: None,
             created_at: now,
             expires_at: now + 8 * 3600,
         };

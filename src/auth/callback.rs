@@ -185,7 +185,7 @@ async fn complete(
             error,
             target: Some(pending.target.clone()),
         })?;
-    let session = Session::new(
+    let mut session = Session::new(
         identity,
         SessionTerms {
             created_at: now,
@@ -199,6 +199,8 @@ async fn complete(
             keep_refresh_token: ctx.state.settings.session.refresh_tokens,
         },
     );
+    // Shown by the admin listing (`GET /sessions`), never to the app.
+    session.client_addr = Some(ctx.client);
 
     // A new id at every login (no fixation); the old session, if any, ends.
     if let Some(old) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {

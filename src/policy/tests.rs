@@ -54,6 +54,7 @@ fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
         access_token: None,
         refresh_token: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: 0,
         expires_at: u64::MAX,
     }

@@ -40,6 +40,7 @@ fn user(preferred: Option<&str>) -> Session {
         access_token: None,
         refresh_token: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: 0,
         expires_at: u64::MAX,
     }

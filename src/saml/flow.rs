@@ -198,6 +198,7 @@ pub fn session_for(
         access_token: None,
         refresh_token: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: now,
         expires_at: assertion
             .session_not_on_or_after

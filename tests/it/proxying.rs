@@ -904,6 +904,7 @@ fn signed_in_user() -> realmgate::session::model::Session {
         access_token: None,
         refresh_token: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: now,
         expires_at: now + 3600,
     }

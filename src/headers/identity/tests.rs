@@ -83,6 +83,7 @@ fn user() -> Session {
         access_token: Some("access.token.sig".into()),
         refresh_token: Some("refresh".into()),
         tokens_expire_at: Some(2_000_000_000),
+        client_addr: None,
         created_at: 1_700_000_000,
         expires_at: 1_700_028_800,
     }

@@ -29,6 +29,7 @@ fn session(user: &str, sid: Option<&str>) -> Session {
         access_token: None,
         refresh_token: Some("rt".into()),
         tokens_expire_at: Some(now + 3600),
+        client_addr: None,
         created_at: now,
         expires_at: now + 3600,
     }
@@ -59,6 +60,7 @@ async fn a_session_round_trips_field_for_field() {
         id_token: None,
         refresh_token: None,
         tokens_expire_at: None,
+        client_addr: None,
         email_trust: EmailTrust::Unverified,
         ..session("bob", None)
     };

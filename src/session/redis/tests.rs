@@ -22,6 +22,7 @@ fn session(expires_at: u64) -> Session {
         access_token: None,
         refresh_token: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: 0,
         expires_at,
     }
