@@ -28,6 +28,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use std::net::IpAddr;
+
+use crate::audit::{Audit, Event};
 use crate::gateway::Shared;
 use crate::server::Inner;
 use crate::session::store::{revoke_in_each, ListBy, Listing, Revoke, SessionStore};
@@ -55,7 +58,7 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
     }
     let mut conns = JoinSet::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -68,10 +71,13 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let inner = inner.clone();
+        // Admin requests are audited with the TCP peer's address (the
+        // admin listener trusts no proxy headers).
+        let client = peer.ip().to_canonical();
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let inner = inner.clone();
-                async move { Ok::<_, Infallible>(handle(&inner, req).await) }
+                async move { Ok::<_, Infallible>(handle(&inner, req, client).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -84,13 +90,24 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
 
 type AdminBody = Full<Bytes>;
 
-async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<AdminBody> {
+async fn handle(inner: &Inner, req: Request<Incoming>, client: IpAddr) -> Response<AdminBody> {
+    // The current generation: a token or audit sink changed by SIGHUP
+    // applies to the next request.
+    let generation = inner.current();
+    let audit = &generation.auth.audit;
     if !guard::is_open(req.uri().path()) {
-        // The current generation's settings: a token changed by SIGHUP
-        // applies to the next request.
-        let settings = inner.current().settings.clone();
-        if let Err(refusal) = guard::check(&settings.admin, req.method(), req.uri(), req.headers())
-        {
+        if let Err(refusal) = guard::check(
+            &generation.settings.admin,
+            req.method(),
+            req.uri(),
+            req.headers(),
+        ) {
+            audit.record(Event::AdminRefused {
+                method: req.method().as_str(),
+                path: req.uri().path(),
+                reason: refusal.code(),
+                client,
+            });
             return refused(refusal);
         }
     }
@@ -132,7 +149,7 @@ async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<AdminBody> {
                 .iter()
                 .map(|c| c.name.clone())
                 .collect();
-            revoke(store, &connections, &body).await
+            revoke(store, &connections, &body, audit, client).await
         }
         (&Method::GET, "/sessions") => {
             let connections: Vec<String> = inner
@@ -142,7 +159,7 @@ async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<AdminBody> {
                 .iter()
                 .map(|c| c.name.clone())
                 .collect();
-            list(store, &connections, req.uri().query().unwrap_or("")).await
+            list(store, &connections, req.uri().query().unwrap_or(""), audit, client).await
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/sessions" | "/sessions/revoke") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
@@ -195,6 +212,8 @@ async fn revoke(
     store: Option<Arc<dyn SessionStore>>,
     connections: &[String],
     body: &[u8],
+    audit: &Audit,
+    client: IpAddr,
 ) -> Response<AdminBody> {
     let request: RevokeRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -231,6 +250,14 @@ async fn revoke(
         Ok(n) => {
             // The id itself is not logged: revocation is often about an incident.
             tracing::info!(by = kind, revoked = n, "sessions revoked");
+            // The user id is the audit trail's business (who lost access);
+            // a sid is not written (as good as a logout token).
+            audit.record(Event::SessionsRevoked {
+                by: kind,
+                user_id: request.user_id.as_deref(),
+                ended: n,
+                client,
+            });
             json(StatusCode::OK, &serde_json::json!({ "revoked": n }))
         }
         Err(e) => {
@@ -258,6 +285,8 @@ async fn list(
     store: Option<Arc<dyn SessionStore>>,
     connections: &[String],
     query: &str,
+    audit: &Audit,
+    client: IpAddr,
 ) -> Response<AdminBody> {
     let pairs = crate::auth::form_pairs(query.as_bytes());
     let mut user_id = None;
@@ -356,6 +385,12 @@ async fn list(
             }
         }
     }
+    audit.record(Event::SessionsListed {
+        user_id,
+        connection,
+        count: all.sessions.len(),
+        client,
+    });
     let mut body = serde_json::json!({
         "sessions": all.sessions,
         "count": all.sessions.len(),
@@ -500,6 +535,10 @@ mod tests {
         }
     }
 
+    fn ip() -> IpAddr {
+        "127.0.0.1".parse().unwrap()
+    }
+
     fn conns() -> Vec<String> {
         vec!["contoso".to_string(), "partner".to_string()]
     }
@@ -540,11 +579,37 @@ mod tests {
     async fn revoke_by_user_or_sid_answers_the_count() {
         let store = Arc::new(FakeStore::default());
         let dyn_store: Arc<dyn SessionStore> = store.clone();
-        let (s, b) =
-            body_of(revoke(Some(dyn_store.clone()), &conns(), br#"{"user_id":"u-1"}"#).await).await;
+        let (s, b) = body_of(
+            revoke(
+                Some(dyn_store.clone()),
+                &conns(),
+                br#"{"user_id":"u-1"}"#,
+                &Audit::in_memory(),
+                ip(),
+            )
+            .await,
+        )
+        .await;
         // Once per connection, each scoped to its connection (SPEC 6.1).
         assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":6}"#));
-        let (s, b) = body_of(revoke(Some(dyn_store), &conns(), br#"{"sid":"abc"}"#).await).await;
+        let audit = Audit::in_memory();
+        let (s, b) =
+            body_of(revoke(Some(dyn_store), &conns(), br#"{"sid":"abc"}"#, &audit, ip()).await)
+                .await;
+        let lines = audit.lines();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains(
+                r#""event":"sessions_revoked","by":"sid","client_address":"127.0.0.1","ended":2}"#
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            !lines[0].contains("abc"),
+            "a sid is never written: {}",
+            lines[0]
+        );
         assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":2}"#));
         assert_eq!(
             *store.calls.lock().unwrap(),
@@ -570,7 +635,9 @@ mod tests {
             b"",
         ] {
             let dyn_store: Arc<dyn SessionStore> = store.clone();
-            let (s, b) = body_of(revoke(Some(dyn_store), &conns(), body).await).await;
+            let (s, b) =
+                body_of(revoke(Some(dyn_store), &conns(), body, &Audit::in_memory(), ip()).await)
+                    .await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{body:?} -> {b}");
             assert!(b.contains("\"error\""));
         }
@@ -582,9 +649,29 @@ mod tests {
         let store = Arc::new(FakeStore::default());
         store.fail.store(true, Ordering::Relaxed);
         let dyn_store: Arc<dyn SessionStore> = store.clone();
-        let (s, _) = body_of(revoke(Some(dyn_store), &conns(), br#"{"user_id":"u"}"#).await).await;
+        let (s, _) = body_of(
+            revoke(
+                Some(dyn_store),
+                &conns(),
+                br#"{"user_id":"u"}"#,
+                &Audit::in_memory(),
+                ip(),
+            )
+            .await,
+        )
+        .await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-        let (s, _) = body_of(revoke(None, &conns(), br#"{"user_id":"u"}"#).await).await;
+        let (s, _) = body_of(
+            revoke(
+                None,
+                &conns(),
+                br#"{"user_id":"u"}"#,
+                &Audit::in_memory(),
+                ip(),
+            )
+            .await,
+        )
+        .await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     }
 
@@ -629,7 +716,11 @@ mod tests {
             ids.push(id);
         }
         let store = || -> Option<Arc<dyn SessionStore>> { Some(memory.clone()) };
-        let get = |q: &'static str| async move { body_of(list(store(), &conns(), q).await).await };
+        let audit = Audit::in_memory();
+        let audit = &audit;
+        let get = |q: &'static str| async move {
+            body_of(list(store(), &conns(), q, audit, ip()).await).await
+        };
 
         let (status, body) = get("user_id=u-1").await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -668,7 +759,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["count"], 2, "{body}");
         // Bounded, and the answer says so and what to do.
-        let res = list(store(), &conns(), "connection=contoso&limit=1").await;
+        let res = list(store(), &conns(), "connection=contoso&limit=1", audit, ip()).await;
         assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
         let (_, body) = body_of(res).await;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -695,8 +786,22 @@ mod tests {
             assert_eq!(s, status, "{query}: {b}");
             assert!(b.contains("\"error\""), "{query}: {b}");
         }
-        let (s, _) = body_of(list(None, &conns(), "user_id=u").await).await;
+        let (s, _) = body_of(list(None, &conns(), "user_id=u", audit, ip()).await).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        // Each answered listing is an audit event, without the sessions.
+        let lines = audit.lines();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(
+            lines[0].contains(r#""event":"sessions_listed""#)
+                && lines[0].contains(r#""user_id":"u-1""#)
+                && lines[0].contains(r#""count":2"#),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            !lines.concat().contains("203.0.113.9"),
+            "the listed addresses are not copied"
+        );
     }
 
     #[tokio::test]

@@ -46,6 +46,12 @@ pub(super) async fn finish(
         Err(Refused { error: e, target }) => {
             let label = e.reason.label();
             ctx.state.shared.metrics.record_login(&conn.name, label);
+            ctx.state.audit.record(crate::audit::Event::SignInFailed {
+                route: &ctx.route.name,
+                connection: &conn.name,
+                reason: label,
+                client: ctx.client,
+            });
             tracing::warn!(
                 route.name = %ctx.route.name,
                 connection = %conn.name,
@@ -220,6 +226,12 @@ async fn complete(
         user.id = %user_id,
         "signed in"
     );
+    ctx.state.audit.record(crate::audit::Event::SignIn {
+        route: &ctx.route.name,
+        connection: &conn.name,
+        user_id: &user_id,
+        client: ctx.client,
+    });
     let session_cookie = ctx.state.cookies.set(&id, ctx.https);
     redirect(&pending.target, [session_cookie, state_cookie])
         .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())

@@ -97,6 +97,8 @@ pub struct AuthState {
     pub(crate) assertions: Option<Arc<super::assertion::Assertions>>,
     /// The directories of `type = "ldap"` connections.
     pub(crate) directories: Arc<crate::ldap::Directories>,
+    /// The audit trail (`[log] audit`), opened anew by every generation.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 impl AuthState {
@@ -110,6 +112,7 @@ impl AuthState {
         extra.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         extra.dedup();
         AuthState {
+            audit: Arc::new(crate::audit::Audit::open(&settings.log.audit)),
             pages: Arc::new(Pages::new(&settings.ui)),
             cookies: Arc::new(SessionCookies::new(&settings.session)),
             states: Arc::new(StateCookies::new(&settings.session)),

@@ -850,3 +850,62 @@ async fn the_demo_signs_in_a_demo_user_and_shows_the_headers() {
     );
     assert!(html.contains("Partners"), "group names from group_names");
 }
+
+/// Issue 22 item 9: sign-ins, refused sign-ins (with the reason) and
+/// sign-outs are audit events, one JSON line each, in the `[log] audit`
+/// file: who (user id), where (route, connection), from where (client
+/// address), never a token, cookie or email.
+#[tokio::test]
+async fn sign_in_refusal_and_sign_out_are_audit_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let w: World = world("", "")
+        .table(format!("[log]\naudit = {:?}\n", audit.to_str().unwrap()))
+        .keep(dir)
+        .start()
+        .await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let cookie = browser.cookie_header(&w.url("/"));
+    let resp = w
+        .browser()
+        .get(&w.url("/.auth/login/contoso/callback?code=x"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = browser.get(&w.url("/.auth/logout")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sign_in", "sign_in_failed", "sign_out"], "{text}");
+    let user = events[0]["user_id"].as_str().unwrap();
+    assert!(!user.is_empty() && !user.contains('@'), "{text}");
+    for e in &events {
+        assert_eq!(e["schema"], 1);
+        assert_eq!(e["route"], "app");
+        assert_eq!(e["connection"], "contoso");
+        assert_eq!(e["client_address"], "127.0.0.1");
+        assert!(e["time"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(events[1]["reason"], "no_state");
+    assert_eq!(events[2]["user_id"], user);
+    let session = cookie
+        .split("realmgate=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    for secret in ["@contoso.example", session] {
+        assert!(
+            !text.contains(secret),
+            "{secret} in the audit trail: {text}"
+        );
+    }
+}
