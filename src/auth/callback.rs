@@ -44,6 +44,18 @@ pub(super) async fn finish(
             Ok(resp)
         }
         Err(Refused { error: e, target }) => {
+            // Back to the IdP after signing in, and the account chosen
+            // again (first hour 6): the state is spent, but this browser is
+            // signed in; send it on to its target instead of "Sign-in
+            // expired". Nothing is exchanged and no session changes.
+            if matches!(
+                e.reason,
+                Refusal::NoState | Refusal::UnknownState | Refusal::ReplayedState
+            ) {
+                if let Some(resp) = already_signed_in(ctx, parts, target.as_deref()).await {
+                    return Ok(resp);
+                }
+            }
             let label = e.reason.label();
             ctx.state.shared.metrics.record_login(&conn.name, label);
             ctx.state.audit.record(crate::audit::Event::SignInFailed {
@@ -80,6 +92,27 @@ pub(super) async fn finish(
             })
         }
     }
+}
+
+/// A redirect to `target` (else `/`) when this browser has a live session of
+/// a connection this route allows.
+async fn already_signed_in(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    target: Option<&str>,
+) -> Option<Response<Body>> {
+    let id = ctx.state.cookies.read_for(&parts.headers, ctx.https)?;
+    let session = super::state::load_session(ctx.state, &id).await.ok()??;
+    let allowed = ctx.allowed_connections();
+    if !allowed.iter().any(|c| c.name == session.connection) {
+        return None;
+    }
+    tracing::info!(
+        route.name = %ctx.route.name,
+        connection = %session.connection,
+        "a spent sign-in came back to a signed-in browser: sent on to its target"
+    );
+    redirect(target.unwrap_or("/"), []).ok()
 }
 
 /// True when `POST /.auth/login/{name}` completes a sign-in at this route
@@ -154,14 +187,24 @@ async fn complete(
     let Some(state) = state_param else {
         return Err(SignInError::new(Refusal::NoState, "no state parameter").into());
     };
-    let Some((pending, state_cookie)) = taken else {
-        return Err(SignInError::new(
-            Refusal::UnknownState,
-            "state not found in this browser's pending logins",
-        )
-        .into());
-    };
     let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
+    let Some((pending, state_cookie)) = taken else {
+        // Spent already, by this browser's own sign-in when it comes back
+        // (Back to the IdP's account picker): its target, if it was.
+        return Err(Refused {
+            error: SignInError::new(
+                Refusal::UnknownState,
+                "state not found in this browser's pending logins",
+            ),
+            target: ctx
+                .state
+                .shared
+                .used_states
+                .get(&digest)
+                .await
+                .map(|t| t.to_string()),
+        });
+    };
     // Check-and-insert in one step, so two concurrent callbacks with the same
     // state cannot both pass.
     if !ctx
@@ -169,11 +212,14 @@ async fn complete(
         .shared
         .used_states
         .entry(digest)
-        .or_insert(())
+        .or_insert(Arc::from(pending.target.as_str()))
         .await
         .is_fresh()
     {
-        return Err(SignInError::new(Refusal::ReplayedState, "state already redeemed").into());
+        return Err(Refused {
+            error: SignInError::new(Refusal::ReplayedState, "state already redeemed"),
+            target: Some(pending.target.clone()),
+        });
     }
     if pending.connection != conn.name {
         // RFC 9700 mix-up defence: the response came back to another

@@ -39,7 +39,9 @@ pub struct AuthShared {
     pub providers: Providers,
     /// States already redeemed (SHA-256 of the state), so a callback URL
     /// cannot be replayed even with a copy of the old state cookie.
-    pub(crate) used_states: moka::future::Cache<[u8; 32], ()>,
+    /// Redeemed states (by SHA-256), each with its login's target: a
+    /// browser that comes back with one while signed in is sent there.
+    pub(crate) used_states: moka::future::Cache<[u8; 32], Arc<str>>,
     /// Per-session token refresh locks (single-flight, see `refresh`).
     pub(crate) refresh_flights: Flights,
     /// Failed password sign-ins (LDAP connections) when the session store
