@@ -136,8 +136,7 @@ pub fn load_with(
         let mut i = 0;
         problems.retain(|p| {
             i += 1;
-            i <= loading
-                || !(p.problem.starts_with("is missing") && explained.iter().any(|k| *k == p.key))
+            i <= loading || !(p.problem.starts_with("is missing") && explained.contains(&p.key))
         });
         // A value an environment variable set is reported under the variable.
         sources.label(&mut problems);
