@@ -126,7 +126,7 @@ async fn back_after_an_unknown_domain_shows_a_page_not_a_resubmission() {
     use crate::util::{echo_route, entra, World};
     enum Back {}
     // Chromium resolves localhost to the gateway's loopback address.
-    let w: World<Back> = World::builder()
+    let w: World<Back> = World::<()>::builder()
         .connection(entra("contoso", "contoso.example").home_realm("contoso.example"))
         .route(echo_route("app", "localhost"))
         .start()
