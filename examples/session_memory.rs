@@ -81,6 +81,7 @@ async fn run(count: usize, tokens: &str) {
             refresh_token: (tokens != "none").then(|| refresh.clone()),
             saml_name_id: None,
             tokens_expire_at: Some(now + 3600),
+            client_addr: None,
             created_at: now,
             expires_at: now + 8 * 3600,
         };

@@ -8,7 +8,7 @@
 #      upstream and gateway on 127.0.0.1);
 #   2. real third-party software started by the tests on loopback and stopped by PID:
 #      an OpenID provider (npm oidc-provider, tests/node/provider.mjs), Redis, nginx,
-#      Apache with mod_auth_openidc, Caddy; a SAML 2.0 / WS-Federation IdP (npm samlp
+#      Caddy, HAProxy, slapd, Samba's AD DC; a SAML 2.0 / WS-Federation IdP (npm samlp
 #      and wsfed under Express, tests/node/saml-idp-server.mjs);
 #   3. a real browser (Debian chromium driven by playwright-core,
 #      tests/node/browser-login.mjs, tests/node/saml-browser.mjs) signing in through
@@ -19,8 +19,12 @@
 # cargo machete (no declared-but-unused dependency). After
 # them: every cargo-fuzz target for FUZZ_SECONDS (default 30) each (scripts/fuzz.sh).
 #
-# Needs root or sudo for apt-get the first time. No system service is started: the
-# tests run their own instances on 127.0.0.1.
+# Needs root or sudo for apt-get the first time. No system service is started, and
+# none that this script's apt-get installs stays enabled at boot (caddy would take
+# port 80): the tests run their own instances on 127.0.0.1. What it installed is
+# listed in target/test-sh-installed.txt (apt-get remove them to undo). The benchmark
+# tools (wrk, apache2 + mod_auth_openidc) are not installed here: bench/ says what
+# it needs.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,8 +46,7 @@ die() {
 }
 
 # --- 1. Debian packages -------------------------------------------------------------
-# wrk: benchmarks; nginx, apache2 + mod_auth_openidc, caddy: reverse proxies the tests
-# put in front of (forward-auth) or beside (comparison) realmgate; redis-server: the
+# nginx, caddy: reverse proxies the tests put in front of (forward-auth); redis-server: the
 # shared session store; chromium: the browser tier; nodejs/npm: the node tools;
 # haproxy, systemd (systemd-analyze): check the examples in deploy/ (tests/it/deploy.rs);
 # xmlsec1: the reference XML signature verifier the SAML differential test compares with.
@@ -51,7 +54,7 @@ die() {
 # prometheus: its promtool checks deploy/monitoring's alert rules (tests/it/monitoring.rs).
 # samba-ad-dc, faketime: the Active Directory tier (tests/it/ldap/samba.rs; Samba's AD DC,
 # started by the test in a network namespace of its own).
-APT_PACKAGES=(wrk nginx redis-server apache2 libapache2-mod-auth-openidc chromium caddy haproxy systemd xmlsec1 slapd ldap-utils samba-ad-dc faketime prometheus)
+APT_PACKAGES=(nginx redis-server chromium caddy haproxy systemd xmlsec1 slapd ldap-utils samba-ad-dc faketime prometheus)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -81,6 +84,11 @@ if ((${#missing[@]} > 0)); then
     "${SUDO[@]}" chmod 755 "$policy"
     added_policy=1
   fi
+  # Units enabled at boot before, to disable only what this install enables.
+  wants() {
+    find /etc/systemd/system -path '*.wants/*' \( -name '*.service' -o -name '*.socket' \) 2>/dev/null | sort
+  }
+  wants_before="$(wants)"
   status=0
   "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 update -q || status=$?
   if ((status == 0)); then
@@ -97,7 +105,23 @@ if ((${#missing[@]} > 0)); then
       "${SUDO[@]}" update-rc.d "$svc" disable >/dev/null 2>&1 || true
     done
   fi
+  # Leave the machine as it was apart from the packages: what the install enabled
+  # at boot (caddy, haproxy, redis-server, nginx, slapd...) is disabled again, and
+  # stopped if it runs (a policy-rc.d the machine already had may allow starting).
+  while IFS= read -r link; do
+    [[ -n "$link" ]] || continue
+    unit="$(basename "$link")"
+    if [[ -d /run/systemd/system ]]; then
+      "${SUDO[@]}" systemctl stop "$unit" >/dev/null 2>&1 || true
+      "${SUDO[@]}" systemctl disable "$unit" >/dev/null 2>&1 || true
+    fi
+    "${SUDO[@]}" rm -f "$link"
+    echo "not enabled at boot: $unit (enabled by its package's install)"
+  done < <(comm -13 <(printf '%s\n' "$wants_before") <(wants))
+  mkdir -p target
+  printf '%s\n' "${missing[@]}" >>target/test-sh-installed.txt
   ((status == 0)) || die "apt-get failed (exit $status) installing: ${missing[*]}"
+  echo "installed: ${missing[*]} (listed in target/test-sh-installed.txt)"
   # Only promtool is needed: the prometheus package enables its server at boot.
   if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
     "${SUDO[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
@@ -107,7 +131,13 @@ else
 fi
 
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
-((node_major >= 20)) || die "Node.js $(node --version) is too old: the node tools (oidc-provider 9, playwright-core 1.65) need Node.js 20 or later; install it, then run this script again"
+if ((node_major < 20)); then
+  die "Node.js $(node --version) is too old: the node tools (oidc-provider 9, playwright-core 1.65) need Node.js 20 or later, and Debian 12's own nodejs is 18.
+  Get Node.js 20 one of these ways, then run this script again:
+    - NodeSource's Debian packages:  curl -fsSL https://deb.nodesource.com/setup_20.x | sudo bash - && sudo apt-get install -y nodejs
+    - nvm, for your user only:       https://github.com/nvm-sh/nvm, then: nvm install 20
+    - Debian 13 (trixie) or later ships Node.js 20 in apt."
+fi
 
 # --- 2. npm packages for the node tools ---------------------------------------------
 section "Node tools (tests/node)"

@@ -1,5 +1,5 @@
 //! Admin listener: `/healthz`, `/readyz` (readiness latch), `/metrics`,
-//! `POST /sessions/revoke`.
+//! `GET /sessions` (who is signed in), `POST /sessions/revoke`.
 //!
 //! It binds to loopback by default (`admin.listen = "127.0.0.1:9090"`). Every
 //! path except `/healthz` and `/readyz` goes through [`guard`] first: the
@@ -28,9 +28,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use std::net::IpAddr;
+
+use crate::audit::{Audit, Event};
 use crate::gateway::Shared;
 use crate::server::Inner;
-use crate::session::store::{revoke_in_each, Revoke, SessionStore};
+use crate::session::store::{revoke_in_each, ListBy, Listing, Revoke, SessionStore};
 
 mod guard;
 
@@ -55,7 +58,7 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
     }
     let mut conns = JoinSet::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -68,10 +71,13 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let inner = inner.clone();
+        // Admin requests are audited with the TCP peer's address (the
+        // admin listener trusts no proxy headers).
+        let client = peer.ip().to_canonical();
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let inner = inner.clone();
-                async move { Ok::<_, Infallible>(handle(&inner, req).await) }
+                async move { Ok::<_, Infallible>(handle(&inner, req, client).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -84,13 +90,24 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
 
 type AdminBody = Full<Bytes>;
 
-async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<AdminBody> {
+async fn handle(inner: &Inner, req: Request<Incoming>, client: IpAddr) -> Response<AdminBody> {
+    // The current generation: a token or audit sink changed by SIGHUP
+    // applies to the next request.
+    let generation = inner.current();
+    let audit = &generation.auth.audit;
     if !guard::is_open(req.uri().path()) {
-        // The current generation's settings: a token changed by SIGHUP
-        // applies to the next request.
-        let settings = inner.current().settings.clone();
-        if let Err(refusal) = guard::check(&settings.admin, req.method(), req.uri(), req.headers())
-        {
+        if let Err(refusal) = guard::check(
+            &generation.settings.admin,
+            req.method(),
+            req.uri(),
+            req.headers(),
+        ) {
+            audit.record(Event::AdminRefused {
+                method: req.method().as_str(),
+                path: req.uri().path(),
+                reason: refusal.code(),
+                client,
+            });
             return refused(refusal);
         }
     }
@@ -132,14 +149,24 @@ async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<AdminBody> {
                 .iter()
                 .map(|c| c.name.clone())
                 .collect();
-            revoke(store, &connections, &body).await
+            revoke(store, &connections, &body, audit, client).await
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/sessions/revoke") => {
+        (&Method::GET, "/sessions") => {
+            let connections: Vec<String> = inner
+                .current()
+                .settings
+                .connections
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            list(store, &connections, req.uri().query().unwrap_or(""), audit, client).await
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/sessions" | "/sessions/revoke") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; admin endpoints: /healthz, /readyz, /metrics, POST /sessions/revoke\n",
+            "not found; admin endpoints: /healthz, /readyz, /metrics, GET /sessions, POST /sessions/revoke\n",
         ),
     }
 }
@@ -185,6 +212,8 @@ async fn revoke(
     store: Option<Arc<dyn SessionStore>>,
     connections: &[String],
     body: &[u8],
+    audit: &Audit,
+    client: IpAddr,
 ) -> Response<AdminBody> {
     let request: RevokeRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -221,6 +250,14 @@ async fn revoke(
         Ok(n) => {
             // The id itself is not logged: revocation is often about an incident.
             tracing::info!(by = kind, revoked = n, "sessions revoked");
+            // The user id is the audit trail's business (who lost access);
+            // a sid is not written (as good as a logout token).
+            audit.record(Event::SessionsRevoked {
+                by: kind,
+                user_id: request.user_id.as_deref(),
+                ended: n,
+                client,
+            });
             json(StatusCode::OK, &serde_json::json!({ "revoked": n }))
         }
         Err(e) => {
@@ -231,6 +268,146 @@ async fn revoke(
             )
         }
     }
+}
+
+/// Sessions `GET /sessions` lists when no `limit` is given.
+const DEFAULT_LIST_LIMIT: usize = 100;
+/// The largest `limit` accepted.
+const MAX_LIST_LIMIT: usize = 1000;
+
+/// `GET /sessions?user_id=…[&connection=…][&limit=…]` or
+/// `?connection=…[&limit=…]`: who is signed in (issue 22 item 8). Each
+/// session shows its connection, user id, times and client address, and a
+/// handle that names it without being it; never the id, a cookie or a
+/// token. At most `limit` sessions; `complete: false` and a message say
+/// when more match.
+async fn list(
+    store: Option<Arc<dyn SessionStore>>,
+    connections: &[String],
+    query: &str,
+    audit: &Audit,
+    client: IpAddr,
+) -> Response<AdminBody> {
+    let pairs = crate::auth::form_pairs(query.as_bytes());
+    let mut user_id = None;
+    let mut connection = None;
+    let mut limit = None;
+    for (k, v) in &pairs {
+        let slot = match k.as_str() {
+            "user_id" => &mut user_id,
+            "connection" => &mut connection,
+            "limit" => &mut limit,
+            _ => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown parameter {k:?}; give user_id, connection and/or limit"),
+                )
+            }
+        };
+        if slot.replace(v.as_str()).is_some() || v.is_empty() {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("give {k} once, not empty"),
+            );
+        }
+    }
+    let limit = match limit.map(str::parse::<usize>) {
+        None => DEFAULT_LIST_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+        Some(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("limit must be a whole number from 1 to {MAX_LIST_LIMIT}"),
+            )
+        }
+    };
+    if let Some(c) = connection {
+        if !connections.iter().any(|known| known == c) {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no connection is named {c:?}; connections: {}",
+                    connections.join(", ")
+                ),
+            );
+        }
+    }
+    let Some(store) = store else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no session store is available in this build",
+        );
+    };
+    // A user id without a connection: every connection's users of that id
+    // (as revocation does; ids never collide across connections).
+    let queries: Vec<ListBy<'_>> = match (user_id, connection) {
+        (Some(user_id), Some(connection)) => vec![ListBy::User {
+            connection,
+            user_id,
+        }],
+        (Some(user_id), None) => connections
+            .iter()
+            .map(|c| ListBy::User {
+                connection: c,
+                user_id,
+            })
+            .collect(),
+        (None, Some(c)) => vec![ListBy::Connection(c)],
+        (None, None) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "give user_id (and optionally connection) or connection: GET /sessions?user_id=… or /sessions?connection=…",
+            )
+        }
+    };
+    let mut all = Listing {
+        sessions: Vec::new(),
+        complete: true,
+    };
+    for by in queries {
+        let left = limit.saturating_sub(all.sessions.len());
+        if left == 0 {
+            // Whether more match is unknown; say so rather than look.
+            all.complete = false;
+            break;
+        }
+        match store.list(by, left).await {
+            Ok(found) => {
+                all.complete &= found.complete;
+                all.sessions.extend(found.sessions);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "session listing failed");
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("the sessions could not be listed: {e}"),
+                );
+            }
+        }
+    }
+    audit.record(Event::SessionsListed {
+        user_id,
+        connection,
+        count: all.sessions.len(),
+        client,
+    });
+    let mut body = serde_json::json!({
+        "sessions": all.sessions,
+        "count": all.sessions.len(),
+        "complete": all.complete,
+    });
+    if !all.complete {
+        body["message"] = serde_json::Value::from(format!(
+            "more sessions may match than the {} shown; raise limit (at most {MAX_LIST_LIMIT}) or list by user_id",
+            all.sessions.len()
+        ));
+    }
+    let mut res = json(StatusCode::OK, &body);
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    res
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<AdminBody> {
@@ -358,6 +535,10 @@ mod tests {
         }
     }
 
+    fn ip() -> IpAddr {
+        "127.0.0.1".parse().unwrap()
+    }
+
     fn conns() -> Vec<String> {
         vec!["contoso".to_string(), "partner".to_string()]
     }
@@ -398,11 +579,37 @@ mod tests {
     async fn revoke_by_user_or_sid_answers_the_count() {
         let store = Arc::new(FakeStore::default());
         let dyn_store: Arc<dyn SessionStore> = store.clone();
-        let (s, b) =
-            body_of(revoke(Some(dyn_store.clone()), &conns(), br#"{"user_id":"u-1"}"#).await).await;
+        let (s, b) = body_of(
+            revoke(
+                Some(dyn_store.clone()),
+                &conns(),
+                br#"{"user_id":"u-1"}"#,
+                &Audit::in_memory(),
+                ip(),
+            )
+            .await,
+        )
+        .await;
         // Once per connection, each scoped to its connection (SPEC 6.1).
         assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":6}"#));
-        let (s, b) = body_of(revoke(Some(dyn_store), &conns(), br#"{"sid":"abc"}"#).await).await;
+        let audit = Audit::in_memory();
+        let (s, b) =
+            body_of(revoke(Some(dyn_store), &conns(), br#"{"sid":"abc"}"#, &audit, ip()).await)
+                .await;
+        let lines = audit.lines();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains(
+                r#""event":"sessions_revoked","by":"sid","client_address":"127.0.0.1","ended":2}"#
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            !lines[0].contains("abc"),
+            "a sid is never written: {}",
+            lines[0]
+        );
         assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":2}"#));
         assert_eq!(
             *store.calls.lock().unwrap(),
@@ -428,7 +635,9 @@ mod tests {
             b"",
         ] {
             let dyn_store: Arc<dyn SessionStore> = store.clone();
-            let (s, b) = body_of(revoke(Some(dyn_store), &conns(), body).await).await;
+            let (s, b) =
+                body_of(revoke(Some(dyn_store), &conns(), body, &Audit::in_memory(), ip()).await)
+                    .await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{body:?} -> {b}");
             assert!(b.contains("\"error\""));
         }
@@ -440,10 +649,159 @@ mod tests {
         let store = Arc::new(FakeStore::default());
         store.fail.store(true, Ordering::Relaxed);
         let dyn_store: Arc<dyn SessionStore> = store.clone();
-        let (s, _) = body_of(revoke(Some(dyn_store), &conns(), br#"{"user_id":"u"}"#).await).await;
+        let (s, _) = body_of(
+            revoke(
+                Some(dyn_store),
+                &conns(),
+                br#"{"user_id":"u"}"#,
+                &Audit::in_memory(),
+                ip(),
+            )
+            .await,
+        )
+        .await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-        let (s, _) = body_of(revoke(None, &conns(), br#"{"user_id":"u"}"#).await).await;
+        let (s, _) = body_of(
+            revoke(
+                None,
+                &conns(),
+                br#"{"user_id":"u"}"#,
+                &Audit::in_memory(),
+                ip(),
+            )
+            .await,
+        )
+        .await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    /// `GET /sessions` (issue 22 item 8) against the memory store: by user
+    /// in every connection or one, by connection, bounded with a message,
+    /// never the id or a token, and every bad query said plainly.
+    #[tokio::test]
+    async fn sessions_are_listed_by_user_or_connection_without_secrets() {
+        use crate::session::memory::MemoryStore;
+        let memory = Arc::new(MemoryStore::new(100, Duration::from_secs(3600)));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut ids = Vec::new();
+        for (user, connection) in [("u-1", "contoso"), ("u-1", "partner"), ("u-2", "contoso")] {
+            let session = Session {
+                version: crate::session::model::SESSION_VERSION,
+                user_id: user.into(),
+                subject: "s".into(),
+                tenant_id: None,
+                connection: connection.into(),
+                issuer: "https://idp.example".into(),
+                sid: Some("SID-SECRET".into()),
+                email: Some("someone@contoso.com".into()),
+                email_trust: crate::session::model::EmailTrust::Unverified,
+                name: None,
+                preferred_username: None,
+                groups: vec![],
+                roles: Vec::new(),
+                claims: None,
+                id_token: Some("SECRET-ID-TOKEN".into()),
+                access_token: None,
+                refresh_token: Some("SECRET-REFRESH".into()),
+                tokens_expire_at: None,
+                client_addr: Some("203.0.113.9".parse().unwrap()),
+                created_at: now,
+                expires_at: now + 60,
+            };
+            let id = SessionId::generate();
+            memory.put(&id, session).await.unwrap();
+            ids.push(id);
+        }
+        let store = || -> Option<Arc<dyn SessionStore>> { Some(memory.clone()) };
+        let audit = Audit::in_memory();
+        let audit = &audit;
+        let get = |q: &'static str| async move {
+            body_of(list(store(), &conns(), q, audit, ip()).await).await
+        };
+
+        let (status, body) = get("user_id=u-1").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["count"], 2, "{body}");
+        assert_eq!(v["complete"], true);
+        assert!(v.get("message").is_none());
+        let first = &v["sessions"][0];
+        for key in [
+            "handle",
+            "connection",
+            "user_id",
+            "created_at",
+            "last_seen",
+            "expires_at",
+            "client_address",
+        ] {
+            assert!(first.get(key).is_some(), "{key} in {body}");
+        }
+        assert_eq!(first["client_address"], "203.0.113.9");
+        for secret in ["SECRET", "someone@", "SID-"] {
+            assert!(!body.contains(secret), "{secret}: {body}");
+        }
+        for id in &ids {
+            let raw: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            assert!(!body.contains(&raw), "the session id itself: {body}");
+        }
+        let (_, body) = get("user_id=u-1&connection=partner").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["count"], 1, "{body}");
+        assert_eq!(
+            v["sessions"][0]["handle"],
+            crate::session::store::handle_of(&ids[1])
+        );
+        let (_, body) = get("connection=contoso").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["count"], 2, "{body}");
+        // Bounded, and the answer says so and what to do.
+        let res = list(store(), &conns(), "connection=contoso&limit=1", audit, ip()).await;
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let (_, body) = body_of(res).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (v["count"].as_u64(), v["complete"].as_bool()),
+            (Some(1), Some(false))
+        );
+        assert!(
+            v["message"].as_str().unwrap().contains("raise limit"),
+            "{body}"
+        );
+
+        for (query, status) in [
+            ("", StatusCode::BAD_REQUEST),
+            ("user=u-1", StatusCode::BAD_REQUEST),
+            ("user_id=", StatusCode::BAD_REQUEST),
+            ("user_id=a&user_id=b", StatusCode::BAD_REQUEST),
+            ("connection=contoso&limit=0", StatusCode::BAD_REQUEST),
+            ("connection=contoso&limit=1001", StatusCode::BAD_REQUEST),
+            ("connection=contoso&limit=x", StatusCode::BAD_REQUEST),
+            ("connection=nobody", StatusCode::NOT_FOUND),
+        ] {
+            let (s, b) = get(query).await;
+            assert_eq!(s, status, "{query}: {b}");
+            assert!(b.contains("\"error\""), "{query}: {b}");
+        }
+        let (s, _) = body_of(list(None, &conns(), "user_id=u", audit, ip()).await).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        // Each answered listing is an audit event, without the sessions.
+        let lines = audit.lines();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(
+            lines[0].contains(r#""event":"sessions_listed""#)
+                && lines[0].contains(r#""user_id":"u-1""#)
+                && lines[0].contains(r#""count":2"#),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            !lines.concat().contains("203.0.113.9"),
+            "the listed addresses are not copied"
+        );
     }
 
     #[tokio::test]

@@ -127,15 +127,44 @@ enum Command {
         /// The gateway's port on 127.0.0.1.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Not used (the demo has its own configuration): declared here,
+        /// hidden, so the global `--config` is neither offered by `demo
+        /// --help` nor silently ignored (`parse` refuses it).
+        #[arg(long, hide = true, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let code = command(Cli::parse());
+    let cli = match parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let code = command(cli);
     // Queued log lines are written before the process ends.
     crate::telemetry::flush();
     code
+}
+
+/// Parses the command line. `demo` runs on its own built-in configuration,
+/// so its help does not offer the global `--config` (first hour 7), and
+/// giving it one is refused rather than ignored.
+fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Some(Command::Demo { config, .. }) = &cli.command {
+        if config.is_none() && cli.config.is_none() {
+            return Ok(cli);
+        }
+        return Err(cmd.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "demo runs on its own built-in configuration and takes no --config; use `realmgate run --config FILE` for yours",
+        ));
+    }
+    Ok(cli)
 }
 
 fn command(cli: Cli) -> ExitCode {
@@ -257,7 +286,7 @@ fn command(cli: Cli) -> ExitCode {
             };
             crate::policy::explain::run(&settings, &url, claims.as_deref(), user.as_deref())
         }
-        Command::Demo { port } => {
+        Command::Demo { port, .. } => {
             init_logs(&cli.log_format, cli.log_level.as_deref(), None);
             block_on(crate::demo::run(port))
                 .map(|()| ExitCode::SUCCESS)
@@ -352,9 +381,31 @@ mod tests {
     }
 
     #[test]
+    fn demo_help_offers_no_config_and_demo_refuses_one() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        cmd.build();
+        let demo = cmd.find_subcommand_mut("demo").unwrap();
+        let help = demo.render_help().to_string();
+        assert!(!help.contains("--config"), "{help}");
+        assert!(help.contains("--port"), "{help}");
+        let e = parse(["realmgate", "demo", "--config", "x.toml"].map(Into::into)).unwrap_err();
+        assert!(e.to_string().contains("built-in configuration"), "{e}");
+        let e = parse(["realmgate", "--config", "x.toml", "demo"].map(Into::into)).unwrap_err();
+        assert!(e.to_string().contains("takes no --config"), "{e}");
+        // Every other command keeps it, before or after the command name.
+        assert!(parse(["realmgate", "run", "--config", "x.toml"].map(Into::into)).is_ok());
+        assert!(parse(["realmgate", "--config", "x.toml", "check"].map(Into::into)).is_ok());
+        assert!(parse(["realmgate", "demo", "--port", "9000"].map(Into::into)).is_ok());
+    }
+
+    #[test]
     fn demo_port_defaults_to_8080() {
         let cli = Cli::try_parse_from(["realmgate", "demo"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Demo { port: 8080 })));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Demo { port: 8080, .. })
+        ));
         assert!(Cli::try_parse_from(["realmgate", "--log-format", "yaml"]).is_err());
     }
 }

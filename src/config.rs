@@ -127,8 +127,17 @@ pub fn load_with(
     base_dir: Option<&Path>,
 ) -> Result<Settings, ConfigErrors> {
     let mut problems = Vec::new();
-    let settings = load::load(text, env, &mut problems).and_then(|(loaded, sources)| {
+    let settings = load::load(text, env, &mut problems).and_then(|(mut loaded, sources)| {
+        let explained = std::mem::take(&mut loaded.explained);
+        let loading = problems.len();
         let settings = validate::validate(loaded, base_dir, &mut problems);
+        // "is missing" for a key whose absence loading already reported (a
+        // misspelling of it, its value of the wrong type) only repeats it.
+        let mut i = 0;
+        problems.retain(|p| {
+            i += 1;
+            i <= loading || !(p.problem.starts_with("is missing") && explained.contains(&p.key))
+        });
         // A value an environment variable set is reported under the variable.
         sources.label(&mut problems);
         settings

@@ -797,6 +797,7 @@ impl Session {
             access_token: id.tokens.access_token.filter(|_| terms.keep_access_token),
             refresh_token: id.tokens.refresh_token.filter(|_| terms.keep_refresh_token),
             tokens_expire_at: id.tokens.expire_at,
+            client_addr: None,
             created_at: terms.created_at,
             // The provider may bound it (SAML `SessionNotOnOrAfter`).
             expires_at: id

@@ -40,14 +40,16 @@ const ERROR: &str = "error.html";
 const LOGOUT: &str = "logout.html";
 const PASSWORD: &str = "password.html";
 const NOTICE: &str = "notice.html";
+const SIGNED_IN: &str = "signed_in.html";
 
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     (FRAME, include_str!("ui/templates/frame.html")),
     (LOGIN, include_str!("ui/templates/login.html")),
     (ERROR, include_str!("ui/templates/error.html")),
     (LOGOUT, include_str!("ui/templates/logout.html")),
     (PASSWORD, include_str!("ui/templates/password.html")),
     (NOTICE, include_str!("ui/templates/notice.html")),
+    (SIGNED_IN, include_str!("ui/templates/signed_in.html")),
 ];
 
 /// What the password form of an LDAP connection shows (SPEC 9).
@@ -237,6 +239,29 @@ impl Pages {
         let inner = context! { title, message, link, continue_href };
         self.page(NOTICE, title, inner)
             .unwrap_or_else(|| fallback_page(title, message))
+    /// `/.auth/login` for a browser that is signed in already: who it is
+    /// (`via`: the connection's display name), a button on to `target`
+    /// and one to sign in with another account (`switch`). Links that are
+    /// not paths on this host become `/` and `/.auth/login?switch=1`.
+    pub fn signed_in(&self, who: &str, via: &str, target: &str, switch: &str) -> String {
+        let target = if safe_href(target) { target } else { "/" };
+        let switch = if switch.starts_with("/.auth/login?") && safe_href(switch) {
+            switch
+        } else {
+            "/.auth/login?switch=1"
+        };
+        let via = (!via.is_empty()).then_some(via);
+        self.page(
+            SIGNED_IN,
+            "Signed in",
+            context! { who, via, target, switch },
+        )
+        .unwrap_or_else(|| {
+            fallback_page(
+                "Signed in",
+                "You are signed in. Continue to the application.",
+            )
+        })
     }
 
     /// The page a sign-out request from another site gets instead of a

@@ -44,8 +44,26 @@ pub(super) async fn finish(
             Ok(resp)
         }
         Err(Refused { error: e, target }) => {
+            // Back to the IdP after signing in, and the account chosen
+            // again (first hour 6): the state is spent, but this browser is
+            // signed in; send it on to its target instead of "Sign-in
+            // expired". Nothing is exchanged and no session changes.
+            if matches!(
+                e.reason,
+                Refusal::NoState | Refusal::UnknownState | Refusal::ReplayedState
+            ) {
+                if let Some(resp) = already_signed_in(ctx, parts, target.as_deref()).await {
+                    return Ok(resp);
+                }
+            }
             let label = e.reason.label();
             ctx.state.shared.metrics.record_login(&conn.name, label);
+            ctx.state.audit.record(crate::audit::Event::SignInFailed {
+                route: &ctx.route.name,
+                connection: &conn.name,
+                reason: label,
+                client: ctx.client,
+            });
             tracing::warn!(
                 route.name = %ctx.route.name,
                 connection = %conn.name,
@@ -74,6 +92,27 @@ pub(super) async fn finish(
             })
         }
     }
+}
+
+/// A redirect to `target` (else `/`) when this browser has a live session of
+/// a connection this route allows.
+async fn already_signed_in(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    target: Option<&str>,
+) -> Option<Response<Body>> {
+    let id = ctx.state.cookies.read_for(&parts.headers, ctx.https)?;
+    let session = super::state::load_session(ctx.state, &id).await.ok()??;
+    let allowed = ctx.allowed_connections();
+    if !allowed.iter().any(|c| c.name == session.connection) {
+        return None;
+    }
+    tracing::info!(
+        route.name = %ctx.route.name,
+        connection = %session.connection,
+        "a spent sign-in came back to a signed-in browser: sent on to its target"
+    );
+    redirect(target.unwrap_or("/"), []).ok()
 }
 
 /// True when `POST /.auth/login/{name}` completes a sign-in at this route
@@ -150,19 +189,21 @@ async fn complete(
         (Some(state), Some((pending, state_cookie))) => {
             let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
             // Check-and-insert in one step, so two concurrent callbacks with
-            // the same state cannot both pass.
+            // the same state cannot both pass. The value is the login's
+            // target, for a browser that comes back with a spent state.
             if !ctx
                 .state
                 .shared
                 .used_states
                 .entry(digest)
-                .or_insert(())
+                .or_insert(Arc::from(pending.target.as_str()))
                 .await
                 .is_fresh()
             {
-                return Err(
-                    SignInError::new(Refusal::ReplayedState, "state already redeemed").into(),
-                );
+                return Err(Refused {
+                    error: SignInError::new(Refusal::ReplayedState, "state already redeemed"),
+                    target: Some(pending.target.clone()),
+                });
             }
             (pending, Some(state_cookie), false)
         }
@@ -184,15 +225,26 @@ async fn complete(
                 (pending, None, true)
             }
             Some(Err(e)) => return Err(e.into()),
-            None if state.is_none() => {
-                return Err(SignInError::new(Refusal::NoState, "no state parameter").into())
-            }
             None => {
-                return Err(SignInError::new(
-                    Refusal::UnknownState,
-                    "state not found in this browser's pending logins",
-                )
-                .into())
+                let Some(state) = state else {
+                    return Err(SignInError::new(Refusal::NoState, "no state parameter").into());
+                };
+                // Spent already, by this browser's own sign-in when it comes
+                // back (Back to the IdP's account picker): its target, if it was.
+                let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
+                return Err(Refused {
+                    error: SignInError::new(
+                        Refusal::UnknownState,
+                        "state not found in this browser's pending logins",
+                    ),
+                    target: ctx
+                        .state
+                        .shared
+                        .used_states
+                        .get(&digest)
+                        .await
+                        .map(|t| t.to_string()),
+                });
             }
         },
     };
@@ -212,7 +264,7 @@ async fn complete(
             error,
             target: Some(pending.target.clone()),
         })?;
-    let session = Session::new(
+    let mut session = Session::new(
         identity,
         SessionTerms {
             created_at: now,
@@ -226,6 +278,8 @@ async fn complete(
             keep_refresh_token: ctx.state.settings.session.refresh_tokens,
         },
     );
+    // Shown by the admin listing (`GET /sessions`), never to the app.
+    session.client_addr = Some(ctx.client);
 
     // A new id at every login (no fixation); the old session, if any, ends.
     if let Some(old) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
@@ -245,6 +299,12 @@ async fn complete(
         user.id = %user_id,
         "signed in"
     );
+    ctx.state.audit.record(crate::audit::Event::SignIn {
+        route: &ctx.route.name,
+        connection: &conn.name,
+        user_id: &user_id,
+        client: ctx.client,
+    });
     let session_cookie = ctx.state.cookies.set(&id, ctx.https);
     if let Some(notice) = kind.notice() {
         // Signed in; the user reads the notice, then follows Continue.

@@ -18,6 +18,22 @@ pub(super) async fn page(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>,
     let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
     let raw_target = form_get(&query, "post_login_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = ctx.safe_target(parts, raw_target);
+    // Signed in already (first hour 6): say who, offer to continue or to
+    // use another account (`switch=1`: the usual page; a new sign-in
+    // replaces this session).
+    if form_get(&query, "switch").is_none() {
+        if let Some(page) = signed_in_page(ctx, parts, &target).await? {
+            return Ok(page);
+        }
+    }
+    // Back from an unknown-domain attempt (POST-redirect-GET): its message
+    // and email, once.
+    if let Some((message, email)) = take_flash(parts) {
+        let mut resp = render(ctx, &target, &email, Some(message), StatusCode::OK);
+        resp.headers_mut()
+            .append(http::header::SET_COOKIE, flash_cookie(ctx, None));
+        return Ok(resp);
+    }
     let allowed = ctx.allowed_connections();
     if let [only] = allowed.as_slice() {
         if only.home_realm_domains.is_empty() {
@@ -25,6 +41,103 @@ pub(super) async fn page(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>,
         }
     }
     Ok(render(ctx, &target, "", None, StatusCode::OK))
+}
+
+/// The "you are signed in" page, when this browser has a live session of a
+/// connection this route allows.
+async fn signed_in_page(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    target: &str,
+) -> Result<Option<Response<Body>>, GatewayError> {
+    let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) else {
+        return Ok(None);
+    };
+    let Some(session) = super::state::load_session(ctx.state, &id).await? else {
+        return Ok(None);
+    };
+    let allowed = ctx.allowed_connections();
+    let Some(conn) = allowed.iter().find(|c| c.name == session.connection) else {
+        return Ok(None);
+    };
+    // A name, else the provider's username; never the email on its own
+    // (SPEC 6: no email on realmgate's pages beyond what the user typed).
+    let who = session
+        .name
+        .as_deref()
+        .or(session.preferred_username.as_deref())
+        .filter(|w| !w.trim().is_empty())
+        .unwrap_or("your account");
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("switch", "1");
+    q.append_pair("post_login_redirect_uri", target);
+    let switch = format!("/.auth/login?{}", q.finish());
+    let page = ctx
+        .state
+        .pages
+        .signed_in(who, &conn.display_name, target, &switch);
+    Ok(Some(html(StatusCode::OK, page)))
+}
+
+/// The cookie that carries an unknown-domain attempt's message and email
+/// from the `POST` to the `GET` it redirects to: short-lived, only sent to
+/// `/.auth/login`, never upstream. Its value only ever fills the page's
+/// email field and picks one of two fixed messages.
+const FLASH_COOKIE: &str = "realmgate_hrd";
+
+/// The two messages an unknown-domain attempt can show.
+const NO_DOMAIN: &str = "Enter your full work email address, like name@company.com.";
+const UNKNOWN_DOMAIN: &str = "No sign-in is set up for the domain of that email address. Check the address, or ask your IT department which account to use.";
+
+/// `Set-Cookie` of the flash cookie: `Some((message, email))` sets it,
+/// None deletes it.
+fn flash_cookie(ctx: &Ctx<'_>, value: Option<(&str, &str)>) -> http::HeaderValue {
+    use base64::Engine;
+    let v = match value {
+        Some((message, email)) => format!(
+            "{}.{}",
+            if message == NO_DOMAIN { "d" } else { "n" },
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(email.as_bytes())
+        ),
+        None => String::new(),
+    };
+    let mut cookie = cookie::Cookie::build((FLASH_COOKIE, v))
+        .path("/.auth/login")
+        .http_only(true)
+        .secure(ctx.https)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(if value.is_some() {
+            120
+        } else {
+            0
+        }));
+    if value.is_none() {
+        cookie = cookie.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+    }
+    crate::session::cookie::set_cookie_value(&cookie.build())
+}
+
+/// The message and email of the flash cookie, if this request has one
+/// well-formed one.
+fn take_flash(parts: &Parts) -> Option<(&'static str, String)> {
+    use base64::Engine;
+    let raw = crate::session::cookie::single_value(crate::session::cookie::cookie_values(
+        &parts.headers,
+        FLASH_COOKIE,
+    ))?;
+    let raw = std::str::from_utf8(raw).ok()?;
+    let (code, email) = raw.split_once('.')?;
+    let message = match code {
+        "d" => NO_DOMAIN,
+        "n" => UNKNOWN_DOMAIN,
+        _ => return None,
+    };
+    let email = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(email)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|e| e.len() <= 320 && !e.chars().any(char::is_control))?;
+    Some((message, email))
 }
 
 /// The email's domain picks the connection; the flow starts at once with
@@ -52,11 +165,22 @@ pub(super) async fn submit(
         None => {
             tracing::info!(route.name = %ctx.route.name, "home realm discovery found no connection");
             let message = if crate::discovery::domain_of(email).is_none() {
-                "Enter your full work email address, like name@company.com."
+                NO_DOMAIN
             } else {
-                "No sign-in is set up for the domain of that email address. Check the address, or ask your IT department which account to use."
+                UNKNOWN_DOMAIN
             };
-            Ok(render(ctx, &target, email, Some(message), StatusCode::OK))
+            // POST-redirect-GET (first hour 6): the page comes from a GET,
+            // so Back and reload never ask to send the form again. The
+            // email travels in a short-lived cookie, not in the URL (where
+            // proxies would log it).
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair("post_login_redirect_uri", &target);
+            let mut resp = redirect(
+                &format!("/.auth/login?{}", q.finish()),
+                [flash_cookie(ctx, Some((message, email)))],
+            )?;
+            *resp.status_mut() = StatusCode::SEE_OTHER;
+            Ok(resp)
         }
     }
 }

@@ -128,6 +128,12 @@ async fn wsfed_signout(
                 GatewayError::StoreUnavailable
             })?;
             tracing::info!(connection = %name, "WS-Fed sign-out ended the session");
+            ctx.state
+                .audit
+                .record(crate::audit::Event::FrontchannelLogout {
+                    connection: name,
+                    ended: 1,
+                });
         }
     }
     let mut resp = crate::endpoints::logout::signed_out(ctx);

@@ -39,7 +39,9 @@ pub struct AuthShared {
     pub providers: Providers,
     /// States already redeemed (SHA-256 of the state), so a callback URL
     /// cannot be replayed even with a copy of the old state cookie.
-    pub(crate) used_states: moka::future::Cache<[u8; 32], ()>,
+    /// Redeemed states (by SHA-256), each with its login's target: a
+    /// browser that comes back with one while signed in is sent there.
+    pub(crate) used_states: moka::future::Cache<[u8; 32], Arc<str>>,
     /// Per-session token refresh locks (single-flight, see `refresh`).
     pub(crate) refresh_flights: Flights,
     /// Failed password sign-ins (LDAP connections) when the session store
@@ -97,6 +99,8 @@ pub struct AuthState {
     pub(crate) assertions: Option<Arc<super::assertion::Assertions>>,
     /// The directories of `type = "ldap"` connections.
     pub(crate) directories: Arc<crate::ldap::Directories>,
+    /// The audit trail (`[log] audit`), opened anew by every generation.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 impl AuthState {
@@ -113,6 +117,7 @@ impl AuthState {
         extra.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         extra.dedup();
         AuthState {
+            audit: Arc::new(crate::audit::Audit::open(&settings.log.audit)),
             pages: Arc::new(Pages::new(&settings.ui)),
             cookies: Arc::new(SessionCookies::new(&settings.session)),
             states: Arc::new(StateCookies::new(&settings.session)),

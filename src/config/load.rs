@@ -56,6 +56,11 @@ pub struct Loaded {
     /// `None` for an entry that could not be read (its problems are reported).
     pub connections: Vec<Option<RawConnection>>,
     pub routes: Vec<Option<RawRoute>>,
+    /// Keys whose absence loading already explains (a value of the wrong
+    /// type it reported and left out, or the known key an unknown one is
+    /// probably a misspelling of): validation's "is missing" for them would
+    /// only repeat the problem under another name.
+    pub explained: Vec<String>,
 }
 
 /// Parses `text`, applies `env` (all variables; only `REALMGATE_*` are used) and
@@ -92,24 +97,32 @@ pub fn load(
 
     // Neither layer can fail, so the merged tree is always there.
     let top: Dict = figment.extract().unwrap_or_default();
+    let mut explained = Vec::new();
     for key in top.keys() {
         if !raw::TOP_LEVEL_KEYS.contains(&key.as_str()) {
-            problems.push(ConfigProblem::new(
-                key,
-                "is not a known key",
-                format!("one of: {}", raw::TOP_LEVEL_KEYS.join(", ")),
-            ));
+            let (problem, expected, suggestion) = unknown_key(key, raw::TOP_LEVEL_KEYS);
+            explained.extend(suggestion);
+            problems.push(ConfigProblem::new(key, problem, expected));
         }
     }
 
+    let mut x = Explained(&mut explained);
+    let server = section(&figment, "server", problems, &mut x);
+    let admin = section(&figment, "admin", problems, &mut x);
+    let session = section(&figment, "session", problems, &mut x);
+    let log = section(&figment, "log", problems, &mut x);
+    let ui = section(&figment, "ui", problems, &mut x);
+    let connections = array(&figment, &arrays, "connection", problems, &mut x);
+    let routes = array(&figment, &arrays, "route", problems, &mut x);
     let loaded = Loaded {
-        server: section(&figment, "server", problems),
-        admin: section(&figment, "admin", problems),
-        session: section(&figment, "session", problems),
-        log: section(&figment, "log", problems),
-        ui: section(&figment, "ui", problems),
-        connections: array(&figment, &arrays, "connection", problems),
-        routes: array(&figment, &arrays, "route", problems),
+        server,
+        admin,
+        session,
+        log,
+        ui,
+        connections,
+        routes,
+        explained,
     };
     Some((loaded, Sources { figment }))
 }
@@ -331,10 +344,11 @@ impl Sources {
     /// (`connection[1].scopes[0]`), if one did.
     fn env_var_of(&self, key: &str) -> Option<String> {
         let value = self.figment.find_value(&figment_path(key)?).ok()?;
-        if value.as_dict().is_some() {
-            return None;
-        }
         let metadata = self.figment.get_metadata(value.tag())?;
+        // A table carries the tag of the layer that made it: the file's
+        // when the file has it (the variable then set only a key inside),
+        // a variable's when only that variable made it
+        // (`REALMGATE_SESION__SECRET`: `sesion` is the variable's mistake).
         match &metadata.source {
             Some(Source::Custom(var)) if metadata.name == ENV_LAYER => Some(var.clone()),
             _ => None,
@@ -362,21 +376,20 @@ fn figment_path(key: &str) -> Option<String> {
     (!path.iter().any(|s| s.is_empty())).then(|| path.join("."))
 }
 
+/// Keys whose absence a reported problem already explains (see
+/// [`Loaded::explained`]).
+struct Explained<'a>(&'a mut Vec<String>);
+
 /// Extracts one table; a missing table is all defaults.
 fn section<T: DeserializeOwned + Default>(
     figment: &Figment,
     key: &str,
     problems: &mut Vec<ConfigProblem>,
+    explained: &mut Explained<'_>,
 ) -> T {
-    if !figment.contains(key) {
-        return T::default();
-    }
-    match figment.extract_inner::<T>(key) {
-        Ok(v) => v,
-        Err(e) => {
-            push_figment_errors(e, key, problems);
-            T::default()
-        }
+    match figment.find_value(key) {
+        Ok(value) => read_table(value, key, problems, explained).unwrap_or_default(),
+        Err(_) => T::default(),
     }
 }
 
@@ -387,6 +400,7 @@ fn array<T: DeserializeOwned>(
     arrays: &BTreeMap<&'static str, Shape>,
     key: &str,
     problems: &mut Vec<ConfigProblem>,
+    explained: &mut Explained<'_>,
 ) -> Vec<Option<T>> {
     let n = match arrays.get(key) {
         None => return Vec::new(),
@@ -402,14 +416,11 @@ fn array<T: DeserializeOwned>(
     };
     (0..n)
         .map(|i| {
-            let entry = match figment.find_value(&format!("{key}.{i}")) {
-                Ok(v) => v.deserialize::<T>(),
-                Err(e) => Err(e),
-            };
-            match entry {
-                Ok(t) => Some(t),
+            let prefix = format!("{key}[{i}]");
+            match figment.find_value(&format!("{key}.{i}")) {
+                Ok(v) => read_table(v, &prefix, problems, explained),
                 Err(e) => {
-                    push_figment_errors(e, &format!("{key}[{i}]"), problems);
+                    push_figment_errors(e, &prefix, problems);
                     None
                 }
             }
@@ -417,8 +428,134 @@ fn array<T: DeserializeOwned>(
         .collect()
 }
 
+/// Most passes [`read_table`] makes over one table: more problems than this
+/// in one table are not worth listing one by one.
+const MAX_PASSES: usize = 64;
+
+/// Deserializes one table, reporting every unknown key and every value of
+/// the wrong type in it, not only the first one serde stops at: each such
+/// key is reported, left out, and the rest read again (at most
+/// [`MAX_PASSES`] times). So one typo hides neither the other problems of
+/// its table nor the table's other values: `[session]` with a misspelled
+/// key still has its `secret`, and validation does not call it missing.
+fn read_table<T: DeserializeOwned>(
+    mut value: Value,
+    prefix: &str,
+    problems: &mut Vec<ConfigProblem>,
+    explained: &mut Explained<'_>,
+) -> Option<T> {
+    let mut left_out: Vec<Vec<String>> = Vec::new();
+    for _ in 0..MAX_PASSES {
+        let errors = match value.deserialize::<T>() {
+            Ok(t) => return Some(t),
+            Err(e) => e,
+        };
+        let mut progress = false;
+        for (segments, problem) in figment_problems(errors, prefix) {
+            if problem.problem.problem == "is missing" && left_out.contains(&segments) {
+                // Left out because its value was reported: said already.
+                return None;
+            }
+            if let Some(suggestion) = problem.suggestion.clone() {
+                explained.0.push(suggestion);
+            }
+            let removable = problem.removable;
+            let key = problem.problem.key.clone();
+            problems.push(problem.problem);
+            if removable && remove_at(&mut value, &segments) {
+                explained.0.push(key);
+                left_out.push(segments);
+                progress = true;
+            }
+        }
+        if !progress {
+            return None;
+        }
+    }
+    problems.push(ConfigProblem::new(
+        prefix,
+        format!("has more than {MAX_PASSES} problems; the rest are not listed"),
+        "fix the problems above and run check again",
+    ));
+    None
+}
+
+/// Removes the value at `segments` (the deepest key of it that exists
+/// inside tables: a bad element of a list removes the list). False when
+/// nothing was removed.
+fn remove_at(value: &mut Value, segments: &[String]) -> bool {
+    let Some((first, rest)) = segments.split_first() else {
+        return false;
+    };
+    let Value::Dict(_, dict) = value else {
+        return false;
+    };
+    if !dict.contains_key(first) {
+        return false;
+    }
+    let descends = !rest.is_empty()
+        && matches!(dict.get(first), Some(Value::Dict(..)))
+        && dict
+            .get_mut(first)
+            .is_some_and(|inner| remove_at(inner, rest));
+    descends || dict.remove(first).is_some()
+}
+
+/// The problem with unknown key `key`, given the `known` keys of its
+/// table: "did you mean …?" when one is close (edit distance), and the
+/// list to expect. Also answers the suggestion.
+fn unknown_key(key: &str, known: &[impl AsRef<str>]) -> (String, String, Option<String>) {
+    let list = known
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let suggestion = did_you_mean(key, known);
+    let problem = match &suggestion {
+        Some(s) => format!("is not a known key (did you mean `{s}`?)"),
+        None => "is not a known key".to_string(),
+    };
+    (problem, format!("one of: {list}"), suggestion)
+}
+
+/// The known key closest to `key`, if it is close: an edit distance of at
+/// most a third of its length (at least 1), or `key` with a `_file`
+/// suffix or separator spelt differently.
+fn did_you_mean(key: &str, known: &[impl AsRef<str>]) -> Option<String> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let key_n = norm(key);
+    known
+        .iter()
+        .map(AsRef::as_ref)
+        .map(|k| (strsim::damerau_levenshtein(&key_n, &norm(k)), k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.to_string())
+}
+
 fn push_figment_errors(e: figment::Error, prefix: &str, problems: &mut Vec<ConfigProblem>) {
+    problems.extend(
+        figment_problems(e, prefix)
+            .into_iter()
+            .map(|(_, p)| p.problem),
+    );
+}
+
+/// One problem figment reported, with what [`read_table`] needs to go on.
+struct Found {
+    problem: ConfigProblem,
+    /// The value at its path can be left out and the table read again
+    /// (an unknown key, a value of the wrong type).
+    removable: bool,
+    /// The known key an unknown one probably misspells (full key path).
+    suggestion: Option<String>,
+}
+
+/// figment's errors as problems under `prefix`, each with its key path
+/// relative to the table.
+fn figment_problems(e: figment::Error, prefix: &str) -> Vec<(Vec<String>, Found)> {
     use figment::error::Kind;
+    let mut found = Vec::new();
     for err in e {
         // figment records the path innermost-first; extract_inner adds the
         // table's own key, which `prefix` already names.
@@ -443,18 +580,21 @@ fn push_figment_errors(e: figment::Error, prefix: &str, problems: &mut Vec<Confi
             segments.pop();
         }
         let mut key = prefix.to_string();
-        for s in segments {
+        for s in &segments {
             key.push('.');
             key.push_str(s);
         }
-        let (problem, expected) = match &err.kind {
+        let table_key = key.clone();
+        let mut relative: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+        let mut suggestion = None;
+        let (problem, expected, removable) = match &err.kind {
             Kind::UnknownField(field, expected) => {
                 key.push('.');
                 key.push_str(field);
-                (
-                    "is not a known key".to_string(),
-                    format!("one of: {}", expected.join(", ")),
-                )
+                relative.push(field.to_string());
+                let (problem, expected, s) = unknown_key(field, expected);
+                suggestion = s.map(|s| format!("{table_key}.{s}"));
+                (problem, expected, true)
             }
             // The kind of value only, never the value: the key may be a
             // secret (`secrets = "..."` where a list belongs), and problems
@@ -462,20 +602,31 @@ fn push_figment_errors(e: figment::Error, prefix: &str, problems: &mut Vec<Confi
             Kind::InvalidType(actual, expected) => (
                 format!("has the wrong type ({})", actual_kind(actual)),
                 expected.to_string(),
+                !relative.is_empty(),
             ),
             Kind::InvalidValue(actual, expected) => (
                 format!("has an invalid value ({})", actual_kind(actual)),
                 expected.to_string(),
+                !relative.is_empty(),
             ),
             Kind::MissingField(field) => {
                 key.push('.');
                 key.push_str(field);
-                ("is missing".to_string(), "a value".to_string())
+                relative.push(field.to_string());
+                ("is missing".to_string(), "a value".to_string(), false)
             }
-            other => (other.to_string(), "a valid value".to_string()),
+            other => (other.to_string(), "a valid value".to_string(), false),
         };
-        problems.push(ConfigProblem::new(key, problem, expected));
+        found.push((
+            relative,
+            Found {
+                problem: ConfigProblem::new(key, problem, expected),
+                removable,
+                suggestion,
+            },
+        ));
     }
+    found
 }
 
 /// What kind of value figment found, without the value itself.

@@ -74,6 +74,9 @@ pub struct RawSession {
 pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+    /// Where audit events go: "stdout" (default), "stderr", "off", or an
+    /// absolute file path (appended to, reopened on reload).
+    pub audit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]

@@ -129,6 +129,8 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A tracing-subscriber filter directive such as `info` or `realmgate=debug`.
     pub level: String,
+    /// Where the audit trail goes (`crate::audit`).
+    pub audit: crate::audit::AuditSink,
 }
 
 /// Branding of the login and error pages.

@@ -87,6 +87,107 @@ fn unknown_keys_are_errors_in_every_table() {
     assert!(has(&p, "extra"), "{p:?}");
 }
 
+/// First hour 4: a typo in a table is reported once, with the key it
+/// probably misspells; it hides neither the table's other problems nor its
+/// other values (no "session.secret: is missing" beside a typo).
+#[test]
+fn a_typo_hides_nothing_and_suggests_the_key_it_misspells() {
+    let text = minimal().replace(
+        "[session]\n",
+        "[session]\nlifetme = \"8h\"\nidle_timout = \"1h\"\nstore = 5\n",
+    );
+    let p = problems(&text);
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["session.idle_timout", "session.lifetme", "session.store"],
+        "{p:?}"
+    );
+    let lifetme = p.iter().find(|p| p.key == "session.lifetme").unwrap();
+    assert!(
+        lifetme.problem.contains("did you mean `lifetime`?"),
+        "{lifetme}"
+    );
+    assert!(lifetme.expected.starts_with("one of: secret,"), "{lifetme}");
+    assert!(p[2].problem.contains("wrong type"), "{p:?}");
+
+    // A misspelt secret: the typo is the problem, not a missing secret.
+    let p = problems(&minimal().replace("\nsecret = ", "\nsecrte = "));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "session.secrte");
+    assert!(p[0].problem.contains("did you mean `secret`?"), "{p:?}");
+    // A secret of the wrong type: said once, not also "is missing".
+    let p = problems(&minimal().replace(&format!("secret = \"{SECRET}\""), "secret = 5"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].problem.contains("wrong type"), "{p:?}");
+
+    // In an entry of an array and in a nested table, every typo is listed,
+    // and the entry's other problems too.
+    let text = minimal()
+        .replace(
+            "client_secret = \"s3cret\"",
+            "client_secert = \"s3cret\"\ngroup = true",
+        )
+        .replace(
+            "upstream = ",
+            "upstrem = \"x\"\nallow = { grops = [\"a\"], user = [] }\nupstream = ",
+        );
+    let p = problems(&text);
+    for key in [
+        "connection[0].client_secert",
+        "connection[0].group",
+        "route[0].upstrem",
+        "route[0].allow.grops",
+        "route[0].allow.user",
+    ] {
+        assert!(has(&p, key), "{key}: {p:?}");
+    }
+    let grops = p.iter().find(|p| p.key == "route[0].allow.grops").unwrap();
+    assert!(grops.problem.contains("`groups`"), "{grops}");
+    // Nothing close: no suggestion.
+    let p = problems(&minimal().replace("[session]\n", "[session]\nzzzzzz = 1\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].problem, "is not a known key", "{p:?}");
+    // A misspelt table.
+    let p = problems(&format!(
+        "{}\n[sever]\nlisten = \"127.0.0.1:1\"\n",
+        minimal()
+    ));
+    assert!(p[0].problem.contains("did you mean `server`?"), "{p:?}");
+}
+
+/// First hour 4: a variable that misspells a table is the variable's
+/// mistake, reported under its name (not as a file key `sesion`).
+#[test]
+fn a_variable_that_misspells_a_table_is_reported_as_the_variable() {
+    let e = load_with(
+        &minimal(),
+        env(&[
+            ("REALMGATE_SESION__SECRET", "x"),
+            ("REALMGATE_SERVER__LISTN", "1"),
+        ]),
+        None,
+    )
+    .expect_err("unknown keys");
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["REALMGATE_SESION__SECRET", "REALMGATE_SERVER__LISTN"],
+        "{e}"
+    );
+    assert!(
+        e.problems[0].problem.contains("did you mean `session`?")
+            && e.problems[0]
+                .problem
+                .ends_with("(the variable sets sesion)"),
+        "{e}"
+    );
+    assert!(
+        e.problems[1].problem.contains("did you mean `listen`?"),
+        "{e}"
+    );
+}
+
 #[test]
 fn every_spec_check_is_reported_at_once_with_its_key() {
     let text = r#"

@@ -14,6 +14,7 @@ use url::Url;
 use super::load::Loaded;
 use super::raw::*;
 use super::*;
+use crate::audit::AuditSink;
 use crate::connection::credential::{CertificateCredential, ClientCredential};
 
 /// Minimum session secret length (SPEC 3).
@@ -587,7 +588,33 @@ fn log(cx: &mut Ctx<'_>, raw: RawLog) -> LogSettings {
             "a level (error, warn, info, debug, trace) or directives such as \"info,realmgate=debug\"",
         );
     }
-    LogSettings { format, level }
+    let audit = match raw.audit.as_deref().unwrap_or("stdout") {
+        "stdout" => AuditSink::Stdout,
+        "stderr" => AuditSink::Stderr,
+        "off" => AuditSink::Off,
+        path => {
+            let p = std::path::Path::new(path);
+            if !p.is_absolute() {
+                cx.bad(
+                    "log.audit",
+                    format!("{path:?} is neither a sink name nor an absolute path"),
+                    "\"stdout\", \"stderr\", \"off\", or an absolute file path such as \"/var/log/realmgate/audit.log\"",
+                );
+            } else if p.is_dir() || !p.parent().is_some_and(|d| d.is_dir()) {
+                cx.bad(
+                    "log.audit",
+                    format!("{path:?} is a directory or its directory does not exist"),
+                    "a file path in an existing directory (the file is created if absent and appended to)",
+                );
+            }
+            AuditSink::File(p.to_path_buf())
+        }
+    };
+    LogSettings {
+        format,
+        level,
+        audit,
+    }
 }
 
 fn ui(cx: &mut Ctx<'_>, raw: RawUi) -> UiSettings {

@@ -96,6 +96,13 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
     match result {
         Ok(n) => {
             tracing::info!(connection = %names.join(","), sessions = n, by_sid = token.sid.is_some(), "back-channel logout");
+            ctx.state
+                .audit
+                .record(crate::audit::Event::BackchannelLogout {
+                    connection: &names.join(","),
+                    by: if token.sid.is_some() { "sid" } else { "sub" },
+                    ended: n,
+                });
             json(StatusCode::OK, &json!({"sessions_ended": n}))
         }
         Err(e) => {

@@ -96,6 +96,12 @@ pub(crate) async fn logout(
     }
     let names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
     tracing::info!(connection = %names.join(","), sessions = ended, with_sid = sid.is_some(), "front-channel logout");
+    ctx.state
+        .audit
+        .record(crate::audit::Event::FrontchannelLogout {
+            connection: &names.join(","),
+            ended,
+        });
     let page = ctx.state.pages.error(
         200,
         "You are signed out",

@@ -44,6 +44,12 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body
                 provider_logout = kind_logout(ctx, parts, &session, target.as_deref()).await;
             }
             tracing::info!(user.id = %session.user_id, connection = %session.connection, "signed out");
+            ctx.state.audit.record(crate::audit::Event::SignOut {
+                route: &ctx.route.name,
+                connection: &session.connection,
+                user_id: &session.user_id,
+                client: ctx.client,
+            });
         }
         ctx.state.shared.sessions.delete(&id).await.map_err(|e| {
             tracing::error!(error = %e, "session store failed during logout");

@@ -36,8 +36,14 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         "tenant_id": s.tenant_id,
         "expires_at": s.expires_at,
     });
-    if let Some(c) = conn.filter(|c| c.group_names_from_graph) {
-        body["group_names"] = crate::connection::entra::group_names::names_of(c, &s.groups).into();
+    // Names where the headers show names: `group_names` of the connection,
+    // and Graph's with `group_names_from_graph` (first hour 6). `groups`
+    // stays the ids, as before.
+    if let Some(c) = conn {
+        let names = crate::connection::entra::group_names::names_of(c, &s.groups);
+        if !names.is_empty() || c.group_names_from_graph {
+            body["group_names"] = names.into();
+        }
     }
     if conn.is_some_and(|c| c.extended_profile) {
         body["claims"] = s

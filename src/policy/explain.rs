@@ -82,9 +82,21 @@ pub fn explain(
         (None, Some(email)) => from_email(settings, route, email)?,
         (None, None) => return Err("give --claims FILE or --user EMAIL".into()),
     };
+    // An email says nothing of groups, app roles or other claims (first
+    // hour 7): say so rather than count zero of them.
+    let described_by_email = claims.is_none();
+    let groups = if described_by_email {
+        "groups and app roles unknown (an email does not say them; give --claims FILE)".to_string()
+    } else {
+        format!(
+            "{} group(s), app roles [{}]",
+            session.groups.len(),
+            session.roles.join(", ")
+        )
+    };
     let _ = writeln!(
         out,
-        "3. Identity: user {:?} via connection {:?}, tenant {}, email {} ({}), {} group(s), app roles [{}]",
+        "3. Identity: user {:?} via connection {:?}, tenant {}, email {} ({}), {groups}",
         session.user_id,
         session.connection,
         session.tenant_id.as_deref().unwrap_or("(none)"),
@@ -94,8 +106,6 @@ pub fn explain(
         } else {
             "unverified: email rules cannot match"
         },
-        session.groups.len(),
-        session.roles.join(", ")
     );
     let connection = settings.connection(&session.connection).map(|c| &**c);
     let clauses = crate::policy::evaluate(route, connection, &session);
@@ -105,7 +115,25 @@ pub fn explain(
             None => "pass".to_string(),
             Some(r) => format!("FAIL ({})", r.label()),
         };
-        let _ = writeln!(out, "   - {:<20} {verdict:<24} {}", c.rule, c.detail);
+        let unknown = described_by_email
+            && matches!(
+                c.failed,
+                Some(
+                    crate::policy::DenyReason::Groups
+                        | crate::policy::DenyReason::Roles
+                        | crate::policy::DenyReason::Claims
+                )
+            );
+        if unknown {
+            let _ = writeln!(
+                out,
+                "   - {:<20} {verdict:<24} unknown: --user does not say the user's {}",
+                c.rule,
+                c.failed.map_or("claims", |r| r.label())
+            );
+        } else {
+            let _ = writeln!(out, "   - {:<20} {verdict:<24} {}", c.rule, c.detail);
+        }
     }
     let decision = crate::policy::decide(route, connection, &session);
     match decision {
@@ -119,6 +147,22 @@ pub fn explain(
         }
         Err(reason) => {
             let _ = writeln!(out, "5. Decision: DENY (403): {}", reason.text());
+            if described_by_email
+                && matches!(
+                    reason,
+                    crate::policy::DenyReason::Groups
+                        | crate::policy::DenyReason::Roles
+                        | crate::policy::DenyReason::Claims
+                )
+            {
+                let _ = writeln!(
+                    out,
+                    "   This clause judges {} that --user cannot know: the real user may pass it. \
+                     Describe the user with --claims FILE (a JSON object of their ID token claims, \
+                     e.g. {{\"oid\": \"...\", \"tid\": \"...\", \"groups\": [\"<group id>\"], \"roles\": [\"...\"]}}) to decide it.",
+                    reason.label()
+                );
+            }
             Ok((out, false))
         }
     }

@@ -55,6 +55,7 @@ fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
         refresh_token: None,
         saml_name_id: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: 0,
         expires_at: u64::MAX,
     }

@@ -199,6 +199,7 @@ pub fn session_for(
         refresh_token: None,
         saml_name_id: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: now,
         expires_at: assertion
             .session_not_on_or_after

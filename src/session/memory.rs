@@ -66,7 +66,7 @@ mod memo;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{
     Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
 };
@@ -78,7 +78,7 @@ use moka::policy::{EvictionPolicy, Expiry};
 use moka::sync::Cache;
 
 use super::model::{EmailTrust, Session};
-use super::store::{SessionId, SessionStore, StoreError};
+use super::store::{handle_of, ListBy, Listing, SessionId, SessionInfo, SessionStore, StoreError};
 
 /// How long a deleted id stays refused by `put` (longer than any token
 /// refresh round trip to a provider).
@@ -172,10 +172,12 @@ impl MemoryStore {
     /// The session from the cache, with the packed entry it was read from.
     fn get_cached(&self, id: &SessionId) -> Option<(Arc<Packed>, Arc<Session>)> {
         let packed = self.cache.get(id)?;
-        if packed.expires_at <= unix_now() {
+        let now = unix_now();
+        if packed.expires_at <= now {
             self.cache.invalidate(id);
             return None;
         }
+        packed.last_seen.store(now, Ordering::Relaxed);
         if let Some((from, session)) = self.hot.get(id) {
             if Arc::ptr_eq(&from, &packed) {
                 return Some((packed, session));
@@ -325,6 +327,75 @@ impl SessionStore for MemoryStore {
     fn approximate_len(&self) -> u64 {
         self.cache.entry_count()
     }
+
+    fn list<'a>(
+        &'a self,
+        by: ListBy<'a>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Listing, StoreError>> {
+        Box::pin(async move { Ok(self.list_now(by, limit)) })
+    }
+}
+
+impl MemoryStore {
+    /// The admin listing: by user through the revocation index; by
+    /// connection by walking the cache (an admin call, stopped at `limit`).
+    fn list_now(&self, by: ListBy<'_>, limit: usize) -> Listing {
+        let connection = match by {
+            ListBy::User { connection, .. } | ListBy::Connection(connection) => connection,
+        };
+        let Some(conn) = read(&self.interner).id_of(connection) else {
+            return Listing {
+                sessions: Vec::new(),
+                complete: true,
+            };
+        };
+        let now = unix_now();
+        let live = |p: &Packed| {
+            p.connection == conn && !p.ended.load(Ordering::Acquire) && p.expires_at > now
+        };
+        let mut found: Vec<Arc<Packed>> = Vec::new();
+        match by {
+            ListBy::User { user_id, .. } => {
+                let candidates = lock(&self.indexes).find(Which::User, conn, user_id);
+                found.extend(
+                    candidates
+                        .into_iter()
+                        .filter(|p| live(p) && p.user_id() == user_id)
+                        .take(limit.saturating_add(1)),
+                );
+            }
+            ListBy::Connection(_) => {
+                for (_, p) in self.cache.iter() {
+                    if live(&p) {
+                        found.push(p);
+                        if found.len() > limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let complete = found.len() <= limit;
+        found.truncate(limit);
+        // Oldest first, so a listing reads as a history.
+        found.sort_by_key(|p| p.created_at);
+        Listing {
+            sessions: found
+                .iter()
+                .map(|p| SessionInfo {
+                    handle: handle_of(&p.id),
+                    connection: connection.to_string(),
+                    user_id: p.user_id().to_string(),
+                    created_at: p.created_at,
+                    last_seen: Some(p.last_seen.load(Ordering::Relaxed)),
+                    expires_at: p.expires_at,
+                    client_address: p.client_addr,
+                })
+                .collect(),
+            complete,
+        }
+    }
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the
@@ -433,6 +504,12 @@ pub(crate) struct Packed {
     /// Set by the cache's eviction listener when this entry leaves the
     /// cache (see "Per-thread memo").
     ended: AtomicBool,
+    /// The client address that signed in (admin listing).
+    client_addr: Option<std::net::IpAddr>,
+    /// Unix seconds of the last read the cache answered (admin listing;
+    /// reads the per-thread memo answers are not counted, so it lags by up
+    /// to the memo's second).
+    last_seen: AtomicU64,
 }
 
 impl Packed {
@@ -492,6 +569,8 @@ impl Packed {
             text: text.into_boxed_str(),
             interner: interner.clone(),
             ended: AtomicBool::new(false),
+            client_addr: s.client_addr,
+            last_seen: AtomicU64::new(unix_now()),
         }
     }
 
@@ -551,6 +630,7 @@ impl Packed {
             refresh_token: self.owned(Field::RefreshToken),
             saml_name_id: self.saml_name_id.clone(),
             tokens_expire_at: (self.tokens_expire_at != NO_TIME).then_some(self.tokens_expire_at),
+            client_addr: self.client_addr,
             created_at: self.created_at,
             expires_at: self.expires_at,
         })

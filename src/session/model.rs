@@ -82,6 +82,12 @@ pub struct Session {
     pub created_at: u64,
     /// Absolute end: `created_at + lifetime`.
     pub expires_at: u64,
+    /// The client address that signed in (`peer::client_address`: behind
+    /// trusted proxies, the address they name), for the admin listing
+    /// (issue 22 item 8). Added without a new version: older records read
+    /// as unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<std::net::IpAddr>,
 }
 
 /// Every field but the provider's tokens (`id_token`, `access_token`,
@@ -113,6 +119,7 @@ impl std::fmt::Debug for Session {
             .field("tokens_expire_at", &self.tokens_expire_at)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
+            .field("client_addr", &self.client_addr)
             .finish()
     }
 }

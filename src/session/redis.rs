@@ -38,7 +38,7 @@ use self::cache::Local;
 use self::conn::Conn;
 use self::keys::{hex, parse_hex, session_hash, Hash, Keys, Scripts};
 use super::model::{Session, SESSION_VERSION};
-use super::store::{SessionId, SessionStore, StoreError};
+use super::store::{ListBy, Listing, SessionId, SessionInfo, SessionStore, StoreError};
 
 /// How long an ended id stays refused by `put` (longer than any token
 /// refresh round trip to a provider), as in the memory store.
@@ -353,6 +353,166 @@ impl RedisStore {
     }
 }
 
+/// Session keys a listing by connection reads at most (`SCAN`): beyond
+/// that it answers what it found, marked incomplete.
+const MAX_LISTING_SCAN: usize = 10_000;
+
+impl RedisStore {
+    /// The admin listing: by user from the user's index set; by connection
+    /// with a bounded `SCAN` of the session keys (one server; a cluster
+    /// would need a scan of every node, so it lists by user only). Reads
+    /// with `GET` and `PTTL`, never `GETEX`: listing does not extend a
+    /// session's idle time.
+    async fn list_now(&self, by: ListBy<'_>, limit: usize) -> Result<Listing, StoreError> {
+        let (connection, user) = match by {
+            ListBy::User {
+                connection,
+                user_id,
+            } => (connection, Some(user_id)),
+            ListBy::Connection(c) => (c, None),
+        };
+        let mut listing = Listing {
+            sessions: Vec::new(),
+            complete: true,
+        };
+        if let Some(user_id) = user {
+            let index = &self.keys.user_index(connection, user_id);
+            let members: Vec<String> = self
+                .conn
+                .run(self.timeout, "SMEMBERS", |mut c| async move {
+                    c.smembers(index).await
+                })
+                .await?;
+            for h in members.iter().filter_map(|m| parse_hex(m)) {
+                if !self
+                    .list_one(&h, connection, user, limit, &mut listing)
+                    .await?
+                {
+                    break;
+                }
+            }
+        } else {
+            if matches!(self.conn, Conn::Cluster(_)) {
+                return Err(StoreError(
+                    "listing the sessions of a connection is not available with Redis Cluster; list by user_id".into(),
+                ));
+            }
+            let pattern = &format!("{}{{*}}:s", glob_escape(self.keys.prefix()));
+            let mut cursor: u64 = 0;
+            let mut scanned = 0usize;
+            loop {
+                let (next, keys): (u64, Vec<String>) = self
+                    .conn
+                    .run(self.timeout, "SCAN", |mut c| async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(500)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                scanned = scanned.saturating_add(keys.len());
+                let mut more = true;
+                for key in &keys {
+                    let Some(h) = self.keys.hash_of_session_key(key) else {
+                        continue;
+                    };
+                    more = self
+                        .list_one(&h, connection, None, limit, &mut listing)
+                        .await?;
+                    if !more {
+                        break;
+                    }
+                }
+                if !more {
+                    break;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+                if scanned >= MAX_LISTING_SCAN {
+                    listing.complete = false;
+                    break;
+                }
+            }
+        }
+        listing.sessions.sort_by_key(|s| s.created_at);
+        Ok(listing)
+    }
+
+    /// Adds session `h` to `listing` when it is a live session of
+    /// `connection` (and of `user`). False once the listing holds `limit`
+    /// sessions and another one matched (the listing is then incomplete).
+    async fn list_one(
+        &self,
+        h: &Hash,
+        connection: &str,
+        user: Option<&str>,
+        limit: usize,
+        listing: &mut Listing,
+    ) -> Result<bool, StoreError> {
+        let key = &self.keys.session(h);
+        let (raw, pttl): (Option<Vec<u8>>, i64) = self
+            .conn
+            .run(self.timeout, "GET", |mut c| async move {
+                redis::pipe().get(key).pttl(key).query_async(&mut c).await
+            })
+            .await?;
+        let Some(session) = raw.and_then(|r| serde_json::from_slice::<Session>(&r).ok()) else {
+            return Ok(true);
+        };
+        let now_ms = unix_now().saturating_mul(1000);
+        let end_ms = session.expires_at.saturating_mul(1000);
+        if !session.is_current()
+            || end_ms <= now_ms
+            || session.connection != connection
+            || user.is_some_and(|u| session.user_id != u)
+        {
+            return Ok(true);
+        }
+        if listing.sessions.len() >= limit {
+            listing.complete = false;
+            return Ok(false);
+        }
+        // Every read from Redis set the key's TTL to the idle timeout, so
+        // the time since the last one is what the TTL has lost, unless the
+        // TTL was capped at the absolute end (then it is not known).
+        let idle_ms = millis(self.idle_timeout);
+        let last_seen = u64::try_from(pttl)
+            .ok()
+            .filter(|&left| {
+                left < idle_ms && end_ms.saturating_sub(now_ms) > left.saturating_add(1000)
+            })
+            .map(|left| now_ms.saturating_sub(idle_ms - left) / 1000);
+        listing.sessions.push(SessionInfo {
+            handle: hex(h),
+            connection: session.connection.clone(),
+            user_id: session.user_id.clone(),
+            created_at: session.created_at,
+            last_seen,
+            expires_at: session.expires_at,
+            client_address: session.client_addr,
+        });
+        Ok(true)
+    }
+}
+
+/// `s` with Redis glob characters escaped, for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl Drop for RedisStore {
     fn drop(&mut self) {
         self.subscriber.abort();
@@ -429,6 +589,14 @@ impl SessionStore for RedisStore {
                 .await
                 .map(|_| ())
         })
+    }
+
+    fn list<'a>(
+        &'a self,
+        by: ListBy<'a>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Listing, StoreError>> {
+        Box::pin(self.list_now(by, limit))
     }
 
     fn approximate_len(&self) -> u64 {

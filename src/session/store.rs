@@ -152,6 +152,16 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(async { Ok(false) })
     }
 
+    /// The sessions `by` names, at most `limit` of them, for the admin
+    /// listing (issue 22 item 8). Never extends a session's idle time.
+    fn list<'a>(
+        &'a self,
+        _by: ListBy<'a>,
+        _limit: usize,
+    ) -> BoxFuture<'a, Result<Listing, StoreError>> {
+        Box::pin(async { Err(StoreError("this session store cannot list sessions".into())) })
+    }
+
     /// Releases the lock if it still holds `token` (it may have expired and
     /// been taken by another replica since).
     fn unlock_refresh<'a>(
@@ -161,6 +171,54 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// What the admin listing (`GET /sessions`) asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum ListBy<'a> {
+    /// The sessions of one user id made through one connection.
+    User {
+        connection: &'a str,
+        user_id: &'a str,
+    },
+    /// The sessions of one connection.
+    Connection(&'a str),
+}
+
+/// One session as the admin listing shows it: never its id, a token, or
+/// anything that would sign someone in. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    /// Names the session without being it: the hex SHA-256 of its id (the
+    /// same hash the Redis store keys it by). A hash of 256 random bits
+    /// cannot be turned back into the cookie.
+    pub handle: String,
+    pub connection: String,
+    pub user_id: String,
+    pub created_at: u64,
+    /// When it was last used, as far as the store knows (memory: to the
+    /// second; Redis: to the local cache TTL, unknown once the idle extension
+    /// is capped by the absolute end). None when unknown.
+    pub last_seen: Option<u64>,
+    pub expires_at: u64,
+    /// The client address that signed in; None for sessions made before
+    /// it was kept, or by a sign-in without a client (tests).
+    pub client_address: Option<std::net::IpAddr>,
+}
+
+/// What `list` found. `complete` is false when more sessions may match
+/// than were returned (the limit, or a bounded scan).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub sessions: Vec<SessionInfo>,
+    pub complete: bool,
+}
+
+/// The listing handle of a session id (see [`SessionInfo::handle`]).
+pub fn handle_of(id: &SessionId) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What an operator's revocation (admin `POST /sessions/revoke`) names.
@@ -243,6 +301,7 @@ mod tests {
             refresh_token: Some("SECRET-REFRESH-TOKEN".into()),
             saml_name_id: None,
             tokens_expire_at: None,
+            client_addr: None,
             created_at: 0,
             expires_at: 1,
         };

@@ -233,6 +233,34 @@ fn a_page_with_nothing_to_offer_says_whom_to_contact() {
     assert!(html.contains("Contact your administrator"));
 }
 
+/// First hour 6: a page answered with 200 (signed out, front-channel
+/// logout) is no error: no "Error 200" above its title.
+#[test]
+fn a_page_answered_with_200_shows_no_error_status() {
+    let html = pages().error(200, "You are signed out", "Bye.", None);
+    assert!(
+        !html.contains("Error 200") && !html.contains("class=\"status\""),
+        "{html}"
+    );
+    assert!(html.contains("<h1>You are signed out</h1>"));
+}
+
+#[test]
+fn the_signed_in_page_escapes_the_name_and_keeps_links_on_this_site() {
+    let html = pages().signed_in("<b>Zoë</b>", "Contoso", "/reports", "/.auth/login?switch=1");
+    assert!(html.contains("&lt;b&gt;Zoë&lt;&#x2f;b&gt;"), "{html}");
+    assert!(
+        html.contains("href=\"&#x2f;reports\">Continue</a>"),
+        "{html}"
+    );
+    let html = pages().signed_in("A", "", "javascript:alert(1)", "https://evil.example/");
+    assert!(
+        !html.contains("javascript:") && !html.contains("evil"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"&#x2f;\">Continue</a>"), "{html}");
+}
+
 #[test]
 fn error_page_shows_status_title_message_and_action() {
     let html = pages().error(

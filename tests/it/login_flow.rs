@@ -222,8 +222,8 @@ async fn browser_signs_in_by_email_and_the_app_receives_identity_headers() {
 #[tokio::test]
 async fn unknown_domain_shows_the_page_again_with_the_email_kept() {
     let w = World::start().await;
-    let resp = w
-        .browser()
+    let browser = w.browser();
+    let resp = browser
         .client
         .post(w.url("/.auth/login"))
         .form(&[
@@ -233,10 +233,20 @@ async fn unknown_domain_shows_the_page_again_with_the_email_kept() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let html = resp.text().await.unwrap();
+    // POST-redirect-GET (first hour 6): Back and reload never resubmit.
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let to = location(&resp);
+    assert_eq!(to, "/.auth/login?post_login_redirect_uri=%2Fx");
+    assert!(!to.contains("someone"), "the email is not put in a URL");
+    let page = browser.get(&w.url(&to)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
     assert!(html.contains("someone@unknown.example"), "email kept");
     assert!(html.contains("role=\"alert\""), "message announced");
+    assert!(html.contains("value=\"&#x2f;x\""), "target kept: {html}");
+    // Once: a reload of the page is the plain page.
+    let html = browser.get(&w.url(&to)).await.text().await.unwrap();
+    assert!(!html.contains("someone@unknown.example") && !html.contains("role=\"alert\""));
     // A subdomain of a home realm domain does not match.
     let resp = w
         .browser()
@@ -246,8 +256,85 @@ async fn unknown_domain_shows_the_page_again_with_the_email_kept() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(w.idp.authorize_calls(), 0);
+}
+
+/// First hour 6: Back to the IdP after signing in, the account chosen
+/// again: the callback's state is spent, but the browser is signed in, so
+/// it goes on to its target (no "Sign-in expired"), without a new code
+/// exchange; a browser without a session still gets the refusal.
+#[tokio::test]
+async fn a_spent_callback_sends_a_signed_in_browser_on_to_its_target() {
+    let w = World::start().await;
+    let browser = w.browser();
+    let authorize = browser
+        .start_login(&w, "alice@contoso.example", "/reports")
+        .await;
+    let back = w
+        .idp
+        .complete_login(&authorize, "alice@contoso.example")
+        .unwrap();
+    let resp = browser.get(&back.url).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/reports");
+    let token_calls = w.idp.token_calls();
+    // The IdP answers the old authorization request again (Back, then the
+    // account picked again): same state, a new code.
+    let again = w
+        .idp
+        .complete_login(&authorize, "alice@contoso.example")
+        .unwrap();
+    let resp = browser.get(&again.url).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "not 'Sign-in expired'");
+    assert_eq!(location(&resp), "/reports");
+    assert_eq!(w.idp.token_calls(), token_calls, "no code exchanged");
+    // Without a session: refused as before.
+    let resp = w.browser().get(&again.url).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+/// First hour 6: `/.auth/login` while signed in says who is signed in and
+/// offers to continue or to use another account.
+#[tokio::test]
+async fn the_login_page_of_a_signed_in_browser_says_who_and_offers_continue_or_switch() {
+    let w = World::start().await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let page = browser
+        .get(&w.url("/.auth/login?post_login_redirect_uri=/reports"))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let alice = user("alice@contoso.example");
+    assert!(html.contains("You are signed in"), "{html}");
+    assert!(html.contains(&alice.name), "who: {html}");
+    assert!(
+        html.contains("contoso employees"),
+        "through which connection: {html}"
+    );
+    assert!(
+        html.contains("href=\"&#x2f;reports\">Continue</a>"),
+        "{html}"
+    );
+    assert!(html.contains("switch=1"), "{html}");
+    assert!(!html.contains("name=\"email\""), "no empty form: {html}");
+    // Switching shows the usual page.
+    let html = browser
+        .get(&w.url("/.auth/login?switch=1&post_login_redirect_uri=%2Freports"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"email\""), "{html}");
+    // Not signed in: the usual page.
+    let html = w
+        .browser()
+        .get(&w.url("/.auth/login"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"email\"") && !html.contains("You are signed in"));
 }
 
 #[tokio::test]
@@ -262,7 +349,13 @@ async fn a_route_only_offers_the_connections_it_allows() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "page again, not a redirect");
+    // The page again (POST-redirect-GET), not a redirect to any IdP.
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&resp).starts_with("/.auth/login?"),
+        "{}",
+        location(&resp)
+    );
     let resp = w
         .browser()
         .get(&w.gateway.url(OTHER_HOST, "/.auth/login/contoso"))
@@ -849,4 +942,83 @@ async fn the_demo_signs_in_a_demo_user_and_shows_the_headers() {
         "the demo app shows X-Forwarded-User"
     );
     assert!(html.contains("Partners"), "group names from group_names");
+    // First hour 6: /.auth/me names the groups the headers name.
+    let me: serde_json::Value = client
+        .get(format!("{base}/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names = me["group_names"]
+        .as_object()
+        .expect("group_names in /.auth/me");
+    assert!(
+        names.values().any(|n| n == "Partners"),
+        "the name the header shows: {me}"
+    );
+    assert!(
+        me["groups"].as_array().is_some_and(|g| !g.is_empty()),
+        "ids stay: {me}"
+    );
+}
+
+/// Issue 22 item 9: sign-ins, refused sign-ins (with the reason) and
+/// sign-outs are audit events, one JSON line each, in the `[log] audit`
+/// file: who (user id), where (route, connection), from where (client
+/// address), never a token, cookie or email.
+#[tokio::test]
+async fn sign_in_refusal_and_sign_out_are_audit_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let w: World = world("", "")
+        .table(format!("[log]\naudit = {:?}\n", audit.to_str().unwrap()))
+        .keep(dir)
+        .start()
+        .await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let cookie = browser.cookie_header(&w.url("/"));
+    let resp = w
+        .browser()
+        .get(&w.url("/.auth/login/contoso/callback?code=x"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = browser.get(&w.url("/.auth/logout")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sign_in", "sign_in_failed", "sign_out"], "{text}");
+    let user = events[0]["user_id"].as_str().unwrap();
+    assert!(!user.is_empty() && !user.contains('@'), "{text}");
+    for e in &events {
+        assert_eq!(e["schema"], 1);
+        assert_eq!(e["route"], "app");
+        assert_eq!(e["connection"], "contoso");
+        assert_eq!(e["client_address"], "127.0.0.1");
+        assert!(e["time"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(events[1]["reason"], "no_state");
+    assert_eq!(events[2]["user_id"], user);
+    let session = cookie
+        .split("realmgate=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    for secret in ["@contoso.example", session] {
+        assert!(
+            !text.contains(secret),
+            "{secret} in the audit trail: {text}"
+        );
+    }
 }

@@ -117,3 +117,44 @@ async fn error_page_action_is_the_first_keyboard_stop() {
     assert!(focus[0].is_null(), "nothing has focus on load: {walked}");
     assert_eq!(stop(&focus[1]), ("Sign out".to_owned(), true), "{walked}");
 }
+
+/// First hour 6, in Chromium: after an unknown-domain attempt the page
+/// (with its message and the email) comes from a GET, so Back from another
+/// page shows the sign-in page, never "Confirm Form Resubmission".
+#[tokio::test]
+async fn back_after_an_unknown_domain_shows_a_page_not_a_resubmission() {
+    use crate::util::{echo_route, entra, World};
+    enum Back {}
+    // Chromium resolves localhost to the gateway's loopback address.
+    let w: World<Back> = World::<()>::builder()
+        .connection(entra("contoso", "contoso.example").home_realm("contoso.example"))
+        .route(echo_route("app", "localhost"))
+        .start()
+        .await;
+    let login = w.gateway.url("localhost", "/.auth/login");
+    let args = vec![
+        login,
+        "--email".to_owned(),
+        "someone@unknown.example".to_owned(),
+    ];
+    let (ok, stdout, stderr) = run_script("back-button.mjs", &args, Duration::from_secs(90)).await;
+    assert!(ok, "back-button.mjs failed:\n{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("back-button.mjs printed no JSON ({e}): {stdout}"));
+    let submitted = v["after_submit"]["text"].as_str().unwrap_or_default();
+    assert!(
+        submitted.contains("No sign-in is set up for the domain"),
+        "the message after the attempt: {v}"
+    );
+    assert_eq!(
+        v["after_back"]["error_page"], false,
+        "Back asked to resubmit: {v}"
+    );
+    assert!(
+        v["after_back"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/.auth/login"),
+        "{v}"
+    );
+}

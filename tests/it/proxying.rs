@@ -905,6 +905,7 @@ fn signed_in_user() -> realmgate::session::model::Session {
         refresh_token: None,
         saml_name_id: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: now,
         expires_at: now + 3600,
     }

@@ -836,3 +836,92 @@ async fn health_is_503_from_sigterm_while_shutdown_delay_still_serves_requests()
     gw.signal("-TERM");
     assert_eq!(gw.wait_exit(), Some(0), "log:\n{}", gw.log());
 }
+
+/// Issue 22 item 9: the `[admin]` token (a `*_file` secret) and the audit
+/// sink change on SIGHUP like the rest: the old token stops working and the
+/// new one works without a restart; the audit file is reopened, so a
+/// rotated file is replaced by a new one; admin refusals are audited.
+#[tokio::test]
+async fn sighup_reloads_the_admin_token_and_reopens_the_audit_file() {
+    let up = upstream("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin_token");
+    let audit = dir.path().join("audit.log");
+    let old = "old-token-0123456789abcdef0123456789";
+    let new = "new-token-0123456789abcdef0123456789";
+    std::fs::write(&token_file, format!("{old}\n")).unwrap();
+    let text = format!(
+        "{}\n[log]\naudit = \"{}\"\n",
+        Config::new()
+            .secret(SECRET)
+            .admin(&format!("token_file = \"{}\"", path(&token_file)))
+            .table(route(
+                "app",
+                "app.test",
+                "/",
+                &format!("http://{}", up.addr),
+                "public = [\"/\"]"
+            ))
+            .render(),
+        path(&audit)
+    );
+    let config = dir.path().join("realmgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let gw = Gateway::spawn_with(dir, config);
+    let admin = gw.admin;
+    let metrics = |token: &'static str| async move {
+        send(
+            admin,
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+    };
+    assert!(metrics(old).await.starts_with("HTTP/1.1 200"));
+    assert!(metrics(new).await.starts_with("HTTP/1.1 401"));
+
+    // Rotate the audit file away, change the token, reload.
+    let rotated = audit.with_extension("log.1");
+    std::fs::rename(&audit, &rotated).unwrap();
+    std::fs::write(&token_file, format!("{new}\n")).unwrap();
+    gw.signal("-HUP");
+    // Waits for the log line, not by trying the new token: every refused
+    // try would be one more audit event.
+    eventually("the reload is done", || {
+        let log = gw.log();
+        async move { log.contains("configuration reloaded") }
+    })
+    .await;
+    assert!(
+        metrics(new).await.starts_with("HTTP/1.1 200"),
+        "the new token is refused"
+    );
+    assert!(
+        metrics(old).await.starts_with("HTTP/1.1 401"),
+        "the old token still works"
+    );
+
+    // The refusal before the reload went to the rotated file, the one after
+    // to the new file; neither holds a token.
+    let before = std::fs::read_to_string(&rotated).unwrap();
+    let after = std::fs::read_to_string(&audit).unwrap();
+    for (text, n) in [(&before, 1), (&after, 1)] {
+        let refusals: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .filter(|v: &serde_json::Value| v["event"] == "admin_refused")
+            .collect();
+        assert_eq!(refusals.len(), n, "{text}");
+        assert_eq!(refusals[0]["reason"], "invalid_token");
+        assert_eq!(refusals[0]["path"], "/metrics");
+        assert_eq!(refusals[0]["client_address"], "127.0.0.1");
+        assert_eq!(refusals[0]["schema"], 1);
+        assert!(
+            !text.contains("token-0123"),
+            "a token in the audit trail: {text}"
+        );
+    }
+    assert!(!gw.log().contains("token-0123"), "a token in the log");
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use realmgate::session::memory::MemoryStore;
 use realmgate::session::model::{EmailTrust, Session};
 use realmgate::session::redis::{RedisOptions, RedisStore};
-use realmgate::session::store::{SessionId, SessionStore};
+use realmgate::session::store::{handle_of, ListBy, SessionId, SessionStore};
 use serde_json::json;
 
 use crate::redis_util::{RedisCluster, RedisServer};
@@ -52,6 +52,7 @@ fn session(user: &str, sid: Option<&str>) -> Session {
         refresh_token: Some("rt".into()),
         saml_name_id: None,
         tokens_expire_at: Some(now + 3600),
+        client_addr: None,
         created_at: now,
         expires_at: now + 3600,
     }
@@ -77,6 +78,7 @@ async fn contract(make: Make<'_>) {
     idle_end_and_extension(make).await;
     ping_and_lock(make).await;
     concurrent_use(make).await;
+    listing(make).await;
 }
 
 fn hour(make: Make<'_>) -> Arc<dyn SessionStore> {
@@ -330,6 +332,92 @@ async fn concurrent_use(make: Make<'_>) {
     }
     // 200 sessions, 40 deleted; every other one ends with the sid.
     assert_eq!(s.revoke_sid("contoso", "shared").await.unwrap(), 160);
+}
+
+/// The admin listing (`GET /sessions`, issue 22 item 8): by user within a
+/// connection, by connection, bounded, without ids or tokens.
+async fn listing(make: Make<'_>) {
+    let s = hour(make);
+    let mut ids = Vec::new();
+    for (user, connection, addr) in [
+        ("alice", "contoso", "192.0.2.1"),
+        ("alice", "contoso", "2001:db8::2"),
+        ("bob", "contoso", "192.0.2.3"),
+        ("alice", "partner", "192.0.2.4"),
+    ] {
+        let mut session = session(user, Some("sid-l"));
+        session.connection = connection.into();
+        session.client_addr = Some(addr.parse().unwrap());
+        // Ends after the idle timeout: the Redis TTL then tells last use.
+        session.expires_at = now() + 7200;
+        let id = SessionId::generate();
+        s.put(&id, session).await.unwrap();
+        ids.push(id);
+    }
+    let alice = ListBy::User {
+        connection: "contoso",
+        user_id: "alice",
+    };
+    let found = s.list(alice, 10).await.unwrap();
+    assert!(found.complete);
+    let mut handles: Vec<&str> = found.sessions.iter().map(|i| i.handle.as_str()).collect();
+    handles.sort();
+    let mut expected = vec![handle_of(&ids[0]), handle_of(&ids[1])];
+    expected.sort();
+    assert_eq!(handles, expected);
+    let mut addrs: Vec<String> = found
+        .sessions
+        .iter()
+        .map(|i| i.client_address.unwrap().to_string())
+        .collect();
+    addrs.sort();
+    assert_eq!(addrs, ["192.0.2.1", "2001:db8::2"]);
+    for info in &found.sessions {
+        assert_eq!(
+            (info.user_id.as_str(), info.connection.as_str()),
+            ("alice", "contoso")
+        );
+        assert!(info.created_at <= now() && info.expires_at > now() + 3600);
+        let seen = info.last_seen.expect("last use is known");
+        assert!(seen + 2 >= info.created_at && seen <= now() + 1, "{info:?}");
+    }
+    // Nothing that signs anyone in, nor the provider's sid or the email.
+    let shown = serde_json::to_string(&found.sessions).unwrap();
+    for secret in ["h.p.s", "\"rt\"", "sid-l", "@contoso.com"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    for id in &ids {
+        let raw: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!shown.contains(&raw));
+    }
+    // Bounded, and says so.
+    let one = s.list(alice, 1).await.unwrap();
+    assert_eq!((one.sessions.len(), one.complete), (1, false));
+    // Another connection's alice is another user (SPEC 6.1).
+    let partner = ListBy::User {
+        connection: "partner",
+        user_id: "alice",
+    };
+    assert_eq!(s.list(partner, 10).await.unwrap().sessions.len(), 1);
+    match s.list(ListBy::Connection("contoso"), 10).await {
+        Ok(all) => {
+            assert_eq!(all.sessions.len(), 3);
+            assert!(all.complete);
+            let two = s.list(ListBy::Connection("contoso"), 2).await.unwrap();
+            assert_eq!((two.sessions.len(), two.complete), (2, false));
+        }
+        // A Redis Cluster lists by user only, and says so.
+        Err(e) => assert!(e.to_string().contains("Redis Cluster"), "{e}"),
+    }
+    // An ended session is not listed.
+    s.delete(&ids[0]).await.unwrap();
+    let left = s.list(alice, 10).await.unwrap();
+    assert_eq!(left.sessions.len(), 1);
+    assert_eq!(left.sessions[0].handle, handle_of(&ids[1]));
+    assert!(s
+        .list(ListBy::Connection("nobody"), 10)
+        .await
+        .map_or(true, |l| l.sessions.is_empty()));
 }
 
 // === Running the contract ===

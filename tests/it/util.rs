@@ -553,8 +553,13 @@ impl TestGateway {
     /// `server::start`; while `server::start` is still the skeleton's
     /// `todo!()`, with [`serve_handler_for_tests`] instead.
     pub async fn start(toml: &str) -> TestGateway {
-        let settings =
+        let mut settings =
             realmgate::config::load_str(toml).unwrap_or_else(|e| panic!("test config: {e}"));
+        // The in-process gateways of every test share one stdout, the audit
+        // trail's default sink: off unless the test configures one.
+        if !toml.lines().any(|l| l.trim_start().starts_with("audit")) {
+            settings.log.audit = realmgate::audit::AuditSink::Off;
+        }
         let attempt = tokio::spawn(realmgate::server::start(settings.clone(), None)).await;
         match attempt {
             Ok(Ok(running)) => TestGateway {

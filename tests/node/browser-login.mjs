@@ -22,7 +22,8 @@
 //   --expect-text TEXT      repeatable: the landed page's text contains TEXT.
 //   --then-logout           afterwards open /.auth/logout on the gateway, confirm at the
 //                           provider if it asks, expect to end up back on the gateway, then
-//                           expect the protected --url to ask for sign-in again.
+//                           expect the protected --url to ask for sign-in again; the
+//                           signed-out page must not show an error status ("Error 200").
 //   --screenshots DIR       write 01-login.png (gateway page), 02-provider-N.png (each
 //                           provider page), 03-landed.png, with --then-logout also
 //                           04-logout-provider-N.png, 05-signed-out.png and
@@ -277,6 +278,10 @@ try {
     }
     await walkProvider('04-logout-provider');
     await shot('05-signed-out.png');
+    // The signed-out page is no error (first hour 6): no "Error 200" on it.
+    if (/error\s+2\d\d/i.test(await page.innerText('body').catch(() => ''))) {
+      await fail(`the signed-out page at ${page.url()} calls itself an error`);
+    }
     try {
       await page.goto(start.href, { waitUntil: 'load' });
     } catch (err) {

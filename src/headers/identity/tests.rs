@@ -84,6 +84,7 @@ fn user() -> Session {
         refresh_token: Some("refresh".into()),
         saml_name_id: None,
         tokens_expire_at: Some(2_000_000_000),
+        client_addr: None,
         created_at: 1_700_000_000,
         expires_at: 1_700_028_800,
     }

@@ -93,3 +93,38 @@ fn unknown_hosts_and_bad_urls_are_explained() {
     assert!(out.contains("no route"), "{out}");
     assert!(explain(&settings, "not a url", None, Some("a@contoso.example")).is_err());
 }
+
+/// First hour 7: `--user` against a groups policy does not say "0
+/// group(s)" as if the user had none: groups are unknown without
+/// `--claims`, and the denial says how to decide it.
+#[test]
+fn a_user_by_email_has_unknown_groups_and_is_told_to_give_claims() {
+    let settings = load_str(CONFIG).unwrap();
+    let (out, allowed) = explain(
+        &settings,
+        "https://hr.contoso.example/pay",
+        None,
+        Some("a@contoso.example"),
+    )
+    .unwrap();
+    assert!(!allowed, "{out}");
+    assert!(!out.contains("0 group(s)"), "{out}");
+    assert!(out.contains("groups and app roles unknown"), "{out}");
+    assert!(
+        out.contains("--user cannot know") && out.contains("--claims FILE"),
+        "{out}"
+    );
+    // With claims, the count is known and no such hint is given.
+    let f = claims(r#"{"oid":"u2","tid":"t1","groups":["g-other"]}"#);
+    let (out, _) = explain(
+        &settings,
+        "https://hr.contoso.example/pay",
+        Some(f.path()),
+        None,
+    )
+    .unwrap();
+    assert!(
+        out.contains("1 group(s)") && !out.contains("cannot know"),
+        "{out}"
+    );
+}

@@ -30,6 +30,7 @@ fn session(user: &str, sid: Option<&str>) -> Session {
         refresh_token: Some("rt".into()),
         saml_name_id: None,
         tokens_expire_at: Some(now + 3600),
+        client_addr: None,
         created_at: now,
         expires_at: now + 3600,
     }
@@ -61,6 +62,7 @@ async fn a_session_round_trips_field_for_field() {
         refresh_token: None,
         saml_name_id: None,
         tokens_expire_at: None,
+        client_addr: None,
         email_trust: EmailTrust::Unverified,
         ..session("bob", None)
     };

@@ -52,6 +52,20 @@ impl Keys {
         format!("{}{{{}}}:s", self.prefix, hex(h))
     }
 
+    /// The key prefix (admin listing's `SCAN`).
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The session hash a key made by [`Keys::session`] names.
+    pub(super) fn hash_of_session_key(&self, key: &str) -> Option<Hash> {
+        let inner = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('{')?
+            .strip_suffix("}:s")?;
+        parse_hex(inner)
+    }
+
     pub(super) fn tombstone(&self, h: &Hash) -> String {
         format!("{}{{{}}}:t", self.prefix, hex(h))
     }

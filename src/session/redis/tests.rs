@@ -23,6 +23,7 @@ fn session(expires_at: u64) -> Session {
         refresh_token: None,
         saml_name_id: None,
         tokens_expire_at: None,
+        client_addr: None,
         created_at: 0,
         expires_at,
     }

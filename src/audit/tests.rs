@@ -1,0 +1,135 @@
+use super::*;
+
+fn client() -> IpAddr {
+    "192.0.2.7".parse().unwrap()
+}
+
+#[test]
+fn every_line_has_time_schema_and_event_then_its_fields() {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let l = line(
+        &Event::SignIn {
+            route: "hr",
+            connection: "contoso",
+            user_id: "u-1",
+            client: client(),
+        },
+        at,
+    );
+    assert_eq!(
+        l,
+        r#"{"time":"2027-01-15T08:00:00Z","schema":1,"event":"sign_in","client_address":"192.0.2.7","connection":"contoso","route":"hr","user_id":"u-1"}"#
+    );
+    let l: Value = serde_json::from_str(&line(
+        &Event::SessionsRevoked {
+            by: "sid",
+            user_id: None,
+            ended: 2,
+            client: client(),
+        },
+        at,
+    ))
+    .unwrap();
+    assert_eq!(l["event"], "sessions_revoked");
+    assert_eq!(l["ended"], 2);
+    assert!(l.get("user_id").is_none(), "absent, not null: {l}");
+}
+
+/// The names are the documented schema: docs/operations.md lists each
+/// event with its fields, so a change here must change the table too.
+#[test]
+fn the_documented_table_lists_every_event_and_field() {
+    let doc = include_str!("../../docs/operations.md");
+    let ip = client();
+    let events = [
+        Event::SignIn {
+            route: "r",
+            connection: "c",
+            user_id: "u",
+            client: ip,
+        },
+        Event::SignInFailed {
+            route: "r",
+            connection: "c",
+            reason: "x",
+            client: ip,
+        },
+        Event::SignOut {
+            route: "r",
+            connection: "c",
+            user_id: "u",
+            client: ip,
+        },
+        Event::BackchannelLogout {
+            connection: "c",
+            by: "sid",
+            ended: 1,
+        },
+        Event::FrontchannelLogout {
+            connection: "c",
+            ended: 1,
+        },
+        Event::SessionsRevoked {
+            by: "user_id",
+            user_id: Some("u"),
+            ended: 1,
+            client: ip,
+        },
+        Event::SessionsListed {
+            user_id: Some("u"),
+            connection: Some("c"),
+            count: 1,
+            client: ip,
+        },
+        Event::AdminRefused {
+            method: "GET",
+            path: "/metrics",
+            reason: "x",
+            client: ip,
+        },
+    ];
+    for e in &events {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", e.name())))
+            .unwrap_or_else(|| panic!("docs/operations.md has no row for {}", e.name()));
+        for field in e.fields().keys() {
+            assert!(
+                row.contains(&format!("`{field}`")),
+                "{} lacks `{field}`: {row}",
+                e.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_sink_appends_lines_and_off_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::fs::write(&path, "earlier\n").unwrap();
+    let audit = Audit::open(&AuditSink::File(path.clone()));
+    let e = Event::FrontchannelLogout {
+        connection: "c",
+        ended: 0,
+    };
+    audit.record(e.clone());
+    audit.record(e.clone());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], "earlier");
+    assert!(lines[2].contains(r#""event":"frontchannel_logout""#));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let fresh = dir.path().join("new.log");
+        Audit::open(&AuditSink::File(fresh.clone())).record(e.clone());
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "not readable by others: {mode:o}");
+    }
+    let memory = Audit::in_memory();
+    memory.record(e);
+    assert_eq!(memory.lines().len(), 1);
+    assert!(Audit::open(&AuditSink::Off).lines().is_empty());
+}
