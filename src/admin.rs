@@ -703,6 +703,7 @@ mod tests {
                 groups: vec![],
                 roles: Vec::new(),
                 claims: None,
+                saml_name_id: None,
                 id_token: Some("SECRET-ID-TOKEN".into()),
                 access_token: None,
                 refresh_token: Some("SECRET-REFRESH".into()),

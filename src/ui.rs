@@ -239,6 +239,8 @@ impl Pages {
         let inner = context! { title, message, link, continue_href };
         self.page(NOTICE, title, inner)
             .unwrap_or_else(|| fallback_page(title, message))
+    }
+
     /// `/.auth/login` for a browser that is signed in already: who it is
     /// (`via`: the connection's display name), a button on to `target`
     /// and one to sign in with another account (`switch`). Links that are

@@ -169,10 +169,16 @@ pub(super) async fn submit(
             } else {
                 UNKNOWN_DOMAIN
             };
-            // POST-redirect-GET (first hour 6): the page comes from a GET,
-            // so Back and reload never ask to send the form again. The
-            // email travels in a short-lived cookie, not in the URL (where
-            // proxies would log it).
+            // SPEC 4: the page again, 200, message and email kept. A
+            // browser's own navigation (`Sec-Fetch-Mode: navigate`) gets it
+            // by POST-redirect-GET instead: the page then comes from a GET,
+            // so Back and reload never ask to send the form again (there is
+            // no JavaScript to rewrite the history entry). The email
+            // travels in a short-lived cookie, not in the URL (where proxies
+            // would log it). Either way the same page, message and email.
+            if !is_navigation(parts) {
+                return Ok(render(ctx, &target, email, Some(message), StatusCode::OK));
+            }
             let mut q = url::form_urlencoded::Serializer::new(String::new());
             q.append_pair("post_login_redirect_uri", &target);
             let mut resp = redirect(
@@ -183,6 +189,15 @@ pub(super) async fn submit(
             Ok(resp)
         }
     }
+}
+
+/// True for a browser's top-level navigation (a form it submits): Fetch
+/// Metadata's `Sec-Fetch-Mode: navigate`, sent by every current browser.
+fn is_navigation(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"navigate"))
 }
 
 /// `GET /.auth/login/{connection}`: only connections the route allows.
