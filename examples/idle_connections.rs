@@ -137,7 +137,8 @@ public = ["/"]
     let mut idle = Vec::with_capacity(count);
     while idle.len() < count {
         let batch = (count - idle.len()).min(100);
-        let opened = futures_util::future::join_all((0..batch).map(|_| open(listen, &client))).await;
+        let opened =
+            futures_util::future::join_all((0..batch).map(|_| open(listen, &client))).await;
         for o in opened {
             match o {
                 Ok(s) => idle.push(s),
@@ -228,7 +229,9 @@ fn tls_setup(dir: &std::path::Path) -> (Client, String) {
     std::fs::write(&cert, made.cert.pem()).expect("write certificate");
     std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(made.cert.der().clone()).expect("trust the certificate");
+    roots
+        .add(made.cert.der().clone())
+        .expect("trust the certificate");
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
