@@ -8,8 +8,8 @@
 # log writer thread). Kernel time (the writer's write system calls) is not
 # in these counts; bench/run.sh's CPU per request has it.
 #
-#   bench/log_cost.sh                          # the release build
-#   bench/log_cost.sh /tmp/realmgate-before    # ... and another build, A/B
+#   bench/log_cost.sh                          # the release build (built first)
+#   bench/log_cost.sh target/release/realmgate /tmp/realmgate-before   # A/B, as given
 #   REQUESTS=20000 bench/log_cost.sh
 #
 # Needs valgrind, nginx (the upstream), h2load (nghttp2-client), curl.
@@ -31,9 +31,10 @@ if ((${#missing[@]})); then
   exit 2
 fi
 
-bins=("$CARGO_TARGET_DIR/release/realmgate" "$@")
+bins=("$@")
 if [ $# -eq 0 ]; then
   (cd "$ROOT" && cargo build --release --quiet --bin realmgate)
+  bins=("$CARGO_TARGET_DIR/release/realmgate")
 fi
 
 WORK="$(mktemp -d)"
@@ -109,12 +110,12 @@ EOF
   wait_http "http://127.0.0.1:$PORT/"
   h2load --h1 -n 500 -c 4 -H "User-Agent: log-cost/1" "http://127.0.0.1:$PORT/" >/dev/null
   sleep 2
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   h2load --h1 -n "$REQUESTS" -c 4 -H "User-Agent: log-cost/1" "http://127.0.0.1:$PORT/" >"$WORK/h2load.txt"
   grep -q "$REQUESTS succeeded" "$WORK/h2load.txt" || { cat "$WORK/h2load.txt" >&2; exit 1; }
   # Idle: the proxy threads hand their batches to the writer thread, which writes them.
   sleep 2
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
