@@ -20,6 +20,10 @@ NGINX_W1_PORT=$((BASE_PORT + 36))
 REALMGATE_W1_PORT=$((BASE_PORT + 37))
 REALMGATE_AUTH_W1_PORT=$((BASE_PORT + 38))
 # Admin ports of the realmgate targets above: + 40 ... + 49.
+# Each realmgate target against its nginx (baseline:target), printed by run.sh.
+PROD_PAIRS="nginx_log:realmgate_log nginx_log:realmgate_log_json nginx_cookie_log:realmgate_auth_log
+  nginx_tls:realmgate_tls nginx_h2:realmgate_h2 nginx_hs:realmgate_hs
+  nginx_w1:realmgate_w1 nginx_w1:realmgate_auth_w1"
 H2_CONNECTIONS="${H2_CONNECTIONS:-16}"
 H2_STREAMS="${H2_STREAMS:-4}"
 

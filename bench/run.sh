@@ -344,3 +344,9 @@ fi
 if [ -n "${MEDIAN_RPS[nginx_cookie]:-}" ] && [ -n "${MEDIAN_RPS[realmgate_auth]:-}" ]; then
   ratio realmgate_auth nginx_cookie
 fi
+# Production-condition targets (bench/prod_targets.sh) against their nginx.
+for pair in $PROD_PAIRS; do
+  if [ -n "${MEDIAN_RPS[${pair%%:*}]:-}" ] && [ -n "${MEDIAN_RPS[${pair#*:}]:-}" ]; then
+    ratio "${pair#*:}" "${pair%%:*}"
+  fi
+done
