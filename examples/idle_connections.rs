@@ -251,6 +251,8 @@ fn tls_setup(dir: &std::path::Path) -> (Client, String) {
 /// One request and its whole response (Content-Length framing, as the upstream sends).
 async fn exchange(s: &mut Conn) -> std::io::Result<()> {
     s.write_all(REQUEST).await?;
+    // TLS: what rustls encrypted may still be buffered until flushed.
+    s.flush().await?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let read = async {
