@@ -714,7 +714,7 @@ async fn access_lines_of_a_quiet_gateway_are_written_without_waiting_for_exit() 
         }
     });
     let deadline = Instant::now() + WAIT;
-    let mut next_json = || -> Option<serde_json::Value> {
+    let next_json = || -> Option<serde_json::Value> {
         let left = deadline.checked_duration_since(Instant::now())?;
         let line = rx.recv_timeout(left).ok()?;
         Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
