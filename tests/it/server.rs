@@ -682,22 +682,32 @@ async fn access_lines_of_a_quiet_gateway_are_written_without_waiting_for_exit() 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("realmgate.toml");
     std::fs::write(&file, config(up.addr, "")).unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--log-level",
-            "info",
-            "--log-format",
-            "json",
-            "run",
-            "--config",
-        ])
-        .arg(&file)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    /// Stops the gateway however the test ends.
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stop(
+        Command::new(BIN)
+            .args([
+                "--log-level",
+                "info",
+                "--log-format",
+                "json",
+                "run",
+                "--config",
+            ])
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stderr);
@@ -726,7 +736,6 @@ async fn access_lines_of_a_quiet_gateway_are_written_without_waiting_for_exit() 
     };
     let addr = loop {
         let Some(v) = next_json() else {
-            let _ = child.kill();
             panic!("no listening line");
         };
         if let Some(a) = v["listen"]
@@ -746,15 +755,11 @@ async fn access_lines_of_a_quiet_gateway_are_written_without_waiting_for_exit() 
         match next_json() {
             Some(v) if v["target"] == "access" => break v,
             Some(_) => continue,
-            None => {
-                let _ = child.kill();
-                panic!("no access line while the gateway runs");
-            }
+            None => panic!("no access line while the gateway runs"),
         }
     };
-    assert!(child.try_wait().unwrap().is_none(), "the gateway exited");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(child.0.try_wait().unwrap().is_none(), "the gateway exited");
+    drop(child);
     assert_eq!(access["path"], "/quiet", "{access}");
     assert_eq!(access["status"], 200, "{access}");
     assert_eq!(access["user_agent"], "ua\t\\xff\"x", "{access}");
