@@ -19,6 +19,8 @@
 #   wrk_args_<name>   print extra wrk arguments, one per line (e.g. -H and a
 #                     "Cookie: realmgate=..." header for a signed-in session); may print nothing
 #   pids_<name>       print the PIDs whose CPU time counts for the target (all its processes)
+#   load_<name>       optional: run another load generator for the given duration and print
+#                     wrk's "Requests/sec:", "50%", "99%" and "N requests in" lines (h2load)
 #
 # Besides req/s and latency it reports CPU microseconds per request (user +
 # system time of the target's processes / requests served): on a shared or
@@ -48,7 +50,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 REALMGATE_BIN="$CARGO_TARGET_DIR/release/realmgate"
 
 missing=()
-for tool in wrk nginx cargo curl apache2; do
+for tool in wrk nginx cargo curl apache2 openssl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -243,7 +245,12 @@ measure() {
   mapfile -t args < <("wrk_args_$name")
   mapfile -t pids < <("pids_$name")
   read -r t0 k0 < <(cpu_ticks "${pids[@]}")
-  out="$(wrk -c "$CONNECTIONS" -t "$THREADS" -d "$duration" --latency "${args[@]}" "$("url_$name")")"
+  if declare -F "load_$name" >/dev/null; then
+    # Another load generator (h2load), printing what is read below.
+    out="$("load_$name" "$duration")"
+  else
+    out="$(wrk -c "$CONNECTIONS" -t "$THREADS" -d "$duration" --latency "${args[@]}" "$("url_$name")")"
+  fi
   read -r t1 k1 < <(cpu_ticks "${pids[@]}")
   echo "$out" >>"$WORK/wrk-$name.txt"
   local rps p50 p99 errors
@@ -271,6 +278,9 @@ median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 # Signed-in targets: realmgate with a session cookie, Apache mod_auth_openidc.
 # shellcheck source=bench/auth_targets.sh
 source "$ROOT/bench/auth_targets.sh"
+# Production conditions (issue 23): access logs on, TLS, HTTP/2, handshakes, one thread.
+# shellcheck source=bench/prod_targets.sh
+source "$ROOT/bench/prod_targets.sh"
 
 echo "== building realmgate (release)"
 (cd "$ROOT" && cargo build --release --quiet --bin realmgate --example mock_idp --example hyper_floor)
@@ -334,3 +344,9 @@ fi
 if [ -n "${MEDIAN_RPS[nginx_cookie]:-}" ] && [ -n "${MEDIAN_RPS[realmgate_auth]:-}" ]; then
   ratio realmgate_auth nginx_cookie
 fi
+# Production-condition targets (bench/prod_targets.sh) against their nginx.
+for pair in $PROD_PAIRS; do
+  if [ -n "${MEDIAN_RPS[${pair%%:*}]:-}" ] && [ -n "${MEDIAN_RPS[${pair#*:}]:-}" ]; then
+    ratio "${pair#*:}" "${pair%%:*}"
+  fi
+done

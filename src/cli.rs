@@ -324,6 +324,7 @@ fn block_on<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> any
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("realmgate")
+        .on_thread_park(crate::access_log::flush_thread)
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     runtime.block_on(fut)

@@ -24,7 +24,8 @@
 //!    the upstream exchange (`proxy`).
 //!
 //! Around them, [`handle`]: every error becomes a response in `respond`,
-//! then metrics and one access log line (target `access`) per request.
+//! then metrics and one access log line (target `access`, `access_log`) per
+//! request, finished when the response body is done.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ use hyper::body::Incoming;
 use crate::config::{RouteAuth, RouteSettings};
 pub use crate::gateway::{Gateway, GatewayRef, Shared};
 use crate::headers::forwarding::{self, X_REQUEST_ID};
+use crate::headers::trace_context::TraceParent;
 pub use crate::peer::ConnInfo;
 use crate::phase::route::{Routed, Unrouted};
 use crate::phase::{authenticate, authorize, forward, inject, route, strip};
@@ -63,6 +65,10 @@ struct Record<'g> {
     route: Option<&'g RouteSettings>,
     user: Option<Arc<crate::session::model::Session>>,
     request_id: HeaderValue,
+    /// The W3C trace context sent upstream (`headers::trace_context`).
+    trace: TraceParent,
+    /// The access log is on (decided once per request).
+    log: bool,
     upstream_latency: Option<Duration>,
     /// Which exchange served the request (`proxy::Exchange::name`).
     exchange: Option<&'static str>,
@@ -70,6 +76,13 @@ struct Record<'g> {
 
 /// Serve one request: route, auth, forward; never panics, errors become responses.
 pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    let log = tracing::enabled!(target: "access", tracing::Level::INFO);
+    // What only the access log needs, read before the request moves on.
+    let logged = log.then(|| Arrival {
+        started: std::time::Instant::now(),
+        client: crate::peer::client_address(&gw.settings.server, req.headers(), &conn),
+        user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+    });
     let mut rec = Record {
         method: req.method().clone(),
         host: None,
@@ -77,6 +90,8 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
         user: None,
         // Decided first, so every answer (errors and `/.auth/*` too) carries it.
         request_id: forwarding::request_id(&gw.settings.server, req.headers(), &conn),
+        trace: TraceParent::of(req.headers()),
+        log,
         upstream_latency: None,
         exchange: None,
     };
@@ -105,28 +120,45 @@ pub async fn handle(gw: GatewayRef, req: Request<Incoming>, conn: ConnInfo) -> R
     let route_name = rec.route.as_ref().map_or("", |r| r.name.as_str());
     gw.metrics
         .record_request(route_name, status, rec.upstream_latency);
-    if tracing::enabled!(target: "access", tracing::Level::INFO) {
+    if let Some(arrival) = logged {
         let host = rec
             .host
             .as_ref()
             .and_then(|h| h.to_str().ok())
             .and_then(crate::router::normalize_host)
             .unwrap_or_default();
-        tracing::info!(
-            target: "access",
-            method = %rec.method,
-            host = %host,
-            path = %loggable_path(uri.path()),
-            status,
-            upstream_ms = rec.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
-            route = route_name,
-            exchange = rec.exchange,
-            user = rec.user.as_ref().map(|u| u.user_id.as_str()),
-            request_id = rec.request_id.to_str().ok(),
-            peer = %conn.peer.ip(),
+        let format = crate::access_log::format();
+        let line = crate::access_log::start(
+            format,
+            &crate::access_log::Fields {
+                method: rec.method.as_str(),
+                host: &host,
+                path: uri.path().as_bytes(),
+                status,
+                upstream: rec.upstream_latency,
+                client: arrival.client,
+                peer: conn.peer_header.as_bytes(),
+                user: rec.user.as_ref().map(|u| u.user_id.as_str()),
+                route: rec.route.map(|r| r.name.as_str()),
+                exchange: rec.exchange,
+                request_id: rec.request_id.as_bytes(),
+                traceparent: rec.trace.value.as_bytes(),
+                user_agent: arrival.user_agent.as_ref().map(HeaderValue::as_bytes),
+            },
+            std::time::SystemTime::now(),
         );
+        response = response
+            .map(|body| crate::access_log::Logged::wrap(body, line, format, arrival.started));
     }
     response
+}
+
+/// What the access log keeps from the request as it arrived.
+struct Arrival {
+    started: std::time::Instant,
+    /// The client behind trusted proxies (`peer::client_address`).
+    client: std::net::IpAddr,
+    user_agent: Option<HeaderValue>,
 }
 
 /// `uri` is the request's URI as received (`handle` keeps it for errors and
@@ -205,7 +237,7 @@ async fn pipeline<'g>(
                             inject::inject(&gw.auth, route, &mut parts, conn, &permit, &connection);
                         // Only the access log reads it; the clone changes the session's shared
                         // count, so it is taken only when that log is on.
-                        if tracing::enabled!(target: "access", tracing::Level::INFO) {
+                        if rec.log {
                             rec.user = Some(permit.user_arc().clone());
                         }
                         let tunnel = forward::Tunnel {
@@ -226,6 +258,7 @@ async fn pipeline<'g>(
         conn,
         &client_host,
         &rec.request_id,
+        &rec.trace,
         (parts, body),
         identity,
         upgrade,

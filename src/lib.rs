@@ -27,6 +27,7 @@
 //! app are demo and test fixtures, not the gateway).
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod auth;

@@ -10,6 +10,9 @@
 //! Nothing here formats request data: events carry only fields their callers
 //! chose, and callers never pass tokens, cookie values, secrets or emails
 //! (SPEC 6). The filter is `RUST_LOG` when set, else the configured level.
+//! The access log (`access_log`) renders its own lines and hands them to
+//! the same writer thread in per-thread batches; the filter decides whether
+//! it is on (target `access` at INFO).
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -22,8 +25,10 @@ use crate::config::LogFormat;
 /// Keeps the writer thread alive; [`flush`] drops it.
 static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 
-/// Lines queued before callers wait for the writer thread.
-const QUEUED_LINES: usize = 64 * 1024;
+/// Writes queued before callers wait for the writer thread: a line, or an
+/// access log batch of up to `access_log::BATCH_BYTES` (+ one line), so at
+/// most about 80 MiB wait for a writer that is stuck.
+const QUEUED_LINES: usize = 8 * 1024;
 
 /// Install the global subscriber. `level` is an EnvFilter directive; `RUST_LOG` wins when set.
 ///
@@ -46,6 +51,7 @@ pub fn init(format: LogFormat, level: &str) {
             64 * 1024,
             std::io::stderr(),
         ));
+    let access_writer = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -61,6 +67,7 @@ pub fn init(format: LogFormat, level: &str) {
     };
     // Err only when a subscriber is already installed: keep that one.
     if result.is_ok() {
+        crate::access_log::install(format, access_writer);
         *writer_slot = Some(guard);
     }
 }
@@ -68,6 +75,7 @@ pub fn init(format: LogFormat, level: &str) {
 /// Writes out every queued line and stops the writer thread; later lines
 /// are lost. Called once as the process exits.
 pub fn flush() {
+    crate::access_log::flush_thread();
     let guard = WRITER.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(guard);
 }

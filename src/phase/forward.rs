@@ -1,5 +1,6 @@
 //! Phase 6, forward: X-Forwarded-* and X-Request-Id (believed only from
-//! `trusted_proxies`, `headers::forwarding`), then the upstream exchange
+//! `trusted_proxies`, `headers::forwarding`), the W3C `traceparent`
+//! (`headers::trace_context`), then the upstream exchange
 //! (`proxy`). A tunnel (WebSocket) ends with the session or token that
 //! authorized it.
 
@@ -35,6 +36,7 @@ pub async fn forward(
     conn: &ConnInfo,
     client_host: &HeaderValue,
     request_id: &HeaderValue,
+    trace: &crate::headers::trace_context::TraceParent,
     (mut parts, body): (Parts, Incoming),
     identity: Option<Injected>,
     upgrade: Option<Upgrade>,
@@ -48,6 +50,7 @@ pub async fn forward(
         Some(client_host),
         request_id,
     );
+    trace.apply(&mut parts.headers);
     let (tunnel_until, tunnel_session) = match tunnel {
         Some(t) => (Some(t.until), t.session),
         None => (None, None),

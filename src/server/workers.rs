@@ -117,6 +117,8 @@ impl Workers {
             let load = Arc::new(AtomicUsize::new(0));
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // Idle: hand this thread's access log lines to the writer.
+                .on_thread_park(crate::access_log::flush_thread)
                 .build()
                 .map_err(WorkerError::EventLoop)?;
             let (inner, exit) = (inner.clone(), exit.subscribe());
@@ -132,6 +134,7 @@ impl Workers {
                     // Cancels the connections still open (past shutdown_grace);
                     // bounded so a stuck blocking task cannot hold the exit.
                     runtime.shutdown_timeout(Duration::from_secs(1));
+                    crate::access_log::flush_thread();
                 })
                 .map_err(WorkerError::Thread)?;
             threads.push(thread);

@@ -748,11 +748,17 @@ impl std::io::Write for Captured {
 }
 
 impl Captured {
+    /// The access lines: without `telemetry::init` the gateway hands each
+    /// (JSON) line to the current subscriber as the message of an `access` event.
     fn access_lines(&self) -> Vec<serde_json::Value> {
         let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["target"] == "access")
+            .map(|v| {
+                let line = v["fields"]["message"].as_str().unwrap_or_default();
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+            })
             .collect()
     }
     fn text(&self) -> String {
@@ -782,6 +788,7 @@ async fn one_access_log_line_per_request_without_secrets() {
     let resp = gw
         .client()
         .get(gw.url("app.test", "/reports/q1?token=SECRET-QUERY"))
+        .header("user-agent", "access-log-test/1")
         .header("cookie", "realmgate=COOKIE-VALUE")
         .header("authorization", "Bearer TOKEN-VALUE")
         .send()
@@ -805,7 +812,7 @@ async fn one_access_log_line_per_request_without_secrets() {
         captured
             .access_lines()
             .into_iter()
-            .filter(|l| l["fields"]["path"] != "/warmup")
+            .filter(|l| l["path"] != "/warmup")
             .collect::<Vec<_>>()
     };
     let complete = wait_until(DEADLINE, || measured().len() >= 2).await;
@@ -817,21 +824,123 @@ async fn one_access_log_line_per_request_without_secrets() {
     );
     let lines = measured();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    let f = &lines[0]["fields"];
+    let f = &lines[0];
     assert_eq!(f["method"], "GET");
     assert_eq!(f["host"], "app.test");
     assert_eq!(f["path"], "/reports/q1");
     assert_eq!(f["status"], 200);
     assert_eq!(f["request_id"], id.as_str());
     assert!(f["upstream_ms"].as_f64().is_some(), "{f}");
-    assert_eq!(lines[1]["fields"]["status"], 421);
+    assert!(
+        f["duration_ms"].as_f64().unwrap() >= f["upstream_ms"].as_f64().unwrap(),
+        "{f}"
+    );
+    assert!(f["bytes"].as_u64().unwrap() > 0, "{f}");
+    assert_eq!(f["client"], "127.0.0.1");
+    assert_eq!(f["route"], "app");
+    assert_eq!(f["user_agent"], "access-log-test/1");
+    assert_eq!(f["traceparent"].as_str().unwrap().len(), 55, "{f}");
+    assert_eq!(lines[1]["status"], 421);
     // Answers the gateway gives itself carry a request id too.
-    assert_eq!(lines[1]["fields"]["request_id"], unknown_id.as_str());
+    assert_eq!(lines[1]["request_id"], unknown_id.as_str());
     assert_eq!(unknown_id.len(), 32);
     let all = captured.text();
     for secret in ["SECRET-QUERY", "COOKIE-VALUE", "TOKEN-VALUE"] {
         assert!(!all.contains(secret), "{secret} was logged: {all}");
     }
+}
+
+/// W3C trace context: a valid `traceparent` reaches the app unchanged, with
+/// its `tracestate`; an invalid one, or none, is replaced by a new trace and
+/// the `tracestate` dropped (never passed through); the access line names
+/// the `traceparent` the app got.
+// current_thread: the gateway's tasks run on this thread, under this subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn traceparent_is_propagated_when_valid_and_replaced_otherwise() {
+    let (captured, _guard) = capture_json_logs();
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    // See one_access_log_line_per_request_without_secrets.
+    let warmup = gw
+        .client()
+        .get(gw.url("app.test", "/warmup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warmup.status(), 200);
+    tracing::callsite::rebuild_interest_cache();
+
+    let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let cases = [
+        (Some(good), true),
+        (
+            Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"),
+            false,
+        ),
+        (
+            Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            false,
+        ),
+        (
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01, x"),
+            false,
+        ),
+        (Some("garbage"), false),
+        (None, false),
+    ];
+    let mut sent_upstream = Vec::new();
+    for (i, (traceparent, kept)) in cases.iter().enumerate() {
+        let mut req = gw
+            .client()
+            .get(gw.url("app.test", &format!("/t{i}")))
+            .header("tracestate", "congo=t61rcWkgMzE");
+        if let Some(t) = traceparent {
+            req = req.header("traceparent", *t);
+        }
+        let e = Echoed::from(req.send().await.unwrap()).await;
+        let got = e.header_all("traceparent");
+        assert_eq!(got.len(), 1, "case {i}: {got:?}");
+        let got = got[0].clone();
+        assert_eq!(got.len(), 55, "case {i}: {got}");
+        if *kept {
+            assert_eq!(got, good);
+            assert_eq!(e.header("tracestate").as_deref(), Some("congo=t61rcWkgMzE"));
+        } else {
+            assert_ne!(Some(got.as_str()), *traceparent, "case {i}");
+            assert!(
+                got.starts_with("00-") && got.ends_with("-01"),
+                "case {i}: {got}"
+            );
+            assert!(
+                got.bytes()
+                    .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "case {i}: {got}"
+            );
+            assert_eq!(e.header("tracestate"), None, "case {i}");
+        }
+        sent_upstream.push(got);
+    }
+    let logged = || {
+        captured
+            .access_lines()
+            .into_iter()
+            .filter(|l| l["path"] != "/warmup")
+            .map(|l| {
+                (
+                    l["path"].as_str().unwrap_or("").to_string(),
+                    l["traceparent"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let complete = wait_until(DEADLINE, || logged().len() >= cases.len()).await;
+    assert!(complete, "access lines: {:?}", logged());
+    let want: Vec<(String, String)> = sent_upstream
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (format!("/t{i}"), t))
+        .collect();
+    assert_eq!(logged(), want);
 }
 
 #[tokio::test]
@@ -1196,9 +1305,9 @@ async fn upstream_client_hyper_serves_its_route_and_the_access_log_names_the_exc
         captured
             .access_lines()
             .into_iter()
-            .filter(|l| l["fields"]["path"] != "/warmup")
+            .filter(|l| l["path"] != "/warmup")
             .map(|l| {
-                let f = &l["fields"];
+                let f = &l;
                 let text = |k: &str| f[k].as_str().unwrap_or("(none)").to_string();
                 (text("host"), text("path"), text("exchange"))
             })

@@ -672,6 +672,107 @@ fn schema_command_prints_a_json_schema_of_every_table() {
     assert_eq!(schema, committed);
 }
 
+/// The binary's access lines (JSON here) reach the output while the gateway
+/// runs, not only at exit: a proxy thread with nothing else to do hands its
+/// batch to the writer thread. The line is one JSON object whose values
+/// escape what the client sent (a tab, a byte that is not UTF-8, a quote).
+#[tokio::test]
+async fn access_lines_of_a_quiet_gateway_are_written_without_waiting_for_exit() {
+    let up = upstream("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("realmgate.toml");
+    std::fs::write(&file, config(up.addr, "")).unwrap();
+    /// Stops the gateway however the test ends.
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stop(
+        Command::new(BIN)
+            .args([
+                "--log-level",
+                "info",
+                "--log-format",
+                "json",
+                "run",
+                "--config",
+            ])
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        loop {
+            let mut line = Vec::new();
+            match std::io::BufRead::read_until(&mut reader, b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let next_json = || -> Option<serde_json::Value> {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let line = rx.recv_timeout(left).ok()?;
+        Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
+            panic!(
+                "not one JSON object ({e}): {}",
+                String::from_utf8_lossy(&line)
+            )
+        }))
+    };
+    let addr = loop {
+        let Some(v) = next_json() else {
+            panic!("no listening line");
+        };
+        if let Some(a) = v["listen"]
+            .as_str()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+        {
+            break a;
+        }
+    };
+    let mut request =
+        b"GET /quiet HTTP/1.1\r\nHost: app.test\r\nUser-Agent: ua\t\xff\"x\r\n".to_vec();
+    request.extend_from_slice(b"Connection: close\r\n\r\n");
+    let res = send(addr, &request).await;
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    // Still running: the line must come without the exit's flush.
+    let access = loop {
+        match next_json() {
+            Some(v) if v["target"] == "access" => break v,
+            Some(_) => continue,
+            None => panic!("no access line while the gateway runs"),
+        }
+    };
+    assert!(child.0.try_wait().unwrap().is_none(), "the gateway exited");
+    drop(child);
+    assert_eq!(access["path"], "/quiet", "{access}");
+    assert_eq!(access["status"], 200, "{access}");
+    assert_eq!(access["user_agent"], "ua\t\\xff\"x", "{access}");
+    assert_eq!(access["client"], "127.0.0.1", "{access}");
+    assert!(access["bytes"].as_u64().unwrap() > 0, "{access}");
+    assert!(access["duration_ms"].as_f64().is_some(), "{access}");
+    assert_eq!(
+        access["traceparent"].as_str().unwrap().len(),
+        55,
+        "{access}"
+    );
+}
+
 /// The default text log written to a pipe (as to a file or a collector):
 /// no colour escapes, one access line per request, and every line queued
 /// for the log writer thread is out before the process exits.
