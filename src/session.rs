@@ -2,6 +2,8 @@
 //! its implementations (memory, Redis), the signed session-id cookie and the short-lived
 //! pending-login state cookie.
 
+#[cfg(feature = "bench-sessions")]
+pub mod bench_seed;
 pub mod cookie;
 pub mod memory;
 pub mod model;
