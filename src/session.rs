@@ -4,6 +4,7 @@
 
 #[cfg(feature = "bench-sessions")]
 pub mod bench_seed;
+pub(crate) mod compact;
 pub mod cookie;
 pub mod memory;
 pub mod model;

@@ -168,6 +168,21 @@ const FIRST: &[&str] = &[
     "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Zoe",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Johnson", "Muller", "Garcia", "Nguyen", "Kowalski", "Rossi", "Andersson", "Tanaka",
-    "Dubois", "Silva", "Novak", "Jensen", "Popescu", "Ivanova", "Cohen", "Kim",
+    "Smith",
+    "Johnson",
+    "Muller",
+    "Garcia",
+    "Nguyen",
+    "Kowalski",
+    "Rossi",
+    "Andersson",
+    "Tanaka",
+    "Dubois",
+    "Silva",
+    "Novak",
+    "Jensen",
+    "Popescu",
+    "Ivanova",
+    "Cohen",
+    "Kim",
 ];

@@ -199,7 +199,7 @@ impl MemoryStore {
             }
             None => {
                 tracing::error!(
-                    "a stored session lost an interned string; treating it as signed out"
+                    "a stored session cannot be unpacked (an interned string lost, or tokens that do not decode); treating it as signed out"
                 );
                 self.cache.invalidate(id);
                 None
@@ -392,13 +392,10 @@ enum Field {
     Email,
     Name,
     PreferredUsername,
-    IdToken,
-    AccessToken,
-    RefreshToken,
     Claims,
 }
 
-const FIELDS: usize = 10;
+const FIELDS: usize = 7;
 
 /// `tokens_expire_at` absent.
 const NO_TIME: u64 = u64::MAX;
@@ -423,6 +420,9 @@ pub(crate) struct Packed {
     tenant_id: u32,
     /// Every per-user text field back to back.
     text: Box<str>,
+    /// The provider tokens the session keeps, in compact form
+    /// (`session::compact`); None when it keeps none.
+    tokens: Option<Box<[u8]>>,
     /// Group ids, then app roles (from `roles_from` on), interned.
     groups: Box<[u32]>,
     /// Where the roles start in `groups` (one slice for both: one allocation).
@@ -446,9 +446,6 @@ impl Packed {
             s.email.as_deref(),
             s.name.as_deref(),
             s.preferred_username.as_deref(),
-            s.id_token.as_deref(),
-            s.access_token.as_deref(),
-            s.refresh_token.as_deref(),
             claims.as_deref(),
         ];
         let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
@@ -487,6 +484,11 @@ impl Packed {
             // Far below 4 GiB groups; saturating keeps every entry a group.
             roles_from: u32::try_from(s.groups.len()).unwrap_or(u32::MAX),
             text: text.into_boxed_str(),
+            tokens: super::compact::pack_tokens([
+                s.id_token.as_deref(),
+                s.access_token.as_deref(),
+                s.refresh_token.as_deref(),
+            ]),
             interner: interner.clone(),
             ended: AtomicBool::new(false),
         }
@@ -515,7 +517,8 @@ impl Packed {
 
     /// The session; None if an interned string is missing, which cannot happen
     /// while this value holds its references, but must never turn into a
-    /// session with fewer groups or another issuer.
+    /// session with fewer groups or another issuer (nor tokens that do not
+    /// decode into one without tokens).
     fn unpack(&self) -> Option<Session> {
         let strings = read(&self.interner);
         let s = |id: u32| strings.get(id).map(str::to_string);
@@ -523,6 +526,8 @@ impl Packed {
         let (group_ids, role_ids) = self.groups.split_at(split);
         let groups: Option<Vec<String>> = group_ids.iter().map(|&g| s(g)).collect();
         let roles: Option<Vec<String>> = role_ids.iter().map(|&r| s(r)).collect();
+        let [id_token, access_token, refresh_token] =
+            super::compact::unpack_tokens(self.tokens.as_deref())?;
         Some(Session {
             version: crate::session::model::SESSION_VERSION,
             user_id: self.user_id().to_string(),
@@ -543,9 +548,9 @@ impl Packed {
             claims: self
                 .field(Field::Claims)
                 .and_then(|c| serde_json::from_str(c).ok()),
-            id_token: self.owned(Field::IdToken),
-            access_token: self.owned(Field::AccessToken),
-            refresh_token: self.owned(Field::RefreshToken),
+            id_token,
+            access_token,
+            refresh_token,
             tokens_expire_at: (self.tokens_expire_at != NO_TIME).then_some(self.tokens_expire_at),
             created_at: self.created_at,
             expires_at: self.expires_at,
