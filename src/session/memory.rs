@@ -23,9 +23,9 @@
 //! # Hot sessions
 //!
 //! A signed-in user's browser sends many requests in a row, and unpacking
-//! was the largest single cost of a signed-in request. The last
-//! [`HOT_CAPACITY`] unpacked sessions are kept beside the packed entry they
-//! came from; `get` still looks the id up in the main cache (expiry, idle
+//! was the largest single cost of a signed-in request. Up to
+//! [`hot::CAPACITY`] unpacked sessions are kept beside the packed entry they
+//! came from, one per slot of a fixed table (`hot`); `get` still looks the id up in the main cache (expiry, idle
 //! time, revocation all work as before) and reuses the unpacked session only
 //! when the main cache still holds that very entry (`Arc::ptr_eq`). A `put`
 //! (refresh) or a removal replaces or drops the packed entry, so a stale
@@ -62,6 +62,7 @@
 //! and revocation tombstones before it removes, so the two cannot interleave
 //! into a resurrected session.
 
+mod hot;
 mod memo;
 
 use std::collections::HashMap;
@@ -84,11 +85,6 @@ use super::store::{SessionId, SessionStore, StoreError};
 /// refresh round trip to a provider).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 const TOMBSTONE_CAPACITY: u64 = 1_000_000;
-/// Unpacked sessions kept for reuse (see "Hot sessions"): about 4 MiB with
-/// identity-only sessions, about 25 MiB when every session keeps all three tokens.
-const HOT_CAPACITY: u64 = 4096;
-/// A hot entry unused this long is dropped.
-const HOT_IDLE: Duration = Duration::from_secs(30);
 /// Upper bound for any entry's time to live.
 const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -96,7 +92,7 @@ const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub struct MemoryStore {
     cache: Cache<SessionId, Arc<Packed>>,
     /// Recently unpacked sessions, each with the packed entry it came from.
-    hot: Cache<SessionId, (Arc<Packed>, Arc<Session>)>,
+    hot: Arc<hot::Hot>,
     tombstones: Cache<SessionId, ()>,
     indexes: Arc<Mutex<Indexes>>,
     interner: Arc<RwLock<Interner>>,
@@ -114,10 +110,7 @@ impl MemoryStore {
     pub fn new(max_entries: u64, idle_timeout: Duration) -> MemoryStore {
         let indexes = Arc::new(Mutex::new(Indexes::default()));
         let listener_indexes = Arc::downgrade(&indexes);
-        let hot: Cache<SessionId, (Arc<Packed>, Arc<Session>)> = Cache::builder()
-            .max_capacity(HOT_CAPACITY)
-            .time_to_idle(HOT_IDLE)
-            .build();
+        let hot = Arc::new(hot::Hot::new());
         let listener_hot = hot.clone();
         let cache = Cache::builder()
             .max_capacity(max_entries)
@@ -134,11 +127,11 @@ impl MemoryStore {
                         lock(&indexes).remove(&packed);
                     }
                     // An unpacked copy must not keep an ended session's
-                    // memory (and interned strings) alive. This is the one
-                    // place hot copies are dropped: moka runs the listener at
-                    // once for `invalidate`/`remove`, and at its next
-                    // maintenance for expiry and eviction.
-                    listener_hot.invalidate(&*id);
+                    // memory (and interned strings) alive: moka runs the
+                    // listener at once for `invalidate`/`remove`, and at its
+                    // next maintenance for expiry and eviction. (A newer
+                    // session in the same slot replaces a copy too.)
+                    listener_hot.remove(&id);
                 },
             )
             .build();
@@ -176,25 +169,14 @@ impl MemoryStore {
             self.cache.invalidate(id);
             return None;
         }
-        if let Some((from, session)) = self.hot.get(id) {
-            if Arc::ptr_eq(&from, &packed) {
-                return Some((packed, session));
-            }
+        if let Some(session) = self.hot.get(id, &packed) {
+            return Some((packed, session));
         }
         match packed.unpack() {
             Some(session) => {
                 let session = Arc::new(session);
-                self.hot
-                    .insert(id.clone(), (packed.clone(), session.clone()));
-                // Ended meanwhile (its removal's listener may have run before
-                // the insert above): drop the copy now, not after HOT_IDLE.
-                if !self
-                    .cache
-                    .get(id)
-                    .is_some_and(|now| Arc::ptr_eq(&now, &packed))
-                {
-                    self.hot.invalidate(id);
-                }
+                // Not kept if the entry ended meanwhile (`hot`).
+                self.hot.insert(id, packed.clone(), session.clone());
                 Some((packed, session))
             }
             None => {
@@ -256,7 +238,6 @@ impl MemoryStore {
     /// Tests and the memory benchmark use it; the server does not need to.
     pub fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks();
-        self.hot.run_pending_tasks();
         self.tombstones.run_pending_tasks();
     }
 
