@@ -175,3 +175,6 @@ pub fn user_id_for(
         Some(format!("{}:{sub}", connection.name))
     }
 }
+
+#[cfg(test)]
+mod tests;
