@@ -181,7 +181,7 @@ hosts = ["127.0.0.1"]
 upstream = "http://127.0.0.1:$UPSTREAM_PORT"
 headers = "forwarded"
 CONF
-  REALMGATE_BENCH_SESSIONS="$SESSIONS" REALMGATE_BENCH_COOKIES="$WORK/$name.cookies" RUST_LOG= \
+  RG_BENCH_SESSIONS="$SESSIONS" RG_BENCH_COOKIES="$WORK/$name.cookies" RUST_LOG= \
     "$bin" run --config "$WORK/$name.toml" 2>"$WORK/$name.log" &
   PIDS+=($!)
   RUN_PID=$!

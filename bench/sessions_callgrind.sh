@@ -93,7 +93,7 @@ hosts = ["127.0.0.1"]
 upstream = "http://127.0.0.1:$UPSTREAM_PORT"
 headers = "forwarded"
 CONF
-REALMGATE_BENCH_SESSIONS="$SESSIONS" REALMGATE_BENCH_COOKIES="$WORK/cookies" RUST_LOG= \
+RG_BENCH_SESSIONS="$SESSIONS" RG_BENCH_COOKIES="$WORK/cookies" RUST_LOG= \
   valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$WORK/cg.out" \
   "$BIN" run --config "$WORK/rg.toml" 2>"$WORK/rg.log" &
 RG_PID=$!

@@ -5,7 +5,7 @@
 //! instead of one hot cookie (issue 23).
 //!
 //! ```text
-//! REALMGATE_BENCH_SESSIONS=100000 REALMGATE_BENCH_COOKIES=/tmp/cookies.txt \
+//! RG_BENCH_SESSIONS=100000 RG_BENCH_COOKIES=/tmp/cookies.txt \
 //!   target/release/realmgate run --config bench.toml
 //! ```
 //!
@@ -13,7 +13,8 @@
 //! indexes and Redis encoding as a sign-in), and the cookies are made by
 //! [`SessionCookies::value`] under the configured secret: the request path
 //! that reads them is the product's, unchanged. Each line of the file is
-//! `<cookie name>=<value>` (plain HTTP: no `__Host-` prefix).
+//! `<cookie name>=<value>` (plain HTTP: no `__Host-` prefix). The variables
+//! are not `REALMGATE_…`: those are configuration (`config::load`).
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,26 +33,26 @@ const GROUPS_PER_USER: usize = 20;
 /// Writes in flight at once (the Redis store's round trips overlap).
 const IN_FLIGHT: usize = 64;
 
-/// Seeds the store when `REALMGATE_BENCH_SESSIONS` is set. Errors are
+/// Seeds the store when `RG_BENCH_SESSIONS` is set. Errors are
 /// printed and end the process: a bench that silently measured zero
 /// sessions would be worse than none.
 pub async fn seed_from_env(settings: &Settings, store: &dyn SessionStore) {
-    let Ok(count) = std::env::var("REALMGATE_BENCH_SESSIONS") else {
+    let Ok(count) = std::env::var("RG_BENCH_SESSIONS") else {
         return;
     };
     let Ok(count) = count.replace('_', "").parse::<usize>() else {
-        eprintln!("REALMGATE_BENCH_SESSIONS must be a number");
+        eprintln!("RG_BENCH_SESSIONS must be a number");
         std::process::exit(2);
     };
-    let Ok(path) = std::env::var("REALMGATE_BENCH_COOKIES") else {
-        eprintln!("REALMGATE_BENCH_COOKIES must name the file for the cookie values");
+    let Ok(path) = std::env::var("RG_BENCH_COOKIES") else {
+        eprintln!("RG_BENCH_COOKIES must name the file for the cookie values");
         std::process::exit(2);
     };
     let Some(conn) = settings.connections.first() else {
-        eprintln!("REALMGATE_BENCH_SESSIONS needs one [[connection]] for the sessions");
+        eprintln!("RG_BENCH_SESSIONS needs one [[connection]] for the sessions");
         std::process::exit(2);
     };
-    let tokens = std::env::var("REALMGATE_BENCH_TOKENS").unwrap_or_default();
+    let tokens = std::env::var("RG_BENCH_TOKENS").unwrap_or_default();
     let cookies = SessionCookies::new(&settings.session);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
