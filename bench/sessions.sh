@@ -10,7 +10,7 @@
 #   bench/sessions.sh                       # 3 interleaved rounds of 10 s
 #   SESSIONS=10000 ROUNDS=5 bench/sessions.sh
 #   TARGETS="nginx realmgate_mem" bench/sessions.sh
-#   ALT_BIN=/tmp/realmgate-before TARGETS="nginx realmgate_mem realmgate_mem_alt" bench/sessions.sh
+#   BIN=/tmp/realmgate-after ALT_BIN=/tmp/realmgate-before TARGETS="nginx realmgate_mem realmgate_mem_alt" bench/sessions.sh
 #
 # The sessions are made by a bench build (cargo feature `bench-sessions`,
 # src/session/bench_seed.rs): the store's own `put` writes them, with real
@@ -43,7 +43,7 @@ MEM_ALT_PORT=$((BASE_PORT + 16))
 REDIS_ALT_PORT=$((BASE_PORT + 18))
 ALT_BIN="${ALT_BIN:-}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-REALMGATE_BIN="${REALMGATE_BIN:-$CARGO_TARGET_DIR/release/realmgate}"
+BIN="${BIN:-$CARGO_TARGET_DIR/release/realmgate}"
 LUA="$ROOT/bench/lua/random_cookie.lua"
 
 missing=()
@@ -206,7 +206,7 @@ REDIS_STORE="store = \"redis\"
 redis_url = \"redis://127.0.0.1:$REDIS_PORT/0\""
 
 start_realmgate_mem() {
-  run_realmgate "$REALMGATE_BIN" mem "$MEM_PORT" ""
+  run_realmgate "$BIN" mem "$MEM_PORT" ""
   MEM_PID=$RUN_PID
   NGINX_COOKIES="${NGINX_COOKIES:-$WORK/mem.cookies}"
 }
@@ -224,7 +224,7 @@ cookies_realmgate_mem_alt() { echo "$WORK/mem-alt.cookies"; }
 
 start_realmgate_redis() {
   [ -n "${REDIS_PID:-}" ] || start_redis
-  run_realmgate "$REALMGATE_BIN" redis "$REDIS_GW_PORT" "$REDIS_STORE
+  run_realmgate "$BIN" redis "$REDIS_GW_PORT" "$REDIS_STORE
 redis_key_prefix = \"a:\""
   REDIS_GW_PID=$RUN_PID
   NGINX_COOKIES="${NGINX_COOKIES:-$WORK/redis.cookies}"
@@ -280,7 +280,7 @@ $(awk -v d=$((r1 - r0)) -v r="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", r >
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-if [ -z "${REALMGATE_BIN_GIVEN:-}" ] && [ "$REALMGATE_BIN" = "$CARGO_TARGET_DIR/release/realmgate" ]; then
+if [ "$BIN" = "$CARGO_TARGET_DIR/release/realmgate" ]; then
   echo "== building realmgate (release, feature bench-sessions)"
   (cd "$ROOT" && cargo build --release --quiet --features bench-sessions --bin realmgate)
 fi

@@ -94,7 +94,7 @@ upstream = "http://127.0.0.1:$UPSTREAM_PORT"
 headers = "forwarded"
 CONF
 RG_BENCH_SESSIONS="$SESSIONS" RG_BENCH_COOKIES="$WORK/cookies" RUST_LOG= \
-  valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$WORK/cg.out" \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
   "$BIN" run --config "$WORK/rg.toml" 2>"$WORK/rg.log" &
 RG_PID=$!
 PIDS+=($RG_PID)
@@ -109,11 +109,14 @@ for i in $(seq 1 600); do
   sleep 0.2
 done
 COOKIES="$WORK/cookies" wrk -c 8 -t 1 -d "$WARMUP" -s "$LUA" "http://127.0.0.1:$PORT/" >/dev/null
-callgrind_control -i on "$RG_PID" >/dev/null
+callgrind_control -i on "$RG_PID" >/dev/null &
+# A command reaches callgrind when the process runs: wake it up.
+curl -s -o /dev/null -H "Cookie: $one" "http://127.0.0.1:$PORT/" || true
+wait $!
 out="$(COOKIES="$WORK/cookies" wrk -c 8 -t 1 -d "$DURATION" -s "$LUA" "http://127.0.0.1:$PORT/")"
-callgrind_control -i off "$RG_PID" >/dev/null
-callgrind_control -d "$RG_PID" >/dev/null
-sleep 1
+# The count is written when the process ends (SIGTERM: graceful stop).
+kill "$RG_PID"
+wait "$RG_PID" 2>/dev/null || true
 requests="$(awk '/requests in/ { print $1 }' <<<"$out")"
 grep -qE "Non-2xx|Socket errors" <<<"$out" && { echo "bench/sessions_callgrind.sh: errors:" >&2; grep -E "Non-2xx|Socket errors" <<<"$out" >&2; }
 total=0
