@@ -274,8 +274,8 @@ measure() {
   echo "$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out") \
 $(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")") \
 $(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")") \
-$(awk -v d=$((t1 - t0)) -v r="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", r > 0 ? d * 1e6 / hz / r : 0 }') \
-$(awk -v d=$((r1 - r0)) -v r="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", r > 0 ? d * 1e6 / hz / r : 0 }')"
+$(awk -v d=$((t1 - t0)) -v r="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", (r > 0 ? d * 1e6 / hz / r : 0) }') \
+$(awk -v d=$((r1 - r0)) -v r="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", (r > 0 ? d * 1e6 / hz / r : 0) }')"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
