@@ -1,16 +1,21 @@
 //! Memory cost of the memory session store (SPEC 7: one million sessions in 1 GiB).
 //!
 //! ```text
-//! cargo run --release --example session_memory -- [COUNT] [none|refresh|all]
+//! cargo run --release --example session_memory -- [COUNT] [TOKENS]
 //! ```
 //!
 //! Inserts COUNT (default 1,000,000) realistic Entra sessions — `oid`, `tid`,
 //! `sub`, `sid`, email, display name, UPN and 20 group ids drawn from an
 //! organisation of 5,000 groups — and prints the process's resident memory
-//! (`VmRSS` from `/proc/self/status`) before and after. The second argument
-//! says which tokens each session keeps: `none` (identity only), `refresh`
-//! (a 1.5 KB refresh token) or `all` (plus a 1.3 KB ID token and a 1.8 KB
-//! access token). Linux only.
+//! (`VmRSS` from `/proc/self/status`) before and after, and the size of the
+//! record the Redis store would write for such a session. TOKENS says which
+//! tokens each session keeps: `none` (identity only: what an Entra sign-in
+//! keeps with `refresh_tokens` off and no `pass_id_token` route), `refresh`
+//! (a 1.5 KB Entra refresh token), or a comma list of `id` (a 1.8 KB ID
+//! token, kept for `pass_id_token` and generic providers' logout),
+//! `refresh` and `access` (1.8 KB, `pass_access_token`); `all` is all
+//! three. Tokens are shaped as Entra issues them: base64url of random
+//! bytes, a JWT's three segments, a refresh token's `0.` prefix. Linux only.
 
 use std::time::{Duration, Instant};
 
@@ -28,8 +33,16 @@ fn main() {
         .map(|a| a.replace('_', "").parse().expect("COUNT must be a number"))
         .unwrap_or(1_000_000);
     let tokens = args.next().unwrap_or_else(|| "none".to_string());
-    if !matches!(tokens.as_str(), "none" | "refresh" | "all") {
-        eprintln!("tokens must be none, refresh or all");
+    let tokens = if tokens == "all" {
+        "id,access,refresh".to_string()
+    } else {
+        tokens
+    };
+    if !tokens
+        .split(',')
+        .all(|t| matches!(t, "none" | "id" | "access" | "refresh"))
+    {
+        eprintln!("tokens must be none, all, or a comma list of id, access, refresh");
         std::process::exit(2);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -43,9 +56,8 @@ async fn run(count: usize, tokens: &str) {
     let tenant = guid(&mut rng);
     let issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
     let pool: Vec<String> = (0..GROUP_POOL).map(|_| guid(&mut rng)).collect();
-    let refresh = token(&mut rng, 1500);
-    let id_token = token(&mut rng, 1300);
-    let access = token(&mut rng, 1800);
+    let keeps = |t: &str| tokens.split(',').any(|k| k == t);
+    let mut record_bytes = 0usize;
 
     let store = MemoryStore::new(count as u64 + 1, Duration::from_secs(3600));
     let before = rss_kib();
@@ -76,15 +88,22 @@ async fn run(count: usize, tokens: &str) {
                 .collect(),
             roles: Vec::new(),
             claims: None,
-            id_token: (tokens == "all").then(|| id_token.clone()),
-            access_token: (tokens == "all").then(|| access.clone()),
-            refresh_token: (tokens != "none").then(|| refresh.clone()),
+            // Every session its own tokens (random bytes do not compress).
+            id_token: keeps("id").then(|| jwt(&mut rng, 1800)),
+            access_token: keeps("access").then(|| jwt(&mut rng, 1800)),
+            refresh_token: keeps("refresh").then(|| format!("0.{}", b64(&mut rng, 1498))),
             saml_name_id: None,
             tokens_expire_at: Some(now + 3600),
             client_addr: None,
             created_at: now,
             expires_at: now + 8 * 3600,
         };
+        if i < 10_000 {
+            // The Redis store's record: the same encoding (`RedisStore::put`).
+            record_bytes += realmgate::session::redis::encode(&s)
+                .expect("encodes")
+                .len();
+        }
         let id = SessionId::generate();
         store.put(&id, s).await.expect("memory store put");
         if i % (count / 1000).max(1) == 0 {
@@ -126,6 +145,11 @@ async fn run(count: usize, tokens: &str) {
         "store cost:      {} MiB ({} bytes per session)",
         delta / 1024,
         delta * 1024 / count.max(1) as u64
+    );
+    println!(
+        "redis record:    {} bytes per session (mean of the first {})",
+        record_bytes / count.clamp(1, 10_000),
+        count.min(10_000)
     );
     println!("get (unpack):    {per_cold:.2?} per call");
     println!("get (hot):       {per_hot:.2?} per call ({found} hits in all)");
@@ -175,6 +199,24 @@ fn guid(rng: &mut Rng) -> String {
         a & 0xffff,
         b >> 48,
         b & 0xffff_ffff_ffff
+    )
+}
+
+/// About `len` characters of base64url of random bytes (canonical, as a
+/// provider's encoder writes it).
+fn b64(rng: &mut Rng, len: usize) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = (0..len * 3 / 4).map(|_| rng.next() as u8).collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A JWT of about `len` characters: header, claims, RS256 signature.
+fn jwt(rng: &mut Rng, len: usize) -> String {
+    let sig = b64(rng, 342);
+    format!(
+        "{}.{}.{sig}",
+        b64(rng, 100),
+        b64(rng, len.saturating_sub(444))
     )
 }
 

@@ -373,6 +373,9 @@ async fn start_inner(
     test_handler: Option<conn::TestHandler>,
 ) -> Result<Running, StartError> {
     let shared = Shared::new(&settings).map_err(StartError::Shared)?;
+    // Bench builds only (cargo feature `bench-sessions`): many sessions at start.
+    #[cfg(feature = "bench-sessions")]
+    crate::session::bench_seed::seed_from_env(&settings, &*shared.auth.sessions).await;
     let tls = match &settings.server.tls {
         Some(t) => Some(RwLock::new(tls::load(t)?)),
         None => None,

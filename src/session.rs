@@ -2,6 +2,9 @@
 //! its implementations (memory, Redis), the signed session-id cookie and the short-lived
 //! pending-login state cookie.
 
+#[cfg(feature = "bench-sessions")]
+pub mod bench_seed;
+pub(crate) mod compact;
 pub mod cookie;
 pub mod memory;
 pub mod model;

@@ -280,6 +280,9 @@ async fn complete(
     );
     // Shown by the admin listing (`GET /sessions`), never to the app.
     session.client_addr = Some(ctx.client);
+    if !keeps_id_token(&ctx.state.settings, conn) {
+        session.id_token = None;
+    }
 
     // A new id at every login (no fixation); the old session, if any, ends.
     if let Some(old) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
@@ -324,6 +327,23 @@ async fn complete(
         std::iter::once(session_cookie).chain(state_cookie),
     )
         .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
+}
+
+/// Whether sessions of `connection` keep the provider's ID token (SPEC 7:
+/// a session keeps only what a configured feature needs; an ID token is
+/// 1.5-2 KB, more than the rest of an Entra session). It is needed when
+/// some route passes it on (`pass_id_token`: the token header, Easy
+/// Auth's `X-MS-TOKEN-AAD-ID-TOKEN`, `/.auth/me`), and as the
+/// `id_token_hint` of RP-initiated logout at a generic provider, which may
+/// refuse a logout or its `post_logout_redirect_uri` without one. Entra's
+/// logout request has no such parameter (it takes `post_logout_redirect_uri`
+/// and `client_id`, which realmgate sends), so an Entra session keeps no ID
+/// token unless a route passes it.
+pub(crate) fn keeps_id_token(
+    settings: &crate::config::Settings,
+    connection: &ConnectionSettings,
+) -> bool {
+    !connection.is_entra() || settings.routes.iter().any(|r| r.pass_id_token)
 }
 
 /// The page of a refused sign-in: its status from the refusal's blame

@@ -318,8 +318,11 @@ async fn updated_session(
             ),
         }
     }
+    // Kept only when a feature needs it (as at sign-in).
     if let Some(raw) = tokens.id_token {
-        s.id_token = Some(raw);
+        if super::callback::keeps_id_token(&state.settings, conn) {
+            s.id_token = Some(raw);
+        }
     }
     // Kept only for routes that pass it upstream (as at sign-in).
     if tokens.access_token.is_some() && state.settings.routes.iter().any(|r| r.pass_access_token) {

@@ -23,9 +23,9 @@
 //! # Hot sessions
 //!
 //! A signed-in user's browser sends many requests in a row, and unpacking
-//! was the largest single cost of a signed-in request. The last
-//! [`HOT_CAPACITY`] unpacked sessions are kept beside the packed entry they
-//! came from; `get` still looks the id up in the main cache (expiry, idle
+//! was the largest single cost of a signed-in request. Up to
+//! [`hot::CAPACITY`] unpacked sessions are kept beside the packed entry they
+//! came from, one per slot of a fixed table (`hot`); `get` still looks the id up in the main cache (expiry, idle
 //! time, revocation all work as before) and reuses the unpacked session only
 //! when the main cache still holds that very entry (`Arc::ptr_eq`). A `put`
 //! (refresh) or a removal replaces or drops the packed entry, so a stale
@@ -62,6 +62,7 @@
 //! and revocation tombstones before it removes, so the two cannot interleave
 //! into a resurrected session.
 
+mod hot;
 mod memo;
 
 use std::collections::HashMap;
@@ -84,11 +85,6 @@ use super::store::{handle_of, ListBy, Listing, SessionId, SessionInfo, SessionSt
 /// refresh round trip to a provider).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 const TOMBSTONE_CAPACITY: u64 = 1_000_000;
-/// Unpacked sessions kept for reuse (see "Hot sessions"): about 4 MiB with
-/// identity-only sessions, about 25 MiB when every session keeps all three tokens.
-const HOT_CAPACITY: u64 = 4096;
-/// A hot entry unused this long is dropped.
-const HOT_IDLE: Duration = Duration::from_secs(30);
 /// Upper bound for any entry's time to live.
 const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -96,7 +92,7 @@ const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub struct MemoryStore {
     cache: Cache<SessionId, Arc<Packed>>,
     /// Recently unpacked sessions, each with the packed entry it came from.
-    hot: Cache<SessionId, (Arc<Packed>, Arc<Session>)>,
+    hot: Arc<hot::Hot>,
     tombstones: Cache<SessionId, ()>,
     indexes: Arc<Mutex<Indexes>>,
     interner: Arc<RwLock<Interner>>,
@@ -114,10 +110,7 @@ impl MemoryStore {
     pub fn new(max_entries: u64, idle_timeout: Duration) -> MemoryStore {
         let indexes = Arc::new(Mutex::new(Indexes::default()));
         let listener_indexes = Arc::downgrade(&indexes);
-        let hot: Cache<SessionId, (Arc<Packed>, Arc<Session>)> = Cache::builder()
-            .max_capacity(HOT_CAPACITY)
-            .time_to_idle(HOT_IDLE)
-            .build();
+        let hot = Arc::new(hot::Hot::new());
         let listener_hot = hot.clone();
         let cache = Cache::builder()
             .max_capacity(max_entries)
@@ -134,11 +127,11 @@ impl MemoryStore {
                         lock(&indexes).remove(&packed);
                     }
                     // An unpacked copy must not keep an ended session's
-                    // memory (and interned strings) alive. This is the one
-                    // place hot copies are dropped: moka runs the listener at
-                    // once for `invalidate`/`remove`, and at its next
-                    // maintenance for expiry and eviction.
-                    listener_hot.invalidate(&*id);
+                    // memory (and interned strings) alive: moka runs the
+                    // listener at once for `invalidate`/`remove`, and at its
+                    // next maintenance for expiry and eviction. (A newer
+                    // session in the same slot replaces a copy too.)
+                    listener_hot.remove(&id);
                 },
             )
             .build();
@@ -178,30 +171,19 @@ impl MemoryStore {
             return None;
         }
         packed.last_seen.store(now, Ordering::Relaxed);
-        if let Some((from, session)) = self.hot.get(id) {
-            if Arc::ptr_eq(&from, &packed) {
-                return Some((packed, session));
-            }
+        if let Some(session) = self.hot.get(id, &packed) {
+            return Some((packed, session));
         }
         match packed.unpack() {
             Some(session) => {
                 let session = Arc::new(session);
-                self.hot
-                    .insert(id.clone(), (packed.clone(), session.clone()));
-                // Ended meanwhile (its removal's listener may have run before
-                // the insert above): drop the copy now, not after HOT_IDLE.
-                if !self
-                    .cache
-                    .get(id)
-                    .is_some_and(|now| Arc::ptr_eq(&now, &packed))
-                {
-                    self.hot.invalidate(id);
-                }
+                // Not kept if the entry ended meanwhile (`hot`).
+                self.hot.insert(id, packed.clone(), session.clone());
                 Some((packed, session))
             }
             None => {
                 tracing::error!(
-                    "a stored session lost an interned string; treating it as signed out"
+                    "a stored session cannot be unpacked (an interned string lost, or tokens that do not decode); treating it as signed out"
                 );
                 self.cache.invalidate(id);
                 None
@@ -258,7 +240,6 @@ impl MemoryStore {
     /// Tests and the memory benchmark use it; the server does not need to.
     pub fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks();
-        self.hot.run_pending_tasks();
         self.tombstones.run_pending_tasks();
     }
 
@@ -463,13 +444,10 @@ enum Field {
     Email,
     Name,
     PreferredUsername,
-    IdToken,
-    AccessToken,
-    RefreshToken,
     Claims,
 }
 
-const FIELDS: usize = 10;
+const FIELDS: usize = 7;
 
 /// `tokens_expire_at` absent.
 const NO_TIME: u64 = u64::MAX;
@@ -496,6 +474,9 @@ pub(crate) struct Packed {
     tenant_id: u32,
     /// Every per-user text field back to back.
     text: Box<str>,
+    /// The provider tokens the session keeps, in compact form
+    /// (`session::compact`); None when it keeps none.
+    tokens: Option<Box<[u8]>>,
     /// Group ids, then app roles (from `roles_from` on), interned.
     groups: Box<[u32]>,
     /// Where the roles start in `groups` (one slice for both: one allocation).
@@ -525,9 +506,6 @@ impl Packed {
             s.email.as_deref(),
             s.name.as_deref(),
             s.preferred_username.as_deref(),
-            s.id_token.as_deref(),
-            s.access_token.as_deref(),
-            s.refresh_token.as_deref(),
             claims.as_deref(),
         ];
         let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
@@ -567,6 +545,11 @@ impl Packed {
             // Far below 4 GiB groups; saturating keeps every entry a group.
             roles_from: u32::try_from(s.groups.len()).unwrap_or(u32::MAX),
             text: text.into_boxed_str(),
+            tokens: super::compact::pack_tokens([
+                s.id_token.as_deref(),
+                s.access_token.as_deref(),
+                s.refresh_token.as_deref(),
+            ]),
             interner: interner.clone(),
             ended: AtomicBool::new(false),
             client_addr: s.client_addr,
@@ -597,7 +580,8 @@ impl Packed {
 
     /// The session; None if an interned string is missing, which cannot happen
     /// while this value holds its references, but must never turn into a
-    /// session with fewer groups or another issuer.
+    /// session with fewer groups or another issuer (nor tokens that do not
+    /// decode into one without tokens).
     fn unpack(&self) -> Option<Session> {
         let strings = read(&self.interner);
         let s = |id: u32| strings.get(id).map(str::to_string);
@@ -605,6 +589,8 @@ impl Packed {
         let (group_ids, role_ids) = self.groups.split_at(split);
         let groups: Option<Vec<String>> = group_ids.iter().map(|&g| s(g)).collect();
         let roles: Option<Vec<String>> = role_ids.iter().map(|&r| s(r)).collect();
+        let [id_token, access_token, refresh_token] =
+            super::compact::unpack_tokens(self.tokens.as_deref())?;
         Some(Session {
             version: crate::session::model::SESSION_VERSION,
             user_id: self.user_id().to_string(),
@@ -625,9 +611,9 @@ impl Packed {
             claims: self
                 .field(Field::Claims)
                 .and_then(|c| serde_json::from_str(c).ok()),
-            id_token: self.owned(Field::IdToken),
-            access_token: self.owned(Field::AccessToken),
-            refresh_token: self.owned(Field::RefreshToken),
+            id_token,
+            access_token,
+            refresh_token,
             saml_name_id: self.saml_name_id.clone(),
             tokens_expire_at: (self.tokens_expire_at != NO_TIME).then_some(self.tokens_expire_at),
             client_addr: self.client_addr,

@@ -33,6 +33,11 @@ pub const SESSION_VERSION: u32 = 2;
 
 /// A signed-in user as stored. Times are Unix seconds. Its `Debug` leaves
 /// the provider's tokens out (see the impl).
+///
+/// Absent optional fields are left out of the Redis record (issue 23: a
+/// smaller record) and read as absent, which is also how every earlier
+/// build reads a record without them: records stay readable both ways
+/// during a rolling upgrade, so the format keeps its version.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// [`SESSION_VERSION`] for sessions made by this build.
@@ -45,16 +50,21 @@ pub struct Session {
     /// The ID token's `sub`.
     pub subject: String,
     /// Entra `tid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     /// The connection that signed the user in.
     pub connection: String,
     /// The ID token's `iss`.
     pub issuer: String,
     /// The provider's session id (`sid`), for back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub email_trust: EmailTrust,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_username: Option<String>,
     /// Group ids as the provider gave them.
     pub groups: Vec<String>,
@@ -73,11 +83,16 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saml_name_id: Option<Box<SamlNameId>>,
     /// Extra claims, kept only with `extended_profile = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// When the access or ID token expires, whichever is first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_expire_at: Option<u64>,
     pub created_at: u64,
     /// Absolute end: `created_at + lifetime`.
@@ -188,3 +203,6 @@ pub fn user_id_for(
         Some(format!("{}:{sub}", connection.name))
     }
 }
+
+#[cfg(test)]
+mod tests;

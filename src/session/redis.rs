@@ -283,8 +283,7 @@ impl RedisStore {
         }
         let left_ms = session.expires_at.saturating_sub(now).saturating_mul(1000);
         let ttl_ms = left_ms.min(millis(self.idle_timeout)).max(1);
-        let value = serde_json::to_vec(&session)
-            .map_err(|e| StoreError(format!("cannot encode a session: {e}")))?;
+        let value = encode(&session)?;
         // Indexes first: a revocation running now then either sees this
         // session in the index (and tombstones it, so the write below is
         // refused or deleted) or ran completely before it.
@@ -720,6 +719,12 @@ impl SessionStore for RedisStore {
                 .map(|_| ())
         })
     }
+}
+
+/// The record the Redis store writes for `session` (serde JSON, see the
+/// module docs); public for `examples/session_memory.rs`, which reports its size.
+pub fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(session).map_err(|e| StoreError(format!("cannot encode a session: {e}")))
 }
 
 fn millis(d: Duration) -> u64 {

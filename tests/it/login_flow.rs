@@ -653,7 +653,13 @@ async fn logout_ends_the_session_everywhere_and_at_the_provider() {
         to.starts_with(&w.idp.base_url()),
         "RP-initiated logout at the IdP: {to}"
     );
-    assert!(param(&to, "id_token_hint").is_some());
+    // An Entra session keeps no ID token unless a route passes it (SPEC 7):
+    // Entra's logout takes the redirect and the client id without a hint.
+    assert!(param(&to, "id_token_hint").is_none(), "{to}");
+    assert_eq!(
+        param(&to, "client_id").as_deref(),
+        Some(idp::DEMO_CLIENT_ID)
+    );
     assert_eq!(param(&to, "post_logout_redirect_uri"), Some(w.url("/bye")));
     assert!(set_cookies(resp.headers())
         .iter()
@@ -676,6 +682,18 @@ async fn logout_ends_the_session_everywhere_and_at_the_provider() {
         .await;
     let to = location(&resp);
     assert_eq!(param(&to, "post_logout_redirect_uri"), Some(w.url("/")));
+}
+
+#[tokio::test]
+async fn an_entra_session_keeps_its_id_token_only_when_a_route_passes_it() {
+    // pass_id_token on: the session keeps the ID token, and logout sends it
+    // as the hint (the app got it, the provider may use it).
+    let w = World::start_with("", "pass_id_token = true").await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let resp = browser.get(&w.url("/.auth/logout")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let hint = param(&location(&resp), "id_token_hint").expect("the kept ID token as the hint");
+    assert_eq!(hint.split('.').count(), 3, "a JWT");
 }
 
 #[tokio::test]

@@ -153,6 +153,49 @@ async fn hot_sessions_never_outlive_the_stored_entry() {
     }
 }
 
+/// An ended session's unpacked copy is dropped at once, and a copy of an
+/// entry that ended while it was being unpacked is never kept.
+#[tokio::test]
+async fn hot_copies_of_ended_sessions_are_dropped_or_never_kept() {
+    let s = store();
+    let id = SessionId::generate();
+    s.put(&id, session("alice", Some("sid-1"))).await.unwrap();
+    assert!(s.get(&id).await.unwrap().is_some());
+    assert_eq!(s.hot.len(), 1);
+    s.delete(&id).await.unwrap();
+    assert_eq!(s.hot.len(), 0, "the logout dropped the copy");
+
+    // An entry that ends between its unpacking and the insert.
+    let id = SessionId::generate();
+    s.put(&id, session("bob", None)).await.unwrap();
+    let packed = s.cache.get(&id).expect("stored");
+    let copy = Arc::new(packed.unpack().expect("unpacks"));
+    s.end(&id);
+    assert!(packed.ended.load(Ordering::Acquire));
+    s.hot.insert(&id, packed.clone(), copy);
+    assert_eq!(s.hot.len(), 0, "an ended entry's copy is not kept");
+    assert!(s.hot.get(&id, &packed).is_none());
+    assert!(s.get(&id).await.unwrap().is_none());
+}
+
+/// Tokens come back exactly as stored, in their compact form or not.
+#[tokio::test]
+async fn tokens_come_back_exactly() {
+    let s = store();
+    let id = SessionId::generate();
+    let mut with_tokens = session("alice", None);
+    with_tokens.id_token = Some("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln".into());
+    with_tokens.access_token = Some("not base64 at all: ü".into());
+    with_tokens.refresh_token = Some("0.AXEAc2VjcmV0LXJlZnJlc2g".into());
+    s.put(&id, with_tokens.clone()).await.unwrap();
+    assert_eq!(*s.get(&id).await.unwrap().unwrap(), with_tokens);
+    let mut none = session("bob", None);
+    (none.id_token, none.refresh_token) = (None, None);
+    let id2 = SessionId::generate();
+    s.put(&id2, none.clone()).await.unwrap();
+    assert_eq!(*s.get(&id2).await.unwrap().unwrap(), none);
+}
+
 #[tokio::test]
 async fn revoke_user_ends_every_session_of_that_user_only() {
     let s = store();
