@@ -43,16 +43,18 @@ pub(super) async fn finish(
             ctx.state.shared.metrics.record_login(&conn.name, "success");
             Ok(resp)
         }
-        Err(Refused { error: e, target }) => {
+        Err(Refused {
+            error: e,
+            target,
+            spent_target,
+        }) => {
             // Back to the IdP after signing in, and the account chosen
             // again (first hour 6): the state is spent, but this browser is
             // signed in; send it on to its target instead of "Sign-in
-            // expired". Nothing is exchanged and no session changes.
-            if matches!(
-                e.reason,
-                Refusal::NoState | Refusal::UnknownState | Refusal::ReplayedState
-            ) {
-                if let Some(resp) = already_signed_in(ctx, parts, target.as_deref()).await {
+            // expired". Nothing is exchanged and no session changes. A
+            // replay of the answer that redeemed the state stays refused.
+            if let Some(spent) = spent_target.as_deref() {
+                if let Some(resp) = already_signed_in(ctx, parts, Some(spent)).await {
                     return Ok(resp);
                 }
             }
@@ -132,6 +134,9 @@ pub(super) fn completes_at_login_post(ctx: &Ctx<'_>, name: &str) -> bool {
 struct Refused {
     error: SignInError,
     target: Option<String>,
+    /// The target of a state this browser already redeemed, when the
+    /// callback brings a new answer to it (never for a replayed answer).
+    spent_target: Option<String>,
 }
 
 impl From<SignInError> for Refused {
@@ -139,6 +144,7 @@ impl From<SignInError> for Refused {
         Refused {
             error,
             target: None,
+            spent_target: None,
         }
     }
 }
@@ -165,6 +171,9 @@ async fn complete(
     let kind: Box<dyn SignIn + '_> = kinds.for_connection(conn).ok_or_else(|| {
         SignInError::new(Refusal::ConnectionMismatch, "connection has no provider")
     })?;
+    // The answer as sent: a second callback with exactly these parameters
+    // is a replay, whoever sends it.
+    let answer: [u8; 32] = Sha256::digest(params).into();
     let params = Params(form_pairs(params));
     let params = &params.0;
     let state_param = form_get(params, kind.state_param());
@@ -196,13 +205,17 @@ async fn complete(
                 .shared
                 .used_states
                 .entry(digest)
-                .or_insert(Arc::from(pending.target.as_str()))
+                .or_insert(Arc::new(super::state::SpentState {
+                    target: pending.target.clone(),
+                    answer,
+                }))
                 .await
                 .is_fresh()
             {
                 return Err(Refused {
                     error: SignInError::new(Refusal::ReplayedState, "state already redeemed"),
                     target: Some(pending.target.clone()),
+                    spent_target: None,
                 });
             }
             (pending, Some(state_cookie), false)
@@ -230,20 +243,24 @@ async fn complete(
                     return Err(SignInError::new(Refusal::NoState, "no state parameter").into());
                 };
                 // Spent already, by this browser's own sign-in when it comes
-                // back (Back to the IdP's account picker): its target, if it was.
+                // back (Back to the IdP's account picker) with a new answer:
+                // its target, if it was. The same answer again is a replay.
                 let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
+                let spent_target = ctx
+                    .state
+                    .shared
+                    .used_states
+                    .get(&digest)
+                    .await
+                    .filter(|spent| spent.answer != answer)
+                    .map(|spent| spent.target.clone());
                 return Err(Refused {
                     error: SignInError::new(
                         Refusal::UnknownState,
                         "state not found in this browser's pending logins",
                     ),
-                    target: ctx
-                        .state
-                        .shared
-                        .used_states
-                        .get(&digest)
-                        .await
-                        .map(|t| t.to_string()),
+                    target: None,
+                    spent_target,
                 });
             }
         },
@@ -263,6 +280,7 @@ async fn complete(
         .map_err(|error| Refused {
             error,
             target: Some(pending.target.clone()),
+            spent_target: None,
         })?;
     let mut session = Session::new(
         identity,

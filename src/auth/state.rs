@@ -38,10 +38,12 @@ pub struct AuthShared {
     pub sessions: Arc<dyn SessionStore>,
     pub providers: Providers,
     /// States already redeemed (SHA-256 of the state), so a callback URL
-    /// cannot be replayed even with a copy of the old state cookie.
-    /// Redeemed states (by SHA-256), each with its login's target: a
-    /// browser that comes back with one while signed in is sent there.
-    pub(crate) used_states: moka::future::Cache<[u8; 32], Arc<str>>,
+    /// cannot be replayed even with a copy of the old state cookie. Each
+    /// keeps its login's target and the SHA-256 of the answer that redeemed
+    /// it: a signed-in browser that comes back with a *new* answer to the
+    /// spent state (Back to the IdP, the account chosen again) is sent on
+    /// to the target; the same answer again is a replay and refused.
+    pub(crate) used_states: moka::future::Cache<[u8; 32], Arc<SpentState>>,
     /// Per-session token refresh locks (single-flight, see `refresh`).
     pub(crate) refresh_flights: Flights,
     /// Failed password sign-ins (LDAP connections) when the session store
@@ -190,4 +192,12 @@ pub(crate) async fn lookup_session(state: &AuthState, id: &SessionId) -> Option<
             None
         }
     }
+}
+
+/// A redeemed state: its login's target and the SHA-256 of the callback's
+/// parameters that redeemed it.
+#[derive(Debug)]
+pub(crate) struct SpentState {
+    pub(crate) target: String,
+    pub(crate) answer: [u8; 32],
 }

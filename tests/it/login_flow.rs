@@ -309,6 +309,11 @@ async fn a_spent_callback_sends_a_signed_in_browser_on_to_its_target() {
     assert_eq!(resp.status(), StatusCode::FOUND, "not 'Sign-in expired'");
     assert_eq!(location(&resp), "/reports");
     assert_eq!(w.idp.token_calls(), token_calls, "no code exchanged");
+    // The very answer that redeemed the state, sent again by the same
+    // signed-in browser, is a replay: refused, not sent on.
+    let replay = browser.get(&back.url).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST, "exact replay");
+    assert_eq!(w.idp.token_calls(), token_calls, "no code exchanged");
     // Without a session: refused as before.
     let resp = w.browser().get(&again.url).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
