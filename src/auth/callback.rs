@@ -326,7 +326,7 @@ async fn complete(
         &pending.target,
         std::iter::once(session_cookie).chain(state_cookie),
     )
-        .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
+    .map_err(|_| SignInError::new(Refusal::CodeExchange, "bad target").into())
 }
 
 /// Whether sessions of `connection` keep the provider's ID token (SPEC 7:

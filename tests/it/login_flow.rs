@@ -235,7 +235,10 @@ async fn unknown_domain_shows_the_page_again_with_the_email_kept() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.headers().get("set-cookie").is_none(), "no flash cookie");
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "no flash cookie"
+    );
     let html = resp.text().await.unwrap();
     assert!(html.contains("someone@unknown.example"), "email kept");
     assert!(html.contains("role=\"alert\""), "message announced");
