@@ -158,3 +158,75 @@ async fn back_after_an_unknown_domain_shows_a_page_not_a_resubmission() {
         "{v}"
     );
 }
+
+/// Signs in as alice at the demo IdP through `browser-login.mjs` with the
+/// extra `then` flags (each a check the script makes, see its header);
+/// fails the test with the script's report when any check fails.
+async fn sign_in_then(site: &crate::browser::DemoSite, url: &str, then: &[&str]) {
+    let shots = tempfile::tempdir().expect("temp dir");
+    let mut args: Vec<String> = [
+        "--url",
+        url,
+        "--email",
+        "alice@contoso.example",
+        "--expect-header",
+        "X-Forwarded-Groups~HR Admins",
+        "--screenshots",
+        shots.path().to_str().expect("utf-8 temp path"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(then.iter().map(|s| s.to_string()));
+    let (ok, stdout, stderr) =
+        run_script("browser-login.mjs", &args, Duration::from_secs(150)).await;
+    assert!(ok, "browser-login.mjs {then:?} failed:\n{stderr}\n{stdout}");
+    assert_eq!(stdout.trim(), format!("OK {url}"));
+    assert!(
+        site.idp.authorize_calls() >= 2,
+        "the sign-in went through the demo IdP's picker"
+    );
+}
+
+/// First hour 6, in Chromium: signed in, the person goes Back to the IdP's
+/// account picker and picks the account again. That attempt's state is
+/// spent, but the browser is signed in: it lands on its target (the app's
+/// page of headers), never on "Sign-in expired".
+#[tokio::test]
+async fn back_after_signing_in_then_picking_the_account_again_lands_on_the_target() {
+    let site = crate::browser::DemoSite::start().await;
+    let url = site.url("/reports?quarter=3");
+    sign_in_then(&site, &url, &["--then-back-and-pick-again"]).await;
+    // The picker was shown (GET) and answered (POST) once, then answered
+    // again after Back; the second code was never exchanged: the spent
+    // callback sent the signed-in browser on.
+    assert!(
+        site.idp.authorize_calls() >= 3,
+        "the account was picked a second time at the IdP: {} authorize calls",
+        site.idp.authorize_calls()
+    );
+    assert_eq!(site.idp.token_calls(), 1, "one code exchanged");
+    site.gateway.stop().await;
+}
+
+/// First hour 6, in Chromium: `/.auth/login` of a signed-in browser says who
+/// is signed in and offers Continue (to the target) and "Use another account"
+/// (the email form); `/.auth/me` names the groups the identity headers name.
+#[tokio::test]
+async fn a_signed_in_browser_sees_who_on_the_login_page_and_group_names_in_me() {
+    let site = crate::browser::DemoSite::start().await;
+    let alice = site.user("alice@contoso.example");
+    let url = site.url("/reports?quarter=3");
+    sign_in_then(
+        &site,
+        &url,
+        &[
+            "--then-login-page",
+            &alice.name,
+            "--then-me-group",
+            "HR Admins",
+        ],
+    )
+    .await;
+    site.gateway.stop().await;
+}

@@ -20,6 +20,22 @@
 //                           NAME is case-insensitive.
 //   --expect-absent NAME    repeatable: the header must not reach the app.
 //   --expect-text TEXT      repeatable: the landed page's text contains TEXT.
+//   --then-back-and-pick-again
+//                           after landing, go Back (at most 4 steps) to the provider's
+//                           page and sign in there again as LOGIN (as a person who picks
+//                           the account a second time): the browser must land on the
+//                           landed URL again, signed in, never on "Sign-in expired".
+//                           Needs --email or --login. Screenshot 07-picked-again.png.
+//   --then-login-page WHO   after landing, open /.auth/login?post_login_redirect_uri=<the
+//                           landed path and query>: it must say "You are signed in" and
+//                           WHO, offer "Continue" and "Use another account" and show no
+//                           email field; Continue must lead to the landed URL; opened
+//                           again, "Use another account" must show the field labelled
+//                           "Email address". Screenshots 08-signed-in.png,
+//                           09-another-account.png.
+//   --then-me-group NAME    repeatable: after landing, open /.auth/me in the browser; its
+//                           JSON `group_names` must have NAME among its values.
+//   (the --then-* checks run in the order listed here, all before --then-logout)
 //   --then-logout           afterwards open /.auth/logout on the gateway, confirm at the
 //                           provider if it asks, expect to end up back on the gateway, then
 //                           expect the protected --url to ask for sign-in again; the
@@ -66,6 +82,9 @@ try {
       'expect-header': { type: 'string', multiple: true, default: [] },
       'expect-absent': { type: 'string', multiple: true, default: [] },
       'expect-text': { type: 'string', multiple: true, default: [] },
+      'then-back-and-pick-again': { type: 'boolean', default: false },
+      'then-login-page': { type: 'string' },
+      'then-me-group': { type: 'string', multiple: true, default: [] },
       'then-logout': { type: 'boolean', default: false },
       screenshots: { type: 'string' },
       'timeout-ms': { type: 'string', default: '15000' },
@@ -89,6 +108,7 @@ const stepTimeout = Number.parseInt(args['timeout-ms'], 10);
 const totalTimeout = Number.parseInt(args['total-timeout-ms'], 10);
 if (!(stepTimeout > 0) || !(totalTimeout > 0)) die(SCRIPT, 'timeouts must be positive numbers of milliseconds', 2);
 const login = args.login || args.email;
+if (args['then-back-and-pick-again'] && !login) die(SCRIPT, '--then-back-and-pick-again needs --email or --login (the account to pick again)', 2);
 
 const expectations = args['expect-header'].map((spec) => {
   const at = spec.search(/[=~]/);
@@ -269,7 +289,84 @@ try {
 
   const landed = page.url();
 
-  // 5. Optionally sign out and check that the session is gone.
+  // 5a. Back to the provider's page, and the account picked again (first hour 6):
+  // the gateway's sign-in for that attempt is spent, but this browser is signed
+  // in, so it goes on to its target.
+  if (args['then-back-and-pick-again']) {
+    for (let back = 1; onGateway(); back += 1) {
+      if (back > 4) await fail('Back 4 times from the landed page and still on the gateway, never on the provider');
+      try {
+        await page.goBack({ waitUntil: 'load' });
+      } catch (err) {
+        await fail(`going Back: ${err.message.split('\n')[0]}`);
+      }
+    }
+    await walkProvider('07-provider-again');
+    if (onGatewayAuth()) {
+      try {
+        await page.waitForURL((u) => !u.pathname.startsWith('/.auth/'), { waitUntil: 'load' });
+      } catch {
+        await fail('after picking the account again, the gateway did not send the browser on from its callback');
+      }
+    }
+    await shot('07-picked-again.png');
+    const again = await page.locator('body').innerText();
+    if (/sign-in expired/i.test(again)) await fail('after picking the account again the gateway said "Sign-in expired"');
+    if (page.url() !== landedUrl) await fail(`after picking the account again landed on ${page.url()}, expected ${landedUrl}`);
+    if ((await page.$$('tbody tr')).length === 0) await fail('after picking the account again the app page shows no headers (not signed in?)');
+  }
+
+  // 5b. The sign-in page of a signed-in browser: who, Continue, Use another account.
+  if (args['then-login-page'] !== undefined) {
+    const target = new URL(landedUrl);
+    const loginPage = `${start.origin}/.auth/login?post_login_redirect_uri=${encodeURIComponent(target.pathname + target.search)}`;
+    const open = async () => {
+      try {
+        await page.goto(loginPage, { waitUntil: 'load' });
+      } catch (err) {
+        await fail(`opening ${loginPage}: ${err.message.split('\n')[0]}`);
+      }
+    };
+    await open();
+    await shot('08-signed-in.png');
+    const problems = [];
+    const body = await page.locator('body').innerText();
+    if (!body.includes('You are signed in')) problems.push('the sign-in page of a signed-in browser does not say "You are signed in"');
+    if (!body.includes(args['then-login-page'])) problems.push(`the sign-in page of a signed-in browser does not say who (${JSON.stringify(args['then-login-page'])})`);
+    if ((await page.getByLabel('Email address').count()) !== 0) problems.push('the sign-in page of a signed-in browser shows the email field');
+    const cont = page.getByRole('link', { name: 'Continue', exact: true });
+    const other = page.getByRole('link', { name: 'Use another account', exact: true });
+    if ((await cont.count()) !== 1) problems.push('no single "Continue" link');
+    if ((await other.count()) !== 1) problems.push('no single "Use another account" link');
+    if (problems.length > 0) await fail(problems);
+    await andNavigate(() => cont.click(), 'clicking Continue');
+    if (page.url() !== landedUrl) await fail(`Continue led to ${page.url()}, expected ${landedUrl}`);
+    await open();
+    await andNavigate(() => other.click(), 'clicking "Use another account"');
+    await shot('09-another-account.png');
+    const email = page.getByLabel('Email address');
+    if ((await email.count()) !== 1 || !(await email.first().isVisible())) {
+      await fail('"Use another account" did not show the field labelled "Email address"');
+    }
+  }
+
+  // 5c. /.auth/me as the browser gets it: group names beside the ids.
+  if (args['then-me-group'].length > 0) {
+    let me;
+    try {
+      const resp = await page.goto(`${start.origin}/.auth/me`, { waitUntil: 'load' });
+      if (!resp || resp.status() !== 200) await fail(`/.auth/me answered ${resp ? resp.status() : 'nothing'}`);
+      me = JSON.parse(await resp.text());
+    } catch (err) {
+      await fail(`reading /.auth/me: ${err.message.split('\n')[0]}`);
+    }
+    const names = me && typeof me.group_names === 'object' && me.group_names !== null ? Object.values(me.group_names) : null;
+    if (!names) await fail(`/.auth/me has no group_names object: ${JSON.stringify(me).slice(0, 500)}`);
+    const missing = args['then-me-group'].filter((n) => !names.includes(n));
+    if (missing.length > 0) await fail(`/.auth/me group_names ${JSON.stringify(names)} lack ${JSON.stringify(missing)}`);
+  }
+
+  // 6. Optionally sign out and check that the session is gone.
   if (args['then-logout']) {
     try {
       await page.goto(`${start.origin}/.auth/logout`, { waitUntil: 'load' });

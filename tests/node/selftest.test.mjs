@@ -262,6 +262,9 @@ test('browser-login rejects a bad command line with exit 2', async () => {
   const run = await browserLogin(['--email', 'alice@contoso.example']);
   assert.equal(run.code, 2);
   assert.match(run.stderr, /--url is required/);
+  const noLogin = await browserLogin(['--url', `${rp.origin}/`, '--then-back-and-pick-again']);
+  assert.equal(noLogin.code, 2);
+  assert.match(noLogin.stderr, /--then-back-and-pick-again needs --email or --login/);
 });
 
 /** Runs a script of this directory to its exit (bounded by the test runner). */
