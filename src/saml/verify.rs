@@ -221,21 +221,22 @@ pub fn verify_all(
     }
     let mut out = Vec::with_capacity(results.len());
     for (result, (want_id, prefixes)) in results.into_iter().zip(expected) {
-        let (sig, references) =
-            match result {
-                VerifyResult::Valid {
-                    signature_node,
-                    references,
-                    ..
-                } => (signature_node, references),
-                VerifyResult::Invalid { reason } => return Err(crypto_failure(
+        let (sig, references) = match result {
+            VerifyResult::Valid {
+                signature_node,
+                references,
+                ..
+            } => (signature_node, references),
+            VerifyResult::Invalid { reason } => {
+                return Err(crypto_failure(
                     text,
                     trust,
                     format!(
                         "a signature does not verify with the pinned IdP certificates: {reason}"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let parent = doc.parent(sig).ok_or("signature without parent")?;
         let [reference] = references.as_slice() else {
             return Err("the signature does not have exactly one Reference".into());
