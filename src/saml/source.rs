@@ -11,7 +11,11 @@
 //! "saml_metadata", outcome="error"}`) and retried after [`RETRY_AFTER`],
 //! and the good copy keeps serving. A new copy is used by the next sign-in
 //! (an IdP's certificate rollover publishes both certificates for days
-//! before switching: both are pinned meanwhile). Without a background task
+//! before switching: both are pinned meanwhile). An IdP that signs with a
+//! key it published after our last fetch is followed at once:
+//! [`MetadataCache::refetch_for_unknown_key`] (at most one fetch per
+//! [`UNKNOWN_KEY_REFETCH_EVERY`], shared by concurrent sign-ins) gives the
+//! sign-in a newer copy to check its response against once more. Without a background task
 //! (no runtime), [`MetadataCache::get`] refreshes a copy older than
 //! [`REFRESH_AFTER`] itself.
 
