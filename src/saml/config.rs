@@ -169,10 +169,22 @@ pub fn from_raw(kind: &str, raw: &RawConnection) -> Result<SamlSettings, Vec<Pro
             [
                 ("idp_metadata_url", raw.idp_metadata_url.is_some()),
                 ("idp_metadata_file", raw.idp_metadata_file.is_some()),
+                // Said on its own below, with what to do instead.
                 ("allow_idp_initiated", false),
             ],
         ),
     };
+    // WS-Fed sign-in is always started here: the answer is bound to this
+    // browser's sign-in by `wctx`, and an unsolicited token (no `wctx`)
+    // has nothing to bind it to. Refused rather than ignored, so nobody
+    // believes a portal tile works when it does not.
+    if protocol == Protocol::WsFed && raw.allow_idp_initiated.is_some() {
+        problems.push(problem(
+            "allow_idp_initiated",
+            "is not supported on wsfed connections: WS-Federation sign-in must start at realmgate (its answer is bound to the browser by wctx), so an unsolicited token from the IdP is always refused",
+            "remove the key, and link the portal tile to /.auth/login/<name> (or to a protected page); for IdP-initiated sign-in use a type = \"saml\" connection",
+        ));
+    }
     for (k, set) in wrong {
         if set {
             problems.push(problem(

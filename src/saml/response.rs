@@ -95,6 +95,12 @@ pub enum SamlError {
     Shape(String),
     #[error("the SAML response signature is not acceptable: {0}")]
     Signature(String),
+    /// No pinned certificate verifies the signature, and it names none of
+    /// them: maybe a key rollover the cached metadata does not list yet
+    /// (the sign-in refetches the metadata, rate-limited, and checks once
+    /// more). Logged and counted as `signature`, like [`SamlError::Signature`].
+    #[error("the SAML response is not signed by a certificate the IdP metadata lists: {0}")]
+    UnknownKey(String),
     #[error("the SAML {0} is not signed by the IdP (configure the IdP to sign it)")]
     Unsigned(&'static str),
     #[error("the IdP refused the sign-in (status {0})")]
@@ -128,7 +134,7 @@ impl SamlError {
             SamlError::TooLarge => "too_large",
             SamlError::Xml(_) => "xml",
             SamlError::Shape(_) => "shape",
-            SamlError::Signature(_) => "signature",
+            SamlError::Signature(_) | SamlError::UnknownKey(_) => "signature",
             SamlError::Unsigned(_) => "unsigned",
             SamlError::Status(_) => "status",
             SamlError::Issuer(_) => "issuer",
@@ -140,6 +146,15 @@ impl SamlError {
             SamlError::Replay => "replay",
             SamlError::Encrypted => "encrypted",
             SamlError::Decrypt(_) => "decrypt",
+        }
+    }
+}
+
+impl From<verify::VerifyError> for SamlError {
+    fn from(e: verify::VerifyError) -> SamlError {
+        match e {
+            verify::VerifyError::Refused(m) => SamlError::Signature(m),
+            verify::VerifyError::NoPinnedKey(m) => SamlError::UnknownKey(m),
         }
     }
 }
@@ -280,7 +295,7 @@ pub fn validate_response_with(
     let signed = if expected.is_empty() {
         Vec::new()
     } else {
-        verify::verify_all(text, trust, &expected).map_err(SamlError::Signature)?
+        verify::verify_all(text, trust, &expected).map_err(SamlError::from)?
     };
     let response_signed = signed.iter().find(|s| s.id == root_id);
     let assertion_signed = signed.iter().find(|s| s.id == assertion_id);
@@ -405,7 +420,7 @@ fn encrypted_response(
         None
     } else {
         verify::verify_all(text, trust, &expected)
-            .map_err(SamlError::Signature)?
+            .map_err(SamlError::from)?
             .into_iter()
             .next()
     };
@@ -467,7 +482,7 @@ fn encrypted_response(
             let prefixes =
                 verify::check_signature_shape(sig, &assertion_id).map_err(SamlError::Signature)?;
             verify::verify_all(&plaintext, trust, &[(assertion_id.clone(), prefixes)])
-                .map_err(SamlError::Signature)?
+                .map_err(SamlError::from)?
                 .into_iter()
                 .next()
         }

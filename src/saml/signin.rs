@@ -57,6 +57,8 @@ pub struct Prepared {
     /// The background refresh of a metadata URL (`source::spawn_refresh`),
     /// stopped when this connection is replaced or removed.
     refresh_task: Option<tokio::task::AbortHandle>,
+    /// Counts the metadata refetches made for an unknown signing key.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Drop for Prepared {
@@ -81,6 +83,7 @@ impl Prepared {
         env: Option<RefreshEnv>,
     ) -> Result<Prepared, String> {
         let mut refresh_task = None;
+        let metrics = env.as_ref().map(|e| e.metrics.clone());
         let idp = match settings.load_local_idp()? {
             Some(md) => IdpSource::Local(Arc::new(md)),
             None => match &settings.idp {
@@ -127,6 +130,7 @@ impl Prepared {
             decrypter,
             sp_cert_der,
             refresh_task,
+            metrics,
         })
     }
 
@@ -137,6 +141,29 @@ impl Prepared {
             IdpSource::Local(md) => Ok(md.clone()),
             IdpSource::Remote(cache) => cache.get(http).await,
         }
+    }
+}
+
+impl Prepared {
+    /// Newer metadata after a response whose signature no certificate of
+    /// `used` verified (see `MetadataCache::refetch_for_unknown_key`: at
+    /// most one fetch a minute, shared by concurrent sign-ins); None for a
+    /// metadata file or when nothing newer is to be had.
+    async fn idp_after_unknown_key(
+        &self,
+        http: &HttpClient,
+        connection: &str,
+        used: &Arc<IdpMetadata>,
+    ) -> Option<Arc<IdpMetadata>> {
+        let IdpSource::Remote(cache) = &self.idp else {
+            return None;
+        };
+        let started = std::time::Instant::now();
+        let (newer, fetched) = cache.refetch_for_unknown_key(http, used).await;
+        if let (Some(ok), Some(metrics)) = (fetched, &self.metrics) {
+            metrics.record_idp_call(connection, "saml_metadata", started.elapsed(), ok);
+        }
+        newer
     }
 }
 
@@ -369,22 +396,27 @@ impl<'a> SamlSignIn<'a> {
             .into_iter()
             .filter(|n| !n.is_empty() && !req.unsolicited)
             .collect();
-        let expect = Expect {
-            idp_entity_id: &md.entity_id,
-            sp_entity_id: &entity,
-            acs_url: acs,
-            requested: Requested {
-                ids: &ids,
-                // A pending SP-initiated sign-in must be answered by its
-                // response; only an unsolicited callback may answer none.
-                allow_idp_initiated: req.unsolicited,
-            },
-            recipient_required: true,
-            signed: p.settings.require_signed,
-            now: req.now,
-            skew: SKEW_SECS,
+        let check = |md: &IdpMetadata| {
+            let expect = Expect {
+                idp_entity_id: &md.entity_id,
+                sp_entity_id: &entity,
+                acs_url: acs,
+                requested: Requested {
+                    ids: &ids,
+                    // A pending SP-initiated sign-in must be answered by its
+                    // response; only an unsolicited callback may answer none.
+                    allow_idp_initiated: req.unsolicited,
+                },
+                recipient_required: true,
+                signed: p.settings.require_signed,
+                now: req.now,
+                skew: SKEW_SECS,
+            };
+            validate_response_with(&raw, &md.trust, &expect, p.decrypter.as_ref())
         };
-        let assertion = validate_response_with(&raw, &md.trust, &expect, p.decrypter.as_ref())
+        let assertion = self
+            .with_rollover(&p, &md, check)
+            .await
             .map_err(|e| self.assertion_refusal(req, e))?;
         let identity = self.identity(&assertion)?;
         self.claim(&assertion, req.now).await?;
@@ -404,22 +436,27 @@ impl<'a> SamlSignIn<'a> {
         };
         let acs = req.pending.redirect_uri.as_str();
         let realm = self.entity_id(self.origin_of(acs));
-        let expect = Expect {
-            idp_entity_id: &md.entity_id,
-            sp_entity_id: &realm,
-            acs_url: acs,
-            requested: Requested {
-                ids: &[],
-                // No InResponseTo in WS-Fed: the answer is bound by `wctx`
-                // (the seam checked it names this browser's pending login).
-                allow_idp_initiated: true,
-            },
-            recipient_required: false,
-            signed: p.settings.require_signed,
-            now: req.now,
-            skew: SKEW_SECS,
+        let check = |md: &IdpMetadata| {
+            let expect = Expect {
+                idp_entity_id: &md.entity_id,
+                sp_entity_id: &realm,
+                acs_url: acs,
+                requested: Requested {
+                    ids: &[],
+                    // No InResponseTo in WS-Fed: the answer is bound by `wctx`
+                    // (the seam checked it names this browser's pending login).
+                    allow_idp_initiated: true,
+                },
+                recipient_required: false,
+                signed: p.settings.require_signed,
+                now: req.now,
+                skew: SKEW_SECS,
+            };
+            wsfed::validate_wresult(wresult, &md.trust, &expect)
         };
-        let assertion = wsfed::validate_wresult(wresult, &md.trust, &expect)
+        let assertion = self
+            .with_rollover(&p, &md, check)
+            .await
             .map_err(|e| self.assertion_refusal(req, e))?;
         let identity = self.identity(&assertion)?;
         self.claim(&assertion, req.now).await?;
@@ -428,6 +465,32 @@ impl<'a> SamlSignIn<'a> {
 }
 
 impl SamlSignIn<'_> {
+    /// Runs `check` with the cached metadata; when it fails only because
+    /// no pinned certificate verified the signature
+    /// ([`SamlError::UnknownKey`]), once more with newer metadata if there
+    /// is any (a refetch, rate-limited: the IdP may have rolled over to a
+    /// key published after our last fetch). The second verdict is final:
+    /// nothing that failed is accepted on the old trust.
+    async fn with_rollover<T>(
+        &self,
+        p: &Prepared,
+        md: &Arc<IdpMetadata>,
+        check: impl Fn(&IdpMetadata) -> Result<T, SamlError>,
+    ) -> Result<T, SamlError> {
+        match check(md) {
+            Err(SamlError::UnknownKey(e)) => {
+                match p
+                    .idp_after_unknown_key(self.http, &self.conn.name, md)
+                    .await
+                {
+                    Some(newer) => check(&newer),
+                    None => Err(SamlError::UnknownKey(e)),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The refusal for an assertion that failed a check. One outside its
     /// validity window gets a page saying so: with a real IdP the cause is
     /// nearly always a clock off by more than the allowed skew, which the
@@ -900,6 +963,24 @@ type = "wsfed"
 metadata_url = "https://adfs.northwind.com/FederationMetadata/2007-06/FederationMetadata.xml"
 realm = "urn:realmgate:apps"
 "#;
+
+    #[test]
+    fn allow_idp_initiated_on_a_wsfed_connection_is_refused_by_name() {
+        for value in ["true", "false"] {
+            let e = config(&SAML.replace(
+                "realm = \"urn:realmgate:apps\"",
+                &format!("realm = \"urn:realmgate:apps\"\nallow_idp_initiated = {value}"),
+            ))
+            .expect_err("refused");
+            let text = e.to_string();
+            assert!(
+                text.contains("connection[1].allow_idp_initiated")
+                    && text.contains("not supported on wsfed")
+                    && text.contains("/.auth/login/<name>"),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn saml_and_wsfed_connections_are_kinds_and_check_prints_what_to_register() {

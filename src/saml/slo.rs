@@ -116,7 +116,7 @@ fn signed_text(
             let id = root.attribute("ID").unwrap_or("");
             let prefixes = verify::check_signature_shape(*sig, id).map_err(SamlError::Signature)?;
             let signed = verify::verify_all(text, trust, &[(id.to_string(), prefixes)])
-                .map_err(SamlError::Signature)?;
+                .map_err(SamlError::from)?;
             Ok(signed.into_iter().next().map(|s| s.canonical))
         }
         _ => Err(shape(

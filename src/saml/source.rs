@@ -11,7 +11,11 @@
 //! "saml_metadata", outcome="error"}`) and retried after [`RETRY_AFTER`],
 //! and the good copy keeps serving. A new copy is used by the next sign-in
 //! (an IdP's certificate rollover publishes both certificates for days
-//! before switching: both are pinned meanwhile). Without a background task
+//! before switching: both are pinned meanwhile). An IdP that signs with a
+//! key it published after our last fetch is followed at once:
+//! [`MetadataCache::refetch_for_unknown_key`] (at most one fetch per
+//! [`UNKNOWN_KEY_REFETCH_EVERY`], shared by concurrent sign-ins) gives the
+//! sign-in a newer copy to check its response against once more. Without a background task
 //! (no runtime), [`MetadataCache::get`] refreshes a copy older than
 //! [`REFRESH_AFTER`] itself.
 
@@ -30,6 +34,11 @@ pub const REFRESH_AFTER: Duration = Duration::from_secs(3600);
 /// After a failed refresh, how long before trying again (a down IdP is not
 /// hammered by every sign-in).
 pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// After a signature that no pinned certificate verifies, at most one
+/// metadata refetch per connection in this time (a flood of forged
+/// responses cannot make us hammer the IdP).
+pub const UNKNOWN_KEY_REFETCH_EVERY: Duration = Duration::from_secs(60);
 
 /// Why metadata is not available.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +110,10 @@ pub struct MetadataCache {
     /// A background task refreshes this cache ([`spawn_refresh`]): a
     /// request never fetches while a good copy exists.
     background: AtomicBool,
+    /// When the last refetch for an unknown signing key was started. An
+    /// async lock: concurrent sign-ins wait for the one refetch under way
+    /// (bounded by the HTTP client's timeout) and use its result.
+    unknown_key_refetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl MetadataCache {
@@ -125,6 +138,7 @@ impl MetadataCache {
                 last_failure: None,
             }),
             background: AtomicBool::new(false),
+            unknown_key_refetch: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -183,6 +197,37 @@ impl MetadataCache {
                 stale.ok_or(e)
             }
         }
+    }
+
+    /// A response failed because no pinned certificate of `used` verified
+    /// its signature (maybe the IdP rolled over after our last fetch).
+    /// Returns newer metadata to verify with once more, or None. Newer
+    /// means: a copy that replaced `used` since (another sign-in's refetch,
+    /// or the background refresh; no fetch then), else a fetch, at most one
+    /// per [`UNKNOWN_KEY_REFETCH_EVERY`]. The boolean says whether this
+    /// call fetched (for the metrics). Never answers `used` itself: what
+    /// failed on it stays refused.
+    pub async fn refetch_for_unknown_key(
+        &self,
+        client: &HttpClient,
+        used: &Arc<IdpMetadata>,
+    ) -> (Option<Arc<IdpMetadata>>, Option<bool>) {
+        let mut last = self.unknown_key_refetch.lock().await;
+        let newer = |md: Arc<IdpMetadata>| (!Arc::ptr_eq(&md, used)).then_some(md);
+        if let Some(current) = self.lock().good.as_ref().map(|(m, _)| m.clone()) {
+            if let Some(md) = newer(current) {
+                return (Some(md), None);
+            }
+        }
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < UNKNOWN_KEY_REFETCH_EVERY) {
+            return (None, None);
+        }
+        *last = Some(now);
+        tracing::info!(url = %self.url, "a SAML signature matches no pinned IdP certificate: fetching the IdP metadata again");
+        let fetched = self.refresh(client).await;
+        let ok = fetched.is_ok() && !self.failing();
+        (fetched.ok().and_then(newer), Some(ok))
     }
 
     /// True when the last fetch failed (and was not followed by a good one).

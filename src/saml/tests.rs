@@ -281,7 +281,8 @@ fn another_key_is_refused_and_rollover_accepts_either_pinned_cert() {
     let k = key();
     let other = key();
     let xml = Fx::default().build(&k);
-    assert!(matches!(check(&xml, &other), Err(SamlError::Signature(_))));
+    // Refused; named as a key the metadata may list only after a refetch.
+    assert!(matches!(check(&xml, &other), Err(SamlError::UnknownKey(_))));
     let both = trust(&[&other, &k]);
     validate_response(xml.as_bytes(), &both, &expect()).expect("rollover");
 }
@@ -299,7 +300,18 @@ fn keyinfo_certificate_of_the_attacker_is_not_trusted() {
         &format!("</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"),
         1,
     );
-    assert!(matches!(check(&xml, &k), Err(SamlError::Signature(_))));
+    assert!(matches!(check(&xml, &k), Err(SamlError::UnknownKey(_))));
+}
+
+/// `<ds:KeyInfo>` naming `k`'s certificate after the SignatureValue.
+fn with_key_info(xml: &str, k: &Key) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&k.cert_der);
+    xml.replacen(
+        "</ds:SignatureValue>",
+        &format!("</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"),
+        1,
+    )
 }
 
 #[test]
@@ -308,7 +320,22 @@ fn a_value_changed_after_signing_is_refused() {
     let xml = Fx::default()
         .build(&k)
         .replace(">alice@fabrikam.test<", ">admin@fabrikam.test<");
-    assert!(matches!(check(&xml, &k), Err(SamlError::Signature(_))));
+    // Without a KeyInfo hint a forgery cannot be told from a new key.
+    assert!(matches!(check(&xml, &k), Err(SamlError::UnknownKey(_))));
+    // Naming the pinned certificate: a bad signature by a known key, which
+    // new metadata would not change (no refetch).
+    let named = with_key_info(&xml, &k);
+    assert!(matches!(check(&named, &k), Err(SamlError::Signature(_))));
+    // The hint never makes anything pass: a good signature naming another
+    // certificate verifies with the pinned one; a bad one naming a pinned
+    // certificate stays refused with every other key pinned beside it.
+    let other = key();
+    let good = with_key_info(&Fx::default().build(&k), &other);
+    check(&good, &k).expect("verified by the pinned key whatever KeyInfo says");
+    assert!(matches!(
+        validate_response(named.as_bytes(), &trust(&[&other, &k]), &expect()),
+        Err(SamlError::Signature(_))
+    ));
 }
 
 #[test]
@@ -1209,7 +1236,7 @@ fn wsfed_saml11_wrong_realm_tamper_and_wrapping_are_refused() {
     let tampered = good.replace(">oid-11<", ">oid-12<");
     assert!(matches!(
         wsfed::validate_wresult(&tampered, &trust(&[&k]), &e),
-        Err(SamlError::Signature(_))
+        Err(SamlError::Signature(_) | SamlError::UnknownKey(_))
     ));
     // XSW: an evil unsigned assertion next to the signed one.
     let start = good.find("<saml:Assertion").expect("a");
@@ -1228,7 +1255,7 @@ fn wsfed_saml11_wrong_realm_tamper_and_wrapping_are_refused() {
     let other = key();
     assert!(matches!(
         wsfed::validate_wresult(&good, &trust(&[&other]), &e),
-        Err(SamlError::Signature(_))
+        Err(SamlError::UnknownKey(_))
     ));
 }
 
@@ -1379,6 +1406,6 @@ fn logout_request_with_enveloped_signature_is_read_from_signed_bytes() {
     let tampered = signed.replace("_sess1", "_sess2");
     assert!(matches!(
         slo::parse_logout_request(tampered.as_bytes(), &trust(&[&k]), false, IDP, SLO, NOW),
-        Err(SamlError::Signature(_))
+        Err(SamlError::Signature(_) | SamlError::UnknownKey(_))
     ));
 }

@@ -12,6 +12,39 @@ use roxmltree::Node;
 
 use super::xml::{children, is, one_child, NS_DSIG};
 
+/// Why [`verify_all`] refused a document's signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// Refused for a reason new IdP metadata cannot change (shape, wrapping,
+    /// or a signature that names a pinned certificate and still fails).
+    Refused(String),
+    /// No pinned certificate verifies a signature that does not name one
+    /// of them: the IdP may have rolled over to a key its metadata lists
+    /// only now. Still a refusal; the caller may refetch the metadata
+    /// (rate-limited) and verify once more with that trust alone.
+    NoPinnedKey(String),
+}
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyError::Refused(m) | VerifyError::NoPinnedKey(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for VerifyError {
+    fn from(m: String) -> VerifyError {
+        VerifyError::Refused(m)
+    }
+}
+
+impl From<&str> for VerifyError {
+    fn from(m: &str) -> VerifyError {
+        VerifyError::Refused(m.to_string())
+    }
+}
+
 /// Signature algorithms accepted (SHA-1, MD5, HMAC and DSA are not): what
 /// Entra, AD FS, Okta and Shibboleth sign with.
 const SIGNATURE_METHODS: &[&str] = &[
@@ -170,12 +203,13 @@ pub fn check_signature_shape(sig: Node<'_, '_>, parent_id: &str) -> Result<Vec<S
 /// that contains it and the c14n prefix list (from
 /// [`check_signature_shape`]). Any signature that does not verify fails the
 /// whole document; so does one whose reference resolves anywhere but its
-/// parent.
+/// parent. A cryptographic failure is [`VerifyError::NoPinnedKey`] unless
+/// every signature names a pinned certificate in its `KeyInfo`.
 pub fn verify_all(
     text: &str,
     trust: &IdpTrust,
     expected: &[(String, Vec<String>)],
-) -> Result<Vec<Signed>, String> {
+) -> Result<Vec<Signed>, VerifyError> {
     let doc = bergshamra::xml::uppsala::parse(text)
         .map_err(|e| format!("the signature library cannot parse the XML: {e}"))?;
     let keys = trust.keys()?;
@@ -187,7 +221,7 @@ pub fn verify_all(
     ctx.require_reference_digests = true;
     ctx.insecure = false;
     let results = bergshamra::dsig::verify::verify_all_document(&ctx, &doc)
-        .map_err(|e| format!("signature check failed: {e}"))?;
+        .map_err(|e| crypto_failure(text, trust, format!("signature check failed: {e}")))?;
     if results.len() != expected.len() {
         return Err("the signature library sees a different number of signatures".into());
     }
@@ -200,8 +234,12 @@ pub fn verify_all(
                 ..
             } => (signature_node, references),
             VerifyResult::Invalid { reason } => {
-                return Err(format!(
-                    "a signature does not verify with the pinned IdP certificates: {reason}"
+                return Err(crypto_failure(
+                    text,
+                    trust,
+                    format!(
+                        "a signature does not verify with the pinned IdP certificates: {reason}"
+                    ),
                 ))
             }
         };
@@ -225,6 +263,44 @@ pub fn verify_all(
         });
     }
     Ok(out)
+}
+
+/// Classifies a failure of the library's check. Cryptographically a forged
+/// signature and one made by a key we do not know look the same; the
+/// signature's `KeyInfo` tells them apart when it carries a pinned
+/// certificate (then the signature is simply bad and a refetch would not
+/// help). Without such a hint it may be a rollover: [`VerifyError::NoPinnedKey`].
+/// The hint only ever withholds a refetch; it never makes anything pass.
+fn crypto_failure(text: &str, trust: &IdpTrust, msg: String) -> VerifyError {
+    if every_signature_names_a_pinned_certificate(text, trust) {
+        VerifyError::Refused(msg)
+    } else {
+        VerifyError::NoPinnedKey(msg)
+    }
+}
+
+fn every_signature_names_a_pinned_certificate(text: &str, trust: &IdpTrust) -> bool {
+    use base64::Engine;
+    let Ok(doc) = super::xml::parse_strict(text) else {
+        return false;
+    };
+    let mut signatures = doc
+        .descendants()
+        .filter(|n| is(*n, NS_DSIG, "Signature"))
+        .peekable();
+    if signatures.peek().is_none() {
+        return false;
+    }
+    signatures.all(|sig| {
+        children(sig, NS_DSIG, "KeyInfo")
+            .flat_map(|ki| ki.descendants())
+            .filter(|n| is(*n, NS_DSIG, "X509Certificate"))
+            .filter_map(|n| {
+                let b64: String = n.text()?.chars().filter(|c| !c.is_whitespace()).collect();
+                base64::engine::general_purpose::STANDARD.decode(b64).ok()
+            })
+            .any(|der| trust.certs_der.contains(&der))
+    })
 }
 
 /// The library's exclusive canonical form of `element` minus the `sig`

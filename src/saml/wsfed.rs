@@ -142,8 +142,8 @@ pub fn validate_wresult(
         return Err(shape("the signature is not directly in the assertion"));
     }
     let prefixes = verify::check_signature_shape(*sig, &id).map_err(SamlError::Signature)?;
-    let signed = verify::verify_all(wresult, trust, &[(id.clone(), prefixes)])
-        .map_err(SamlError::Signature)?;
+    let signed =
+        verify::verify_all(wresult, trust, &[(id.clone(), prefixes)]).map_err(SamlError::from)?;
     let [signed] = signed.as_slice() else {
         return Err(SamlError::Unsigned("assertion"));
     };

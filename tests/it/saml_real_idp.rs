@@ -107,8 +107,8 @@ impl RealIdp {
         )
     }
 
-    /// POST /control (the script's test controls).
-    async fn control(&self, body: serde_json::Value) {
+    /// POST /control (the script's test controls); the IdP's state after.
+    async fn control(&self, body: serde_json::Value) -> serde_json::Value {
         let resp = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))
@@ -120,6 +120,18 @@ impl RealIdp {
             .await
             .expect("the IdP answers /control");
         assert_eq!(resp.status(), StatusCode::OK, "control {body}");
+        resp.json().await.expect("the control answer is JSON")
+    }
+
+    /// How often each metadata document (SAML, WS-Fed) was fetched so far.
+    async fn metadata_hits(&self) -> (u64, u64) {
+        let state = self.control(json!({})).await;
+        let hits = |kind: &str| {
+            state["metadataHits"][kind]
+                .as_u64()
+                .unwrap_or_else(|| panic!("metadataHits.{kind} in {state}"))
+        };
+        (hits("saml"), hits("wsfed"))
     }
 
     /// The IdP goes down: its process is killed and waited for, so its port
@@ -532,8 +544,103 @@ async fn a_signing_key_rollover_announced_in_the_metadata_keeps_sign_in_working(
     assert!(resp.text().await.unwrap().contains("could not be verified"));
 }
 
+/// The IdP publishes its next certificate only AFTER realmgate cached its
+/// metadata, and signs with it at once: the first response signed by the
+/// new key makes realmgate fetch the metadata again (one fetch per
+/// connection) and verify once more with it, so sign-in keeps working
+/// without a restart or waiting for the hourly refresh. A key the metadata
+/// never lists is still refused.
+#[tokio::test]
+async fn a_key_published_after_the_metadata_was_cached_is_fetched_when_it_first_signs() {
+    let idp = RealIdp::start().await;
+    let w = world(&idp, &[]).await;
+    for email in ["carol@fabrikam.test", "dan@northwind.test"] {
+        let browser = signed_in(&w, &idp, email).await;
+        app_sees(&w, &browser).await;
+    }
+    let (saml_before, wsfed_before) = idp.metadata_hits().await;
+
+    idp.control(json!({ "publish": [0, 1], "signWith": 1 }))
+        .await;
+    for (email, user) in [
+        ("carol@fabrikam.test", "fabrikam:u-carol"),
+        ("dan@northwind.test", "northwind:u-carol"),
+    ] {
+        let browser = signed_in(&w, &idp, email).await;
+        let echoed = app_sees(&w, &browser).await;
+        assert_eq!(echoed.header("x-forwarded-user").as_deref(), Some(user));
+    }
+    assert_eq!(
+        idp.metadata_hits().await,
+        (saml_before + 1, wsfed_before + 1),
+        "one refetch per connection"
+    );
+    // The refreshed copy serves the next sign-ins without fetching.
+    signed_in(&w, &idp, "carol@fabrikam.test").await;
+    assert_eq!(
+        idp.metadata_hits().await,
+        (saml_before + 1, wsfed_before + 1)
+    );
+
+    idp.control(json!({ "signWith": 2 })).await;
+    for email in ["carol@fabrikam.test", "dan@northwind.test"] {
+        let browser = Browser::new(&w.gateway);
+        let resp = sign_in_without_script(&w, &idp, &browser, email).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{email}");
+        assert!(resp.text().await.unwrap().contains("could not be verified"));
+    }
+}
+
+/// Hostile: a flood of responses signed by a key the IdP never publishes,
+/// sent at once. Every one is refused, and the IdP's metadata is fetched
+/// again at most once a minute per connection (concurrent sign-ins share
+/// the one refetch).
+#[tokio::test]
+async fn a_flood_of_responses_signed_by_an_unknown_key_refetches_the_metadata_at_most_once_a_minute(
+) {
+    const FLOOD: usize = 6;
+    let idp = RealIdp::start().await;
+    let w = world(&idp, &[]).await;
+    // The first sign-ins make sure the startup fetch is done.
+    for email in ["carol@fabrikam.test", "dan@northwind.test"] {
+        signed_in(&w, &idp, email).await;
+    }
+    let (saml_before, wsfed_before) = idp.metadata_hits().await;
+    let started = std::time::Instant::now();
+    idp.control(json!({ "signWith": 2 })).await;
+    let one = |email: &'static str| {
+        let (w, idp) = (&w, &idp);
+        async move {
+            let browser = Browser::new(&w.gateway);
+            let resp = sign_in_without_script(w, idp, &browser, email).await;
+            (resp.status(), resp.text().await.unwrap_or_default())
+        }
+    };
+    let answers = futures_util::future::join_all(
+        (0..FLOOD).flat_map(|_| [one("carol@fabrikam.test"), one("dan@northwind.test")]),
+    )
+    .await;
+    for (status, page) in &answers {
+        assert_eq!(*status, StatusCode::UNAUTHORIZED, "{page}");
+        assert!(page.contains("could not be verified"), "{page}");
+    }
+    let (saml_after, wsfed_after) = idp.metadata_hits().await;
+    let minutes = started.elapsed().as_secs() / 60;
+    for (kind, before, after) in [
+        ("saml", saml_before, saml_after),
+        ("wsfed", wsfed_before, wsfed_after),
+    ] {
+        let fetched = after - before;
+        assert!(
+            (1..=1 + minutes).contains(&fetched),
+            "{kind}: {fetched} metadata fetches for {FLOOD} forged responses in {minutes} whole minute(s)"
+        );
+    }
+}
+
 /// The IdP down: a connection whose metadata was never fetched answers new
-/// sign-ins with a clear 503 page; sessions made before are unaffected.
+/// sign-ins with a clear 503 page; one fetched before keeps its copy;
+/// sessions made before are unaffected.
 #[tokio::test]
 async fn an_idp_that_is_down_gives_a_clear_503_and_leaves_sessions_alone() {
     let mut idp = RealIdp::start().await;
@@ -582,8 +689,10 @@ home_realm_domains = ["tailspin.test"]
     let (status, me) = carol.me(&url(&w, "/.auth/me")).await;
     assert_eq!(status, StatusCode::OK, "{me}");
 
-    // The WS-Fed connection never fetched its metadata: with the IdP down,
-    // its sign-ins get the 503, and carol's session is still there.
+    // The WS-Fed connection fetched its metadata when the gateway started
+    // (background refresh) and keeps that copy while the IdP is down: its
+    // sign-ins are still sent to the IdP (nothing here can tell it is down
+    // without probing it), and carol's session is still there.
     let resp = Browser::new(&w.gateway)
         .client
         .post(url(&w, "/.auth/login"))
@@ -595,12 +704,12 @@ home_realm_domains = ["tailspin.test"]
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(resp
-        .text()
-        .await
-        .unwrap()
-        .contains("identity provider cannot be reached"));
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    assert!(
+        location(&resp).starts_with(&idp.base),
+        "the kept metadata still names the IdP: {}",
+        location(&resp)
+    );
     app_sees(&w, &carol).await;
 }
 

@@ -79,6 +79,8 @@
 //   {"sloBinding": "post"}   LogoutRequests of sign-ins from now on go over HTTP-POST (a
 //                            self-posting form, enveloped XML signature) instead of
 //                            "redirect" (the default)
+//   {}                       nothing changes; the answer's "metadataHits" counts the GETs of
+//                            each metadata document so far ({"saml": n, "wsfed": n})
 //
 // TEST ONLY: plain HTTP on loopback, keys from files the test generated, users in memory.
 
@@ -272,9 +274,12 @@ function withPublishedCertificates(xml, libraryCert) {
   return xml.replace(block[0], all);
 }
 
+const metadataHits = { saml: 0, wsfed: 0 };
+
 /** Runs a library's metadata middleware and rewrites its certificates. */
-function metadata(make) {
+function metadata(kind, make) {
   return (req, res, next) => {
+    metadataHits[kind] += 1;
     const send = res.send.bind(res);
     res.send = (body) => {
       try {
@@ -327,7 +332,7 @@ app.post('/control', async (req, res) => {
     if (!Number.isFinite(b.clockOffsetSeconds)) return res.status(400).json({ error: 'clockOffsetSeconds: a number' });
     clockOffsetMs = b.clockOffsetSeconds * 1000;
   }
-  res.json({ ...state, clockOffsetSeconds: clockOffsetMs / 1000 });
+  res.json({ ...state, clockOffsetSeconds: clockOffsetMs / 1000, metadataHits });
 });
 
 /** The user cancelled at the login page: a signed error Response to the SP. */
@@ -373,7 +378,7 @@ app.post('/login', (req, res, next) => {
 });
 
 // --- SAML 2.0 ---
-app.get('/saml/FederationMetadata/2007-06/FederationMetadata.xml', metadata(() =>
+app.get('/saml/FederationMetadata/2007-06/FederationMetadata.xml', metadata('saml', () =>
   samlp.metadata({
     issuer: samlIssuer(),
     cert: signing().cert,
@@ -491,7 +496,7 @@ class SamlpParticipants {
 }
 
 // --- WS-Federation passive ---
-app.get('/wsfed/FederationMetadata/2007-06/FederationMetadata.xml', metadata(() =>
+app.get('/wsfed/FederationMetadata/2007-06/FederationMetadata.xml', metadata('wsfed', () =>
   wsfed.metadata({
     issuer: wsfedIssuer(),
     cert: signing().cert,

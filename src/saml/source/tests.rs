@@ -196,3 +196,84 @@ async fn without_a_good_copy_the_failure_is_the_answer_and_the_task_ends_with_th
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// After a signature no pinned certificate verifies: one fetch, whose
+/// newer copy is answered; a sign-in that started on the old copy gets the
+/// newer one without fetching; once the newer copy fails too, nothing
+/// more is fetched within the minute; the copy that failed is never
+/// answered.
+#[tokio::test]
+async fn an_unknown_key_refetches_once_a_minute_and_never_answers_the_copy_that_failed() {
+    let (a, b) = (cert(), cert());
+    let body: Body = Arc::new(Mutex::new(Some(metadata(
+        &[&a],
+        "https://idp.example.test/sso",
+    ))));
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = server(body.clone(), hits.clone()).await;
+    let http = HttpClient::new().expect("client");
+    let cache = MetadataCache::new(&url, Protocol::Saml);
+    let old = cache.get(&http).await.expect("first copy");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // The IdP publishes its next certificate after our fetch.
+    *body.lock().expect("lock") = Some(metadata(&[&a, &b], "https://idp.example.test/sso"));
+    let (newer, fetched) = cache.refetch_for_unknown_key(&http, &old).await;
+    let newer = newer.expect("a newer copy");
+    assert_eq!(fetched, Some(true));
+    assert_eq!(format!("{:?}", newer.trust), "IdpTrust(2 certificate(s))");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // A sign-in that failed on the old copy meanwhile: the newer copy, no fetch.
+    let (again, fetched) = cache.refetch_for_unknown_key(&http, &old).await;
+    assert!(Arc::ptr_eq(&again.expect("newer"), &newer));
+    assert_eq!(fetched, None);
+    // A failure on the newer copy within the minute: nothing, no fetch.
+    for _ in 0..5 {
+        assert_eq!(cache.refetch_for_unknown_key(&http, &newer).await.1, None);
+        assert!(cache
+            .refetch_for_unknown_key(&http, &newer)
+            .await
+            .0
+            .is_none());
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert!(Arc::ptr_eq(&cache.get(&http).await.expect("copy"), &newer));
+}
+
+/// Concurrent failures share one refetch; an IdP that is down yields no
+/// newer copy, keeps the good one, and is counted as a failed fetch.
+#[tokio::test]
+async fn concurrent_unknown_keys_share_one_refetch_and_a_down_idp_answers_none() {
+    let a = cert();
+    let body: Body = Arc::new(Mutex::new(Some(metadata(
+        &[&a],
+        "https://idp.example.test/sso",
+    ))));
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = server(body.clone(), hits.clone()).await;
+    let http = HttpClient::new().expect("client");
+    let cache = MetadataCache::new(&url, Protocol::Saml);
+    let old = cache.get(&http).await.expect("first copy");
+    let answers =
+        futures_util::future::join_all((0..16).map(|_| cache.refetch_for_unknown_key(&http, &old)))
+            .await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "one refetch for 16 failures"
+    );
+    assert_eq!(answers.iter().filter(|(_, f)| f.is_some()).count(), 1);
+    let first = answers[0].0.clone().expect("newer");
+    assert!(answers
+        .iter()
+        .all(|(md, _)| md.as_ref().is_some_and(|m| Arc::ptr_eq(m, &first))));
+
+    let cache = MetadataCache::new(&url, Protocol::Saml);
+    let old = cache.get(&http).await.expect("copy");
+    *body.lock().expect("lock") = None;
+    let (newer, fetched) = cache.refetch_for_unknown_key(&http, &old).await;
+    assert!(newer.is_none());
+    assert_eq!(fetched, Some(false));
+    assert!(Arc::ptr_eq(&cache.get(&http).await.expect("kept"), &old));
+}
