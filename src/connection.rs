@@ -230,6 +230,8 @@ pub struct EndpointRequest<'a> {
     /// The pending login or logout of this browser named by the request's
     /// [`SignIn::state_param`], taken from the state cookie (spent).
     pub pending: Option<&'a PendingLogin>,
+    /// The audit trail (an IdP's logout request that ends sessions).
+    pub audit: &'a crate::audit::Audit,
 }
 
 /// What [`SignIn::provider_logout`] receives: the session being ended.

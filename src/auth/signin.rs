@@ -191,6 +191,7 @@ pub(crate) async fn kind_endpoint(
             pages: &ctx.state.pages,
             origin: &ctx.origin,
             pending: pending.as_ref(),
+            audit: &ctx.state.audit,
         },
     );
     let mut resp = match served {

@@ -8,10 +8,10 @@
 //! WS-Fed `idp_metadata_file` / `metadata_file`), and the CA files
 //! realmgate trusts (`upstream_ca`, LDAP `ca_file`). And the identity
 //! providers (`Metrics::set_idp_certificates`): the `x5c` certificates of an
-//! OpenID provider's JWKS each time it is fetched, and whatever else learns
-//! an IdP's signing certificates at run time (metadata fetched from
-//! `idp_metadata_url` / `metadata_url` is not reported yet: that fetch lives
-//! in `saml::source` and would call `Metrics::set_idp_certificates`).
+//! OpenID provider's JWKS each time it is fetched, and the signing
+//! certificates of SAML / WS-Fed metadata fetched from `idp_metadata_url` /
+//! `metadata_url` each time its background refresh succeeds
+//! (`saml::source::spawn_refresh`).
 //!
 //! Labels: `kind` (`tls_server`, `client`, `saml_sp`, `idp_signing`,
 //! `upstream_ca`, `ldap_ca`), `name` (the connection or route; `server` for

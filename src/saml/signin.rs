@@ -903,6 +903,12 @@ impl SamlSignIn<'_> {
             );
         }
         tracing::info!(connection = %self.conn.name, sessions = ended, "SAML single logout");
+        // The IdP's logout request is a front-channel logout (it comes
+        // through the browser), like WS-Fed's `wsignoutcleanup1.0`.
+        req.audit.record(crate::audit::Event::FrontchannelLogout {
+            connection: &self.conn.name,
+            ended,
+        });
         let Some(idp_slo) = md.slo_url.as_deref() else {
             return Ok(crate::respond::html(
                 StatusCode::OK,

@@ -257,8 +257,15 @@ pub fn spawn_refresh(
                 return;
             };
             let started = Instant::now();
-            let ok = cache.refresh(&http).await.is_ok() && !cache.failing();
+            let fetched = cache.refresh(&http).await;
+            let ok = fetched.is_ok() && !cache.failing();
             metrics.record_idp_call(&connection, "saml_metadata", started.elapsed(), ok);
+            if let (true, Ok(md)) = (ok, &fetched) {
+                // Their expiry is a metric, like a JWKS's `x5c`.
+                let certs = md.trust.certs_der().iter();
+                let certs = certs.filter_map(|der| crate::metrics::CertInfo::of_der(der));
+                metrics.set_idp_certificates(&connection, certs.collect());
+            }
             delay = if ok {
                 jittered(cache.refresh_after)
             } else {

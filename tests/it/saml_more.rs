@@ -31,6 +31,11 @@ fn b64() -> base64::engine::GeneralPurpose {
 /// A SAML connection `fabrikam` trusting `idp`, with the IdP's SLO
 /// endpoint and `sp`'s key as the SP key; `extra` lines added.
 async fn world(idp: &IdpKey, sp: &IdpKey, extra: &str) -> World {
+    world_with(idp, sp, extra, "").await
+}
+
+/// [`world`] with more top-level tables (`[log]` for the audit trail).
+async fn world_with(idp: &IdpKey, sp: &IdpKey, extra: &str, tables: &str) -> World {
     let saml = format!(
         r#"
 [[connection]]
@@ -52,6 +57,7 @@ home_realm_domains = ["fabrikam.test"]
     World::builder()
         .connection(saml)
         .route(echo_route("app", HOST))
+        .table(tables.to_string())
         .start()
         .await
 }
@@ -372,7 +378,10 @@ home_realm_domains = ["fabrikam.test"]
 #[tokio::test]
 async fn an_idp_logout_request_is_accepted_once() {
     let (idp, sp) = (idp_key(), idp_key());
-    let w = world(&idp, &sp, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let log = format!("[log]\naudit = {:?}\n", audit.to_str().unwrap());
+    let w = world_with(&idp, &sp, "", &log).await;
     let browser = sp_sign_in(&w, &idp).await;
     let slo = w.url("/.auth/saml/fabrikam/slo");
     let request = |id: &str, issued: u64| {
@@ -402,6 +411,16 @@ async fn an_idp_logout_request_is_accepted_once() {
     let answer = inflate(&back, "SAMLResponse");
     assert_eq!(attr(&answer, "InResponseTo"), "_lr_once");
     assert!(!signed_in(&w, &browser).await, "the session ended");
+    // An audit event, like every front-channel logout.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let ended: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|e| e["event"] == "frontchannel_logout")
+        .collect();
+    assert_eq!(ended.len(), 1, "{text}");
+    assert_eq!(ended[0]["connection"], "fabrikam");
+    assert_eq!(ended[0]["ended"], 1, "{text}");
 
     // The same request again, after carol signed in again: refused, and
     // her new session stays.

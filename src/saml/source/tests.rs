@@ -126,6 +126,15 @@ async fn the_background_refresh_follows_the_idp_and_keeps_the_copy_when_it_fails
     .await;
     let md = cache.get(&http).await.expect("copy");
     assert_eq!(format!("{:?}", md.trust), "IdpTrust(2 certificate(s))");
+    // Both certificates' expiry is a metric (one series each).
+    let idp_series = |m: &crate::metrics::Metrics| {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("realmgate_certificate_not_after_seconds{"))
+            .filter(|l| l.contains("kind=\"idp_signing\"") && l.contains("name=\"fab\""))
+            .count()
+    };
+    eventually("two idp_signing series", || idp_series(&metrics) == 2).await;
 
     // The IdP goes down: the good copy keeps serving, the failure counted.
     *body.lock().expect("lock") = None;
@@ -146,6 +155,10 @@ async fn the_background_refresh_follows_the_idp_and_keeps_the_copy_when_it_fails
     .await;
     let md = cache.get(&http).await.expect("copy");
     assert_eq!(format!("{:?}", md.trust), "IdpTrust(1 certificate(s))");
+    eventually("the retired certificate's series gone", || {
+        idp_series(&metrics) == 1
+    })
+    .await;
 
     // Requests never fetched: every hit was the background task's (its
     // cadence is what the server saw; `get` served the copy each time).
