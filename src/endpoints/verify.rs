@@ -143,6 +143,21 @@ async fn judge(
             return Ok(refused(why));
         }
     };
+    // `X-Original-URL` may only name a host of the route the request's own
+    // `Host` chose, never another route's: plain nginx passes a client's
+    // copy into its auth subrequest, and a lax route's policy must not be
+    // chosen for a strict route's request (SPEC 6.1). ingress-nginx's
+    // `auth-url` on the app's host, or on a Service name added to the app's
+    // route, both meet this; its path still picks among that host's routes.
+    if fwd.host_from_original_url
+        && !fwd.trusted_host.as_deref().is_some_and(|h| {
+            crate::router::normalize_host(h)
+                .is_some_and(|h| ctx.route.hosts.iter().any(|r| *r == h))
+        })
+    {
+        tracing::warn!(route.name = %ctx.route.name, "forward auth refused: X-Original-URL names a host of another route");
+        return Ok(refused(Unjudgeable::UnreadableUri));
+    }
     let route = match policy_route(ctx, parts, &fwd, target.as_ref()) {
         Ok(route) => route,
         Err(why @ Unjudgeable::NoRoute) => {
@@ -207,8 +222,12 @@ struct Forwarded {
     may_redirect: bool,
     /// The original method is GET or HEAD (or unknown).
     navigation: bool,
-    /// From a trusted proxy only: the original host (`X-Forwarded-Host`).
+    /// From a trusted proxy only: the original host (`X-Forwarded-Host`,
+    /// else the host of `X-Original-URL`).
     trusted_host: Option<String>,
+    /// `trusted_host` is `X-Original-URL`'s: it may only name a host of the
+    /// route the request's own `Host` chose.
+    host_from_original_url: bool,
     /// From a trusted proxy only: the original path, without query.
     trusted_path: Option<String>,
     /// From a trusted proxy only: a URI header was sent but cannot be read
@@ -264,6 +283,8 @@ impl Forwarded {
             Some(m) => m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD"),
             None => parts.method == Method::GET || parts.method == Method::HEAD,
         };
+        let host_from_original_url =
+            trusted && forwarded_host.is_none() && matches!(url_host, Some(Some(_)));
         let trusted_host = trusted
             .then(|| forwarded_host.or(url_host.flatten()))
             .flatten();
@@ -276,6 +297,7 @@ impl Forwarded {
             may_redirect,
             navigation,
             trusted_host,
+            host_from_original_url,
             trusted_path,
             unreadable_uri,
         }
@@ -323,9 +345,15 @@ fn host_of_url(url: &str) -> Option<&str> {
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return None;
     }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // Up to the first `/` only, and then all of it must be a host: nginx
+    // accepts `?` and `#` in a Host header, so `https://a.test?` (built from
+    // `$http_host`) is not `a.test` to the proxy that routed the request.
+    let end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..end];
-    (!authority.is_empty() && !authority.contains('@')).then_some(authority)
+    let host_like = !authority.is_empty()
+        && !authority.contains(['@', '?', '#'])
+        && crate::router::normalize_host(authority).is_some();
+    host_like.then_some(authority)
 }
 
 /// The canonical target of a trusted proxy's forwarded path, which must be
@@ -402,6 +430,11 @@ mod tests {
         assert_eq!(host_of_url("javascript://app.test/"), None);
         assert_eq!(host_of_url("https://evil@app.test/"), None);
         assert_eq!(host_of_url("https:///a"), None);
+        // nginx routes `Host: app.test?` to its default server, not to
+        // app.test: such an authority names no host.
+        assert_eq!(host_of_url("https://app.test?/a"), None);
+        assert_eq!(host_of_url("https://app.test#x/a"), None);
+        assert_eq!(host_of_url("https://app.test?"), None);
     }
 
     #[test]

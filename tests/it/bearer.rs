@@ -503,6 +503,7 @@ fn nginx_api_conf(
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Forwarded-Uri "";
             proxy_set_header X-Forwarded-Host "";
+            proxy_set_header X-Original-URL "";
         }}
 
         location /api/ {{

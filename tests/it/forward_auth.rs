@@ -805,6 +805,7 @@ fn nginx_conf(dir: &Path, listen: SocketAddr, gateway: SocketAddr, upstream: Soc
             # A client's copies would pick the route (nginx is trusted).
             proxy_set_header X-Forwarded-Uri "";
             proxy_set_header X-Forwarded-Host "";
+            proxy_set_header X-Original-URL "";
         }}
 
         location @login {{

@@ -197,6 +197,32 @@ async fn oauth2_auth_answers_401_never_302_and_403_when_the_policy_denies() {
         ask("http://app.test/x/../admin/x").await.unwrap().status(),
         StatusCode::BAD_REQUEST
     );
+    // Plain nginx passes a client's own X-Original-URL into its auth
+    // subrequest: naming another route's host (other.test has no policy)
+    // must not pick that route's policy for app.test's /admin.
+    assert_eq!(
+        ask("http://other.test/admin/x").await.unwrap().status(),
+        StatusCode::BAD_REQUEST,
+        "X-Original-URL cannot move the decision to another route"
+    );
+    let resp = bob
+        .client
+        .get(w.gateway.url(APP, "/.auth/verify"))
+        .header("x-original-url", "http://other.test/admin/x")
+        .header("x-original-uri", "/admin/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "same at /.auth/verify"
+    );
+    // A Host nginx would not route to app.test (`?` in it) names no host.
+    assert_eq!(
+        ask("http://app.test?/admin/x").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
     w.upstream.assert_received_nothing().await;
 }
 
