@@ -170,7 +170,11 @@ impl MemoryStore {
             self.cache.invalidate(id);
             return None;
         }
-        packed.last_seen.store(now, Ordering::Relaxed);
+        // Written once per second at most: a store on every read would bounce
+        // the entry's cache line between proxy threads serving one session.
+        if packed.last_seen.load(Ordering::Relaxed) != now {
+            packed.last_seen.store(now, Ordering::Relaxed);
+        }
         if let Some(session) = self.hot.get(id, &packed) {
             return Some((packed, session));
         }
