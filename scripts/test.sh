@@ -154,9 +154,11 @@ cargo fmt --all -- --check --color "$CARGO_TERM_COLOR"
 
 section "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
-# The fuzz entry points (src/fuzzing.rs) exist only with this feature.
-section "cargo clippy --all-targets --features fuzzing -- -D warnings"
-cargo clippy --all-targets --features fuzzing -- -D warnings
+# The fuzz entry points (src/fuzzing.rs) and the many-sessions bench seeding
+# (src/session/bench_seed.rs) exist only with these features: linted here so
+# a change to what they build cannot break them unseen.
+section "cargo clippy --all-targets --features fuzzing,bench-sessions -- -D warnings"
+cargo clippy --all-targets --features fuzzing,bench-sessions -- -D warnings
 
 # --- 3b. supply chain ---------------------------------------------------------------
 # cargo-deny (deny.toml): RustSec advisories, banned or wildcard versions,

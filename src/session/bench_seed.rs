@@ -125,6 +125,8 @@ fn sample(
         access_token: None,
         refresh_token: None,
         tokens_expire_at: None,
+        saml_name_id: None,
+        client_addr: Some(std::net::IpAddr::from([10, 0, 0, 1])),
         created_at: now,
         expires_at: now + lifetime,
     }
