@@ -942,6 +942,40 @@ async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
     assert_ne!(r.status(), 200, "no session for another domain's account");
 }
 
+/// With a direct bind the typed login is the only key of the failure
+/// limit, and Active Directory takes `àlice`, `a\u{301}lice` (any number of
+/// marks) and `alice` for one account: marked spellings share one budget.
+#[tokio::test]
+async fn direct_bind_spellings_with_marks_share_one_failure_budget() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = behind_proxy(gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"\nmax_failed_logins = 3\nfailure_window = \"10m\"",
+    ))
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    for (i, spelling) in [
+        "\u{e0}lice@corp.test",
+        "a\u{301}\u{301}lice@corp.test",
+        "CORP\\\u{c5}LICE",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (s, body, _) = post_from(&gw, &format!("10.2.0.{i}"), spelling, "wrong").await;
+        assert_eq!(s, 401, "{spelling}: {body}");
+    }
+    let binds = ldap.user_binds();
+    let (s, _, _) = post_from(&gw, "10.2.0.9", "alice@corp.test", "correct horse").await;
+    assert_eq!(s, 429, "a fourth spelling is the same login");
+    assert_eq!(ldap.user_binds(), binds, "the directory was not asked");
+    gw.stop().await;
+}
+
 /// Active Directory binds one account under many names (display name,
 /// canonical name, SID, objectGUID, SPN, ...); the failure limit folds only
 /// a UPN and `DOMAIN\account` into one login. Any other name never reaches
