@@ -14,10 +14,12 @@
 //! the same writer thread in per-thread batches; the filter decides whether
 //! it is on (target `access` at INFO).
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -54,12 +56,13 @@ pub fn init(format: LogFormat, level: &str) {
     let access_writer = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
+        // JSON escapes CR and LF itself; text lines need `OneLine`.
+        LogFormat::Text => builder.with_writer(OneLine(writer)).try_init(),
         LogFormat::Json => builder
+            .with_writer(writer)
             .json()
             .flatten_event(true)
             .with_current_span(false)
@@ -80,6 +83,64 @@ pub fn flush() {
     drop(guard);
 }
 
+/// The text format's writer: one event, one line. tracing-subscriber
+/// escapes ESC and C1 controls in what events carry, but writes CR and LF as
+/// they are, and some values come from the other side of a request (an
+/// IdP's or a library's error text quoting what it was sent): a newline in
+/// one would start a line that reads like an event of its own. Every CR and
+/// LF of an event but its final LF is written as `\r` / `\n`. The
+/// formatter hands each event over in one `write_all` (a whole line), so
+/// the escaping sees the line whole.
+#[derive(Clone)]
+struct OneLine<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for OneLine<M> {
+    type Writer = OneLineWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        OneLineWriter(self.0.make_writer())
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        OneLineWriter(self.0.make_writer_for(meta))
+    }
+}
+
+struct OneLineWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for OneLineWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // All of `buf` or an error: a partial write would split a line
+        // between two escapings.
+        self.0.write_all(&one_line(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `line` with every CR and LF escaped but a final LF.
+fn one_line(line: &[u8]) -> Cow<'_, [u8]> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    if !body.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return Cow::Borrowed(line);
+    }
+    let mut out = Vec::with_capacity(line.len().saturating_add(16));
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+    if body.len() != line.len() {
+        out.push(b'\n');
+    }
+    Cow::Owned(out)
+}
+
 fn parse_filter(directive: &str, what: &str) -> EnvFilter {
     match EnvFilter::try_new(directive) {
         Ok(f) => f,
@@ -96,6 +157,67 @@ fn parse_filter(directive: &str, what: &str) -> EnvFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One event, one line: tracing-subscriber escapes ESC and C1 controls
+    /// in field values but writes CR and LF as they are, so a value that
+    /// carries a newline (an IdP's error text, a library's message quoting
+    /// what it was sent) would start a forged line of its own.
+    #[test]
+    fn a_text_log_event_is_one_line_whatever_its_fields_hold() {
+        let forged = "2026-12-06T16:00:00Z  INFO realmgate: sign-in of admin";
+        let line = format!("WARN sign-in failed detail=status a\n{forged}\r\n{forged}\n");
+        let mut out = Vec::new();
+        {
+            use std::io::Write;
+            let mut w = OneLineWriter(&mut out);
+            w.write_all(line.as_bytes()).unwrap();
+        }
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            format!("WARN sign-in failed detail=status a\\n{forged}\\r\\n{forged}\n")
+        );
+        assert_eq!(out.lines().count(), 1);
+        // A line without them is written as it is.
+        assert_eq!(one_line(b"plain\n").as_ref(), b"plain\n");
+        assert_eq!(one_line(b"no newline").as_ref(), b"no newline");
+    }
+
+    /// The same through the text formatter: each event reaches the writer
+    /// in one write, so the escaping sees the whole line.
+    #[test]
+    fn the_text_formatter_writes_an_event_with_a_newline_as_one_line() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Shared::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(OneLine(move || sink.clone()))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let detail = "saml status: x\n2026-12-06T16:00:00Z  INFO forged\r";
+            tracing::warn!(detail = %detail, "sign-in failed\nsecond");
+            tracing::info!("next");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].contains(r"sign-in failed\nsecond") && lines[0].contains(r"x\n2026"),
+            "{text}"
+        );
+        assert!(lines[1].contains("next"), "{text}");
+    }
 
     #[test]
     fn bad_filters_fall_back_to_info_instead_of_failing() {

@@ -53,8 +53,8 @@ pub(super) async fn finish(
             // signed in; send it on to its target instead of "Sign-in
             // expired". Nothing is exchanged and no session changes. A
             // replay of the answer that redeemed the state stays refused.
-            if let Some(spent) = spent_target.as_deref() {
-                if let Some(resp) = already_signed_in(ctx, parts, Some(spent)).await {
+            if let Some((spent, session)) = &spent_target {
+                if let Some(resp) = already_signed_in(ctx, parts, spent, session).await {
                     return Ok(resp);
                 }
             }
@@ -101,9 +101,18 @@ pub(super) async fn finish(
 async fn already_signed_in(
     ctx: &Ctx<'_>,
     parts: &Parts,
-    target: Option<&str>,
+    target: &str,
+    session_digest: &[u8; 32],
 ) -> Option<Response<Body>> {
     let id = ctx.state.cookies.read_for(&parts.headers, ctx.https)?;
+    // The session the spent state's own sign-in made, nobody else's.
+    let digest: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        &digest[..],
+        &session_digest[..],
+    )) {
+        return None;
+    }
     let session = super::state::load_session(ctx.state, &id).await.ok()??;
     let allowed = ctx.allowed_connections();
     if !allowed.iter().any(|c| c.name == session.connection) {
@@ -114,7 +123,7 @@ async fn already_signed_in(
         connection = %session.connection,
         "a spent sign-in came back to a signed-in browser: sent on to its target"
     );
-    redirect(target.unwrap_or("/"), []).ok()
+    redirect(target, []).ok()
 }
 
 /// True when `POST /.auth/login/{name}` completes a sign-in at this route
@@ -134,9 +143,10 @@ pub(super) fn completes_at_login_post(ctx: &Ctx<'_>, name: &str) -> bool {
 struct Refused {
     error: SignInError,
     target: Option<String>,
-    /// The target of a state this browser already redeemed, when the
-    /// callback brings a new answer to it (never for a replayed answer).
-    spent_target: Option<String>,
+    /// The target of a state already redeemed, when the callback brings a
+    /// new answer to it (never for a replayed answer), with the digest of
+    /// the session that redemption made (none: no browser is sent on).
+    spent_target: Option<(String, [u8; 32])>,
 }
 
 impl From<SignInError> for Refused {
@@ -194,13 +204,14 @@ async fn complete(
     if let Some(e) = kind.provider_error(params) {
         return Err(e.into());
     }
+    let mut spent = None;
     let (pending, state_cookie, unsolicited) = match (state_param, taken) {
         (Some(state), Some((pending, state_cookie))) => {
             let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
             // Check-and-insert in one step, so two concurrent callbacks with
             // the same state cannot both pass. The value is the login's
             // target, for a browser that comes back with a spent state.
-            if !ctx
+            let entry = ctx
                 .state
                 .shared
                 .used_states
@@ -208,16 +219,17 @@ async fn complete(
                 .or_insert(Arc::new(super::state::SpentState {
                     target: pending.target.clone(),
                     answer,
+                    session: std::sync::OnceLock::new(),
                 }))
-                .await
-                .is_fresh()
-            {
+                .await;
+            if !entry.is_fresh() {
                 return Err(Refused {
                     error: SignInError::new(Refusal::ReplayedState, "state already redeemed"),
                     target: Some(pending.target.clone()),
                     spent_target: None,
                 });
             }
+            spent = Some(entry.into_value());
             (pending, Some(state_cookie), false)
         }
         // No pending login of this browser is named: refused, unless the
@@ -253,7 +265,7 @@ async fn complete(
                     .get(&digest)
                     .await
                     .filter(|spent| spent.answer != answer)
-                    .map(|spent| spent.target.clone());
+                    .and_then(|spent| Some((spent.target.clone(), *spent.session.get()?)));
                 return Err(Refused {
                     error: SignInError::new(
                         Refusal::UnknownState,
@@ -314,6 +326,10 @@ async fn complete(
         .put(&id, session)
         .await
         .map_err(|e| SignInError::new(Refusal::StoreUnavailable, format!("session store: {e}")))?;
+    if let Some(spent) = &spent {
+        // This browser, and only it, may come back with the spent state.
+        let _ = spent.session.set(Sha256::digest(id.as_bytes()).into());
+    }
     tracing::info!(
         route.name = %ctx.route.name,
         connection = %conn.name,

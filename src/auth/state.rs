@@ -40,9 +40,10 @@ pub struct AuthShared {
     /// States already redeemed (SHA-256 of the state), so a callback URL
     /// cannot be replayed even with a copy of the old state cookie. Each
     /// keeps its login's target and the SHA-256 of the answer that redeemed
-    /// it: a signed-in browser that comes back with a *new* answer to the
-    /// spent state (Back to the IdP, the account chosen again) is sent on
-    /// to the target; the same answer again is a replay and refused.
+    /// it: the browser signed in by that redemption, coming back with a
+    /// *new* answer to the spent state (Back to the IdP, the account chosen
+    /// again), is sent on to the target; the same answer again is a replay
+    /// and refused, and so is the state in any other browser.
     pub(crate) used_states: moka::future::Cache<[u8; 32], Arc<SpentState>>,
     /// Per-session token refresh locks (single-flight, see `refresh`).
     pub(crate) refresh_flights: Flights,
@@ -194,10 +195,16 @@ pub(crate) async fn lookup_session(state: &AuthState, id: &SessionId) -> Option<
     }
 }
 
-/// A redeemed state: its login's target and the SHA-256 of the callback's
-/// parameters that redeemed it.
+/// A redeemed state: its login's target, the SHA-256 of the callback's
+/// parameters that redeemed it, and the SHA-256 of the session id its
+/// sign-in made (set once that session is stored).
 #[derive(Debug)]
 pub(crate) struct SpentState {
     pub(crate) target: String,
     pub(crate) answer: [u8; 32],
+    /// Only the browser holding this session is sent on to `target` when
+    /// it comes back with the spent state: anyone can redeem a state of
+    /// their own, with a target of their choosing, and hand its callback
+    /// URL to someone else's signed-in browser.
+    pub(crate) session: std::sync::OnceLock<[u8; 32]>,
 }

@@ -229,7 +229,12 @@ impl Directory {
         {
             return Err(DirectoryError::InvalidCredentials);
         }
-        if self.cfg.bind_as.is_some() {
+        if let Some(template) = &self.cfg.bind_as {
+            // A name the failure limit cannot fold into its login is
+            // refused before any connection (the answer of a wrong password).
+            if direct_bind_name(template, login).is_none() {
+                return Err(DirectoryError::InvalidCredentials);
+            }
             return Ok(Resolved {
                 kind: ResolvedKind::Direct,
             });
@@ -281,18 +286,7 @@ impl Directory {
         login: &str,
         password: &Password,
     ) -> Result<DirectoryUser, DirectoryError> {
-        // `{login}` alone (a UPN or DOMAIN\user as typed) is the bind name
-        // itself; inside a DN template it is one escaped RDN value.
-        let name = if template.contains('=') {
-            escape::fill(template, "{login}", login, escape::dn_value)
-        } else if login.contains('=') {
-            // A typed DN: the directory would bind with it, and one DN has
-            // endless spellings (spaces, escapes), each its own login for
-            // the failure limit. A UPN or DOMAIN\user has no `=`.
-            return Err(DirectoryError::InvalidCredentials);
-        } else {
-            template.replace("{login}", login)
-        };
+        let name = direct_bind_name(template, login).ok_or(DirectoryError::InvalidCredentials)?;
         let mut user = self.connect().await?;
         let result = async {
             let expires_in = bind(&mut user, self.cfg.timeout, &name, password).await?;
@@ -894,6 +888,30 @@ async fn default_naming_context(
                 "the directory has no defaultNamingContext; set user_base".into(),
             )
         })
+}
+
+/// The bind name of a direct bind (`bind_as`) for what the user typed, or
+/// None when it is not to be bound.
+///
+/// Inside a DN template the login is one escaped RDN value: one name form.
+/// Otherwise (`{login}`, `CORP\{login}`, `{login}@corp.example`) the name
+/// must be a UPN (`@`) or a down-level name (`\`), the two forms
+/// `limit::canonical_login` folds into one login, and hold no `=` or `/`.
+/// Active Directory binds one account under many more names (MS-ADTS
+/// 5.1.1.1.1: a DN, its canonical name `corp.example/Users/Alice`, its
+/// display name, SID, objectGUID, a servicePrincipalName, ...); each of
+/// them would be a login of its own for the failure limit, with its own
+/// budget of failed binds against the same account, which multiplies the
+/// guesses per account and lets the directory's lockout be reached through
+/// realmgate (SPEC 9 says it trips first). With a direct bind the account a
+/// failed bind meant is never known, so those names are not bound at all.
+pub fn direct_bind_name(template: &str, login: &str) -> Option<String> {
+    if template.contains('=') {
+        return Some(escape::fill(template, "{login}", login, escape::dn_value));
+    }
+    let name = template.replace("{login}", login);
+    let one_of_two_forms = name.contains(['@', '\\']) && !name.contains(['=', '/']);
+    one_of_two_forms.then_some(name)
 }
 
 /// A direct bind name of the form `DOMAIN\account` (a down-level logon

@@ -81,14 +81,35 @@ fn release(in_flight: &Mutex<HashMap<String, u64>>, keys: &[String]) {
     }
 }
 
-/// The account part of a typed login, for the failure limit: NFKC
+/// The account part of a typed login, for the failure limit: NFKD
 /// (full-width and compatibility forms folded, as AD compares names
-/// ignoring width), lowercased, without a `DOMAIN\` prefix or an
-/// `@domain` suffix. Different domains' `alice` share a budget: stricter,
-/// never looser.
+/// ignoring width) without any mark or default-ignorable code point,
+/// lowercased (`ß` as `ss`), without a `DOMAIN\` prefix or an `@domain`
+/// suffix. Different domains' `alice` share a budget: stricter, never
+/// looser.
+///
+/// Marks: Active Directory compares names ignoring accents and other
+/// marks, however many are stacked ("björn", "bjorn" and "b̨́j᪲ǫ̈́rn̨̈́" are
+/// one account, Samba bug 14847; "Meißner" is "Meissner", KB 938447), and
+/// gives invisible code points no weight. Kept in the key, each would make
+/// a login of its own, an endless supply of failure budgets for one account
+/// where the typed login is the only key (direct bind). Letters Windows
+/// folds without a Unicode decomposition (`ø` as `o`) are not known here:
+/// they give a bounded number of spellings, which the per-address limit
+/// and, with a search account, the entry's key cover.
 pub fn canonical_login(login: &str) -> String {
-    let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(login.trim());
-    let lower = nfkc.to_lowercase();
+    use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, GeneralCategoryGroup};
+    use icu_properties::{CodePointMapData, CodePointSetData};
+    let nfkd = icu_normalizer::DecomposingNormalizerBorrowed::new_nfkd().normalize(login.trim());
+    let category = CodePointMapData::<GeneralCategory>::new();
+    let ignorable = CodePointSetData::new::<DefaultIgnorableCodePoint>();
+    let bare: String = nfkd
+        .chars()
+        .filter(|&c| {
+            !GeneralCategoryGroup::Mark.contains(category.get(c)) && !ignorable.contains(c)
+        })
+        .collect();
+    let lower = bare.to_lowercase().replace('ß', "ss");
     let account = match lower.rsplit_once('\\') {
         Some((_, user)) => user,
         None => lower.as_str(),

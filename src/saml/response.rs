@@ -531,7 +531,25 @@ fn check_status(resp: Node<'_, '_>) -> Result<(), SamlError> {
             .flatten()
             .and_then(|c| c.attribute("Value"))
             .unwrap_or("");
-        let short = |v: &str| v.rsplit(':').next().unwrap_or("").to_string();
+        // Read unsigned (anyone can post it to a sign-in they started), and
+        // logged with the refusal: only a status name's characters are
+        // kept, at most 64, so no newline, control or markup of the sender
+        // reaches a log line or a page.
+        let short = |v: &str| {
+            let name: String = v
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                .take(64)
+                .collect();
+            if name.is_empty() {
+                "unknown".to_string()
+            } else {
+                name
+            }
+        };
         return Err(SamlError::Status(if sub.is_empty() {
             short(value)
         } else {

@@ -731,6 +731,44 @@ fn idp_error_status_without_an_assertion_is_refused_with_its_code() {
     ));
 }
 
+/// The Status of a response without an assertion is read unsigned: anyone
+/// can post one to the ACS of a sign-in they started. Its code goes into
+/// the refusal's detail, which is logged, so it keeps only the characters
+/// of a status name: a character reference for a newline (`&#10;`), which
+/// XML allows in an attribute, would otherwise start a forged log line.
+#[test]
+fn an_unsigned_status_code_is_cut_to_the_characters_of_a_status_name() {
+    let response = |value: &str, sub: &str| {
+        format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="{}" InResponseTo="_req1"><saml:Issuer>{IDP}</saml:Issuer><samlp:Status><samlp:StatusCode Value="{value}"><samlp:StatusCode Value="{sub}"/></samlp:StatusCode></samlp:Status></samlp:Response>"#,
+            iso(NOW)
+        )
+    };
+    let k = key();
+    let forged = "Responder&#10;2026-12-06T16:00:00Z  INFO realmgate: sign-in of admin&#13;&#x85;&#x9B;&#x2028;&gt;&quot;";
+    for (value, sub) in [
+        (forged.to_string(), "x".to_string()),
+        (
+            "urn:oasis:names:tc:SAML:2.0:status:Responder".into(),
+            forged.to_string(),
+        ),
+        ("&#10;".into(), "&#10;".into()),
+        ("a".repeat(5000), "b".repeat(5000)),
+    ] {
+        let Err(SamlError::Status(code)) = check(&response(&value, &sub), &k) else {
+            panic!("a failed status: {value}");
+        };
+        assert!(
+            !code.is_empty()
+                && code.len() <= 129
+                && code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')),
+            "{code:?}"
+        );
+    }
+}
+
 #[test]
 fn replay_cache_accepts_an_id_once_until_it_expires() {
     let c = ReplayCache::new();

@@ -941,3 +941,77 @@ async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
     let r = b.get(gw.url(HOST, "/.auth/me")).send().await.unwrap();
     assert_ne!(r.status(), 200, "no session for another domain's account");
 }
+
+/// With a direct bind the typed login is the only key of the failure
+/// limit, and Active Directory takes `àlice`, `a\u{301}lice` (any number of
+/// marks) and `alice` for one account: marked spellings share one budget.
+#[tokio::test]
+async fn direct_bind_spellings_with_marks_share_one_failure_budget() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = behind_proxy(gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"\nmax_failed_logins = 3\nfailure_window = \"10m\"",
+    ))
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    for (i, spelling) in [
+        "\u{e0}lice@corp.test",
+        "a\u{301}\u{301}lice@corp.test",
+        "CORP\\\u{c5}LICE",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (s, body, _) = post_from(&gw, &format!("10.2.0.{i}"), spelling, "wrong").await;
+        assert_eq!(s, 401, "{spelling}: {body}");
+    }
+    let binds = ldap.user_binds();
+    let (s, _, _) = post_from(&gw, "10.2.0.9", "alice@corp.test", "correct horse").await;
+    assert_eq!(s, 429, "a fourth spelling is the same login");
+    assert_eq!(ldap.user_binds(), binds, "the directory was not asked");
+    gw.stop().await;
+}
+
+/// Active Directory binds one account under many names (display name,
+/// canonical name, SID, objectGUID, SPN, ...); the failure limit folds only
+/// a UPN and `DOMAIN\account` into one login. Any other name never reaches
+/// a bind, so each spelling cannot bring a budget of failed binds of its own.
+#[tokio::test]
+async fn direct_bind_sends_only_a_upn_or_a_down_level_name_to_the_directory() {
+    let ldap = FakeLdap::start(vec![alice()], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        "bind_as = \"{login}\"\nmax_failed_logins = 100",
+    )
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let gw = TestGateway::start(&toml).await;
+    let b = browser(&gw);
+    for login in [
+        "Alice Example",
+        "corp.test/Users/Alice Example",
+        "S-1-5-21-1004336348-1177238915-682003330-1105",
+        "{01020304-0506-0708-090a-0b0c0d0e0f10}",
+        "HTTP/alice-pc.corp.test",
+        "alice",
+    ] {
+        let html = open_form(&gw, &b, "").await;
+        let r = post(&gw, &b, &csrf(&html), login, "correct horse").await;
+        assert_eq!(r.status(), 401, "{login}");
+        assert!(
+            r.text().await.unwrap().contains("incorrect"),
+            "the same answer as a wrong password: {login}"
+        );
+    }
+    assert_eq!(ldap.user_binds(), 0, "no other name form reached a bind");
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302, "the UPN still signs in");
+}

@@ -322,6 +322,45 @@ async fn a_spent_callback_sends_a_signed_in_browser_on_to_its_target() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
+/// The spent-state rule sends on only the browser whose sign-in redeemed
+/// the state: anyone can redeem a state of their own (with a target of
+/// their choosing) and hand its callback URL, with a new answer, to a
+/// signed-in victim, whose browser must not follow it.
+#[tokio::test]
+async fn a_spent_callback_sends_on_only_the_browser_that_redeemed_it() {
+    let w = World::start().await;
+    let attacker = w.browser();
+    let authorize = attacker
+        .start_login(&w, "bob@contoso.example", "/chosen-by-bob")
+        .await;
+    let back = w
+        .idp
+        .complete_login(&authorize, "bob@contoso.example")
+        .unwrap();
+    let resp = attacker.get(&back.url).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/chosen-by-bob");
+    let victim = w.signed_in("alice@contoso.example", "/").await;
+    let again = w
+        .idp
+        .complete_login(&authorize, "bob@contoso.example")
+        .unwrap();
+    let resp = victim.get(&again.url).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "another browser's spent state is no way to send a signed-in browser anywhere"
+    );
+    // The browser that redeemed it is still sent on.
+    let again = w
+        .idp
+        .complete_login(&authorize, "bob@contoso.example")
+        .unwrap();
+    let resp = attacker.get(&again.url).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/chosen-by-bob");
+}
+
 /// First hour 6: `/.auth/login` while signed in says who is signed in and
 /// offers to continue or to use another account.
 #[tokio::test]

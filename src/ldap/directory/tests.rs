@@ -195,3 +195,43 @@ fn down_level_logon_names_are_split_only_when_the_template_is_not_a_dn() {
     assert_eq!(nt4_name("{login}", "CORP\\"), None);
     assert_eq!(nt4_name("{login}", "A\\B\\c"), None);
 }
+
+/// A direct bind binds only the two name forms the failure limit folds into
+/// one login (`limit::canonical_login`): a UPN and `DOMAIN\account`. Active
+/// Directory accepts more forms for one account (its display name, canonical
+/// name, SID, objectGUID, a servicePrincipalName), each of which would
+/// otherwise be a login of its own with its own budget of failed binds, so
+/// that a guesser (or someone locking the account at the directory) gets
+/// `max_failed_logins` once per spelling.
+#[test]
+fn direct_bind_names_are_a_upn_or_a_down_level_name_only() {
+    for (template, login, name) in [
+        ("{login}", "alice@corp.example", "alice@corp.example"),
+        ("{login}", "CORP\\alice", "CORP\\alice"),
+        ("CORP\\{login}", "alice", "CORP\\alice"),
+        ("{login}@corp.example", "alice", "alice@corp.example"),
+        // A DN template: the login is one escaped RDN value, one form.
+        ("cn={login},dc=x", "Alice Example", "cn=Alice Example,dc=x"),
+        ("cn={login},dc=x", "a,dc=y", "cn=a\\,dc\\=y,dc=x"),
+    ] {
+        assert_eq!(
+            direct_bind_name(template, login).as_deref(),
+            Some(name),
+            "{template} {login}"
+        );
+    }
+    for login in [
+        // The display name, the canonical name, a SID, the objectGUID, an
+        // SPN, a bare account name, a typed DN.
+        "Alice Example",
+        "corp.example/Users/Alice Example",
+        "corp.example/Users/alice@x",
+        "S-1-5-21-1004336348-1177238915-682003330-1105",
+        "{01020304-0506-0708-090a-0b0c0d0e0f10}",
+        "HTTP/alice-pc.corp.example",
+        "alice",
+        "cn=Alice Example,dc=corp,dc=example",
+    ] {
+        assert_eq!(direct_bind_name("{login}", login), None, "{login}");
+    }
+}

@@ -99,6 +99,35 @@ async fn a_reset_clears_the_login_s_count_and_not_the_address_s() {
     assert!(f.blocked(&store, &addr_only, 3, w).await.unwrap());
 }
 
+/// Active Directory compares account names ignoring accents and other
+/// marks, however many are stacked (Samba bug 14847: "björn", "bjorn" and
+/// "b̨́̄̐j᪲ǫ̈́Ⓡn̨̈́" are one account; KB 938447: "Müller" is "Muller",
+/// "Meißner" is "Meissner"). With a direct bind the typed login's key is
+/// the only one, so each marked spelling used to be a login of its own: an
+/// endless supply of failure budgets for one account.
+#[test]
+fn marked_spellings_of_one_account_have_one_canonical_login() {
+    for spelling in [
+        "bjorn",
+        "björn",
+        "BJÖRN@corp.example",
+        "CORP\\bjǫrṅ",
+        "b\u{328}\u{301}\u{304}\u{310}j\u{1ab2}\u{1eb}\u{308}\u{301}\u{24c7}n\u{328}\u{308}\u{301}",
+        // Invisible code points AD's comparison gives no weight.
+        "bj\u{200b}orn",
+        "b\u{ad}jorn\u{feff}",
+    ] {
+        assert_eq!(canonical_login(spelling), "bjorn", "{spelling:?}");
+    }
+    assert_eq!(canonical_login("Meißner"), canonical_login("meissner"));
+    // No number of stacked marks makes a new login.
+    for n in 1..64 {
+        let stacked = format!("a{}lice", "\u{301}".repeat(n));
+        assert_eq!(canonical_login(&stacked), "alice", "{n} marks");
+    }
+    assert_ne!(canonical_login("bjørn"), canonical_login("bjorn2"));
+}
+
 #[test]
 fn spellings_of_one_account_have_one_canonical_login() {
     for spelling in [
