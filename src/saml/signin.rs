@@ -82,26 +82,9 @@ impl Prepared {
         settings: &Arc<SamlSettings>,
         env: Option<RefreshEnv>,
     ) -> Result<Prepared, String> {
-        let mut refresh_task = None;
-        let metrics = env.as_ref().map(|e| e.metrics.clone());
-        let idp = match settings.load_local_idp()? {
-            Some(md) => IdpSource::Local(Arc::new(md)),
-            None => match &settings.idp {
-                super::config::IdpSource::MetadataUrl(u) => {
-                    let cache = Arc::new(MetadataCache::new(u.as_str(), settings.protocol));
-                    if let Some(env) = env {
-                        refresh_task = super::source::spawn_refresh(
-                            &cache,
-                            env.http,
-                            env.metrics,
-                            name.to_string(),
-                        );
-                    }
-                    IdpSource::Remote(cache)
-                }
-                _ => return Err("the IdP is not described".into()),
-            },
-        };
+        // The SP's own key and certificate first: a connection that cannot
+        // be built is retried at each use, and must not start a metadata
+        // fetch each time.
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
         };
@@ -122,6 +105,26 @@ impl Prepared {
                     .ok_or_else(|| format!("{}: no PEM CERTIFICATE block", p.display()))?,
             ),
             None => None,
+        };
+        let mut refresh_task = None;
+        let metrics = env.as_ref().map(|e| e.metrics.clone());
+        let idp = match settings.load_local_idp()? {
+            Some(md) => IdpSource::Local(Arc::new(md)),
+            None => match &settings.idp {
+                super::config::IdpSource::MetadataUrl(u) => {
+                    let cache = Arc::new(MetadataCache::new(u.as_str(), settings.protocol));
+                    if let Some(env) = env {
+                        refresh_task = super::source::spawn_refresh(
+                            &cache,
+                            env.http,
+                            env.metrics,
+                            name.to_string(),
+                        );
+                    }
+                    IdpSource::Remote(cache)
+                }
+                _ => return Err("the IdP is not described".into()),
+            },
         };
         Ok(Prepared {
             settings: settings.clone(),
@@ -1094,5 +1097,64 @@ realm = "urn:realmgate:apps"
             None
         );
         assert_eq!(pem_certificate_der("nothing"), None);
+    }
+
+    /// A connection whose SP key cannot be read is retried at every use;
+    /// no attempt may start a fetch of the IdP's metadata (a request loop
+    /// against a misconfigured connection must not become fetches).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_that_cannot_be_built_fetches_no_metadata() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/metadata", listener.local_addr().expect("addr"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(sock);
+            }
+        });
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("sp.key");
+        let cert = dir.path().join("sp.crt");
+        std::fs::write(&key, "not a key").expect("write");
+        std::fs::write(&cert, "not a certificate").expect("write");
+        let settings = config(&format!(
+            r#"
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_metadata_url = "{url}"
+sp_key_file = "{}"
+sp_certificate_file = "{}"
+home_realm_domains = ["fabrikam.com"]
+"#,
+            key.display(),
+            cert.display()
+        ))
+        .expect("config");
+        let http = crate::http_client::HttpClient::new().expect("client");
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let runtime = super::Runtime::default();
+        runtime.update(&settings, &http, &metrics);
+        let saml = settings.connections[0].saml().expect("saml").clone();
+        // Many attempts, on a runtime whose other thread could start a
+        // spawned fetch before the failed build drops its cache.
+        for _ in 0..500 {
+            let e = runtime
+                .prepared("fabrikam", &saml)
+                .err()
+                .expect("an unreadable SP key cannot be built");
+            assert!(e.contains("sp.key"), "{e}");
+            tokio::task::yield_now().await;
+        }
+        // Long enough for a spawned fetch to connect.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 0, "no metadata fetch");
+        server.abort();
     }
 }
