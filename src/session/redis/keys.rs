@@ -11,7 +11,7 @@
 //!
 //! | key | holds | TTL |
 //! |---|---|---|
-//! | `<prefix>{<hash>}:s` | the session (JSON of [`Session`](crate::session::model::Session)) | min(idle timeout, absolute end), extended on read |
+//! | `<prefix>{<hash>}:s` | the session record (`record`: compact, or JSON from earlier builds) | min(idle timeout, absolute end), extended on read |
 //! | `<prefix>{<hash>}:t` | tombstone: this id was ended | 10 min |
 //! | `<prefix>{<hash>}:l` | refresh lock token | a few seconds |
 //! | `<prefix>u:<sha256(connection \n user id)>` | set of session hashes of the user through that connection | the longest absolute end among them |
