@@ -530,15 +530,19 @@ impl SessionStore for RedisStore {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
         Box::pin(async move {
-            match self.get_ready(id) {
-                Some(cached) => cached,
-                None => self.fetch(&session_hash(id)).await,
+            if let Some(h) = self.local.take_miss(id) {
+                // `get_ready` just missed it on this thread: straight to Redis.
+                return self.fetch(&h).await;
+            }
+            match self.local.get_id(id, unix_now()) {
+                Ok(s) => Ok(Some(s)),
+                Err(h) => self.fetch(&h.unwrap_or_else(|| session_hash(id))).await,
             }
         })
     }
 
     fn get_ready(&self, id: &SessionId) -> Option<Result<Option<Arc<Session>>, StoreError>> {
-        let s = self.local.get(&session_hash(id), unix_now())?;
+        let s = self.local.get_id(id, unix_now()).ok()?;
         Some(Ok(Some(s)))
     }
 
