@@ -207,6 +207,9 @@ pub(super) fn decode(raw: &[u8]) -> Result<Session, Unreadable> {
     }
 }
 
+// The `.into()`s are conversions to the field types: no-ops while they are
+// `String`, and what keeps a change to `Arc<str>` (or the like) a small one.
+#[allow(clippy::useless_conversion)]
 fn decode_compact(mut r: &[u8]) -> Option<Session> {
     let r = &mut r;
     let version = u32::try_from(take_varint(r)?).ok()?;

@@ -234,7 +234,7 @@ fn oversized_lengths_and_counts_are_refused_without_allocating_them() {
         );
     }
     // A string length past the end, text and base64 kinds.
-    for head in [5 << 2, u64::MAX & !3, (1 << 40) << 2 | KIND_BASE64] {
+    for head in [5 << 2, !3, (1 << 40) << 2 | KIND_BASE64] {
         assert_eq!(
             decode(&start(&[&[1], &varint(head), b"abc", &[0]])),
             Err(Unreadable::Damaged)
