@@ -58,6 +58,7 @@ async fn run(count: usize, tokens: &str) {
     let pool: Vec<String> = (0..GROUP_POOL).map(|_| guid(&mut rng)).collect();
     let keeps = |t: &str| tokens.split(',').any(|k| k == t);
     let mut record_bytes = 0usize;
+    let mut json_record_bytes = 0usize;
 
     let store = MemoryStore::new(count as u64 + 1, Duration::from_secs(3600));
     let before = rss_kib();
@@ -101,6 +102,9 @@ async fn run(count: usize, tokens: &str) {
         if i < 10_000 {
             // The Redis store's record: the same encoding (`RedisStore::put`).
             record_bytes += realmgate::session::redis::encode(&s)
+                .expect("encodes")
+                .len();
+            json_record_bytes += realmgate::session::redis::encode_json(&s)
                 .expect("encodes")
                 .len();
         }
@@ -150,6 +154,10 @@ async fn run(count: usize, tokens: &str) {
         "redis record:    {} bytes per session (mean of the first {})",
         record_bytes / count.clamp(1, 10_000),
         count.min(10_000)
+    );
+    println!(
+        "  (JSON record:  {} bytes, as builds before the compact record wrote it)",
+        json_record_bytes / count.clamp(1, 10_000)
     );
     println!("get (unpack):    {per_cold:.2?} per call");
     println!("get (hot):       {per_hot:.2?} per call ({found} hits in all)");

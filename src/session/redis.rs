@@ -3,8 +3,12 @@
 //!
 //! - **Where things live**: see `keys` (session, tombstone, refresh lock,
 //!   per-user and per-`sid` index sets; ids hashed, hash tags for Cluster).
-//! - **Encoding**: the session as serde JSON ([`Session`] derives serde).
-//!   The memory store's packed form cannot go to Redis as it is: it points
+//! - **Encoding**: a compact binary record (`record`: GUIDs as 16 bytes,
+//!   base64url as its bytes, varint lengths), about a third of the serde
+//!   JSON that earlier builds wrote; JSON records are still read (the first
+//!   byte tells), so sessions survive a rolling upgrade in that direction.
+//!   A record that does not decode in full is treated as signed out. The
+//!   memory store's packed form cannot go to Redis as it is: it points
 //!   into a per-process string interner.
 //! - **Expiry**: a key lives `min(idle timeout, time to the absolute end)`;
 //!   every read from Redis extends it (`GETEX`), never past the absolute
@@ -26,6 +30,7 @@
 mod cache;
 mod conn;
 mod keys;
+mod record;
 mod subscriber;
 
 use std::sync::Arc;
@@ -167,10 +172,11 @@ impl RedisStore {
             })
             .await?;
         let Some(raw) = raw else { return Ok(None) };
-        let session: Session = match serde_json::from_slice(&raw) {
+        let session = match record::decode(&raw) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "a session in Redis cannot be read (written by an incompatible version?); treating it as signed out");
+                // Left in Redis: a newer replica may be able to read it.
+                tracing::error!(error = %e, "a session in Redis cannot be read (damaged, or written by a newer version?); treating it as signed out");
                 return Ok(None);
             }
         };
@@ -461,7 +467,7 @@ impl RedisStore {
                 redis::pipe().get(key).pttl(key).query_async(&mut c).await
             })
             .await?;
-        let Some(session) = raw.and_then(|r| serde_json::from_slice::<Session>(&r).ok()) else {
+        let Some(session) = raw.and_then(|r| record::decode(&r).ok()) else {
             return Ok(true);
         };
         let now_ms = unix_now().saturating_mul(1000);
@@ -524,15 +530,19 @@ impl SessionStore for RedisStore {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
         Box::pin(async move {
-            match self.get_ready(id) {
-                Some(cached) => cached,
-                None => self.fetch(&session_hash(id)).await,
+            if let Some(h) = self.local.take_miss(id) {
+                // `get_ready` just missed it on this thread: straight to Redis.
+                return self.fetch(&h).await;
+            }
+            match self.local.get_id(id, unix_now()) {
+                Ok(s) => Ok(Some(s)),
+                Err(h) => self.fetch(&h.unwrap_or_else(|| session_hash(id))).await,
             }
         })
     }
 
     fn get_ready(&self, id: &SessionId) -> Option<Result<Option<Arc<Session>>, StoreError>> {
-        let s = self.local.get(&session_hash(id), unix_now())?;
+        let s = self.local.get_id(id, unix_now()).ok()?;
         Some(Ok(Some(s)))
     }
 
@@ -721,9 +731,15 @@ impl SessionStore for RedisStore {
     }
 }
 
-/// The record the Redis store writes for `session` (serde JSON, see the
-/// module docs); public for `examples/session_memory.rs`, which reports its size.
+/// The record the Redis store writes for `session` (compact, see
+/// `record`); public for `examples/session_memory.rs`, which reports its
+/// size. Never fails (kept a `Result` for the example's sake).
 pub fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
+    Ok(record::encode(session))
+}
+
+/// The serde JSON record earlier builds wrote (still read), for comparison.
+pub fn encode_json(session: &Session) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(session).map_err(|e| StoreError(format!("cannot encode a session: {e}")))
 }
 

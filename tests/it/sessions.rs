@@ -805,12 +805,13 @@ async fn a_store_opened_while_redis_is_down_starts_working_when_it_comes_up() {
     assert!(store.get(&id).await.unwrap().is_some());
 }
 
-/// Stores a session in Redis, rewrites its JSON record with `edit` (as
-/// another build would have written it), reads it from another replica and
-/// answers what that replica saw and what Redis holds afterwards.
-async fn read_a_record_of_another_build(
-    edit: impl FnOnce(&mut serde_json::Value),
-) -> (bool, Option<String>, String) {
+/// Stores a session in Redis, replaces its record with what `rewrite`
+/// makes of it (as another build, or damage, would have left it), reads it
+/// from another replica and answers what that replica saw and what Redis
+/// holds afterwards.
+async fn read_a_rewritten_record(
+    rewrite: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> (bool, Option<Vec<u8>>, Vec<u8>) {
     use redis::AsyncCommands;
     let redis = RedisServer::start().await;
     let prefix = fresh_prefix();
@@ -824,17 +825,56 @@ async fn read_a_record_of_another_build(
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = c.keys(format!("{prefix}*:s")).await.unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let raw: String = c.get(&keys[0]).await.unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    edit(&mut v);
-    let written = v.to_string();
+    let raw: Vec<u8> = c.get(&keys[0]).await.unwrap();
+    let written = rewrite(&raw);
     let _: () = c.set_ex(&keys[0], &written, 600).await.unwrap();
     // A replica without the cached copy reads the record.
     let other = redis_store(&redis, &prefix, Duration::from_secs(600));
     let seen =
         other.get(&id).await.unwrap().is_some() || other.get_fresh(&id).await.unwrap().is_some();
-    let left: Option<String> = c.get(&keys[0]).await.unwrap();
+    let left: Option<Vec<u8>> = c.get(&keys[0]).await.unwrap();
     (seen, left, written)
+}
+
+/// The serde JSON record earlier builds wrote for the same session,
+/// changed by `edit`, read back as in [`read_a_rewritten_record`].
+async fn read_a_record_of_another_build(
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (bool, Option<Vec<u8>>, Vec<u8>) {
+    read_a_rewritten_record(|raw| {
+        // This build writes the compact record (issue 23).
+        assert_eq!(raw.first(), Some(&0xC1), "{raw:?}");
+        let mut v = serde_json::to_value(session("248289761001", Some("sid-1"))).unwrap();
+        edit(&mut v);
+        v.to_string().into_bytes()
+    })
+    .await
+}
+
+/// The JSON record of a build before the compact one (same session
+/// version) is still read: a rolling upgrade keeps those users signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_record_of_an_earlier_build_in_redis_is_still_read() {
+    let (seen, left, written) = read_a_record_of_another_build(|_| {}).await;
+    assert!(seen);
+    assert_eq!(left, Some(written));
+}
+
+/// A compact record cut short or with a format byte of no known version
+/// reads as signed out (never a session with part of its groups), and
+/// is left in Redis (a newer replica may read it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_unknown_record_in_redis_reads_as_signed_out() {
+    let (seen, left, written) = read_a_rewritten_record(|raw| raw[..raw.len() - 3].to_vec()).await;
+    assert!(!seen);
+    assert_eq!(left, Some(written));
+    let (seen, _, _) = read_a_rewritten_record(|raw| {
+        let mut r = raw.to_vec();
+        r[0] = 0xC2;
+        r
+    })
+    .await;
+    assert!(!seen);
 }
 
 /// A session Redis holds from before the upgrade (JSON without `version`,
@@ -860,11 +900,7 @@ async fn a_session_of_a_newer_format_in_redis_is_left_alone() {
     })
     .await;
     assert!(!seen);
-    assert_eq!(
-        left.as_deref(),
-        Some(written.as_str()),
-        "the newer record was kept"
-    );
+    assert_eq!(left, Some(written), "the newer record was kept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

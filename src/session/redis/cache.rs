@@ -9,15 +9,33 @@
 //! (checked again after inserting, which closes the window between check
 //! and insert). Stripes keep one session's invalidation from stopping the
 //! caching of every other session read at the same moment.
+//!
+//! # Per-thread memo
+//!
+//! A hit in the cache costs the SHA-256 of the id (the cache key) and a
+//! moka read. Each thread also remembers the sessions it read from the
+//! cache last (`memo`, by session id): a memo entry answers without either
+//! while the epochs it noted before its cache read are unchanged, the
+//! cache entry it came from is still alive, and its deadline (the cache
+//! entry's end of life, the session's absolute end) has not passed. An
+//! eviction bumps the epoch both before and after removing the entry from
+//! the cache, so a memo entry made from a copy read before the removal
+//! noted an epoch that the second bump makes stale: an invalidation takes
+//! effect on every thread with its next request, as without the memo.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
 
-use super::keys::Hash;
+use super::keys::{session_hash, Hash};
+use crate::per_thread::{FirstWord, Owned};
 use crate::session::model::Session;
+use crate::session::store::SessionId;
 
 /// Epoch stripes (by the first byte of the session hash).
 const STRIPES: usize = 64;
@@ -26,8 +44,20 @@ const STRIPES: usize = 64;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) struct Seen(u64, u64);
 
+/// A cached session and when it entered the cache (its time to live
+/// counts from then).
+#[derive(Clone)]
+struct Entry {
+    session: Arc<Session>,
+    inserted: Instant,
+}
+
 pub(super) struct Local {
-    cache: Option<Cache<Hash, Arc<Session>>>,
+    cache: Option<Cache<Hash, Entry>>,
+    /// The cache's time to live.
+    ttl: Duration,
+    /// This cache in the per-thread memos.
+    number: u64,
     epoch: AtomicU64,
     stripes: [AtomicU64; STRIPES],
     /// True while the invalidation subscription is up (see `subscriber`).
@@ -45,6 +75,8 @@ impl Local {
         });
         Local {
             cache,
+            ttl,
+            number: crate::per_thread::owner_number(),
             epoch: AtomicU64::new(0),
             stripes: std::array::from_fn(|_| AtomicU64::new(0)),
             subscribed: AtomicBool::new(false),
@@ -52,25 +84,67 @@ impl Local {
     }
 
     /// The cached session unless it reached its absolute end.
+    #[cfg(test)]
     pub(super) fn get(&self, h: &Hash, now: u64) -> Option<Arc<Session>> {
+        self.get_entry(h, now).map(|e| e.session)
+    }
+
+    fn get_entry(&self, h: &Hash, now: u64) -> Option<Entry> {
         let cache = self.cache.as_ref()?;
-        let s = cache.get(h)?;
-        if s.expires_at <= now {
+        let e = cache.get(h)?;
+        if e.session.expires_at <= now {
             cache.invalidate(h);
             return None;
         }
-        Some(s)
+        Some(e)
+    }
+
+    /// The cached session of `id`: from this thread's memo when it is
+    /// still valid (see the module docs), else from the cache (and then
+    /// remembered). Answers the session hash when it had to compute it.
+    pub(super) fn get_id(&self, id: &SessionId, now: u64) -> Result<Arc<Session>, Option<Hash>> {
+        if self.cache.is_none() {
+            return Err(None);
+        }
+        if let Some(s) = memo::get(self, id) {
+            return Ok(s);
+        }
+        let h = session_hash(id);
+        // Noted before the cache read (see the module docs).
+        let seen = self.epoch(&h);
+        match self.get_entry(&h, now) {
+            Some(e) => {
+                memo::put(self, id, stripe_of(&h), seen, &e);
+                Ok(e.session)
+            }
+            None => {
+                memo::note_miss(self, id, &h);
+                Err(Some(h))
+            }
+        }
+    }
+
+    /// The hash of `id` when the last lookup on this thread missed it just
+    /// now (a `get_ready` miss followed by `get`: one cache read, one hash).
+    pub(super) fn take_miss(&self, id: &SessionId) -> Option<Hash> {
+        memo::take_miss(self, id)
     }
 
     fn stripe(&self, h: &Hash) -> &AtomicU64 {
-        &self.stripes[usize::from(h[0]) % STRIPES]
+        &self.stripes[stripe_of(h)]
     }
 
     /// The epochs to pass to [`insert`](Self::insert) after fetching `h`.
     pub(super) fn epoch(&self, h: &Hash) -> Seen {
+        self.epoch_of(stripe_of(h))
+    }
+
+    fn epoch_of(&self, stripe: usize) -> Seen {
         Seen(
             self.epoch.load(Ordering::Acquire),
-            self.stripe(h).load(Ordering::Acquire),
+            self.stripes
+                .get(stripe)
+                .map_or(u64::MAX, |s| s.load(Ordering::Acquire)),
         )
     }
 
@@ -81,24 +155,37 @@ impl Local {
         if !self.subscribed.load(Ordering::Acquire) || self.epoch(&h) != seen {
             return;
         }
-        cache.insert(h, s);
+        let inserted = Instant::now();
+        cache.insert(
+            h,
+            Entry {
+                session: s,
+                inserted,
+            },
+        );
         if self.epoch(&h) != seen || !self.subscribed.load(Ordering::Acquire) {
             cache.invalidate(&h);
         }
     }
 
+    /// Bumps before removing (an insert racing with it sees the change)
+    /// and after (a memo entry made from a copy read before the removal
+    /// noted an older epoch).
     pub(super) fn evict(&self, h: &Hash) {
         self.stripe(h).fetch_add(1, Ordering::AcqRel);
         if let Some(cache) = &self.cache {
             cache.invalidate(h);
         }
+        self.stripe(h).fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Bumps before and after, as [`evict`](Self::evict).
     pub(super) fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
         }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(super) fn set_subscribed(&self, up: bool) {
@@ -121,3 +208,87 @@ impl Local {
         })
     }
 }
+
+fn stripe_of(h: &Hash) -> usize {
+    usize::from(h[0]) % STRIPES
+}
+
+/// Each thread's memo of the sessions it read from the cache last.
+mod memo {
+    use super::*;
+
+    /// Entries per thread at most; a full memo is emptied and refilled.
+    pub(super) const CAPACITY: usize = 256;
+
+    /// Weak: an ended session (and its tokens) must not wait for this
+    /// thread to come back to its memo; the cache holds live ones.
+    struct Memo {
+        session: Weak<Session>,
+        stripe: usize,
+        seen: Seen,
+        until: Instant,
+    }
+
+    /// Session ids are 256 random bits and only ids found in the cache are
+    /// inserted (`FirstWord`).
+    type Entries = HashMap<SessionId, Memo, BuildHasherDefault<FirstWord>>;
+
+    thread_local! {
+        static MEMO: RefCell<Owned<Entries>> = RefCell::new(Owned::default());
+        /// The last miss: (cache, session id, its hash).
+        static MISS: RefCell<Option<(u64, SessionId, Hash)>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn note_miss(local: &Local, id: &SessionId, h: &Hash) {
+        let _ = MISS.try_with(|m| *m.borrow_mut() = Some((local.number, id.clone(), *h)));
+    }
+
+    pub(super) fn take_miss(local: &Local, id: &SessionId) -> Option<Hash> {
+        let last = MISS.try_with(|m| m.borrow_mut().take()).ok()??;
+        (last.0 == local.number && last.1 == *id).then_some(last.2)
+    }
+
+    pub(super) fn get(local: &Local, id: &SessionId) -> Option<Arc<Session>> {
+        MEMO.try_with(|m| {
+            let m = m.borrow();
+            let e = m.of(local.number)?.get(id)?;
+            let valid = local.epoch_of(e.stripe) == e.seen && Instant::now() < e.until;
+            valid.then(|| e.session.upgrade()).flatten()
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Remembers `e`, read from the cache after noting `seen`.
+    pub(super) fn put(local: &Local, id: &SessionId, stripe: usize, seen: Seen, e: &Entry) {
+        // Exact time to the absolute end (the stored end is whole seconds).
+        let Some(left) = Duration::from_secs(e.session.expires_at).checked_sub(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        ) else {
+            return;
+        };
+        let Some(until) = e.inserted.checked_add(local.ttl) else {
+            return;
+        };
+        let until = until.min(Instant::now() + left);
+        let memo = Memo {
+            session: Arc::downgrade(&e.session),
+            stripe,
+            seen,
+            until,
+        };
+        let _ = MEMO.try_with(|m| {
+            let mut m = m.borrow_mut();
+            let entries = m.for_owner(local.number);
+            if entries.len() >= CAPACITY && !entries.contains_key(id) {
+                entries.clear();
+            }
+            entries.insert(id.clone(), memo);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

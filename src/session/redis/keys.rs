@@ -11,7 +11,7 @@
 //!
 //! | key | holds | TTL |
 //! |---|---|---|
-//! | `<prefix>{<hash>}:s` | the session (JSON of [`Session`](crate::session::model::Session)) | min(idle timeout, absolute end), extended on read |
+//! | `<prefix>{<hash>}:s` | the session record (`record`: compact, or JSON from earlier builds) | min(idle timeout, absolute end), extended on read |
 //! | `<prefix>{<hash>}:t` | tombstone: this id was ended | 10 min |
 //! | `<prefix>{<hash>}:l` | refresh lock token | a few seconds |
 //! | `<prefix>u:<sha256(connection \n user id)>` | set of session hashes of the user through that connection | the longest absolute end among them |
@@ -49,7 +49,12 @@ impl Keys {
     }
 
     pub(super) fn session(&self, h: &Hash) -> String {
-        format!("{}{{{}}}:s", self.prefix, hex(h))
+        let mut key = String::with_capacity(self.prefix.len() + 68);
+        key.push_str(&self.prefix);
+        key.push('{');
+        push_hex(&mut key, h);
+        key.push_str("}:s");
+        key
     }
 
     /// The key prefix (admin listing's `SCAN`).
@@ -108,12 +113,19 @@ fn scoped_hash(connection: &str, value: &str) -> String {
 }
 
 pub(super) fn hex(h: &Hash) -> String {
-    use std::fmt::Write;
     let mut s = String::with_capacity(64);
-    for b in h {
-        let _ = write!(s, "{b:02x}");
-    }
+    push_hex(&mut s, h);
     s
+}
+
+/// Lowercase hex of `h` onto `s` (a table, not `write!`: every session
+/// read from Redis names its key).
+fn push_hex(s: &mut String, h: &Hash) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in h {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
 }
 
 /// The hash a hex string names (an index member or a pub/sub message part).

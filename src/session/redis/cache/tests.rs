@@ -1,0 +1,162 @@
+use super::*;
+use crate::session::model::{EmailTrust, SESSION_VERSION};
+
+fn session(expires_at: u64) -> Session {
+    Session {
+        version: SESSION_VERSION,
+        user_id: "u".into(),
+        subject: "s".into(),
+        tenant_id: None,
+        connection: "c".into(),
+        issuer: "https://issuer.example".into(),
+        sid: None,
+        email: None,
+        email_trust: EmailTrust::Unverified,
+        name: None,
+        preferred_username: None,
+        groups: vec![],
+        roles: Vec::new(),
+        claims: None,
+        id_token: None,
+        access_token: None,
+        refresh_token: None,
+        saml_name_id: None,
+        tokens_expire_at: None,
+        client_addr: None,
+        created_at: 0,
+        expires_at,
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A subscribed cache holding a fresh session for a new id.
+fn cached() -> (Local, SessionId, Hash, Arc<Session>) {
+    let local = Local::new(Duration::from_secs(60), 100);
+    local.set_subscribed(true);
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    let s = Arc::new(session(now() + 3600));
+    local.insert(h, s.clone(), local.epoch(&h));
+    (local, id, h, s)
+}
+
+fn memoized(local: &Local, id: &SessionId) -> bool {
+    memo::get(local, id).is_some()
+}
+
+#[test]
+fn a_cache_hit_is_memoized_and_an_eviction_ends_the_memo_at_once() {
+    let (local, id, h, s) = cached();
+    assert!(!memoized(&local, &id));
+    assert!(Arc::ptr_eq(&local.get_id(&id, now()).ok().unwrap(), &s));
+    assert!(memoized(&local, &id));
+    assert!(Arc::ptr_eq(&local.get_id(&id, now()).ok().unwrap(), &s));
+    local.evict(&h);
+    assert!(!memoized(&local, &id));
+    assert_eq!(local.get_id(&id, now()).err(), Some(Some(h)));
+}
+
+#[test]
+fn clearing_the_cache_ends_every_memo() {
+    let (local, id, _, _) = cached();
+    assert!(local.get_id(&id, now()).is_ok());
+    assert!(memoized(&local, &id));
+    local.clear();
+    assert!(!memoized(&local, &id));
+    assert!(local.get_id(&id, now()).is_err());
+}
+
+/// A copy read from the cache while an eviction ran (after its first
+/// epoch bump, before the removal) is not served by the memo once the
+/// eviction returned.
+#[test]
+fn a_copy_read_during_an_eviction_is_not_memoized_past_it() {
+    let (local, id, h, _) = cached();
+    // The eviction's first bump...
+    local.stripe(&h).fetch_add(1, Ordering::AcqRel);
+    // ...a reader notes the epochs and still finds the old copy...
+    let seen = local.epoch(&h);
+    let e = local.get_entry(&h, now()).expect("not removed yet");
+    memo::put(&local, &id, stripe_of(&h), seen, &e);
+    assert!(memoized(&local, &id));
+    // ...then the removal and the second bump.
+    local.cache.as_ref().unwrap().invalidate(&h);
+    local.stripe(&h).fetch_add(1, Ordering::AcqRel);
+    assert!(!memoized(&local, &id));
+}
+
+#[test]
+fn a_memo_never_outlives_its_cache_entry_or_the_session() {
+    let (local, id, h, s) = cached();
+    // A cache entry inserted a TTL ago.
+    let old = Entry {
+        session: s.clone(),
+        inserted: Instant::now()
+            .checked_sub(Duration::from_secs(61))
+            .expect("the clock is past a minute"),
+    };
+    memo::put(&local, &id, stripe_of(&h), local.epoch(&h), &old);
+    assert!(!memoized(&local, &id));
+    // A session at its absolute end.
+    let ended = Entry {
+        session: Arc::new(session(now())),
+        inserted: Instant::now(),
+    };
+    memo::put(&local, &id, stripe_of(&h), local.epoch(&h), &ended);
+    assert!(!memoized(&local, &id));
+    // Once the cache lets go of the session, the memo cannot answer.
+    assert!(local.get_id(&id, now()).is_ok());
+    let cache = local.cache.as_ref().unwrap();
+    cache.invalidate(&h);
+    cache.run_pending_tasks();
+    drop((s, old));
+    assert!(!memoized(&local, &id));
+}
+
+#[test]
+fn memos_are_per_cache() {
+    let (a, id, h, s) = cached();
+    let b = Local::new(Duration::from_secs(60), 100);
+    b.set_subscribed(true);
+    assert!(a.get_id(&id, now()).is_ok());
+    assert_eq!(b.get_id(&id, now()).err(), Some(Some(h)));
+    b.insert(h, s, b.epoch(&h));
+    assert!(b.get_id(&id, now()).is_ok());
+    // B used this thread's memo last: A reads its cache again, still right.
+    assert!(a.get_id(&id, now()).is_ok());
+    a.evict(&h);
+    assert!(a.get_id(&id, now()).is_err());
+}
+
+#[test]
+fn a_miss_is_handed_to_the_next_get_of_the_same_id_only() {
+    let local = Local::new(Duration::from_secs(60), 100);
+    local.set_subscribed(true);
+    let (id, other) = (SessionId::generate(), SessionId::generate());
+    assert_eq!(
+        local.get_id(&id, now()).err(),
+        Some(Some(session_hash(&id)))
+    );
+    assert_eq!(local.take_miss(&other), None);
+    assert_eq!(
+        local.get_id(&id, now()).err(),
+        Some(Some(session_hash(&id)))
+    );
+    assert_eq!(local.take_miss(&id), Some(session_hash(&id)));
+    assert_eq!(local.take_miss(&id), None, "taken once");
+}
+
+#[test]
+fn no_cache_no_memo() {
+    let local = Local::new(Duration::ZERO, 100);
+    local.set_subscribed(true);
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    local.insert(h, Arc::new(session(now() + 3600)), local.epoch(&h));
+    assert_eq!(local.get_id(&id, now()).err(), Some(None));
+}
