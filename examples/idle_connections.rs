@@ -19,6 +19,9 @@
 //! certificate made at start) and every connection completes a TLS 1.3
 //! handshake (ALPN http/1.1) before its request: rustls keeps buffers and
 //! state per connection, so this is the figure with TLS on.
+//!
+//! `IDLE_HOLD=SECONDS` holds the idle connections that long after measuring
+//! (and prints the gateway's pid), for a heap profiler to look at them.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -114,7 +117,8 @@ public = ["/"]
     let pid = gateway.0.id();
 
     // The first connection warms everything up (upstream pool, buffers).
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: under a heap profiler (IDLE_HOLD) the gateway starts slowly.
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut first = loop {
         match open(listen, &client).await {
             Ok(s) => break s,
@@ -122,7 +126,7 @@ public = ["/"]
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
             Err(e) => {
-                eprintln!("realmgate did not answer on {listen} within 20 s: {e}");
+                eprintln!("realmgate did not answer on {listen} within 120 s: {e}");
                 return false;
             }
         }
@@ -187,6 +191,16 @@ public = ["/"]
         "target:           10,000 under {TARGET_MIB} MiB: {} ({scaled} MiB per 10,000)",
         if met { "met" } else { "NOT MET" }
     );
+    // IDLE_HOLD=SECONDS keeps the connections open that long before closing
+    // them, for a heap profiler attached to the gateway (e.g. valgrind's
+    // massif, snapshot taken with `vgdb --pid PID detailed_snapshot FILE`).
+    if let Some(hold) = std::env::var("IDLE_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        println!("holding:          {hold} s (gateway pid {pid})");
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     drop(idle);
     gateway.stop();
     met

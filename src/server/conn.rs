@@ -98,16 +98,9 @@ pub(super) async fn serve(
             serve_http(inner, io, info, limits, &watchdog, Proto::Auto).await;
         }
         Started::Tls(tls, info) => {
+            let proto = tls_proto(tls.get_ref().1.alpn_protocol());
             // Boxed: the TLS stream would size every connection's task.
-            Box::pin(serve_http(
-                inner,
-                *tls,
-                info,
-                limits,
-                &watchdog,
-                Proto::Auto,
-            ))
-            .await;
+            Box::pin(serve_http(inner, *tls, info, limits, &watchdog, proto)).await;
         }
     }
 }
@@ -131,6 +124,18 @@ enum Proto {
     Http1,
     /// hyper-util's auto-detection (HTTP/1.1 or HTTP/2).
     Auto,
+}
+
+/// Which hyper connection serves a TLS connection, by the protocol ALPN
+/// agreed: `http/1.1` is HTTP/1 (RFC 7301: the client may speak nothing
+/// else), served by hyper's HTTP/1 connection alone as plain HTTP/1 is;
+/// `h2` and no ALPN at all keep hyper-util's detection (a client without
+/// ALPN may still open with the HTTP/2 preface, as before).
+fn tls_proto(alpn: Option<&[u8]>) -> Proto {
+    match alpn {
+        Some(b"http/1.1") => Proto::Http1,
+        _ => Proto::Auto,
+    }
 }
 
 /// PROXY header, first bytes or TLS handshake, each within

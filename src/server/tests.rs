@@ -578,6 +578,107 @@ async fn tls_with_alpn_h2_and_http11_and_certificate_reload() {
     running.shutdown().await;
 }
 
+/// A TLS connection that agreed `http/1.1` by ALPN is served by hyper's
+/// HTTP/1 connection alone (src/server/conn.rs `tls_proto`): the limits of
+/// HTTP/1 still hold there (431 on an oversized head, `header_read_timeout`
+/// for a slow or silent client after the handshake), and a connection that
+/// agreed `h2` is still served HTTP/2.
+#[tokio::test]
+async fn tls_connections_by_alpn_keep_http1_limits_and_serve_h2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_cert(dir.path(), "localhost");
+    let tls = format!(
+        "max_header_bytes = 16384\n[server.tls]\ncert = {:?}\nkey = {:?}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let (running, _) = start_echo(settings(&tls, "r1")).await;
+    let addr = running.addr;
+
+    // Oversized head: 431; just under the limit: served.
+    let big = "a".repeat(20_000);
+    let mut s = tls_connect(addr, &[b"http/1.1"]).await;
+    let req = format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {big}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let res = tls_read_until_close(&mut s).await;
+    assert!(res.starts_with("HTTP/1.1 431"), "{res}");
+    let ok = "a".repeat(12_000);
+    let mut s = tls_connect(addr, &[b"http/1.1"]).await;
+    let req =
+        format!("GET /ok HTTP/1.1\r\nHost: app.test\r\nX-Ok: {ok}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let res = tls_read_until_close(&mut s).await;
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(
+        res.contains("tls=true route=r1 path=/ok version=HTTP/1.1"),
+        "{res}"
+    );
+
+    // A head that trickles in is cut after header_read_timeout (1 s).
+    let mut s = tls_connect(addr, &[b"http/1.1"]).await;
+    let started = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    s.flush().await.unwrap();
+    let mut closed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if s.write_all(b"X").await.is_err() || s.flush().await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "slow TLS client was never cut");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut only after {:?}",
+        started.elapsed()
+    );
+
+    // A client silent after its handshake is cut as well.
+    let mut silent = tls_connect(addr, &[b"http/1.1"]).await;
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("silent TLS connection was not closed");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // ALPN h2: served HTTP/2.
+    let s = tls_connect(addr, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://app.test/h2")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .expect("h2 answer within 10 s")
+        .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let text = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("tls=true route=r1 path=/h2 version=HTTP/2.0"),
+        "{text}"
+    );
+    running.shutdown().await;
+}
+
 // --- helpers ---
 
 fn write_cert(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -632,6 +733,31 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// A TLS connection offering `alpn`, accepting any certificate.
+async fn tls_connect(
+    addr: SocketAddr,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+async fn tls_read_until_close(s: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// TLS handshake with the given ALPN offer; for http/1.1 also a GET.
