@@ -115,7 +115,10 @@ impl MemoryStore {
         let cache = Cache::builder()
             .max_capacity(max_entries)
             .eviction_policy(EvictionPolicy::lru())
-            .expire_after(SessionExpiry { idle_timeout })
+            .expire_after(SessionExpiry {
+                idle_timeout,
+                slack: memo::freshness(idle_timeout),
+            })
             .eviction_listener(
                 move |id: Arc<SessionId>, packed: Arc<Packed>, _cause: RemovalCause| {
                     // Every thread's memo stops answering for it (Release:
@@ -400,6 +403,10 @@ fn unix_now() -> u64 {
 
 struct SessionExpiry {
     idle_timeout: Duration,
+    /// How far a read may leave the idle deadline behind (see
+    /// `expire_after_read`): the per-thread memo's freshness, at most a
+    /// second and an eighth of the idle timeout.
+    slack: Duration,
 }
 
 impl SessionExpiry {
@@ -415,15 +422,26 @@ impl Expiry<SessionId, Arc<Packed>> for SessionExpiry {
         Some(self.ttl(v))
     }
 
+    /// The entry's deadline moves only when a read moves it by `slack` or
+    /// more: an unchanged duration spares moka rescheduling the entry in
+    /// its timer wheel on every read (issue 23: one reschedule per request
+    /// with many sessions). A session read within its idle timeout thus
+    /// stays alive, ending at most `slack` before last read + idle timeout
+    /// (the same bound as the per-thread memo); an earlier end (the
+    /// absolute lifetime) is always taken at once.
     fn expire_after_read(
         &self,
         _: &SessionId,
         v: &Arc<Packed>,
         _: Instant,
-        _: Option<Duration>,
+        current: Option<Duration>,
         _: Instant,
     ) -> Option<Duration> {
-        Some(self.ttl(v))
+        let ttl = self.ttl(v);
+        match current {
+            Some(current) if current <= ttl && ttl - current < self.slack => Some(current),
+            _ => Some(ttl),
+        }
     }
 
     fn expire_after_update(
@@ -591,8 +609,17 @@ impl Packed {
         let s = |id: u32| strings.get(id).map(str::to_string);
         let split = (self.roles_from as usize).min(self.groups.len());
         let (group_ids, role_ids) = self.groups.split_at(split);
-        let groups: Option<Vec<String>> = group_ids.iter().map(|&g| s(g)).collect();
-        let roles: Option<Vec<String>> = role_ids.iter().map(|&r| s(r)).collect();
+        // Sized once (collecting `Option`s would grow the vectors step by
+        // step: a reallocation per doubling on every unpack).
+        let all = |ids: &[u32]| -> Option<Vec<String>> {
+            let mut out = Vec::with_capacity(ids.len());
+            for &id in ids {
+                out.push(s(id)?);
+            }
+            Some(out)
+        };
+        let groups = all(group_ids);
+        let roles = all(role_ids);
         let [id_token, access_token, refresh_token] =
             super::compact::unpack_tokens(self.tokens.as_deref())?;
         Some(Session {
