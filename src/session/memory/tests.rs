@@ -551,3 +551,28 @@ fn reads_move_the_idle_deadline_only_by_the_slack_or_more() {
         .unwrap();
     assert!(got <= Duration::from_secs(3), "{got:?}");
 }
+
+/// Text, group and role ids and tokens share one allocation (issue 23
+/// item 4): each part comes back exactly, whichever are empty, with
+/// multi-byte text beside the ids; and times are kept to the second.
+#[tokio::test]
+async fn text_ids_and_tokens_share_one_allocation_and_come_back_exactly() {
+    let s = store();
+    let cases = [
+        (vec!["g1", "g2"], vec!["Admin", "g1"], true),
+        (vec![], vec!["Reader"], true),
+        (vec!["ü-group"], vec![], false),
+        (vec![], vec![], false),
+    ];
+    for (groups, roles, tokens) in cases {
+        let mut x = session("zoë", Some("sid-ü"));
+        x.groups = groups.iter().map(|g| g.to_string()).collect();
+        x.roles = roles.iter().map(|r| r.to_string()).collect();
+        if !tokens {
+            (x.id_token, x.access_token, x.refresh_token) = (None, None, None);
+        }
+        let id = SessionId::generate();
+        s.put(&id, x.clone()).await.unwrap();
+        assert_eq!(*s.get(&id).await.unwrap().unwrap(), x);
+    }
+}
