@@ -150,8 +150,13 @@ pub struct SessionCookies {
     /// Names of the state cookie (`<name>_state`, with and without prefix), for stripping.
     state_names: [String; 2],
     domain: Option<String>,
-    /// One derived key per configured secret; the first signs.
-    keys: Vec<DerivedKey>,
+    /// One HMAC keyed with the key derived from each configured secret,
+    /// the first signs. Kept keyed (the inner and outer pad blocks already
+    /// hashed): a tag then costs two SHA-256 blocks, not four, and a
+    /// cookie value that is not in a thread's memo is verified on every
+    /// request of a store with many users (issue 23). The keyed state is a
+    /// key equivalent, held like the derived key it replaces.
+    keys: Vec<HmacSha256>,
     /// This instance in the per-thread memos of verified values (`memo`).
     number: u64,
 }
@@ -180,7 +185,10 @@ impl SessionCookies {
             keys: settings
                 .secrets
                 .iter()
-                .map(|s| derive_key(s.expose(), b"realmgate session cookie v1"))
+                .map(|s| {
+                    let key = derive_key(s.expose(), b"realmgate session cookie v1");
+                    HmacSha256::new_from_slice(&key[..]).expect("HMAC takes keys of any length")
+                })
                 .collect(),
             number: crate::per_thread::owner_number(),
         }
@@ -250,8 +258,12 @@ impl SessionCookies {
         bool::from(ok).then(|| SessionId::from_bytes(id))
     }
 
-    fn tag(&self, key: &[u8; 32], id: &[u8; 32]) -> [u8; 32] {
-        mac(key, &[self.name.as_bytes(), &[0], id])
+    fn tag(&self, key: &HmacSha256, id: &[u8; 32]) -> [u8; 32] {
+        let mut mac = key.clone();
+        mac.update(self.name.as_bytes());
+        mac.update(&[0]);
+        mac.update(id);
+        mac.finalize().into_bytes().into()
     }
 
     /// The cookie value for `id`, signed with the first secret.

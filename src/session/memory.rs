@@ -67,7 +67,7 @@ mod memo;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{
     Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
 };
@@ -115,7 +115,10 @@ impl MemoryStore {
         let cache = Cache::builder()
             .max_capacity(max_entries)
             .eviction_policy(EvictionPolicy::lru())
-            .expire_after(SessionExpiry { idle_timeout })
+            .expire_after(SessionExpiry {
+                idle_timeout,
+                slack: memo::freshness(idle_timeout),
+            })
             .eviction_listener(
                 move |id: Arc<SessionId>, packed: Arc<Packed>, _cause: RemovalCause| {
                     // Every thread's memo stops answering for it (Release:
@@ -166,14 +169,15 @@ impl MemoryStore {
     fn get_cached(&self, id: &SessionId) -> Option<(Arc<Packed>, Arc<Session>)> {
         let packed = self.cache.get(id)?;
         let now = unix_now();
-        if packed.expires_at <= now {
+        if u64::from(packed.expires_at) <= now {
             self.cache.invalidate(id);
             return None;
         }
         // Written once per second at most: a store on every read would bounce
         // the entry's cache line between proxy threads serving one session.
-        if packed.last_seen.load(Ordering::Relaxed) != now {
-            packed.last_seen.store(now, Ordering::Relaxed);
+        let seen = secs(now);
+        if packed.last_seen.load(Ordering::Relaxed) != seen {
+            packed.last_seen.store(seen, Ordering::Relaxed);
         }
         if let Some(session) = self.hot.get(id, &packed) {
             return Some((packed, session));
@@ -337,7 +341,9 @@ impl MemoryStore {
         };
         let now = unix_now();
         let live = |p: &Packed| {
-            p.connection == conn && !p.ended.load(Ordering::Acquire) && p.expires_at > now
+            p.connection == conn
+                && !p.ended.load(Ordering::Acquire)
+                && u64::from(p.expires_at) > now
         };
         let mut found: Vec<Arc<Packed>> = Vec::new();
         match by {
@@ -372,9 +378,9 @@ impl MemoryStore {
                     handle: handle_of(&p.id),
                     connection: connection.to_string(),
                     user_id: p.user_id().to_string(),
-                    created_at: p.created_at,
-                    last_seen: Some(p.last_seen.load(Ordering::Relaxed)),
-                    expires_at: p.expires_at,
+                    created_at: u64::from(p.created_at),
+                    last_seen: Some(u64::from(p.last_seen.load(Ordering::Relaxed))),
+                    expires_at: u64::from(p.expires_at),
                     client_address: p.client_addr,
                 })
                 .collect(),
@@ -400,11 +406,15 @@ fn unix_now() -> u64 {
 
 struct SessionExpiry {
     idle_timeout: Duration,
+    /// How far a read may leave the idle deadline behind (see
+    /// `expire_after_read`): the per-thread memo's freshness, at most a
+    /// second and an eighth of the idle timeout.
+    slack: Duration,
 }
 
 impl SessionExpiry {
     fn ttl(&self, packed: &Packed) -> Duration {
-        let left = Duration::from_secs(packed.expires_at.saturating_sub(unix_now()));
+        let left = Duration::from_secs(u64::from(packed.expires_at).saturating_sub(unix_now()));
         // Moka's timer wheel wants sane durations; no session lasts a decade.
         left.min(self.idle_timeout).min(MAX_TTL)
     }
@@ -415,15 +425,26 @@ impl Expiry<SessionId, Arc<Packed>> for SessionExpiry {
         Some(self.ttl(v))
     }
 
+    /// The entry's deadline moves only when a read moves it by `slack` or
+    /// more: an unchanged duration spares moka rescheduling the entry in
+    /// its timer wheel on every read (issue 23: one reschedule per request
+    /// with many sessions). A session read within its idle timeout thus
+    /// stays alive, ending at most `slack` before last read + idle timeout
+    /// (the same bound as the per-thread memo); an earlier end (the
+    /// absolute lifetime) is always taken at once.
     fn expire_after_read(
         &self,
         _: &SessionId,
         v: &Arc<Packed>,
         _: Instant,
-        _: Option<Duration>,
+        current: Option<Duration>,
         _: Instant,
     ) -> Option<Duration> {
-        Some(self.ttl(v))
+        let ttl = self.ttl(v);
+        match current {
+            Some(current) if current <= ttl && ttl - current < self.slack => Some(current),
+            _ => Some(ttl),
+        }
     }
 
     fn expire_after_update(
@@ -454,7 +475,14 @@ enum Field {
 const FIELDS: usize = 7;
 
 /// `tokens_expire_at` absent.
-const NO_TIME: u64 = u64::MAX;
+const NO_TIME: u32 = u32::MAX;
+
+/// Unix seconds as `Packed` keeps them: 4 bytes, good until 2106. A later
+/// time (a far-future test value) is kept as the latest that fits: an
+/// earlier end, never a later one.
+fn secs(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX - 1)
+}
 /// `tenant_id` absent.
 const NO_STRING: u32 = u32::MAX;
 
@@ -463,12 +491,13 @@ const NO_STRING: u32 = u32::MAX;
 /// the last handle releases the interned strings, exactly once.
 pub(crate) struct Packed {
     id: SessionId,
-    created_at: u64,
-    expires_at: u64,
+    /// Unix seconds (`secs`), as the other times: issue 23 item 4.
+    created_at: u32,
+    expires_at: u32,
     /// SAML sessions only (SP-initiated logout); one pointer otherwise.
     saml_name_id: Option<Box<crate::session::model::SamlNameId>>,
-    tokens_expire_at: u64,
-    /// End offset of each field in `text`.
+    tokens_expire_at: u32,
+    /// End offset of each field in `data` (the text comes first).
     ends: [u32; FIELDS],
     /// Bit per text field: present (`Some`).
     present: u16,
@@ -476,14 +505,16 @@ pub(crate) struct Packed {
     connection: u32,
     issuer: u32,
     tenant_id: u32,
-    /// Every per-user text field back to back.
-    text: Box<str>,
-    /// The provider tokens the session keeps, in compact form
-    /// (`session::compact`); None when it keeps none.
-    tokens: Option<Box<[u8]>>,
-    /// Group ids, then app roles (from `roles_from` on), interned.
-    groups: Box<[u32]>,
-    /// Where the roles start in `groups` (one slice for both: one allocation).
+    /// One allocation (issue 23 item 4: each one costs its pointer and the
+    /// allocator's overhead per session): every per-user text field back
+    /// to back (UTF-8, up to `ends[FIELDS - 1]`), then the interned ids of
+    /// the groups and app roles (`ids` of them, 4 bytes each,
+    /// little-endian), then the provider tokens the session keeps in
+    /// compact form (`session::compact`; nothing when it keeps none).
+    data: Box<[u8]>,
+    /// Group ids, then app roles (from `roles_from` on).
+    ids: u32,
+    /// Where the roles start among the ids.
     roles_from: u32,
     interner: Arc<RwLock<Interner>>,
     /// Set by the cache's eviction listener when this entry leaves the
@@ -494,7 +525,7 @@ pub(crate) struct Packed {
     /// Unix seconds of the last read the cache answered (admin listing;
     /// reads the per-thread memo answers are not counted, so it lags by up
     /// to the memo's second).
-    last_seen: AtomicU64,
+    last_seen: AtomicU32,
 }
 
 impl Packed {
@@ -512,25 +543,39 @@ impl Packed {
             s.preferred_username.as_deref(),
             claims.as_deref(),
         ];
-        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        let tokens = super::compact::pack_tokens([
+            s.id_token.as_deref(),
+            s.access_token.as_deref(),
+            s.refresh_token.as_deref(),
+        ]);
+        let text_len: usize = parts.iter().flatten().map(|p| p.len()).sum();
+        let id_count = s.groups.len() + s.roles.len();
+        let mut data =
+            Vec::with_capacity(text_len + 4 * id_count + tokens.as_ref().map_or(0, |t| t.len()));
         let mut ends = [0u32; FIELDS];
         let mut present = 0u16;
         for (i, part) in parts.iter().enumerate() {
             if let Some(p) = part {
-                text.push_str(p);
+                data.extend_from_slice(p.as_bytes());
                 present |= 1 << i;
             }
             // Session text is far below 4 GiB (cookie-sized tokens); saturate
             // rather than wrap if it ever is not (the field then reads as absent).
-            ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            ends[i] = u32::try_from(data.len()).unwrap_or(u32::MAX);
         }
         let mut strings = write(interner);
+        for g in s.groups.iter().chain(s.roles.iter()) {
+            data.extend_from_slice(&strings.acquire(g).to_le_bytes());
+        }
+        if let Some(t) = &tokens {
+            data.extend_from_slice(t);
+        }
         Packed {
             id,
-            created_at: s.created_at,
-            expires_at: s.expires_at,
+            created_at: secs(s.created_at),
+            expires_at: secs(s.expires_at),
             saml_name_id: s.saml_name_id.clone(),
-            tokens_expire_at: s.tokens_expire_at.unwrap_or(NO_TIME),
+            tokens_expire_at: s.tokens_expire_at.map_or(NO_TIME, secs),
             ends,
             present,
             email_trust: s.email_trust,
@@ -540,25 +585,40 @@ impl Packed {
                 .tenant_id
                 .as_deref()
                 .map_or(NO_STRING, |t| strings.acquire(t)),
-            groups: s
-                .groups
-                .iter()
-                .chain(s.roles.iter())
-                .map(|g| strings.acquire(g))
-                .collect(),
-            // Far below 4 GiB groups; saturating keeps every entry a group.
+            // Far below 4 G groups: a session with more cannot be built in memory.
+            ids: u32::try_from(id_count).unwrap_or(u32::MAX),
             roles_from: u32::try_from(s.groups.len()).unwrap_or(u32::MAX),
-            text: text.into_boxed_str(),
-            tokens: super::compact::pack_tokens([
-                s.id_token.as_deref(),
-                s.access_token.as_deref(),
-                s.refresh_token.as_deref(),
-            ]),
+            data: data.into_boxed_slice(),
             interner: interner.clone(),
             ended: AtomicBool::new(false),
             client_addr: s.client_addr,
-            last_seen: AtomicU64::new(unix_now()),
+            last_seen: AtomicU32::new(secs(unix_now())),
         }
+    }
+
+    /// The text part of `data`; None only if it were not UTF-8, which
+    /// `pack` rules out (it copies whole `str`s).
+    fn text(&self) -> Option<&str> {
+        let end = self.ends[FIELDS - 1] as usize;
+        std::str::from_utf8(self.data.get(..end)?).ok()
+    }
+
+    /// The interned ids of the groups, then the roles.
+    fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        let start = self.ends[FIELDS - 1] as usize;
+        let end = start.saturating_add((self.ids as usize).saturating_mul(4));
+        self.data
+            .get(start..end)
+            .unwrap_or_default()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+
+    /// The compact tokens; None when the session keeps none.
+    fn tokens(&self) -> Option<&[u8]> {
+        let start =
+            (self.ends[FIELDS - 1] as usize).saturating_add((self.ids as usize).saturating_mul(4));
+        self.data.get(start..).filter(|t| !t.is_empty())
     }
 
     fn field(&self, f: Field) -> Option<&str> {
@@ -567,7 +627,7 @@ impl Packed {
             return None;
         }
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.text.get(start..self.ends[i] as usize)
+        self.text()?.get(start..self.ends[i] as usize)
     }
 
     fn owned(&self, f: Field) -> Option<String> {
@@ -589,12 +649,24 @@ impl Packed {
     fn unpack(&self) -> Option<Session> {
         let strings = read(&self.interner);
         let s = |id: u32| strings.get(id).map(str::to_string);
-        let split = (self.roles_from as usize).min(self.groups.len());
-        let (group_ids, role_ids) = self.groups.split_at(split);
-        let groups: Option<Vec<String>> = group_ids.iter().map(|&g| s(g)).collect();
-        let roles: Option<Vec<String>> = role_ids.iter().map(|&r| s(r)).collect();
-        let [id_token, access_token, refresh_token] =
-            super::compact::unpack_tokens(self.tokens.as_deref())?;
+        let ids: Vec<u32> = self.ids().collect();
+        if ids.len() != self.ids as usize || self.text().is_none() {
+            return None;
+        }
+        let split = (self.roles_from as usize).min(ids.len());
+        let (group_ids, role_ids) = ids.split_at(split);
+        // Sized once (collecting `Option`s would grow the vectors step by
+        // step: a reallocation per doubling on every unpack).
+        let all = |ids: &[u32]| -> Option<Vec<String>> {
+            let mut out = Vec::with_capacity(ids.len());
+            for &id in ids {
+                out.push(s(id)?);
+            }
+            Some(out)
+        };
+        let groups = all(group_ids);
+        let roles = all(role_ids);
+        let [id_token, access_token, refresh_token] = super::compact::unpack_tokens(self.tokens())?;
         Some(Session {
             version: crate::session::model::SESSION_VERSION,
             user_id: self.user_id().to_string(),
@@ -619,10 +691,11 @@ impl Packed {
             access_token,
             refresh_token,
             saml_name_id: self.saml_name_id.clone(),
-            tokens_expire_at: (self.tokens_expire_at != NO_TIME).then_some(self.tokens_expire_at),
+            tokens_expire_at: (self.tokens_expire_at != NO_TIME)
+                .then_some(u64::from(self.tokens_expire_at)),
             client_addr: self.client_addr,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
+            created_at: u64::from(self.created_at),
+            expires_at: u64::from(self.expires_at),
         })
     }
 }
@@ -635,7 +708,7 @@ impl Drop for Packed {
         if self.tenant_id != NO_STRING {
             strings.release(self.tenant_id);
         }
-        for &g in self.groups.iter() {
+        for g in self.ids() {
             strings.release(g);
         }
     }

@@ -1025,3 +1025,16 @@ fn a_client_sent_roles_header_is_stripped() {
     strip(&mut h, &[]);
     assert!(h.is_empty(), "{h:?}");
 }
+
+/// `list_item` (no value built) refuses exactly what a comma or
+/// `safe_value` refuses, for every character up to U+0800 around ASCII
+/// text (every one-byte and two-byte UTF-8 sequence, C1 controls included).
+#[test]
+fn list_items_are_checked_like_safe_values() {
+    for c in (0u32..0x800).filter_map(char::from_u32) {
+        for text in [format!("{c}"), format!("grp{c}x"), format!("{c}{c}")] {
+            let expected = !text.contains(',') && safe_value(&text).is_some();
+            assert_eq!(list_item(&text), expected, "{:?}", text);
+        }
+    }
+}

@@ -80,7 +80,7 @@ pub(super) fn put(
     fresh: Duration,
 ) {
     // Exact time to the absolute end (the stored end is whole seconds).
-    let Some(left) = Duration::from_secs(packed.expires_at).checked_sub(
+    let Some(left) = Duration::from_secs(u64::from(packed.expires_at)).checked_sub(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default(),

@@ -513,3 +513,66 @@ async fn the_thread_memo_is_per_store_and_bounded() {
         assert!(memo::len(s.number) <= memo::CAPACITY);
     }
 }
+
+/// A read moves the idle deadline only by `slack` or more; a deadline that
+/// came closer (the absolute lifetime) is taken at once. Together with
+/// `idle_sessions_end_and_use_extends_them`: idle expiry still works.
+#[test]
+fn reads_move_the_idle_deadline_only_by_the_slack_or_more() {
+    let idle = Duration::from_secs(8);
+    let expiry = SessionExpiry {
+        idle_timeout: idle,
+        slack: memo::freshness(idle),
+    };
+    assert_eq!(expiry.slack, Duration::from_secs(1));
+    let id = SessionId::generate();
+    let interner = Arc::new(RwLock::new(Interner::default()));
+    let packed = Arc::new(Packed::pack(id.clone(), &session("alice", None), &interner));
+    let now = Instant::now();
+    let read = |current: Option<Duration>| {
+        expiry
+            .expire_after_read(&id, &packed, now, current, now)
+            .unwrap()
+    };
+    // Read 0.3 s after the deadline was set: it stays where it was.
+    let recent = idle - Duration::from_millis(300);
+    assert_eq!(read(Some(recent)), recent);
+    // Read 1.5 s after: it moves to a full idle timeout from now.
+    assert_eq!(read(Some(idle - Duration::from_millis(1500))), idle);
+    // No deadline known, or a later one than the session's own: its own.
+    assert_eq!(read(None), idle);
+    assert_eq!(read(Some(idle * 2)), idle);
+    // The absolute end comes first: taken at once, whatever was scheduled.
+    let mut short = session("bob", None);
+    short.expires_at = unix_now() + 3;
+    let short = Arc::new(Packed::pack(id.clone(), &short, &interner));
+    let got = expiry
+        .expire_after_read(&id, &short, now, Some(idle), now)
+        .unwrap();
+    assert!(got <= Duration::from_secs(3), "{got:?}");
+}
+
+/// Text, group and role ids and tokens share one allocation (issue 23
+/// item 4): each part comes back exactly, whichever are empty, with
+/// multi-byte text beside the ids; and times are kept to the second.
+#[tokio::test]
+async fn text_ids_and_tokens_share_one_allocation_and_come_back_exactly() {
+    let s = store();
+    let cases = [
+        (vec!["g1", "g2"], vec!["Admin", "g1"], true),
+        (vec![], vec!["Reader"], true),
+        (vec!["ü-group"], vec![], false),
+        (vec![], vec![], false),
+    ];
+    for (groups, roles, tokens) in cases {
+        let mut x = session("zoë", Some("sid-ü"));
+        x.groups = groups.iter().map(|g| g.to_string()).collect();
+        x.roles = roles.iter().map(|r| r.to_string()).collect();
+        if !tokens {
+            (x.id_token, x.access_token, x.refresh_token) = (None, None, None);
+        }
+        let id = SessionId::generate();
+        s.put(&id, x.clone()).await.unwrap();
+        assert_eq!(*s.get(&id).await.unwrap().unwrap(), x);
+    }
+}
