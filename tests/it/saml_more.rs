@@ -449,3 +449,88 @@ fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// The IdP's LogoutRequest without SessionIndex for `name_id`, over
+/// HTTP-Redirect signed with its key, to this gateway's SLO endpoint.
+fn logout_request_without_index(w: &World, idp: &IdpKey, id: &str, name_id: &str) -> String {
+    let slo = w.url("/.auth/saml/fabrikam/slo");
+    let xml = format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{name_id}</saml:NameID></samlp:LogoutRequest>"#,
+        realmgate::saml::binding::instant(now())
+    );
+    let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
+    let signer = realmgate::saml::binding::SpSigner::from_pem(&pem).expect("IdP key");
+    realmgate::saml::binding::redirect_url(&slo, "SAMLRequest", &xml, None, Some(&signer))
+        .expect("redirect URL")
+}
+
+/// The status codes (top level first) of the LogoutResponse `resp`
+/// redirects to the IdP with, answering `request_id`.
+fn logout_answer(resp: &reqwest::Response, request_id: &str) -> Vec<String> {
+    assert_eq!(resp.status(), StatusCode::FOUND, "answered at the IdP's SLO");
+    let back = url::Url::parse(&location(resp)).expect("to the IdP");
+    assert!(back.as_str().starts_with(IDP_SLO), "{back}");
+    let answer = inflate(&back, "SAMLResponse");
+    assert_eq!(attr(&answer, "InResponseTo"), request_id);
+    answer
+        .split("<samlp:StatusCode Value=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().expect("closed").to_string())
+        .collect()
+}
+
+const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
+const PARTIAL: &str = "urn:oasis:names:tc:SAML:2.0:status:PartialLogout";
+
+/// With `attributes.user_id` mapped, sessions are kept under that
+/// attribute's value, not under the NameID: an IdP LogoutRequest without
+/// SessionIndex ends the session of the browser it comes through when that
+/// session carries the request's NameID, never the session of a user whose
+/// attribute happens to equal the NameID, and answers PartialLogout when
+/// it could end nothing.
+#[tokio::test]
+async fn a_logout_request_without_session_index_ends_the_browsers_session_when_user_id_is_mapped(
+) {
+    let (idp, sp) = (idp_key(), idp_key());
+    // carol: NameID u-123, user id fabrikam:carol@fabrikam.test.
+    let w = world(
+        &idp,
+        &sp,
+        r#"attributes = { user_id = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress" }"#,
+    )
+    .await;
+    let first = sp_sign_in(&w, &idp).await;
+    let second = sp_sign_in(&w, &idp).await;
+
+    // Another user, whose NameID equals carol's email, is signed out at the
+    // IdP (through a browser without a session here): carol's sessions are
+    // not that user's, and nothing is ended, so not Success.
+    let url = logout_request_without_index(&w, &idp, "_lr_other_user", "carol@fabrikam.test");
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(logout_answer(&resp, "_lr_other_user"), [RESPONDER, PARTIAL]);
+    assert!(signed_in(&w, &first).await, "another user's logout");
+    assert!(signed_in(&w, &second).await, "another user's logout");
+
+    // A request naming another NameID through carol's browser: her session stays.
+    let url = logout_request_without_index(&w, &idp, "_lr_other_name", "u-999");
+    let resp = first.get(&url).await;
+    assert_eq!(logout_answer(&resp, "_lr_other_name"), [RESPONDER, PARTIAL]);
+    assert!(signed_in(&w, &first).await, "another NameID");
+
+    // carol's own logout through her first browser ends that session, and
+    // only that one (the other browser's is not reachable without a
+    // SessionIndex).
+    let url = logout_request_without_index(&w, &idp, "_lr_carol", "u-123");
+    let resp = first.get(&url).await;
+    assert_eq!(logout_answer(&resp, "_lr_carol"), [SUCCESS]);
+    assert!(!signed_in(&w, &first).await, "the browser's session ended");
+    assert!(signed_in(&w, &second).await);
+
+    // The same logout again through the browser now signed out: nothing
+    // matched, so not Success.
+    let url = logout_request_without_index(&w, &idp, "_lr_carol_again", "u-123");
+    let resp = first.get(&url).await;
+    assert_eq!(logout_answer(&resp, "_lr_carol_again"), [RESPONDER, PARTIAL]);
+    assert!(signed_in(&w, &second).await);
+}
