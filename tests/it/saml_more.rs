@@ -36,6 +36,14 @@ async fn world(idp: &IdpKey, sp: &IdpKey, extra: &str) -> World {
 
 /// [`world`] with more top-level tables (`[log]` for the audit trail).
 async fn world_with(idp: &IdpKey, sp: &IdpKey, extra: &str, tables: &str) -> World {
+    builder(idp, sp, extra)
+        .table(tables.to_string())
+        .start()
+        .await
+}
+
+/// The builder of [`world`] (more `[session]` lines can be added).
+fn builder(idp: &IdpKey, sp: &IdpKey, extra: &str) -> crate::util::WorldBuilder {
     let saml = format!(
         r#"
 [[connection]]
@@ -57,9 +65,6 @@ home_realm_domains = ["fabrikam.test"]
     World::builder()
         .connection(saml)
         .route(echo_route("app", HOST))
-        .table(tables.to_string())
-        .start()
-        .await
 }
 
 impl World {
@@ -467,7 +472,11 @@ fn logout_request_without_index(w: &World, idp: &IdpKey, id: &str, name_id: &str
 /// The status codes (top level first) of the LogoutResponse `resp`
 /// redirects to the IdP with, answering `request_id`.
 fn logout_answer(resp: &reqwest::Response, request_id: &str) -> Vec<String> {
-    assert_eq!(resp.status(), StatusCode::FOUND, "answered at the IdP's SLO");
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "answered at the IdP's SLO"
+    );
     let back = url::Url::parse(&location(resp)).expect("to the IdP");
     assert!(back.as_str().starts_with(IDP_SLO), "{back}");
     let answer = inflate(&back, "SAMLResponse");
@@ -490,8 +499,7 @@ const PARTIAL: &str = "urn:oasis:names:tc:SAML:2.0:status:PartialLogout";
 /// attribute happens to equal the NameID, and answers PartialLogout when
 /// it could end nothing.
 #[tokio::test]
-async fn a_logout_request_without_session_index_ends_the_browsers_session_when_user_id_is_mapped(
-) {
+async fn a_logout_request_without_session_index_ends_the_browsers_session_when_user_id_is_mapped() {
     let (idp, sp) = (idp_key(), idp_key());
     // carol: NameID u-123, user id fabrikam:carol@fabrikam.test.
     let w = world(
@@ -531,6 +539,87 @@ async fn a_logout_request_without_session_index_ends_the_browsers_session_when_u
     // matched, so not Success.
     let url = logout_request_without_index(&w, &idp, "_lr_carol_again", "u-123");
     let resp = first.get(&url).await;
-    assert_eq!(logout_answer(&resp, "_lr_carol_again"), [RESPONDER, PARTIAL]);
+    assert_eq!(
+        logout_answer(&resp, "_lr_carol_again"),
+        [RESPONDER, PARTIAL]
+    );
     assert!(signed_in(&w, &second).await);
+}
+
+/// Two replicas sharing sessions through Redis, with `attributes.user_id`
+/// mapped: carol signs in at one, the IdP's LogoutRequest without
+/// SessionIndex comes through her browser to the other, which ends her
+/// session there (her other browser's stays), everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_request_without_session_index_at_another_replica_ends_the_browsers_session() {
+    let (idp, sp) = (idp_key(), idp_key());
+    let redis = crate::redis_util::RedisServer::start().await;
+    // A long local cache: only an invalidation ends a cached session soon.
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\nredis_cache_ttl = \"30s\"",
+        redis.url()
+    );
+    let mapped = r#"attributes = { user_id = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress" }"#;
+    let a: World = builder(&idp, &sp, mapped).session(&session).start().await;
+    let b: World = builder(&idp, &sp, mapped).session(&session).start().await;
+    let first = sp_sign_in(&a, &idp).await;
+    let second = sp_sign_in(&a, &idp).await;
+    // The same browser at replica b: its cookie, sent to b's address.
+    let cookie = first.cookie_header(&a.url("/private"));
+    let at_b = Browser::new(&b.gateway);
+    let signed_in_at_b = |cookie: String| {
+        let at_b = &at_b;
+        let url = b.url("/private");
+        async move {
+            at_b.client
+                .get(&url)
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .expect("replica b answers")
+                .status()
+                == StatusCode::OK
+        }
+    };
+    assert!(
+        signed_in_at_b(cookie.clone()).await,
+        "one session, both replicas"
+    );
+
+    // Another NameID through carol's browser at b: her session stays.
+    let url = logout_request_without_index(&b, &idp, "_lr_b_other", "u-999");
+    let resp = at_b
+        .client
+        .get(&url)
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("replica b answers");
+    assert_eq!(logout_answer(&resp, "_lr_b_other"), [RESPONDER, PARTIAL]);
+    assert!(signed_in(&a, &first).await);
+
+    let url = logout_request_without_index(&b, &idp, "_lr_b_carol", "u-123");
+    let resp = at_b
+        .client
+        .get(&url)
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("replica b answers");
+    assert_eq!(logout_answer(&resp, "_lr_b_carol"), [SUCCESS]);
+    assert!(!signed_in_at_b(cookie.clone()).await, "ended at b");
+    // At a, where it was cached: ended within the deadline.
+    let until = std::time::Instant::now() + crate::util::DEADLINE;
+    while signed_in(&a, &first).await {
+        assert!(
+            std::time::Instant::now() < until,
+            "the session still served at replica a"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        signed_in(&a, &second).await,
+        "the other browser's session stays"
+    );
+    drop(redis);
 }
