@@ -945,15 +945,24 @@ impl SamlSignIn<'_> {
             ended,
         });
         let Some(idp_slo) = md.slo_url.as_deref() else {
-            return Ok(crate::respond::html(
-                StatusCode::OK,
+            // Never "signed out" when nothing ended: the browser may still
+            // hold a session here.
+            let page = if partial {
+                req.pages.error(
+                    200,
+                    "Sign-out not confirmed",
+                    "Your identity provider signed you out, but no session of yours was found to end here. If this application still shows you signed in, sign out of it too.",
+                    Some(("Sign out", "/.auth/logout")),
+                )
+            } else {
                 req.pages.error(
                     200,
                     "You are signed out",
                     "You have been signed out of this application.",
                     None,
-                ),
-            ));
+                )
+            };
+            return Ok(crate::respond::html(StatusCode::OK, page));
         };
         let answer = slo::logout_response(
             &binding::new_request_id(),

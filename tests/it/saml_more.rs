@@ -623,3 +623,43 @@ async fn a_logout_request_without_session_index_at_another_replica_ends_the_brow
     );
     drop(redis);
 }
+
+/// Without the IdP's SLO endpoint the answer is a page: it does not say
+/// "signed out" when a LogoutRequest without SessionIndex ended nothing.
+#[tokio::test]
+async fn without_an_idp_slo_endpoint_an_unmatched_logout_request_does_not_say_signed_out() {
+    let idp = idp_key();
+    let saml = format!(
+        r#"
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_entity_id = "{IDP}"
+idp_sso_url = "https://idp.samlp.test/sso"
+idp_certificate_file = "{cert}"
+home_realm_domains = ["fabrikam.test"]
+attributes = {{ user_id = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress" }}
+"#,
+        cert = idp.dir.path().join("cert.pem").display(),
+    );
+    let w: World = World::builder()
+        .connection(saml)
+        .route(echo_route("app", HOST))
+        .start()
+        .await;
+    let browser = sp_sign_in(&w, &idp).await;
+    let page = |resp: reqwest::Response| async move {
+        assert_eq!(resp.status(), StatusCode::OK, "a page");
+        resp.text().await.expect("the page")
+    };
+    let url = logout_request_without_index(&w, &idp, "_lr_page_other", "u-999");
+    let text = page(browser.get(&url).await).await;
+    assert!(text.contains("Sign-out not confirmed"), "{text}");
+    assert!(!text.contains("You are signed out"), "{text}");
+    assert!(signed_in(&w, &browser).await);
+
+    let url = logout_request_without_index(&w, &idp, "_lr_page_carol", "u-123");
+    let text = page(browser.get(&url).await).await;
+    assert!(text.contains("You are signed out"), "{text}");
+    assert!(!signed_in(&w, &browser).await);
+}
