@@ -232,6 +232,10 @@ pub struct EndpointRequest<'a> {
     pub pending: Option<&'a PendingLogin>,
     /// The audit trail (an IdP's logout request that ends sessions).
     pub audit: &'a crate::audit::Audit,
+    /// The session this browser's cookie names (its tag verified; the
+    /// session itself not looked up): a front-channel logout (SAML
+    /// LogoutRequest) can end the browser's own session.
+    pub session_id: Option<crate::session::store::SessionId>,
 }
 
 /// What [`SignIn::provider_logout`] receives: the session being ended.

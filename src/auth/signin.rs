@@ -192,6 +192,7 @@ pub(crate) async fn kind_endpoint(
             origin: &ctx.origin,
             pending: pending.as_ref(),
             audit: &ctx.state.audit,
+            session_id: ctx.state.cookies.read_for(&parts.headers, ctx.https),
         },
     );
     let mut resp = match served {

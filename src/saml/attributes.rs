@@ -84,6 +84,18 @@ impl AttributeMap {
         Ok(m)
     }
 
+    /// True when `attributes.user_id` names an attribute other than the
+    /// default: user ids then come from that attribute, never from the
+    /// NameID, so `<connection>:<NameID>` names no session of the user (and
+    /// may name the session of another user whose attribute equals it).
+    pub fn maps_user_id(&self) -> bool {
+        !self
+            .user_id
+            .iter()
+            .map(String::as_str)
+            .eq(DEFAULT_USER_ID.iter().copied())
+    }
+
     /// The identity an assertion carries.
     pub fn identity(&self, a: &Assertion) -> Result<Identity, IdentityError> {
         let subject = match first(a, &self.user_id) {

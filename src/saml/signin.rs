@@ -887,15 +887,47 @@ impl SamlSignIn<'_> {
             GatewayError::StoreUnavailable
         };
         let mut ended = 0u64;
+        // Without SessionIndex the user's sessions are found by who they
+        // are. The front-channel request comes through the user's browser
+        // (its cookie is sent on this top-level navigation or form post):
+        // its own session ends when this connection made it for this very
+        // NameID. Sessions in the user's other browsers are found only
+        // under `<connection>:<NameID>`, the user id unless
+        // `attributes.user_id` is mapped: then ids are that attribute's
+        // values, `<connection>:<NameID>` names none of this user's
+        // sessions and may name another user's, so it is not used.
+        let mut partial = false;
         if lr.session_indexes.is_empty() {
-            if let Some(user) = crate::session::model::user_id_for(self.conn, &lr.name_id, None) {
-                ended = ended.saturating_add(
-                    self.sessions
-                        .revoke_user(&self.conn.name, &user)
-                        .await
-                        .map_err(store_down)?,
-                );
+            if let Some(id) = &req.session_id {
+                let session = self.sessions.get(id).await.map_err(store_down)?;
+                let own = session.is_some_and(|s| {
+                    s.connection == self.conn.name
+                        && s.saml_name_id
+                            .as_deref()
+                            .is_some_and(|n| n.value == lr.name_id)
+                });
+                if own {
+                    self.sessions.delete(id).await.map_err(store_down)?;
+                    ended = ended.saturating_add(1);
+                }
             }
+            if !self.settings.attributes.maps_user_id() {
+                if let Some(user) = crate::session::model::user_id_for(self.conn, &lr.name_id, None)
+                {
+                    ended = ended.saturating_add(
+                        self.sessions
+                            .revoke_user(&self.conn.name, &user)
+                            .await
+                            .map_err(store_down)?,
+                    );
+                }
+            }
+            // Nothing matched: the user may have no session here, or
+            // sessions kept under an attribute's id (attributes.user_id, or
+            // the default objectidentifier) that neither rule can reach.
+            // Success would tell the IdP they ended; PartialLogout (core
+            // 3.7.3.2) says some may live on.
+            partial = ended == 0;
         }
         for index in &lr.session_indexes {
             ended = ended.saturating_add(
@@ -913,15 +945,24 @@ impl SamlSignIn<'_> {
             ended,
         });
         let Some(idp_slo) = md.slo_url.as_deref() else {
-            return Ok(crate::respond::html(
-                StatusCode::OK,
+            // Never "signed out" when nothing ended: the browser may still
+            // hold a session here.
+            let page = if partial {
+                req.pages.error(
+                    200,
+                    "Sign-out not confirmed",
+                    "Your identity provider signed you out, but no session of yours was found to end here. If this application still shows you signed in, sign out of it too.",
+                    Some(("Sign out", "/.auth/logout")),
+                )
+            } else {
                 req.pages.error(
                     200,
                     "You are signed out",
                     "You have been signed out of this application.",
                     None,
-                ),
-            ));
+                )
+            };
+            return Ok(crate::respond::html(StatusCode::OK, page));
         };
         let answer = slo::logout_response(
             &binding::new_request_id(),
@@ -929,6 +970,7 @@ impl SamlSignIn<'_> {
             idp_slo,
             &lr.id,
             &self.entity_id(origin),
+            partial,
         );
         let relay = crate::auth::form::form_get(&params, "RelayState");
         let url = binding::redirect_url(idp_slo, "SAMLResponse", &answer, relay, p.signer.as_ref())

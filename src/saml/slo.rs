@@ -252,17 +252,27 @@ fn check_common(root: Node<'_, '_>, idp_entity_id: &str, slo_url: &str) -> Resul
     Ok(())
 }
 
-/// The LogoutResponse sent back to the IdP after its LogoutRequest.
+/// The LogoutResponse sent back to the IdP after its LogoutRequest:
+/// `Success`, or with `partial` (some of the user's sessions may live on,
+/// SAML 2.0 core 3.7.3.2) the top-level `Responder` with the second-level
+/// `PartialLogout` (core 3.2.2.2: the top-level code is one of the four;
+/// Shibboleth's SP answers a partial logout so too).
 pub fn logout_response(
     id: &str,
     now: u64,
     destination: &str,
     in_response_to: &str,
     sp_entity_id: &str,
+    partial: bool,
 ) -> String {
     use super::metadata::escape;
+    let status = if partial {
+        r#"<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:PartialLogout"/></samlp:StatusCode>"#
+    } else {
+        r#"<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/>"#
+    };
     format!(
-        r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dst}" InResponseTo="{irt}"><saml:Issuer>{iss}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:LogoutResponse>"#,
+        r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dst}" InResponseTo="{irt}"><saml:Issuer>{iss}</saml:Issuer><samlp:Status>{status}</samlp:Status></samlp:LogoutResponse>"#,
         id = escape(id),
         now = binding::instant(now),
         dst = escape(destination),

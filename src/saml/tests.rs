@@ -1447,3 +1447,38 @@ fn logout_request_with_enveloped_signature_is_read_from_signed_bytes() {
         Err(SamlError::Signature(_) | SamlError::UnknownKey(_))
     ));
 }
+
+#[test]
+fn only_a_configured_user_id_attribute_counts_as_mapping_user_id() {
+    assert!(!AttributeMap::default().maps_user_id());
+    let mut cfg = BTreeMap::new();
+    cfg.insert("email".to_string(), "mail".to_string());
+    assert!(!AttributeMap::from_config(&cfg).expect("map").maps_user_id());
+    cfg.insert("user_id".to_string(), "employeeNumber".to_string());
+    assert!(AttributeMap::from_config(&cfg).expect("map").maps_user_id());
+}
+
+#[test]
+fn logout_response_says_success_or_a_partial_logout_under_a_top_level_code() {
+    let status = |partial| {
+        let xml = slo::logout_response("_r1", NOW, SLO, "_lr1", "urn:sp", partial);
+        let doc = crate::saml::xml::parse_strict(&xml).expect("well-formed");
+        doc.descendants()
+            .filter(|n| n.tag_name().name() == "StatusCode")
+            .map(|n| n.attribute("Value").unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        status(false),
+        ["urn:oasis:names:tc:SAML:2.0:status:Success"]
+    );
+    // SAML 2.0 core 3.2.2.2: PartialLogout is a second-level code, under
+    // one of the top-level ones.
+    assert_eq!(
+        status(true),
+        [
+            "urn:oasis:names:tc:SAML:2.0:status:Responder",
+            "urn:oasis:names:tc:SAML:2.0:status:PartialLogout"
+        ]
+    );
+}

@@ -36,6 +36,14 @@ async fn world(idp: &IdpKey, sp: &IdpKey, extra: &str) -> World {
 
 /// [`world`] with more top-level tables (`[log]` for the audit trail).
 async fn world_with(idp: &IdpKey, sp: &IdpKey, extra: &str, tables: &str) -> World {
+    builder(idp, sp, extra)
+        .table(tables.to_string())
+        .start()
+        .await
+}
+
+/// The builder of [`world`] (more `[session]` lines can be added).
+fn builder(idp: &IdpKey, sp: &IdpKey, extra: &str) -> crate::util::WorldBuilder {
     let saml = format!(
         r#"
 [[connection]]
@@ -57,9 +65,6 @@ home_realm_domains = ["fabrikam.test"]
     World::builder()
         .connection(saml)
         .route(echo_route("app", HOST))
-        .table(tables.to_string())
-        .start()
-        .await
 }
 
 impl World {
@@ -448,4 +453,213 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// The IdP's LogoutRequest without SessionIndex for `name_id`, over
+/// HTTP-Redirect signed with its key, to this gateway's SLO endpoint.
+fn logout_request_without_index(w: &World, idp: &IdpKey, id: &str, name_id: &str) -> String {
+    let slo = w.url("/.auth/saml/fabrikam/slo");
+    let xml = format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{name_id}</saml:NameID></samlp:LogoutRequest>"#,
+        realmgate::saml::binding::instant(now())
+    );
+    let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
+    let signer = realmgate::saml::binding::SpSigner::from_pem(&pem).expect("IdP key");
+    realmgate::saml::binding::redirect_url(&slo, "SAMLRequest", &xml, None, Some(&signer))
+        .expect("redirect URL")
+}
+
+/// The status codes (top level first) of the LogoutResponse `resp`
+/// redirects to the IdP with, answering `request_id`.
+fn logout_answer(resp: &reqwest::Response, request_id: &str) -> Vec<String> {
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "answered at the IdP's SLO"
+    );
+    let back = url::Url::parse(&location(resp)).expect("to the IdP");
+    assert!(back.as_str().starts_with(IDP_SLO), "{back}");
+    let answer = inflate(&back, "SAMLResponse");
+    assert_eq!(attr(&answer, "InResponseTo"), request_id);
+    answer
+        .split("<samlp:StatusCode Value=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().expect("closed").to_string())
+        .collect()
+}
+
+const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
+const PARTIAL: &str = "urn:oasis:names:tc:SAML:2.0:status:PartialLogout";
+
+/// With `attributes.user_id` mapped, sessions are kept under that
+/// attribute's value, not under the NameID: an IdP LogoutRequest without
+/// SessionIndex ends the session of the browser it comes through when that
+/// session carries the request's NameID, never the session of a user whose
+/// attribute happens to equal the NameID, and answers PartialLogout when
+/// it could end nothing.
+#[tokio::test]
+async fn a_logout_request_without_session_index_ends_the_browsers_session_when_user_id_is_mapped() {
+    let (idp, sp) = (idp_key(), idp_key());
+    // carol: NameID u-123, user id fabrikam:carol@fabrikam.test.
+    let w = world(
+        &idp,
+        &sp,
+        r#"attributes = { user_id = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress" }"#,
+    )
+    .await;
+    let first = sp_sign_in(&w, &idp).await;
+    let second = sp_sign_in(&w, &idp).await;
+
+    // Another user, whose NameID equals carol's email, is signed out at the
+    // IdP (through a browser without a session here): carol's sessions are
+    // not that user's, and nothing is ended, so not Success.
+    let url = logout_request_without_index(&w, &idp, "_lr_other_user", "carol@fabrikam.test");
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(logout_answer(&resp, "_lr_other_user"), [RESPONDER, PARTIAL]);
+    assert!(signed_in(&w, &first).await, "another user's logout");
+    assert!(signed_in(&w, &second).await, "another user's logout");
+
+    // A request naming another NameID through carol's browser: her session stays.
+    let url = logout_request_without_index(&w, &idp, "_lr_other_name", "u-999");
+    let resp = first.get(&url).await;
+    assert_eq!(logout_answer(&resp, "_lr_other_name"), [RESPONDER, PARTIAL]);
+    assert!(signed_in(&w, &first).await, "another NameID");
+
+    // carol's own logout through her first browser ends that session, and
+    // only that one (the other browser's is not reachable without a
+    // SessionIndex).
+    let url = logout_request_without_index(&w, &idp, "_lr_carol", "u-123");
+    let resp = first.get(&url).await;
+    assert_eq!(logout_answer(&resp, "_lr_carol"), [SUCCESS]);
+    assert!(!signed_in(&w, &first).await, "the browser's session ended");
+    assert!(signed_in(&w, &second).await);
+
+    // The same logout again through the browser now signed out: nothing
+    // matched, so not Success.
+    let url = logout_request_without_index(&w, &idp, "_lr_carol_again", "u-123");
+    let resp = first.get(&url).await;
+    assert_eq!(
+        logout_answer(&resp, "_lr_carol_again"),
+        [RESPONDER, PARTIAL]
+    );
+    assert!(signed_in(&w, &second).await);
+}
+
+/// Two replicas sharing sessions through Redis, with `attributes.user_id`
+/// mapped: carol signs in at one, the IdP's LogoutRequest without
+/// SessionIndex comes through her browser to the other, which ends her
+/// session there (her other browser's stays), everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_request_without_session_index_at_another_replica_ends_the_browsers_session() {
+    let (idp, sp) = (idp_key(), idp_key());
+    let redis = crate::redis_util::RedisServer::start().await;
+    // A long local cache: only an invalidation ends a cached session soon.
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\nredis_cache_ttl = \"30s\"",
+        redis.url()
+    );
+    let mapped = r#"attributes = { user_id = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress" }"#;
+    let a: World = builder(&idp, &sp, mapped).session(&session).start().await;
+    let b: World = builder(&idp, &sp, mapped).session(&session).start().await;
+    let first = sp_sign_in(&a, &idp).await;
+    let second = sp_sign_in(&a, &idp).await;
+    // The same browser at replica b: its cookie, sent to b's address.
+    let cookie = first.cookie_header(&a.url("/private"));
+    let at_b = Browser::new(&b.gateway);
+    let signed_in_at_b = |cookie: String| {
+        let at_b = &at_b;
+        let url = b.url("/private");
+        async move {
+            at_b.client
+                .get(&url)
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .expect("replica b answers")
+                .status()
+                == StatusCode::OK
+        }
+    };
+    assert!(
+        signed_in_at_b(cookie.clone()).await,
+        "one session, both replicas"
+    );
+
+    // Another NameID through carol's browser at b: her session stays.
+    let url = logout_request_without_index(&b, &idp, "_lr_b_other", "u-999");
+    let resp = at_b
+        .client
+        .get(&url)
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("replica b answers");
+    assert_eq!(logout_answer(&resp, "_lr_b_other"), [RESPONDER, PARTIAL]);
+    assert!(signed_in(&a, &first).await);
+
+    let url = logout_request_without_index(&b, &idp, "_lr_b_carol", "u-123");
+    let resp = at_b
+        .client
+        .get(&url)
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("replica b answers");
+    assert_eq!(logout_answer(&resp, "_lr_b_carol"), [SUCCESS]);
+    assert!(!signed_in_at_b(cookie.clone()).await, "ended at b");
+    // At a, where it was cached: ended within the deadline.
+    let until = std::time::Instant::now() + crate::util::DEADLINE;
+    while signed_in(&a, &first).await {
+        assert!(
+            std::time::Instant::now() < until,
+            "the session still served at replica a"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        signed_in(&a, &second).await,
+        "the other browser's session stays"
+    );
+    drop(redis);
+}
+
+/// Without the IdP's SLO endpoint the answer is a page: it does not say
+/// "signed out" when a LogoutRequest without SessionIndex ended nothing.
+#[tokio::test]
+async fn without_an_idp_slo_endpoint_an_unmatched_logout_request_does_not_say_signed_out() {
+    let idp = idp_key();
+    let saml = format!(
+        r#"
+[[connection]]
+name = "fabrikam"
+type = "saml"
+idp_entity_id = "{IDP}"
+idp_sso_url = "https://idp.samlp.test/sso"
+idp_certificate_file = "{cert}"
+home_realm_domains = ["fabrikam.test"]
+attributes = {{ user_id = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress" }}
+"#,
+        cert = idp.dir.path().join("cert.pem").display(),
+    );
+    let w: World = World::builder()
+        .connection(saml)
+        .route(echo_route("app", HOST))
+        .start()
+        .await;
+    let browser = sp_sign_in(&w, &idp).await;
+    let page = |resp: reqwest::Response| async move {
+        assert_eq!(resp.status(), StatusCode::OK, "a page");
+        resp.text().await.expect("the page")
+    };
+    let url = logout_request_without_index(&w, &idp, "_lr_page_other", "u-999");
+    let text = page(browser.get(&url).await).await;
+    assert!(text.contains("Sign-out not confirmed"), "{text}");
+    assert!(!text.contains("You are signed out"), "{text}");
+    assert!(signed_in(&w, &browser).await);
+
+    let url = logout_request_without_index(&w, &idp, "_lr_page_carol", "u-123");
+    let text = page(browser.get(&url).await).await;
+    assert!(text.contains("You are signed out"), "{text}");
+    assert!(!signed_in(&w, &browser).await);
 }
