@@ -600,14 +600,7 @@ async fn the_failure_limit_holds_across_replicas_with_redis() {
 async fn direct_bind_with_the_upn_signs_in_without_a_search_account() {
     let ldap = FakeLdap::start(vec![alice()], groups()).await;
     let up = EchoUpstream::start().await;
-    let toml = gateway_config(
-        &ldap.url(),
-        &ldap.ca_file,
-        &up.url(),
-        "bind_as = \"{login}\"\ngroups = \"memberof_chain\"",
-    )
-    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
-    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let toml = direct_bind_config(&ldap, &up, "groups = \"memberof_chain\"");
     let gw = TestGateway::start(&toml).await;
     let b = browser(&gw);
     let html = open_form(&gw, &b, "").await;
@@ -647,14 +640,7 @@ async fn direct_bind_with_the_upn_signs_in_without_a_search_account() {
 async fn direct_bind_never_binds_with_a_typed_dn() {
     let ldap = FakeLdap::start(vec![alice()], groups()).await;
     let up = EchoUpstream::start().await;
-    let toml = gateway_config(
-        &ldap.url(),
-        &ldap.ca_file,
-        &up.url(),
-        "bind_as = \"{login}\"\nmax_failed_logins = 10",
-    )
-    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
-    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let toml = direct_bind_config(&ldap, &up, "max_failed_logins = 10");
     let gw = TestGateway::start(&toml).await;
     let spellings = [
         format!("cn=Alice Example,ou=people,{BASE}"),
@@ -680,6 +666,19 @@ async fn direct_bind_never_binds_with_a_typed_dn() {
 /// `gateway_config` with 127.0.0.1 as a trusted proxy, so each attempt can
 /// come from an address of its own (`X-Forwarded-For`): the per-address
 /// budget then never stands in for the per-login one.
+/// A gateway config for AD direct bind (`bind_as = "{login}"`): the search
+/// account's lines removed, `extra` lines added to the connection.
+fn direct_bind_config(ldap: &FakeLdap, up: &EchoUpstream, extra: &str) -> String {
+    gateway_config(
+        &ldap.url(),
+        &ldap.ca_file,
+        &up.url(),
+        &format!("bind_as = \"{{login}}\"\n{extra}"),
+    )
+    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
+    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "")
+}
+
 fn behind_proxy(toml: String) -> String {
     toml.replacen(
         "listen = \"127.0.0.1:0\"\n\n[admin]",
@@ -771,14 +770,11 @@ async fn login_spellings_of_one_account_share_one_failure_budget() {
     // Direct bind: the entry is unknown before the bind; the canonical
     // login still joins DOMAIN\user, the UPN and case differences.
     let ldap = FakeLdap::start(vec![alice()], groups()).await;
-    let toml = behind_proxy(gateway_config(
-        &ldap.url(),
-        &ldap.ca_file,
-        &up.url(),
-        "bind_as = \"{login}\"\nmax_failed_logins = 2\nfailure_window = \"10m\"",
-    ))
-    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
-    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let toml = behind_proxy(direct_bind_config(
+        &ldap,
+        &up,
+        "max_failed_logins = 2\nfailure_window = \"10m\"",
+    ));
     let gw = TestGateway::start(&toml).await;
     for (i, spelling) in ["CORP\\Alice", "alice@CORP.TEST"].iter().enumerate() {
         let (s, _, _) = post_from(&gw, &format!("10.3.0.{i}"), spelling, "wrong").await;
@@ -912,14 +908,7 @@ async fn a_password_that_expires_soon_gets_a_notice_with_continue() {
 async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
     let ldap = FakeLdap::start(vec![alice()], groups()).await;
     let up = EchoUpstream::start().await;
-    let toml = gateway_config(
-        &ldap.url(),
-        &ldap.ca_file,
-        &up.url(),
-        "bind_as = \"{login}\"",
-    )
-    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
-    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let toml = direct_bind_config(&ldap, &up, "");
     let gw = TestGateway::start(&toml).await;
     let b = browser(&gw);
     let html = open_form(&gw, &b, "").await;
@@ -949,14 +938,11 @@ async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
 async fn direct_bind_spellings_with_marks_share_one_failure_budget() {
     let ldap = FakeLdap::start(vec![alice()], groups()).await;
     let up = EchoUpstream::start().await;
-    let toml = behind_proxy(gateway_config(
-        &ldap.url(),
-        &ldap.ca_file,
-        &up.url(),
-        "bind_as = \"{login}\"\nmax_failed_logins = 3\nfailure_window = \"10m\"",
-    ))
-    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
-    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let toml = behind_proxy(direct_bind_config(
+        &ldap,
+        &up,
+        "max_failed_logins = 3\nfailure_window = \"10m\"",
+    ));
     let gw = TestGateway::start(&toml).await;
     for (i, spelling) in [
         "\u{e0}lice@corp.test",
@@ -984,14 +970,7 @@ async fn direct_bind_spellings_with_marks_share_one_failure_budget() {
 async fn direct_bind_sends_only_a_upn_or_a_down_level_name_to_the_directory() {
     let ldap = FakeLdap::start(vec![alice()], groups()).await;
     let up = EchoUpstream::start().await;
-    let toml = gateway_config(
-        &ldap.url(),
-        &ldap.ca_file,
-        &up.url(),
-        "bind_as = \"{login}\"\nmax_failed_logins = 100",
-    )
-    .replace(&format!("bind_dn = \"{SVC_DN}\"\n"), "")
-    .replace(&format!("bind_password = \"{SVC_PW}\"\n"), "");
+    let toml = direct_bind_config(&ldap, &up, "max_failed_logins = 100");
     let gw = TestGateway::start(&toml).await;
     let b = browser(&gw);
     for login in [
