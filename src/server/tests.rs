@@ -763,18 +763,7 @@ async fn tls_read_until_close(s: &mut tokio_rustls::client::TlsStream<TcpStream>
 /// TLS handshake with the given ALPN offer; for http/1.1 also a GET.
 /// Returns (negotiated ALPN, response text, served leaf certificate).
 async fn tls_get(addr: SocketAddr, alpn: &[&[u8]]) -> (Option<Vec<u8>>, String, Vec<u8>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-        .with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut tls = tls_connect(addr, alpn).await;
     let (_, conn) = tls.get_ref();
     let negotiated = conn.alpn_protocol().map(|p| p.to_vec());
     let leaf = conn.peer_certificates().unwrap()[0].to_vec();

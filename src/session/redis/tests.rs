@@ -2,7 +2,8 @@ use super::cache::Local;
 use super::keys::{hex, parse_hex, session_hash, Keys};
 use super::*;
 
-fn session(expires_at: u64) -> Session {
+/// A minimal session ending at `expires_at` (also the cache's tests').
+pub(super) fn session(expires_at: u64) -> Session {
     Session {
         version: crate::session::model::SESSION_VERSION,
         user_id: "u".into(),

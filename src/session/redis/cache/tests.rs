@@ -1,32 +1,5 @@
 use super::*;
-use crate::session::model::{EmailTrust, SESSION_VERSION};
-
-fn session(expires_at: u64) -> Session {
-    Session {
-        version: SESSION_VERSION,
-        user_id: "u".into(),
-        subject: "s".into(),
-        tenant_id: None,
-        connection: "c".into(),
-        issuer: "https://issuer.example".into(),
-        sid: None,
-        email: None,
-        email_trust: EmailTrust::Unverified,
-        name: None,
-        preferred_username: None,
-        groups: vec![],
-        roles: Vec::new(),
-        claims: None,
-        id_token: None,
-        access_token: None,
-        refresh_token: None,
-        saml_name_id: None,
-        tokens_expire_at: None,
-        client_addr: None,
-        created_at: 0,
-        expires_at,
-    }
-}
+use crate::session::redis::tests::session;
 
 fn now() -> u64 {
     SystemTime::now()
