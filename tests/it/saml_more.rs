@@ -353,10 +353,9 @@ async fn sp_initiated_logout_sends_a_signed_logout_request_and_checks_the_answer
     assert_eq!(browser.get(&answer).await.status(), StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn without_an_idp_slo_endpoint_logout_stays_local() {
-    let idp = idp_key();
-    // The connection without idp_slo_url (and without an SP key).
+/// A gateway whose SAML connection names no IdP SLO endpoint (and has no SP
+/// key), with `extra` lines in the connection.
+async fn world_without_idp_slo(idp: &IdpKey, extra: &str) -> World {
     let saml = format!(
         r#"
 [[connection]]
@@ -366,14 +365,21 @@ idp_entity_id = "{IDP}"
 idp_sso_url = "https://idp.samlp.test/sso"
 idp_certificate_file = "{cert}"
 home_realm_domains = ["fabrikam.test"]
+{extra}
 "#,
         cert = idp.dir.path().join("cert.pem").display(),
     );
-    let w: World = World::builder()
+    World::builder()
         .connection(saml)
         .route(echo_route("app", HOST))
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn without_an_idp_slo_endpoint_logout_stays_local() {
+    let idp = idp_key();
+    let w = world_without_idp_slo(&idp, "").await;
     let browser = sp_sign_in(&w, &idp).await;
     let resp = browser.get(&w.url("/.auth/logout")).await;
     assert_eq!(resp.status(), StatusCode::OK, "the signed-out page");
@@ -629,24 +635,11 @@ async fn a_logout_request_without_session_index_at_another_replica_ends_the_brow
 #[tokio::test]
 async fn without_an_idp_slo_endpoint_an_unmatched_logout_request_does_not_say_signed_out() {
     let idp = idp_key();
-    let saml = format!(
-        r#"
-[[connection]]
-name = "fabrikam"
-type = "saml"
-idp_entity_id = "{IDP}"
-idp_sso_url = "https://idp.samlp.test/sso"
-idp_certificate_file = "{cert}"
-home_realm_domains = ["fabrikam.test"]
-attributes = {{ user_id = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress" }}
-"#,
-        cert = idp.dir.path().join("cert.pem").display(),
-    );
-    let w: World = World::builder()
-        .connection(saml)
-        .route(echo_route("app", HOST))
-        .start()
-        .await;
+    let w = world_without_idp_slo(
+        &idp,
+        r#"attributes = { user_id = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress" }"#,
+    )
+    .await;
     let browser = sp_sign_in(&w, &idp).await;
     let page = |resp: reqwest::Response| async move {
         assert_eq!(resp.status(), StatusCode::OK, "a page");
