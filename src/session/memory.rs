@@ -481,7 +481,8 @@ const NO_TIME: u32 = u32::MAX;
 /// time (a far-future test value) is kept as the latest that fits: an
 /// earlier end, never a later one.
 fn secs(t: u64) -> u32 {
-    u32::try_from(t).unwrap_or(u32::MAX - 1)
+    // `u32::MAX` itself is `NO_TIME` (absent): never produced from a time.
+    u32::try_from(t).unwrap_or(u32::MAX).min(NO_TIME - 1)
 }
 /// `tenant_id` absent.
 const NO_STRING: u32 = u32::MAX;
@@ -719,7 +720,9 @@ impl Drop for Packed {
 /// Reference-counted shared strings many sessions repeat (issuer, connection,
 /// tenant, group ids), addressed by a `u32` id: 4 bytes per group per session
 /// instead of a 16-byte `Arc<str>` or a 60-byte `String`. An id is reused
-/// only after its count drops to zero.
+/// only after its count drops to zero; a count that reaches `u32::MAX`
+/// (duplicates in a provider's groups claim can add many per session) keeps
+/// its string for the life of the store rather than wrap.
 #[derive(Default)]
 pub(crate) struct Interner {
     ids: HashMap<Arc<str>, u32>,
@@ -731,7 +734,10 @@ impl Interner {
     fn acquire(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
             if let Some(slot) = self.slots.get_mut(id as usize) {
-                slot.1 += 1;
+                // At `u32::MAX` the count stops and the string stays for
+                // good (`release`): a count that wrapped would free a string
+                // sessions still hold, and its id would name the next one.
+                slot.1 = slot.1.saturating_add(1);
             }
             return id;
         }
@@ -757,6 +763,10 @@ impl Interner {
         let Some(slot) = self.slots.get_mut(id as usize) else {
             return;
         };
+        if slot.1 == u32::MAX {
+            // Saturated: references were lost count of; never freed.
+            return;
+        }
         slot.1 = slot.1.saturating_sub(1);
         if slot.1 == 0 {
             if let Some(text) = slot.0.take() {

@@ -576,3 +576,42 @@ async fn text_ids_and_tokens_share_one_allocation_and_come_back_exactly() {
         assert_eq!(*s.get(&id).await.unwrap().unwrap(), x);
     }
 }
+
+// === review (issue 23): counts and times at their limits ===
+
+/// A reference count that wrapped would free a string still held by
+/// sessions, and the next string interned would take its id: those
+/// sessions would then carry another group (a privilege they never had).
+/// Duplicates in a provider's `groups` claim are not removed, so one
+/// sign-in can add many references to one string.
+#[test]
+fn an_interned_reference_count_never_wraps_into_a_reused_id() {
+    let mut i = Interner::default();
+    let id = i.acquire("readers");
+    // As if some four billion references were held already.
+    i.slots[id as usize].1 = u32::MAX - 1;
+    assert_eq!(i.acquire("readers"), id);
+    assert_eq!(i.acquire("readers"), id, "one reference past u32::MAX");
+    for _ in 0..3 {
+        i.release(id);
+    }
+    assert_eq!(i.get(id), Some("readers"), "still referenced");
+    let other = i.acquire("admins");
+    assert_ne!(other, id, "a live string's id is never handed to another");
+    assert_eq!(i.get(id), Some("readers"));
+}
+
+/// `tokens_expire_at` is kept in 32 bits with `u32::MAX` meaning "absent":
+/// no time may turn into that marker (a session whose tokens never expire
+/// is never refreshed).
+#[tokio::test]
+async fn no_time_turns_into_the_absent_marker() {
+    let s = store();
+    let id = SessionId::generate();
+    let mut v = session("alice", None);
+    v.tokens_expire_at = Some(u64::from(u32::MAX));
+    s.put(&id, v).await.unwrap();
+    let got = s.get(&id).await.unwrap().unwrap();
+    let kept = got.tokens_expire_at.expect("a token expiry stays an expiry");
+    assert!(kept <= u64::from(u32::MAX), "an earlier end, never a later one");
+}
