@@ -615,3 +615,70 @@ async fn no_time_turns_into_the_absent_marker() {
     let kept = got.tokens_expire_at.expect("a token expiry stays an expiry");
     assert!(kept <= u64::from(u32::MAX), "an earlier end, never a later one");
 }
+
+/// Text of any shape: empty, multi-byte, control bytes, JSON-looking,
+/// GUID- and base64url-looking (a field boundary in `Packed` comes from
+/// lengths, never from the bytes of a value).
+fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(String::new()),
+        "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "[A-Za-z0-9_.=,:\"{}-]{0,40}",
+        any::<String>(),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever a provider puts in a session's text (names, emails, group
+    /// ids with duplicates, roles equal to groups), `Packed` gives back
+    /// exactly that session, and another session packed into the same
+    /// interner and dropped meanwhile changes nothing of it.
+    #[test]
+    fn any_session_packs_and_unpacks_exactly(
+        user_id in any_text(),
+        subject in any_text(),
+        opt in proptest::collection::vec(proptest::option::of(any_text()), 8),
+        groups in proptest::collection::vec(any_text(), 0..12),
+        roles in proptest::collection::vec(any_text(), 0..4),
+        other_groups in proptest::collection::vec(any_text(), 0..12),
+        times in proptest::collection::vec(0u64..u64::from(u32::MAX - 1), 3),
+    ) {
+        let interner = Arc::new(RwLock::new(Interner::default()));
+        let mut s = session("x", None);
+        s.user_id = user_id;
+        s.subject = subject;
+        s.issuer = opt[0].clone().unwrap_or_default();
+        s.tenant_id = opt[1].clone();
+        s.sid = opt[2].clone();
+        s.email = opt[3].clone();
+        s.name = opt[4].clone();
+        s.preferred_username = opt[5].clone();
+        s.id_token = opt[6].clone();
+        s.refresh_token = opt[7].clone();
+        // Duplicates, and roles that are also groups, share interned ids.
+        let mut g = groups.clone();
+        g.extend(groups.iter().take(2).cloned());
+        s.groups = g;
+        s.roles = roles;
+        s.roles.extend(groups.first().cloned());
+        s.created_at = times[0];
+        s.expires_at = times[1];
+        s.tokens_expire_at = Some(times[2]);
+        let mut other = session("y", Some("sid"));
+        other.groups = other_groups;
+        other.groups.extend(s.groups.iter().skip(1).cloned());
+        let p = Packed::pack(SessionId::generate(), &s, &interner);
+        let q = Packed::pack(SessionId::generate(), &other, &interner);
+        proptest::prop_assert_eq!(p.unpack(), Some(s.clone()));
+        drop(q);
+        proptest::prop_assert_eq!(p.unpack(), Some(s.clone()));
+        // A string interned after the other session ended takes a freed id,
+        // never one this session still refers to.
+        let r = Packed::pack(SessionId::generate(), &session("z", None), &interner);
+        proptest::prop_assert_eq!(p.unpack(), Some(s));
+        drop(r);
+        drop(p);
+        proptest::prop_assert_eq!(read(&interner).len(), 0);
+    }
+}
