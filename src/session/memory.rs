@@ -229,10 +229,18 @@ impl MemoryStore {
         let Some(conn) = read(&self.interner).id_of(connection) else {
             return 0;
         };
+        self.revoke_among(which, conn, connection, value)
+    }
+
+    /// The sessions indexed under `conn`, the id `connection` had when
+    /// looked up: by now its last session may have ended and the id named
+    /// another connection, so each is checked against the text of its own
+    /// connection (held, so stable) before it is ended (SPEC 6.1).
+    fn revoke_among(&self, which: Which, conn: u32, connection: &str, value: &str) -> u64 {
         let candidates = lock(&self.indexes).find(which, conn, value);
         let mut ended = 0;
         for packed in candidates {
-            let matches = packed.connection == conn
+            let matches = packed.is_of(connection)
                 && match which {
                     Which::User => packed.user_id() == value,
                     Which::Sid => packed.sid() == Some(value),
@@ -340,8 +348,10 @@ impl MemoryStore {
             };
         };
         let now = unix_now();
+        // The id alone could be another connection's by now (`revoke_among`).
         let live = |p: &Packed| {
             p.connection == conn
+                && p.is_of(connection)
                 && !p.ended.load(Ordering::Acquire)
                 && u64::from(p.expires_at) > now
         };
@@ -633,6 +643,12 @@ impl Packed {
 
     fn owned(&self, f: Field) -> Option<String> {
         self.field(f).map(str::to_string)
+    }
+
+    /// True when this session's connection is `connection` (its own
+    /// reference keeps its id naming that text).
+    fn is_of(&self, connection: &str) -> bool {
+        read(&self.interner).get(self.connection) == Some(connection)
     }
 
     fn user_id(&self) -> &str {

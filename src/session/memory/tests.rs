@@ -682,3 +682,50 @@ proptest::proptest! {
         proptest::prop_assert_eq!(read(&interner).len(), 0);
     }
 }
+
+/// `revoke` looks the connection's interned id up, then the index under
+/// it. If the connection's last session ends in between, its id is freed
+/// and may be taken by another connection's name at once: a revocation for
+/// one connection must still never end another's sessions (SPEC 6.1).
+#[tokio::test]
+async fn a_revocation_never_follows_a_reused_connection_id_to_another_connection() {
+    let s = store();
+    let mut contoso = session("u", Some("sid-1"));
+    contoso.groups = Vec::new();
+    contoso.tenant_id = None;
+    let gone = SessionId::generate();
+    s.put(&gone, contoso).await.unwrap();
+    // The id revoke("contoso", ...) would look up first.
+    let stale = read(&s.interner).id_of("contoso").unwrap();
+    // Contoso's last session ends; fabrikam's user "u" signs in and its
+    // connection name takes the freed id.
+    s.delete(&gone).await.unwrap();
+    s.run_pending_tasks();
+    let mut fabrikam = session("u", Some("sid-1"));
+    fabrikam.connection = "fabrikam".into();
+    fabrikam.issuer = "https://fabrikam.example".into();
+    fabrikam.tenant_id = None;
+    fabrikam.groups = vec!["x".into()];
+    let kept = SessionId::generate();
+    s.put(&kept, fabrikam).await.unwrap();
+    assert_eq!(
+        read(&s.interner).id_of("fabrikam"),
+        Some(stale),
+        "the scenario: fabrikam's name took contoso's freed id"
+    );
+    assert_eq!(s.revoke_among(Which::User, stale, "contoso", "u"), 0);
+    assert_eq!(s.revoke_among(Which::Sid, stale, "contoso", "sid-1"), 0);
+    assert_eq!(
+        s.get(&kept).await.unwrap().unwrap().connection,
+        "fabrikam",
+        "fabrikam's session survives contoso's revocation"
+    );
+    let listed = s.list_now(
+        ListBy::User {
+            connection: "fabrikam",
+            user_id: "u",
+        },
+        10,
+    );
+    assert_eq!(listed.sessions.len(), 1);
+}
