@@ -612,8 +612,13 @@ async fn no_time_turns_into_the_absent_marker() {
     v.tokens_expire_at = Some(u64::from(u32::MAX));
     s.put(&id, v).await.unwrap();
     let got = s.get(&id).await.unwrap().unwrap();
-    let kept = got.tokens_expire_at.expect("a token expiry stays an expiry");
-    assert!(kept <= u64::from(u32::MAX), "an earlier end, never a later one");
+    let kept = got
+        .tokens_expire_at
+        .expect("a token expiry stays an expiry");
+    assert!(
+        kept <= u64::from(u32::MAX),
+        "an earlier end, never a later one"
+    );
 }
 
 /// Text of any shape: empty, multi-byte, control bytes, JSON-looking,
