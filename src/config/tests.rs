@@ -707,6 +707,10 @@ fn headers_extra_cannot_name_a_header_realmgate_or_http_controls() {
         "X-Forwarded-Host",
         "X-Request-Id",
         "Transfer-Encoding",
+        "traceparent",
+        "TraceState",
+        "Forwarded",
+        "X-Real-IP",
     ] {
         let text = minimal().replace(
             "upstream = \"http://127.0.0.1:9000\"",

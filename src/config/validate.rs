@@ -1451,6 +1451,11 @@ fn headers_extra(
                     || lower == "x-forwarded-proto"
                     || lower == "x-forwarded-host"
                     || lower == "x-request-id"
+                    // realmgate writes the trace context (propagated or
+                    // started) and relays or strips these two by the trusted
+                    // proxies: a claim under one of these names would go
+                    // upstream beside realmgate's own value, not instead.
+                    || matches!(lower, "traceparent" | "tracestate" | "forwarded" | "x-real-ip")
                 {
                     cx.bad(
                         key,
