@@ -679,6 +679,33 @@ async fn tls_connections_by_alpn_keep_http1_limits_and_serve_h2() {
     running.shutdown().await;
 }
 
+/// What an idle connection keeps in its task (SPEC 7: 10,000 idle
+/// connections): hyper's connection once, and the TLS stream only by
+/// pointer (rustls's connection, over a kilobyte, in its own box), so a TLS
+/// connection costs its task plus that box and no second copy of hyper's
+/// connection.
+#[tokio::test]
+async fn a_connection_task_holds_the_tls_stream_by_pointer() {
+    let (running, _) = start_echo(settings("", "r1")).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, peer) = listener.accept().await.unwrap();
+    let watchdog = watchdog::Watchdog::start(running.inner.stop.subscribe());
+    let task = conn::serve(running.inner.clone(), stream, peer, watchdog);
+    let size = std::mem::size_of_val(&task);
+    let tls_stream = std::mem::size_of::<rustls::ServerConnection>();
+    // 1,656 bytes on 2026-12-06 (debug build); with the TLS stream inside
+    // hyper's connection it would be this plus the stream (1,168).
+    assert!(
+        size < 2048,
+        "connection task {size} bytes (rustls connection {tls_stream})"
+    );
+    drop(task);
+    running.shutdown().await;
+}
+
 // --- helpers ---
 
 fn write_cert(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, std::path::PathBuf) {
