@@ -4,9 +4,10 @@
 //! Redis Cluster. Both are created lazily, so the gateway starts while Redis
 //! is down and begins to use it when it comes up.
 //!
-//! Every call is bounded: the client has connect and response timeouts and
-//! [`Conn::run`] wraps the whole call (including waiting for a reconnect) in
-//! the command timeout. Commands wait for a slot in the client's bounded
+//! Every call is bounded: the client has a connect timeout and [`Conn::run`]
+//! wraps the whole call (including waiting for a reconnect and for the
+//! answer) in the command timeout; a cluster client also has its own
+//! response timeout. Commands wait for a slot in the client's bounded
 //! pipeline buffer at most that long, so nothing queues without bound.
 
 use std::time::Duration;
@@ -43,7 +44,11 @@ impl Conn {
         let client = redis::Client::open(url).map_err(|e| redacted("redis_url", &e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            // No per-command response timer of the client's own: `run`
+            // bounds every call (waiting for the answer included) with the
+            // command timeout, and one timer per command is enough (a miss
+            // paid two; a timed-out answer never triggered a reconnect).
+            .set_response_timeout(None)
             // Reconnect attempts are driven by commands (each failed command
             // starts one); a short backoff inside one attempt keeps a command
             // from waiting on a long retry series.

@@ -64,36 +64,36 @@ fn hashes_round_trip_through_hex_and_garbage_is_refused() {
 
 #[test]
 fn the_cache_refuses_an_insert_that_raced_with_an_eviction() {
-    let local = Local::new(Duration::from_secs(60), 100);
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     local.set_subscribed(true);
     let h = [1u8; 32];
     let far = unix_now() + 3600;
     // A read started (epoch noted), then an invalidation arrived.
     let seen = local.epoch(&h);
     local.evict(&h);
-    local.insert(h, Arc::new(session(far)), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen);
     assert!(local.get(&h, unix_now()).is_none());
     // An eviction of another session (another stripe) does not stop it.
     let seen = local.epoch(&h);
     local.evict(&[2u8; 32]);
-    local.insert(h, Arc::new(session(far)), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen);
     assert!(local.get(&h, unix_now()).is_some());
     local.evict(&h);
     // Without a race it is cached.
     let seen = local.epoch(&h);
-    local.insert(h, Arc::new(session(far)), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen);
     assert!(local.get(&h, unix_now()).is_some());
 }
 
 #[test]
 fn nothing_is_cached_while_invalidations_are_not_received() {
-    let local = Local::new(Duration::from_secs(60), 100);
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     let h = [2u8; 32];
     let far = unix_now() + 3600;
-    local.insert(h, Arc::new(session(far)), local.epoch(&h));
+    local.insert(h, Arc::new(session(far)), Box::default(), local.epoch(&h));
     assert!(local.get(&h, unix_now()).is_none(), "not subscribed yet");
     local.set_subscribed(true);
-    local.insert(h, Arc::new(session(far)), local.epoch(&h));
+    local.insert(h, Arc::new(session(far)), Box::default(), local.epoch(&h));
     assert!(local.get(&h, unix_now()).is_some());
     // Losing the subscription keeps what is cached (bounded by the TTL)...
     local.set_subscribed(false);
@@ -105,10 +105,15 @@ fn nothing_is_cached_while_invalidations_are_not_received() {
 
 #[test]
 fn a_cached_session_past_its_absolute_end_is_not_served() {
-    let local = Local::new(Duration::from_secs(60), 100);
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     local.set_subscribed(true);
     let h = [3u8; 32];
-    local.insert(h, Arc::new(session(unix_now() + 1)), local.epoch(&h));
+    local.insert(
+        h,
+        Arc::new(session(unix_now() + 1)),
+        Box::default(),
+        local.epoch(&h),
+    );
     assert!(local.get(&h, unix_now() + 2).is_none());
 }
 
@@ -154,9 +159,12 @@ async fn get_ready_answers_from_the_local_cache_only() {
     let h = session_hash(&id);
     let stored = session(unix_now() + 60);
     store.local.set_subscribed(true);
-    store
-        .local
-        .insert(h, Arc::new(stored.clone()), store.local.epoch(&h));
+    store.local.insert(
+        h,
+        Arc::new(stored.clone()),
+        Box::default(),
+        store.local.epoch(&h),
+    );
     let got = store.get_ready(&id).expect("a cache hit").unwrap().unwrap();
     assert_eq!(*got, stored);
     store.local.evict(&h);
