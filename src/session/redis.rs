@@ -576,7 +576,7 @@ impl SessionStore for RedisStore {
                 // `get_ready` just missed it on this thread: straight to Redis.
                 return self.fetch(&h, stale).await;
             }
-            match self.local.get_id(id, unix_now()) {
+            match self.local.get_id_unnoted(id, unix_now()) {
                 Ok(s) => Ok(Some(s)),
                 Err(miss) => {
                     let h = miss.hash.unwrap_or_else(|| session_hash(id));

@@ -156,10 +156,12 @@ impl Local {
             .checked_add(Duration::from_nanos(e.fresh_until.load(Ordering::Acquire)))
     }
 
-    /// Makes `h`'s entry stale as if its TTL had passed.
+    /// Makes `h`'s entry stale as if its TTL had passed (memos made from
+    /// it end with it, as they would: their deadline is its freshness).
     #[cfg(test)]
     pub(super) fn make_stale(&self, h: &Hash) -> bool {
         let e = self.cache.as_ref().and_then(|c| c.get(h));
+        self.stripe(h).fetch_add(2, Ordering::AcqRel);
         e.map(|e| e.fresh_until.store(0, Ordering::Release))
             .is_some()
     }
@@ -185,8 +187,19 @@ impl Local {
     /// The cached session of `id`: from this thread's memo when it is
     /// still valid (see the module docs), else from the cache when fresh
     /// (and then remembered). A miss tells the session hash when it had to
-    /// compute it, and a kept entry past its TTL.
+    /// compute it, and a kept entry past its TTL. A miss is noted for
+    /// [`take_miss`](Self::take_miss) (the `get_ready` then `get` pattern).
     pub(super) fn get_id(&self, id: &SessionId, now: u64) -> Result<Arc<Session>, Miss> {
+        self.read_id(id, now, true)
+    }
+
+    /// [`get_id`](Self::get_id) for a caller that handles its own miss:
+    /// nothing is left noted behind it.
+    pub(super) fn get_id_unnoted(&self, id: &SessionId, now: u64) -> Result<Arc<Session>, Miss> {
+        self.read_id(id, now, false)
+    }
+
+    fn read_id(&self, id: &SessionId, now: u64, note: bool) -> Result<Arc<Session>, Miss> {
         if self.cache.is_none() {
             return Err(Miss {
                 hash: None,
@@ -207,7 +220,9 @@ impl Local {
             Lookup::Stale(e) => Some(e),
             Lookup::Absent => None,
         };
-        memo::note_miss(self, id, &h, stale.as_ref());
+        if note {
+            memo::note_miss(self, id, &h, stale.as_ref());
+        }
         Err(Miss {
             hash: Some(h),
             stale: stale.map(Stale),
