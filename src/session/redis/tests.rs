@@ -314,7 +314,9 @@ async fn stored(store: &RedisStore) -> (SessionId, Arc<Session>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On a single-threaded runtime, as on a proxy thread: the store uses a
+/// connection of this thread's own.
+#[tokio::test]
 async fn a_kept_copy_is_served_again_when_redis_answers_the_same_record() {
     let server = Server::start().await;
     let store = server.store().await;
@@ -391,8 +393,9 @@ async fn a_deleted_record_signs_the_kept_copy_out() {
 
 /// A revocation on replica B ends the session on replica A within one
 /// second, whether A holds it fresh (the invalidation message) or kept
-/// past its TTL (the record is gone).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// past its TTL (the record is gone). Single-threaded: the two stores take
+/// turns with this thread's own connection.
+#[tokio::test]
 async fn a_revocation_on_another_replica_ends_cached_and_kept_copies() {
     let server = Server::start().await;
     let a = server.store().await;
