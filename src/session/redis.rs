@@ -15,10 +15,15 @@
 //!   end. Reads answered by the local cache do not reach Redis, so the idle
 //!   timeout can end a session up to one cache TTL early; the cache TTL is
 //!   capped at an eighth of the idle timeout.
-//! - **Local cache**: a hit costs no Redis command. Entries live for the
-//!   cache TTL (default 5 s). Delete, revocation and every write publish
-//!   the session hashes on `<prefix>invalidate`; each replica's subscriber
-//!   evicts them (`subscriber`, `cache`).
+//! - **Local cache**: a hit costs no Redis command. Entries are served for
+//!   the cache TTL (default 5 s) after Redis answered them. Delete,
+//!   revocation and every write publish the session hashes on
+//!   `<prefix>invalidate`; each replica's subscriber evicts them
+//!   (`subscriber`, `cache`). Past its TTL an entry is kept a while longer
+//!   with its record: the next read still asks Redis (`GETEX`), and when
+//!   Redis answers the same bytes the decoded copy is reused instead of
+//!   decoding again (`cache`, "Kept copies").
+//! - **Connections**: one per proxy thread plus a shared one (`conn`).
 //! - **Redis down**: cached sessions keep working until their entry
 //!   expires; every other call fails with [`StoreError`] within the
 //!   command timeout, which the gateway turns into a fail-closed answer;
