@@ -15,10 +15,15 @@
 //!   end. Reads answered by the local cache do not reach Redis, so the idle
 //!   timeout can end a session up to one cache TTL early; the cache TTL is
 //!   capped at an eighth of the idle timeout.
-//! - **Local cache**: a hit costs no Redis command. Entries live for the
-//!   cache TTL (default 5 s). Delete, revocation and every write publish
-//!   the session hashes on `<prefix>invalidate`; each replica's subscriber
-//!   evicts them (`subscriber`, `cache`).
+//! - **Local cache**: a hit costs no Redis command. Entries are served for
+//!   the cache TTL (default 5 s) after Redis answered them. Delete,
+//!   revocation and every write publish the session hashes on
+//!   `<prefix>invalidate`; each replica's subscriber evicts them
+//!   (`subscriber`, `cache`). Past its TTL an entry is kept a while longer
+//!   with its record: the next read still asks Redis (`GETEX`), and when
+//!   Redis answers the same bytes the decoded copy is reused instead of
+//!   decoding again (`cache`, "Kept copies").
+//! - **Connections**: one per proxy thread plus a shared one (`conn`).
 //! - **Redis down**: cached sessions keep working until their entry
 //!   expires; every other call fails with [`StoreError`] within the
 //!   command timeout, which the gateway turns into a fail-closed answer;
@@ -39,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 
-use self::cache::Local;
+use self::cache::{Local, Stale};
 use self::conn::Conn;
 use self::keys::{hex, parse_hex, session_hash, Hash, Keys, Scripts};
 use super::model::{Session, SESSION_VERSION};
@@ -48,6 +53,9 @@ use super::store::{ListBy, Listing, SessionId, SessionInfo, SessionStore, StoreE
 /// How long an ended id stays refused by `put` (longer than any token
 /// refresh round trip to a provider), as in the memory store.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+
+/// How many cache TTLs an entry is kept for revalidation (`cache`).
+const KEEP_TTLS: u32 = 12;
 
 /// What the Redis store needs to know.
 #[derive(Debug, Clone)]
@@ -125,7 +133,9 @@ impl RedisStore {
             ))
         })?;
         let cache_ttl = opts.cache_ttl.min(opts.idle_timeout / 8);
-        let local = Arc::new(Local::new(cache_ttl, opts.cache_capacity));
+        // Kept copies (see `cache`): a dozen TTLs, never past the idle timeout.
+        let keep = cache_ttl.saturating_mul(KEEP_TTLS).min(opts.idle_timeout);
+        let local = Arc::new(Local::new(cache_ttl, keep, opts.cache_capacity));
         let keys = Keys::new(&opts.key_prefix);
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             StoreError("the Redis session store must be opened inside the Tokio runtime".into())
@@ -153,7 +163,13 @@ impl RedisStore {
     }
 
     /// Reads from Redis (extending the idle timeout) and caches the result.
-    async fn fetch(&self, h: &Hash) -> Result<Option<Arc<Session>>, StoreError> {
+    /// `stale`: a kept copy of this session past its TTL (`cache`), served
+    /// again without decoding when Redis answers the very same record.
+    async fn fetch(
+        &self,
+        h: &Hash,
+        stale: Option<Stale>,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         let seen = self.local.epoch(h);
         let key = self.keys.session(h);
         let idle_ms = millis(self.idle_timeout);
@@ -171,34 +187,28 @@ impl RedisStore {
                 }
             })
             .await?;
-        let Some(raw) = raw else { return Ok(None) };
-        let session = match record::decode(&raw) {
-            Ok(s) => s,
-            Err(e) => {
-                // Left in Redis: a newer replica may be able to read it.
-                tracing::error!(error = %e, "a session in Redis cannot be read (damaged, or written by a newer version?); treating it as signed out");
-                return Ok(None);
-            }
-        };
-        if !session.is_current() {
-            // Written before an upgrade that changed what a session means
-            // (`SESSION_VERSION`: user ids of issue 17). Absent: the user
-            // signs in again once. An older record is ended, so it and its
-            // index entries cannot come back; a newer one (a replica already
-            // upgraded, during a rolling upgrade) is left for the replicas
-            // that can read it.
-            let older = session.version < SESSION_VERSION;
-            tracing::info!(
-                version = session.version,
-                "a session written by another version was found; treating it as signed out here"
-            );
-            if older {
-                if let Err(e) = self.end(h).await {
-                    tracing::debug!(error = %e, "could not end an old-format session");
-                }
+        let Some(raw) = raw else {
+            if stale.is_some() {
+                self.local.forget(h);
             }
             return Ok(None);
-        }
+        };
+        // The same bytes decode to the same session: the kept copy (which
+        // was current when decoded; `SESSION_VERSION` is fixed per build).
+        let reused = stale.as_ref().and_then(|st| st.reuse(&raw));
+        let confirmed = reused.is_some();
+        let session = match reused {
+            Some(s) => s,
+            None => match self.decode(h, &raw).await {
+                Some(s) => Arc::new(s),
+                None => {
+                    if stale.is_some() {
+                        self.local.forget(h);
+                    }
+                    return Ok(None);
+                }
+            },
+        };
         let now = unix_now();
         if session.expires_at <= now {
             return Ok(None);
@@ -218,9 +228,46 @@ impl RedisStore {
                 tracing::debug!(error = %e, "could not cap a session's Redis TTL at its end");
             }
         }
-        let session = Arc::new(session);
-        self.local.insert(*h, session.clone(), seen);
+        match stale {
+            Some(st) if confirmed => self.local.confirm(h, &st, seen),
+            _ => self
+                .local
+                .insert(*h, session.clone(), raw.into_boxed_slice(), seen),
+        }
         Ok(Some(session))
+    }
+
+    /// A record read from Redis as a current session, or `None` (signed
+    /// out here) when it does not decode or was written by another version.
+    async fn decode(&self, h: &Hash, raw: &[u8]) -> Option<Session> {
+        let session = match record::decode(raw) {
+            Ok(s) => s,
+            Err(e) => {
+                // Left in Redis: a newer replica may be able to read it.
+                tracing::error!(error = %e, "a session in Redis cannot be read (damaged, or written by a newer version?); treating it as signed out");
+                return None;
+            }
+        };
+        if !session.is_current() {
+            // Written before an upgrade that changed what a session means
+            // (`SESSION_VERSION`: user ids of issue 17). Absent: the user
+            // signs in again once. An older record is ended, so it and its
+            // index entries cannot come back; a newer one (a replica already
+            // upgraded, during a rolling upgrade) is left for the replicas
+            // that can read it.
+            let older = session.version < SESSION_VERSION;
+            tracing::info!(
+                version = session.version,
+                "a session written by another version was found; treating it as signed out here"
+            );
+            if older {
+                if let Err(e) = self.end(h).await {
+                    tracing::debug!(error = %e, "could not end an old-format session");
+                }
+            }
+            return None;
+        }
+        Some(session)
     }
 
     /// Ends one session (tombstone + delete); true when it existed.
@@ -530,13 +577,16 @@ impl SessionStore for RedisStore {
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
         Box::pin(async move {
-            if let Some(h) = self.local.take_miss(id) {
+            if let Some((h, stale)) = self.local.take_miss(id) {
                 // `get_ready` just missed it on this thread: straight to Redis.
-                return self.fetch(&h).await;
+                return self.fetch(&h, stale).await;
             }
-            match self.local.get_id(id, unix_now()) {
+            match self.local.get_id_unnoted(id, unix_now()) {
                 Ok(s) => Ok(Some(s)),
-                Err(h) => self.fetch(&h.unwrap_or_else(|| session_hash(id))).await,
+                Err(miss) => {
+                    let h = miss.hash.unwrap_or_else(|| session_hash(id));
+                    self.fetch(&h, miss.stale).await
+                }
             }
         })
     }
@@ -550,7 +600,7 @@ impl SessionStore for RedisStore {
         &'a self,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
-        Box::pin(async move { self.fetch(&session_hash(id)).await })
+        Box::pin(async move { self.fetch(&session_hash(id), None).await })
     }
 
     fn put<'a>(

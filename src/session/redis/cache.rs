@@ -22,6 +22,21 @@
 //! the cache, so a memo entry made from a copy read before the removal
 //! noted an epoch that the second bump makes stale: an invalidation takes
 //! effect on every thread with its next request, as without the memo.
+//!
+//! # Kept copies (revalidation)
+//!
+//! An entry stays in the cache past the cache TTL, for up to `keep` (a
+//! dozen TTLs, at most the idle timeout), with the exact record bytes it
+//! was decoded from. A kept entry past its TTL is never served as it is:
+//! the lookup reports it [`Stale`] and the store reads Redis (`GETEX`) as
+//! for a miss. When Redis answers the very same bytes, the decoded copy is
+//! served again and marked confirmed (fresh for another TTL) in place: no
+//! decode, no allocation, no cache insert. A changed record is decoded and
+//! replaces it; an absent one signs the session out and drops it. So Redis
+//! is read once per TTL per session exactly as without kept copies; only
+//! the decode is saved. Evictions and clearing drop kept entries with the
+//! rest. Memory: the cache holds at most `capacity` entries, each a decoded
+//! session and its record.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -44,18 +59,48 @@ const STRIPES: usize = 64;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) struct Seen(u64, u64);
 
-/// A cached session and when it entered the cache (its time to live
-/// counts from then).
-#[derive(Clone)]
-struct Entry {
+/// A cached session, the record it was decoded from, and when Redis last
+/// answered that record (its time to live counts from then).
+pub(super) struct Entry {
     session: Arc<Session>,
-    inserted: Instant,
+    record: Box<[u8]>,
+    /// Nanoseconds from [`Local::origin`] to the end of its freshness (the
+    /// last confirmation plus the TTL).
+    fresh_until: AtomicU64,
+}
+
+/// A kept entry past its TTL: served again only once Redis answers the
+/// same record (see the module docs).
+pub(super) struct Stale(Arc<Entry>);
+
+impl Stale {
+    /// The decoded copy, when `record` is the one it was decoded from.
+    pub(super) fn reuse(&self, record: &[u8]) -> Option<Arc<Session>> {
+        (*self.0.record == *record).then(|| self.0.session.clone())
+    }
+}
+
+/// What a lookup that could not answer found.
+pub(super) struct Miss {
+    /// The session hash, when it was computed.
+    pub(super) hash: Option<Hash>,
+    /// A kept entry past its TTL.
+    pub(super) stale: Option<Stale>,
+}
+
+/// A cache lookup.
+enum Lookup {
+    Fresh(Arc<Entry>),
+    Stale(Arc<Entry>),
+    Absent,
 }
 
 pub(super) struct Local {
-    cache: Option<Cache<Hash, Entry>>,
-    /// The cache's time to live.
+    cache: Option<Cache<Hash, Arc<Entry>>>,
+    /// How long an entry is served after Redis answered it.
     ttl: Duration,
+    /// What `Entry::checked` counts from.
+    origin: Instant,
     /// This cache in the per-thread memos.
     number: u64,
     epoch: AtomicU64,
@@ -66,16 +111,18 @@ pub(super) struct Local {
 
 impl Local {
     /// `ttl` zero or `capacity` zero: no cache (every read goes to Redis).
-    pub(super) fn new(ttl: Duration, capacity: u64) -> Local {
+    /// Entries are kept up to `keep` (at least `ttl`) for revalidation.
+    pub(super) fn new(ttl: Duration, keep: Duration, capacity: u64) -> Local {
         let cache = (!ttl.is_zero() && capacity > 0).then(|| {
             Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(ttl)
+                .time_to_live(keep.max(ttl))
                 .build()
         });
         Local {
             cache,
             ttl,
+            origin: Instant::now(),
             number: crate::per_thread::owner_number(),
             epoch: AtomicU64::new(0),
             stripes: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -83,28 +130,81 @@ impl Local {
         }
     }
 
-    /// The cached session unless it reached its absolute end.
+    /// The cached session while fresh, unless it reached its absolute end.
     #[cfg(test)]
     pub(super) fn get(&self, h: &Hash, now: u64) -> Option<Arc<Session>> {
-        self.get_entry(h, now).map(|e| e.session)
+        match self.lookup(h, now) {
+            Lookup::Fresh(e) => Some(e.session.clone()),
+            _ => None,
+        }
     }
 
-    fn get_entry(&self, h: &Hash, now: u64) -> Option<Entry> {
-        let cache = self.cache.as_ref()?;
-        let e = cache.get(h)?;
+    /// Nanoseconds since `origin` (saturating: centuries away).
+    fn clock(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A TTL from now, as an `Entry::fresh_until`.
+    fn deadline(&self) -> u64 {
+        let ttl = u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX);
+        self.clock().saturating_add(ttl)
+    }
+
+    /// When `e`'s last confirmation stops counting.
+    fn fresh_until(&self, e: &Entry) -> Option<Instant> {
+        self.origin
+            .checked_add(Duration::from_nanos(e.fresh_until.load(Ordering::Acquire)))
+    }
+
+    /// Makes `h`'s entry stale as if its TTL had passed (memos made from
+    /// it end with it, as they would: their deadline is its freshness).
+    #[cfg(test)]
+    pub(super) fn make_stale(&self, h: &Hash) -> bool {
+        let e = self.cache.as_ref().and_then(|c| c.get(h));
+        self.stripe(h).fetch_add(2, Ordering::AcqRel);
+        e.map(|e| e.fresh_until.store(0, Ordering::Release))
+            .is_some()
+    }
+
+    fn lookup(&self, h: &Hash, now: u64) -> Lookup {
+        let Some(cache) = self.cache.as_ref() else {
+            return Lookup::Absent;
+        };
+        let Some(e) = cache.get(h) else {
+            return Lookup::Absent;
+        };
         if e.session.expires_at <= now {
             cache.invalidate(h);
-            return None;
+            return Lookup::Absent;
         }
-        Some(e)
+        if self.clock() < e.fresh_until.load(Ordering::Acquire) {
+            Lookup::Fresh(e)
+        } else {
+            Lookup::Stale(e)
+        }
     }
 
     /// The cached session of `id`: from this thread's memo when it is
-    /// still valid (see the module docs), else from the cache (and then
-    /// remembered). Answers the session hash when it had to compute it.
-    pub(super) fn get_id(&self, id: &SessionId, now: u64) -> Result<Arc<Session>, Option<Hash>> {
+    /// still valid (see the module docs), else from the cache when fresh
+    /// (and then remembered). A miss tells the session hash when it had to
+    /// compute it, and a kept entry past its TTL. A miss is noted for
+    /// [`take_miss`](Self::take_miss) (the `get_ready` then `get` pattern).
+    pub(super) fn get_id(&self, id: &SessionId, now: u64) -> Result<Arc<Session>, Miss> {
+        self.read_id(id, now, true)
+    }
+
+    /// [`get_id`](Self::get_id) for a caller that handles its own miss:
+    /// nothing is left noted behind it.
+    pub(super) fn get_id_unnoted(&self, id: &SessionId, now: u64) -> Result<Arc<Session>, Miss> {
+        self.read_id(id, now, false)
+    }
+
+    fn read_id(&self, id: &SessionId, now: u64, note: bool) -> Result<Arc<Session>, Miss> {
         if self.cache.is_none() {
-            return Err(None);
+            return Err(Miss {
+                hash: None,
+                stale: None,
+            });
         }
         if let Some(s) = memo::get(self, id) {
             return Ok(s);
@@ -112,21 +212,26 @@ impl Local {
         let h = session_hash(id);
         // Noted before the cache read (see the module docs).
         let seen = self.epoch(&h);
-        match self.get_entry(&h, now) {
-            Some(e) => {
+        let stale = match self.lookup(&h, now) {
+            Lookup::Fresh(e) => {
                 memo::put(self, id, stripe_of(&h), seen, &e);
-                Ok(e.session)
+                return Ok(e.session.clone());
             }
-            None => {
-                memo::note_miss(self, id, &h);
-                Err(Some(h))
-            }
+            Lookup::Stale(e) => Some(e),
+            Lookup::Absent => None,
+        };
+        if note {
+            memo::note_miss(self, id, &h, stale.as_ref());
         }
+        Err(Miss {
+            hash: Some(h),
+            stale: stale.map(Stale),
+        })
     }
 
     /// The hash of `id` when the last lookup on this thread missed it just
     /// now (a `get_ready` miss followed by `get`: one cache read, one hash).
-    pub(super) fn take_miss(&self, id: &SessionId) -> Option<Hash> {
+    pub(super) fn take_miss(&self, id: &SessionId) -> Option<(Hash, Option<Stale>)> {
         memo::take_miss(self, id)
     }
 
@@ -148,23 +253,48 @@ impl Local {
         )
     }
 
-    /// Caches `s`, fetched when the epoch was `seen`, unless something was
-    /// evicted since or invalidations are not being received.
-    pub(super) fn insert(&self, h: Hash, s: Arc<Session>, seen: Seen) {
+    /// Caches `s`, decoded from `record` fetched when the epoch was
+    /// `seen`, unless something was evicted since or invalidations are not
+    /// being received.
+    pub(super) fn insert(&self, h: Hash, s: Arc<Session>, record: Box<[u8]>, seen: Seen) {
         let Some(cache) = &self.cache else { return };
         if !self.subscribed.load(Ordering::Acquire) || self.epoch(&h) != seen {
             return;
         }
-        let inserted = Instant::now();
-        cache.insert(
-            h,
-            Entry {
-                session: s,
-                inserted,
-            },
-        );
+        let entry = Entry {
+            session: s,
+            record,
+            fresh_until: AtomicU64::new(self.deadline()),
+        };
+        cache.insert(h, Arc::new(entry));
         if self.epoch(&h) != seen || !self.subscribed.load(Ordering::Acquire) {
             cache.invalidate(&h);
+        }
+    }
+
+    /// Redis answered `stale`'s very record again, read when the epoch was
+    /// `seen`: fresh for another TTL, on the same conditions as
+    /// [`insert`](Self::insert). An entry no longer in the cache (evicted,
+    /// replaced) is not put back: marking it changes nothing anyone reads.
+    pub(super) fn confirm(&self, h: &Hash, stale: &Stale, seen: Seen) {
+        let Some(cache) = &self.cache else { return };
+        if !self.subscribed.load(Ordering::Acquire) || self.epoch(h) != seen {
+            return;
+        }
+        stale
+            .0
+            .fresh_until
+            .store(self.deadline(), Ordering::Release);
+        if self.epoch(h) != seen || !self.subscribed.load(Ordering::Acquire) {
+            cache.invalidate(h);
+        }
+    }
+
+    /// Drops `h`'s entry without an epoch bump: for a kept entry whose
+    /// record is gone from Redis (removing never serves anything more).
+    pub(super) fn forget(&self, h: &Hash) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(h);
         }
     }
 
@@ -235,17 +365,22 @@ mod memo {
 
     thread_local! {
         static MEMO: RefCell<Owned<Entries>> = RefCell::new(Owned::default());
-        /// The last miss: (cache, session id, its hash).
-        static MISS: RefCell<Option<(u64, SessionId, Hash)>> = const { RefCell::new(None) };
+        /// The last miss: (cache, session id, its hash, a kept entry past
+        /// its TTL). Weak, as the memo.
+        static MISS: RefCell<Option<LastMiss>> = const { RefCell::new(None) };
     }
 
-    pub(super) fn note_miss(local: &Local, id: &SessionId, h: &Hash) {
-        let _ = MISS.try_with(|m| *m.borrow_mut() = Some((local.number, id.clone(), *h)));
+    type LastMiss = (u64, SessionId, Hash, Option<Weak<Entry>>);
+
+    pub(super) fn note_miss(local: &Local, id: &SessionId, h: &Hash, stale: Option<&Arc<Entry>>) {
+        let stale = stale.map(Arc::downgrade);
+        let _ = MISS.try_with(|m| *m.borrow_mut() = Some((local.number, id.clone(), *h, stale)));
     }
 
-    pub(super) fn take_miss(local: &Local, id: &SessionId) -> Option<Hash> {
+    pub(super) fn take_miss(local: &Local, id: &SessionId) -> Option<(Hash, Option<Stale>)> {
         let last = MISS.try_with(|m| m.borrow_mut().take()).ok()??;
-        (last.0 == local.number && last.1 == *id).then_some(last.2)
+        (last.0 == local.number && last.1 == *id)
+            .then(|| (last.2, last.3.and_then(|w| w.upgrade()).map(Stale)))
     }
 
     pub(super) fn get(local: &Local, id: &SessionId) -> Option<Arc<Session>> {
@@ -269,7 +404,7 @@ mod memo {
         ) else {
             return;
         };
-        let Some(until) = e.inserted.checked_add(local.ttl) else {
+        let Some(until) = local.fresh_until(e) else {
             return;
         };
         let until = until.min(Instant::now() + left);

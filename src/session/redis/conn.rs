@@ -1,14 +1,25 @@
-//! The connection to Redis: one multiplexed connection per process
-//! (`ConnectionManager`, reconnects by itself) to a single server, or a
-//! `ClusterConnection` (routes by slot, follows MOVED/ASK, reconnects) to a
-//! Redis Cluster. Both are created lazily, so the gateway starts while Redis
-//! is down and begins to use it when it comes up.
+//! The connection to Redis: multiplexed connections (`ConnectionManager`,
+//! reconnects by itself) to a single server, or a `ClusterConnection`
+//! (routes by slot, follows MOVED/ASK, reconnects) to a Redis Cluster. All
+//! are created lazily, so the gateway starts while Redis is down and begins
+//! to use it when it comes up.
 //!
-//! Every call is bounded: the client has connect and response timeouts and
-//! [`Conn::run`] wraps the whole call (including waiting for a reconnect) in
-//! the command timeout. Commands wait for a slot in the client's bounded
+//! A single server gets one connection per proxy thread (each proxy thread
+//! runs its own single-threaded runtime, `server::workers`) and one shared
+//! by everything else (admin API, the multi-threaded runtime). A
+//! connection's driver task runs on the runtime that first used it, so a
+//! command from a proxy thread is written, answered and handed back on that
+//! thread: no cross-thread channel hop and wake-up per command (two per
+//! local-cache miss with one shared connection), and no queue behind other
+//! threads' commands.
+//!
+//! Every call is bounded: the client has a connect timeout and [`Conn::run`]
+//! wraps the whole call (including waiting for a reconnect and for the
+//! answer) in the command timeout; a cluster client also has its own
+//! response timeout. Commands wait for a slot in the client's bounded
 //! pipeline buffer at most that long, so nothing queues without bound.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -17,14 +28,31 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 
+use crate::per_thread::Owned;
 use crate::session::store::StoreError;
 
 /// Commands in flight on the one multiplexed connection before callers wait.
 const PIPELINE_BUFFER: usize = 1024;
 
 pub(super) enum Conn {
-    Single(ConnectionManager),
+    Single(Box<Single>),
     Cluster(Box<Cluster>),
+}
+
+/// A single server: the shared connection, and what a proxy thread needs
+/// to open its own.
+pub(super) struct Single {
+    shared: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// This connection's entry in the per-thread ones.
+    number: u64,
+}
+
+thread_local! {
+    /// This proxy thread's own connection (see the module docs).
+    static THREAD_CONN: RefCell<Owned<Option<ConnectionManager>>> =
+        RefCell::new(Owned::default());
 }
 
 pub(super) struct Cluster {
@@ -43,7 +71,11 @@ impl Conn {
         let client = redis::Client::open(url).map_err(|e| redacted("redis_url", &e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            // No per-command response timer of the client's own: `run`
+            // bounds every call (waiting for the answer included) with the
+            // command timeout, and one timer per command is enough (a miss
+            // paid two; a timed-out answer never triggered a reconnect).
+            .set_response_timeout(None)
             // Reconnect attempts are driven by commands (each failed command
             // starts one); a short backoff inside one attempt keeps a command
             // from waiting on a long retry series.
@@ -51,9 +83,14 @@ impl Conn {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(250))
             .set_pipeline_buffer_size(PIPELINE_BUFFER);
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
+        let shared = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| redacted("redis_url", &e))?;
-        Ok(Conn::Single(manager))
+        Ok(Conn::Single(Box::new(Single {
+            shared,
+            client,
+            config,
+            number: crate::per_thread::owner_number(),
+        })))
     }
 
     /// A lazy connection to a Redis Cluster, seeded with `urls`.
@@ -74,7 +111,7 @@ impl Conn {
     /// A handle for one command or script; connects a cluster on first use.
     async fn handle(&self) -> RedisResult<Handle> {
         match self {
-            Conn::Single(m) => Ok(Handle::Single(m.clone())),
+            Conn::Single(s) => Ok(Handle::Single(s.for_this_thread())),
             Conn::Cluster(cluster) => {
                 let Cluster {
                     client,
@@ -135,6 +172,37 @@ impl Conn {
                 timeout.as_millis()
             ))),
         }
+    }
+}
+
+// === impl Single ===
+
+impl Single {
+    /// This proxy thread's own connection (opened on first use), or the
+    /// shared one outside a proxy thread (a multi-threaded runtime, where a
+    /// task may move between threads) or if one cannot be made.
+    fn for_this_thread(&self) -> ConnectionManager {
+        let on_own_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !on_own_thread {
+            return self.shared.clone();
+        }
+        THREAD_CONN
+            .try_with(|c| {
+                let mut c = c.borrow_mut();
+                let slot = c.for_owner(self.number);
+                if slot.is_none() {
+                    *slot = ConnectionManager::new_lazy_with_config(
+                        self.client.clone(),
+                        self.config.clone(),
+                    )
+                    .ok();
+                }
+                slot.clone()
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.shared.clone())
     }
 }
 

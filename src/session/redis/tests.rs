@@ -64,36 +64,36 @@ fn hashes_round_trip_through_hex_and_garbage_is_refused() {
 
 #[test]
 fn the_cache_refuses_an_insert_that_raced_with_an_eviction() {
-    let local = Local::new(Duration::from_secs(60), 100);
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     local.set_subscribed(true);
     let h = [1u8; 32];
     let far = unix_now() + 3600;
     // A read started (epoch noted), then an invalidation arrived.
     let seen = local.epoch(&h);
     local.evict(&h);
-    local.insert(h, Arc::new(session(far)), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen);
     assert!(local.get(&h, unix_now()).is_none());
     // An eviction of another session (another stripe) does not stop it.
     let seen = local.epoch(&h);
     local.evict(&[2u8; 32]);
-    local.insert(h, Arc::new(session(far)), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen);
     assert!(local.get(&h, unix_now()).is_some());
     local.evict(&h);
     // Without a race it is cached.
     let seen = local.epoch(&h);
-    local.insert(h, Arc::new(session(far)), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen);
     assert!(local.get(&h, unix_now()).is_some());
 }
 
 #[test]
 fn nothing_is_cached_while_invalidations_are_not_received() {
-    let local = Local::new(Duration::from_secs(60), 100);
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     let h = [2u8; 32];
     let far = unix_now() + 3600;
-    local.insert(h, Arc::new(session(far)), local.epoch(&h));
+    local.insert(h, Arc::new(session(far)), Box::default(), local.epoch(&h));
     assert!(local.get(&h, unix_now()).is_none(), "not subscribed yet");
     local.set_subscribed(true);
-    local.insert(h, Arc::new(session(far)), local.epoch(&h));
+    local.insert(h, Arc::new(session(far)), Box::default(), local.epoch(&h));
     assert!(local.get(&h, unix_now()).is_some());
     // Losing the subscription keeps what is cached (bounded by the TTL)...
     local.set_subscribed(false);
@@ -105,10 +105,15 @@ fn nothing_is_cached_while_invalidations_are_not_received() {
 
 #[test]
 fn a_cached_session_past_its_absolute_end_is_not_served() {
-    let local = Local::new(Duration::from_secs(60), 100);
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     local.set_subscribed(true);
     let h = [3u8; 32];
-    local.insert(h, Arc::new(session(unix_now() + 1)), local.epoch(&h));
+    local.insert(
+        h,
+        Arc::new(session(unix_now() + 1)),
+        Box::default(),
+        local.epoch(&h),
+    );
     assert!(local.get(&h, unix_now() + 2).is_none());
 }
 
@@ -154,9 +159,12 @@ async fn get_ready_answers_from_the_local_cache_only() {
     let h = session_hash(&id);
     let stored = session(unix_now() + 60);
     store.local.set_subscribed(true);
-    store
-        .local
-        .insert(h, Arc::new(stored.clone()), store.local.epoch(&h));
+    store.local.insert(
+        h,
+        Arc::new(stored.clone()),
+        Box::default(),
+        store.local.epoch(&h),
+    );
     let got = store.get_ready(&id).expect("a cache hit").unwrap().unwrap();
     assert_eq!(*got, stored);
     store.local.evict(&h);
@@ -174,4 +182,239 @@ async fn a_bad_url_is_reported_without_echoing_it() {
     let err = RedisStore::new(opts).err().expect("refused").to_string();
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("session.redis_url"), "{err}");
+}
+
+/// A real `redis-server` (Debian package `redis-server`) on a Unix socket in
+/// a temporary directory (no TCP port at all), without persistence; killed
+/// by PID and reaped on drop.
+struct Server {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let sock = dir.path().join("redis.sock");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&sock)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server must be installed for these tests (apt-get install redis-server)",
+            );
+        let url = format!("unix://{}", sock.display());
+        let server = Server {
+            child,
+            url,
+            _dir: dir,
+        };
+        let client = server.client();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+                {
+                    return server;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn client(&self) -> redis::Client {
+        redis::Client::open(self.url.as_str()).expect("a unix socket URL")
+    }
+
+    /// A store on this server (cache TTL 60 s) whose invalidation
+    /// subscription is up.
+    async fn store(&self) -> RedisStore {
+        let mut opts = RedisOptions::new(
+            vec![self.url.clone()],
+            false,
+            "t:",
+            Duration::from_secs(3600),
+        );
+        opts.cache_ttl = Duration::from_secs(60);
+        let store = RedisStore::new(opts).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !store.is_subscribed() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no invalidation subscription within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        store
+    }
+
+    /// Writes (or, with `None`, deletes) a session's record directly, as
+    /// another replica's change would, without any invalidation message.
+    async fn set_record(&self, store: &RedisStore, id: &SessionId, record: Option<Vec<u8>>) {
+        let key = store.keys.session(&session_hash(id));
+        let mut c = self
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        match record {
+            Some(r) => redis::cmd("SET")
+                .arg(&key)
+                .arg(r)
+                .query_async::<()>(&mut c)
+                .await
+                .unwrap(),
+            None => redis::cmd("DEL")
+                .arg(&key)
+                .query_async::<()>(&mut c)
+                .await
+                .unwrap(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A stored session read once: in the local cache, fresh.
+async fn stored(store: &RedisStore) -> (SessionId, Arc<Session>) {
+    let id = SessionId::generate();
+    store.put(&id, session(unix_now() + 3600)).await.unwrap();
+    // The put's own invalidation message comes back to this store's
+    // subscriber and may evict what a read cached before it: read until
+    // the cache holds it, for at most 5 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let first = store.get(&id).await.unwrap().expect("stored");
+        if store.get_ready(&id).is_some() {
+            return (id, first);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not in the local cache after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// On a single-threaded runtime, as on a proxy thread: the store uses a
+/// connection of this thread's own.
+#[tokio::test]
+async fn a_kept_copy_is_served_again_when_redis_answers_the_same_record() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    let (id, first) = stored(&store).await;
+    let h = session_hash(&id);
+    assert!(store.local.make_stale(&h));
+    assert!(store.get_ready(&id).is_none(), "stale: not served unread");
+    // The record's Redis TTL shows the GETEX: shorten it, read, see it back.
+    let key = store.keys.session(&h);
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(100_000)
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    let again = store.get(&id).await.unwrap().expect("same record");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the decoded copy, not a new one"
+    );
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(pttl > 100_000, "Redis was read (GETEX): {pttl}");
+    // Fresh again: answered from the cache without Redis.
+    let ready = store.get_ready(&id).expect("fresh again").unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &ready));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_record_replaces_the_kept_copy() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    let (id, first) = stored(&store).await;
+    let mut changed = (*first).clone();
+    changed.email = Some("new@example.com".into());
+    server
+        .set_record(&store, &id, Some(encode(&changed).unwrap()))
+        .await;
+    assert!(store.local.make_stale(&session_hash(&id)));
+    let got = store.get(&id).await.unwrap().expect("still signed in");
+    assert!(!Arc::ptr_eq(&first, &got));
+    assert_eq!(*got, changed);
+    let ready = store.get_ready(&id).expect("cached").unwrap().unwrap();
+    assert_eq!(*ready, changed);
+    // A record that no longer decodes signs out, as without a kept copy.
+    server
+        .set_record(&store, &id, Some(b"\xffgarbage".to_vec()))
+        .await;
+    assert!(store.local.make_stale(&session_hash(&id)));
+    assert!(store.get(&id).await.unwrap().is_none());
+    assert!(store.get_ready(&id).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_record_signs_the_kept_copy_out() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    let (id, _) = stored(&store).await;
+    let h = session_hash(&id);
+    server.set_record(&store, &id, None).await;
+    assert!(store.local.make_stale(&h));
+    assert!(store.get(&id).await.unwrap().is_none());
+    assert!(!store.local.make_stale(&h), "the kept copy is dropped");
+    assert!(store.get(&id).await.unwrap().is_none());
+}
+
+/// A revocation on replica B ends the session on replica A within one
+/// second, whether A holds it fresh (the invalidation message) or kept
+/// past its TTL (the record is gone). Single-threaded: the two stores take
+/// turns with this thread's own connection.
+#[tokio::test]
+async fn a_revocation_on_another_replica_ends_cached_and_kept_copies() {
+    let server = Server::start().await;
+    let a = server.store().await;
+    let b = server.store().await;
+    let (fresh, _) = stored(&a).await;
+    let (kept, _) = stored(&a).await;
+    assert!(a.local.make_stale(&session_hash(&kept)));
+    let started = std::time::Instant::now();
+    assert_eq!(b.revoke_user("c", "u").await.unwrap(), 2);
+    assert!(a.get(&kept).await.unwrap().is_none());
+    loop {
+        if a.get(&fresh).await.unwrap().is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "replica A still served a revoked session after one second"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(a.get(&kept).await.unwrap().is_none());
 }

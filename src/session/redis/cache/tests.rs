@@ -9,12 +9,12 @@ fn now() -> u64 {
 
 /// A subscribed cache holding a fresh session for a new id.
 fn cached() -> (Local, SessionId, Hash, Arc<Session>) {
-    let local = Local::new(Duration::from_secs(60), 100);
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     local.set_subscribed(true);
     let id = SessionId::generate();
     let h = session_hash(&id);
     let s = Arc::new(session(now() + 3600));
-    local.insert(h, s.clone(), local.epoch(&h));
+    local.insert(h, s.clone(), Box::default(), local.epoch(&h));
     (local, id, h, s)
 }
 
@@ -31,7 +31,10 @@ fn a_cache_hit_is_memoized_and_an_eviction_ends_the_memo_at_once() {
     assert!(Arc::ptr_eq(&local.get_id(&id, now()).ok().unwrap(), &s));
     local.evict(&h);
     assert!(!memoized(&local, &id));
-    assert_eq!(local.get_id(&id, now()).err(), Some(Some(h)));
+    assert_eq!(
+        local.get_id(&id, now()).err().map(|m| m.hash),
+        Some(Some(h))
+    );
 }
 
 #[test]
@@ -54,7 +57,9 @@ fn a_copy_read_during_an_eviction_is_not_memoized_past_it() {
     local.stripe(&h).fetch_add(1, Ordering::AcqRel);
     // ...a reader notes the epochs and still finds the old copy...
     let seen = local.epoch(&h);
-    let e = local.get_entry(&h, now()).expect("not removed yet");
+    let Lookup::Fresh(e) = local.lookup(&h, now()) else {
+        panic!("not removed yet")
+    };
     memo::put(&local, &id, stripe_of(&h), seen, &e);
     assert!(memoized(&local, &id));
     // ...then the removal and the second bump.
@@ -66,19 +71,19 @@ fn a_copy_read_during_an_eviction_is_not_memoized_past_it() {
 #[test]
 fn a_memo_never_outlives_its_cache_entry_or_the_session() {
     let (local, id, h, s) = cached();
-    // A cache entry inserted a TTL ago.
+    // A cache entry whose TTL has passed.
     let old = Entry {
         session: s.clone(),
-        inserted: Instant::now()
-            .checked_sub(Duration::from_secs(61))
-            .expect("the clock is past a minute"),
+        record: Box::default(),
+        fresh_until: AtomicU64::new(0),
     };
     memo::put(&local, &id, stripe_of(&h), local.epoch(&h), &old);
     assert!(!memoized(&local, &id));
     // A session at its absolute end.
     let ended = Entry {
         session: Arc::new(session(now())),
-        inserted: Instant::now(),
+        record: Box::default(),
+        fresh_until: AtomicU64::new(local.deadline()),
     };
     memo::put(&local, &id, stripe_of(&h), local.epoch(&h), &ended);
     assert!(!memoized(&local, &id));
@@ -107,11 +112,11 @@ fn a_memo_never_outlives_its_cache_entry_or_the_session() {
 #[test]
 fn memos_are_per_cache() {
     let (a, id, h, s) = cached();
-    let b = Local::new(Duration::from_secs(60), 100);
+    let b = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     b.set_subscribed(true);
     assert!(a.get_id(&id, now()).is_ok());
-    assert_eq!(b.get_id(&id, now()).err(), Some(Some(h)));
-    b.insert(h, s, b.epoch(&h));
+    assert_eq!(b.get_id(&id, now()).err().map(|m| m.hash), Some(Some(h)));
+    b.insert(h, s, Box::default(), b.epoch(&h));
     assert!(b.get_id(&id, now()).is_ok());
     // B used this thread's memo last: A reads its cache again, still right.
     assert!(a.get_id(&id, now()).is_ok());
@@ -121,28 +126,33 @@ fn memos_are_per_cache() {
 
 #[test]
 fn a_miss_is_handed_to_the_next_get_of_the_same_id_only() {
-    let local = Local::new(Duration::from_secs(60), 100);
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     local.set_subscribed(true);
     let (id, other) = (SessionId::generate(), SessionId::generate());
     assert_eq!(
-        local.get_id(&id, now()).err(),
+        local.get_id(&id, now()).err().map(|m| m.hash),
         Some(Some(session_hash(&id)))
     );
-    assert_eq!(local.take_miss(&other), None);
+    assert!(local.take_miss(&other).is_none());
     assert_eq!(
-        local.get_id(&id, now()).err(),
+        local.get_id(&id, now()).err().map(|m| m.hash),
         Some(Some(session_hash(&id)))
     );
-    assert_eq!(local.take_miss(&id), Some(session_hash(&id)));
-    assert_eq!(local.take_miss(&id), None, "taken once");
+    assert_eq!(local.take_miss(&id).map(|m| m.0), Some(session_hash(&id)));
+    assert!(local.take_miss(&id).is_none(), "taken once");
 }
 
 #[test]
 fn no_cache_no_memo() {
-    let local = Local::new(Duration::ZERO, 100);
+    let local = Local::new(Duration::ZERO, Duration::ZERO, 100);
     local.set_subscribed(true);
     let id = SessionId::generate();
     let h = session_hash(&id);
-    local.insert(h, Arc::new(session(now() + 3600)), local.epoch(&h));
-    assert_eq!(local.get_id(&id, now()).err(), Some(None));
+    local.insert(
+        h,
+        Arc::new(session(now() + 3600)),
+        Box::default(),
+        local.epoch(&h),
+    );
+    assert_eq!(local.get_id(&id, now()).err().map(|m| m.hash), Some(None));
 }
