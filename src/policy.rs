@@ -327,7 +327,7 @@ fn check<'a, B>(
             rule: "allow.groups",
             failed: matched.is_none().then_some(DenyReason::Groups),
             detail: Detail::Groups {
-                matched: matched.map(String::as_str),
+                matched: matched.map(|m| &**m),
                 count: user.groups.len(),
                 allowed: &allow.groups,
             },
@@ -345,7 +345,7 @@ fn check<'a, B>(
             rule: "allow.roles",
             failed: matched.is_none().then_some(DenyReason::Roles),
             detail: Detail::Roles {
-                matched: matched.map(String::as_str),
+                matched: matched.map(|m| &**m),
                 count: user.roles.len(),
                 allowed: &allow.roles,
             },

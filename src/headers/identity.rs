@@ -56,7 +56,7 @@ use serde::Serialize;
 
 use crate::config::{ConnectionSettings, GroupsInHeaders, HeaderProfile, RouteSettings};
 use crate::policy::Permit;
-use crate::session::model::Session;
+use crate::session::model::{Session, Shared};
 
 /// Exact identity header names (normalized: lowercase, `-`).
 const EXACT: &[&str] = &[
@@ -484,7 +484,7 @@ impl Out<'_> {
 
     /// Comma-joined app roles, leaving out (and reporting) roles that
     /// would break the list or the header.
-    fn join_roles(&self, roles: &[String]) -> Option<String> {
+    fn join_roles(&self, roles: &[Shared]) -> Option<String> {
         let mut out = String::with_capacity(roles.iter().map(|r| r.len() + 1).sum());
         for r in roles {
             if !list_item(r) {
@@ -578,12 +578,12 @@ fn header_groups<'a>(
     user.groups
         .iter()
         .filter_map(|id| {
-            let name = connection.group_names.get(id).map(String::as_str);
+            let name = connection.group_names.get(&**id).map(String::as_str);
             // Looked up only where it decides something (one hash per group
             // per request otherwise).
             if connection.groups_in_headers == GroupsInHeaders::Known
                 && name.is_none()
-                && !policy_groups.contains(id)
+                && !policy_groups.contains(&**id)
             {
                 return None;
             }
@@ -592,9 +592,9 @@ fn header_groups<'a>(
                 Some(n) => Cow::Borrowed(n),
                 None if connection.group_names_from_graph => {
                     crate::connection::entra::group_names::cached(&connection.name, id)
-                        .map_or(Cow::Borrowed(id.as_str()), |n| Cow::Owned(n.to_string()))
+                        .map_or(Cow::Borrowed(&**id), |n| Cow::Owned(n.to_string()))
                 }
-                None => Cow::Borrowed(id.as_str()),
+                None => Cow::Borrowed(&**id),
             };
             Some(Group { id, shown })
         })
@@ -748,7 +748,7 @@ pub(crate) fn principal_claims<'a>(
         .into_iter()
         .flatten()
         .filter_map(|r| r.as_str());
-    for role in user.roles.iter().map(String::as_str).chain(kept) {
+    for role in user.roles.iter().map(|r| &**r).chain(kept) {
         claims.push(Claim {
             typ: "roles",
             val: role,

@@ -978,7 +978,7 @@ headers_extra = { "X-Realmgate-Assertion" = "user_id", "X-Uid" = "user_id" }"#,
 
 fn with_roles(roles: &[&str]) -> Session {
     let mut u = user();
-    u.roles = roles.iter().map(|r| r.to_string()).collect();
+    u.roles = roles.iter().map(|r| r.to_string().into()).collect();
     u.claims = None;
     u
 }
