@@ -58,6 +58,12 @@ impl Permit {
             user: Arc::new(user),
         }
     }
+
+    /// For unit tests: a permit for a session as a store handed it out.
+    #[cfg(test)]
+    pub(crate) fn for_tests_shared(user: Arc<Session>) -> Self {
+        Permit { user }
+    }
 }
 
 /// Why a signed-in user may not reach a route. Texts are shown to the user.

@@ -46,7 +46,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use base64::engine::general_purpose::STANDARD;
@@ -162,8 +162,12 @@ pub fn inject(
 /// None to remove the name (an absent or unsafe value).
 type Writes = Vec<(HeaderName, Option<HeaderValue>)>;
 
-/// Most (session, route) renderings kept per thread by [`inject_cached`].
-const RENDERED_MAX: usize = 1024;
+/// Slots of each thread's table of renderings ([`inject_cached`]): a
+/// power of two. With many users, most requests bring a session this
+/// thread has not rendered lately; each then replaces one slot, so no
+/// request pays for a sweep of the whole table, and at most this many
+/// renderings (and dead session allocations, see [`Slot`]) stay per thread.
+const RENDERED_SLOTS: usize = 512;
 
 /// A permitted user's identity headers for one route, rendered once and
 /// shared by the user's requests on this thread (see [`inject_cached`]).
@@ -241,26 +245,57 @@ impl Injected {
     }
 }
 
-/// Renderings by the addresses of (session, route, connection).
+/// One rendering, for the objects at these addresses (session, route,
+/// connection).
 ///
-/// Each entry holds `Weak` references to the three objects: a `Weak` keeps
+/// Each slot holds `Weak` references to the three objects: a `Weak` keeps
 /// the allocation, so no other session, route or connection can ever get
-/// the same address while the entry exists, and an address match is an
+/// the same address while the slot holds it, and an address match is an
 /// identity match. The objects are immutable (a refreshed session is a new
 /// `Arc`; a reload makes new routes and connections), so a match always has
-/// the values [`render`] would produce now.
-type RenderedCache = HashMap<
-    (usize, usize, usize),
-    (
-        Weak<Session>,
-        Weak<RouteSettings>,
-        Weak<ConnectionSettings>,
-        Injected,
-    ),
->;
+/// the values [`render`] would produce now. A signed-out or revoked session
+/// is never handed out by the store again, so its rendering cannot be
+/// reached either; it goes when its slot is taken.
+struct Slot {
+    session: Weak<Session>,
+    route: Weak<RouteSettings>,
+    connection: Weak<ConnectionSettings>,
+    injected: Injected,
+}
+
+impl Slot {
+    fn is_for(
+        &self,
+        s: *const Session,
+        r: *const RouteSettings,
+        c: *const ConnectionSettings,
+    ) -> bool {
+        std::ptr::eq(self.session.as_ptr(), s)
+            && std::ptr::eq(self.route.as_ptr(), r)
+            && std::ptr::eq(self.connection.as_ptr(), c)
+    }
+}
+
+/// The slot of (session, route, connection): their addresses mixed, so a
+/// user's routes and different users spread over the table.
+fn slot_of(s: *const Session, r: *const RouteSettings, c: *const ConnectionSettings) -> usize {
+    let mixed = (s as usize as u64)
+        ^ (r as usize as u64).rotate_left(21)
+        ^ (c as usize as u64).rotate_left(42);
+    let h = mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // The top bits of a multiplicative hash; RENDERED_SLOTS is 2^9.
+    (h >> (64 - RENDERED_SLOTS.trailing_zeros())) as usize % RENDERED_SLOTS
+}
 
 thread_local! {
-    static RENDERED: RefCell<RenderedCache> = RefCell::new(HashMap::new());
+    static RENDERED: RefCell<Box<[Option<Slot>]>> =
+        RefCell::new((0..RENDERED_SLOTS).map(|_| None).collect());
+}
+
+/// Renderings this thread holds (tests).
+#[cfg(test)]
+fn rendered_len() -> usize {
+    RENDERED.with(|t| t.borrow().iter().flatten().count())
 }
 
 /// The route profile's identity headers for the permitted user, reusing
@@ -282,33 +317,40 @@ pub fn inject_cached(
     assertion: Option<&str>,
 ) -> Injected {
     let session = permit.user_arc();
-    let key = (
-        Arc::as_ptr(session) as usize,
-        Arc::as_ptr(route) as usize,
-        Arc::as_ptr(connection) as usize,
+    let (s, r, c) = (
+        Arc::as_ptr(session),
+        Arc::as_ptr(route),
+        Arc::as_ptr(connection),
     );
-    let injected = RENDERED.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some((_, _, _, injected)) = cache.get(&key) {
-            return injected.clone();
-        }
-        let rendered = Rendered::new(render(session, route, connection, policy_groups));
-        let injected = Injected(Arc::new(rendered));
-        if cache.len() >= RENDERED_MAX {
-            // Sessions come and go: start over rather than track ages.
-            cache.clear();
-        }
-        cache.insert(
-            key,
-            (
-                Arc::downgrade(session),
-                Arc::downgrade(route),
-                Arc::downgrade(connection),
-                injected.clone(),
-            ),
-        );
-        injected
+    let index = slot_of(s, r, c);
+    let found = RENDERED.with(|table| {
+        table.borrow()[index]
+            .as_ref()
+            .filter(|slot| slot.is_for(s, r, c))
+            .map(|slot| slot.injected.clone())
     });
+    let injected = match found {
+        Some(injected) => injected,
+        None => {
+            let injected = Injected(Arc::new(Rendered::new(render(
+                session,
+                route,
+                connection,
+                policy_groups,
+            ))));
+            let old = RENDERED.with(|table| {
+                table.borrow_mut()[index].replace(Slot {
+                    session: Arc::downgrade(session),
+                    route: Arc::downgrade(route),
+                    connection: Arc::downgrade(connection),
+                    injected: injected.clone(),
+                })
+            });
+            // Outside the borrow: dropping frees what the slot held.
+            drop(old);
+            injected
+        }
+    };
     apply_assertion(headers, route, session, assertion);
     injected
 }
