@@ -550,6 +550,33 @@ async fn the_thread_memo_is_per_store_and_bounded() {
     }
 }
 
+/// Two sessions whose ids share a memo slot: each read answers its own
+/// session (a slot answers only for the id it holds, compared in full),
+/// and the later one takes the slot.
+#[tokio::test]
+async fn sessions_sharing_a_memo_slot_each_get_their_own() {
+    let s = store();
+    let first = SessionId::generate();
+    let slot = |id: &SessionId| {
+        u64::from_le_bytes(id.as_bytes()[..8].try_into().unwrap()) % memo::CAPACITY as u64
+    };
+    // Bounded: a collision among 512 slots comes within a few dozen ids.
+    let second = (0..100_000)
+        .map(|_| SessionId::generate())
+        .find(|id| slot(id) == slot(&first))
+        .expect("a colliding id");
+    s.put(&first, session("alice", None)).await.unwrap();
+    s.put(&second, session("bob", None)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(s.get(&first).await.unwrap().unwrap().user_id, "alice");
+        assert_eq!(s.get(&second).await.unwrap().unwrap().user_id, "bob");
+    }
+    assert_eq!(memo::len(s.number), 1);
+    s.delete(&second).await.unwrap();
+    assert!(s.get(&second).await.unwrap().is_none());
+    assert_eq!(s.get(&first).await.unwrap().unwrap().user_id, "alice");
+}
+
 /// A read moves the idle deadline only by `slack` or more; a deadline that
 /// came closer (the absolute lifetime) is taken at once. Together with
 /// `idle_sessions_end_and_use_extends_them`: idle expiry still works.
