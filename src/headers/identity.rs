@@ -47,10 +47,12 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::{Arc, Weak};
+use std::ops::Range;
+use std::sync::{Arc, OnceLock, Weak};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
@@ -153,8 +155,8 @@ pub fn inject(
     policy_groups: &HashSet<String>,
     assertion: Option<&str>,
 ) {
-    let writes = render(permit.user(), route, connection, policy_groups);
-    apply(headers, &writes);
+    let rendered = render(permit.user(), route, connection, policy_groups);
+    apply(headers, rendered.writes());
     apply_assertion(headers, route, permit.user(), assertion);
 }
 
@@ -184,42 +186,69 @@ const RENDERED_SLOTS: usize = 512;
 pub struct Injected(Arc<Rendered>);
 
 struct Rendered {
-    /// Each name once, in the order first written; `None` removes it.
-    writes: Writes,
-    /// `name: value\r\n` for every write with a value.
-    wire: Box<[u8]>,
+    /// Each name once, in the order first written, with where its value
+    /// is in `wire`; `None` removes the name.
+    fields: Vec<(HeaderName, Option<Range<usize>>)>,
+    /// `name: value\r\n` for every field with a value.
+    wire: Bytes,
+    /// The fields as header values (slices of `wire`: no copy), made on
+    /// the first `apply`; the raw HTTP/1.1 exchange only sends `wire`.
+    writes: OnceLock<Writes>,
 }
 
 impl Rendered {
-    fn new(writes: Writes) -> Rendered {
+    fn new(out: Out<'_>) -> Rendered {
         // Last write of a name wins, as with `HeaderMap::insert`.
-        let mut merged: Writes = Vec::with_capacity(writes.len());
-        for (name, value) in writes {
+        let mut merged: Vec<(HeaderName, Option<Range<usize>>)> =
+            Vec::with_capacity(out.fields.len());
+        for (name, value) in out.fields {
             match merged.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = value,
                 None => merged.push((name, value)),
             }
         }
+        let text = out.text.as_bytes();
         let mut wire = Vec::with_capacity(
             merged
                 .iter()
                 .filter_map(|(n, v)| v.as_ref().map(|v| n.as_str().len() + v.len() + 4))
                 .sum(),
         );
-        for (name, value) in &merged {
-            if let Some(v) = value {
-                // `HeaderName` and `HeaderValue` cannot hold CR or LF: each
-                // line is one header field.
+        for (name, value) in &mut merged {
+            if let Some(range) = value.take() {
+                // Only values `Out::set_name` took: no CR, LF or other
+                // control character, so each line is one header field.
                 wire.extend_from_slice(name.as_str().as_bytes());
                 wire.extend_from_slice(b": ");
-                wire.extend_from_slice(v.as_bytes());
+                let start = wire.len();
+                wire.extend_from_slice(text.get(range).unwrap_or_default());
+                *value = Some(start..wire.len());
                 wire.extend_from_slice(b"\r\n");
             }
         }
         Rendered {
-            writes: merged,
-            wire: wire.into_boxed_slice(),
+            fields: merged,
+            wire: Bytes::from(wire),
+            writes: OnceLock::new(),
         }
+    }
+
+    /// The fields as header writes.
+    fn writes(&self) -> &Writes {
+        self.writes.get_or_init(|| {
+            self.fields
+                .iter()
+                .map(|(name, value)| {
+                    // Never an error: `Out::set_name` took only values
+                    // `HeaderValue` accepts (see `list_item`; the test
+                    // `list_items_are_checked_like_safe_values`).
+                    let value = value
+                        .clone()
+                        .and_then(|r| HeaderValue::from_maybe_shared(self.wire.slice(r)).ok());
+                    (name.clone(), value)
+                })
+                .collect()
+        })
     }
 }
 
@@ -227,7 +256,7 @@ impl Injected {
     /// Writes the headers into `headers` (`insert`, or `remove` for an
     /// absent value), for the forwarding paths that send a header map.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        apply(headers, &self.0.writes);
+        apply(headers, self.0.writes());
     }
 
     /// The header fields as they go on the wire, each ending in CRLF.
@@ -239,7 +268,7 @@ impl Injected {
     #[cfg(test)]
     pub(crate) fn fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
         self.0
-            .writes
+            .writes()
             .iter()
             .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
     }
@@ -332,12 +361,7 @@ pub fn inject_cached(
     let injected = match found {
         Some(injected) => injected,
         None => {
-            let injected = Injected(Arc::new(Rendered::new(render(
-                session,
-                route,
-                connection,
-                policy_groups,
-            ))));
+            let injected = Injected(Arc::new(render(session, route, connection, policy_groups)));
             let old = RENDERED.with(|table| {
                 table.borrow_mut()[index].replace(Slot {
                     session: Arc::downgrade(session),
@@ -379,17 +403,17 @@ fn apply_assertion(
     user: &Session,
     assertion: Option<&str>,
 ) {
-    let mut out = Out {
-        writes: Vec::new(),
-        user,
-    };
+    if route.headers != HeaderProfile::Pomerium && !route.jwt_assertion {
+        return;
+    }
+    let mut out = Out::new(user);
     if route.headers == HeaderProfile::Pomerium {
         out.set("x-pomerium-jwt-assertion", assertion);
     }
     if route.jwt_assertion {
         out.set("x-realmgate-assertion", assertion);
     }
-    apply(headers, &out.writes);
+    apply(headers, Rendered::new(out).writes());
 }
 
 /// The profile's headers, tokens and `headers_extra` for `user` on `route`
@@ -399,11 +423,9 @@ fn render(
     route: &RouteSettings,
     connection: &ConnectionSettings,
     policy_groups: &HashSet<String>,
-) -> Writes {
-    let mut out = Out {
-        writes: Vec::with_capacity(8),
-        user,
-    };
+) -> Rendered {
+    let mut out = Out::new(user);
+    out.fields.reserve(8);
     let groups = header_groups(user, connection, policy_groups);
     let joined = out.join_groups(&groups);
     let roles = out.join_roles(&user.roles);
@@ -482,7 +504,7 @@ fn render(
         let value = extra_value(user, source, joined.as_deref());
         out.set_name(header.clone(), value.as_deref());
     }
-    out.writes
+    Rendered::new(out)
 }
 
 /// True for a name realmgate writes on each request of `route` after the
@@ -498,11 +520,23 @@ fn written_per_request(route: &RouteSettings, name: &HeaderName) -> bool {
 
 /// Where injected headers go, and whose they are (for warnings).
 struct Out<'a> {
-    writes: Writes,
+    /// Each write: a name and where its value is in `text`, or None to
+    /// remove the name.
+    fields: Vec<(HeaderName, Option<Range<usize>>)>,
+    /// The values, back to back (one allocation, not one per header).
+    text: String,
     user: &'a Session,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    fn new(user: &'a Session) -> Out<'a> {
+        Out {
+            fields: Vec::new(),
+            text: String::new(),
+            user,
+        }
+    }
+
     fn set(&mut self, name: &'static str, value: Option<&str>) {
         self.set_name(HeaderName::from_static(name), value);
     }
@@ -511,17 +545,23 @@ impl Out<'_> {
     /// value is absent or unsafe.
     fn set_name(&mut self, name: HeaderName, value: Option<&str>) {
         let value = value.and_then(|value| {
-            let safe = safe_value(value);
-            if safe.is_none() {
+            // What `safe_value` takes, without building the value (see
+            // `list_item`).
+            let safe = !has_control(value);
+            if !safe {
                 tracing::warn!(
                     header = %name,
                     user.id = ?self.user.user_id,
                     "identity value has control characters or is not a valid header value; header dropped"
                 );
             }
-            safe
+            safe.then(|| {
+                let start = self.text.len();
+                self.text.push_str(value);
+                start..self.text.len()
+            })
         });
-        self.writes.push((name, value));
+        self.fields.push((name, value));
     }
 
     /// Comma-joined app roles, leaving out (and reporting) roles that
@@ -569,7 +609,9 @@ impl Out<'_> {
 }
 
 /// A header value from text: no control characters at all (CR, LF, NUL, tab,
-/// DEL, C1), UTF-8 bytes kept as they are.
+/// DEL, C1), UTF-8 bytes kept as they are: what `Out::set_name` takes
+/// (it checks `has_control` alone, which the tests prove the same).
+#[cfg(test)]
 fn safe_value(value: &str) -> Option<HeaderValue> {
     if has_control(value) {
         return None;
