@@ -659,30 +659,31 @@ fn header_groups<'a>(
     connection: &'a ConnectionSettings,
     policy_groups: &HashSet<String>,
 ) -> Vec<Group<'a>> {
-    user.groups
-        .iter()
-        .filter_map(|id| {
-            let name = connection.group_names.get(&**id).map(String::as_str);
-            // Looked up only where it decides something (one hash per group
-            // per request otherwise).
-            if connection.groups_in_headers == GroupsInHeaders::Known
-                && name.is_none()
-                && !policy_groups.contains(&**id)
-            {
-                return None;
+    // Sized once: collecting a filter grows the vector step by step, a
+    // reallocation per doubling for a user's 20-odd groups (issue 23).
+    let mut out = Vec::with_capacity(user.groups.len());
+    out.extend(user.groups.iter().filter_map(|id| {
+        let name = connection.group_names.get(&**id).map(String::as_str);
+        // Looked up only where it decides something (one hash per group
+        // per request otherwise).
+        if connection.groups_in_headers == GroupsInHeaders::Known
+            && name.is_none()
+            && !policy_groups.contains(&**id)
+        {
+            return None;
+        }
+        // A name read from Graph (`group_names_from_graph`) is shown, never judged.
+        let shown = match name {
+            Some(n) => Cow::Borrowed(n),
+            None if connection.group_names_from_graph => {
+                crate::connection::entra::group_names::cached(&connection.name, id)
+                    .map_or(Cow::Borrowed(&**id), |n| Cow::Owned(n.to_string()))
             }
-            // A name read from Graph (`group_names_from_graph`) is shown, never judged.
-            let shown = match name {
-                Some(n) => Cow::Borrowed(n),
-                None if connection.group_names_from_graph => {
-                    crate::connection::entra::group_names::cached(&connection.name, id)
-                        .map_or(Cow::Borrowed(&**id), |n| Cow::Owned(n.to_string()))
-                }
-                None => Cow::Borrowed(&**id),
-            };
-            Some(Group { id, shown })
-        })
-        .collect()
+            None => Cow::Borrowed(&**id),
+        };
+        Some(Group { id, shown })
+    }));
+    out
 }
 
 /// The value for a `headers_extra` source: `user_id`, `sub`, `email` (verified
