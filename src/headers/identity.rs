@@ -428,6 +428,10 @@ fn render(
     out.fields.reserve(8);
     let groups = header_groups(user, connection, policy_groups);
     let joined = out.join_groups(&groups);
+    // The values' buffer sized once for the usual headers (growing it by
+    // doubling cost a reallocation per step: issue 23).
+    out.text
+        .reserve(joined.as_ref().map_or(0, String::len) + 512);
     let roles = out.join_roles(&user.roles);
     let email = user.verified_email();
     let name = user.name.as_deref();
