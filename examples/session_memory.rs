@@ -85,7 +85,7 @@ async fn run(count: usize, tokens: &str) {
             name: Some(format!("{first} {last}")),
             preferred_username: Some(email),
             groups: (0..GROUPS_PER_USER)
-                .map(|_| pool[rng.below(GROUP_POOL)].clone())
+                .map(|_| pool[rng.below(GROUP_POOL)].as_str().into())
                 .collect(),
             roles: Vec::new(),
             claims: None,

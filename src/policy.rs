@@ -58,6 +58,12 @@ impl Permit {
             user: Arc::new(user),
         }
     }
+
+    /// For unit tests: a permit for a session as a store handed it out.
+    #[cfg(test)]
+    pub(crate) fn for_tests_shared(user: Arc<Session>) -> Self {
+        Permit { user }
+    }
 }
 
 /// Why a signed-in user may not reach a route. Texts are shown to the user.
@@ -327,7 +333,7 @@ fn check<'a, B>(
             rule: "allow.groups",
             failed: matched.is_none().then_some(DenyReason::Groups),
             detail: Detail::Groups {
-                matched: matched.map(String::as_str),
+                matched: matched.map(|m| &**m),
                 count: user.groups.len(),
                 allowed: &allow.groups,
             },
@@ -345,7 +351,7 @@ fn check<'a, B>(
             rule: "allow.roles",
             failed: matched.is_none().then_some(DenyReason::Roles),
             detail: Detail::Roles {
-                matched: matched.map(String::as_str),
+                matched: matched.map(|m| &**m),
                 count: user.roles.len(),
                 allowed: &allow.roles,
             },

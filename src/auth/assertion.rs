@@ -117,10 +117,10 @@ fn groups(
         .iter()
         .filter(|id| {
             connection.groups_in_headers != GroupsInHeaders::Known
-                || connection.group_names.contains_key(*id)
-                || policy_groups.contains(*id)
+                || connection.group_names.contains_key(&***id)
+                || policy_groups.contains(&***id)
         })
-        .cloned()
+        .map(|id| id.to_string())
         .collect()
 }
 

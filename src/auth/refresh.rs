@@ -291,7 +291,10 @@ async fn updated_session(
         s.email_trust = crate::connection::oidc::email_trust_of(conn, token);
         s.name = token.name().map(str::to_string);
         s.preferred_username = token.preferred_username().map(str::to_string);
-        s.roles = crate::connection::roles_claim(token.claims());
+        s.roles = crate::connection::roles_claim(token.claims())
+            .into_iter()
+            .map(Into::into)
+            .collect();
         s.claims = if conn.extended_profile {
             Some(
                 provider
@@ -309,7 +312,7 @@ async fn updated_session(
         match crate::connection::oidc::groups_of(&env, conn, token, tokens.access_token.as_deref())
             .await
         {
-            Ok(groups) => s.groups = groups,
+            Ok(groups) => s.groups = groups.into_iter().map(Into::into).collect(),
             Err(e) => tracing::warn!(
                 connection = %conn.name,
                 user.id = %s.user_id,

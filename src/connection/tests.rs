@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{load_str, Settings};
-use crate::session::model::{Session, SessionTerms};
+use crate::session::model::{strs, Session, SessionTerms};
 
 fn settings() -> Settings {
     load_str(
@@ -237,7 +237,7 @@ fn described_identities_follow_the_sign_in_rules() {
     );
     assert_eq!(session.user_id, "o");
     assert_eq!(session.email_trust, EmailTrust::EntraDomainVerified);
-    assert_eq!(session.groups, ["g1", "g2"]);
+    assert_eq!(strs(&session.groups), ["g1", "g2"]);
     let partner = described_identity(conn(&s, "partner"), claims).expect("sub");
     assert_eq!(partner.user_id(), "partner:s");
     let by_email = described_by_email(conn(&s, "partner"), "bob@partner.example");

@@ -10,7 +10,7 @@ use crate::auth::Ctx;
 use crate::config::{ConnectionSettings, HeaderProfile, RouteSettings};
 use crate::headers::identity::{easy_auth_idp, principal_claims};
 use crate::respond::{json, Body, GatewayError};
-use crate::session::model::Session;
+use crate::session::model::{strs, Session};
 
 /// The signed-in user as JSON; 401 JSON when not signed in.
 pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
@@ -30,8 +30,8 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         "email_verified_by": s.email_trust,
         "name": s.name,
         "preferred_username": s.preferred_username,
-        "groups": s.groups,
-        "roles": s.roles,
+        "groups": strs(&s.groups),
+        "roles": strs(&s.roles),
         "connection": s.connection,
         "tenant_id": s.tenant_id,
         "expires_at": s.expires_at,
@@ -89,7 +89,7 @@ pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
         body["email"] = email.into();
     }
     if !s.groups.is_empty() {
-        body["groups"] = s.groups.clone().into();
+        body["groups"] = strs(&s.groups).into();
     }
     if let Some(u) = &s.preferred_username {
         body["preferredUsername"] = u.clone().into();
@@ -106,7 +106,7 @@ pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
 /// answer is readable by any script of the origin, and the refresh token
 /// never is.
 fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> serde_json::Value {
-    let claims = principal_claims(s, conn, s.groups.iter().map(String::as_str));
+    let claims = principal_claims(s, conn, s.groups.iter().map(|g| &**g));
     let user_claims: Vec<serde_json::Value> = claims
         .iter()
         .map(|c| json!({"typ": c.typ, "val": c.val}))

@@ -46,17 +46,19 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock, Weak};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
 use crate::config::{ConnectionSettings, GroupsInHeaders, HeaderProfile, RouteSettings};
 use crate::policy::Permit;
-use crate::session::model::Session;
+use crate::session::model::{Session, Shared};
 
 /// Exact identity header names (normalized: lowercase, `-`).
 const EXACT: &[&str] = &[
@@ -153,8 +155,8 @@ pub fn inject(
     policy_groups: &HashSet<String>,
     assertion: Option<&str>,
 ) {
-    let writes = render(permit.user(), route, connection, policy_groups);
-    apply(headers, &writes);
+    let rendered = render(permit.user(), route, connection, policy_groups);
+    apply(headers, rendered.writes());
     apply_assertion(headers, route, permit.user(), assertion);
 }
 
@@ -162,8 +164,12 @@ pub fn inject(
 /// None to remove the name (an absent or unsafe value).
 type Writes = Vec<(HeaderName, Option<HeaderValue>)>;
 
-/// Most (session, route) renderings kept per thread by [`inject_cached`].
-const RENDERED_MAX: usize = 1024;
+/// Slots of each thread's table of renderings ([`inject_cached`]): a
+/// power of two. With many users, most requests bring a session this
+/// thread has not rendered lately; each then replaces one slot, so no
+/// request pays for a sweep of the whole table, and at most this many
+/// renderings (and dead session allocations, see [`Slot`]) stay per thread.
+const RENDERED_SLOTS: usize = 512;
 
 /// A permitted user's identity headers for one route, rendered once and
 /// shared by the user's requests on this thread (see [`inject_cached`]).
@@ -180,42 +186,69 @@ const RENDERED_MAX: usize = 1024;
 pub struct Injected(Arc<Rendered>);
 
 struct Rendered {
-    /// Each name once, in the order first written; `None` removes it.
-    writes: Writes,
-    /// `name: value\r\n` for every write with a value.
-    wire: Box<[u8]>,
+    /// Each name once, in the order first written, with where its value
+    /// is in `wire`; `None` removes the name.
+    fields: Vec<(HeaderName, Option<Range<usize>>)>,
+    /// `name: value\r\n` for every field with a value.
+    wire: Bytes,
+    /// The fields as header values (slices of `wire`: no copy), made on
+    /// the first `apply`; the raw HTTP/1.1 exchange only sends `wire`.
+    writes: OnceLock<Writes>,
 }
 
 impl Rendered {
-    fn new(writes: Writes) -> Rendered {
+    fn new(out: Out<'_>) -> Rendered {
         // Last write of a name wins, as with `HeaderMap::insert`.
-        let mut merged: Writes = Vec::with_capacity(writes.len());
-        for (name, value) in writes {
+        let mut merged: Vec<(HeaderName, Option<Range<usize>>)> =
+            Vec::with_capacity(out.fields.len());
+        for (name, value) in out.fields {
             match merged.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = value,
                 None => merged.push((name, value)),
             }
         }
+        let text = out.text.as_bytes();
         let mut wire = Vec::with_capacity(
             merged
                 .iter()
                 .filter_map(|(n, v)| v.as_ref().map(|v| n.as_str().len() + v.len() + 4))
                 .sum(),
         );
-        for (name, value) in &merged {
-            if let Some(v) = value {
-                // `HeaderName` and `HeaderValue` cannot hold CR or LF: each
-                // line is one header field.
+        for (name, value) in &mut merged {
+            if let Some(range) = value.take() {
+                // Only values `Out::set_name` took: no CR, LF or other
+                // control character, so each line is one header field.
                 wire.extend_from_slice(name.as_str().as_bytes());
                 wire.extend_from_slice(b": ");
-                wire.extend_from_slice(v.as_bytes());
+                let start = wire.len();
+                wire.extend_from_slice(text.get(range).unwrap_or_default());
+                *value = Some(start..wire.len());
                 wire.extend_from_slice(b"\r\n");
             }
         }
         Rendered {
-            writes: merged,
-            wire: wire.into_boxed_slice(),
+            fields: merged,
+            wire: Bytes::from(wire),
+            writes: OnceLock::new(),
         }
+    }
+
+    /// The fields as header writes.
+    fn writes(&self) -> &Writes {
+        self.writes.get_or_init(|| {
+            self.fields
+                .iter()
+                .map(|(name, value)| {
+                    // Never an error: `Out::set_name` took only values
+                    // `HeaderValue` accepts (see `list_item`; the test
+                    // `list_items_are_checked_like_safe_values`).
+                    let value = value
+                        .clone()
+                        .and_then(|r| HeaderValue::from_maybe_shared(self.wire.slice(r)).ok());
+                    (name.clone(), value)
+                })
+                .collect()
+        })
     }
 }
 
@@ -223,7 +256,7 @@ impl Injected {
     /// Writes the headers into `headers` (`insert`, or `remove` for an
     /// absent value), for the forwarding paths that send a header map.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        apply(headers, &self.0.writes);
+        apply(headers, self.0.writes());
     }
 
     /// The header fields as they go on the wire, each ending in CRLF.
@@ -235,32 +268,63 @@ impl Injected {
     #[cfg(test)]
     pub(crate) fn fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
         self.0
-            .writes
+            .writes()
             .iter()
             .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
     }
 }
 
-/// Renderings by the addresses of (session, route, connection).
+/// One rendering, for the objects at these addresses (session, route,
+/// connection).
 ///
-/// Each entry holds `Weak` references to the three objects: a `Weak` keeps
+/// Each slot holds `Weak` references to the three objects: a `Weak` keeps
 /// the allocation, so no other session, route or connection can ever get
-/// the same address while the entry exists, and an address match is an
+/// the same address while the slot holds it, and an address match is an
 /// identity match. The objects are immutable (a refreshed session is a new
 /// `Arc`; a reload makes new routes and connections), so a match always has
-/// the values [`render`] would produce now.
-type RenderedCache = HashMap<
-    (usize, usize, usize),
-    (
-        Weak<Session>,
-        Weak<RouteSettings>,
-        Weak<ConnectionSettings>,
-        Injected,
-    ),
->;
+/// the values [`render`] would produce now. A signed-out or revoked session
+/// is never handed out by the store again, so its rendering cannot be
+/// reached either; it goes when its slot is taken.
+struct Slot {
+    session: Weak<Session>,
+    route: Weak<RouteSettings>,
+    connection: Weak<ConnectionSettings>,
+    injected: Injected,
+}
+
+impl Slot {
+    fn is_for(
+        &self,
+        s: *const Session,
+        r: *const RouteSettings,
+        c: *const ConnectionSettings,
+    ) -> bool {
+        std::ptr::eq(self.session.as_ptr(), s)
+            && std::ptr::eq(self.route.as_ptr(), r)
+            && std::ptr::eq(self.connection.as_ptr(), c)
+    }
+}
+
+/// The slot of (session, route, connection): their addresses mixed, so a
+/// user's routes and different users spread over the table.
+fn slot_of(s: *const Session, r: *const RouteSettings, c: *const ConnectionSettings) -> usize {
+    let mixed = (s as usize as u64)
+        ^ (r as usize as u64).rotate_left(21)
+        ^ (c as usize as u64).rotate_left(42);
+    let h = mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // The top bits of a multiplicative hash; RENDERED_SLOTS is 2^9.
+    (h >> (64 - RENDERED_SLOTS.trailing_zeros())) as usize % RENDERED_SLOTS
+}
 
 thread_local! {
-    static RENDERED: RefCell<RenderedCache> = RefCell::new(HashMap::new());
+    static RENDERED: RefCell<Box<[Option<Slot>]>> =
+        RefCell::new((0..RENDERED_SLOTS).map(|_| None).collect());
+}
+
+/// Renderings this thread holds (tests).
+#[cfg(test)]
+fn rendered_len() -> usize {
+    RENDERED.with(|t| t.borrow().iter().flatten().count())
 }
 
 /// The route profile's identity headers for the permitted user, reusing
@@ -282,33 +346,35 @@ pub fn inject_cached(
     assertion: Option<&str>,
 ) -> Injected {
     let session = permit.user_arc();
-    let key = (
-        Arc::as_ptr(session) as usize,
-        Arc::as_ptr(route) as usize,
-        Arc::as_ptr(connection) as usize,
+    let (s, r, c) = (
+        Arc::as_ptr(session),
+        Arc::as_ptr(route),
+        Arc::as_ptr(connection),
     );
-    let injected = RENDERED.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some((_, _, _, injected)) = cache.get(&key) {
-            return injected.clone();
-        }
-        let rendered = Rendered::new(render(session, route, connection, policy_groups));
-        let injected = Injected(Arc::new(rendered));
-        if cache.len() >= RENDERED_MAX {
-            // Sessions come and go: start over rather than track ages.
-            cache.clear();
-        }
-        cache.insert(
-            key,
-            (
-                Arc::downgrade(session),
-                Arc::downgrade(route),
-                Arc::downgrade(connection),
-                injected.clone(),
-            ),
-        );
-        injected
+    let index = slot_of(s, r, c);
+    let found = RENDERED.with(|table| {
+        table.borrow()[index]
+            .as_ref()
+            .filter(|slot| slot.is_for(s, r, c))
+            .map(|slot| slot.injected.clone())
     });
+    let injected = match found {
+        Some(injected) => injected,
+        None => {
+            let injected = Injected(Arc::new(render(session, route, connection, policy_groups)));
+            let old = RENDERED.with(|table| {
+                table.borrow_mut()[index].replace(Slot {
+                    session: Arc::downgrade(session),
+                    route: Arc::downgrade(route),
+                    connection: Arc::downgrade(connection),
+                    injected: injected.clone(),
+                })
+            });
+            // Outside the borrow: dropping frees what the slot held.
+            drop(old);
+            injected
+        }
+    };
     apply_assertion(headers, route, session, assertion);
     injected
 }
@@ -337,17 +403,17 @@ fn apply_assertion(
     user: &Session,
     assertion: Option<&str>,
 ) {
-    let mut out = Out {
-        writes: Vec::new(),
-        user,
-    };
+    if route.headers != HeaderProfile::Pomerium && !route.jwt_assertion {
+        return;
+    }
+    let mut out = Out::new(user);
     if route.headers == HeaderProfile::Pomerium {
         out.set("x-pomerium-jwt-assertion", assertion);
     }
     if route.jwt_assertion {
         out.set("x-realmgate-assertion", assertion);
     }
-    apply(headers, &out.writes);
+    apply(headers, Rendered::new(out).writes());
 }
 
 /// The profile's headers, tokens and `headers_extra` for `user` on `route`
@@ -357,13 +423,15 @@ fn render(
     route: &RouteSettings,
     connection: &ConnectionSettings,
     policy_groups: &HashSet<String>,
-) -> Writes {
-    let mut out = Out {
-        writes: Vec::with_capacity(8),
-        user,
-    };
+) -> Rendered {
+    let mut out = Out::new(user);
+    out.fields.reserve(8);
     let groups = header_groups(user, connection, policy_groups);
     let joined = out.join_groups(&groups);
+    // The values' buffer sized once for the usual headers (growing it by
+    // doubling cost a reallocation per step: issue 23).
+    out.text
+        .reserve(joined.as_ref().map_or(0, String::len) + 512);
     let roles = out.join_roles(&user.roles);
     let email = user.verified_email();
     let name = user.name.as_deref();
@@ -440,7 +508,7 @@ fn render(
         let value = extra_value(user, source, joined.as_deref());
         out.set_name(header.clone(), value.as_deref());
     }
-    out.writes
+    Rendered::new(out)
 }
 
 /// True for a name realmgate writes on each request of `route` after the
@@ -456,11 +524,23 @@ fn written_per_request(route: &RouteSettings, name: &HeaderName) -> bool {
 
 /// Where injected headers go, and whose they are (for warnings).
 struct Out<'a> {
-    writes: Writes,
+    /// Each write: a name and where its value is in `text`, or None to
+    /// remove the name.
+    fields: Vec<(HeaderName, Option<Range<usize>>)>,
+    /// The values, back to back (one allocation, not one per header).
+    text: String,
     user: &'a Session,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    fn new(user: &'a Session) -> Out<'a> {
+        Out {
+            fields: Vec::new(),
+            text: String::new(),
+            user,
+        }
+    }
+
     fn set(&mut self, name: &'static str, value: Option<&str>) {
         self.set_name(HeaderName::from_static(name), value);
     }
@@ -469,22 +549,28 @@ impl Out<'_> {
     /// value is absent or unsafe.
     fn set_name(&mut self, name: HeaderName, value: Option<&str>) {
         let value = value.and_then(|value| {
-            let safe = safe_value(value);
-            if safe.is_none() {
+            // What `safe_value` takes, without building the value (see
+            // `list_item`).
+            let safe = !has_control(value);
+            if !safe {
                 tracing::warn!(
                     header = %name,
                     user.id = ?self.user.user_id,
                     "identity value has control characters or is not a valid header value; header dropped"
                 );
             }
-            safe
+            safe.then(|| {
+                let start = self.text.len();
+                self.text.push_str(value);
+                start..self.text.len()
+            })
         });
-        self.writes.push((name, value));
+        self.fields.push((name, value));
     }
 
     /// Comma-joined app roles, leaving out (and reporting) roles that
     /// would break the list or the header.
-    fn join_roles(&self, roles: &[String]) -> Option<String> {
+    fn join_roles(&self, roles: &[Shared]) -> Option<String> {
         let mut out = String::with_capacity(roles.iter().map(|r| r.len() + 1).sum());
         for r in roles {
             if !list_item(r) {
@@ -527,7 +613,9 @@ impl Out<'_> {
 }
 
 /// A header value from text: no control characters at all (CR, LF, NUL, tab,
-/// DEL, C1), UTF-8 bytes kept as they are.
+/// DEL, C1), UTF-8 bytes kept as they are: what `Out::set_name` takes
+/// (it checks `has_control` alone, which the tests prove the same).
+#[cfg(test)]
 fn safe_value(value: &str) -> Option<HeaderValue> {
     if has_control(value) {
         return None;
@@ -575,30 +663,31 @@ fn header_groups<'a>(
     connection: &'a ConnectionSettings,
     policy_groups: &HashSet<String>,
 ) -> Vec<Group<'a>> {
-    user.groups
-        .iter()
-        .filter_map(|id| {
-            let name = connection.group_names.get(id).map(String::as_str);
-            // Looked up only where it decides something (one hash per group
-            // per request otherwise).
-            if connection.groups_in_headers == GroupsInHeaders::Known
-                && name.is_none()
-                && !policy_groups.contains(id)
-            {
-                return None;
+    // Sized once: collecting a filter grows the vector step by step, a
+    // reallocation per doubling for a user's 20-odd groups (issue 23).
+    let mut out = Vec::with_capacity(user.groups.len());
+    out.extend(user.groups.iter().filter_map(|id| {
+        let name = connection.group_names.get(&**id).map(String::as_str);
+        // Looked up only where it decides something (one hash per group
+        // per request otherwise).
+        if connection.groups_in_headers == GroupsInHeaders::Known
+            && name.is_none()
+            && !policy_groups.contains(&**id)
+        {
+            return None;
+        }
+        // A name read from Graph (`group_names_from_graph`) is shown, never judged.
+        let shown = match name {
+            Some(n) => Cow::Borrowed(n),
+            None if connection.group_names_from_graph => {
+                crate::connection::entra::group_names::cached(&connection.name, id)
+                    .map_or(Cow::Borrowed(&**id), |n| Cow::Owned(n.to_string()))
             }
-            // A name read from Graph (`group_names_from_graph`) is shown, never judged.
-            let shown = match name {
-                Some(n) => Cow::Borrowed(n),
-                None if connection.group_names_from_graph => {
-                    crate::connection::entra::group_names::cached(&connection.name, id)
-                        .map_or(Cow::Borrowed(id.as_str()), |n| Cow::Owned(n.to_string()))
-                }
-                None => Cow::Borrowed(id.as_str()),
-            };
-            Some(Group { id, shown })
-        })
-        .collect()
+            None => Cow::Borrowed(&**id),
+        };
+        Some(Group { id, shown })
+    }));
+    out
 }
 
 /// The value for a `headers_extra` source: `user_id`, `sub`, `email` (verified
@@ -748,7 +837,7 @@ pub(crate) fn principal_claims<'a>(
         .into_iter()
         .flatten()
         .filter_map(|r| r.as_str());
-    for role in user.roles.iter().map(String::as_str).chain(kept) {
+    for role in user.roles.iter().map(|r| &**r).chain(kept) {
         claims.push(Claim {
             typ: "roles",
             val: role,

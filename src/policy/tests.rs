@@ -47,7 +47,7 @@ fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
         email_trust: trust,
         name: Some("Alice".into()),
         preferred_username: Some(email.into()),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
+        groups: groups.iter().map(|g| g.to_string().into()).collect(),
         roles: Vec::new(),
         claims: None,
         id_token: None,
@@ -585,7 +585,7 @@ upstream = "http://127.0.0.1:1"
 }
 
 fn with_roles(mut u: Session, roles: &[&str]) -> Session {
-    u.roles = roles.iter().map(|r| r.to_string()).collect();
+    u.roles = roles.iter().map(|r| r.to_string().into()).collect();
     u
 }
 

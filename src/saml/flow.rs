@@ -191,7 +191,7 @@ pub fn session_for(
         },
         name: identity.name.clone(),
         preferred_username: identity.username.clone(),
-        groups: identity.groups.clone(),
+        groups: identity.groups.iter().map(|g| g.as_str().into()).collect(),
         roles: Vec::new(),
         claims: None,
         id_token: None,

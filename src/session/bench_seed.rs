@@ -117,7 +117,7 @@ fn sample(
         name: Some(format!("{first} {last}")),
         preferred_username: Some(email),
         groups: (0..GROUPS_PER_USER)
-            .map(|_| pool[rng.below(pool.len())].clone())
+            .map(|_| pool[rng.below(pool.len())].as_str().into())
             .collect(),
         roles: Vec::new(),
         claims: None,

@@ -78,7 +78,7 @@ use moka::notification::RemovalCause;
 use moka::policy::{EvictionPolicy, Expiry};
 use moka::sync::Cache;
 
-use super::model::{EmailTrust, Session};
+use super::model::{EmailTrust, Session, Shared};
 use super::store::{handle_of, ListBy, Listing, SessionId, SessionInfo, SessionStore, StoreError};
 
 /// How long a deleted id stays refused by `put` (longer than any token
@@ -666,6 +666,8 @@ impl Packed {
     fn unpack(&self) -> Option<Session> {
         let strings = read(&self.interner);
         let s = |id: u32| strings.get(id).map(str::to_string);
+        // Groups and roles: the interned text itself, shared (no copy).
+        let shared = |id: u32| strings.shared(id);
         let ids: Vec<u32> = self.ids().collect();
         if ids.len() != self.ids as usize || self.text().is_none() {
             return None;
@@ -674,10 +676,10 @@ impl Packed {
         let (group_ids, role_ids) = ids.split_at(split);
         // Sized once (collecting `Option`s would grow the vectors step by
         // step: a reallocation per doubling on every unpack).
-        let all = |ids: &[u32]| -> Option<Vec<String>> {
+        let all = |ids: &[u32]| -> Option<Vec<Shared>> {
             let mut out = Vec::with_capacity(ids.len());
             for &id in ids {
-                out.push(s(id)?);
+                out.push(shared(id)?);
             }
             Some(out)
         };
@@ -794,6 +796,12 @@ impl Interner {
 
     fn get(&self, id: u32) -> Option<&str> {
         self.slots.get(id as usize)?.0.as_deref()
+    }
+
+    /// The string itself, shared: a session holding it keeps it alive on
+    /// its own, whatever the interner releases meanwhile.
+    fn shared(&self, id: u32) -> Option<Shared> {
+        self.slots.get(id as usize)?.0.clone()
     }
 
     /// The id of `s`, if some live entry holds it.

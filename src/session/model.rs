@@ -1,7 +1,15 @@
 //! What a session holds. The cookie carries only the session id; this lives
 //! in the store (memory or Redis), serialized with serde.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+/// Text many sessions repeat (group ids, app roles), shared rather than
+/// copied: the memory store keeps each once, and a session read from it
+/// holds a counted reference to it, not a copy (issue 23: a cold read of
+/// an Entra session made an allocation per group).
+pub type Shared = Arc<str>;
 
 /// Why an email address is believed (SPEC 5.6). Without one of these, no
 /// profile sends an email header.
@@ -67,14 +75,15 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_username: Option<String>,
     /// Group ids as the provider gave them.
-    pub groups: Vec<String>,
+    #[serde(with = "shared_list")]
+    pub groups: Vec<Shared>,
     /// App roles (the `roles` claim, SPEC 5.10), kept whether or not
     /// `extended_profile` is on. Added after version 2 with a default: a
     /// record written without it reads as no roles (compatible, no new
     /// version: a policy on roles refuses such a user until they sign in
     /// again, never the other way round).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "shared_list")]
+    pub roles: Vec<Shared>,
     /// The SAML NameID, for SP-initiated single logout (its LogoutRequest
     /// repeats it exactly, with `sid` as the SessionIndex). Added after
     /// version 2 with a default (no new version: a record without it only
@@ -201,6 +210,47 @@ pub fn user_id_for(
         None
     } else {
         Some(format!("{}:{sub}", connection.name))
+    }
+}
+
+/// A list of [`Shared`] strings as plain ones (JSON answers, tests).
+pub fn strs(list: &[Shared]) -> Vec<&str> {
+    list.iter().map(|x| &**x).collect()
+}
+
+/// Serde for a list of [`Shared`] strings: a JSON array of strings, as the
+/// `Vec<String>` it replaced (records written by either read the same).
+/// Serde's own `Arc` support needs its `rc` feature, which also changes
+/// how every other `Arc` in the crate would serialize; this is all it takes.
+mod shared_list {
+    use std::fmt;
+
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    use super::Shared;
+
+    pub(super) fn serialize<S: Serializer>(list: &[Shared], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|x| &**x))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Shared>, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Vec<Shared>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Shared>, A::Error> {
+                // Capped: the hint comes from the input.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
+                while let Some(item) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+                    out.push(Shared::from(&*item));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(List)
     }
 }
 

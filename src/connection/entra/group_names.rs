@@ -64,15 +64,18 @@ fn asked(connection: &str, id: &str) -> bool {
 
 /// For `/.auth/me` on connections with `group_names_from_graph`: each of
 /// `groups` with a name (`group_names`' first, else Graph's) -> that name.
-pub fn names_of(conn: &ConnectionSettings, groups: &[String]) -> serde_json::Map<String, Value> {
+pub fn names_of(
+    conn: &ConnectionSettings,
+    groups: &[crate::session::model::Shared],
+) -> serde_json::Map<String, Value> {
     groups
         .iter()
         .filter_map(|id| {
-            let name = match conn.group_names.get(id) {
+            let name = match conn.group_names.get(&**id) {
                 Some(n) => n.clone(),
                 None => cached(&conn.name, id)?.to_string(),
             };
-            Some((id.clone(), Value::String(name)))
+            Some((id.to_string(), Value::String(name)))
         })
         .collect()
 }

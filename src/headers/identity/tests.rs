@@ -773,6 +773,80 @@ fn cached_injection_never_gives_one_user_anothers_headers() {
     assert!(!m.contains_key("x-forwarded-user") || m["x-forwarded-user"] == "spoofed");
 }
 
+/// A rendering answers only for the very session object the store hands
+/// out: a refresh (a put of the same id) makes a new one, and a signed-out
+/// or revoked session is never handed out again, so no request can get
+/// the headers of a session that ended or changed.
+#[tokio::test]
+async fn cached_renderings_follow_refresh_sign_out_and_revocation() {
+    use crate::session::memory::MemoryStore;
+    use crate::session::store::{SessionId, SessionStore};
+    let s = settings("", "");
+    let store = MemoryStore::new(100, std::time::Duration::from_secs(3600));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut u = user();
+    u.created_at = now;
+    u.expires_at = now + 3600;
+    let id = SessionId::generate();
+    store.put(&id, u.clone()).await.unwrap();
+    let first = store.get(&id).await.unwrap().unwrap();
+    let before = cached(&s, &Permit::for_tests_shared(first.clone()), None);
+    assert_eq!(before["x-forwarded-email"], "alice@contoso.com");
+    // Refresh: new values, new object, new rendering.
+    u.email = Some("alice.new@contoso.com".into());
+    u.groups = vec![];
+    store.put(&id, u.clone()).await.unwrap();
+    let second = store.get(&id).await.unwrap().unwrap();
+    assert!(!Arc::ptr_eq(&first, &second));
+    let after = cached(&s, &Permit::for_tests_shared(second), None);
+    assert_eq!(after["x-forwarded-email"], "alice.new@contoso.com");
+    assert!(!after.contains_key("x-forwarded-groups"));
+    // Sign-out: the store hands out nothing for the id.
+    store.delete(&id).await.unwrap();
+    assert!(store.get(&id).await.unwrap().is_none());
+    // Revocation: likewise, for another id of the user.
+    let other = SessionId::generate();
+    store.put(&other, u.clone()).await.unwrap();
+    let third = store.get(&other).await.unwrap().unwrap();
+    assert_eq!(
+        cached(&s, &Permit::for_tests_shared(third), None)["x-forwarded-email"],
+        "alice.new@contoso.com"
+    );
+    assert_eq!(store.revoke_user("contoso", &u.user_id).await.unwrap(), 1);
+    assert!(store.get(&other).await.unwrap().is_none());
+}
+
+/// Many users on one thread: every request gets its own user's headers,
+/// and the thread keeps a bounded number of renderings.
+#[test]
+fn cached_renderings_stay_bounded_and_per_user_with_many_users() {
+    let s = settings("", "");
+    let mut live = Vec::new();
+    for n in 0..RENDERED_SLOTS * 3 {
+        let mut u = user();
+        u.user_id = format!("user-{n}");
+        let permit = Permit::for_tests(u);
+        assert_eq!(
+            cached(&s, &permit, None)["x-forwarded-user"],
+            format!("user-{n}")
+        );
+        // Half stay alive and are asked again below.
+        if n % 2 == 0 {
+            live.push((n, permit));
+        }
+        assert!(rendered_len() <= RENDERED_SLOTS);
+    }
+    for (n, permit) in &live {
+        assert_eq!(
+            cached(&s, permit, None)["x-forwarded-user"],
+            format!("user-{n}")
+        );
+    }
+}
+
 // === strip ===
 
 fn spoofed(names: &[&str]) -> HeaderMap {
@@ -978,7 +1052,7 @@ headers_extra = { "X-Realmgate-Assertion" = "user_id", "X-Uid" = "user_id" }"#,
 
 fn with_roles(roles: &[&str]) -> Session {
     let mut u = user();
-    u.roles = roles.iter().map(|r| r.to_string()).collect();
+    u.roles = roles.iter().map(|r| r.to_string().into()).collect();
     u.claims = None;
     u
 }

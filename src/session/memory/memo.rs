@@ -16,17 +16,20 @@
 //! shorter) earlier than its last request plus the idle timeout.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{Packed, Session, SessionId};
-use crate::per_thread::{FirstWord, Owned};
+use crate::per_thread::Owned;
 
-/// Entries per thread at most; a full memo is emptied and refilled.
-pub(super) const CAPACITY: usize = 256;
+/// Slots per thread: an entry goes in the slot its session id's first
+/// bytes name, replacing whatever was there. With many users almost every
+/// read is of a session this thread has not served lately; replacing one
+/// slot costs the same each time, where a map emptied when full paid a
+/// hash insert per read and, now and then, a sweep freeing every entry and
+/// the session allocations their `Weak` handles had kept.
+pub(super) const CAPACITY: usize = 512;
 
 /// The longest a memo entry answers without the cache.
 const MAX_FRESH: Duration = Duration::from_secs(1);
@@ -40,14 +43,58 @@ pub(super) fn freshness(idle_timeout: Duration) -> Duration {
 /// unpacked copy with its tokens, must not wait for this thread to come back
 /// to its memo. The store's hot copies keep live sessions' copies alive.
 struct Entry {
+    id: SessionId,
     packed: Weak<Packed>,
     session: Weak<Session>,
     until: Instant,
 }
 
-/// Session ids are 256 random bits and only ids found in the store are
-/// inserted (`FirstWord`).
-type Entries = HashMap<SessionId, Entry, BuildHasherDefault<FirstWord>>;
+/// One thread's entries for one store: empty until the first `put`, then
+/// [`CAPACITY`] slots. Session ids are 256 random bits made by the store,
+/// and only ids found in the store are put; a slot answers only for the
+/// id it holds, compared in full.
+#[derive(Default)]
+struct Entries {
+    slots: Vec<Option<Entry>>,
+}
+
+impl Entries {
+    fn index(id: &SessionId) -> usize {
+        let b = id.as_bytes();
+        let word = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        (word % CAPACITY as u64) as usize
+    }
+
+    fn get(&self, id: &SessionId) -> Option<&Entry> {
+        self.slots
+            .get(Self::index(id))?
+            .as_ref()
+            .filter(|e| e.id == *id)
+    }
+
+    /// Puts `entry` in its slot; answers what the slot held.
+    fn put(&mut self, entry: Entry) -> Option<Entry> {
+        if self.slots.is_empty() {
+            self.slots = (0..CAPACITY).map(|_| None).collect();
+        }
+        let i = Self::index(&entry.id);
+        self.slots.get_mut(i)?.replace(entry)
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Entry> {
+        let slot = self.slots.get_mut(Self::index(id))?;
+        if slot.as_ref().is_some_and(|e| e.id == *id) {
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+}
 
 thread_local! {
     static MEMO: RefCell<Owned<Entries>> = RefCell::new(Owned::default());
@@ -88,31 +135,24 @@ pub(super) fn put(
         return;
     };
     let entry = Entry {
+        id: id.clone(),
         packed: Arc::downgrade(packed),
         session: Arc::downgrade(session),
         until: Instant::now() + fresh.min(left),
     };
-    let _ = MEMO.try_with(|m| {
-        let mut m = m.borrow_mut();
-        let entries = m.for_owner(store);
-        if entries.len() >= CAPACITY && !entries.contains_key(id) {
-            entries.clear();
-        }
-        entries.insert(id.clone(), entry);
-    });
+    let old = MEMO.try_with(|m| m.borrow_mut().for_owner(store).put(entry));
+    // Outside the borrow: dropping may free an ended session's allocation.
+    drop(old);
 }
 
 /// Forgets `id` on this thread (the cache no longer has it).
 pub(super) fn forget(store: u64, id: &SessionId) {
-    let _ = MEMO.try_with(|m| {
-        if let Some(entries) = m.borrow_mut().of_mut(store) {
-            entries.remove(id);
-        }
-    });
+    let old = MEMO.try_with(|m| m.borrow_mut().of_mut(store).and_then(|e| e.remove(id)));
+    drop(old);
 }
 
 /// Entries on this thread (tests).
 #[cfg(test)]
 pub(super) fn len(store: u64) -> usize {
-    MEMO.with(|m| m.borrow().of(store).map_or(0, HashMap::len))
+    MEMO.with(|m| m.borrow().of(store).map_or(0, Entries::len))
 }

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::session::model::strs;
 
 fn session(user: &str, sid: Option<&str>) -> Session {
     let now = unix_now();
@@ -373,10 +374,45 @@ async fn interned_strings_are_released_when_sessions_end() {
     s.run_pending_tasks();
     assert_eq!(s.interned_len(), 6);
     // Alice's session still reads back whole.
-    assert_eq!(s.get(&a).await.unwrap().unwrap().groups, ["g1", "g2", ""]);
+    assert_eq!(
+        strs(&s.get(&a).await.unwrap().unwrap().groups),
+        ["g1", "g2", ""]
+    );
     s.delete(&a).await.unwrap();
     s.run_pending_tasks();
     assert_eq!(s.interned_len(), 0);
+}
+
+/// Groups and roles of a read session are the interned strings themselves
+/// (shared, not copied): they must stay what they were after every entry
+/// holding them ended and the interner reused their ids for other text.
+#[tokio::test]
+async fn a_read_sessions_groups_survive_the_interner_releasing_them() {
+    let s = store();
+    let a = SessionId::generate();
+    let b = SessionId::generate();
+    let mut alice = session("alice", None);
+    alice.roles = vec!["Reader".into()];
+    s.put(&a, alice.clone()).await.unwrap();
+    let mut bob = session("bob", None);
+    bob.groups = vec!["g1".into(), "only-bob".into()];
+    s.put(&b, bob).await.unwrap();
+    let held = s.get(&a).await.unwrap().unwrap();
+    s.delete(&a).await.unwrap();
+    s.delete(&b).await.unwrap();
+    s.run_pending_tasks();
+    assert_eq!(s.interned_len(), 0, "every string released");
+    // New sessions take the freed ids with other text.
+    let c = SessionId::generate();
+    let mut carol = session("carol", None);
+    carol.groups = vec!["x1".into(), "x2".into(), "x3".into(), "x4".into()];
+    carol.roles = vec!["Writer".into()];
+    s.put(&c, carol.clone()).await.unwrap();
+    assert_eq!(strs(&held.groups), ["g1", "g2", ""]);
+    assert_eq!(strs(&held.roles), ["Reader"]);
+    assert_eq!(*held, alice);
+    assert_eq!(*s.get(&c).await.unwrap().unwrap(), carol);
+    assert!(s.get(&a).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -395,7 +431,7 @@ async fn concurrent_use_neither_deadlocks_nor_leaks() {
                     0 | 1 => {
                         let id = SessionId::generate();
                         let mut sess = session(&user, Some(&format!("sid{}", i % 5)));
-                        sess.groups = vec![format!("g{}", i % 17), format!("g{}", t)];
+                        sess.groups = vec![format!("g{}", i % 17).into(), format!("g{}", t).into()];
                         s.put(&id, sess).await.unwrap();
                         ids.push(id);
                     }
@@ -471,7 +507,7 @@ async fn the_thread_memo_never_outlives_an_ended_or_replaced_entry() {
     let mut refreshed = session("alice", Some("sid-1"));
     refreshed.groups = vec!["g9".into()];
     s.put(&id, refreshed).await.unwrap();
-    assert_eq!(s.get(&id).await.unwrap().unwrap().groups, ["g9"]);
+    assert_eq!(strs(&s.get(&id).await.unwrap().unwrap().groups), ["g9"]);
 
     // Revoked by sid, by user, and deleted on another thread.
     assert_eq!(s.revoke_sid("contoso", "sid-1").await.unwrap(), 1);
@@ -512,6 +548,33 @@ async fn the_thread_memo_is_per_store_and_bounded() {
         assert!(s.get(&id).await.unwrap().is_some());
         assert!(memo::len(s.number) <= memo::CAPACITY);
     }
+}
+
+/// Two sessions whose ids share a memo slot: each read answers its own
+/// session (a slot answers only for the id it holds, compared in full),
+/// and the later one takes the slot.
+#[tokio::test]
+async fn sessions_sharing_a_memo_slot_each_get_their_own() {
+    let s = store();
+    let first = SessionId::generate();
+    let slot = |id: &SessionId| {
+        u64::from_le_bytes(id.as_bytes()[..8].try_into().unwrap()) % memo::CAPACITY as u64
+    };
+    // Bounded: a collision among 512 slots comes within a few dozen ids.
+    let second = (0..100_000)
+        .map(|_| SessionId::generate())
+        .find(|id| slot(id) == slot(&first))
+        .expect("a colliding id");
+    s.put(&first, session("alice", None)).await.unwrap();
+    s.put(&second, session("bob", None)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(s.get(&first).await.unwrap().unwrap().user_id, "alice");
+        assert_eq!(s.get(&second).await.unwrap().unwrap().user_id, "bob");
+    }
+    assert_eq!(memo::len(s.number), 1);
+    s.delete(&second).await.unwrap();
+    assert!(s.get(&second).await.unwrap().is_none());
+    assert_eq!(s.get(&first).await.unwrap().unwrap().user_id, "alice");
 }
 
 /// A read moves the idle deadline only by `slack` or more; a deadline that
@@ -566,8 +629,8 @@ async fn text_ids_and_tokens_share_one_allocation_and_come_back_exactly() {
     ];
     for (groups, roles, tokens) in cases {
         let mut x = session("zoë", Some("sid-ü"));
-        x.groups = groups.iter().map(|g| g.to_string()).collect();
-        x.roles = roles.iter().map(|r| r.to_string()).collect();
+        x.groups = groups.iter().map(|g| g.to_string().into()).collect();
+        x.roles = roles.iter().map(|r| r.to_string().into()).collect();
         if !tokens {
             (x.id_token, x.access_token, x.refresh_token) = (None, None, None);
         }

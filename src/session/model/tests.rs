@@ -119,3 +119,25 @@ fn the_new_record_is_read_by_a_replica_not_yet_upgraded() {
     );
     assert_eq!(read.groups, ["g1"]);
 }
+
+/// Groups and roles are shared strings in memory and plain string arrays
+/// in JSON, escapes included, both ways; anything but an array of strings
+/// is refused, never read as fewer groups.
+#[test]
+fn groups_and_roles_are_string_arrays_in_json() {
+    let mut s = lean();
+    s.groups = vec!["a\"b".into(), "".into(), "Zoë\u{1}".into()];
+    s.roles = vec!["Task.Write".into()];
+    let record = serde_json::to_value(&s).expect("encodes");
+    assert_eq!(record["groups"], json!(["a\"b", "", "Zoë\u{1}"]));
+    assert_eq!(record["roles"], json!(["Task.Write"]));
+    let text = serde_json::to_string(&s).expect("encodes");
+    let read: Session = serde_json::from_str(&text).expect("reads");
+    assert_eq!(read, s);
+    let mut bad = record.clone();
+    bad["groups"] = json!(["g1", 2]);
+    assert!(serde_json::from_value::<Session>(bad).is_err());
+    let mut bad = record;
+    bad["roles"] = json!("Task.Write");
+    assert!(serde_json::from_value::<Session>(bad).is_err());
+}

@@ -18,7 +18,7 @@ fn entra() -> Session {
         name: Some("Alice Smith".into()),
         preferred_username: Some("alice.smith@contoso.example".into()),
         groups: (0..20)
-            .map(|i| format!("{i:08x}-86f1-41af-91ab-2d7cd011db47"))
+            .map(|i| format!("{i:08x}-86f1-41af-91ab-2d7cd011db47").into())
             .collect(),
         roles: vec!["Reader".into(), "Task.Write".into()],
         saml_name_id: None,
@@ -57,7 +57,7 @@ fn odd() -> Session {
         name: Some("Zoë Ünïcødé 🦀".into()),
         preferred_username: Some("bob".into()),
         groups: vec![
-            String::new(),
+            "".into(),
             "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
             "{0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0}".into(),
             "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaR".into(), // not canonical
@@ -334,8 +334,8 @@ proptest! {
         s.id_token = opt[6].clone();
         s.access_token = opt[7].clone();
         s.refresh_token = opt[8].clone();
-        s.groups = groups;
-        s.roles = roles;
+        s.groups = groups.into_iter().map(Into::into).collect();
+        s.roles = roles.into_iter().map(Into::into).collect();
         s.email_trust = trust_of(trust).unwrap();
         s.created_at = times[1];
         s.expires_at = times[2];
