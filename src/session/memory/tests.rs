@@ -725,16 +725,17 @@ proptest::proptest! {
         s.id_token = opt[6].clone();
         s.refresh_token = opt[7].clone();
         // Duplicates, and roles that are also groups, share interned ids.
-        let mut g = groups.clone();
-        g.extend(groups.iter().take(2).cloned());
+        let shared = |v: &[String]| v.iter().map(|x| Arc::<str>::from(x.as_str())).collect::<Vec<_>>();
+        let mut g = shared(&groups);
+        g.extend(shared(&groups).into_iter().take(2));
         s.groups = g;
-        s.roles = roles;
-        s.roles.extend(groups.first().cloned());
+        s.roles = shared(&roles);
+        s.roles.extend(shared(&groups).into_iter().take(1));
         s.created_at = times[0];
         s.expires_at = times[1];
         s.tokens_expire_at = Some(times[2]);
         let mut other = session("y", Some("sid"));
-        other.groups = other_groups;
+        other.groups = shared(&other_groups);
         other.groups.extend(s.groups.iter().skip(1).cloned());
         let p = Packed::pack(SessionId::generate(), &s, &interner);
         let q = Packed::pack(SessionId::generate(), &other, &interner);
