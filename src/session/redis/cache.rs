@@ -159,6 +159,13 @@ impl Local {
     /// Makes `h`'s entry stale as if its TTL had passed (memos made from
     /// it end with it, as they would: their deadline is its freshness).
     #[cfg(test)]
+    /// How many evictions of `h`'s stripe began and ended (two per
+    /// eviction): lets a test wait for an invalidation message to land.
+    #[cfg(test)]
+    pub(super) fn stripe_count(&self, h: &Hash) -> u64 {
+        self.stripe(h).load(Ordering::Acquire)
+    }
+
     pub(super) fn make_stale(&self, h: &Hash) -> bool {
         let e = self.cache.as_ref().and_then(|c| c.get(h));
         self.stripe(h).fetch_add(2, Ordering::AcqRel);

@@ -296,11 +296,21 @@ impl Drop for Server {
 /// A stored session read once: in the local cache, fresh.
 async fn stored(store: &RedisStore) -> (SessionId, Arc<Session>) {
     let id = SessionId::generate();
+    let h = session_hash(&id);
+    let before = store.local.stripe_count(&h);
     store.put(&id, session(unix_now() + 3600)).await.unwrap();
-    // The put's own invalidation message comes back to this store's
-    // subscriber and may evict what a read cached before it: read until
-    // the cache holds it, for at most 5 s.
+    // The put evicts here, then its own invalidation message comes back to
+    // this store's subscriber and evicts again (two counts each): wait for
+    // both, so that the message cannot evict what the reads below cache
+    // (a loaded machine delivered it after this helper had returned).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.local.stripe_count(&h) < before + 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the put's own invalidation did not arrive within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     loop {
         let first = store.get(&id).await.unwrap().expect("stored");
         if store.get_ready(&id).is_some() {
