@@ -156,9 +156,6 @@ impl Local {
             .checked_add(Duration::from_nanos(e.fresh_until.load(Ordering::Acquire)))
     }
 
-    /// Makes `h`'s entry stale as if its TTL had passed (memos made from
-    /// it end with it, as they would: their deadline is its freshness).
-    #[cfg(test)]
     /// How many evictions of `h`'s stripe began and ended (two per
     /// eviction): lets a test wait for an invalidation message to land.
     #[cfg(test)]
@@ -166,6 +163,9 @@ impl Local {
         self.stripe(h).load(Ordering::Acquire)
     }
 
+    /// Makes `h`'s entry stale as if its TTL had passed (memos made from
+    /// it end with it, as they would: their deadline is its freshness).
+    #[cfg(test)]
     pub(super) fn make_stale(&self, h: &Hash) -> bool {
         let e = self.cache.as_ref().and_then(|c| c.get(h));
         self.stripe(h).fetch_add(2, Ordering::AcqRel);
