@@ -11,6 +11,7 @@
 #   SESSIONS=10000 ROUNDS=5 bench/sessions.sh
 #   TARGETS="nginx realmgate_mem" bench/sessions.sh
 #   BIN=/tmp/realmgate-after ALT_BIN=/tmp/realmgate-before TARGETS="nginx realmgate_mem realmgate_mem_alt" bench/sessions.sh
+#   ALT_BIN=$BIN ALT_REDIS_CACHE_TTL=30s TARGETS="realmgate_mem realmgate_redis realmgate_redis_alt" bench/sessions.sh
 #
 # The sessions are made by a bench build (cargo feature `bench-sessions`,
 # src/session/bench_seed.rs): the store's own `put` writes them, with real
@@ -33,6 +34,10 @@ CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 SESSIONS="${SESSIONS:-100000}"
 TARGETS="${TARGETS:-nginx realmgate_mem realmgate_redis}"
+# The Redis targets' redis_cache_ttl (empty: the product's default, 5 s);
+# the *_alt target may differ, to compare two settings in one run.
+REDIS_CACHE_TTL="${REDIS_CACHE_TTL:-}"
+ALT_REDIS_CACHE_TTL="${ALT_REDIS_CACHE_TTL:-$REDIS_CACHE_TTL}"
 BASE_PORT="${BASE_PORT:-18480}"
 UPSTREAM_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
@@ -222,10 +227,13 @@ pids_realmgate_mem_alt() { echo "$MEM_ALT_PID"; }
 url_realmgate_mem_alt() { echo "http://127.0.0.1:$MEM_ALT_PORT/"; }
 cookies_realmgate_mem_alt() { echo "$WORK/mem-alt.cookies"; }
 
+cache_ttl_line() { [ -z "$1" ] || echo "redis_cache_ttl = \"$1\""; }
+
 start_realmgate_redis() {
   [ -n "${REDIS_PID:-}" ] || start_redis
   run_realmgate "$BIN" redis "$REDIS_GW_PORT" "$REDIS_STORE
-redis_key_prefix = \"a:\""
+redis_key_prefix = \"a:\"
+$(cache_ttl_line "$REDIS_CACHE_TTL")"
   REDIS_GW_PID=$RUN_PID
   NGINX_COOKIES="${NGINX_COOKIES:-$WORK/redis.cookies}"
 }
@@ -236,7 +244,8 @@ cookies_realmgate_redis() { echo "$WORK/redis.cookies"; }
 start_realmgate_redis_alt() {
   [ -n "${REDIS_PID:-}" ] || start_redis
   run_realmgate "$ALT_BIN" redis-alt "$REDIS_ALT_PORT" "$REDIS_STORE
-redis_key_prefix = \"b:\""
+redis_key_prefix = \"b:\"
+$(cache_ttl_line "$ALT_REDIS_CACHE_TTL")"
   REDIS_ALT_PID=$RUN_PID
 }
 pids_realmgate_redis_alt() { echo "$REDIS_ALT_PID"; echo "$REDIS_PID"; }
