@@ -758,19 +758,26 @@ fn cached_injection_never_gives_one_user_anothers_headers() {
     // A session dropped and another created (possibly at the same address):
     // the entry's Weak reference keeps the old address taken.
     for n in 0..50 {
-        let mut u = user();
-        u.user_id = format!("user-{n}");
-        let permit = Permit::for_tests(u);
-        assert_eq!(
-            cached(&s, &permit, None)["x-forwarded-user"],
-            format!("user-{n}")
-        );
+        numbered_user_gets_own_headers(&s, n);
     }
     // A reload (new routes and connections) renders again.
     let reloaded = settings("headers = \"remote\"", "");
     let m = cached(&reloaded, &alice, None);
     assert_eq!(m["remote-user"], "0b5e7f8a-1111-2222-3333-444455556666");
     assert!(!m.contains_key("x-forwarded-user") || m["x-forwarded-user"] == "spoofed");
+}
+
+/// User `user-<n>` as a new session object; asserts its cached headers name
+/// it (not an earlier user's rendering) and hands the permit back.
+fn numbered_user_gets_own_headers(s: &Settings, n: usize) -> Permit {
+    let mut u = user();
+    u.user_id = format!("user-{n}");
+    let permit = Permit::for_tests(u);
+    assert_eq!(
+        cached(s, &permit, None)["x-forwarded-user"],
+        format!("user-{n}")
+    );
+    permit
 }
 
 /// A rendering answers only for the very session object the store hands
@@ -826,13 +833,7 @@ fn cached_renderings_stay_bounded_and_per_user_with_many_users() {
     let s = settings("", "");
     let mut live = Vec::new();
     for n in 0..RENDERED_SLOTS * 3 {
-        let mut u = user();
-        u.user_id = format!("user-{n}");
-        let permit = Permit::for_tests(u);
-        assert_eq!(
-            cached(&s, &permit, None)["x-forwarded-user"],
-            format!("user-{n}")
-        );
+        let permit = numbered_user_gets_own_headers(&s, n);
         // Half stay alive and are asked again below.
         if n % 2 == 0 {
             live.push((n, permit));
