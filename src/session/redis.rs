@@ -173,7 +173,7 @@ impl RedisStore {
         let seen = self.local.epoch(h);
         let key = self.keys.session(h);
         let idle_ms = millis(self.idle_timeout);
-        let raw: Option<Vec<u8>> = self
+        let raw: Option<Vec<u8>> = match self
             .conn
             .run(self.timeout, "GETEX", |mut c| {
                 let key = &key;
@@ -186,7 +186,18 @@ impl RedisStore {
                         .await
                 }
             })
-            .await?;
+            .await
+        {
+            Ok(raw) => raw,
+            // Redis unreachable: a copy within its TTL answers, as it would
+            // have without asking (it is asked only because the invalidation
+            // subscription is down: `cache`, "Without the invalidation
+            // subscription").
+            Err(e) => match stale {
+                Some(st) if self.local.still_fresh(&st) => return Ok(Some(st.session())),
+                _ => return Err(e),
+            },
+        };
         let Some(raw) = raw else {
             if stale.is_some() {
                 self.local.forget(h);

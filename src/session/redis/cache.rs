@@ -37,6 +37,15 @@
 //! the decode is saved. Evictions and clearing drop kept entries with the
 //! rest. Memory: the cache holds at most `capacity` entries, each a decoded
 //! session and its record.
+//!
+//! # Without the invalidation subscription
+//!
+//! While the subscription is down (`subscriber`), every entry reads as
+//! [`Stale`]: each read asks Redis, so a logout or revocation on another
+//! replica is seen at once as long as Redis answers. Only when the `GETEX`
+//! fails (Redis unreachable) does a copy within its TTL answer, as it would
+//! have with the subscription up: an outage of Redis does not sign everyone
+//! out at once, and no copy outlives its TTL.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -77,6 +86,12 @@ impl Stale {
     /// The decoded copy, when `record` is the one it was decoded from.
     pub(super) fn reuse(&self, record: &[u8]) -> Option<Arc<Session>> {
         (*self.0.record == *record).then(|| self.0.session.clone())
+    }
+
+    /// The decoded copy (see [`Local::still_fresh`] for when it may answer
+    /// without Redis).
+    pub(super) fn session(&self) -> Arc<Session> {
+        self.0.session.clone()
     }
 }
 
@@ -184,11 +199,24 @@ impl Local {
             cache.invalidate(h);
             return Lookup::Absent;
         }
-        if self.clock() < e.fresh_until.load(Ordering::Acquire) {
+        // Without the invalidation subscription no copy answers by itself
+        // (SPEC 5.2: invalidation reaches every replica within one second,
+        // and messages sent meanwhile are lost): every read asks Redis, and a
+        // copy within its TTL answers only when Redis cannot
+        // ([`still_fresh`](Self::still_fresh)).
+        if self.is_subscribed() && self.clock() < e.fresh_until.load(Ordering::Acquire) {
             Lookup::Fresh(e)
         } else {
             Lookup::Stale(e)
         }
+    }
+
+    /// True while `stale` is within its TTL: what a read may still serve
+    /// when Redis cannot be reached (a Redis outage must not sign out every
+    /// user at once; a copy within its TTL is what the cache would have
+    /// served anyway while the subscription was up).
+    pub(super) fn still_fresh(&self, stale: &Stale) -> bool {
+        self.clock() < stale.0.fresh_until.load(Ordering::Acquire)
     }
 
     /// The cached session of `id`: from this thread's memo when it is

@@ -4,13 +4,13 @@
 //! cached copies everywhere within milliseconds.
 //!
 //! Fail safe: while the subscription is down, nothing new enters the local
-//! cache ([`Local::insert`] checks it), so no entry can miss an invalidation
-//! for longer than the cache TTL; when the subscription comes back, the
-//! whole cache is cleared, because messages sent meanwhile are lost.
-//! Entries cached before the connection dropped keep serving until their
-//! TTL ends (that is what keeps hot sessions working through a Redis
-//! outage). A connection that stops answering is noticed by a ping every
-//! second.
+//! cache ([`Local::insert`] checks it) and no cached copy answers by itself:
+//! every read asks Redis, so a logout or revocation on another replica
+//! still takes effect at once; a copy within its TTL answers only when
+//! Redis cannot be reached (that keeps signed-in users working through a
+//! Redis outage of a few seconds). When the subscription comes back, the
+//! whole cache is cleared, because messages sent meanwhile are lost. A
+//! connection that stops answering is noticed by a ping every second.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -95,10 +95,12 @@ fn nothing_is_cached_while_invalidations_are_not_received() {
     local.set_subscribed(true);
     local.insert(h, Arc::new(session(far)), Box::default(), local.epoch(&h));
     assert!(local.get(&h, unix_now()).is_some());
-    // Losing the subscription keeps what is cached (bounded by the TTL)...
+    // Losing the subscription: no copy answers by itself (every read asks
+    // Redis; a copy within its TTL answers only when Redis cannot: see
+    // `a_redis_outage_keeps_copies_within_their_ttl`)...
     local.set_subscribed(false);
-    assert!(local.get(&h, unix_now()).is_some());
-    // ...and coming back clears it, since messages may have been missed.
+    assert!(local.get(&h, unix_now()).is_none());
+    // ...and coming back clears the cache, since messages may have been missed.
     local.clear();
     assert!(local.get(&h, unix_now()).is_none());
 }
@@ -427,4 +429,54 @@ async fn a_revocation_on_another_replica_ends_cached_and_kept_copies() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(a.get(&kept).await.unwrap().is_none());
+}
+
+/// SPEC 5.2 (invalidation reaches every replica within one second): with
+/// the invalidation subscription down, a change another replica made (whose
+/// message this one cannot receive) is seen at the next read, not after the
+/// cache TTL (60 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_subscription_every_read_asks_redis() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    let (id, first) = stored(&store).await;
+    store.local.set_subscribed(false);
+    assert!(store.get_ready(&id).is_none(), "no copy answers by itself");
+    let mut changed = (*first).clone();
+    changed.email = Some("new@example.com".into());
+    server
+        .set_record(&store, &id, Some(encode(&changed).unwrap()))
+        .await;
+    assert_eq!(*store.get(&id).await.unwrap().expect("signed in"), changed);
+    server.set_record(&store, &id, None).await;
+    assert!(
+        store.get(&id).await.unwrap().is_none(),
+        "signed out at the next read"
+    );
+}
+
+/// A Redis outage: a copy within its TTL keeps answering (users are not all
+/// signed out at once); a session this replica never read is an error, not
+/// a guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_keeps_copies_within_their_ttl() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    let (id, first) = stored(&store).await;
+    drop(server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.is_subscribed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost subscription was not noticed within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = store
+        .get(&id)
+        .await
+        .expect("answered from the copy within its TTL")
+        .expect("signed in");
+    assert!(Arc::ptr_eq(&first, &got));
+    assert!(store.get(&SessionId::generate()).await.is_err());
 }
