@@ -365,12 +365,7 @@ async fn replace_settings_takes_effect_for_new_requests() {
     assert!(exchange(running.addr, GET).await.contains("route=second"));
     // Turning TLS on needs a restart: refused, old generation kept.
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = write_cert(dir.path(), "localhost");
-    let tls = format!(
-        "[server.tls]\ncert = {:?}\nkey = {:?}",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
+    let (tls, _) = tls_config(dir.path(), "");
     let e = running
         .replace_settings(settings(&tls, "third"))
         .unwrap_err();
@@ -547,12 +542,7 @@ async fn admin_endpoints() {
 #[tokio::test]
 async fn tls_with_alpn_h2_and_http11_and_certificate_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = write_cert(dir.path(), "localhost");
-    let tls = format!(
-        "[server.tls]\ncert = {:?}\nkey = {:?}",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
+    let (tls, key) = tls_config(dir.path(), "");
     let (running, _) = start_echo(settings(&tls, "r1")).await;
 
     let (alpn, res, served) = tls_get(running.addr, &[b"h2", b"http/1.1"]).await;
@@ -586,12 +576,7 @@ async fn tls_with_alpn_h2_and_http11_and_certificate_reload() {
 #[tokio::test]
 async fn tls_connections_by_alpn_keep_http1_limits_and_serve_h2() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = write_cert(dir.path(), "localhost");
-    let tls = format!(
-        "max_header_bytes = 16384\n[server.tls]\ncert = {:?}\nkey = {:?}",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
+    let (tls, _) = tls_config(dir.path(), "max_header_bytes = 16384\n");
     let (running, _) = start_echo(settings(&tls, "r1")).await;
     let addr = running.addr;
 
@@ -707,6 +692,19 @@ async fn a_connection_task_holds_the_tls_stream_by_pointer() {
 }
 
 // --- helpers ---
+
+/// `extra` (top-level `[server]` lines), then a `[server.tls]` table with a
+/// fresh self-signed certificate for localhost written into `dir`; and the
+/// key's path (tests break it).
+fn tls_config(dir: &std::path::Path, extra: &str) -> (String, std::path::PathBuf) {
+    let (cert, key) = write_cert(dir, "localhost");
+    let tls = format!(
+        "{extra}[server.tls]\ncert = {:?}\nkey = {:?}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    (tls, key)
+}
 
 fn write_cert(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let c = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();

@@ -592,26 +592,26 @@ async fn a_logout_request_without_session_index_at_another_replica_ends_the_brow
         "one session, both replicas"
     );
 
+    // A LogoutRequest without SessionIndex for `name_id`, through this
+    // browser at replica b.
+    let logout_at_b = |id: &'static str, name_id: &'static str| {
+        let (at_b, cookie) = (&at_b, &cookie);
+        let url = logout_request_without_index(&b, &idp, id, name_id);
+        async move {
+            at_b.client
+                .get(&url)
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .expect("replica b answers")
+        }
+    };
     // Another NameID through carol's browser at b: her session stays.
-    let url = logout_request_without_index(&b, &idp, "_lr_b_other", "u-999");
-    let resp = at_b
-        .client
-        .get(&url)
-        .header(reqwest::header::COOKIE, &cookie)
-        .send()
-        .await
-        .expect("replica b answers");
+    let resp = logout_at_b("_lr_b_other", "u-999").await;
     assert_eq!(logout_answer(&resp, "_lr_b_other"), [RESPONDER, PARTIAL]);
     assert!(signed_in(&a, &first).await);
 
-    let url = logout_request_without_index(&b, &idp, "_lr_b_carol", "u-123");
-    let resp = at_b
-        .client
-        .get(&url)
-        .header(reqwest::header::COOKIE, &cookie)
-        .send()
-        .await
-        .expect("replica b answers");
+    let resp = logout_at_b("_lr_b_carol", "u-123").await;
     assert_eq!(logout_answer(&resp, "_lr_b_carol"), [SUCCESS]);
     assert!(!signed_in_at_b(cookie.clone()).await, "ended at b");
     // At a, where it was cached: ended within the deadline.
