@@ -12,6 +12,12 @@
 #   TARGETS="nginx realmgate_mem" bench/sessions.sh
 #   BIN=/tmp/realmgate-after ALT_BIN=/tmp/realmgate-before TARGETS="nginx realmgate_mem realmgate_mem_alt" bench/sessions.sh
 #   ALT_BIN=$BIN ALT_REDIS_CACHE_TTL=30s TARGETS="realmgate_mem realmgate_redis realmgate_redis_alt" bench/sessions.sh
+#   LOGS=1 bench/sessions.sh                # access logs on in both (SPEC 7)
+#
+# LOGS=1: one access line per request in both, each to a file (nginx: the
+# fields realmgate logs, 32 KiB buffer flushed every second, as
+# bench/prod_targets.sh's nginx_log; realmgate: level "info", its text
+# line on stderr, redirected to a file). Default 0: both off.
 #
 # The sessions are made by a bench build (cargo feature `bench-sessions`,
 # src/session/bench_seed.rs): the store's own `put` writes them, with real
@@ -33,6 +39,7 @@ DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 SESSIONS="${SESSIONS:-100000}"
+LOGS="${LOGS:-0}"
 TARGETS="${TARGETS:-nginx realmgate_mem realmgate_redis}"
 # The Redis targets' redis_cache_ttl (empty: the product's default, 5 s);
 # the *_alt target may differ, to compare two settings in one run.
@@ -120,10 +127,14 @@ start_upstream() {
 
 # --- nginx: a plain reverse proxy, sent the same random cookies ---
 start_nginx() {
+  local log=""
+  [ "$LOGS" = 1 ] && log="log_format bench '\$time_iso8601 \$remote_addr \"\$request_method\" \"\$host\" \"\$uri\" \$status \$body_bytes_sent \$request_time \$upstream_response_time \"\$request_id\" \"\$http_traceparent\" \"\$http_user_agent\"';"
   start_nginx_with proxy auto "
+  $log
   upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
+    $([ "$LOGS" = 1 ] && echo "access_log $WORK/proxy/logs/access.log bench buffer=32k flush=1s;")
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -167,7 +178,7 @@ listen = "127.0.0.1:$port"
 [admin]
 listen = "127.0.0.1:$((port + 1))"
 [log]
-level = "warn"          # no access log line, like nginx's access_log off
+level = "$([ "$LOGS" = 1 ] && echo info || echo warn)"   # info: the access line on (LOGS=1), as nginx's
 [session]
 secret = "bench-only-secret-bench-only-secret-0123"
 memory_max_entries = $((SESSIONS * 2 + 1000))
@@ -323,7 +334,7 @@ for ((round = 0; round < ROUNDS; round++)); do
 done
 
 echo
-echo "== medians of $ROUNDS rounds (wrk -c$CONNECTIONS -t$THREADS -d$DURATION, keep-alive, $SESSIONS sessions, random cookie per request)"
+echo "== medians of $ROUNDS rounds (wrk -c$CONNECTIONS -t$THREADS -d$DURATION, keep-alive, $SESSIONS sessions, random cookie per request, access logs $([ "$LOGS" = 1 ] && echo on || echo off))"
 printf "%-18s %12s %10s %10s %12s %14s\n" target "req/s" "p50 ms" "p99 ms" "cpu us/req" "of it redis"
 for t in "${targets[@]}"; do
   printf "%-18s %12s %10s %10s %12s %14s\n" "$t" \

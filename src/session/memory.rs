@@ -27,7 +27,14 @@
 //! [`hot::CAPACITY`] unpacked sessions are kept beside the packed entry they
 //! came from, one per slot of a fixed table (`hot`); `get` still looks the id up in the main cache (expiry, idle
 //! time, revocation all work as before) and reuses the unpacked session only
-//! when the main cache still holds that very entry (`Arc::ptr_eq`). A `put`
+//! when the main cache still holds that very entry (`Arc::ptr_eq`). A copy
+//! is kept only for a session that comes back: its first read (a user who
+//! just signed in) or a read within the same second as the one before it
+//! (a browser's burst of requests). With many more users than slots, a
+//! lone read kept its copy only to have the next lone read in that slot
+//! free it, in memory no cache held any more (issue 23); such a copy now
+//! lives for its request only, and so do the per-thread memo's entries,
+//! whose handles are weak. A `put`
 //! (refresh) or a removal replaces or drops the packed entry, so a stale
 //! unpacked copy is never handed out; holding the packed `Arc` in the hot
 //! entry keeps its address from being reused by a newer entry.
@@ -160,13 +167,18 @@ impl MemoryStore {
         if found.is_none() {
             memo::forget(self.number, id);
         }
-        let (packed, session) = found?;
-        memo::put(self.number, id, &packed, &session, self.fresh);
+        let (packed, session, kept) = found?;
+        // The memo's handles are weak: a copy the store did not keep would
+        // be gone before the memo could answer with it.
+        if kept {
+            memo::put(self.number, id, &packed, &session, self.fresh);
+        }
         Some(session)
     }
 
-    /// The session from the cache, with the packed entry it was read from.
-    fn get_cached(&self, id: &SessionId) -> Option<(Arc<Packed>, Arc<Session>)> {
+    /// The session from the cache, with the packed entry it was read from,
+    /// and whether the store keeps this unpacked copy (`hot`).
+    fn get_cached(&self, id: &SessionId) -> Option<(Arc<Packed>, Arc<Session>, bool)> {
         let packed = self.cache.get(id)?;
         let now = unix_now();
         if u64::from(packed.expires_at) <= now {
@@ -176,18 +188,30 @@ impl MemoryStore {
         // Written once per second at most: a store on every read would bounce
         // the entry's cache line between proxy threads serving one session.
         let seen = secs(now);
-        if packed.last_seen.load(Ordering::Relaxed) != seen {
+        let before = packed.last_seen.load(Ordering::Relaxed);
+        if before != seen {
             packed.last_seen.store(seen, Ordering::Relaxed);
         }
         if let Some(session) = self.hot.get(id, &packed) {
-            return Some((packed, session));
+            return Some((packed, session, true));
         }
         match packed.unpack() {
             Some(session) => {
                 let session = Arc::new(session);
-                // Not kept if the entry ended meanwhile (`hot`).
-                self.hot.insert(id, packed.clone(), session.clone());
-                Some((packed, session))
+                // Admission (see "Hot sessions"): a copy is kept for a
+                // session read for the first time (just signed in) or read
+                // before within this same second (a browser's burst);
+                // otherwise it lives for this request only.
+                let first = !packed.read.load(Ordering::Relaxed);
+                if first {
+                    packed.read.store(true, Ordering::Relaxed);
+                }
+                let kept = first || before == seen;
+                if kept {
+                    // Not kept if the entry ended meanwhile (`hot`).
+                    self.hot.insert(id, packed.clone(), session.clone());
+                }
+                Some((packed, session, kept))
             }
             None => {
                 tracing::error!(
@@ -533,6 +557,8 @@ pub(crate) struct Packed {
     ended: AtomicBool,
     /// The client address that signed in (admin listing).
     client_addr: Option<std::net::IpAddr>,
+    /// Read by `get` at least once (admission to the hot copies).
+    read: AtomicBool,
     /// Unix seconds of the last read the cache answered (admin listing;
     /// reads the per-thread memo answers are not counted, so it lags by up
     /// to the memo's second).
@@ -602,6 +628,7 @@ impl Packed {
             data: data.into_boxed_slice(),
             interner: interner.clone(),
             ended: AtomicBool::new(false),
+            read: AtomicBool::new(false),
             client_addr: s.client_addr,
             last_seen: AtomicU32::new(secs(unix_now())),
         }

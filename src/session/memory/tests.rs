@@ -154,6 +154,55 @@ async fn hot_sessions_never_outlive_the_stored_entry() {
     }
 }
 
+/// Admission to the hot copies: a session's first read keeps its copy (a
+/// user who just signed in), a lone read of a session last read in an
+/// earlier second does not (neither in the store nor in the thread's memo),
+/// and a read in the same second as the one before it does.
+#[tokio::test]
+async fn only_sessions_that_come_back_keep_an_unpacked_copy() {
+    let s = store();
+    let id = SessionId::generate();
+    s.put(&id, session("alice", None)).await.unwrap();
+    assert!(s.get(&id).await.unwrap().is_some());
+    assert_eq!(
+        s.hot.len(),
+        1,
+        "the first read after sign-in keeps its copy"
+    );
+    assert_eq!(memo::len(s.number), 1);
+
+    let other = SessionId::generate();
+    s.put(&other, session("bob", None)).await.unwrap();
+    let packed = s.cache.get(&other).expect("stored");
+    // Bounded: two reads straddle a second boundary at most once or twice.
+    let mut admitted = false;
+    for _ in 0..5 {
+        // Read before, long ago.
+        packed.read.store(true, Ordering::Relaxed);
+        packed
+            .last_seen
+            .store(secs(unix_now() - 60), Ordering::Relaxed);
+        memo::forget(s.number, &other);
+        s.hot.remove(&other);
+        let lone = s.get(&other).await.unwrap().unwrap();
+        assert_eq!(lone.user_id, "bob");
+        assert!(
+            s.hot.get(&other, &packed).is_none(),
+            "a lone read keeps no copy"
+        );
+        assert!(memo::get(s.number, &other).is_none(), "nor a memo entry");
+        drop(lone);
+        let again = s.get(&other).await.unwrap().unwrap();
+        if let Some(kept) = s.hot.get(&other, &packed) {
+            assert!(Arc::ptr_eq(&kept, &again));
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted, "a read within the same second keeps its copy");
+    assert_eq!(s.get(&other).await.unwrap().unwrap().user_id, "bob");
+}
+
 /// An ended session's unpacked copy is dropped at once, and a copy of an
 /// entry that ended while it was being unpacked is never kept.
 #[tokio::test]
