@@ -39,6 +39,25 @@
 //! unpacked copy is never handed out; holding the packed `Arc` in the hot
 //! entry keeps its address from being reused by a newer entry.
 //!
+//! # Front index
+//!
+//! With many users nearly every read is of a session no thread served in
+//! the last second, and moka's lookup (a chain of pointers: bucket, key,
+//! entry, value) and its read bookkeeping (LRU order, timer wheel) were
+//! the largest cost of such a read (issue 23). `front` maps every stored id
+//! to a weak handle of its packed entry; a read finds the entry there with
+//! one probe and answers from it while the entry has not ended (the
+//! listener's mark, as for the memo), its absolute end has not come, and
+//! the cache confirmed it (a read through moka, or the `put`) less than
+//! `front_slack` ago: an eighth of the idle timeout, at most a minute.
+//! Otherwise the read goes through moka, which extends the idle deadline
+//! and moves the entry in the LRU order, and confirms it again. So a
+//! session in use reaches moka about once a minute; it ends at most that
+//! slack earlier than its last request plus `idle_timeout` (never later),
+//! and eviction at `memory_max_entries` follows the order of confirmations.
+//! A delete, a revocation or a replacement is seen by the next read, on
+//! every thread, as with the memo.
+//!
 //! # Per-thread memo
 //!
 //! Even a hot session costs two cache reads (with their clock reads and
@@ -69,6 +88,7 @@
 //! and revocation tombstones before it removes, so the two cannot interleave
 //! into a resurrected session.
 
+mod front;
 mod hot;
 mod memo;
 
@@ -98,6 +118,8 @@ const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Sessions in memory, for a single gateway instance.
 pub struct MemoryStore {
     cache: Cache<SessionId, Arc<Packed>>,
+    /// Every stored id to its packed entry (see "Front index").
+    front: Arc<front::Front>,
     /// Recently unpacked sessions, each with the packed entry it came from.
     hot: Arc<hot::Hot>,
     tombstones: Cache<SessionId, ()>,
@@ -107,6 +129,9 @@ pub struct MemoryStore {
     number: u64,
     /// How long a memo entry answers without the cache.
     fresh: Duration,
+    /// Whole seconds the front index answers after the cache confirmed an
+    /// entry ([`front_slack`]).
+    front_slack: u32,
 }
 
 // === impl MemoryStore ===
@@ -119,6 +144,8 @@ impl MemoryStore {
         let listener_indexes = Arc::downgrade(&indexes);
         let hot = Arc::new(hot::Hot::new());
         let listener_hot = hot.clone();
+        let front = Arc::new(front::Front::new());
+        let listener_front = front.clone();
         let cache = Cache::builder()
             .max_capacity(max_entries)
             .eviction_policy(EvictionPolicy::lru())
@@ -142,11 +169,13 @@ impl MemoryStore {
                     // next maintenance for expiry and eviction. (A newer
                     // session in the same slot replaces a copy too.)
                     listener_hot.remove(&id);
+                    listener_front.remove(&id, &packed);
                 },
             )
             .build();
         MemoryStore {
             cache,
+            front,
             hot,
             tombstones: Cache::builder()
                 .max_capacity(TOMBSTONE_CAPACITY)
@@ -156,6 +185,7 @@ impl MemoryStore {
             interner: Arc::new(RwLock::new(Interner::default())),
             number: crate::per_thread::owner_number(),
             fresh: memo::freshness(idle_timeout),
+            front_slack: front_slack(idle_timeout),
         }
     }
 
@@ -179,12 +209,11 @@ impl MemoryStore {
     /// The session from the cache, with the packed entry it was read from,
     /// and whether the store keeps this unpacked copy (`hot`).
     fn get_cached(&self, id: &SessionId) -> Option<(Arc<Packed>, Arc<Session>, bool)> {
-        let packed = self.cache.get(id)?;
         let now = unix_now();
-        if u64::from(packed.expires_at) <= now {
-            self.cache.invalidate(id);
-            return None;
-        }
+        let packed = match self.front.get(id) {
+            Some(p) if p.answers_unconfirmed(now, self.front_slack) => p,
+            _ => self.confirm(id, now)?,
+        };
         // Written once per second at most: a store on every read would bounce
         // the entry's cache line between proxy threads serving one session.
         let seen = secs(now);
@@ -199,14 +228,13 @@ impl MemoryStore {
             Some(session) => {
                 let session = Arc::new(session);
                 // Admission (see "Hot sessions"): a copy is kept for a
-                // session read for the first time (just signed in) or read
-                // before within this same second (a browser's burst);
-                // otherwise it lives for this request only.
-                let first = !packed.read.load(Ordering::Relaxed);
-                if first {
-                    packed.read.store(true, Ordering::Relaxed);
-                }
-                let kept = first || before == seen;
+                // session not read since the second it was signed in or
+                // stored (just signed in) or read before within this same
+                // second (a browser's burst); otherwise it lives for this
+                // request only.
+                // `last_seen` still at the sign-in's second: not read in a
+                // later second yet.
+                let kept = before == seen || before == packed.created_at;
                 if kept {
                     // Not kept if the entry ended meanwhile (`hot`).
                     self.hot.insert(id, packed.clone(), session.clone());
@@ -223,6 +251,23 @@ impl MemoryStore {
         }
     }
 
+    /// The cache's own read of `id` (expiry, idle time and LRU order
+    /// follow it), indexed in front for the next `front_slack` seconds.
+    fn confirm(&self, id: &SessionId, now: u64) -> Option<Arc<Packed>> {
+        let Some(packed) = self.cache.get(id) else {
+            // Gone: a dead or ended front entry goes with it.
+            self.front.forget(id);
+            return None;
+        };
+        if u64::from(packed.expires_at) <= now {
+            self.cache.invalidate(id);
+            return None;
+        }
+        packed.confirmed.store(secs(now), Ordering::Relaxed);
+        self.front.insert(id, &packed);
+        Some(packed)
+    }
+
     fn put_now(&self, id: &SessionId, session: Session) {
         if self.tombstones.contains_key(id) {
             // A refresh finishing after a logout or revocation of this id.
@@ -236,6 +281,8 @@ impl MemoryStore {
         }
         let packed = Arc::new(Packed::pack(id.clone(), &session, &self.interner));
         lock(&self.indexes).add(&packed);
+        // Before the cache: the listener of any later removal finds it here.
+        self.front.insert(id, &packed);
         self.cache.insert(id.clone(), packed);
         if self.tombstones.contains_key(id) {
             self.cache.invalidate(id);
@@ -438,6 +485,18 @@ fn unix_now() -> u64 {
 
 // === Expiry ===
 
+/// The longest the front index answers after the cache's last read.
+const MAX_FRONT_SLACK: u32 = 60;
+
+/// Whole seconds the front index may answer for an entry after the cache
+/// confirmed it: an eighth of the idle timeout, at most a minute; 0 (always
+/// the cache) below 8 seconds.
+fn front_slack(idle_timeout: Duration) -> u32 {
+    u32::try_from(idle_timeout.as_secs() / 8)
+        .unwrap_or(u32::MAX)
+        .min(MAX_FRONT_SLACK)
+}
+
 struct SessionExpiry {
     idle_timeout: Duration,
     /// How far a read may leave the idle deadline behind (see
@@ -507,6 +566,8 @@ enum Field {
 }
 
 const FIELDS: usize = 7;
+// `Packed::present` has a bit per field.
+const _: () = assert!(FIELDS <= 8);
 
 /// `tokens_expire_at` absent.
 const NO_TIME: u32 = u32::MAX;
@@ -534,8 +595,8 @@ pub(crate) struct Packed {
     tokens_expire_at: u32,
     /// End offset of each field in `data` (the text comes first).
     ends: [u32; FIELDS],
-    /// Bit per text field: present (`Some`).
-    present: u16,
+    /// Bit per text field ([`FIELDS`] of them): present (`Some`).
+    present: u8,
     email_trust: EmailTrust,
     connection: u32,
     issuer: u32,
@@ -557,8 +618,9 @@ pub(crate) struct Packed {
     ended: AtomicBool,
     /// The client address that signed in (admin listing).
     client_addr: Option<std::net::IpAddr>,
-    /// Read by `get` at least once (admission to the hot copies).
-    read: AtomicBool,
+    /// Unix seconds of the cache's last read or write of this entry (see
+    /// "Front index").
+    confirmed: AtomicU32,
     /// Unix seconds of the last read the cache answered (admin listing;
     /// reads the per-thread memo answers are not counted, so it lags by up
     /// to the memo's second).
@@ -590,7 +652,7 @@ impl Packed {
         let mut data =
             Vec::with_capacity(text_len + 4 * id_count + tokens.as_ref().map_or(0, |t| t.len()));
         let mut ends = [0u32; FIELDS];
-        let mut present = 0u16;
+        let mut present = 0u8;
         for (i, part) in parts.iter().enumerate() {
             if let Some(p) = part {
                 data.extend_from_slice(p.as_bytes());
@@ -628,7 +690,7 @@ impl Packed {
             data: data.into_boxed_slice(),
             interner: interner.clone(),
             ended: AtomicBool::new(false),
-            read: AtomicBool::new(false),
+            confirmed: AtomicU32::new(secs(unix_now())),
             client_addr: s.client_addr,
             last_seen: AtomicU32::new(secs(unix_now())),
         }
@@ -676,6 +738,16 @@ impl Packed {
     /// reference keeps its id naming that text).
     fn is_of(&self, connection: &str) -> bool {
         read(&self.interner).get(self.connection) == Some(connection)
+    }
+
+    /// True while the front index may answer for this entry without the
+    /// cache: not ended (Acquire pairs with the listener's Release, as in
+    /// `memo::get`), before its absolute end, and confirmed by the cache
+    /// less than `slack` seconds ago.
+    fn answers_unconfirmed(&self, now: u64, slack: u32) -> bool {
+        !self.ended.load(Ordering::Acquire)
+            && now < u64::from(self.expires_at)
+            && now < u64::from(self.confirmed.load(Ordering::Relaxed)) + u64::from(slack)
     }
 
     fn user_id(&self) -> &str {

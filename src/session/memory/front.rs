@@ -1,0 +1,109 @@
+//! The store's front index (see "Front index" in the module docs of
+//! `memory`): every stored session's id to a weak handle of its packed
+//! entry, so a read within `slack` of the cache's last confirmation finds
+//! the entry with one hash probe instead of moka's lookup and read
+//! bookkeeping.
+//!
+//! Keyed by the id's first 8 bytes (the ids are 256 random bits the store
+//! made); an entry answers only for the id its packed entry holds, compared
+//! in full, so two ids sharing a prefix each fall back to the cache. The
+//! handles are weak: an entry the cache dropped without the listener
+//! removing it here (a race with an insert, see `insert`) keeps at most the
+//! packed entry's allocation, never its text or tokens.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+
+use super::{Packed, PassThrough, SessionId};
+
+/// Shards: two proxy threads (or sixteen) rarely want the same lock.
+const SHARDS: usize = 64;
+
+type Map = HashMap<u64, Weak<Packed>, BuildHasherDefault<PassThrough>>;
+
+pub(super) struct Front {
+    shards: Box<[RwLock<Map>]>,
+}
+
+/// The shard and the key of `id`: disjoint bytes of it.
+fn place(id: &SessionId) -> (usize, u64) {
+    let b = id.as_bytes();
+    let key = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    (usize::from(b[8]) % SHARDS, key)
+}
+
+impl Front {
+    pub(super) fn new() -> Front {
+        Front {
+            shards: (0..SHARDS).map(|_| RwLock::new(Map::default())).collect(),
+        }
+    }
+
+    /// The live packed entry indexed for exactly `id`, if any.
+    pub(super) fn get(&self, id: &SessionId) -> Option<Arc<Packed>> {
+        let (shard, key) = place(id);
+        let map = self.shards[shard]
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(&key)?.upgrade().filter(|p| p.id == *id)
+    }
+
+    /// Indexes `packed` for `id`. An entry the cache evicted meanwhile
+    /// (its listener marks it ended before removing it here, so it may have
+    /// run before this insert) is taken out again at once.
+    pub(super) fn insert(&self, id: &SessionId, packed: &Arc<Packed>) {
+        let (shard, key) = place(id);
+        let old = self.shards[shard]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::downgrade(packed));
+        drop(old);
+        if packed.ended.load(Ordering::Acquire) {
+            self.remove(id, packed);
+        }
+    }
+
+    /// Removes `id`'s entry if it is `packed` (a newer entry stored under
+    /// the same id stays), or one whose packed entry is gone.
+    pub(super) fn remove(&self, id: &SessionId, packed: &Arc<Packed>) {
+        let (shard, key) = place(id);
+        let mut map = self.shards[shard]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map
+            .get(&key)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(packed)) || w.strong_count() == 0)
+        {
+            map.remove(&key);
+        }
+    }
+
+    /// Removes `id`'s entry if its packed entry is gone or ended (the
+    /// cache no longer has `id`); another id's entry under the same key stays.
+    pub(super) fn forget(&self, id: &SessionId) {
+        let (shard, key) = place(id);
+        let mut map = self.shards[shard]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stale = map.get(&key).is_some_and(|w| match w.upgrade() {
+            None => true,
+            Some(p) => p.id == *id && p.ended.load(Ordering::Acquire),
+        });
+        if stale {
+            let old = map.remove(&key);
+            drop(map);
+            drop(old);
+        }
+    }
+
+    /// Entries held (tests).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+}
