@@ -53,7 +53,9 @@
 //! Otherwise the read goes through moka, which extends the idle deadline
 //! and moves the entry in the LRU order, and confirms it again. So a
 //! session in use reaches moka about once a minute; it ends at most that
-//! slack earlier than its last request plus `idle_timeout` (never later),
+//! slack (and the memo's second) earlier than its last request plus
+//! `idle_timeout` (never later: the slack is counted on a monotonic clock
+//! and stays under the idle timeout's eighth; 0, off, below 8 seconds),
 //! and eviction at `memory_max_entries` follows the order of confirmations.
 //! A delete, a revocation or a replacement is seen by the next read, on
 //! every thread, as with the memo.
@@ -130,8 +132,11 @@ pub struct MemoryStore {
     /// How long a memo entry answers without the cache.
     fresh: Duration,
     /// Whole seconds the front index answers after the cache confirmed an
-    /// entry ([`front_slack`]).
+    /// entry ([`front_slack`]); 0: the front index is off.
     front_slack: u32,
+    /// The clock of `Packed::confirmed`: monotonic, so a wall clock set
+    /// back cannot stretch the front index's answers.
+    epoch: Instant,
 }
 
 // === impl MemoryStore ===
@@ -186,7 +191,17 @@ impl MemoryStore {
             number: crate::per_thread::owner_number(),
             fresh: memo::freshness(idle_timeout),
             front_slack: front_slack(idle_timeout),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Whole seconds since this store was made, plus [`MAX_FRONT_SLACK`]
+    /// (`Packed::confirmed`): a `confirmed` of 0 is at least the longest
+    /// slack before any tick, so it reads as "not confirmed lately".
+    fn ticks(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs())
+            .unwrap_or(u32::MAX)
+            .saturating_add(MAX_FRONT_SLACK)
     }
 
     fn get_now(&self, id: &SessionId) -> Option<Arc<Session>> {
@@ -210,9 +225,16 @@ impl MemoryStore {
     /// and whether the store keeps this unpacked copy (`hot`).
     fn get_cached(&self, id: &SessionId) -> Option<(Arc<Packed>, Arc<Session>, bool)> {
         let now = unix_now();
-        let packed = match self.front.get(id) {
-            Some(p) if p.answers_unconfirmed(now, self.front_slack) => p,
-            _ => self.confirm(id, now)?,
+        let unconfirmed = match self.front_slack {
+            0 => None,
+            slack => self
+                .front
+                .get(id)
+                .filter(|p| p.answers_unconfirmed(now, self.ticks(), slack)),
+        };
+        let packed = match unconfirmed {
+            Some(p) => p,
+            None => self.confirm(id, now)?,
         };
         // Written once per second at most: a store on every read would bounce
         // the entry's cache line between proxy threads serving one session.
@@ -228,13 +250,15 @@ impl MemoryStore {
             Some(session) => {
                 let session = Arc::new(session);
                 // Admission (see "Hot sessions"): a copy is kept for a
-                // session not read since the second it was signed in or
-                // stored (just signed in) or read before within this same
-                // second (a browser's burst); otherwise it lives for this
-                // request only.
-                // `last_seen` still at the sign-in's second: not read in a
-                // later second yet.
-                let kept = before == seen || before == packed.created_at;
+                // session's first read since it was stored (a user who just
+                // signed in) or a read in the same second as the one before
+                // (a browser's burst); otherwise it lives for this request
+                // only.
+                let first = !packed.read.load(Ordering::Relaxed);
+                if first {
+                    packed.read.store(true, Ordering::Relaxed);
+                }
+                let kept = first || before == seen;
                 if kept {
                     // Not kept if the entry ended meanwhile (`hot`).
                     self.hot.insert(id, packed.clone(), session.clone());
@@ -263,8 +287,10 @@ impl MemoryStore {
             self.cache.invalidate(id);
             return None;
         }
-        packed.confirmed.store(secs(now), Ordering::Relaxed);
-        self.front.insert(id, &packed);
+        if self.front_slack > 0 {
+            packed.confirmed.store(self.ticks(), Ordering::Relaxed);
+            self.front.insert(id, &packed);
+        }
         Some(packed)
     }
 
@@ -280,12 +306,18 @@ impl MemoryStore {
             return;
         }
         let packed = Arc::new(Packed::pack(id.clone(), &session, &self.interner));
+        packed.confirmed.store(self.ticks(), Ordering::Relaxed);
         lock(&self.indexes).add(&packed);
-        // Before the cache: the listener of any later removal finds it here.
-        self.front.insert(id, &packed);
-        self.cache.insert(id.clone(), packed);
+        self.cache.insert(id.clone(), packed.clone());
         if self.tombstones.contains_key(id) {
             self.cache.invalidate(id);
+            return;
+        }
+        // After the tombstone check, so a logout racing this put is never
+        // answered by the front index; an eviction that came first has
+        // marked the entry ended, and `Front::insert` takes it out again.
+        if self.front_slack > 0 {
+            self.front.insert(id, &packed);
         }
     }
 
@@ -462,7 +494,7 @@ impl MemoryStore {
                     created_at: u64::from(p.created_at),
                     last_seen: Some(u64::from(p.last_seen.load(Ordering::Relaxed))),
                     expires_at: u64::from(p.expires_at),
-                    client_address: p.client_addr,
+                    client_address: p.client_address(),
                 })
                 .collect(),
             complete,
@@ -617,10 +649,14 @@ pub(crate) struct Packed {
     /// cache (see "Per-thread memo").
     ended: AtomicBool,
     /// The client address that signed in (admin listing).
-    client_addr: Option<std::net::IpAddr>,
-    /// Unix seconds of the cache's last read or write of this entry (see
-    /// "Front index").
+    /// IPv4 as IPv4-mapped, none as `::` (never a client's address): 16
+    /// bytes, where `Option<IpAddr>` takes 17 and grew `Packed` by 8.
+    client_addr: std::net::Ipv6Addr,
+    /// When the cache last read or stored this entry, in the store's
+    /// monotonic seconds (`MemoryStore::ticks`; see "Front index").
     confirmed: AtomicU32,
+    /// Read by `get` since it was stored (admission to the hot copies).
+    read: AtomicBool,
     /// Unix seconds of the last read the cache answered (admin listing;
     /// reads the per-thread memo answers are not counted, so it lags by up
     /// to the memo's second).
@@ -690,8 +726,13 @@ impl Packed {
             data: data.into_boxed_slice(),
             interner: interner.clone(),
             ended: AtomicBool::new(false),
-            confirmed: AtomicU32::new(secs(unix_now())),
-            client_addr: s.client_addr,
+            confirmed: AtomicU32::new(0),
+            read: AtomicBool::new(false),
+            client_addr: match s.client_addr {
+                None => std::net::Ipv6Addr::UNSPECIFIED,
+                Some(std::net::IpAddr::V4(a)) => a.to_ipv6_mapped(),
+                Some(std::net::IpAddr::V6(a)) => a,
+            },
             last_seen: AtomicU32::new(secs(unix_now())),
         }
     }
@@ -744,10 +785,22 @@ impl Packed {
     /// cache: not ended (Acquire pairs with the listener's Release, as in
     /// `memo::get`), before its absolute end, and confirmed by the cache
     /// less than `slack` seconds ago.
-    fn answers_unconfirmed(&self, now: u64, slack: u32) -> bool {
+    fn answers_unconfirmed(&self, now: u64, ticks: u32, slack: u32) -> bool {
         !self.ended.load(Ordering::Acquire)
             && now < u64::from(self.expires_at)
-            && now < u64::from(self.confirmed.load(Ordering::Relaxed)) + u64::from(slack)
+            && ticks.saturating_sub(self.confirmed.load(Ordering::Relaxed)) < slack
+    }
+
+    /// The client address that signed in, as it was stored.
+    fn client_address(&self) -> Option<std::net::IpAddr> {
+        let a = self.client_addr;
+        if a.is_unspecified() {
+            return None;
+        }
+        Some(match a.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(a),
+        })
     }
 
     fn user_id(&self) -> &str {
@@ -811,7 +864,7 @@ impl Packed {
             saml_name_id: self.saml_name_id.clone(),
             tokens_expire_at: (self.tokens_expire_at != NO_TIME)
                 .then_some(u64::from(self.tokens_expire_at)),
-            client_addr: self.client_addr,
+            client_addr: self.client_address(),
             created_at: u64::from(self.created_at),
             expires_at: u64::from(self.expires_at),
         })

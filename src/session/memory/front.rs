@@ -44,10 +44,14 @@ impl Front {
     /// The live packed entry indexed for exactly `id`, if any.
     pub(super) fn get(&self, id: &SessionId) -> Option<Arc<Packed>> {
         let (shard, key) = place(id);
-        let map = self.shards[shard]
+        let found = self.shards[shard]
             .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.get(&key)?.upgrade().filter(|p| p.id == *id)
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .and_then(Weak::upgrade);
+        // Outside the lock: a handle dropped here may be the last one, and
+        // `Packed`'s drop takes the interner's lock.
+        found.filter(|p| p.id == *id)
     }
 
     /// Indexes `packed` for `id`. An entry the cache evicted meanwhile
@@ -87,15 +91,18 @@ impl Front {
         let mut map = self.shards[shard]
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let stale = map.get(&key).is_some_and(|w| match w.upgrade() {
-            None => true,
-            Some(p) => p.id == *id && p.ended.load(Ordering::Acquire),
-        });
+        let held = map.get(&key).map(Weak::upgrade);
+        let stale = match &held {
+            None => false,
+            Some(None) => true,
+            Some(Some(p)) => p.id == *id && p.ended.load(Ordering::Acquire),
+        };
         if stale {
-            let old = map.remove(&key);
-            drop(map);
-            drop(old);
+            map.remove(&key);
         }
+        drop(map);
+        // Outside the lock (see `get`).
+        drop(held);
     }
 
     /// Entries held (tests).

@@ -177,7 +177,8 @@ async fn only_sessions_that_come_back_keep_an_unpacked_copy() {
     // Bounded: two reads straddle a second boundary at most once or twice.
     let mut admitted = false;
     for _ in 0..5 {
-        // Read before, long ago (not in the sign-in's second).
+        // Read before, long ago.
+        packed.read.store(true, Ordering::Relaxed);
         packed
             .last_seen
             .store(secs(unix_now() - 60), Ordering::Relaxed);
@@ -876,9 +877,10 @@ async fn the_front_index_answers_between_confirmations_and_sees_every_end() {
 
     // Confirmed long ago: the read goes to the cache, which confirms it again.
     packed.confirmed.store(0, Ordering::Relaxed);
-    assert!(!packed.answers_unconfirmed(unix_now(), s.front_slack));
+    assert!(!packed.answers_unconfirmed(unix_now(), s.ticks(), s.front_slack));
     assert_eq!(cold_get(&s, &id).unwrap().user_id, "alice");
-    assert!(packed.answers_unconfirmed(unix_now(), s.front_slack));
+    assert!(packed.answers_unconfirmed(unix_now(), s.ticks(), s.front_slack));
+    assert!(!packed.answers_unconfirmed(unix_now(), s.ticks() + 60, s.front_slack));
 
     // Replaced (a refresh): the next read has the new groups.
     let mut refreshed = session("alice", Some("sid-1"));
@@ -979,6 +981,43 @@ async fn the_front_index_follows_eviction_and_short_idle_timeouts_skip_it() {
     let short = MemoryStore::new(10, Duration::from_secs(7));
     let id = SessionId::generate();
     short.put(&id, session("erin", None)).await.unwrap();
-    let packed = short.front.get(&id).unwrap();
-    assert!(!packed.answers_unconfirmed(unix_now(), short.front_slack));
+    assert!(cold_get(&short, &id).is_some());
+    assert_eq!(short.front.len(), 0, "off below 8 seconds of idle time");
+}
+
+/// The client address comes back as stored (16 bytes in `Packed`): none,
+/// IPv4, IPv6; an IPv4-mapped IPv6 address (never stored: `peer` makes
+/// addresses canonical) comes back as its IPv4 address.
+#[tokio::test]
+async fn client_addresses_come_back_as_stored() {
+    let s = store();
+    for (stored, back) in [
+        (None, None),
+        (Some("192.0.2.1"), Some("192.0.2.1")),
+        (Some("2001:db8::2"), Some("2001:db8::2")),
+        (Some("::1"), Some("::1")),
+        (Some("::ffff:192.0.2.7"), Some("192.0.2.7")),
+    ] {
+        let id = SessionId::generate();
+        let mut sess = session("alice", None);
+        sess.client_addr = stored.map(|a| a.parse().unwrap());
+        s.put(&id, sess).await.unwrap();
+        let got = s.get(&id).await.unwrap().unwrap();
+        assert_eq!(
+            got.client_addr,
+            back.map(|a| a.parse().unwrap()),
+            "{stored:?}"
+        );
+        let listed = s.list_now(
+            ListBy::User {
+                connection: "contoso",
+                user_id: "alice",
+            },
+            100,
+        );
+        assert!(listed
+            .sessions
+            .iter()
+            .any(|i| i.client_address == back.map(|a| a.parse().unwrap())));
+    }
 }
