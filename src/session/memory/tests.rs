@@ -144,12 +144,18 @@ async fn hot_sessions_never_outlive_the_stored_entry() {
     short.expires_at = unix_now() + 1;
     s.put(&id3, short).await.unwrap();
     assert!(s.get(&id3).await.unwrap().is_some());
+    wait_until("the session did not end at expires_at", || {
+        s.get_now(&id3).is_none()
+    })
+    .await;
+}
+
+/// Waits until `done` holds: bounded (5 s, polling every 50 ms), failing
+/// with `what` when it never does.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while s.get(&id3).await.unwrap().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the session did not end at expires_at"
-        );
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -909,26 +915,18 @@ async fn the_front_index_answers_between_confirmations_and_sees_every_end() {
     short.expires_at = unix_now() + 1;
     s.put(&dave, short).await.unwrap();
     assert!(cold_get(&s, &dave).is_some());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cold_get(&s, &dave).is_some() {
-        assert!(Instant::now() < deadline, "the session outlived expires_at");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the session outlived expires_at", || {
+        cold_get(&s, &dave).is_none()
+    })
+    .await;
 
     // Expired entries go at moka's maintenance (its timer wheel may lag
     // the exact deadline by a tick, about a second).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_until("ended entries stayed in the front index", || {
         s.run_pending_tasks();
-        if s.front.len() == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ended entries stayed in the front index"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        s.front.len() == 0
+    })
+    .await;
 }
 
 /// Ids that share the front index's key (their first 8 bytes) each get
