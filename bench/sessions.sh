@@ -26,7 +26,9 @@
 #
 # Reports req/s, p50/p99 and CPU microseconds per request (user + system of
 # the target's processes; for the Redis target, realmgate and redis-server
-# both, and redis-server's part beside it).
+# both, and redis-server's part beside it); for a Redis target also the
+# session reads that reached Redis (GETEX per request) and how many GETEX
+# Redis received per read syscall.
 #
 # Installs nothing: it says what is missing. Needs wrk, nginx, redis-server,
 # redis-cli, cargo, curl. Everything listens on 127.0.0.1; every process
@@ -274,15 +276,31 @@ to_ms() {
 # User + system clock ticks of one PID.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-# Runs wrk against one target; prints "rps p50_ms p99_ms cpu_us_per_req redis_us_per_req".
+# Counters of the bench's redis-server: "GETEX calls, read syscalls" (0 0
+# without one). One target runs at a time, so a difference is that target's.
+redis_counters() {
+  if [ -z "${REDIS_PID:-}" ]; then echo "0 0"; return; fi
+  local getex reads
+  getex="$(redis-cli -p "$REDIS_PORT" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_getex:calls=\([0-9]*\).*/\1/p')"
+  reads="$(redis-cli -p "$REDIS_PORT" INFO stats | tr -d '\r' | sed -n 's/^total_reads_processed:\([0-9]*\)$/\1/p')"
+  echo "${getex:-0} ${reads:-0}"
+}
+
+# Runs wrk against one target; prints "rps p50_ms p99_ms cpu_us_per_req
+# redis_us_per_req getex_per_req getex_per_redis_read" (the last two: how
+# many session reads reached Redis, and how many of them Redis got per read
+# syscall, i.e. how well the connections pipeline them; 0 for a target
+# without Redis).
 measure() {
-  local name="$1" duration="$2" out pids t0=0 t1=0 r0=0 r1=0 pid
+  local name="$1" duration="$2" out pids t0=0 t1=0 r0=0 r1=0 pid g0 g1 s0 s1
   mapfile -t pids < <("pids_$name")
   for pid in "${pids[@]}"; do t0=$((t0 + $(ticks "$pid"))); done
   [ -n "${REDIS_PID:-}" ] && r0=$(ticks "$REDIS_PID")
+  read -r g0 s0 < <(redis_counters)
   out="$(COOKIES="$("cookies_$name")" wrk -c "$CONNECTIONS" -t "$THREADS" -d "$duration" --latency -s "$LUA" "$("url_$name")")"
   for pid in "${pids[@]}"; do t1=$((t1 + $(ticks "$pid"))); done
   [ -n "${REDIS_PID:-}" ] && r1=$(ticks "$REDIS_PID")
+  read -r g1 s1 < <(redis_counters)
   if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
     echo "bench/sessions.sh: $name had errors:" >&2
     grep -E "Non-2xx|Socket errors" <<<"$out" >&2
@@ -290,12 +308,14 @@ measure() {
   local requests hz
   requests="$(awk '/requests in/ { print $1 }' <<<"$out")"
   hz="$(getconf CLK_TCK)"
-  case " ${pids[*]} " in *" ${REDIS_PID:-none} "*) ;; *) r0=0; r1=0 ;; esac
+  case " ${pids[*]} " in *" ${REDIS_PID:-none} "*) ;; *) r0=0; r1=0; g0=0; g1=0; s0=0; s1=0 ;; esac
   echo "$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out") \
 $(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")") \
 $(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")") \
 $(awk -v d=$((t1 - t0)) -v r="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", (r > 0 ? d * 1e6 / hz / r : 0) }') \
-$(awk -v d=$((r1 - r0)) -v r="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", (r > 0 ? d * 1e6 / hz / r : 0) }')"
+$(awk -v d=$((r1 - r0)) -v r="$requests" -v hz="$hz" 'BEGIN { printf "%.1f", (r > 0 ? d * 1e6 / hz / r : 0) }') \
+$(awk -v g=$((g1 - g0)) -v r="$requests" 'BEGIN { printf "%.2f", (r > 0 ? g / r : 0) }') \
+$(awk -v g=$((g1 - g0)) -v s=$((s1 - s0)) 'BEGIN { printf "%.1f", (s > 0 ? g / s : 0) }')"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -325,24 +345,25 @@ n=${#targets[@]}
 for ((round = 0; round < ROUNDS; round++)); do
   for ((i = 0; i < n; i++)); do
     t="${targets[$(((i + round) % n))]}"
-    read -r rps p50 p99 cpu rcpu < <(measure "$t" "$DURATION")
-    printf "round %d  %-18s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req (redis-server %s)\n" \
-      $((round + 1)) "$t" "$rps" "$p50" "$p99" "$cpu" "$rcpu"
-    RESULTS[$t]+="$rps $p50 $p99 $cpu $rcpu"$'\n'
+    read -r rps p50 p99 cpu rcpu getex batch < <(measure "$t" "$DURATION")
+    printf "round %d  %-18s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req (redis-server %s; GETEX %s/req, %s per Redis read)\n" \
+      $((round + 1)) "$t" "$rps" "$p50" "$p99" "$cpu" "$rcpu" "$getex" "$batch"
+    RESULTS[$t]+="$rps $p50 $p99 $cpu $rcpu $getex"$'\n'
     ROUND_RPS[$t,$round]="$rps"
   done
 done
 
 echo
 echo "== medians of $ROUNDS rounds (wrk -c$CONNECTIONS -t$THREADS -d$DURATION, keep-alive, $SESSIONS sessions, random cookie per request, access logs $([ "$LOGS" = 1 ] && echo on || echo off))"
-printf "%-18s %12s %10s %10s %12s %14s\n" target "req/s" "p50 ms" "p99 ms" "cpu us/req" "of it redis"
+printf "%-18s %12s %10s %10s %12s %14s %10s\n" target "req/s" "p50 ms" "p99 ms" "cpu us/req" "of it redis" "GETEX/req"
 for t in "${targets[@]}"; do
-  printf "%-18s %12s %10s %10s %12s %14s\n" "$t" \
+  printf "%-18s %12s %10s %10s %12s %14s %10s\n" "$t" \
     "$(awk 'NF { print $1 }' <<<"${RESULTS[$t]}" | median)" \
     "$(awk 'NF { print $2 }' <<<"${RESULTS[$t]}" | median)" \
     "$(awk 'NF { print $3 }' <<<"${RESULTS[$t]}" | median)" \
     "$(awk 'NF { print $4 }' <<<"${RESULTS[$t]}" | median)" \
-    "$(awk 'NF { print $5 }' <<<"${RESULTS[$t]}" | median)"
+    "$(awk 'NF { print $5 }' <<<"${RESULTS[$t]}" | median)" \
+    "$(awk 'NF { print $6 }' <<<"${RESULTS[$t]}" | median)"
 done
 ratio() {
   local t="$1" b="$2" per_round
