@@ -156,3 +156,133 @@ fn no_cache_no_memo() {
     );
     assert_eq!(local.get_id(&id, now()).err().map(|m| m.hash), Some(None));
 }
+
+/// `local.get_id(id)` on a new thread: no memo of this thread answers.
+fn elsewhere(local: &Local, id: &SessionId) -> Option<Arc<Session>> {
+    std::thread::scope(|t| t.spawn(|| local.get_id(id, now()).ok()).join().unwrap())
+}
+
+/// The front table (module docs): a fresh cache read there puts the entry
+/// in it, and reads on every other thread are answered from it — shown by
+/// taking the entry out of moka without an eviction (as moka's own bound
+/// would) while the entry is still held: only the front can answer then.
+/// Once the entry is dropped, nothing does.
+#[test]
+fn the_front_table_answers_other_threads_while_the_entry_lives() {
+    let (local, id, h, s) = cached();
+    assert_eq!(local.front.len(), 0);
+    assert!(local.get_id(&id, now()).is_ok());
+    assert_eq!(local.front.len(), 1);
+    let cache = local.cache.as_ref().unwrap();
+    let held = cache.get(&h).unwrap();
+    cache.invalidate(&h);
+    cache.run_pending_tasks();
+    let got = elsewhere(&local, &id).expect("answered by the front table");
+    assert!(Arc::ptr_eq(&got, &s));
+    drop((held, got));
+    assert!(elsewhere(&local, &id).is_none(), "entry gone: no answer");
+}
+
+/// An eviction, clearing, the lost subscription, the end of freshness and
+/// the absolute end each stop the front table's answers at once, on every
+/// thread; a kept copy confirmed in place answers again.
+#[test]
+fn the_front_table_never_outlives_an_eviction_or_the_ttl() {
+    let (local, id, h, _) = cached();
+    assert!(local.get_id(&id, now()).is_ok());
+    assert!(elsewhere(&local, &id).is_some());
+    local.evict(&h);
+    assert!(elsewhere(&local, &id).is_none(), "evicted");
+
+    let (local, id, _, s) = cached();
+    assert!(local.get_id(&id, now()).is_ok());
+    local.clear();
+    assert!(elsewhere(&local, &id).is_none(), "cleared");
+
+    let (local, id, _, _) = cached();
+    assert!(local.get_id(&id, now()).is_ok());
+    local.set_subscribed(false);
+    assert!(elsewhere(&local, &id).is_none(), "subscription lost");
+    drop(s);
+
+    let (local, id, h, _) = cached();
+    assert!(local.get_id(&id, now()).is_ok());
+    let Lookup::Fresh(e) = local.lookup(&h, now()) else {
+        panic!("fresh")
+    };
+    assert!(local.make_stale(&h));
+    assert!(elsewhere(&local, &id).is_none(), "past its TTL");
+    // Redis answered the same record: fresh again in place (`confirm`).
+    local.confirm(&h, &Stale(e), local.epoch(&h));
+    assert!(local.get_id(&id, now()).is_ok());
+    assert!(elsewhere(&local, &id).is_some());
+
+    // The absolute end: a session ending within the second.
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
+    local.set_subscribed(true);
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    let end = now() + 1;
+    local.insert(h, Arc::new(session(end)), Box::default(), local.epoch(&h));
+    assert!(local.get_id(&id, end - 1).is_ok());
+    assert!(local.front.get(&local, &id, end - 1).is_some());
+    assert!(local.front.get(&local, &id, end).is_none(), "at its end");
+}
+
+/// Ids sharing a slot (the same first ten bytes) replace each other there;
+/// each read gets its own session, never the other's.
+#[test]
+fn ids_sharing_a_front_slot_each_get_their_own() {
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
+    local.set_subscribed(true);
+    let mut a = [7u8; 32];
+    let mut b = [7u8; 32];
+    a[31] = 1;
+    b[31] = 2;
+    let (a, b) = (SessionId::from_bytes(a), SessionId::from_bytes(b));
+    let mut sessions = Vec::new();
+    for (id, who) in [(&a, "alice"), (&b, "bob")] {
+        let h = session_hash(id);
+        let mut s = session(now() + 3600);
+        s.user_id = who.into();
+        let s = Arc::new(s);
+        local.insert(h, s.clone(), Box::default(), local.epoch(&h));
+        sessions.push(s);
+    }
+    for _ in 0..3 {
+        for (id, s) in [(&a, &sessions[0]), (&b, &sessions[1])] {
+            let got = elsewhere(&local, id).expect("cached");
+            assert!(Arc::ptr_eq(&got, s), "{} got {}", s.user_id, got.user_id);
+        }
+    }
+    assert_eq!(local.front.len(), 1, "one slot, taken by the last read");
+}
+
+/// Past its TTL, the front table hands back the kept copy to revalidate
+/// (with the session hash), as the cache's lookup would, never the session
+/// itself; confirmed in place, it answers again.
+#[test]
+fn the_front_table_hands_back_a_kept_copy_for_revalidation() {
+    let (local, id, h, s) = cached();
+    assert!(local.get_id(&id, now()).is_ok());
+    let cache = local.cache.as_ref().unwrap();
+    let held = cache.get(&h).unwrap();
+    // Its TTL passed (no eviction: the front's epochs still hold)...
+    held.fresh_until.store(0, Ordering::Release);
+    // ...and moka no longer has it: only the front can hand it back.
+    cache.invalidate(&h);
+    cache.run_pending_tasks();
+    let miss = std::thread::scope(|t| {
+        t.spawn(|| local.get_id_unnoted(&id, now()).err())
+            .join()
+            .unwrap()
+    })
+    .expect("not served past its TTL");
+    assert_eq!(miss.hash, Some(h));
+    let kept = miss.stale.expect("the kept copy");
+    assert!(kept
+        .reuse(&held.record)
+        .is_some_and(|k| Arc::ptr_eq(&k, &s)));
+    local.confirm(&h, &kept, local.epoch(&h));
+    assert!(elsewhere(&local, &id).is_some_and(|g| Arc::ptr_eq(&g, &s)));
+}
