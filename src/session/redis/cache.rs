@@ -31,13 +31,14 @@
 //! cache read found, and answers on the memo's conditions (epochs noted
 //! before that read unchanged, entry alive and fresh, before the absolute
 //! end, subscription up): one probe, no SHA-256 of the id and no moka read
-//! for a fresh session, and for a kept copy past its TTL (handed back to be
-//! revalidated, as the cache's lookup would) no moka read either. Its slots
-//! are fixed (a new one replaces the one it lands on; half to all of the
-//! cache's capacity in all, 88 bytes each, a shard's made on its first use:
-//! 5.5 MiB at the default 100,000), so it needs no cleaning. A read it answers does not reach moka:
-//! moka's eviction order does not see it, and an entry evicted by moka's
-//! capacity bound or keep period is dropped and no longer answers here.
+//! for a fresh session (past its TTL the read goes to the cache as before).
+//! Its slots are fixed (a new one replaces the one it lands on; about the
+//! cache's capacity in all, 64 bytes each, a shard's made on its first use:
+//! 4 MiB at the default 100,000), so it needs no cleaning. A read it
+//! answers does not reach moka, whose eviction order does not see it. So
+//! that a live entry moka no longer holds cannot answer longer than its
+//! TTL, removals bump the epochs and confirmations need the cache to hold
+//! the entry (`front`).
 //!
 //! # Kept copies (revalidation)
 //!
@@ -72,7 +73,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
 
-use self::front::{Found, Front};
+use self::front::Front;
 
 use super::keys::{session_hash, Hash};
 use crate::per_thread::{FirstWord, Owned};
@@ -265,18 +266,8 @@ impl Local {
         if let Some(s) = memo::get(self, id) {
             return Ok(s);
         }
-        match self.front.get(self, id, now) {
-            Some(Found::Fresh(s)) => return Ok(s),
-            Some(Found::Kept(h, e)) => {
-                if note {
-                    memo::note_miss(self, id, &h, Some(&e));
-                }
-                return Err(Miss {
-                    hash: Some(h),
-                    stale: Some(Stale(e)),
-                });
-            }
-            None => {}
+        if let Some(s) = self.front.get(self, id, now) {
+            return Ok(s);
         }
         let h = session_hash(id);
         // Noted before the cache read (see the module docs).
@@ -344,11 +335,15 @@ impl Local {
 
     /// Redis answered `stale`'s very record again, read when the epoch was
     /// `seen`: fresh for another TTL, on the same conditions as
-    /// [`insert`](Self::insert). An entry no longer in the cache (evicted,
-    /// replaced) is not put back: marking it changes nothing anyone reads.
+    /// [`insert`](Self::insert). Only while the cache still holds this very
+    /// entry: one it removed or replaced is not put back, and is not marked
+    /// either (the front table could still reach it while it lives).
     pub(super) fn confirm(&self, h: &Hash, stale: &Stale, seen: Seen) {
         let Some(cache) = &self.cache else { return };
         if !self.subscribed.load(Ordering::Acquire) || self.epoch(h) != seen {
+            return;
+        }
+        if !cache.get(h).is_some_and(|e| Arc::ptr_eq(&e, &stale.0)) {
             return;
         }
         stale
@@ -356,14 +351,6 @@ impl Local {
             .fresh_until
             .store(self.deadline(), Ordering::Release);
         if self.epoch(h) != seen || !self.subscribed.load(Ordering::Acquire) {
-            cache.invalidate(h);
-        }
-    }
-
-    /// Drops `h`'s entry without an epoch bump: for a kept entry whose
-    /// record is gone from Redis (removing never serves anything more).
-    pub(super) fn forget(&self, h: &Hash) {
-        if let Some(cache) = &self.cache {
             cache.invalidate(h);
         }
     }

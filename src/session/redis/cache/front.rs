@@ -1,9 +1,9 @@
 //! The local cache's front table (see "Front table" in the module docs of
 //! `cache`): session id to the cache entry a fresh read found, shared by
 //! every thread, so a read finds a fresh entry with one probe instead of
-//! the id's SHA-256 and moka's lookup and read bookkeeping. A slot whose
-//! entry is past its TTL hands back the kept copy to revalidate (`cache`,
-//! "Kept copies"), as moka's lookup would.
+//! the id's SHA-256 and moka's lookup and read bookkeeping. Past its TTL
+//! a slot answers nothing: the read goes to the cache, which hands back the
+//! kept copy to revalidate (`cache`, "Kept copies").
 //!
 //! A fixed table per shard (a power of two of slots, made on first use): a
 //! new slot replaces the one it lands on, so the table never grows and
@@ -13,9 +13,14 @@
 //! conditions of a memo entry: the epochs it noted before its cache read
 //! are unchanged, its entry is alive (the handle is weak: a dropped entry,
 //! its session and its record are not kept here), fresh, and before the
-//! session's absolute end, and the invalidation subscription is up. A kept
-//! copy it hands back is never served as it is: only once Redis answered
-//! its very record again.
+//! session's absolute end, and the invalidation subscription is up.
+//!
+//! A live entry need not be in the cache any more (moka frees a removed
+//! value late, and a request may hold it): removals that must stop the
+//! answers bump the epochs (`Local::evict`, also for a record found gone),
+//! and a confirmation marks an entry fresh only while the cache holds it
+//! (`Local::confirm`). An entry moka dropped by its capacity bound or keep
+//! period may answer until its TTL ends, as it would have from the cache.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
@@ -29,19 +34,11 @@ const SHARDS: usize = 64;
 
 struct Slot {
     id: SessionId,
-    /// The session hash (the cache key): a kept copy is revalidated
-    /// without hashing the id again.
-    hash: Hash,
     entry: Weak<Entry>,
+    /// The epoch stripe of the session hash, and the epochs noted before
+    /// the cache read that found the entry.
+    stripe: usize,
     seen: Seen,
-}
-
-/// What a slot holds for an id.
-pub(super) enum Found {
-    /// A fresh session: the answer.
-    Fresh(Arc<Session>),
-    /// A kept copy past its TTL, with the session hash.
-    Kept(Hash, Arc<Entry>),
 }
 
 /// A shard's slots (empty until its first entry).
@@ -54,15 +51,14 @@ pub(super) struct Front {
 }
 
 impl Front {
-    /// Between half and all of `capacity` (the cache's) slots in all: a
-    /// power of two per shard, at least one.
+    /// About `capacity` (the cache's) slots in all, at most a million: per
+    /// shard the largest power of two not above its share, at least one.
     pub(super) fn new(capacity: u64) -> Front {
         let per_shard = usize::try_from(capacity / SHARDS as u64)
             .unwrap_or(usize::MAX)
-            .clamp(1, 1 << 20);
+            .clamp(1, 1 << 14);
         Front {
             shards: (0..SHARDS).map(|_| RwLock::new(Box::default())).collect(),
-            // The largest power of two not above it.
             slots: 1 << per_shard.ilog2(),
         }
     }
@@ -76,29 +72,23 @@ impl Front {
         (shard, (key as usize) & (self.slots - 1))
     }
 
-    /// What `id`'s slot holds for exactly `id` (see the module docs), read
-    /// at Unix time `now`.
-    pub(super) fn get(&self, local: &Local, id: &SessionId, now: u64) -> Option<Found> {
+    /// The session of `id` if its slot holds a fresh entry for exactly
+    /// `id` (see the module docs), read at Unix time `now`.
+    pub(super) fn get(&self, local: &Local, id: &SessionId, now: u64) -> Option<Arc<Session>> {
         let (shard, slot) = self.place(id);
-        let (entry, hash, seen) = {
+        let (entry, stripe, seen) = {
             let table = self.shards[shard]
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
             let s = table.get(slot)?.as_ref().filter(|s| s.id == *id)?;
-            (s.entry.clone(), s.hash, s.seen)
+            (s.entry.clone(), s.stripe, s.seen)
         };
-        if local.epoch_of(stripe_of(&hash)) != seen || !local.is_subscribed() {
+        if local.epoch_of(stripe) != seen || !local.is_subscribed() {
             return None;
         }
         let e = entry.upgrade()?;
-        if e.session.expires_at <= now {
-            return None;
-        }
-        if local.clock() < e.fresh_until.load(Ordering::Acquire) {
-            Some(Found::Fresh(e.session.clone()))
-        } else {
-            Some(Found::Kept(hash, e))
-        }
+        let fresh = local.clock() < e.fresh_until.load(Ordering::Acquire);
+        (fresh && e.session.expires_at > now).then(|| e.session.clone())
     }
 
     /// Remembers `e` for `id`, found fresh in the cache after noting `seen`.
@@ -106,8 +96,8 @@ impl Front {
         let (shard, slot) = self.place(id);
         let new = Slot {
             id: id.clone(),
-            hash: *h,
             entry: Arc::downgrade(e),
+            stripe: stripe_of(h),
             seen,
         };
         let old = {
