@@ -200,7 +200,7 @@ impl RedisStore {
         };
         let Some(raw) = raw else {
             if stale.is_some() {
-                self.local.evict(h);
+                self.local.forget(h);
             }
             return Ok(None);
         };
@@ -214,7 +214,7 @@ impl RedisStore {
                 Some(s) => Arc::new(s),
                 None => {
                     if stale.is_some() {
-                        self.local.evict(h);
+                        self.local.forget(h);
                     }
                     return Ok(None);
                 }

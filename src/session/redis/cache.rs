@@ -23,23 +23,6 @@
 //! noted an epoch that the second bump makes stale: an invalidation takes
 //! effect on every thread with its next request, as without the memo.
 //!
-//! # Front table
-//!
-//! The memo serves a thread's last few hundred sessions; with many users
-//! most reads bring a session the thread has not read lately. A table
-//! shared by all threads (`front`) maps the session id to the entry a fresh
-//! cache read found, and answers on the memo's conditions (epochs noted
-//! before that read unchanged, entry alive and fresh, before the absolute
-//! end, subscription up): one probe, no SHA-256 of the id and no moka read
-//! for a fresh session (past its TTL the read goes to the cache as before).
-//! Its slots are fixed (a new one replaces the one it lands on; about the
-//! cache's capacity in all, 64 bytes each, a shard's made on its first use:
-//! 4 MiB at the default 100,000), so it needs no cleaning. A read it
-//! answers does not reach moka, whose eviction order does not see it. So
-//! that a live entry moka no longer holds cannot answer longer than its
-//! TTL, removals bump the epochs and confirmations need the cache to hold
-//! the entry (`front`).
-//!
 //! # Kept copies (revalidation)
 //!
 //! An entry stays in the cache past the cache TTL, for up to `keep` (a
@@ -72,8 +55,6 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
-
-use self::front::Front;
 
 use super::keys::{session_hash, Hash};
 use crate::per_thread::{FirstWord, Owned};
@@ -141,8 +122,6 @@ pub(super) struct Local {
     stripes: [AtomicU64; STRIPES],
     /// True while the invalidation subscription is up (see `subscriber`).
     subscribed: AtomicBool,
-    /// Entries by session id (module docs, "Front table").
-    front: Front,
 }
 
 impl Local {
@@ -163,7 +142,6 @@ impl Local {
             epoch: AtomicU64::new(0),
             stripes: std::array::from_fn(|_| AtomicU64::new(0)),
             subscribed: AtomicBool::new(false),
-            front: Front::new(capacity),
         }
     }
 
@@ -266,16 +244,12 @@ impl Local {
         if let Some(s) = memo::get(self, id) {
             return Ok(s);
         }
-        if let Some(s) = self.front.get(self, id, now) {
-            return Ok(s);
-        }
         let h = session_hash(id);
         // Noted before the cache read (see the module docs).
         let seen = self.epoch(&h);
         let stale = match self.lookup(&h, now) {
             Lookup::Fresh(e) => {
                 memo::put(self, id, stripe_of(&h), seen, &e);
-                self.front.put(id, &h, seen, &e);
                 return Ok(e.session.clone());
             }
             Lookup::Stale(e) => Some(e),
@@ -335,15 +309,11 @@ impl Local {
 
     /// Redis answered `stale`'s very record again, read when the epoch was
     /// `seen`: fresh for another TTL, on the same conditions as
-    /// [`insert`](Self::insert). Only while the cache still holds this very
-    /// entry: one it removed or replaced is not put back, and is not marked
-    /// either (the front table could still reach it while it lives).
+    /// [`insert`](Self::insert). An entry no longer in the cache (evicted,
+    /// replaced) is not put back: marking it changes nothing anyone reads.
     pub(super) fn confirm(&self, h: &Hash, stale: &Stale, seen: Seen) {
         let Some(cache) = &self.cache else { return };
         if !self.subscribed.load(Ordering::Acquire) || self.epoch(h) != seen {
-            return;
-        }
-        if !cache.get(h).is_some_and(|e| Arc::ptr_eq(&e, &stale.0)) {
             return;
         }
         stale
@@ -351,6 +321,14 @@ impl Local {
             .fresh_until
             .store(self.deadline(), Ordering::Release);
         if self.epoch(h) != seen || !self.subscribed.load(Ordering::Acquire) {
+            cache.invalidate(h);
+        }
+    }
+
+    /// Drops `h`'s entry without an epoch bump: for a kept entry whose
+    /// record is gone from Redis (removing never serves anything more).
+    pub(super) fn forget(&self, h: &Hash) {
+        if let Some(cache) = &self.cache {
             cache.invalidate(h);
         }
     }
@@ -481,8 +459,6 @@ mod memo {
         });
     }
 }
-
-mod front;
 
 #[cfg(test)]
 mod tests;
