@@ -294,9 +294,10 @@ redis_counters() {
 measure() {
   local name="$1" duration="$2" out pids t0=0 t1=0 r0=0 r1=0 pid g0 g1 s0 s1
   mapfile -t pids < <("pids_$name")
+  # Counters read outside the CPU window: the INFO commands are not the target's.
+  read -r g0 s0 < <(redis_counters)
   for pid in "${pids[@]}"; do t0=$((t0 + $(ticks "$pid"))); done
   [ -n "${REDIS_PID:-}" ] && r0=$(ticks "$REDIS_PID")
-  read -r g0 s0 < <(redis_counters)
   out="$(COOKIES="$("cookies_$name")" wrk -c "$CONNECTIONS" -t "$THREADS" -d "$duration" --latency -s "$LUA" "$("url_$name")")"
   for pid in "${pids[@]}"; do t1=$((t1 + $(ticks "$pid"))); done
   [ -n "${REDIS_PID:-}" ] && r1=$(ticks "$REDIS_PID")
