@@ -13,16 +13,19 @@
 //! - **Expiry**: a key lives `min(idle timeout, time to the absolute end)`;
 //!   every read from Redis extends it (`GETEX`), never past the absolute
 //!   end. Reads answered by the local cache do not reach Redis, so the idle
-//!   timeout can end a session up to one cache TTL early; the cache TTL is
-//!   capped at an eighth of the idle timeout.
+//!   timeout can end a session early: up to one cache TTL (capped at an
+//!   eighth of the idle timeout), or, on a single server where sweeps keep
+//!   confirming the copy, up to an eighth of the idle timeout and at most
+//!   five minutes (`generations`).
 //! - **Local cache**: a hit costs no Redis command. Entries are served for
-//!   the cache TTL (default 5 s) after Redis answered them. Delete,
-//!   revocation and every write publish the session hashes on
-//!   `<prefix>invalidate`; each replica's subscriber evicts them
-//!   (`subscriber`, `cache`). Past its TTL an entry is kept a while longer
-//!   with its record: the next read still asks Redis (`GETEX`), and when
-//!   Redis answers the same bytes the decoded copy is reused instead of
-//!   decoding again (`cache`, "Kept copies").
+//!   the cache TTL (default 5 s) after Redis last showed them current: by
+//!   answering them (`GETEX`), or, on a single server, by a sweep of the
+//!   change generations once a second (`generations`). Delete, revocation
+//!   and every write publish the session hashes on `<prefix>invalidate`;
+//!   each replica's subscriber evicts them (`subscriber`, `cache`). Past its
+//!   TTL an entry is kept while it is read, with its record: when Redis
+//!   answers the same bytes the decoded copy is reused instead of decoding
+//!   again (`cache`, "Kept copies").
 //! - **Connections**: one per proxy thread plus a shared one (`conn`).
 //! - **Redis down**: cached sessions keep working until their entry
 //!   expires; every other call fails with [`StoreError`] within the
@@ -34,6 +37,7 @@
 
 mod cache;
 mod conn;
+mod generations;
 mod keys;
 mod record;
 mod subscriber;
@@ -56,6 +60,9 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 
 /// How many cache TTLs an entry is kept for revalidation (`cache`).
 const KEEP_TTLS: u32 = 12;
+/// Longest time a copy is confirmed by sweeps alone before a `GETEX`
+/// reads it again (see `generations`).
+const MAX_REREAD: Duration = Duration::from_secs(300);
 
 /// What the Redis store needs to know.
 #[derive(Debug, Clone)]
@@ -101,6 +108,13 @@ pub struct RedisStore {
     idle_timeout: Duration,
     timeout: Duration,
     subscriber: tokio::task::JoinHandle<()>,
+    /// Reads the change generations (`generations`); `None` on a Cluster
+    /// or without a local cache.
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+    /// The change generations' key, written with every session change;
+    /// `None` on a Cluster. Written even by a replica without a local
+    /// cache: other replicas' caches rely on it.
+    generations: Option<String>,
 }
 
 // === impl RedisStore ===
@@ -135,7 +149,13 @@ impl RedisStore {
         let cache_ttl = opts.cache_ttl.min(opts.idle_timeout / 8);
         // Kept copies (see `cache`): a dozen TTLs, never past the idle timeout.
         let keep = cache_ttl.saturating_mul(KEEP_TTLS).min(opts.idle_timeout);
-        let local = Arc::new(Local::new(cache_ttl, keep, opts.cache_capacity));
+        let mut local = Local::new(cache_ttl, keep, opts.cache_capacity);
+        // A copy that sweeps keep confirming is read with `GETEX` again
+        // within an eighth of the idle timeout (as a TTL is capped) and
+        // within `MAX_REREAD`: an active session's idle time in Redis ends
+        // at most that early, and a change sweeps cannot see reaches it.
+        local.set_reread((opts.idle_timeout / 8).min(MAX_REREAD));
+        let local = Arc::new(local);
         let keys = Keys::new(&opts.key_prefix);
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             StoreError("the Redis session store must be opened inside the Tokio runtime".into())
@@ -146,6 +166,20 @@ impl RedisStore {
             local.clone(),
             opts.command_timeout,
         ));
+        let generations = (!opts.cluster).then(|| keys.generations());
+        // A connection of its own: a sweep never waits behind requests'
+        // commands, nor they behind it.
+        let sweeper = if opts.cluster || !local.is_enabled() {
+            None
+        } else {
+            let conn = Conn::single(first, opts.command_timeout)?;
+            Some(runtime.spawn(generations::run(
+                conn,
+                Keys::new(&opts.key_prefix),
+                local.clone(),
+                opts.command_timeout,
+            )))
+        };
         Ok(RedisStore {
             conn,
             keys,
@@ -154,6 +188,8 @@ impl RedisStore {
             idle_timeout: opts.idle_timeout,
             timeout: opts.command_timeout,
             subscriber,
+            sweeper,
+            generations,
         })
     }
 
@@ -171,6 +207,8 @@ impl RedisStore {
         stale: Option<Stale>,
     ) -> Result<Option<Arc<Session>>, StoreError> {
         let seen = self.local.epoch(h);
+        // Noted before the GETEX is sent (see `generations`).
+        let proof = self.local.proof(h, self.idle_timeout);
         let key = self.keys.session(h);
         let idle_ms = millis(self.idle_timeout);
         let raw: Option<Vec<u8>> = match self
@@ -240,10 +278,10 @@ impl RedisStore {
             }
         }
         match stale {
-            Some(st) if confirmed => self.local.confirm(h, &st, seen),
+            Some(st) if confirmed => self.local.confirm(h, &st, seen, proof),
             _ => self
                 .local
-                .insert(*h, session.clone(), raw.into_boxed_slice(), seen),
+                .insert(*h, session.clone(), raw.into_boxed_slice(), seen, proof),
         }
         Ok(Some(session))
     }
@@ -286,18 +324,44 @@ impl RedisStore {
         let (key, tomb) = (&self.keys.session(h), &self.keys.tombstone(h));
         let script = &self.scripts.end;
         let n: i64 = self
-            .conn
-            .run(self.timeout, "delete", |mut c| async move {
-                script
-                    .key(key)
-                    .key(tomb)
-                    .arg(millis(TOMBSTONE_TTL))
-                    .invoke_async(&mut c)
-                    .await
+            .with_generations(|generations| {
+                self.conn
+                    .run(self.timeout, "delete", move |mut c| async move {
+                        let mut call = script.key(key);
+                        call.key(tomb).arg(millis(TOMBSTONE_TTL));
+                        if let Some(g) = generations {
+                            call.key(g)
+                                .arg(generations::offset(h))
+                                .arg(&generations::fresh_value()[..]);
+                        }
+                        generations::unless_cross_slot(call.invoke_async(&mut c).await)
+                    })
             })
             .await?;
         self.local.evict(h);
         Ok(n == 1)
+    }
+
+    /// Runs a session write (`put` or `end` script) naming the generations
+    /// key while the server takes it (`write` answers `None` when the
+    /// server refused the script for spanning hash slots: nothing was
+    /// changed), else without it.
+    async fn with_generations<'s, T, F, Fut>(&'s self, write: F) -> Result<T, StoreError>
+    where
+        F: Fn(Option<&'s str>) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
+        if let Some(g) = self.generations.as_deref() {
+            if self.local.generations_usable() {
+                if let Some(done) = write(Some(g)).await? {
+                    return Ok(done);
+                }
+                self.local.generations_unusable();
+            }
+        }
+        write(None).await?.ok_or_else(|| {
+            StoreError("redis: a session write was refused for spanning hash slots".into())
+        })
     }
 
     /// Tells every replica to drop these sessions from its local cache. A
@@ -363,16 +427,19 @@ impl RedisStore {
         }
         let (key, tomb, value) = (&self.keys.session(&h), &self.keys.tombstone(&h), &value);
         let script = &self.scripts.put;
+        let h_ref = &h;
         let stored: i64 = self
-            .conn
-            .run(self.timeout, "SET", |mut c| async move {
-                script
-                    .key(key)
-                    .key(tomb)
-                    .arg(value)
-                    .arg(ttl_ms)
-                    .invoke_async(&mut c)
-                    .await
+            .with_generations(|generations| {
+                self.conn.run(self.timeout, "SET", move |mut c| async move {
+                    let mut call = script.key(key);
+                    call.key(tomb).arg(value).arg(ttl_ms);
+                    if let Some(g) = generations {
+                        call.key(g)
+                            .arg(generations::offset(h_ref))
+                            .arg(&generations::fresh_value()[..]);
+                    }
+                    generations::unless_cross_slot(call.invoke_async(&mut c).await)
+                })
             })
             .await?;
         if stored == 0 {
@@ -579,6 +646,9 @@ fn glob_escape(s: &str) -> String {
 impl Drop for RedisStore {
     fn drop(&mut self) {
         self.subscriber.abort();
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.abort();
+        }
     }
 }
 

@@ -25,18 +25,31 @@
 //!
 //! # Kept copies (revalidation)
 //!
-//! An entry stays in the cache past the cache TTL, for up to `keep` (a
-//! dozen TTLs, at most the idle timeout), with the exact record bytes it
-//! was decoded from. A kept entry past its TTL is never served as it is:
-//! the lookup reports it [`Stale`] and the store reads Redis (`GETEX`) as
-//! for a miss. When Redis answers the very same bytes, the decoded copy is
-//! served again and marked confirmed (fresh for another TTL) in place: no
-//! decode, no allocation, no cache insert. A changed record is decoded and
-//! replaces it; an absent one signs the session out and drops it. So Redis
-//! is read once per TTL per session exactly as without kept copies; only
-//! the decode is saved. Evictions and clearing drop kept entries with the
-//! rest. Memory: the cache holds at most `capacity` entries, each a decoded
-//! session and its record.
+//! An entry stays in the cache past the cache TTL until it has gone unread
+//! for `keep` (a dozen TTLs, at most the idle timeout), with the exact
+//! record bytes it was decoded from. A kept entry past its TTL is never
+//! served as it is: the lookup reports it [`Stale`] and the store reads
+//! Redis (`GETEX`) as for a miss (unless a sweep confirms it, below). When
+//! Redis answers the very same bytes, the decoded copy is served again and
+//! marked confirmed (fresh for another TTL) in place: no decode, no
+//! allocation, no cache insert. A changed record is decoded and replaces
+//! it; an absent one signs the session out and drops it. Evictions and
+//! clearing drop kept entries with the rest. Memory: the cache holds at
+//! most `capacity` entries, each a decoded session and its record.
+//!
+//! # Confirmed by the change generations
+//!
+//! A kept entry past its TTL is also served again, without any `GETEX`,
+//! when the latest sweep of the change generations (`generations`) read the
+//! same value in its slot as was noted before the `GETEX` that read it: no
+//! session of that slot changed in Redis in between. It is then fresh for
+//! a TTL from when that sweep was sent, never past the idle timeout its
+//! `GETEX` set in Redis, and never past its `reread_at` (half to all of
+//! `reread` after that `GETEX`: an eighth of the idle timeout, at most five
+//! minutes): an active session is still read with `GETEX` that often, which
+//! extends its idle time in Redis. Everything
+//! else above holds unchanged: memos, epochs, evictions, and no copy
+//! answering by itself without the subscription.
 //!
 //! # Without the invalidation subscription
 //!
@@ -51,11 +64,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
 
+use super::generations::Sweep;
 use super::keys::{session_hash, Hash};
 use crate::per_thread::{FirstWord, Owned};
 use crate::session::model::Session;
@@ -76,6 +90,37 @@ pub(super) struct Entry {
     /// Nanoseconds from [`Local::origin`] to the end of its freshness (the
     /// last confirmation plus the TTL).
     fresh_until: AtomicU64,
+    /// The generation of the session's slot noted before the `GETEX` that
+    /// read (or confirmed) `record`; 0: none (see `generations`).
+    tag: AtomicU64,
+    /// Until when Redis keeps the record at the latest (the idle timeout
+    /// from that `GETEX`): no sweep confirms the copy past it.
+    redis_until: AtomicU64,
+    /// No sweep confirms the copy past this either: by then a `GETEX`
+    /// reads it again and so extends its idle time in Redis. Somewhere in
+    /// the second half of `Local::reread` after the last `GETEX`, so copies
+    /// read together (a restart, a cleared cache) are not read again
+    /// together.
+    reread_at: AtomicU64,
+}
+
+/// What a `GETEX` proves about the record it read (see `generations`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Proof {
+    /// The latest sweep's value of the session's slot, noted before the
+    /// `GETEX` was sent; 0: none.
+    pub(super) tag: u64,
+    /// When the `GETEX` was sent plus the idle timeout it set.
+    pub(super) redis_until: u64,
+}
+
+impl Proof {
+    /// No generation noted (tests).
+    #[cfg(test)]
+    pub(super) const NONE: Proof = Proof {
+        tag: 0,
+        redis_until: u64::MAX,
+    };
 }
 
 /// A kept entry past its TTL: served again only once Redis answers the
@@ -114,6 +159,9 @@ pub(super) struct Local {
     cache: Option<Cache<Hash, Arc<Entry>>>,
     /// How long an entry is served after Redis answered it.
     ttl: Duration,
+    /// About how often a `GETEX` re-reads a copy that sweeps keep
+    /// confirming (see `Entry::reread_at`).
+    reread: Duration,
     /// What `Entry::checked` counts from.
     origin: Instant,
     /// This cache in the per-thread memos.
@@ -122,6 +170,10 @@ pub(super) struct Local {
     stripes: [AtomicU64; STRIPES],
     /// True while the invalidation subscription is up (see `subscriber`).
     subscribed: AtomicBool,
+    /// The latest read of the change generations (see `generations`).
+    sweep: RwLock<Option<Arc<Sweep>>>,
+    /// Set when the server cannot write the generations with a session.
+    generations_off: AtomicBool,
 }
 
 impl Local {
@@ -131,18 +183,120 @@ impl Local {
         let cache = (!ttl.is_zero() && capacity > 0).then(|| {
             Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(keep.max(ttl))
+                .time_to_idle(keep.max(ttl))
                 .build()
         });
         Local {
             cache,
             ttl,
+            reread: keep.max(ttl),
             origin: Instant::now(),
             number: crate::per_thread::owner_number(),
             epoch: AtomicU64::new(0),
             stripes: std::array::from_fn(|_| AtomicU64::new(0)),
             subscribed: AtomicBool::new(false),
+            sweep: RwLock::new(None),
+            generations_off: AtomicBool::new(false),
         }
+    }
+
+    /// Sets how often, at most, a copy sweeps keep confirming is read
+    /// again with `GETEX` (default `keep`, never under the TTL; an entry in
+    /// use stays past `keep`): that `GETEX` extends its idle
+    /// time in Redis, so this bounds how early an active session's idle
+    /// timeout can end it.
+    pub(super) fn set_reread(&mut self, reread: Duration) {
+        self.reread = reread.max(self.ttl);
+    }
+
+    /// False once the server refused a script naming the generations key
+    /// with a session's (a sharded server behind one address): then no
+    /// sweep confirms anything, and writes leave the key out.
+    pub(super) fn generations_usable(&self) -> bool {
+        !self.generations_off.load(Ordering::Acquire)
+    }
+
+    /// The server cannot write the generations with a session (see
+    /// [`generations_usable`](Self::generations_usable)).
+    pub(super) fn generations_unusable(&self) {
+        if !self.generations_off.swap(true, Ordering::AcqRel) {
+            tracing::info!("the Redis server refuses scripts over several hash slots (a sharded database behind one address?); each cached session is read again after redis_cache_ttl");
+        }
+        self.store_sweep(None);
+    }
+
+    /// False when there is no cache (every read goes to Redis).
+    pub(super) fn is_enabled(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// How long a confirmed copy is served.
+    pub(super) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The latest sweep of the change generations (`None`: none usable).
+    pub(super) fn set_sweep(&self, sweep: Option<Sweep>) {
+        self.store_sweep(sweep.map(Arc::new));
+        // Checked after storing: `generations_unusable` racing with this
+        // store clears it after, or is seen here.
+        if !self.generations_usable() {
+            self.store_sweep(None);
+        }
+    }
+
+    fn store_sweep(&self, sweep: Option<Arc<Sweep>>) {
+        match self.sweep.write() {
+            Ok(mut s) => *s = sweep,
+            Err(poisoned) => *poisoned.into_inner() = sweep,
+        }
+    }
+
+    fn latest_sweep(&self) -> Option<Arc<Sweep>> {
+        match self.sweep.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// What a `GETEX` of `h` about to be sent will prove, with
+    /// `idle_timeout` as the TTL it sets in Redis.
+    pub(super) fn proof(&self, h: &Hash, idle_timeout: Duration) -> Proof {
+        let tag = self.latest_sweep().map_or(0, |s| s.value(h));
+        let idle = u64::try_from(idle_timeout.as_nanos()).unwrap_or(u64::MAX);
+        Proof {
+            tag,
+            redis_until: self.clock().saturating_add(idle),
+        }
+    }
+
+    /// True when the latest sweep read the very generation `e`'s record was
+    /// tagged with: nothing of its slot changed in Redis in between, so the
+    /// copy is fresh for a TTL from when that sweep was sent (never past
+    /// the record's own end in Redis). Marks it so and answers whether it
+    /// is fresh now.
+    fn confirmed_by_sweep(&self, h: &Hash, e: &Entry, now: u64) -> bool {
+        let tag = e.tag.load(Ordering::Acquire);
+        if tag == 0 {
+            return false;
+        }
+        let Some(sweep) = self.latest_sweep() else {
+            return false;
+        };
+        if sweep.value(h) != tag {
+            return false;
+        }
+        let ttl = u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX);
+        let until = sweep
+            .sent
+            .saturating_add(ttl)
+            .min(e.redis_until.load(Ordering::Acquire))
+            .min(e.reread_at.load(Ordering::Acquire));
+        if now >= until {
+            return false;
+        }
+        e.fresh_until.fetch_max(until, Ordering::AcqRel);
+        true
     }
 
     /// The cached session while fresh, unless it reached its absolute end.
@@ -155,7 +309,7 @@ impl Local {
     }
 
     /// Nanoseconds since `origin` (saturating: centuries away).
-    fn clock(&self) -> u64 {
+    pub(super) fn clock(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
@@ -163,6 +317,15 @@ impl Local {
     fn deadline(&self) -> u64 {
         let ttl = u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX);
         self.clock().saturating_add(ttl)
+    }
+
+    /// A `reread_at` for a copy Redis answered now.
+    fn reread_deadline(&self) -> u64 {
+        let reread = u64::try_from(self.reread.as_nanos()).unwrap_or(u64::MAX);
+        let spread = rand::random::<u64>() % (reread / 2).max(1);
+        self.clock()
+            .saturating_add(reread / 2)
+            .saturating_add(spread)
     }
 
     /// When `e`'s last confirmation stops counting.
@@ -178,14 +341,40 @@ impl Local {
         self.stripe(h).load(Ordering::Acquire)
     }
 
-    /// Makes `h`'s entry stale as if its TTL had passed (memos made from
-    /// it end with it, as they would: their deadline is its freshness).
+    /// Makes `h`'s entry stale as if its TTL had passed, keeping what a
+    /// sweep may confirm it with (its tag).
     #[cfg(test)]
-    pub(super) fn make_stale(&self, h: &Hash) -> bool {
+    pub(super) fn age(&self, h: &Hash) -> bool {
         let e = self.cache.as_ref().and_then(|c| c.get(h));
         self.stripe(h).fetch_add(2, Ordering::AcqRel);
         e.map(|e| e.fresh_until.store(0, Ordering::Release))
             .is_some()
+    }
+
+    /// The re-read interval (tests).
+    #[cfg(test)]
+    pub(super) fn reread(&self) -> Duration {
+        self.reread
+    }
+
+    /// When the latest sweep was sent (tests wait for one).
+    #[cfg(test)]
+    pub(super) fn sweep_sent(&self) -> Option<u64> {
+        self.latest_sweep().map(|s| s.sent)
+    }
+
+    /// Makes `h`'s entry stale as if its TTL had passed and no sweep could
+    /// confirm it (memos made from it end with it, as they would: their
+    /// deadline is its freshness).
+    #[cfg(test)]
+    pub(super) fn make_stale(&self, h: &Hash) -> bool {
+        let e = self.cache.as_ref().and_then(|c| c.get(h));
+        self.stripe(h).fetch_add(2, Ordering::AcqRel);
+        e.map(|e| {
+            e.fresh_until.store(0, Ordering::Release);
+            e.tag.store(0, Ordering::Release);
+        })
+        .is_some()
     }
 
     fn lookup(&self, h: &Hash, now: u64) -> Lookup {
@@ -204,7 +393,11 @@ impl Local {
         // and messages sent meanwhile are lost): every read asks Redis, and a
         // copy within its TTL answers only when Redis cannot
         // ([`still_fresh`](Self::still_fresh)).
-        if self.is_subscribed() && self.clock() < e.fresh_until.load(Ordering::Acquire) {
+        if !self.is_subscribed() {
+            return Lookup::Stale(e);
+        }
+        let clock = self.clock();
+        if clock < e.fresh_until.load(Ordering::Acquire) || self.confirmed_by_sweep(h, &e, clock) {
             Lookup::Fresh(e)
         } else {
             Lookup::Stale(e)
@@ -291,7 +484,14 @@ impl Local {
     /// Caches `s`, decoded from `record` fetched when the epoch was
     /// `seen`, unless something was evicted since or invalidations are not
     /// being received.
-    pub(super) fn insert(&self, h: Hash, s: Arc<Session>, record: Box<[u8]>, seen: Seen) {
+    pub(super) fn insert(
+        &self,
+        h: Hash,
+        s: Arc<Session>,
+        record: Box<[u8]>,
+        seen: Seen,
+        proof: Proof,
+    ) {
         let Some(cache) = &self.cache else { return };
         if !self.subscribed.load(Ordering::Acquire) || self.epoch(&h) != seen {
             return;
@@ -300,6 +500,9 @@ impl Local {
             session: s,
             record,
             fresh_until: AtomicU64::new(self.deadline()),
+            tag: AtomicU64::new(proof.tag),
+            redis_until: AtomicU64::new(proof.redis_until),
+            reread_at: AtomicU64::new(self.reread_deadline()),
         };
         cache.insert(h, Arc::new(entry));
         if self.epoch(&h) != seen || !self.subscribed.load(Ordering::Acquire) {
@@ -311,15 +514,17 @@ impl Local {
     /// `seen`: fresh for another TTL, on the same conditions as
     /// [`insert`](Self::insert). An entry no longer in the cache (evicted,
     /// replaced) is not put back: marking it changes nothing anyone reads.
-    pub(super) fn confirm(&self, h: &Hash, stale: &Stale, seen: Seen) {
+    pub(super) fn confirm(&self, h: &Hash, stale: &Stale, seen: Seen, proof: Proof) {
         let Some(cache) = &self.cache else { return };
         if !self.subscribed.load(Ordering::Acquire) || self.epoch(h) != seen {
             return;
         }
-        stale
-            .0
-            .fresh_until
-            .store(self.deadline(), Ordering::Release);
+        let e = &stale.0;
+        // Any `GETEX` that answered these bytes tags them truly: the last
+        // one to store its tag wins, whichever it is.
+        e.tag.store(proof.tag, Ordering::Release);
+        e.redis_until.fetch_max(proof.redis_until, Ordering::AcqRel);
+        e.fresh_until.store(self.deadline(), Ordering::Release);
         if self.epoch(h) != seen || !self.subscribed.load(Ordering::Acquire) {
             cache.invalidate(h);
         }

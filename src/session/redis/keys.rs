@@ -21,6 +21,10 @@
 //! or revocation for one connection cannot even name another's sessions.
 //! Connection names cannot contain a newline, so the pair is unambiguous.
 //!
+//! On a single server, `<prefix>gen` holds the change generations (no TTL,
+//! 8 KiB; `generations`): every change of a session through the scripts
+//! below also writes its slot there.
+//!
 //! Invalidations go out on the channel `<prefix>invalidate` as
 //! space-separated session hashes.
 
@@ -55,6 +59,12 @@ impl Keys {
         push_hex(&mut key, h);
         key.push_str("}:s");
         key
+    }
+
+    /// The change generations (`generations`; a single server only: no
+    /// hash tag could put it in every session's Cluster slot).
+    pub(super) fn generations(&self) -> String {
+        format!("{}gen", self.prefix)
     }
 
     /// The key prefix (admin listing's `SCAN`).
@@ -142,11 +152,15 @@ pub(super) fn parse_hex(s: &str) -> Option<Hash> {
 
 /// The Lua scripts (loaded once per server, then run by SHA).
 pub(super) struct Scripts {
-    /// KEYS: session, tombstone. ARGV: value, ttl ms. Stores unless the id
-    /// was ended (a refresh finishing after a logout must not revive it).
+    /// KEYS: session, tombstone[, generations]. ARGV: value, ttl ms[, slot
+    /// offset, new slot value]. Stores unless the id was ended (a refresh
+    /// finishing after a logout must not revive it), writing the slot's new
+    /// generation (`generations`) first: a generations key that cannot be
+    /// written fails the script before it changes anything.
     pub(super) put: Script,
-    /// KEYS: session, tombstone. ARGV: tombstone ttl ms. Tombstone first,
-    /// then delete; answers 1 when the session existed.
+    /// KEYS: session, tombstone[, generations]. ARGV: tombstone ttl ms[,
+    /// slot offset, new slot value]. The slot's new generation, then the
+    /// tombstone, then the delete; answers 1 when the session existed.
     pub(super) end: Script,
     /// KEYS: index set. ARGV: member, ttl ms. Adds and makes sure the set
     /// lives at least as long as the new member; answers the set's size.
@@ -163,11 +177,13 @@ impl Scripts {
         Scripts {
             put: Script::new(
                 r"if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if KEYS[3] then redis.call('SETRANGE', KEYS[3], ARGV[3], ARGV[4]) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1",
             ),
             end: Script::new(
-                r"redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+                r"if KEYS[3] then redis.call('SETRANGE', KEYS[3], ARGV[2], ARGV[3]) end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 return redis.call('DEL', KEYS[1])",
             ),
             index: Script::new(

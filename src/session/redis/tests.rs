@@ -1,4 +1,5 @@
-use super::cache::Local;
+use super::cache::{Local, Proof};
+use super::generations;
 use super::keys::{hex, parse_hex, session_hash, Keys};
 use super::*;
 
@@ -71,17 +72,17 @@ fn the_cache_refuses_an_insert_that_raced_with_an_eviction() {
     // A read started (epoch noted), then an invalidation arrived.
     let seen = local.epoch(&h);
     local.evict(&h);
-    local.insert(h, Arc::new(session(far)), Box::default(), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen, Proof::NONE);
     assert!(local.get(&h, unix_now()).is_none());
     // An eviction of another session (another stripe) does not stop it.
     let seen = local.epoch(&h);
     local.evict(&[2u8; 32]);
-    local.insert(h, Arc::new(session(far)), Box::default(), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen, Proof::NONE);
     assert!(local.get(&h, unix_now()).is_some());
     local.evict(&h);
     // Without a race it is cached.
     let seen = local.epoch(&h);
-    local.insert(h, Arc::new(session(far)), Box::default(), seen);
+    local.insert(h, Arc::new(session(far)), Box::default(), seen, Proof::NONE);
     assert!(local.get(&h, unix_now()).is_some());
 }
 
@@ -90,10 +91,22 @@ fn nothing_is_cached_while_invalidations_are_not_received() {
     let local = Local::new(Duration::from_secs(60), Duration::from_secs(60), 100);
     let h = [2u8; 32];
     let far = unix_now() + 3600;
-    local.insert(h, Arc::new(session(far)), Box::default(), local.epoch(&h));
+    local.insert(
+        h,
+        Arc::new(session(far)),
+        Box::default(),
+        local.epoch(&h),
+        Proof::NONE,
+    );
     assert!(local.get(&h, unix_now()).is_none(), "not subscribed yet");
     local.set_subscribed(true);
-    local.insert(h, Arc::new(session(far)), Box::default(), local.epoch(&h));
+    local.insert(
+        h,
+        Arc::new(session(far)),
+        Box::default(),
+        local.epoch(&h),
+        Proof::NONE,
+    );
     assert!(local.get(&h, unix_now()).is_some());
     // Losing the subscription: no copy answers by itself (every read asks
     // Redis; a copy within its TTL answers only when Redis cannot: see
@@ -115,6 +128,7 @@ fn a_cached_session_past_its_absolute_end_is_not_served() {
         Arc::new(session(unix_now() + 1)),
         Box::default(),
         local.epoch(&h),
+        Proof::NONE,
     );
     assert!(local.get(&h, unix_now() + 2).is_none());
 }
@@ -166,6 +180,7 @@ async fn get_ready_answers_from_the_local_cache_only() {
         Arc::new(stored.clone()),
         Box::default(),
         store.local.epoch(&h),
+        Proof::NONE,
     );
     let got = store.get_ready(&id).expect("a cache hit").unwrap().unwrap();
     assert_eq!(*got, stored);
@@ -197,10 +212,56 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(&[]).await
+    }
+
+    /// One server that holds every hash slot of a cluster, used as a single
+    /// server: it refuses scripts over keys of several slots (`CROSSSLOT`),
+    /// as a sharded managed database behind one address does.
+    async fn start_sharded() -> Server {
+        let server = Server::start_with(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .await;
+        let mut c = server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            if info.contains("cluster_state:ok") {
+                return server;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the one-node cluster was not ok within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let sock = dir.path().join("redis.sock");
         let child = std::process::Command::new("redis-server")
             .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .arg("--unixsocket")
             .arg(&sock)
             .arg("--dir")
@@ -479,4 +540,177 @@ async fn a_redis_outage_keeps_copies_within_their_ttl() {
         .expect("signed in");
     assert!(Arc::ptr_eq(&first, &got));
     assert!(store.get(&SessionId::generate()).await.is_err());
+}
+
+/// `GETEX` commands this server has run so far.
+async fn getex_calls(server: &Server) -> u64 {
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_getex:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Waits (at most 5 s) for a sweep of the change generations sent after
+/// `after` (the store's clock) to land.
+async fn sweep_after(store: &RedisStore, after: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.local.sweep_sent().is_none_or(|sent| sent <= after) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sweep of the generations within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The slot value of `id` in the generations key.
+async fn generation(server: &Server, store: &RedisStore, id: &SessionId) -> u64 {
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(store.keys.generations())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let at = generations::offset(&session_hash(id));
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+/// A kept copy past its TTL is served without reading the session when a
+/// sweep finds its slot's generation unchanged since its `GETEX`; a change
+/// in the slot (any session's: here written as another replica's script
+/// would, without an invalidation message) costs one `GETEX` first.
+#[tokio::test]
+async fn a_sweep_confirms_a_kept_copy_without_reading_the_session() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    sweep_after(&store, 0).await;
+    let (id, first) = stored(&store).await;
+    let h = session_hash(&id);
+    // Read once more after a sweep that saw the put's generation (the
+    // first read may have noted the one before it): tagged with the
+    // current generation now.
+    assert!(store.local.age(&h));
+    sweep_after(&store, store.local.clock()).await;
+    let again = store.get(&id).await.unwrap().expect("signed in");
+    assert!(Arc::ptr_eq(&first, &again));
+    assert!(store.local.age(&h));
+    sweep_after(&store, store.local.clock()).await;
+    let before = getex_calls(&server).await;
+    let ready = store.get_ready(&id).expect("confirmed").unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &ready));
+    assert_eq!(getex_calls(&server).await, before, "no GETEX");
+    // Another change in the slot: the next sweep confirms nothing.
+    let mut c = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("SETRANGE")
+        .arg(store.keys.generations())
+        .arg(generations::offset(&h))
+        .arg(&generations::fresh_value()[..])
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    assert!(store.local.age(&h));
+    sweep_after(&store, store.local.clock()).await;
+    assert!(
+        store.get_ready(&id).is_none(),
+        "the slot changed: not confirmed"
+    );
+    let read = store.get(&id).await.unwrap().expect("signed in");
+    assert!(Arc::ptr_eq(&first, &read), "same record: same copy");
+    assert_eq!(getex_calls(&server).await, before + 1, "read with GETEX");
+}
+
+/// Every change through realmgate moves its slot's generation, on any
+/// replica: an update, a sign-out, a revocation.
+#[tokio::test]
+async fn every_change_of_a_session_moves_its_generation() {
+    let server = Server::start().await;
+    let a = server.store().await;
+    let b = server.store().await;
+    sweep_after(&a, 0).await;
+    let (id, first) = stored(&a).await;
+    let g0 = generation(&server, &a, &id).await;
+    assert_ne!(g0, 0);
+    let mut changed = (*first).clone();
+    changed.email = Some("new@example.com".into());
+    b.put(&id, changed).await.unwrap();
+    let g1 = generation(&server, &a, &id).await;
+    assert_ne!(g1, g0, "an update on another replica");
+    b.delete(&id).await.unwrap();
+    let g2 = generation(&server, &a, &id).await;
+    assert_ne!(g2, g1, "a sign-out");
+    let (id, _) = stored(&a).await;
+    let g3 = generation(&server, &a, &id).await;
+    assert_eq!(b.revoke_user("c", "u").await.unwrap(), 1);
+    assert_ne!(generation(&server, &a, &id).await, g3, "a revocation");
+}
+
+/// A sharded database behind one address refuses scripts that name the
+/// generations key with a session's: sign-in, reads and sign-out still
+/// work (the writes are made again without it), and no sweep confirms
+/// anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_server_behind_one_address_works_without_generations() {
+    let server = Server::start_sharded().await;
+    let store = server.store().await;
+    let id = SessionId::generate();
+    store.put(&id, session(unix_now() + 3600)).await.unwrap();
+    assert!(store.get(&id).await.unwrap().is_some());
+    assert!(!store.local.generations_usable());
+    assert!(store.local.sweep_sent().is_none());
+    store.delete(&id).await.unwrap();
+    assert!(store.get(&id).await.unwrap().is_none());
+    // A second store on the same server finds out from its sweeper's
+    // question alone, before any write.
+    let other = server.store().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while other.local.generations_usable() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweeper did not find the server sharded within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An active session's idle time in Redis is extended by a `GETEX` within
+/// an eighth of the idle timeout (at most five minutes) even while sweeps
+/// confirm its copy.
+#[tokio::test]
+async fn sweeps_leave_a_reread_within_an_eighth_of_the_idle_timeout() {
+    let server = Server::start().await;
+    let url = vec![server.url.clone()];
+    let mut opts = RedisOptions::new(url.clone(), false, "t:", Duration::from_secs(64));
+    opts.cache_ttl = Duration::from_secs(5);
+    let store = RedisStore::new(opts).unwrap();
+    assert_eq!(store.local.reread(), Duration::from_secs(8));
+    let store = RedisStore::new(RedisOptions::new(
+        url,
+        false,
+        "t:",
+        Duration::from_secs(3600),
+    ))
+    .unwrap();
+    assert_eq!(
+        store.local.reread(),
+        Duration::from_secs(300),
+        "at most five minutes"
+    );
 }

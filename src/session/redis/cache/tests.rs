@@ -14,7 +14,7 @@ fn cached() -> (Local, SessionId, Hash, Arc<Session>) {
     let id = SessionId::generate();
     let h = session_hash(&id);
     let s = Arc::new(session(now() + 3600));
-    local.insert(h, s.clone(), Box::default(), local.epoch(&h));
+    local.insert(h, s.clone(), Box::default(), local.epoch(&h), Proof::NONE);
     (local, id, h, s)
 }
 
@@ -76,6 +76,9 @@ fn a_memo_never_outlives_its_cache_entry_or_the_session() {
         session: s.clone(),
         record: Box::default(),
         fresh_until: AtomicU64::new(0),
+        tag: AtomicU64::new(0),
+        redis_until: AtomicU64::new(u64::MAX),
+        reread_at: AtomicU64::new(u64::MAX),
     };
     memo::put(&local, &id, stripe_of(&h), local.epoch(&h), &old);
     assert!(!memoized(&local, &id));
@@ -84,6 +87,9 @@ fn a_memo_never_outlives_its_cache_entry_or_the_session() {
         session: Arc::new(session(now())),
         record: Box::default(),
         fresh_until: AtomicU64::new(local.deadline()),
+        tag: AtomicU64::new(0),
+        redis_until: AtomicU64::new(u64::MAX),
+        reread_at: AtomicU64::new(u64::MAX),
     };
     memo::put(&local, &id, stripe_of(&h), local.epoch(&h), &ended);
     assert!(!memoized(&local, &id));
@@ -116,7 +122,7 @@ fn memos_are_per_cache() {
     b.set_subscribed(true);
     assert!(a.get_id(&id, now()).is_ok());
     assert_eq!(b.get_id(&id, now()).err().map(|m| m.hash), Some(Some(h)));
-    b.insert(h, s, Box::default(), b.epoch(&h));
+    b.insert(h, s, Box::default(), b.epoch(&h), Proof::NONE);
     assert!(b.get_id(&id, now()).is_ok());
     // B used this thread's memo last: A reads its cache again, still right.
     assert!(a.get_id(&id, now()).is_ok());
@@ -153,6 +159,149 @@ fn no_cache_no_memo() {
         Arc::new(session(now() + 3600)),
         Box::default(),
         local.epoch(&h),
+        Proof::NONE,
     );
     assert_eq!(local.get_id(&id, now()).err().map(|m| m.hash), Some(None));
+}
+
+/// A sweep sent at `sent` that read `value` in `h`'s slot (0 elsewhere).
+fn sweep(h: &Hash, value: u64, sent: u64) -> Sweep {
+    let mut bytes = vec![0u8; crate::session::redis::generations::LEN];
+    let at = crate::session::redis::generations::offset(h);
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    Sweep::parse(sent, &bytes).unwrap()
+}
+
+/// A subscribed cache (TTL 60 s) holding, past its TTL, a copy whose
+/// `GETEX` noted generation 7 and set Redis's idle time until
+/// `redis_until`.
+fn aged(redis_until: u64) -> (Local, SessionId, Hash, Arc<Session>) {
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(600), 100);
+    local.set_subscribed(true);
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    let s = Arc::new(session(now() + 3600));
+    let proof = Proof {
+        tag: 7,
+        redis_until,
+    };
+    local.insert(h, s.clone(), Box::default(), local.epoch(&h), proof);
+    assert!(local.age(&h));
+    (local, id, h, s)
+}
+
+fn stale(local: &Local, id: &SessionId) -> bool {
+    matches!(
+        local.get_id_unnoted(id, now()),
+        Err(Miss { stale: Some(_), .. })
+    )
+}
+
+#[test]
+fn a_sweep_that_read_the_same_generation_confirms_a_copy_past_its_ttl() {
+    let (local, id, h, s) = aged(u64::MAX);
+    assert!(stale(&local, &id), "no sweep yet");
+    local.set_sweep(Some(sweep(&h, 7, local.clock())));
+    let got = local
+        .get_id(&id, now())
+        .ok()
+        .expect("confirmed by the sweep");
+    assert!(Arc::ptr_eq(&got, &s));
+    // Fresh for a TTL from the sweep: served again without another sweep.
+    local.set_sweep(None);
+    assert!(local.get_id_unnoted(&id, now()).is_ok());
+}
+
+#[test]
+fn a_changed_or_unknown_generation_confirms_nothing() {
+    let (local, id, h, _) = aged(u64::MAX);
+    local.set_sweep(Some(sweep(&h, 8, local.clock())));
+    assert!(stale(&local, &id), "the slot changed");
+    local.set_sweep(Some(sweep(&h, 0, local.clock())));
+    assert!(stale(&local, &id), "zero is no value");
+    // A copy read before any sweep carries no tag: never confirmed, even by
+    // a slot that reads zero.
+    let local = Local::new(Duration::from_secs(60), Duration::from_secs(600), 100);
+    local.set_subscribed(true);
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    let s = Arc::new(session(now() + 3600));
+    local.insert(h, s, Box::default(), local.epoch(&h), Proof::NONE);
+    assert!(local.age(&h));
+    local.set_sweep(Some(sweep(&h, 0, local.clock())));
+    assert!(stale(&local, &id));
+}
+
+#[test]
+fn a_sweep_confirms_for_one_ttl_from_when_it_was_sent_never_past_redis_ttl() {
+    // A TTL of 50 ms: a sweep sent longer ago proves nothing about now.
+    let local = Local::new(Duration::from_millis(50), Duration::from_secs(600), 100);
+    local.set_subscribed(true);
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    let proof = Proof {
+        tag: 7,
+        redis_until: u64::MAX,
+    };
+    let s = Arc::new(session(now() + 3600));
+    local.insert(h, s, Box::default(), local.epoch(&h), proof);
+    assert!(local.age(&h));
+    local.set_sweep(Some(sweep(&h, 7, local.clock())));
+    assert!(local.get_id_unnoted(&id, now()).is_ok(), "just sent");
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(stale(&local, &id), "a sweep older than a TTL");
+    // Redis's idle time for the record (set by its GETEX) has run out:
+    // Redis may have dropped it without any generation changing.
+    let (local, id, h, _) = aged(0);
+    local.set_sweep(Some(sweep(&h, 7, local.clock())));
+    assert!(stale(&local, &id), "past the record's idle time in Redis");
+}
+
+#[test]
+fn without_the_subscription_no_sweep_confirms_anything() {
+    let (local, id, h, _) = aged(u64::MAX);
+    local.set_sweep(Some(sweep(&h, 7, local.clock())));
+    local.set_subscribed(false);
+    assert!(stale(&local, &id));
+    local.set_subscribed(true);
+    assert!(local.get_id_unnoted(&id, now()).is_ok());
+}
+
+#[test]
+fn sweeps_stop_confirming_a_copy_at_its_reread_time() {
+    // Re-read every 200 ms (an idle timeout of 1.6 s): a GETEX is due half
+    // to all of it after the last one; entries stay unread up to 2 s.
+    let mut local = Local::new(Duration::from_millis(20), Duration::from_secs(2), 100);
+    local.set_reread(Duration::from_millis(200));
+    local.set_subscribed(true);
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    let proof = Proof {
+        tag: 7,
+        redis_until: u64::MAX,
+    };
+    let started = std::time::Instant::now();
+    local.insert(
+        h,
+        Arc::new(session(now() + 3600)),
+        Box::default(),
+        local.epoch(&h),
+        proof,
+    );
+    assert!(local.age(&h));
+    // Read every 10 ms (so the entry never idles out), each time after a
+    // fresh sweep that read the unchanged generation.
+    let due = loop {
+        local.set_sweep(Some(sweep(&h, 7, local.clock())));
+        if stale(&local, &id) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "still confirmed by sweeps after 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(due >= Duration::from_millis(100), "re-read after {due:?}");
+    assert!(due < Duration::from_millis(600), "re-read after {due:?}");
 }
