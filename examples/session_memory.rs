@@ -73,6 +73,7 @@ async fn run(count: usize, tokens: &str) {
         let last = LAST[(i / FIRST.len()) % LAST.len()];
         let email = format!("{first}.{last}{i}@contoso.com").to_lowercase();
         let s = Session {
+            derived: Default::default(),
             version: realmgate::session::model::SESSION_VERSION,
             user_id: guid(&mut rng),
             subject: token(&mut rng, 43),

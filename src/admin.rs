@@ -689,6 +689,7 @@ mod tests {
         let mut ids = Vec::new();
         for (user, connection) in [("u-1", "contoso"), ("u-1", "partner"), ("u-2", "contoso")] {
             let session = Session {
+                derived: Default::default(),
                 version: crate::session::model::SESSION_VERSION,
                 user_id: user.into(),
                 subject: "s".into(),

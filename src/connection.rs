@@ -784,6 +784,7 @@ impl Session {
     pub fn new(identity: VerifiedIdentity, terms: crate::session::model::SessionTerms) -> Session {
         let id = identity.into_parts();
         Session {
+            derived: Default::default(),
             version: crate::session::model::SESSION_VERSION,
             user_id: id.user_id,
             subject: id.subject,

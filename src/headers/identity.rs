@@ -164,11 +164,12 @@ pub fn inject(
 /// None to remove the name (an absent or unsafe value).
 type Writes = Vec<(HeaderName, Option<HeaderValue>)>;
 
-/// Slots of each thread's table of renderings ([`inject_cached`]): a
-/// power of two. With many users, most requests bring a session this
-/// thread has not rendered lately; each then replaces one slot, so no
-/// request pays for a sweep of the whole table, and at most this many
-/// renderings (and dead session allocations, see [`Slot`]) stay per thread.
+/// Slots of each thread's table of renderings ([`inject_cached`]: a
+/// session's renderings beyond the one it holds itself): a power of two.
+/// With many users, most requests bring a session this thread has not
+/// rendered lately; each then replaces one slot, so no request pays for a
+/// sweep of the whole table, and at most this many renderings (and dead
+/// session allocations, see [`Slot`]) stay per thread.
 const RENDERED_SLOTS: usize = 512;
 
 /// A permitted user's identity headers for one route, rendered once and
@@ -327,13 +328,16 @@ fn rendered_len() -> usize {
     RENDERED.with(|t| t.borrow().iter().flatten().count())
 }
 
-/// The route profile's identity headers for the permitted user, reusing
-/// this thread's rendering of the same session on the same route (and
-/// connection) instead of formatting and checking every value again: a
-/// signed-in user's requests repeat the same headers. The per-request
-/// assertion (pomerium, `jwt_assertion`) is never reused: it is written into
-/// `headers` here. A value dropped for control characters is logged when it
-/// is rendered (once per thread, not per request).
+/// The route profile's identity headers for the permitted user, reusing a
+/// rendering of the same session object on the same route (and connection)
+/// instead of formatting and checking every value again: a signed-in
+/// user's requests repeat the same headers. The session's first route's
+/// rendering is kept in the session itself (`Session::derived`: for as long
+/// as a store keeps that copy, on every thread); others in this thread's
+/// table. The per-request assertion (pomerium, `jwt_assertion`) is never
+/// reused: it is written into `headers` here. A value dropped for control
+/// characters is logged when it is rendered (once per copy or thread, not
+/// per request).
 ///
 /// `headers` must have been through [`strip`]; the result goes to the
 /// forwarder (`proxy::Outbound::identity`).
@@ -346,6 +350,53 @@ pub fn inject_cached(
     assertion: Option<&str>,
 ) -> Injected {
     let session = permit.user_arc();
+    let (r, c) = (Arc::as_ptr(route), Arc::as_ptr(connection));
+    // The session's own rendering (its first route), kept with the copy a
+    // store holds: the same session on the same route and connection
+    // renders the same, on any thread.
+    let own = session
+        .derived
+        .get::<Held>()
+        .filter(|held| held.is_for(r, c))
+        .map(|held| held.injected.clone());
+    let injected = match own {
+        Some(injected) => injected,
+        None => rendered_on_this_thread(session, route, connection, policy_groups),
+    };
+    apply_assertion(headers, route, session, assertion);
+    injected
+}
+
+/// A session's rendering for one route and connection, kept in the
+/// session itself (`Session::derived`). `Weak`, as in [`Slot`]: an address
+/// match is an identity match. As for [`Slot`], the route's address stands
+/// for the whole configuration it came with (`policy_groups` included):
+/// every reload builds new routes and connections. Set once: after a
+/// reload it never matches again and the session's renderings for the new
+/// routes live in the threads' tables, until the store replaces its copy.
+struct Held {
+    route: Weak<RouteSettings>,
+    connection: Weak<ConnectionSettings>,
+    injected: Injected,
+}
+
+impl Held {
+    fn is_for(&self, r: *const RouteSettings, c: *const ConnectionSettings) -> bool {
+        std::ptr::eq(self.route.as_ptr(), r) && std::ptr::eq(self.connection.as_ptr(), c)
+    }
+}
+
+/// This thread's rendering of (session, route, connection), or a new one,
+/// kept in the session when it has no rendering yet, else in this thread's
+/// table. A copy that only this request holds (the memory store unpacks a
+/// session not read lately for one request) is kept nowhere: no later
+/// request can present the same copy.
+fn rendered_on_this_thread(
+    session: &Arc<Session>,
+    route: &Arc<RouteSettings>,
+    connection: &Arc<ConnectionSettings>,
+    policy_groups: &HashSet<String>,
+) -> Injected {
     let (s, r, c) = (
         Arc::as_ptr(session),
         Arc::as_ptr(route),
@@ -358,24 +409,31 @@ pub fn inject_cached(
             .filter(|slot| slot.is_for(s, r, c))
             .map(|slot| slot.injected.clone())
     });
-    let injected = match found {
-        Some(injected) => injected,
-        None => {
-            let injected = Injected(Arc::new(render(session, route, connection, policy_groups)));
-            let old = RENDERED.with(|table| {
-                table.borrow_mut()[index].replace(Slot {
-                    session: Arc::downgrade(session),
-                    route: Arc::downgrade(route),
-                    connection: Arc::downgrade(connection),
-                    injected: injected.clone(),
-                })
-            });
-            // Outside the borrow: dropping frees what the slot held.
-            drop(old);
-            injected
-        }
+    if let Some(injected) = found {
+        return injected;
+    }
+    let injected = Injected(Arc::new(render(session, route, connection, policy_groups)));
+    if Arc::strong_count(session) == 1 {
+        return injected;
+    }
+    let held = Held {
+        route: Arc::downgrade(route),
+        connection: Arc::downgrade(connection),
+        injected: injected.clone(),
     };
-    apply_assertion(headers, route, session, assertion);
+    if session.derived.set(held) {
+        return injected;
+    }
+    let old = RENDERED.with(|table| {
+        table.borrow_mut()[index].replace(Slot {
+            session: Arc::downgrade(session),
+            route: Arc::downgrade(route),
+            connection: Arc::downgrade(connection),
+            injected: injected.clone(),
+        })
+    });
+    // Outside the borrow: dropping frees what the slot held.
+    drop(old);
     injected
 }
 

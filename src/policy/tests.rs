@@ -36,6 +36,7 @@ connections = ["contoso"]
 
 fn user(email: &str, trust: EmailTrust, groups: &[&str]) -> Session {
     Session {
+        derived: Default::default(),
         version: crate::session::model::SESSION_VERSION,
         user_id: "oid-1".into(),
         subject: "sub-1".into(),

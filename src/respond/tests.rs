@@ -22,6 +22,7 @@ const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*
 
 fn user(preferred: Option<&str>) -> Session {
     Session {
+        derived: Default::default(),
         version: crate::session::model::SESSION_VERSION,
         user_id: "oid-123".into(),
         subject: "sub".into(),

@@ -176,6 +176,7 @@ pub fn session_for(
 ) -> Session {
     let end = now.saturating_add(lifetime_secs);
     Session {
+        derived: Default::default(),
         version: SESSION_VERSION,
         user_id: format!("{}:{}", conn.name, identity.subject),
         subject: identity.subject.clone(),

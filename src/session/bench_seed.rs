@@ -105,6 +105,7 @@ fn sample(
     let last = LAST[(i / FIRST.len()) % LAST.len()];
     let email = format!("{first}.{last}{i}@contoso.example").to_lowercase();
     Session {
+        derived: Default::default(),
         version: SESSION_VERSION,
         user_id: guid(rng),
         subject: token(rng, 43),

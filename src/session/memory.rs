@@ -839,6 +839,7 @@ impl Packed {
         let roles = all(role_ids);
         let [id_token, access_token, refresh_token] = super::compact::unpack_tokens(self.tokens())?;
         Some(Session {
+            derived: Default::default(),
             version: crate::session::model::SESSION_VERSION,
             user_id: self.user_id().to_string(),
             subject: self.owned(Field::Subject).unwrap_or_default(),

@@ -112,6 +112,50 @@ pub struct Session {
     /// as unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<std::net::IpAddr>,
+    /// Work derived from this session, kept with it (not part of its
+    /// value: never stored, see [`Derived`]).
+    #[serde(skip)]
+    pub derived: Derived,
+}
+
+/// What is derived from a session and never stored: the identity headers
+/// of the first route it is forwarded on (`headers::identity`, its only
+/// user: a second kind of value would take the slot from it), made once
+/// for as long as a store keeps this copy. Not part of the session's value:
+/// never serialized, equal to any other, empty in a clone (a changed copy
+/// renders again). Write `derived: Default::default()` when building a
+/// session.
+#[derive(Default)]
+pub struct Derived(std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Derived {
+    /// What was set, if it is a `T`.
+    pub(crate) fn get<T: 'static>(&self) -> Option<&T> {
+        self.0.get().and_then(|b| b.downcast_ref())
+    }
+
+    /// Sets `value` unless something was set before; true when it was.
+    pub(crate) fn set<T: std::any::Any + Send + Sync>(&self, value: T) -> bool {
+        self.0.set(Box::new(value)).is_ok()
+    }
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Derived {
+        Derived::default()
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Derived) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 /// Every field but the provider's tokens (`id_token`, `access_token`,

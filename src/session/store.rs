@@ -282,6 +282,7 @@ mod tests {
     #[test]
     fn session_debug_never_shows_the_provider_tokens() {
         let session = Session {
+            derived: Default::default(),
             version: crate::session::model::SESSION_VERSION,
             user_id: "u1".into(),
             subject: "s".into(),

@@ -995,6 +995,7 @@ fn signed_in_user() -> realmgate::session::model::Session {
         .unwrap()
         .as_secs();
     realmgate::session::model::Session {
+        derived: Default::default(),
         version: realmgate::session::model::SESSION_VERSION,
         user_id: "user-oid-1".into(),
         subject: "sub-1".into(),

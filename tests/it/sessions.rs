@@ -27,6 +27,7 @@ fn now() -> u64 {
 fn session(user: &str, sid: Option<&str>) -> Session {
     let now = now();
     Session {
+        derived: Default::default(),
         version: realmgate::session::model::SESSION_VERSION,
         user_id: user.into(),
         subject: format!("sub-{user}"),

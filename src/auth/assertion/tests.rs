@@ -5,6 +5,7 @@ use crate::session::model::EmailTrust;
 
 fn user() -> Session {
     Session {
+        derived: Default::default(),
         version: crate::session::model::SESSION_VERSION,
         user_id: "0b5e7f8a-1111-2222-3333-444455556666".into(),
         subject: "sub".into(),

@@ -60,6 +60,7 @@ upstream = "http://127.0.0.1:1"
 
 fn user() -> Session {
     Session {
+        derived: Default::default(),
         version: crate::session::model::SESSION_VERSION,
         user_id: "0b5e7f8a-1111-2222-3333-444455556666".into(),
         subject: "sub-AbC".into(),
@@ -637,12 +638,22 @@ fn wire_fields(wire: &[u8]) -> Vec<(String, String)> {
 /// the map's own fields followed by the wire block (the raw exchange). The
 /// two must agree, and the wire must never name a header twice.
 fn cached(s: &Settings, permit: &Permit, assertion: Option<&str>) -> BTreeMap<String, String> {
+    cached_on(s, permit, 0, assertion).0
+}
+
+/// [`cached`] on route `route`, with the rendering it used.
+fn cached_on(
+    s: &Settings,
+    permit: &Permit,
+    route: usize,
+    assertion: Option<&str>,
+) -> (BTreeMap<String, String>, Injected) {
     let mut h = stripped_request(s);
     let conn = s.connection(&permit.user().connection).unwrap().clone();
     let injected = inject_cached(
         &mut h,
         permit,
-        &s.routes[0],
+        &s.routes[route],
         &conn,
         &policy_groups(),
         assertion,
@@ -684,7 +695,7 @@ fn cached(s: &Settings, permit: &Permit, assertion: Option<&str>) -> BTreeMap<St
         })
         .collect();
     assert!(fields.iter().all(|(k, v)| applied.get(k) == Some(v)));
-    applied
+    (applied, injected)
 }
 
 #[test]
@@ -704,7 +715,9 @@ fn cached_injection_writes_what_injection_writes_for_every_profile() {
             ),
             "",
         );
-        let permit = Permit::for_tests(user());
+        // Held by a store too, as the copies that keep renderings are.
+        let kept = Arc::new(user());
+        let permit = Permit::for_tests_shared(kept.clone());
         for (round, assertion) in ["first.jwt", "second.jwt", "third.jwt"].iter().enumerate() {
             let mut want = stripped_request(&s);
             let conn = s.connection("contoso").unwrap().clone();
@@ -722,6 +735,7 @@ fn cached_injection_writes_what_injection_writes_for_every_profile() {
                 map(&want),
                 "{profile}, round {round}"
             );
+            assert!(kept.derived.get::<Held>().is_some(), "{profile}: reused");
         }
     }
 }
@@ -729,12 +743,15 @@ fn cached_injection_writes_what_injection_writes_for_every_profile() {
 #[test]
 fn cached_injection_never_gives_one_user_anothers_headers() {
     let s = settings("", "");
-    let alice = Permit::for_tests(user());
+    // Each held by a store too, as the copies that keep renderings are.
+    let alice_kept = Arc::new(user());
+    let alice = Permit::for_tests_shared(alice_kept.clone());
     let mut other = user();
     other.user_id = "bob-oid".into();
     other.email = Some("bob@contoso.com".into());
     other.groups = vec![];
-    let bob = Permit::for_tests(other);
+    let bob_kept = Arc::new(other);
+    let bob = Permit::for_tests_shared(bob_kept.clone());
     for _ in 0..3 {
         let a = cached(&s, &alice, None);
         let b = cached(&s, &bob, None);
@@ -750,7 +767,8 @@ fn cached_injection_never_gives_one_user_anothers_headers() {
     // A refreshed session is a new object: its new values are sent, not the old ones.
     let mut refreshed = user();
     refreshed.email = Some("alice.new@contoso.com".into());
-    let refreshed = Permit::for_tests(refreshed);
+    let refreshed_kept = Arc::new(refreshed);
+    let refreshed = Permit::for_tests_shared(refreshed_kept.clone());
     assert_eq!(
         cached(&s, &refreshed, None)["x-forwarded-email"],
         "alice.new@contoso.com"
@@ -760,11 +778,26 @@ fn cached_injection_never_gives_one_user_anothers_headers() {
     for n in 0..50 {
         numbered_user_gets_own_headers(&s, n);
     }
-    // A reload (new routes and connections) renders again.
+    // A reload (new routes and connections) renders again, while the old
+    // settings live and after they are gone; and again on a later reload
+    // back to the first profile. Alice's own rendering was made for the
+    // first settings and never answers for the others.
+    assert!(alice_kept.derived.get::<Held>().is_some());
     let reloaded = settings("headers = \"remote\"", "");
+    for _ in 0..2 {
+        let m = cached(&reloaded, &alice, None);
+        assert_eq!(m["remote-user"], "0b5e7f8a-1111-2222-3333-444455556666");
+        assert!(!m.contains_key("x-forwarded-user") || m["x-forwarded-user"] == "spoofed");
+    }
+    drop(s);
     let m = cached(&reloaded, &alice, None);
     assert_eq!(m["remote-user"], "0b5e7f8a-1111-2222-3333-444455556666");
-    assert!(!m.contains_key("x-forwarded-user") || m["x-forwarded-user"] == "spoofed");
+    assert!(!m.contains_key("x-forwarded-email"));
+    let again = settings("", "");
+    let m = cached(&again, &alice, None);
+    assert_eq!(m["x-forwarded-email"], "alice@contoso.com");
+    assert!(!m.contains_key("remote-user"));
+    drop((bob_kept, refreshed_kept));
 }
 
 /// User `user-<n>` as a new session object; asserts its cached headers name
@@ -772,11 +805,14 @@ fn cached_injection_never_gives_one_user_anothers_headers() {
 fn numbered_user_gets_own_headers(s: &Settings, n: usize) -> Permit {
     let mut u = user();
     u.user_id = format!("user-{n}");
-    let permit = Permit::for_tests(u);
+    // Held by a store while it is asked, as the copies that keep renderings are.
+    let kept = Arc::new(u);
+    let permit = Permit::for_tests_shared(kept.clone());
     assert_eq!(
         cached(s, &permit, None)["x-forwarded-user"],
         format!("user-{n}")
     );
+    drop(kept);
     permit
 }
 
@@ -826,26 +862,113 @@ async fn cached_renderings_follow_refresh_sign_out_and_revocation() {
     assert!(store.get(&other).await.unwrap().is_none());
 }
 
-/// Many users on one thread: every request gets its own user's headers,
-/// and the thread keeps a bounded number of renderings.
+/// A second route, `app`, with the `remote` profile (route 1).
+const SECOND_ROUTE: &str = r#"
+[[route]]
+name = "app"
+hosts = ["app.contoso.com"]
+upstream = "http://127.0.0.1:2"
+headers = "remote"
+"#;
+
+/// Many users on one thread, each kept by a store (as the hot copies and
+/// the Redis cache keep theirs) and forwarded on two routes: every request
+/// gets its own user's headers for its route, the first route's rendering
+/// stays with the session and the second's in this thread's bounded table.
 #[test]
 fn cached_renderings_stay_bounded_and_per_user_with_many_users() {
-    let s = settings("", "");
+    let s = settings(SECOND_ROUTE, "");
     let mut live = Vec::new();
     for n in 0..RENDERED_SLOTS * 3 {
-        let permit = numbered_user_gets_own_headers(&s, n);
+        let mut u = user();
+        u.user_id = format!("user-{n}");
+        let kept = Arc::new(u);
+        let permit = Permit::for_tests_shared(kept.clone());
+        let (first, rendering) = cached_on(&s, &permit, 0, None);
+        assert_eq!(first["x-forwarded-user"], format!("user-{n}"));
+        assert_eq!(
+            cached_on(&s, &permit, 1, None).0["remote-user"],
+            format!("user-{n}")
+        );
+        // The session holds its first route's rendering, not the second's.
+        assert!(Arc::ptr_eq(&held_of(&permit).0, &rendering.0));
         // Half stay alive and are asked again below.
         if n % 2 == 0 {
-            live.push((n, permit));
+            live.push((n, kept, permit));
         }
         assert!(rendered_len() <= RENDERED_SLOTS);
     }
-    for (n, permit) in &live {
+    assert!(rendered_len() > 0, "the second routes' renderings");
+    for (n, _kept, permit) in &live {
+        assert_eq!(
+            cached_on(&s, permit, 1, None).0["remote-user"],
+            format!("user-{n}")
+        );
         assert_eq!(
             cached(&s, permit, None)["x-forwarded-user"],
             format!("user-{n}")
         );
     }
+}
+
+/// A session a store keeps carries its first route's rendering: the same
+/// rendering answers on any thread, only for that route (and connection),
+/// and another route renders its own profile.
+#[test]
+fn a_kept_session_carries_its_first_routes_rendering_to_every_thread() {
+    let s = Arc::new(settings(SECOND_ROUTE, ""));
+    let kept = Arc::new(user());
+    let permit = Permit::for_tests_shared(kept.clone());
+    let (first, held) = cached_on(&s, &permit, 0, None);
+    assert_eq!(first["x-forwarded-user"], kept.user_id);
+    assert!(Arc::ptr_eq(&held_of(&permit).0, &held.0), "the one it made");
+    let (other, other_rendering) = {
+        let (s, permit) = (s.clone(), permit.clone());
+        std::thread::spawn(move || {
+            let (h, i) = cached_on(&s, &permit, 0, None);
+            let (o, oi) = cached_on(&s, &permit, 1, None);
+            assert!(
+                Arc::ptr_eq(&i.0, &{ held_of(&permit) }.0),
+                "the session's own"
+            );
+            (h, (o, oi))
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(other, first);
+    assert_eq!(other_rendering.0["remote-user"], kept.user_id);
+    assert!(!other_rendering.0.contains_key("x-forwarded-user"));
+    assert!(!Arc::ptr_eq(&other_rendering.1 .0, &held.0));
+    // A copy of the session (a refresh, another store's copy) renders again.
+    let copy = Arc::new((*kept).clone());
+    assert!(copy.derived.get::<Held>().is_none());
+}
+
+fn held_of(permit: &Permit) -> Injected {
+    permit
+        .user()
+        .derived
+        .get::<Held>()
+        .expect("held")
+        .injected
+        .clone()
+}
+
+/// A session only this request holds (the memory store unpacks one not
+/// read lately for a single request) is rendered and kept nowhere: no later
+/// request can present that copy.
+#[test]
+fn a_copy_only_this_request_holds_is_kept_nowhere() {
+    let s = settings(SECOND_ROUTE, "");
+    let before = rendered_len();
+    let permit = Permit::for_tests(user());
+    assert_eq!(
+        cached_on(&s, &permit, 1, None).0["remote-user"],
+        permit.user().user_id
+    );
+    assert!(permit.user().derived.get::<Held>().is_none());
+    assert_eq!(rendered_len(), before);
 }
 
 // === strip ===

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Packed, Session, SessionId};
 
-/// Slots: about 4 MiB of identity-only sessions when all are full.
+/// Slots: about 4 MiB of identity-only sessions when all are full, and
+/// as much again in the identity headers each keeps once forwarded
+/// (`Session::derived`).
 pub(super) const CAPACITY: usize = 4096;
 
 struct Entry {

@@ -6,6 +6,7 @@ use crate::session::model::strs;
 fn session(user: &str, sid: Option<&str>) -> Session {
     let now = unix_now();
     Session {
+        derived: Default::default(),
         version: crate::session::model::SESSION_VERSION,
         user_id: user.into(),
         subject: format!("sub-{user}"),
@@ -51,6 +52,7 @@ async fn a_session_round_trips_field_for_field() {
     s.put(&id, full.clone()).await.unwrap();
     assert_eq!(*s.get(&id).await.unwrap().unwrap(), full);
     let sparse = Session {
+        derived: Default::default(),
         version: crate::session::model::SESSION_VERSION,
         tenant_id: None,
         sid: None,

@@ -8,6 +8,7 @@ use super::*;
 
 fn lean() -> Session {
     Session {
+        derived: Default::default(),
         version: SESSION_VERSION,
         user_id: "0b1c".into(),
         subject: "sub".into(),

@@ -35,7 +35,9 @@
 //! allocation, no cache insert. A changed record is decoded and replaces
 //! it; an absent one signs the session out and drops it. Evictions and
 //! clearing drop kept entries with the rest. Memory: the cache holds at
-//! most `capacity` entries, each a decoded session and its record.
+//! most `capacity` entries, each a decoded session, its record, and once
+//! forwarded, the identity headers of its first route (`Session::derived`:
+//! about 1.5 KB with 20 groups, more with tokens in headers).
 //!
 //! # Confirmed by the change generations
 //!

@@ -315,6 +315,7 @@ fn decode_compact(mut r: &[u8]) -> Option<Session> {
         None => format!("{connection}:{subject}"),
     };
     Some(Session {
+        derived: Default::default(),
         version,
         user_id: user_id.into(),
         subject: subject.into(),

@@ -6,6 +6,7 @@ use super::*;
 /// A minimal session ending at `expires_at` (also the cache's tests').
 pub(super) fn session(expires_at: u64) -> Session {
     Session {
+        derived: Default::default(),
         version: crate::session::model::SESSION_VERSION,
         user_id: "u".into(),
         subject: "s".into(),

@@ -5,6 +5,7 @@ use crate::session::model::SESSION_VERSION;
 
 fn entra() -> Session {
     Session {
+        derived: Default::default(),
         version: SESSION_VERSION,
         user_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
         subject: "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ".into(),
@@ -45,6 +46,7 @@ fn odd() -> Session {
         serde_json::json!({"a": [1, 2.5, null, true]}),
     );
     Session {
+        derived: Default::default(),
         version: SESSION_VERSION,
         user_id: "okta:00u1abcd".into(),
         subject: "00u1abcd".into(),
@@ -83,6 +85,7 @@ fn odd() -> Session {
 
 fn minimal() -> Session {
     Session {
+        derived: Default::default(),
         version: 0,
         user_id: String::new(),
         subject: String::new(),
