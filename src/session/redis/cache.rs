@@ -526,6 +526,10 @@ impl Local {
         // one to store its tag wins, whichever it is.
         e.tag.store(proof.tag, Ordering::Release);
         e.redis_until.fetch_max(proof.redis_until, Ordering::AcqRel);
+        // This GETEX extended the record's idle time: sweeps may confirm
+        // the copy until the next re-read is due.
+        e.reread_at
+            .fetch_max(self.reread_deadline(), Ordering::AcqRel);
         e.fresh_until.store(self.deadline(), Ordering::Release);
         if self.epoch(h) != seen || !self.subscribed.load(Ordering::Acquire) {
             cache.invalidate(h);

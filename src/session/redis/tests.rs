@@ -715,3 +715,42 @@ async fn sweeps_leave_a_reread_within_an_eighth_of_the_idle_timeout() {
         "at most five minutes"
     );
 }
+
+/// The sweeper gives every slot without a value (zero, as a `SETRANGE`
+/// before the first sweep pads) a random one, and leaves the others.
+#[tokio::test]
+async fn the_sweeper_fills_slots_without_a_value() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    sweep_after(&store, 0).await;
+    let id = SessionId::generate();
+    let h = session_hash(&id);
+    let other = SessionId::generate();
+    let (g_other, mut c) = (
+        generation(&server, &store, &other).await,
+        server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap(),
+    );
+    redis::cmd("SETRANGE")
+        .arg(store.keys.generations())
+        .arg(generations::offset(&h))
+        .arg(&[0u8; 8][..])
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(generation(&server, &store, &id).await, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while generation(&server, &store, &id).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the empty slot was not filled within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if generations::slot(&h) != generations::slot(&session_hash(&other)) {
+        assert_eq!(generation(&server, &store, &other).await, g_other);
+    }
+}

@@ -177,6 +177,11 @@ fn sweep(h: &Hash, value: u64, sent: u64) -> Sweep {
 /// `redis_until`.
 fn aged(redis_until: u64) -> (Local, SessionId, Hash, Arc<Session>) {
     let local = Local::new(Duration::from_secs(60), Duration::from_secs(600), 100);
+    aged_in(local, redis_until)
+}
+
+/// [`aged`] in `local`.
+fn aged_in(local: Local, redis_until: u64) -> (Local, SessionId, Hash, Arc<Session>) {
     local.set_subscribed(true);
     let id = SessionId::generate();
     let h = session_hash(&id);
@@ -234,21 +239,12 @@ fn a_changed_or_unknown_generation_confirms_nothing() {
 
 #[test]
 fn a_sweep_confirms_for_one_ttl_from_when_it_was_sent_never_past_redis_ttl() {
-    // A TTL of 50 ms: a sweep sent longer ago proves nothing about now.
-    let local = Local::new(Duration::from_millis(50), Duration::from_secs(600), 100);
-    local.set_subscribed(true);
-    let id = SessionId::generate();
-    let h = session_hash(&id);
-    let proof = Proof {
-        tag: 7,
-        redis_until: u64::MAX,
-    };
-    let s = Arc::new(session(now() + 3600));
-    local.insert(h, s, Box::default(), local.epoch(&h), proof);
-    assert!(local.age(&h));
+    // A TTL of 300 ms: a sweep sent longer ago proves nothing about now.
+    let local = Local::new(Duration::from_millis(300), Duration::from_secs(600), 100);
+    let (local, id, h, _) = aged_in(local, u64::MAX);
     local.set_sweep(Some(sweep(&h, 7, local.clock())));
     assert!(local.get_id_unnoted(&id, now()).is_ok(), "just sent");
-    std::thread::sleep(Duration::from_millis(60));
+    std::thread::sleep(Duration::from_millis(350));
     assert!(stale(&local, &id), "a sweep older than a TTL");
     // Redis's idle time for the record (set by its GETEX) has run out:
     // Redis may have dropped it without any generation changing.
@@ -273,22 +269,8 @@ fn sweeps_stop_confirming_a_copy_at_its_reread_time() {
     // to all of it after the last one; entries stay unread up to 2 s.
     let mut local = Local::new(Duration::from_millis(20), Duration::from_secs(2), 100);
     local.set_reread(Duration::from_millis(200));
-    local.set_subscribed(true);
-    let id = SessionId::generate();
-    let h = session_hash(&id);
-    let proof = Proof {
-        tag: 7,
-        redis_until: u64::MAX,
-    };
     let started = std::time::Instant::now();
-    local.insert(
-        h,
-        Arc::new(session(now() + 3600)),
-        Box::default(),
-        local.epoch(&h),
-        proof,
-    );
-    assert!(local.age(&h));
+    let (local, id, h, _) = aged_in(local, u64::MAX);
     // Read every 10 ms (so the entry never idles out), each time after a
     // fresh sweep that read the unchanged generation.
     let due = loop {
@@ -303,5 +285,22 @@ fn sweeps_stop_confirming_a_copy_at_its_reread_time() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(due >= Duration::from_millis(100), "re-read after {due:?}");
-    assert!(due < Duration::from_millis(600), "re-read after {due:?}");
+    // The GETEX that re-reads it (same record) makes it confirmable again
+    // for another interval.
+    let stale_entry = match local.get_id_unnoted(&id, now()) {
+        Err(Miss {
+            stale: Some(st), ..
+        }) => st,
+        _ => panic!("stale"),
+    };
+    let proof = local.proof(&h, Duration::from_secs(3600));
+    local.confirm(&h, &stale_entry, local.epoch(&h), proof);
+    assert!(local.age(&h));
+    local.set_sweep(Some(sweep(&h, proof.tag, local.clock())));
+    assert!(
+        local.get_id_unnoted(&id, now()).is_ok(),
+        "confirmed by sweeps again after its re-read"
+    );
+    // Not "never" (the entry is read all along, so it would stay).
+    assert!(due < Duration::from_millis(1500), "re-read after {due:?}");
 }
