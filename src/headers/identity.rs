@@ -402,6 +402,11 @@ fn rendered_on_this_thread(
         Arc::as_ptr(route),
         Arc::as_ptr(connection),
     );
+    if Arc::strong_count(session) == 1 {
+        // Almost always a copy made for this request alone (the memory
+        // store's unpack), in no table; and about to be dropped either way.
+        return Injected(Arc::new(render(session, route, connection, policy_groups)));
+    }
     let index = slot_of(s, r, c);
     let found = RENDERED.with(|table| {
         table.borrow()[index]
@@ -413,9 +418,6 @@ fn rendered_on_this_thread(
         return injected;
     }
     let injected = Injected(Arc::new(render(session, route, connection, policy_groups)));
-    if Arc::strong_count(session) == 1 {
-        return injected;
-    }
     let held = Held {
         route: Arc::downgrade(route),
         connection: Arc::downgrade(connection),

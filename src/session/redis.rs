@@ -329,11 +329,7 @@ impl RedisStore {
                     .run(self.timeout, "delete", move |mut c| async move {
                         let mut call = script.key(key);
                         call.key(tomb).arg(millis(TOMBSTONE_TTL));
-                        if let Some(g) = generations {
-                            call.key(g)
-                                .arg(generations::offset(h))
-                                .arg(&generations::fresh_value()[..]);
-                        }
+                        generations::name_slot(&mut call, generations, h);
                         generations::unless_cross_slot(call.invoke_async(&mut c).await)
                     })
             })
@@ -433,11 +429,7 @@ impl RedisStore {
                 self.conn.run(self.timeout, "SET", move |mut c| async move {
                     let mut call = script.key(key);
                     call.key(tomb).arg(value).arg(ttl_ms);
-                    if let Some(g) = generations {
-                        call.key(g)
-                            .arg(generations::offset(h_ref))
-                            .arg(&generations::fresh_value()[..]);
-                    }
+                    generations::name_slot(&mut call, generations, h_ref);
                     generations::unless_cross_slot(call.invoke_async(&mut c).await)
                 })
             })

@@ -347,10 +347,16 @@ impl Local {
     /// sweep may confirm it with (its tag).
     #[cfg(test)]
     pub(super) fn age(&self, h: &Hash) -> bool {
+        self.aged(h).is_some()
+    }
+
+    /// `h`'s entry made stale as by [`age`](Self::age) (memos made from it
+    /// end with it, as they would: their deadline is its freshness).
+    #[cfg(test)]
+    fn aged(&self, h: &Hash) -> Option<Arc<Entry>> {
         let e = self.cache.as_ref().and_then(|c| c.get(h));
         self.stripe(h).fetch_add(2, Ordering::AcqRel);
-        e.map(|e| e.fresh_until.store(0, Ordering::Release))
-            .is_some()
+        e.inspect(|e| e.fresh_until.store(0, Ordering::Release))
     }
 
     /// The re-read interval (tests).
@@ -366,17 +372,12 @@ impl Local {
     }
 
     /// Makes `h`'s entry stale as if its TTL had passed and no sweep could
-    /// confirm it (memos made from it end with it, as they would: their
-    /// deadline is its freshness).
+    /// confirm it.
     #[cfg(test)]
     pub(super) fn make_stale(&self, h: &Hash) -> bool {
-        let e = self.cache.as_ref().and_then(|c| c.get(h));
-        self.stripe(h).fetch_add(2, Ordering::AcqRel);
-        e.map(|e| {
-            e.fresh_until.store(0, Ordering::Release);
-            e.tag.store(0, Ordering::Release);
-        })
-        .is_some()
+        self.aged(h)
+            .map(|e| e.tag.store(0, Ordering::Release))
+            .is_some()
     }
 
     fn lookup(&self, h: &Hash, now: u64) -> Lookup {

@@ -68,6 +68,18 @@ pub(super) fn offset(h: &Hash) -> usize {
     slot(h) * 8
 }
 
+/// Adds the generations key `generations` (when given) and `h`'s slot
+/// with a fresh value to a `put` or `end` script call (`keys::Scripts`).
+pub(super) fn name_slot(
+    call: &mut redis::ScriptInvocation<'_>,
+    generations: Option<&str>,
+    h: &Hash,
+) {
+    if let Some(g) = generations {
+        call.key(g).arg(offset(h)).arg(&fresh_value()[..]);
+    }
+}
+
 /// A fresh value for a slot: random and never zero (zero reads as "no
 /// value", see [`Sweep::value`]).
 pub(super) fn fresh_value() -> [u8; 8] {
@@ -95,7 +107,7 @@ pub(super) struct Sweep {
 
 impl Sweep {
     /// The key's bytes as read at `sent`; `None` unless exactly [`LEN`]
-    /// bytes (absent, or not yet made full length by [`ensure`]).
+    /// bytes (absent, or not yet made full length: `ensure_script`).
     pub(super) fn parse(sent: u64, bytes: &[u8]) -> Option<Sweep> {
         if bytes.len() != LEN {
             return None;

@@ -227,11 +227,7 @@ impl Server {
             "nodes.conf",
         ])
         .await;
-        let mut c = server
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut c = server.connection().await;
         redis::cmd("CLUSTER")
             .arg("ADDSLOTSRANGE")
             .arg(0)
@@ -299,6 +295,14 @@ impl Server {
         }
     }
 
+    /// A connection of the test's own (as an operator's `redis-cli`).
+    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        self.client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     fn client(&self) -> redis::Client {
         redis::Client::open(self.url.as_str()).expect("a unix socket URL")
     }
@@ -329,11 +333,7 @@ impl Server {
     /// another replica's change would, without any invalidation message.
     async fn set_record(&self, store: &RedisStore, id: &SessionId, record: Option<Vec<u8>>) {
         let key = store.keys.session(&session_hash(id));
-        let mut c = self
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut c = self.connection().await;
         match record {
             Some(r) => redis::cmd("SET")
                 .arg(&key)
@@ -400,11 +400,7 @@ async fn a_kept_copy_is_served_again_when_redis_answers_the_same_record() {
     assert!(store.get_ready(&id).is_none(), "stale: not served unread");
     // The record's Redis TTL shows the GETEX: shorten it, read, see it back.
     let key = store.keys.session(&h);
-    let mut c = server
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut c = server.connection().await;
     redis::cmd("PEXPIRE")
         .arg(&key)
         .arg(100_000)
@@ -545,11 +541,7 @@ async fn a_redis_outage_keeps_copies_within_their_ttl() {
 
 /// `GETEX` commands this server has run so far.
 async fn getex_calls(server: &Server) -> u64 {
-    let mut c = server
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut c = server.connection().await;
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut c)
@@ -576,11 +568,7 @@ async fn sweep_after(store: &RedisStore, after: u64) {
 
 /// The slot value of `id` in the generations key.
 async fn generation(server: &Server, store: &RedisStore, id: &SessionId) -> u64 {
-    let mut c = server
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut c = server.connection().await;
     let bytes: Vec<u8> = redis::cmd("GET")
         .arg(store.keys.generations())
         .query_async(&mut c)
@@ -615,11 +603,7 @@ async fn a_sweep_confirms_a_kept_copy_without_reading_the_session() {
     assert!(Arc::ptr_eq(&first, &ready));
     assert_eq!(getex_calls(&server).await, before, "no GETEX");
     // Another change in the slot: the next sweep confirms nothing.
-    let mut c = server
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut c = server.connection().await;
     redis::cmd("SETRANGE")
         .arg(store.keys.generations())
         .arg(generations::offset(&h))
@@ -726,14 +710,8 @@ async fn the_sweeper_fills_slots_without_a_value() {
     let id = SessionId::generate();
     let h = session_hash(&id);
     let other = SessionId::generate();
-    let (g_other, mut c) = (
-        generation(&server, &store, &other).await,
-        server
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap(),
-    );
+    let g_other = generation(&server, &store, &other).await;
+    let mut c = server.connection().await;
     redis::cmd("SETRANGE")
         .arg(store.keys.generations())
         .arg(generations::offset(&h))
