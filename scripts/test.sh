@@ -52,9 +52,11 @@ die() {
 # xmlsec1: the reference XML signature verifier the SAML differential test compares with.
 # slapd, ldap-utils: the real directory of the LDAP tier (tests/it/ldap/slapd.rs).
 # prometheus: its promtool checks deploy/monitoring's alert rules (tests/it/monitoring.rs).
-# samba-ad-dc, faketime: the Active Directory tier (tests/it/ldap/samba.rs; Samba's AD DC,
-# started by the test in a network namespace of its own).
-APT_PACKAGES=(nginx redis-server chromium caddy haproxy systemd xmlsec1 slapd ldap-utils samba-ad-dc faketime prometheus)
+# samba-ad-dc, samba-ad-provision, faketime: the Active Directory tier (tests/it/ldap/samba.rs;
+# Samba's AD DC, started by the test in a network namespace of its own). samba-ad-provision
+# holds the AD schema `samba-tool domain provision` reads; samba-ad-dc only recommends it, and
+# recommends are not installed here.
+APT_PACKAGES=(nginx redis-server chromium caddy haproxy systemd xmlsec1 slapd ldap-utils samba-ad-dc samba-ad-provision faketime prometheus)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
