@@ -288,9 +288,8 @@ impl Injected {
 /// reached either; it goes when its slot is taken.
 struct Slot {
     session: Weak<Session>,
-    route: Weak<RouteSettings>,
-    connection: Weak<ConnectionSettings>,
-    injected: Injected,
+    /// The route, connection and rendering, as a session holds its own.
+    held: Held,
 }
 
 impl Slot {
@@ -300,9 +299,7 @@ impl Slot {
         r: *const RouteSettings,
         c: *const ConnectionSettings,
     ) -> bool {
-        std::ptr::eq(self.session.as_ptr(), s)
-            && std::ptr::eq(self.route.as_ptr(), r)
-            && std::ptr::eq(self.connection.as_ptr(), c)
+        std::ptr::eq(self.session.as_ptr(), s) && self.held.is_for(r, c)
     }
 }
 
@@ -412,7 +409,7 @@ fn rendered_on_this_thread(
         table.borrow()[index]
             .as_ref()
             .filter(|slot| slot.is_for(s, r, c))
-            .map(|slot| slot.injected.clone())
+            .map(|slot| slot.held.injected.clone())
     });
     if let Some(injected) = found {
         return injected;
@@ -423,15 +420,14 @@ fn rendered_on_this_thread(
         connection: Arc::downgrade(connection),
         injected: injected.clone(),
     };
-    if session.derived.set(held) {
+    // The session's own slot if free, else this thread's table.
+    let Some(held) = session.derived.set(held) else {
         return injected;
-    }
+    };
     let old = RENDERED.with(|table| {
         table.borrow_mut()[index].replace(Slot {
             session: Arc::downgrade(session),
-            route: Arc::downgrade(route),
-            connection: Arc::downgrade(connection),
-            injected: injected.clone(),
+            held,
         })
     });
     // Outside the borrow: dropping frees what the slot held.

@@ -134,9 +134,12 @@ impl Derived {
         self.0.get().and_then(|b| b.downcast_ref())
     }
 
-    /// Sets `value` unless something was set before; true when it was.
-    pub(crate) fn set<T: std::any::Any + Send + Sync>(&self, value: T) -> bool {
-        self.0.set(Box::new(value)).is_ok()
+    /// Sets `value` unless something was set before; gives it back then
+    /// (None: it was set).
+    pub(crate) fn set<T: std::any::Any + Send + Sync>(&self, value: T) -> Option<T> {
+        // The box given back is the one just made: always a `T`.
+        let back = self.0.set(Box::new(value)).err()?;
+        back.downcast::<T>().ok().map(|t| *t)
     }
 }
 
