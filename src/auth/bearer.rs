@@ -53,7 +53,10 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
         ));
     }
     let bytes = value.as_bytes();
-    let (scheme, rest) = match bytes.iter().position(|b| *b == b' ') {
+    // The scheme ends at the first space *or tab*: apps that split the
+    // value on any whitespace read `Bearer<TAB>x` as a bearer token, so it
+    // must be judged as one here, never passed on as "another scheme".
+    let (scheme, rest) = match bytes.iter().position(|b| matches!(b, b' ' | b'\t')) {
         Some(i) => (&bytes[..i], &bytes[i + 1..]),
         None => (bytes, &[][..]),
     };
@@ -62,7 +65,7 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     }
     // RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let token = std::str::from_utf8(rest)
-        .map(|t| t.trim_matches(' '))
+        .map(|t| t.trim_matches([' ', '\t']))
         .unwrap_or("");
     let body = token.trim_end_matches('=');
     if body.is_empty()
@@ -182,4 +185,64 @@ fn session_for(
             keep_refresh_token: false,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::token;
+    use crate::respond::GatewayError;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_bearer_token_is_found_whatever_whitespace_follows_the_scheme() {
+        for value in [
+            "Bearer a.b.c",
+            "bearer a.b.c",
+            "BEARER  a.b.c",
+            "Bearer\ta.b.c",
+            "bearer\t\ta.b.c",
+            "Bearer\t a.b.c",
+            "Bearer a.b.c\t",
+        ] {
+            let headers = with(value);
+            assert_eq!(token(&headers).unwrap(), Some("a.b.c"), "{value:?}");
+        }
+    }
+
+    /// A bearer credential that is not a plain token is refused, never read
+    /// as "another scheme" and passed on to the app unchecked.
+    #[test]
+    fn a_malformed_bearer_credential_is_refused_not_ignored() {
+        for value in [
+            "Bearer",
+            "Bearer\t",
+            "bearer \t ",
+            "Bearer a b",
+            "Bearer\ta\tb",
+            "Bearer a,b",
+            "Bearer é",
+        ] {
+            assert!(
+                matches!(token(&with(value)), Err(GatewayError::InvalidToken(_))),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_not_judged() {
+        for value in ["Basic dXNlcjpwYXNz", "Bearerx a.b.c", "Negotiate\tYII="] {
+            assert_eq!(token(&with(value)).unwrap(), None, "{value:?}");
+        }
+    }
 }

@@ -184,21 +184,25 @@ async fn an_invalid_bearer_token_on_an_optional_route_is_still_refused() {
     )
     .await;
     let client = Browser::new(&w.gateway).client;
-    let resp = client
-        .get(w.at("/page"))
-        .header(AUTHORIZATION, "Bearer not.a.token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert!(w.upstream.count() == 0, "nothing reached the app");
-    let resp = client
-        .get(w.at("/.auth/verify"))
-        .header(AUTHORIZATION, "Bearer not.a.token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // A tab after the scheme is still a bearer credential (apps split on
+    // any whitespace): judged and refused, never forwarded as "another scheme".
+    for value in ["Bearer not.a.token", "Bearer\tnot.a.token", "bearer\t not.a.token"] {
+        let resp = client
+            .get(w.at("/page"))
+            .header(AUTHORIZATION, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value:?}");
+        assert!(w.upstream.count() == 0, "nothing reached the app: {value:?}");
+        let resp = client
+            .get(w.at("/.auth/verify"))
+            .header(AUTHORIZATION, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value:?}");
+    }
 }
 
 // === App roles ===
