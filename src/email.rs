@@ -85,7 +85,13 @@ pub fn is_plain(email: &str) -> bool {
         }
         let mut parts = email.split('@');
         match (parts.next(), parts.next(), parts.next()) {
-            (Some(local), Some(host), None) if !host.contains("xn--") && !host.contains("XN--") => {
+            // Any case of the A-label prefix (`Xn--`, `xN--`) takes the full parse.
+            (Some(local), Some(host), None)
+                if !host
+                    .as_bytes()
+                    .windows(4)
+                    .any(|w| w.eq_ignore_ascii_case(b"xn--")) =>
+            {
                 is_dot_atom(local) && is_dns_name(host)
             }
             (Some(_), Some(_), None) => parse(email).is_some(),

@@ -370,13 +370,29 @@ fn upstream_host(route: &RouteSettings) -> Result<HeaderValue, GatewayError> {
     HeaderValue::from_str(upstream_authority(route)?.as_str()).map_err(|_| GatewayError::Internal)
 }
 
-/// The request with its body boxed, for hyper's client.
+/// The request with its body boxed, for hyper's client, without the
+/// client's trailer section: identity headers are stripped from the head
+/// only, and an HTTP/2 upstream would receive trailers as a second HEADERS
+/// frame (`X-Forwarded-User` included). A trailers frame becomes an empty
+/// data frame, which hyper does not send; nothing upstream of realmgate
+/// needs request trailers (gRPC's are in responses), and realmgate already
+/// removes `Trailer`, so its HTTP/1.1 requests never declared any.
 fn boxed<B>(request: Request<B>) -> Request<Body>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<crate::respond::BoxError>,
 {
-    request.map(|b| b.map_err(Into::into).boxed())
+    request.map(|b| {
+        b.map_frame(|frame| {
+            if frame.is_trailers() {
+                http_body::Frame::data(bytes::Bytes::new())
+            } else {
+                frame
+            }
+        })
+        .map_err(Into::into)
+        .boxed()
+    })
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ impl Unjudgeable {
         match self {
             Unjudgeable::UnreadableUri => "The forwarded URI cannot be judged: X-Forwarded-Uri or X-Original-URI is repeated, longer than 8192 bytes or not visible ASCII, or the two name different paths. The proxy in front should send one of them, set to the request URI as received (percent-encoded), and drop the client's copies.",
             Unjudgeable::NonCanonicalPath(text) => text,
-            Unjudgeable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//' or look-alike characters). The proxy in front should refuse it or send the plain path.",
+            Unjudgeable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//', look-alike characters, or letter case, trailing dots and spaces or cookieless segments that some apps ignore). The proxy in front should refuse it or send the path exactly as the route's prefix spells it.",
             Unjudgeable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",
         }
     }

@@ -9,6 +9,20 @@
 //! The path it judges is the request's canonical target
 //! (`pathnorm::CanonicalTarget`), the same form `public` is checked on and
 //! the upstream receives.
+//!
+//! # Loose readings
+//!
+//! Many upstreams match paths more loosely than byte for byte: Express,
+//! ASP.NET and IIS compare case-insensitively, Windows drops a segment's
+//! trailing dots and spaces (`/admin./x`, `/admin%20/x`), ASP.NET removes
+//! cookieless-session segments (`/(S(x))/admin`), and apps that normalize
+//! Unicode read `/ａdmin` (fullwidth) as `/admin`. With `/admin` strict and
+//! `/` lax on one host, `/ADMIN/users` would be judged under `/` and served
+//! as `/admin/users`. So on a host with several routes the [`loose`]
+//! reading must select the same route as the judged path, else the path is
+//! [`Lookup::AmbiguousPath`] (400): realmgate refuses rather than guesses
+//! how the upstream matches. (`public` needs no such reading: a variant of a
+//! public prefix is not public, which fails closed.)
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,7 +34,14 @@ use crate::pathnorm::CanonicalTarget;
 /// Routes indexed by host.
 pub struct Router {
     /// Lowercased host -> its routes, longest `path_prefix` first.
-    by_host: HashMap<String, Vec<Arc<RouteSettings>>>,
+    by_host: HashMap<String, Vec<Entry>>,
+}
+
+/// A route as the router matches it.
+struct Entry {
+    route: Arc<RouteSettings>,
+    /// Its `path_prefix` in [`loose`] form.
+    loose_prefix: String,
 }
 
 /// What the router decided for a request.
@@ -41,19 +62,23 @@ pub enum Lookup<'a> {
 
 impl Router {
     pub fn new(routes: &[Arc<RouteSettings>]) -> Router {
-        let mut by_host: HashMap<String, Vec<Arc<RouteSettings>>> = HashMap::new();
+        let mut by_host: HashMap<String, Vec<Entry>> = HashMap::new();
         for route in routes {
             for host in &route.hosts {
                 // Config hosts are already lowercased, IDNA-normalized, without port;
                 // IPv6 literals are stored without brackets, as `normalize_host` returns them.
                 let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-                by_host.entry(host).or_default().push(route.clone());
+                by_host.entry(host).or_default().push(Entry {
+                    route: route.clone(),
+                    loose_prefix: loose_folded(&route.path_prefix),
+                });
             }
         }
         for list in by_host.values_mut() {
             // Longest prefix first; `sort_by` is stable so equal lengths keep file order
-            // (config validation already rejects duplicated host+prefix pairs).
-            list.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+            // (config validation already rejects host+prefix pairs that are
+            // equal, or equal in loose form).
+            list.sort_by_key(|e| std::cmp::Reverse(e.route.path_prefix.len()));
         }
         Router { by_host }
     }
@@ -87,23 +112,44 @@ impl Router {
         let Some(routes) = self.routes_of(host) else {
             return Lookup::UnknownHost;
         };
-        let pick = |path: &str| routes.iter().find(|r| prefix_matches(&r.path_prefix, path));
+        let pick = |path: &str| {
+            routes
+                .iter()
+                .find(|e| prefix_matches(&e.route.path_prefix, path))
+                .map(|e| &e.route)
+        };
+        let pick_loosely = |path: &str| {
+            let path = loose(path);
+            // Longest loose prefix (folding may change a prefix's length).
+            routes
+                .iter()
+                .filter(|e| loose_prefix_matches(&e.loose_prefix, &path))
+                .max_by_key(|e| e.loose_prefix.len())
+                .map(|e| &e.route)
+        };
         let judged = pick(target.judged());
-        // With one route per host, or a plain path, there is nothing to
-        // confuse (and no allocation on the hot path).
-        if routes.len() > 1 && target.has_other_readings() {
-            // No reading models an NFKC-normalizing app: refuse rather than guess.
-            if target.has_lookalike() {
+        let same = |other: Option<&Arc<RouteSettings>>| match (judged, other) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        // With one route per host there is nothing to confuse.
+        if routes.len() > 1 {
+            // A plain ASCII path costs a case-insensitive comparison per
+            // route here, no allocation.
+            if !same(pick_loosely(target.judged())) {
                 return Lookup::AmbiguousPath;
             }
-            for reading in target.readings() {
-                let same = match (judged, pick(&reading)) {
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    (None, None) => true,
-                    _ => false,
-                };
-                if !same {
+            if target.has_other_readings() {
+                // No reading models an NFKC-normalizing app's separators:
+                // refuse rather than guess.
+                if target.has_lookalike() {
                     return Lookup::AmbiguousPath;
+                }
+                for reading in target.readings() {
+                    if !same(pick(&reading)) || !same(pick_loosely(&reading)) {
+                        return Lookup::AmbiguousPath;
+                    }
                 }
             }
         }
@@ -115,7 +161,7 @@ impl Router {
         self.routes_of(host).is_some()
     }
 
-    fn routes_of(&self, host: &str) -> Option<&Vec<Arc<RouteSettings>>> {
+    fn routes_of(&self, host: &str) -> Option<&Vec<Entry>> {
         let host = normalize_host(host)?;
         self.by_host.get(&*host)
     }
@@ -130,6 +176,91 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
+    }
+}
+
+/// `path` as an upstream that matches paths loosely reads it (see "Loose
+/// readings"): Unicode compatibility forms folded (NFKC), cookieless-session
+/// segments (`(S(…))`) dropped, each segment's trailing dots and spaces
+/// dropped, letters case-folded (by their uppercase, so that `ı` and `ſ`
+/// read as `i` and `s`, as .NET's case-insensitive comparison has them).
+/// A plain ASCII path needs only ASCII case folding, which
+/// [`loose_prefix_matches`] does as it compares: it is borrowed as is.
+pub(crate) fn loose(path: &str) -> Cow<'_, str> {
+    let needs_work = !path.is_ascii()
+        || path
+            .split('/')
+            .any(|s| s.starts_with('(') || s.ends_with('.') || s.ends_with(' '));
+    if !needs_work {
+        return Cow::Borrowed(path);
+    }
+    let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(path);
+    let mut out = String::with_capacity(nfkc.len());
+    let mut first = true;
+    for segment in nfkc.split('/') {
+        if is_cookieless(segment) {
+            continue;
+        }
+        if !first {
+            out.push('/');
+        }
+        first = false;
+        let kept = segment.trim_end_matches(['.', ' ']);
+        out.extend(
+            kept.chars()
+                .flat_map(char::to_uppercase)
+                .flat_map(char::to_lowercase),
+        );
+    }
+    Cow::Owned(out)
+}
+
+/// [`loose`] with ASCII letters folded too: the form two prefixes are
+/// compared in.
+pub(crate) fn loose_folded(path: &str) -> String {
+    loose(path).to_ascii_lowercase()
+}
+
+/// An ASP.NET cookieless-session segment, such as `(S(abc))` or
+/// `(A(x)F(y))`: letters each followed by a parenthesized value, all in
+/// parentheses. ASP.NET removes them before routing.
+fn is_cookieless(segment: &str) -> bool {
+    let Some(inner) = segment.strip_prefix('(').and_then(|s| s.strip_suffix(')')) else {
+        return false;
+    };
+    let mut rest = inner;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let mut chars = rest.chars();
+        let (Some(letter), Some('(')) = (chars.next(), chars.next()) else {
+            return false;
+        };
+        if !letter.is_ascii_alphabetic() {
+            return false;
+        }
+        let Some(end) = rest.find(')') else {
+            return false;
+        };
+        rest = &rest[end + 1..];
+    }
+    true
+}
+
+/// [`prefix_matches`] between a prefix and a path both in [`loose`] form,
+/// ignoring ASCII case (a borrowed loose path keeps its case).
+fn loose_prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let prefix = prefix.trim_end_matches('/');
+    match path.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => {
+            let rest = &path[prefix.len()..];
+            rest.is_empty() || rest.starts_with('/')
+        }
+        _ => false,
     }
 }
 

@@ -1378,3 +1378,32 @@ fn oauth2_proxy_endpoints_need_the_root_route_and_one_openid_connection() {
     );
     load_str(&one).expect("one OpenID connection on the route");
 }
+
+#[test]
+fn prefixes_of_one_host_that_differ_only_in_case_or_trailing_dots_are_refused() {
+    for (first, second) in [
+        ("/admin", "/Admin"),
+        ("/admin", "/admin."),
+        ("/Api/v1", "/api/V1 "),
+    ] {
+        let text = format!(
+            "{}path_prefix = \"{first}\"\n\n[[route]]\nname = \"other\"\nhosts = [\"hr.contoso.com\"]\npath_prefix = \"{second}\"\nupstream = \"http://127.0.0.1:9001\"\n",
+            minimal()
+        );
+        let p = problems(&text);
+        assert!(
+            has(&p, "route[1].path_prefix"),
+            "{first} / {second}: {p:#?}"
+        );
+        assert!(
+            p.iter().any(|x| x.problem.contains("only in case")),
+            "{p:#?}"
+        );
+    }
+    // Different hosts, or prefixes that differ in more than case: fine.
+    let text = format!(
+        "{}path_prefix = \"/admin\"\n\n[[route]]\nname = \"other\"\nhosts = [\"hr.contoso.com\"]\npath_prefix = \"/admins\"\nupstream = \"http://127.0.0.1:9001\"\n",
+        minimal()
+    );
+    load_str(&text).expect("distinct prefixes");
+}

@@ -1197,6 +1197,8 @@ fn routes(
     let mut out = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut claimed: HashMap<(String, String), usize> = HashMap::new();
+    // The same, with prefixes in the router's loose form (`/Admin`, `/admin.`).
+    let mut claimed_loosely: HashMap<(String, String), (usize, String)> = HashMap::new();
     let known_connections: HashSet<&str> = connections.iter().map(|c| c.name.as_str()).collect();
     if raws.is_empty() {
         cx.bad(
@@ -1275,6 +1277,18 @@ fn routes(
                     at("path_prefix"),
                     format!("host {h:?} with path prefix {path_prefix:?} is already claimed by route[{first}]"),
                     "a unique host and path prefix per route",
+                );
+            } else if let Some((first, other)) = claimed_loosely.insert(
+                (h.clone(), crate::router::loose_folded(&path_prefix)),
+                (i, path_prefix.clone()),
+            ) {
+                // Apps that match paths case-insensitively (or drop trailing
+                // dots) cannot tell the two apart; the router would refuse
+                // every path under them as ambiguous.
+                cx.bad(
+                    at("path_prefix"),
+                    format!("host {h:?} with path prefix {path_prefix:?} differs from route[{first}]'s {other:?} only in case, trailing dots or spaces, which many apps do not tell apart"),
+                    "one route for both, or prefixes that differ in more than case",
                 );
             }
         }

@@ -143,6 +143,11 @@ fn is_plain_agrees_with_parse() {
         "x@xn--bcher-kva.example",
         "a@b@c",
         "a@xn--zz.example",
+        // Mixed case of the A-label prefix: the same answer as `parse`.
+        "x@Xn--bcher-kva.example",
+        "x@xN--bcher-kva.example",
+        "a@Xn--zz.example",
+        "a@sub.XN--ZZ.example",
         "a@contoso.com.",
         "a!#$%&'*+-/=?^_`{|}~@x.example",
     ] {

@@ -64,7 +64,7 @@ pub fn route<'g, 'u>(
             host_served: false,
         }),
         Lookup::AmbiguousPath => refused(GatewayError::BadRequest(
-            "The path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//' or look-alike characters). Use the plain path.",
+            "The path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//', look-alike characters, or letter case, trailing dots and spaces or cookieless segments such as (S(...)) that some apps ignore). Use the path exactly as the route's prefix spells it.",
         )),
         Lookup::NoPrefix => refused(GatewayError::NotFound),
     }

@@ -186,3 +186,74 @@ fn dot_segments_are_judged_in_their_canonical_form() {
         Some("other")
     );
 }
+
+/// Upstreams that match paths loosely (case-insensitively, Windows's
+/// trailing dots and spaces, ASP.NET's cookieless segments, Unicode
+/// compatibility forms) would serve these under `/api`; the judged form
+/// picks `root`, so they are refused rather than judged under the laxer
+/// route (review 9).
+#[test]
+fn a_path_that_loose_matching_reads_as_another_route_is_ambiguous() {
+    let r = router();
+    for path in [
+        "/API/keys",
+        "/Api",
+        "/aPi/v2/x",
+        "/api./keys",
+        "/api%20/keys",
+        "/api.%20./keys",
+        "/(S(abc123))/api/keys",
+        "/(A(x)F(y))/api",
+        "/%EF%BD%81pi/keys", // fullwidth a
+        "/ap%C4%B1/keys",    // dotless i: .NET's ignore-case reads it as I
+        "/api/v2./x",        // the judged `/api` against `/api/v2/` loosely
+        "/api/V2/x",
+    ] {
+        assert!(
+            matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
+            "{path}"
+        );
+    }
+    // Paths whose loose reading selects the same route pass as before.
+    for (path, route) in [
+        ("/api/KEYS", "api"),
+        ("/api/v2/Users.", "api-v2"),
+        ("/Docs/x", "root"),
+        ("/apix", "root"),
+        ("/APIX", "root"),
+        ("/(S(abc))/docs", "root"),
+        ("/api/(S(abc))/x", "api"),
+    ] {
+        assert_eq!(
+            name(&r, "app.example.com", path).as_deref(),
+            Some(route),
+            "{path}"
+        );
+    }
+    // One route per host: nothing to confuse, every variant passes.
+    assert_eq!(
+        name(&r, "sub.example.com", "/SUB/x").as_deref(),
+        None,
+        "still a byte-exact prefix"
+    );
+    assert_eq!(
+        name(&r, "other.example.com", "/API/x").as_deref(),
+        Some("other")
+    );
+}
+
+#[test]
+fn loose_form() {
+    assert_eq!(loose("/api/keys"), "/api/keys");
+    assert!(
+        matches!(loose("/API/Keys"), Cow::Borrowed(_)),
+        "ASCII case is folded when compared"
+    );
+    assert_eq!(loose("/Api./Ke ys%20"), "/api/ke ys%20");
+    assert_eq!(loose("/a. . /b"), "/a/b");
+    assert_eq!(loose("/(S(x))/(A(y)F(z))/App"), "/app");
+    assert_eq!(loose("/(x)/a"), "/(x)/a");
+    assert_eq!(loose("/(S(x)/a"), "/(s(x)/a");
+    assert_eq!(loose("/\u{ff21}dmin/stra\u{df}e"), "/admin/strasse");
+    assert_eq!(loose("/\u{131}/\u{17f}"), "/i/s");
+}

@@ -186,7 +186,11 @@ async fn an_invalid_bearer_token_on_an_optional_route_is_still_refused() {
     let client = Browser::new(&w.gateway).client;
     // A tab after the scheme is still a bearer credential (apps split on
     // any whitespace): judged and refused, never forwarded as "another scheme".
-    for value in ["Bearer not.a.token", "Bearer\tnot.a.token", "bearer\t not.a.token"] {
+    for value in [
+        "Bearer not.a.token",
+        "Bearer\tnot.a.token",
+        "bearer\t not.a.token",
+    ] {
         let resp = client
             .get(w.at("/page"))
             .header(AUTHORIZATION, value)
@@ -194,7 +198,10 @@ async fn an_invalid_bearer_token_on_an_optional_route_is_still_refused() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value:?}");
-        assert!(w.upstream.count() == 0, "nothing reached the app: {value:?}");
+        assert!(
+            w.upstream.count() == 0,
+            "nothing reached the app: {value:?}"
+        );
         let resp = client
             .get(w.at("/.auth/verify"))
             .header(AUTHORIZATION, value)

@@ -651,3 +651,77 @@ fn migrate_names_the_line_of_garbage_and_exits_64() {
     assert_eq!(out.status.code(), Some(2), "clap refuses an unknown peer");
     assert!(String::from_utf8_lossy(&out.stderr).contains("oauth2-proxy"));
 }
+
+/// A host with `/admin` (HR Admins) and `/` (anyone signed in): paths that
+/// an app matching loosely (case-insensitive routing, Windows's trailing
+/// dots and spaces, ASP.NET's cookieless segments, Unicode compatibility
+/// forms) would serve from `/admin` are refused, not judged under `/`;
+/// through the proxy and through the forward-auth endpoints alike.
+#[tokio::test]
+async fn loose_variants_of_a_stricter_prefix_are_refused_not_judged_under_the_laxer_route() {
+    let w = World::start(true).await;
+    let (bob, _) = w.sign_in(BOB, "/").await;
+    let url = |p: &str| w.gateway.url(APP, p);
+    assert_eq!(
+        bob.get(&url("/admin/x")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(bob.get(&url("/hello")).await.status(), StatusCode::OK);
+    let before = w.upstream.count();
+    for path in [
+        "/ADMIN/x",
+        "/Admin",
+        "/aDmIn/x/y",
+        "/admin./x",
+        "/admin%20/x",
+        "/admin.%20/x",
+        "/(S(x1y2))/admin/x",
+        "/%EF%BD%81dmin/x",
+        "/adm%C4%B1n/x",
+    ] {
+        let resp = bob.get(&url(path)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path:?}");
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains("path"),
+            "{path:?}: the page says what was wrong"
+        );
+        for header in ["x-original-uri", "x-forwarded-uri"] {
+            let resp = bob
+                .client
+                .get(url("/.auth/verify"))
+                .header(header, path)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::BAD_REQUEST,
+                "verify {header}: {path:?}"
+            );
+        }
+        let resp = bob
+            .client
+            .get(url("/oauth2/auth"))
+            .header("x-original-url", format!("http://app.test{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "oauth2/auth: {path:?}"
+        );
+    }
+    assert_eq!(w.upstream.count(), before, "none reached the app");
+    // Variants inside one route's space stay with that route.
+    assert_eq!(bob.get(&url("/Hello")).await.status(), StatusCode::OK);
+    assert_eq!(
+        bob.get(&url("/admin/X")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        bob.get(&url("/administrator")).await.status(),
+        StatusCode::OK
+    );
+}

@@ -687,6 +687,54 @@ async fn https_upstream_with_upstream_ca_speaks_http2_and_tunnels_websockets_ove
     assert_eq!(echoed.into_text().unwrap().as_str(), "over tls");
 }
 
+/// A client's trailer section is not forwarded: identity headers are
+/// stripped from the head, and an HTTP/2 upstream would get trailers as a
+/// second HEADERS frame (review 9). The body arrives whole; HTTP/1.1 and
+/// HTTP/2 upstreams alike see no trailer.
+#[tokio::test]
+async fn request_trailers_never_reach_the_upstream() {
+    let plain = EchoUpstream::start().await;
+    let (tls, files) = EchoUpstream::start_tls().await;
+    let extra = format!(
+        "public = [\"/\"]\nupstream_ca = {:?}",
+        files.ca_file.display().to_string()
+    );
+    let gw = TestGateway::start(&config(
+        "",
+        &format!(
+            "{}{}",
+            route("h2", "h2.test", "/", &tls.tls_url(), &extra),
+            route("h1", "h1.test", "/", &plain.url(), "public = [\"/\"]")
+        ),
+    ))
+    .await;
+    for (host, version) in [("h2.test", "HTTP/2.0"), ("h1.test", "HTTP/1.1")] {
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\nTrailer: X-Forwarded-User\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nX-Forwarded-User: victim-oid\r\nX-MS-CLIENT-PRINCIPAL-NAME: victim@contoso.com\r\nX-App-Checksum: 1\r\n\r\n"
+        );
+        let raw = raw_exchange(gw.addr, request.as_bytes()).await;
+        assert_eq!(raw_status(&raw), Some(200), "{host}: {raw:.400}");
+        let body = raw.split_once("\r\n\r\n").expect("head and body").1;
+        let body = if body.starts_with('{') {
+            body.to_string()
+        } else {
+            // A chunked answer: the JSON is in the first chunk.
+            body.lines().nth(1).unwrap_or_default().to_string()
+        };
+        let e: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{host}: {e}: {raw:.600}"));
+        assert_eq!(e["version"], version, "{host}");
+        assert_eq!(e["body_len"], 5, "{host}: the body arrives whole");
+        assert_eq!(
+            e["trailers"],
+            serde_json::json!([]),
+            "{host}: no trailer forwarded: {e}"
+        );
+        let headers = e["headers"].to_string().to_ascii_lowercase();
+        assert!(!headers.contains("victim"), "{host}: {headers}");
+    }
+}
+
 #[tokio::test]
 async fn https_upstream_with_an_untrusted_certificate_is_502() {
     // The route trusts another CA than the one that signed the upstream's certificate.

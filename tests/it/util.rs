@@ -415,8 +415,17 @@ async fn echo(
     let mut body = req.into_body();
     let mut hasher = Sha256::new();
     let mut len = 0u64;
+    let mut trailers: Vec<(String, String)> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(std::io::Error::other)?;
+        if let Some(t) = frame.trailers_ref() {
+            trailers.extend(t.iter().map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            }));
+        }
         if let Some(data) = frame.data_ref() {
             len += data.len() as u64;
             body_bytes.fetch_add(data.len() as u64, Ordering::SeqCst);
@@ -432,6 +441,7 @@ async fn echo(
         "headers": headers,
         "body_len": len,
         "body_sha256": hex(&hasher.finalize()),
+        "trailers": trailers,
     });
     let mut resp = Response::new(full_body(json.to_string()));
     resp.headers_mut().insert(
