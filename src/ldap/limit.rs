@@ -1,7 +1,8 @@
 //! Failed password sign-ins, counted per login name and per client address
 //! (SPEC 9: `max_failed_logins` within `failure_window`; beyond it the form
 //! refuses that login, even with the right password, until the window
-//! passes). Fixed windows starting at the first failure.
+//! passes). The window restarts at every failure: a login is refused until
+//! `failure_window` has passed since its last failed attempt.
 //!
 //! With the Redis session store the counters live in Redis
 //! (`SessionStore::count_failure`), so every replica sees every failure;
@@ -257,7 +258,14 @@ impl Failures {
         let window = window.min(MAX_WINDOW);
         self.local.entry(key.to_string()).and_upsert_with(|old| {
             match old.map(|e| e.into_value()) {
-                Some((n, start)) if start.elapsed() < window => (n.saturating_add(1), start),
+                // The window restarts at every failure, as AD's own
+                // counter does (it resets `lockoutObservationWindow` after
+                // the *last* bad password): a window fixed at the first
+                // failure would let 2 x max - 1 failures through within
+                // seconds across its boundary (review 9).
+                Some((n, start)) if start.elapsed() < window => {
+                    (n.saturating_add(1), Instant::now())
+                }
                 _ => (1, Instant::now()),
             }
         });

@@ -129,8 +129,8 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// Counts one failed password sign-in under `key` (`ldap::limit`) in a
-    /// fixed window of `window` from the key's first failure, and answers
-    /// the count. None: this store is not shared between replicas, and the
+    /// window of `window` that restarts at every failure (the count ends
+    /// `window` after the last one), and answers the count. None: this store is not shared between replicas, and the
     /// caller counts in its own process.
     fn count_failure<'a>(
         &'a self,

@@ -46,6 +46,29 @@ async fn the_memory_counter_blocks_after_max_failures() {
     assert!(f.blocked(&store, &moved, 3, w).await.unwrap());
 }
 
+/// The window restarts at every failure (review 9): failures spread over
+/// more than one window, each within a window of the one before, still
+/// add up, as AD's own counter does; a quiet window clears them.
+#[tokio::test]
+async fn the_window_restarts_at_every_failure() {
+    let store: Arc<dyn SessionStore> = Arc::new(crate::session::memory::MemoryStore::new(
+        100,
+        Duration::from_secs(600),
+    ));
+    let f = Failures::default();
+    let k = keys("c", "bob", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let w = Duration::from_millis(400);
+    for _ in 0..3 {
+        assert!(!f.blocked(&store, &k, 3, w).await.unwrap());
+        f.record(&store, &k, w).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // 750 ms after the first failure, 250 after the last: still three.
+    assert!(f.blocked(&store, &k, 3, w).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!f.blocked(&store, &k, 3, w).await.unwrap(), "a window without failures clears them");
+}
+
 /// Attempts under way count against the limit until they finish: with
 /// `max = 2`, two held attempts block a third before any failure is
 /// recorded; one finishing without a failure (a success) frees its place,

@@ -194,10 +194,9 @@ end
 return redis.call('SCARD', KEYS[1])",
             ),
             count_failure: Script::new(
+                // The window restarts at every failure (`ldap::limit`).
                 r"local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return n",
             ),
             unlock: Script::new(
