@@ -189,6 +189,13 @@ async fn pipeline<'g>(
     };
     rec.host = Some(client_host.clone());
     rec.route = Some(route);
+    route::check_forwarded_host(
+        &gw.auth.router,
+        crate::peer::peer_is_trusted(&gw.settings.server, conn),
+        req.headers(),
+        route,
+        &target,
+    )?;
     if target.rewritten() {
         // Dot segments resolved: from here on (endpoints, the phases, the
         // upstream) the request's path is the canonical one.

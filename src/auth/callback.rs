@@ -209,17 +209,16 @@ async fn complete(
         (Some(state), Some((pending, state_cookie))) => {
             let digest: [u8; 32] = Sha256::digest(state.as_bytes()).into();
             // Check-and-insert in one step, so two concurrent callbacks with
-            // the same state cannot both pass. The value is the login's
-            // target, for a browser that comes back with a spent state.
+            // the same state cannot both pass. A sign-in adds its session
+            // and target, for a browser that comes back with a spent state.
             let entry = ctx
                 .state
                 .shared
                 .used_states
                 .entry(digest)
                 .or_insert(Arc::new(super::state::SpentState {
-                    target: pending.target.clone(),
                     answer,
-                    session: std::sync::OnceLock::new(),
+                    signed_in: std::sync::OnceLock::new(),
                 }))
                 .await;
             if !entry.is_fresh() {
@@ -265,7 +264,10 @@ async fn complete(
                     .get(&digest)
                     .await
                     .filter(|spent| spent.answer != answer)
-                    .and_then(|spent| Some((spent.target.clone(), *spent.session.get()?)));
+                    .and_then(|spent| {
+                        let done = spent.signed_in.get()?;
+                        Some((done.target.to_string(), done.session))
+                    });
                 return Err(Refused {
                     error: SignInError::new(
                         Refusal::UnknownState,
@@ -328,7 +330,10 @@ async fn complete(
         .map_err(|e| SignInError::new(Refusal::StoreUnavailable, format!("session store: {e}")))?;
     if let Some(spent) = &spent {
         // This browser, and only it, may come back with the spent state.
-        let _ = spent.session.set(Sha256::digest(id.as_bytes()).into());
+        let _ = spent.signed_in.set(super::state::SignedIn {
+            session: Sha256::digest(id.as_bytes()).into(),
+            target: pending.target.as_str().into(),
+        });
     }
     tracing::info!(
         route.name = %ctx.route.name,

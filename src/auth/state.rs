@@ -195,16 +195,27 @@ pub(crate) async fn lookup_session(state: &AuthState, id: &SessionId) -> Option<
     }
 }
 
-/// A redeemed state: its login's target, the SHA-256 of the callback's
-/// parameters that redeemed it, and the SHA-256 of the session id its
-/// sign-in made (set once that session is stored).
+/// A redeemed state: the SHA-256 of the callback's parameters that
+/// redeemed it, and once its sign-in's session is stored, that session and
+/// the login's target. Small until then: anyone can start logins with long
+/// targets and redeem them with bad codes, and an entry lives for the
+/// state's lifetime (review 9: 2 KiB targets of refused callbacks could
+/// fill the cache's million entries with gigabytes).
 #[derive(Debug)]
 pub(crate) struct SpentState {
-    pub(crate) target: String,
     pub(crate) answer: [u8; 32],
-    /// Only the browser holding this session is sent on to `target` when
+    /// Only the browser holding this session is sent on to the target when
     /// it comes back with the spent state: anyone can redeem a state of
     /// their own, with a target of their choosing, and hand its callback
     /// URL to someone else's signed-in browser.
-    pub(crate) session: std::sync::OnceLock<[u8; 32]>,
+    pub(crate) signed_in: std::sync::OnceLock<SignedIn>,
+}
+
+/// What a redeemed state's sign-in made.
+#[derive(Debug)]
+pub(crate) struct SignedIn {
+    /// SHA-256 of the session id.
+    pub(crate) session: [u8; 32],
+    /// The login's target.
+    pub(crate) target: Box<str>,
 }

@@ -10,6 +10,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Uri, Version};
 
 use crate::config::RouteSettings;
+use crate::headers::names::X_FORWARDED_HOST;
 use crate::pathnorm::CanonicalTarget;
 use crate::respond::GatewayError;
 use crate::router::{Lookup, Router};
@@ -103,6 +104,46 @@ pub fn client_host<B>(req: &Request<B>) -> Result<HeaderValue, GatewayError> {
         // HTTP/1.0 without Host cannot name a route.
         None => Err(GatewayError::UnknownHost),
     }
+}
+
+/// A trusted proxy's `X-Forwarded-Host` reaches the app as sent (SPEC 5.7),
+/// and apps that take their host from it (Rails, Django's
+/// `USE_X_FORWARDED_HOST`, ASP.NET Core's forwarded headers) act on that
+/// host. Behind a balancer that passes a client's own header through, a
+/// request for `Host: a` judged by a's route could then be served as
+/// another host's. So when it names a host realmgate serves, that host must
+/// select the same route for this path, else 400 (review 9). A host
+/// realmgate does not serve (its public name behind a proxy that rewrites
+/// `Host`) stays as before; so does any value from an untrusted peer,
+/// which `headers::forwarding` replaces.
+pub fn check_forwarded_host(
+    router: &Router,
+    trusted: bool,
+    headers: &HeaderMap,
+    route: &Arc<RouteSettings>,
+    target: &CanonicalTarget<'_>,
+) -> Result<(), GatewayError> {
+    if !trusted {
+        return Ok(());
+    }
+    for value in headers.get_all(X_FORWARDED_HOST) {
+        // Unreadable values are dropped by `headers::forwarding`.
+        let Ok(text) = value.to_str() else { continue };
+        for host in text.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            if !router.serves(host) {
+                continue;
+            }
+            match router.lookup_target(host, target) {
+                Lookup::Found(other) if Arc::ptr_eq(other, route) => {}
+                _ => {
+                    return Err(GatewayError::BadRequest(
+                        "X-Forwarded-Host names a host this gateway serves with another route than the Host the request was sent to. The proxy in front should set X-Forwarded-Host to the host it received, or not send it.",
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reject requests whose body framing is ambiguous or whose headers are too large.

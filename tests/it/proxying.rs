@@ -169,6 +169,61 @@ async fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
     assert!(e.header("x-real-ip").is_none());
 }
 
+/// A trusted proxy's X-Forwarded-Host reaches the app, and many apps take
+/// their host from it: one naming a host this gateway serves with another
+/// route is refused (review 9), one naming the same route or a host the
+/// gateway does not serve passes as before.
+#[tokio::test]
+async fn a_trusted_forwarded_host_naming_another_route_is_refused() {
+    let (a, b) = (EchoUpstream::start().await, EchoUpstream::start().await);
+    let public = "public = [\"/\"]";
+    let routes = [
+        // Two hosts for one route: `hosts = ["a.test", "alias-a.test"]`.
+        route("a", "a.test\", \"alias-a.test", "/", &a.url(), public),
+        route("b", "b.test", "/", &b.url(), public),
+        route("a-admin", "a.test", "/admin", &b.url(), public),
+    ]
+    .concat();
+    let gw = TestGateway::start(&config("trusted_proxies = [\"127.0.0.1/32\"]", &routes)).await;
+    let get = |xfh: &'static str, path: &'static str| {
+        let client = gw.client();
+        let url = gw.url("a.test", path);
+        async move {
+            client
+                .get(url)
+                .header("accept", "application/json")
+                .header("x-forwarded-host", xfh)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    for (xfh, path) in [
+        ("b.test", "/x"),
+        ("B.TEST:443", "/x"),
+        ("b.test.", "/x"),
+        // a.test's /admin has a route of its own; alias-a.test has not.
+        ("alias-a.test", "/admin/x"),
+    ] {
+        let resp = get(xfh, path).await;
+        assert_eq!(resp.status(), 400, "{xfh} {path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("X-Forwarded-Host"),
+            "{body}"
+        );
+    }
+    assert_eq!((a.count(), b.count()), (0, 0), "none reached an app");
+    for xfh in ["a.test:8443", "alias-a.test", "apps.contoso.com"] {
+        let e = Echoed::from(get(xfh, "/x").await).await;
+        assert_eq!(e.header("x-forwarded-host").as_deref(), Some(xfh));
+    }
+    assert_eq!(a.count(), 3);
+}
+
 #[tokio::test]
 async fn forwarding_headers_from_a_trusted_proxy_are_kept_and_appended() {
     let up = EchoUpstream::start().await;

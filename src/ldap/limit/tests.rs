@@ -66,7 +66,10 @@ async fn the_window_restarts_at_every_failure() {
     // 750 ms after the first failure, 250 after the last: still three.
     assert!(f.blocked(&store, &k, 3, w).await.unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!f.blocked(&store, &k, 3, w).await.unwrap(), "a window without failures clears them");
+    assert!(
+        !f.blocked(&store, &k, 3, w).await.unwrap(),
+        "a window without failures clears them"
+    );
 }
 
 /// Attempts under way count against the limit until they finish: with
