@@ -570,8 +570,9 @@ impl IdentityBuilder {
         self.inner.tenant_id = tid.map(str::to_string);
         self
     }
+    /// An empty `sid` is none: it would index the session under `""`.
     pub fn sid(mut self, sid: Option<&str>) -> Self {
-        self.inner.sid = sid.map(str::to_string);
+        self.inner.sid = sid.filter(|s| !s.is_empty()).map(str::to_string);
         self
     }
     /// The email and why it is believed ([`email_trust`]).

@@ -189,13 +189,6 @@ async fn pipeline<'g>(
     };
     rec.host = Some(client_host.clone());
     rec.route = Some(route);
-    route::check_forwarded_host(
-        &gw.auth.router,
-        crate::peer::peer_is_trusted(&gw.settings.server, conn),
-        req.headers(),
-        route,
-        &target,
-    )?;
     if target.rewritten() {
         // Dot segments resolved: from here on (endpoints, the phases, the
         // upstream) the request's path is the canonical one.
@@ -209,6 +202,15 @@ async fn pipeline<'g>(
         // futures (moved several times per request) stay small without them.
         return Ok(Box::pin(crate::endpoints::serve(&gw.auth, route, req, conn)).await);
     }
+    // Only for what is forwarded: forward auth reads X-Forwarded-Host as
+    // the original request's host (`endpoints::verify`).
+    route::check_forwarded_host(
+        &gw.auth.router,
+        crate::peer::peer_is_trusted(&gw.settings.server, conn),
+        req.headers(),
+        route,
+        &target,
+    )?;
     // 2. Strip, second step: identity headers and realmgate's cookies.
     let (mut parts, body) = req.into_parts();
     let session_id = strip::credentials(&gw.auth, &mut parts, conn);

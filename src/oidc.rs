@@ -888,7 +888,9 @@ impl Provider {
         }
         Ok(LogoutToken {
             sub: get("sub"),
-            sid: get("sid"),
+            // An empty sid names no provider session: the logout is by sub
+            // (sessions made without a sid have none either).
+            sid: get("sid").filter(|s| !s.is_empty()),
             iss: get("iss").unwrap_or_default(),
             oid: get("oid"),
         })

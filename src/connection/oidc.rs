@@ -144,7 +144,15 @@ impl OidcSignIn<'_> {
             metrics: self.env.metrics,
             provider: Some(provider),
         };
-        // RFC 9207: the authorization response's issuer, when sent (or required).
+        // RFC 9207: the authorization response's issuer, when sent (or
+        // required). Sent twice it is no answer (`form_get` would read it as
+        // absent, which skips the check for providers that do not announce it).
+        if req.params.iter().filter(|(k, _)| k == "iss").count() > 1 {
+            return Err(SignInError::new(
+                Refusal::IssuerMismatch,
+                "the authorization response has several iss parameters",
+            ));
+        }
         provider
             .check_authorization_response_iss(form_get(req.params, "iss"))
             .map_err(|e| SignInError::new(Refusal::IssuerMismatch, e.to_string()))?;

@@ -540,6 +540,24 @@ async fn backchannel_logout_without_sid_ends_every_session_of_the_user() {
     assert_eq!(w.me(&alice).await.0, StatusCode::OK, "other users stay");
 }
 
+/// An empty `sid` names no provider session: the logout is by the user,
+/// never of the sessions that happen to have no (empty) sid (review 9).
+#[tokio::test]
+async fn backchannel_logout_with_an_empty_sid_ends_the_user_s_sessions() {
+    let w = World::start(backchannel_world()).await;
+    let bob = w.signed_in(BOB).await;
+    let alice = w.signed_in(ALICE).await;
+    let token = w
+        .idp
+        .mint_logout_token(BOB, idp::DEMO_CLIENT_ID, Some(""))
+        .unwrap();
+    let (status, body, _) = post_logout_token(&w, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sessions_ended"], 1, "{body}");
+    assert_eq!(w.me(&bob).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.me(&alice).await.0, StatusCode::OK, "other users stay");
+}
+
 #[tokio::test]
 async fn backchannel_logout_refuses_bad_tokens_with_a_reason() {
     let w = World::start(backchannel_world()).await;

@@ -685,6 +685,31 @@ async fn issuer_in_the_authorization_response_is_checked() {
     assert_eq!(w.idp.token_calls(), 0);
 }
 
+/// `iss` twice in the authorization response is refused, even from a
+/// provider that does not announce RFC 9207 (read as absent, it would skip
+/// the check: review 9).
+#[tokio::test]
+async fn a_repeated_issuer_in_the_authorization_response_is_refused() {
+    let w = World::start().await;
+    let browser = w.browser();
+    let authorize = browser.start_login(&w, "alice@contoso.example", "/").await;
+    let back = w
+        .idp
+        .complete_login(&authorize, "alice@contoso.example")
+        .unwrap();
+    assert!(back.iss.is_none(), "the provider does not send iss");
+    let issuer = w.idp.issuer(idp::DEMO_CONTOSO_TENANT);
+    let mut twice = url::Url::parse(&back.url).unwrap();
+    twice
+        .query_pairs_mut()
+        .append_pair("iss", &issuer)
+        .append_pair("iss", "https://evil.example/v2.0");
+    let twice = twice.to_string();
+    let resp = browser.get(&twice).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(w.idp.token_calls(), 0, "no code exchanged");
+}
+
 #[tokio::test]
 async fn logout_ends_the_session_everywhere_and_at_the_provider() {
     let w = World::start().await;
