@@ -140,6 +140,12 @@ pub enum DirectoryError {
     /// The user's entry has no usable `attributes.user_id`.
     #[error("the user's entry has no usable {0} attribute")]
     NoUserId(String),
+    /// The password was right, but the name was typed in a form this
+    /// connection cannot read the user by (another domain's `DOMAIN\user`,
+    /// an implicit UPN the user filter does not match): what the user sent,
+    /// so a 4xx, never the 503 of an unreachable directory (SPEC 9).
+    #[error("{0}")]
+    UnsupportedName(String),
     /// No URL answered (connect, TLS, timeout).
     #[error("no directory server answered: {0}")]
     Unavailable(String),
@@ -156,6 +162,7 @@ impl DirectoryError {
             DirectoryError::InvalidCredentials => "invalid_credentials",
             DirectoryError::Account(_) => "account_state",
             DirectoryError::NoUserId(_) => "missing_user_id",
+            DirectoryError::UnsupportedName(_) => "unsupported_name",
             DirectoryError::Unavailable(_) => "directory_unavailable",
             DirectoryError::Directory(_) => "directory_error",
         }
@@ -303,7 +310,7 @@ impl Directory {
                 Some((domain, account)) => {
                     let netbios = netbios_domain(&mut user, self.cfg.timeout).await?;
                     if !domain.eq_ignore_ascii_case(&netbios) {
-                        return Err(DirectoryError::Directory(format!(
+                        return Err(DirectoryError::UnsupportedName(format!(
                             "the bind name's domain {domain:?} is not this directory's ({netbios:?}); users of other domains sign in with their user principal name"
                         )));
                     }
@@ -324,8 +331,11 @@ impl Directory {
             let entry = find_one(&mut user, self.cfg.timeout, &base, &filter, &self.user_attrs())
                 .await?
                 .ok_or_else(|| {
-                    DirectoryError::Directory(format!(
-                        "the bind succeeded but the user's entry was not found under {base:?} with the user filter; check user_base and user_filter"
+                    // The directory took the name, the user filter does not
+                    // find it: a name typed in another form (an implicit
+                    // UPN), or a user_base/user_filter that misses users.
+                    DirectoryError::UnsupportedName(format!(
+                        "the bind succeeded but the user's entry was not found under {base:?} with the user filter (the name typed in another form than the filter matches, or check user_base and user_filter)"
                     ))
                 })?;
             let mut u = self.build_user(&mut user, entry).await?;

@@ -499,6 +499,58 @@ groups = "search"
     }
 }
 
+/// `attributes.user_id` is an allow-list of ids the directory assigns once
+/// (SPEC 6.1, review 9): a name users or admins can set is refused.
+#[test]
+fn only_immutable_directory_ids_can_be_the_user_id() {
+    let config = |attr: &str| {
+        format!(
+            r#"
+[session]
+secret = "{SECRET}"
+[[connection]]
+name = "corp"
+type = "ldap"
+url = "ldaps://dc1.corp.test"
+bind_dn = "cn=svc,dc=corp,dc=test"
+bind_password = "x"
+user_base = "dc=corp,dc=test"
+user_filter = "(uid={{login}})"
+attributes = {{ user_id = "{attr}" }}
+groups = "none"
+{route}
+"#,
+            route = route("app", HOST, "/", "http://127.0.0.1:9", ""),
+        )
+    };
+    for attr in [
+        "cn",
+        "displayName",
+        "employeeNumber",
+        "mail",
+        "uid",
+        "sAMAccountName",
+        "userPrincipalName",
+    ] {
+        let err = realmgate::config::load_str(&config(attr))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connection[0].attributes.user_id"),
+            "{attr}: {err}"
+        );
+    }
+    for attr in [
+        "objectGUID",
+        "objectguid",
+        "entryUUID",
+        "nsUniqueId",
+        "ipaUniqueID",
+    ] {
+        realmgate::config::load_str(&config(attr)).unwrap_or_else(|e| panic!("{attr}: {e}"));
+    }
+}
+
 /// Browser tier: Chromium types the email on the sign-in page, lands on the
 /// password form with the user name pre-filled, types the password, presses
 /// Enter, and reaches the app with the directory's identity.
@@ -926,7 +978,12 @@ async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
     let b = browser(&gw);
     let html = open_form(&gw, &b, "").await;
     let r = post(&gw, &b, &csrf(&html), "OTHER\\alice", "correct horse").await;
-    assert_eq!(r.status(), 503);
+    // What the user typed, not an outage: a 4xx that says what to type
+    // (SPEC 9), never the 503 of an unreachable directory.
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("user principal name"), "{page}");
+    assert!(!page.contains("cannot be reached"), "{page}");
     let r = b.get(gw.url(HOST, "/.auth/me")).send().await.unwrap();
     assert_ne!(r.status(), 200, "no session for another domain's account");
 }

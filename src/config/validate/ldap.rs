@@ -243,18 +243,20 @@ pub(super) fn connection(
         name: take("name", "displayName"),
         username: take("username", "uid"),
     };
-    if attributes.user_id.eq_ignore_ascii_case("mail")
-        || attributes
-            .user_id
-            .eq_ignore_ascii_case(&attributes.username)
-        || attributes.user_id.eq_ignore_ascii_case("userPrincipalName")
-        || attributes.user_id.eq_ignore_ascii_case("sAMAccountName")
-        || attributes.user_id.eq_ignore_ascii_case("uid")
+    // An allow-list, not a list of names known to change: any other
+    // attribute (`cn`, `displayName`, `employeeNumber`) may be one that
+    // users or admins can set, and two entries with the same value would be
+    // one user to every app (SPEC 6.1). These are assigned by the directory
+    // server when an entry is made and never change.
+    const IMMUTABLE_IDS: [&str; 4] = ["objectGUID", "entryUUID", "nsUniqueId", "ipaUniqueID"];
+    if !IMMUTABLE_IDS
+        .iter()
+        .any(|id| attributes.user_id.eq_ignore_ascii_case(id))
     {
         cx.bad(
             at("attributes.user_id"),
-            format!("{:?} is a name users or admins can change, and the user id must never change (SPEC 6.1)", attributes.user_id),
-            "\"objectGUID\" (Active Directory) or \"entryUUID\" (OpenLDAP and most others)",
+            format!("{:?} is not an id the directory assigns once and never changes; a name users or admins can set would let two entries be one user (SPEC 6.1)", attributes.user_id),
+            "\"objectGUID\" (Active Directory), \"entryUUID\" (OpenLDAP and most others), \"nsUniqueId\" (389 Directory Server) or \"ipaUniqueID\" (FreeIPA)",
         );
     }
     let group_base = raw.group_base.clone().filter(|b| !b.trim().is_empty());
