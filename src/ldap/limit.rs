@@ -5,8 +5,10 @@
 //! `failure_window` has passed since its last failed attempt.
 //!
 //! With the Redis session store the counters live in Redis
-//! (`SessionStore::count_failure`), so every replica sees every failure;
-//! otherwise in this process (moka). Keys never hold the login in clear:
+//! (`SessionStore::count_failure`), so every replica sees every failure,
+//! and so do the attempts under way (`SessionStore::reserve_attempt`:
+//! checked and counted in one step, so a burst spread over replicas
+//! cannot pass the check on each); otherwise in this process (moka). Keys never hold the login in clear:
 //! `ldap:<connection>:login:<sha256(canonical login)>`,
 //! `ldap:<connection>:entry:<sha256(lowercased DN)>`,
 //! `ldap:<connection>:addr:<address>` (an IPv6 client counts by its /64,
@@ -60,13 +62,33 @@ impl Default for Failures {
 pub struct Attempt {
     in_flight: Arc<Mutex<HashMap<String, u64>>>,
     keys: Vec<String>,
+    /// Reserved in a store shared by every replica (Redis) instead of
+    /// `in_flight`: released there when dropped.
+    shared: Option<(Arc<dyn SessionStore>, Vec<String>)>,
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
         release(&self.in_flight, &self.keys);
+        if let Some((store, keys)) = self.shared.take() {
+            // Drop cannot wait: the release runs on its own. Should it never
+            // run (the process ends), the reservation expires with its TTL
+            // (`UNDER_WAY_TTL`), counting against the limit until then: it
+            // fails closed.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = store.release_attempt(&keys).await {
+                        tracing::warn!(error = %e, "a sign-in attempt under way could not be released; it expires by itself");
+                    }
+                });
+            }
+        }
     }
 }
+
+/// How long a shared reservation of an attempt under way lives at most:
+/// longer than any attempt (the directory's timeouts, a few servers).
+pub const UNDER_WAY_TTL: Duration = Duration::from_secs(120);
 
 fn release(in_flight: &Mutex<HashMap<String, u64>>, keys: &[String]) {
     let mut map = in_flight
@@ -169,6 +191,20 @@ impl Failures {
         max: u32,
         window: Duration,
     ) -> Result<Option<Attempt>, StoreError> {
+        // A store shared by replicas checks and reserves in one step for
+        // all of them (review 9: counted per process, a burst spread over
+        // N replicas reached the directory N times the limit).
+        match store.reserve_attempt(keys, max, UNDER_WAY_TTL).await? {
+            Some(true) => {
+                return Ok(Some(Attempt {
+                    in_flight: self.in_flight.clone(),
+                    keys: Vec::new(),
+                    shared: Some((store.clone(), keys.to_vec())),
+                }))
+            }
+            Some(false) => return Ok(None),
+            None => {}
+        }
         let mut others = Vec::with_capacity(keys.len());
         {
             let mut map = self
@@ -184,6 +220,7 @@ impl Failures {
         let attempt = Attempt {
             in_flight: self.in_flight.clone(),
             keys: keys.to_vec(),
+            shared: None,
         };
         for (k, under_way) in keys.iter().zip(others) {
             let n = match store.failures(k).await? {

@@ -810,6 +810,56 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn reserve_attempt<'a>(
+        &'a self,
+        keys: &'a [String],
+        max: u32,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<bool>, StoreError>> {
+        Box::pin(async move {
+            // Each key in one step (its two counters share a slot); a key
+            // that refuses gives back the ones reserved before it.
+            let ttl_ms = millis(ttl).max(1);
+            for (i, key) in keys.iter().enumerate() {
+                let (failures, under_way) = (&self.keys.failures(key), &self.keys.under_way(key));
+                let script = &self.scripts.reserve_attempt;
+                let ok: i64 = self
+                    .conn
+                    .run(self.timeout, "reserve attempt", |mut c| async move {
+                        script
+                            .key(failures)
+                            .key(under_way)
+                            .arg(max)
+                            .arg(ttl_ms)
+                            .invoke_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                if ok != 1 {
+                    self.release_attempt(&keys[..i]).await?;
+                    return Ok(Some(false));
+                }
+            }
+            Ok(Some(true))
+        })
+    }
+
+    fn release_attempt<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for key in keys {
+                let under_way = &self.keys.under_way(key);
+                let script = &self.scripts.release_attempt;
+                let _: i64 = self
+                    .conn
+                    .run(self.timeout, "release attempt", |mut c| async move {
+                        script.key(under_way).invoke_async(&mut c).await
+                    })
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
     fn failures<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         Box::pin(async move {
             let key = &self.keys.failures(key);

@@ -140,6 +140,26 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Reserves one sign-in attempt under way under each of `keys` when
+    /// none has reached `max` failures and attempts under way together;
+    /// answers whether it did, in one step for every replica (a
+    /// reservation lives `ttl` at most). None: not shared, as for
+    /// `count_failure` (the caller counts attempts under way itself).
+    fn reserve_attempt<'a>(
+        &'a self,
+        _keys: &'a [String],
+        _max: u32,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<bool>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Ends an attempt [`SessionStore::reserve_attempt`] reserved (after
+    /// its failure, if any, was counted).
+    fn release_attempt<'a>(&'a self, _keys: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The failures counted under `key` in its current window (None: as
     /// for `count_failure`).
     fn failures<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {

@@ -646,6 +646,59 @@ async fn the_failure_limit_holds_across_replicas_with_redis() {
     b.stop().await;
 }
 
+/// Attempts under way are counted in Redis too (review 9): a burst of
+/// concurrent guesses spread over two replicas, all sent before any of
+/// them fails, reaches the directory at most `max_failed_logins` times in
+/// all (counted per process, it reached it up to twice that).
+#[tokio::test]
+async fn concurrent_guesses_across_replicas_reach_the_directory_at_most_max_times() {
+    let redis = crate::redis_util::RedisServer::start().await;
+    let mut slow = alice();
+    slow.bind_delay = Some(Duration::from_millis(400));
+    let ldap = FakeLdap::start(vec![slow], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = gateway_config(&ldap.url(), &ldap.ca_file, &up.url(), "max_failed_logins = 2\nfailure_window = \"10m\"").replace(
+        &format!("secret = \"{SECRET}\""),
+        &format!("secret = \"{SECRET}\"\nstore = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"burst:\"", redis.url()),
+    );
+    let a = TestGateway::start(&toml).await;
+    let b = TestGateway::start(&toml).await;
+    let mut forms = Vec::new();
+    for (i, gw) in [&a, &b].into_iter().cycle().take(16).enumerate() {
+        let br = browser(gw);
+        let token = csrf(&open_form(gw, &br, "").await);
+        forms.push((gw, br, token, i));
+    }
+    let attempts = forms.iter().map(|(gw, br, token, i)| async move {
+        post(gw, br, token, "alice@corp.test", &format!("guess-{i}"))
+            .await
+            .status()
+            .as_u16()
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        ldap.user_binds() <= 2,
+        "{} guesses reached the directory with max_failed_logins = 2 over two replicas ({statuses:?})",
+        ldap.user_binds()
+    );
+    // Every reservation was given back: nothing is left under way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let keys = redis.command("KEYS burst:u:*").await;
+        if !keys.contains("burst:u:") || std::time::Instant::now() > deadline {
+            assert!(!keys.contains("burst:u:"), "left under way: {keys}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
 /// AD direct bind (`bind_as = "{login}"`): no search account; realmgate
 /// binds with the UPN as typed, then reads the user's entry as the user.
 #[tokio::test]

@@ -105,7 +105,14 @@ impl Keys {
     /// A failed-sign-in counter (`ldap::limit`; the key is already free
     /// of logins in clear).
     pub(super) fn failures(&self, key: &str) -> String {
-        format!("{}f:{key}", self.prefix)
+        // Hash-tagged like its `under_way` counter: one slot, so a script
+        // can read both on a Cluster.
+        format!("{}f:{{{key}}}", self.prefix)
+    }
+
+    /// Sign-in attempts under way under a failure counter's key.
+    pub(super) fn under_way(&self, key: &str) -> String {
+        format!("{}u:{{{key}}}", self.prefix)
     }
 
     pub(super) fn channel(&self) -> String {
@@ -170,6 +177,12 @@ pub(super) struct Scripts {
     /// KEYS: counter. ARGV: window ms. Counts one failure; the first one
     /// starts the window. Answers the count.
     pub(super) count_failure: Script,
+    /// KEYS: failure counter, under-way counter (one slot). ARGV: max,
+    /// ttl ms. When failures plus attempts under way stay below max,
+    /// counts one more under way and answers 1; else 0.
+    pub(super) reserve_attempt: Script,
+    /// KEYS: under-way counter. One attempt fewer under way.
+    pub(super) release_attempt: Script,
 }
 
 impl Scripts {
@@ -198,6 +211,17 @@ return redis.call('SCARD', KEYS[1])",
                 r"local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return n",
+            ),
+            reserve_attempt: Script::new(
+                r"local n = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(redis.call('GET', KEYS[2]) or '0')
+if n >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1",
+            ),
+            release_attempt: Script::new(
+                r"if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 1",
             ),
             unlock: Script::new(
                 r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
