@@ -374,7 +374,7 @@ impl Directory {
             a.name.clone(),
             a.username.clone(),
         ];
-        if self.cfg.groups == LdapGroups::MemberOf {
+        if matches!(self.cfg.groups, LdapGroups::MemberOf { .. }) {
             v.push("memberOf".into());
         }
         // AD's constructed attribute (only returned when asked for by name);
@@ -413,9 +413,12 @@ impl Directory {
         let name_attr = self.cfg.group_name_attribute.as_str();
         let (base, filter) = match &self.cfg.groups {
             LdapGroups::None => return Ok(Vec::new()),
-            LdapGroups::MemberOf => {
+            LdapGroups::MemberOf { base } => {
                 let mut names = Vec::new();
                 for dn in text_attrs(entry, "memberOf") {
+                    if base.as_deref().is_some_and(|b| !dn_is_under(&dn, b)) {
+                        continue;
+                    }
                     match rdn_value(&dn, name_attr) {
                         Some(n) => names.push(n),
                         // The name is not the DN's first RDN: read it.
@@ -1053,6 +1056,9 @@ pub fn rdn_value(dn: &str, attr: &str) -> Option<String> {
         return None;
     }
     let mut out = Vec::new();
+    // Which bytes of `out` came from an escape: only unescaped spaces
+    // around the value are insignificant (`CN=\ HR Admins` is not `HR Admins`).
+    let mut escaped = Vec::new();
     let b = rest.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -1074,18 +1080,64 @@ pub fn rdn_value(dn: &str, attr: &str) -> Option<String> {
                         i += 2;
                     }
                 }
+                escaped.push(true);
             }
             b',' => break,
             b'+' => return None,
             c => {
                 out.push(c);
+                escaped.push(false);
                 i += 1;
             }
         }
     }
-    let s = String::from_utf8(out).ok()?;
-    let s = s.trim().to_string();
+    let plain_space = |i: usize| out[i] == b' ' && !escaped[i];
+    let start = (0..out.len())
+        .find(|&i| !plain_space(i))
+        .unwrap_or(out.len());
+    let end = (start..out.len())
+        .rfind(|&i| !plain_space(i))
+        .map_or(start, |i| i + 1);
+    let s = String::from_utf8(out[start..end].to_vec()).ok()?;
     (!s.is_empty()).then_some(s)
+}
+
+/// True when `dn` is `base` or an entry under it, comparing RDNs without
+/// case and without the spaces around `,` and `=` that some servers write.
+pub fn dn_is_under(dn: &str, base: &str) -> bool {
+    let (dn, base) = (rdns(dn), rdns(base));
+    !base.is_empty() && dn.len() >= base.len() && dn[dn.len() - base.len()..] == base[..]
+}
+
+/// The RDNs of a DN, split at unescaped commas only (`CN=a\,OU=x` is one
+/// RDN), lowercased, without the spaces around `=`.
+fn rdns(dn: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = dn.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                current.push(c);
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            ',' => out.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    out.push(current);
+    out.iter()
+        .map(|rdn| {
+            let rdn = match rdn.split_once('=') {
+                Some((ty, value)) => format!("{}={}", ty.trim(), value.trim()),
+                None => rdn.trim().to_string(),
+            };
+            rdn.to_lowercase()
+        })
+        .filter(|rdn| !rdn.is_empty())
+        .collect()
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {

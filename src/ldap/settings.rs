@@ -53,8 +53,12 @@ pub struct LdapAttributes {
 /// How the user's groups are found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LdapGroups {
-    /// The user entry's `memberOf` values (direct groups).
-    MemberOf,
+    /// The user entry's `memberOf` values (direct groups); with a
+    /// `group_base`, only groups under it (a group of the same name made in
+    /// another OU is not the one a policy names).
+    MemberOf {
+        base: Option<String>,
+    },
     /// AD's transitive groups: a search with LDAP_MATCHING_RULE_IN_CHAIN.
     MemberOfChain {
         base: String,

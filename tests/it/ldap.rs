@@ -250,6 +250,55 @@ async fn memberof_groups_are_named_from_the_dn() {
     assert_eq!(me["groups"], serde_json::json!(["HR"]));
 }
 
+/// `cn` is unique only within one container: with a `group_base`, the
+/// `memberof` mode names only groups under it, so a namesake made in another
+/// OU (or one whose name differs by an escaped space) is not the group a
+/// policy names (review 9).
+#[tokio::test]
+async fn memberof_groups_outside_group_base_are_not_named() {
+    let mut groups = groups();
+    for (dn, cn) in [
+        (format!("cn=Admins,ou=lab,{BASE}"), "Admins"),
+        (format!("cn=\\ HR,ou=groups,{BASE}"), " HR"),
+    ] {
+        groups.push(FakeGroup {
+            dn,
+            cn: cn.into(),
+            members: vec![format!("cn=Alice Example,ou=people,{BASE}")],
+        });
+    }
+    for (extra, expected) in [
+        ("groups = \"memberof\"", vec![" HR", "Admins", "HR"]),
+        (
+            "groups = \"memberof\"\ngroup_base = \"OU=Groups, DC=corp, DC=test\"",
+            vec![" HR", "HR"],
+        ),
+    ] {
+        let ldap = FakeLdap::start(vec![alice()], groups.clone()).await;
+        let up = EchoUpstream::start().await;
+        let gw = TestGateway::start(&gateway_config(
+            &ldap.url(),
+            &ldap.ca_file,
+            &up.url(),
+            extra,
+        ))
+        .await;
+        let b = browser(&gw);
+        let html = open_form(&gw, &b, "").await;
+        let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+        assert_eq!(r.status(), 302);
+        let me: serde_json::Value = b
+            .get(gw.url(HOST, "/.auth/me"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["groups"], serde_json::json!(expected), "{extra}");
+    }
+}
+
 #[tokio::test]
 async fn a_filter_injection_is_one_literal_value() {
     let w = world(vec![alice()], "").await;

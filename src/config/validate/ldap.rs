@@ -262,7 +262,9 @@ pub(super) fn connection(
     let group_base = raw.group_base.clone().filter(|b| !b.trim().is_empty());
     let group_filter = raw.group_filter.clone();
     let groups = match &raw.groups {
-        None => LdapGroups::MemberOf,
+        None => LdapGroups::MemberOf {
+            base: group_base.clone(),
+        },
         Some(RawGroups::Switch(_)) => {
             cx.bad(
                 at("groups"),
@@ -272,7 +274,9 @@ pub(super) fn connection(
             LdapGroups::None
         }
         Some(RawGroups::Mode(m)) => match m.as_str() {
-            "memberof" => LdapGroups::MemberOf,
+            "memberof" => LdapGroups::MemberOf {
+                base: group_base.clone(),
+            },
             "memberof_chain" => match group_base.clone().or_else(|| raw.user_base.clone()) {
                 Some(base) => LdapGroups::MemberOfChain { base },
                 None => {

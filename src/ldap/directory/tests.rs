@@ -235,3 +235,50 @@ fn direct_bind_names_are_a_upn_or_a_down_level_name_only() {
         assert_eq!(direct_bind_name("{login}", login), None, "{login}");
     }
 }
+
+/// Only unescaped spaces around a value are insignificant: a group named
+/// `\ HR Admins` (escaped leading space) is not `HR Admins` (review 9).
+#[test]
+fn escaped_spaces_around_an_rdn_value_are_kept() {
+    assert_eq!(
+        rdn_value("CN= HR Admins ,OU=x", "cn").as_deref(),
+        Some("HR Admins")
+    );
+    assert_eq!(
+        rdn_value("CN=\\ HR Admins,OU=x", "cn").as_deref(),
+        Some(" HR Admins")
+    );
+    assert_eq!(
+        rdn_value("CN=HR Admins\\ ,OU=x", "cn").as_deref(),
+        Some("HR Admins ")
+    );
+    assert_eq!(
+        rdn_value("CN=HR Admins\\20,OU=x", "cn").as_deref(),
+        Some("HR Admins ")
+    );
+    assert_eq!(rdn_value("CN=\\ ,OU=x", "cn").as_deref(), Some(" "));
+    assert_eq!(rdn_value("CN=  ,OU=x", "cn"), None);
+}
+
+#[test]
+fn a_dn_is_under_a_base_by_whole_rdns() {
+    let base = "OU=Groups,DC=corp,DC=test";
+    assert!(dn_is_under("CN=HR Admins,OU=Groups,DC=corp,DC=test", base));
+    assert!(dn_is_under(
+        "cn=HR Admins, ou=groups, dc=CORP, dc=test",
+        base
+    ));
+    assert!(dn_is_under("CN=a,OU=Sub,OU=Groups,DC=corp,DC=test", base));
+    assert!(dn_is_under(base, base));
+    assert!(!dn_is_under("CN=HR Admins,OU=Lab,DC=corp,DC=test", base));
+    assert!(!dn_is_under(
+        "CN=HR Admins,OU=xGroups,DC=corp,DC=test",
+        base
+    ));
+    // An escaped comma does not end an RDN: this entry is under the
+    // domain's root, not under OU=Groups.
+    assert!(!dn_is_under("CN=evil\\,OU=Groups,DC=corp,DC=test", base));
+    assert!(!dn_is_under("CN=evil\\2C,OU=Lab,DC=corp,DC=test", base));
+    assert!(!dn_is_under("DC=corp,DC=test", base));
+    assert!(!dn_is_under("CN=x,OU=Groups,DC=corp,DC=test", ""));
+}
