@@ -120,6 +120,29 @@ async fn wsfed_signout(
     parts: &Parts,
     name: &str,
 ) -> Result<Response<Body>, GatewayError> {
+    // A link on any page is a top-level GET that carries the Lax session
+    // cookie: a sign-out another site started gets the confirmation page
+    // (review 9), as at `/.auth/logout`. The IdP's own pages are not
+    // another site. (Its `wsignoutcleanup1.0` in a hidden frame or image
+    // never carries the Lax cookie, so it ends nothing either way.)
+    let idp_host = match ctx.state.connection(name) {
+        Some(conn) => ctx
+            .state
+            .shared
+            .saml
+            .check(conn, ctx.state.shared.providers.http_client())
+            .await
+            .ok()
+            .and_then(|md| url::Url::parse(&md.sso_url).ok())
+            .and_then(|u| u.host_str().map(str::to_string)),
+        None => None,
+    };
+    if let Some(page) =
+        crate::endpoints::logout::confirm_if_started_elsewhere(ctx, parts, idp_host.as_deref())
+    {
+        tracing::info!(connection = %name, "WS-Fed sign-out started by another site: asking the user to confirm");
+        return Ok(page);
+    }
     if let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) {
         let session = super::state::load_session(ctx.state, &id).await?;
         if session.is_some_and(|s| s.connection == name) {

@@ -105,6 +105,21 @@ async fn kind_logout(
     Some((out.url, Some(cookie)))
 }
 
+/// For another kind's own sign-out endpoint (WS-Fed's `wsignout1.0` at the
+/// callback): the confirmation page when a page of another site started
+/// it, as for `/.auth/logout`; `idp_host` (the IdP's sign-in host) counts
+/// as ours, since its sign-out pages send the browser here.
+pub(crate) fn confirm_if_started_elsewhere(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    idp_host: Option<&str>,
+) -> Option<Response<Body>> {
+    let mut ours: std::collections::HashSet<String> = (*ctx.state.route_hosts).clone();
+    ours.extend(idp_host.map(str::to_ascii_lowercase));
+    initiator::from_another_site(&parts.headers, &crate::peer::host_of(parts), &ours)
+        .then(|| confirm(ctx, None))
+}
+
 /// The confirmation page: 200, the page headers (CSP with `frame-ancestors
 /// 'none'`, nosniff, no-store) plus `X-Frame-Options: DENY` for browsers that
 /// predate CSP framing rules (the button must not be clickjacked), and a

@@ -393,6 +393,31 @@ async fn wsfed_sign_in_and_sign_out_through_the_callback() {
     .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "replayed token");
 
+    // Started by a page of another site (a link anywhere carries the Lax
+    // cookie on a top-level GET): the confirmation page, nothing ends.
+    let resp = browser
+        .client
+        .get(w.url("/.auth/login/northwind/callback?wa=wsignoutcleanup1.0"))
+        .header("sec-fetch-site", "cross-site")
+        .header("referer", "https://evil.example/page")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "the cookie stays"
+    );
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("action=\"&#x2f;.auth&#x2f;logout\""),
+        "{page}"
+    );
+    assert_eq!(
+        browser.get(&w.url("/private")).await.status(),
+        StatusCode::OK,
+        "still signed in"
+    );
     // wsignoutcleanup1.0 at the callback ends the session.
     let resp = browser
         .get(&w.url("/.auth/login/northwind/callback?wa=wsignoutcleanup1.0"))
