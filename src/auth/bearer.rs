@@ -52,7 +52,10 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
             "The request has several Authorization headers. Send exactly one: Authorization: Bearer <access token>.",
         ));
     }
-    let bytes = value.as_bytes();
+    // HTTP/2 keeps a field value's leading whitespace (HTTP/1.1's parser
+    // drops it), and an HTTP/1.1 upstream would drop it on the way to the
+    // app: ` Bearer x` must be judged as `Bearer x`.
+    let bytes = value.as_bytes().trim_ascii_start();
     // The scheme ends at the first space *or tab*: apps that split the
     // value on any whitespace read `Bearer<TAB>x` as a bearer token, so it
     // must be judged as one here, never passed on as "another scheme".
@@ -213,6 +216,9 @@ mod tests {
             "bearer\t\ta.b.c",
             "Bearer\t a.b.c",
             "Bearer a.b.c\t",
+            // Leading whitespace survives in HTTP/2 field values.
+            " Bearer a.b.c",
+            "\t \tbearer\ta.b.c",
         ] {
             let headers = with(value);
             assert_eq!(token(&headers).unwrap(), Some("a.b.c"), "{value:?}");
@@ -224,6 +230,8 @@ mod tests {
     #[test]
     fn a_malformed_bearer_credential_is_refused_not_ignored() {
         for value in [
+            " Bearer",
+            "\tBearer not a token",
             "Bearer",
             "Bearer\t",
             "bearer \t ",

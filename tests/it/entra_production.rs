@@ -210,6 +210,25 @@ async fn an_invalid_bearer_token_on_an_optional_route_is_still_refused() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value:?}");
     }
+    // HTTP/2 keeps a value's leading whitespace, which an HTTP/1.1 upstream
+    // would drop: still judged as a bearer credential.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .resolve(HOST, w.gateway.addr)
+        .no_proxy()
+        .build()
+        .unwrap();
+    for value in [" Bearer not.a.token", "\tbearer not.a.token"] {
+        let resp = h2
+            .get(w.at("/page"))
+            .header(AUTHORIZATION, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "h2 {value:?}");
+    }
+    assert!(w.upstream.count() == 0, "nothing reached the app");
 }
 
 // === App roles ===
