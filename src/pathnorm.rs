@@ -87,7 +87,7 @@ const ENCODED_SEPARATOR: u8 = 2;
 const PARAMS: u8 = 4;
 /// An empty segment before the last one (`//`): some servers merge them.
 const EMPTY: u8 = 8;
-/// A Unicode look-alike of `.`, `/`, `\`, `;` or `%` (NFKC or Windows best fit).
+/// A Unicode look-alike of `.`, `/`, `\`, `;`, `%`, `?` or `#` (NFKC or Windows best fit).
 const LOOKALIKE: u8 = 16;
 /// `%3F` or `%23`: a server that decodes the path and then parses it again
 /// (Apache mod_rewrite, a second proxy) ends the path there. The cut path
@@ -453,7 +453,26 @@ fn merge_slashes(path: &str) -> String {
 
 /// Characters whose compatibility decomposition (or best-fit mapping) is a
 /// dot, slash, backslash, semicolon or percent sign.
+/// A character some server may read as `.`, `/`, `\`, `;`, `%`, `?` or
+/// `#`: one whose Unicode compatibility form (NFKC, which apps that
+/// normalize apply) holds one of them (`︰` is `..`, `？` is `?`, `℀` is
+/// `a/c`), or a Windows "best fit" mapping of one (listed).
 fn is_separator_lookalike(c: char) -> bool {
+    if c.is_ascii() {
+        return false;
+    }
+    if listed_lookalike(c) {
+        return true;
+    }
+    let mut buf = [0u8; 4];
+    let nfkc =
+        icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(c.encode_utf8(&mut buf));
+    nfkc.contains(['.', '/', '\\', ';', '%', '?', '#'])
+}
+
+/// The look-alikes known before NFKC was asked (kept: two are Windows best
+/// fit mappings NFKC does not make).
+fn listed_lookalike(c: char) -> bool {
     matches!(
         c,
         '\u{2024}' // ONE DOT LEADER -> .

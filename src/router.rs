@@ -206,11 +206,12 @@ pub(crate) fn loose(path: &str) -> Cow<'_, str> {
         }
         first = false;
         let kept = segment.trim_end_matches(['.', ' ']);
-        out.extend(
-            kept.chars()
-                .flat_map(char::to_uppercase)
-                .flat_map(char::to_lowercase),
-        );
+        out.extend(kept.chars().flat_map(|c| {
+            // Java's (and so Spring's) case-insensitive matching lowers
+            // `İ` to a plain `i`; Unicode's full lowercase adds a dot.
+            let c = if c == '\u{130}' { 'i' } else { c };
+            c.to_uppercase().flat_map(char::to_lowercase)
+        }));
     }
     Cow::Owned(out)
 }

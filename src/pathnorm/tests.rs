@@ -219,6 +219,19 @@ fn public_prefixes_match_the_canonical_path_in_every_reading() {
         "/static/..\u{ff3c}secret",
         "/static/..%cd%be/secret",
         "/static/%ef%bc%85%32%65/secret",
+        // Found by NFKC, not by a list (review 9): `︰` is `..`, `︙` is
+        // `...`, `︔` is `;`, `？` and `﹖` are `?`, `＃` and `﹟` are `#`,
+        // `⁇` is `??`, `℀` is `a/c`.
+        "/static/%EF%B8%B0/secret",
+        "/static/\u{fe30}/secret",
+        "/static/\u{fe19}/secret",
+        "/static/a\u{fe14}/secret",
+        "/static/a\u{ff1f}/secret",
+        "/static/a\u{fe56}/secret",
+        "/static/a\u{ff03}/secret",
+        "/static/a\u{fe5f}/secret",
+        "/static/a\u{2047}/secret",
+        "/static/\u{2100}/secret",
     ] {
         assert!(!is_public(p, &pre), "{p:?} must not be public");
     }
