@@ -5,12 +5,11 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{HeaderValue, CONTENT_LENGTH, FORWARDED, HOST, TRANSFER_ENCODING};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Uri, Version};
 
 use crate::config::RouteSettings;
-use crate::headers::names::X_FORWARDED_HOST;
 use crate::pathnorm::CanonicalTarget;
 use crate::respond::GatewayError;
 use crate::router::{Lookup, Router};
@@ -107,15 +106,17 @@ pub fn client_host<B>(req: &Request<B>) -> Result<HeaderValue, GatewayError> {
 }
 
 /// A trusted proxy's `X-Forwarded-Host` reaches the app as sent (SPEC 5.7),
-/// and apps that take their host from it (Rails, Django's
-/// `USE_X_FORWARDED_HOST`, ASP.NET Core's forwarded headers) act on that
-/// host. Behind a balancer that passes a client's own header through, a
-/// request for `Host: a` judged by a's route could then be served as
-/// another host's. So when it names a host realmgate serves, that host must
-/// select the same route for this path, else 400 (review 9). A host
-/// realmgate does not serve (its public name behind a proxy that rewrites
-/// `Host`) stays as before; so does any value from an untrusted peer,
-/// which `headers::forwarding` replaces.
+/// and so do `Forwarded: host=`, `X-Original-Host` and their kind; apps that
+/// take their host from one of them (Rails, Django's `USE_X_FORWARDED_HOST`,
+/// ASP.NET Core's forwarded headers, Spring, Symfony) act on that host.
+/// Behind a balancer that passes a client's own header through, a request
+/// for `Host: a` judged by a's route could then be served as another
+/// host's. So when such a header names a host realmgate serves (read as
+/// leniently as apps read it: any run of port digits, trailing dots), that
+/// host must select the same route for this path, else 400 (review 9). A
+/// host realmgate does not serve (its public name behind a proxy that
+/// rewrites `Host`) stays as before; so does any value from an untrusted
+/// peer, which `headers::forwarding` and `headers::spoofable` remove.
 pub fn check_forwarded_host(
     router: &Router,
     trusted: bool,
@@ -126,24 +127,64 @@ pub fn check_forwarded_host(
     if !trusted {
         return Ok(());
     }
-    for value in headers.get_all(X_FORWARDED_HOST) {
-        // Unreadable values are dropped by `headers::forwarding`.
+    let mut named: Vec<&str> = Vec::new();
+    for name in HOST_HEADERS {
+        for value in headers.get_all(name) {
+            // Unreadable values name no host an app could act on.
+            let Ok(text) = value.to_str() else { continue };
+            named.extend(text.split(',').map(str::trim));
+        }
+    }
+    for value in headers.get_all(FORWARDED) {
         let Ok(text) = value.to_str() else { continue };
-        for host in text.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-            if !router.serves(host) {
-                continue;
-            }
-            match router.lookup_target(host, target) {
-                Lookup::Found(other) if Arc::ptr_eq(other, route) => {}
-                _ => {
-                    return Err(GatewayError::BadRequest(
-                        "X-Forwarded-Host names a host this gateway serves with another route than the Host the request was sent to. The proxy in front should set X-Forwarded-Host to the host it received, or not send it.",
-                    ))
+        for pair in text.split([',', ';']) {
+            if let Some((k, v)) = pair.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("host") {
+                    named.push(v.trim().trim_matches('"'));
                 }
             }
         }
     }
+    for host in named.into_iter().map(host_part).filter(|h| !h.is_empty()) {
+        if !router.serves(host) {
+            continue;
+        }
+        match router.lookup_target(host, target) {
+            Lookup::Found(other) if Arc::ptr_eq(other, route) => {}
+            _ => {
+                return Err(GatewayError::BadRequest(
+                    "A forwarded host header (X-Forwarded-Host, Forwarded host=, X-Original-Host) names a host this gateway serves with another route than the Host the request was sent to. The proxy in front should set it to the host it received, or not send it.",
+                ))
+            }
+        }
+    }
     Ok(())
+}
+
+/// Headers that carry the host a client asked for, kept from trusted peers.
+const HOST_HEADERS: [&str; 5] = [
+    "x-forwarded-host",
+    "x-original-host",
+    "x-host",
+    "disguised-host",
+    "x-http-host-override",
+];
+
+/// The host of a host header value as lenient apps read it: without a port
+/// of any number of digits and without trailing dots (`[v6]` keeps its
+/// brackets for `router::normalize_host`).
+fn host_part(value: &str) -> &str {
+    let host = match value.strip_prefix('[') {
+        Some(rest) => match rest.find(']') {
+            Some(end) => &value[..end + 2],
+            None => value,
+        },
+        None => match value.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => value,
+        },
+    };
+    host.trim_end_matches('.')
 }
 
 /// Reject requests whose body framing is ambiguous or whose headers are too large.

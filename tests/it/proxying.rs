@@ -216,6 +216,28 @@ async fn a_trusted_forwarded_host_naming_another_route_is_refused() {
             "{body}"
         );
     }
+    // Read as leniently as apps read it (any port digits), and the other
+    // host headers a trusted proxy's request keeps.
+    for (name, value) in [
+        ("x-forwarded-host", "b.test:99999"),
+        ("x-forwarded-host", "b.test:0000443"),
+        ("x-forwarded-host", "b.test.."),
+        ("forwarded", "for=198.51.100.7;host=b.test;proto=https"),
+        ("forwarded", "for=198.51.100.7, host=\"b.test:443\""),
+        ("x-original-host", "b.test"),
+        ("x-host", "B.test"),
+        ("disguised-host", "b.test"),
+    ] {
+        let resp = gw
+            .client()
+            .get(gw.url("a.test", "/x"))
+            .header("accept", "application/json")
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{name}: {value}");
+    }
     assert_eq!((a.count(), b.count()), (0, 0), "none reached an app");
     for xfh in ["a.test:8443", "alias-a.test", "apps.contoso.com"] {
         let e = Echoed::from(get(xfh, "/x").await).await;
