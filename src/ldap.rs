@@ -72,11 +72,6 @@ pub fn refusal(err: &DirectoryError) -> (u16, &'static str, &'static str) {
             "Sign-in not possible",
             "Your directory account lacks the permanent id this sign-in needs. Contact your IT department.",
         ),
-        DirectoryError::UnsupportedName(_) => (
-            403,
-            "Sign-in not possible",
-            "Your password is right, but sign in with your user name as your organization gave it to you (your user principal name, which looks like an email address). If it still fails, contact your IT department.",
-        ),
         DirectoryError::Unavailable(_) | DirectoryError::Directory(_) => (
             503,
             "Sign-in is unavailable",

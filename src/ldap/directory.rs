@@ -140,12 +140,6 @@ pub enum DirectoryError {
     /// The user's entry has no usable `attributes.user_id`.
     #[error("the user's entry has no usable {0} attribute")]
     NoUserId(String),
-    /// The password was right, but the name was typed in a form this
-    /// connection cannot read the user by (another domain's `DOMAIN\user`,
-    /// an implicit UPN the user filter does not match): what the user sent,
-    /// so a 4xx, never the 503 of an unreachable directory (SPEC 9).
-    #[error("{0}")]
-    UnsupportedName(String),
     /// No URL answered (connect, TLS, timeout).
     #[error("no directory server answered: {0}")]
     Unavailable(String),
@@ -162,7 +156,6 @@ impl DirectoryError {
             DirectoryError::InvalidCredentials => "invalid_credentials",
             DirectoryError::Account(_) => "account_state",
             DirectoryError::NoUserId(_) => "missing_user_id",
-            DirectoryError::UnsupportedName(_) => "unsupported_name",
             DirectoryError::Unavailable(_) => "directory_unavailable",
             DirectoryError::Directory(_) => "directory_error",
         }
@@ -310,9 +303,12 @@ impl Directory {
                 Some((domain, account)) => {
                     let netbios = netbios_domain(&mut user, self.cfg.timeout).await?;
                     if !domain.eq_ignore_ascii_case(&netbios) {
-                        return Err(DirectoryError::UnsupportedName(format!(
-                            "the bind name's domain {domain:?} is not this directory's ({netbios:?}); users of other domains sign in with their user principal name"
-                        )));
+                        // What the user sent, not an outage (SPEC 9: a 4xx),
+                        // and an account this connection does not know: the
+                        // answer of an unknown user, so that the form tells
+                        // nobody a password of an account it refuses is right.
+                        tracing::info!(domain = %domain, directory = %netbios, "direct bind: the bind name's domain is not this directory's; users of other domains sign in with their user principal name");
+                        return Err(DirectoryError::InvalidCredentials);
                     }
                     format!(
                         "(&(objectClass=user)(sAMAccountName={}))",
@@ -333,10 +329,11 @@ impl Directory {
                 .ok_or_else(|| {
                     // The directory took the name, the user filter does not
                     // find it: a name typed in another form (an implicit
-                    // UPN), or a user_base/user_filter that misses users.
-                    DirectoryError::UnsupportedName(format!(
-                        "the bind succeeded but the user's entry was not found under {base:?} with the user filter (the name typed in another form than the filter matches, or check user_base and user_filter)"
-                    ))
+                    // UPN), an account the filter leaves out, or a
+                    // user_base/user_filter that misses users. Answered as
+                    // an unknown user (as above).
+                    tracing::info!(base = %base, "direct bind: the bind succeeded but the user filter finds no entry under user_base (a name typed in another form than the filter matches, an account it leaves out, or check user_base and user_filter)");
+                    DirectoryError::InvalidCredentials
                 })?;
             let mut u = self.build_user(&mut user, entry).await?;
             u.password_expires_in = expires_in.or(u.password_expires_in);

@@ -1,8 +1,9 @@
 //! Failed password sign-ins, counted per login name and per client address
 //! (SPEC 9: `max_failed_logins` within `failure_window`; beyond it the form
 //! refuses that login, even with the right password, until the window
-//! passes). The window restarts at every failure: a login is refused until
-//! `failure_window` has passed since its last failed attempt.
+//! passes). A login's window restarts at every failure: it is refused until
+//! `failure_window` has passed since its last failed attempt; a client
+//! address's window is fixed from its first failure ([`restarts`]).
 //!
 //! With the Redis session store the counters live in Redis
 //! (`SessionStore::count_failure`), so every replica sees every failure,
@@ -29,6 +30,17 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::session::store::{SessionStore, StoreError};
+
+/// Whether a failure restarts `key`'s window. A login's (and its entry's)
+/// does, as AD's own counter does (it resets after `lockoutObservationWindow`
+/// from the *last* bad password): a window fixed at the first failure would
+/// let 2 x max - 1 failures through within seconds across its end
+/// (review 9). A client address's does not: behind a NAT, a whole office's
+/// occasional typos, each within the window of the one before, would add
+/// up over hours and lock everyone out (SPEC 9: "within failure_window").
+pub fn restarts(key: &str) -> bool {
+    !key.contains(":addr:")
+}
 
 /// Longest window kept in memory (longer configured windows are cut).
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -262,7 +274,7 @@ impl Failures {
         window: Duration,
     ) -> Result<(), StoreError> {
         for k in keys {
-            if store.count_failure(k, window).await?.is_none() {
+            if store.count_failure(k, window, restarts(k)).await?.is_none() {
                 self.local_add(k, window);
             }
         }
@@ -295,13 +307,9 @@ impl Failures {
         let window = window.min(MAX_WINDOW);
         self.local.entry(key.to_string()).and_upsert_with(|old| {
             match old.map(|e| e.into_value()) {
-                // The window restarts at every failure, as AD's own
-                // counter does (it resets `lockoutObservationWindow` after
-                // the *last* bad password): a window fixed at the first
-                // failure would let 2 x max - 1 failures through within
-                // seconds across its boundary (review 9).
                 Some((n, start)) if start.elapsed() < window => {
-                    (n.saturating_add(1), Instant::now())
+                    let start = if restarts(key) { Instant::now() } else { start };
+                    (n.saturating_add(1), start)
                 }
                 _ => (1, Instant::now()),
             }

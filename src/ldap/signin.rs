@@ -172,7 +172,6 @@ impl<'a> LdapSignIn<'a> {
             DirectoryError::InvalidCredentials => Refusal::InvalidCredentials,
             DirectoryError::Account(_) => Refusal::AccountState,
             DirectoryError::NoUserId(_) => Refusal::MissingUserId,
-            DirectoryError::UnsupportedName(_) => Refusal::AccountState,
             DirectoryError::Unavailable(_) => Refusal::DirectoryUnavailable,
             DirectoryError::Directory(_) => Refusal::DirectoryError,
         };

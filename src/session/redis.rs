@@ -789,21 +789,28 @@ impl SessionStore for RedisStore {
         })
     }
 
-    /// `INCR` and, on the first failure, `PEXPIRE` in one script: the
-    /// window is fixed from the first failure on every replica.
+    /// `INCR` and `PEXPIRE` (on the first failure, or on every one with
+    /// `restart`) in one script: the same window on every replica.
     fn count_failure<'a>(
         &'a self,
         key: &'a str,
         window: Duration,
+        restart: bool,
     ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         Box::pin(async move {
             let key = &self.keys.failures(key);
             let script = &self.scripts.count_failure;
             let ttl_ms = millis(window).max(1);
+            let restart = u8::from(restart);
             let n: u64 = self
                 .conn
                 .run(self.timeout, "count failure", |mut c| async move {
-                    script.key(key).arg(ttl_ms).invoke_async(&mut c).await
+                    script
+                        .key(key)
+                        .arg(ttl_ms)
+                        .arg(restart)
+                        .invoke_async(&mut c)
+                        .await
                 })
                 .await?;
             Ok(Some(n))
@@ -823,7 +830,7 @@ impl SessionStore for RedisStore {
             for (i, key) in keys.iter().enumerate() {
                 let (failures, under_way) = (&self.keys.failures(key), &self.keys.under_way(key));
                 let script = &self.scripts.reserve_attempt;
-                let ok: i64 = self
+                let ok: Result<i64, StoreError> = self
                     .conn
                     .run(self.timeout, "reserve attempt", |mut c| async move {
                         script
@@ -834,10 +841,14 @@ impl SessionStore for RedisStore {
                             .invoke_async(&mut c)
                             .await
                     })
-                    .await?;
-                if ok != 1 {
-                    self.release_attempt(&keys[..i]).await?;
-                    return Ok(Some(false));
+                    .await;
+                if !matches!(ok, Ok(1)) {
+                    // Give back what this attempt reserved before (best
+                    // effort: a reservation not given back expires).
+                    if let Err(e) = self.release_attempt(&keys[..i]).await {
+                        tracing::warn!(error = %e, "a sign-in attempt under way could not be released; it expires by itself");
+                    }
+                    return ok.map(|_| Some(false));
                 }
             }
             Ok(Some(true))

@@ -129,13 +129,15 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// Counts one failed password sign-in under `key` (`ldap::limit`) in a
-    /// window of `window` that restarts at every failure (the count ends
-    /// `window` after the last one), and answers the count. None: this store is not shared between replicas, and the
-    /// caller counts in its own process.
+    /// window of `window`, from the key's first failure, or, with
+    /// `restart`, from its last one; answers the count. None: this store
+    /// is not shared between replicas, and the caller counts in its own
+    /// process.
     fn count_failure<'a>(
         &'a self,
         _key: &'a str,
         _window: Duration,
+        _restart: bool,
     ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         Box::pin(async { Ok(None) })
     }

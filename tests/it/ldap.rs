@@ -1080,12 +1080,15 @@ async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
     let b = browser(&gw);
     let html = open_form(&gw, &b, "").await;
     let r = post(&gw, &b, &csrf(&html), "OTHER\\alice", "correct horse").await;
-    // What the user typed, not an outage: a 4xx that says what to type
-    // (SPEC 9), never the 503 of an unreachable directory.
-    assert_eq!(r.status(), 403);
+    // What the user typed, not an outage (SPEC 9: a 4xx, never the 503 of
+    // an unreachable directory), and an account this connection does not
+    // know: the unknown user's answer, which says nothing of the password.
+    assert_eq!(r.status(), 401);
     let page = r.text().await.unwrap();
-    assert!(page.contains("user principal name"), "{page}");
-    assert!(!page.contains("cannot be reached"), "{page}");
+    assert!(
+        page.contains("The user name or password is incorrect"),
+        "{page}"
+    );
     let r = b.get(gw.url(HOST, "/.auth/me")).send().await.unwrap();
     assert_ne!(r.status(), 200, "no session for another domain's account");
 }

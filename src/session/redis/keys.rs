@@ -174,8 +174,9 @@ pub(super) struct Scripts {
     pub(super) index: Script,
     /// KEYS: lock. ARGV: token. Deletes the lock only if it is still ours.
     pub(super) unlock: Script,
-    /// KEYS: counter. ARGV: window ms. Counts one failure; the first one
-    /// starts the window. Answers the count.
+    /// KEYS: counter. ARGV: window ms, restart (1/0). Counts one failure;
+    /// the first one starts the window, and with restart every one does.
+    /// Answers the count.
     pub(super) count_failure: Script,
     /// KEYS: failure counter, under-way counter (one slot). ARGV: max,
     /// ttl ms. When failures plus attempts under way stay below max,
@@ -207,9 +208,12 @@ end
 return redis.call('SCARD', KEYS[1])",
             ),
             count_failure: Script::new(
-                // The window restarts at every failure (`ldap::limit`).
+                // ARGV[2] '1': the window restarts at every failure
+                // (`ldap::limit::restarts`); else it runs from the first.
                 r"local n = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if ARGV[2] == '1' or n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
 return n",
             ),
             reserve_attempt: Script::new(
