@@ -119,6 +119,9 @@ pub enum Unjudgeable {
     AmbiguousPath,
     /// X-Forwarded-Host names no route host, or no prefix covers the path.
     NoRoute,
+    /// The forwarded host or URI came from a peer not in `trusted_proxies`
+    /// and names another route than the one the request is judged by.
+    UntrustedForward,
 }
 
 impl Unjudgeable {
@@ -129,6 +132,7 @@ impl Unjudgeable {
             Unjudgeable::NonCanonicalPath(_) => "non_canonical_path",
             Unjudgeable::AmbiguousPath => "ambiguous_path",
             Unjudgeable::NoRoute => "no_route",
+            Unjudgeable::UntrustedForward => "untrusted_forward",
         }
     }
 
@@ -138,6 +142,7 @@ impl Unjudgeable {
             Unjudgeable::NonCanonicalPath(text) => text,
             Unjudgeable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//', look-alike characters, or letter case, trailing dots and spaces or cookieless segments that some apps ignore). The proxy in front should refuse it or send the path exactly as the route's prefix spells it.",
             Unjudgeable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",
+            Unjudgeable::UntrustedForward => "X-Forwarded-Uri, X-Original-URI or X-Forwarded-Host came from a peer that is not in server.trusted_proxies, so it cannot decide the route, and it names another route than the one this request would be judged by. Add the address of the proxy in front to server.trusted_proxies.",
         }
     }
 }
@@ -165,7 +170,8 @@ impl GatewayError {
             GatewayError::Unjudgeable(
                 Unjudgeable::UnreadableUri
                 | Unjudgeable::NonCanonicalPath(_)
-                | Unjudgeable::AmbiguousPath,
+                | Unjudgeable::AmbiguousPath
+                | Unjudgeable::UntrustedForward,
             ) => StatusCode::BAD_REQUEST,
         }
     }
@@ -191,7 +197,8 @@ impl GatewayError {
             GatewayError::Unjudgeable(
                 Unjudgeable::UnreadableUri
                 | Unjudgeable::NonCanonicalPath(_)
-                | Unjudgeable::AmbiguousPath,
+                | Unjudgeable::AmbiguousPath
+                | Unjudgeable::UntrustedForward,
             ) => "bad_request",
         }
     }

@@ -118,6 +118,14 @@ async fn judge(
     dialect: Dialect,
 ) -> Result<Response<Body>, GatewayError> {
     let trusted = crate::peer::peer_is_trusted(&ctx.state.settings.server, conn);
+    if !trusted && untrusted_forward_names_another_route(ctx, parts) {
+        // A proxy left out of `trusted_proxies` (its auth subrequest would
+        // be judged by the wrong route: a user denied on /admin would get
+        // 200), or a client naming a path it cannot have judged: either
+        // way no answer is right, and a 400 makes the mistake loud.
+        tracing::warn!(route.name = %ctx.route.name, "forward auth refused: X-Forwarded-Uri/X-Original-URI/X-Forwarded-Host from a peer not in server.trusted_proxies names another route");
+        return Ok(refused(Unjudgeable::UntrustedForward));
+    }
     let mut fwd = Forwarded::read(parts, trusted, ctx.forwarded_redirect.clone());
     if dialect == Dialect::Oauth2Proxy {
         // oauth2-proxy's /oauth2/auth never redirects: the proxy in front
@@ -395,6 +403,39 @@ fn policy_route(
         Lookup::Found(route) => Ok(route.clone()),
         Lookup::UnknownHost | Lookup::NoPrefix => Err(Unjudgeable::NoRoute),
         Lookup::AmbiguousPath => Err(Unjudgeable::AmbiguousPath),
+    }
+}
+
+/// True when the forwarded host and URI of an untrusted peer, read as a
+/// trusted proxy's would be, select another route than the one the request
+/// is judged by (review 9). Untrusted, they decide nothing; silently
+/// ignoring them let a proxy missing from `trusted_proxies` get every
+/// subrequest judged by the route of `/.auth/verify`'s own path (a user
+/// denied on `/admin` got 200). Values that select no route, or that could
+/// not be judged anyway (not canonical, unreadable), are still only a
+/// sign-in target, validated as before.
+fn untrusted_forward_names_another_route(ctx: &Ctx<'_>, parts: &Parts) -> bool {
+    let as_trusted = Forwarded::read(parts, true, None);
+    if as_trusted.unreadable_uri
+        || (as_trusted.trusted_host.is_none() && as_trusted.trusted_path.is_none())
+    {
+        return false;
+    }
+    let Ok(target) = as_trusted
+        .trusted_path
+        .as_deref()
+        .map(forwarded_target)
+        .transpose()
+    else {
+        return false;
+    };
+    let untrusted = Forwarded::read(parts, false, None);
+    match (
+        policy_route(ctx, parts, &as_trusted, target.as_ref()),
+        policy_route(ctx, parts, &untrusted, None),
+    ) {
+        (Ok(named), Ok(judged)) => !Arc::ptr_eq(&named, &judged),
+        _ => false,
     }
 }
 

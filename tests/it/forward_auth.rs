@@ -346,7 +346,10 @@ async fn signed_in_but_denied_by_policy_is_403_json() {
 
 #[tokio::test]
 async fn only_a_trusted_proxy_selects_the_route_by_forwarded_host_and_uri() {
-    // Untrusted peer: X-Forwarded-Host/-Uri cannot pick another route.
+    // Untrusted peer: X-Forwarded-Host/-Uri cannot pick another route, and
+    // naming one is a 400 that says to trust the proxy (review 9): a proxy
+    // missing from trusted_proxies had every subrequest judged by the
+    // route of /.auth/verify's own path, so bob, denied on /admin, got 200.
     let w = World::start(false).await;
     let bob = w.sign_in(BOB).await;
     for (name, value) in [
@@ -358,10 +361,28 @@ async fn only_a_trusted_proxy_selects_the_route_by_forwarded_host_and_uri() {
             .await;
         assert_eq!(
             resp.status(),
-            StatusCode::OK,
-            "{name} ignored from untrusted peer"
+            StatusCode::BAD_REQUEST,
+            "{name} from an untrusted peer names another route"
+        );
+        let body: serde_json::Value = resp.json().await.expect("JSON");
+        assert_eq!(body["reason"], "untrusted_forward", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("trusted_proxies"),
+            "{body}"
         );
     }
+    // Naming the route the request is judged by anyway: judged, as before.
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[("cookie", bob.as_str()), ("x-forwarded-uri", "/reports")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
     // And no path is public on its say-so.
     let resp = w
         .verify(APP, "", &[("x-forwarded-uri", "/static/app.css")])

@@ -251,12 +251,25 @@ async fn ingress_headers_from_an_untrusted_peer_are_ignored() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
 
     // bob signed in; an untrusted X-Original-URL cannot move the policy
-    // decision off /admin's route (here: ignored, the request's own route).
+    // decision to another route: naming one is a 400 that says to trust
+    // the proxy (review 9); naming the request's own route is judged there.
     let (bob, _) = w.sign_in(BOB, "/").await;
     let resp = bob
         .client
         .get(w.gateway.url(APP, "/oauth2/auth"))
         .header("x-original-url", "http://other.test/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "another route named"
+    );
+    let resp = bob
+        .client
+        .get(w.gateway.url(APP, "/oauth2/auth"))
+        .header("x-original-url", "http://app.test/reports")
         .send()
         .await
         .unwrap();
