@@ -86,6 +86,10 @@ fn pinned() -> Vec<(GatewayError, u16)> {
         ),
         (GatewayError::Unjudgeable(Unjudgeable::AmbiguousPath), 400),
         (GatewayError::Unjudgeable(Unjudgeable::NoRoute), 403),
+        (
+            GatewayError::Unjudgeable(Unjudgeable::UntrustedForward),
+            400,
+        ),
     ]
 }
 
@@ -116,11 +120,12 @@ fn every_variant_is_pinned() {
                 Unjudgeable::UnreadableUri
                 | Unjudgeable::NonCanonicalPath(_)
                 | Unjudgeable::AmbiguousPath
-                | Unjudgeable::NoRoute,
+                | Unjudgeable::NoRoute
+                | Unjudgeable::UntrustedForward,
             ) => {}
         }
     }
-    assert_eq!(pinned().len(), 18);
+    assert_eq!(pinned().len(), 19);
 }
 
 async fn body_text(resp: Response<Body>) -> String {
@@ -405,6 +410,7 @@ async fn forwarded_requests_that_cannot_be_judged_are_json_with_their_reason_eve
         (Unjudgeable::NonCanonicalPath("dots"), 400),
         (Unjudgeable::AmbiguousPath, 400),
         (Unjudgeable::NoRoute, 403),
+        (Unjudgeable::UntrustedForward, 400),
     ] {
         let resp = respond(&GatewayError::Unjudgeable(why), BROWSER, Method::GET, "/x");
         assert_eq!(resp.status().as_u16(), status);
@@ -429,6 +435,7 @@ fn every_fixed_reason_is_documented() {
         Unjudgeable::NonCanonicalPath(""),
         Unjudgeable::AmbiguousPath,
         Unjudgeable::NoRoute,
+        Unjudgeable::UntrustedForward,
     ]
     .iter()
     .map(|u| u.reason())
