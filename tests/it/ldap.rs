@@ -122,6 +122,17 @@ fn csrf(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_string()
 }
 
+/// `/.auth/me` of browser `b`.
+async fn me(gw: &TestGateway, b: &reqwest::Client) -> serde_json::Value {
+    b.get(gw.url(HOST, "/.auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn open_form(gw: &TestGateway, b: &reqwest::Client, query: &str) -> String {
     let r = b
         .get(gw.url(HOST, &format!("/.auth/login/corp{query}")))
@@ -201,14 +212,7 @@ async fn home_realm_discovery_leads_to_the_form_and_a_session_with_the_guid_as_u
     let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
     assert_eq!(r.status(), 302, "{:?}", r.text().await);
     assert_eq!(r.headers()["location"], "/reports?q=1");
-    let me: serde_json::Value = b
-        .get(w.gw.url(HOST, "/.auth/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = me(&w.gw, &b).await;
     assert_eq!(me["user_id"], "corp:01020304-0506-0708-090a-0b0c0d0e0f10");
     assert_eq!(me["connection"], "corp");
     assert_eq!(me["email"], "alice@corp.test");
@@ -239,14 +243,7 @@ async fn memberof_groups_are_named_from_the_dn() {
     let html = open_form(&w.gw, &b, "").await;
     let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
     assert_eq!(r.status(), 302);
-    let me: serde_json::Value = b
-        .get(w.gw.url(HOST, "/.auth/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = me(&w.gw, &b).await;
     assert_eq!(me["groups"], serde_json::json!(["HR"]));
 }
 
@@ -287,14 +284,7 @@ async fn memberof_groups_outside_group_base_are_not_named() {
         let html = open_form(&gw, &b, "").await;
         let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
         assert_eq!(r.status(), 302);
-        let me: serde_json::Value = b
-            .get(gw.url(HOST, "/.auth/me"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = me(&gw, &b).await;
         assert_eq!(me["groups"], serde_json::json!(expected), "{extra}");
     }
 }
@@ -767,14 +757,7 @@ async fn direct_bind_with_the_upn_signs_in_without_a_search_account() {
     let html = open_form(&gw, &b, "").await;
     let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
     assert_eq!(r.status(), 302);
-    let me: serde_json::Value = b
-        .get(gw.url(HOST, "/.auth/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = me(&gw, &b).await;
     assert_eq!(me["user_id"], "corp:01020304-0506-0708-090a-0b0c0d0e0f10");
     let seen = ldap.seen.lock().unwrap();
     assert!(
@@ -1068,14 +1051,7 @@ async fn direct_bind_with_a_down_level_name_reads_only_this_domains_account() {
     let html = open_form(&gw, &b, "").await;
     let r = post(&gw, &b, &csrf(&html), "corp\\ALICE", "correct horse").await;
     assert_eq!(r.status(), 302, "{:?}", r.text().await);
-    let me: serde_json::Value = b
-        .get(gw.url(HOST, "/.auth/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = me(&gw, &b).await;
     assert_eq!(me["user_id"], "corp:01020304-0506-0708-090a-0b0c0d0e0f10");
     let b = browser(&gw);
     let html = open_form(&gw, &b, "").await;
