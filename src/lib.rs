@@ -38,6 +38,7 @@ pub mod demo;
 pub mod discovery;
 pub mod email;
 pub mod endpoints;
+pub mod fold;
 /// Only with the `fuzzing` feature (fuzz/Cargo.toml) and in unit tests: not
 /// part of the library's API.
 #[cfg(any(test, feature = "fuzzing"))]

@@ -180,12 +180,13 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// `path` as an upstream that matches paths loosely reads it (see "Loose
-/// readings"): Unicode compatibility forms folded (NFKC), cookieless-session
-/// segments (`(S(…))`) dropped, each segment's trailing dots and spaces
-/// dropped, letters case-folded (by their uppercase, so that `ı` and `ſ`
-/// read as `i` and `s`, as .NET's case-insensitive comparison has them).
-/// A plain ASCII path needs only ASCII case folding, which
-/// [`loose_prefix_matches`] does as it compares: it is borrowed as is.
+/// readings"): [`crate::fold::fold`] (Unicode compatibility forms, marks
+/// and invisible code points, case by its uppercase mapping, as .NET,
+/// Java, Python's casefold and collation-based matchers compare),
+/// cookieless-session segments (`(S(…))`) dropped, each segment's
+/// trailing dots and spaces dropped. A plain ASCII path needs only ASCII
+/// case folding, which [`loose_prefix_matches`] does as it compares: it is
+/// borrowed as is.
 pub(crate) fn loose(path: &str) -> Cow<'_, str> {
     let needs_work = !path.is_ascii()
         || path
@@ -194,10 +195,10 @@ pub(crate) fn loose(path: &str) -> Cow<'_, str> {
     if !needs_work {
         return Cow::Borrowed(path);
     }
-    let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(path);
-    let mut out = String::with_capacity(nfkc.len());
+    let folded = crate::fold::fold(path);
+    let mut out = String::with_capacity(folded.len());
     let mut first = true;
-    for segment in nfkc.split('/') {
+    for segment in folded.split('/') {
         if is_cookieless(segment) {
             continue;
         }
@@ -205,13 +206,7 @@ pub(crate) fn loose(path: &str) -> Cow<'_, str> {
             out.push('/');
         }
         first = false;
-        let kept = segment.trim_end_matches(['.', ' ']);
-        out.extend(kept.chars().flat_map(|c| {
-            // Java's (and so Spring's) case-insensitive matching lowers
-            // `İ` to a plain `i`; Unicode's full lowercase adds a dot.
-            let c = if c == '\u{130}' { 'i' } else { c };
-            c.to_uppercase().flat_map(char::to_lowercase)
-        }));
+        out.push_str(segment.trim_end_matches(['.', ' ']));
     }
     Cow::Owned(out)
 }

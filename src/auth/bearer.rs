@@ -64,6 +64,16 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
         None => (bytes, &[][..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // Not `Bearer <token>`, but some app library may still find a
+        // bearer credential in it: go-chi's jwtauth takes whatever follows
+        // the first six bytes (`Bearer:<jwt>`, `Bearer\xa0<jwt>`), and
+        // flask-jwt-extended the comma-separated part that starts with it
+        // (`Basic x, Bearer <jwt>`). Such a value is judged, and refused.
+        if mentions_bearer(value.as_bytes()) {
+            return Err(GatewayError::InvalidToken(
+                "malformed bearer credential (expected Authorization: Bearer <JWT>, alone)".into(),
+            ));
+        }
         return Ok(None);
     }
     // RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
@@ -81,6 +91,19 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
         ));
     }
     Ok(Some(token))
+}
+
+/// True when a comma-separated part of `value`, without the whitespace an
+/// app may strip (ASCII, and Latin-1's NBSP and NEL, as Python servers
+/// decode header bytes), starts with `bearer` in any case.
+fn mentions_bearer(value: &[u8]) -> bool {
+    let blank = |b: &u8| b.is_ascii_whitespace() || *b == 0xa0 || *b == 0x85 || *b == 0xc2;
+    value.split(|b| *b == b',').any(|part| {
+        let start = part.iter().position(|b| !blank(b)).unwrap_or(part.len());
+        part[start..]
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer"))
+    })
 }
 
 /// Verifies `token` for `route` and builds the caller's identity.
@@ -249,8 +272,28 @@ mod tests {
 
     #[test]
     fn other_schemes_are_not_judged() {
-        for value in ["Basic dXNlcjpwYXNz", "Bearerx a.b.c", "Negotiate\tYII="] {
+        for value in ["Basic dXNlcjpwYXNz", "Negotiate\tYII=", "Basic YmVhcmVy"] {
             assert_eq!(token(&with(value)).unwrap(), None, "{value:?}");
+        }
+    }
+
+    /// Values an app library reads as a bearer credential although they
+    /// are not `Bearer <token>` (review 9): refused, not passed on.
+    #[test]
+    fn values_an_app_may_read_as_bearer_are_refused() {
+        for value in [
+            "Bearerx a.b.c",
+            "Bearer:a.b.c",
+            "Bearer,a.b.c",
+            "Basic x, Bearer a.b.c",
+            ",Bearer a.b.c",
+            "Basic x,\u{a0}bearer a.b.c",
+            "Bearer\u{a0}a.b.c",
+        ] {
+            assert!(
+                matches!(token(&with(value)), Err(GatewayError::InvalidToken(_))),
+                "{value:?}"
+            );
         }
     }
 }

@@ -133,18 +133,7 @@ fn release(in_flight: &Mutex<HashMap<String, u64>>, keys: &[String]) {
 /// they give a bounded number of spellings, which the per-address limit
 /// and, with a search account, the entry's key cover.
 pub fn canonical_login(login: &str) -> String {
-    use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, GeneralCategoryGroup};
-    use icu_properties::{CodePointMapData, CodePointSetData};
-    let nfkd = icu_normalizer::DecomposingNormalizerBorrowed::new_nfkd().normalize(login.trim());
-    let category = CodePointMapData::<GeneralCategory>::new();
-    let ignorable = CodePointSetData::new::<DefaultIgnorableCodePoint>();
-    let bare: String = nfkd
-        .chars()
-        .filter(|&c| {
-            !GeneralCategoryGroup::Mark.contains(category.get(c)) && !ignorable.contains(c)
-        })
-        .collect();
-    let lower = bare.to_lowercase().replace('ß', "ss");
+    let lower = crate::fold::fold(login.trim());
     let account = match lower.rsplit_once('\\') {
         Some((_, user)) => user,
         None => lower.as_str(),
@@ -206,12 +195,18 @@ impl Failures {
         // A store shared by replicas checks and reserves in one step for
         // all of them (review 9: counted per process, a burst spread over
         // N replicas reached the directory N times the limit).
-        match store.reserve_attempt(keys, max, UNDER_WAY_TTL).await? {
+        // The address first: a request from an address at its limit is
+        // refused before it reserves anything under the victim's login
+        // (a reservation it gave back at once would still renew the
+        // login's counter's lifetime).
+        let mut ordered = keys.to_vec();
+        ordered.sort_by_key(|k| restarts(k));
+        match store.reserve_attempt(&ordered, max, UNDER_WAY_TTL).await? {
             Some(true) => {
                 return Ok(Some(Attempt {
                     in_flight: self.in_flight.clone(),
                     keys: Vec::new(),
-                    shared: Some((store.clone(), keys.to_vec())),
+                    shared: Some((store.clone(), ordered)),
                 }))
             }
             Some(false) => return Ok(None),

@@ -135,16 +135,24 @@ pub fn check_forwarded_host(
             named.extend(text.split(',').map(str::trim));
         }
     }
+    // `Forwarded`: every `host=` anywhere in the value (Spring searches the
+    // whole value, `xhost=` included), quoted-string escapes undone
+    // (Symfony and Jetty read `"b\.example"` as `b.example`).
+    let mut unescaped: Vec<String> = Vec::new();
     for value in headers.get_all(FORWARDED) {
         let Ok(text) = value.to_str() else { continue };
-        for pair in text.split([',', ';']) {
-            if let Some((k, v)) = pair.split_once('=') {
-                if k.trim().eq_ignore_ascii_case("host") {
-                    named.push(v.trim().trim_matches('"'));
-                }
-            }
+        let lower = text.to_ascii_lowercase();
+        for (at, _) in lower.match_indices("host") {
+            let rest = text[at + 4..].trim_start();
+            let Some(rest) = rest.strip_prefix('=') else {
+                continue;
+            };
+            let rest = rest.trim_start().trim_start_matches('"');
+            let end = rest.find([';', ',', '"', ' ']).unwrap_or(rest.len());
+            unescaped.push(rest[..end].replace('\\', ""));
         }
     }
+    named.extend(unescaped.iter().map(String::as_str));
     for host in named.into_iter().map(host_part).filter(|h| !h.is_empty()) {
         if !router.serves(host) {
             continue;
@@ -170,19 +178,17 @@ const HOST_HEADERS: [&str; 5] = [
     "x-http-host-override",
 ];
 
-/// The host of a host header value as lenient apps read it: without a port
-/// of any number of digits and without trailing dots (`[v6]` keeps its
-/// brackets for `router::normalize_host`).
+/// The host of a host header value as lenient apps read it: up to the
+/// first `:` (Express and gorilla/mux cut there, whatever follows), `/` or
+/// space, without trailing dots (`[v6]` keeps its brackets for
+/// `router::normalize_host`).
 fn host_part(value: &str) -> &str {
     let host = match value.strip_prefix('[') {
         Some(rest) => match rest.find(']') {
             Some(end) => &value[..end + 2],
             None => value,
         },
-        None => match value.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => value,
-        },
+        None => value.split([':', '/', ' ']).next().unwrap_or(value),
     };
     host.trim_end_matches('.')
 }
