@@ -145,8 +145,9 @@ pub(crate) async fn authenticate(
             .await
         {
             Ok(verified) => {
-                let user = session_for(connection, &verified, token, route)
+                let mut user = session_for(connection, &verified, token, route)
                     .map_err(|r| refused(r.to_string()))?;
+                user.disown_foreign_email(|domain| state.settings.domain_owner(domain));
                 return Ok(BearerUser {
                     user: Arc::new(user),
                     connection: connection.clone(),

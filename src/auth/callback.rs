@@ -312,6 +312,8 @@ async fn complete(
     );
     // Shown by the admin listing (`GET /sessions`), never to the app.
     session.client_addr = Some(ctx.client);
+    let settings = &ctx.state.settings;
+    session.disown_foreign_email(|domain| settings.domain_owner(domain));
     if !keeps_id_token(&ctx.state.settings, conn) {
         session.id_token = None;
     }

@@ -289,6 +289,8 @@ async fn updated_session(
     if let Some(token) = verified {
         s.email = token.email().map(str::to_string);
         s.email_trust = crate::connection::oidc::email_trust_of(conn, token);
+        let settings = &state.settings;
+        s.disown_foreign_email(|domain| settings.domain_owner(domain));
         s.name = token.name().map(str::to_string);
         s.preferred_username = token.preferred_username().map(str::to_string);
         s.roles = crate::connection::roles_claim(token.claims())

@@ -31,6 +31,15 @@ impl Settings {
     pub fn connection(&self, name: &str) -> Option<&Arc<ConnectionSettings>> {
         self.connections.iter().find(|c| c.name == name)
     }
+
+    /// The connection whose `home_realm_domains` hold `domain` (lowercase,
+    /// A-label form), if any: unique across connections (validated).
+    pub fn domain_owner(&self, domain: &str) -> Option<&str> {
+        self.connections
+            .iter()
+            .find(|c| c.home_realm_domains.iter().any(|d| d == domain))
+            .map(|c| c.name.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +241,11 @@ pub struct ConnectionSettings {
     pub groups: bool,
     /// group id -> display name.
     pub group_names: HashMap<String, String>,
+    /// The display names other connections' `group_names` give, lowercased:
+    /// a raw group value of this connection (or a name Graph gives it) that
+    /// reads as one of them is left out of headers, where it would look
+    /// like that connection's group to the app (SPEC 6.1, review 9).
+    pub names_of_other_connections: std::collections::HashSet<String>,
     /// Names of groups `group_names` does not map are read from Microsoft
     /// Graph (Entra only, SPEC 5.10).
     pub group_names_from_graph: bool,

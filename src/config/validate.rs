@@ -895,7 +895,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             }
         }
         let Some(kind) = kind else { continue };
-        out.push(Arc::new(ConnectionSettings {
+        out.push(ConnectionSettings {
             display_name: raw.display_name.clone().unwrap_or_else(|| name.clone()),
             name,
             kind,
@@ -917,9 +917,25 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             trusted_email: raw.trusted_email.unwrap_or(false),
             upstream_params,
             forward_params,
-        }));
+            names_of_other_connections: Default::default(),
+        });
     }
-    out
+    let names: Vec<(String, String)> = out
+        .iter()
+        .flat_map(|c| {
+            c.group_names
+                .values()
+                .map(|n| (c.name.clone(), n.to_lowercase()))
+        })
+        .collect();
+    for c in &mut out {
+        c.names_of_other_connections = names
+            .iter()
+            .filter(|(owner, _)| *owner != c.name)
+            .map(|(_, n)| n.clone())
+            .collect();
+    }
+    out.into_iter().map(Arc::new).collect()
 }
 
 /// Authorization request parameters realmgate owns; config may not override

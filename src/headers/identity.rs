@@ -741,6 +741,18 @@ fn header_groups<'a>(
             }
             None => Cow::Borrowed(&**id),
         };
+        // An unmapped value that reads as another connection's mapped name
+        // (a partner IdP sending `HR Admins`) would look like that group to
+        // the app: left out (SPEC 6.1: a name in some connection's
+        // `group_names` belongs to that connection).
+        if name.is_none()
+            && !connection.names_of_other_connections.is_empty()
+            && connection
+                .names_of_other_connections
+                .contains(&shown.to_lowercase())
+        {
+            return None;
+        }
         Some(Group { id, shown })
     }));
     out
@@ -761,7 +773,16 @@ fn extra_value(user: &Session, source: &str, groups: Option<&str>) -> Option<Str
         "tenant_id" | "tid" => s(user.tenant_id.as_deref()),
         "connection" => Some(user.connection.clone()),
         "groups" => s(groups),
-        "roles" => (!user.roles.is_empty()).then(|| user.roles.join(",")),
+        // As in the role headers: a role with a comma would read as two.
+        "roles" => {
+            let kept: Vec<&str> = user
+                .roles
+                .iter()
+                .map(|r| &**r)
+                .filter(|r| list_item(r))
+                .collect();
+            (!kept.is_empty()).then(|| kept.join(","))
+        }
         other => {
             let claim = other.strip_prefix("claims.")?;
             claim_text(user.claims.as_ref()?.get(claim)?)

@@ -234,6 +234,23 @@ impl Session {
         }
     }
 
+    /// Stops vouching for an email of a domain another connection owns
+    /// (its `home_realm_domains`; SPEC 6.1): policies already refuse it for
+    /// `email_domains`/`users`, and headers, the signed assertion and
+    /// `/.auth/me` must not present it as verified either, where an app
+    /// would take a partner's `alice@contoso.com` for contoso's Alice
+    /// (review 9). `owner_of` answers a domain's owning connection.
+    pub fn disown_foreign_email<'a>(&mut self, owner_of: impl Fn(&str) -> Option<&'a str>) {
+        let foreign = self
+            .verified_email()
+            .and_then(crate::email::parse)
+            .and_then(|e| owner_of(e.domain()))
+            .is_some_and(|owner| owner != self.connection);
+        if foreign {
+            self.email_trust = EmailTrust::Unverified;
+        }
+    }
+
     /// True when this build wrote the record (see [`SESSION_VERSION`]).
     pub fn is_current(&self) -> bool {
         self.version == SESSION_VERSION

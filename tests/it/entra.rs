@@ -1092,6 +1092,38 @@ trusted_email = true
     );
 }
 
+/// A partner vouching for an email of a domain contoso owns: policies
+/// refuse it (above), and neither the headers nor `/.auth/me` present it
+/// as verified, where an app would take it for contoso's user (review 9).
+/// The partner's own domain's email is shown as usual.
+#[tokio::test]
+async fn a_partner_vouching_for_a_contoso_email_gets_no_email_header() {
+    let w = World::start(partner_world(PARTNER, "")).await;
+    let (mallory, resp) = partner_signed_in(
+        &w,
+        vec![
+            ("email", json!("ceo@contoso.example")),
+            ("email_verified", json!(true)),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let view = w.upstream_view(&mallory, "/page").await;
+    assert_eq!(
+        view.header("x-forwarded-email"),
+        None,
+        "not contoso's to vouch for"
+    );
+    let (_, me) = w.me(&mallory).await;
+    assert_eq!(me["email_verified"], false, "{me}");
+    let (carol, _) = partner_signed_in(&w, vec![("email_verified", json!(true))]).await;
+    let view = w.upstream_view(&carol, "/page").await;
+    assert_eq!(view.header("x-forwarded-email").as_deref(), Some(CAROL));
+    let alice = w.signed_in(ALICE).await;
+    let view = w.upstream_view(&alice, "/page").await;
+    assert_eq!(view.header("x-forwarded-email").as_deref(), Some(ALICE));
+}
+
 async fn partner_logout_cannot_end_contoso_sessions(session_extra: &'static str) {
     let w = World::start(partner_world(
         concat!(

@@ -202,6 +202,9 @@ pub(crate) fn usable(conn: &ConnectionSettings, name: &str) -> bool {
             .group_names
             .iter()
             .any(|(id, n)| n.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
+        && !conn
+            .names_of_other_connections
+            .contains(&name.to_lowercase())
 }
 
 #[cfg(test)]

@@ -1236,3 +1236,32 @@ fn list_items_are_checked_like_safe_values() {
         }
     }
 }
+
+/// A partner's raw group value that reads as a name contoso's
+/// `group_names` gives (`HR Admins`, in any case) would look like contoso's
+/// HR Admins group to the app: it is left out of the partner user's
+/// headers; the partner's other groups, and contoso's own mapped name, are
+/// shown (review 9).
+#[test]
+fn a_partner_group_named_like_another_connection_s_group_is_left_out() {
+    let s = settings("connections = [\"contoso\", \"partner\"]", "");
+    let mut u = user();
+    u.connection = "partner".into();
+    u.user_id = "partner:sub-AbC".into();
+    u.groups = vec!["HR Admins".into(), "hr admins".into(), "Partners".into()];
+    let m = run_with(&s, u, None);
+    assert_eq!(m["x-forwarded-groups"], "Partners");
+    let m = run_with(&s, user(), None);
+    assert!(m["x-forwarded-groups"].contains("HR Admins"), "{m:?}");
+}
+
+/// `headers_extra = { X = "roles" }` leaves out a role with a comma, as the
+/// role headers do: `Reader,HR.Admin` is not two roles (review 9).
+#[test]
+fn a_role_with_a_comma_is_left_out_of_headers_extra() {
+    let s = settings(r#"headers_extra = { "X-App-Roles" = "roles" }"#, "");
+    let mut u = user();
+    u.roles = vec!["Reader,HR.Admin".into(), "Writer".into()];
+    let m = run_with(&s, u, None);
+    assert_eq!(m["x-app-roles"], "Writer");
+}
