@@ -711,6 +711,13 @@ fn headers_extra_cannot_name_a_header_realmgate_or_http_controls() {
         "TraceState",
         "Forwarded",
         "X-Real-IP",
+        // Other spellings and the routing/client-address headers apps
+        // read (review 9).
+        "x_forwarded_for",
+        "X-Original-URL",
+        "X_Forwarded_Prefix",
+        "True-Client-IP",
+        "X-Original-Host",
     ] {
         let text = minimal().replace(
             "upstream = \"http://127.0.0.1:9000\"",

@@ -1486,6 +1486,10 @@ fn headers_extra(
                     // proxies: a claim under one of these names would go
                     // upstream beside realmgate's own value, not instead.
                     || matches!(lower, "traceparent" | "tracestate" | "forwarded" | "x-real-ip")
+                    // Every spelling (`x_forwarded_for`, `X.Original.URL`)
+                    // of a header apps take a target, method, host, scheme
+                    // or client address from (review 9).
+                    || crate::headers::spoofable::classify(lower).is_some()
                 {
                     cx.bad(
                         key,
