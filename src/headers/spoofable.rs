@@ -14,7 +14,9 @@
 //!   removed from every peer: a CGI stack could prefer it to realmgate's.
 //! - [`Kind::Override`]: routing and method overrides (`X-Original-URL`,
 //!   `X-Rewrite-URL`, `X-Forwarded-Uri`, `X-HTTP-Method-Override`, ...),
-//!   removed from **every** peer, trusted proxies included. realmgate judged
+//!   and another authentication layer's identity statements (AWS ALB's
+//!   `X-Amzn-Oidc-*`, Google IAP's, Cloudflare Access's), removed from **every** peer, trusted
+//!   proxies included. realmgate judged
 //!   the request line it received (route, `public`, policy); an app that
 //!   routes on one of these would serve a path or method other than the
 //!   judged one, whoever wrote it. A proxy in front that wants the app to
@@ -149,9 +151,14 @@ const X: &[Entry] = &[
     ("x-akamai-", Relayed, Prefix),
     ("x-azure-", Relayed, Prefix),
     ("x-envoy-", Relayed, Prefix),
+    // Another authentication layer's statements of who the user is (AWS
+    // ALB's OIDC, Google IAP): realmgate is the one that says so here, and
+    // a balancer that does not authenticate passes a client's copy through
+    // (review 9). Removed from every peer, before the `x-amzn-` family.
+    ("x-amzn-oidc-", Override, Prefix),
     ("x-amzn-", Relayed, Prefix),
-    ("x-goog-authenticated-user-", Relayed, Prefix),
-    ("x-goog-iap-", Relayed, Prefix),
+    ("x-goog-authenticated-user-", Override, Prefix),
+    ("x-goog-iap-", Override, Prefix),
     ("x-appengine-", Relayed, Prefix),
     ("x-ssl-", Relayed, Prefix),
 ];
@@ -172,6 +179,8 @@ const C: &[Entry] = &[
     // RFC 9440: the client certificate a TLS-terminating proxy verified.
     ("client-cert", Relayed, Exact),
     ("client-cert-chain", Relayed, Exact),
+    // Cloudflare Access's statement of who the user is (as ALB's above).
+    ("cf-access-", Override, Prefix),
     ("cf-", Relayed, Prefix),
     ("cloudfront-", Relayed, Prefix),
 ];

@@ -4,6 +4,13 @@ use super::*;
 
 /// Routing and method overrides: removed from every peer.
 pub(crate) const OVERRIDES: &[&str] = &[
+    // Another authentication layer's identity statements (review 9).
+    "x-amzn-oidc-identity",
+    "x-amzn-oidc-data",
+    "x-goog-authenticated-user-email",
+    "x-goog-iap-jwt-assertion",
+    "cf-access-authenticated-user-email",
+    "cf-access-jwt-assertion",
     "x-original-url",
     "x-original-uri",
     "x-original-path",
@@ -74,7 +81,6 @@ pub(crate) const RELAYED_NAMES: &[&str] = &[
     "cf-connecting-ip",
     "cf-connecting-ipv6",
     "cf-visitor",
-    "cf-access-authenticated-user-email",
     "cloudfront-viewer-address",
     "cloudfront-forwarded-proto",
     "fastly-client-ip",
@@ -86,10 +92,7 @@ pub(crate) const RELAYED_NAMES: &[&str] = &[
     "x-azure-fdid",
     "x-envoy-external-address",
     "x-envoy-internal",
-    "x-amzn-oidc-identity",
     "x-amzn-trace-id",
-    "x-goog-authenticated-user-email",
-    "x-goog-iap-jwt-assertion",
     "x-appengine-user-ip",
     "wl-proxy-client-ip",
     "wl-proxy-ssl",
