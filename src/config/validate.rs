@@ -1488,8 +1488,11 @@ fn headers_extra(
                     || matches!(lower, "traceparent" | "tracestate" | "forwarded" | "x-real-ip")
                     // Every spelling (`x_forwarded_for`, `X.Original.URL`)
                     // of a header apps take a target, method, host, scheme
-                    // or client address from (review 9).
-                    || crate::headers::spoofable::classify(lower).is_some()
+                    // or client address from (review 9); a profile's own
+                    // identity header (`X-Forwarded-Email`, in the
+                    // `X-Forwarded-*` family) may be replaced as before.
+                    || (crate::headers::spoofable::classify(lower).is_some()
+                        && !crate::headers::identity::is_identity_header(lower, &[]))
                 {
                     cx.bad(
                         key,

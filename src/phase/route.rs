@@ -112,8 +112,8 @@ pub fn client_host<B>(req: &Request<B>) -> Result<HeaderValue, GatewayError> {
 /// Behind a balancer that passes a client's own header through, a request
 /// for `Host: a` judged by a's route could then be served as another
 /// host's. So when such a header names a host realmgate serves (read as
-/// leniently as apps read it: any run of port digits, trailing dots), that
-/// host must select the same route for this path, else 400 (review 9). A
+/// leniently as apps read it: up to the first `:`, without trailing dots),
+/// that host must select the same route for this path, else 400 (review 9). A
 /// host realmgate does not serve (its public name behind a proxy that
 /// rewrites `Host`) stays as before; so does any value from an untrusted
 /// peer, which `headers::forwarding` and `headers::spoofable` remove.

@@ -13,7 +13,8 @@
 use super::{param, World, ALICE, HOST, HTML};
 use crate::util::{raw_exchange, raw_status, Echoed};
 
-/// Routing and method overrides: never reach the app.
+/// Routing and method overrides, and other auth layers' identity
+/// statements: never reach the app.
 const OVERRIDES: &[&str] = &[
     "X-Original-URL",
     "X-Original-URI",
@@ -36,6 +37,9 @@ const OVERRIDES: &[&str] = &[
     "X-Middleware-Subrequest",
     "X-Invoke-Path",
     "X-Matched-Path",
+    // Another authentication layer's identity statements (review 9).
+    "X-Amzn-Oidc-Identity",
+    "X-Goog-Authenticated-User-Email",
 ];
 
 /// Client-address, scheme, host and certificate headers: only from a trusted proxy.
@@ -79,8 +83,6 @@ const RELAYED: &[&str] = &[
     "Fastly-Client-IP",
     "X-Azure-ClientIP",
     "X-Envoy-External-Address",
-    "X-Amzn-Oidc-Identity",
-    "X-Goog-Authenticated-User-Email",
     "X-Proxied-Https",
     "Proxy-Auth-Cert",
     "Proxy-Ssl-Id",
