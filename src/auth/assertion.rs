@@ -81,7 +81,7 @@ impl Assertions {
             "sub": user.user_id,
             "groups": groups(user, connection, policy_groups),
         });
-        if let Some(email) = user.verified_email() {
+        if let Some(email) = user.vouched_email(connection) {
             claims["email"] = json!(email);
         }
         if let Some(name) = &user.name {

@@ -246,6 +246,11 @@ pub struct ConnectionSettings {
     /// reads as one of them is left out of headers, where it would look
     /// like that connection's group to the app (SPEC 6.1, review 9).
     pub names_of_other_connections: std::collections::HashSet<String>,
+    /// The `home_realm_domains` of every other connection: an email of one
+    /// of them is not this connection's to vouch for (SPEC 6.1), in
+    /// headers, the assertion and `/.auth/me` alike
+    /// (`Session::vouched_email`), whenever the session was made.
+    pub domains_of_other_connections: std::collections::HashSet<String>,
     /// Names of groups `group_names` does not map are read from Microsoft
     /// Graph (Entra only, SPEC 5.10).
     pub group_names_from_graph: bool,

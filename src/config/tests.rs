@@ -736,6 +736,13 @@ fn headers_extra_cannot_name_a_header_realmgate_or_http_controls() {
         "upstream = \"http://127.0.0.1:9000\"\nheaders_extra = { \"X-Employee-Id\" = \"claims.employeeid\" }",
     );
     load_str(&ok).expect("a custom header name is accepted");
+    // An app moved from behind AWS ALB or Google IAP may read its identity
+    // header: realmgate may write it (clients' copies are removed).
+    let ok = minimal().replace(
+        "upstream = \"http://127.0.0.1:9000\"",
+        "upstream = \"http://127.0.0.1:9000\"\nheaders_extra = { \"X-Amzn-Oidc-Identity\" = \"user_id\", \"X-Goog-Authenticated-User-Email\" = \"email\" }",
+    );
+    load_str(&ok).expect("another layer's identity header name is accepted");
 }
 
 #[test]

@@ -918,6 +918,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             upstream_params,
             forward_params,
             names_of_other_connections: Default::default(),
+            domains_of_other_connections: Default::default(),
         });
     }
     let names: Vec<(String, String)> = out
@@ -925,7 +926,15 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
         .flat_map(|c| {
             c.group_names
                 .values()
-                .map(|n| (c.name.clone(), n.to_lowercase()))
+                .map(|n| (c.name.clone(), crate::fold::fold(n.trim())))
+        })
+        .collect();
+    let domains: Vec<(String, String)> = out
+        .iter()
+        .flat_map(|c| {
+            c.home_realm_domains
+                .iter()
+                .map(|d| (c.name.clone(), d.clone()))
         })
         .collect();
     for c in &mut out {
@@ -933,6 +942,11 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             .iter()
             .filter(|(owner, _)| *owner != c.name)
             .map(|(_, n)| n.clone())
+            .collect();
+        c.domains_of_other_connections = domains
+            .iter()
+            .filter(|(owner, _)| *owner != c.name)
+            .map(|(_, d)| d.clone())
             .collect();
     }
     out.into_iter().map(Arc::new).collect()
@@ -1492,7 +1506,8 @@ fn headers_extra(
                     // identity header (`X-Forwarded-Email`, in the
                     // `X-Forwarded-*` family) may be replaced as before.
                     || (crate::headers::spoofable::classify(lower).is_some()
-                        && !crate::headers::identity::is_identity_header(lower, &[]))
+                        && !crate::headers::identity::is_identity_header(lower, &[])
+                        && !crate::headers::spoofable::is_identity_statement(lower))
                 {
                     cx.bad(
                         key,

@@ -26,7 +26,7 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         "email": s.email,
         // True only for an email that counts (verified and one plain
         // addr-spec, `Session::verified_email`): the one headers carry.
-        "email_verified": s.verified_email().is_some(),
+        "email_verified": conn.and_then(|c| s.vouched_email(c)).is_some(),
         "email_verified_by": s.email_trust,
         "name": s.name,
         "preferred_username": s.preferred_username,
@@ -85,7 +85,8 @@ pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
         return Ok(not_signed_in());
     };
     let mut body = json!({"user": s.user_id});
-    if let Some(email) = s.verified_email() {
+    let conn = ctx.state.connection(&s.connection);
+    if let Some(email) = conn.and_then(|c| s.vouched_email(c)) {
         body["email"] = email.into();
     }
     if !s.groups.is_empty() {
@@ -117,7 +118,7 @@ fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> s
     let user_id = s
         .preferred_username
         .as_deref()
-        .or(s.verified_email())
+        .or(s.vouched_email(conn))
         .unwrap_or(&s.user_id);
     json!([{
         "provider_name": easy_auth_idp(conn),

@@ -489,7 +489,7 @@ fn render(
     out.text
         .reserve(joined.as_ref().map_or(0, String::len) + 512);
     let roles = out.join_roles(&user.roles);
-    let email = user.verified_email();
+    let email = user.vouched_email(connection);
     let name = user.name.as_deref();
     let username = user.preferred_username.as_deref();
     match route.headers {
@@ -561,7 +561,7 @@ fn render(
         if written_per_request(route, header) {
             continue;
         }
-        let value = extra_value(user, source, joined.as_deref());
+        let value = extra_value(user, source, joined.as_deref(), email);
         out.set_name(header.clone(), value.as_deref());
     }
     Rendered::new(out)
@@ -685,7 +685,9 @@ fn safe_value(value: &str) -> Option<HeaderValue> {
 /// refuses already, so no value needs to be built (and freed) to know
 /// (`list_items_are_checked_like_safe_values` walks the bytes).
 fn list_item(item: &str) -> bool {
-    !item.contains(',') && !has_control(item)
+    // Surrounding whitespace too: servers trim a header value's ends, so
+    // `HR Admins ` last in a list arrives as `HR Admins`.
+    !item.contains(',') && !has_control(item) && item.trim() == item
 }
 
 /// `value.chars().any(char::is_control)` without decoding UTF-8 (this runs
@@ -742,14 +744,15 @@ fn header_groups<'a>(
             None => Cow::Borrowed(&**id),
         };
         // An unmapped value that reads as another connection's mapped name
-        // (a partner IdP sending `HR Admins`) would look like that group to
-        // the app: left out (SPEC 6.1: a name in some connection's
-        // `group_names` belongs to that connection).
+        // (a partner IdP sending `HR Admins`, `hr admins `, `ＨＲ Admins`)
+        // would look like that group to the app: left out (SPEC 6.1: a
+        // name in some connection's `group_names` belongs to that
+        // connection). Compared as lenient comparers read it.
         if name.is_none()
             && !connection.names_of_other_connections.is_empty()
             && connection
                 .names_of_other_connections
-                .contains(&shown.to_lowercase())
+                .contains(&crate::fold::fold(shown.trim()))
         {
             return None;
         }
@@ -762,12 +765,17 @@ fn header_groups<'a>(
 /// only), `name`, `preferred_username`, `tenant_id`, `connection`, `groups`,
 /// or `claims.<name>` (needs `extended_profile`; strings as they are, numbers
 /// and booleans printed, arrays of those comma-joined).
-fn extra_value(user: &Session, source: &str, groups: Option<&str>) -> Option<String> {
+fn extra_value(
+    user: &Session,
+    source: &str,
+    groups: Option<&str>,
+    email: Option<&str>,
+) -> Option<String> {
     let s = |v: Option<&str>| v.map(str::to_string);
     match source {
         "user_id" => Some(user.user_id.clone()),
         "sub" | "subject" => Some(user.subject.clone()),
-        "email" => s(user.verified_email()),
+        "email" => s(email),
         "name" => s(user.name.as_deref()),
         "preferred_username" => s(user.preferred_username.as_deref()),
         "tenant_id" | "tid" => s(user.tenant_id.as_deref()),
@@ -890,7 +898,7 @@ pub(crate) fn principal_claims<'a>(
             val: u,
         });
     }
-    if let Some(e) = user.verified_email() {
+    if let Some(e) = user.vouched_email(connection) {
         claims.push(Claim {
             typ: TYP_EMAIL,
             val: e,

@@ -235,6 +235,21 @@ fn group(first: u8) -> &'static [Entry] {
     }
 }
 
+/// Another authentication layer's identity statement (AWS ALB's OIDC,
+/// Google IAP, Cloudflare Access): removed from every peer, but a name an
+/// operator may have realmgate write (`headers_extra`) for an app moved
+/// from behind that layer.
+pub fn is_identity_statement(name: &str) -> bool {
+    [
+        "x-amzn-oidc-",
+        "x-goog-authenticated-user-",
+        "x-goog-iap-",
+        "cf-access-",
+    ]
+    .iter()
+    .any(|p| normalized_starts_with(name, p))
+}
+
 /// The kind of a header name, None for a name not listed.
 pub fn classify(name: &str) -> Option<Kind> {
     let group = group(*name.as_bytes().first()?);

@@ -234,6 +234,20 @@ impl Session {
         }
     }
 
+    /// [`Session::verified_email`], unless its domain is one another
+    /// connection owns (SPEC 6.1): what headers, the assertion and
+    /// `/.auth/me` present as verified, checked against the configuration
+    /// in force (a session made before a reload, or by an older build, is
+    /// judged as one made now).
+    pub fn vouched_email(&self, conn: &crate::config::ConnectionSettings) -> Option<&str> {
+        let email = self.verified_email()?;
+        if conn.domains_of_other_connections.is_empty() {
+            return Some(email);
+        }
+        let domain = crate::email::parse(email)?;
+        (!conn.domains_of_other_connections.contains(domain.domain())).then_some(email)
+    }
+
     /// Stops vouching for an email of a domain another connection owns
     /// (its `home_realm_domains`; SPEC 6.1): policies already refuse it for
     /// `email_domains`/`users`, and headers, the signed assertion and

@@ -204,7 +204,7 @@ pub(crate) fn usable(conn: &ConnectionSettings, name: &str) -> bool {
             .any(|(id, n)| n.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
         && !conn
             .names_of_other_connections
-            .contains(&name.to_lowercase())
+            .contains(&crate::fold::fold(name))
 }
 
 #[cfg(test)]

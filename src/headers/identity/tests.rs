@@ -1224,14 +1224,16 @@ fn a_client_sent_roles_header_is_stripped() {
     assert!(h.is_empty(), "{h:?}");
 }
 
-/// `list_item` (no value built) refuses exactly what a comma or
-/// `safe_value` refuses, for every character up to U+0800 around ASCII
-/// text (every one-byte and two-byte UTF-8 sequence, C1 controls included).
+/// `list_item` (no value built) refuses exactly what a comma, surrounding
+/// whitespace (servers trim a value's ends: review 9) or `safe_value`
+/// refuses, for every character up to U+0800 around ASCII text (every
+/// one-byte and two-byte UTF-8 sequence, C1 controls included).
 #[test]
 fn list_items_are_checked_like_safe_values() {
     for c in (0u32..0x800).filter_map(char::from_u32) {
         for text in [format!("{c}"), format!("grp{c}x"), format!("{c}{c}")] {
-            let expected = !text.contains(',') && safe_value(&text).is_some();
+            let expected =
+                !text.contains(',') && text.trim() == text && safe_value(&text).is_some();
             assert_eq!(list_item(&text), expected, "{:?}", text);
         }
     }
@@ -1248,7 +1250,13 @@ fn a_partner_group_named_like_another_connection_s_group_is_left_out() {
     let mut u = user();
     u.connection = "partner".into();
     u.user_id = "partner:sub-AbC".into();
-    u.groups = vec!["HR Admins".into(), "hr admins".into(), "Partners".into()];
+    u.groups = vec![
+        "HR Admins".into(),
+        "hr admins".into(),
+        "HR Admins ".into(),
+        "\u{ff28}\u{ff32} Admins".into(),
+        "Partners".into(),
+    ];
     let m = run_with(&s, u, None);
     assert_eq!(m["x-forwarded-groups"], "Partners");
     let m = run_with(&s, user(), None);
@@ -1264,4 +1272,30 @@ fn a_role_with_a_comma_is_left_out_of_headers_extra() {
     u.roles = vec!["Reader,HR.Admin".into(), "Writer".into()];
     let m = run_with(&s, u, None);
     assert_eq!(m["x-app-roles"], "Writer");
+}
+
+/// An email of a domain contoso owns is not the partner's to vouch for, in
+/// headers, whenever the session was made (before a reload, by an older
+/// build): judged as it renders (review 9).
+#[test]
+fn an_email_of_a_domain_another_connection_owns_is_not_sent() {
+    let s = settings(
+        "connections = [\"contoso\", \"partner\"]\nheaders = \"forwarded\"",
+        "home_realm_domains = [\"contoso.com\"]",
+    );
+    let mut u = user();
+    u.connection = "partner".into();
+    u.user_id = "partner:sub-AbC".into();
+    u.email_trust = EmailTrust::ProviderVerified;
+    for email in ["alice@contoso.com", "Alice@CONTOSO.com"] {
+        u.email = Some(email.into());
+        let m = run_with(&s, u.clone(), None);
+        assert!(!m.contains_key("x-forwarded-email"), "{email}: {m:?}");
+    }
+    u.email = Some("carol@partner.example".into());
+    let m = run_with(&s, u, None);
+    assert_eq!(m["x-forwarded-email"], "carol@partner.example");
+    // The owner's own user keeps it.
+    let m = run_with(&s, user(), None);
+    assert_eq!(m["x-forwarded-email"], "alice@contoso.com");
 }
