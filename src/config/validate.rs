@@ -937,17 +937,17 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
                 .map(|d| (c.name.clone(), d.clone()))
         })
         .collect();
+    // (owner, value) pairs: the values of every connection but `name`.
+    let others = |pairs: &[(String, String)], name: &str| {
+        pairs
+            .iter()
+            .filter(|(owner, _)| owner != name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
     for c in &mut out {
-        c.names_of_other_connections = names
-            .iter()
-            .filter(|(owner, _)| *owner != c.name)
-            .map(|(_, n)| n.clone())
-            .collect();
-        c.domains_of_other_connections = domains
-            .iter()
-            .filter(|(owner, _)| *owner != c.name)
-            .map(|(_, d)| d.clone())
-            .collect();
+        c.names_of_other_connections = others(&names, &c.name);
+        c.domains_of_other_connections = others(&domains, &c.name);
     }
     out.into_iter().map(Arc::new).collect()
 }

@@ -429,14 +429,10 @@ fn untrusted_forward_names_another_route(ctx: &Ctx<'_>, parts: &Parts) -> bool {
     else {
         return false;
     };
-    let untrusted = Forwarded::read(parts, false, None);
-    match (
-        policy_route(ctx, parts, &as_trusted, target.as_ref()),
-        policy_route(ctx, parts, &untrusted, None),
-    ) {
-        (Ok(named), Ok(judged)) => !Arc::ptr_eq(&named, &judged),
-        _ => false,
-    }
+    // Untrusted, the request is judged by its own route (`policy_route`
+    // without a forwarded host or path).
+    policy_route(ctx, parts, &as_trusted, target.as_ref())
+        .is_ok_and(|named| !Arc::ptr_eq(&named, ctx.route))
 }
 
 /// 302 to the login page for a browser whose proxy can pass it on; else 401

@@ -122,6 +122,33 @@ fn csrf(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_string()
 }
 
+/// One wrong guess for alice per entry of `gateways`, each from a browser
+/// with a form of its own (a form token serves one attempt), all sent at
+/// once; every answer is a refusal (401, or 429 beyond the limit).
+async fn guess_at_once(gateways: &[&TestGateway]) -> Vec<u16> {
+    let mut forms = Vec::new();
+    for gw in gateways {
+        let b = browser(gw);
+        let token = csrf(&open_form(gw, &b, "").await);
+        forms.push((*gw, b, token));
+    }
+    let attempts = forms
+        .iter()
+        .enumerate()
+        .map(|(i, (gw, b, token))| async move {
+            post(gw, b, token, "alice@corp.test", &format!("guess-{i}"))
+                .await
+                .status()
+                .as_u16()
+        });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    statuses
+}
+
 /// `/.auth/me` of browser `b`.
 async fn me(gw: &TestGateway, b: &reqwest::Client) -> serde_json::Value {
     b.get(gw.url(HOST, "/.auth/me"))
@@ -462,26 +489,7 @@ async fn concurrent_guesses_reach_the_directory_at_most_max_failed_logins_times(
     // each with a form of its own: every post passes the token check and only
     // the failure limit (attempts under way included) stands between the
     // guesses and the directory.
-    let mut forms = Vec::new();
-    for _ in 0..24 {
-        let b = browser(&w.gw);
-        let token = csrf(&open_form(&w.gw, &b, "").await);
-        forms.push((b, token));
-    }
-    let attempts = forms.iter().enumerate().map(|(i, (b, token))| {
-        let gw = &w.gw;
-        async move {
-            post(gw, b, token, "alice@corp.test", &format!("guess-{i}"))
-                .await
-                .status()
-                .as_u16()
-        }
-    });
-    let statuses = futures_util::future::join_all(attempts).await;
-    assert!(
-        statuses.iter().all(|s| *s == 401 || *s == 429),
-        "{statuses:?}"
-    );
+    let statuses = guess_at_once(&[&w.gw; 24]).await;
     assert!(
         w.ldap.user_binds() <= 2,
         "{} guesses reached the directory with max_failed_logins = 2 ({statuses:?})",
@@ -702,23 +710,8 @@ async fn concurrent_guesses_across_replicas_reach_the_directory_at_most_max_time
     );
     let a = TestGateway::start(&toml).await;
     let b = TestGateway::start(&toml).await;
-    let mut forms = Vec::new();
-    for (i, gw) in [&a, &b].into_iter().cycle().take(16).enumerate() {
-        let br = browser(gw);
-        let token = csrf(&open_form(gw, &br, "").await);
-        forms.push((gw, br, token, i));
-    }
-    let attempts = forms.iter().map(|(gw, br, token, i)| async move {
-        post(gw, br, token, "alice@corp.test", &format!("guess-{i}"))
-            .await
-            .status()
-            .as_u16()
-    });
-    let statuses = futures_util::future::join_all(attempts).await;
-    assert!(
-        statuses.iter().all(|s| *s == 401 || *s == 429),
-        "{statuses:?}"
-    );
+    let gateways: Vec<&TestGateway> = [&a, &b].into_iter().cycle().take(16).collect();
+    let statuses = guess_at_once(&gateways).await;
     assert!(
         ldap.user_binds() <= 2,
         "{} guesses reached the directory with max_failed_logins = 2 over two replicas ({statuses:?})",
