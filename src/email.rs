@@ -167,5 +167,56 @@ fn is_dns_name(host: &str) -> bool {
     !last.bytes().all(|c| c.is_ascii_digit())
 }
 
+/// True when `text` (a username such as Entra's `preferred_username`, not
+/// an email realmgate vouched for) names one of `domains` (lowercase A-label
+/// form) where a lenient reader would find a user's domain: the host-like
+/// run after any `@` (`alice@contoso.com`, `x@contoso.com@evil`,
+/// `alice@contoso.com>`), or what comes before a `\` (`contoso.com\alice`),
+/// read case-insensitively, without trailing dots, and with full-width and
+/// other compatibility forms (`＠`, `ｃ`, `。`) as the ASCII they stand for.
+/// So a second provider cannot mint a username an app takes for a user of
+/// the connection that owns the domain (SPEC 6.1).
+pub fn names_any_domain(text: &str, domains: &std::collections::HashSet<String>) -> bool {
+    if domains.is_empty() {
+        return false;
+    }
+    if text.is_ascii() {
+        return names_in(text, domains);
+    }
+    // Two readings: NFKC (`＠`, `．` and full-width letters as ASCII; an
+    // IDN as written, `bücher`), and `fold`, which also drops marks and
+    // invisible code points (`bu\u{308}cher`, `con\u{ad}toso`). UTS #46 also
+    // reads the ideographic full stop as a dot, which neither maps.
+    let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(text);
+    [nfkc.to_lowercase(), crate::fold::fold(text)]
+        .iter()
+        .any(|t| names_in(&t.replace('\u{3002}', "."), domains))
+}
+
+/// [`names_any_domain`] of one reading.
+fn names_in(text: &str, domains: &std::collections::HashSet<String>) -> bool {
+    let is_host_char = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
+    let owned = |host: &str| {
+        let host = host.trim_end_matches('.');
+        if host.is_empty() {
+            return false;
+        }
+        if host.is_ascii() {
+            domains.contains(&host.to_ascii_lowercase())
+        } else {
+            idna::domain_to_ascii(host).is_ok_and(|a| domains.contains(a.trim_end_matches('.')))
+        }
+    };
+    let after_at = text.match_indices('@').any(|(at, _)| {
+        let rest = text[at + 1..].trim_start();
+        let end = rest.find(|c| !is_host_char(c)).unwrap_or(rest.len());
+        owned(&rest[..end])
+    });
+    after_at
+        || text
+            .split_once('\\')
+            .is_some_and(|(before, _)| owned(before.trim()))
+}
+
 #[cfg(test)]
 mod tests;

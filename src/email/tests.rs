@@ -154,3 +154,48 @@ fn is_plain_agrees_with_parse() {
         assert_eq!(is_plain(e), parse(e).is_some(), "{e:?}");
     }
 }
+
+#[test]
+fn a_username_names_a_domain_wherever_a_lenient_reader_finds_it() {
+    let owned: std::collections::HashSet<String> = ["contoso.com", "xn--bcher-kva.example"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for name in [
+        "alice@contoso.com",
+        "ALICE@CONTOSO.COM",
+        "alice@contoso.com.",
+        "alice@ contoso.com",
+        "alice@contoso.com>",
+        "alice@contoso.com; x",
+        "mallory@evil.example@contoso.com",
+        "alice@contoso.com@evil.example",
+        "contoso.com\\alice",
+        "CONTOSO.COM\\alice",
+        // Full-width `＠` and letters, the ideographic full stop.
+        "alice＠ｃｏｎｔｏｓｏ.com",
+        "alice@contoso。com",
+        "alice@contoso．com",
+        "x@bücher.example",
+        "x@BÜCHER.example",
+        "x@bu\u{308}cher.example",
+        "alice@con\u{ad}toso.com",
+        "alice@con\u{200b}toso.com",
+    ] {
+        assert!(names_any_domain(name, &owned), "{name:?}");
+    }
+    for name in [
+        "alice",
+        "alice@partner.example",
+        "alice@contoso.community",
+        "alice@mail.contoso.com.evil",
+        "alice_contoso.com#EXT#@partner.onmicrosoft.com",
+        "PARTNER\\alice",
+        "alice@",
+        "@",
+        "",
+    ] {
+        assert!(!names_any_domain(name, &owned), "{name:?}");
+    }
+    assert!(!names_any_domain("alice@contoso.com", &Default::default()));
+}

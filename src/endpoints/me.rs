@@ -29,7 +29,9 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         "email_verified": conn.and_then(|c| s.vouched_email(c)).is_some(),
         "email_verified_by": s.email_trust,
         "name": s.name,
-        "preferred_username": s.preferred_username,
+        // Not another connection's domain (`Session::vouched_username`):
+        // single-page apps show and key on it as Easy Auth's name.
+        "preferred_username": conn.and_then(|c| s.vouched_username(c)),
         "groups": strs(&s.groups),
         "roles": strs(&s.roles),
         "connection": s.connection,
@@ -92,8 +94,8 @@ pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
     if !s.groups.is_empty() {
         body["groups"] = strs(&s.groups).into();
     }
-    if let Some(u) = &s.preferred_username {
-        body["preferredUsername"] = u.clone().into();
+    if let Some(u) = conn.and_then(|c| s.vouched_username(c)) {
+        body["preferredUsername"] = u.into();
     }
     Ok(json(StatusCode::OK, &body))
 }
@@ -116,8 +118,7 @@ fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> s
         .checked_add(std::time::Duration::from_secs(s.expires_at))
         .map(|t| humantime::format_rfc3339_seconds(t).to_string());
     let user_id = s
-        .preferred_username
-        .as_deref()
+        .vouched_username(conn)
         .or(s.vouched_email(conn))
         .unwrap_or(&s.user_id);
     json!([{

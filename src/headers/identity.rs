@@ -27,7 +27,7 @@
 //! | --- | --- |
 //! | `forwarded` | `X-Forwarded-User`, `-Email`, `-Preferred-Username`, `-Groups`, `-Name`, `-Tenant` |
 //! | `auth_request` | `X-Auth-Request-User`, `-Email`, `-Preferred-Username`, `-Groups` |
-//! | `easyauth` | `X-MS-CLIENT-PRINCIPAL-NAME` (preferred_username, else verified email), `-ID` (user id), `-IDP` (`aad` for Entra, else the connection name), `X-MS-CLIENT-PRINCIPAL` (base64 JSON; `groups` claims carry ids, as Easy Auth does) |
+//! | `easyauth` | `X-MS-CLIENT-PRINCIPAL-NAME` (preferred_username unless it names another connection's domain, else verified email), `-ID` (user id), `-IDP` (`aad` for Entra, else the connection name), `X-MS-CLIENT-PRINCIPAL` (base64 JSON; `groups` claims carry ids, as Easy Auth does) |
 //! | `remote` | `Remote-User`, `Remote-Email`, `Remote-Name`, `Remote-Groups` |
 //! | `pomerium` | `X-Pomerium-Jwt-Assertion`, `X-Pomerium-Claim-Email`, `-Groups`, `-Name` |
 //! | `oidc_claim` | `OIDC_CLAIM_sub`, `_oid` (Entra), `_tid`, `_email`, `_name`, `_preferred_username`, `_groups` |
@@ -491,7 +491,7 @@ fn render(
     let roles = out.join_roles(&user.roles);
     let email = user.vouched_email(connection);
     let name = user.name.as_deref();
-    let username = user.preferred_username.as_deref();
+    let username = user.vouched_username(connection);
     match route.headers {
         HeaderProfile::Forwarded => {
             out.set("x-forwarded-user", Some(&user.user_id));
@@ -561,7 +561,7 @@ fn render(
         if written_per_request(route, header) {
             continue;
         }
-        let value = extra_value(user, source, joined.as_deref(), email);
+        let value = extra_value(user, source, joined.as_deref(), email, username);
         out.set_name(header.clone(), value.as_deref());
     }
     Rendered::new(out)
@@ -770,6 +770,7 @@ fn extra_value(
     source: &str,
     groups: Option<&str>,
     email: Option<&str>,
+    username: Option<&str>,
 ) -> Option<String> {
     let s = |v: Option<&str>| v.map(str::to_string);
     match source {
@@ -777,7 +778,7 @@ fn extra_value(
         "sub" | "subject" => Some(user.subject.clone()),
         "email" => s(email),
         "name" => s(user.name.as_deref()),
-        "preferred_username" => s(user.preferred_username.as_deref()),
+        "preferred_username" => s(username),
         "tenant_id" | "tid" => s(user.tenant_id.as_deref()),
         "connection" => Some(user.connection.clone()),
         "groups" => s(groups),
@@ -892,7 +893,7 @@ pub(crate) fn principal_claims<'a>(
             val: name,
         });
     }
-    if let Some(u) = &user.preferred_username {
+    if let Some(u) = user.vouched_username(connection) {
         claims.push(Claim {
             typ: "preferred_username",
             val: u,

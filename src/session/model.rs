@@ -248,6 +248,18 @@ impl Session {
         (!conn.domains_of_other_connections.contains(domain.domain())).then_some(email)
     }
 
+    /// The provider's `preferred_username`, unless it names a domain
+    /// another connection owns ([`crate::email::names_any_domain`]): Easy
+    /// Auth's `X-MS-CLIENT-PRINCIPAL-NAME` (ASP.NET's `User.Identity.Name`)
+    /// and the username headers carry it, and a partner's provider must not
+    /// mint `alice@contoso.com` there for an app to take for contoso's
+    /// Alice (SPEC 6.1). Judged against the configuration in force, as
+    /// [`Session::vouched_email`].
+    pub fn vouched_username(&self, conn: &crate::config::ConnectionSettings) -> Option<&str> {
+        let name = self.preferred_username.as_deref()?;
+        (!crate::email::names_any_domain(name, &conn.domains_of_other_connections)).then_some(name)
+    }
+
     /// Stops vouching for an email of a domain another connection owns
     /// (its `home_realm_domains`; SPEC 6.1): policies already refuse it for
     /// `email_domains`/`users`, and headers, the signed assertion and

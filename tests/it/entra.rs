@@ -1124,6 +1124,50 @@ async fn a_partner_vouching_for_a_contoso_email_gets_no_email_header() {
     assert_eq!(view.header("x-forwarded-email").as_deref(), Some(ALICE));
 }
 
+#[tokio::test]
+async fn a_partner_username_in_a_contoso_domain_is_not_forwarded() {
+    // X-MS-CLIENT-PRINCIPAL-NAME and the username headers are what apps show
+    // and key on: a partner's provider must not mint contoso's there.
+    let w = World::start(partner_world(PARTNER, "")).await;
+    for name in [
+        "ceo@contoso.example",
+        "CEO@Contoso.Example.",
+        "contoso.example\\ceo",
+    ] {
+        let (mallory, resp) =
+            partner_signed_in(&w, vec![("preferred_username", json!(name))]).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        let view = w.upstream_view(&mallory, "/page").await;
+        assert_eq!(
+            view.header("x-forwarded-preferred-username"),
+            None,
+            "{name}"
+        );
+        let (_, me) = w.me(&mallory).await;
+        assert_eq!(
+            me["preferred_username"],
+            serde_json::Value::Null,
+            "{name}: {me}"
+        );
+    }
+    let (carol, _) = partner_signed_in(
+        &w,
+        vec![("preferred_username", json!("carol@fabrikam.example"))],
+    )
+    .await;
+    let view = w.upstream_view(&carol, "/page").await;
+    assert_eq!(
+        view.header("x-forwarded-preferred-username").as_deref(),
+        Some("carol@fabrikam.example")
+    );
+    let alice = w.signed_in(ALICE).await;
+    let view = w.upstream_view(&alice, "/page").await;
+    assert_eq!(
+        view.header("x-forwarded-preferred-username").as_deref(),
+        Some(ALICE)
+    );
+}
+
 async fn partner_logout_cannot_end_contoso_sessions(session_extra: &'static str) {
     let w = World::start(partner_world(
         concat!(

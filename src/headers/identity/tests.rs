@@ -1299,3 +1299,52 @@ fn an_email_of_a_domain_another_connection_owns_is_not_sent() {
     let m = run_with(&s, user(), None);
     assert_eq!(m["x-forwarded-email"], "alice@contoso.com");
 }
+
+#[test]
+fn a_partner_username_naming_a_domain_another_connection_owns_is_not_sent() {
+    // Easy Auth's `X-MS-CLIENT-PRINCIPAL-NAME` is ASP.NET's
+    // `User.Identity.Name`: a partner's provider must not mint contoso's.
+    let s = settings(
+        "connections = [\"contoso\", \"partner\"]\nheaders = \"easyauth\"\nheaders_extra = { X-User-Name = \"preferred_username\" }",
+        "home_realm_domains = [\"contoso.com\"]",
+    );
+    let mut u = user();
+    u.connection = "partner".into();
+    u.user_id = "partner:sub-AbC".into();
+    u.email = Some("carol@partner.example".into());
+    u.email_trust = EmailTrust::ProviderVerified;
+    for name in [
+        "alice@contoso.com",
+        "ALICE@contoso.com.",
+        "alice＠ｃｏｎｔｏｓｏ.com",
+        "contoso.com\\alice",
+    ] {
+        u.preferred_username = Some(name.into());
+        let m = run_with(&s, u.clone(), None);
+        // The principal's name falls back to the partner's own email.
+        assert_eq!(
+            m["x-ms-client-principal-name"], "carol@partner.example",
+            "{name}"
+        );
+        assert!(!m.contains_key("x-user-name"), "{name}: {m:?}");
+        let principal = String::from_utf8(
+            base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                &m["x-ms-client-principal"],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            !principal.contains("preferred_username"),
+            "{name}: {principal}"
+        );
+    }
+    u.preferred_username = Some("carol@partner.example".into());
+    let m = run_with(&s, u, None);
+    assert_eq!(m["x-user-name"], "carol@partner.example");
+    // The owner's own user keeps it.
+    let m = run_with(&s, user(), None);
+    assert_eq!(m["x-ms-client-principal-name"], "alice@contoso.com");
+    assert_eq!(m["x-user-name"], "alice@contoso.com");
+}
