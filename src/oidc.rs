@@ -678,6 +678,7 @@ impl Provider {
             Some(iss) => {
                 let ok = match &meta.issuer_rule {
                     IssuerRule::Exact(expected) => iss == expected,
+                    IssuerRule::Configured(base) => IssuerRule::configured_matches(base, iss),
                     IssuerRule::TenantTemplate(template) => template_matches(template, iss),
                 };
                 if ok {
@@ -987,6 +988,7 @@ impl Provider {
         };
         Ok(self.issuers(&meta, &purpose).iter().any(|rule| match rule {
             IssuerRule::Exact(expected) => iss == expected,
+            IssuerRule::Configured(base) => IssuerRule::configured_matches(base, iss),
             IssuerRule::TenantTemplate(template) => template_matches(template, iss),
         }))
     }

@@ -254,6 +254,7 @@ pub fn check_claims(claims: &Map<String, Value>, want: &Expectations<'_>) -> Res
     for rule in want.issuers {
         match rule {
             IssuerRule::Exact(expected) => iss_ok |= iss == expected,
+            IssuerRule::Configured(base) => iss_ok |= IssuerRule::configured_matches(base, iss),
             IssuerRule::TenantTemplate(template) => {
                 // Entra multi-tenant: the template filled with the token's own tid.
                 iss_ok |= entra::issuer::matches_template_with_tid(template, iss, tid)?;

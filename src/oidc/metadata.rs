@@ -27,6 +27,21 @@ pub enum IssuerRule {
     /// Entra multi-tenant: `iss` must equal this template with `{tenantid}`
     /// replaced by the token's own `tid`.
     TenantTemplate(String),
+    /// Configured without discovery (`Metadata::manual`): `iss` must equal
+    /// the configured issuer, held here without a trailing `/`, with or
+    /// without one. Nothing says how the provider spells it, and the URL
+    /// parser adds a `/` to a bare origin, so `https://tenant.auth0.com/`
+    /// (Auth0's) and `https://idp.example` (most others') both work
+    /// however the operator wrote them.
+    Configured(String),
+}
+
+impl IssuerRule {
+    /// True when `iss` is `base` with or without one trailing `/`
+    /// ([`IssuerRule::Configured`]).
+    pub fn configured_matches(base: &str, iss: &str) -> bool {
+        iss.strip_suffix('/').unwrap_or(iss) == base
+    }
 }
 
 /// How the client authenticates at the token endpoint.
@@ -86,7 +101,7 @@ impl Metadata {
         let e = o.endpoints.as_ref()?;
         Some(Metadata {
             issuer: trim_issuer(o.issuer.as_str()).to_string(),
-            issuer_rule: IssuerRule::Exact(trim_issuer(o.issuer.as_str()).to_string()),
+            issuer_rule: IssuerRule::Configured(trim_issuer(o.issuer.as_str()).to_string()),
             pinned_tid: None,
             authorization_endpoint: e.authorization_endpoint.clone(),
             token_endpoint: e.token_endpoint.clone(),

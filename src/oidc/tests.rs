@@ -716,3 +716,39 @@ fn exp_more_than_366_days_ahead_is_refused() {
     );
     assert!(at(super::id_token::MAX_NUMERIC_DATE).is_err());
 }
+
+#[test]
+fn a_configured_issuer_matches_with_or_without_one_trailing_slash() {
+    // No discovery document says how the provider spells its issuer:
+    // Auth0's ends in `/`, most others' do not.
+    let rule = IssuerRule::Configured("https://tenant.auth0.example".into());
+    for iss in [
+        "https://tenant.auth0.example",
+        "https://tenant.auth0.example/",
+    ] {
+        let c = with(|c| {
+            c.insert("iss".into(), json!(iss));
+        });
+        assert_eq!(
+            check_with(&c, &rule, &TenantAllowList::Pinned),
+            Ok(()),
+            "{iss}"
+        );
+    }
+    for iss in [
+        "https://tenant.auth0.example//",
+        "https://tenant.auth0.example/x",
+        "https://tenant.auth0.example.evil",
+        "https://TENANT.auth0.example",
+        "https://tenant.auth0.exampl",
+    ] {
+        let c = with(|c| {
+            c.insert("iss".into(), json!(iss));
+        });
+        assert_eq!(
+            check_with(&c, &rule, &TenantAllowList::Pinned),
+            Err("iss mismatch".into()),
+            "{iss}"
+        );
+    }
+}

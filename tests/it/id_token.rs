@@ -687,6 +687,31 @@ async fn a_generic_oidc_connection_works_by_discovery_and_by_manual_endpoints() 
         "no discovery with manual endpoints"
     );
     assert_eq!(p.end_session_url(None, "http://127.0.0.1:9/").await, None);
+
+    // Without discovery nothing says how the provider spells its issuer:
+    // one that ends in `/` (Auth0's) is accepted whether or not the
+    // operator wrote the `/`, and so is one without it; another is not.
+    for written in [issuer.clone(), format!("{issuer}/")] {
+        let (_providers, p) = provider_for(&settings(&manual.replace(
+            &format!("issuer = \"{issuer}\""),
+            &format!("issuer = \"{written}\""),
+        )));
+        for (sent, ok) in [
+            (format!("{issuer}/"), true),
+            (issuer.clone(), true),
+            (format!("{issuer}//"), false),
+            (format!("{issuer}x"), false),
+        ] {
+            idp.set_hostile(Some(Hostile::Claims(vec![(
+                "iss".into(),
+                sent.clone().into(),
+            )])));
+            let (tokens, nonce) = login(&idp, &p, "bob@contoso.example").await;
+            let got = p.verify_id_token(&tokens.id_token, &nonce).await;
+            assert_eq!(got.is_ok(), ok, "written {written}, sent {sent}");
+        }
+        idp.set_hostile(None);
+    }
 }
 
 #[tokio::test]
