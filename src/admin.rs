@@ -199,12 +199,17 @@ async fn readyz(ready: bool, store: Option<Arc<dyn SessionStore>>) -> Response<A
     text(StatusCode::OK, "ready\n")
 }
 
-/// What `POST /sessions/revoke` accepts: exactly one of the two keys.
+/// What `POST /sessions/revoke` accepts: exactly one of `user_id` and
+/// `sid`, and optionally the `connection` they belong to (SPEC 6.1: a
+/// provider's `sid` means something within its connection only). Without
+/// it, every connection's sessions with that value end (the safe side for
+/// an incident).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {
     user_id: Option<String>,
     sid: Option<String>,
+    connection: Option<String>,
 }
 
 /// Ends the named sessions in each of `connections` (`revoke_in_each`).
@@ -230,22 +235,36 @@ async fn revoke(
             "no session store is available in this build",
         );
     };
-    let (kind, result) = match (&request.user_id, &request.sid) {
-        (Some(user), None) if !user.is_empty() => (
-            "user_id",
-            revoke_in_each(&*store, connections, Revoke::UserId(user)).await,
-        ),
-        (None, Some(sid)) if !sid.is_empty() => (
-            "sid",
-            revoke_in_each(&*store, connections, Revoke::Sid(sid)).await,
-        ),
+    let what = match (&request.user_id, &request.sid) {
+        (Some(user), None) if !user.is_empty() => Revoke::UserId(user),
+        (None, Some(sid)) if !sid.is_empty() => Revoke::Sid(sid),
         _ => {
             return json_error(
                 StatusCode::BAD_REQUEST,
-                "give exactly one non-empty key: \"user_id\" or \"sid\"",
+                "give exactly one non-empty key: \"user_id\" or \"sid\" (and optionally \"connection\")",
             )
         }
     };
+    let within = match request.connection.as_deref() {
+        None => connections,
+        Some(c) => match connections.iter().position(|known| known == c) {
+            Some(i) => &connections[i..=i],
+            None => {
+                return json_error(
+                    StatusCode::NOT_FOUND,
+                    &format!(
+                        "no connection is named {c:?}; connections: {}; nothing was revoked",
+                        connections.join(", ")
+                    ),
+                )
+            }
+        },
+    };
+    let kind = match what {
+        Revoke::UserId(_) => "user_id",
+        Revoke::Sid(_) => "sid",
+    };
+    let result = revoke_in_each(&*store, within, what).await;
     match result {
         Ok(n) => {
             // The id itself is not logged: revocation is often about an incident.
@@ -623,6 +642,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn revoke_within_one_connection_touches_only_that_connection() {
+        let store = Arc::new(FakeStore::default());
+        let dyn_store: Arc<dyn SessionStore> = store.clone();
+        let body = br#"{"sid":"abc","connection":"partner"}"#;
+        let (s, b) = body_of(
+            revoke(
+                Some(dyn_store.clone()),
+                &conns(),
+                body,
+                &Audit::in_memory(),
+                ip(),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":1}"#));
+        let body = br#"{"user_id":"u-1","connection":"contoso"}"#;
+        let (s, _) = body_of(
+            revoke(
+                Some(dyn_store.clone()),
+                &conns(),
+                body,
+                &Audit::in_memory(),
+                ip(),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            *store.calls.lock().unwrap(),
+            vec!["partner/sid:abc", "contoso/user:u-1"]
+        );
+        // An unknown connection (or another spelling of one) revokes nothing.
+        for body in [
+            &br#"{"sid":"abc","connection":"nobody"}"#[..],
+            br#"{"sid":"abc","connection":"Partner"}"#,
+            br#"{"sid":"abc","connection":""}"#,
+        ] {
+            let (s, b) = body_of(
+                revoke(
+                    Some(dyn_store.clone()),
+                    &conns(),
+                    body,
+                    &Audit::in_memory(),
+                    ip(),
+                )
+                .await,
+            )
+            .await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+            assert!(b.contains("contoso, partner"), "{b}");
+        }
+        assert_eq!(store.calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
     async fn revoke_rejects_bad_bodies_without_touching_the_store() {
         let store = Arc::new(FakeStore::default());
         for body in [
@@ -631,6 +707,8 @@ mod tests {
             br#"{"user_id":""}"#,
             br#"{"email":"x@y"}"#,
             br#"{"user_id":5}"#,
+            br#"{"connection":"contoso"}"#,
+            br#"{"sid":"abc","connection":5}"#,
             b"not json",
             b"",
         ] {
