@@ -743,6 +743,42 @@ fn headers_extra_cannot_name_a_header_realmgate_or_http_controls() {
         "upstream = \"http://127.0.0.1:9000\"\nheaders_extra = { \"X-Amzn-Oidc-Identity\" = \"user_id\", \"X-Goog-Authenticated-User-Email\" = \"email\" }",
     );
     load_str(&ok).expect("another layer's identity header name is accepted");
+    // A profile's identity header in another spelling would reach CGI-style
+    // apps beside realmgate's own (`HTTP_X_FORWARDED_EMAIL` twice).
+    for name in [
+        "X_Forwarded_Email",
+        "x.forwarded.user",
+        "Remote_User",
+        "OIDC-CLAIM-email",
+        "X-Auth-Request_User",
+    ] {
+        let text = minimal().replace(
+            "upstream = \"http://127.0.0.1:9000\"",
+            &format!(
+                "upstream = \"http://127.0.0.1:9000\"\nheaders_extra = {{ \"{name}\" = \"email\" }}"
+            ),
+        );
+        let p = problems(&text);
+        assert!(
+            has(&p, &format!("route[0].headers_extra.{name}")),
+            "{name}: {p:?}"
+        );
+        let text = p.iter().map(|p| p.to_string()).collect::<String>();
+        assert!(text.contains("another spelling"), "{text}");
+    }
+    for name in [
+        "X-Forwarded-Email",
+        "OIDC_CLAIM_email",
+        "X-MS-CLIENT-PRINCIPAL-NAME",
+    ] {
+        let ok = minimal().replace(
+            "upstream = \"http://127.0.0.1:9000\"",
+            &format!(
+                "upstream = \"http://127.0.0.1:9000\"\nheaders_extra = {{ \"{name}\" = \"email\" }}"
+            ),
+        );
+        load_str(&ok).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
 }
 
 #[test]

@@ -1516,6 +1516,20 @@ fn headers_extra(
                     );
                     continue;
                 }
+                if crate::headers::identity::is_identity_header(lower, &[])
+                    && !identity_spelling(lower)
+                {
+                    // `X_Forwarded_Email` beside realmgate's own
+                    // `X-Forwarded-Email`: a CGI-style app reads both as
+                    // `HTTP_X_FORWARDED_EMAIL`, one of them picked by its
+                    // server.
+                    cx.bad(
+                        key,
+                        format!("{name:?} is another spelling of an identity header realmgate sends"),
+                        "the spelling realmgate sends: '-' between words (\"X-Forwarded-Email\"), '_' in OIDC_CLAIM_ names",
+                    );
+                    continue;
+                }
                 if path.is_empty() || path.chars().any(|c| c.is_control()) {
                     cx.bad(
                         key,
@@ -1534,6 +1548,19 @@ fn headers_extra(
         }
     }
     out
+}
+
+/// True when an identity header's name (lowercase) is spelled as the
+/// profiles write theirs: words joined by `-`, or by `_` in the `oidc_`
+/// family (`oidc_claim_email`, as mod_auth_openidc sends them).
+fn identity_spelling(lower: &str) -> bool {
+    let oidc = lower.len() > 4
+        && lower.starts_with("oidc")
+        && !lower.as_bytes()[4].is_ascii_alphanumeric();
+    let joiner = if oidc { b'_' } else { b'-' };
+    lower
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == joiner)
 }
 
 fn allow(
