@@ -75,6 +75,13 @@ const EXACT: &[&str] = &[
     "remote-email",
     "remote-name",
     "remote-groups",
+    // Not written by any profile: the names apps are commonly set up to
+    // trust from an authenticating proxy (Apache's `X-Remote-User`), so a
+    // client's copy never reaches an app that realmgate fronts.
+    "x-remote-user",
+    "x-remote-email",
+    "x-remote-name",
+    "x-remote-groups",
 ];
 
 /// Identity header families, removed by prefix (normalized).
@@ -85,6 +92,9 @@ const PREFIXES: &[&str] = &[
     "x-pomerium-",
     "oidc-",
     "x-realmgate-",
+    // Grafana's and Gitea's auth-proxy defaults (`X-WEBAUTH-USER`,
+    // `-EMAIL`, `-FULLNAME`): not written by any profile (see above).
+    "x-webauth-",
 ];
 
 /// Easy Auth's claim type URIs (what App Service puts in `X-MS-CLIENT-PRINCIPAL`).

@@ -1034,6 +1034,14 @@ fn strip_removes_every_profiles_headers_in_every_spelling() {
         "OIDC_id_token",
         "X-Realmgate-Assertion",
         "x_realmgate_assertion",
+        // What apps are commonly told to trust from a proxy in front.
+        "X-Remote-User",
+        "x_remote_user",
+        "X-Remote-Email",
+        "X-Remote-Groups",
+        "X-WEBAUTH-USER",
+        "x_webauth_email",
+        "X-WebAuth-FullName",
     ];
     let mut h = spoofed(&names);
     h.insert("accept", HeaderValue::from_static("*/*"));
