@@ -55,6 +55,11 @@ pub struct Assertions {
 }
 
 impl Assertions {
+    /// The signing key (its public half is `/.auth/keys`).
+    pub fn key(&self) -> &AssertionKey {
+        &self.key
+    }
+
     pub fn new(key: std::sync::Arc<AssertionKey>) -> Assertions {
         Assertions {
             key,

@@ -52,6 +52,9 @@ pub struct AuthShared {
     pub(crate) ldap_failures: crate::ldap::limit::Failures,
     /// SAML and WS-Fed connections' metadata caches and replay cache.
     pub(crate) saml: Arc<crate::saml::signin::Runtime>,
+    /// The assertion key made at start when routes send assertions and no
+    /// `server.assertion_key` is set ([`AuthShared::ephemeral_assertion_key`]).
+    ephemeral_key: Arc<std::sync::OnceLock<Option<Arc<super::assertion::AssertionKey>>>>,
 }
 
 impl AuthShared {
@@ -78,7 +81,36 @@ impl AuthShared {
             refresh_flights: new_flights(),
             ldap_failures: crate::ldap::limit::Failures::default(),
             saml: Arc::default(),
+            ephemeral_key: Arc::default(),
         })
+    }
+
+    /// A P-256 key made once per process, for routes that send a signed
+    /// assertion (`jwt_assertion`, the `pomerium` profile) when no
+    /// `server.assertion_key` is set: SPEC 3 names no key setting, so such a
+    /// route works out of the box. It lives as long as the process (config
+    /// reloads keep it), and every replica has its own: apps that fetch
+    /// `/.auth/keys` through a balancer need the shared key of
+    /// `server.assertion_key`, which the warning says.
+    fn ephemeral_assertion_key(&self) -> Option<Arc<super::assertion::AssertionKey>> {
+        self.ephemeral_key
+            .get_or_init(|| {
+                let pem = super::assertion::generate_p256_pem();
+                match super::assertion::AssertionKey::from_pem(pem.as_bytes()) {
+                    Ok(key) => {
+                        tracing::warn!(
+                            kid = %key.kid(),
+                            "no [server] assertion_key: assertions are signed with a P-256 key made at start; it changes at every restart and differs between replicas, so set server.assertion_key (the same PEM file on every replica) before apps rely on /.auth/keys"
+                        );
+                        Some(Arc::new(key))
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot make an assertion key; no assertion is sent");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 }
 
@@ -150,8 +182,12 @@ impl AuthState {
             assertions: settings
                 .server
                 .assertion_key
-                .as_ref()
-                .map(|k| Arc::new(super::assertion::Assertions::new(k.clone()))),
+                .clone()
+                .or_else(|| {
+                    let wanted = settings.routes.iter().any(|r| r.sends_assertion());
+                    wanted.then(|| shared.ephemeral_assertion_key()).flatten()
+                })
+                .map(|k| Arc::new(super::assertion::Assertions::new(k))),
             directories: Arc::new(crate::ldap::Directories::new(&settings)),
             shared: shared.clone(),
             settings,

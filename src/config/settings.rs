@@ -482,3 +482,11 @@ pub struct RouteSettings {
     pub oauth2_proxy_endpoints: bool,
     pub allow: AllowSettings,
 }
+
+impl RouteSettings {
+    /// True when this route sends a signed assertion (`jwt_assertion`, or
+    /// the `pomerium` profile's `X-Pomerium-Jwt-Assertion`).
+    pub fn sends_assertion(&self) -> bool {
+        self.jwt_assertion || self.headers == HeaderProfile::Pomerium
+    }
+}

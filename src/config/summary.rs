@@ -170,6 +170,22 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             ));
         }
     }
+    // A route that sends assertions without a configured key gets one made
+    // at start (`AuthShared::ephemeral_assertion_key`).
+    if settings.server.assertion_key.is_none() {
+        let sending: Vec<&str> = settings
+            .routes
+            .iter()
+            .filter(|r| r.sends_assertion())
+            .map(|r| r.name.as_str())
+            .collect();
+        if !sending.is_empty() {
+            out.push(format!(
+                "routes {} send a signed assertion but no [server] assertion_key is set: each process signs with a key it makes at start, which changes at every restart and differs between replicas; set server.assertion_key = \"<path of a P-256 PEM key>\", the same file on every replica (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem)",
+                sending.join(", ")
+            ));
+        }
+    }
     // RSA private-key operations in the `rsa` crate are not constant-time
     // (RUSTSEC-2023-0071, see deny.toml), and a signed-in user can make the
     // gateway sign assertions and time the answers.

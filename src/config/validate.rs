@@ -196,15 +196,6 @@ pub fn validate(
     let ui = ui(&mut cx, loaded.ui);
     let connections = connections(&mut cx, loaded.connections);
     let routes = routes(&mut cx, loaded.routes, &connections);
-    if server.assertion_key.is_none() {
-        for (i, r) in routes.iter().enumerate().filter(|(_, r)| r.jwt_assertion) {
-            cx.bad(
-                format!("route[{i}].jwt_assertion"),
-                format!("is true on route {:?}, but no key signs the assertion", r.name),
-                "server.assertion_key = \"<path of a PEM private key>\" (P-256 for ES256, or RSA >= 2048 bits for RS256), the same file on every replica",
-            );
-        }
-    }
     if cx.problems.is_empty() {
         Some(Settings {
             server,

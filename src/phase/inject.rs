@@ -24,7 +24,8 @@ pub fn inject(
     connection: &Arc<ConnectionSettings>,
 ) -> Injected {
     // The origin is only needed (and only formatted) for an assertion.
-    let assertion = wants_assertion(route)
+    let assertion = route
+        .sends_assertion()
         .then(|| {
             let origin = crate::peer::request_origin(&state.settings.server, parts, conn);
             signed_assertion(state, route, permit, connection, &origin)
@@ -65,12 +66,6 @@ pub fn forward_auth_headers(
     headers
 }
 
-/// True when `route` sends a signed assertion (`jwt_assertion`, or the
-/// `pomerium` profile).
-pub fn wants_assertion(route: &RouteSettings) -> bool {
-    route.jwt_assertion || route.headers == crate::config::HeaderProfile::Pomerium
-}
-
 /// The signed assertion for a permitted user, when the route sends one
 /// (`jwt_assertion = true`, or the `pomerium` profile) and a key is configured.
 pub fn signed_assertion(
@@ -80,7 +75,7 @@ pub fn signed_assertion(
     connection: &ConnectionSettings,
     origin: &str,
 ) -> Option<String> {
-    if !wants_assertion(route) {
+    if !route.sends_assertion() {
         return None;
     }
     state.assertions.as_ref()?.issue(

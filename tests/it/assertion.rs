@@ -31,10 +31,20 @@ type World = crate::util::World<AssertionTests>;
 
 impl World {
     async fn start(key_pem: &str) -> World {
-        let mut key = tempfile::NamedTempFile::new().unwrap();
-        key.write_all(key_pem.as_bytes()).unwrap();
-        World::builder()
-            .server(&format!(r#"assertion_key = "{}""#, key.path().display()))
+        World::start_with(Some(key_pem)).await
+    }
+
+    /// Without a key file: the gateway signs with a key it makes at start.
+    async fn start_with(key_pem: Option<&str>) -> World {
+        let mut builder = World::builder();
+        if let Some(pem) = key_pem {
+            let mut key = tempfile::NamedTempFile::new().unwrap();
+            key.write_all(pem.as_bytes()).unwrap();
+            builder = builder
+                .server(&format!(r#"assertion_key = "{}""#, key.path().display()))
+                .keep(key);
+        }
+        builder
             .connection(entra("contoso", "contoso.example").home_realm("contoso.example"))
             .route(
                 echo_route("app", APP)
@@ -47,7 +57,6 @@ impl World {
                 r#"jwt_assertion = true
 api_audiences = ["api://hr"]"#,
             ))
-            .keep(key)
             .start()
             .await
     }
@@ -336,6 +345,34 @@ async fn clients_cannot_send_an_assertion_where_none_is_made() {
         .header("x-realmgate-assertion")
         .is_none());
     assert_eq!(w.upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn without_a_key_the_gateway_signs_with_one_it_made() {
+    // SPEC 3 names no key setting: `jwt_assertion` and the pomerium profile
+    // work without `server.assertion_key`, verifiable with `/.auth/keys`.
+    let w = World::start_with(None).await;
+    let jwks = w.jwks(APP).await;
+    let keys: Value = serde_json::from_str(&jwks).unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{jwks}");
+    assert!(keys["keys"][0].get("d").is_none(), "public key only");
+    for (host, aud, header) in [
+        (APP, "app", "x-realmgate-assertion"),
+        (POM, "pom", "x-pomerium-jwt-assertion"),
+    ] {
+        let cookie = w.sign_in(ALICE, host).await;
+        let resp = w.get(host, "/", &[("cookie", cookie.as_str())]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let token = Echoed::from(resp)
+            .await
+            .header(header)
+            .unwrap_or_else(|| panic!("{header} sent upstream"));
+        let verified = jose_verify(&jwks, &w.origin(host), aud, &token)
+            .await
+            .unwrap_or_else(|e| panic!("jose refused the {header}: {e}"));
+        assert_eq!(verified["header"]["alg"], "ES256");
+        assert_eq!(verified["payload"]["sub"], ALICE_OID);
+    }
 }
 
 #[tokio::test]
