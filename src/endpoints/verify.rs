@@ -118,13 +118,25 @@ async fn judge(
     dialect: Dialect,
 ) -> Result<Response<Body>, GatewayError> {
     let trusted = crate::peer::peer_is_trusted(&ctx.state.settings.server, conn);
-    if !trusted && untrusted_forward_names_another_route(ctx, parts) {
-        // A proxy left out of `trusted_proxies` (its auth subrequest would
-        // be judged by the wrong route: a user denied on /admin would get
-        // 200), or a client naming a path it cannot have judged: either
-        // way no answer is right, and a 400 makes the mistake loud.
-        tracing::warn!(route.name = %ctx.route.name, "forward auth refused: X-Forwarded-Uri/X-Original-URI/X-Forwarded-Host from a peer not in server.trusted_proxies names another route");
-        return Ok(refused(Unjudgeable::UntrustedForward));
+    // Untrusted forwarded headers decide nothing, but (read as a trusted
+    // proxy's) they must not name another route, nor a path whose raw form
+    // resolves differently (SPEC 6.1: a 400 whoever sent it, as the proxy
+    // in front forwards it as it is). Either way no answer is right: a
+    // proxy left out of `trusted_proxies` would have its subrequests judged
+    // by the wrong route (a user denied on /admin would get 200), and a 400
+    // makes the mistake loud.
+    if !trusted {
+        match untrusted_forward(ctx, parts) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!(route.name = %ctx.route.name, "forward auth refused: X-Forwarded-Uri/X-Original-URI/X-Forwarded-Host from a peer not in server.trusted_proxies names another route");
+                return Ok(refused(Unjudgeable::UntrustedForward));
+            }
+            Err(why) => {
+                tracing::warn!(route.name = %ctx.route.name, reason = why.reason(), "forward auth refused: the forwarded path (from a peer not in server.trusted_proxies) is not canonical");
+                return Ok(refused(why));
+            }
+        }
     }
     let mut fwd = Forwarded::read(parts, trusted, ctx.forwarded_redirect.clone());
     if dialect == Dialect::Oauth2Proxy {
@@ -411,28 +423,28 @@ fn policy_route(
 /// is judged by (review 9). Untrusted, they decide nothing; silently
 /// ignoring them let a proxy missing from `trusted_proxies` get every
 /// subrequest judged by the route of `/.auth/verify`'s own path (a user
-/// denied on `/admin` got 200). Values that select no route, or that could
-/// not be judged anyway (not canonical, unreadable), are still only a
-/// sign-in target, validated as before.
-fn untrusted_forward_names_another_route(ctx: &Ctx<'_>, parts: &Parts) -> bool {
+/// denied on `/admin` got 200). Err for a forwarded path that is not its
+/// own canonical form (SPEC 6.1's 400, whoever sent it). Values that select
+/// no route, or that cannot be read, are still only a sign-in target,
+/// validated as before.
+fn untrusted_forward(ctx: &Ctx<'_>, parts: &Parts) -> Result<bool, Unjudgeable> {
     let as_trusted = Forwarded::read(parts, true, None);
     if as_trusted.unreadable_uri
         || (as_trusted.trusted_host.is_none() && as_trusted.trusted_path.is_none())
     {
-        return false;
+        return Ok(false);
     }
-    let Ok(target) = as_trusted
-        .trusted_path
-        .as_deref()
-        .map(forwarded_target)
-        .transpose()
-    else {
-        return false;
+    // Only a path: a value that is no path at all (`javascript:...`) is no
+    // request a proxy forwards, and stays a (validated) sign-in target.
+    let target = match as_trusted.trusted_path.as_deref() {
+        Some(path) if path.starts_with('/') => Some(forwarded_target(path)?),
+        Some(path) => forwarded_target(path).ok(),
+        None => None,
     };
     // Untrusted, the request is judged by its own route (`policy_route`
     // without a forwarded host or path).
-    policy_route(ctx, parts, &as_trusted, target.as_ref())
-        .is_ok_and(|named| !Arc::ptr_eq(&named, ctx.route))
+    Ok(policy_route(ctx, parts, &as_trusted, target.as_ref())
+        .is_ok_and(|named| !Arc::ptr_eq(&named, ctx.route)))
 }
 
 /// 302 to the login page for a browser whose proxy can pass it on; else 401

@@ -303,6 +303,12 @@ async fn forward_auth_targets_of_every_hostile_kind_become_a_safe_login_target()
             answers.push(("X-Forwarded-Uri", by_header));
         }
         for (how, resp) in answers {
+            if resp.status() == StatusCode::BAD_REQUEST && how == "X-Forwarded-Uri" {
+                // A path that is not its own canonical form: refused (SPEC
+                // 6.1), no redirect anywhere.
+                assert!(resp.headers().get("location").is_none(), "{target:?}");
+                continue;
+            }
             if resp.status() == StatusCode::UNAUTHORIZED && how == "X-Forwarded-Uri" {
                 // A header value that is not visible ASCII counts as absent:
                 // no redirect, and the login URL for nginx has the safe default.
