@@ -171,9 +171,13 @@ fn is_dns_name(host: &str) -> bool {
 /// an email realmgate vouched for) names one of `domains` (lowercase A-label
 /// form) where a lenient reader would find a user's domain: the host-like
 /// run after any `@` (`alice@contoso.com`, `x@contoso.com@evil`,
-/// `alice@contoso.com>`), or what comes before a `\` (`contoso.com\alice`),
-/// read case-insensitively, without trailing dots, and with full-width and
-/// other compatibility forms (`＠`, `ｃ`, `。`) as the ASCII they stand for.
+/// `alice@contoso.com>`; Unicode or only its ASCII start, as ASCII email
+/// regexes read `alice@contoso.comé`), or what comes before a `\`
+/// (`contoso.com\alice`, or the NetBIOS `CONTOSO\alice`: an owned domain's
+/// first label), read case-insensitively, without trailing dots, as
+/// written and with full-width and other compatibility forms (`＠`, `ｃ`,
+/// `。`) as the ASCII they stand for. (Comments and spaces, as in
+/// `alice@(x)contoso.com`, are refused by the caller: `Session::vouched_username`.)
 /// So a second provider cannot mint a username an app takes for a user of
 /// the connection that owns the domain (SPEC 6.1).
 pub fn names_any_domain(text: &str, domains: &std::collections::HashSet<String>) -> bool {
@@ -183,19 +187,20 @@ pub fn names_any_domain(text: &str, domains: &std::collections::HashSet<String>)
     if text.is_ascii() {
         return names_in(text, domains);
     }
-    // Two readings: NFKC (`＠`, `．` and full-width letters as ASCII; an
+    // Readings: NFKC (`＠`, `．` and full-width letters as ASCII; an
     // IDN as written, `bücher`), and `fold`, which also drops marks and
     // invisible code points (`bu\u{308}cher`, `con\u{ad}toso`). UTS #46 also
     // reads the ideographic full stop as a dot, which neither maps.
+    // And as written: an ASCII regex stops at `²`, which NFKC makes a `2`.
     let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(text);
-    [nfkc.to_lowercase(), crate::fold::fold(text)]
-        .iter()
-        .any(|t| names_in(&t.replace('\u{3002}', "."), domains))
+    names_in(text, domains)
+        || [nfkc.to_lowercase(), crate::fold::fold(text)]
+            .iter()
+            .any(|t| names_in(&t.replace('\u{3002}', "."), domains))
 }
 
 /// [`names_any_domain`] of one reading.
 fn names_in(text: &str, domains: &std::collections::HashSet<String>) -> bool {
-    let is_host_char = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
     let owned = |host: &str| {
         let host = host.trim_end_matches('.');
         if host.is_empty() {
@@ -207,15 +212,31 @@ fn names_in(text: &str, domains: &std::collections::HashSet<String>) -> bool {
             idna::domain_to_ascii(host).is_ok_and(|a| domains.contains(a.trim_end_matches('.')))
         }
     };
+    // The run of host characters after an `@`: Unicode ones (an IDN as
+    // written), and ASCII ones only, as the email regexes of JavaScript,
+    // Java or Go read `alice@contoso.comé` or `alice@contoso.com²`.
+    let run = |rest: &str, host_char: fn(char) -> bool| -> bool {
+        let end = rest.find(|c| !host_char(c)).unwrap_or(rest.len());
+        owned(&rest[..end])
+    };
     let after_at = text.match_indices('@').any(|(at, _)| {
         let rest = text[at + 1..].trim_start();
-        let end = rest.find(|c| !is_host_char(c)).unwrap_or(rest.len());
-        owned(&rest[..end])
+        run(rest, |c| c.is_alphanumeric() || c == '.' || c == '-')
+            || run(rest, |c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
     });
-    after_at
-        || text
-            .split_once('\\')
-            .is_some_and(|(before, _)| owned(before.trim()))
+    // A down-level logon name: `contoso.com\alice`, or the NetBIOS form
+    // `CONTOSO\alice` (the owned domain's first label), as apps moved off
+    // Windows authentication compare `User.Identity.Name`.
+    let down_level = text.split_once('\\').is_some_and(|(before, _)| {
+        let before = before.trim();
+        owned(before)
+            || domains.iter().any(|d| {
+                d.split('.')
+                    .next()
+                    .is_some_and(|label| label.eq_ignore_ascii_case(before))
+            })
+    });
+    after_at || down_level
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl Assertions {
         if let Some(email) = user.vouched_email(connection) {
             claims["email"] = json!(email);
         }
-        if let Some(name) = &user.name {
+        if let Some(name) = user.vouched_name(connection) {
             claims["name"] = json!(name);
         }
         if let Some(tid) = &user.tenant_id {

@@ -181,6 +181,14 @@ fn a_username_names_a_domain_wherever_a_lenient_reader_finds_it() {
         "x@bu\u{308}cher.example",
         "alice@con\u{ad}toso.com",
         "alice@con\u{200b}toso.com",
+        // What ASCII email regexes extract, and the NetBIOS down-level form.
+        "alice@contoso.comé",
+        "alice@contoso.com²",
+        "alice@contoso.comа",
+        "alice@contoso.com．evil",
+        "alice@contoso.com。evil",
+        "CONTOSO\\ceo",
+        "Contoso\\ceo",
     ] {
         assert!(names_any_domain(name, &owned), "{name:?}");
     }
@@ -191,6 +199,7 @@ fn a_username_names_a_domain_wherever_a_lenient_reader_finds_it() {
         "alice@mail.contoso.com.evil",
         "alice_contoso.com#EXT#@partner.onmicrosoft.com",
         "PARTNER\\alice",
+        "CONTOSOX\\alice",
         "alice@",
         "@",
         "",

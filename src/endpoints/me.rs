@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::auth::Ctx;
 use crate::config::{ConnectionSettings, HeaderProfile, RouteSettings};
-use crate::headers::identity::{easy_auth_idp, principal_claims};
+use crate::headers::identity::{easy_auth_idp, principal_claims, principal_name};
 use crate::respond::{json, Body, GatewayError};
 use crate::session::model::{strs, Session};
 
@@ -28,7 +28,7 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         // addr-spec, `Session::verified_email`): the one headers carry.
         "email_verified": conn.and_then(|c| s.vouched_email(c)).is_some(),
         "email_verified_by": s.email_trust,
-        "name": s.name,
+        "name": conn.and_then(|c| s.vouched_name(c)),
         // Not another connection's domain (`Session::vouched_username`):
         // single-page apps show and key on it as Easy Auth's name.
         "preferred_username": conn.and_then(|c| s.vouched_username(c)),
@@ -117,10 +117,7 @@ fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> s
     let expires_on = std::time::UNIX_EPOCH
         .checked_add(std::time::Duration::from_secs(s.expires_at))
         .map(|t| humantime::format_rfc3339_seconds(t).to_string());
-    let user_id = s
-        .vouched_username(conn)
-        .or(s.vouched_email(conn))
-        .unwrap_or(&s.user_id);
+    let user_id = principal_name(s, conn);
     json!([{
         "provider_name": easy_auth_idp(conn),
         "user_id": user_id,

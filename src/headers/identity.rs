@@ -100,6 +100,10 @@ const PREFIXES: &[&str] = &[
 /// Easy Auth's claim type URIs (what App Service puts in `X-MS-CLIENT-PRINCIPAL`).
 const TYP_NAME_IDENTIFIER: &str =
     "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier";
+/// What `name_typ` names, as App Service has it: .NET's
+/// `ClaimsIdentity.Name` (`User.Identity.Name`) is this claim's value, the
+/// principal's name (see [`principal_name`]).
+const TYP_NAME: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name";
 const TYP_EMAIL: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress";
 const TYP_OBJECT_ID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
 const TYP_TENANT_ID: &str = "http://schemas.microsoft.com/identity/claims/tenantid";
@@ -500,7 +504,7 @@ fn render(
         .reserve(joined.as_ref().map_or(0, String::len) + 512);
     let roles = out.join_roles(&user.roles);
     let email = user.vouched_email(connection);
-    let name = user.name.as_deref();
+    let name = user.vouched_name(connection);
     let username = user.vouched_username(connection);
     match route.headers {
         HeaderProfile::Forwarded => {
@@ -520,7 +524,10 @@ fn render(
         }
         HeaderProfile::EasyAuth => {
             let idp = easy_auth_idp(connection);
-            out.set("x-ms-client-principal-name", username.or(email));
+            out.set(
+                "x-ms-client-principal-name",
+                Some(principal_name(user, connection)),
+            );
             out.set("x-ms-client-principal-id", Some(&user.user_id));
             out.set("x-ms-client-principal-idp", Some(idp));
             let principal = easy_auth_principal(user, connection, &groups, idp);
@@ -571,7 +578,7 @@ fn render(
         if written_per_request(route, header) {
             continue;
         }
-        let value = extra_value(user, source, joined.as_deref(), email, username);
+        let value = extra_value(user, source, joined.as_deref(), [email, username, name]);
         out.set_name(header.clone(), value.as_deref());
     }
     Rendered::new(out)
@@ -779,15 +786,14 @@ fn extra_value(
     user: &Session,
     source: &str,
     groups: Option<&str>,
-    email: Option<&str>,
-    username: Option<&str>,
+    [email, username, name]: [Option<&str>; 3],
 ) -> Option<String> {
     let s = |v: Option<&str>| v.map(str::to_string);
     match source {
         "user_id" => Some(user.user_id.clone()),
         "sub" | "subject" => Some(user.subject.clone()),
         "email" => s(email),
-        "name" => s(user.name.as_deref()),
+        "name" => s(name),
         "preferred_username" => s(username),
         "tenant_id" | "tid" => s(user.tenant_id.as_deref()),
         "connection" => Some(user.connection.clone()),
@@ -897,7 +903,11 @@ pub(crate) fn principal_claims<'a>(
             val: tid,
         });
     }
-    if let Some(name) = &user.name {
+    claims.push(Claim {
+        typ: TYP_NAME,
+        val: principal_name(user, connection),
+    });
+    if let Some(name) = user.vouched_name(connection) {
         claims.push(Claim {
             typ: "name",
             val: name,
@@ -942,6 +952,17 @@ pub(crate) fn principal_claims<'a>(
     claims
 }
 
+/// The principal's name, as App Service gives it (`X-MS-CLIENT-PRINCIPAL-NAME`,
+/// the principal's `name_typ` claim, `/.auth/me`'s `user_id`): the
+/// username, else the verified email, else the user id; only what the
+/// session vouches for ([`Session::vouched_username`]), since .NET apps
+/// read it as `User.Identity.Name`.
+pub(crate) fn principal_name<'a>(user: &'a Session, connection: &ConnectionSettings) -> &'a str {
+    user.vouched_username(connection)
+        .or(user.vouched_email(connection))
+        .unwrap_or(&user.user_id)
+}
+
 /// `X-MS-CLIENT-PRINCIPAL`: standard base64 of the JSON App Service sends.
 /// `None` when a claim value is unsafe (the whole principal is then dropped:
 /// a partial principal could mislead the app).
@@ -962,7 +983,7 @@ fn easy_auth_principal(
     let json = serde_json::to_vec(&Principal {
         auth_typ: idp,
         claims,
-        name_typ: "name",
+        name_typ: TYP_NAME,
         role_typ: TYP_ROLE,
     })
     .ok()?;

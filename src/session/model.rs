@@ -256,8 +256,14 @@ impl Session {
     /// Alice (SPEC 6.1). Judged against the configuration in force, as
     /// [`Session::vouched_email`].
     pub fn vouched_username(&self, conn: &crate::config::ConnectionSettings) -> Option<&str> {
-        let name = self.preferred_username.as_deref()?;
-        (!crate::email::names_any_domain(name, &conn.domains_of_other_connections)).then_some(name)
+        vouched_text(self.preferred_username.as_deref()?, conn)
+    }
+
+    /// The display `name`, by the rule of [`Session::vouched_username`]:
+    /// a partner's user may name themselves `ceo@contoso.com`, and apps show
+    /// (and some key on) the name headers and Easy Auth's `name` claim.
+    pub fn vouched_name(&self, conn: &crate::config::ConnectionSettings) -> Option<&str> {
+        vouched_text(self.name.as_deref()?, conn)
     }
 
     /// Stops vouching for an email of a domain another connection owns
@@ -281,6 +287,23 @@ impl Session {
     pub fn is_current(&self) -> bool {
         self.version == SESSION_VERSION
     }
+}
+
+/// `text` (a username or display name the provider chose), unless it names
+/// a domain another connection owns ([`crate::email::names_any_domain`]),
+/// or, where some other connection owns domains, holds an `@` without
+/// being one plain address: `alice@(x)contoso.com` and `alice@contoso .com`
+/// read as contoso's to RFC 5322 parsers (Python's `parseaddr`, .NET's
+/// `MailAddress`), and no list of such spellings is complete.
+fn vouched_text<'a>(text: &'a str, conn: &crate::config::ConnectionSettings) -> Option<&'a str> {
+    let owned = &conn.domains_of_other_connections;
+    if owned.is_empty() {
+        return Some(text);
+    }
+    let has_at = text.contains('@') || (!text.is_ascii() && crate::fold::fold(text).contains('@'));
+    let refused =
+        crate::email::names_any_domain(text, owned) || (has_at && !crate::email::is_plain(text));
+    (!refused).then_some(text)
 }
 
 /// The user id of a user of `connection` (SPEC 6.1): Entra's `oid` as it is

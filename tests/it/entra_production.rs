@@ -557,8 +557,12 @@ async fn x_ms_client_principal_is_easy_auths_format_field_by_field() {
             .map(|c| c["val"].as_str().unwrap())
             .collect()
     };
-    // name_typ names a claim the principal carries (ClaimsIdentity.Name).
-    assert_eq!(val(name_typ), [user.name.as_str()]);
+    // name_typ names a claim the principal carries (ClaimsIdentity.Name):
+    // the principal's name, as X-MS-CLIENT-PRINCIPAL-NAME; the display
+    // name is the `name` claim.
+    let principal_name = seen.header("x-ms-client-principal-name").expect("name");
+    assert_eq!(val(name_typ), [principal_name.as_str()]);
+    assert_eq!(val("name"), [user.name.as_str()]);
     assert_eq!(
         val("http://schemas.microsoft.com/identity/claims/objectidentifier"),
         [user.oid.as_str()]

@@ -301,7 +301,10 @@ fn easy_auth_principal_decodes_to_the_app_service_shape() {
     let raw = STANDARD.decode(&m["x-ms-client-principal"]).unwrap();
     let v: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(v["auth_typ"], "aad");
-    assert_eq!(v["name_typ"], "name");
+    assert_eq!(
+        v["name_typ"],
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
+    );
     assert_eq!(
         v["role_typ"],
         "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
@@ -1310,22 +1313,44 @@ fn an_email_of_a_domain_another_connection_owns_is_not_sent() {
 
 #[test]
 fn a_partner_username_naming_a_domain_another_connection_owns_is_not_sent() {
-    // Easy Auth's `X-MS-CLIENT-PRINCIPAL-NAME` is ASP.NET's
-    // `User.Identity.Name`: a partner's provider must not mint contoso's.
+    // Easy Auth's `X-MS-CLIENT-PRINCIPAL-NAME`, and the principal's
+    // `name_typ` claim, are ASP.NET's `User.Identity.Name`: a partner's
+    // provider must not mint contoso's, as a username or a display name.
     let s = settings(
-        "connections = [\"contoso\", \"partner\"]\nheaders = \"easyauth\"\nheaders_extra = { X-User-Name = \"preferred_username\" }",
+        "connections = [\"contoso\", \"partner\"]\nheaders = \"easyauth\"\nheaders_extra = { X-User-Name = \"preferred_username\", X-Display = \"name\" }",
         "home_realm_domains = [\"contoso.com\"]",
     );
+    let principal = |m: &BTreeMap<String, String>| -> Value {
+        serde_json::from_slice(&STANDARD.decode(&m["x-ms-client-principal"]).unwrap()).unwrap()
+    };
+    let claim = |p: &Value, typ: &str| -> Vec<String> {
+        p["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["typ"] == typ)
+            .map(|c| c["val"].as_str().unwrap().to_string())
+            .collect()
+    };
     let mut u = user();
     u.connection = "partner".into();
     u.user_id = "partner:sub-AbC".into();
     u.email = Some("carol@partner.example".into());
     u.email_trust = EmailTrust::ProviderVerified;
+    u.name = Some("Carol".into());
     for name in [
         "alice@contoso.com",
         "ALICE@contoso.com.",
         "alice＠ｃｏｎｔｏｓｏ.com",
         "contoso.com\\alice",
+        "CONTOSO\\alice",
+        // RFC 5322 comments and spaces (Python's parseaddr, .NET's
+        // MailAddress), and what ASCII email regexes extract.
+        "alice@(x)contoso.com",
+        "alice@contoso .com",
+        "alice@contoso.comé",
+        "alice@contoso.com²",
+        "alice@contoso.com．evil",
     ] {
         u.preferred_username = Some(name.into());
         let m = run_with(&s, u.clone(), None);
@@ -1335,24 +1360,31 @@ fn a_partner_username_naming_a_domain_another_connection_owns_is_not_sent() {
             "{name}"
         );
         assert!(!m.contains_key("x-user-name"), "{name}: {m:?}");
-        let principal = String::from_utf8(
-            base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                &m["x-ms-client-principal"],
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        assert!(
-            !principal.contains("preferred_username"),
-            "{name}: {principal}"
-        );
+        let p = principal(&m);
+        assert!(claim(&p, "preferred_username").is_empty(), "{name}: {p}");
+        let name_typ = p["name_typ"].as_str().unwrap();
+        assert_eq!(claim(&p, name_typ), ["carol@partner.example"], "{name}");
+        // The same as a display name.
+        let mut v = u.clone();
+        v.preferred_username = None;
+        v.name = Some(name.into());
+        let m = run_with(&s, v, None);
+        assert!(!m.contains_key("x-display"), "{name}: {m:?}");
+        assert!(claim(&principal(&m), "name").is_empty(), "{name}");
     }
+    // No email either: the user id, never the refused name.
+    let mut v = u.clone();
+    v.preferred_username = Some("alice@contoso.com".into());
+    v.email = None;
+    let m = run_with(&s, v, None);
+    assert_eq!(m["x-ms-client-principal-name"], "partner:sub-AbC");
     u.preferred_username = Some("carol@partner.example".into());
     let m = run_with(&s, u, None);
     assert_eq!(m["x-user-name"], "carol@partner.example");
-    // The owner's own user keeps it.
+    assert_eq!(m["x-display"], "Carol");
+    // The owner's own user keeps both.
     let m = run_with(&s, user(), None);
     assert_eq!(m["x-ms-client-principal-name"], "alice@contoso.com");
     assert_eq!(m["x-user-name"], "alice@contoso.com");
+    assert_eq!(m["x-display"], "Alice Müller");
 }
