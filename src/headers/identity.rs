@@ -568,11 +568,29 @@ fn render(
         | HeaderProfile::Pomerium
         | HeaderProfile::None => ("x-forwarded-id-token", "x-forwarded-access-token"),
     };
+    // App Service names its token headers after the provider
+    // (`X-MS-TOKEN-AAD-*`, `X-MS-TOKEN-GOOGLE-*`): another provider's tokens
+    // under the `AAD` names would be read, unverified, as Entra's (review
+    // 10: Microsoft.Identity.Web's App Service handler takes the ID
+    // token's `preferred_username` as `User.Identity.Name`).
+    let easy_auth_other = route.headers == HeaderProfile::EasyAuth && !connection.is_entra();
+    let token_header = |aad: &'static str, kind: &str| -> Option<HeaderName> {
+        if easy_auth_other {
+            let idp = easy_auth_idp(connection).to_ascii_lowercase();
+            HeaderName::from_bytes(format!("x-ms-token-{idp}-{kind}").as_bytes()).ok()
+        } else {
+            Some(HeaderName::from_static(aad))
+        }
+    };
     if route.pass_id_token {
-        out.set(id_token_header, user.id_token.as_deref());
+        if let Some(h) = token_header(id_token_header, "id-token") {
+            out.set_name(h, user.id_token.as_deref());
+        }
     }
     if route.pass_access_token {
-        out.set(access_token_header, user.access_token.as_deref());
+        if let Some(h) = token_header(access_token_header, "access-token") {
+            out.set_name(h, user.access_token.as_deref());
+        }
     }
     for (header, source) in &route.headers_extra {
         if written_per_request(route, header) {

@@ -378,6 +378,18 @@ fn tokens_are_passed_only_when_the_route_says_so() {
     let m = run("headers = \"easyauth\"\npass_id_token = true\npass_access_token = true");
     assert_eq!(m["x-ms-token-aad-id-token"], "id.token.sig");
     assert_eq!(m["x-ms-token-aad-access-token"], "access.token.sig");
+    // Another provider's tokens go under its own name, never `AAD`'s
+    // (apps read those, unverified, as Entra's).
+    let s = settings(
+        "connections = [\"contoso\", \"partner\"]\nheaders = \"easyauth\"\npass_id_token = true\npass_access_token = true",
+        "",
+    );
+    let mut u = user();
+    u.connection = "partner".into();
+    let m = run_with(&s, u, None);
+    assert!(!m.keys().any(|k| k.starts_with("x-ms-token-aad")), "{m:?}");
+    assert_eq!(m["x-ms-token-partner-id-token"], "id.token.sig");
+    assert_eq!(m["x-ms-token-partner-access-token"], "access.token.sig");
     let m = run("headers = \"forwarded\"\npass_access_token = true");
     assert_eq!(m["x-forwarded-access-token"], "access.token.sig");
     assert!(!m.contains_key("x-forwarded-id-token"));
