@@ -274,6 +274,7 @@ async fn revoke(
             audit.record(Event::SessionsRevoked {
                 by: kind,
                 user_id: request.user_id.as_deref(),
+                connection: request.connection.as_deref(),
                 ended: n,
                 client,
             });

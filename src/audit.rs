@@ -81,6 +81,8 @@ pub enum Event<'a> {
     SessionsRevoked {
         by: &'a str,
         user_id: Option<&'a str>,
+        /// The one connection it was limited to; None: every connection.
+        connection: Option<&'a str>,
         ended: u64,
         client: IpAddr,
     },
@@ -166,12 +168,16 @@ impl Event<'_> {
             Event::SessionsRevoked {
                 by,
                 user_id,
+                connection,
                 ended,
                 client,
             } => {
                 put("by", (*by).into());
                 if let Some(u) = user_id {
                     put("user_id", (*u).into());
+                }
+                if let Some(c) = connection {
+                    put("connection", (*c).into());
                 }
                 put("ended", (*ended).into());
                 put("client_address", client.to_string().into());

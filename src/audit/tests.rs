@@ -24,6 +24,7 @@ fn every_line_has_time_schema_and_event_then_its_fields() {
         &Event::SessionsRevoked {
             by: "sid",
             user_id: None,
+            connection: Some("partner"),
             ended: 2,
             client: client(),
         },
@@ -33,6 +34,7 @@ fn every_line_has_time_schema_and_event_then_its_fields() {
     assert_eq!(l["event"], "sessions_revoked");
     assert_eq!(l["ended"], 2);
     assert!(l.get("user_id").is_none(), "absent, not null: {l}");
+    assert_eq!(l["connection"], "partner", "the scope of the revocation");
 }
 
 /// The names are the documented schema: docs/operations.md lists each
@@ -72,6 +74,7 @@ fn the_documented_table_lists_every_event_and_field() {
         Event::SessionsRevoked {
             by: "user_id",
             user_id: Some("u"),
+            connection: None,
             ended: 1,
             client: ip,
         },

@@ -82,6 +82,9 @@ const EXACT: &[&str] = &[
     "x-remote-email",
     "x-remote-name",
     "x-remote-groups",
+    // Kubernetes' request-header authentication defaults (with the
+    // `x-remote-extra-` family below).
+    "x-remote-group",
 ];
 
 /// Identity header families, removed by prefix (normalized).
@@ -95,6 +98,7 @@ const PREFIXES: &[&str] = &[
     // Grafana's and Gitea's auth-proxy defaults (`X-WEBAUTH-USER`,
     // `-EMAIL`, `-FULLNAME`): not written by any profile (see above).
     "x-webauth-",
+    "x-remote-extra-",
 ];
 
 /// Easy Auth's claim type URIs (what App Service puts in `X-MS-CLIENT-PRINCIPAL`).

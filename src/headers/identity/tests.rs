@@ -1057,6 +1057,9 @@ fn strip_removes_every_profiles_headers_in_every_spelling() {
         "X-WEBAUTH-USER",
         "x_webauth_email",
         "X-WebAuth-FullName",
+        "X-Remote-Group",
+        "x_remote_group",
+        "X-Remote-Extra-Scopes",
     ];
     let mut h = spoofed(&names);
     h.insert("accept", HeaderValue::from_static("*/*"));
