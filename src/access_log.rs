@@ -367,8 +367,10 @@ fn cut(s: &[u8], max: usize) -> (&[u8], bool) {
 }
 
 /// `"…"`: a JSON string of `s`. Quotes, backslashes and control characters
-/// (C0, DEL, C1) escaped; U+2028/2029 too (they end lines in JavaScript);
-/// bytes that are not UTF-8 become the text `\xNN`.
+/// (C0, DEL, C1) escaped; U+2028/2029 too (they end lines in JavaScript),
+/// and the bidirectional controls (U+200E/200F, U+202A-202E, U+2066-2069:
+/// a viewer would show the rest of the line reordered); bytes that are not
+/// UTF-8 become the text `\xNN`.
 pub fn json_str(out: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     /// How one character is written: as given, or as `\uXXXX`.
@@ -391,9 +393,13 @@ pub fn json_str(out: &mut Vec<u8>, s: &[u8]) {
                 b @ (0..=0x1f | 0x7f) => Some((1, Esc::U(u32::from(b)))),
                 // C1 controls, U+0080-U+009F: 0xc2 0x80-0x9f.
                 0xc2 if (0x80..=0x9f).contains(&next(1)) => Some((2, Esc::U(u32::from(next(1))))),
-                // U+2028 and U+2029: 0xe2 0x80 0xa8/0xa9.
-                0xe2 if next(1) == 0x80 && matches!(next(2), 0xa8 | 0xa9) => {
+                // U+200E/200F, U+2028/2029, U+202A-202E: 0xe2 0x80 0x8e-0xae.
+                0xe2 if next(1) == 0x80 && matches!(next(2), 0x8e | 0x8f | 0xa8..=0xae) => {
                     Some((3, Esc::U(0x2000 + u32::from(next(2) - 0x80))))
+                }
+                // U+2066-2069: 0xe2 0x81 0xa6-0xa9.
+                0xe2 if next(1) == 0x81 && matches!(next(2), 0xa6..=0xa9) => {
+                    Some((3, Esc::U(0x2040 + u32::from(next(2) - 0x80))))
                 }
                 _ => None,
             };

@@ -297,19 +297,27 @@ impl Audit {
 /// (for people reading the file), then the event's fields by name.
 fn line(event: &Event<'_>, now: std::time::SystemTime) -> String {
     let time = humantime::format_rfc3339_seconds(now).to_string();
-    let mut out = format!(
+    let out = format!(
         "{{\"time\":{},\"schema\":{SCHEMA},\"event\":{}",
         Value::from(time),
         Value::from(event.name())
     );
+    // Strings through the access log's escaping: serde_json leaves C1
+    // controls, DEL, U+2028 and bidirectional overrides raw, and a user id
+    // is `<connection>:<sub>` with the provider's `sub` (review 10).
+    let mut bytes = out.into_bytes();
     for (k, v) in event.fields() {
-        out.push(',');
-        out.push_str(&Value::from(k).to_string());
-        out.push(':');
-        out.push_str(&v.to_string());
+        bytes.push(b',');
+        crate::access_log::json_str(&mut bytes, k.as_bytes());
+        bytes.push(b':');
+        match &v {
+            Value::String(s) => crate::access_log::json_str(&mut bytes, s.as_bytes()),
+            other => bytes.extend_from_slice(other.to_string().as_bytes()),
+        }
     }
-    out.push('}');
-    out
+    bytes.push(b'}');
+    // `json_str` writes valid UTF-8 (invalid input bytes become `\xNN`).
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn open_append(path: &Path) -> std::io::Result<std::fs::File> {

@@ -245,6 +245,24 @@ fn escaping_is_exact_for_every_byte() {
         String::from_utf8(j).unwrap(),
         "\"Zürich 東京 \\u0085\\u2029\""
     );
+    // Bidirectional controls (review 10): a viewer would reorder the line.
+    for c in [
+        '\u{200e}', '\u{200f}', '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}',
+    ] {
+        let mut j = Vec::new();
+        json_str(&mut j, format!("/a{c}b").as_bytes());
+        let text = String::from_utf8(j).unwrap();
+        assert_eq!(text, format!("\"/a\\u{:04x}b\"", u32::from(c)));
+        let back: String = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, format!("/a{c}b"));
+    }
+    // Their neighbours pass as they are.
+    let mut j = Vec::new();
+    json_str(&mut j, "\u{2027}\u{202f}\u{2065}\u{206a}".as_bytes());
+    assert_eq!(
+        String::from_utf8(j).unwrap(),
+        "\"\u{2027}\u{202f}\u{2065}\u{206a}\""
+    );
 }
 
 #[test]

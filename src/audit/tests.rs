@@ -35,6 +35,25 @@ fn every_line_has_time_schema_and_event_then_its_fields() {
     assert_eq!(l["ended"], 2);
     assert!(l.get("user_id").is_none(), "absent, not null: {l}");
     assert_eq!(l["connection"], "partner", "the scope of the revocation");
+    // A provider's `sub` is in the user id: C1 controls, DEL, line
+    // separators and bidirectional overrides are escaped (review 10), and
+    // the line still reads back as the same text.
+    let hostile = "partner:x\u{9b}31m\u{202e}\u{7f}y\u{2028}z";
+    let text = line(
+        &Event::SignIn {
+            route: "hr",
+            connection: "partner",
+            user_id: hostile,
+            client: client(),
+        },
+        at,
+    );
+    assert!(
+        text.chars().all(|c| c == ' ' || c.is_ascii_graphic()),
+        "{text:?}"
+    );
+    let l: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(l["user_id"], hostile);
 }
 
 /// The names are the documented schema: docs/operations.md lists each
