@@ -59,7 +59,7 @@ use crate::respond::{Body, GatewayError};
 
 pub use clients::ClientKey;
 pub use exchange::Exchange;
-pub use upgrade::AliveCheck;
+pub use upgrade::{AliveCheck, CHECK_EVERY};
 
 use failure::UpstreamError;
 

@@ -55,6 +55,10 @@ pub struct AuthShared {
     /// The assertion key made at start when routes send assertions and no
     /// `server.assertion_key` is set ([`AuthShared::ephemeral_assertion_key`]).
     ephemeral_key: Arc<std::sync::OnceLock<Option<Arc<super::assertion::AssertionKey>>>>,
+    /// The settings of the newest generation built (set by
+    /// [`AuthState::new`]): an open tunnel is judged again under them
+    /// after a reload (`phase::forward`).
+    pub(crate) latest_settings: Arc<std::sync::RwLock<Option<Arc<Settings>>>>,
 }
 
 impl AuthShared {
@@ -82,6 +86,7 @@ impl AuthShared {
             ldap_failures: crate::ldap::limit::Failures::default(),
             saml: Arc::default(),
             ephemeral_key: Arc::default(),
+            latest_settings: Arc::default(),
         })
     }
 
@@ -140,6 +145,10 @@ pub struct AuthState {
 
 impl AuthState {
     pub fn new(settings: Arc<Settings>, shared: &AuthShared) -> Self {
+        *shared
+            .latest_settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(settings.clone());
         shared.providers.update(&settings);
         shared
             .saml

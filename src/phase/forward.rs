@@ -2,7 +2,7 @@
 //! `trusted_proxies`, `headers::forwarding`), the W3C `traceparent`
 //! (`headers::trace_context`), then the upstream exchange
 //! (`proxy`). A tunnel (WebSocket) ends with the session or token that
-//! authorized it.
+//! authorized it, or when a reload's configuration no longer permits it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -55,7 +55,17 @@ pub async fn forward(
         Some(t) => (Some(t.until), t.session),
         None => (None, None),
     };
-    let tunnel_alive = tunnel_session.map(|id| session_alive(gw.auth.shared.sessions.clone(), id));
+    let tunnel_alive = tunnel_session.map(|id| {
+        session_alive(
+            gw.auth.shared.sessions.clone(),
+            id,
+            Judged {
+                settings: gw.settings.clone(),
+                route: route.name.clone(),
+                latest: gw.auth.shared.latest_settings.clone(),
+            },
+        )
+    });
     let out = Outbound {
         request: Request::from_parts(parts, body),
         identity,
@@ -72,18 +82,54 @@ pub async fn forward(
         .await
 }
 
-/// A tunnel's liveness check: the session still exists in the store. A
+/// Where a tunnel was authorized: the generation's settings and the route,
+/// and the newest generation's settings, to judge it again after a reload.
+struct Judged {
+    settings: Arc<crate::config::Settings>,
+    route: String,
+    latest: Arc<std::sync::RwLock<Option<Arc<crate::config::Settings>>>>,
+}
+
+impl Judged {
+    /// True while the newest configuration still lets the session through
+    /// this tunnel's route: the route is there, and its policy (connection,
+    /// groups, roles, ...) permits the session as a new request's would
+    /// (review 10: a reload that took a partner's or a group's access away
+    /// left its open WebSockets running until the session's end).
+    fn still_permitted(&self, session: &crate::session::model::Session) -> bool {
+        let latest = self
+            .latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(now) = latest.filter(|now| !Arc::ptr_eq(now, &self.settings)) else {
+            return true;
+        };
+        let Some(route) = now.routes.iter().find(|r| r.name == self.route) else {
+            return false;
+        };
+        let connection = now.connection(&session.connection);
+        connection.is_some()
+            && crate::policy::decide(route, connection.map(|c| &**c), session).is_ok()
+    }
+}
+
+/// A tunnel's liveness check: the session still exists in the store, and
+/// after a reload the new configuration still permits it ([`Judged`]). A
 /// store error keeps the tunnel (it was authorized; the next check decides).
 /// Each check also counts as activity for the session's idle timeout.
 fn session_alive(
     store: Arc<dyn crate::session::store::SessionStore>,
     id: crate::session::store::SessionId,
+    judged: Judged,
 ) -> crate::proxy::AliveCheck {
+    let judged = Arc::new(judged);
     Box::new(move || {
-        let (store, id) = (store.clone(), id.clone());
+        let (store, id, judged) = (store.clone(), id.clone(), judged.clone());
         Box::pin(async move {
             match store.get(&id).await {
-                Ok(found) => found.is_some(),
+                Ok(Some(session)) => judged.still_permitted(&session),
+                Ok(None) => false,
                 Err(e) => {
                     tracing::warn!(error = %e, "session store failed while checking a tunnel");
                     true

@@ -3,7 +3,9 @@
 //!
 //! A tunnel of a signed-in user ends with the session: at the session's
 //! absolute end (`until`) at the latest, and within [`CHECK_EVERY`] of a
-//! logout or revocation (`alive` answers false once the session is gone).
+//! logout or revocation (`alive` answers false once the session is gone),
+//! or of a reload whose configuration no longer permits it
+//! (`phase::forward`).
 
 use std::time::{Duration, SystemTime};
 

@@ -1261,6 +1261,84 @@ async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
     assert!(ended.is_ok(), "the tunnel outlived its session");
 }
 
+/// Review 10: a reload that takes a user's access away (a group rule, the
+/// connection, the route) ends their open tunnels within the liveness
+/// check's period; a reload that changes nothing for them keeps them.
+#[tokio::test]
+async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
+    use realmgate::session::store::SessionId;
+    let up = EchoUpstream::start().await;
+    let text = |extra: &str, more: &str| {
+        config(
+            "",
+            &format!("{}{more}", route("app", "app.test", "/", &up.url(), extra)),
+        )
+    };
+    let settings = realmgate::config::load_str(&text("", "")).expect("config");
+    let cookies = realmgate::session::cookie::SessionCookies::new(&settings.session);
+    let gw = serve_handler_for_tests(settings).await;
+    let shared = gw.shared.clone().expect("shared state");
+    let id = SessionId::generate();
+    shared
+        .auth
+        .sessions
+        .put(&id, signed_in_user())
+        .await
+        .expect("store the session");
+    let cookie = format!("{}={}", cookies.name_for(false), cookies.value(&id));
+    let open = || async {
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let mut request = format!("ws://app.test:{}/ws", gw.addr.port())
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+        let (ws, resp) =
+            tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
+                .await
+                .expect("handshake in time")
+                .expect("handshake");
+        assert_eq!(resp.status(), 101);
+        ws
+    };
+    // A new generation as a reload builds it (`Gateway::new`), from `toml`.
+    let reload = |toml: String| {
+        let settings = std::sync::Arc::new(realmgate::config::load_str(&toml).expect("config"));
+        realmgate::handler::Gateway::new(settings, &shared).expect("generation")
+    };
+    let mut ws = open().await;
+
+    // An unrelated change (another route) keeps the tunnel past a check.
+    let _unrelated = reload(text("", &route("other", "other.test", "/", &up.url(), "")));
+    tokio::time::sleep(realmgate::proxy::CHECK_EVERY * 2).await;
+    ws.send(Message::text("still here")).await.unwrap();
+    let echoed = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .expect("echo in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
+
+    // A group rule the user does not meet: the tunnel ends, as a new
+    // request would be refused.
+    let _denied = reload(text("[route.allow]\ngroups = [\"admins\"]", ""));
+    let ended = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the tunnel outlived the reload that denied it"
+    );
+}
+
 #[tokio::test]
 async fn an_upstream_that_does_not_accept_connections_in_time_is_504() {
     // A listener that never accepts, its backlog filled: Linux drops further
