@@ -55,7 +55,24 @@ impl CertInfo {
 }
 
 fn info(cert: &x509_cert::Certificate, der: &[u8]) -> CertInfo {
-    let mut subject = cert.tbs_certificate.subject.to_string();
+    // A label value the exposition formats write as it is (the metrics
+    // library does not escape it): a `\` or `"` an identity provider put in
+    // its certificate's subject (RFC 4514 writes `\,` for a comma) would end
+    // the value early and break every scrape (review 10). The subject is
+    // for people to recognize the certificate, so those characters are
+    // dropped or replaced rather than escaped.
+    let mut subject: String = cert
+        .tbs_certificate
+        .subject
+        .to_string()
+        .chars()
+        .filter(|c| *c != '\\')
+        .map(|c| match c {
+            '"' => '\'',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
     if subject.len() > 128 {
         let mut cut = 128;
         while !subject.is_char_boundary(cut) {
@@ -267,6 +284,45 @@ mod tests {
         let key_pair = rcgen::KeyPair::generate().unwrap();
         let cert = p.self_signed(&key_pair).unwrap();
         rcgen::CertifiedKey { cert, key_pair }
+    }
+
+    /// Review 10: an IdP's certificate subject with `\`, `"` or a newline
+    /// (RFC 4514 writes a comma in a CN as `\,`), cut anywhere, never ends
+    /// the label value early: every label value of the family is a plain
+    /// quoted string.
+    #[test]
+    fn a_hostile_subject_cannot_break_the_exposition() {
+        for cn in [
+            format!("{},zzz", "a".repeat(124)),
+            "a\"b".to_string(),
+            "x\\".to_string(),
+            "line\nbreak".to_string(),
+            "\"\\,\"".repeat(40),
+        ] {
+            let info = CertInfo::of_der(cert(&cn, 1).cert.der()).unwrap();
+            assert!(
+                !info.subject.contains(['\\', '"']) && !info.subject.chars().any(char::is_control),
+                "{cn:?}: {:?}",
+                info.subject
+            );
+            assert!(info.subject.len() <= 128);
+            let m = crate::metrics::Metrics::new();
+            m.set_idp_certificates("partner", vec![info]);
+            let out = m.render();
+            let line = out
+                .lines()
+                .find(|l| l.starts_with("realmgate_certificate_not_after_seconds{"))
+                .expect("the gauge");
+            // kind, name, subject, sha256: four quoted values, then the number.
+            let labels = line
+                .split_once('{')
+                .and_then(|(_, rest)| rest.rsplit_once('}'))
+                .map(|(labels, _)| labels)
+                .unwrap();
+            assert_eq!(labels.matches('"').count(), 8, "{line}");
+            let (_, sha) = labels.rsplit_once(",sha256=\"").expect("sha256 last");
+            assert!(sha.len() == 17 && sha.ends_with('"'), "{line}");
+        }
     }
 
     /// Every file-held certificate of a configuration: the TLS chain, a pinned
