@@ -1,4 +1,5 @@
-//! Admin listener: `/healthz`, `/readyz` (readiness latch), `/metrics`,
+//! Admin listener: `/healthz`, `/readyz` (readiness latch), `/metrics`
+//! (Prometheus text 0.0.4, or OpenMetrics when `Accept` prefers it),
 //! `GET /sessions` (who is signed in), `POST /sessions/revoke`.
 //!
 //! It binds to loopback by default (`admin.listen = "127.0.0.1:9090"`). Every
@@ -32,6 +33,7 @@ use std::net::IpAddr;
 
 use crate::audit::{Audit, Event};
 use crate::gateway::Shared;
+use crate::metrics::Format;
 use crate::server::Inner;
 use crate::session::store::{revoke_in_each, ListBy, Listing, Revoke, SessionStore};
 
@@ -115,18 +117,25 @@ async fn handle(inner: &Inner, req: Request<Incoming>, client: IpAddr) -> Respon
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => readyz(inner.is_ready(), store).await,
-        (&Method::GET, "/metrics") => {
+        // HEAD answers the same head as GET; hyper leaves the body out.
+        (&Method::GET | &Method::HEAD, "/metrics") => {
             let metrics = &inner.shared().metrics;
             if let Some(store) = &store {
                 metrics.set_session_count(store.approximate_len());
             }
-            let mut res = Response::new(Full::new(Bytes::from(metrics.render())));
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+            let format = Format::from_accept(
+                req.headers()
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
             );
+            let mut res = Response::new(Full::new(Bytes::from(metrics.render(format))));
+            let headers = res.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(format.content_type()),
+            );
+            headers.insert(header::VARY, header::HeaderValue::from_static("accept"));
             res
         }
         (&Method::POST, "/sessions/revoke") => {

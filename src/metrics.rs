@@ -1,4 +1,7 @@
-//! Prometheus metrics (prometheus-client), rendered by the admin listener.
+//! Prometheus metrics (prometheus-client), rendered by the admin listener:
+//! in the Prometheus text format 0.0.4, or in OpenMetrics when the scraper
+//! asks for it ([`Format`]); both from the one registry, by the crate's own
+//! encoders.
 //!
 //! One [`Metrics`] lives for the whole process (it is part of
 //! `handler::Shared`), so counters survive config reloads. The hot path
@@ -26,6 +29,8 @@ use crate::per_thread::{owner_number, Owned};
 
 mod certs;
 mod process;
+#[cfg(test)]
+pub(crate) mod text_grammar;
 
 pub use certs::CertInfo;
 
@@ -484,16 +489,116 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        // Writing into a String cannot fail; an encoder error would be a bug in
-        // a label encoder, and an empty scrape is better than a panic.
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+    /// Every metric in `format` (what `/metrics` answers).
+    pub fn render(&self, format: Format) -> String {
+        encode(&self.registry, format)
     }
+}
+
+/// The text formats of a scrape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text exposition format 0.0.4: the default, read by
+    /// every scraper (SPEC 3, "Prometheus text").
+    Prometheus,
+    /// OpenMetrics 1.0.0 text, for a scraper that asks for it.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format a request's `Accept` header values ask for: OpenMetrics
+    /// when `application/openmetrics-text` is listed with a q-value above 0
+    /// and at least that of `text/plain` (as Prometheus asks, OpenMetrics
+    /// first), else the Prometheus text. `text/plain`'s q-value is that of
+    /// its most specific match (`text/plain`, `text/*`, `*/*`; 0 when none
+    /// matches); wildcards never select OpenMetrics, and an entry whose q is
+    /// not a valid q-value counts for nothing. Media type parameters other
+    /// than q (`version`, `escaping`) are not looked at: the OpenMetrics
+    /// answer is version 1.0.0, the text answer 0.0.4, which is what every
+    /// Prometheus reads.
+    pub fn from_accept<'a>(values: impl IntoIterator<Item = &'a str>) -> Format {
+        // q-values in thousandths; the text/plain match as (specificity, q).
+        let mut openmetrics: Option<u16> = None;
+        let mut text: Option<(u8, u16)> = None;
+        for range in values.into_iter().flat_map(|v| v.split(',')) {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let Some((kind, sub)) = media.split_once('/') else {
+                continue;
+            };
+            let mut q = Some(1000);
+            for param in parts {
+                if let Some((name, value)) = param.split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("q") {
+                        q = qvalue(value.trim());
+                    }
+                }
+            }
+            let Some(q) = q else { continue };
+            let (kind, sub) = (kind.trim(), sub.trim());
+            if kind.eq_ignore_ascii_case("application")
+                && sub.eq_ignore_ascii_case("openmetrics-text")
+            {
+                openmetrics = Some(openmetrics.map_or(q, |o| o.max(q)));
+                continue;
+            }
+            let specificity = match (kind, sub) {
+                ("*", "*") => 1,
+                (k, "*") if k.eq_ignore_ascii_case("text") => 2,
+                (k, s) if k.eq_ignore_ascii_case("text") && s.eq_ignore_ascii_case("plain") => 3,
+                _ => continue,
+            };
+            text = match text {
+                Some((s, old)) if s > specificity => Some((s, old)),
+                Some((s, old)) if s == specificity => Some((s, old.max(q))),
+                _ => Some((specificity, q)),
+            };
+        }
+        let text_q = text.map_or(0, |(_, q)| q);
+        match openmetrics {
+            Some(q) if q > 0 && q >= text_q => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+}
+
+/// An RFC 9110 qvalue (`0`, `0.5`, `1.000`, …) in thousandths.
+fn qvalue(v: &str) -> Option<u16> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac_value = format!("{frac:0<3}").parse::<u16>().ok()?;
+    match int {
+        "0" => Some(frac_value),
+        "1" if frac_value == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// `registry` in `format`. Writing into a String cannot fail; an encoder
+/// error would be a bug in a label encoder, and an empty scrape is better
+/// than a panic.
+fn encode(registry: &Registry, format: Format) -> String {
+    let mut out = String::with_capacity(4096);
+    let written = match format {
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
+        }
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
+    };
+    if written.is_err() {
+        out.clear();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -515,7 +620,7 @@ mod tests {
         m.record_session_lookup(false);
         m.record_idp_call("contoso", "token", Duration::from_millis(20), false);
         m.set_session_count(7);
-        let text = m.render();
+        let text = m.render(Format::Prometheus);
         for needle in [
             "realmgate_requests_total{route=\"hr\",status=\"200\"} 2",
             "realmgate_requests_total{route=\"\",status=\"404\"} 1",
@@ -535,7 +640,7 @@ mod tests {
     #[test]
     fn proxy_protocol_rejections_are_counted_by_reason_from_zero() {
         let m = Metrics::new();
-        let text = m.render();
+        let text = m.render(Format::Prometheus);
         for reason in ["untrusted_peer", "invalid_header"] {
             let zero = format!("realmgate_proxy_protocol_rejected_total{{reason=\"{reason}\"}} 0");
             assert!(text.contains(&zero), "missing {zero:?} in:\n{text}");
@@ -543,7 +648,7 @@ mod tests {
         m.record_proxy_protocol_rejected(ProxyRejection::UntrustedPeer);
         m.record_proxy_protocol_rejected(ProxyRejection::UntrustedPeer);
         m.record_proxy_protocol_rejected(ProxyRejection::InvalidHeader);
-        let text = m.render();
+        let text = m.render(Format::Prometheus);
         assert!(
             text.contains("realmgate_proxy_protocol_rejected_total{reason=\"untrusted_peer\"} 2")
         );
@@ -575,7 +680,7 @@ mod tests {
         a.record_request("hr", 200, None);
         b.record_request("hr", 200, None);
         a.record_request("", 404, None);
-        let text = a.render();
+        let text = a.render(Format::Prometheus);
         // 96 requests per thread over 50 statuses: 200..=245 twice, the rest once.
         assert!(
             text.contains("realmgate_requests_total{route=\"hr\",status=\"200\"} 9"),
@@ -594,14 +699,14 @@ mod tests {
             "{text}"
         );
         assert!(b
-            .render()
+            .render(Format::Prometheus)
             .contains("realmgate_requests_total{route=\"hr\",status=\"200\"} 1"));
     }
 
     #[test]
     fn process_build_and_reload_metrics_are_exported() {
         let m = Metrics::new();
-        let text = m.render();
+        let text = m.render(Format::Prometheus);
         for needle in [
             "process_cpu_seconds_total ",
             "process_resident_memory_bytes ",
@@ -618,7 +723,7 @@ mod tests {
         // Unprefixed only for the standard process names.
         assert!(!text.contains("realmgate_process_"), "{text}");
         m.config_reload_failed();
-        let text = m.render();
+        let text = m.render(Format::Prometheus);
         assert!(text.contains("realmgate_config_reloads_total{result=\"failure\"} 1"));
         assert!(text.contains("realmgate_config_last_reload_successful 0"));
     }
@@ -648,7 +753,7 @@ mod tests {
             "contoso",
             Metrics::jwks_certificates(jwks(&[&a, &b, &a]).as_bytes()),
         );
-        let text = m.render();
+        let text = m.render(Format::Prometheus);
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("realmgate_certificate_not_after_seconds{"))
@@ -664,7 +769,7 @@ mod tests {
             "contoso",
             Metrics::jwks_certificates(jwks(&[&b]).as_bytes()),
         );
-        assert!(!m.render().contains("CN=idp-a"));
+        assert!(!m.render(Format::Prometheus).contains("CN=idp-a"));
     }
 
     #[test]
@@ -673,5 +778,206 @@ mod tests {
         let a = m.route("hr");
         let b = m.route("hr");
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    // === The two text formats ===
+
+    /// Metrics with a series in every family realmgate registers: counters,
+    /// gauges, histograms, the build info, and the collectors' counter and
+    /// gauges (process, certificates).
+    fn every_family() -> Metrics {
+        let m = Metrics::new();
+        m.record_request("hr", 200, Some(Duration::from_millis(3)));
+        m.record_request("", 404, None);
+        m.connection_opened();
+        m.record_login("contoso", "success");
+        m.record_session_lookup(true);
+        m.set_session_count(7);
+        m.record_idp_call("contoso", "token", Duration::from_millis(20), true);
+        m.record_proxy_protocol_rejected(ProxyRejection::InvalidHeader);
+        m.config_reload_failed();
+        let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "idp \"quoted\" \\ name");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = p.self_signed(&key).unwrap().der().to_vec();
+        m.set_idp_certificates("contoso", vec![CertInfo::of_der(&der).unwrap()]);
+        m
+    }
+
+    /// The `# TYPE` lines of an exposition: (family, type).
+    fn types(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_text_names_each_family_as_its_samples_do() {
+        let text = every_family().render(Format::Prometheus);
+        super::text_grammar::check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let types = types(&text);
+        for (family, kind) in [
+            ("realmgate_requests_total", "counter"),
+            ("realmgate_logins_total", "counter"),
+            ("realmgate_session_lookups_total", "counter"),
+            ("realmgate_idp_requests_total", "counter"),
+            ("realmgate_proxy_protocol_rejected_total", "counter"),
+            ("realmgate_config_reloads_total", "counter"),
+            ("process_cpu_seconds_total", "counter"),
+            ("realmgate_upstream_latency_seconds", "histogram"),
+            ("realmgate_idp_latency_seconds", "histogram"),
+            ("realmgate_open_connections", "gauge"),
+            ("realmgate_sessions", "gauge"),
+            ("realmgate_config_last_reload_successful", "gauge"),
+            ("realmgate_certificate_not_after_seconds", "gauge"),
+            ("process_resident_memory_bytes", "gauge"),
+            // OpenMetrics' info type: a gauge named as its sample.
+            ("realmgate_build_info", "gauge"),
+        ] {
+            assert!(
+                types.iter().any(|(f, k)| f == family && k == kind),
+                "no `# TYPE {family} {kind}` in:\n{text}"
+            );
+        }
+        assert!(text.contains("realmgate_build_info{version=\""), "{text}");
+        // Every type the 0.0.4 format has; nothing of OpenMetrics.
+        assert!(types
+            .iter()
+            .all(|(_, k)| matches!(k.as_str(), "counter" | "gauge" | "histogram")));
+        for absent in ["# EOF", "# UNIT", "_created", " # {"] {
+            assert!(!text.contains(absent), "{absent:?} in:\n{text}");
+        }
+        // HELP names the family as TYPE does.
+        assert!(text.contains("# HELP realmgate_requests_total "), "{text}");
+        assert!(text.contains("# HELP realmgate_build_info "), "{text}");
+        // Label values are escaped as the format says (the subject is
+        // RFC 4514, with escapes of its own: `CN=idp \"quoted\" \\ name`).
+        assert!(
+            text.contains(r#"subject="CN=idp \\\"quoted\\\" \\\\ name""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn openmetrics_is_the_same_registry_in_its_own_format() {
+        let m = every_family();
+        let om = m.render(Format::OpenMetrics);
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        let types = types(&om);
+        for (family, kind) in [
+            ("realmgate_requests", "counter"),
+            ("realmgate_build", "info"),
+            ("realmgate_upstream_latency_seconds", "histogram"),
+            ("realmgate_open_connections", "gauge"),
+        ] {
+            assert!(
+                types.iter().any(|(f, k)| f == family && k == kind),
+                "no `# TYPE {family} {kind}` in:\n{om}"
+            );
+        }
+        // The same samples (process_* values move between two scrapes; the
+        // formats put a bucket's `le` at different places).
+        let samples = |text: &str| {
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with("realmgate_"))
+                .map(|l| {
+                    let Some(start) = l.find("le=\"") else {
+                        return l.to_string();
+                    };
+                    let end = start + l[start + 4..].find('"').unwrap() + 5;
+                    let rest = format!("{}{}", &l[..start], &l[end..])
+                        .replace("{,", "{")
+                        .replace(",}", "}");
+                    format!("{rest} {}", &l[start..end])
+                })
+                .collect();
+            lines.sort();
+            lines
+        };
+        let prometheus = samples(&m.render(Format::Prometheus));
+        assert!(prometheus.len() > 20, "{prometheus:?}");
+        assert_eq!(samples(&om), prometheus);
+    }
+
+    /// A family of OpenMetrics' `unknown` type (realmgate registers none
+    /// today) is `untyped` in the text format.
+    #[test]
+    fn unknown_is_untyped_in_the_prometheus_text() {
+        use prometheus_client::collector::Collector;
+        use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::MetricType;
+
+        #[derive(Debug)]
+        struct Untyped;
+        impl Collector for Untyped {
+            fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+                ConstGauge::new(3).encode(encoder.encode_descriptor(
+                    "legacy",
+                    "A value of no known type",
+                    None,
+                    MetricType::Unknown,
+                )?)
+            }
+        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Untyped));
+        let text = encode(&registry, Format::Prometheus);
+        assert_eq!(
+            text,
+            "# HELP legacy A value of no known type\n# TYPE legacy untyped\nlegacy 3\n"
+        );
+        super::text_grammar::check(&text).unwrap();
+        assert!(encode(&registry, Format::OpenMetrics).contains("# TYPE legacy unknown\n"));
+    }
+
+    #[test]
+    fn accept_selects_openmetrics_only_when_listed_at_least_as_high_as_text() {
+        let f = |accept: &str| Format::from_accept([accept]);
+        assert_eq!(Format::from_accept([]), Format::Prometheus);
+        for accept in [
+            "application/openmetrics-text",
+            "application/openmetrics-text; version=1.0.0",
+            "APPLICATION/OPENMETRICS-TEXT;Q=0.1",
+            "text/plain;q=0.5,application/openmetrics-text;q=0.5",
+            "text/plain;q=0.5,application/openmetrics-text;q=0.1,application/openmetrics-text;q=0.9",
+            "text/plain;q=0,application/openmetrics-text;q=0.001",
+            "text/*;q=0.2,text/plain;q=0.1,application/openmetrics-text;q=0.15",
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            " application/openmetrics-text ; q=1.000 , text/plain ; q=1",
+        ] {
+            assert_eq!(f(accept), Format::OpenMetrics, "{accept}");
+        }
+        for accept in [
+            "",
+            "*/*",
+            "application/*",
+            "text/plain",
+            "text/plain;version=0.0.4",
+            "application/json",
+            "application/openmetrics-text;q=0",
+            "application/openmetrics-text;q=0.000",
+            "text/plain,application/openmetrics-text;q=0.999",
+            "*/*,application/openmetrics-text;q=0.5",
+            "text/*;q=0.6,application/openmetrics-text;q=0.5",
+            "application/openmetrics-text;q=1.5",
+            "application/openmetrics-text;q=0.5000",
+            "application/openmetrics-text;q=.5",
+            "application/openmetrics-text;q=",
+            "application/openmetrics-text;q=nan",
+            "application/openmetrics-text-x",
+            "openmetrics-text",
+        ] {
+            assert_eq!(f(accept), Format::Prometheus, "{accept:?}");
+        }
+        // Several header lines are one list.
+        assert_eq!(
+            Format::from_accept(["text/plain;q=0.3", "application/openmetrics-text;q=0.5"]),
+            Format::OpenMetrics
+        );
     }
 }

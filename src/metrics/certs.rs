@@ -376,7 +376,7 @@ upstream = "http://127.0.0.1:9"
         let m = crate::metrics::Metrics::new();
         m.set_idp_certificates("gone", vec![CertInfo::of_der(meta.cert.der()).unwrap()]);
         m.config_loaded(&settings, false);
-        let out = m.render();
+        let out = m.render(crate::metrics::Format::Prometheus);
         let series: Vec<&str> = out
             .lines()
             .filter(|l| l.starts_with("realmgate_certificate_not_after_seconds{"))

@@ -176,7 +176,11 @@ async fn proxy_protocol_v1_and_v2_set_the_client_address() {
 
 /// `realmgate_proxy_protocol_rejected_total{reason}` as rendered.
 fn rejected(running: &Running, reason: &str) -> u64 {
-    let text = running.inner.shared.metrics.render();
+    let text = running
+        .inner
+        .shared
+        .metrics
+        .render(crate::metrics::Format::Prometheus);
     let prefix = format!("realmgate_proxy_protocol_rejected_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(prefix.as_str()))
@@ -536,6 +540,94 @@ async fn admin_endpoints() {
     )
     .await;
     assert!(res.starts_with("HTTP/1.1 400"), "{res}");
+    running.shutdown().await;
+}
+
+/// `/metrics` on the admin listener: `method` with `accept` (none when
+/// empty); the head and the body of the answer.
+async fn scrape(admin: SocketAddr, method: &str, accept: &str) -> (String, String) {
+    let accept = if accept.is_empty() {
+        String::new()
+    } else {
+        format!("Accept: {accept}\r\n")
+    };
+    let req = format!(
+        "{method} /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
+    );
+    let raw = exchange(admin, req.as_bytes()).await;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (head.to_ascii_lowercase(), body.to_string())
+}
+
+/// SPEC 3: `/metrics` is Prometheus text. The text format 0.0.4 unless the
+/// scraper lists OpenMetrics at least as high as plain text (as Prometheus
+/// does); HEAD answers the same without the body.
+#[tokio::test]
+async fn metrics_are_prometheus_text_unless_openmetrics_is_preferred() {
+    const TEXT: &str = "content-type: text/plain; version=0.0.4; charset=utf-8";
+    const OPENMETRICS: &str =
+        "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let (running, _) = start_echo(settings("", "r1")).await;
+    let admin = running.admin_addr;
+    // Every kind of family with a series.
+    let metrics = &running.inner.shared.metrics;
+    metrics.record_request("r1", 200, Some(Duration::from_millis(3)));
+    metrics.record_idp_call("c", "token", Duration::from_millis(20), true);
+
+    let (head, body) = scrape(admin, "GET", "").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains(TEXT), "{head}");
+    assert!(head.contains("vary: accept"), "{head}");
+    crate::metrics::text_grammar::check(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    for line in [
+        "# TYPE realmgate_requests_total counter",
+        "# TYPE realmgate_build_info gauge",
+        "# TYPE realmgate_open_connections gauge",
+        "# TYPE realmgate_upstream_latency_seconds histogram",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no {line:?} in:\n{body}");
+    }
+    assert!(!body.contains("# EOF"), "{body}");
+
+    for (accept, openmetrics) in [
+        // Prometheus 2 and 3 by default, and one that asks for 0.0.4 only.
+        ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", true),
+        ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2", true),
+        ("text/plain;version=0.0.4;q=1,*/*;q=0.1", false),
+        ("Application/OpenMetrics-Text", true),
+        // Equal q: OpenMetrics.
+        ("text/plain;q=0.5, application/openmetrics-text;q=0.5", true),
+        ("text/plain, application/openmetrics-text;q=0.9", false),
+        ("text/*;q=0.9, application/openmetrics-text;q=0.8", false),
+        ("*/*", false),
+        ("application/*", false),
+        ("application/json", false),
+        ("application/openmetrics-text;q=0", false),
+        // Not a q-value: that entry counts for nothing.
+        ("application/openmetrics-text;q=high, text/plain;q=0.1", false),
+    ] {
+        let (head, body) = scrape(admin, "GET", accept).await;
+        assert!(head.starts_with("http/1.1 200"), "{accept}: {head}");
+        if openmetrics {
+            assert!(head.contains(OPENMETRICS), "{accept}: {head}");
+            assert!(body.ends_with("# EOF\n"), "{accept}: {body}");
+            assert!(
+                body.lines().any(|l| l == "# TYPE realmgate_requests counter"),
+                "{accept}: {body}"
+            );
+        } else {
+            assert!(head.contains(TEXT), "{accept}: {head}");
+            crate::metrics::text_grammar::check(&body)
+                .unwrap_or_else(|e| panic!("{accept}: {e}\n{body}"));
+        }
+    }
+
+    for (accept, content_type) in [("", TEXT), ("application/openmetrics-text", OPENMETRICS)] {
+        let (head, body) = scrape(admin, "HEAD", accept).await;
+        assert!(head.starts_with("http/1.1 200"), "HEAD {accept}: {head}");
+        assert!(head.contains(content_type), "HEAD {accept}: {head}");
+        assert_eq!(body, "", "HEAD {accept}: no body");
+    }
     running.shutdown().await;
 }
 

@@ -195,6 +195,8 @@ fn promql_metric_names_skip_functions_labels_strings_and_variables() {
 
 /// Sample names of an OpenMetrics/Prometheus text scrape: every sample line's name,
 /// and the names each `# TYPE` line implies (so families without a series yet count).
+/// A counter is typed by its sample name in the Prometheus text (`x_total`), by its
+/// family name in OpenMetrics (`x`).
 fn exported_names(scrape: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for line in scrape.lines() {
@@ -204,11 +206,12 @@ fn exported_names(scrape: &str) -> BTreeSet<String> {
                 continue;
             };
             let suffixes: &[&str] = match kind {
+                "counter" if name.ends_with("_total") => &[""],
                 "counter" => &["_total", "_created"],
                 "histogram" => &["_bucket", "_sum", "_count", "_created"],
                 "summary" => &["", "_sum", "_count", "_created"],
                 "info" => &["_info"],
-                "stateset" | "gauge" | "unknown" | "gaugehistogram" => &[""],
+                "stateset" | "gauge" | "unknown" | "untyped" | "gaugehistogram" => &[""],
                 _ => &[""],
             };
             for s in suffixes {
@@ -220,6 +223,32 @@ fn exported_names(scrape: &str) -> BTreeSet<String> {
         }
     }
     names
+}
+
+/// `promtool check metrics` (Prometheus's text parser, then its linter) reads
+/// `scrape` without a problem.
+fn promtool_reads_metrics(scrape: &str) {
+    let promtool = require("promtool", "prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// GET `path` on the admin listener with a bearer token (blocking, bounded).
@@ -370,6 +399,9 @@ fn every_metric_the_dashboard_and_the_alert_rules_query_is_exported_by_a_running
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // The default answer is the Prometheus text 0.0.4, as Prometheus's own
+    // parser reads it.
+    promtool_reads_metrics(&scrape);
     let expiry = "realmgate_certificate_not_after_seconds{kind=\"tls_server\",name=\"server\",subject=\"CN=rcgen self signed cert\"";
     let line = scrape
         .lines()

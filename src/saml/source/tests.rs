@@ -128,7 +128,7 @@ async fn the_background_refresh_follows_the_idp_and_keeps_the_copy_when_it_fails
     assert_eq!(format!("{:?}", md.trust), "IdpTrust(2 certificate(s))");
     // Both certificates' expiry is a metric (one series each).
     let idp_series = |m: &crate::metrics::Metrics| {
-        m.render()
+        m.render(crate::metrics::Format::Prometheus)
             .lines()
             .filter(|l| l.starts_with("realmgate_certificate_not_after_seconds{"))
             .filter(|l| l.contains("kind=\"idp_signing\"") && l.contains("name=\"fab\""))
@@ -141,7 +141,7 @@ async fn the_background_refresh_follows_the_idp_and_keeps_the_copy_when_it_fails
     eventually("a failed refresh", || cache.failing()).await;
     let md = cache.get(&http).await.expect("the last good copy");
     assert!(md.sso_url.ends_with("sso2"));
-    let exposition = metrics.render();
+    let exposition = metrics.render(crate::metrics::Format::Prometheus);
     assert!(
         exposition.contains("saml_metadata") && exposition.contains("error"),
         "{exposition}"

@@ -243,6 +243,8 @@ async fn without_a_token_only_ip_localhost_and_listed_hosts_reach_metrics() {
         let (got, raw) = admin(addr, "GET", "/metrics", &[("Host", &host)], "").await;
         assert_eq!(got, 200, "{host}:\n{raw}");
         assert!(raw.contains("realmgate_"), "{host}: metrics");
+        let (got, raw) = admin(addr, "HEAD", "/metrics", &[("Host", &host)], "").await;
+        assert_eq!(got, 200, "HEAD {host}:\n{raw}");
         let (got, raw) = admin(
             addr,
             "POST",
@@ -261,12 +263,15 @@ async fn without_a_token_only_ip_localhost_and_listed_hosts_reach_metrics() {
         "admin".to_string(),
         String::new(),
     ] {
-        let (got, raw) = admin(addr, "GET", "/metrics", &[("Host", &host)], "").await;
-        assert_eq!(got, 421, "{host:?}:\n{raw}");
-        assert!(
-            raw.contains("[admin] hosts"),
-            "{host:?}: says what to do\n{raw}"
-        );
+        for method in ["GET", "HEAD"] {
+            let (got, raw) = admin(addr, method, "/metrics", &[("Host", &host)], "").await;
+            assert_eq!(got, 421, "{method} {host:?}:\n{raw}");
+            assert!(
+                raw.contains("[admin] hosts") || method == "HEAD",
+                "{host:?}: says what to do\n{raw}"
+            );
+            assert!(!raw.contains("realmgate_"), "{method} {host:?}: leaked");
+        }
         let (got, _) = admin(
             addr,
             "POST",
@@ -323,14 +328,15 @@ async fn with_a_token_metrics_and_sessions_need_the_bearer_token() {
     let gw = TestGateway::start(&token_config(&format!("token = \"{TOKEN}\""))).await;
     let addr = gw.admin_addr();
     let host = addr.to_string();
-    let get = |auth: Option<String>| {
+    // HEAD is guarded exactly like GET.
+    let scrape = |method: &'static str, auth: Option<String>| {
         let host = host.clone();
         async move {
             let mut h = vec![("Host", host.as_str())];
             if let Some(a) = &auth {
                 h.push(("Authorization", a.as_str()));
             }
-            admin(addr, "GET", "/metrics", &h, "").await
+            admin(addr, method, "/metrics", &h, "").await
         }
     };
     // No token, a wrong one, a near miss, another scheme: 401 with a challenge.
@@ -344,7 +350,9 @@ async fn with_a_token_metrics_and_sessions_need_the_bearer_token() {
         Some(TOKEN.to_string()),
         Some("Bearer".to_string()),
     ] {
-        let (got, raw) = get(auth.clone()).await;
+        let (got, raw) = scrape("HEAD", auth.clone()).await;
+        assert_eq!(got, 401, "HEAD {auth:?}:\n{raw}");
+        let (got, raw) = scrape("GET", auth.clone()).await;
         assert_eq!(got, 401, "{auth:?}:\n{raw}");
         let lower = raw.to_ascii_lowercase();
         assert!(
@@ -365,9 +373,12 @@ async fn with_a_token_metrics_and_sessions_need_the_bearer_token() {
         format!("Bearer    {TOKEN}"),
         format!("Bearer {TOKEN}   "),
     ] {
-        let (got, raw) = get(Some(auth.clone())).await;
+        let (got, raw) = scrape("GET", Some(auth.clone())).await;
         assert_eq!(got, 200, "{auth:?}:\n{raw}");
         assert!(raw.contains("realmgate_"), "{auth:?}");
+        let (got, raw) = scrape("HEAD", Some(auth.clone())).await;
+        assert_eq!(got, 200, "HEAD {auth:?}:\n{raw}");
+        assert!(raw.ends_with("\r\n\r\n"), "HEAD {auth:?}: no body\n{raw}");
     }
     // With a token the Host no longer matters (a browser cannot add the
     // header, so rebinding gains nothing): a Kubernetes service name works.
