@@ -65,6 +65,12 @@ pub const DEMO_HR_GROUP: &str = "6f1d3b8e-0000-4000-8000-00000000a001";
 pub const DEMO_ENGINEERING_GROUP: &str = "6f1d3b8e-0000-4000-8000-00000000a002";
 /// Group id of "Partners" in the demo tenant fabrikam.example.
 pub const DEMO_PARTNERS_GROUP: &str = "7c2e4a9f-0000-4000-8000-00000000b001";
+/// Id of a directory role every user of the mock holds: Graph's
+/// `transitiveMemberOf` without the group type cast lists it (and
+/// [`DEMO_ADMINISTRATIVE_UNIT_ID`]) before the groups.
+pub const DEMO_DIRECTORY_ROLE_ID: &str = "d1ec7001-0000-4000-8000-0000000000a1";
+/// Id of an administrative unit every user of the mock is in.
+pub const DEMO_ADMINISTRATIVE_UNIT_ID: &str = "ad000001-0000-4000-8000-0000000000a2";
 /// Tenant id of contoso.example.
 pub const DEMO_CONTOSO_TENANT: &str = "3f2b6c1e-8d4a-4f5b-9c7e-1a2b3c4d5e6f";
 /// Tenant id of fabrikam.example.
@@ -577,7 +583,7 @@ impl Idp {
         *lock(&self.state.token_hook) = hook;
     }
 
-    /// Discovery, JWKS, token and userinfo requests are shown to `hook` first
+    /// Discovery, JWKS, token, userinfo and Graph `transitiveMemberOf` requests are shown to `hook` first
     /// (after they are counted), which may answer instead, close the connection
     /// or edit the JSON answer (`None`: they answer as usual again).
     ///
@@ -1484,15 +1490,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
     };
     // Graph at the root or under `/graph` (graph_endpoint = "{base}/graph").
     if parts.method == Method::GET {
-        if let Some((prefix, user)) = graph_path(&seg) {
+        if let Some((prefix, user, cast)) = graph_path(&seg) {
             state.counters.graph.fetch_add(1, Ordering::SeqCst);
-            return Ok(graph_member_of(
-                &state,
-                &parts.headers,
-                &parts.uri,
-                prefix,
-                user,
-            ));
+            if let Some(r) = intercept()? {
+                return Ok(r);
+            }
+            let resp = graph_member_of(&state, &parts.headers, &parts.uri, prefix, user, cast);
+            return Ok(match edit {
+                Some(edit) => edit_json(resp, edit).await,
+                None => resp,
+            });
         }
     }
     if parts.method == Method::POST
@@ -1785,8 +1792,9 @@ fn bearer_user<'a>(state: &'a State, headers: &http::HeaderMap) -> Option<(&'a I
 }
 
 /// A Graph `transitiveMemberOf` path: its prefix (`""` at the root,
-/// `"/graph"` under `/graph`) and the user (`None` for `me`).
-fn graph_path<'a>(segments: &[&'a str]) -> Option<(&'static str, Option<&'a str>)> {
+/// `"/graph"` under `/graph`), the user (`None` for `me`) and whether it has
+/// the `microsoft.graph.group` type cast.
+fn graph_path<'a>(segments: &[&'a str]) -> Option<(&'static str, Option<&'a str>, bool)> {
     let (prefix, rest) = match segments {
         ["graph", rest @ ..] => ("/graph", rest),
         rest => ("", rest),
@@ -1796,19 +1804,27 @@ fn graph_path<'a>(segments: &[&'a str]) -> Option<(&'static str, Option<&'a str>
         ["v1.0", "users", id, "transitiveMemberOf", tail @ ..] => (Some(*id), tail),
         _ => return None,
     };
-    matches!(tail, [] | ["microsoft.graph.group"]).then_some((prefix, user))
+    match tail {
+        [] => Some((prefix, user, false)),
+        ["microsoft.graph.group"] => Some((prefix, user, true)),
+        _ => None,
+    }
 }
 
 /// Microsoft Graph `GET /v1.0/me/transitiveMemberOf/microsoft.graph.group`
 /// (a user's token) or `/v1.0/users/{oid}/transitiveMemberOf/…` (an app-only
 /// token of the client credentials grant, as with the `GroupMember.Read.All`
 /// application permission), paged with `@odata.nextLink` like the real one.
+/// Without the type cast (`cast = false`) it lists every kind of directory
+/// object, as Graph does: [`DEMO_DIRECTORY_ROLE_ID`] and
+/// [`DEMO_ADMINISTRATIVE_UNIT_ID`], then the groups.
 fn graph_member_of(
     state: &State,
     headers: &http::HeaderMap,
     uri: &http::Uri,
     prefix: &str,
     user_id: Option<&str>,
+    cast: bool,
 ) -> Resp {
     let unauthenticated = || {
         json_response(
@@ -1861,23 +1877,28 @@ fn graph_member_of(
         .and_then(|v| v.parse().ok())
         .unwrap_or(state.config.graph_page_size)
         .clamp(1, 999);
-    let page: Vec<Value> = user
-        .groups
-        .iter()
-        .skip(skip)
-        .take(top)
-        .map(
-            |g| json!({"@odata.type": "#microsoft.graph.group", "id": g.id, "displayName": g.name}),
-        )
-        .collect();
+    let groups = user.groups.iter().map(
+        |g| json!({"@odata.type": "#microsoft.graph.group", "id": g.id, "displayName": g.name}),
+    );
+    let others = [
+        json!({"@odata.type": "#microsoft.graph.directoryRole", "id": DEMO_DIRECTORY_ROLE_ID, "displayName": "Global Reader"}),
+        json!({"@odata.type": "#microsoft.graph.administrativeUnit", "id": DEMO_ADMINISTRATIVE_UNIT_ID, "displayName": "Demo unit"}),
+    ];
+    let objects: Vec<Value> = if cast {
+        groups.collect()
+    } else {
+        others.into_iter().chain(groups).collect()
+    };
+    let page: Vec<Value> = objects.iter().skip(skip).take(top).cloned().collect();
     let mut body = json!({
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
         "value": page,
     });
-    if skip + top < user.groups.len() {
+    if skip + top < objects.len() {
         let who = user_id.map_or_else(|| "me".to_string(), |id| format!("users/{id}"));
+        let cast = if cast { "/microsoft.graph.group" } else { "" };
         let mut next = url::Url::parse(&format!(
-            "{}{prefix}/v1.0/{who}/transitiveMemberOf/microsoft.graph.group",
+            "{}{prefix}/v1.0/{who}/transitiveMemberOf{cast}",
             state.base
         ))
         .expect("the base URL is a valid URL");

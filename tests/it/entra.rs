@@ -11,7 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::signin::{location, Browser};
-use crate::util::{echo_route, entra, Echoed, Hostile, HostileIdp, Outage, UserinfoFault};
+use crate::util::{
+    echo_route, entra, Echoed, GraphFault, Hostile, HostileIdp, Outage, UserinfoFault,
+};
 
 const HOST: &str = "app.test";
 const ALICE: &str = "alice@contoso.example";
@@ -376,6 +378,80 @@ async fn overage_paging_is_bounded() {
     assert_eq!(w.idp.graph_calls(), 100, "stops after 100 pages");
     let (_, me) = w.me(&browser).await;
     assert!(groups_of(&me).is_empty(), "a truncated list is not used");
+}
+
+#[tokio::test]
+async fn overage_without_the_graph_type_cast_keeps_only_the_groups_of_transitive_member_of() {
+    // A Graph-compatible service without OData type casts: 404 to
+    // `…/transitiveMemberOf/microsoft.graph.group`, every kind of directory
+    // object at `…/transitiveMemberOf` (every other group without @odata.type).
+    let w = World::start(Options::default()).await;
+    w.idp.set_graph_fault(GraphFault::NoTypeCast);
+    let browser = w.signed_in(ALICE).await;
+    // The 404, then 302 objects in 4 pages of 100: a directory role and an
+    // administrative unit on the first page, then the 300 groups.
+    assert_eq!(w.idp.graph_calls(), 5);
+    let (status, me) = w.me(&browser).await;
+    assert_eq!(status, StatusCode::OK);
+    let want: Vec<String> = (0..MANY_GROUPS).map(many_group_id).collect();
+    assert_eq!(
+        groups_of(&me),
+        want,
+        "every group of every page, in order, without the role and the unit"
+    );
+    // The 404 is a failed Graph call; the pages that followed are not.
+    let metrics = w.metrics().await;
+    assert!(counts_idp_error(&metrics, "graph"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "realmgate_idp_requests_total{connection=\"contoso\",kind=\"graph\",outcome=\"ok\"} 4"
+        ),
+        "{metrics}"
+    );
+
+    // The app-only fallback (Graph refuses the user's token) falls back
+    // the same way: the cast (404), the plain list (403 for the user's
+    // token), then for the app-only token the cast (404) and 4 pages.
+    w.idp.set_graph_refuses_user_tokens(true);
+    let browser = w.signed_in(ALICE).await;
+    assert_eq!(w.idp.graph_calls(), 5 + 7);
+    assert_eq!(groups_of(&w.me(&browser).await.1), want);
+}
+
+#[tokio::test]
+async fn overage_fallback_is_bounded_and_other_graph_errors_stay_errors() {
+    // Without the type cast, 302 pages of one object: the fallback reads
+    // 100 pages, as the cast would, and a truncated list is not used.
+    let w = World::start(Options {
+        graph_page_size: Some(1),
+        ..Options::default()
+    })
+    .await;
+    w.idp.set_graph_fault(GraphFault::NoTypeCast);
+    let browser = w.signed_in(ALICE).await;
+    assert_eq!(w.idp.graph_calls(), 1 + 100, "the 404, then 100 pages");
+    let (_, me) = w.me(&browser).await;
+    assert!(groups_of(&me).is_empty(), "a truncated list is not used");
+
+    // Only a 404 to the cast's first page is the missing cast: any other
+    // answer, or a 404 to a later page or to the plain list, is the error
+    // it was (no groups; no policy here needs them).
+    let w = World::start(Options::default()).await;
+    for (fault, calls) in [
+        (GraphFault::Status(400), 1),
+        (GraphFault::Status(401), 1),
+        (GraphFault::Status(500), 1),
+        (GraphFault::Status(503), 1),
+        (GraphFault::Status(404), 2),
+        (GraphFault::NotFoundAfterFirstPage, 2),
+    ] {
+        w.idp.set_graph_fault(fault);
+        let before = w.idp.graph_calls();
+        let browser = w.signed_in(ALICE).await;
+        assert_eq!(w.idp.graph_calls() - before, calls, "{fault:?}");
+        let (_, me) = w.me(&browser).await;
+        assert!(groups_of(&me).is_empty(), "{fault:?}");
+    }
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ mod world;
 pub use fixtures::{
     config, echo_route, entra, nginx_conf_with, route, unreachable_oidc, Config, Table,
 };
-pub use hostile_idp::{Hostile, HostileIdp, Outage, UserinfoFault};
+pub use hostile_idp::{GraphFault, Hostile, HostileIdp, Outage, UserinfoFault};
 pub use world::{World, WorldBuilder};
 
 use std::convert::Infallible;

@@ -9,6 +9,15 @@
 //! `GroupMember.Read.All` application permission) reads
 //! `/v1.0/users/{oid}/transitiveMemberOf/…` instead (SPEC 5.10).
 //!
+//! Some Graph-compatible services (mocks, older proxies) serve only
+//! `…/transitiveMemberOf` and answer 404 to the `microsoft.graph.group` type
+//! cast. A 404 to the cast's first page is therefore retried once as
+//! `…/transitiveMemberOf?$select=id`, which lists every kind of directory
+//! object: only the entries whose `@odata.type` is `#microsoft.graph.group`,
+//! or that have none, are kept (directory roles and administrative units are
+//! not groups). Paging and its bound are the same; any other error, and a
+//! 404 to a later page or to the plain list, stays an error.
+//!
 //! The access token is a bearer credential, so a `nextLink` is followed only
 //! when it stays on `graph_endpoint` (same scheme, host, port and path
 //! prefix): a response that points elsewhere (a compromised or spoofed Graph,
@@ -79,9 +88,9 @@ pub(crate) async fn transitive_groups(
         Member::User(oid) if crate::oidc::metadata::is_guid(oid) => format!("users/{oid}"),
         Member::User(_) => return Err(GraphError::Malformed("the user's oid is not a GUID")),
     };
-    let mut next = Some(format!(
-        "{base}/v1.0/{path}/transitiveMemberOf/microsoft.graph.group?$select=id"
-    ));
+    let members = format!("{base}/v1.0/{path}/transitiveMemberOf");
+    let mut listing = Listing::Groups;
+    let mut next = Some(format!("{members}/microsoft.graph.group?$select=id"));
     let mut groups = Vec::new();
     let mut seen = HashSet::new();
     let mut pages = 0;
@@ -91,9 +100,23 @@ pub(crate) async fn transitive_groups(
         }
         pages += 1;
         let started = Instant::now();
-        let result = fetch_page(http, &url, access_token).await;
+        let result = fetch_page(http, &url, access_token, listing).await;
         metrics.record_idp_call(connection, "graph", started.elapsed(), result.is_ok());
-        let page = result?;
+        let page = match result {
+            // No type cast on this service: the plain list, from its first
+            // page (nothing was read yet), with its own page count.
+            Err(GraphError::Status(404)) if pages == 1 && listing == Listing::Groups => {
+                tracing::debug!(
+                    connection,
+                    "Graph answered 404 to the microsoft.graph.group type cast; reading transitiveMemberOf and keeping its groups"
+                );
+                listing = Listing::DirectoryObjects;
+                pages = 0;
+                next = Some(format!("{members}?$select=id"));
+                continue;
+            }
+            other => other?,
+        };
         for id in page.ids {
             if seen.insert(id.clone()) {
                 groups.push(id);
@@ -106,12 +129,30 @@ pub(crate) async fn transitive_groups(
     Ok(groups)
 }
 
+/// What the entries of a page are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    /// `…/transitiveMemberOf/microsoft.graph.group`: groups only.
+    Groups,
+    /// `…/transitiveMemberOf`: every kind of directory object; the groups
+    /// are kept.
+    DirectoryObjects,
+}
+
+/// The `@odata.type` of a group.
+const GROUP_TYPE: &str = "#microsoft.graph.group";
+
 struct Page {
     ids: Vec<String>,
     next_link: Option<String>,
 }
 
-async fn fetch_page(http: &HttpClient, url: &str, access_token: &str) -> Result<Page, GraphError> {
+async fn fetch_page(
+    http: &HttpClient,
+    url: &str,
+    access_token: &str,
+    listing: Listing,
+) -> Result<Page, GraphError> {
     let response = http
         .get_with_bearer(url, access_token)
         .await
@@ -119,11 +160,14 @@ async fn fetch_page(http: &HttpClient, url: &str, access_token: &str) -> Result<
     if !response.status().is_success() {
         return Err(GraphError::Status(response.status().as_u16()));
     }
-    parse_page(response.body())
+    parse_page(response.body(), listing)
 }
 
-/// `{"value": [{"id": "…"}, …], "@odata.nextLink": "…"}`.
-fn parse_page(body: &[u8]) -> Result<Page, GraphError> {
+/// `{"value": [{"id": "…"}, …], "@odata.nextLink": "…"}`. Of a list of
+/// [`Listing::DirectoryObjects`], the entries whose `@odata.type` is another
+/// type than a group are left out before anything else is read of them; an
+/// entry without `@odata.type` counts as a group.
+fn parse_page(body: &[u8], listing: Listing) -> Result<Page, GraphError> {
     let doc: Value = serde_json::from_slice(body).map_err(|_| GraphError::Malformed("not JSON"))?;
     let values = doc
         .get("value")
@@ -131,6 +175,14 @@ fn parse_page(body: &[u8]) -> Result<Page, GraphError> {
         .ok_or(GraphError::Malformed("no value array"))?;
     let mut ids = Vec::with_capacity(values.len());
     for v in values {
+        if listing == Listing::DirectoryObjects {
+            match v.get("@odata.type") {
+                None => {}
+                Some(Value::String(t)) if t == GROUP_TYPE => {}
+                Some(Value::String(_)) => continue,
+                Some(_) => return Err(GraphError::Malformed("an @odata.type is not a string")),
+            }
+        }
         let id = v
             .get("id")
             .and_then(Value::as_str)
@@ -218,22 +270,66 @@ mod tests {
 
     #[test]
     fn pages_are_parsed_strictly() {
-        let p = parse_page(br#"{"value":[{"id":"a"},{"id":"b"}],"@odata.nextLink":"https://x/y"}"#)
+        for listing in [Listing::Groups, Listing::DirectoryObjects] {
+            let p = parse_page(
+                br#"{"value":[{"id":"a"},{"id":"b"}],"@odata.nextLink":"https://x/y"}"#,
+                listing,
+            )
             .unwrap();
-        assert_eq!(p.ids, ["a", "b"]);
-        assert_eq!(p.next_link.as_deref(), Some("https://x/y"));
-        let last = parse_page(br#"{"value":[]}"#).unwrap();
-        assert!(last.ids.is_empty() && last.next_link.is_none());
-        for bad in [
-            &b"<html>"[..],
-            br#"{"error":{}}"#,
-            br#"{"value":[{"displayName":"x"}]}"#,
-            br#"{"value":[{"id":"a, b"}]}"#,
-            br#"{"value":[{"id":"a\nb"}]}"#,
-            br#"{"value":[{"id":""}]}"#,
-            br#"{"value":[],"@odata.nextLink":5}"#,
-        ] {
-            assert!(parse_page(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(p.ids, ["a", "b"]);
+            assert_eq!(p.next_link.as_deref(), Some("https://x/y"));
+            let last = parse_page(br#"{"value":[]}"#, listing).unwrap();
+            assert!(last.ids.is_empty() && last.next_link.is_none());
+            for bad in [
+                &b"<html>"[..],
+                br#"{"error":{}}"#,
+                br#"{"value":[{"displayName":"x"}]}"#,
+                br#"{"value":[{"id":"a, b"}]}"#,
+                br#"{"value":[{"id":"a\nb"}]}"#,
+                br#"{"value":[{"id":""}]}"#,
+                br#"{"value":[],"@odata.nextLink":5}"#,
+                br#"{"value":[5]}"#,
+                br##"{"value":[{"@odata.type":"#microsoft.graph.group","id":"a b"}]}"##,
+            ] {
+                assert!(
+                    parse_page(bad, listing).is_err(),
+                    "{listing:?}: {}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
         }
+    }
+
+    /// The plain `transitiveMemberOf` list: groups kept (typed or not),
+    /// directory roles and administrative units left out, even with ids that
+    /// would not do as group ids.
+    #[test]
+    fn directory_objects_are_filtered_to_groups() {
+        let page = br##"{"value":[
+            {"@odata.type":"#microsoft.graph.directoryRole","id":"role, with a comma"},
+            {"@odata.type":"#microsoft.graph.group","id":"g1"},
+            {"@odata.type":"#microsoft.graph.administrativeUnit","id":"au1"},
+            {"id":"g2"},
+            {"@odata.type":"#microsoft.graph.group","id":"g3","displayName":"x"}
+        ],"@odata.nextLink":"https://x/next"}"##;
+        let p = parse_page(page, Listing::DirectoryObjects).unwrap();
+        assert_eq!(p.ids, ["g1", "g2", "g3"]);
+        assert_eq!(p.next_link.as_deref(), Some("https://x/next"));
+        // The type cast's list is groups only: nothing is left out there, so
+        // the role's id is refused as it always was.
+        assert!(parse_page(page, Listing::Groups).is_err());
+        // Type names are case-sensitive; an @odata.type that is no string is
+        // not a type.
+        let p = parse_page(
+            br##"{"value":[{"@odata.type":"#Microsoft.Graph.Group","id":"g"}]}"##,
+            Listing::DirectoryObjects,
+        )
+        .unwrap();
+        assert!(p.ids.is_empty());
+        assert!(parse_page(
+            br#"{"value":[{"@odata.type":7,"id":"g"}]}"#,
+            Listing::DirectoryObjects
+        )
+        .is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The demo IdP's hostile modes and outages, test support only: ways to break
 //! every token it signs next ([`Hostile`]), and to make discovery, JWKS, the
-//! token endpoint or userinfo fail ([`Outage`], [`UserinfoFault`]), to show that
+//! token endpoint, userinfo or Graph fail ([`Outage`], [`UserinfoFault`],
+//! [`GraphFault`]), to show that
 //! relying parties refuse or cope. They reach the IdP through its two hidden
 //! hooks ([`Idp::set_token_hook`], [`Idp::set_intercept_hook`]), so the
 //! product's `realmgate demo` carries no switch for misbehaving.
@@ -86,6 +87,22 @@ pub enum UserinfoFault {
     Status503,
 }
 
+/// How Graph's `transitiveMemberOf` misbehaves, to test that relying parties cope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphFault {
+    /// Working normally.
+    None,
+    /// A Graph-compatible service without OData type casts (a mock, an older
+    /// proxy): 404 to `…/transitiveMemberOf/microsoft.graph.group`, while
+    /// `…/transitiveMemberOf` lists every kind of directory object, and every
+    /// other group on a page without `@odata.type`.
+    NoTypeCast,
+    /// Every `transitiveMemberOf` request answers this status.
+    Status(u16),
+    /// The first page works; the pages after it answer 404.
+    NotFoundAfterFirstPage,
+}
+
 /// Hostile modes and outages on the demo IdP.
 pub trait HostileIdp {
     /// Breaks every following token in this way (`None`: well-formed tokens again).
@@ -96,6 +113,8 @@ pub trait HostileIdp {
     fn set_token_endpoint_outage(&self, outage: Outage);
     /// Makes the userinfo endpoint misbehave (`UserinfoFault::None`: works again).
     fn set_userinfo_fault(&self, fault: UserinfoFault);
+    /// Makes Graph's `transitiveMemberOf` misbehave (`GraphFault::None`: works again).
+    fn set_graph_fault(&self, fault: GraphFault);
 }
 
 impl HostileIdp for Idp {
@@ -128,6 +147,49 @@ impl HostileIdp for Idp {
             })),
         });
     }
+
+    fn set_graph_fault(&self, fault: GraphFault) {
+        let before = self.intercept_hook();
+        let hook: InterceptHook = Arc::new(move |parts| {
+            let path = parts.uri.path();
+            let Some((_, tail)) = path.split_once("/transitiveMemberOf") else {
+                return before.as_ref().map_or(Intercept::Pass, |b| b(parts));
+            };
+            let cast = tail == "/microsoft.graph.group";
+            let later_page = parts.uri.query().is_some_and(|q| q.contains("skiptoken"));
+            match fault {
+                GraphFault::None => Intercept::Pass,
+                GraphFault::NoTypeCast if cast => Intercept::Answer(graph_status(404)),
+                GraphFault::NoTypeCast => Intercept::EditJson(Box::new(|v: &mut Value| {
+                    let groups = v["value"]
+                        .as_array_mut()
+                        .into_iter()
+                        .flatten()
+                        .filter(|e| e["@odata.type"] == "#microsoft.graph.group");
+                    for entry in groups.skip(1).step_by(2) {
+                        entry.as_object_mut().map(|e| e.remove("@odata.type"));
+                    }
+                })),
+                GraphFault::Status(status) => Intercept::Answer(graph_status(status)),
+                GraphFault::NotFoundAfterFirstPage if later_page => {
+                    Intercept::Answer(graph_status(404))
+                }
+                GraphFault::NotFoundAfterFirstPage => Intercept::Pass,
+            }
+        });
+        self.set_intercept_hook(Some(hook));
+    }
+}
+
+/// A Graph error answer with `status`, as Graph words it.
+fn graph_status(status: u16) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(status).expect("an HTTP status");
+    let body = json!({"error": {"code": "Request_ResourceNotFound", "message": status.canonical_reason()}});
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
 }
 
 /// From now on the requests whose path `mine` says are answered as `answer`
