@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::{ConnectionKind, Settings, StoreSettings, TenantAllowList};
+use super::{
+    ConnectionKind, ConnectionSettings, RouteSettings, Settings, StoreSettings, TenantAllowList,
+};
 use crate::connection::credential::{ClientCredential, EXPIRY_WARNING_SECS};
 
 /// Every (connection, callback URL) pair an operator must register, in order.
@@ -30,58 +32,118 @@ pub fn callback_urls(settings: &Settings) -> Vec<(String, String)> {
                 out.push((conn.name.clone(), url));
             }
         };
-        if let Some(origin) = &settings.server.public_origin {
-            let origin = origin.as_str().trim_end_matches('/');
-            for r in settings
-                .routes
-                .iter()
-                .filter(|r| r.connections.contains(&conn.name))
-            {
-                push(format!("{origin}{}", path_on(r)));
-            }
-            if !settings
-                .routes
-                .iter()
-                .any(|r| r.connections.contains(&conn.name))
-            {
-                push(format!("{origin}{own}"));
-            }
-            continue;
-        }
-        for route in settings
-            .routes
-            .iter()
-            .filter(|r| r.connections.contains(&conn.name))
-        {
+        let mut allowed = false;
+        for route in allowing(settings, conn) {
+            allowed = true;
             let path = path_on(route);
-            for host in &route.hosts {
-                let local = host == "localhost"
-                    || host.ends_with(".localhost")
-                    || host
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                if local && settings.server.tls.is_none() {
-                    push(format!(
-                        "http://{}:{}{path}",
-                        bracket(host),
-                        settings.server.listen.port()
-                    ));
-                } else if settings.server.tls.is_some()
-                    && settings.server.listen.port() != 443
-                    && local
-                {
-                    push(format!(
-                        "https://{}:{}{path}",
-                        bracket(host),
-                        settings.server.listen.port()
-                    ));
-                } else {
-                    push(format!("https://{}{path}", bracket(host)));
-                }
+            for origin in route_origins(settings, route) {
+                push(format!("{origin}{path}"));
+            }
+        }
+        if let Some(origin) = &settings.server.public_origin {
+            if !allowed {
+                push(format!("{}{own}", origin.as_str().trim_end_matches('/')));
             }
         }
     }
     out
+}
+
+/// The routes where `conn` may sign users in.
+fn allowing<'a>(
+    settings: &'a Settings,
+    conn: &'a ConnectionSettings,
+) -> impl Iterator<Item = &'a RouteSettings> {
+    settings
+        .routes
+        .iter()
+        .filter(|r| r.connections.contains(&conn.name))
+        .map(|r| &**r)
+}
+
+/// The origins users reach `route` at, as an operator registers them:
+/// `server.public_origin` when set; else each host with `https` (realmgate
+/// or a load balancer in front of it terminates TLS), except `localhost`
+/// and loopback addresses, which get the listen port, and `http` without
+/// `[server.tls]` (development).
+fn route_origins(settings: &Settings, route: &RouteSettings) -> Vec<String> {
+    if let Some(origin) = &settings.server.public_origin {
+        return vec![origin.as_str().trim_end_matches('/').to_string()];
+    }
+    let port = settings.server.listen.port();
+    let tls = settings.server.tls.is_some();
+    route
+        .hosts
+        .iter()
+        .map(|host| {
+            let local = host == "localhost"
+                || host.ends_with(".localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            match (local, tls) {
+                (true, false) => format!("http://{}:{port}", bracket(host)),
+                (true, true) if port != 443 => format!("https://{}:{port}", bracket(host)),
+                _ => format!("https://{}", bracket(host)),
+            }
+        })
+        .collect()
+}
+
+/// The password form of an LDAP connection on every origin of every route
+/// that allows it (`GET /.auth/login/<name>`), in order, without repeats.
+fn sign_in_form_urls(settings: &Settings, conn: &ConnectionSettings) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for route in allowing(settings, conn) {
+        for origin in route_origins(settings, route) {
+            let url = format!("{origin}/.auth/login/{}", conn.name);
+            if !out.contains(&url) {
+                out.push(url);
+            }
+        }
+    }
+    out
+}
+
+/// What `check` prints for an LDAP connection: the directory, how users
+/// bind, and where the sign-in form is. Nothing is registered at any
+/// provider: the form is realmgate's own, so there is no redirect URI.
+fn ldap_lines(
+    settings: &Settings,
+    conn: &ConnectionSettings,
+    l: &crate::ldap::LdapSettings,
+) -> Vec<String> {
+    let urls: Vec<&str> = l.urls.iter().map(|u| u.as_str()).collect();
+    let mut notes = Vec::new();
+    if urls.len() > 1 {
+        notes.push("tried in order");
+    }
+    if l.start_tls {
+        notes.push("StartTLS");
+    }
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join(", "))
+    };
+    let mut lines = vec![format!("directory: {}{notes}", urls.join(", "))];
+    lines.push(match (&l.bind_as, &l.bind_dn) {
+        (Some(template), _) => format!("bind: direct bind as {template}"),
+        (None, Some(dn)) => format!("bind: search-then-bind (search account {dn})"),
+        (None, None) => "bind: search-then-bind".to_string(),
+    });
+    let forms = sign_in_form_urls(settings, conn);
+    if forms.is_empty() {
+        lines.push("sign-in form: (none: no route allows this connection)".to_string());
+    } else {
+        lines.push("sign-in form:".to_string());
+        lines.extend(forms.into_iter().map(|u| format!("  {u}")));
+    }
+    lines.push(
+        "redirect URI to register: none anywhere (realmgate serves the password form itself)"
+            .to_string(),
+    );
+    lines
 }
 
 fn bracket(host: &str) -> String {
@@ -376,19 +438,7 @@ pub fn summary(settings: &Settings) -> String {
                 format!("Entra ID, tenant {}{tenants}", e.tenant)
             }
             ConnectionKind::Oidc(o) => format!("OpenID Connect, issuer {}", o.issuer),
-            ConnectionKind::Ldap(l) => format!(
-                "LDAP, {} ({})",
-                l.urls
-                    .iter()
-                    .map(|u| u.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if l.bind_as.is_some() {
-                    "direct bind"
-                } else {
-                    "search-then-bind"
-                }
-            ),
+            ConnectionKind::Ldap(_) => "LDAP / Active Directory, password form".to_string(),
             ConnectionKind::Saml(m) | ConnectionKind::WsFed(m) => {
                 let kind = match m.protocol {
                     crate::saml::config::Protocol::Saml => "SAML 2.0",
@@ -404,6 +454,12 @@ pub fn summary(settings: &Settings) -> String {
                 "    home realm domains: {}",
                 c.home_realm_domains.join(", ")
             );
+        }
+        if let ConnectionKind::Ldap(l) = &c.kind {
+            for line in ldap_lines(settings, c, l) {
+                let _ = writeln!(s, "    {line}");
+            }
+            continue;
         }
         let mine: Vec<_> = callbacks.iter().filter(|(n, _)| *n == c.name).collect();
         if let Some(m) = c.saml() {

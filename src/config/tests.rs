@@ -1401,6 +1401,101 @@ fn check_prints_the_front_channel_logout_url_of_each_openid_connection() {
     );
 }
 
+/// `check` for LDAP connections: the directory, the bind mode and the
+/// sign-in form on every host of every route that allows the connection;
+/// nothing of OpenID Connect (no discovery, client credential or redirect
+/// URI: the password form is realmgate's own).
+#[test]
+fn summary_of_ldap_connections_shows_directory_bind_and_sign_in_forms() {
+    let text = minimal()
+        .replace(
+            "hosts = [\"hr.contoso.com:8443\"]",
+            "hosts = [\"hr.contoso.com:8443\", \"localhost\"]\nconnections = [\"contoso\", \"corp-ad\"]",
+        )
+        .replace(
+            "[[route]]",
+            r#"[[connection]]
+name = "corp-ad"
+display_name = "Contoso (on premises)"
+type = "ldap"
+url = ["ldaps://dc1.corp.contoso.com", "ldaps://dc2.corp.contoso.com"]
+bind_dn = "CN=realmgate,OU=Service,DC=corp,DC=contoso,DC=com"
+bind_password = "not-shown"
+user_base = "DC=corp,DC=contoso,DC=com"
+user_filter = "(&(objectClass=user)(userPrincipalName={login}))"
+attributes = { user_id = "objectGUID" }
+groups = "none"
+home_realm_domains = ["corp.contoso.com"]
+
+[[connection]]
+name = "lab"
+type = "ldap"
+url = "ldap://ldap.lab.test"
+start_tls = true
+bind_as = "{login}"
+attributes = { user_id = "entryUUID" }
+groups = "none"
+
+[[route]]"#,
+        );
+    let s = load_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let out = summary(&s);
+    // A connection's lines: its own, and the more indented ones below it.
+    let section = |name: &str| {
+        let mut lines = out
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("  {name} (")));
+        let head = lines
+            .next()
+            .unwrap_or_else(|| panic!("no {name} in:\n{out}"));
+        let body: Vec<&str> = lines.take_while(|l| l.starts_with("    ")).collect();
+        format!("{head}\n{}", body.join("\n"))
+    };
+    let corp = section("corp-ad");
+    for line in [
+        "    directory: ldaps://dc1.corp.contoso.com, ldaps://dc2.corp.contoso.com (tried in order)",
+        "    bind: search-then-bind (search account CN=realmgate,OU=Service,DC=corp,DC=contoso,DC=com)",
+        "    sign-in form:",
+        "      https://hr.contoso.com/.auth/login/corp-ad",
+        "      http://localhost:8080/.auth/login/corp-ad",
+        "    redirect URI to register: none anywhere (realmgate serves the password form itself)",
+    ] {
+        assert!(corp.lines().any(|l| l == line), "no {line:?} in:\n{corp}");
+    }
+    let lab = section("lab");
+    for line in [
+        "    directory: ldap://ldap.lab.test (StartTLS)",
+        "    bind: direct bind as {login}",
+        "    sign-in form: (none: no route allows this connection)",
+        "    redirect URI to register: none anywhere (realmgate serves the password form itself)",
+    ] {
+        assert!(lab.lines().any(|l| l == line), "no {line:?} in:\n{lab}");
+    }
+    for ldap in [&corp, &lab] {
+        for oidc in [
+            "discovery",
+            "openid-configuration",
+            "client credential",
+            "public client",
+            "redirect URI(s) to register",
+            "front-channel",
+            "/callback",
+        ] {
+            assert!(!ldap.contains(oidc), "{oidc:?} in:\n{ldap}");
+        }
+    }
+    assert!(!out.contains("not-shown"), "{out}");
+    // The Entra connection next to them keeps its OpenID lines, and LDAP
+    // connections have no callback URL to register.
+    let contoso = section("contoso");
+    assert!(contoso.contains("openid-configuration"), "{contoso}");
+    assert!(
+        callback_urls(&s).iter().all(|(c, _)| c == "contoso"),
+        "{:?}",
+        callback_urls(&s)
+    );
+}
+
 #[test]
 fn oauth2_proxy_endpoints_need_the_root_route_and_one_openid_connection() {
     let on = minimal().replace(
