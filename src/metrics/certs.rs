@@ -308,7 +308,7 @@ mod tests {
             assert!(info.subject.len() <= 128);
             let m = crate::metrics::Metrics::new();
             m.set_idp_certificates("partner", vec![info]);
-            let out = m.render();
+            let out = m.render(crate::metrics::Format::Prometheus);
             let line = out
                 .lines()
                 .find(|l| l.starts_with("realmgate_certificate_not_after_seconds{"))
