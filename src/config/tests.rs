@@ -1556,3 +1556,89 @@ fn prefixes_of_one_host_that_differ_only_in_case_or_trailing_dots_are_refused() 
     );
     load_str(&text).expect("distinct prefixes");
 }
+
+/// `minimal()` with a SAML connection `fabrikam` (index 1) and a WS-Fed
+/// connection `northwind` (index 2), each with `extra` lines, and routes
+/// `hosts` (one route per entry, `connections` as given, else all).
+fn realms(saml_extra: &str, wsfed_extra: &str, routes: &[(&str, Option<&str>)]) -> String {
+    let mut text = minimal().replace(
+        "[[route]]\nname = \"hr\"\nhosts = [\"hr.contoso.com:8443\"]\nupstream = \"http://127.0.0.1:9000\"\n",
+        "",
+    );
+    text.push_str(&format!(
+        "\n[[connection]]\nname = \"fabrikam\"\ntype = \"saml\"\nidp_metadata_file = \"/etc/fabrikam.xml\"\n{saml_extra}\n\n[[connection]]\nname = \"northwind\"\ntype = \"wsfed\"\nmetadata_file = \"/etc/northwind.xml\"\n{wsfed_extra}\n"
+    ));
+    for (i, (hosts, connections)) in routes.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[route]]\nname = \"r{i}\"\nhosts = {hosts}\nupstream = \"http://127.0.0.1:9000\"\n"
+        ));
+        if let Some(c) = connections {
+            text.push_str(&format!("connections = {c}\n"));
+        }
+    }
+    text
+}
+
+#[test]
+fn a_saml_or_wsfed_connection_on_several_hosts_needs_one_entity_id_or_public_origin() {
+    // One route with two hosts, no `connections` (every connection).
+    let p = problems(&realms("", "", &[(r#"["a.test", "B.test:8443"]"#, None)]));
+    let saml = p
+        .iter()
+        .find(|p| p.key == "connection[1].sp_entity_id")
+        .unwrap_or_else(|| panic!("{p:#?}"));
+    assert!(
+        saml.problem.contains("\"fabrikam\"") && saml.problem.contains("a.test, b.test"),
+        "{saml:?}"
+    );
+    assert!(saml.expected.contains("server.public_origin"), "{saml:?}");
+    let wsfed = p
+        .iter()
+        .find(|p| p.key == "connection[2].realm")
+        .unwrap_or_else(|| panic!("{p:#?}"));
+    assert!(wsfed.problem.contains("\"northwind\""), "{wsfed:?}");
+    assert_eq!(p.len(), 2, "{p:#?}");
+
+    // Two routes of one host each, both allowing the connections by name.
+    let both = r#"["fabrikam", "northwind"]"#;
+    let p = problems(&realms(
+        "",
+        "",
+        &[(r#"["a.test"]"#, Some(both)), (r#"["b.test"]"#, Some(both))],
+    ));
+    assert!(has(&p, "connection[1].sp_entity_id"), "{p:#?}");
+    assert!(has(&p, "connection[2].realm"), "{p:#?}");
+
+    // Set explicitly (WS-Fed: realm, or sp_entity_id, which it falls back to).
+    let routes = [(r#"["a.test", "b.test"]"#, None)];
+    load_str(&realms(
+        "sp_entity_id = \"https://apps.test/.auth/saml/fabrikam\"",
+        "realm = \"urn:realmgate:apps\"",
+        &routes,
+    ))
+    .expect("entity ids set");
+    load_str(&realms(
+        "sp_entity_id = \"urn:fabrikam\"",
+        "sp_entity_id = \"urn:northwind\"",
+        &routes,
+    ))
+    .expect("wsfed with sp_entity_id");
+    // One external origin.
+    let text = realms("", "", &routes).replace(
+        "[session]",
+        "[server]\npublic_origin = \"https://apps.test\"\n\n[session]",
+    );
+    load_str(&text).expect("public_origin");
+    // One host, or each connection on another single host: nothing to choose.
+    load_str(&realms("", "", &[(r#"["a.test:8443"]"#, None)])).expect("one host");
+    load_str(&realms(
+        "",
+        "",
+        &[
+            (r#"["a.test"]"#, Some(r#"["fabrikam"]"#)),
+            (r#"["b.test"]"#, Some(r#"["northwind"]"#)),
+            (r#"["c.test"]"#, Some(r#"["contoso"]"#)),
+        ],
+    ))
+    .expect("one host per connection");
+}
