@@ -482,7 +482,10 @@ fn html_error(err: &GatewayError, pages: Option<&crate::ui::Pages>) -> Response<
     let (title, fixed) = err.texts();
     let (message, action) = match err {
         GatewayError::Denied(d) => (
-            format!("You are signed in as {}. {fixed}", who(&d.user)),
+            match who(&d.user) {
+                Some(name) => format!("You are signed in as {name}. {fixed}"),
+                None => format!("You are signed in. {fixed}"),
+            },
             Some(("Sign out", LOGOUT_PATH)),
         ),
         _ => (fixed.to_string(), None),
@@ -494,15 +497,20 @@ fn html_error(err: &GatewayError, pages: Option<&crate::ui::Pages>) -> Response<
     html_response(status, body)
 }
 
-/// How the denied page names the user: the account name they signed in
-/// with (`preferred_username`), else the stable user id. Never the `email`
-/// claim, which may be unverified. Only ever shown to that same user, on a
-/// `no-store` page.
-fn who(user: &crate::session::model::Session) -> &str {
-    user.preferred_username
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .unwrap_or(&user.user_id)
+/// How realmgate's pages (the denied page, the signed-in page of
+/// `/.auth/login`) name the user: the display `name`, else the account name
+/// they signed in with (`preferred_username`), else None (the page then
+/// names nobody). A value
+/// with an `@` is passed over: SPEC 6 allows no email on error pages, and a
+/// UPN (Entra's `preferred_username`), a mail-shaped name or a user id
+/// (`<connection>:<sub>`, where `sub` may be an email) reads as one. The
+/// `email` claim itself is never used.
+pub(crate) fn who(user: &crate::session::model::Session) -> Option<&str> {
+    [user.name.as_deref(), user.preferred_username.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|w| !w.is_empty() && !w.contains('@'))
 }
 
 /// A page of a `/.auth/*` endpoint: the HTML page headers of

@@ -60,14 +60,8 @@ async fn signed_in_page(
     let Some(conn) = allowed.iter().find(|c| c.name == session.connection) else {
         return Ok(None);
     };
-    // A name, else the provider's username; never the email on its own
-    // (SPEC 6: no email on realmgate's pages beyond what the user typed).
-    let who = session
-        .name
-        .as_deref()
-        .or(session.preferred_username.as_deref())
-        .filter(|w| !w.trim().is_empty())
-        .unwrap_or("your account");
+    // As the denied page names the user: never an email (SPEC 6).
+    let who = crate::respond::who(&session).unwrap_or("your account");
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("switch", "1");
     q.append_pair("post_login_redirect_uri", target);

@@ -230,7 +230,7 @@ async fn denied_page_says_who_and_why_and_offers_sign_out() {
         "/",
     );
     let page = body_text(resp).await;
-    assert!(page.contains("alice@contoso.com"), "{page}");
+    assert!(page.contains("You are signed in."), "{page}");
     assert!(
         page.contains(&escape_html(DenyReason::Groups.text())),
         "{page}"
@@ -239,8 +239,8 @@ async fn denied_page_says_who_and_why_and_offers_sign_out() {
     assert!(!page.contains("unverified@evil.example"));
     assert!(!page.contains("secret-id-token"));
 
-    let by_id = body_text(respond(&denied(None), BROWSER, Method::GET, "/")).await;
-    assert!(by_id.contains("oid-123"), "{by_id}");
+    let plain = body_text(respond(&denied(Some("alice")), BROWSER, Method::GET, "/")).await;
+    assert!(plain.contains("You are signed in as alice."), "{plain}");
 
     let json = body_text(respond(
         &denied(Some("alice")),
@@ -253,6 +253,64 @@ async fn denied_page_says_who_and_why_and_offers_sign_out() {
     assert_eq!(v["error"], "forbidden");
     assert_eq!(v["reason"], "groups");
     assert!(!json.contains("alice"));
+}
+
+/// SPEC 6: no email on error pages. The display name, else a username
+/// without `@`, else nobody by name; never the user id.
+#[tokio::test]
+async fn the_denied_page_names_the_user_but_never_by_an_email() {
+    let denied_as = |name: Option<&str>, preferred: Option<&str>, user_id: &str| {
+        let mut u = user(preferred);
+        u.name = name.map(str::to_string);
+        u.user_id = user_id.to_string();
+        GatewayError::Denied(Box::new(Denied {
+            reason: DenyReason::Groups,
+            user: Arc::new(u),
+        }))
+    };
+    for (name, preferred, user_id, shown, hidden) in [
+        (
+            None,
+            Some("alice@contoso.com"),
+            "oid-123",
+            "You are signed in. ",
+            &["alice@contoso.com", "oid-123"][..],
+        ),
+        (
+            Some("Alice Example"),
+            Some("alice@contoso.com"),
+            "oid-123",
+            "You are signed in as Alice Example.",
+            &["alice@contoso.com"][..],
+        ),
+        (
+            Some("bob@partner.example"),
+            Some("bob"),
+            "partner:bob@partner.example",
+            "You are signed in as bob.",
+            &["bob@partner.example"][..],
+        ),
+        (
+            Some(" "),
+            None,
+            "partner:carol@partner.example",
+            "You are signed in. ",
+            &["carol@partner.example"][..],
+        ),
+    ] {
+        let page = body_text(respond(
+            &denied_as(name, preferred, user_id),
+            BROWSER,
+            Method::GET,
+            "/",
+        ))
+        .await;
+        assert!(page.contains(shown), "{shown:?}: {page}");
+        for h in hidden {
+            assert!(!page.contains(h), "{h:?}: {page}");
+        }
+        assert!(!page.contains('@'), "no email at all: {page}");
+    }
 }
 
 #[tokio::test]

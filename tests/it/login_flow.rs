@@ -404,6 +404,35 @@ async fn the_login_page_of_a_signed_in_browser_says_who_and_offers_continue_or_s
     assert!(html.contains("name=\"email\"") && !html.contains("You are signed in"));
 }
 
+/// SPEC 6: no email on realmgate's pages. A user without a display name,
+/// whose username is an email (Entra's UPN), is not named by it.
+#[tokio::test]
+async fn the_signed_in_page_never_names_the_user_by_an_email() {
+    let mut config = IdpConfig::demo_default();
+    let alice = config
+        .users
+        .iter_mut()
+        .find(|u| u.email == "alice@contoso.example")
+        .expect("demo user alice");
+    alice
+        .extra_claims
+        .insert("name".into(), serde_json::Value::Null);
+    let idp = idp::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let w = World::start_against(idp, "", "").await;
+    let browser = w.signed_in("alice@contoso.example", "/").await;
+    let html = browser
+        .get(&w.url("/.auth/login"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("You are signed in"), "{html}");
+    assert!(html.contains("your account"), "{html}");
+    assert!(!html.contains("alice@contoso.example"), "{html}");
+}
+
 #[tokio::test]
 async fn a_route_only_offers_the_connections_it_allows() {
     let w = World::start().await;
