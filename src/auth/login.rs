@@ -9,6 +9,7 @@ use super::{form_get, form_pairs, html, redirect, Ctx};
 use crate::config::ConnectionSettings;
 use crate::connection::{Begin, BeginRequest, Blame, Pending};
 use crate::respond::{Body, GatewayError};
+use crate::session::cookie::FLASH_COOKIE;
 use crate::session::state::PendingLogin;
 use crate::ui::{LoginButton, LoginView};
 
@@ -73,18 +74,16 @@ async fn signed_in_page(
     Ok(Some(html(StatusCode::OK, page)))
 }
 
-/// The cookie that carries an unknown-domain attempt's message and email
-/// from the `POST` to the `GET` it redirects to: short-lived, only sent to
-/// `/.auth/login`, never upstream. Its value only ever fills the page's
-/// email field and picks one of two fixed messages.
-const FLASH_COOKIE: &str = "realmgate_hrd";
-
 /// The two messages an unknown-domain attempt can show.
 const NO_DOMAIN: &str = "Enter your full work email address, like name@company.com.";
 const UNKNOWN_DOMAIN: &str = "No sign-in is set up for the domain of that email address. Check the address, or ask your IT department which account to use.";
 
-/// `Set-Cookie` of the flash cookie: `Some((message, email))` sets it,
-/// None deletes it.
+/// `Set-Cookie` of the flash cookie, which carries an unknown-domain
+/// attempt's message and email from the `POST` to the `GET` it redirects
+/// to: short-lived, only sent to `/.auth/login`, and stripped from requests
+/// to apps like realmgate's other cookies. Its value only ever fills the
+/// page's email field and picks one of two fixed messages.
+/// `Some((message, email))` sets it, None deletes it.
 fn flash_cookie(ctx: &Ctx<'_>, value: Option<(&str, &str)>) -> http::HeaderValue {
     use base64::Engine;
     let v = match value {

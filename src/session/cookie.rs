@@ -66,6 +66,14 @@ use crate::config::SessionSettings;
 /// The `__Host-` prefix (RFC 6265bis 4.1.3.2).
 pub const HOST_PREFIX: &str = "__Host-";
 
+/// The unknown-domain flash cookie of `/.auth/login` (`auth::login`): the
+/// message and email of a home realm discovery attempt that found no
+/// connection, from its `POST` to the `GET` it redirects to. A fixed name
+/// (not derived from `cookie_name`), `Path=/.auth/login`, never `__Host-`
+/// (that prefix needs `Path=/`). A browser never sends it to an app's path,
+/// but a client can: [`SessionCookies::strip_own_cookies`] removes it too.
+pub(crate) const FLASH_COOKIE: &str = "realmgate_hrd";
+
 /// Length of the encoded cookie value: base64url of 64 bytes, no padding.
 const VALUE_LEN: usize = 86;
 
@@ -317,13 +325,15 @@ impl SessionCookies {
     }
 
     /// True when `name` is one of realmgate's cookies (session or state, with
-    /// or without the prefix), compared ASCII case-insensitively.
+    /// or without the prefix, and the flash cookie [`FLASH_COOKIE`]),
+    /// compared ASCII case-insensitively.
     fn is_own(&self, name: &[u8]) -> bool {
         [
-            &self.name,
+            self.name.as_str(),
             &self.host_name,
             &self.state_names[0],
             &self.state_names[1],
+            FLASH_COOKIE,
         ]
         .iter()
         .any(|own| name.eq_ignore_ascii_case(own.as_bytes()))
@@ -359,7 +369,8 @@ impl SessionCookies {
         HeaderValue::from_bytes(&kept).ok()
     }
 
-    /// Remove realmgate's own cookies (session and state, any prefix) from `Cookie`
+    /// Remove realmgate's own cookies (session and state, any prefix; the flash
+    /// cookie) from `Cookie`
     /// headers, keeping the app's cookies; drop `Cookie` when nothing remains.
     ///
     /// Names are compared ASCII case-insensitively so that no spelling of

@@ -281,6 +281,27 @@ fn strip_removes_own_cookies_and_keeps_others_verbatim() {
     assert_eq!(all, vec!["theme=dark; a=\"q u\"; z=1"]);
 }
 
+/// SPEC 5.2: every cookie realmgate sets is removed, the unknown-domain
+/// flash cookie of `/.auth/login` too (a client sends it anywhere it likes).
+#[test]
+fn strip_removes_the_flash_cookie_of_the_login_page() {
+    let c = cookies();
+    let mut h = with_cookie("a=1; realmgate=zz; realmgate_state=x; realmgate_hrd=y; b=2");
+    c.strip_own_cookies(&mut h);
+    assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2");
+    let mut h = with_cookie("a=1; Realmgate_HRD=n.eA; b=2");
+    let _ = c.take_for(&mut h, false);
+    assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2");
+    // Its name under another session cookie name too: it is fixed.
+    let other = SessionCookies::new(&SessionSettings {
+        cookie_name: "gw".into(),
+        ..settings(&[S1], None)
+    });
+    let mut h = with_cookie("realmgate_hrd=y; realmgate_hrdx=1");
+    other.strip_own_cookies(&mut h);
+    assert_eq!(h.get(COOKIE).unwrap(), "realmgate_hrdx=1");
+}
+
 #[test]
 fn strip_matches_names_case_insensitively() {
     let c = cookies();
@@ -393,6 +414,7 @@ mod properties {
             "REALMGATE",
             "realmgate_state",
             "__Host-realmgate_state",
+            "realmgate_hrd",
             "app",
             "theme",
             "realmgatex",
@@ -441,7 +463,7 @@ mod properties {
             let _ = c.read_for(&h, true);
             let before = h.clone();
             c.strip_own_cookies(&mut h);
-            let own = ["realmgate", "__host-realmgate", "realmgate_state", "__host-realmgate_state"];
+            let own = ["realmgate", "__host-realmgate", "realmgate_state", "__host-realmgate_state", "realmgate_hrd"];
             let is_own = |p: &str| {
                 let name = p.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
                 own.contains(&name.as_str())
