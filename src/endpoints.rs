@@ -125,7 +125,7 @@ async fn dispatch(
         // no body and changes nothing.
         (_, "/verify") => verify::verify(ctx, parts, conn, verify::Dialect::Realmgate).await,
         (&Method::GET | &Method::HEAD, "/keys") => Ok(keys::keys(state)),
-        (&Method::GET | &Method::POST, "/logout") => logout::logout(ctx, parts).await,
+        (&Method::GET | &Method::POST, "/logout") => logout::logout(ctx, parts, body).await,
         (&Method::GET | &Method::HEAD, "/logout/done") => Ok(logout::signed_out(ctx)),
         (&Method::GET | &Method::HEAD, "/logout/frontchannel") => {
             frontchannel::logout(ctx, parts, None).await

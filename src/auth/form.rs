@@ -21,6 +21,20 @@ pub(crate) async fn read_form(body: hyper::body::Incoming) -> Result<Vec<u8>, Ga
     }
 }
 
+/// True when the request says its body is a form: one `Content-Type` whose
+/// media type is `application/x-www-form-urlencoded` (any case, parameters
+/// such as `charset` allowed).
+pub(crate) fn is_form(headers: &http::HeaderMap) -> bool {
+    let mut all = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return false;
+    };
+    let media = v.as_bytes().split(|&b| b == b';').next().unwrap_or(b"");
+    media
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+}
+
 /// Parses `application/x-www-form-urlencoded` (query or body) into pairs.
 pub(crate) fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw).into_owned().collect()

@@ -7,7 +7,7 @@
 use http::request::Parts;
 use http::{Response, StatusCode};
 
-use crate::auth::form::{form_get, form_pairs};
+use crate::auth::form::{form_get, form_pairs, is_form, read_form};
 use crate::auth::Ctx;
 use crate::respond::{html, redirect};
 use crate::respond::{Body, GatewayError};
@@ -16,11 +16,25 @@ mod initiator;
 
 /// Ends the session here (store and cookie), then at the provider when it
 /// supports RP-initiated logout, then lands on a validated target.
-pub(crate) async fn logout(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, GatewayError> {
-    let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
-    let raw_target =
-        form_get(&query, "post_logout_redirect_uri").or_else(|| form_get(&query, "rd"));
-    let target = raw_target.map(|t| ctx.safe_target(parts, Some(t)));
+///
+/// The target is the query's `post_logout_redirect_uri` (alias `rd`); when
+/// the query has neither, a form `POST` (`application/x-www-form-urlencoded`,
+/// read within the `/.auth/` form limit) may carry them in its body.
+pub(crate) async fn logout(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    body: hyper::body::Incoming,
+) -> Result<Response<Body>, GatewayError> {
+    let pick = |pairs: &[(String, String)]| {
+        form_get(pairs, "post_logout_redirect_uri")
+            .or_else(|| form_get(pairs, "rd"))
+            .map(str::to_string)
+    };
+    let mut raw_target = pick(&form_pairs(parts.uri.query().unwrap_or("").as_bytes()));
+    if raw_target.is_none() && parts.method == http::Method::POST && is_form(&parts.headers) {
+        raw_target = pick(&form_pairs(&read_form(body).await?));
+    }
+    let target = raw_target.map(|t| ctx.safe_target(parts, Some(&t)));
     if initiator::from_another_site(
         &parts.headers,
         &crate::peer::host_of(parts),

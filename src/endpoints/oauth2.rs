@@ -70,7 +70,7 @@ pub(crate) async fn serve(
             crate::auth::signin::serve(ctx, parts, body, "/login", conn).await
         }
         (_, "/callback") => crate::auth::signin::oauth2_callback(ctx, parts, body).await,
-        (&Method::GET | &Method::POST, "/sign_out") => logout::logout(ctx, parts).await,
+        (&Method::GET | &Method::POST, "/sign_out") => logout::logout(ctx, parts, body).await,
         // Any method, as `/.auth/verify`: nginx sends the original one.
         (_, "/auth") => verify::verify(ctx, parts, conn, verify::Dialect::Oauth2Proxy).await,
         (&Method::GET | &Method::HEAD, "/userinfo") => me::userinfo(ctx, parts).await,

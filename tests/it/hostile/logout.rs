@@ -280,3 +280,99 @@ async fn this_sites_links_a_typed_url_and_the_confirmation_button_sign_out() {
     assert_signed_out_at_the_provider(&w, &browser, resp, "the confirmation's button").await;
     w.upstream.assert_received_nothing().await;
 }
+
+/// `POST /.auth/logout` as a form (SPEC 4: `GET, POST /.auth/logout` takes
+/// `post_logout_redirect_uri`): the target may come in the body, alias `rd`,
+/// with the checks of login targets; the query's wins; only a form body is
+/// read. A sign-out posted from another site still only gets the
+/// confirmation page, which carries the body's target in its checked form.
+#[tokio::test]
+async fn a_posted_sign_out_form_carries_its_target_in_the_body() {
+    let w = World::start().await;
+    let own_origin = w.url("");
+    let post = |browser: &Browser, query: &str, content_type: &str, body: &str, origin: &str| {
+        browser
+            .client
+            .post(w.url(&format!("/.auth/logout{query}")))
+            .header(ACCEPT, HTML)
+            .header(CONTENT_TYPE, content_type)
+            .header("Origin", origin)
+            .body(body.to_string())
+            .send()
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+    for (what, body) in [
+        (
+            "post_logout_redirect_uri",
+            "post_logout_redirect_uri=%2Fbye",
+        ),
+        ("rd", "rd=%2Fbye"),
+        ("charset", "x=1&post_logout_redirect_uri=%2Fbye"),
+    ] {
+        let browser = w.signed_in(ALICE).await;
+        let content_type = if what == "charset" {
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8"
+        } else {
+            FORM
+        };
+        let resp = post(&browser, "", content_type, body, &own_origin)
+            .await
+            .unwrap();
+        assert_signed_out_at_the_provider(&w, &browser, resp, what).await;
+    }
+    // The query's target wins over the body's.
+    let browser = w.signed_in(ALICE).await;
+    let resp = post(
+        &browser,
+        "?post_logout_redirect_uri=%2Fbye",
+        FORM,
+        "post_logout_redirect_uri=%2Felsewhere",
+        &own_origin,
+    )
+    .await
+    .unwrap();
+    assert_signed_out_at_the_provider(&w, &browser, resp, "query first").await;
+    // Not signed in (no provider logout): straight to the target; a hostile
+    // one becomes `/`.
+    let anonymous = w.browser();
+    for (body, to) in [
+        ("post_logout_redirect_uri=%2Fbye", "/bye"),
+        ("rd=https%3A%2F%2Fevil.example%2F", "/"),
+    ] {
+        let resp = post(&anonymous, "", FORM, body, &own_origin).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "{body}");
+        assert_eq!(location(&resp), to, "{body}");
+    }
+    // Another body type is not read: the signed-out page.
+    let resp = post(
+        &anonymous,
+        "",
+        "application/json",
+        "post_logout_redirect_uri=%2Fbye",
+        &own_origin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("signed out"));
+    // A form posted from another site: the confirmation, session kept.
+    let browser = w.signed_in(ALICE).await;
+    let resp = post(
+        &browser,
+        "",
+        FORM,
+        "post_logout_redirect_uri=%2Fbye",
+        "https://evil.example",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Sign out?"), "{html}");
+    assert_eq!(
+        form_action(&html),
+        "/.auth/logout?post_logout_redirect_uri=%2Fbye"
+    );
+    assert!(signed_in(&w, &browser).await);
+    w.upstream.assert_received_nothing().await;
+}
