@@ -141,7 +141,14 @@ pub(super) async fn submit(
     form: Vec<u8>,
 ) -> Result<Response<Body>, GatewayError> {
     let form = form_pairs(&form);
-    let target = ctx.safe_target(parts, form_get(&form, "post_login_redirect_uri"));
+    let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
+    // The form's target (the page writes it), else the query's, as the GET
+    // takes it: `post_login_redirect_uri`, else its alias `rd`.
+    let raw_target = form_get(&form, "post_login_redirect_uri")
+        .or_else(|| form_get(&form, "rd"))
+        .or_else(|| form_get(&query, "post_login_redirect_uri"))
+        .or_else(|| form_get(&query, "rd"));
+    let target = ctx.safe_target(parts, raw_target);
     let email = form_get(&form, "email").unwrap_or("").trim();
     // Emails are never logged (SPEC 5.3).
     let allowed = ctx.allowed_connections();

@@ -283,6 +283,42 @@ async fn unknown_domain_shows_the_page_again_with_the_email_kept() {
     assert_eq!(w.idp.authorize_calls(), 0);
 }
 
+/// `POST /.auth/login` takes its target as the GET does, the form's first:
+/// form `post_login_redirect_uri`, form `rd`, query
+/// `post_login_redirect_uri`, query `rd`; checked like every target.
+#[tokio::test]
+async fn a_posted_email_keeps_the_target_of_the_form_else_of_the_query() {
+    let w = World::start().await;
+    for (query, field, want) in [
+        ("", Some(("rd", "/form-rd")), "/form-rd"),
+        ("?post_login_redirect_uri=%2Fdeep", None, "/deep"),
+        ("?rd=%2Fdeep-rd", None, "/deep-rd"),
+        ("?post_login_redirect_uri=%2Fq&rd=%2Fr", None, "/q"),
+        ("?rd=%2Fq", Some(("post_login_redirect_uri", "/f")), "/f"),
+        ("?post_login_redirect_uri=%2Fq", Some(("rd", "/f")), "/f"),
+        ("?rd=https%3A%2F%2Fevil.example%2F", None, "/"),
+    ] {
+        let browser = w.browser();
+        let mut form = vec![("email", "alice@contoso.example")];
+        form.extend(field);
+        let resp = browser
+            .client
+            .post(w.url(&format!("/.auth/login{query}")))
+            .header(ACCEPT, HTML)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "{query} {field:?}");
+        let authorize = location(&resp);
+        let back = browser
+            .finish_login(&w.idp, &authorize, "alice@contoso.example")
+            .await;
+        assert_eq!(back.status(), StatusCode::FOUND);
+        assert_eq!(location(&back), want, "{query} {field:?}");
+    }
+}
+
 /// First hour 6: Back to the IdP after signing in, the account chosen
 /// again: the callback's state is spent, but the browser is signed in, so
 /// it goes on to its target (no "Sign-in expired"), without a new code
