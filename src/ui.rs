@@ -88,6 +88,9 @@ pub struct LoginView {
     pub message: Option<String>,
     /// The validated post-login target, carried in a hidden field.
     pub target: String,
+    /// Parameters passed on towards the provider (`forward_params`), as
+    /// (name, value): hidden fields of the email form.
+    pub forward: Vec<(String, String)>,
     pub buttons: Vec<LoginButton>,
     pub show_email_form: bool,
 }
@@ -118,6 +121,13 @@ struct Brand {
 struct Link<'a> {
     label: &'a str,
     href: &'a str,
+}
+
+/// A hidden form field.
+#[derive(Serialize)]
+struct Field<'a> {
+    name: &'a str,
+    value: &'a str,
 }
 
 // === impl Pages ===
@@ -156,10 +166,16 @@ impl Pages {
                 href: &b.href,
             })
             .collect();
+        let forward: Vec<Field<'_>> = view
+            .forward
+            .iter()
+            .map(|(name, value)| Field { name, value })
+            .collect();
         let inner = context! {
             email => &view.email,
             message => view.message.as_deref().filter(|m| !m.is_empty()),
             target => &view.target,
+            forward => forward,
             buttons => buttons,
             show_email_form => view.show_email_form,
         };

@@ -19,18 +19,26 @@ pub(super) async fn page(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>,
     let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
     let raw_target = form_get(&query, "post_login_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = ctx.safe_target(parts, raw_target);
+    let carried = carried(ctx, &[&query]);
     // Signed in already (first hour 6): say who, offer to continue or to
     // use another account (`switch=1`: the usual page; a new sign-in
     // replaces this session).
     if form_get(&query, "switch").is_none() {
-        if let Some(page) = signed_in_page(ctx, parts, &target).await? {
+        if let Some(page) = signed_in_page(ctx, parts, &target, &carried).await? {
             return Ok(page);
         }
     }
     // Back from an unknown-domain attempt (POST-redirect-GET): its message
     // and email, once.
     if let Some((message, email)) = take_flash(parts) {
-        let mut resp = render(ctx, &target, &email, Some(message), StatusCode::OK);
+        let mut resp = render(
+            ctx,
+            &target,
+            &email,
+            Some(message),
+            &carried,
+            StatusCode::OK,
+        );
         resp.headers_mut()
             .append(http::header::SET_COOKIE, flash_cookie(ctx, None));
         return Ok(resp);
@@ -38,10 +46,48 @@ pub(super) async fn page(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>,
     let allowed = ctx.allowed_connections();
     if let [only] = allowed.as_slice() {
         if only.home_realm_domains.is_empty() {
-            return start_flow(ctx, parts, only, &target, Vec::new(), None).await;
+            // As `/.auth/login/{connection}` does (SPEC 3: `forward_params`
+            // "may be passed through /.auth/login?…").
+            let extra = allow_listed(&only.forward_params, &carried);
+            return start_flow(ctx, parts, only, &target, extra, None).await;
         }
     }
-    Ok(render(ctx, &target, "", None, StatusCode::OK))
+    Ok(render(ctx, &target, "", None, &carried, StatusCode::OK))
+}
+
+/// Fields of the sign-in page's own form and query, never carried as
+/// forwarded parameters (a second field of one name would make both absent).
+const PAGE_FIELDS: &[&str] = &["email", "post_login_redirect_uri", "rd", "switch"];
+
+/// The parameters the sign-in page carries on towards the provider (SPEC 3
+/// `forward_params`): each name that some connection this route allows
+/// lists in its `forward_params`, but none of [`PAGE_FIELDS`], with its
+/// value from the first of `sources` that has it once (a repeated
+/// parameter is ambiguous, so absent there). The page carries them in
+/// hidden fields, in its buttons' links and through an unknown-domain
+/// attempt; the connection chosen then passes on those it allow-lists.
+fn carried(ctx: &Ctx<'_>, sources: &[&[(String, String)]]) -> Vec<(String, String)> {
+    let allowed = ctx.allowed_connections();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in allowed.iter().flat_map(|c| c.forward_params.iter()) {
+        if PAGE_FIELDS.contains(&name.as_str()) || out.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        if let Some(v) = sources.iter().find_map(|pairs| form_get(pairs, name)) {
+            out.push((name.clone(), v.to_string()));
+        }
+    }
+    out
+}
+
+/// The pairs of `pairs` whose name `allow` lists (a connection's
+/// `forward_params`), in the allow-list's order; a repeated name counts as
+/// absent.
+fn allow_listed(allow: &[String], pairs: &[(String, String)]) -> Vec<(String, String)> {
+    allow
+        .iter()
+        .filter_map(|p| form_get(pairs, p).map(|v| (p.clone(), v.to_string())))
+        .collect()
 }
 
 /// The "you are signed in" page, when this browser has a live session of a
@@ -50,6 +96,7 @@ async fn signed_in_page(
     ctx: &Ctx<'_>,
     parts: &Parts,
     target: &str,
+    carried: &[(String, String)],
 ) -> Result<Option<Response<Body>>, GatewayError> {
     let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) else {
         return Ok(None);
@@ -66,6 +113,7 @@ async fn signed_in_page(
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("switch", "1");
     q.append_pair("post_login_redirect_uri", target);
+    q.extend_pairs(carried);
     let switch = format!("/.auth/login?{}", q.finish());
     let page = ctx
         .state
@@ -149,6 +197,8 @@ pub(super) async fn submit(
         .or_else(|| form_get(&query, "post_login_redirect_uri"))
         .or_else(|| form_get(&query, "rd"));
     let target = ctx.safe_target(parts, raw_target);
+    // The page's hidden fields, else the query.
+    let carried = carried(ctx, &[&form, &query]);
     let email = form_get(&form, "email").unwrap_or("").trim();
     // Emails are never logged (SPEC 5.3).
     let allowed = ctx.allowed_connections();
@@ -156,10 +206,18 @@ pub(super) async fn submit(
     match found {
         Some(conn) => {
             let domain = crate::discovery::domain_of(email).unwrap_or_default();
-            let extra = vec![
+            let mut extra = vec![
                 ("login_hint".to_string(), email.to_string()),
                 ("domain_hint".to_string(), domain),
             ];
+            // Then what the chosen connection allow-lists, as
+            // `/.auth/login/{connection}` passes it on; the hints realmgate
+            // takes from the email typed are not replaced by forwarded ones.
+            for (k, v) in allow_listed(&conn.forward_params, &carried) {
+                if !extra.iter().any(|(e, _)| *e == k) {
+                    extra.push((k, v));
+                }
+            }
             start_flow(ctx, parts, conn, &target, extra, None).await
         }
         None => {
@@ -177,10 +235,18 @@ pub(super) async fn submit(
             // travels in a short-lived cookie, not in the URL (where proxies
             // would log it). Either way the same page, message and email.
             if !is_navigation(parts) {
-                return Ok(render(ctx, &target, email, Some(message), StatusCode::OK));
+                return Ok(render(
+                    ctx,
+                    &target,
+                    email,
+                    Some(message),
+                    &carried,
+                    StatusCode::OK,
+                ));
             }
             let mut q = url::form_urlencoded::Serializer::new(String::new());
             q.append_pair("post_login_redirect_uri", &target);
+            q.extend_pairs(&carried);
             let mut resp = redirect(
                 &format!("/.auth/login?{}", q.finish()),
                 [flash_cookie(ctx, Some((message, email)))],
@@ -217,11 +283,7 @@ pub(super) async fn start(
     let raw_target = form_get(&query, "post_login_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = ctx.safe_target(parts, raw_target);
     // Only allow-listed parameters pass through to the provider.
-    let extra = conn
-        .forward_params
-        .iter()
-        .filter_map(|p| form_get(&query, p).map(|v| (p.clone(), v.to_string())))
-        .collect();
+    let extra = allow_listed(&conn.forward_params, &query);
     start_flow(ctx, parts, conn, &target, extra, Some(&query)).await
 }
 
@@ -338,24 +400,29 @@ fn page_url(conn: &ConnectionSettings, target: &str, login_hint: Option<&str>) -
     format!("{}?{}", login_path(conn), q.finish())
 }
 
+/// The sign-in page: `carried` (see [`carried`]) goes into its form as
+/// hidden fields and into each button's link as far as that connection
+/// allow-lists it.
 fn render(
     ctx: &Ctx<'_>,
     target: &str,
     email: &str,
     message: Option<&str>,
+    carried: &[(String, String)],
     status: StatusCode,
 ) -> Response<Body> {
     let buttons: Vec<LoginButton> = ctx
         .allowed_connections()
         .into_iter()
         .filter(|c| c.always_show_button || c.home_realm_domains.is_empty())
-        .map(|c| LoginButton {
-            label: c.display_name.clone(),
-            href: format!(
-                "/.auth/login/{}?post_login_redirect_uri={}",
-                c.name,
-                url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
-            ),
+        .map(|c| {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair("post_login_redirect_uri", target);
+            q.extend_pairs(allow_listed(&c.forward_params, carried));
+            LoginButton {
+                label: c.display_name.clone(),
+                href: format!("/.auth/login/{}?{}", c.name, q.finish()),
+            }
         })
         .collect();
     let show_email = ctx
@@ -366,6 +433,7 @@ fn render(
         email: email.to_string(),
         message: message.map(str::to_string),
         target: target.to_string(),
+        forward: carried.to_vec(),
         buttons,
         show_email_form: show_email,
     };

@@ -126,6 +126,34 @@ fn target_travels_escaped_in_the_hidden_field() {
 }
 
 #[test]
+fn forwarded_parameters_travel_escaped_in_hidden_fields() {
+    let html = login(LoginView {
+        forward: vec![
+            ("prompt".into(), "login".into()),
+            (HOSTILE.into(), HOSTILE.into()),
+        ],
+        ..form_view()
+    });
+    assert_no_markup_from(&html, HOSTILE);
+    let prompt = tag_containing(&html, "name=\"prompt\"");
+    assert_eq!(
+        prompt,
+        "<input type=\"hidden\" name=\"prompt\" value=\"login\">"
+    );
+    assert!(
+        html.contains("name=\"&quot;&gt;&lt;script&gt;alert(1)&lt;"),
+        "{html}"
+    );
+    // Only in the email form: without it, no field.
+    let html = login(LoginView {
+        forward: vec![("prompt".into(), "login".into())],
+        show_email_form: false,
+        ..LoginView::default()
+    });
+    assert!(!html.contains("name=\"prompt\""), "{html}");
+}
+
+#[test]
 fn message_is_an_alert_described_by_the_email_field() {
     let html = login(LoginView {
         email: "jo@unknown.example".into(),

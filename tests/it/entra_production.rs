@@ -647,6 +647,131 @@ async fn forward_params_pass_only_the_listed_parameters_to_the_idp() {
         .any(|(k, _)| k == "login_hint" || k == "prompt"));
 }
 
+/// The query of an absolute URL as pairs.
+fn query_of(url: &str) -> Vec<(String, String)> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+fn value_of<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// SPEC 3: `forward_params` "may be passed through /.auth/login?…": when
+/// the page is skipped (one connection without home realm domains), and
+/// through the page (hidden fields, buttons) into the sign-in at the
+/// connection chosen, whose own allow-list decides; the hints realmgate
+/// takes from the email typed are never replaced by forwarded ones.
+#[tokio::test]
+async fn forward_params_pass_through_the_sign_in_page() {
+    // The page is skipped: as `/.auth/login/contoso?…` would.
+    let w = World::with(
+        r#"forward_params = ["login_hint", "domain_hint", "prompt"]"#,
+        route(),
+    )
+    .await;
+    let browser = Browser::new(&w.gateway);
+    let authorize = browser
+        .login_at(
+            &w.at("/.auth/login?prompt=login&login_hint=bob%40contoso.example&max_age=0&rd=%2Fx"),
+        )
+        .await;
+    let q = query_of(&authorize);
+    assert_eq!(value_of(&q, "prompt"), Some("login"), "{authorize}");
+    assert_eq!(value_of(&q, "login_hint"), Some("bob@contoso.example"));
+    assert_eq!(value_of(&q, "max_age"), None, "not listed: not passed");
+
+    // The page: contoso and fabrikam by email (fabrikam forwards nothing),
+    // guests by its button (prompt only).
+    let w: World = World::builder()
+        .connection(
+            entra("contoso", "contoso.example")
+                .home_realm("contoso.example")
+                .with(r#"forward_params = ["login_hint", "domain_hint", "prompt"]"#),
+        )
+        .connection(entra("fabrikam", "fabrikam.example").home_realm("fabrikam.example"))
+        .connection(entra("guests", "contoso.example").with(r#"forward_params = ["prompt"]"#))
+        .route(route())
+        .start()
+        .await;
+    let browser = Browser::new(&w.gateway);
+    let page = browser
+        .get(&w.at(
+            "/.auth/login?prompt=login&login_hint=x%40y.example&max_age=0&domain_hint=%22%3E%3Cb%3E&rd=%2Fx",
+        ))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    for field in [
+        r#"<input type="hidden" name="prompt" value="login">"#,
+        r#"<input type="hidden" name="login_hint" value="x@y.example">"#,
+        r#"<input type="hidden" name="domain_hint" value="&quot;&gt;&lt;b&gt;">"#,
+    ] {
+        assert!(html.contains(field), "{field}: {html}");
+    }
+    assert!(!html.contains("max_age"), "{html}");
+    assert!(!html.contains("\"><b>"), "escaped: {html}");
+    // The guests button passes what guests allows.
+    let unescaped = html.replace("&#x2f;", "/").replace("&amp;", "&");
+    let guests = unescaped
+        .split("href=\"")
+        .find(|h| h.starts_with("/.auth/login/guests?"))
+        .and_then(|h| h.split('"').next())
+        .unwrap_or_else(|| panic!("guests button: {html}"));
+    assert_eq!(
+        guests,
+        "/.auth/login/guests?post_login_redirect_uri=%2Fx&prompt=login"
+    );
+
+    // The email posted with the page's fields: contoso's allow-list passes
+    // `prompt`; the hints are the email's, not the forwarded ones.
+    let post = |email: &'static str| {
+        browser
+            .client
+            .post(w.at("/.auth/login"))
+            .header(ACCEPT, HTML)
+            .form(&[
+                ("post_login_redirect_uri", "/x"),
+                ("prompt", "login"),
+                ("login_hint", "x@y.example"),
+                ("domain_hint", "evil.example"),
+                ("email", email),
+            ])
+            .send()
+    };
+    let resp = post(BOB).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let q = query_of(&location(&resp));
+    assert_eq!(value_of(&q, "prompt"), Some("login"));
+    assert_eq!(value_of(&q, "login_hint"), Some(BOB));
+    assert_eq!(value_of(&q, "domain_hint"), Some("contoso.example"));
+    // fabrikam allow-lists nothing.
+    let resp = post("carol@fabrikam.example").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let q = query_of(&location(&resp));
+    assert_eq!(value_of(&q, "prompt"), None);
+    assert_eq!(value_of(&q, "login_hint"), Some("carol@fabrikam.example"));
+    assert_eq!(value_of(&q, "domain_hint"), Some("fabrikam.example"));
+
+    // An unknown domain keeps them for the next attempt (page and redirect).
+    let resp = browser
+        .client
+        .post(w.at("/.auth/login"))
+        .header("sec-fetch-mode", "navigate")
+        .form(&[("email", "a@unknown.example"), ("prompt", "login")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&resp),
+        "/.auth/login?post_login_redirect_uri=%2F&prompt=login"
+    );
+}
+
 /// The connection names whose buttons the sign-in page shows.
 fn buttons(page: &str) -> Vec<String> {
     let mut out = Vec::new();
