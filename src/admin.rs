@@ -655,31 +655,15 @@ mod tests {
     async fn revoke_within_one_connection_touches_only_that_connection() {
         let store = Arc::new(FakeStore::default());
         let dyn_store: Arc<dyn SessionStore> = store.clone();
-        let body = br#"{"sid":"abc","connection":"partner"}"#;
-        let (s, b) = body_of(
-            revoke(
-                Some(dyn_store.clone()),
-                &conns(),
-                body,
-                &Audit::in_memory(),
-                ip(),
-            )
-            .await,
-        )
-        .await;
+        let post = |body: &'static [u8]| {
+            let store = dyn_store.clone();
+            async move {
+                body_of(revoke(Some(store), &conns(), body, &Audit::in_memory(), ip()).await).await
+            }
+        };
+        let (s, b) = post(br#"{"sid":"abc","connection":"partner"}"#).await;
         assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"revoked":1}"#));
-        let body = br#"{"user_id":"u-1","connection":"contoso"}"#;
-        let (s, _) = body_of(
-            revoke(
-                Some(dyn_store.clone()),
-                &conns(),
-                body,
-                &Audit::in_memory(),
-                ip(),
-            )
-            .await,
-        )
-        .await;
+        let (s, _) = post(br#"{"user_id":"u-1","connection":"contoso"}"#).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(
             *store.calls.lock().unwrap(),
@@ -691,17 +675,7 @@ mod tests {
             br#"{"sid":"abc","connection":"Partner"}"#,
             br#"{"sid":"abc","connection":""}"#,
         ] {
-            let (s, b) = body_of(
-                revoke(
-                    Some(dyn_store.clone()),
-                    &conns(),
-                    body,
-                    &Audit::in_memory(),
-                    ip(),
-                )
-                .await,
-            )
-            .await;
+            let (s, b) = post(body).await;
             assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
             assert!(b.contains("contoso, partner"), "{b}");
         }

@@ -630,20 +630,14 @@ async fn a_bearer_websocket_tunnel_lives_until_the_token_expires_whatever_cookie
         .expect("message");
     assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
     // And it ends once the token has expired.
-    let ended = tokio::time::timeout(
-        std::time::Duration::from_secs(lifetime) + crate::util::DEADLINE,
-        async {
-            loop {
-                match ws.next().await {
-                    None | Some(Err(_)) => return,
-                    Some(Ok(m)) if m.is_close() => return,
-                    Some(Ok(_)) => {}
-                }
-            }
-        },
-    )
-    .await;
-    assert!(ended.is_ok(), "the tunnel outlived its token");
+    assert!(
+        crate::util::websocket_closes(
+            &mut ws,
+            std::time::Duration::from_secs(lifetime) + crate::util::DEADLINE
+        )
+        .await,
+        "the tunnel outlived its token"
+    );
 }
 
 /// A bearer token whose `exp` (or `nbf`/`iat`) is beyond any representable

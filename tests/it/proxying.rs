@@ -1248,17 +1248,10 @@ async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
 
     // ...and ends soon after the session is deleted (logout, revocation).
     store.delete(&id).await.expect("delete the session");
-    let ended = tokio::time::timeout(DEADLINE, async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return,
-                Some(Ok(m)) if m.is_close() => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the tunnel outlived its session");
+    assert!(
+        crate::util::websocket_closes(&mut ws, DEADLINE).await,
+        "the tunnel outlived its session"
+    );
 }
 
 /// Review 10: a reload that takes a user's access away (a group rule, the
@@ -1323,18 +1316,8 @@ async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
     // A group rule the user does not meet: the tunnel ends, as a new
     // request would be refused.
     let _denied = reload(text("[route.allow]\ngroups = [\"admins\"]", ""));
-    let ended = tokio::time::timeout(DEADLINE, async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return,
-                Some(Ok(m)) if m.is_close() => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
     assert!(
-        ended.is_ok(),
+        crate::util::websocket_closes(&mut ws, DEADLINE).await,
         "the tunnel outlived the reload that denied it"
     );
 }

@@ -688,6 +688,32 @@ pub async fn serve_handler_for_tests(settings: realmgate::config::Settings) -> T
     }
 }
 
+/// True when the WebSocket `ws` is closed by the other side (a close frame,
+/// an error or the end of the stream) within `within`; messages before it
+/// are skipped.
+pub async fn websocket_closes<S>(ws: &mut S, within: Duration) -> bool
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt as _;
+    tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
 // === Raw sockets ===
 
 /// Writes `request` on a fresh connection and reads until the server closes
