@@ -1225,19 +1225,7 @@ async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
     assert_eq!(e.header("x-forwarded-user").as_deref(), Some("user-oid-1"));
 
     // The tunnel works while the session exists...
-    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let mut request = format!("ws://app.test:{}/ws", gw.addr.port())
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
-    let (mut ws, resp) =
-        tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
-            .await
-            .expect("handshake in time")
-            .expect("handshake");
-    assert_eq!(resp.status(), 101);
+    let mut ws = open_websocket(gw.addr, &cookie).await;
     ws.send(Message::text("before logout")).await.unwrap();
     let echoed = tokio::time::timeout(DEADLINE, ws.next())
         .await
@@ -1252,6 +1240,28 @@ async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
         crate::util::websocket_closes(&mut ws, DEADLINE).await,
         "the tunnel outlived its session"
     );
+}
+
+/// A WebSocket to app.test's `/ws` through the gateway at `addr`, with
+/// `cookie`; the handshake must answer 101.
+async fn open_websocket(
+    addr: std::net::SocketAddr,
+    cookie: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("ws://app.test:{}/ws", addr.port())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (ws, resp) =
+        tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
+            .await
+            .expect("handshake in time")
+            .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    ws
 }
 
 /// Review 10: a reload that takes a user's access away (a group rule, the
@@ -1279,28 +1289,12 @@ async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
         .await
         .expect("store the session");
     let cookie = format!("{}={}", cookies.name_for(false), cookies.value(&id));
-    let open = || async {
-        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        let mut request = format!("ws://app.test:{}/ws", gw.addr.port())
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("cookie", cookie.parse().unwrap());
-        let (ws, resp) =
-            tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
-                .await
-                .expect("handshake in time")
-                .expect("handshake");
-        assert_eq!(resp.status(), 101);
-        ws
-    };
     // A new generation as a reload builds it (`Gateway::new`), from `toml`.
     let reload = |toml: String| {
         let settings = std::sync::Arc::new(realmgate::config::load_str(&toml).expect("config"));
         realmgate::handler::Gateway::new(settings, &shared).expect("generation")
     };
-    let mut ws = open().await;
+    let mut ws = open_websocket(gw.addr, &cookie).await;
 
     // An unrelated change (another route) keeps the tunnel past a check.
     let _unrelated = reload(text("", &route("other", "other.test", "/", &up.url(), "")));
