@@ -168,6 +168,32 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             super::MIN_ADMIN_TOKEN_BYTES
         ));
     }
+    // A `headers_extra` source realmgate does not know, or a claim no
+    // connection of the route keeps, sends nothing: most likely a typo.
+    for r in &settings.routes {
+        for (header, source) in &r.headers_extra {
+            let claim = source.strip_prefix("claims.");
+            if claim.is_none()
+                && !crate::headers::identity::EXTRA_SOURCES.contains(&source.as_str())
+            {
+                out.push(format!(
+                    "route {:?}: headers_extra {header} = {source:?} is not a source realmgate knows, so that header is never sent; use one of {} or \"claims.<name>\"",
+                    r.name,
+                    crate::headers::identity::EXTRA_SOURCES.join(", ")
+                ));
+            } else if claim.is_some()
+                && !settings
+                    .connections
+                    .iter()
+                    .any(|c| c.extended_profile && r.connections.contains(&c.name))
+            {
+                out.push(format!(
+                    "route {:?}: headers_extra {header} = {source:?} reads a claim, but no connection of the route keeps claims; set extended_profile = true on the connection, or that header is never sent",
+                    r.name
+                ));
+            }
+        }
+    }
     for c in &settings.connections {
         // Entra's token endpoint refuses a web app's code exchange without a
         // credential; a connection used only to accept bearer tokens

@@ -1045,6 +1045,33 @@ fn check_warns_about_an_exposed_admin_listener_without_a_token() {
 }
 
 #[test]
+fn check_warns_about_headers_extra_sources_that_never_send_anything() {
+    let with_extra = |extra: &str| {
+        minimal().replace(
+            "upstream = \"http://127.0.0.1:9000\"",
+            &format!("upstream = \"http://127.0.0.1:9000\"\nheaders_extra = {{ {extra} }}"),
+        )
+    };
+    // A typo of a source, and a claim no connection of the route keeps.
+    let s = load_str(&with_extra(r#""X-Employee" = "employeeid""#)).expect("valid");
+    let w = warnings(&s).join("\n");
+    assert!(w.contains("\"employeeid\" is not a source"), "{w}");
+    let s = load_str(&with_extra(r#""X-Employee" = "claims.employeeid""#)).expect("valid");
+    let w = warnings(&s).join("\n");
+    assert!(w.contains("extended_profile = true"), "{w}");
+    // Known sources, and a claim the connection keeps: quiet.
+    for extra in [
+        r#""X-A" = "user_id", "X-B" = "tid", "X-C" = "roles", "X-D" = "preferred_username""#,
+        r#""X-E" = "claims.employeeid""#,
+    ] {
+        // `extended_profile` goes into the connection's table.
+        let text = with_extra(extra).replace("[[route]]", "extended_profile = true\n[[route]]");
+        let s = load_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(warnings(&s).is_empty(), "{extra}: {:?}", warnings(&s));
+    }
+}
+
+#[test]
 fn allow_groups_are_scoped_by_group_names_and_prefixes() {
     use crate::config::MatchBy;
     let s = load_str(&with_partner(

@@ -800,6 +800,22 @@ fn header_groups<'a>(
     out
 }
 
+/// The `headers_extra` sources [`extra_value`] knows, besides
+/// `claims.<name>`: `check` warns about any other (its header is never sent).
+pub(crate) const EXTRA_SOURCES: &[&str] = &[
+    "user_id",
+    "sub",
+    "subject",
+    "email",
+    "name",
+    "preferred_username",
+    "tenant_id",
+    "tid",
+    "connection",
+    "groups",
+    "roles",
+];
+
 /// The value for a `headers_extra` source: `user_id`, `sub`, `email` (verified
 /// only), `name`, `preferred_username`, `tenant_id`, `connection`, `groups`,
 /// or `claims.<name>` (needs `extended_profile`; strings as they are, numbers
