@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::auth::Ctx;
 use crate::config::{ConnectionSettings, HeaderProfile, RouteSettings};
-use crate::headers::identity::{easy_auth_idp, principal_claims, principal_name};
+use crate::headers::identity::{easy_auth_idp, principal_claims, Vouched};
 use crate::respond::{json, Body, GatewayError};
 use crate::session::model::{strs, Session};
 
@@ -109,7 +109,8 @@ pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
 /// answer is readable by any script of the origin, and the refresh token
 /// never is.
 fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> serde_json::Value {
-    let claims = principal_claims(s, conn, s.groups.iter().map(|g| &**g));
+    let vouched = Vouched::of(s, conn);
+    let claims = principal_claims(s, conn, &vouched, s.groups.iter().map(|g| &**g));
     let user_claims: Vec<serde_json::Value> = claims
         .iter()
         .map(|c| json!({"typ": c.typ, "val": c.val}))
@@ -117,7 +118,7 @@ fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> s
     let expires_on = std::time::UNIX_EPOCH
         .checked_add(std::time::Duration::from_secs(s.expires_at))
         .map(|t| humantime::format_rfc3339_seconds(t).to_string());
-    let user_id = principal_name(s, conn);
+    let user_id = vouched.principal_name();
     json!([{
         "provider_name": easy_auth_idp(conn),
         "user_id": user_id,

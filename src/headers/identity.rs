@@ -106,7 +106,7 @@ const TYP_NAME_IDENTIFIER: &str =
     "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier";
 /// What `name_typ` names, as App Service has it: .NET's
 /// `ClaimsIdentity.Name` (`User.Identity.Name`) is this claim's value, the
-/// principal's name (see [`principal_name`]).
+/// principal's name (see [`Vouched::principal_name`]).
 const TYP_NAME: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name";
 const TYP_EMAIL: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress";
 const TYP_OBJECT_ID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
@@ -507,9 +507,13 @@ fn render(
     out.text
         .reserve(joined.as_ref().map_or(0, String::len) + 512);
     let roles = out.join_roles(&user.roles);
-    let email = user.vouched_email(connection);
-    let name = user.vouched_name(connection);
-    let username = user.vouched_username(connection);
+    let vouched = Vouched::of(user, connection);
+    let Vouched {
+        email,
+        username,
+        name,
+        ..
+    } = vouched;
     match route.headers {
         HeaderProfile::Forwarded => {
             out.set("x-forwarded-user", Some(&user.user_id));
@@ -528,13 +532,10 @@ fn render(
         }
         HeaderProfile::EasyAuth => {
             let idp = easy_auth_idp(connection);
-            out.set(
-                "x-ms-client-principal-name",
-                Some(principal_name(user, connection)),
-            );
+            out.set("x-ms-client-principal-name", Some(vouched.principal_name()));
             out.set("x-ms-client-principal-id", Some(&user.user_id));
             out.set("x-ms-client-principal-idp", Some(idp));
-            let principal = easy_auth_principal(user, connection, &groups, idp);
+            let principal = easy_auth_principal(user, connection, &vouched, &groups, idp);
             out.set("x-ms-client-principal", principal.as_deref());
         }
         HeaderProfile::Remote => {
@@ -600,7 +601,7 @@ fn render(
         if written_per_request(route, header) {
             continue;
         }
-        let value = extra_value(user, source, joined.as_deref(), [email, username, name]);
+        let value = extra_value(user, source, joined.as_deref(), &vouched);
         out.set_name(header.clone(), value.as_deref());
     }
     Rendered::new(out)
@@ -824,15 +825,15 @@ fn extra_value(
     user: &Session,
     source: &str,
     groups: Option<&str>,
-    [email, username, name]: [Option<&str>; 3],
+    vouched: &Vouched<'_>,
 ) -> Option<String> {
     let s = |v: Option<&str>| v.map(str::to_string);
     match source {
         "user_id" => Some(user.user_id.clone()),
         "sub" | "subject" => Some(user.subject.clone()),
-        "email" => s(email),
-        "name" => s(name),
-        "preferred_username" => s(username),
+        "email" => s(vouched.email),
+        "name" => s(vouched.name),
+        "preferred_username" => s(vouched.username),
         "tenant_id" | "tid" => s(user.tenant_id.as_deref()),
         "connection" => Some(user.connection.clone()),
         "groups" => s(groups),
@@ -919,6 +920,7 @@ pub(crate) fn easy_auth_idp(connection: &ConnectionSettings) -> &str {
 pub(crate) fn principal_claims<'a>(
     user: &'a Session,
     connection: &ConnectionSettings,
+    vouched: &Vouched<'a>,
     group_ids: impl Iterator<Item = &'a str>,
 ) -> Vec<Claim<'a>> {
     let mut claims = vec![Claim {
@@ -943,21 +945,21 @@ pub(crate) fn principal_claims<'a>(
     }
     claims.push(Claim {
         typ: TYP_NAME,
-        val: principal_name(user, connection),
+        val: vouched.principal_name(),
     });
-    if let Some(name) = user.vouched_name(connection) {
+    if let Some(name) = vouched.name {
         claims.push(Claim {
             typ: "name",
             val: name,
         });
     }
-    if let Some(u) = user.vouched_username(connection) {
+    if let Some(u) = vouched.username {
         claims.push(Claim {
             typ: "preferred_username",
             val: u,
         });
     }
-    if let Some(e) = user.vouched_email(connection) {
+    if let Some(e) = vouched.email {
         claims.push(Claim {
             typ: TYP_EMAIL,
             val: e,
@@ -990,15 +992,35 @@ pub(crate) fn principal_claims<'a>(
     claims
 }
 
-/// The principal's name, as App Service gives it (`X-MS-CLIENT-PRINCIPAL-NAME`,
-/// the principal's `name_typ` claim, `/.auth/me`'s `user_id`): the
-/// username, else the verified email, else the user id; only what the
-/// session vouches for ([`Session::vouched_username`]), since .NET apps
-/// read it as `User.Identity.Name`.
-pub(crate) fn principal_name<'a>(user: &'a Session, connection: &ConnectionSettings) -> &'a str {
-    user.vouched_username(connection)
-        .or(user.vouched_email(connection))
-        .unwrap_or(&user.user_id)
+/// What a session vouches for under its connection's settings
+/// ([`Session::vouched_email`], `vouched_username`, `vouched_name`),
+/// judged once for everything one rendering writes.
+#[derive(Clone, Copy)]
+pub(crate) struct Vouched<'a> {
+    pub email: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub name: Option<&'a str>,
+    user_id: &'a str,
+}
+
+impl<'a> Vouched<'a> {
+    pub fn of(user: &'a Session, connection: &ConnectionSettings) -> Vouched<'a> {
+        Vouched {
+            email: user.vouched_email(connection),
+            username: user.vouched_username(connection),
+            name: user.vouched_name(connection),
+            user_id: &user.user_id,
+        }
+    }
+
+    /// The principal's name, as App Service gives it
+    /// (`X-MS-CLIENT-PRINCIPAL-NAME`, the principal's `name_typ` claim,
+    /// `/.auth/me`'s `user_id`): the username, else the email, else the
+    /// user id; only what the session vouches for, since .NET apps read
+    /// it as `User.Identity.Name`.
+    pub fn principal_name(&self) -> &'a str {
+        self.username.or(self.email).unwrap_or(self.user_id)
+    }
 }
 
 /// `X-MS-CLIENT-PRINCIPAL`: standard base64 of the JSON App Service sends.
@@ -1007,10 +1029,11 @@ pub(crate) fn principal_name<'a>(user: &'a Session, connection: &ConnectionSetti
 fn easy_auth_principal(
     user: &Session,
     connection: &ConnectionSettings,
+    vouched: &Vouched<'_>,
     groups: &[Group<'_>],
     idp: &str,
 ) -> Option<String> {
-    let claims = principal_claims(user, connection, groups.iter().map(|g| g.id));
+    let claims = principal_claims(user, connection, vouched, groups.iter().map(|g| g.id));
     if claims.iter().any(|c| c.val.chars().any(char::is_control)) {
         tracing::warn!(
             user.id = ?user.user_id,

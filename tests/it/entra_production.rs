@@ -626,9 +626,8 @@ async fn forward_params_pass_only_the_listed_parameters_to_the_idp() {
             "/.auth/login/contoso?login_hint=bob%40contoso.example&domain_hint=contoso.example&prompt=login&max_age=0&acr_values=x",
         ))
         .await;
-    let url = url::Url::parse(&authorize).unwrap();
-    let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let q = query_of(&authorize);
+    let get = |k: &str| value_of(&q, k);
     assert_eq!(get("login_hint"), Some("bob@contoso.example"));
     assert_eq!(get("domain_hint"), Some("contoso.example"));
     assert_eq!(get("prompt"), Some("login"));
