@@ -198,6 +198,12 @@ impl RedisStore {
         self.local.is_subscribed()
     }
 
+    /// Invalidation messages this replica has handled, its own included
+    /// (tests wait for a message to land: they arrive in the order sent).
+    pub fn invalidations_handled(&self) -> u64 {
+        self.local.messages_handled()
+    }
+
     /// Reads from Redis (extending the idle timeout) and caches the result.
     /// `stale`: a kept copy of this session past its TTL (`cache`), served
     /// again without decoding when Redis answers the very same record.

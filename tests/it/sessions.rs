@@ -514,6 +514,7 @@ async fn the_redis_store_on_a_redis_cluster_keeps_the_contract() {
 /// invalidation can explain it dropping a session quickly.
 struct Replicas {
     redis: RedisServer,
+    prefix: String,
     a: RedisStore,
     b: RedisStore,
 }
@@ -531,7 +532,12 @@ async fn replicas() -> Replicas {
     let b = long_cache(&redis);
     subscribed(&a).await;
     subscribed(&b).await;
-    Replicas { redis, a, b }
+    Replicas {
+        redis,
+        prefix,
+        a,
+        b,
+    }
 }
 
 /// Commands Redis executed, without the ones that are not ours to count
@@ -543,8 +549,27 @@ async fn session_commands(redis: &RedisServer) -> BTreeMap<String, u64> {
     calls
 }
 
+/// Waits until `store` has handled every invalidation message sent so far
+/// (its own writes' and the other replica's): it gets a marker after them,
+/// and messages arrive in the order sent.
+async fn settled(r: &Replicas, store: &RedisStore) {
+    let handled = store.invalidations_handled();
+    let marker = "0".repeat(64); // a hash no session has
+    r.redis
+        .command(&format!("PUBLISH {}invalidate {marker}", r.prefix))
+        .await;
+    assert!(
+        wait_until(DEADLINE, || store.invalidations_handled() > handled).await,
+        "the invalidation marker never arrived"
+    );
+}
+
 /// `store` answers `id` from its local cache: repeated reads cost Redis nothing.
-async fn assert_cached(redis: &RedisServer, store: &RedisStore, id: &SessionId) {
+async fn assert_cached(r: &Replicas, store: &RedisStore, id: &SessionId) {
+    let redis = &r.redis;
+    // A message still on its way (the put's own) would evict the copy in
+    // the middle of the count below, as it should.
+    settled(r, store).await;
     // The first read fetches and caches; a read racing with an unrelated
     // invalidation may skip caching (fail safe), so warm up until one read
     // costs nothing.
@@ -596,7 +621,7 @@ async fn a_cached_session_costs_no_redis_command() {
     let r = replicas().await;
     let id = SessionId::generate();
     r.a.put(&id, session("alice", None)).await.unwrap();
-    within("cached reads", assert_cached(&r.redis, &r.b, &id)).await;
+    within("cached reads", assert_cached(&r, &r.b, &id)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -604,7 +629,7 @@ async fn logout_on_one_replica_ends_the_cached_session_on_another_within_a_secon
     let r = replicas().await;
     let id = SessionId::generate();
     r.a.put(&id, session("alice", None)).await.unwrap();
-    assert_cached(&r.redis, &r.b, &id).await;
+    assert_cached(&r, &r.b, &id).await;
     r.a.delete(&id).await.unwrap();
     let took = until_gone(&r.b, &id).await;
     assert!(took < Duration::from_secs(1), "took {took:?}");
@@ -619,15 +644,15 @@ async fn revocation_by_user_and_by_sid_reaches_every_replica_within_a_second() {
     r.a.put(&by_sid, session("bob", Some("sid-b")))
         .await
         .unwrap();
-    assert_cached(&r.redis, &r.b, &by_user).await;
-    assert_cached(&r.redis, &r.b, &by_sid).await;
+    assert_cached(&r, &r.b, &by_user).await;
+    assert_cached(&r, &r.b, &by_sid).await;
 
     assert_eq!(r.a.revoke_user("contoso", "alice").await.unwrap(), 1);
     let took = until_gone(&r.b, &by_user).await;
     assert!(took < Duration::from_secs(1), "revoke_user took {took:?}");
 
     // Revoked from b, read on a.
-    assert_cached(&r.redis, &r.a, &by_sid).await;
+    assert_cached(&r, &r.a, &by_sid).await;
     assert_eq!(r.b.revoke_sid("contoso", "sid-b").await.unwrap(), 1);
     let took = until_gone(&r.a, &by_sid).await;
     assert!(took < Duration::from_secs(1), "revoke_sid took {took:?}");
@@ -638,7 +663,7 @@ async fn a_refresh_on_one_replica_replaces_the_cached_copy_on_another() {
     let r = replicas().await;
     let id = SessionId::generate();
     r.a.put(&id, session("alice", None)).await.unwrap();
-    assert_cached(&r.redis, &r.b, &id).await;
+    assert_cached(&r, &r.b, &id).await;
     let mut refreshed = session("alice", None);
     refreshed.refresh_token = Some("rt-2".into());
     r.a.put(&id, refreshed).await.unwrap();
@@ -729,7 +754,7 @@ async fn redis_down_cached_sessions_still_served_others_fail_closed_then_service
     let uncached = SessionId::generate();
     r.a.put(&cached, session("alice", None)).await.unwrap();
     r.a.put(&uncached, session("bob", None)).await.unwrap();
-    assert_cached(&r.redis, &r.b, &cached).await;
+    assert_cached(&r, &r.b, &cached).await;
 
     r.redis.kill();
     // Hot session: still served from the cache, without Redis.

@@ -172,6 +172,8 @@ pub(super) struct Local {
     stripes: [AtomicU64; STRIPES],
     /// True while the invalidation subscription is up (see `subscriber`).
     subscribed: AtomicBool,
+    /// Invalidation messages handled (tests wait for one to land).
+    messages: AtomicU64,
     /// The latest read of the change generations (see `generations`).
     sweep: RwLock<Option<Arc<Sweep>>>,
     /// Set when the server cannot write the generations with a session.
@@ -197,6 +199,7 @@ impl Local {
             epoch: AtomicU64::new(0),
             stripes: std::array::from_fn(|_| AtomicU64::new(0)),
             subscribed: AtomicBool::new(false),
+            messages: AtomicU64::new(0),
             sweep: RwLock::new(None),
             generations_off: AtomicBool::new(false),
         }
@@ -576,6 +579,15 @@ impl Local {
 
     pub(super) fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Acquire)
+    }
+
+    /// Counts an invalidation message whose evictions are done.
+    pub(super) fn message_handled(&self) {
+        self.messages.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn messages_handled(&self) -> u64 {
+        self.messages.load(Ordering::Acquire)
     }
 
     pub(super) fn len(&self) -> u64 {

@@ -107,6 +107,7 @@ async fn listen(pubsub: redis::aio::PubSub, local: &Local, timeout: Duration) {
                         None => local.clear(),
                     }
                 }
+                local.message_handled();
             }
             _ = ping.tick() => {
                 match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
