@@ -439,6 +439,31 @@ fn secrets_can_come_from_files_with_trailing_newline_trimmed() {
 }
 
 #[test]
+fn a_session_secret_given_two_ways_is_one_problem_naming_both() {
+    // The file's inline secret and a secret file from the environment (as
+    // a Kubernetes manifest would add): refused once, naming both.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("session"), SECRET).expect("write");
+    let e = load_with(
+        &minimal(),
+        env(&[("REALMGATE_SESSION__SECRET_FILE", "session")]),
+        Some(dir.path()),
+    )
+    .expect_err("two ways");
+    let about: Vec<_> = e
+        .problems
+        .iter()
+        .filter(|p| p.key.starts_with("session.secret"))
+        .collect();
+    assert_eq!(about.len(), 1, "{e}");
+    assert!(
+        about[0].to_string().contains("secret and secret_file"),
+        "{e}"
+    );
+    assert!(about[0].to_string().contains("REALMGATE_SESSION__"), "{e}");
+}
+
+#[test]
 fn secret_files_that_never_end_or_are_huge_are_refused_not_read() {
     // `/dev/zero` would be read forever; a folder or a huge file is a mistake.
     let dir = tempfile::tempdir().expect("tempdir");

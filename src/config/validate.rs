@@ -479,23 +479,23 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
 
 fn session(cx: &mut Ctx<'_>, raw: RawSession) -> SessionSettings {
     let mut secrets = Vec::new();
-    let given = [
-        raw.secret.is_some(),
-        raw.secret_file.is_some(),
-        raw.secrets.is_some(),
-        raw.secrets_file.is_some(),
+    let given: Vec<&str> = [
+        ("secret", raw.secret.is_some()),
+        ("secret_file", raw.secret_file.is_some()),
+        ("secrets", raw.secrets.is_some()),
+        ("secrets_file", raw.secrets_file.is_some()),
     ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if given > 1 {
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if given.len() > 1 {
+        // One problem, not a second one from `secret` below as well.
         cx.bad(
             "session.secret",
-            "is given in more than one way (secret, secret_file, secrets, secrets_file)",
-            "exactly one of them",
+            format!("is given as {}", given.join(" and ")),
+            "exactly one of secret, secret_file, secrets, secrets_file (a REALMGATE_SESSION__* environment variable counts as given)",
         );
-    }
-    if let Some(s) = cx.secret(
+    } else if let Some(s) = cx.secret(
         "session.secret",
         raw.secret.as_deref(),
         raw.secret_file.as_deref(),
@@ -511,7 +511,7 @@ fn session(cx: &mut Ctx<'_>, raw: RawSession) -> SessionSettings {
             secrets.push((key, s));
         }
     }
-    if secrets.is_empty() && given == 0 {
+    if secrets.is_empty() && given.is_empty() {
         cx.bad(
             "session.secret",
             "is missing",
