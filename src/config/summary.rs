@@ -445,6 +445,12 @@ pub fn summary(settings: &Settings) -> String {
             if !a.tenants.is_empty() {
                 parts.push(format!("tenant in [{}]", a.tenants.join(", ")));
             }
+            if !a.roles.is_empty() {
+                parts.push(format!("roles any of [{}]", a.roles.join(", ")));
+            }
+            for c in &a.claims {
+                parts.push(format!("claim {} any of [{}]", c.name, c.values.join(", ")));
+            }
             let _ = writeln!(s, "    allow: {}", parts.join(" and "));
         } else {
             let _ = writeln!(s, "    allow: any signed-in user");

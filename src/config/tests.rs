@@ -1436,6 +1436,18 @@ fn allow_claims_needs_a_connection_that_keeps_claims() {
     let s = load_str(&kept).expect("valid");
     assert_eq!(s.routes[0].allow.claims[0].name, "department");
     assert_eq!(s.routes[0].allow.claims[0].values, ["HR"]);
+    // `check` says what the route asks for, not an empty "allow:".
+    assert!(
+        summary(&s).contains("allow: claim department any of [HR]\n"),
+        "{}",
+        summary(&s)
+    );
+    let roles = load_str(&format!(
+        "{}[route.allow]\nroles = [\"HR.Admin\"]\n",
+        minimal()
+    ))
+    .expect("valid");
+    assert!(summary(&roles).contains("allow: roles any of [HR.Admin]\n"));
     // An empty value list is a mistake, not "any value".
     let p = problems(&kept.replace("[\"HR\"]", "[]"));
     assert!(has(&p, "route[0].allow.claims.department"), "{p:?}");
