@@ -234,6 +234,7 @@ async fn pipeline<'g>(
                     Some(_) => authenticated.user.session_id().cloned(),
                     None => None,
                 };
+                let upgrading = upgrade.is_some();
                 // 4. Authorize. An optional route has no `allow` (`check`
                 // refuses one): only its `connections` can deny, and a user
                 // of another connection is anonymous there, as without a session.
@@ -249,11 +250,16 @@ async fn pipeline<'g>(
                         if rec.log {
                             rec.user = Some(permit.user_arc().clone());
                         }
-                        let tunnel = forward::Tunnel {
-                            until: forward::tunnel_deadline(permit.user().expires_at),
-                            session: tunnel_session,
-                        };
-                        (Some(injected), Some(tunnel))
+                        let until = forward::tunnel_deadline(permit.user().expires_at);
+                        let tunnel = match tunnel_session {
+                            Some(id) => Some(forward::AuthorizedBy::Session(id)),
+                            None if upgrading => {
+                                Some(forward::AuthorizedBy::Token(permit.user_arc().clone()))
+                            }
+                            None => None,
+                        }
+                        .map(|by| forward::Tunnel { until, by });
+                        (Some(injected), tunnel)
                     }
                 }
             }

@@ -21,11 +21,22 @@ use crate::proxy::{Forwarded, Outbound};
 use crate::respond::GatewayError;
 use crate::session::store::SessionId;
 
-/// What authorized a request, for its tunnel: when it must close, and the
-/// session whose end closes it too (none for a bearer token).
+/// What authorized a request, for its tunnel: when it must close, and what
+/// is checked again while it is open.
 pub struct Tunnel {
     pub until: SystemTime,
-    pub session: Option<SessionId>,
+    pub by: AuthorizedBy,
+}
+
+/// Who a tunnel runs for.
+pub enum AuthorizedBy {
+    /// A session: its end closes the tunnel, and after a reload the new
+    /// configuration must still permit it.
+    Session(SessionId),
+    /// A bearer token: nothing to look up (it ends at `until`, the token's
+    /// expiry), but after a reload the new configuration must still permit
+    /// the identity it proved.
+    Token(Arc<crate::session::model::Session>),
 }
 
 /// Adds the forwarding headers and sends the request upstream.
@@ -51,20 +62,18 @@ pub async fn forward(
         request_id,
     );
     trace.apply(&mut parts.headers);
-    let (tunnel_until, tunnel_session) = match tunnel {
-        Some(t) => (Some(t.until), t.session),
-        None => (None, None),
-    };
-    let tunnel_alive = tunnel_session.map(|id| {
-        session_alive(
-            gw.auth.shared.sessions.clone(),
-            id,
-            Judged {
-                settings: gw.settings.clone(),
-                route: route.name.clone(),
-                latest: gw.auth.shared.latest_settings.clone(),
-            },
-        )
+    let tunnel_until = tunnel.as_ref().map(|t| t.until);
+    // Only an upgrade opens a tunnel; a plain request needs no check.
+    let tunnel_alive = tunnel.filter(|_| upgrade.is_some()).map(|t| {
+        let judged = Judged {
+            settings: gw.settings.clone(),
+            route: route.name.clone(),
+            latest: gw.auth.shared.latest_settings.clone(),
+        };
+        match t.by {
+            AuthorizedBy::Session(id) => session_alive(gw.auth.shared.sessions.clone(), id, judged),
+            AuthorizedBy::Token(user) => token_alive(user, judged),
+        }
     });
     let out = Outbound {
         request: Request::from_parts(parts, body),
@@ -136,6 +145,19 @@ fn session_alive(
                 }
             }
         })
+    })
+}
+
+/// A bearer-token tunnel's liveness check: the newest configuration still
+/// permits the token's identity ([`Judged`]; review 11: a reload left such
+/// tunnels open until the token expired).
+fn token_alive(
+    user: Arc<crate::session::model::Session>,
+    judged: Judged,
+) -> crate::proxy::AliveCheck {
+    Box::new(move || {
+        let permitted = judged.still_permitted(&user);
+        Box::pin(async move { permitted })
     })
 }
 

@@ -640,6 +640,66 @@ async fn a_bearer_websocket_tunnel_lives_until_the_token_expires_whatever_cookie
     );
 }
 
+/// Review 11: a reload that takes a token's access away (here the route
+/// stops allowing its connection) ends the WebSocket the token opened within
+/// the liveness check's period, as it does a session's; a reload that
+/// changes nothing for it keeps it.
+#[tokio::test]
+async fn a_reload_that_takes_access_away_closes_bearer_tunnels() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use std::sync::Arc;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let w = World::start().await;
+    // A handler-only gateway on the same configuration: the test builds
+    // its reloads' generations (`Gateway::new`, as a SIGHUP does).
+    let gw = crate::util::serve_handler_for_tests((*w.gateway.settings).clone()).await;
+    let shared = gw.shared.clone().expect("shared state");
+    let reload = |edit: &dyn Fn(&mut realmgate::config::Settings)| {
+        let mut settings = (*gw.settings).clone();
+        edit(&mut settings);
+        realmgate::handler::Gateway::new(Arc::new(settings), &shared).expect("generation")
+    };
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut request = format!("ws://{API}:{}/ws", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    let auth = format!("Bearer {}", w.token(ALICE));
+    request
+        .headers_mut()
+        .insert("authorization", auth.parse().unwrap());
+    let (mut ws, resp) = tokio::time::timeout(
+        crate::util::DEADLINE,
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    assert_eq!(resp.status(), 101);
+
+    // A new generation that still permits alice keeps the tunnel.
+    let _same = reload(&|_| {});
+    tokio::time::sleep(realmgate::proxy::CHECK_EVERY * 2).await;
+    ws.send(Message::text("still here")).await.unwrap();
+    let echoed = tokio::time::timeout(crate::util::DEADLINE, ws.next())
+        .await
+        .expect("echo in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
+
+    // The route now allows the partner connection only: alice's token
+    // would be refused there, so her tunnel ends.
+    let _denied = reload(&|s| {
+        let api = s.routes.iter_mut().find(|r| r.name == "api").expect("api");
+        Arc::make_mut(api).connections = vec!["partners".into()];
+    });
+    assert!(
+        crate::util::websocket_closes(&mut ws, crate::util::DEADLINE).await,
+        "the bearer tunnel outlived the reload that denied it"
+    );
+}
+
 /// A bearer token whose `exp` (or `nbf`/`iat`) is beyond any representable
 /// time: `1e300` used to saturate to `u64::MAX` and be accepted, and the
 /// tunnel deadline computed from it then panicked the connection's task
