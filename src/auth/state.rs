@@ -55,10 +55,16 @@ pub struct AuthShared {
     /// The assertion key made at start when routes send assertions and no
     /// `server.assertion_key` is set ([`AuthShared::ephemeral_assertion_key`]).
     ephemeral_key: Arc<std::sync::OnceLock<Option<Arc<super::assertion::AssertionKey>>>>,
-    /// The settings of the newest generation built (set by
-    /// [`AuthState::new`]): an open tunnel is judged again under them
-    /// after a reload (`phase::forward`).
-    pub(crate) latest_settings: Arc<std::sync::RwLock<Option<Arc<Settings>>>>,
+    /// The newest generation built (set by [`AuthState::new`]): an open
+    /// tunnel is routed and judged again under it after a reload
+    /// (`phase::forward`).
+    pub(crate) latest: Arc<std::sync::RwLock<Option<Arc<Latest>>>>,
+}
+
+/// What an open tunnel is judged by again after a reload.
+pub(crate) struct Latest {
+    pub settings: Arc<Settings>,
+    pub router: Arc<crate::router::Router>,
 }
 
 impl AuthShared {
@@ -86,7 +92,7 @@ impl AuthShared {
             ldap_failures: crate::ldap::limit::Failures::default(),
             saml: Arc::default(),
             ephemeral_key: Arc::default(),
-            latest_settings: Arc::default(),
+            latest: Arc::default(),
         })
     }
 
@@ -145,10 +151,11 @@ pub struct AuthState {
 
 impl AuthState {
     pub fn new(settings: Arc<Settings>, shared: &AuthShared) -> Self {
-        *shared
-            .latest_settings
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(settings.clone());
+        let router = Arc::new(crate::router::Router::new(&settings.routes));
+        *shared.latest.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Latest {
+            settings: settings.clone(),
+            router: router.clone(),
+        }));
         shared.providers.update(&settings);
         shared
             .saml
@@ -166,7 +173,7 @@ impl AuthState {
             cookies: Arc::new(SessionCookies::new(&settings.session)),
             states: Arc::new(StateCookies::new(&settings.session)),
             extra_headers: extra.into(),
-            router: Arc::new(crate::router::Router::new(&settings.routes)),
+            router,
             route_hosts: Arc::new(
                 settings
                     .routes

@@ -67,8 +67,9 @@ pub async fn forward(
     let tunnel_alive = tunnel.filter(|_| upgrade.is_some()).map(|t| {
         let judged = Judged {
             settings: gw.settings.clone(),
-            route: route.name.clone(),
-            latest: gw.auth.shared.latest_settings.clone(),
+            host: String::from_utf8_lossy(client_host.as_bytes()).into_owned(),
+            path: parts.uri.path().to_string(),
+            latest: gw.auth.shared.latest.clone(),
         };
         match t.by {
             AuthorizedBy::Session(id) => session_alive(gw.auth.shared.sessions.clone(), id, judged),
@@ -91,33 +92,38 @@ pub async fn forward(
         .await
 }
 
-/// Where a tunnel was authorized: the generation's settings and the route,
-/// and the newest generation's settings, to judge it again after a reload.
+/// Where a tunnel was authorized: the generation's settings, and the host
+/// and (canonical) path it was routed by, to route and judge it again under
+/// the newest generation after a reload.
 struct Judged {
     settings: Arc<crate::config::Settings>,
-    route: String,
-    latest: Arc<std::sync::RwLock<Option<Arc<crate::config::Settings>>>>,
+    host: String,
+    path: String,
+    latest: Arc<std::sync::RwLock<Option<Arc<crate::auth::state::Latest>>>>,
 }
 
 impl Judged {
     /// True while the newest configuration still lets the session through
-    /// this tunnel's route: the route is there, and its policy (connection,
-    /// groups, roles, ...) permits the session as a new request's would
-    /// (review 10: a reload that took a partner's or a group's access away
-    /// left its open WebSockets running until the session's end).
+    /// this tunnel: its host and path still reach a route, and that route's
+    /// policy (connection, groups, roles, ...) permits the session as a new
+    /// request's would (review 10: a reload that took a partner's or a
+    /// group's access away left its open WebSockets running until the
+    /// session's end). The route is found again, not looked up by name: a
+    /// reload may give the tunnel's host and path to another route, or the
+    /// name to another host (review 11).
     fn still_permitted(&self, session: &crate::session::model::Session) -> bool {
         let latest = self
             .latest
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let Some(now) = latest.filter(|now| !Arc::ptr_eq(now, &self.settings)) else {
+        let Some(now) = latest.filter(|now| !Arc::ptr_eq(&now.settings, &self.settings)) else {
             return true;
         };
-        let Some(route) = now.routes.iter().find(|r| r.name == self.route) else {
+        let crate::router::Lookup::Found(route) = now.router.lookup(&self.host, &self.path) else {
             return false;
         };
-        let connection = now.connection(&session.connection);
+        let connection = now.settings.connection(&session.connection);
         connection.is_some()
             && crate::policy::decide(route, connection.map(|c| &**c), session).is_ok()
     }

@@ -1316,6 +1316,52 @@ async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
     );
 }
 
+/// Review 11: a tunnel is routed again after a reload, not found by its
+/// route's name: a reload that gives its host to another route (here, the
+/// old route's name moves to another host and a locked route takes
+/// app.test) judges it by the route a new request would reach.
+#[tokio::test]
+async fn a_reload_that_gives_the_tunnels_host_to_another_route_judges_it_by_that_route() {
+    use realmgate::session::store::SessionId;
+    let up = EchoUpstream::start().await;
+    let settings =
+        realmgate::config::load_str(&config("", &route("app", "app.test", "/", &up.url(), "")))
+            .expect("config");
+    let cookies = realmgate::session::cookie::SessionCookies::new(&settings.session);
+    let gw = serve_handler_for_tests(settings).await;
+    let shared = gw.shared.clone().expect("shared state");
+    let id = SessionId::generate();
+    shared
+        .auth
+        .sessions
+        .put(&id, signed_in_user())
+        .await
+        .expect("store the session");
+    let cookie = format!("{}={}", cookies.name_for(false), cookies.value(&id));
+    let mut ws = open_websocket(gw.addr, &cookie).await;
+
+    let moved = config(
+        "",
+        &format!(
+            "{}{}",
+            route("app", "other.test", "/", &up.url(), ""),
+            route(
+                "locked",
+                "app.test",
+                "/",
+                &up.url(),
+                "[route.allow]\ngroups = [\"admins\"]"
+            )
+        ),
+    );
+    let settings = std::sync::Arc::new(realmgate::config::load_str(&moved).expect("config"));
+    let _moved = realmgate::handler::Gateway::new(settings, &shared).expect("generation");
+    assert!(
+        crate::util::websocket_closes(&mut ws, DEADLINE).await,
+        "the tunnel was judged by its old route's name"
+    );
+}
+
 #[tokio::test]
 async fn an_upstream_that_does_not_accept_connections_in_time_is_504() {
     // A listener that never accepts, its backlog filled: Linux drops further
