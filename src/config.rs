@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 pub use schema::schema;
 pub use settings::*;
 pub use summary::{callback_urls, summary, warnings};
-pub use validate::normalize_domain;
 pub use validate::MIN_ADMIN_TOKEN_BYTES;
 pub use validate::MIN_SECRET_BYTES;
+pub use validate::{allow_lists, normalize_domain};
 
 /// The default config path when neither `--config` nor `REALMGATE_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "./realmgate.toml";

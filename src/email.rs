@@ -146,7 +146,7 @@ fn ascii_host(host: &str) -> Option<String> {
 }
 
 /// A DNS host name in ASCII (letters, digits, `-`; see the module docs).
-fn is_dns_name(host: &str) -> bool {
+pub(crate) fn is_dns_name(host: &str) -> bool {
     if host.is_empty() || host.len() > MAX_HOST {
         return false;
     }

@@ -123,7 +123,7 @@ async fn dispatch(
         (&Method::GET | &Method::HEAD, "/me") => me::me(ctx, parts).await,
         // Any method: Envoy ext_authz sends the original one; verify reads
         // no body and changes nothing.
-        (_, "/verify") => verify::verify(ctx, parts, conn, verify::Dialect::Realmgate).await,
+        (_, "/verify") => verify::verify(ctx, parts, conn, verify::Dialect::Realmgate, None).await,
         (&Method::GET | &Method::HEAD, "/keys") => Ok(keys::keys(state)),
         (&Method::GET | &Method::POST, "/logout") => logout::logout(ctx, parts, body).await,
         (&Method::GET | &Method::HEAD, "/logout/done") => Ok(logout::signed_out(ctx)),

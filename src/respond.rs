@@ -122,6 +122,10 @@ pub enum Unjudgeable {
     /// The forwarded host or URI came from a peer not in `trusted_proxies`
     /// and names another route than the one the request is judged by.
     UntrustedForward,
+    /// `/oauth2/auth`'s `allowed_groups`, `allowed_emails` or
+    /// `allowed_email_domains` has an entry `[route.allow]` would refuse:
+    /// 403, as the restriction cannot be applied (`endpoints::oauth2`).
+    UnreadableRestriction,
 }
 
 impl Unjudgeable {
@@ -133,6 +137,7 @@ impl Unjudgeable {
             Unjudgeable::AmbiguousPath => "ambiguous_path",
             Unjudgeable::NoRoute => "no_route",
             Unjudgeable::UntrustedForward => "untrusted_forward",
+            Unjudgeable::UnreadableRestriction => "unreadable_restriction",
         }
     }
 
@@ -143,6 +148,7 @@ impl Unjudgeable {
             Unjudgeable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//', look-alike characters, or letter case, trailing dots and spaces or cookieless segments that some apps ignore). The proxy in front should refuse it or send the path exactly as the route's prefix spells it.",
             Unjudgeable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",
             Unjudgeable::UntrustedForward => "X-Forwarded-Uri, X-Original-URI or X-Forwarded-Host came from a peer that is not in server.trusted_proxies, so it cannot decide the route, and it names another route than the one this request would be judged by. Add the address of the proxy in front to server.trusted_proxies.",
+            Unjudgeable::UnreadableRestriction => "The allowed_groups, allowed_emails or allowed_email_domains of this /oauth2/auth URL has an entry that is not a group, a plain email address or a domain as [route.allow] takes them, so the restriction cannot be applied. Fix the auth URL of the proxy in front, or move the restriction to the route's [route.allow].",
         }
     }
 }
@@ -166,7 +172,9 @@ impl GatewayError {
             GatewayError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Unjudgeable(Unjudgeable::NoRoute) => StatusCode::FORBIDDEN,
+            GatewayError::Unjudgeable(
+                Unjudgeable::NoRoute | Unjudgeable::UnreadableRestriction,
+            ) => StatusCode::FORBIDDEN,
             GatewayError::Unjudgeable(
                 Unjudgeable::UnreadableUri
                 | Unjudgeable::NonCanonicalPath(_)
@@ -193,7 +201,9 @@ impl GatewayError {
             GatewayError::HeaderTooLarge => "request_header_fields_too_large",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
-            GatewayError::Unjudgeable(Unjudgeable::NoRoute) => "forbidden",
+            GatewayError::Unjudgeable(
+                Unjudgeable::NoRoute | Unjudgeable::UnreadableRestriction,
+            ) => "forbidden",
             GatewayError::Unjudgeable(
                 Unjudgeable::UnreadableUri
                 | Unjudgeable::NonCanonicalPath(_)

@@ -439,6 +439,38 @@ fn secrets_can_come_from_files_with_trailing_newline_trimmed() {
 }
 
 #[test]
+fn email_domains_are_domains_an_email_can_have_not_wildcards() {
+    // IDNA alone lets `*` and `_` through: such a domain matches no email
+    // address ever, so the operator's rule would silently refuse everyone.
+    for bad in [
+        "*.contoso.com",
+        "con_toso.com",
+        "-contoso.com",
+        ".contoso.com..",
+    ] {
+        let hrd = minimal().replace("\"Contoso.COM\"", &format!("{bad:?}"));
+        let p = problems(&hrd);
+        let e = p
+            .iter()
+            .find(|p| p.key == "connection[0].home_realm_domains[0]")
+            .unwrap_or_else(|| panic!("{bad}: {p:?}"));
+        assert!(e.expected.contains("no wildcard"), "{e}");
+        let allow = format!("{}[route.allow]\nemail_domains = [{bad:?}]\n", minimal());
+        assert!(
+            has(&problems(&allow), "route[0].allow.email_domains[0]"),
+            "{bad}"
+        );
+    }
+    // Unicode, case and a trailing dot are still read as the domain.
+    let s = load_str(&format!(
+        "{}[route.allow]\nemail_domains = [\"Bücher.Example.\"]\n",
+        minimal()
+    ))
+    .expect("valid");
+    assert_eq!(s.routes[0].allow.email_domains, ["xn--bcher-kva.example"]);
+}
+
+#[test]
 fn a_session_secret_given_two_ways_is_one_problem_naming_both() {
     // The file's inline secret and a secret file from the environment (as
     // a Kubernetes manifest would add): refused once, naming both.

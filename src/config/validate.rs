@@ -739,6 +739,16 @@ pub fn normalize_domain(domain: &str) -> Option<String> {
     Some(ascii)
 }
 
+/// [`normalize_domain`], then only what an email's host can be (letters,
+/// digits, inner hyphens per label): IDNA lets `*` and `_` through, and a
+/// wildcard such as `*.contoso.com` would match no email, ever, silently.
+fn normalize_email_domain(domain: &str) -> Option<String> {
+    normalize_domain(domain).filter(|d| crate::email::is_dns_name(d))
+}
+
+const EMAIL_DOMAIN_EXPECTED: &str =
+    "a domain such as \"contoso.com\" (no wildcard: list each subdomain that users' addresses have)";
+
 fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<ConnectionSettings>> {
     let mut out = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
@@ -875,7 +885,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             .enumerate()
         {
             let key = at(&format!("home_realm_domains[{j}]"));
-            match normalize_domain(d) {
+            match normalize_email_domain(d) {
                 Some(n) => {
                     if let Some(owner) = domains.get(&n) {
                         cx.bad(
@@ -890,8 +900,8 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
                 }
                 None => cx.bad(
                     key,
-                    format!("{d:?} is not a domain name"),
-                    "a domain such as \"contoso.com\"",
+                    format!("{d:?} is not a domain an email address can have"),
+                    EMAIL_DOMAIN_EXPECTED,
                 ),
             }
         }
@@ -1624,6 +1634,37 @@ fn identity_spelling(lower: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == joiner)
 }
 
+/// `[route.allow]` lists that arrive with a request: oauth2-proxy's
+/// `/oauth2/auth?allowed_groups=…&allowed_emails=…&allowed_email_domains=…`
+/// (`endpoints::oauth2`), read exactly as the same keys of the file are
+/// (SPEC 6.1 scoping of group names, plain emails, IDNA domains). `Err`:
+/// the first entry that cannot be read, which the caller refuses rather
+/// than dropping (a dropped restriction would let everyone through).
+pub fn allow_lists(
+    groups: Vec<String>,
+    users: Vec<String>,
+    email_domains: Vec<String>,
+    connections: &[Arc<ConnectionSettings>],
+) -> Result<AllowSettings, ConfigProblem> {
+    let mut problems = Vec::new();
+    let mut cx = Ctx {
+        problems: &mut problems,
+        base_dir: None,
+    };
+    let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    let raw = RawAllow {
+        groups: some(groups),
+        users: some(users),
+        email_domains: some(email_domains),
+        ..RawAllow::default()
+    };
+    let allow = allow(&mut cx, &|key: &str| key.to_string(), raw, connections);
+    match problems.into_iter().next() {
+        Some(problem) => Err(problem),
+        None => Ok(allow),
+    }
+}
+
 fn allow(
     cx: &mut Ctx<'_>,
     at: &dyn Fn(&str) -> String,
@@ -1632,12 +1673,12 @@ fn allow(
 ) -> AllowSettings {
     let mut email_domains = Vec::new();
     for (j, d) in raw.email_domains.unwrap_or_default().iter().enumerate() {
-        match normalize_domain(d) {
+        match normalize_email_domain(d) {
             Some(n) => email_domains.push(n),
             None => cx.bad(
                 at(&format!("allow.email_domains[{j}]")),
-                format!("{d:?} is not a domain"),
-                "a domain such as \"contoso.com\"",
+                format!("{d:?} is not a domain an email address can have"),
+                EMAIL_DOMAIN_EXPECTED,
             ),
         }
     }

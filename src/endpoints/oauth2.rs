@@ -1,14 +1,15 @@
 //! oauth2-proxy's endpoint names, on routes with `oauth2_proxy_endpoints =
 //! true` (issue 22), so redirect URIs registered for oauth2-proxy and
 //! ingress-nginx `auth-url` / `auth-signin` annotations keep working. Each
-//! is an alias of a `/.auth/*` handler; none has logic of its own:
+//! is an alias of a `/.auth/*` handler; only `/oauth2/auth`'s query
+//! restrictions ([`query_restrictions`]) are logic of their own:
 //!
 //! | oauth2-proxy | realmgate |
 //! | --- | --- |
 //! | `/oauth2/start?rd=`, `/oauth2/sign_in` | `/.auth/login` (the same target checks) |
 //! | `/oauth2/callback` | `/.auth/login/{connection}/callback`, the connection from the pending sign-in's `state` |
 //! | `/oauth2/sign_out?rd=` | `/.auth/logout` |
-//! | `/oauth2/auth` | `/.auth/verify`, answering 202 (not 200) and never 302 |
+//! | `/oauth2/auth` | `/.auth/verify`, answering 202 (not 200) and never 302; its query's `allowed_*` restrictions narrow the route's policy |
 //! | `/oauth2/userinfo` | `/.auth/me`, in oauth2-proxy's JSON shape |
 //!
 //! Which requests come here ([`is_alias_target`]): on such a route every
@@ -72,13 +73,70 @@ pub(crate) async fn serve(
         (_, "/callback") => crate::auth::signin::oauth2_callback(ctx, parts, body).await,
         (&Method::GET | &Method::POST, "/sign_out") => logout::logout(ctx, parts, body).await,
         // Any method, as `/.auth/verify`: nginx sends the original one.
-        (_, "/auth") => verify::verify(ctx, parts, conn, verify::Dialect::Oauth2Proxy).await,
+        (_, "/auth") => {
+            // JSON like every other answer of this endpoint.
+            let narrow = match query_restrictions(ctx, parts) {
+                Ok(narrow) => narrow,
+                Err(e) => return Ok(crate::respond::json_error(&e)),
+            };
+            verify::verify(
+                ctx,
+                parts,
+                conn,
+                verify::Dialect::Oauth2Proxy,
+                narrow.as_ref(),
+            )
+            .await
+        }
         (&Method::GET | &Method::HEAD, "/userinfo") => me::userinfo(ctx, parts).await,
         (_, "/start" | "/sign_in" | "/sign_out" | "/userinfo") => {
             Err(GatewayError::MethodNotAllowed)
         }
         _ => Err(GatewayError::NotFound),
     }
+}
+
+/// oauth2-proxy's `/oauth2/auth` query parameters that narrow who passes
+/// (ingress-nginx `auth-url: …/oauth2/auth?allowed_groups=admins`): the
+/// user must also be in one of `allowed_groups`, have one of
+/// `allowed_emails` and an email of one of `allowed_email_domains` (each
+/// comma-separated, repeatable; empty entries ignored, as oauth2-proxy
+/// does). They are read as `[route.allow]`'s `groups`, `users` and
+/// `email_domains` are (`config::allow_lists`). Ignoring them would let
+/// every signed-in user through a restriction the operator wrote, so one
+/// that cannot be read is a 403 (fail closed), not dropped.
+fn query_restrictions(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+) -> Result<Option<crate::config::AllowSettings>, GatewayError> {
+    let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
+    let list = |name: &str| -> Vec<String> {
+        query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split(','))
+            .filter(|entry| !entry.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (groups, users, domains) = (
+        list("allowed_groups"),
+        list("allowed_emails"),
+        list("allowed_email_domains"),
+    );
+    if groups.is_empty() && users.is_empty() && domains.is_empty() {
+        return Ok(None);
+    }
+    crate::config::allow_lists(groups, users, domains, &ctx.state.settings.connections)
+        .map(Some)
+        .map_err(|problem| {
+            tracing::warn!(
+                route.name = %ctx.route.name,
+                %problem,
+                "/oauth2/auth refused: a restriction in its query cannot be read; fix the proxy's auth URL or use [route.allow]"
+            );
+            GatewayError::Unjudgeable(crate::respond::Unjudgeable::UnreadableRestriction)
+        })
 }
 
 /// oauth2-proxy takes the target of `/oauth2/start` from `rd`, else from

@@ -66,7 +66,7 @@ use serde_json::json;
 
 use crate::auth::form::{form_get, form_pairs};
 use crate::auth::Ctx;
-use crate::config::{RouteAuth, RouteSettings};
+use crate::config::{AllowSettings, RouteAuth, RouteSettings};
 use crate::pathnorm::CanonicalTarget;
 use crate::peer::{host_of, ConnInfo};
 use crate::phase::{authenticate, authorize, inject};
@@ -98,13 +98,16 @@ pub(crate) enum Dialect {
 
 /// `GET /.auth/verify`: the pipeline's own `authenticate`, `authorize` and
 /// `inject` phases, on the route the forwarded request selects.
+/// `narrow`: restrictions the request itself adds to the route's policy
+/// (`/oauth2/auth`'s query, `endpoints::oauth2`); both must allow the user.
 pub(crate) async fn verify(
     ctx: &Ctx<'_>,
     parts: &Parts,
     conn: &ConnInfo,
     dialect: Dialect,
+    narrow: Option<&AllowSettings>,
 ) -> Result<Response<Body>, GatewayError> {
-    let mut resp = judge(ctx, parts, conn, dialect).await?;
+    let mut resp = judge(ctx, parts, conn, dialect, narrow).await?;
     if dialect == Dialect::Oauth2Proxy && resp.status() == StatusCode::OK {
         *resp.status_mut() = StatusCode::ACCEPTED;
     }
@@ -116,6 +119,7 @@ async fn judge(
     parts: &Parts,
     conn: &ConnInfo,
     dialect: Dialect,
+    narrow: Option<&AllowSettings>,
 ) -> Result<Response<Body>, GatewayError> {
     let trusted = crate::peer::peer_is_trusted(&ctx.state.settings.server, conn);
     // Untrusted forwarded headers decide nothing, but (read as a trusted
@@ -198,7 +202,8 @@ async fn judge(
     // route decides alone; else the session, refreshed when due), with the
     // cookie read, not removed: nothing is forwarded.
     let session = ctx.state.cookies.read_for(&parts.headers, ctx.https);
-    let optional = route.auth == RouteAuth::Optional;
+    // A restriction in the request is one no anonymous user meets.
+    let optional = route.auth == RouteAuth::Optional && narrow.is_none();
     let authenticated =
         match authenticate::authenticate(ctx.state, &route, &parts.headers, session).await {
             Ok(a) => a,
@@ -217,6 +222,18 @@ async fn judge(
         Err(GatewayError::Denied(_)) if optional => return Ok(anonymous()),
         Err(denied) => return Ok(respond::json_error(&denied)),
     };
+    if let Some(allow) = narrow {
+        let mut narrowed = (*route).clone();
+        narrowed.allow = allow.clone();
+        if let Err(reason) = crate::policy::decide(&narrowed, Some(&connection), permit.user()) {
+            tracing::info!(route.name = %route.name, user.id = %permit.user().user_id, %reason, "access denied by the restrictions in the /oauth2/auth query");
+            let denied = crate::policy::Denied {
+                reason,
+                user: permit.user_arc().clone(),
+            };
+            return Ok(respond::json_error(&GatewayError::Denied(Box::new(denied))));
+        }
+    }
     let headers =
         inject::forward_auth_headers(ctx.state, &route, &permit, &connection, &ctx.origin);
     let mut resp = json(StatusCode::OK, &json!({"user_id": permit.user().user_id}));

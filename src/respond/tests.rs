@@ -90,6 +90,10 @@ fn pinned() -> Vec<(GatewayError, u16)> {
             GatewayError::Unjudgeable(Unjudgeable::UntrustedForward),
             400,
         ),
+        (
+            GatewayError::Unjudgeable(Unjudgeable::UnreadableRestriction),
+            403,
+        ),
     ]
 }
 
@@ -121,11 +125,12 @@ fn every_variant_is_pinned() {
                 | Unjudgeable::NonCanonicalPath(_)
                 | Unjudgeable::AmbiguousPath
                 | Unjudgeable::NoRoute
-                | Unjudgeable::UntrustedForward,
+                | Unjudgeable::UntrustedForward
+                | Unjudgeable::UnreadableRestriction,
             ) => {}
         }
     }
-    assert_eq!(pinned().len(), 19);
+    assert_eq!(pinned().len(), 20);
 }
 
 async fn body_text(resp: Response<Body>) -> String {

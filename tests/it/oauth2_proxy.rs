@@ -226,6 +226,95 @@ async fn oauth2_auth_answers_401_never_302_and_403_when_the_policy_denies() {
     w.upstream.assert_received_nothing().await;
 }
 
+/// oauth2-proxy's `/oauth2/auth?allowed_groups=…&allowed_emails=…&
+/// allowed_email_domains=…` (ingress-nginx `auth-url` annotations) narrow
+/// who passes, each list as `[route.allow]` reads it and all of them
+/// together; an entry that cannot be read is a 403 for everyone, never a
+/// dropped restriction (which let every signed-in user through before).
+#[tokio::test]
+async fn oauth2_auth_query_restrictions_narrow_who_passes_and_fail_closed() {
+    let w = World::start(true).await;
+    let (alice, _) = w.sign_in(ALICE, "/").await;
+    let (bob, _) = w.sign_in(BOB, "/").await;
+    let status = |who: &Browser, query: String| {
+        let req = who
+            .client
+            .get(w.gateway.url(APP, &format!("/oauth2/auth?{query}")));
+        async move { req.send().await.unwrap().status() }
+    };
+    let hr = idp::DEMO_HR_GROUP;
+    for (query, alice_gets, bob_gets) in [
+        (format!("allowed_groups={hr}"), 202, 403),
+        (format!("allowed_groups=nobody,{hr}"), 202, 403),
+        (
+            format!("allowed_groups=nobody&allowed_groups={hr}"),
+            202,
+            403,
+        ),
+        ("allowed_groups=nobody".to_string(), 403, 403),
+        (format!("allowed_emails={}", urlencode(BOB)), 403, 202),
+        (
+            "allowed_email_domains=contoso.example".to_string(),
+            202,
+            202,
+        ),
+        (
+            "allowed_email_domains=fabrikam.example".to_string(),
+            403,
+            403,
+        ),
+        // All given lists must match.
+        (
+            format!("allowed_groups={hr}&allowed_emails={}", urlencode(BOB)),
+            403,
+            403,
+        ),
+        // Empty lists restrict nothing (as in oauth2-proxy).
+        ("allowed_groups=&allowed_emails=,".to_string(), 202, 202),
+        // Entries [route.allow] would refuse: refused for everyone.
+        (
+            "allowed_email_domains=*.contoso.example".to_string(),
+            403,
+            403,
+        ),
+        (
+            "allowed_emails=%22alice%22%40contoso.example".to_string(),
+            403,
+            403,
+        ),
+    ] {
+        assert_eq!(
+            status(&alice, query.clone()).await.as_u16(),
+            alice_gets,
+            "alice, {query}"
+        );
+        assert_eq!(
+            status(&bob, query.clone()).await.as_u16(),
+            bob_gets,
+            "bob, {query}"
+        );
+    }
+    // Why, for the operator: a reason naming the unreadable restriction.
+    let resp = alice
+        .client
+        .get(
+            w.gateway
+                .url(APP, "/oauth2/auth?allowed_email_domains=*.contoso.example"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["reason"], "unreadable_restriction", "{body}");
+    // Without a session it is still a 401 (sign in), restriction or not.
+    let anonymous = Browser::new(&w.gateway);
+    assert_eq!(
+        status(&anonymous, format!("allowed_groups={hr}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    w.upstream.assert_received_nothing().await;
+}
+
 #[tokio::test]
 async fn ingress_headers_from_an_untrusted_peer_are_ignored() {
     let w = World::start(false).await;
