@@ -583,14 +583,39 @@ async fn nginx_auth_request_passes_bearer_tokens_and_their_refusals() {
     );
 }
 
+/// A WebSocket to api.test's `/ws` through the gateway at `addr` with the
+/// bearer `token` (and `cookie`); the handshake must answer 101.
+async fn api_websocket(
+    addr: std::net::SocketAddr,
+    token: &str,
+    cookie: Option<&str>,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("ws://{API}:{}/ws", addr.port())
+        .into_client_request()
+        .unwrap();
+    let h = request.headers_mut();
+    if let Some(cookie) = cookie {
+        h.insert("cookie", cookie.parse().unwrap());
+    }
+    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, resp) = tokio::time::timeout(
+        crate::util::DEADLINE,
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
 /// How often the gateway checks an open tunnel (`proxy::upgrade::CHECK_EVERY`).
 const TUNNEL_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[tokio::test]
 async fn a_bearer_websocket_tunnel_lives_until_the_token_expires_whatever_cookie_comes_along() {
-    use futures_util::{SinkExt as _, StreamExt as _};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-    use tokio_tungstenite::tungstenite::Message;
     let w = World::start().await;
     // A well-formed cookie of a session that does not exist: it did not
     // authorize the tunnel, so it must not end it either.
@@ -602,33 +627,11 @@ async fn a_bearer_websocket_tunnel_lives_until_the_token_expires_whatever_cookie
         c.insert("exp".into(), json!(now() + lifetime));
     });
 
-    let stream = tokio::net::TcpStream::connect(w.gateway.addr)
-        .await
-        .unwrap();
-    let mut request = format!("ws://{API}:{}/ws", w.gateway.addr.port())
-        .into_client_request()
-        .unwrap();
-    let h = request.headers_mut();
-    h.insert("cookie", cookie.parse().unwrap());
-    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut ws, resp) = tokio::time::timeout(
-        crate::util::DEADLINE,
-        tokio_tungstenite::client_async(request, stream),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
-    assert_eq!(resp.status(), 101);
+    let mut ws = api_websocket(w.gateway.addr, &token, Some(&cookie)).await;
     // Past the first liveness check (nothing to wait for but time), the
     // tunnel still carries messages.
     tokio::time::sleep(TUNNEL_CHECK_EVERY + std::time::Duration::from_millis(500)).await;
-    ws.send(Message::text("still here")).await.unwrap();
-    let echoed = tokio::time::timeout(crate::util::DEADLINE, ws.next())
-        .await
-        .expect("echo in time")
-        .expect("open")
-        .expect("message");
-    assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
+    crate::util::websocket_echoes(&mut ws, "still here").await;
     // And it ends once the token has expired.
     assert!(
         crate::util::websocket_closes(
@@ -646,10 +649,7 @@ async fn a_bearer_websocket_tunnel_lives_until_the_token_expires_whatever_cookie
 /// changes nothing for it keeps it.
 #[tokio::test]
 async fn a_reload_that_takes_access_away_closes_bearer_tunnels() {
-    use futures_util::{SinkExt as _, StreamExt as _};
     use std::sync::Arc;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-    use tokio_tungstenite::tungstenite::Message;
     let w = World::start().await;
     // A handler-only gateway on the same configuration: the test builds
     // its reloads' generations (`Gateway::new`, as a SIGHUP does).
@@ -660,33 +660,12 @@ async fn a_reload_that_takes_access_away_closes_bearer_tunnels() {
         edit(&mut settings);
         realmgate::handler::Gateway::new(Arc::new(settings), &shared).expect("generation")
     };
-    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let mut request = format!("ws://{API}:{}/ws", gw.addr.port())
-        .into_client_request()
-        .unwrap();
-    let auth = format!("Bearer {}", w.token(ALICE));
-    request
-        .headers_mut()
-        .insert("authorization", auth.parse().unwrap());
-    let (mut ws, resp) = tokio::time::timeout(
-        crate::util::DEADLINE,
-        tokio_tungstenite::client_async(request, stream),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
-    assert_eq!(resp.status(), 101);
+    let mut ws = api_websocket(gw.addr, &w.token(ALICE), None).await;
 
     // A new generation that still permits alice keeps the tunnel.
     let _same = reload(&|_| {});
     tokio::time::sleep(realmgate::proxy::CHECK_EVERY * 2).await;
-    ws.send(Message::text("still here")).await.unwrap();
-    let echoed = tokio::time::timeout(crate::util::DEADLINE, ws.next())
-        .await
-        .expect("echo in time")
-        .expect("open")
-        .expect("message");
-    assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
+    crate::util::websocket_echoes(&mut ws, "still here").await;
 
     // The route now allows the partner connection only: alice's token
     // would be refused there, so her tunnel ends.

@@ -1264,20 +1264,14 @@ async fn open_websocket(
     ws
 }
 
-/// Review 10: a reload that takes a user's access away (a group rule, the
-/// connection, the route) ends their open tunnels within the liveness
-/// check's period; a reload that changes nothing for them keeps them.
-#[tokio::test]
-async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
+/// A handler-only gateway on `toml` (the test builds its reloads'
+/// generations with `Gateway::new`, as a SIGHUP does), its shared state,
+/// and the cookie of a signed-in user's session in its store.
+async fn signed_in_handler(
+    toml: &str,
+) -> (crate::util::TestGateway, realmgate::handler::Shared, String) {
     use realmgate::session::store::SessionId;
-    let up = EchoUpstream::start().await;
-    let text = |extra: &str, more: &str| {
-        config(
-            "",
-            &format!("{}{more}", route("app", "app.test", "/", &up.url(), extra)),
-        )
-    };
-    let settings = realmgate::config::load_str(&text("", "")).expect("config");
+    let settings = realmgate::config::load_str(toml).expect("config");
     let cookies = realmgate::session::cookie::SessionCookies::new(&settings.session);
     let gw = serve_handler_for_tests(settings).await;
     let shared = gw.shared.clone().expect("shared state");
@@ -1289,6 +1283,22 @@ async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
         .await
         .expect("store the session");
     let cookie = format!("{}={}", cookies.name_for(false), cookies.value(&id));
+    (gw, shared, cookie)
+}
+
+/// Review 10: a reload that takes a user's access away (a group rule, the
+/// connection, the route) ends their open tunnels within the liveness
+/// check's period; a reload that changes nothing for them keeps them.
+#[tokio::test]
+async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
+    let up = EchoUpstream::start().await;
+    let text = |extra: &str, more: &str| {
+        config(
+            "",
+            &format!("{}{more}", route("app", "app.test", "/", &up.url(), extra)),
+        )
+    };
+    let (gw, shared, cookie) = signed_in_handler(&text("", "")).await;
     // A new generation as a reload builds it (`Gateway::new`), from `toml`.
     let reload = |toml: String| {
         let settings = std::sync::Arc::new(realmgate::config::load_str(&toml).expect("config"));
@@ -1299,13 +1309,7 @@ async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
     // An unrelated change (another route) keeps the tunnel past a check.
     let _unrelated = reload(text("", &route("other", "other.test", "/", &up.url(), "")));
     tokio::time::sleep(realmgate::proxy::CHECK_EVERY * 2).await;
-    ws.send(Message::text("still here")).await.unwrap();
-    let echoed = tokio::time::timeout(DEADLINE, ws.next())
-        .await
-        .expect("echo in time")
-        .expect("open")
-        .expect("message");
-    assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
+    crate::util::websocket_echoes(&mut ws, "still here").await;
 
     // A group rule the user does not meet: the tunnel ends, as a new
     // request would be refused.
@@ -1322,22 +1326,9 @@ async fn a_reload_that_takes_access_away_closes_the_users_open_tunnels() {
 /// app.test) judges it by the route a new request would reach.
 #[tokio::test]
 async fn a_reload_that_gives_the_tunnels_host_to_another_route_judges_it_by_that_route() {
-    use realmgate::session::store::SessionId;
     let up = EchoUpstream::start().await;
-    let settings =
-        realmgate::config::load_str(&config("", &route("app", "app.test", "/", &up.url(), "")))
-            .expect("config");
-    let cookies = realmgate::session::cookie::SessionCookies::new(&settings.session);
-    let gw = serve_handler_for_tests(settings).await;
-    let shared = gw.shared.clone().expect("shared state");
-    let id = SessionId::generate();
-    shared
-        .auth
-        .sessions
-        .put(&id, signed_in_user())
-        .await
-        .expect("store the session");
-    let cookie = format!("{}={}", cookies.name_for(false), cookies.value(&id));
+    let (gw, shared, cookie) =
+        signed_in_handler(&config("", &route("app", "app.test", "/", &up.url(), ""))).await;
     let mut ws = open_websocket(gw.addr, &cookie).await;
 
     let moved = config(

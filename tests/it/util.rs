@@ -714,6 +714,24 @@ where
     .is_ok()
 }
 
+/// Sends `text` on the WebSocket `ws` (to an echo upstream) and asserts
+/// that it comes back within [`DEADLINE`]: the tunnel is still open.
+pub async fn websocket_echoes(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    text: &str,
+) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await
+        .expect("send on the tunnel");
+    let echoed = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .expect("echo in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(echoed.into_text().unwrap().as_str(), text);
+}
+
 // === Raw sockets ===
 
 /// Writes `request` on a fresh connection and reads until the server closes
