@@ -214,7 +214,8 @@ impl<'a> CanonicalTarget<'a> {
     /// Every other way an upstream may read the path, for the router (empty
     /// for plain paths): any combination of `\` read as `/`, `;params`
     /// stripped and `//` merged, applied to the path as forwarded, or to it
-    /// decoded, or decoded after them.
+    /// decoded, or decoded after them; and of each that starts with `//`,
+    /// what a URL parser takes for its path (`//x/admin` -> `/admin`).
     pub fn readings(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         if self.flags == 0 {
@@ -241,17 +242,53 @@ impl<'a> CanonicalTarget<'a> {
                 // Decoded readings, cut where a decoded `?`/`#` ends them.
                 if order != 0 && self.flags & CUT != 0 {
                     let cut = r.split(['?', '#']).next().unwrap_or("").to_string();
-                    if cut != self.judged() && !out.contains(&cut) {
-                        out.push(cut);
-                    }
+                    self.push_reading(&mut out, cut);
                 }
-                if r != self.judged() && !out.contains(&r) {
-                    out.push(r);
-                }
+                self.push_reading(&mut out, r);
             }
         }
         out
     }
+}
+
+impl CanonicalTarget<'_> {
+    /// Adds `reading` to `out` (unless it is the judged path or already
+    /// there), and its network-path reading when it starts with `//`.
+    ///
+    /// A target starting with `//` is a network-path reference to URL
+    /// parsers, which take its first segment for a host: WHATWG `new
+    /// URL(req.url, base)` (Node), PHP's `parse_url($_SERVER['REQUEST_URI'],
+    /// PHP_URL_PATH)`, Python's `urlsplit` and Java's `URI` all read
+    /// `//x/admin/users` as the path `/admin/users` (WHATWG also past any
+    /// further leading slashes). Beside a strict `/admin` route, such a
+    /// request was judged under `/` and served from `/admin` (review 11).
+    fn push_reading(&self, out: &mut Vec<String>, reading: String) {
+        if let Some(path) = network_path_reading(&reading) {
+            // Also with `//` merged: `//x//admin` is `/admin` to a server
+            // that merges slashes in what the URL parser left.
+            for path in [merge_slashes(&path), path] {
+                if path != self.judged() && !out.contains(&path) {
+                    out.push(path);
+                }
+            }
+        }
+        if reading != self.judged() && !out.contains(&reading) {
+            out.push(reading);
+        }
+    }
+}
+
+/// The path a URL parser finds in `path` when it starts with `//`: what
+/// follows the first non-empty segment (the "host"), or `/`.
+fn network_path_reading(path: &str) -> Option<String> {
+    if !path.starts_with("//") {
+        return None;
+    }
+    let rest = path.trim_start_matches('/');
+    Some(match rest.find('/') {
+        Some(i) => rest[i..].to_string(),
+        None => "/".to_string(),
+    })
 }
 
 /// The canonical form of `path` (what would be forwarded, see

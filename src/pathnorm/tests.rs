@@ -269,6 +269,28 @@ fn readings_cover_every_way_of_splitting() {
 }
 
 #[test]
+fn a_path_starting_with_two_slashes_is_also_read_past_its_host() {
+    // URL parsers read `//x/admin` as host `x`, path `/admin` (WHATWG past
+    // any further leading slashes too).
+    for (path, expected) in [
+        ("//x/admin/users", "/admin/users"),
+        ("///x/admin", "/admin"),
+        ("//x", "/"),
+        ("//x/", "/"),
+        ("/%2Fx/admin", "/admin"),
+    ] {
+        let t = parse(path);
+        assert!(t.has_other_readings(), "{path}");
+        assert!(
+            t.readings().iter().any(|r| r == expected),
+            "{path}: {expected:?} in {:?}",
+            t.readings()
+        );
+    }
+    assert!(!parse("/x//admin").readings().iter().any(|r| r == "/admin"));
+}
+
+#[test]
 fn normalize_returns_the_canonical_path() {
     assert_eq!(normalize("/a/../b").as_deref(), Some("/b"));
     assert_eq!(normalize("/a%2Fb").as_deref(), Some("/a%2Fb"));

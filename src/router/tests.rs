@@ -157,6 +157,41 @@ fn a_path_that_reads_as_another_route_is_ambiguous() {
     ));
 }
 
+/// A target starting with `//` is a network-path reference to URL parsers
+/// (WHATWG `new URL(req.url, base)`, PHP's `parse_url`, Python's
+/// `urlsplit`, Java's `URI`): its first segment is a host, and
+/// `//x/api/keys` is the path `/api/keys` to them (review 11). Judged
+/// under `/`, it was served from `/api`.
+#[test]
+fn a_network_path_reference_naming_another_route_is_ambiguous() {
+    let r = router();
+    for path in [
+        "//x/api/keys",
+        "//app.example.com/api",
+        "///x/api/keys",
+        "//x//api/keys",
+        "//x/api/v2/y",
+        "//x/API/keys",
+        "//api/x/api/keys",
+    ] {
+        assert!(
+            matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
+            "{path}"
+        );
+    }
+    // Every reading under the same route: judged as before.
+    assert_eq!(
+        name(&r, "app.example.com", "//x/docs").as_deref(),
+        Some("root")
+    );
+    assert_eq!(name(&r, "app.example.com", "//x").as_deref(), Some("root"));
+    // One route per host: nothing to confuse.
+    assert_eq!(
+        name(&r, "other.example.com", "//x/api/keys").as_deref(),
+        Some("other")
+    );
+}
+
 #[test]
 fn dot_segments_are_judged_in_their_canonical_form() {
     // The canonical form is what is forwarded, so it decides (SPEC 6.1).

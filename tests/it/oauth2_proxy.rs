@@ -827,3 +827,39 @@ async fn loose_variants_of_a_stricter_prefix_are_refused_not_judged_under_the_la
         StatusCode::OK
     );
 }
+
+/// A target starting with `//` is a network-path reference to URL parsers:
+/// Node's `new URL(req.url, base)`, PHP's `parse_url($_SERVER['REQUEST_URI'],
+/// PHP_URL_PATH)`, Python's `urlsplit` and Java's `URI` take `//x` for a
+/// host and serve `//x/admin/users` from `/admin/users`. Judged under `/`
+/// (any signed-in user), bob reached the strict `/admin` route's pages
+/// (review 11). Such a path naming another route is refused, through the
+/// proxy and the forward-auth endpoints alike.
+#[tokio::test]
+async fn a_network_path_reference_to_a_stricter_prefix_is_refused() {
+    let w = World::start(true).await;
+    let (bob, _) = w.sign_in(BOB, "/").await;
+    let url = |p: &str| w.gateway.url(APP, p);
+    let before = w.upstream.count();
+    for path in ["//x/admin/users", "//app.test/admin", "///x/admin/users"] {
+        let resp = bob.get(&url(path)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path:?}");
+        for header in ["x-original-uri", "x-forwarded-uri"] {
+            let resp = bob
+                .client
+                .get(url("/.auth/verify"))
+                .header(header, path)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::BAD_REQUEST,
+                "verify {header}: {path:?}"
+            );
+        }
+    }
+    assert_eq!(w.upstream.count(), before, "none reached the app");
+    // Read past its "host" it stays under `/`: judged and forwarded as before.
+    assert_eq!(bob.get(&url("//x/hello")).await.status(), StatusCode::OK);
+}
