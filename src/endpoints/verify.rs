@@ -137,7 +137,7 @@ async fn judge(
                 return Ok(refused(Unjudgeable::UntrustedForward));
             }
             Err(why) => {
-                tracing::warn!(route.name = %ctx.route.name, reason = why.reason(), "forward auth refused: the forwarded path (from a peer not in server.trusted_proxies) is not canonical");
+                tracing::warn!(route.name = %ctx.route.name, reason = why.reason(), "forward auth refused: the forwarded path (from a peer not in server.trusted_proxies) is not canonical or cannot be read");
                 return Ok(refused(why));
             }
         }
@@ -441,14 +441,20 @@ fn policy_route(
 /// ignoring them let a proxy missing from `trusted_proxies` get every
 /// subrequest judged by the route of `/.auth/verify`'s own path (a user
 /// denied on `/admin` got 200). Err for a forwarded path that is not its
-/// own canonical form (SPEC 6.1's 400, whoever sent it). Values that select
-/// no route, or that cannot be read, are still only a sign-in target,
-/// validated as before.
+/// own canonical form (SPEC 6.1's 400, whoever sent it), and for forwarded
+/// URI or host headers that cannot be read (repeated, too long, not visible
+/// ASCII, two that disagree): the proxy forwards the request they describe
+/// all the same, and ignoring them judged it by this route, so a client
+/// (through Caddy or Traefik, which pass its own `X-Original-URI` on) or a
+/// padded URI turned the 400 for another route into a 200 (review 11).
+/// Values that select no route are still only a sign-in target, validated
+/// as before.
 fn untrusted_forward(ctx: &Ctx<'_>, parts: &Parts) -> Result<bool, Unjudgeable> {
     let as_trusted = Forwarded::read(parts, true, None);
-    if as_trusted.unreadable_uri
-        || (as_trusted.trusted_host.is_none() && as_trusted.trusted_path.is_none())
-    {
+    if as_trusted.unreadable_uri {
+        return Err(Unjudgeable::UnreadableUri);
+    }
+    if as_trusted.trusted_host.is_none() && as_trusted.trusted_path.is_none() {
         return Ok(false);
     }
     // Only a path: a value that is no path at all (`javascript:...`) is no

@@ -304,7 +304,8 @@ async fn hostile_forwarded_uris_become_the_start_page() {
             .await;
         assert_eq!(location(&resp), LOGIN_HOME, "rd={uri}");
     }
-    // A header value that is not visible text is ignored, not echoed.
+    // A header value that is not visible text is not echoed: the URI
+    // cannot be judged, which is a 400 from any peer (review 11).
     let resp = w
         .gateway
         .client()
@@ -317,7 +318,9 @@ async fn hostile_forwarded_uris_become_the_start_page() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(header(&resp, "location").is_none());
+    assert!(!resp.text().await.unwrap().contains("caf"));
     assert_eq!(w.upstream.count(), 0);
 }
 
@@ -671,11 +674,49 @@ async fn a_forwarded_uri_the_gateway_cannot_read_is_400_not_another_path() {
         let resp = w.verify(APP, "", &headers).await;
         assert_eq!(resp.status(), status, "{headers:?}");
     }
-    // From an untrusted peer the URI headers decide nothing, readable or not.
+    // From an untrusted peer (a proxy left out of trusted_proxies) the URI
+    // headers select nothing, but one naming another route is a 400
+    // (`untrusted_forward`); an unreadable one was skipped, and the request
+    // judged by /.auth/verify's own route (`/`, any user): bob got 200 for
+    // the /admin page the proxy forwards, with a padded URI or by adding an
+    // `X-Original-URI` of his own beside Caddy's X-Forwarded-Uri (review
+    // 11). Unreadable is a 400 from any peer.
     let w = World::start(false).await;
     let bob = w.sign_in(BOB).await;
+    for (headers, what) in [
+        (
+            vec![("x-forwarded-uri", long.as_str())],
+            "too long, untrusted",
+        ),
+        (
+            vec![
+                ("x-forwarded-uri", "/admin/users"),
+                ("x-original-uri", "/reports"),
+            ],
+            "two URIs, untrusted",
+        ),
+        (
+            vec![
+                ("x-forwarded-uri", "/admin/users"),
+                ("x-forwarded-uri", "/admin/users"),
+            ],
+            "repeated, untrusted",
+        ),
+    ] {
+        let mut all = headers.clone();
+        all.push(("cookie", bob.as_str()));
+        let resp = w.verify(APP, "", &all).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{what}");
+        let body: serde_json::Value = resp.json().await.expect("JSON");
+        assert_eq!(body["reason"], "unreadable_uri", "{what}: {body}");
+    }
+    // A readable URI of the route verify is judged by anyway: as before.
     let resp = w
-        .verify(APP, "", &[("x-forwarded-uri", &long), ("cookie", &bob)])
+        .verify(
+            APP,
+            "",
+            &[("x-forwarded-uri", "/reports"), ("cookie", bob.as_str())],
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(w.upstream.count(), 0);
