@@ -211,10 +211,13 @@ async fn pipeline<'g>(
         route,
         &target,
     )?;
+    let public = target.is_public(&route.public);
+    // WebDAV COPY/MOVE write where `Destination` says: judged as the target is.
+    route::check_destination(&gw.auth.router, host_text, req.headers(), route, public)?;
     // 2. Strip, second step: identity headers and realmgate's cookies.
     let (mut parts, body) = req.into_parts();
     let session_id = strip::credentials(&gw.auth, &mut parts, conn);
-    let (identity, tunnel) = if target.is_public(&route.public) {
+    let (identity, tunnel) = if public {
         (None, None)
     } else {
         // 3. Authenticate. On an `auth = "optional"` route (SPEC 5.10) no

@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CONTENT_LENGTH, FORWARDED, HOST, TRANSFER_ENCODING};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, FORWARDED, HOST, TRANSFER_ENCODING};
+
+/// WebDAV's `Destination` (RFC 4918 10.3).
+const DESTINATION: HeaderName = HeaderName::from_static("destination");
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Uri, Version};
 
@@ -162,6 +165,75 @@ pub fn check_forwarded_host(
             let rest = rest.trim_start().trim_start_matches('"');
             let end = rest.find([';', ',', '"', ' ']).unwrap_or(rest.len());
             check(&rest[..end].replace('\\', ""))?;
+        }
+    }
+    Ok(())
+}
+
+/// WebDAV's `COPY` and `MOVE` (RFC 4918 10.3) act on a second resource,
+/// named by the `Destination` header: the app writes there, although only
+/// the request target was judged. Beside a strict `/admin` route and a lax
+/// `/`, `MOVE /notes/x` with `Destination: /admin/x` (or
+/// `https://app/admin/x`) let a user the `/admin` route denies write into
+/// it; from a `public` path, anyone could (review 11). So a destination
+/// must be judged as a request target is: its canonical form (a path that
+/// is not its own canonical form is refused, it is forwarded as sent),
+/// selecting the same route as the request on the request's host (sabre/dav,
+/// under Nextcloud and ownCloud, takes only the path of an absolute URL)
+/// and on the URL's own host when realmgate serves it; from a public path
+/// only a public destination. A value that is neither a path nor an
+/// http(s) URL names no resource of ours and is left to the app.
+pub fn check_destination(
+    router: &Router,
+    host: &str,
+    headers: &HeaderMap,
+    route: &Arc<RouteSettings>,
+    public: bool,
+) -> Result<(), GatewayError> {
+    let refused = || {
+        Err(GatewayError::BadRequest(
+            "The Destination header names a resource that is judged differently from the request target (another route, a path that is not public, or a path that is not its own canonical form). COPY and MOVE are only allowed within what the request target's route decides.",
+        ))
+    };
+    let mut values = headers.get_all(DESTINATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(());
+    };
+    if values.next().is_some() {
+        return refused();
+    }
+    let Ok(text) = value.to_str() else {
+        return refused();
+    };
+    let text = text.trim();
+    let (named_host, rest) = match text.split_once("://") {
+        Some((scheme, after))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+            (Some(&after[..end]), &after[end..])
+        }
+        _ if text.starts_with('/') => (None, text),
+        _ => return Ok(()),
+    };
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    let path = if path.is_empty() { "/" } else { path };
+    let target = match CanonicalTarget::parse(path) {
+        Ok(t) if !t.rewritten() => t,
+        _ => return refused(),
+    };
+    if public && !target.is_public(&route.public) {
+        return refused();
+    }
+    let same = |host: &str| matches!(router.lookup_target(host, &target), Lookup::Found(r) if Arc::ptr_eq(r, route));
+    if !same(host) {
+        return refused();
+    }
+    if let Some(named) = named_host {
+        // Userinfo or another oddity: not a host any app reads as ours.
+        let named = named.rsplit('@').next().unwrap_or(named);
+        if router.serves(named) && !same(named) {
+            return refused();
         }
     }
     Ok(())

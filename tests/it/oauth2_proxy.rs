@@ -863,3 +863,81 @@ async fn a_network_path_reference_to_a_stricter_prefix_is_refused() {
     // Read past its "host" it stays under `/`: judged and forwarded as before.
     assert_eq!(bob.get(&url("//x/hello")).await.status(), StatusCode::OK);
 }
+
+/// WebDAV's COPY and MOVE write where `Destination` says, which the app
+/// reads as a second request target: judged as the target is (review 11).
+/// Before, bob (denied on `/admin`) could move a page into `/admin`, and
+/// anyone could move a public file anywhere the app lets anonymous WebDAV
+/// write.
+#[tokio::test]
+async fn a_webdav_destination_is_judged_like_the_request_target() {
+    let w = World::start(true).await;
+    let (bob, _) = w.sign_in(BOB, "/").await;
+    let url = |p: &str| w.gateway.url(APP, p);
+    let port = url::Url::parse(&url("/")).unwrap().port().unwrap();
+    let method = |m: &str| reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+    let before = w.upstream.count();
+    let admin_url = format!("http://{APP}:{port}/admin/x");
+    let other_url = format!("http://{OTHER}:{port}/notes/y");
+    for (m, destination) in [
+        ("MOVE", "/admin/x"),
+        ("COPY", "/admin"),
+        ("MOVE", admin_url.as_str()),
+        ("MOVE", "/Admin/x"),
+        ("MOVE", "//x/admin/x"),
+        ("MOVE", "/notes/../admin/x"),
+        ("MOVE", "/notes/%2e%2e/admin/x"),
+        ("COPY", other_url.as_str()),
+    ] {
+        let resp = bob
+            .client
+            .request(method(m), url("/notes/x"))
+            .header("destination", destination)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{m} {destination}");
+    }
+    // Two destinations: which one would the app take?
+    let resp = bob
+        .client
+        .request(method("MOVE"), url("/notes/x"))
+        .header("destination", "/notes/y")
+        .header("destination", "/admin/y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // From a public path, only to a public path.
+    let anonymous = w.gateway.client();
+    let resp = anonymous
+        .request(method("MOVE"), url("/static/a.css"))
+        .header("destination", "/notes/a.css")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(w.upstream.count(), before, "none reached the app");
+
+    // Within the judged route (and public to public): forwarded as sent.
+    let own_url = format!("http://{APP}:{port}/notes/y");
+    for destination in ["/notes/y", own_url.as_str(), "/"] {
+        let resp = bob
+            .client
+            .request(method("MOVE"), url("/notes/x"))
+            .header("destination", destination)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{destination}");
+        let echoed = Echoed::from(resp).await;
+        assert_eq!(echoed.header("destination").as_deref(), Some(destination));
+    }
+    let resp = anonymous
+        .request(method("COPY"), url("/static/a.css"))
+        .header("destination", "/static/b.css")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
