@@ -214,6 +214,14 @@ async fn pipeline<'g>(
     let public = target.is_public(&route.public);
     // WebDAV COPY/MOVE write where `Destination` says: judged as the target is.
     route::check_destination(&gw.auth.router, host_text, req.headers(), route, public)?;
+    route::check_subtree(
+        &gw.auth.router,
+        host_text,
+        req.method(),
+        req.headers(),
+        route,
+        &target,
+    )?;
     // 2. Strip, second step: identity headers and realmgate's cookies.
     let (mut parts, body) = req.into_parts();
     let session_id = strip::credentials(&gw.auth, &mut parts, conn);

@@ -156,6 +156,25 @@ impl Router {
         judged.map_or(Lookup::NoPrefix, Lookup::Found)
     }
 
+    /// True when another route of `host` than `route` has its prefix
+    /// below `target`'s path (as [`loose`] reads both): a WebDAV method that
+    /// acts on the whole subtree there (`MOVE`, `DELETE`, `COPY`, ...)
+    /// acts on that route's paths too.
+    pub fn covers_another_route(
+        &self,
+        host: &str,
+        target: &CanonicalTarget<'_>,
+        route: &Arc<RouteSettings>,
+    ) -> bool {
+        let Some(routes) = self.routes_of(host) else {
+            return false;
+        };
+        let path = loose_folded(target.judged());
+        routes
+            .iter()
+            .any(|e| !Arc::ptr_eq(&e.route, route) && loose_prefix_matches(&path, &e.loose_prefix))
+    }
+
     /// True when some route serves `host`.
     pub fn serves(&self, host: &str) -> bool {
         self.routes_of(host).is_some()

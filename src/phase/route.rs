@@ -226,7 +226,8 @@ pub fn check_destination(
         return refused();
     }
     let same = |host: &str| matches!(router.lookup_target(host, &target), Lookup::Found(r) if Arc::ptr_eq(r, route));
-    if !same(host) {
+    // Overwriting a collection replaces its whole subtree.
+    if !same(host) || router.covers_another_route(host, &target, route) {
         return refused();
     }
     if let Some(named) = named_host {
@@ -235,6 +236,45 @@ pub fn check_destination(
         if router.serves(named) && !same(named) {
             return refused();
         }
+    }
+    Ok(())
+}
+
+/// WebDAV methods that act on a collection's whole subtree: `MOVE` and
+/// `DELETE` always (RFC 4918 9.9, 9.6.1), `COPY` and `LOCK` unless
+/// `Depth: 0`, `PROPFIND` unless `Depth: 0` or `1`. Under a lax route whose path holds a stricter route's
+/// prefix (`/projects` lax, `/projects/secret` strict), `MOVE /projects`
+/// moved the secret folder out from under its route, `COPY` copied it
+/// where the lax route's users read it, `PROPFIND` listed it (review 11).
+/// Such a request is refused when another route's prefix lies below the
+/// judged path.
+pub fn check_subtree(
+    router: &Router,
+    host: &str,
+    method: &http::Method,
+    headers: &HeaderMap,
+    route: &Arc<RouteSettings>,
+    target: &CanonicalTarget<'_>,
+) -> Result<(), GatewayError> {
+    let depth = || {
+        let mut values = headers.get_all("depth").iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => v.as_bytes().trim_ascii(),
+            _ => b"infinity",
+        }
+    };
+    let whole_subtree = match method.as_str() {
+        "MOVE" | "DELETE" => true,
+        "COPY" | "LOCK" => depth() != b"0",
+        // Depth 1 (what WebDAV clients send when they list a folder) only
+        // shows the members' own properties, not what they hold.
+        "PROPFIND" => !matches!(depth(), b"0" | b"1"),
+        _ => false,
+    };
+    if whole_subtree && router.covers_another_route(host, target, route) {
+        return Err(GatewayError::BadRequest(
+            "The request acts on a collection whose subtree holds paths of another route (WebDAV MOVE or DELETE, COPY or LOCK without Depth: 0, PROPFIND with Depth: infinity). Act on the other route's paths directly.",
+        ));
     }
     Ok(())
 }

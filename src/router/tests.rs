@@ -193,6 +193,23 @@ fn a_network_path_reference_naming_another_route_is_ambiguous() {
 }
 
 #[test]
+fn a_path_covers_the_routes_whose_prefixes_lie_below_it() {
+    let r = router();
+    let routes = |host: &str, path: &str| {
+        let target = CanonicalTarget::parse(path).unwrap();
+        let judged = r.find(host, path).unwrap().clone();
+        r.covers_another_route(host, &target, &judged)
+    };
+    for path in ["/", "/api", "/api/"] {
+        assert!(routes("app.example.com", path), "{path}");
+    }
+    for path in ["/docs", "/apix", "/api/v2", "/api/v2/x", "/api/v3"] {
+        assert!(!routes("app.example.com", path), "{path}");
+    }
+    assert!(!routes("other.example.com", "/"));
+}
+
+#[test]
 fn dot_segments_are_judged_in_their_canonical_form() {
     // The canonical form is what is forwarded, so it decides (SPEC 6.1).
     let r = router();

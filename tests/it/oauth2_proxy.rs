@@ -888,6 +888,8 @@ async fn a_webdav_destination_is_judged_like_the_request_target() {
         ("MOVE", "/notes/../admin/x"),
         ("MOVE", "/notes/%2e%2e/admin/x"),
         ("COPY", other_url.as_str()),
+        // Overwriting `/` replaces `/admin` too.
+        ("COPY", "/"),
     ] {
         let resp = bob
             .client
@@ -921,7 +923,7 @@ async fn a_webdav_destination_is_judged_like_the_request_target() {
 
     // Within the judged route (and public to public): forwarded as sent.
     let own_url = format!("http://{APP}:{port}/notes/y");
-    for destination in ["/notes/y", own_url.as_str(), "/"] {
+    for destination in ["/notes/y", own_url.as_str()] {
         let resp = bob
             .client
             .request(method("MOVE"), url("/notes/x"))
@@ -940,4 +942,59 @@ async fn a_webdav_destination_is_judged_like_the_request_target() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// WebDAV methods that act on a whole collection (MOVE, DELETE, COPY and
+/// LOCK at any depth but 0, PROPFIND at depth infinity) on a path of the
+/// lax route whose subtree holds the strict route's prefix act on the
+/// strict route's paths too: refused (review 11). Before, bob could
+/// `MOVE /` or `DELETE /` (with `/admin` in it) or list all of it.
+#[tokio::test]
+async fn webdav_methods_on_a_collection_holding_another_route_are_refused() {
+    let w = World::start(true).await;
+    let (bob, _) = w.sign_in(BOB, "/").await;
+    let url = |p: &str| w.gateway.url(APP, p);
+    let method = |m: &str| reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+    let before = w.upstream.count();
+    for (m, path, depth, destination) in [
+        ("DELETE", "/", None, None),
+        ("MOVE", "/", None, Some("/notes/all")),
+        ("COPY", "/", None, Some("/notes/all")),
+        ("COPY", "/", Some("infinity"), Some("/notes/all")),
+        ("PROPFIND", "/", None, None),
+        ("PROPFIND", "/", Some("infinity"), None),
+        ("LOCK", "/", None, None),
+    ] {
+        let mut req = bob.client.request(method(m), url(path));
+        if let Some(depth) = depth {
+            req = req.header("depth", depth);
+        }
+        if let Some(destination) = destination {
+            req = req.header("destination", destination);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "{m} {path} depth {depth:?}"
+        );
+    }
+    assert_eq!(w.upstream.count(), before, "none reached the app");
+    // Not the whole subtree, or one without another route: forwarded.
+    for (m, path, depth) in [
+        ("PROPFIND", "/", Some("0")),
+        ("PROPFIND", "/", Some("1")),
+        ("LOCK", "/", Some("0")),
+        ("DELETE", "/notes", None),
+        ("PROPFIND", "/notes", None),
+        ("DELETE", "/administrator", None),
+        ("GET", "/", None),
+    ] {
+        let mut req = bob.client.request(method(m), url(path));
+        if let Some(depth) = depth {
+            req = req.header("depth", depth);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{m} {path} depth {depth:?}");
+    }
 }
