@@ -509,6 +509,7 @@ impl VerifiedIdentity {
     ) -> Option<IdentityBuilder> {
         let user_id = crate::session::model::user_id_for(connection, subject, oid)?;
         Some(IdentityBuilder {
+            entra: connection.is_entra(),
             inner: VerifiedIdentity {
                 user_id,
                 subject: subject.to_string(),
@@ -563,11 +564,15 @@ impl VerifiedIdentity {
 /// Fills in a [`VerifiedIdentity`] (see [`VerifiedIdentity::builder`]).
 pub(crate) struct IdentityBuilder {
     inner: VerifiedIdentity,
+    /// The connection is Entra's (see [`IdentityBuilder::tenant_id`]).
+    entra: bool,
 }
 
 impl IdentityBuilder {
+    /// The token's `tid`, on Entra connections only
+    /// ([`crate::session::model::tenant_id_for`]).
     pub fn tenant_id(mut self, tid: Option<&str>) -> Self {
-        self.inner.tenant_id = tid.map(str::to_string);
+        self.inner.tenant_id = tid.filter(|_| self.entra).map(str::to_string);
         self
     }
     /// An empty `sid` is none: it would index the session under `""`.

@@ -440,7 +440,14 @@ fn check<'a, B>(
         }
     }
     if !allow.tenants.is_empty() {
-        let tenant = user.tenant_id.as_deref().map(str::to_ascii_lowercase);
+        // Only an Entra connection's user has a tenant (`tenant_id_for`);
+        // judged again here for sessions made before that rule. (A user of
+        // a connection no longer configured fails `connections` above.)
+        let tenant = match connection {
+            Some(c) => crate::session::model::tenant_id_for(c, user.tenant_id.as_deref()),
+            None => user.tenant_id.as_deref(),
+        }
+        .map(str::to_ascii_lowercase);
         let ok = tenant.as_ref().is_some_and(|t| allow.tenants.contains(t));
         visit(Check {
             rule: "allow.tenants",

@@ -271,7 +271,7 @@ fn same_identity(conn: &ConnectionSettings, session: &Session, token: &VerifiedI
         && token.sub() == session.subject
         && crate::session::model::user_id_for(conn, token.sub(), token.oid()).as_deref()
             == Some(session.user_id.as_str())
-        && token.tid() == session.tenant_id.as_deref()
+        && crate::session::model::tenant_id_for(conn, token.tid()) == session.tenant_id.as_deref()
 }
 
 /// The session with the new tokens and, from a new ID token, the profile

@@ -59,6 +59,25 @@ fn user_ids_are_user_id_for_s_and_never_chosen_by_a_kind() {
     assert!(VerifiedIdentity::builder(conn(&s, "partner"), "", Some("oid-1"), "iss").is_none());
 }
 
+/// A tenant id is Entra's: another kind's `tid` claim (any text its
+/// provider chose, contoso's tenant id included) gives the user no tenant,
+/// as its `oid` gives no bare user id (review 11).
+#[test]
+fn only_entra_connections_give_a_tenant() {
+    let s = settings();
+    let tid = "11111111-1111-1111-1111-111111111111";
+    let id = VerifiedIdentity::builder(conn(&s, "contoso"), "sub-1", Some("oid-1"), "iss")
+        .expect("oid present")
+        .tenant_id(Some(tid))
+        .build();
+    assert_eq!(id.tenant_id.as_deref(), Some(tid));
+    let id = VerifiedIdentity::builder(conn(&s, "partner"), "sub-1", Some("oid-1"), "iss")
+        .expect("sub present")
+        .tenant_id(Some(tid))
+        .build();
+    assert_eq!(id.tenant_id, None);
+}
+
 #[test]
 fn email_trust_follows_spec_5_6_and_xms_edov_only_on_entra() {
     let s = settings();

@@ -675,3 +675,43 @@ claims = { department = ["HR"] }"#,
         claims.detail
     );
 }
+
+/// A tenant id is Entra's (`session::model::tenant_id_for`): a session of
+/// another kind of connection that carries contoso's tenant id (from a
+/// `tid` claim its provider chose, written before that rule) is in no
+/// tenant for `allow.tenants` (review 11).
+#[test]
+fn a_tenant_counts_only_from_an_entra_connection() {
+    let s = load_str(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "11111111-1111-1111-1111-111111111111"
+client_id = "c"
+
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "https://idp.partner.example"
+client_id = "p"
+
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com"]
+upstream = "http://127.0.0.1:1"
+connections = ["contoso", "partner"]
+[route.allow]
+tenants = ["11111111-1111-1111-1111-111111111111"]
+"#,
+    )
+    .expect("valid config");
+    assert!(decide(&s, user("a@contoso.com", EmailTrust::Unverified, &[])).is_ok());
+    let mut partner = user("a@contoso.com", EmailTrust::Unverified, &[]);
+    partner.connection = "partner".into();
+    partner.user_id = "partner:sub-1".into();
+    assert_eq!(decide(&s, partner).unwrap_err(), DenyReason::Tenant);
+}

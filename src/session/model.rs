@@ -326,6 +326,20 @@ pub fn user_id_for(
     }
 }
 
+/// The tenant id a token's `tid` claim gives a user of `connection`: only
+/// Entra's, whose issuer and tenant rules (`allowed_tenants`, the pinned
+/// tenant) were checked against Microsoft's `tid` (SPEC 5.4). Any other
+/// provider may put any text in a `tid` claim, contoso's tenant id
+/// included; it would pass `allow.tenants` and reach apps as the user's
+/// tenant (`X-Forwarded-Tenant`, Easy Auth's `tenantid`), so it gives none,
+/// as its `sub` gives no bare user id (SPEC 6.1).
+pub fn tenant_id_for<'a>(
+    connection: &crate::config::ConnectionSettings,
+    tid: Option<&'a str>,
+) -> Option<&'a str> {
+    tid.filter(|_| connection.is_entra())
+}
+
 /// A list of [`Shared`] strings as plain ones (JSON answers, tests).
 pub fn strs(list: &[Shared]) -> Vec<&str> {
     list.iter().map(|x| &**x).collect()

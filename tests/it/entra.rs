@@ -1305,6 +1305,53 @@ trusted_email = true
     let _ = partner_sid;
 }
 
+/// A tenant id is Entra's: a partner provider (any OpenID Connect
+/// provider) can put contoso's tenant id in a `tid` claim of its own. It
+/// must neither pass `allow.tenants` nor reach the app as the user's
+/// tenant (`X-Forwarded-Tenant`, Easy Auth's `tenantid`, `/.auth/me`),
+/// where it reads as "a member of contoso's tenant" (SPEC 6.1: what
+/// another connection issues never collides with an Entra identity).
+#[tokio::test]
+async fn a_partner_claiming_the_contoso_tenant_id_is_not_in_that_tenant() {
+    let w = World::start(partner_world(
+        concat!(
+            "[route.allow]\ntenants = [\"3f2b6c1e-8d4a-4f5b-9c7e-1a2b3c4d5e6f\"]\n",
+            r#"
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "{base}/7a9e2d4c-1b3f-4e6a-8c5d-0f1e2d3c4b5a/v2.0"
+client_id = "5d1a3c7e-0000-4000-8000-00000000c001"
+client_secret = "demo-client-secret-not-for-production"
+home_realm_domains = ["fabrikam.example"]
+"#
+        ),
+        "",
+    ))
+    .await;
+    // Contoso's own user passes (the rule is not vacuous) and is shown in
+    // its tenant.
+    let alice = w.signed_in(ALICE).await;
+    let view = w.upstream_view(&alice, "/page").await;
+    assert_eq!(
+        view.header("x-forwarded-tenant").as_deref(),
+        Some(idp::DEMO_CONTOSO_TENANT)
+    );
+    for tid in [
+        idp::DEMO_CONTOSO_TENANT.to_string(),
+        idp::DEMO_CONTOSO_TENANT.to_ascii_uppercase(),
+    ] {
+        let (mallory, resp) = partner_signed_in(&w, vec![("tid", json!(tid))]).await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "partner sign-in");
+        let resp = w.api_get(&mallory, "/page").await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{tid}");
+        let (status, me) = w.me(&mallory).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(me["connection"], "partner");
+        assert_eq!(me["tenant_id"], Value::Null, "{tid}");
+    }
+}
+
 #[tokio::test]
 async fn a_partner_logout_token_ends_no_contoso_session_memory() {
     partner_logout_cannot_end_contoso_sessions("").await;
