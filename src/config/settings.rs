@@ -241,10 +241,12 @@ pub struct ConnectionSettings {
     pub groups: bool,
     /// group id -> display name.
     pub group_names: HashMap<String, String>,
-    /// The display names other connections' `group_names` give, lowercased:
-    /// a raw group value of this connection (or a name Graph gives it) that
-    /// reads as one of them is left out of headers, where it would look
-    /// like that connection's group to the app (SPEC 6.1, review 9).
+    /// The display names other connections' `group_names` give, and the ids
+    /// they map (but not another Entra connection's ids to an Entra
+    /// connection), as `fold` reads them: a raw group value of this
+    /// connection (or a name Graph gives it) that reads as one of them is
+    /// left out of headers, where it would look like that connection's
+    /// group to the app (SPEC 6.1, review 9, review 11).
     pub names_of_other_connections: std::collections::HashSet<String>,
     /// The `home_realm_domains` of every other connection: an email of one
     /// of them is not this connection's to vouch for (SPEC 6.1), in

@@ -1016,8 +1016,28 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             .map(|(_, v)| v.clone())
             .collect()
     };
+    // The group ids other connections map in `group_names`: a raw value of
+    // this connection equal to one is, byte for byte, that connection's
+    // group to an app keyed on ids (Easy Auth's principal always carries
+    // ids). Between Entra connections an id is Microsoft's (unique across
+    // tenants, as `oid` is), so one Entra connection's id is not kept from
+    // another's users.
+    let ids: Vec<(String, bool, String)> = out
+        .iter()
+        .flat_map(|c| {
+            c.group_names
+                .keys()
+                .map(|id| (c.name.clone(), c.is_entra(), crate::fold::fold(id.trim())))
+        })
+        .collect();
     for c in &mut out {
         c.names_of_other_connections = others(&names, &c.name);
+        let entra = c.is_entra();
+        c.names_of_other_connections.extend(
+            ids.iter()
+                .filter(|(owner, owner_entra, _)| *owner != c.name && !(entra && *owner_entra))
+                .map(|(_, _, id)| id.clone()),
+        );
         c.domains_of_other_connections = others(&domains, &c.name);
     }
     out.into_iter().map(Arc::new).collect()

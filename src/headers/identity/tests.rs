@@ -1289,6 +1289,54 @@ fn a_partner_group_named_like_another_connection_s_group_is_left_out() {
     assert!(m["x-forwarded-groups"].contains("HR Admins"), "{m:?}");
 }
 
+/// A partner's raw group value equal to a group id contoso's `group_names`
+/// maps (in any case) is byte for byte contoso's group in Easy Auth's
+/// principal (one `groups` claim per id, what App Service apps authorize
+/// on) and in every group header of an app keyed on Entra object ids: it
+/// is left out of the partner user's headers. Another Entra connection's
+/// user keeps it (Entra issues the ids, unique across tenants, as `oid`).
+#[test]
+fn a_partner_group_equal_to_another_connection_s_mapped_group_id_is_left_out() {
+    let principal_groups = |m: &BTreeMap<String, String>| -> Vec<String> {
+        let v: Value =
+            serde_json::from_slice(&STANDARD.decode(&m["x-ms-client-principal"]).unwrap()).unwrap();
+        v["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["typ"] == "groups")
+            .map(|c| c["val"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut u = user();
+    u.connection = "partner".into();
+    u.user_id = "partner:sub-AbC".into();
+    u.groups = vec![
+        G_HR.into(),
+        G_HR.to_ascii_uppercase().into(),
+        format!(" {G_HR}").into(),
+        "Partners".into(),
+    ];
+    let s = settings("connections = [\"contoso\", \"partner\"]", "");
+    let m = run_with(&s, u.clone(), None);
+    assert_eq!(m["x-forwarded-groups"], "Partners");
+    let s = settings(
+        "connections = [\"contoso\", \"partner\"]\nheaders = \"easyauth\"",
+        "",
+    );
+    assert_eq!(principal_groups(&run_with(&s, u, None)), ["Partners"]);
+    // contoso's own user keeps the id.
+    assert!(principal_groups(&run_with(&s, user(), None)).contains(&G_HR.to_string()));
+    // So does a user of another Entra connection (a second app of the tenant).
+    let s = settings(
+        "connections = [\"contoso\", \"contoso2\"]\nheaders = \"easyauth\"",
+        "[[connection]]\nname = \"contoso2\"\ntype = \"entra\"\ntenant = \"11111111-1111-1111-1111-111111111111\"\nclient_id = \"c2\"",
+    );
+    let mut u = user();
+    u.connection = "contoso2".into();
+    assert!(principal_groups(&run_with(&s, u, None)).contains(&G_HR.to_string()));
+}
+
 /// `headers_extra = { X = "roles" }` leaves out a role with a comma, as the
 /// role headers do: `Reader,HR.Admin` is not two roles (review 9).
 #[test]
