@@ -444,7 +444,7 @@ fn check<'a, B>(
         // judged again here for sessions made before that rule. (A user of
         // a connection no longer configured fails `connections` above.)
         let tenant = match connection {
-            Some(c) => crate::session::model::tenant_id_for(c, user.tenant_id.as_deref()),
+            Some(c) => user.tenant(c),
             None => user.tenant_id.as_deref(),
         }
         .map(str::to_ascii_lowercase);

@@ -92,7 +92,7 @@ impl Assertions {
         if let Some(name) = user.vouched_name(connection) {
             claims["name"] = json!(name);
         }
-        if let Some(tid) = &user.tenant_id {
+        if let Some(tid) = user.tenant(connection) {
             claims["tid"] = json!(tid);
         }
         let digest: [u8; 32] = Sha256::digest(claims.to_string().as_bytes()).into();

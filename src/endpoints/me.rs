@@ -35,7 +35,7 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         "groups": strs(&s.groups),
         "roles": strs(&s.roles),
         "connection": s.connection,
-        "tenant_id": s.tenant_id,
+        "tenant_id": conn.and_then(|c| s.tenant(c)),
         "expires_at": s.expires_at,
     });
     // Names where the headers show names: `group_names` of the connection,

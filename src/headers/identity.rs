@@ -521,7 +521,7 @@ fn render(
             out.set("x-forwarded-preferred-username", username);
             out.set("x-forwarded-groups", joined.as_deref());
             out.set("x-forwarded-name", name);
-            out.set("x-forwarded-tenant", user.tenant_id.as_deref());
+            out.set("x-forwarded-tenant", vouched.tenant);
             out.set("x-forwarded-roles", roles.as_deref());
         }
         HeaderProfile::AuthRequest => {
@@ -555,7 +555,7 @@ fn render(
             if connection.is_entra() {
                 out.set("oidc_claim_oid", Some(&user.user_id));
             }
-            out.set("oidc_claim_tid", user.tenant_id.as_deref());
+            out.set("oidc_claim_tid", vouched.tenant);
             out.set("oidc_claim_email", email);
             out.set("oidc_claim_name", name);
             out.set("oidc_claim_preferred_username", username);
@@ -834,7 +834,7 @@ fn extra_value(
         "email" => s(vouched.email),
         "name" => s(vouched.name),
         "preferred_username" => s(vouched.username),
-        "tenant_id" | "tid" => s(user.tenant_id.as_deref()),
+        "tenant_id" | "tid" => s(vouched.tenant),
         "connection" => Some(user.connection.clone()),
         "groups" => s(groups),
         // As in the role headers: a role with a comma would read as two.
@@ -937,7 +937,7 @@ pub(crate) fn principal_claims<'a>(
             val: &user.user_id,
         });
     }
-    if let Some(tid) = &user.tenant_id {
+    if let Some(tid) = vouched.tenant {
         claims.push(Claim {
             typ: TYP_TENANT_ID,
             val: tid,
@@ -1000,6 +1000,8 @@ pub(crate) struct Vouched<'a> {
     pub email: Option<&'a str>,
     pub username: Option<&'a str>,
     pub name: Option<&'a str>,
+    /// Entra's tenant only (`Session::tenant`).
+    pub tenant: Option<&'a str>,
     user_id: &'a str,
 }
 
@@ -1009,6 +1011,7 @@ impl<'a> Vouched<'a> {
             email: user.vouched_email(connection),
             username: user.vouched_username(connection),
             name: user.vouched_name(connection),
+            tenant: user.tenant(connection),
             user_id: &user.user_id,
         }
     }

@@ -234,6 +234,14 @@ impl Session {
         }
     }
 
+    /// The user's tenant as headers, the assertion, `/.auth/me` and
+    /// `allow.tenants` present it: Entra's only ([`tenant_id_for`]), judged
+    /// against the connection in force, so a session made before that rule
+    /// (a partner's `tid` naming contoso's tenant) shows none either.
+    pub fn tenant(&self, conn: &crate::config::ConnectionSettings) -> Option<&str> {
+        tenant_id_for(conn, self.tenant_id.as_deref())
+    }
+
     /// [`Session::verified_email`], unless its domain is one another
     /// connection owns (SPEC 6.1): what headers, the assertion and
     /// `/.auth/me` present as verified, checked against the configuration

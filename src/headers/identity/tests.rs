@@ -1337,6 +1337,34 @@ fn a_partner_group_equal_to_another_connection_s_mapped_group_id_is_left_out() {
     assert!(principal_groups(&run_with(&s, u, None)).contains(&G_HR.to_string()));
 }
 
+/// A tenant id is Entra's: a partner session carrying contoso's tenant id
+/// (its provider's `tid` claim, kept by a build before review 11) shows no
+/// tenant in any header; contoso's user keeps it.
+#[test]
+fn a_partner_session_s_tenant_id_is_never_sent() {
+    let tid = "11111111-1111-1111-1111-111111111111";
+    let mut u = user();
+    u.connection = "partner".into();
+    u.user_id = "partner:sub-AbC".into();
+    u.issuer = "https://idp.partner.example".into();
+    u.tenant_id = Some(tid.into());
+    let extra = "headers_extra = { X-Tid = \"tid\" }";
+    for profile in ["forwarded", "oidc_claim", "easyauth"] {
+        let s = settings(
+            &format!("connections = [\"contoso\", \"partner\"]\nheaders = \"{profile}\"\n{extra}"),
+            "",
+        );
+        let m = run_with(&s, u.clone(), None);
+        assert!(!m.values().any(|v| v.contains(tid)), "{profile}: {m:?}");
+        if let Some(p) = m.get("x-ms-client-principal") {
+            let p = String::from_utf8(STANDARD.decode(p).unwrap()).unwrap();
+            assert!(!p.contains(tid), "{p}");
+        }
+        let m = run_with(&s, user(), None);
+        assert_eq!(m["x-tid"], tid, "{profile}");
+    }
+}
+
 /// `headers_extra = { X = "roles" }` leaves out a role with a comma, as the
 /// role headers do: `Reader,HR.Admin` is not two roles (review 9).
 #[test]
