@@ -253,3 +253,58 @@ fn a_tampered_assertion_does_not_verify() {
         jsonwebtoken::decode::<Value>(&forged, &DecodingKey::from_jwk(&jwks.keys[0]).unwrap(), &v);
     assert!(res.is_err());
 }
+
+/// The assertion's `groups` follow the group headers' ownership: a
+/// partner's raw value equal to a group id or name another connection maps
+/// in `group_names` would read as that connection's group to an app that
+/// verifies the assertion; it is left out (review 11). Contoso's own user
+/// keeps its ids.
+#[test]
+fn a_partner_group_named_like_another_connection_s_group_is_left_out_of_the_assertion() {
+    let s = crate::config::load_str(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "11111111-1111-1111-1111-111111111111"
+client_id = "c"
+group_names = { "aaaaaaaa-0000-0000-0000-000000000001" = "HR Admins" }
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "https://idp.partner.example"
+client_id = "p"
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com"]
+upstream = "http://127.0.0.1:1"
+"#,
+    )
+    .expect("config");
+    let key = std::sync::Arc::new(AssertionKey::from_pem(generate_p256_pem().as_bytes()).unwrap());
+    let signer = Assertions::new(key.clone());
+    let issue = |u: &Session, c: &ConnectionSettings| {
+        let token = signer
+            .issue(u, "hr", "https://hr.contoso.com", c, &HashSet::new(), now())
+            .unwrap();
+        verify_with_jwks(&key, &token)["groups"].clone()
+    };
+    let mut partner = user();
+    partner.connection = "partner".into();
+    partner.user_id = "partner:sub".into();
+    partner.groups = vec![
+        "aaaaaaaa-0000-0000-0000-000000000001".into(),
+        "AAAAAAAA-0000-0000-0000-000000000001".into(),
+        "hr admins".into(),
+        "Partners".into(),
+    ];
+    assert_eq!(issue(&partner, &s.connections[1]), json!(["Partners"]));
+    let mut alice = user();
+    alice.groups = vec!["aaaaaaaa-0000-0000-0000-000000000001".into()];
+    assert_eq!(
+        issue(&alice, &s.connections[0]),
+        json!(["aaaaaaaa-0000-0000-0000-000000000001"])
+    );
+}
