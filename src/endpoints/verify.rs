@@ -193,10 +193,34 @@ async fn judge(
             return Ok(refused(why));
         }
     };
+    // WebDAV's COPY/MOVE `Destination` and the methods that act on a whole
+    // collection, judged as the pipeline judges them (`phase::route`): the
+    // proxy forwards them as they are (review 11).
+    let public = target.as_ref().is_some_and(|t| t.is_public(&route.public));
+    let host = match &fwd.trusted_host {
+        Some(h) => h.clone(),
+        None => host_of(parts),
+    };
+    crate::phase::route::check_destination(
+        &ctx.state.router,
+        &host,
+        &parts.headers,
+        &route,
+        public,
+    )?;
     if let Some(target) = &target {
-        if target.is_public(&route.public) {
-            return Ok(json(StatusCode::OK, &json!({"public": true})));
-        }
+        let method = original_method(parts, trusted);
+        crate::phase::route::check_subtree(
+            &ctx.state.router,
+            &host,
+            &method,
+            &parts.headers,
+            &route,
+            target,
+        )?;
+    }
+    if public {
+        return Ok(json(StatusCode::OK, &json!({"public": true})));
     }
     // The same authentication as the pipeline's (a bearer token on an API
     // route decides alone; else the session, refreshed when due), with the
@@ -239,6 +263,20 @@ async fn judge(
     let mut resp = json(StatusCode::OK, &json!({"user_id": permit.user().user_id}));
     resp.headers_mut().extend(headers);
     Ok(resp)
+}
+
+/// The method of the request the proxy asks about: a trusted proxy's
+/// `X-Forwarded-Method` (Traefik, Caddy) or `X-Original-Method`
+/// (ingress-nginx), else this request's own (Envoy sends the original).
+fn original_method(parts: &Parts, trusted: bool) -> Method {
+    trusted
+        .then(|| {
+            header_text(&parts.headers, X_FORWARDED_METHOD)
+                .or_else(|| header_text(&parts.headers, "x-original-method"))
+        })
+        .flatten()
+        .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+        .unwrap_or_else(|| parts.method.clone())
 }
 
 /// 200 without identity headers: an anonymous user of an optional route.

@@ -722,6 +722,74 @@ async fn a_forwarded_uri_the_gateway_cannot_read_is_400_not_another_path() {
     assert_eq!(w.upstream.count(), 0);
 }
 
+/// WebDAV through forward auth: the proxy forwards `Destination` and the
+/// method as they are, so `/.auth/verify` judges them as the pipeline does
+/// (review 11): a destination under another route, or a method that acts
+/// on a collection holding another route's prefix, is a 400.
+#[tokio::test]
+async fn webdav_destinations_and_collection_methods_are_judged_at_verify() {
+    let w = World::start(true).await;
+    let bob = w.sign_in(BOB).await;
+    for (method, uri, destination) in [
+        ("MOVE", "/notes/x", Some("/admin/x")),
+        ("COPY", "/notes/x", Some("http://app.test/admin/x")),
+        ("MOVE", "/notes/x", Some("/")),
+        ("DELETE", "/", None),
+        ("PROPFIND", "/", None),
+        ("move", "/", Some("/notes/all")),
+    ] {
+        let mut headers = vec![
+            ("cookie", bob.as_str()),
+            ("x-forwarded-method", method),
+            ("x-forwarded-uri", uri),
+            ("accept", "application/json"),
+        ];
+        if let Some(d) = destination {
+            headers.push(("destination", d));
+        }
+        let resp = w.verify(APP, "", &headers).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "{method} {uri} -> {destination:?}"
+        );
+    }
+    // ingress-nginx names the method X-Original-Method.
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("cookie", bob.as_str()),
+                ("x-original-method", "DELETE"),
+                ("x-original-uri", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    for (method, uri, destination) in [
+        ("MOVE", "/notes/x", Some("/notes/y")),
+        ("DELETE", "/notes/x", None),
+        ("PROPFIND", "/", Some("ignored: not a path")),
+        ("GET", "/", None),
+    ] {
+        let mut headers = vec![
+            ("cookie", bob.as_str()),
+            ("x-forwarded-method", method),
+            ("x-forwarded-uri", uri),
+        ];
+        if let Some(d) = destination {
+            headers.push(("destination", d));
+        }
+        if method == "PROPFIND" {
+            headers.push(("depth", "1"));
+        }
+        let resp = w.verify(APP, "", &headers).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{method} {uri}");
+    }
+    assert_eq!(w.upstream.count(), 0);
+}
+
 // === Real proxies ===
 
 /// A proxy process started by a test on a loopback port reserved for it (see
