@@ -143,7 +143,7 @@ impl Unjudgeable {
 
     fn text(self) -> &'static str {
         match self {
-            Unjudgeable::UnreadableUri => "The forwarded URI cannot be judged: X-Forwarded-Uri or X-Original-URI is repeated, longer than 8192 bytes or not visible ASCII, or the two name different paths. The proxy in front should send one of them, set to the request URI as received (percent-encoded), and drop the client's copies.",
+            Unjudgeable::UnreadableUri => "The forwarded URI cannot be judged: X-Forwarded-Uri or X-Original-URI is repeated, longer than 8192 bytes or not visible ASCII, or the two name different paths; or X-Forwarded-Host is repeated or lists different hosts. The proxy in front should send one of each, set to the request as received (the URI percent-encoded), and drop the client's copies.",
             Unjudgeable::NonCanonicalPath(text) => text,
             Unjudgeable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//', look-alike characters, or letter case, trailing dots and spaces or cookieless segments that some apps ignore). The proxy in front should refuse it or send the path exactly as the route's prefix spells it.",
             Unjudgeable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",

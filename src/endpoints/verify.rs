@@ -335,14 +335,23 @@ impl Forwarded {
         let url_host: Option<Option<String>> = original_url
             .as_deref()
             .map(|u| host_of_url(u).map(str::to_string));
-        let forwarded_host = header_text(&parts.headers, X_FORWARDED_HOST)
-            // A list means several proxies; the first is the client-facing one.
-            .and_then(|h| h.split(',').next().map(|h| h.trim().to_string()));
         // Compared as the router compares hosts (lowercase, no port).
         let same_host = |a: &str, b: &str| {
             crate::router::normalize_host(a)
                 .is_some_and(|a| Some(a) == crate::router::normalize_host(b))
         };
+        // A list means several proxies, each naming the host it was asked
+        // for: one host however many times. Different hosts (a proxy that
+        // appends to the client's own copy, as Apache's mod_proxy does) or
+        // a repeated header cannot say which is the user's, so it is
+        // unreadable (below), never the first item (review 11).
+        let forwarded_host = header_text(&parts.headers, X_FORWARDED_HOST).and_then(|h| {
+            let mut hosts = h.split(',').map(str::trim);
+            let first = hosts.next()?;
+            hosts
+                .all(|other| same_host(first, other))
+                .then(|| first.to_string())
+        });
         let two_hosts =
             matches!((&url_host, &forwarded_host), (Some(Some(u)), Some(f)) if !same_host(u, f));
         // Skipping an unreadable header would judge the other one, or `/`.
@@ -350,6 +359,7 @@ impl Forwarded {
             && ((forwarded_uri.is_none() && sent(&parts.headers, X_FORWARDED_URI))
                 || (original_uri.is_none() && sent(&parts.headers, X_ORIGINAL_URI))
                 || (original_url.is_none() && sent(&parts.headers, X_ORIGINAL_URL))
+                || (forwarded_host.is_none() && sent(&parts.headers, X_FORWARDED_HOST))
                 || matches!(url_host, Some(None))
                 || two_paths
                 || two_hosts);

@@ -563,6 +563,40 @@ async fn a_forwarded_uri_that_resolves_differently_is_400() {
 /// host's root route: `/static/` public or `/` lax for a request the proxy
 /// forwards to `/admin`. Such a URI, and two URI headers naming different
 /// paths, are a 400 now; a readable one is judged as before.
+/// Review 11: a trusted proxy that appends to the client's own
+/// `X-Forwarded-Host` (Apache's mod_proxy, HAProxy's `add-header`) sends a
+/// list whose first host is the client's choice: a list of different hosts,
+/// or the header twice, is a 400, never judged by its first host (bob, whom
+/// hr.test refuses, got 200 by naming app.test first).
+#[tokio::test]
+async fn a_forwarded_host_list_of_different_hosts_is_400_not_its_first_host() {
+    let w = World::start(true).await;
+    let bob = w.sign_in(BOB).await;
+    for (hosts, status) in [
+        (vec!["app.test, hr.test"], StatusCode::BAD_REQUEST),
+        (vec!["app.test", "hr.test"], StatusCode::BAD_REQUEST),
+        (vec!["hr.test", "hr.test"], StatusCode::BAD_REQUEST),
+        // One host, however many proxies named it: judged (hr.test refuses bob).
+        (vec!["hr.test, HR.test:443"], StatusCode::FORBIDDEN),
+        (vec!["hr.test"], StatusCode::FORBIDDEN),
+    ] {
+        let mut headers: Vec<(&str, &str)> =
+            hosts.iter().map(|h| ("x-forwarded-host", *h)).collect();
+        headers.extend([
+            ("x-forwarded-uri", "/"),
+            ("cookie", bob.as_str()),
+            ("accept", "application/json"),
+        ]);
+        let resp = w.verify(APP, "", &headers).await;
+        assert_eq!(resp.status(), status, "{hosts:?}");
+        if status == StatusCode::BAD_REQUEST {
+            let body: serde_json::Value = resp.json().await.expect("JSON");
+            assert_eq!(body["reason"], "unreadable_uri", "{hosts:?}: {body}");
+        }
+    }
+    w.upstream.assert_received_nothing().await;
+}
+
 #[tokio::test]
 async fn a_forwarded_uri_the_gateway_cannot_read_is_400_not_another_path() {
     let w = World::start(true).await;
