@@ -129,13 +129,7 @@ fn groups(
         // value this connection does not map that reads as a name or id
         // another connection maps would look like that connection's group
         // to the app verifying the assertion (SPEC 6.1).
-        .filter(|id| {
-            connection.group_names.contains_key(&***id)
-                || connection.names_of_other_connections.is_empty()
-                || !connection
-                    .names_of_other_connections
-                    .contains(&crate::fold::fold(id.trim()))
-        })
+        .filter(|id| !crate::headers::identity::borrowed_group(connection, id))
         .map(|id| id.to_string())
         .collect()
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::auth::Ctx;
 use crate::config::{ConnectionSettings, HeaderProfile, RouteSettings};
-use crate::headers::identity::{easy_auth_idp, principal_claims, Vouched};
+use crate::headers::identity::{borrowed_group, easy_auth_idp, principal_claims, Vouched};
 use crate::respond::{json, Body, GatewayError};
 use crate::session::model::{strs, Session};
 
@@ -32,7 +32,7 @@ pub(crate) async fn me(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>, G
         // Not another connection's domain (`Session::vouched_username`):
         // single-page apps show and key on it as Easy Auth's name.
         "preferred_username": conn.and_then(|c| s.vouched_username(c)),
-        "groups": strs(&s.groups),
+        "groups": shown_groups(conn.map(|c| &**c), &s),
         "roles": strs(&s.roles),
         "connection": s.connection,
         "tenant_id": conn.and_then(|c| s.tenant(c)),
@@ -70,6 +70,17 @@ async fn signed_in(
     Ok(session.filter(|s| ctx.state.connection(&s.connection).is_some()))
 }
 
+/// The session's groups as `/.auth/me` and `/oauth2/userinfo` show them:
+/// without a value that reads as another connection's mapped group, as in
+/// the group headers (`borrowed_group`). Apps and their front ends read
+/// these answers with the user's cookie as they read the headers.
+fn shown_groups<'a>(conn: Option<&ConnectionSettings>, s: &'a Session) -> Vec<&'a str> {
+    strs(&s.groups)
+        .into_iter()
+        .filter(|g| !conn.is_some_and(|c| borrowed_group(c, g)))
+        .collect()
+}
+
 fn not_signed_in() -> Response<Body> {
     json(
         StatusCode::UNAUTHORIZED,
@@ -91,8 +102,9 @@ pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
     if let Some(email) = conn.and_then(|c| s.vouched_email(c)) {
         body["email"] = email.into();
     }
-    if !s.groups.is_empty() {
-        body["groups"] = strs(&s.groups).into();
+    let groups = shown_groups(conn.map(|c| &**c), &s);
+    if !groups.is_empty() {
+        body["groups"] = groups.into();
     }
     if let Some(u) = conn.and_then(|c| s.vouched_username(c)) {
         body["preferredUsername"] = u.into();
@@ -110,7 +122,8 @@ pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
 /// never is.
 fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> serde_json::Value {
     let vouched = Vouched::of(s, conn);
-    let claims = principal_claims(s, conn, &vouched, s.groups.iter().map(|g| &**g));
+    let groups = shown_groups(Some(conn), s);
+    let claims = principal_claims(s, conn, &vouched, groups.iter().copied());
     let user_claims: Vec<serde_json::Value> = claims
         .iter()
         .map(|c| json!({"typ": c.typ, "val": c.val}))

@@ -756,6 +756,19 @@ struct Group<'a> {
     shown: Cow<'a, str>,
 }
 
+/// True when `value`, a group of a `connection` user that `connection`
+/// does not map, reads (as lenient comparers read it) as a name or id
+/// another connection maps in `group_names`: shown anywhere, it would look
+/// like that connection's group (SPEC 6.1). The group headers, the signed
+/// assertion and `/.auth/me` (every shape) leave such values out.
+pub(crate) fn borrowed_group(connection: &ConnectionSettings, value: &str) -> bool {
+    !connection.names_of_other_connections.is_empty()
+        && !connection.group_names.contains_key(value)
+        && connection
+            .names_of_other_connections
+            .contains(&crate::fold::fold(value.trim()))
+}
+
 fn header_groups<'a>(
     user: &'a Session,
     connection: &'a ConnectionSettings,

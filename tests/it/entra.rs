@@ -1305,6 +1305,45 @@ trusted_email = true
     let _ = partner_sid;
 }
 
+/// A partner provider's raw group equal to a group id contoso maps in
+/// `group_names` is left out wherever groups are shown (headers,
+/// `/.auth/me`): byte for byte it is contoso's group to an app keyed on
+/// ids. The partner's other groups stay (contoso's users keeping theirs:
+/// `headers::identity::tests`).
+#[tokio::test]
+async fn a_partner_group_equal_to_a_contoso_mapped_id_is_shown_nowhere() {
+    let w = World::start(Options {
+        route_extra: PARTNER,
+        connection_extra: format!(
+            "home_realm_domains = [\"contoso.example\"]\ngroup_names = {{ \"{}\" = \"HR Admins\" }}",
+            idp::DEMO_HR_GROUP
+        ),
+        ..Options::default()
+    })
+    .await;
+    let (mallory, resp) = partner_signed_in(
+        &w,
+        vec![(
+            "groups",
+            json!([
+                idp::DEMO_HR_GROUP,
+                idp::DEMO_HR_GROUP.to_ascii_uppercase(),
+                "Partners"
+            ]),
+        )],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "partner sign-in");
+    let view = w.upstream_view(&mallory, "/page").await;
+    assert_eq!(
+        view.header("x-forwarded-groups").as_deref(),
+        Some("Partners")
+    );
+    let (status, me) = w.me(&mallory).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["groups"], json!(["Partners"]), "{me}");
+}
+
 /// A tenant id is Entra's: a partner provider (any OpenID Connect
 /// provider) can put contoso's tenant id in a `tid` claim of its own. It
 /// must neither pass `allow.tenants` nor reach the app as the user's
