@@ -194,6 +194,32 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             }
         }
     }
+    // A bare group id (SPEC 6.1) matches the value from every connection
+    // the route allows: a partner IdP or directory can send the same string
+    // as contoso's Entra group id.
+    for r in &settings.routes {
+        let others: Vec<&str> = settings
+            .connections
+            .iter()
+            .filter(|c| !c.is_entra() && r.connections.contains(&c.name))
+            .map(|c| c.name.as_str())
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        for rule in &r.allow.group_rules {
+            if rule.connections.is_none() && crate::connection::entra::issuer::is_guid(&rule.value)
+            {
+                out.push(format!(
+                    "route {:?}: allow.groups {:?} is a bare id, so users of {} match it too when their provider sends that string; write \"<connection>:{}\" to mean one connection's group",
+                    r.name,
+                    rule.value,
+                    others.join(", "),
+                    rule.value
+                ));
+            }
+        }
+    }
     for c in &settings.connections {
         // Entra's token endpoint refuses a web app's code exchange without a
         // credential; a connection used only to accept bearer tokens

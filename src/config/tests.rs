@@ -1022,6 +1022,52 @@ group_names = {{ "g-1" = "Staff" }}
 }
 
 #[test]
+fn check_warns_about_a_bare_group_id_a_partner_could_send() {
+    let guid = "0b5e7f8a-1111-2222-3333-444455556666";
+    let s = load_str(&with_partner(&format!(
+        r#"groups = ["{guid}", "contoso:aaaaaaaa-1111-2222-3333-444455556666", "Staff"]"#
+    )))
+    .expect("valid");
+    let about: Vec<String> = super::warnings(&s)
+        .into_iter()
+        .filter(|w| w.contains("allow.groups"))
+        .collect();
+    assert_eq!(about.len(), 1, "{about:?}");
+    assert!(
+        about[0].contains(guid) && about[0].contains("partner"),
+        "{about:?}"
+    );
+    // Only Entra connections on the route: nobody else can send the id.
+    let entra_only = load_str(&format!(
+        "{}[route.allow]\ngroups = [\"{guid}\"]\n",
+        minimal()
+    ))
+    .expect("valid");
+    assert!(!super::warnings(&entra_only)
+        .iter()
+        .any(|w| w.contains("allow.groups")));
+}
+
+#[test]
+fn only_an_entra_connection_may_be_named_aad() {
+    let aad = |kind: &str| {
+        format!(
+            "{}\n[[connection]]\nname = \"aad\"\n{kind}\nclient_id = \"p\"\nclient_secret = \"x\"\n",
+            minimal()
+        )
+    };
+    let p = problems(&aad(
+        "type = \"oidc\"\nissuer = \"https://idp.partner.example\"",
+    ));
+    let e = p.iter().find(|p| p.key == "connection[1].name");
+    assert!(e.is_some_and(|e| e.problem.contains("Easy Auth")), "{p:?}");
+    load_str(&aad(
+        "type = \"entra\"\ntenant = \"fabrikam.onmicrosoft.com\"",
+    ))
+    .expect("an Entra connection may be called aad");
+}
+
+#[test]
 fn allow_users_takes_plain_emails_entra_oids_and_connection_scoped_ids() {
     let s = load_str(&with_partner(
         r#"users = ["Alice@Contoso.COM", "anna@bücher.example", "0B5E7F8A-1111-2222-3333-444455556666", "partner:248289761001", "contoso:0b5e7f8a-1111-2222-3333-444455556666"]"#,

@@ -724,6 +724,9 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// Easy Auth's provider name for Entra ID (`headers::identity::easy_auth_idp`).
+const EASY_AUTH_ENTRA: &str = "aad";
+
 const NAME_EXPECTED: &str = "1 to 64 lowercase letters, digits, '-' or '_'";
 
 /// Lowercase and IDNA (punycode) form of a domain or host name.
@@ -918,6 +921,17 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             }
         };
         let is_entra = matches!(kind, Some(ConnectionKind::Entra(_)));
+        // Easy Auth calls Entra ID `aad` (`X-MS-CLIENT-PRINCIPAL-IDP`,
+        // `X-MS-TOKEN-AAD-*`, which Microsoft.Identity.Web reads as Entra's
+        // without verifying): another kind must not take that name
+        // (`headers::identity::easy_auth_idp`; review 11).
+        if name == EASY_AUTH_ENTRA && kind.is_some() && !is_entra {
+            cx.bad(
+                at("name"),
+                format!("{name:?} is what Easy Auth calls Entra ID, and this connection is not type = \"entra\": apps would take its users and tokens for Entra's"),
+                "another name, or type = \"entra\" if it is Entra ID",
+            );
+        }
         let scopes = raw.scopes.clone().unwrap_or_else(|| {
             let mut s = vec!["openid", "profile", "email"];
             if is_entra {

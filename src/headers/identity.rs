@@ -916,7 +916,8 @@ fn app_subject<'a>(user: &'a Session, connection: &ConnectionSettings) -> &'a st
     }
 }
 
-/// Easy Auth's provider name: `aad` for Entra, else the connection's name.
+/// Easy Auth's provider name: `aad` for Entra, else the connection's name
+/// (which `check` refuses to be `aad` for any other kind).
 pub(crate) fn easy_auth_idp(connection: &ConnectionSettings) -> &str {
     if connection.is_entra() {
         "aad"
