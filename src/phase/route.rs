@@ -6,9 +6,6 @@
 use std::sync::Arc;
 
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, FORWARDED, HOST, TRANSFER_ENCODING};
-
-/// WebDAV's `Destination` (RFC 4918 10.3).
-const DESTINATION: HeaderName = HeaderName::from_static("destination");
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Uri, Version};
 
@@ -169,6 +166,9 @@ pub fn check_forwarded_host(
     }
     Ok(())
 }
+
+/// WebDAV's `Destination` (RFC 4918 10.3).
+const DESTINATION: HeaderName = HeaderName::from_static("destination");
 
 /// WebDAV's `COPY` and `MOVE` (RFC 4918 10.3) act on a second resource,
 /// named by the `Destination` header: the app writes there, although only
