@@ -169,10 +169,18 @@ impl Router {
         let Some(routes) = self.routes_of(host) else {
             return false;
         };
-        let path = loose_folded(target.judged());
-        routes
-            .iter()
-            .any(|e| !Arc::ptr_eq(&e.route, route) && loose_prefix_matches(&path, &e.loose_prefix))
+        // Every reading an upstream may make of the path (`/projects;x`,
+        // `//projects/`, `/projects%5C`, `//x/projects` are `/projects` to
+        // some server), not only the judged one (review 11).
+        let readings = target.readings();
+        std::iter::once(target.judged())
+            .chain(readings.iter().map(String::as_str))
+            .any(|reading| {
+                let path = loose_folded(reading);
+                routes.iter().any(|e| {
+                    !Arc::ptr_eq(&e.route, route) && loose_prefix_matches(&path, &e.loose_prefix)
+                })
+            })
     }
 
     /// True when some route serves `host`.

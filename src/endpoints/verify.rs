@@ -81,6 +81,8 @@ const X_FORWARDED_URI: &str = "x-forwarded-uri";
 const X_ORIGINAL_URI: &str = "x-original-uri";
 /// The method of the original request (Traefik, Caddy).
 const X_FORWARDED_METHOD: &str = "x-forwarded-method";
+/// ingress-nginx's name for the original method.
+const X_ORIGINAL_METHOD: &str = "x-original-method";
 /// The original host, believed from trusted proxies only.
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 /// The original URL, absolute (ingress-nginx); trusted proxies only.
@@ -209,7 +211,7 @@ async fn judge(
         public,
     )?;
     if let Some(target) = &target {
-        let method = original_method(parts, trusted);
+        let method = original_method(parts, trusted)?;
         crate::phase::route::check_subtree(
             &ctx.state.router,
             &host,
@@ -268,15 +270,30 @@ async fn judge(
 /// The method of the request the proxy asks about: a trusted proxy's
 /// `X-Forwarded-Method` (Traefik, Caddy) or `X-Original-Method`
 /// (ingress-nginx), else this request's own (Envoy sends the original).
-fn original_method(parts: &Parts, trusted: bool) -> Method {
-    trusted
-        .then(|| {
-            header_text(&parts.headers, X_FORWARDED_METHOD)
-                .or_else(|| header_text(&parts.headers, "x-original-method"))
-        })
-        .flatten()
-        .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-        .unwrap_or_else(|| parts.method.clone())
+///
+/// ingress-nginx sets `X-Original-Method` but passes the client's own
+/// headers on, `X-Forwarded-Method` included: two that disagree, or one
+/// that cannot be read, is unreadable (as two URIs are), never the other
+/// one or this request's method (review 11). `Err`: a 400.
+fn original_method(parts: &Parts, trusted: bool) -> Result<Method, GatewayError> {
+    if !trusted {
+        return Ok(parts.method.clone());
+    }
+    let unreadable = || GatewayError::Unjudgeable(Unjudgeable::UnreadableUri);
+    let mut found: Option<Method> = None;
+    for name in [X_FORWARDED_METHOD, X_ORIGINAL_METHOD] {
+        if !sent(&parts.headers, name) {
+            continue;
+        }
+        let method = header_text(&parts.headers, name)
+            .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .ok_or_else(unreadable)?;
+        if found.as_ref().is_some_and(|f| *f != method) {
+            return Err(unreadable());
+        }
+        found = Some(method);
+    }
+    Ok(found.unwrap_or_else(|| parts.method.clone()))
 }
 
 /// 200 without identity headers: an anonymous user of an optional route.

@@ -181,8 +181,8 @@ const DESTINATION: HeaderName = HeaderName::from_static("destination");
 /// selecting the same route as the request on the request's host (sabre/dav,
 /// under Nextcloud and ownCloud, takes only the path of an absolute URL)
 /// and on the URL's own host when realmgate serves it; from a public path
-/// only a public destination. A value that is neither a path nor an
-/// http(s) URL names no resource of ours and is left to the app.
+/// only a public destination. A value that is neither an absolute path nor
+/// an http(s) URL is refused: servers find a path in those too.
 pub fn check_destination(
     router: &Router,
     host: &str,
@@ -214,7 +214,12 @@ pub fn check_destination(
             (Some(&after[..end]), &after[end..])
         }
         _ if text.starts_with('/') => (None, text),
-        _ => return Ok(()),
+        // RFC 4918 10.3: an absolute URI or an absolute path. Anything else
+        // is not left to the app: Go's x/net/webdav finds `/admin/x` in
+        // `x:/admin/x`, `x://host/admin/x` and `admin/x`, sabre/dav in any
+        // `scheme://` (review 11).
+        _ if text.is_empty() => return Ok(()),
+        _ => return refused(),
     };
     let path = rest.split(['?', '#']).next().unwrap_or("");
     let path = if path.is_empty() { "/" } else { path };
@@ -263,7 +268,9 @@ pub fn check_subtree(
             _ => b"infinity",
         }
     };
-    let whole_subtree = match method.as_str() {
+    // Any case: hyper keeps an extension method's case, and some servers
+    // read `delete` as `DELETE`.
+    let whole_subtree = match method.as_str().to_ascii_uppercase().as_str() {
         "MOVE" | "DELETE" => true,
         "COPY" | "LOCK" => depth() != b"0",
         // Depth 1 (what WebDAV clients send when they list a folder) only

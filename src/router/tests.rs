@@ -311,3 +311,92 @@ fn loose_form() {
     assert_eq!(loose("/\u{ff21}dmin/stra\u{df}e"), "/admin/strasse");
     assert_eq!(loose("/\u{131}/\u{17f}/\u{130}"), "/i/s/i");
 }
+
+/// A lax `/` and a strict `/projects/secret` on dav.test.
+fn dav_router() -> (Router, Arc<RouteSettings>) {
+    let root = route("root", &["dav.test"], "/");
+    let r = Router::new(&[
+        root.clone(),
+        route("secret", &["dav.test"], "/projects/secret"),
+    ]);
+    (r, root)
+}
+
+/// Review 11 (helper C): a collection method on another reading of an
+/// ancestor (`;x` stripped, `//` merged, `%5C` as `/`, a network path) acts
+/// on the stricter route's folder at some server, as the plain spelling does.
+#[test]
+fn collection_methods_on_any_reading_of_an_ancestor_are_refused() {
+    let (r, root) = dav_router();
+    let headers = http::HeaderMap::new();
+    for path in [
+        "/projects",
+        "/projects/",
+        "/projects%2F",
+        "/PROJECTS",
+        "/projects;x",
+        "/projects/;x",
+        "//projects/",
+        "/projects%5C",
+        "//x/projects",
+    ] {
+        let target = CanonicalTarget::parse(path).unwrap();
+        assert!(
+            matches!(r.lookup_target("dav.test", &target), Lookup::Found(rt) if Arc::ptr_eq(rt, &root)),
+            "{path}"
+        );
+        for method in [
+            http::Method::DELETE,
+            http::Method::from_bytes(b"delete").unwrap(),
+        ] {
+            assert!(
+                crate::phase::route::check_subtree(
+                    &r, "dav.test", &method, &headers, &root, &target
+                )
+                .is_err(),
+                "{method} {path}"
+            );
+        }
+    }
+    // A sibling is not an ancestor.
+    let target = CanonicalTarget::parse("/projects-old").unwrap();
+    assert!(crate::phase::route::check_subtree(
+        &r,
+        "dav.test",
+        &http::Method::DELETE,
+        &headers,
+        &root,
+        &target
+    )
+    .is_ok());
+}
+
+/// Review 11 (helper C): a `Destination` that is neither an absolute path
+/// nor an http(s) URL is refused: Go's x/net/webdav and sabre/dav find the
+/// stricter route's path in these spellings too.
+#[test]
+fn destinations_other_than_absolute_paths_and_http_urls_are_refused() {
+    let (r, root) = dav_router();
+    for (dest, ok) in [
+        ("/notes/x", true),
+        ("https://dav.test/notes/x", true),
+        ("HTTP://dav.test/notes/x", true),
+        ("/projects/secret/x", false),
+        ("https://dav.test/projects/secret/x", false),
+        ("x://dav.test/projects/secret/x", false),
+        ("x:/projects/secret/x", false),
+        ("http:/projects/secret/x", false),
+        ("projects/secret/x", false),
+        ("notes/x", false),
+        ("/projects;x", false),
+        ("//projects/", false),
+    ] {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("destination", http::HeaderValue::from_str(dest).unwrap());
+        assert_eq!(
+            crate::phase::route::check_destination(&r, "dav.test", &headers, &root, false).is_ok(),
+            ok,
+            "{dest}"
+        );
+    }
+}

@@ -760,6 +760,70 @@ async fn a_forwarded_uri_the_gateway_cannot_read_is_400_not_another_path() {
 /// method as they are, so `/.auth/verify` judges them as the pipeline does
 /// (review 11): a destination under another route, or a method that acts
 /// on a collection holding another route's prefix, is a 400.
+/// Review 11 (helper C): at `/.auth/verify` behind a trusted proxy, the
+/// client's own `X-Forwarded-Method` beside ingress-nginx's
+/// `X-Original-Method` cannot turn `DELETE /` into a GET; another reading of
+/// an ancestor (`/;x`, `/%5C`) is still an ancestor; and a `Destination`
+/// that is neither an absolute path nor an http(s) URL is refused.
+#[tokio::test]
+async fn webdav_method_and_destination_variants_are_refused_at_verify() {
+    let w = World::start(true).await;
+    let bob = w.sign_in(BOB).await;
+    let mut cases: Vec<(Vec<(&str, &str)>, String)> = vec![(
+        vec![
+            ("cookie", bob.as_str()),
+            ("x-original-method", "DELETE"),
+            ("x-original-uri", "/"),
+            ("x-forwarded-method", "GET"),
+        ],
+        "client's X-Forwarded-Method GET beside X-Original-Method DELETE".into(),
+    )];
+    for uri in ["/;x", "/%5C"] {
+        cases.push((
+            vec![
+                ("cookie", bob.as_str()),
+                ("x-forwarded-method", "DELETE"),
+                ("x-forwarded-uri", uri),
+            ],
+            format!("DELETE {uri}"),
+        ));
+    }
+    for dest in [
+        "x://app.test/admin/x",
+        "x:/admin/x",
+        "http:/admin/x",
+        "admin/x",
+    ] {
+        cases.push((
+            vec![
+                ("x-forwarded-method", "MOVE"),
+                ("x-forwarded-uri", "/static/x"),
+                ("destination", dest),
+            ],
+            format!("anonymous MOVE /static/x to {dest}"),
+        ));
+    }
+    for (headers, what) in &cases {
+        let resp = w.verify(APP, "", headers).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{what}");
+    }
+    // The same method twice is one method: judged.
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("cookie", bob.as_str()),
+                ("x-original-method", "GET"),
+                ("x-forwarded-method", "get"),
+                ("x-original-uri", "/reports"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    w.upstream.assert_received_nothing().await;
+}
+
 #[tokio::test]
 async fn webdav_destinations_and_collection_methods_are_judged_at_verify() {
     let w = World::start(true).await;
@@ -804,7 +868,7 @@ async fn webdav_destinations_and_collection_methods_are_judged_at_verify() {
     for (method, uri, destination) in [
         ("MOVE", "/notes/x", Some("/notes/y")),
         ("DELETE", "/notes/x", None),
-        ("PROPFIND", "/", Some("ignored: not a path")),
+        ("PROPFIND", "/", None),
         ("GET", "/", None),
     ] {
         let mut headers = vec![
