@@ -225,15 +225,18 @@ async fn pipeline<'g>(
     // 2. Strip, second step: identity headers and realmgate's cookies.
     let (mut parts, body) = req.into_parts();
     let session_id = strip::credentials(&gw.auth, &mut parts, conn);
+    // An upgrade nobody was judged for still gets a tunnel that a reload
+    // can end (`forward::AuthorizedBy::Anonymous`).
+    let anonymous = || upgrade.is_some().then(forward::Tunnel::anonymous);
     let (identity, tunnel) = if public {
-        (None, None)
+        (None, anonymous())
     } else {
         // 3. Authenticate. On an `auth = "optional"` route (SPEC 5.10) no
         // session (none, unknown, expired) is an anonymous request; a
         // refused bearer token is still refused.
         let optional = route.auth == RouteAuth::Optional;
         match authenticate::authenticate(&gw.auth, route, &parts.headers, session_id).await {
-            Err(GatewayError::NotSignedIn) if optional => (None, None),
+            Err(GatewayError::NotSignedIn) if optional => (None, anonymous()),
             Err(e) => return Err(e),
             Ok(authenticated) => {
                 let connection = authenticated.connection;
@@ -250,7 +253,7 @@ async fn pipeline<'g>(
                 // refuses one): only its `connections` can deny, and a user
                 // of another connection is anonymous there, as without a session.
                 match authorize::authorize(route, &connection, authenticated.user) {
-                    Err(GatewayError::Denied(_)) if optional => (None, None),
+                    Err(GatewayError::Denied(_)) if optional => (None, anonymous()),
                     Err(e) => return Err(e),
                     Ok(permit) => {
                         // 5. Inject.
@@ -261,12 +264,13 @@ async fn pipeline<'g>(
                         if rec.log {
                             rec.user = Some(permit.user_arc().clone());
                         }
-                        let until = forward::tunnel_deadline(permit.user().expires_at);
+                        let until = Some(forward::tunnel_deadline(permit.user().expires_at));
                         let tunnel = match tunnel_session {
                             Some(id) => Some(forward::AuthorizedBy::Session(id)),
-                            None if upgrading => {
-                                Some(forward::AuthorizedBy::Token(permit.user_arc().clone()))
-                            }
+                            None if upgrading => Some(forward::AuthorizedBy::Token {
+                                user: permit.user_arc().clone(),
+                                audiences: route.api_audiences.clone(),
+                            }),
                             None => None,
                         }
                         .map(|by| forward::Tunnel { until, by });

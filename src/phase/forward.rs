@@ -24,19 +24,40 @@ use crate::session::store::SessionId;
 /// What authorized a request, for its tunnel: when it must close, and what
 /// is checked again while it is open.
 pub struct Tunnel {
-    pub until: SystemTime,
+    /// None for an anonymous tunnel (nothing of the user's expires).
+    pub until: Option<SystemTime>,
     pub by: AuthorizedBy,
 }
 
-/// Who a tunnel runs for.
+/// Who a tunnel runs for. After a reload the newest configuration must
+/// still let it through the route its host and path reach ([`Judged`]).
 pub enum AuthorizedBy {
-    /// A session: its end closes the tunnel, and after a reload the new
-    /// configuration must still permit it.
+    /// A session: its end closes the tunnel, and the new configuration's
+    /// policy must still permit it.
     Session(SessionId),
     /// A bearer token: nothing to look up (it ends at `until`, the token's
-    /// expiry), but after a reload the new configuration must still permit
-    /// the identity it proved.
-    Token(Arc<crate::session::model::Session>),
+    /// expiry), but the new route must still accept tokens for the
+    /// audiences the old one did (`api_audiences`), and its policy permit
+    /// the identity the token proved.
+    Token {
+        user: Arc<crate::session::model::Session>,
+        audiences: Vec<String>,
+    },
+    /// Nobody: a public path, or an anonymous request on an `auth =
+    /// "optional"` route. The new route must still let anyone through
+    /// there (review 11: an anonymous tunnel outlived a reload that locked
+    /// its host).
+    Anonymous,
+}
+
+impl Tunnel {
+    /// For a request no user was judged for.
+    pub fn anonymous() -> Tunnel {
+        Tunnel {
+            until: None,
+            by: AuthorizedBy::Anonymous,
+        }
+    }
 }
 
 /// Adds the forwarding headers and sends the request upstream.
@@ -62,7 +83,7 @@ pub async fn forward(
         request_id,
     );
     trace.apply(&mut parts.headers);
-    let tunnel_until = tunnel.as_ref().map(|t| t.until);
+    let tunnel_until = tunnel.as_ref().and_then(|t| t.until);
     // Only an upgrade opens a tunnel; a plain request needs no check.
     let tunnel_alive = tunnel.filter(|_| upgrade.is_some()).map(|t| {
         let judged = Judged {
@@ -73,7 +94,8 @@ pub async fn forward(
         };
         match t.by {
             AuthorizedBy::Session(id) => session_alive(gw.auth.shared.sessions.clone(), id, judged),
-            AuthorizedBy::Token(user) => token_alive(user, judged),
+            AuthorizedBy::Token { user, audiences } => token_alive(user, audiences, judged),
+            AuthorizedBy::Anonymous => anonymous_alive(judged),
         }
     });
     let out = Outbound {
@@ -103,15 +125,15 @@ struct Judged {
 }
 
 impl Judged {
-    /// True while the newest configuration still lets the session through
-    /// this tunnel: its host and path still reach a route, and that route's
-    /// policy (connection, groups, roles, ...) permits the session as a new
-    /// request's would (review 10: a reload that took a partner's or a
-    /// group's access away left its open WebSockets running until the
-    /// session's end). The route is found again, not looked up by name: a
-    /// reload may give the tunnel's host and path to another route, or the
-    /// name to another host (review 11).
-    fn still_permitted(&self, session: &crate::session::model::Session) -> bool {
+    /// True while the newest generation is the one the tunnel was opened
+    /// in, or `permits` says yes for the route the tunnel's host and path
+    /// reach there; false when they reach none. The route is found again,
+    /// not looked up by name: a reload may give the tunnel's host and path
+    /// to another route, or the name to another host (review 11).
+    fn permits(
+        &self,
+        permits: impl FnOnce(&crate::auth::state::Latest, &RouteSettings) -> bool,
+    ) -> bool {
         let latest = self
             .latest
             .read()
@@ -120,12 +142,22 @@ impl Judged {
         let Some(now) = latest.filter(|now| !Arc::ptr_eq(&now.settings, &self.settings)) else {
             return true;
         };
-        let crate::router::Lookup::Found(route) = now.router.lookup(&self.host, &self.path) else {
-            return false;
-        };
-        let connection = now.settings.connection(&session.connection);
-        connection.is_some()
-            && crate::policy::decide(route, connection.map(|c| &**c), session).is_ok()
+        match now.router.lookup(&self.host, &self.path) {
+            crate::router::Lookup::Found(route) => permits(&now, route),
+            _ => false,
+        }
+    }
+
+    /// The route's policy (connection, groups, roles, ...) permits the
+    /// session as a new request's would (review 10: a reload that took a
+    /// partner's or a group's access away left its open WebSockets running
+    /// until the session's end).
+    fn still_permitted(&self, session: &crate::session::model::Session) -> bool {
+        self.permits(|now, route| {
+            let connection = now.settings.connection(&session.connection);
+            connection.is_some()
+                && crate::policy::decide(route, connection.map(|c| &**c), session).is_ok()
+        })
     }
 }
 
@@ -154,16 +186,33 @@ fn session_alive(
     })
 }
 
-/// A bearer-token tunnel's liveness check: the newest configuration still
+/// A bearer-token tunnel's liveness check: the newest configuration's
+/// route still accepts every audience the old one did, and its policy
 /// permits the token's identity ([`Judged`]; review 11: a reload left such
 /// tunnels open until the token expired).
 fn token_alive(
     user: Arc<crate::session::model::Session>,
+    audiences: Vec<String>,
     judged: Judged,
 ) -> crate::proxy::AliveCheck {
     Box::new(move || {
-        let permitted = judged.still_permitted(&user);
+        let accepts =
+            judged.permits(|_, route| audiences.iter().all(|a| route.api_audiences.contains(a)));
+        let permitted = accepts && judged.still_permitted(&user);
         Box::pin(async move { permitted })
+    })
+}
+
+/// An anonymous tunnel's liveness check: the newest configuration's route
+/// still lets anyone through its path (`public`, or `auth = "optional"`).
+fn anonymous_alive(judged: Judged) -> crate::proxy::AliveCheck {
+    Box::new(move || {
+        let open = judged.permits(|_, route| {
+            route.auth == crate::config::RouteAuth::Optional
+                || crate::pathnorm::CanonicalTarget::parse(&judged.path)
+                    .is_ok_and(|t| t.is_public(&route.public))
+        });
+        Box::pin(async move { open })
     })
 }
 

@@ -679,6 +679,30 @@ async fn a_reload_that_takes_access_away_closes_bearer_tunnels() {
     );
 }
 
+/// Review 11 (helper C): a reload after which the route no longer accepts
+/// the token (its `api_audiences` changed) ends the token's tunnel, as a new
+/// request with it would be a 401.
+#[tokio::test]
+async fn a_reload_that_stops_accepting_the_token_closes_its_tunnel() {
+    use std::sync::Arc;
+    let w = World::start().await;
+    let gw = crate::util::serve_handler_for_tests((*w.gateway.settings).clone()).await;
+    let shared = gw.shared.clone().expect("shared state");
+    let mut ws = api_websocket(gw.addr, &w.token(ALICE), None).await;
+    let mut settings = (*gw.settings).clone();
+    let api = settings
+        .routes
+        .iter_mut()
+        .find(|r| r.name == "api")
+        .expect("api");
+    Arc::make_mut(api).api_audiences = vec!["api://some-other-api".into()];
+    let _other = realmgate::handler::Gateway::new(Arc::new(settings), &shared).expect("generation");
+    assert!(
+        crate::util::websocket_closes(&mut ws, crate::util::DEADLINE).await,
+        "the bearer tunnel outlived the reload after which its token is refused"
+    );
+}
+
 /// A bearer token whose `exp` (or `nbf`/`iat`) is beyond any representable
 /// time: `1e300` used to saturate to `u64::MAX` and be accepted, and the
 /// tunnel deadline computed from it then panicked the connection's task

@@ -1243,7 +1243,7 @@ async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
 }
 
 /// A WebSocket to app.test's `/ws` through the gateway at `addr`, with
-/// `cookie`; the handshake must answer 101.
+/// `cookie` (none when empty); the handshake must answer 101.
 async fn open_websocket(
     addr: std::net::SocketAddr,
     cookie: &str,
@@ -1252,9 +1252,11 @@ async fn open_websocket(
     let mut request = format!("ws://app.test:{}/ws", addr.port())
         .into_client_request()
         .unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
+    if !cookie.is_empty() {
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+    }
     let (ws, resp) =
         tokio::time::timeout(DEADLINE, tokio_tungstenite::client_async(request, stream))
             .await
@@ -1350,6 +1352,31 @@ async fn a_reload_that_gives_the_tunnels_host_to_another_route_judges_it_by_that
     assert!(
         crate::util::websocket_closes(&mut ws, DEADLINE).await,
         "the tunnel was judged by its old route's name"
+    );
+}
+
+/// Review 11 (helper C): a tunnel nobody was judged for (a public path)
+/// is routed again after a reload too: one that locks its host ends it; one
+/// that keeps the path public keeps it.
+#[tokio::test]
+async fn a_reload_that_locks_a_public_tunnels_path_closes_it() {
+    let up = EchoUpstream::start().await;
+    let public =
+        |name: &str, extra: &str| config("", &route(name, "app.test", "/", &up.url(), extra));
+    let (gw, shared, _) = signed_in_handler(&public("app", "public = [\"/ws\"]")).await;
+    let reload = |toml: String| {
+        let settings = std::sync::Arc::new(realmgate::config::load_str(&toml).expect("config"));
+        realmgate::handler::Gateway::new(settings, &shared).expect("generation")
+    };
+    // No cookie: an anonymous tunnel.
+    let mut ws = open_websocket(gw.addr, "").await;
+    let _still_public = reload(public("renamed", "public = [\"/ws\"]"));
+    tokio::time::sleep(realmgate::proxy::CHECK_EVERY * 2).await;
+    crate::util::websocket_echoes(&mut ws, "still here").await;
+    let _locked = reload(public("locked", "[route.allow]\ngroups = [\"admins\"]"));
+    assert!(
+        crate::util::websocket_closes(&mut ws, DEADLINE).await,
+        "the public tunnel stayed open under the locked route"
     );
 }
 
