@@ -248,7 +248,6 @@ async fn pipeline<'g>(
                     Some(_) => authenticated.user.session_id().cloned(),
                     None => None,
                 };
-                let upgrading = upgrade.is_some();
                 // 4. Authorize. An optional route has no `allow` (`check`
                 // refuses one): only its `connections` can deny, and a user
                 // of another connection is anonymous there, as without a session.
@@ -267,7 +266,7 @@ async fn pipeline<'g>(
                         let until = Some(forward::tunnel_deadline(permit.user().expires_at));
                         let tunnel = match tunnel_session {
                             Some(id) => Some(forward::AuthorizedBy::Session(id)),
-                            None if upgrading => Some(forward::AuthorizedBy::Token {
+                            None if upgrade.is_some() => Some(forward::AuthorizedBy::Token {
                                 user: permit.user_arc().clone(),
                                 audiences: route.api_audiences.clone(),
                             }),

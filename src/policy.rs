@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use crate::config::{ConnectionSettings, MatchBy, RouteSettings, ScopedValue};
+use crate::config::{AllowSettings, ConnectionSettings, MatchBy, RouteSettings, ScopedValue};
 use crate::phase::authenticate::user::AuthenticatedUser;
 use crate::session::model::Session;
 
@@ -318,7 +318,16 @@ fn check<'a, B>(
             accepted: &route.connections,
         },
     })?;
-    let allow = &route.allow;
+    check_allow(&route.allow, connection, user, visit)
+}
+
+/// The `[route.allow]` rules of [`check`]: each list that is given, in order.
+fn check_allow<'a, B>(
+    allow: &'a AllowSettings,
+    connection: Option<&'a ConnectionSettings>,
+    user: &'a Session,
+    mut visit: impl FnMut(Check<'a>) -> ControlFlow<B>,
+) -> ControlFlow<B> {
     if !allow.groups.is_empty() {
         // Scoped as SPEC 6.1 says (`entry_matches`): a group name mapped by
         // one connection never matches another connection's raw group.
@@ -541,6 +550,17 @@ pub fn authorize(
     }
 }
 
+/// Whether `user` meets `allow` alone, the route's connections aside:
+/// lists a request adds to the route's policy (`/oauth2/auth`'s query,
+/// `endpoints::oauth2`), judged after [`authorize`] judged the route.
+pub fn decide_allow(
+    allow: &AllowSettings,
+    connection: Option<&ConnectionSettings>,
+    user: &Session,
+) -> Result<(), DenyReason> {
+    first_failure(check_allow(allow, connection, user, stop_at_failure))
+}
+
 /// The decision of [`authorize`] for any session (`realmgate explain`
 /// judges one built from claims on the command line), without a permit.
 pub fn decide(
@@ -548,11 +568,19 @@ pub fn decide(
     connection: Option<&ConnectionSettings>,
     user: &Session,
 ) -> Result<(), DenyReason> {
-    let first_failure = check(route, connection, user, |c| match c.failed {
+    first_failure(check(route, connection, user, stop_at_failure))
+}
+
+/// The visitor of a decision: the first failed rule ends the walk.
+fn stop_at_failure(c: Check<'_>) -> ControlFlow<DenyReason> {
+    match c.failed {
         Some(reason) => ControlFlow::Break(reason),
         None => ControlFlow::Continue(()),
-    });
-    match first_failure {
+    }
+}
+
+fn first_failure(walk: ControlFlow<DenyReason>) -> Result<(), DenyReason> {
+    match walk {
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(reason) => Err(reason),
     }

@@ -249,9 +249,7 @@ async fn judge(
         Err(denied) => return Ok(respond::json_error(&denied)),
     };
     if let Some(allow) = narrow {
-        let mut narrowed = (*route).clone();
-        narrowed.allow = allow.clone();
-        if let Err(reason) = crate::policy::decide(&narrowed, Some(&connection), permit.user()) {
+        if let Err(reason) = crate::policy::decide_allow(allow, Some(&connection), permit.user()) {
             tracing::info!(route.name = %route.name, user.id = %permit.user().user_id, %reason, "access denied by the restrictions in the /oauth2/auth query");
             let denied = crate::policy::Denied {
                 reason,

@@ -153,12 +153,19 @@ impl Judged {
     /// partner's or a group's access away left its open WebSockets running
     /// until the session's end).
     fn still_permitted(&self, session: &crate::session::model::Session) -> bool {
-        self.permits(|now, route| {
-            let connection = now.settings.connection(&session.connection);
-            connection.is_some()
-                && crate::policy::decide(route, connection.map(|c| &**c), session).is_ok()
-        })
+        self.permits(|now, route| policy_permits(now, route, session))
     }
+}
+
+/// `route`'s policy in the generation `now` permits `session`, whose
+/// connection must still be configured there.
+fn policy_permits(
+    now: &crate::auth::state::Latest,
+    route: &RouteSettings,
+    session: &crate::session::model::Session,
+) -> bool {
+    let connection = now.settings.connection(&session.connection);
+    connection.is_some() && crate::policy::decide(route, connection.map(|c| &**c), session).is_ok()
 }
 
 /// A tunnel's liveness check: the session still exists in the store, and
@@ -196,9 +203,10 @@ fn token_alive(
     judged: Judged,
 ) -> crate::proxy::AliveCheck {
     Box::new(move || {
-        let accepts =
-            judged.permits(|_, route| audiences.iter().all(|a| route.api_audiences.contains(a)));
-        let permitted = accepts && judged.still_permitted(&user);
+        let permitted = judged.permits(|now, route| {
+            audiences.iter().all(|a| route.api_audiences.contains(a))
+                && policy_permits(now, route, &user)
+        });
         Box::pin(async move { permitted })
     })
 }

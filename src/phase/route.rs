@@ -269,14 +269,19 @@ pub fn check_subtree(
         }
     };
     // Any case: hyper keeps an extension method's case, and some servers
-    // read `delete` as `DELETE`.
-    let whole_subtree = match method.as_str().to_ascii_uppercase().as_str() {
-        "MOVE" | "DELETE" => true,
-        "COPY" | "LOCK" => depth() != b"0",
+    // read `delete` as `DELETE`. Compared in place: this runs on every
+    // request.
+    let is = |name: &str| method.as_str().eq_ignore_ascii_case(name);
+    let whole_subtree = if is("MOVE") || is("DELETE") {
+        true
+    } else if is("COPY") || is("LOCK") {
+        depth() != b"0"
+    } else if is("PROPFIND") {
         // Depth 1 (what WebDAV clients send when they list a folder) only
         // shows the members' own properties, not what they hold.
-        "PROPFIND" => !matches!(depth(), b"0" | b"1"),
-        _ => false,
+        !matches!(depth(), b"0" | b"1")
+    } else {
+        false
     };
     if whole_subtree && router.covers_another_route(host, target, route) {
         return Err(GatewayError::BadRequest(

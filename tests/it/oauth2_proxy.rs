@@ -788,20 +788,7 @@ async fn loose_variants_of_a_stricter_prefix_are_refused_not_judged_under_the_la
             body.contains("path"),
             "{path:?}: the page says what was wrong"
         );
-        for header in ["x-original-uri", "x-forwarded-uri"] {
-            let resp = bob
-                .client
-                .get(url("/.auth/verify"))
-                .header(header, path)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                resp.status(),
-                StatusCode::BAD_REQUEST,
-                "verify {header}: {path:?}"
-            );
-        }
+        refused_at_verify(&bob, &url("/.auth/verify"), path).await;
         let resp = bob
             .client
             .get(url("/oauth2/auth"))
@@ -828,6 +815,25 @@ async fn loose_variants_of_a_stricter_prefix_are_refused_not_judged_under_the_la
     );
 }
 
+/// `/.auth/verify` (at `verify_url`) answers 400 to `path` forwarded as
+/// `X-Original-URI` and as `X-Forwarded-Uri`, for `who`.
+async fn refused_at_verify(who: &Browser, verify_url: &str, path: &str) {
+    for header in ["x-original-uri", "x-forwarded-uri"] {
+        let resp = who
+            .client
+            .get(verify_url)
+            .header(header, path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "verify {header}: {path:?}"
+        );
+    }
+}
+
 /// A target starting with `//` is a network-path reference to URL parsers:
 /// Node's `new URL(req.url, base)`, PHP's `parse_url($_SERVER['REQUEST_URI'],
 /// PHP_URL_PATH)`, Python's `urlsplit` and Java's `URI` take `//x` for a
@@ -844,20 +850,7 @@ async fn a_network_path_reference_to_a_stricter_prefix_is_refused() {
     for path in ["//x/admin/users", "//app.test/admin", "///x/admin/users"] {
         let resp = bob.get(&url(path)).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path:?}");
-        for header in ["x-original-uri", "x-forwarded-uri"] {
-            let resp = bob
-                .client
-                .get(url("/.auth/verify"))
-                .header(header, path)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                resp.status(),
-                StatusCode::BAD_REQUEST,
-                "verify {header}: {path:?}"
-            );
-        }
+        refused_at_verify(&bob, &url("/.auth/verify"), path).await;
     }
     assert_eq!(w.upstream.count(), before, "none reached the app");
     // Read past its "host" it stays under `/`: judged and forwarded as before.
