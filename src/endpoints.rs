@@ -6,7 +6,9 @@
 //! `logout` (and `logout/done`, and the front-channel `logout/frontchannel`),
 //! `refresh` (`auth::refresh`) and the OIDC
 //! `backchannel` logout. On a route with `oauth2_proxy_endpoints`, the
-//! same handlers also answer at oauth2-proxy's `/oauth2/*` names (`oauth2`).
+//! same handlers also answer at oauth2-proxy's `/oauth2/*` names (`oauth2`);
+//! on a `pomerium` profile route, `/.auth/keys` also answers at Pomerium's
+//! `/.well-known/pomerium/jwks.json` (`keys`).
 //! Every answer is `Cache-Control: no-store`; every
 //! error goes through `respond`.
 
@@ -41,9 +43,12 @@ pub fn is_auth_target(target: &crate::pathnorm::CanonicalTarget<'_>) -> bool {
 }
 
 /// True when realmgate answers the request itself on `route`: `/.auth/*`
-/// ([`is_auth_target`]) and, with `oauth2_proxy_endpoints`, `/oauth2/*`.
+/// ([`is_auth_target`]), with `oauth2_proxy_endpoints` `/oauth2/*`, and
+/// with the `pomerium` profile Pomerium's JWKS path.
 pub fn is_own_target(route: &RouteSettings, target: &crate::pathnorm::CanonicalTarget<'_>) -> bool {
-    is_auth_target(target) || oauth2::is_alias_target(route, target)
+    is_auth_target(target)
+        || oauth2::is_alias_target(route, target)
+        || keys::is_pomerium_target(route, target)
 }
 
 /// Serves `/.auth/*` (and `/oauth2/*` on routes with
@@ -74,6 +79,13 @@ pub async fn serve(
         // Not `/.auth`: the pipeline sends only `oauth2::is_alias_target`
         // requests here.
         None if oauth2::is_alias_path(&path) => oauth2::serve(&ctx, &mut parts, body, conn).await,
+        // The pipeline sends it here only on `pomerium` profile routes.
+        None if path == keys::POMERIUM_JWKS
+            && matches!(parts.method, Method::GET | Method::HEAD)
+            && route.headers == crate::config::HeaderProfile::Pomerium =>
+        {
+            Ok(keys::keys(state))
+        }
         None => Err(GatewayError::NotFound),
     };
     let mut resp = match result {

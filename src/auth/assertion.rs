@@ -12,14 +12,18 @@
 //! - `kid` is the key's RFC 7638 thumbprint, so it changes exactly when the
 //!   key does and every replica derives the same one.
 //!
-//! Claims: `iss` = the origin the request came to (`https://hr.contoso.com`,
-//! where `/.auth/keys` is), `aud` = the route's name, `sub` = the user id,
-//! `email` only when verified (SPEC 5.6), `groups` (ids, filtered like the
-//! headers with `groups_in_headers = "known"`), `name`, `tid` when known,
+//! Claims ([`Form`]): `X-Realmgate-Assertion` has `iss` = the origin the
+//! request came to (`https://hr.contoso.com`, where `/.auth/keys` is) and
+//! `aud` = the route's name; `X-Pomerium-Jwt-Assertion` has Pomerium's
+//! `iss` = `aud` = the host the request came to (`hr.contoso.com`) and the
+//! user id in `user` too, so Pomerium's SDKs verify it with the same key at
+//! `/.well-known/pomerium/jwks.json`. Both: `sub` = the user id, `email`
+//! only when verified (SPEC 5.6), `groups` (ids, filtered like the headers
+//! with `groups_in_headers = "known"`), `name`, `tid` when known,
 //! `iat`/`nbf` = now, `exp` = now + [`LIFETIME`].
 //!
 //! Signing an RSA assertion costs about a millisecond, so a signed assertion
-//! is reused for identical claims (same user, route and origin) for
+//! is reused for identical claims (same user, form, route and host) for
 //! [`REUSE`]: every assertion handed out has at least
 //! `LIFETIME - REUSE` left to live.
 
@@ -47,6 +51,20 @@ use std::path::Path;
 pub const LIFETIME: Duration = Duration::from_secs(300);
 /// How long one signed assertion is handed out again for the same claims.
 pub const REUSE: Duration = Duration::from_secs(120);
+/// Which assertion, and so which `iss` and `aud`.
+#[derive(Clone, Copy, Debug)]
+pub enum Form<'a> {
+    /// `X-Realmgate-Assertion`: `iss` = the origin the request came to
+    /// (`https://hr.contoso.com`), `aud` = the route's name.
+    Realmgate { route: &'a str, origin: &'a str },
+    /// `X-Pomerium-Jwt-Assertion` as Pomerium makes it: `iss` and `aud` =
+    /// the host the request came to, no scheme or port (Pomerium's default
+    /// `jwt_issuer_format`); Pomerium's SDKs take the JWKS from
+    /// `https://{iss}/.well-known/pomerium/jwks.json` and expect both to be
+    /// the app's host.
+    Pomerium { host: &'a str },
+}
+
 /// Signs assertions with one key, reusing a signature for identical claims.
 pub struct Assertions {
     key: std::sync::Arc<AssertionKey>,
@@ -70,22 +88,30 @@ impl Assertions {
         }
     }
 
-    /// The assertion for `user` on route `route` reached at `origin`.
+    /// The assertion for `user` in `form`.
     pub fn issue(
         &self,
         user: &Session,
-        route: &str,
-        origin: &str,
+        form: Form<'_>,
         connection: &ConnectionSettings,
         policy_groups: &HashSet<String>,
         now: u64,
     ) -> Option<String> {
         let mut claims = json!({
-            "iss": origin,
-            "aud": route,
             "sub": user.user_id,
             "groups": groups(user, connection, policy_groups),
         });
+        match form {
+            Form::Realmgate { route, origin } => {
+                claims["iss"] = json!(origin);
+                claims["aud"] = json!(route);
+            }
+            Form::Pomerium { host } => {
+                claims["iss"] = json!(host);
+                claims["aud"] = json!(host);
+                claims["user"] = json!(user.user_id);
+            }
+        }
         if let Some(email) = user.vouched_email(connection) {
             claims["email"] = json!(email);
         }

@@ -1,9 +1,12 @@
-//! `GET /.auth/keys`.
+//! `GET /.auth/keys`, and the same JWKS at Pomerium's
+//! `/.well-known/pomerium/jwks.json` on `pomerium` profile routes.
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
 use crate::auth::AuthState;
+use crate::config::{HeaderProfile, RouteSettings};
+use crate::pathnorm::CanonicalTarget;
 use crate::respond::{json, Body};
 
 /// `GET /.auth/keys`: the JWKS that verifies `X-Realmgate-Assertion` (the
@@ -20,4 +23,17 @@ pub(crate) fn keys(state: &AuthState) -> Response<Body> {
         HeaderValue::from_static("application/jwk-set+json"),
     );
     resp
+}
+
+/// Where Pomerium serves its signing keys, on every route's host: Pomerium's
+/// SDKs fetch `https://{iss}/.well-known/pomerium/jwks.json` to verify
+/// `X-Pomerium-Jwt-Assertion` (`auth::assertion::Form::Pomerium`).
+pub const POMERIUM_JWKS: &str = "/.well-known/pomerium/jwks.json";
+
+/// True when the request is for Pomerium's JWKS on a route with the
+/// `pomerium` profile, as forwarded or as judged: realmgate answers it (the
+/// keys at [`keys`]), the app never sees it.
+pub fn is_pomerium_target(route: &RouteSettings, target: &CanonicalTarget<'_>) -> bool {
+    route.headers == HeaderProfile::Pomerium
+        && (target.path() == POMERIUM_JWKS || target.judged() == POMERIUM_JWKS)
 }

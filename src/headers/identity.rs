@@ -162,7 +162,7 @@ pub(super) fn normalized_starts_with(name: &str, prefix: &str) -> bool {
 }
 
 /// Add the route profile's headers (and `headers_extra`, tokens when the route
-/// passes them, `assertion` for pomerium/jwt_assertion) for the permitted user.
+/// passes them, the `signed` assertions for pomerium/jwt_assertion) for the permitted user.
 /// `policy_groups`: every group named in some `allow.groups` (for `groups_in_headers = "known"`).
 /// Claim values with control characters are dropped and logged (never the value).
 pub fn inject(
@@ -171,11 +171,32 @@ pub fn inject(
     route: &RouteSettings,
     connection: &ConnectionSettings,
     policy_groups: &HashSet<String>,
-    assertion: Option<&str>,
+    signed: &Signed,
 ) {
     let rendered = render(permit.user(), route, connection, policy_groups);
     apply(headers, rendered.writes());
-    apply_assertion(headers, route, permit.user(), assertion);
+    apply_assertion(headers, route, permit.user(), signed);
+}
+
+/// A request's signed assertions (`phase::inject::signed_assertions`), each
+/// in its header's own form (`auth::assertion::Form`).
+#[derive(Debug, Default)]
+pub struct Signed {
+    /// `X-Realmgate-Assertion` (`jwt_assertion = true`).
+    pub realmgate: Option<String>,
+    /// `X-Pomerium-Jwt-Assertion` (the `pomerium` profile).
+    pub pomerium: Option<String>,
+}
+
+impl Signed {
+    /// The same token in both headers (tests of where headers go).
+    #[cfg(test)]
+    pub(crate) fn same(token: Option<&str>) -> Signed {
+        Signed {
+            realmgate: token.map(str::to_string),
+            pomerium: token.map(str::to_string),
+        }
+    }
 }
 
 /// The header writes for one user on one route: a name and its value, or
@@ -362,7 +383,7 @@ pub fn inject_cached(
     route: &Arc<RouteSettings>,
     connection: &Arc<ConnectionSettings>,
     policy_groups: &HashSet<String>,
-    assertion: Option<&str>,
+    signed: &Signed,
 ) -> Injected {
     let session = permit.user_arc();
     let (r, c) = (Arc::as_ptr(route), Arc::as_ptr(connection));
@@ -378,7 +399,7 @@ pub fn inject_cached(
         Some(injected) => injected,
         None => rendered_on_this_thread(session, route, connection, policy_groups),
     };
-    apply_assertion(headers, route, session, assertion);
+    apply_assertion(headers, route, session, signed);
     injected
 }
 
@@ -475,17 +496,17 @@ fn apply_assertion(
     headers: &mut HeaderMap,
     route: &RouteSettings,
     user: &Session,
-    assertion: Option<&str>,
+    signed: &Signed,
 ) {
     if route.headers != HeaderProfile::Pomerium && !route.jwt_assertion {
         return;
     }
     let mut out = Out::new(user);
     if route.headers == HeaderProfile::Pomerium {
-        out.set("x-pomerium-jwt-assertion", assertion);
+        out.set("x-pomerium-jwt-assertion", signed.pomerium.as_deref());
     }
     if route.jwt_assertion {
-        out.set("x-realmgate-assertion", assertion);
+        out.set("x-realmgate-assertion", signed.realmgate.as_deref());
     }
     apply(headers, Rendered::new(out).writes());
 }

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::HeaderMap;
 
+use crate::auth::assertion::Form;
 use crate::auth::AuthState;
 use crate::config::{ConnectionSettings, HeaderProfile, RouteSettings};
-use crate::headers::identity::Injected;
+use crate::headers::identity::{Injected, Signed};
 use crate::peer::ConnInfo;
 use crate::policy::Permit;
 
 /// The identity headers for a permitted request to `route` (the
-/// per-request assertion goes straight into `parts`).
+/// per-request assertions go straight into `parts`).
 pub fn inject(
     state: &AuthState,
     route: &Arc<RouteSettings>,
@@ -23,27 +24,36 @@ pub fn inject(
     permit: &Permit,
     connection: &Arc<ConnectionSettings>,
 ) -> Injected {
-    // The origin is only needed (and only formatted) for an assertion.
-    let assertion = route
-        .sends_assertion()
-        .then(|| {
-            let origin = crate::peer::request_origin(&state.settings.server, parts, conn);
-            signed_assertion(state, route, permit, connection, &origin)
-        })
-        .flatten();
+    // The origin and host are only needed (and only formatted) for an assertion.
+    let signed = if route.sends_assertion() {
+        let origin = route
+            .jwt_assertion
+            .then(|| crate::peer::request_origin(&state.settings.server, parts, conn));
+        let host = (route.headers == HeaderProfile::Pomerium).then(|| crate::peer::host_of(parts));
+        signed_assertions(
+            state,
+            route,
+            permit,
+            connection,
+            origin.as_deref(),
+            host.as_deref(),
+        )
+    } else {
+        Signed::default()
+    };
     crate::headers::identity::inject_cached(
         &mut parts.headers,
         permit,
         route,
         connection,
         &state.policy_groups,
-        assertion.as_deref(),
+        &signed,
     )
 }
 
 /// The headers `/.auth/verify` answers with: the route's own settings
 /// (tokens, `headers_extra`) with the profile nginx's `auth_request_set`
-/// expects (`auth_request`).
+/// expects (`auth_request`), and `X-Realmgate-Assertion` with `jwt_assertion`.
 pub fn forward_auth_headers(
     state: &AuthState,
     route: &RouteSettings,
@@ -54,36 +64,51 @@ pub fn forward_auth_headers(
     let mut profile = RouteSettings::clone(route);
     profile.headers = HeaderProfile::AuthRequest;
     let mut headers = HeaderMap::new();
-    let assertion = signed_assertion(state, route, permit, connection, origin);
+    let signed = signed_assertions(state, &profile, permit, connection, Some(origin), None);
     crate::headers::identity::inject(
         &mut headers,
         permit,
         &profile,
         connection,
         &state.policy_groups,
-        assertion.as_deref(),
+        &signed,
     );
     headers
 }
 
-/// The signed assertion for a permitted user, when the route sends one
-/// (`jwt_assertion = true`, or the `pomerium` profile) and a key is configured.
-pub fn signed_assertion(
+/// The signed assertions for a permitted user that `route` sends, when a
+/// key is configured: `X-Realmgate-Assertion` (`jwt_assertion = true`,
+/// reached at `origin`) and the `pomerium` profile's
+/// `X-Pomerium-Jwt-Assertion` (reached at `host`), each in its own form.
+pub fn signed_assertions(
     state: &AuthState,
     route: &RouteSettings,
     permit: &Permit,
     connection: &ConnectionSettings,
-    origin: &str,
-) -> Option<String> {
-    if !route.sends_assertion() {
-        return None;
+    origin: Option<&str>,
+    host: Option<&str>,
+) -> Signed {
+    let Some(signer) = state.assertions.as_ref() else {
+        return Signed::default();
+    };
+    let issue = |form| {
+        signer.issue(
+            permit.user(),
+            form,
+            connection,
+            &state.policy_groups,
+            crate::auth::now(),
+        )
+    };
+    Signed {
+        realmgate: origin.filter(|_| route.jwt_assertion).and_then(|origin| {
+            issue(Form::Realmgate {
+                route: &route.name,
+                origin,
+            })
+        }),
+        pomerium: host
+            .filter(|_| route.headers == HeaderProfile::Pomerium)
+            .and_then(|host| issue(Form::Pomerium { host })),
     }
-    state.assertions.as_ref()?.issue(
-        permit.user(),
-        &route.name,
-        origin,
-        connection,
-        &state.policy_groups,
-        crate::auth::now(),
-    )
 }

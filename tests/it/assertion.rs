@@ -290,8 +290,12 @@ async fn rsa_keys_sign_rs256_assertions_that_jose_verifies() {
     );
 }
 
+/// The pomerium profile's assertion as Pomerium's SDKs verify it: `iss` and
+/// `aud` are the app's host, the keys are at
+/// `https://{iss}/.well-known/pomerium/jwks.json` on that host (the same
+/// key as `/.auth/keys`); a client's own assertion never arrives.
 #[tokio::test]
-async fn the_pomerium_profile_sends_the_same_signed_assertion() {
+async fn the_pomerium_profile_sends_an_assertion_in_pomerium_s_form() {
     let w = World::start(&p256_pem()).await;
     let cookie = w.sign_in(ALICE, POM).await;
     let resp = w
@@ -309,11 +313,74 @@ async fn the_pomerium_profile_sends_the_same_signed_assertion() {
         .await
         .header("x-pomerium-jwt-assertion")
         .expect("pomerium assertion");
-    let jwks = w.jwks(POM).await;
-    let verified = jose_verify(&jwks, &w.origin(POM), "pom", &token)
+    let resp = w.get(POM, "/.well-known/pomerium/jwks.json", &[]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/jwk-set+json");
+    let jwks = resp.text().await.unwrap();
+    assert_eq!(jwks, w.jwks(POM).await, "one key, two addresses");
+    let verified = jose_verify(&jwks, POM, POM, &token)
         .await
         .unwrap_or_else(|e| panic!("jose refused: {e}"));
     assert_eq!(verified["payload"]["sub"], ALICE_OID);
+    assert_eq!(verified["payload"]["user"], ALICE_OID);
+    assert_eq!(verified["payload"]["email"], ALICE);
+    // Not realmgate's form: an app checking for the route's name refuses it.
+    assert!(jose_verify(&jwks, &w.origin(POM), "pom", &token)
+        .await
+        .is_err());
+    // Only the JWKS answers there, and only on pomerium routes: another
+    // method is not forwarded, another route's app gets its own path.
+    let resp = w
+        .gateway
+        .client()
+        .post(w.gateway.url(POM, "/.well-known/pomerium/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let before = w.upstream.count();
+    let resp = w.get(PLAIN, "/.well-known/pomerium/jwks.json", &[]).await;
+    assert_ne!(resp.status(), StatusCode::OK, "a protected app's path");
+    let resp = w
+        .get(
+            PLAIN,
+            "/.well-known/pomerium/jwks.json",
+            &[("cookie", w.sign_in(ALICE, PLAIN).await.as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        Echoed::from(resp).await.uri(),
+        "/.well-known/pomerium/jwks.json"
+    );
+    assert_eq!(w.upstream.count(), before + 1);
+}
+
+/// Both headers on one route: each in its own form.
+#[tokio::test]
+async fn jwt_assertion_beside_the_pomerium_profile_keeps_realmgate_s_form() {
+    let w: World = World::builder()
+        .connection(entra("contoso", "contoso.example").home_realm("contoso.example"))
+        .route(
+            echo_route("both", POM)
+                .with(r#"headers = "pomerium""#)
+                .with("jwt_assertion = true"),
+        )
+        .start()
+        .await;
+    let cookie = w.sign_in(ALICE, POM).await;
+    let resp = w.get(POM, "/", &[("cookie", cookie.as_str())]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echoed = Echoed::from(resp).await;
+    let jwks = w.jwks(POM).await;
+    let pomerium = echoed.header("x-pomerium-jwt-assertion").unwrap();
+    let realmgate = echoed.header("x-realmgate-assertion").unwrap();
+    jose_verify(&jwks, POM, POM, &pomerium)
+        .await
+        .unwrap_or_else(|e| panic!("pomerium form: {e}"));
+    jose_verify(&jwks, &w.origin(POM), "both", &realmgate)
+        .await
+        .unwrap_or_else(|e| panic!("realmgate form: {e}"));
 }
 
 #[tokio::test]
@@ -356,9 +423,9 @@ async fn without_a_key_the_gateway_signs_with_one_it_made() {
     let keys: Value = serde_json::from_str(&jwks).unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{jwks}");
     assert!(keys["keys"][0].get("d").is_none(), "public key only");
-    for (host, aud, header) in [
-        (APP, "app", "x-realmgate-assertion"),
-        (POM, "pom", "x-pomerium-jwt-assertion"),
+    for (host, iss, aud, header) in [
+        (APP, w.origin(APP), "app", "x-realmgate-assertion"),
+        (POM, POM.to_string(), POM, "x-pomerium-jwt-assertion"),
     ] {
         let cookie = w.sign_in(ALICE, host).await;
         let resp = w.get(host, "/", &[("cookie", cookie.as_str())]).await;
@@ -367,7 +434,7 @@ async fn without_a_key_the_gateway_signs_with_one_it_made() {
             .await
             .header(header)
             .unwrap_or_else(|| panic!("{header} sent upstream"));
-        let verified = jose_verify(&jwks, &w.origin(host), aud, &token)
+        let verified = jose_verify(&jwks, &iss, aud, &token)
             .await
             .unwrap_or_else(|e| panic!("jose refused the {header}: {e}"));
         assert_eq!(verified["header"]["alg"], "ES256");

@@ -61,16 +61,27 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// Verifies `token` with the JWKS the key publishes, as an app would.
+/// Verifies `token` with the JWKS the key publishes, as the app of route
+/// `hr` at `https://hr.contoso.com` would.
 fn verify_with_jwks(key: &AssertionKey, token: &str) -> serde_json::Map<String, Value> {
+    verify_as(key, token, "https://hr.contoso.com", "hr")
+}
+
+/// Verifies `token` as an app expecting `iss` and `aud` would.
+fn verify_as(
+    key: &AssertionKey,
+    token: &str,
+    iss: &str,
+    aud: &str,
+) -> serde_json::Map<String, Value> {
     let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(key.jwks()).unwrap();
     let header = jsonwebtoken::decode_header(token).unwrap();
     let jwk = jwks
         .find(header.kid.as_deref().unwrap())
         .expect("kid in JWKS");
     let mut v = Validation::new(key.alg());
-    v.set_audience(&["hr"]);
-    v.set_issuer(&["https://hr.contoso.com"]);
+    v.set_audience(&[aud]);
+    v.set_issuer(&[iss]);
     jsonwebtoken::decode(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
         .expect("verifies")
         .claims
@@ -172,8 +183,10 @@ fn assertions_verify_with_the_jwks_and_carry_the_claims() {
     let token = signer
         .issue(
             &user(),
-            "hr",
-            "https://hr.contoso.com",
+            Form::Realmgate {
+                route: "hr",
+                origin: "https://hr.contoso.com",
+            },
             &connection(false),
             &HashSet::new(),
             t,
@@ -189,8 +202,10 @@ fn assertions_verify_with_the_jwks_and_carry_the_claims() {
     let again = signer
         .issue(
             &user(),
-            "hr",
-            "https://hr.contoso.com",
+            Form::Realmgate {
+                route: "hr",
+                origin: "https://hr.contoso.com",
+            },
             &connection(false),
             &HashSet::new(),
             t + 1,
@@ -200,8 +215,10 @@ fn assertions_verify_with_the_jwks_and_carry_the_claims() {
     let other_route = signer
         .issue(
             &user(),
-            "wiki",
-            "https://hr.contoso.com",
+            Form::Realmgate {
+                route: "wiki",
+                origin: "https://hr.contoso.com",
+            },
             &connection(false),
             &HashSet::new(),
             t,
@@ -214,8 +231,10 @@ fn assertions_verify_with_the_jwks_and_carry_the_claims() {
     let token = signer
         .issue(
             &u,
-            "hr",
-            "https://hr.contoso.com",
+            Form::Realmgate {
+                route: "hr",
+                origin: "https://hr.contoso.com",
+            },
             &connection(true),
             &HashSet::new(),
             t,
@@ -226,6 +245,45 @@ fn assertions_verify_with_the_jwks_and_carry_the_claims() {
     assert_eq!(claims["groups"], json!(["g-known"]));
 }
 
+/// The pomerium profile's assertion in Pomerium's form: `iss` = `aud` =
+/// the host (what Pomerium's SDKs expect), the user id in `user` as well;
+/// a realmgate assertion for the same user is a different token.
+#[test]
+fn the_pomerium_form_names_the_host_as_issuer_and_audience() {
+    let key = std::sync::Arc::new(AssertionKey::from_pem(generate_p256_pem().as_bytes()).unwrap());
+    let signer = Assertions::new(key.clone());
+    let t = now();
+    let issue = |form| {
+        signer
+            .issue(&user(), form, &connection(false), &HashSet::new(), t)
+            .unwrap()
+    };
+    let pomerium = issue(Form::Pomerium {
+        host: "hr.contoso.com",
+    });
+    let claims = verify_as(&key, &pomerium, "hr.contoso.com", "hr.contoso.com");
+    assert_eq!(claims["iss"], "hr.contoso.com");
+    assert_eq!(claims["aud"], "hr.contoso.com");
+    assert_eq!(claims["sub"], "0b5e7f8a-1111-2222-3333-444455556666");
+    assert_eq!(claims["user"], claims["sub"]);
+    assert_eq!(claims["email"], "alice@contoso.com");
+    assert_eq!(claims["groups"], json!(["g-known", "g-other"]));
+    assert_eq!(claims["exp"], json!(t + LIFETIME.as_secs()));
+    // Another host, another token; the realmgate form has its own claims.
+    let other = issue(Form::Pomerium {
+        host: "wiki.contoso.com",
+    });
+    verify_as(&key, &other, "wiki.contoso.com", "wiki.contoso.com");
+    let realmgate = issue(Form::Realmgate {
+        route: "hr",
+        origin: "https://hr.contoso.com",
+    });
+    let claims = verify_with_jwks(&key, &realmgate);
+    assert_eq!(claims["iss"], "https://hr.contoso.com");
+    assert_eq!(claims["aud"], "hr");
+    assert!(claims.get("user").is_none());
+}
+
 #[test]
 fn a_tampered_assertion_does_not_verify() {
     let key = std::sync::Arc::new(AssertionKey::from_pem(generate_p256_pem().as_bytes()).unwrap());
@@ -233,8 +291,10 @@ fn a_tampered_assertion_does_not_verify() {
     let token = signer
         .issue(
             &user(),
-            "hr",
-            "https://hr.contoso.com",
+            Form::Realmgate {
+                route: "hr",
+                origin: "https://hr.contoso.com",
+            },
             &connection(false),
             &HashSet::new(),
             now(),
@@ -287,7 +347,16 @@ upstream = "http://127.0.0.1:1"
     let signer = Assertions::new(key.clone());
     let issue = |u: &Session, c: &ConnectionSettings| {
         let token = signer
-            .issue(u, "hr", "https://hr.contoso.com", c, &HashSet::new(), now())
+            .issue(
+                u,
+                Form::Realmgate {
+                    route: "hr",
+                    origin: "https://hr.contoso.com",
+                },
+                c,
+                &HashSet::new(),
+                now(),
+            )
             .unwrap();
         verify_with_jwks(&key, &token)["groups"].clone()
     };

@@ -107,7 +107,7 @@ fn run_with(s: &Settings, user: Session, assertion: Option<&str>) -> BTreeMap<St
         &s.routes[0],
         &conn,
         &policy_groups(),
-        assertion,
+        &Signed::same(assertion),
     );
     h.remove("accept");
     h.iter()
@@ -592,7 +592,14 @@ fn injection_replaces_client_sent_values() {
     u.name = None;
     let permit = Permit::for_tests(u);
     let conn = s.connection("contoso").unwrap().clone();
-    inject(&mut h, &permit, &s.routes[0], &conn, &policy_groups(), None);
+    inject(
+        &mut h,
+        &permit,
+        &s.routes[0],
+        &conn,
+        &policy_groups(),
+        &Signed::default(),
+    );
     let users: Vec<_> = h.get_all("x-forwarded-user").iter().collect();
     assert_eq!(
         users,
@@ -671,7 +678,7 @@ fn cached_on(
         &s.routes[route],
         &conn,
         &policy_groups(),
-        assertion,
+        &Signed::same(assertion),
     );
     let mut applied = h.clone();
     injected.apply(&mut applied);
@@ -742,7 +749,7 @@ fn cached_injection_writes_what_injection_writes_for_every_profile() {
                 &s.routes[0],
                 &conn,
                 &policy_groups(),
-                Some(assertion),
+                &Signed::same(Some(assertion)),
             );
             // Round 0 renders, the others reuse; the assertion is this request's.
             assert_eq!(
