@@ -812,7 +812,7 @@ fn header_groups<'a>(
         let shown = match name {
             Some(n) => Cow::Borrowed(n),
             None if connection.group_names_from_graph => {
-                crate::connection::entra::group_names::cached(&connection.name, id)
+                crate::connection::entra::group_names::cached(connection, id)
                     .map_or(Cow::Borrowed(&**id), |n| Cow::Owned(n.to_string()))
             }
             None => Cow::Borrowed(&**id),

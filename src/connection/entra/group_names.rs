@@ -50,11 +50,15 @@ fn cache() -> &'static Cache {
     })
 }
 
-/// The Graph name of group `id` of `connection`, if read and usable.
-pub fn cached(connection: &str, id: &str) -> Option<Arc<str>> {
+/// The Graph name of group `id` of `conn`, if read and usable under the
+/// configuration now in force: a reload may have mapped that name since
+/// it was read (to this connection's group or another's), and a name kept
+/// for an hour must not then read as that group.
+pub fn cached(conn: &ConnectionSettings, id: &str) -> Option<Arc<str>> {
     cache()
-        .get(&(connection.to_string(), id.to_string()))
+        .get(&(conn.name.clone(), id.to_string()))
         .flatten()
+        .filter(|name| usable(conn, name))
 }
 
 /// Whether Graph was asked about group `id` of `connection` lately.
@@ -73,7 +77,7 @@ pub fn names_of(
         .filter_map(|id| {
             let name = match conn.group_names.get(&**id) {
                 Some(n) => n.clone(),
-                None => cached(&conn.name, id)?.to_string(),
+                None => cached(conn, id)?.to_string(),
             };
             Some((id.to_string(), Value::String(name)))
         })
@@ -255,6 +259,45 @@ upstream = "http://127.0.0.1:1"
             assert!(!usable(&c, bad), "{bad:?}");
         }
         assert!(!usable(&c, &"x".repeat(MAX_NAME_CHARS + 1)));
+    }
+
+    /// A name kept from before a reload is judged again by the
+    /// configuration in force: mapped since (here or by another connection),
+    /// it is no longer shown, in headers or `/.auth/me`.
+    #[test]
+    fn a_kept_name_that_a_reload_maps_is_no_longer_shown() {
+        let load = |extra: &str| {
+            let s = crate::config::load_str(&format!(
+                r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+[[connection]]
+name = "reloaded"
+type = "entra"
+tenant = "11111111-1111-1111-1111-111111111111"
+client_id = "c"
+client_secret = "s"
+group_names_from_graph = true
+{extra}
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com"]
+upstream = "http://127.0.0.1:1"
+"#
+            ))
+            .expect("config");
+            ConnectionSettings::clone(&s.connections[0])
+        };
+        let id = "6f1d3b8e-0000-4000-8000-00000000b001";
+        let before = load("");
+        cache().insert(("reloaded".into(), id.into()), Some(Arc::from("Payroll")));
+        assert_eq!(cached(&before, id).as_deref(), Some("Payroll"));
+        let groups = [crate::session::model::Shared::from(id)];
+        assert_eq!(names_of(&before, &groups)[id], "Payroll");
+        // The reload maps "Payroll" to another of this connection's groups.
+        let after = load(r#"group_names = { "6f1d3b8e-0000-4000-8000-00000000b002" = "payroll" }"#);
+        assert_eq!(cached(&after, id), None);
+        assert!(names_of(&after, &groups).get(id).is_none());
     }
 
     #[test]
