@@ -247,7 +247,11 @@ pub fn check_destination(
 
 /// WebDAV methods that act on a collection's whole subtree: `MOVE` and
 /// `DELETE` always (RFC 4918 9.9, 9.6.1), `COPY` and `LOCK` unless
-/// `Depth: 0`, `PROPFIND` unless `Depth: 0` or `1`. Under a lax route whose path holds a stricter route's
+/// `Depth: 0`, `PROPFIND` unless `Depth: 0` or `1`; and those whose body
+/// names what they reach, whatever the `Depth`: `REPORT` (RFC 3253; CalDAV's
+/// `sync-collection` at `Depth: 0` reports every member below, `multiget`
+/// names members by href), `SEARCH` (RFC 5323: the scope is in the body),
+/// `UNBIND` (RFC 5842: the member to remove is in the body). Under a lax route whose path holds a stricter route's
 /// prefix (`/projects` lax, `/projects/secret` strict), `MOVE /projects`
 /// moved the secret folder out from under its route, `COPY` copied it
 /// where the lax route's users read it, `PROPFIND` listed it (review 11).
@@ -272,20 +276,21 @@ pub fn check_subtree(
     // read `delete` as `DELETE`. Compared in place: this runs on every
     // request.
     let is = |name: &str| method.as_str().eq_ignore_ascii_case(name);
-    let whole_subtree = if is("MOVE") || is("DELETE") {
-        true
-    } else if is("COPY") || is("LOCK") {
-        depth() != b"0"
-    } else if is("PROPFIND") {
-        // Depth 1 (what WebDAV clients send when they list a folder) only
-        // shows the members' own properties, not what they hold.
-        !matches!(depth(), b"0" | b"1")
-    } else {
-        false
-    };
+    let whole_subtree =
+        if is("MOVE") || is("DELETE") || is("REPORT") || is("SEARCH") || is("UNBIND") {
+            true
+        } else if is("COPY") || is("LOCK") {
+            depth() != b"0"
+        } else if is("PROPFIND") {
+            // Depth 1 (what WebDAV clients send when they list a folder) only
+            // shows the members' own properties, not what they hold.
+            !matches!(depth(), b"0" | b"1")
+        } else {
+            false
+        };
     if whole_subtree && router.covers_another_route(host, target, route) {
         return Err(GatewayError::BadRequest(
-            "The request acts on a collection whose subtree holds paths of another route (WebDAV MOVE or DELETE, COPY or LOCK without Depth: 0, PROPFIND with Depth: infinity). Act on the other route's paths directly.",
+            "The request acts on a collection whose subtree holds paths of another route (WebDAV MOVE, DELETE, REPORT, SEARCH or UNBIND, COPY or LOCK without Depth: 0, PROPFIND with Depth: infinity). Act on the other route's paths directly.",
         ));
     }
     Ok(())

@@ -348,6 +348,10 @@ fn collection_methods_on_any_reading_of_an_ancestor_are_refused() {
         for method in [
             http::Method::DELETE,
             http::Method::from_bytes(b"delete").unwrap(),
+            // Their bodies name what they reach, at any Depth.
+            http::Method::from_bytes(b"REPORT").unwrap(),
+            http::Method::from_bytes(b"SEARCH").unwrap(),
+            http::Method::from_bytes(b"UNBIND").unwrap(),
         ] {
             assert!(
                 crate::phase::route::check_subtree(

@@ -957,6 +957,11 @@ async fn webdav_methods_on_a_collection_holding_another_route_are_refused() {
         ("PROPFIND", "/", None, None),
         ("PROPFIND", "/", Some("infinity"), None),
         ("LOCK", "/", None, None),
+        // Bodies that name members (CalDAV sync-collection at Depth 0, a
+        // DASL scope, the member to unbind).
+        ("REPORT", "/", Some("0"), None),
+        ("SEARCH", "/", Some("0"), None),
+        ("UNBIND", "/", None, None),
     ] {
         let mut req = bob.client.request(method(m), url(path));
         if let Some(depth) = depth {
@@ -980,6 +985,7 @@ async fn webdav_methods_on_a_collection_holding_another_route_are_refused() {
         ("LOCK", "/", Some("0")),
         ("DELETE", "/notes", None),
         ("PROPFIND", "/notes", None),
+        ("REPORT", "/notes", Some("0")),
         ("DELETE", "/administrator", None),
         ("GET", "/", None),
     ] {
