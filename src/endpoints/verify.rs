@@ -258,8 +258,16 @@ async fn judge(
             return Ok(respond::json_error(&GatewayError::Denied(Box::new(denied))));
         }
     }
-    let headers =
-        inject::forward_auth_headers(ctx.state, &route, &permit, &connection, &ctx.origin);
+    // The app's host, for a pomerium route's assertion (`aud`).
+    let app_host = crate::router::normalize_host(&host);
+    let headers = inject::forward_auth_headers(
+        ctx.state,
+        &route,
+        &permit,
+        &connection,
+        &ctx.origin,
+        app_host.as_deref(),
+    );
     let mut resp = json(StatusCode::OK, &json!({"user_id": permit.user().user_id}));
     resp.headers_mut().extend(headers);
     Ok(resp)

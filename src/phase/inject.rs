@@ -2,6 +2,7 @@
 //! from a [`Permit`] (`headers::identity::Injected` is only made from one),
 //! and the signed assertion when the route sends one.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -29,7 +30,13 @@ pub fn inject(
         let origin = route
             .jwt_assertion
             .then(|| crate::peer::request_origin(&state.settings.server, parts, conn));
-        let host = (route.headers == HeaderProfile::Pomerium).then(|| crate::peer::host_of(parts));
+        // As Pomerium names it (Go's `URL.Hostname()`): no port, an IPv6
+        // literal without brackets.
+        let host = (route.headers == HeaderProfile::Pomerium)
+            .then(|| {
+                crate::router::normalize_host(&crate::peer::host_of(parts)).map(Cow::into_owned)
+            })
+            .flatten();
         signed_assertions(
             state,
             route,
@@ -53,18 +60,22 @@ pub fn inject(
 
 /// The headers `/.auth/verify` answers with: the route's own settings
 /// (tokens, `headers_extra`) with the profile nginx's `auth_request_set`
-/// expects (`auth_request`), and `X-Realmgate-Assertion` with `jwt_assertion`.
+/// expects (`auth_request`), `X-Realmgate-Assertion` with `jwt_assertion`,
+/// and on a `pomerium` route `X-Pomerium-Jwt-Assertion` for the app's
+/// `host` (what Pomerium's forward-auth answer carries for
+/// `auth_request_set`).
 pub fn forward_auth_headers(
     state: &AuthState,
     route: &RouteSettings,
     permit: &Permit,
     connection: &ConnectionSettings,
     origin: &str,
+    host: Option<&str>,
 ) -> HeaderMap {
+    let signed = signed_assertions(state, route, permit, connection, Some(origin), host);
     let mut profile = RouteSettings::clone(route);
     profile.headers = HeaderProfile::AuthRequest;
     let mut headers = HeaderMap::new();
-    let signed = signed_assertions(state, &profile, permit, connection, Some(origin), None);
     crate::headers::identity::inject(
         &mut headers,
         permit,
@@ -73,6 +84,13 @@ pub fn forward_auth_headers(
         &state.policy_groups,
         &signed,
     );
+    // Signed values only, never a client's: base64url and dots.
+    if let Some(value) = signed
+        .pomerium
+        .and_then(|token| http::HeaderValue::try_from(token).ok())
+    {
+        headers.insert("x-pomerium-jwt-assertion", value);
+    }
     headers
 }
 

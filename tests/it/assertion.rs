@@ -328,6 +328,27 @@ async fn the_pomerium_profile_sends_an_assertion_in_pomerium_s_form() {
     assert!(jose_verify(&jwks, &w.origin(POM), "pom", &token)
         .await
         .is_err());
+    // Forward auth answers with it too, for nginx's `auth_request_set`.
+    let resp = w
+        .get(
+            POM,
+            "/.auth/verify",
+            &[
+                ("cookie", cookie.as_str()),
+                ("x-pomerium-jwt-assertion", FORGED),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let answered = resp.headers()["x-pomerium-jwt-assertion"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(answered, FORGED);
+    let verified = jose_verify(&jwks, POM, POM, &answered)
+        .await
+        .unwrap_or_else(|e| panic!("jose refused verify's: {e}"));
+    assert_eq!(verified["payload"]["sub"], ALICE_OID);
     // Only the JWKS answers there, and only on pomerium routes: another
     // method is not forwarded, another route's app gets its own path.
     let resp = w
