@@ -180,7 +180,8 @@ pub fn inject(
 
 /// A request's signed assertions (`phase::inject::signed_assertions`), each
 /// in its header's own form (`auth::assertion::Form`).
-#[derive(Debug, Default)]
+/// No `Debug`: the tokens are credentials the app trusts.
+#[derive(Default)]
 pub struct Signed {
     /// `X-Realmgate-Assertion` (`jwt_assertion = true`).
     pub realmgate: Option<String>,
