@@ -140,6 +140,18 @@ impl Router {
             if !same(pick_loosely(target.judged())) {
                 return Lookup::AmbiguousPath;
             }
+            // What a PHP front controller or a format suffix makes of the
+            // path (`framework_readings`), past the judged route's own prefix.
+            let keep = judged.map_or(0, |r| r.path_prefix.trim_end_matches('/').len());
+            let framework_disagrees = |path: &str| {
+                framework_readings(path, keep)
+                    .iter()
+                    .flatten()
+                    .any(|r| !same(pick(r)) || !same(pick_loosely(r)))
+            };
+            if framework_disagrees(target.judged()) {
+                return Lookup::AmbiguousPath;
+            }
             if target.has_other_readings() {
                 // No reading models an NFKC-normalizing app's separators:
                 // refuse rather than guess.
@@ -147,7 +159,10 @@ impl Router {
                     return Lookup::AmbiguousPath;
                 }
                 for reading in target.readings() {
-                    if !same(pick(&reading)) || !same(pick_loosely(&reading)) {
+                    if !same(pick(&reading))
+                        || !same(pick_loosely(&reading))
+                        || framework_disagrees(&reading)
+                    {
                         return Lookup::AmbiguousPath;
                     }
                 }
@@ -192,6 +207,59 @@ impl Router {
         let host = normalize_host(host)?;
         self.by_host.get(&*host)
     }
+}
+
+/// What frameworks that route on part of the path read as the path
+/// (review 12), for the router's same-route check on hosts with several
+/// routes. Only what lies past `keep` bytes (the judged route's own
+/// prefix) is read differently: a route whose prefix is `/api/v1.2` or
+/// `/legacy/index.php` is not refused its own paths.
+///
+/// - A PHP front controller (Symfony and so Laravel and Drupal,
+///   CodeIgniter, Slim) routes on what follows the script:
+///   `/index.php/admin/users` is `/admin/users` to it (Symfony takes the
+///   script's base URL off `REQUEST_URI`, whatever the server's
+///   `PATH_INFO`). The reading drops the first segment that ends in `.php`
+///   (any case: PHP on Windows) and has more path after it.
+/// - Rails' optional `(.:format)` and Spring MVC's suffix pattern match
+///   read `/admin.json` and `/admin.html` as `/admin`. The reading cuts the
+///   last segment at its first `.` (a segment that starts with one, such
+///   as `.well-known`, is left alone).
+///
+/// Neither reading changes what is forwarded: a path one of them reads
+/// under another route than the judged path's is refused.
+fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str>>; 2] {
+    let mut out = [None, None];
+    // Both readings need a dot: plain paths without one cost one scan.
+    if !path.contains('.') {
+        return out;
+    }
+    let mut start = 0;
+    for segment in path.split('/') {
+        let end = start + segment.len();
+        let has_more = path.len() > end + 1;
+        let php = segment.len() > 4
+            && segment.as_bytes()[segment.len() - 4..].eq_ignore_ascii_case(b".php");
+        if php && has_more && start > keep {
+            // `start - 1` is the `/` before the segment.
+            out[0] = Some(Cow::Owned(format!(
+                "{}{}",
+                &path[..start - 1],
+                &path[end..]
+            )));
+            break;
+        }
+        start = end + 1;
+    }
+    // Trailing slashes ignored, as Rails does.
+    let trimmed = path.trim_end_matches('/');
+    let last = trimmed.rfind('/').map_or(0, |i| i + 1);
+    if let Some(dot) = trimmed[last..].find('.') {
+        if dot > 0 && last + dot >= keep {
+            out[1] = Some(Cow::Borrowed(&trimmed[..last + dot]));
+        }
+    }
+    out
 }
 
 /// True when `prefix` (as validated: `/` or without a trailing `/`) covers `path`.

@@ -404,3 +404,62 @@ fn destinations_other_than_absolute_paths_and_http_urls_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_path_that_a_front_controller_or_a_format_suffix_reads_as_another_route_is_ambiguous() {
+    // Review 12: Symfony, Laravel and Drupal route `/index.php/api/keys` as
+    // `/api/keys`; Rails and Spring's suffix match route `/api.json` as `/api`.
+    let r = router();
+    for path in [
+        "/index.php/api/keys",
+        "/index.php/api",
+        "/INDEX.PHP/api/keys",
+        "/index%2ephp/api/keys",
+        "/app.php/api/v2/x",
+        "/index.php//api/keys",
+        "/api.json",
+        "/api.html",
+        "/API.json",
+        "/api.json/",
+        "/api/v2.json",
+        "/api.v1.json",
+        "/index.php;x/api/keys",
+    ] {
+        assert!(
+            matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
+            "{path}"
+        );
+    }
+    // Readings that stay on the judged route, and dots inside a route's own
+    // prefix, pass as before.
+    let with_dots = Router::new(&[
+        route("root", &["app.example.com"], "/"),
+        route("api", &["app.example.com"], "/api"),
+        route("v12", &["app.example.com"], "/v1.2"),
+        route("legacy", &["app.example.com"], "/legacy/index.php"),
+    ]);
+    for (path, route) in [
+        ("/index.php", "root"),
+        ("/index.php/", "root"),
+        ("/index.php/docs/x", "root"),
+        ("/style.css", "root"),
+        ("/apix.json", "root"),
+        ("/.well-known/jwks.json", "root"),
+        ("/api/keys.json", "api"),
+        ("/api/index.php/x", "api"),
+        ("/v1.2", "v12"),
+        ("/v1.2/x.json", "v12"),
+        ("/legacy/index.php/x", "legacy"),
+    ] {
+        assert_eq!(
+            name(&with_dots, "app.example.com", path).as_deref(),
+            Some(route),
+            "{path}"
+        );
+    }
+    // One route per host: nothing to confuse.
+    assert_eq!(
+        name(&r, "other.example.com", "/index.php/api.json").as_deref(),
+        Some("other")
+    );
+}
