@@ -145,7 +145,14 @@ impl PlainRoute {
     pub fn origin_form(&self, incoming: &Uri) -> Result<Uri, GatewayError> {
         let path = incoming.path();
         if self.base.is_empty() && path.starts_with('/') {
-            if let Some(pq) = incoming.path_and_query() {
+            // An absolute-form target without a path (`http://host?x`) has
+            // `?x` for its path and query, though `path()` reads `/`: that
+            // would go out as `GET ?x` (review 12). Only a path-and-query
+            // that starts with its `/` is taken as is.
+            if let Some(pq) = incoming
+                .path_and_query()
+                .filter(|pq| pq.as_str().starts_with('/'))
+            {
                 return Ok(Uri::from(pq.clone()));
             }
         }

@@ -366,6 +366,9 @@ fn origin_form_is_the_path_and_query_of_the_upstream_uri() {
         "http://evil.example/steal?x",
         "*",
         "/?",
+        // Review 12: went out as `?x` (not a request target).
+        "http://app.example.com?x",
+        "http://app.example.com",
     ];
     for up in upstreams {
         let r = route(up);
