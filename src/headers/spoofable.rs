@@ -194,6 +194,8 @@ const H: &[Entry] = &[
 /// `Proxy-Client-IP` (WebLogic, OHS); Jetty's `Proxy-auth-cert` and
 /// `Proxy-ssl-id` (either makes Jetty treat the request as https).
 const P: &[Entry] = &[
+    // gunicorn's default `forwarder_headers` (review 12), with `SCRIPT_NAME`.
+    ("path-info", Relayed, Exact),
     ("proxy-client-ip", Relayed, Exact),
     ("proxy-auth-cert", Relayed, Exact),
     ("proxy-ssl-id", Relayed, Exact),
@@ -204,8 +206,17 @@ const W: &[Entry] = &[("wl-proxy-", Relayed, Prefix)];
 
 const A: &[Entry] = &[("akamai-", Relayed, Prefix)];
 
-/// Apache's `SSL_CLIENT_*` forwarded as headers.
-const S: &[Entry] = &[("ssl-client-", Relayed, Prefix)];
+/// Apache's `SSL_CLIENT_*` forwarded as headers; gunicorn's `SCRIPT_NAME`
+/// (review 12): gunicorn believes a `SCRIPT_NAME` header from any peer in
+/// its `forwarded_allow_ips` (by default 127.0.0.1, where realmgate runs
+/// beside the app) and cuts it off the path it routes on, so
+/// `GET /static/admin/users` with `SCRIPT_NAME: /static` was judged public
+/// and served as `/admin/users`. gunicorn reads only the `_` spelling,
+/// which is never relayed.
+const S: &[Entry] = &[
+    ("script-name", Relayed, Exact),
+    ("ssl-client-", Relayed, Prefix),
+];
 
 /// Azure App Service's original host (read by Azure Functions).
 const D: &[Entry] = &[("disguised-host", Relayed, Exact)];

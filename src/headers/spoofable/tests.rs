@@ -105,6 +105,8 @@ pub(crate) const RELAYED_NAMES: &[&str] = &[
     "x-sendfile-type",
     "x-accel-mapping",
     "x-script-name",
+    "script-name",
+    "path-info",
     "disguised-host",
     "client-cert",
     "client-cert-chain",

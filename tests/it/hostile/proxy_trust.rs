@@ -89,6 +89,9 @@ const RELAYED: &[&str] = &[
     "X-Sendfile-Type",
     "X-Accel-Mapping",
     "X-Script-Name",
+    // gunicorn cuts a `SCRIPT_NAME` header off the path it routes on (review 12).
+    "Script-Name",
+    "Path-Info",
     "Disguised-Host",
     "Client-Cert",
     "Client-Cert-Chain",
