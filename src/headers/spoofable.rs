@@ -196,6 +196,10 @@ const H: &[Entry] = &[
 const P: &[Entry] = &[
     // gunicorn's default `forwarder_headers` (review 12), with `SCRIPT_NAME`.
     ("path-info", Relayed, Exact),
+    // httpoxy (CVE-2016-5385 and kin): CGI and FastCGI stacks hand it to
+    // the app as `HTTP_PROXY`, which HTTP client libraries take for their
+    // outbound proxy. No client or proxy has a use for it (review 12).
+    ("proxy", Override, Exact),
     ("proxy-client-ip", Relayed, Exact),
     ("proxy-auth-cert", Relayed, Exact),
     ("proxy-ssl-id", Relayed, Exact),

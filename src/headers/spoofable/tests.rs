@@ -36,6 +36,7 @@ pub(crate) const OVERRIDES: &[&str] = &[
     "x-invoke-output",
     "x-matched-path",
     "x-now-route-matches",
+    "proxy",
 ];
 
 /// Client-address, scheme, host and certificate headers (exact names and

@@ -37,6 +37,8 @@ const OVERRIDES: &[&str] = &[
     "X-Middleware-Subrequest",
     "X-Invoke-Path",
     "X-Matched-Path",
+    // httpoxy: CGI's HTTP_PROXY, an outbound proxy to client libraries (review 12).
+    "Proxy",
     // Another authentication layer's identity statements (review 9).
     "X-Amzn-Oidc-Identity",
     "X-Goog-Authenticated-User-Email",
