@@ -225,14 +225,27 @@ impl Router {
 ///   read `/admin.json` and `/admin.html` as `/admin`. The reading cuts the
 ///   last segment at its first `.` (a segment that starts with one, such
 ///   as `.well-known`, is left alone).
+/// - Next.js (pages router) answers `/_next/data/<build id>/admin/users.json`
+///   with the server-side data of the page `/admin/users` (under a
+///   `basePath` too: `/app/_next/data/<id>/x.json` is `/app/x`); the build
+///   id is in every page it serves. The reading is that page's path.
 ///
-/// Neither reading changes what is forwarded: a path one of them reads
-/// under another route than the judged path's is refused.
-fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str>>; 2] {
-    let mut out = [None, None];
-    // Both readings need a dot: plain paths without one cost one scan.
+/// No reading changes what is forwarded: a path one of them reads under
+/// another route than the judged path's is refused.
+fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str>>; 3] {
+    let mut out = [None, None, None];
+    // Every reading needs a dot: plain paths without one cost one scan.
     if !path.contains('.') {
         return out;
+    }
+    const NEXT_DATA: &str = "/_next/data/";
+    if let Some(at) = path.find(NEXT_DATA).filter(|&at| at >= keep) {
+        let after_id = &path[at + NEXT_DATA.len()..];
+        if let Some(slash) = after_id.find('/') {
+            let page = &after_id[slash..];
+            let page = page.strip_suffix(".json").unwrap_or(page);
+            out[2] = Some(Cow::Owned(format!("{}{page}", &path[..at])));
+        }
     }
     let mut start = 0;
     for segment in path.split('/') {

@@ -408,7 +408,8 @@ fn destinations_other_than_absolute_paths_and_http_urls_are_refused() {
 #[test]
 fn a_path_that_a_front_controller_or_a_format_suffix_reads_as_another_route_is_ambiguous() {
     // Review 12: Symfony, Laravel and Drupal route `/index.php/api/keys` as
-    // `/api/keys`; Rails and Spring's suffix match route `/api.json` as `/api`.
+    // `/api/keys`; Rails and Spring's suffix match route `/api.json` as `/api`;
+    // Next.js answers `/_next/data/<id>/api/keys.json` with `/api/keys`'s data.
     let r = router();
     for path in [
         "/index.php/api/keys",
@@ -424,6 +425,9 @@ fn a_path_that_a_front_controller_or_a_format_suffix_reads_as_another_route_is_a
         "/api/v2.json",
         "/api.v1.json",
         "/index.php;x/api/keys",
+        "/_next/data/b1d-Id/api/keys.json",
+        "/_next/data/b1d-Id/api.json",
+        "/docs/../_next/data/x/api/v2/users.json",
     ] {
         assert!(
             matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
@@ -450,6 +454,9 @@ fn a_path_that_a_front_controller_or_a_format_suffix_reads_as_another_route_is_a
         ("/v1.2", "v12"),
         ("/v1.2/x.json", "v12"),
         ("/legacy/index.php/x", "legacy"),
+        ("/_next/data/b1d-Id/docs.json", "root"),
+        ("/_next/data/b1d-Id/index.json", "root"),
+        ("/api/_next/data/b1d-Id/x.json", "api"),
     ] {
         assert_eq!(
             name(&with_dots, "app.example.com", path).as_deref(),
