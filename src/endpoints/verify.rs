@@ -537,8 +537,16 @@ fn untrusted_forward(ctx: &Ctx<'_>, parts: &Parts) -> Result<bool, Unjudgeable> 
     };
     // Untrusted, the request is judged by its own route (`policy_route`
     // without a forwarded host or path).
-    Ok(policy_route(ctx, parts, &as_trusted, target.as_ref())
-        .is_ok_and(|named| !Arc::ptr_eq(&named, ctx.route)))
+    match policy_route(ctx, parts, &as_trusted, target.as_ref()) {
+        Ok(named) => Ok(!Arc::ptr_eq(&named, ctx.route)),
+        // A path whose readings select different routes (`/ADMIN/users`,
+        // `/admin;x/users`, `//x/admin/users`, `/index.php/admin/users`) is
+        // the trusted proxy's 400 too: set aside, it was judged by this
+        // route, and the proxy forwards it to an app that may serve it
+        // from a stricter one (review 12).
+        Err(why @ Unjudgeable::AmbiguousPath) => Err(why),
+        Err(_) => Ok(false),
+    }
 }
 
 /// 302 to the login page for a browser whose proxy can pass it on; else 401

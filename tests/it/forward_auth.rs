@@ -353,6 +353,49 @@ async fn signed_in_but_denied_by_policy_is_403_json() {
 }
 
 #[tokio::test]
+async fn an_untrusted_forwarded_uri_that_reads_as_another_route_is_400_not_judged_here() {
+    // Review 12: from a peer outside trusted_proxies, a forwarded path the
+    // router refuses (its readings select different routes) was set aside
+    // and the subrequest judged by the route of /.auth/verify's own path:
+    // bob, denied on /admin, got 200 for /ADMIN/users, which the proxy then
+    // forwards to an app that serves it from /admin. A trusted proxy's
+    // gets 400 ambiguous_path; so does an untrusted one's.
+    let w = World::start(false).await;
+    let bob = w.sign_in(BOB).await;
+    for uri in [
+        "/ADMIN/users",
+        "/admin;x/users",
+        "//x/admin/users",
+        "/(S(x))/admin/users",
+        "/index.php/admin/users",
+        "/admin.json",
+    ] {
+        let resp = w
+            .verify(
+                APP,
+                "",
+                &[("cookie", bob.as_str()), ("x-forwarded-uri", uri)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+        let body: serde_json::Value = resp.json().await.expect("JSON");
+        assert_eq!(body["reason"], "ambiguous_path", "{uri}: {body}");
+    }
+    // A path of this route is judged, as before.
+    let resp = w
+        .verify(
+            APP,
+            "",
+            &[
+                ("cookie", bob.as_str()),
+                ("x-forwarded-uri", "/reports.json"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn only_a_trusted_proxy_selects_the_route_by_forwarded_host_and_uri() {
     // Untrusted peer: X-Forwarded-Host/-Uri cannot pick another route, and
     // naming one is a 400 that says to trust the proxy (review 9): a proxy
