@@ -186,9 +186,16 @@ impl<'a> CanonicalTarget<'a> {
         // Judged (decoded) and as forwarded (an upstream that does not
         // decode): both under the prefix. A `//` after the prefix keeps
         // the path under it when merged too; a `//` before it fails here.
+        // And what a PHP front controller, a format suffix or Next.js reads
+        // (`router::framework_readings`), review 12: below a public `/_next`,
+        // `/_next/data/<id>/admin.json` is the data of the page `/admin`.
         let under = |p: &String| {
             prefix_matches(self.judged(), p)
                 && (self.decoded.is_none() || prefix_matches(&self.path, p))
+                && crate::router::framework_readings(self.judged(), p.trim_end_matches('/').len())
+                    .iter()
+                    .flatten()
+                    .all(|r| prefix_matches(r, p))
         };
         if self.flags & SPLITS_DIFFERENTLY == 0 {
             return prefixes.iter().any(under);

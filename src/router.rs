@@ -211,9 +211,11 @@ impl Router {
 
 /// What frameworks that route on part of the path read as the path
 /// (review 12), for the router's same-route check on hosts with several
-/// routes. Only what lies past `keep` bytes (the judged route's own
-/// prefix) is read differently: a route whose prefix is `/api/v1.2` or
-/// `/legacy/index.php` is not refused its own paths.
+/// routes, and for `public` (`pathnorm::CanonicalTarget::is_public`). But
+/// for the Next.js reading, only what lies past `keep` bytes (the judged
+/// route's or public prefix's own length) is read differently: a route
+/// whose prefix is `/api/v1.2` or `/legacy/index.php` is not refused its
+/// own paths, nor is `/favicon.ico` public only as `/favicon`.
 ///
 /// - A PHP front controller (Symfony and so Laravel and Drupal,
 ///   CodeIgniter, Slim) routes on what follows the script:
@@ -232,14 +234,16 @@ impl Router {
 ///
 /// No reading changes what is forwarded: a path one of them reads under
 /// another route than the judged path's is refused.
-fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str>>; 3] {
+pub(crate) fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str>>; 3] {
     let mut out = [None, None, None];
     // Every reading needs a dot: plain paths without one cost one scan.
     if !path.contains('.') {
         return out;
     }
+    // Whatever prefix holds it (a route or a public `/_next`): the page is
+    // another path.
     const NEXT_DATA: &str = "/_next/data/";
-    if let Some(at) = path.find(NEXT_DATA).filter(|&at| at >= keep) {
+    if let Some(at) = path.find(NEXT_DATA) {
         let after_id = &path[at + NEXT_DATA.len()..];
         if let Some(slash) = after_id.find('/') {
             let page = &after_id[slash..];

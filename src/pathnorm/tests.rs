@@ -720,3 +720,31 @@ fn readings_include_the_path_cut_at_a_decoded_query_or_fragment_mark() {
         );
     }
 }
+
+#[test]
+fn a_public_path_a_framework_reads_as_another_path_is_not_public() {
+    // Review 12: below a public `/_next`, Next.js answers
+    // `/_next/data/<build id>/admin/users.json` with the data of the page
+    // `/admin/users`.
+    let pre: Vec<String> = ["/_next", "/static/", "/favicon.ico"]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    for p in [
+        "/_next/data/b1d-Id/admin/users.json",
+        "/_next/data/b1d-Id/index.json",
+        "/_next/data/b1d-Id/en/reports.json",
+    ] {
+        assert!(!parse(p).is_public(&pre), "{p:?} is not public");
+    }
+    // Readings inside the prefix, and ones that stay below it, change nothing.
+    for p in [
+        "/_next/static/chunks/app-1a2b.js",
+        "/_next/image.png",
+        "/static/app.min.js",
+        "/static/index.php/x",
+        "/favicon.ico",
+    ] {
+        assert!(parse(p).is_public(&pre), "{p:?} is public");
+    }
+}

@@ -441,6 +441,7 @@ fn a_path_that_a_front_controller_or_a_format_suffix_reads_as_another_route_is_a
         route("api", &["app.example.com"], "/api"),
         route("v12", &["app.example.com"], "/v1.2"),
         route("legacy", &["app.example.com"], "/legacy/index.php"),
+        route("next", &["app.example.com"], "/_next"),
     ]);
     for (path, route) in [
         ("/index.php", "root"),
@@ -454,9 +455,8 @@ fn a_path_that_a_front_controller_or_a_format_suffix_reads_as_another_route_is_a
         ("/v1.2", "v12"),
         ("/v1.2/x.json", "v12"),
         ("/legacy/index.php/x", "legacy"),
-        ("/_next/data/b1d-Id/docs.json", "root"),
-        ("/_next/data/b1d-Id/index.json", "root"),
         ("/api/_next/data/b1d-Id/x.json", "api"),
+        ("/_next/static/app.js", "next"),
     ] {
         assert_eq!(
             name(&with_dots, "app.example.com", path).as_deref(),
@@ -464,6 +464,21 @@ fn a_path_that_a_front_controller_or_a_format_suffix_reads_as_another_route_is_a
             "{path}"
         );
     }
+    for path in [
+        "/_next/data/b1d-Id/docs.json",
+        "/_next/data/b1d-Id/index.json",
+    ] {
+        assert_eq!(
+            name(&r, "app.example.com", path).as_deref(),
+            Some("root"),
+            "{path}"
+        );
+    }
+    // A page's data below a route of its own is still that page's.
+    assert!(matches!(
+        with_dots.lookup("app.example.com", "/_next/data/b1d-Id/api/keys.json"),
+        Lookup::AmbiguousPath
+    ));
     // One route per host: nothing to confuse.
     assert_eq!(
         name(&r, "other.example.com", "/index.php/api.json").as_deref(),
