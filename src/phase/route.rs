@@ -64,7 +64,7 @@ pub fn route<'g, 'u>(
             host_served: false,
         }),
         Lookup::AmbiguousPath => refused(GatewayError::BadRequest(
-            "The path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//', look-alike characters, or letter case, trailing dots and spaces or cookieless segments such as (S(...)) that some apps ignore). Use the path exactly as the route's prefix spells it.",
+            "The path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//', look-alike characters, or letter case, trailing dots and spaces or cookieless segments such as (S(...)) that some apps ignore; a PHP front controller's /index.php/..., a format suffix such as /admin.json, a Next.js /_next/data/... path that frameworks route as another route's path). Use the path exactly as the route's prefix spells it, or give such a file a name or place under its own route.",
         )),
         Lookup::NoPrefix => refused(GatewayError::NotFound),
     }
