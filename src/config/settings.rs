@@ -253,6 +253,13 @@ pub struct ConnectionSettings {
     /// headers, the assertion and `/.auth/me` alike
     /// (`Session::vouched_email`), whenever the session was made.
     pub domains_of_other_connections: std::collections::HashSet<String>,
+    /// Another connection of the configuration is not Entra's, so it may
+    /// issue usernames that name no domain (`alice`, as an LDAP directory's
+    /// `sAMAccountName` or a partner's self-chosen username, or a down-level
+    /// `CORP\alice`): such a username of this connection could be that
+    /// connection's user's too, and apps read it as the user's name
+    /// (`Session::vouched_username`, review 12).
+    pub bare_usernames_are_ambiguous: bool,
     /// Names of groups `group_names` does not map are read from Microsoft
     /// Graph (Entra only, SPEC 5.10).
     pub group_names_from_graph: bool,

@@ -1004,6 +1004,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             forward_params,
             names_of_other_connections: Default::default(),
             domains_of_other_connections: Default::default(),
+            bare_usernames_are_ambiguous: false,
         });
     }
     let names: Vec<(String, String)> = out
@@ -1044,7 +1045,15 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
                 .map(|id| (c.name.clone(), c.is_entra(), crate::fold::fold(id.trim())))
         })
         .collect();
+    // Connections that may issue a username naming no domain: every kind
+    // but Entra, whose `preferred_username` is the UPN.
+    let bare_issuers: Vec<String> = out
+        .iter()
+        .filter(|c| !c.is_entra())
+        .map(|c| c.name.clone())
+        .collect();
     for c in &mut out {
+        c.bare_usernames_are_ambiguous = bare_issuers.iter().any(|n| *n != c.name);
         c.names_of_other_connections = others(&names, &c.name);
         let entra = c.is_entra();
         c.names_of_other_connections.extend(

@@ -263,8 +263,19 @@ impl Session {
     /// mint `alice@contoso.com` there for an app to take for contoso's
     /// Alice (SPEC 6.1). Judged against the configuration in force, as
     /// [`Session::vouched_email`].
+    ///
+    /// A username that names no domain (`alice`, `CORP\alice`) says whose
+    /// account it is only within one directory: where another connection
+    /// that is not Entra's is configured, it could be that connection's
+    /// user's too (an LDAP directory's `sAMAccountName` `alice`, and a
+    /// partner's user who chose the username `alice`), so only a username
+    /// that is one plain address is shown (review 12).
     pub fn vouched_username(&self, conn: &crate::config::ConnectionSettings) -> Option<&str> {
-        vouched_text(self.preferred_username.as_deref()?, conn)
+        let username = self.preferred_username.as_deref()?;
+        if conn.bare_usernames_are_ambiguous && !crate::email::is_plain(username) {
+            return None;
+        }
+        vouched_text(username, conn)
     }
 
     /// The display `name`, by the rule of [`Session::vouched_username`]:

@@ -1486,3 +1486,99 @@ fn a_partner_username_naming_a_domain_another_connection_owns_is_not_sent() {
     assert_eq!(m["x-user-name"], "alice@contoso.com");
     assert_eq!(m["x-display"], "Alice Müller");
 }
+
+/// Review 12: a username that names no domain says whose account it is
+/// only within one directory. Beside an LDAP directory that sends its
+/// `sAMAccountName` (`alice`), a partner's user who chose the username
+/// `alice` read as the directory's Alice in `X-MS-CLIENT-PRINCIPAL-NAME`
+/// (ASP.NET's `User.Identity.Name`), the username headers and
+/// `OIDC_CLAIM_preferred_username` (mod_auth_openidc's usual REMOTE_USER
+/// claim). Where two connections other than Entra's could issue one, no
+/// bare (or down-level) username is shown; a plain address still is.
+#[test]
+fn a_username_naming_no_domain_is_not_sent_beside_another_directory() {
+    let config = |ldap: bool| {
+        let corp = if ldap {
+            r#"
+[[connection]]
+name = "corp"
+type = "ldap"
+url = ["ldaps://dc1.corp.test"]
+bind_dn = "CN=svc,DC=corp,DC=test"
+bind_password = "x"
+user_base = "DC=corp,DC=test"
+user_filter = "(&(objectClass=user)(userPrincipalName={login}))"
+attributes = { user_id = "objectGUID", email = "mail", username = "sAMAccountName" }
+home_realm_domains = ["corp.test"]
+"#
+        } else {
+            ""
+        };
+        load_str(&format!(
+            r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+
+[[connection]]
+name = "contoso"
+type = "entra"
+tenant = "11111111-1111-1111-1111-111111111111"
+client_id = "c"
+home_realm_domains = ["contoso.com"]
+
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "https://idp.partner.example"
+client_id = "p"
+{corp}
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com"]
+upstream = "http://127.0.0.1:1"
+headers = "easyauth"
+headers_extra = {{ X-User-Name = "preferred_username" }}
+"#
+        ))
+        .expect("valid config")
+    };
+    let with_ldap = config(true);
+    let mut u = user();
+    u.connection = "partner".into();
+    u.user_id = "partner:sub-AbC".into();
+    u.email = None;
+    u.email_trust = EmailTrust::Unverified;
+    for name in ["alice", "ALICE", "Alice ", "CORPNET\\alice", "corp\\alice"] {
+        u.preferred_username = Some(name.into());
+        let m = run_with(&with_ldap, u.clone(), None);
+        assert_eq!(
+            m["x-ms-client-principal-name"], "partner:sub-AbC",
+            "{name:?}: {m:?}"
+        );
+        assert!(!m.contains_key("x-user-name"), "{name:?}: {m:?}");
+    }
+    // The directory's own bare name is just as ambiguous there.
+    let mut d = user();
+    d.connection = "corp".into();
+    d.user_id = "corp:01020304-0506-0708-090a-0b0c0d0e0f10".into();
+    d.email = None;
+    d.email_trust = EmailTrust::Unverified;
+    d.preferred_username = Some("alice".into());
+    let m = run_with(&with_ldap, d, None);
+    assert_eq!(
+        m["x-ms-client-principal-name"],
+        "corp:01020304-0506-0708-090a-0b0c0d0e0f10"
+    );
+    // A plain address names its domain: still sent.
+    u.preferred_username = Some("carol@partner.example".into());
+    let m = run_with(&with_ldap, u.clone(), None);
+    assert_eq!(m["x-user-name"], "carol@partner.example");
+    // Entra's UPN too.
+    let m = run_with(&with_ldap, user(), None);
+    assert_eq!(m["x-ms-client-principal-name"], "alice@contoso.com");
+    // With one connection other than Entra's, its bare usernames are its own.
+    u.preferred_username = Some("alice".into());
+    let m = run_with(&config(false), u, None);
+    assert_eq!(m["x-ms-client-principal-name"], "alice");
+    assert_eq!(m["x-user-name"], "alice");
+}
