@@ -248,6 +248,10 @@ pub struct ConnectionSettings {
     /// left out of headers, where it would look like that connection's
     /// group to the app (SPEC 6.1, review 9, review 11).
     pub names_of_other_connections: std::collections::HashSet<String>,
+    /// The names and ids this connection's own `group_names` maps, as
+    /// `fold` reads them: a group display name read from Graph that reads
+    /// as one of them is not shown (`entra::group_names::usable`).
+    pub own_names_folded: std::collections::HashSet<String>,
     /// The `home_realm_domains` of every other connection: an email of one
     /// of them is not this connection's to vouch for (SPEC 6.1), in
     /// headers, the assertion and `/.auth/me` alike

@@ -1003,6 +1003,7 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
             upstream_params,
             forward_params,
             names_of_other_connections: Default::default(),
+            own_names_folded: Default::default(),
             domains_of_other_connections: Default::default(),
             bare_usernames_are_ambiguous: false,
         });
@@ -1054,6 +1055,11 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
         .collect();
     for c in &mut out {
         c.bare_usernames_are_ambiguous = bare_issuers.iter().any(|n| *n != c.name);
+        c.own_names_folded = c
+            .group_names
+            .iter()
+            .flat_map(|(id, name)| [crate::fold::fold(id.trim()), crate::fold::fold(name.trim())])
+            .collect();
         c.names_of_other_connections = others(&names, &c.name);
         let entra = c.is_entra();
         c.names_of_other_connections.extend(

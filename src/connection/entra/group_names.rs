@@ -202,13 +202,15 @@ pub(crate) fn usable(conn: &ConnectionSettings, name: &str) -> bool {
         && name.chars().count() <= MAX_NAME_CHARS
         && !name.chars().any(|c| c.is_control() || c == ',' || c == ';')
         && !is_guid(name)
-        && !conn
-            .group_names
-            .iter()
-            .any(|(id, n)| n.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
-        && !conn
-            .names_of_other_connections
-            .contains(&crate::fold::fold(name))
+        && {
+            // As lenient comparers read it (`fold`: case, width, marks,
+            // invisible code points, `ſ`), like the other connections' names
+            // below: a group any tenant user may create and name must not
+            // read as one this connection maps (review 12).
+            let folded = crate::fold::fold(name);
+            !conn.own_names_folded.contains(&folded)
+                && !conn.names_of_other_connections.contains(&folded)
+        }
 }
 
 #[cfg(test)]
@@ -259,6 +261,29 @@ upstream = "http://127.0.0.1:1"
             assert!(!usable(&c, bad), "{bad:?}");
         }
         assert!(!usable(&c, &"x".repeat(MAX_NAME_CHARS + 1)));
+    }
+
+    /// Review 12: a group any tenant user may create and join, named by
+    /// them, must not read as this connection's own mapped group to an app
+    /// that compares names leniently (Java's `equalsIgnoreCase` and
+    /// Python's `casefold` take `ſ` for `s`; NFKC-normalizing apps take
+    /// full-width letters and NBSP for ASCII). Other connections' names were
+    /// already compared as `fold` reads them; this connection's own only
+    /// ASCII-case-insensitively.
+    #[test]
+    fn a_graph_name_that_reads_leniently_as_an_own_mapped_name_is_not_used() {
+        let c = conn();
+        for bad in [
+            "\u{ff28}\u{ff32} Admins",
+            "HR Admin\u{17f}",
+            "HR\u{a0}Admins",
+            "HR Ad\u{ad}mins",
+            "HR Adm\u{131}ns",
+            "H\u{301}R Admins",
+        ] {
+            assert!(!usable(&c, bad), "{bad:?}");
+        }
+        assert!(usable(&c, "HR Admins Europe"));
     }
 
     /// A name kept from before a reload is judged again by the
