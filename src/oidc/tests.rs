@@ -230,6 +230,22 @@ fn several_audiences_with_our_azp_pass() {
 #[test]
 fn multi_tenant_issuer_template_uses_the_tokens_own_tid() {
     let rule = IssuerRule::TenantTemplate("https://login.example/{tenantid}/v2.0".into());
+    // Multi-tenant discovery pins no tenant (`discovery_rule`).
+    let check_with = |claims: &Map<String, Value>, rule: &IssuerRule, tenants| {
+        check_claims(
+            claims,
+            &Expectations {
+                issuers: std::slice::from_ref(rule),
+                client_id: "client",
+                tenants: Some((tenants, None)),
+                purpose: Purpose::IdToken {
+                    nonce: NonceRule::Equals("n0nce"),
+                },
+                require_oid: true,
+                now: NOW,
+            },
+        )
+    };
     let list = TenantAllowList::List(vec![TID.to_string()]);
     assert_eq!(check_with(&good(), &rule, &list), Ok(()));
     // A listed tid, but iss names another tenant.
@@ -394,6 +410,57 @@ fn access_tokens_need_the_api_audience_and_a_scope_and_are_not_id_tokens() {
         check_purpose(&foreign, purpose),
         Err("tenant not allowed".into())
     );
+}
+
+/// Review 12: a single-tenant connection (discovery pinned its tenant)
+/// that also lists `allowed_tenants` (accepted by `check`: say, an operator
+/// thinking of B2B guests, or `["*"]`) took bearer tokens in Entra's v1.0
+/// form from any listed tenant: the v1.0 issuer is a `{tenantid}` template
+/// filled with the token's own `tid`, and the list was checked instead of
+/// the pinned tenant. Another tenant's admin can register an app with the
+/// same `api://` identifier URI there and mint v1.0 tokens for it, with
+/// any app roles. ID tokens and v2.0 tokens were refused (exact issuer).
+#[test]
+fn a_single_tenant_connection_takes_only_its_own_tenant_whatever_allowed_tenants_lists() {
+    let apis = vec!["api://hr".to_string()];
+    let rules = [
+        IssuerRule::Exact(format!("https://login.example/{TID}/v2.0")),
+        IssuerRule::TenantTemplate("https://sts.example/{tenantid}/".into()),
+    ];
+    let foreign_v1 = with(|c| {
+        c.remove("nonce");
+        c.insert("aud".into(), json!("api://hr"));
+        c.insert("appid".into(), json!("attacker-app"));
+        c.insert("roles".into(), json!(["HR.Admin"]));
+        c.insert(
+            "iss".into(),
+            json!(format!("https://sts.example/{OTHER_TID}/")),
+        );
+        c.insert("tid".into(), json!(OTHER_TID));
+    });
+    let listed = TenantAllowList::List(vec![TID.to_string(), OTHER_TID.to_string()]);
+    for rule in [&listed, &TenantAllowList::Any] {
+        let check = |pinned: Option<&str>| {
+            check_claims(
+                &foreign_v1,
+                &Expectations {
+                    issuers: &rules,
+                    client_id: "client",
+                    tenants: Some((rule, pinned)),
+                    purpose: Purpose::Access { audiences: &apis },
+                    require_oid: true,
+                    now: NOW,
+                },
+            )
+        };
+        assert_eq!(
+            check(Some(TID)),
+            Err("tenant not allowed".into()),
+            "{rule:?}"
+        );
+        // Multi-tenant (nothing pinned): the list decides.
+        assert_eq!(check(None), Ok(()), "{rule:?}");
+    }
 }
 
 #[test]

@@ -66,6 +66,14 @@ pub fn check_tenant(
     tid: Option<&str>,
 ) -> Result<(), String> {
     let tid = tid.ok_or("tid missing")?.to_ascii_lowercase();
+    // A single-tenant connection (its discovery pinned a tenant) takes that
+    // tenant only, whatever `allowed_tenants` lists: its ID tokens and v2.0
+    // access tokens carry that tenant's exact issuer, but the v1.0 issuer is
+    // a template filled with the token's own `tid`, so the list alone would
+    // let another listed tenant's v1.0 tokens in (review 12).
+    if pinned.is_some_and(|p| !p.eq_ignore_ascii_case(&tid)) {
+        return Err("tenant not allowed".into());
+    }
     match rule {
         TenantAllowList::Any => Ok(()),
         TenantAllowList::List(ids) => {
