@@ -762,3 +762,37 @@ async fn huge_numeric_dates_are_refused_and_the_connection_keeps_serving() {
     // Only the valid tokens reached the app.
     assert_eq!(w.upstream.count(), count);
 }
+
+/// Review 12: a single-tenant connection that also lists another tenant in
+/// `allowed_tenants` (which `check` accepts) took that tenant's v1.0 access
+/// tokens: their issuer is a `{tenantid}` template filled with the token's
+/// own `tid`, and the list was judged instead of the pinned tenant. The
+/// other tenant's admin can register an app with the same `api://`
+/// identifier URI and mint such tokens, app roles included.
+#[tokio::test]
+async fn a_single_tenant_connection_refuses_another_listed_tenants_v1_tokens() {
+    let w = World::builder()
+        .connection(entra("contoso", "contoso.example").with(format!(
+            r#"allowed_tenants = ["{}", "{}"]"#,
+            idp::DEMO_CONTOSO_TENANT,
+            idp::DEMO_FABRIKAM_TENANT
+        )))
+        .route(echo_route("api", API).with(r#"api_audiences = ["api://hr"]"#))
+        .start()
+        .await;
+    for version in [AccessTokenVersion::V1, AccessTokenVersion::V2] {
+        let carol = w.token_as(version, CAROL, |c| {
+            c.remove("scp");
+            c.insert("roles".into(), json!(["HR.Admin"]));
+        });
+        let resp = w.with_bearer(API, &carol).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{version:?}");
+    }
+    w.upstream.assert_received_nothing().await;
+    // The connection's own tenant still signs in with either format.
+    for version in [AccessTokenVersion::V1, AccessTokenVersion::V2] {
+        let alice = w.token_as(version, ALICE, |_| {});
+        let resp = w.with_bearer(API, &alice).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{version:?}");
+    }
+}
