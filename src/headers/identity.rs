@@ -784,11 +784,21 @@ struct Group<'a> {
 /// like that connection's group (SPEC 6.1). The group headers, the signed
 /// assertion and `/.auth/me` (every shape) leave such values out.
 pub(crate) fn borrowed_group(connection: &ConnectionSettings, value: &str) -> bool {
-    !connection.names_of_other_connections.is_empty()
-        && !connection.group_names.contains_key(value)
-        && connection
-            .names_of_other_connections
-            .contains(&crate::fold::fold(value.trim()))
+    !connection.group_names.contains_key(value) && reads_as_a_mapped_name(connection, value)
+}
+
+/// True when `text` (a group value or name `connection` does not map)
+/// reads, as lenient comparers read it, as a name or id some connection
+/// maps in `group_names`: another connection's (SPEC 6.1), or this
+/// connection's own, whose mapped group the policy would not take it for
+/// (a name in `group_names` matches through the mapping only; review 12).
+fn reads_as_a_mapped_name(connection: &ConnectionSettings, text: &str) -> bool {
+    if connection.names_of_other_connections.is_empty() && connection.own_names_folded.is_empty() {
+        return false;
+    }
+    let folded = crate::fold::fold(text.trim());
+    connection.names_of_other_connections.contains(&folded)
+        || connection.own_names_folded.contains(&folded)
 }
 
 fn header_groups<'a>(
@@ -819,16 +829,13 @@ fn header_groups<'a>(
             None => Cow::Borrowed(&**id),
         };
         // An unmapped value that reads as another connection's mapped name
-        // (a partner IdP sending `HR Admins`, `hr admins `, `ＨＲ Admins`)
-        // would look like that group to the app: left out (SPEC 6.1: a
-        // name in some connection's `group_names` belongs to that
-        // connection). Compared as lenient comparers read it.
-        if name.is_none()
-            && !connection.names_of_other_connections.is_empty()
-            && connection
-                .names_of_other_connections
-                .contains(&crate::fold::fold(shown.trim()))
-        {
+        // (a partner IdP sending `HR Admins`, `hr admins `, `ＨＲ Admins`),
+        // or as one this connection maps (a group a directory user created
+        // and named `HR Admins`), would look like that group to the app:
+        // left out (SPEC 6.1: a name in some connection's `group_names`
+        // belongs to that connection, through the mapping). Compared as
+        // lenient comparers read it.
+        if name.is_none() && reads_as_a_mapped_name(connection, &shown) {
             return None;
         }
         Some(Group { id, shown })

@@ -1296,6 +1296,53 @@ fn a_partner_group_named_like_another_connection_s_group_is_left_out() {
     assert!(m["x-forwarded-groups"].contains("HR Admins"), "{m:?}");
 }
 
+/// Review 12: an unmapped raw group value that reads as a name the user's
+/// *own* connection maps (`group_names`) looked, in the group headers, like
+/// that mapped group, which the policy would not accept it as (a bare
+/// `allow.groups` entry that is a mapped name matches through the mapping
+/// only). A directory where users may create groups (an LDAP OU with
+/// delegated rights, a partner IdP) gave any user a group `HR Admins`
+/// beside the real one the operator mapped from its id.
+#[test]
+fn a_raw_group_named_like_a_name_its_own_connection_maps_is_left_out() {
+    let s = load_str(
+        r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+
+[[connection]]
+name = "partner"
+type = "oidc"
+issuer = "https://idp.partner.example"
+client_id = "p"
+group_names = { "grp-hr-1" = "HR Admins" }
+
+[[route]]
+name = "hr"
+hosts = ["hr.contoso.com"]
+upstream = "http://127.0.0.1:1"
+headers = "forwarded"
+"#,
+    )
+    .expect("valid config");
+    let mut u = user();
+    u.connection = "partner".into();
+    u.user_id = "partner:sub-AbC".into();
+    u.groups = vec![
+        "HR Admins".into(),
+        "hr admins".into(),
+        "\u{ff28}\u{ff32} Admins".into(),
+        "HR Admin\u{17f}".into(),
+        "Partners".into(),
+    ];
+    let m = run_with(&s, u.clone(), None);
+    assert_eq!(m["x-forwarded-groups"], "Partners");
+    // A real member of the mapped group keeps its name.
+    u.groups = vec!["grp-hr-1".into(), "Partners".into()];
+    let m = run_with(&s, u, None);
+    assert_eq!(m["x-forwarded-groups"], "HR Admins,Partners");
+}
+
 /// A partner's raw group value equal to a group id contoso's `group_names`
 /// maps (in any case) is byte for byte contoso's group in Easy Auth's
 /// principal (one `groups` claim per id, what App Service apps authorize
