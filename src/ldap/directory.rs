@@ -221,7 +221,11 @@ impl Directory {
         password: &Password,
     ) -> Result<Resolved, DirectoryError> {
         // Before any bind: an empty password would be an anonymous bind.
+        // So could one that starts with NUL at a server that reads the
+        // password up to its first NUL before that check (Samba's AD DC
+        // reads `right\0anything` as `right`); no browser types a NUL.
         if password.is_empty()
+            || password.expose().contains('\0')
             || password.expose().len() > MAX_PASSWORD_BYTES
             || login.is_empty()
             || login.len() > MAX_LOGIN_BYTES

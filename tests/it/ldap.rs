@@ -1125,3 +1125,25 @@ async fn direct_bind_sends_only_a_upn_or_a_down_level_name_to_the_directory() {
     let r = post(&gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
     assert_eq!(r.status(), 302, "the UPN still signs in");
 }
+
+/// Review 12: Samba's AD DC (as Windows' NUL-terminated password APIs do)
+/// reads a password up to its first NUL: `<right password>\0anything`
+/// signed in, though it is not the account's password; and a server that
+/// cuts at NUL before its empty-password check would take `\0` for an
+/// unauthenticated bind (RFC 4513 5.1.2), which succeeds as anonymous. No
+/// browser can type a NUL: such a password never reaches a bind.
+#[tokio::test]
+async fn a_password_with_a_nul_never_reaches_a_bind() {
+    let w = world(vec![alice()], "max_failed_logins = 100").await;
+    let b = browser(&w.gw);
+    for pw in ["\0", "\0x", "correct horse\0", "correct horse\0junk"] {
+        let html = open_form(&w.gw, &b, "").await;
+        let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", pw).await;
+        assert_eq!(r.status(), 401, "{pw:?}");
+    }
+    assert_eq!(w.ldap.user_binds(), 0);
+    // The right password still signs in.
+    let html = open_form(&w.gw, &b, "").await;
+    let r = post(&w.gw, &b, &csrf(&html), "alice@corp.test", "correct horse").await;
+    assert_eq!(r.status(), 302);
+}
