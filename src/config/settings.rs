@@ -260,9 +260,11 @@ pub struct ConnectionSettings {
     /// Another connection of the configuration is not Entra's, so it may
     /// issue usernames that name no domain (`alice`, as an LDAP directory's
     /// `sAMAccountName` or a partner's self-chosen username, or a down-level
-    /// `CORP\alice`): such a username of this connection could be that
-    /// connection's user's too, and apps read it as the user's name
-    /// (`Session::vouched_username`, review 12).
+    /// `CORP\alice`), and this connection does not own such names: its
+    /// bare usernames could be that connection's user's too, and apps read
+    /// them as the user's name (`Session::vouched_username`, review 12).
+    /// The owner is the one LDAP connection when there is exactly one,
+    /// else the one connection other than Entra's when there is one.
     pub bare_usernames_are_ambiguous: bool,
     /// Names of groups `group_names` does not map are read from Microsoft
     /// Graph (Entra only, SPEC 5.10).

@@ -1047,14 +1047,30 @@ fn connections(cx: &mut Ctx<'_>, raws: Vec<Option<RawConnection>>) -> Vec<Arc<Co
         })
         .collect();
     // Connections that may issue a username naming no domain: every kind
-    // but Entra, whose `preferred_username` is the UPN.
-    let bare_issuers: Vec<String> = out
+    // but Entra, whose `preferred_username` is the UPN. Such names belong to
+    // one of them: the directory when exactly one LDAP connection is
+    // configured (its `sAMAccountName`s are what apps moved off Windows
+    // authentication know), else the only such connection if there is one;
+    // otherwise to none (review 12).
+    let bare_issuers: Vec<(&str, bool)> = out
         .iter()
         .filter(|c| !c.is_entra())
-        .map(|c| c.name.clone())
+        .map(|c| (c.name.as_str(), c.is_ldap()))
         .collect();
+    let directories: Vec<&str> = bare_issuers
+        .iter()
+        .filter(|(_, ldap)| *ldap)
+        .map(|(name, _)| *name)
+        .collect();
+    let bare_owner: Option<String> = match (directories.as_slice(), bare_issuers.as_slice()) {
+        ([directory], _) => Some(directory.to_string()),
+        ([], [(only, _)]) => Some(only.to_string()),
+        _ => None,
+    };
+    let bare_issuers: Vec<String> = bare_issuers.iter().map(|(n, _)| n.to_string()).collect();
     for c in &mut out {
-        c.bare_usernames_are_ambiguous = bare_issuers.iter().any(|n| *n != c.name);
+        c.bare_usernames_are_ambiguous = bare_owner.as_deref() != Some(c.name.as_str())
+            && bare_issuers.iter().any(|n| *n != c.name);
         c.own_names_folded = c
             .group_names
             .iter()

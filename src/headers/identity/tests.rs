@@ -1540,11 +1540,12 @@ fn a_partner_username_naming_a_domain_another_connection_owns_is_not_sent() {
 /// `alice` read as the directory's Alice in `X-MS-CLIENT-PRINCIPAL-NAME`
 /// (ASP.NET's `User.Identity.Name`), the username headers and
 /// `OIDC_CLAIM_preferred_username` (mod_auth_openidc's usual REMOTE_USER
-/// claim). Where two connections other than Entra's could issue one, no
-/// bare (or down-level) username is shown; a plain address still is.
+/// claim). Bare (and down-level) usernames belong to one connection: the
+/// LDAP directory when there is exactly one, else the only connection
+/// other than Entra's; the others' are not shown. A plain address still is.
 #[test]
 fn a_username_naming_no_domain_is_not_sent_beside_another_directory() {
-    let config = |ldap: bool| {
+    let config = |ldap: bool, more: &str| {
         let corp = if ldap {
             r#"
 [[connection]]
@@ -1579,6 +1580,7 @@ type = "oidc"
 issuer = "https://idp.partner.example"
 client_id = "p"
 {corp}
+{more}
 [[route]]
 name = "hr"
 hosts = ["hr.contoso.com"]
@@ -1589,7 +1591,7 @@ headers_extra = {{ X-User-Name = "preferred_username" }}
         ))
         .expect("valid config")
     };
-    let with_ldap = config(true);
+    let with_ldap = config(true, "");
     let mut u = user();
     u.connection = "partner".into();
     u.user_id = "partner:sub-AbC".into();
@@ -1604,18 +1606,51 @@ headers_extra = {{ X-User-Name = "preferred_username" }}
         );
         assert!(!m.contains_key("x-user-name"), "{name:?}: {m:?}");
     }
-    // The directory's own bare name is just as ambiguous there.
+    // The directory owns its bare names: its `alice` is sent.
     let mut d = user();
     d.connection = "corp".into();
     d.user_id = "corp:01020304-0506-0708-090a-0b0c0d0e0f10".into();
     d.email = None;
     d.email_trust = EmailTrust::Unverified;
     d.preferred_username = Some("alice".into());
-    let m = run_with(&with_ldap, d, None);
+    let m = run_with(&with_ldap, d.clone(), None);
+    assert_eq!(m["x-ms-client-principal-name"], "alice");
+    assert_eq!(m["x-user-name"], "alice");
+    // Two directories: nobody owns bare names.
+    let two = config(
+        true,
+        r#"
+[[connection]]
+name = "corp2"
+type = "ldap"
+url = ["ldaps://dc1.corp2.test"]
+bind_dn = "CN=svc,DC=corp2,DC=test"
+bind_password = "x"
+user_base = "DC=corp2,DC=test"
+user_filter = "(&(objectClass=user)(userPrincipalName={login}))"
+attributes = { user_id = "objectGUID", email = "mail", username = "sAMAccountName" }
+home_realm_domains = ["corp2.test"]
+"#,
+    );
+    let m = run_with(&two, d, None);
     assert_eq!(
         m["x-ms-client-principal-name"],
         "corp:01020304-0506-0708-090a-0b0c0d0e0f10"
     );
+    // Two partners and no directory: nobody either.
+    let partners = config(
+        false,
+        r#"
+[[connection]]
+name = "partner2"
+type = "oidc"
+issuer = "https://idp.partner2.example"
+client_id = "p2"
+"#,
+    );
+    u.preferred_username = Some("alice".into());
+    let m = run_with(&partners, u.clone(), None);
+    assert_eq!(m["x-ms-client-principal-name"], "partner:sub-AbC");
     // A plain address names its domain: still sent.
     u.preferred_username = Some("carol@partner.example".into());
     let m = run_with(&with_ldap, u.clone(), None);
@@ -1625,7 +1660,7 @@ headers_extra = {{ X-User-Name = "preferred_username" }}
     assert_eq!(m["x-ms-client-principal-name"], "alice@contoso.com");
     // With one connection other than Entra's, its bare usernames are its own.
     u.preferred_username = Some("alice".into());
-    let m = run_with(&config(false), u, None);
+    let m = run_with(&config(false, ""), u, None);
     assert_eq!(m["x-ms-client-principal-name"], "alice");
     assert_eq!(m["x-user-name"], "alice");
 }
