@@ -194,6 +194,38 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             }
         }
     }
+    // `allowed_tenants` only narrows a multi-tenant connection: a
+    // single-tenant one takes its own tenant's tokens only (review 12), so
+    // a list there admits nobody else, and nobody at all without its tenant.
+    for c in &settings.connections {
+        let ConnectionKind::Entra(e) = &c.kind else {
+            continue;
+        };
+        let TenantAllowList::List(list) = &e.allowed_tenants else {
+            if e.allowed_tenants == TenantAllowList::Any && !e.is_multi_tenant() {
+                out.push(format!(
+                    "connection {:?}: allowed_tenants = [\"*\"] does not open the single-tenant connection (tenant = {:?}) to other tenants: only its own users sign in. For users of other tenants, use tenant = \"organizations\" with allowed_tenants listing them.",
+                    c.name, e.tenant
+                ));
+            }
+            continue;
+        };
+        if e.is_multi_tenant() {
+            continue;
+        }
+        let own = e.tenant.to_ascii_lowercase();
+        if crate::oidc::metadata::is_guid(&own) && !list.contains(&own) {
+            out.push(format!(
+                "connection {:?}: allowed_tenants does not list the connection's own tenant {:?}, and a single-tenant connection takes no other: nobody can sign in. Remove allowed_tenants, or use tenant = \"organizations\" with allowed_tenants listing every tenant to admit.",
+                c.name, e.tenant
+            ));
+        } else {
+            out.push(format!(
+                "connection {:?}: allowed_tenants does not open the single-tenant connection (tenant = {:?}) to the other tenants it lists: only its own users sign in. For users of other tenants, use tenant = \"organizations\" with allowed_tenants listing them.",
+                c.name, e.tenant
+            ));
+        }
+    }
     // A bare group id (SPEC 6.1) matches the value from every connection
     // the route allows: a partner IdP or directory can send the same string
     // as contoso's Entra group id.

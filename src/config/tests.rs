@@ -1293,6 +1293,41 @@ fn check_warns_about_a_zero_client_id_and_an_entra_connection_without_credential
     assert!(super::summary::warnings(&s).is_empty());
 }
 
+/// Review 12: a single-tenant connection takes its own tenant only, so
+/// `allowed_tenants` there is named as doing nothing (or, without its own
+/// tenant, as admitting nobody).
+#[test]
+fn allowed_tenants_on_a_single_tenant_connection_is_named() {
+    let other = "22222222-2222-2222-2222-222222222222";
+    let with = |tenant: &str, list: &str| {
+        let text = minimal()
+            .replace(
+                "tenant = \"contoso.onmicrosoft.com\"",
+                &format!("tenant = \"{tenant}\""),
+            )
+            .replace(
+                "client_secret = \"s3cret\"",
+                &format!("client_secret = \"s3cret\"\nallowed_tenants = {list}"),
+            );
+        super::summary::warnings(&load_str(&text).expect("valid")).join("\n")
+    };
+    let w = with("contoso.onmicrosoft.com", &format!("[\"{other}\"]"));
+    assert!(
+        w.contains("does not open the single-tenant connection"),
+        "{w}"
+    );
+    let w = with("contoso.onmicrosoft.com", "[\"*\"]");
+    assert!(
+        w.contains("does not open the single-tenant connection"),
+        "{w}"
+    );
+    let own = "11111111-1111-1111-1111-111111111111";
+    let w = with(own, &format!("[\"{other}\"]"));
+    assert!(w.contains("nobody can sign in"), "{w}");
+    let w = with("organizations", &format!("[\"{other}\"]"));
+    assert!(!w.contains("allowed_tenants"), "{w}");
+}
+
 /// `minimal()` with the client secret replaced by `credential` lines.
 fn with_credential(credential: &str) -> String {
     minimal().replace("client_secret = \"s3cret\"", credential)
