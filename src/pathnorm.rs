@@ -189,21 +189,31 @@ impl<'a> CanonicalTarget<'a> {
         // And what a PHP front controller, a format suffix or Next.js reads
         // (`router::framework_readings`), review 12: below a public `/_next`,
         // `/_next/data/<id>/admin.json` is the data of the page `/admin`.
+        let framework_under = |path: &str, p: &String| {
+            crate::router::framework_readings(path, p.trim_end_matches('/').len())
+                .iter()
+                .flatten()
+                .all(|r| prefix_matches(r, p))
+        };
         let under = |p: &String| {
             prefix_matches(self.judged(), p)
                 && (self.decoded.is_none() || prefix_matches(&self.path, p))
-                && crate::router::framework_readings(self.judged(), p.trim_end_matches('/').len())
-                    .iter()
-                    .flatten()
-                    .all(|r| prefix_matches(r, p))
+                && framework_under(self.judged(), p)
         };
-        if self.flags & SPLITS_DIFFERENTLY == 0 {
+        if self.flags == 0 {
             return prefixes.iter().any(under);
         }
+        // Each reading's framework readings too, as the router reads them
+        // (review 12, C12): `/_next//data/<id>/admin.json` merged,
+        // `/_next/data;x/<id>/admin.json` without `;x`.
+        let splits = self.flags & SPLITS_DIFFERENTLY != 0;
         let readings = self.readings();
-        prefixes
-            .iter()
-            .any(|p| under(p) && readings.iter().all(|r| prefix_matches(r, p)))
+        prefixes.iter().any(|p| {
+            under(p)
+                && readings
+                    .iter()
+                    .all(|r| (!splits || prefix_matches(r, p)) && framework_under(r, p))
+        })
     }
 
     /// True when some upstream may read the segments differently from

@@ -222,7 +222,12 @@ impl Router {
 ///   `/index.php/admin/users` is `/admin/users` to it (Symfony takes the
 ///   script's base URL off `REQUEST_URI`, whatever the server's
 ///   `PATH_INFO`). The reading drops the first segment that ends in `.php`
-///   (any case: PHP on Windows) and has more path after it.
+///   (any case: PHP on Windows) and has more path after it. A second
+///   reading drops what lies between `keep` and it too (review 12, C12):
+///   Symfony's base URL is `SCRIPT_NAME` wherever it occurs in the URI, so
+///   with the script in a folder the URLs do not show (Laravel's
+///   `public/index.php` behind a root rewrite, Symfony's `web/app.php`),
+///   `/public/index.php/admin` and `/x/public/index.php/admin` are `/admin`.
 /// - Rails' optional `(.:format)` and Spring MVC's suffix pattern match
 ///   read `/admin.json` and `/admin.html` as `/admin`. The reading cuts the
 ///   last segment at its first `.` (a segment that starts with one, such
@@ -230,24 +235,37 @@ impl Router {
 /// - Next.js (pages router) answers `/_next/data/<build id>/admin/users.json`
 ///   with the server-side data of the page `/admin/users` (under a
 ///   `basePath` too: `/app/_next/data/<id>/x.json` is `/app/x`); the build
-///   id is in every page it serves. The reading is that page's path.
+///   id is in every page it serves. The reading is that page's path, with
+///   a leading `/index/` dropped as Next.js drops it (`denormalizePagePath`:
+///   `/_next/data/<id>/index/admin.json` is `/admin`'s), `/_next/data/`
+///   found in any case (Next.js before 13.4 matched it so), review 12 (C12).
 ///
 /// No reading changes what is forwarded: a path one of them reads under
 /// another route than the judged path's is refused.
-pub(crate) fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str>>; 3] {
-    let mut out = [None, None, None];
+pub(crate) fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str>>; 4] {
+    let mut out = [None, None, None, None];
     // Every reading needs a dot: plain paths without one cost one scan.
     if !path.contains('.') {
         return out;
     }
     // Whatever prefix holds it (a route or a public `/_next`): the page is
-    // another path.
-    const NEXT_DATA: &str = "/_next/data/";
-    if let Some(at) = path.find(NEXT_DATA) {
+    // another path. Any case (ASCII only: `at` stays a char boundary).
+    const NEXT_DATA: &[u8] = b"/_next/data/";
+    if let Some(at) = path
+        .as_bytes()
+        .windows(NEXT_DATA.len())
+        .position(|w| w.eq_ignore_ascii_case(NEXT_DATA))
+    {
         let after_id = &path[at + NEXT_DATA.len()..];
         if let Some(slash) = after_id.find('/') {
             let page = &after_id[slash..];
             let page = page.strip_suffix(".json").unwrap_or(page);
+            // `/index/x` is the page `/x` (the page `/index/x` is `/index/index/x`).
+            let page = if page.starts_with("/index/") {
+                &page["/index".len()..]
+            } else {
+                page
+            };
             out[2] = Some(Cow::Owned(format!("{}{page}", &path[..at])));
         }
     }
@@ -264,6 +282,14 @@ pub(crate) fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str
                 &path[..start - 1],
                 &path[end..]
             )));
+            // And with what lies between `keep` and the script dropped too
+            // (the script in a folder the URLs do not show). `get`: a
+            // reading of the path need not share the judged one's prefix.
+            if start - 1 > keep {
+                if let Some(kept) = path.get(..keep) {
+                    out[3] = Some(Cow::Owned(format!("{kept}{}", &path[end..])));
+                }
+            }
             break;
         }
         start = end + 1;

@@ -748,3 +748,26 @@ fn a_public_path_a_framework_reads_as_another_path_is_not_public() {
         assert!(parse(p).is_public(&pre), "{p:?} is public");
     }
 }
+
+#[test]
+fn a_public_path_whose_other_readings_a_framework_reads_elsewhere_is_not_public() {
+    // Review 12 (C12): the framework readings of each reading too (an
+    // upstream merging `//` or dropping `;x` hands Next.js the data path),
+    // and Next.js before 13.4 matched `/_next/data/` in any case.
+    let pre: Vec<String> = ["/_next"].iter().map(|p| p.to_string()).collect();
+    for p in [
+        "/_next//data/b1d-Id/admin.json",
+        "/_next/data;x/b1d-Id/admin.json",
+        "/_next/DATA/b1d-Id/admin.json",
+        "/_next/data/b1d-Id/index/admin.json",
+    ] {
+        assert!(!parse(p).is_public(&pre), "{p:?} is not public");
+    }
+    for p in [
+        "/_next/static/chunks/a.js",
+        "/_next//static/a.js",
+        "/_next/image;x.png",
+    ] {
+        assert!(parse(p).is_public(&pre), "{p:?} is public");
+    }
+}

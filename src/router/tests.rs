@@ -485,3 +485,148 @@ fn a_path_that_a_front_controller_or_a_format_suffix_reads_as_another_route_is_a
         Some("other")
     );
 }
+
+#[test]
+fn a_next_data_path_of_an_index_page_or_in_another_case_reads_as_that_page() {
+    // Review 12 (C12): Next.js drops a page path's leading `/index/`
+    // (`denormalizePagePath`: the page `/index/x`'s data is
+    // `/index/index/x.json`), so `/_next/data/<id>/index/admin/users.json`
+    // is the data of `/admin/users`; and before its router server (13.4)
+    // it matched `/_next/data/:path*` case-insensitively.
+    let r = Router::new(&[
+        route("root", &["app.example.com"], "/"),
+        route("admin", &["app.example.com"], "/admin"),
+    ]);
+    for path in [
+        "/_next/data/b1d-Id/index/admin/users.json",
+        "/_next/data/b1d-Id/index/admin.json",
+        "/_NEXT/DATA/b1d-Id/admin/users.json",
+        "/_next/Data/b1d-Id/index/admin.json",
+    ] {
+        assert!(
+            matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
+            "{path}"
+        );
+    }
+    for path in [
+        "/_next/data/b1d-Id/index.json",
+        "/_next/data/b1d-Id/index/docs.json",
+        "/_next/data/b1d-Id/index/index/admin.json",
+        "/_next/data/b1d-Id/indexadmin.json",
+        "/app/_next/data/b1d-Id/index/admin.json",
+    ] {
+        assert_eq!(
+            name(&r, "app.example.com", path).as_deref(),
+            Some("root"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_php_front_controller_below_a_folder_reads_what_follows_it() {
+    // Review 12 (C12): with the front controller in a folder the URLs do
+    // not show (Laravel's `public/index.php` behind a root rewrite, Symfony's
+    // `web/app.php`), Symfony takes `SCRIPT_NAME` (`/public/index.php`) as
+    // the base URL wherever it occurs in the request URI: both
+    // `/public/index.php/admin/users` and `/x/public/index.php/admin/users`
+    // are `/admin/users` to it.
+    let r = Router::new(&[
+        route("root", &["app.example.com"], "/"),
+        route("admin", &["app.example.com"], "/admin"),
+        route("shop", &["app.example.com"], "/shop"),
+        route("shop-admin", &["app.example.com"], "/shop/admin"),
+    ]);
+    for path in [
+        "/public/index.php/admin/users",
+        "/x/public/index.php/admin",
+        "/web/app.php/admin",
+        "/shop/public/index.php/admin/x",
+    ] {
+        assert!(
+            matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
+            "{path}"
+        );
+    }
+    for (path, route) in [
+        ("/w/index.php/Main_Page", "root"),
+        ("/public/index.php/docs", "root"),
+        ("/public/index.php/administration", "root"),
+        ("/shop/public/index.php/cart", "shop"),
+        ("/shop/index.php", "shop"),
+        ("/admin/index.php/x", "admin"),
+    ] {
+        assert_eq!(
+            name(&r, "app.example.com", path).as_deref(),
+            Some(route),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn framework_readings_never_panic_on_odd_paths() {
+    // Review 12 (C12): index arithmetic on generated paths (multi-byte
+    // characters, tiny paths, every `keep`), and the router and `public`
+    // that call it.
+    const PIECES: &[&str] = &[
+        "/",
+        "/",
+        "//",
+        ".",
+        "..",
+        "php",
+        ".php",
+        ".PHP",
+        "/_next/data/",
+        "_next",
+        "data",
+        "/index",
+        "index",
+        ".json",
+        "json",
+        "é",
+        "ß",
+        "ａ",
+        "\u{10348}",
+        "a",
+        "%2F",
+        "%2e",
+        ";",
+        "?",
+        "\\",
+        "~",
+        "admin",
+        "x.y.z",
+    ];
+    let r = Router::new(&[
+        route("root", &["app.example.com"], "/"),
+        route("admin", &["app.example.com"], "/admin"),
+        route("dots", &["app.example.com"], "/v1.2"),
+        route("php", &["app.example.com"], "/legacy/index.php"),
+    ]);
+    let public: Vec<String> = ["/_next", "/static/", "/a.php", "/é"]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as usize) % n
+    };
+    for _ in 0..20_000 {
+        let mut path = String::new();
+        for _ in 0..next(9) {
+            path.push_str(PIECES[next(PIECES.len())]);
+        }
+        for keep in 0..=path.len() + 2 {
+            let _ = framework_readings(&path, keep);
+        }
+        let _ = r.lookup("app.example.com", &path);
+        if let Ok(t) = CanonicalTarget::parse(&path) {
+            let _ = t.is_public(&public);
+        }
+    }
+}
