@@ -280,6 +280,10 @@ upstream = "http://127.0.0.1:1"
             "HR Ad\u{ad}mins",
             "HR Adm\u{131}ns",
             "H\u{301}R Admins",
+            // Review 12 (C12): accents, and a dotted capital I.
+            "HR Ádmins",
+            "HR A\u{301}dmins",
+            "HR ADMİNS",
         ] {
             assert!(!usable(&c, bad), "{bad:?}");
         }
