@@ -212,6 +212,15 @@ async fn pipeline<'g>(
         &target,
     )?;
     let public = target.is_public(&route.public);
+    // Next.js's image optimizer reads another path from the query.
+    let public = route::check_next_image(
+        &gw.auth.router,
+        host_text,
+        uri.query(),
+        &target,
+        route,
+        public,
+    )?;
     // WebDAV COPY/MOVE write where `Destination` says: judged as the target is.
     route::check_destination(&gw.auth.router, host_text, req.headers(), route, public)?;
     route::check_subtree(

@@ -245,6 +245,57 @@ pub fn check_destination(
     Ok(())
 }
 
+/// Next.js's image optimizer (`/_next/image?url=/admin/chart.png&w=640&q=75`)
+/// fetches a relative `url` from the app itself, past realmgate
+/// (`fetchInternalImage` calls its own request handler), and answers with
+/// the image (review 12, C12). Below a public `/_next` that let anyone read
+/// an image of a stricter route's paths (a file in `public/admin/`, an API
+/// route's chart); below a lax route, anyone that route admits. So such a
+/// request is judged as its `url` too: a `url` another route serves is a
+/// 400, and the request is public only when that path is public as well.
+/// `Ok`: whether the request is public. Absolute `url`s are fetched from
+/// outside (`remotePatterns`) and change nothing.
+pub fn check_next_image(
+    router: &Router,
+    host: &str,
+    query: Option<&str>,
+    target: &CanonicalTarget<'_>,
+    route: &Arc<RouteSettings>,
+    public: bool,
+) -> Result<bool, GatewayError> {
+    const IMAGE: &[u8] = b"/_next/image";
+    let path = target.judged().trim_end_matches('/').as_bytes();
+    let Some(query) = query else {
+        return Ok(public);
+    };
+    if path.len() < IMAGE.len() || !path[path.len() - IMAGE.len()..].eq_ignore_ascii_case(IMAGE) {
+        return Ok(public);
+    }
+    // Next.js refuses a repeated `url` (an array) with a 400 of its own.
+    let mut urls = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "url")
+        .map(|(_, v)| v);
+    let (Some(src), None) = (urls.next(), urls.next()) else {
+        return Ok(public);
+    };
+    if !src.starts_with('/') {
+        return Ok(public);
+    }
+    let refused = || {
+        GatewayError::BadRequest(
+            "The image optimizer's url names a path of another route (Next.js fetches it from the app itself). Give the image a path under this route, or an absolute URL.",
+        )
+    };
+    let src_path = src.split(['?', '#']).next().unwrap_or("/");
+    let src_target = CanonicalTarget::parse(src_path).map_err(|_| refused())?;
+    match router.lookup_target(host, &src_target) {
+        Lookup::Found(r) if Arc::ptr_eq(r, route) => {
+            Ok(public && src_target.is_public(&route.public))
+        }
+        _ => Err(refused()),
+    }
+}
+
 /// WebDAV methods that act on a collection's whole subtree: `MOVE` and
 /// `DELETE` always (RFC 4918 9.9, 9.6.1), `COPY` and `LOCK` unless
 /// `Depth: 0`, `PROPFIND` unless `Depth: 0` or `1`; and those whose body

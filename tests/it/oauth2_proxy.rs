@@ -997,3 +997,58 @@ async fn webdav_methods_on_a_collection_holding_another_route_are_refused() {
         assert_eq!(resp.status(), StatusCode::OK, "{m} {path} depth {depth:?}");
     }
 }
+
+/// Next.js's image optimizer fetches a relative `url` from the app itself
+/// (`fetchInternalImage`), past realmgate: `/_next/image?url=/admin/x.png`
+/// below a public prefix gave anyone an image of the strict `/admin`, and on
+/// the lax route gave bob (denied on `/admin`) one (review 12, C12). The
+/// request is judged as its `url` too.
+#[tokio::test]
+async fn next_image_optimizer_urls_are_judged_as_the_path_they_fetch() {
+    let w = World::start(true).await;
+    let (bob, _) = w.sign_in(BOB, "/").await;
+    let anonymous = w.gateway.client();
+    let url = |p: &str| w.gateway.url(APP, p);
+    let before = w.upstream.count();
+    for path in [
+        "/static/_next/image?url=%2Fadmin%2Fchart.png&w=640&q=75",
+        "/static/_next/image?w=64&url=/admin/chart.png",
+        "/static/_next/image?url=%2FADMIN%2Fchart.png&w=64",
+        "/static/_next/image/?url=%2Fadmin%2Fchart.png&w=64",
+    ] {
+        let resp = anonymous.get(url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path:?}");
+    }
+    for path in [
+        "/_next/image?url=%2Fadmin%2Fchart.png&w=640&q=75",
+        "/_next/image?url=%2Fadmin&w=64",
+    ] {
+        let resp = bob.get(&url(path)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path:?}");
+    }
+    assert_eq!(w.upstream.count(), before, "none reached the app");
+    // An image of the public prefix stays public; one of the route's
+    // protected paths needs a session; absolute urls change nothing.
+    let resp = anonymous
+        .get(url("/static/_next/image?url=%2Fstatic%2Fa.png&w=64"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = anonymous
+        .get(url("/static/_next/image?url=%2Fdocs%2Fa.png&w=64"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.status(), StatusCode::OK);
+    let resp = anonymous
+        .get(url(
+            "/static/_next/image?url=https%3A%2F%2Fcdn.example%2Fa.png&w=64",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = bob.get(&url("/_next/image?url=%2Fdocs%2Fa.png&w=64")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
