@@ -203,6 +203,18 @@ async fn judge(
         Some(h) => h.clone(),
         None => host_of(parts),
     };
+    // `/_next/image?url=/admin/x.png`: judged as that path too (review 12, C12).
+    let public = match &target {
+        Some(t) => crate::phase::route::check_next_image(
+            &ctx.state.router,
+            &host,
+            fwd.trusted_query.as_deref(),
+            t,
+            &route,
+            public,
+        )?,
+        None => public,
+    };
     crate::phase::route::check_destination(
         &ctx.state.router,
         &host,
@@ -328,6 +340,9 @@ struct Forwarded {
     host_from_original_url: bool,
     /// From a trusted proxy only: the original path, without query.
     trusted_path: Option<String>,
+    /// From a trusted proxy only: the original query (Next.js's image
+    /// optimizer reads another path from it, `phase::route::check_next_image`).
+    trusted_query: Option<String>,
     /// From a trusted proxy only: a URI header was sent but cannot be read
     /// (repeated, too long, not visible ASCII), or `X-Forwarded-Uri` and
     /// `X-Original-URI` name different paths. Never judged as another
@@ -400,6 +415,10 @@ impl Forwarded {
             .then(|| uri.as_deref().map(path_of))
             .flatten()
             .map(str::to_string);
+        let trusted_query = trusted
+            .then(|| uri.as_deref().and_then(query_of))
+            .flatten()
+            .map(str::to_string);
         Forwarded {
             target: rd.or(uri.clone()).or(redirect_header),
             may_redirect,
@@ -407,6 +426,7 @@ impl Forwarded {
             trusted_host,
             host_from_original_url,
             trusted_path,
+            trusted_query,
             unreadable_uri,
         }
     }
@@ -444,6 +464,12 @@ fn path_of(uri: &str) -> &str {
     };
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     &rest[..end]
+}
+
+/// The query of a forwarded URI: `/a?x=1#f` -> `x=1`.
+fn query_of(uri: &str) -> Option<&str> {
+    let (_, query) = uri.split_once('?')?;
+    Some(query.split('#').next().unwrap_or(query))
 }
 
 /// The authority of an absolute URL (`https://h:8443/a` -> `h:8443`);
@@ -538,6 +564,27 @@ fn untrusted_forward(ctx: &Ctx<'_>, parts: &Parts) -> Result<bool, Unjudgeable> 
     // Untrusted, the request is judged by its own route (`policy_route`
     // without a forwarded host or path).
     match policy_route(ctx, parts, &as_trusted, target.as_ref()) {
+        // Next.js's image optimizer fetching another route's path is the
+        // trusted proxy's 400 too (review 12, C12).
+        Ok(named)
+            if target.as_ref().is_some_and(|t| {
+                let host = as_trusted
+                    .trusted_host
+                    .clone()
+                    .unwrap_or_else(|| host_of(parts));
+                crate::phase::route::check_next_image(
+                    &ctx.state.router,
+                    &host,
+                    as_trusted.trusted_query.as_deref(),
+                    t,
+                    &named,
+                    false,
+                )
+                .is_err()
+            }) =>
+        {
+            Err(Unjudgeable::AmbiguousPath)
+        }
         Ok(named) => Ok(!Arc::ptr_eq(&named, ctx.route)),
         // A path whose readings select different routes (`/ADMIN/users`,
         // `/admin;x/users`, `//x/admin/users`, `/index.php/admin/users`) is

@@ -1025,8 +1025,18 @@ async fn next_image_optimizer_urls_are_judged_as_the_path_they_fetch() {
     ] {
         let resp = bob.get(&url(path)).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path:?}");
+        // At forward auth too, from a trusted proxy and from any peer.
+        refused_at_verify(&bob, &url("/.auth/verify"), path).await;
     }
     assert_eq!(w.upstream.count(), before, "none reached the app");
+    let untrusted = World::start(false).await;
+    let (bob_untrusted, _) = untrusted.sign_in(BOB, "/").await;
+    refused_at_verify(
+        &bob_untrusted,
+        &untrusted.gateway.url(APP, "/.auth/verify"),
+        "/_next/image?url=%2Fadmin%2Fchart.png&w=64",
+    )
+    .await;
     // An image of the public prefix stays public; one of the route's
     // protected paths needs a session; absolute urls change nothing.
     let resp = anonymous
