@@ -239,6 +239,8 @@ impl Router {
 ///   a leading `/index/` dropped as Next.js drops it (`denormalizePagePath`:
 ///   `/_next/data/<id>/index/admin.json` is `/admin`'s), `/_next/data/`
 ///   found in any case (Next.js before 13.4 matched it so), review 12 (C12).
+///   Gatsby's `/page-data/<page>/page-data.json` likewise (the page's
+///   built data, served as a static file).
 ///
 /// No reading changes what is forwarded: a path one of them reads under
 /// another route than the judged path's is refused.
@@ -267,6 +269,20 @@ pub(crate) fn framework_readings(path: &str, keep: usize) -> [Option<Cow<'_, str
                 page
             };
             out[2] = Some(Cow::Owned(format!("{}{page}", &path[..at])));
+        }
+    }
+    // Gatsby: `/page-data/admin/users/page-data.json` is the built data of
+    // the page `/admin/users` (`/page-data/index/page-data.json` is `/`'s),
+    // under a `pathPrefix` too (review 12, C12).
+    const PAGE_DATA: &str = "/page-data/";
+    const PAGE_DATA_FILE: &str = "/page-data.json";
+    if out[2].is_none() {
+        if let Some(at) = path.find(PAGE_DATA) {
+            let rest = &path[at + PAGE_DATA.len()..];
+            if let Some(page) = rest.strip_suffix(PAGE_DATA_FILE) {
+                let page = if page == "index" { "" } else { page };
+                out[2] = Some(Cow::Owned(format!("{}/{page}", &path[..at])));
+            }
         }
     }
     let mut start = 0;

@@ -630,3 +630,42 @@ fn framework_readings_never_panic_on_odd_paths() {
         }
     }
 }
+
+#[test]
+fn a_gatsby_page_data_file_reads_as_its_page() {
+    // Review 12 (C12): Gatsby serves the built data of the page
+    // `/admin/users` at `/page-data/admin/users/page-data.json`.
+    let r = Router::new(&[
+        route("root", &["app.example.com"], "/"),
+        route("admin", &["app.example.com"], "/admin"),
+    ]);
+    for path in [
+        "/page-data/admin/users/page-data.json",
+        "/page-data/admin/page-data.json",
+        "/page-data/admin%2Fusers/page-data.json",
+    ] {
+        assert!(
+            matches!(r.lookup("app.example.com", path), Lookup::AmbiguousPath),
+            "{path}"
+        );
+    }
+    for path in [
+        "/page-data/index/page-data.json",
+        "/page-data/docs/page-data.json",
+        "/page-data/sq/d/123456.json",
+        "/page-data/app-data.json",
+        "/prefix/page-data/admin/page-data.json",
+    ] {
+        assert_eq!(
+            name(&r, "app.example.com", path).as_deref(),
+            Some("root"),
+            "{path}"
+        );
+    }
+    // Below a public `/page-data/`, a page's data is as public as the page.
+    let public = vec!["/page-data/".to_string()];
+    let t = CanonicalTarget::parse("/page-data/admin/page-data.json").unwrap();
+    assert!(!t.is_public(&public));
+    let t = CanonicalTarget::parse("/page-data/sq/d/123456.json").unwrap();
+    assert!(t.is_public(&public));
+}
