@@ -42,13 +42,19 @@ pub fn is_auth_target(target: &crate::pathnorm::CanonicalTarget<'_>) -> bool {
     is_auth_path(target.path()) || is_auth_path(target.judged())
 }
 
-/// True when realmgate answers the request itself on `route`: `/.auth/*`
-/// ([`is_auth_target`]), with `oauth2_proxy_endpoints` `/oauth2/*`, and
-/// with the `pomerium` profile Pomerium's JWKS path.
-pub fn is_own_target(route: &RouteSettings, target: &crate::pathnorm::CanonicalTarget<'_>) -> bool {
+/// True when realmgate answers the request itself on `route` of `host`:
+/// `/.auth/*` ([`is_auth_target`]), with `oauth2_proxy_endpoints`
+/// `/oauth2/*`, and on a host with a `pomerium` profile route Pomerium's
+/// JWKS path.
+pub fn is_own_target(
+    router: &crate::router::Router,
+    host: &str,
+    route: &RouteSettings,
+    target: &crate::pathnorm::CanonicalTarget<'_>,
+) -> bool {
     is_auth_target(target)
         || oauth2::is_alias_target(route, target)
-        || keys::is_pomerium_target(route, target)
+        || keys::is_pomerium_target(router, host, target)
 }
 
 /// Serves `/.auth/*` (and `/oauth2/*` on routes with
@@ -79,10 +85,10 @@ pub async fn serve(
         // Not `/.auth`: the pipeline sends only `oauth2::is_alias_target`
         // requests here.
         None if oauth2::is_alias_path(&path) => oauth2::serve(&ctx, &mut parts, body, conn).await,
-        // The pipeline sends it here only on `pomerium` profile routes.
+        // The pipeline sends it here only on hosts of `pomerium` profile
+        // routes (`keys::is_pomerium_target`).
         None if path == keys::POMERIUM_JWKS
-            && matches!(parts.method, Method::GET | Method::HEAD)
-            && route.headers == crate::config::HeaderProfile::Pomerium =>
+            && matches!(parts.method, Method::GET | Method::HEAD) =>
         {
             Ok(keys::keys(state))
         }

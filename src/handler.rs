@@ -197,7 +197,7 @@ async fn pipeline<'g>(
 
     // 2. Strip, first step: hop-by-hop headers (an Upgrade remembered).
     let upgrade = strip::hop_by_hop(&mut req);
-    if crate::endpoints::is_own_target(route, &target) {
+    if crate::endpoints::is_own_target(&gw.auth.router, host_text, route, &target) {
         // Boxed: sign-in endpoints have large futures; the proxied requests'
         // futures (moved several times per request) stay small without them.
         return Ok(Box::pin(crate::endpoints::serve(&gw.auth, route, req, conn)).await);

@@ -203,6 +203,12 @@ impl Router {
         self.routes_of(host).is_some()
     }
 
+    /// True when some route of `host` is `wanted`.
+    pub fn any_route_of(&self, host: &str, wanted: impl Fn(&RouteSettings) -> bool) -> bool {
+        self.routes_of(host)
+            .is_some_and(|routes| routes.iter().any(|e| wanted(&e.route)))
+    }
+
     fn routes_of(&self, host: &str) -> Option<&Vec<Entry>> {
         let host = normalize_host(host)?;
         self.by_host.get(&*host)

@@ -377,6 +377,40 @@ async fn the_pomerium_profile_sends_an_assertion_in_pomerium_s_form() {
     assert_eq!(w.upstream.count(), before + 1);
 }
 
+/// A pomerium route at `/app` beside another profile's `/` on one host:
+/// Pomerium's JWKS path (where the SDKs look, on the app's host) is
+/// realmgate's on that host, whichever route holds the path.
+#[tokio::test]
+async fn the_pomerium_keys_are_served_on_a_host_where_the_pomerium_route_has_a_prefix() {
+    // No key file: the key made at start, as `/.auth/keys` serves it.
+    let w: World = World::builder()
+        .connection(entra("contoso", "contoso.example").home_realm("contoso.example"))
+        .route(echo_route("root", POM))
+        .route(
+            echo_route("pomapp", POM)
+                .with(r#"path_prefix = "/app""#)
+                .with(r#"headers = "pomerium""#),
+        )
+        .start()
+        .await;
+    let before = w.upstream.count();
+    let resp = w.get(POM, "/.well-known/pomerium/jwks.json", &[]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let jwks = resp.text().await.unwrap();
+    assert_eq!(jwks, w.jwks(POM).await);
+    assert_eq!(w.upstream.count(), before, "not the app's");
+    let cookie = w.sign_in(ALICE, POM).await;
+    let resp = w.get(POM, "/app/x", &[("cookie", cookie.as_str())]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let token = Echoed::from(resp)
+        .await
+        .header("x-pomerium-jwt-assertion")
+        .expect("pomerium assertion");
+    jose_verify(&jwks, POM, POM, &token)
+        .await
+        .unwrap_or_else(|e| panic!("jose refused: {e}"));
+}
+
 /// Both headers on one route: each in its own form.
 #[tokio::test]
 async fn jwt_assertion_beside_the_pomerium_profile_keeps_realmgate_s_form() {
