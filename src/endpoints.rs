@@ -7,8 +7,8 @@
 //! `refresh` (`auth::refresh`) and the OIDC
 //! `backchannel` logout. On a route with `oauth2_proxy_endpoints`, the
 //! same handlers also answer at oauth2-proxy's `/oauth2/*` names (`oauth2`);
-//! on a `pomerium` profile route, `/.auth/keys` also answers at Pomerium's
-//! `/.well-known/pomerium/jwks.json` (`keys`).
+//! on the hosts of `pomerium` profile routes, `/.auth/keys` also answers at
+//! Pomerium's `/.well-known/pomerium/jwks.json` (`keys`).
 //! Every answer is `Cache-Control: no-store`; every
 //! error goes through `respond`.
 
