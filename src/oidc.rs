@@ -277,6 +277,10 @@ pub struct LogoutToken {
     pub sub: Option<String>,
     pub sid: Option<String>,
     pub iss: String,
+    /// The token's `jti`, and how long it must be remembered (until `exp`
+    /// plus leeway): the caller claims it once across replicas too.
+    pub jti: String,
+    pub remember_for: std::time::Duration,
     /// Entra's object id of the user, when the token carries one (the
     /// session's `user_id` on Entra connections).
     pub oid: Option<String>,
@@ -885,9 +889,16 @@ impl Provider {
                     "too many logout tokens at once; try again later".into(),
                 ));
             }
-            seen.insert(jti, exp);
+            seen.insert(jti.clone(), exp);
         }
+        let remember_for = std::time::Duration::from_secs(
+            exp.saturating_add(id_token::LEEWAY_SECS)
+                .saturating_sub(now)
+                .max(1),
+        );
         Ok(LogoutToken {
+            jti,
+            remember_for,
             sub: get("sub"),
             // An empty sid names no provider session: the logout is by sub
             // (sessions made without a sid have none either).

@@ -2,7 +2,8 @@
 //! The provider POSTs a `logout_token` (form field); realmgate validates it
 //! with the provider that issued it (signature, `iss`, `aud`, `iat`/`exp`,
 //! the back-channel `events` claim, `sid` or `sub`, no `nonce`, a `jti` not
-//! seen before: `Provider::verify_logout_token`) and ends the matching
+//! seen before: `Provider::verify_logout_token`, and with Redis not seen by
+//! any replica: `SessionStore::claim_once`) and ends the matching
 //! sessions on every replica through the store.
 //!
 //! Which sessions end — only sessions of the connection whose provider
@@ -60,6 +61,34 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
             );
         }
     };
+    // Replay across replicas (SPEC 4: each logout token once): each
+    // process remembers the `jti`s it saw (`verify_logout_token`); a shared
+    // store remembers them for every replica, so a captured token is not
+    // accepted once more per replica (review 12). Keyed by the first
+    // accepting connection, whose issuer signed it.
+    if let Some(first) = connections.first() {
+        let key = format!("logout-jti:{}", token.jti);
+        match ctx
+            .state
+            .shared
+            .sessions
+            .claim_once(&first.name, &key, token.remember_for)
+            .await
+        {
+            Ok(Some(false)) => {
+                tracing::info!(connection = %first.name, "back-channel logout refused: replayed on another replica");
+                return bad_request("logout token replayed (jti seen before)");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "session store failed during back-channel logout");
+                return json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": "temporarily_unavailable", "error_description": "the session store cannot be reached; retry later"}),
+                );
+            }
+        }
+    }
     // What to end in each accepting connection, decided before anything ends.
     let mut targets = Vec::with_capacity(connections.len());
     for conn in &connections {

@@ -556,6 +556,35 @@ async fn backchannel_logout_through_nginx_is_refused_by_every_replica_within_a_s
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["sessions_ended"], 1, "{body}");
     assert_refused_everywhere_within_a_second(&w, &cookie, done, "a back-channel logout").await;
+    // Each logout token once, on every replica (review 12): a captured
+    // token replayed at each replica in turn ends nothing more (without
+    // the shared claim, the replicas that had not seen it accepted it).
+    for r in &w.replicas {
+        let resp = w
+            .client_at(r.addr)
+            .post(format!(
+                "http://{APP}:{}/.auth/backchannel-logout",
+                r.addr.port()
+            ))
+            .form(&[("logout_token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "replica {}: {body}",
+            r.addr
+        );
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("replayed")),
+            "{body}"
+        );
+    }
 }
 
 /// Results of the background load.
