@@ -249,8 +249,8 @@ pub struct ConnectionSettings {
     /// group to the app (SPEC 6.1, review 9, review 11).
     pub names_of_other_connections: std::collections::HashSet<String>,
     /// The names and ids this connection's own `group_names` maps, as
-    /// `fold` reads them: a group display name read from Graph that reads
-    /// as one of them is not shown (`entra::group_names::usable`).
+    /// `fold` reads them: a group value or Graph display name that reads as
+    /// one of them is not shown ([`ConnectionSettings::reads_as_a_mapped_name`]).
     pub own_names_folded: std::collections::HashSet<String>,
     /// The `home_realm_domains` of every other connection: an email of one
     /// of them is not this connection's to vouch for (SPEC 6.1), in
@@ -279,6 +279,21 @@ pub struct ConnectionSettings {
 }
 
 impl ConnectionSettings {
+    /// True when `text` (a group value or name this connection does not
+    /// map) reads, as lenient comparers read it (`fold`: case, width,
+    /// marks, invisible code points), as a name or id that some connection
+    /// maps in `group_names`: another connection's (SPEC 6.1), or this
+    /// one's own, whose group the policy would not take it for (a mapped
+    /// name matches through the mapping only; review 12). Shown anywhere,
+    /// it would look like that group to the app.
+    pub fn reads_as_a_mapped_name(&self, text: &str) -> bool {
+        if self.names_of_other_connections.is_empty() && self.own_names_folded.is_empty() {
+            return false;
+        }
+        let folded = crate::fold::fold(text.trim());
+        self.names_of_other_connections.contains(&folded) || self.own_names_folded.contains(&folded)
+    }
+
     /// The issuer the discovery document is fetched from (Entra: `{authority}/{tenant}/v2.0`).
     pub fn issuer_url(&self) -> Url {
         match &self.kind {

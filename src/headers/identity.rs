@@ -784,21 +784,7 @@ struct Group<'a> {
 /// like that connection's group (SPEC 6.1). The group headers, the signed
 /// assertion and `/.auth/me` (every shape) leave such values out.
 pub(crate) fn borrowed_group(connection: &ConnectionSettings, value: &str) -> bool {
-    !connection.group_names.contains_key(value) && reads_as_a_mapped_name(connection, value)
-}
-
-/// True when `text` (a group value or name `connection` does not map)
-/// reads, as lenient comparers read it, as a name or id some connection
-/// maps in `group_names`: another connection's (SPEC 6.1), or this
-/// connection's own, whose mapped group the policy would not take it for
-/// (a name in `group_names` matches through the mapping only; review 12).
-fn reads_as_a_mapped_name(connection: &ConnectionSettings, text: &str) -> bool {
-    if connection.names_of_other_connections.is_empty() && connection.own_names_folded.is_empty() {
-        return false;
-    }
-    let folded = crate::fold::fold(text.trim());
-    connection.names_of_other_connections.contains(&folded)
-        || connection.own_names_folded.contains(&folded)
+    !connection.group_names.contains_key(value) && connection.reads_as_a_mapped_name(value)
 }
 
 fn header_groups<'a>(
@@ -835,7 +821,7 @@ fn header_groups<'a>(
         // left out (SPEC 6.1: a name in some connection's `group_names`
         // belongs to that connection, through the mapping). Compared as
         // lenient comparers read it.
-        if name.is_none() && reads_as_a_mapped_name(connection, &shown) {
+        if name.is_none() && connection.reads_as_a_mapped_name(&shown) {
             return None;
         }
         Some(Group { id, shown })

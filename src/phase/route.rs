@@ -264,10 +264,11 @@ pub fn check_next_image(
     public: bool,
 ) -> Result<bool, GatewayError> {
     const IMAGE: &[u8] = b"/_next/image";
-    let path = target.judged().trim_end_matches('/').as_bytes();
+    // Most requests end here: no query.
     let Some(query) = query else {
         return Ok(public);
     };
+    let path = target.judged().trim_end_matches('/').as_bytes();
     if path.len() < IMAGE.len() || !path[path.len() - IMAGE.len()..].eq_ignore_ascii_case(IMAGE) {
         return Ok(public);
     }

@@ -265,11 +265,13 @@ impl Session {
     /// [`Session::vouched_email`].
     ///
     /// A username that names no domain (`alice`, `CORP\alice`) says whose
-    /// account it is only within one directory: where another connection
-    /// that is not Entra's is configured, it could be that connection's
-    /// user's too (an LDAP directory's `sAMAccountName` `alice`, and a
-    /// partner's user who chose the username `alice`), so only a username
-    /// that is one plain address is shown (review 12).
+    /// account it is only within one directory: it is shown only from the
+    /// connection that owns such names (the only LDAP directory, else the
+    /// only connection other than Entra's:
+    /// `ConnectionSettings::bare_usernames_are_ambiguous`); another
+    /// connection's user who chose `alice` would read as the directory's
+    /// Alice, so there only a username that is one plain address is shown
+    /// (review 12).
     pub fn vouched_username(&self, conn: &crate::config::ConnectionSettings) -> Option<&str> {
         let username = self.preferred_username.as_deref()?;
         if conn.bare_usernames_are_ambiguous && !crate::email::is_plain(username) {

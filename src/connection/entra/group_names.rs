@@ -202,15 +202,9 @@ pub(crate) fn usable(conn: &ConnectionSettings, name: &str) -> bool {
         && name.chars().count() <= MAX_NAME_CHARS
         && !name.chars().any(|c| c.is_control() || c == ',' || c == ';')
         && !is_guid(name)
-        && {
-            // As lenient comparers read it (`fold`: case, width, marks,
-            // invisible code points, `ſ`), like the other connections' names
-            // below: a group any tenant user may create and name must not
-            // read as one this connection maps (review 12).
-            let folded = crate::fold::fold(name);
-            !conn.own_names_folded.contains(&folded)
-                && !conn.names_of_other_connections.contains(&folded)
-        }
+        // A group any tenant user may create and name must not read as one
+        // this connection (or another) maps, as lenient comparers read it.
+        && !conn.reads_as_a_mapped_name(name)
 }
 
 #[cfg(test)]
