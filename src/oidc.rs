@@ -908,6 +908,14 @@ impl Provider {
         })
     }
 
+    /// Forgets a logout token's `jti` that [`Provider::verify_logout_token`]
+    /// took but whose logout did not finish (the session store failed):
+    /// the provider's retry of the same token must not read as a replay.
+    pub fn forget_logout_jti(&self, jti: &str) {
+        let mut seen = self.seen_jtis.lock().unwrap_or_else(|p| p.into_inner());
+        seen.remove(jti);
+    }
+
     /// Signature and every claim check for `purpose`; returns the verified claims.
     async fn verify(
         &self,

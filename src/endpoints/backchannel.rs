@@ -3,8 +3,9 @@
 //! with the provider that issued it (signature, `iss`, `aud`, `iat`/`exp`,
 //! the back-channel `events` claim, `sid` or `sub`, no `nonce`, a `jti` not
 //! seen before: `Provider::verify_logout_token`, and with Redis not seen by
-//! any replica: `SessionStore::claim_once`) and ends the matching
-//! sessions on every replica through the store.
+//! any replica: `SessionStore::begin_once`, marked done once the sessions
+//! have ended) and ends the matching sessions on every replica through the
+//! store. A logout the store fails half-way is a 503 whose retry is taken.
 //!
 //! Which sessions end — only sessions of the connection whose provider
 //! accepted the token (its issuer signed it, for its client id): the store
@@ -65,27 +66,30 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
     // process remembers the `jti`s it saw (`verify_logout_token`); a shared
     // store remembers them for every replica, so a captured token is not
     // accepted once more per replica (review 12). Keyed by the first
-    // accepting connection, whose issuer signed it.
-    if let Some(first) = connections.first() {
-        let key = format!("logout-jti:{}", token.jti);
-        match ctx
-            .state
-            .shared
-            .sessions
-            .claim_once(&first.name, &key, token.remember_for)
-            .await
-        {
+    // accepting connection, whose issuer signed it. The mark is `pending`
+    // until the sessions are ended: a logout that fails half-way (the
+    // store down) is a 503 the provider retries, and the retry must end
+    // them, not read as a replay. A mark left pending (the store failed
+    // again while finishing) lets a replay end the user's sessions once
+    // more: the safe side.
+    let once = connections.first().map(|first| {
+        (
+            first.name.clone(),
+            format!("logout-jti:{}", token.jti),
+            token.remember_for,
+        )
+    });
+    if let Some((conn, key, ttl)) = &once {
+        match ctx.state.shared.sessions.begin_once(conn, key, *ttl).await {
             Ok(Some(false)) => {
-                tracing::info!(connection = %first.name, "back-channel logout refused: replayed on another replica");
+                tracing::info!(connection = %conn, "back-channel logout refused: replayed on another replica");
                 return bad_request("logout token replayed (jti seen before)");
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "session store failed during back-channel logout");
-                return json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({"error": "temporarily_unavailable", "error_description": "the session store cannot be reached; retry later"}),
-                );
+                forget_jti(ctx, &connections, &token.jti);
+                return store_unavailable();
             }
         }
     }
@@ -124,6 +128,11 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
     let names: Vec<&str> = targets.iter().map(|(c, _)| *c).collect();
     match result {
         Ok(n) => {
+            if let Some((conn, key, ttl)) = &once {
+                if let Err(e) = ctx.state.shared.sessions.finish_once(conn, key, *ttl).await {
+                    tracing::warn!(error = %e, "back-channel logout done, but not marked done in the session store: a replay of this token would end the user's sessions again");
+                }
+            }
             tracing::info!(connection = %names.join(","), sessions = n, by_sid = token.sid.is_some(), "back-channel logout");
             ctx.state
                 .audit
@@ -136,12 +145,27 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
         }
         Err(e) => {
             tracing::error!(error = %e, "session store failed during back-channel logout");
-            json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"error": "temporarily_unavailable", "error_description": "the session store cannot be reached; retry later"}),
-            )
+            forget_jti(ctx, &connections, &token.jti);
+            store_unavailable()
         }
     }
+}
+
+/// Forgets `jti` in each accepting connection's memory of the tokens it
+/// saw, so the provider's retry of a logout that failed is taken.
+fn forget_jti(ctx: &Ctx<'_>, connections: &[Arc<ConnectionSettings>], jti: &str) {
+    for conn in connections {
+        if let Some(provider) = ctx.state.shared.providers.get(&conn.name) {
+            provider.forget_logout_jti(jti);
+        }
+    }
+}
+
+fn store_unavailable() -> Response<Body> {
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"error": "temporarily_unavailable", "error_description": "the session store cannot be reached; retry later"}),
+    )
 }
 
 /// What a logout token ends within one connection.

@@ -795,6 +795,49 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn begin_once<'a>(
+        &'a self,
+        connection: &'a str,
+        value: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<bool>, StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.once(connection, value);
+            let script = &self.scripts.begin_once;
+            let ttl_ms = millis(ttl).max(1);
+            let go: i64 = self
+                .conn
+                .run(self.timeout, "begin once", |mut c| async move {
+                    script.key(key).arg(ttl_ms).invoke_async(&mut c).await
+                })
+                .await?;
+            Ok(Some(go == 1))
+        })
+    }
+
+    fn finish_once<'a>(
+        &'a self,
+        connection: &'a str,
+        value: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.once(connection, value);
+            let ttl_ms = millis(ttl).max(1);
+            self.conn
+                .run(self.timeout, "SET", |mut c| async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg("done")
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+                .await
+        })
+    }
+
     /// `INCR` and `PEXPIRE` (on the first failure, or on every one with
     /// `restart`) in one script: the same window on every replica.
     fn count_failure<'a>(

@@ -128,6 +128,33 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Starts an action that must happen once across replicas though it
+    /// may fail half-way (a back-channel logout keyed by its token's
+    /// `jti`): marks `value` of `connection` begun for `ttl`. Some(true):
+    /// go ahead (the first time, or an earlier attempt never reached
+    /// [`SessionStore::finish_once`]); Some(false): it was finished before
+    /// (a replay). None when the store is not shared (the caller's
+    /// in-process memory decides).
+    fn begin_once<'a>(
+        &'a self,
+        _connection: &'a str,
+        _value: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<bool>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Marks the action [`SessionStore::begin_once`] began as finished for
+    /// `ttl`: from now on it is a replay on every replica.
+    fn finish_once<'a>(
+        &'a self,
+        _connection: &'a str,
+        _value: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Counts one failed password sign-in under `key` (`ldap::limit`) in a
     /// window of `window`, from the key's first failure, or, with
     /// `restart`, from its last one; answers the count. None: this store

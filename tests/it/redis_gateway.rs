@@ -262,3 +262,75 @@ async fn redis_down_readyz_503_cached_sessions_served_others_fail_closed_then_re
     r.a.shutdown().await;
     r.b.shutdown().await;
 }
+
+/// Posts `token` to the back-channel logout endpoint of `addr`.
+async fn backchannel_logout(addr: SocketAddr, token: &str) -> (StatusCode, serde_json::Value) {
+    let resp = reqwest::Client::builder()
+        .resolve(HOST, addr)
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .post(url(addr, "/.auth/backchannel-logout"))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backchannel_logout_the_store_failed_half_way_is_taken_when_retried_then_never_again() {
+    let r = replicas().await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let (on_a, on_b) = (browser(&jar, r.a.addr), browser(&jar, r.b.addr));
+    sign_in(&r, &on_a, r.a.addr).await;
+    assert_eq!(page(&on_b, r.b.addr).await, StatusCode::OK);
+    let token = r
+        .idp
+        .mint_logout_token(BOB, idp::DEMO_CLIENT_ID, None)
+        .unwrap();
+    // The store fails half-way: the token's jti can be marked, but the
+    // user's sessions cannot be listed to end them (SMEMBERS refused).
+    assert!(r
+        .redis
+        .command("ACL SETUSER default -smembers")
+        .await
+        .contains("OK"));
+    let (status, body) = backchannel_logout(r.a.addr, &token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(page(&on_b, r.b.addr).await, StatusCode::OK, "nothing ended");
+    assert!(r
+        .redis
+        .command("ACL SETUSER default +smembers")
+        .await
+        .contains("OK"));
+    // The provider retries the same token at the same replica: taken (this
+    // replica's memory of the jti and the shared mark let it through),
+    // where before it was refused as a replay and the sessions lived on.
+    let (status, body) = backchannel_logout(r.a.addr, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sessions_ended"], 1, "{body}");
+    let started = Instant::now();
+    while page(&on_b, r.b.addr).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "replica b still served the session after the logout"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Once done, a replay is refused on every replica.
+    for addr in [r.a.addr, r.b.addr] {
+        let (status, body) = backchannel_logout(addr, &token).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{addr}: {body}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("replayed")),
+            "{body}"
+        );
+    }
+    r.a.shutdown().await;
+    r.b.shutdown().await;
+}

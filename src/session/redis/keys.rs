@@ -184,6 +184,10 @@ pub(super) struct Scripts {
     pub(super) reserve_attempt: Script,
     /// KEYS: under-way counter. One attempt fewer under way.
     pub(super) release_attempt: Script,
+    /// KEYS: a once-only action's key. ARGV: ttl ms. 0 when the action was
+    /// finished (`done`); else marks it begun (`pending`, kept as it is
+    /// when an earlier attempt began it) and answers 1.
+    pub(super) begin_once: Script,
 }
 
 impl Scripts {
@@ -225,6 +229,12 @@ return 1",
             ),
             release_attempt: Script::new(
                 r"if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 1",
+            ),
+            begin_once: Script::new(
+                r"local v = redis.call('GET', KEYS[1])
+if v == 'done' then return 0 end
+if not v then redis.call('SET', KEYS[1], 'pending', 'PX', ARGV[1]) end
 return 1",
             ),
             unlock: Script::new(
