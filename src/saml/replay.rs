@@ -42,4 +42,14 @@ impl ReplayCache {
         seen.insert(id.to_string(), until);
         true
     }
+
+    /// Forgets `id`, taken by [`ReplayCache::first_use`] for an action that
+    /// then failed (the session store down): its retry is not a replay.
+    pub fn forget(&self, id: &str) {
+        let mut seen = match self.seen.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        seen.remove(id);
+    }
 }

@@ -350,8 +350,59 @@ impl<'a> SamlSignIn<'a> {
         }
     }
 
-    /// The replay check shared by assertions and LogoutRequests (`key`
-    /// prefixed by the caller for the latter): true the first time `key` is
+    /// Ends the sessions a verified LogoutRequest names: (how many, whether
+    /// some may live on: `PartialLogout`).
+    async fn end_for_logout_request(
+        &self,
+        req: &EndpointRequest<'_>,
+        lr: &slo::LogoutRequest,
+    ) -> Result<(u64, bool), crate::session::store::StoreError> {
+        let mut ended = 0u64;
+        // Without SessionIndex the user's sessions are found by who they
+        // are. The front-channel request comes through the user's browser
+        // (its cookie is sent on this top-level navigation or form post):
+        // its own session ends when this connection made it for this very
+        // NameID. Sessions in the user's other browsers are found only
+        // under `<connection>:<NameID>`, the user id unless
+        // `attributes.user_id` is mapped: then ids are that attribute's
+        // values, `<connection>:<NameID>` names none of this user's
+        // sessions and may name another user's, so it is not used.
+        let mut partial = false;
+        if lr.session_indexes.is_empty() {
+            if let Some(id) = &req.session_id {
+                let session = self.sessions.get(id).await?;
+                let own = session.is_some_and(|s| {
+                    s.connection == self.conn.name
+                        && s.saml_name_id
+                            .as_deref()
+                            .is_some_and(|n| n.value == lr.name_id)
+                });
+                if own {
+                    self.sessions.delete(id).await?;
+                    ended = ended.saturating_add(1);
+                }
+            }
+            if !self.settings.attributes.maps_user_id() {
+                if let Some(user) = crate::session::model::user_id_for(self.conn, &lr.name_id, None)
+                {
+                    ended = ended
+                        .saturating_add(self.sessions.revoke_user(&self.conn.name, &user).await?);
+                }
+            }
+            // Nothing matched: the user may have no session here, or
+            // sessions kept under an attribute's id (attributes.user_id, or
+            // the default objectidentifier) that neither rule can reach.
+            // Success would tell the IdP they ended; PartialLogout (core
+            // 3.7.3.2) says some may live on.
+            partial = ended == 0;
+        }
+        for index in &lr.session_indexes {
+            ended = ended.saturating_add(self.sessions.revoke_sid(&self.conn.name, index).await?);
+        }
+        Ok((ended, partial))
+    }
+
+    /// The replay check of assertions: true the first time `key` is
     /// offered before `until`; Err when the shared store cannot answer.
     async fn claim_once(
         &self,
@@ -366,6 +417,27 @@ impl<'a> SamlSignIn<'a> {
         Ok(self
             .sessions
             .claim_once(&self.conn.name, key, ttl)
+            .await?
+            .unwrap_or(true))
+    }
+
+    /// [`Self::claim_once`] for an action that may fail half-way (a
+    /// LogoutRequest): true when it may go ahead, also when an earlier
+    /// attempt never finished; the caller forgets `key` in this process
+    /// when it fails and marks it done in the store when it succeeds.
+    async fn begin_once(
+        &self,
+        key: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<bool, crate::session::store::StoreError> {
+        if !self.replay.first_use(key, until, now) {
+            return Ok(false);
+        }
+        let ttl = std::time::Duration::from_secs(until.saturating_sub(now).max(1));
+        Ok(self
+            .sessions
+            .begin_once(&self.conn.name, key, ttl)
             .await?
             .unwrap_or(true))
     }
@@ -870,72 +942,30 @@ impl SamlSignIn<'_> {
         )
         .map_err(bad)?;
         // Each LogoutRequest once (the same replay cache as assertions,
-        // shared through Redis; its own key space).
-        match self
-            .claim_once(&format!("slo:{}", lr.id), lr.valid_until, now)
-            .await
-        {
+        // shared through Redis; its own key space), marked done only once
+        // its sessions have ended: a request the store failed half-way (a
+        // 503) is taken again when the browser retries it.
+        let key = format!("slo:{}", lr.id);
+        match self.begin_once(&key, lr.valid_until, now).await {
             Ok(true) => {}
             Ok(false) => return Err(bad(SamlError::Replay)),
             Err(e) => {
+                self.replay.forget(&key);
                 tracing::error!(error = %e, "session store failed during the SAML logout replay check");
                 return Err(GatewayError::StoreUnavailable);
             }
         }
-        let store_down = |e| {
-            tracing::error!(error = %e, "session store failed during SAML single logout");
-            GatewayError::StoreUnavailable
+        let (ended, partial) = match self.end_for_logout_request(&req, &lr).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.replay.forget(&key);
+                tracing::error!(error = %e, "session store failed during SAML single logout");
+                return Err(GatewayError::StoreUnavailable);
+            }
         };
-        let mut ended = 0u64;
-        // Without SessionIndex the user's sessions are found by who they
-        // are. The front-channel request comes through the user's browser
-        // (its cookie is sent on this top-level navigation or form post):
-        // its own session ends when this connection made it for this very
-        // NameID. Sessions in the user's other browsers are found only
-        // under `<connection>:<NameID>`, the user id unless
-        // `attributes.user_id` is mapped: then ids are that attribute's
-        // values, `<connection>:<NameID>` names none of this user's
-        // sessions and may name another user's, so it is not used.
-        let mut partial = false;
-        if lr.session_indexes.is_empty() {
-            if let Some(id) = &req.session_id {
-                let session = self.sessions.get(id).await.map_err(store_down)?;
-                let own = session.is_some_and(|s| {
-                    s.connection == self.conn.name
-                        && s.saml_name_id
-                            .as_deref()
-                            .is_some_and(|n| n.value == lr.name_id)
-                });
-                if own {
-                    self.sessions.delete(id).await.map_err(store_down)?;
-                    ended = ended.saturating_add(1);
-                }
-            }
-            if !self.settings.attributes.maps_user_id() {
-                if let Some(user) = crate::session::model::user_id_for(self.conn, &lr.name_id, None)
-                {
-                    ended = ended.saturating_add(
-                        self.sessions
-                            .revoke_user(&self.conn.name, &user)
-                            .await
-                            .map_err(store_down)?,
-                    );
-                }
-            }
-            // Nothing matched: the user may have no session here, or
-            // sessions kept under an attribute's id (attributes.user_id, or
-            // the default objectidentifier) that neither rule can reach.
-            // Success would tell the IdP they ended; PartialLogout (core
-            // 3.7.3.2) says some may live on.
-            partial = ended == 0;
-        }
-        for index in &lr.session_indexes {
-            ended = ended.saturating_add(
-                self.sessions
-                    .revoke_sid(&self.conn.name, index)
-                    .await
-                    .map_err(store_down)?,
-            );
+        let ttl = std::time::Duration::from_secs(lr.valid_until.saturating_sub(now).max(1));
+        if let Err(e) = self.sessions.finish_once(&self.conn.name, &key, ttl).await {
+            tracing::warn!(error = %e, "SAML single logout done, but not marked done in the session store: a replay would end the sessions again");
         }
         tracing::info!(connection = %self.conn.name, sessions = ended, "SAML single logout");
         // The IdP's logout request is a front-channel logout (it comes

@@ -617,6 +617,49 @@ async fn a_logout_request_without_session_index_at_another_replica_ends_the_brow
     drop(redis);
 }
 
+/// The IdP's LogoutRequest that the session store failed half-way (a 503:
+/// the sessions could not be listed to end them) is taken when the browser
+/// retries it, and is a replay only once its sessions have ended; before,
+/// the retry was refused as a replay and the session lived on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idp_logout_request_the_store_failed_half_way_is_taken_when_retried() {
+    let (idp, sp) = (idp_key(), idp_key());
+    let redis = crate::redis_util::RedisServer::start().await;
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\nredis_cache_ttl = \"30s\"",
+        redis.url()
+    );
+    let w: World = builder(&idp, &sp, "").session(&session).start().await;
+    let browser = sp_sign_in(&w, &idp).await;
+    let slo = w.url("/.auth/saml/fabrikam/slo");
+    let xml = format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_lr_half_way" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">u-123</saml:NameID><samlp:SessionIndex>_idp_session_7</samlp:SessionIndex></samlp:LogoutRequest>"#,
+        realmgate::saml::binding::instant(now())
+    );
+    let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
+    let signer = realmgate::saml::binding::SpSigner::from_pem(&pem).expect("IdP key");
+    let url =
+        realmgate::saml::binding::redirect_url(&slo, "SAMLRequest", &xml, None, Some(&signer))
+            .expect("redirect URL");
+    assert!(redis
+        .command("ACL SETUSER default -smembers")
+        .await
+        .contains("OK"));
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(signed_in(&w, &browser).await, "nothing ended");
+    assert!(redis
+        .command("ACL SETUSER default +smembers")
+        .await
+        .contains("OK"));
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(logout_answer(&resp, "_lr_half_way"), [SUCCESS]);
+    assert!(!signed_in(&w, &browser).await, "the session ended");
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "replayed");
+    drop(redis);
+}
+
 /// Without the IdP's SLO endpoint the answer is a page: it does not say
 /// "signed out" when a LogoutRequest without SessionIndex ended nothing.
 #[tokio::test]
