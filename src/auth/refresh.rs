@@ -12,7 +12,9 @@
 //!   lock then takes the store's short lock (`SET NX PX`, see
 //!   [`SessionStore::try_lock_refresh`](crate::session::store::SessionStore::try_lock_refresh)): providers rotate refresh tokens,
 //!   so a second replica refreshing with the same token would be refused
-//!   and end the session. A replica that finds the lock taken re-reads the
+//!   and end the session. Its holder renews it while the refresh runs
+//!   (a slow provider plus Graph's pages can outlast its ttl); it expires
+//!   by itself when the holder dies. A replica that finds the lock taken re-reads the
 //!   session from the store (never a cache) until the other replica's
 //!   refresh lands, for at most [`LOCK_WAIT`]; the memory store grants the
 //!   lock at once.
@@ -52,9 +54,14 @@ pub(crate) const REFRESH_MARGIN_SECS: u64 = 60;
 /// make every request wait for a failing token call.
 const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 30;
 
-/// How long one replica may hold a session's refresh lock; it expires by
-/// itself if the holder dies (a token call is bounded well below this).
+/// How long one replica holds a session's refresh lock without renewing
+/// it: it expires by itself this long after its holder dies. The holder
+/// renews it every [`LOCK_RENEW`] while the refresh runs (the token call,
+/// Graph's pages and userinfo, each bounded, may together outlast it).
 const LOCK_TTL: Duration = Duration::from_secs(15);
+
+/// How often the holder renews the refresh lock.
+const LOCK_RENEW: Duration = Duration::from_secs(5);
 
 /// How long a request waits for another replica's refresh of its session.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -137,12 +144,40 @@ async fn refresh(
             }
         }
     }
-    let result = refresh_locked(state, id, seen, force, &mut last_unavailable).await;
+    let work = refresh_locked(state, id, seen, force, &mut last_unavailable);
+    let result = renewing_lock(store.as_ref(), id, &token, work).await;
     if let Err(e) = store.unlock_refresh(id, &token).await {
         // It expires by itself within LOCK_TTL.
         tracing::warn!(error = %e, "could not release a token refresh lock");
     }
     result
+}
+
+/// Runs `work` while renewing the store's refresh lock `token` holds every
+/// [`LOCK_RENEW`], so a refresh that outlasts [`LOCK_TTL`] keeps it; a
+/// holder that dies stops renewing and the lock expires by itself.
+async fn renewing_lock<T>(
+    store: &dyn crate::session::store::SessionStore,
+    id: &SessionId,
+    token: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + LOCK_RENEW, LOCK_RENEW);
+    loop {
+        tokio::select! {
+            // The work first: once it is done, no renewal is sent.
+            biased;
+            result = &mut work => return result,
+            _ = renew.tick() => match store.extend_refresh_lock(id, token, LOCK_TTL).await {
+                Ok(true) => {}
+                // Not fatal: the refresh goes on; another replica may
+                // refresh too, as before the lock existed.
+                Ok(false) => tracing::warn!("a token refresh outlasted its lock, which another replica may have taken"),
+                Err(e) => tracing::warn!(error = %e, "could not renew a token refresh lock"),
+            },
+        }
+    }
 }
 
 /// A random token that marks this attempt's hold of the store lock.
@@ -386,5 +421,101 @@ pub(crate) async fn endpoint(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
             Ok(resp)
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures_util::future::BoxFuture;
+
+    use super::{renewing_lock, LOCK_RENEW, LOCK_TTL};
+    use crate::session::model::Session;
+    use crate::session::store::{SessionId, SessionStore, StoreError};
+
+    /// Counts the lock renewals; nothing else is called.
+    #[derive(Default)]
+    struct Renewals(AtomicU32);
+
+    impl SessionStore for Renewals {
+        fn get<'a>(
+            &'a self,
+            _: &'a SessionId,
+        ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
+            unreachable!("not read")
+        }
+        fn put<'a>(
+            &'a self,
+            _: &'a SessionId,
+            _: Session,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            unreachable!("not written")
+        }
+        fn delete<'a>(&'a self, _: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+            unreachable!("not deleted")
+        }
+        fn revoke_user<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
+            unreachable!("not revoked")
+        }
+        fn revoke_sid<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
+            unreachable!("not revoked")
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn approximate_len(&self) -> u64 {
+            0
+        }
+        fn extend_refresh_lock<'a>(
+            &'a self,
+            _: &'a SessionId,
+            token: &'a str,
+            ttl: Duration,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            assert_eq!((token, ttl), ("t", LOCK_TTL));
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(true) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_that_outlasts_the_lock_keeps_renewing_it_and_a_quick_one_never_does() {
+        let store = Renewals::default();
+        let id = SessionId::generate();
+        // A refresh of 40 s (a slow provider, then Graph's pages): renewed
+        // every LOCK_RENEW, so the lock never lapses under it.
+        let slow = renewing_lock(&store, &id, "t", async {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            7
+        })
+        .await;
+        assert_eq!(slow, 7);
+        let renewals = store.0.load(Ordering::SeqCst);
+        assert_eq!(
+            renewals,
+            40 / LOCK_RENEW.as_secs() as u32 - 1,
+            "every {LOCK_RENEW:?}, the last one cut short"
+        );
+        assert!(
+            LOCK_RENEW * 2 < LOCK_TTL,
+            "a renewal comes well before the lock lapses"
+        );
+        // A refresh within LOCK_RENEW costs no renewal.
+        let quick = renewing_lock(&store, &id, "t", async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        quick.await;
+        assert_eq!(store.0.load(Ordering::SeqCst), renewals);
     }
 }

@@ -946,6 +946,31 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn extend_refresh_lock<'a>(
+        &'a self,
+        id: &'a SessionId,
+        token: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let key = &self.keys.lock(&session_hash(id));
+            let script = &self.scripts.extend_lock;
+            let ttl_ms = millis(ttl).max(1);
+            let held: i64 = self
+                .conn
+                .run(self.timeout, "extend lock", |mut c| async move {
+                    script
+                        .key(key)
+                        .arg(token)
+                        .arg(ttl_ms)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(held == 1)
+        })
+    }
+
     fn unlock_refresh<'a>(
         &'a self,
         id: &'a SessionId,

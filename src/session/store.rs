@@ -211,6 +211,19 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(async { Err(StoreError("this session store cannot list sessions".into())) })
     }
 
+    /// Keeps the refresh lock for `ttl` more while it still holds `token`:
+    /// its holder renews it while the refresh runs (a slow provider plus
+    /// Graph paging can outlast one `ttl`). False when it no longer holds
+    /// `token` (it expired, and maybe another replica took it).
+    fn extend_refresh_lock<'a>(
+        &'a self,
+        _id: &'a SessionId,
+        _token: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(true) })
+    }
+
     /// Releases the lock if it still holds `token` (it may have expired and
     /// been taken by another replica since).
     fn unlock_refresh<'a>(

@@ -719,6 +719,23 @@ async fn the_refresh_lock_admits_one_replica_at_a_time_and_expires() {
         started.elapsed() >= Duration::from_millis(300),
         "expired too early"
     );
+    // Its holder renews it (a refresh that outlasts the ttl): held past
+    // several ttls; another replica can neither renew nor take it.
+    let id = SessionId::generate();
+    assert!(r.a.try_lock_refresh(&id, "a", ttl).await.unwrap());
+    for _ in 0..4 {
+        tokio::time::sleep(ttl / 2).await;
+        assert!(r.a.extend_refresh_lock(&id, "a", ttl).await.unwrap());
+        assert!(!r.b.extend_refresh_lock(&id, "b", ttl).await.unwrap());
+        assert!(
+            !r.b.try_lock_refresh(&id, "b", ttl).await.unwrap(),
+            "renewed"
+        );
+    }
+    // Once it lapsed, its old holder cannot renew it.
+    tokio::time::sleep(ttl * 2).await;
+    assert!(!r.a.extend_refresh_lock(&id, "a", ttl).await.unwrap());
+    assert!(r.b.try_lock_refresh(&id, "b", ttl).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

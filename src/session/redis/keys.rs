@@ -188,6 +188,9 @@ pub(super) struct Scripts {
     /// finished (`done`); else marks it begun (`pending`, kept as it is
     /// when an earlier attempt began it) and answers 1.
     pub(super) begin_once: Script,
+    /// KEYS: a refresh lock. ARGV: its holder's token, ttl ms. 1 when it
+    /// still held the token (and now lives ttl more), else 0.
+    pub(super) extend_lock: Script,
 }
 
 impl Scripts {
@@ -236,6 +239,10 @@ return 1",
 if v == 'done' then return 0 end
 if not v then redis.call('SET', KEYS[1], 'pending', 'PX', ARGV[1]) end
 return 1",
+            ),
+            extend_lock: Script::new(
+                r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0",
             ),
             unlock: Script::new(
                 r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
