@@ -184,6 +184,21 @@ impl Upstreams {
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             request.headers_mut().insert(UPGRADE, proto.clone());
+        } else if binds_connection(request.headers()) {
+            // NTLM and Negotiate authenticate the connection, not the
+            // request: IIS (http.sys) serves every later request on it as
+            // that Windows user, with or without credentials
+            // (`authPersistSingleRequest` is false by default). A pooled
+            // connection would hand one user's Windows identity to the next
+            // user's requests, of any route to the same upstream. The
+            // request asks the upstream to close it, and no exchange keeps
+            // it (hyper's clients read the request's `close`, as does the
+            // own codec). NTLM's three legs need one connection, so NTLM
+            // through realmgate fails (closed); one-leg Negotiate (Kerberos)
+            // still works.
+            request
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
 
         let started = Instant::now();
@@ -317,6 +332,25 @@ fn join_cookie_fields(headers: &mut http::HeaderMap) {
             headers.remove(COOKIE);
         }
     }
+}
+
+/// True when an `Authorization` field names a scheme that authenticates the
+/// connection rather than the request (NTLM, Negotiate, Kerberos), in any
+/// case and after any leading whitespace (HTTP/2 keeps it; IIS skips it).
+fn binds_connection(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|v| {
+            let value = v.as_bytes().trim_ascii_start();
+            let scheme = value
+                .split(|b| b.is_ascii_whitespace() || *b == b',')
+                .next()
+                .unwrap_or_default();
+            [&b"ntlm"[..], b"negotiate", b"kerberos"]
+                .iter()
+                .any(|s| scheme.eq_ignore_ascii_case(s))
+        })
 }
 
 /// True when `chosen` (the upstream's `Upgrade`) is one of the protocols in `asked`.

@@ -161,3 +161,42 @@ fn an_unknown_upstream_client_is_refused_naming_the_key() {
     assert!(err.contains("upstream_client"), "{err}");
     assert!(err.contains("\"hyper\""), "{err}");
 }
+
+#[test]
+fn connection_bound_credentials_are_recognised_in_any_spelling() {
+    let with = |values: &[&str]| {
+        let mut headers = http::HeaderMap::new();
+        for v in values {
+            headers.append(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        binds_connection(&headers)
+    };
+    for bound in [
+        "NTLM TlRMTVNTUAABAAAA",
+        "ntlm TlRMTVNTUAADAAAA",
+        "Negotiate YIIG",
+        "NEGOTIATE\tYIIG",
+        " Negotiate YIIG",
+        "Kerberos YIIG",
+        "NTLM",
+    ] {
+        assert!(with(&[bound]), "{bound:?}");
+        assert!(
+            with(&["Basic dXNlcjpwYXNz", bound]),
+            "second field {bound:?}"
+        );
+    }
+    for not in [
+        "Bearer x",
+        "Basic dXNlcjpwYXNz",
+        "Digest username=\"a\"",
+        "NTLMx y",
+        "Negotiated y",
+    ] {
+        assert!(!with(&[not]), "{not:?}");
+    }
+    assert!(!with(&[]));
+}

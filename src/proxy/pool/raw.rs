@@ -114,6 +114,13 @@ impl RawConn {
                 interim = true;
                 continue;
             }
+            let mut head = head;
+            if codec::asks_to_close(&parts.headers) {
+                // The request said `Connection: close` (`proxy::forward`
+                // sends it with connection-bound credentials): whatever the
+                // upstream answers, the connection serves nobody after it.
+                head.reusable = false;
+            }
             return Ok(head);
         }
     }

@@ -196,6 +196,31 @@ async fn a_connection_is_reused_after_its_body_was_read() {
     assert_eq!(up.requests.load(Ordering::SeqCst), 3);
 }
 
+#[tokio::test]
+async fn a_request_that_says_close_leaves_no_connection_to_reuse() {
+    // The upstream keeps the connection open whatever the request said;
+    // `proxy::forward` sends `Connection: close` with NTLM or Negotiate
+    // credentials, and such a connection must serve nobody after them.
+    let up = upstream(Behaviour::KeepAlive).await;
+    let pool = Pool::new(Target::Addr(up.addr), LIMIT, 1);
+    let closing = |mut req: Request<Body>| {
+        req.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        req
+    };
+    for req in [
+        closing(request(Method::GET)),
+        closing(with_body(Method::POST)),
+    ] {
+        let response = pool.send(req, None).await.unwrap();
+        assert_eq!(body_text(response).await, "hello");
+        assert_eq!(pool.idle_count(), 0);
+    }
+    let response = pool.send(request(Method::GET), None).await.unwrap();
+    assert_eq!(body_text(response).await, "hello");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 3);
+}
+
 /// Each proxy thread (shard) reuses only the connections it opened, which
 /// are registered with its own event loop.
 #[tokio::test]

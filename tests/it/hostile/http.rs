@@ -3,6 +3,15 @@
 //! HTTP/2 abuse (rapid reset, CONTINUATION flood) is written frame by frame
 //! on h2c. (Slow clients are tested with the server, in `server.rs`.)
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
 use crate::util::*;
 
 /// A gateway with one fully public route, so anything that got through
@@ -198,6 +207,117 @@ async fn an_upstream_switching_to_a_protocol_nobody_asked_for_is_502() {
     )
     .await;
     assert_eq!(raw_status(&raw), Some(502), "{raw}");
+}
+
+/// An upstream that authenticates connections as IIS does with Windows
+/// authentication: a request with `Authorization: NTLM <type 3>` (or
+/// `Negotiate`) signs the whole connection in, and every later request on it
+/// is served as that user, credentials or not. Answers `user=<name>` or 401.
+async fn connection_authenticating_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let signed_in: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let signed_in = signed_in.clone();
+                async move {
+                    let auth = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    // Read the body to its end: the connection stays usable.
+                    let _ = req.into_body().collect().await;
+                    if let Some(user) = auth
+                        .strip_prefix("NTLM TYPE3 ")
+                        .or_else(|| auth.strip_prefix("Negotiate TICKET "))
+                    {
+                        *signed_in.lock().unwrap() = Some(user.to_string());
+                    }
+                    let user = signed_in.lock().unwrap().clone();
+                    let response = match user {
+                        Some(user) => Response::new(Full::new(Bytes::from(format!("user={user}")))),
+                        None => Response::builder()
+                            .status(401)
+                            .header("www-authenticate", "NTLM")
+                            .body(Full::new(Bytes::new()))
+                            .unwrap(),
+                    };
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_signed_in_by_ntlm_or_negotiate_never_serves_another_client() {
+    // Two public routes to one upstream address share its connection pool
+    // (realmgate's own, or hyper-util's with `upstream_client = "hyper"`);
+    // one proxy thread, so every request draws from the same idle list.
+    let up = connection_authenticating_upstream().await;
+    let upstream = format!("http://{up}");
+    for client in ["", "upstream_client = \"hyper\""] {
+        let routes = [
+            route(
+                "app",
+                "app.test",
+                "/",
+                &upstream,
+                &format!("public = [\"/\"]\n{client}"),
+            ),
+            route(
+                "other",
+                "other.test",
+                "/",
+                &upstream,
+                &format!("public = [\"/\"]\n{client}"),
+            ),
+        ]
+        .concat();
+        let gw = TestGateway::start(&config("workers = 1", &routes)).await;
+        for (credentials, body) in [
+            ("NTLM TYPE3 alice-admin", ""),
+            ("Negotiate TICKET alice-admin", ""),
+            ("NTLM TYPE3 alice-admin", "x=1"),
+        ] {
+            let with_body = if body.is_empty() {
+                String::new()
+            } else {
+                format!("Content-Length: {}\r\n", body.len())
+            };
+            // Alice signs in to the app with Windows credentials.
+            let mut alice = KeepAliveConn::connect(gw.addr).await;
+            let request = format!(
+                "POST /me HTTP/1.1\r\nHost: app.test\r\nAuthorization: {credentials}\r\n{with_body}\r\n{body}"
+            );
+            let (status, answer) = alice.exchange(request.as_bytes()).await.expect("an answer");
+            assert_eq!((status, answer.as_slice()), (200, &b"user=alice-admin"[..]));
+            // Mallory, on his own connection, without credentials, on either route.
+            for host in ["app.test", "other.test"] {
+                let mut mallory = KeepAliveConn::connect(gw.addr).await;
+                let request = format!("POST /me HTTP/1.1\r\nHost: {host}\r\n{with_body}\r\n{body}");
+                let (status, answer) = mallory
+                    .exchange(request.as_bytes())
+                    .await
+                    .expect("an answer");
+                assert_eq!(
+                    status,
+                    401,
+                    "{client} {credentials}: Mallory was served as {}",
+                    String::from_utf8_lossy(&answer)
+                );
+            }
+        }
+        gw.stop().await;
+    }
 }
 
 // === HTTP/2 (h2c, prior knowledge) written frame by frame ===

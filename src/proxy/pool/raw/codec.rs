@@ -290,6 +290,16 @@ pub(super) fn keeps_alive(response: &Response<()>) -> bool {
     !close && (response.version() == Version::HTTP_11 || keep_alive)
 }
 
+/// True when a request's `Connection` header holds `close`.
+pub(super) fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
 /// What the decoder made of the buffered bytes.
 #[derive(Debug)]
 pub(super) enum Step {
