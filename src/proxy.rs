@@ -45,7 +45,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderValue, CONNECTION, COOKIE, HOST, UPGRADE};
+use http::header::{
+    HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TRANSFER_ENCODING, UPGRADE,
+};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
@@ -295,6 +297,13 @@ impl Upstreams {
         }
 
         let (mut parts, body) = response.into_parts();
+        if parts.headers.contains_key(TRANSFER_ENCODING) {
+            // RFC 9112 6.3: the body was framed by Transfer-Encoding, so a
+            // Content-Length beside it is wrong (or a smuggling attempt) and
+            // must go before forwarding. hyper's client keeps it (the own
+            // codec removes it): the client got the body cut at that length.
+            parts.headers.remove(CONTENT_LENGTH);
+        }
         strip_hop_by_hop(&mut parts.headers);
         Ok(Forwarded {
             response: Response::from_parts(parts, body),
