@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{
-    HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TRANSFER_ENCODING, UPGRADE,
+    HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE,
 };
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -180,6 +180,14 @@ impl Upstreams {
         };
         request.headers_mut().insert(HOST, host);
         join_cookie_fields(request.headers_mut());
+        // `Expect: 100-continue` was answered here: hyper's server sends the
+        // client its 100 as soon as the body is read, and every exchange then
+        // sends the body at once, whatever the upstream answers. Passed on,
+        // the upstream would be told to wait for a body it has not invited:
+        // one that answers early and takes the connection to carry no body
+        // (no 100 was sent) reads the client's body as the next request. As
+        // Envoy and h2o do, the expectation ends at the proxy that met it.
+        request.headers_mut().remove(EXPECT);
 
         if let Some((_, proto)) = &upgrade {
             request

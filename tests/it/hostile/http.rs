@@ -394,6 +394,26 @@ async fn a_response_with_content_length_and_transfer_encoding_reaches_the_client
     }
 }
 
+#[tokio::test]
+async fn a_client_expectation_is_met_here_and_never_passed_to_the_upstream() {
+    // hyper's server answers `Expect: 100-continue` itself and realmgate
+    // then sends the body at once: an upstream told to expect must not be
+    // left thinking no body follows. With and without a body (hyper's
+    // exchange and the own codec).
+    let (up, gw) = setup("").await;
+    for request in [
+        &b"POST /e HTTP/1.1\r\nHost: app.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"[..],
+        b"GET /e HTTP/1.1\r\nHost: app.test\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    ] {
+        let raw = raw_exchange(gw.addr, request).await;
+        let (head, body) = raw.rsplit_once("\r\n\r\n").expect("a response");
+        assert!(head.contains("HTTP/1.1 200 OK"), "{raw}");
+        let echoed = Echoed(serde_json::from_str(body).expect("echo JSON"));
+        assert!(echoed.header_all("expect").is_empty(), "{body}");
+    }
+    assert_eq!(up.count(), 2);
+}
+
 // === HTTP/2 (h2c, prior knowledge) written frame by frame ===
 
 mod h2 {
