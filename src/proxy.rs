@@ -189,23 +189,25 @@ impl Upstreams {
         // Envoy and h2o do, the expectation ends at the proxy that met it.
         request.headers_mut().remove(EXPECT);
 
+        // NTLM and Negotiate authenticate the connection, not the request:
+        // IIS (http.sys) serves every later request on it as that Windows
+        // user, with or without credentials (`authPersistSingleRequest` is
+        // false by default). A pooled connection would hand one user's
+        // Windows identity to the next user's requests, of any route to the
+        // same upstream. Such a request asks the upstream to close it, and
+        // no exchange keeps it (hyper's clients read the request's `close`,
+        // as does the own codec; an upgrade the upstream refuses would
+        // otherwise go back to hyper-util's pool). NTLM's three legs need
+        // one connection, so NTLM through realmgate fails (closed); one-leg
+        // Negotiate (Kerberos) still works, WebSockets included.
+        let close = binds_connection(request.headers());
         if let Some((_, proto)) = &upgrade {
+            let connection = if close { "upgrade, close" } else { "upgrade" };
             request
                 .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                .insert(CONNECTION, HeaderValue::from_static(connection));
             request.headers_mut().insert(UPGRADE, proto.clone());
-        } else if binds_connection(request.headers()) {
-            // NTLM and Negotiate authenticate the connection, not the
-            // request: IIS (http.sys) serves every later request on it as
-            // that Windows user, with or without credentials
-            // (`authPersistSingleRequest` is false by default). A pooled
-            // connection would hand one user's Windows identity to the next
-            // user's requests, of any route to the same upstream. The
-            // request asks the upstream to close it, and no exchange keeps
-            // it (hyper's clients read the request's `close`, as does the
-            // own codec). NTLM's three legs need one connection, so NTLM
-            // through realmgate fails (closed); one-leg Negotiate (Kerberos)
-            // still works.
+        } else if close {
             request
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -11,6 +11,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::util::*;
 
@@ -316,6 +317,75 @@ async fn a_connection_signed_in_by_ntlm_or_negotiate_never_serves_another_client
                 );
             }
         }
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_the_upstream_refuses_leaves_no_signed_in_connection_behind() {
+    // hyper-util's HTTP/1.1 client (https upstreams, `upstream_client =
+    // "hyper"`) pools the connection of an upgrade the upstream refused;
+    // with Windows credentials on it, that connection is signed in.
+    let up = connection_authenticating_upstream().await;
+    let routes = route(
+        "app",
+        "app.test",
+        "/",
+        &format!("http://{up}"),
+        "public = [\"/\"]\nupstream_client = \"hyper\"",
+    );
+    let gw = TestGateway::start(&config("workers = 1", &routes)).await;
+    let upgrade = |credentials: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{credentials}\r\n"
+        )
+    };
+    let mut alice = KeepAliveConn::connect(gw.addr).await;
+    let request = upgrade("Authorization: NTLM TYPE3 alice-admin\r\n");
+    let (status, answer) = alice.exchange(request.as_bytes()).await.expect("an answer");
+    assert_eq!((status, answer.as_slice()), (200, &b"user=alice-admin"[..]));
+    let mut mallory = KeepAliveConn::connect(gw.addr).await;
+    let (status, answer) = mallory
+        .exchange(upgrade("").as_bytes())
+        .await
+        .expect("an answer");
+    assert_eq!(
+        status,
+        401,
+        "Mallory was served as {}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test]
+async fn websockets_with_windows_credentials_still_open_on_either_client() {
+    let up = EchoUpstream::start().await;
+    for client in ["", "upstream_client = \"hyper\""] {
+        let routes = route(
+            "app",
+            "app.test",
+            "/",
+            &up.url(),
+            &format!("public = [\"/\"]\n{client}"),
+        );
+        let gw = TestGateway::start(&config("", &routes)).await;
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let mut request = format!("ws://app.test:{}/ws", gw.addr.port())
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            http::HeaderValue::from_static("Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnag"),
+        );
+        let (mut ws, resp) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio_tungstenite::client_async(request, stream),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+        assert_eq!(resp.status(), 101, "{client}");
+        websocket_echoes(&mut ws, "hello").await;
         gw.stop().await;
     }
 }
