@@ -53,6 +53,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::connect::capture_connection;
 
 use crate::config::RouteSettings;
 use crate::headers::hop::strip_hop_by_hop;
@@ -251,7 +252,23 @@ impl Upstreams {
                     client(Box::pin(up.clients.h1.request(boxed(request))).await)
                 }
                 (Exchange::HyperClient, None) => {
-                    client(Box::pin(up.clients.any.request(boxed(request))).await)
+                    // A request with a body: its HTTP/1 connection must not
+                    // go back to hyper-util's pool after an answer that may
+                    // have left the body unread (`pool::keeps_after_a_body`).
+                    // hyper-util hands it back when the answer's body ends,
+                    // so it is marked at once; a request already waiting
+                    // for a connection at that instant can still get it.
+                    let captured =
+                        (!request.body().is_end_stream()).then(|| capture_connection(&mut request));
+                    let answer = Box::pin(up.clients.any.request(boxed(request))).await;
+                    if let (Some(captured), Ok(r)) = (&captured, &answer) {
+                        if r.version() < Version::HTTP_2 && !pool::keeps_after_a_body(r.status()) {
+                            if let Some(connected) = captured.connection_metadata().as_ref() {
+                                connected.poison();
+                            }
+                        }
+                    }
+                    client(answer)
                 }
                 // Not what `Upstreams::exchange` chooses for this route.
                 (Exchange::RawH1 | Exchange::HyperH1, None) | (Exchange::HyperClient, Some(_)) => {

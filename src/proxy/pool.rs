@@ -446,11 +446,13 @@ impl Pool {
     }
 
     fn wrap(self: &Arc<Pool>, conn: Conn, response: Response<Incoming>) -> Response<Body> {
+        let keep = keeps_after_a_body(response.status());
         response.map(|body| {
             PooledBody {
                 body,
                 conn: Some(conn),
                 pool: Arc::downgrade(self),
+                keep,
             }
             .map_err(Into::into)
             .boxed()
@@ -577,6 +579,20 @@ async fn sweep(pool: Weak<Pool>) {
     }
 }
 
+/// True when a connection that carried a request with a body may serve
+/// another request after an answer of `status`. An upstream that answers
+/// early (a 401 or 413 from the head, a redirect) may leave the body unread
+/// though it keeps the connection open (RFC 9112 9.3 says read it or
+/// close): those bytes would be read as the start of the next request sent
+/// on the connection, another user's (the "CL.0" desync), which then runs
+/// as a request the first client wrote, with the next user's cookies and
+/// identity headers. Only a success is taken to mean the body was read;
+/// after anything else the connection is closed (one new connection after
+/// an error or a redirect that answered a body).
+pub(crate) fn keeps_after_a_body(status: http::StatusCode) -> bool {
+    status.is_success()
+}
+
 /// A response body that drives its upstream connection while it streams and
 /// returns the connection to the pool once it is read to the end.
 struct PooledBody {
@@ -584,11 +600,15 @@ struct PooledBody {
     /// `None` after the connection went back to the pool or was dropped.
     conn: Option<Conn>,
     pool: Weak<Pool>,
+    /// Whether the connection may serve another request afterwards
+    /// ([`keeps_after_a_body`]).
+    keep: bool,
 }
 
 impl PooledBody {
     fn release(&mut self) {
-        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.upgrade()) {
+        let conn = self.conn.take();
+        if let (Some(conn), Some(pool), true) = (conn, self.pool.upgrade(), self.keep) {
             pool.put_back(conn);
         }
     }

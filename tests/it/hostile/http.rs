@@ -752,3 +752,133 @@ async fn a_stalled_http2_client_is_disconnected() {
     }
     up.assert_received_nothing().await;
 }
+
+/// An upstream that, like a "CL.0" back-end, answers `POST /early` from the
+/// head alone (401) without reading its body and keeps the connection open:
+/// the unread body is parsed as the start of the next request on that
+/// connection. Every other request is read whole and answered
+/// `path=<path>`. Records the path of every request it parsed.
+async fn early_answering_upstream() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let parsed: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = parsed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            sock.read(&mut chunk),
+                        )
+                        .await
+                        {
+                            Ok(Ok(n)) if n > 0 => {
+                                buf.extend_from_slice(&chunk[..n]);
+                                continue;
+                            }
+                            _ => return,
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                    log.lock().unwrap().push(path.clone());
+                    let answer = if path == "/early" {
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
+                    } else {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        while buf.len() < length {
+                            match sock.read(&mut chunk).await {
+                                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                                _ => return,
+                            }
+                        }
+                        buf.drain(..length);
+                        let body = format!("path={path}");
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    };
+                    if sock.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, parsed)
+}
+
+#[tokio::test]
+async fn a_body_an_upstream_left_unread_never_becomes_the_start_of_another_users_request() {
+    // Two public routes to one upstream address share its connections; one
+    // proxy thread, so every request draws from the same idle list.
+    let (up, parsed) = early_answering_upstream().await;
+    let upstream = format!("http://{up}");
+    for client in ["", "upstream_client = \"hyper\""] {
+        let routes = [
+            route(
+                "app",
+                "app.test",
+                "/",
+                &upstream,
+                &format!("public = [\"/\"]\n{client}"),
+            ),
+            route(
+                "other",
+                "other.test",
+                "/",
+                &upstream,
+                &format!("public = [\"/\"]\n{client}"),
+            ),
+        ]
+        .concat();
+        let gw = TestGateway::start(&config("workers = 1", &routes)).await;
+        // The attacker's body: a request line and a header left open, so the
+        // next request on the connection would become its value.
+        let body = "GET /attacker HTTP/1.1\r\nX-Swallow: ";
+        let mut attacker = KeepAliveConn::connect(gw.addr).await;
+        let request = format!(
+            "POST /early HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, _) = attacker
+            .exchange(request.as_bytes())
+            .await
+            .expect("an answer");
+        assert_eq!(status, 401, "{client}");
+        // Another user, on another route to the same upstream (with a body:
+        // the own pool keeps connections of requests with and without one
+        // apart).
+        let mut victim = KeepAliveConn::connect(gw.addr).await;
+        let (status, answer) = victim
+            .exchange(b"POST /victim HTTP/1.1\r\nHost: other.test\r\nCookie: app_session=victim-secret\r\nContent-Length: 3\r\n\r\nv=1")
+            .await
+            .expect("an answer");
+        assert_eq!(
+            (status, String::from_utf8_lossy(&answer).to_string()),
+            (200, "path=/victim".to_string()),
+            "{client}: the victim got another request's answer"
+        );
+        let seen = parsed.lock().unwrap().clone();
+        assert!(
+            !seen.iter().any(|p| p == "/attacker"),
+            "{client}: the upstream ran the attacker's request with the victim's headers: {seen:?}"
+        );
+        gw.stop().await;
+    }
+}
