@@ -686,3 +686,41 @@ async fn without_an_idp_slo_endpoint_an_unmatched_logout_request_does_not_say_si
     assert!(text.contains("You are signed out"), "{text}");
     assert!(!signed_in(&w, &browser).await);
 }
+
+/// The HTTP-Redirect signature covers `RelayState`; a second one spelled
+/// `Relay%53tate` (the form reader decodes names, the signature check did
+/// not) beside a signed LogoutRequest was not signed, yet came back to the
+/// IdP in realmgate's own signed LogoutResponse. Now it is the request's
+/// `RelayState` for the signature too, which then does not verify (review
+/// 13, H2).
+#[tokio::test]
+async fn an_unsigned_relay_state_spelled_with_an_escape_is_not_echoed_under_our_signature() {
+    let (idp, sp) = (idp_key(), idp_key());
+    let w = world_with(&idp, &sp, "", "").await;
+    let browser = sp_sign_in(&w, &idp).await;
+    let slo = w.url("/.auth/saml/fabrikam/slo");
+    let xml = format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_lr_rs" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">u-123</saml:NameID><samlp:SessionIndex>_idp_session_7</samlp:SessionIndex></samlp:LogoutRequest>"#,
+        realmgate::saml::binding::instant(now())
+    );
+    let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
+    let signer = realmgate::saml::binding::SpSigner::from_pem(&pem).expect("IdP key");
+    let url =
+        realmgate::saml::binding::redirect_url(&slo, "SAMLRequest", &xml, None, Some(&signer))
+            .expect("redirect URL");
+    let tampered = format!("{url}&Relay%53tate=https%3A%2F%2Fevil.test%2F");
+    let resp = Browser::new(&w.gateway).get(&tampered).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::BAD_REQUEST,
+        "an unsigned RelayState must not ride along: {:?}",
+        resp.headers().get("location")
+    );
+    assert!(signed_in(&w, &browser).await);
+    // The request as the IdP signed it still works.
+    let resp = Browser::new(&w.gateway).get(&url).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let back = url::Url::parse(&location(&resp)).unwrap();
+    assert!(back.query_pairs().all(|(k, _)| k != "RelayState"), "{back}");
+    assert!(!signed_in(&w, &browser).await);
+}
