@@ -122,6 +122,36 @@ async fn signed_in_page(
     Ok(Some(html(StatusCode::OK, page)))
 }
 
+/// A sign-in at `conn` that a page of another site started, in a browser
+/// signed in through another connection: the signed-in page (continue, or
+/// use another account) instead of the flow. Completing the flow ends the
+/// browser's session (a new id at every sign-in); a partner IdP that
+/// answers at once for an account of its choosing would otherwise sign a
+/// user out and into that account from one cross-site link, where a
+/// sign-out started elsewhere asks first (review 13). Tiles for users not
+/// signed in, or signed in through `conn` itself, start at once.
+async fn switch_started_elsewhere(
+    ctx: &Ctx<'_>,
+    parts: &Parts,
+    conn: &ConnectionSettings,
+    target: &str,
+    carried: &[(String, String)],
+) -> Result<Option<Response<Body>>, GatewayError> {
+    if !crate::endpoints::logout::started_elsewhere(ctx, parts) {
+        return Ok(None);
+    }
+    let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) else {
+        return Ok(None);
+    };
+    match super::state::load_session(ctx.state, &id).await? {
+        Some(session) if session.connection != conn.name => {
+            tracing::info!(route.name = %ctx.route.name, connection = %conn.name, "sign-in at another connection started by another site: showing who is signed in");
+            signed_in_page(ctx, parts, target, carried).await
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The two messages an unknown-domain attempt can show.
 const NO_DOMAIN: &str = "Enter your full work email address, like name@company.com.";
 const UNKNOWN_DOMAIN: &str = "No sign-in is set up for the domain of that email address. Check the address, or ask your IT department which account to use.";
@@ -205,6 +235,11 @@ pub(super) async fn submit(
     let found = crate::discovery::connection_for(email, allowed.iter().map(|c| &***c));
     match found {
         Some(conn) => {
+            if let Some(page) =
+                switch_started_elsewhere(ctx, parts, conn, &target, &carried).await?
+            {
+                return Ok(page);
+            }
             let domain = crate::discovery::domain_of(email).unwrap_or_default();
             let mut extra = vec![
                 ("login_hint".to_string(), email.to_string()),
@@ -282,6 +317,11 @@ pub(super) async fn start(
     let query = form_pairs(parts.uri.query().unwrap_or("").as_bytes());
     let raw_target = form_get(&query, "post_login_redirect_uri").or_else(|| form_get(&query, "rd"));
     let target = ctx.safe_target(parts, raw_target);
+    if let Some(page) =
+        switch_started_elsewhere(ctx, parts, conn, &target, &carried(ctx, &[&query])).await?
+    {
+        return Ok(page);
+    }
     // Only allow-listed parameters pass through to the provider.
     let extra = allow_listed(&conn.forward_params, &query);
     start_flow(ctx, parts, conn, &target, extra, Some(&query)).await

@@ -119,6 +119,18 @@ async fn kind_logout(
     Some((out.url, Some(cookie)))
 }
 
+/// True when a page of another site started this request (the rules of
+/// [`initiator`], with this host and every route host as ours). The
+/// sign-in start uses it too: a sign-in another site starts ends the
+/// browser's session when it completes.
+pub(crate) fn started_elsewhere(ctx: &Ctx<'_>, parts: &Parts) -> bool {
+    initiator::from_another_site(
+        &parts.headers,
+        &crate::peer::host_of(parts),
+        &ctx.state.route_hosts,
+    )
+}
+
 /// For another kind's own sign-out endpoint (WS-Fed's `wsignout1.0` at the
 /// callback): the confirmation page when a page of another site started
 /// it, as for `/.auth/logout`; `idp_host` (the IdP's sign-in host) counts

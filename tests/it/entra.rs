@@ -1422,3 +1422,67 @@ async fn a_refresh_that_changes_oid_or_tid_ends_the_session() {
         assert_eq!(w.me(&bob).await.0, StatusCode::UNAUTHORIZED, "{claim}");
     }
 }
+
+/// A sign-in another site starts at a partner connection ends the
+/// browser's session when it completes; a partner IdP answering at once
+/// for an account of its choosing signed a contoso user out and into that
+/// account from one cross-site link (a sign-out started elsewhere asks
+/// first). Now such a start, in a browser signed in through another
+/// connection, shows who is signed in instead (review 13, H2).
+#[tokio::test]
+async fn a_sign_in_another_site_starts_does_not_swap_a_signed_in_browser_into_another_connection() {
+    let w = World::start(partner_world(PARTNER, "")).await;
+    let alice = w.signed_in(ALICE).await;
+    let start = w.url("/.auth/login/partner?rd=/page");
+    let get = |site: &'static str| {
+        alice
+            .client
+            .get(&start)
+            .header(ACCEPT, "text/html")
+            .header("sec-fetch-site", site)
+            .send()
+    };
+    // Before: a cross-site link went straight to the partner IdP, whose
+    // answer for carol replaced alice's session.
+    let resp = get("cross-site").await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the signed-in page, no redirect"
+    );
+    let (status, me) = w.me(&alice).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["connection"], "contoso");
+    // The home realm form posted from another site with a partner email.
+    let resp = alice
+        .client
+        .post(w.url("/.auth/login"))
+        .header(ACCEPT, "text/html")
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "https://evil.test")
+        .form(&[("email", "carol@fabrikam.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the signed-in page, no redirect"
+    );
+    assert_eq!(w.me(&alice).await.1["connection"], "contoso");
+    // This site's own link still starts it, and the swap is the user's choice.
+    let authorize = location(&get("same-origin").await.unwrap());
+    let resp = alice.finish_login(&w.idp, &authorize, CAROL).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(w.me(&alice).await.1["connection"], "partner");
+    // A browser not signed in (an IdP portal's tile) starts at once.
+    let fresh = w.browser();
+    let resp = fresh
+        .client
+        .get(&start)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+}
