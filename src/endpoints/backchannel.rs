@@ -65,24 +65,25 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
     // Replay across replicas (SPEC 4: each logout token once): each
     // process remembers the `jti`s it saw (`verify_logout_token`); a shared
     // store remembers them for every replica, so a captured token is not
-    // accepted once more per replica (review 12). Keyed by the first
-    // accepting connection, whose issuer signed it. The mark is `pending`
+    // accepted once more per replica (review 12). Keyed by the token's
+    // issuer (`jti` is unique per issuer), which every replica reads alike
+    // whatever the order of connections in its file. The mark is `pending`
     // until the sessions are ended: a logout that fails half-way (the
     // store down) is a 503 the provider retries, and the retry must end
     // them, not read as a replay. A mark left pending (the store failed
     // again while finishing) lets a replay end the user's sessions once
     // more: the safe side.
-    let once = connections.first().map(|first| {
+    let once = (!connections.is_empty()).then(|| {
         (
-            first.name.clone(),
+            format!("iss:{}", token.iss),
             format!("logout-jti:{}", token.jti),
             token.remember_for,
         )
     });
-    if let Some((conn, key, ttl)) = &once {
-        match ctx.state.shared.sessions.begin_once(conn, key, *ttl).await {
+    if let Some((scope, key, ttl)) = &once {
+        match ctx.state.shared.sessions.begin_once(scope, key, *ttl).await {
             Ok(Some(false)) => {
-                tracing::info!(connection = %conn, "back-channel logout refused: replayed on another replica");
+                tracing::info!(issuer = %scope, "back-channel logout refused: replayed on another replica");
                 return bad_request("logout token replayed (jti seen before)");
             }
             Ok(_) => {}
@@ -128,8 +129,14 @@ pub(crate) async fn logout(ctx: &Ctx<'_>, form: &[u8]) -> Response<Body> {
     let names: Vec<&str> = targets.iter().map(|(c, _)| *c).collect();
     match result {
         Ok(n) => {
-            if let Some((conn, key, ttl)) = &once {
-                if let Err(e) = ctx.state.shared.sessions.finish_once(conn, key, *ttl).await {
+            if let Some((scope, key, ttl)) = &once {
+                if let Err(e) = ctx
+                    .state
+                    .shared
+                    .sessions
+                    .finish_once(scope, key, *ttl)
+                    .await
+                {
                     tracing::warn!(error = %e, "back-channel logout done, but not marked done in the session store: a replay of this token would end the user's sessions again");
                 }
             }
