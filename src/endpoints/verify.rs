@@ -222,6 +222,27 @@ async fn judge(
         &route,
         public,
     )?;
+    // The other host and path overrides the proxy path refuses or strips
+    // (review 13, H3): here they are forwarded as they are, by the proxy in
+    // front, to an app that may act on them.
+    let own;
+    let judged = match &target {
+        Some(t) => t,
+        None => {
+            own = CanonicalTarget::parse(parts.uri.path()).map_err(|_| {
+                GatewayError::Unjudgeable(Unjudgeable::NonCanonicalPath(NOT_CANONICAL))
+            })?;
+            &own
+        }
+    };
+    crate::phase::route::check_forwarded_host(
+        &ctx.state.router,
+        true,
+        &parts.headers,
+        &route,
+        judged,
+    )?;
+    check_path_overrides(&parts.headers, judged)?;
     if let Some(target) = &target {
         let method = original_method(parts, trusted)?;
         crate::phase::route::check_subtree(
@@ -488,6 +509,49 @@ fn host_of_url(url: &str) -> Option<&str> {
         && !authority.contains(['@', '?', '#'])
         && crate::router::normalize_host(authority).is_some();
     host_like.then_some(authority)
+}
+
+/// Path overrides that apps and frameworks route on (IIS URL Rewrite and
+/// Symfony's `X-Rewrite-URL`, Envoy's original path, ...), besides those
+/// this endpoint reads as the forwarded URI (`X-Forwarded-Uri`,
+/// `X-Original-URI`, `X-Original-URL`). The proxy path removes them from
+/// every peer (`headers::spoofable`); the proxy in front of this endpoint
+/// passes them on to the app.
+const PATH_OVERRIDES: [&str; 10] = [
+    "x-rewrite-url",
+    "x-rewrite-uri",
+    "x-original-path",
+    "x-original-request-uri",
+    "x-forwarded-url",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+    "x-envoy-original-url",
+    "x-request-uri",
+    "x-waws-unencoded-url",
+];
+
+/// Each path override sent (from any peer) must name the very path judged:
+/// an app that routes on `X-Rewrite-URL: /admin/users` would serve it
+/// under the decision made for `/static/x` (a public path, or a laxer
+/// route's). Another path, or one that is not its own canonical form, is
+/// a 400 (SPEC 6.1), as the proxy in front forwards the request as it is.
+fn check_path_overrides(
+    headers: &HeaderMap,
+    judged: &CanonicalTarget<'_>,
+) -> Result<(), GatewayError> {
+    for name in PATH_OVERRIDES {
+        for value in headers.get_all(name) {
+            let same = value.to_str().ok().is_some_and(|text| {
+                forwarded_target(path_of(text.trim())).is_ok_and(|t| t.judged() == judged.judged())
+            });
+            if !same {
+                return Err(GatewayError::BadRequest(
+                    "A path override header (X-Rewrite-URL, X-Original-Path, X-Forwarded-Path, X-Envoy-Original-Path, ...) names another path than the one this request is judged by, or one that is not its own canonical form; an app that routes on it would serve that path. The proxy in front should remove such headers from client requests.",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The canonical target of a trusted proxy's forwarded path, which must be

@@ -640,6 +640,81 @@ async fn a_forwarded_host_list_of_different_hosts_is_400_not_its_first_host() {
     w.upstream.assert_received_nothing().await;
 }
 
+/// Bob's verify at app.test (for `/static/x` from a trusted proxy), with
+/// one more header.
+async fn ask_verify(
+    w: &World,
+    trusted: bool,
+    cookie: &str,
+    extra: Option<(&str, &str)>,
+) -> StatusCode {
+    let mut headers = vec![("cookie", cookie), ("accept", "application/json")];
+    if trusted {
+        headers.push(("x-forwarded-uri", "/static/x"));
+    }
+    headers.extend(extra);
+    w.verify(APP, "", &headers).await.status()
+}
+
+/// The host and path overrides the proxy path refuses or strips are
+/// judged at verify too (review 13, H3): the proxy in front forwards them to
+/// the app as they are, and an app that takes its host from `Forwarded:
+/// host=` or `X-Original-Host`, or routes on `X-Rewrite-URL`, would serve
+/// another route's (or a non-public) page under this decision.
+#[tokio::test]
+async fn host_and_path_overrides_naming_another_route_or_path_are_400_at_verify() {
+    for trusted in [true, false] {
+        let w = World::start(trusted).await;
+        let bob = w.sign_in(BOB).await;
+        let judged_path = if trusted {
+            "/static/x"
+        } else {
+            "/.auth/verify"
+        };
+        // Baseline: allowed (public when the proxy is trusted).
+        assert_eq!(
+            ask_verify(&w, trusted, &bob, None).await,
+            StatusCode::OK,
+            "trusted={trusted}"
+        );
+        for (name, value) in [
+            ("forwarded", "host=hr.test"),
+            ("forwarded", "for=1.2.3.4;host=\"hr.test\""),
+            ("x-original-host", "hr.test"),
+            ("x-host", "hr.test"),
+            ("disguised-host", "HR.test."),
+            ("x-http-host-override", "hr.test:443"),
+            ("x-rewrite-url", "/admin/users"),
+            ("x-rewrite-url", "http://app.test/admin/users?x=1"),
+            ("x-original-path", "/admin"),
+            ("x-forwarded-path", "/static/../admin"),
+            ("x-envoy-original-path", "/secret"),
+            ("x-request-uri", "/static/y"),
+        ] {
+            assert_eq!(
+                ask_verify(&w, trusted, &bob, Some((name, value))).await,
+                StatusCode::BAD_REQUEST,
+                "trusted={trusted} {name}: {value}"
+            );
+        }
+        // Naming what is judged changes nothing.
+        let same = judged_path;
+        for (name, value) in [
+            ("x-original-host", "app.test"),
+            ("forwarded", "host=app.test;proto=https"),
+            ("x-rewrite-url", same),
+            ("x-envoy-original-path", same),
+        ] {
+            assert_eq!(
+                ask_verify(&w, trusted, &bob, Some((name, value))).await,
+                StatusCode::OK,
+                "trusted={trusted} {name}: {value}"
+            );
+        }
+        w.upstream.assert_received_nothing().await;
+    }
+}
+
 #[tokio::test]
 async fn a_forwarded_uri_the_gateway_cannot_read_is_400_not_another_path() {
     let w = World::start(true).await;
