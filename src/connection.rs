@@ -500,7 +500,10 @@ impl VerifiedIdentity {
     /// Starts an identity for `subject` at `connection` (the user id is
     /// [`user_id_for`](crate::session::model::user_id_for)'s: Entra's `oid`,
     /// else `<connection>:<subject>`). For kinds only: what goes in must be
-    /// what the kind verified. `None` when the id's claim is missing.
+    /// what the kind verified. `None` when the id's claim is missing, or
+    /// holds a control character: no header could carry that user id
+    /// (`headers::identity` drops such values), and an app would get a
+    /// signed-in request without a user (fail closed, review 13).
     pub(crate) fn builder(
         connection: &ConnectionSettings,
         subject: &str,
@@ -508,6 +511,9 @@ impl VerifiedIdentity {
         issuer: &str,
     ) -> Option<IdentityBuilder> {
         let user_id = crate::session::model::user_id_for(connection, subject, oid)?;
+        if user_id.chars().any(char::is_control) {
+            return None;
+        }
         Some(IdentityBuilder {
             entra: connection.is_entra(),
             inner: VerifiedIdentity {

@@ -170,7 +170,12 @@ impl OidcSignIn<'_> {
             .map_err(|e| refusal(&e, Refusal::IdToken))?;
         let builder =
             VerifiedIdentity::builder(self.conn, verified.sub(), verified.oid(), verified.iss())
-                .ok_or_else(|| SignInError::new(Refusal::MissingUserId, "no oid/sub claim"))?;
+                .ok_or_else(|| {
+                    SignInError::new(
+                        Refusal::MissingUserId,
+                        "no usable oid/sub claim (missing, empty, or with control characters)",
+                    )
+                })?;
         let groups = groups_or_fail(
             &env,
             self.conn,

@@ -57,6 +57,17 @@ fn user_ids_are_user_id_for_s_and_never_chosen_by_a_kind() {
         .build();
     assert_eq!(id.user_id(), "partner:sub-1");
     assert!(VerifiedIdentity::builder(conn(&s, "partner"), "", Some("oid-1"), "iss").is_none());
+    // An id no header can carry is no id (review 13): C0, DEL, C1.
+    for bad in ["a\nb", "a\rb", "a\0b", "a\u{7f}b", "a\u{85}b", "\tx"] {
+        assert!(
+            VerifiedIdentity::builder(conn(&s, "partner"), bad, None, "iss").is_none(),
+            "{bad:?}"
+        );
+        assert!(
+            VerifiedIdentity::builder(conn(&s, "contoso"), "sub-1", Some(bad), "iss").is_none(),
+            "{bad:?}"
+        );
+    }
 }
 
 /// A tenant id is Entra's: another kind's `tid` claim (any text its

@@ -319,7 +319,12 @@ impl<'a> SamlSignIn<'a> {
             .identity(assertion)
             .map_err(|e| refusal(&FlowError::Identity(e)))?;
         let builder = VerifiedIdentity::builder(self.conn, &id.subject, None, &assertion.issuer)
-            .ok_or_else(|| SignInError::new(Refusal::MissingUserId, "empty subject"))?;
+            .ok_or_else(|| {
+                SignInError::new(
+                    Refusal::MissingUserId,
+                    "empty subject, or one with control characters",
+                )
+            })?;
         let email = id.email.as_deref();
         Ok(builder
             .sid(id.session_index.as_deref())

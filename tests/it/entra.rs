@@ -1075,6 +1075,20 @@ async fn partner_signed_in(w: &World, claims: Vec<(&str, Value)>) -> (Browser, r
     (browser, resp)
 }
 
+/// A user id no header can carry (a control character in the partner's
+/// `sub`) is no user id: the sign-in is refused. It was signed in, and its
+/// requests reached the app with no user header at all (review 13, H3).
+#[tokio::test]
+async fn a_sub_with_a_control_character_is_refused_at_sign_in() {
+    let w = World::start(partner_world(PARTNER, "")).await;
+    for sub in ["a\nb", "carol\u{0}", "x\u{85}y", "\u{7f}"] {
+        let (browser, resp) = partner_signed_in(&w, vec![("sub", json!(sub))]).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{sub:?}");
+        assert_eq!(w.me(&browser).await.0, StatusCode::UNAUTHORIZED, "{sub:?}");
+    }
+    w.upstream.assert_received_nothing().await;
+}
+
 #[tokio::test]
 async fn a_partner_whose_sub_is_a_contoso_oid_is_another_user() {
     let w = World::start(partner_world(PARTNER, "")).await;
