@@ -28,6 +28,13 @@ pub enum UpstreamError<'e> {
 
 /// The client's answer to `e`, logged once with its route and exchange.
 pub fn classify(route: &str, exchange: Exchange, e: UpstreamError<'_>) -> GatewayError {
+    if client_body_failed(e) {
+        // Not the upstream's fault: a 400, not counted as its failure.
+        tracing::info!(route.name = %route, exchange = exchange.name(), "the client's request body could not be read (malformed chunked encoding, or the client stopped sending it)");
+        return GatewayError::BadRequest(
+            "The request body could not be read: its chunked encoding is malformed, or it ended early.",
+        );
+    }
     let answer = status(e);
     let timed_out = matches!(answer, GatewayError::UpstreamTimeout);
     let exchange = exchange.name();
@@ -88,6 +95,27 @@ pub fn status(e: UpstreamError<'_>) -> GatewayError {
     } else {
         GatewayError::UpstreamUnavailable
     }
+}
+
+/// True when forwarding failed because the client's own request body
+/// failed while it was sent on (a chunk size that is not hex, a bare LF
+/// chunk line, the client gone mid-body): hyper's client reports the body
+/// it was given as "user's Body stream" (`is_user`), whose source is the
+/// error hyper's server met reading the client.
+fn client_body_failed(e: UpstreamError<'_>) -> bool {
+    let top: &(dyn std::error::Error + 'static) = match e {
+        UpstreamError::Pool(PoolError::Http(err)) => err,
+        UpstreamError::Client(err) => err,
+        _ => return false,
+    };
+    sources(top).any(|s| {
+        s.downcast_ref::<hyper::Error>().is_some_and(|h| {
+            h.is_user()
+                && sources(s)
+                    .skip(1)
+                    .any(|inner| inner.downcast_ref::<hyper::Error>().is_some())
+        })
+    })
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {

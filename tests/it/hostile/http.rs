@@ -882,3 +882,19 @@ async fn a_body_an_upstream_left_unread_never_becomes_the_start_of_another_users
         gw.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_the_client_s_400_not_the_upstream_s_502() {
+    let (_up, gw) = setup("").await;
+    for body in [
+        "zz\r\nhello\r\n0\r\n\r\n",
+        "5\nhello\n0\n\n",
+        "10000000000000001\r\nx\r\n0\r\n\r\n",
+    ] {
+        let request = format!(
+            "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nAccept: application/json\r\nConnection: close\r\n\r\n{body}"
+        );
+        let raw = raw_exchange(gw.addr, request.as_bytes()).await;
+        assert_eq!(raw_status(&raw), Some(400), "{body:?}: {raw}");
+    }
+}
