@@ -170,8 +170,16 @@ async fn handle(inner: &Inner, req: Request<Incoming>, client: IpAddr) -> Respon
                 .collect();
             list(store, &connections, req.uri().query().unwrap_or(""), audit, client).await
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/sessions" | "/sessions/revoke") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        (_, path @ ("/healthz" | "/readyz" | "/metrics" | "/sessions" | "/sessions/revoke")) => {
+            let allow = match path {
+                "/sessions" => "GET",
+                "/sessions/revoke" => "POST",
+                _ => "GET, HEAD",
+            };
+            let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            res.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+            res
         }
         _ => text(
             StatusCode::NOT_FOUND,

@@ -159,8 +159,10 @@ async fn dispatch(
             Ok(form) => Ok(backchannel::logout(ctx, &form).await),
             Err(e) => Err(e),
         },
-        (_, "/me" | "/logout" | "/logout/done" | "/refresh" | "/backchannel-logout" | "/keys") => {
-            Err(GatewayError::MethodNotAllowed)
+        (_, "/logout") => Err(GatewayError::MethodNotAllowed("GET, POST")),
+        (_, "/backchannel-logout") => Err(GatewayError::MethodNotAllowed("POST")),
+        (_, "/me" | "/logout/done" | "/refresh" | "/keys") => {
+            Err(GatewayError::MethodNotAllowed("GET, HEAD"))
         }
         _ => Err(GatewayError::NotFound),
     }

@@ -73,9 +73,10 @@ pub enum GatewayError {
     /// The identity provider of this connection cannot be reached: 503 for new logins.
     #[error("identity provider unavailable")]
     ProviderUnavailable,
-    /// A `/.auth/` endpoint called with the wrong method: 405.
+    /// A `/.auth/` endpoint called with the wrong method: 405, with the
+    /// `Allow` header these methods (RFC 9110 15.5.6: it must be sent).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     /// A bug or an unexpected failure: 500 with a fixed text.
     #[error("internal error")]
     Internal,
@@ -162,7 +163,7 @@ impl GatewayError {
             GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             GatewayError::InvalidBearerRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
-            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Denied(_) => StatusCode::FORBIDDEN,
             GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -191,7 +192,7 @@ impl GatewayError {
             GatewayError::InvalidToken(_) => "invalid_token",
             GatewayError::InvalidBearerRequest(_) => "invalid_request",
             GatewayError::NotFound => "not_found",
-            GatewayError::MethodNotAllowed => "method_not_allowed",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
             GatewayError::Denied(_) => "forbidden",
             GatewayError::StoreUnavailable => "session_store_unavailable",
             GatewayError::ProviderUnavailable => "identity_provider_unavailable",
@@ -226,7 +227,7 @@ impl GatewayError {
             | GatewayError::NotFound
             | GatewayError::StoreUnavailable
             | GatewayError::ProviderUnavailable
-            | GatewayError::MethodNotAllowed
+            | GatewayError::MethodNotAllowed(_)
             | GatewayError::Internal
             | GatewayError::UnknownHost
             | GatewayError::BadRequest(_)
@@ -252,7 +253,7 @@ impl GatewayError {
                 "Not found",
                 "There is nothing at this address. Check the link, or go back to the start page.",
             ),
-            GatewayError::MethodNotAllowed => (
+            GatewayError::MethodNotAllowed(_) => (
                 "Method not allowed",
                 "This address does not accept that kind of request. Open it in the browser instead.",
             ),
@@ -403,6 +404,10 @@ fn with_retry_after(err: &GatewayError, mut resp: Response<Body>) -> Response<Bo
     if err.status() == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+    }
+    if let GatewayError::MethodNotAllowed(allow) = err {
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     }
     resp
 }

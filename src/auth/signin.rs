@@ -27,7 +27,7 @@ pub(crate) async fn serve(
                 let form = read_form(body).await?;
                 login::submit(ctx, parts, form).await
             }
-            _ => Err(GatewayError::MethodNotAllowed),
+            _ => Err(GatewayError::MethodNotAllowed("GET, HEAD, POST")),
         };
     }
     let Some(tail) = rest.strip_prefix("/login/") else {
@@ -57,7 +57,11 @@ pub(crate) async fn serve(
             let form = read_form(body).await?;
             callback::finish(ctx, parts, name, form).await
         }
-        Some((_, "callback")) | None => Err(GatewayError::MethodNotAllowed),
+        Some((_, "callback")) => Err(GatewayError::MethodNotAllowed("GET, POST")),
+        None if callback::completes_at_login_post(ctx, tail) => {
+            Err(GatewayError::MethodNotAllowed("GET, HEAD, POST"))
+        }
+        None => Err(GatewayError::MethodNotAllowed("GET, HEAD")),
         _ => Err(GatewayError::NotFound),
     }
 }
@@ -77,7 +81,7 @@ pub(crate) async fn oauth2_callback(
     let params = match parts.method {
         Method::GET => parts.uri.query().unwrap_or("").as_bytes().to_vec(),
         Method::POST => read_form(body).await?,
-        _ => return Err(GatewayError::MethodNotAllowed),
+        _ => return Err(GatewayError::MethodNotAllowed("GET, POST")),
     };
     let oidc: Vec<String> = ctx
         .allowed_connections()

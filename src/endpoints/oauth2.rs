@@ -89,8 +89,9 @@ pub(crate) async fn serve(
             .await
         }
         (&Method::GET | &Method::HEAD, "/userinfo") => me::userinfo(ctx, parts).await,
-        (_, "/start" | "/sign_in" | "/sign_out" | "/userinfo") => {
-            Err(GatewayError::MethodNotAllowed)
+        (_, "/sign_out") => Err(GatewayError::MethodNotAllowed("GET, POST")),
+        (_, "/start" | "/sign_in" | "/userinfo") => {
+            Err(GatewayError::MethodNotAllowed("GET, HEAD"))
         }
         _ => Err(GatewayError::NotFound),
     }

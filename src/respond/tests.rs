@@ -66,7 +66,7 @@ fn pinned() -> Vec<(GatewayError, u16)> {
             400,
         ),
         (GatewayError::NotFound, 404),
-        (GatewayError::MethodNotAllowed, 405),
+        (GatewayError::MethodNotAllowed("GET"), 405),
         (denied(Some("alice")), 403),
         (GatewayError::StoreUnavailable, 503),
         (GatewayError::ProviderUnavailable, 503),
@@ -110,7 +110,7 @@ fn every_variant_is_pinned() {
             | GatewayError::InvalidToken(_)
             | GatewayError::InvalidBearerRequest(_)
             | GatewayError::NotFound
-            | GatewayError::MethodNotAllowed
+            | GatewayError::MethodNotAllowed(_)
             | GatewayError::Denied(_)
             | GatewayError::StoreUnavailable
             | GatewayError::ProviderUnavailable

@@ -822,9 +822,12 @@ impl SignIn for SamlSignIn<'_> {
                 Some(Box::pin(async move { self.sp_metadata(&req) }))
             }
             ("slo", &Method::GET | &Method::POST) => Some(Box::pin(self.slo(req))),
-            ("metadata" | "slo", _) => {
-                Some(Box::pin(async { Err(GatewayError::MethodNotAllowed) }))
-            }
+            ("metadata", _) => Some(Box::pin(async {
+                Err(GatewayError::MethodNotAllowed("GET, HEAD"))
+            })),
+            ("slo", _) => Some(Box::pin(async {
+                Err(GatewayError::MethodNotAllowed("GET, POST"))
+            })),
             _ => None,
         }
     }

@@ -517,4 +517,60 @@ async fn auth_keys_is_empty_without_a_key() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // RFC 9110 15.5.6: every 405 names the methods it takes (review 13).
+    for (method, path, allow) in [
+        ("POST", "/.auth/keys", "GET, HEAD"),
+        ("POST", "/.auth/me", "GET, HEAD"),
+        ("DELETE", "/.auth/logout", "GET, POST"),
+        ("PUT", "/.auth/backchannel-logout", "POST"),
+        ("OPTIONS", "/.auth/login", "GET, HEAD, POST"),
+        ("PUT", "/.auth/login/contoso/callback", "GET, POST"),
+    ] {
+        let resp = gw
+            .client()
+            .request(method.parse().unwrap(), gw.url(APP, path))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+    // The admin listener's too.
+    for (method, path, allow) in [
+        ("GET", "/sessions/revoke", "POST"),
+        ("DELETE", "/sessions", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ] {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}{path}", gw.admin_addr()),
+            )
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
 }
