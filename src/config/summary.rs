@@ -194,6 +194,45 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             }
         }
     }
+    // The provider's keys decide who is signed in: fetched over plain
+    // http from another host, anyone on the path can serve their own JWKS
+    // (SAML and WS-Fed metadata URLs are refused so; review 13, H3).
+    for c in &settings.connections {
+        let urls: Vec<(&str, &url::Url)> = match &c.kind {
+            ConnectionKind::Oidc(o) => {
+                let mut urls = vec![("issuer", &o.issuer)];
+                if let Some(m) = &o.endpoints {
+                    urls.extend([
+                        ("authorization_endpoint", &m.authorization_endpoint),
+                        ("token_endpoint", &m.token_endpoint),
+                        ("jwks_uri", &m.jwks_uri),
+                    ]);
+                    urls.extend(m.userinfo_endpoint.iter().map(|u| ("userinfo_endpoint", u)));
+                    urls.extend(
+                        m.end_session_endpoint
+                            .iter()
+                            .map(|u| ("end_session_endpoint", u)),
+                    );
+                }
+                urls
+            }
+            ConnectionKind::Entra(e) => vec![
+                ("authority_host", &e.authority_host),
+                ("graph_endpoint", &e.graph_endpoint),
+            ],
+            ConnectionKind::Ldap(_) | ConnectionKind::Saml(_) | ConnectionKind::WsFed(_) => {
+                Vec::new()
+            }
+        };
+        for (key, url) in urls {
+            if url.scheme() == "http" && !is_loopback(url) {
+                out.push(format!(
+                    "connection {:?}: {key} = \"{url}\" is plain http to another host: discovery, the provider's keys (which decide who is signed in), the client secret and the tokens cross the network in clear, and anyone on the path can sign in as anyone. Use https://.",
+                    c.name
+                ));
+            }
+        }
+    }
     // `allowed_tenants` only narrows a multi-tenant connection: a
     // single-tenant one takes its own tenant's tokens only (review 12), so
     // a list there admits nobody else, and nobody at all without its tenant.
@@ -602,4 +641,14 @@ pub fn summary(settings: &Settings) -> String {
         }
     }
     s
+}
+
+/// A URL to this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }

@@ -1819,3 +1819,46 @@ fn a_saml_or_wsfed_connection_on_several_hosts_needs_one_entity_id_or_public_ori
     ))
     .expect("one host per connection");
 }
+
+#[test]
+fn check_warns_about_plain_http_to_a_provider_on_another_host() {
+    let oidc = |issuer: &str, extra: &str| {
+        minimal().replace(
+            "[[route]]",
+            &format!(
+                "[[connection]]\nname = \"partner\"\ntype = \"oidc\"\nissuer = \"{issuer}\"\nclient_id = \"rp\"\nclient_secret = \"s\"\n{extra}\n[[route]]"
+            ),
+        )
+    };
+    for (text, key) in [
+        (oidc("http://idp.example.com", ""), "issuer"),
+        (
+            oidc(
+                "https://idp.example.com",
+                "authorization_endpoint = \"https://idp.example.com/a\"\ntoken_endpoint = \"https://idp.example.com/t\"\njwks_uri = \"http://keys.example.com/jwks\"",
+            ),
+            "jwks_uri",
+        ),
+        (
+            minimal().replace(
+                "home_realm_domains",
+                "authority_host = \"http://login.example.com\"\nhome_realm_domains",
+            ),
+            "authority_host",
+        ),
+    ] {
+        let s = load_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let w = warnings(&s).join("\n");
+        assert!(w.contains(&format!("{key} = \"http://")) && w.contains("Use https://"), "{key}: {w}");
+    }
+    // https, and http to this machine (development, tests): quiet.
+    for issuer in [
+        "https://idp.example.com",
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+        "http://[::1]:8080",
+    ] {
+        let s = load_str(&oidc(issuer, "")).expect("valid");
+        assert!(warnings(&s).is_empty(), "{issuer}: {:?}", warnings(&s));
+    }
+}
