@@ -210,7 +210,16 @@ async fn verify(
                 None => accepted = Some((vec![conn.clone()], token)),
             },
             Err(OidcError::InvalidToken(why)) => {
-                let rank = if is_other_provider(&why) { 1 } else { 2 };
+                // Another audience is more telling than another issuer or
+                // key: the token's signer and issuer were this provider's
+                // (review 13, H3: "unknown kid" hid a wrong `aud`).
+                let rank = if why.starts_with("aud") {
+                    2
+                } else if is_other_provider(&why) {
+                    1
+                } else {
+                    3
+                };
                 if reason.as_ref().is_none_or(|(r, _)| rank > *r) {
                     reason = Some((rank, why));
                 }
@@ -228,7 +237,7 @@ async fn verify(
     }
     match (reason, unavailable) {
         // A connection whose keys are unreachable may be the issuer: retry later.
-        (Some((rank, _)), Some(u)) if rank < 2 => Err(Refusal::Unavailable(u)),
+        (Some((rank, _)), Some(u)) if rank < 3 => Err(Refusal::Unavailable(u)),
         (Some((_, why)), _) => Err(Refusal::Invalid(format!("invalid logout token: {why}"))),
         (None, Some(u)) => Err(Refusal::Unavailable(u)),
         (None, None) => Err(Refusal::Invalid("no connection is configured".into())),

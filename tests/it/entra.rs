@@ -1075,6 +1075,23 @@ async fn partner_signed_in(w: &World, claims: Vec<(&str, Value)>) -> (Browser, r
     (browser, resp)
 }
 
+/// With two connections, a logout token for another application of the
+/// partner's issuer says so ("aud"), not what the other connection found
+/// ("iss mismatch", "unknown kid"), which sent operators to the wrong place
+/// (review 13, H3).
+#[tokio::test]
+async fn a_logout_token_for_another_application_names_the_audience_among_several_connections() {
+    let w = World::start(partner_world(PARTNER, "")).await;
+    let token = w
+        .idp
+        .mint_logout_token(CAROL, "00000000-0000-4000-8000-0000000000ff", None)
+        .unwrap();
+    let (status, body, _) = post_logout_token(&w, &token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let described = body["error_description"].as_str().unwrap_or_default();
+    assert!(described.contains("aud"), "{described}");
+}
+
 /// A user id no header can carry (a control character in the partner's
 /// `sub`) is no user id: the sign-in is refused. It was signed in, and its
 /// requests reached the app with no user header at all (review 13, H3).
