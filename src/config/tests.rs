@@ -1862,3 +1862,29 @@ fn check_warns_about_plain_http_to_a_provider_on_another_host() {
         assert!(warnings(&s).is_empty(), "{issuer}: {:?}", warnings(&s));
     }
 }
+
+#[test]
+fn route_hosts_that_no_request_can_name_are_refused() {
+    for bad in [
+        "https://hr.test",
+        "*.contoso.com",
+        "hr.test/",
+        "hr.test/app",
+        "hr test",
+    ] {
+        let text = minimal().replace("\"hr.contoso.com:8443\"", &format!("{bad:?}"));
+        let p = problems(&text);
+        assert!(has(&p, "route[0].hosts[0]"), "{bad}: {p:?}");
+    }
+    for good in [
+        "hr.test",
+        "HR.Test:8443",
+        "bücher.example",
+        "127.0.0.1:8080",
+        "[::1]",
+        "hr.test.",
+    ] {
+        let text = minimal().replace("\"hr.contoso.com:8443\"", &format!("{good:?}"));
+        load_str(&text).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+}

@@ -1402,12 +1402,21 @@ fn routes(
         for (j, h) in raw_hosts.iter().enumerate() {
             // Port is ignored for matching; accept "host" or "host:port" as written.
             let host_only = strip_port(h);
-            match normalize_domain(host_only).or_else(|| ip_host(host_only)) {
+            // Only what the router can match: IDNA lets `https://h`, `*.h`
+            // and `h/` through, which no request's Host ever equals (and
+            // `check` printed callback URLs built from them; review 13).
+            let routable = |n: &String| {
+                crate::router::normalize_host(n).is_some_and(|r| r.as_ref() == n.as_str())
+            };
+            match normalize_domain(host_only)
+                .filter(routable)
+                .or_else(|| ip_host(host_only))
+            {
                 Some(n) => hosts.push(n),
                 None => cx.bad(
                     at(&format!("hosts[{j}]")),
                     format!("{h:?} is not a host name"),
-                    "a host name such as \"hr.contoso.com\"",
+                    "a host name such as \"hr.contoso.com\" (optionally with :port; no scheme, path or wildcard: list each host)",
                 ),
             }
         }
