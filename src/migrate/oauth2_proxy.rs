@@ -511,6 +511,14 @@ fn option(plan: &mut Plan, o: &Opt, all: &[Opt]) {
                 if o.values.iter().any(|p| p.contains('=')) {
                     note(plan, "the method part (GET=) is dropped: a public prefix is public for every method");
                 }
+                // `^/health$` allowed that one path; a prefix opens what is
+                // below it too (review 13, H3).
+                for p in o.values.iter().filter(|p| p.ends_with('$') && literal_prefix(p).is_some()) {
+                    plan.note(
+                        at.clone(),
+                        format!("{p:?} matched that path only; public = [{:?}] also makes every path below it public (/x/...): check that nothing below it needs a sign-in, or move such paths to another route", literal_prefix(p).unwrap_or_default()),
+                    );
+                }
             }
         }
         "skip_provider_button" => {}

@@ -108,6 +108,15 @@ fn oauth2_proxy_config_file_maps_provider_route_policy_and_session() {
         has_note(&text, "skip_auth_routes (line 19)", "regular expression"),
         "{text}"
     );
+    // `^/healthz$` was that one path: the note says the prefix opens more.
+    assert!(
+        has_note(
+            &text,
+            "skip_auth_routes (line 19)",
+            "every path below it public"
+        ),
+        "{text}"
+    );
     assert_eq!(list(&t, "route.allow.email_domains"), ["contoso.com"]);
     assert_eq!(
         list(&t, "route.allow.groups"),
