@@ -33,7 +33,7 @@
 //! - Several `cookie` fields (HTTP/2) reach the upstream as one `Cookie`
 //!   line, joined with `"; "` (RFC 9113 8.2.3).
 
-mod clients;
+pub(crate) mod clients;
 pub mod exchange;
 pub mod failure;
 pub mod pool;

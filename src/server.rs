@@ -13,7 +13,7 @@
 mod conn;
 mod health;
 mod proxy_protocol;
-mod tls;
+pub(crate) mod tls;
 mod watchdog;
 mod workers;
 

@@ -1888,3 +1888,41 @@ fn route_hosts_that_no_request_can_name_are_refused() {
         load_str(&text).unwrap_or_else(|e| panic!("{good}: {e}"));
     }
 }
+
+/// What `run` refuses at start, `check` refuses first (review 13, H3).
+#[test]
+fn check_refuses_what_run_cannot_start_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(path("cert.pem"), one.cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), one.key_pair.serialize_pem()).unwrap();
+    std::fs::write(path("other.pem"), other.key_pair.serialize_pem()).unwrap();
+    std::fs::write(path("garbage.pem"), "<xml/>\n").unwrap();
+    let with_tls = |key: &str| {
+        minimal().replace(
+            "[[connection]]",
+            &format!(
+                "[server.tls]\ncert = {:?}\nkey = {:?}\n\n[[connection]]",
+                path("cert.pem"),
+                path(key)
+            ),
+        )
+    };
+    load_str(&with_tls("key.pem")).expect("a pair");
+    assert!(has(&problems(&with_tls("other.pem")), "server.tls"));
+    let ca = minimal().replace(
+        "upstream = \"http://127.0.0.1:9000\"",
+        &format!(
+            "upstream = \"https://127.0.0.1:9000\"\nupstream_ca = {:?}",
+            path("garbage.pem")
+        ),
+    );
+    assert!(has(&problems(&ca), "route[0].upstream_ca"));
+    let same = minimal().replace(
+        "[[connection]]",
+        "[server]\nlisten = \"127.0.0.1:9090\"\n\n[[connection]]",
+    );
+    assert!(has(&problems(&same), "admin.listen"));
+}

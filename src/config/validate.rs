@@ -191,6 +191,14 @@ pub fn validate(
     let mut cx = Ctx { problems, base_dir };
     let server = server(&mut cx, loaded.server);
     let admin = admin(&mut cx, loaded.admin);
+    // `run` binds both: one address cannot serve both (review 13, H3).
+    if admin.listen == server.listen {
+        cx.bad(
+            "admin.listen",
+            format!("{} is also server.listen", admin.listen),
+            "another address or port than the proxy listener's, such as \"127.0.0.1:9090\"",
+        );
+    }
     let session = session(&mut cx, loaded.session);
     let log = log(&mut cx, loaded.log);
     let ui = ui(&mut cx, loaded.ui);
@@ -409,8 +417,10 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
         (Some(cert), Some(key)) => {
             let cert = cx.resolve(&cert);
             let key = cx.resolve(&key);
+            let mut files = true;
             for (k, p) in [("server.tls.cert", &cert), ("server.tls.key", &key)] {
                 if !p.is_file() {
+                    files = false;
                     cx.bad(
                         k,
                         format!("{} does not exist or is not a file", p.display()),
@@ -418,7 +428,20 @@ fn server(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
                     );
                 }
             }
-            Some(TlsSettings { cert, key })
+            let tls = TlsSettings { cert, key };
+            // What `run` builds from them: a certificate and key that are
+            // no pair, or unreadable PEM, are this check's problem, not a
+            // failed start (review 13, H3). The message names the key.
+            if files {
+                if let Err(e) = crate::server::tls::load(&tls) {
+                    cx.bad(
+                        "server.tls",
+                        e.to_string(),
+                        "a PEM certificate chain (leaf first) and the private key of its leaf",
+                    );
+                }
+            }
+            Some(tls)
         }
         _ => {
             cx.bad(
@@ -1493,6 +1516,12 @@ fn routes(
                     at("upstream_ca"),
                     format!("{} does not exist", full.display()),
                     "a PEM file of CA certificates",
+                );
+            } else if let Err(e) = crate::proxy::clients::load_ca(&full) {
+                cx.bad(
+                    at("upstream_ca"),
+                    format!("{}: {e}", full.display()),
+                    "a PEM file of CA certificates (-----BEGIN CERTIFICATE----- blocks)",
                 );
             }
             full
