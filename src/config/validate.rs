@@ -192,7 +192,8 @@ pub fn validate(
     let server = server(&mut cx, loaded.server);
     let admin = admin(&mut cx, loaded.admin);
     // `run` binds both: one address cannot serve both (review 13, H3).
-    if admin.listen == server.listen {
+    // Port 0 (any free port, tests) never collides.
+    if admin.listen == server.listen && server.listen.port() != 0 {
         cx.bad(
             "admin.listen",
             format!("{} is also server.listen", admin.listen),
