@@ -194,6 +194,19 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             }
         }
     }
+    // A SAML or WS-Fed connection whose files cannot be read or parsed
+    // starts all the same (it is retried at each sign-in), but every
+    // sign-in answers 503 until they can.
+    for c in &settings.connections {
+        if let Some(s) = c.saml() {
+            if let Err(e) = crate::saml::signin::check_local_files(&c.name, s) {
+                out.push(format!(
+                    "connection {:?}: {e}: every sign-in of this connection answers 503 until the file can be read and parsed (metadata XML without a DTD, PEM key and certificate)",
+                    c.name
+                ));
+            }
+        }
+    }
     // The provider's keys decide who is signed in: fetched over plain
     // http from another host, anyone on the path can serve their own JWKS
     // (SAML and WS-Fed metadata URLs are refused so; review 13, H3).

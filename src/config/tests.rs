@@ -1926,3 +1926,28 @@ fn check_refuses_what_run_cannot_start_with() {
     );
     assert!(has(&problems(&same), "admin.listen"));
 }
+
+#[test]
+fn check_warns_about_saml_files_that_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let dtd = dir.path().join("dtd.xml");
+    std::fs::write(
+        &dtd,
+        "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>",
+    )
+    .unwrap();
+    for file in ["/nonexistent/fabrikam.xml", dtd.to_str().unwrap()] {
+        let text = minimal().replace(
+            "[[route]]",
+            &format!(
+                "[[connection]]\nname = \"fabrikam\"\ntype = \"saml\"\nidp_metadata_file = {file:?}\nhome_realm_domains = [\"fabrikam.com\"]\n\n[[route]]"
+            ),
+        );
+        let s = load_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let w = warnings(&s).join("\n");
+        assert!(
+            w.contains("\"fabrikam\"") && w.contains("503"),
+            "{file}: {w}"
+        );
+    }
+}

@@ -76,6 +76,14 @@ struct RefreshEnv {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// Reads what a connection's sign-in is built from on this machine (the
+/// SP's key and certificate, an IdP metadata file or certificate) as a
+/// sign-in would, without fetching anything: `realmgate check` names what
+/// would make every sign-in of the connection a 503 (review 13, H3).
+pub fn check_local_files(name: &str, settings: &Arc<SamlSettings>) -> Result<(), String> {
+    Prepared::build(name, settings, None).map(|_| ())
+}
+
 impl Prepared {
     fn build(
         name: &str,
