@@ -194,6 +194,21 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             }
         }
     }
+    // A cookie for a domain that does not cover a route's host is dropped
+    // by browsers there (RFC 6265 5.3 step 6): sign-in loops on that host.
+    if let Some(domain) = &settings.session.cookie_domain {
+        let bare = domain.trim_start_matches('.');
+        for r in &settings.routes {
+            for h in &r.hosts {
+                if h != bare && !h.ends_with(&format!(".{bare}")) {
+                    out.push(format!(
+                        "route {:?}: host {h:?} is not within session.cookie_domain {domain:?}: browsers drop the session cookie there, and sign-in on that host never sticks. Set cookie_domain to a parent of every route host, or serve that host from another gateway.",
+                        r.name
+                    ));
+                }
+            }
+        }
+    }
     // A SAML or WS-Fed connection whose files cannot be read or parsed
     // starts all the same (it is retried at each sign-in), but every
     // sign-in answers 503 until they can.

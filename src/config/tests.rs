@@ -1951,3 +1951,25 @@ fn check_warns_about_saml_files_that_cannot_be_read() {
         );
     }
 }
+
+#[test]
+fn cookie_prefixes_are_refused_and_a_cookie_domain_not_covering_a_host_is_named() {
+    for name in ["__Host-x", "__host-x", "__Secure-x", "__SECURE-x"] {
+        let text = minimal().replace(
+            "[[connection]]",
+            &format!("cookie_name = {name:?}\n\n[[connection]]"),
+        );
+        assert!(has(&problems(&text), "session.cookie_name"), "{name}");
+    }
+    let with_domain = |domain: &str| {
+        minimal().replace(
+            "[[connection]]",
+            &format!("cookie_domain = {domain:?}\n\n[[connection]]"),
+        )
+    };
+    let s = load_str(&with_domain(".app.test")).expect("valid");
+    let w = warnings(&s).join("\n");
+    assert!(w.contains("not within session.cookie_domain"), "{w}");
+    let s = load_str(&with_domain(".contoso.com")).expect("valid");
+    assert!(warnings(&s).is_empty(), "{:?}", warnings(&s));
+}

@@ -572,6 +572,18 @@ fn session(cx: &mut Ctx<'_>, raw: RawSession) -> SessionSettings {
             "1 to 64 letters, digits, '-' or '_' (the __Host- prefix is added automatically)",
         );
     }
+    // Browsers refuse a `__Host-` cookie with a Domain and a `__Secure-`
+    // or `__Host-` one without Secure (plain HTTP), in any letter case:
+    // sign-in would never stick (review 13, H3). realmgate adds `__Host-`
+    // itself where a browser takes it.
+    let lower = cookie_name.to_ascii_lowercase();
+    if lower.starts_with("__host-") || lower.starts_with("__secure-") {
+        cx.bad(
+            "session.cookie_name",
+            format!("{cookie_name:?} starts with a cookie prefix"),
+            "a name without __Host- or __Secure-: realmgate adds __Host- itself on HTTPS without cookie_domain",
+        );
+    }
     let cookie_domain = raw.cookie_domain.map(|d| d.to_ascii_lowercase());
     if let Some(d) = &cookie_domain {
         let bare = d.trim_start_matches('.');
