@@ -144,7 +144,7 @@ impl Unjudgeable {
 
     fn text(self) -> &'static str {
         match self {
-            Unjudgeable::UnreadableUri => "The forwarded URI cannot be judged: X-Forwarded-Uri or X-Original-URI is repeated, longer than 8192 bytes or not visible ASCII, or the two name different paths; or X-Forwarded-Host is repeated or lists different hosts. The proxy in front should send one of each, set to the request as received (the URI percent-encoded), and drop the client's copies.",
+            Unjudgeable::UnreadableUri => "The forwarded URI cannot be judged: X-Forwarded-Uri or X-Original-URI is repeated, longer than 8192 bytes or not visible ASCII, or the two name different paths; or X-Original-URL is not an absolute http(s) URL of this route's host; or X-Forwarded-Host is repeated or lists different hosts. The proxy in front should send one of each, set to the request as received (the URI percent-encoded), and drop the client's copies.",
             Unjudgeable::NonCanonicalPath(text) => text,
             Unjudgeable::AmbiguousPath => "The forwarded path selects different routes depending on how a server reads it (encoded slashes, ';' parameters, '//', look-alike characters, or letter case, trailing dots and spaces or cookieless segments that some apps ignore; a PHP front controller's /index.php/..., a format suffix such as /admin.json, a Next.js /_next/data/... path). The proxy in front should refuse it or send the path exactly as the route's prefix spells it.",
             Unjudgeable::NoRoute => "No route serves the forwarded host and path. Add the host (and a path_prefix covering the path) to a route.",
