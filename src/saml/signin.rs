@@ -76,6 +76,13 @@ struct RefreshEnv {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// How [`SamlSignIn::once`] marks a one-time value.
+#[derive(Clone, Copy)]
+enum Once {
+    Claim,
+    Begin,
+}
+
 /// Reads what a connection's sign-in is built from on this machine (the
 /// SP's key and certificate, an IdP metadata file or certificate) as a
 /// sign-in would, without fetching anything: `realmgate check` names what
@@ -351,7 +358,7 @@ impl<'a> SamlSignIn<'a> {
     /// through the session store (Redis), failing closed when it cannot answer.
     async fn claim(&self, assertion: &Assertion, now: u64) -> Result<(), SignInError> {
         match self
-            .claim_once(&assertion.id, assertion.valid_until, now)
+            .once(Once::Claim, &assertion.id, assertion.valid_until, now)
             .await
         {
             Ok(true) => Ok(()),
@@ -415,10 +422,16 @@ impl<'a> SamlSignIn<'a> {
         Ok((ended, partial))
     }
 
-    /// The replay check of assertions: true the first time `key` is
-    /// offered before `until`; Err when the shared store cannot answer.
-    async fn claim_once(
+    /// The replay check: true the first time `key` is offered before
+    /// `until`, in this process and then across replicas; Err when the
+    /// shared store cannot answer. `Once::Claim` for assertions (used at
+    /// once); `Once::Begin` for an action that may fail half-way (a
+    /// LogoutRequest): also true when an earlier attempt never finished,
+    /// and the caller forgets `key` in this process when it fails and marks
+    /// it done in the store when it succeeds.
+    async fn once(
         &self,
+        how: Once,
         key: &str,
         until: u64,
         now: u64,
@@ -427,32 +440,11 @@ impl<'a> SamlSignIn<'a> {
             return Ok(false);
         }
         let ttl = std::time::Duration::from_secs(until.saturating_sub(now).max(1));
-        Ok(self
-            .sessions
-            .claim_once(&self.conn.name, key, ttl)
-            .await?
-            .unwrap_or(true))
-    }
-
-    /// [`Self::claim_once`] for an action that may fail half-way (a
-    /// LogoutRequest): true when it may go ahead, also when an earlier
-    /// attempt never finished; the caller forgets `key` in this process
-    /// when it fails and marks it done in the store when it succeeds.
-    async fn begin_once(
-        &self,
-        key: &str,
-        until: u64,
-        now: u64,
-    ) -> Result<bool, crate::session::store::StoreError> {
-        if !self.replay.first_use(key, until, now) {
-            return Ok(false);
-        }
-        let ttl = std::time::Duration::from_secs(until.saturating_sub(now).max(1));
-        Ok(self
-            .sessions
-            .begin_once(&self.conn.name, key, ttl)
-            .await?
-            .unwrap_or(true))
+        let shared = match how {
+            Once::Claim => self.sessions.claim_once(&self.conn.name, key, ttl).await?,
+            Once::Begin => self.sessions.begin_once(&self.conn.name, key, ttl).await?,
+        };
+        Ok(shared.unwrap_or(true))
     }
 
     async fn complete_saml(
@@ -962,7 +954,7 @@ impl SamlSignIn<'_> {
         // its sessions have ended: a request the store failed half-way (a
         // 503) is taken again when the browser retries it.
         let key = format!("slo:{}", lr.id);
-        match self.begin_once(&key, lr.valid_until, now).await {
+        match self.once(Once::Begin, &key, lr.valid_until, now).await {
             Ok(true) => {}
             Ok(false) => return Err(bad(SamlError::Replay)),
             Err(e) => {

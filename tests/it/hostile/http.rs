@@ -258,6 +258,19 @@ async fn connection_authenticating_upstream() -> SocketAddr {
     addr
 }
 
+/// A gateway with one proxy thread (every request draws from the same idle
+/// list) and two public routes, `app.test` and `other.test`, to `upstream`
+/// (sharing its connections), served by the exchange `client` says.
+async fn two_public_routes(upstream: &str, client: &str) -> TestGateway {
+    let public = format!("public = [\"/\"]\n{client}");
+    let routes = [
+        route("app", "app.test", "/", upstream, &public),
+        route("other", "other.test", "/", upstream, &public),
+    ]
+    .concat();
+    TestGateway::start(&config("workers = 1", &routes)).await
+}
+
 #[tokio::test]
 async fn a_connection_signed_in_by_ntlm_or_negotiate_never_serves_another_client() {
     // Two public routes to one upstream address share its connection pool
@@ -266,24 +279,7 @@ async fn a_connection_signed_in_by_ntlm_or_negotiate_never_serves_another_client
     let up = connection_authenticating_upstream().await;
     let upstream = format!("http://{up}");
     for client in ["", "upstream_client = \"hyper\""] {
-        let routes = [
-            route(
-                "app",
-                "app.test",
-                "/",
-                &upstream,
-                &format!("public = [\"/\"]\n{client}"),
-            ),
-            route(
-                "other",
-                "other.test",
-                "/",
-                &upstream,
-                &format!("public = [\"/\"]\n{client}"),
-            ),
-        ]
-        .concat();
-        let gw = TestGateway::start(&config("workers = 1", &routes)).await;
+        let gw = two_public_routes(&upstream, client).await;
         for (credentials, body) in [
             ("NTLM TYPE3 alice-admin", ""),
             ("Negotiate TICKET alice-admin", ""),
@@ -830,24 +826,7 @@ async fn a_body_an_upstream_left_unread_never_becomes_the_start_of_another_users
     let (up, parsed) = early_answering_upstream().await;
     let upstream = format!("http://{up}");
     for client in ["", "upstream_client = \"hyper\""] {
-        let routes = [
-            route(
-                "app",
-                "app.test",
-                "/",
-                &upstream,
-                &format!("public = [\"/\"]\n{client}"),
-            ),
-            route(
-                "other",
-                "other.test",
-                "/",
-                &upstream,
-                &format!("public = [\"/\"]\n{client}"),
-            ),
-        ]
-        .concat();
-        let gw = TestGateway::start(&config("workers = 1", &routes)).await;
+        let gw = two_public_routes(&upstream, client).await;
         // The attacker's body: a request line and a header left open, so the
         // next request on the connection would become its value.
         let body = "GET /attacker HTTP/1.1\r\nX-Swallow: ";
