@@ -109,9 +109,16 @@ pub async fn forward(
     // before it starts, so a failed exchange's line names it too.
     let exchange = gw.upstreams.exchange(route, &out);
     *exchange_used = Some(exchange.name());
-    gw.upstreams
+    let mut forwarded = gw
+        .upstreams
         .forward(route, out, exchange, Some(client_host))
-        .await
+        .await?;
+    // The app's `Set-Cookie` for realmgate's own cookies never reaches the
+    // browser (`SessionCookies::strip_own_set_cookies`).
+    gw.auth
+        .cookies
+        .strip_own_set_cookies(forwarded.response.headers_mut());
+    Ok(forwarded)
 }
 
 /// Where a tunnel was authorized: the generation's settings, and the host

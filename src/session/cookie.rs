@@ -54,7 +54,7 @@ use ::cookie::{Cookie, SameSite};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use http::header::COOKIE;
+use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -399,6 +399,34 @@ impl SessionCookies {
         };
         for v in old.into_iter().filter_map(|v| self.without_own(v)) {
             headers.append(COOKIE, v);
+        }
+    }
+
+    /// Remove an upstream's `Set-Cookie` lines for realmgate's own cookies
+    /// (session and state, any prefix; the flash cookie). An app on one
+    /// route could otherwise plant, for the whole host, a session cookie of
+    /// its choosing in its users' browsers (they would then act as that
+    /// session's user: login CSRF), or clear theirs (review 13, H1). The
+    /// name is read as browsers read it: up to the first `=` of the first
+    /// `;`-separated part, whitespace trimmed.
+    pub fn strip_own_set_cookies(&self, headers: &mut HeaderMap) {
+        let own = |v: &HeaderValue| {
+            let pair = v
+                .as_bytes()
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default();
+            pair.contains(&b'=') && self.is_own(split_pair(pair).0)
+        };
+        if !headers.get_all(SET_COOKIE).iter().any(own) {
+            return;
+        }
+        let old: Vec<HeaderValue> = match headers.entry(SET_COOKIE) {
+            http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+            http::header::Entry::Vacant(_) => return,
+        };
+        for v in old.into_iter().filter(|v| !own(v)) {
+            headers.append(SET_COOKIE, v);
         }
     }
 

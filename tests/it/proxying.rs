@@ -863,6 +863,29 @@ async fn hop_by_hop_headers_of_the_upstream_response_are_removed() {
     }
 }
 
+/// An app's `Set-Cookie` for realmgate's own cookies never reaches the
+/// browser: an app on one route could plant a session of its choosing for
+/// the whole host, or clear the user's (review 13, H1). Its own cookies pass.
+#[tokio::test]
+async fn an_app_cannot_set_realmgate_s_cookies() {
+    let up = EchoUpstream::start().await;
+    let gw = public_gateway(&up, "", "").await;
+    let resp = gw
+        .client()
+        .get(gw.url("app.test", "/set-cookies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set: Vec<&str> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(set, ["app=kept; Path=/"]);
+}
+
 /// Collects what a tracing subscriber writes.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);

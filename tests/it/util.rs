@@ -375,6 +375,16 @@ async fn echo(
         *resp.status_mut() = status;
         return Ok(resp);
     }
+    if path == "/set-cookies" {
+        // An app setting realmgate's own cookies beside its own.
+        return Ok(Response::builder()
+            .header("set-cookie", "realmgate=planted; Path=/")
+            .header("set-cookie", "__Host-realmgate=planted; Path=/; Secure")
+            .header("set-cookie", "realmgate_state=x; Max-Age=0")
+            .header("set-cookie", "app=kept; Path=/")
+            .body(full_body("cookies"))
+            .expect("static response"));
+    }
     if path == "/hop-response" {
         // Hop-by-hop headers an upstream might send; none may reach the client.
         return Ok(Response::builder()

@@ -559,3 +559,38 @@ fn set_cookie_attributes_read_back_exactly() {
         assert!(parsed.expires().is_none());
     }
 }
+
+#[test]
+fn an_upstream_cannot_set_or_clear_realmgate_s_own_cookies() {
+    let c = cookies();
+    let mut h = HeaderMap::new();
+    for v in [
+        "realmgate=planted; Path=/; HttpOnly",
+        "__Host-realmgate=planted; Path=/; Secure",
+        " REALMGATE =x",
+        "realmgate_state=x; Max-Age=0",
+        "__Host-realmgate_state=x",
+        "app=kept; Path=/",
+        "realmgate-app=kept",
+        "realmgate",
+    ] {
+        h.append(SET_COOKIE, HeaderValue::from_static(v));
+    }
+    c.strip_own_set_cookies(&mut h);
+    let left: Vec<&str> = h
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    // A bare `realmgate` (no `=`) is a nameless cookie to browsers: kept.
+    assert_eq!(
+        left,
+        ["app=kept; Path=/", "realmgate-app=kept", "realmgate"]
+    );
+    // Nothing of ours: the header map is left as it is.
+    let mut h = HeaderMap::new();
+    h.append(SET_COOKIE, HeaderValue::from_static("a=1"));
+    h.append(SET_COOKIE, HeaderValue::from_static("b=2"));
+    c.strip_own_set_cookies(&mut h);
+    assert_eq!(h.get_all(SET_COOKIE).iter().count(), 2);
+}
