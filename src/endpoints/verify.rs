@@ -243,6 +243,7 @@ async fn judge(
         judged,
     )?;
     check_path_overrides(&parts.headers, judged)?;
+    check_framework_internals(&parts.headers)?;
     if let Some(target) = &target {
         let method = original_method(parts, trusted)?;
         crate::phase::route::check_subtree(
@@ -550,6 +551,25 @@ fn check_path_overrides(
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Next.js's internal routing headers, which no client sends: one skips its
+/// middleware (`x-middleware-subrequest`, CVE-2025-29927), the others pick
+/// the page or output served. The proxy path removes them from every peer;
+/// here, where the proxy in front passes them on, their presence is a 400.
+fn check_framework_internals(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let internal = |name: &str| {
+        matches!(
+            name,
+            "x-middleware-subrequest" | "x-matched-path" | "x-now-route-matches"
+        ) || name.starts_with("x-invoke-")
+    };
+    if headers.keys().any(|k| internal(k.as_str())) {
+        return Err(GatewayError::BadRequest(
+            "The request carries a Next.js internal header (x-middleware-subrequest, x-matched-path, x-now-route-matches, x-invoke-*) that makes the app skip its middleware or serve another page. The proxy in front should remove them from client requests.",
+        ));
     }
     Ok(())
 }

@@ -690,6 +690,10 @@ async fn host_and_path_overrides_naming_another_route_or_path_are_400_at_verify(
             ("x-forwarded-path", "/static/../admin"),
             ("x-envoy-original-path", "/secret"),
             ("x-request-uri", "/static/y"),
+            // Next.js internals (CVE-2025-29927 skips its middleware).
+            ("x-middleware-subrequest", "middleware"),
+            ("x-matched-path", "/admin"),
+            ("x-invoke-path", "/admin"),
         ] {
             assert_eq!(
                 ask_verify(&w, trusted, &bob, Some((name, value))).await,
