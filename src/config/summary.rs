@@ -253,7 +253,7 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             }
         };
         for (key, url) in urls {
-            if url.scheme() == "http" && !is_loopback(url) {
+            if url.scheme() == "http" && !crate::saml::config::is_loopback(url) {
                 out.push(format!(
                     "connection {:?}: {key} = \"{url}\" is plain http to another host: discovery, the provider's keys (which decide who is signed in), the client secret and the tokens cross the network in clear, and anyone on the path can sign in as anyone. Use https://.",
                     c.name
@@ -669,14 +669,4 @@ pub fn summary(settings: &Settings) -> String {
         }
     }
     s
-}
-
-/// A URL to this machine (`localhost`, 127.0.0.0/8, `::1`).
-fn is_loopback(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }

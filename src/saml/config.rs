@@ -115,7 +115,9 @@ fn https_url(key: &'static str, text: &str, problems: &mut Vec<Problem>) -> Opti
     }
 }
 
-fn is_loopback(u: &Url) -> bool {
+/// A URL to this machine (`localhost`, 127.0.0.0/8, `::1`): plain http is
+/// allowed there (development, tests).
+pub(crate) fn is_loopback(u: &Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
         Some(url::Host::Ipv6(a)) => a.is_loopback(),

@@ -464,9 +464,24 @@ fn now() -> u64 {
 /// The IdP's LogoutRequest without SessionIndex for `name_id`, over
 /// HTTP-Redirect signed with its key, to this gateway's SLO endpoint.
 fn logout_request_without_index(w: &World, idp: &IdpKey, id: &str, name_id: &str) -> String {
+    signed_logout_request(w, idp, id, name_id, None)
+}
+
+/// The IdP's LogoutRequest `id` for `name_id` (and `session_index`), over
+/// HTTP-Redirect signed with its key, to this gateway's SLO endpoint.
+fn signed_logout_request(
+    w: &World,
+    idp: &IdpKey,
+    id: &str,
+    name_id: &str,
+    session_index: Option<&str>,
+) -> String {
     let slo = w.url("/.auth/saml/fabrikam/slo");
+    let index = session_index
+        .map(|i| format!("<samlp:SessionIndex>{i}</samlp:SessionIndex>"))
+        .unwrap_or_default();
     let xml = format!(
-        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{name_id}</saml:NameID></samlp:LogoutRequest>"#,
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{name_id}</saml:NameID>{index}</samlp:LogoutRequest>"#,
         realmgate::saml::binding::instant(now())
     );
     let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
@@ -631,16 +646,7 @@ async fn an_idp_logout_request_the_store_failed_half_way_is_taken_when_retried()
     );
     let w: World = builder(&idp, &sp, "").session(&session).start().await;
     let browser = sp_sign_in(&w, &idp).await;
-    let slo = w.url("/.auth/saml/fabrikam/slo");
-    let xml = format!(
-        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_lr_half_way" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">u-123</saml:NameID><samlp:SessionIndex>_idp_session_7</samlp:SessionIndex></samlp:LogoutRequest>"#,
-        realmgate::saml::binding::instant(now())
-    );
-    let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
-    let signer = realmgate::saml::binding::SpSigner::from_pem(&pem).expect("IdP key");
-    let url =
-        realmgate::saml::binding::redirect_url(&slo, "SAMLRequest", &xml, None, Some(&signer))
-            .expect("redirect URL");
+    let url = signed_logout_request(&w, &idp, "_lr_half_way", "u-123", Some("_idp_session_7"));
     assert!(redis
         .command("ACL SETUSER default -smembers")
         .await
@@ -698,16 +704,7 @@ async fn an_unsigned_relay_state_spelled_with_an_escape_is_not_echoed_under_our_
     let (idp, sp) = (idp_key(), idp_key());
     let w = world_with(&idp, &sp, "", "").await;
     let browser = sp_sign_in(&w, &idp).await;
-    let slo = w.url("/.auth/saml/fabrikam/slo");
-    let xml = format!(
-        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_lr_rs" Version="2.0" IssueInstant="{}" Destination="{slo}"><saml:Issuer>{IDP}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">u-123</saml:NameID><samlp:SessionIndex>_idp_session_7</samlp:SessionIndex></samlp:LogoutRequest>"#,
-        realmgate::saml::binding::instant(now())
-    );
-    let pem = std::fs::read_to_string(idp.dir.path().join("key.pem")).unwrap();
-    let signer = realmgate::saml::binding::SpSigner::from_pem(&pem).expect("IdP key");
-    let url =
-        realmgate::saml::binding::redirect_url(&slo, "SAMLRequest", &xml, None, Some(&signer))
-            .expect("redirect URL");
+    let url = signed_logout_request(&w, &idp, "_lr_rs", "u-123", Some("_idp_session_7"));
     let tampered = format!("{url}&Relay%53tate=https%3A%2F%2Fevil.test%2F");
     let resp = Browser::new(&w.gateway).get(&tampered).await;
     assert_eq!(
