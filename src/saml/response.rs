@@ -597,6 +597,15 @@ pub(super) fn read_assertion(
     let conditions = one_child(a, NS_ASSERTION, "Conditions")
         .map_err(shape)?
         .ok_or_else(|| shape("the Assertion has no Conditions"))?;
+    // OneTimeUse: an assertion is taken once anyway (the replay cache);
+    // ProxyRestriction limits assertions realmgate would issue, and it
+    // issues none.
+    xml::only_known_conditions(
+        conditions,
+        NS_ASSERTION,
+        &["AudienceRestriction", "OneTimeUse", "ProxyRestriction"],
+    )
+    .map_err(shape)?;
     let not_before = time(conditions, "NotBefore")?;
     let not_on_or_after = time(conditions, "NotOnOrAfter")?
         .ok_or_else(|| shape("the Conditions have no NotOnOrAfter"))?;

@@ -80,6 +80,8 @@ struct Fx {
     status: String,
     sign_assertion: bool,
     sign_response: bool,
+    /// Added inside `<Conditions>`, after the audience restriction.
+    more_conditions: String,
 }
 
 impl Default for Fx {
@@ -109,6 +111,7 @@ impl Default for Fx {
             status: "urn:oasis:names:tc:SAML:2.0:status:Success".into(),
             sign_assertion: true,
             sign_response: false,
+            more_conditions: String::new(),
         }
     }
 }
@@ -135,7 +138,7 @@ impl Fx {
             })
             .collect();
         format!(
-            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{aid}" Version="2.0" IssueInstant="{now}"><saml:Issuer>{iss}</saml:Issuer>{SIG_MARK}<saml:Subject><saml:NameID Format="{fmt}">{nid}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData{irt} NotOnOrAfter="{noa}" Recipient="{rcp}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant="{now}" SessionIndex="_sess1"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement>{attrs}</saml:AttributeStatement></saml:Assertion>"#,
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{aid}" Version="2.0" IssueInstant="{now}"><saml:Issuer>{iss}</saml:Issuer>{SIG_MARK}<saml:Subject><saml:NameID Format="{fmt}">{nid}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData{irt} NotOnOrAfter="{noa}" Recipient="{rcp}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction>{more}</saml:Conditions><saml:AuthnStatement AuthnInstant="{now}" SessionIndex="_sess1"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement>{attrs}</saml:AttributeStatement></saml:Assertion>"#,
             aid = self.assertion_id,
             now = iso(NOW),
             iss = self.issuer,
@@ -145,6 +148,7 @@ impl Fx {
             rcp = self.recipient,
             nb = iso(self.not_before),
             aud = self.audience,
+            more = self.more_conditions,
         )
     }
 
@@ -669,6 +673,51 @@ fn wrong_audience_recipient_destination_issuer_are_refused() {
         },
         SamlError::Issuer("https://evil.test/".into()),
     );
+}
+
+#[test]
+fn a_condition_realmgate_does_not_understand_is_refused() {
+    // SAML core 2.5.1.1: a condition not understood makes the assertion
+    // Indeterminate, never valid. Each is signed by the IdP's own key.
+    let k = key();
+    for more in [
+        r#"<saml:Condition xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:ext="urn:example:ext" xsi:type="ext:OnlyFromTheOfficeNetwork"/>"#,
+        r#"<ext:DeviceCompliant xmlns:ext="urn:example:ext"/>"#,
+        "<saml:AudienceRestrictionX/>",
+    ] {
+        let xml = Fx {
+            more_conditions: more.into(),
+            ..Fx::default()
+        }
+        .build(&k);
+        match check(&xml, &k) {
+            Err(SamlError::Shape(m)) => assert!(m.contains("not understood"), "{more}: {m}"),
+            other => panic!("{more}: {other:?}"),
+        }
+    }
+    // An attribute the schema does not have is not understood either.
+    let doc = format!(
+        r#"<saml:Conditions xmlns:saml="{}" NotOnOrAfter="x" Extra="1"/>"#,
+        super::xml::NS_ASSERTION
+    );
+    let doc = roxmltree::Document::parse(&doc).expect("xml");
+    let err = super::xml::only_known_conditions(doc.root_element(), super::xml::NS_ASSERTION, &[])
+        .expect_err("unknown attribute");
+    assert!(err.contains("Extra"), "{err}");
+    // What realmgate understands still signs in.
+    for more in [
+        "<saml:OneTimeUse/>",
+        "<saml:ProxyRestriction Count=\"0\"/>",
+        "<saml:AudienceRestriction><saml:Audience>https://sp.test/other</saml:Audience><saml:Audience>SP</saml:Audience></saml:AudienceRestriction>",
+    ] {
+        let more = more.replace(">SP<", &format!(">{SP}<"));
+        let xml = Fx {
+            more_conditions: more.clone(),
+            ..Fx::default()
+        }
+        .build(&k);
+        check(&xml, &k).unwrap_or_else(|e| panic!("{more}: {e:?}"));
+    }
 }
 
 #[test]
@@ -1223,8 +1272,13 @@ fn rstr(token: &str) -> String {
 }
 
 fn saml11_token(k: &Key, audience: &str, name: &str) -> String {
+    saml11_token_with(k, audience, name, "")
+}
+
+/// A signed SAML 1.1 token with `more` inside its `<Conditions>`.
+fn saml11_token_with(k: &Key, audience: &str, name: &str, more: &str) -> String {
     let a = format!(
-        r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:1.0:assertion" MajorVersion="1" MinorVersion="1" AssertionID="_s11" Issuer="{IDP}" IssueInstant="{now}"><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}"><saml:AudienceRestrictionCondition><saml:Audience>{audience}</saml:Audience></saml:AudienceRestrictionCondition></saml:Conditions><saml:AttributeStatement><saml:Subject><saml:NameIdentifier>{name}</saml:NameIdentifier><saml:SubjectConfirmation><saml:ConfirmationMethod>urn:oasis:names:tc:SAML:1.0:cm:bearer</saml:ConfirmationMethod></saml:SubjectConfirmation></saml:Subject><saml:Attribute AttributeName="objectidentifier" AttributeNamespace="http://schemas.microsoft.com/identity/claims"><saml:AttributeValue>oid-11</saml:AttributeValue></saml:Attribute><saml:Attribute AttributeName="emailaddress" AttributeNamespace="http://schemas.xmlsoap.org/ws/2005/05/identity/claims"><saml:AttributeValue>{name}</saml:AttributeValue></saml:Attribute></saml:AttributeStatement><saml:AuthenticationStatement AuthenticationMethod="urn:oasis:names:tc:SAML:1.0:am:password" AuthenticationInstant="{now}"><saml:Subject><saml:NameIdentifier>{name}</saml:NameIdentifier><saml:SubjectConfirmation><saml:ConfirmationMethod>urn:oasis:names:tc:SAML:1.0:cm:bearer</saml:ConfirmationMethod></saml:SubjectConfirmation></saml:Subject></saml:AuthenticationStatement>{sig}</saml:Assertion>"#,
+        r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:1.0:assertion" MajorVersion="1" MinorVersion="1" AssertionID="_s11" Issuer="{IDP}" IssueInstant="{now}"><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}"><saml:AudienceRestrictionCondition><saml:Audience>{audience}</saml:Audience></saml:AudienceRestrictionCondition>{more}</saml:Conditions><saml:AttributeStatement><saml:Subject><saml:NameIdentifier>{name}</saml:NameIdentifier><saml:SubjectConfirmation><saml:ConfirmationMethod>urn:oasis:names:tc:SAML:1.0:cm:bearer</saml:ConfirmationMethod></saml:SubjectConfirmation></saml:Subject><saml:Attribute AttributeName="objectidentifier" AttributeNamespace="http://schemas.microsoft.com/identity/claims"><saml:AttributeValue>oid-11</saml:AttributeValue></saml:Attribute><saml:Attribute AttributeName="emailaddress" AttributeNamespace="http://schemas.xmlsoap.org/ws/2005/05/identity/claims"><saml:AttributeValue>{name}</saml:AttributeValue></saml:Attribute></saml:AttributeStatement><saml:AuthenticationStatement AuthenticationMethod="urn:oasis:names:tc:SAML:1.0:am:password" AuthenticationInstant="{now}"><saml:Subject><saml:NameIdentifier>{name}</saml:NameIdentifier><saml:SubjectConfirmation><saml:ConfirmationMethod>urn:oasis:names:tc:SAML:1.0:cm:bearer</saml:ConfirmationMethod></saml:SubjectConfirmation></saml:Subject></saml:AuthenticationStatement>{sig}</saml:Assertion>"#,
         now = iso(NOW),
         nb = iso(NOW - 60),
         noa = iso(NOW + 300),
@@ -1259,6 +1313,29 @@ fn wsfed_saml11_token_is_read_with_adfs_claim_names() {
     let id = AttributeMap::default().identity(&a).expect("identity");
     assert_eq!(id.subject, "oid-11");
     assert_eq!(id.email.as_deref(), Some("bob@northwind.test"));
+}
+
+#[test]
+fn wsfed_saml11_condition_not_understood_is_refused() {
+    let k = key();
+    let e = wsfed_expect(&[]);
+    let odd = saml11_token_with(
+        &k,
+        REALM,
+        "bob@northwind.test",
+        r#"<ext:OnlyOnTuesdays xmlns:ext="urn:example:ext"/>"#,
+    );
+    match wsfed::validate_wresult(&odd, &trust(&[&k]), &e) {
+        Err(SamlError::Shape(m)) => assert!(m.contains("not understood"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let no_cache = saml11_token_with(
+        &k,
+        REALM,
+        "bob@northwind.test",
+        "<saml:DoNotCacheCondition/>",
+    );
+    wsfed::validate_wresult(&no_cache, &trust(&[&k]), &e).expect("DoNotCache is understood");
 }
 
 #[test]

@@ -181,6 +181,13 @@ fn read_saml11(a: Node<'_, '_>, id: String, expect: &Expect<'_>) -> Result<Asser
     let conditions = one_child(a, NS_SAML11, "Conditions")
         .map_err(shape)?
         .ok_or_else(|| shape("the assertion has no Conditions"))?;
+    // DoNotCacheCondition: realmgate keeps no assertion for reuse.
+    xml::only_known_conditions(
+        conditions,
+        NS_SAML11,
+        &["AudienceRestrictionCondition", "DoNotCacheCondition"],
+    )
+    .map_err(shape)?;
     let not_on_or_after = time(conditions, "NotOnOrAfter")?
         .ok_or_else(|| shape("the Conditions have no NotOnOrAfter"))?;
     if time(conditions, "NotBefore")?.is_some_and(|nb| nb > now.saturating_add(skew))

@@ -91,6 +91,44 @@ pub fn one_child<'a, 'i>(
     Ok(first)
 }
 
+/// Refuses a `<Conditions>` holding anything realmgate does not act on.
+/// SAML core 2.0 §2.5.1 (and 1.1 §2.3.2.1): a condition that is not
+/// understood makes the assertion's validity Indeterminate, which a relying
+/// party must not take as valid; an IdP adds one (a `<Condition xsi:type>`
+/// extension, a delegation restriction) to say "only if you can check this".
+/// `known` are the children this reader checks or may safely ignore; the
+/// only attributes the schema allows are the validity window's.
+pub fn only_known_conditions(
+    conditions: Node<'_, '_>,
+    ns: &str,
+    known: &[&str],
+) -> Result<(), String> {
+    if let Some(a) = conditions
+        .attributes()
+        .find(|a| a.namespace().is_some() || !matches!(a.name(), "NotBefore" | "NotOnOrAfter"))
+    {
+        return Err(format!(
+            "the Conditions carry the attribute {}, which is not understood",
+            a.name()
+        ));
+    }
+    for c in conditions.children() {
+        if c.is_text() && c.text().is_some_and(|t| !t.trim().is_empty()) {
+            return Err("the Conditions hold text".into());
+        }
+        if !c.is_element() {
+            continue;
+        }
+        let name = c.tag_name().name();
+        if c.tag_name().namespace() != Some(ns) || !known.contains(&name) {
+            return Err(format!(
+                "the Conditions hold a {name} condition, which is not understood"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The whole text of an element that must hold text only: every text and
 /// CDATA child concatenated (a comment splits no value), and an element
 /// child refused. Trimmed of XML whitespace.
