@@ -46,7 +46,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{
-    HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE,
+    HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_KEY, TRANSFER_ENCODING, UPGRADE,
 };
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -202,6 +203,9 @@ impl Upstreams {
         // one connection, so NTLM through realmgate fails (closed); one-leg
         // Negotiate (Kerberos) still works, WebSockets included.
         let close = binds_connection(request.headers());
+        let websocket_key = upgrade
+            .as_ref()
+            .and_then(|_| request.headers().get(SEC_WEBSOCKET_KEY).cloned());
         if let Some((_, proto)) = &upgrade {
             let connection = if close { "upgrade, close" } else { "upgrade" };
             request
@@ -300,6 +304,20 @@ impl Upstreams {
             let proto = response.headers().get(UPGRADE).cloned();
             if !proto.as_ref().is_some_and(|p| offered(&asked, p)) {
                 return Err(failed(UpstreamError::UnofferedProtocol));
+            }
+            // A WebSocket switch must answer the client's key: a 101 from
+            // something that is no WebSocket server (a status an attacker
+            // picks, a handler reflecting headers) would otherwise leave a
+            // raw pipe to the app, past every check and identity header.
+            if proto
+                .as_ref()
+                .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket"))
+                && !upgrade::answers_key(
+                    websocket_key.as_ref(),
+                    response.headers().get(SEC_WEBSOCKET_ACCEPT),
+                )
+            {
+                return Err(failed(UpstreamError::UnansweredKey));
             }
             let upstream_side = hyper::upgrade::on(&mut response);
             upgrade::spawn_tunnel(

@@ -24,6 +24,9 @@ pub enum UpstreamError<'e> {
     /// A 101 to a protocol the client did not offer: tunnelling it would
     /// open a raw pipe past the gateway.
     UnofferedProtocol,
+    /// A switch to WebSocket whose `Sec-WebSocket-Accept` does not answer
+    /// the client's `Sec-WebSocket-Key` (or no key was sent).
+    UnansweredKey,
 }
 
 /// The client's answer to `e`, logged once with its route and exchange.
@@ -71,6 +74,11 @@ pub fn classify(route: &str, exchange: Exchange, e: UpstreamError<'_>) -> Gatewa
             exchange,
             "upstream switched to a protocol the client did not ask for"
         ),
+        UpstreamError::UnansweredKey => tracing::warn!(
+            route.name = %route,
+            exchange,
+            "upstream switched to WebSocket without answering the client's key (Sec-WebSocket-Accept): no tunnel"
+        ),
     }
     answer
 }
@@ -88,7 +96,9 @@ pub fn status(e: UpstreamError<'_>) -> GatewayError {
         },
         UpstreamError::Client(err) => chain_timed_out(err),
         UpstreamError::NoAnswerInTime(_) => true,
-        UpstreamError::UnaskedSwitch | UpstreamError::UnofferedProtocol => false,
+        UpstreamError::UnaskedSwitch
+        | UpstreamError::UnofferedProtocol
+        | UpstreamError::UnansweredKey => false,
     };
     if timed_out {
         GatewayError::UpstreamTimeout

@@ -10,6 +10,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
+use http::HeaderValue;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -18,6 +19,23 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Answers whether the tunnel's session still exists (false ends the tunnel).
 pub type AliveCheck = Box<dyn FnMut() -> BoxFuture<'static, bool> + Send>;
+
+/// True when `accept` (the upstream's `Sec-WebSocket-Accept`) answers `key`
+/// (the client's `Sec-WebSocket-Key`): base64 of SHA-1 over the key and
+/// RFC 6455's GUID (4.2.2). No key, no answer.
+pub fn answers_key(key: Option<&HeaderValue>, accept: Option<&HeaderValue>) -> bool {
+    use base64::Engine as _;
+    use sha1::{Digest, Sha1};
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let (Some(key), Some(accept)) = (key, accept) else {
+        return false;
+    };
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(GUID);
+    let want = base64::engine::general_purpose::STANDARD.encode(sha.finalize());
+    accept.as_bytes() == want.as_bytes()
+}
 
 /// Run the tunnel in the background; it ends when either side closes or the session ends.
 pub fn spawn_tunnel(
@@ -98,6 +116,22 @@ mod tests {
     use super::*;
 
     const TICK: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn only_the_accept_of_the_client_s_key_answers_it() {
+        // RFC 6455 1.3's example.
+        let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
+        let right = HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert!(answers_key(Some(&key), Some(&right)));
+        assert!(!answers_key(Some(&key), Some(&key)), "the key reflected");
+        assert!(!answers_key(Some(&key), None));
+        assert!(!answers_key(None, Some(&right)));
+        let lower = HeaderValue::from_static("s3pplmbitxaq9kygzzhzrbk+xoo=");
+        assert!(
+            !answers_key(Some(&key), Some(&lower)),
+            "base64 is case-sensitive"
+        );
+    }
 
     #[tokio::test]
     async fn ends_at_the_deadline() {

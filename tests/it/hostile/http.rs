@@ -210,6 +210,140 @@ async fn an_upstream_switching_to_a_protocol_nobody_asked_for_is_502() {
     assert_eq!(raw_status(&raw), Some(502), "{raw}");
 }
 
+/// An upstream that answers every request head with a 101 carrying `accept`
+/// as its `Sec-WebSocket-Accept` ("RIGHT": the one the client's key asks
+/// for; "KEY": the client's key reflected; "": none), as an endpoint whose
+/// status an attacker picks would, then records what arrives after it.
+async fn switching_upstream(accept: &'static str) -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let after: Arc<std::sync::Mutex<Vec<u8>>> = Arc::default();
+    let seen = after.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let key = String::from_utf8_lossy(&head)
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        n.eq_ignore_ascii_case("sec-websocket-key")
+                            .then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let value = match accept {
+                    "RIGHT" => {
+                        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes())
+                    }
+                    "KEY" => key,
+                    _ => String::new(),
+                };
+                let line = if value.is_empty() {
+                    String::new()
+                } else {
+                    format!("Sec-WebSocket-Accept: {value}\r\n")
+                };
+                let answer = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{line}\r\n"
+                );
+                if sock.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                // Bytes past the head that came with it belong to the tunnel too.
+                let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                seen.lock().unwrap().extend_from_slice(&head[end..]);
+                let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+                while let Ok(Ok(n)) = tokio::time::timeout_at(until, sock.read(&mut buf)).await {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (addr, after)
+}
+
+/// Writes `request`, reads the response head (5 s at most), then writes
+/// `then` on the same connection; returns the head.
+async fn head_then_write(addr: SocketAddr, request: &[u8], then: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let _ = stream.write_all(then).await;
+    // Held open a moment so the bytes can travel through a tunnel.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test]
+async fn a_101_that_does_not_answer_the_websocket_key_opens_no_tunnel() {
+    // An endpoint that answers 101 without being a WebSocket server (a status
+    // an attacker picks, a reflecting handler) would leave a raw pipe to the
+    // app: every request written into it reaches the app unjudged, identity
+    // headers of the attacker's choosing included. RFC 6455 4.1: a client
+    // must fail a handshake whose Sec-WebSocket-Accept does not answer its
+    // key; realmgate, the client here, does the same.
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    let smuggled = "GET /admin HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-User: admin\r\n\r\n";
+    for (accept, key_line, want) in [
+        ("", true, 502),
+        ("KEY", true, 502),
+        ("RIGHT", false, 502),
+        ("RIGHT", true, 101),
+    ] {
+        let (up, after) = switching_upstream(accept).await;
+        let gw = two_public_routes(&format!("http://{up}"), "").await;
+        let key = if key_line {
+            format!("Sec-WebSocket-Key: {KEY}\r\n")
+        } else {
+            String::new()
+        };
+        let head = format!(
+            "GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        let raw = head_then_write(gw.addr, head.as_bytes(), smuggled.as_bytes()).await;
+        assert_eq!(
+            raw_status(&raw),
+            Some(want),
+            "accept {accept:?}, key {key_line}: {raw}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let seen = String::from_utf8_lossy(&after.lock().unwrap()).to_string();
+        if want == 101 {
+            // The control case: a real handshake tunnels what follows.
+            assert!(
+                seen.contains("GET /admin"),
+                "the tunnel carried nothing: {seen:?}"
+            );
+        } else {
+            assert!(
+                seen.is_empty(),
+                "accept {accept:?}: reached the app: {seen:?}"
+            );
+        }
+    }
+}
+
 /// An upstream that authenticates connections as IIS does with Windows
 /// authentication: a request with `Authorization: NTLM <type 3>` (or
 /// `Negotiate`) signs the whole connection in, and every later request on it
