@@ -309,9 +309,7 @@ impl Upstreams {
             // something that is no WebSocket server (a status an attacker
             // picks, a handler reflecting headers) would otherwise leave a
             // raw pipe to the app, past every check and identity header.
-            if proto
-                .as_ref()
-                .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket"))
+            if proto.as_ref().is_some_and(upgrade::is_websocket)
                 && !upgrade::answers_key(
                     websocket_key.as_ref(),
                     response.headers().get(SEC_WEBSOCKET_ACCEPT),

@@ -20,6 +20,17 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Answers whether the tunnel's session still exists (false ends the tunnel).
 pub type AliveCheck = Box<dyn FnMut() -> BoxFuture<'static, bool> + Send>;
 
+/// True when the `Upgrade` protocol `proto` is WebSocket, any version
+/// (`websocket`, `WebSocket/13`: RFC 9110 7.8's name "/" version).
+pub fn is_websocket(proto: &HeaderValue) -> bool {
+    let name = proto
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .next()
+        .unwrap_or_default();
+    name.trim_ascii().eq_ignore_ascii_case(b"websocket")
+}
+
 /// True when `accept` (the upstream's `Sec-WebSocket-Accept`) answers `key`
 /// (the client's `Sec-WebSocket-Key`): base64 of SHA-1 over the key and
 /// RFC 6455's GUID (4.2.2). No key, no answer.
