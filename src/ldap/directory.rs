@@ -328,7 +328,9 @@ impl Directory {
                     escape::fill(template, "{login}", login, escape::filter_value)
                 }
             };
-            let entry = find_one(&mut user, self.cfg.timeout, &base, &filter, &self.user_attrs())
+            let mut attrs = self.user_attrs();
+            attrs.extend(["userPrincipalName".into(), "sAMAccountName".into()]);
+            let entry = find_one(&mut user, self.cfg.timeout, &base, &filter, &attrs)
                 .await?
                 .ok_or_else(|| {
                     // The directory took the name, the user filter does not
@@ -339,6 +341,20 @@ impl Directory {
                     tracing::info!(base = %base, "direct bind: the bind succeeded but the user filter finds no entry under user_base (a name typed in another form than the filter matches, an account it leaves out, or check user_base and user_filter)");
                     DirectoryError::InvalidCredentials
                 })?;
+            // The entry found must be the account that bound. The name AD
+            // binds and the entry the user filter finds are two lookups: a
+            // filter that also matches another attribute
+            // (`(|(userPrincipalName={login})(mail={login}))`) reads
+            // another user's entry when the typed name is one account's
+            // implicit UPN (`sAMAccountName@domain`) and another's mail,
+            // and a sign-in with the first one's password became the
+            // second one's session (review 14).
+            if nt4_name(template, &name).is_none()
+                && !bound_as(&mut user, self.cfg.timeout, &base, template, &name, &entry).await?
+            {
+                tracing::warn!(base = %base, "direct bind: the entry the user filter found is not the account the name bound; sign-in refused (make user_filter match only the name the directory binds, such as userPrincipalName)");
+                return Err(DirectoryError::InvalidCredentials);
+            }
             let mut u = self.build_user(&mut user, entry).await?;
             u.password_expires_in = expires_in.or(u.password_expires_in);
             Ok(u)
@@ -937,6 +953,45 @@ pub fn nt4_name<'n>(template: &str, name: &'n str) -> Option<(&'n str, &'n str)>
     let (domain, account) = name.split_once('\\')?;
     (!domain.is_empty() && !account.is_empty() && !account.contains('\\'))
         .then_some((domain, account))
+}
+
+/// Whether `entry` is the account a direct bind with `name` bound.
+///
+/// A DN template bound a DN: the entry's, RDN by RDN. A UPN (what
+/// `direct_bind_name` lets through without `\`) is, as Active Directory
+/// resolves it (MS-ADTS 5.1.1.1.1), an account's explicit
+/// `userPrincipalName`, else the implicit `sAMAccountName@<DNS name of its
+/// domain>`: the entry must carry the name in the first form, or in the
+/// second while no account under `base` has it in the first (that one
+/// would have bound). Not RFC 4532 "Who am I?": Samba's AD DC does not
+/// answer it.
+async fn bound_as(
+    conn: &mut Ldap,
+    timeout: Duration,
+    base: &str,
+    template: &str,
+    name: &str,
+    entry: &SearchEntry,
+) -> Result<bool, DirectoryError> {
+    if template.contains('=') {
+        return Ok(rdns(name) == rdns(&entry.dn));
+    }
+    let same = |a: &str| a.to_lowercase() == name.to_lowercase();
+    if text_attr(entry, "userPrincipalName").is_some_and(|upn| same(&upn)) {
+        return Ok(true);
+    }
+    let domain: Vec<String> = rdns(&entry.dn)
+        .iter()
+        .filter_map(|rdn| rdn.strip_prefix("dc=").map(str::to_string))
+        .collect();
+    let implicit = text_attr(entry, "sAMAccountName")
+        .is_some_and(|sam| !domain.is_empty() && same(&format!("{sam}@{}", domain.join("."))));
+    if !implicit {
+        return Ok(false);
+    }
+    let filter = format!("(userPrincipalName={})", escape::filter_value(name));
+    let explicit = search(conn, timeout, base, &filter, &["objectClass"], 1).await?;
+    Ok(explicit.is_empty())
 }
 
 /// This directory's NetBIOS domain name: the `nETBIOSName` of the crossRef

@@ -793,6 +793,119 @@ async fn direct_bind_never_binds_with_a_typed_dn() {
     assert_eq!(r.status(), 302);
 }
 
+/// AD direct bind with a `user_filter` that also finds users by `mail`:
+/// the name AD binds and the entry the filter finds can be two accounts.
+/// Mallory's sAMAccountName is `boss`, so AD binds `boss@corp.test` as
+/// her (its implicit UPN) with her own password; the filter, filled with
+/// the same `boss@corp.test`, finds the CEO, whose mail that is. The
+/// entry read must be the account that bound (RFC 4532 "Who am I?"), else
+/// the sign-in is refused like a wrong password.
+#[tokio::test]
+async fn a_direct_bind_signs_in_only_the_account_that_bound() {
+    let user = |sam: &str, upn: &str, mail: &str, pw: &str, guid: u8| FakeUser {
+        dn: format!("cn={sam},ou=people,{BASE}"),
+        upn: upn.into(),
+        password: pw.into(),
+        guid: [guid; 16],
+        mail: mail.into(),
+        name: sam.into(),
+        sam: sam.into(),
+        ad_code: None,
+        bind_delay: None,
+        password_expiry: None,
+    };
+    let mallory = user(
+        "boss",
+        "mallory@corp.test",
+        "mallory@corp.test",
+        "mallory pw",
+        0x11,
+    );
+    let ceo = user("ceo", "ceo@corp.test", "boss@corp.test", "ceo secret", 0x22);
+    // Types the implicit UPN that is also her mail: still herself.
+    let jdoe = user(
+        "jdoe",
+        "john.doe@corp.test",
+        "jdoe@corp.test",
+        "jdoe pw",
+        0x33,
+    );
+    let ldap = FakeLdap::start(vec![mallory, ceo, jdoe], groups()).await;
+    let up = EchoUpstream::start().await;
+    let toml = direct_bind_config(&ldap, &up, "max_failed_logins = 50").replace(
+        "user_filter = \"(&(objectClass=user)(userPrincipalName={login}))\"",
+        "user_filter = \"(|(userPrincipalName={login})(mail={login}))\"",
+    );
+    assert!(toml.contains("(mail={login})"));
+    let gw = TestGateway::start(&toml).await;
+    let id = |g: u8| {
+        format!(
+            "corp:{}",
+            realmgate::ldap::directory::guid_string(&[g; 16]).unwrap()
+        )
+    };
+
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "boss@corp.test", "mallory pw").await;
+    let status = r.status();
+    if status == 302 {
+        panic!(
+            "signed in as {} with mallory's password",
+            me(&gw, &b).await["user_id"]
+        );
+    }
+    assert_eq!(status, 401);
+    assert_eq!(
+        b.get(gw.url(HOST, "/.auth/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    for (login, pw, guid) in [
+        ("mallory@corp.test", "mallory pw", 0x11),
+        ("ceo@corp.test", "ceo secret", 0x22),
+        ("jdoe@corp.test", "jdoe pw", 0x33),
+        ("john.doe@corp.test", "jdoe pw", 0x33),
+    ] {
+        let b = browser(&gw);
+        let html = open_form(&gw, &b, "").await;
+        let r = post(&gw, &b, &csrf(&html), login, pw).await;
+        assert_eq!(r.status(), 302, "{login}");
+        assert_eq!(me(&gw, &b).await["user_id"], id(guid), "{login}");
+    }
+    gw.stop().await;
+
+    // A DN template binds `cn=boss,…` (mallory); a filter on `mail` finds
+    // the CEO's entry.
+    let toml = toml
+        .replace(
+            "bind_as = \"{login}\"",
+            &format!("bind_as = \"cn={{login}},ou=people,{BASE}\""),
+        )
+        .replace(
+            "(|(userPrincipalName={login})(mail={login}))",
+            "(mail={login}@corp.test)",
+        );
+    let gw = TestGateway::start(&toml).await;
+    let b = browser(&gw);
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "boss", "mallory pw").await;
+    assert_eq!(
+        r.status(),
+        401,
+        "a DN template read another account's entry"
+    );
+    // jdoe's own cn and mail agree: signed in.
+    let html = open_form(&gw, &b, "").await;
+    let r = post(&gw, &b, &csrf(&html), "jdoe", "jdoe pw").await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(me(&gw, &b).await["user_id"], id(0x33));
+}
+
 /// `gateway_config` with 127.0.0.1 as a trusted proxy, so each attempt can
 /// come from an address of its own (`X-Forwarded-For`): the per-address
 /// budget then never stands in for the per-login one.

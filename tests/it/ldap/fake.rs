@@ -225,14 +225,21 @@ fn answer(
                 } else {
                     bad(&ad("52e"))
                 }
-            } else if let Some(u) = users.iter().find(|u| {
-                u.dn.eq_ignore_ascii_case(&b.dn)
-                    || u.upn.eq_ignore_ascii_case(&b.dn)
-                    // A down-level name: any domain (a trusted one's too).
-                    || b.dn
-                        .split_once('\\')
-                        .is_some_and(|(_, sam)| sam.eq_ignore_ascii_case(&u.sam))
-            }) {
+            } else if let Some(u) = users
+                .iter()
+                .find(|u| u.dn.eq_ignore_ascii_case(&b.dn) || u.upn.eq_ignore_ascii_case(&b.dn))
+                .or_else(|| {
+                    users.iter().find(|u| {
+                        // AD's implicit UPN (`sAMAccountName@<DNS domain>`),
+                        // when no explicit one has that name.
+                        format!("{}@corp.test", u.sam).eq_ignore_ascii_case(&b.dn)
+                        // A down-level name: any domain (a trusted one's too).
+                        || b.dn
+                            .split_once('\\')
+                            .is_some_and(|(_, sam)| sam.eq_ignore_ascii_case(&u.sam))
+                    })
+                })
+            {
                 match (u.ad_code, pw == u.password) {
                     (Some(code), _) => bad(&ad(code)),
                     (None, true) => ok,
