@@ -24,7 +24,7 @@ pub(super) async fn page(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>,
     // use another account (`switch=1`: the usual page; a new sign-in
     // replaces this session).
     if form_get(&query, "switch").is_none() {
-        if let Some(page) = signed_in_page(ctx, parts, &target, &carried).await? {
+        if let Some(page) = signed_in_page(ctx, parts, &target, &carried, false).await? {
             return Ok(page);
         }
     }
@@ -46,6 +46,13 @@ pub(super) async fn page(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Body>,
     let allowed = ctx.allowed_connections();
     if let [only] = allowed.as_slice() {
         if only.home_realm_domains.is_empty() {
+            // A start another site began, as `/.auth/login/{connection}`
+            // checks it (review 14: this shortcut skipped the check).
+            if let Some(page) =
+                switch_started_elsewhere(ctx, parts, only, &target, &carried).await?
+            {
+                return Ok(page);
+            }
             // As `/.auth/login/{connection}` does (SPEC 3: `forward_params`
             // "may be passed through /.auth/login?…").
             let extra = allow_listed(&only.forward_params, &carried);
@@ -91,12 +98,15 @@ fn allow_listed(allow: &[String], pairs: &[(String, String)]) -> Vec<(String, St
 }
 
 /// The "you are signed in" page, when this browser has a live session of a
-/// connection this route allows.
+/// connection this route allows (`any_connection`: of any configured
+/// connection, as a session shared with another route host through
+/// `cookie_domain` may be).
 async fn signed_in_page(
     ctx: &Ctx<'_>,
     parts: &Parts,
     target: &str,
     carried: &[(String, String)],
+    any_connection: bool,
 ) -> Result<Option<Response<Body>>, GatewayError> {
     let Some(id) = ctx.state.cookies.read_for(&parts.headers, ctx.https) else {
         return Ok(None);
@@ -105,7 +115,17 @@ async fn signed_in_page(
         return Ok(None);
     };
     let allowed = ctx.allowed_connections();
-    let Some(conn) = allowed.iter().find(|c| c.name == session.connection) else {
+    let conn = allowed
+        .into_iter()
+        .find(|c| c.name == session.connection)
+        .or_else(|| {
+            any_connection
+                .then(|| ctx.state.settings.connections.iter())
+                .into_iter()
+                .flatten()
+                .find(|c| c.name == session.connection)
+        });
+    let Some(conn) = conn else {
         return Ok(None);
     };
     // As the denied page names the user: never an email (SPEC 6).
@@ -146,7 +166,10 @@ async fn switch_started_elsewhere(
     match super::state::load_session(ctx.state, &id).await? {
         Some(session) if session.connection != conn.name => {
             tracing::info!(route.name = %ctx.route.name, connection = %conn.name, "sign-in at another connection started by another site: showing who is signed in");
-            signed_in_page(ctx, parts, target, carried).await
+            // Any connection's session: one this route does not allow,
+            // shared through `cookie_domain` with another route host, is
+            // ended by this sign-in all the same (review 14).
+            signed_in_page(ctx, parts, target, carried, true).await
         }
         _ => Ok(None),
     }

@@ -1092,6 +1092,69 @@ async fn a_logout_token_for_another_application_names_the_audience_among_several
     assert!(described.contains("aud"), "{described}");
 }
 
+/// Review 13's swap from a sibling route host that shares the session
+/// (`cookie_domain`) and allows only the partner: the browser's session is
+/// of a connection that host's route does not allow, and a cross-site
+/// start (`/.auth/login/partner`, or `/.auth/login` where the partner is
+/// the route's only connection) went straight to the partner IdP, whose
+/// answer replaced the shared session on every host (review 14).
+#[tokio::test]
+async fn a_sign_in_another_site_starts_on_a_sibling_host_does_not_swap_the_shared_session() {
+    let partners = Box::leak(
+        format!(
+            "{}\n[[route]]\nname = \"partners\"\nhosts = [\"partners.app.test\"]\nupstream = \"{{upstream}}\"\nconnections = [\"partner\"]\n",
+            PARTNER.replace("home_realm_domains = [\"fabrikam.example\"]\n", "")
+        )
+        .into_boxed_str(),
+    );
+    let w = World::start(partner_world(partners, "cookie_domain = \"app.test\"")).await;
+    let alice = w.signed_in(ALICE).await;
+    for path in ["/.auth/login/partner?rd=/page", "/.auth/login?rd=/page"] {
+        let start = w.gateway.url("partners.app.test", path);
+        let get = |site: &'static str| {
+            alice
+                .client
+                .get(&start)
+                .header(ACCEPT, "text/html")
+                .header("sec-fetch-site", site)
+                .send()
+        };
+        let resp = get("cross-site").await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{path}: the signed-in page, no redirect"
+        );
+        assert_eq!(w.me(&alice).await.1["connection"], "contoso", "{path}");
+        // This site's own link still starts it.
+        assert_eq!(
+            get("same-origin").await.unwrap().status(),
+            StatusCode::FOUND,
+            "{path}"
+        );
+    }
+    let authorize = location(
+        &alice
+            .client
+            .get(
+                w.gateway
+                    .url("partners.app.test", "/.auth/login/partner?rd=/page"),
+            )
+            .header(ACCEPT, "text/html")
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .await
+            .unwrap(),
+    );
+    let resp = alice.finish_login(&w.idp, &authorize, CAROL).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        w.me(&alice).await.1["connection"],
+        "partner",
+        "the session is shared"
+    );
+}
+
 /// A user id no header can carry (a control character in the partner's
 /// `sub`) is no user id: the sign-in is refused. It was signed in, and its
 /// requests reached the app with no user header at all (review 13, H3).
