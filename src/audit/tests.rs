@@ -56,6 +56,47 @@ fn every_line_has_time_schema_and_event_then_its_fields() {
     assert_eq!(l["user_id"], hostile);
 }
 
+/// An `admin_refused` line is written before any token is checked: its
+/// path and method, which the caller chooses, are cut (review 14: a 64 KiB
+/// path made a 64 KiB audit line).
+#[test]
+fn a_refused_admin_request_cannot_write_a_long_line() {
+    let path = format!("/x{}", "\u{e9}".repeat(40_000));
+    let method = "M".repeat(10_000);
+    let text = line(
+        &Event::AdminRefused {
+            method: &method,
+            path: &path,
+            reason: "unauthorized",
+            client: client(),
+        },
+        std::time::UNIX_EPOCH,
+    );
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    let l: Value = serde_json::from_str(&text).unwrap();
+    let logged = l["path"].as_str().unwrap();
+    assert!(
+        logged.starts_with("/x\u{e9}") && logged.ends_with("..."),
+        "{logged}"
+    );
+    assert!(l["method"].as_str().unwrap().len() <= 35);
+    // Short values are written as they are.
+    let l: Value = serde_json::from_str(&line(
+        &Event::AdminRefused {
+            method: "GET",
+            path: "/metrics",
+            reason: "unauthorized",
+            client: client(),
+        },
+        std::time::UNIX_EPOCH,
+    ))
+    .unwrap();
+    assert_eq!(
+        (l["method"].as_str(), l["path"].as_str()),
+        (Some("GET"), Some("/metrics"))
+    );
+}
+
 /// The names are the documented schema: docs/operations.md lists each
 /// event with its fields, so a change here must change the table too.
 #[test]
