@@ -119,8 +119,14 @@ pub(crate) async fn userinfo(ctx: &Ctx<'_>, parts: &Parts) -> Result<Response<Bo
 /// ISO 8601 UTC time. The tokens are given only where the route already
 /// passes them to the app (`pass_access_token`, `pass_id_token`): this
 /// answer is readable by any script of the origin, and the refresh token
-/// never is.
+/// never is. Nor are they given to a user the route does not admit (its
+/// connections and `[route.allow]`, `policy::decide`): the proxy never
+/// hands such a user's tokens to the app, and a script of the app's own
+/// pages (public ones, or any page of an optional route) would read them
+/// here, say an employee's from a partner-only route that shares the
+/// session through `cookie_domain` (review 14).
 fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> serde_json::Value {
+    let admitted = crate::policy::decide(route, Some(conn), s).is_ok();
     let vouched = Vouched::of(s, conn);
     let groups = shown_groups(Some(conn), s);
     let claims = principal_claims(s, conn, &vouched, groups.iter().copied());
@@ -136,8 +142,8 @@ fn easy_auth(route: &RouteSettings, conn: &ConnectionSettings, s: &Session) -> s
         "provider_name": easy_auth_idp(conn),
         "user_id": user_id,
         "user_claims": user_claims,
-        "access_token": s.access_token.as_deref().filter(|_| route.pass_access_token),
-        "id_token": s.id_token.as_deref().filter(|_| route.pass_id_token),
+        "access_token": s.access_token.as_deref().filter(|_| admitted && route.pass_access_token),
+        "id_token": s.id_token.as_deref().filter(|_| admitted && route.pass_id_token),
         "expires_on": expires_on,
     }])
 }

@@ -457,6 +457,37 @@ async fn a_real_browser_on_the_idps_origin_frames_the_logout_and_the_session_end
 
 // === Easy Auth fidelity ===
 
+/// `/.auth/me` in Easy Auth's shape gives the tokens the route passes
+/// only to a user the route admits: a script of the app's public pages
+/// read the tokens of a signed-in user whom `[route.allow]` (or the
+/// route's connections) keeps out, whose tokens the proxy never hands to
+/// the app (review 14).
+#[tokio::test]
+async fn easyauth_me_gives_no_tokens_to_a_user_the_route_does_not_admit() {
+    let w = World::with(
+        "",
+        route().with(
+            "headers = \"easyauth\"\npass_access_token = true\npass_id_token = true\npublic = [\"/landing\"]\n[route.allow]\nroles = [\"HR.Admin\"]",
+        ),
+    )
+    .await;
+    let pat = w.signed_in(PLAIN_USER).await;
+    assert_eq!(
+        w.api_get(&pat.client, "/page").await.status(),
+        StatusCode::FORBIDDEN,
+        "pat is not admitted"
+    );
+    let (status, me) = w.me(&pat).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me[0]["access_token"], Value::Null, "{me}");
+    assert_eq!(me[0]["id_token"], Value::Null, "{me}");
+    // An admitted user still gets both.
+    let rita = w.signed_in(ROLE_USER).await;
+    let (_, me) = w.me(&rita).await;
+    assert!(me[0]["access_token"].is_string(), "{me}");
+    assert!(me[0]["id_token"].is_string(), "{me}");
+}
+
 #[tokio::test]
 async fn easyauth_routes_answer_me_in_easy_auths_array_shape() {
     let w = World::with(
