@@ -15,10 +15,13 @@
 //!   others hyper's. Only a GET or HEAD that never got an answer is retried,
 //!   once, on a new connection. A route with `upstream_client = "hyper"` has
 //!   no pool: it is served like an `https://` upstream.
-//! - `https://` upstreams: one pair of clients per distinct (`upstream_ca`,
-//!   `connect_timeout`), built once per config generation: `any` speaks
-//!   HTTP/1.1 or HTTP/2 as the upstream negotiates with ALPN; `h1` speaks only
-//!   HTTP/1.1 and carries Upgrade requests.
+//! - `https://` upstreams: one pair of clients per upstream and distinct
+//!   (`upstream_ca`, `connect_timeout`), built once per config generation:
+//!   `any` speaks HTTP/1.1 or HTTP/2 as the upstream negotiates with ALPN;
+//!   `h1` speaks only HTTP/1.1 and carries Upgrade requests. They connect to
+//!   the upstream whatever the request URI's authority, which with
+//!   `preserve_host` names the client's host: an HTTP/2 upstream reads it
+//!   as `:authority`.
 //! - Bodies are handed over as streams in both directions; nothing is buffered.
 //! - `request_timeout` bounds the time until the upstream's response headers
 //!   (504); bodies then stream without a limit. A refused or broken connection
@@ -120,10 +123,13 @@ impl Upstreams {
         let mut by_route = HashMap::new();
         let mut plain = pool::PlainRoute::for_routes(routes, workers);
         for (key, routes) in by_key {
-            let built = Arc::new(clients::Clients::build(&key, &routes)?);
+            let built = clients::Clients::build(&key, &routes)?;
             for route in routes {
+                let Some(clients) = built.get(&clients::upstream_origin(route)) else {
+                    continue;
+                };
                 let up = RouteUpstream {
-                    clients: built.clone(),
+                    clients: clients.clone(),
                     plain: plain.remove(&route.name),
                 };
                 by_route.insert(route.name.clone(), up);
@@ -172,7 +178,19 @@ impl Upstreams {
         let plain = up.plain.as_ref();
         *request.uri_mut() = match plain {
             Some(p) => p.origin_form(request.uri())?,
-            None => upstream_uri(route, request.uri())?,
+            None => {
+                let uri = upstream_uri(route, request.uri())?;
+                // hyper-util's clients connect to the upstream whatever the
+                // URI's authority ([`clients::ToUpstream`]); an HTTP/2
+                // upstream reads the host from it (`:authority`), not from
+                // `Host` (Kestrel replaces `Host` with it, Go's net/http
+                // takes `r.Host` from it). So with `preserve_host` it names
+                // the client's host, as `Host` does.
+                match client_host.filter(|_| route.preserve_host) {
+                    Some(h) => with_host_authority(uri, h),
+                    None => uri,
+                }
+            }
         };
         *request.version_mut() = Version::HTTP_11;
         let host = match (route.preserve_host, client_host, plain) {
@@ -440,6 +458,31 @@ pub fn upstream_uri(route: &RouteSettings, incoming: &Uri) -> Result<Uri, Gatewa
         .path_and_query(pq)
         .build()
         .map_err(|_| GatewayError::Internal)
+}
+
+/// `uri` with the host of `host` (a Host value the router accepted) as its
+/// authority, in the router's form: lowercase, no trailing dot, no port.
+/// hyper-util pools connections by the URI's authority, so it must be one of
+/// the few configured hosts: with the port, case or dot as sent, a client
+/// naming `app:1`, `app:2`, ... (the router ignores them) would open a new
+/// upstream connection per request and leave each idle in the pool.
+/// `uri` unchanged when `host` has no such form.
+fn with_host_authority(uri: Uri, host: &HeaderValue) -> Uri {
+    let Some(authority) = host
+        .to_str()
+        .ok()
+        .and_then(crate::router::normalize_host)
+        .and_then(|h| match h.contains(':') {
+            // An IPv6 address comes back without its brackets.
+            true => Authority::try_from(format!("[{h}]")).ok(),
+            false => Authority::try_from(h.as_ref()).ok(),
+        })
+    else {
+        return uri;
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(authority);
+    Uri::from_parts(parts).unwrap_or(uri)
 }
 
 fn upstream_authority(route: &RouteSettings) -> Result<Authority, GatewayError> {

@@ -1,8 +1,12 @@
 //! Building the pooled upstream clients and their TLS configuration.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use http::Uri;
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -18,7 +22,7 @@ use crate::respond::Body;
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type UpstreamClient = Client<ToUpstream, Body>;
 
 /// What makes two routes need different clients.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,6 +38,44 @@ impl ClientKey {
             upstream_ca: route.upstream_ca.clone(),
             connect_timeout: route.connect_timeout,
         }
+    }
+}
+
+/// The route's upstream as `scheme://host[:port]`: what its clients connect
+/// to ([`ToUpstream`]), whatever authority a request URI names.
+pub fn upstream_origin(route: &RouteSettings) -> String {
+    let up = &route.upstream;
+    let host = up.host_str().unwrap_or_default();
+    match up.port() {
+        Some(port) => format!("{}://{host}:{port}", up.scheme()),
+        None => format!("{}://{host}", up.scheme()),
+    }
+}
+
+/// The connector of one upstream's clients: it connects to the upstream
+/// (TLS names and verifies the upstream's host), whatever authority the
+/// request URI carries. The URI's authority is what an HTTP/2 upstream gets
+/// as `:authority`, which it reads as the request's host (Kestrel replaces
+/// `Host` with it, Go's net/http takes `r.Host` from it): with
+/// `preserve_host` the proxy puts the client's Host there (review 14, R1),
+/// and hyper-util's pool then keys connections by that host too.
+#[derive(Clone)]
+pub struct ToUpstream {
+    inner: HttpsConnector<HttpConnector>,
+    target: Uri,
+}
+
+impl tower_service::Service<Uri> for ToUpstream {
+    type Response = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Response;
+    type Error = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Error;
+    type Future = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _requested: Uri) -> Self::Future {
+        self.inner.call(self.target.clone())
     }
 }
 
@@ -53,6 +95,8 @@ pub enum ClientError {
     NoSystemRoots { routes: Vec<String> },
     #[error("TLS protocol versions: {0}")]
     Versions(rustls::Error),
+    #[error("route {routes}: the upstream {upstream:?} is not a URL to connect to")]
+    Upstream { routes: String, upstream: String },
 }
 
 /// What is wrong with an `upstream_ca` file (the route and path are
@@ -76,7 +120,12 @@ pub struct Clients {
 
 impl Clients {
     /// `routes`: every route with this key (for error messages).
-    pub fn build(key: &ClientKey, routes: &[&RouteSettings]) -> Result<Clients, ClientError> {
+    /// One pair of clients per upstream of `routes` (keyed by
+    /// [`upstream_origin`]), sharing one TLS configuration.
+    pub fn build(
+        key: &ClientKey,
+        routes: &[&RouteSettings],
+    ) -> Result<HashMap<String, Arc<Clients>>, ClientError> {
         let names = || {
             routes
                 .iter()
@@ -109,20 +158,37 @@ impl Clients {
             .map_err(ClientError::Versions)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let any = HttpsConnectorBuilder::new()
-            .with_tls_config(tls.clone())
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http_connector(key));
-        let h1 = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http_connector(key));
-        Ok(Clients {
-            any: client(any),
-            h1: client(h1),
-        })
+        let mut built = HashMap::new();
+        for route in routes {
+            let origin = upstream_origin(route);
+            if built.contains_key(&origin) {
+                continue;
+            }
+            let target: Uri = origin.parse().map_err(|_| ClientError::Upstream {
+                routes: names(),
+                upstream: origin.clone(),
+            })?;
+            let any = HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(http_connector(key));
+            let h1 = HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http_connector(key));
+            let to = |inner| ToUpstream {
+                inner,
+                target: target.clone(),
+            };
+            let clients = Clients {
+                any: client(to(any)),
+                h1: client(to(h1)),
+            };
+            built.insert(origin, Arc::new(clients));
+        }
+        Ok(built)
     }
 }
 
@@ -134,7 +200,7 @@ fn http_connector(key: &ClientKey) -> HttpConnector {
     http
 }
 
-fn client(connector: HttpsConnector<HttpConnector>) -> UpstreamClient {
+fn client(connector: ToUpstream) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())

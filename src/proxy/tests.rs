@@ -67,14 +67,18 @@ fn upstream_host_is_the_upstream_authority() {
 }
 
 #[test]
-fn routes_share_clients_by_ca_and_connect_timeout() {
+fn routes_share_clients_by_upstream_ca_and_connect_timeout() {
     let a = route("http://10.0.0.1:1", true);
-    let mut b = (*route("http://10.0.0.2:2", false)).clone();
+    let mut b = (*route("http://10.0.0.1:1/b", false)).clone();
     b.name = "b".into();
     let mut c = b.clone();
     c.name = "c".into();
     c.connect_timeout = Duration::from_secs(1);
-    let u = Upstreams::new(&[a, Arc::new(b), Arc::new(c)], 1).unwrap();
+    // Clients connect to their upstream whatever the request URI names
+    // (`clients::ToUpstream`): another upstream needs clients of its own.
+    let mut d = (*route("http://10.0.0.2:2", false)).clone();
+    d.name = "d".into();
+    let u = Upstreams::new(&[a, Arc::new(b), Arc::new(c), Arc::new(d)], 1).unwrap();
     assert!(Arc::ptr_eq(
         &u.by_route["r"].clients,
         &u.by_route["b"].clients
@@ -82,6 +86,10 @@ fn routes_share_clients_by_ca_and_connect_timeout() {
     assert!(!Arc::ptr_eq(
         &u.by_route["r"].clients,
         &u.by_route["c"].clients
+    ));
+    assert!(!Arc::ptr_eq(
+        &u.by_route["r"].clients,
+        &u.by_route["d"].clients
     ));
 }
 
@@ -199,4 +207,26 @@ fn connection_bound_credentials_are_recognised_in_any_spelling() {
         assert!(!with(&[not]), "{not:?}");
     }
     assert!(!with(&[]));
+}
+
+#[test]
+fn the_preserved_host_is_the_uri_authority_in_the_routers_form() {
+    // hyper-util pools upstream connections by the URI's authority: it must
+    // be one of the configured hosts, never the port, case or dot a client
+    // chose (each would be a pool of its own).
+    let uri: Uri = "https://10.0.0.1:8443/a?b".parse().unwrap();
+    for (host, want) in [
+        ("app.example.com", "app.example.com"),
+        ("APP.example.com.:1234", "app.example.com"),
+        ("app.example.com:65535", "app.example.com"),
+        ("[::1]:8443", "[::1]"),
+    ] {
+        let got = with_host_authority(uri.clone(), &HeaderValue::from_static(host));
+        assert_eq!(got.authority().unwrap().as_str(), want, "{host}");
+        assert_eq!(got.scheme_str(), Some("https"));
+        assert_eq!(got.path_and_query().unwrap().as_str(), "/a?b");
+    }
+    // Nothing the router would accept: the upstream's authority stays.
+    let got = with_host_authority(uri.clone(), &HeaderValue::from_static("a b"));
+    assert_eq!(got, uri);
 }

@@ -1212,6 +1212,50 @@ async fn signed_in_requests_to_an_https_upstream_carry_the_identity_once() {
 }
 
 #[tokio::test]
+async fn an_http2_upstream_gets_the_preserved_host_as_its_authority() {
+    // An HTTPS upstream that speaks HTTP/2 reads the host from `:authority`:
+    // Kestrel replaces `Host` with it, Go's net/http takes `r.Host` from it.
+    // With `preserve_host` (the default) it must name the client's host, as
+    // `Host` does; without, both are the upstream's own. `:authority` is the
+    // host as the router reads it (lowercase, no port): upstream connections
+    // are pooled by it, so it must not be whatever port a client typed.
+    let (up, files) = EchoUpstream::start_tls().await;
+    let upstream_host = format!("localhost:{}", up.addr.port());
+    for (preserve, with_body) in [(true, false), (true, true), (false, false)] {
+        let extra = format!(
+            "public = [\"/\"]\npreserve_host = {preserve}\nupstream_ca = {:?}",
+            files.ca_file.display().to_string()
+        );
+        let gw = TestGateway::start(&config(
+            "",
+            &route("tls", "app.test", "/", &up.tls_url(), &extra),
+        ))
+        .await;
+        let client_host = format!("app.test:{}", gw.addr.port());
+        let mut req = if with_body {
+            gw.client().post(gw.url("APP.test", "/who")).body("payload")
+        } else {
+            gw.client().get(gw.url("app.test", "/who"))
+        };
+        req = req.header("accept", "application/json");
+        let e = Echoed::from(req.send().await.unwrap()).await;
+        assert_eq!(e.0["version"], "HTTP/2.0", "{:?}", e.0);
+        let (authority, host) = if preserve {
+            ("app.test", client_host)
+        } else {
+            (upstream_host.as_str(), upstream_host.clone())
+        };
+        assert_eq!(
+            e.0["authority"], authority,
+            "preserve_host = {preserve}: {:?}",
+            e.0
+        );
+        let sent = e.header("host").unwrap_or_default().to_ascii_lowercase();
+        assert_eq!(sent, host, "preserve_host = {preserve}");
+    }
+}
+
+#[tokio::test]
 async fn a_signed_in_websocket_tunnel_closes_when_the_session_is_signed_out() {
     use realmgate::session::store::SessionId;
     let up = EchoUpstream::start().await;

@@ -213,7 +213,8 @@ pub fn with_fresh_port<T>(
 type EchoBody = BoxBody<Bytes, std::io::Error>;
 
 /// A hyper server on 127.0.0.1:0 that answers with JSON describing the
-/// request it got: `method`, `uri` (path+query), `headers` (every value of
+/// request it got: `method`, `authority` (HTTP/2's `:authority`), `uri`
+/// (path+query), `headers` (every value of
 /// every header, lowercased names, in order), `body_len`, `body_sha256`.
 ///
 /// Other endpoints: `/slow?ms=N` (answer after N ms), `/stream?bytes=N`
@@ -406,6 +407,8 @@ async fn echo(
     }
     let method = req.method().to_string();
     let version = format!("{:?}", req.version());
+    // HTTP/2's `:authority` (HTTP/1.1 origin-form requests have none).
+    let authority = req.uri().authority().map(|a| a.to_string());
     let uri = req
         .uri()
         .path_and_query()
@@ -447,6 +450,7 @@ async fn echo(
     let json = serde_json::json!({
         "method": method,
         "version": version,
+        "authority": authority,
         "uri": uri,
         "headers": headers,
         "body_len": len,
