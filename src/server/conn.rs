@@ -346,6 +346,7 @@ async fn serve_http<I>(
         inner: io,
         watched: watched.clone(),
         first_read: true,
+        frames: None,
     });
     let peer_ip = info.peer.ip();
     let service = {
@@ -560,6 +561,93 @@ struct Tracked<I> {
     watched: Arc<Watched>,
     /// No bytes read yet: the first ones say whether this is HTTP/2.
     first_read: bool,
+    /// HTTP/2: where the client's bytes stand, frame by frame.
+    frames: Option<Box<H2Frames>>,
+}
+
+/// Follows an HTTP/2 client's bytes frame by frame (RFC 9113 3.4, 4.1) to
+/// tell the watchdog what the client leaves unfinished: hyper's HTTP/2
+/// connection has no timer of its own for a request head, and a client
+/// that sends a frame one byte at a time keeps both of the watchdog's other
+/// clocks (idle, in-flight) from ever running out. Only lengths, types and
+/// flags are read; hyper (h2) checks everything else.
+#[derive(Default)]
+pub(super) struct H2Frames {
+    /// Bytes of the connection preface still to come.
+    preface: usize,
+    /// The frame header being read, and how much of it arrived.
+    header: [u8; 9],
+    have: usize,
+    /// Payload bytes of the current frame still to come.
+    payload: u32,
+    /// The current frame's type.
+    kind: u8,
+    /// A HEADERS frame without END_HEADERS was read: its CONTINUATION
+    /// frames are still to come.
+    block_open: bool,
+}
+
+impl H2Frames {
+    const DATA: u8 = 0x0;
+    const HEADERS: u8 = 0x1;
+    const CONTINUATION: u8 = 0x9;
+    const END_HEADERS: u8 = 0x4;
+
+    pub(super) fn new() -> H2Frames {
+        H2Frames {
+            preface: super::proxy_protocol::H2_PREFACE_LEN,
+            ..H2Frames::default()
+        }
+    }
+
+    /// Reads `bytes`; answers whether a frame ended in them, and what is
+    /// left unfinished (`watchdog::H2_*`).
+    pub(super) fn feed(&mut self, mut bytes: &[u8]) -> (bool, u8) {
+        let mut completed = false;
+        while !bytes.is_empty() {
+            if self.preface > 0 {
+                let n = self.preface.min(bytes.len());
+                self.preface -= n;
+                bytes = &bytes[n..];
+                completed |= self.preface == 0;
+            } else if self.payload > 0 {
+                let n = (self.payload as usize).min(bytes.len());
+                self.payload -= n as u32;
+                bytes = &bytes[n..];
+                completed |= self.payload == 0;
+            } else {
+                let n = (9 - self.have).min(bytes.len());
+                self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+                self.have += n;
+                bytes = &bytes[n..];
+                if self.have == 9 {
+                    self.have = 0;
+                    let h = self.header;
+                    self.payload = u32::from_be_bytes([0, h[0], h[1], h[2]]);
+                    self.kind = h[3];
+                    let flags = h[4];
+                    match self.kind {
+                        Self::HEADERS => self.block_open = flags & Self::END_HEADERS == 0,
+                        Self::CONTINUATION if flags & Self::END_HEADERS != 0 => {
+                            self.block_open = false;
+                        }
+                        _ => {}
+                    }
+                    completed |= self.payload == 0;
+                }
+            }
+        }
+        let waiting = if self.preface > 0 || self.have > 0 || self.block_open {
+            watchdog::H2_HEAD
+        } else if self.payload == 0 {
+            watchdog::H2_NOTHING
+        } else if self.kind == Self::DATA {
+            watchdog::H2_BODY
+        } else {
+            watchdog::H2_HEAD
+        };
+        (completed, waiting)
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
@@ -578,7 +666,13 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
                 // also covers TLS, whose first decrypted bytes it sees.
                 if proxy_protocol::looks_like_h2(got) {
                     self.watched.set_h2();
+                    self.frames = Some(Box::new(H2Frames::new()));
                 }
+            }
+            let got = &buf.filled()[before..];
+            if let Some(frames) = self.frames.as_mut() {
+                let (completed, waiting) = frames.feed(got);
+                self.watched.h2_frames(completed, waiting);
             }
             self.watched.bytes_read();
         }

@@ -139,6 +139,10 @@ pub enum Sniffed {
 /// method starts with.
 const H2_START: &[u8; 4] = b"PRI ";
 
+/// The length of the HTTP/2 client connection preface (RFC 9113 3.4),
+/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
+pub const H2_PREFACE_LEN: usize = 24;
+
 /// True when `start`, a connection's first bytes, agrees with the HTTP/2
 /// preface as far as it goes (a start shorter than "PRI " may still become one).
 pub fn looks_like_h2(start: &[u8]) -> bool {

@@ -14,6 +14,9 @@
 //!   flight and nothing is being written, for `header_read_timeout`: the
 //!   connection is closed at once (slowloris). A client that sends nothing
 //!   at all after connecting is cut by `serve` before this starts.
+//!   HTTP/2: while a frame other than DATA (a HEADERS frame, its
+//!   CONTINUATION, the preface) stays unfinished and no frame completes,
+//!   or a DATA frame does with no request in flight.
 //! - **idle_timeout**: no byte read or written and no request in flight for
 //!   `idle_timeout`: graceful close (HTTP/1: after the current exchange;
 //!   HTTP/2: GOAWAY), and closed at once one more `idle_timeout` later if the
@@ -51,8 +54,14 @@ pub(super) struct Watched {
     reading_head: AtomicBool,
     /// Requests whose response head is not yet produced.
     in_flight: AtomicUsize,
-    /// HTTP/2 (no header timeout: streams, not request heads).
+    /// HTTP/2: streams, not one request head at a time; what stands for
+    /// "a request head is being read" is [`Watched::h2_waiting`].
     h2: AtomicBool,
+    /// HTTP/2: what the client's last bytes left unfinished
+    /// ([`H2_NOTHING`], [`H2_HEAD`], [`H2_BODY`]; `conn::H2Frames`).
+    h2_waiting: AtomicU8,
+    /// HTTP/2: a frame was completed since the last tick.
+    h2_progress: AtomicBool,
     /// [`KEEP`], [`CLOSE_GRACEFULLY`] or [`CLOSE_NOW`].
     order: AtomicU8,
     waker: AtomicWaker,
@@ -67,6 +76,8 @@ impl Watched {
             reading_head: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
             h2: AtomicBool::new(false),
+            h2_waiting: AtomicU8::new(H2_NOTHING),
+            h2_progress: AtomicBool::new(false),
             order: AtomicU8::new(KEEP),
             waker: AtomicWaker::new(),
         }
@@ -85,6 +96,15 @@ impl Watched {
 
     pub fn set_h2(&self) {
         self.h2.store(true, Ordering::Relaxed);
+    }
+
+    /// HTTP/2: where the client's bytes stand after a read: `completed`, a
+    /// frame ended in them; `waiting`, what is left unfinished.
+    pub fn h2_frames(&self, completed: bool, waiting: u8) {
+        if completed {
+            self.h2_progress.store(true, Ordering::Relaxed);
+        }
+        self.h2_waiting.store(waiting, Ordering::Relaxed);
     }
 
     /// A request's head is complete and it is being handled.
@@ -128,6 +148,17 @@ impl Watched {
         }
     }
 }
+
+/// HTTP/2: every frame the client sent is complete (or a DATA frame is
+/// unfinished while no request is in flight: see [`H2_BODY`]).
+pub(super) const H2_NOTHING: u8 = 0;
+/// HTTP/2: the preface, a frame header, a frame other than DATA, or a
+/// header block (HEADERS then CONTINUATION) is unfinished: a request head,
+/// or something in its place, is being read.
+pub(super) const H2_HEAD: u8 = 1;
+/// HTTP/2: a DATA frame is unfinished: a request body while a request is in
+/// flight, else (a stream already answered or reset) bytes nobody waits for.
+pub(super) const H2_BODY: u8 = 2;
 
 /// The limits a connection was accepted with (a reload applies to new
 /// connections).
@@ -256,8 +287,22 @@ fn judge(entry: &mut Entry, w: &Watched) -> Option<u8> {
     let busy = w.in_flight.load(Ordering::Relaxed) > 0;
     let ticks = |d: Duration| (d.as_millis() / TICK.as_millis()).max(1) as u32;
 
-    let stalled_head =
-        !w.h2.load(Ordering::Relaxed) && w.reading_head.load(Ordering::Relaxed) && !busy && !wrote;
+    let stalled_head = if w.h2.load(Ordering::Relaxed) {
+        // HTTP/2 carries streams, so bytes read while nothing is in flight
+        // are not a head by themselves; but a frame the client leaves
+        // unfinished is (review 14, R1: a HEADERS frame declared 16 KiB long
+        // and sent one byte per idle_timeout held the connection for hours,
+        // past both timeouts). A DATA frame counts only when no request
+        // waits for it.
+        let progress = w.h2_progress.swap(false, Ordering::Relaxed);
+        match w.h2_waiting.load(Ordering::Relaxed) {
+            H2_HEAD => !progress,
+            H2_BODY => !progress && !busy,
+            _ => false,
+        }
+    } else {
+        w.reading_head.load(Ordering::Relaxed) && !busy && !wrote
+    };
     entry.head_ticks = if stalled_head {
         entry.head_ticks + 1
     } else {

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use futures_util::task::noop_waker_ref;
 use tokio::io::AsyncWrite;
 
-use super::{Tracked, COALESCE_MAX};
-use crate::server::watchdog::Watched;
+use super::{H2Frames, Tracked, COALESCE_MAX};
+use crate::server::watchdog::{Watched, H2_BODY, H2_HEAD, H2_NOTHING};
 
 /// One call the transport saw.
 #[derive(Debug, PartialEq)]
@@ -68,6 +68,7 @@ fn tracked(take: usize) -> Tracked<Recorder> {
         },
         watched: Arc::new(Watched::new()),
         first_read: true,
+        frames: None,
     }
 }
 
@@ -140,4 +141,80 @@ fn a_large_body_leaves_the_join_buffer_small() {
     writev(&mut t, &[b"a", b"b"]);
     let cap = super::COALESCE.with(|b| b.borrow().capacity());
     assert!(cap <= COALESCE_MAX, "join buffer grew to {cap}");
+}
+
+/// An HTTP/2 frame: 9-byte header, then `len` payload bytes of zeros.
+fn frame(kind: u8, flags: u8, stream: u32, len: usize) -> Vec<u8> {
+    let mut f = (len as u32).to_be_bytes()[1..].to_vec();
+    f.push(kind);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.resize(9 + len, 0);
+    f
+}
+
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[test]
+fn http2_frames_left_unfinished_are_told_apart_however_the_bytes_are_cut() {
+    let settings = frame(0x4, 0, 0, 6);
+    let headers_open = frame(0x1, 0x1, 1, 20); // END_STREAM, no END_HEADERS
+    let continuation_end = frame(0x9, 0x4, 1, 5);
+    let data = frame(0x0, 0x1, 1, 100);
+    let mut all = PREFACE.to_vec();
+    all.extend(&settings);
+    let after_settings = all.len();
+    all.extend(&headers_open);
+    let after_headers = all.len();
+    all.extend(&continuation_end);
+    let after_block = all.len();
+    all.extend(&data);
+    // Whatever the reads, the state after each byte is what the frames say.
+    for chunk in [1, 2, 7, 9, 10, 64, all.len()] {
+        let mut f = H2Frames::new();
+        let mut fed = 0;
+        for piece in all.chunks(chunk) {
+            let (_, waiting) = f.feed(piece);
+            fed += piece.len();
+            let whole = [PREFACE.len(), after_settings, after_block, all.len()];
+            let want = if whole.contains(&fed) {
+                H2_NOTHING
+            } else if fed >= after_block + 9 {
+                H2_BODY
+            } else {
+                // The preface, frame headers (the DATA frame's too), the
+                // HEADERS payload, the open block before its CONTINUATION.
+                H2_HEAD
+            };
+            assert_eq!(waiting, want, "chunk {chunk}, after {fed} bytes");
+        }
+        assert_eq!(fed, all.len());
+    }
+    // Between a HEADERS frame without END_HEADERS and its CONTINUATION the
+    // head is unfinished, though every frame so far is whole.
+    let mut f = H2Frames::new();
+    let mut open = PREFACE.to_vec();
+    open.extend(&headers_open);
+    assert_eq!(f.feed(&open), (true, H2_HEAD));
+    assert_eq!(f.feed(&continuation_end), (true, H2_NOTHING));
+    assert!(after_headers > after_settings);
+}
+
+#[test]
+fn a_frame_sent_one_byte_at_a_time_completes_nothing_until_its_last_byte() {
+    let mut f = H2Frames::new();
+    let mut start = PREFACE.to_vec();
+    start.extend(frame(0x4, 0, 0, 0));
+    assert_eq!(f.feed(&start), (true, H2_NOTHING));
+    // A HEADERS frame declared 16000 bytes long.
+    let big = frame(0x1, 0x5, 1, 16000);
+    assert_eq!(f.feed(&big[..9]), (false, H2_HEAD));
+    for b in &big[9..big.len() - 1] {
+        assert_eq!(f.feed(std::slice::from_ref(b)), (false, H2_HEAD));
+    }
+    assert_eq!(f.feed(&big[big.len() - 1..]), (true, H2_NOTHING));
+    // Frames of an unknown type are ignored by h2, but unfinished they hold
+    // the connection as well.
+    let unknown = frame(0xfa, 0, 0, 100);
+    assert_eq!(f.feed(&unknown[..50]), (false, H2_HEAD));
 }

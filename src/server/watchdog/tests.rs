@@ -99,12 +99,56 @@ fn http2_connections_have_no_header_timeout_but_an_idle_one() {
     let w = Arc::new(Watched::new());
     w.set_h2();
     let mut e = entry(&w, 2, 8);
-    // PING frames now and then: reads, but never a cut for a "slow head".
+    // PING frames now and then: reads of whole frames, never a cut for a
+    // "slow head" (an unfinished frame is: see the test below).
     let got = ticks_until_order(&mut e, &w, 30, Watched::bytes_read);
     assert_eq!(got, None);
     assert_eq!(
         ticks_until_order(&mut e, &w, 40, |_| {}),
         Some((8, CLOSE_GRACEFULLY))
+    );
+}
+
+#[test]
+fn an_http2_frame_left_unfinished_is_cut_after_header_read_timeout() {
+    // Review 14 (R1): a HEADERS frame declared 16 KiB long and sent one
+    // byte at a time kept a connection past both timeouts.
+    let w = Arc::new(Watched::new());
+    w.set_h2();
+    let mut e = entry(&w, 4, 8);
+    let trickle = |w: &Watched| {
+        w.bytes_read();
+        w.h2_frames(false, H2_HEAD);
+    };
+    assert_eq!(
+        ticks_until_order(&mut e, &w, 50, trickle),
+        Some((4, CLOSE_NOW))
+    );
+    // A busy connection that completes frames all the time is never cut,
+    // even if each tick finds some frame half read.
+    let w = Arc::new(Watched::new());
+    w.set_h2();
+    let mut e = entry(&w, 4, 8);
+    let busy = |w: &Watched| {
+        w.bytes_read();
+        w.h2_frames(true, H2_HEAD);
+    };
+    assert_eq!(ticks_until_order(&mut e, &w, 50, busy), None);
+    // A DATA frame sent slowly: a request body while the request is in
+    // flight; with none in flight, nobody waits for it.
+    let w = Arc::new(Watched::new());
+    w.set_h2();
+    let mut e = entry(&w, 4, 8);
+    let slow_body = |w: &Watched| {
+        w.bytes_read();
+        w.h2_frames(false, H2_BODY);
+    };
+    w.request_started();
+    assert_eq!(ticks_until_order(&mut e, &w, 50, slow_body), None);
+    w.request_answered();
+    assert_eq!(
+        ticks_until_order(&mut e, &w, 50, slow_body),
+        Some((4, CLOSE_NOW))
     );
 }
 

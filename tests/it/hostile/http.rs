@@ -883,6 +883,52 @@ async fn a_stalled_http2_client_is_disconnected() {
     up.assert_received_nothing().await;
 }
 
+#[tokio::test]
+async fn an_http2_client_sending_a_frame_one_byte_at_a_time_is_disconnected() {
+    // Slowloris that keeps both clocks of the stalled test above running:
+    // a HEADERS frame (or a frame of a type h2 ignores) declared 16000 bytes
+    // long, sent one byte every 200 ms. Bytes keep arriving (never idle),
+    // no request ever starts; with header_read_timeout = 1s it must be cut
+    // as an HTTP/1.1 head is. Before review 14 (R1) it stayed open for as
+    // long as the client kept sending (hours, at one byte per idle_timeout).
+    use tokio::io::AsyncWriteExt;
+    let up = EchoUpstream::start().await;
+    let toml = config(
+        "idle_timeout = \"3s\"\nheader_read_timeout = \"1s\"",
+        &route("app", "app.test", "/", &up.url(), "public = [\"/static/\"]"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    for kind in [h2::HEADERS, 0xfa] {
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let mut out = h2::PREFACE.to_vec();
+        out.extend(h2::frame(h2::SETTINGS, 0, 0, &[]));
+        // The frame header alone: 16000 payload bytes announced.
+        let header = h2::frame(kind, h2::END_STREAM | h2::END_HEADERS, 1, &[]);
+        out.extend_from_slice(&16000u32.to_be_bytes()[1..]);
+        out.extend_from_slice(&header[3..]);
+        wr.write_all(&out).await.unwrap();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..60 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                if wr.write_all(&[0x40]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let (_, closed) = h2::read_frames_until_eof(&mut rd, DEADLINE).await;
+        trickle.abort();
+        assert!(
+            closed && started.elapsed() < std::time::Duration::from_secs(6),
+            "a frame of type {kind:#x} sent byte by byte kept the connection open for {:?}",
+            started.elapsed()
+        );
+    }
+    up.assert_received_nothing().await;
+    assert_still_serving(&gw).await;
+}
+
 /// An upstream that, like a "CL.0" back-end, answers `POST /early` from the
 /// head alone (401) without reading its body and keeps the connection open:
 /// the unread body is parsed as the start of the next request on that
