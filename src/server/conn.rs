@@ -345,7 +345,7 @@ async fn serve_http<I>(
     let io = TokioIo::new(Tracked {
         inner: io,
         watched: watched.clone(),
-        first_read: true,
+        start: Start::default(),
         frames: None,
     });
     let peer_ip = info.peer.ip();
@@ -559,10 +559,36 @@ thread_local! {
 struct Tracked<I> {
     inner: I,
     watched: Arc<Watched>,
-    /// No bytes read yet: the first ones say whether this is HTTP/2.
-    first_read: bool,
+    /// The first bytes read, until they say whether this is HTTP/2.
+    start: Start,
     /// HTTP/2: where the client's bytes stand, frame by frame.
     frames: Option<Box<H2Frames>>,
+}
+
+/// A connection's first bytes, kept until they tell HTTP/2's preface
+/// ("PRI ") from HTTP/1.
+#[derive(Default)]
+struct Start {
+    bytes: [u8; 4],
+    seen: usize,
+    decided: bool,
+}
+
+impl Start {
+    /// Takes the next bytes read; true once they make "PRI ", the moment
+    /// the connection is known to be HTTP/2.
+    fn push(&mut self, got: &[u8]) -> bool {
+        let take = (self.bytes.len() - self.seen).min(got.len());
+        self.bytes[self.seen..self.seen + take].copy_from_slice(&got[..take]);
+        self.seen += take;
+        let start = &self.bytes[..self.seen];
+        if !proxy_protocol::looks_like_h2(start) {
+            self.decided = true;
+            return false;
+        }
+        self.decided = self.seen == self.bytes.len();
+        self.decided
+    }
 }
 
 /// Follows an HTTP/2 client's bytes frame by frame (RFC 9113 3.4, 4.1) to
@@ -660,13 +686,18 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         let got = &buf.filled()[before..];
         if !got.is_empty() {
-            if self.first_read {
-                self.first_read = false;
+            if !self.start.decided {
                 // The same test as the sniffing of plain connections; here it
-                // also covers TLS, whose first decrypted bytes it sees.
-                if proxy_protocol::looks_like_h2(got) {
+                // also covers TLS, whose first decrypted bytes it sees. Only
+                // the whole "PRI " decides: a TLS client can send "P" alone
+                // in its first record, and an HTTP/1 connection taken for
+                // HTTP/2 would escape the head timeout.
+                let earlier = self.start.seen;
+                if self.start.push(got) {
                     self.watched.set_h2();
-                    self.frames = Some(Box::new(H2Frames::new()));
+                    let mut frames = H2Frames::new();
+                    frames.feed(&self.start.bytes[..earlier]);
+                    self.frames = Some(Box::new(frames));
                 }
             }
             let got = &buf.filled()[before..];

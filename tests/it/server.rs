@@ -621,6 +621,23 @@ fn write_cert(cert: &Path, key: &Path) {
 /// Handshake offering `alpn`; with http/1.1 also `GET /`.
 /// Returns (negotiated ALPN, served leaf certificate, response text).
 async fn tls_get(addr: SocketAddr, alpn: &[&[u8]]) -> (Option<Vec<u8>>, Vec<u8>, String) {
+    let mut tls = tls_connect(addr, alpn).await;
+    let (_, conn) = tls.get_ref();
+    let negotiated = conn.alpn_protocol().map(|p| p.to_vec());
+    let leaf = conn.peer_certificates().unwrap()[0].to_vec();
+    let mut text = String::new();
+    if negotiated.as_deref() == Some(b"http/1.1") {
+        tls.write_all(&get("/")).await.unwrap();
+        text = read_to_close(&mut tls).await;
+    }
+    (negotiated, leaf, text)
+}
+
+/// A TLS connection to `addr` (any certificate) offering `alpn`.
+async fn tls_connect(
+    addr: SocketAddr,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -632,16 +649,56 @@ async fn tls_get(addr: SocketAddr, alpn: &[&[u8]]) -> (Option<Vec<u8>>, Vec<u8>,
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    let (_, conn) = tls.get_ref();
-    let negotiated = conn.alpn_protocol().map(|p| p.to_vec());
-    let leaf = conn.peer_certificates().unwrap()[0].to_vec();
-    let mut text = String::new();
-    if negotiated.as_deref() == Some(b"http/1.1") {
-        tls.write_all(&get("/")).await.unwrap();
-        text = read_to_close(&mut tls).await;
+    connector.connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_tls_http1_head_whose_first_record_is_a_p_is_still_cut_when_slow() {
+    // "P" alone in the first TLS record is a prefix of HTTP/2's "PRI ": the
+    // connection was taken for HTTP/2, which had no head timeout, and an
+    // HTTP/1 head sent one byte at a time then stayed open indefinitely.
+    let up = upstream("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    write_cert(&cert, &key);
+    let tls = format!(
+        "idle_timeout = \"3s\"\n[server.tls]\ncert = {:?}\nkey = {:?}",
+        path(&cert),
+        path(&key)
+    );
+    let config_path = dir.path().join("realmgate.toml");
+    std::fs::write(&config_path, config(up.addr, &tls)).unwrap();
+    let gw = Gateway::spawn_with(dir, config_path);
+
+    let mut s = tls_connect(gw.addr, &[b"http/1.1"]).await;
+    s.write_all(b"P").await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"OST / HTTP/1.1\r\nHost: app.test\r\n")
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let started = Instant::now();
+    let mut cut = false;
+    // One byte every 200 ms; header_read_timeout is 1 s.
+    while started.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if s.write_all(b"X").await.is_err() || s.flush().await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            assert!(!matches!(r, Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 2")));
+            cut = true;
+            break;
+        }
     }
-    (negotiated, leaf, text)
+    assert!(
+        cut && started.elapsed() < Duration::from_secs(5),
+        "a slow head after a lone P kept the connection for {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

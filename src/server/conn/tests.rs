@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures_util::task::noop_waker_ref;
 use tokio::io::AsyncWrite;
 
-use super::{H2Frames, Tracked, COALESCE_MAX};
+use super::{H2Frames, Start, Tracked, COALESCE_MAX};
 use crate::server::watchdog::{Watched, H2_BODY, H2_HEAD, H2_NOTHING};
 
 /// One call the transport saw.
@@ -67,7 +67,7 @@ fn tracked(take: usize) -> Tracked<Recorder> {
             take,
         },
         watched: Arc::new(Watched::new()),
-        first_read: true,
+        start: Start::default(),
         frames: None,
     }
 }
@@ -217,4 +217,23 @@ fn a_frame_sent_one_byte_at_a_time_completes_nothing_until_its_last_byte() {
     // the connection as well.
     let unknown = frame(0xfa, 0, 0, 100);
     assert_eq!(f.feed(&unknown[..50]), (false, H2_HEAD));
+}
+
+#[test]
+fn only_a_whole_h2_preface_start_makes_a_connection_http2() {
+    // A TLS client can put "P" alone in its first record: the connection is
+    // not HTTP/2 until "PRI " is there (else HTTP/1 would escape the head
+    // timeout), and HTTP/1 once the bytes differ.
+    let mut s = Start::default();
+    assert!(!s.push(b"P") && !s.decided);
+    assert!(!s.push(b"R") && !s.decided);
+    assert!(!s.push(b"OPFIND / HTTP/1.1\r\n"));
+    assert!(s.decided, "PROPFIND is HTTP/1");
+    let mut s = Start::default();
+    assert!(!s.push(b"PR"));
+    assert!(s.push(b"I * HTTP/2.0\r\n"), "the preface, cut anywhere");
+    let mut s = Start::default();
+    assert!(!s.push(b"GET / HTTP/1.1\r\n") && s.decided);
+    let mut s = Start::default();
+    assert!(s.push(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
 }
