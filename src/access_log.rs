@@ -41,7 +41,7 @@ pub const BATCH_BYTES: usize = 8 * 1024;
 const BATCH_AGE: Duration = Duration::from_secs(1);
 /// Longest path and user agent logged (bytes of the original; longer ones
 /// are cut and end with `...`).
-const MAX_PATH: usize = 512;
+pub(crate) const MAX_PATH: usize = 512;
 const MAX_USER_AGENT: usize = 256;
 
 /// Where finished lines go once `telemetry::init` ran.
@@ -354,7 +354,7 @@ pub fn flush_thread() {
 
 /// `s` cut to at most `max` bytes (on a UTF-8 boundary when it is UTF-8),
 /// and whether it was cut.
-fn cut(s: &[u8], max: usize) -> (&[u8], bool) {
+pub(crate) fn cut(s: &[u8], max: usize) -> (&[u8], bool) {
     if s.len() <= max {
         return (s, false);
     }

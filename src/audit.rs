@@ -208,7 +208,7 @@ impl Event<'_> {
                 // refused request cannot write a 64 KiB line (hyper takes
                 // URIs up to that) that log shippers split or drop.
                 put("method", clipped(method, MAX_METHOD).into());
-                put("path", clipped(path, MAX_PATH).into());
+                put("path", clipped(path, crate::access_log::MAX_PATH).into());
                 put("reason", (*reason).into());
                 put("client_address", client.to_string().into());
             }
@@ -217,23 +217,20 @@ impl Event<'_> {
     }
 }
 
-/// Longest path of an `admin_refused` event (the access log's limit).
-const MAX_PATH: usize = 512;
 /// Longest method of an `admin_refused` event (an extension method can be
 /// any token).
 const MAX_METHOD: usize = 32;
 
-/// `s` cut to at most `max` bytes on a character boundary, with `...` when
-/// it was cut.
+/// `s` cut to at most `max` bytes as the access log cuts its fields (on a
+/// character boundary), with `...` when it was cut.
 fn clipped(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+    let (kept, was_cut) = crate::access_log::cut(s.as_bytes(), max);
+    let kept = String::from_utf8_lossy(kept);
+    if was_cut {
+        format!("{kept}...")
+    } else {
+        kept.into_owned()
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 /// The audit writer of one configuration generation.
